@@ -1,0 +1,1 @@
+//! citypass-gate (being built).

@@ -1,0 +1,1 @@
+//! citypass-proto (being built).

@@ -1,0 +1,1 @@
+//! citypass-runtime (being built).

@@ -1,0 +1,1 @@
+//! citypass-token (being built).
