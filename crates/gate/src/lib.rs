@@ -1,1 +1,16 @@
-//! citypass-gate (being built).
+//! The gate decision for a gate that works on its own: signature, time, scope, replay.
+//!
+//! A gate controller (or the demo) holds the issuer's public key set and checks codes
+//! with no network at all. It depends only on `citypass-token` (and later the
+//! revocation snapshot format), so it runs on small controllers without the service
+//! stack. The online verifier service applies the same rules plus revocation, shared
+//! replay marks and scene policy.
+#![forbid(unsafe_code)]
+
+mod counter;
+mod decision;
+mod replay;
+
+pub use counter::CounterMemory;
+pub use decision::{Decision, DenyReason, Gate, GateConfig, Presented};
+pub use replay::ReplayMemory;

@@ -1,1 +1,40 @@
-//! citypass-runtime (being built).
+//! What every citypass service reuses, so that services differ only in their logic.
+//!
+//! A service's `main.rs` is: load its configuration ([`config::load`]), start telemetry
+//! ([`telemetry::init`]), build its stores and handlers, and [`Server::run`] them. The
+//! server then brings the same surroundings to every service:
+//!
+//! - [`config`]: a YAML file, then `CITYPASS_…` environment variables on top;
+//! - [`telemetry`]: logs and OpenTelemetry traces, OTLP export when configured;
+//! - [`trace_context`]: W3C `traceparent` injected by clients and extracted by servers;
+//! - [`stack`]: timeout, concurrency limit and load shedding, answered as gRPC statuses;
+//! - [`deadline`]: each call's deadline, for the work (and downstream calls) it causes;
+//! - [`health`] and reflection, on every server;
+//! - [`shutdown`]: SIGTERM → `NOT_SERVING` → stop accepting → drain → exit;
+//! - [`status`]: the one place where errors become `tonic::Status`.
+//!
+//! This crate does not know the citypass API: callers pass their generated services and
+//! descriptor sets in.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod deadline;
+pub mod health;
+mod reflection;
+pub mod serve;
+pub mod shutdown;
+pub mod stack;
+pub mod status;
+pub mod telemetry;
+pub mod trace_context;
+
+pub use config::{ConfigError, ServerConfig};
+pub use deadline::Deadline;
+pub use health::HealthHandle;
+pub use reflection::ReflectionError;
+pub use serve::{ServeError, Server};
+pub use status::{ErrorKind, IntoStatus, ServiceError, to_status};
+pub use telemetry::{TelemetryError, TelemetryGuard};
+pub use tonic_health::ServingStatus;
+pub use trace_context::{InjectTraceContext, InjectTraceContextLayer};

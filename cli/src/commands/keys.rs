@@ -1,0 +1,174 @@
+//! `citypass keys ...`: the issuer's key ring on disk.
+//!
+//! The ring (`keyring.json`, private, mode 0600) and the public set derived from it
+//! (`keyset.jwks.json`) are always written together, so the published set can never
+//! lag the ring. See keys/README.md for the rotation procedure these steps implement.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use citypass_token::{Keyring, Kid, SystemRandom};
+use clap::Subcommand;
+
+use super::clock;
+
+const RING: &str = "keyring.json";
+const JWKS: &str = "keyset.jwks.json";
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Write a new key ring (one Ed25519 signing key, one subject-sealing key).
+    Generate {
+        /// Folder for keyring.json and keyset.jwks.json.
+        #[arg(long, default_value = "keys/dev")]
+        dir: PathBuf,
+        /// The `iss` claim of codes signed with this ring.
+        #[arg(long, default_value = "cp")]
+        iss: String,
+        /// Mark the ring as production keys (default: dev keys, refused in production).
+        #[arg(long)]
+        production: bool,
+        /// Overwrite an existing ring.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Publish a new key without signing with it yet (step 1 of a rotation).
+    Add {
+        #[arg(long, default_value = "keys/dev")]
+        dir: PathBuf,
+    },
+    /// Switch signing to the newest published key (adding one if none is staged) and
+    /// retire the old key, valid for `--retire-after` more seconds.
+    Rotate {
+        #[arg(long, default_value = "keys/dev")]
+        dir: PathBuf,
+        /// How long codes signed with the old key keep verifying; at least the longest
+        /// code or certificate lifetime.
+        #[arg(long, default_value_t = 86_400 + 300)]
+        retire_after: u64,
+    },
+    /// Mark a key revoked: every code it signed fails at once.
+    Revoke {
+        #[arg(long, default_value = "keys/dev")]
+        dir: PathBuf,
+        /// The kid, 16 hex digits.
+        kid: String,
+    },
+    /// Print the key ring's public summary.
+    Show {
+        #[arg(long, default_value = "keys/dev")]
+        dir: PathBuf,
+    },
+}
+
+pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
+    let rng = SystemRandom::new();
+    match cmd {
+        KeysCommand::Generate {
+            dir,
+            iss,
+            production,
+            force,
+        } => {
+            if dir.join(RING).exists() && !force {
+                bail!(
+                    "{} exists; pass --force to replace it",
+                    dir.join(RING).display()
+                );
+            }
+            let ring = Keyring::generate(&iss, !production, &rng)?;
+            save(&dir, &ring)?;
+            println!(
+                "wrote {} ({} keys, signing kid {})",
+                dir.display(),
+                if ring.dev { "dev" } else { "production" },
+                ring.signing_kid()
+            );
+        }
+        KeysCommand::Add { dir } => {
+            let mut ring = load(&dir)?;
+            let kid = ring.add_key(&rng)?;
+            save(&dir, &ring)?;
+            println!(
+                "published {kid}; it signs after `citypass keys rotate` once gates have refreshed"
+            );
+        }
+        KeysCommand::Rotate { dir, retire_after } => {
+            let mut ring = load(&dir)?;
+            let old = ring.signing_kid();
+            let new = ring.rotate(clock::now()?, retire_after, &rng)?;
+            save(&dir, &ring)?;
+            println!("signing with {new}; {old} retired for {retire_after} s");
+        }
+        KeysCommand::Revoke { dir, kid } => {
+            let mut ring = load(&dir)?;
+            ring.revoke(Kid::from_hex(&kid).context("a kid is 16 hex digits")?)?;
+            save(&dir, &ring)?;
+            println!("revoked {kid}");
+        }
+        KeysCommand::Show { dir } => {
+            let ring = load(&dir)?;
+            println!(
+                "iss {}  {}",
+                ring.iss,
+                if ring.dev {
+                    "DEV KEYS"
+                } else {
+                    "production keys"
+                }
+            );
+            for k in ring.public_keyset()?.keys() {
+                let signing = if k.kid() == ring.signing_kid() {
+                    "  (signing)"
+                } else {
+                    ""
+                };
+                println!("{}  {:?}  {:?}{signing}", k.kid(), k.key.alg(), k.status);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn load(dir: &Path) -> anyhow::Result<Keyring> {
+    let path = dir.join(RING);
+    let json = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading {} (run `citypass keys generate` first)",
+            path.display()
+        )
+    })?;
+    Keyring::from_json(&json).with_context(|| format!("loading {}", path.display()))
+}
+
+/// Writes the ring (owner-only) and its public set, each through a temporary file and
+/// a rename so a crash never leaves a half-written key file.
+fn save(dir: &Path, ring: &Keyring) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_atomic(&dir.join(RING), ring.to_json().as_bytes(), true)?;
+    write_atomic(
+        &dir.join(JWKS),
+        ring.public_keyset()?.to_jwks().as_bytes(),
+        false,
+    )
+}
+
+fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = secret;
+    let mut file = options
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::io::Write::write_all(&mut file, bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
+}

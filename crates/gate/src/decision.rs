@@ -1,0 +1,188 @@
+//! One scan, one decision: the gate's rules in their fixed order.
+//!
+//! Order: the code itself (format, key, signature, time: all in `citypass-token`),
+//! then scope, then single use. Single use comes last so that a code refused for
+//! another reason does not burn its `cti`.
+
+use citypass_token::{
+    CodeKind, KeySet, Kid, Scene, TokenError, Validation, kind_of, verify_offline, verify_online,
+};
+use thiserror::Error;
+
+use crate::counter::CounterMemory;
+use crate::replay::{ReplayMemory, ReplayOutcome};
+
+/// How a gate is set up.
+#[derive(Debug, Clone, Copy)]
+pub struct GateConfig {
+    /// The scene this gate serves; a code must include it in its scopes.
+    pub scene: Scene,
+    /// Allowed clock difference, seconds.
+    pub skew: u64,
+    /// Most live codes remembered for single use.
+    pub replay_capacity: usize,
+    /// Most offline certificates whose counters are remembered.
+    pub counter_capacity: usize,
+}
+
+impl GateConfig {
+    /// A gate for `scene` with 30 s skew and room for 100 000 live codes.
+    pub fn new(scene: Scene) -> Self {
+        GateConfig {
+            scene,
+            skew: 30,
+            replay_capacity: 100_000,
+            counter_capacity: 100_000,
+        }
+    }
+}
+
+/// What was accepted (no subject: a gate cannot unseal it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presented {
+    /// An online token.
+    Online { kid: Kid, cti: [u8; 16], exp: u64 },
+    /// An offline code and its certificate serial.
+    Offline {
+        issuer_kid: Kid,
+        cti: [u8; 16],
+        serial: [u8; 16],
+        counter: u64,
+        exp: u64,
+        /// The certificate's expiry: how long its counter must be remembered.
+        certificate_exp: u64,
+    },
+}
+
+/// Why a scan was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DenyReason {
+    /// The code failed a format, key, signature or time rule.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// The code does not include this gate's scene.
+    #[error("scope does not include this scene")]
+    ScopeNotAllowed,
+    /// This code was already used.
+    #[error("code already used")]
+    Replayed,
+    /// An offline code older than one already seen from the same certificate.
+    #[error("offline counter not above the last one seen")]
+    CounterReplay,
+    /// The gate's single-use memory is full of live entries (fail closed).
+    #[error("replay memory full")]
+    MemoryFull,
+}
+
+impl DenyReason {
+    /// Stable snake-case name (the token error's name for token failures).
+    pub fn code(&self) -> &'static str {
+        match self {
+            DenyReason::Token(e) => e.code(),
+            DenyReason::ScopeNotAllowed => "scope_not_allowed",
+            DenyReason::Replayed => "replayed",
+            DenyReason::CounterReplay => "counter_replay",
+            DenyReason::MemoryFull => "replay_memory_full",
+        }
+    }
+}
+
+/// The outcome of one scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow(Presented),
+    Deny(DenyReason),
+}
+
+/// A gate: key set, scene, and the memories that make codes single-use.
+#[derive(Debug)]
+pub struct Gate {
+    keys: KeySet,
+    config: GateConfig,
+    replay: ReplayMemory,
+    counters: CounterMemory,
+}
+
+impl Gate {
+    /// A gate trusting `keys`.
+    pub fn new(keys: KeySet, config: GateConfig) -> Self {
+        Gate {
+            keys,
+            replay: ReplayMemory::new(config.replay_capacity),
+            counters: CounterMemory::new(config.counter_capacity),
+            config,
+        }
+    }
+
+    /// Replaces the key set (after a refresh); memories are kept.
+    pub fn set_keys(&mut self, keys: KeySet) {
+        self.keys = keys;
+    }
+
+    /// Decides on a scanned `text` at `now` (Unix seconds).
+    pub fn check(&mut self, text: &str, now: u64) -> Decision {
+        match self.try_check(text, now) {
+            Ok(p) => Decision::Allow(p),
+            Err(reason) => Decision::Deny(reason),
+        }
+    }
+
+    fn try_check(&mut self, text: &str, now: u64) -> Result<Presented, DenyReason> {
+        let v = Validation::at(now).with_skew(self.config.skew);
+        let presented = match kind_of(text)? {
+            CodeKind::Online => {
+                let t = verify_online(text, &self.keys, &v)?;
+                if !t.claims.scopes.contains(self.config.scene) {
+                    return Err(DenyReason::ScopeNotAllowed);
+                }
+                Presented::Online {
+                    kid: t.kid,
+                    cti: t.claims.cti,
+                    exp: t.claims.exp,
+                }
+            }
+            CodeKind::Offline => {
+                let o = verify_offline(text, &self.keys, &v)?;
+                if !o.certificate.scopes.contains(self.config.scene) {
+                    return Err(DenyReason::ScopeNotAllowed);
+                }
+                Presented::Offline {
+                    issuer_kid: o.issuer_kid,
+                    cti: o.cti,
+                    serial: o.certificate.serial,
+                    counter: o.counter,
+                    exp: o.exp,
+                    certificate_exp: o.certificate.exp,
+                }
+            }
+        };
+        let (cti, exp) = match &presented {
+            Presented::Online { cti, exp, .. } | Presented::Offline { cti, exp, .. } => {
+                (*cti, *exp)
+            }
+        };
+        match self
+            .replay
+            .record(cti, exp.saturating_add(self.config.skew), now)
+        {
+            ReplayOutcome::First => {}
+            ReplayOutcome::Replayed => return Err(DenyReason::Replayed),
+            ReplayOutcome::Full => return Err(DenyReason::MemoryFull),
+        }
+        if let Presented::Offline {
+            serial,
+            counter,
+            certificate_exp,
+            ..
+        } = &presented
+        {
+            let forget_at = certificate_exp.saturating_add(self.config.skew);
+            match self.counters.advance(*serial, *counter, forget_at, now) {
+                Some(true) => {}
+                Some(false) => return Err(DenyReason::CounterReplay),
+                None => return Err(DenyReason::MemoryFull),
+            }
+        }
+        Ok(presented)
+    }
+}

@@ -1,0 +1,262 @@
+//! Layered configuration: a YAML file, then environment variables on top.
+//!
+//! The file holds what an operator reviews and versions (a ConfigMap); the environment holds
+//! what differs per deployment or is injected by the platform (addresses, endpoints). The
+//! environment always wins, so one file can serve every environment.
+//!
+//! # Environment convention
+//!
+//! With prefix `CITYPASS`, a variable `CITYPASS_<KEY>` sets `<key>` (lower-cased), and a
+//! double underscore `__` descends one level. Single underscores stay part of the key:
+//!
+//! | variable | sets |
+//! |---|---|
+//! | `CITYPASS_SERVER__LISTEN=0.0.0.0:50051` | `server.listen` |
+//! | `CITYPASS_SERVER__REQUEST_TIMEOUT=2s` | `server.request_timeout` |
+//! | `CITYPASS_SERVER__OTLP_ENDPOINT=` (empty) | unsets the optional `server.otlp_endpoint` |
+//! | `CITYPASS_REDIS_URL=redis://…` | `redis_url` |
+//! | `CITYPASS_PEERS=a:1,b:2` | the list `peers` (comma-separated) |
+//!
+//! `<PREFIX>_CONFIG` is reserved for the path of the file itself ([`config_path_from_env`]).
+//! Values are typed by the field they land in: `"64"` becomes a number for a number field
+//! and stays text for a text field. Structs using [`ServerConfig`] nest it under a key
+//! (conventionally `server`), and reject unknown keys, so a misspelt variable or key is an
+//! error rather than a silently ignored setting.
+
+pub mod duration;
+mod tree;
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use self::tree::{Node, NodeDeserializer};
+
+/// Why configuration could not be loaded. Every variant names the file, key or variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not well-formed YAML (the message carries line and column).
+    #[error("config file {path} is not valid YAML: {source}")]
+    Parse {
+        path: PathBuf,
+        /// Boxed: the parser's error is large and this path is cold.
+        #[source]
+        source: Box<serde_saphyr::Error>,
+    },
+    /// A variable with the prefix cannot be used as a key.
+    #[error("environment variable {var}: {reason}")]
+    Environment { var: String, reason: &'static str },
+    /// A value does not fit its field, a required key is missing, or a key is unknown.
+    #[error("config key `{key}` (from {origin}): {message}")]
+    Invalid {
+        /// Dotted path, e.g. `server.request_timeout`; empty for the top level.
+        key: String,
+        origin: Origin,
+        message: String,
+    },
+}
+
+/// Where an offending value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// An environment variable (its full name).
+    Environment(String),
+    /// The config file.
+    File(PathBuf),
+    /// Neither: no file was given and the key has no default.
+    Defaults,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Environment(var) => write!(f, "environment variable {var}"),
+            Origin::File(path) => write!(f, "config file {}", path.display()),
+            Origin::Defaults => f.write_str("defaults; no config file given"),
+        }
+    }
+}
+
+/// Loads `T` from the YAML file at `path` (if any), overridden by the process environment.
+///
+/// `env_prefix` is given without the trailing underscore (`"CITYPASS"`).
+pub fn load<T: DeserializeOwned>(path: Option<&Path>, env_prefix: &str) -> Result<T, ConfigError> {
+    load_from(path, env_prefix, std::env::vars_os())
+}
+
+/// [`load`] with an explicit environment, so tests need not mutate the process's.
+pub fn load_from<T, I>(path: Option<&Path>, env_prefix: &str, vars: I) -> Result<T, ConfigError>
+where
+    T: DeserializeOwned,
+    I: IntoIterator<Item = (OsString, OsString)>,
+{
+    let mut root = match path {
+        Some(path) => read_file(path)?,
+        None => Node::Null,
+    };
+    apply_environment(&mut root, env_prefix, vars)?;
+    T::deserialize(NodeDeserializer(root)).map_err(|e| ConfigError::Invalid {
+        key: e.key(),
+        origin: match (&e.env, path) {
+            (Some(var), _) => Origin::Environment(var.clone()),
+            (None, Some(path)) => Origin::File(path.to_owned()),
+            (None, None) => Origin::Defaults,
+        },
+        message: e.message,
+    })
+}
+
+/// The config file named by `<PREFIX>_CONFIG`, if set.
+pub fn config_path_from_env(env_prefix: &str) -> Option<PathBuf> {
+    std::env::var_os(format!("{env_prefix}_CONFIG")).map(PathBuf::from)
+}
+
+fn read_file(path: &Path) -> Result<Node, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    if text.trim().is_empty() {
+        return Ok(Node::Null);
+    }
+    serde_saphyr::from_str::<Node>(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source: Box::new(source),
+    })
+}
+
+fn apply_environment<I>(root: &mut Node, env_prefix: &str, vars: I) -> Result<(), ConfigError>
+where
+    I: IntoIterator<Item = (OsString, OsString)>,
+{
+    let prefix = format!("{env_prefix}_");
+    let reserved = format!("{env_prefix}_CONFIG");
+    let mut overrides = Vec::new();
+    for (name, value) in vars {
+        // Variables of other programs may be anything; only ours must be UTF-8.
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        if name == reserved {
+            continue;
+        }
+        let value = value.into_string().map_err(|_| ConfigError::Environment {
+            var: name.to_owned(),
+            reason: "value is not valid UTF-8",
+        })?;
+        let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+        if path.iter().any(String::is_empty) {
+            return Err(ConfigError::Environment {
+                var: name.to_owned(),
+                reason: "empty key segment (check for stray or tripled underscores)",
+            });
+        }
+        overrides.push((name.to_owned(), path, value));
+    }
+    // Deterministic regardless of the environment's order: a parent set after its child
+    // would otherwise erase the child.
+    overrides.sort_by(|a, b| a.1.len().cmp(&b.1.len()).then_with(|| a.0.cmp(&b.0)));
+    for (name, path, value) in overrides {
+        root.set(
+            &path,
+            Node::Scalar {
+                text: value,
+                env: Some(name),
+            },
+        );
+    }
+    Ok(())
+}
+
+/// What every gRPC service needs to run, whatever it does.
+///
+/// Only `service_name` is required; everything else has a production-sensible default.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Reported to tracing backends as `service.name`.
+    pub service_name: String,
+    /// Address to listen on (default `0.0.0.0:50051`).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Longest a call may take before it is answered `DEADLINE_EXCEEDED` (default `5s`).
+    /// A caller's shorter `grpc-timeout` still applies.
+    #[serde(
+        default = "default_request_timeout",
+        deserialize_with = "duration::deserialize_positive"
+    )]
+    pub request_timeout: Duration,
+    /// Calls in flight across all connections; the next one is shed with
+    /// `RESOURCE_EXHAUSTED` rather than queued (default 1024).
+    #[serde(default = "default_concurrency_limit")]
+    pub concurrency_limit: NonZeroUsize,
+    /// After a shutdown signal, how long to keep serving while reporting `NOT_SERVING`, so
+    /// that load balancers stop sending before the listener closes (default `0s`; in
+    /// Kubernetes a preStop sleep usually does this job).
+    #[serde(default, deserialize_with = "duration::deserialize")]
+    pub shutdown_delay: Duration,
+    /// How long in-flight calls may take to finish once the listener is closed (default `10s`).
+    #[serde(
+        default = "default_drain_timeout",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub shutdown_drain_timeout: Duration,
+    /// OTLP/gRPC collector endpoint (e.g. `http://otel-collector:4317`); no export if unset.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+    /// `tracing` filter directives for the log output, e.g. `info,citypass=debug` (default `info`).
+    #[serde(default = "default_log_filter")]
+    pub log_filter: String,
+}
+
+impl ServerConfig {
+    /// A configuration with every default, for tests and the all-in-one `citypass dev`.
+    pub fn new(service_name: impl Into<String>) -> Self {
+        ServerConfig {
+            service_name: service_name.into(),
+            listen: default_listen(),
+            request_timeout: default_request_timeout(),
+            concurrency_limit: default_concurrency_limit(),
+            shutdown_delay: Duration::ZERO,
+            shutdown_drain_timeout: default_drain_timeout(),
+            otlp_endpoint: None,
+            log_filter: default_log_filter(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::UNSPECIFIED, 50051))
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_concurrency_limit() -> NonZeroUsize {
+    // Evaluated at compile time: cannot fail at run time.
+    const LIMIT: NonZeroUsize = NonZeroUsize::new(1024).unwrap();
+    LIMIT
+}
+
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_log_filter() -> String {
+    "info".to_owned()
+}

@@ -1,0 +1,164 @@
+//! Logs and traces: a `tracing` subscriber with human-readable output and an OpenTelemetry
+//! layer, exporting over OTLP/gRPC when an endpoint is configured.
+//!
+//! Spans are always turned into OpenTelemetry spans, export or not, because trace context
+//! must flow *through* a service even when that service exports nothing: otherwise one
+//! service without a collector cuts every trace that crosses it in two.
+//!
+//! For the same reason the log filter (`log_filter`) applies to the log output only; the
+//! OpenTelemetry layer has its own fixed `INFO` threshold. Otherwise `log_filter: warn`
+//! would silently disable request spans and break trace propagation.
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Subscriber;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, fmt};
+
+use crate::config::ServerConfig;
+
+/// Instrumentation scope of the spans this crate's subscriber produces.
+const TRACER_NAME: &str = "citypass";
+
+/// Why telemetry could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// `log_filter` is not valid `tracing` filter syntax.
+    #[error("invalid log filter `{filter}`: {source}")]
+    Filter {
+        filter: String,
+        #[source]
+        source: tracing_subscriber::filter::ParseError,
+    },
+    /// The OTLP exporter could not be built (e.g. a malformed endpoint).
+    #[error("cannot build the OTLP exporter for `{endpoint}`: {source}")]
+    Exporter {
+        endpoint: String,
+        #[source]
+        source: opentelemetry_otlp::ExporterBuildError,
+    },
+    /// OTLP export over gRPC runs its connection on the caller's tokio runtime.
+    #[error("OTLP export needs a tokio runtime: call telemetry::init from inside one")]
+    NoRuntime,
+    /// A global subscriber was installed already (telemetry initialised twice).
+    #[error("a global tracing subscriber is already installed")]
+    AlreadyInstalled(#[source] tracing_subscriber::util::TryInitError),
+}
+
+/// Keeps the tracer provider alive; flushes and shuts it down when the service stops.
+///
+/// Prefer `guard.shutdown().await` at the end of `main`. Dropping the guard also flushes
+/// on a multi-threaded runtime or outside any runtime.
+#[must_use = "dropping the guard shuts telemetry down"]
+#[derive(Debug)]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl TelemetryGuard {
+    /// Flushes pending spans and shuts the exporter down.
+    pub async fn shutdown(mut self) {
+        if let Some(provider) = self.provider.take() {
+            // Shutdown blocks until the export finishes; keep it off the async workers.
+            match tokio::task::spawn_blocking(move || provider.shutdown()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::warn!(%err, "telemetry shutdown failed"),
+                Err(err) => tracing::warn!(%err, "telemetry shutdown task failed"),
+            }
+        }
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        let Some(provider) = self.provider.take() else {
+            return;
+        };
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        let result = match Handle::try_current().map(|h| h.runtime_flavor()) {
+            Err(_) => provider.shutdown(),
+            Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| provider.shutdown()),
+            // Blocking the only worker would stall the exporter that needs it.
+            Ok(_) => {
+                tracing::warn!(
+                    "telemetry guard dropped on a current-thread runtime; call shutdown().await to flush"
+                );
+                return;
+            }
+        };
+        if let Err(err) = result {
+            tracing::warn!(%err, "telemetry shutdown failed");
+        }
+    }
+}
+
+/// Installs the global subscriber for a service: log output filtered by
+/// `config.log_filter`, OpenTelemetry spans for `config.service_name`, OTLP export to
+/// `config.otlp_endpoint` if set, and W3C trace context as the global propagator.
+///
+/// Must be called from inside a tokio runtime when an OTLP endpoint is set.
+pub fn init(config: &ServerConfig) -> Result<TelemetryGuard, TelemetryError> {
+    let provider = tracer_provider(&config.service_name, config.otlp_endpoint.as_deref())?;
+    subscriber(&config.log_filter, &provider)?
+        .try_init()
+        .map_err(TelemetryError::AlreadyInstalled)?;
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    Ok(TelemetryGuard {
+        provider: Some(provider),
+    })
+}
+
+/// A tracer provider for `service_name`, batching spans to `otlp_endpoint` if given and
+/// keeping them local (ids and propagation only) otherwise.
+pub fn tracer_provider(
+    service_name: &str,
+    otlp_endpoint: Option<&str>,
+) -> Result<SdkTracerProvider, TelemetryError> {
+    let resource = Resource::builder()
+        .with_service_name(service_name.to_owned())
+        .build();
+    let builder = SdkTracerProvider::builder().with_resource(resource);
+    let Some(endpoint) = otlp_endpoint else {
+        return Ok(builder.build());
+    };
+    // The tonic channel behind the exporter is spawned on the current runtime; the batch
+    // processor's own thread then only drives futures that this runtime completes.
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(TelemetryError::NoRuntime);
+    }
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .build()
+        .map_err(|source| TelemetryError::Exporter {
+            endpoint: endpoint.to_owned(),
+            source,
+        })?;
+    Ok(builder.with_batch_exporter(exporter).build())
+}
+
+/// The subscriber [`init`] installs, built but not installed, so tests can install it for
+/// one thread (`tracing::subscriber::set_default`) with a provider of their own.
+pub fn subscriber(
+    log_filter: &str,
+    provider: &SdkTracerProvider,
+) -> Result<impl Subscriber + Send + Sync + 'static, TelemetryError> {
+    let filter =
+        EnvFilter::builder()
+            .parse(log_filter)
+            .map_err(|source| TelemetryError::Filter {
+                filter: log_filter.to_owned(),
+                source,
+            })?;
+    let logs = fmt::layer().with_filter(filter);
+    let traces = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer(TRACER_NAME))
+        .with_filter(LevelFilter::INFO);
+    Ok(tracing_subscriber::registry().with(logs).with(traces))
+}
