@@ -55,7 +55,7 @@ pub enum ServeError {
 /// A service's gRPC server: its handlers, the names health reports, and the descriptor
 /// sets reflection serves.
 ///
-/// ```ignore
+/// ```text
 /// let config: MyConfig = citypass_runtime::config::load(path.as_deref(), "CITYPASS")?;
 /// let telemetry = citypass_runtime::telemetry::init(&config.server)?;
 /// Server::new(config.server)

@@ -103,7 +103,7 @@ impl Extractor for HeaderExtractor<'_> {
 
 /// Client-side layer: every outgoing request carries the current span's trace context.
 ///
-/// ```ignore
+/// ```text
 /// let channel = tower::ServiceBuilder::new()
 ///     .layer(InjectTraceContextLayer)
 ///     .service(endpoint.connect().await?);
