@@ -162,6 +162,15 @@ impl Keyring {
         serde_json::to_string_pretty(&file).unwrap_or_default()
     }
 
+    /// Refuses a dev ring: production configuration calls this at start-up, so a key
+    /// made on a laptop can never sign real codes.
+    pub fn ensure_production(&self) -> Result<(), TokenError> {
+        if self.dev {
+            return Err(bad("dev keys are refused in production"));
+        }
+        Ok(())
+    }
+
     /// The kid that signs now.
     pub fn signing_kid(&self) -> Kid {
         self.signing
@@ -284,6 +293,23 @@ mod tests {
         let mut parsed = parsed;
         parsed.rotate(2_000, 300, &rng).unwrap();
         assert!(parsed.public_keyset().unwrap().get(&first).is_none());
+    }
+
+    #[test]
+    fn production_refuses_dev_rings() {
+        let rng = ring::rand::SystemRandom::new();
+        assert!(
+            Keyring::generate("cp", true, &rng)
+                .unwrap()
+                .ensure_production()
+                .is_err()
+        );
+        assert!(
+            Keyring::generate("cp", false, &rng)
+                .unwrap()
+                .ensure_production()
+                .is_ok()
+        );
     }
 
     #[test]

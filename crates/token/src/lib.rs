@@ -31,6 +31,7 @@ mod keys;
 mod keyset;
 mod offline;
 mod online;
+mod proof;
 mod qr;
 mod scope;
 mod seal;
@@ -48,6 +49,10 @@ pub use keys::{Algorithm, DeviceKey, IssuerKey, Kid, PublicKey};
 pub use keyset::{KeySet, KeyStatus, PublishedKey};
 pub use offline::{OfflineSigner, VerifiedOffline, sign_offline, verify_offline};
 pub use online::{VerifiedToken, sign_online, verify_online};
+pub use proof::{
+    RequestProof, binding_message, sha256, sign_key_set, sign_snapshot, verify_key_set,
+    verify_snapshot,
+};
 pub use qr::Qr;
 pub use scope::{Scene, Scopes};
 pub use seal::SubjectKey;

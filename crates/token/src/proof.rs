@@ -1,0 +1,180 @@
+//! The byte layouts that a device key or the issuer key signs outside of codes.
+//!
+//! Each message starts with its own context string and length-prefixes every
+//! variable field, so a signature made for one purpose can never verify as another
+//! (a binding answer as a request, a key set as a snapshot) and no two field splits
+//! give the same bytes. The app, the identity service, the issuer and gates all build
+//! these from here, so the layout is defined exactly once.
+
+use crate::TokenError;
+use crate::keys::{DeviceKey, IssuerKey, PublicKey};
+use ring::rand::SecureRandom;
+
+const BIND: &[u8] = b"citypass/v1/bind-device";
+const REQUEST: &[u8] = b"citypass/v1/device-request";
+const KEY_SET: &[u8] = b"citypass/v1/key-set";
+const SNAPSHOT: &[u8] = b"citypass/v1/revocation-snapshot";
+
+fn message(context: &[u8], fields: &[&[u8]]) -> Vec<u8> {
+    let len = context.len() + fields.iter().map(|f| 4 + f.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(context);
+    for f in fields {
+        // Fields are bounded by gRPC message limits, far below 4 GiB.
+        out.extend_from_slice(&u32::try_from(f.len()).unwrap_or(u32::MAX).to_be_bytes());
+        out.extend_from_slice(f);
+    }
+    out
+}
+
+/// What a device signs to bind itself: the subject, the server's challenge and the
+/// device's own public key (so the answer cannot be moved to another subject or key).
+pub fn binding_message(subject_id: &str, challenge: &[u8], device_key: &PublicKey) -> Vec<u8> {
+    message(
+        BIND,
+        &[subject_id.as_bytes(), challenge, device_key.as_bytes()],
+    )
+}
+
+/// The signed parts of an app request (a `DeviceProof`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestProof<'a> {
+    /// The full gRPC method path, e.g. `/citypass.v1.IssuerService/IssueToken`.
+    pub method: &'a str,
+    /// Device clock at signing: Unix seconds and nanoseconds.
+    pub seconds: i64,
+    pub nanos: i32,
+    /// At least 16 random bytes, never reused.
+    pub nonce: &'a [u8],
+    /// SHA-256 of the request message encoded with its proof unset.
+    pub body_sha256: &'a [u8],
+}
+
+impl RequestProof<'_> {
+    /// The bytes the device key signs.
+    pub fn message(&self) -> Vec<u8> {
+        message(
+            REQUEST,
+            &[
+                self.method.as_bytes(),
+                &self.seconds.to_be_bytes(),
+                &self.nanos.to_be_bytes(),
+                self.nonce,
+                self.body_sha256,
+            ],
+        )
+    }
+
+    /// Signs with the bound device key (ES256, raw r ‖ s).
+    pub fn sign(&self, key: &DeviceKey, rng: &dyn SecureRandom) -> Result<Vec<u8>, TokenError> {
+        key.sign(rng, &self.message())
+    }
+
+    /// Checks a device signature; the key's pinned algorithm must be ES256.
+    pub fn verify(&self, key: &PublicKey, signature: &[u8]) -> Result<(), TokenError> {
+        if key.alg() != crate::Algorithm::Es256 {
+            return Err(TokenError::AlgMismatch);
+        }
+        key.verify(&self.message(), signature)
+    }
+}
+
+/// SHA-256, for request body hashes.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref());
+    out
+}
+
+/// The issuer's detached signature over a published JWKS document.
+pub fn sign_key_set(key: &IssuerKey, jwks_json: &[u8]) -> Vec<u8> {
+    key.sign(&message(KEY_SET, &[jwks_json]))
+}
+
+/// Checks a key set signature with a key the verifier already trusts.
+pub fn verify_key_set(
+    key: &PublicKey,
+    jwks_json: &[u8],
+    signature: &[u8],
+) -> Result<(), TokenError> {
+    key.verify(&message(KEY_SET, &[jwks_json]), signature)
+}
+
+/// The issuer's detached signature over a revocation snapshot.
+pub fn sign_snapshot(key: &IssuerKey, snapshot: &[u8]) -> Vec<u8> {
+    key.sign(&message(SNAPSHOT, &[snapshot]))
+}
+
+/// Checks a revocation snapshot signature.
+pub fn verify_snapshot(
+    key: &PublicKey,
+    snapshot: &[u8],
+    signature: &[u8],
+) -> Result<(), TokenError> {
+    key.verify(&message(SNAPSHOT, &[snapshot]), signature)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring::rand::SystemRandom;
+
+    #[test]
+    fn request_proofs_bind_every_field() {
+        let rng = SystemRandom::new();
+        let device = DeviceKey::generate(&rng).unwrap();
+        let body = sha256(b"request");
+        let proof = RequestProof {
+            method: "/citypass.v1.IssuerService/IssueToken",
+            seconds: 1_800_000_000,
+            nanos: 5,
+            nonce: &[7; 16],
+            body_sha256: &body,
+        };
+        let sig = proof.sign(&device, &rng).unwrap();
+        proof.verify(device.public_key(), &sig).unwrap();
+        let other_body = sha256(b"other");
+        for changed in [
+            RequestProof {
+                method: "/citypass.v1.IssuerService/IssueDeviceCertificate",
+                ..proof
+            },
+            RequestProof {
+                seconds: 1_800_000_001,
+                ..proof
+            },
+            RequestProof {
+                nonce: &[8; 16],
+                ..proof
+            },
+            RequestProof {
+                body_sha256: &other_body,
+                ..proof
+            },
+        ] {
+            assert_eq!(
+                changed.verify(device.public_key(), &sig),
+                Err(TokenError::BadSignature)
+            );
+        }
+    }
+
+    #[test]
+    fn a_key_set_signature_is_not_a_snapshot_signature() {
+        let key = IssuerKey::from_seed(&[1; 32]).unwrap();
+        let sig = sign_key_set(&key, b"{}");
+        verify_key_set(key.public_key(), b"{}", &sig).unwrap();
+        assert!(verify_snapshot(key.public_key(), b"{}", &sig).is_err());
+    }
+
+    #[test]
+    fn binding_answers_are_tied_to_subject_and_key() {
+        let rng = SystemRandom::new();
+        let device = DeviceKey::generate(&rng).unwrap();
+        let msg = binding_message("s1", b"challenge", device.public_key());
+        let sig = device.sign(&rng, &msg).unwrap();
+        device.public_key().verify(&msg, &sig).unwrap();
+        let moved = binding_message("s2", b"challenge", device.public_key());
+        assert!(device.public_key().verify(&moved, &sig).is_err());
+    }
+}

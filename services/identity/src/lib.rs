@@ -1,0 +1,1 @@
+//! citypass-identity (being built).

@@ -1,0 +1,339 @@
+//! What an operator sets for the issuer, with the checks that keep it consistent with
+//! what gates accept.
+//!
+//! Two layers: [`IssuanceConfig`] is what the issuing logic itself needs (lifetimes,
+//! proof freshness, identity cache, scene policy) and is all that an embedding such as
+//! `citypass dev` has to supply ([`IssuanceConfig::default`] is a sane dev and
+//! production default). [`Config`] is the binary's whole file: the runtime's server
+//! section, where keys come from, where identity and Redis are. It is loaded with
+//! `citypass_runtime::config::load` (YAML, then `CITYPASS_…` variables on top).
+//!
+//! Limits are checked at start-up ([`Config::validate`]) rather than discovered at the
+//! gate: a token lifetime above the verifiers' cap, for example, would produce codes
+//! that every gate refuses.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use citypass_runtime::ServerConfig;
+use citypass_runtime::config::duration;
+use serde::Deserialize;
+
+use crate::policy::MinAssurance;
+
+/// Longest online-token lifetime gates accept (`citypass_token::Validation` default).
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
+/// Longest certificate lifetime gates accept (`citypass_token::Validation` default).
+pub const MAX_CERTIFICATE_LIFETIME: Duration = Duration::from_secs(86_400);
+/// Longest proof freshness window accepted: a wider window keeps more nonces and lets
+/// a captured request be replayed to a replica with another nonce store for longer.
+pub const MAX_PROOF_FRESHNESS: Duration = Duration::from_secs(300);
+
+/// Which kind of deployment this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Environment {
+    /// A laptop or a test: dev key rings and in-memory stores are fine.
+    Dev,
+    /// Real codes: dev key rings are refused (at start-up and at every reload) and a
+    /// shared nonce store (Redis) is required, since replicas must see each other's
+    /// nonces. The default, so that forgetting the setting fails closed.
+    #[default]
+    Production,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid issuer configuration: `{key}` {problem}")]
+pub struct InvalidConfig {
+    /// The offending key, dotted.
+    pub key: &'static str,
+    /// What is wrong with it.
+    pub problem: &'static str,
+}
+
+fn invalid(key: &'static str, problem: &'static str) -> InvalidConfig {
+    InvalidConfig { key, problem }
+}
+
+/// What the issuing logic needs. Every field has a default.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IssuanceConfig {
+    /// Lifetime of an online code (default `60s`; at most 5 minutes, what gates accept).
+    #[serde(deserialize_with = "duration::deserialize_positive")]
+    pub token_lifetime: Duration,
+    /// Certificate lifetime when the request names none (default `24h`).
+    #[serde(deserialize_with = "duration::deserialize_positive")]
+    pub certificate_lifetime: Duration,
+    /// Longest certificate lifetime granted, whatever is requested (default `24h`, also
+    /// the most gates accept).
+    #[serde(deserialize_with = "duration::deserialize_positive")]
+    pub certificate_max_lifetime: Duration,
+    /// How far a request's timestamp may be from the issuer's clock, either side
+    /// (default `30s`). Nonces are remembered for twice this plus a second.
+    #[serde(deserialize_with = "duration::deserialize_positive")]
+    pub proof_freshness: Duration,
+    /// How long a GetDevice answer from identity is reused (default `3s`): the longest
+    /// an unbind or suspension takes to stop issuance.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub identity_cache_ttl: Duration,
+    /// Most devices held in that cache (default 100 000).
+    pub identity_cache_capacity: usize,
+    /// Least assurance level for the hospital scene (default `real_name_verified`).
+    pub hospital_min_assurance: MinAssurance,
+    /// Side of the SVG rendered when a request asks for one, in pixels (default 256).
+    pub svg_min_px: u32,
+}
+
+impl Default for IssuanceConfig {
+    fn default() -> Self {
+        IssuanceConfig {
+            token_lifetime: Duration::from_secs(60),
+            certificate_lifetime: Duration::from_secs(86_400),
+            certificate_max_lifetime: Duration::from_secs(86_400),
+            proof_freshness: Duration::from_secs(30),
+            identity_cache_ttl: Duration::from_secs(3),
+            identity_cache_capacity: 100_000,
+            hospital_min_assurance: MinAssurance::RealNameVerified,
+            svg_min_px: 256,
+        }
+    }
+}
+
+impl IssuanceConfig {
+    /// Checks the limits described on each field.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        if self.token_lifetime < Duration::from_secs(1) || self.token_lifetime > MAX_TOKEN_LIFETIME
+        {
+            return Err(invalid(
+                "issuance.token_lifetime",
+                "must be between 1s and 300s (what gates accept)",
+            ));
+        }
+        if self.certificate_max_lifetime < Duration::from_secs(1)
+            || self.certificate_max_lifetime > MAX_CERTIFICATE_LIFETIME
+        {
+            return Err(invalid(
+                "issuance.certificate_max_lifetime",
+                "must be between 1s and 24h (what gates accept)",
+            ));
+        }
+        if self.certificate_lifetime < Duration::from_secs(1)
+            || self.certificate_lifetime > self.certificate_max_lifetime
+        {
+            return Err(invalid(
+                "issuance.certificate_lifetime",
+                "must be between 1s and certificate_max_lifetime",
+            ));
+        }
+        if self.proof_freshness < Duration::from_secs(1)
+            || self.proof_freshness > MAX_PROOF_FRESHNESS
+        {
+            return Err(invalid(
+                "issuance.proof_freshness",
+                "must be between 1s and 5m",
+            ));
+        }
+        if self.identity_cache_capacity == 0 {
+            return Err(invalid(
+                "issuance.identity_cache_capacity",
+                "must be at least 1",
+            ));
+        }
+        if self.svg_min_px == 0 || self.svg_min_px > 4096 {
+            return Err(invalid("issuance.svg_min_px", "must be between 1 and 4096"));
+        }
+        Ok(())
+    }
+
+    /// How long a nonce must be remembered: a request stamped up to `proof_freshness`
+    /// in the future stays acceptable until `2 × proof_freshness` after it first arrives.
+    pub fn nonce_ttl(&self) -> Duration {
+        self.proof_freshness * 2 + Duration::from_secs(1)
+    }
+}
+
+/// The `citypass-issuer` binary's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listen address, timeouts, telemetry (see `citypass_runtime::ServerConfig`).
+    pub server: ServerConfig,
+    /// `dev` or `production` (the default).
+    #[serde(default)]
+    pub environment: Environment,
+    /// The key ring file (a mounted Secret in Kubernetes; default
+    /// `keys/dev/keyring.json`).
+    #[serde(default = "default_keyring_path")]
+    pub keyring_path: PathBuf,
+    /// How often the key ring file is checked for changes (default `5s`).
+    #[serde(
+        default = "default_key_reload_interval",
+        deserialize_with = "duration::deserialize_positive"
+    )]
+    pub key_reload_interval: Duration,
+    /// The identity service, e.g. `http://identity:50051` (default
+    /// `http://127.0.0.1:50051`).
+    #[serde(default = "default_identity_url")]
+    pub identity_url: String,
+    /// Time allowed to open a connection to identity (default `2s`).
+    #[serde(
+        default = "default_connect_timeout",
+        deserialize_with = "duration::deserialize_positive"
+    )]
+    pub identity_connect_timeout: Duration,
+    /// Redis for the nonce store, e.g. `redis://redis:6379/`. Unset: an in-memory
+    /// store, refused in production.
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// Prefix of the issuer's Redis keys (default `citypass:issuer:`).
+    #[serde(default = "default_redis_key_prefix")]
+    pub redis_key_prefix: String,
+    /// Most nonces the in-memory store holds (default 1 000 000); when it is full,
+    /// signed requests are refused rather than a live nonce forgotten.
+    #[serde(default = "default_nonce_capacity")]
+    pub nonce_capacity: usize,
+    /// The issuing logic's settings.
+    #[serde(default)]
+    pub issuance: IssuanceConfig,
+}
+
+fn default_keyring_path() -> PathBuf {
+    PathBuf::from("keys/dev/keyring.json")
+}
+
+fn default_key_reload_interval() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_identity_url() -> String {
+    "http://127.0.0.1:50051".to_owned()
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_redis_key_prefix() -> String {
+    "citypass:issuer:".to_owned()
+}
+
+fn default_nonce_capacity() -> usize {
+    1_000_000
+}
+
+impl Config {
+    /// A dev configuration with every default: `environment: dev`, in-memory nonces.
+    pub fn dev(server: ServerConfig) -> Self {
+        Config {
+            server,
+            environment: Environment::Dev,
+            keyring_path: default_keyring_path(),
+            key_reload_interval: default_key_reload_interval(),
+            identity_url: default_identity_url(),
+            identity_connect_timeout: default_connect_timeout(),
+            redis_url: None,
+            redis_key_prefix: default_redis_key_prefix(),
+            nonce_capacity: default_nonce_capacity(),
+            issuance: IssuanceConfig::default(),
+        }
+    }
+
+    /// Checks the issuance limits and what production requires.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        self.issuance.validate()?;
+        if self.environment == Environment::Production && self.redis_url.is_none() {
+            return Err(invalid(
+                "redis_url",
+                "is required in production: replicas must share one nonce store",
+            ));
+        }
+        if self.nonce_capacity == 0 {
+            return Err(invalid("nonce_capacity", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, citypass_runtime::ConfigError> {
+        let vars: Vec<(OsString, OsString)> =
+            vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        citypass_runtime::config::load_from(None, "CITYPASS", vars)
+    }
+
+    #[test]
+    fn defaults_are_valid_and_production_needs_redis() {
+        let config = load(&[("CITYPASS_SERVER__SERVICE_NAME", "issuer")]).expect("loads");
+        assert_eq!(config.environment, Environment::Production);
+        assert_eq!(config.issuance, IssuanceConfig::default());
+        assert_eq!(config.validate().unwrap_err().key, "redis_url");
+
+        let config = load(&[
+            ("CITYPASS_SERVER__SERVICE_NAME", "issuer"),
+            ("CITYPASS_REDIS_URL", "redis://127.0.0.1:6379/"),
+        ])
+        .expect("loads");
+        config.validate().expect("valid");
+        Config::dev(ServerConfig::new("issuer"))
+            .validate()
+            .expect("dev defaults are valid");
+    }
+
+    #[test]
+    fn environment_sets_nested_issuance_keys() {
+        let config = load(&[
+            ("CITYPASS_SERVER__SERVICE_NAME", "issuer"),
+            ("CITYPASS_ENVIRONMENT", "dev"),
+            ("CITYPASS_ISSUANCE__TOKEN_LIFETIME", "45s"),
+            ("CITYPASS_ISSUANCE__HOSPITAL_MIN_ASSURANCE", "in_person"),
+        ])
+        .expect("loads");
+        assert_eq!(config.issuance.token_lifetime, Duration::from_secs(45));
+        assert_eq!(
+            config.issuance.hospital_min_assurance,
+            MinAssurance::InPerson
+        );
+        assert!(
+            load(&[
+                ("CITYPASS_SERVER__SERVICE_NAME", "issuer"),
+                ("CITYPASS_ISSUANCE__TOKEN_LIFETIM", "45s"),
+            ])
+            .is_err(),
+            "a misspelt key is an error"
+        );
+    }
+
+    #[test]
+    fn limits_gates_would_refuse_are_refused() {
+        let too_long = IssuanceConfig {
+            token_lifetime: Duration::from_secs(301),
+            ..IssuanceConfig::default()
+        };
+        assert_eq!(
+            too_long.validate().unwrap_err().key,
+            "issuance.token_lifetime"
+        );
+        let cert = IssuanceConfig {
+            certificate_max_lifetime: Duration::from_secs(90_000),
+            ..IssuanceConfig::default()
+        };
+        assert_eq!(
+            cert.validate().unwrap_err().key,
+            "issuance.certificate_max_lifetime"
+        );
+        let default_above_max = IssuanceConfig {
+            certificate_max_lifetime: Duration::from_secs(3_600),
+            ..IssuanceConfig::default()
+        };
+        assert_eq!(
+            default_above_max.validate().unwrap_err().key,
+            "issuance.certificate_lifetime"
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! citypass-issuer (being built).

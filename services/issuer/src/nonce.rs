@@ -1,0 +1,238 @@
+//! Single-use marks: a request nonce (or a certified offline key) is accepted once.
+//!
+//! A signed request is a bearer of the device's authority for as long as its timestamp
+//! is fresh; the nonce is what stops a captured copy from being sent again. The rule is
+//! "first use wins, atomically": of two concurrent requests with one nonce exactly one
+//! gets `true`. A mark must live at least as long as a request stays acceptable
+//! ([`crate::IssuanceConfig::nonce_ttl`]); after that the timestamp check refuses the
+//! request anyway, which is what lets the store forget.
+//!
+//! Two backends pass the same contract tests (`tests/nonce_store.rs`):
+//! - [`MemoryNonceStore`]: one process (`citypass dev`, tests). Bounded: when full of
+//!   live marks it refuses new ones ([`NonceStoreError::Full`]) rather than forgetting
+//!   a live mark, which would let that request be replayed.
+//! - [`RedisNonceStore`]: `SET key 1 NX PX ttl`, shared by every issuer replica, which
+//!   production requires (a replica with its own memory would accept a request replayed
+//!   to it from another).
+//!
+//! Keys are built by the caller from hashes, never from raw ids, so the store (and
+//! Redis) sees no personal data.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::time::Instant;
+
+/// A boxed future, so that the store traits can be used as trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a mark could not be checked. Either way the request must be refused: a nonce
+/// that cannot be checked is not known to be fresh.
+#[derive(Debug, thiserror::Error)]
+pub enum NonceStoreError {
+    /// The in-memory store holds `capacity` live marks.
+    #[error("nonce store is full")]
+    Full,
+    /// The backend did not answer or failed.
+    #[error("nonce store backend failed")]
+    Backend(#[source] redis::RedisError),
+}
+
+/// First use wins, for a time-to-live.
+pub trait NonceStore: Send + Sync + 'static {
+    /// Marks `key` as used for `ttl`. `Ok(true)` if no live mark existed (this call is
+    /// the first use), `Ok(false)` if `key` was marked within its ttl (a reuse).
+    fn first_use<'a>(&'a self, key: &'a str, ttl: Duration)
+    -> BoxFuture<'a, Result<bool, NonceStoreError>>;
+}
+
+/// The in-process backend (see the module documentation).
+#[derive(Debug)]
+pub struct MemoryNonceStore {
+    capacity: usize,
+    inner: Mutex<Marks>,
+}
+
+#[derive(Debug, Default)]
+struct Marks {
+    /// Key → when its mark expires.
+    live: HashMap<String, Instant>,
+    /// Marks in insertion order, for cheap purging. An entry is stale if `live` holds
+    /// another expiry for its key.
+    order: VecDeque<(Instant, String)>,
+}
+
+impl Marks {
+    /// Drops expired marks from the front of the insertion order.
+    fn purge_front(&mut self, now: Instant) {
+        while let Some((expiry, _)) = self.order.front() {
+            if *expiry > now {
+                break;
+            }
+            if let Some((expiry, key)) = self.order.pop_front()
+                && self.live.get(&key) == Some(&expiry)
+            {
+                self.live.remove(&key);
+            }
+        }
+    }
+
+    /// Drops every expired mark (when the front alone did not free enough: marks with
+    /// mixed ttls expire out of insertion order).
+    fn purge_all(&mut self, now: Instant) {
+        self.live.retain(|_, expiry| *expiry > now);
+        let live = &self.live;
+        self.order
+            .retain(|(expiry, key)| live.get(key) == Some(expiry));
+    }
+}
+
+impl MemoryNonceStore {
+    /// A store holding at most `capacity` live marks (at least one).
+    pub fn new(capacity: usize) -> Self {
+        MemoryNonceStore {
+            capacity: capacity.max(1),
+            inner: Mutex::new(Marks::default()),
+        }
+    }
+
+    /// Live marks held now (expired ones may be counted until purged).
+    pub fn len(&self) -> usize {
+        self.lock().live.len()
+    }
+
+    /// Whether no mark is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Marks> {
+        // A panic while holding the lock cannot leave the maps inconsistent in a way
+        // that breaks single use (each step is one insert or remove): keep going.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn mark(&self, key: &str, ttl: Duration) -> Result<bool, NonceStoreError> {
+        let now = Instant::now();
+        let mut marks = self.lock();
+        marks.purge_front(now);
+        if let Some(expiry) = marks.live.get(key)
+            && *expiry > now
+        {
+            return Ok(false);
+        }
+        if marks.live.len() >= self.capacity && !marks.live.contains_key(key) {
+            marks.purge_all(now);
+            if marks.live.len() >= self.capacity {
+                return Err(NonceStoreError::Full);
+            }
+        }
+        let expiry = now + ttl;
+        marks.live.insert(key.to_owned(), expiry);
+        marks.order.push_back((expiry, key.to_owned()));
+        Ok(true)
+    }
+}
+
+impl NonceStore for MemoryNonceStore {
+    fn first_use<'a>(
+        &'a self,
+        key: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, NonceStoreError>> {
+        let result = self.mark(key, ttl);
+        Box::pin(std::future::ready(result))
+    }
+}
+
+/// The Redis backend (see the module documentation).
+#[derive(Clone)]
+pub struct RedisNonceStore {
+    connection: ConnectionManager,
+    prefix: String,
+}
+
+impl std::fmt::Debug for RedisNonceStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisNonceStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisNonceStore {
+    /// Connects to `url` (failing if Redis does not answer within `timeout`); every
+    /// key is written as `prefix` + key. Commands time out after `timeout` too, and a
+    /// lost connection is re-established in the background.
+    pub async fn connect(
+        url: &str,
+        prefix: impl Into<String>,
+        timeout: Duration,
+    ) -> Result<Self, NonceStoreError> {
+        let client = redis::Client::open(url).map_err(NonceStoreError::Backend)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(3);
+        let connection = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(NonceStoreError::Backend)?;
+        Ok(Self::new(connection, prefix))
+    }
+
+    /// A store on an existing connection.
+    pub fn new(connection: ConnectionManager, prefix: impl Into<String>) -> Self {
+        RedisNonceStore {
+            connection,
+            prefix: prefix.into(),
+        }
+    }
+}
+
+impl NonceStore for RedisNonceStore {
+    fn first_use<'a>(
+        &'a self,
+        key: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, NonceStoreError>> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            // PX takes whole milliseconds, at least one.
+            let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+            let reply: Option<String> = redis::cmd("SET")
+                .arg(format!("{}{key}", self.prefix))
+                .arg(1)
+                .arg("NX")
+                .arg("PX")
+                .arg(millis)
+                .query_async(&mut connection)
+                .await
+                .map_err(NonceStoreError::Backend)?;
+            Ok(reply.is_some())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn mixed_ttls_are_purged_when_full() {
+        let store = MemoryNonceStore::new(2);
+        assert!(store.first_use("long", Duration::from_secs(60)).await.unwrap());
+        assert!(store.first_use("short", Duration::from_millis(1)).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        // "short" expired behind "long" in insertion order: a full purge finds it.
+        assert!(store.first_use("next", Duration::from_secs(60)).await.unwrap());
+        assert!(matches!(
+            store.first_use("more", Duration::from_secs(60)).await,
+            Err(NonceStoreError::Full)
+        ));
+        assert!(!store.first_use("long", Duration::from_secs(60)).await.unwrap());
+    }
+}

@@ -1,0 +1,194 @@
+//! Which scenes a subject's codes may open, decided from the subject's attributes.
+//!
+//! A code's scopes are what gates check first, so they must follow the subject's
+//! standing, not the app's wishes: the app may ask for fewer scenes (a smaller code
+//! that discloses less), never for more. [`Policy::grant`] therefore intersects the
+//! request with what the attributes allow and never widens it. Scenes the issuer does
+//! not know (a newer app) are dropped, like any scene not allowed.
+//!
+//! The rules: transit (metro, bus) and scenic spots for every ACTIVE subject; the
+//! hospital scene only from a configured assurance level up (real-name verified by
+//! default), since a hospital desk relies on the code for who the patient is. Fares,
+//! arrears and venue capacity are the verifier's business at the gate, not the
+//! issuer's.
+
+use citypass_proto::v1::{self as pb, AssuranceLevel, Attributes, SubjectStatus};
+use citypass_token::{Scene, Scopes};
+use serde::Deserialize;
+
+/// A least assurance level, as written in configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MinAssurance {
+    /// Anything the citizen typed.
+    SelfAsserted,
+    /// A well-formed document number.
+    DocumentChecked,
+    /// Confirmed by the national real-name check.
+    RealNameVerified,
+    /// Checked in person at a counter.
+    InPerson,
+}
+
+impl MinAssurance {
+    /// The API's level for this setting.
+    pub fn level(self) -> AssuranceLevel {
+        match self {
+            MinAssurance::SelfAsserted => AssuranceLevel::SelfAsserted,
+            MinAssurance::DocumentChecked => AssuranceLevel::DocumentChecked,
+            MinAssurance::RealNameVerified => AssuranceLevel::RealNameVerified,
+            MinAssurance::InPerson => AssuranceLevel::InPerson,
+        }
+    }
+}
+
+/// The scene rules (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    hospital_min_assurance: AssuranceLevel,
+}
+
+impl Policy {
+    /// Rules with the hospital scene from `hospital_min_assurance` up.
+    pub fn new(hospital_min_assurance: MinAssurance) -> Self {
+        Policy {
+            hospital_min_assurance: hospital_min_assurance.level(),
+        }
+    }
+
+    /// Every scene a subject in `status` with `attributes` may get codes for. Nothing
+    /// unless the subject is ACTIVE.
+    pub fn allowed(&self, status: SubjectStatus, attributes: &Attributes) -> Scopes {
+        if status != SubjectStatus::Active {
+            return Scopes::NONE;
+        }
+        let mut scopes = Scopes::NONE
+            .with(Scene::Metro)
+            .with(Scene::Bus)
+            .with(Scene::Scenic);
+        // Assurance levels are ordered by number (common.proto); a newer, stronger
+        // level than this build knows still compares correctly.
+        if attributes.assurance_level >= self.hospital_min_assurance as i32 {
+            scopes = scopes.with(Scene::Hospital);
+        }
+        scopes
+    }
+
+    /// What to grant for `requested` (API `Scene` values): all that is allowed when the
+    /// request names no scene, else the allowed part of the request.
+    pub fn grant(&self, status: SubjectStatus, attributes: &Attributes, requested: &[i32]) -> Scopes {
+        let allowed = self.allowed(status, attributes);
+        if requested.is_empty() {
+            return allowed;
+        }
+        let wanted: Scopes = requested.iter().filter_map(|&s| scene_from_api(s)).collect();
+        Scopes::from_bits(wanted.bits() & allowed.bits())
+    }
+}
+
+/// The token crate's scene for an API `Scene` value; `None` for UNSPECIFIED and values
+/// this build does not know.
+pub fn scene_from_api(value: i32) -> Option<Scene> {
+    match pb::Scene::try_from(value).ok()? {
+        pb::Scene::Metro => Some(Scene::Metro),
+        pb::Scene::Bus => Some(Scene::Bus),
+        pb::Scene::Hospital => Some(Scene::Hospital),
+        pb::Scene::Scenic => Some(Scene::Scenic),
+        pb::Scene::Unspecified => None,
+    }
+}
+
+/// The API `Scene` value of a scene.
+pub fn scene_to_api(scene: Scene) -> i32 {
+    let api = match scene {
+        Scene::Metro => pb::Scene::Metro,
+        Scene::Bus => pb::Scene::Bus,
+        Scene::Hospital => pb::Scene::Hospital,
+        Scene::Scenic => pb::Scene::Scenic,
+    };
+    api as i32
+}
+
+/// The API values of the scenes in `scopes`, in bit order.
+pub fn scopes_to_api(scopes: Scopes) -> Vec<i32> {
+    scopes.scenes().map(scene_to_api).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attributes(level: AssuranceLevel) -> Attributes {
+        Attributes {
+            assurance_level: level as i32,
+            ..Attributes::default()
+        }
+    }
+
+    #[test]
+    fn hospital_needs_the_configured_assurance() {
+        let policy = Policy::new(MinAssurance::RealNameVerified);
+        let active = SubjectStatus::Active;
+        let low = policy.allowed(active, &attributes(AssuranceLevel::DocumentChecked));
+        assert!(!low.contains(Scene::Hospital));
+        assert!(low.contains(Scene::Metro) && low.contains(Scene::Bus) && low.contains(Scene::Scenic));
+        for level in [AssuranceLevel::RealNameVerified, AssuranceLevel::InPerson] {
+            assert_eq!(policy.allowed(active, &attributes(level)), Scopes::all());
+        }
+        let strict = Policy::new(MinAssurance::InPerson);
+        assert!(
+            !strict
+                .allowed(active, &attributes(AssuranceLevel::RealNameVerified))
+                .contains(Scene::Hospital)
+        );
+    }
+
+    #[test]
+    fn only_active_subjects_get_scenes() {
+        let policy = Policy::new(MinAssurance::SelfAsserted);
+        for status in [
+            SubjectStatus::Pending,
+            SubjectStatus::Suspended,
+            SubjectStatus::Rejected,
+            SubjectStatus::Unspecified,
+        ] {
+            assert_eq!(
+                policy.allowed(status, &attributes(AssuranceLevel::InPerson)),
+                Scopes::NONE
+            );
+        }
+    }
+
+    #[test]
+    fn requests_are_intersected_never_widened() {
+        let policy = Policy::new(MinAssurance::RealNameVerified);
+        let low = attributes(AssuranceLevel::SelfAsserted);
+        let active = SubjectStatus::Active;
+        let granted = policy.grant(
+            active,
+            &low,
+            &[pb::Scene::Hospital as i32, pb::Scene::Metro as i32],
+        );
+        assert_eq!(granted, Scopes::NONE.with(Scene::Metro));
+        // Unknown and unspecified values are dropped, not errors.
+        let granted = policy.grant(active, &low, &[0, 99, pb::Scene::Bus as i32]);
+        assert_eq!(granted, Scopes::NONE.with(Scene::Bus));
+        // Nothing requested: everything allowed.
+        assert_eq!(
+            policy.grant(active, &low, &[]),
+            policy.allowed(active, &low)
+        );
+        assert_eq!(
+            policy.grant(active, &low, &[pb::Scene::Hospital as i32]),
+            Scopes::NONE
+        );
+    }
+
+    #[test]
+    fn api_values_round_trip() {
+        for scene in Scene::ALL {
+            assert_eq!(scene_from_api(scene_to_api(scene)), Some(scene));
+        }
+        assert_eq!(scopes_to_api(Scopes::all()), [1, 2, 3, 4]);
+    }
+}
