@@ -1,1 +1,88 @@
-//! citypass-identity (being built).
+//! IdentityService: citizens (subjects) under opaque ids, their devices and the
+//! device certificates issued for them (`proto/citypass/v1/identity.proto`).
+//!
+//! A citizen enrols with an identity document; the number is validated (GB 11643 for a
+//! resident ID), checked with the national real-name system, and kept only as a keyed
+//! hash; the name only masked. The citizen's phone then binds a P-256 key by signing a
+//! single-use server challenge. The issuer reads devices ([`GetDevice`]) to decide
+//! whether to issue codes, and records the device certificates it makes; the
+//! revocation service lists them.
+//!
+//! One module per concept:
+//!
+//! - [`config`]: settings, dev defaults, and what production refuses;
+//! - [`error`]: the one error type and its gRPC codes;
+//! - [`ids`]: the subject/device id format (a contract with the issuer);
+//! - [`document`]: document number checks and the keyed hash;
+//! - [`name`]: name validation and masking;
+//! - [`realname`]: the national real-name check (trait + sandbox);
+//! - [`pseudonym`]: the transit account derived from a subject id;
+//! - [`challenge`]: binding challenges;
+//! - [`model`]: the records logic and stores share;
+//! - [`store`]: the store trait, [`MemoryStore`] and [`PostgresStore`];
+//! - [`identity`]: the logic ([`Identity`]);
+//! - [`service`]: the thin tonic layer ([`IdentityApi`]).
+//!
+//! Embedding (what `citypass dev` does):
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! use citypass_identity::{IdentityConfig, MemoryStore};
+//! let config = IdentityConfig::dev();
+//! let identity = citypass_identity::service(&config, MemoryStore::new())?;
+//! citypass_runtime::Server::new(config.server.clone())
+//!     .add_service(identity)
+//!     .file_descriptor_set(citypass_proto::FILE_DESCRIPTOR_SET)
+//!     .run()
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! [`GetDevice`]: citypass_proto::v1::identity_service_server::IdentityService::get_device
+
+#![forbid(unsafe_code)]
+
+pub mod challenge;
+pub mod config;
+pub mod document;
+pub mod error;
+pub mod identity;
+pub mod ids;
+pub mod model;
+pub mod name;
+pub mod pseudonym;
+pub mod realname;
+pub mod service;
+pub mod store;
+
+pub use citypass_proto::v1::identity_service_server::IdentityServiceServer;
+pub use config::{Environment, IdentityConfig, Secret};
+pub use error::Error;
+pub use identity::Identity;
+pub use ids::{DeviceId, SubjectId};
+pub use realname::{Outcome, RealNameCheck, Sandbox, SandboxConfig, SandboxRule};
+pub use service::IdentityApi;
+pub use store::{MemoryStore, PostgresStore, Store};
+
+/// The gRPC service with the sandbox real-name check, ready for
+/// `citypass_runtime::Server::add_service`.
+pub type IdentityServer<S> = IdentityServiceServer<IdentityApi<S, Sandbox>>;
+
+/// Builds the identity gRPC service over `store`, with the real-name sandbox
+/// configured by `config.real_name_sandbox`. Fails on an unusable configuration,
+/// including any development shortcut when `config.environment` is production.
+pub fn service<S: Store>(config: &IdentityConfig, store: S) -> Result<IdentityServer<S>, Error> {
+    config.check_sandbox_allowed()?;
+    let sandbox = Sandbox::new(&config.real_name_sandbox)?;
+    service_with(config, store, sandbox)
+}
+
+/// Builds the identity gRPC service over `store` and any real-name check.
+pub fn service_with<S: Store, R: RealNameCheck>(
+    config: &IdentityConfig,
+    store: S,
+    real_name: R,
+) -> Result<IdentityServiceServer<IdentityApi<S, R>>, Error> {
+    let identity = Identity::new(config, store, real_name)?;
+    Ok(IdentityServiceServer::new(IdentityApi::new(identity)))
+}

@@ -1,0 +1,390 @@
+//! The identity service's configuration, and the checks that keep dev settings out of
+//! production.
+//!
+//! Loaded by `citypass_runtime::config::load` (a YAML file, then `CITYPASS_…`
+//! environment variables); every key has a development default, so
+//! [`IdentityConfig::dev`] (what `citypass dev` uses) and an empty file are the same.
+//!
+//! | key | env | default |
+//! |---|---|---|
+//! | `server.*` | `CITYPASS_SERVER__…` | `citypass_runtime::ServerConfig` (service name `citypass-identity`; when any `server` key is set, `service_name` must be too) |
+//! | `environment` | `CITYPASS_ENVIRONMENT` | `development` (or `production`) |
+//! | `database_url` | `CITYPASS_DATABASE_URL` | unset: in-memory store |
+//! | `database_max_connections` | `CITYPASS_DATABASE_MAX_CONNECTIONS` | 10 |
+//! | `document_key` / `document_key_file` | `CITYPASS_DOCUMENT_KEY` / `…_FILE` | the dev key |
+//! | `pseudonym_key` / `pseudonym_key_file` | `CITYPASS_PSEUDONYM_KEY` / `…_FILE` | the dev key |
+//! | `max_devices_per_subject` | `CITYPASS_MAX_DEVICES_PER_SUBJECT` | 3 |
+//! | `challenge_ttl` | `CITYPASS_CHALLENGE_TTL` | `5m` |
+//! | `real_name_sandbox` | (file) | every check MATCHED; see [`SandboxConfig`] |
+//!
+//! Keys are 64+ hex characters (32+ bytes), given inline or as a file (a Kubernetes
+//! Secret). A key written `dev:<text>` is a development key; the built-in defaults are
+//! such keys. With `environment: production` the service refuses to start with a dev
+//! key, without a database, or with the real-name sandbox.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use citypass_runtime::ServerConfig;
+use citypass_runtime::config::duration;
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::realname::SandboxConfig;
+
+/// The document-hash key used when none is configured. Not secret: development only.
+pub const DEV_DOCUMENT_KEY: &str = "dev:citypass-identity-document-key-NOT-SECRET";
+/// The pseudonym key used when none is configured. Not secret: development only.
+pub const DEV_PSEUDONYM_KEY: &str = "dev:citypass-scene-pseudonym-key-NOT-SECRET";
+
+/// Shortest accepted production key.
+const MIN_KEY_BYTES: usize = 32;
+
+/// Where the service runs; production refuses development shortcuts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Environment {
+    /// A laptop, CI, `citypass dev`: dev keys, in-memory store and sandbox allowed.
+    #[default]
+    #[serde(alias = "dev")]
+    Development,
+    /// A real deployment.
+    Production,
+}
+
+/// A configuration value that must not appear in logs (`Debug` hides it).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// A secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The value itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Configuration of the identity service. See the module documentation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Listen address, timeouts, telemetry.
+    #[serde(default = "default_server")]
+    pub server: ServerConfig,
+    /// `development` (default) or `production`.
+    #[serde(default)]
+    pub environment: Environment,
+    /// PostgreSQL URL; the in-memory store when unset.
+    #[serde(default)]
+    pub database_url: Option<Secret>,
+    /// Pool size per replica.
+    #[serde(default = "default_max_connections")]
+    pub database_max_connections: u32,
+    /// HMAC key for document numbers (hex, or `dev:…`).
+    #[serde(default)]
+    pub document_key: Option<Secret>,
+    /// File holding `document_key` (a mounted Secret).
+    #[serde(default)]
+    pub document_key_file: Option<PathBuf>,
+    /// Key of the scene pseudonyms (`transit_account`), shared with the verifier.
+    #[serde(default)]
+    pub pseudonym_key: Option<Secret>,
+    /// File holding `pseudonym_key`.
+    #[serde(default)]
+    pub pseudonym_key_file: Option<PathBuf>,
+    /// ACTIVE devices a subject may have at once.
+    #[serde(default = "default_max_devices")]
+    pub max_devices_per_subject: u32,
+    /// How long a binding challenge stays usable.
+    #[serde(
+        default = "default_challenge_ttl",
+        deserialize_with = "duration::deserialize_positive"
+    )]
+    pub challenge_ttl: Duration,
+    /// Outcomes of the sandbox real-name check.
+    #[serde(default)]
+    pub real_name_sandbox: SandboxConfig,
+}
+
+fn default_server() -> ServerConfig {
+    ServerConfig::new("citypass-identity")
+}
+
+fn default_max_connections() -> u32 {
+    10
+}
+
+fn default_max_devices() -> u32 {
+    3
+}
+
+fn default_challenge_ttl() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// A key with its provenance.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Key {
+    bytes: Vec<u8>,
+    dev: bool,
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Key({} bytes{})",
+            self.bytes.len(),
+            if self.dev { ", dev" } else { "" }
+        )
+    }
+}
+
+impl Key {
+    /// Parses `dev:<text>` (a development key) or 64+ hex characters.
+    pub fn parse(text: &str, name: &str) -> Result<Key, Error> {
+        let text = text.trim();
+        if let Some(dev) = text.strip_prefix("dev:") {
+            if dev.is_empty() {
+                return Err(Error::Config(format!(
+                    "{name}: a dev key needs text after `dev:`"
+                )));
+            }
+            return Ok(Key {
+                bytes: dev.as_bytes().to_vec(),
+                dev: true,
+            });
+        }
+        let bytes = hex::decode(text).map_err(|_| {
+            Error::Config(format!(
+                "{name}: must be hexadecimal (or `dev:…` for development)"
+            ))
+        })?;
+        if bytes.len() < MIN_KEY_BYTES {
+            return Err(Error::Config(format!(
+                "{name}: must be at least {MIN_KEY_BYTES} bytes ({} hex characters)",
+                2 * MIN_KEY_BYTES
+            )));
+        }
+        Ok(Key { bytes, dev: false })
+    }
+
+    /// The key bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Whether this is a development key.
+    pub fn is_dev(&self) -> bool {
+        self.dev
+    }
+}
+
+impl IdentityConfig {
+    /// Every default: development environment, in-memory store, dev keys, sandbox
+    /// checks that all match. What `citypass dev` runs.
+    pub fn dev() -> Self {
+        IdentityConfig {
+            server: default_server(),
+            environment: Environment::Development,
+            database_url: None,
+            database_max_connections: default_max_connections(),
+            document_key: None,
+            document_key_file: None,
+            pseudonym_key: None,
+            pseudonym_key_file: None,
+            max_devices_per_subject: default_max_devices(),
+            challenge_ttl: default_challenge_ttl(),
+            real_name_sandbox: SandboxConfig::default(),
+        }
+    }
+
+    /// Checks the settings that do not depend on the store or the real-name backend,
+    /// and refuses development shortcuts in production.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.max_devices_per_subject == 0 {
+            return Err(Error::Config(
+                "max_devices_per_subject: must be at least 1".into(),
+            ));
+        }
+        if self.database_max_connections == 0 {
+            return Err(Error::Config(
+                "database_max_connections: must be at least 1".into(),
+            ));
+        }
+        self.document_key()?;
+        self.pseudonym_key()?;
+        if self.environment == Environment::Production && self.database_url.is_none() {
+            return Err(Error::Config(
+                "environment is production but database_url is not set: the in-memory store loses everything on restart".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses the real-name sandbox in production.
+    pub fn check_sandbox_allowed(&self) -> Result<(), Error> {
+        if self.environment == Environment::Production {
+            return Err(Error::Config(
+                "environment is production but the only real-name check available is the sandbox, which would verify everyone; production needs an adapter to the national real-name system".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The document-hash key (the dev key if none is configured).
+    pub fn document_key(&self) -> Result<Key, Error> {
+        self.key(
+            "document_key",
+            self.document_key.as_ref(),
+            self.document_key_file.as_deref(),
+            DEV_DOCUMENT_KEY,
+        )
+    }
+
+    /// The pseudonym key (the dev key if none is configured).
+    pub fn pseudonym_key(&self) -> Result<Key, Error> {
+        self.key(
+            "pseudonym_key",
+            self.pseudonym_key.as_ref(),
+            self.pseudonym_key_file.as_deref(),
+            DEV_PSEUDONYM_KEY,
+        )
+    }
+
+    fn key(
+        &self,
+        name: &str,
+        inline: Option<&Secret>,
+        file: Option<&Path>,
+        dev_default: &str,
+    ) -> Result<Key, Error> {
+        let key = match (inline, file) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Config(format!(
+                    "{name} and {name}_file are both set: choose one"
+                )));
+            }
+            (Some(secret), None) => Key::parse(secret.expose(), name)?,
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Error::Config(format!("{name}_file {}: {e}", path.display())))?;
+                Key::parse(&text, name)?
+            }
+            (None, None) => Key::parse(dev_default, name)?,
+        };
+        if key.is_dev() && self.environment == Environment::Production {
+            return Err(Error::Config(format!(
+                "environment is production but {name} is a development key: set {name} or {name}_file to 32+ secret bytes in hex"
+            )));
+        }
+        Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    fn load(vars: &[(&str, &str)]) -> Result<IdentityConfig, citypass_runtime::ConfigError> {
+        let vars: Vec<(OsString, OsString)> = vars
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect();
+        citypass_runtime::config::load_from(None, "CITYPASS", vars)
+    }
+
+    const HEX_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+    #[test]
+    fn no_configuration_means_dev_defaults() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.environment, Environment::Development);
+        assert_eq!(config.max_devices_per_subject, 3);
+        assert_eq!(config.challenge_ttl, Duration::from_secs(300));
+        assert_eq!(config.server.service_name, "citypass-identity");
+        assert!(config.document_key().unwrap().is_dev());
+        config.validate().unwrap();
+        config.check_sandbox_allowed().unwrap();
+    }
+
+    #[test]
+    fn environment_variables_set_the_keys() {
+        let config = load(&[
+            ("CITYPASS_MAX_DEVICES_PER_SUBJECT", "5"),
+            ("CITYPASS_CHALLENGE_TTL", "30s"),
+            ("CITYPASS_DOCUMENT_KEY", HEX_KEY),
+            ("CITYPASS_DATABASE_URL", "postgres://u:pw@db/identity"),
+        ])
+        .unwrap();
+        assert_eq!(config.max_devices_per_subject, 5);
+        assert_eq!(config.challenge_ttl, Duration::from_secs(30));
+        let key = config.document_key().unwrap();
+        assert!(!key.is_dev());
+        assert_eq!(key.bytes().len(), 32);
+        // Secrets stay out of Debug output.
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("pw@db"), "{debug}");
+        assert!(!debug.contains(HEX_KEY), "{debug}");
+        assert!(load(&[("CITYPASS_NO_SUCH_KEY", "1")]).is_err());
+    }
+
+    #[test]
+    fn production_refuses_dev_keys_memory_and_the_sandbox() {
+        let mut config = load(&[("CITYPASS_ENVIRONMENT", "production")]).unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("document_key is a development key"), "{err}");
+        config.document_key = Some(Secret::new(HEX_KEY));
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("pseudonym_key is a development key"), "{err}");
+        config.pseudonym_key = Some(Secret::new(HEX_KEY));
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("database_url"), "{err}");
+        config.database_url = Some(Secret::new("postgres://db/identity"));
+        config.validate().unwrap();
+        assert!(config.check_sandbox_allowed().is_err());
+        // An explicit dev key is just as refused.
+        config.document_key = Some(Secret::new(DEV_DOCUMENT_KEY));
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn keys_are_checked_and_may_come_from_files() {
+        assert!(Key::parse("abcd", "k").is_err());
+        assert!(Key::parse("zz", "k").is_err());
+        assert!(Key::parse("dev:", "k").is_err());
+        let dir =
+            std::env::temp_dir().join(format!("citypass-identity-key-{}", std::process::id()));
+        std::fs::write(&dir, format!("{HEX_KEY}\n")).unwrap();
+        let mut config = IdentityConfig::dev();
+        config.document_key_file = Some(dir.clone());
+        assert_eq!(config.document_key().unwrap().bytes()[31], 0x1f);
+        config.document_key = Some(Secret::new(HEX_KEY));
+        assert!(
+            config.document_key().is_err(),
+            "inline and file are exclusive"
+        );
+        let _ = std::fs::remove_file(dir);
+    }
+
+    #[test]
+    fn limits_must_be_positive() {
+        let mut config = IdentityConfig::dev();
+        config.max_devices_per_subject = 0;
+        assert!(config.validate().is_err());
+        assert!(load(&[("CITYPASS_CHALLENGE_TTL", "0s")]).is_err());
+    }
+}

@@ -1,0 +1,180 @@
+//! The crate's one error type, and how each variant maps to a gRPC status.
+//!
+//! Every failure of the identity service, from request validation to the stores, is a
+//! variant here, and [`ServiceError::kind`] is the only place that decides its gRPC
+//! code (`citypass_runtime::status` then decides what the caller sees). The codes
+//! follow `proto/citypass/v1/identity.proto`.
+//!
+//! Display texts of caller-facing variants go to the caller, the others to the logs, so
+//! none of them may contain personal data: no names, no document numbers, no phone
+//! numbers. Messages name the offending *field* and what is wrong with it, never its
+//! value.
+
+use std::borrow::Cow;
+
+use citypass_runtime::{ErrorKind, ServiceError};
+
+/// Everything that can go wrong in the identity service.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request field is malformed (whatever the server's state).
+    #[error("{field}: {reason}")]
+    InvalidArgument {
+        /// The request field, e.g. `document_number` or `certificate.serial`.
+        field: &'static str,
+        /// What is wrong with it (never its value).
+        reason: Cow<'static, str>,
+    },
+    /// No subject with this id.
+    #[error("subject not found")]
+    SubjectNotFound,
+    /// No device with this id (for this subject, where one is given).
+    #[error("device not found")]
+    DeviceNotFound,
+    /// A subject for this document is enrolled already (ACTIVE or SUSPENDED).
+    #[error("this document is already enrolled")]
+    AlreadyEnrolled,
+    /// The public key is bound to a device now, or was bound before.
+    #[error(
+        "public_key: this key is bound already, or was bound before; generate a new device key"
+    )]
+    KeyAlreadyBound,
+    /// The serial is recorded already, for another device or with another validity.
+    #[error("certificate.serial: already recorded for another device or with a different validity")]
+    SerialConflict,
+    /// The subject is not ACTIVE, which the operation needs.
+    #[error("subject is {status}: only an ACTIVE subject can {action}")]
+    SubjectNotActive {
+        /// The subject's status, e.g. `SUSPENDED`.
+        status: &'static str,
+        /// What was refused, e.g. `bind a device`.
+        action: &'static str,
+    },
+    /// Status changes are only between ACTIVE and SUSPENDED.
+    #[error("subject is {0}: only ACTIVE and SUSPENDED subjects can change status")]
+    StatusFrozen(&'static str),
+    /// The device is UNBOUND, which the operation does not allow.
+    #[error("device is UNBOUND")]
+    DeviceNotActive,
+    /// No outstanding challenge matches (never created, already used, or for another
+    /// subject).
+    #[error("challenge: unknown or already used; create a new one")]
+    ChallengeUnknown,
+    /// The challenge was not used before its expiry.
+    #[error("challenge: expired; create a new one")]
+    ChallengeExpired,
+    /// The subject has as many ACTIVE devices as the configured limit.
+    #[error("the subject has {limit} bound devices, the limit: unbind one first")]
+    DeviceLimit {
+        /// The configured limit.
+        limit: u32,
+    },
+    /// The proof of possession does not verify.
+    #[error(
+        "signature: does not verify as the ES256 signature by public_key over the binding message"
+    )]
+    BadSignature,
+    /// The configuration cannot be used (start-up only).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// PostgreSQL failed.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    /// The schema migrations failed (start-up only).
+    #[error("database migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value does not decode: a bug or a hand-edited row.
+    #[error("stored data is invalid: {0}")]
+    Corrupt(&'static str),
+    /// The system random number generator failed.
+    #[error("system randomness failed")]
+    Randomness,
+    /// A thread panicked while holding the in-memory store's lock.
+    #[error("in-memory store lock poisoned")]
+    Poisoned,
+}
+
+impl Error {
+    /// An [`Error::InvalidArgument`] for `field`.
+    pub fn invalid(field: &'static str, reason: impl Into<Cow<'static, str>>) -> Self {
+        Error::InvalidArgument {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl ServiceError for Error {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
+            Error::SubjectNotFound | Error::DeviceNotFound => ErrorKind::NotFound,
+            Error::AlreadyEnrolled | Error::KeyAlreadyBound | Error::SerialConflict => {
+                ErrorKind::AlreadyExists
+            }
+            Error::SubjectNotActive { .. }
+            | Error::StatusFrozen(_)
+            | Error::DeviceNotActive
+            | Error::ChallengeUnknown
+            | Error::ChallengeExpired
+            | Error::DeviceLimit { .. } => ErrorKind::FailedPrecondition,
+            Error::BadSignature => ErrorKind::Unauthenticated,
+            Error::Database(err) => database_kind(err),
+            Error::Config(_)
+            | Error::Migrate(_)
+            | Error::Corrupt(_)
+            | Error::Randomness
+            | Error::Poisoned => ErrorKind::Internal,
+        }
+    }
+}
+
+/// A database that cannot be reached is UNAVAILABLE (retry with backoff); anything else
+/// is a bug or a broken database, INTERNAL.
+fn database_kind(err: &sqlx::Error) -> ErrorKind {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_) => ErrorKind::Unavailable,
+        _ => ErrorKind::Internal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use citypass_runtime::IntoStatus;
+    use tonic::Code;
+
+    #[test]
+    fn kinds_follow_the_proto() {
+        let cases = [
+            (Error::invalid("name", "required"), Code::InvalidArgument),
+            (Error::SubjectNotFound, Code::NotFound),
+            (Error::AlreadyEnrolled, Code::AlreadyExists),
+            (Error::ChallengeExpired, Code::FailedPrecondition),
+            (Error::DeviceLimit { limit: 3 }, Code::FailedPrecondition),
+            (Error::BadSignature, Code::Unauthenticated),
+            (
+                Error::Database(sqlx::Error::PoolTimedOut),
+                Code::Unavailable,
+            ),
+            (Error::Corrupt("status"), Code::Internal),
+        ];
+        for (err, code) in cases {
+            assert_eq!(err.into_status().code(), code);
+        }
+    }
+
+    #[test]
+    fn caller_facing_messages_name_the_field() {
+        let status = Error::invalid("document_number", "check digit does not match").into_status();
+        assert_eq!(
+            status.message(),
+            "document_number: check digit does not match"
+        );
+        let status = Error::Database(sqlx::Error::Protocol("secret".into())).into_status();
+        assert!(!status.message().contains("secret"));
+    }
+}

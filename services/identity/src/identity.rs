@@ -1,0 +1,251 @@
+//! The identity service's logic, on validated domain values (the gRPC layer in
+//! `service.rs` parses requests into them and formats the answers).
+//!
+//! Enrolment in particular: the service keeps no raw document number or name, so a
+//! PENDING enrolment (the real-name system did not answer) cannot be re-checked in the
+//! background. The citizen's app retries `Enrol` instead, and each attempt is a subject
+//! of its own: only ACTIVE and SUSPENDED subjects count as enrolled (ALREADY_EXISTS),
+//! while PENDING and REJECTED ones are attempts that can do nothing (no binding, no
+//! codes). A retry that the real-name system confirms creates a *new* ACTIVE subject
+//! and closes the pending attempts as REJECTED: their ids went to whoever made them,
+//! who was never verified, so they must never turn into verified identities.
+
+use std::time::Duration;
+
+use citypass_proto::v1::{FareClass, SubjectStatus};
+use citypass_token::{PublicKey, binding_message};
+
+use crate::challenge;
+use crate::config::IdentityConfig;
+use crate::document::{Date, Document, DocumentHasher};
+use crate::error::Error;
+use crate::ids::{DeviceId, SubjectId};
+use crate::model::{
+    Attributes, AttributesUpdate, Certificate, CertificateOwner, Challenge, Device, DeviceView,
+    NewCertificate, NewDevice, NewSubject, Subject, Timestamp,
+};
+use crate::name::Name;
+use crate::pseudonym::Pseudonyms;
+use crate::realname::RealNameCheck;
+use crate::store::Store;
+
+/// A binding request whose fields are well-formed (the signature is checked here).
+#[derive(Debug, Clone)]
+pub struct BindRequest {
+    pub subject_id: SubjectId,
+    pub public_key: PublicKey,
+    pub challenge: [u8; 32],
+    /// Raw r || s, 64 bytes.
+    pub signature: Vec<u8>,
+    pub label: String,
+}
+
+/// The identity service: a store, a real-name check, keys and limits.
+pub struct Identity<S, R> {
+    store: S,
+    real_name: R,
+    documents: DocumentHasher,
+    pseudonyms: Pseudonyms,
+    max_devices: u32,
+    challenge_ttl: Duration,
+}
+
+impl<S, R> std::fmt::Debug for Identity<S, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("max_devices", &self.max_devices)
+            .field("challenge_ttl", &self.challenge_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store, R: RealNameCheck> Identity<S, R> {
+    /// The service over `store` and `real_name`, with keys and limits from `config`
+    /// (validated here: dev keys are refused in production).
+    pub fn new(config: &IdentityConfig, store: S, real_name: R) -> Result<Self, Error> {
+        config.validate()?;
+        Ok(Identity {
+            store,
+            real_name,
+            documents: DocumentHasher::new(config.document_key()?.bytes()),
+            pseudonyms: Pseudonyms::new(config.pseudonym_key()?.bytes()),
+            max_devices: config.max_devices_per_subject,
+            challenge_ttl: config.challenge_ttl,
+        })
+    }
+
+    /// The store (for tests and embedding).
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Derives the subject's transit account.
+    pub fn transit_account(&self, subject: &SubjectId) -> String {
+        self.pseudonyms.transit_account(subject)
+    }
+
+    /// The latest acceptable birth date: today, in the easternmost time zone (UTC+14),
+    /// so that nobody born today (Beijing time included) is refused.
+    pub fn today() -> Date {
+        Date::from_unix(Timestamp::now().unix_seconds() + 14 * 3600)
+    }
+
+    /// Enrols a citizen (see the module documentation for retries).
+    pub async fn enrol(&self, document: Document, name: Name) -> Result<Subject, Error> {
+        let hash = self.documents.hash(&document);
+        if self.store.find_enrolled_subject(&hash).await?.is_some() {
+            return Err(Error::AlreadyEnrolled);
+        }
+        let outcome = self.real_name.check(&document, &name).await;
+        let new = NewSubject {
+            id: SubjectId::generate()?,
+            document_hash: hash,
+            document_type: document.kind(),
+            masked_name: name.masked(),
+            status: outcome.status(),
+            real_name_check: outcome.to_proto(),
+            attributes: Attributes {
+                fare_class: FareClass::Adult,
+                medical_insurance_linked: false,
+                assurance_level: outcome.assurance(document.assurance()),
+            },
+        };
+        let subject = self.store.insert_subject(new, Timestamp::now()).await?;
+        tracing::info!(
+            subject_id = %subject.id,
+            status = ?subject.status,
+            real_name_check = ?outcome,
+            "subject enrolled"
+        );
+        Ok(subject)
+    }
+
+    /// One subject.
+    pub async fn get_subject(&self, id: SubjectId) -> Result<Subject, Error> {
+        self.store.get_subject(id).await
+    }
+
+    /// Updates attributes (unset ones are kept).
+    pub async fn set_attributes(
+        &self,
+        id: SubjectId,
+        update: AttributesUpdate,
+    ) -> Result<Subject, Error> {
+        let subject = self
+            .store
+            .update_attributes(id, update, Timestamp::now())
+            .await?;
+        tracing::info!(subject_id = %id, "attributes updated");
+        Ok(subject)
+    }
+
+    /// Suspends or re-activates a subject (`status` is ACTIVE or SUSPENDED).
+    pub async fn set_status(
+        &self,
+        id: SubjectId,
+        status: SubjectStatus,
+        reason: &str,
+    ) -> Result<Subject, Error> {
+        let subject = self
+            .store
+            .set_subject_status(id, status, reason, Timestamp::now())
+            .await?;
+        tracing::info!(subject_id = %id, status = ?subject.status, "subject status set");
+        Ok(subject)
+    }
+
+    /// A fresh single-use binding challenge for an ACTIVE subject.
+    pub async fn create_challenge(&self, subject_id: SubjectId) -> Result<Challenge, Error> {
+        let now = Timestamp::now();
+        let challenge = challenge::generate(subject_id, now, self.challenge_ttl)?;
+        self.store.create_challenge(challenge.clone(), now).await?;
+        Ok(challenge)
+    }
+
+    /// Binds a device after checking its proof of possession. A bad signature is
+    /// refused before the store is touched, so it changes nothing.
+    pub async fn bind_device(&self, request: BindRequest) -> Result<Device, Error> {
+        let message = binding_message(
+            &request.subject_id.to_string(),
+            &request.challenge,
+            &request.public_key,
+        );
+        request
+            .public_key
+            .verify(&message, &request.signature)
+            .map_err(|_| Error::BadSignature)?;
+        let device = self
+            .store
+            .bind_device(
+                NewDevice {
+                    id: DeviceId::generate()?,
+                    subject_id: request.subject_id,
+                    public_key: request.public_key.as_bytes().to_vec(),
+                    label: request.label,
+                    challenge: request.challenge,
+                },
+                self.max_devices,
+                Timestamp::now(),
+            )
+            .await?;
+        tracing::info!(subject_id = %device.subject_id, device_id = %device.id, "device bound");
+        Ok(device)
+    }
+
+    /// Unbinds a device of the subject.
+    pub async fn unbind_device(
+        &self,
+        subject_id: SubjectId,
+        device_id: DeviceId,
+        reason: &str,
+    ) -> Result<Device, Error> {
+        let device = self
+            .store
+            .unbind_device(subject_id, device_id, reason, Timestamp::now())
+            .await?;
+        tracing::info!(subject_id = %subject_id, device_id = %device_id, "device unbound");
+        Ok(device)
+    }
+
+    /// A subject's devices.
+    pub async fn list_devices(
+        &self,
+        subject_id: SubjectId,
+        include_unbound: bool,
+    ) -> Result<Vec<Device>, Error> {
+        self.store.list_devices(subject_id, include_unbound).await
+    }
+
+    /// A device with its subject's status and attributes.
+    pub async fn get_device(&self, id: DeviceId) -> Result<DeviceView, Error> {
+        self.store.get_device(id).await
+    }
+
+    /// Records a device certificate.
+    pub async fn record_certificate(
+        &self,
+        certificate: NewCertificate,
+    ) -> Result<Certificate, Error> {
+        let recorded = self
+            .store
+            .record_certificate(certificate, Timestamp::now())
+            .await?;
+        tracing::info!(
+            device_id = %recorded.device_id,
+            serial = %hex::encode(recorded.serial),
+            "certificate recorded"
+        );
+        Ok(recorded)
+    }
+
+    /// Certificates of a device or subject; only unexpired ones unless
+    /// `include_expired`.
+    pub async fn list_certificates(
+        &self,
+        owner: CertificateOwner,
+        include_expired: bool,
+    ) -> Result<Vec<Certificate>, Error> {
+        let valid_at = (!include_expired).then(Timestamp::now);
+        self.store.list_certificates(owner, valid_at).await
+    }
+}

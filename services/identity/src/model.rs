@@ -1,0 +1,237 @@
+//! The identity service's records, as the logic and the stores share them.
+//!
+//! These are the stored facts, free of wire concerns: no document number or unmasked
+//! name appears in any of them. Enumerations reuse the generated proto enums, whose
+//! numbers `common.proto` declares stable "in stored data", so the PostgreSQL columns
+//! hold exactly those numbers.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use citypass_proto::prost_types;
+use citypass_proto::v1::{
+    AssuranceLevel, DeviceStatus, DocumentType, FareClass, RealNameCheckOutcome, SubjectStatus,
+};
+
+use crate::document::DocumentHash;
+use crate::ids::{DeviceId, SubjectId};
+
+/// A point in time with microsecond precision (what PostgreSQL keeps), as microseconds
+/// since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(i64);
+
+/// Latest accepted time: 9999-12-31T23:59:59Z.
+const MAX_SECONDS: i64 = 253_402_300_799;
+
+impl Timestamp {
+    /// The current time.
+    pub fn now() -> Self {
+        let micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        Timestamp(micros)
+    }
+
+    /// From microseconds since the epoch.
+    pub fn from_micros(micros: i64) -> Self {
+        Timestamp(micros)
+    }
+
+    /// Microseconds since the epoch.
+    pub fn as_micros(self) -> i64 {
+        self.0
+    }
+
+    /// Whole seconds since the epoch (rounded down).
+    pub fn unix_seconds(self) -> i64 {
+        self.0.div_euclid(1_000_000)
+    }
+
+    /// `self + duration`, saturating.
+    pub fn saturating_add(self, duration: Duration) -> Self {
+        let micros = i64::try_from(duration.as_micros()).unwrap_or(i64::MAX);
+        Timestamp(self.0.saturating_add(micros))
+    }
+
+    /// The wire form.
+    pub fn to_proto(self) -> prost_types::Timestamp {
+        prost_types::Timestamp {
+            seconds: self.0.div_euclid(1_000_000),
+            // In 0..1e9 by construction.
+            nanos: i32::try_from(self.0.rem_euclid(1_000_000) * 1_000).unwrap_or(0),
+        }
+    }
+
+    /// From the wire form: between 1970 and 9999 with nanos in range, or `None`.
+    /// Sub-microsecond digits are dropped.
+    pub fn from_proto(ts: &prost_types::Timestamp) -> Option<Self> {
+        if !(0..=MAX_SECONDS).contains(&ts.seconds) || !(0..1_000_000_000).contains(&ts.nanos) {
+            return None;
+        }
+        Some(Timestamp(
+            ts.seconds * 1_000_000 + i64::from(ts.nanos / 1_000),
+        ))
+    }
+}
+
+/// The attributes scene policies and the issuer use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attributes {
+    /// Fare class for the fare table.
+    pub fare_class: FareClass,
+    /// Whether a medical insurance account is linked.
+    pub medical_insurance_linked: bool,
+    /// Strength of the real-name binding.
+    pub assurance_level: AssuranceLevel,
+}
+
+/// A change of attributes: `None` keeps the current value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttributesUpdate {
+    pub fare_class: Option<FareClass>,
+    pub medical_insurance_linked: Option<bool>,
+    pub assurance_level: Option<AssuranceLevel>,
+}
+
+/// A citizen, as stored (the document only as its keyed hash, which is not returned).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub id: SubjectId,
+    /// Masked display form of the name.
+    pub masked_name: String,
+    pub document_type: DocumentType,
+    pub status: SubjectStatus,
+    pub attributes: Attributes,
+    pub real_name_check: RealNameCheckOutcome,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// What enrolment stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSubject {
+    pub id: SubjectId,
+    pub document_hash: DocumentHash,
+    pub document_type: DocumentType,
+    pub masked_name: String,
+    /// PENDING, ACTIVE or REJECTED, from the real-name check.
+    pub status: SubjectStatus,
+    pub real_name_check: RealNameCheckOutcome,
+    pub attributes: Attributes,
+}
+
+impl NewSubject {
+    /// The subject this becomes when stored at `now`.
+    pub fn into_subject(self, now: Timestamp) -> Subject {
+        Subject {
+            id: self.id,
+            masked_name: self.masked_name,
+            document_type: self.document_type,
+            status: self.status,
+            attributes: self.attributes,
+            real_name_check: self.real_name_check,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+/// A bound (or formerly bound) device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub id: DeviceId,
+    pub subject_id: SubjectId,
+    /// Uncompressed SEC1 P-256 point, 65 bytes, validated before storing.
+    pub public_key: Vec<u8>,
+    pub status: DeviceStatus,
+    pub label: String,
+    pub bound_at: Timestamp,
+    /// Set once UNBOUND.
+    pub unbound_at: Option<Timestamp>,
+}
+
+/// A device binding to store, with the challenge it consumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDevice {
+    pub id: DeviceId,
+    pub subject_id: SubjectId,
+    pub public_key: Vec<u8>,
+    pub label: String,
+    /// The challenge the device signed; consumed by the binding.
+    pub challenge: [u8; 32],
+}
+
+/// A device with what the issuer needs about its subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceView {
+    pub device: Device,
+    pub subject_status: SubjectStatus,
+    pub subject_attributes: Attributes,
+}
+
+/// An outstanding binding challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// 32 random bytes.
+    pub bytes: [u8; 32],
+    pub subject_id: SubjectId,
+    pub expires_at: Timestamp,
+}
+
+/// A device certificate the issuer recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certificate {
+    /// 16 random bytes.
+    pub serial: [u8; 16],
+    pub device_id: DeviceId,
+    pub subject_id: SubjectId,
+    pub not_before: Timestamp,
+    pub not_after: Timestamp,
+}
+
+/// A certificate to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCertificate {
+    pub serial: [u8; 16],
+    pub device_id: DeviceId,
+    /// The subject the caller believes owns the device, if it said; must match.
+    pub subject_id: Option<SubjectId>,
+    pub not_before: Timestamp,
+    pub not_after: Timestamp,
+}
+
+/// Whose certificates to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateOwner {
+    Device(DeviceId),
+    Subject(SubjectId),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_through_the_wire_form() {
+        let t = Timestamp::from_micros(1_800_000_000_123_456);
+        let wire = t.to_proto();
+        assert_eq!(wire.seconds, 1_800_000_000);
+        assert_eq!(wire.nanos, 123_456_000);
+        assert_eq!(Timestamp::from_proto(&wire), Some(t));
+        let bad_nanos = prost_types::Timestamp {
+            seconds: 1,
+            nanos: 1_000_000_000,
+        };
+        assert_eq!(Timestamp::from_proto(&bad_nanos), None);
+        let too_late = prost_types::Timestamp {
+            seconds: MAX_SECONDS + 1,
+            nanos: 0,
+        };
+        assert_eq!(Timestamp::from_proto(&too_late), None);
+        let negative = prost_types::Timestamp {
+            seconds: -1,
+            nanos: 0,
+        };
+        assert_eq!(Timestamp::from_proto(&negative), None);
+    }
+}

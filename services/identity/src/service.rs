@@ -1,0 +1,454 @@
+//! The gRPC face of the service: `IdentityService` from `identity.proto`, kept thin.
+//!
+//! Each method parses its request into validated domain values (every malformed field
+//! is INVALID_ARGUMENT naming the field, before anything is read or written), calls
+//! [`Identity`], and formats the answer. Errors become statuses in one place,
+//! `citypass_runtime::to_status`, through [`Error`]'s `ServiceError` impl.
+
+use citypass_proto::prost_types;
+use citypass_proto::v1::{self, identity_service_server::IdentityService};
+use citypass_runtime::IntoStatus;
+use citypass_token::PublicKey;
+use tonic::{Request, Response, Status};
+
+use crate::challenge;
+use crate::document::Document;
+use crate::error::Error;
+use crate::identity::{BindRequest, Identity};
+use crate::ids::{DeviceId, SubjectId};
+use crate::model::{
+    Attributes, AttributesUpdate, Certificate, CertificateOwner, Device, NewCertificate, Subject,
+    Timestamp,
+};
+use crate::name::Name;
+use crate::realname::RealNameCheck;
+use crate::store::Store;
+
+/// Longest device label, in characters.
+const MAX_LABEL_CHARS: usize = 64;
+/// Longest audit reason, in characters.
+const MAX_REASON_CHARS: usize = 256;
+
+/// The tonic service: wrap it in `IdentityServiceServer::new` (or use
+/// [`crate::service`]).
+#[derive(Debug)]
+pub struct IdentityApi<S, R> {
+    identity: Identity<S, R>,
+}
+
+impl<S: Store, R: RealNameCheck> IdentityApi<S, R> {
+    /// The gRPC service over `identity`.
+    pub fn new(identity: Identity<S, R>) -> Self {
+        IdentityApi { identity }
+    }
+
+    /// The logic underneath.
+    pub fn identity(&self) -> &Identity<S, R> {
+        &self.identity
+    }
+
+    fn subject(&self, subject: Subject) -> v1::Subject {
+        v1::Subject {
+            transit_account: self.identity.transit_account(&subject.id),
+            subject_id: subject.id.to_string(),
+            masked_name: subject.masked_name,
+            document_type: subject.document_type.into(),
+            status: subject.status.into(),
+            attributes: Some(attributes(subject.attributes)),
+            real_name_check: subject.real_name_check.into(),
+            created_at: Some(subject.created_at.to_proto()),
+            updated_at: Some(subject.updated_at.to_proto()),
+        }
+    }
+}
+
+fn attributes(a: Attributes) -> v1::Attributes {
+    v1::Attributes {
+        fare_class: a.fare_class.into(),
+        medical_insurance_linked: a.medical_insurance_linked,
+        assurance_level: a.assurance_level.into(),
+    }
+}
+
+fn device(d: Device) -> v1::Device {
+    v1::Device {
+        device_id: d.id.to_string(),
+        subject_id: d.subject_id.to_string(),
+        public_key: d.public_key,
+        status: d.status.into(),
+        label: d.label,
+        bound_at: Some(d.bound_at.to_proto()),
+        unbound_at: d.unbound_at.map(Timestamp::to_proto),
+    }
+}
+
+fn certificate(c: Certificate) -> v1::DeviceCertificate {
+    v1::DeviceCertificate {
+        serial: c.serial.to_vec(),
+        device_id: c.device_id.to_string(),
+        subject_id: c.subject_id.to_string(),
+        not_before: Some(c.not_before.to_proto()),
+        not_after: Some(c.not_after.to_proto()),
+    }
+}
+
+// --- request validation ---------------------------------------------------------------
+
+/// A proto enum field: a known value, with UNSPECIFIED (0) as `None`.
+fn enum_field<T: TryFrom<i32>>(value: i32, field: &'static str) -> Result<Option<T>, Error> {
+    if value == 0 {
+        return Ok(None);
+    }
+    T::try_from(value)
+        .map(Some)
+        .map_err(|_| Error::invalid(field, "unknown enum value"))
+}
+
+/// Free text for labels and audit reasons: bounded, printable.
+fn free_text(text: &str, field: &'static str, max_chars: usize) -> Result<String, Error> {
+    if text.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    if text.chars().count() > max_chars {
+        return Err(Error::invalid(
+            field,
+            format!("longer than {max_chars} characters"),
+        ));
+    }
+    Ok(text.trim().to_owned())
+}
+
+fn timestamp_field(
+    ts: Option<&prost_types::Timestamp>,
+    field: &'static str,
+) -> Result<Timestamp, Error> {
+    let ts = ts.ok_or_else(|| Error::invalid(field, "required"))?;
+    Timestamp::from_proto(ts)
+        .ok_or_else(|| Error::invalid(field, "must be between 1970 and 9999 with nanos in 0..1e9"))
+}
+
+fn parse_public_key(bytes: &[u8]) -> Result<PublicKey, Error> {
+    if bytes.is_empty() {
+        return Err(Error::invalid("public_key", "required"));
+    }
+    PublicKey::p256(bytes).map_err(|_| {
+        Error::invalid(
+            "public_key",
+            "must be an uncompressed P-256 point on the curve (65 bytes: 0x04 || X || Y)",
+        )
+    })
+}
+
+fn parse_signature(bytes: &[u8]) -> Result<Vec<u8>, Error> {
+    match bytes.len() {
+        0 => Err(Error::invalid("signature", "required")),
+        64 => Ok(bytes.to_vec()),
+        _ => Err(Error::invalid(
+            "signature",
+            "must be 64 bytes (ES256, raw r || s)",
+        )),
+    }
+}
+
+fn parse_serial(bytes: &[u8]) -> Result<[u8; 16], Error> {
+    bytes
+        .try_into()
+        .map_err(|_| Error::invalid("certificate.serial", "must be 16 bytes"))
+}
+
+/// Runs a handler body and turns its error into the caller's status.
+fn answer<T>(result: Result<T, Error>) -> Result<Response<T>, Status> {
+    result.map(Response::new).map_err(IntoStatus::into_status)
+}
+
+#[tonic::async_trait]
+impl<S: Store, R: RealNameCheck> IdentityService for IdentityApi<S, R> {
+    async fn enrol(
+        &self,
+        request: Request<v1::EnrolRequest>,
+    ) -> Result<Response<v1::EnrolResponse>, Status> {
+        let req = request.into_inner();
+        answer(
+            async {
+                let kind = enum_field::<v1::DocumentType>(req.document_type, "document_type")?
+                    .ok_or_else(|| Error::invalid("document_type", "required"))?;
+                let document =
+                    Document::parse(kind, &req.document_number, Identity::<S, R>::today())?;
+                let name = Name::parse(&req.name)?;
+                let subject = self.identity.enrol(document, name).await?;
+                Ok(v1::EnrolResponse {
+                    subject: Some(self.subject(subject)),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn get_subject(
+        &self,
+        request: Request<v1::GetSubjectRequest>,
+    ) -> Result<Response<v1::GetSubjectResponse>, Status> {
+        let req = request.into_inner();
+        answer(
+            async {
+                let id = SubjectId::parse(&req.subject_id)?;
+                let subject = self.identity.get_subject(id).await?;
+                Ok(v1::GetSubjectResponse {
+                    subject: Some(self.subject(subject)),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn set_attributes(
+        &self,
+        request: Request<v1::SetAttributesRequest>,
+    ) -> Result<Response<v1::SetAttributesResponse>, Status> {
+        let req = request.into_inner();
+        answer(
+            async {
+                let id = SubjectId::parse(&req.subject_id)?;
+                let update = AttributesUpdate {
+                    fare_class: enum_field(req.fare_class, "fare_class")?,
+                    medical_insurance_linked: req.medical_insurance_linked,
+                    assurance_level: enum_field(req.assurance_level, "assurance_level")?,
+                };
+                let subject = self.identity.set_attributes(id, update).await?;
+                Ok(v1::SetAttributesResponse {
+                    subject: Some(self.subject(subject)),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn set_subject_status(
+        &self,
+        request: Request<v1::SetSubjectStatusRequest>,
+    ) -> Result<Response<v1::SetSubjectStatusResponse>, Status> {
+        let req = request.into_inner();
+        answer(
+            async {
+                let id = SubjectId::parse(&req.subject_id)?;
+                let status = match enum_field::<v1::SubjectStatus>(req.status, "status")? {
+                    Some(s @ (v1::SubjectStatus::Active | v1::SubjectStatus::Suspended)) => s,
+                    _ => return Err(Error::invalid("status", "must be ACTIVE or SUSPENDED")),
+                };
+                let reason = free_text(&req.reason, "reason", MAX_REASON_CHARS)?;
+                let subject = self.identity.set_status(id, status, &reason).await?;
+                Ok(v1::SetSubjectStatusResponse {
+                    subject: Some(self.subject(subject)),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn create_binding_challenge(
+        &self,
+        request: Request<v1::CreateBindingChallengeRequest>,
+    ) -> Result<Response<v1::CreateBindingChallengeResponse>, Status> {
+        let req = request.into_inner();
+        answer(
+            async {
+                let id = SubjectId::parse(&req.subject_id)?;
+                let challenge = self.identity.create_challenge(id).await?;
+                Ok(v1::CreateBindingChallengeResponse {
+                    challenge: challenge.bytes.to_vec(),
+                    expires_at: Some(challenge.expires_at.to_proto()),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn bind_device(
+        &self,
+        request: Request<v1::BindDeviceRequest>,
+    ) -> Result<Response<v1::BindDeviceResponse>, Status> {
+        let req = request.into_inner();
+        answer(
+            async {
+                let request = BindRequest {
+                    subject_id: SubjectId::parse(&req.subject_id)?,
+                    public_key: parse_public_key(&req.public_key)?,
+                    challenge: challenge::parse(&req.challenge)?,
+                    signature: parse_signature(&req.signature)?,
+                    label: free_text(&req.label, "label", MAX_LABEL_CHARS)?,
+                };
+                let bound = self.identity.bind_device(request).await?;
+                Ok(v1::BindDeviceResponse {
+                    device: Some(device(bound)),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn unbind_device(
+        &self,
+        request: Request<v1::UnbindDeviceRequest>,
+    ) -> Result<Response<v1::UnbindDeviceResponse>, Status> {
+        let req = request.into_inner();
+        answer(
+            async {
+                let subject_id = SubjectId::parse(&req.subject_id)?;
+                let device_id = DeviceId::parse(&req.device_id)?;
+                let reason = free_text(&req.reason, "reason", MAX_REASON_CHARS)?;
+                let unbound = self
+                    .identity
+                    .unbind_device(subject_id, device_id, &reason)
+                    .await?;
+                Ok(v1::UnbindDeviceResponse {
+                    device: Some(device(unbound)),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn list_devices(
+        &self,
+        request: Request<v1::ListDevicesRequest>,
+    ) -> Result<Response<v1::ListDevicesResponse>, Status> {
+        let req = request.into_inner();
+        answer(
+            async {
+                let id = SubjectId::parse(&req.subject_id)?;
+                let devices = self.identity.list_devices(id, req.include_unbound).await?;
+                Ok(v1::ListDevicesResponse {
+                    devices: devices.into_iter().map(device).collect(),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn get_device(
+        &self,
+        request: Request<v1::GetDeviceRequest>,
+    ) -> Result<Response<v1::GetDeviceResponse>, Status> {
+        let req = request.into_inner();
+        answer(
+            async {
+                let id = DeviceId::parse(&req.device_id)?;
+                let view = self.identity.get_device(id).await?;
+                Ok(v1::GetDeviceResponse {
+                    device: Some(device(view.device)),
+                    subject_status: view.subject_status.into(),
+                    subject_attributes: Some(attributes(view.subject_attributes)),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn record_certificate(
+        &self,
+        request: Request<v1::RecordCertificateRequest>,
+    ) -> Result<Response<v1::RecordCertificateResponse>, Status> {
+        let req = request.into_inner();
+        answer(
+            async {
+                let cert = req
+                    .certificate
+                    .ok_or_else(|| Error::invalid("certificate", "required"))?;
+                let new = NewCertificate {
+                    serial: parse_serial(&cert.serial)?,
+                    device_id: DeviceId::parse(&cert.device_id).map_err(|_| {
+                        Error::invalid(
+                            "certificate.device_id",
+                            "must be 32 lower-case hexadecimal characters",
+                        )
+                    })?,
+                    subject_id: match cert.subject_id.as_str() {
+                        "" => None,
+                        id => Some(SubjectId::parse(id).map_err(|_| {
+                            Error::invalid(
+                                "certificate.subject_id",
+                                "must be empty or 32 lower-case hexadecimal characters",
+                            )
+                        })?),
+                    },
+                    not_before: timestamp_field(
+                        cert.not_before.as_ref(),
+                        "certificate.not_before",
+                    )?,
+                    not_after: timestamp_field(cert.not_after.as_ref(), "certificate.not_after")?,
+                };
+                if new.not_after <= new.not_before {
+                    return Err(Error::invalid(
+                        "certificate.not_after",
+                        "must be later than not_before",
+                    ));
+                }
+                let recorded = self.identity.record_certificate(new).await?;
+                Ok(v1::RecordCertificateResponse {
+                    certificate: Some(certificate(recorded)),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn list_certificates(
+        &self,
+        request: Request<v1::ListCertificatesRequest>,
+    ) -> Result<Response<v1::ListCertificatesResponse>, Status> {
+        let req = request.into_inner();
+        answer(
+            async {
+                let owner = match (req.device_id.is_empty(), req.subject_id.is_empty()) {
+                    (false, true) => CertificateOwner::Device(DeviceId::parse(&req.device_id)?),
+                    (true, false) => CertificateOwner::Subject(SubjectId::parse(&req.subject_id)?),
+                    _ => {
+                        return Err(Error::invalid(
+                            "device_id",
+                            "exactly one of device_id and subject_id must be set",
+                        ));
+                    }
+                };
+                let certificates = self
+                    .identity
+                    .list_certificates(owner, req.include_expired)
+                    .await?;
+                Ok(v1::ListCertificatesResponse {
+                    certificates: certificates.into_iter().map(certificate).collect(),
+                })
+            }
+            .await,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_text_is_bounded_and_printable() {
+        assert_eq!(free_text(" my phone ", "label", 64).unwrap(), "my phone");
+        assert!(free_text("a\nb", "label", 64).is_err());
+        assert!(free_text(&"x".repeat(65), "label", 64).is_err());
+    }
+
+    #[test]
+    fn enum_fields_refuse_unknown_values() {
+        assert_eq!(enum_field::<v1::FareClass>(0, "fare_class").unwrap(), None);
+        assert_eq!(
+            enum_field::<v1::FareClass>(2, "fare_class").unwrap(),
+            Some(v1::FareClass::Student)
+        );
+        let err = enum_field::<v1::FareClass>(99, "fare_class").unwrap_err();
+        assert_eq!(err.to_string(), "fare_class: unknown enum value");
+    }
+
+    #[test]
+    fn signatures_and_keys_are_shape_checked() {
+        assert!(parse_signature(&[0; 64]).is_ok());
+        assert!(parse_signature(&[0; 63]).is_err());
+        assert!(parse_public_key(&[4; 65]).is_err());
+        assert!(parse_public_key(&[]).is_err());
+    }
+}

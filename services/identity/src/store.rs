@@ -1,0 +1,171 @@
+//! Where subjects, devices, challenges and certificates live: one trait, two backends.
+//!
+//! PostgreSQL ([`postgres::PostgresStore`]) is the system of record in deployments;
+//! the in-memory store ([`memory::MemoryStore`]) is the embedded default of
+//! `citypass dev` and of unit tests. Both pass the same contract test suite
+//! (`tests/store_contract.rs`), so the service cannot tell them apart.
+//!
+//! Every operation that must hold under concurrency is *one* store call, atomic in
+//! both backends (a PostgreSQL transaction with row locks and constraints; one mutex
+//! in memory): enrolment de-duplication, the device limit, single-use challenges,
+//! status transitions, and certificate recording against a device being unbound. The
+//! rules those operations enforce are part of the contract and listed on each method.
+//! Times are passed in (`now`), never read inside a store, so both backends agree and
+//! tests control the clock.
+
+pub mod memory;
+pub mod postgres;
+
+use std::future::Future;
+
+use citypass_proto::v1::SubjectStatus;
+
+use crate::document::DocumentHash;
+use crate::error::Error;
+use crate::ids::{DeviceId, SubjectId};
+use crate::model::{
+    AttributesUpdate, Certificate, CertificateOwner, Challenge, Device, DeviceView, NewCertificate,
+    NewDevice, NewSubject, Subject, Timestamp,
+};
+
+pub use memory::MemoryStore;
+pub use postgres::PostgresStore;
+
+/// Outstanding challenges kept per subject; creating one more drops the oldest.
+pub const MAX_OUTSTANDING_CHALLENGES: usize = 5;
+
+/// The status reason stored on PENDING subjects closed by a verified enrolment.
+pub const SUPERSEDED_REASON: &str = "superseded by a verified enrolment of the same document";
+
+/// Storage for the identity service. See the module documentation.
+pub trait Store: Clone + Send + Sync + 'static {
+    /// The ACTIVE or SUSPENDED subject enrolled with this document, if any.
+    fn find_enrolled_subject(
+        &self,
+        document: &DocumentHash,
+    ) -> impl Future<Output = Result<Option<Subject>, Error>> + Send;
+
+    /// Stores a new subject.
+    ///
+    /// - An ACTIVE or SUSPENDED subject with the same document hash exists →
+    ///   [`Error::AlreadyEnrolled`] (at most one enrolled subject per document, even
+    ///   under concurrent enrolments).
+    /// - A new ACTIVE subject closes PENDING subjects of the same document: they
+    ///   become REJECTED with [`SUPERSEDED_REASON`].
+    /// - PENDING and REJECTED subjects never conflict.
+    fn insert_subject(
+        &self,
+        subject: NewSubject,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Subject, Error>> + Send;
+
+    /// One subject, or [`Error::SubjectNotFound`].
+    fn get_subject(&self, id: SubjectId) -> impl Future<Output = Result<Subject, Error>> + Send;
+
+    /// Applies the given attributes, keeps the others; bumps `updated_at`.
+    /// [`Error::SubjectNotFound`].
+    fn update_attributes(
+        &self,
+        id: SubjectId,
+        update: AttributesUpdate,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Subject, Error>> + Send;
+
+    /// Moves a subject between ACTIVE and SUSPENDED (`status` is one of them; the
+    /// caller checks). Setting the current status again changes nothing.
+    /// [`Error::SubjectNotFound`]; [`Error::StatusFrozen`] from PENDING or REJECTED.
+    fn set_subject_status(
+        &self,
+        id: SubjectId,
+        status: SubjectStatus,
+        reason: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Subject, Error>> + Send;
+
+    /// Stores a binding challenge for an ACTIVE subject, drops expired challenges, and
+    /// keeps only the [`MAX_OUTSTANDING_CHALLENGES`] newest of the subject.
+    /// [`Error::SubjectNotFound`]; [`Error::SubjectNotActive`].
+    fn create_challenge(
+        &self,
+        challenge: Challenge,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Binds a device, consuming its challenge, all or nothing (on any error nothing
+    /// changes, and the challenge stays usable until it expires). In this order:
+    /// [`Error::SubjectNotFound`]; [`Error::SubjectNotActive`]; [`Error::ChallengeUnknown`]
+    /// (never issued, used, or issued for another subject); [`Error::ChallengeExpired`]
+    /// (`expires_at <= now`); [`Error::DeviceLimit`] (the subject has `max_devices`
+    /// ACTIVE devices); [`Error::KeyAlreadyBound`] (the key was ever bound, to anyone).
+    fn bind_device(
+        &self,
+        device: NewDevice,
+        max_devices: u32,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Device, Error>> + Send;
+
+    /// Unbinds a device of this subject (UNBOUND is terminal; unbinding again returns
+    /// it unchanged). [`Error::DeviceNotFound`] also when the device belongs to another
+    /// subject.
+    fn unbind_device(
+        &self,
+        subject_id: SubjectId,
+        device_id: DeviceId,
+        reason: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Device, Error>> + Send;
+
+    /// The subject's devices, oldest binding first; ACTIVE only unless
+    /// `include_unbound`. [`Error::SubjectNotFound`].
+    fn list_devices(
+        &self,
+        subject_id: SubjectId,
+        include_unbound: bool,
+    ) -> impl Future<Output = Result<Vec<Device>, Error>> + Send;
+
+    /// A device with its subject's status and attributes. [`Error::DeviceNotFound`].
+    fn get_device(&self, id: DeviceId) -> impl Future<Output = Result<DeviceView, Error>> + Send;
+
+    /// Records a device certificate; its subject is the device's.
+    /// [`Error::DeviceNotFound`]; [`Error::InvalidArgument`] if `subject_id` is given
+    /// and is not the device's; [`Error::DeviceNotActive`]; [`Error::SerialConflict`]
+    /// if the serial is recorded for another device or with another validity.
+    /// Recording the same certificate again returns it (a retry).
+    fn record_certificate(
+        &self,
+        certificate: NewCertificate,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Certificate, Error>> + Send;
+
+    /// Certificates of a device or of all devices of a subject, ordered by
+    /// `not_before` then serial; with `valid_at`, only those with `not_after` later
+    /// than it. [`Error::DeviceNotFound`] / [`Error::SubjectNotFound`].
+    fn list_certificates(
+        &self,
+        owner: CertificateOwner,
+        valid_at: Option<Timestamp>,
+    ) -> impl Future<Output = Result<Vec<Certificate>, Error>> + Send;
+}
+
+/// The `SubjectNotActive` error for a subject in `status`.
+pub(crate) fn not_active(status: SubjectStatus, action: &'static str) -> Error {
+    Error::SubjectNotActive {
+        status: status_name(status),
+        action,
+    }
+}
+
+/// Short upper-case name of a status, for messages.
+pub(crate) fn status_name(status: SubjectStatus) -> &'static str {
+    match status {
+        SubjectStatus::Unspecified => "UNSPECIFIED",
+        SubjectStatus::Pending => "PENDING",
+        SubjectStatus::Active => "ACTIVE",
+        SubjectStatus::Suspended => "SUSPENDED",
+        SubjectStatus::Rejected => "REJECTED",
+    }
+}
+
+/// Actions named in `SubjectNotActive` errors.
+pub(crate) const ACTION_CHALLENGE: &str = "start a device binding";
+pub(crate) const ACTION_BIND: &str = "bind a device";
