@@ -147,10 +147,9 @@ impl IssuanceConfig {
         Ok(())
     }
 
-    /// How long a nonce must be remembered: a request stamped up to `proof_freshness`
-    /// in the future stays acceptable until `2 × proof_freshness` after it first arrives.
+    /// How long a nonce must be remembered (see [`crate::proof::nonce_ttl`]).
     pub fn nonce_ttl(&self) -> Duration {
-        self.proof_freshness * 2 + Duration::from_secs(1)
+        crate::proof::nonce_ttl(self.proof_freshness)
     }
 }
 
@@ -262,8 +261,10 @@ mod tests {
     use std::ffi::OsString;
 
     fn load(vars: &[(&str, &str)]) -> Result<Config, citypass_runtime::ConfigError> {
-        let vars: Vec<(OsString, OsString)> =
-            vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        let vars: Vec<(OsString, OsString)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
         citypass_runtime::config::load_from(None, "CITYPASS", vars)
     }
 

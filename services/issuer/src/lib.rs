@@ -1,1 +1,123 @@
-//! citypass-issuer (being built).
+//! citypass-issuer: IssuerService, which signs online codes (CP1) and device
+//! certificates for bound devices, and publishes the signed public key set.
+//!
+//! The library holds the logic; `main.rs` only wires configuration, telemetry, stores
+//! and clients into a `citypass_runtime::Server`. `citypass dev` and tests wire the same
+//! pieces in process:
+//!
+//! ```text
+//! let keys = Keys::load(KeySource::Memory(ring), Environment::Dev)?;
+//! let issuer = issuer_service(
+//!     IssuanceConfig::default(),
+//!     keys.clone(),
+//!     Arc::new(MemoryNonceStore::new(100_000)),
+//!     Arc::new(GrpcIdentity::connect_lazy("http://127.0.0.1:50051", timeout)?),
+//!     Arc::new(NothingRevoked),
+//! )?;
+//! Server::new(ServerConfig::new("issuer")).add_service(issuer).serve(listener, shutdown).await?;
+//! ```
+//!
+//! Modules, one concept each:
+//! - [`config`]: settings and their limits;
+//! - [`keys`]: the key ring, reloaded on change and swapped atomically, and the signed
+//!   published key set;
+//! - [`proof`]: device proofs, the server check and the app-side [`sign_request`];
+//! - [`nonce`]: single-use marks (memory and Redis);
+//! - [`identity`]: GetDevice (cached) and RecordCertificate at the identity service;
+//! - [`revocation`]: the revocation check (a stand-in until the revocation service);
+//! - [`policy`]: which scenes a subject's codes may open;
+//! - [`issuance`]: the decisions; [`service`]: the tonic face; [`error`]: statuses.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod identity;
+pub mod issuance;
+pub mod keys;
+pub mod nonce;
+pub mod policy;
+pub mod proof;
+pub mod revocation;
+pub mod service;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use citypass_proto::v1::issuer_service_server::IssuerServiceServer;
+pub use config::{Config, Environment, InvalidConfig, IssuanceConfig};
+pub use error::IssuerError;
+pub use identity::{
+    CachedIdentity, CertificateRecord, DeviceRecord, GrpcIdentity, IdentityError, IdentityLookup,
+};
+pub use issuance::Issuance;
+pub use keys::{KeyError, Keys, PublishedKeys, Reload};
+pub use nonce::{BoxFuture, MemoryNonceStore, NonceStore, NonceStoreError, RedisNonceStore};
+pub use policy::{MinAssurance, Policy};
+pub use proof::{
+    ISSUE_DEVICE_CERTIFICATE, ISSUE_TOKEN, ProofError, SignedRequest, body_sha256, sign_request,
+    sign_request_with,
+};
+pub use revocation::{NothingRevoked, RevocationCheck, RevocationError, RevocationStatus};
+pub use service::IssuerApi;
+
+/// Where the issuer's key ring comes from.
+pub enum KeySource {
+    /// A key ring file, polled every `reload_interval` and reloaded when it changes.
+    File {
+        /// The file (`keys/dev/keyring.json`, or a mounted Secret).
+        path: PathBuf,
+        /// How often to check it.
+        reload_interval: Duration,
+    },
+    /// A ring held in memory; rotate it with [`Keys::replace`].
+    Memory(citypass_token::Keyring),
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::File {
+                path,
+                reload_interval,
+            } => f
+                .debug_struct("File")
+                .field("path", path)
+                .field("reload_interval", reload_interval)
+                .finish(),
+            KeySource::Memory(ring) => f.debug_tuple("Memory").field(ring).finish(),
+        }
+    }
+}
+
+impl Keys {
+    /// Loads keys from `source`. A file source also gets its reloader, a task that
+    /// ends when the returned keys are dropped (call this inside a tokio runtime).
+    pub fn load(source: KeySource, environment: Environment) -> Result<Arc<Keys>, KeyError> {
+        match source {
+            KeySource::File {
+                path,
+                reload_interval,
+            } => {
+                let keys = Keys::from_file(path, environment)?;
+                keys.spawn_reloader(reload_interval);
+                Ok(keys)
+            }
+            KeySource::Memory(ring) => Keys::from_keyring(ring, environment),
+        }
+    }
+}
+
+/// IssuerService, ready for `citypass_runtime::Server::add_service`: [`Issuance::new`]
+/// wrapped in [`IssuerApi`]. Keep `keys` to reload or observe the keys.
+pub fn issuer_service(
+    config: IssuanceConfig,
+    keys: Arc<Keys>,
+    nonces: Arc<dyn NonceStore>,
+    identity: Arc<dyn IdentityLookup>,
+    revocation: Arc<dyn RevocationCheck>,
+) -> Result<IssuerServiceServer<IssuerApi>, InvalidConfig> {
+    let issuance = Issuance::new(config, keys, nonces, identity, revocation)?;
+    Ok(IssuerApi::new(issuance).into_server())
+}

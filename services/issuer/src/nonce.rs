@@ -18,7 +18,7 @@
 //! Keys are built by the caller from hashes, never from raw ids, so the store (and
 //! Redis) sees no personal data.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Mutex, PoisonError};
@@ -46,8 +46,11 @@ pub enum NonceStoreError {
 pub trait NonceStore: Send + Sync + 'static {
     /// Marks `key` as used for `ttl`. `Ok(true)` if no live mark existed (this call is
     /// the first use), `Ok(false)` if `key` was marked within its ttl (a reuse).
-    fn first_use<'a>(&'a self, key: &'a str, ttl: Duration)
-    -> BoxFuture<'a, Result<bool, NonceStoreError>>;
+    fn first_use<'a>(
+        &'a self,
+        key: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, NonceStoreError>>;
 }
 
 /// The in-process backend (see the module documentation).
@@ -61,33 +64,22 @@ pub struct MemoryNonceStore {
 struct Marks {
     /// Key → when its mark expires.
     live: HashMap<String, Instant>,
-    /// Marks in insertion order, for cheap purging. An entry is stale if `live` holds
-    /// another expiry for its key.
-    order: VecDeque<(Instant, String)>,
+    /// The same marks ordered by expiry, so expired ones are dropped from the front
+    /// whatever mix of ttls the store holds.
+    by_expiry: BTreeSet<(Instant, String)>,
 }
 
 impl Marks {
-    /// Drops expired marks from the front of the insertion order.
-    fn purge_front(&mut self, now: Instant) {
-        while let Some((expiry, _)) = self.order.front() {
+    /// Drops every expired mark: afterwards `live` holds live marks only.
+    fn purge(&mut self, now: Instant) {
+        while let Some((expiry, _)) = self.by_expiry.first() {
             if *expiry > now {
                 break;
             }
-            if let Some((expiry, key)) = self.order.pop_front()
-                && self.live.get(&key) == Some(&expiry)
-            {
+            if let Some((_, key)) = self.by_expiry.pop_first() {
                 self.live.remove(&key);
             }
         }
-    }
-
-    /// Drops every expired mark (when the front alone did not free enough: marks with
-    /// mixed ttls expire out of insertion order).
-    fn purge_all(&mut self, now: Instant) {
-        self.live.retain(|_, expiry| *expiry > now);
-        let live = &self.live;
-        self.order
-            .retain(|(expiry, key)| live.get(key) == Some(expiry));
     }
 }
 
@@ -100,7 +92,7 @@ impl MemoryNonceStore {
         }
     }
 
-    /// Live marks held now (expired ones may be counted until purged).
+    /// Marks held now (expired ones are counted until the next use purges them).
     pub fn len(&self) -> usize {
         self.lock().live.len()
     }
@@ -119,21 +111,16 @@ impl MemoryNonceStore {
     fn mark(&self, key: &str, ttl: Duration) -> Result<bool, NonceStoreError> {
         let now = Instant::now();
         let mut marks = self.lock();
-        marks.purge_front(now);
-        if let Some(expiry) = marks.live.get(key)
-            && *expiry > now
-        {
+        marks.purge(now);
+        if marks.live.contains_key(key) {
             return Ok(false);
         }
-        if marks.live.len() >= self.capacity && !marks.live.contains_key(key) {
-            marks.purge_all(now);
-            if marks.live.len() >= self.capacity {
-                return Err(NonceStoreError::Full);
-            }
+        if marks.live.len() >= self.capacity {
+            return Err(NonceStoreError::Full);
         }
         let expiry = now + ttl;
         marks.live.insert(key.to_owned(), expiry);
-        marks.order.push_back((expiry, key.to_owned()));
+        marks.by_expiry.insert((expiry, key.to_owned()));
         Ok(true)
     }
 }
@@ -222,17 +209,37 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn mixed_ttls_are_purged_when_full() {
+    async fn mixed_ttls_expire_independently() {
         let store = MemoryNonceStore::new(2);
-        assert!(store.first_use("long", Duration::from_secs(60)).await.unwrap());
-        assert!(store.first_use("short", Duration::from_millis(1)).await.unwrap());
+        assert!(
+            store
+                .first_use("long", Duration::from_secs(60))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .first_use("short", Duration::from_millis(1))
+                .await
+                .unwrap()
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
-        // "short" expired behind "long" in insertion order: a full purge finds it.
-        assert!(store.first_use("next", Duration::from_secs(60)).await.unwrap());
+        // "short" expired although "long", marked before it, has not.
+        assert!(
+            store
+                .first_use("next", Duration::from_secs(60))
+                .await
+                .unwrap()
+        );
         assert!(matches!(
             store.first_use("more", Duration::from_secs(60)).await,
             Err(NonceStoreError::Full)
         ));
-        assert!(!store.first_use("long", Duration::from_secs(60)).await.unwrap());
+        assert!(
+            !store
+                .first_use("long", Duration::from_secs(60))
+                .await
+                .unwrap()
+        );
     }
 }

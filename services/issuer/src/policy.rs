@@ -76,12 +76,20 @@ impl Policy {
 
     /// What to grant for `requested` (API `Scene` values): all that is allowed when the
     /// request names no scene, else the allowed part of the request.
-    pub fn grant(&self, status: SubjectStatus, attributes: &Attributes, requested: &[i32]) -> Scopes {
+    pub fn grant(
+        &self,
+        status: SubjectStatus,
+        attributes: &Attributes,
+        requested: &[i32],
+    ) -> Scopes {
         let allowed = self.allowed(status, attributes);
         if requested.is_empty() {
             return allowed;
         }
-        let wanted: Scopes = requested.iter().filter_map(|&s| scene_from_api(s)).collect();
+        let wanted: Scopes = requested
+            .iter()
+            .filter_map(|&s| scene_from_api(s))
+            .collect();
         Scopes::from_bits(wanted.bits() & allowed.bits())
     }
 }
@@ -131,7 +139,9 @@ mod tests {
         let active = SubjectStatus::Active;
         let low = policy.allowed(active, &attributes(AssuranceLevel::DocumentChecked));
         assert!(!low.contains(Scene::Hospital));
-        assert!(low.contains(Scene::Metro) && low.contains(Scene::Bus) && low.contains(Scene::Scenic));
+        assert!(
+            low.contains(Scene::Metro) && low.contains(Scene::Bus) && low.contains(Scene::Scenic)
+        );
         for level in [AssuranceLevel::RealNameVerified, AssuranceLevel::InPerson] {
             assert_eq!(policy.allowed(active, &attributes(level)), Scopes::all());
         }

@@ -1,0 +1,404 @@
+//! The issuer's keys: loaded from the key ring file, reloaded when it changes, swapped
+//! atomically, published as a signed key set.
+//!
+//! A rotation must need no restart and fail no request (keys/README.md): the operator
+//! updates the ring (a Kubernetes Secret, mounted as a file) and every replica picks it
+//! up within [`crate::Config::key_reload_interval`]. The file is polled by content
+//! hash rather than watched, which works the same on a Secret's symlink swap, a plain
+//! rewrite and a laptop, and needs no watcher dependency. Each request takes one
+//! snapshot ([`Keys::current`], an `Arc`), so a call signs and reports with one
+//! consistent key even while a reload swaps the next snapshot in.
+//!
+//! A file that cannot be read or parsed, or a dev ring in production, is refused and
+//! the current keys stay in service (logged; retried at the next poll): a half-written
+//! file never takes the issuer down.
+//!
+//! The published set is the ring's public set minus retired keys past their
+//! valid-until; a retired key stays published (and verifiable) until then. When one
+//! expires, the next poll republishes without it, even if the file did not change.
+//! The published JWKS carries two extra top-level members, `issued_at` (Unix seconds
+//! when this replica built the set) and `version` (a hash of the keys, equal on every
+//! replica serving the same keys), and is signed with `citypass_token::sign_key_set` by
+//! the signing key.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use citypass_proto::prost_types::Timestamp;
+use citypass_proto::v1::{self as pb, GetKeySetResponse, KeyInfo};
+use citypass_token::{
+    Issuer, KeySet, KeyStatus, Keyring, Kid, PublishedKey, TokenError, sha256, sign_key_set,
+};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Environment;
+use crate::proof::hex;
+
+/// Why a key ring was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The file could not be read.
+    #[error("cannot read key ring file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a valid key ring.
+    #[error("key ring file {path} is invalid: {source}")]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        source: TokenError,
+    },
+    /// A ring marked `dev` was offered to a production issuer.
+    #[error("dev key ring refused in production")]
+    DevRingInProduction,
+    /// The ring could not be turned into a signer and a published set.
+    #[error("cannot publish the key ring: {0}")]
+    Publish(#[source] TokenError),
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reload {
+    /// Same content, nothing expired: the current snapshot stays.
+    Unchanged,
+    /// A new snapshot is in service, signing with `signing_kid`.
+    Reloaded {
+        /// The kid that signs from now on.
+        signing_kid: Kid,
+    },
+}
+
+/// One consistent state of the keys: the signer and the signed published set.
+pub struct PublishedKeys {
+    issuer: Issuer,
+    signing_kid: Kid,
+    keyset: KeySet,
+    jwks_json: Vec<u8>,
+    signature: Vec<u8>,
+    key_infos: Vec<KeyInfo>,
+    issued_at: u64,
+    version: String,
+    /// Earliest valid-until of a published retired key: the set changes after it.
+    next_expiry: Option<u64>,
+}
+
+impl std::fmt::Debug for PublishedKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublishedKeys")
+            .field("signing_kid", &self.signing_kid)
+            .field("keys", &self.keyset.keys().len())
+            .field("issued_at", &self.issued_at)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PublishedKeys {
+    /// Builds the snapshot for `ring` at `now` (Unix seconds).
+    fn build(ring: &Keyring, now: u64) -> Result<Self, TokenError> {
+        let issuer = ring.issuer()?;
+        let signing_kid = ring.signing_kid();
+        let published: Vec<PublishedKey> = ring
+            .public_keyset()?
+            .keys()
+            .iter()
+            .filter(
+                |k| !matches!(k.status, KeyStatus::Retired { valid_until } if valid_until < now),
+            )
+            .cloned()
+            .collect();
+        let keyset = KeySet::new(published)?;
+        let next_expiry = keyset
+            .keys()
+            .iter()
+            .filter_map(|k| match k.status {
+                KeyStatus::Retired { valid_until } => Some(valid_until),
+                _ => None,
+            })
+            .min();
+        let base = keyset.to_jwks();
+        let version = hex(&sha256(base.as_bytes())[..8]);
+        let jwks_json = with_metadata(&base, now, &version)?;
+        let signature = sign_key_set(issuer.key(), &jwks_json);
+        let key_infos = keyset.keys().iter().map(key_info).collect();
+        Ok(PublishedKeys {
+            issuer,
+            signing_kid,
+            keyset,
+            jwks_json,
+            signature,
+            key_infos,
+            issued_at: now,
+            version,
+            next_expiry,
+        })
+    }
+
+    /// The signer: signs with [`PublishedKeys::signing_kid`].
+    pub fn issuer(&self) -> &Issuer {
+        &self.issuer
+    }
+
+    /// The kid that signs codes, certificates and the key set.
+    pub fn signing_kid(&self) -> Kid {
+        self.signing_kid
+    }
+
+    /// The published public keys.
+    pub fn keyset(&self) -> &KeySet {
+        &self.keyset
+    }
+
+    /// The published JWKS document, exactly the bytes that are signed.
+    pub fn jwks_json(&self) -> &[u8] {
+        &self.jwks_json
+    }
+
+    /// The detached key-set signature over [`PublishedKeys::jwks_json`].
+    pub fn signature(&self) -> &[u8] {
+        &self.signature
+    }
+
+    /// When this snapshot was built, Unix seconds (the JWKS `issued_at`).
+    pub fn issued_at(&self) -> u64 {
+        self.issued_at
+    }
+
+    /// Content hash of the published keys (the JWKS `version`).
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The GetKeySet answer.
+    pub fn to_response(&self) -> GetKeySetResponse {
+        GetKeySetResponse {
+            jwks_json: self.jwks_json.clone(),
+            signature: self.signature.clone(),
+            signing_kid: self.signing_kid.0.to_vec(),
+            keys: self.key_infos.clone(),
+        }
+    }
+}
+
+/// The JWKS with `issued_at` and `version` added at the top level.
+fn with_metadata(jwks: &str, issued_at: u64, version: &str) -> Result<Vec<u8>, TokenError> {
+    let bad = |_| TokenError::InvalidKeySet("cannot extend the JWKS document".to_owned());
+    let mut doc: serde_json::Value = serde_json::from_str(jwks).map_err(bad)?;
+    let object = doc
+        .as_object_mut()
+        .ok_or_else(|| TokenError::InvalidKeySet("JWKS is not an object".to_owned()))?;
+    object.insert("issued_at".to_owned(), issued_at.into());
+    object.insert("version".to_owned(), version.into());
+    serde_json::to_vec_pretty(&doc).map_err(bad)
+}
+
+fn key_info(key: &PublishedKey) -> KeyInfo {
+    let algorithm = match key.key.alg() {
+        citypass_token::Algorithm::EdDsa => pb::KeyAlgorithm::Ed25519,
+        citypass_token::Algorithm::Es256 => pb::KeyAlgorithm::Es256,
+    };
+    let (status, valid_until) = match key.status {
+        KeyStatus::Active => (pb::KeyStatus::Active, None),
+        KeyStatus::Retired { valid_until } => (
+            pb::KeyStatus::Retired,
+            Some(Timestamp {
+                seconds: i64::try_from(valid_until).unwrap_or(i64::MAX),
+                nanos: 0,
+            }),
+        ),
+        KeyStatus::Revoked => (pb::KeyStatus::Revoked, None),
+    };
+    KeyInfo {
+        kid: key.kid().0.to_vec(),
+        algorithm: algorithm as i32,
+        status: status as i32,
+        public_key: key.key.as_bytes().to_vec(),
+        // The ring records no start time: codes are accepted from publication on.
+        not_before: None,
+        valid_until,
+    }
+}
+
+/// Unix seconds now.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Where the ring came from, and what was last accepted from there.
+struct Source {
+    path: Option<PathBuf>,
+    ring: Keyring,
+    /// SHA-256 of the file content last accepted (file sources only).
+    fingerprint: Option<[u8; 32]>,
+}
+
+/// The issuer's keys, shared by every request (see the module documentation).
+pub struct Keys {
+    environment: Environment,
+    source: Mutex<Source>,
+    current: watch::Sender<Arc<PublishedKeys>>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys")
+            .field("environment", &self.environment)
+            .field("current", &*self.current.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Keys {
+    /// Loads the ring at `path`; [`Keys::reload`] (or [`Keys::spawn_reloader`]) picks up
+    /// later changes. In production a dev ring is refused.
+    pub fn from_file(
+        path: impl Into<PathBuf>,
+        environment: Environment,
+    ) -> Result<Arc<Self>, KeyError> {
+        let path = path.into();
+        let bytes = read_file(&path)?;
+        let fingerprint = sha256(&bytes);
+        let ring = parse_ring(&path, &bytes)?;
+        Self::start(
+            Source {
+                path: Some(path),
+                ring,
+                fingerprint: Some(fingerprint),
+            },
+            environment,
+        )
+    }
+
+    /// Serves `ring`, held in memory (`citypass dev`, tests); [`Keys::replace`] swaps it.
+    pub fn from_keyring(ring: Keyring, environment: Environment) -> Result<Arc<Self>, KeyError> {
+        Self::start(
+            Source {
+                path: None,
+                ring,
+                fingerprint: None,
+            },
+            environment,
+        )
+    }
+
+    fn start(source: Source, environment: Environment) -> Result<Arc<Self>, KeyError> {
+        check_environment(&source.ring, environment)?;
+        let published =
+            PublishedKeys::build(&source.ring, unix_now()).map_err(KeyError::Publish)?;
+        let (current, _) = watch::channel(Arc::new(published));
+        Ok(Arc::new(Keys {
+            environment,
+            source: Mutex::new(source),
+            current,
+        }))
+    }
+
+    /// The snapshot in service now. Take it once per request.
+    pub fn current(&self) -> Arc<PublishedKeys> {
+        self.current.borrow().clone()
+    }
+
+    /// Sees every snapshot swapped in from now on (`changed().await`), for tests and
+    /// for a rotation-under-load test.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<PublishedKeys>> {
+        self.current.subscribe()
+    }
+
+    /// Re-reads the file (file sources) and republishes if its content changed or a
+    /// retired key expired. On error the current snapshot stays in service.
+    pub fn reload(&self) -> Result<Reload, KeyError> {
+        let now = unix_now();
+        let mut source = self.source.lock().unwrap_or_else(PoisonError::into_inner);
+        let expired = self.current.borrow().next_expiry.is_some_and(|t| now > t);
+        let mut fresh = None;
+        if let Some(path) = &source.path {
+            let bytes = read_file(path)?;
+            let fingerprint = sha256(&bytes);
+            if source.fingerprint != Some(fingerprint) {
+                let ring = parse_ring(path, &bytes)?;
+                check_environment(&ring, self.environment)?;
+                fresh = Some((ring, fingerprint));
+            }
+        }
+        if fresh.is_none() && !expired {
+            return Ok(Reload::Unchanged);
+        }
+        let ring = fresh.as_ref().map_or(&source.ring, |(ring, _)| ring);
+        let published = PublishedKeys::build(ring, now).map_err(KeyError::Publish)?;
+        let signing_kid = published.signing_kid;
+        if let Some((ring, fingerprint)) = fresh {
+            source.ring = ring;
+            source.fingerprint = Some(fingerprint);
+        }
+        self.current.send_replace(Arc::new(published));
+        Ok(Reload::Reloaded { signing_kid })
+    }
+
+    /// Serves `ring` from now on (an in-memory rotation). For a file source the next
+    /// change of the file replaces it again.
+    pub fn replace(&self, ring: Keyring) -> Result<Kid, KeyError> {
+        check_environment(&ring, self.environment)?;
+        let published = PublishedKeys::build(&ring, unix_now()).map_err(KeyError::Publish)?;
+        let signing_kid = published.signing_kid;
+        let mut source = self.source.lock().unwrap_or_else(PoisonError::into_inner);
+        source.ring = ring;
+        self.current.send_replace(Arc::new(published));
+        Ok(signing_kid)
+    }
+
+    /// Calls [`Keys::reload`] every `interval` until these keys are dropped, logging
+    /// what changed (kids only) and what was refused.
+    pub fn spawn_reloader(self: &Arc<Self>, interval: Duration) -> JoinHandle<()> {
+        let keys: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await; // the first tick is immediate; the ring was just loaded
+            loop {
+                ticks.tick().await;
+                let Some(keys) = keys.upgrade() else { return };
+                match keys.reload() {
+                    Ok(Reload::Unchanged) => {}
+                    Ok(Reload::Reloaded { signing_kid }) => {
+                        tracing::info!(%signing_kid, "key ring reloaded");
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "key ring reload refused; keeping the current keys");
+                    }
+                }
+            }
+        })
+    }
+}
+
+fn check_environment(ring: &Keyring, environment: Environment) -> Result<(), KeyError> {
+    if environment == Environment::Production {
+        ring.ensure_production()
+            .map_err(|_| KeyError::DevRingInProduction)?;
+    }
+    Ok(())
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, KeyError> {
+    std::fs::read(path).map_err(|source| KeyError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn parse_ring(path: &Path, bytes: &[u8]) -> Result<Keyring, KeyError> {
+    let invalid = |source| KeyError::Invalid {
+        path: path.to_owned(),
+        source,
+    };
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| invalid(TokenError::InvalidKeySet("not UTF-8".to_owned())))?;
+    Keyring::from_json(text).map_err(invalid)
+}
