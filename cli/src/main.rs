@@ -24,6 +24,21 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Every service in one process on embedded stores, with a demo code.
+    Dev {
+        /// Folder of the dev key ring (created on first run).
+        #[arg(long, default_value = "keys/dev")]
+        keys_dir: PathBuf,
+        #[arg(long, default_value_t = commands::dev::IDENTITY_PORT)]
+        identity_port: u16,
+        #[arg(long, default_value_t = commands::dev::ISSUER_PORT)]
+        issuer_port: u16,
+        /// Do not enrol a demo citizen and show their code.
+        #[arg(long)]
+        no_demo: bool,
+    },
+    /// Act as a citizen's app against a running system.
+    App(commands::app::AppArgs),
     /// Inspect or verify codes.
     #[command(subcommand)]
     Token(commands::token::TokenCommand),
@@ -36,6 +51,18 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo { out } => commands::demo::run(out.as_deref()),
+        Command::Dev {
+            keys_dir,
+            identity_port,
+            issuer_port,
+            no_demo,
+        } => commands::dev::run(commands::dev::DevArgs {
+            keys_dir,
+            identity_port,
+            issuer_port,
+            demo: !no_demo,
+        }),
+        Command::App(args) => commands::app::run(args),
         Command::Token(cmd) => commands::token::run(cmd),
         Command::Keys(cmd) => commands::keys::run(cmd),
     }

@@ -12,8 +12,10 @@ use clap::Subcommand;
 
 use super::clock;
 
-const RING: &str = "keyring.json";
-const JWKS: &str = "keyset.jwks.json";
+/// The private key ring file in a keys folder.
+pub const RING: &str = "keyring.json";
+/// The public key set file beside it.
+pub const JWKS: &str = "keyset.jwks.json";
 
 #[derive(Subcommand)]
 pub enum KeysCommand {
@@ -143,7 +145,7 @@ fn load(dir: &Path) -> anyhow::Result<Keyring> {
 
 /// Writes the ring (owner-only) and its public set, each through a temporary file and
 /// a rename so a crash never leaves a half-written key file.
-fn save(dir: &Path, ring: &Keyring) -> anyhow::Result<()> {
+pub fn save(dir: &Path, ring: &Keyring) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     write_atomic(&dir.join(RING), ring.to_json().as_bytes(), true)?;
     write_atomic(
@@ -153,7 +155,8 @@ fn save(dir: &Path, ring: &Keyring) -> anyhow::Result<()> {
     )
 }
 
-fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> anyhow::Result<()> {
+/// Writes `bytes` through a temporary file and a rename; `secret` makes it owner-only.
+pub fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

@@ -1,6 +1,8 @@
 //! One module per command.
 
+pub mod app;
 pub mod clock;
 pub mod demo;
+pub mod dev;
 pub mod keys;
 pub mod token;

@@ -110,7 +110,6 @@ impl ServiceError for IssuerError {
             | E::OfflineKeyIsDeviceKey
             | E::BadLifetime => ErrorKind::InvalidArgument,
             E::Proof(ProofError::Store(_)) => ErrorKind::Unavailable,
-            E::Proof(ProofError::Signing) => ErrorKind::Internal,
             E::Proof(_) => ErrorKind::Unauthenticated,
             E::DeviceNotFound => ErrorKind::NotFound,
             E::NotSubjectsDevice

@@ -18,69 +18,26 @@
 //! Every failure is `UNAUTHENTICATED` to the caller, with a text saying which check
 //! failed and nothing else.
 //!
-//! The app side lives here too ([`sign_request`]), so that the app simulator, the
-//! end-to-end tests and the issuer can never disagree on what is signed.
+//! The app side ([`sign_request`]) lives in `citypass_proto::signed`, beside the
+//! messages it signs, so that the app, the end-to-end tests and the issuer can never
+//! disagree on what is signed.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use citypass_proto::prost_types::Timestamp;
-use citypass_proto::v1::{DeviceProof, IssueDeviceCertificateRequest, IssueTokenRequest};
-use citypass_token::{DeviceKey, PublicKey, RequestProof, SecureRandom, SystemRandom, sha256};
-use prost::Message;
+pub use citypass_proto::signed::{
+    ISSUE_DEVICE_CERTIFICATE, ISSUE_TOKEN, SignError, SignedRequest, body_sha256, sign_request,
+    sign_request_with, to_timestamp,
+};
+use citypass_proto::v1::DeviceProof;
+use citypass_token::{PublicKey, RequestProof, sha256};
 
 use crate::nonce::{NonceStore, NonceStoreError};
 
-/// gRPC path of IssueToken, as signed.
-pub const ISSUE_TOKEN: &str = "/citypass.v1.IssuerService/IssueToken";
-/// gRPC path of IssueDeviceCertificate, as signed.
-pub const ISSUE_DEVICE_CERTIFICATE: &str = "/citypass.v1.IssuerService/IssueDeviceCertificate";
 /// Shortest nonce accepted.
 pub const MIN_NONCE_LEN: usize = 16;
 /// Longest nonce accepted (a bound on what is hashed and stored).
 pub const MAX_NONCE_LEN: usize = 64;
-/// Length of the nonces [`sign_request`] makes.
-pub const NONCE_LEN: usize = 16;
-
-/// A request message that carries a `DeviceProof`.
-pub trait SignedRequest: Message + Clone {
-    /// The full gRPC method path of the RPC that takes this request.
-    const METHOD: &'static str;
-    /// The proof field.
-    fn proof(&self) -> Option<&DeviceProof>;
-    /// The proof field, to set or take.
-    fn proof_mut(&mut self) -> &mut Option<DeviceProof>;
-}
-
-impl SignedRequest for IssueTokenRequest {
-    const METHOD: &'static str = ISSUE_TOKEN;
-    fn proof(&self) -> Option<&DeviceProof> {
-        self.proof.as_ref()
-    }
-    fn proof_mut(&mut self) -> &mut Option<DeviceProof> {
-        &mut self.proof
-    }
-}
-
-impl SignedRequest for IssueDeviceCertificateRequest {
-    const METHOD: &'static str = ISSUE_DEVICE_CERTIFICATE;
-    fn proof(&self) -> Option<&DeviceProof> {
-        self.proof.as_ref()
-    }
-    fn proof_mut(&mut self) -> &mut Option<DeviceProof> {
-        &mut self.proof
-    }
-}
-
-/// SHA-256 of `request` encoded with its proof unset (prost's canonical encoding).
-pub fn body_sha256<R: SignedRequest>(request: &R) -> [u8; 32] {
-    if request.proof().is_none() {
-        return sha256(&request.encode_to_vec());
-    }
-    let mut bare = request.clone();
-    *bare.proof_mut() = None;
-    sha256(&bare.encode_to_vec())
-}
 
 /// Why a proof was refused (or could not be made).
 #[derive(Debug, thiserror::Error)]
@@ -107,71 +64,6 @@ pub enum ProofError {
     /// The nonce store could not be asked; the request is not known to be fresh.
     #[error("nonce store unavailable")]
     Store(#[source] NonceStoreError),
-    /// Client side: the device key could not sign or no randomness was available.
-    #[error("cannot sign the request")]
-    Signing,
-}
-
-/// Signs `request` for `method` with the bound device key, now, with a fresh random
-/// nonce. The app sets the result as the request's `proof`:
-///
-/// ```text
-/// let mut request = IssueTokenRequest { subject_id, device_id, ..Default::default() };
-/// request.proof = Some(sign_request(ISSUE_TOKEN, &request, &device_key)?);
-/// ```
-pub fn sign_request<R: SignedRequest>(
-    method: &str,
-    request: &R,
-    device_key: &DeviceKey,
-) -> Result<DeviceProof, ProofError> {
-    let rng = SystemRandom::new();
-    let mut nonce = [0u8; NONCE_LEN];
-    rng.fill(&mut nonce).map_err(|_| ProofError::Signing)?;
-    sign_request_with(method, request, device_key, SystemTime::now(), &nonce)
-}
-
-/// [`sign_request`] with a chosen time and nonce (tests, and apps that correct their
-/// clock by the server time learnt from a certificate).
-pub fn sign_request_with<R: SignedRequest>(
-    method: &str,
-    request: &R,
-    device_key: &DeviceKey,
-    at: SystemTime,
-    nonce: &[u8],
-) -> Result<DeviceProof, ProofError> {
-    let timestamp = to_timestamp(at);
-    let body = body_sha256(request);
-    let signature = RequestProof {
-        method,
-        seconds: timestamp.seconds,
-        nanos: timestamp.nanos,
-        nonce,
-        body_sha256: &body,
-    }
-    .sign(device_key, &SystemRandom::new())
-    .map_err(|_| ProofError::Signing)?;
-    Ok(DeviceProof {
-        timestamp: Some(timestamp),
-        nonce: nonce.to_vec(),
-        signature,
-    })
-}
-
-/// A `Timestamp` for a system time (before 1970: seconds go negative, as in the API).
-pub fn to_timestamp(at: SystemTime) -> Timestamp {
-    match at.duration_since(UNIX_EPOCH) {
-        Ok(since) => Timestamp {
-            seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
-            nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),
-        },
-        Err(before) => {
-            let before = before.duration();
-            Timestamp {
-                seconds: -i64::try_from(before.as_secs()).unwrap_or(i64::MAX),
-                nanos: 0,
-            }
-        }
-    }
 }
 
 /// Nanoseconds since 1970 (signed, wide enough for every valid `Timestamp`).
@@ -317,35 +209,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn body_hash_ignores_the_proof_only() {
-        let request = IssueTokenRequest {
-            subject_id: "00112233445566778899aabbccddeeff".into(),
-            device_id: "d1".into(),
-            ..Default::default()
-        };
-        let mut with_proof = request.clone();
-        with_proof.proof = Some(DeviceProof {
-            nonce: vec![1; 16],
-            ..Default::default()
-        });
-        assert_eq!(body_sha256(&request), body_sha256(&with_proof));
-        let other = IssueTokenRequest {
-            want_svg: true,
-            ..request.clone()
-        };
-        assert_ne!(body_sha256(&request), body_sha256(&other));
-    }
-
-    #[test]
-    fn timestamps_convert() {
-        let at = UNIX_EPOCH + Duration::new(1_800_000_000, 5);
-        assert_eq!(
-            to_timestamp(at),
-            Timestamp {
-                seconds: 1_800_000_000,
-                nanos: 5
-            }
-        );
+    fn hex_is_lower_case() {
         assert_eq!(hex(&[0x0f, 0xa0]), "0fa0");
     }
 }

@@ -1,0 +1,127 @@
+//! `citypass dev`: every service in one process on embedded stores, and a demo code.
+//!
+//! A newcomer's first contact with the running system: nothing to install, fixed
+//! local ports printed, a dev key ring created on first run (and reloaded when
+//! `citypass keys rotate` changes it, as in production), and one citizen enrolled and
+//! shown a real code, so `citypass app` has something to talk to straight away.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use citypass_app::{App, AppState};
+use citypass_issuer::KeySource;
+use citypass_proto::v1::DocumentType;
+use citypass_stack::{Stack, StackConfig};
+use citypass_token::{Keyring, Qr, SecureRandom as _, SystemRandom};
+
+use super::keys;
+
+/// Fixed local ports, one per service, in the order of DESIGN.md's table.
+pub const IDENTITY_PORT: u16 = 50051;
+pub const ISSUER_PORT: u16 = 50052;
+
+pub struct DevArgs {
+    pub keys_dir: PathBuf,
+    pub identity_port: u16,
+    pub issuer_port: u16,
+    pub demo: bool,
+}
+
+pub fn run(args: DevArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: DevArgs) -> anyhow::Result<()> {
+    let mut server = citypass_runtime::ServerConfig::new("citypass-dev");
+    server.log_filter = "warn".to_owned();
+    let telemetry = citypass_runtime::telemetry::init(&server).context("starting telemetry")?;
+
+    let ring_path = ensure_dev_ring(&args.keys_dir)?;
+    let mut config = StackConfig::ephemeral(KeySource::File {
+        path: ring_path.clone(),
+        reload_interval: Duration::from_secs(2),
+    });
+    config.identity_listen = SocketAddr::from(([127, 0, 0, 1], args.identity_port));
+    config.issuer_listen = SocketAddr::from(([127, 0, 0, 1], args.issuer_port));
+    let mut stack = Stack::start(config)
+        .await
+        .context("starting the services")?;
+
+    println!("citypass dev: every service in this process, embedded stores (lost on exit)\n");
+    println!("  identity   http://{}", stack.identity);
+    println!("  issuer     http://{}", stack.issuer);
+    println!(
+        "  keys       {} (dev ring, reloaded on change)\n",
+        ring_path.display()
+    );
+
+    if args.demo {
+        demo_code(&stack).await.context("showing a demo code")?;
+    }
+    println!("Try, in another terminal:");
+    println!("  citypass app enrol --name 'Li Lei' --id-number 11010519491231002X");
+    println!("  citypass app bind && citypass app code --png code.png");
+    println!("  citypass app certificate && citypass app offline-code");
+    println!("  citypass keys rotate     (the issuer picks up the new key without a restart)\n");
+    println!("Ctrl-C stops everything.");
+
+    tokio::select! {
+        () = citypass_runtime::shutdown::signal() => println!("\nstopping: draining in-flight calls"),
+        failure = stack.wait_any() => {
+            if let Some(failure) = failure {
+                eprintln!("a service stopped: {failure}");
+            }
+        }
+    }
+    stack.shutdown().await;
+    telemetry.shutdown().await;
+    Ok(())
+}
+
+/// The dev key ring's path, generating the ring on first run.
+fn ensure_dev_ring(dir: &Path) -> anyhow::Result<PathBuf> {
+    let path = dir.join(keys::RING);
+    if !path.exists() {
+        let ring = Keyring::generate("cp", true, &SystemRandom::new())?;
+        keys::save(dir, &ring)?;
+        println!("generated a dev key ring in {}", dir.display());
+    }
+    Ok(path)
+}
+
+/// Enrols a demo citizen through the real API and prints a code for them.
+async fn demo_code(stack: &Stack) -> anyhow::Result<()> {
+    let mut app = App::new(&stack.endpoints(), AppState::default())?;
+    let subject = app
+        .enrol(
+            DocumentType::ResidentIdCard,
+            &demo_id_number()?,
+            "Demo Citizen",
+        )
+        .await?;
+    app.bind("demo phone").await?;
+    let code = app.code(false).await?;
+    let qr = Qr::encode(&code.qr_text)?;
+    println!(
+        "A demo citizen ({}) was enrolled and bound a device; their code (QR version {}):\n",
+        subject.masked_name,
+        qr.version()
+    );
+    println!("{}", qr.to_terminal());
+    Ok(())
+}
+
+/// A random, well-formed resident ID number (GB 11643) for the demo citizen.
+fn demo_id_number() -> anyhow::Result<String> {
+    let mut seq = [0u8; 2];
+    SystemRandom::new()
+        .fill(&mut seq)
+        .map_err(|_| anyhow::anyhow!("no randomness"))?;
+    let first17 = format!("11010519900307{:03}", u16::from_le_bytes(seq) % 1000);
+    let check =
+        citypass_identity::document::gb11643_check_char(&first17).context("demo id number")?;
+    Ok(format!("{first17}{check}"))
+}

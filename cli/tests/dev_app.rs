@@ -1,0 +1,157 @@
+//! `citypass dev` running, and `citypass app` getting codes from it: the README's
+//! newcomer path, through the real binary.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+struct Dev(Child);
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `citypass dev` on ephemeral ports and returns it with (identity, issuer) URLs.
+fn start_dev(keys_dir: &std::path::Path) -> (Dev, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_citypass"))
+        .args([
+            "dev",
+            "--identity-port",
+            "0",
+            "--issuer-port",
+            "0",
+            "--keys-dir",
+        ])
+        .arg(keys_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start citypass dev");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let dev = Dev(child);
+    let (mut identity, mut issuer, mut demo_qr) = (None, None, false);
+    while identity.is_none() || issuer.is_none() || !demo_qr {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("citypass dev prints its addresses and a demo code");
+        let url = line.split_whitespace().last().map(str::to_owned);
+        if line.trim_start().starts_with("identity") {
+            identity = url;
+        } else if line.trim_start().starts_with("issuer") {
+            issuer = url;
+        } else if line.contains('▀') {
+            demo_qr = true;
+        }
+    }
+    (
+        dev,
+        identity.unwrap_or_default(),
+        issuer.unwrap_or_default(),
+    )
+}
+
+fn app(state: &std::path::Path, identity: &str, issuer: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_citypass"))
+        .arg("app")
+        .args(args)
+        .arg("--state")
+        .arg(state)
+        .args(["--identity", identity, "--issuer", issuer])
+        .output()
+        .expect("run citypass app")
+}
+
+fn ok(out: Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[test]
+fn a_newcomer_gets_online_and_offline_codes_from_citypass_dev() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_dev, identity, issuer) = start_dev(&dir.path().join("keys"));
+    let state = dir.path().join("app.json");
+    let run = |args: &[&str]| app(&state, &identity, &issuer, args);
+
+    let enrolled = ok(run(&[
+        "enrol",
+        "--name",
+        "Li Lei",
+        "--id-number",
+        "11010519491231002X",
+    ]));
+    assert!(enrolled.contains("L* L**"), "{enrolled}");
+    ok(run(&["bind"]));
+    let png = dir.path().join("code.png");
+    let cp1 = dir.path().join("cp1.txt");
+    let code = ok(run(&[
+        "code",
+        "--png",
+        png.to_str().unwrap(),
+        "--out",
+        cp1.to_str().unwrap(),
+    ]));
+    assert!(code.contains("QR version 9"), "{code}");
+    assert!(png.is_file());
+    ok(run(&["certificate"]));
+    let cp2 = dir.path().join("cp2.txt");
+    let offline = ok(run(&["offline-code", "--out", cp2.to_str().unwrap()]));
+    assert!(
+        offline.contains("559 characters") || offline.contains("QR version 15"),
+        "{offline}"
+    );
+
+    // The published key set verifies both kinds of code, as a gate integrator would check.
+    let jwks = dir.path().join("keys.json");
+    ok(run(&["keys", "--out", jwks.to_str().unwrap()]));
+    for code in [&cp1, &cp2] {
+        let verdict = ok(Command::new(env!("CARGO_BIN_EXE_citypass"))
+            .args([
+                "token",
+                "verify",
+                "--keys",
+                jwks.to_str().unwrap(),
+                "--scene",
+                "metro",
+            ])
+            .arg(code)
+            .output()
+            .unwrap());
+        assert!(verdict.starts_with("ALLOW"), "{verdict}");
+    }
+    let status = ok(run(&["status"]));
+    assert!(status.contains("counter 1"), "{status}");
+
+    // A second enrolment of the same document is refused with its reason.
+    let again = run(&[
+        "enrol",
+        "--name",
+        "Li Lei",
+        "--id-number",
+        "11010519491231002X",
+    ]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("AlreadyExists")
+            || String::from_utf8_lossy(&again.stderr).contains("already"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}

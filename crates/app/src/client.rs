@@ -1,0 +1,279 @@
+//! The app's calls to the identity and issuer services.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use citypass_proto::signed::{SignError, sign_request};
+use citypass_proto::v1::identity_service_client::IdentityServiceClient;
+use citypass_proto::v1::issuer_service_client::IssuerServiceClient;
+use citypass_proto::v1::{
+    BindDeviceRequest, CreateBindingChallengeRequest, DocumentType, EnrolRequest, GetKeySetRequest,
+    GetKeySetResponse, IssueDeviceCertificateRequest, IssueTokenRequest, IssueTokenResponse,
+    Subject,
+};
+use citypass_token::{
+    DeviceKey, KeySet, OfflineSigner, SystemRandom, TokenError, binding_message, verify_key_set,
+};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::state::{AppState, OfflineState};
+
+/// Where the services listen.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    /// IdentityService URL, e.g. `http://127.0.0.1:50051`.
+    pub identity: String,
+    /// IssuerService URL.
+    pub issuer: String,
+}
+
+/// Why an app step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A service refused or could not be reached.
+    #[error("{service}: {status}")]
+    Rpc {
+        service: &'static str,
+        status: Box<tonic::Status>,
+    },
+    /// The endpoint URL is malformed.
+    #[error("bad endpoint {0}")]
+    Endpoint(String),
+    /// A step that needs an earlier one (enrol, bind, certificate) came first.
+    #[error("{0}")]
+    NotReady(&'static str),
+    /// Key material or a code could not be made.
+    #[error("token: {0}")]
+    Token(#[from] TokenError),
+    /// The device key could not sign a request.
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    /// Saved state is damaged.
+    #[error("saved app state is damaged: {0}")]
+    State(&'static str),
+    /// The published key set does not verify with the key that signed it.
+    #[error("the key set's signature does not verify")]
+    KeySetSignature,
+}
+
+fn rpc(service: &'static str) -> impl Fn(tonic::Status) -> AppError {
+    move |status| AppError::Rpc {
+        service,
+        status: Box::new(status),
+    }
+}
+
+fn connect(url: &str) -> Result<Channel, AppError> {
+    Ok(Endpoint::from_shared(url.to_owned())
+        .map_err(|_| AppError::Endpoint(url.to_owned()))?
+        .connect_lazy())
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A citizen's app talking to a running citypass.
+pub struct App {
+    identity: IdentityServiceClient<Channel>,
+    issuer: IssuerServiceClient<Channel>,
+    /// The state to persist after each step.
+    pub state: AppState,
+    rng: SystemRandom,
+}
+
+impl App {
+    /// An app with `state` against `endpoints` (connections open on first use).
+    pub fn new(endpoints: &Endpoints, state: AppState) -> Result<Self, AppError> {
+        Ok(App {
+            identity: IdentityServiceClient::new(connect(&endpoints.identity)?),
+            issuer: IssuerServiceClient::new(connect(&endpoints.issuer)?),
+            state,
+            rng: SystemRandom::new(),
+        })
+    }
+
+    /// Enrols a citizen; the subject id is kept in the state.
+    pub async fn enrol(
+        &mut self,
+        document_type: DocumentType,
+        document_number: &str,
+        name: &str,
+    ) -> Result<Subject, AppError> {
+        let subject = self
+            .identity
+            .enrol(EnrolRequest {
+                document_type: document_type.into(),
+                document_number: document_number.to_owned(),
+                name: name.to_owned(),
+            })
+            .await
+            .map_err(rpc("identity"))?
+            .into_inner()
+            .subject
+            .ok_or(AppError::State("enrolment returned no subject"))?;
+        self.state = AppState {
+            subject_id: Some(subject.subject_id.clone()),
+            ..AppState::default()
+        };
+        Ok(subject)
+    }
+
+    fn subject_id(&self) -> Result<String, AppError> {
+        self.state
+            .subject_id
+            .clone()
+            .ok_or(AppError::NotReady("enrol first"))
+    }
+
+    fn device(&self) -> Result<(String, DeviceKey), AppError> {
+        let id = self
+            .state
+            .device_id
+            .clone()
+            .ok_or(AppError::NotReady("bind a device first"))?;
+        let pkcs8 = self
+            .state
+            .device_key_pkcs8
+            .as_deref()
+            .and_then(|h| hex::decode(h).ok())
+            .ok_or(AppError::State("device key"))?;
+        Ok((id, DeviceKey::from_pkcs8(&pkcs8, &self.rng)?))
+    }
+
+    /// Makes a device key and binds it: the server's challenge is signed with it.
+    pub async fn bind(&mut self, label: &str) -> Result<String, AppError> {
+        let subject_id = self.subject_id()?;
+        let key = DeviceKey::generate(&self.rng)?;
+        let challenge = self
+            .identity
+            .create_binding_challenge(CreateBindingChallengeRequest {
+                subject_id: subject_id.clone(),
+            })
+            .await
+            .map_err(rpc("identity"))?
+            .into_inner()
+            .challenge;
+        let signature = key.sign(
+            &self.rng,
+            &binding_message(&subject_id, &challenge, key.public_key()),
+        )?;
+        let device = self
+            .identity
+            .bind_device(BindDeviceRequest {
+                subject_id,
+                public_key: key.public_key().as_bytes().to_vec(),
+                challenge,
+                signature,
+                label: label.to_owned(),
+            })
+            .await
+            .map_err(rpc("identity"))?
+            .into_inner()
+            .device
+            .ok_or(AppError::State("binding returned no device"))?;
+        self.state.device_id = Some(device.device_id.clone());
+        self.state.device_key_pkcs8 = Some(hex::encode(key.pkcs8()));
+        self.state.offline = None;
+        Ok(device.device_id)
+    }
+
+    /// Asks for an online code, signed by the device key.
+    pub async fn code(&mut self, want_svg: bool) -> Result<IssueTokenResponse, AppError> {
+        let subject_id = self.subject_id()?;
+        let (device_id, key) = self.device()?;
+        let mut request = IssueTokenRequest {
+            subject_id,
+            device_id,
+            requested_scopes: Vec::new(),
+            want_svg,
+            proof: None,
+        };
+        request.proof = Some(sign_request(
+            citypass_proto::signed::ISSUE_TOKEN,
+            &request,
+            &key,
+        )?);
+        Ok(self
+            .issuer
+            .issue_token(request)
+            .await
+            .map_err(rpc("issuer"))?
+            .into_inner())
+    }
+
+    /// Makes a fresh offline key and gets a device certificate for it.
+    pub async fn certificate(&mut self) -> Result<&OfflineState, AppError> {
+        let subject_id = self.subject_id()?;
+        let (device_id, key) = self.device()?;
+        let offline = DeviceKey::generate(&self.rng)?;
+        let mut request = IssueDeviceCertificateRequest {
+            subject_id,
+            device_id,
+            offline_public_key: offline.public_key().as_bytes().to_vec(),
+            ..IssueDeviceCertificateRequest::default()
+        };
+        request.proof = Some(sign_request(
+            citypass_proto::signed::ISSUE_DEVICE_CERTIFICATE,
+            &request,
+            &key,
+        )?);
+        let asked_at = now();
+        let response = self
+            .issuer
+            .issue_device_certificate(request)
+            .await
+            .map_err(rpc("issuer"))?
+            .into_inner();
+        let server_time = response.server_time.map_or(0, |t| t.seconds);
+        let clock_offset = if server_time > 0 {
+            server_time - i64::try_from(asked_at).unwrap_or(i64::MAX)
+        } else {
+            0
+        };
+        Ok(self.state.offline.insert(OfflineState {
+            key_pkcs8: hex::encode(offline.pkcs8()),
+            certificate: hex::encode(&response.certificate),
+            counter: 0,
+            clock_offset,
+        }))
+    }
+
+    /// Makes an offline code (`CP2:`) on the phone, with no network, valid for
+    /// `lifetime` seconds of server time. The counter in the state advances.
+    pub fn offline_code(&mut self, lifetime: u64) -> Result<String, AppError> {
+        let offline = self
+            .state
+            .offline
+            .as_mut()
+            .ok_or(AppError::NotReady("get a device certificate first"))?;
+        let key = hex::decode(&offline.key_pkcs8).map_err(|_| AppError::State("offline key"))?;
+        let certificate =
+            hex::decode(&offline.certificate).map_err(|_| AppError::State("certificate"))?;
+        let signer = OfflineSigner::new(DeviceKey::from_pkcs8(&key, &self.rng)?, certificate)?;
+        let server_now = now().saturating_add_signed(offline.clock_offset);
+        offline.counter += 1;
+        Ok(signer.make_code(server_now, lifetime, offline.counter, &self.rng)?)
+    }
+
+    /// Fetches the published key set and checks its signature with the key that
+    /// signed it, which must be in the set itself (first contact: trust on first use;
+    /// gates pin the issuer key instead).
+    pub async fn key_set(&mut self) -> Result<(KeySet, GetKeySetResponse), AppError> {
+        let response = self
+            .issuer
+            .get_key_set(GetKeySetRequest {})
+            .await
+            .map_err(rpc("issuer"))?
+            .into_inner();
+        let json = std::str::from_utf8(&response.jwks_json)
+            .map_err(|_| AppError::State("key set is not UTF-8"))?;
+        let set = KeySet::from_jwks(json)?;
+        let kid = citypass_token::Kid::from_slice(&response.signing_kid)?;
+        let signer = set.get(&kid).ok_or(AppError::KeySetSignature)?;
+        verify_key_set(&signer.key, &response.jwks_json, &response.signature)
+            .map_err(|_| AppError::KeySetSignature)?;
+        Ok((set, response))
+    }
+}
