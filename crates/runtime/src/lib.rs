@@ -20,6 +20,7 @@
 
 pub mod config;
 pub mod deadline;
+pub mod environment;
 pub mod health;
 mod reflection;
 pub mod serve;
@@ -31,6 +32,7 @@ pub mod trace_context;
 
 pub use config::{ConfigError, ServerConfig};
 pub use deadline::Deadline;
+pub use environment::Environment;
 pub use health::HealthHandle;
 pub use reflection::ReflectionError;
 pub use serve::{ServeError, Server};

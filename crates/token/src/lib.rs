@@ -24,6 +24,7 @@ mod certificate;
 mod claims;
 mod envelope;
 mod error;
+mod ids;
 mod inspect;
 mod issuer;
 mod keyring;
@@ -42,6 +43,7 @@ pub use certificate::{VerifiedCertificate, sign_certificate, verify_certificate}
 pub use claims::{CertificateClaims, ID_LEN, OfflineClaims, OnlineClaims};
 pub use envelope::ObjectType;
 pub use error::TokenError;
+pub use ids::{format_id, parse_id};
 pub use inspect::{CertificateSummary, Inspection, inspect};
 pub use issuer::{IssuedCertificate, IssuedToken, Issuer};
 pub use keyring::Keyring;

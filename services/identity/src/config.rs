@@ -41,17 +41,7 @@ pub const DEV_PSEUDONYM_KEY: &str = "dev:citypass-scene-pseudonym-key-NOT-SECRET
 /// Shortest accepted production key.
 const MIN_KEY_BYTES: usize = 32;
 
-/// Where the service runs; production refuses development shortcuts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Environment {
-    /// A laptop, CI, `citypass dev`: dev keys, in-memory store and sandbox allowed.
-    #[default]
-    #[serde(alias = "dev")]
-    Development,
-    /// A real deployment.
-    Production,
-}
+pub use citypass_runtime::Environment;
 
 /// A configuration value that must not appear in logs (`Debug` hides it).
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -198,7 +188,7 @@ impl IdentityConfig {
     pub fn dev() -> Self {
         IdentityConfig {
             server: default_server(),
-            environment: Environment::Development,
+            environment: Environment::Dev,
             database_url: None,
             database_max_connections: default_max_connections(),
             document_key: None,
@@ -310,9 +300,16 @@ mod tests {
     const HEX_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
     #[test]
-    fn no_configuration_means_dev_defaults() {
+    fn no_configuration_means_production_which_refuses_dev_keys() {
         let config = load(&[]).unwrap();
-        assert_eq!(config.environment, Environment::Development);
+        assert_eq!(config.environment, Environment::Production);
+        assert!(config.validate().is_err(), "dev keys refused in production");
+    }
+
+    #[test]
+    fn dev_environment_gives_dev_defaults() {
+        let config = load(&[("CITYPASS_ENVIRONMENT", "dev")]).unwrap();
+        assert_eq!(config.environment, Environment::Dev);
         assert_eq!(config.max_devices_per_subject, 3);
         assert_eq!(config.challenge_ttl, Duration::from_secs(300));
         assert_eq!(config.server.service_name, "citypass-identity");

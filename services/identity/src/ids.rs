@@ -16,7 +16,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use crate::error::Error;
 
 /// Bytes in an id.
-pub const ID_LEN: usize = 16;
+pub use citypass_token::ID_LEN;
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $field:literal) => {
@@ -81,24 +81,14 @@ id_type!(
     "device_id"
 );
 
+/// Parses with the one parser every service shares (`citypass_token::parse_id`),
+/// naming `field` in the error.
 fn parse_hex(text: &str, field: &'static str) -> Result<[u8; ID_LEN], Error> {
     if text.is_empty() {
         return Err(Error::invalid(field, "is required"));
     }
-    if text.len() != 2 * ID_LEN
-        || !text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return Err(Error::invalid(
-            field,
-            "must be 32 lower-case hexadecimal characters",
-        ));
-    }
-    let mut bytes = [0u8; ID_LEN];
-    hex::decode_to_slice(text, &mut bytes)
-        .map_err(|_| Error::invalid(field, "must be 32 lower-case hexadecimal characters"))?;
-    Ok(bytes)
+    citypass_token::parse_id(text)
+        .ok_or_else(|| Error::invalid(field, "must be 32 lower-case hexadecimal characters"))
 }
 
 #[cfg(test)]

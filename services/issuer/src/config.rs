@@ -29,18 +29,10 @@ pub const MAX_CERTIFICATE_LIFETIME: Duration = Duration::from_secs(86_400);
 /// a captured request be replayed to a replica with another nonce store for longer.
 pub const MAX_PROOF_FRESHNESS: Duration = Duration::from_secs(300);
 
-/// Which kind of deployment this is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Environment {
-    /// A laptop or a test: dev key rings and in-memory stores are fine.
-    Dev,
-    /// Real codes: dev key rings are refused (at start-up and at every reload) and a
-    /// shared nonce store (Redis) is required, since replicas must see each other's
-    /// nonces. The default, so that forgetting the setting fails closed.
-    #[default]
-    Production,
-}
+/// Which kind of deployment this is. In production, dev key rings are refused (at
+/// start-up and at every reload) and a shared nonce store (Redis) is required, since
+/// replicas must see each other's nonces.
+pub use citypass_runtime::Environment;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]

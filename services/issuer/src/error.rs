@@ -19,8 +19,8 @@ pub enum IssuerError {
     /// `subject_id` is not the identity service's format.
     #[error("subject_id must be 32 lowercase hex characters")]
     MalformedSubjectId,
-    /// `device_id` is empty or too long.
-    #[error("device_id must be 1 to 128 characters")]
+    /// `device_id` is not 32 lowercase hex characters (identity's format).
+    #[error("device_id must be 32 lowercase hex characters")]
     MalformedDeviceId,
     /// `offline_public_key` is not a valid P-256 point.
     #[error("offline_public_key must be an uncompressed P-256 point (65 bytes) on the curve")]

@@ -31,9 +31,6 @@ use crate::policy::{Policy, scopes_to_api};
 use crate::proof::{ISSUE_DEVICE_CERTIFICATE, ISSUE_TOKEN, ProofVerifier, hex};
 use crate::revocation::{RevocationCheck, RevocationStatus};
 
-/// Longest device id accepted (identity's ids are far shorter).
-const MAX_DEVICE_ID_LEN: usize = 128;
-
 /// The issuer's logic and everything it talks to.
 pub struct Issuance {
     config: IssuanceConfig,
@@ -238,7 +235,7 @@ impl Issuance {
         deadline: Option<Deadline>,
     ) -> Result<Authorized, IssuerError> {
         let subject = parse_subject_id(subject_id)?;
-        if device_id.is_empty() || device_id.len() > MAX_DEVICE_ID_LEN {
+        if citypass_token::parse_id(device_id).is_none() {
             return Err(IssuerError::MalformedDeviceId);
         }
         let presented = self
@@ -320,28 +317,9 @@ impl Issuance {
     }
 }
 
-/// The 16 bytes of a subject id: exactly 32 lowercase hex characters, as identity
-/// makes them.
+/// The 16 bytes of a subject id (the format `citypass_token::parse_id` defines).
 pub fn parse_subject_id(subject_id: &str) -> Result<[u8; ID_LEN], IssuerError> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        }
-    }
-    let text = subject_id.as_bytes();
-    if text.len() != ID_LEN * 2 {
-        return Err(IssuerError::MalformedSubjectId);
-    }
-    let mut out = [0u8; ID_LEN];
-    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
-        let (Some(high), Some(low)) = (nibble(pair[0]), nibble(pair[1])) else {
-            return Err(IssuerError::MalformedSubjectId);
-        };
-        *byte = high << 4 | low;
-    }
-    Ok(out)
+    citypass_token::parse_id(subject_id).ok_or(IssuerError::MalformedSubjectId)
 }
 
 /// Runs `work` within the call's deadline, if any.

@@ -205,9 +205,11 @@ impl Harness {
         let key = DeviceKey::generate(&self.rng).expect("device key");
         let mut id = [0u8; 16];
         citypass_token::SecureRandom::fill(&self.rng, &mut id).unwrap();
+        let mut device = [0u8; 16];
+        citypass_token::SecureRandom::fill(&self.rng, &mut device).unwrap();
         let citizen = Citizen {
             subject_id: hex(&id),
-            device_id: format!("dev-{}", hex(&id[..6])),
+            device_id: hex(&device),
             key,
         };
         self.identity.put(DeviceRecord {
@@ -482,7 +484,7 @@ async fn unknown_and_unbound_devices_are_refused() {
     let citizen = h.citizen(AssuranceLevel::RealNameVerified);
     let stranger = Citizen {
         subject_id: citizen.subject_id.clone(),
-        device_id: "dev-unknown".into(),
+        device_id: "d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0".into(),
         key: DeviceKey::generate(&h.rng).unwrap(),
     };
     expect_code(
@@ -639,7 +641,7 @@ async fn suspended_and_revoked_subjects_get_nothing() {
     let citizen = h.citizen(AssuranceLevel::RealNameVerified);
     let key = DeviceKey::generate(&h.rng).unwrap();
     h.identity.put(DeviceRecord {
-        device_id: "dev-revoked".into(),
+        device_id: "dededededededededededededededede".into(),
         subject_id: revoked_subject.clone(),
         public_key: key.public_key().clone(),
         device_status: DeviceStatus::Active,
@@ -648,7 +650,7 @@ async fn suspended_and_revoked_subjects_get_nothing() {
     });
     let revoked = Citizen {
         subject_id: revoked_subject,
-        device_id: "dev-revoked".into(),
+        device_id: "dededededededededededededededede".into(),
         key,
     };
     expect_code(
