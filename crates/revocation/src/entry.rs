@@ -1,0 +1,213 @@
+//! One entry of the revocation log, as every consumer of the log sees it.
+//!
+//! An entry either revokes a target (killing what was issued before its
+//! `revoked_before`) or reinstates a device or subject (letting the issuer issue for it
+//! again). The two carry different data, so [`Action`] holds each one's fields and an
+//! entry cannot be, say, a reinstatement with a `revoked_before`. Audit fields (actor,
+//! note) belong to the log, not to the enforcement model: they are never needed to
+//! decide, and they stay out of snapshots.
+//!
+//! Times are Unix seconds. `revoked_before` is exclusive: a code with `iat` strictly
+//! below it is dead. Codes carry whole seconds, so a revocation at 100.4 s written as
+//! `revoked_before = 101` kills every code stamped 100 (which may have been issued
+//! just after the revocation, before the issuer heard of it).
+
+use crate::target::{Target, TargetKind};
+
+/// Why a target was revoked (the proto's `RevocationReason` numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RevocationReason {
+    /// Not given.
+    Unspecified = 0,
+    /// The citizen reported the device lost or stolen.
+    DeviceLost = 1,
+    /// The device key is believed compromised.
+    DeviceCompromised = 2,
+    /// A signing key is believed compromised.
+    KeyCompromised = 3,
+    /// A signing key was withdrawn in an orderly way.
+    KeyWithdrawn = 4,
+    /// The citizen asked for it.
+    SubjectRequest = 5,
+    /// Suspected fraud or misuse.
+    Fraud = 6,
+    /// Unpaid arrears beyond the grace policy.
+    Arrears = 7,
+    /// An operator decision not covered above.
+    Administrative = 8,
+    /// Replaced by a newer credential.
+    Superseded = 9,
+}
+
+impl RevocationReason {
+    /// The proto enum number.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The reason for a proto enum number; `None` for unknown numbers (0 is
+    /// [`RevocationReason::Unspecified`], which is allowed).
+    pub fn from_code(code: i32) -> Option<Self> {
+        use RevocationReason::*;
+        Some(match code {
+            0 => Unspecified,
+            1 => DeviceLost,
+            2 => DeviceCompromised,
+            3 => KeyCompromised,
+            4 => KeyWithdrawn,
+            5 => SubjectRequest,
+            6 => Fraud,
+            7 => Arrears,
+            8 => Administrative,
+            9 => Superseded,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a target was reinstated (the proto's `ReinstateReason` numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReinstateReason {
+    /// Not given.
+    Unspecified = 0,
+    /// The device that was reported lost was found.
+    DeviceRecovered = 1,
+    /// The arrears were repaid.
+    ArrearsRepaid = 2,
+    /// The revocation was a mistake.
+    ErrorCorrected = 3,
+    /// An operator decision not covered above.
+    Administrative = 4,
+}
+
+impl ReinstateReason {
+    /// The proto enum number.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The reason for a proto enum number; `None` for unknown numbers.
+    pub fn from_code(code: i32) -> Option<Self> {
+        use ReinstateReason::*;
+        Some(match code {
+            0 => Unspecified,
+            1 => DeviceRecovered,
+            2 => ArrearsRepaid,
+            3 => ErrorCorrected,
+            4 => Administrative,
+            _ => return None,
+        })
+    }
+}
+
+/// What an entry does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Everything of the target issued (`iat` / certificate `iat`) before
+    /// `revoked_before` is dead; for a device or subject, the issuer also stops issuing.
+    Revoke {
+        /// Why.
+        reason: RevocationReason,
+        /// Unix seconds, exclusive.
+        revoked_before: u64,
+    },
+    /// The issuer may issue for the device or subject again. Codes and certificates
+    /// issued before an earlier revocation's `revoked_before` stay dead.
+    Reinstate {
+        /// Why.
+        reason: ReinstateReason,
+    },
+}
+
+impl Action {
+    /// The proto `EntryAction` number: 1 revoke, 2 reinstate.
+    pub fn code(&self) -> u8 {
+        match self {
+            Action::Revoke { .. } => 1,
+            Action::Reinstate { .. } => 2,
+        }
+    }
+}
+
+/// One log entry. See the module documentation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Entry {
+    /// Position in the log: 1, 2, 3, … without gaps.
+    pub epoch: u64,
+    /// What it revokes or reinstates.
+    pub target: Target,
+    /// Revoke or reinstate, with the action's data.
+    pub action: Action,
+    /// After this (Unix seconds) everything the entry could kill has expired and the
+    /// entry may be dropped from sets and snapshots; `None`: never.
+    pub expires_at: Option<u64>,
+    /// When the entry became durable, Unix seconds.
+    pub created_at: u64,
+}
+
+/// Why an entry is not a valid log entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    /// Epochs start at 1.
+    #[error("epoch 0 is not a log position")]
+    ZeroEpoch,
+    /// Only devices and subjects are reinstated.
+    #[error("a {0} cannot be reinstated: only devices and subjects can")]
+    ReinstateKind(TargetKind),
+    /// A reinstatement is in force until a later revocation; it never expires.
+    #[error("a reinstate entry has no expires_at")]
+    ReinstateExpires,
+    /// A device or subject id that is not 32 lowercase hex characters.
+    #[error("malformed {0} id")]
+    MalformedTarget(TargetKind),
+}
+
+impl Entry {
+    /// Checks what the type cannot: a non-zero epoch, a well-formed target, and
+    /// reinstatements only for devices and subjects, without expiry.
+    pub fn validate(&self) -> Result<(), EntryError> {
+        if self.epoch == 0 {
+            return Err(EntryError::ZeroEpoch);
+        }
+        if !self.target.is_valid() {
+            return Err(EntryError::MalformedTarget(self.target.kind()));
+        }
+        if let Action::Reinstate { .. } = self.action {
+            if !self.target.kind().reinstatable() {
+                return Err(EntryError::ReinstateKind(self.target.kind()));
+            }
+            if self.expires_at.is_some() {
+                return Err(EntryError::ReinstateExpires);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this entry revokes.
+    pub fn is_revoke(&self) -> bool {
+        matches!(self.action, Action::Revoke { .. })
+    }
+
+    /// `revoked_before` of a revocation; `None` for a reinstatement.
+    pub fn revoked_before(&self) -> Option<u64> {
+        match self.action {
+            Action::Revoke { revoked_before, .. } => Some(revoked_before),
+            Action::Reinstate { .. } => None,
+        }
+    }
+
+    /// Whether the entry is still needed at `now` (not past its `expires_at`).
+    pub fn is_live(&self, now: u64) -> bool {
+        self.expires_at.is_none_or(|t| t >= now)
+    }
+
+    /// Whether this revocation kills a code or certificate of its target issued at
+    /// `iat`. Tokens and certificates are single objects: any revocation kills them.
+    pub fn kills(&self, iat: u64) -> bool {
+        match (self.action, self.target.kind()) {
+            (Action::Reinstate { .. }, _) => false,
+            (Action::Revoke { .. }, TargetKind::Token | TargetKind::Certificate) => true,
+            (Action::Revoke { revoked_before, .. }, _) => iat < revoked_before,
+        }
+    }
+}

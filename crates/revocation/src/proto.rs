@@ -1,0 +1,228 @@
+//! Entries to and from the API's `RevocationEntry` message (feature `proto`).
+//!
+//! The service writes entries with [`to_proto`]; a follower that resyncs with List or
+//! Watch reads them back with [`from_proto`], which is as strict as the binary
+//! decoders: every field must be consistent with the entry's action and kind, so a
+//! malformed message is refused rather than applied half-understood. Audit fields
+//! (actor, note) are returned alongside, since [`Entry`] does not hold them.
+
+use citypass_proto::prost_types::Timestamp;
+use citypass_proto::v1 as pb;
+
+use crate::entry::{Action, Entry, EntryError, ReinstateReason, RevocationReason};
+use crate::target::{Target, TargetError, TargetKind};
+
+/// Why a `RevocationEntry` message is not a valid entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtoError {
+    /// A field is missing or out of range.
+    #[error("entry {epoch}: {field}: {reason}")]
+    Field {
+        /// The entry's epoch as sent.
+        epoch: u64,
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The target id does not fit its kind.
+    #[error("entry {epoch}: {source}")]
+    Target {
+        /// The entry's epoch as sent.
+        epoch: u64,
+        /// Why.
+        #[source]
+        source: TargetError,
+    },
+    /// The fields do not make a valid entry.
+    #[error("entry {epoch}: {source}")]
+    Invalid {
+        /// The entry's epoch as sent.
+        epoch: u64,
+        /// Why.
+        #[source]
+        source: EntryError,
+    },
+}
+
+fn timestamp(seconds: u64) -> Timestamp {
+    Timestamp {
+        seconds: i64::try_from(seconds).unwrap_or(i64::MAX),
+        nanos: 0,
+    }
+}
+
+/// The message for `entry`, with its audit fields.
+pub fn to_proto(entry: &Entry, actor: &str, note: &str) -> pb::RevocationEntry {
+    let (action, revocation_reason, reinstate_reason, revoked_before) = match entry.action {
+        Action::Revoke {
+            reason,
+            revoked_before,
+        } => (
+            pb::EntryAction::Revoke,
+            i32::from(reason.code()),
+            0,
+            Some(timestamp(revoked_before)),
+        ),
+        Action::Reinstate { reason } => (
+            pb::EntryAction::Reinstate,
+            0,
+            i32::from(reason.code()),
+            None,
+        ),
+    };
+    pb::RevocationEntry {
+        epoch: entry.epoch,
+        action: action as i32,
+        target_kind: i32::from(entry.target.kind().code()),
+        target_id: entry.target.id(),
+        revocation_reason,
+        reinstate_reason,
+        revoked_before,
+        expires_at: entry.expires_at.map(timestamp),
+        created_at: Some(timestamp(entry.created_at)),
+        actor: actor.to_owned(),
+        note: note.to_owned(),
+    }
+}
+
+/// An entry from its message; the audit fields are `message.actor` / `message.note`.
+pub fn from_proto(message: &pb::RevocationEntry) -> Result<Entry, ProtoError> {
+    let epoch = message.epoch;
+    let field = |field, reason| ProtoError::Field {
+        epoch,
+        field,
+        reason,
+    };
+    let seconds = |name: &'static str, t: &Option<Timestamp>| -> Result<Option<u64>, ProtoError> {
+        t.as_ref()
+            .map(|t| {
+                if t.nanos != 0 {
+                    return Err(field(name, "must be whole seconds"));
+                }
+                u64::try_from(t.seconds).map_err(|_| field(name, "before 1970"))
+            })
+            .transpose()
+    };
+    let kind = TargetKind::from_code(message.target_kind)
+        .ok_or_else(|| field("target_kind", "unknown or unspecified"))?;
+    let target = Target::parse(kind, &message.target_id)
+        .map_err(|source| ProtoError::Target { epoch, source })?;
+    let revoked_before = seconds("revoked_before", &message.revoked_before)?;
+    let action = match pb::EntryAction::try_from(message.action) {
+        Ok(pb::EntryAction::Revoke) => {
+            if message.reinstate_reason != 0 {
+                return Err(field("reinstate_reason", "set on a REVOKE entry"));
+            }
+            Action::Revoke {
+                reason: RevocationReason::from_code(message.revocation_reason)
+                    .ok_or_else(|| field("revocation_reason", "unknown"))?,
+                revoked_before: revoked_before
+                    .ok_or_else(|| field("revoked_before", "missing on a REVOKE entry"))?,
+            }
+        }
+        Ok(pb::EntryAction::Reinstate) => {
+            if message.revocation_reason != 0 || revoked_before.is_some() {
+                return Err(field(
+                    "revocation_reason",
+                    "REVOKE fields set on a REINSTATE entry",
+                ));
+            }
+            Action::Reinstate {
+                reason: ReinstateReason::from_code(message.reinstate_reason)
+                    .ok_or_else(|| field("reinstate_reason", "unknown"))?,
+            }
+        }
+        _ => return Err(field("action", "unknown or unspecified")),
+    };
+    let entry = Entry {
+        epoch,
+        target,
+        action,
+        expires_at: seconds("expires_at", &message.expires_at)?,
+        created_at: seconds("created_at", &message.created_at)?
+            .ok_or_else(|| field("created_at", "missing"))?,
+    };
+    entry
+        .validate()
+        .map_err(|source| ProtoError::Invalid { epoch, source })?;
+    Ok(entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use citypass_token::Kid;
+
+    #[test]
+    fn entries_round_trip_and_inconsistent_messages_are_refused() {
+        let entries = [
+            Entry {
+                epoch: 1,
+                target: Target::Key(Kid([1; 8])),
+                action: Action::Revoke {
+                    reason: RevocationReason::KeyCompromised,
+                    revoked_before: 100,
+                },
+                expires_at: None,
+                created_at: 99,
+            },
+            Entry {
+                epoch: 2,
+                target: Target::Device("ab".repeat(16)),
+                action: Action::Reinstate {
+                    reason: ReinstateReason::DeviceRecovered,
+                },
+                expires_at: None,
+                created_at: 120,
+            },
+            Entry {
+                epoch: 3,
+                target: Target::Token([3; 16]),
+                action: Action::Revoke {
+                    reason: RevocationReason::Superseded,
+                    revoked_before: 130,
+                },
+                expires_at: Some(500),
+                created_at: 130,
+            },
+        ];
+        for entry in entries {
+            let message = to_proto(&entry, "ops", "note");
+            assert_eq!(message.actor, "ops");
+            assert_eq!(from_proto(&message), Ok(entry));
+        }
+        let good = to_proto(
+            &Entry {
+                epoch: 4,
+                target: Target::Token([0xab; 16]),
+                action: Action::Revoke {
+                    reason: RevocationReason::Fraud,
+                    revoked_before: 1,
+                },
+                expires_at: Some(2),
+                created_at: 1,
+            },
+            "",
+            "",
+        );
+        let mut missing = good.clone();
+        missing.revoked_before = None;
+        assert!(from_proto(&missing).is_err());
+        let mut both = good.clone();
+        both.reinstate_reason = 1;
+        assert!(from_proto(&both).is_err());
+        let mut reinstate_token = good.clone();
+        reinstate_token.action = pb::EntryAction::Reinstate as i32;
+        reinstate_token.revocation_reason = 0;
+        reinstate_token.revoked_before = None;
+        reinstate_token.expires_at = None;
+        assert!(matches!(
+            from_proto(&reinstate_token),
+            Err(ProtoError::Invalid { .. })
+        ));
+        let mut upper = good;
+        upper.target_id = upper.target_id.to_uppercase();
+        assert!(matches!(from_proto(&upper), Err(ProtoError::Target { .. })));
+    }
+}

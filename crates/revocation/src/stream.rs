@@ -1,0 +1,164 @@
+//! The Redis Stream message that fans one log entry out to verifiers.
+//!
+//! The revocation service appends every committed entry, after the commit, with
+//!
+//! ```text
+//! XADD <key> MAXLEN ~ <cap> * epoch <decimal epoch> entry <entry bytes>
+//! ```
+//!
+//! - `<key>`: [`DEFAULT_STREAM_KEY`] unless configured otherwise;
+//! - field [`FIELD_EPOCH`]: the entry's epoch as ASCII decimal, readable with
+//!   `redis-cli` and cheap to check before decoding;
+//! - field [`FIELD_ENTRY`]: [`encode_entry`]: a version byte ([`STREAM_VERSION`]) and
+//!   then the entry in the binary form the snapshot uses (see the `codec` module
+//!   documentation); audit fields (actor, note) are not included.
+//!
+//! One message per entry: a device or subject revocation with cascaded certificate
+//! entries is several consecutive epochs and several messages. Stream ids are Redis'
+//! own (`*`), so **stream order is append order, not necessarily epoch order**: two
+//! replicas (or two concurrent requests) committing epochs 7 and 8 may append 8 first.
+//! A follower therefore applies in epoch order ([`crate::RevocationSet::apply`]
+//! refuses gaps), holds entries above a gap for a short while, and resyncs from the
+//! service (List since its epoch) when the gap does not fill, when it starts, and after
+//! losing Redis. The stream is capped (MAXLEN ~), and an append can fail without
+//! failing the revocation (the PostgreSQL log is the truth), so a follower must never
+//! assume the stream alone is complete.
+
+use crate::codec::{DecodeError, Reader, write_entry};
+use crate::entry::Entry;
+
+/// The stream key used unless configured otherwise.
+pub const DEFAULT_STREAM_KEY: &str = "citypass:revocation:log";
+/// Field holding the epoch, ASCII decimal.
+pub const FIELD_EPOCH: &str = "epoch";
+/// Field holding [`encode_entry`]'s bytes.
+pub const FIELD_ENTRY: &str = "entry";
+/// The version byte that starts an encoded entry.
+pub const STREAM_VERSION: u8 = 1;
+/// Largest `entry` field accepted (an entry is at most 61 bytes today).
+pub const MAX_STREAM_ENTRY_LEN: usize = 256;
+
+/// Why a stream message was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    /// A field is missing.
+    #[error("stream message without field `{0}`")]
+    MissingField(&'static str),
+    /// The epoch field is not a decimal number.
+    #[error("stream message epoch field is not a decimal number")]
+    BadEpoch,
+    /// The entry field is longer than [`MAX_STREAM_ENTRY_LEN`].
+    #[error("stream entry is {0} bytes, too long")]
+    TooLong(usize),
+    /// An unknown version byte (or an empty field).
+    #[error("unsupported stream entry version")]
+    UnsupportedVersion,
+    /// The entry bytes do not decode.
+    #[error("stream entry does not decode: {0}")]
+    Decode(#[from] DecodeError),
+    /// The two fields disagree.
+    #[error("stream message epoch field {field} differs from the entry's epoch {entry}")]
+    EpochMismatch {
+        /// The `epoch` field.
+        field: u64,
+        /// The decoded entry's epoch.
+        entry: u64,
+    },
+}
+
+/// The `entry` field for `entry`.
+pub fn encode_entry(entry: &Entry) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.push(STREAM_VERSION);
+    write_entry(&mut out, entry);
+    out
+}
+
+/// Decodes an `entry` field strictly (version, every field, nothing after).
+pub fn decode_entry(bytes: &[u8]) -> Result<Entry, StreamError> {
+    if bytes.len() > MAX_STREAM_ENTRY_LEN {
+        return Err(StreamError::TooLong(bytes.len()));
+    }
+    let Some((&STREAM_VERSION, rest)) = bytes.split_first() else {
+        return Err(StreamError::UnsupportedVersion);
+    };
+    let mut reader = Reader::new(rest);
+    let entry = reader.entry()?;
+    reader.finish()?;
+    Ok(entry)
+}
+
+/// Decodes one stream message from its two fields' values, checking that they agree.
+pub fn decode_message(epoch: Option<&[u8]>, entry: Option<&[u8]>) -> Result<Entry, StreamError> {
+    let epoch = epoch.ok_or(StreamError::MissingField(FIELD_EPOCH))?;
+    let entry = entry.ok_or(StreamError::MissingField(FIELD_ENTRY))?;
+    let field: u64 = std::str::from_utf8(epoch)
+        .ok()
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse().ok())
+        .ok_or(StreamError::BadEpoch)?;
+    let decoded = decode_entry(entry)?;
+    if decoded.epoch != field {
+        return Err(StreamError::EpochMismatch {
+            field,
+            entry: decoded.epoch,
+        });
+    }
+    Ok(decoded)
+}
+
+/// The `epoch` field for `entry`.
+pub fn epoch_field(entry: &Entry) -> String {
+    entry.epoch.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::{Action, RevocationReason};
+    use crate::target::Target;
+
+    #[test]
+    fn messages_round_trip_and_fields_must_agree() {
+        let entry = Entry {
+            epoch: 42,
+            target: Target::Certificate([9; 16]),
+            action: Action::Revoke {
+                reason: RevocationReason::DeviceLost,
+                revoked_before: 1_800_000_000,
+            },
+            expires_at: Some(1_800_086_400),
+            created_at: 1_800_000_000,
+        };
+        let bytes = encode_entry(&entry);
+        assert_eq!(bytes.len(), 1 + 8 + 4 + 16 + 8 + 8 + 8);
+        let epoch = epoch_field(&entry);
+        assert_eq!(
+            decode_message(Some(epoch.as_bytes()), Some(&bytes)),
+            Ok(entry.clone())
+        );
+        assert_eq!(
+            decode_message(Some(b"41"), Some(&bytes)),
+            Err(StreamError::EpochMismatch {
+                field: 41,
+                entry: 42
+            })
+        );
+        assert_eq!(
+            decode_message(Some(b"+42"), Some(&bytes)),
+            Err(StreamError::BadEpoch)
+        );
+        assert_eq!(
+            decode_message(None, Some(&bytes)),
+            Err(StreamError::MissingField("epoch"))
+        );
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(matches!(
+            decode_entry(&trailing),
+            Err(StreamError::Decode(DecodeError::TrailingBytes(1)))
+        ));
+        assert_eq!(decode_entry(&[]), Err(StreamError::UnsupportedVersion));
+        assert_eq!(decode_entry(&[2]), Err(StreamError::UnsupportedVersion));
+    }
+}

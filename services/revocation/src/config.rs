@@ -1,0 +1,323 @@
+//! What an operator sets for the revocation service.
+//!
+//! Two layers, like the issuer's: [`Settings`] is what the service logic needs (page
+//! sizes, heartbeat and polling intervals, clock allowances) and is all an embedding
+//! such as `citypass dev` supplies ([`Settings::default`] is a sane dev and production
+//! default). [`Config`] is the binary's whole file, loaded with
+//! `citypass_runtime::config::load` (YAML, then `CITYPASS_…` variables on top):
+//!
+//! | key | env | default |
+//! |---|---|---|
+//! | `server.*` | `CITYPASS_SERVER__…` | `citypass_runtime::ServerConfig` (service name `citypass-revocation`) |
+//! | `environment` | `CITYPASS_ENVIRONMENT` | `production` (`dev` allows memory log, dev key ring, no Redis) |
+//! | `database_url` | `CITYPASS_DATABASE_URL` | unset: in-memory log |
+//! | `database_max_connections` | `CITYPASS_DATABASE_MAX_CONNECTIONS` | 10 |
+//! | `redis_url` | `CITYPASS_REDIS_URL` | unset: in-process fan-out only |
+//! | `stream_key` | `CITYPASS_STREAM_KEY` | `citypass:revocation:log` |
+//! | `stream_max_len` | `CITYPASS_STREAM_MAX_LEN` | 100000 |
+//! | `redis_timeout` | `CITYPASS_REDIS_TIMEOUT` | `500ms` |
+//! | `identity_url` | `CITYPASS_IDENTITY_URL` | `http://127.0.0.1:50051` |
+//! | `identity_timeout` | `CITYPASS_IDENTITY_TIMEOUT` | `2s` |
+//! | `keyring_path` | `CITYPASS_KEYRING_PATH` | `keys/dev/keyring.json` |
+//! | `key_reload_interval` | `CITYPASS_KEY_RELOAD_INTERVAL` | `10s` |
+//! | `revocation.*` | `CITYPASS_REVOCATION__…` | [`Settings`] |
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use citypass_runtime::ServerConfig;
+use citypass_runtime::config::duration;
+use serde::Deserialize;
+
+use crate::error::Error;
+
+/// What the service logic needs. Every field has a default.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// List page size when the request names none (default 500).
+    pub list_page_size: u32,
+    /// Largest List page (default 5000); larger requests are capped.
+    pub list_max_page_size: u32,
+    /// Watch sends a message at least this often (default `1s`).
+    #[serde(deserialize_with = "duration::deserialize_positive")]
+    pub heartbeat_interval: Duration,
+    /// How often each replica reads the log for entries written by other replicas
+    /// (default `200ms`); its own writes are seen at once.
+    #[serde(deserialize_with = "duration::deserialize_positive")]
+    pub poll_interval: Duration,
+    /// A replica that has not read the log for this long stops vouching for its data:
+    /// Watch streams end UNAVAILABLE and Snapshot fails (default `5s`).
+    #[serde(deserialize_with = "duration::deserialize_positive")]
+    pub stale_after: Duration,
+    /// The clock skew verifiers and gates allow (default `30s`, the
+    /// `citypass_token::Validation` default): token and certificate entries are kept
+    /// this long past the code's or certificate's end.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub clock_skew: Duration,
+    /// How far in the future a requested `revoked_before` may be (default `5s`).
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub revoked_before_skew: Duration,
+    /// Longest code lifetime gates accept (default `5m`): a token entry's longest life.
+    #[serde(deserialize_with = "duration::deserialize_positive")]
+    pub token_max_lifetime: Duration,
+    /// Longest certificate lifetime gates accept (default `24h`).
+    #[serde(deserialize_with = "duration::deserialize_positive")]
+    pub certificate_max_lifetime: Duration,
+    /// After a device or subject revocation, list its certificates again after this
+    /// delay and revoke any recorded meanwhile (default `5s`; `0s` turns it off).
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub cascade_sweep_delay: Duration,
+    /// Entries each replica keeps in memory to serve Watch without reading the log
+    /// (default 10000).
+    pub recent_entries: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            list_page_size: 500,
+            list_max_page_size: 5000,
+            heartbeat_interval: Duration::from_secs(1),
+            poll_interval: Duration::from_millis(200),
+            stale_after: Duration::from_secs(5),
+            clock_skew: Duration::from_secs(30),
+            revoked_before_skew: Duration::from_secs(5),
+            token_max_lifetime: Duration::from_secs(300),
+            certificate_max_lifetime: Duration::from_secs(86_400),
+            cascade_sweep_delay: Duration::from_secs(5),
+            recent_entries: 10_000,
+        }
+    }
+}
+
+impl Settings {
+    /// Checks the limits.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |m: &str| Err(Error::Config(m.to_owned()));
+        if self.list_page_size == 0 || self.list_max_page_size < self.list_page_size {
+            return bad(
+                "revocation.list_page_size must be at least 1 and at most list_max_page_size",
+            );
+        }
+        if self.stale_after <= self.poll_interval {
+            return bad("revocation.stale_after must be longer than poll_interval");
+        }
+        Ok(())
+    }
+}
+
+/// Which kind of deployment this is (shared by every service). Production needs
+/// PostgreSQL and Redis and refuses dev key rings; `dev` allows the in-memory log, the
+/// in-process fan-out and dev key rings.
+pub use citypass_runtime::Environment;
+
+/// A configuration value kept out of logs (`Debug` hides it).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// A secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The value itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// The binary's configuration. See the module documentation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listen address, timeouts, telemetry.
+    #[serde(default = "default_server")]
+    pub server: ServerConfig,
+    /// `production` (default) or `dev`.
+    #[serde(default)]
+    pub environment: Environment,
+    /// PostgreSQL URL; the in-memory log when unset (dev only).
+    #[serde(default)]
+    pub database_url: Option<Secret>,
+    /// Pool size per replica.
+    #[serde(default = "default_max_connections")]
+    pub database_max_connections: u32,
+    /// Redis URL for the fan-out stream; in-process only when unset (dev only).
+    #[serde(default)]
+    pub redis_url: Option<Secret>,
+    /// The stream key.
+    #[serde(default = "default_stream_key")]
+    pub stream_key: String,
+    /// Approximate cap of the stream.
+    #[serde(default = "default_stream_max_len")]
+    pub stream_max_len: u64,
+    /// Longest a Redis connection attempt or publish may take.
+    #[serde(
+        default = "default_redis_timeout",
+        deserialize_with = "duration::deserialize_positive"
+    )]
+    pub redis_timeout: Duration,
+    /// The identity service (ListCertificates).
+    #[serde(default = "default_identity_url")]
+    pub identity_url: String,
+    /// Longest a ListCertificates call may take.
+    #[serde(
+        default = "default_identity_timeout",
+        deserialize_with = "duration::deserialize_positive"
+    )]
+    pub identity_timeout: Duration,
+    /// The issuer's key ring file; its signing key signs snapshots.
+    #[serde(default = "default_keyring_path")]
+    pub keyring_path: PathBuf,
+    /// How often the key ring file is checked for changes.
+    #[serde(
+        default = "default_key_reload_interval",
+        deserialize_with = "duration::deserialize_positive"
+    )]
+    pub key_reload_interval: Duration,
+    /// The service logic's settings.
+    #[serde(default)]
+    pub revocation: Settings,
+}
+
+fn default_server() -> ServerConfig {
+    ServerConfig::new("citypass-revocation")
+}
+
+fn default_max_connections() -> u32 {
+    10
+}
+
+fn default_stream_key() -> String {
+    citypass_revocation::stream::DEFAULT_STREAM_KEY.to_owned()
+}
+
+fn default_stream_max_len() -> u64 {
+    100_000
+}
+
+fn default_redis_timeout() -> Duration {
+    Duration::from_millis(500)
+}
+
+fn default_identity_url() -> String {
+    "http://127.0.0.1:50051".to_owned()
+}
+
+fn default_identity_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_keyring_path() -> PathBuf {
+    PathBuf::from("keys/dev/keyring.json")
+}
+
+fn default_key_reload_interval() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Config {
+    /// Every default with `environment: dev`: in-memory log, in-process fan-out.
+    pub fn dev() -> Self {
+        Config {
+            server: default_server(),
+            environment: Environment::Dev,
+            database_url: None,
+            database_max_connections: default_max_connections(),
+            redis_url: None,
+            stream_key: default_stream_key(),
+            stream_max_len: default_stream_max_len(),
+            redis_timeout: default_redis_timeout(),
+            identity_url: default_identity_url(),
+            identity_timeout: default_identity_timeout(),
+            keyring_path: default_keyring_path(),
+            key_reload_interval: default_key_reload_interval(),
+            revocation: Settings::default(),
+        }
+    }
+
+    /// Checks the settings, and refuses development shortcuts in production.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.revocation.validate()?;
+        if self.database_max_connections == 0 {
+            return Err(Error::Config(
+                "database_max_connections must be at least 1".into(),
+            ));
+        }
+        if self.stream_max_len == 0 {
+            return Err(Error::Config("stream_max_len must be at least 1".into()));
+        }
+        if self.environment == Environment::Production {
+            if self.database_url.is_none() {
+                return Err(Error::Config(
+                    "environment is production but database_url is not set: the in-memory log loses every revocation on restart".into(),
+                ));
+            }
+            if self.redis_url.is_none() {
+                return Err(Error::Config(
+                    "environment is production but redis_url is not set: verifiers follow the Redis stream".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, citypass_runtime::ConfigError> {
+        let vars: Vec<(OsString, OsString)> = vars
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect();
+        citypass_runtime::config::load_from(None, "CITYPASS", vars)
+    }
+
+    #[test]
+    fn defaults_and_environment_overrides() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.environment, Environment::Production);
+        assert_eq!(config.revocation, Settings::default());
+        assert!(
+            config.validate().is_err(),
+            "production needs PostgreSQL and Redis"
+        );
+
+        let config = load(&[
+            ("CITYPASS_ENVIRONMENT", "dev"),
+            ("CITYPASS_REVOCATION__POLL_INTERVAL", "50ms"),
+            ("CITYPASS_DATABASE_URL", "postgres://u:pw@db/revocation"),
+        ])
+        .unwrap();
+        assert_eq!(config.revocation.poll_interval, Duration::from_millis(50));
+        config.validate().unwrap();
+        assert!(!format!("{config:?}").contains("pw@db"));
+        assert!(load(&[("CITYPASS_NO_SUCH_KEY", "1")]).is_err());
+    }
+
+    #[test]
+    fn production_needs_both_stores() {
+        let mut config = Config::dev();
+        config.validate().unwrap();
+        config.environment = Environment::Production;
+        config.database_url = Some(Secret::new("postgres://db/revocation"));
+        assert!(config.validate().is_err());
+        config.redis_url = Some(Secret::new("redis://redis/"));
+        config.validate().unwrap();
+        config.revocation.stale_after = config.revocation.poll_interval;
+        assert!(config.validate().is_err());
+    }
+}

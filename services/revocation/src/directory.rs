@@ -1,0 +1,177 @@
+//! Where a device's or subject's certificate serials come from: the identity service.
+//!
+//! Identity owns devices and records every certificate the issuer makes, before the
+//! issuer hands it out. Revoking a device or subject must also revoke its live
+//! certificate serials (offline gates check serials; they cannot unseal subjects), so
+//! the revocation service asks identity (`ListCertificates`) *before* it writes: if
+//! identity cannot answer, the Revoke fails UNAVAILABLE and nothing is written, rather
+//! than writing a revocation that offline gates would not enforce.
+//!
+//! Services never link each other's crates, so the production implementation is the
+//! generated gRPC client ([`GrpcDirectory`]); tests bring their own
+//! [`CertificateDirectory`].
+
+use std::time::Duration;
+
+use citypass_proto::prost_types::Timestamp;
+use citypass_proto::v1::ListCertificatesRequest;
+use citypass_proto::v1::identity_service_client::IdentityServiceClient;
+use citypass_runtime::{Deadline, ErrorKind, InjectTraceContext};
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::log::BoxFuture;
+use crate::model::Certificate;
+
+/// Whose certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner<'a> {
+    /// One device's.
+    Device(&'a str),
+    /// Every device's of one subject.
+    Subject(&'a str),
+}
+
+/// Why the certificates could not be listed. Texts carry no ids.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    /// Identity is unreachable, overloaded or too slow.
+    #[error("identity service unavailable")]
+    Unavailable(#[source] tonic::Status),
+    /// The answer broke the API contract (a bug on one side).
+    #[error("identity service answered unexpectedly: {0}")]
+    Unexpected(&'static str),
+    /// Identity refused the request (a bug on our side).
+    #[error("identity service refused the request")]
+    Failed(#[source] tonic::Status),
+    /// The configured identity URL is not a valid endpoint.
+    #[error("invalid identity service URL")]
+    InvalidUrl(#[source] tonic::transport::Error),
+}
+
+impl DirectoryError {
+    /// The status kind of a Revoke that failed because of this.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            DirectoryError::Unavailable(_) => ErrorKind::Unavailable,
+            _ => ErrorKind::Internal,
+        }
+    }
+}
+
+/// Lists the certificates of a device or subject.
+pub trait CertificateDirectory: Send + Sync + 'static {
+    /// The certificates of `owner` that are still valid (identity's default), oldest
+    /// first. An owner identity does not know has none. `deadline` goes with the call.
+    fn live_certificates<'a>(
+        &'a self,
+        owner: Owner<'a>,
+        deadline: Option<Deadline>,
+    ) -> BoxFuture<'a, Result<Vec<Certificate>, DirectoryError>>;
+}
+
+/// The generated identity client, with W3C trace context on every call.
+pub type IdentityClient = IdentityServiceClient<InjectTraceContext<Channel>>;
+
+/// [`CertificateDirectory`] over gRPC to the identity service.
+#[derive(Debug, Clone)]
+pub struct GrpcDirectory {
+    client: IdentityClient,
+    timeout: Duration,
+}
+
+impl GrpcDirectory {
+    /// A client for `url` (e.g. `http://identity:50051`) that connects on first use and
+    /// reconnects by itself; each call takes at most `timeout` (less if the caller's
+    /// deadline is nearer).
+    pub fn connect_lazy(url: &str, timeout: Duration) -> Result<Self, DirectoryError> {
+        let channel = Endpoint::from_shared(url.to_owned())
+            .map_err(DirectoryError::InvalidUrl)?
+            .connect_timeout(timeout)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        Ok(Self::new(channel, timeout))
+    }
+
+    /// A client on an existing channel.
+    pub fn new(channel: Channel, timeout: Duration) -> Self {
+        GrpcDirectory {
+            client: IdentityServiceClient::new(InjectTraceContext::new(channel)),
+            timeout,
+        }
+    }
+}
+
+fn seconds(timestamp: Option<Timestamp>) -> Result<u64, DirectoryError> {
+    timestamp
+        .and_then(|t| u64::try_from(t.seconds).ok())
+        .ok_or(DirectoryError::Unexpected(
+            "certificate without valid times",
+        ))
+}
+
+impl CertificateDirectory for GrpcDirectory {
+    fn live_certificates<'a>(
+        &'a self,
+        owner: Owner<'a>,
+        deadline: Option<Deadline>,
+    ) -> BoxFuture<'a, Result<Vec<Certificate>, DirectoryError>> {
+        Box::pin(async move {
+            let message = match owner {
+                Owner::Device(id) => ListCertificatesRequest {
+                    device_id: id.to_owned(),
+                    ..Default::default()
+                },
+                Owner::Subject(id) => ListCertificatesRequest {
+                    subject_id: id.to_owned(),
+                    ..Default::default()
+                },
+            };
+            let mut request = tonic::Request::new(message);
+            let timeout = deadline.map_or(self.timeout, |d| d.remaining().min(self.timeout));
+            request.set_timeout(timeout);
+            let answer = match self.client.clone().list_certificates(request).await {
+                Ok(answer) => answer.into_inner(),
+                // Identity may have forgotten the device or subject; revoking it anyway
+                // is the safe direction, and it has no certificates to cascade to.
+                Err(status) if status.code() == Code::NotFound => return Ok(Vec::new()),
+                Err(status) => {
+                    return Err(match status.code() {
+                        Code::Unavailable
+                        | Code::DeadlineExceeded
+                        | Code::ResourceExhausted
+                        | Code::Cancelled
+                        | Code::Unknown
+                        | Code::Aborted
+                        | Code::Internal => DirectoryError::Unavailable(status),
+                        _ => DirectoryError::Failed(status),
+                    });
+                }
+            };
+            answer
+                .certificates
+                .into_iter()
+                .map(|c| {
+                    let matches = match owner {
+                        Owner::Device(id) => c.device_id == id,
+                        Owner::Subject(id) => c.subject_id == id,
+                    };
+                    if !matches {
+                        return Err(DirectoryError::Unexpected(
+                            "ListCertificates answered another owner's certificate",
+                        ));
+                    }
+                    Ok(Certificate {
+                        serial: c
+                            .serial
+                            .as_slice()
+                            .try_into()
+                            .map_err(|_| DirectoryError::Unexpected("serial is not 16 bytes"))?,
+                        not_before: seconds(c.not_before)?,
+                        not_after: seconds(c.not_after)?,
+                    })
+                })
+                .collect()
+        })
+    }
+}

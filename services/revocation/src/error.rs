@@ -1,0 +1,166 @@
+//! The crate's one error type, and how each variant becomes a gRPC status.
+//!
+//! [`ServiceError::kind`] decides the code for every variant and
+//! `citypass_runtime::to_status` what the caller sees, with one exception:
+//! [`Error::EpochBeyondHead`] is `OUT_OF_RANGE`, a code the runtime's [`ErrorKind`] does
+//! not have, so [`Error::into_status`] answers it directly (it is caller-facing and its
+//! text names only epochs). Every other variant goes through the runtime.
+//!
+//! Texts of caller-facing variants go to the caller; they name the field and what is
+//! wrong with it, never a target id.
+
+use std::borrow::Cow;
+
+use citypass_revocation::TargetError;
+use citypass_runtime::{ErrorKind, ServiceError};
+use tonic::Status;
+
+/// Everything that can go wrong in the revocation service.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request field is malformed.
+    #[error("{field}: {reason}")]
+    InvalidArgument {
+        /// The request field.
+        field: &'static str,
+        /// What is wrong with it (never its value).
+        reason: Cow<'static, str>,
+    },
+    /// A target id is malformed (its text names the field).
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    /// Reinstate: the target's latest entry is not a revocation.
+    #[error("the target is not revoked: nothing to reinstate")]
+    NotRevoked,
+    /// List/Watch from an epoch the log has not reached.
+    #[error("epoch {epoch} is beyond the head of the log ({head})")]
+    EpochBeyondHead {
+        /// The epoch asked for.
+        epoch: u64,
+        /// The log's head.
+        head: u64,
+    },
+    /// PostgreSQL failed.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    /// The schema migrations failed (start-up only).
+    #[error("database migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The identity service could not list certificates.
+    #[error("certificate directory: {0}")]
+    Directory(#[from] crate::directory::DirectoryError),
+    /// The snapshot could not be signed (no usable key).
+    #[error("snapshot signing key unavailable: {0}")]
+    Signer(String),
+    /// This replica has not heard from the log recently enough to vouch for its data.
+    #[error("revocation data is stale: the log has not been read for {0:?}")]
+    Stale(std::time::Duration),
+    /// A stored row does not decode: a bug or a hand-edited row.
+    #[error("stored data is invalid: {0}")]
+    Corrupt(&'static str),
+    /// The configuration cannot be used (start-up only).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// An [`Error::InvalidArgument`] for `field`.
+    pub fn invalid(field: &'static str, reason: impl Into<Cow<'static, str>>) -> Self {
+        Error::InvalidArgument {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// The status the caller receives (see the module documentation).
+    pub fn into_status(self) -> Status {
+        match self {
+            Error::EpochBeyondHead { .. } => Status::out_of_range(self.to_string()),
+            other => citypass_runtime::to_status(&other),
+        }
+    }
+}
+
+impl ServiceError for Error {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidArgument { .. } | Error::Target(_) => ErrorKind::InvalidArgument,
+            // OUT_OF_RANGE in `into_status`; the nearest runtime kind otherwise.
+            Error::EpochBeyondHead { .. } => ErrorKind::InvalidArgument,
+            Error::NotRevoked => ErrorKind::FailedPrecondition,
+            Error::Database(err) => database_kind(err),
+            Error::Directory(err) => err.kind(),
+            Error::Stale(_) => ErrorKind::Unavailable,
+            Error::Migrate(_) | Error::Signer(_) | Error::Corrupt(_) | Error::Config(_) => {
+                ErrorKind::Internal
+            }
+        }
+    }
+}
+
+/// A database that cannot be reached (or is shutting down, or is gone) is UNAVAILABLE:
+/// retry with backoff, and nothing was acknowledged. Anything else is INTERNAL.
+fn database_kind(err: &sqlx::Error) -> ErrorKind {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => ErrorKind::Unavailable,
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            // Class 08: connection exceptions; 57P01-57P03: administrator or crash
+            // shutdown, cannot connect now; 3D000: the database does not exist (dropped);
+            // 53300: too many connections.
+            Some(code)
+                if code.starts_with("08")
+                    || matches!(code, "57P01" | "57P02" | "57P03" | "3D000" | "53300") =>
+            {
+                ErrorKind::Unavailable
+            }
+            _ => ErrorKind::Internal,
+        },
+        _ => ErrorKind::Internal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    #[test]
+    fn codes_follow_the_proto() {
+        let cases = [
+            (
+                Error::invalid("target_kind", "required"),
+                Code::InvalidArgument,
+            ),
+            (Error::Target(TargetError::Empty), Code::InvalidArgument),
+            (Error::NotRevoked, Code::FailedPrecondition),
+            (
+                Error::EpochBeyondHead { epoch: 9, head: 3 },
+                Code::OutOfRange,
+            ),
+            (Error::Database(sqlx::Error::PoolClosed), Code::Unavailable),
+            (
+                Error::Database(sqlx::Error::PoolTimedOut),
+                Code::Unavailable,
+            ),
+            (
+                Error::Stale(std::time::Duration::from_secs(9)),
+                Code::Unavailable,
+            ),
+            (Error::Corrupt("action"), Code::Internal),
+        ];
+        for (err, code) in cases {
+            assert_eq!(err.into_status().code(), code);
+        }
+        let status = Error::EpochBeyondHead { epoch: 9, head: 3 }.into_status();
+        assert_eq!(
+            status.message(),
+            "epoch 9 is beyond the head of the log (3)"
+        );
+        let status = Error::Target(TargetError::Empty).into_status();
+        assert_eq!(status.message(), "target_id: required");
+    }
+}

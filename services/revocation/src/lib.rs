@@ -1,0 +1,98 @@
+//! citypass-revocation (service): RevocationService, the system of record for
+//! revocations (`proto/citypass/v1/revocation.proto`).
+//!
+//! Revoke writes the log in PostgreSQL first (a device or subject revocation together
+//! with its live certificate serials, in one transaction), acknowledges only what is
+//! committed, then publishes to a Redis Stream that every verifier tails. List and
+//! Watch serve the log to followers that resync and to offline gates; Snapshot gives
+//! gates the whole live set, signed by the issuer's key. The model (entries, the set,
+//! the snapshot and stream formats) is `citypass-revocation`, shared with verifiers,
+//! the issuer and gates.
+//!
+//! The library holds the logic; `main.rs` only wires configuration, telemetry, stores
+//! and clients into a `citypass_runtime::Server`. `citypass dev` and tests wire the
+//! same parts in process:
+//!
+//! ```no_run
+//! # async fn run(ring: citypass_token::Keyring) -> anyhow::Result<()> {
+//! use std::sync::Arc;
+//! use citypass_revocation_service::{
+//!     GrpcDirectory, KeyringSigner, LocalPublisher, MemoryLog, Settings, revocation_service,
+//! };
+//! let service = revocation_service(
+//!     Settings::default(),
+//!     Arc::new(MemoryLog::new()),
+//!     Arc::new(LocalPublisher::default()),
+//!     Arc::new(GrpcDirectory::connect_lazy("http://127.0.0.1:50051", std::time::Duration::from_secs(2))?),
+//!     Arc::new(KeyringSigner::from_keyring(&ring)?),
+//! )?;
+//! citypass_runtime::Server::new(citypass_runtime::ServerConfig::new("citypass-revocation"))
+//!     .add_service(service)
+//!     .file_descriptor_set(citypass_proto::FILE_DESCRIPTOR_SET)
+//!     .run()
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Modules, one concept each:
+//! - [`config`]: settings, dev defaults, what production refuses;
+//! - [`error`]: the one error type and its gRPC codes;
+//! - [`model`]: log records and the rules both log backends apply (idempotency,
+//!   cascade, reinstatement);
+//! - [`log`]: the log trait, [`PostgresLog`] (epoch assignment) and [`MemoryLog`];
+//! - [`directory`]: certificate serials from the identity service;
+//! - [`fanout`]: the Redis Stream publisher and the in-process one;
+//! - [`signer`]: snapshot signing with the issuer's key ring;
+//! - [`tail`]: each replica's follower of the log (Watch, Snapshot, freshness);
+//! - [`convert`]: proto ↔ model;
+//! - [`revocation`]: the logic ([`Revocations`]); [`service`]: the tonic face.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod convert;
+pub mod directory;
+pub mod error;
+pub mod fanout;
+pub mod log;
+pub mod model;
+pub mod revocation;
+pub mod service;
+pub mod signer;
+pub mod tail;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use citypass_proto::v1::revocation_service_server::RevocationServiceServer;
+pub use config::{Config, Environment, Secret, Settings};
+pub use directory::{CertificateDirectory, DirectoryError, GrpcDirectory, Owner};
+pub use error::Error;
+pub use fanout::{FanOutStats, LocalPublisher, PublishError, Publisher, RedisPublisher};
+pub use log::{BoxFuture, Log, MemoryLog, PostgresLog};
+pub use model::{Audit, Certificate, Page, Record, Revoked};
+pub use revocation::Revocations;
+pub use service::RevocationApi;
+pub use signer::{KeyringSigner, SnapshotSigner};
+
+/// RevocationService ready for `citypass_runtime::Server::add_service`. Spawns the
+/// replica's log follower, which stops when the service is dropped (call inside a
+/// tokio runtime). Use [`Revocations::new`] and [`RevocationApi`] to keep a handle on
+/// the logic (fan-out counters, the tail).
+pub fn revocation_service(
+    settings: Settings,
+    log: Arc<dyn Log>,
+    publisher: Arc<dyn Publisher>,
+    directory: Arc<dyn CertificateDirectory>,
+    signer: Arc<dyn SnapshotSigner>,
+) -> Result<RevocationServiceServer<RevocationApi>, Error> {
+    let revocations = Revocations::new(settings, log, publisher, directory, signer)?;
+    Ok(RevocationApi::new(Arc::new(revocations)).into_server())
+}
+
+/// Unix seconds now.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,338 @@
+//! The records the log stores, and the rules both log backends apply inside their one
+//! atomic step: when a revocation is already covered, which certificate serials a
+//! device or subject revocation cascades to, whether a reinstatement is allowed.
+//!
+//! The rules are pure functions over the target's history so that the PostgreSQL and
+//! the in-memory log cannot disagree: each backend only locks, reads the history,
+//! calls [`plan_revoke`] / [`plan_cascade`] / [`plan_reinstate`], and writes what the
+//! plan says, with epochs from `head + 1` on.
+//!
+//! # When a revocation is covered (Revoke is idempotent)
+//!
+//! A request writes nothing and returns the existing entry when a live entry of the
+//! target already does everything the request asks:
+//!
+//! - token, certificate: a live revocation exists whose `expires_at` is no earlier than
+//!   the requested one (any live revocation when the request let the server derive
+//!   `expires_at`: the code existed before that revocation, so it dies within the
+//!   derived lifetime);
+//! - device, subject: the target is revoked now (its latest entry is a revocation) and
+//!   either the request let the server pick `revoked_before` (a retry: nothing was
+//!   issued for the target while it was blocked) or a revocation has a
+//!   `revoked_before` no earlier than the requested one;
+//! - key: a revocation has a `revoked_before` no earlier than the requested one (keys
+//!   are not blocked by revocation, so a later instant does kill more).
+//!
+//! Even when the device or subject entry is covered, live certificates that no entry
+//! covers yet are cascaded (the request is only fully covered when they are too).
+//!
+//! # Cascade
+//!
+//! Revoking a device or subject also revokes each of its certificates that was issued
+//! before `revoked_before` (`not_before < revoked_before`) and is still live, unless a
+//! live certificate entry already covers it. The certificate entry shares the parent's
+//! reason and `revoked_before`, and expires `clock_skew` after the certificate (gates
+//! accept a certificate up to that long after its `not_after`).
+
+use std::collections::HashMap;
+
+use citypass_revocation::{Action, Entry, ReinstateReason, RevocationReason, Target, TargetKind};
+
+use crate::error::Error;
+
+/// Who wrote an entry and why, for audit (never needed to enforce it).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Audit {
+    /// The caller (operator or service identity).
+    pub actor: String,
+    /// Free text, no personal data.
+    pub note: String,
+}
+
+/// One row of the log: the entry plus its audit fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The entry, as sets and snapshots see it.
+    pub entry: Entry,
+    /// Who wrote it.
+    pub actor: String,
+    /// Why, in words.
+    pub note: String,
+}
+
+/// A device certificate, as the identity service lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Certificate {
+    /// Random serial: what offline gates check.
+    pub serial: [u8; 16],
+    /// Issued at (the certificate's `iat`), Unix seconds.
+    pub not_before: u64,
+    /// End of validity, Unix seconds.
+    pub not_after: u64,
+}
+
+/// The certificates a device or subject revocation cascades to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cascade<'a> {
+    /// The target's certificates, from the identity service.
+    pub certificates: &'a [Certificate],
+    /// How long after its `not_after` a certificate entry is kept: the clock skew gates
+    /// allow.
+    pub expiry_margin: u64,
+}
+
+/// A validated revocation request with its times resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokeCommand {
+    /// What to revoke.
+    pub target: Target,
+    /// Why.
+    pub reason: RevocationReason,
+    /// Exclusive bound, Unix seconds (resolved: the caller's, or the server's clock).
+    pub revoked_before: u64,
+    /// Whether the caller chose `revoked_before` (see the coverage rules).
+    pub revoked_before_given: bool,
+    /// When the entry may be forgotten (resolved; `None`: never).
+    pub expires_at: Option<u64>,
+    /// Whether the caller chose `expires_at`.
+    pub expires_at_given: bool,
+    /// Who and why.
+    pub audit: Audit,
+}
+
+/// What a Revoke did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    /// The entry now in force: the new one, or the one that already covered the request.
+    pub entry: Record,
+    /// Certificate entries written by this call.
+    pub cascaded: Vec<Record>,
+    /// Whether `entry` was written by this call.
+    pub created: bool,
+}
+
+impl Revoked {
+    /// Every record written by this call, in epoch order.
+    pub fn written(&self) -> Vec<Record> {
+        let mut out = Vec::with_capacity(1 + self.cascaded.len());
+        if self.created {
+            out.push(self.entry.clone());
+        }
+        out.extend(self.cascaded.iter().cloned());
+        out.sort_by_key(|r| r.entry.epoch);
+        out
+    }
+}
+
+/// One page of the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// Records after the asked epoch, in epoch order, without gaps.
+    pub records: Vec<Record>,
+    /// The head of the log when the page was read (at least the last record's epoch).
+    pub head: u64,
+}
+
+/// What a backend writes for a Revoke.
+#[derive(Debug)]
+pub(crate) struct RevokePlan {
+    /// The result to return (epochs already assigned).
+    pub revoked: Revoked,
+    /// New records, epochs `head + 1 ..` in order.
+    pub writes: Vec<Record>,
+}
+
+fn covers(existing: &Entry, command: &RevokeCommand, now: u64) -> bool {
+    let Action::Revoke { revoked_before, .. } = existing.action else {
+        return false;
+    };
+    match command.target.kind() {
+        TargetKind::Token | TargetKind::Certificate => {
+            existing.is_live(now)
+                && (!command.expires_at_given
+                    || existing.expires_at.unwrap_or(u64::MAX)
+                        >= command.expires_at.unwrap_or(u64::MAX))
+        }
+        TargetKind::Device | TargetKind::Subject | TargetKind::Key => {
+            revoked_before >= command.revoked_before
+        }
+    }
+}
+
+/// The existing record that covers `command`, if any (see the module documentation).
+/// `history` is every record of the target, in epoch order.
+fn covering<'a>(command: &RevokeCommand, history: &'a [Record], now: u64) -> Option<&'a Record> {
+    if command.target.kind().reinstatable() {
+        let latest = history.last().filter(|r| r.entry.is_revoke())?;
+        if !command.revoked_before_given {
+            return Some(latest);
+        }
+    }
+    history
+        .iter()
+        .rev()
+        .find(|r| covers(&r.entry, command, now))
+}
+
+fn cascade_note(parent: &Entry) -> String {
+    format!(
+        "cascaded from the {} revocation at epoch {}",
+        parent.target.kind(),
+        parent.epoch
+    )
+}
+
+/// Certificate records for `parent`'s live certificates that nothing covers yet,
+/// numbered from `next_epoch`. `certificate_history` maps serials to their records.
+fn cascade_records(
+    parent: &Record,
+    cascade: Cascade<'_>,
+    certificate_history: &HashMap<[u8; 16], Vec<Record>>,
+    next_epoch: u64,
+    now: u64,
+) -> Vec<Record> {
+    let Action::Revoke {
+        reason,
+        revoked_before,
+    } = parent.entry.action
+    else {
+        return Vec::new();
+    };
+    let mut out: Vec<Record> = Vec::new();
+    for certificate in cascade.certificates {
+        let expires_at = certificate.not_after.saturating_add(cascade.expiry_margin);
+        if certificate.not_before >= revoked_before || expires_at < now {
+            continue;
+        }
+        if out
+            .iter()
+            .any(|r| r.entry.target == Target::Certificate(certificate.serial))
+        {
+            continue;
+        }
+        let command = RevokeCommand {
+            target: Target::Certificate(certificate.serial),
+            reason,
+            revoked_before,
+            revoked_before_given: true,
+            expires_at: Some(expires_at),
+            expires_at_given: true,
+            audit: Audit::default(),
+        };
+        let history = certificate_history
+            .get(&certificate.serial)
+            .map_or(&[][..], Vec::as_slice);
+        if covering(&command, history, now).is_some() {
+            continue;
+        }
+        out.push(Record {
+            entry: Entry {
+                epoch: next_epoch + out.len() as u64,
+                target: command.target,
+                action: Action::Revoke {
+                    reason,
+                    revoked_before,
+                },
+                expires_at: Some(expires_at),
+                created_at: now,
+            },
+            actor: parent.actor.clone(),
+            note: cascade_note(&parent.entry),
+        });
+    }
+    out
+}
+
+/// Plans a Revoke under the backend's lock. `history`: the target's records in epoch
+/// order; `head`: the log's head.
+pub(crate) fn plan_revoke(
+    command: &RevokeCommand,
+    history: &[Record],
+    cascade: Cascade<'_>,
+    certificate_history: &HashMap<[u8; 16], Vec<Record>>,
+    head: u64,
+    now: u64,
+) -> RevokePlan {
+    let (parent, created) = match covering(command, history, now) {
+        Some(existing) => (existing.clone(), false),
+        None => (
+            Record {
+                entry: Entry {
+                    epoch: head + 1,
+                    target: command.target.clone(),
+                    action: Action::Revoke {
+                        reason: command.reason,
+                        revoked_before: command.revoked_before,
+                    },
+                    expires_at: command.expires_at,
+                    created_at: now,
+                },
+                actor: command.audit.actor.clone(),
+                note: command.audit.note.clone(),
+            },
+            true,
+        ),
+    };
+    let next = head + 1 + u64::from(created);
+    let cascaded = if command.target.kind().reinstatable() {
+        cascade_records(&parent, cascade, certificate_history, next, now)
+    } else {
+        Vec::new()
+    };
+    let revoked = Revoked {
+        entry: parent,
+        cascaded,
+        created,
+    };
+    RevokePlan {
+        writes: revoked.written(),
+        revoked,
+    }
+}
+
+/// Plans a later cascade for an existing device or subject revocation (the sweep that
+/// catches certificates recorded while the revocation was being written).
+pub(crate) fn plan_cascade(
+    parent: &Record,
+    cascade: Cascade<'_>,
+    certificate_history: &HashMap<[u8; 16], Vec<Record>>,
+    head: u64,
+    now: u64,
+) -> Vec<Record> {
+    if !parent.entry.target.kind().reinstatable() {
+        return Vec::new();
+    }
+    cascade_records(parent, cascade, certificate_history, head + 1, now)
+}
+
+/// Plans a Reinstate: [`Error::NotRevoked`] unless the target's latest entry is a
+/// revocation.
+pub(crate) fn plan_reinstate(
+    target: &Target,
+    reason: ReinstateReason,
+    audit: &Audit,
+    history: &[Record],
+    head: u64,
+    now: u64,
+) -> Result<Record, Error> {
+    if !target.kind().reinstatable() {
+        return Err(Error::invalid(
+            "target_kind",
+            "only devices and subjects can be reinstated",
+        ));
+    }
+    if !history.last().is_some_and(|r| r.entry.is_revoke()) {
+        return Err(Error::NotRevoked);
+    }
+    Ok(Record {
+        entry: Entry {
+            epoch: head + 1,
+            target: target.clone(),
+            action: Action::Reinstate { reason },
+            expires_at: None,
+            created_at: now,
+        },
+        actor: audit.actor.clone(),
+        note: audit.note.clone(),
+    })
+}

@@ -1,0 +1,543 @@
+//! The service logic: validate, ask identity, write the log, fan out; read the log for
+//! List, Watch and Snapshot.
+//!
+//! Order of a Revoke, and why:
+//! 1. validate the request (nothing else happens for a malformed one);
+//! 2. for a device or subject, list its live certificates at identity; if identity
+//!    cannot answer, fail UNAVAILABLE having written nothing;
+//! 3. write the entry and its cascaded certificate entries in one atomic log step
+//!    (PostgreSQL transaction): only a committed write is acknowledged;
+//! 4. publish what was written to the fan-out (Redis Stream), in a task of its own so
+//!    a caller hanging up cannot cancel it; a failed publish is logged and counted and
+//!    never fails the call (followers resync from List);
+//! 5. for a device or subject, list its certificates again a few seconds later and
+//!    cascade to any recorded meanwhile (the issuer may have certified one between
+//!    step 2 and the moment it heard of the revocation).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use citypass_proto::prost_types::Timestamp;
+use citypass_proto::v1 as pb;
+use citypass_revocation::{Kinds, Target, TargetKind};
+use citypass_runtime::Deadline;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::config::Settings;
+use crate::convert;
+use crate::directory::{CertificateDirectory, Owner};
+use crate::error::Error;
+use crate::fanout::{FanOutStats, Publisher};
+use crate::log::Log;
+use crate::model::{Audit, Cascade, Record, RevokeCommand, Revoked};
+use crate::signer::SnapshotSigner;
+use crate::tail::{Tail, TooOld};
+use crate::unix_now;
+
+/// Longest note accepted, in bytes.
+pub const MAX_NOTE_LEN: usize = 1024;
+/// Longest actor accepted, in bytes.
+pub const MAX_ACTOR_LEN: usize = 128;
+/// The actor recorded when the caller names none.
+pub const ANONYMOUS: &str = "anonymous";
+/// Entries per Watch message.
+const WATCH_BATCH: usize = 500;
+/// Prefix of List page tokens.
+const PAGE_TOKEN_PREFIX: &str = "after:";
+
+/// A Watch stream's messages.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, tonic::Status>> + Send>>;
+
+/// Publishes committed records and counts the outcome.
+#[derive(Clone)]
+struct FanOut {
+    publisher: Arc<dyn Publisher>,
+    stats: Arc<FanOutStats>,
+    tail: Arc<Tail>,
+}
+
+impl FanOut {
+    async fn publish(&self, records: Vec<Record>) {
+        if records.is_empty() {
+            return;
+        }
+        self.tail.nudge();
+        let publisher = self.publisher.clone();
+        let stats = self.stats.clone();
+        // Spawned: a caller that hangs up (or times out) must not cancel the publish.
+        let task = tokio::spawn(async move {
+            let count = records.len();
+            match publisher.publish(&records).await {
+                Ok(()) => stats.record(count, true),
+                Err(err) => {
+                    stats.record(count, false);
+                    tracing::warn!(
+                        error = %err,
+                        first_epoch = records[0].entry.epoch,
+                        count,
+                        "fan-out publish failed; followers fill the gap from List"
+                    );
+                }
+            }
+        });
+        let _ = task.await;
+    }
+}
+
+/// The revocation service's logic. See the module documentation.
+pub struct Revocations {
+    settings: Settings,
+    log: Arc<dyn Log>,
+    directory: Arc<dyn CertificateDirectory>,
+    signer: Arc<dyn SnapshotSigner>,
+    tail: Arc<Tail>,
+    fanout: FanOut,
+}
+
+impl std::fmt::Debug for Revocations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Revocations")
+            .field("settings", &self.settings)
+            .field("epoch", &self.tail.epoch())
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_timestamp() -> Timestamp {
+    let since = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp {
+        seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+fn check_text(field: &'static str, text: &str, max: usize) -> Result<(), Error> {
+    if text.len() > max {
+        return Err(Error::invalid(field, format!("at most {max} bytes")));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "control characters are not allowed"));
+    }
+    Ok(())
+}
+
+/// The actor to record: the `x-citypass-actor` metadata value if given (visible ASCII,
+/// at most [`MAX_ACTOR_LEN`] bytes), else [`ANONYMOUS`].
+pub fn actor_from(metadata: &tonic::metadata::MetadataMap) -> Result<String, Error> {
+    const FIELD: &str = "x-citypass-actor metadata";
+    let Some(value) = metadata.get("x-citypass-actor") else {
+        return Ok(ANONYMOUS.to_owned());
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| Error::invalid(FIELD, "must be visible ASCII"))?;
+    if text.is_empty()
+        || text.len() > MAX_ACTOR_LEN
+        || !text.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+    {
+        return Err(Error::invalid(
+            FIELD,
+            format!("1 to {MAX_ACTOR_LEN} visible ASCII characters"),
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+fn secs(d: Duration) -> u64 {
+    d.as_secs()
+}
+
+impl Revocations {
+    /// The logic over its parts; spawns the tail's poller (call inside a tokio runtime).
+    pub fn new(
+        settings: Settings,
+        log: Arc<dyn Log>,
+        publisher: Arc<dyn Publisher>,
+        directory: Arc<dyn CertificateDirectory>,
+        signer: Arc<dyn SnapshotSigner>,
+    ) -> Result<Self, Error> {
+        settings.validate()?;
+        let tail = Tail::spawn(log.clone(), settings.recent_entries, settings.poll_interval);
+        Ok(Revocations {
+            fanout: FanOut {
+                publisher,
+                stats: Arc::new(FanOutStats::default()),
+                tail: tail.clone(),
+            },
+            settings,
+            log,
+            directory,
+            signer,
+            tail,
+        })
+    }
+
+    /// Fan-out counters (published, failed).
+    pub fn fanout_stats(&self) -> Arc<FanOutStats> {
+        self.fanout.stats.clone()
+    }
+
+    /// This replica's follower of the log.
+    pub fn tail(&self) -> &Arc<Tail> {
+        &self.tail
+    }
+
+    /// Validates a Revoke request and resolves its times at `now`.
+    pub fn command(
+        &self,
+        request: &pb::RevokeRequest,
+        actor: String,
+        now: u64,
+    ) -> Result<RevokeCommand, Error> {
+        let s = &self.settings;
+        let kind = convert::target_kind("target_kind", request.target_kind)?;
+        let target = Target::parse(kind, &request.target_id)?;
+        let reason = convert::revocation_reason(request.reason)?;
+        check_text("note", &request.note, MAX_NOTE_LEN)?;
+        let skew = secs(s.clock_skew);
+        let (revoked_before, revoked_before_given) = match &request.revoked_before {
+            Some(t) => {
+                let rb = convert::seconds_ceil("revoked_before", t)?;
+                if rb > now.saturating_add(secs(s.revoked_before_skew)) {
+                    return Err(Error::invalid(
+                        "revoked_before",
+                        format!(
+                            "in the future (more than {}s ahead of the server's clock); leave it unset for now",
+                            secs(s.revoked_before_skew)
+                        ),
+                    ));
+                }
+                (rb, true)
+            }
+            // Whole seconds, rounded up: a code stamped with the current second dies too.
+            None => (now + 1, false),
+        };
+        let max_life = match kind {
+            TargetKind::Token => Some(secs(s.token_max_lifetime)),
+            TargetKind::Certificate => Some(secs(s.certificate_max_lifetime)),
+            _ => None,
+        };
+        let (expires_at, expires_at_given) = match (max_life, &request.expires_at) {
+            (Some(life), Some(t)) => {
+                let t = convert::seconds_ceil("expires_at", t)?;
+                if t.saturating_add(skew) < now {
+                    return Err(Error::invalid(
+                        "expires_at",
+                        format!("in the past: a {kind} past its end is refused anyway"),
+                    ));
+                }
+                if t > now.saturating_add(life).saturating_add(skew) {
+                    return Err(Error::invalid(
+                        "expires_at",
+                        format!("more than {life}s ahead: no {kind} lives that long"),
+                    ));
+                }
+                // Verifiers accept a code up to `skew` after its end.
+                (Some(t + skew), true)
+            }
+            // Issued before now, so it ends within its maximum life (plus the skew a
+            // phone's or issuer's clock may have), and is accepted `skew` longer.
+            (Some(life), None) => (Some(now + life + 2 * skew), false),
+            (None, Some(_)) => {
+                return Err(Error::invalid(
+                    "expires_at",
+                    format!("{kind} revocations never expire; leave it unset"),
+                ));
+            }
+            (None, None) => (None, false),
+        };
+        Ok(RevokeCommand {
+            target,
+            reason,
+            revoked_before,
+            revoked_before_given,
+            expires_at,
+            expires_at_given,
+            audit: Audit {
+                actor,
+                note: request.note.clone(),
+            },
+        })
+    }
+
+    /// Revoke (see the module documentation).
+    pub async fn revoke(
+        &self,
+        request: &pb::RevokeRequest,
+        actor: String,
+        deadline: Option<Deadline>,
+    ) -> Result<Revoked, Error> {
+        let now = unix_now();
+        let command = self.command(request, actor, now)?;
+        let certificates = match owner(&command.target) {
+            Some(owner) => self.directory.live_certificates(owner, deadline).await?,
+            None => Vec::new(),
+        };
+        let cascade = Cascade {
+            certificates: &certificates,
+            expiry_margin: secs(self.settings.clock_skew),
+        };
+        let revoked = self.log.revoke(&command, cascade, now).await?;
+        self.fanout.publish(revoked.written()).await;
+        if owner(&command.target).is_some() {
+            self.schedule_sweep(revoked.entry.clone());
+        }
+        Ok(revoked)
+    }
+
+    fn schedule_sweep(&self, parent: Record) {
+        let delay = self.settings.cascade_sweep_delay;
+        if delay.is_zero() {
+            return;
+        }
+        let log = self.log.clone();
+        let directory = self.directory.clone();
+        let fanout = self.fanout.clone();
+        let margin = secs(self.settings.clock_skew);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let Some(owner) = owner(&parent.entry.target) else {
+                return;
+            };
+            let certificates = match directory.live_certificates(owner, None).await {
+                Ok(certificates) => certificates,
+                Err(err) => {
+                    tracing::warn!(error = %err, epoch = parent.entry.epoch, "cascade sweep: cannot list certificates");
+                    return;
+                }
+            };
+            let cascade = Cascade {
+                certificates: &certificates,
+                expiry_margin: margin,
+            };
+            match log.cascade(&parent, cascade, unix_now()).await {
+                Ok(written) if written.is_empty() => {}
+                Ok(written) => {
+                    tracing::info!(
+                        count = written.len(),
+                        epoch = parent.entry.epoch,
+                        "cascade sweep revoked certificates recorded during the revocation"
+                    );
+                    fanout.publish(written).await;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, epoch = parent.entry.epoch, "cascade sweep: cannot write");
+                }
+            }
+        });
+    }
+
+    /// Reinstate.
+    pub async fn reinstate(
+        &self,
+        request: &pb::ReinstateRequest,
+        actor: String,
+    ) -> Result<Record, Error> {
+        let kind = convert::target_kind("target_kind", request.target_kind)?;
+        if !kind.reinstatable() {
+            return Err(Error::invalid(
+                "target_kind",
+                format!("a {kind} cannot be reinstated: only devices and subjects can"),
+            ));
+        }
+        let target = Target::parse(kind, &request.target_id)?;
+        let reason = convert::reinstate_reason(request.reason)?;
+        check_text("note", &request.note, MAX_NOTE_LEN)?;
+        let audit = Audit {
+            actor,
+            note: request.note.clone(),
+        };
+        let record = self
+            .log
+            .reinstate(&target, reason, &audit, unix_now())
+            .await?;
+        self.fanout.publish(vec![record.clone()]).await;
+        Ok(record)
+    }
+
+    /// List.
+    pub async fn list(&self, request: &pb::ListRequest) -> Result<pb::ListResponse, Error> {
+        let since = if request.page_token.is_empty() {
+            request.since_epoch
+        } else {
+            request
+                .page_token
+                .strip_prefix(PAGE_TOKEN_PREFIX)
+                .filter(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|rest| rest.parse().ok())
+                .ok_or_else(|| Error::invalid("page_token", "not a token from a previous List"))?
+        };
+        let size = match request.page_size {
+            0 => self.settings.list_page_size,
+            n => n.min(self.settings.list_max_page_size),
+        };
+        let page = self
+            .log
+            .list(since, usize::try_from(size).unwrap_or(usize::MAX))
+            .await?;
+        let last = page.records.last().map_or(since, |r| r.entry.epoch);
+        Ok(pb::ListResponse {
+            entries: page.records.iter().map(convert::entry).collect(),
+            next_page_token: if last < page.head {
+                format!("{PAGE_TOKEN_PREFIX}{last}")
+            } else {
+                String::new()
+            },
+            head_epoch: page.head,
+        })
+    }
+
+    /// Checks that this replica's data is fresh enough to vouch for, reading the log
+    /// now if it is not.
+    async fn ensure_fresh(&self) -> Result<(), Error> {
+        match self.tail.age() {
+            Some(age) if age <= self.settings.stale_after => Ok(()),
+            _ => self.tail.sync(unix_now()).await.map(|_| ()),
+        }
+    }
+
+    /// Watch: OUT_OF_RANGE now for an epoch beyond the head; otherwise a stream of the
+    /// backlog, then new entries, with heartbeats (see [`watch_loop`]).
+    pub async fn watch(&self, since: u64) -> Result<WatchStream, Error> {
+        self.ensure_fresh().await?;
+        if since > self.tail.epoch() {
+            let head = self.log.head().await?;
+            if since > head {
+                return Err(Error::EpochBeyondHead { epoch: since, head });
+            }
+        }
+        let (tx, rx) = mpsc::channel(8);
+        tokio::spawn(watch_loop(
+            self.tail.clone(),
+            self.log.clone(),
+            self.settings.clone(),
+            since,
+            tx,
+        ));
+        Ok(Box::pin(ReceiverStream::new(rx)))
+    }
+
+    /// Snapshot: the live entries of the requested kinds, complete up to the log's head
+    /// as read now, signed with the issuer's current key.
+    pub async fn snapshot(
+        &self,
+        request: &pb::SnapshotRequest,
+    ) -> Result<pb::SnapshotResponse, Error> {
+        let kinds = if request.kinds.is_empty() {
+            Kinds::ALL
+        } else {
+            let kinds = request
+                .kinds
+                .iter()
+                .map(|&k| convert::target_kind("kinds", k))
+                .collect::<Result<Vec<_>, _>>()?;
+            Kinds::of(kinds)
+        };
+        let now = unix_now();
+        self.tail.sync(now).await?;
+        let snapshot = self.tail.snapshot(kinds, now);
+        let signed = self.signer.sign(snapshot.encode())?;
+        Ok(pb::SnapshotResponse {
+            snapshot: signed.bytes,
+            signature: signed.signature,
+            kid: signed.kid.0.to_vec(),
+            epoch: snapshot.epoch,
+        })
+    }
+}
+
+fn owner(target: &Target) -> Option<Owner<'_>> {
+    match target {
+        Target::Device(id) => Some(Owner::Device(id)),
+        Target::Subject(id) => Some(Owner::Subject(id)),
+        _ => None,
+    }
+}
+
+/// One Watch stream: catch up from `since` (from this replica's recent entries, or the
+/// log when the watcher is further behind), then send new entries as the tail learns
+/// of them, and a heartbeat whenever `heartbeat_interval` passes without a message.
+/// Every message carries entries contiguous with the previous one. The stream ends
+/// UNAVAILABLE when the log cannot be read or this replica's data is older than
+/// `stale_after` (the watcher reconnects, possibly to another replica), and ends
+/// quietly when the watcher goes away.
+async fn watch_loop(
+    tail: Arc<Tail>,
+    log: Arc<dyn Log>,
+    settings: Settings,
+    since: u64,
+    tx: mpsc::Sender<Result<pb::WatchResponse, tonic::Status>>,
+) {
+    let mut head = tail.subscribe();
+    let mut cursor = since;
+    let mut first = true;
+    loop {
+        head.borrow_and_update();
+        // Catch up.
+        loop {
+            let entries: Vec<pb::RevocationEntry> = match tail.after(cursor, WATCH_BATCH) {
+                Ok(records) => records.iter().map(|r| convert::entry(r)).collect(),
+                Err(TooOld) => match log.list(cursor, WATCH_BATCH).await {
+                    Ok(page) => page.records.iter().map(convert::entry).collect(),
+                    Err(err) => {
+                        let _ = tx.send(Err(err.into_status())).await;
+                        return;
+                    }
+                },
+            };
+            let Some(last) = entries.last().map(|e| e.epoch) else {
+                break;
+            };
+            cursor = last;
+            let message = pb::WatchResponse {
+                entries,
+                head_epoch: tail.epoch().max(cursor),
+                sent_at: Some(now_timestamp()),
+            };
+            if tx.send(Ok(message)).await.is_err() {
+                return;
+            }
+            first = false;
+        }
+        let mut wait = settings.heartbeat_interval;
+        if first {
+            // The first message goes out at once, so the watcher learns the head.
+            wait = Duration::ZERO;
+            first = false;
+        }
+        let beat = Instant::now() + wait;
+        tokio::select! {
+            biased;
+            () = tx.closed() => return,
+            changed = head.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                continue;
+            }
+            () = tokio::time::sleep_until(beat) => {}
+        }
+        match tail.age() {
+            Some(age) if age <= settings.stale_after => {}
+            age => {
+                let status = Error::Stale(age.unwrap_or(Duration::MAX)).into_status();
+                let _ = tx.send(Err(status)).await;
+                return;
+            }
+        }
+        let heartbeat = pb::WatchResponse {
+            entries: Vec::new(),
+            head_epoch: tail.epoch().max(cursor),
+            sent_at: Some(now_timestamp()),
+        };
+        if tx.send(Ok(heartbeat)).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! The gRPC face of the revocation service: requests in, [`Revocations`] decides,
+//! statuses out.
+//!
+//! Kept thin on purpose: the logic lives in [`crate::revocation`], errors become
+//! statuses only through [`Error::into_status`] (the runtime's mapping, plus
+//! OUT_OF_RANGE), and the call's deadline is handed to the identity call it waits on.
+
+use std::sync::Arc;
+
+use citypass_proto::v1::revocation_service_server::{RevocationService, RevocationServiceServer};
+use citypass_proto::v1::{
+    ListRequest, ListResponse, ReinstateRequest, ReinstateResponse, RevokeRequest, RevokeResponse,
+    SnapshotRequest, SnapshotResponse, WatchRequest,
+};
+use citypass_runtime::Deadline;
+use tonic::{Request, Response, Status};
+
+use crate::convert;
+use crate::error::Error;
+use crate::revocation::{Revocations, WatchStream, actor_from};
+
+/// `citypass.v1.RevocationService` over [`Revocations`].
+#[derive(Debug, Clone)]
+pub struct RevocationApi {
+    revocations: Arc<Revocations>,
+}
+
+impl RevocationApi {
+    /// The service for `revocations`.
+    pub fn new(revocations: Arc<Revocations>) -> Self {
+        RevocationApi { revocations }
+    }
+
+    /// The logic behind the service.
+    pub fn revocations(&self) -> &Arc<Revocations> {
+        &self.revocations
+    }
+
+    /// The generated tonic server, ready for `citypass_runtime::Server::add_service`.
+    pub fn into_server(self) -> RevocationServiceServer<RevocationApi> {
+        RevocationServiceServer::new(self)
+    }
+}
+
+#[tonic::async_trait]
+impl RevocationService for RevocationApi {
+    async fn revoke(
+        &self,
+        request: Request<RevokeRequest>,
+    ) -> Result<Response<RevokeResponse>, Status> {
+        let deadline = Deadline::of(&request);
+        let actor = actor_from(request.metadata()).map_err(Error::into_status)?;
+        let revoked = self
+            .revocations
+            .revoke(request.get_ref(), actor, deadline)
+            .await
+            .map_err(Error::into_status)?;
+        Ok(Response::new(RevokeResponse {
+            entry: Some(convert::entry(&revoked.entry)),
+            cascaded: revoked.cascaded.iter().map(convert::entry).collect(),
+        }))
+    }
+
+    async fn reinstate(
+        &self,
+        request: Request<ReinstateRequest>,
+    ) -> Result<Response<ReinstateResponse>, Status> {
+        let actor = actor_from(request.metadata()).map_err(Error::into_status)?;
+        let record = self
+            .revocations
+            .reinstate(request.get_ref(), actor)
+            .await
+            .map_err(Error::into_status)?;
+        Ok(Response::new(ReinstateResponse {
+            entry: Some(convert::entry(&record)),
+        }))
+    }
+
+    async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+        self.revocations
+            .list(request.get_ref())
+            .await
+            .map(Response::new)
+            .map_err(Error::into_status)
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        self.revocations
+            .watch(request.get_ref().since_epoch)
+            .await
+            .map(Response::new)
+            .map_err(Error::into_status)
+    }
+
+    async fn snapshot(
+        &self,
+        request: Request<SnapshotRequest>,
+    ) -> Result<Response<SnapshotResponse>, Status> {
+        self.revocations
+            .snapshot(request.get_ref())
+            .await
+            .map(Response::new)
+            .map_err(Error::into_status)
+    }
+}
