@@ -33,12 +33,16 @@ enum Command {
         identity_port: u16,
         #[arg(long, default_value_t = commands::dev::ISSUER_PORT)]
         issuer_port: u16,
+        #[arg(long, default_value_t = commands::dev::REVOCATION_PORT)]
+        revocation_port: u16,
         /// Do not enrol a demo citizen and show their code.
         #[arg(long)]
         no_demo: bool,
     },
     /// Act as a citizen's app against a running system.
     App(commands::app::AppArgs),
+    /// Operators' revocations: revoke, reinstate, list, snapshot.
+    Admin(commands::admin::AdminArgs),
     /// Inspect or verify codes.
     #[command(subcommand)]
     Token(commands::token::TokenCommand),
@@ -55,14 +59,17 @@ fn main() -> anyhow::Result<()> {
             keys_dir,
             identity_port,
             issuer_port,
+            revocation_port,
             no_demo,
         } => commands::dev::run(commands::dev::DevArgs {
             keys_dir,
             identity_port,
             issuer_port,
+            revocation_port,
             demo: !no_demo,
         }),
         Command::App(args) => commands::app::run(args),
+        Command::Admin(args) => commands::admin::run(args),
         Command::Token(cmd) => commands::token::run(cmd),
         Command::Keys(cmd) => commands::keys::run(cmd),
     }

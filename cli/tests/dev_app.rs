@@ -15,17 +15,18 @@ impl Drop for Dev {
     }
 }
 
-/// Starts `citypass dev` on ephemeral ports and returns it with (identity, issuer) URLs.
-fn start_dev(keys_dir: &std::path::Path) -> (Dev, String, String) {
+/// The URLs `citypass dev` printed.
+struct Urls {
+    identity: String,
+    issuer: String,
+    revocation: String,
+}
+
+/// Starts `citypass dev` on ephemeral ports and returns it with its URLs.
+fn start_dev(keys_dir: &std::path::Path) -> (Dev, Urls) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_citypass"))
-        .args([
-            "dev",
-            "--identity-port",
-            "0",
-            "--issuer-port",
-            "0",
-            "--keys-dir",
-        ])
+        .args(["dev", "--identity-port", "0", "--issuer-port", "0"])
+        .args(["--revocation-port", "0", "--keys-dir"])
         .arg(keys_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -33,16 +34,16 @@ fn start_dev(keys_dir: &std::path::Path) -> (Dev, String, String) {
         .expect("start citypass dev");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel();
+    // Keep draining stdout for the life of the process, so `citypass dev` never
+    // writes into a closed pipe once the test has what it needs.
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
+            let _ = tx.send(line);
         }
     });
     let dev = Dev(child);
-    let (mut identity, mut issuer, mut demo_qr) = (None, None, false);
-    while identity.is_none() || issuer.is_none() || !demo_qr {
+    let (mut identity, mut issuer, mut revocation, mut demo_qr) = (None, None, None, false);
+    while identity.is_none() || issuer.is_none() || revocation.is_none() || !demo_qr {
         let line = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("citypass dev prints its addresses and a demo code");
@@ -51,15 +52,18 @@ fn start_dev(keys_dir: &std::path::Path) -> (Dev, String, String) {
             identity = url;
         } else if line.trim_start().starts_with("issuer") {
             issuer = url;
+        } else if line.trim_start().starts_with("revocation") {
+            revocation = url;
         } else if line.contains('▀') {
             demo_qr = true;
         }
     }
-    (
-        dev,
-        identity.unwrap_or_default(),
-        issuer.unwrap_or_default(),
-    )
+    let urls = Urls {
+        identity: identity.unwrap_or_default(),
+        issuer: issuer.unwrap_or_default(),
+        revocation: revocation.unwrap_or_default(),
+    };
+    (dev, urls)
 }
 
 fn app(state: &std::path::Path, identity: &str, issuer: &str, args: &[&str]) -> Output {
@@ -86,9 +90,9 @@ fn ok(out: Output) -> String {
 #[test]
 fn a_newcomer_gets_online_and_offline_codes_from_citypass_dev() {
     let dir = tempfile::tempdir().unwrap();
-    let (_dev, identity, issuer) = start_dev(&dir.path().join("keys"));
+    let (_dev, urls) = start_dev(&dir.path().join("keys"));
     let state = dir.path().join("app.json");
-    let run = |args: &[&str]| app(&state, &identity, &issuer, args);
+    let run = |args: &[&str]| app(&state, &urls.identity, &urls.issuer, args);
 
     let enrolled = ok(run(&[
         "enrol",
@@ -154,4 +158,72 @@ fn a_newcomer_gets_online_and_offline_codes_from_citypass_dev() {
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
+}
+
+fn admin(revocation: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_citypass"))
+        .arg("admin")
+        .args(args)
+        .args(["--revocation", revocation])
+        .output()
+        .expect("run citypass admin")
+}
+
+#[test]
+fn an_operator_revokes_a_device_and_its_certificates_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_dev, urls) = start_dev(&dir.path().join("keys"));
+    let state = dir.path().join("app.json");
+    let run = |args: &[&str]| app(&state, &urls.identity, &urls.issuer, args);
+    ok(run(&[
+        "enrol",
+        "--name",
+        "Han Meimei",
+        "--id-number",
+        "11010519491231002X",
+    ]));
+    ok(run(&["bind"]));
+    ok(run(&["certificate"]));
+    let saved = std::fs::read_to_string(&state).unwrap();
+    let start = saved.find("\"device_id\": \"").unwrap() + 14;
+    let device = &saved[start..start + 32];
+
+    let revoked = ok(admin(
+        &urls.revocation,
+        &["revoke", "device", device, "--reason", "device-lost"],
+    ));
+    assert!(
+        revoked.contains("revoke    device") && revoked.contains("device_lost"),
+        "{revoked}"
+    );
+    assert!(
+        revoked.contains("cascaded:") && revoked.contains("certificate"),
+        "the live certificate serial is revoked too: {revoked}"
+    );
+    let listed = ok(admin(&urls.revocation, &["list"]));
+    assert!(
+        listed.contains(device) && listed.contains("head epoch 2"),
+        "{listed}"
+    );
+    let snapshot = dir.path().join("rev.snapshot");
+    let written = ok(admin(
+        &urls.revocation,
+        &["snapshot", "--out", snapshot.to_str().unwrap()],
+    ));
+    assert!(written.contains("epoch 2"), "{written}");
+    assert!(snapshot.is_file() && snapshot.with_extension("sig").is_file());
+
+    // Bad input is refused with its reason, and nothing is written.
+    let bad = admin(&urls.revocation, &["revoke", "key", "not-a-kid"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("InvalidArgument")
+            || String::from_utf8_lossy(&bad.stderr).contains("invalid")
+    );
+    assert!(
+        !admin(&urls.revocation, &["revoke", "planet", device])
+            .status
+            .success()
+    );
+    assert!(ok(admin(&urls.revocation, &["list"])).contains("head epoch 2"));
 }

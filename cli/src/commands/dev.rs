@@ -21,11 +21,13 @@ use super::keys;
 /// Fixed local ports, one per service, in the order of DESIGN.md's table.
 pub const IDENTITY_PORT: u16 = 50051;
 pub const ISSUER_PORT: u16 = 50052;
+pub const REVOCATION_PORT: u16 = 50054;
 
 pub struct DevArgs {
     pub keys_dir: PathBuf,
     pub identity_port: u16,
     pub issuer_port: u16,
+    pub revocation_port: u16,
     pub demo: bool,
 }
 
@@ -46,6 +48,7 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
     });
     config.identity_listen = SocketAddr::from(([127, 0, 0, 1], args.identity_port));
     config.issuer_listen = SocketAddr::from(([127, 0, 0, 1], args.issuer_port));
+    config.revocation_listen = SocketAddr::from(([127, 0, 0, 1], args.revocation_port));
     let mut stack = Stack::start(config)
         .await
         .context("starting the services")?;
@@ -53,6 +56,7 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
     println!("citypass dev: every service in this process, embedded stores (lost on exit)\n");
     println!("  identity   http://{}", stack.identity);
     println!("  issuer     http://{}", stack.issuer);
+    println!("  revocation http://{}", stack.revocation);
     println!(
         "  keys       {} (dev ring, reloaded on change)\n",
         ring_path.display()
@@ -65,7 +69,8 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
     println!("  citypass app enrol --name 'Li Lei' --id-number 11010519491231002X");
     println!("  citypass app bind && citypass app code --png code.png");
     println!("  citypass app certificate && citypass app offline-code");
-    println!("  citypass keys rotate     (the issuer picks up the new key without a restart)\n");
+    println!("  citypass keys rotate     (the issuer picks up the new key without a restart)");
+    println!("  citypass admin revoke device <device id> --reason device-lost\n");
     println!("Ctrl-C stops everything.");
 
     tokio::select! {

@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod admin;
 pub mod app;
 pub mod clock;
 pub mod demo;

@@ -32,6 +32,9 @@ pub enum ErrorKind {
     Unauthenticated,
     /// A quota or rate limit of the caller is used up.
     ResourceExhausted,
+    /// The request names a position past the end of something (e.g. an epoch beyond
+    /// the head of a log): the caller may retry once it exists.
+    OutOfRange,
     /// A dependency is unreachable; the caller may retry with backoff.
     Unavailable,
     /// The work did not finish in time.
@@ -51,6 +54,7 @@ impl ErrorKind {
             ErrorKind::PermissionDenied => Code::PermissionDenied,
             ErrorKind::Unauthenticated => Code::Unauthenticated,
             ErrorKind::ResourceExhausted => Code::ResourceExhausted,
+            ErrorKind::OutOfRange => Code::OutOfRange,
             ErrorKind::Unavailable => Code::Unavailable,
             ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
             ErrorKind::Internal => Code::Internal,

@@ -1,4 +1,5 @@
-//! Every service built so far, wired in one process, each on its own loopback socket.
+//! Every service built so far (identity, issuer, revocation), wired in one process,
+//! each on its own loopback socket.
 //!
 //! `citypass dev` runs this on fixed ports with embedded (in-memory) stores so a
 //! laptop needs no server at all; the end-to-end tests run it on ephemeral ports with
@@ -17,6 +18,10 @@ use citypass_identity::{IdentityConfig, MemoryStore, PostgresStore};
 use citypass_issuer::{
     Environment, GrpcIdentity, IssuanceConfig, KeySource, Keys, MemoryNonceStore, NonceStore,
     NothingRevoked, RedisNonceStore,
+};
+use citypass_revocation_service::{
+    GrpcDirectory, KeyringSigner, LocalPublisher, MemoryLog, PostgresLog, Publisher,
+    RedisPublisher, Settings,
 };
 use citypass_runtime::{Server, ServerConfig};
 use tokio::net::TcpListener;
@@ -41,6 +46,19 @@ pub enum NonceBackend {
     Redis { url: String, prefix: String },
 }
 
+/// Where the revocation log lives, and how new entries fan out.
+#[derive(Debug, Clone)]
+pub enum RevocationBackend {
+    /// In memory, fanned out in process (the embedded default; lost on exit).
+    Memory,
+    /// PostgreSQL at `database_url`, fanned out through a Redis Stream at `redis_url`.
+    Postgres {
+        database_url: String,
+        redis_url: String,
+        stream_key: String,
+    },
+}
+
 /// How to run the stack.
 #[derive(Debug)]
 pub struct StackConfig {
@@ -48,7 +66,10 @@ pub struct StackConfig {
     pub identity_listen: SocketAddr,
     /// The issuer's address.
     pub issuer_listen: SocketAddr,
+    /// The revocation service's address.
+    pub revocation_listen: SocketAddr,
     pub identity_store: IdentityStore,
+    pub revocation: RevocationBackend,
     pub nonces: NonceBackend,
     /// The issuer's key ring.
     pub keys: KeySource,
@@ -62,7 +83,9 @@ impl StackConfig {
         StackConfig {
             identity_listen: any,
             issuer_listen: any,
+            revocation_listen: any,
             identity_store: IdentityStore::Memory,
+            revocation: RevocationBackend::Memory,
             nonces: NonceBackend::Memory,
             keys,
             issuance: IssuanceConfig::default(),
@@ -84,6 +107,8 @@ pub enum StackError {
     Keys(#[from] citypass_issuer::KeyError),
     #[error("issuer: {0}")]
     Issuer(String),
+    #[error("revocation: {0}")]
+    Revocation(#[from] citypass_revocation_service::Error),
 }
 
 /// A running stack. Dropping it does not stop the services: call [`Stack::shutdown`].
@@ -92,6 +117,8 @@ pub struct Stack {
     pub identity: SocketAddr,
     /// The issuer's bound address.
     pub issuer: SocketAddr,
+    /// The revocation service's bound address.
+    pub revocation: SocketAddr,
     /// The issuer's keys (to rotate or observe reloads).
     pub keys: Arc<Keys>,
     stop: watch::Sender<bool>,
@@ -139,6 +166,65 @@ impl Stack {
         };
         tasks.spawn(server.serve(identity_listener, shutdown()));
 
+        // Revocation: its log, fan-out, identity (for certificate serials) and the
+        // issuer's key ring (it signs snapshots for offline gates).
+        let signer = match &config.keys {
+            KeySource::File {
+                path,
+                reload_interval,
+            } => KeyringSigner::from_file(path, *reload_interval, false)?,
+            KeySource::Memory(ring) => KeyringSigner::from_keyring(ring)?,
+        };
+        let (log, publisher): (
+            Arc<dyn citypass_revocation_service::Log>,
+            Arc<dyn Publisher>,
+        ) = match &config.revocation {
+            RevocationBackend::Memory => (
+                Arc::new(MemoryLog::new()),
+                Arc::new(LocalPublisher::new(4096)),
+            ),
+            RevocationBackend::Postgres {
+                database_url,
+                redis_url,
+                stream_key,
+            } => (
+                Arc::new(PostgresLog::connect(database_url, 10).await?),
+                Arc::new(
+                    RedisPublisher::connect(
+                        redis_url,
+                        stream_key.clone(),
+                        100_000,
+                        Duration::from_millis(500),
+                    )
+                    .await
+                    .map_err(|e| StackError::Issuer(e.to_string()))?,
+                ),
+            ),
+        };
+        let directory =
+            GrpcDirectory::connect_lazy(&format!("http://{identity}"), Duration::from_secs(2))
+                .map_err(|e| StackError::Issuer(e.to_string()))?;
+        let revocation_service = citypass_revocation_service::revocation_service(
+            Settings::default(),
+            log,
+            publisher,
+            Arc::new(directory),
+            Arc::new(signer),
+        )?;
+        let revocation_listener = listen(config.revocation_listen).await?;
+        let revocation = revocation_listener
+            .local_addr()
+            .map_err(|source| StackError::Bind {
+                addr: config.revocation_listen,
+                source,
+            })?;
+        tasks.spawn(
+            Server::new(ServerConfig::new("citypass-revocation"))
+                .file_descriptor_set(citypass_proto::FILE_DESCRIPTOR_SET)
+                .add_service(revocation_service)
+                .serve(revocation_listener, shutdown()),
+        );
+
         // Issuer, calling identity over gRPC.
         let keys = Keys::load(config.keys, Environment::Dev)?;
         let nonces: Arc<dyn NonceStore> = match &config.nonces {
@@ -177,6 +263,7 @@ impl Stack {
         Ok(Stack {
             identity,
             issuer,
+            revocation,
             keys,
             stop,
             tasks,

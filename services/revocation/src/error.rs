@@ -1,10 +1,7 @@
 //! The crate's one error type, and how each variant becomes a gRPC status.
 //!
 //! [`ServiceError::kind`] decides the code for every variant and
-//! `citypass_runtime::to_status` what the caller sees, with one exception:
-//! [`Error::EpochBeyondHead`] is `OUT_OF_RANGE`, a code the runtime's [`ErrorKind`] does
-//! not have, so [`Error::into_status`] answers it directly (it is caller-facing and its
-//! text names only epochs). Every other variant goes through the runtime.
+//! `citypass_runtime::to_status` what the caller sees.
 //!
 //! Texts of caller-facing variants go to the caller; they name the field and what is
 //! wrong with it, never a target id.
@@ -74,10 +71,7 @@ impl Error {
 
     /// The status the caller receives (see the module documentation).
     pub fn into_status(self) -> Status {
-        match self {
-            Error::EpochBeyondHead { .. } => Status::out_of_range(self.to_string()),
-            other => citypass_runtime::to_status(&other),
-        }
+        citypass_runtime::to_status(&self)
     }
 }
 
@@ -85,8 +79,7 @@ impl ServiceError for Error {
     fn kind(&self) -> ErrorKind {
         match self {
             Error::InvalidArgument { .. } | Error::Target(_) => ErrorKind::InvalidArgument,
-            // OUT_OF_RANGE in `into_status`; the nearest runtime kind otherwise.
-            Error::EpochBeyondHead { .. } => ErrorKind::InvalidArgument,
+            Error::EpochBeyondHead { .. } => ErrorKind::OutOfRange,
             Error::NotRevoked => ErrorKind::FailedPrecondition,
             Error::Database(err) => database_kind(err),
             Error::Directory(err) => err.kind(),

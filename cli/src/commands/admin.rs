@@ -1,0 +1,194 @@
+//! `citypass admin ...`: operators' revocations against a running RevocationService.
+//!
+//! Names on the command line are the proto enum names without their prefix, in lower
+//! case with dashes (`device`, `device-lost`), so the CLI never keeps its own table
+//! that could drift from the API.
+
+use anyhow::{Context as _, bail};
+use citypass_proto::v1::revocation_service_client::RevocationServiceClient;
+use citypass_proto::v1::{
+    ListRequest, ReinstateReason, ReinstateRequest, RevocationEntry, RevocationReason,
+    RevokeRequest, SnapshotRequest, TargetKind,
+};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+use super::dev::REVOCATION_PORT;
+
+#[derive(Args)]
+pub struct AdminArgs {
+    /// RevocationService URL.
+    #[arg(long, global = true, env = "CITYPASS_REVOCATION_URL", default_value_t = format!("http://127.0.0.1:{REVOCATION_PORT}"))]
+    revocation: String,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Revoke a token (cti), device, subject, certificate (serial) or key (kid).
+    Revoke {
+        /// token, device, subject, certificate or key
+        kind: String,
+        /// The target id in its kind's form (lowercase hex).
+        id: String,
+        /// device-lost, device-compromised, key-compromised, key-withdrawn,
+        /// subject-request, fraud, arrears, administrative, superseded
+        #[arg(long, default_value = "administrative")]
+        reason: String,
+        /// Audit note (no personal data).
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Reinstate a device or subject (a new log entry; history is kept).
+    Reinstate {
+        /// device or subject
+        kind: String,
+        id: String,
+        /// device-recovered, arrears-repaid, error-corrected, administrative
+        #[arg(long, default_value = "administrative")]
+        reason: String,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// List log entries after an epoch.
+    List {
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+    },
+    /// Write the signed snapshot offline gates load.
+    Snapshot {
+        #[arg(long, default_value = "revocations.snapshot")]
+        out: PathBuf,
+    },
+}
+
+/// `prefix` + the argument in upper snake case, as prost names enum values.
+fn enum_name(prefix: &str, arg: &str) -> String {
+    format!("{prefix}{}", arg.to_ascii_uppercase().replace('-', "_"))
+}
+
+fn kind(arg: &str) -> anyhow::Result<TargetKind> {
+    TargetKind::from_str_name(&enum_name("TARGET_KIND_", arg))
+        .filter(|k| *k != TargetKind::Unspecified)
+        .with_context(|| format!("unknown target kind {arg:?}"))
+}
+
+pub fn run(args: AdminArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(command(args))
+}
+
+async fn command(args: AdminArgs) -> anyhow::Result<()> {
+    let mut client = RevocationServiceClient::connect(args.revocation.clone())
+        .await
+        .with_context(|| format!("connecting to {}", args.revocation))?;
+    match args.command {
+        AdminCommand::Revoke {
+            kind: k,
+            id,
+            reason,
+            note,
+        } => {
+            let reason = RevocationReason::from_str_name(&enum_name("REVOCATION_REASON_", &reason))
+                .with_context(|| format!("unknown reason {reason:?}"))?;
+            let response = client
+                .revoke(RevokeRequest {
+                    target_kind: kind(&k)?.into(),
+                    target_id: id,
+                    reason: reason.into(),
+                    note,
+                    ..RevokeRequest::default()
+                })
+                .await
+                .map_err(|s| anyhow::anyhow!("revoke refused: {} ({})", s.message(), s.code()))?
+                .into_inner();
+            if let Some(entry) = response.entry {
+                print_entry(&entry);
+            }
+            for entry in &response.cascaded {
+                print!("  cascaded: ");
+                print_entry(entry);
+            }
+        }
+        AdminCommand::Reinstate {
+            kind: k,
+            id,
+            reason,
+            note,
+        } => {
+            let reason = ReinstateReason::from_str_name(&enum_name("REINSTATE_REASON_", &reason))
+                .with_context(|| format!("unknown reason {reason:?}"))?;
+            let response = client
+                .reinstate(ReinstateRequest {
+                    target_kind: kind(&k)?.into(),
+                    target_id: id,
+                    reason: reason.into(),
+                    note,
+                })
+                .await
+                .map_err(|s| anyhow::anyhow!("reinstate refused: {} ({})", s.message(), s.code()))?
+                .into_inner();
+            if let Some(entry) = response.entry {
+                print_entry(&entry);
+            }
+        }
+        AdminCommand::List { since } => {
+            let mut page_token = String::new();
+            loop {
+                let page = client
+                    .list(ListRequest {
+                        since_epoch: since,
+                        page_size: 0,
+                        page_token: page_token.clone(),
+                    })
+                    .await
+                    .map_err(|s| anyhow::anyhow!("list refused: {} ({})", s.message(), s.code()))?
+                    .into_inner();
+                page.entries.iter().for_each(print_entry);
+                if page.next_page_token.is_empty() {
+                    println!("head epoch {}", page.head_epoch);
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+        }
+        AdminCommand::Snapshot { out } => {
+            let snapshot = client
+                .snapshot(SnapshotRequest { kinds: vec![] })
+                .await
+                .map_err(|s| anyhow::anyhow!("snapshot refused: {} ({})", s.message(), s.code()))?
+                .into_inner();
+            if snapshot.snapshot.is_empty() {
+                bail!("empty snapshot");
+            }
+            std::fs::write(&out, &snapshot.snapshot)
+                .with_context(|| format!("writing {}", out.display()))?;
+            std::fs::write(out.with_extension("sig"), &snapshot.signature)
+                .with_context(|| format!("writing {}", out.with_extension("sig").display()))?;
+            println!(
+                "wrote {} (epoch {}, {} bytes) and its signature",
+                out.display(),
+                snapshot.epoch,
+                snapshot.snapshot.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_entry(e: &RevocationEntry) {
+    let name = |full: &str, prefix: &str| full.trim_start_matches(prefix).to_ascii_lowercase();
+    println!(
+        "epoch {:>6}  {:<9} {:<11} {}  {}",
+        e.epoch,
+        name(e.action().as_str_name(), "ENTRY_ACTION_"),
+        name(e.target_kind().as_str_name(), "TARGET_KIND_"),
+        e.target_id,
+        if e.action() == citypass_proto::v1::EntryAction::Revoke {
+            name(e.revocation_reason().as_str_name(), "REVOCATION_REASON_")
+        } else {
+            name(e.reinstate_reason().as_str_name(), "REINSTATE_REASON_")
+        }
+    );
+}
