@@ -291,7 +291,7 @@ async fn main() {
     let devices: Vec<Device> = (0..DEVICES)
         .map(|i| Device {
             subject_id: format!("{i:032x}"),
-            device_id: format!("dev-{i}"),
+            device_id: format!("d{i:031x}"),
             key: DeviceKey::generate(&rng).expect("device key"),
         })
         .collect();
