@@ -1,9 +1,13 @@
 //! One scan, one decision: the gate's rules in their fixed order.
 //!
 //! Order: the code itself (format, key, signature, time: all in `citypass-token`),
-//! then scope, then single use. Single use comes last so that a code refused for
-//! another reason does not burn its `cti`.
+//! then scope, then revocation (from the last signed snapshot the gate loaded: codes by
+//! `cti`, certificates by serial, keys by kid; a gate cannot unseal subjects, which is
+//! why device and subject revocations cascade to certificate serials), then single
+//! use. Single use comes last so that a code refused for another reason does not burn
+//! its `cti`.
 
+use citypass_revocation::RevocationSet;
 use citypass_token::{
     CodeKind, KeySet, Kid, Scene, TokenError, Validation, kind_of, verify_offline, verify_online,
 };
@@ -63,6 +67,16 @@ pub enum DenyReason {
     /// The code does not include this gate's scene.
     #[error("scope does not include this scene")]
     ScopeNotAllowed,
+    /// The code's `cti` is revoked.
+    #[error("code revoked")]
+    TokenRevoked,
+    /// The offline code's device certificate is revoked (directly, or by its device
+    /// or subject).
+    #[error("device certificate revoked")]
+    CertificateRevoked,
+    /// The signing key is revoked for codes issued when this one was.
+    #[error("signing key revoked")]
+    KeyRevoked,
     /// This code was already used.
     #[error("code already used")]
     Replayed,
@@ -80,6 +94,9 @@ impl DenyReason {
         match self {
             DenyReason::Token(e) => e.code(),
             DenyReason::ScopeNotAllowed => "scope_not_allowed",
+            DenyReason::TokenRevoked => "token_revoked",
+            DenyReason::CertificateRevoked => "certificate_revoked",
+            DenyReason::KeyRevoked => "key_revoked",
             DenyReason::Replayed => "replayed",
             DenyReason::CounterReplay => "counter_replay",
             DenyReason::MemoryFull => "replay_memory_full",
@@ -98,6 +115,7 @@ pub enum Decision {
 #[derive(Debug)]
 pub struct Gate {
     keys: KeySet,
+    revocations: RevocationSet,
     config: GateConfig,
     replay: ReplayMemory,
     counters: CounterMemory,
@@ -108,6 +126,7 @@ impl Gate {
     pub fn new(keys: KeySet, config: GateConfig) -> Self {
         Gate {
             keys,
+            revocations: RevocationSet::new(),
             replay: ReplayMemory::new(config.replay_capacity),
             counters: CounterMemory::new(config.counter_capacity),
             config,
@@ -117,6 +136,17 @@ impl Gate {
     /// Replaces the key set (after a refresh); memories are kept.
     pub fn set_keys(&mut self, keys: KeySet) {
         self.keys = keys;
+    }
+
+    /// Replaces the revocations (from a snapshot whose signature the caller checked
+    /// with `citypass_revocation::SignedSnapshot::verify`).
+    pub fn set_revocations(&mut self, revocations: RevocationSet) {
+        self.revocations = revocations;
+    }
+
+    /// The epoch of the revocations in force.
+    pub fn revocation_epoch(&self) -> u64 {
+        self.revocations.epoch()
     }
 
     /// Decides on a scanned `text` at `now` (Unix seconds).
@@ -135,6 +165,12 @@ impl Gate {
                 if !t.claims.scopes.contains(self.config.scene) {
                     return Err(DenyReason::ScopeNotAllowed);
                 }
+                if self.revocations.token_revoked(&t.claims.cti) {
+                    return Err(DenyReason::TokenRevoked);
+                }
+                if self.revocations.key_revoked(&t.kid, t.claims.iat) {
+                    return Err(DenyReason::KeyRevoked);
+                }
                 Presented::Online {
                     kid: t.kid,
                     cti: t.claims.cti,
@@ -145,6 +181,18 @@ impl Gate {
                 let o = verify_offline(text, &self.keys, &v)?;
                 if !o.certificate.scopes.contains(self.config.scene) {
                     return Err(DenyReason::ScopeNotAllowed);
+                }
+                if self.revocations.certificate_revoked(&o.certificate.serial) {
+                    return Err(DenyReason::CertificateRevoked);
+                }
+                if self.revocations.token_revoked(&o.cti) {
+                    return Err(DenyReason::TokenRevoked);
+                }
+                if self
+                    .revocations
+                    .key_revoked(&o.issuer_kid, o.certificate.iat)
+                {
+                    return Err(DenyReason::KeyRevoked);
                 }
                 Presented::Offline {
                     issuer_kid: o.issuer_kid,

@@ -117,3 +117,71 @@ fn a_full_replay_memory_fails_closed() {
     // Once the first code's memory may lapse (exp + skew), the second gets through.
     assert!(matches!(g.check(&b.text, NOW + 91), Decision::Allow(_)));
 }
+
+mod revocations {
+    use super::*;
+    use citypass_revocation::{Action, Entry, Kinds, RevocationReason, RevocationSet, Target};
+
+    fn revoke(epoch: u64, target: Target) -> Entry {
+        Entry {
+            epoch,
+            target,
+            action: Action::Revoke {
+                reason: RevocationReason::Administrative,
+                revoked_before: NOW + 1,
+            },
+            expires_at: None,
+            created_at: NOW,
+        }
+    }
+
+    /// The gate loads revocations the way an offline gate does: a signed snapshot,
+    /// verified with the issuer's key set, then turned into a set.
+    fn gate_with(entries: Vec<Entry>) -> Gate {
+        let mut live = RevocationSet::new();
+        live.apply_all(entries).unwrap();
+        let signed = live.snapshot(Kinds::ALL, NOW).sign(issuer().key());
+        let keys = KeySet::new(vec![PublishedKey {
+            key: issuer().key().public_key().clone(),
+            status: KeyStatus::Active,
+        }])
+        .unwrap();
+        let snapshot = signed.verify(&keys, NOW).unwrap();
+        let mut g = gate(Scene::Metro);
+        g.set_revocations(RevocationSet::from_snapshot(&snapshot));
+        assert_eq!(g.revocation_epoch(), live.epoch());
+        g
+    }
+
+    #[test]
+    fn a_revoked_code_certificate_or_key_is_refused() {
+        let rng = SystemRandom::new();
+        let revoked_code = issuer()
+            .issue_token(&SUBJECT, Scopes::all(), NOW, 60)
+            .unwrap();
+        let other_code = issuer()
+            .issue_token(&SUBJECT, Scopes::all(), NOW, 60)
+            .unwrap();
+        let key = DeviceKey::generate(&rng).unwrap();
+        let cert = issuer()
+            .certify(&SUBJECT, key.public_key(), Scopes::all(), NOW, 3600)
+            .unwrap();
+        let signer = OfflineSigner::new(key, cert.bytes).unwrap();
+        let offline = signer.make_code(NOW, 60, 1, &rng).unwrap();
+
+        let mut g = gate_with(vec![
+            revoke(1, Target::Token(revoked_code.cti)),
+            revoke(2, Target::Certificate(cert.serial)),
+        ]);
+        assert_eq!(
+            deny(g.check(&revoked_code.text, NOW)),
+            DenyReason::TokenRevoked
+        );
+        assert_eq!(deny(g.check(&offline, NOW)), DenyReason::CertificateRevoked);
+        assert!(matches!(g.check(&other_code.text, NOW), Decision::Allow(_)));
+
+        // A key revocation kills what it signed before `revoked_before`.
+        let mut g = gate_with(vec![revoke(1, Target::Key(issuer().key().kid()))]);
+        assert_eq!(deny(g.check(&other_code.text, NOW)), DenyReason::KeyRevoked);
+    }
+}
