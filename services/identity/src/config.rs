@@ -43,28 +43,7 @@ const MIN_KEY_BYTES: usize = 32;
 
 pub use citypass_runtime::Environment;
 
-/// A configuration value that must not appear in logs (`Debug` hides it).
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// A secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The value itself.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
+pub use citypass_runtime::Secret;
 
 /// Configuration of the identity service. See the module documentation.
 #[derive(Debug, Clone, Deserialize)]

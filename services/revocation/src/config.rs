@@ -22,7 +22,6 @@
 //! | `key_reload_interval` | `CITYPASS_KEY_RELOAD_INTERVAL` | `10s` |
 //! | `revocation.*` | `CITYPASS_REVOCATION__…` | [`Settings`] |
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -113,28 +112,7 @@ impl Settings {
 /// in-process fan-out and dev key rings.
 pub use citypass_runtime::Environment;
 
-/// A configuration value kept out of logs (`Debug` hides it).
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// A secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The value itself.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
+pub use citypass_runtime::Secret;
 
 /// The binary's configuration. See the module documentation.
 #[derive(Debug, Clone, Deserialize)]
