@@ -200,6 +200,24 @@ fn an_operator_revokes_a_device_and_its_certificates_follow() {
         revoked.contains("cascaded:") && revoked.contains("certificate"),
         "the live certificate serial is revoked too: {revoked}"
     );
+    // The issuer follows the log and stops issuing for the device.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let refused = run(&["code"]);
+        if !refused.status.success() {
+            let why = String::from_utf8_lossy(&refused.stderr).into_owned();
+            assert!(
+                why.contains("PermissionDenied") || why.contains("revoked"),
+                "{why}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the issuer still issues for a revoked device"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let listed = ok(admin(&urls.revocation, &["list"]));
     assert!(
         listed.contains(device) && listed.contains("head epoch 2"),

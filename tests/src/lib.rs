@@ -29,8 +29,9 @@ use citypass_issuer::{IssuanceConfig, KeySource};
 use citypass_proto::signed::{ISSUE_TOKEN, sign_request};
 use citypass_proto::v1::identity_service_client::IdentityServiceClient;
 use citypass_proto::v1::issuer_service_client::IssuerServiceClient;
+use citypass_proto::v1::revocation_service_client::RevocationServiceClient;
 use citypass_proto::v1::{DocumentType, IssueTokenRequest};
-use citypass_stack::{IdentityStore, NonceBackend, Stack, StackConfig};
+use citypass_stack::{IdentityStore, NonceBackend, RevocationBackend, Stack, StackConfig};
 use citypass_token::{DeviceKey, Keyring, SystemRandom};
 use sqlx::PgPool;
 use tonic::transport::{Channel, Endpoint};
@@ -184,8 +185,9 @@ pub struct TestStack {
 }
 
 impl TestStack {
-    /// Starts identity (fresh PostgreSQL database) and the issuer (nonces in Redis
-    /// under a fresh prefix) with these keys and issuance settings.
+    /// Starts identity (fresh PostgreSQL database), the revocation service (another
+    /// fresh database, a stream of its own) and the issuer (nonces in Redis under a fresh
+    /// prefix, following the revocation stream) with these keys and issuance settings.
     pub async fn start(keys: KeySource, issuance: IssuanceConfig) -> TestStack {
         let (pool, database_url) =
             within("create a database", citypass_testkit::fresh_database()).await;
@@ -196,6 +198,15 @@ impl TestStack {
         config.nonces = NonceBackend::Redis {
             url: redis_url.clone(),
             prefix: redis_prefix.clone(),
+        };
+        // The revocation log on a database of its own, fanned out through a stream
+        // of its own.
+        let (_, revocation_database) =
+            within("create a database", citypass_testkit::fresh_database()).await;
+        config.revocation = RevocationBackend::Postgres {
+            database_url: revocation_database,
+            redis_url: redis_url.clone(),
+            stream_key: citypass_testkit::unique("citypass-e2e-revocation:"),
         };
         config.issuance = issuance;
         let stack = within("start the stack", Stack::start(config))
@@ -247,6 +258,11 @@ impl TestStack {
     /// A client of the identity service, for calls the app does not make.
     pub async fn identity(&self) -> IdentityServiceClient<Channel> {
         IdentityServiceClient::new(channel(&self.endpoints().identity).await)
+    }
+
+    /// A client of the revocation service, as an operator uses it.
+    pub async fn revocation(&self) -> RevocationServiceClient<Channel> {
+        RevocationServiceClient::new(channel(&format!("http://{}", self.stack.revocation)).await)
     }
 
     /// A client of the issuer, for requests the app would not send.

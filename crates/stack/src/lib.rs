@@ -16,8 +16,8 @@ use std::time::Duration;
 use citypass_app::Endpoints;
 use citypass_identity::{IdentityConfig, MemoryStore, PostgresStore};
 use citypass_issuer::{
-    Environment, GrpcIdentity, IssuanceConfig, KeySource, Keys, MemoryNonceStore, NonceStore,
-    NothingRevoked, RedisNonceStore,
+    Environment, FollowMode, FollowerCheck, GrpcIdentity, IssuanceConfig, KeySource, Keys,
+    MemoryNonceStore, NonceStore, RedisNonceStore, RevocationSettings,
 };
 use citypass_revocation_service::{
     GrpcDirectory, KeyringSigner, LocalPublisher, MemoryLog, PostgresLog, Publisher,
@@ -27,6 +27,9 @@ use citypass_runtime::{Server, ServerConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+
+/// How old the issuer's revocation data may get before issuance fails closed.
+const REVOCATION_MAX_AGE: Duration = Duration::from_secs(10);
 
 /// Where identity keeps its records.
 #[derive(Debug, Clone)]
@@ -121,6 +124,8 @@ pub struct Stack {
     pub revocation: SocketAddr,
     /// The issuer's keys (to rotate or observe reloads).
     pub keys: Arc<Keys>,
+    /// The issuer's view of the revocation log (epoch, age, queries).
+    pub issuer_revocations: citypass_issuer::RevocationView,
     stop: watch::Sender<bool>,
     tasks: JoinSet<Result<(), citypass_runtime::ServeError>>,
 }
@@ -238,12 +243,39 @@ impl Stack {
         let identity_client =
             GrpcIdentity::connect_lazy(&format!("http://{identity}"), Duration::from_secs(2))
                 .map_err(|e| StackError::Issuer(e.to_string()))?;
+        // The issuer follows the revocation log: through the Redis stream when there
+        // is one, through Watch in the embedded mode.
+        let revocation_url = format!("http://{revocation}");
+        let revocations = match &config.revocation {
+            RevocationBackend::Memory => FollowerCheck::watch(&revocation_url, REVOCATION_MAX_AGE),
+            RevocationBackend::Postgres {
+                redis_url,
+                stream_key,
+                ..
+            } => FollowerCheck::start(
+                &RevocationSettings {
+                    url: revocation_url,
+                    follow: FollowMode::Redis,
+                    redis_url: Some(redis_url.clone()),
+                    stream_key: stream_key.clone(),
+                    max_age: REVOCATION_MAX_AGE,
+                    ..RevocationSettings::default()
+                },
+                None,
+            ),
+        }
+        .map_err(|e| StackError::Issuer(e.to_string()))?;
+        let issuer_revocations = revocations.view().clone();
+        // Issuance fails closed until the issuer has heard from the log once.
+        tokio::time::timeout(Duration::from_secs(10), issuer_revocations.wait_synced())
+            .await
+            .map_err(|_| StackError::Issuer("the revocation log did not answer".to_owned()))?;
         let issuer_service = citypass_issuer::issuer_service(
             config.issuance.clone(),
             keys.clone(),
             nonces,
             Arc::new(identity_client),
-            Arc::new(NothingRevoked),
+            Arc::new(revocations),
         )
         .map_err(|e| StackError::Issuer(e.to_string()))?;
         let issuer_listener = listen(config.issuer_listen).await?;
@@ -265,6 +297,7 @@ impl Stack {
             issuer,
             revocation,
             keys,
+            issuer_revocations,
             stop,
             tasks,
         })

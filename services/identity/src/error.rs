@@ -119,25 +119,13 @@ impl ServiceError for Error {
             | Error::ChallengeExpired
             | Error::DeviceLimit { .. } => ErrorKind::FailedPrecondition,
             Error::BadSignature => ErrorKind::Unauthenticated,
-            Error::Database(err) => database_kind(err),
+            Error::Database(err) => citypass_postgres::error_kind(err),
             Error::Config(_)
             | Error::Migrate(_)
             | Error::Corrupt(_)
             | Error::Randomness
             | Error::Poisoned => ErrorKind::Internal,
         }
-    }
-}
-
-/// A database that cannot be reached is UNAVAILABLE (retry with backoff); anything else
-/// is a bug or a broken database, INTERNAL.
-fn database_kind(err: &sqlx::Error) -> ErrorKind {
-    match err {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Tls(_) => ErrorKind::Unavailable,
-        _ => ErrorKind::Internal,
     }
 }
 

@@ -145,6 +145,78 @@ impl IssuanceConfig {
     }
 }
 
+/// How the issuer follows the revocation log (`revocation.*`, `CITYPASS_REVOCATION__…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FollowMode {
+    /// `redis` when a Redis URL is known (`revocation.redis_url` or `redis_url`), else
+    /// `watch` (the default).
+    #[default]
+    Auto,
+    /// Tail the revocation service's Redis Stream, resyncing with List.
+    Redis,
+    /// Follow the revocation service's Watch stream over gRPC.
+    Watch,
+}
+
+/// Where the issuer's revocation data comes from, and how old it may be
+/// (see [`crate::revocation`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RevocationSettings {
+    /// RevocationService (List, Watch), e.g. `http://revocation:50054` (default
+    /// `http://127.0.0.1:50054`).
+    pub url: String,
+    /// `auto` (default), `redis` or `watch`.
+    pub follow: FollowMode,
+    /// Redis holding the revocation stream; unset: the issuer's `redis_url`.
+    pub redis_url: Option<String>,
+    /// The stream key (default `citypass:revocation:log`, the service's default).
+    pub stream_key: String,
+    /// Issuance fails `UNAVAILABLE` when the revocation data is older than this
+    /// (default `10s`; between 2s and 5m).
+    #[serde(deserialize_with = "duration::deserialize_positive")]
+    pub max_age: Duration,
+    /// Longest one List page, Watch call or Redis command may take (default `5s`).
+    #[serde(deserialize_with = "duration::deserialize_positive")]
+    pub request_timeout: Duration,
+}
+
+/// Least `revocation.max_age`: the follower hears from an idle stream about once a
+/// second, so less would refuse issuance on healthy data.
+pub const MIN_REVOCATION_MAX_AGE: Duration = Duration::from_secs(2);
+/// Largest `revocation.max_age`.
+pub const MAX_REVOCATION_MAX_AGE: Duration = Duration::from_secs(300);
+
+impl Default for RevocationSettings {
+    fn default() -> Self {
+        RevocationSettings {
+            url: "http://127.0.0.1:50054".to_owned(),
+            follow: FollowMode::Auto,
+            redis_url: None,
+            stream_key: citypass_revocation_follow::DEFAULT_STREAM_KEY.to_owned(),
+            max_age: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RevocationSettings {
+    /// Checks the limits described on each field.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        if self.url.is_empty() {
+            return Err(invalid("revocation.url", "must be set"));
+        }
+        if self.stream_key.is_empty() {
+            return Err(invalid("revocation.stream_key", "must not be empty"));
+        }
+        if self.max_age < MIN_REVOCATION_MAX_AGE || self.max_age > MAX_REVOCATION_MAX_AGE {
+            return Err(invalid("revocation.max_age", "must be between 2s and 5m"));
+        }
+        Ok(())
+    }
+}
+
 /// The `citypass-issuer` binary's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -188,6 +260,9 @@ pub struct Config {
     /// The issuing logic's settings.
     #[serde(default)]
     pub issuance: IssuanceConfig,
+    /// The revocation follower's settings.
+    #[serde(default)]
+    pub revocation: RevocationSettings,
 }
 
 fn default_keyring_path() -> PathBuf {
@@ -228,12 +303,23 @@ impl Config {
             redis_key_prefix: default_redis_key_prefix(),
             nonce_capacity: default_nonce_capacity(),
             issuance: IssuanceConfig::default(),
+            revocation: RevocationSettings::default(),
         }
     }
 
     /// Checks the issuance limits and what production requires.
     pub fn validate(&self) -> Result<(), InvalidConfig> {
         self.issuance.validate()?;
+        self.revocation.validate()?;
+        if self.revocation.follow == FollowMode::Redis
+            && self.revocation.redis_url.is_none()
+            && self.redis_url.is_none()
+        {
+            return Err(invalid(
+                "revocation.follow",
+                "is redis but neither revocation.redis_url nor redis_url is set",
+            ));
+        }
         if self.environment == Environment::Production && self.redis_url.is_none() {
             return Err(invalid(
                 "redis_url",
@@ -276,6 +362,42 @@ mod tests {
         Config::dev(ServerConfig::new("issuer"))
             .validate()
             .expect("dev defaults are valid");
+    }
+
+    #[test]
+    fn revocation_settings_load_and_are_checked() {
+        let config = load(&[
+            ("CITYPASS_SERVER__SERVICE_NAME", "issuer"),
+            ("CITYPASS_ENVIRONMENT", "dev"),
+            ("CITYPASS_REVOCATION__URL", "http://revocation:50054"),
+            ("CITYPASS_REVOCATION__FOLLOW", "watch"),
+            ("CITYPASS_REVOCATION__MAX_AGE", "15s"),
+        ])
+        .expect("loads");
+        assert_eq!(config.revocation.url, "http://revocation:50054");
+        assert_eq!(config.revocation.follow, FollowMode::Watch);
+        assert_eq!(config.revocation.max_age, Duration::from_secs(15));
+        config.validate().expect("valid");
+
+        let mut config = Config::dev(ServerConfig::new("issuer"));
+        assert_eq!(config.revocation, RevocationSettings::default());
+        config.revocation.max_age = Duration::from_secs(1);
+        assert_eq!(config.validate().unwrap_err().key, "revocation.max_age");
+        config.revocation.max_age = Duration::from_secs(10);
+        config.revocation.follow = FollowMode::Redis;
+        assert_eq!(config.validate().unwrap_err().key, "revocation.follow");
+        config.redis_url = Some("redis://127.0.0.1:6379/".into());
+        config
+            .validate()
+            .expect("redis mode with the issuer's Redis");
+        assert!(
+            load(&[
+                ("CITYPASS_SERVER__SERVICE_NAME", "issuer"),
+                ("CITYPASS_REVOCATION__FOLLOW", "pubsub"),
+            ])
+            .is_err(),
+            "an unknown mode is an error"
+        );
     }
 
     #[test]

@@ -12,7 +12,9 @@
 //!     keys.clone(),
 //!     Arc::new(MemoryNonceStore::new(100_000)),
 //!     Arc::new(GrpcIdentity::connect_lazy("http://127.0.0.1:50051", timeout)?),
-//!     Arc::new(NothingRevoked),
+//!     // The revocation service's Watch stream (`citypass dev`); deployments use
+//!     // `FollowerCheck::start(&config.revocation, config.redis_url.as_deref())`.
+//!     Arc::new(FollowerCheck::watch("http://127.0.0.1:50054", Duration::from_secs(10))?),
 //! )?;
 //! Server::new(ServerConfig::new("issuer")).add_service(issuer).serve(listener, shutdown).await?;
 //! ```
@@ -24,7 +26,8 @@
 //! - [`proof`]: device proofs, the server check and the app-side [`sign_request`];
 //! - [`nonce`]: single-use marks (memory and Redis);
 //! - [`identity`]: GetDevice (cached) and RecordCertificate at the identity service;
-//! - [`revocation`]: the revocation check (a stand-in until the revocation service);
+//! - [`revocation`]: the revocation check: a follower of the revocation log, failing
+//!   closed when its data is stale;
 //! - [`policy`]: which scenes a subject's codes may open;
 //! - [`issuance`]: the decisions; [`service`]: the tonic face; [`error`]: statuses.
 
@@ -46,7 +49,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use citypass_proto::v1::issuer_service_server::IssuerServiceServer;
-pub use config::{Config, Environment, InvalidConfig, IssuanceConfig};
+pub use citypass_revocation_follow::{Follower, FollowerConfig, FollowerError, RevocationView};
+pub use config::{
+    Config, Environment, FollowMode, InvalidConfig, IssuanceConfig, RevocationSettings,
+};
 pub use error::IssuerError;
 pub use identity::{
     CachedIdentity, CertificateRecord, DeviceRecord, GrpcIdentity, IdentityError, IdentityLookup,
@@ -59,7 +65,9 @@ pub use proof::{
     ISSUE_DEVICE_CERTIFICATE, ISSUE_TOKEN, ProofError, SignedRequest, body_sha256, sign_request,
     sign_request_with,
 };
-pub use revocation::{NothingRevoked, RevocationCheck, RevocationError, RevocationStatus};
+pub use revocation::{
+    FollowerCheck, NothingRevoked, RevocationCheck, RevocationError, RevocationStatus,
+};
 pub use service::IssuerApi;
 
 /// Where the issuer's key ring comes from.

@@ -1,5 +1,6 @@
-//! `citypass-issuer`: configuration → telemetry → keys, stores, identity client →
-//! IssuerService → the runtime's server. Nothing else happens here.
+//! `citypass-issuer`: configuration → telemetry → keys, stores, identity client,
+//! revocation follower → IssuerService → the runtime's server. Nothing else happens
+//! here.
 //!
 //! Configuration: the YAML file named by `CITYPASS_CONFIG` (optional), then
 //! `CITYPASS_…` variables (see `citypass_issuer::Config`), e.g.
@@ -9,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use citypass_issuer::{
-    Config, GrpcIdentity, KeySource, Keys, MemoryNonceStore, NonceStore, NothingRevoked,
+    Config, FollowerCheck, GrpcIdentity, KeySource, Keys, MemoryNonceStore, NonceStore,
     RedisNonceStore, issuer_service,
 };
 use citypass_runtime::Server;
@@ -42,13 +43,22 @@ async fn main() -> anyhow::Result<()> {
     };
     let identity =
         GrpcIdentity::connect_lazy(&config.identity_url, config.identity_connect_timeout)?;
-    tracing::warn!("revocation service not wired yet: issuing with the NothingRevoked stand-in");
+    // Issuance fails closed (UNAVAILABLE) until the follower's first sync, and whenever
+    // its data is older than revocation.max_age.
+    let revocation = FollowerCheck::start(&config.revocation, config.redis_url.as_deref())
+        .context("starting the revocation follower")?;
+    tracing::info!(
+        url = %config.revocation.url,
+        source = ?config.revocation.follower_config(config.redis_url.as_deref())?.source,
+        max_age = ?config.revocation.max_age,
+        "following the revocation log"
+    );
     let service = issuer_service(
         config.issuance.clone(),
         keys,
         nonces,
         Arc::new(identity),
-        Arc::new(NothingRevoked),
+        Arc::new(revocation),
     )?;
 
     let served = Server::new(config.server.clone())

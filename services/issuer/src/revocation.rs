@@ -1,15 +1,43 @@
 //! Whether a subject or device is revoked, asked before every issuance.
 //!
-//! A revoked subject must get no new codes at once (its CP1 codes then die within their
-//! 60 s lifetime), so the issuer asks before signing. The revocation log belongs to the
-//! revocation service, which is not built yet: this module holds the trait that its
-//! client will implement, and [`NothingRevoked`], an explicit stand-in that says "not
-//! revoked" to every question. It is named for what it does so that no deployment can
-//! mistake it for a real check; replace it as soon as the revocation service exists.
+//! A revoked subject or device must get no new codes or certificates (its CP1 codes
+//! then die within their 60 s lifetime), so the issuer asks before signing. The answer
+//! comes from [`FollowerCheck`]: a `citypass_revocation_follow::Follower` keeping the
+//! whole revocation set in memory, fed from the revocation service's Redis Stream (or
+//! its Watch stream in `citypass dev`), so the check costs a hash lookup, not a call.
+//!
+//! # Failing closed on stale data
+//!
+//! Issuing on revocation data that quietly stopped refreshing is how revoked
+//! credentials pass, so [`FollowerCheck`] refuses to vouch for data older than its
+//! `max_age` (default 10 s): issuance then fails `UNAVAILABLE` until the follower hears
+//! from the log again. The order matters:
+//!
+//! 1. a subject or device that the set (however old) shows revoked is refused
+//!    `PERMISSION_DENIED`: old data can miss a reinstatement, and refusing then is the
+//!    safe error;
+//! 2. otherwise, data older than `max_age`, or never synced, is `UNAVAILABLE`;
+//! 3. otherwise the subject and device are not revoked.
+//!
+//! The price is availability: while the issuer cannot hear from the revocation log
+//! (Redis and the revocation service both unreachable, or the service unreachable in
+//! Watch mode), it issues nothing. A follower in Redis mode stays fresh while Redis
+//! answers, even if the revocation service or its PostgreSQL is down: no revocation can
+//! be acknowledged then, so the stream-fed set is complete.
 //!
 //! Suspension (identity's subject status) and unbinding (identity's device status) are
-//! already enforced without this trait, from GetDevice.
+//! enforced separately, from GetDevice.
+//!
+//! [`NothingRevoked`] says "not revoked" to everything. It exists for tests that need
+//! an issuer without a revocation service; no running configuration uses it.
 
+use std::time::Duration;
+
+use citypass_revocation_follow::{
+    Follower, FollowerConfig, FollowerError, Kinds, RevocationView, TargetKind,
+};
+
+use crate::config::{FollowMode, RevocationSettings};
 use crate::nonce::BoxFuture;
 
 /// The answer for one issuance.
@@ -42,7 +70,158 @@ pub trait RevocationCheck: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<RevocationStatus, RevocationError>>;
 }
 
-/// The stand-in until the revocation service exists: nothing is ever revoked.
+/// The issuer's revocation check: a follower's set, refused when older than
+/// `max_age` (see the module documentation).
+pub struct FollowerCheck {
+    view: RevocationView,
+    max_age: Duration,
+    /// The follower feeding `view`, kept running as long as the check lives.
+    follower: Option<Follower>,
+}
+
+impl std::fmt::Debug for FollowerCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FollowerCheck")
+            .field("view", &self.view)
+            .field("max_age", &self.max_age)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FollowerCheck {
+    /// A check over `follower`, which it keeps running.
+    pub fn new(follower: Follower, max_age: Duration) -> Self {
+        FollowerCheck {
+            view: follower.view(),
+            max_age,
+            follower: Some(follower),
+        }
+    }
+
+    /// A check over a view of a follower owned elsewhere (e.g. shared with other
+    /// users in one process). When that follower stops, the view ages and issuance
+    /// fails closed.
+    pub fn from_view(view: RevocationView, max_age: Duration) -> Self {
+        FollowerCheck {
+            view,
+            max_age,
+            follower: None,
+        }
+    }
+
+    /// Starts the follower `settings` describe (call inside a tokio runtime).
+    /// `fallback_redis_url` (the issuer's own `redis_url`) is used when the settings
+    /// name no Redis of their own.
+    pub fn start(
+        settings: &RevocationSettings,
+        fallback_redis_url: Option<&str>,
+    ) -> Result<Self, FollowerError> {
+        let config = settings.follower_config(fallback_redis_url)?;
+        let follower = Follower::connect(&settings.url, config)?;
+        Ok(FollowerCheck::new(follower, settings.max_age))
+    }
+
+    /// A check following RevocationService.Watch at `service_url` (what `citypass dev`
+    /// runs: its embedded revocation service has no Redis).
+    pub fn watch(service_url: &str, max_age: Duration) -> Result<Self, FollowerError> {
+        let settings = RevocationSettings {
+            url: service_url.to_owned(),
+            follow: FollowMode::Watch,
+            max_age,
+            ..RevocationSettings::default()
+        };
+        FollowerCheck::start(&settings, None)
+    }
+
+    /// The set the check reads (epoch, age, metrics).
+    pub fn view(&self) -> &RevocationView {
+        &self.view
+    }
+
+    /// The follower, when this check owns it.
+    pub fn follower(&self) -> Option<&Follower> {
+        self.follower.as_ref()
+    }
+
+    /// The oldest data the check vouches for.
+    pub fn max_age(&self) -> Duration {
+        self.max_age
+    }
+
+    /// The decision (see the module documentation), without I/O.
+    pub fn decide(
+        &self,
+        subject_id: &str,
+        device_id: &str,
+    ) -> Result<RevocationStatus, RevocationError> {
+        let ((subject, device), freshness) = self.view.decide(|set| {
+            (
+                set.issuance_blocked_subject(subject_id),
+                set.issuance_blocked_device(device_id),
+            )
+        });
+        if subject {
+            return Ok(RevocationStatus::SubjectRevoked);
+        }
+        if device {
+            return Ok(RevocationStatus::DeviceRevoked);
+        }
+        match freshness.age {
+            None => Err(RevocationError {
+                reason: "revocation data not synced yet".to_owned(),
+            }),
+            Some(age) if age > self.max_age => Err(RevocationError {
+                reason: format!(
+                    "revocation data is {:.1}s old (epoch {}), more than the {:?} allowed",
+                    age.as_secs_f64(),
+                    freshness.epoch,
+                    self.max_age
+                ),
+            }),
+            Some(_) => Ok(RevocationStatus::NotRevoked),
+        }
+    }
+}
+
+impl RevocationCheck for FollowerCheck {
+    fn check<'a>(
+        &'a self,
+        subject_id: &'a str,
+        device_id: &'a str,
+    ) -> BoxFuture<'a, Result<RevocationStatus, RevocationError>> {
+        Box::pin(std::future::ready(self.decide(subject_id, device_id)))
+    }
+}
+
+impl RevocationSettings {
+    /// The follower configuration these settings describe; `fallback_redis_url` is the
+    /// issuer's own `redis_url`.
+    pub fn follower_config(
+        &self,
+        fallback_redis_url: Option<&str>,
+    ) -> Result<FollowerConfig, FollowerError> {
+        let redis_url = self.redis_url.as_deref().or(fallback_redis_url);
+        let mut config = match (self.follow, redis_url) {
+            (FollowMode::Watch, _) | (FollowMode::Auto, None) => FollowerConfig::watch(),
+            (FollowMode::Redis | FollowMode::Auto, Some(url)) => {
+                FollowerConfig::redis(url, self.stream_key.clone())
+            }
+            (FollowMode::Redis, None) => {
+                return Err(FollowerError::Config(
+                    "revocation.follow is redis but no Redis URL is set (revocation.redis_url or redis_url)".into(),
+                ));
+            }
+        };
+        config.request_timeout = self.request_timeout;
+        // The issuer asks about subjects and devices only; token and certificate
+        // entries (the bulk of the log) would cost memory for nothing.
+        config.kinds = Kinds::of([TargetKind::Subject, TargetKind::Device]);
+        Ok(config)
+    }
+}
+
+/// For tests that need an issuer without a revocation service: nothing is ever
+/// revoked. Never part of a running configuration.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NothingRevoked;
 
@@ -53,5 +232,41 @@ impl RevocationCheck for NothingRevoked {
         _device_id: &'a str,
     ) -> BoxFuture<'a, Result<RevocationStatus, RevocationError>> {
         Box::pin(std::future::ready(Ok(RevocationStatus::NotRevoked)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_follow_mode_picks_the_source() {
+        let settings = RevocationSettings::default();
+        let watch = settings.follower_config(None).unwrap();
+        assert_eq!(watch.source, citypass_revocation_follow::Source::Watch);
+        let redis = settings
+            .follower_config(Some("redis://127.0.0.1:6379/"))
+            .unwrap();
+        assert!(matches!(
+            redis.source,
+            citypass_revocation_follow::Source::Redis { ref stream_key, .. }
+                if stream_key == citypass_revocation_follow::DEFAULT_STREAM_KEY
+        ));
+        let forced = RevocationSettings {
+            follow: FollowMode::Redis,
+            ..RevocationSettings::default()
+        };
+        assert!(forced.follower_config(None).is_err());
+        let own = RevocationSettings {
+            follow: FollowMode::Watch,
+            redis_url: Some("redis://elsewhere/".into()),
+            ..RevocationSettings::default()
+        };
+        assert_eq!(
+            own.follower_config(Some("redis://127.0.0.1/"))
+                .unwrap()
+                .source,
+            citypass_revocation_follow::Source::Watch
+        );
     }
 }

@@ -81,38 +81,13 @@ impl ServiceError for Error {
             Error::InvalidArgument { .. } | Error::Target(_) => ErrorKind::InvalidArgument,
             Error::EpochBeyondHead { .. } => ErrorKind::OutOfRange,
             Error::NotRevoked => ErrorKind::FailedPrecondition,
-            Error::Database(err) => database_kind(err),
+            Error::Database(err) => citypass_postgres::error_kind(err),
             Error::Directory(err) => err.kind(),
             Error::Stale(_) => ErrorKind::Unavailable,
             Error::Migrate(_) | Error::Signer(_) | Error::Corrupt(_) | Error::Config(_) => {
                 ErrorKind::Internal
             }
         }
-    }
-}
-
-/// A database that cannot be reached (or is shutting down, or is gone) is UNAVAILABLE:
-/// retry with backoff, and nothing was acknowledged. Anything else is INTERNAL.
-fn database_kind(err: &sqlx::Error) -> ErrorKind {
-    match err {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => ErrorKind::Unavailable,
-        sqlx::Error::Database(db) => match db.code().as_deref() {
-            // Class 08: connection exceptions; 57P01-57P03: administrator or crash
-            // shutdown, cannot connect now; 3D000: the database does not exist (dropped);
-            // 53300: too many connections.
-            Some(code)
-                if code.starts_with("08")
-                    || matches!(code, "57P01" | "57P02" | "57P03" | "3D000" | "53300") =>
-            {
-                ErrorKind::Unavailable
-            }
-            _ => ErrorKind::Internal,
-        },
-        _ => ErrorKind::Internal,
     }
 }
 

@@ -17,13 +17,11 @@
 //! - no certificate recorded for an unbound device: recording holds the device row
 //!   `FOR SHARE`, which an unbinding `UPDATE` has to wait for.
 
-use std::time::Duration;
-
 use citypass_proto::v1::{
     AssuranceLevel, DeviceStatus, DocumentType, FareClass, RealNameCheckOutcome, SubjectStatus,
 };
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{PgConnection, Row};
 
 use super::{
@@ -38,8 +36,6 @@ use crate::model::{
     NewCertificate, NewDevice, NewSubject, Subject, Timestamp,
 };
 
-/// How long a call waits for a pooled connection before failing UNAVAILABLE.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Expired challenges removed per new challenge (spreads the clean-up over calls).
 const EXPIRED_CHALLENGE_BATCH: i64 = 100;
 
@@ -62,12 +58,7 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects to `url` with up to `max_connections` and applies the migrations.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, Error> {
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect(url)
-            .await?;
-        Self::new(pool).await
+        Self::new(citypass_postgres::connect(url, max_connections).await?).await
     }
 
     /// Uses an existing pool and applies the migrations. Migrations of other services

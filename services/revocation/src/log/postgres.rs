@@ -29,11 +29,10 @@
 //! round trip to the lock plus the commit, are far from a limit.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use citypass_revocation::{Action, Entry, ReinstateReason, RevocationReason, Target, TargetKind};
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{PgConnection, Row};
 
 use super::{BoxFuture, Log};
@@ -41,9 +40,6 @@ use crate::error::Error;
 use crate::model::{
     Audit, Cascade, Page, Record, RevokeCommand, Revoked, plan_cascade, plan_reinstate, plan_revoke,
 };
-
-/// How long a call waits for a pooled connection before failing UNAVAILABLE.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 const COLUMNS: &str = "epoch, action, target_kind, target_id, reason, revoked_before, \
     expires_at, created_at, actor, note";
@@ -57,12 +53,7 @@ pub struct PostgresLog {
 impl PostgresLog {
     /// Connects to `url` with up to `max_connections` and applies the migrations.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, Error> {
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect(url)
-            .await?;
-        Self::new(pool).await
+        Self::new(citypass_postgres::connect(url, max_connections).await?).await
     }
 
     /// Uses an existing pool and applies the migrations. Migrations of other services

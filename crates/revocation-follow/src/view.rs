@@ -1,0 +1,316 @@
+//! The state a follower shares with its readers, and the read handle.
+//!
+//! The set sits behind a [`RwLock`]: a hot-path query takes the read lock for the
+//! length of one hash lookup, and the follower takes the write lock only to apply a
+//! batch of entries or to prune. Copying the whole set per update (an `ArcSwap` of
+//! snapshots) would make each revocation cost O(set) instead; a read lock is a couple
+//! of atomic operations, far below a signature check per scan.
+//!
+//! The age is kept apart from the set, in an atomic, so that asking "how fresh?" never
+//! waits for a writer.
+
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use citypass_revocation::{Entry, ID_LEN, RevocationSet};
+use citypass_token::Kid;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::sequencer::{Offered, Sequencer};
+
+/// What the follower is connected to right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Link {
+    /// Not synced yet (start-up).
+    Starting,
+    /// Tailing the Redis Stream.
+    Streaming,
+    /// Redis is lost: polling List until it is back; the stream is not trusted.
+    Polling,
+    /// Following Watch.
+    Watching,
+    /// The Watch stream is down: reconnecting.
+    Disconnected,
+}
+
+impl Link {
+    fn code(self) -> u8 {
+        match self {
+            Link::Starting => 0,
+            Link::Streaming => 1,
+            Link::Polling => 2,
+            Link::Watching => 3,
+            Link::Disconnected => 4,
+        }
+    }
+
+    fn from_code(code: u8) -> Self {
+        match code {
+            1 => Link::Streaming,
+            2 => Link::Polling,
+            3 => Link::Watching,
+            4 => Link::Disconnected,
+            _ => Link::Starting,
+        }
+    }
+}
+
+/// How fresh the data behind a decision was: attach it to the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    /// The epoch the set is complete up to.
+    pub epoch: u64,
+    /// Time since the follower last heard from the log; `None`: never (not synced).
+    pub age: Option<Duration>,
+}
+
+impl Freshness {
+    /// Whether the data is at most `max_age` old (never-synced data is not).
+    pub fn within(&self, max_age: Duration) -> bool {
+        self.age.is_some_and(|age| age <= max_age)
+    }
+}
+
+pub(crate) struct Shared {
+    set: RwLock<RevocationSet>,
+    /// Entries held above a gap; locked before `set` when both are.
+    sequencer: Mutex<Sequencer>,
+    base: Instant,
+    /// Nanoseconds after `base` when the log was last heard from, plus one; 0: never.
+    heard: AtomicU64,
+    epoch: watch::Sender<u64>,
+    link: AtomicU8,
+    pub(crate) metrics: Metrics,
+}
+
+impl Shared {
+    pub(crate) fn new(set: RevocationSet, max_pending: usize) -> Arc<Self> {
+        let epoch = set.epoch();
+        Arc::new(Shared {
+            set: RwLock::new(set),
+            sequencer: Mutex::new(Sequencer::new(max_pending)),
+            base: Instant::now(),
+            heard: AtomicU64::new(0),
+            epoch: watch::channel(epoch).0,
+            link: AtomicU8::new(Link::Starting.code()),
+            metrics: Metrics::default(),
+        })
+    }
+
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, RevocationSet> {
+        self.set
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, RevocationSet> {
+        self.set
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn sequencer(&self) -> MutexGuard<'_, Sequencer> {
+        self.sequencer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Applies `entries` in epoch order (see [`Sequencer::offer`]).
+    pub(crate) fn offer(&self, entries: impl IntoIterator<Item = Entry>) -> Offered {
+        self.sequencer().offer(self, entries)
+    }
+
+    /// Records contact with the log now.
+    pub(crate) fn heard(&self) {
+        let nanos = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        self.heard.store(nanos + 1, Ordering::Release);
+    }
+
+    pub(crate) fn age(&self) -> Option<Duration> {
+        match self.heard.load(Ordering::Acquire) {
+            0 => None,
+            stamp => Some(
+                self.base
+                    .elapsed()
+                    .saturating_sub(Duration::from_nanos(stamp - 1)),
+            ),
+        }
+    }
+
+    pub(crate) fn epoch(&self) -> u64 {
+        *self.epoch.borrow()
+    }
+
+    /// Publishes the set's epoch to waiters (after the write lock is released).
+    pub(crate) fn publish_epoch(&self, epoch: u64) {
+        self.metrics.epoch.store(epoch, Ordering::Relaxed);
+        self.epoch.send_if_modified(|current| {
+            let changed = *current < epoch;
+            if changed {
+                *current = epoch;
+            }
+            changed
+        });
+    }
+
+    pub(crate) fn set_link(&self, link: Link) {
+        self.link.store(link.code(), Ordering::Relaxed);
+    }
+
+    pub(crate) fn link(&self) -> Link {
+        Link::from_code(self.link.load(Ordering::Relaxed))
+    }
+}
+
+/// A cheap, cloneable read handle on a follower's set: what the hot path holds. Every
+/// query answers from memory; [`RevocationView::freshness`] says how fresh the answer
+/// is. A view outliving its follower keeps answering from the last set, and its age
+/// keeps growing.
+#[derive(Clone)]
+pub struct RevocationView {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for RevocationView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RevocationView")
+            .field("epoch", &self.epoch())
+            .field("age", &self.age())
+            .field("link", &self.link())
+            .finish()
+    }
+}
+
+impl RevocationView {
+    /// The epoch the set is complete up to.
+    pub fn epoch(&self) -> u64 {
+        self.shared.epoch()
+    }
+
+    /// Time since the follower last heard from the log (a stream read with no gap
+    /// outstanding, a List resync reaching the head, a Watch message or heartbeat);
+    /// `None` before the first sync. Not the time since the last entry: a quiet log
+    /// read a second ago is one second old.
+    pub fn age(&self) -> Option<Duration> {
+        self.shared.age()
+    }
+
+    /// Epoch and age together, to attach to a decision.
+    pub fn freshness(&self) -> Freshness {
+        Freshness {
+            epoch: self.epoch(),
+            age: self.age(),
+        }
+    }
+
+    /// What the follower is connected to.
+    pub fn link(&self) -> Link {
+        self.shared.link()
+    }
+
+    /// Counters and gauges (see [`MetricsSnapshot`]).
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.shared.metrics.snapshot(self)
+    }
+
+    /// Runs `query` on the set under one read lock (several questions, one lock).
+    /// Keep it short: the follower waits for it to apply new entries.
+    pub fn read<T>(&self, query: impl FnOnce(&RevocationSet) -> T) -> T {
+        query(&self.shared.read())
+    }
+
+    /// Runs `query` and returns its answer with the freshness of the data it read.
+    pub fn decide<T>(&self, query: impl FnOnce(&RevocationSet) -> T) -> (T, Freshness) {
+        let set = self.shared.read();
+        let answer = query(&set);
+        let epoch = set.epoch();
+        drop(set);
+        (
+            answer,
+            Freshness {
+                epoch,
+                age: self.age(),
+            },
+        )
+    }
+
+    /// A copy of the whole set (tests, snapshots; not for the hot path).
+    pub fn to_set(&self) -> RevocationSet {
+        self.shared.read().clone()
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.shared.read().len()
+    }
+
+    /// Whether no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// [`RevocationSet::token_revoked`].
+    pub fn token_revoked(&self, cti: &[u8; ID_LEN]) -> bool {
+        self.shared.read().token_revoked(cti)
+    }
+
+    /// [`RevocationSet::certificate_revoked`].
+    pub fn certificate_revoked(&self, serial: &[u8; ID_LEN]) -> bool {
+        self.shared.read().certificate_revoked(serial)
+    }
+
+    /// [`RevocationSet::subject_revoked`].
+    pub fn subject_revoked(&self, subject_id: &str, iat: u64) -> bool {
+        self.shared.read().subject_revoked(subject_id, iat)
+    }
+
+    /// [`RevocationSet::device_revoked`].
+    pub fn device_revoked(&self, device_id: &str, iat: u64) -> bool {
+        self.shared.read().device_revoked(device_id, iat)
+    }
+
+    /// [`RevocationSet::key_revoked`].
+    pub fn key_revoked(&self, kid: &Kid, iat: u64) -> bool {
+        self.shared.read().key_revoked(kid, iat)
+    }
+
+    /// [`RevocationSet::issuance_blocked_subject`].
+    pub fn issuance_blocked_subject(&self, subject_id: &str) -> bool {
+        self.shared.read().issuance_blocked_subject(subject_id)
+    }
+
+    /// [`RevocationSet::issuance_blocked_device`].
+    pub fn issuance_blocked_device(&self, device_id: &str) -> bool {
+        self.shared.read().issuance_blocked_device(device_id)
+    }
+
+    /// Sees every change of [`RevocationView::epoch`].
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.shared.epoch.subscribe()
+    }
+
+    /// Waits until the set is complete up to at least `epoch` (wrap it in a timeout:
+    /// it waits for as long as it takes). Used by tests and to measure propagation.
+    pub async fn wait_for_epoch(&self, epoch: u64) {
+        let mut receiver = self.subscribe();
+        // The sender lives in `shared`, which `self` keeps alive: this cannot fail.
+        let _ = receiver.wait_for(|current| *current >= epoch).await;
+    }
+
+    /// Waits until the follower has heard from the log at least once (its first sync).
+    pub async fn wait_synced(&self) {
+        while self.age().is_none() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until the data is at most `max_age` old.
+    pub async fn wait_fresh(&self, max_age: Duration) {
+        while !self.freshness().within(max_age) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}

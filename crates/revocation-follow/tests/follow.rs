@@ -1,0 +1,436 @@
+//! The follower against real parts: the revocation service on loopback with its
+//! PostgreSQL log and Redis publisher, the Redis from ./scripts/test (a private
+//! redis-server where a test kills it), and PostgreSQL switched off and on. These tests
+//! fail, never skip, without the servers.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use citypass_proto::v1::ListRequest;
+use citypass_revocation::proto::from_proto;
+use citypass_revocation::{RevocationSet, TargetKind};
+use citypass_revocation_follow::{Follower, FollowerConfig, Link, Source};
+use citypass_revocation_service::{LocalPublisher, MemoryLog};
+use support::{
+    Client, Controlled, Mode, PrivateRedis, eventually, follower_config, head, hex, postgres_log,
+    random_id, redis_publisher, redis_source, reinstate, revoke, revoke_token,
+    revoke_token_expiring, serve, service_settings, set_database_available, stream_key,
+};
+use tonic::Code;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The whole log read with List, applied to a fresh set.
+async fn set_from_list(client: &mut Client) -> RevocationSet {
+    let mut set = RevocationSet::new();
+    loop {
+        let page = client
+            .list(ListRequest {
+                since_epoch: set.epoch(),
+                page_size: 100,
+                page_token: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        for entry in &page.entries {
+            set.apply(from_proto(entry).unwrap()).unwrap();
+        }
+        if set.epoch() >= page.head_epoch {
+            return set;
+        }
+    }
+}
+
+async fn wait_epoch(follower: &Follower, epoch: u64) {
+    tokio::time::timeout(WAIT, follower.wait_for_epoch(epoch))
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the follower did not reach epoch {epoch}: {:?}",
+                follower.metrics()
+            )
+        });
+}
+
+fn start(config: FollowerConfig, url: &str) -> Follower {
+    Follower::connect(url, config).expect("follower")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_follower_applies_in_epoch_order_what_arrives_out_of_order() {
+    let (log, _) = postgres_log().await;
+    let key = stream_key();
+    let redis_url = citypass_testkit::redis_url();
+    let publisher = Controlled::new(redis_publisher(&redis_url, &key).await);
+    let service = serve(log, publisher.clone(), service_settings()).await;
+    let client = &mut service.client.clone();
+
+    // Written before the follower starts: it gets them from List at start-up.
+    let (early, _) = revoke_token(client).await;
+    let subject = random_id();
+    revoke(client, TargetKind::Subject, &subject).await;
+    let start_head = head(client).await;
+
+    let mut config = follower_config(redis_source(&redis_url, &key));
+    // Long enough that only the stream can fill the swapped entries' gap in this test.
+    config.gap_window = Duration::from_secs(5);
+    config.check_interval = Duration::from_secs(60);
+    let follower = start(config, &service.url());
+    wait_epoch(&follower, start_head).await;
+    assert!(follower.token_revoked(&early));
+    assert!(follower.issuance_blocked_subject(&subject));
+    tokio::time::timeout(WAIT, follower.wait_synced())
+        .await
+        .unwrap();
+    assert_eq!(follower.metrics().resyncs, 1, "the start-up resync");
+
+    // A live revocation arrives through the stream.
+    let (live, epoch) = revoke_token(client).await;
+    wait_epoch(&follower, epoch).await;
+    assert!(follower.token_revoked(&live));
+
+    // Three entries appended to the stream in reverse epoch order.
+    publisher.set(Mode::Hold);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(revoke_token(client).await);
+    }
+    publisher.set(Mode::Pass);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(follower.epoch(), epoch, "nothing reached the stream yet");
+    assert_eq!(publisher.release_reversed().await, 3);
+    let last = held.last().unwrap().1;
+    tokio::time::timeout(Duration::from_secs(3), follower.wait_for_epoch(last))
+        .await
+        .expect("the stream alone fills the gap, well within the gap window");
+    for (cti, _) in &held {
+        assert!(follower.token_revoked(cti));
+    }
+    let metrics = follower.metrics();
+    assert_eq!(metrics.resyncs, 1, "no resync was needed: {metrics:?}");
+    assert!(metrics.out_of_order >= 2, "{metrics:?}");
+    assert!(metrics.gaps >= 1, "{metrics:?}");
+    assert_eq!(metrics.pending, 0);
+    assert_eq!(metrics.link, Link::Streaming);
+
+    // Reinstating unblocks issuance; what the revocation killed stays dead.
+    let epoch = reinstate(client, TargetKind::Subject, &subject).await;
+    wait_epoch(&follower, epoch).await;
+    assert!(!follower.issuance_blocked_subject(&subject));
+    assert!(follower.subject_revoked(&subject, support::now() - 3600));
+    let device = random_id();
+    let epoch = revoke(client, TargetKind::Device, &device).await;
+    wait_epoch(&follower, epoch).await;
+    assert!(follower.issuance_blocked_device(&device));
+
+    assert_eq!(follower.to_set(), set_from_list(client).await);
+    assert!(follower.age().unwrap() < Duration::from_secs(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_never_appended_is_healed_from_list() {
+    let (log, _) = postgres_log().await;
+    let key = stream_key();
+    let redis_url = citypass_testkit::redis_url();
+    let publisher = Controlled::new(redis_publisher(&redis_url, &key).await);
+    let service = serve(log, publisher.clone(), service_settings()).await;
+    let client = &mut service.client.clone();
+
+    let mut config = follower_config(redis_source(&redis_url, &key));
+    config.check_interval = Duration::from_secs(60);
+    let follower = start(config.clone(), &service.url());
+    // The same, with a periodic check every half second.
+    config.check_interval = Duration::from_millis(500);
+    let checking = start(config, &service.url());
+    tokio::time::timeout(WAIT, follower.wait_synced())
+        .await
+        .unwrap();
+    tokio::time::timeout(WAIT, checking.wait_synced())
+        .await
+        .unwrap();
+
+    let (first, epoch) = revoke_token(client).await;
+    wait_epoch(&follower, epoch).await;
+    assert!(follower.token_revoked(&first));
+    let before = follower.metrics();
+
+    // Committed, acknowledged, never appended: the next append reveals the gap.
+    publisher.set(Mode::Drop);
+    let (lost, lost_epoch) = revoke_token(client).await;
+    publisher.set(Mode::Pass);
+    let (next, next_epoch) = revoke_token(client).await;
+    assert_eq!(next_epoch, lost_epoch + 1);
+    wait_epoch(&follower, next_epoch).await;
+    assert!(follower.token_revoked(&lost), "healed from List");
+    assert!(follower.token_revoked(&next));
+    // The resync counts itself once its last page is applied.
+    eventually(WAIT, "the resync is counted", || {
+        follower.metrics().resyncs > before.resyncs
+    })
+    .await;
+    let after = follower.metrics();
+    assert_eq!(after.resyncs, before.resyncs + 1, "{after:?}");
+    assert_eq!(after.gaps, before.gaps + 1, "{after:?}");
+
+    // A lost append that no later entry reveals: only the periodic check finds it.
+    publisher.set(Mode::Drop);
+    let (silent, silent_epoch) = revoke_token(client).await;
+    publisher.set(Mode::Pass);
+    wait_epoch(&checking, silent_epoch).await;
+    assert!(checking.token_revoked(&silent));
+    assert_eq!(
+        follower.epoch(),
+        next_epoch,
+        "without the check, nothing reveals it"
+    );
+    assert!(!follower.token_revoked(&silent));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_follower_converges_on_the_embedded_backend() {
+    // What `citypass dev` runs: the memory log, the in-process fan-out, Watch over gRPC.
+    let service = serve(
+        Arc::new(MemoryLog::new()),
+        Arc::new(LocalPublisher::default()),
+        service_settings(),
+    )
+    .await;
+    let client = &mut service.client.clone();
+    let mut backlog = Vec::new();
+    for _ in 0..5 {
+        backlog.push(revoke_token(client).await);
+    }
+    let follower = start(follower_config(Source::Watch), &service.url());
+    wait_epoch(&follower, 5).await;
+    for (cti, _) in &backlog {
+        assert!(follower.token_revoked(cti));
+    }
+
+    let subject = random_id();
+    let epoch = revoke(client, TargetKind::Subject, &subject).await;
+    wait_epoch(&follower, epoch).await;
+    assert!(follower.issuance_blocked_subject(&subject));
+    let epoch = reinstate(client, TargetKind::Subject, &subject).await;
+    wait_epoch(&follower, epoch).await;
+    assert!(!follower.issuance_blocked_subject(&subject));
+    assert_eq!(follower.to_set(), set_from_list(client).await);
+
+    // Heartbeats keep it fresh while nothing happens.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let metrics = follower.metrics();
+    assert!(
+        metrics.age.unwrap() < Duration::from_millis(800),
+        "{metrics:?}"
+    );
+    assert!(metrics.watch_messages >= 5, "{metrics:?}");
+    assert_eq!(metrics.link, Link::Watching);
+    assert_eq!(metrics.resyncs, 0, "Watch needs no List");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_postgres_down_followers_keep_their_set_and_report_its_age() {
+    let (log, database_url) = postgres_log().await;
+    let key = stream_key();
+    let redis_url = citypass_testkit::redis_url();
+    let publisher = redis_publisher(&redis_url, &key).await;
+    let service = serve(log, publisher, service_settings()).await;
+    let client = &mut service.client.clone();
+    let watching = start(follower_config(Source::Watch), &service.url());
+    let streaming = start(
+        follower_config(redis_source(&redis_url, &key)),
+        &service.url(),
+    );
+    let (cti, epoch) = revoke_token(client).await;
+    wait_epoch(&watching, epoch).await;
+    wait_epoch(&streaming, epoch).await;
+    eventually(WAIT, "both fresh", || {
+        watching
+            .age()
+            .is_some_and(|a| a < Duration::from_millis(500))
+            && streaming
+                .age()
+                .is_some_and(|a| a < Duration::from_millis(500))
+    })
+    .await;
+
+    set_database_available(&database_url, false).await;
+    let status = client
+        .revoke(support::revoke_request(TargetKind::Token, &random_id()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+
+    // Watch mode: the service stops vouching for its data, the stream ends, and the
+    // follower's age grows while it keeps answering from its set.
+    eventually(WAIT, "the Watch follower's age grows past 3s", || {
+        watching.age().is_some_and(|a| a > Duration::from_secs(3))
+    })
+    .await;
+    let age = watching.age().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(watching.age().unwrap() >= age + Duration::from_millis(500));
+    assert!(watching.token_revoked(&cti));
+    assert_eq!(watching.epoch(), epoch);
+    assert_ne!(watching.link(), Link::Watching);
+    assert!(watching.metrics().watch_errors >= 1);
+
+    // Redis mode: the stream is alive and nothing can be acknowledged while the log is
+    // down, so the data stays fresh; the failing List checks are counted.
+    let streamed = streaming.metrics();
+    assert!(streamed.resync_failures >= 1, "{streamed:?}");
+    assert!(
+        streamed.age.unwrap() < Duration::from_secs(2),
+        "{streamed:?}"
+    );
+    assert!(streaming.token_revoked(&cti));
+    assert_eq!(streaming.epoch(), epoch);
+
+    // PostgreSQL back: the Watch follower's age resets; new entries reach both.
+    set_database_available(&database_url, true).await;
+    eventually(
+        Duration::from_secs(15),
+        "the Watch follower is fresh again",
+        || {
+            watching
+                .age()
+                .is_some_and(|a| a < Duration::from_millis(500))
+        },
+    )
+    .await;
+    let (after, epoch) = revoke_token(client).await;
+    wait_epoch(&watching, epoch).await;
+    wait_epoch(&streaming, epoch).await;
+    assert!(watching.token_revoked(&after) && streaming.token_revoked(&after));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_drops_expired_token_entries_only() {
+    let (log, _) = postgres_log().await;
+    let key = stream_key();
+    let redis_url = citypass_testkit::redis_url();
+    let publisher = redis_publisher(&redis_url, &key).await;
+    let service = serve(log, publisher, service_settings()).await;
+    let client = &mut service.client.clone();
+    let mut config = follower_config(redis_source(&redis_url, &key));
+    config.prune_interval = Duration::from_millis(200);
+    let follower = start(config, &service.url());
+
+    let (short, _) = revoke_token_expiring(client, support::now() + 1).await;
+    let (long, _) = revoke_token(client).await;
+    let subject = random_id();
+    let epoch = revoke(client, TargetKind::Subject, &subject).await;
+    wait_epoch(&follower, epoch).await;
+    assert!(follower.token_revoked(&short));
+    assert_eq!(follower.len(), 3);
+
+    eventually(WAIT, "the expired token entry is pruned", || {
+        !follower.token_revoked(&short)
+    })
+    .await;
+    assert!(follower.token_revoked(&long));
+    assert!(follower.issuance_blocked_subject(&subject));
+    assert_eq!(follower.len(), 2);
+    assert_eq!(follower.epoch(), epoch, "pruning never moves the epoch");
+    assert_eq!(follower.metrics().pruned, 1);
+    let _ = hex(&short);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted_loses_no_acknowledged_revocation() {
+    let mut redis = PrivateRedis::start().await;
+    let (log, _) = postgres_log().await;
+    let key = stream_key();
+    let publisher = redis_publisher(&redis.url(), &key).await;
+    let service = serve(log, publisher, service_settings()).await;
+    let follower = start(
+        follower_config(redis_source(&redis.url(), &key)),
+        &service.url(),
+    );
+    tokio::time::timeout(WAIT, follower.wait_synced())
+        .await
+        .unwrap();
+    let client = &mut service.client.clone();
+
+    let mut tokens = Vec::new();
+    let mut subjects = Vec::new();
+    let mut during_outage = Vec::new();
+    let mut max_age_during_outage = Duration::ZERO;
+    let mut stream_messages_at_restart = 0;
+    for i in 0..90 {
+        match i {
+            30 => {
+                redis.kill();
+            }
+            60 => {
+                redis.restart().await;
+                stream_messages_at_restart = follower.metrics().stream_messages;
+            }
+            _ => {}
+        }
+        if i % 10 == 9 {
+            let subject = random_id();
+            revoke(client, TargetKind::Subject, &subject).await;
+            subjects.push(subject);
+        } else {
+            let (cti, epoch) = revoke_token(client).await;
+            if (30..60).contains(&i) {
+                during_outage.push((cti, epoch));
+            }
+            tokens.push(cti);
+        }
+        if (30..60).contains(&i) {
+            max_age_during_outage = max_age_during_outage.max(follower.age().unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if i == 50 {
+            // Still without Redis: enforcement continues through List.
+            let (cti, epoch) = during_outage.last().copied().unwrap();
+            tokio::time::timeout(Duration::from_secs(3), follower.wait_for_epoch(epoch))
+                .await
+                .expect("revocations made while Redis is down arrive through List");
+            assert!(follower.token_revoked(&cti));
+            assert_eq!(follower.link(), Link::Polling);
+        }
+    }
+
+    let head = head(client).await;
+    wait_epoch(&follower, head).await;
+    assert_eq!(follower.epoch(), head, "converged to the log's head");
+    for cti in &tokens {
+        assert!(follower.token_revoked(cti), "a token revocation is missing");
+    }
+    for subject in &subjects {
+        assert!(
+            follower.issuance_blocked_subject(subject),
+            "a subject revocation is missing"
+        );
+    }
+    assert_eq!(follower.to_set(), set_from_list(client).await);
+
+    let metrics = follower.metrics();
+    assert!(metrics.redis_errors >= 1, "{metrics:?}");
+    assert!(
+        metrics.resyncs >= 2,
+        "start-up, then after Redis came back: {metrics:?}"
+    );
+    assert!(
+        max_age_during_outage < Duration::from_secs(3),
+        "List polling kept the data fresh without Redis: {max_age_during_outage:?}"
+    );
+    // Back on the stream: entries written after the restart were read from it.
+    eventually(WAIT, "streaming again", || {
+        follower.link() == Link::Streaming
+    })
+    .await;
+    let (cti, epoch) = revoke_token(client).await;
+    wait_epoch(&follower, epoch).await;
+    assert!(follower.token_revoked(&cti));
+    assert!(
+        follower.metrics().stream_messages > stream_messages_at_restart,
+        "{:?}",
+        follower.metrics()
+    );
+}

@@ -1,0 +1,167 @@
+//! Revocation end to end: an operator revokes through the RevocationService (log in
+//! PostgreSQL, fan-out through the Redis stream); the issuer, following the stream,
+//! stops issuing; a device revocation reaches offline gates as its certificate's serial
+//! in a signed snapshot; a reinstatement lets the issuer issue again while what was
+//! issued before stays dead.
+
+use citypass_e2e::{TestStack, dev_ring, expect_code, ids, now, status_of, within};
+use citypass_gate::{Decision, DenyReason, Gate, GateConfig};
+use citypass_proto::v1::{
+    ReinstateReason, ReinstateRequest, RevocationReason, RevokeRequest, SnapshotRequest, TargetKind,
+};
+use citypass_revocation::{RevocationSet, SignedSnapshot};
+use citypass_token::{KeySet, Kid, Scene};
+use tonic::Code;
+
+/// Waits until the issuer's follower has applied `epoch`.
+async fn issuer_sees(t: &TestStack, epoch: u64) {
+    within("the issuer follows the log", async {
+        while t.stack.issuer_revocations.epoch() < epoch {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_subject_gets_no_codes_until_reinstated() {
+    let t = TestStack::with_ring(&dev_ring()).await;
+    let mut app = t.citizen("赵六").await;
+    let (subject_id, _) = ids(&app);
+    within("a code before", app.code(false))
+        .await
+        .expect("issued");
+    let mut revocation = t.revocation().await;
+
+    let revoked = within(
+        "revoke",
+        revocation.revoke(RevokeRequest {
+            target_kind: TargetKind::Subject.into(),
+            target_id: subject_id.clone(),
+            reason: RevocationReason::Fraud.into(),
+            ..RevokeRequest::default()
+        }),
+    )
+    .await
+    .expect("acknowledged")
+    .into_inner()
+    .entry
+    .expect("entry");
+    issuer_sees(&t, revoked.epoch).await;
+    let refused = within("a code after", app.code(false))
+        .await
+        .map_err(status_of);
+    expect_code(refused, Code::PermissionDenied);
+    assert!(
+        t.stack
+            .issuer_revocations
+            .subject_revoked(&subject_id, now() - 1),
+        "codes issued before the revocation are dead"
+    );
+
+    let reinstated = within(
+        "reinstate",
+        revocation.reinstate(ReinstateRequest {
+            target_kind: TargetKind::Subject.into(),
+            target_id: subject_id.clone(),
+            reason: ReinstateReason::ErrorCorrected.into(),
+            note: String::new(),
+        }),
+    )
+    .await
+    .expect("acknowledged")
+    .into_inner()
+    .entry
+    .expect("entry");
+    issuer_sees(&t, reinstated.epoch).await;
+    within("a code after reinstatement", app.code(false))
+        .await
+        .expect("issued again");
+    assert!(
+        t.stack
+            .issuer_revocations
+            .subject_revoked(&subject_id, now() - 2),
+        "reinstating never resurrects what was issued before the revocation"
+    );
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_device_reaches_offline_gates_through_a_signed_snapshot() {
+    let t = TestStack::with_ring(&dev_ring()).await;
+    let mut app = t.citizen("钱七").await;
+    let (_, device_id) = ids(&app);
+    within("certificate", app.certificate())
+        .await
+        .expect("certified");
+    let offline = app.offline_code(60).expect("offline code");
+    let (keys, _) = within("key set", app.key_set()).await.expect("key set");
+
+    // Before: the gate accepts the offline code.
+    let mut gate = Gate::new(keys.clone(), GateConfig::new(Scene::Metro));
+    let mut revocation = t.revocation().await;
+    load_snapshot(&mut gate, &mut revocation, &keys).await;
+    let second = app.offline_code(60).expect("offline code");
+    assert!(matches!(gate.check(&offline, now()), Decision::Allow(_)));
+
+    // The device is revoked: the response lists its certificate's serial.
+    let response = within(
+        "revoke the device",
+        revocation.revoke(RevokeRequest {
+            target_kind: TargetKind::Device.into(),
+            target_id: device_id,
+            reason: RevocationReason::DeviceLost.into(),
+            ..RevokeRequest::default()
+        }),
+    )
+    .await
+    .expect("acknowledged")
+    .into_inner();
+    assert_eq!(
+        response.cascaded.len(),
+        1,
+        "the live certificate is revoked with it"
+    );
+    assert_eq!(response.cascaded[0].target_kind(), TargetKind::Certificate);
+
+    // After the next snapshot, the gate (which cannot unseal subjects) refuses the
+    // device's offline codes by their certificate serial.
+    load_snapshot(&mut gate, &mut revocation, &keys).await;
+    match gate.check(&second, now()) {
+        Decision::Deny(DenyReason::CertificateRevoked) => {}
+        other => panic!("expected certificate_revoked, got {other:?}"),
+    }
+    // And the issuer stops issuing for the device.
+    issuer_sees(&t, response.entry.expect("entry").epoch).await;
+    expect_code(
+        within("a code", app.code(false)).await.map_err(status_of),
+        Code::PermissionDenied,
+    );
+    t.shutdown().await;
+}
+
+/// Fetches a snapshot, checks its signature against the gate's key set, loads it.
+async fn load_snapshot(
+    gate: &mut Gate,
+    revocation: &mut citypass_proto::v1::revocation_service_client::RevocationServiceClient<
+        tonic::transport::Channel,
+    >,
+    keys: &KeySet,
+) {
+    let response = within(
+        "snapshot",
+        revocation.snapshot(SnapshotRequest { kinds: vec![] }),
+    )
+    .await
+    .expect("snapshot")
+    .into_inner();
+    assert!(Kid::from_slice(&response.kid).is_ok());
+    let signed = SignedSnapshot {
+        bytes: response.snapshot,
+        signature: response.signature,
+        kid: Kid::from_slice(&response.kid).expect("kid"),
+    };
+    let snapshot = signed.verify(keys, now()).expect("the snapshot verifies");
+    gate.set_revocations(RevocationSet::from_snapshot(&snapshot));
+    assert_eq!(gate.revocation_epoch(), response.epoch);
+}
