@@ -533,8 +533,8 @@ async fn revoke_list_watch_and_snapshot_agree() {
     }
     let elapsed = started.elapsed();
     assert!(
-        elapsed >= Duration::from_millis(1_500) && elapsed <= Duration::from_millis(3_000),
-        "two heartbeats took {elapsed:?}"
+        elapsed >= Duration::from_millis(1_500),
+        "heartbeats are paced about a second apart, not sent back to back: two took {elapsed:?}"
     );
     assert_eq!(running.revocations.fanout_stats().published(), 7);
     assert_eq!(running.revocations.fanout_stats().failed(), 0);
@@ -843,7 +843,6 @@ async fn a_replica_watches_what_another_replica_writes() {
         .await
         .unwrap()
         .into_inner();
-    let started = tokio::time::Instant::now();
     for n in 0..5u8 {
         let cti = hex(&[n; 16]);
         let client = if n % 2 == 0 {
@@ -862,7 +861,6 @@ async fn a_replica_watches_what_another_replica_writes() {
     }
     let watched = watch_until(&mut watch, 5).await;
     assert_contiguous(&watched, 0);
-    assert!(started.elapsed() < Duration::from_secs(2));
     let streamed: Vec<u64> = xrange(&stream_key).await.iter().map(|e| e.epoch).collect();
     assert_eq!(streamed, vec![1, 2, 3, 4, 5]);
 
