@@ -66,6 +66,56 @@ pub async fn fresh_database() -> (PgPool, String) {
     (pool, db_url)
 }
 
+/// The database name in a PostgreSQL URL.
+fn database_name(url: &str) -> &str {
+    let base = url.split('?').next().unwrap_or(url);
+    base.rsplit('/').next().unwrap_or(base)
+}
+
+/// Takes the database at `url` away from whoever uses it (`false`): its connections are
+/// ended and it is renamed, so reconnecting fails as for a dropped database; or brings it
+/// back under its name (`true`). This is "PostgreSQL unavailable, and back" for one
+/// service, without disturbing other tests on the same server.
+pub async fn set_database_available(url: &str, available: bool) {
+    let name = database_name(url).to_owned();
+    let parked = format!("{name}_off");
+    let (from, to) = if available {
+        (parked.as_str(), name.as_str())
+    } else {
+        (name.as_str(), parked.as_str())
+    };
+    let mut admin = PgConnection::connect(&required(DATABASE_URL_VAR))
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL server: {e}"));
+    sqlx::query(&format!("ALTER DATABASE {from} ALLOW_CONNECTIONS false"))
+        .execute(&mut admin)
+        .await
+        .expect("stop new connections");
+    // Backends take a moment to exit after being terminated.
+    let mut renamed = false;
+    for _ in 0..100 {
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+            .bind(from)
+            .execute(&mut admin)
+            .await
+            .expect("terminate connections");
+        if sqlx::query(&format!("ALTER DATABASE {from} RENAME TO {to}"))
+            .execute(&mut admin)
+            .await
+            .is_ok()
+        {
+            renamed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(renamed, "cannot rename database {from}");
+    sqlx::query(&format!("ALTER DATABASE {to} ALLOW_CONNECTIONS true"))
+        .execute(&mut admin)
+        .await
+        .expect("allow connections");
+}
+
 /// The test Redis server's URL.
 pub fn redis_url() -> String {
     required(REDIS_URL_VAR)

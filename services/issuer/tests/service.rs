@@ -904,52 +904,7 @@ mod revocation_service {
         /// Takes the log's database away (`false`: connections ended, database renamed,
         /// so reconnecting fails as for a dropped one) or brings it back (`true`).
         pub async fn set_database_available(&self, available: bool) {
-            use sqlx::Connection as _;
-            let name = self
-                .database_url
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .split('?')
-                .next()
-                .unwrap()
-                .to_owned();
-            let parked = format!("{name}_off");
-            let (from, to) = if available {
-                (parked.as_str(), name.as_str())
-            } else {
-                (name.as_str(), parked.as_str())
-            };
-            let admin_url = std::env::var(citypass_testkit::DATABASE_URL_VAR).unwrap();
-            let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-            sqlx::query(&format!("ALTER DATABASE {from} ALLOW_CONNECTIONS false"))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            let mut renamed = false;
-            for _ in 0..100 {
-                sqlx::query(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-                )
-                .bind(from)
-                .execute(&mut admin)
-                .await
-                .unwrap();
-                if sqlx::query(&format!("ALTER DATABASE {from} RENAME TO {to}"))
-                    .execute(&mut admin)
-                    .await
-                    .is_ok()
-                {
-                    renamed = true;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            assert!(renamed, "cannot rename database {from}");
-            sqlx::query(&format!("ALTER DATABASE {to} ALLOW_CONNECTIONS true"))
-                .execute(&mut admin)
-                .await
-                .unwrap();
+            citypass_testkit::set_database_available(&self.database_url, available).await;
         }
     }
 }

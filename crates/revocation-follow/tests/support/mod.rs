@@ -440,55 +440,8 @@ impl Drop for PrivateRedis {
 
 // --- PostgreSQL off and on ------------------------------------------------------------
 
-fn database_name(url: &str) -> String {
-    url.rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
-/// Takes the database at `url` away from the service (`false`): its connections are
-/// ended and it is renamed, so reconnecting fails as for a dropped database; or brings
-/// it back under its name (`true`). PostgreSQL unavailable to the service, and back.
+/// PostgreSQL unavailable to the service (`false`) and back (`true`): see
+/// `citypass_testkit::set_database_available`.
 pub async fn set_database_available(url: &str, available: bool) {
-    use sqlx::Connection as _;
-    let name = database_name(url);
-    let parked = format!("{name}_off");
-    let admin_url = std::env::var(citypass_testkit::DATABASE_URL_VAR).unwrap();
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-    let (from, to) = if available {
-        (parked.as_str(), name.as_str())
-    } else {
-        (name.as_str(), parked.as_str())
-    };
-    sqlx::query(&format!("ALTER DATABASE {from} ALLOW_CONNECTIONS false"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    // Backends take a moment to exit after being terminated.
-    let mut renamed = false;
-    for _ in 0..100 {
-        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
-            .bind(from)
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        if sqlx::query(&format!("ALTER DATABASE {from} RENAME TO {to}"))
-            .execute(&mut admin)
-            .await
-            .is_ok()
-        {
-            renamed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(renamed, "cannot rename database {from}");
-    sqlx::query(&format!("ALTER DATABASE {to} ALLOW_CONNECTIONS true"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    citypass_testkit::set_database_available(url, available).await;
 }
