@@ -108,8 +108,16 @@ pub enum StackError {
     Identity(#[from] citypass_identity::Error),
     #[error("issuer keys: {0}")]
     Keys(#[from] citypass_issuer::KeyError),
-    #[error("issuer: {0}")]
-    Issuer(String),
+    /// A service's store, client or settings could not be set up (`which` names it).
+    #[error("{which}: {source}")]
+    Setup {
+        which: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The issuer never heard from the revocation log, so it would refuse to issue.
+    #[error("the revocation log did not answer the issuer within {0:?}")]
+    RevocationSilent(Duration),
     #[error("revocation: {0}")]
     Revocation(#[from] citypass_revocation_service::Error),
 }
@@ -128,6 +136,19 @@ pub struct Stack {
     pub issuer_revocations: citypass_issuer::RevocationView,
     stop: watch::Sender<bool>,
     tasks: JoinSet<Result<(), citypass_runtime::ServeError>>,
+}
+
+/// How long start-up waits for the issuer's first revocation sync.
+const REVOCATION_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Wraps a set-up error with the name of what failed.
+fn setup<E: std::error::Error + Send + Sync + 'static>(
+    which: &'static str,
+) -> impl FnOnce(E) -> StackError {
+    move |e| StackError::Setup {
+        which,
+        source: Box::new(e),
+    }
 }
 
 async fn listen(addr: SocketAddr) -> Result<TcpListener, StackError> {
@@ -202,13 +223,13 @@ impl Stack {
                         Duration::from_millis(500),
                     )
                     .await
-                    .map_err(|e| StackError::Issuer(e.to_string()))?,
+                    .map_err(setup("revocation fan-out"))?,
                 ),
             ),
         };
         let directory =
             GrpcDirectory::connect_lazy(&format!("http://{identity}"), Duration::from_secs(2))
-                .map_err(|e| StackError::Issuer(e.to_string()))?;
+                .map_err(setup("revocation identity client"))?;
         let revocation_service = citypass_revocation_service::revocation_service(
             Settings::default(),
             log,
@@ -237,12 +258,12 @@ impl Stack {
             NonceBackend::Redis { url, prefix } => Arc::new(
                 RedisNonceStore::connect(url, prefix, Duration::from_secs(2))
                     .await
-                    .map_err(|e| StackError::Issuer(e.to_string()))?,
+                    .map_err(setup("issuer nonce store"))?,
             ),
         };
         let identity_client =
             GrpcIdentity::connect_lazy(&format!("http://{identity}"), Duration::from_secs(2))
-                .map_err(|e| StackError::Issuer(e.to_string()))?;
+                .map_err(setup("issuer identity client"))?;
         // The issuer follows the revocation log: through the Redis stream when there
         // is one, through Watch in the embedded mode.
         let revocation_url = format!("http://{revocation}");
@@ -264,12 +285,12 @@ impl Stack {
                 None,
             ),
         }
-        .map_err(|e| StackError::Issuer(e.to_string()))?;
+        .map_err(setup("issuer revocation follower"))?;
         let issuer_revocations = revocations.view().clone();
         // Issuance fails closed until the issuer has heard from the log once.
-        tokio::time::timeout(Duration::from_secs(10), issuer_revocations.wait_synced())
+        tokio::time::timeout(REVOCATION_SYNC_TIMEOUT, issuer_revocations.wait_synced())
             .await
-            .map_err(|_| StackError::Issuer("the revocation log did not answer".to_owned()))?;
+            .map_err(|_| StackError::RevocationSilent(REVOCATION_SYNC_TIMEOUT))?;
         let issuer_service = citypass_issuer::issuer_service(
             config.issuance.clone(),
             keys.clone(),
@@ -277,7 +298,7 @@ impl Stack {
             Arc::new(identity_client),
             Arc::new(revocations),
         )
-        .map_err(|e| StackError::Issuer(e.to_string()))?;
+        .map_err(setup("issuer settings"))?;
         let issuer_listener = listen(config.issuer_listen).await?;
         let issuer = issuer_listener
             .local_addr()
