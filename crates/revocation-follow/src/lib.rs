@@ -58,6 +58,13 @@ pub use citypass_revocation::stream::DEFAULT_STREAM_KEY;
 pub use citypass_revocation::{Kinds, RevocationSet, TargetKind};
 pub use config::{FollowerConfig, Source};
 pub use metrics::MetricsSnapshot;
+/// Names of the OpenTelemetry instruments a follower registers on the global meter.
+pub mod metric_names {
+    pub use crate::metrics::{
+        AGE, ENTRIES_APPLIED, EPOCH, GAPS, REDIS_ERRORS, RESYNC_FAILURES, RESYNCS,
+        SOURCE_ATTRIBUTE, STREAM_MESSAGES,
+    };
+}
 pub use resync::RevocationClient;
 pub use view::{Freshness, Link, RevocationView};
 
@@ -133,6 +140,7 @@ impl Follower {
     pub fn start(config: FollowerConfig, service: RevocationClient) -> Result<Self, FollowerError> {
         config.validate()?;
         let shared = Shared::new(RevocationSet::with_kinds(config.kinds), config.max_pending);
+        metrics::register(&shared, &config.source);
         let task = match config.source.clone() {
             Source::Redis { url, stream_key } => {
                 let redis = redis::Client::open(url).map_err(FollowerError::RedisUrl)?;

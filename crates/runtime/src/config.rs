@@ -215,7 +215,8 @@ pub struct ServerConfig {
         deserialize_with = "duration::deserialize"
     )]
     pub shutdown_drain_timeout: Duration,
-    /// OTLP/gRPC collector endpoint (e.g. `http://otel-collector:4317`); no export if unset.
+    /// OTLP/gRPC collector endpoint for traces and metrics (e.g. `http://otel-collector:4317`);
+    /// no export if unset.
     #[serde(default)]
     pub otlp_endpoint: Option<String>,
     /// `tracing` filter directives for the log output, e.g. `info,citypass=debug` (default `info`).

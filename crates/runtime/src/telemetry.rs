@@ -1,5 +1,6 @@
-//! Logs and traces: a `tracing` subscriber with human-readable output and an OpenTelemetry
-//! layer, exporting over OTLP/gRPC when an endpoint is configured.
+//! Logs, traces and metrics: a `tracing` subscriber with human-readable output and an
+//! OpenTelemetry layer, and a global OpenTelemetry meter provider, both exporting over
+//! OTLP/gRPC when an endpoint is configured.
 //!
 //! Spans are always turned into OpenTelemetry spans, export or not, because trace context
 //! must flow *through* a service even when that service exports nothing: otherwise one
@@ -8,10 +9,17 @@
 //! For the same reason the log filter (`log_filter`) applies to the log output only; the
 //! OpenTelemetry layer has its own fixed `INFO` threshold. Otherwise `log_filter: warn`
 //! would silently disable request spans and break trace propagation.
+//!
+//! Metrics are different: without an endpoint the meter provider has no reader, so
+//! instruments made from it are no-ops (observable callbacks are never even registered).
+//! With one, a periodic reader exports every 60 s (`OTEL_METRIC_EXPORT_INTERVAL`, in
+//! milliseconds, overrides it). Instruments must be made *after* [`init`]: one made from
+//! the global meter before a provider is installed stays a no-op.
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Subscriber;
@@ -50,25 +58,44 @@ pub enum TelemetryError {
     AlreadyInstalled(#[source] tracing_subscriber::util::TryInitError),
 }
 
-/// Keeps the tracer provider alive; flushes and shuts it down when the service stops.
+/// Keeps the tracer and meter providers alive; flushes and shuts them down when the
+/// service stops.
 ///
 /// Prefer `guard.shutdown().await` at the end of `main`. Dropping the guard also flushes
 /// on a multi-threaded runtime or outside any runtime.
 #[must_use = "dropping the guard shuts telemetry down"]
 #[derive(Debug)]
 pub struct TelemetryGuard {
-    provider: Option<SdkTracerProvider>,
+    providers: Option<Providers>,
+}
+
+#[derive(Debug)]
+struct Providers {
+    tracer: SdkTracerProvider,
+    meter: SdkMeterProvider,
+}
+
+impl Providers {
+    /// Shuts both down (each flushes first), blocking until their exports finish;
+    /// logs what failed.
+    fn shutdown(self) {
+        // Metrics first: a last export of the gauges, then the spans.
+        if let Err(err) = self.meter.shutdown() {
+            tracing::warn!(%err, "metrics shutdown failed");
+        }
+        if let Err(err) = self.tracer.shutdown() {
+            tracing::warn!(%err, "telemetry shutdown failed");
+        }
+    }
 }
 
 impl TelemetryGuard {
-    /// Flushes pending spans and shuts the exporter down.
+    /// Flushes pending spans and metrics and shuts the exporters down.
     pub async fn shutdown(mut self) {
-        if let Some(provider) = self.provider.take() {
+        if let Some(providers) = self.providers.take() {
             // Shutdown blocks until the export finishes; keep it off the async workers.
-            match tokio::task::spawn_blocking(move || provider.shutdown()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::warn!(%err, "telemetry shutdown failed"),
-                Err(err) => tracing::warn!(%err, "telemetry shutdown task failed"),
+            if let Err(err) = tokio::task::spawn_blocking(move || providers.shutdown()).await {
+                tracing::warn!(%err, "telemetry shutdown task failed");
             }
         }
     }
@@ -76,42 +103,55 @@ impl TelemetryGuard {
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
-        let Some(provider) = self.provider.take() else {
+        let Some(providers) = self.providers.take() else {
             return;
         };
         use tokio::runtime::{Handle, RuntimeFlavor};
-        let result = match Handle::try_current().map(|h| h.runtime_flavor()) {
-            Err(_) => provider.shutdown(),
-            Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| provider.shutdown()),
+        match Handle::try_current().map(|h| h.runtime_flavor()) {
+            Err(_) => providers.shutdown(),
+            Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| providers.shutdown()),
             // Blocking the only worker would stall the exporter that needs it.
-            Ok(_) => {
-                tracing::warn!(
-                    "telemetry guard dropped on a current-thread runtime; call shutdown().await to flush"
-                );
-                return;
-            }
-        };
-        if let Err(err) = result {
-            tracing::warn!(%err, "telemetry shutdown failed");
+            Ok(_) => tracing::warn!(
+                "telemetry guard dropped on a current-thread runtime; call shutdown().await to flush"
+            ),
         }
     }
 }
 
 /// Installs the global subscriber for a service: log output filtered by
 /// `config.log_filter`, OpenTelemetry spans for `config.service_name`, OTLP export to
-/// `config.otlp_endpoint` if set, and W3C trace context as the global propagator.
+/// `config.otlp_endpoint` if set, and W3C trace context as the global propagator; and
+/// the global meter provider (OTLP metric export to the same endpoint if set).
 ///
 /// Must be called from inside a tokio runtime when an OTLP endpoint is set.
 pub fn init(config: &ServerConfig) -> Result<TelemetryGuard, TelemetryError> {
-    let provider = tracer_provider(&config.service_name, config.otlp_endpoint.as_deref())?;
-    subscriber(&config.log_filter, &provider)?
+    let endpoint = config.otlp_endpoint.as_deref();
+    let tracer = tracer_provider(&config.service_name, endpoint)?;
+    let meter = meter_provider(&config.service_name, endpoint)?;
+    subscriber(&config.log_filter, &tracer)?
         .try_init()
         .map_err(TelemetryError::AlreadyInstalled)?;
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    opentelemetry::global::set_tracer_provider(provider.clone());
+    opentelemetry::global::set_tracer_provider(tracer.clone());
+    opentelemetry::global::set_meter_provider(meter.clone());
     Ok(TelemetryGuard {
-        provider: Some(provider),
+        providers: Some(Providers { tracer, meter }),
     })
+}
+
+fn resource(service_name: &str) -> Resource {
+    Resource::builder()
+        .with_service_name(service_name.to_owned())
+        .build()
+}
+
+/// Fails unless called inside a tokio runtime: the tonic channel behind an OTLP exporter
+/// is spawned on the current runtime; the SDK's own export thread then only drives
+/// futures that this runtime completes.
+fn require_runtime() -> Result<(), TelemetryError> {
+    tokio::runtime::Handle::try_current()
+        .map(drop)
+        .map_err(|_| TelemetryError::NoRuntime)
 }
 
 /// A tracer provider for `service_name`, batching spans to `otlp_endpoint` if given and
@@ -120,18 +160,11 @@ pub fn tracer_provider(
     service_name: &str,
     otlp_endpoint: Option<&str>,
 ) -> Result<SdkTracerProvider, TelemetryError> {
-    let resource = Resource::builder()
-        .with_service_name(service_name.to_owned())
-        .build();
-    let builder = SdkTracerProvider::builder().with_resource(resource);
+    let builder = SdkTracerProvider::builder().with_resource(resource(service_name));
     let Some(endpoint) = otlp_endpoint else {
         return Ok(builder.build());
     };
-    // The tonic channel behind the exporter is spawned on the current runtime; the batch
-    // processor's own thread then only drives futures that this runtime completes.
-    if tokio::runtime::Handle::try_current().is_err() {
-        return Err(TelemetryError::NoRuntime);
-    }
+    require_runtime()?;
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(endpoint)
@@ -141,6 +174,29 @@ pub fn tracer_provider(
             source,
         })?;
     Ok(builder.with_batch_exporter(exporter).build())
+}
+
+/// A meter provider for `service_name`, exporting periodically (cumulative temporality)
+/// to `otlp_endpoint` if given, and with no reader otherwise: its instruments are then
+/// no-ops that cost nothing.
+pub fn meter_provider(
+    service_name: &str,
+    otlp_endpoint: Option<&str>,
+) -> Result<SdkMeterProvider, TelemetryError> {
+    let builder = SdkMeterProvider::builder().with_resource(resource(service_name));
+    let Some(endpoint) = otlp_endpoint else {
+        return Ok(builder.build());
+    };
+    require_runtime()?;
+    let exporter = opentelemetry_otlp::MetricExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .build()
+        .map_err(|source| TelemetryError::Exporter {
+            endpoint: endpoint.to_owned(),
+            source,
+        })?;
+    Ok(builder.with_periodic_exporter(exporter).build())
 }
 
 /// The subscriber [`init`] installs, built but not installed, so tests can install it for

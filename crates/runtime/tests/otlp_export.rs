@@ -1,4 +1,4 @@
-//! OTLP export end to end: spans reach a (fake) collector over gRPC.
+//! OTLP export end to end: spans and metrics reach a (fake) collector over gRPC.
 //!
 //! This is the path that fails silently when wired wrong: the SDK's batch processor runs
 //! exports on its own thread, and a tonic exporter built outside a tokio runtime panics
@@ -7,6 +7,13 @@
 use std::sync::{Arc, Mutex};
 
 use citypass_runtime::telemetry;
+use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -33,6 +40,24 @@ impl TraceService for Collector {
             received.push(request.into_inner());
         }
         Ok(Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[derive(Clone, Default)]
+struct MetricsCollector {
+    received: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
+}
+
+#[tonic::async_trait]
+impl MetricsService for MetricsCollector {
+    async fn export(
+        &self,
+        request: Request<ExportMetricsServiceRequest>,
+    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        if let Ok(mut received) = self.received.lock() {
+            received.push(request.into_inner());
+        }
+        Ok(Response::new(ExportMetricsServiceResponse::default()))
     }
 }
 
@@ -106,4 +131,64 @@ fn export_needs_a_runtime_and_a_valid_endpoint() {
 
     // Without an endpoint nothing is exported and no runtime is needed.
     assert!(telemetry::tracer_provider("x", None).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_exported_to_the_configured_endpoint() {
+    use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
+
+    let collector = MetricsCollector::default();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(MetricsServiceServer::new(collector.clone()))
+            .serve_with_incoming(TcpIncoming::from(listener)),
+    );
+
+    let provider =
+        telemetry::meter_provider("otlp-test", Some(&format!("http://{addr}"))).expect("provider");
+    let _gauge = provider
+        .meter("otlp-test")
+        .u64_observable_gauge("otlp.test.gauge")
+        .with_callback(|observer| observer.observe(42, &[]))
+        .build();
+
+    // Shutdown collects, exports and waits for the export this runtime completes.
+    let shut = tokio::task::spawn_blocking(move || provider.shutdown())
+        .await
+        .expect("shutdown task");
+    assert!(shut.is_ok(), "{shut:?}");
+
+    let received = collector.received.lock().expect("lock").clone();
+    let values: Vec<_> = received
+        .iter()
+        .flat_map(|r| &r.resource_metrics)
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| &sm.metrics)
+        .filter(|m| m.name == "otlp.test.gauge")
+        .filter_map(|m| match &m.data {
+            Some(Data::Gauge(gauge)) => Some(gauge),
+            _ => None,
+        })
+        .flat_map(|gauge| &gauge.data_points)
+        .filter_map(|point| point.value)
+        .collect();
+    assert_eq!(
+        values,
+        [number_data_point::Value::AsInt(42)],
+        "collector got {received:?}"
+    );
+}
+
+#[test]
+fn metrics_need_a_runtime_only_to_export() {
+    let outside = telemetry::meter_provider("x", Some("http://127.0.0.1:4317"));
+    assert!(
+        matches!(outside, Err(telemetry::TelemetryError::NoRuntime)),
+        "{outside:?}"
+    );
+    // Without an endpoint: no reader, no runtime needed, shutdown is clean.
+    let local = telemetry::meter_provider("x", None).expect("provider");
+    assert!(local.shutdown().is_ok());
 }
