@@ -26,7 +26,7 @@ enum Command {
     },
     /// Every service in one process on embedded stores, with a demo code.
     Dev {
-        /// Folder of the dev key ring (created on first run).
+        /// Folder of the dev key ring and PKI (created on first run).
         #[arg(long, default_value = "keys/dev")]
         keys_dir: PathBuf,
         #[arg(long, default_value_t = commands::dev::IDENTITY_PORT)]
@@ -49,6 +49,9 @@ enum Command {
     /// Generate and rotate issuer keys.
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
+    /// A private CA: service, gate and operator certificates.
+    #[command(subcommand)]
+    Pki(commands::pki::PkiCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -72,5 +75,6 @@ fn main() -> anyhow::Result<()> {
         Command::Admin(args) => commands::admin::run(args),
         Command::Token(cmd) => commands::token::run(cmd),
         Command::Keys(cmd) => commands::keys::run(cmd),
+        Command::Pki(cmd) => commands::pki::run(cmd),
     }
 }

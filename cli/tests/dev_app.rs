@@ -15,11 +15,12 @@ impl Drop for Dev {
     }
 }
 
-/// The URLs `citypass dev` printed.
+/// The URLs `citypass dev` printed, and its PKI directory (CA, operator credential).
 struct Urls {
     identity: String,
     issuer: String,
     revocation: String,
+    pki: std::path::PathBuf,
 }
 
 /// Starts `citypass dev` on ephemeral ports and returns it with its URLs.
@@ -62,17 +63,20 @@ fn start_dev(keys_dir: &std::path::Path) -> (Dev, Urls) {
         identity: identity.unwrap_or_default(),
         issuer: issuer.unwrap_or_default(),
         revocation: revocation.unwrap_or_default(),
+        pki: keys_dir.join("pki"),
     };
     (dev, urls)
 }
 
-fn app(state: &std::path::Path, identity: &str, issuer: &str, args: &[&str]) -> Output {
+fn app(state: &std::path::Path, urls: &Urls, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_citypass"))
         .arg("app")
         .args(args)
         .arg("--state")
         .arg(state)
-        .args(["--identity", identity, "--issuer", issuer])
+        .args(["--identity", &urls.identity, "--issuer", &urls.issuer])
+        .arg("--ca")
+        .arg(urls.pki.join("ca.crt"))
         .output()
         .expect("run citypass app")
 }
@@ -92,7 +96,7 @@ fn a_newcomer_gets_online_and_offline_codes_from_citypass_dev() {
     let dir = tempfile::tempdir().unwrap();
     let (_dev, urls) = start_dev(&dir.path().join("keys"));
     let state = dir.path().join("app.json");
-    let run = |args: &[&str]| app(&state, &urls.identity, &urls.issuer, args);
+    let run = |args: &[&str]| app(&state, &urls, args);
 
     let enrolled = ok(run(&[
         "enrol",
@@ -160,11 +164,17 @@ fn a_newcomer_gets_online_and_offline_codes_from_citypass_dev() {
     );
 }
 
-fn admin(revocation: &str, args: &[&str]) -> Output {
+fn admin(urls: &Urls, args: &[&str]) -> Output {
+    admin_as(urls, &urls.pki.join("operator-dev.pem"), args)
+}
+
+fn admin_as(urls: &Urls, credential: &std::path::Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_citypass"))
         .arg("admin")
         .args(args)
-        .args(["--revocation", revocation])
+        .args(["--revocation", &urls.revocation])
+        .arg("--credential")
+        .arg(credential)
         .output()
         .expect("run citypass admin")
 }
@@ -174,7 +184,7 @@ fn an_operator_revokes_a_device_and_its_certificates_follow() {
     let dir = tempfile::tempdir().unwrap();
     let (_dev, urls) = start_dev(&dir.path().join("keys"));
     let state = dir.path().join("app.json");
-    let run = |args: &[&str]| app(&state, &urls.identity, &urls.issuer, args);
+    let run = |args: &[&str]| app(&state, &urls, args);
     ok(run(&[
         "enrol",
         "--name",
@@ -189,7 +199,7 @@ fn an_operator_revokes_a_device_and_its_certificates_follow() {
     let device = &saved[start..start + 32];
 
     let revoked = ok(admin(
-        &urls.revocation,
+        &urls,
         &["revoke", "device", device, "--reason", "device-lost"],
     ));
     assert!(
@@ -218,30 +228,45 @@ fn an_operator_revokes_a_device_and_its_certificates_follow() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let listed = ok(admin(&urls.revocation, &["list"]));
+    let listed = ok(admin(&urls, &["list"]));
     assert!(
         listed.contains(device) && listed.contains("head epoch 2"),
         "{listed}"
     );
     let snapshot = dir.path().join("rev.snapshot");
     let written = ok(admin(
-        &urls.revocation,
+        &urls,
         &["snapshot", "--out", snapshot.to_str().unwrap()],
     ));
     assert!(written.contains("epoch 2"), "{written}");
     assert!(snapshot.is_file() && snapshot.with_extension("sig").is_file());
 
     // Bad input is refused with its reason, and nothing is written.
-    let bad = admin(&urls.revocation, &["revoke", "key", "not-a-kid"]);
+    let bad = admin(&urls, &["revoke", "key", "not-a-kid"]);
     assert!(!bad.status.success());
     assert!(
         String::from_utf8_lossy(&bad.stderr).contains("InvalidArgument")
             || String::from_utf8_lossy(&bad.stderr).contains("invalid")
     );
-    assert!(
-        !admin(&urls.revocation, &["revoke", "planet", device])
-            .status
-            .success()
-    );
-    assert!(ok(admin(&urls.revocation, &["list"])).contains("head epoch 2"));
+    assert!(!admin(&urls, &["revoke", "planet", device]).status.success());
+    assert!(ok(admin(&urls, &["list"])).contains("head epoch 2"));
+
+    // An auditor's credential, made with `citypass pki operator`, lists but cannot
+    // revoke; a missing credential gets nowhere. Nothing is written either way.
+    let auditor = dir.path().join("auditor.pem");
+    ok(Command::new(env!("CARGO_BIN_EXE_citypass"))
+        .args(["pki", "operator", "audrey", "--role", "auditor", "--dir"])
+        .arg(&urls.pki)
+        .arg("--out")
+        .arg(&auditor)
+        .output()
+        .expect("run citypass pki operator"));
+    assert!(ok(admin_as(&urls, &auditor, &["list"])).contains("head epoch 2"));
+    let refused = admin_as(&urls, &auditor, &["revoke", "device", device]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("may not call this RPC"), "{stderr}");
+    let missing = admin_as(&urls, &dir.path().join("no-such.pem"), &["list"]);
+    assert!(!missing.status.success());
+    assert!(ok(admin(&urls, &["list"])).contains("head epoch 2"));
 }

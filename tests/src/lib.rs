@@ -21,6 +21,7 @@
 //!   stalling the suite; [`code_of`] and [`expect_code`] for precise statuses.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -31,10 +32,11 @@ use citypass_proto::v1::identity_service_client::IdentityServiceClient;
 use citypass_proto::v1::issuer_service_client::IssuerServiceClient;
 use citypass_proto::v1::revocation_service_client::RevocationServiceClient;
 use citypass_proto::v1::{DocumentType, IssueTokenRequest};
+use citypass_runtime::{Role, Tls, UpstreamConfig};
 use citypass_stack::{IdentityStore, NonceBackend, RevocationBackend, Stack, StackConfig};
 use citypass_token::{DeviceKey, Keyring, SystemRandom};
 use sqlx::PgPool;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 /// The longest any single step (one RPC, a start-up, a shutdown) may take before the
@@ -182,6 +184,8 @@ pub struct TestStack {
     pub redis_url: String,
     /// The issuer's key prefix there, unique to this stack.
     pub redis_prefix: String,
+    /// The stack's files (its dev PKI), removed with the stack.
+    _dir: tempfile::TempDir,
 }
 
 impl TestStack {
@@ -193,7 +197,8 @@ impl TestStack {
             within("create a database", citypass_testkit::fresh_database()).await;
         let redis_url = citypass_testkit::redis_url();
         let redis_prefix = citypass_testkit::unique("citypass-e2e:");
-        let mut config = StackConfig::ephemeral(keys);
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut config = StackConfig::ephemeral(keys, dir.path());
         config.identity_store = IdentityStore::Postgres(database_url);
         config.nonces = NonceBackend::Redis {
             url: redis_url.clone(),
@@ -217,6 +222,7 @@ impl TestStack {
             pool,
             redis_url,
             redis_prefix,
+            _dir: dir,
         }
     }
 
@@ -255,19 +261,34 @@ impl TestStack {
         app
     }
 
-    /// A client of the identity service, for calls the app does not make.
+    /// A client of the identity service as an `identity-admin` operator, for calls the
+    /// app does not make.
     pub async fn identity(&self) -> IdentityServiceClient<Channel> {
-        IdentityServiceClient::new(channel(&self.endpoints().identity).await)
+        let tls = self
+            .stack
+            .operator_tls("e2e-admin", &[Role::IdentityAdmin])
+            .expect("operator TLS");
+        IdentityServiceClient::new(channel(&self.endpoints().identity, &tls).await)
     }
 
-    /// A client of the revocation service, as an operator uses it.
+    /// A client of the revocation service, as an operator (revoker, key-admin,
+    /// auditor) uses it.
     pub async fn revocation(&self) -> RevocationServiceClient<Channel> {
-        RevocationServiceClient::new(channel(&format!("http://{}", self.stack.revocation)).await)
+        let tls = self
+            .stack
+            .operator_tls(
+                "e2e-revoker",
+                &[Role::Revoker, Role::KeyAdmin, Role::Auditor],
+            )
+            .expect("operator TLS");
+        RevocationServiceClient::new(channel(&self.stack.revocation_url(), &tls).await)
     }
 
-    /// A client of the issuer, for requests the app would not send.
+    /// A client of the issuer without a certificate, as an app, for requests the app
+    /// would not send.
     pub async fn issuer(&self) -> IssuerServiceClient<Channel> {
-        IssuerServiceClient::new(channel(&self.endpoints().issuer).await)
+        let tls = self.stack.client_tls(None).expect("TLS");
+        IssuerServiceClient::new(channel(&self.endpoints().issuer, &tls).await)
     }
 
     /// Rows in `table` of the identity database.
@@ -327,16 +348,11 @@ impl TestStack {
     }
 }
 
-async fn channel(url: &str) -> Channel {
-    within(
-        "connect",
-        Endpoint::from_shared(url.to_owned())
-            .expect("endpoint URL")
-            .connect_timeout(STEP_TIMEOUT)
-            .connect(),
-    )
-    .await
-    .expect("connect to the service")
+async fn channel(url: &str, tls: &Arc<Tls>) -> Channel {
+    let mut upstream = UpstreamConfig::new(url);
+    upstream.connect_timeout = STEP_TIMEOUT;
+    upstream.request_timeout = STEP_TIMEOUT;
+    upstream.channel(Some(tls)).expect("a channel")
 }
 
 #[cfg(test)]

@@ -13,13 +13,18 @@ use citypass_proto::v1::{
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 
-use super::dev::REVOCATION_PORT;
+use super::dev::{DEV_OPERATOR_CREDENTIAL, REVOCATION_PORT};
+use super::pki::DEV_PKI_DIR;
 
 #[derive(Args)]
 pub struct AdminArgs {
     /// RevocationService URL.
-    #[arg(long, global = true, env = "CITYPASS_REVOCATION_URL", default_value_t = format!("http://127.0.0.1:{REVOCATION_PORT}"))]
+    #[arg(long, global = true, env = "CITYPASS_REVOCATION_URL", default_value_t = format!("https://127.0.0.1:{REVOCATION_PORT}"))]
     revocation: String,
+    /// The operator's credential (certificate with roles, key and CA in one PEM file,
+    /// from `citypass pki operator`; `citypass dev` writes one with every role).
+    #[arg(long, global = true, env = "CITYPASS_OPERATOR_CREDENTIAL", default_value_t = format!("{DEV_PKI_DIR}/{DEV_OPERATOR_CREDENTIAL}"))]
+    credential: String,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -80,9 +85,8 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
 }
 
 async fn command(args: AdminArgs) -> anyhow::Result<()> {
-    let mut client = RevocationServiceClient::connect(args.revocation.clone())
-        .await
-        .with_context(|| format!("connecting to {}", args.revocation))?;
+    let mut client =
+        RevocationServiceClient::new(operator_channel(&args.revocation, &args.credential)?);
     match args.command {
         AdminCommand::Revoke {
             kind: k,
@@ -175,6 +179,22 @@ async fn command(args: AdminArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A channel to `url` authenticated by the operator credential in `credential`.
+pub fn operator_channel(url: &str, credential: &str) -> anyhow::Result<tonic::transport::Channel> {
+    let text = std::fs::read_to_string(credential)
+        .with_context(|| format!("reading the operator credential {credential}"))?;
+    let issued = citypass_pki::Issued::from_bundle(&text)
+        .with_context(|| format!("operator credential {credential}"))?;
+    let tls = citypass_runtime::Tls::from_pem(
+        issued.ca_pem.as_bytes(),
+        Some((issued.cert_pem.as_bytes(), issued.key_pem.as_bytes())),
+    )
+    .with_context(|| format!("operator credential {credential}"))?;
+    citypass_runtime::UpstreamConfig::new(url)
+        .channel(Some(&tls))
+        .with_context(|| format!("connecting to {url}"))
 }
 
 fn print_entry(e: &RevocationEntry) {

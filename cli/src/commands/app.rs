@@ -13,6 +13,7 @@ use citypass_token::{Qr, inspect};
 use clap::{Args, Subcommand};
 
 use super::dev::{IDENTITY_PORT, ISSUER_PORT};
+use super::pki::DEV_PKI_DIR;
 
 #[derive(Args)]
 pub struct AppArgs {
@@ -25,11 +26,14 @@ pub struct AppArgs {
     )]
     state: PathBuf,
     /// IdentityService URL.
-    #[arg(long, global = true, env = "CITYPASS_IDENTITY_URL", default_value_t = format!("http://127.0.0.1:{IDENTITY_PORT}"))]
+    #[arg(long, global = true, env = "CITYPASS_IDENTITY_URL", default_value_t = format!("https://127.0.0.1:{IDENTITY_PORT}"))]
     identity: String,
     /// IssuerService URL.
-    #[arg(long, global = true, env = "CITYPASS_ISSUER_URL", default_value_t = format!("http://127.0.0.1:{ISSUER_PORT}"))]
+    #[arg(long, global = true, env = "CITYPASS_ISSUER_URL", default_value_t = format!("https://127.0.0.1:{ISSUER_PORT}"))]
     issuer: String,
+    /// The CA certificate the services' certificates chain to (`citypass dev`'s by default).
+    #[arg(long, global = true, default_value_t = format!("{DEV_PKI_DIR}/ca.crt"))]
+    ca: String,
     #[command(subcommand)]
     step: AppStep,
 }
@@ -93,9 +97,16 @@ pub fn run(args: AppArgs) -> anyhow::Result<()> {
 }
 
 async fn step(args: AppArgs) -> anyhow::Result<()> {
+    let ca = std::fs::read(&args.ca).with_context(|| {
+        format!(
+            "reading the CA certificate {} (is `citypass dev` running?)",
+            args.ca
+        )
+    })?;
     let endpoints = Endpoints {
         identity: args.identity,
         issuer: args.issuer,
+        tls: Some(citypass_runtime::Tls::from_pem(&ca, None).context("the CA certificate")?),
     };
     let state = load(&args.state)?;
     let mut app = App::new(&endpoints, state)?;

@@ -12,7 +12,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use citypass_app::{App, AppState};
 use citypass_issuer::KeySource;
+use citypass_pki::Subject;
 use citypass_proto::v1::DocumentType;
+use citypass_runtime::Role;
 use citypass_stack::{Stack, StackConfig};
 use citypass_token::{Keyring, Qr, SecureRandom as _, SystemRandom};
 
@@ -22,6 +24,8 @@ use super::keys;
 pub const IDENTITY_PORT: u16 = 50051;
 pub const ISSUER_PORT: u16 = 50052;
 pub const REVOCATION_PORT: u16 = 50054;
+/// The operator credential `citypass dev` writes into its PKI directory.
+pub const DEV_OPERATOR_CREDENTIAL: &str = "operator-dev.pem";
 
 pub struct DevArgs {
     pub keys_dir: PathBuf,
@@ -42,10 +46,13 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
     let telemetry = citypass_runtime::telemetry::init(&server).context("starting telemetry")?;
 
     let ring_path = ensure_dev_ring(&args.keys_dir)?;
-    let mut config = StackConfig::ephemeral(KeySource::File {
-        path: ring_path.clone(),
-        reload_interval: Duration::from_secs(2),
-    });
+    let mut config = StackConfig::ephemeral(
+        KeySource::File {
+            path: ring_path.clone(),
+            reload_interval: Duration::from_secs(2),
+        },
+        &args.keys_dir,
+    );
     config.identity_listen = SocketAddr::from(([127, 0, 0, 1], args.identity_port));
     config.issuer_listen = SocketAddr::from(([127, 0, 0, 1], args.issuer_port));
     config.revocation_listen = SocketAddr::from(([127, 0, 0, 1], args.revocation_port));
@@ -53,13 +60,30 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
         .await
         .context("starting the services")?;
 
+    // An operator credential with every role, for `citypass admin` on this machine.
+    let operator = stack.ca().issue(&Subject::operator(
+        "dev",
+        &Role::ALL,
+        citypass_pki::OPERATOR_MAX_LIFE,
+    ))?;
+    let credential = stack.pki.dir.join(DEV_OPERATOR_CREDENTIAL);
+    citypass_pki::write_file(&credential, &operator.bundle(), true)?;
+
     println!("citypass dev: every service in this process, embedded stores (lost on exit)\n");
-    println!("  identity   http://{}", stack.identity);
-    println!("  issuer     http://{}", stack.issuer);
-    println!("  revocation http://{}", stack.revocation);
+    println!("  identity   https://{}", stack.identity);
+    println!("  issuer     https://{}", stack.issuer);
+    println!("  revocation https://{}", stack.revocation);
     println!(
-        "  keys       {} (dev ring, reloaded on change)\n",
+        "  keys       {} (dev ring, reloaded on change)",
         ring_path.display()
+    );
+    println!(
+        "  TLS        dev CA {} (every hop is mutual TLS)",
+        stack.pki.ca_file().display()
+    );
+    println!(
+        "  operator   {} (all roles, 24 h; for citypass admin)\n",
+        credential.display()
     );
 
     if args.demo {

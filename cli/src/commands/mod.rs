@@ -6,4 +6,5 @@ pub mod clock;
 pub mod demo;
 pub mod dev;
 pub mod keys;
+pub mod pki;
 pub mod token;

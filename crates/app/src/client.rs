@@ -13,17 +13,23 @@ use citypass_proto::v1::{
 use citypass_token::{
     DeviceKey, KeySet, OfflineSigner, SystemRandom, TokenError, binding_message, verify_key_set,
 };
-use tonic::transport::{Channel, Endpoint};
+use std::sync::Arc;
+
+use citypass_runtime::{Tls, UpstreamConfig};
+use tonic::transport::Channel;
 
 use crate::state::{AppState, OfflineState};
 
-/// Where the services listen.
+/// Where the services listen, and the CA their certificates chain to.
 #[derive(Debug, Clone)]
 pub struct Endpoints {
-    /// IdentityService URL, e.g. `http://127.0.0.1:50051`.
+    /// IdentityService URL, e.g. `https://127.0.0.1:50051`.
     pub identity: String,
     /// IssuerService URL.
     pub issuer: String,
+    /// TLS with the deployment's CA and no client certificate: an app proves who it
+    /// is by device signatures, not certificates. `None` only for `http://` URLs.
+    pub tls: Option<Arc<Tls>>,
 }
 
 /// Why an app step failed.
@@ -62,10 +68,10 @@ fn rpc(service: &'static str) -> impl Fn(tonic::Status) -> AppError {
     }
 }
 
-fn connect(url: &str) -> Result<Channel, AppError> {
-    Ok(Endpoint::from_shared(url.to_owned())
-        .map_err(|_| AppError::Endpoint(url.to_owned()))?
-        .connect_lazy())
+fn connect(url: &str, tls: Option<&Arc<Tls>>) -> Result<Channel, AppError> {
+    UpstreamConfig::new(url)
+        .channel(tls)
+        .map_err(|e| AppError::Endpoint(e.to_string()))
 }
 
 fn now() -> u64 {
@@ -87,8 +93,11 @@ impl App {
     /// An app with `state` against `endpoints` (connections open on first use).
     pub fn new(endpoints: &Endpoints, state: AppState) -> Result<Self, AppError> {
         Ok(App {
-            identity: IdentityServiceClient::new(connect(&endpoints.identity)?),
-            issuer: IssuerServiceClient::new(connect(&endpoints.issuer)?),
+            identity: IdentityServiceClient::new(connect(
+                &endpoints.identity,
+                endpoints.tls.as_ref(),
+            )?),
+            issuer: IssuerServiceClient::new(connect(&endpoints.issuer, endpoints.tls.as_ref())?),
             state,
             rng: SystemRandom::new(),
         })

@@ -55,8 +55,8 @@ async fn wait_epoch(follower: &Follower, epoch: u64) {
         });
 }
 
-fn start(config: FollowerConfig, url: &str) -> Follower {
-    Follower::connect(url, config).expect("follower")
+fn start(config: FollowerConfig, service: &support::Service) -> Follower {
+    service.follow(config)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,7 +78,7 @@ async fn the_stream_follower_applies_in_epoch_order_what_arrives_out_of_order() 
     // Long enough that only the stream can fill the swapped entries' gap in this test.
     config.gap_window = Duration::from_secs(5);
     config.check_interval = Duration::from_secs(60);
-    let follower = start(config, &service.url());
+    let follower = start(config, &service);
     wait_epoch(&follower, start_head).await;
     assert!(follower.token_revoked(&early));
     assert!(follower.issuance_blocked_subject(&subject));
@@ -141,10 +141,10 @@ async fn an_entry_never_appended_is_healed_from_list() {
 
     let mut config = follower_config(redis_source(&redis_url, &key));
     config.check_interval = Duration::from_secs(60);
-    let follower = start(config.clone(), &service.url());
+    let follower = start(config.clone(), &service);
     // The same, with a periodic check every half second.
     config.check_interval = Duration::from_millis(500);
-    let checking = start(config, &service.url());
+    let checking = start(config, &service);
     tokio::time::timeout(WAIT, follower.wait_synced())
         .await
         .unwrap();
@@ -203,7 +203,7 @@ async fn the_watch_follower_converges_on_the_embedded_backend() {
     for _ in 0..5 {
         backlog.push(revoke_token(client).await);
     }
-    let follower = start(follower_config(Source::Watch), &service.url());
+    let follower = start(follower_config(Source::Watch), &service);
     wait_epoch(&follower, 5).await;
     for (cti, _) in &backlog {
         assert!(follower.token_revoked(cti));
@@ -238,11 +238,8 @@ async fn with_postgres_down_followers_keep_their_set_and_report_its_age() {
     let publisher = redis_publisher(&redis_url, &key).await;
     let service = serve(log, publisher, service_settings()).await;
     let client = &mut service.client.clone();
-    let watching = start(follower_config(Source::Watch), &service.url());
-    let streaming = start(
-        follower_config(redis_source(&redis_url, &key)),
-        &service.url(),
-    );
+    let watching = start(follower_config(Source::Watch), &service);
+    let streaming = start(follower_config(redis_source(&redis_url, &key)), &service);
     let (cti, epoch) = revoke_token(client).await;
     wait_epoch(&watching, epoch).await;
     wait_epoch(&streaming, epoch).await;
@@ -316,7 +313,7 @@ async fn prune_drops_expired_token_entries_only() {
     let client = &mut service.client.clone();
     let mut config = follower_config(redis_source(&redis_url, &key));
     config.prune_interval = Duration::from_millis(200);
-    let follower = start(config, &service.url());
+    let follower = start(config, &service);
 
     let (short, _) = revoke_token_expiring(client, support::now() + 1).await;
     let (long, _) = revoke_token(client).await;
@@ -345,10 +342,7 @@ async fn redis_killed_and_restarted_loses_no_acknowledged_revocation() {
     let key = stream_key();
     let publisher = redis_publisher(&redis.url(), &key).await;
     let service = serve(log, publisher, service_settings()).await;
-    let follower = start(
-        follower_config(redis_source(&redis.url(), &key)),
-        &service.url(),
-    );
+    let follower = start(follower_config(redis_source(&redis.url(), &key)), &service);
     tokio::time::timeout(WAIT, follower.wait_synced())
         .await
         .unwrap();

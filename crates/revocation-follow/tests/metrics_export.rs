@@ -163,11 +163,7 @@ async fn the_follower_exports_its_epoch_age_and_counters() {
     for _ in 0..2 {
         revoke_token(client).await;
     }
-    let follower = Follower::connect(
-        &service.url(),
-        follower_config(redis_source(&redis_url, &key)),
-    )
-    .expect("follower");
+    let follower = service.follow(follower_config(redis_source(&redis_url, &key)));
     tokio::time::timeout(WAIT, follower.wait_for_epoch(head(client).await))
         .await
         .expect("start-up resync");

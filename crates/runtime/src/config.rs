@@ -24,7 +24,12 @@
 //! error rather than a silently ignored setting.
 
 pub mod duration;
+mod keyring;
+mod store;
 mod tree;
+
+pub use keyring::KeyRingFile;
+pub use store::{PostgresConfig, RedisConfig};
 
 use std::ffi::OsString;
 use std::fmt;
@@ -37,6 +42,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use self::tree::{Node, NodeDeserializer};
+use crate::authz::CallerLimits;
+use crate::environment::Environment;
+use crate::tls::TlsConfig;
 
 /// Why configuration could not be loaded. Every variant names the file, key or variable.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +125,12 @@ where
         },
         message: e.message,
     })
+}
+
+/// Loads `T` from the file named by `<PREFIX>_CONFIG` (if set) and the environment: what
+/// every service's `main` does first.
+pub fn load_env<T: DeserializeOwned>(env_prefix: &str) -> Result<T, ConfigError> {
+    load(config_path_from_env(env_prefix).as_deref(), env_prefix)
 }
 
 /// The config file named by `<PREFIX>_CONFIG`, if set.
@@ -222,6 +236,30 @@ pub struct ServerConfig {
     /// `tracing` filter directives for the log output, e.g. `info,citypass=debug` (default `info`).
     #[serde(default = "default_log_filter")]
     pub log_filter: String,
+    /// The process's TLS identity: served to callers, presented to upstreams. Required in
+    /// production unless `insecure_plaintext_behind_mesh` is set.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Serve plaintext and allow `http://` upstreams in production, because a service
+    /// mesh terminates mTLS in front of this process. Logged at start-up. Default false.
+    #[serde(default)]
+    pub insecure_plaintext_behind_mesh: bool,
+    /// Serve gRPC reflection (default false: it lists the API to anyone who asks).
+    #[serde(default)]
+    pub reflection: bool,
+    /// Per-caller request rate and open-call limits.
+    #[serde(default)]
+    pub limits: CallerLimits,
+}
+
+/// Why a configuration would send or accept plaintext where it must not.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct TransportError {
+    /// The offending key, dotted.
+    pub key: String,
+    /// What is wrong.
+    pub problem: &'static str,
 }
 
 impl ServerConfig {
@@ -236,8 +274,59 @@ impl ServerConfig {
             shutdown_drain_timeout: default_drain_timeout(),
             otlp_endpoint: None,
             log_filter: default_log_filter(),
+            tls: None,
+            insecure_plaintext_behind_mesh: false,
+            reflection: false,
+            limits: CallerLimits::default(),
         }
     }
+
+    /// Refuses plaintext in production: a listener without TLS, or an upstream, Redis
+    /// or PostgreSQL URL without it (`upstreams` as `(key, url)` pairs), unless
+    /// `insecure_plaintext_behind_mesh` says a mesh does the encryption (then it warns).
+    pub fn check_transport(
+        &self,
+        environment: Environment,
+        upstreams: &[(&str, &str)],
+    ) -> Result<(), TransportError> {
+        let plaintext_upstream = upstreams.iter().find(|(_, url)| is_plaintext_url(url));
+        if !environment.is_production() {
+            return Ok(());
+        }
+        if self.insecure_plaintext_behind_mesh {
+            if self.tls.is_none() || plaintext_upstream.is_some() {
+                tracing::warn!(
+                    "insecure_plaintext_behind_mesh: plaintext in production, relying on a mesh for mTLS"
+                );
+            }
+            return Ok(());
+        }
+        if self.tls.is_none() {
+            return Err(TransportError {
+                key: "server.tls".to_owned(),
+                problem: "is required in production (or set server.insecure_plaintext_behind_mesh: true where a mesh terminates mTLS)",
+            });
+        }
+        if let Some((key, _)) = plaintext_upstream {
+            return Err(TransportError {
+                key: (*key).to_owned(),
+                problem: "is a plaintext URL, refused in production (use https://, rediss:// or sslmode=verify-full)",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Whether a URL sends in clear: `http://`, `redis://`, or a PostgreSQL URL without
+/// `sslmode=verify-full` / `verify-ca`.
+pub fn is_plaintext_url(url: &str) -> bool {
+    if url.starts_with("http://") || url.starts_with("redis://") {
+        return true;
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return !(url.contains("sslmode=verify-full") || url.contains("sslmode=verify-ca"));
+    }
+    false
 }
 
 fn default_listen() -> SocketAddr {

@@ -18,10 +18,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod authz;
+pub mod build;
+pub mod caller;
 pub mod config;
 pub mod deadline;
 pub mod environment;
 pub mod health;
+pub mod peer;
 mod reflection;
 pub mod secret;
 pub mod serve;
@@ -29,9 +33,14 @@ pub mod shutdown;
 pub mod stack;
 pub mod status;
 pub mod telemetry;
+pub mod tls;
 pub mod trace_context;
+pub mod upstream;
 
-pub use config::{ConfigError, ServerConfig};
+pub use authz::{Allow, Policy, Rule};
+pub use build::{BuildError, part};
+pub use caller::{Caller, Principal, Role};
+pub use config::{ConfigError, ServerConfig, TransportError};
 pub use deadline::Deadline;
 pub use environment::Environment;
 pub use health::HealthHandle;
@@ -40,5 +49,7 @@ pub use secret::Secret;
 pub use serve::{ServeError, Server};
 pub use status::{ErrorKind, IntoStatus, ServiceError, to_status};
 pub use telemetry::{TelemetryError, TelemetryGuard};
+pub use tls::{Tls, TlsConfig, TlsError};
 pub use tonic_health::ServingStatus;
 pub use trace_context::{InjectTraceContext, InjectTraceContextLayer};
+pub use upstream::{UpstreamConfig, UpstreamError};

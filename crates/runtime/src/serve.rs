@@ -22,13 +22,17 @@ use tokio::sync::watch;
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
-use tonic::transport::server::TcpIncoming;
 
+use std::sync::Arc;
+
+use crate::authz::{AuthorizeLayer, Policy};
 use crate::config::ServerConfig;
 use crate::health::HealthHandle;
+use crate::peer;
 use crate::reflection::{self, ReflectionError};
 use crate::shutdown;
 use crate::stack::ServerStackLayer;
+use crate::tls::Tls;
 use crate::trace_context;
 
 /// Why a server stopped other than by a clean shutdown.
@@ -50,6 +54,9 @@ pub enum ServeError {
     /// Calls were still running when the drain timeout ran out; they were abandoned.
     #[error("in-flight calls did not finish within the drain timeout of {0:?}")]
     DrainTimedOut(Duration),
+    /// The TLS material could not be turned into a server configuration.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A service's gRPC server: its handlers, the names health reports, and the descriptor
@@ -59,7 +66,7 @@ pub enum ServeError {
 /// let config: MyConfig = citypass_runtime::config::load(path.as_deref(), "CITYPASS")?;
 /// let telemetry = citypass_runtime::telemetry::init(&config.server)?;
 /// Server::new(config.server)
-///     .add_service(VerifierServiceServer::new(verifier))
+///     .add_service(VerifierServiceServer::new(verifier), &verifier::AUTHORIZATION)
 ///     .file_descriptor_set(citypass_proto::FILE_DESCRIPTOR_SET)
 ///     .run()
 ///     .await?;
@@ -70,8 +77,10 @@ pub struct Server {
     config: ServerConfig,
     routes: RoutesBuilder,
     service_names: Vec<String>,
+    policies: Vec<&'static Policy>,
     descriptor_sets: Vec<Cow<'static, [u8]>>,
     health: HealthHandle,
+    tls: Option<Arc<Tls>>,
 }
 
 impl Server {
@@ -81,13 +90,24 @@ impl Server {
             config,
             routes: RoutesBuilder::default(),
             service_names: Vec::new(),
+            policies: Vec::new(),
             descriptor_sets: Vec::new(),
             health: HealthHandle::new(),
+            tls: None,
         }
     }
 
-    /// Adds a generated tonic service; health reports it under its gRPC name.
-    pub fn add_service<S>(mut self, service: S) -> Self
+    /// Serves over TLS with this identity (usually built from `config.tls`, and shared
+    /// with the service's upstream clients). Without it the server is plaintext, which
+    /// [`ServerConfig::check_transport`] allows only in dev or behind a mesh.
+    pub fn tls(mut self, tls: Arc<Tls>) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Adds a generated tonic service and its authorisation table (whose `service` must
+    /// be the service's gRPC name); health reports it under that name.
+    pub fn add_service<S>(mut self, service: S, policy: &'static Policy) -> Self
     where
         S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
             + NamedService
@@ -97,8 +117,10 @@ impl Server {
             + 'static,
         S::Future: Send + 'static,
     {
+        debug_assert_eq!(policy.service, S::NAME, "a policy for another service");
         self.routes.add_service(service);
         self.service_names.push(S::NAME.to_owned());
+        self.policies.push(policy);
         self
     }
 
@@ -134,32 +156,38 @@ impl Server {
             config,
             mut routes,
             service_names,
+            policies,
             descriptor_sets,
             health,
+            tls,
         } = self;
         let local_addr = listener.local_addr().ok();
 
         let (drain_tx, drain_rx) = watch::channel(false);
-        let (reflection_v1, reflection_v1alpha) = reflection::services(&descriptor_sets)?;
-        routes
-            .add_service(health.service(drain_rx.clone()))
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha);
+        routes.add_service(health.service(drain_rx.clone()));
+        if config.reflection {
+            let (reflection_v1, reflection_v1alpha) = reflection::services(&descriptor_sets)?;
+            routes
+                .add_service(reflection_v1)
+                .add_service(reflection_v1alpha);
+        }
         for name in &service_names {
             health.set(name, tonic_health::ServingStatus::Serving).await;
         }
 
         let mut stop_accepting = drain_rx;
+        if tls.is_none() {
+            tracing::warn!("serving plaintext (no server.tls)");
+        }
+        let incoming = peer::incoming(listener, tls)?;
         let server = tonic::transport::Server::builder()
             .trace_fn(trace_context::server_span)
+            .layer(AuthorizeLayer::new(&policies, &config.limits))
             .layer(ServerStackLayer::new(&config))
             .add_routes(routes.routes())
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
-                async move {
-                    let _ = stop_accepting.wait_for(|drained| *drained).await;
-                },
-            );
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stop_accepting.wait_for(|drained| *drained).await;
+            });
         tokio::pin!(server);
         tokio::pin!(shutdown);
         tracing::info!(addr = ?local_addr, services = ?service_names, "serving");

@@ -26,7 +26,7 @@ fn config() -> ServerConfig {
 #[tokio::test]
 async fn health_flips_to_not_serving_and_in_flight_calls_drain() {
     let (gate_service, mut gate) = gate();
-    let server = start(Server::new(config()).add_service(gate_service)).await;
+    let server = start(Server::new(config()).add_service(gate_service, &common::GATE_POLICY)).await;
     let channel = server.channel().await;
 
     assert_eq!(check(channel.clone(), "").await, Ok(WireStatus::Serving));
@@ -96,7 +96,8 @@ async fn check_reports_not_serving_during_the_shutdown_delay() {
     let mut config = config();
     config.shutdown_delay = Duration::from_millis(500);
     let (gate_service, _gate) = gate();
-    let mut server = start(Server::new(config).add_service(gate_service)).await;
+    let mut server =
+        start(Server::new(config).add_service(gate_service, &common::GATE_POLICY)).await;
     let channel = server.channel().await;
     assert_eq!(check(channel.clone(), GATE).await, Ok(WireStatus::Serving));
 
@@ -122,7 +123,7 @@ async fn a_call_that_outlives_the_drain_timeout_is_reported() {
     let mut config = config();
     config.shutdown_drain_timeout = Duration::from_millis(200);
     let (gate_service, mut gate) = gate();
-    let server = start(Server::new(config).add_service(gate_service)).await;
+    let server = start(Server::new(config).add_service(gate_service, &common::GATE_POLICY)).await;
     let channel = server.channel().await;
 
     let _stuck = tokio::spawn(hold(channel));
@@ -144,7 +145,7 @@ async fn calls_over_the_concurrency_limit_are_shed_with_resource_exhausted() {
     let mut config = config();
     config.concurrency_limit = NonZeroUsize::MIN;
     let (gate_service, mut gate) = gate();
-    let server = start(Server::new(config).add_service(gate_service)).await;
+    let server = start(Server::new(config).add_service(gate_service, &common::GATE_POLICY)).await;
     // Two connections: the limit is per server, not per connection.
     let first_client = server.channel().await;
     let second_client = server.channel().await;
@@ -186,7 +187,7 @@ async fn calls_past_the_request_timeout_get_deadline_exceeded() {
     let mut config = config();
     config.request_timeout = Duration::from_millis(100);
     let (gate_service, _gate) = gate();
-    let server = start(Server::new(config).add_service(gate_service)).await;
+    let server = start(Server::new(config).add_service(gate_service, &common::GATE_POLICY)).await;
     let channel = server.channel().await;
 
     let status = timeout(PATIENCE, hold(channel.clone()))
@@ -206,7 +207,7 @@ async fn handlers_see_the_earlier_of_the_two_deadlines() {
     let mut config = config();
     config.request_timeout = Duration::from_secs(5);
     let (gate_service, mut gate) = gate();
-    let server = start(Server::new(config).add_service(gate_service)).await;
+    let server = start(Server::new(config).add_service(gate_service, &common::GATE_POLICY)).await;
     let channel = server.channel().await;
 
     // No caller deadline: the server's own.
@@ -240,7 +241,9 @@ async fn reflection_lists_the_registered_services() {
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
-    let server = start(Server::new(config())).await;
+    let mut with_reflection = config();
+    with_reflection.reflection = true;
+    let server = start(Server::new(with_reflection)).await;
     let mut client = ServerReflectionClient::new(server.channel().await);
     let request = ServerReflectionRequest {
         host: String::new(),
@@ -268,5 +271,104 @@ async fn reflection_lists_the_registered_services() {
         names.contains(&"grpc.reflection.v1.ServerReflection".to_owned()),
         "{names:?}"
     );
+    server.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn reflection_is_off_unless_configured() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+
+    let server = start(Server::new(config())).await;
+    let mut client = ServerReflectionClient::new(server.channel().await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let status = client
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .expect_err("no reflection service");
+    assert_eq!(status.code(), Code::Unimplemented);
+    server.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn one_caller_cannot_hold_more_than_its_share_of_open_calls() {
+    let mut config = config();
+    config.limits.open_calls_per_caller = 2;
+    let (gate_service, mut gate) = gate();
+    let server = start(Server::new(config).add_service(gate_service, &common::GATE_POLICY)).await;
+    let channel = server.channel().await;
+
+    let first = tokio::spawn(hold(channel.clone()));
+    let second = tokio::spawn(hold(channel.clone()));
+    for _ in 0..2 {
+        timeout(PATIENCE, gate.entered())
+            .await
+            .expect("a call enters");
+    }
+    // Both slots are taken: the third call is refused at once, by the layer.
+    let status = timeout(PATIENCE, hold(channel.clone()))
+        .await
+        .expect("an answer")
+        .expect_err("over the cap");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status
+            .metadata()
+            .get(citypass_runtime::authz::REFUSED_BY)
+            .is_some()
+    );
+    // Once one ends, its slot is free again.
+    gate.release(1);
+    let _ = timeout(PATIENCE, async {
+        tokio::select! {
+            r = first => r,
+            r = second => r,
+        }
+    })
+    .await
+    .expect("a held call ends");
+    let third = tokio::spawn(hold(channel.clone()));
+    timeout(PATIENCE, gate.entered())
+        .await
+        .expect("a slot is free again");
+    gate.release(2);
+    timeout(PATIENCE, third)
+        .await
+        .expect("ends")
+        .expect("task")
+        .expect("ok");
+    server.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn an_anonymous_address_is_held_to_its_rate() {
+    let mut config = config();
+    config.limits.anonymous_per_second = std::num::NonZeroU32::new(5).expect("non-zero");
+    let (gate_service, gate) = gate();
+    gate.release(1000);
+    let server = start(Server::new(config).add_service(gate_service, &common::GATE_POLICY)).await;
+    let channel = server.channel().await;
+    // 40 calls at once: a burst of 5 passes, and the rest arrive long before the
+    // limiter refills (5 a second).
+    let calls: Vec<_> = (0..40)
+        .map(|_| tokio::spawn(hold(channel.clone())))
+        .collect();
+    let mut limited = 0;
+    for call in calls {
+        if let Err(status) = timeout(PATIENCE, call)
+            .await
+            .expect("an answer")
+            .expect("task")
+        {
+            assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+            limited += 1;
+        }
+    }
+    assert!(limited > 0, "no call was limited");
+    assert!(limited < 40, "the burst should pass");
     server.stop().await.expect("clean stop");
 }

@@ -1,35 +1,37 @@
-//! Every service built so far (identity, issuer, revocation), wired in one process,
-//! each on its own loopback socket.
+//! Every service built so far (identity, issuer, revocation), in one process, each on
+//! its own loopback socket, each built by its own `build(config)`.
 //!
 //! `citypass dev` runs this on fixed ports with embedded (in-memory) stores so a
 //! laptop needs no server at all; the end-to-end tests run it on ephemeral ports with
-//! PostgreSQL and Redis. Both get the same wiring, so what the tests prove is what
-//! `citypass dev` runs. Services still talk to each other over real gRPC (the issuer
-//! calls identity through its client), exactly as in Kubernetes: nothing is shortcut
-//! because it happens to share a process.
+//! PostgreSQL and Redis. Both get the same wiring, and it is the wiring of the
+//! services' own binaries: the stack only writes each service's dev [`Config`]s (ports,
+//! stores, the dev PKI's certificates, the other services' URLs) and calls the
+//! service's `build`. Services talk to each other over real gRPC with mutual TLS,
+//! exactly as in Kubernetes: nothing is shortcut because it shares a process.
+//!
+//! [`Config`]: citypass_issuer::Config
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use citypass_app::Endpoints;
-use citypass_identity::{IdentityConfig, MemoryStore, PostgresStore};
-use citypass_issuer::{
-    Environment, FollowMode, FollowerCheck, GrpcIdentity, IssuanceConfig, KeySource, Keys,
-    MemoryNonceStore, NonceStore, RedisNonceStore, RevocationSettings,
-};
-use citypass_revocation_service::{
-    GrpcDirectory, KeyringSigner, LocalPublisher, MemoryLog, PostgresLog, Publisher,
-    RedisPublisher, Settings,
-};
-use citypass_runtime::{Server, ServerConfig};
+use citypass_identity::IdentityConfig;
+use citypass_issuer::{FollowMode, IssuanceConfig, KeySource, Keys, RevocationView};
+use citypass_pki::{Authority, DevPki, Subject};
+use citypass_runtime::config::{KeyRingFile, PostgresConfig, RedisConfig};
+use citypass_runtime::{BuildError, Role, ServerConfig, Tls, TlsConfig, UpstreamConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 /// How old the issuer's revocation data may get before issuance fails closed.
 const REVOCATION_MAX_AGE: Duration = Duration::from_secs(10);
+/// How long start-up waits for the issuer's first revocation sync.
+const REVOCATION_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where identity keeps its records.
 #[derive(Debug, Clone)]
@@ -77,11 +79,14 @@ pub struct StackConfig {
     /// The issuer's key ring.
     pub keys: KeySource,
     pub issuance: IssuanceConfig,
+    /// The stack's own files: the dev PKI (`pki/`, made on first use and kept), and a
+    /// copy of an in-memory key ring for the revocation service's snapshot signer.
+    pub dir: PathBuf,
 }
 
 impl StackConfig {
-    /// Ephemeral loopback ports, embedded stores, the given keys.
-    pub fn ephemeral(keys: KeySource) -> Self {
+    /// Ephemeral loopback ports, embedded stores, the given keys, files in `dir`.
+    pub fn ephemeral(keys: KeySource, dir: impl Into<PathBuf>) -> Self {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         StackConfig {
             identity_listen: any,
@@ -92,6 +97,7 @@ impl StackConfig {
             nonces: NonceBackend::Memory,
             keys,
             issuance: IssuanceConfig::default(),
+            dir: dir.into(),
         }
     }
 }
@@ -104,22 +110,29 @@ pub enum StackError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("identity: {0}")]
-    Identity(#[from] citypass_identity::Error),
-    #[error("issuer keys: {0}")]
-    Keys(#[from] citypass_issuer::KeyError),
-    /// A service's store, client or settings could not be set up (`which` names it).
-    #[error("{which}: {source}")]
-    Setup {
-        which: &'static str,
+    /// The dev PKI could not be made or read.
+    #[error("dev PKI: {0}")]
+    Pki(#[from] citypass_pki::PkiError),
+    /// A service could not be built (the error names the service and the part).
+    #[error("{service}: {source}")]
+    Build {
+        service: &'static str,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: BuildError,
     },
     /// The issuer never heard from the revocation log, so it would refuse to issue.
     #[error("the revocation log did not answer the issuer within {0:?}")]
     RevocationSilent(Duration),
-    #[error("revocation: {0}")]
-    Revocation(#[from] citypass_revocation_service::Error),
+    /// The in-memory key ring could not be written for the revocation service.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn built(service: &'static str) -> impl FnOnce(BuildError) -> StackError {
+    move |source| StackError::Build { service, source }
 }
 
 /// A running stack. Dropping it does not stop the services: call [`Stack::shutdown`].
@@ -133,33 +146,46 @@ pub struct Stack {
     /// The issuer's keys (to rotate or observe reloads).
     pub keys: Arc<Keys>,
     /// The issuer's view of the revocation log (epoch, age, queries).
-    pub issuer_revocations: citypass_issuer::RevocationView,
+    pub issuer_revocations: RevocationView,
+    /// The dev PKI the services' certificates come from.
+    pub pki: DevPki,
+    ca: Authority,
     stop: watch::Sender<bool>,
     tasks: JoinSet<Result<(), citypass_runtime::ServeError>>,
 }
 
-/// How long start-up waits for the issuer's first revocation sync.
-const REVOCATION_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Wraps a set-up error with the name of what failed.
-fn setup<E: std::error::Error + Send + Sync + 'static>(
-    which: &'static str,
-) -> impl FnOnce(E) -> StackError {
-    move |e| StackError::Setup {
-        which,
-        source: Box::new(e),
-    }
+async fn listen(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StackError> {
+    let bind = |source| StackError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind)?;
+    let local = listener.local_addr().map_err(bind)?;
+    Ok((listener, local))
 }
 
-async fn listen(addr: SocketAddr) -> Result<TcpListener, StackError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StackError::Bind { addr, source })
+/// A service's dev server settings: its name, its address, its certificate.
+fn server(name: &str, listen: SocketAddr, tls: TlsConfig) -> ServerConfig {
+    let mut server = ServerConfig::new(format!("citypass-{name}"));
+    server.listen = listen;
+    server.tls = Some(tls);
+    server.reflection = true;
+    // Every app of a dev machine (and every test client) calls from loopback, one
+    // address: the per-address limit for anonymous callers would throttle them all
+    // as one citizen.
+    server.limits.anonymous_per_second = NonZeroU32::new(100_000).unwrap_or(NonZeroU32::MIN);
+    server
+}
+
+fn url(addr: SocketAddr) -> String {
+    format!("https://{addr}")
 }
 
 impl Stack {
     /// Starts every service and returns once each is listening.
     pub async fn start(config: StackConfig) -> Result<Stack, StackError> {
+        let (pki, ca) = DevPki::ensure(&config.dir.join("pki"))?;
+        let (identity_listener, identity) = listen(config.identity_listen).await?;
+        let (revocation_listener, revocation) = listen(config.revocation_listen).await?;
+        let (issuer_listener, issuer) = listen(config.issuer_listen).await?;
+
         let (stop, stopped) = watch::channel(false);
         let shutdown = move || {
             let mut stopped = stopped.clone();
@@ -170,148 +196,102 @@ impl Stack {
         let mut tasks = JoinSet::new();
 
         // Identity.
-        let identity_listener = listen(config.identity_listen).await?;
-        let identity = identity_listener
-            .local_addr()
-            .map_err(|source| StackError::Bind {
-                addr: config.identity_listen,
-                source,
-            })?;
-        let identity_config = IdentityConfig::dev();
-        let server = Server::new(ServerConfig::new("citypass-identity"))
-            .file_descriptor_set(citypass_proto::FILE_DESCRIPTOR_SET);
-        let server = match &config.identity_store {
-            IdentityStore::Memory => server.add_service(citypass_identity::service(
-                &identity_config,
-                MemoryStore::new(),
-            )?),
-            IdentityStore::Postgres(url) => {
-                let store = PostgresStore::connect(url, 10).await?;
-                server.add_service(citypass_identity::service(&identity_config, store)?)
-            }
-        };
-        tasks.spawn(server.serve(identity_listener, shutdown()));
+        let mut identity_config = IdentityConfig::dev();
+        identity_config.server = server("identity", identity, pki.service(&ca, "identity")?);
+        if let IdentityStore::Postgres(url) = &config.identity_store {
+            identity_config.database = Some(PostgresConfig::new(url.clone()));
+        }
+        let identity_built = citypass_identity::build(identity_config)
+            .await
+            .map_err(built("identity"))?;
+        tasks.spawn(identity_built.server.serve(identity_listener, shutdown()));
 
-        // Revocation: its log, fan-out, identity (for certificate serials) and the
-        // issuer's key ring (it signs snapshots for offline gates).
-        let signer = match &config.keys {
+        // Revocation: its log, fan-out, identity (for certificate serials) and a key
+        // ring to sign snapshots with.
+        let keyring = match &config.keys {
             KeySource::File {
                 path,
                 reload_interval,
-            } => KeyringSigner::from_file(path, *reload_interval, false)?,
-            KeySource::Memory(ring) => KeyringSigner::from_keyring(ring)?,
+            } => KeyRingFile::new(path.clone(), *reload_interval),
+            KeySource::Memory(ring) => {
+                let path = config.dir.join("memory-keyring.json");
+                std::fs::write(&path, ring.to_json()).map_err(|source| StackError::Write {
+                    path: path.clone(),
+                    source,
+                })?;
+                KeyRingFile::new(path, Duration::from_secs(3600))
+            }
         };
-        let (log, publisher): (
-            Arc<dyn citypass_revocation_service::Log>,
-            Arc<dyn Publisher>,
-        ) = match &config.revocation {
-            RevocationBackend::Memory => (
-                Arc::new(MemoryLog::new()),
-                Arc::new(LocalPublisher::new(4096)),
-            ),
-            RevocationBackend::Postgres {
-                database_url,
-                redis_url,
-                stream_key,
-            } => (
-                Arc::new(PostgresLog::connect(database_url, 10).await?),
-                Arc::new(
-                    RedisPublisher::connect(
-                        redis_url,
-                        stream_key.clone(),
-                        100_000,
-                        Duration::from_millis(500),
-                    )
-                    .await
-                    .map_err(setup("revocation fan-out"))?,
-                ),
-            ),
-        };
-        let directory =
-            GrpcDirectory::connect_lazy(&format!("http://{identity}"), Duration::from_secs(2))
-                .map_err(setup("revocation identity client"))?;
-        let revocation_service = citypass_revocation_service::revocation_service(
-            Settings::default(),
-            log,
-            publisher,
-            Arc::new(directory),
-            Arc::new(signer),
-        )?;
-        let revocation_listener = listen(config.revocation_listen).await?;
-        let revocation = revocation_listener
-            .local_addr()
-            .map_err(|source| StackError::Bind {
-                addr: config.revocation_listen,
-                source,
-            })?;
+        let mut revocation_config = citypass_revocation_service::Config::dev();
+        revocation_config.server =
+            server("revocation", revocation, pki.service(&ca, "revocation")?);
+        revocation_config.identity = UpstreamConfig::new(url(identity));
+        revocation_config.keyring = keyring;
+        if let RevocationBackend::Postgres {
+            database_url,
+            redis_url,
+            stream_key,
+        } = &config.revocation
+        {
+            revocation_config.database = Some(PostgresConfig::new(database_url.clone()));
+            revocation_config.redis = Some(RedisConfig::new(redis_url.clone()));
+            revocation_config.stream_key = stream_key.clone();
+        }
+        let revocation_built = citypass_revocation_service::build(revocation_config)
+            .await
+            .map_err(built("revocation"))?;
         tasks.spawn(
-            Server::new(ServerConfig::new("citypass-revocation"))
-                .file_descriptor_set(citypass_proto::FILE_DESCRIPTOR_SET)
-                .add_service(revocation_service)
+            revocation_built
+                .server
                 .serve(revocation_listener, shutdown()),
         );
 
-        // Issuer, calling identity over gRPC.
-        let keys = Keys::load(config.keys, Environment::Dev)?;
-        let nonces: Arc<dyn NonceStore> = match &config.nonces {
-            NonceBackend::Memory => Arc::new(MemoryNonceStore::new(1_000_000)),
-            NonceBackend::Redis { url, prefix } => Arc::new(
-                RedisNonceStore::connect(url, prefix, Duration::from_secs(2))
-                    .await
-                    .map_err(setup("issuer nonce store"))?,
-            ),
-        };
-        let identity_client =
-            GrpcIdentity::connect_lazy(&format!("http://{identity}"), Duration::from_secs(2))
-                .map_err(setup("issuer identity client"))?;
-        // The issuer follows the revocation log: through the Redis stream when there
-        // is one, through Watch in the embedded mode.
-        let revocation_url = format!("http://{revocation}");
-        let revocations = match &config.revocation {
-            RevocationBackend::Memory => FollowerCheck::watch(&revocation_url, REVOCATION_MAX_AGE),
-            RevocationBackend::Postgres {
-                redis_url,
-                stream_key,
-                ..
-            } => FollowerCheck::start(
-                &RevocationSettings {
-                    url: revocation_url,
-                    follow: FollowMode::Redis,
-                    redis_url: Some(redis_url.clone()),
-                    stream_key: stream_key.clone(),
-                    max_age: REVOCATION_MAX_AGE,
-                    ..RevocationSettings::default()
-                },
-                None,
-            ),
+        // Issuer, calling identity and following the revocation log over gRPC (its
+        // Redis stream when there is one, Watch in the embedded mode).
+        let mut issuer_config =
+            citypass_issuer::Config::dev(server("issuer", issuer, pki.service(&ca, "issuer")?));
+        issuer_config.identity = UpstreamConfig::new(url(identity));
+        issuer_config.issuance = config.issuance.clone();
+        issuer_config.revocation.service = UpstreamConfig::new(url(revocation));
+        issuer_config.revocation.max_age = REVOCATION_MAX_AGE;
+        if let NonceBackend::Redis { url, prefix } = &config.nonces {
+            let mut redis = RedisConfig::new(url.clone());
+            redis.timeout = Duration::from_secs(2);
+            issuer_config.redis = Some(redis);
+            issuer_config.redis_key_prefix = prefix.clone();
         }
-        .map_err(setup("issuer revocation follower"))?;
-        let issuer_revocations = revocations.view().clone();
+        issuer_config.revocation.follow = FollowMode::Watch;
+        if let RevocationBackend::Postgres {
+            redis_url,
+            stream_key,
+            ..
+        } = &config.revocation
+        {
+            issuer_config.revocation.follow = FollowMode::Redis;
+            issuer_config.revocation.redis = Some(RedisConfig::new(redis_url.clone()));
+            issuer_config.revocation.stream_key = stream_key.clone();
+        }
+        let issuer_built = match config.keys {
+            KeySource::File {
+                path,
+                reload_interval,
+            } => {
+                issuer_config.keyring = KeyRingFile::new(path, reload_interval);
+                citypass_issuer::build(issuer_config).await
+            }
+            KeySource::Memory(ring) => citypass_issuer::build_with(issuer_config, Some(ring)).await,
+        }
+        .map_err(built("issuer"))?;
         // Issuance fails closed until the issuer has heard from the log once.
-        tokio::time::timeout(REVOCATION_SYNC_TIMEOUT, issuer_revocations.wait_synced())
-            .await
-            .map_err(|_| StackError::RevocationSilent(REVOCATION_SYNC_TIMEOUT))?;
-        let issuer_service = citypass_issuer::issuer_service(
-            config.issuance.clone(),
-            keys.clone(),
-            nonces,
-            Arc::new(identity_client),
-            Arc::new(revocations),
+        tokio::time::timeout(
+            REVOCATION_SYNC_TIMEOUT,
+            issuer_built.revocations.wait_synced(),
         )
-        .map_err(setup("issuer settings"))?;
-        let issuer_listener = listen(config.issuer_listen).await?;
-        let issuer = issuer_listener
-            .local_addr()
-            .map_err(|source| StackError::Bind {
-                addr: config.issuer_listen,
-                source,
-            })?;
-        tasks.spawn(
-            Server::new(ServerConfig::new("citypass-issuer"))
-                .file_descriptor_set(citypass_proto::FILE_DESCRIPTOR_SET)
-                .add_service(issuer_service)
-                .serve(issuer_listener, shutdown()),
-        );
+        .await
+        .map_err(|_| StackError::RevocationSilent(REVOCATION_SYNC_TIMEOUT))?;
+        let keys = issuer_built.keys.clone();
+        let issuer_revocations = issuer_built.revocations.clone();
+        tasks.spawn(issuer_built.server.serve(issuer_listener, shutdown()));
 
         Ok(Stack {
             identity,
@@ -319,17 +299,56 @@ impl Stack {
             revocation,
             keys,
             issuer_revocations,
+            pki,
+            ca,
             stop,
             tasks,
         })
     }
 
-    /// The URLs an app uses.
+    /// TLS for a client of the stack: the dev CA, and a certificate for `subject` if
+    /// given (an operator, a gate, a service), none for a citizen's app.
+    pub fn client_tls(&self, subject: Option<&Subject>) -> Result<Arc<Tls>, StackError> {
+        let ca = self.ca.cert_pem().as_bytes();
+        let tls = match subject {
+            None => Tls::from_pem(ca, None),
+            Some(subject) => {
+                let issued = self.ca.issue(subject)?;
+                Tls::from_pem(
+                    ca,
+                    Some((issued.cert_pem.as_bytes(), issued.key_pem.as_bytes())),
+                )
+            }
+        };
+        tls.map_err(|e| StackError::Pki(citypass_pki::PkiError::Invalid(e.to_string())))
+    }
+
+    /// TLS for an operator of the stack holding `roles`.
+    pub fn operator_tls(&self, name: &str, roles: &[Role]) -> Result<Arc<Tls>, StackError> {
+        self.client_tls(Some(&Subject::operator(
+            name,
+            roles,
+            citypass_pki::OPERATOR_LIFE,
+        )))
+    }
+
+    /// The CA that issued the services' certificates.
+    pub fn ca(&self) -> &Authority {
+        &self.ca
+    }
+
+    /// The URLs an app uses, with TLS that trusts the dev CA.
     pub fn endpoints(&self) -> Endpoints {
         Endpoints {
-            identity: format!("http://{}", self.identity),
-            issuer: format!("http://{}", self.issuer),
+            identity: url(self.identity),
+            issuer: url(self.issuer),
+            tls: self.client_tls(None).ok(),
         }
+    }
+
+    /// The revocation service's URL.
+    pub fn revocation_url(&self) -> String {
+        url(self.revocation)
     }
 
     /// Stops every service (health NOT_SERVING, drain, exit) and waits for them.

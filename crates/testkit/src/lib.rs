@@ -6,6 +6,9 @@
 //! Every test gets its own PostgreSQL database and its own Redis key prefix, so tests
 //! run in parallel without seeing each other's data.
 
+pub mod authz;
+pub mod tls;
+
 use sqlx::Connection as _;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 

@@ -8,9 +8,8 @@
 //! | key | env | default |
 //! |---|---|---|
 //! | `server.*` | `CITYPASS_SERVER__…` | `citypass_runtime::ServerConfig` (service name `citypass-identity`; when any `server` key is set, `service_name` must be too) |
-//! | `environment` | `CITYPASS_ENVIRONMENT` | `development` (or `production`) |
-//! | `database_url` | `CITYPASS_DATABASE_URL` | unset: in-memory store |
-//! | `database_max_connections` | `CITYPASS_DATABASE_MAX_CONNECTIONS` | 10 |
+//! | `environment` | `CITYPASS_ENVIRONMENT` | `production` (or `dev`) |
+//! | `database.*` | `CITYPASS_DATABASE__URL`, `__MAX_CONNECTIONS` | unset: in-memory store |
 //! | `document_key` / `document_key_file` | `CITYPASS_DOCUMENT_KEY` / `…_FILE` | the dev key |
 //! | `pseudonym_key` / `pseudonym_key_file` | `CITYPASS_PSEUDONYM_KEY` / `…_FILE` | the dev key |
 //! | `max_devices_per_subject` | `CITYPASS_MAX_DEVICES_PER_SUBJECT` | 3 |
@@ -20,14 +19,15 @@
 //! Keys are 64+ hex characters (32+ bytes), given inline or as a file (a Kubernetes
 //! Secret). A key written `dev:<text>` is a development key; the built-in defaults are
 //! such keys. With `environment: production` the service refuses to start with a dev
-//! key, without a database, or with the real-name sandbox.
+//! key, without a database, with plaintext transport, or with the real-name sandbox.
+//! `config.example.yaml` beside this crate shows every key.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use citypass_runtime::ServerConfig;
-use citypass_runtime::config::duration;
+use citypass_runtime::config::{PostgresConfig, duration};
 use serde::Deserialize;
 
 use crate::error::Error;
@@ -52,15 +52,12 @@ pub struct IdentityConfig {
     /// Listen address, timeouts, telemetry.
     #[serde(default = "default_server")]
     pub server: ServerConfig,
-    /// `development` (default) or `production`.
+    /// `production` (default) or `dev`.
     #[serde(default)]
     pub environment: Environment,
-    /// PostgreSQL URL; the in-memory store when unset.
+    /// The PostgreSQL store; the in-memory store when unset (dev only).
     #[serde(default)]
-    pub database_url: Option<Secret>,
-    /// Pool size per replica.
-    #[serde(default = "default_max_connections")]
-    pub database_max_connections: u32,
+    pub database: Option<PostgresConfig>,
     /// HMAC key for document numbers (hex, or `dev:…`).
     #[serde(default)]
     pub document_key: Option<Secret>,
@@ -89,10 +86,6 @@ pub struct IdentityConfig {
 
 fn default_server() -> ServerConfig {
     ServerConfig::new("citypass-identity")
-}
-
-fn default_max_connections() -> u32 {
-    10
 }
 
 fn default_max_devices() -> u32 {
@@ -168,8 +161,7 @@ impl IdentityConfig {
         IdentityConfig {
             server: default_server(),
             environment: Environment::Dev,
-            database_url: None,
-            database_max_connections: default_max_connections(),
+            database: None,
             document_key: None,
             document_key_file: None,
             pseudonym_key: None,
@@ -188,19 +180,30 @@ impl IdentityConfig {
                 "max_devices_per_subject: must be at least 1".into(),
             ));
         }
-        if self.database_max_connections == 0 {
+        if self
+            .database
+            .as_ref()
+            .is_some_and(|d| d.max_connections == 0)
+        {
             return Err(Error::Config(
-                "database_max_connections: must be at least 1".into(),
+                "database.max_connections: must be at least 1".into(),
             ));
         }
         self.document_key()?;
         self.pseudonym_key()?;
-        if self.environment == Environment::Production && self.database_url.is_none() {
+        if self.environment == Environment::Production && self.database.is_none() {
             return Err(Error::Config(
-                "environment is production but database_url is not set: the in-memory store loses everything on restart".into(),
+                "environment is production but database is not set: the in-memory store loses everything on restart".into(),
             ));
         }
-        Ok(())
+        let urls: Vec<(&str, &str)> = self
+            .database
+            .iter()
+            .map(|d| ("database.url", d.url.expose()))
+            .collect();
+        self.server
+            .check_transport(self.environment, &urls)
+            .map_err(|e| Error::Config(e.to_string()))
     }
 
     /// Refuses the real-name sandbox in production.
@@ -286,6 +289,23 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.yaml");
+        let mut config: IdentityConfig =
+            citypass_runtime::config::load_from(Some(&path), "CITYPASS", Vec::new()).unwrap();
+        assert!(config.server.tls.is_some() && config.database.is_some());
+        // The key files are mounted Secrets; stand in for them.
+        let dir = std::env::temp_dir().join(format!("citypass-example-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("document_key"), HEX_KEY).unwrap();
+        std::fs::write(dir.join("pseudonym_key"), HEX_KEY).unwrap();
+        config.document_key_file = Some(dir.join("document_key"));
+        config.pseudonym_key_file = Some(dir.join("pseudonym_key"));
+        config.validate().unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn dev_environment_gives_dev_defaults() {
         let config = load(&[("CITYPASS_ENVIRONMENT", "dev")]).unwrap();
         assert_eq!(config.environment, Environment::Dev);
@@ -303,7 +323,7 @@ mod tests {
             ("CITYPASS_MAX_DEVICES_PER_SUBJECT", "5"),
             ("CITYPASS_CHALLENGE_TTL", "30s"),
             ("CITYPASS_DOCUMENT_KEY", HEX_KEY),
-            ("CITYPASS_DATABASE_URL", "postgres://u:pw@db/identity"),
+            ("CITYPASS_DATABASE__URL", "postgres://u:pw@db/identity"),
         ])
         .unwrap();
         assert_eq!(config.max_devices_per_subject, 5);
@@ -328,8 +348,19 @@ mod tests {
         assert!(err.contains("pseudonym_key is a development key"), "{err}");
         config.pseudonym_key = Some(Secret::new(HEX_KEY));
         let err = config.validate().unwrap_err().to_string();
-        assert!(err.contains("database_url"), "{err}");
-        config.database_url = Some(Secret::new("postgres://db/identity"));
+        assert!(err.contains("database"), "{err}");
+        config.database = Some(PostgresConfig::new("postgres://db/identity"));
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("server.tls"), "{err}");
+        config.server.tls = Some(citypass_runtime::TlsConfig::in_dir(Path::new("/tls")));
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("database.url"),
+            "plaintext PostgreSQL refused: {err}"
+        );
+        config.database = Some(PostgresConfig::new(
+            "postgres://db/identity?sslmode=verify-full&sslrootcert=/tls/ca.crt",
+        ));
         config.validate().unwrap();
         assert!(config.check_sandbox_allowed().is_err());
         // An explicit dev key is just as refused.

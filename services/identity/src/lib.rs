@@ -11,6 +11,8 @@
 //! One module per concept:
 //!
 //! - [`config`]: settings, dev defaults, and what production refuses;
+//! - [`authorization`]: who may call each RPC;
+//! - [`build`]: the composition root;
 //! - [`error`]: the one error type and its gRPC codes;
 //! - [`ids`]: the subject/device id format (a contract with the issuer);
 //! - [`document`]: document number checks and the keyed hash;
@@ -23,25 +25,15 @@
 //! - [`identity`]: the logic ([`Identity`]);
 //! - [`service`]: the thin tonic layer ([`IdentityApi`]).
 //!
-//! Embedding (what `citypass dev` does):
-//!
-//! ```no_run
-//! # async fn run() -> anyhow::Result<()> {
-//! use citypass_identity::{IdentityConfig, MemoryStore};
-//! let config = IdentityConfig::dev();
-//! let identity = citypass_identity::service(&config, MemoryStore::new())?;
-//! citypass_runtime::Server::new(config.server.clone())
-//!     .add_service(identity)
-//!     .file_descriptor_set(citypass_proto::FILE_DESCRIPTOR_SET)
-//!     .run()
-//!     .await?;
-//! # Ok(()) }
-//! ```
+//! [`build`] is the one composition root: `main.rs`, `citypass dev` and the tests turn
+//! an [`IdentityConfig`] into a running server through it.
 //!
 //! [`GetDevice`]: citypass_proto::v1::identity_service_server::IdentityService::get_device
 
 #![forbid(unsafe_code)]
 
+pub mod authorization;
+pub mod build;
 pub mod challenge;
 pub mod config;
 pub mod document;
@@ -55,6 +47,8 @@ pub mod realname;
 pub mod service;
 pub mod store;
 
+pub use authorization::AUTHORIZATION;
+pub use build::{Built, MAX_REQUEST_BYTES, build};
 pub use citypass_proto::v1::identity_service_server::IdentityServiceServer;
 pub use config::{Environment, IdentityConfig, Secret};
 pub use error::Error;

@@ -1,43 +1,23 @@
-//! `citypass-identity`: the identity service as its own process.
+//! `citypass-identity`: configuration → telemetry → [`build`] → serve. Nothing else
+//! happens here.
 //!
-//! Configuration: the YAML file named by `CITYPASS_CONFIG` (optional), then
-//! `CITYPASS_…` variables (see `citypass_identity::config`). With `database_url` set the
-//! service uses PostgreSQL (migrating it at start-up), otherwise the in-memory store.
-
-use anyhow::Context as _;
-use citypass_identity::{IdentityConfig, MemoryStore, PostgresStore, Store};
-
-const ENV_PREFIX: &str = "CITYPASS";
+//! Configuration: the YAML file named by `CITYPASS_CONFIG` (optional, see
+//! `config.example.yaml`), then `CITYPASS_…` variables (see `citypass_identity::config`).
+//! With `database` set the service uses PostgreSQL (migrating it at start-up),
+//! otherwise the in-memory store (dev only).
+//!
+//! [`build`]: citypass_identity::build
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let path = citypass_runtime::config::config_path_from_env(ENV_PREFIX);
-    let config: IdentityConfig = citypass_runtime::config::load(path.as_deref(), ENV_PREFIX)?;
-    config.validate()?;
+    let config: citypass_identity::IdentityConfig = citypass_runtime::config::load_env("CITYPASS")?;
     let telemetry = citypass_runtime::telemetry::init(&config.server)?;
-
-    let result = match &config.database_url {
-        Some(url) => {
-            let store = PostgresStore::connect(url.expose(), config.database_max_connections)
-                .await
-                .context("cannot open the PostgreSQL store")?;
-            tracing::info!("store: PostgreSQL");
-            run(&config, store).await
-        }
-        None => {
-            tracing::warn!("store: in memory (no database_url): data is lost on restart");
-            run(&config, MemoryStore::new()).await
-        }
-    };
+    let served = async {
+        let built = citypass_identity::build(config).await?;
+        built.server.run().await?;
+        anyhow::Ok(())
+    }
+    .await;
     telemetry.shutdown().await;
-    result
-}
-
-async fn run<S: Store>(config: &IdentityConfig, store: S) -> anyhow::Result<()> {
-    citypass_runtime::Server::new(config.server.clone())
-        .add_service(citypass_identity::service(config, store)?)
-        .file_descriptor_set(citypass_proto::FILE_DESCRIPTOR_SET)
-        .run()
-        .await?;
-    Ok(())
+    served
 }

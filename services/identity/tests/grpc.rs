@@ -17,7 +17,8 @@ use citypass_proto::v1::{
     ListCertificatesRequest, ListDevicesRequest, RealNameCheckOutcome, RecordCertificateRequest,
     SetAttributesRequest, SetSubjectStatusRequest, Subject, SubjectStatus, UnbindDeviceRequest,
 };
-use citypass_runtime::{Server, ServerConfig};
+use citypass_runtime::{Role, Server, ServerConfig};
+use citypass_testkit::tls::{As, TestPki};
 use citypass_token::{DeviceKey, SecureRandom, SystemRandom, binding_message};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -27,9 +28,13 @@ use tonic::{Code, Status};
 
 type Client = IdentityServiceClient<Channel>;
 
-/// A running service, its client, and its database (to prove refusals change nothing).
+/// A running service, its clients, and its database (to prove refusals change
+/// nothing). `client` is an operator with `identity-admin` and `auditor` (citizens'
+/// calls are open to anyone); `issuer` is the issuer service, which alone reads
+/// devices and records certificates.
 struct Harness {
     client: Client,
+    issuer: Client,
     pool: PgPool,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -49,17 +54,21 @@ async fn start(config: IdentityConfig) -> Harness {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
+    let pki = TestPki::new("identity");
     let server = Server::new(ServerConfig::new("identity-test"))
-        .add_service(service)
+        .tls(pki.server.clone())
+        .add_service(service, &citypass_identity::AUTHORIZATION)
         .file_descriptor_set(citypass_proto::FILE_DESCRIPTOR_SET);
     tokio::spawn(server.serve(listener, async {
         let _ = stopped.await;
     }));
-    let client = IdentityServiceClient::connect(format!("http://{addr}"))
-        .await
-        .expect("connect to the service");
+    let client = IdentityServiceClient::new(
+        pki.channel(addr, &As::Operator(&[Role::IdentityAdmin, Role::Auditor])),
+    );
+    let issuer = IdentityServiceClient::new(pki.channel(addr, &As::Service("issuer")));
     Harness {
         client,
+        issuer,
         pool,
         stop: Some(stop),
     }
@@ -194,6 +203,7 @@ fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, needle
 async fn enrol_bind_and_serve_the_issuer() {
     let h = start_default().await;
     let mut client = h.client.clone();
+    let mut issuer = h.issuer.clone();
 
     let subject = enrol(&mut client, &resident_id(1), "张三丰").await;
     assert!(
@@ -270,7 +280,7 @@ async fn enrol_bind_and_serve_the_issuer() {
         })
         .await
         .unwrap();
-    let view = client
+    let view = issuer
         .get_device(GetDeviceRequest {
             device_id: device.device_id.clone(),
         })
@@ -292,7 +302,7 @@ async fn enrol_bind_and_serve_the_issuer() {
         not_before: Some(now_plus(0)),
         not_after: Some(now_plus(3600)),
     };
-    let recorded = client
+    let recorded = issuer
         .record_certificate(RecordCertificateRequest {
             certificate: Some(cert.clone()),
         })
@@ -303,7 +313,7 @@ async fn enrol_bind_and_serve_the_issuer() {
         .unwrap();
     assert_eq!(recorded.subject_id, subject.subject_id);
     assert_eq!(recorded.serial, cert.serial);
-    let retried = client
+    let retried = issuer
         .record_certificate(RecordCertificateRequest {
             certificate: Some(cert.clone()),
         })
@@ -358,7 +368,7 @@ async fn enrol_bind_and_serve_the_issuer() {
     let mut another = cert.clone();
     another.serial = random_serial();
     assert_code(
-        client
+        issuer
             .record_certificate(RecordCertificateRequest {
                 certificate: Some(another),
             })
@@ -366,7 +376,7 @@ async fn enrol_bind_and_serve_the_issuer() {
         Code::FailedPrecondition,
         "UNBOUND",
     );
-    let view = client
+    let view = issuer
         .get_device(GetDeviceRequest {
             device_id: device.device_id.clone(),
         })
@@ -436,6 +446,7 @@ async fn malformed_enrolments_are_refused_precisely_and_change_nothing() {
 async fn unknown_and_malformed_ids_are_refused() {
     let h = start_default().await;
     let mut client = h.client.clone();
+    let mut issuer = h.issuer.clone();
     let unknown = "0123456789abcdef0123456789abcdef".to_owned();
     let before = digest(&h.pool).await;
     assert_code(
@@ -467,7 +478,7 @@ async fn unknown_and_malformed_ids_are_refused() {
         "subject not found",
     );
     assert_code(
-        client
+        issuer
             .get_device(GetDeviceRequest {
                 device_id: unknown.clone(),
             })
@@ -799,6 +810,7 @@ async fn real_name_outcomes_show_in_status_and_assurance() {
 async fn certificate_refusals_are_precise_and_change_nothing() {
     let h = start_default().await;
     let mut client = h.client.clone();
+    let mut issuer = h.issuer.clone();
     let subject = enrol(&mut client, &resident_id(10), "Jane Roe").await;
     let device_id = bind_new_device(&mut client, &subject.subject_id).await;
     let other = enrol(&mut client, &resident_id(11), "John Roe").await;
@@ -810,7 +822,7 @@ async fn certificate_refusals_are_precise_and_change_nothing() {
         not_before: Some(now_plus(0)),
         not_after: Some(now_plus(3600)),
     };
-    client
+    issuer
         .record_certificate(RecordCertificateRequest {
             certificate: Some(good.clone()),
         })
@@ -889,7 +901,7 @@ async fn certificate_refusals_are_precise_and_change_nothing() {
         ),
     ];
     for (request, code, needle) in cases {
-        assert_code(client.record_certificate(request).await, code, needle);
+        assert_code(issuer.record_certificate(request).await, code, needle);
     }
     assert_eq!(digest(&h.pool).await, before);
 }

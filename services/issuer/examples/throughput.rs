@@ -2,8 +2,12 @@
 //! measured in one run on the same machine, with the same load.
 //!
 //! ```text
-//! cargo run --release -p citypass-issuer --example throughput -- [SECONDS] [CONCURRENCY]
+//! cargo run --release -p citypass-issuer --example throughput -- [SECONDS] [CONCURRENCY] [tls|plain]
 //! ```
+//!
+//! Every server and the load generator use TLS (`tls`, the default: a throwaway CA,
+//! clients without certificates, as citizens' apps) or plaintext (`plain`), so the
+//! cost of TLS shows by running both.
 //!
 //! Three servers run on the runtime's `Server` (same tower stack) on loopback:
 //! - **bare signer**: IssueToken only signs a code (`Issuer::issue_token`);
@@ -35,7 +39,8 @@ use citypass_proto::v1::{
     IssueDeviceCertificateRequest, IssueDeviceCertificateResponse, IssueTokenRequest,
     IssueTokenResponse, SubjectStatus,
 };
-use citypass_runtime::{Deadline, Server, ServerConfig};
+use citypass_runtime::{Deadline, Server, ServerConfig, UpstreamConfig};
+use citypass_testkit::tls::{As, TestPki};
 use citypass_token::{DeviceKey, Issuer, Keyring, Scopes, SystemRandom};
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
@@ -171,20 +176,31 @@ impl IssuerService for Bare {
 fn server_config() -> ServerConfig {
     let mut config = ServerConfig::new("throughput");
     config.concurrency_limit = std::num::NonZeroUsize::new(4096).expect("non-zero");
+    // One load generator plays every app: lift the per-address limits so they do not
+    // cap the measurement.
+    config.limits.anonymous_per_second = std::num::NonZeroU32::new(1_000_000).expect("non-zero");
+    config.limits.open_calls_per_caller = 100_000;
     config
 }
 
-/// Serves `server` on loopback; returns its URL.
-async fn serve(server: Server) -> String {
+/// Serves `server` on loopback (over TLS with `tls`); returns its URL.
+async fn serve(server: Server, tls: Option<&TestPki>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let server = match tls {
+        Some(pki) => server.tls(pki.server.clone()),
+        None => server,
+    };
     tokio::spawn(async move {
         server
             .serve(listener, std::future::pending())
             .await
             .expect("server");
     });
-    format!("http://{addr}")
+    match tls {
+        Some(_) => format!("https://{addr}"),
+        None => format!("http://{addr}"),
+    }
 }
 
 struct Device {
@@ -228,18 +244,18 @@ async fn presign(devices: &Arc<Vec<Device>>, count: usize) -> Vec<IssueTokenRequ
 /// of successful calls and the number of failures.
 async fn round(
     url: &str,
+    tls: Option<&TestPki>,
     requests: Vec<IssueTokenRequest>,
     seconds: u64,
     concurrency: usize,
 ) -> (f64, usize) {
-    let mut channels = Vec::new();
+    let client_tls = tls.map(|pki| pki.client(&As::Nobody));
+    let mut channels: Vec<Channel> = Vec::new();
     for _ in 0..CHANNELS {
         channels.push(
-            Channel::from_shared(url.to_owned())
-                .expect("url")
-                .connect()
-                .await
-                .expect("connect"),
+            UpstreamConfig::new(url)
+                .channel(client_tls.as_ref())
+                .expect("channel"),
         );
     }
     let requests = Arc::new(requests);
@@ -281,6 +297,11 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let seconds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
     let concurrency: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(64);
+    let pki = match args.next().as_deref() {
+        Some("plain") => None,
+        _ => Some(TestPki::new("issuer")),
+    };
+    let tls = pki.as_ref();
 
     let rng = SystemRandom::new();
     let ring = Keyring::generate("citypass-throughput", true, &rng).expect("ring");
@@ -333,14 +354,22 @@ async fn main() {
     )
     .expect("issuer");
 
-    let bare_url =
-        serve(Server::new(server_config()).add_service(IssuerServiceServer::new(bare))).await;
-    let floor_url =
-        serve(Server::new(server_config()).add_service(IssuerServiceServer::new(floor))).await;
-    let issuer_url = serve(Server::new(server_config()).add_service(issuer)).await;
+    let table = &citypass_issuer::AUTHORIZATION;
+    let bare_url = serve(
+        Server::new(server_config()).add_service(IssuerServiceServer::new(bare), table),
+        tls,
+    )
+    .await;
+    let floor_url = serve(
+        Server::new(server_config()).add_service(IssuerServiceServer::new(floor), table),
+        tls,
+    )
+    .await;
+    let issuer_url = serve(Server::new(server_config()).add_service(issuer, table), tls).await;
 
     println!(
-        "IssueToken, {seconds} s per round, {concurrency} concurrent calls over {CHANNELS} connections, loopback"
+        "IssueToken, {seconds} s per round, {concurrency} concurrent calls over {CHANNELS} connections, loopback, {}",
+        if tls.is_some() { "TLS" } else { "plaintext" }
     );
     let mut rates = [Vec::new(), Vec::new(), Vec::new()];
     let servers = [
@@ -351,7 +380,7 @@ async fn main() {
     for _ in 0..2 {
         for (i, (name, url)) in servers.iter().enumerate() {
             let requests = presign(&devices, REQUESTS_PER_SECOND * seconds as usize).await;
-            let (rate, failed) = round(url, requests, seconds, concurrency).await;
+            let (rate, failed) = round(url, tls, requests, seconds, concurrency).await;
             println!("  {name:<12} {rate:>9.0} req/s  ({failed} failed)");
             rates[i].push(rate);
         }

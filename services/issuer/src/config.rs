@@ -12,11 +12,10 @@
 //! gate: a token lifetime above the verifiers' cap, for example, would produce codes
 //! that every gate refuses.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use citypass_runtime::ServerConfig;
-use citypass_runtime::config::duration;
+use citypass_runtime::config::{KeyRingFile, RedisConfig, duration};
+use citypass_runtime::{ServerConfig, UpstreamConfig};
 use serde::Deserialize;
 
 use crate::policy::MinAssurance;
@@ -164,22 +163,20 @@ pub enum FollowMode {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RevocationSettings {
-    /// RevocationService (List, Watch), e.g. `http://revocation:50054` (default
-    /// `http://127.0.0.1:50054`).
-    pub url: String,
+    /// RevocationService (List, Watch), e.g. `https://revocation:50054` (default
+    /// `http://127.0.0.1:50054`); its `request_timeout` bounds one List page, Watch
+    /// call or Redis command.
+    pub service: UpstreamConfig,
     /// `auto` (default), `redis` or `watch`.
     pub follow: FollowMode,
-    /// Redis holding the revocation stream; unset: the issuer's `redis_url`.
-    pub redis_url: Option<String>,
+    /// Redis holding the revocation stream; unset: the issuer's `redis`.
+    pub redis: Option<RedisConfig>,
     /// The stream key (default `citypass:revocation:log`, the service's default).
     pub stream_key: String,
     /// Issuance fails `UNAVAILABLE` when the revocation data is older than this
     /// (default `10s`; between 2s and 5m).
     #[serde(deserialize_with = "duration::deserialize_positive")]
     pub max_age: Duration,
-    /// Longest one List page, Watch call or Redis command may take (default `5s`).
-    #[serde(deserialize_with = "duration::deserialize_positive")]
-    pub request_timeout: Duration,
 }
 
 /// Least `revocation.max_age`: the follower hears from an idle stream about once a
@@ -191,12 +188,11 @@ pub const MAX_REVOCATION_MAX_AGE: Duration = Duration::from_secs(300);
 impl Default for RevocationSettings {
     fn default() -> Self {
         RevocationSettings {
-            url: "http://127.0.0.1:50054".to_owned(),
+            service: UpstreamConfig::new("http://127.0.0.1:50054"),
             follow: FollowMode::Auto,
-            redis_url: None,
+            redis: None,
             stream_key: citypass_revocation_follow::DEFAULT_STREAM_KEY.to_owned(),
             max_age: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -204,8 +200,8 @@ impl Default for RevocationSettings {
 impl RevocationSettings {
     /// Checks the limits described on each field.
     pub fn validate(&self) -> Result<(), InvalidConfig> {
-        if self.url.is_empty() {
-            return Err(invalid("revocation.url", "must be set"));
+        if self.service.url.is_empty() {
+            return Err(invalid("revocation.service.url", "must be set"));
         }
         if self.stream_key.is_empty() {
             return Err(invalid("revocation.stream_key", "must not be empty"));
@@ -217,39 +213,26 @@ impl RevocationSettings {
     }
 }
 
-/// The `citypass-issuer` binary's configuration.
+/// The `citypass-issuer` binary's configuration (`config.example.yaml` shows every
+/// key).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Listen address, timeouts, telemetry (see `citypass_runtime::ServerConfig`).
+    /// Listen address, TLS, limits, telemetry (see `citypass_runtime::ServerConfig`).
+    #[serde(default = "default_server")]
     pub server: ServerConfig,
     /// `dev` or `production` (the default).
     #[serde(default)]
     pub environment: Environment,
-    /// The key ring file (a mounted Secret in Kubernetes; default
-    /// `keys/dev/keyring.json`).
-    #[serde(default = "default_keyring_path")]
-    pub keyring_path: PathBuf,
-    /// How often the key ring file is checked for changes (default `5s`).
-    #[serde(
-        default = "default_key_reload_interval",
-        deserialize_with = "duration::deserialize_positive"
-    )]
-    pub key_reload_interval: Duration,
-    /// The identity service, e.g. `http://identity:50051` (default
-    /// `http://127.0.0.1:50051`).
-    #[serde(default = "default_identity_url")]
-    pub identity_url: String,
-    /// Time allowed to open a connection to identity (default `2s`).
-    #[serde(
-        default = "default_connect_timeout",
-        deserialize_with = "duration::deserialize_positive"
-    )]
-    pub identity_connect_timeout: Duration,
-    /// Redis for the nonce store, e.g. `redis://redis:6379/`. Unset: an in-memory
-    /// store, refused in production.
+    /// The key ring file (a mounted Secret in Kubernetes).
     #[serde(default)]
-    pub redis_url: Option<String>,
+    pub keyring: KeyRingFile,
+    /// The identity service (default `http://127.0.0.1:50051`, 2 s connect).
+    #[serde(default = "default_identity")]
+    pub identity: UpstreamConfig,
+    /// Redis for the nonce store. Unset: an in-memory store, refused in production.
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
     /// Prefix of the issuer's Redis keys (default `citypass:issuer:`).
     #[serde(default = "default_redis_key_prefix")]
     pub redis_key_prefix: String,
@@ -265,20 +248,12 @@ pub struct Config {
     pub revocation: RevocationSettings,
 }
 
-fn default_keyring_path() -> PathBuf {
-    PathBuf::from("keys/dev/keyring.json")
+fn default_server() -> ServerConfig {
+    ServerConfig::new("citypass-issuer")
 }
 
-fn default_key_reload_interval() -> Duration {
-    Duration::from_secs(5)
-}
-
-fn default_identity_url() -> String {
-    "http://127.0.0.1:50051".to_owned()
-}
-
-fn default_connect_timeout() -> Duration {
-    Duration::from_secs(2)
+fn default_identity() -> UpstreamConfig {
+    UpstreamConfig::new("http://127.0.0.1:50051")
 }
 
 fn default_redis_key_prefix() -> String {
@@ -295,11 +270,9 @@ impl Config {
         Config {
             server,
             environment: Environment::Dev,
-            keyring_path: default_keyring_path(),
-            key_reload_interval: default_key_reload_interval(),
-            identity_url: default_identity_url(),
-            identity_connect_timeout: default_connect_timeout(),
-            redis_url: None,
+            keyring: KeyRingFile::default(),
+            identity: default_identity(),
+            redis: None,
             redis_key_prefix: default_redis_key_prefix(),
             nonce_capacity: default_nonce_capacity(),
             issuance: IssuanceConfig::default(),
@@ -307,27 +280,52 @@ impl Config {
         }
     }
 
+    /// The Redis the revocation follower reads: its own, else the issuer's.
+    pub fn revocation_redis(&self) -> Option<&RedisConfig> {
+        self.revocation.redis.as_ref().or(self.redis.as_ref())
+    }
+
     /// Checks the issuance limits and what production requires.
     pub fn validate(&self) -> Result<(), InvalidConfig> {
         self.issuance.validate()?;
         self.revocation.validate()?;
-        if self.revocation.follow == FollowMode::Redis
-            && self.revocation.redis_url.is_none()
-            && self.redis_url.is_none()
-        {
+        if self.revocation.follow == FollowMode::Redis && self.revocation_redis().is_none() {
             return Err(invalid(
                 "revocation.follow",
-                "is redis but neither revocation.redis_url nor redis_url is set",
+                "is redis but neither revocation.redis nor redis is set",
             ));
         }
-        if self.environment == Environment::Production && self.redis_url.is_none() {
+        if self.environment == Environment::Production && self.redis.is_none() {
             return Err(invalid(
-                "redis_url",
+                "redis",
                 "is required in production: replicas must share one nonce store",
             ));
         }
         if self.nonce_capacity == 0 {
             return Err(invalid("nonce_capacity", "must be at least 1"));
+        }
+        let mut urls = vec![
+            ("identity.url", self.identity.url.as_str()),
+            (
+                "revocation.service.url",
+                self.revocation.service.url.as_str(),
+            ),
+        ];
+        if let Some(redis) = &self.redis {
+            urls.push(("redis.url", redis.url.expose()));
+        }
+        if let Some(redis) = &self.revocation.redis {
+            urls.push(("revocation.redis.url", redis.url.expose()));
+        }
+        if let Err(e) = self.server.check_transport(self.environment, &urls) {
+            return Err(InvalidConfig {
+                key: if e.key == "server.tls" {
+                    "server.tls"
+                } else {
+                    "transport"
+                },
+                problem: e.problem,
+            });
         }
         Ok(())
     }
@@ -351,11 +349,12 @@ mod tests {
         let config = load(&[("CITYPASS_SERVER__SERVICE_NAME", "issuer")]).expect("loads");
         assert_eq!(config.environment, Environment::Production);
         assert_eq!(config.issuance, IssuanceConfig::default());
-        assert_eq!(config.validate().unwrap_err().key, "redis_url");
+        assert_eq!(config.validate().unwrap_err().key, "redis");
 
         let config = load(&[
             ("CITYPASS_SERVER__SERVICE_NAME", "issuer"),
-            ("CITYPASS_REDIS_URL", "redis://127.0.0.1:6379/"),
+            ("CITYPASS_REDIS__URL", "rediss://127.0.0.1:6379/"),
+            ("CITYPASS_SERVER__INSECURE_PLAINTEXT_BEHIND_MESH", "true"),
         ])
         .expect("loads");
         config.validate().expect("valid");
@@ -369,12 +368,15 @@ mod tests {
         let config = load(&[
             ("CITYPASS_SERVER__SERVICE_NAME", "issuer"),
             ("CITYPASS_ENVIRONMENT", "dev"),
-            ("CITYPASS_REVOCATION__URL", "http://revocation:50054"),
+            (
+                "CITYPASS_REVOCATION__SERVICE__URL",
+                "http://revocation:50054",
+            ),
             ("CITYPASS_REVOCATION__FOLLOW", "watch"),
             ("CITYPASS_REVOCATION__MAX_AGE", "15s"),
         ])
         .expect("loads");
-        assert_eq!(config.revocation.url, "http://revocation:50054");
+        assert_eq!(config.revocation.service.url, "http://revocation:50054");
         assert_eq!(config.revocation.follow, FollowMode::Watch);
         assert_eq!(config.revocation.max_age, Duration::from_secs(15));
         config.validate().expect("valid");
@@ -386,7 +388,7 @@ mod tests {
         config.revocation.max_age = Duration::from_secs(10);
         config.revocation.follow = FollowMode::Redis;
         assert_eq!(config.validate().unwrap_err().key, "revocation.follow");
-        config.redis_url = Some("redis://127.0.0.1:6379/".into());
+        config.redis = Some(RedisConfig::new("redis://127.0.0.1:6379/"));
         config
             .validate()
             .expect("redis mode with the issuer's Redis");
@@ -398,6 +400,21 @@ mod tests {
             .is_err(),
             "an unknown mode is an error"
         );
+    }
+
+    #[test]
+    fn the_example_file_loads() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.yaml");
+        let config: Config =
+            citypass_runtime::config::load_from(Some(&path), "CITYPASS", Vec::new()).unwrap();
+        config.validate().unwrap();
+        assert!(config.server.tls.is_some() && config.redis.is_some());
+        let mut plaintext = config.clone();
+        plaintext.identity.url = "http://identity:50051".to_owned();
+        assert_eq!(plaintext.validate().unwrap_err().key, "transport");
+        let mut no_tls = config;
+        no_tls.server.tls = None;
+        assert_eq!(no_tls.validate().unwrap_err().key, "server.tls");
     }
 
     #[test]

@@ -1,26 +1,14 @@
 //! citypass-issuer: IssuerService, which signs online codes (CP1) and device
 //! certificates for bound devices, and publishes the signed public key set.
 //!
-//! The library holds the logic; `main.rs` only wires configuration, telemetry, stores
-//! and clients into a `citypass_runtime::Server`. `citypass dev` and tests wire the same
-//! pieces in process:
-//!
-//! ```text
-//! let keys = Keys::load(KeySource::Memory(ring), Environment::Dev)?;
-//! let issuer = issuer_service(
-//!     IssuanceConfig::default(),
-//!     keys.clone(),
-//!     Arc::new(MemoryNonceStore::new(100_000)),
-//!     Arc::new(GrpcIdentity::connect_lazy("http://127.0.0.1:50051", timeout)?),
-//!     // The revocation service's Watch stream (`citypass dev`); deployments use
-//!     // `FollowerCheck::start(&config.revocation, config.redis_url.as_deref())`.
-//!     Arc::new(FollowerCheck::watch("http://127.0.0.1:50054", Duration::from_secs(10))?),
-//! )?;
-//! Server::new(ServerConfig::new("issuer")).add_service(issuer).serve(listener, shutdown).await?;
-//! ```
+//! [`build`] is the one composition root: `main.rs`, `citypass dev` and the tests turn
+//! a [`Config`] into a running server through it. [`issuer_service`] assembles the
+//! service from parts, for tests that put a fake in place of one.
 //!
 //! Modules, one concept each:
 //! - [`config`]: settings and their limits;
+//! - [`authorization`]: who may call each RPC;
+//! - [`build`]: the composition root;
 //! - [`keys`]: the key ring, reloaded on change and swapped atomically, and the signed
 //!   published key set;
 //! - [`proof`]: device proofs, the server check and the app-side [`sign_request`];
@@ -33,6 +21,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod authorization;
+pub mod build;
 pub mod config;
 pub mod error;
 pub mod identity;
@@ -48,6 +38,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use authorization::AUTHORIZATION;
+pub use build::{Built, MAX_REQUEST_BYTES, build, build_with};
 pub use citypass_proto::v1::issuer_service_server::IssuerServiceServer;
 pub use citypass_revocation_follow::{Follower, FollowerConfig, FollowerError, RevocationView};
 pub use config::{

@@ -31,11 +31,15 @@
 //! [`NothingRevoked`] says "not revoked" to everything. It exists for tests that need
 //! an issuer without a revocation service; no running configuration uses it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use citypass_proto::v1::revocation_service_client::RevocationServiceClient;
 use citypass_revocation_follow::{
     Follower, FollowerConfig, FollowerError, Kinds, RevocationView, TargetKind,
 };
+use citypass_runtime::config::RedisConfig;
+use citypass_runtime::{Tls, UpstreamConfig};
 
 use crate::config::{FollowMode, RevocationSettings};
 use crate::nonce::BoxFuture;
@@ -109,28 +113,37 @@ impl FollowerCheck {
         }
     }
 
-    /// Starts the follower `settings` describe (call inside a tokio runtime).
-    /// `fallback_redis_url` (the issuer's own `redis_url`) is used when the settings
-    /// name no Redis of their own.
+    /// Starts a follower as `settings` say, reaching the revocation service through
+    /// its upstream (with `tls`, the issuer's identity) and Redis through `redis` (the
+    /// settings' own, else the issuer's). Call inside a tokio runtime.
     pub fn start(
         settings: &RevocationSettings,
-        fallback_redis_url: Option<&str>,
+        redis: Option<&RedisConfig>,
+        tls: Option<&Arc<Tls>>,
     ) -> Result<Self, FollowerError> {
-        let config = settings.follower_config(fallback_redis_url)?;
-        let follower = Follower::connect(&settings.url, config)?;
+        let config = settings.follower_config(redis)?;
+        let channel = settings
+            .service
+            .channel(tls)
+            .map_err(|e| FollowerError::ServiceUrl(e.to_string()))?;
+        let follower = Follower::start(config, RevocationServiceClient::new(channel))?;
         Ok(FollowerCheck::new(follower, settings.max_age))
     }
 
-    /// A check following RevocationService.Watch at `service_url` (what `citypass dev`
-    /// runs: its embedded revocation service has no Redis).
-    pub fn watch(service_url: &str, max_age: Duration) -> Result<Self, FollowerError> {
+    /// A check following the revocation service at `service_url` with Watch (over
+    /// TLS with `tls` for an `https://` URL).
+    pub fn watch(
+        service_url: &str,
+        tls: Option<&Arc<Tls>>,
+        max_age: Duration,
+    ) -> Result<Self, FollowerError> {
         let settings = RevocationSettings {
-            url: service_url.to_owned(),
+            service: UpstreamConfig::new(service_url),
             follow: FollowMode::Watch,
             max_age,
             ..RevocationSettings::default()
         };
-        FollowerCheck::start(&settings, None)
+        FollowerCheck::start(&settings, None, tls)
     }
 
     /// The set the check reads (epoch, age, metrics).
@@ -198,9 +211,13 @@ impl RevocationSettings {
     /// issuer's own `redis_url`.
     pub fn follower_config(
         &self,
-        fallback_redis_url: Option<&str>,
+        fallback_redis: Option<&RedisConfig>,
     ) -> Result<FollowerConfig, FollowerError> {
-        let redis_url = self.redis_url.as_deref().or(fallback_redis_url);
+        let redis_url = self
+            .redis
+            .as_ref()
+            .or(fallback_redis)
+            .map(|redis| redis.url.expose());
         let mut config = match (self.follow, redis_url) {
             (FollowMode::Watch, _) | (FollowMode::Auto, None) => FollowerConfig::watch(),
             (FollowMode::Redis | FollowMode::Auto, Some(url)) => {
@@ -212,7 +229,7 @@ impl RevocationSettings {
                 ));
             }
         };
-        config.request_timeout = self.request_timeout;
+        config.request_timeout = self.service.request_timeout;
         // The issuer asks about subjects and devices only; token and certificate
         // entries (the bulk of the log) would cost memory for nothing.
         config.kinds = Kinds::of([TargetKind::Subject, TargetKind::Device]);
@@ -245,7 +262,7 @@ mod tests {
         let watch = settings.follower_config(None).unwrap();
         assert_eq!(watch.source, citypass_revocation_follow::Source::Watch);
         let redis = settings
-            .follower_config(Some("redis://127.0.0.1:6379/"))
+            .follower_config(Some(&RedisConfig::new("redis://127.0.0.1:6379/")))
             .unwrap();
         assert!(matches!(
             redis.source,
@@ -259,11 +276,11 @@ mod tests {
         assert!(forced.follower_config(None).is_err());
         let own = RevocationSettings {
             follow: FollowMode::Watch,
-            redis_url: Some("redis://elsewhere/".into()),
+            redis: Some(RedisConfig::new("redis://elsewhere/")),
             ..RevocationSettings::default()
         };
         assert_eq!(
-            own.follower_config(Some("redis://127.0.0.1/"))
+            own.follower_config(Some(&RedisConfig::new("redis://127.0.0.1/")))
                 .unwrap()
                 .source,
             citypass_revocation_follow::Source::Watch

@@ -140,7 +140,10 @@ async fn serve() -> (
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         Server::new(ServerConfig::new("identity-stand-in"))
-            .add_service(IdentityServiceServer::new(stand_in))
+            .add_service(
+                IdentityServiceServer::new(stand_in),
+                citypass_testkit::authz::open_to_anyone("citypass.v1.IdentityService"),
+            )
             .serve(listener, async {
                 let _ = stopped.await;
             })

@@ -179,7 +179,7 @@ impl Harness {
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             Server::new(ServerConfig::new("issuer-test"))
-                .add_service(service)
+                .add_service(service, &citypass_issuer::AUTHORIZATION)
                 .serve(listener, async {
                     let _ = stopped.await;
                 })
@@ -792,6 +792,7 @@ mod revocation_service {
         RedisPublisher, RevocationApi, Revocations, Settings,
     };
     use citypass_runtime::{Deadline, Server, ServerConfig};
+    use citypass_testkit::tls::{As, TestPki};
     use citypass_token::{Keyring, SystemRandom};
     use tokio::net::TcpListener;
     use tokio::sync::oneshot;
@@ -809,11 +810,14 @@ mod revocation_service {
         }
     }
 
+    /// The revocation service over TLS with its real table: `client` is an operator
+    /// (revoker), `issuer_tls` the issuer's identity for following it.
     pub struct Running {
         pub url: String,
         pub stream_key: String,
         pub database_url: String,
         pub client: RevocationServiceClient<Channel>,
+        pub issuer_tls: Arc<citypass_runtime::Tls>,
         _stop: oneshot::Sender<()>,
     }
 
@@ -849,20 +853,28 @@ mod revocation_service {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
+        let pki = TestPki::new("revocation");
         tokio::spawn(
             Server::new(ServerConfig::new("revocation-test"))
-                .add_service(RevocationApi::new(Arc::new(revocations)).into_server())
+                .tls(pki.server.clone())
+                .add_service(
+                    RevocationApi::new(Arc::new(revocations)).into_server(),
+                    &citypass_revocation_service::AUTHORIZATION,
+                )
                 .serve(listener, async {
                     let _ = stopped.await;
                 }),
         );
-        let url = format!("http://{addr}");
-        let client = RevocationServiceClient::connect(url.clone()).await.unwrap();
+        let url = format!("https://{addr}");
+        let client = RevocationServiceClient::new(
+            pki.channel(addr, &As::Operator(&[citypass_runtime::Role::Revoker])),
+        );
         Running {
             url,
             stream_key,
             database_url,
             client,
+            issuer_tls: pki.client(&As::Service("issuer")),
             _stop: stop,
         }
     }
@@ -921,13 +933,17 @@ async fn revoked_subjects_and_devices_get_nothing_until_reinstated() {
     use citypass_proto::v1::TargetKind;
     let mut revocation = revocation_service::start().await;
     let settings = citypass_issuer::RevocationSettings {
-        url: revocation.url.clone(),
+        service: citypass_runtime::UpstreamConfig::new(revocation.url.clone()),
         follow: citypass_issuer::FollowMode::Redis,
-        redis_url: Some(citypass_testkit::redis_url()),
+        redis: Some(citypass_runtime::config::RedisConfig::new(
+            citypass_testkit::redis_url(),
+        )),
         stream_key: revocation.stream_key.clone(),
         ..citypass_issuer::RevocationSettings::default()
     };
-    let check = citypass_issuer::FollowerCheck::start(&settings, None).expect("follower");
+    let check =
+        citypass_issuer::FollowerCheck::start(&settings, None, Some(&revocation.issuer_tls))
+            .expect("follower");
     let view = check.view().clone();
     let mut h = Harness::start_with(Arc::new(check)).await;
     let citizen = h.citizen(AssuranceLevel::RealNameVerified);
@@ -997,7 +1013,7 @@ async fn issuance_fails_closed_on_stale_revocation_data() {
 
     // Never synced (nothing answers there): UNAVAILABLE, not "not revoked".
     let unreachable =
-        citypass_issuer::FollowerCheck::watch("http://127.0.0.1:9", Duration::from_secs(2))
+        citypass_issuer::FollowerCheck::watch("http://127.0.0.1:9", None, Duration::from_secs(2))
             .expect("follower");
     let mut h = Harness::start_with(Arc::new(unreachable)).await;
     let citizen = h.citizen(AssuranceLevel::RealNameVerified);
@@ -1011,8 +1027,12 @@ async fn issuance_fails_closed_on_stale_revocation_data() {
     // A follower of Watch whose log goes away: once its data is older than max_age,
     // issuance stops; a subject it already knows revoked stays PERMISSION_DENIED.
     let mut revocation = revocation_service::start().await;
-    let check =
-        citypass_issuer::FollowerCheck::watch(&revocation.url, Duration::from_secs(2)).unwrap();
+    let check = citypass_issuer::FollowerCheck::watch(
+        &revocation.url,
+        Some(&revocation.issuer_tls),
+        Duration::from_secs(2),
+    )
+    .unwrap();
     let view = check.view().clone();
     let mut h = Harness::start_with(Arc::new(check)).await;
     let citizen = h.citizen(AssuranceLevel::RealNameVerified);

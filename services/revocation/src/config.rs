@@ -8,25 +8,22 @@
 //!
 //! | key | env | default |
 //! |---|---|---|
-//! | `server.*` | `CITYPASS_SERVER__…` | `citypass_runtime::ServerConfig` (service name `citypass-revocation`) |
-//! | `environment` | `CITYPASS_ENVIRONMENT` | `production` (`dev` allows memory log, dev key ring, no Redis) |
-//! | `database_url` | `CITYPASS_DATABASE_URL` | unset: in-memory log |
-//! | `database_max_connections` | `CITYPASS_DATABASE_MAX_CONNECTIONS` | 10 |
-//! | `redis_url` | `CITYPASS_REDIS_URL` | unset: in-process fan-out only |
+//! | `server.*` | `CITYPASS_SERVER__…` | `citypass_runtime::ServerConfig` (service name `citypass-revocation`; `server.tls` is the service's certificate) |
+//! | `environment` | `CITYPASS_ENVIRONMENT` | `production` (`dev` allows memory log, dev key ring, no Redis, plaintext) |
+//! | `database.*` | `CITYPASS_DATABASE__URL`, `__MAX_CONNECTIONS` | unset: in-memory log |
+//! | `redis.*` | `CITYPASS_REDIS__URL`, `__TIMEOUT` | unset: in-process fan-out only |
 //! | `stream_key` | `CITYPASS_STREAM_KEY` | `citypass:revocation:log` |
 //! | `stream_max_len` | `CITYPASS_STREAM_MAX_LEN` | 100000 |
-//! | `redis_timeout` | `CITYPASS_REDIS_TIMEOUT` | `500ms` |
-//! | `identity_url` | `CITYPASS_IDENTITY_URL` | `http://127.0.0.1:50051` |
-//! | `identity_timeout` | `CITYPASS_IDENTITY_TIMEOUT` | `2s` |
-//! | `keyring_path` | `CITYPASS_KEYRING_PATH` | `keys/dev/keyring.json` |
-//! | `key_reload_interval` | `CITYPASS_KEY_RELOAD_INTERVAL` | `10s` |
+//! | `identity.*` | `CITYPASS_IDENTITY__URL`, `__CONNECT_TIMEOUT`, `__REQUEST_TIMEOUT` | `http://127.0.0.1:50051` |
+//! | `keyring.*` | `CITYPASS_KEYRING__PATH`, `__RELOAD_INTERVAL` | `keys/dev/keyring.json`, `5s` |
 //! | `revocation.*` | `CITYPASS_REVOCATION__…` | [`Settings`] |
+//!
+//! `config.example.yaml` beside this crate shows every key.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use citypass_runtime::ServerConfig;
-use citypass_runtime::config::duration;
+use citypass_runtime::config::{KeyRingFile, PostgresConfig, RedisConfig, duration};
+use citypass_runtime::{ServerConfig, UpstreamConfig};
 use serde::Deserialize;
 
 use crate::error::Error;
@@ -118,51 +115,30 @@ pub use citypass_runtime::Secret;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Listen address, timeouts, telemetry.
+    /// Listen address, TLS, limits, telemetry.
     #[serde(default = "default_server")]
     pub server: ServerConfig,
     /// `production` (default) or `dev`.
     #[serde(default)]
     pub environment: Environment,
-    /// PostgreSQL URL; the in-memory log when unset (dev only).
+    /// The PostgreSQL log; the in-memory log when unset (dev only).
     #[serde(default)]
-    pub database_url: Option<Secret>,
-    /// Pool size per replica.
-    #[serde(default = "default_max_connections")]
-    pub database_max_connections: u32,
-    /// Redis URL for the fan-out stream; in-process only when unset (dev only).
+    pub database: Option<PostgresConfig>,
+    /// Redis for the fan-out stream; in-process only when unset (dev only).
     #[serde(default)]
-    pub redis_url: Option<Secret>,
+    pub redis: Option<RedisConfig>,
     /// The stream key.
     #[serde(default = "default_stream_key")]
     pub stream_key: String,
     /// Approximate cap of the stream.
     #[serde(default = "default_stream_max_len")]
     pub stream_max_len: u64,
-    /// Longest a Redis connection attempt or publish may take.
-    #[serde(
-        default = "default_redis_timeout",
-        deserialize_with = "duration::deserialize_positive"
-    )]
-    pub redis_timeout: Duration,
     /// The identity service (ListCertificates).
-    #[serde(default = "default_identity_url")]
-    pub identity_url: String,
-    /// Longest a ListCertificates call may take.
-    #[serde(
-        default = "default_identity_timeout",
-        deserialize_with = "duration::deserialize_positive"
-    )]
-    pub identity_timeout: Duration,
-    /// The issuer's key ring file; its signing key signs snapshots.
-    #[serde(default = "default_keyring_path")]
-    pub keyring_path: PathBuf,
-    /// How often the key ring file is checked for changes.
-    #[serde(
-        default = "default_key_reload_interval",
-        deserialize_with = "duration::deserialize_positive"
-    )]
-    pub key_reload_interval: Duration,
+    #[serde(default = "default_identity")]
+    pub identity: UpstreamConfig,
+    /// The key ring file whose signing key signs snapshots.
+    #[serde(default)]
+    pub keyring: KeyRingFile,
     /// The service logic's settings.
     #[serde(default)]
     pub revocation: Settings,
@@ -170,10 +146,6 @@ pub struct Config {
 
 fn default_server() -> ServerConfig {
     ServerConfig::new("citypass-revocation")
-}
-
-fn default_max_connections() -> u32 {
-    10
 }
 
 fn default_stream_key() -> String {
@@ -184,24 +156,8 @@ fn default_stream_max_len() -> u64 {
     100_000
 }
 
-fn default_redis_timeout() -> Duration {
-    Duration::from_millis(500)
-}
-
-fn default_identity_url() -> String {
-    "http://127.0.0.1:50051".to_owned()
-}
-
-fn default_identity_timeout() -> Duration {
-    Duration::from_secs(2)
-}
-
-fn default_keyring_path() -> PathBuf {
-    PathBuf::from("keys/dev/keyring.json")
-}
-
-fn default_key_reload_interval() -> Duration {
-    Duration::from_secs(10)
+fn default_identity() -> UpstreamConfig {
+    UpstreamConfig::new("http://127.0.0.1:50051")
 }
 
 impl Config {
@@ -210,44 +166,54 @@ impl Config {
         Config {
             server: default_server(),
             environment: Environment::Dev,
-            database_url: None,
-            database_max_connections: default_max_connections(),
-            redis_url: None,
+            database: None,
+            redis: None,
             stream_key: default_stream_key(),
             stream_max_len: default_stream_max_len(),
-            redis_timeout: default_redis_timeout(),
-            identity_url: default_identity_url(),
-            identity_timeout: default_identity_timeout(),
-            keyring_path: default_keyring_path(),
-            key_reload_interval: default_key_reload_interval(),
+            identity: default_identity(),
+            keyring: KeyRingFile::default(),
             revocation: Settings::default(),
         }
     }
 
-    /// Checks the settings, and refuses development shortcuts in production.
+    /// Checks the settings, and refuses development shortcuts and plaintext in
+    /// production.
     pub fn validate(&self) -> Result<(), Error> {
         self.revocation.validate()?;
-        if self.database_max_connections == 0 {
+        if self
+            .database
+            .as_ref()
+            .is_some_and(|d| d.max_connections == 0)
+        {
             return Err(Error::Config(
-                "database_max_connections must be at least 1".into(),
+                "database.max_connections must be at least 1".into(),
             ));
         }
         if self.stream_max_len == 0 {
             return Err(Error::Config("stream_max_len must be at least 1".into()));
         }
         if self.environment == Environment::Production {
-            if self.database_url.is_none() {
+            if self.database.is_none() {
                 return Err(Error::Config(
-                    "environment is production but database_url is not set: the in-memory log loses every revocation on restart".into(),
+                    "environment is production but database is not set: the in-memory log loses every revocation on restart".into(),
                 ));
             }
-            if self.redis_url.is_none() {
+            if self.redis.is_none() {
                 return Err(Error::Config(
-                    "environment is production but redis_url is not set: verifiers follow the Redis stream".into(),
+                    "environment is production but redis is not set: verifiers follow the Redis stream".into(),
                 ));
             }
         }
-        Ok(())
+        let mut urls = vec![("identity.url", self.identity.url.as_str())];
+        if let Some(database) = &self.database {
+            urls.push(("database.url", database.url.expose()));
+        }
+        if let Some(redis) = &self.redis {
+            urls.push(("redis.url", redis.url.expose()));
+        }
+        self.server
+            .check_transport(self.environment, &urls)
+            .map_err(|e| Error::Config(e.to_string()))
     }
 }
 
@@ -277,7 +243,7 @@ mod tests {
         let config = load(&[
             ("CITYPASS_ENVIRONMENT", "dev"),
             ("CITYPASS_REVOCATION__POLL_INTERVAL", "50ms"),
-            ("CITYPASS_DATABASE_URL", "postgres://u:pw@db/revocation"),
+            ("CITYPASS_DATABASE__URL", "postgres://u:pw@db/revocation"),
         ])
         .unwrap();
         assert_eq!(config.revocation.poll_interval, Duration::from_millis(50));
@@ -287,13 +253,44 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_loads() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.yaml");
+        let config: Config =
+            citypass_runtime::config::load_from(Some(&path), "CITYPASS", Vec::new()).unwrap();
+        config.validate().unwrap();
+        assert!(config.server.tls.is_some());
+        assert!(config.database.is_some() && config.redis.is_some());
+    }
+
+    #[test]
+    fn production_refuses_plaintext() {
+        let mut config = Config::dev();
+        config.environment = Environment::Production;
+        config.database = Some(PostgresConfig::new(
+            "postgres://db/revocation?sslmode=verify-full&sslrootcert=/tls/ca.crt",
+        ));
+        config.redis = Some(RedisConfig::new("rediss://redis/"));
+        config.identity = UpstreamConfig::new("https://identity:50051");
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("server.tls"), "{err}");
+        config.server.tls = Some(citypass_runtime::TlsConfig::in_dir(std::path::Path::new(
+            "/tls",
+        )));
+        config.validate().unwrap();
+        config.identity = UpstreamConfig::new("http://identity:50051");
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("identity.url"), "{err}");
+    }
+
+    #[test]
     fn production_needs_both_stores() {
         let mut config = Config::dev();
         config.validate().unwrap();
         config.environment = Environment::Production;
-        config.database_url = Some(Secret::new("postgres://db/revocation"));
+        config.database = Some(PostgresConfig::new("postgres://db/revocation"));
         assert!(config.validate().is_err());
-        config.redis_url = Some(Secret::new("redis://redis/"));
+        config.redis = Some(RedisConfig::new("redis://redis/"));
+        config.server.insecure_plaintext_behind_mesh = true;
         config.validate().unwrap();
         config.revocation.stale_after = config.revocation.poll_interval;
         assert!(config.validate().is_err());

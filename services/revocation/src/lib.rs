@@ -9,33 +9,13 @@
 //! the snapshot and stream formats) is `citypass-revocation`, shared with verifiers,
 //! the issuer and gates.
 //!
-//! The library holds the logic; `main.rs` only wires configuration, telemetry, stores
-//! and clients into a `citypass_runtime::Server`. `citypass dev` and tests wire the
-//! same parts in process:
-//!
-//! ```no_run
-//! # async fn run(ring: citypass_token::Keyring) -> anyhow::Result<()> {
-//! use std::sync::Arc;
-//! use citypass_revocation_service::{
-//!     GrpcDirectory, KeyringSigner, LocalPublisher, MemoryLog, Settings, revocation_service,
-//! };
-//! let service = revocation_service(
-//!     Settings::default(),
-//!     Arc::new(MemoryLog::new()),
-//!     Arc::new(LocalPublisher::default()),
-//!     Arc::new(GrpcDirectory::connect_lazy("http://127.0.0.1:50051", std::time::Duration::from_secs(2))?),
-//!     Arc::new(KeyringSigner::from_keyring(&ring)?),
-//! )?;
-//! citypass_runtime::Server::new(citypass_runtime::ServerConfig::new("citypass-revocation"))
-//!     .add_service(service)
-//!     .file_descriptor_set(citypass_proto::FILE_DESCRIPTOR_SET)
-//!     .run()
-//!     .await?;
-//! # Ok(()) }
-//! ```
-//!
+//! [`build`] is the one composition root: `main.rs`, `citypass dev` and the tests
+//! turn a [`Config`] into a running server through it.
+
 //! Modules, one concept each:
 //! - [`config`]: settings, dev defaults, what production refuses;
+//! - [`authorization`]: who may call each RPC;
+//! - [`build`]: the composition root;
 //! - [`error`]: the one error type and its gRPC codes;
 //! - [`model`]: log records and the rules both log backends apply (idempotency,
 //!   cascade, reinstatement);
@@ -49,6 +29,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod authorization;
+pub mod build;
 pub mod config;
 pub mod convert;
 pub mod directory;
@@ -64,6 +46,8 @@ pub mod tail;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use authorization::AUTHORIZATION;
+pub use build::{Built, MAX_REQUEST_BYTES, build};
 pub use citypass_proto::v1::revocation_service_server::RevocationServiceServer;
 pub use config::{Config, Environment, Secret, Settings};
 pub use directory::{CertificateDirectory, DirectoryError, GrpcDirectory, Owner};

@@ -127,28 +127,6 @@ fn check_text(field: &'static str, text: &str, max: usize) -> Result<(), Error> 
     Ok(())
 }
 
-/// The actor to record: the `x-citypass-actor` metadata value if given (visible ASCII,
-/// at most [`MAX_ACTOR_LEN`] bytes), else [`ANONYMOUS`].
-pub fn actor_from(metadata: &tonic::metadata::MetadataMap) -> Result<String, Error> {
-    const FIELD: &str = "x-citypass-actor metadata";
-    let Some(value) = metadata.get("x-citypass-actor") else {
-        return Ok(ANONYMOUS.to_owned());
-    };
-    let text = value
-        .to_str()
-        .map_err(|_| Error::invalid(FIELD, "must be visible ASCII"))?;
-    if text.is_empty()
-        || text.len() > MAX_ACTOR_LEN
-        || !text.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
-    {
-        return Err(Error::invalid(
-            FIELD,
-            format!("1 to {MAX_ACTOR_LEN} visible ASCII characters"),
-        ));
-    }
-    Ok(text.to_owned())
-}
-
 fn secs(d: Duration) -> u64 {
     d.as_secs()
 }

@@ -7,17 +7,18 @@
 
 use std::sync::Arc;
 
+use citypass_proto::v1::TargetKind;
 use citypass_proto::v1::revocation_service_server::{RevocationService, RevocationServiceServer};
 use citypass_proto::v1::{
     ListRequest, ListResponse, ReinstateRequest, ReinstateResponse, RevokeRequest, RevokeResponse,
     SnapshotRequest, SnapshotResponse, WatchRequest,
 };
-use citypass_runtime::Deadline;
+use citypass_runtime::{Caller, Deadline, Principal, Role};
 use tonic::{Request, Response, Status};
 
 use crate::convert;
 use crate::error::Error;
-use crate::revocation::{Revocations, WatchStream, actor_from};
+use crate::revocation::{Revocations, WatchStream};
 
 /// `citypass.v1.RevocationService` over [`Revocations`].
 #[derive(Debug, Clone)]
@@ -42,6 +43,22 @@ impl RevocationApi {
     }
 }
 
+/// The audit actor of a write: the authenticated operator (`operator:alice`), who must
+/// hold `role`. The authorisation layer admitted the call for some role of the table;
+/// a key revocation needs `key-admin`, the rest `revoker`.
+fn operator_with<T>(request: &Request<T>, role: Role) -> Result<String, Status> {
+    let principal = Caller::of(request).and_then(|caller| caller.principal.as_deref());
+    match principal {
+        Some(principal @ Principal::Operator { roles, .. }) if roles.contains(&role) => {
+            Ok(principal.to_string())
+        }
+        Some(principal) => Err(Status::permission_denied(format!(
+            "{principal} lacks the {role} role this target needs"
+        ))),
+        None => Err(Status::unauthenticated("an operator certificate is needed")),
+    }
+}
+
 #[tonic::async_trait]
 impl RevocationService for RevocationApi {
     async fn revoke(
@@ -49,7 +66,12 @@ impl RevocationService for RevocationApi {
         request: Request<RevokeRequest>,
     ) -> Result<Response<RevokeResponse>, Status> {
         let deadline = Deadline::of(&request);
-        let actor = actor_from(request.metadata()).map_err(Error::into_status)?;
+        let needed = if request.get_ref().target_kind == TargetKind::Key as i32 {
+            Role::KeyAdmin
+        } else {
+            Role::Revoker
+        };
+        let actor = operator_with(&request, needed)?;
         let revoked = self
             .revocations
             .revoke(request.get_ref(), actor, deadline)
@@ -65,7 +87,7 @@ impl RevocationService for RevocationApi {
         &self,
         request: Request<ReinstateRequest>,
     ) -> Result<Response<ReinstateResponse>, Status> {
-        let actor = actor_from(request.metadata()).map_err(Error::into_status)?;
+        let actor = operator_with(&request, Role::Revoker)?;
         let record = self
             .revocations
             .reinstate(request.get_ref(), actor)

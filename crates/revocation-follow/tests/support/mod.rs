@@ -16,12 +16,13 @@ use citypass_proto::prost_types::Timestamp;
 use citypass_proto::v1::revocation_service_client::RevocationServiceClient;
 use citypass_proto::v1::{self as pb, ListRequest, ReinstateRequest, RevokeRequest};
 use citypass_revocation::TargetKind;
-use citypass_revocation_follow::{FollowerConfig, Source};
+use citypass_revocation_follow::{Follower, FollowerConfig, Source};
 use citypass_revocation_service::{
     BoxFuture, Certificate, CertificateDirectory, DirectoryError, KeyringSigner, Log, PostgresLog,
     PublishError, Publisher, Record, RedisPublisher, RevocationApi, Revocations, Settings,
 };
-use citypass_runtime::{Deadline, Server, ServerConfig};
+use citypass_runtime::{Deadline, Role, Server, ServerConfig};
+use citypass_testkit::tls::{As, TestPki};
 use citypass_token::{Keyring, SystemRandom};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -58,11 +59,13 @@ pub fn service_settings() -> Settings {
     }
 }
 
-/// A running revocation service and a client for it.
+/// A running revocation service over TLS with its real authorisation table, and an
+/// operator's client for it (revoker, auditor).
 pub struct Service {
     pub addr: SocketAddr,
     pub client: Client,
     pub revocations: Arc<Revocations>,
+    pki: TestPki,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -75,8 +78,14 @@ impl Drop for Service {
 }
 
 impl Service {
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+    /// A client as the issuer, which follows the log.
+    pub fn follower_client(&self) -> Client {
+        RevocationServiceClient::new(self.pki.channel(self.addr, &As::Service("issuer")))
+    }
+
+    /// A follower of this service as `config` says.
+    pub fn follow(&self, config: FollowerConfig) -> Follower {
+        Follower::start(config, self.follower_client()).expect("follower")
     }
 }
 
@@ -100,18 +109,24 @@ pub async fn serve(
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
+    let pki = TestPki::new("revocation");
     let server = Server::new(ServerConfig::new("revocation-test"))
-        .add_service(RevocationApi::new(revocations.clone()).into_server());
+        .tls(pki.server.clone())
+        .add_service(
+            RevocationApi::new(revocations.clone()).into_server(),
+            &citypass_revocation_service::AUTHORIZATION,
+        );
     tokio::spawn(server.serve(listener, async {
         let _ = stopped.await;
     }));
-    let client = RevocationServiceClient::connect(format!("http://{addr}"))
-        .await
-        .expect("connect");
+    let client = RevocationServiceClient::new(
+        pki.channel(addr, &As::Operator(&[Role::Revoker, Role::Auditor])),
+    );
     Service {
         addr,
         client,
         revocations,
+        pki,
         stop: Some(stop),
     }
 }

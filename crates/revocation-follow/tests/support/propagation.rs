@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use citypass_proto::v1::{ListRequest, SnapshotRequest};
 use citypass_revocation::TargetKind;
-use citypass_revocation_follow::{Follower, FollowerConfig, MetricsSnapshot, RevocationView};
+use citypass_revocation_follow::{FollowerConfig, MetricsSnapshot, RevocationView};
 use citypass_revocation_service::{Log, PostgresLog};
 use tokio::time::Instant;
 
@@ -122,11 +122,7 @@ pub async fn run(options: Options) -> Report {
     let key = super::stream_key();
     let publisher = redis_publisher(&options.redis_url, &key).await;
     let service = serve(log, publisher, service_settings()).await;
-    let follower = Follower::connect(
-        &service.url(),
-        FollowerConfig::redis(options.redis_url.clone(), key),
-    )
-    .expect("follower");
+    let follower = service.follow(FollowerConfig::redis(options.redis_url.clone(), key));
     let view = follower.view();
     tokio::time::timeout(Duration::from_secs(10), view.wait_synced())
         .await

@@ -31,6 +31,15 @@ use tonic_prost::ProstCodec;
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 pub const GATE: &str = "citypass.test.Gate";
+
+/// The gate service's table: anyone may hold.
+pub const GATE_POLICY: citypass_runtime::Policy = citypass_runtime::Policy {
+    service: GATE,
+    rules: &[citypass_runtime::Rule {
+        method: "Hold",
+        allow: &[citypass_runtime::Allow::Anyone],
+    }],
+};
 const HOLD: &str = "/citypass.test.Gate/Hold";
 
 /// `citypass.test.Gate/Hold`: reports that it started, then waits for a release.

@@ -1,0 +1,476 @@
+//! Authorisation: one declarative table per service, enforced by one tower layer before
+//! any handler runs.
+//!
+//! Each service declares a [`Policy`]: for every RPC, who may call it ([`Allow`]). The
+//! layer looks the request's path up, authenticates the caller from its connection's
+//! certificate ([`crate::peer`]), and answers by itself unless the table allows it:
+//!
+//! - a certificate that was presented but is invalid (another CA, expired, no citypass
+//!   identity) → `UNAUTHENTICATED`, whatever the RPC;
+//! - an RPC missing from the table → `PERMISSION_DENIED` (default deny; a test walks
+//!   every RPC of the descriptor set so that none is forgotten);
+//! - an RPC the caller's identity does not satisfy → `UNAUTHENTICATED` if the caller
+//!   has no certificate, `PERMISSION_DENIED` if it has one;
+//! - a caller over its request rate, or with too many calls open at once (a stream
+//!   counts until it ends) → `RESOURCE_EXHAUSTED`.
+//!
+//! An allowed call carries its [`Caller`] in the request extensions, so that a handler
+//! records who acted (the revocation log's actor) from the authenticated identity only.
+//!
+//! Health is open to anyone (probes carry no certificate); reflection, where a server
+//! enables it, likewise.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use governor::{DefaultKeyedRateLimiter, Quota};
+use http::{Request, Response};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use serde::Deserialize;
+use tonic::Status;
+use tonic::body::Body;
+use tower::{BoxError, Layer, Service, ServiceExt};
+
+use crate::caller::{Caller, Principal, Role};
+use crate::peer::{Credential, PeerInfo};
+
+/// Who may call an RPC. An RPC's entry lists one or more; any one suffices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allow {
+    /// Anyone, with or without a certificate (the public key set, health).
+    Anyone,
+    /// A citizen's app before it has a bound device (enrolment, binding): anyone,
+    /// under the tighter per-address rate limit of anonymous callers.
+    Citizen,
+    /// The subject's own bound device: the request carries a device signature, which
+    /// the handler checks first, before any other work (as IssueToken does).
+    DeviceSigned,
+    /// The named citypass service (`spiffe://citypass/service/<name>`).
+    Service(&'static str),
+    /// Any gate (`spiffe://citypass/gate/<id>`); the handler may narrow it to the
+    /// gate named in the request.
+    AnyGate,
+    /// An operator holding this role.
+    Role(Role),
+}
+
+impl Allow {
+    fn admits(self, principal: Option<&Principal>) -> bool {
+        match (self, principal) {
+            (Allow::Anyone | Allow::Citizen | Allow::DeviceSigned, _) => true,
+            (Allow::Service(name), Some(Principal::Service(service))) => service == name,
+            (Allow::AnyGate, Some(Principal::Gate(_))) => true,
+            (Allow::Role(role), Some(Principal::Operator { roles, .. })) => roles.contains(&role),
+            _ => false,
+        }
+    }
+}
+
+/// One RPC's entry.
+#[derive(Debug, Clone, Copy)]
+pub struct Rule {
+    /// The RPC's method name (`Revoke`).
+    pub method: &'static str,
+    /// Who may call it.
+    pub allow: &'static [Allow],
+}
+
+/// A service's authorisation table.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// The full gRPC service name (`citypass.v1.RevocationService`).
+    pub service: &'static str,
+    /// One entry per RPC.
+    pub rules: &'static [Rule],
+}
+
+impl Policy {
+    /// The entry for `method`, if the table has one.
+    pub fn rule(&self, method: &str) -> Option<&'static Rule> {
+        self.rules.iter().find(|rule| rule.method == method)
+    }
+}
+
+/// Metadata key on every refusal of this layer (value `refused`), so a caller (and a
+/// test) can tell the layer's refusal from a handler's answer with the same code.
+pub const REFUSED_BY: &str = "x-citypass-authorization";
+
+/// Paths open to anyone on every server.
+const OPEN_SERVICES: &[&str] = &[
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
+/// Per-caller limits (`server.limits`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallerLimits {
+    /// Calls per second one authenticated caller (a service, a gate, an operator) may
+    /// make, sustained (default 2000).
+    pub per_caller_per_second: NonZeroU32,
+    /// Calls per second from one address without a certificate (citizens' apps;
+    /// default 50).
+    pub anonymous_per_second: NonZeroU32,
+    /// Calls one caller may have open at once; a stream counts until it ends
+    /// (default 64).
+    pub open_calls_per_caller: usize,
+}
+
+impl Default for CallerLimits {
+    fn default() -> Self {
+        CallerLimits {
+            per_caller_per_second: NonZeroU32::new(2000).unwrap_or(NonZeroU32::MIN),
+            anonymous_per_second: NonZeroU32::new(50).unwrap_or(NonZeroU32::MIN),
+            open_calls_per_caller: 64,
+        }
+    }
+}
+
+/// The key calls are counted under.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum CallerKey {
+    Principal(Arc<Principal>),
+    Address(IpAddr),
+    Unknown,
+}
+
+/// Open calls per caller.
+#[derive(Debug, Default)]
+struct OpenCalls {
+    counts: Mutex<HashMap<CallerKey, usize>>,
+}
+
+/// Held while a call is open; dropping it (when the response body ends or is dropped)
+/// frees the caller's slot.
+struct OpenCall {
+    calls: Arc<Shared>,
+    key: CallerKey,
+}
+
+impl Drop for OpenCall {
+    fn drop(&mut self) {
+        let mut counts = self
+            .calls
+            .open
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
+struct Shared {
+    table: HashMap<String, &'static [Allow]>,
+    authenticated: DefaultKeyedRateLimiter<CallerKey>,
+    anonymous: DefaultKeyedRateLimiter<CallerKey>,
+    open: OpenCalls,
+    open_limit: usize,
+    checks: AtomicU64,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("rpcs", &self.table.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The layer; see the module documentation.
+#[derive(Debug, Clone)]
+pub struct AuthorizeLayer {
+    shared: Arc<Shared>,
+}
+
+impl AuthorizeLayer {
+    /// Enforces `policies` (one per service on the server) with `limits`.
+    pub fn new(policies: &[&'static Policy], limits: &CallerLimits) -> Self {
+        let mut table: HashMap<String, &'static [Allow]> = HashMap::new();
+        for policy in policies {
+            for rule in policy.rules {
+                table.insert(format!("/{}/{}", policy.service, rule.method), rule.allow);
+            }
+        }
+        AuthorizeLayer {
+            shared: Arc::new(Shared {
+                table,
+                authenticated: DefaultKeyedRateLimiter::keyed(Quota::per_second(
+                    limits.per_caller_per_second,
+                )),
+                anonymous: DefaultKeyedRateLimiter::keyed(Quota::per_second(
+                    limits.anonymous_per_second,
+                )),
+                open: OpenCalls::default(),
+                open_limit: limits.open_calls_per_caller.max(1),
+                checks: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+impl<S> Layer<S> for AuthorizeLayer {
+    type Service = Authorize<S>;
+
+    fn layer(&self, inner: S) -> Authorize<S> {
+        Authorize {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// See [`AuthorizeLayer`].
+#[derive(Debug, Clone)]
+pub struct Authorize<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+/// The decision for one call: who the caller is, or the answer that refuses it.
+fn decide(
+    allow: Option<&[Allow]>,
+    credential: &Credential,
+    now: SystemTime,
+) -> Result<Option<Arc<Principal>>, Status> {
+    let principal = match credential {
+        Credential::None => None,
+        Credential::Invalid(reason) => return Err(Status::unauthenticated(reason.to_string())),
+        Credential::Valid {
+            principal,
+            not_after,
+        } => {
+            if now > *not_after {
+                return Err(Status::unauthenticated("client certificate has expired"));
+            }
+            Some(principal.clone())
+        }
+    };
+    let Some(allow) = allow else {
+        return Err(Status::permission_denied(
+            "this RPC has no authorisation entry: refused",
+        ));
+    };
+    if allow.iter().any(|a| a.admits(principal.as_deref())) {
+        return Ok(principal);
+    }
+    match principal {
+        None => Err(Status::unauthenticated(
+            "this RPC needs a client certificate",
+        )),
+        Some(principal) => Err(Status::permission_denied(format!(
+            "{principal} may not call this RPC"
+        ))),
+    }
+}
+
+impl Shared {
+    /// Rate limit and open-call slot for an admitted caller.
+    fn admit(self: &Arc<Self>, key: CallerKey, anonymous: bool) -> Result<OpenCall, Status> {
+        // The limiters keep a state per key: drop idle ones now and then.
+        if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+            self.authenticated.retain_recent();
+            self.anonymous.retain_recent();
+        }
+        let limiter = if anonymous {
+            &self.anonymous
+        } else {
+            &self.authenticated
+        };
+        if limiter.check_key(&key).is_err() {
+            return Err(Status::resource_exhausted(
+                "request rate limit reached; retry with backoff",
+            ));
+        }
+        let mut counts = self
+            .open
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = counts.entry(key.clone()).or_insert(0);
+        if *count >= self.open_limit {
+            return Err(Status::resource_exhausted(
+                "too many open calls; close some",
+            ));
+        }
+        *count += 1;
+        Ok(OpenCall {
+            calls: self.clone(),
+            key,
+        })
+    }
+}
+
+impl<S, B> Service<Request<B>> for Authorize<S>
+where
+    S: Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Readiness is the inner stack's business, decided per call (see `stack`).
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let path = request.uri().path();
+        let open = path
+            .strip_prefix('/')
+            .and_then(|p| p.split_once('/'))
+            .is_some_and(|(service, _)| OPEN_SERVICES.contains(&service));
+        let inner = self.inner.clone();
+        if open {
+            return Box::pin(async move { inner.oneshot(request).await.map_err(Into::into) });
+        }
+        let peer = request.extensions().get::<PeerInfo>();
+        let credential = peer.map_or(Credential::None, |p| p.credential.clone());
+        let address = peer.and_then(|p| p.remote_addr).map(|a| a.ip());
+        let allow = self.shared.table.get(path).copied();
+        let decision = decide(allow, &credential, SystemTime::now()).and_then(|principal| {
+            let key = match (&principal, address) {
+                (Some(p), _) => CallerKey::Principal(p.clone()),
+                (None, Some(ip)) => CallerKey::Address(ip),
+                (None, None) => CallerKey::Unknown,
+            };
+            let slot = self.shared.admit(key, principal.is_none())?;
+            Ok((principal, slot))
+        });
+        match decision {
+            Err(mut status) => {
+                tracing::debug!(code = ?status.code(), "call refused by the authorisation layer");
+                status.metadata_mut().insert(
+                    REFUSED_BY,
+                    tonic::metadata::MetadataValue::from_static("refused"),
+                );
+                Box::pin(async move { Ok(status.into_http()) })
+            }
+            Ok((principal, slot)) => {
+                request
+                    .extensions_mut()
+                    .insert(Caller { principal, address });
+                Box::pin(async move {
+                    let response = inner.oneshot(request).await.map_err(Into::into)?;
+                    Ok(response.map(|body| Body::new(Guarded { body, _slot: slot })))
+                })
+            }
+        }
+    }
+}
+
+/// A response body that holds its call's slot until it ends.
+struct Guarded {
+    body: Body,
+    _slot: OpenCall,
+}
+
+impl HttpBody for Guarded {
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tonic::Code;
+
+    fn valid(principal: Principal) -> Credential {
+        Credential::Valid {
+            principal: Arc::new(principal),
+            not_after: SystemTime::now() + Duration::from_secs(3600),
+        }
+    }
+
+    fn operator(roles: &[Role]) -> Principal {
+        Principal::Operator {
+            name: "alice".into(),
+            roles: roles.to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_table_decides() {
+        let now = SystemTime::now();
+        let revoke: &[Allow] = &[Allow::Role(Role::Revoker)];
+        let code = |allow: Option<&[Allow]>, c: &Credential| {
+            decide(allow, c, now).map(|_| ()).map_err(|s| s.code())
+        };
+        assert_eq!(
+            code(Some(revoke), &Credential::None),
+            Err(Code::Unauthenticated)
+        );
+        assert_eq!(
+            code(Some(revoke), &valid(Principal::Gate("g1".into()))),
+            Err(Code::PermissionDenied)
+        );
+        assert_eq!(
+            code(Some(revoke), &valid(operator(&[Role::Auditor]))),
+            Err(Code::PermissionDenied)
+        );
+        assert_eq!(
+            code(Some(revoke), &valid(operator(&[Role::Revoker]))),
+            Ok(())
+        );
+        assert_eq!(
+            code(
+                Some(&[Allow::Service("issuer")]),
+                &valid(Principal::Service("verifier".into()))
+            ),
+            Err(Code::PermissionDenied)
+        );
+        assert_eq!(
+            code(
+                Some(&[Allow::Service("issuer")]),
+                &valid(Principal::Service("issuer".into()))
+            ),
+            Ok(())
+        );
+        // Default deny, even for a fully trusted caller.
+        assert_eq!(
+            code(None, &valid(operator(&Role::ALL))),
+            Err(Code::PermissionDenied)
+        );
+        // An invalid certificate is refused even where anyone may call.
+        assert_eq!(
+            code(Some(&[Allow::Anyone]), &Credential::Invalid(Arc::from("x"))),
+            Err(Code::Unauthenticated)
+        );
+        let expired = Credential::Valid {
+            principal: Arc::new(operator(&[Role::Revoker])),
+            not_after: now - Duration::from_secs(1),
+        };
+        assert_eq!(code(Some(revoke), &expired), Err(Code::Unauthenticated));
+    }
+}

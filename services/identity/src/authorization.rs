@@ -1,0 +1,68 @@
+//! Who may call each RPC of the identity service (see `citypass_runtime::authz`).
+//!
+//! Citizens' apps enrol and bind without a certificate, under the per-address rate
+//! limit. Reading a subject or its devices, and changing them, is for operators
+//! (`identity-admin`; `auditor` reads): the citizen's own view, device-signed like
+//! IssueToken, comes with identity's own device-proof check. Devices and certificate
+//! records are for the issuer, which decides and records issuance; certificate lists
+//! are for the revocation service's cascade and for operators.
+
+use citypass_runtime::{Allow, Policy, Role, Rule};
+
+const ADMIN: &[Allow] = &[Allow::Role(Role::IdentityAdmin)];
+const ADMIN_OR_AUDITOR: &[Allow] = &[Allow::Role(Role::IdentityAdmin), Allow::Role(Role::Auditor)];
+
+/// The table.
+pub const AUTHORIZATION: Policy = Policy {
+    service: "citypass.v1.IdentityService",
+    rules: &[
+        Rule {
+            method: "Enrol",
+            allow: &[Allow::Citizen],
+        },
+        Rule {
+            method: "CreateBindingChallenge",
+            allow: &[Allow::Citizen],
+        },
+        Rule {
+            method: "BindDevice",
+            allow: &[Allow::Citizen],
+        },
+        Rule {
+            method: "GetSubject",
+            allow: ADMIN_OR_AUDITOR,
+        },
+        Rule {
+            method: "SetAttributes",
+            allow: ADMIN,
+        },
+        Rule {
+            method: "SetSubjectStatus",
+            allow: ADMIN,
+        },
+        Rule {
+            method: "UnbindDevice",
+            allow: ADMIN,
+        },
+        Rule {
+            method: "ListDevices",
+            allow: ADMIN_OR_AUDITOR,
+        },
+        Rule {
+            method: "GetDevice",
+            allow: &[Allow::Service("issuer")],
+        },
+        Rule {
+            method: "RecordCertificate",
+            allow: &[Allow::Service("issuer")],
+        },
+        Rule {
+            method: "ListCertificates",
+            allow: &[
+                Allow::Service("revocation"),
+                Allow::Role(Role::IdentityAdmin),
+                Allow::Role(Role::Auditor),
+            ],
+        },
+    ],
+};

@@ -1,0 +1,59 @@
+//! The composition root: a [`IdentityConfig`] in, a ready [`Server`] out. `main.rs`,
+//! `citypass dev` and the tests all build the service here.
+
+use citypass_runtime::{BuildError, Server, part};
+
+use crate::authorization::AUTHORIZATION;
+use crate::config::IdentityConfig;
+use crate::realname::Sandbox;
+use crate::store::{MemoryStore, PostgresStore, Store};
+
+/// Largest request the service decodes: enrolment (a document number and a name) and
+/// binding (a public key and a signature) are far smaller.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
+/// The built service.
+#[derive(Debug)]
+pub struct Built {
+    /// Serve it with `run()` or `serve(listener, shutdown)`.
+    pub server: Server,
+}
+
+/// Builds the service from `config`: TLS identity, the store (PostgreSQL when
+/// `database` is set, else memory), the real-name sandbox, IdentityService. Call
+/// inside a tokio runtime.
+pub async fn build(config: IdentityConfig) -> Result<Built, BuildError> {
+    config.validate().map_err(part("configuration"))?;
+    config
+        .check_sandbox_allowed()
+        .map_err(part("real-name check"))?;
+    let tls = config.server.load_tls()?;
+    let server = match &config.database {
+        Some(database) => {
+            let store = PostgresStore::connect(database.url.expose(), database.max_connections)
+                .await
+                .map_err(part("PostgreSQL store"))?;
+            with_store(&config, store)?
+        }
+        None => {
+            tracing::warn!("store: in memory (no database): data is lost on restart");
+            with_store(&config, MemoryStore::new())?
+        }
+    };
+    Ok(Built {
+        server: match tls {
+            Some(tls) => server.tls(tls),
+            None => server,
+        },
+    })
+}
+
+fn with_store<S: Store>(config: &IdentityConfig, store: S) -> Result<Server, BuildError> {
+    let sandbox = Sandbox::new(&config.real_name_sandbox).map_err(part("real-name sandbox"))?;
+    let service = crate::service_with(config, store, sandbox)
+        .map_err(part("identity service"))?
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
+    Ok(Server::new(config.server.clone())
+        .add_service(service, &AUTHORIZATION)
+        .file_descriptor_set(citypass_proto::FILE_DESCRIPTOR_SET))
+}

@@ -1,0 +1,54 @@
+//! Who may call each RPC of the revocation service (see `citypass_runtime::authz`).
+//!
+//! Writes are operators' only; a key revocation additionally needs `key-admin`, which
+//! the handler checks before any other work (the table admits either role, since the
+//! target kind is in the request). The log is read by the services that follow it, by
+//! auditors, and (Watch and Snapshot) by gates, which keep offline sets.
+
+use citypass_runtime::{Allow, Policy, Role, Rule};
+
+/// The table.
+pub const AUTHORIZATION: Policy = Policy {
+    service: "citypass.v1.RevocationService",
+    rules: &[
+        Rule {
+            method: "Revoke",
+            allow: &[Allow::Role(Role::Revoker), Allow::Role(Role::KeyAdmin)],
+        },
+        Rule {
+            method: "Reinstate",
+            allow: &[Allow::Role(Role::Revoker)],
+        },
+        Rule {
+            method: "List",
+            allow: READERS,
+        },
+        Rule {
+            method: "Watch",
+            allow: &[
+                Allow::Service("issuer"),
+                Allow::Service("verifier"),
+                Allow::AnyGate,
+                Allow::Role(Role::Auditor),
+                Allow::Role(Role::Revoker),
+            ],
+        },
+        Rule {
+            method: "Snapshot",
+            allow: &[
+                Allow::Service("verifier"),
+                Allow::AnyGate,
+                Allow::Role(Role::Auditor),
+                Allow::Role(Role::Revoker),
+            ],
+        },
+    ],
+};
+
+/// Who reads the log page by page.
+const READERS: &[Allow] = &[
+    Allow::Service("issuer"),
+    Allow::Service("verifier"),
+    Allow::Role(Role::Auditor),
+    Allow::Role(Role::Revoker),
+];
