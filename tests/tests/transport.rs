@@ -116,6 +116,19 @@ async fn renewed_certificate_files_are_served_without_a_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // A renewal that callers could not accept (another CA's certificate) is refused:
+    // the service keeps serving the one that works.
+    let other = Authority::generate(CA_LIFE).unwrap();
+    let mut broken = other.issue(&Subject::service("identity")).unwrap();
+    broken.ca_pem = ca.cert_pem().to_owned();
+    broken.write_dir(dir.path()).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        served_certificate(running.addr, &ca_pem).await,
+        der(&renewed.cert_pem),
+        "a certificate that does not chain to the CA is not served"
+    );
+
     // Calls work on the renewed certificate.
     let issued = ca
         .issue(&Subject::operator(
@@ -140,5 +153,76 @@ async fn renewed_certificate_files_are_served_without_a_restart() {
         })
         .await
         .expect_err("no such subject");
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+}
+
+/// TLS presenting a certificate for `subject` from `authority`, trusting `ca_pem`.
+fn identity_tls(authority: &Authority, subject: &Subject, ca_pem: &[u8]) -> Arc<Tls> {
+    let issued = authority.issue(subject).unwrap();
+    Tls::from_pem(
+        ca_pem,
+        Some((issued.cert_pem.as_bytes(), issued.key_pem.as_bytes())),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn operators_come_from_the_operators_ca_and_only_operators_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let deployment = Authority::generate(CA_LIFE).unwrap();
+    let operators = Authority::generate(CA_LIFE).unwrap();
+    let mut files = deployment
+        .issue(&Subject::service("identity"))
+        .unwrap()
+        .write_dir(dir.path())
+        .unwrap();
+    let operator_ca = dir.path().join("operators-ca.crt");
+    std::fs::write(&operator_ca, operators.cert_pem()).unwrap();
+    files.operator_ca_file = Some(operator_ca);
+    let running = serve(files).await;
+    let ca_pem = deployment.cert_pem().as_bytes();
+    let client = |tls: Arc<Tls>| {
+        IdentityServiceClient::new(
+            UpstreamConfig::new(format!("https://{}", running.addr))
+                .channel(Some(&tls))
+                .unwrap(),
+        )
+    };
+    let unknown = "0123456789abcdef0123456789abcdef".to_owned();
+    let get_subject = |tls: Arc<Tls>| {
+        let mut client = client(tls);
+        let subject_id = unknown.clone();
+        async move {
+            client
+                .get_subject(GetSubjectRequest { subject_id })
+                .await
+                .expect_err("no such subject")
+                .code()
+        }
+    };
+    let auditor = Subject::operator("ops", &[Role::Auditor], Duration::from_secs(600));
+    // An operator certificate from the operators' CA is an operator.
+    assert_eq!(
+        get_subject(identity_tls(&operators, &auditor, ca_pem)).await,
+        tonic::Code::NotFound
+    );
+    // The deployment CA cannot make operators...
+    assert_eq!(
+        get_subject(identity_tls(&deployment, &auditor, ca_pem)).await,
+        tonic::Code::Unauthenticated
+    );
+    // ...and the operators' CA cannot make services.
+    let issuer = Subject::service("issuer");
+    let status = client(identity_tls(&operators, &issuer, ca_pem))
+        .get_device(citypass_proto::v1::GetDeviceRequest {
+            device_id: unknown.clone(),
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    let status = client(identity_tls(&deployment, &issuer, ca_pem))
+        .get_device(citypass_proto::v1::GetDeviceRequest { device_id: unknown })
+        .await
+        .expect_err("no such device");
     assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
 }

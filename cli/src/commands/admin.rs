@@ -25,6 +25,10 @@ pub struct AdminArgs {
     /// from `citypass pki operator`; `citypass dev` writes one with every role).
     #[arg(long, global = true, env = "CITYPASS_OPERATOR_CREDENTIAL", default_value_t = format!("{DEV_PKI_DIR}/{DEV_OPERATOR_CREDENTIAL}"))]
     credential: String,
+    /// The CA that signs the services' certificates, when it is not the one in the
+    /// credential (a deployment with a separate operators' CA).
+    #[arg(long, global = true)]
+    ca: Option<String>,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -85,8 +89,11 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
 }
 
 async fn command(args: AdminArgs) -> anyhow::Result<()> {
-    let mut client =
-        RevocationServiceClient::new(operator_channel(&args.revocation, &args.credential)?);
+    let mut client = RevocationServiceClient::new(operator_channel(
+        &args.revocation,
+        &args.credential,
+        args.ca.as_deref(),
+    )?);
     match args.command {
         AdminCommand::Revoke {
             kind: k,
@@ -182,13 +189,23 @@ async fn command(args: AdminArgs) -> anyhow::Result<()> {
 }
 
 /// A channel to `url` authenticated by the operator credential in `credential`.
-pub fn operator_channel(url: &str, credential: &str) -> anyhow::Result<tonic::transport::Channel> {
+/// The services' certificates are checked against `ca` if given, else against the CA
+/// in the credential.
+pub fn operator_channel(
+    url: &str,
+    credential: &str,
+    ca: Option<&str>,
+) -> anyhow::Result<tonic::transport::Channel> {
     let text = std::fs::read_to_string(credential)
         .with_context(|| format!("reading the operator credential {credential}"))?;
     let issued = citypass_pki::Issued::from_bundle(&text)
         .with_context(|| format!("operator credential {credential}"))?;
+    let ca_pem = match ca {
+        Some(path) => std::fs::read(path).with_context(|| format!("reading the CA {path}"))?,
+        None => issued.ca_pem.clone().into_bytes(),
+    };
     let tls = citypass_runtime::Tls::from_pem(
-        issued.ca_pem.as_bytes(),
+        &ca_pem,
         Some((issued.cert_pem.as_bytes(), issued.key_pem.as_bytes())),
     )
     .with_context(|| format!("operator credential {credential}"))?;

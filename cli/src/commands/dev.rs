@@ -11,11 +11,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use citypass_app::{App, AppState};
-use citypass_issuer::KeySource;
 use citypass_pki::Subject;
 use citypass_proto::v1::DocumentType;
 use citypass_runtime::Role;
-use citypass_stack::{Stack, StackConfig};
+use citypass_stack::{KeySource, Stack, StackConfig};
 use citypass_token::{Keyring, Qr, SecureRandom as _, SystemRandom};
 
 use super::keys;
@@ -149,8 +148,5 @@ fn demo_id_number() -> anyhow::Result<String> {
     SystemRandom::new()
         .fill(&mut seq)
         .map_err(|_| anyhow::anyhow!("no randomness"))?;
-    let first17 = format!("11010519900307{:03}", u16::from_le_bytes(seq) % 1000);
-    let check =
-        citypass_identity::document::gb11643_check_char(&first17).context("demo id number")?;
-    Ok(format!("{first17}{check}"))
+    Ok(citypass_stack::sample_resident_id(u16::from_le_bytes(seq)))
 }

@@ -144,25 +144,37 @@ impl Issued {
     }
 }
 
-/// Writes `text` to `path` through a temporary file and a rename.
+/// Writes `text` to `path` through a fresh temporary file (created exclusively, mode
+/// 0600, beside `path`) and a rename, so that a reader never sees half a file and a
+/// private key is never readable by others, even for a moment. Public files are
+/// opened to 0644 before the rename.
 pub fn write_file(path: &Path, text: &str, private: bool) -> Result<(), PkiError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).map_err(io("write", &tmp))?;
-    if private {
-        restrict(&tmp)?;
+    use std::io::Write as _;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(io("create a file in", dir))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.as_file().sync_all())
+        .map_err(io("write", path))?;
+    if !private {
+        publish(file.path())?;
     }
-    std::fs::rename(&tmp, path).map_err(io("rename", path))
+    file.persist(path)
+        .map_err(|e| io("rename onto", path)(e.error))?;
+    Ok(())
 }
 
 #[cfg(unix)]
-fn restrict(path: &Path) -> Result<(), PkiError> {
+fn publish(path: &Path) -> Result<(), PkiError> {
     use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
         .map_err(io("set permissions of", path))
 }
 
 #[cfg(not(unix))]
-fn restrict(_path: &Path) -> Result<(), PkiError> {
+fn publish(_path: &Path) -> Result<(), PkiError> {
     Ok(())
 }
 
@@ -490,6 +502,24 @@ mod tests {
         let forged = other.issue(&Subject::gate("g1")).unwrap();
         let chain = pem_certificates(forged.cert_pem.as_bytes()).unwrap();
         assert!(matches!(authenticate(&tls, &chain), Credential::Invalid(_)));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Authority::generate(CA_LIFE).unwrap();
+        let files = ca
+            .issue(&Subject::gate("g1"))
+            .unwrap()
+            .write_dir(dir.path())
+            .unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&files.key_file), 0o600);
+        assert_eq!(mode(&files.cert_file), 0o644);
+        ca.save(dir.path()).unwrap();
+        assert_eq!(mode(&dir.path().join("ca.key")), 0o600);
     }
 
     #[test]

@@ -78,6 +78,9 @@ pub struct FollowerConfig {
     pub watch_silence: Duration,
     /// How often expired token and certificate entries are dropped (default `60s`).
     pub prune_interval: Duration,
+    /// CA certificates (PEM) that sign a `rediss://` server's certificate (default:
+    /// none, the system's roots).
+    pub redis_ca: Option<Vec<u8>>,
 }
 
 impl FollowerConfig {
@@ -96,6 +99,7 @@ impl FollowerConfig {
             request_timeout: Duration::from_secs(5),
             watch_silence: Duration::from_secs(5),
             prune_interval: Duration::from_secs(60),
+            redis_ca: None,
         }
     }
 

@@ -143,7 +143,8 @@ impl Follower {
         metrics::register(&shared, &config.source);
         let task = match config.source.clone() {
             Source::Redis { url, stream_key } => {
-                let redis = redis::Client::open(url).map_err(FollowerError::RedisUrl)?;
+                let redis = citypass_redis::client(&url, config.redis_ca.as_deref())
+                    .map_err(|e| FollowerError::Config(e.to_string()))?;
                 tokio::spawn(redis_source::run(
                     shared.clone(),
                     service,

@@ -62,6 +62,12 @@ pub enum Allow {
 }
 
 impl Allow {
+    /// Whether this entry admits callers by who they are (a service, a gate, a role),
+    /// rather than letting anyone through to a handler that checks them itself.
+    fn names_a_principal(self) -> bool {
+        matches!(self, Allow::Service(_) | Allow::AnyGate | Allow::Role(_))
+    }
+
     fn admits(self, principal: Option<&Principal>) -> bool {
         match (self, principal) {
             (Allow::Anyone | Allow::Citizen | Allow::DeviceSigned, _) => true,
@@ -102,7 +108,8 @@ impl Policy {
 /// test) can tell the layer's refusal from a handler's answer with the same code.
 pub const REFUSED_BY: &str = "x-citypass-authorization";
 
-/// Paths open to anyone on every server.
+/// Paths open to anyone on every server (still rate-limited per address).
+const OPEN: &[Allow] = &[Allow::Anyone];
 const OPEN_SERVICES: &[&str] = &[
     "grpc.health.v1.Health",
     "grpc.reflection.v1.ServerReflection",
@@ -114,10 +121,11 @@ const OPEN_SERVICES: &[&str] = &[
 #[serde(deny_unknown_fields, default)]
 pub struct CallerLimits {
     /// Calls per second one authenticated caller (a service, a gate, an operator) may
-    /// make, sustained (default 2000).
+    /// make, sustained, to RPCs that admit it by name (default 10 000: the issuer's
+    /// device lookups at identity follow the city's code requests).
     pub per_caller_per_second: NonZeroU32,
-    /// Calls per second from one address without a certificate (citizens' apps;
-    /// default 50).
+    /// Calls per second from one address (an IPv6 /64) to RPCs open to anyone:
+    /// citizens' apps, device-signed requests, health (default 50).
     pub anonymous_per_second: NonZeroU32,
     /// Calls one caller may have open at once; a stream counts until it ends
     /// (default 64).
@@ -127,7 +135,7 @@ pub struct CallerLimits {
 impl Default for CallerLimits {
     fn default() -> Self {
         CallerLimits {
-            per_caller_per_second: NonZeroU32::new(2000).unwrap_or(NonZeroU32::MIN),
+            per_caller_per_second: NonZeroU32::new(10_000).unwrap_or(NonZeroU32::MIN),
             anonymous_per_second: NonZeroU32::new(50).unwrap_or(NonZeroU32::MIN),
             open_calls_per_caller: 64,
         }
@@ -336,20 +344,29 @@ where
             .and_then(|p| p.split_once('/'))
             .is_some_and(|(service, _)| OPEN_SERVICES.contains(&service));
         let inner = self.inner.clone();
-        if open {
-            return Box::pin(async move { inner.oneshot(request).await.map_err(Into::into) });
-        }
         let peer = request.extensions().get::<PeerInfo>();
         let credential = peer.map_or(Credential::None, |p| p.credential.clone());
         let address = peer.and_then(|p| p.remote_addr).map(|a| a.ip());
-        let allow = self.shared.table.get(path).copied();
+        let allow = if open {
+            Some(OPEN)
+        } else {
+            self.shared.table.get(path).copied()
+        };
         let decision = decide(allow, &credential, SystemTime::now()).and_then(|principal| {
+            // Counted as who they are only where the table names them; anything open
+            // to anyone counts against the caller's address, certificate or not.
+            let named = principal.as_deref().is_some_and(|p| {
+                allow
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|a| a.names_a_principal() && a.admits(Some(p)))
+            });
             let key = match (&principal, address) {
-                (Some(p), _) => CallerKey::Principal(p.clone()),
-                (None, Some(ip)) => CallerKey::Address(ip),
-                (None, None) => CallerKey::Unknown,
+                (Some(p), _) if named => CallerKey::Principal(p.clone()),
+                (_, Some(ip)) => CallerKey::Address(network_of(ip)),
+                (_, None) => CallerKey::Unknown,
             };
-            let slot = self.shared.admit(key, principal.is_none())?;
+            let slot = self.shared.admit(key, !named)?;
             Ok((principal, slot))
         });
         match decision {
@@ -371,6 +388,22 @@ where
                 })
             }
         }
+    }
+}
+
+/// The address calls are counted under: an IPv4 address, or an IPv6 /64 (one
+/// subscriber's prefix, inside which addresses are free to rotate).
+fn network_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                IpAddr::from(octets)
+            }
+        },
     }
 }
 
@@ -418,6 +451,19 @@ mod tests {
             name: "alice".into(),
             roles: roles.to_vec(),
         }
+    }
+
+    #[test]
+    fn ipv6_callers_are_counted_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(network_of(a), network_of(b));
+        assert_ne!(network_of(a), network_of(c));
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(network_of(v4), v4);
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(network_of(mapped), v4);
     }
 
     #[test]

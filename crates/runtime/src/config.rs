@@ -320,13 +320,23 @@ impl ServerConfig {
 /// Whether a URL sends in clear: `http://`, `redis://`, or a PostgreSQL URL without
 /// `sslmode=verify-full` / `verify-ca`.
 pub fn is_plaintext_url(url: &str) -> bool {
-    if url.starts_with("http://") || url.starts_with("redis://") {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // Not a URL at all: nothing says it is encrypted.
         return true;
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" | "rediss" => false,
+        "postgres" | "postgresql" => {
+            let query = rest.split_once('?').map_or("", |(_, q)| q);
+            !query.split('&').any(|pair| {
+                matches!(
+                    pair.split_once('=').map(|(k, v)| (k, v.to_ascii_lowercase())),
+                    Some(("sslmode", v)) if v == "verify-full" || v == "verify-ca"
+                )
+            })
+        }
+        _ => true,
     }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return !(url.contains("sslmode=verify-full") || url.contains("sslmode=verify-ca"));
-    }
-    false
 }
 
 fn default_listen() -> SocketAddr {
@@ -349,4 +359,35 @@ fn default_drain_timeout() -> Duration {
 
 fn default_log_filter() -> String {
     "info".to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_plaintext_url;
+
+    #[test]
+    fn only_verified_tls_urls_count_as_encrypted() {
+        for plain in [
+            "http://identity:50051",
+            "HTTP://identity:50051",
+            "redis://redis/",
+            "Redis://redis/",
+            "postgres://db/x",
+            "postgres://u:sslmode=verify-full@db/x",
+            "postgres://db/x?sslmode=require",
+            "postgres://db/x?sslmode=verify-fullish",
+            "identity:50051",
+        ] {
+            assert!(is_plaintext_url(plain), "{plain}");
+        }
+        for encrypted in [
+            "https://identity:50051",
+            "HTTPS://identity:50051",
+            "rediss://redis/",
+            "postgres://db/x?sslmode=verify-full&sslrootcert=/tls/ca.crt",
+            "postgresql://db/x?application_name=a&sslmode=VERIFY-CA",
+        ] {
+            assert!(!is_plaintext_url(encrypted), "{encrypted}");
+        }
+    }
 }

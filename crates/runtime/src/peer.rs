@@ -27,12 +27,15 @@ use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::ext::pkix::name::GeneralName;
 
 use crate::caller::Principal;
-use crate::tls::Tls;
+use crate::tls::{Issuer, Tls};
 
 /// Longest a client may take to complete its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections accepted but not yet taken by the server.
 const BACKLOG: usize = 256;
+/// TLS handshakes in progress at once; a connection beyond them is closed at once, so
+/// a flood of half-open handshakes cannot grow without bound.
+const MAX_HANDSHAKES: usize = 1024;
 
 /// What a connection's client proved about itself.
 #[derive(Debug, Clone)]
@@ -146,6 +149,7 @@ pub fn incoming(
         None => None,
     };
     let (tx, rx) = mpsc::channel::<io::Result<Connection>>(BACKLOG);
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
         loop {
             let (stream, remote_addr) = tokio::select! {
@@ -164,12 +168,17 @@ pub fn incoming(
             let _ = stream.set_nodelay(true);
             match (&acceptor, &tls) {
                 (Some(acceptor), Some(tls)) => {
+                    let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                        tracing::debug!("too many TLS handshakes in progress: connection closed");
+                        continue;
+                    };
                     let acceptor = acceptor.clone();
                     let tls = tls.clone();
                     let tx = tx.clone();
                     tokio::spawn(async move {
                         let handshake =
                             tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                        drop(permit);
                         match handshake {
                             Ok(Ok(stream)) => {
                                 let credential = {
@@ -212,14 +221,26 @@ pub fn authenticate(tls: &Tls, chain: &[CertificateDer<'_>]) -> Credential {
     let Some((leaf, intermediates)) = chain.split_first() else {
         return Credential::None;
     };
-    if let Err(e) = tls.verify_client_chain(leaf, intermediates, UnixTime::now()) {
-        return Credential::Invalid(Arc::from(format!("client certificate refused: {e}")));
-    }
+    let issuer = match tls.verify_client_chain(leaf, intermediates, UnixTime::now()) {
+        Ok(issuer) => issuer,
+        Err(e) => {
+            return Credential::Invalid(Arc::from(format!("client certificate refused: {e}")));
+        }
+    };
     match read_identity(leaf) {
-        Ok((principal, not_after)) => Credential::Valid {
-            principal: Arc::new(principal),
-            not_after,
-        },
+        Ok((principal, not_after)) => {
+            // With an operators' CA, each CA vouches for its own kind only.
+            let operator = matches!(principal, Principal::Operator { .. });
+            if tls.separate_operator_ca() && operator != (issuer == Issuer::Operators) {
+                return Credential::Invalid(Arc::from(
+                    "client certificate: operators' certificates come from the operators' CA only, and only they do",
+                ));
+            }
+            Credential::Valid {
+                principal: Arc::new(principal),
+                not_after,
+            }
+        }
         Err(reason) => Credential::Invalid(Arc::from(format!("client certificate: {reason}"))),
     }
 }

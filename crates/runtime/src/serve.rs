@@ -35,6 +35,15 @@ use crate::stack::ServerStackLayer;
 use crate::tls::Tls;
 use crate::trace_context;
 
+/// Concurrent HTTP/2 streams one connection may open.
+const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+/// How often an idle connection is pinged, and how long the answer may take.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections are closed (gracefully) after this long; clients reconnect, which
+/// re-checks their certificate against the current CA.
+const MAX_CONNECTION_AGE: Duration = Duration::from_secs(3600);
+
 /// Why a server stopped other than by a clean shutdown.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -181,6 +190,14 @@ impl Server {
         }
         let incoming = peer::incoming(listener, tls)?;
         let server = tonic::transport::Server::builder()
+            // HTTP/2 limits a caller cannot talk its way around: streams per connection
+            // (the open-call cap counts per caller, not per connection), keepalive pings
+            // that drop dead peers, and a connection age after which clients reconnect
+            // (and so re-authenticate, see `peer`).
+            .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+            .max_connection_age(MAX_CONNECTION_AGE)
             .trace_fn(trace_context::server_span)
             .layer(AuthorizeLayer::new(&policies, &config.limits))
             .layer(ServerStackLayer::new(&config))

@@ -59,6 +59,12 @@ pub struct TlsConfig {
         deserialize_with = "duration::deserialize_positive"
     )]
     pub reload_interval: Duration,
+    /// PEM bundle of the CA that alone issues operators' certificates. When set,
+    /// operator identities are accepted only from it, and service and gate identities
+    /// only from `ca_file`: whoever can obtain a service certificate cannot grant
+    /// themselves operator roles. Unset (development): `ca_file` issues both.
+    #[serde(default)]
+    pub operator_ca_file: Option<PathBuf>,
 }
 
 fn default_reload_interval() -> Duration {
@@ -74,6 +80,7 @@ impl TlsConfig {
             cert_file: dir.join("tls.crt"),
             key_file: dir.join("tls.key"),
             reload_interval: default_reload_interval(),
+            operator_ca_file: None,
         }
     }
 }
@@ -97,6 +104,24 @@ pub enum TlsError {
     /// The CA bundle cannot verify anything.
     #[error("CA bundle: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
+    /// The certificate does not chain to the CA bundle, or is expired or not yet
+    /// valid: serving it would lock every caller out.
+    #[error("{path}: the certificate does not verify against the CA bundle: {source}")]
+    Unusable {
+        path: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+}
+
+/// Which CA a caller's certificate chains to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Issuer {
+    /// The deployment's CA (`ca_file`): services and gates, and operators when no
+    /// operator CA is configured.
+    Deployment,
+    /// The operators' CA (`operator_ca_file`).
+    Operators,
 }
 
 /// The material in use at one moment.
@@ -106,6 +131,7 @@ struct Material {
     source: Vec<u8>,
     certified: Option<Arc<CertifiedKey>>,
     client_verifier: Arc<dyn ClientCertVerifier>,
+    operator_verifier: Option<Arc<dyn ClientCertVerifier>>,
     server_verifier: Arc<WebPkiServerVerifier>,
 }
 
@@ -137,7 +163,7 @@ impl Tls {
     /// TLS from PEM text held in memory: a CA bundle and, for a process with an
     /// identity, its certificate chain and key (a citizen's app has none).
     pub fn from_pem(ca: &[u8], identity: Option<(&[u8], &[u8])>) -> Result<Arc<Tls>, TlsError> {
-        let material = build(ca, identity, Path::new("<memory>"))?;
+        let material = build(ca, None, identity, Path::new("<memory>"), false)?;
         Ok(Arc::new(Tls {
             current: ArcSwap::from_pointee(material),
             files: None,
@@ -215,18 +241,32 @@ impl Tls {
         Ok(Arc::new(config))
     }
 
-    /// Checks a client's chain against the current CA bundle at `now`.
+    /// Checks a client's chain against the current CA bundles at `now`; says which
+    /// one it chains to.
     pub(crate) fn verify_client_chain(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
-    ) -> Result<(), rustls::Error> {
-        self.current
-            .load()
-            .client_verifier
-            .verify_client_cert(end_entity, intermediates, now)
-            .map(|_| ())
+    ) -> Result<Issuer, rustls::Error> {
+        let material = self.current.load();
+        let deployment =
+            material
+                .client_verifier
+                .verify_client_cert(end_entity, intermediates, now);
+        match (deployment, &material.operator_verifier) {
+            (Ok(_), _) => Ok(Issuer::Deployment),
+            (Err(e), None) => Err(e),
+            (Err(e), Some(operators)) => operators
+                .verify_client_cert(end_entity, intermediates, now)
+                .map(|_| Issuer::Operators)
+                .map_err(|_| e),
+        }
+    }
+
+    /// Whether operators must come from their own CA.
+    pub(crate) fn separate_operator_ca(&self) -> bool {
+        self.current.load().operator_verifier.is_some()
     }
 }
 
@@ -237,21 +277,29 @@ pub fn pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Stri
         .map_err(|e| e.to_string())
 }
 
-/// The raw bytes of the three files.
+/// The raw bytes of the files.
 struct Sources {
     path: PathBuf,
     ca: Vec<u8>,
+    operator_ca: Option<Vec<u8>>,
     cert: Vec<u8>,
     key: Vec<u8>,
 }
 
 impl Sources {
     fn joined(&self) -> Vec<u8> {
-        [self.ca.as_slice(), &self.cert, &self.key].concat()
+        let operator_ca = self.operator_ca.as_deref().unwrap_or_default();
+        [self.ca.as_slice(), operator_ca, &self.cert, &self.key].concat()
     }
 
     fn build(&self) -> Result<Material, TlsError> {
-        let mut material = build(&self.ca, Some((&self.cert, &self.key)), &self.path)?;
+        let mut material = build(
+            &self.ca,
+            self.operator_ca.as_deref(),
+            Some((&self.cert, &self.key)),
+            &self.path,
+            true,
+        )?;
         material.source = self.joined();
         Ok(material)
     }
@@ -267,6 +315,7 @@ fn read_sources(files: &TlsConfig) -> Result<Sources, TlsError> {
     Ok(Sources {
         path: files.cert_file.clone(),
         ca: read(&files.ca_file)?,
+        operator_ca: files.operator_ca_file.as_ref().map(read).transpose()?,
         cert: read(&files.cert_file)?,
         key: read(&files.key_file)?,
     })
@@ -283,17 +332,28 @@ fn pem_error(path: &Path, problem: impl Into<String>) -> TlsError {
     }
 }
 
-fn build(ca: &[u8], identity: Option<(&[u8], &[u8])>, path: &Path) -> Result<Material, TlsError> {
-    let provider = provider();
+/// The certificates of a CA bundle.
+fn root_store(pem: &[u8], path: &Path) -> Result<Arc<RootCertStore>, TlsError> {
     let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca) {
+    for cert in CertificateDer::pem_slice_iter(pem) {
         let cert = cert.map_err(|e| pem_error(path, format!("CA bundle: {e}")))?;
         roots.add(cert)?;
     }
     if roots.is_empty() {
-        return Err(pem_error(path, "the CA bundle holds no certificate"));
+        return Err(pem_error(path, "a CA bundle holds no certificate"));
     }
-    let roots = Arc::new(roots);
+    Ok(Arc::new(roots))
+}
+
+fn build(
+    ca: &[u8],
+    operator_ca: Option<&[u8]>,
+    identity: Option<(&[u8], &[u8])>,
+    path: &Path,
+    served: bool,
+) -> Result<Material, TlsError> {
+    let provider = provider();
+    let roots = root_store(ca, path)?;
     let certified = match identity {
         None => None,
         Some((cert, key)) => {
@@ -311,12 +371,34 @@ fn build(ca: &[u8], identity: Option<(&[u8], &[u8])>, path: &Path) -> Result<Mat
     };
     let client_verifier =
         WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone()).build()?;
+    let operator_verifier = match operator_ca {
+        Some(pem) => Some(
+            WebPkiClientVerifier::builder_with_provider(root_store(pem, path)?, provider.clone())
+                .build()?,
+        ),
+        None => None,
+    };
+    // A served certificate (a service's files) must be one callers accept: chained to
+    // the CA and valid now; a renewal that fails this keeps the old material. (A
+    // client's own certificate may come from another CA, e.g. the operators'.)
+    if served
+        && let Some(certified) = &certified
+        && let Some((leaf, intermediates)) = certified.cert.split_first()
+    {
+        client_verifier
+            .verify_client_cert(leaf, intermediates, UnixTime::now())
+            .map_err(|source| TlsError::Unusable {
+                path: path.to_owned(),
+                source,
+            })?;
+    }
     let server_verifier =
         WebPkiServerVerifier::builder_with_provider(roots, provider.clone()).build()?;
     Ok(Material {
         source: Vec::new(),
         certified,
         client_verifier,
+        operator_verifier,
         server_verifier,
     })
 }

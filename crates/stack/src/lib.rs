@@ -20,13 +20,23 @@ use std::time::Duration;
 
 use citypass_app::Endpoints;
 use citypass_identity::IdentityConfig;
-use citypass_issuer::{FollowMode, IssuanceConfig, KeySource, Keys, RevocationView};
+use citypass_issuer::{FollowMode, Keys, RevocationView};
+pub use citypass_issuer::{IssuanceConfig, KeySource};
 use citypass_pki::{Authority, DevPki, Subject};
 use citypass_runtime::config::{KeyRingFile, PostgresConfig, RedisConfig};
 use citypass_runtime::{BuildError, Role, ServerConfig, Tls, TlsConfig, UpstreamConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+
+/// A well-formed resident ID number (GB 11643: a Beijing district, a real birth date,
+/// the right check character) ending in `seq`, for demo citizens.
+pub fn sample_resident_id(seq: u16) -> String {
+    let first17 = format!("11010519900307{:03}", seq % 1000);
+    // 17 ASCII digits: the check character always exists.
+    let check = citypass_identity::document::gb11643_check_char(&first17).unwrap_or('0');
+    format!("{first17}{check}")
+}
 
 /// How old the issuer's revocation data may get before issuance fails closed.
 const REVOCATION_MAX_AGE: Duration = Duration::from_secs(10);

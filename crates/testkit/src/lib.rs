@@ -14,6 +14,8 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 
 /// The variable naming the test PostgreSQL server.
 pub const DATABASE_URL_VAR: &str = "CITYPASS_TEST_DATABASE_URL";
+/// The variable naming the CA file of the test PostgreSQL server's certificate.
+pub const DATABASE_CA_VAR: &str = "CITYPASS_TEST_DATABASE_CA";
 /// The variable naming the test Redis server.
 pub const REDIS_URL_VAR: &str = "CITYPASS_TEST_REDIS_URL";
 
@@ -23,6 +25,16 @@ fn required(var: &str) -> String {
             "{var} is not set: run the tests with ./scripts/test, which starts PostgreSQL and Redis"
         )
     })
+}
+
+/// The test PostgreSQL server's URL.
+pub fn database_url() -> String {
+    required(DATABASE_URL_VAR)
+}
+
+/// The CA file of the test PostgreSQL server's certificate (`./scripts/test` makes one).
+pub fn database_ca() -> std::path::PathBuf {
+    std::path::PathBuf::from(required(DATABASE_CA_VAR))
 }
 
 /// A random lower-case suffix for names that must not collide between tests.

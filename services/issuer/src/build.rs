@@ -44,6 +44,7 @@ pub async fn build_with(
 ) -> Result<Built, BuildError> {
     config.validate().map_err(part("configuration"))?;
     let tls = config.server.load_tls()?;
+    let ca_file = config.server.tls.as_ref().map(|t| t.ca_file.as_path());
     let source = match ring {
         Some(ring) => KeySource::Memory(ring),
         None => KeySource::File {
@@ -53,15 +54,19 @@ pub async fn build_with(
     };
     let keys = Keys::load(source, config.environment).map_err(part("key ring"))?;
     let nonces: Arc<dyn NonceStore> = match &config.redis {
-        Some(redis) => Arc::new(
-            RedisNonceStore::connect(
-                redis.url.expose(),
-                config.redis_key_prefix.clone(),
-                redis.timeout,
+        Some(redis) => {
+            let client =
+                citypass_redis::from_config(redis, ca_file).map_err(part("Redis nonce store"))?;
+            Arc::new(
+                RedisNonceStore::connect_client(
+                    client,
+                    config.redis_key_prefix.clone(),
+                    redis.timeout,
+                )
+                .await
+                .map_err(part("Redis nonce store"))?,
             )
-            .await
-            .map_err(part("Redis nonce store"))?,
-        ),
+        }
         None => Arc::new(MemoryNonceStore::new(config.nonce_capacity)),
     };
     let identity = GrpcIdentity::new(
@@ -72,9 +77,13 @@ pub async fn build_with(
     );
     // Issuance fails closed (UNAVAILABLE) until the follower's first sync, and whenever
     // its data is older than revocation.max_age.
-    let revocation =
-        FollowerCheck::start(&config.revocation, config.revocation_redis(), tls.as_ref())
-            .map_err(part("revocation follower"))?;
+    let revocation = FollowerCheck::start(
+        &config.revocation,
+        config.revocation_redis(),
+        tls.as_ref(),
+        ca_file,
+    )
+    .map_err(part("revocation follower"))?;
     let revocations = revocation.view().clone();
     let issuance = Issuance::new(
         config.issuance.clone(),

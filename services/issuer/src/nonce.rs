@@ -161,6 +161,16 @@ impl RedisNonceStore {
         timeout: Duration,
     ) -> Result<Self, NonceStoreError> {
         let client = redis::Client::open(url).map_err(NonceStoreError::Backend)?;
+        Self::connect_client(client, prefix, timeout).await
+    }
+
+    /// [`RedisNonceStore::connect`] with a client made elsewhere (`citypass_redis`,
+    /// for `rediss://` with the deployment's CA).
+    pub async fn connect_client(
+        client: redis::Client,
+        prefix: impl Into<String>,
+        timeout: Duration,
+    ) -> Result<Self, NonceStoreError> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))

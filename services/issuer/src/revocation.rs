@@ -31,6 +31,7 @@
 //! [`NothingRevoked`] says "not revoked" to everything. It exists for tests that need
 //! an issuer without a revocation service; no running configuration uses it.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,8 +121,20 @@ impl FollowerCheck {
         settings: &RevocationSettings,
         redis: Option<&RedisConfig>,
         tls: Option<&Arc<Tls>>,
+        default_ca: Option<&Path>,
     ) -> Result<Self, FollowerError> {
-        let config = settings.follower_config(redis)?;
+        let mut config = settings.follower_config(redis)?;
+        let ca_file = settings
+            .redis
+            .as_ref()
+            .or(redis)
+            .and_then(|r| r.ca_file.as_deref())
+            .or(default_ca);
+        if let Some(path) = ca_file {
+            config.redis_ca = Some(std::fs::read(path).map_err(|e| {
+                FollowerError::Config(format!("Redis CA file {}: {e}", path.display()))
+            })?);
+        }
         let channel = settings
             .service
             .channel(tls)
@@ -143,7 +156,7 @@ impl FollowerCheck {
             max_age,
             ..RevocationSettings::default()
         };
-        FollowerCheck::start(&settings, None, tls)
+        FollowerCheck::start(&settings, None, tls, None)
     }
 
     /// The set the check reads (epoch, age, metrics).

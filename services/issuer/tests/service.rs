@@ -942,7 +942,7 @@ async fn revoked_subjects_and_devices_get_nothing_until_reinstated() {
         ..citypass_issuer::RevocationSettings::default()
     };
     let check =
-        citypass_issuer::FollowerCheck::start(&settings, None, Some(&revocation.issuer_tls))
+        citypass_issuer::FollowerCheck::start(&settings, None, Some(&revocation.issuer_tls), None)
             .expect("follower");
     let view = check.view().clone();
     let mut h = Harness::start_with(Arc::new(check)).await;

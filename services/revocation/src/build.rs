@@ -44,16 +44,21 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
         }
     };
     let publisher: Arc<dyn Publisher> = match &config.redis {
-        Some(redis) => Arc::new(
-            RedisPublisher::connect(
-                redis.url.expose(),
-                config.stream_key.clone(),
-                config.stream_max_len,
-                redis.timeout,
+        Some(redis) => {
+            let ca_file = config.server.tls.as_ref().map(|t| t.ca_file.as_path());
+            let client =
+                citypass_redis::from_config(redis, ca_file).map_err(part("Redis fan-out"))?;
+            Arc::new(
+                RedisPublisher::connect_client(
+                    client,
+                    config.stream_key.clone(),
+                    config.stream_max_len,
+                    redis.timeout,
+                )
+                .await
+                .map_err(part("Redis fan-out"))?,
             )
-            .await
-            .map_err(part("Redis fan-out"))?,
-        ),
+        }
         None => {
             tracing::warn!("fan-out: in process only (no redis): verifiers must use Watch");
             Arc::new(LocalPublisher::new(4096))

@@ -98,7 +98,17 @@ impl RedisPublisher {
         max_len: u64,
         timeout: Duration,
     ) -> Result<Self, PublishError> {
-        let client = redis::Client::open(url)?;
+        Self::connect_client(redis::Client::open(url)?, key, max_len, timeout).await
+    }
+
+    /// [`RedisPublisher::connect`] with a client made elsewhere (`citypass_redis`, for
+    /// `rediss://` with the deployment's CA).
+    pub async fn connect_client(
+        client: redis::Client,
+        key: impl Into<String>,
+        max_len: u64,
+        timeout: Duration,
+    ) -> Result<Self, PublishError> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))

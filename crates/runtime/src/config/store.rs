@@ -1,5 +1,6 @@
 //! The stores a service may use, as every service's configuration names them.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -46,6 +47,10 @@ pub struct RedisConfig {
         deserialize_with = "duration::deserialize_positive"
     )]
     pub timeout: Duration,
+    /// CA bundle that signs the server's certificate for `rediss://` (default: the
+    /// service's `server.tls.ca_file`).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_redis_timeout() -> Duration {
@@ -58,6 +63,7 @@ impl RedisConfig {
         RedisConfig {
             url: Secret::new(url),
             timeout: default_redis_timeout(),
+            ca_file: None,
         }
     }
 }
