@@ -9,29 +9,18 @@ use citypass_pki::{Authority, CA_LIFE, Subject};
 use citypass_proto::v1::GetSubjectRequest;
 use citypass_proto::v1::identity_service_client::IdentityServiceClient;
 use citypass_runtime::{Role, Tls, TlsConfig, UpstreamConfig};
+use citypass_testkit::Served;
 use rustls::pki_types::ServerName;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::net::TcpStream;
 
 /// Longest a test waits for a condition before failing.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-struct Running {
-    addr: std::net::SocketAddr,
-    _stop: oneshot::Sender<()>,
-}
-
-async fn serve(tls: TlsConfig) -> Running {
+/// Identity, built from a dev configuration with these TLS files, serving.
+async fn serve(tls: TlsConfig) -> Served {
     let mut config = IdentityConfig::dev();
     config.server.tls = Some(tls);
-    let built = build(config).await.expect("identity builds");
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(built.server.serve(listener, async {
-        let _ = stopped.await;
-    }));
-    Running { addr, _stop: stop }
+    citypass_testkit::serve(build(config).await.expect("identity builds").server).await
 }
 
 #[tokio::test]

@@ -109,8 +109,8 @@ impl Server {
     /// Serves over TLS with this identity (usually built from `config.tls`, and shared
     /// with the service's upstream clients). Without it the server is plaintext, which
     /// [`ServerConfig::check_transport`] allows only in dev or behind a mesh.
-    pub fn tls(mut self, tls: Arc<Tls>) -> Self {
-        self.tls = Some(tls);
+    pub fn tls(mut self, tls: impl Into<Option<Arc<Tls>>>) -> Self {
+        self.tls = tls.into();
         self
     }
 

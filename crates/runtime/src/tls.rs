@@ -140,6 +140,9 @@ struct Material {
 pub struct Tls {
     current: ArcSwap<Material>,
     files: Option<TlsConfig>,
+    /// The provider's signature algorithms: handshake signatures (a peer's proof that
+    /// it holds its certificate's key) are checked with them whatever the CA.
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
 }
 
 /// The one crypto provider: ring (no C build), installed as the process default so that
@@ -157,6 +160,7 @@ impl Tls {
         Ok(Arc::new(Tls {
             current: ArcSwap::from_pointee(material),
             files: Some(config.clone()),
+            algorithms: provider().signature_verification_algorithms,
         }))
     }
 
@@ -167,6 +171,7 @@ impl Tls {
         Ok(Arc::new(Tls {
             current: ArcSwap::from_pointee(material),
             files: None,
+            algorithms: provider().signature_verification_algorithms,
         }))
     }
 
@@ -429,7 +434,8 @@ impl ResolvesClientCert for Identity {
 
 /// Asks for a client certificate without requiring one, and leaves the chain check to
 /// [`crate::peer`] (see the module documentation). The handshake signature, which
-/// proves the client holds the certificate's key, is checked here as usual.
+/// proves the client holds the certificate's key, is checked here as rustls' own
+/// verifier checks it.
 #[derive(Debug)]
 struct DeferredClientAuth(Arc<Tls>);
 
@@ -463,11 +469,7 @@ impl ClientCertVerifier for DeferredClientAuth {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0
-            .current
-            .load()
-            .client_verifier
-            .verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -476,11 +478,7 @@ impl ClientCertVerifier for DeferredClientAuth {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0
-            .current
-            .load()
-            .client_verifier
-            .verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -520,11 +518,7 @@ impl ServerCertVerifier for CurrentServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0
-            .current
-            .load()
-            .server_verifier
-            .verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -533,11 +527,7 @@ impl ServerCertVerifier for CurrentServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0
-            .current
-            .load()
-            .server_verifier
-            .verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -202,6 +202,18 @@ pub async fn check(
     failures
 }
 
+/// [`check`] against the citypass API's descriptor set, panicking with every
+/// disagreement: what each service's authorisation test runs.
+pub async fn assert_table_holds(pki: &TestPki, addr: SocketAddr, policy: &Policy) {
+    let failures = check(pki, addr, policy, citypass_proto::FILE_DESCRIPTOR_SET).await;
+    assert!(
+        failures.is_empty(),
+        "{} disagrees with its table:\n{}",
+        policy.service,
+        failures.join("\n")
+    );
+}
+
 /// A table that lets anyone call every RPC of `service`: for stand-ins and servers in
 /// tests of their *callers* (a follower, a client), never for a test of the service's
 /// own authorisation, which uses the service's real table.

@@ -7,7 +7,10 @@
 //! run in parallel without seeing each other's data.
 
 pub mod authz;
+mod serve;
 pub mod tls;
+
+pub use serve::{Served, serve};
 
 use sqlx::Connection as _;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};

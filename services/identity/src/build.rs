@@ -36,15 +36,12 @@ pub async fn build(config: IdentityConfig) -> Result<Built, BuildError> {
             with_store(&config, store)?
         }
         None => {
-            tracing::warn!("store: in memory (no database): data is lost on restart");
+            tracing::info!("store: in memory (no database): data is lost on restart");
             with_store(&config, MemoryStore::new())?
         }
     };
     Ok(Built {
-        server: match tls {
-            Some(tls) => server.tls(tls),
-            None => server,
-        },
+        server: server.tls(tls),
     })
 }
 

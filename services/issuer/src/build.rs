@@ -96,12 +96,10 @@ pub async fn build_with(
     let service = IssuerApi::new(issuance)
         .into_server()
         .max_decoding_message_size(MAX_REQUEST_BYTES);
-    let mut server = Server::new(config.server)
+    let server = Server::new(config.server)
+        .tls(tls)
         .add_service(service, &AUTHORIZATION)
         .file_descriptor_set(citypass_proto::FILE_DESCRIPTOR_SET);
-    if let Some(tls) = tls {
-        server = server.tls(tls);
-    }
     Ok(Built {
         server,
         keys,

@@ -39,7 +39,7 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
                 .map_err(part("PostgreSQL log"))?,
         ),
         None => {
-            tracing::warn!("log: in memory (no database): revocations are lost on restart");
+            tracing::info!("log: in memory (no database): revocations are lost on restart");
             Arc::new(MemoryLog::new())
         }
     };
@@ -60,7 +60,7 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
             )
         }
         None => {
-            tracing::warn!("fan-out: in process only (no redis): verifiers must use Watch");
+            tracing::info!("fan-out: in process only (no redis): verifiers must use Watch");
             Arc::new(LocalPublisher::new(4096))
         }
     };
@@ -88,12 +88,10 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
     let service = RevocationApi::new(revocations.clone())
         .into_server()
         .max_decoding_message_size(MAX_REQUEST_BYTES);
-    let mut server = Server::new(config.server)
+    let server = Server::new(config.server)
+        .tls(tls)
         .add_service(service, &AUTHORIZATION)
         .file_descriptor_set(citypass_proto::FILE_DESCRIPTOR_SET);
-    if let Some(tls) = tls {
-        server = server.tls(tls);
-    }
     Ok(Built {
         server,
         revocations,
