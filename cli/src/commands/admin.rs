@@ -19,11 +19,11 @@ use super::pki::DEV_PKI_DIR;
 #[derive(Args)]
 pub struct AdminArgs {
     /// RevocationService URL.
-    #[arg(long, global = true, env = "CITYPASS_REVOCATION_URL", default_value_t = format!("https://127.0.0.1:{REVOCATION_PORT}"))]
+    #[arg(long, global = true, env = "CITYPASS_CLI_REVOCATION_URL", default_value_t = format!("https://127.0.0.1:{REVOCATION_PORT}"))]
     revocation: String,
     /// The operator's credential (certificate with roles, key and CA in one PEM file,
     /// from `citypass pki operator`; `citypass dev` writes one with every role).
-    #[arg(long, global = true, env = "CITYPASS_OPERATOR_CREDENTIAL", default_value_t = format!("{DEV_PKI_DIR}/{DEV_OPERATOR_CREDENTIAL}"))]
+    #[arg(long, global = true, env = "CITYPASS_CLI_CREDENTIAL", default_value_t = format!("{DEV_PKI_DIR}/{DEV_OPERATOR_CREDENTIAL}"))]
     credential: String,
     /// The CA that signs the services' certificates, when it is not the one in the
     /// credential (a deployment with a separate operators' CA).

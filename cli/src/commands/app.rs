@@ -22,14 +22,14 @@ pub struct AppArgs {
         long,
         global = true,
         default_value = ".citypass/app.json",
-        env = "CITYPASS_APP_STATE"
+        env = "CITYPASS_CLI_APP_STATE"
     )]
     state: PathBuf,
     /// IdentityService URL.
-    #[arg(long, global = true, env = "CITYPASS_IDENTITY_URL", default_value_t = format!("https://127.0.0.1:{IDENTITY_PORT}"))]
+    #[arg(long, global = true, env = "CITYPASS_CLI_IDENTITY_URL", default_value_t = format!("https://127.0.0.1:{IDENTITY_PORT}"))]
     identity: String,
     /// IssuerService URL.
-    #[arg(long, global = true, env = "CITYPASS_ISSUER_URL", default_value_t = format!("https://127.0.0.1:{ISSUER_PORT}"))]
+    #[arg(long, global = true, env = "CITYPASS_CLI_ISSUER_URL", default_value_t = format!("https://127.0.0.1:{ISSUER_PORT}"))]
     issuer: String,
     /// The CA certificate the services' certificates chain to (`citypass dev`'s by default).
     #[arg(long, global = true, default_value_t = format!("{DEV_PKI_DIR}/ca.crt"))]

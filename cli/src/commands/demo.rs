@@ -92,7 +92,7 @@ pub fn run(out: Option<&Path>) -> anyhow::Result<()> {
     )?;
     println!(
         "7. certificate   device certificate serial {}, valid {} h, for a fresh offline key",
-        hex(&cert.serial),
+        hex::encode(cert.serial),
         CERTIFICATE_LIFETIME / 3600
     );
     let signer = citypass_token::OfflineSigner::new(offline_key, cert.bytes)?;
@@ -169,8 +169,4 @@ fn flip_one_byte(text: &str) -> anyhow::Result<String> {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
     Ok(format!("{prefix}{}", base45::encode(&bytes)))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -88,7 +88,7 @@ pub fn run(cmd: TokenCommand) -> anyhow::Result<()> {
                 println!(
                     "certificate kid {}, serial {}",
                     c.kid.map(|k| k.to_hex()).unwrap_or_else(|| "-".into()),
-                    hex(&c.serial)
+                    hex::encode(c.serial)
                 );
                 println!(
                     "            valid {} .. {} (lifetime {} s)",
@@ -156,8 +156,4 @@ fn alg_name(alg: Option<i64>) -> String {
         Some(other) => format!("{other} (not accepted)"),
         None => "- (absent)".into(),
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -1,7 +1,5 @@
 //! The app's calls to the identity and issuer services.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use citypass_proto::signed::{SignError, sign_request};
 use citypass_proto::v1::identity_service_client::IdentityServiceClient;
 use citypass_proto::v1::issuer_service_client::IssuerServiceClient;
@@ -72,12 +70,6 @@ fn connect(url: &str, tls: Option<&Arc<Tls>>) -> Result<Channel, AppError> {
     UpstreamConfig::new(url)
         .channel(tls)
         .map_err(|e| AppError::Endpoint(e.to_string()))
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// A citizen's app talking to a running citypass.
@@ -228,7 +220,7 @@ impl App {
             &request,
             &key,
         )?);
-        let asked_at = now();
+        let asked_at = citypass_token::unix_now();
         let response = self
             .issuer
             .issue_device_certificate(request)
@@ -261,7 +253,7 @@ impl App {
         let certificate =
             hex::decode(&offline.certificate).map_err(|_| AppError::State("certificate"))?;
         let signer = OfflineSigner::new(DeviceKey::from_pkcs8(&key, &self.rng)?, certificate)?;
-        let server_now = now().saturating_add_signed(offline.clock_offset);
+        let server_now = citypass_token::unix_now().saturating_add_signed(offline.clock_offset);
         offline.counter += 1;
         Ok(signer.make_code(server_now, lifetime, offline.counter, &self.rng)?)
     }

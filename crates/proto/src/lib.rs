@@ -12,6 +12,7 @@
 //! - [`signed`]: what a device signs for the requests that need its proof.
 
 pub mod signed;
+pub mod time;
 
 /// Package `citypass.v1`: all five services and their messages.
 pub mod v1 {

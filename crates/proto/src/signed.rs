@@ -7,11 +7,10 @@
 //! the app, the load generator, the end-to-end tests and the issuer (which checks
 //! proofs) share one definition.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use citypass_token::{DeviceKey, RequestProof, SecureRandom, SystemRandom, sha256};
 use prost::Message;
-use prost_types::Timestamp;
 
 use crate::v1::{DeviceProof, IssueDeviceCertificateRequest, IssueTokenRequest};
 
@@ -95,7 +94,7 @@ pub fn sign_request_with<R: SignedRequest>(
     at: SystemTime,
     nonce: &[u8],
 ) -> Result<DeviceProof, SignError> {
-    let timestamp = to_timestamp(at);
+    let timestamp = crate::time::system_timestamp(at);
     let body = body_sha256(request);
     let signature = RequestProof {
         method,
@@ -113,27 +112,9 @@ pub fn sign_request_with<R: SignedRequest>(
     })
 }
 
-/// A `Timestamp` for a system time (before 1970: seconds go negative, as in the API).
-pub fn to_timestamp(at: SystemTime) -> Timestamp {
-    match at.duration_since(UNIX_EPOCH) {
-        Ok(since) => Timestamp {
-            seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
-            nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),
-        },
-        Err(before) => {
-            let before = before.duration();
-            Timestamp {
-                seconds: -i64::try_from(before.as_secs()).unwrap_or(i64::MAX),
-                nanos: 0,
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn body_hash_ignores_the_proof_only() {
@@ -153,17 +134,5 @@ mod tests {
             ..request.clone()
         };
         assert_ne!(body_sha256(&request), body_sha256(&other));
-    }
-
-    #[test]
-    fn timestamps_convert() {
-        let at = UNIX_EPOCH + Duration::new(1_800_000_000, 5);
-        assert_eq!(
-            to_timestamp(at),
-            Timestamp {
-                seconds: 1_800_000_000,
-                nanos: 5
-            }
-        );
     }
 }

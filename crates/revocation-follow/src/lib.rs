@@ -52,7 +52,7 @@ mod view;
 mod watch_source;
 
 use std::ops::Deref;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 pub use citypass_revocation::stream::DEFAULT_STREAM_KEY;
 pub use citypass_revocation::{Kinds, RevocationSet, TargetKind};
@@ -66,7 +66,7 @@ pub mod metric_names {
     };
 }
 pub use resync::RevocationClient;
-pub use view::{Freshness, Link, RevocationView};
+pub use view::{Freshness, RevocationView, SourceState};
 
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -180,14 +180,8 @@ impl Follower {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 fn prune(shared: &Shared) -> usize {
-    let pruned = shared.write().prune(unix_now());
+    let pruned = shared.write().prune(citypass_token::unix_now());
     add(&shared.metrics.pruned, pruned as u64);
     pruned
 }

@@ -19,7 +19,7 @@ use opentelemetry::metrics::AsyncInstrument;
 use opentelemetry::{InstrumentationScope, KeyValue};
 
 use crate::config::Source;
-use crate::view::{Link, RevocationView, Shared};
+use crate::view::{RevocationView, Shared, SourceState};
 
 /// Instrumentation scope of the follower's instruments.
 const SCOPE: &str = "citypass-revocation-follow";
@@ -114,8 +114,8 @@ pub struct MetricsSnapshot {
     pub age: Option<Duration>,
     /// Entries in the set (`revocation_follower_entries`).
     pub entries: u64,
-    /// What the follower is connected to (`revocation_follower_link`).
-    pub link: Link,
+    /// What the follower is connected to.
+    pub source_state: SourceState,
 }
 
 impl Metrics {
@@ -138,7 +138,7 @@ impl Metrics {
             epoch: view.epoch(),
             age: view.age(),
             entries: view.len() as u64,
-            link: view.link(),
+            source_state: view.source_state(),
         }
     }
 }

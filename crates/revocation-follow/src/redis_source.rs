@@ -34,7 +34,7 @@ use tokio::time::Instant;
 use crate::config::FollowerConfig;
 use crate::metrics::inc;
 use crate::resync::{ResyncError, RevocationClient, resync};
-use crate::view::{Link, Shared};
+use crate::view::{Shared, SourceState};
 use crate::{Pruner, clamp};
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +97,7 @@ pub(crate) async fn run(
                 }
             }
         }
-        shared.set_link(Link::Polling);
+        shared.set_source_state(SourceState::Polling);
         if Instant::now() >= next_poll {
             if let Err(err) = resync(client.clone(), &shared, &config).await {
                 tracing::debug!(error = %err, "revocation List poll failed");
@@ -177,7 +177,7 @@ async fn tail(
     let mut failing = false;
     let mut reading: Option<Pending<'_, Result<Option<StreamReadReply>, LinkError>>> = None;
     let mut resyncing: Option<Pending<'_, (u64, Result<u64, ResyncError>)>> = None;
-    shared.set_link(Link::Streaming);
+    shared.set_source_state(SourceState::Streaming);
     loop {
         let now = Instant::now();
         if resyncing.is_none() {

@@ -23,7 +23,7 @@ use crate::sequencer::{Offered, Sequencer};
 
 /// What the follower is connected to right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Link {
+pub enum SourceState {
     /// Not synced yet (start-up).
     Starting,
     /// Tailing the Redis Stream.
@@ -36,24 +36,24 @@ pub enum Link {
     Disconnected,
 }
 
-impl Link {
+impl SourceState {
     fn code(self) -> u8 {
         match self {
-            Link::Starting => 0,
-            Link::Streaming => 1,
-            Link::Polling => 2,
-            Link::Watching => 3,
-            Link::Disconnected => 4,
+            SourceState::Starting => 0,
+            SourceState::Streaming => 1,
+            SourceState::Polling => 2,
+            SourceState::Watching => 3,
+            SourceState::Disconnected => 4,
         }
     }
 
     fn from_code(code: u8) -> Self {
         match code {
-            1 => Link::Streaming,
-            2 => Link::Polling,
-            3 => Link::Watching,
-            4 => Link::Disconnected,
-            _ => Link::Starting,
+            1 => SourceState::Streaming,
+            2 => SourceState::Polling,
+            3 => SourceState::Watching,
+            4 => SourceState::Disconnected,
+            _ => SourceState::Starting,
         }
     }
 }
@@ -82,7 +82,7 @@ pub(crate) struct Shared {
     /// Nanoseconds after `base` when the log was last heard from, plus one; 0: never.
     heard: AtomicU64,
     epoch: watch::Sender<u64>,
-    link: AtomicU8,
+    source_state: AtomicU8,
     pub(crate) metrics: Metrics,
 }
 
@@ -95,7 +95,7 @@ impl Shared {
             base: Instant::now(),
             heard: AtomicU64::new(0),
             epoch: watch::channel(epoch).0,
-            link: AtomicU8::new(Link::Starting.code()),
+            source_state: AtomicU8::new(SourceState::Starting.code()),
             metrics: Metrics::default(),
         })
     }
@@ -156,12 +156,12 @@ impl Shared {
         });
     }
 
-    pub(crate) fn set_link(&self, link: Link) {
-        self.link.store(link.code(), Ordering::Relaxed);
+    pub(crate) fn set_source_state(&self, state: SourceState) {
+        self.source_state.store(state.code(), Ordering::Relaxed);
     }
 
-    pub(crate) fn link(&self) -> Link {
-        Link::from_code(self.link.load(Ordering::Relaxed))
+    pub(crate) fn source_state(&self) -> SourceState {
+        SourceState::from_code(self.source_state.load(Ordering::Relaxed))
     }
 }
 
@@ -179,7 +179,7 @@ impl std::fmt::Debug for RevocationView {
         f.debug_struct("RevocationView")
             .field("epoch", &self.epoch())
             .field("age", &self.age())
-            .field("link", &self.link())
+            .field("source_state", &self.source_state())
             .finish()
     }
 }
@@ -207,8 +207,8 @@ impl RevocationView {
     }
 
     /// What the follower is connected to.
-    pub fn link(&self) -> Link {
-        self.shared.link()
+    pub fn source_state(&self) -> SourceState {
+        self.shared.source_state()
     }
 
     /// Counters and gauges (see [`MetricsSnapshot`]).

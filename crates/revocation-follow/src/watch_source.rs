@@ -15,7 +15,7 @@ use crate::Pruner;
 use crate::config::FollowerConfig;
 use crate::metrics::inc;
 use crate::resync::RevocationClient;
-use crate::view::{Link, Shared};
+use crate::view::{Shared, SourceState};
 
 pub(crate) async fn run(shared: Arc<Shared>, mut client: RevocationClient, config: FollowerConfig) {
     let mut pruner = Pruner::new(config.prune_interval);
@@ -23,7 +23,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut client: RevocationClient, confi
     loop {
         let (why, healthy) = follow(&shared, &mut client, &config, &mut pruner).await;
         inc(&shared.metrics.watch_errors);
-        shared.set_link(Link::Disconnected);
+        shared.set_source_state(SourceState::Disconnected);
         shared.sequencer().clear(&shared);
         if healthy || !failing {
             tracing::warn!(reason = %why, "revocation Watch ended; reconnecting");
@@ -86,7 +86,7 @@ async fn follow(
             return (why.to_owned(), healthy);
         }
         shared.heard();
-        shared.set_link(Link::Watching);
+        shared.set_source_state(SourceState::Watching);
         healthy = true;
         pruner.maybe(shared);
     }

@@ -11,10 +11,10 @@ use std::time::Duration;
 use citypass_proto::v1::ListRequest;
 use citypass_revocation::proto::from_proto;
 use citypass_revocation::{RevocationSet, TargetKind};
-use citypass_revocation_follow::{Follower, FollowerConfig, Link, Source};
+use citypass_revocation_follow::{Follower, FollowerConfig, Source, SourceState};
 use citypass_revocation_service::{LocalPublisher, MemoryLog};
 use support::{
-    Client, Controlled, Mode, PrivateRedis, eventually, follower_config, head, hex, postgres_log,
+    Client, Controlled, Mode, PrivateRedis, eventually, follower_config, head, postgres_log,
     random_id, redis_publisher, redis_source, reinstate, revoke, revoke_token,
     revoke_token_expiring, serve, service_settings, set_database_available, stream_key,
 };
@@ -114,7 +114,7 @@ async fn the_stream_follower_applies_in_epoch_order_what_arrives_out_of_order() 
     assert!(metrics.out_of_order >= 2, "{metrics:?}");
     assert!(metrics.gaps >= 1, "{metrics:?}");
     assert_eq!(metrics.pending, 0);
-    assert_eq!(metrics.link, Link::Streaming);
+    assert_eq!(metrics.source_state, SourceState::Streaming);
 
     // Reinstating unblocks issuance; what the revocation killed stays dead.
     let epoch = reinstate(client, TargetKind::Subject, &subject).await;
@@ -226,7 +226,7 @@ async fn the_watch_follower_converges_on_the_embedded_backend() {
         "{metrics:?}"
     );
     assert!(metrics.watch_messages >= 5, "{metrics:?}");
-    assert_eq!(metrics.link, Link::Watching);
+    assert_eq!(metrics.source_state, SourceState::Watching);
     assert_eq!(metrics.resyncs, 0, "Watch needs no List");
 }
 
@@ -271,7 +271,7 @@ async fn with_postgres_down_followers_keep_their_set_and_report_its_age() {
     assert!(watching.age().unwrap() >= age + Duration::from_millis(500));
     assert!(watching.token_revoked(&cti));
     assert_eq!(watching.epoch(), epoch);
-    assert_ne!(watching.link(), Link::Watching);
+    assert_ne!(watching.source_state(), SourceState::Watching);
     assert!(watching.metrics().watch_errors >= 1);
 
     // Redis mode: the stream is alive and nothing can be acknowledged while the log is
@@ -332,7 +332,7 @@ async fn prune_drops_expired_token_entries_only() {
     assert_eq!(follower.len(), 2);
     assert_eq!(follower.epoch(), epoch, "pruning never moves the epoch");
     assert_eq!(follower.metrics().pruned, 1);
-    let _ = hex(&short);
+    let _ = hex::encode(short);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -386,7 +386,7 @@ async fn redis_killed_and_restarted_loses_no_acknowledged_revocation() {
                 .await
                 .expect("revocations made while Redis is down arrive through List");
             assert!(follower.token_revoked(&cti));
-            assert_eq!(follower.link(), Link::Polling);
+            assert_eq!(follower.source_state(), SourceState::Polling);
         }
     }
 
@@ -416,7 +416,7 @@ async fn redis_killed_and_restarted_loses_no_acknowledged_revocation() {
     );
     // Back on the stream: entries written after the restart were read from it.
     eventually(WAIT, "streaming again", || {
-        follower.link() == Link::Streaming
+        follower.source_state() == SourceState::Streaming
     })
     .await;
     let (cti, epoch) = revoke_token(client).await;

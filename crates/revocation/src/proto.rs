@@ -7,6 +7,7 @@
 //! (actor, note) are returned alongside, since [`Entry`] does not hold them.
 
 use citypass_proto::prost_types::Timestamp;
+use citypass_proto::time::timestamp;
 use citypass_proto::v1 as pb;
 
 use crate::entry::{Action, Entry, EntryError, ReinstateReason, RevocationReason};
@@ -43,13 +44,6 @@ pub enum ProtoError {
         #[source]
         source: EntryError,
     },
-}
-
-fn timestamp(seconds: u64) -> Timestamp {
-    Timestamp {
-        seconds: i64::try_from(seconds).unwrap_or(i64::MAX),
-        nanos: 0,
-    }
 }
 
 /// The message for `entry`, with its audit fields.

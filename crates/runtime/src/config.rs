@@ -17,7 +17,10 @@
 //! | `CITYPASS_REDIS_URL=redis://…` | `redis_url` |
 //! | `CITYPASS_PEERS=a:1,b:2` | the list `peers` (comma-separated) |
 //!
-//! `<PREFIX>_CONFIG` is reserved for the path of the file itself ([`config_path_from_env`]).
+//! `<PREFIX>_CONFIG` is reserved for the path of the file itself ([`config_path_from_env`]),
+//! and `<PREFIX>_CLI_…` for the `citypass` command's own settings (`CITYPASS_CLI_CREDENTIAL`
+//! and the like): services ignore them, so exporting one in a shell never stops a
+//! service from starting.
 //! Values are typed by the field they land in: `"64"` becomes a number for a number field
 //! and stays text for a text field. Structs using [`ServerConfig`] nest it under a key
 //! (conventionally `server`), and reject unknown keys, so a misspelt variable or key is an
@@ -158,6 +161,7 @@ where
 {
     let prefix = format!("{env_prefix}_");
     let reserved = format!("{env_prefix}_CONFIG");
+    let command_line = format!("{env_prefix}_CLI_");
     let mut overrides = Vec::new();
     for (name, value) in vars {
         // Variables of other programs may be anything; only ours must be UTF-8.
@@ -165,7 +169,7 @@ where
         let Some(rest) = name.strip_prefix(&prefix) else {
             continue;
         };
-        if name == reserved {
+        if name == reserved || name.starts_with(&command_line) {
             continue;
         }
         let value = value.into_string().map_err(|_| ConfigError::Environment {

@@ -263,3 +263,26 @@ fn a_malformed_variable_name_is_refused() {
         "{err:?}"
     );
 }
+
+#[test]
+fn the_command_lines_variables_are_not_a_services() {
+    let file = yaml(FILE);
+    let config: ServiceConfig = load_from(
+        Some(file.path()),
+        "CITYPASS",
+        env(&[
+            ("CITYPASS_CLI_CREDENTIAL", "/home/ops/operator.pem"),
+            ("CITYPASS_CLI_IDENTITY_URL", "https://identity:50051"),
+        ]),
+    )
+    .expect("a service starts with the CLI's variables exported");
+    assert_eq!(config.redis_url, "redis://file:6379");
+    // Any other unknown variable under the prefix is still an error.
+    let err = load_from::<ServiceConfig, _>(
+        Some(file.path()),
+        "CITYPASS",
+        env(&[("CITYPASS_IDENTITY_URL", "https://identity:50051")]),
+    )
+    .expect_err("unknown key");
+    assert!(err.to_string().contains("CITYPASS_IDENTITY_URL"), "{err}");
+}

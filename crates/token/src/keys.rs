@@ -81,7 +81,7 @@ impl Kid {
 
     /// Lower-case hex, the form used in logs, files and the CLI.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(self.0)
     }
 }
 

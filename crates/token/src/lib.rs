@@ -22,6 +22,7 @@
 mod bounds;
 mod certificate;
 mod claims;
+mod clock;
 mod envelope;
 mod error;
 mod ids;
@@ -32,15 +33,16 @@ mod keys;
 mod keyset;
 mod offline;
 mod online;
-mod proof;
 mod qr;
 mod scope;
 mod seal;
+mod signed_message;
 mod text;
 mod validation;
 
 pub use certificate::{VerifiedCertificate, sign_certificate, verify_certificate};
 pub use claims::{CertificateClaims, ID_LEN, OfflineClaims, OnlineClaims};
+pub use clock::unix_now;
 pub use envelope::ObjectType;
 pub use error::TokenError;
 pub use ids::{format_id, parse_id};
@@ -51,13 +53,13 @@ pub use keys::{Algorithm, DeviceKey, IssuerKey, Kid, PublicKey};
 pub use keyset::{KeySet, KeyStatus, PublishedKey};
 pub use offline::{OfflineSigner, VerifiedOffline, sign_offline, verify_offline};
 pub use online::{VerifiedToken, sign_online, verify_online};
-pub use proof::{
-    RequestProof, binding_message, sha256, sign_key_set, sign_snapshot, verify_key_set,
-    verify_snapshot,
-};
 pub use qr::Qr;
 pub use scope::{Scene, Scopes};
 pub use seal::SubjectKey;
+pub use signed_message::{
+    RequestProof, binding_message, sha256, sign_key_set, sign_snapshot, verify_key_set,
+    verify_snapshot,
+};
 pub use text::{CodeKind, MAX_TEXT_LEN, kind_of};
 pub use validation::Validation;
 

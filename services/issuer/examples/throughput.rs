@@ -22,14 +22,15 @@
 //! requests. Rounds alternate to even out drift; the load generator shares the
 //! machine's cores with the servers, as in the NOTES figures.
 
+use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use citypass_issuer::{
-    BoxFuture, CertificateRecord, DeviceRecord, Environment, IdentityError, IdentityLookup,
-    IssuanceConfig, Keys, MemoryNonceStore, NothingRevoked, issuer_service, sign_request,
+    CertificateRecord, DeviceRecord, Environment, IdentityError, IdentityLookup, IssuanceConfig,
+    Keys, MemoryNonceStore, NothingRevoked, issuer_service, sign_request,
 };
 use citypass_proto::prost_types::Timestamp;
 use citypass_proto::v1::issuer_service_client::IssuerServiceClient;

@@ -8,10 +8,10 @@ use citypass_runtime::{BuildError, Server, part};
 
 use crate::authorization::AUTHORIZATION;
 use crate::config::Config;
-use crate::identity::GrpcIdentity;
+use crate::identity_client::GrpcIdentity;
 use crate::keys::Keys;
 use crate::nonce::{MemoryNonceStore, NonceStore, RedisNonceStore};
-use crate::revocation::FollowerCheck;
+use crate::revocation_check::FollowerCheck;
 use crate::service::IssuerApi;
 use crate::{Issuance, KeySource};
 

@@ -159,7 +159,7 @@ pub enum FollowMode {
 }
 
 /// Where the issuer's revocation data comes from, and how old it may be
-/// (see [`crate::revocation`]).
+/// (see [`crate::revocation_check`]).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RevocationSettings {

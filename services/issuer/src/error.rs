@@ -8,10 +8,10 @@
 use citypass_runtime::{ErrorKind, ServiceError};
 use citypass_token::TokenError;
 
-use crate::identity::IdentityError;
+use crate::identity_client::IdentityError;
 use crate::nonce::NonceStoreError;
 use crate::proof::ProofError;
-use crate::revocation::RevocationError;
+use crate::revocation_check::RevocationError;
 
 /// Why an issuer call failed.
 #[derive(Debug, thiserror::Error)]

@@ -8,10 +8,11 @@
 //! revocation and the scene policy (`PERMISSION_DENIED`). Nothing is signed before all
 //! of them pass, and a certificate is recorded at identity before it is returned.
 
+use citypass_proto::time::timestamp;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use citypass_proto::prost_types::{self, Timestamp};
+use citypass_proto::prost_types::{self};
 use citypass_proto::v1::{
     DeviceProof, DeviceStatus, GetKeySetResponse, IssueDeviceCertificateRequest,
     IssueDeviceCertificateResponse, IssueTokenRequest, IssueTokenResponse, SubjectStatus,
@@ -22,14 +23,14 @@ use prost::Message;
 
 use crate::config::{InvalidConfig, IssuanceConfig};
 use crate::error::IssuerError;
-use crate::identity::{
+use crate::identity_client::{
     CachedIdentity, CertificateRecord, DeviceRecord, IdentityError, IdentityLookup,
 };
 use crate::keys::Keys;
 use crate::nonce::NonceStore;
 use crate::policy::{Policy, scopes_to_api};
-use crate::proof::{ISSUE_DEVICE_CERTIFICATE, ISSUE_TOKEN, ProofVerifier, hex};
-use crate::revocation::{RevocationCheck, RevocationStatus};
+use crate::proof::{ISSUE_DEVICE_CERTIFICATE, ISSUE_TOKEN, ProofVerifier};
+use crate::revocation_check::{RevocationCheck, RevocationStatus};
 
 /// The issuer's logic and everything it talks to.
 pub struct Issuance {
@@ -167,7 +168,10 @@ impl Issuance {
         // One certificate per offline key, so CP2 codes stay linkable only within one
         // certificate's life (and the mark lasts as long as the longest certificate).
         // Marked before signing: a failed attempt burns the key.
-        let mark = format!("offline-key:{}", hex(&sha256(offline_key.as_bytes())));
+        let mark = format!(
+            "offline-key:{}",
+            hex::encode(sha256(offline_key.as_bytes()))
+        );
         match within(
             deadline,
             self.nonces
@@ -338,13 +342,6 @@ async fn within<F: std::future::Future>(
 
 fn unix_seconds(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-fn timestamp(seconds: u64) -> Timestamp {
-    Timestamp {
-        seconds: i64::try_from(seconds).unwrap_or(i64::MAX),
-        nanos: 0,
-    }
 }
 
 #[cfg(test)]

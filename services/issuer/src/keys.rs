@@ -21,9 +21,10 @@
 //! replica serving the same keys), and is signed with `citypass_token::sign_key_set` by
 //! the signing key.
 
+use citypass_token::unix_now;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use citypass_proto::prost_types::Timestamp;
 use citypass_proto::v1::{self as pb, GetKeySetResponse, KeyInfo};
@@ -34,7 +35,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Environment;
-use crate::proof::hex;
 
 /// Why a key ring was refused.
 #[derive(Debug, thiserror::Error)]
@@ -122,7 +122,7 @@ impl PublishedKeys {
             })
             .min();
         let base = keyset.to_jwks();
-        let version = hex(&sha256(base.as_bytes())[..8]);
+        let version = hex::encode(&sha256(base.as_bytes())[..8]);
         let jwks_json = with_metadata(&base, now, &version)?;
         let signature = sign_key_set(issuer.key(), &jwks_json);
         let key_infos = keyset.keys().iter().map(key_info).collect();
@@ -222,13 +222,6 @@ fn key_info(key: &PublishedKey) -> KeyInfo {
         not_before: None,
         valid_until,
     }
-}
-
-/// Unix seconds now.
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Where the ring came from, and what was last accepted from there.

@@ -13,8 +13,8 @@
 //!   published key set;
 //! - [`proof`]: device proofs, the server check and the app-side [`sign_request`];
 //! - [`nonce`]: single-use marks (memory and Redis);
-//! - [`identity`]: GetDevice (cached) and RecordCertificate at the identity service;
-//! - [`revocation`]: the revocation check: a follower of the revocation log, failing
+//! - [`identity_client`]: GetDevice (cached) and RecordCertificate at the identity service;
+//! - [`revocation_check`]: the revocation check: a follower of the revocation log, failing
 //!   closed when its data is stale;
 //! - [`policy`]: which scenes a subject's codes may open;
 //! - [`issuance`]: the decisions; [`service`]: the tonic face; [`error`]: statuses.
@@ -25,13 +25,13 @@ pub mod authorization;
 pub mod build;
 pub mod config;
 pub mod error;
-pub mod identity;
+pub mod identity_client;
 pub mod issuance;
 pub mod keys;
 pub mod nonce;
 pub mod policy;
 pub mod proof;
-pub mod revocation;
+pub mod revocation_check;
 pub mod service;
 
 use std::path::PathBuf;
@@ -46,18 +46,18 @@ pub use config::{
     Config, Environment, FollowMode, InvalidConfig, IssuanceConfig, RevocationSettings,
 };
 pub use error::IssuerError;
-pub use identity::{
+pub use identity_client::{
     CachedIdentity, CertificateRecord, DeviceRecord, GrpcIdentity, IdentityError, IdentityLookup,
 };
 pub use issuance::Issuance;
 pub use keys::{KeyError, Keys, PublishedKeys, Reload};
-pub use nonce::{BoxFuture, MemoryNonceStore, NonceStore, NonceStoreError, RedisNonceStore};
+pub use nonce::{MemoryNonceStore, NonceStore, NonceStoreError, RedisNonceStore};
 pub use policy::{MinAssurance, Policy};
 pub use proof::{
     ISSUE_DEVICE_CERTIFICATE, ISSUE_TOKEN, ProofError, SignedRequest, body_sha256, sign_request,
     sign_request_with,
 };
-pub use revocation::{
+pub use revocation_check::{
     FollowerCheck, NothingRevoked, RevocationCheck, RevocationError, RevocationStatus,
 };
 pub use service::IssuerApi;

@@ -18,17 +18,13 @@
 //! Keys are built by the caller from hashes, never from raw ids, so the store (and
 //! Redis) sees no personal data.
 
+use futures::future::BoxFuture;
 use std::collections::{BTreeSet, HashMap};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::time::Instant;
-
-/// A boxed future, so that the store traits can be used as trait objects.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Why a mark could not be checked. Either way the request must be refused: a nonce
 /// that cannot be checked is not known to be fresh.

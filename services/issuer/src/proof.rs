@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime};
 
 pub use citypass_proto::signed::{
     ISSUE_DEVICE_CERTIFICATE, ISSUE_TOKEN, SignError, SignedRequest, body_sha256, sign_request,
-    sign_request_with, to_timestamp,
+    sign_request_with,
 };
 use citypass_proto::v1::DeviceProof;
 use citypass_token::{PublicKey, RequestProof, sha256};
@@ -134,7 +134,7 @@ impl ProofVerifier {
         if !(0..1_000_000_000).contains(&timestamp.nanos) {
             return Err(ProofError::BadTimestamp);
         }
-        let now = to_timestamp(now);
+        let now = citypass_proto::time::system_timestamp(now);
         let skew =
             unix_nanos(timestamp.seconds, timestamp.nanos) - unix_nanos(now.seconds, now.nanos);
         if skew.unsigned_abs() > self.freshness.as_nanos() {
@@ -190,26 +190,5 @@ fn nonce_key(device_id: &str, nonce: &[u8]) -> String {
     );
     input.extend_from_slice(device_id.as_bytes());
     input.extend_from_slice(nonce);
-    format!("nonce:{}", hex(&sha256(&input)))
-}
-
-/// Lower-case hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hex_is_lower_case() {
-        assert_eq!(hex(&[0x0f, 0xa0]), "0fa0");
-    }
+    format!("nonce:{}", hex::encode(sha256(&input)))
 }

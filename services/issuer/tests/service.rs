@@ -6,15 +6,16 @@
 //! set parsed from GetKeySet (whose signature verifies), and an offline code made with
 //! a certificate verifies offline. Bad inputs get precise statuses.
 
+use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use citypass_issuer::{
-    BoxFuture, CertificateRecord, DeviceRecord, Environment, IdentityError, IdentityLookup,
-    IssuanceConfig, Keys, MemoryNonceStore, NothingRevoked, RevocationCheck, RevocationError,
-    RevocationStatus, issuer_service, sign_request, sign_request_with,
+    CertificateRecord, DeviceRecord, Environment, IdentityError, IdentityLookup, IssuanceConfig,
+    Keys, MemoryNonceStore, NothingRevoked, RevocationCheck, RevocationError, RevocationStatus,
+    issuer_service, sign_request, sign_request_with,
 };
 use citypass_proto::prost_types;
 use citypass_proto::v1::issuer_service_client::IssuerServiceClient;
@@ -145,10 +146,6 @@ fn now() -> u64 {
         .as_secs()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl Harness {
     async fn start() -> Self {
         Self::start_with(Arc::new(NothingRevoked)).await
@@ -208,8 +205,8 @@ impl Harness {
         let mut device = [0u8; 16];
         citypass_token::SecureRandom::fill(&self.rng, &mut device).unwrap();
         let citizen = Citizen {
-            subject_id: hex(&id),
-            device_id: hex(&device),
+            subject_id: hex::encode(id),
+            device_id: hex::encode(device),
             key,
         };
         self.identity.put(DeviceRecord {
@@ -355,7 +352,7 @@ async fn an_issued_code_verifies_against_get_key_set() {
     let subject = verified
         .subject(&h.subject_key)
         .expect("the verifier can unseal");
-    assert_eq!(hex(&subject), citizen.subject_id);
+    assert_eq!(hex::encode(&subject), citizen.subject_id);
 }
 
 #[tokio::test]
@@ -417,7 +414,7 @@ async fn a_certificate_makes_offline_codes_that_verify_offline() {
     let verified = verify_offline(&code, &set, &Validation::at(t)).expect("verifies offline");
     assert_eq!(verified.certificate.serial.to_vec(), answer.serial);
     assert_eq!(
-        hex(&verified.subject(&h.subject_key).unwrap()),
+        hex::encode(verified.subject(&h.subject_key).unwrap()),
         citizen.subject_id
     );
 }
@@ -788,12 +785,13 @@ mod revocation_service {
     use citypass_proto::v1::revocation_service_client::RevocationServiceClient;
     use citypass_proto::v1::{self as pb, ReinstateRequest, RevokeRequest};
     use citypass_revocation_service::{
-        BoxFuture, Certificate, CertificateDirectory, DirectoryError, KeyringSigner, PostgresLog,
-        RedisPublisher, RevocationApi, Revocations, Settings,
+        Certificate, CertificateDirectory, DirectoryError, KeyringSigner, PostgresLog,
+        RedisPublisher, Registry, RevocationApi, Settings,
     };
     use citypass_runtime::{Deadline, Server, ServerConfig};
     use citypass_testkit::tls::{As, TestPki};
     use citypass_token::{Keyring, SystemRandom};
+    use futures::future::BoxFuture;
     use tokio::net::TcpListener;
     use tokio::sync::oneshot;
     use tonic::transport::Channel;
@@ -842,7 +840,7 @@ mod revocation_service {
             cascade_sweep_delay: Duration::ZERO,
             ..Settings::default()
         };
-        let revocations = Revocations::new(
+        let revocations = Registry::new(
             settings,
             log,
             Arc::new(publisher),

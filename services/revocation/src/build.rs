@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::directory::GrpcDirectory;
 use crate::fanout::{LocalPublisher, Publisher, RedisPublisher};
 use crate::log::{Log, MemoryLog, PostgresLog};
-use crate::revocation::Revocations;
+use crate::registry::Registry;
 use crate::service::RevocationApi;
 use crate::signer::KeyringSigner;
 
@@ -24,7 +24,7 @@ pub struct Built {
     /// Serve it with `run()` or `serve(listener, shutdown)`.
     pub server: Server,
     /// The logic (fan-out counters, the tail), for tests and embedding.
-    pub revocations: Arc<Revocations>,
+    pub revocations: Arc<Registry>,
 }
 
 /// Builds the service from `config`: TLS identity, log, fan-out, identity client,
@@ -76,7 +76,7 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
     )
     .map_err(part("snapshot signing key"))?;
     let revocations = Arc::new(
-        Revocations::new(
+        Registry::new(
             config.revocation.clone(),
             log,
             publisher,

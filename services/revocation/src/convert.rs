@@ -9,15 +9,9 @@ use citypass_proto::v1 as pb;
 use citypass_revocation::{ReinstateReason, RevocationReason, TargetKind};
 
 use crate::error::Error;
-use crate::model::Record;
+pub use citypass_proto::time::timestamp;
 
-/// A Unix-seconds time as a protobuf timestamp.
-pub fn timestamp(seconds: u64) -> Timestamp {
-    Timestamp {
-        seconds: i64::try_from(seconds).unwrap_or(i64::MAX),
-        nanos: 0,
-    }
-}
+use crate::model::Record;
 
 /// A request's timestamp as Unix seconds, rounded up: codes carry whole seconds, and
 /// `iat < 100.5` is `iat < 101` for them. Refuses negative or malformed timestamps.

@@ -20,8 +20,8 @@ use citypass_runtime::{Deadline, ErrorKind, InjectTraceContext};
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::log::BoxFuture;
 use crate::model::Certificate;
+use futures::future::BoxFuture;
 
 /// Whose certificates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

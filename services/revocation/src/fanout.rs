@@ -26,8 +26,8 @@ use citypass_revocation::stream::{FIELD_ENTRY, FIELD_EPOCH, encode_entry, epoch_
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::broadcast;
 
-use crate::log::BoxFuture;
 use crate::model::Record;
+use futures::future::BoxFuture;
 
 /// Why a publish failed. Never fails a revocation.
 #[derive(Debug, thiserror::Error)]

@@ -25,7 +25,8 @@
 //! - [`signer`]: snapshot signing with the issuer's key ring;
 //! - [`tail`]: each replica's follower of the log (Watch, Snapshot, freshness);
 //! - [`convert`]: proto ↔ model;
-//! - [`revocation`]: the logic ([`Revocations`]); [`service`]: the tonic face.
+//! - [`registry`]: the logic, revocations written to and read from the log
+//!   ([`Registry`]); [`service`]: the tonic face.
 
 #![forbid(unsafe_code)]
 
@@ -38,13 +39,12 @@ pub mod error;
 pub mod fanout;
 pub mod log;
 pub mod model;
-pub mod revocation;
+pub mod registry;
 pub mod service;
 pub mod signer;
 pub mod tail;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use authorization::AUTHORIZATION;
 pub use build::{Built, MAX_REQUEST_BYTES, build};
@@ -53,15 +53,15 @@ pub use config::{Config, Environment, Secret, Settings};
 pub use directory::{CertificateDirectory, DirectoryError, GrpcDirectory, Owner};
 pub use error::Error;
 pub use fanout::{FanOutStats, LocalPublisher, PublishError, Publisher, RedisPublisher};
-pub use log::{BoxFuture, Log, MemoryLog, PostgresLog};
+pub use log::{Log, MemoryLog, PostgresLog};
 pub use model::{Audit, Certificate, Page, Record, Revoked};
-pub use revocation::Revocations;
+pub use registry::Registry;
 pub use service::RevocationApi;
 pub use signer::{KeyringSigner, SnapshotSigner};
 
 /// RevocationService ready for `citypass_runtime::Server::add_service`. Spawns the
 /// replica's log follower, which stops when the service is dropped (call inside a
-/// tokio runtime). Use [`Revocations::new`] and [`RevocationApi`] to keep a handle on
+/// tokio runtime). Use [`Registry::new`] and [`RevocationApi`] to keep a handle on
 /// the logic (fan-out counters, the tail).
 pub fn revocation_service(
     settings: Settings,
@@ -70,13 +70,6 @@ pub fn revocation_service(
     directory: Arc<dyn CertificateDirectory>,
     signer: Arc<dyn SnapshotSigner>,
 ) -> Result<RevocationServiceServer<RevocationApi>, Error> {
-    let revocations = Revocations::new(settings, log, publisher, directory, signer)?;
+    let revocations = Registry::new(settings, log, publisher, directory, signer)?;
     Ok(RevocationApi::new(Arc::new(revocations)).into_server())
-}
-
-/// Unix seconds now.
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

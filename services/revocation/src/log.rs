@@ -19,19 +19,14 @@
 pub mod memory;
 pub mod postgres;
 
-use std::future::Future;
-use std::pin::Pin;
-
 use citypass_revocation::{ReinstateReason, Target};
+use futures::future::BoxFuture;
 
 use crate::error::Error;
 use crate::model::{Audit, Cascade, Page, Record, RevokeCommand, Revoked};
 
 pub use memory::MemoryLog;
 pub use postgres::PostgresLog;
-
-/// A boxed, sendable future (the traits here are used as trait objects).
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The revocation log. See the module documentation.
 pub trait Log: Send + Sync + 'static {

@@ -1,7 +1,7 @@
-//! The gRPC face of the revocation service: requests in, [`Revocations`] decides,
+//! The gRPC face of the revocation service: requests in, [`Registry`] decides,
 //! statuses out.
 //!
-//! Kept thin on purpose: the logic lives in [`crate::revocation`], errors become
+//! Kept thin on purpose: the logic lives in [`crate::registry`], errors become
 //! statuses only through [`Error::into_status`] (the runtime's mapping, plus
 //! OUT_OF_RANGE), and the call's deadline is handed to the identity call it waits on.
 
@@ -18,22 +18,22 @@ use tonic::{Request, Response, Status};
 
 use crate::convert;
 use crate::error::Error;
-use crate::revocation::{Revocations, WatchStream};
+use crate::registry::{Registry, WatchStream};
 
-/// `citypass.v1.RevocationService` over [`Revocations`].
+/// `citypass.v1.RevocationService` over [`Registry`].
 #[derive(Debug, Clone)]
 pub struct RevocationApi {
-    revocations: Arc<Revocations>,
+    revocations: Arc<Registry>,
 }
 
 impl RevocationApi {
     /// The service for `revocations`.
-    pub fn new(revocations: Arc<Revocations>) -> Self {
+    pub fn new(revocations: Arc<Registry>) -> Self {
         RevocationApi { revocations }
     }
 
     /// The logic behind the service.
-    pub fn revocations(&self) -> &Arc<Revocations> {
+    pub fn revocations(&self) -> &Arc<Registry> {
         &self.revocations
     }
 

@@ -165,7 +165,7 @@ async fn poll(tail: Weak<Tail>, nudge: Arc<Notify>, interval: Duration) {
     loop {
         {
             let Some(tail) = tail.upgrade() else { return };
-            match tail.sync(crate::unix_now()).await {
+            match tail.sync(citypass_token::unix_now()).await {
                 Ok(_) if failing => {
                     tracing::info!("revocation log readable again");
                     failing = false;

@@ -9,6 +9,7 @@
 //! and rebuilds to the very set built from List, bad input gets precise statuses, and
 //! with PostgreSQL gone nothing is acknowledged.
 
+use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,9 +24,9 @@ use citypass_proto::v1::{
 use citypass_revocation::stream::{FIELD_ENTRY, FIELD_EPOCH, decode_message};
 use citypass_revocation::{Entry, Kinds, RevocationSet, SignedSnapshot, TargetKind};
 use citypass_revocation_service::{
-    BoxFuture, Certificate, CertificateDirectory, DirectoryError, KeyringSigner, LocalPublisher,
-    Log, MemoryLog, Owner, PostgresLog, PublishError, Publisher, Record, RedisPublisher,
-    RevocationApi, Revocations, Settings,
+    Certificate, CertificateDirectory, DirectoryError, KeyringSigner, LocalPublisher, Log,
+    MemoryLog, Owner, PostgresLog, PublishError, Publisher, Record, RedisPublisher, Registry,
+    RevocationApi, Settings,
 };
 use citypass_runtime::{Deadline, Role, Server, ServerConfig};
 use citypass_testkit::tls::{As, TestPki};
@@ -105,10 +106,6 @@ fn at(seconds: u64) -> Timestamp {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn random_id() -> String {
     citypass_testkit::unique("")[..16].repeat(2)
 }
@@ -135,7 +132,7 @@ fn revoke(kind: TargetKind, id: &str) -> RevokeRequest {
 /// client for it (`test-operator`: revoker, key-admin, auditor).
 struct Running {
     client: RevocationServiceClient<Channel>,
-    revocations: Arc<Revocations>,
+    revocations: Arc<Registry>,
     stop: Option<oneshot::Sender<()>>,
     _keyring_file: tempfile::NamedTempFile,
 }
@@ -161,7 +158,7 @@ async fn serve(
     let signer = KeyringSigner::from_file(keyring_file.path(), Duration::from_secs(60), false)
         .expect("the key ring loads");
     let revocations =
-        Arc::new(Revocations::new(settings, log, publisher, directory, Arc::new(signer)).unwrap());
+        Arc::new(Registry::new(settings, log, publisher, directory, Arc::new(signer)).unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -362,7 +359,7 @@ async fn revoke_list_watch_and_snapshot_agree() {
         .collect();
     assert_eq!(
         serials,
-        vec![(2, hex(&[1; 16])), (3, hex(&[2; 16]))],
+        vec![(2, hex::encode([1; 16])), (3, hex::encode([2; 16]))],
         "live certificates issued before the bound, in the same write"
     );
     assert_eq!(
@@ -371,7 +368,7 @@ async fn revoke_list_watch_and_snapshot_agree() {
     );
 
     // Token, key and certificate revocations.
-    let cti = hex(&[0xc7; 16]);
+    let cti = hex::encode([0xc7; 16]);
     let token = client
         .revoke(revoke(TargetKind::Token, &cti))
         .await
@@ -397,7 +394,7 @@ async fn revoke_list_watch_and_snapshot_agree() {
             .epoch,
         5
     );
-    let serial = hex(&[0x5e; 16]);
+    let serial = hex::encode([0x5e; 16]);
     let certificate_entry = client
         .revoke(RevokeRequest {
             expires_at: Some(at(t + 600)),
@@ -844,7 +841,7 @@ async fn a_replica_watches_what_another_replica_writes() {
         .unwrap()
         .into_inner();
     for n in 0..5u8 {
-        let cti = hex(&[n; 16]);
+        let cti = hex::encode([n; 16]);
         let client = if n % 2 == 0 {
             &mut a.client
         } else {
@@ -920,7 +917,7 @@ async fn embedded_mode_sweeps_late_certificates_and_survives_a_broken_fanout() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     let (entries, head) = list_all(&mut running.client).await;
     assert_eq!(head, 3);
-    assert_eq!(entries[2].target_id, hex(&[2; 16]));
+    assert_eq!(entries[2].target_id, hex::encode([2; 16]));
     assert!(entries[2].note.contains("epoch 1"));
     for epoch in 1..=3 {
         assert_eq!(fanned_out.recv().await.unwrap().epoch, epoch);

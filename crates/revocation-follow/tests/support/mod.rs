@@ -6,6 +6,7 @@
 
 pub mod propagation;
 
+use futures::future::BoxFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -18,8 +19,8 @@ use citypass_proto::v1::{self as pb, ListRequest, ReinstateRequest, RevokeReques
 use citypass_revocation::TargetKind;
 use citypass_revocation_follow::{Follower, FollowerConfig, Source};
 use citypass_revocation_service::{
-    BoxFuture, Certificate, CertificateDirectory, DirectoryError, KeyringSigner, Log, PostgresLog,
-    PublishError, Publisher, Record, RedisPublisher, RevocationApi, Revocations, Settings,
+    Certificate, CertificateDirectory, DirectoryError, KeyringSigner, Log, PostgresLog,
+    PublishError, Publisher, Record, RedisPublisher, Registry, RevocationApi, Settings,
 };
 use citypass_runtime::{Deadline, Role, Server, ServerConfig};
 use citypass_testkit::tls::{As, TestPki};
@@ -64,7 +65,7 @@ pub fn service_settings() -> Settings {
 pub struct Service {
     pub addr: SocketAddr,
     pub client: Client,
-    pub revocations: Arc<Revocations>,
+    pub revocations: Arc<Registry>,
     pki: TestPki,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -97,7 +98,7 @@ pub async fn serve(
     let ring = Keyring::generate("citypass-test", true, &SystemRandom::new()).unwrap();
     let signer = KeyringSigner::from_keyring(&ring).unwrap();
     let revocations = Arc::new(
-        Revocations::new(
+        Registry::new(
             settings,
             log,
             publisher,
@@ -231,12 +232,8 @@ pub fn random_bytes() -> [u8; 16] {
     out
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 pub fn random_id() -> String {
-    hex(&random_bytes())
+    hex::encode(random_bytes())
 }
 
 pub fn revoke_request(kind: TargetKind, id: &str) -> RevokeRequest {
@@ -252,7 +249,7 @@ pub fn revoke_request(kind: TargetKind, id: &str) -> RevokeRequest {
 pub async fn revoke_token(client: &mut Client) -> ([u8; 16], u64) {
     let cti = random_bytes();
     let epoch = client
-        .revoke(revoke_request(TargetKind::Token, &hex(&cti)))
+        .revoke(revoke_request(TargetKind::Token, &hex::encode(cti)))
         .await
         .expect("Revoke")
         .into_inner()
@@ -265,7 +262,7 @@ pub async fn revoke_token(client: &mut Client) -> ([u8; 16], u64) {
 /// Revokes a fresh token whose entry expires at `expires_at`.
 pub async fn revoke_token_expiring(client: &mut Client, expires_at: u64) -> ([u8; 16], u64) {
     let cti = random_bytes();
-    let mut request = revoke_request(TargetKind::Token, &hex(&cti));
+    let mut request = revoke_request(TargetKind::Token, &hex::encode(cti));
     request.expires_at = Some(Timestamp {
         seconds: i64::try_from(expires_at).unwrap(),
         nanos: 0,

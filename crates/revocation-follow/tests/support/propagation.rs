@@ -20,12 +20,12 @@ use citypass_revocation_follow::{FollowerConfig, MetricsSnapshot, RevocationView
 use citypass_revocation_service::{Log, PostgresLog};
 use tokio::time::Instant;
 
-use super::{Client, hex, random_bytes, redis_publisher, revoke_request, serve, service_settings};
+use super::{Client, random_bytes, redis_publisher, revoke_request, serve, service_settings};
 
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Revocations to measure.
+    /// Registry to measure.
     pub count: usize,
     /// Callers revoking at once.
     pub concurrency: usize,
@@ -45,7 +45,7 @@ pub struct Options {
 #[derive(Debug)]
 pub struct Report {
     pub count: usize,
-    /// Revocations the follower's set held within 10 s of their acknowledgement.
+    /// Registry the follower's set held within 10 s of their acknowledgement.
     pub seen: usize,
     /// Already enforced when the acknowledgement arrived.
     pub enforced_at_ack: usize,
@@ -83,7 +83,7 @@ async fn revoke_and_measure(client: &mut Client, view: &RevocationView) -> Measu
     let cti = random_bytes();
     let sent = Instant::now();
     let entry = client
-        .revoke(revoke_request(TargetKind::Token, &hex(&cti)))
+        .revoke(revoke_request(TargetKind::Token, &hex::encode(cti)))
         .await
         .expect("Revoke")
         .into_inner()

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use citypass_revocation::{ReinstateReason, Target};
 
-use super::{BoxFuture, Log};
+use futures::future::BoxFuture;
+
+use super::Log;
 use crate::error::Error;
 use crate::model::{
     Audit, Cascade, Page, Record, RevokeCommand, Revoked, plan_cascade, plan_reinstate, plan_revoke,

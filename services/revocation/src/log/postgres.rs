@@ -25,7 +25,7 @@
 //! plus `max(epoch) + 1` would work too; the head row does the same with an ordinary
 //! row lock, keeps the head readable in O(1), and needs no lock id convention.
 //!
-//! Revocations are rare (operators, arrears, lost phones): serial writes, each one
+//! Registry are rare (operators, arrears, lost phones): serial writes, each one
 //! round trip to the lock plus the commit, are far from a limit.
 
 use std::collections::HashMap;
@@ -35,7 +35,9 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{PgConnection, Row};
 
-use super::{BoxFuture, Log};
+use futures::future::BoxFuture;
+
+use super::Log;
 use crate::error::Error;
 use crate::model::{
     Audit, Cascade, Page, Record, RevokeCommand, Revoked, plan_cascade, plan_reinstate, plan_revoke,

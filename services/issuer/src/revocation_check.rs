@@ -43,7 +43,7 @@ use citypass_runtime::config::RedisConfig;
 use citypass_runtime::{Tls, UpstreamConfig};
 
 use crate::config::{FollowMode, RevocationSettings};
-use crate::nonce::BoxFuture;
+use futures::future::BoxFuture;
 
 /// The answer for one issuance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,11 +13,11 @@
 //! revocation service's job. Only found devices are cached: a device bound a moment
 //! ago is never refused because of an earlier miss.
 
+use citypass_proto::time::timestamp;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use citypass_proto::prost_types::Timestamp;
 use citypass_proto::v1::identity_service_client::IdentityServiceClient;
 use citypass_proto::v1::{
     Attributes, DeviceCertificate, DeviceStatus, GetDeviceRequest, RecordCertificateRequest,
@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::nonce::BoxFuture;
+use futures::future::BoxFuture;
 
 /// A device as the issuer needs it, with its subject's standing.
 #[derive(Clone)]
@@ -170,13 +170,6 @@ fn transport_error(status: tonic::Status) -> IdentityError {
             IdentityError::Unavailable(status)
         }
         _ => IdentityError::Failed(status),
-    }
-}
-
-fn timestamp(seconds: u64) -> Timestamp {
-    Timestamp {
-        seconds: i64::try_from(seconds).unwrap_or(i64::MAX),
-        nanos: 0,
     }
 }
 

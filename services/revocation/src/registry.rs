@@ -36,7 +36,7 @@ use crate::log::Log;
 use crate::model::{Audit, Cascade, Record, RevokeCommand, Revoked};
 use crate::signer::SnapshotSigner;
 use crate::tail::{Tail, TooOld};
-use crate::unix_now;
+use citypass_token::unix_now;
 
 /// Longest note accepted, in bytes.
 pub const MAX_NOTE_LEN: usize = 1024;
@@ -89,7 +89,7 @@ impl FanOut {
 }
 
 /// The revocation service's logic. See the module documentation.
-pub struct Revocations {
+pub struct Registry {
     settings: Settings,
     log: Arc<dyn Log>,
     directory: Arc<dyn CertificateDirectory>,
@@ -98,9 +98,9 @@ pub struct Revocations {
     fanout: FanOut,
 }
 
-impl std::fmt::Debug for Revocations {
+impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Revocations")
+        f.debug_struct("Registry")
             .field("settings", &self.settings)
             .field("epoch", &self.tail.epoch())
             .finish_non_exhaustive()
@@ -131,7 +131,7 @@ fn secs(d: Duration) -> u64 {
     d.as_secs()
 }
 
-impl Revocations {
+impl Registry {
     /// The logic over its parts; spawns the tail's poller (call inside a tokio runtime).
     pub fn new(
         settings: Settings,
@@ -142,7 +142,7 @@ impl Revocations {
     ) -> Result<Self, Error> {
         settings.validate()?;
         let tail = Tail::spawn(log.clone(), settings.recent_entries, settings.poll_interval);
-        Ok(Revocations {
+        Ok(Registry {
             fanout: FanOut {
                 publisher,
                 stats: Arc::new(FanOutStats::default()),
