@@ -6,11 +6,17 @@
 mod commands;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "citypass", version, about = "One code for the whole city")]
+#[command(
+    name = "citypass",
+    version,
+    about = "One code for the whole city",
+    after_help = "Exit status: 0 success (ALLOW), 1 DENY, 2 a usage or system error."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,10 +35,13 @@ enum Command {
         /// Folder of the dev key ring and PKI (created on first run).
         #[arg(long, default_value = "keys/dev")]
         keys_dir: PathBuf,
+        /// Port of the identity service (0: any free port).
         #[arg(long, default_value_t = commands::dev::IDENTITY_PORT)]
         identity_port: u16,
+        /// Port of the issuer (0: any free port).
         #[arg(long, default_value_t = commands::dev::ISSUER_PORT)]
         issuer_port: u16,
+        /// Port of the revocation service (0: any free port).
         #[arg(long, default_value_t = commands::dev::REVOCATION_PORT)]
         revocation_port: u16,
         /// Do not enrol a demo citizen and show their code.
@@ -54,27 +63,77 @@ enum Command {
     Pki(commands::pki::PkiCommand),
 }
 
-fn main() -> anyhow::Result<()> {
+/// Exit status of a usage or system error (a missing file, a service that cannot be
+/// reached, a service of `citypass dev` that died): scripts tell it from a DENY (1).
+const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let done = |result: anyhow::Result<()>| result.map(|()| ExitCode::SUCCESS);
     match cli.command {
-        Command::Demo { out } => commands::demo::run(out.as_deref()),
+        Command::Demo { out } => done(commands::demo::run(out.as_deref())),
         Command::Dev {
             keys_dir,
             identity_port,
             issuer_port,
             revocation_port,
             no_demo,
-        } => commands::dev::run(commands::dev::DevArgs {
+        } => done(commands::dev::run(commands::dev::DevArgs {
             keys_dir,
             identity_port,
             issuer_port,
             revocation_port,
             demo: !no_demo,
-        }),
-        Command::App(args) => commands::app::run(args),
-        Command::Admin(args) => commands::admin::run(args),
+        })),
+        Command::App(args) => done(commands::app::run(args)),
+        Command::Admin(args) => done(commands::admin::run(args)),
         Command::Token(cmd) => commands::token::run(cmd),
-        Command::Keys(cmd) => commands::keys::run(cmd),
-        Command::Pki(cmd) => commands::pki::run(cmd),
+        Command::Keys(cmd) => done(commands::keys::run(cmd)),
+        Command::Pki(cmd) => done(commands::pki::run(cmd)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// Every argument of every subcommand says what it is for.
+    #[test]
+    fn every_argument_has_a_help_line() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (no about)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "citypass", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -75,6 +75,23 @@ fn demo_runs_the_life_cycle_and_writes_its_files() {
     let bad = citypass(&["token", "verify", "--keys", keys, &changed]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(stdout(&bad).starts_with("DENY "), "{}", stdout(&bad));
+
+    // Exit 2 when it could not decide: a missing key set, an unknown scene.
+    let missing = dir.path().join("no-such.jwks.json");
+    let undecided = citypass(&["token", "verify", "--keys", missing.to_str().unwrap(), &cp1]);
+    assert_eq!(undecided.status.code(), Some(2));
+    assert!(stdout(&undecided).is_empty(), "neither ALLOW nor DENY");
+    let usage = citypass(&["token", "verify", "--keys", keys, "--scene", "moon", &cp1]);
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&usage.stderr)
+            .contains("possible values: metro, bus, hospital, scenic"),
+        "{}",
+        String::from_utf8_lossy(&usage.stderr)
+    );
+    // A scene in the scopes is ALLOWed with exit 0.
+    let metro = citypass(&["token", "verify", "--keys", keys, "--scene", "metro", &cp1]);
+    assert_eq!(metro.status.code(), Some(0), "{}", stdout(&metro));
 }
 
 #[test]

@@ -37,13 +37,13 @@ pub struct AdminArgs {
 enum AdminCommand {
     /// Revoke a token (cti), device, subject, certificate (serial) or key (kid).
     Revoke {
-        /// token, device, subject, certificate or key
+        /// What kind of target.
+        #[arg(value_parser = names::<TargetKind>("TARGET_KIND_"))]
         kind: String,
         /// The target id in its kind's form (lowercase hex).
         id: String,
-        /// device-lost, device-compromised, key-compromised, key-withdrawn,
-        /// subject-request, fraud, arrears, administrative, superseded
-        #[arg(long, default_value = "administrative")]
+        /// Why.
+        #[arg(long, default_value = "administrative", value_parser = names::<RevocationReason>("REVOCATION_REASON_"))]
         reason: String,
         /// Audit note (no personal data).
         #[arg(long, default_value = "")]
@@ -51,25 +51,74 @@ enum AdminCommand {
     },
     /// Reinstate a device or subject (a new log entry; history is kept).
     Reinstate {
-        /// device or subject
+        /// What kind of target (only devices and subjects can be reinstated).
+        #[arg(value_parser = names::<TargetKind>("TARGET_KIND_"))]
         kind: String,
+        /// The target id (lowercase hex).
         id: String,
-        /// device-recovered, arrears-repaid, error-corrected, administrative
-        #[arg(long, default_value = "administrative")]
+        /// Why.
+        #[arg(long, default_value = "administrative", value_parser = names::<ReinstateReason>("REINSTATE_REASON_"))]
         reason: String,
+        /// Audit note (no personal data).
         #[arg(long, default_value = "")]
         note: String,
     },
     /// List log entries after an epoch.
     List {
+        /// Entries after this epoch (0: the whole log).
         #[arg(long, default_value_t = 0)]
         since: u64,
     },
     /// Write the signed snapshot offline gates load.
     Snapshot {
+        /// Where to write the snapshot (its signature goes beside it, `.sig`).
         #[arg(long, default_value = "revocations.snapshot")]
         out: PathBuf,
     },
+}
+
+/// The values of a proto enum, as the command line spells them (`device-lost` for
+/// `REVOCATION_REASON_DEVICE_LOST`), taken from the generated code so that the CLI
+/// keeps no table of its own that could drift from the API; UNSPECIFIED is left out.
+fn names<E>(prefix: &'static str) -> clap::builder::PossibleValuesParser
+where
+    E: TryFrom<i32> + ProtoName,
+{
+    let values: Vec<clap::builder::PossibleValue> = (1..256)
+        .filter_map(|i| E::try_from(i).ok())
+        .map(|e| {
+            let name = e
+                .proto_name()
+                .trim_start_matches(prefix)
+                .to_ascii_lowercase()
+                .replace('_', "-");
+            clap::builder::PossibleValue::new(&*Box::leak(name.into_boxed_str()))
+        })
+        .collect();
+    clap::builder::PossibleValuesParser::new(values)
+}
+
+/// The `as_str_name` of prost's enums, as a trait.
+trait ProtoName {
+    fn proto_name(&self) -> &'static str;
+}
+
+impl ProtoName for TargetKind {
+    fn proto_name(&self) -> &'static str {
+        self.as_str_name()
+    }
+}
+
+impl ProtoName for RevocationReason {
+    fn proto_name(&self) -> &'static str {
+        self.as_str_name()
+    }
+}
+
+impl ProtoName for ReinstateReason {
+    fn proto_name(&self) -> &'static str {
+        self.as_str_name()
+    }
 }
 
 /// `prefix` + the argument in upper snake case, as prost names enum values.

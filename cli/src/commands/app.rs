@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use citypass_app::{App, AppState, Endpoints};
 use citypass_proto::v1::DocumentType;
 use citypass_token::{Qr, inspect};
@@ -48,12 +48,13 @@ enum AppStep {
         /// Document number as printed.
         #[arg(long)]
         id_number: String,
-        /// resident-id, passport, hk-macao-permit, taiwan-permit, foreign-permanent-resident-id
-        #[arg(long, default_value = "resident-id")]
-        document: String,
+        /// The kind of identity document.
+        #[arg(long, value_enum, default_value_t = DocumentArg::ResidentId)]
+        document: DocumentArg,
     },
     /// Make a device key and bind it (proof of possession over the server's challenge).
     Bind {
+        /// A name for the device, shown in the citizen's device list.
         #[arg(long, default_value = "citypass app")]
         label: String,
     },
@@ -79,11 +80,13 @@ enum AppStep {
         /// Also write the code's text here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also write the QR as PNG.
         #[arg(long)]
         png: Option<PathBuf>,
     },
     /// Fetch the published key set (signature checked) and write it as JWKS.
     Keys {
+        /// Where to write the verified key set (JWKS).
         #[arg(long, default_value = "keyset.jwks.json")]
         out: PathBuf,
     },
@@ -116,9 +119,7 @@ async fn step(args: AppArgs) -> anyhow::Result<()> {
             id_number,
             document,
         } => {
-            let subject = app
-                .enrol(document_type(&document)?, &id_number, &name)
-                .await?;
+            let subject = app.enrol(document.into(), &id_number, &name).await?;
             save(&args.state, &app.state)?;
             println!(
                 "enrolled {} as subject {} (status {:?})",
@@ -199,15 +200,31 @@ fn show(code: &str, out: Option<&Path>, png: Option<&Path>) -> anyhow::Result<()
     Ok(())
 }
 
-fn document_type(name: &str) -> anyhow::Result<DocumentType> {
-    Ok(match name {
-        "resident-id" => DocumentType::ResidentIdCard,
-        "passport" => DocumentType::Passport,
-        "hk-macao-permit" => DocumentType::HkMacaoPermit,
-        "taiwan-permit" => DocumentType::TaiwanPermit,
-        "foreign-permanent-resident-id" => DocumentType::ForeignPermanentResidentId,
-        other => bail!("unknown document type {other:?}"),
-    })
+/// A kind of identity document (the API's `DocumentType`).
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum DocumentArg {
+    /// PRC resident identity card (18 characters, GB 11643 check character).
+    ResidentId,
+    /// Passport.
+    Passport,
+    /// Mainland travel permit for Hong Kong and Macao residents.
+    HkMacaoPermit,
+    /// Mainland travel permit for Taiwan residents.
+    TaiwanPermit,
+    /// Foreign permanent resident ID card.
+    ForeignPermanentResidentId,
+}
+
+impl From<DocumentArg> for DocumentType {
+    fn from(arg: DocumentArg) -> DocumentType {
+        match arg {
+            DocumentArg::ResidentId => DocumentType::ResidentIdCard,
+            DocumentArg::Passport => DocumentType::Passport,
+            DocumentArg::HkMacaoPermit => DocumentType::HkMacaoPermit,
+            DocumentArg::TaiwanPermit => DocumentType::TaiwanPermit,
+            DocumentArg::ForeignPermanentResidentId => DocumentType::ForeignPermanentResidentId,
+        }
+    }
 }
 
 fn load(path: &Path) -> anyhow::Result<AppState> {

@@ -99,9 +99,10 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
     tokio::select! {
         () = citypass_runtime::shutdown::signal() => println!("\nstopping: draining in-flight calls"),
         failure = stack.wait_any() => {
-            if let Some(failure) = failure {
-                eprintln!("a service stopped: {failure}");
-            }
+            let failure = failure.unwrap_or_else(|| "no service left".to_owned());
+            stack.shutdown().await;
+            telemetry.shutdown().await;
+            anyhow::bail!("a service stopped: {failure}");
         }
     }
     stack.shutdown().await;

@@ -36,12 +36,14 @@ pub enum KeysCommand {
     },
     /// Publish a new key without signing with it yet (step 1 of a rotation).
     Add {
+        /// Folder of keyring.json and keyset.jwks.json.
         #[arg(long, default_value = "keys/dev")]
         dir: PathBuf,
     },
     /// Switch signing to the newest published key (adding one if none is staged) and
     /// retire the old key, valid for `--retire-after` more seconds.
     Rotate {
+        /// Folder of keyring.json and keyset.jwks.json.
         #[arg(long, default_value = "keys/dev")]
         dir: PathBuf,
         /// How long codes signed with the old key keep verifying; at least the longest
@@ -51,6 +53,7 @@ pub enum KeysCommand {
     },
     /// Mark a key revoked: every code it signed fails at once.
     Revoke {
+        /// Folder of keyring.json and keyset.jwks.json.
         #[arg(long, default_value = "keys/dev")]
         dir: PathBuf,
         /// The kid, 16 hex digits.
@@ -58,6 +61,7 @@ pub enum KeysCommand {
     },
     /// Print the key ring's public summary.
     Show {
+        /// Folder of keyring.json and keyset.jwks.json.
         #[arg(long, default_value = "keys/dev")]
         dir: PathBuf,
     },

@@ -1,10 +1,12 @@
 //! `citypass token inspect|verify`: debugging a code without any service.
 //!
 //! `inspect` reports what a code says about itself (never unsealing the subject);
-//! `verify` checks it offline against a public key set and exits 0 only on ALLOW, so
-//! scripts and gate integrators can use it as a test oracle.
+//! `verify` checks it offline against a public key set and exits 0 on ALLOW, 1 on DENY
+//! and 2 when it could not decide (a missing key file, a bad argument), so scripts and
+//! gate integrators can use it as a test oracle.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 use citypass_token::{
@@ -28,9 +30,9 @@ pub enum TokenCommand {
         keys: PathBuf,
         /// The code text, or a file holding it.
         code: String,
-        /// Also require this scene in the code's scopes (metro, bus, hospital, scenic).
-        #[arg(long)]
-        scene: Option<String>,
+        /// Also require this scene in the code's scopes.
+        #[arg(long, value_enum)]
+        scene: Option<SceneArg>,
         /// Allowed clock difference in seconds.
         #[arg(long, default_value_t = 30)]
         skew: u64,
@@ -55,7 +57,35 @@ fn read_code(arg: &str) -> anyhow::Result<String> {
     Ok(arg.to_owned())
 }
 
-pub fn run(cmd: TokenCommand) -> anyhow::Result<()> {
+/// What `verify` exits with on DENY (0 is ALLOW; 2, from `main`, a usage or system
+/// error such as an unreadable key file).
+pub const DENIED: u8 = 1;
+
+/// A scene a code may be scoped to.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum SceneArg {
+    /// Metro gates (entry and exit).
+    Metro,
+    /// Bus readers.
+    Bus,
+    /// Hospital registration desks.
+    Hospital,
+    /// Scenic-spot, museum and park gates.
+    Scenic,
+}
+
+impl From<SceneArg> for Scene {
+    fn from(arg: SceneArg) -> Scene {
+        match arg {
+            SceneArg::Metro => Scene::Metro,
+            SceneArg::Bus => Scene::Bus,
+            SceneArg::Hospital => Scene::Hospital,
+            SceneArg::Scenic => Scene::Scenic,
+        }
+    }
+}
+
+pub fn run(cmd: TokenCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         TokenCommand::Inspect { code } => {
             let code = read_code(&code)?;
@@ -100,7 +130,7 @@ pub fn run(cmd: TokenCommand) -> anyhow::Result<()> {
             if let Some(n) = i.counter {
                 println!("counter     {n}");
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         TokenCommand::Verify {
             keys,
@@ -113,12 +143,7 @@ pub fn run(cmd: TokenCommand) -> anyhow::Result<()> {
             let jwks = std::fs::read_to_string(&keys)
                 .with_context(|| format!("reading {}", keys.display()))?;
             let keys = KeySet::from_jwks(&jwks).context("loading the key set")?;
-            let scene = match scene.as_deref() {
-                None => None,
-                Some(name) => Some(
-                    Scene::from_name(name).with_context(|| format!("unknown scene {name:?}"))?,
-                ),
-            };
+            let scene = scene.map(Scene::from);
             let v = Validation::at(match at {
                 Some(t) => t,
                 None => clock::now()?,
@@ -131,7 +156,7 @@ pub fn run(cmd: TokenCommand) -> anyhow::Result<()> {
                 Ok(scopes) => scopes,
                 Err(e) => {
                     println!("DENY {} ({e})", e.code());
-                    std::process::exit(1);
+                    return Ok(ExitCode::from(DENIED));
                 }
             };
             if let Some(scene) = scene
@@ -141,10 +166,10 @@ pub fn run(cmd: TokenCommand) -> anyhow::Result<()> {
                     "DENY scope_not_allowed (scopes {scopes} do not include {})",
                     scene.name()
                 );
-                std::process::exit(1);
+                return Ok(ExitCode::from(DENIED));
             }
             println!("ALLOW (scopes {scopes})");
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
