@@ -109,3 +109,149 @@ fn every_dependency_points_down_the_layers() {
     }
     assert!(violations.is_empty(), "{violations:#?}");
 }
+
+/// The top-level module a source file belongs to (`registry` for `src/registry.rs` and
+/// `src/registry/x.rs`); `None` for the crate root.
+fn top_module(src: &std::path::Path, file: &std::path::Path) -> Option<String> {
+    let relative = file.strip_prefix(src).ok()?;
+    let first = relative.components().next()?.as_os_str().to_str()?;
+    let name = first.trim_end_matches(".rs");
+    (name != "lib" && name != "main").then(|| name.to_owned())
+}
+
+/// The `crate::<module>` paths a file's code (not its comments or tests) names.
+fn referenced_modules(text: &str) -> Vec<String> {
+    let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+    let mut found = Vec::new();
+    for line in code.lines() {
+        // Comments name modules without depending on them.
+        let mut rest = line.split("//").next().unwrap_or_default();
+        while let Some(at) = rest.find("crate::") {
+            rest = &rest[at + "crate::".len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                found.push(name);
+            }
+        }
+    }
+    found
+}
+
+fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir)
+        .expect("read a source folder")
+        .flatten()
+    {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// A module path that leads back to where it started, if any.
+fn find_cycle(graph: &BTreeMap<String, Vec<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, Vec<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(node.to_owned());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in graph.get(node).into_iter().flatten() {
+            if graph.contains_key(next)
+                && let Some(cycle) = visit(next, graph, path, done)
+            {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|start| visit(start, graph, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn no_module_cycles_inside_a_crate() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace root");
+    let mut checked = 0;
+    let mut cycles = Vec::new();
+    for folder in ["crates", "services"] {
+        for entry in std::fs::read_dir(root.join(folder))
+            .expect("read")
+            .flatten()
+        {
+            let src = entry.path().join("src");
+            if !src.is_dir() {
+                continue;
+            }
+            let mut files = Vec::new();
+            rust_files(&src, &mut files);
+            let mut graph: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for file in files {
+                let Some(module) = top_module(&src, &file) else {
+                    continue;
+                };
+                let text = std::fs::read_to_string(&file).expect("read a source file");
+                let edges = graph.entry(module.clone()).or_default();
+                edges.extend(
+                    referenced_modules(&text)
+                        .into_iter()
+                        .filter(|m| *m != module),
+                );
+            }
+            checked += 1;
+            if let Some(cycle) = find_cycle(&graph) {
+                cycles.push(format!("{}: {}", entry.path().display(), cycle.join(" → ")));
+            }
+        }
+    }
+    assert!(checked >= 12, "crates checked: {checked}");
+    assert!(cycles.is_empty(), "module cycles: {cycles:#?}");
+}
+
+#[test]
+fn the_cycle_finder_finds_cycles() {
+    let graph: BTreeMap<String, Vec<String>> = [
+        ("a", vec!["b"]),
+        ("b", vec!["c"]),
+        ("c", vec!["a"]),
+        ("d", vec!["a"]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.into_iter().map(str::to_owned).collect()))
+    .collect();
+    let cycle = find_cycle(&graph).expect("a cycle");
+    assert_eq!(cycle.first(), cycle.last());
+    assert_eq!(cycle.len(), 4);
+    let acyclic: BTreeMap<String, Vec<String>> = [("a", vec!["b"]), ("b", vec![])]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.into_iter().map(str::to_owned).collect()))
+        .collect();
+    assert!(find_cycle(&acyclic).is_none());
+    assert_eq!(
+        referenced_modules(
+            "use crate::tls::Tls; // crate::peer\n// crate::authz\nx(crate::config::X)"
+        ),
+        vec!["tls", "config"]
+    );
+}

@@ -44,10 +44,14 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod counters;
 mod metrics;
+mod prune;
 mod redis_source;
 mod resync;
 mod sequencer;
+mod source_state;
+mod state;
 mod view;
 mod watch_source;
 
@@ -57,7 +61,7 @@ use std::time::Duration;
 pub use citypass_revocation::stream::DEFAULT_STREAM_KEY;
 pub use citypass_revocation::{Kinds, RevocationSet, TargetKind};
 pub use config::{FollowerConfig, Source};
-pub use metrics::MetricsSnapshot;
+pub use counters::MetricsSnapshot;
 /// Names of the OpenTelemetry instruments a follower registers on the global meter.
 pub mod metric_names {
     pub use crate::metrics::{
@@ -66,14 +70,13 @@ pub mod metric_names {
     };
 }
 pub use resync::RevocationClient;
-pub use view::{Freshness, RevocationView, SourceState};
+pub use source_state::SourceState;
+pub use view::{Freshness, RevocationView};
 
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tonic::transport::Endpoint;
 
-use crate::metrics::add;
-use crate::view::Shared;
+use crate::state::Shared;
 
 /// Why a follower could not start.
 #[derive(Debug, thiserror::Error)]
@@ -176,44 +179,6 @@ impl Follower {
     /// Drops expired token and certificate entries now (the follower also does it
     /// every `prune_interval`); returns how many.
     pub fn prune_now(&self) -> usize {
-        prune(&self.view.shared)
+        prune::prune(&self.view.shared)
     }
-}
-
-fn prune(shared: &Shared) -> usize {
-    let pruned = shared.write().prune(citypass_token::unix_now());
-    add(&shared.metrics.pruned, pruned as u64);
-    pruned
-}
-
-/// Prunes the set every `every`.
-pub(crate) struct Pruner {
-    every: Duration,
-    next: Instant,
-}
-
-impl Pruner {
-    pub(crate) fn new(every: Duration) -> Self {
-        Pruner {
-            every,
-            next: Instant::now() + every,
-        }
-    }
-
-    pub(crate) fn next(&self) -> Instant {
-        self.next
-    }
-
-    pub(crate) fn maybe(&mut self, shared: &Shared) {
-        let now = Instant::now();
-        if now >= self.next {
-            prune(shared);
-            self.next = now + self.every;
-        }
-    }
-}
-
-/// A wait of at least a millisecond (`XREAD BLOCK 0` would block forever).
-pub(crate) fn clamp(wait: Duration) -> Duration {
-    wait.max(Duration::from_millis(1))
 }

@@ -32,10 +32,11 @@ use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
 use tokio::time::Instant;
 
 use crate::config::FollowerConfig;
-use crate::metrics::inc;
+use crate::counters::inc;
+use crate::prune::{Pruner, clamp};
 use crate::resync::{ResyncError, RevocationClient, resync};
-use crate::view::{Shared, SourceState};
-use crate::{Pruner, clamp};
+use crate::source_state::SourceState;
+use crate::state::Shared;
 
 #[derive(Debug, thiserror::Error)]
 enum LinkError {
@@ -86,7 +87,7 @@ pub(crate) async fn run(
                 tracing::warn!(error = %err, "lost the revocation stream; polling List until Redis is back");
                 lost = true;
                 // Nothing read before the loss is trusted to be complete.
-                shared.sequencer().clear(&shared);
+                shared.sequencer().clear(&shared.metrics);
                 next_poll = Instant::now();
             }
             Err(err) => {

@@ -10,8 +10,8 @@ use tokio::time::Instant;
 use tonic::transport::Channel;
 
 use crate::config::FollowerConfig;
-use crate::metrics::inc;
-use crate::view::Shared;
+use crate::counters::inc;
+use crate::state::Shared;
 
 /// The RevocationService client a follower uses.
 pub type RevocationClient = RevocationServiceClient<Channel>;
@@ -56,7 +56,7 @@ async fn pages(
     config: &FollowerConfig,
 ) -> Result<u64, ResyncError> {
     loop {
-        let since = shared.epoch();
+        let since = shared.applied_epoch();
         let request = ListRequest {
             since_epoch: since,
             page_size: config.list_page_size,
@@ -80,7 +80,7 @@ async fn pages(
         if offered.invalid {
             return Err(ResyncError::Invalid("see the log".into()));
         }
-        let epoch = shared.epoch();
+        let epoch = shared.applied_epoch();
         if epoch >= page.head_epoch {
             return Ok(epoch);
         }

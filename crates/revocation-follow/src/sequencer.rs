@@ -11,11 +11,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use citypass_revocation::{Applied, ApplyError, Entry};
+use citypass_revocation::{Applied, ApplyError, Entry, RevocationSet};
 use tokio::time::Instant;
 
-use crate::metrics::{add, inc};
-use crate::view::Shared;
+use crate::counters::{Counters, add, inc};
 
 /// What one [`Sequencer::offer`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -25,6 +24,8 @@ pub(crate) struct Offered {
     /// An entry was invalid (it was dropped; the set cannot pass its epoch without a
     /// resync).
     pub(crate) invalid: bool,
+    /// The set's epoch after the offer.
+    pub(crate) epoch: u64,
 }
 
 #[derive(Debug)]
@@ -49,19 +50,19 @@ impl Sequencer {
     /// Applies what can be applied of `entries` and of the held ones, and holds the rest.
     pub(crate) fn offer(
         &mut self,
-        shared: &Shared,
+        set: &mut RevocationSet,
+        counters: &Counters,
         entries: impl IntoIterator<Item = Entry>,
     ) -> Offered {
         let mut offered = Offered::default();
         let epoch = {
-            let mut set = shared.write();
             for entry in entries {
                 let epoch = entry.epoch;
                 if epoch <= set.epoch() {
                     continue;
                 }
                 if epoch > set.epoch() + 1 {
-                    inc(&shared.metrics.out_of_order);
+                    inc(&counters.out_of_order);
                 }
                 self.pending.entry(epoch).or_insert(entry);
             }
@@ -71,7 +72,7 @@ impl Sequencer {
                     Ok(Applied::AlreadyApplied) => {}
                     Err(ApplyError::Invalid { epoch, source }) => {
                         tracing::error!(epoch, error = %source, "invalid revocation entry; resyncing");
-                        inc(&shared.metrics.invalid_messages);
+                        inc(&counters.invalid_messages);
                         offered.invalid = true;
                         break;
                     }
@@ -89,14 +90,13 @@ impl Sequencer {
             self.gap_since = None;
         } else if self.gap_since.is_none() {
             self.gap_since = Some(Instant::now());
-            inc(&shared.metrics.gaps);
+            inc(&counters.gaps);
         }
-        add(&shared.metrics.entries_applied, offered.applied as u64);
-        shared
-            .metrics
+        add(&counters.entries_applied, offered.applied as u64);
+        counters
             .pending
             .store(self.pending.len() as u64, Ordering::Relaxed);
-        shared.publish_epoch(epoch);
+        offered.epoch = epoch;
         offered
     }
 
@@ -126,10 +126,10 @@ impl Sequencer {
     }
 
     /// Forgets held entries (before reconnecting to a source that starts afresh).
-    pub(crate) fn clear(&mut self, shared: &Shared) {
+    pub(crate) fn clear(&mut self, counters: &Counters) {
         self.pending.clear();
         self.gap_since = None;
-        shared.metrics.pending.store(0, Ordering::Relaxed);
+        counters.pending.store(0, Ordering::Relaxed);
     }
 }
 
@@ -153,19 +153,22 @@ mod tests {
 
     #[test]
     fn swapped_entries_are_held_then_applied_in_order() {
-        let shared = Shared::new(RevocationSet::new(), 10);
+        let (mut set, counters) = (RevocationSet::new(), Counters::default());
         let mut seq = Sequencer::new(10);
-        assert_eq!(seq.offer(&shared, [token(1)]).applied, 1);
-        assert_eq!(seq.offer(&shared, [token(3)]).applied, 0);
+        assert_eq!(seq.offer(&mut set, &counters, [token(1)]).applied, 1);
+        assert_eq!(seq.offer(&mut set, &counters, [token(3)]).applied, 0);
         assert!(seq.has_gap());
-        assert_eq!(shared.epoch(), 1);
+        assert_eq!(set.epoch(), 1);
         assert!(!seq.must_resync(Duration::from_secs(60)));
         assert!(seq.must_resync(Duration::ZERO));
-        assert_eq!(seq.offer(&shared, [token(2), token(1)]).applied, 2);
+        assert_eq!(
+            seq.offer(&mut set, &counters, [token(2), token(1)]).applied,
+            2
+        );
         assert!(!seq.has_gap());
-        assert_eq!(shared.epoch(), 3);
-        assert!(shared.read().token_revoked(&[3; 16]));
-        let m = &shared.metrics;
+        assert_eq!(set.epoch(), 3);
+        assert!(set.token_revoked(&[3; 16]));
+        let m = &counters;
         assert_eq!(m.gaps.load(Ordering::Relaxed), 1);
         assert_eq!(m.out_of_order.load(Ordering::Relaxed), 1);
         assert_eq!(m.entries_applied.load(Ordering::Relaxed), 3);
@@ -173,22 +176,22 @@ mod tests {
 
     #[test]
     fn too_many_held_entries_ask_for_a_resync_and_invalid_entries_stop_the_set() {
-        let shared = Shared::new(RevocationSet::new(), 3);
+        let (mut set, counters) = (RevocationSet::new(), Counters::default());
         let mut seq = Sequencer::new(3);
-        seq.offer(&shared, (3..=6).map(token));
+        seq.offer(&mut set, &counters, (3..=6).map(token));
         assert!(seq.must_resync(Duration::from_secs(60)));
         assert_eq!(seq.pending.len(), 3, "the highest epoch was dropped");
         assert!(seq.pending.contains_key(&3) && !seq.pending.contains_key(&6));
-        seq.clear(&shared);
+        seq.clear(&counters);
         assert!(!seq.has_gap());
         let mut bad = token(1);
         bad.epoch = 1;
         bad.action = Action::Reinstate {
             reason: citypass_revocation::ReinstateReason::Administrative,
         };
-        let offered = seq.offer(&shared, [bad, token(2)]);
+        let offered = seq.offer(&mut set, &counters, [bad, token(2)]);
         assert!(offered.invalid);
-        assert_eq!(shared.epoch(), 0);
+        assert_eq!(set.epoch(), 0);
         assert!(seq.has_gap(), "epoch 2 waits for a valid epoch 1");
     }
 }

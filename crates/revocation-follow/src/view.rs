@@ -1,62 +1,16 @@
-//! The state a follower shares with its readers, and the read handle.
-//!
-//! The set sits behind a [`RwLock`]: a hot-path query takes the read lock for the
-//! length of one hash lookup, and the follower takes the write lock only to apply a
-//! batch of entries or to prune. Copying the whole set per update (an `ArcSwap` of
-//! snapshots) would make each revocation cost O(set) instead; a read lock is a couple
-//! of atomic operations, far below a signature check per scan.
-//!
-//! The age is kept apart from the set, in an atomic, so that asking "how fresh?" never
-//! waits for a writer.
+//! The read handle on a follower's set, and the freshness it reports with each answer
+//! (the state behind it is `state`).
 
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
-use citypass_revocation::{Entry, ID_LEN, RevocationSet};
+use citypass_revocation::{ID_LEN, RevocationSet};
 use citypass_token::Kid;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
-use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::sequencer::{Offered, Sequencer};
-
-/// What the follower is connected to right now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SourceState {
-    /// Not synced yet (start-up).
-    Starting,
-    /// Tailing the Redis Stream.
-    Streaming,
-    /// Redis is lost: polling List until it is back; the stream is not trusted.
-    Polling,
-    /// Following Watch.
-    Watching,
-    /// The Watch stream is down: reconnecting.
-    Disconnected,
-}
-
-impl SourceState {
-    fn code(self) -> u8 {
-        match self {
-            SourceState::Starting => 0,
-            SourceState::Streaming => 1,
-            SourceState::Polling => 2,
-            SourceState::Watching => 3,
-            SourceState::Disconnected => 4,
-        }
-    }
-
-    fn from_code(code: u8) -> Self {
-        match code {
-            1 => SourceState::Streaming,
-            2 => SourceState::Polling,
-            3 => SourceState::Watching,
-            4 => SourceState::Disconnected,
-            _ => SourceState::Starting,
-        }
-    }
-}
+use crate::counters::MetricsSnapshot;
+use crate::source_state::SourceState;
+use crate::state::Shared;
 
 /// How fresh the data behind a decision was: attach it to the decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,97 +25,6 @@ impl Freshness {
     /// Whether the data is at most `max_age` old (never-synced data is not).
     pub fn within(&self, max_age: Duration) -> bool {
         self.age.is_some_and(|age| age <= max_age)
-    }
-}
-
-pub(crate) struct Shared {
-    set: RwLock<RevocationSet>,
-    /// Entries held above a gap; locked before `set` when both are.
-    sequencer: Mutex<Sequencer>,
-    base: Instant,
-    /// Nanoseconds after `base` when the log was last heard from, plus one; 0: never.
-    heard: AtomicU64,
-    epoch: watch::Sender<u64>,
-    source_state: AtomicU8,
-    pub(crate) metrics: Metrics,
-}
-
-impl Shared {
-    pub(crate) fn new(set: RevocationSet, max_pending: usize) -> Arc<Self> {
-        let epoch = set.epoch();
-        Arc::new(Shared {
-            set: RwLock::new(set),
-            sequencer: Mutex::new(Sequencer::new(max_pending)),
-            base: Instant::now(),
-            heard: AtomicU64::new(0),
-            epoch: watch::channel(epoch).0,
-            source_state: AtomicU8::new(SourceState::Starting.code()),
-            metrics: Metrics::default(),
-        })
-    }
-
-    pub(crate) fn read(&self) -> RwLockReadGuard<'_, RevocationSet> {
-        self.set
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, RevocationSet> {
-        self.set
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    pub(crate) fn sequencer(&self) -> MutexGuard<'_, Sequencer> {
-        self.sequencer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Applies `entries` in epoch order (see [`Sequencer::offer`]).
-    pub(crate) fn offer(&self, entries: impl IntoIterator<Item = Entry>) -> Offered {
-        self.sequencer().offer(self, entries)
-    }
-
-    /// Records contact with the log now.
-    pub(crate) fn heard(&self) {
-        let nanos = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
-        self.heard.store(nanos + 1, Ordering::Release);
-    }
-
-    pub(crate) fn age(&self) -> Option<Duration> {
-        match self.heard.load(Ordering::Acquire) {
-            0 => None,
-            stamp => Some(
-                self.base
-                    .elapsed()
-                    .saturating_sub(Duration::from_nanos(stamp - 1)),
-            ),
-        }
-    }
-
-    pub(crate) fn epoch(&self) -> u64 {
-        *self.epoch.borrow()
-    }
-
-    /// Publishes the set's epoch to waiters (after the write lock is released).
-    pub(crate) fn publish_epoch(&self, epoch: u64) {
-        self.metrics.epoch.store(epoch, Ordering::Relaxed);
-        self.epoch.send_if_modified(|current| {
-            let changed = *current < epoch;
-            if changed {
-                *current = epoch;
-            }
-            changed
-        });
-    }
-
-    pub(crate) fn set_source_state(&self, state: SourceState) {
-        self.source_state.store(state.code(), Ordering::Relaxed);
-    }
-
-    pub(crate) fn source_state(&self) -> SourceState {
-        SourceState::from_code(self.source_state.load(Ordering::Relaxed))
     }
 }
 
@@ -213,7 +76,12 @@ impl RevocationView {
 
     /// Counters and gauges (see [`MetricsSnapshot`]).
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.shared.metrics.snapshot(self)
+        self.shared.metrics.snapshot(
+            self.epoch(),
+            self.age(),
+            self.len() as u64,
+            self.source_state(),
+        )
     }
 
     /// Runs `query` on the set under one read lock (several questions, one lock).
@@ -289,7 +157,7 @@ impl RevocationView {
 
     /// Sees every change of [`RevocationView::epoch`].
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.shared.epoch.subscribe()
+        self.shared.subscribe()
     }
 
     /// Waits until the set is complete up to at least `epoch` (wrap it in a timeout:

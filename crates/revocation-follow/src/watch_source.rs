@@ -11,11 +11,12 @@ use citypass_proto::v1::WatchRequest;
 use citypass_revocation::proto::from_proto;
 use tokio::time::Instant;
 
-use crate::Pruner;
 use crate::config::FollowerConfig;
-use crate::metrics::inc;
+use crate::counters::inc;
+use crate::prune::Pruner;
 use crate::resync::RevocationClient;
-use crate::view::{Shared, SourceState};
+use crate::source_state::SourceState;
+use crate::state::Shared;
 
 pub(crate) async fn run(shared: Arc<Shared>, mut client: RevocationClient, config: FollowerConfig) {
     let mut pruner = Pruner::new(config.prune_interval);
@@ -24,7 +25,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut client: RevocationClient, confi
         let (why, healthy) = follow(&shared, &mut client, &config, &mut pruner).await;
         inc(&shared.metrics.watch_errors);
         shared.set_source_state(SourceState::Disconnected);
-        shared.sequencer().clear(&shared);
+        shared.sequencer().clear(&shared.metrics);
         if healthy || !failing {
             tracing::warn!(reason = %why, "revocation Watch ended; reconnecting");
         } else {
@@ -45,7 +46,7 @@ async fn follow(
     pruner: &mut Pruner,
 ) -> (String, bool) {
     let request = WatchRequest {
-        since_epoch: shared.epoch(),
+        since_epoch: shared.applied_epoch(),
     };
     let mut stream = match tokio::time::timeout(config.request_timeout, client.watch(request)).await
     {

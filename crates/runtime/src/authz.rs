@@ -23,7 +23,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,12 +32,12 @@ use std::time::SystemTime;
 use governor::{DefaultKeyedRateLimiter, Quota};
 use http::{Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use serde::Deserialize;
 use tonic::Status;
 use tonic::body::Body;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
 use crate::caller::{Caller, Principal, Role};
+pub use crate::config::CallerLimits;
 use crate::peer::{Credential, PeerInfo};
 
 /// Who may call an RPC. An RPC's entry lists one or more; any one suffices.
@@ -115,32 +114,6 @@ const OPEN_SERVICES: &[&str] = &[
     "grpc.reflection.v1.ServerReflection",
     "grpc.reflection.v1alpha.ServerReflection",
 ];
-
-/// Per-caller limits (`server.limits`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CallerLimits {
-    /// Calls per second one authenticated caller (a service, a gate, an operator) may
-    /// make, sustained, to RPCs that admit it by name (default 10 000: the issuer's
-    /// device lookups at identity follow the city's code requests).
-    pub per_caller_per_second: NonZeroU32,
-    /// Calls per second from one address (an IPv6 /64) to RPCs open to anyone:
-    /// citizens' apps, device-signed requests, health (default 50).
-    pub anonymous_per_second: NonZeroU32,
-    /// Calls one caller may have open at once; a stream counts until it ends
-    /// (default 64).
-    pub open_calls_per_caller: usize,
-}
-
-impl Default for CallerLimits {
-    fn default() -> Self {
-        CallerLimits {
-            per_caller_per_second: NonZeroU32::new(10_000).unwrap_or(NonZeroU32::MIN),
-            anonymous_per_second: NonZeroU32::new(50).unwrap_or(NonZeroU32::MIN),
-            open_calls_per_caller: 64,
-        }
-    }
-}
 
 /// The key calls are counted under.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

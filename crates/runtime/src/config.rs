@@ -28,11 +28,15 @@
 
 pub mod duration;
 mod keyring;
+mod limits;
 mod store;
+mod tls;
 mod tree;
 
 pub use keyring::KeyRingFile;
+pub use limits::CallerLimits;
 pub use store::{PostgresConfig, RedisConfig};
+pub use tls::TlsConfig;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -45,9 +49,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use self::tree::{Node, NodeDeserializer};
-use crate::authz::CallerLimits;
 use crate::environment::Environment;
-use crate::tls::TlsConfig;
 
 /// Why configuration could not be loaded. Every variant names the file, key or variable.
 #[derive(Debug, thiserror::Error)]

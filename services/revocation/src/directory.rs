@@ -16,10 +16,11 @@ use std::time::Duration;
 use citypass_proto::prost_types::Timestamp;
 use citypass_proto::v1::ListCertificatesRequest;
 use citypass_proto::v1::identity_service_client::IdentityServiceClient;
-use citypass_runtime::{Deadline, ErrorKind, InjectTraceContext};
+use citypass_runtime::{Deadline, InjectTraceContext};
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
+pub use crate::error::DirectoryError;
 use crate::model::Certificate;
 use futures::future::BoxFuture;
 
@@ -30,33 +31,6 @@ pub enum Owner<'a> {
     Device(&'a str),
     /// Every device's of one subject.
     Subject(&'a str),
-}
-
-/// Why the certificates could not be listed. Texts carry no ids.
-#[derive(Debug, thiserror::Error)]
-pub enum DirectoryError {
-    /// Identity is unreachable, overloaded or too slow.
-    #[error("identity service unavailable")]
-    Unavailable(#[source] tonic::Status),
-    /// The answer broke the API contract (a bug on one side).
-    #[error("identity service answered unexpectedly: {0}")]
-    Unexpected(&'static str),
-    /// Identity refused the request (a bug on our side).
-    #[error("identity service refused the request")]
-    Failed(#[source] tonic::Status),
-    /// The configured identity URL is not a valid endpoint.
-    #[error("invalid identity service URL")]
-    InvalidUrl(#[source] tonic::transport::Error),
-}
-
-impl DirectoryError {
-    /// The status kind of a Revoke that failed because of this.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            DirectoryError::Unavailable(_) => ErrorKind::Unavailable,
-            _ => ErrorKind::Internal,
-        }
-    }
 }
 
 /// Lists the certificates of a device or subject.

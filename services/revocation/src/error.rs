@@ -45,7 +45,7 @@ pub enum Error {
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// The identity service could not list certificates.
     #[error("certificate directory: {0}")]
-    Directory(#[from] crate::directory::DirectoryError),
+    Directory(#[from] DirectoryError),
     /// The snapshot could not be signed (no usable key).
     #[error("snapshot signing key unavailable: {0}")]
     Signer(String),
@@ -87,6 +87,33 @@ impl ServiceError for Error {
             Error::Migrate(_) | Error::Signer(_) | Error::Corrupt(_) | Error::Config(_) => {
                 ErrorKind::Internal
             }
+        }
+    }
+}
+
+/// Why the certificates could not be listed. Texts carry no ids.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    /// Identity is unreachable, overloaded or too slow.
+    #[error("identity service unavailable")]
+    Unavailable(#[source] tonic::Status),
+    /// The answer broke the API contract (a bug on one side).
+    #[error("identity service answered unexpectedly: {0}")]
+    Unexpected(&'static str),
+    /// Identity refused the request (a bug on our side).
+    #[error("identity service refused the request")]
+    Failed(#[source] tonic::Status),
+    /// The configured identity URL is not a valid endpoint.
+    #[error("invalid identity service URL")]
+    InvalidUrl(#[source] tonic::transport::Error),
+}
+
+impl DirectoryError {
+    /// The status kind of a Revoke that failed because of this.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            DirectoryError::Unavailable(_) => ErrorKind::Unavailable,
+            _ => ErrorKind::Internal,
         }
     }
 }

@@ -1,0 +1,169 @@
+//! The state a follower shares with its readers.
+//!
+//! The set sits behind a [`RwLock`]: a hot-path query takes the read lock for the
+//! length of one hash lookup, and the follower takes the write lock only to apply a
+//! batch of entries or to prune. Copying the whole set per update (an `ArcSwap` of
+//! snapshots) would make each revocation cost O(set) instead; a read lock is a couple
+//! of atomic operations, far below a signature check per scan.
+//!
+//! The age is kept apart from the set, in an atomic, so that asking "how fresh?" never
+//! waits for a writer.
+
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use citypass_revocation::{Entry, RevocationSet};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::counters::Counters;
+use crate::sequencer::{Offered, Sequencer};
+use crate::source_state::SourceState;
+
+/// The set, its sequencer, freshness and counters, shared by a follower's task and
+/// every [`crate::RevocationView`].
+pub(crate) struct Shared {
+    set: RwLock<RevocationSet>,
+    /// Entries held above a gap; locked before `set` when both are.
+    sequencer: Mutex<Sequencer>,
+    base: Instant,
+    /// Nanoseconds after `base` when the log was last heard from, plus one; 0: never.
+    heard: AtomicU64,
+    epoch: watch::Sender<u64>,
+    source_state: AtomicU8,
+    pub(crate) metrics: Counters,
+}
+
+impl Shared {
+    pub(crate) fn new(set: RevocationSet, max_pending: usize) -> Arc<Self> {
+        let epoch = set.epoch();
+        Arc::new(Shared {
+            set: RwLock::new(set),
+            sequencer: Mutex::new(Sequencer::new(max_pending)),
+            base: Instant::now(),
+            heard: AtomicU64::new(0),
+            epoch: watch::channel(epoch).0,
+            source_state: AtomicU8::new(SourceState::Starting.code()),
+            metrics: Counters::default(),
+        })
+    }
+
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, RevocationSet> {
+        self.set
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, RevocationSet> {
+        self.set
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn sequencer(&self) -> MutexGuard<'_, Sequencer> {
+        self.sequencer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Applies `entries` in epoch order (see [`Sequencer::offer`]). Waiters learn the
+    /// new epoch from [`Shared::heard`], not here: see there.
+    pub(crate) fn offer(&self, entries: impl IntoIterator<Item = Entry>) -> Offered {
+        let mut sequencer = self.sequencer();
+        sequencer.offer(&mut self.write(), &self.metrics, entries)
+    }
+
+    /// Records contact with the log now, then tells waiters the epoch the set has
+    /// reached. In this order: whoever wakes up for an epoch and decides at once finds
+    /// the freshness that vouches for it, never an age from before it (a caller that
+    /// waited for a revocation and then saw "stale" or "not synced" refused a rider
+    /// for nothing). Entries applied above a gap are announced once the gap closes.
+    pub(crate) fn heard(&self) {
+        let nanos = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        self.heard.store(nanos + 1, Ordering::Release);
+        self.publish_epoch(self.applied_epoch());
+    }
+
+    pub(crate) fn age(&self) -> Option<Duration> {
+        match self.heard.load(Ordering::Acquire) {
+            0 => None,
+            stamp => Some(
+                self.base
+                    .elapsed()
+                    .saturating_sub(Duration::from_nanos(stamp - 1)),
+            ),
+        }
+    }
+
+    /// The epoch announced to readers: applied, and vouched for by [`Shared::heard`].
+    pub(crate) fn epoch(&self) -> u64 {
+        *self.epoch.borrow()
+    }
+
+    /// The epoch the set has applied (where the next List or Watch starts).
+    pub(crate) fn applied_epoch(&self) -> u64 {
+        self.read().epoch()
+    }
+
+    /// Sees every change of the epoch.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.epoch.subscribe()
+    }
+
+    /// Publishes the set's epoch to waiters (after the write lock is released).
+    fn publish_epoch(&self, epoch: u64) {
+        self.metrics.epoch.store(epoch, Ordering::Relaxed);
+        self.epoch.send_if_modified(|current| {
+            let changed = *current < epoch;
+            if changed {
+                *current = epoch;
+            }
+            changed
+        });
+    }
+
+    pub(crate) fn set_source_state(&self, state: SourceState) {
+        self.source_state.store(state.code(), Ordering::Relaxed);
+    }
+
+    pub(crate) fn source_state(&self) -> SourceState {
+        SourceState::from_code(self.source_state.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use citypass_revocation::{Action, RevocationReason, Target};
+
+    fn token(epoch: u64) -> Entry {
+        Entry {
+            epoch,
+            target: Target::Token([epoch as u8; 16]),
+            action: Action::Revoke {
+                reason: RevocationReason::Fraud,
+                revoked_before: 10,
+            },
+            expires_at: Some(u64::MAX / 2),
+            created_at: 10,
+        }
+    }
+
+    /// Whoever wakes for an epoch finds the freshness that vouches for it: an epoch is
+    /// announced only once the log was heard from, never before.
+    #[test]
+    fn an_epoch_is_announced_with_its_freshness() {
+        let shared = Shared::new(RevocationSet::new(), 10);
+        let mut epochs = shared.subscribe();
+        assert_eq!(shared.offer([token(1), token(2)]).applied, 2);
+        assert_eq!(shared.applied_epoch(), 2);
+        assert_eq!(shared.epoch(), 0, "applied, not yet vouched for");
+        assert!(!epochs.has_changed().unwrap_or(true));
+        assert_eq!(shared.age(), None);
+        shared.heard();
+        assert!(epochs.has_changed().unwrap_or(false));
+        assert_eq!(*epochs.borrow_and_update(), 2);
+        assert!(shared.age().is_some(), "the age came first");
+    }
+}
