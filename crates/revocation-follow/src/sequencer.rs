@@ -134,11 +134,12 @@ impl Sequencer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use citypass_revocation::{Action, RevocationReason, RevocationSet, Target};
 
-    fn token(epoch: u64) -> Entry {
+    /// A token revocation at `epoch` (its cti is the epoch's byte, repeated).
+    pub(crate) fn token(epoch: u64) -> Entry {
         Entry {
             epoch,
             target: Target::Token([u8::try_from(epoch).unwrap(); 16]),

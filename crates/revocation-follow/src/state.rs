@@ -135,20 +135,7 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use citypass_revocation::{Action, RevocationReason, Target};
-
-    fn token(epoch: u64) -> Entry {
-        Entry {
-            epoch,
-            target: Target::Token([epoch as u8; 16]),
-            action: Action::Revoke {
-                reason: RevocationReason::Fraud,
-                revoked_before: 10,
-            },
-            expires_at: Some(u64::MAX / 2),
-            created_at: 10,
-        }
-    }
+    use crate::sequencer::tests::token;
 
     /// Whoever wakes for an epoch finds the freshness that vouches for it: an epoch is
     /// announced only once the log was heard from, never before.

@@ -44,8 +44,6 @@ pub mod service;
 pub mod signer;
 pub mod tail;
 
-use std::sync::Arc;
-
 pub use authorization::AUTHORIZATION;
 pub use build::{Built, MAX_REQUEST_BYTES, build};
 pub use citypass_proto::v1::revocation_service_server::RevocationServiceServer;
@@ -58,18 +56,3 @@ pub use model::{Audit, Certificate, Page, Record, Revoked};
 pub use registry::Registry;
 pub use service::RevocationApi;
 pub use signer::{KeyringSigner, SnapshotSigner};
-
-/// RevocationService ready for `citypass_runtime::Server::add_service`. Spawns the
-/// replica's log follower, which stops when the service is dropped (call inside a
-/// tokio runtime). Use [`Registry::new`] and [`RevocationApi`] to keep a handle on
-/// the logic (fan-out counters, the tail).
-pub fn revocation_service(
-    settings: Settings,
-    log: Arc<dyn Log>,
-    publisher: Arc<dyn Publisher>,
-    directory: Arc<dyn CertificateDirectory>,
-    signer: Arc<dyn SnapshotSigner>,
-) -> Result<RevocationServiceServer<RevocationApi>, Error> {
-    let revocations = Registry::new(settings, log, publisher, directory, signer)?;
-    Ok(RevocationApi::new(Arc::new(revocations)).into_server())
-}
