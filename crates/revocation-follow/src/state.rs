@@ -140,7 +140,7 @@ mod tests {
     /// Whoever wakes for an epoch finds the freshness that vouches for it: an epoch is
     /// announced only once the log was heard from, never before.
     #[test]
-    fn an_epoch_is_announced_with_its_freshness() {
+    fn fail_closed_glitch_an_epoch_is_announced_only_with_its_freshness() {
         let shared = Shared::new(RevocationSet::new(), 10);
         let mut epochs = shared.subscribe();
         assert_eq!(shared.offer([token(1), token(2)]).applied, 2);
