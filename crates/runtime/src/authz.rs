@@ -32,8 +32,8 @@ use std::time::SystemTime;
 use governor::{DefaultKeyedRateLimiter, Quota};
 use http::{Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use tonic::Status;
 use tonic::body::Body;
+use tonic::{Code, Status};
 use tower::{BoxError, Layer, Service, ServiceExt};
 
 use crate::caller::{Caller, Principal, Role};
@@ -228,32 +228,48 @@ fn decide(
 ) -> Result<Option<Arc<Principal>>, Status> {
     let principal = match credential {
         Credential::None => None,
-        Credential::Invalid(reason) => return Err(Status::unauthenticated(reason.to_string())),
+        Credential::Invalid(why) => {
+            return Err(refusal(
+                Code::Unauthenticated,
+                why.to_string(),
+                "CERTIFICATE_INVALID",
+            ));
+        }
         Credential::Valid {
             principal,
             not_after,
         } => {
             if now > *not_after {
-                return Err(Status::unauthenticated("client certificate has expired"));
+                return Err(refusal(
+                    Code::Unauthenticated,
+                    "client certificate has expired",
+                    "CERTIFICATE_EXPIRED",
+                ));
             }
             Some(principal.clone())
         }
     };
     let Some(allow) = allow else {
-        return Err(Status::permission_denied(
+        return Err(refusal(
+            Code::PermissionDenied,
             "this RPC has no authorisation entry: refused",
+            "NO_AUTHORISATION_ENTRY",
         ));
     };
     if allow.iter().any(|a| a.admits(principal.as_deref())) {
         return Ok(principal);
     }
     match principal {
-        None => Err(Status::unauthenticated(
+        None => Err(refusal(
+            Code::Unauthenticated,
             "this RPC needs a client certificate",
+            "CERTIFICATE_REQUIRED",
         )),
-        Some(principal) => Err(Status::permission_denied(format!(
-            "{principal} may not call this RPC"
-        ))),
+        Some(principal) => Err(refusal(
+            Code::PermissionDenied,
+            format!("{principal} may not call this RPC"),
+            "CALLER_NOT_ALLOWED",
+        )),
     }
 }
 
@@ -271,8 +287,10 @@ impl Shared {
             &self.authenticated
         };
         if limiter.check_key(&key).is_err() {
-            return Err(Status::resource_exhausted(
+            return Err(refusal(
+                Code::ResourceExhausted,
                 "request rate limit reached; retry with backoff",
+                "RATE_LIMITED",
             ));
         }
         let mut counts = self
@@ -364,6 +382,11 @@ where
     }
 }
 
+/// A refusal of this layer: its code, message and ErrorInfo reason.
+fn refusal(code: Code, message: impl Into<String>, reason: &'static str) -> Status {
+    crate::status::status_with_reason(code, message, reason)
+}
+
 /// The address calls are counted under: an IPv4 address, or an IPv6 /64 (one
 /// subscriber's prefix, inside which addresses are free to rotate).
 fn network_of(ip: IpAddr) -> IpAddr {
@@ -410,7 +433,6 @@ impl HttpBody for Guarded {
 mod tests {
     use super::*;
     use std::time::Duration;
-    use tonic::Code;
 
     fn valid(principal: Principal) -> Credential {
         Credential::Valid {
@@ -485,6 +507,22 @@ mod tests {
         assert_eq!(
             code(Some(&[Allow::Anyone]), &Credential::Invalid(Arc::from("x"))),
             Err(Code::Unauthenticated)
+        );
+        // Each refusal says why in an ErrorInfo reason, for apps and scripts.
+        let reason = |allow: Option<&[Allow]>, c: &Credential| {
+            crate::status::reason_of(&decide(allow, c, now).expect_err("refused"))
+        };
+        assert_eq!(
+            reason(None, &Credential::None).as_deref(),
+            Some("NO_AUTHORISATION_ENTRY")
+        );
+        assert_eq!(
+            reason(Some(revoke), &Credential::None).as_deref(),
+            Some("CERTIFICATE_REQUIRED")
+        );
+        assert_eq!(
+            reason(Some(revoke), &valid(operator(&[Role::Auditor]))).as_deref(),
+            Some("CALLER_NOT_ALLOWED")
         );
         let expired = Credential::Valid {
             principal: Arc::new(operator(&[Role::Revoker])),

@@ -138,10 +138,18 @@ fn recover(result: Result<Response<Body>, BoxError>) -> Result<Response<Body>, B
     let status = if err.is::<Overloaded>() {
         // Not logged above debug: logging every shed call would add load when overloaded.
         tracing::debug!("call shed: concurrency limit reached");
-        Status::resource_exhausted("server overloaded; retry with backoff")
+        crate::status::status_with_reason(
+            tonic::Code::ResourceExhausted,
+            "server overloaded; retry with backoff",
+            "OVERLOADED",
+        )
     } else if err.is::<Elapsed>() {
         tracing::warn!("call exceeded the server's request timeout");
-        Status::deadline_exceeded("request timed out")
+        crate::status::status_with_reason(
+            tonic::Code::DeadlineExceeded,
+            "request timed out",
+            "TIMEOUT",
+        )
     } else {
         match err.downcast::<Status>() {
             Ok(status) => *status,

@@ -79,18 +79,67 @@ impl ErrorKind {
     }
 }
 
+/// The `domain` of every `google.rpc.ErrorInfo` citypass returns.
+pub const ERROR_DOMAIN: &str = "citypass";
+
+impl ErrorKind {
+    /// The kind's name, the reason of errors that name none of their own.
+    pub fn reason(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidArgument => "INVALID_ARGUMENT",
+            ErrorKind::NotFound => "NOT_FOUND",
+            ErrorKind::AlreadyExists => "ALREADY_EXISTS",
+            ErrorKind::FailedPrecondition => "FAILED_PRECONDITION",
+            ErrorKind::PermissionDenied => "PERMISSION_DENIED",
+            ErrorKind::Unauthenticated => "UNAUTHENTICATED",
+            ErrorKind::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            ErrorKind::OutOfRange => "OUT_OF_RANGE",
+            ErrorKind::Unavailable => "UNAVAILABLE",
+            ErrorKind::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            ErrorKind::Internal => "INTERNAL",
+        }
+    }
+}
+
 /// Implemented by every crate's error type: how it maps to a gRPC status.
 pub trait ServiceError: std::error::Error {
     /// The kind of failure.
     fn kind(&self) -> ErrorKind;
+
+    /// A machine-readable reason (`UPPER_SNAKE_CASE`, stable, no personal data), sent as
+    /// a `google.rpc.ErrorInfo` detail so that a caller tells "fix your clock" from "bad
+    /// signature" without parsing text. Defaults to the kind's name.
+    fn reason(&self) -> &'static str {
+        self.kind().reason()
+    }
+}
+
+/// A status carrying `reason` as a `google.rpc.ErrorInfo` in domain [`ERROR_DOMAIN`].
+pub fn status_with_reason(code: Code, message: impl Into<String>, reason: &'static str) -> Status {
+    use tonic_types::{ErrorDetails, StatusExt as _};
+    Status::with_error_details(
+        code,
+        message,
+        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, std::collections::HashMap::new()),
+    )
+}
+
+/// The ErrorInfo reason a status carries, if any (for clients and tests).
+pub fn reason_of(status: &Status) -> Option<String> {
+    use tonic_types::StatusExt as _;
+    status
+        .get_details_error_info()
+        .filter(|info| info.domain == ERROR_DOMAIN)
+        .map(|info| info.reason)
 }
 
 /// Converts a service error to the status the caller receives, logging what the caller
 /// must not see.
 pub fn to_status<E: ServiceError + ?Sized>(err: &E) -> Status {
     let kind = err.kind();
+    let reason = err.reason();
     if kind.is_caller_facing() {
-        return Status::new(kind.code(), err.to_string());
+        return status_with_reason(kind.code(), err.to_string(), reason);
     }
     let chain = cause_chain(err);
     match kind {
@@ -101,7 +150,7 @@ pub fn to_status<E: ServiceError + ?Sized>(err: &E) -> Status {
         Some(trace_id) => format!("{} (trace {trace_id})", kind.generic_message()),
         None => kind.generic_message().to_owned(),
     };
-    Status::new(kind.code(), message)
+    status_with_reason(kind.code(), message, reason)
 }
 
 /// `err.into_status()` / `.map_err(IntoStatus::into_status)` for any [`ServiceError`].
@@ -165,6 +214,9 @@ mod tests {
         let status = StoreError::NotFound.into_status();
         assert_eq!(status.code(), Code::NotFound);
         assert_eq!(status.message(), "subject not found");
+        assert_eq!(reason_of(&status).as_deref(), Some("NOT_FOUND"));
+        let hidden = StoreError::Query(std::io::Error::other("x")).into_status();
+        assert_eq!(reason_of(&hidden).as_deref(), Some("INTERNAL"));
     }
 
     #[test]

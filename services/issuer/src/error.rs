@@ -100,6 +100,41 @@ impl From<RevocationError> for IssuerError {
 }
 
 impl ServiceError for IssuerError {
+    /// Stable reasons an app acts on: `CLOCK_SKEW` (fix the clock), `BAD_SIGNATURE`,
+    /// `NONCE_REUSED` (sign again), `DEVICE_NOT_ACTIVE` (bind again), and so on.
+    fn reason(&self) -> &'static str {
+        use IssuerError as E;
+        match self {
+            E::MalformedSubjectId => "MALFORMED_SUBJECT_ID",
+            E::MalformedDeviceId => "MALFORMED_DEVICE_ID",
+            E::MalformedOfflineKey => "MALFORMED_OFFLINE_KEY",
+            E::OfflineKeyReused => "OFFLINE_KEY_REUSED",
+            E::OfflineKeyIsDeviceKey => "OFFLINE_KEY_IS_DEVICE_KEY",
+            E::BadLifetime => "BAD_LIFETIME",
+            E::Proof(proof) => match proof {
+                ProofError::Missing => "PROOF_MISSING",
+                ProofError::BadTimestamp => "PROOF_TIMESTAMP_MALFORMED",
+                ProofError::Stale => "CLOCK_SKEW",
+                ProofError::BadNonce => "PROOF_NONCE_MALFORMED",
+                ProofError::BadSignature => "BAD_SIGNATURE",
+                ProofError::Reused => "NONCE_REUSED",
+                ProofError::Store(_) => "NONCE_STORE_UNAVAILABLE",
+            },
+            E::DeviceNotFound => "DEVICE_NOT_FOUND",
+            E::NotSubjectsDevice => "DEVICE_NOT_SUBJECTS",
+            E::DeviceNotActive => "DEVICE_NOT_ACTIVE",
+            E::SubjectNotActive => "SUBJECT_NOT_ACTIVE",
+            E::SubjectRevoked => "SUBJECT_REVOKED",
+            E::DeviceRevoked => "DEVICE_REVOKED",
+            E::NoSceneAllowed => "NO_SCENE_ALLOWED",
+            E::Identity(_) | E::Record(_) => "IDENTITY_UNAVAILABLE",
+            E::Revocation(_) => "REVOCATION_DATA_UNAVAILABLE",
+            E::OfflineKeyStore(_) => "OFFLINE_KEY_STORE_UNAVAILABLE",
+            E::Token(_) | E::Task(_) => "INTERNAL",
+            E::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        }
+    }
+
     fn kind(&self) -> ErrorKind {
         use IssuerError as E;
         match self {

@@ -307,8 +307,45 @@ fn expect_code<T: std::fmt::Debug>(
         Ok(answer) => panic!("{what}: expected {code:?}, got an answer {answer:?}"),
         Err(status) => {
             assert_eq!(status.code(), code, "{what}: {}", status.message());
+            assert_eq!(
+                citypass_runtime::reason_of(&status).as_deref(),
+                Some(reason_for(what)),
+                "{what}: the ErrorInfo reason"
+            );
             status
         }
+    }
+}
+
+/// The ErrorInfo reason every refusal path of this file must carry, by its name here:
+/// what an app reads to tell "fix your clock" from "bad signature" from "sign again".
+fn reason_for(what: &str) -> &'static str {
+    match what {
+        "only a scene not allowed" => "NO_SCENE_ALLOWED",
+        "zero lifetime" => "BAD_LIFETIME",
+        "unknown device" => "DEVICE_NOT_FOUND",
+        "another subject's device" => "DEVICE_NOT_SUBJECTS",
+        "unbound device" | "certificate for an unbound device" => "DEVICE_NOT_ACTIVE",
+        "signed by another key" | "changed after signing" | "signed for another RPC" => {
+            "BAD_SIGNATURE"
+        }
+        "no proof" => "PROOF_MISSING",
+        "stale timestamp" => "CLOCK_SKEW",
+        "replay" | "certificate replay" => "NONCE_REUSED",
+        "inactive subject" | "certificate for a suspended subject" => "SUBJECT_NOT_ACTIVE",
+        "revoked subject"
+        | "certificate for a revoked subject"
+        | "known revoked, even on stale data" => "SUBJECT_REVOKED",
+        "revoked device" => "DEVICE_REVOKED",
+        "malformed subject id" => "MALFORMED_SUBJECT_ID",
+        "point off the curve" | "compressed point" | "too short" | "empty" => {
+            "MALFORMED_OFFLINE_KEY"
+        }
+        "the bound device key as offline key" => "OFFLINE_KEY_IS_DEVICE_KEY",
+        "offline key certified before" => "OFFLINE_KEY_REUSED",
+        "recording failed" => "IDENTITY_UNAVAILABLE",
+        "never synced" => "REVOCATION_DATA_UNAVAILABLE",
+        other => panic!("no reason listed for the refusal {other:?}"),
     }
 }
 
