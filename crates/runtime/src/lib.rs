@@ -25,6 +25,7 @@ pub mod config;
 pub mod deadline;
 pub mod environment;
 pub mod health;
+pub mod outcome;
 pub mod peer;
 mod reflection;
 pub mod secret;

@@ -25,9 +25,12 @@ use tonic::service::RoutesBuilder;
 
 use std::sync::Arc;
 
+use std::collections::HashSet;
+
 use crate::authz::{AuthorizeLayer, Policy};
 use crate::config::ServerConfig;
 use crate::health::HealthHandle;
+use crate::outcome::OutcomeLayer;
 use crate::peer;
 use crate::reflection::{self, ReflectionError};
 use crate::shutdown;
@@ -189,6 +192,19 @@ impl Server {
             tracing::warn!("serving plaintext (no server.tls)");
         }
         let incoming = peer::incoming(listener, tls)?;
+        let mut known: HashSet<String> = policies
+            .iter()
+            .flat_map(|p| {
+                p.rules
+                    .iter()
+                    .map(move |r| format!("/{}/{}", p.service, r.method))
+            })
+            .collect();
+        known.extend(
+            ["Check", "Watch"]
+                .into_iter()
+                .map(|m| format!("/grpc.health.v1.Health/{m}")),
+        );
         let server = tonic::transport::Server::builder()
             // HTTP/2 limits a caller cannot talk its way around: streams per connection
             // (the open-call cap counts per caller, not per connection), keepalive pings
@@ -199,6 +215,7 @@ impl Server {
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .max_connection_age(MAX_CONNECTION_AGE)
             .trace_fn(trace_context::server_span)
+            .layer(OutcomeLayer::new(known))
             .layer(AuthorizeLayer::new(&policies, &config.limits))
             .layer(ServerStackLayer::new(&config))
             .add_routes(routes.routes())

@@ -125,9 +125,11 @@ impl Drop for TelemetryGuard {
 ///
 /// Must be called from inside a tokio runtime when an OTLP endpoint is set.
 pub fn init(config: &ServerConfig) -> Result<TelemetryGuard, TelemetryError> {
-    let endpoint = config.otlp_endpoint.as_deref();
-    let tracer = tracer_provider(&config.service_name, endpoint)?;
-    let meter = meter_provider(&config.service_name, endpoint)?;
+    let export = Export::resolve(config.otlp_endpoint.as_deref(), |name| {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    });
+    let tracer = tracer_provider_for(&config.service_name, &export)?;
+    let meter = meter_provider_for(&config.service_name, &export)?;
     subscriber(&config.log_filter, &tracer)?
         .try_init()
         .map_err(TelemetryError::AlreadyInstalled)?;
@@ -139,10 +141,55 @@ pub fn init(config: &ServerConfig) -> Result<TelemetryGuard, TelemetryError> {
     })
 }
 
+/// Where spans and metrics go, from the configuration and OpenTelemetry's standard
+/// variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Export {
+    /// Nowhere: spans keep ids for propagation only, instruments are no-ops.
+    Off,
+    /// To `server.otlp_endpoint`, which wins over the environment.
+    Configured(String),
+    /// As the `OTEL_EXPORTER_OTLP_*` variables say (endpoint, headers, timeout,
+    /// compression): the OTLP exporter reads them itself.
+    Environment,
+}
+
+impl Export {
+    /// `configured` if set; else the environment if it names an OTLP endpoint
+    /// (`OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), unless
+    /// `OTEL_SDK_DISABLED=true`; else off.
+    pub fn resolve(configured: Option<&str>, env: impl Fn(&str) -> Option<String>) -> Export {
+        if let Some(endpoint) = configured {
+            return Export::Configured(endpoint.to_owned());
+        }
+        if env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+            return Export::Off;
+        }
+        if env("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
+            || env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some()
+        {
+            return Export::Environment;
+        }
+        Export::Off
+    }
+
+    fn endpoint(&self) -> Option<&str> {
+        match self {
+            Export::Configured(endpoint) => Some(endpoint),
+            _ => None,
+        }
+    }
+}
+
+/// The resource: `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` if set (the SDK's
+/// detectors read them), else the configured service name.
 fn resource(service_name: &str) -> Resource {
-    Resource::builder()
-        .with_service_name(service_name.to_owned())
-        .build()
+    let builder = Resource::builder();
+    if std::env::var_os("OTEL_SERVICE_NAME").is_some() {
+        builder.build()
+    } else {
+        builder.with_service_name(service_name.to_owned()).build()
+    }
 }
 
 /// Fails unless called inside a tokio runtime: the tonic channel behind an OTLP exporter
@@ -160,17 +207,34 @@ pub fn tracer_provider(
     service_name: &str,
     otlp_endpoint: Option<&str>,
 ) -> Result<SdkTracerProvider, TelemetryError> {
-    let builder = SdkTracerProvider::builder().with_resource(resource(service_name));
-    let Some(endpoint) = otlp_endpoint else {
-        return Ok(builder.build());
+    let export = match otlp_endpoint {
+        Some(endpoint) => Export::Configured(endpoint.to_owned()),
+        None => Export::Off,
     };
+    tracer_provider_for(service_name, &export)
+}
+
+fn tracer_provider_for(
+    service_name: &str,
+    export: &Export,
+) -> Result<SdkTracerProvider, TelemetryError> {
+    let builder = SdkTracerProvider::builder().with_resource(resource(service_name));
+    if *export == Export::Off {
+        return Ok(builder.build());
+    }
     require_runtime()?;
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(endpoint)
+    let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+    let exporter = match export.endpoint() {
+        Some(endpoint) => exporter.with_endpoint(endpoint),
+        None => exporter,
+    };
+    let exporter = exporter
         .build()
         .map_err(|source| TelemetryError::Exporter {
-            endpoint: endpoint.to_owned(),
+            endpoint: export
+                .endpoint()
+                .unwrap_or("OTEL_EXPORTER_OTLP_*")
+                .to_owned(),
             source,
         })?;
     Ok(builder.with_batch_exporter(exporter).build())
@@ -183,17 +247,34 @@ pub fn meter_provider(
     service_name: &str,
     otlp_endpoint: Option<&str>,
 ) -> Result<SdkMeterProvider, TelemetryError> {
-    let builder = SdkMeterProvider::builder().with_resource(resource(service_name));
-    let Some(endpoint) = otlp_endpoint else {
-        return Ok(builder.build());
+    let export = match otlp_endpoint {
+        Some(endpoint) => Export::Configured(endpoint.to_owned()),
+        None => Export::Off,
     };
+    meter_provider_for(service_name, &export)
+}
+
+fn meter_provider_for(
+    service_name: &str,
+    export: &Export,
+) -> Result<SdkMeterProvider, TelemetryError> {
+    let builder = SdkMeterProvider::builder().with_resource(resource(service_name));
+    if *export == Export::Off {
+        return Ok(builder.build());
+    }
     require_runtime()?;
-    let exporter = opentelemetry_otlp::MetricExporter::builder()
-        .with_tonic()
-        .with_endpoint(endpoint)
+    let exporter = opentelemetry_otlp::MetricExporter::builder().with_tonic();
+    let exporter = match export.endpoint() {
+        Some(endpoint) => exporter.with_endpoint(endpoint),
+        None => exporter,
+    };
+    let exporter = exporter
         .build()
         .map_err(|source| TelemetryError::Exporter {
-            endpoint: endpoint.to_owned(),
+            endpoint: export
+                .endpoint()
+                .unwrap_or("OTEL_EXPORTER_OTLP_*")
+                .to_owned(),
             source,
         })?;
     Ok(builder.with_periodic_exporter(exporter).build())
@@ -217,4 +298,40 @@ pub fn subscriber(
         .with_tracer(provider.tracer(TRACER_NAME))
         .with_filter(LevelFilter::INFO);
     Ok(tracing_subscriber::registry().with(logs).with(traces))
+}
+
+#[cfg(test)]
+mod export_tests {
+    use super::Export;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn the_configuration_wins_then_the_standard_variables() {
+        let standard = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317")];
+        assert_eq!(
+            Export::resolve(Some("http://mine:4317"), env(&standard)),
+            Export::Configured("http://mine:4317".to_owned())
+        );
+        assert_eq!(Export::resolve(None, env(&standard)), Export::Environment);
+        assert_eq!(
+            Export::resolve(
+                None,
+                env(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:4317")])
+            ),
+            Export::Environment
+        );
+        assert_eq!(Export::resolve(None, env(&[])), Export::Off);
+        let disabled = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+            ("OTEL_SDK_DISABLED", "true"),
+        ];
+        assert_eq!(Export::resolve(None, env(&disabled)), Export::Off);
+    }
 }
