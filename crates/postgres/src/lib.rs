@@ -24,6 +24,17 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
         .await
 }
 
+/// Applies a service's embedded schema `migrator` (`sqlx::migrate!("./migrations")`).
+/// Migrations of other services sharing the database are tolerated, though a database
+/// of its own is the plan.
+pub async fn migrate(
+    pool: &PgPool,
+    mut migrator: sqlx::migrate::Migrator,
+) -> Result<(), sqlx::migrate::MigrateError> {
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await
+}
+
 /// A database that cannot be reached is `Unavailable`; anything else is `Internal`.
 pub fn error_kind(err: &sqlx::Error) -> ErrorKind {
     match err {

@@ -20,7 +20,6 @@
 use citypass_proto::v1::{
     AssuranceLevel, DeviceStatus, DocumentType, FareClass, RealNameCheckOutcome, SubjectStatus,
 };
-use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{PgConnection, Row};
 
@@ -61,13 +60,10 @@ impl PostgresStore {
         Self::new(citypass_postgres::connect(url, max_connections).await?).await
     }
 
-    /// Uses an existing pool and applies the migrations. Migrations of other services
-    /// sharing the database are tolerated, though a database of its own is the plan.
+    /// Uses an existing pool and applies the migrations (the schema is embedded at
+    /// compile time).
     pub async fn new(pool: PgPool) -> Result<Self, Error> {
-        // The schema, embedded at compile time.
-        let mut migrator: Migrator = sqlx::migrate!("./migrations");
-        migrator.set_ignore_missing(true);
-        migrator.run(&pool).await?;
+        citypass_postgres::migrate(&pool, sqlx::migrate!("./migrations")).await?;
         Ok(PostgresStore { pool })
     }
 

@@ -31,7 +31,6 @@
 use std::collections::HashMap;
 
 use citypass_revocation::{Action, Entry, ReinstateReason, RevocationReason, Target, TargetKind};
-use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{PgConnection, Row};
 
@@ -58,12 +57,10 @@ impl PostgresLog {
         Self::new(citypass_postgres::connect(url, max_connections).await?).await
     }
 
-    /// Uses an existing pool and applies the migrations. Migrations of other services
-    /// sharing the database are tolerated, though a database of its own is the plan.
+    /// Uses an existing pool and applies the migrations (the schema is embedded at
+    /// compile time).
     pub async fn new(pool: PgPool) -> Result<Self, Error> {
-        let mut migrator: Migrator = sqlx::migrate!("./migrations");
-        migrator.set_ignore_missing(true);
-        migrator.run(&pool).await?;
+        citypass_postgres::migrate(&pool, sqlx::migrate!("./migrations")).await?;
         Ok(PostgresLog { pool })
     }
 
