@@ -242,6 +242,11 @@ pub struct ServerConfig {
     /// `tracing` filter directives for the log output, e.g. `info,citypass=debug` (default `info`).
     #[serde(default = "default_log_filter")]
     pub log_filter: String,
+    /// `text` (default) for people, `json` for a log pipeline: one object per line, with
+    /// the request span's fields, `trace_id` and `span_id` among them, so that the trace
+    /// id quoted in an error leads to its log lines.
+    #[serde(default)]
+    pub log_format: LogFormat,
     /// The process's TLS identity: served to callers, presented to upstreams. Required in
     /// production unless `insecure_plaintext_behind_mesh` is set.
     #[serde(default)]
@@ -256,6 +261,17 @@ pub struct ServerConfig {
     /// Per-caller request rate and open-call limits.
     #[serde(default)]
     pub limits: CallerLimits,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Why a configuration would send or accept plaintext where it must not.
@@ -280,6 +296,7 @@ impl ServerConfig {
             shutdown_drain_timeout: default_drain_timeout(),
             otlp_endpoint: None,
             log_filter: default_log_filter(),
+            log_format: LogFormat::Text,
             tls: None,
             insecure_plaintext_behind_mesh: false,
             reflection: false,

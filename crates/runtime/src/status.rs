@@ -237,7 +237,9 @@ mod tests {
     #[test]
     fn a_traced_internal_error_quotes_the_trace_id_only() {
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
-        let subscriber = crate::telemetry::subscriber("off", &provider).expect("subscriber");
+        let subscriber =
+            crate::telemetry::subscriber("off", crate::config::LogFormat::Text, &provider)
+                .expect("subscriber");
         let _installed = tracing::subscriber::set_default(subscriber);
         let span = tracing::info_span!("request");
         let _entered = span.enter();

@@ -28,7 +28,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, fmt};
 
-use crate::config::ServerConfig;
+use crate::config::{LogFormat, ServerConfig};
 
 /// Instrumentation scope of the spans this crate's subscriber produces.
 const TRACER_NAME: &str = "citypass";
@@ -130,7 +130,7 @@ pub fn init(config: &ServerConfig) -> Result<TelemetryGuard, TelemetryError> {
     });
     let tracer = tracer_provider_for(&config.service_name, &export)?;
     let meter = meter_provider_for(&config.service_name, &export)?;
-    subscriber(&config.log_filter, &tracer)?
+    subscriber(&config.log_filter, config.log_format, &tracer)?
         .try_init()
         .map_err(TelemetryError::AlreadyInstalled)?;
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
@@ -284,8 +284,22 @@ fn meter_provider_for(
 /// one thread (`tracing::subscriber::set_default`) with a provider of their own.
 pub fn subscriber(
     log_filter: &str,
+    log_format: LogFormat,
     provider: &SdkTracerProvider,
 ) -> Result<impl Subscriber + Send + Sync + 'static, TelemetryError> {
+    subscriber_writing(log_filter, log_format, provider, std::io::stdout)
+}
+
+/// [`subscriber`] writing its log lines to `writer`.
+pub fn subscriber_writing<W>(
+    log_filter: &str,
+    log_format: LogFormat,
+    provider: &SdkTracerProvider,
+    writer: W,
+) -> Result<impl Subscriber + Send + Sync + 'static, TelemetryError>
+where
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter =
         EnvFilter::builder()
             .parse(log_filter)
@@ -293,7 +307,17 @@ pub fn subscriber(
                 filter: log_filter.to_owned(),
                 source,
             })?;
-    let logs = fmt::layer().with_filter(filter);
+    let logs = match log_format {
+        LogFormat::Text => fmt::layer().with_writer(writer).with_filter(filter).boxed(),
+        LogFormat::Json => fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(writer)
+            .with_filter(filter)
+            .boxed(),
+    };
     let traces = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer(TRACER_NAME))
         .with_filter(LevelFilter::INFO);

@@ -74,7 +74,9 @@ async fn spans_are_exported_to_the_configured_endpoint() {
 
     let provider =
         telemetry::tracer_provider("otlp-test", Some(&format!("http://{addr}"))).expect("provider");
-    let subscriber = telemetry::subscriber("off", &provider).expect("subscriber");
+    let subscriber =
+        telemetry::subscriber("off", citypass_runtime::config::LogFormat::Text, &provider)
+            .expect("subscriber");
     tracing::subscriber::with_default(subscriber, || {
         let _span = tracing::info_span!("exported.span").entered();
     });

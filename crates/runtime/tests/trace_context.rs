@@ -27,7 +27,9 @@ async fn the_server_span_is_a_child_of_the_callers_span() {
         .with_simple_exporter(exporter.clone())
         .build();
     // A log filter of `warn` must not switch off the (INFO) request spans.
-    let subscriber = telemetry::subscriber("warn", &provider).expect("subscriber");
+    let subscriber =
+        telemetry::subscriber("warn", citypass_runtime::config::LogFormat::Text, &provider)
+            .expect("subscriber");
     let _installed = tracing::subscriber::set_default(subscriber);
 
     let server = start(Server::new(ServerConfig::new("trace-test"))).await;
@@ -81,7 +83,8 @@ async fn the_server_span_is_a_child_of_the_callers_span() {
         .expect("the second call's span");
     assert_eq!(unlinked.parent_span_id, SpanId::INVALID, "a root span");
 
-    // Only the RPC's identity is recorded: no metadata, no message contents.
+    // Only the RPC's identity is recorded: no metadata, no message contents (the
+    // span's own ids ride along as fields, for JSON logs).
     for attribute in &linked.attributes {
         let key = attribute.key.as_str();
         assert!(
@@ -89,10 +92,69 @@ async fn the_server_span_is_a_child_of_the_callers_span() {
                 || key.starts_with("code.")
                 || key.starts_with("thread.")
                 || key == "target"
+                || key == "trace_id"
+                || key == "span_id"
                 || key == "level"
                 || key == "busy_ns"
                 || key == "idle_ns",
             "unexpected span attribute {key}"
         );
     }
+}
+
+/// A log writer that keeps what it is given.
+#[derive(Clone, Default)]
+struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Buffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut kept) = self.0.lock() {
+            kept.extend_from_slice(bytes);
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
+    type Writer = Buffer;
+
+    fn make_writer(&'a self) -> Buffer {
+        self.clone()
+    }
+}
+
+#[test]
+fn json_log_lines_carry_the_calls_trace_id() {
+    let provider = SdkTracerProvider::builder().build();
+    let buffer = Buffer::default();
+    let subscriber = telemetry::subscriber_writing(
+        "info",
+        citypass_runtime::config::LogFormat::Json,
+        &provider,
+        buffer.clone(),
+    )
+    .expect("subscriber");
+    let trace_id = tracing::subscriber::with_default(subscriber, || {
+        let request = http::Request::builder()
+            .uri("/citypass.v1.IssuerService/IssueToken")
+            .body(())
+            .expect("request");
+        let span = citypass_runtime::trace_context::server_span(&request);
+        let trace_id = span.context().span().span_context().trace_id().to_string();
+        let _entered = span.enter();
+        tracing::info!(decision = "refused", "a line inside the call");
+        trace_id
+    });
+    let text = String::from_utf8(buffer.0.lock().expect("buffer").clone()).expect("UTF-8");
+    let line: serde_json::Value =
+        serde_json::from_str(text.lines().next().expect("one line")).expect("JSON");
+    assert_eq!(line["message"], "a line inside the call", "{line}");
+    assert_eq!(line["decision"], "refused", "{line}");
+    assert_eq!(line["span"]["trace_id"], trace_id.as_str(), "{line}");
+    assert_eq!(line["span"]["rpc.method"], "IssueToken", "{line}");
+    assert_eq!(trace_id.len(), 32);
 }
