@@ -6,8 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The app's persistent state (contains private keys: store it owner-only).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+/// The app's persistent state (contains private keys: store it owner-only; `Debug`
+/// shows ids only, never a key).
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AppState {
     /// The enrolled subject's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -23,8 +24,8 @@ pub struct AppState {
     pub offline: Option<OfflineState>,
 }
 
-/// An offline key, its device certificate and the code counter.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// An offline key, its device certificate and the code counter (`Debug` hides the key).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct OfflineState {
     /// PKCS#8, hex.
     pub key_pkcs8: String,
@@ -37,6 +38,30 @@ pub struct OfflineState {
     pub clock_offset: i64,
 }
 
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("subject_id", &self.subject_id)
+            .field("device_id", &self.device_id)
+            .field(
+                "device_key_pkcs8",
+                &self.device_key_pkcs8.as_ref().map(|_| "<hidden>"),
+            )
+            .field("offline", &self.offline)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for OfflineState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OfflineState")
+            .field("key_pkcs8", &"<hidden>")
+            .field("counter", &self.counter)
+            .field("clock_offset", &self.clock_offset)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AppState {
     /// Parses saved state.
     pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
@@ -46,5 +71,35 @@ impl AppState {
     /// The form to save.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Security review, smaller findings: `AppState` derived `Debug` over private keys,
+    /// so a `{state:?}` in a log line would print them.
+    #[test]
+    fn smaller_findings_app_state_debug_hides_private_keys() {
+        let state = AppState {
+            subject_id: Some("00112233445566778899aabbccddeeff".to_owned()),
+            device_id: Some("ffeeddccbbaa99887766554433221100".to_owned()),
+            device_key_pkcs8: Some("308187020100deadbeefdevicekey".to_owned()),
+            offline: Some(OfflineState {
+                key_pkcs8: "308187020100cafebabeofflinekey".to_owned(),
+                certificate: "d28443a10126".to_owned(),
+                counter: 7,
+                clock_offset: -2,
+            }),
+        };
+        let shown = format!("{state:?}");
+        assert!(!shown.contains("deadbeefdevicekey"), "{shown}");
+        assert!(!shown.contains("cafebabeofflinekey"), "{shown}");
+        assert!(
+            shown.contains("ffeeddccbbaa99887766554433221100"),
+            "ids stay visible"
+        );
+        assert!(shown.contains("counter: 7"), "{shown}");
     }
 }
