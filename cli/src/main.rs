@@ -61,6 +61,12 @@ enum Command {
     /// A private CA: service, gate and operator certificates.
     #[command(subcommand)]
     Pki(commands::pki::PkiCommand),
+    /// Print a shell completion script (e.g. `citypass completions bash > /etc/bash_completion.d/citypass`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Exit status of a usage or system error (a missing file, a service that cannot be
@@ -100,6 +106,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(cmd) => commands::token::run(cmd),
         Command::Keys(cmd) => done(commands::keys::run(cmd)),
         Command::Pki(cmd) => done(commands::pki::run(cmd)),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "citypass", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -187,3 +187,18 @@ fn signing_kid(dir: &Path) -> String {
     let start = ring.find("\"signing_kid\": \"").unwrap() + 16;
     ring[start..start + 16].to_owned()
 }
+
+#[test]
+fn completions_cover_the_subcommands_and_their_values() {
+    let bash = citypass(&["completions", "bash"]);
+    assert!(bash.status.success());
+    let script = stdout(&bash);
+    for word in ["citypass", "token", "verify", "pki", "operator", "metro"] {
+        assert!(
+            script.contains(word),
+            "{word} missing from the bash completions"
+        );
+    }
+    let unknown = citypass(&["completions", "cmd.exe"]);
+    assert_eq!(unknown.status.code(), Some(2));
+}
