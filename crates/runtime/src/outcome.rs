@@ -14,7 +14,7 @@
 //! counted under `rpc.method = "unknown"`, so a scanner cannot grow the metric's
 //! cardinality.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,11 +29,16 @@ use tower::{BoxError, Layer, Service, ServiceExt};
 /// The histogram's name.
 pub const CALL_DURATION: &str = "rpc.server.call.duration";
 
+/// A method's `rpc.service` and `rpc.method` values.
+type Names = (Arc<str>, Arc<str>);
+
 /// See the module documentation.
 #[derive(Clone)]
 pub struct OutcomeLayer {
     duration: Histogram<f64>,
-    known: Arc<HashSet<String>>,
+    /// Path → (service, method), made once, so a call allocates nothing for them.
+    known: Arc<HashMap<String, Names>>,
+    unknown: Arc<str>,
 }
 
 impl std::fmt::Debug for OutcomeLayer {
@@ -53,9 +58,21 @@ impl OutcomeLayer {
             .with_unit("s")
             .with_description("Duration of inbound RPCs, to the response headers")
             .build();
+        let known = known
+            .into_iter()
+            .map(|path| {
+                let (service, method) = path
+                    .trim_start_matches('/')
+                    .split_once('/')
+                    .unwrap_or_default();
+                let names = (Arc::from(service), Arc::from(method));
+                (path, names)
+            })
+            .collect();
         OutcomeLayer {
             duration,
             known: Arc::new(known),
+            unknown: Arc::from("unknown"),
         }
     }
 }
@@ -118,15 +135,9 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let started = Instant::now();
-        let path = request.uri().path();
-        let (service, method) = if self.layer.known.contains(path) {
-            let (service, method) = path
-                .trim_start_matches('/')
-                .split_once('/')
-                .unwrap_or_default();
-            (service.to_owned(), method.to_owned())
-        } else {
-            ("unknown".to_owned(), "unknown".to_owned())
+        let (service, method) = match self.layer.known.get(request.uri().path()) {
+            Some((service, method)) => (service.clone(), method.clone()),
+            None => (self.layer.unknown.clone(), self.layer.unknown.clone()),
         };
         let inner = self.inner.clone();
         let duration = self.layer.duration.clone();
