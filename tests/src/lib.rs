@@ -26,8 +26,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use citypass_app::{App, AppError, AppState, Endpoints};
+use citypass_device_proof::{ISSUE_TOKEN, sign_request};
 use citypass_issuer::{IssuanceConfig, KeySource};
-use citypass_proto::signed::{ISSUE_TOKEN, sign_request};
 use citypass_proto::v1::identity_service_client::IdentityServiceClient;
 use citypass_proto::v1::issuer_service_client::IssuerServiceClient;
 use citypass_proto::v1::revocation_service_client::RevocationServiceClient;

@@ -12,12 +12,12 @@
 
 use std::time::{Duration, SystemTime};
 
+use citypass_device_proof::{
+    ISSUE_DEVICE_CERTIFICATE, ISSUE_TOKEN, sign_request, sign_request_with,
+};
 use citypass_e2e::{
     TestStack, dev_ring, device_key, expect_code, ids, now, resident_id, signed_issue_token,
     status_of, within, wrong_check_digit,
-};
-use citypass_proto::signed::{
-    ISSUE_DEVICE_CERTIFICATE, ISSUE_TOKEN, sign_request, sign_request_with,
 };
 use citypass_proto::v1::{
     BindDeviceRequest, CreateBindingChallengeRequest, DocumentType, EnrolRequest,

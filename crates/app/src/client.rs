@@ -1,6 +1,6 @@
 //! The app's calls to the identity and issuer services.
 
-use citypass_proto::signed::{SignError, sign_request};
+use citypass_device_proof::{SignError, sign_request};
 use citypass_proto::v1::identity_service_client::IdentityServiceClient;
 use citypass_proto::v1::issuer_service_client::IssuerServiceClient;
 use citypass_proto::v1::{
@@ -192,7 +192,7 @@ impl App {
             proof: None,
         };
         request.proof = Some(sign_request(
-            citypass_proto::signed::ISSUE_TOKEN,
+            citypass_device_proof::ISSUE_TOKEN,
             &request,
             &key,
         )?);
@@ -216,7 +216,7 @@ impl App {
             ..IssueDeviceCertificateRequest::default()
         };
         request.proof = Some(sign_request(
-            citypass_proto::signed::ISSUE_DEVICE_CERTIFICATE,
+            citypass_device_proof::ISSUE_DEVICE_CERTIFICATE,
             &request,
             &key,
         )?);

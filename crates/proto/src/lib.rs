@@ -9,9 +9,7 @@
 //!   [`v1::issuer_service_server::IssuerServiceServer`] with the
 //!   [`v1::issuer_service_server::IssuerService`] trait).
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptor set, for tonic-reflection.
-//! - [`signed`]: what a device signs for the requests that need its proof.
 
-pub mod signed;
 pub mod time;
 
 /// Package `citypass.v1`: all five services and their messages.

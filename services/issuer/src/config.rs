@@ -138,9 +138,9 @@ impl IssuanceConfig {
         Ok(())
     }
 
-    /// How long a nonce must be remembered (see [`crate::proof::nonce_ttl`]).
+    /// How long a nonce must be remembered (see [`citypass_device_proof::nonce_ttl`]).
     pub fn nonce_ttl(&self) -> Duration {
-        crate::proof::nonce_ttl(self.proof_freshness)
+        citypass_device_proof::nonce_ttl(self.proof_freshness)
     }
 }
 

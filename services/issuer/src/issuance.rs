@@ -27,10 +27,10 @@ use crate::identity_client::{
     CachedIdentity, CertificateRecord, DeviceRecord, IdentityError, IdentityLookup,
 };
 use crate::keys::Keys;
-use crate::nonce::NonceStore;
 use crate::policy::{Policy, scopes_to_api};
-use crate::proof::{ISSUE_DEVICE_CERTIFICATE, ISSUE_TOKEN, ProofVerifier};
 use crate::revocation_check::{RevocationCheck, RevocationStatus};
+use citypass_device_proof::NonceStore;
+use citypass_device_proof::{ISSUE_DEVICE_CERTIFICATE, ISSUE_TOKEN, ProofVerifier};
 
 /// The issuer's logic and everything it talks to.
 pub struct Issuance {

@@ -28,9 +28,7 @@ pub mod error;
 pub mod identity_client;
 pub mod issuance;
 pub mod keys;
-pub mod nonce;
 pub mod policy;
-pub mod proof;
 pub mod revocation_check;
 pub mod service;
 
@@ -40,6 +38,10 @@ use std::time::Duration;
 
 pub use authorization::AUTHORIZATION;
 pub use build::{Built, MAX_REQUEST_BYTES, build, build_with};
+pub use citypass_device_proof::{
+    ISSUE_DEVICE_CERTIFICATE, ISSUE_TOKEN, MemoryNonceStore, NonceStore, NonceStoreError,
+    ProofError, RedisNonceStore, SignedRequest, body_sha256, sign_request, sign_request_with,
+};
 pub use citypass_proto::v1::issuer_service_server::IssuerServiceServer;
 pub use citypass_revocation_follow::{Follower, FollowerConfig, FollowerError, RevocationView};
 pub use config::{
@@ -51,12 +53,7 @@ pub use identity_client::{
 };
 pub use issuance::Issuance;
 pub use keys::{KeyError, Keys, PublishedKeys, Reload};
-pub use nonce::{MemoryNonceStore, NonceStore, NonceStoreError, RedisNonceStore};
 pub use policy::{MinAssurance, Policy};
-pub use proof::{
-    ISSUE_DEVICE_CERTIFICATE, ISSUE_TOKEN, ProofError, SignedRequest, body_sha256, sign_request,
-    sign_request_with,
-};
 pub use revocation_check::{
     FollowerCheck, NothingRevoked, RevocationCheck, RevocationError, RevocationStatus,
 };

@@ -1,34 +1,23 @@
-//! Device proofs: only the device that holds the bound key gets codes.
+//! The service side: only the device that holds the bound key acts for its citizen.
 //!
-//! An app request carries a `DeviceProof`: an ES256 signature by the bound device key
-//! over the full gRPC method path, a timestamp, a nonce and the SHA-256 of the request
-//! encoded with its proof unset (the byte layout is `citypass_token::RequestProof`, so
-//! app and issuer share it). The issuer re-encodes the request it decoded to hash it, so
-//! a request with fields the issuer does not know (dropped when decoding) fails closed.
+//! The service re-encodes the request it decoded to hash it, so a request with fields
+//! the service does not know (dropped when decoding) fails closed.
 //!
 //! Checks, in the order that keeps them cheap for honest callers and useless to others:
 //! 1. shape and freshness ([`ProofVerifier::presented`]), before any lookup: a proof,
-//!    a well-formed timestamp within `proof_freshness` of the issuer's clock (either
+//!    a well-formed timestamp within `proof_freshness` of the service's clock (either
 //!    side), a nonce of 16 to 64 bytes;
 //! 2. the signature with the device's key ([`ProofVerifier::authenticate`]), once the
 //!    device has been looked up;
-//! 3. only then the nonce, first use wins ([`crate::NonceStore`]): unauthenticated
+//! 3. only then the nonce, first use wins ([`NonceStore`]): unauthenticated
 //!    junk never fills the store. Nonces are scoped to the device and stored as a hash.
 //!
 //! Every failure is `UNAUTHENTICATED` to the caller, with a text saying which check
 //! failed and nothing else.
-//!
-//! The app side ([`sign_request`]) lives in `citypass_proto::signed`, beside the
-//! messages it signs, so that the app, the end-to-end tests and the issuer can never
-//! disagree on what is signed.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-pub use citypass_proto::signed::{
-    ISSUE_DEVICE_CERTIFICATE, ISSUE_TOKEN, SignError, SignedRequest, body_sha256, sign_request,
-    sign_request_with,
-};
 use citypass_proto::v1::DeviceProof;
 use citypass_token::{PublicKey, RequestProof, sha256};
 
@@ -48,7 +37,7 @@ pub enum ProofError {
     /// The timestamp is missing or out of range.
     #[error("request timestamp is missing or malformed")]
     BadTimestamp,
-    /// The timestamp is too far from the issuer's clock.
+    /// The timestamp is too far from the service's clock.
     #[error("request timestamp is outside the freshness window")]
     Stale,
     /// The nonce is too short or too long.

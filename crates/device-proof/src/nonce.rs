@@ -4,14 +4,14 @@
 //! is fresh; the nonce is what stops a captured copy from being sent again. The rule is
 //! "first use wins, atomically": of two concurrent requests with one nonce exactly one
 //! gets `true`. A mark must live at least as long as a request stays acceptable
-//! ([`crate::IssuanceConfig::nonce_ttl`]); after that the timestamp check refuses the
+//! ([`crate::nonce_ttl`]); after that the timestamp check refuses the
 //! request anyway, which is what lets the store forget.
 //!
 //! Two backends pass the same contract tests (`tests/nonce_store.rs`):
 //! - [`MemoryNonceStore`]: one process (`citypass dev`, tests). Bounded: when full of
 //!   live marks it refuses new ones ([`NonceStoreError::Full`]) rather than forgetting
 //!   a live mark, which would let that request be replayed.
-//! - [`RedisNonceStore`]: `SET key 1 NX PX ttl`, shared by every issuer replica, which
+//! - [`RedisNonceStore`]: `SET key 1 NX PX ttl`, shared by every replica of the service, which
 //!   production requires (a replica with its own memory would accept a request replayed
 //!   to it from another).
 //!

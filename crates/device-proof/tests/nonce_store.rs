@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use citypass_issuer::{MemoryNonceStore, NonceStore, NonceStoreError, RedisNonceStore};
+use citypass_device_proof::{MemoryNonceStore, NonceStore, NonceStoreError, RedisNonceStore};
 
 /// The contract, one function per rule.
 mod contract {
@@ -109,7 +109,7 @@ async fn memory() -> Arc<dyn NonceStore> {
 
 async fn redis() -> Arc<dyn NonceStore> {
     let url = citypass_testkit::redis_url();
-    let prefix = citypass_testkit::unique("citypass-test:issuer:");
+    let prefix = citypass_testkit::unique("citypass-test:nonce:");
     Arc::new(
         RedisNonceStore::connect(&url, format!("{prefix}:"), Duration::from_secs(2))
             .await

@@ -1,18 +1,14 @@
-//! App requests signed by the bound device key: what is signed, on the app side.
+//! The app side: which requests carry a device proof, and how the app signs one.
 //!
-//! IssueToken and IssueDeviceCertificate carry a `DeviceProof`: an ES256 signature by
-//! the device's bound key over the full gRPC method path, a timestamp, a nonce and the
-//! SHA-256 of the request encoded with its proof unset (byte layout:
-//! `citypass_token::RequestProof`). It lives here, beside the messages it signs, so
-//! the app, the load generator, the end-to-end tests and the issuer (which checks
-//! proofs) share one definition.
+//! A new RPC that acts with a citizen's authority gets a [`SignedRequest`] impl here,
+//! naming its full gRPC method path, and nothing else changes on either side.
 
 use std::time::SystemTime;
 
 use citypass_token::{DeviceKey, RequestProof, SecureRandom, SystemRandom, sha256};
 use prost::Message;
 
-use crate::v1::{DeviceProof, IssueDeviceCertificateRequest, IssueTokenRequest};
+use citypass_proto::v1::{DeviceProof, IssueDeviceCertificateRequest, IssueTokenRequest};
 
 /// gRPC path of IssueToken, as signed.
 pub const ISSUE_TOKEN: &str = "/citypass.v1.IssuerService/IssueToken";
@@ -94,7 +90,7 @@ pub fn sign_request_with<R: SignedRequest>(
     at: SystemTime,
     nonce: &[u8],
 ) -> Result<DeviceProof, SignError> {
-    let timestamp = crate::time::system_timestamp(at);
+    let timestamp = citypass_proto::time::system_timestamp(at);
     let body = body_sha256(request);
     let signature = RequestProof {
         method,

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use citypass_issuer::proof::{PresentedProof, ProofVerifier};
-use citypass_issuer::{
+use citypass_device_proof::{
     ISSUE_DEVICE_CERTIFICATE, ISSUE_TOKEN, MemoryNonceStore, ProofError, body_sha256, sign_request,
     sign_request_with,
 };
+use citypass_device_proof::{PresentedProof, ProofVerifier};
 use citypass_proto::time::system_timestamp as to_timestamp;
 use citypass_proto::v1::{DeviceProof, IssueTokenRequest};
 use citypass_token::{DeviceKey, RequestProof, SystemRandom, sha256};
