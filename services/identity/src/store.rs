@@ -3,7 +3,7 @@
 //! PostgreSQL ([`postgres::PostgresStore`]) is the system of record in deployments;
 //! the in-memory store ([`memory::MemoryStore`]) is the embedded default of
 //! `citypass dev` and of unit tests. Both pass the same contract test suite
-//! (`tests/store_contract.rs`), so the service cannot tell them apart.
+//! (`tests/store_contract/`), so the service cannot tell them apart.
 //!
 //! Every operation that must hold under concurrency is *one* store call, atomic in
 //! both backends (a PostgreSQL transaction with row locks and constraints; one mutex

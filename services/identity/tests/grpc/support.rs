@@ -1,0 +1,190 @@
+//! The harness every test here shares: the service on loopback over TLS on a fresh
+//! database, its clients, a digest of every table, and builders for valid enrolments,
+//! challenges and signed binding requests.
+
+use citypass_identity::document::gb11643_check_char;
+use citypass_identity::{IdentityConfig, PostgresStore};
+use citypass_proto::prost_types::Timestamp;
+use citypass_proto::v1::identity_service_client::IdentityServiceClient;
+use citypass_proto::v1::{
+    BindDeviceRequest, CreateBindingChallengeRequest, DocumentType, EnrolRequest, Subject,
+};
+use citypass_runtime::{Role, Server, ServerConfig};
+use citypass_testkit::tls::{As, TestPki};
+use citypass_token::{DeviceKey, SecureRandom, SystemRandom, binding_message};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+type Client = IdentityServiceClient<Channel>;
+
+/// A running service, its clients, and its database (to prove refusals change
+/// nothing). `client` is an operator with `identity-admin` and `auditor` (citizens'
+/// calls are open to anyone); `issuer` is the issuer service, which alone reads
+/// devices and records certificates.
+pub(crate) struct Harness {
+    pub(crate) client: Client,
+    pub(crate) issuer: Client,
+    pub(crate) pool: PgPool,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub(crate) async fn start(config: IdentityConfig) -> Harness {
+    let (pool, _url) = citypass_testkit::fresh_database().await;
+    let store = PostgresStore::new(pool.clone()).await.expect("migrations");
+    let service = citypass_identity::service(&config, store).expect("service");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let pki = TestPki::new("identity");
+    let server = Server::new(ServerConfig::new("identity-test"))
+        .tls(pki.server.clone())
+        .add_service(service, &citypass_identity::AUTHORIZATION)
+        .file_descriptor_set(citypass_proto::FILE_DESCRIPTOR_SET);
+    tokio::spawn(server.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let client = IdentityServiceClient::new(
+        pki.channel(addr, &As::Operator(&[Role::IdentityAdmin, Role::Auditor])),
+    );
+    let issuer = IdentityServiceClient::new(pki.channel(addr, &As::Service("issuer")));
+    Harness {
+        client,
+        issuer,
+        pool,
+        stop: Some(stop),
+    }
+}
+
+pub(crate) async fn start_default() -> Harness {
+    start(IdentityConfig::dev()).await
+}
+
+/// A digest of every row of every table: equal digests, nothing changed.
+pub(crate) async fn digest(pool: &PgPool) -> String {
+    let mut out = String::new();
+    for table in [
+        "subjects",
+        "devices",
+        "binding_challenges",
+        "device_certificates",
+    ] {
+        let sql = format!(
+            "SELECT count(*)::text || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') \
+             FROM {table} t"
+        );
+        let part: String = sqlx::query_scalar(&sql).fetch_one(pool).await.unwrap();
+        out.push_str(table);
+        out.push('=');
+        out.push_str(&part);
+        out.push(' ');
+    }
+    out
+}
+
+/// A valid resident ID number; `seq` (0..1000) makes it unique.
+pub(crate) fn resident_id(seq: u32) -> String {
+    let first17 = format!("11010519900307{seq:03}");
+    let check = gb11643_check_char(&first17).unwrap();
+    format!("{first17}{check}")
+}
+
+pub(crate) fn enrol_request(number: &str, name: &str) -> EnrolRequest {
+    EnrolRequest {
+        document_type: DocumentType::ResidentIdCard.into(),
+        document_number: number.to_owned(),
+        name: name.to_owned(),
+    }
+}
+
+pub(crate) async fn enrol(client: &mut Client, number: &str, name: &str) -> Subject {
+    client
+        .enrol(enrol_request(number, name))
+        .await
+        .expect("enrol")
+        .into_inner()
+        .subject
+        .expect("subject")
+}
+
+pub(crate) fn rng() -> SystemRandom {
+    SystemRandom::new()
+}
+
+pub(crate) async fn new_challenge(client: &mut Client, subject_id: &str) -> Vec<u8> {
+    client
+        .create_binding_challenge(CreateBindingChallengeRequest {
+            subject_id: subject_id.to_owned(),
+        })
+        .await
+        .expect("challenge")
+        .into_inner()
+        .challenge
+}
+
+/// A BindDevice request signed as the app signs it.
+pub(crate) fn bind_request(
+    subject_id: &str,
+    challenge: &[u8],
+    key: &DeviceKey,
+) -> BindDeviceRequest {
+    let message = binding_message(subject_id, challenge, key.public_key());
+    BindDeviceRequest {
+        subject_id: subject_id.to_owned(),
+        public_key: key.public_key().as_bytes().to_vec(),
+        challenge: challenge.to_vec(),
+        signature: key.sign(&rng(), &message).unwrap(),
+        label: "my phone".to_owned(),
+    }
+}
+
+pub(crate) async fn bind_new_device(client: &mut Client, subject_id: &str) -> String {
+    let challenge = new_challenge(client, subject_id).await;
+    let key = DeviceKey::generate(&rng()).unwrap();
+    client
+        .bind_device(bind_request(subject_id, &challenge, &key))
+        .await
+        .expect("bind")
+        .into_inner()
+        .device
+        .unwrap()
+        .device_id
+}
+
+pub(crate) fn now_plus(seconds: i64) -> Timestamp {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    Timestamp {
+        seconds: i64::try_from(now).unwrap() + seconds,
+        nanos: 0,
+    }
+}
+
+pub(crate) fn random_serial() -> Vec<u8> {
+    let mut serial = vec![0u8; 16];
+    rng().fill(&mut serial).unwrap();
+    serial
+}
+
+#[track_caller]
+pub(crate) fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, needle: &str) {
+    let status = result.expect_err("the call must be refused");
+    assert_eq!(status.code(), code, "{status:?}");
+    assert!(
+        status.message().contains(needle),
+        "message {:?} should contain {needle:?}",
+        status.message()
+    );
+}

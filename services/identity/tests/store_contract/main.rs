@@ -1,0 +1,79 @@
+//! The store contract: one suite, run against the in-memory store and PostgreSQL.
+//!
+//! Each property is one generic `async fn` over `S: Store`, in a module per concern
+//! (subjects, challenges, binding, devices, certificates); the `contract!` macro below
+//! runs every one of them against both backends (a fresh PostgreSQL database per test,
+//! from `citypass_testkit`; without `CITYPASS_TEST_DATABASE_URL` the PostgreSQL half
+//! fails rather than skips). If the backends ever disagree, one of these fails. A
+//! property left out of the list is dead code, which the lints refuse.
+
+mod binding;
+mod certificates;
+mod challenges;
+mod devices;
+mod subjects;
+mod support;
+
+use citypass_identity::store::Store;
+use citypass_identity::{MemoryStore, PostgresStore};
+
+// --- both backends ----------------------------------------------------------------------
+
+async fn postgres_store() -> PostgresStore {
+    let (pool, _url) = citypass_testkit::fresh_database().await;
+    PostgresStore::new(pool)
+        .await
+        .expect("migrations apply to a fresh database")
+}
+
+/// `contract!(concern::property, ...)`: a test `memory::property` and a test
+/// `postgres::property` for each.
+macro_rules! contract {
+    ($($concern:ident :: $property:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $property() {
+                    super::$concern::$property(citypass_identity::MemoryStore::new()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $property() {
+                    super::$concern::$property(super::postgres_store().await).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    subjects::subjects_are_stored_and_found,
+    subjects::one_enrolled_subject_per_document,
+    subjects::concurrent_enrolments_of_one_document_have_one_winner,
+    subjects::a_verified_enrolment_closes_pending_attempts,
+    subjects::attribute_updates_keep_unset_fields,
+    subjects::status_moves_only_between_active_and_suspended,
+    challenges::challenges_need_an_active_subject,
+    challenges::a_challenge_binds_once,
+    challenges::concurrent_binds_with_one_challenge_have_one_winner,
+    challenges::a_challenge_belongs_to_its_subject,
+    challenges::expired_challenges_are_refused_and_change_nothing,
+    challenges::only_the_newest_challenges_stay_outstanding,
+    binding::the_device_limit_holds_and_a_refused_bind_keeps_its_challenge,
+    binding::concurrent_binds_respect_the_device_limit,
+    binding::a_key_binds_once_ever,
+    binding::a_subject_that_is_not_active_cannot_bind,
+    devices::devices_are_listed_unbound_and_viewed,
+    certificates::certificates_are_recorded_once_per_serial,
+    certificates::certificates_are_listed_by_device_and_subject,
+);
+
+#[test]
+fn the_memory_store_is_a_store() {
+    fn assert_store<S: Store>() {}
+    assert_store::<MemoryStore>();
+    assert_store::<PostgresStore>();
+}

@@ -1,0 +1,287 @@
+//! The happy path end to end: Revoke (with its certificate cascade), List, Watch, the
+//! Redis stream and Snapshot all agree; retries are safe; Reinstate appends; heartbeats
+//! keep coming.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use citypass_proto::v1::{
+    self as pb, ReinstateRequest, RevokeRequest, SnapshotRequest, WatchRequest,
+};
+use citypass_revocation::{Entry, Kinds, RevocationSet, SignedSnapshot, TargetKind};
+use citypass_revocation_service::PostgresLog;
+use citypass_token::Kid;
+use tonic::Code;
+
+use crate::support::{
+    FakeDirectory, assert_contiguous, at, certificate, dev_ring, list_all, now, random_id,
+    redis_publisher, revoke, serve, test_settings, watch_until, xrange,
+};
+
+fn set_from(entries: &[pb::RevocationEntry]) -> RevocationSet {
+    let mut set = RevocationSet::new();
+    for message in entries {
+        set.apply(citypass_revocation::proto::from_proto(message).expect("a valid entry"))
+            .expect("in order");
+    }
+    set
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_list_watch_and_snapshot_agree() {
+    let (pool, _) = citypass_testkit::fresh_database().await;
+    let log = Arc::new(PostgresLog::new(pool).await.unwrap());
+    let stream_key = citypass_testkit::unique("citypass:test:revocation:");
+    let directory = Arc::new(FakeDirectory::default());
+    let ring = dev_ring();
+    let mut running = serve(
+        log,
+        redis_publisher(&stream_key).await,
+        directory.clone(),
+        &ring,
+        test_settings(),
+    )
+    .await;
+    let client = &mut running.client;
+
+    // A watcher from the start hears the head at once.
+    let mut watch = client
+        .watch(WatchRequest { since_epoch: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let hello = tokio::time::timeout(Duration::from_secs(2), watch.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(hello.entries.is_empty());
+    assert_eq!(hello.head_epoch, 0);
+
+    // A subject with two live certificates, one issued after the revocation's bound,
+    // and one long expired.
+    let t = now();
+    let subject = random_id();
+    directory.put(
+        &subject,
+        vec![
+            certificate(1, t - 100, t + 3_600),
+            certificate(2, t - 50, t + 600),
+            certificate(3, t + 3_000, t + 6_000),
+            certificate(4, t - 90_000, t - 3_600),
+        ],
+    );
+    let mut request = tonic::Request::new(RevokeRequest {
+        reason: pb::RevocationReason::Arrears as i32,
+        note: "arrears beyond grace".to_owned(),
+        ..revoke(TargetKind::Subject, &subject)
+    });
+    // A header naming someone else changes nothing: the actor is the certificate's.
+    request
+        .metadata_mut()
+        .insert("x-citypass-actor", "ops-alice".parse().unwrap());
+    let response = client.revoke(request).await.unwrap().into_inner();
+    let entry = response.entry.unwrap();
+    assert_eq!(entry.epoch, 1);
+    assert_eq!(entry.target_id, subject);
+    assert_eq!(entry.actor, "operator:test-operator");
+    assert_eq!(entry.action, pb::EntryAction::Revoke as i32);
+    let revoked_before = entry.revoked_before.unwrap().seconds as u64;
+    assert!(
+        (t + 1..=t + 3).contains(&revoked_before),
+        "server clock, rounded up"
+    );
+    assert!(entry.expires_at.is_none());
+    let serials: Vec<_> = response
+        .cascaded
+        .iter()
+        .map(|e| (e.epoch, e.target_id.clone()))
+        .collect();
+    assert_eq!(
+        serials,
+        vec![(2, hex::encode([1; 16])), (3, hex::encode([2; 16]))],
+        "live certificates issued before the bound, in the same write"
+    );
+    assert_eq!(
+        response.cascaded[0].expires_at.unwrap().seconds as u64,
+        t + 3_600 + 30
+    );
+
+    // Token, key and certificate revocations.
+    let cti = hex::encode([0xc7; 16]);
+    let token = client
+        .revoke(revoke(TargetKind::Token, &cti))
+        .await
+        .unwrap()
+        .into_inner()
+        .entry
+        .unwrap();
+    assert_eq!(token.epoch, 4);
+    let token_expiry = token.expires_at.unwrap().seconds as u64;
+    assert!(
+        (t + 360..=t + 363).contains(&token_expiry),
+        "max lifetime plus skews"
+    );
+    let kid = ring.signing_kid().to_hex();
+    assert_eq!(
+        client
+            .revoke(revoke(TargetKind::Key, &kid))
+            .await
+            .unwrap()
+            .into_inner()
+            .entry
+            .unwrap()
+            .epoch,
+        5
+    );
+    let serial = hex::encode([0x5e; 16]);
+    let certificate_entry = client
+        .revoke(RevokeRequest {
+            expires_at: Some(at(t + 600)),
+            ..revoke(TargetKind::Certificate, &serial)
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entry
+        .unwrap();
+    assert_eq!(certificate_entry.epoch, 6);
+    assert_eq!(
+        certificate_entry.expires_at.unwrap().seconds as u64,
+        t + 630
+    );
+
+    // Retrying is safe: the covering entry comes back and nothing is written.
+    let again = client
+        .revoke(revoke(TargetKind::Token, &cti))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.entry.unwrap(), token);
+    let again = client
+        .revoke(revoke(TargetKind::Subject, &subject))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.entry.unwrap().epoch, 1);
+    assert!(again.cascaded.is_empty());
+
+    // List, paged.
+    let (listed, head) = list_all(client).await;
+    assert_eq!(head, 6);
+    assert_contiguous(&listed, 0);
+    assert_eq!(listed.len(), 6);
+    assert_eq!(listed[3], token);
+
+    // The stream holds every entry, in the documented format, equal to the log's.
+    let streamed = xrange(&stream_key).await;
+    let logged: Vec<Entry> = listed
+        .iter()
+        .map(|e| citypass_revocation::proto::from_proto(e).unwrap())
+        .collect();
+    assert_eq!(streamed, logged);
+
+    // The watcher got the same entries.
+    let watched = watch_until(&mut watch, 6).await;
+    assert_eq!(watched, listed);
+
+    // A snapshot verifies with the issuer's public key set and rebuilds to the set
+    // built from List.
+    let answer = client
+        .snapshot(SnapshotRequest { kinds: vec![] })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.epoch, 6);
+    assert_eq!(answer.kid, ring.signing_kid().0.to_vec());
+    let signed = SignedSnapshot {
+        bytes: answer.snapshot.clone(),
+        signature: answer.signature.clone(),
+        kid: Kid::from_slice(&answer.kid).unwrap(),
+    };
+    let keys = ring.public_keyset().unwrap();
+    let snapshot = signed.verify(&keys, now()).expect("the snapshot verifies");
+    assert_eq!(snapshot.epoch, 6);
+    assert_eq!(snapshot.kinds, Kinds::ALL);
+    let mut from_list = set_from(&listed);
+    from_list.prune(snapshot.created_at);
+    assert_eq!(RevocationSet::from_snapshot(&snapshot), from_list);
+    assert!(from_list.issuance_blocked_subject(&subject));
+    assert!(from_list.certificate_revoked(&[1; 16]));
+    assert!(!from_list.certificate_revoked(&[3; 16]));
+
+    // Offline gates ask for certificates and keys only.
+    let gate_kinds = vec![TargetKind::Certificate as i32, TargetKind::Key as i32];
+    let answer = client
+        .snapshot(SnapshotRequest { kinds: gate_kinds })
+        .await
+        .unwrap()
+        .into_inner();
+    let signed = SignedSnapshot {
+        bytes: answer.snapshot,
+        signature: answer.signature,
+        kid: Kid::from_slice(&answer.kid).unwrap(),
+    };
+    let snapshot = signed.verify(&keys, now()).unwrap();
+    let kinds = Kinds::of([TargetKind::Certificate, TargetKind::Key]);
+    assert_eq!(snapshot.kinds, kinds);
+    assert_eq!(snapshot.entries.len(), 4);
+    let mut from_list = set_from(&listed);
+    from_list.prune(snapshot.created_at);
+    assert_eq!(
+        RevocationSet::from_snapshot(&snapshot),
+        from_list.restricted(kinds)
+    );
+    // A tampered snapshot does not verify.
+    let mut tampered = signed.clone();
+    tampered.bytes[10] ^= 1;
+    assert!(tampered.verify(&keys, now()).is_err());
+
+    // Reinstating appends; the watcher sees it; a second one has nothing to reinstate.
+    let reinstated = client
+        .reinstate(ReinstateRequest {
+            target_kind: TargetKind::Subject as i32,
+            target_id: subject.clone(),
+            reason: pb::ReinstateReason::ArrearsRepaid as i32,
+            note: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entry
+        .unwrap();
+    assert_eq!(reinstated.epoch, 7);
+    assert_eq!(reinstated.action, pb::EntryAction::Reinstate as i32);
+    assert!(reinstated.revoked_before.is_none());
+    assert_eq!(watch_until(&mut watch, 7).await, vec![reinstated]);
+    let status = client
+        .reinstate(ReinstateRequest {
+            target_kind: TargetKind::Subject as i32,
+            target_id: subject.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+
+    // With nothing new, heartbeats keep coming about every second.
+    let started = tokio::time::Instant::now();
+    for _ in 0..2 {
+        let beat = tokio::time::timeout(Duration::from_secs(3), watch.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(beat.entries.is_empty());
+        assert_eq!(beat.head_epoch, 7);
+        let sent = beat.sent_at.unwrap().seconds as u64;
+        assert!(sent.abs_diff(now()) <= 2);
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1_500),
+        "heartbeats are paced about a second apart, not sent back to back: two took {elapsed:?}"
+    );
+    assert_eq!(running.revocations.fanout_stats().published(), 7);
+    assert_eq!(running.revocations.fanout_stats().failed(), 0);
+}
