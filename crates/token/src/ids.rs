@@ -1,12 +1,129 @@
 //! Subject and device ids: 16 random bytes, written as 32 lowercase hex characters.
 //!
-//! The identity service makes them, the issuer seals exactly the 16 bytes of a
-//! subject id into codes (which keeps the online QR inside version 9), and revocation
-//! entries name devices and subjects by them. One parser, here, so every service
-//! agrees on what is well-formed: anything else (upper case, other lengths) is refused
-//! rather than normalised, so one id has one spelling.
+//! **This format is a contract.** The identity service makes ids; the issuer seals
+//! exactly the 16 bytes of a subject id into codes (which keeps the online QR inside
+//! version 9); revocation entries, gates and the payments ledger name devices and
+//! subjects by them. A subject id is never derived from the document number or the
+//! name: it is fresh randomness, so it says nothing about the person.
+//!
+//! One type per kind of id ([`SubjectId`], [`DeviceId`]), here at the bottom of the
+//! tree, so every service and the gate agree on what is well-formed: exactly 32
+//! characters `0-9a-f`; anything else (upper case, other lengths) is refused rather
+//! than normalised, so one id has one spelling.
+//!
+//! Ids are personal data (they link codes, devices and payments to one citizen), so
+//! their `Debug` form hides the value: an id that slips into a log line or an error's
+//! debug output says only which kind of id it was. `Display` gives the text form, for
+//! the wire and storage, and must be asked for explicitly.
+
+use std::fmt;
+
+use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::claims::ID_LEN;
+
+/// Why an id could not be read or made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    /// The text was empty.
+    #[error("{field} is required")]
+    Missing {
+        /// The request field the id came from (`subject_id`, `device_id`).
+        field: &'static str,
+    },
+    /// The text was not exactly 32 lowercase hex characters (or the bytes not 16).
+    #[error("{field} must be 32 lower-case hexadecimal characters")]
+    Malformed {
+        /// The request field the id came from.
+        field: &'static str,
+    },
+    /// The system's random number generator failed.
+    #[error("no randomness to make an id")]
+    Randomness,
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $field:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name([u8; ID_LEN]);
+
+        impl $name {
+            /// The request field that carries this kind of id, named in errors.
+            pub const FIELD: &'static str = $field;
+
+            /// A fresh random id.
+            pub fn generate() -> Result<Self, IdError> {
+                let mut bytes = [0u8; ID_LEN];
+                SystemRandom::new()
+                    .fill(&mut bytes)
+                    .map_err(|_| IdError::Randomness)?;
+                Ok($name(bytes))
+            }
+
+            /// The id from its 16 raw bytes.
+            pub const fn from_bytes(bytes: [u8; ID_LEN]) -> Self {
+                $name(bytes)
+            }
+
+            /// The id from a stored or decoded byte string, which must be exactly 16 bytes.
+            pub fn from_slice(bytes: &[u8]) -> Result<Self, IdError> {
+                bytes
+                    .try_into()
+                    .map($name)
+                    .map_err(|_| IdError::Malformed { field: $field })
+            }
+
+            /// Parses the 32-character lower-case hex form.
+            pub fn parse(text: &str) -> Result<Self, IdError> {
+                if text.is_empty() {
+                    return Err(IdError::Missing { field: $field });
+                }
+                parse_id(text)
+                    .map($name)
+                    .ok_or(IdError::Malformed { field: $field })
+            }
+
+            /// The 16 raw bytes (what the issuer seals into codes).
+            pub const fn as_bytes(&self) -> &[u8; ID_LEN] {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let mut text = [0u8; ID_LEN * 2];
+                hex::encode_to_slice(self.0, &mut text).map_err(|_| fmt::Error)?;
+                // Only ASCII hex digits were written.
+                f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($name), "(…)"))
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = IdError;
+            fn from_str(text: &str) -> Result<Self, IdError> {
+                $name::parse(text)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A subject (citizen) id.
+    SubjectId,
+    "subject_id"
+);
+id_type!(
+    /// A device id, assigned at binding and never reused.
+    DeviceId,
+    "device_id"
+);
 
 /// The 16 bytes of an id, or `None` unless `text` is exactly 32 lowercase hex digits.
 pub fn parse_id(text: &str) -> Option<[u8; ID_LEN]> {
@@ -28,9 +145,9 @@ pub fn parse_id(text: &str) -> Option<[u8; ID_LEN]> {
     Some(out)
 }
 
-/// The text form of an id.
+/// The text form of an id's bytes.
 pub fn format_id(id: &[u8; ID_LEN]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
+    SubjectId::from_bytes(*id).to_string()
 }
 
 #[cfg(test)]
@@ -51,5 +168,49 @@ mod tests {
         ] {
             assert_eq!(parse_id(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn ids_round_trip_through_lower_case_hex() {
+        let id = SubjectId::generate().unwrap();
+        let text = id.to_string();
+        assert_eq!(text.len(), 32);
+        assert!(
+            text.bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+        );
+        assert_eq!(SubjectId::parse(&text).unwrap(), id);
+        assert_eq!(text, hex::encode(id.as_bytes()));
+        assert_ne!(SubjectId::generate().unwrap(), id);
+    }
+
+    #[test]
+    fn malformed_ids_name_their_field() {
+        assert_eq!(
+            SubjectId::parse(""),
+            Err(IdError::Missing {
+                field: "subject_id"
+            })
+        );
+        for bad in [
+            "00",
+            "0123456789ABCDEF0123456789abcdef",
+            "0123456789abcdef0123456789abcdeg",
+            " 0123456789abcdef0123456789abcde",
+            "0123456789abcdef0123456789abcdef0",
+            "é123456789abcdef0123456789abcde",
+        ] {
+            let err = DeviceId::parse(bad).unwrap_err();
+            assert!(err.to_string().starts_with("device_id"), "{err}");
+        }
+        assert!(DeviceId::from_slice(&[0; 15]).is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_the_id() {
+        let id = SubjectId::from_bytes([0x5a; ID_LEN]);
+        let debug = format!("{id:?} {:?}", DeviceId::from_bytes([0x5a; ID_LEN]));
+        assert!(!debug.contains("5a5a"), "{debug}");
+        assert_eq!(debug, "SubjectId(…) DeviceId(…)");
     }
 }

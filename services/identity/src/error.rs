@@ -104,6 +104,19 @@ impl Error {
     }
 }
 
+impl From<citypass_token::IdError> for Error {
+    fn from(err: citypass_token::IdError) -> Self {
+        use citypass_token::IdError;
+        match err {
+            IdError::Missing { field } => Error::invalid(field, "is required"),
+            IdError::Malformed { field } => {
+                Error::invalid(field, "must be 32 lower-case hexadecimal characters")
+            }
+            IdError::Randomness => Error::Randomness,
+        }
+    }
+}
+
 impl ServiceError for Error {
     fn kind(&self) -> ErrorKind {
         match self {

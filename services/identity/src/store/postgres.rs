@@ -82,12 +82,12 @@ fn enum_value<T: TryFrom<i32>>(row: &PgRow, column: &'static str) -> Result<T, E
 
 fn subject_id(row: &PgRow, column: &'static str) -> Result<SubjectId, Error> {
     let bytes: Vec<u8> = row.try_get(column)?;
-    SubjectId::from_slice(&bytes).ok_or(Error::Corrupt(column))
+    SubjectId::from_slice(&bytes).map_err(|_| Error::Corrupt(column))
 }
 
 fn device_id(row: &PgRow, column: &'static str) -> Result<DeviceId, Error> {
     let bytes: Vec<u8> = row.try_get(column)?;
-    DeviceId::from_slice(&bytes).ok_or(Error::Corrupt(column))
+    DeviceId::from_slice(&bytes).map_err(|_| Error::Corrupt(column))
 }
 
 fn timestamp(row: &PgRow, column: &'static str) -> Result<Timestamp, Error> {
