@@ -9,8 +9,8 @@ use citypass_gate::{Decision, DenyReason, Gate, GateConfig};
 use citypass_proto::v1::{
     ReinstateReason, ReinstateRequest, RevocationReason, RevokeRequest, SnapshotRequest, TargetKind,
 };
-use citypass_revocation::{RevocationSet, SignedSnapshot};
-use citypass_token::{KeySet, Kid, Scene};
+use citypass_revocation::SignedSnapshot;
+use citypass_token::{Kid, Scene};
 use tonic::Code;
 
 /// Waits until the issuer's follower has applied `epoch`.
@@ -100,7 +100,7 @@ async fn a_revoked_device_reaches_offline_gates_through_a_signed_snapshot() {
     // Before: the gate accepts the offline code.
     let mut gate = Gate::new(keys.clone(), GateConfig::new(Scene::Metro));
     let mut revocation = t.revocation().await;
-    load_snapshot(&mut gate, &mut revocation, &keys).await;
+    load_snapshot(&mut gate, &mut revocation).await;
     let second = app.offline_code(60).expect("offline code");
     assert!(matches!(gate.check(&offline, now()), Decision::Allow(_)));
 
@@ -126,7 +126,7 @@ async fn a_revoked_device_reaches_offline_gates_through_a_signed_snapshot() {
 
     // After the next snapshot, the gate (which cannot unseal subjects) refuses the
     // device's offline codes by their certificate serial.
-    load_snapshot(&mut gate, &mut revocation, &keys).await;
+    load_snapshot(&mut gate, &mut revocation).await;
     match gate.check(&second, now()) {
         Decision::Deny(DenyReason::CertificateRevoked) => {}
         other => panic!("expected certificate_revoked, got {other:?}"),
@@ -140,13 +140,12 @@ async fn a_revoked_device_reaches_offline_gates_through_a_signed_snapshot() {
     t.shutdown().await;
 }
 
-/// Fetches a snapshot, checks its signature against the gate's key set, loads it.
+/// Fetches a snapshot and loads it into the gate (which checks it with its key set).
 async fn load_snapshot(
     gate: &mut Gate,
     revocation: &mut citypass_proto::v1::revocation_service_client::RevocationServiceClient<
         tonic::transport::Channel,
     >,
-    keys: &KeySet,
 ) {
     let response = within(
         "snapshot",
@@ -161,7 +160,9 @@ async fn load_snapshot(
         signature: response.signature,
         kid: Kid::from_slice(&response.kid).expect("kid"),
     };
-    let snapshot = signed.verify(keys, now()).expect("the snapshot verifies");
-    gate.set_revocations(RevocationSet::from_snapshot(&snapshot));
-    assert_eq!(gate.revocation_epoch(), response.epoch);
+    let epoch = gate
+        .load_snapshot(&signed, now())
+        .expect("the gate loads the snapshot");
+    assert_eq!(epoch, response.epoch);
+    assert_eq!(gate.revocation_epoch(), Some(response.epoch));
 }

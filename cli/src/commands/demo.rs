@@ -56,7 +56,7 @@ pub fn run(out: Option<&Path>) -> anyhow::Result<()> {
     println!("{}", qr.to_terminal());
 
     // A metro gate checks it: once accepted, then refused.
-    let mut metro = Gate::new(keyset.clone(), GateConfig::new(Scene::Metro));
+    let mut metro = gate(&keyset, &issuer, Scene::Metro, now)?;
     report(
         "4. metro gate    first scan      ",
         metro.check(&cp1.text, now),
@@ -102,7 +102,7 @@ pub fn run(out: Option<&Path>) -> anyhow::Result<()> {
         "8. offline code  CP2 made on the phone: {} characters, {} COSE bytes, QR version {} (level M)",
         facts2.text_len, facts2.cose_len, facts2.qr_version
     );
-    let mut park = Gate::new(keyset.clone(), GateConfig::new(Scene::Scenic));
+    let mut park = gate(&keyset, &issuer, Scene::Scenic, now)?;
     report(
         "9. scenic gate   offline scan    ",
         park.check(&cp2, now + 2),
@@ -169,4 +169,21 @@ fn flip_one_byte(text: &str) -> anyhow::Result<String> {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
     Ok(format!("{prefix}{}", base45::encode(&bytes)))
+}
+
+/// A gate for `scene` holding a signed snapshot of nothing revoked, taken `now` (a gate
+/// refuses every code until it holds a fresh one).
+fn gate(
+    keyset: &citypass_token::KeySet,
+    issuer: &citypass_token::Issuer,
+    scene: Scene,
+    now: u64,
+) -> anyhow::Result<Gate> {
+    let mut gate = Gate::new(keyset.clone(), GateConfig::new(scene));
+    let snapshot = citypass_revocation::RevocationSet::new()
+        .snapshot(citypass_revocation::Kinds::ALL, now)
+        .sign(issuer.key());
+    gate.load_snapshot(&snapshot, now)
+        .context("the gate refused the revocation snapshot")?;
+    Ok(gate)
 }

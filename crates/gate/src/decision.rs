@@ -6,8 +6,15 @@
 //! why device and subject revocations cascade to certificate serials), then single
 //! use. Single use comes last so that a code refused for another reason does not burn
 //! its `cti`.
+//!
+//! Revocations fail closed: a gate refuses every code until it has loaded a snapshot,
+//! and again once its snapshot is older than `max_revocation_age` (a gate cut off from
+//! the network cannot know what was revoked since). A snapshot is verified with the
+//! gate's own key set, and one older than the snapshot in force (a lower epoch, or an
+//! earlier creation time) is refused, so an attacker who replays an old snapshot to a
+//! gate cannot bring a revoked code back.
 
-use citypass_revocation::RevocationSet;
+use citypass_revocation::{RevocationSet, SignedSnapshot, SnapshotError};
 use citypass_token::{
     CodeKind, KeySet, Kid, Scene, TokenError, Validation, kind_of, verify_offline, verify_online,
 };
@@ -27,16 +34,22 @@ pub struct GateConfig {
     pub replay_capacity: usize,
     /// Most offline certificates whose counters are remembered.
     pub counter_capacity: usize,
+    /// Oldest revocation snapshot (seconds since it was taken) the gate decides with;
+    /// past it every code is refused until a newer snapshot is loaded.
+    pub max_revocation_age: u64,
 }
 
 impl GateConfig {
-    /// A gate for `scene` with 30 s skew and room for 100 000 live codes.
+    /// A gate for `scene` with 30 s skew, room for 100 000 live codes, and
+    /// revocations at most 6 h old (a bus out of coverage for a shift still runs; an
+    /// operator sets less where the gate is always online).
     pub fn new(scene: Scene) -> Self {
         GateConfig {
             scene,
             skew: 30,
             replay_capacity: 100_000,
             counter_capacity: 100_000,
+            max_revocation_age: 6 * 3600,
         }
     }
 }
@@ -86,6 +99,29 @@ pub enum DenyReason {
     /// The gate's single-use memory is full of live entries (fail closed).
     #[error("replay memory full")]
     MemoryFull,
+    /// No revocation snapshot loaded, or the one loaded is older than
+    /// `max_revocation_age` (fail closed).
+    #[error("revocation data missing or too old")]
+    RevocationsStale,
+}
+
+/// Why a snapshot was not loaded; the gate keeps the one it had.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SnapshotRefused {
+    /// The bytes, the signature or the signing key are wrong.
+    #[error(transparent)]
+    Invalid(#[from] SnapshotError),
+    /// Older than the snapshot in force: a lower epoch or an earlier creation time.
+    #[error("snapshot (epoch {epoch}, taken at {created_at}) is older than the one in force")]
+    Rollback {
+        /// The refused snapshot's epoch.
+        epoch: u64,
+        /// When the refused snapshot was taken.
+        created_at: u64,
+    },
+    /// Taken later than the gate's clock allows (beyond the skew).
+    #[error("snapshot is dated in the future")]
+    FromTheFuture,
 }
 
 impl DenyReason {
@@ -100,6 +136,7 @@ impl DenyReason {
             DenyReason::Replayed => "replayed",
             DenyReason::CounterReplay => "counter_replay",
             DenyReason::MemoryFull => "replay_memory_full",
+            DenyReason::RevocationsStale => "revocations_stale",
         }
     }
 }
@@ -111,22 +148,30 @@ pub enum Decision {
     Deny(DenyReason),
 }
 
+/// The revocations in force and when their snapshot was taken.
+#[derive(Debug)]
+struct Revocations {
+    set: RevocationSet,
+    created_at: u64,
+}
+
 /// A gate: key set, scene, and the memories that make codes single-use.
 #[derive(Debug)]
 pub struct Gate {
     keys: KeySet,
-    revocations: RevocationSet,
+    revocations: Option<Revocations>,
     config: GateConfig,
     replay: ReplayMemory,
     counters: CounterMemory,
 }
 
 impl Gate {
-    /// A gate trusting `keys`.
+    /// A gate trusting `keys`. It refuses every code until [`Gate::load_snapshot`]
+    /// succeeds.
     pub fn new(keys: KeySet, config: GateConfig) -> Self {
         Gate {
             keys,
-            revocations: RevocationSet::new(),
+            revocations: None,
             replay: ReplayMemory::new(config.replay_capacity),
             counters: CounterMemory::new(config.counter_capacity),
             config,
@@ -138,15 +183,46 @@ impl Gate {
         self.keys = keys;
     }
 
-    /// Replaces the revocations (from a snapshot whose signature the caller checked
-    /// with `citypass_revocation::SignedSnapshot::verify`).
-    pub fn set_revocations(&mut self, revocations: RevocationSet) {
-        self.revocations = revocations;
+    /// Verifies `signed` with the gate's key set at `now` and makes it the revocations
+    /// in force, unless it is older than the snapshot in force (see the module
+    /// documentation). Returns its epoch.
+    pub fn load_snapshot(
+        &mut self,
+        signed: &SignedSnapshot,
+        now: u64,
+    ) -> Result<u64, SnapshotRefused> {
+        let snapshot = signed.verify(&self.keys, now)?;
+        if snapshot.created_at > now.saturating_add(self.config.skew) {
+            return Err(SnapshotRefused::FromTheFuture);
+        }
+        if let Some(current) = &self.revocations
+            && (snapshot.epoch < current.set.epoch() || snapshot.created_at < current.created_at)
+        {
+            return Err(SnapshotRefused::Rollback {
+                epoch: snapshot.epoch,
+                created_at: snapshot.created_at,
+            });
+        }
+        self.revocations = Some(Revocations {
+            set: RevocationSet::from_snapshot(&snapshot),
+            created_at: snapshot.created_at,
+        });
+        Ok(snapshot.epoch)
     }
 
-    /// The epoch of the revocations in force.
-    pub fn revocation_epoch(&self) -> u64 {
-        self.revocations.epoch()
+    /// The epoch of the revocations in force, if any are loaded.
+    pub fn revocation_epoch(&self) -> Option<u64> {
+        self.revocations.as_ref().map(|r| r.set.epoch())
+    }
+
+    /// The revocations to decide with at `now`, if loaded and young enough.
+    fn revocations_at(&self, now: u64) -> Result<&RevocationSet, DenyReason> {
+        match &self.revocations {
+            Some(r) if now.saturating_sub(r.created_at) <= self.config.max_revocation_age => {
+                Ok(&r.set)
+            }
+            _ => Err(DenyReason::RevocationsStale),
+        }
     }
 
     /// Decides on a scanned `text` at `now` (Unix seconds).
@@ -165,10 +241,11 @@ impl Gate {
                 if !t.claims.scopes.contains(self.config.scene) {
                     return Err(DenyReason::ScopeNotAllowed);
                 }
-                if self.revocations.token_revoked(&t.claims.cti) {
+                let revocations = self.revocations_at(now)?;
+                if revocations.token_revoked(&t.claims.cti) {
                     return Err(DenyReason::TokenRevoked);
                 }
-                if self.revocations.key_revoked(&t.kid, t.claims.iat) {
+                if revocations.key_revoked(&t.kid, t.claims.iat) {
                     return Err(DenyReason::KeyRevoked);
                 }
                 Presented::Online {
@@ -182,16 +259,14 @@ impl Gate {
                 if !o.certificate.scopes.contains(self.config.scene) {
                     return Err(DenyReason::ScopeNotAllowed);
                 }
-                if self.revocations.certificate_revoked(&o.certificate.serial) {
+                let revocations = self.revocations_at(now)?;
+                if revocations.certificate_revoked(&o.certificate.serial) {
                     return Err(DenyReason::CertificateRevoked);
                 }
-                if self.revocations.token_revoked(&o.cti) {
+                if revocations.token_revoked(&o.cti) {
                     return Err(DenyReason::TokenRevoked);
                 }
-                if self
-                    .revocations
-                    .key_revoked(&o.issuer_kid, o.certificate.iat)
-                {
+                if revocations.key_revoked(&o.issuer_kid, o.certificate.iat) {
                     return Err(DenyReason::KeyRevoked);
                 }
                 Presented::Offline {

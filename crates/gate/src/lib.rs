@@ -1,9 +1,10 @@
-//! The gate decision for a gate that works on its own: signature, time, scope, replay.
+//! The gate decision for a gate that works on its own: signature, time, scope,
+//! revocation, replay.
 //!
-//! A gate controller (or the demo) holds the issuer's public key set and checks codes
-//! with no network at all. It depends only on `citypass-token` (and later the
-//! revocation snapshot format), so it runs on small controllers without the service
-//! stack. The online verifier service applies the same rules plus revocation, shared
+//! A gate controller (or the demo) holds the issuer's public key set and the latest
+//! signed revocation snapshot, and checks codes with no network at all. It depends only
+//! on `citypass-token` and the revocation formats, so it runs on small controllers
+//! without the service stack. The online verifier service applies the same rules plus revocation, shared
 //! replay marks and scene policy.
 #![forbid(unsafe_code)]
 
@@ -12,5 +13,5 @@ mod decision;
 mod replay;
 
 pub use counter::CounterMemory;
-pub use decision::{Decision, DenyReason, Gate, GateConfig, Presented};
+pub use decision::{Decision, DenyReason, Gate, GateConfig, Presented, SnapshotRefused};
 pub use replay::ReplayMemory;

@@ -1,6 +1,7 @@
 //! The offline gate's decisions on real codes.
 
 use citypass_gate::*;
+use citypass_revocation::{Kinds, RevocationSet, SignedSnapshot};
 use citypass_token::*;
 
 const NOW: u64 = 1_800_000_000;
@@ -14,13 +15,29 @@ fn issuer() -> Issuer {
     )
 }
 
-fn gate(scene: Scene) -> Gate {
-    let keys = KeySet::new(vec![PublishedKey {
+fn keys() -> KeySet {
+    KeySet::new(vec![PublishedKey {
         key: issuer().key().public_key().clone(),
         status: KeyStatus::Active,
     }])
-    .unwrap();
-    Gate::new(keys, GateConfig::new(scene))
+    .unwrap()
+}
+
+/// A snapshot of `live` taken at `at`, signed as the revocation service signs it.
+fn snapshot_of(live: &RevocationSet, at: u64) -> SignedSnapshot {
+    live.snapshot(Kinds::ALL, at).sign(issuer().key())
+}
+
+/// A gate with `config`, holding a snapshot of nothing revoked, taken at `NOW`.
+fn gate_configured(config: GateConfig) -> Gate {
+    let mut g = Gate::new(keys(), config);
+    g.load_snapshot(&snapshot_of(&RevocationSet::new(), NOW), NOW)
+        .unwrap();
+    g
+}
+
+fn gate(scene: Scene) -> Gate {
+    gate_configured(GateConfig::new(scene))
 }
 
 fn deny(d: Decision) -> DenyReason {
@@ -94,18 +111,10 @@ fn offline_counters_only_go_up() {
 
 #[test]
 fn a_full_replay_memory_fails_closed() {
-    let keys = KeySet::new(vec![PublishedKey {
-        key: issuer().key().public_key().clone(),
-        status: KeyStatus::Active,
-    }])
-    .unwrap();
-    let mut g = Gate::new(
-        keys,
-        GateConfig {
-            replay_capacity: 1,
-            ..GateConfig::new(Scene::Bus)
-        },
-    );
+    let mut g = gate_configured(GateConfig {
+        replay_capacity: 1,
+        ..GateConfig::new(Scene::Bus)
+    });
     let a = issuer()
         .issue_token(&SUBJECT, Scopes::all(), NOW, 60)
         .unwrap();
@@ -120,7 +129,7 @@ fn a_full_replay_memory_fails_closed() {
 
 mod revocations {
     use super::*;
-    use citypass_revocation::{Action, Entry, Kinds, RevocationReason, RevocationSet, Target};
+    use citypass_revocation::{Action, Entry, RevocationReason, Target};
 
     fn revoke(epoch: u64, target: Target) -> Entry {
         Entry {
@@ -140,16 +149,9 @@ mod revocations {
     fn gate_with(entries: Vec<Entry>) -> Gate {
         let mut live = RevocationSet::new();
         live.apply_all(entries).unwrap();
-        let signed = live.snapshot(Kinds::ALL, NOW).sign(issuer().key());
-        let keys = KeySet::new(vec![PublishedKey {
-            key: issuer().key().public_key().clone(),
-            status: KeyStatus::Active,
-        }])
-        .unwrap();
-        let snapshot = signed.verify(&keys, NOW).unwrap();
         let mut g = gate(Scene::Metro);
-        g.set_revocations(RevocationSet::from_snapshot(&snapshot));
-        assert_eq!(g.revocation_epoch(), live.epoch());
+        g.load_snapshot(&snapshot_of(&live, NOW), NOW).unwrap();
+        assert_eq!(g.revocation_epoch(), Some(live.epoch()));
         g
     }
 
@@ -184,4 +186,145 @@ mod revocations {
         let mut g = gate_with(vec![revoke(1, Target::Key(issuer().key().kid()))]);
         assert_eq!(deny(g.check(&other_code.text, NOW)), DenyReason::KeyRevoked);
     }
+
+    /// Security finding 2: the holder of a stolen signing key chooses `iat`, so a key
+    /// revoked as compromised refuses every code and certificate it signed, whatever
+    /// they claim; an orderly withdrawal (`revoked_before`) still lets later ones in.
+    #[test]
+    fn finding_2_a_compromised_key_refuses_codes_whatever_their_iat() {
+        let rng = SystemRandom::new();
+        let later = NOW + 3600;
+        // The thief stamps codes after `revoked_before` (and after the revocation).
+        let forged = issuer()
+            .issue_token(&SUBJECT, Scopes::all(), later, 60)
+            .unwrap();
+        let key = DeviceKey::generate(&rng).unwrap();
+        let cert = issuer()
+            .certify(&SUBJECT, key.public_key(), Scopes::all(), later, 3600)
+            .unwrap();
+        let offline = OfflineSigner::new(key, cert.bytes)
+            .unwrap()
+            .make_code(later, 60, 1, &rng)
+            .unwrap();
+        let kid = issuer().key().kid();
+
+        let mut compromised = revoke(1, Target::Key(kid));
+        compromised.action = Action::Revoke {
+            reason: RevocationReason::KeyCompromised,
+            revoked_before: NOW + 1,
+        };
+        let mut g = gate_with(vec![compromised]);
+        assert_eq!(deny(g.check(&forged.text, later)), DenyReason::KeyRevoked);
+        assert_eq!(deny(g.check(&offline, later)), DenyReason::KeyRevoked);
+
+        let mut g = gate_with(vec![revoke(1, Target::Key(kid))]);
+        assert!(matches!(g.check(&forged.text, later), Decision::Allow(_)));
+        assert!(matches!(g.check(&offline, later), Decision::Allow(_)));
+    }
+}
+
+/// Security finding 7: an offline gate started with no revocations, and accepted any
+/// snapshot. Now it refuses every code until it holds a snapshot younger than
+/// `max_revocation_age`, and again once that snapshot has aged past it.
+#[test]
+fn finding_7_a_gate_without_fresh_revocations_refuses_codes() {
+    let rng = SystemRandom::new();
+    let code = issuer()
+        .issue_token(&SUBJECT, Scopes::all(), NOW, 60)
+        .unwrap();
+    let key = DeviceKey::generate(&rng).unwrap();
+    let cert = issuer()
+        .certify(&SUBJECT, key.public_key(), Scopes::all(), NOW, 86_400)
+        .unwrap();
+    let signer = OfflineSigner::new(key, cert.bytes).unwrap();
+
+    let config = GateConfig::new(Scene::Metro);
+    let mut g = Gate::new(keys(), config);
+    assert_eq!(g.revocation_epoch(), None);
+    assert_eq!(deny(g.check(&code.text, NOW)), DenyReason::RevocationsStale);
+    let offline = signer.make_code(NOW, 60, 1, &rng).unwrap();
+    assert_eq!(deny(g.check(&offline, NOW)), DenyReason::RevocationsStale);
+
+    g.load_snapshot(&snapshot_of(&RevocationSet::new(), NOW), NOW)
+        .unwrap();
+    assert!(matches!(g.check(&offline, NOW), Decision::Allow(_)));
+
+    // The same snapshot, past the gate's limit: fail closed, not open.
+    let late = NOW + config.max_revocation_age + 1;
+    let offline = signer.make_code(late, 60, 2, &rng).unwrap();
+    assert_eq!(deny(g.check(&offline, late)), DenyReason::RevocationsStale);
+    g.load_snapshot(&snapshot_of(&RevocationSet::new(), late), late)
+        .unwrap();
+    assert!(matches!(g.check(&offline, late), Decision::Allow(_)));
+}
+
+/// Security finding 7: a snapshot older than the one in force (a lower epoch, or the
+/// same epoch taken earlier) is refused, so replaying an old snapshot to a gate cannot
+/// bring a revoked certificate back; nor is a snapshot from the future accepted.
+#[test]
+fn finding_7_a_rolled_back_snapshot_is_refused() {
+    use citypass_revocation::{Action, Entry, RevocationReason, Target};
+    let rng = SystemRandom::new();
+    let key = DeviceKey::generate(&rng).unwrap();
+    let cert = issuer()
+        .certify(&SUBJECT, key.public_key(), Scopes::all(), NOW, 86_400)
+        .unwrap();
+    let signer = OfflineSigner::new(key, cert.bytes).unwrap();
+
+    let mut before = RevocationSet::new();
+    before
+        .apply_all(vec![Entry {
+            epoch: 1,
+            target: Target::Token([7; 16]),
+            action: Action::Revoke {
+                reason: RevocationReason::Administrative,
+                revoked_before: NOW,
+            },
+            expires_at: None,
+            created_at: NOW,
+        }])
+        .unwrap();
+    let mut after = before.clone();
+    after
+        .apply_all(vec![Entry {
+            epoch: 2,
+            target: Target::Certificate(cert.serial),
+            action: Action::Revoke {
+                reason: RevocationReason::DeviceCompromised,
+                revoked_before: NOW,
+            },
+            expires_at: None,
+            created_at: NOW + 10,
+        }])
+        .unwrap();
+    let old = snapshot_of(&before, NOW);
+    let new = snapshot_of(&after, NOW + 10);
+
+    let mut g = Gate::new(keys(), GateConfig::new(Scene::Metro));
+    assert_eq!(g.load_snapshot(&old, NOW + 10), Ok(1));
+    assert_eq!(g.load_snapshot(&new, NOW + 10), Ok(2));
+    let offline = signer.make_code(NOW + 20, 60, 1, &rng).unwrap();
+    assert_eq!(deny(g.check(&offline, NOW + 20)), DenyReason::CertificateRevoked);
+
+    assert_eq!(
+        g.load_snapshot(&old, NOW + 20),
+        Err(SnapshotRefused::Rollback {
+            epoch: 1,
+            created_at: NOW
+        })
+    );
+    // The same epoch, taken earlier than the one in force.
+    assert!(matches!(
+        g.load_snapshot(&snapshot_of(&after, NOW + 5), NOW + 20),
+        Err(SnapshotRefused::Rollback { epoch: 2, .. })
+    ));
+    assert_eq!(
+        g.load_snapshot(&snapshot_of(&after, NOW + 3600), NOW + 20),
+        Err(SnapshotRefused::FromTheFuture)
+    );
+    assert_eq!(g.revocation_epoch(), Some(2));
+    let offline = signer.make_code(NOW + 30, 60, 2, &rng).unwrap();
+    assert_eq!(deny(g.check(&offline, NOW + 30)), DenyReason::CertificateRevoked);
+    // A newer snapshot of the same epoch is taken (a refresh with nothing new).
+    assert_eq!(g.load_snapshot(&snapshot_of(&after, NOW + 40), NOW + 40), Ok(2));
 }

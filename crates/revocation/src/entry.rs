@@ -202,12 +202,28 @@ impl Entry {
     }
 
     /// Whether this revocation kills a code or certificate of its target issued at
-    /// `iat`. Tokens and certificates are single objects: any revocation kills them.
+    /// `iat` (`iat < kill_bound`).
     pub fn kills(&self, iat: u64) -> bool {
+        self.kill_bound().is_some_and(|bound| iat < bound)
+    }
+
+    /// The exclusive `iat` bound below which this revocation kills; `None` for a
+    /// reinstatement. Tokens and certificates are single objects, and a signing key
+    /// revoked as compromised (`KEY_COMPROMISED`) signed whatever its holder wanted,
+    /// `iat` included: all three kill everything (`u64::MAX`). Otherwise
+    /// `revoked_before`, an orderly withdrawal of what was issued before it.
+    pub fn kill_bound(&self) -> Option<u64> {
         match (self.action, self.target.kind()) {
-            (Action::Reinstate { .. }, _) => false,
-            (Action::Revoke { .. }, TargetKind::Token | TargetKind::Certificate) => true,
-            (Action::Revoke { revoked_before, .. }, _) => iat < revoked_before,
+            (Action::Reinstate { .. }, _) => None,
+            (Action::Revoke { .. }, TargetKind::Token | TargetKind::Certificate)
+            | (
+                Action::Revoke {
+                    reason: RevocationReason::KeyCompromised,
+                    ..
+                },
+                TargetKind::Key,
+            ) => Some(u64::MAX),
+            (Action::Revoke { revoked_before, .. }, _) => Some(revoked_before),
         }
     }
 }

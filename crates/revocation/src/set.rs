@@ -12,7 +12,9 @@
 //!
 //! - A token or certificate entry kills that one code or certificate.
 //! - A device, subject or key entry kills everything of its target issued before its
-//!   `revoked_before`; what is issued later is unaffected. Several revocations of one
+//!   `revoked_before`; what is issued later is unaffected. Except a key revoked as
+//!   compromised (`KEY_COMPROMISED`): its holder chooses `iat`, so every code and
+//!   certificate it signed is dead, whatever it claims. Several revocations of one
 //!   target add up (the latest `revoked_before` counts), and a reinstatement never
 //!   resurrects anything an earlier revocation killed.
 //! - [`RevocationSet::issuance_blocked_subject`] / `_device`: the target's latest entry
@@ -98,13 +100,10 @@ impl Default for RevocationSet {
     }
 }
 
-/// `revoked_before`, or for tokens and certificates (which any revocation kills) a
+/// [`Entry::kill_bound`]; for tokens and certificates (which any revocation kills) a
 /// constant, so that only expiry tells two of their revocations apart.
 fn kill_bound(entry: &Entry) -> u64 {
-    match entry.target.kind() {
-        TargetKind::Token | TargetKind::Certificate => 0,
-        _ => entry.revoked_before().unwrap_or(0),
-    }
+    entry.kill_bound().unwrap_or(0)
 }
 
 fn expiry(entry: &Entry) -> u64 {
