@@ -30,5 +30,5 @@ pub use signing::{
 pub use nonce::{MemoryNonceStore, NonceStore, NonceStoreError, RedisNonceStore};
 #[cfg(feature = "verifier")]
 pub use verifier::{
-    MAX_NONCE_LEN, MIN_NONCE_LEN, PresentedProof, ProofError, ProofVerifier, nonce_ttl,
+    MAX_NONCE_LEN, MIN_NONCE_LEN, PresentedProof, Proof, ProofError, ProofVerifier, nonce_ttl,
 };

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use citypass_proto::v1::DeviceProof;
-use citypass_token::{PublicKey, RequestProof, sha256};
+use citypass_token::{DeviceId, PublicKey, RequestProof, sha256};
 
 use crate::nonce::{NonceStore, NonceStoreError};
 
@@ -65,6 +65,36 @@ fn unix_nanos(seconds: i64, nanos: i32) -> i128 {
 /// arrives; one more second covers rounding.
 pub fn nonce_ttl(freshness: Duration) -> Duration {
     freshness * 2 + Duration::from_secs(1)
+}
+
+/// A proof as the request carried it, in this crate's own terms (the service's
+/// conversion layer makes it from the wire's `DeviceProof`).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Proof {
+    /// Seconds and nanoseconds since 1970, if the request carried a timestamp.
+    pub timestamp: Option<(i64, i32)>,
+    /// The request's nonce.
+    pub nonce: Vec<u8>,
+    /// The ES256 signature (raw r‖s).
+    pub signature: Vec<u8>,
+}
+
+impl std::fmt::Debug for Proof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proof")
+            .field("timestamp", &self.timestamp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<DeviceProof> for Proof {
+    fn from(proof: DeviceProof) -> Self {
+        Proof {
+            timestamp: proof.timestamp.map(|t| (t.seconds, t.nanos)),
+            nonce: proof.nonce,
+            signature: proof.signature,
+        }
+    }
 }
 
 /// A proof whose shape and freshness passed; the signature is still unchecked.
@@ -115,17 +145,16 @@ impl ProofVerifier {
     /// Step 1: a proof is present, well-formed and fresh at `now`.
     pub fn presented(
         &self,
-        proof: Option<DeviceProof>,
+        proof: Option<Proof>,
         now: SystemTime,
     ) -> Result<PresentedProof, ProofError> {
         let proof = proof.ok_or(ProofError::Missing)?;
-        let timestamp = proof.timestamp.ok_or(ProofError::BadTimestamp)?;
-        if !(0..1_000_000_000).contains(&timestamp.nanos) {
+        let (seconds, nanos) = proof.timestamp.ok_or(ProofError::BadTimestamp)?;
+        if !(0..1_000_000_000).contains(&nanos) {
             return Err(ProofError::BadTimestamp);
         }
         let now = citypass_proto::time::system_timestamp(now);
-        let skew =
-            unix_nanos(timestamp.seconds, timestamp.nanos) - unix_nanos(now.seconds, now.nanos);
+        let skew = unix_nanos(seconds, nanos) - unix_nanos(now.seconds, now.nanos);
         if skew.unsigned_abs() > self.freshness.as_nanos() {
             return Err(ProofError::Stale);
         }
@@ -133,8 +162,8 @@ impl ProofVerifier {
             return Err(ProofError::BadNonce);
         }
         Ok(PresentedProof {
-            seconds: timestamp.seconds,
-            nanos: timestamp.nanos,
+            seconds,
+            nanos,
             nonce: proof.nonce,
             signature: proof.signature,
         })
@@ -142,13 +171,13 @@ impl ProofVerifier {
 
     /// Steps 2 and 3: the signature over (`method`, timestamp, nonce, `body_sha256`)
     /// verifies with `device_key`, then the nonce is used for the first time by
-    /// `device_id`.
+    /// `device`.
     pub async fn authenticate(
         &self,
         proof: &PresentedProof,
         method: &str,
         body_sha256: &[u8; 32],
-        device_id: &str,
+        device: &DeviceId,
         device_key: &PublicKey,
     ) -> Result<(), ProofError> {
         RequestProof {
@@ -160,7 +189,7 @@ impl ProofVerifier {
         }
         .verify(device_key, &proof.signature)
         .map_err(|_| ProofError::BadSignature)?;
-        let key = nonce_key(device_id, &proof.nonce);
+        let key = nonce_key(device, &proof.nonce);
         match self.nonces.first_use(&key, self.nonce_ttl).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(ProofError::Reused),
@@ -170,14 +199,10 @@ impl ProofVerifier {
 }
 
 /// The store key of a device's nonce: a hash, so neither ids nor nonces reach the store.
-fn nonce_key(device_id: &str, nonce: &[u8]) -> String {
-    let mut input = Vec::with_capacity(8 + device_id.len() + nonce.len());
-    input.extend_from_slice(
-        &u32::try_from(device_id.len())
-            .unwrap_or(u32::MAX)
-            .to_be_bytes(),
-    );
-    input.extend_from_slice(device_id.as_bytes());
+fn nonce_key(device: &DeviceId, nonce: &[u8]) -> String {
+    // A fixed-length id first, so that no (device, nonce) pair collides with another.
+    let mut input = Vec::with_capacity(device.as_bytes().len() + nonce.len());
+    input.extend_from_slice(device.as_bytes());
     input.extend_from_slice(nonce);
     format!("nonce:{}", hex::encode(sha256(&input)))
 }

@@ -11,11 +11,11 @@ use citypass_device_proof::{
 use citypass_device_proof::{PresentedProof, ProofVerifier};
 use citypass_proto::time::system_timestamp as to_timestamp;
 use citypass_proto::v1::{DeviceProof, IssueTokenRequest};
-use citypass_token::{DeviceKey, RequestProof, SystemRandom, sha256};
+use citypass_token::{DeviceId, DeviceKey, RequestProof, SystemRandom, sha256};
 use prost::Message;
 
 const FRESHNESS: Duration = Duration::from_secs(30);
-const DEVICE: &str = "device-1";
+const DEVICE: DeviceId = DeviceId::from_bytes([0xd1; 16]);
 
 fn verifier() -> ProofVerifier {
     ProofVerifier::new(FRESHNESS, Arc::new(MemoryNonceStore::new(1_000)))
@@ -28,7 +28,7 @@ fn device_key() -> DeviceKey {
 fn request() -> IssueTokenRequest {
     IssueTokenRequest {
         subject_id: "00112233445566778899aabbccddeeff".into(),
-        device_id: DEVICE.into(),
+        device_id: DEVICE.to_string(),
         requested_scopes: vec![1, 2],
         want_svg: false,
         proof: None,
@@ -37,7 +37,7 @@ fn request() -> IssueTokenRequest {
 
 fn present(verifier: &ProofVerifier, proof: DeviceProof) -> PresentedProof {
     verifier
-        .presented(Some(proof), SystemTime::now())
+        .presented(Some(proof.into()), SystemTime::now())
         .expect("well-formed and fresh")
 }
 
@@ -48,13 +48,13 @@ async fn check(
     request: &IssueTokenRequest,
     key: &DeviceKey,
 ) -> Result<(), ProofError> {
-    let presented = verifier.presented(Some(proof), SystemTime::now())?;
+    let presented = verifier.presented(Some(proof.into()), SystemTime::now())?;
     verifier
         .authenticate(
             &presented,
             method,
             &body_sha256(request),
-            DEVICE,
+            &DEVICE,
             key.public_key(),
         )
         .await
@@ -205,7 +205,7 @@ async fn malformed_proofs_are_refused_before_any_lookup() {
     let mut no_time = genuine.clone();
     no_time.timestamp = None;
     assert!(matches!(
-        verifier.presented(Some(no_time), now),
+        verifier.presented(Some(no_time.into()), now),
         Err(ProofError::BadTimestamp)
     ));
     let mut bad_nanos = genuine.clone();
@@ -213,7 +213,7 @@ async fn malformed_proofs_are_refused_before_any_lookup() {
         ts.nanos = 1_000_000_000;
     }
     assert!(matches!(
-        verifier.presented(Some(bad_nanos), now),
+        verifier.presented(Some(bad_nanos.into()), now),
         Err(ProofError::BadTimestamp)
     ));
     for len in [0, 15, 65] {
@@ -221,7 +221,7 @@ async fn malformed_proofs_are_refused_before_any_lookup() {
         let proof = sign_request_with(ISSUE_TOKEN, &request, &key, now, &nonce).unwrap();
         assert!(
             matches!(
-                verifier.presented(Some(proof), now),
+                verifier.presented(Some(proof.into()), now),
                 Err(ProofError::BadNonce)
             ),
             "nonce of {len} bytes"
@@ -241,7 +241,7 @@ async fn nonces_are_scoped_to_the_device() {
     let presented = present(&verifier, proof);
     let body = body_sha256(&request);
     verifier
-        .authenticate(&presented, ISSUE_TOKEN, &body, DEVICE, key.public_key())
+        .authenticate(&presented, ISSUE_TOKEN, &body, &DEVICE, key.public_key())
         .await
         .expect("first use");
     // The same nonce from another device (with its own valid signature) is its own.
@@ -254,7 +254,7 @@ async fn nonces_are_scoped_to_the_device() {
             &presented,
             ISSUE_TOKEN,
             &body,
-            "device-2",
+            &DeviceId::from_bytes([0xd2; 16]),
             other.public_key(),
         )
         .await

@@ -8,8 +8,10 @@
 //!   [`v1::issuer_service_client::IssuerServiceClient`]) and a server module (e.g.
 //!   [`v1::issuer_service_server::IssuerServiceServer`] with the
 //!   [`v1::issuer_service_server::IssuerService`] trait).
+//! - [`scene`], [`time`]: conversions between API values and the code format's.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptor set, for tonic-reflection.
 
+pub mod scene;
 pub mod time;
 
 /// Package `citypass.v1`: all five services and their messages.

@@ -53,15 +53,15 @@ const CHANNELS: usize = 4;
 /// if it uses them all (the rate is taken over the time it ran).
 const REQUESTS_PER_SECOND: usize = 40_000;
 
-struct Identity(HashMap<String, DeviceRecord>);
+struct Identity(HashMap<citypass_token::DeviceId, DeviceRecord>);
 
 impl IdentityLookup for Identity {
     fn get_device<'a>(
         &'a self,
-        device_id: &'a str,
+        device: &'a citypass_token::DeviceId,
         _: Option<Deadline>,
     ) -> BoxFuture<'a, Result<Option<Arc<DeviceRecord>>, IdentityError>> {
-        let found = self.0.get(device_id).cloned().map(Arc::new);
+        let found = self.0.get(device).cloned().map(Arc::new);
         Box::pin(std::future::ready(Ok(found)))
     }
 
@@ -321,11 +321,13 @@ async fn main() {
         devices
             .iter()
             .map(|d| {
+                let device = citypass_token::DeviceId::parse(&d.device_id).expect("device id");
                 (
-                    d.device_id.clone(),
+                    device,
                     DeviceRecord {
-                        device_id: d.device_id.clone(),
-                        subject_id: d.subject_id.clone(),
+                        device,
+                        subject: citypass_token::SubjectId::parse(&d.subject_id)
+                            .expect("subject id"),
                         public_key: d.key.public_key().clone(),
                         device_status: DeviceStatus::Active,
                         subject_status: SubjectStatus::Active,

@@ -24,7 +24,7 @@ use citypass_proto::v1::{
     SubjectStatus,
 };
 use citypass_runtime::{Deadline, InjectTraceContext};
-use citypass_token::PublicKey;
+use citypass_token::{DeviceId, PublicKey, SubjectId};
 use tokio::time::Instant;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
@@ -35,9 +35,9 @@ use futures::future::BoxFuture;
 #[derive(Clone)]
 pub struct DeviceRecord {
     /// The device's id.
-    pub device_id: String,
+    pub device: DeviceId,
     /// The subject the device is bound to.
-    pub subject_id: String,
+    pub subject: SubjectId,
     /// The bound P-256 key that signs the device's requests (validated).
     pub public_key: PublicKey,
     /// Binding state.
@@ -64,9 +64,9 @@ pub struct CertificateRecord {
     /// The random serial.
     pub serial: [u8; citypass_token::ID_LEN],
     /// The device whose key requested it.
-    pub device_id: String,
+    pub device: DeviceId,
     /// The device's subject.
-    pub subject_id: String,
+    pub subject: SubjectId,
     /// Validity start, Unix seconds.
     pub not_before: u64,
     /// Validity end, Unix seconds.
@@ -114,7 +114,7 @@ pub trait IdentityLookup: Send + Sync + 'static {
     /// device. `deadline` is passed on to the remote call.
     fn get_device<'a>(
         &'a self,
-        device_id: &'a str,
+        device: &'a DeviceId,
         deadline: Option<Deadline>,
     ) -> BoxFuture<'a, Result<Option<Arc<DeviceRecord>>, IdentityError>>;
 
@@ -176,12 +176,12 @@ fn transport_error(status: tonic::Status) -> IdentityError {
 impl IdentityLookup for GrpcIdentity {
     fn get_device<'a>(
         &'a self,
-        device_id: &'a str,
+        device: &'a DeviceId,
         deadline: Option<Deadline>,
     ) -> BoxFuture<'a, Result<Option<Arc<DeviceRecord>>, IdentityError>> {
         Box::pin(async move {
             let message = GetDeviceRequest {
-                device_id: device_id.to_owned(),
+                device_id: device.to_string(),
             };
             let answer = match self
                 .client
@@ -193,24 +193,28 @@ impl IdentityLookup for GrpcIdentity {
                 Err(status) if status.code() == Code::NotFound => return Ok(None),
                 Err(status) => return Err(transport_error(status)),
             };
-            let device = answer.device.ok_or(IdentityError::Unexpected(
+            let found = answer.device.ok_or(IdentityError::Unexpected(
                 "GetDevice answered without a device",
             ))?;
-            if device.device_id != device_id {
+            let answered = DeviceId::parse(&found.device_id)
+                .map_err(|_| IdentityError::Unexpected("GetDevice answered a malformed id"))?;
+            if answered != *device {
                 return Err(IdentityError::Unexpected(
                     "GetDevice answered another device",
                 ));
             }
-            let public_key = PublicKey::p256(&device.public_key)
+            let subject = SubjectId::parse(&found.subject_id)
+                .map_err(|_| IdentityError::Unexpected("GetDevice answered a malformed id"))?;
+            let public_key = PublicKey::p256(&found.public_key)
                 .map_err(|_| IdentityError::Unexpected("the device's key is malformed"))?;
             Ok(Some(Arc::new(DeviceRecord {
-                device_status: DeviceStatus::try_from(device.status)
+                device_status: DeviceStatus::try_from(found.status)
                     .unwrap_or(DeviceStatus::Unspecified),
                 subject_status: SubjectStatus::try_from(answer.subject_status)
                     .unwrap_or(SubjectStatus::Unspecified),
                 attributes: answer.subject_attributes.unwrap_or_default(),
-                device_id: device.device_id,
-                subject_id: device.subject_id,
+                device: answered,
+                subject,
                 public_key,
             })))
         })
@@ -225,8 +229,8 @@ impl IdentityLookup for GrpcIdentity {
             let message = RecordCertificateRequest {
                 certificate: Some(DeviceCertificate {
                     serial: certificate.serial.to_vec(),
-                    device_id: certificate.device_id.clone(),
-                    subject_id: certificate.subject_id.clone(),
+                    device_id: certificate.device.to_string(),
+                    subject_id: certificate.subject.to_string(),
                     not_before: Some(timestamp(certificate.not_before)),
                     not_after: Some(timestamp(certificate.not_after)),
                 }),
@@ -254,7 +258,7 @@ pub struct CachedIdentity {
     inner: Arc<dyn IdentityLookup>,
     ttl: Duration,
     capacity: usize,
-    entries: Mutex<HashMap<String, (Instant, Arc<DeviceRecord>)>>,
+    entries: Mutex<HashMap<DeviceId, (Instant, Arc<DeviceRecord>)>>,
 }
 
 impl std::fmt::Debug for CachedIdentity {
@@ -277,9 +281,9 @@ impl CachedIdentity {
         }
     }
 
-    fn cached(&self, device_id: &str) -> Option<Arc<DeviceRecord>> {
+    fn cached(&self, device: &DeviceId) -> Option<Arc<DeviceRecord>> {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        match entries.get(device_id) {
+        match entries.get(device) {
             Some((expiry, record)) if *expiry > Instant::now() => Some(record.clone()),
             _ => None,
         }
@@ -288,7 +292,7 @@ impl CachedIdentity {
     fn remember(&self, record: &Arc<DeviceRecord>) {
         let now = Instant::now();
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= self.capacity && !entries.contains_key(&record.device_id) {
+        if entries.len() >= self.capacity && !entries.contains_key(&record.device) {
             entries.retain(|_, (expiry, _)| *expiry > now);
             if entries.len() >= self.capacity / 4 * 3 {
                 // Mostly live entries: rather than sweep again at every insert, start
@@ -296,24 +300,24 @@ impl CachedIdentity {
                 entries.clear();
             }
         }
-        entries.insert(record.device_id.clone(), (now + self.ttl, record.clone()));
+        entries.insert(record.device, (now + self.ttl, record.clone()));
     }
 }
 
 impl IdentityLookup for CachedIdentity {
     fn get_device<'a>(
         &'a self,
-        device_id: &'a str,
+        device: &'a DeviceId,
         deadline: Option<Deadline>,
     ) -> BoxFuture<'a, Result<Option<Arc<DeviceRecord>>, IdentityError>> {
         Box::pin(async move {
             if self.ttl.is_zero() {
-                return self.inner.get_device(device_id, deadline).await;
+                return self.inner.get_device(device, deadline).await;
             }
-            if let Some(record) = self.cached(device_id) {
+            if let Some(record) = self.cached(device) {
                 return Ok(Some(record));
             }
-            let found = self.inner.get_device(device_id, deadline).await?;
+            let found = self.inner.get_device(device, deadline).await?;
             if let Some(record) = &found {
                 self.remember(record);
             }
@@ -335,6 +339,12 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    const MISSING: DeviceId = DeviceId::from_bytes([0xff; 16]);
+
+    fn device(i: u8) -> DeviceId {
+        DeviceId::from_bytes([i; 16])
+    }
+
     struct Counting {
         calls: AtomicUsize,
         key: PublicKey,
@@ -343,14 +353,14 @@ mod tests {
     impl IdentityLookup for Counting {
         fn get_device<'a>(
             &'a self,
-            device_id: &'a str,
+            device: &'a DeviceId,
             _deadline: Option<Deadline>,
         ) -> BoxFuture<'a, Result<Option<Arc<DeviceRecord>>, IdentityError>> {
             self.calls.fetch_add(1, Ordering::SeqCst);
-            let found = (device_id != "missing").then(|| {
+            let found = (*device != MISSING).then(|| {
                 Arc::new(DeviceRecord {
-                    device_id: device_id.to_owned(),
-                    subject_id: "s".to_owned(),
+                    device: *device,
+                    subject: SubjectId::from_bytes([5; 16]),
                     public_key: self.key.clone(),
                     device_status: DeviceStatus::Active,
                     subject_status: SubjectStatus::Active,
@@ -383,15 +393,15 @@ mod tests {
         let inner = counting();
         let cache = CachedIdentity::new(inner.clone(), Duration::from_millis(200), 10);
         for _ in 0..3 {
-            assert!(cache.get_device("d1", None).await.unwrap().is_some());
+            assert!(cache.get_device(&device(1), None).await.unwrap().is_some());
         }
         assert_eq!(inner.calls.load(Ordering::SeqCst), 1);
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(cache.get_device("d1", None).await.unwrap().is_some());
+        assert!(cache.get_device(&device(1), None).await.unwrap().is_some());
         assert_eq!(inner.calls.load(Ordering::SeqCst), 2);
         // Misses are not cached.
         for _ in 0..2 {
-            assert!(cache.get_device("missing", None).await.unwrap().is_none());
+            assert!(cache.get_device(&MISSING, None).await.unwrap().is_none());
         }
         assert_eq!(inner.calls.load(Ordering::SeqCst), 4);
     }
@@ -401,7 +411,7 @@ mod tests {
         let inner = counting();
         let cache = CachedIdentity::new(inner, Duration::from_secs(60), 4);
         for i in 0..50 {
-            cache.get_device(&format!("d{i}"), None).await.unwrap();
+            cache.get_device(&device(i), None).await.unwrap();
             let held = cache.entries.lock().unwrap().len();
             assert!(held <= 4, "{held}");
         }

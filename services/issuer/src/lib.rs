@@ -24,10 +24,12 @@
 pub mod authorization;
 pub mod build;
 pub mod config;
+pub mod convert;
 pub mod error;
 pub mod identity_client;
 pub mod issuance;
 pub mod keys;
+pub mod model;
 pub mod policy;
 pub mod revocation_check;
 pub mod service;
@@ -53,6 +55,7 @@ pub use identity_client::{
 };
 pub use issuance::Issuance;
 pub use keys::{KeyError, Keys, PublishedKeys, Reload};
+pub use model::{CertificateRequest, DeviceCall, IssuedCertificate, IssuedCode, TokenRequest};
 pub use policy::{MinAssurance, Policy};
 pub use revocation_check::{
     FollowerCheck, NothingRevoked, RevocationCheck, RevocationError, RevocationStatus,

@@ -12,7 +12,7 @@
 //! arrears and venue capacity are the verifier's business at the gate, not the
 //! issuer's.
 
-use citypass_proto::v1::{self as pb, AssuranceLevel, Attributes, SubjectStatus};
+use citypass_proto::v1::{AssuranceLevel, Attributes, SubjectStatus};
 use citypass_token::{Scene, Scopes};
 use serde::Deserialize;
 
@@ -74,52 +74,20 @@ impl Policy {
         scopes
     }
 
-    /// What to grant for `requested` (API `Scene` values): all that is allowed when the
-    /// request names no scene, else the allowed part of the request.
+    /// What to grant for `requested`: all that is allowed when the request names no
+    /// scene (`None`), else the allowed part of the request.
     pub fn grant(
         &self,
         status: SubjectStatus,
         attributes: &Attributes,
-        requested: &[i32],
+        requested: Option<Scopes>,
     ) -> Scopes {
         let allowed = self.allowed(status, attributes);
-        if requested.is_empty() {
-            return allowed;
+        match requested {
+            None => allowed,
+            Some(wanted) => Scopes::from_bits(wanted.bits() & allowed.bits()),
         }
-        let wanted: Scopes = requested
-            .iter()
-            .filter_map(|&s| scene_from_api(s))
-            .collect();
-        Scopes::from_bits(wanted.bits() & allowed.bits())
     }
-}
-
-/// The token crate's scene for an API `Scene` value; `None` for UNSPECIFIED and values
-/// this build does not know.
-pub fn scene_from_api(value: i32) -> Option<Scene> {
-    match pb::Scene::try_from(value).ok()? {
-        pb::Scene::Metro => Some(Scene::Metro),
-        pb::Scene::Bus => Some(Scene::Bus),
-        pb::Scene::Hospital => Some(Scene::Hospital),
-        pb::Scene::Scenic => Some(Scene::Scenic),
-        pb::Scene::Unspecified => None,
-    }
-}
-
-/// The API `Scene` value of a scene.
-pub fn scene_to_api(scene: Scene) -> i32 {
-    let api = match scene {
-        Scene::Metro => pb::Scene::Metro,
-        Scene::Bus => pb::Scene::Bus,
-        Scene::Hospital => pb::Scene::Hospital,
-        Scene::Scenic => pb::Scene::Scenic,
-    };
-    api as i32
-}
-
-/// The API values of the scenes in `scopes`, in bit order.
-pub fn scopes_to_api(scopes: Scopes) -> Vec<i32> {
-    scopes.scenes().map(scene_to_api).collect()
 }
 
 #[cfg(test)]
@@ -177,28 +145,18 @@ mod tests {
         let granted = policy.grant(
             active,
             &low,
-            &[pb::Scene::Hospital as i32, pb::Scene::Metro as i32],
+            Some(Scopes::NONE.with(Scene::Hospital).with(Scene::Metro)),
         );
         assert_eq!(granted, Scopes::NONE.with(Scene::Metro));
-        // Unknown and unspecified values are dropped, not errors.
-        let granted = policy.grant(active, &low, &[0, 99, pb::Scene::Bus as i32]);
-        assert_eq!(granted, Scopes::NONE.with(Scene::Bus));
         // Nothing requested: everything allowed.
         assert_eq!(
-            policy.grant(active, &low, &[]),
+            policy.grant(active, &low, None),
             policy.allowed(active, &low)
         );
         assert_eq!(
-            policy.grant(active, &low, &[pb::Scene::Hospital as i32]),
+            policy.grant(active, &low, Some(Scopes::NONE.with(Scene::Hospital))),
             Scopes::NONE
         );
-    }
-
-    #[test]
-    fn api_values_round_trip() {
-        for scene in Scene::ALL {
-            assert_eq!(scene_from_api(scene_to_api(scene)), Some(scene));
-        }
-        assert_eq!(scopes_to_api(Scopes::all()), [1, 2, 3, 4]);
+        assert_eq!(policy.grant(active, &low, Some(Scopes::NONE)), Scopes::NONE);
     }
 }

@@ -41,6 +41,7 @@ use citypass_revocation_follow::{
 };
 use citypass_runtime::config::RedisConfig;
 use citypass_runtime::{Tls, UpstreamConfig};
+use citypass_token::{DeviceId, SubjectId};
 
 use crate::config::{FollowMode, RevocationSettings};
 use futures::future::BoxFuture;
@@ -67,11 +68,11 @@ pub struct RevocationError {
 
 /// Asks whether a subject or device is revoked.
 pub trait RevocationCheck: Send + Sync + 'static {
-    /// The revocation status of `subject_id` and `device_id`.
+    /// The revocation status of `subject` and `device`.
     fn check<'a>(
         &'a self,
-        subject_id: &'a str,
-        device_id: &'a str,
+        subject: &'a SubjectId,
+        device: &'a DeviceId,
     ) -> BoxFuture<'a, Result<RevocationStatus, RevocationError>>;
 }
 
@@ -177,13 +178,14 @@ impl FollowerCheck {
     /// The decision (see the module documentation), without I/O.
     pub fn decide(
         &self,
-        subject_id: &str,
-        device_id: &str,
+        subject: &SubjectId,
+        device: &DeviceId,
     ) -> Result<RevocationStatus, RevocationError> {
+        let (subject_id, device_id) = (subject.to_string(), device.to_string());
         let ((subject, device), freshness) = self.view.decide(|set| {
             (
-                set.issuance_blocked_subject(subject_id),
-                set.issuance_blocked_device(device_id),
+                set.issuance_blocked_subject(&subject_id),
+                set.issuance_blocked_device(&device_id),
             )
         });
         if subject {
@@ -212,10 +214,10 @@ impl FollowerCheck {
 impl RevocationCheck for FollowerCheck {
     fn check<'a>(
         &'a self,
-        subject_id: &'a str,
-        device_id: &'a str,
+        subject: &'a SubjectId,
+        device: &'a DeviceId,
     ) -> BoxFuture<'a, Result<RevocationStatus, RevocationError>> {
-        Box::pin(std::future::ready(self.decide(subject_id, device_id)))
+        Box::pin(std::future::ready(self.decide(subject, device)))
     }
 }
 
@@ -258,8 +260,8 @@ pub struct NothingRevoked;
 impl RevocationCheck for NothingRevoked {
     fn check<'a>(
         &'a self,
-        _subject_id: &'a str,
-        _device_id: &'a str,
+        _subject: &'a SubjectId,
+        _device: &'a DeviceId,
     ) -> BoxFuture<'a, Result<RevocationStatus, RevocationError>> {
         Box::pin(std::future::ready(Ok(RevocationStatus::NotRevoked)))
     }

@@ -1,6 +1,7 @@
 //! The gRPC face of the issuer: requests in, [`Issuance`] decides, statuses out.
 //!
-//! Kept thin on purpose: the decisions live in [`crate::issuance`], errors become
+//! Kept thin on purpose: messages become [`crate::model`] types and back in
+//! [`crate::convert`], the decisions live in [`crate::issuance`], errors become
 //! statuses only through `citypass_runtime::to_status`, and the call's deadline (set by
 //! the runtime's server stack) is handed to everything the call waits on.
 
@@ -14,6 +15,7 @@ use citypass_proto::v1::{
 use citypass_runtime::{Deadline, IntoStatus};
 use tonic::{Request, Response, Status};
 
+use crate::convert;
 use crate::issuance::Issuance;
 
 /// `citypass.v1.IssuerService` over an [`Issuance`].
@@ -48,10 +50,12 @@ impl IssuerService for IssuerApi {
         request: Request<IssueTokenRequest>,
     ) -> Result<Response<IssueTokenResponse>, Status> {
         let deadline = Deadline::of(&request);
+        let request =
+            convert::token_request(request.into_inner()).map_err(IntoStatus::into_status)?;
         self.issuance
-            .issue_token(request.into_inner(), deadline)
+            .issue_token(request, deadline)
             .await
-            .map(Response::new)
+            .map(|code| Response::new(convert::token_response(code)))
             .map_err(IntoStatus::into_status)
     }
 
@@ -60,10 +64,12 @@ impl IssuerService for IssuerApi {
         request: Request<IssueDeviceCertificateRequest>,
     ) -> Result<Response<IssueDeviceCertificateResponse>, Status> {
         let deadline = Deadline::of(&request);
+        let request =
+            convert::certificate_request(request.into_inner()).map_err(IntoStatus::into_status)?;
         self.issuance
-            .issue_device_certificate(request.into_inner(), deadline)
+            .issue_device_certificate(request, deadline)
             .await
-            .map(Response::new)
+            .map(|certificate| Response::new(convert::certificate_response(certificate)))
             .map_err(IntoStatus::into_status)
     }
 
@@ -71,6 +77,6 @@ impl IssuerService for IssuerApi {
         &self,
         _request: Request<GetKeySetRequest>,
     ) -> Result<Response<GetKeySetResponse>, Status> {
-        Ok(Response::new(self.issuance.key_set()))
+        Ok(Response::new(self.issuance.keys().current().to_response()))
     }
 }

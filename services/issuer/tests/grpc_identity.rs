@@ -9,9 +9,20 @@ use citypass_issuer::{CertificateRecord, GrpcIdentity, IdentityError, IdentityLo
 use citypass_proto::v1::identity_service_server::{IdentityService, IdentityServiceServer};
 use citypass_proto::v1::*;
 use citypass_runtime::{Deadline, Server, ServerConfig};
-use citypass_token::{DeviceKey, SystemRandom};
+use citypass_token::{DeviceId, DeviceKey, SubjectId, SystemRandom};
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
+
+const DEV_1: &str = "11111111111111111111111111111111";
+const DEV_BAD_KEY: &str = "22222222222222222222222222222222";
+const DEV_DOWN: &str = "33333333333333333333333333333333";
+const DEV_NOPE: &str = "44444444444444444444444444444444";
+const DEV_GONE: &str = "55555555555555555555555555555555";
+const DEV_UNBOUND: &str = "66666666666666666666666666666666";
+
+fn dev(id: &str) -> DeviceId {
+    DeviceId::parse(id).expect("a well-formed device id")
+}
 
 /// Answers GetDevice and RecordCertificate by device id; everything else is
 /// unimplemented.
@@ -73,9 +84,9 @@ impl IdentityService for StandIn {
     ) -> Result<Response<GetDeviceResponse>, Status> {
         let id = request.into_inner().device_id;
         let public_key = match id.as_str() {
-            "dev-1" => self.device_key.clone(),
-            "dev-bad-key" => vec![0x04; 65],
-            "dev-down" => return Err(Status::unavailable("database down")),
+            DEV_1 => self.device_key.clone(),
+            DEV_BAD_KEY => vec![0x04; 65],
+            DEV_DOWN => return Err(Status::unavailable("database down")),
             _ => return Err(Status::not_found("device not found")),
         };
         Ok(Response::new(GetDeviceResponse {
@@ -100,9 +111,9 @@ impl IdentityService for StandIn {
         let had_deadline = request.metadata().get("grpc-timeout").is_some();
         let certificate = request.into_inner().certificate.unwrap_or_default();
         match certificate.device_id.as_str() {
-            "dev-gone" => return Err(Status::not_found("device not found")),
-            "dev-unbound" => return Err(Status::failed_precondition("device not active")),
-            "dev-down" => return Err(Status::unavailable("database down")),
+            DEV_GONE => return Err(Status::not_found("device not found")),
+            DEV_UNBOUND => return Err(Status::failed_precondition("device not active")),
+            DEV_DOWN => return Err(Status::unavailable("database down")),
             _ => {}
         }
         self.recorded
@@ -159,12 +170,15 @@ async fn serve() -> (
 async fn get_device_maps_the_answer() {
     let (client, key, _, _stop) = serve().await;
     let device = client
-        .get_device("dev-1", Some(Deadline::after(Duration::from_secs(2))))
+        .get_device(&dev(DEV_1), Some(Deadline::after(Duration::from_secs(2))))
         .await
         .expect("answer")
         .expect("found");
-    assert_eq!(device.device_id, "dev-1");
-    assert_eq!(device.subject_id, "00112233445566778899aabbccddeeff");
+    assert_eq!(device.device, dev(DEV_1));
+    assert_eq!(
+        device.subject.to_string(),
+        "00112233445566778899aabbccddeeff"
+    );
     assert_eq!(&device.public_key, key.public_key());
     assert_eq!(device.device_status, DeviceStatus::Active);
     assert_eq!(device.subject_status, SubjectStatus::Suspended);
@@ -173,13 +187,19 @@ async fn get_device_maps_the_answer() {
         AssuranceLevel::InPerson as i32
     );
 
-    assert!(client.get_device("dev-nope", None).await.unwrap().is_none());
+    assert!(
+        client
+            .get_device(&dev(DEV_NOPE), None)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(matches!(
-        client.get_device("dev-bad-key", None).await,
+        client.get_device(&dev(DEV_BAD_KEY), None).await,
         Err(IdentityError::Unexpected(_))
     ));
     assert!(matches!(
-        client.get_device("dev-down", None).await,
+        client.get_device(&dev(DEV_DOWN), None).await,
         Err(IdentityError::Unavailable(_))
     ));
 }
@@ -189,14 +209,14 @@ async fn record_certificate_sends_the_record_with_the_deadline() {
     let (client, _, recorded, _stop) = serve().await;
     let record = |device: &str| CertificateRecord {
         serial: [7; 16],
-        device_id: device.into(),
-        subject_id: "00112233445566778899aabbccddeeff".into(),
+        device: dev(device),
+        subject: SubjectId::parse("00112233445566778899aabbccddeeff").expect("id"),
         not_before: 1_800_000_000,
         not_after: 1_800_003_600,
     };
     client
         .record_certificate(
-            &record("dev-1"),
+            &record(DEV_1),
             Some(Deadline::after(Duration::from_secs(2))),
         )
         .await
@@ -204,22 +224,20 @@ async fn record_certificate_sends_the_record_with_the_deadline() {
     let (sent, had_deadline) = recorded.lock().unwrap()[0].clone();
     assert!(had_deadline, "the deadline travels as grpc-timeout");
     assert_eq!(sent.serial, vec![7; 16]);
-    assert_eq!(sent.device_id, "dev-1");
+    assert_eq!(sent.device_id, DEV_1);
     assert_eq!(sent.not_before.unwrap().seconds, 1_800_000_000);
     assert_eq!(sent.not_after.unwrap().seconds, 1_800_003_600);
 
     assert!(matches!(
-        client.record_certificate(&record("dev-gone"), None).await,
+        client.record_certificate(&record(DEV_GONE), None).await,
         Err(IdentityError::DeviceNotFound)
     ));
     assert!(matches!(
-        client
-            .record_certificate(&record("dev-unbound"), None)
-            .await,
+        client.record_certificate(&record(DEV_UNBOUND), None).await,
         Err(IdentityError::DeviceNotActive)
     ));
     assert!(matches!(
-        client.record_certificate(&record("dev-down"), None).await,
+        client.record_certificate(&record(DEV_DOWN), None).await,
         Err(IdentityError::Unavailable(_))
     ));
 }
@@ -232,7 +250,7 @@ async fn an_unreachable_identity_is_unavailable() {
     let client =
         GrpcIdentity::connect_lazy(&format!("http://{addr}"), Duration::from_millis(500)).unwrap();
     assert!(matches!(
-        client.get_device("dev-1", None).await,
+        client.get_device(&dev(DEV_1), None).await,
         Err(IdentityError::Unavailable(_))
     ));
     assert!(matches!(

@@ -35,8 +35,8 @@ async fn a_certificate_makes_offline_codes_that_verify_offline() {
     let recorded = h.identity.recorded();
     assert_eq!(recorded.len(), 1);
     assert_eq!(recorded[0].serial.to_vec(), answer.serial);
-    assert_eq!(recorded[0].device_id, citizen.device_id);
-    assert_eq!(recorded[0].subject_id, citizen.subject_id);
+    assert_eq!(recorded[0].device.to_string(), citizen.device_id);
+    assert_eq!(recorded[0].subject.to_string(), citizen.subject_id);
     assert_eq!(
         (recorded[0].not_before, recorded[0].not_after),
         (nbf as u64, naf as u64)

@@ -13,11 +13,11 @@ use citypass_issuer::{
 use citypass_proto::v1::{
     AssuranceLevel, Attributes, DeviceStatus, IssueTokenRequest, Scene, SubjectStatus,
 };
-use citypass_token::DeviceKey;
+use citypass_token::{DeviceId, DeviceKey, SubjectId};
 use tonic::Code;
 
 use crate::support::{
-    Citizen, Harness, certificate_request, expect_code, signed, token_request,
+    Citizen, Harness, certificate_request, expect_code, id, signed, token_request,
     unsigned_token_request,
 };
 
@@ -25,15 +25,15 @@ const ISSUE_TOKEN: &str = citypass_issuer::ISSUE_TOKEN;
 const ISSUE_CERTIFICATE: &str = citypass_issuer::ISSUE_DEVICE_CERTIFICATE;
 
 /// Revokes one subject (to show the check is asked).
-struct RevokedSubject(String);
+struct RevokedSubject(SubjectId);
 
 impl RevocationCheck for RevokedSubject {
     fn check<'a>(
         &'a self,
-        subject_id: &'a str,
-        _device_id: &'a str,
+        subject: &'a SubjectId,
+        _device: &'a DeviceId,
     ) -> BoxFuture<'a, Result<RevocationStatus, RevocationError>> {
-        let status = if subject_id == self.0 {
+        let status = if *subject == self.0 {
             RevocationStatus::SubjectRevoked
         } else {
             RevocationStatus::NotRevoked
@@ -201,12 +201,12 @@ async fn suspended_and_revoked_subjects_get_nothing() {
 
     // The revocation check is asked.
     let revoked_subject = "00000000000000000000000000000001".to_owned();
-    let mut h = Harness::start_with(Arc::new(RevokedSubject(revoked_subject.clone()))).await;
+    let mut h = Harness::start_with(Arc::new(RevokedSubject(id(&revoked_subject)))).await;
     let citizen = h.citizen(AssuranceLevel::RealNameVerified);
     let key = DeviceKey::generate(&h.rng).unwrap();
     h.identity.put(DeviceRecord {
-        device_id: "dededededededededededededededede".into(),
-        subject_id: revoked_subject.clone(),
+        device: id("dededededededededededededededede"),
+        subject: id(&revoked_subject),
         public_key: key.public_key().clone(),
         device_status: DeviceStatus::Active,
         subject_status: SubjectStatus::Active,

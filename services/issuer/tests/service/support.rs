@@ -19,7 +19,9 @@ use citypass_proto::v1::{
     IssueTokenRequest, Scene, SubjectStatus,
 };
 use citypass_runtime::{Deadline, Server, ServerConfig};
-use citypass_token::{DeviceKey, KeySet, Keyring, Kid, SubjectKey, SystemRandom, verify_key_set};
+use citypass_token::{
+    DeviceId, DeviceKey, KeySet, Keyring, Kid, SubjectId, SubjectKey, SystemRandom, verify_key_set,
+};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::Code;
@@ -30,17 +32,14 @@ use tonic::transport::Channel;
 
 #[derive(Default)]
 pub(crate) struct FakeIdentity {
-    devices: Mutex<HashMap<String, DeviceRecord>>,
+    devices: Mutex<HashMap<DeviceId, DeviceRecord>>,
     recorded: Mutex<Vec<CertificateRecord>>,
     pub(crate) fail_recording: AtomicBool,
 }
 
 impl FakeIdentity {
     pub(crate) fn put(&self, record: DeviceRecord) {
-        self.devices
-            .lock()
-            .unwrap()
-            .insert(record.device_id.clone(), record);
+        self.devices.lock().unwrap().insert(record.device, record);
     }
 
     pub(crate) fn update(&self, device_id: &str, change: impl FnOnce(&mut DeviceRecord)) {
@@ -48,7 +47,7 @@ impl FakeIdentity {
             self.devices
                 .lock()
                 .unwrap()
-                .get_mut(device_id)
+                .get_mut(&id(device_id))
                 .expect("device"),
         );
     }
@@ -61,14 +60,14 @@ impl FakeIdentity {
 impl IdentityLookup for FakeIdentity {
     fn get_device<'a>(
         &'a self,
-        device_id: &'a str,
+        device: &'a DeviceId,
         _deadline: Option<Deadline>,
     ) -> BoxFuture<'a, Result<Option<Arc<DeviceRecord>>, IdentityError>> {
         let found = self
             .devices
             .lock()
             .unwrap()
-            .get(device_id)
+            .get(device)
             .cloned()
             .map(Arc::new);
         Box::pin(std::future::ready(Ok(found)))
@@ -108,6 +107,14 @@ pub(crate) struct Harness {
     pub(crate) subject_key: SubjectKey,
     pub(crate) rng: SystemRandom,
     _stop: oneshot::Sender<()>,
+}
+
+/// An id from its text form (the tests' citizens keep ids as the API spells them).
+pub(crate) fn id<T: std::str::FromStr>(text: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    text.parse().expect("a well-formed id")
 }
 
 pub(crate) fn now() -> u64 {
@@ -171,18 +178,14 @@ impl Harness {
     /// A citizen at `level`, with one ACTIVE device bound.
     pub(crate) fn citizen(&self, level: AssuranceLevel) -> Citizen {
         let key = DeviceKey::generate(&self.rng).expect("device key");
-        let mut id = [0u8; 16];
-        citypass_token::SecureRandom::fill(&self.rng, &mut id).unwrap();
-        let mut device = [0u8; 16];
-        citypass_token::SecureRandom::fill(&self.rng, &mut device).unwrap();
         let citizen = Citizen {
-            subject_id: hex::encode(id),
-            device_id: hex::encode(device),
+            subject_id: SubjectId::generate().expect("id").to_string(),
+            device_id: DeviceId::generate().expect("id").to_string(),
             key,
         };
         self.identity.put(DeviceRecord {
-            device_id: citizen.device_id.clone(),
-            subject_id: citizen.subject_id.clone(),
+            device: id(&citizen.device_id),
+            subject: id(&citizen.subject_id),
             public_key: citizen.key.public_key().clone(),
             device_status: DeviceStatus::Active,
             subject_status: SubjectStatus::Active,
