@@ -1,17 +1,148 @@
 //! Between the generated proto messages and the model: the only place that knows both.
 //!
+//! Requests become [`crate::model`] types here, their shape checked first and without
+//! I/O (`INVALID_ARGUMENT`): target kind and id, reasons, timestamps (to whole Unix
+//! seconds, rounded up), the List page token, the Snapshot kinds. The rules that need
+//! the settings or the clock (bounds of the times, page size caps, the note) are the
+//! logic's ([`crate::registry`]). Answers and Watch events become messages here too.
+//!
 //! Entries themselves convert in `citypass_revocation::proto` (feature `proto`), which
-//! followers share; the request-side checks (kinds, reasons, times) are here. Enum
-//! numbers are the same on both sides.
+//! followers share. Enum numbers are the same on both sides.
+
+use std::num::NonZeroU32;
+use std::time::UNIX_EPOCH;
 
 use citypass_proto::prost_types::Timestamp;
+use citypass_proto::time::system_timestamp;
 use citypass_proto::v1 as pb;
-use citypass_revocation::{ReinstateReason, RevocationReason, TargetKind};
+use citypass_revocation::{Kinds, ReinstateReason, RevocationReason, Target, TargetKind};
 
 use crate::error::Error;
 pub use citypass_proto::time::timestamp;
 
-use crate::model::Record;
+use crate::model::{
+    EpochSnapshot, ListPage, ListQuery, Record, ReinstateRequest, RevokeRequest, Revoked,
+    WatchEvent,
+};
+
+/// Prefix of List page tokens: `after:<epoch>`.
+const PAGE_TOKEN_PREFIX: &str = "after:";
+
+/// Revoke's request: kind, id, reason and times parsed; the note and the times' bounds
+/// are checked by the logic.
+pub fn revoke_request(request: pb::RevokeRequest) -> Result<RevokeRequest, Error> {
+    let kind = target_kind("target_kind", request.target_kind)?;
+    let target = Target::parse(kind, &request.target_id)?;
+    let reason = revocation_reason(request.reason)?;
+    let revoked_before = request
+        .revoked_before
+        .as_ref()
+        .map(|t| seconds_ceil("revoked_before", t))
+        .transpose()?;
+    let expires_at = request
+        .expires_at
+        .as_ref()
+        .map(|t| seconds_ceil("expires_at", t))
+        .transpose()?;
+    Ok(RevokeRequest {
+        target,
+        reason,
+        revoked_before,
+        expires_at,
+        note: request.note,
+    })
+}
+
+/// Revoke's answer.
+pub fn revoke_response(revoked: &Revoked) -> pb::RevokeResponse {
+    pb::RevokeResponse {
+        entry: Some(entry(&revoked.entry)),
+        cascaded: revoked.cascaded.iter().map(entry).collect(),
+    }
+}
+
+/// Reinstate's request: kind, id and reason parsed.
+pub fn reinstate_request(request: pb::ReinstateRequest) -> Result<ReinstateRequest, Error> {
+    let kind = target_kind("target_kind", request.target_kind)?;
+    let target = Target::parse(kind, &request.target_id)?;
+    let reason = reinstate_reason(request.reason)?;
+    Ok(ReinstateRequest {
+        target,
+        reason,
+        note: request.note,
+    })
+}
+
+/// Reinstate's answer.
+pub fn reinstate_response(record: &Record) -> pb::ReinstateResponse {
+    pb::ReinstateResponse {
+        entry: Some(entry(record)),
+    }
+}
+
+/// List's request: a page token, when given, wins over `since_epoch`; page size 0 is
+/// the server's default.
+pub fn list_query(request: &pb::ListRequest) -> Result<ListQuery, Error> {
+    let since = if request.page_token.is_empty() {
+        request.since_epoch
+    } else {
+        request
+            .page_token
+            .strip_prefix(PAGE_TOKEN_PREFIX)
+            .filter(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|rest| rest.parse().ok())
+            .ok_or_else(|| Error::invalid("page_token", "not a token from a previous List"))?
+    };
+    Ok(ListQuery {
+        since,
+        page_size: NonZeroU32::new(request.page_size),
+    })
+}
+
+/// List's answer: the next page's token when the page did not reach the head.
+pub fn list_response(page: &ListPage) -> pb::ListResponse {
+    pb::ListResponse {
+        entries: page.records.iter().map(entry).collect(),
+        next_page_token: page
+            .next_since
+            .map(|since| format!("{PAGE_TOKEN_PREFIX}{since}"))
+            .unwrap_or_default(),
+        head_epoch: page.head,
+    }
+}
+
+/// One Watch message.
+pub fn watch_response(event: &WatchEvent) -> pb::WatchResponse {
+    pb::WatchResponse {
+        entries: event.entries.iter().map(|r| entry(r)).collect(),
+        head_epoch: event.head_epoch,
+        // Never before 1970 on the wire (a clock that far off sends the epoch itself).
+        sent_at: Some(system_timestamp(event.sent_at.max(UNIX_EPOCH))),
+    }
+}
+
+/// Snapshot's request: no kinds is every kind.
+pub fn snapshot_kinds(request: &pb::SnapshotRequest) -> Result<Kinds, Error> {
+    if request.kinds.is_empty() {
+        return Ok(Kinds::ALL);
+    }
+    let kinds = request
+        .kinds
+        .iter()
+        .map(|&k| target_kind("kinds", k))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Kinds::of(kinds))
+}
+
+/// Snapshot's answer.
+pub fn snapshot_response(snapshot: EpochSnapshot) -> pb::SnapshotResponse {
+    pb::SnapshotResponse {
+        snapshot: snapshot.signed.bytes,
+        signature: snapshot.signed.signature,
+        kid: snapshot.signed.kid.0.to_vec(),
+        epoch: snapshot.epoch,
+    }
+}
 
 /// A request's timestamp as Unix seconds, rounded up: codes carry whole seconds, and
 /// `iat < 100.5` is `iat < 101` for them. Refuses negative or malformed timestamps.
@@ -81,5 +212,15 @@ mod tests {
             "target_kind: unknown target kind 9"
         );
         assert_eq!(target_kind("k", 5).unwrap(), TargetKind::Key);
+        let kinds = |kinds: Vec<i32>| snapshot_kinds(&pb::SnapshotRequest { kinds });
+        assert_eq!(kinds(vec![]).unwrap(), Kinds::ALL);
+        assert_eq!(
+            kinds(vec![1, 4]).unwrap(),
+            Kinds::of([TargetKind::Token, TargetKind::Certificate])
+        );
+        assert_eq!(
+            kinds(vec![0]).unwrap_err().to_string(),
+            "kinds: required: TARGET_KIND_UNSPECIFIED is not a target kind"
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! The crate's one error type, and how each variant becomes a gRPC status.
 //!
 //! [`ServiceError::kind`] decides the code for every variant and
-//! `citypass_runtime::to_status` what the caller sees.
+//! `citypass_runtime::to_status` (`IntoStatus::into_status`, called only in
+//! [`crate::service`]) what the caller sees.
 //!
 //! Texts of caller-facing variants go to the caller; they name the field and what is
 //! wrong with it, never a target id.
@@ -10,7 +11,6 @@ use std::borrow::Cow;
 
 use citypass_revocation::TargetError;
 use citypass_runtime::{ErrorKind, ServiceError};
-use tonic::Status;
 
 /// Everything that can go wrong in the revocation service.
 #[derive(Debug, thiserror::Error)]
@@ -68,11 +68,6 @@ impl Error {
             reason: reason.into(),
         }
     }
-
-    /// The status the caller receives (see the module documentation).
-    pub fn into_status(self) -> Status {
-        citypass_runtime::to_status(&self)
-    }
 }
 
 impl ServiceError for Error {
@@ -121,6 +116,7 @@ impl DirectoryError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use citypass_runtime::IntoStatus;
     use tonic::Code;
 
     #[test]

@@ -17,16 +17,18 @@
 //! - [`authorization`]: who may call each RPC;
 //! - [`build`]: the composition root;
 //! - [`error`]: the one error type and its gRPC codes;
-//! - [`model`]: log records and the rules both log backends apply (idempotency,
-//!   cascade, reinstatement);
+//! - [`model`]: what the logic takes and returns (requests, List pages, Watch events,
+//!   signed snapshots), log records, and the rules both log backends apply
+//!   (idempotency, cascade, reinstatement);
 //! - [`log`]: the log trait, [`PostgresLog`] (epoch assignment) and [`MemoryLog`];
 //! - [`directory`]: certificate serials from the identity service;
 //! - [`fanout`]: the Redis Stream publisher and the in-process one;
 //! - [`signer`]: snapshot signing with the issuer's key ring;
 //! - [`tail`]: each replica's follower of the log (Watch, Snapshot, freshness);
-//! - [`convert`]: proto ↔ model;
+//! - [`convert`]: proto ↔ model, where a request's shape is checked;
 //! - [`registry`]: the logic, revocations written to and read from the log
-//!   ([`Registry`]); [`service`]: the tonic face.
+//!   ([`Registry`]), in model types only; [`service`]: the tonic face (metadata,
+//!   deadline, the Watch stream's messages and statuses).
 
 #![forbid(unsafe_code)]
 
@@ -52,7 +54,10 @@ pub use directory::{CertificateDirectory, DirectoryError, GrpcDirectory, Owner};
 pub use error::Error;
 pub use fanout::{FanOutStats, LocalPublisher, PublishError, Publisher, RedisPublisher};
 pub use log::{Log, MemoryLog, PostgresLog};
-pub use model::{Audit, Certificate, Page, Record, Revoked};
-pub use registry::Registry;
+pub use model::{
+    Audit, Certificate, EpochSnapshot, ListPage, ListQuery, Page, Record, ReinstateRequest,
+    RevokeRequest, Revoked, WatchEvent,
+};
+pub use registry::{Registry, WatchEvents};
 pub use service::RevocationApi;
 pub use signer::{KeyringSigner, SnapshotSigner};

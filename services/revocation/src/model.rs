@@ -35,8 +35,13 @@
 //! accept a certificate up to that long after its `not_after`).
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::SystemTime;
 
-use citypass_revocation::{Action, Entry, ReinstateReason, RevocationReason, Target, TargetKind};
+use citypass_revocation::{
+    Action, Entry, ReinstateReason, RevocationReason, SignedSnapshot, Target, TargetKind,
+};
 
 use crate::error::Error;
 
@@ -131,6 +136,78 @@ pub struct Page {
     pub records: Vec<Record>,
     /// The head of the log when the page was read (at least the last record's epoch).
     pub head: u64,
+}
+
+/// Revoke, as asked: the request's shape already checked ([`crate::convert`]), its
+/// rules not yet (the note, and the times against the clock and the settings, are
+/// [`crate::registry::Registry::command`]'s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokeRequest {
+    /// What to revoke.
+    pub target: Target,
+    /// Why.
+    pub reason: RevocationReason,
+    /// The exclusive bound asked for, Unix seconds rounded up; `None`: the server's
+    /// clock.
+    pub revoked_before: Option<u64>,
+    /// When the entry may be forgotten, Unix seconds rounded up; `None`: derived by the
+    /// server (tokens, certificates) or never (the other kinds).
+    pub expires_at: Option<u64>,
+    /// Free text for audit, no personal data.
+    pub note: String,
+}
+
+/// Reinstate, as asked (shape checked; the kind and note rules are the logic's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReinstateRequest {
+    /// The device or subject to reinstate.
+    pub target: Target,
+    /// Why.
+    pub reason: ReinstateReason,
+    /// Free text for audit, no personal data.
+    pub note: String,
+}
+
+/// List: where to start and how much to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Records with an epoch above this one (a page token resolves to it).
+    pub since: u64,
+    /// Records wanted; `None`: the server's default. Capped by the settings.
+    pub page_size: Option<NonZeroU32>,
+}
+
+/// One List answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPage {
+    /// Records after the asked epoch, in epoch order, without gaps.
+    pub records: Vec<Record>,
+    /// Where the next page starts (its [`ListQuery::since`]); `None` when this page
+    /// reached the head.
+    pub next_since: Option<u64>,
+    /// The head of the log when the page was read.
+    pub head: u64,
+}
+
+/// One Watch message: entries contiguous with the previous message's, or none (a
+/// heartbeat, or the first message telling the watcher the head).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchEvent {
+    /// The entries, in epoch order (shared with the replica's recent entries).
+    pub entries: Vec<Arc<Record>>,
+    /// The epoch this replica has read up to (at least the last entry's).
+    pub head_epoch: u64,
+    /// When the message was made.
+    pub sent_at: SystemTime,
+}
+
+/// A signed snapshot and the epoch it is complete up to: what Snapshot returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochSnapshot {
+    /// The encoded snapshot with the issuer key's signature and kid.
+    pub signed: SignedSnapshot,
+    /// The epoch the snapshot is complete up to.
+    pub epoch: u64,
 }
 
 /// What a backend writes for a Revoke.

@@ -1,8 +1,16 @@
 //! The service logic: validate, ask identity, write the log, fan out; read the log for
 //! List, Watch and Snapshot.
 //!
+//! It takes and returns [`crate::model`] types, never generated messages or transport
+//! types: [`crate::convert`] has already checked a request's shape (target kind and
+//! id, reasons, timestamps, page token, kinds) when a call reaches here, and
+//! [`crate::service`] turns answers, Watch events and errors into messages and
+//! statuses. The rules that need the settings or the clock are here.
+//!
 //! Order of a Revoke, and why:
-//! 1. validate the request (nothing else happens for a malformed one);
+//! 1. validate the request (nothing else happens for a malformed one): its shape in
+//!    [`crate::convert`], then the note and the times against the clock and settings
+//!    ([`Registry::command`]);
 //! 2. for a device or subject, list its live certificates at identity; if identity
 //!    cannot answer, fail UNAVAILABLE having written nothing;
 //! 3. write the entry and its cascaded certificate entries in one atomic log step
@@ -18,8 +26,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use citypass_proto::prost_types::Timestamp;
-use citypass_proto::v1 as pb;
 use citypass_revocation::{Kinds, Target, TargetKind};
 use citypass_runtime::Deadline;
 use tokio::sync::mpsc;
@@ -28,12 +34,14 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::config::Settings;
-use crate::convert;
 use crate::directory::{CertificateDirectory, Owner};
 use crate::error::Error;
 use crate::fanout::{FanOutStats, Publisher};
 use crate::log::Log;
-use crate::model::{Audit, Cascade, Record, RevokeCommand, Revoked};
+use crate::model::{
+    Audit, Cascade, EpochSnapshot, ListPage, ListQuery, Record, ReinstateRequest, RevokeCommand,
+    RevokeRequest, Revoked, WatchEvent,
+};
 use crate::signer::SnapshotSigner;
 use crate::tail::{Tail, TooOld};
 use citypass_token::unix_now;
@@ -46,11 +54,9 @@ pub const MAX_ACTOR_LEN: usize = 128;
 pub const ANONYMOUS: &str = "anonymous";
 /// Entries per Watch message.
 const WATCH_BATCH: usize = 500;
-/// Prefix of List page tokens.
-const PAGE_TOKEN_PREFIX: &str = "after:";
 
-/// A Watch stream's messages.
-pub type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, tonic::Status>> + Send>>;
+/// A Watch stream's messages; an error ends it.
+pub type WatchEvents = Pin<Box<dyn Stream<Item = Result<WatchEvent, Error>> + Send>>;
 
 /// Publishes committed records and counts the outcome.
 #[derive(Clone)]
@@ -107,16 +113,6 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-fn now_timestamp() -> Timestamp {
-    let since = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp {
-        seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),
-    }
-}
-
 fn check_text(field: &'static str, text: &str, max: usize) -> Result<(), Error> {
     if text.len() > max {
         return Err(Error::invalid(field, format!("at most {max} bytes")));
@@ -166,22 +162,20 @@ impl Registry {
         &self.tail
     }
 
-    /// Validates a Revoke request and resolves its times at `now`.
+    /// Applies the Revoke rules to a request (note, times against `now` and the
+    /// settings) and resolves its times at `now`.
     pub fn command(
         &self,
-        request: &pb::RevokeRequest,
+        request: RevokeRequest,
         actor: String,
         now: u64,
     ) -> Result<RevokeCommand, Error> {
         let s = &self.settings;
-        let kind = convert::target_kind("target_kind", request.target_kind)?;
-        let target = Target::parse(kind, &request.target_id)?;
-        let reason = convert::revocation_reason(request.reason)?;
+        let kind = request.target.kind();
         check_text("note", &request.note, MAX_NOTE_LEN)?;
         let skew = secs(s.clock_skew);
-        let (revoked_before, revoked_before_given) = match &request.revoked_before {
-            Some(t) => {
-                let rb = convert::seconds_ceil("revoked_before", t)?;
+        let (revoked_before, revoked_before_given) = match request.revoked_before {
+            Some(rb) => {
                 if rb > now.saturating_add(secs(s.revoked_before_skew)) {
                     return Err(Error::invalid(
                         "revoked_before",
@@ -201,9 +195,8 @@ impl Registry {
             TargetKind::Certificate => Some(secs(s.certificate_max_lifetime)),
             _ => None,
         };
-        let (expires_at, expires_at_given) = match (max_life, &request.expires_at) {
+        let (expires_at, expires_at_given) = match (max_life, request.expires_at) {
             (Some(life), Some(t)) => {
-                let t = convert::seconds_ceil("expires_at", t)?;
                 if t.saturating_add(skew) < now {
                     return Err(Error::invalid(
                         "expires_at",
@@ -217,7 +210,7 @@ impl Registry {
                     ));
                 }
                 // Verifiers accept a code up to `skew` after its end.
-                (Some(t + skew), true)
+                (Some(t.saturating_add(skew)), true)
             }
             // Issued before now, so it ends within its maximum life (plus the skew a
             // phone's or issuer's clock may have), and is accepted `skew` longer.
@@ -231,15 +224,15 @@ impl Registry {
             (None, None) => (None, false),
         };
         Ok(RevokeCommand {
-            target,
-            reason,
+            target: request.target,
+            reason: request.reason,
             revoked_before,
             revoked_before_given,
             expires_at,
             expires_at_given,
             audit: Audit {
                 actor,
-                note: request.note.clone(),
+                note: request.note,
             },
         })
     }
@@ -247,7 +240,7 @@ impl Registry {
     /// Revoke (see the module documentation).
     pub async fn revoke(
         &self,
-        request: &pb::RevokeRequest,
+        request: RevokeRequest,
         actor: String,
         deadline: Option<Deadline>,
     ) -> Result<Revoked, Error> {
@@ -311,63 +304,48 @@ impl Registry {
         });
     }
 
-    /// Reinstate.
+    /// Reinstate: devices and subjects only.
     pub async fn reinstate(
         &self,
-        request: &pb::ReinstateRequest,
+        request: ReinstateRequest,
         actor: String,
     ) -> Result<Record, Error> {
-        let kind = convert::target_kind("target_kind", request.target_kind)?;
+        let kind = request.target.kind();
         if !kind.reinstatable() {
             return Err(Error::invalid(
                 "target_kind",
                 format!("a {kind} cannot be reinstated: only devices and subjects can"),
             ));
         }
-        let target = Target::parse(kind, &request.target_id)?;
-        let reason = convert::reinstate_reason(request.reason)?;
         check_text("note", &request.note, MAX_NOTE_LEN)?;
         let audit = Audit {
             actor,
-            note: request.note.clone(),
+            note: request.note,
         };
         let record = self
             .log
-            .reinstate(&target, reason, &audit, unix_now())
+            .reinstate(&request.target, request.reason, &audit, unix_now())
             .await?;
         self.fanout.publish(vec![record.clone()]).await;
         Ok(record)
     }
 
-    /// List.
-    pub async fn list(&self, request: &pb::ListRequest) -> Result<pb::ListResponse, Error> {
-        let since = if request.page_token.is_empty() {
-            request.since_epoch
-        } else {
-            request
-                .page_token
-                .strip_prefix(PAGE_TOKEN_PREFIX)
-                .filter(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|rest| rest.parse().ok())
-                .ok_or_else(|| Error::invalid("page_token", "not a token from a previous List"))?
-        };
-        let size = match request.page_size {
-            0 => self.settings.list_page_size,
-            n => n.min(self.settings.list_max_page_size),
+    /// List: a page of at most the settings' maximum (their default when the query
+    /// names no size).
+    pub async fn list(&self, query: ListQuery) -> Result<ListPage, Error> {
+        let size = match query.page_size {
+            None => self.settings.list_page_size,
+            Some(n) => n.get().min(self.settings.list_max_page_size),
         };
         let page = self
             .log
-            .list(since, usize::try_from(size).unwrap_or(usize::MAX))
+            .list(query.since, usize::try_from(size).unwrap_or(usize::MAX))
             .await?;
-        let last = page.records.last().map_or(since, |r| r.entry.epoch);
-        Ok(pb::ListResponse {
-            entries: page.records.iter().map(convert::entry).collect(),
-            next_page_token: if last < page.head {
-                format!("{PAGE_TOKEN_PREFIX}{last}")
-            } else {
-                String::new()
-            },
-            head_epoch: page.head,
+        let last = page.records.last().map_or(query.since, |r| r.entry.epoch);
+        Ok(ListPage {
+            records: page.records,
+            next_since: (last < page.head).then_some(last),
+            head: page.head,
         })
     }
 
@@ -382,7 +360,7 @@ impl Registry {
 
     /// Watch: OUT_OF_RANGE now for an epoch beyond the head; otherwise a stream of the
     /// backlog, then new entries, with heartbeats (see [`watch_loop`]).
-    pub async fn watch(&self, since: u64) -> Result<WatchStream, Error> {
+    pub async fn watch(&self, since: u64) -> Result<WatchEvents, Error> {
         self.ensure_fresh().await?;
         if since > self.tail.epoch() {
             let head = self.log.head().await?;
@@ -403,28 +381,13 @@ impl Registry {
 
     /// Snapshot: the live entries of the requested kinds, complete up to the log's head
     /// as read now, signed with the issuer's current key.
-    pub async fn snapshot(
-        &self,
-        request: &pb::SnapshotRequest,
-    ) -> Result<pb::SnapshotResponse, Error> {
-        let kinds = if request.kinds.is_empty() {
-            Kinds::ALL
-        } else {
-            let kinds = request
-                .kinds
-                .iter()
-                .map(|&k| convert::target_kind("kinds", k))
-                .collect::<Result<Vec<_>, _>>()?;
-            Kinds::of(kinds)
-        };
+    pub async fn snapshot(&self, kinds: Kinds) -> Result<EpochSnapshot, Error> {
         let now = unix_now();
         self.tail.sync(now).await?;
         let snapshot = self.tail.snapshot(kinds, now);
         let signed = self.signer.sign(snapshot.encode())?;
-        Ok(pb::SnapshotResponse {
-            snapshot: signed.bytes,
-            signature: signed.signature,
-            kid: signed.kid.0.to_vec(),
+        Ok(EpochSnapshot {
+            signed,
             epoch: snapshot.epoch,
         })
     }
@@ -450,7 +413,7 @@ async fn watch_loop(
     log: Arc<dyn Log>,
     settings: Settings,
     since: u64,
-    tx: mpsc::Sender<Result<pb::WatchResponse, tonic::Status>>,
+    tx: mpsc::Sender<Result<WatchEvent, Error>>,
 ) {
     let mut head = tail.subscribe();
     let mut cursor = since;
@@ -459,24 +422,24 @@ async fn watch_loop(
         head.borrow_and_update();
         // Catch up.
         loop {
-            let entries: Vec<pb::RevocationEntry> = match tail.after(cursor, WATCH_BATCH) {
-                Ok(records) => records.iter().map(|r| convert::entry(r)).collect(),
+            let entries: Vec<Arc<Record>> = match tail.after(cursor, WATCH_BATCH) {
+                Ok(records) => records,
                 Err(TooOld) => match log.list(cursor, WATCH_BATCH).await {
-                    Ok(page) => page.records.iter().map(convert::entry).collect(),
+                    Ok(page) => page.records.into_iter().map(Arc::new).collect(),
                     Err(err) => {
-                        let _ = tx.send(Err(err.into_status())).await;
+                        let _ = tx.send(Err(err)).await;
                         return;
                     }
                 },
             };
-            let Some(last) = entries.last().map(|e| e.epoch) else {
+            let Some(last) = entries.last().map(|r| r.entry.epoch) else {
                 break;
             };
             cursor = last;
-            let message = pb::WatchResponse {
+            let message = WatchEvent {
                 entries,
                 head_epoch: tail.epoch().max(cursor),
-                sent_at: Some(now_timestamp()),
+                sent_at: SystemTime::now(),
             };
             if tx.send(Ok(message)).await.is_err() {
                 return;
@@ -504,15 +467,16 @@ async fn watch_loop(
         match tail.age() {
             Some(age) if age <= settings.stale_after => {}
             age => {
-                let status = Error::Stale(age.unwrap_or(Duration::MAX)).into_status();
-                let _ = tx.send(Err(status)).await;
+                let _ = tx
+                    .send(Err(Error::Stale(age.unwrap_or(Duration::MAX))))
+                    .await;
                 return;
             }
         }
-        let heartbeat = pb::WatchResponse {
+        let heartbeat = WatchEvent {
             entries: Vec::new(),
             head_epoch: tail.epoch().max(cursor),
-            sent_at: Some(now_timestamp()),
+            sent_at: SystemTime::now(),
         };
         if tx.send(Ok(heartbeat)).await.is_err() {
             return;

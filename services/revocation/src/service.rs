@@ -1,24 +1,31 @@
 //! The gRPC face of the revocation service: requests in, [`Registry`] decides,
 //! statuses out.
 //!
-//! Kept thin on purpose: the logic lives in [`crate::registry`], errors become
-//! statuses only through [`Error::into_status`] (the runtime's mapping, plus
-//! OUT_OF_RANGE), and the call's deadline is handed to the identity call it waits on.
+//! Kept thin on purpose: messages become [`crate::model`] types and back in
+//! [`crate::convert`] (which checks their shape), the logic lives in
+//! [`crate::registry`], errors become statuses only through
+//! [`IntoStatus::into_status`] (the runtime's mapping, plus OUT_OF_RANGE), the call's
+//! deadline is handed to the identity call it waits on, and Watch's model events are
+//! turned into messages (and its ending error into a status) as they are sent.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use citypass_proto::v1::TargetKind;
 use citypass_proto::v1::revocation_service_server::{RevocationService, RevocationServiceServer};
 use citypass_proto::v1::{
     ListRequest, ListResponse, ReinstateRequest, ReinstateResponse, RevokeRequest, RevokeResponse,
-    SnapshotRequest, SnapshotResponse, WatchRequest,
+    SnapshotRequest, SnapshotResponse, WatchRequest, WatchResponse,
 };
-use citypass_runtime::{Caller, Deadline, Principal, Role};
+use citypass_runtime::{Caller, Deadline, IntoStatus, Principal, Role};
+use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status};
 
 use crate::convert;
-use crate::error::Error;
-use crate::registry::{Registry, WatchStream};
+use crate::registry::Registry;
+
+/// A Watch stream's messages, as tonic sends them.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
 
 /// `citypass.v1.RevocationService` over [`Registry`].
 #[derive(Debug, Clone)]
@@ -72,15 +79,13 @@ impl RevocationService for RevocationApi {
             Role::Revoker
         };
         let actor = operator_with(&request, needed)?;
-        let revoked = self
-            .revocations
-            .revoke(request.get_ref(), actor, deadline)
+        let request =
+            convert::revoke_request(request.into_inner()).map_err(IntoStatus::into_status)?;
+        self.revocations
+            .revoke(request, actor, deadline)
             .await
-            .map_err(Error::into_status)?;
-        Ok(Response::new(RevokeResponse {
-            entry: Some(convert::entry(&revoked.entry)),
-            cascaded: revoked.cascaded.iter().map(convert::entry).collect(),
-        }))
+            .map(|revoked| Response::new(convert::revoke_response(&revoked)))
+            .map_err(IntoStatus::into_status)
     }
 
     async fn reinstate(
@@ -88,22 +93,22 @@ impl RevocationService for RevocationApi {
         request: Request<ReinstateRequest>,
     ) -> Result<Response<ReinstateResponse>, Status> {
         let actor = operator_with(&request, Role::Revoker)?;
-        let record = self
-            .revocations
-            .reinstate(request.get_ref(), actor)
+        let request =
+            convert::reinstate_request(request.into_inner()).map_err(IntoStatus::into_status)?;
+        self.revocations
+            .reinstate(request, actor)
             .await
-            .map_err(Error::into_status)?;
-        Ok(Response::new(ReinstateResponse {
-            entry: Some(convert::entry(&record)),
-        }))
+            .map(|record| Response::new(convert::reinstate_response(&record)))
+            .map_err(IntoStatus::into_status)
     }
 
     async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+        let query = convert::list_query(request.get_ref()).map_err(IntoStatus::into_status)?;
         self.revocations
-            .list(request.get_ref())
+            .list(query)
             .await
-            .map(Response::new)
-            .map_err(Error::into_status)
+            .map(|page| Response::new(convert::list_response(&page)))
+            .map_err(IntoStatus::into_status)
     }
 
     type WatchStream = WatchStream;
@@ -112,21 +117,28 @@ impl RevocationService for RevocationApi {
         &self,
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        self.revocations
+        let events = self
+            .revocations
             .watch(request.get_ref().since_epoch)
             .await
-            .map(Response::new)
-            .map_err(Error::into_status)
+            .map_err(IntoStatus::into_status)?;
+        let messages = events.map(|event| {
+            event
+                .map(|event| convert::watch_response(&event))
+                .map_err(IntoStatus::into_status)
+        });
+        Ok(Response::new(Box::pin(messages)))
     }
 
     async fn snapshot(
         &self,
         request: Request<SnapshotRequest>,
     ) -> Result<Response<SnapshotResponse>, Status> {
+        let kinds = convert::snapshot_kinds(request.get_ref()).map_err(IntoStatus::into_status)?;
         self.revocations
-            .snapshot(request.get_ref())
+            .snapshot(kinds)
             .await
-            .map(Response::new)
-            .map_err(Error::into_status)
+            .map(|snapshot| Response::new(convert::snapshot_response(snapshot)))
+            .map_err(IntoStatus::into_status)
     }
 }
