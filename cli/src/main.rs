@@ -74,6 +74,8 @@ enum Command {
 const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
+    // Before any runtime starts threads: the local offset can only be read then.
+    commands::clock::init();
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,

@@ -202,3 +202,212 @@ fn completions_cover_the_subcommands_and_their_values() {
     let unknown = citypass(&["completions", "cmd.exe"]);
     assert_eq!(unknown.status.code(), Some(2));
 }
+
+fn citypass_in(tz: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_citypass"))
+        .env("TZ", tz)
+        .args(args)
+        .output()
+        .expect("run citypass")
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+}
+
+/// A demo's codes and key set in a temporary directory.
+fn demo_files() -> (tempfile::TempDir, String, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(
+        citypass(&["demo", "--out", dir.path().to_str().unwrap()])
+            .status
+            .success()
+    );
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let (keys, cp1, cp2) = (path("keyset.jwks.json"), path("cp1.txt"), path("cp2.txt"));
+    (dir, keys, cp1, cp2)
+}
+
+#[test]
+fn times_show_as_rfc3339_in_local_time_with_the_unix_value() {
+    let (_dir, _keys, cp1, cp2) = demo_files();
+    let facts = json(&citypass(&["token", "inspect", "--json", &cp1]));
+    let iat = facts["issued_at_unix"].as_u64().unwrap();
+    // A POSIX TZ string needs no time zone database: UTC+8, as in Beijing.
+    let beijing = stdout(&citypass_in("CST-8", &["token", "inspect", &cp1]));
+    let line = beijing.lines().find(|l| l.starts_with("iat")).unwrap();
+    assert!(line.ends_with(&format!("+08:00 ({iat})")), "{line}");
+    let utc = stdout(&citypass_in("UTC0", &["token", "inspect", &cp1]));
+    let line = utc.lines().find(|l| l.starts_with("iat")).unwrap();
+    assert!(line.ends_with(&format!("Z ({iat})")), "{line}");
+    // The offline code's certificate times too, and JSON carries the same local time.
+    let two = stdout(&citypass_in("CST-8", &["token", "inspect", &cp2]));
+    assert!(
+        two.contains("not before ") && two.contains("not after  "),
+        "{two}"
+    );
+    let facts = json(&citypass_in("CST-8", &["token", "inspect", "--json", &cp2]));
+    let not_after = facts["certificate"]["not_after"].as_str().unwrap();
+    assert!(not_after.ends_with("+08:00"), "{facts}");
+    assert_eq!(
+        facts["certificate"]["not_after_unix"].as_u64().unwrap()
+            - facts["certificate"]["not_before_unix"].as_u64().unwrap(),
+        86_400
+    );
+    assert_eq!(facts["kind"], "offline");
+    assert_eq!(facts["qr_version"], 15);
+    assert!(facts["counter"].is_u64());
+}
+
+#[test]
+fn a_time_argument_in_rfc3339_or_unix_seconds_gives_the_same_verdict() {
+    use time::format_description::well_known::Rfc3339;
+    let (_dir, keys, cp1, _cp2) = demo_files();
+    let facts = json(&citypass(&["token", "inspect", "--json", &cp1]));
+    let at = facts["issued_at_unix"].as_u64().unwrap() + 10;
+    let verify = |at: &str| {
+        citypass_in(
+            "CST-8",
+            &["token", "verify", "--keys", &keys, "--at", at, &cp1],
+        )
+    };
+    // The same instant written four ways: Unix seconds, UTC, +05:30 and as the command
+    // itself shows it (+08:00 here).
+    let unix = at.to_string();
+    let instant = time::OffsetDateTime::from_unix_timestamp(i64::try_from(at).unwrap()).unwrap();
+    let utc = instant.format(&Rfc3339).unwrap();
+    let india = instant
+        .to_offset(time::UtcOffset::from_hms(5, 30, 0).unwrap())
+        .format(&Rfc3339)
+        .unwrap();
+    let shown = json(&citypass_in(
+        "CST-8",
+        &[
+            "token", "verify", "--keys", &keys, "--at", &unix, "--json", &cp1,
+        ],
+    ));
+    let local = shown["checked_at"].as_str().unwrap().to_owned();
+    assert!(local.ends_with("+08:00"), "{local}");
+    assert!(
+        utc.ends_with('Z') && india.ends_with("+05:30"),
+        "{utc} {india}"
+    );
+    let by_unix = verify(&unix);
+    assert_eq!(by_unix.status.code(), Some(0), "{}", stdout(&by_unix));
+    for other in [&utc, &india, &local] {
+        let again = verify(other);
+        assert_eq!(again.status.code(), Some(0), "{other}: {}", stdout(&again));
+        assert_eq!(
+            stdout(&again),
+            stdout(&by_unix),
+            "--at {other} and --at {unix}"
+        );
+    }
+    assert!(
+        stdout(&by_unix).contains(&format!("checked at  {local} ({unix})")),
+        "{}",
+        stdout(&by_unix)
+    );
+    // Much later, both forms DENY alike.
+    let later_unix = verify("4000000000");
+    let later_rfc = verify("2096-10-02T07:06:40Z");
+    assert_eq!(later_unix.status.code(), Some(1));
+    assert_eq!(stdout(&later_unix), stdout(&later_rfc));
+    assert!(stdout(&later_rfc).starts_with("DENY expired"));
+}
+
+#[test]
+fn a_malformed_time_is_a_usage_error() {
+    let (_dir, keys, cp1, _cp2) = demo_files();
+    let soon = citypass(&["token", "verify", "--keys", &keys, "--at", "soon", &cp1]);
+    let err = String::from_utf8_lossy(&soon.stderr);
+    assert!(
+        err.contains("RFC 3339") && err.contains("Unix seconds"),
+        "{err}"
+    );
+    for bad in [
+        "soon",
+        "2026-12-02",
+        "2026-12-02T14:03:05",
+        "2026-02-30T00:00:00Z",
+        "-1",
+        "1969-12-31T23:59:59Z",
+        "1e9",
+    ] {
+        // `--at=VALUE`, so that clap does not take `-1` for an option.
+        let at = format!("--at={bad}");
+        let out = citypass(&["token", "verify", "--keys", &keys, &at, &cp1]);
+        assert_eq!(out.status.code(), Some(2), "--at {bad}");
+        assert!(stdout(&out).is_empty(), "--at {bad}: {}", stdout(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("invalid value") && err.contains("--at <TIME>"),
+            "--at {bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn verify_json_is_one_object_with_the_decision_and_the_same_exit_status() {
+    let (dir, keys, cp1, cp2) = demo_files();
+    for code in [&cp1, &cp2] {
+        let allow = citypass(&["token", "verify", "--keys", &keys, "--json", code]);
+        assert_eq!(allow.status.code(), Some(0), "{}", stdout(&allow));
+        assert_eq!(stdout(&allow).lines().count(), 1, "one line");
+        let v = json(&allow);
+        assert_eq!(v["decision"], "allow", "{v}");
+        assert!(v["reason"].is_null());
+        assert!(v["expires_at_unix"].as_u64().unwrap() > v["issued_at_unix"].as_u64().unwrap());
+        assert!(v["expires_at"].is_string() && v["checked_at"].is_string());
+        assert!(v["scopes"].as_array().unwrap().iter().any(|s| s == "metro"));
+    }
+    let later = citypass(&[
+        "token",
+        "verify",
+        "--keys",
+        &keys,
+        "--json",
+        "--at",
+        "4000000000",
+        &cp1,
+    ]);
+    assert_eq!(later.status.code(), Some(1));
+    let v = json(&later);
+    assert_eq!(v["decision"], "deny");
+    assert_eq!(v["reason"], "expired");
+    assert_eq!(v["checked_at_unix"], 4_000_000_000u64);
+    // Undecided: exit 2, nothing on stdout.
+    let missing = dir.path().join("no-such.jwks.json");
+    let undecided = citypass(&[
+        "token",
+        "verify",
+        "--keys",
+        missing.to_str().unwrap(),
+        "--json",
+        &cp1,
+    ]);
+    assert_eq!(undecided.status.code(), Some(2));
+    assert!(stdout(&undecided).is_empty());
+}
+
+#[test]
+fn keys_show_json_lists_the_ring() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    assert!(citypass(&["keys", "generate", "--dir", d]).status.success());
+    let rotated = citypass(&["keys", "rotate", "--dir", d, "--retire-after", "600"]);
+    assert!(
+        stdout(&rotated).contains("valid until "),
+        "{}",
+        stdout(&rotated)
+    );
+    let v = json(&citypass(&["keys", "show", "--dir", d, "--json"]));
+    assert_eq!(v["dev"], true);
+    let keys = v["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{v}");
+    let retired = keys.iter().find(|k| k["status"] == "retired").unwrap();
+    assert!(retired["valid_until_unix"].is_u64() && retired["valid_until"].is_string());
+    let signing = keys.iter().find(|k| k["signing"] == true).unwrap();
+    assert_eq!(signing["kid"], v["signing_kid"]);
+    assert!(stdout(&citypass(&["keys", "show", "--dir", d])).contains("retired, valid until"));
+}

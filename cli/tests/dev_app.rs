@@ -81,6 +81,11 @@ fn app(state: &std::path::Path, urls: &Urls, args: &[&str]) -> Output {
         .expect("run citypass app")
 }
 
+/// One JSON object, parsed.
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
 fn ok(out: Output) -> String {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -118,7 +123,18 @@ fn a_newcomer_gets_online_and_offline_codes_from_citypass_dev() {
     ]));
     assert!(code.contains("QR version 9"), "{code}");
     assert!(png.is_file());
-    ok(run(&["certificate"]));
+    // As JSON: the code and its times as RFC 3339 and Unix seconds, no QR, nothing else.
+    let code = json(&ok(run(&["code", "--json"])));
+    assert!(code["code"].as_str().unwrap().starts_with("CP1:"), "{code}");
+    assert_eq!(code["kind"], "online");
+    assert_eq!(code["qr_version"], 9);
+    let life = code["expires_at_unix"].as_u64().unwrap() - code["issued_at_unix"].as_u64().unwrap();
+    assert!(life > 0 && code["expires_at"].is_string(), "{code}");
+    let certificate = ok(run(&["certificate"]));
+    assert!(
+        certificate.contains("not before") && certificate.contains("not after"),
+        "{certificate}"
+    );
     let cp2 = dir.path().join("cp2.txt");
     let offline = ok(run(&["offline-code", "--out", cp2.to_str().unwrap()]));
     assert!(
@@ -146,6 +162,9 @@ fn a_newcomer_gets_online_and_offline_codes_from_citypass_dev() {
     }
     let status = ok(run(&["status"]));
     assert!(status.contains("counter 1"), "{status}");
+    let status = json(&ok(run(&["status", "--json"])));
+    assert_eq!(status["offline"]["counter"], 1, "{status}");
+    assert!(status["offline"]["not_after_unix"].as_u64().unwrap() > 0);
 
     // A second enrolment of the same document is refused with its reason.
     let again = run(&[
@@ -269,4 +288,120 @@ fn an_operator_revokes_a_device_and_its_certificates_follow() {
     let missing = admin_as(&urls, &dir.path().join("no-such.pem"), &["list"]);
     assert!(!missing.status.success());
     assert!(ok(admin(&urls, &["list"])).contains("head epoch 2"));
+
+    // The subject, revoked as of a minute ago given in RFC 3339; the times come back
+    // in both forms, and the list as JSON has every entry.
+    let start = saved.find("\"subject_id\": \"").unwrap() + 15;
+    let subject = &saved[start..start + 32];
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 60;
+    let rfc3339 = time::OffsetDateTime::from_unix_timestamp(i64::try_from(before).unwrap())
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let revoked = json(&ok(admin(
+        &urls,
+        &[
+            "revoke",
+            "subject",
+            subject,
+            "--revoked-before",
+            &rfc3339,
+            "--json",
+        ],
+    )));
+    assert_eq!(revoked["entry"]["revoked_before_unix"], before, "{revoked}");
+    assert_eq!(revoked["entry"]["epoch"], 3, "{revoked}");
+    let listed = json(&ok(admin(&urls, &["list", "--json"])));
+    assert_eq!(listed["head_epoch"], 3, "{listed}");
+    let entries = listed["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 3, "{listed}");
+    assert_eq!(entries[0]["target_id"], device);
+    assert_eq!(entries[0]["reason"], "device_lost");
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["created_at_unix"].is_u64() && e["created_at"].is_string())
+    );
+    let human = ok(admin(&urls, &["list"]));
+    assert!(
+        human.contains(" at ") && human.contains("issued before "),
+        "{human}"
+    );
+}
+
+#[test]
+fn code_watch_redraws_a_fresh_code_and_stops_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_dev, urls) = start_dev(&dir.path().join("keys"));
+    let state = dir.path().join("app.json");
+    let run = |args: &[&str]| app(&state, &urls, args);
+    ok(run(&[
+        "enrol",
+        "--name",
+        "Li Lei",
+        "--id-number",
+        "11010519491231002X",
+    ]));
+    ok(run(&["bind"]));
+
+    // Two codes, a second apart: two screens, each cleared first, each a different QR
+    // with its expiry line.
+    let started = std::time::Instant::now();
+    let text = ok(run(&["code", "--watch", "--count", "2", "--refresh", "1"]));
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited for the refresh"
+    );
+    let frames: Vec<&str> = text.split("\x1b[2J\x1b[H").collect();
+    assert_eq!(frames.len(), 3, "two screens, each cleared first: {text:?}");
+    assert!(frames[0].is_empty(), "nothing before the first clear");
+    let qr = |frame: &str| -> String {
+        frame
+            .lines()
+            .filter(|l| l.contains('▀') || l.contains('▄') || l.contains('█'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for frame in &frames[1..] {
+        assert!(!qr(frame).is_empty(), "a QR is drawn: {frame}");
+        assert!(frame.contains("QR version 9"), "{frame}");
+        assert!(frame.contains("expires  "), "{frame}");
+    }
+    assert_ne!(qr(frames[1]), qr(frames[2]), "two distinct codes");
+    assert!(frames[1].contains("code 1; the next at "), "{}", frames[1]);
+    assert!(frames[2].contains("code 2 of 2"), "{}", frames[2]);
+
+    // Without --count it runs until Ctrl-C, which ends it with exit 0.
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_citypass"))
+        .args(["app", "code", "--watch", "--state"])
+        .arg(&state)
+        .args(["--identity", &urls.identity, "--issuer", &urls.issuer])
+        .arg("--ca")
+        .arg(urls.pki.join("ca.crt"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start citypass app code --watch");
+    let stdout = watch.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        let line = lines
+            .next()
+            .expect("the first code is drawn")
+            .expect("read stdout");
+        if line.contains("(Ctrl-C stops)") {
+            break;
+        }
+    }
+    let interrupted = Command::new("kill")
+        .args(["-INT", &watch.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(interrupted.success());
+    let status = watch.wait().expect("wait for citypass app code --watch");
+    assert_eq!(status.code(), Some(0), "Ctrl-C ends the watch with exit 0");
 }

@@ -7,12 +7,13 @@
 use anyhow::{Context as _, bail};
 use citypass_proto::v1::revocation_service_client::RevocationServiceClient;
 use citypass_proto::v1::{
-    ListRequest, ReinstateReason, ReinstateRequest, RevocationEntry, RevocationReason,
+    EntryAction, ListRequest, ReinstateReason, ReinstateRequest, RevocationEntry, RevocationReason,
     RevokeRequest, SnapshotRequest, TargetKind,
 };
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 
+use super::clock;
 use super::dev::{DEV_OPERATOR_CREDENTIAL, REVOCATION_PORT};
 use super::pki::DEV_PKI_DIR;
 
@@ -29,6 +30,10 @@ pub struct AdminArgs {
     /// credential (a deployment with a separate operators' CA).
     #[arg(long, global = true)]
     ca: Option<String>,
+    /// Print one JSON object instead of text (entries with their times as RFC 3339 and
+    /// Unix seconds).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -48,6 +53,14 @@ enum AdminCommand {
         /// Audit note (no personal data).
         #[arg(long, default_value = "")]
         note: String,
+        /// Kill what was issued before this time (default: now, by the server's clock;
+        /// not in the future): RFC 3339 or Unix seconds.
+        #[arg(long, value_name = "TIME", value_parser = clock::parse)]
+        revoked_before: Option<u64>,
+        /// When the entry may be forgotten, e.g. a token's exp (default: the server
+        /// derives it): RFC 3339 or Unix seconds.
+        #[arg(long, value_name = "TIME", value_parser = clock::parse)]
+        expires_at: Option<u64>,
     },
     /// Reinstate a device or subject (a new log entry; history is kept).
     Reinstate {
@@ -149,6 +162,8 @@ async fn command(args: AdminArgs) -> anyhow::Result<()> {
             id,
             reason,
             note,
+            revoked_before,
+            expires_at,
         } => {
             let reason = RevocationReason::from_str_name(&enum_name("REVOCATION_REASON_", &reason))
                 .with_context(|| format!("unknown reason {reason:?}"))?;
@@ -158,17 +173,27 @@ async fn command(args: AdminArgs) -> anyhow::Result<()> {
                     target_id: id,
                     reason: reason.into(),
                     note,
-                    ..RevokeRequest::default()
+                    revoked_before: revoked_before.map(citypass_proto::time::timestamp),
+                    expires_at: expires_at.map(citypass_proto::time::timestamp),
                 })
                 .await
                 .map_err(|s| anyhow::anyhow!("revoke refused: {} ({})", s.message(), s.code()))?
                 .into_inner();
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "entry": response.entry.as_ref().map(entry_json),
+                        "cascaded": response.cascaded.iter().map(entry_json).collect::<Vec<_>>(),
+                    })
+                );
+                return Ok(());
+            }
             if let Some(entry) = response.entry {
-                print_entry(&entry);
+                println!("{}", entry_line(&entry));
             }
             for entry in &response.cascaded {
-                print!("  cascaded: ");
-                print_entry(entry);
+                println!("  cascaded: {}", entry_line(entry));
             }
         }
         AdminCommand::Reinstate {
@@ -189,12 +214,18 @@ async fn command(args: AdminArgs) -> anyhow::Result<()> {
                 .await
                 .map_err(|s| anyhow::anyhow!("reinstate refused: {} ({})", s.message(), s.code()))?
                 .into_inner();
-            if let Some(entry) = response.entry {
-                print_entry(&entry);
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "entry": response.entry.as_ref().map(entry_json) })
+                );
+            } else if let Some(entry) = response.entry {
+                println!("{}", entry_line(&entry));
             }
         }
         AdminCommand::List { since } => {
             let mut page_token = String::new();
+            let mut entries = Vec::new();
             loop {
                 let page = client
                     .list(ListRequest {
@@ -205,9 +236,22 @@ async fn command(args: AdminArgs) -> anyhow::Result<()> {
                     .await
                     .map_err(|s| anyhow::anyhow!("list refused: {} ({})", s.message(), s.code()))?
                     .into_inner();
-                page.entries.iter().for_each(print_entry);
+                if args.json {
+                    entries.extend(page.entries.iter().map(entry_json));
+                } else {
+                    for entry in &page.entries {
+                        println!("{}", entry_line(entry));
+                    }
+                }
                 if page.next_page_token.is_empty() {
-                    println!("head epoch {}", page.head_epoch);
+                    if args.json {
+                        println!(
+                            "{}",
+                            serde_json::json!({ "entries": entries, "head_epoch": page.head_epoch })
+                        );
+                    } else {
+                        println!("head epoch {}", page.head_epoch);
+                    }
                     break;
                 }
                 page_token = page.next_page_token;
@@ -224,8 +268,22 @@ async fn command(args: AdminArgs) -> anyhow::Result<()> {
             }
             std::fs::write(&out, &snapshot.snapshot)
                 .with_context(|| format!("writing {}", out.display()))?;
-            std::fs::write(out.with_extension("sig"), &snapshot.signature)
-                .with_context(|| format!("writing {}", out.with_extension("sig").display()))?;
+            let signature = out.with_extension("sig");
+            std::fs::write(&signature, &snapshot.signature)
+                .with_context(|| format!("writing {}", signature.display()))?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "out": out.display().to_string(),
+                        "signature": signature.display().to_string(),
+                        "epoch": snapshot.epoch,
+                        "bytes": snapshot.snapshot.len(),
+                        "kid": hex::encode(&snapshot.kid),
+                    })
+                );
+                return Ok(());
+            }
             println!(
                 "wrote {} (epoch {}, {} bytes) and its signature",
                 out.display(),
@@ -263,18 +321,62 @@ pub fn operator_channel(
         .with_context(|| format!("connecting to {url}"))
 }
 
-fn print_entry(e: &RevocationEntry) {
-    let name = |full: &str, prefix: &str| full.trim_start_matches(prefix).to_ascii_lowercase();
-    println!(
+/// A proto enum value's name as the command line spells it (`device_lost`).
+fn short(full: &str, prefix: &str) -> String {
+    full.trim_start_matches(prefix).to_ascii_lowercase()
+}
+
+/// The reason of an entry: its revocation reason, or its reinstatement reason.
+fn reason(e: &RevocationEntry) -> String {
+    if e.action() == EntryAction::Revoke {
+        short(e.revocation_reason().as_str_name(), "REVOCATION_REASON_")
+    } else {
+        short(e.reinstate_reason().as_str_name(), "REINSTATE_REASON_")
+    }
+}
+
+/// An entry as one line: epoch, action, kind, id, reason, when written and, for a
+/// revocation, what it kills (issued before) if that differs.
+fn entry_line(e: &RevocationEntry) -> String {
+    let created = clock::from_proto(e.created_at.as_ref());
+    let mut line = format!(
         "epoch {:>6}  {:<9} {:<11} {}  {}",
         e.epoch,
-        name(e.action().as_str_name(), "ENTRY_ACTION_"),
-        name(e.target_kind().as_str_name(), "TARGET_KIND_"),
+        short(e.action().as_str_name(), "ENTRY_ACTION_"),
+        short(e.target_kind().as_str_name(), "TARGET_KIND_"),
         e.target_id,
-        if e.action() == citypass_proto::v1::EntryAction::Revoke {
-            name(e.revocation_reason().as_str_name(), "REVOCATION_REASON_")
-        } else {
-            name(e.reinstate_reason().as_str_name(), "REINSTATE_REASON_")
-        }
+        reason(e),
     );
+    if let Some(at) = created {
+        line.push_str(&format!("  at {}", clock::show(at)));
+    }
+    if let Some(before) = clock::from_proto(e.revoked_before.as_ref())
+        && Some(before) != created
+    {
+        line.push_str(&format!("  issued before {}", clock::show(before)));
+    }
+    line
+}
+
+/// An entry as JSON, every field of the API's entry; times twice (RFC 3339, Unix).
+fn entry_json(e: &RevocationEntry) -> serde_json::Value {
+    clock::with_times(
+        serde_json::json!({
+            "epoch": e.epoch,
+            "action": short(e.action().as_str_name(), "ENTRY_ACTION_"),
+            "target_kind": short(e.target_kind().as_str_name(), "TARGET_KIND_"),
+            "target_id": e.target_id,
+            "reason": reason(e),
+            "actor": e.actor,
+            "note": e.note,
+        }),
+        &[
+            ("created_at", clock::from_proto(e.created_at.as_ref())),
+            (
+                "revoked_before",
+                clock::from_proto(e.revoked_before.as_ref()),
+            ),
+            ("expires_at", clock::from_proto(e.expires_at.as_ref())),
+        ],
+    )
 }

@@ -3,17 +3,26 @@
 //! Each step is one subcommand, and the app's state (ids, the bound device key, the
 //! offline key, certificate and counter) is saved between them in a file only the
 //! owner can read, as a phone keeps it in its keystore.
+//!
+//! `--json` makes every step print one JSON object instead of text; `code --watch`
+//! shows a fresh code before each one expires, as a rider's app does, until Ctrl-C.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context as _;
-use citypass_app::{App, AppState, Endpoints};
-use citypass_proto::v1::DocumentType;
-use citypass_token::{Qr, inspect};
+use citypass_app::{App, AppState, Endpoints, OfflineState};
+use citypass_proto::v1::{DocumentType, IssueTokenResponse};
+use citypass_token::{
+    CertificateClaims, CodeKind, DeviceKey, Inspection, OfflineSigner, Qr, SystemRandom, inspect,
+};
 use clap::{Args, Subcommand};
 
+use super::clock;
 use super::dev::{IDENTITY_PORT, ISSUER_PORT};
 use super::pki::DEV_PKI_DIR;
+use super::token::scope_names;
 
 #[derive(Args)]
 pub struct AppArgs {
@@ -34,6 +43,9 @@ pub struct AppArgs {
     /// The CA certificate the services' certificates chain to (`citypass dev`'s by default).
     #[arg(long, global = true, default_value_t = format!("{DEV_PKI_DIR}/ca.crt"))]
     ca: String,
+    /// Print one JSON object instead of text (times as RFC 3339 and Unix seconds); no QR.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     step: AppStep,
 }
@@ -69,6 +81,18 @@ enum AppStep {
         /// Also ask the server for an SVG and write it.
         #[arg(long)]
         svg: Option<PathBuf>,
+        /// Keep showing a fresh code, as a rider's app does: fetch the next one at 80% of
+        /// the code's life (at least 1 s before it expires), clear the screen and draw it;
+        /// Ctrl-C stops (exit 0), a failed refresh exits 2.
+        #[arg(long, conflicts_with = "json")]
+        watch: bool,
+        /// With --watch: stop after this many codes.
+        #[arg(long, value_name = "N", requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
+        /// With --watch: fetch the next code after at most this many seconds (sooner
+        /// than 80% of the code's life).
+        #[arg(long, value_name = "SECONDS", requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
+        refresh: Option<u64>,
     },
     /// Get a device certificate for a fresh offline key.
     Certificate,
@@ -95,6 +119,14 @@ enum AppStep {
 }
 
 pub fn run(args: AppArgs) -> anyhow::Result<()> {
+    // `--json` before the subcommand escapes clap's own check (a global argument).
+    if args.json && matches!(args.step, AppStep::Code { watch: true, .. }) {
+        clap::Error::raw(
+            clap::error::ErrorKind::ArgumentConflict,
+            "the argument '--watch' cannot be used with '--json'\n",
+        )
+        .exit();
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(step(args))
 }
@@ -113,6 +145,7 @@ async fn step(args: AppArgs) -> anyhow::Result<()> {
     };
     let state = load(&args.state)?;
     let mut app = App::new(&endpoints, state)?;
+    let json = args.json;
     match args.step {
         AppStep::Enrol {
             name,
@@ -121,83 +154,337 @@ async fn step(args: AppArgs) -> anyhow::Result<()> {
         } => {
             let subject = app.enrol(document.into(), &id_number, &name).await?;
             save(&args.state, &app.state)?;
-            println!(
-                "enrolled {} as subject {} (status {:?})",
-                subject.masked_name,
-                subject.subject_id,
-                subject.status()
-            );
+            if json {
+                let status = subject.status().as_str_name();
+                print_json(clock::with_times(
+                    serde_json::json!({
+                        "subject_id": subject.subject_id,
+                        "masked_name": subject.masked_name,
+                        "status": status.trim_start_matches("SUBJECT_STATUS_").to_ascii_lowercase(),
+                    }),
+                    &[("created_at", clock::from_proto(subject.created_at.as_ref()))],
+                ));
+            } else {
+                println!(
+                    "enrolled {} as subject {} (status {:?})",
+                    subject.masked_name,
+                    subject.subject_id,
+                    subject.status()
+                );
+            }
         }
         AppStep::Bind { label } => {
             let device = app.bind(&label).await?;
             save(&args.state, &app.state)?;
-            println!(
-                "bound device {device}; its key is in {}",
-                args.state.display()
-            );
+            if json {
+                print_json(serde_json::json!({
+                    "device_id": device,
+                    "state": args.state.display().to_string(),
+                }));
+            } else {
+                println!(
+                    "bound device {device}; its key is in {}",
+                    args.state.display()
+                );
+            }
         }
-        AppStep::Code { out, png, svg } => {
-            let code = app.code(svg.is_some()).await?;
-            show(&code.qr_text, out.as_deref(), png.as_deref())?;
-            if let (Some(path), Some(doc)) = (svg, code.svg) {
-                std::fs::write(&path, doc)
-                    .with_context(|| format!("writing {}", path.display()))?;
+        AppStep::Code {
+            out,
+            png,
+            svg,
+            watch: true,
+            count,
+            refresh,
+        } => {
+            let files = Files { out, png, svg };
+            self::watch(&mut app, &files, count, refresh).await?;
+        }
+        AppStep::Code { out, png, svg, .. } => {
+            let files = Files { out, png, svg };
+            let code = app.code(files.svg.is_some()).await?;
+            let facts = files.write(&code.qr_text, code.svg.as_deref())?;
+            if json {
+                print_json(code_json(&code.qr_text, &facts, &files, None));
+            } else {
+                draw(&code.qr_text, &facts, &files)?;
             }
         }
         AppStep::Certificate => {
             let offline = app.certificate().await?;
-            println!(
-                "certificate for a fresh offline key (clock offset to server {} s)",
-                offline.clock_offset
-            );
+            let claims = certificate_claims(offline)?;
+            let clock_offset = offline.clock_offset;
             save(&args.state, &app.state)?;
+            if json {
+                print_json(certificate_json(&claims, clock_offset));
+            } else {
+                println!(
+                    "certificate {} for a fresh offline key, scopes {}",
+                    hex::encode(claims.serial),
+                    claims.scopes
+                );
+                println!("not before   {}", clock::show(claims.iat));
+                println!("not after    {}", clock::show(claims.exp));
+                println!("clock offset to server {clock_offset} s");
+            }
         }
         AppStep::OfflineCode { lifetime, out, png } => {
             let code = app.offline_code(lifetime)?;
             save(&args.state, &app.state)?;
-            show(&code, out.as_deref(), png.as_deref())?;
+            let files = Files {
+                out,
+                png,
+                svg: None,
+            };
+            let facts = files.write(&code, None)?;
+            if json {
+                print_json(code_json(&code, &facts, &files, None));
+            } else {
+                draw(&code, &facts, &files)?;
+            }
         }
         AppStep::Keys { out } => {
             let (set, response) = app.key_set().await?;
             std::fs::write(&out, &response.jwks_json)
                 .with_context(|| format!("writing {}", out.display()))?;
-            println!(
-                "wrote {} ({} keys, signature verified)",
-                out.display(),
-                set.keys().len()
-            );
+            if json {
+                print_json(serde_json::json!({
+                    "out": out.display().to_string(),
+                    "signature_verified": true,
+                    "signed_by": hex::encode(&response.signing_kid),
+                    "keys": set.keys().iter().map(|k| super::keys::key_json(k, None)).collect::<Vec<_>>(),
+                }));
+            } else {
+                println!(
+                    "wrote {} ({} keys, signature verified)",
+                    out.display(),
+                    set.keys().len()
+                );
+                for k in set.keys() {
+                    println!("  {}", super::keys::key_line(k, None));
+                }
+            }
         }
         AppStep::Status => {
             let s = &app.state;
-            println!("subject      {}", s.subject_id.as_deref().unwrap_or("-"));
-            println!("device       {}", s.device_id.as_deref().unwrap_or("-"));
-            match &s.offline {
-                Some(o) => println!("offline      certificate held, counter {}", o.counter),
-                None => println!("offline      no certificate"),
+            let certificate = s.offline.as_ref().map(certificate_claims).transpose()?;
+            if json {
+                print_json(serde_json::json!({
+                    "subject_id": s.subject_id,
+                    "device_id": s.device_id,
+                    "offline": s.offline.as_ref().zip(certificate.as_ref()).map(|(o, c)| {
+                        let mut value = certificate_json(c, o.clock_offset);
+                        value["counter"] = o.counter.into();
+                        value
+                    }),
+                }));
+            } else {
+                println!("subject      {}", s.subject_id.as_deref().unwrap_or("-"));
+                println!("device       {}", s.device_id.as_deref().unwrap_or("-"));
+                match (&s.offline, &certificate) {
+                    (Some(o), Some(c)) => println!(
+                        "offline      certificate {}, not after {}, counter {}",
+                        hex::encode(c.serial),
+                        clock::show(c.exp),
+                        o.counter
+                    ),
+                    _ => println!("offline      no certificate"),
+                }
             }
         }
     }
     Ok(())
 }
 
-/// Prints a code as a terminal QR with its facts; writes its text and a PNG if asked.
-fn show(code: &str, out: Option<&Path>, png: Option<&Path>) -> anyhow::Result<()> {
-    let qr = Qr::encode(code)?;
-    println!("{}", qr.to_terminal());
-    let facts = inspect(code)?;
-    println!(
-        "{} characters, QR version {}, valid until {} (Unix time)",
-        facts.text_len, facts.qr_version, facts.exp
-    );
-    if let Some(path) = out {
-        std::fs::write(path, code).with_context(|| format!("writing {}", path.display()))?;
+/// Prints one JSON object on one line.
+fn print_json(value: serde_json::Value) {
+    println!("{value}");
+}
+
+/// Where `code` and `offline-code` also write a code.
+struct Files {
+    out: Option<PathBuf>,
+    png: Option<PathBuf>,
+    svg: Option<PathBuf>,
+}
+
+impl Files {
+    /// Writes the code's text, PNG and SVG where asked; returns what the code says.
+    fn write(&self, code: &str, svg: Option<&str>) -> anyhow::Result<Inspection> {
+        let facts = inspect(code)?;
+        if let Some(path) = &self.out {
+            std::fs::write(path, code).with_context(|| format!("writing {}", path.display()))?;
+        }
+        if let Some(path) = &self.png {
+            std::fs::write(path, Qr::encode(code)?.to_png(8)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        if let (Some(path), Some(doc)) = (&self.svg, svg) {
+            std::fs::write(path, doc).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(facts)
     }
-    if let Some(path) = png {
-        std::fs::write(path, qr.to_png(8)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+
+    fn written(&self) -> impl Iterator<Item = &PathBuf> {
+        [&self.out, &self.png, &self.svg].into_iter().flatten()
+    }
+}
+
+/// Draws a code as a terminal QR with its size, QR version and times.
+fn draw(code: &str, facts: &Inspection, files: &Files) -> anyhow::Result<()> {
+    println!("{}", Qr::encode(code)?.to_terminal());
+    let kind = match facts.kind {
+        CodeKind::Online => "online code (CP1)",
+        CodeKind::Offline => "offline code (CP2)",
+    };
+    println!(
+        "{kind}, {} characters, QR version {}, scopes {}",
+        facts.text_len, facts.qr_version, facts.scopes
+    );
+    println!("issued   {}", clock::show(facts.iat));
+    println!("expires  {}", clock::show(facts.exp));
+    for path in files.written() {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// A code as JSON: its text, kind, size, QR version, scopes, times, the files written
+/// and, under `--watch`, its number.
+fn code_json(
+    code: &str,
+    facts: &Inspection,
+    files: &Files,
+    number: Option<u64>,
+) -> serde_json::Value {
+    let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    let mut value = clock::with_times(
+        serde_json::json!({
+            "code": code,
+            "kind": match facts.kind {
+                CodeKind::Online => "online",
+                CodeKind::Offline => "offline",
+            },
+            "text_len": facts.text_len,
+            "qr_version": facts.qr_version,
+            "scopes": scope_names(facts.scopes),
+            "counter": facts.counter,
+            "out": path(&files.out),
+            "png": path(&files.png),
+            "svg": path(&files.svg),
+        }),
+        &[
+            ("issued_at", Some(facts.iat)),
+            ("expires_at", Some(facts.exp)),
+        ],
+    );
+    if let Some(n) = number {
+        value["number"] = n.into();
+    }
+    value
+}
+
+/// The claims of the saved certificate (serial, validity, scopes); the signature is not
+/// checked (the app trusts the issuer it got it from, as `OfflineSigner` does).
+fn certificate_claims(offline: &OfflineState) -> anyhow::Result<CertificateClaims> {
+    let key = hex::decode(&offline.key_pkcs8).context("saved app state: offline key")?;
+    let certificate = hex::decode(&offline.certificate).context("saved app state: certificate")?;
+    let key = DeviceKey::from_pkcs8(&key, &SystemRandom::new())?;
+    Ok(OfflineSigner::new(key, certificate)?.certificate().clone())
+}
+
+fn certificate_json(claims: &CertificateClaims, clock_offset: i64) -> serde_json::Value {
+    clock::with_times(
+        serde_json::json!({
+            "serial": hex::encode(claims.serial),
+            "scopes": scope_names(claims.scopes),
+            "clock_offset_seconds": clock_offset,
+        }),
+        &[
+            ("not_before", Some(claims.iat)),
+            ("not_after", Some(claims.exp)),
+        ],
+    )
+}
+
+/// The pause after a failed fetch before the one retry.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The shortest pause between two codes (a code of a second or less would otherwise
+/// make the loop spin).
+const MIN_REFRESH: Duration = Duration::from_millis(500);
+/// Clears the terminal and moves the cursor home (ANSI).
+const CLEAR: &str = "\x1b[2J\x1b[H";
+
+/// `code --watch`: fetch, clear, draw, wait until the code is near its end, again;
+/// until `count` codes were shown or Ctrl-C (or SIGTERM).
+async fn watch(
+    app: &mut App,
+    files: &Files,
+    count: Option<u64>,
+    refresh: Option<u64>,
+) -> anyhow::Result<()> {
+    let stop = citypass_runtime::shutdown::signal();
+    tokio::pin!(stop);
+    let mut shown = 0u64;
+    loop {
+        let code = tokio::select! {
+            () = &mut stop => return Ok(()),
+            code = fetch(app, files.svg.is_some()) => code?,
+        };
+        // Timed from arrival on this machine's monotonic clock, not from the code's
+        // `iat`, so that a phone clock that is off does not matter.
+        let arrived = tokio::time::Instant::now();
+        let facts = files.write(&code.qr_text, code.svg.as_deref())?;
+        shown += 1;
+        print!("{CLEAR}");
+        draw(&code.qr_text, &facts, files)?;
+        let last = count.is_some_and(|n| shown >= n);
+        let wait = next_refresh(facts.iat, facts.exp, refresh);
+        if last {
+            println!("code {shown} of {shown}");
+        } else {
+            let next = clock::now()?.saturating_add(wait.as_secs());
+            println!(
+                "code {shown}; the next at {} (Ctrl-C stops)",
+                clock::show(next)
+            );
+        }
+        std::io::stdout()
+            .flush()
+            .context("writing to the terminal")?;
+        if last {
+            return Ok(());
+        }
+        tokio::select! {
+            () = &mut stop => return Ok(()),
+            () = tokio::time::sleep_until(arrived + wait) => {}
+        }
+    }
+}
+
+/// A new online code, with one retry after [`RETRY_AFTER`] (a restarting issuer, a
+/// dropped connection); a second failure is the caller's error.
+async fn fetch(app: &mut App, want_svg: bool) -> anyhow::Result<IssueTokenResponse> {
+    match app.code(want_svg).await {
+        Ok(code) => Ok(code),
+        Err(first) => {
+            eprintln!(
+                "getting a code failed ({first}); retrying in {} s",
+                RETRY_AFTER.as_secs()
+            );
+            tokio::time::sleep(RETRY_AFTER).await;
+            app.code(want_svg).await.context("getting a new code")
+        }
+    }
+}
+
+/// How long after a code arrives to fetch the next: at 80% of its life and at least
+/// 1 s before it expires, or after `refresh` seconds if that is sooner; never less than
+/// [`MIN_REFRESH`].
+fn next_refresh(iat: u64, exp: u64, refresh: Option<u64>) -> Duration {
+    let life_ms = exp.saturating_sub(iat).saturating_mul(1000);
+    let due = (life_ms / 5 * 4).min(life_ms.saturating_sub(1000));
+    let ms = refresh.map_or(due, |s| s.saturating_mul(1000).min(due));
+    Duration::from_millis(ms).max(MIN_REFRESH)
 }
 
 /// A kind of identity document (the API's `DocumentType`).
@@ -242,4 +529,20 @@ fn save(path: &Path, state: &AppState) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     super::keys::write_atomic(path, state.to_json().as_bytes(), true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_code_is_fetched_at_80_percent_and_a_second_before_expiry() {
+        assert_eq!(next_refresh(100, 160, None), Duration::from_secs(48));
+        assert_eq!(next_refresh(100, 103, None), Duration::from_secs(2));
+        assert_eq!(next_refresh(100, 160, Some(1)), Duration::from_secs(1));
+        assert_eq!(next_refresh(100, 160, Some(100)), Duration::from_secs(48));
+        assert_eq!(next_refresh(100, 101, None), MIN_REFRESH);
+        assert_eq!(next_refresh(100, 100, None), MIN_REFRESH);
+        assert_eq!(next_refresh(100, 50, None), MIN_REFRESH);
+    }
 }

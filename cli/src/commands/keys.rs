@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use citypass_token::{Keyring, Kid, SystemRandom};
+use citypass_token::{KeyStatus, Keyring, Kid, PublishedKey, SystemRandom};
 use clap::Subcommand;
 
 use super::clock;
@@ -64,6 +64,9 @@ pub enum KeysCommand {
         /// Folder of keyring.json and keyset.jwks.json.
         #[arg(long, default_value = "keys/dev")]
         dir: PathBuf,
+        /// Print one JSON object (iss, dev, signing_kid, keys) instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -102,9 +105,13 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Rotate { dir, retire_after } => {
             let mut ring = load(&dir)?;
             let old = ring.signing_kid();
-            let new = ring.rotate(clock::now()?, retire_after, &rng)?;
+            let now = clock::now()?;
+            let new = ring.rotate(now, retire_after, &rng)?;
             save(&dir, &ring)?;
-            println!("signing with {new}; {old} retired for {retire_after} s");
+            println!(
+                "signing with {new}; {old} retired, valid until {}",
+                clock::show(now.saturating_add(retire_after))
+            );
         }
         KeysCommand::Revoke { dir, kid } => {
             let mut ring = load(&dir)?;
@@ -112,8 +119,22 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             save(&dir, &ring)?;
             println!("revoked {kid}");
         }
-        KeysCommand::Show { dir } => {
+        KeysCommand::Show { dir, json } => {
             let ring = load(&dir)?;
+            let set = ring.public_keyset()?;
+            let signing = ring.signing_kid();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "iss": ring.iss,
+                        "dev": ring.dev,
+                        "signing_kid": signing.to_hex(),
+                        "keys": set.keys().iter().map(|k| key_json(k, Some(signing))).collect::<Vec<_>>(),
+                    })
+                );
+                return Ok(());
+            }
             println!(
                 "iss {}  {}",
                 ring.iss,
@@ -123,13 +144,8 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                     "production keys"
                 }
             );
-            for k in ring.public_keyset()?.keys() {
-                let signing = if k.kid() == ring.signing_kid() {
-                    "  (signing)"
-                } else {
-                    ""
-                };
-                println!("{}  {:?}  {:?}{signing}", k.kid(), k.key.alg(), k.status);
+            for k in set.keys() {
+                println!("{}", key_line(k, Some(signing)));
             }
         }
     }
@@ -178,4 +194,40 @@ pub fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> anyhow::Result<(
     file.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
     Ok(())
+}
+
+/// One key of a set as a line: kid, algorithm, status (with its time), signing mark.
+pub fn key_line(key: &PublishedKey, signing: Option<Kid>) -> String {
+    let alg = super::token::alg_name(Some(key.key.alg().cose_id())).unwrap_or("-");
+    let status = match key.status {
+        KeyStatus::Active => "active".to_owned(),
+        KeyStatus::Retired { valid_until } => {
+            format!("retired, valid until {}", clock::show(valid_until))
+        }
+        KeyStatus::Revoked => "revoked".to_owned(),
+    };
+    let mark = if Some(key.kid()) == signing {
+        "  (signing)"
+    } else {
+        ""
+    };
+    format!("{}  {alg:<5}  {status}{mark}", key.kid())
+}
+
+/// One key of a set as JSON: kid, alg, status, valid_until (retired keys), signing.
+pub fn key_json(key: &PublishedKey, signing: Option<Kid>) -> serde_json::Value {
+    let (status, valid_until) = match key.status {
+        KeyStatus::Active => ("active", None),
+        KeyStatus::Retired { valid_until } => ("retired", Some(valid_until)),
+        KeyStatus::Revoked => ("revoked", None),
+    };
+    clock::with_times(
+        serde_json::json!({
+            "kid": key.kid().to_hex(),
+            "alg": super::token::alg_name(Some(key.key.alg().cose_id())),
+            "status": status,
+            "signing": signing.map(|s| s == key.kid()),
+        }),
+        &[("valid_until", valid_until)],
+    )
 }

@@ -14,6 +14,8 @@ use citypass_pki::{Authority, CA_LIFE, OPERATOR_LIFE, OPERATOR_MAX_LIFE, Subject
 use citypass_runtime::Role;
 use clap::{Subcommand, ValueEnum};
 
+use super::clock;
+
 /// Where `citypass dev` keeps its PKI, and so the default here.
 pub const DEV_PKI_DIR: &str = "keys/dev/pki";
 
@@ -120,9 +122,10 @@ pub fn run(command: PkiCommand) -> anyhow::Result<()> {
             let out = out.unwrap_or_else(|| dir.join(format!("{prefix}-{name}")));
             ca.issue(&subject)?.write_dir(&out)?;
             println!(
-                "wrote ca.crt, tls.crt, tls.key for {} into {}",
+                "wrote ca.crt, tls.crt, tls.key for {} into {} (valid until {})",
                 subject.principal,
-                out.display()
+                out.display(),
+                clock::show_system(subject.not_after)
             );
         }
         PkiCommand::Operator {
@@ -141,17 +144,19 @@ pub fn run(command: PkiCommand) -> anyhow::Result<()> {
             }
             let roles: Vec<Role> = roles.into_iter().map(Role::from).collect();
             let ca = load_ca(&dir)?;
-            let issued = ca.issue(&Subject::operator(&name, &roles, life))?;
+            let subject = Subject::operator(&name, &roles, life);
+            let issued = ca.issue(&subject)?;
             let out = out.unwrap_or_else(|| dir.join(format!("operator-{name}.pem")));
             write_file(&out, &issued.bundle(), true)?;
             println!(
-                "wrote {} (operator {name}, roles {}, valid {hours} h)",
+                "wrote {} (operator {name}, roles {}, valid {hours} h, until {})",
                 out.display(),
                 roles
                     .iter()
                     .map(|r| r.as_str())
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                clock::show_system(subject.not_after)
             );
         }
     }
