@@ -19,6 +19,7 @@ use citypass_e2e::{
     TestStack, dev_ring, device_key, expect_code, ids, now, resident_id, signed_issue_token,
     status_of, within, wrong_check_digit,
 };
+use citypass_proto::v1::bind_device_request::Authority;
 use citypass_proto::v1::{
     BindDeviceRequest, CreateBindingChallengeRequest, DocumentType, EnrolRequest,
     GetSubjectRequest, IssueDeviceCertificateRequest, IssueTokenRequest, ListDevicesRequest,
@@ -464,12 +465,12 @@ async fn suspended_subject_is_permission_denied_until_reactivated() {
 async fn malformed_public_key_on_bind_is_invalid_argument_and_changes_nothing() {
     let t = TestStack::with_ring(&dev_ring()).await;
     let mut identity = t.identity().await;
-    let subject = within("enrol", identity.enrol(enrol_request(&resident_id())))
+    let enrolled = within("enrol", identity.enrol(enrol_request(&resident_id())))
         .await
         .expect("enrol")
-        .into_inner()
-        .subject
-        .unwrap();
+        .into_inner();
+    let subject = enrolled.subject.unwrap();
+    let authority = Some(Authority::EnrolmentSecret(enrolled.enrolment_secret));
     let challenge = within(
         "challenge",
         identity.create_binding_challenge(CreateBindingChallengeRequest {
@@ -507,6 +508,7 @@ async fn malformed_public_key_on_bind_is_invalid_argument_and_changes_nothing() 
                     challenge: challenge.clone(),
                     signature: good.sign(&rng(), &message).unwrap(),
                     label: "phone".to_owned(),
+                    authority: authority.clone(),
                 }),
             )
             .await,
@@ -533,6 +535,7 @@ async fn malformed_public_key_on_bind_is_invalid_argument_and_changes_nothing() 
             challenge,
             signature: good.sign(&rng(), &message).unwrap(),
             label: "phone".to_owned(),
+            authority,
         }),
     )
     .await

@@ -1,15 +1,17 @@
 //! The app's calls to the identity and issuer services.
 
 use citypass_device_proof::{SignError, sign_request};
+use citypass_proto::v1::bind_device_request::Authority;
 use citypass_proto::v1::identity_service_client::IdentityServiceClient;
 use citypass_proto::v1::issuer_service_client::IssuerServiceClient;
 use citypass_proto::v1::{
-    BindDeviceRequest, CreateBindingChallengeRequest, DocumentType, EnrolRequest, GetKeySetRequest,
-    GetKeySetResponse, IssueDeviceCertificateRequest, IssueTokenRequest, IssueTokenResponse,
-    Subject,
+    BindDeviceRequest, BindingAuthorization, CreateBindingChallengeRequest, DocumentType,
+    EnrolRequest, GetKeySetRequest, GetKeySetResponse, IssueDeviceCertificateRequest,
+    IssueTokenRequest, IssueTokenResponse, Subject,
 };
 use citypass_token::{
-    DeviceKey, KeySet, OfflineSigner, SystemRandom, TokenError, binding_message, verify_key_set,
+    DeviceKey, KeySet, OfflineSigner, SystemRandom, TokenError, binding_authorization_message,
+    binding_message, verify_key_set,
 };
 use std::sync::Arc;
 
@@ -102,7 +104,7 @@ impl App {
         document_number: &str,
         name: &str,
     ) -> Result<Subject, AppError> {
-        let subject = self
+        let enrolled = self
             .identity
             .enrol(EnrolRequest {
                 document_type: document_type.into(),
@@ -111,11 +113,13 @@ impl App {
             })
             .await
             .map_err(rpc("identity"))?
-            .into_inner()
+            .into_inner();
+        let subject = enrolled
             .subject
             .ok_or(AppError::State("enrolment returned no subject"))?;
         self.state = AppState {
             subject_id: Some(subject.subject_id.clone()),
+            enrolment_secret: Some(hex::encode(enrolled.enrolment_secret)),
             ..AppState::default()
         };
         Ok(subject)
@@ -143,7 +147,9 @@ impl App {
         Ok((id, DeviceKey::from_pkcs8(&pkcs8, &self.rng)?))
     }
 
-    /// Makes a device key and binds it: the server's challenge is signed with it.
+    /// Makes a device key and binds it: the server's challenge is signed with it, and
+    /// the binding is authorised by the device already bound (a new phone added from
+    /// the old one) or else by the enrolment secret from Enrol (the first device).
     pub async fn bind(&mut self, label: &str) -> Result<String, AppError> {
         let subject_id = self.subject_id()?;
         let key = DeviceKey::generate(&self.rng)?;
@@ -160,6 +166,24 @@ impl App {
             &self.rng,
             &binding_message(&subject_id, &challenge, key.public_key()),
         )?;
+        let authority = match self.device() {
+            Ok((device_id, bound)) => Authority::BoundDevice(BindingAuthorization {
+                device_id,
+                signature: bound.sign(
+                    &self.rng,
+                    &binding_authorization_message(&subject_id, &challenge, key.public_key()),
+                )?,
+            }),
+            Err(_) => Authority::EnrolmentSecret(
+                self.state
+                    .enrolment_secret
+                    .as_deref()
+                    .and_then(|h| hex::decode(h).ok())
+                    .ok_or(AppError::NotReady(
+                        "no enrolment secret and no bound device: enrol again, or ask a service hall for a new secret",
+                    ))?,
+            ),
+        };
         let device = self
             .identity
             .bind_device(BindDeviceRequest {
@@ -168,12 +192,14 @@ impl App {
                 challenge,
                 signature,
                 label: label.to_owned(),
+                authority: Some(authority),
             })
             .await
             .map_err(rpc("identity"))?
             .into_inner()
             .device
             .ok_or(AppError::State("binding returned no device"))?;
+        self.state.enrolment_secret = None;
         self.state.device_id = Some(device.device_id.clone());
         self.state.device_key_pkcs8 = Some(hex::encode(key.pkcs8()));
         self.state.offline = None;

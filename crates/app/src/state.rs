@@ -13,6 +13,10 @@ pub struct AppState {
     /// The enrolled subject's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject_id: Option<String>,
+    /// The enrolment secret from Enrol (hex), until a binding uses it: the authority
+    /// to bind the first device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrolment_secret: Option<String>,
     /// The bound device's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
@@ -42,6 +46,10 @@ impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
             .field("subject_id", &self.subject_id)
+            .field(
+                "enrolment_secret",
+                &self.enrolment_secret.as_ref().map(|_| "<hidden>"),
+            )
             .field("device_id", &self.device_id)
             .field(
                 "device_key_pkcs8",
@@ -84,6 +92,7 @@ mod tests {
     fn smaller_findings_app_state_debug_hides_private_keys() {
         let state = AppState {
             subject_id: Some("00112233445566778899aabbccddeeff".to_owned()),
+            enrolment_secret: Some("5ec12e75ec12e7".to_owned()),
             device_id: Some("ffeeddccbbaa99887766554433221100".to_owned()),
             device_key_pkcs8: Some("308187020100deadbeefdevicekey".to_owned()),
             offline: Some(OfflineState {
@@ -96,6 +105,7 @@ mod tests {
         let shown = format!("{state:?}");
         assert!(!shown.contains("deadbeefdevicekey"), "{shown}");
         assert!(!shown.contains("cafebabeofflinekey"), "{shown}");
+        assert!(!shown.contains("5ec12e75ec12e7"), "{shown}");
         assert!(
             shown.contains("ffeeddccbbaa99887766554433221100"),
             "ids stay visible"

@@ -11,6 +11,7 @@ use crate::keys::{DeviceKey, IssuerKey, PublicKey};
 use ring::rand::SecureRandom;
 
 const BIND: &[u8] = b"citypass/v1/bind-device";
+const AUTHORIZE_BIND: &[u8] = b"citypass/v1/authorize-binding";
 const REQUEST: &[u8] = b"citypass/v1/device-request";
 const KEY_SET: &[u8] = b"citypass/v1/key-set";
 const SNAPSHOT: &[u8] = b"citypass/v1/revocation-snapshot";
@@ -33,6 +34,20 @@ pub fn binding_message(subject_id: &str, challenge: &[u8], device_key: &PublicKe
     message(
         BIND,
         &[subject_id.as_bytes(), challenge, device_key.as_bytes()],
+    )
+}
+
+/// What an already bound device signs to let another device bind to its subject: the
+/// subject, the challenge the new device answers, and the new device's public key (so
+/// the authorisation cannot be moved to another binding).
+pub fn binding_authorization_message(
+    subject_id: &str,
+    challenge: &[u8],
+    new_device_key: &PublicKey,
+) -> Vec<u8> {
+    message(
+        AUTHORIZE_BIND,
+        &[subject_id.as_bytes(), challenge, new_device_key.as_bytes()],
     )
 }
 

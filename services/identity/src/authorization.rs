@@ -41,6 +41,10 @@ pub const AUTHORIZATION: Policy = Policy {
             allow: ADMIN,
         },
         Rule {
+            method: "IssueEnrolmentSecret",
+            allow: ADMIN,
+        },
+        Rule {
             method: "UnbindDevice",
             allow: ADMIN,
         },

@@ -14,6 +14,7 @@
 //! | `pseudonym_key` / `pseudonym_key_file` | `CITYPASS_PSEUDONYM_KEY` / `…_FILE` | the dev key |
 //! | `max_devices_per_subject` | `CITYPASS_MAX_DEVICES_PER_SUBJECT` | 3 |
 //! | `challenge_ttl` | `CITYPASS_CHALLENGE_TTL` | `5m` |
+//! | `enrolment_secret_ttl` | `CITYPASS_ENROLMENT_SECRET_TTL` | `30m` |
 //! | `real_name_sandbox` | (file) | every check MATCHED; see [`SandboxConfig`] |
 //!
 //! Keys are 64+ hex characters (32+ bytes), given inline or as a file (a Kubernetes
@@ -79,6 +80,13 @@ pub struct IdentityConfig {
         deserialize_with = "duration::deserialize_positive"
     )]
     pub challenge_ttl: Duration,
+    /// How long the enrolment secret (the authority to bind a first device) stays
+    /// usable after Enrol or IssueEnrolmentSecret.
+    #[serde(
+        default = "default_enrolment_secret_ttl",
+        deserialize_with = "duration::deserialize_positive"
+    )]
+    pub enrolment_secret_ttl: Duration,
     /// Outcomes of the sandbox real-name check.
     #[serde(default)]
     pub real_name_sandbox: SandboxConfig,
@@ -94,6 +102,10 @@ fn default_max_devices() -> u32 {
 
 fn default_challenge_ttl() -> Duration {
     Duration::from_secs(300)
+}
+
+fn default_enrolment_secret_ttl() -> Duration {
+    Duration::from_secs(30 * 60)
 }
 
 /// A key with its provenance.
@@ -168,6 +180,7 @@ impl IdentityConfig {
             pseudonym_key_file: None,
             max_devices_per_subject: default_max_devices(),
             challenge_ttl: default_challenge_ttl(),
+            enrolment_secret_ttl: default_enrolment_secret_ttl(),
             real_name_sandbox: SandboxConfig::default(),
         }
     }

@@ -69,6 +69,14 @@ pub enum Error {
         /// The configured limit.
         limit: u32,
     },
+    /// The binding has no valid authority: a wrong, used or expired enrolment secret,
+    /// or an authorising device that is not an ACTIVE device of the subject or whose
+    /// signature does not verify. One answer for all, so a caller learns nothing
+    /// about which.
+    #[error(
+        "binding not authorised: give the enrolment secret from Enrol, or a signature by a device already bound to the subject"
+    )]
+    BindingNotAuthorized,
     /// The proof of possession does not verify.
     #[error(
         "signature: does not verify as the ES256 signature by public_key over the binding message"
@@ -132,12 +140,25 @@ impl ServiceError for Error {
             | Error::ChallengeExpired
             | Error::DeviceLimit { .. } => ErrorKind::FailedPrecondition,
             Error::BadSignature => ErrorKind::Unauthenticated,
+            Error::BindingNotAuthorized => ErrorKind::PermissionDenied,
             Error::Database(err) => citypass_postgres::error_kind(err),
             Error::Config(_)
             | Error::Migrate(_)
             | Error::Corrupt(_)
             | Error::Randomness
             | Error::Poisoned => ErrorKind::Internal,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Error::BindingNotAuthorized => "BINDING_NOT_AUTHORIZED",
+            Error::BadSignature => "BAD_SIGNATURE",
+            Error::ChallengeUnknown => "CHALLENGE_UNKNOWN",
+            Error::ChallengeExpired => "CHALLENGE_EXPIRED",
+            Error::DeviceLimit { .. } => "DEVICE_LIMIT",
+            Error::KeyAlreadyBound => "KEY_ALREADY_BOUND",
+            other => other.kind().reason(),
         }
     }
 }

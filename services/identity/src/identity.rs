@@ -13,11 +13,12 @@
 use std::time::Duration;
 
 use citypass_proto::v1::{FareClass, SubjectStatus};
-use citypass_token::{PublicKey, binding_message};
+use citypass_token::{PublicKey, binding_authorization_message, binding_message};
 
 use crate::challenge;
 use crate::config::IdentityConfig;
 use crate::document::{Date, Document, DocumentHasher};
+use crate::enrolment::{self, Authority, EnrolmentSecret};
 use crate::error::Error;
 use crate::ids::{DeviceId, SubjectId};
 use crate::model::{
@@ -29,7 +30,7 @@ use crate::pseudonym::Pseudonyms;
 use crate::realname::RealNameCheck;
 use crate::store::Store;
 
-/// A binding request whose fields are well-formed (the signature is checked here).
+/// A binding request whose fields are well-formed (the signatures are checked here).
 #[derive(Debug, Clone)]
 pub struct BindRequest {
     pub subject_id: SubjectId,
@@ -38,6 +39,30 @@ pub struct BindRequest {
     /// Raw r || s, 64 bytes.
     pub signature: Vec<u8>,
     pub label: String,
+    /// The subject's authority for this binding.
+    pub authority: BindingAuthority,
+}
+
+/// The subject's authority for a binding, as the app gives it (see
+/// [`crate::enrolment`]).
+#[derive(Debug, Clone)]
+pub enum BindingAuthority {
+    /// The secret Enrol or IssueEnrolmentSecret returned.
+    EnrolmentSecret(EnrolmentSecret),
+    /// A device already bound to the subject, and its signature over the binding
+    /// authorisation message (raw r || s).
+    BoundDevice {
+        device_id: DeviceId,
+        signature: Vec<u8>,
+    },
+}
+
+/// An enrolled subject and the secret that binds its first device (given only here).
+#[derive(Debug, Clone)]
+pub struct Enrolled {
+    pub subject: Subject,
+    pub secret: EnrolmentSecret,
+    pub secret_expires_at: Timestamp,
 }
 
 /// The identity service: a store, a real-name check, keys and limits.
@@ -48,6 +73,7 @@ pub struct Identity<S, R> {
     pseudonyms: Pseudonyms,
     max_devices: u32,
     challenge_ttl: Duration,
+    enrolment_secret_ttl: Duration,
 }
 
 impl<S, R> std::fmt::Debug for Identity<S, R> {
@@ -71,6 +97,7 @@ impl<S: Store, R: RealNameCheck> Identity<S, R> {
             pseudonyms: Pseudonyms::new(config.pseudonym_key()?.bytes()),
             max_devices: config.max_devices_per_subject,
             challenge_ttl: config.challenge_ttl,
+            enrolment_secret_ttl: config.enrolment_secret_ttl,
         })
     }
 
@@ -91,12 +118,14 @@ impl<S: Store, R: RealNameCheck> Identity<S, R> {
     }
 
     /// Enrols a citizen (see the module documentation for retries).
-    pub async fn enrol(&self, document: Document, name: Name) -> Result<Subject, Error> {
+    pub async fn enrol(&self, document: Document, name: Name) -> Result<Enrolled, Error> {
         let hash = self.documents.hash(&document);
         if self.store.find_enrolled_subject(&hash).await?.is_some() {
             return Err(Error::AlreadyEnrolled);
         }
         let outcome = self.real_name.check(&document, &name).await;
+        let now = Timestamp::now();
+        let (secret, grant) = enrolment::grant(now, self.enrolment_secret_ttl)?;
         let new = NewSubject {
             id: SubjectId::generate()?,
             document_hash: hash,
@@ -109,15 +138,33 @@ impl<S: Store, R: RealNameCheck> Identity<S, R> {
                 medical_insurance_linked: false,
                 assurance_level: outcome.assurance(document.assurance()),
             },
+            enrolment: grant,
         };
-        let subject = self.store.insert_subject(new, Timestamp::now()).await?;
+        let subject = self.store.insert_subject(new, now).await?;
+        // No ids at INFO: subject ids are personal data (security finding 1).
         tracing::info!(
-            subject_id = %subject.id,
             status = ?subject.status,
             real_name_check = ?outcome,
             "subject enrolled"
         );
-        Ok(subject)
+        Ok(Enrolled {
+            subject,
+            secret,
+            secret_expires_at: grant.expires_at,
+        })
+    }
+
+    /// A fresh enrolment secret for the subject, replacing any earlier one (an
+    /// operator's way back for a citizen who lost every device).
+    pub async fn issue_enrolment_secret(
+        &self,
+        subject_id: SubjectId,
+    ) -> Result<(EnrolmentSecret, Timestamp), Error> {
+        let now = Timestamp::now();
+        let (secret, grant) = enrolment::grant(now, self.enrolment_secret_ttl)?;
+        self.store.grant_enrolment(subject_id, grant, now).await?;
+        tracing::info!("enrolment secret issued");
+        Ok((secret, grant.expires_at))
     }
 
     /// One subject.
@@ -135,7 +182,7 @@ impl<S: Store, R: RealNameCheck> Identity<S, R> {
             .store
             .update_attributes(id, update, Timestamp::now())
             .await?;
-        tracing::info!(subject_id = %id, "attributes updated");
+        tracing::info!("attributes updated");
         Ok(subject)
     }
 
@@ -150,7 +197,7 @@ impl<S: Store, R: RealNameCheck> Identity<S, R> {
             .store
             .set_subject_status(id, status, reason, Timestamp::now())
             .await?;
-        tracing::info!(subject_id = %id, status = ?subject.status, "subject status set");
+        tracing::info!(status = ?subject.status, "subject status set");
         Ok(subject)
     }
 
@@ -162,18 +209,41 @@ impl<S: Store, R: RealNameCheck> Identity<S, R> {
         Ok(challenge)
     }
 
-    /// Binds a device after checking its proof of possession. A bad signature is
-    /// refused before the store is touched, so it changes nothing.
+    /// Binds a device after checking its proof of possession and the subject's
+    /// authority (see [`crate::enrolment`]). A bad signature is refused before the
+    /// store is touched, so it changes nothing.
     pub async fn bind_device(&self, request: BindRequest) -> Result<Device, Error> {
-        let message = binding_message(
-            &request.subject_id.to_string(),
-            &request.challenge,
-            &request.public_key,
-        );
+        let subject_text = request.subject_id.to_string();
+        let message = binding_message(&subject_text, &request.challenge, &request.public_key);
         request
             .public_key
             .verify(&message, &request.signature)
             .map_err(|_| Error::BadSignature)?;
+        let authority = match request.authority {
+            BindingAuthority::EnrolmentSecret(secret) => Authority::EnrolmentSecret(secret.hash()),
+            BindingAuthority::BoundDevice {
+                device_id,
+                signature,
+            } => {
+                // The store checks again, in the binding's transaction, that the device
+                // is an ACTIVE device of this subject; here its key signs the binding.
+                let authoriser = match self.store.get_device(device_id).await {
+                    Ok(view) => view.device,
+                    Err(Error::DeviceNotFound) => return Err(Error::BindingNotAuthorized),
+                    Err(err) => return Err(err),
+                };
+                let key = PublicKey::p256(&authoriser.public_key)
+                    .map_err(|_| Error::Corrupt("stored device key"))?;
+                let message = binding_authorization_message(
+                    &subject_text,
+                    &request.challenge,
+                    &request.public_key,
+                );
+                key.verify(&message, &signature)
+                    .map_err(|_| Error::BindingNotAuthorized)?;
+                Authority::BoundDevice(device_id)
+            }
+        };
         let device = self
             .store
             .bind_device(
@@ -183,12 +253,13 @@ impl<S: Store, R: RealNameCheck> Identity<S, R> {
                     public_key: request.public_key.as_bytes().to_vec(),
                     label: request.label,
                     challenge: request.challenge,
+                    authority,
                 },
                 self.max_devices,
                 Timestamp::now(),
             )
             .await?;
-        tracing::info!(subject_id = %device.subject_id, device_id = %device.id, "device bound");
+        tracing::info!("device bound");
         Ok(device)
     }
 
@@ -203,7 +274,7 @@ impl<S: Store, R: RealNameCheck> Identity<S, R> {
             .store
             .unbind_device(subject_id, device_id, reason, Timestamp::now())
             .await?;
-        tracing::info!(subject_id = %subject_id, device_id = %device_id, "device unbound");
+        tracing::info!("device unbound");
         Ok(device)
     }
 
@@ -230,11 +301,7 @@ impl<S: Store, R: RealNameCheck> Identity<S, R> {
             .store
             .record_certificate(certificate, Timestamp::now())
             .await?;
-        tracing::info!(
-            device_id = %recorded.device_id,
-            serial = %hex::encode(recorded.serial),
-            "certificate recorded"
-        );
+        tracing::info!("certificate recorded");
         Ok(recorded)
     }
 

@@ -37,6 +37,7 @@ pub mod build;
 pub mod challenge;
 pub mod config;
 pub mod document;
+pub mod enrolment;
 pub mod error;
 pub mod identity;
 pub mod ids;

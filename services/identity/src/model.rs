@@ -118,6 +118,8 @@ pub struct NewSubject {
     pub status: SubjectStatus,
     pub real_name_check: RealNameCheckOutcome,
     pub attributes: Attributes,
+    /// The enrolment secret granted with it (its hash and expiry).
+    pub enrolment: EnrolmentGrant,
 }
 
 impl NewSubject {
@@ -159,6 +161,8 @@ pub struct NewDevice {
     pub label: String,
     /// The challenge the device signed; consumed by the binding.
     pub challenge: [u8; 32],
+    /// The subject's authority for the binding (an enrolment secret is consumed).
+    pub authority: Authority,
 }
 
 /// A device with what the issuer needs about its subject.
@@ -205,6 +209,35 @@ pub struct NewCertificate {
 pub enum CertificateOwner {
     Device(DeviceId),
     Subject(SubjectId),
+}
+
+/// The SHA-256 of an enrolment secret: all the store ever sees of it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SecretHash(pub [u8; 32]);
+
+impl std::fmt::Debug for SecretHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretHash(…)")
+    }
+}
+
+/// A subject's current enrolment secret, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnrolmentGrant {
+    /// The hash of the secret.
+    pub secret_hash: SecretHash,
+    /// After this (exclusive) the secret is refused.
+    pub expires_at: Timestamp,
+}
+
+/// The subject's authority for one binding, as the store checks it (the bound
+/// device's signature has been verified before the store is asked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authority {
+    /// An enrolment secret, to be consumed.
+    EnrolmentSecret(SecretHash),
+    /// A device that must be an ACTIVE device of the same subject.
+    BoundDevice(DeviceId),
 }
 
 #[cfg(test)]

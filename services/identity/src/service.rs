@@ -13,8 +13,9 @@ use tonic::{Request, Response, Status};
 
 use crate::challenge;
 use crate::document::Document;
+use crate::enrolment::EnrolmentSecret;
 use crate::error::Error;
-use crate::identity::{BindRequest, Identity};
+use crate::identity::{BindRequest, BindingAuthority, Identity};
 use crate::ids::{DeviceId, SubjectId};
 use crate::model::{
     Attributes, AttributesUpdate, Certificate, CertificateOwner, Device, NewCertificate, Subject,
@@ -156,6 +157,34 @@ fn parse_serial(bytes: &[u8]) -> Result<[u8; 16], Error> {
         .map_err(|_| Error::invalid("certificate.serial", "must be 16 bytes"))
 }
 
+/// The binding's authority: exactly one of the enrolment secret or a bound device.
+fn binding_authority(
+    authority: Option<v1::bind_device_request::Authority>,
+) -> Result<BindingAuthority, Error> {
+    use v1::bind_device_request::Authority as A;
+    match authority {
+        Some(A::EnrolmentSecret(secret)) => Ok(BindingAuthority::EnrolmentSecret(
+            EnrolmentSecret::parse(&secret)?,
+        )),
+        Some(A::BoundDevice(bound)) => Ok(BindingAuthority::BoundDevice {
+            device_id: DeviceId::parse(&bound.device_id).map_err(|err| match err {
+                citypass_token::IdError::Missing { .. } => {
+                    Error::invalid("bound_device.device_id", "is required")
+                }
+                _ => Error::invalid(
+                    "bound_device.device_id",
+                    "must be 32 lower-case hexadecimal characters",
+                ),
+            })?,
+            signature: parse_signature(&bound.signature)?,
+        }),
+        None => Err(Error::invalid(
+            "authority",
+            "required: the enrolment secret from Enrol, or a signature by a bound device",
+        )),
+    }
+}
+
 /// Runs a handler body and turns its error into the caller's status.
 fn answer<T>(result: Result<T, Error>) -> Result<Response<T>, Status> {
     result.map(Response::new).map_err(IntoStatus::into_status)
@@ -175,9 +204,11 @@ impl<S: Store, R: RealNameCheck> IdentityService for IdentityApi<S, R> {
                 let document =
                     Document::parse(kind, &req.document_number, Identity::<S, R>::today())?;
                 let name = Name::parse(&req.name)?;
-                let subject = self.identity.enrol(document, name).await?;
+                let enrolled = self.identity.enrol(document, name).await?;
                 Ok(v1::EnrolResponse {
-                    subject: Some(self.subject(subject)),
+                    subject: Some(self.subject(enrolled.subject)),
+                    enrolment_secret: enrolled.secret.as_bytes().to_vec(),
+                    enrolment_secret_expires_at: Some(enrolled.secret_expires_at.to_proto()),
                 })
             }
             .await,
@@ -276,10 +307,29 @@ impl<S: Store, R: RealNameCheck> IdentityService for IdentityApi<S, R> {
                     challenge: challenge::parse(&req.challenge)?,
                     signature: parse_signature(&req.signature)?,
                     label: free_text(&req.label, "label", MAX_LABEL_CHARS)?,
+                    authority: binding_authority(req.authority)?,
                 };
                 let bound = self.identity.bind_device(request).await?;
                 Ok(v1::BindDeviceResponse {
                     device: Some(device(bound)),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn issue_enrolment_secret(
+        &self,
+        request: Request<v1::IssueEnrolmentSecretRequest>,
+    ) -> Result<Response<v1::IssueEnrolmentSecretResponse>, Status> {
+        let req = request.into_inner();
+        answer(
+            async {
+                let id = SubjectId::parse(&req.subject_id)?;
+                let (secret, expires_at) = self.identity.issue_enrolment_secret(id).await?;
+                Ok(v1::IssueEnrolmentSecretResponse {
+                    enrolment_secret: secret.as_bytes().to_vec(),
+                    expires_at: Some(expires_at.to_proto()),
                 })
             }
             .await,

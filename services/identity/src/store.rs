@@ -21,6 +21,7 @@ use std::future::Future;
 use citypass_proto::v1::SubjectStatus;
 
 use crate::document::DocumentHash;
+use crate::enrolment::EnrolmentGrant;
 use crate::error::Error;
 use crate::ids::{DeviceId, SubjectId};
 use crate::model::{
@@ -91,11 +92,23 @@ pub trait Store: Clone + Send + Sync + 'static {
         now: Timestamp,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
-    /// Binds a device, consuming its challenge, all or nothing (on any error nothing
-    /// changes, and the challenge stays usable until it expires). In this order:
+    /// Replaces the subject's enrolment secret with `grant` (IssueEnrolmentSecret).
+    /// [`Error::SubjectNotFound`].
+    fn grant_enrolment(
+        &self,
+        subject_id: SubjectId,
+        grant: EnrolmentGrant,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Binds a device, consuming its challenge (and an enrolment secret given as its
+    /// authority), all or nothing (on any error nothing changes, and the challenge and
+    /// secret stay usable until they expire). In this order:
     /// [`Error::SubjectNotFound`]; [`Error::SubjectNotActive`]; [`Error::ChallengeUnknown`]
     /// (never issued, used, or issued for another subject); [`Error::ChallengeExpired`]
-    /// (`expires_at <= now`); [`Error::DeviceLimit`] (the subject has `max_devices`
+    /// (`expires_at <= now`); [`Error::BindingNotAuthorized`] (the secret is
+    /// not the subject's current one or has expired; the authorising device is not an
+    /// ACTIVE device of the subject); [`Error::DeviceLimit`] (the subject has `max_devices`
     /// ACTIVE devices); [`Error::KeyAlreadyBound`] (the key was ever bound, to anyone).
     fn bind_device(
         &self,

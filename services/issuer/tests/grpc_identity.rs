@@ -66,6 +66,12 @@ impl IdentityService for StandIn {
     ) -> Result<Response<BindDeviceResponse>, Status> {
         Err(Status::unimplemented(""))
     }
+    async fn issue_enrolment_secret(
+        &self,
+        _: Request<IssueEnrolmentSecretRequest>,
+    ) -> Result<Response<IssueEnrolmentSecretResponse>, Status> {
+        Err(Status::unimplemented(""))
+    }
     async fn unbind_device(
         &self,
         _: Request<UnbindDeviceRequest>,

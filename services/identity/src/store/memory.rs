@@ -15,6 +15,7 @@ use super::{
     not_active, status_name,
 };
 use crate::document::DocumentHash;
+use crate::enrolment::{Authority, EnrolmentGrant};
 use crate::error::Error;
 use crate::ids::{DeviceId, SubjectId};
 use crate::model::{
@@ -38,6 +39,8 @@ struct State {
     keys: HashSet<Vec<u8>>,
     challenges: HashMap<[u8; 32], ChallengeRecord>,
     certificates: HashMap<[u8; 16], Certificate>,
+    /// Each subject's current enrolment secret (hash and expiry).
+    enrolments: HashMap<SubjectId, EnrolmentGrant>,
 }
 
 #[derive(Debug)]
@@ -122,10 +125,12 @@ impl Store for MemoryStore {
                 }
             }
         }
+        let enrolment = new.enrolment;
         let subject = new.into_subject(now);
         if enrolled {
             state.enrolled.insert(hash, subject.id);
         }
+        state.enrolments.insert(subject.id, enrolment);
         state.subjects.insert(
             subject.id,
             SubjectRecord {
@@ -183,6 +188,18 @@ impl Store for MemoryStore {
             reason.clone_into(&mut record.status_reason);
         }
         Ok(record.subject.clone())
+    }
+
+    async fn grant_enrolment(
+        &self,
+        subject_id: SubjectId,
+        grant: EnrolmentGrant,
+        _now: Timestamp,
+    ) -> Result<(), Error> {
+        let mut state = self.lock()?;
+        state.subject(subject_id)?;
+        state.enrolments.insert(subject_id, grant);
+        Ok(())
     }
 
     async fn create_challenge(&self, challenge: Challenge, now: Timestamp) -> Result<(), Error> {
@@ -247,6 +264,18 @@ impl Store for MemoryStore {
             }
             _ => return Err(Error::ChallengeUnknown),
         }
+        let authorised = match new.authority {
+            Authority::EnrolmentSecret(hash) => state
+                .enrolments
+                .get(&new.subject_id)
+                .is_some_and(|g| g.secret_hash == hash && g.expires_at > now),
+            Authority::BoundDevice(id) => state.devices.get(&id).is_some_and(|d| {
+                d.device.subject_id == new.subject_id && d.device.status == DeviceStatus::Active
+            }),
+        };
+        if !authorised {
+            return Err(Error::BindingNotAuthorized);
+        }
         if u32::try_from(active).unwrap_or(u32::MAX) >= max_devices {
             return Err(Error::DeviceLimit { limit: max_devices });
         }
@@ -258,6 +287,9 @@ impl Store for MemoryStore {
         }
         // Every check passed: now change everything at once.
         state.challenges.remove(&new.challenge);
+        if let Authority::EnrolmentSecret(_) = new.authority {
+            state.enrolments.remove(&new.subject_id);
+        }
         state.keys.insert(new.public_key.clone());
         let device = Device {
             id: new.id,

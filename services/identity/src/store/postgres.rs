@@ -28,6 +28,7 @@ use super::{
     not_active, status_name,
 };
 use crate::document::DocumentHash;
+use crate::enrolment::{Authority, EnrolmentGrant};
 use crate::error::Error;
 use crate::ids::{DeviceId, SubjectId};
 use crate::model::{
@@ -224,8 +225,22 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await?;
         }
+        upsert_enrolment(&mut tx, new.id, &new.enrolment).await?;
         tx.commit().await?;
         Ok(new.into_subject(now))
+    }
+
+    async fn grant_enrolment(
+        &self,
+        subject_id: SubjectId,
+        grant: EnrolmentGrant,
+        _now: Timestamp,
+    ) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await?;
+        select_subject(&mut tx, subject_id, "FOR UPDATE").await?;
+        upsert_enrolment(&mut tx, subject_id, &grant).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn get_subject(&self, id: SubjectId) -> Result<Subject, Error> {
@@ -362,6 +377,33 @@ impl Store for PostgresStore {
             None => return Err(Error::ChallengeUnknown),
             Some(t) if Timestamp::from_micros(t) <= now => return Err(Error::ChallengeExpired),
             Some(_) => {}
+        }
+        let authorised = match new.authority {
+            Authority::EnrolmentSecret(hash) => {
+                sqlx::query(
+                    "DELETE FROM enrolment_secrets \
+                 WHERE subject_id = $1 AND secret_hash = $2 AND expires_at > identity_ts($3)",
+                )
+                .bind(subject)
+                .bind(hash.0.as_slice())
+                .bind(now.as_micros())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1
+            }
+            Authority::BoundDevice(id) => sqlx::query_scalar::<_, i32>(
+                "SELECT 1 FROM devices WHERE device_id = $1 AND subject_id = $2 AND status = 1 \
+                 FOR SHARE",
+            )
+            .bind(id.as_bytes().as_slice())
+            .bind(subject)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some(),
+        };
+        if !authorised {
+            return Err(Error::BindingNotAuthorized);
         }
         let active: i64 =
             sqlx::query_scalar("SELECT count(*) FROM devices WHERE subject_id = $1 AND status = 1")
@@ -566,4 +608,24 @@ impl Store for PostgresStore {
             .map(certificate_from)
             .collect()
     }
+}
+
+/// Makes `grant` the subject's one enrolment secret.
+async fn upsert_enrolment(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    subject_id: SubjectId,
+    grant: &EnrolmentGrant,
+) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO enrolment_secrets (subject_id, secret_hash, expires_at) \
+         VALUES ($1, $2, identity_ts($3)) \
+         ON CONFLICT (subject_id) DO UPDATE \
+         SET secret_hash = EXCLUDED.secret_hash, expires_at = EXCLUDED.expires_at",
+    )
+    .bind(subject_id.as_bytes().as_slice())
+    .bind(grant.secret_hash.0.as_slice())
+    .bind(grant.expires_at.as_micros())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

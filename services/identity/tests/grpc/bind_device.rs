@@ -228,3 +228,117 @@ async fn a_suspended_subject_cannot_bind() {
         .await
         .unwrap();
 }
+
+/// Security finding 1: BindDevice used to need only a proof of possession of the key
+/// being bound, so whoever learnt a subject id bound their own key and got that
+/// citizen's codes. Now the subject's authority is needed too: the enrolment secret
+/// that only the enrolling app received, or a signature by a device already bound.
+#[tokio::test]
+async fn finding_1_a_subject_id_alone_binds_nothing() {
+    use citypass_proto::v1::BindingAuthorization;
+    use citypass_proto::v1::bind_device_request::Authority;
+    use citypass_token::binding_authorization_message;
+
+    let h = start_default().await;
+    // The citizen's app enrols (and keeps the secret Enrol returned).
+    let mut app = h.client.clone();
+    let subject = enrol(&mut app, &resident_id(40), "Jane Roe").await;
+    let id = subject.subject_id.clone();
+    let secret = crate::support::secret_of(&id);
+
+    // The attacker knows the id, asks for a challenge and signs it with their own key.
+    let mut attacker = h.client.clone();
+    let challenge = attacker
+        .create_binding_challenge(CreateBindingChallengeRequest {
+            subject_id: id.clone(),
+        })
+        .await
+        .expect("challenges are open to anyone")
+        .into_inner()
+        .challenge;
+    let thief_key = DeviceKey::generate(&rng()).unwrap();
+    let before = digest(&h.pool).await;
+
+    let mut no_authority = bind_request(&id, &challenge, &thief_key);
+    no_authority.authority = None;
+    assert_code(
+        attacker.bind_device(no_authority).await,
+        Code::InvalidArgument,
+        "authority",
+    );
+    let mut guessed = bind_request(&id, &challenge, &thief_key);
+    guessed.authority = Some(Authority::EnrolmentSecret(vec![0x42; 32]));
+    let refused = attacker.bind_device(guessed).await.expect_err("refused");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert_eq!(
+        citypass_runtime::reason_of(&refused).as_deref(),
+        Some("BINDING_NOT_AUTHORIZED")
+    );
+    assert_eq!(
+        digest(&h.pool).await,
+        before,
+        "a refused binding changes nothing"
+    );
+
+    // The citizen binds with the secret; it is then used up.
+    let phone = DeviceKey::generate(&rng()).unwrap();
+    let mut genuine = bind_request(&id, &challenge, &phone);
+    genuine.authority = Some(Authority::EnrolmentSecret(secret.clone()));
+    let bound = app
+        .bind_device(genuine)
+        .await
+        .expect("the enrolment secret binds the first device")
+        .into_inner()
+        .device
+        .expect("device");
+    let second = attacker
+        .create_binding_challenge(CreateBindingChallengeRequest {
+            subject_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .challenge;
+    let mut replayed = bind_request(&id, &second, &thief_key);
+    replayed.authority = Some(Authority::EnrolmentSecret(secret));
+    let refused = attacker
+        .bind_device(replayed)
+        .await
+        .expect_err("used secret");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+
+    // Naming the citizen's device without its key authorises nothing.
+    let forged = thief_key
+        .sign(
+            &rng(),
+            &binding_authorization_message(&id, &second, thief_key.public_key()),
+        )
+        .unwrap();
+    let mut impersonating = bind_request(&id, &second, &thief_key);
+    impersonating.authority = Some(Authority::BoundDevice(BindingAuthorization {
+        device_id: bound.device_id.clone(),
+        signature: forged,
+    }));
+    let refused = attacker
+        .bind_device(impersonating)
+        .await
+        .expect_err("not the device's signature");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+
+    // The citizen's phone authorises a second phone of theirs.
+    let tablet = DeviceKey::generate(&rng()).unwrap();
+    let authorised = phone
+        .sign(
+            &rng(),
+            &binding_authorization_message(&id, &second, tablet.public_key()),
+        )
+        .unwrap();
+    let mut added = bind_request(&id, &second, &tablet);
+    added.authority = Some(Authority::BoundDevice(BindingAuthorization {
+        device_id: bound.device_id,
+        signature: authorised,
+    }));
+    app.bind_device(added)
+        .await
+        .expect("a bound device authorises another");
+}

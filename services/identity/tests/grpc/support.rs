@@ -5,9 +5,11 @@
 use citypass_identity::document::gb11643_check_char;
 use citypass_identity::{IdentityConfig, PostgresStore};
 use citypass_proto::prost_types::Timestamp;
+use citypass_proto::v1::bind_device_request::Authority;
 use citypass_proto::v1::identity_service_client::IdentityServiceClient;
 use citypass_proto::v1::{
-    BindDeviceRequest, CreateBindingChallengeRequest, DocumentType, EnrolRequest, Subject,
+    BindDeviceRequest, CreateBindingChallengeRequest, DocumentType, EnrolRequest,
+    IssueEnrolmentSecretRequest, Subject,
 };
 use citypass_runtime::{Role, Server, ServerConfig};
 use citypass_testkit::tls::{As, TestPki};
@@ -78,6 +80,7 @@ pub(crate) async fn digest(pool: &PgPool) -> String {
         "devices",
         "binding_challenges",
         "device_certificates",
+        "enrolment_secrets",
     ] {
         let sql = format!(
             "SELECT count(*)::text || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') \
@@ -107,21 +110,62 @@ pub(crate) fn enrol_request(number: &str, name: &str) -> EnrolRequest {
     }
 }
 
+/// The enrolment secret each subject's app holds (subject id → secret), as the app
+/// keeps the one Enrol returned; `bind_request` sends it.
+static SECRETS: std::sync::Mutex<Vec<(String, Vec<u8>)>> = std::sync::Mutex::new(Vec::new());
+
+pub(crate) fn remember_secret(subject_id: &str, secret: Vec<u8>) {
+    let mut secrets = SECRETS.lock().unwrap();
+    secrets.retain(|(id, _)| id != subject_id);
+    secrets.push((subject_id.to_owned(), secret));
+}
+
+/// The secret remembered for `subject_id`, or 32 random bytes (a subject the tests
+/// never enrolled: the store refuses it for its own reasons first).
+pub(crate) fn secret_of(subject_id: &str) -> Vec<u8> {
+    let secrets = SECRETS.lock().unwrap();
+    secrets
+        .iter()
+        .find(|(id, _)| id == subject_id)
+        .map(|(_, secret)| secret.clone())
+        .unwrap_or_else(|| {
+            let mut random = vec![0u8; 32];
+            rng().fill(&mut random).unwrap();
+            random
+        })
+}
+
 pub(crate) async fn enrol(client: &mut Client, number: &str, name: &str) -> Subject {
-    client
+    let response = client
         .enrol(enrol_request(number, name))
         .await
         .expect("enrol")
-        .into_inner()
-        .subject
-        .expect("subject")
+        .into_inner();
+    let subject = response.subject.expect("subject");
+    assert_eq!(
+        response.enrolment_secret.len(),
+        32,
+        "Enrol returns a secret"
+    );
+    remember_secret(&subject.subject_id, response.enrolment_secret);
+    subject
 }
 
 pub(crate) fn rng() -> SystemRandom {
     SystemRandom::new()
 }
 
+/// A binding challenge; an operator also issues the subject a fresh enrolment secret
+/// (a binding consumes the secret, and tests bind several devices per subject).
 pub(crate) async fn new_challenge(client: &mut Client, subject_id: &str) -> Vec<u8> {
+    if let Ok(issued) = client
+        .issue_enrolment_secret(IssueEnrolmentSecretRequest {
+            subject_id: subject_id.to_owned(),
+        })
+        .await
+    {
+        remember_secret(subject_id, issued.into_inner().enrolment_secret);
+    }
     client
         .create_binding_challenge(CreateBindingChallengeRequest {
             subject_id: subject_id.to_owned(),
@@ -145,6 +189,7 @@ pub(crate) fn bind_request(
         challenge: challenge.to_vec(),
         signature: key.sign(&rng(), &message).unwrap(),
         label: "my phone".to_owned(),
+        authority: Some(Authority::EnrolmentSecret(secret_of(subject_id))),
     }
 }
 

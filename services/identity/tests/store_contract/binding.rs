@@ -1,12 +1,13 @@
 //! Binding devices: the device limit holds (also under concurrency), a key binds once
 //! ever, and a subject that is not active cannot bind.
 
+use citypass_identity::enrolment::Authority;
 use citypass_identity::error::Error;
 use citypass_identity::ids::SubjectId;
 use citypass_identity::store::{MAX_OUTSTANDING_CHALLENGES, Store};
 use citypass_proto::v1::SubjectStatus;
 
-use crate::support::{active_subject, at, challenge, new_device, public_key, race};
+use crate::support::{active_subject, at, bound_device, challenge, new_device, public_key, race};
 
 pub(crate) async fn the_device_limit_holds_and_a_refused_bind_keeps_its_challenge<S: Store>(
     store: S,
@@ -46,16 +47,18 @@ pub(crate) async fn the_device_limit_holds_and_a_refused_bind_keeps_its_challeng
 
 pub(crate) async fn concurrent_binds_respect_the_device_limit<S: Store>(store: S) {
     let id = active_subject(&store, 1).await;
+    // The first device (by the enrolment secret) authorises the racing ones.
+    let first = bound_device(&store, id, 0).await;
     let mut challenges = Vec::new();
     for i in 0..MAX_OUTSTANDING_CHALLENGES {
-        challenges.push(challenge(&store, id, i64::try_from(i).unwrap()).await);
+        challenges.push(challenge(&store, id, i64::try_from(i + 1).unwrap()).await);
     }
     let results = race(&store, challenges.len(), |store, i| {
         let c = challenges[i];
         async move {
-            store
-                .bind_device(new_device(id, c, public_key()), 2, at(10))
-                .await
+            let mut device = new_device(id, c, public_key());
+            device.authority = Authority::BoundDevice(first);
+            store.bind_device(device, 3, at(10)).await
         }
     })
     .await;
@@ -68,7 +71,7 @@ pub(crate) async fn concurrent_binds_respect_the_device_limit<S: Store>(store: S
         }
     }
     assert_eq!(won, 2);
-    assert_eq!(store.list_devices(id, false).await.unwrap().len(), 2);
+    assert_eq!(store.list_devices(id, false).await.unwrap().len(), 3);
 }
 
 pub(crate) async fn a_key_binds_once_ever<S: Store>(store: S) {

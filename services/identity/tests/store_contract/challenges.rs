@@ -8,6 +8,7 @@ use citypass_proto::v1::{DeviceStatus, SubjectStatus};
 
 use crate::support::{
     active_subject, at, challenge, challenge_for, new_device, new_subject, public_key, race,
+    test_grant,
 };
 
 pub(crate) async fn challenges_need_an_active_subject<S: Store>(store: S) {
@@ -141,6 +142,8 @@ pub(crate) async fn only_the_newest_challenges_stay_outstanding<S: Store>(store:
         Err(Error::ChallengeUnknown)
     ));
     for c in &challenges[1..] {
+        // Each binding consumes the enrolment secret: grant it again.
+        store.grant_enrolment(id, test_grant(), now).await.unwrap();
         store
             .bind_device(new_device(id, *c, public_key()), 10, now)
             .await

@@ -1,7 +1,7 @@
 //! The store contract: one suite, run against the in-memory store and PostgreSQL.
 //!
 //! Each property is one generic `async fn` over `S: Store`, in a module per concern
-//! (subjects, challenges, binding, devices, certificates); the `contract!` macro below
+//! (subjects, challenges, binding, devices, enrolment, certificates); the `contract!` macro below
 //! runs every one of them against both backends (a fresh PostgreSQL database per test,
 //! from `citypass_testkit`; without `CITYPASS_TEST_DATABASE_URL` the PostgreSQL half
 //! fails rather than skips). If the backends ever disagree, one of these fails. A
@@ -11,6 +11,7 @@ mod binding;
 mod certificates;
 mod challenges;
 mod devices;
+mod enrolment;
 mod subjects;
 mod support;
 
@@ -67,6 +68,9 @@ contract!(
     binding::a_key_binds_once_ever,
     binding::a_subject_that_is_not_active_cannot_bind,
     devices::devices_are_listed_unbound_and_viewed,
+    enrolment::finding_1_an_enrolment_secret_binds_once_and_only_its_subject,
+    enrolment::finding_1_an_expired_enrolment_secret_binds_nothing,
+    enrolment::finding_1_only_an_active_device_of_the_subject_authorises_another,
     certificates::certificates_are_recorded_once_per_serial,
     certificates::certificates_are_listed_by_device_and_subject,
 );

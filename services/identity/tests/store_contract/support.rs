@@ -2,6 +2,7 @@
 //! devices and certificates to store, and `race` for truly concurrent attempts.
 
 use citypass_identity::document::DocumentHash;
+use citypass_identity::enrolment::{Authority, EnrolmentGrant, SecretHash};
 use citypass_identity::error::Error;
 use citypass_identity::ids::{DeviceId, SubjectId};
 use citypass_identity::model::{
@@ -18,6 +19,17 @@ const T0: i64 = 1_800_000_000_000_000;
 
 pub(crate) fn at(seconds: i64) -> Timestamp {
     Timestamp::from_micros(T0 + seconds * 1_000_000)
+}
+
+/// The hash of the enrolment secret every fixture subject is granted.
+pub(crate) const SECRET: SecretHash = SecretHash([0x5e; 32]);
+
+/// [`SECRET`], valid until `at(10_000)`.
+pub(crate) fn test_grant() -> EnrolmentGrant {
+    EnrolmentGrant {
+        secret_hash: SECRET,
+        expires_at: at(10_000),
+    }
 }
 
 pub(crate) fn hash(n: u8) -> DocumentHash {
@@ -41,6 +53,7 @@ pub(crate) fn new_subject(document: u8, status: SubjectStatus) -> NewSubject {
             medical_insurance_linked: false,
             assurance_level: AssuranceLevel::RealNameVerified,
         },
+        enrolment: test_grant(),
     }
 }
 
@@ -71,8 +84,13 @@ pub(crate) fn challenge_for(subject_id: SubjectId, expires_at: Timestamp) -> Cha
     }
 }
 
-/// A challenge stored at `at(now)` and valid for a minute.
+/// A challenge stored at `at(now)` and valid for a minute; the subject is granted
+/// [`SECRET`] again (a binding consumes it), so that the next binding is authorised.
 pub(crate) async fn challenge<S: Store>(store: &S, subject_id: SubjectId, now: i64) -> [u8; 32] {
+    store
+        .grant_enrolment(subject_id, test_grant(), at(now))
+        .await
+        .unwrap();
     let challenge = challenge_for(subject_id, at(now + 60));
     store
         .create_challenge(challenge.clone(), at(now))
@@ -88,6 +106,7 @@ pub(crate) fn new_device(subject_id: SubjectId, challenge: [u8; 32], key: Vec<u8
         public_key: key,
         label: "phone".to_owned(),
         challenge,
+        authority: Authority::EnrolmentSecret(SECRET),
     }
 }
 
