@@ -304,7 +304,10 @@ fn finding_7_a_rolled_back_snapshot_is_refused() {
     assert_eq!(g.load_snapshot(&old, NOW + 10), Ok(1));
     assert_eq!(g.load_snapshot(&new, NOW + 10), Ok(2));
     let offline = signer.make_code(NOW + 20, 60, 1, &rng).unwrap();
-    assert_eq!(deny(g.check(&offline, NOW + 20)), DenyReason::CertificateRevoked);
+    assert_eq!(
+        deny(g.check(&offline, NOW + 20)),
+        DenyReason::CertificateRevoked
+    );
 
     assert_eq!(
         g.load_snapshot(&old, NOW + 20),
@@ -324,7 +327,13 @@ fn finding_7_a_rolled_back_snapshot_is_refused() {
     );
     assert_eq!(g.revocation_epoch(), Some(2));
     let offline = signer.make_code(NOW + 30, 60, 2, &rng).unwrap();
-    assert_eq!(deny(g.check(&offline, NOW + 30)), DenyReason::CertificateRevoked);
+    assert_eq!(
+        deny(g.check(&offline, NOW + 30)),
+        DenyReason::CertificateRevoked
+    );
     // A newer snapshot of the same epoch is taken (a refresh with nothing new).
-    assert_eq!(g.load_snapshot(&snapshot_of(&after, NOW + 40), NOW + 40), Ok(2));
+    assert_eq!(
+        g.load_snapshot(&snapshot_of(&after, NOW + 40), NOW + 40),
+        Ok(2)
+    );
 }

@@ -57,8 +57,8 @@ pub use qr::Qr;
 pub use scope::{Scene, Scopes};
 pub use seal::SubjectKey;
 pub use signed_message::{
-    RequestProof, binding_authorization_message, binding_message, sha256, sign_key_set, sign_snapshot, verify_key_set,
-    verify_snapshot,
+    RequestProof, binding_authorization_message, binding_message, sha256, sign_key_set,
+    sign_snapshot, verify_key_set, verify_snapshot,
 };
 pub use text::{CodeKind, MAX_TEXT_LEN, kind_of};
 pub use validation::Validation;
