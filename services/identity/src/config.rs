@@ -15,6 +15,9 @@
 //! | `max_devices_per_subject` | `CITYPASS_MAX_DEVICES_PER_SUBJECT` | 3 |
 //! | `challenge_ttl` | `CITYPASS_CHALLENGE_TTL` | `5m` |
 //! | `enrolment_secret_ttl` | `CITYPASS_ENROLMENT_SECRET_TTL` | `30m` |
+//! | `certificate_max_lifetime` | `CITYPASS_CERTIFICATE_MAX_LIFETIME` | `24h` (what gates accept) |
+//! | `max_live_certificates_per_device` | `CITYPASS_MAX_LIVE_CERTIFICATES_PER_DEVICE` | 8 |
+//! | `clock_skew` | `CITYPASS_CLOCK_SKEW` | `60s` |
 //! | `real_name_sandbox` | (file) | every check MATCHED; see [`SandboxConfig`] |
 //!
 //! Keys are 64+ hex characters (32+ bytes), given inline or as a file (a Kubernetes
@@ -87,6 +90,22 @@ pub struct IdentityConfig {
         deserialize_with = "duration::deserialize_positive"
     )]
     pub enrolment_secret_ttl: Duration,
+    /// The longest validity RecordCertificate accepts (`not_after` at most this far
+    /// after now, plus `clock_skew`); the issuer's own maximum must not exceed it.
+    #[serde(
+        default = "default_certificate_max_lifetime",
+        deserialize_with = "duration::deserialize_positive"
+    )]
+    pub certificate_max_lifetime: Duration,
+    /// Live (unexpired) certificates a device may hold at once.
+    #[serde(default = "default_max_live_certificates")]
+    pub max_live_certificates_per_device: u32,
+    /// How far the issuer's clock may be ahead of this service's.
+    #[serde(
+        default = "default_clock_skew",
+        deserialize_with = "duration::deserialize_positive"
+    )]
+    pub clock_skew: Duration,
     /// Outcomes of the sandbox real-name check.
     #[serde(default)]
     pub real_name_sandbox: SandboxConfig,
@@ -106,6 +125,18 @@ fn default_challenge_ttl() -> Duration {
 
 fn default_enrolment_secret_ttl() -> Duration {
     Duration::from_secs(30 * 60)
+}
+
+fn default_certificate_max_lifetime() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+fn default_max_live_certificates() -> u32 {
+    8
+}
+
+fn default_clock_skew() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// A key with its provenance.
@@ -181,6 +212,9 @@ impl IdentityConfig {
             max_devices_per_subject: default_max_devices(),
             challenge_ttl: default_challenge_ttl(),
             enrolment_secret_ttl: default_enrolment_secret_ttl(),
+            certificate_max_lifetime: default_certificate_max_lifetime(),
+            max_live_certificates_per_device: default_max_live_certificates(),
+            clock_skew: default_clock_skew(),
             real_name_sandbox: SandboxConfig::default(),
         }
     }
@@ -191,6 +225,16 @@ impl IdentityConfig {
         if self.max_devices_per_subject == 0 {
             return Err(Error::Config(
                 "max_devices_per_subject: must be at least 1".into(),
+            ));
+        }
+        if self.max_live_certificates_per_device == 0 {
+            return Err(Error::Config(
+                "max_live_certificates_per_device: must be at least 1".into(),
+            ));
+        }
+        if self.certificate_max_lifetime > Duration::from_secs(24 * 3600) {
+            return Err(Error::Config(
+                "certificate_max_lifetime: at most 24h (what gates accept)".into(),
             ));
         }
         if self

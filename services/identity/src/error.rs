@@ -77,6 +77,12 @@ pub enum Error {
         "binding not authorised: give the enrolment secret from Enrol, or a signature by a device already bound to the subject"
     )]
     BindingNotAuthorized,
+    /// The device already has as many live certificates as the configured limit.
+    #[error("the device has {limit} live certificates, the limit: wait for one to expire")]
+    CertificateLimit {
+        /// The configured limit.
+        limit: u32,
+    },
     /// The proof of possession does not verify.
     #[error(
         "signature: does not verify as the ES256 signature by public_key over the binding message"
@@ -141,6 +147,7 @@ impl ServiceError for Error {
             | Error::DeviceLimit { .. } => ErrorKind::FailedPrecondition,
             Error::BadSignature => ErrorKind::Unauthenticated,
             Error::BindingNotAuthorized => ErrorKind::PermissionDenied,
+            Error::CertificateLimit { .. } => ErrorKind::ResourceExhausted,
             Error::Database(err) => citypass_postgres::error_kind(err),
             Error::Config(_)
             | Error::Migrate(_)
@@ -158,6 +165,7 @@ impl ServiceError for Error {
             Error::ChallengeExpired => "CHALLENGE_EXPIRED",
             Error::DeviceLimit { .. } => "DEVICE_LIMIT",
             Error::KeyAlreadyBound => "KEY_ALREADY_BOUND",
+            Error::CertificateLimit { .. } => "CERTIFICATE_LIMIT",
             other => other.kind().reason(),
         }
     }

@@ -22,8 +22,9 @@ use crate::enrolment::{self, Authority, EnrolmentSecret};
 use crate::error::Error;
 use crate::ids::{DeviceId, SubjectId};
 use crate::model::{
-    Attributes, AttributesUpdate, Certificate, CertificateOwner, Challenge, Device, DeviceView,
-    NewCertificate, NewDevice, NewSubject, Subject, Timestamp,
+    Attributes, AttributesUpdate, Certificate, CertificateCursor, CertificateOwner,
+    CertificatePage, Challenge, Device, DeviceView, NewCertificate, NewDevice, NewSubject, Subject,
+    Timestamp,
 };
 use crate::name::Name;
 use crate::pseudonym::Pseudonyms;
@@ -74,6 +75,15 @@ pub struct Identity<S, R> {
     max_devices: u32,
     challenge_ttl: Duration,
     enrolment_secret_ttl: Duration,
+    certificates: CertificateLimits,
+}
+
+/// What a recorded certificate may be.
+#[derive(Debug, Clone, Copy)]
+struct CertificateLimits {
+    max_lifetime: Duration,
+    max_live_per_device: u32,
+    clock_skew: Duration,
 }
 
 impl<S, R> std::fmt::Debug for Identity<S, R> {
@@ -98,6 +108,11 @@ impl<S: Store, R: RealNameCheck> Identity<S, R> {
             max_devices: config.max_devices_per_subject,
             challenge_ttl: config.challenge_ttl,
             enrolment_secret_ttl: config.enrolment_secret_ttl,
+            certificates: CertificateLimits {
+                max_lifetime: config.certificate_max_lifetime,
+                max_live_per_device: config.max_live_certificates_per_device,
+                clock_skew: config.clock_skew,
+            },
         })
     }
 
@@ -292,27 +307,59 @@ impl<S: Store, R: RealNameCheck> Identity<S, R> {
         self.store.get_device(id).await
     }
 
-    /// Records a device certificate.
+    /// Records a device certificate. Its validity must be one a gate could accept:
+    /// starting no later than now (plus the clock skew) and ending within the longest
+    /// certificate life (plus the skew); and the device may hold only so many live
+    /// certificates. Both bound what revoking the device must cascade to (security
+    /// finding 3: a flood of far-future certificates made that list too large to read).
     pub async fn record_certificate(
         &self,
         certificate: NewCertificate,
     ) -> Result<Certificate, Error> {
+        let now = Timestamp::now();
+        let latest_start = now.saturating_add(self.certificates.clock_skew);
+        if certificate.not_before > latest_start {
+            return Err(Error::invalid(
+                "certificate.not_before",
+                "is in the future beyond the clock skew",
+            ));
+        }
+        let latest_end = latest_start.saturating_add(self.certificates.max_lifetime);
+        if certificate.not_after > latest_end {
+            return Err(Error::invalid(
+                "certificate.not_after",
+                "is later than the longest certificate life allows",
+            ));
+        }
         let recorded = self
             .store
-            .record_certificate(certificate, Timestamp::now())
+            .record_certificate(certificate, self.certificates.max_live_per_device, now)
             .await?;
         tracing::info!("certificate recorded");
         Ok(recorded)
     }
 
-    /// Certificates of a device or subject; only unexpired ones unless
-    /// `include_expired`.
+    /// One page of the certificates of a device or subject (only unexpired ones
+    /// unless `include_expired`), and the cursor of the next page if there is one.
     pub async fn list_certificates(
         &self,
         owner: CertificateOwner,
         include_expired: bool,
-    ) -> Result<Vec<Certificate>, Error> {
+        page: CertificatePage,
+    ) -> Result<(Vec<Certificate>, Option<CertificateCursor>), Error> {
         let valid_at = (!include_expired).then(Timestamp::now);
-        self.store.list_certificates(owner, valid_at).await
+        // One more than asked tells whether another page follows.
+        let probe = CertificatePage {
+            limit: page.limit.saturating_add(1),
+            ..page
+        };
+        let mut certificates = self.store.list_certificates(owner, valid_at, probe).await?;
+        let next = if certificates.len() > page.limit {
+            certificates.truncate(page.limit);
+            certificates.last().map(CertificateCursor::after)
+        } else {
+            None
+        };
+        Ok((certificates, next))
     }
 }

@@ -204,6 +204,31 @@ pub struct NewCertificate {
     pub not_after: Timestamp,
 }
 
+/// Where a page of certificates starts: after this one (certificates are ordered by
+/// `not_before`, then serial).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CertificateCursor {
+    pub not_before: Timestamp,
+    pub serial: [u8; 16],
+}
+
+impl CertificateCursor {
+    /// The cursor just after `certificate`.
+    pub fn after(certificate: &Certificate) -> Self {
+        CertificateCursor {
+            not_before: certificate.not_before,
+            serial: certificate.serial,
+        }
+    }
+}
+
+/// One page of a certificate listing: at most `limit`, after `after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CertificatePage {
+    pub after: Option<CertificateCursor>,
+    pub limit: usize,
+}
+
 /// Whose certificates to list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CertificateOwner {

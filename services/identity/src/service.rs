@@ -18,8 +18,8 @@ use crate::error::Error;
 use crate::identity::{BindRequest, BindingAuthority, Identity};
 use crate::ids::{DeviceId, SubjectId};
 use crate::model::{
-    Attributes, AttributesUpdate, Certificate, CertificateOwner, Device, NewCertificate, Subject,
-    Timestamp,
+    Attributes, AttributesUpdate, Certificate, CertificateCursor, CertificateOwner,
+    CertificatePage, Device, NewCertificate, Subject, Timestamp,
 };
 use crate::name::Name;
 use crate::realname::RealNameCheck;
@@ -183,6 +183,45 @@ fn binding_authority(
             "required: the enrolment secret from Enrol, or a signature by a bound device",
         )),
     }
+}
+
+/// Certificates per ListCertificates page unless the caller asks.
+const DEFAULT_CERTIFICATE_PAGE: usize = 100;
+/// Most certificates per page (well under gRPC's 4 MiB message limit).
+const MAX_CERTIFICATE_PAGE: usize = 500;
+const CERTIFICATE_PAGE_PREFIX: &str = "c1:";
+
+/// The page token for the page after `cursor`: `c1:<not_before µs>:<serial hex>`.
+fn certificate_page_token_of(cursor: CertificateCursor) -> String {
+    format!(
+        "{CERTIFICATE_PAGE_PREFIX}{}:{}",
+        cursor.not_before.as_micros(),
+        hex::encode(cursor.serial)
+    )
+}
+
+/// The cursor a page token names; an empty token is the first page.
+fn certificate_page_token(token: &str) -> Result<Option<CertificateCursor>, Error> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bad = || Error::invalid("page_token", "not a token from a previous ListCertificates");
+    let rest = token
+        .strip_prefix(CERTIFICATE_PAGE_PREFIX)
+        .ok_or_else(bad)?;
+    let (micros, serial) = rest.split_once(':').ok_or_else(bad)?;
+    if micros.is_empty() || !micros.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let micros: i64 = micros.parse().map_err(|_| bad())?;
+    let serial: [u8; 16] = hex::decode(serial)
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(bad)?;
+    Ok(Some(CertificateCursor {
+        not_before: Timestamp::from_micros(micros),
+        serial,
+    }))
 }
 
 /// Runs a handler body and turns its error into the caller's status.
@@ -459,12 +498,25 @@ impl<S: Store, R: RealNameCheck> IdentityService for IdentityApi<S, R> {
                         ));
                     }
                 };
-                let certificates = self
+                let page = CertificatePage {
+                    after: certificate_page_token(&req.page_token)?,
+                    limit: match req.page_size {
+                        0 => DEFAULT_CERTIFICATE_PAGE,
+                        n if n < 0 => {
+                            return Err(Error::invalid("page_size", "must not be negative"));
+                        }
+                        n => usize::try_from(n)
+                            .unwrap_or(MAX_CERTIFICATE_PAGE)
+                            .min(MAX_CERTIFICATE_PAGE),
+                    },
+                };
+                let (certificates, next) = self
                     .identity
-                    .list_certificates(owner, req.include_expired)
+                    .list_certificates(owner, req.include_expired, page)
                     .await?;
                 Ok(v1::ListCertificatesResponse {
                     certificates: certificates.into_iter().map(certificate).collect(),
+                    next_page_token: next.map(certificate_page_token_of).unwrap_or_default(),
                 })
             }
             .await,

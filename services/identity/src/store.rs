@@ -25,8 +25,8 @@ use crate::enrolment::EnrolmentGrant;
 use crate::error::Error;
 use crate::ids::{DeviceId, SubjectId};
 use crate::model::{
-    AttributesUpdate, Certificate, CertificateOwner, Challenge, Device, DeviceView, NewCertificate,
-    NewDevice, NewSubject, Subject, Timestamp,
+    AttributesUpdate, Certificate, CertificateOwner, CertificatePage, Challenge, Device,
+    DeviceView, NewCertificate, NewDevice, NewSubject, Subject, Timestamp,
 };
 
 pub use memory::MemoryStore;
@@ -143,20 +143,25 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// [`Error::DeviceNotFound`]; [`Error::InvalidArgument`] if `subject_id` is given
     /// and is not the device's; [`Error::DeviceNotActive`]; [`Error::SerialConflict`]
     /// if the serial is recorded for another device or with another validity.
-    /// Recording the same certificate again returns it (a retry).
+    /// Recording the same certificate again returns it (a retry), even at the limit;
+    /// otherwise [`Error::CertificateLimit`] when the device already has `max_live`
+    /// certificates with `not_after` after `now` (concurrent records of one device are
+    /// serialised, so the limit holds).
     fn record_certificate(
         &self,
         certificate: NewCertificate,
+        max_live: u32,
         now: Timestamp,
     ) -> impl Future<Output = Result<Certificate, Error>> + Send;
 
     /// Certificates of a device or of all devices of a subject, ordered by
-    /// `not_before` then serial; with `valid_at`, only those with `not_after` later
-    /// than it. [`Error::DeviceNotFound`] / [`Error::SubjectNotFound`].
+    /// `not_before` then serial, one `page` of them; with `valid_at`, only those with
+    /// `not_after` later than it. [`Error::DeviceNotFound`] / [`Error::SubjectNotFound`].
     fn list_certificates(
         &self,
         owner: CertificateOwner,
         valid_at: Option<Timestamp>,
+        page: CertificatePage,
     ) -> impl Future<Output = Result<Vec<Certificate>, Error>> + Send;
 }
 

@@ -46,6 +46,10 @@ pub enum IssuerError {
     /// The device is unbound.
     #[error("device is not active")]
     DeviceNotActive,
+    /// The device holds as many live certificates as identity allows; one must expire
+    /// first.
+    #[error("the device holds the most live certificates allowed: use one it has")]
+    CertificateLimit,
     /// The subject is pending, suspended or rejected.
     #[error("subject is not active")]
     SubjectNotActive,
@@ -88,6 +92,7 @@ impl IssuerError {
         match err {
             IdentityError::DeviceNotFound => IssuerError::DeviceNotFound,
             IdentityError::DeviceNotActive => IssuerError::DeviceNotActive,
+            IdentityError::CertificateLimit => IssuerError::CertificateLimit,
             other => IssuerError::Record(other),
         }
     }
@@ -123,6 +128,7 @@ impl ServiceError for IssuerError {
             E::DeviceNotFound => "DEVICE_NOT_FOUND",
             E::NotSubjectsDevice => "DEVICE_NOT_SUBJECTS",
             E::DeviceNotActive => "DEVICE_NOT_ACTIVE",
+            E::CertificateLimit => "CERTIFICATE_LIMIT",
             E::SubjectNotActive => "SUBJECT_NOT_ACTIVE",
             E::SubjectRevoked => "SUBJECT_REVOKED",
             E::DeviceRevoked => "DEVICE_REVOKED",
@@ -153,6 +159,7 @@ impl ServiceError for IssuerError {
             | E::SubjectRevoked
             | E::DeviceRevoked
             | E::NoSceneAllowed => ErrorKind::PermissionDenied,
+            E::CertificateLimit => ErrorKind::ResourceExhausted,
             E::Identity(IdentityError::DeadlineExceeded) | E::DeadlineExceeded => {
                 ErrorKind::DeadlineExceeded
             }

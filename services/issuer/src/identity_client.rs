@@ -97,6 +97,10 @@ pub enum IdentityError {
     /// RecordCertificate: the device was unbound meanwhile.
     #[error("device is not active")]
     DeviceNotActive,
+    /// RecordCertificate: the device already holds as many live certificates as
+    /// identity allows.
+    #[error("the device holds the most live certificates allowed")]
+    CertificateLimit,
     /// The answer broke the API contract (a bug on one side).
     #[error("identity service answered unexpectedly: {0}")]
     Unexpected(&'static str),
@@ -245,6 +249,12 @@ impl IdentityLookup for GrpcIdentity {
                 Err(status) => Err(match status.code() {
                     Code::NotFound => IdentityError::DeviceNotFound,
                     Code::FailedPrecondition => IdentityError::DeviceNotActive,
+                    Code::ResourceExhausted
+                        if citypass_runtime::reason_of(&status).as_deref()
+                            == Some("CERTIFICATE_LIMIT") =>
+                    {
+                        IdentityError::CertificateLimit
+                    }
                     _ => transport_error(status),
                 }),
             }

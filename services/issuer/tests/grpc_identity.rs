@@ -19,6 +19,7 @@ const DEV_DOWN: &str = "33333333333333333333333333333333";
 const DEV_NOPE: &str = "44444444444444444444444444444444";
 const DEV_GONE: &str = "55555555555555555555555555555555";
 const DEV_UNBOUND: &str = "66666666666666666666666666666666";
+const DEV_LIMIT: &str = "77777777777777777777777777777777";
 
 fn dev(id: &str) -> DeviceId {
     DeviceId::parse(id).expect("a well-formed device id")
@@ -120,6 +121,13 @@ impl IdentityService for StandIn {
             DEV_GONE => return Err(Status::not_found("device not found")),
             DEV_UNBOUND => return Err(Status::failed_precondition("device not active")),
             DEV_DOWN => return Err(Status::unavailable("database down")),
+            DEV_LIMIT => {
+                return Err(citypass_runtime::status_with_reason(
+                    tonic::Code::ResourceExhausted,
+                    "the device has 8 live certificates, the limit",
+                    "CERTIFICATE_LIMIT",
+                ));
+            }
             _ => {}
         }
         self.recorded
@@ -241,6 +249,10 @@ async fn record_certificate_sends_the_record_with_the_deadline() {
     assert!(matches!(
         client.record_certificate(&record(DEV_UNBOUND), None).await,
         Err(IdentityError::DeviceNotActive)
+    ));
+    assert!(matches!(
+        client.record_certificate(&record(DEV_LIMIT), None).await,
+        Err(IdentityError::CertificateLimit)
     ));
     assert!(matches!(
         client.record_certificate(&record(DEV_DOWN), None).await,

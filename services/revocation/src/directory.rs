@@ -91,61 +91,98 @@ impl CertificateDirectory for GrpcDirectory {
         deadline: Option<Deadline>,
     ) -> BoxFuture<'a, Result<Vec<Certificate>, DirectoryError>> {
         Box::pin(async move {
-            let message = match owner {
-                Owner::Device(id) => ListCertificatesRequest {
-                    device_id: id.to_owned(),
-                    ..Default::default()
-                },
-                Owner::Subject(id) => ListCertificatesRequest {
-                    subject_id: id.to_owned(),
-                    ..Default::default()
-                },
-            };
-            let mut request = tonic::Request::new(message);
-            let timeout = deadline.map_or(self.timeout, |d| d.remaining().min(self.timeout));
-            request.set_timeout(timeout);
-            let answer = match self.client.clone().list_certificates(request).await {
-                Ok(answer) => answer.into_inner(),
-                // Identity may have forgotten the device or subject; revoking it anyway
-                // is the safe direction, and it has no certificates to cascade to.
-                Err(status) if status.code() == Code::NotFound => return Ok(Vec::new()),
-                Err(status) => {
-                    return Err(match status.code() {
-                        Code::Unavailable
-                        | Code::DeadlineExceeded
-                        | Code::ResourceExhausted
-                        | Code::Cancelled
-                        | Code::Unknown
-                        | Code::Aborted
-                        | Code::Internal => DirectoryError::Unavailable(status),
-                        _ => DirectoryError::Failed(status),
-                    });
+            let mut certificates = Vec::new();
+            let mut page_token = String::new();
+            // Identity pages its answer (security finding 3: an unpaged list could grow
+            // past the message limit and block the revocation for good); follow every
+            // page, within the one call's time.
+            for _ in 0..MAX_PAGES {
+                let message = match owner {
+                    Owner::Device(id) => ListCertificatesRequest {
+                        device_id: id.to_owned(),
+                        page_size: PAGE_SIZE,
+                        page_token: page_token.clone(),
+                        ..Default::default()
+                    },
+                    Owner::Subject(id) => ListCertificatesRequest {
+                        subject_id: id.to_owned(),
+                        page_size: PAGE_SIZE,
+                        page_token: page_token.clone(),
+                        ..Default::default()
+                    },
+                };
+                let mut request = tonic::Request::new(message);
+                let timeout = deadline.map_or(self.timeout, |d| d.remaining().min(self.timeout));
+                request.set_timeout(timeout);
+                let answer = match self.client.clone().list_certificates(request).await {
+                    Ok(answer) => answer.into_inner(),
+                    // Identity may have forgotten the device or subject; revoking it
+                    // anyway is the safe direction, and it has no certificates to
+                    // cascade to.
+                    Err(status) if status.code() == Code::NotFound => return Ok(Vec::new()),
+                    Err(status) => return Err(directory_error(status)),
+                };
+                for c in answer.certificates {
+                    certificates.push(certificate_of(owner, c)?);
                 }
-            };
-            answer
-                .certificates
-                .into_iter()
-                .map(|c| {
-                    let matches = match owner {
-                        Owner::Device(id) => c.device_id == id,
-                        Owner::Subject(id) => c.subject_id == id,
-                    };
-                    if !matches {
-                        return Err(DirectoryError::Unexpected(
-                            "ListCertificates answered another owner's certificate",
-                        ));
-                    }
-                    Ok(Certificate {
-                        serial: c
-                            .serial
-                            .as_slice()
-                            .try_into()
-                            .map_err(|_| DirectoryError::Unexpected("serial is not 16 bytes"))?,
-                        not_before: seconds(c.not_before)?,
-                        not_after: seconds(c.not_after)?,
-                    })
-                })
-                .collect()
+                if answer.next_page_token.is_empty() {
+                    return Ok(certificates);
+                }
+                if answer.next_page_token == page_token {
+                    return Err(DirectoryError::Unexpected(
+                        "ListCertificates gave the same page token twice",
+                    ));
+                }
+                page_token = answer.next_page_token;
+            }
+            Err(DirectoryError::Unexpected(
+                "ListCertificates had more pages than any owner can have",
+            ))
         })
     }
+}
+
+/// Certificates asked for per ListCertificates page (identity's maximum).
+const PAGE_SIZE: i32 = 500;
+/// Pages followed at most: far beyond the live certificates an owner can hold (the
+/// devices per subject times the live certificates per device), so only a broken
+/// answer reaches it.
+const MAX_PAGES: usize = 100;
+
+fn directory_error(status: tonic::Status) -> DirectoryError {
+    match status.code() {
+        Code::Unavailable
+        | Code::DeadlineExceeded
+        | Code::ResourceExhausted
+        | Code::Cancelled
+        | Code::Unknown
+        | Code::Aborted
+        | Code::Internal => DirectoryError::Unavailable(status),
+        _ => DirectoryError::Failed(status),
+    }
+}
+
+/// One listed certificate, checked to be `owner`'s.
+fn certificate_of(
+    owner: Owner<'_>,
+    c: citypass_proto::v1::DeviceCertificate,
+) -> Result<Certificate, DirectoryError> {
+    let matches = match owner {
+        Owner::Device(id) => c.device_id == id,
+        Owner::Subject(id) => c.subject_id == id,
+    };
+    if !matches {
+        return Err(DirectoryError::Unexpected(
+            "ListCertificates answered another owner's certificate",
+        ));
+    }
+    Ok(Certificate {
+        serial: c
+            .serial
+            .as_slice()
+            .try_into()
+            .map_err(|_| DirectoryError::Unexpected("serial is not 16 bytes"))?,
+        not_before: seconds(c.not_before)?,
+        not_after: seconds(c.not_after)?,
+    })
 }

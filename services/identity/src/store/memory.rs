@@ -19,8 +19,8 @@ use crate::enrolment::{Authority, EnrolmentGrant};
 use crate::error::Error;
 use crate::ids::{DeviceId, SubjectId};
 use crate::model::{
-    AttributesUpdate, Certificate, CertificateOwner, Challenge, Device, DeviceView, NewCertificate,
-    NewDevice, NewSubject, Subject, Timestamp,
+    AttributesUpdate, Certificate, CertificateOwner, CertificatePage, Challenge, Device,
+    DeviceView, NewCertificate, NewDevice, NewSubject, Subject, Timestamp,
 };
 
 /// The in-memory store. Cloning shares the same data.
@@ -369,7 +369,8 @@ impl Store for MemoryStore {
     async fn record_certificate(
         &self,
         new: NewCertificate,
-        _now: Timestamp,
+        max_live: u32,
+        now: Timestamp,
     ) -> Result<Certificate, Error> {
         let mut state = self.lock()?;
         let device = &state
@@ -397,6 +398,14 @@ impl Store for MemoryStore {
             Some(existing) if *existing == certificate => Ok(certificate),
             Some(_) => Err(Error::SerialConflict),
             None => {
+                let live = state
+                    .certificates
+                    .values()
+                    .filter(|c| c.device_id == new.device_id && c.not_after > now)
+                    .count();
+                if u32::try_from(live).unwrap_or(u32::MAX) >= max_live {
+                    return Err(Error::CertificateLimit { limit: max_live });
+                }
                 state.certificates.insert(new.serial, certificate.clone());
                 Ok(certificate)
             }
@@ -407,6 +416,7 @@ impl Store for MemoryStore {
         &self,
         owner: CertificateOwner,
         valid_at: Option<Timestamp>,
+        page: CertificatePage,
     ) -> Result<Vec<Certificate>, Error> {
         let state = self.lock()?;
         match owner {
@@ -426,6 +436,10 @@ impl Store for MemoryStore {
                 CertificateOwner::Subject(id) => c.subject_id == id,
             })
             .filter(|c| valid_at.is_none_or(|t| c.not_after > t))
+            .filter(|c| {
+                page.after
+                    .is_none_or(|after| (c.not_before, c.serial) > (after.not_before, after.serial))
+            })
             .cloned()
             .collect();
         certificates.sort_by(|a, b| {
@@ -433,6 +447,7 @@ impl Store for MemoryStore {
                 .cmp(&b.not_before)
                 .then_with(|| a.serial.cmp(&b.serial))
         });
+        certificates.truncate(page.limit);
         Ok(certificates)
     }
 }

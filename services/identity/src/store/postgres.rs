@@ -32,8 +32,8 @@ use crate::enrolment::{Authority, EnrolmentGrant};
 use crate::error::Error;
 use crate::ids::{DeviceId, SubjectId};
 use crate::model::{
-    Attributes, AttributesUpdate, Certificate, CertificateOwner, Challenge, Device, DeviceView,
-    NewCertificate, NewDevice, NewSubject, Subject, Timestamp,
+    Attributes, AttributesUpdate, Certificate, CertificateOwner, CertificatePage, Challenge,
+    Device, DeviceView, NewCertificate, NewDevice, NewSubject, Subject, Timestamp,
 };
 
 /// Expired challenges removed per new challenge (spreads the clean-up over calls).
@@ -514,11 +514,14 @@ impl Store for PostgresStore {
     async fn record_certificate(
         &self,
         new: NewCertificate,
+        max_live: u32,
         now: Timestamp,
     ) -> Result<Certificate, Error> {
         let mut tx = self.pool.begin().await?;
+        // FOR UPDATE: records of one device take turns, so the live-certificate limit
+        // holds under concurrency.
         let row =
-            sqlx::query("SELECT subject_id, status FROM devices WHERE device_id = $1 FOR SHARE")
+            sqlx::query("SELECT subject_id, status FROM devices WHERE device_id = $1 FOR UPDATE")
                 .bind(new.device_id.as_bytes().as_slice())
                 .fetch_optional(&mut *tx)
                 .await?
@@ -540,6 +543,25 @@ impl Store for PostgresStore {
             not_before: new.not_before,
             not_after: new.not_after,
         };
+        let recorded: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM device_certificates WHERE serial = $1)",
+        )
+        .bind(new.serial.as_slice())
+        .fetch_one(&mut *tx)
+        .await?;
+        if !recorded {
+            let live: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM device_certificates \
+                 WHERE device_id = $1 AND not_after > identity_ts($2)",
+            )
+            .bind(new.device_id.as_bytes().as_slice())
+            .bind(now.as_micros())
+            .fetch_one(&mut *tx)
+            .await?;
+            if live >= i64::from(max_live) {
+                return Err(Error::CertificateLimit { limit: max_live });
+            }
+        }
         let inserted = sqlx::query(
             "INSERT INTO device_certificates \
                  (serial, device_id, subject_id, not_before, not_after, recorded_at) \
@@ -573,6 +595,7 @@ impl Store for PostgresStore {
         &self,
         owner: CertificateOwner,
         valid_at: Option<Timestamp>,
+        page: CertificatePage,
     ) -> Result<Vec<Certificate>, Error> {
         let (column, id) = match owner {
             CertificateOwner::Device(id) => {
@@ -597,11 +620,17 @@ impl Store for PostgresStore {
         let sql = format!(
             "SELECT {CERTIFICATE_COLUMNS} FROM device_certificates \
              WHERE {column} = $1 AND ($2::BIGINT IS NULL OR not_after > identity_ts($2)) \
-             ORDER BY device_certificates.not_before, serial"
+               AND ($3::BIGINT IS NULL \
+                    OR (device_certificates.not_before, serial) > (identity_ts($3), $4)) \
+             ORDER BY device_certificates.not_before, serial \
+             LIMIT $5"
         );
         sqlx::query(&sql)
             .bind(id.as_slice())
             .bind(valid_at.map(Timestamp::as_micros))
+            .bind(page.after.map(|a| a.not_before.as_micros()))
+            .bind(page.after.map_or_else(Vec::new, |a| a.serial.to_vec()))
+            .bind(i64::try_from(page.limit).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await?
             .iter()

@@ -153,6 +153,7 @@ async fn enrol_bind_and_serve_the_issuer() {
                 device_id,
                 subject_id,
                 include_expired: false,
+                ..Default::default()
             })
             .await
             .unwrap()

@@ -77,6 +77,7 @@ async fn unknown_and_malformed_ids_are_refused() {
                 device_id: unknown.clone(),
                 subject_id: unknown.clone(),
                 include_expired: true,
+                ..Default::default()
             })
             .await,
         Code::InvalidArgument,

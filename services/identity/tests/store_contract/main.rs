@@ -73,6 +73,7 @@ contract!(
     enrolment::finding_1_only_an_active_device_of_the_subject_authorises_another,
     certificates::certificates_are_recorded_once_per_serial,
     certificates::certificates_are_listed_by_device_and_subject,
+    certificates::finding_3_live_certificates_are_capped_and_listed_in_pages,
 );
 
 #[test]
