@@ -166,3 +166,129 @@ async fn load_snapshot(
     assert_eq!(epoch, response.epoch);
     assert_eq!(gate.revocation_epoch(), Some(response.epoch));
 }
+
+/// Security finding 5: the cascade skipped certificates issued at or after
+/// `revoked_before`, and the issuer certifies until its follower hears of a revocation,
+/// so a thief requesting certificates in a loop could end with one that offline gates
+/// accept for a day. Now every live certificate of a revoked device is revoked, by the
+/// revocation and by the sweeps after it: none of those requested across the revocation
+/// survives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_5_certificates_requested_across_a_revocation_do_not_survive_it() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    let t = TestStack::with_ring(&dev_ring()).await;
+    let mut app = t.citizen("孙八").await;
+    let (_, device_id) = ids(&app);
+    within("a first certificate", app.certificate())
+        .await
+        .expect("certified");
+
+    // The thief asks for certificates as fast as the issuer answers.
+    let stop = Arc::new(AtomicBool::new(false));
+    let issued = Arc::new(AtomicUsize::new(1));
+    let thief = {
+        let (stop, issued) = (stop.clone(), issued.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                if app.certificate().await.is_ok() {
+                    issued.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        })
+    };
+    within("a second certificate", async {
+        while issued.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+
+    let mut revocation = t.revocation().await;
+    let response = within(
+        "revoke the device",
+        revocation.revoke(RevokeRequest {
+            target_kind: TargetKind::Device.into(),
+            target_id: device_id.clone(),
+            reason: RevocationReason::DeviceLost.into(),
+            ..RevokeRequest::default()
+        }),
+    )
+    .await
+    .expect("acknowledged")
+    .into_inner();
+    issuer_sees(&t, response.entry.expect("entry").epoch).await;
+    // The loop goes on a moment after the issuer has heard, then stops.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    thief.await.expect("the thief's loop ends");
+
+    // Every certificate identity recorded for the device ends up revoked.
+    let mut identity = t.identity().await;
+    let recorded: Vec<String> = within(
+        "the device's certificates",
+        identity.list_certificates(citypass_proto::v1::ListCertificatesRequest {
+            device_id: device_id.clone(),
+            page_size: 500,
+            ..Default::default()
+        }),
+    )
+    .await
+    .expect("listed")
+    .into_inner()
+    .certificates
+    .iter()
+    .map(|c| hex::encode(&c.serial))
+    .collect();
+    assert!(recorded.len() >= 2, "{recorded:?}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let revoked = revoked_certificates(&mut revocation).await;
+        let missing: Vec<_> = recorded.iter().filter(|s| !revoked.contains(*s)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "certificates survived the revocation: {missing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    t.shutdown().await;
+}
+
+/// The serials of every certificate revocation in the log.
+async fn revoked_certificates(
+    revocation: &mut citypass_proto::v1::revocation_service_client::RevocationServiceClient<
+        tonic::transport::Channel,
+    >,
+) -> std::collections::HashSet<String> {
+    let mut serials = std::collections::HashSet::new();
+    let mut page_token = String::new();
+    loop {
+        let page = within(
+            "list the log",
+            revocation.list(citypass_proto::v1::ListRequest {
+                page_token: page_token.clone(),
+                ..Default::default()
+            }),
+        )
+        .await
+        .expect("listed")
+        .into_inner();
+        serials.extend(
+            page.entries
+                .iter()
+                .filter(|e| e.target_kind() == TargetKind::Certificate)
+                .map(|e| e.target_id.clone()),
+        );
+        if page.next_page_token.is_empty() {
+            return serials;
+        }
+        page_token = page.next_page_token;
+    }
+}

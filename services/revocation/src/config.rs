@@ -65,6 +65,11 @@ pub struct Settings {
     /// delay and revoke any recorded meanwhile (default `5s`; `0s` turns it off).
     #[serde(deserialize_with = "duration::deserialize")]
     pub cascade_sweep_delay: Duration,
+    /// Keep sweeping, at doubling intervals from `cascade_sweep_delay`, until this long
+    /// after the revocation (default `5m`): longer than any issuer's `revocation.max_age` (at most 5 min),
+    /// the longest an issuer can go on certifying before it hears of the revocation.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub cascade_sweep_window: Duration,
     /// Entries each replica keeps in memory to serve Watch without reading the log
     /// (default 10000).
     pub recent_entries: usize,
@@ -83,6 +88,7 @@ impl Default for Settings {
             token_max_lifetime: Duration::from_secs(300),
             certificate_max_lifetime: Duration::from_secs(86_400),
             cascade_sweep_delay: Duration::from_secs(5),
+            cascade_sweep_window: Duration::from_secs(300),
             recent_entries: 10_000,
         }
     }

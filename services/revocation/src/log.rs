@@ -31,8 +31,7 @@ pub use postgres::PostgresLog;
 /// The revocation log. See the module documentation.
 pub trait Log: Send + Sync + 'static {
     /// Revokes `command.target`, cascading (devices and subjects) to the certificates
-    /// of `cascade` that were issued before `revoked_before` and are live at `now`, in
-    /// one atomic step. When a live entry already covers the request (see [`crate::model`]) it is
+    /// of `cascade` that are live at `now`, in one atomic step. When a live entry already covers the request (see [`crate::model`]) it is
     /// returned with `created: false` and only still-uncovered certificates are written.
     fn revoke<'a>(
         &'a self,
@@ -42,7 +41,8 @@ pub trait Log: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Revoked, Error>>;
 
     /// Cascades an existing device or subject revocation (`parent`, as stored) to the
-    /// certificates of `cascade` not covered yet; returns the records written.
+    /// certificates of `cascade` not covered yet, unless `parent` is no longer its
+    /// target's latest entry; returns the records written.
     fn cascade<'a>(
         &'a self,
         parent: &'a Record,

@@ -28,9 +28,13 @@
 //!
 //! # Cascade
 //!
-//! Revoking a device or subject also revokes each of its certificates that was issued
-//! before `revoked_before` (`not_before < revoked_before`) and is still live, unless a
-//! live certificate entry already covers it. The certificate entry shares the parent's
+//! Revoking a device or subject also revokes each of its certificates that is still
+//! live, whatever its `not_before` (security finding 5: a certificate the issuer made
+//! in the moment before it heard of the revocation, or stamped later than
+//! `revoked_before`, must not survive), unless a live certificate entry already covers
+//! it. The sweep that runs after the revocation does the same for certificates recorded
+//! meanwhile, as long as the revocation is still the target's latest entry (a
+//! reinstatement in between ends it). The certificate entry shares the parent's
 //! reason and `revoked_before`, and expires `clock_skew` after the certificate (gates
 //! accept a certificate up to that long after its `not_after`).
 
@@ -278,7 +282,7 @@ fn cascade_records(
     let mut out: Vec<Record> = Vec::new();
     for certificate in cascade.certificates {
         let expires_at = certificate.not_after.saturating_add(cascade.expiry_margin);
-        if certificate.not_before >= revoked_before || expires_at < now {
+        if expires_at < now {
             continue;
         }
         if out
@@ -368,15 +372,21 @@ pub(crate) fn plan_revoke(
 }
 
 /// Plans a later cascade for an existing device or subject revocation (the sweep that
-/// catches certificates recorded while the revocation was being written).
+/// catches certificates recorded while the revocation was being written), unless
+/// `parent` is no longer the target's latest entry (`history`, in epoch order): after
+/// a reinstatement its certificates are the citizen's again, and a newer revocation
+/// sweeps for itself.
 pub(crate) fn plan_cascade(
     parent: &Record,
+    history: &[Record],
     cascade: Cascade<'_>,
     certificate_history: &HashMap<[u8; 16], Vec<Record>>,
     head: u64,
     now: u64,
 ) -> Vec<Record> {
-    if !parent.entry.target.kind().reinstatable() {
+    if !parent.entry.target.kind().reinstatable()
+        || history.last().map(|r| r.entry.epoch) != Some(parent.entry.epoch)
+    {
         return Vec::new();
     }
     cascade_records(parent, cascade, certificate_history, head + 1, now)

@@ -271,35 +271,22 @@ impl Registry {
         let directory = self.directory.clone();
         let fanout = self.fanout.clone();
         let margin = secs(self.settings.clock_skew);
+        let window = self.settings.cascade_sweep_window;
+        // Sweep after `delay`, then at doubling intervals until `window` has passed: an
+        // issuer keeps certifying until its follower hears of the revocation (at most
+        // its `revocation.max_age`, which the window must exceed), and each certificate
+        // it made meanwhile is recorded at identity before the app gets it (security
+        // finding 5). Most such certificates come in the first seconds.
         tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let Some(owner) = owner(&parent.entry.target) else {
-                return;
-            };
-            let certificates = match directory.live_certificates(owner, None).await {
-                Ok(certificates) => certificates,
-                Err(err) => {
-                    tracing::warn!(error = %err, epoch = parent.entry.epoch, "cascade sweep: cannot list certificates");
-                    return;
+            let started = tokio::time::Instant::now();
+            let mut wait = delay;
+            loop {
+                tokio::time::sleep(wait).await;
+                sweep(&*log, &*directory, &fanout, &parent, margin).await;
+                if started.elapsed() >= window {
+                    break;
                 }
-            };
-            let cascade = Cascade {
-                certificates: &certificates,
-                expiry_margin: margin,
-            };
-            match log.cascade(&parent, cascade, unix_now()).await {
-                Ok(written) if written.is_empty() => {}
-                Ok(written) => {
-                    tracing::info!(
-                        count = written.len(),
-                        epoch = parent.entry.epoch,
-                        "cascade sweep revoked certificates recorded during the revocation"
-                    );
-                    fanout.publish(written).await;
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, epoch = parent.entry.epoch, "cascade sweep: cannot write");
-                }
+                wait = wait.saturating_mul(2);
             }
         });
     }
@@ -390,6 +377,44 @@ impl Registry {
             signed,
             epoch: snapshot.epoch,
         })
+    }
+}
+
+/// One sweep of `parent`'s certificates (see `Registry::schedule_sweep`).
+async fn sweep(
+    log: &dyn Log,
+    directory: &dyn CertificateDirectory,
+    fanout: &FanOut,
+    parent: &Record,
+    margin: u64,
+) {
+    let Some(owner) = owner(&parent.entry.target) else {
+        return;
+    };
+    let certificates = match directory.live_certificates(owner, None).await {
+        Ok(certificates) => certificates,
+        Err(err) => {
+            tracing::warn!(error = %err, epoch = parent.entry.epoch, "cascade sweep: cannot list certificates");
+            return;
+        }
+    };
+    let cascade = Cascade {
+        certificates: &certificates,
+        expiry_margin: margin,
+    };
+    match log.cascade(parent, cascade, unix_now()).await {
+        Ok(written) if written.is_empty() => {}
+        Ok(written) => {
+            tracing::info!(
+                count = written.len(),
+                epoch = parent.entry.epoch,
+                "cascade sweep revoked certificates recorded after the revocation"
+            );
+            fanout.publish(written).await;
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, epoch = parent.entry.epoch, "cascade sweep: cannot write");
+        }
     }
 }
 

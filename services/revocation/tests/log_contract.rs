@@ -402,14 +402,19 @@ mod contract {
         assert_eq!(log.head().await.unwrap(), 3, "refused writes write nothing");
     }
 
-    pub async fn cascades_take_live_certificates_issued_before_the_bound(log: Arc<dyn Log>) {
+    /// Security finding 5: the cascade used to skip certificates whose `not_before` was
+    /// at or after `revoked_before`, so a certificate the issuer made while it had not
+    /// yet heard of the revocation survived it. Now every live certificate of the
+    /// device is revoked, by the revocation and by the later sweep, until the device is
+    /// reinstated.
+    pub async fn finding_5_cascades_take_every_live_certificate(log: Arc<dyn Log>) {
         // A certificate already revoked on its own is not revoked twice.
         log.revoke(&command(Target::Certificate(serial(5))), none(), NOW)
             .await
             .unwrap();
         let certs = [
             certificate(serial(1), NOW - 100, NOW + 3_600), // live, before: revoked
-            certificate(serial(2), NOW + 1, NOW + 3_600),   // issued at the bound: kept
+            certificate(serial(2), NOW + 1, NOW + 3_600),   // issued at the bound: revoked too
             certificate(serial(3), NOW - 90_000, NOW - 3_600), // long expired: skipped
             certificate(serial(1), NOW - 100, NOW + 3_600), // listed twice: once
             certificate(serial(5), NOW - 100, NOW + 300),   // already covered: skipped
@@ -422,34 +427,27 @@ mod contract {
         assert!(revoked.created);
         assert_eq!(revoked.entry.entry.epoch, 2);
         let cascaded: Vec<_> = revoked.cascaded.iter().map(|r| r.entry.clone()).collect();
+        let revocation = |epoch, serial_byte, expires_at| Entry {
+            epoch,
+            target: Target::Certificate(serial(serial_byte)),
+            action: Action::Revoke {
+                reason: RevocationReason::Fraud,
+                revoked_before: NOW + 1,
+            },
+            expires_at: Some(expires_at),
+            created_at: NOW,
+        };
         assert_eq!(
             cascaded,
             vec![
-                Entry {
-                    epoch: 3,
-                    target: Target::Certificate(serial(1)),
-                    action: Action::Revoke {
-                        reason: RevocationReason::Fraud,
-                        revoked_before: NOW + 1
-                    },
-                    expires_at: Some(NOW + 3_600 + MARGIN),
-                    created_at: NOW,
-                },
-                Entry {
-                    epoch: 4,
-                    target: Target::Certificate(serial(6)),
-                    action: Action::Revoke {
-                        reason: RevocationReason::Fraud,
-                        revoked_before: NOW + 1
-                    },
-                    expires_at: Some(NOW - 10 + MARGIN),
-                    created_at: NOW,
-                },
+                revocation(3, 1, NOW + 3_600 + MARGIN),
+                revocation(4, 2, NOW + 3_600 + MARGIN),
+                revocation(5, 6, NOW - 10 + MARGIN),
             ]
         );
         assert!(revoked.cascaded[0].note.contains("epoch 2"));
         assert_eq!(revoked.cascaded[0].actor, "ops@test");
-        assert_eq!(all(&log).await.len(), 4);
+        assert_eq!(all(&log).await.len(), 5);
 
         // A retry finds the device covered but cascades to a certificate seen only now.
         let more = [certs[0], certificate(serial(7), NOW - 5, NOW + 3_600)];
@@ -460,13 +458,13 @@ mod contract {
         assert!(!retry.created);
         assert_eq!(retry.entry, revoked.entry);
         assert_eq!(retry.cascaded.len(), 1);
-        assert_eq!(retry.cascaded[0].entry.epoch, 5);
+        assert_eq!(retry.cascaded[0].entry.epoch, 6);
         assert_eq!(
             retry.cascaded[0].entry.target,
             Target::Certificate(serial(7))
         );
 
-        // The later sweep writes only what is still missing.
+        // The later sweep writes only what is still missing, however late issued.
         let sweep = [
             certs[0],
             certificate(serial(8), NOW, NOW + 3_600),
@@ -476,16 +474,42 @@ mod contract {
             .cascade(&revoked.entry, cascade(&sweep), NOW + 6)
             .await
             .unwrap();
-        assert_eq!(written.len(), 1);
-        assert_eq!(written[0].entry.target, Target::Certificate(serial(8)));
-        assert_eq!(written[0].entry.epoch, 6);
+        let targets: Vec<_> = written.iter().map(|r| r.entry.target.clone()).collect();
+        assert_eq!(
+            targets,
+            vec![
+                Target::Certificate(serial(8)),
+                Target::Certificate(serial(9))
+            ]
+        );
+        assert_eq!(written[0].entry.epoch, 7);
         assert!(
             log.cascade(&revoked.entry, cascade(&sweep), NOW + 7)
                 .await
                 .unwrap()
                 .is_empty()
         );
-        assert_eq!(log.head().await.unwrap(), 6);
+        assert_eq!(log.head().await.unwrap(), 8);
+
+        // Once the device is reinstated, a late sweep of the old revocation takes
+        // nothing: the certificates issued since are the citizen's.
+        log.reinstate(
+            &device(1),
+            ReinstateReason::ErrorCorrected,
+            &audit(),
+            NOW + 8,
+        )
+        .await
+        .unwrap();
+        let after = [certificate(serial(10), NOW + 9, NOW + 3_600)];
+        assert!(
+            log.cascade(&revoked.entry, cascade(&after), NOW + 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(log.head().await.unwrap(), 9);
+
         // Token and key revocations never cascade.
         let key = log
             .revoke(&command(Target::Key(Kid([2; 8]))), cascade(&more), NOW)
@@ -575,7 +599,7 @@ contract!(
     token_and_certificate_revocations_are_idempotent,
     device_subject_and_key_revocations_are_idempotent,
     reinstating_needs_a_revoked_device_or_subject,
-    cascades_take_live_certificates_issued_before_the_bound,
+    finding_5_cascades_take_every_live_certificate,
     readers_see_a_cascade_whole_or_not_at_all,
 );
 

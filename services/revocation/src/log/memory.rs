@@ -107,6 +107,7 @@ impl Log for MemoryLog {
         let mut state = self.lock();
         let writes = plan_cascade(
             parent,
+            &state.history(&parent.entry.target),
             cascade,
             &state.certificate_history(cascade),
             state.head(),

@@ -237,8 +237,9 @@ impl Log for PostgresLog {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
             let head = lock_head(&mut tx).await?;
+            let history = history(&mut tx, &parent.entry.target).await?;
             let certificates = certificate_history(&mut tx, cascade).await?;
-            let writes = plan_cascade(parent, cascade, &certificates, head, now);
+            let writes = plan_cascade(parent, &history, cascade, &certificates, head, now);
             append(&mut tx, &writes).await?;
             tx.commit().await?;
             Ok(writes)

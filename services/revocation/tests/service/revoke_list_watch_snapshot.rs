@@ -99,8 +99,12 @@ async fn revoke_list_watch_and_snapshot_agree() {
         .collect();
     assert_eq!(
         serials,
-        vec![(2, hex::encode([1; 16])), (3, hex::encode([2; 16]))],
-        "live certificates issued before the bound, in the same write"
+        vec![
+            (2, hex::encode([1; 16])),
+            (3, hex::encode([2; 16])),
+            (4, hex::encode([3; 16]))
+        ],
+        "every live certificate, even one issued after the bound (finding 5), in the same write"
     );
     assert_eq!(
         response.cascaded[0].expires_at.unwrap().seconds as u64,
@@ -116,7 +120,7 @@ async fn revoke_list_watch_and_snapshot_agree() {
         .into_inner()
         .entry
         .unwrap();
-    assert_eq!(token.epoch, 4);
+    assert_eq!(token.epoch, 5);
     let token_expiry = token.expires_at.unwrap().seconds as u64;
     assert!(
         (t + 360..=t + 363).contains(&token_expiry),
@@ -132,7 +136,7 @@ async fn revoke_list_watch_and_snapshot_agree() {
             .entry
             .unwrap()
             .epoch,
-        5
+        6
     );
     let serial = hex::encode([0x5e; 16]);
     let certificate_entry = client
@@ -145,7 +149,7 @@ async fn revoke_list_watch_and_snapshot_agree() {
         .into_inner()
         .entry
         .unwrap();
-    assert_eq!(certificate_entry.epoch, 6);
+    assert_eq!(certificate_entry.epoch, 7);
     assert_eq!(
         certificate_entry.expires_at.unwrap().seconds as u64,
         t + 630
@@ -168,10 +172,10 @@ async fn revoke_list_watch_and_snapshot_agree() {
 
     // List, paged.
     let (listed, head) = list_all(client).await;
-    assert_eq!(head, 6);
+    assert_eq!(head, 7);
     assert_contiguous(&listed, 0);
-    assert_eq!(listed.len(), 6);
-    assert_eq!(listed[3], token);
+    assert_eq!(listed.len(), 7);
+    assert_eq!(listed[4], token);
 
     // The stream holds every entry, in the documented format, equal to the log's.
     let streamed = xrange(&stream_key).await;
@@ -182,7 +186,7 @@ async fn revoke_list_watch_and_snapshot_agree() {
     assert_eq!(streamed, logged);
 
     // The watcher got the same entries.
-    let watched = watch_until(&mut watch, 6).await;
+    let watched = watch_until(&mut watch, 7).await;
     assert_eq!(watched, listed);
 
     // A snapshot verifies with the issuer's public key set and rebuilds to the set
@@ -192,7 +196,7 @@ async fn revoke_list_watch_and_snapshot_agree() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(answer.epoch, 6);
+    assert_eq!(answer.epoch, 7);
     assert_eq!(answer.kid, ring.signing_kid().0.to_vec());
     let signed = SignedSnapshot {
         bytes: answer.snapshot.clone(),
@@ -201,14 +205,15 @@ async fn revoke_list_watch_and_snapshot_agree() {
     };
     let keys = ring.public_keyset().unwrap();
     let snapshot = signed.verify(&keys, now()).expect("the snapshot verifies");
-    assert_eq!(snapshot.epoch, 6);
+    assert_eq!(snapshot.epoch, 7);
     assert_eq!(snapshot.kinds, Kinds::ALL);
     let mut from_list = set_from(&listed);
     from_list.prune(snapshot.created_at);
     assert_eq!(RevocationSet::from_snapshot(&snapshot), from_list);
     assert!(from_list.issuance_blocked_subject(&subject));
     assert!(from_list.certificate_revoked(&[1; 16]));
-    assert!(!from_list.certificate_revoked(&[3; 16]));
+    assert!(from_list.certificate_revoked(&[3; 16]));
+    assert!(!from_list.certificate_revoked(&[4; 16]), "long expired");
 
     // Offline gates ask for certificates and keys only.
     let gate_kinds = vec![TargetKind::Certificate as i32, TargetKind::Key as i32];
@@ -225,7 +230,7 @@ async fn revoke_list_watch_and_snapshot_agree() {
     let snapshot = signed.verify(&keys, now()).unwrap();
     let kinds = Kinds::of([TargetKind::Certificate, TargetKind::Key]);
     assert_eq!(snapshot.kinds, kinds);
-    assert_eq!(snapshot.entries.len(), 4);
+    assert_eq!(snapshot.entries.len(), 5);
     let mut from_list = set_from(&listed);
     from_list.prune(snapshot.created_at);
     assert_eq!(
@@ -250,10 +255,10 @@ async fn revoke_list_watch_and_snapshot_agree() {
         .into_inner()
         .entry
         .unwrap();
-    assert_eq!(reinstated.epoch, 7);
+    assert_eq!(reinstated.epoch, 8);
     assert_eq!(reinstated.action, pb::EntryAction::Reinstate as i32);
     assert!(reinstated.revoked_before.is_none());
-    assert_eq!(watch_until(&mut watch, 7).await, vec![reinstated]);
+    assert_eq!(watch_until(&mut watch, 8).await, vec![reinstated]);
     let status = client
         .reinstate(ReinstateRequest {
             target_kind: TargetKind::Subject as i32,
@@ -273,7 +278,7 @@ async fn revoke_list_watch_and_snapshot_agree() {
             .unwrap()
             .unwrap();
         assert!(beat.entries.is_empty());
-        assert_eq!(beat.head_epoch, 7);
+        assert_eq!(beat.head_epoch, 8);
         let sent = beat.sent_at.unwrap().seconds as u64;
         assert!(sent.abs_diff(now()) <= 2);
     }
@@ -282,6 +287,6 @@ async fn revoke_list_watch_and_snapshot_agree() {
         elapsed >= Duration::from_millis(1_500),
         "heartbeats are paced about a second apart, not sent back to back: two took {elapsed:?}"
     );
-    assert_eq!(running.revocations.fanout_stats().published(), 7);
+    assert_eq!(running.revocations.fanout_stats().published(), 8);
     assert_eq!(running.revocations.fanout_stats().failed(), 0);
 }
