@@ -404,10 +404,107 @@ fn keys_show_json_lists_the_ring() {
     let v = json(&citypass(&["keys", "show", "--dir", d, "--json"]));
     assert_eq!(v["dev"], true);
     let keys = v["keys"].as_array().unwrap();
-    assert_eq!(keys.len(), 2, "{v}");
+    assert_eq!(keys.len(), 3, "two code keys and the snapshot key: {v}");
     let retired = keys.iter().find(|k| k["status"] == "retired").unwrap();
     assert!(retired["valid_until_unix"].is_u64() && retired["valid_until"].is_string());
-    let signing = keys.iter().find(|k| k["signing"] == true).unwrap();
+    let signing = keys
+        .iter()
+        .find(|k| k["signing"] == true && k["usage"] == "code")
+        .unwrap();
     assert_eq!(signing["kid"], v["signing_kid"]);
+    let snapshot = keys
+        .iter()
+        .find(|k| k["usage"] == "revocation-snapshot")
+        .unwrap();
+    assert_eq!(snapshot["kid"], v["snapshot_kid"]);
+    assert_eq!(snapshot["signing"], true);
     assert!(stdout(&citypass(&["keys", "show", "--dir", d])).contains("retired, valid until"));
+}
+
+/// The snapshot key: `keys generate` writes it (owner-only) beside the ring, which
+/// publishes its public half and never holds its seed; `snapshot-add` stages a new one,
+/// `snapshot-rotate` switches to it and retires the old one; the key signing snapshots
+/// cannot be revoked.
+#[test]
+fn keys_snapshot_key_generate_add_rotate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    assert!(citypass(&["keys", "generate", "--dir", d]).status.success());
+    let key_file = dir.path().join("snapshot-key.json");
+    let first = json(&citypass(&["keys", "show", "--dir", d, "--json"]))["snapshot_kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let seed_of = |path: &Path| {
+        let key: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        key["seed"].as_str().unwrap().to_owned()
+    };
+    let ring = std::fs::read_to_string(dir.path().join("keyring.json")).unwrap();
+    assert!(ring.contains(&first) && !ring.contains(&seed_of(&key_file)));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "snapshot key is owner-only");
+    }
+    assert!(
+        !citypass(&["keys", "revoke", "--dir", d, &first])
+            .status
+            .success(),
+        "the key signing snapshots cannot be revoked"
+    );
+
+    assert!(
+        citypass(&["keys", "snapshot-add", "--dir", d])
+            .status
+            .success()
+    );
+    let staged = dir.path().join("snapshot-key.next.json");
+    assert!(staged.exists());
+    let v = json(&citypass(&["keys", "show", "--dir", d, "--json"]));
+    assert_eq!(
+        v["snapshot_kid"],
+        first.as_str(),
+        "add publishes without switching"
+    );
+    let published = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["usage"] == "revocation-snapshot" && k["status"] == "active")
+        .count();
+    assert_eq!(published, 2);
+
+    let rotated = citypass(&[
+        "keys",
+        "snapshot-rotate",
+        "--dir",
+        d,
+        "--retire-after",
+        "600",
+    ]);
+    assert!(rotated.status.success(), "{}", stdout(&rotated));
+    assert!(!staged.exists());
+    let v = json(&citypass(&["keys", "show", "--dir", d, "--json"]));
+    let second = v["snapshot_kid"].as_str().unwrap().to_owned();
+    assert_ne!(second, first);
+    let old = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == first.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(old["status"], "retired");
+    let jwks = std::fs::read_to_string(dir.path().join("keyset.jwks.json")).unwrap();
+    assert!(
+        jwks.contains("\"usage\": \"revocation-snapshot\""),
+        "{jwks}"
+    );
+    assert!(
+        citypass(&["keys", "revoke", "--dir", d, &first])
+            .status
+            .success()
+    );
 }

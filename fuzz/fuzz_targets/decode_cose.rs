@@ -2,7 +2,7 @@
 //! not Base45) and as a device certificate.
 #![no_main]
 
-use citypass_token::{IssuerKey, KeySet, KeyStatus, PublishedKey, Validation};
+use citypass_token::{IssuerKey, KeySet, KeyStatus, KeyUsage, PublishedKey, Validation};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -10,6 +10,7 @@ fuzz_target!(|data: &[u8]| {
     let keys = KeySet::new(vec![PublishedKey {
         key: key.public_key().clone(),
         status: KeyStatus::Active,
+        usage: KeyUsage::Code,
     }])
     .expect("one key");
     let v = Validation::at(1_800_000_000);

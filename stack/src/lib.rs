@@ -23,7 +23,8 @@ use citypass_identity::IdentityConfig;
 use citypass_issuer::{FollowMode, Keys, RevocationView};
 pub use citypass_issuer::{IssuanceConfig, KeySource};
 use citypass_pki::{Authority, DevPki, Subject};
-use citypass_runtime::config::{KeyRingFile, PostgresConfig, RedisConfig};
+pub use citypass_runtime::config::KeyFile;
+use citypass_runtime::config::{PostgresConfig, RedisConfig};
 use citypass_runtime::{BuildError, Role, ServerConfig, Tls, TlsConfig, UpstreamConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -86,17 +87,20 @@ pub struct StackConfig {
     pub identity_store: IdentityStore,
     pub revocation: RevocationBackend,
     pub nonces: NonceBackend,
-    /// The issuer's key ring.
+    /// The issuer's key ring (code keys, the subject key, and the public half of the
+    /// snapshot key, which the issuer publishes).
     pub keys: KeySource,
+    /// The revocation service's snapshot key file: the only key it holds (it never
+    /// sees the key ring).
+    pub snapshot_key: KeyFile,
     pub issuance: IssuanceConfig,
-    /// The stack's own files: the dev PKI (`pki/`, made on first use and kept), and a
-    /// copy of an in-memory key ring for the revocation service's snapshot signer.
+    /// The stack's own files: the dev PKI (`pki/`, made on first use and kept).
     pub dir: PathBuf,
 }
 
 impl StackConfig {
     /// Ephemeral loopback ports, embedded stores, the given keys, files in `dir`.
-    pub fn ephemeral(keys: KeySource, dir: impl Into<PathBuf>) -> Self {
+    pub fn ephemeral(keys: KeySource, snapshot_key: KeyFile, dir: impl Into<PathBuf>) -> Self {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         StackConfig {
             identity_listen: any,
@@ -106,6 +110,7 @@ impl StackConfig {
             revocation: RevocationBackend::Memory,
             nonces: NonceBackend::Memory,
             keys,
+            snapshot_key,
             issuance: IssuanceConfig::default(),
             dir: dir.into(),
         }
@@ -133,12 +138,6 @@ pub enum StackError {
     /// The issuer never heard from the revocation log, so it would refuse to issue.
     #[error("the revocation log did not answer the issuer within {0:?}")]
     RevocationSilent(Duration),
-    /// The in-memory key ring could not be written for the revocation service.
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
 }
 
 fn built(service: &'static str) -> impl FnOnce(BuildError) -> StackError {
@@ -216,27 +215,13 @@ impl Stack {
             .map_err(built("identity"))?;
         tasks.spawn(identity_built.server.serve(identity_listener, shutdown()));
 
-        // Revocation: its log, fan-out, identity (for certificate serials) and a key
-        // ring to sign snapshots with.
-        let keyring = match &config.keys {
-            KeySource::File {
-                path,
-                reload_interval,
-            } => KeyRingFile::new(path.clone(), *reload_interval),
-            KeySource::Memory(ring) => {
-                let path = config.dir.join("memory-keyring.json");
-                std::fs::write(&path, ring.to_json()).map_err(|source| StackError::Write {
-                    path: path.clone(),
-                    source,
-                })?;
-                KeyRingFile::new(path, Duration::from_secs(3600))
-            }
-        };
+        // Revocation: its log, fan-out, identity (for certificate serials) and its
+        // snapshot key, the only key it holds.
         let mut revocation_config = citypass_revocation_service::Config::dev();
         revocation_config.server =
             server("revocation", revocation, pki.service(&ca, "revocation")?);
         revocation_config.identity = UpstreamConfig::new(url(identity));
-        revocation_config.keyring = keyring;
+        revocation_config.snapshot_key = config.snapshot_key.clone();
         if let RevocationBackend::Postgres {
             database_url,
             redis_url,
@@ -286,7 +271,7 @@ impl Stack {
                 path,
                 reload_interval,
             } => {
-                issuer_config.keyring = KeyRingFile::new(path, reload_interval);
+                issuer_config.keyring = KeyFile::new(path, reload_interval);
                 citypass_issuer::build(issuer_config).await
             }
             KeySource::Memory(ring) => citypass_issuer::build_with(issuer_config, Some(ring)).await,

@@ -33,8 +33,8 @@ use citypass_proto::v1::issuer_service_client::IssuerServiceClient;
 use citypass_proto::v1::revocation_service_client::RevocationServiceClient;
 use citypass_proto::v1::{DocumentType, IssueTokenRequest};
 use citypass_runtime::{Role, Tls, UpstreamConfig};
-use citypass_stack::{IdentityStore, NonceBackend, RevocationBackend, Stack, StackConfig};
-use citypass_token::{DeviceKey, Keyring, SystemRandom};
+use citypass_stack::{IdentityStore, KeyFile, NonceBackend, RevocationBackend, Stack, StackConfig};
+use citypass_token::{DeviceKey, Keyring, Kid, SnapshotKey, SystemRandom};
 use sqlx::PgPool;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -70,6 +70,32 @@ pub fn now() -> u64 {
 /// A fresh dev key ring (what `citypass keys generate` makes).
 pub fn dev_ring() -> Keyring {
     Keyring::generate("citypass-e2e", true, &SystemRandom::new()).expect("generate a key ring")
+}
+
+/// `keys` with `snapshot_key`'s public half published in the ring (rewriting a ring
+/// file in place).
+fn publish_snapshot_key(keys: KeySource, snapshot_key: &SnapshotKey) -> KeySource {
+    match keys {
+        KeySource::Memory(mut ring) => {
+            ring.publish_snapshot_key(snapshot_key.public_key())
+                .expect("publish the snapshot key");
+            KeySource::Memory(ring)
+        }
+        KeySource::File {
+            path,
+            reload_interval,
+        } => {
+            let json = std::fs::read_to_string(&path).expect("read the ring");
+            let mut ring = Keyring::from_json(&json).expect("the ring parses");
+            ring.publish_snapshot_key(snapshot_key.public_key())
+                .expect("publish the snapshot key");
+            std::fs::write(&path, ring.to_json()).expect("write the ring");
+            KeySource::File {
+                path,
+                reload_interval,
+            }
+        }
+    }
 }
 
 /// A copy of `ring` (rings hold secrets and are deliberately not `Clone`).
@@ -182,6 +208,8 @@ pub struct TestStack {
     pub pool: PgPool,
     /// The test Redis server.
     pub redis_url: String,
+    /// The revocation service's snapshot key (published in the issuer's ring).
+    pub snapshot_kid: Kid,
     /// The issuer's key prefix there, unique to this stack.
     pub redis_prefix: String,
     /// The stack's files (its dev PKI), removed with the stack.
@@ -190,15 +218,25 @@ pub struct TestStack {
 
 impl TestStack {
     /// Starts identity (fresh PostgreSQL database), the revocation service (another
-    /// fresh database, a stream of its own) and the issuer (nonces in Redis under a fresh
-    /// prefix, following the revocation stream) with these keys and issuance settings.
+    /// fresh database, a stream of its own, a fresh snapshot key in a file of its own)
+    /// and the issuer (nonces in Redis under a fresh prefix, following the revocation
+    /// stream) with these keys and issuance settings. The snapshot key's public half
+    /// is published in the ring: in memory, or written into the ring's file.
     pub async fn start(keys: KeySource, issuance: IssuanceConfig) -> TestStack {
         let (pool, database_url) =
             within("create a database", citypass_testkit::fresh_database()).await;
         let redis_url = citypass_testkit::redis_url();
         let redis_prefix = citypass_testkit::unique("citypass-e2e:");
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let mut config = StackConfig::ephemeral(keys, dir.path());
+        let snapshot_key = SnapshotKey::generate(true, &SystemRandom::new()).expect("snapshot key");
+        let keys = publish_snapshot_key(keys, &snapshot_key);
+        let snapshot_key_path = dir.path().join("snapshot-key.json");
+        std::fs::write(&snapshot_key_path, snapshot_key.to_json()).expect("write the snapshot key");
+        let mut config = StackConfig::ephemeral(
+            keys,
+            KeyFile::new(snapshot_key_path, Duration::from_secs(3600)),
+            dir.path(),
+        );
         config.identity_store = IdentityStore::Postgres(database_url);
         config.nonces = NonceBackend::Redis {
             url: redis_url.clone(),
@@ -221,6 +259,7 @@ impl TestStack {
             stack,
             pool,
             redis_url,
+            snapshot_kid: snapshot_key.kid(),
             redis_prefix,
             _dir: dir,
         }

@@ -5,7 +5,7 @@
 //! nonces in Redis, real gRPC between app, issuer and identity.
 
 use citypass_e2e::{TestStack, dev_ring, now, resident_id, within};
-use citypass_proto::v1::{DocumentType, KeyStatus, SubjectStatus};
+use citypass_proto::v1::{DocumentType, KeyStatus, KeyUsage, SubjectStatus};
 use citypass_token::{Kid, Scopes, Validation, verify_offline, verify_online};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,8 +44,21 @@ async fn enrol_bind_issue_and_verify_online_and_offline() {
         Kid::from_slice(&published.signing_kid).unwrap(),
         signing_kid
     );
-    assert_eq!(published.keys.len(), 1);
-    assert_eq!(published.keys[0].status(), KeyStatus::Active);
+    // The code key, and the revocation service's snapshot key with its own usage.
+    assert_eq!(published.keys.len(), 2);
+    assert!(
+        published
+            .keys
+            .iter()
+            .all(|k| k.status() == KeyStatus::Active)
+    );
+    assert_eq!(published.keys[0].usage(), KeyUsage::Code);
+    assert_eq!(published.keys[1].usage(), KeyUsage::RevocationSnapshot);
+    assert_eq!(published.keys[1].kid, t.snapshot_kid.0);
+    assert_eq!(
+        keyset.get(&t.snapshot_kid).map(|k| k.usage),
+        Some(citypass_token::KeyUsage::Snapshot)
+    );
 
     // Issue: a CP1 code that verifies against the published set, with the subject
     // sealed inside.

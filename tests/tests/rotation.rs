@@ -20,7 +20,7 @@ use citypass_e2e::{STEP_TIMEOUT, TestStack, dev_ring, now, within};
 use citypass_issuer::{IssuanceConfig, KeySource};
 use citypass_proto::v1::KeyStatus as ApiKeyStatus;
 use citypass_token::{
-    KeyStatus, Keyring, Kid, SystemRandom, TokenError, Validation, verify_online,
+    KeyStatus, KeyUsage, Keyring, Kid, SystemRandom, TokenError, Validation, verify_online,
 };
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -257,7 +257,7 @@ async fn rotation_under_load_fails_no_request_and_both_keys_verify() {
     // Key 1 codes verify until key 1's valid-until, and not after it.
     let kid1_code = kid1_code.expect("a key-1 code");
     let kid2_code = kid2_code.expect("a key-2 code");
-    assert!(keyset.usable(&kid1, valid_until).is_ok());
+    assert!(keyset.usable(&kid1, KeyUsage::Code, valid_until).is_ok());
     assert_eq!(
         verify_online(&kid1_code, &keyset, &Validation::at(valid_until + 1)),
         Err(TokenError::KeyExpired),

@@ -251,7 +251,7 @@ async fn step(args: AppArgs) -> anyhow::Result<()> {
                     "out": out.display().to_string(),
                     "signature_verified": true,
                     "signed_by": hex::encode(&response.signing_kid),
-                    "keys": set.keys().iter().map(|k| super::keys::key_json(k, None)).collect::<Vec<_>>(),
+                    "keys": set.keys().iter().map(|k| super::keys::key_json(k, &[])).collect::<Vec<_>>(),
                 }));
             } else {
                 println!(
@@ -260,7 +260,7 @@ async fn step(args: AppArgs) -> anyhow::Result<()> {
                     set.keys().len()
                 );
                 for k in set.keys() {
-                    println!("  {}", super::keys::key_line(k, None));
+                    println!("  {}", super::keys::key_line(k, &[]));
                 }
             }
         }

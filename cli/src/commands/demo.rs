@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use citypass_gate::{Decision, Gate, GateConfig, Presented};
 use citypass_token::{
-    DeviceKey, Keyring, Qr, Scene, Scopes, SecureRandom as _, SystemRandom, inspect,
+    DeviceKey, Keyring, Qr, Scene, Scopes, SecureRandom as _, SnapshotKey, SystemRandom, inspect,
 };
 
 use super::clock;
@@ -25,13 +25,17 @@ pub fn run(out: Option<&Path>) -> anyhow::Result<()> {
     let now = clock::now()?;
     println!("citypass demo: one code for the whole city, in one process (dev keys)\n");
 
-    // Keys: the issuer's ring and the public set gates trust.
-    let ring = Keyring::generate("cp", true, &rng)?;
+    // Keys: the issuer's ring, the revocation service's snapshot key (the ring
+    // publishes its public half), and the public set gates trust.
+    let mut ring = Keyring::generate("cp", true, &rng)?;
+    let snapshot_key = SnapshotKey::generate(true, &rng)?;
+    ring.publish_snapshot_key(snapshot_key.public_key())?;
     let issuer = ring.issuer()?;
     let keyset = ring.public_keyset()?;
     println!(
-        "1. issuer keys   Ed25519 signing key {} + subject-sealing key (dev)",
-        ring.signing_kid()
+        "1. issuer keys   Ed25519 signing key {} + subject-sealing key; snapshot key {} (dev)",
+        ring.signing_kid(),
+        snapshot_key.kid()
     );
 
     // A citizen: a pseudonymous subject id and the phone's bound device key.
@@ -56,7 +60,7 @@ pub fn run(out: Option<&Path>) -> anyhow::Result<()> {
     println!("{}", qr.to_terminal());
 
     // A metro gate checks it: once accepted, then refused.
-    let mut metro = gate(&keyset, &issuer, Scene::Metro, now)?;
+    let mut metro = gate(&keyset, &snapshot_key, Scene::Metro, now)?;
     report(
         "4. metro gate    first scan      ",
         metro.check(&cp1.text, now),
@@ -102,7 +106,7 @@ pub fn run(out: Option<&Path>) -> anyhow::Result<()> {
         "8. offline code  CP2 made on the phone: {} characters, {} COSE bytes, QR version {} (level M)",
         facts2.text_len, facts2.cose_len, facts2.qr_version
     );
-    let mut park = gate(&keyset, &issuer, Scene::Scenic, now)?;
+    let mut park = gate(&keyset, &snapshot_key, Scene::Scenic, now)?;
     report(
         "9. scenic gate   offline scan    ",
         park.check(&cp2, now + 2),
@@ -171,18 +175,19 @@ fn flip_one_byte(text: &str) -> anyhow::Result<String> {
     Ok(format!("{prefix}{}", base45::encode(&bytes)))
 }
 
-/// A gate for `scene` holding a signed snapshot of nothing revoked, taken `now` (a gate
-/// refuses every code until it holds a fresh one).
+/// A gate for `scene` holding a snapshot of nothing revoked, taken `now` and signed with
+/// the snapshot key (a gate refuses every code until it holds a fresh one, and takes
+/// snapshots only from the key published for them).
 fn gate(
     keyset: &citypass_token::KeySet,
-    issuer: &citypass_token::Issuer,
+    snapshot_key: &SnapshotKey,
     scene: Scene,
     now: u64,
 ) -> anyhow::Result<Gate> {
     let mut gate = Gate::new(keyset.clone(), GateConfig::new(scene));
     let snapshot = citypass_revocation::RevocationSet::new()
         .snapshot(citypass_revocation::Kinds::ALL, now)
-        .sign(issuer.key());
+        .sign(snapshot_key);
     gate.load_snapshot(&snapshot, now)
         .context("the gate refused the revocation snapshot")?;
     Ok(gate)

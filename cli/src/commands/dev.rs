@@ -1,9 +1,10 @@
 //! `citypass dev`: every service in one process on embedded stores, and a demo code.
 //!
 //! A newcomer's first contact with the running system: nothing to install, fixed
-//! local ports printed, a dev key ring created on first run (and reloaded when
-//! `citypass keys rotate` changes it, as in production), and one citizen enrolled and
-//! shown a real code, so `citypass app` has something to talk to straight away.
+//! local ports printed, a dev key ring and a dev snapshot key created on first run
+//! (and reloaded when `citypass keys rotate` or `snapshot-rotate` changes them, as in
+//! production), and one citizen enrolled and shown a real code, so `citypass app` has
+//! something to talk to straight away.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,8 +15,8 @@ use citypass_app::{App, AppState};
 use citypass_pki::Subject;
 use citypass_proto::v1::DocumentType;
 use citypass_runtime::Role;
-use citypass_stack::{KeySource, Stack, StackConfig};
-use citypass_token::{Keyring, Qr, SecureRandom as _, SystemRandom};
+use citypass_stack::{KeyFile, KeySource, Stack, StackConfig};
+use citypass_token::{Qr, SecureRandom as _, SnapshotKey, SystemRandom};
 
 use super::keys;
 
@@ -44,12 +45,13 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
     server.log_filter = "warn".to_owned();
     let telemetry = citypass_runtime::telemetry::init(&server).context("starting telemetry")?;
 
-    let ring_path = ensure_dev_ring(&args.keys_dir)?;
+    let (ring_path, snapshot_key_path) = ensure_dev_keys(&args.keys_dir)?;
     let mut config = StackConfig::ephemeral(
         KeySource::File {
             path: ring_path.clone(),
             reload_interval: Duration::from_secs(2),
         },
+        KeyFile::new(snapshot_key_path.clone(), Duration::from_secs(2)),
         &args.keys_dir,
     );
     config.identity_listen = SocketAddr::from(([127, 0, 0, 1], args.identity_port));
@@ -77,6 +79,10 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
         ring_path.display()
     );
     println!(
+        "             {} (dev snapshot key, the revocation service's only key)",
+        snapshot_key_path.display()
+    );
+    println!(
         "  TLS        dev CA {} (every hop is mutual TLS)",
         stack.pki.ca_file().display()
     );
@@ -93,6 +99,9 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
     println!("  citypass app bind && citypass app code --png code.png");
     println!("  citypass app certificate && citypass app offline-code");
     println!("  citypass keys rotate     (the issuer picks up the new key without a restart)");
+    println!(
+        "  citypass keys snapshot-rotate  (so does the revocation service, for its snapshot key)"
+    );
     println!("  citypass admin revoke device <device id> --reason device-lost\n");
     println!("Ctrl-C stops everything.");
 
@@ -110,15 +119,39 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The dev key ring's path, generating the ring on first run.
-fn ensure_dev_ring(dir: &Path) -> anyhow::Result<PathBuf> {
-    let path = dir.join(keys::RING);
-    if !path.exists() {
-        let ring = Keyring::generate("cp", true, &SystemRandom::new())?;
-        keys::save(dir, &ring)?;
-        println!("generated a dev key ring in {}", dir.display());
+/// The dev key ring's and snapshot key's paths, generating both on first run. A ring
+/// from before snapshot keys had their own usage gets a snapshot key, published in it.
+fn ensure_dev_keys(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let ring_path = dir.join(keys::RING);
+    let snapshot_key_path = dir.join(keys::SNAPSHOT_KEY);
+    if !ring_path.exists() {
+        keys::generate(dir, "cp", true)?;
+        println!(
+            "generated a dev key ring and snapshot key in {}",
+            dir.display()
+        );
+        return Ok((ring_path, snapshot_key_path));
     }
-    Ok(path)
+    let mut ring = keys::load(dir)?;
+    let snapshot_key = match keys::load_snapshot_key(dir, keys::SNAPSHOT_KEY)? {
+        Some(key) => key,
+        None => {
+            let key = SnapshotKey::generate(ring.dev, &SystemRandom::new())?;
+            keys::write_atomic(&snapshot_key_path, key.to_json().as_bytes(), true)?;
+            println!("generated a dev snapshot key in {}", dir.display());
+            key
+        }
+    };
+    if !ring.publishes_snapshot_key(snapshot_key.kid()) {
+        ring.publish_snapshot_key(snapshot_key.public_key())?;
+        keys::save(dir, &ring)?;
+        println!(
+            "published snapshot key {} in {}",
+            snapshot_key.kid(),
+            ring_path.display()
+        );
+    }
+    Ok((ring_path, snapshot_key_path))
 }
 
 /// Enrols a demo citizen through the real API and prints a code for them.

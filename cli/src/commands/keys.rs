@@ -1,13 +1,17 @@
-//! `citypass keys ...`: the issuer's key ring on disk.
+//! `citypass keys ...`: the issuer's key ring and the revocation service's snapshot key
+//! on disk.
 //!
 //! The ring (`keyring.json`, private, mode 0600) and the public set derived from it
 //! (`keyset.jwks.json`) are always written together, so the published set can never
-//! lag the ring. See keys/README.md for the rotation procedure these steps implement.
+//! lag the ring. The snapshot key (`snapshot-key.json`, private, mode 0600) is a file
+//! of its own, for the revocation service only; the ring lists its public half, which
+//! the issuer publishes with usage `revocation-snapshot`. See keys/README.md for the
+//! rotation procedures these steps implement.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use citypass_token::{KeyStatus, Keyring, Kid, PublishedKey, SystemRandom};
+use citypass_token::{KeyStatus, Keyring, Kid, PublishedKey, SnapshotKey, SystemRandom};
 use clap::Subcommand;
 
 use super::clock;
@@ -16,21 +20,26 @@ use super::clock;
 pub const RING: &str = "keyring.json";
 /// The public key set file beside it.
 pub const JWKS: &str = "keyset.jwks.json";
+/// The revocation service's snapshot key, beside them.
+pub const SNAPSHOT_KEY: &str = "snapshot-key.json";
+/// A snapshot key published but not yet signing (step 1 of its rotation).
+pub const NEXT_SNAPSHOT_KEY: &str = "snapshot-key.next.json";
 
 #[derive(Subcommand)]
 pub enum KeysCommand {
-    /// Write a new key ring (one Ed25519 signing key, one subject-sealing key).
+    /// Write a new key ring (one Ed25519 signing key, one subject-sealing key) and a
+    /// new snapshot key, whose public half the ring publishes.
     Generate {
-        /// Folder for keyring.json and keyset.jwks.json.
+        /// Folder for keyring.json, keyset.jwks.json and snapshot-key.json.
         #[arg(long, default_value = "keys/dev")]
         dir: PathBuf,
         /// The `iss` claim of codes signed with this ring.
         #[arg(long, default_value = "cp")]
         iss: String,
-        /// Mark the ring as production keys (default: dev keys, refused in production).
+        /// Mark the keys as production keys (default: dev keys, refused in production).
         #[arg(long)]
         production: bool,
-        /// Overwrite an existing ring.
+        /// Overwrite an existing ring and snapshot key.
         #[arg(long)]
         force: bool,
     },
@@ -51,7 +60,8 @@ pub enum KeysCommand {
         #[arg(long, default_value_t = 86_400 + 300)]
         retire_after: u64,
     },
-    /// Mark a key revoked: every code it signed fails at once.
+    /// Mark a key revoked (a code key or a snapshot key): everything it signed fails
+    /// at once.
     Revoke {
         /// Folder of keyring.json and keyset.jwks.json.
         #[arg(long, default_value = "keys/dev")]
@@ -59,12 +69,33 @@ pub enum KeysCommand {
         /// The kid, 16 hex digits.
         kid: String,
     },
+    /// Make a new snapshot key (snapshot-key.next.json) and publish its public half
+    /// without signing with it yet (step 1 of a snapshot key rotation).
+    SnapshotAdd {
+        /// Folder of keyring.json, keyset.jwks.json and the snapshot key files.
+        #[arg(long, default_value = "keys/dev")]
+        dir: PathBuf,
+    },
+    /// Switch the revocation service to the staged snapshot key (making and publishing
+    /// one if none is staged): snapshot-key.next.json becomes snapshot-key.json, and the
+    /// old key is retired, valid for `--retire-after` more seconds.
+    SnapshotRotate {
+        /// Folder of keyring.json, keyset.jwks.json and the snapshot key files.
+        #[arg(long, default_value = "keys/dev")]
+        dir: PathBuf,
+        /// How long snapshots signed with the old key keep verifying: at least the
+        /// revocation service's key reload interval plus the time a gate takes from
+        /// fetching a snapshot to loading it.
+        #[arg(long, default_value_t = 3_600)]
+        retire_after: u64,
+    },
     /// Print the key ring's public summary.
     Show {
         /// Folder of keyring.json and keyset.jwks.json.
         #[arg(long, default_value = "keys/dev")]
         dir: PathBuf,
-        /// Print one JSON object (iss, dev, signing_kid, keys) instead of text.
+        /// Print one JSON object (iss, dev, signing_kid, snapshot_kid, keys) instead of
+        /// text.
         #[arg(long)]
         json: bool,
     },
@@ -79,19 +110,21 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             production,
             force,
         } => {
-            if dir.join(RING).exists() && !force {
-                bail!(
-                    "{} exists; pass --force to replace it",
-                    dir.join(RING).display()
-                );
+            for file in [RING, SNAPSHOT_KEY] {
+                if dir.join(file).exists() && !force {
+                    bail!(
+                        "{} exists; pass --force to replace it",
+                        dir.join(file).display()
+                    );
+                }
             }
-            let ring = Keyring::generate(&iss, !production, &rng)?;
-            save(&dir, &ring)?;
+            let (ring, snapshot_key) = generate(&dir, &iss, !production)?;
             println!(
-                "wrote {} ({} keys, signing kid {})",
+                "wrote {} ({} keys, signing kid {}, snapshot kid {})",
                 dir.display(),
                 if ring.dev { "dev" } else { "production" },
-                ring.signing_kid()
+                ring.signing_kid(),
+                snapshot_key.kid()
             );
         }
         KeysCommand::Add { dir } => {
@@ -115,14 +148,55 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
         }
         KeysCommand::Revoke { dir, kid } => {
             let mut ring = load(&dir)?;
-            ring.revoke(Kid::from_hex(&kid).context("a kid is 16 hex digits")?)?;
+            let kid = Kid::from_hex(&kid).context("a kid is 16 hex digits")?;
+            if load_snapshot_key(&dir, SNAPSHOT_KEY)?.is_some_and(|k| k.kid() == kid) {
+                bail!("{kid} signs snapshots: run `citypass keys snapshot-rotate` first");
+            }
+            ring.revoke(kid)?;
             save(&dir, &ring)?;
             println!("revoked {kid}");
+        }
+        KeysCommand::SnapshotAdd { dir } => {
+            if let Some(staged) = load_snapshot_key(&dir, NEXT_SNAPSHOT_KEY)? {
+                bail!(
+                    "{} is already staged in {}; run `citypass keys snapshot-rotate`",
+                    staged.kid(),
+                    dir.join(NEXT_SNAPSHOT_KEY).display()
+                );
+            }
+            let kid = stage_snapshot_key(&dir)?;
+            println!(
+                "published snapshot key {kid}; the revocation service signs with it after `citypass keys snapshot-rotate` once gates have refreshed"
+            );
+        }
+        KeysCommand::SnapshotRotate { dir, retire_after } => {
+            let next = match load_snapshot_key(&dir, NEXT_SNAPSHOT_KEY)? {
+                Some(key) => key.kid(),
+                None => stage_snapshot_key(&dir)?,
+            };
+            let old = load_snapshot_key(&dir, SNAPSHOT_KEY)?.map(|k| k.kid());
+            let mut ring = load(&dir)?;
+            let now = clock::now()?;
+            ring.retire_snapshot_keys(next, now, retire_after)
+                .context("the staged snapshot key is not published and active in the ring")?;
+            // The key file first: the ring's retirement is harmless if this fails.
+            std::fs::rename(dir.join(NEXT_SNAPSHOT_KEY), dir.join(SNAPSHOT_KEY))
+                .with_context(|| format!("replacing {}", dir.join(SNAPSHOT_KEY).display()))?;
+            save(&dir, &ring)?;
+            match old {
+                Some(old) => println!(
+                    "snapshots are signed with {next}; {old} retired, valid until {}",
+                    clock::show(now.saturating_add(retire_after))
+                ),
+                None => println!("snapshots are signed with {next}"),
+            }
         }
         KeysCommand::Show { dir, json } => {
             let ring = load(&dir)?;
             let set = ring.public_keyset()?;
             let signing = ring.signing_kid();
+            let snapshot = load_snapshot_key(&dir, SNAPSHOT_KEY)?.map(|k| k.kid());
+            let signers = [Some(signing), snapshot];
             if json {
                 println!(
                     "{}",
@@ -130,7 +204,8 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                         "iss": ring.iss,
                         "dev": ring.dev,
                         "signing_kid": signing.to_hex(),
-                        "keys": set.keys().iter().map(|k| key_json(k, Some(signing))).collect::<Vec<_>>(),
+                        "snapshot_kid": snapshot.map(|k| k.to_hex()),
+                        "keys": set.keys().iter().map(|k| key_json(k, &signers)).collect::<Vec<_>>(),
                     })
                 );
                 return Ok(());
@@ -145,14 +220,62 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                 }
             );
             for k in set.keys() {
-                println!("{}", key_line(k, Some(signing)));
+                println!("{}", key_line(k, &signers));
+            }
+            if snapshot.is_some_and(|kid| !ring.publishes_snapshot_key(kid)) {
+                println!(
+                    "WARNING: {} is not published in the ring: gates refuse its snapshots",
+                    dir.join(SNAPSHOT_KEY).display()
+                );
             }
         }
     }
     Ok(())
 }
 
-fn load(dir: &Path) -> anyhow::Result<Keyring> {
+/// Writes a new ring and a new snapshot key (the ring publishing its public half) into
+/// `dir`, marked dev unless `dev` is false.
+pub fn generate(dir: &Path, iss: &str, dev: bool) -> anyhow::Result<(Keyring, SnapshotKey)> {
+    let rng = SystemRandom::new();
+    let mut ring = Keyring::generate(iss, dev, &rng)?;
+    let snapshot_key = SnapshotKey::generate(dev, &rng)?;
+    ring.publish_snapshot_key(snapshot_key.public_key())?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_atomic(
+        &dir.join(SNAPSHOT_KEY),
+        snapshot_key.to_json().as_bytes(),
+        true,
+    )?;
+    save(dir, &ring)?;
+    Ok((ring, snapshot_key))
+}
+
+/// Makes a snapshot key (dev like the ring), writes it to the staging file and
+/// publishes its public half in the ring.
+fn stage_snapshot_key(dir: &Path) -> anyhow::Result<Kid> {
+    let mut ring = load(dir)?;
+    let key = SnapshotKey::generate(ring.dev, &SystemRandom::new())?;
+    let kid = ring.publish_snapshot_key(key.public_key())?;
+    write_atomic(&dir.join(NEXT_SNAPSHOT_KEY), key.to_json().as_bytes(), true)?;
+    save(dir, &ring)?;
+    Ok(kid)
+}
+
+/// The snapshot key in `dir/file`, if there is one.
+pub fn load_snapshot_key(dir: &Path, file: &str) -> anyhow::Result<Option<SnapshotKey>> {
+    let path = dir.join(file);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let json =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    SnapshotKey::from_json(&json)
+        .map(Some)
+        .with_context(|| format!("loading {}", path.display()))
+}
+
+/// The key ring in `dir`.
+pub fn load(dir: &Path) -> anyhow::Result<Keyring> {
     let path = dir.join(RING);
     let json = std::fs::read_to_string(&path).with_context(|| {
         format!(
@@ -196,8 +319,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> anyhow::Result<(
     Ok(())
 }
 
-/// One key of a set as a line: kid, algorithm, status (with its time), signing mark.
-pub fn key_line(key: &PublishedKey, signing: Option<Kid>) -> String {
+/// One key of a set as a line: kid, algorithm, usage, status (with its time), and a
+/// mark on the keys in `signers` (the key that signs codes, the one that signs
+/// snapshots).
+pub fn key_line(key: &PublishedKey, signers: &[Option<Kid>]) -> String {
     let alg = super::token::alg_name(Some(key.key.alg().cose_id())).unwrap_or("-");
     let status = match key.status {
         KeyStatus::Active => "active".to_owned(),
@@ -206,16 +331,21 @@ pub fn key_line(key: &PublishedKey, signing: Option<Kid>) -> String {
         }
         KeyStatus::Revoked => "revoked".to_owned(),
     };
-    let mark = if Some(key.kid()) == signing {
+    let mark = if signers.contains(&Some(key.kid())) {
         "  (signing)"
     } else {
         ""
     };
-    format!("{}  {alg:<5}  {status}{mark}", key.kid())
+    format!(
+        "{}  {alg:<5}  {:<19}  {status}{mark}",
+        key.kid(),
+        key.usage.name()
+    )
 }
 
-/// One key of a set as JSON: kid, alg, status, valid_until (retired keys), signing.
-pub fn key_json(key: &PublishedKey, signing: Option<Kid>) -> serde_json::Value {
+/// One key of a set as JSON: kid, alg, usage, status, valid_until (retired keys), and
+/// whether it is one of `signers` (`null` when no signer is known).
+pub fn key_json(key: &PublishedKey, signers: &[Option<Kid>]) -> serde_json::Value {
     let (status, valid_until) = match key.status {
         KeyStatus::Active => ("active", None),
         KeyStatus::Retired { valid_until } => ("retired", Some(valid_until)),
@@ -225,8 +355,9 @@ pub fn key_json(key: &PublishedKey, signing: Option<Kid>) -> serde_json::Value {
         serde_json::json!({
             "kid": key.kid().to_hex(),
             "alg": super::token::alg_name(Some(key.key.alg().cose_id())),
+            "usage": key.usage.name(),
             "status": status,
-            "signing": signing.map(|s| s == key.kid()),
+            "signing": (!signers.is_empty()).then(|| signers.contains(&Some(key.kid()))),
         }),
         &[("valid_until", valid_until)],
     )

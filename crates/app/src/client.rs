@@ -285,8 +285,9 @@ impl App {
     }
 
     /// Fetches the published key set and checks its signature with the key that
-    /// signed it, which must be in the set itself (first contact: trust on first use;
-    /// gates pin the issuer key instead).
+    /// signed it, which must be in the set itself and published for codes (first
+    /// contact: trust on first use; gates pin the issuer key instead). A set signed by
+    /// the snapshot key is refused.
     pub async fn key_set(&mut self) -> Result<(KeySet, GetKeySetResponse), AppError> {
         let response = self
             .issuer
@@ -299,7 +300,7 @@ impl App {
         let set = KeySet::from_jwks(json)?;
         let kid = citypass_token::Kid::from_slice(&response.signing_kid)?;
         let signer = set.get(&kid).ok_or(AppError::KeySetSignature)?;
-        verify_key_set(&signer.key, &response.jwks_json, &response.signature)
+        verify_key_set(signer, &response.jwks_json, &response.signature)
             .map_err(|_| AppError::KeySetSignature)?;
         Ok((set, response))
     }

@@ -13,6 +13,12 @@
 //! gate's own key set, and one older than the snapshot in force (a lower epoch, or an
 //! earlier creation time) is refused, so an attacker who replays an old snapshot to a
 //! gate cannot bring a revoked code back.
+//!
+//! Keys have a usage (`citypass_token::KeyUsage`): codes and certificates are accepted
+//! only from keys published for codes, snapshots only from the key published for
+//! snapshots. So the revocation service, which holds only the snapshot key, cannot
+//! mint a code a gate accepts, and a code key cannot feed a gate revocation data
+//! (security review, finding 4).
 
 use citypass_revocation::{RevocationSet, SignedSnapshot, SnapshotError};
 use citypass_token::{
@@ -183,9 +189,9 @@ impl Gate {
         self.keys = keys;
     }
 
-    /// Verifies `signed` with the gate's key set at `now` and makes it the revocations
-    /// in force, unless it is older than the snapshot in force (see the module
-    /// documentation). Returns its epoch.
+    /// Verifies `signed` with the gate's key set at `now` (a key published for
+    /// snapshots only) and makes it the revocations in force, unless it is older than
+    /// the snapshot in force (see the module documentation). Returns its epoch.
     pub fn load_snapshot(
         &mut self,
         signed: &SignedSnapshot,

@@ -1,31 +1,48 @@
 //! The offline gate's decisions on real codes.
 
 use citypass_gate::*;
-use citypass_revocation::{Kinds, RevocationSet, SignedSnapshot};
+use citypass_revocation::{Kinds, RevocationSet, SignedSnapshot, SnapshotError};
 use citypass_token::*;
 
 const NOW: u64 = 1_800_000_000;
 const SUBJECT: [u8; 16] = [9; 16];
+/// The issuer's code-signing key.
+const CODE_SEED: [u8; 32] = [1; 32];
+/// The revocation service's snapshot-signing key.
+const SNAPSHOT_SEED: [u8; 32] = [3; 32];
 
 fn issuer() -> Issuer {
     Issuer::new(
         "cp",
-        IssuerKey::from_seed(&[1; 32]).unwrap(),
+        IssuerKey::from_seed(&CODE_SEED).unwrap(),
         SubjectKey::from_bytes(&[2; 32]).unwrap(),
     )
 }
 
+fn snapshot_key() -> SnapshotKey {
+    SnapshotKey::from_seed(&SNAPSHOT_SEED, true).unwrap()
+}
+
+/// What the issuer publishes: its code key, and the snapshot key with its own usage.
 fn keys() -> KeySet {
-    KeySet::new(vec![PublishedKey {
-        key: issuer().key().public_key().clone(),
-        status: KeyStatus::Active,
-    }])
+    KeySet::new(vec![
+        PublishedKey {
+            key: issuer().key().public_key().clone(),
+            status: KeyStatus::Active,
+            usage: KeyUsage::Code,
+        },
+        PublishedKey {
+            key: snapshot_key().public_key().clone(),
+            status: KeyStatus::Active,
+            usage: KeyUsage::Snapshot,
+        },
+    ])
     .unwrap()
 }
 
 /// A snapshot of `live` taken at `at`, signed as the revocation service signs it.
 fn snapshot_of(live: &RevocationSet, at: u64) -> SignedSnapshot {
-    live.snapshot(Kinds::ALL, at).sign(issuer().key())
+    live.snapshot(Kinds::ALL, at).sign(&snapshot_key())
 }
 
 /// A gate with `config`, holding a snapshot of nothing revoked, taken at `NOW`.
@@ -336,4 +353,80 @@ fn finding_7_a_rolled_back_snapshot_is_refused() {
         g.load_snapshot(&snapshot_of(&after, NOW + 40), NOW + 40),
         Ok(2)
     );
+}
+
+/// Security finding 4: the revocation service held the issuer's whole key ring to sign
+/// snapshots with the code-signing key, and gates took a snapshot from any key they
+/// trusted. Now a snapshot must come from a key published for snapshots: one signed
+/// with a code key (what a revocation service holding the ring would sign) is refused,
+/// and the gate keeps failing closed.
+#[test]
+fn finding_4_a_snapshot_signed_with_a_code_key_is_refused() {
+    let code_key = SnapshotKey::from_seed(&CODE_SEED, true).unwrap();
+    let forged = RevocationSet::new()
+        .snapshot(Kinds::ALL, NOW)
+        .sign(&code_key);
+    assert_eq!(forged.kid, issuer().key().kid(), "signed by the code key");
+
+    let mut g = Gate::new(keys(), GateConfig::new(Scene::Metro));
+    assert_eq!(
+        g.load_snapshot(&forged, NOW),
+        Err(SnapshotRefused::Invalid(SnapshotError::Key(
+            TokenError::WrongKeyUsage
+        )))
+    );
+    assert_eq!(g.revocation_epoch(), None, "nothing was loaded");
+    let code = issuer()
+        .issue_token(&SUBJECT, Scopes::all(), NOW, 60)
+        .unwrap();
+    assert_eq!(deny(g.check(&code.text, NOW)), DenyReason::RevocationsStale);
+
+    // The snapshot key's own snapshot loads.
+    assert_eq!(
+        g.load_snapshot(&snapshot_of(&RevocationSet::new(), NOW), NOW),
+        Ok(0)
+    );
+    assert!(matches!(g.check(&code.text, NOW), Decision::Allow(_)));
+}
+
+/// Security finding 4, the other way round: whoever holds the snapshot key (the
+/// revocation service) cannot mint codes or device certificates with it.
+#[test]
+fn finding_4_a_code_signed_with_the_snapshot_key_is_refused() {
+    let rng = SystemRandom::new();
+    let forger = Issuer::new(
+        "cp",
+        IssuerKey::from_seed(&SNAPSHOT_SEED).unwrap(),
+        SubjectKey::from_bytes(&[2; 32]).unwrap(),
+    );
+    let mut g = gate(Scene::Metro);
+
+    let code = forger
+        .issue_token(&SUBJECT, Scopes::all(), NOW, 60)
+        .unwrap();
+    assert_eq!(
+        deny(g.check(&code.text, NOW)),
+        DenyReason::Token(TokenError::WrongKeyUsage)
+    );
+
+    let key = DeviceKey::generate(&rng).unwrap();
+    let cert = forger
+        .certify(&SUBJECT, key.public_key(), Scopes::all(), NOW, 86_400)
+        .unwrap();
+    let offline = OfflineSigner::new(key, cert.bytes)
+        .unwrap()
+        .make_code(NOW, 60, 1, &rng)
+        .unwrap();
+    assert_eq!(
+        deny(g.check(&offline, NOW)),
+        DenyReason::Token(TokenError::CertificateInvalid(Box::new(
+            TokenError::WrongKeyUsage
+        )))
+    );
+
+    // The code key's codes still pass.
+    let code = issuer()
+        .issue_token(&SUBJECT, Scopes::all(), NOW, 60)
+        .unwrap();
+    assert!(matches!(g.check(&code.text, NOW), Decision::Allow(_)));
 }

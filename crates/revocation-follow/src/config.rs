@@ -67,9 +67,11 @@ pub struct FollowerConfig {
     /// While Redis is lost, List since the epoch this often (default `1s`), so
     /// enforcement continues through the service.
     pub poll_interval: Duration,
-    /// Pause before reconnecting to Redis or Watch, or retrying a failed resync
-    /// (default `500ms`).
+    /// First pause before reconnecting to Redis or Watch, or retrying a failed resync
+    /// (default `500ms`); it doubles, jittered, while attempts keep failing.
     pub retry_interval: Duration,
+    /// Longest pause between reconnect attempts (default `5s`).
+    pub retry_max_interval: Duration,
     /// Longest one List page, Redis command (beyond its block time), connection or
     /// Watch call may take (default `5s`).
     pub request_timeout: Duration,
@@ -96,6 +98,7 @@ impl FollowerConfig {
             check_interval: Duration::from_secs(5),
             poll_interval: Duration::from_secs(1),
             retry_interval: Duration::from_millis(500),
+            retry_max_interval: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
             watch_silence: Duration::from_secs(5),
             prune_interval: Duration::from_secs(60),
@@ -129,6 +132,7 @@ impl FollowerConfig {
             ("check_interval", self.check_interval),
             ("poll_interval", self.poll_interval),
             ("retry_interval", self.retry_interval),
+            ("retry_max_interval", self.retry_max_interval),
             ("request_timeout", self.request_timeout),
             ("watch_silence", self.watch_silence),
             ("prune_interval", self.prune_interval),
@@ -139,6 +143,11 @@ impl FollowerConfig {
                     "{name} must be at least 1ms"
                 )));
             }
+        }
+        if self.retry_max_interval < self.retry_interval {
+            return Err(crate::FollowerError::Config(
+                "retry_max_interval must be at least retry_interval".into(),
+            ));
         }
         if self.list_page_size == 0 || self.read_count == 0 || self.max_pending == 0 {
             return Err(crate::FollowerError::Config(

@@ -49,6 +49,7 @@ mod metrics;
 mod prune;
 mod redis_source;
 mod resync;
+mod retry;
 mod sequencer;
 mod source_state;
 mod state;

@@ -35,6 +35,7 @@ use crate::config::FollowerConfig;
 use crate::counters::inc;
 use crate::prune::{Pruner, clamp};
 use crate::resync::{ResyncError, RevocationClient, resync};
+use crate::retry::Retry;
 use crate::source_state::SourceState;
 use crate::state::Shared;
 
@@ -67,9 +68,11 @@ pub(crate) async fn run(
     let mut pruner = Pruner::new(config.prune_interval);
     let mut lost = false;
     let mut next_poll = Instant::now();
+    let mut reconnect = Retry::new(&config);
     loop {
         match connect(&redis, &key, &config).await {
             Ok((connection, anchor)) => {
+                reconnect.reset();
                 if lost {
                     tracing::info!("revocation stream reachable again; resyncing from List");
                 }
@@ -106,7 +109,7 @@ pub(crate) async fn run(
             next_poll = Instant::now() + config.poll_interval;
         }
         pruner.maybe(&shared);
-        let wake = (Instant::now() + config.retry_interval).min(next_poll);
+        let wake = (Instant::now() + reconnect.next_pause()).min(next_poll);
         tokio::time::sleep_until(wake).await;
     }
 }

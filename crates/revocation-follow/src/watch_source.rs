@@ -9,20 +9,24 @@ use std::sync::Arc;
 
 use citypass_proto::v1::WatchRequest;
 use citypass_revocation::proto::from_proto;
-use tokio::time::Instant;
 
 use crate::config::FollowerConfig;
 use crate::counters::inc;
 use crate::prune::Pruner;
 use crate::resync::RevocationClient;
+use crate::retry::Retry;
 use crate::source_state::SourceState;
 use crate::state::Shared;
 
 pub(crate) async fn run(shared: Arc<Shared>, mut client: RevocationClient, config: FollowerConfig) {
     let mut pruner = Pruner::new(config.prune_interval);
     let mut failing = false;
+    let mut retry = Retry::new(&config);
     loop {
         let (why, healthy) = follow(&shared, &mut client, &config, &mut pruner).await;
+        if healthy {
+            retry.reset();
+        }
         inc(&shared.metrics.watch_errors);
         shared.set_source_state(SourceState::Disconnected);
         shared.sequencer().clear(&shared.metrics);
@@ -33,7 +37,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut client: RevocationClient, confi
         }
         failing = true;
         pruner.maybe(&shared);
-        tokio::time::sleep_until(Instant::now() + config.retry_interval).await;
+        tokio::time::sleep(retry.next_pause()).await;
     }
 }
 

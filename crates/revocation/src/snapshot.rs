@@ -2,10 +2,12 @@
 //!
 //! A gate that has been offline cannot replay the log from the start; it loads a
 //! snapshot (complete up to its epoch) and follows with Watch from that epoch. The
-//! snapshot is signed by the issuer's current key with
-//! [`citypass_token::sign_snapshot`] (a context string of its own, so a snapshot
-//! signature can never pass as a code's or a key set's), and the gate checks it with
-//! the issuer key set it already trusts.
+//! snapshot is signed by the revocation service's snapshot key
+//! ([`citypass_token::SnapshotKey`], with [`citypass_token::sign_snapshot`]: a context
+//! string of its own, so a snapshot signature can never pass as a code's or a key
+//! set's), and the gate checks it with the key set it already trusts, accepting only
+//! a key published for snapshots (`KeyUsage::Snapshot`): a code key never vouches for
+//! revocation data, and the snapshot key never for a code (security review, finding 4).
 //!
 //! # Layout (version 1)
 //!
@@ -30,7 +32,7 @@
 //! makes it panic (a property test feeds it arbitrary bytes).
 
 use citypass_token::{
-    Algorithm, IssuerKey, KeySet, Kid, TokenError, sign_snapshot, verify_snapshot,
+    Algorithm, KeySet, KeyUsage, Kid, SnapshotKey, TokenError, sign_snapshot, verify_snapshot,
 };
 
 use crate::codec::{DecodeError, MIN_ENTRY_LEN, Reader, write_entry};
@@ -90,7 +92,8 @@ pub enum SnapshotError {
     /// Bytes after the last entry.
     #[error("{0} trailing bytes")]
     TrailingBytes(usize),
-    /// The signing key is not in the key set, or may no longer be used.
+    /// The signing key is not in the key set, is published for another usage than
+    /// snapshots, or may no longer be used.
     #[error("snapshot signing key not usable: {0}")]
     Key(#[source] TokenError),
     /// The signature does not verify.
@@ -193,14 +196,14 @@ impl Snapshot {
         }
     }
 
-    /// Signs the encoded snapshot with the issuer's key.
-    pub fn sign(&self, key: &IssuerKey) -> SignedSnapshot {
+    /// Signs the encoded snapshot with the snapshot key.
+    pub fn sign(&self, key: &SnapshotKey) -> SignedSnapshot {
         SignedSnapshot::sign(self.encode(), key)
     }
 }
 
-/// Snapshot bytes with the issuer's detached signature and the signing key's id: what
-/// the Snapshot RPC returns.
+/// Snapshot bytes with the snapshot key's detached signature and its id: what the
+/// Snapshot RPC returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedSnapshot {
     /// The encoded snapshot (exactly the signed bytes).
@@ -213,7 +216,7 @@ pub struct SignedSnapshot {
 
 impl SignedSnapshot {
     /// Signs encoded snapshot bytes.
-    pub fn sign(bytes: Vec<u8>, key: &IssuerKey) -> Self {
+    pub fn sign(bytes: Vec<u8>, key: &SnapshotKey) -> Self {
         let signature = sign_snapshot(key, &bytes);
         SignedSnapshot {
             bytes,
@@ -222,8 +225,9 @@ impl SignedSnapshot {
         }
     }
 
-    /// Checks the signature with a key of `keys` usable at `now` (an Ed25519 issuer
-    /// key, active or retired-but-valid; revoked keys are refused) and decodes.
+    /// Checks the signature with a key of `keys` published for snapshots and usable at
+    /// `now` (Ed25519, active or retired-but-valid; revoked keys and keys of another
+    /// usage are refused) and decodes.
     pub fn verify(&self, keys: &KeySet, now: u64) -> Result<Snapshot, SnapshotError> {
         self.verify_with_limit(keys, now, MAX_SNAPSHOT_LEN)
     }
@@ -241,8 +245,10 @@ impl SignedSnapshot {
                 max: max_len,
             });
         }
-        let key = keys.usable(&self.kid, now).map_err(SnapshotError::Key)?;
-        if key.alg() != Algorithm::EdDsa {
+        let key = keys
+            .usable(&self.kid, KeyUsage::Snapshot, now)
+            .map_err(SnapshotError::Key)?;
+        if key.key.alg() != Algorithm::EdDsa {
             return Err(SnapshotError::Key(TokenError::AlgMismatch));
         }
         verify_snapshot(key, &self.bytes, &self.signature)
@@ -374,11 +380,12 @@ mod tests {
 
     #[test]
     fn signatures_verify_with_the_key_set_only() {
-        let key = IssuerKey::from_seed(&[7; 32]).unwrap();
-        let other = IssuerKey::from_seed(&[8; 32]).unwrap();
-        let published = |k: &IssuerKey, status| PublishedKey {
+        let key = SnapshotKey::from_seed(&[7; 32], true).unwrap();
+        let other = SnapshotKey::from_seed(&[8; 32], true).unwrap();
+        let published = |k: &SnapshotKey, status| PublishedKey {
             key: k.public_key().clone(),
             status,
+            usage: KeyUsage::Snapshot,
         };
         let keys = KeySet::new(vec![published(&key, KeyStatus::Active)]).unwrap();
         let snapshot = sample_set().snapshot(Kinds::ALL, 600);
@@ -408,5 +415,16 @@ mod tests {
             signed.verify(&revoked, 600),
             Err(SnapshotError::Key(_))
         ));
+
+        // The same key published for codes does not vouch for a snapshot.
+        let as_code = KeySet::new(vec![PublishedKey {
+            usage: KeyUsage::Code,
+            ..published(&key, KeyStatus::Active)
+        }])
+        .unwrap();
+        assert_eq!(
+            signed.verify(&as_code, 600),
+            Err(SnapshotError::Key(TokenError::WrongKeyUsage))
+        );
     }
 }

@@ -27,13 +27,13 @@
 //! error rather than a silently ignored setting.
 
 pub mod duration;
-mod keyring;
+mod key_file;
 mod limits;
 mod store;
 mod tls;
 mod tree;
 
-pub use keyring::KeyRingFile;
+pub use key_file::KeyFile;
 pub use limits::CallerLimits;
 pub use store::{PostgresConfig, RedisConfig};
 pub use tls::TlsConfig;

@@ -10,6 +10,8 @@
 //! - [`stack`]: timeout, concurrency limit and load shedding, answered as gRPC statuses;
 //! - [`deadline`]: each call's deadline, for the work (and downstream calls) it causes;
 //! - [`health`] and reflection, on every server;
+//! - [`key_file`]: key files loaded at start and followed (dev keys refused in
+//!   production);
 //! - [`shutdown`]: SIGTERM → `NOT_SERVING` → stop accepting → drain → exit;
 //! - [`status`]: the one place where errors become `tonic::Status`.
 //!
@@ -25,6 +27,7 @@ pub mod config;
 pub mod deadline;
 pub mod environment;
 pub mod health;
+pub mod key_file;
 pub mod outcome;
 pub mod peer;
 mod reflection;
@@ -34,6 +37,7 @@ pub mod shutdown;
 pub mod stack;
 pub mod status;
 pub mod telemetry;
+pub mod text;
 pub mod tls;
 pub mod trace_context;
 pub mod upstream;
@@ -45,6 +49,7 @@ pub use config::{ConfigError, ServerConfig, TransportError};
 pub use deadline::Deadline;
 pub use environment::Environment;
 pub use health::HealthHandle;
+pub use key_file::{FollowedKeyFile, KeyFileError, KeyFormat};
 pub use reflection::ReflectionError;
 pub use secret::Secret;
 pub use serve::{ServeError, Server};

@@ -17,6 +17,7 @@ fn bench(c: &mut Criterion) {
     let keys = KeySet::new(vec![PublishedKey {
         key: key.public_key().clone(),
         status: KeyStatus::Active,
+        usage: KeyUsage::Code,
     }])
     .unwrap();
     let issuer = Issuer::new(

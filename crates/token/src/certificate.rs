@@ -8,7 +8,7 @@ use crate::TokenError;
 use crate::claims::CertificateClaims;
 use crate::envelope::{self, Envelope, ObjectType};
 use crate::keys::{Algorithm, IssuerKey, Kid};
-use crate::keyset::KeySet;
+use crate::keyset::{KeySet, KeyUsage};
 use crate::validation::Validation;
 
 /// A certificate whose issuer signature, key, type and times passed.
@@ -33,7 +33,8 @@ pub fn sign_certificate(
     )
 }
 
-/// Verifies certificate bytes against `keys` under `v`.
+/// Verifies certificate bytes against `keys` under `v`. Only a key published for
+/// codes ([`KeyUsage::Code`]) is accepted.
 pub fn verify_certificate(
     bytes: &[u8],
     keys: &KeySet,
@@ -41,8 +42,8 @@ pub fn verify_certificate(
 ) -> Result<VerifiedCertificate, TokenError> {
     let env = Envelope::parse(bytes, ObjectType::Certificate)?;
     let kid = env.kid.ok_or(TokenError::BadKid)?;
-    let key = keys.usable(&kid, v.now)?;
-    env.verify(key)?;
+    let key = keys.usable(&kid, KeyUsage::Code, v.now)?;
+    env.verify(&key.key)?;
     let claims = CertificateClaims::from_cbor(&env.payload)?;
     v.check_times(claims.iat, claims.exp, v.max_certificate_lifetime)?;
     Ok(VerifiedCertificate { kid, claims })

@@ -71,6 +71,10 @@ pub enum TokenError {
     /// `kid` names no key in the key set.
     #[error("unknown kid")]
     UnknownKid,
+    /// `kid` names a key published for another usage (a revocation-snapshot key
+    /// offered for a code, or a code key for a snapshot).
+    #[error("key published for another usage")]
+    WrongKeyUsage,
     /// The key was revoked.
     #[error("signing key revoked")]
     KeyRevoked,
@@ -171,6 +175,7 @@ impl TokenError {
             AlgMismatch => "alg_mismatch",
             BadKid => "bad_kid",
             UnknownKid => "unknown_kid",
+            WrongKeyUsage => "wrong_key_usage",
             KeyRevoked => "key_revoked",
             KeyExpired => "key_expired",
             UnknownCriticalHeader => "unknown_critical_header",

@@ -6,6 +6,15 @@
 //! signing, retire the old key after the longest code lifetime): a key added with
 //! [`Keyring::add_key`] is published but does not sign until [`Keyring::rotate`].
 //!
+//! The ring also lists the **public** halves of the revocation service's
+//! snapshot-signing keys (`snapshot_keys`), so that the issuer publishes them in its
+//! key set with their own usage ([`KeyUsage::Snapshot`]). Their private halves are in
+//! the revocation service's own file ([`crate::SnapshotKey`]), never here: the issuer
+//! cannot sign snapshots, and the revocation service holds no code or sealing key
+//! (security review, finding 4). A snapshot key is published, rotated and retired
+//! like a code key: [`Keyring::publish_snapshot_key`] before the revocation service
+//! signs with it, [`Keyring::retire_snapshot_keys`] once it does.
+//!
 //! `dev: true` marks key rings made for laptops and tests; production configuration
 //! refuses them, so a dev key can never sign real codes. Reading and writing files is
 //! the caller's job: this crate does no I/O.
@@ -17,8 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::TokenError;
 use crate::issuer::Issuer;
-use crate::keys::{IssuerKey, Kid};
-use crate::keyset::{KeySet, KeyStatus, PublishedKey};
+use crate::keys::{Algorithm, IssuerKey, Kid, PublicKey};
+use crate::keyset::{KeySet, KeyStatus, KeyUsage, PublishedKey};
 use crate::seal::SubjectKey;
 
 const FORMAT: &str = "citypass-keyring/v1";
@@ -32,6 +41,8 @@ pub struct Keyring {
     keys: Vec<(IssuerKey, KeyStatus)>,
     signing: Kid,
     subject_key: [u8; 32],
+    /// Public halves of the snapshot-signing keys, published with usage `Snapshot`.
+    snapshot_keys: Vec<(PublicKey, KeyStatus)>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -41,6 +52,7 @@ impl std::fmt::Debug for Keyring {
             .field("iss", &self.iss)
             .field("signing", &self.signing)
             .field("keys", &self.keys.len())
+            .field("snapshot_keys", &self.snapshot_keys.len())
             .finish_non_exhaustive()
     }
 }
@@ -53,6 +65,19 @@ struct File {
     signing_kid: String,
     subject_key: String,
     keys: Vec<FileKey>,
+    /// Absent in rings written before snapshot keys had their own usage.
+    #[serde(default)]
+    snapshot_keys: Vec<FilePublicKey>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FilePublicKey {
+    kid: String,
+    /// The raw 32-byte Ed25519 public key, base64url.
+    public_key: String,
+    status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    valid_until: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -68,6 +93,23 @@ fn bad(what: impl Into<String>) -> TokenError {
     TokenError::InvalidKeySet(what.into())
 }
 
+fn parse_status(status: &str, valid_until: Option<u64>) -> Result<KeyStatus, TokenError> {
+    match (status, valid_until) {
+        ("active", _) => Ok(KeyStatus::Active),
+        ("retired", Some(valid_until)) => Ok(KeyStatus::Retired { valid_until }),
+        ("revoked", _) => Ok(KeyStatus::Revoked),
+        _ => Err(bad("bad key status")),
+    }
+}
+
+fn status_fields(status: KeyStatus) -> (String, Option<u64>) {
+    match status {
+        KeyStatus::Active => ("active".to_owned(), None),
+        KeyStatus::Retired { valid_until } => ("retired".to_owned(), Some(valid_until)),
+        KeyStatus::Revoked => ("revoked".to_owned(), None),
+    }
+}
+
 impl Keyring {
     /// A new ring with one signing key and a fresh subject key.
     pub fn generate(iss: &str, dev: bool, rng: &dyn SecureRandom) -> Result<Self, TokenError> {
@@ -80,6 +122,7 @@ impl Keyring {
             signing: key.kid(),
             keys: vec![(key, KeyStatus::Active)],
             subject_key,
+            snapshot_keys: Vec::new(),
         })
     }
 
@@ -100,13 +143,18 @@ impl Keyring {
             if key.kid().to_hex() != k.kid {
                 return Err(bad("kid does not match its seed"));
             }
-            let status = match (k.status.as_str(), k.valid_until) {
-                ("active", _) => KeyStatus::Active,
-                ("retired", Some(valid_until)) => KeyStatus::Retired { valid_until },
-                ("revoked", _) => KeyStatus::Revoked,
-                _ => return Err(bad("bad key status")),
-            };
-            keys.push((key, status));
+            keys.push((key, parse_status(&k.status, k.valid_until)?));
+        }
+        let mut snapshot_keys = Vec::with_capacity(file.snapshot_keys.len());
+        for k in file.snapshot_keys {
+            let bytes = B64
+                .decode(&k.public_key)
+                .map_err(|_| bad("snapshot public key is not base64url"))?;
+            let key = PublicKey::ed25519(&bytes)?;
+            if key.kid().to_hex() != k.kid {
+                return Err(bad("kid does not match its snapshot public key"));
+            }
+            snapshot_keys.push((key, parse_status(&k.status, k.valid_until)?));
         }
         let subject_key: [u8; 32] = B64
             .decode(&file.subject_key)
@@ -127,8 +175,9 @@ impl Keyring {
             keys,
             signing,
             subject_key,
+            snapshot_keys,
         };
-        ring.public_keyset()?; // refuses duplicate kids
+        ring.public_keyset()?; // refuses duplicate kids, across both usages
         Ok(ring)
     }
 
@@ -138,15 +187,24 @@ impl Keyring {
             .keys
             .iter()
             .map(|(k, status)| {
-                let (status, valid_until) = match status {
-                    KeyStatus::Active => ("active", None),
-                    KeyStatus::Retired { valid_until } => ("retired", Some(*valid_until)),
-                    KeyStatus::Revoked => ("revoked", None),
-                };
+                let (status, valid_until) = status_fields(*status);
                 FileKey {
                     kid: k.kid().to_hex(),
                     seed: B64.encode(k.seed()),
-                    status: status.to_owned(),
+                    status,
+                    valid_until,
+                }
+            })
+            .collect();
+        let snapshot_keys = self
+            .snapshot_keys
+            .iter()
+            .map(|(k, status)| {
+                let (status, valid_until) = status_fields(*status);
+                FilePublicKey {
+                    kid: k.kid().to_hex(),
+                    public_key: B64.encode(k.as_bytes()),
+                    status,
                     valid_until,
                 }
             })
@@ -158,6 +216,7 @@ impl Keyring {
             signing_kid: self.signing.to_hex(),
             subject_key: B64.encode(self.subject_key),
             keys,
+            snapshot_keys,
         };
         serde_json::to_string_pretty(&file).unwrap_or_default()
     }
@@ -217,32 +276,91 @@ impl Keyring {
         Ok(next)
     }
 
-    /// Marks `kid` revoked (it stays published so gates refuse it). The signing key
-    /// cannot be revoked until another key signs.
+    /// Marks `kid` revoked (it stays published so gates refuse it), a code key or a
+    /// snapshot key. The signing key cannot be revoked until another key signs.
     pub fn revoke(&mut self, kid: Kid) -> Result<(), TokenError> {
         if kid == self.signing {
             return Err(bad("rotate before revoking the signing key"));
         }
-        let entry = self
+        let status = self
             .keys
             .iter_mut()
             .find(|(k, _)| k.kid() == kid)
+            .map(|(_, status)| status)
+            .or_else(|| {
+                self.snapshot_keys
+                    .iter_mut()
+                    .find(|(k, _)| k.kid() == kid)
+                    .map(|(_, status)| status)
+            })
             .ok_or(TokenError::UnknownKid)?;
-        entry.1 = KeyStatus::Revoked;
+        *status = KeyStatus::Revoked;
         Ok(())
     }
 
-    /// The public key set gates verify against.
+    /// Publishes the public half of a snapshot-signing key (Ed25519), active, with
+    /// usage `Snapshot`. Publish it before the revocation service signs with it, so
+    /// gates know it in time. A key already in the ring is refused.
+    pub fn publish_snapshot_key(&mut self, key: &PublicKey) -> Result<Kid, TokenError> {
+        if key.alg() != Algorithm::EdDsa {
+            return Err(TokenError::InvalidKey("a snapshot key must be Ed25519"));
+        }
+        let kid = key.kid();
+        if self.keys.iter().any(|(k, _)| k.kid() == kid)
+            || self.snapshot_keys.iter().any(|(k, _)| k.kid() == kid)
+        {
+            return Err(TokenError::DuplicateKid);
+        }
+        self.snapshot_keys.push((key.clone(), KeyStatus::Active));
+        Ok(kid)
+    }
+
+    /// Whether `kid` is a published snapshot key, whatever its status.
+    pub fn publishes_snapshot_key(&self, kid: Kid) -> bool {
+        self.snapshot_keys.iter().any(|(k, _)| k.kid() == kid)
+    }
+
+    /// After the revocation service switched to snapshot key `current`: retires every
+    /// other active snapshot key until `now + retire_after` and drops retired snapshot
+    /// keys already past their valid-until. `current` must be published and active.
+    pub fn retire_snapshot_keys(
+        &mut self,
+        current: Kid,
+        now: u64,
+        retire_after: u64,
+    ) -> Result<(), TokenError> {
+        match self.snapshot_keys.iter().find(|(k, _)| k.kid() == current) {
+            Some((_, KeyStatus::Active)) => {}
+            Some(_) => return Err(bad("the current snapshot key is not active")),
+            None => return Err(TokenError::UnknownKid),
+        }
+        for (k, status) in &mut self.snapshot_keys {
+            if k.kid() != current && *status == KeyStatus::Active {
+                *status = KeyStatus::Retired {
+                    valid_until: now.saturating_add(retire_after),
+                };
+            }
+        }
+        self.snapshot_keys.retain(
+            |(_, s)| !matches!(s, KeyStatus::Retired { valid_until } if *valid_until < now),
+        );
+        Ok(())
+    }
+
+    /// The public key set gates verify against: the code keys (usage `Code`), then
+    /// the snapshot keys (usage `Snapshot`).
     pub fn public_keyset(&self) -> Result<KeySet, TokenError> {
-        KeySet::new(
-            self.keys
-                .iter()
-                .map(|(k, status)| PublishedKey {
-                    key: k.public_key().clone(),
-                    status: *status,
-                })
-                .collect(),
-        )
+        let code = self.keys.iter().map(|(k, status)| PublishedKey {
+            key: k.public_key().clone(),
+            status: *status,
+            usage: KeyUsage::Code,
+        });
+        let snapshot = self.snapshot_keys.iter().map(|(k, status)| PublishedKey {
+            key: k.clone(),
+            status: *status,
+            usage: KeyUsage::Snapshot,
+        });
+        KeySet::new(code.chain(snapshot).collect())
     }
 
     /// An issuer signing with the current key.
@@ -323,5 +441,58 @@ mod tests {
             Keyring::from_json(&json),
             Err(TokenError::InvalidKeySet(_))
         ));
+    }
+
+    #[test]
+    fn snapshot_keys_are_published_with_their_own_usage() {
+        let rng = ring::rand::SystemRandom::new();
+        let mut ring = Keyring::generate("cp", true, &rng).unwrap();
+        let first = crate::SnapshotKey::from_seed(&[7; 32], true).unwrap();
+        let second = crate::SnapshotKey::from_seed(&[8; 32], true).unwrap();
+        ring.publish_snapshot_key(first.public_key()).unwrap();
+        assert_eq!(
+            ring.publish_snapshot_key(first.public_key()),
+            Err(TokenError::DuplicateKid)
+        );
+        // A code key cannot be published as a snapshot key too.
+        let code = ring.public_keyset().unwrap().keys()[0].key.clone();
+        assert_eq!(
+            ring.publish_snapshot_key(&code),
+            Err(TokenError::DuplicateKid)
+        );
+        ring.publish_snapshot_key(second.public_key()).unwrap();
+        ring.retire_snapshot_keys(second.kid(), 1_000, 300).unwrap();
+
+        // The ring's file holds only public halves: no snapshot seed.
+        let json = ring.to_json();
+        for seed in [[7u8; 32], [8u8; 32]] {
+            assert!(!json.contains(&B64.encode(seed)));
+        }
+        let mut parsed = Keyring::from_json(&json).unwrap();
+        let set = parsed.public_keyset().unwrap();
+        let old = set.get(&first.kid()).unwrap();
+        assert_eq!(old.usage, KeyUsage::Snapshot);
+        assert_eq!(old.status, KeyStatus::Retired { valid_until: 1_300 });
+        let new = set.get(&second.kid()).unwrap();
+        assert_eq!(
+            (new.usage, new.status),
+            (KeyUsage::Snapshot, KeyStatus::Active)
+        );
+        assert_eq!(set.get(&ring.signing_kid()).unwrap().usage, KeyUsage::Code);
+
+        parsed.revoke(first.kid()).unwrap();
+        assert_eq!(
+            parsed
+                .public_keyset()
+                .unwrap()
+                .get(&first.kid())
+                .unwrap()
+                .status,
+            KeyStatus::Revoked
+        );
+        // A later retirement past the valid-until drops retired snapshot keys.
+        ring.retire_snapshot_keys(second.kid(), 2_000, 300).unwrap();
+        assert!(ring.public_keyset().unwrap().get(&first.kid()).is_none());
+        assert!(ring.retire_snapshot_keys(first.kid(), 2_000, 300).is_err());
     }
 }

@@ -5,9 +5,21 @@
 //! before a rotation still pass; revoked keys fail at once. The set refuses duplicate
 //! `kid`s when it is built, so a lookup by `kid` is never ambiguous.
 //!
+//! Every key has one **usage**: it signs codes and device certificates (and the
+//! published key set), or it signs revocation snapshots. A verifier asks for a key of
+//! the usage it needs ([`KeySet::usable`]), so a snapshot key never verifies a code and
+//! a code key never verifies a snapshot: the revocation service, which holds only the
+//! snapshot key, cannot mint codes, and whoever holds a code key cannot feed gates
+//! revocation data (security review, finding 4).
+//!
 //! The JWKS form (RFC 7517 with RFC 8037 `OKP`/`Ed25519` and RFC 7518 `EC`/`P-256`)
 //! lets any JOSE/COSE tool read the set. Statuses travel in two extra members,
-//! `status` and `valid_until` (Unix seconds), which other tools ignore.
+//! `status` and `valid_until` (Unix seconds), and the usage in a third, `usage`
+//! (`"code"` or `"revocation-snapshot"`), which other tools ignore. The standard
+//! members cannot say it: `use` only tells signing from encryption (both kinds are
+//! `"sig"`), and `key_ops` names operations (`"verify"`), not what is signed. `usage`
+//! is required when a set is read: a key that does not say what it is for is refused
+//! rather than guessed.
 
 use std::collections::HashMap;
 
@@ -29,17 +41,63 @@ pub enum KeyStatus {
     Revoked,
 }
 
+/// What a published key signs. A verifier accepts a signature only from a key of the
+/// usage it expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyUsage {
+    /// Online codes, device certificates, and the published key set (the issuer's
+    /// keys).
+    Code,
+    /// Revocation snapshots (the revocation service's key).
+    Snapshot,
+}
+
+impl KeyUsage {
+    /// The JWKS `usage` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyUsage::Code => "code",
+            KeyUsage::Snapshot => "revocation-snapshot",
+        }
+    }
+
+    /// The usage for a JWKS `usage` value.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "code" => Some(KeyUsage::Code),
+            "revocation-snapshot" => Some(KeyUsage::Snapshot),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for KeyUsage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One key of a key set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishedKey {
     pub key: PublicKey,
     pub status: KeyStatus,
+    /// What the key may verify.
+    pub usage: KeyUsage,
 }
 
 impl PublishedKey {
     /// The key's id.
     pub fn kid(&self) -> Kid {
         self.key.kid()
+    }
+
+    /// Refuses a key of another usage than `usage`.
+    pub fn ensure_usage(&self, usage: KeyUsage) -> Result<(), TokenError> {
+        if self.usage != usage {
+            return Err(TokenError::WrongKeyUsage);
+        }
+        Ok(())
     }
 }
 
@@ -72,12 +130,20 @@ impl KeySet {
         self.by_kid.get(kid).map(|&i| &self.keys[i])
     }
 
-    /// The key for `kid` if it may accept codes at `now` (Unix seconds).
-    pub fn usable(&self, kid: &Kid, now: u64) -> Result<&PublicKey, TokenError> {
+    /// The key for `kid` if it has `usage` and may be used at `now` (Unix seconds).
+    /// A key of another usage is refused ([`TokenError::WrongKeyUsage`]) before its
+    /// status is looked at.
+    pub fn usable(
+        &self,
+        kid: &Kid,
+        usage: KeyUsage,
+        now: u64,
+    ) -> Result<&PublishedKey, TokenError> {
         let entry = self.get(kid).ok_or(TokenError::UnknownKid)?;
+        entry.ensure_usage(usage)?;
         match entry.status {
-            KeyStatus::Active => Ok(&entry.key),
-            KeyStatus::Retired { valid_until } if now <= valid_until => Ok(&entry.key),
+            KeyStatus::Active => Ok(entry),
+            KeyStatus::Retired { valid_until } if now <= valid_until => Ok(entry),
             KeyStatus::Retired { .. } => Err(TokenError::KeyExpired),
             KeyStatus::Revoked => Err(TokenError::KeyRevoked),
         }
@@ -92,8 +158,9 @@ impl KeySet {
         serde_json::to_string_pretty(&doc).unwrap_or_default()
     }
 
-    /// Parses a JWKS document. Every key needs `kty`, `crv`, its coordinates and an
-    /// `alg` matching its type; a stated `kid` must equal the derived one.
+    /// Parses a JWKS document. Every key needs `kty`, `crv`, its coordinates, an
+    /// `alg` matching its type and a `usage`; a stated `kid` must equal the derived
+    /// one.
     pub fn from_jwks(json: &str) -> Result<Self, TokenError> {
         let doc: Jwks = serde_json::from_str(json)
             .map_err(|e| TokenError::InvalidKeySet(format!("not a JWKS document: {e}")))?;
@@ -123,6 +190,9 @@ struct Jwk {
     alg: String,
     #[serde(rename = "use", default, skip_serializing_if = "Option::is_none")]
     use_: Option<String>,
+    /// `code` or `revocation-snapshot` (see the module documentation).
+    #[serde(default)]
+    usage: Option<String>,
     #[serde(default = "active")]
     status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -152,6 +222,7 @@ impl Jwk {
             kid: Some(B64.encode(k.kid().0)),
             alg: k.key.alg().jose_name().to_owned(),
             use_: Some("sig".to_owned()),
+            usage: Some(k.usage.name().to_owned()),
             status: status.to_owned(),
             valid_until,
         }
@@ -186,7 +257,15 @@ impl Jwk {
             ("revoked", _) => KeyStatus::Revoked,
             _ => return Err(bad("unknown key status")),
         };
-        Ok(PublishedKey { key, status })
+        let usage = self
+            .usage
+            .as_deref()
+            .ok_or_else(|| bad("key without usage"))?;
+        let usage = KeyUsage::from_name(usage).ok_or_else(|| bad("unknown key usage"))?;
+        if usage == KeyUsage::Snapshot && key.alg() != crate::Algorithm::EdDsa {
+            return Err(bad("a snapshot key must be Ed25519"));
+        }
+        Ok(PublishedKey { key, status, usage })
     }
 }
 
@@ -207,6 +286,7 @@ mod tests {
         let k = PublishedKey {
             key: key(1),
             status: KeyStatus::Active,
+            usage: KeyUsage::Code,
         };
         assert_eq!(
             KeySet::new(vec![k.clone(), k]).unwrap_err(),
@@ -220,25 +300,27 @@ mod tests {
             PublishedKey {
                 key: key(1),
                 status: KeyStatus::Retired { valid_until: 100 },
+                usage: KeyUsage::Code,
             },
             PublishedKey {
                 key: key(2),
                 status: KeyStatus::Revoked,
+                usage: KeyUsage::Code,
             },
         ])
         .unwrap();
         let retired = key(1).kid();
-        assert!(set.usable(&retired, 100).is_ok());
+        assert!(set.usable(&retired, KeyUsage::Code, 100).is_ok());
         assert_eq!(
-            set.usable(&retired, 101).unwrap_err(),
+            set.usable(&retired, KeyUsage::Code, 101).unwrap_err(),
             TokenError::KeyExpired
         );
         assert_eq!(
-            set.usable(&key(2).kid(), 0).unwrap_err(),
+            set.usable(&key(2).kid(), KeyUsage::Code, 0).unwrap_err(),
             TokenError::KeyRevoked
         );
         assert_eq!(
-            set.usable(&key(3).kid(), 0).unwrap_err(),
+            set.usable(&key(3).kid(), KeyUsage::Code, 0).unwrap_err(),
             TokenError::UnknownKid
         );
     }
@@ -251,10 +333,12 @@ mod tests {
             PublishedKey {
                 key: key(1),
                 status: KeyStatus::Active,
+                usage: KeyUsage::Code,
             },
             PublishedKey {
                 key: device.public_key().clone(),
                 status: KeyStatus::Retired { valid_until: 7 },
+                usage: KeyUsage::Code,
             },
         ])
         .unwrap();
@@ -269,6 +353,7 @@ mod tests {
         let set = KeySet::new(vec![PublishedKey {
             key: key(1),
             status: KeyStatus::Active,
+            usage: KeyUsage::Code,
         }])
         .unwrap();
         let json = set.to_jwks();
@@ -281,6 +366,53 @@ mod tests {
         let wrong_kid = json.replace(&B64.encode(key(1).kid().0), &other_kid);
         assert!(matches!(
             KeySet::from_jwks(&wrong_kid),
+            Err(TokenError::InvalidKeySet(_))
+        ));
+    }
+
+    #[test]
+    fn a_key_verifies_only_for_its_usage() {
+        let set = KeySet::new(vec![
+            PublishedKey {
+                key: key(1),
+                status: KeyStatus::Active,
+                usage: KeyUsage::Code,
+            },
+            PublishedKey {
+                key: key(2),
+                status: KeyStatus::Active,
+                usage: KeyUsage::Snapshot,
+            },
+        ])
+        .unwrap();
+        assert!(set.usable(&key(1).kid(), KeyUsage::Code, 0).is_ok());
+        assert!(set.usable(&key(2).kid(), KeyUsage::Snapshot, 0).is_ok());
+        assert_eq!(
+            set.usable(&key(1).kid(), KeyUsage::Snapshot, 0)
+                .unwrap_err(),
+            TokenError::WrongKeyUsage
+        );
+        assert_eq!(
+            set.usable(&key(2).kid(), KeyUsage::Code, 0).unwrap_err(),
+            TokenError::WrongKeyUsage
+        );
+        // The usage survives the JWKS form, and is required there.
+        let json = set.to_jwks();
+        assert!(
+            json.contains("\"usage\": \"revocation-snapshot\""),
+            "{json}"
+        );
+        assert_eq!(KeySet::from_jwks(&json).unwrap(), set);
+        let without = json
+            .replace("\"usage\": \"code\",", "")
+            .replace("\"usage\": \"revocation-snapshot\",", "");
+        assert!(matches!(
+            KeySet::from_jwks(&without),
+            Err(TokenError::InvalidKeySet(_))
+        ));
+        let unknown = json.replace("\"revocation-snapshot\"", "\"anything\"");
+        assert!(matches!(
+            KeySet::from_jwks(&unknown),
             Err(TokenError::InvalidKeySet(_))
         ));
     }

@@ -8,6 +8,10 @@
 //! - the **offline code** (`CP2:`), signed on the phone with that key (ES256), the
 //!   certificate embedded, so an offline gate needs only the issuer's public keys.
 //!
+//! Revocation snapshots are signed by a key of their own ([`SnapshotKey`]), published
+//! beside the code keys with another usage ([`KeyUsage`]): a verifier takes codes only
+//! from code keys and snapshots only from snapshot keys.
+//!
 //! Codes travel as Base45 text (RFC 9285) behind a context prefix, which keeps the QR
 //! in alphanumeric mode. The phone SDK, the offline gate and every service share this
 //! crate, which is why it does no I/O and depends on no other citypass crate.
@@ -37,6 +41,7 @@ mod qr;
 mod scope;
 mod seal;
 mod signed_message;
+mod snapshot_key;
 mod text;
 mod validation;
 
@@ -50,7 +55,7 @@ pub use inspect::{CertificateSummary, Inspection, inspect};
 pub use issuer::{IssuedCertificate, IssuedToken, Issuer};
 pub use keyring::Keyring;
 pub use keys::{Algorithm, DeviceKey, IssuerKey, Kid, PublicKey};
-pub use keyset::{KeySet, KeyStatus, PublishedKey};
+pub use keyset::{KeySet, KeyStatus, KeyUsage, PublishedKey};
 pub use offline::{OfflineSigner, VerifiedOffline, sign_offline, verify_offline};
 pub use online::{VerifiedToken, sign_online, verify_online};
 pub use qr::Qr;
@@ -60,6 +65,7 @@ pub use signed_message::{
     RequestProof, binding_authorization_message, binding_message, sha256, sign_key_set,
     sign_snapshot, verify_key_set, verify_snapshot,
 };
+pub use snapshot_key::SnapshotKey;
 pub use text::{CodeKind, MAX_TEXT_LEN, kind_of};
 pub use validation::Validation;
 

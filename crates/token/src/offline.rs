@@ -44,7 +44,8 @@ pub fn sign_offline(
     Ok(text::encode(CodeKind::Offline, &bytes))
 }
 
-/// Verifies a `CP2:` code against the issuer's `keys` under `v`.
+/// Verifies a `CP2:` code against the issuer's `keys` under `v`. The certificate must
+/// be signed by a key published for codes (`KeyUsage::Code`).
 pub fn verify_offline(
     text: &str,
     keys: &KeySet,

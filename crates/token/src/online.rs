@@ -4,7 +4,7 @@ use crate::TokenError;
 use crate::claims::OnlineClaims;
 use crate::envelope::{self, Envelope, ObjectType};
 use crate::keys::{Algorithm, IssuerKey, Kid};
-use crate::keyset::KeySet;
+use crate::keyset::{KeySet, KeyUsage};
 use crate::text::{self, CodeKind};
 use crate::validation::Validation;
 
@@ -28,7 +28,8 @@ pub fn sign_online(key: &IssuerKey, claims: &OnlineClaims) -> Result<String, Tok
     Ok(text::encode(CodeKind::Online, &bytes))
 }
 
-/// Verifies a `CP1:` code against `keys` under the time rules `v`.
+/// Verifies a `CP1:` code against `keys` under the time rules `v`. Only a key
+/// published for codes ([`KeyUsage::Code`]) is accepted.
 ///
 /// Order matters for cost and for safety: text and structure limits, header rules,
 /// key lookup and pinned algorithm, then the signature, and only then are the claims
@@ -41,8 +42,8 @@ pub fn verify_online(
     let bytes = text::decode(text, CodeKind::Online)?;
     let env = Envelope::parse(&bytes, ObjectType::Online)?;
     let kid = env.kid.ok_or(TokenError::BadKid)?;
-    let key = keys.usable(&kid, v.now)?;
-    env.verify(key)?;
+    let key = keys.usable(&kid, KeyUsage::Code, v.now)?;
+    env.verify(&key.key)?;
     let claims = OnlineClaims::from_cbor(&env.payload)?;
     v.check_times(claims.iat, claims.exp, v.max_token_lifetime)?;
     Ok(VerifiedToken { kid, claims })

@@ -1,4 +1,5 @@
-//! The byte layouts that a device key or the issuer key signs outside of codes.
+//! The byte layouts that a device key, the issuer key or the snapshot key signs
+//! outside of codes.
 //!
 //! Each message starts with its own context string and length-prefixes every
 //! variable field, so a signature made for one purpose can never verify as another
@@ -8,6 +9,8 @@
 
 use crate::TokenError;
 use crate::keys::{DeviceKey, IssuerKey, PublicKey};
+use crate::keyset::{KeyUsage, PublishedKey};
+use crate::snapshot_key::SnapshotKey;
 use ring::rand::SecureRandom;
 
 const BIND: &[u8] = b"citypass/v1/bind-device";
@@ -101,32 +104,39 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
-/// The issuer's detached signature over a published JWKS document.
+/// The issuer's detached signature over a published JWKS document, made with its
+/// code-signing key (the key set decides which keys sign codes, so only the holder of
+/// a code key may vouch for it).
 pub fn sign_key_set(key: &IssuerKey, jwks_json: &[u8]) -> Vec<u8> {
     key.sign(&message(KEY_SET, &[jwks_json]))
 }
 
-/// Checks a key set signature with a key the verifier already trusts.
+/// Checks a key set signature with a key the verifier already trusts, which must be
+/// published for codes: a snapshot key never vouches for a key set, or its holder
+/// could publish a code key of its own.
 pub fn verify_key_set(
-    key: &PublicKey,
+    key: &PublishedKey,
     jwks_json: &[u8],
     signature: &[u8],
 ) -> Result<(), TokenError> {
-    key.verify(&message(KEY_SET, &[jwks_json]), signature)
+    key.ensure_usage(KeyUsage::Code)?;
+    key.key.verify(&message(KEY_SET, &[jwks_json]), signature)
 }
 
-/// The issuer's detached signature over a revocation snapshot.
-pub fn sign_snapshot(key: &IssuerKey, snapshot: &[u8]) -> Vec<u8> {
+/// The revocation service's detached signature over a revocation snapshot, made with
+/// the snapshot key (never a code key: see [`SnapshotKey`]).
+pub fn sign_snapshot(key: &SnapshotKey, snapshot: &[u8]) -> Vec<u8> {
     key.sign(&message(SNAPSHOT, &[snapshot]))
 }
 
-/// Checks a revocation snapshot signature.
+/// Checks a revocation snapshot signature with a key published for snapshots.
 pub fn verify_snapshot(
-    key: &PublicKey,
+    key: &PublishedKey,
     snapshot: &[u8],
     signature: &[u8],
 ) -> Result<(), TokenError> {
-    key.verify(&message(SNAPSHOT, &[snapshot]), signature)
+    key.ensure_usage(KeyUsage::Snapshot)?;
+    key.key.verify(&message(SNAPSHOT, &[snapshot]), signature)
 }
 
 #[cfg(test)]
@@ -174,12 +184,55 @@ mod tests {
         }
     }
 
+    fn published(key: &PublicKey, usage: KeyUsage) -> PublishedKey {
+        PublishedKey {
+            key: key.clone(),
+            status: crate::KeyStatus::Active,
+            usage,
+        }
+    }
+
     #[test]
     fn a_key_set_signature_is_not_a_snapshot_signature() {
+        // One seed in both roles, so only the context string and the usage differ.
         let key = IssuerKey::from_seed(&[1; 32]).unwrap();
+        let snapshot_key = SnapshotKey::from_seed(&[1; 32], true).unwrap();
         let sig = sign_key_set(&key, b"{}");
-        verify_key_set(key.public_key(), b"{}", &sig).unwrap();
-        assert!(verify_snapshot(key.public_key(), b"{}", &sig).is_err());
+        let as_code = published(key.public_key(), KeyUsage::Code);
+        let as_snapshot = published(key.public_key(), KeyUsage::Snapshot);
+        verify_key_set(&as_code, b"{}", &sig).unwrap();
+        assert_eq!(
+            verify_snapshot(&as_snapshot, b"{}", &sig),
+            Err(TokenError::BadSignature)
+        );
+        let sig = sign_snapshot(&snapshot_key, b"{}");
+        verify_snapshot(&as_snapshot, b"{}", &sig).unwrap();
+        assert_eq!(
+            verify_key_set(&as_code, b"{}", &sig),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn finding_4_signatures_verify_only_with_a_key_of_their_usage() {
+        let key = IssuerKey::from_seed(&[1; 32]).unwrap();
+        let snapshot_key = SnapshotKey::from_seed(&[2; 32], true).unwrap();
+        // A key set signed by the snapshot key: refused before any signature math.
+        let sig = snapshot_key.sign(&message(KEY_SET, &[b"{}"]));
+        assert_eq!(
+            verify_key_set(
+                &published(snapshot_key.public_key(), KeyUsage::Snapshot),
+                b"{}",
+                &sig
+            ),
+            Err(TokenError::WrongKeyUsage)
+        );
+        // A snapshot signed by a code key.
+        let sig = key.sign(&message(SNAPSHOT, &[b"CPRS"]));
+        assert_eq!(
+            verify_snapshot(&published(key.public_key(), KeyUsage::Code), b"CPRS", &sig),
+            Err(TokenError::WrongKeyUsage)
+        );
     }
 
     #[test]

@@ -238,6 +238,7 @@ fn revoked_key_is_refused() {
     let keys = KeySet::new(vec![PublishedKey {
         key: issuer_key().public_key().clone(),
         status: KeyStatus::Revoked,
+        usage: KeyUsage::Code,
     }])
     .unwrap();
     assert_eq!(

@@ -124,6 +124,7 @@ fn retired_key_verifies_until_valid_until_then_not() {
         status: KeyStatus::Retired {
             valid_until: NOW + 30,
         },
+        usage: KeyUsage::Code,
     }])
     .unwrap();
     assert!(verify_online(&issued.text, &keys, &Validation::at(NOW + 30)).is_ok());

@@ -46,6 +46,7 @@ fn keyset() -> KeySet {
             .public_key()
             .clone(),
         status: KeyStatus::Active,
+        usage: KeyUsage::Code,
     }])
     .unwrap()
 }

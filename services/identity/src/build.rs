@@ -1,6 +1,8 @@
 //! The composition root: a [`IdentityConfig`] in, a ready [`Server`] out. `main.rs`,
 //! `citypass dev` and the tests all build the service here.
 
+use std::sync::Arc;
+
 use citypass_runtime::{BuildError, Server, part};
 
 use crate::authorization::AUTHORIZATION;
@@ -28,26 +30,26 @@ pub async fn build(config: IdentityConfig) -> Result<Built, BuildError> {
         .check_sandbox_allowed()
         .map_err(part("real-name check"))?;
     let tls = config.server.load_tls()?;
-    let server = match &config.database {
-        Some(database) => {
-            let store = PostgresStore::connect(database.url.expose(), database.max_connections)
+    let store: Arc<dyn Store> = match &config.database {
+        Some(database) => Arc::new(
+            PostgresStore::connect(database.url.expose(), database.max_connections)
                 .await
-                .map_err(part("PostgreSQL store"))?;
-            with_store(&config, store)?
-        }
+                .map_err(part("PostgreSQL store"))?,
+        ),
         None => {
             tracing::info!("store: in memory (no database): data is lost on restart");
-            with_store(&config, MemoryStore::new())?
+            Arc::new(MemoryStore::new())
         }
     };
+    let server = with_store(&config, store)?;
     Ok(Built {
         server: server.tls(tls),
     })
 }
 
-fn with_store<S: Store>(config: &IdentityConfig, store: S) -> Result<Server, BuildError> {
+fn with_store(config: &IdentityConfig, store: Arc<dyn Store>) -> Result<Server, BuildError> {
     let sandbox = Sandbox::new(&config.real_name_sandbox).map_err(part("real-name sandbox"))?;
-    let service = crate::service_with(config, store, sandbox)
+    let service = crate::service_with(config, store, Arc::new(sandbox))
         .map_err(part("identity service"))?
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     Ok(Server::new(config.server.clone())

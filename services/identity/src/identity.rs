@@ -10,6 +10,7 @@
 //! and closes the pending attempts as REJECTED: their ids went to whoever made them,
 //! who was never verified, so they must never turn into verified identities.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use citypass_proto::v1::{FareClass, SubjectStatus};
@@ -67,9 +68,9 @@ pub struct Enrolled {
 }
 
 /// The identity service: a store, a real-name check, keys and limits.
-pub struct Identity<S, R> {
-    store: S,
-    real_name: R,
+pub struct Identity {
+    store: Arc<dyn Store>,
+    real_name: Arc<dyn RealNameCheck>,
     documents: DocumentHasher,
     pseudonyms: Pseudonyms,
     max_devices: u32,
@@ -86,7 +87,7 @@ struct CertificateLimits {
     clock_skew: Duration,
 }
 
-impl<S, R> std::fmt::Debug for Identity<S, R> {
+impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Identity")
             .field("max_devices", &self.max_devices)
@@ -95,10 +96,14 @@ impl<S, R> std::fmt::Debug for Identity<S, R> {
     }
 }
 
-impl<S: Store, R: RealNameCheck> Identity<S, R> {
+impl Identity {
     /// The service over `store` and `real_name`, with keys and limits from `config`
     /// (validated here: dev keys are refused in production).
-    pub fn new(config: &IdentityConfig, store: S, real_name: R) -> Result<Self, Error> {
+    pub fn new(
+        config: &IdentityConfig,
+        store: Arc<dyn Store>,
+        real_name: Arc<dyn RealNameCheck>,
+    ) -> Result<Self, Error> {
         config.validate()?;
         Ok(Identity {
             store,
@@ -117,8 +122,8 @@ impl<S: Store, R: RealNameCheck> Identity<S, R> {
     }
 
     /// The store (for tests and embedding).
-    pub fn store(&self) -> &S {
-        &self.store
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
     }
 
     /// Derives the subject's transit account.

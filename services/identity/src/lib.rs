@@ -32,6 +32,8 @@
 
 #![forbid(unsafe_code)]
 
+use std::sync::Arc;
+
 pub mod authorization;
 pub mod build;
 pub mod challenge;
@@ -59,25 +61,24 @@ pub use realname::{Outcome, RealNameCheck, Sandbox, SandboxConfig, SandboxRule};
 pub use service::IdentityApi;
 pub use store::{MemoryStore, PostgresStore, Store};
 
-/// The gRPC service with the sandbox real-name check, ready for
-/// `citypass_runtime::Server::add_service`.
-pub type IdentityServer<S> = IdentityServiceServer<IdentityApi<S, Sandbox>>;
+/// The gRPC service, ready for `citypass_runtime::Server::add_service`.
+pub type IdentityServer = IdentityServiceServer<IdentityApi>;
 
 /// Builds the identity gRPC service over `store`, with the real-name sandbox
 /// configured by `config.real_name_sandbox`. Fails on an unusable configuration,
 /// including any development shortcut when `config.environment` is production.
-pub fn service<S: Store>(config: &IdentityConfig, store: S) -> Result<IdentityServer<S>, Error> {
+pub fn service(config: &IdentityConfig, store: Arc<dyn Store>) -> Result<IdentityServer, Error> {
     config.check_sandbox_allowed()?;
     let sandbox = Sandbox::new(&config.real_name_sandbox)?;
-    service_with(config, store, sandbox)
+    service_with(config, store, Arc::new(sandbox))
 }
 
 /// Builds the identity gRPC service over `store` and any real-name check.
-pub fn service_with<S: Store, R: RealNameCheck>(
+pub fn service_with(
     config: &IdentityConfig,
-    store: S,
-    real_name: R,
-) -> Result<IdentityServiceServer<IdentityApi<S, R>>, Error> {
+    store: Arc<dyn Store>,
+    real_name: Arc<dyn RealNameCheck>,
+) -> Result<IdentityServer, Error> {
     let identity = Identity::new(config, store, real_name)?;
     Ok(IdentityServiceServer::new(IdentityApi::new(identity)))
 }

@@ -22,8 +22,6 @@ use crate::model::{
     CertificatePage, Device, NewCertificate, Subject, Timestamp,
 };
 use crate::name::Name;
-use crate::realname::RealNameCheck;
-use crate::store::Store;
 
 /// Longest device label, in characters.
 const MAX_LABEL_CHARS: usize = 64;
@@ -33,18 +31,18 @@ const MAX_REASON_CHARS: usize = 256;
 /// The tonic service: wrap it in `IdentityServiceServer::new` (or use
 /// [`crate::service`]).
 #[derive(Debug)]
-pub struct IdentityApi<S, R> {
-    identity: Identity<S, R>,
+pub struct IdentityApi {
+    identity: Identity,
 }
 
-impl<S: Store, R: RealNameCheck> IdentityApi<S, R> {
+impl IdentityApi {
     /// The gRPC service over `identity`.
-    pub fn new(identity: Identity<S, R>) -> Self {
+    pub fn new(identity: Identity) -> Self {
         IdentityApi { identity }
     }
 
     /// The logic underneath.
-    pub fn identity(&self) -> &Identity<S, R> {
+    pub fn identity(&self) -> &Identity {
         &self.identity
     }
 
@@ -106,17 +104,11 @@ fn enum_field<T: TryFrom<i32>>(value: i32, field: &'static str) -> Result<Option
 }
 
 /// Free text for labels and audit reasons: bounded, printable.
+/// A label or reason (see `citypass_runtime::text`).
 fn free_text(text: &str, field: &'static str, max_chars: usize) -> Result<String, Error> {
-    if text.chars().any(char::is_control) {
-        return Err(Error::invalid(field, "must not contain control characters"));
-    }
-    if text.chars().count() > max_chars {
-        return Err(Error::invalid(
-            field,
-            format!("longer than {max_chars} characters"),
-        ));
-    }
-    Ok(text.trim().to_owned())
+    citypass_runtime::text::bounded_text(text, max_chars)
+        .map(str::to_owned)
+        .map_err(|err| Error::invalid(field, err.to_string()))
 }
 
 fn timestamp_field(
@@ -230,7 +222,7 @@ fn answer<T>(result: Result<T, Error>) -> Result<Response<T>, Status> {
 }
 
 #[tonic::async_trait]
-impl<S: Store, R: RealNameCheck> IdentityService for IdentityApi<S, R> {
+impl IdentityService for IdentityApi {
     async fn enrol(
         &self,
         request: Request<v1::EnrolRequest>,
@@ -240,8 +232,7 @@ impl<S: Store, R: RealNameCheck> IdentityService for IdentityApi<S, R> {
             async {
                 let kind = enum_field::<v1::DocumentType>(req.document_type, "document_type")?
                     .ok_or_else(|| Error::invalid("document_type", "required"))?;
-                let document =
-                    Document::parse(kind, &req.document_number, Identity::<S, R>::today())?;
+                let document = Document::parse(kind, &req.document_number, Identity::today())?;
                 let name = Name::parse(&req.name)?;
                 let enrolled = self.identity.enrol(document, name).await?;
                 Ok(v1::EnrolResponse {

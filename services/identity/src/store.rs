@@ -16,9 +16,8 @@
 pub mod memory;
 pub mod postgres;
 
-use std::future::Future;
-
 use citypass_proto::v1::SubjectStatus;
+use futures::future::BoxFuture;
 
 use crate::document::DocumentHash;
 use crate::enrolment::EnrolmentGrant;
@@ -39,12 +38,12 @@ pub const MAX_OUTSTANDING_CHALLENGES: usize = 5;
 pub const SUPERSEDED_REASON: &str = "superseded by a verified enrolment of the same document";
 
 /// Storage for the identity service. See the module documentation.
-pub trait Store: Clone + Send + Sync + 'static {
+pub trait Store: Send + Sync + 'static {
     /// The ACTIVE or SUSPENDED subject enrolled with this document, if any.
-    fn find_enrolled_subject(
-        &self,
-        document: &DocumentHash,
-    ) -> impl Future<Output = Result<Option<Subject>, Error>> + Send;
+    fn find_enrolled_subject<'a>(
+        &'a self,
+        document: &'a DocumentHash,
+    ) -> BoxFuture<'a, Result<Option<Subject>, Error>>;
 
     /// Stores a new subject.
     ///
@@ -54,52 +53,52 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// - A new ACTIVE subject closes PENDING subjects of the same document: they
     ///   become REJECTED with [`SUPERSEDED_REASON`].
     /// - PENDING and REJECTED subjects never conflict.
-    fn insert_subject(
-        &self,
+    fn insert_subject<'a>(
+        &'a self,
         subject: NewSubject,
         now: Timestamp,
-    ) -> impl Future<Output = Result<Subject, Error>> + Send;
+    ) -> BoxFuture<'a, Result<Subject, Error>>;
 
     /// One subject, or [`Error::SubjectNotFound`].
-    fn get_subject(&self, id: SubjectId) -> impl Future<Output = Result<Subject, Error>> + Send;
+    fn get_subject<'a>(&'a self, id: SubjectId) -> BoxFuture<'a, Result<Subject, Error>>;
 
     /// Applies the given attributes, keeps the others; bumps `updated_at`.
     /// [`Error::SubjectNotFound`].
-    fn update_attributes(
-        &self,
+    fn update_attributes<'a>(
+        &'a self,
         id: SubjectId,
         update: AttributesUpdate,
         now: Timestamp,
-    ) -> impl Future<Output = Result<Subject, Error>> + Send;
+    ) -> BoxFuture<'a, Result<Subject, Error>>;
 
     /// Moves a subject between ACTIVE and SUSPENDED (`status` is one of them; the
     /// caller checks). Setting the current status again changes nothing.
     /// [`Error::SubjectNotFound`]; [`Error::StatusFrozen`] from PENDING or REJECTED.
-    fn set_subject_status(
-        &self,
+    fn set_subject_status<'a>(
+        &'a self,
         id: SubjectId,
         status: SubjectStatus,
-        reason: &str,
+        reason: &'a str,
         now: Timestamp,
-    ) -> impl Future<Output = Result<Subject, Error>> + Send;
+    ) -> BoxFuture<'a, Result<Subject, Error>>;
 
     /// Stores a binding challenge for an ACTIVE subject, drops expired challenges, and
     /// keeps only the [`MAX_OUTSTANDING_CHALLENGES`] newest of the subject.
     /// [`Error::SubjectNotFound`]; [`Error::SubjectNotActive`].
-    fn create_challenge(
-        &self,
+    fn create_challenge<'a>(
+        &'a self,
         challenge: Challenge,
         now: Timestamp,
-    ) -> impl Future<Output = Result<(), Error>> + Send;
+    ) -> BoxFuture<'a, Result<(), Error>>;
 
     /// Replaces the subject's enrolment secret with `grant` (IssueEnrolmentSecret).
     /// [`Error::SubjectNotFound`].
-    fn grant_enrolment(
-        &self,
+    fn grant_enrolment<'a>(
+        &'a self,
         subject_id: SubjectId,
         grant: EnrolmentGrant,
         now: Timestamp,
-    ) -> impl Future<Output = Result<(), Error>> + Send;
+    ) -> BoxFuture<'a, Result<(), Error>>;
 
     /// Binds a device, consuming its challenge (and an enrolment secret given as its
     /// authority), all or nothing (on any error nothing changes, and the challenge and
@@ -110,34 +109,34 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// not the subject's current one or has expired; the authorising device is not an
     /// ACTIVE device of the subject); [`Error::DeviceLimit`] (the subject has `max_devices`
     /// ACTIVE devices); [`Error::KeyAlreadyBound`] (the key was ever bound, to anyone).
-    fn bind_device(
-        &self,
+    fn bind_device<'a>(
+        &'a self,
         device: NewDevice,
         max_devices: u32,
         now: Timestamp,
-    ) -> impl Future<Output = Result<Device, Error>> + Send;
+    ) -> BoxFuture<'a, Result<Device, Error>>;
 
     /// Unbinds a device of this subject (UNBOUND is terminal; unbinding again returns
     /// it unchanged). [`Error::DeviceNotFound`] also when the device belongs to another
     /// subject.
-    fn unbind_device(
-        &self,
+    fn unbind_device<'a>(
+        &'a self,
         subject_id: SubjectId,
         device_id: DeviceId,
-        reason: &str,
+        reason: &'a str,
         now: Timestamp,
-    ) -> impl Future<Output = Result<Device, Error>> + Send;
+    ) -> BoxFuture<'a, Result<Device, Error>>;
 
     /// The subject's devices, oldest binding first; ACTIVE only unless
     /// `include_unbound`. [`Error::SubjectNotFound`].
-    fn list_devices(
-        &self,
+    fn list_devices<'a>(
+        &'a self,
         subject_id: SubjectId,
         include_unbound: bool,
-    ) -> impl Future<Output = Result<Vec<Device>, Error>> + Send;
+    ) -> BoxFuture<'a, Result<Vec<Device>, Error>>;
 
     /// A device with its subject's status and attributes. [`Error::DeviceNotFound`].
-    fn get_device(&self, id: DeviceId) -> impl Future<Output = Result<DeviceView, Error>> + Send;
+    fn get_device<'a>(&'a self, id: DeviceId) -> BoxFuture<'a, Result<DeviceView, Error>>;
 
     /// Records a device certificate; its subject is the device's.
     /// [`Error::DeviceNotFound`]; [`Error::InvalidArgument`] if `subject_id` is given
@@ -147,22 +146,22 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// otherwise [`Error::CertificateLimit`] when the device already has `max_live`
     /// certificates with `not_after` after `now` (concurrent records of one device are
     /// serialised, so the limit holds).
-    fn record_certificate(
-        &self,
+    fn record_certificate<'a>(
+        &'a self,
         certificate: NewCertificate,
         max_live: u32,
         now: Timestamp,
-    ) -> impl Future<Output = Result<Certificate, Error>> + Send;
+    ) -> BoxFuture<'a, Result<Certificate, Error>>;
 
     /// Certificates of a device or of all devices of a subject, ordered by
     /// `not_before` then serial, one `page` of them; with `valid_at`, only those with
     /// `not_after` later than it. [`Error::DeviceNotFound`] / [`Error::SubjectNotFound`].
-    fn list_certificates(
-        &self,
+    fn list_certificates<'a>(
+        &'a self,
         owner: CertificateOwner,
         valid_at: Option<Timestamp>,
         page: CertificatePage,
-    ) -> impl Future<Output = Result<Vec<Certificate>, Error>> + Send;
+    ) -> BoxFuture<'a, Result<Vec<Certificate>, Error>>;
 }
 
 /// The `SubjectNotActive` error for a subject in `status`.

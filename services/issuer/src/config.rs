@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use citypass_runtime::config::{KeyRingFile, RedisConfig, duration};
+use citypass_runtime::config::{KeyFile, RedisConfig, duration};
 use citypass_runtime::{ServerConfig, UpstreamConfig};
 use serde::Deserialize;
 
@@ -224,9 +224,11 @@ pub struct Config {
     /// `dev` or `production` (the default).
     #[serde(default)]
     pub environment: Environment,
-    /// The key ring file (a mounted Secret in Kubernetes).
-    #[serde(default)]
-    pub keyring: KeyRingFile,
+    /// The key ring file (a mounted Secret in Kubernetes; default
+    /// `keys/dev/keyring.json`, checked every `5s`). It holds the code-signing seeds,
+    /// the subject key, and the public halves of the snapshot keys to publish.
+    #[serde(default = "KeyFile::dev_keyring")]
+    pub keyring: KeyFile,
     /// The identity service (default `http://127.0.0.1:50051`, 2 s connect).
     #[serde(default = "default_identity")]
     pub identity: UpstreamConfig,
@@ -270,7 +272,7 @@ impl Config {
         Config {
             server,
             environment: Environment::Dev,
-            keyring: KeyRingFile::default(),
+            keyring: KeyFile::dev_keyring(),
             identity: default_identity(),
             redis: None,
             redis_key_prefix: default_redis_key_prefix(),

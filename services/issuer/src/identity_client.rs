@@ -10,8 +10,11 @@
 //! GetDevice sits on the hot path of every issuance, so answers are reused for a few
 //! seconds ([`CachedIdentity`], bounded). That delay is the longest an unbind or a
 //! suspension takes to stop issuance; revocation of codes already issued is the
-//! revocation service's job. Only found devices are cached: a device bound a moment
-//! ago is never refused because of an earlier miss.
+//! revocation service's job. Misses are remembered too, but only for [`MISS_TTL`]:
+//! GetDevice runs before the device's signature can be checked (the key comes from
+//! the answer), so junk requests repeating an unknown device id would otherwise each
+//! cost a database lookup (security review, smaller findings); a device bound a moment
+//! ago is refused for at most that second.
 
 use citypass_proto::time::timestamp;
 use std::collections::HashMap;
@@ -262,14 +265,20 @@ impl IdentityLookup for GrpcIdentity {
     }
 }
 
-/// GetDevice answers reused for `ttl`, at most `capacity` devices (see the module
-/// documentation). RecordCertificate always goes through.
+/// How long a GetDevice miss is remembered (never longer than the cache's `ttl`).
+pub const MISS_TTL: Duration = Duration::from_secs(1);
+
+/// GetDevice answers reused for `ttl` (misses for [`MISS_TTL`]), at most `capacity`
+/// devices (see the module documentation). RecordCertificate always goes through.
 pub struct CachedIdentity {
     inner: Arc<dyn IdentityLookup>,
     ttl: Duration,
     capacity: usize,
-    entries: Mutex<HashMap<DeviceId, (Instant, Arc<DeviceRecord>)>>,
+    entries: Mutex<HashMap<DeviceId, Remembered>>,
 }
+
+/// A remembered GetDevice answer (`None`: a miss) and when it goes stale.
+type Remembered = (Instant, Option<Arc<DeviceRecord>>);
 
 impl std::fmt::Debug for CachedIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -291,7 +300,8 @@ impl CachedIdentity {
         }
     }
 
-    fn cached(&self, device: &DeviceId) -> Option<Arc<DeviceRecord>> {
+    /// The remembered answer, if still fresh: `Some(None)` is a remembered miss.
+    fn cached(&self, device: &DeviceId) -> Option<Option<Arc<DeviceRecord>>> {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         match entries.get(device) {
             Some((expiry, record)) if *expiry > Instant::now() => Some(record.clone()),
@@ -299,10 +309,14 @@ impl CachedIdentity {
         }
     }
 
-    fn remember(&self, record: &Arc<DeviceRecord>) {
+    fn remember(&self, device: DeviceId, found: &Option<Arc<DeviceRecord>>) {
         let now = Instant::now();
+        let ttl = match found {
+            Some(_) => self.ttl,
+            None => self.ttl.min(MISS_TTL),
+        };
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= self.capacity && !entries.contains_key(&record.device) {
+        if entries.len() >= self.capacity && !entries.contains_key(&device) {
             entries.retain(|_, (expiry, _)| *expiry > now);
             if entries.len() >= self.capacity / 4 * 3 {
                 // Mostly live entries: rather than sweep again at every insert, start
@@ -310,7 +324,7 @@ impl CachedIdentity {
                 entries.clear();
             }
         }
-        entries.insert(record.device, (now + self.ttl, record.clone()));
+        entries.insert(device, (now + ttl, found.clone()));
     }
 }
 
@@ -324,13 +338,11 @@ impl IdentityLookup for CachedIdentity {
             if self.ttl.is_zero() {
                 return self.inner.get_device(device, deadline).await;
             }
-            if let Some(record) = self.cached(device) {
-                return Ok(Some(record));
+            if let Some(answer) = self.cached(device) {
+                return Ok(answer);
             }
             let found = self.inner.get_device(device, deadline).await?;
-            if let Some(record) = &found {
-                self.remember(record);
-            }
+            self.remember(*device, &found);
             Ok(found)
         })
     }
@@ -399,7 +411,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn found_devices_are_reused_for_the_ttl_only() {
+    async fn smaller_findings_answers_and_misses_are_reused_for_their_ttl_only() {
         let inner = counting();
         let cache = CachedIdentity::new(inner.clone(), Duration::from_millis(200), 10);
         for _ in 0..3 {
@@ -409,10 +421,14 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(cache.get_device(&device(1), None).await.unwrap().is_some());
         assert_eq!(inner.calls.load(Ordering::SeqCst), 2);
-        // Misses are not cached.
-        for _ in 0..2 {
+        // Misses are remembered too, but only for the shorter MISS_TTL (here the
+        // cache's own 200 ms): junk repeating an unknown id costs one lookup.
+        for _ in 0..3 {
             assert!(cache.get_device(&MISSING, None).await.unwrap().is_none());
         }
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 3);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(cache.get_device(&MISSING, None).await.unwrap().is_none());
         assert_eq!(inner.calls.load(Ordering::SeqCst), 4);
     }
 

@@ -11,7 +11,8 @@
 //!
 //! A file that cannot be read or parsed, or a dev ring in production, is refused and
 //! the current keys stay in service (logged; retried at the next poll): a half-written
-//! file never takes the issuer down.
+//! file never takes the issuer down. Reading, refusing and noticing a change is
+//! `citypass_runtime::key_file`, shared with the revocation service's snapshot key.
 //!
 //! The published set is the ring's public set minus retired keys past their
 //! valid-until; a retired key stays published (and verifiable) until then. When one
@@ -20,16 +21,23 @@
 //! when this replica built the set) and `version` (a hash of the keys, equal on every
 //! replica serving the same keys), and is signed with `citypass_token::sign_key_set` by
 //! the signing key.
+//!
+//! The set also carries the revocation service's snapshot key, with usage
+//! `revocation-snapshot`: the ring lists its public half (never its private half),
+//! so gates learn which key signs snapshots from the same signed set, and accept
+//! codes only from code keys (security review, finding 4).
 
 use citypass_token::unix_now;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use citypass_proto::prost_types::Timestamp;
 use citypass_proto::v1::{self as pb, GetKeySetResponse, KeyInfo};
+use citypass_runtime::{FollowedKeyFile, KeyFileError, KeyFormat};
 use citypass_token::{
-    Issuer, KeySet, KeyStatus, Keyring, Kid, PublishedKey, TokenError, sha256, sign_key_set,
+    Issuer, KeySet, KeyStatus, KeyUsage, Keyring, Kid, PublishedKey, TokenError, sha256,
+    sign_key_set,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -60,6 +68,26 @@ pub enum KeyError {
     #[error("cannot publish the key ring: {0}")]
     Publish(#[source] TokenError),
 }
+
+impl From<KeyFileError<TokenError>> for KeyError {
+    fn from(err: KeyFileError<TokenError>) -> Self {
+        match err {
+            KeyFileError::Read { path, source } => KeyError::Read { path, source },
+            KeyFileError::NotUtf8 { path } => KeyError::Invalid {
+                path,
+                source: TokenError::InvalidKeySet("not UTF-8".to_owned()),
+            },
+            KeyFileError::Invalid { path, source } => KeyError::Invalid { path, source },
+            KeyFileError::DevKeysInProduction => KeyError::DevRingInProduction,
+        }
+    }
+}
+
+/// The key ring file format, for `citypass_runtime::key_file`.
+const KEY_RING: KeyFormat<Keyring, TokenError> = KeyFormat {
+    parse: Keyring::from_json,
+    is_dev: |ring| ring.dev,
+};
 
 /// What a reload did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,6 +241,10 @@ fn key_info(key: &PublishedKey) -> KeyInfo {
         ),
         KeyStatus::Revoked => (pb::KeyStatus::Revoked, None),
     };
+    let usage = match key.usage {
+        KeyUsage::Code => pb::KeyUsage::Code,
+        KeyUsage::Snapshot => pb::KeyUsage::RevocationSnapshot,
+    };
     KeyInfo {
         kid: key.kid().0.to_vec(),
         algorithm: algorithm as i32,
@@ -221,15 +253,14 @@ fn key_info(key: &PublishedKey) -> KeyInfo {
         // The ring records no start time: codes are accepted from publication on.
         not_before: None,
         valid_until,
+        usage: usage as i32,
     }
 }
 
-/// Where the ring came from, and what was last accepted from there.
+/// Where the ring came from (a followed file, or memory), and the ring in service.
 struct Source {
-    path: Option<PathBuf>,
+    file: Option<FollowedKeyFile<Keyring, TokenError>>,
     ring: Keyring,
-    /// SHA-256 of the file content last accepted (file sources only).
-    fingerprint: Option<[u8; 32]>,
 }
 
 /// The issuer's keys, shared by every request (see the module documentation).
@@ -255,15 +286,11 @@ impl Keys {
         path: impl Into<PathBuf>,
         environment: Environment,
     ) -> Result<Arc<Self>, KeyError> {
-        let path = path.into();
-        let bytes = read_file(&path)?;
-        let fingerprint = sha256(&bytes);
-        let ring = parse_ring(&path, &bytes)?;
+        let (file, ring) = FollowedKeyFile::open(path, environment, KEY_RING)?;
         Self::start(
             Source {
-                path: Some(path),
+                file: Some(file),
                 ring,
-                fingerprint: Some(fingerprint),
             },
             environment,
         )
@@ -271,14 +298,7 @@ impl Keys {
 
     /// Serves `ring`, held in memory (`citypass dev`, tests); [`Keys::replace`] swaps it.
     pub fn from_keyring(ring: Keyring, environment: Environment) -> Result<Arc<Self>, KeyError> {
-        Self::start(
-            Source {
-                path: None,
-                ring,
-                fingerprint: None,
-            },
-            environment,
-        )
+        Self::start(Source { file: None, ring }, environment)
     }
 
     fn start(source: Source, environment: Environment) -> Result<Arc<Self>, KeyError> {
@@ -310,25 +330,18 @@ impl Keys {
         let now = unix_now();
         let mut source = self.source.lock().unwrap_or_else(PoisonError::into_inner);
         let expired = self.current.borrow().next_expiry.is_some_and(|t| now > t);
-        let mut fresh = None;
-        if let Some(path) = &source.path {
-            let bytes = read_file(path)?;
-            let fingerprint = sha256(&bytes);
-            if source.fingerprint != Some(fingerprint) {
-                let ring = parse_ring(path, &bytes)?;
-                check_environment(&ring, self.environment)?;
-                fresh = Some((ring, fingerprint));
-            }
-        }
+        let fresh = match &mut source.file {
+            Some(file) => file.changed()?,
+            None => None,
+        };
         if fresh.is_none() && !expired {
             return Ok(Reload::Unchanged);
         }
-        let ring = fresh.as_ref().map_or(&source.ring, |(ring, _)| ring);
+        let ring = fresh.as_ref().unwrap_or(&source.ring);
         let published = PublishedKeys::build(ring, now).map_err(KeyError::Publish)?;
         let signing_kid = published.signing_kid;
-        if let Some((ring, fingerprint)) = fresh {
+        if let Some(ring) = fresh {
             source.ring = ring;
-            source.fingerprint = Some(fingerprint);
         }
         self.current.send_replace(Arc::new(published));
         Ok(Reload::Reloaded { signing_kid })
@@ -372,26 +385,5 @@ impl Keys {
 }
 
 fn check_environment(ring: &Keyring, environment: Environment) -> Result<(), KeyError> {
-    if environment == Environment::Production {
-        ring.ensure_production()
-            .map_err(|_| KeyError::DevRingInProduction)?;
-    }
-    Ok(())
-}
-
-fn read_file(path: &Path) -> Result<Vec<u8>, KeyError> {
-    std::fs::read(path).map_err(|source| KeyError::Read {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-fn parse_ring(path: &Path, bytes: &[u8]) -> Result<Keyring, KeyError> {
-    let invalid = |source| KeyError::Invalid {
-        path: path.to_owned(),
-        source,
-    };
-    let text = std::str::from_utf8(bytes)
-        .map_err(|_| invalid(TokenError::InvalidKeySet("not UTF-8".to_owned())))?;
-    Keyring::from_json(text).map_err(invalid)
+    Ok(KEY_RING.admit(ring, environment)?)
 }

@@ -37,7 +37,7 @@ fn published(keys: &Keys) -> KeySet {
         .iter()
         .find(|k| k.kid().0[..] == response.signing_kid[..])
         .expect("the signing key is published");
-    verify_key_set(&signer.key, &response.jwks_json, &response.signature)
+    verify_key_set(signer, &response.jwks_json, &response.signature)
         .expect("the key set signature verifies");
     set
 }

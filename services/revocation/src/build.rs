@@ -13,7 +13,7 @@ use crate::fanout::{LocalPublisher, Publisher, RedisPublisher};
 use crate::log::{Log, MemoryLog, PostgresLog};
 use crate::registry::Registry;
 use crate::service::RevocationApi;
-use crate::signer::KeyringSigner;
+use crate::signer::SnapshotKeySigner;
 
 /// Largest request the service decodes: its requests are a target and a note.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
@@ -69,10 +69,11 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
         .channel(tls.as_ref())
         .map_err(part("identity client"))?;
     let directory = GrpcDirectory::new(channel, config.identity.request_timeout);
-    let signer = KeyringSigner::from_file(
-        &config.keyring.path,
-        config.keyring.reload_interval,
-        config.environment.is_production(),
+    // The snapshot key only: no code-signing or sealing key is ever loaded here.
+    let signer = SnapshotKeySigner::from_file(
+        &config.snapshot_key.path,
+        config.snapshot_key.reload_interval,
+        config.environment,
     )
     .map_err(part("snapshot signing key"))?;
     let revocations = Arc::new(

@@ -9,20 +9,23 @@
 //! | key | env | default |
 //! |---|---|---|
 //! | `server.*` | `CITYPASS_SERVER__…` | `citypass_runtime::ServerConfig` (service name `citypass-revocation`; `server.tls` is the service's certificate) |
-//! | `environment` | `CITYPASS_ENVIRONMENT` | `production` (`dev` allows memory log, dev key ring, no Redis, plaintext) |
+//! | `environment` | `CITYPASS_ENVIRONMENT` | `production` (`dev` allows memory log, dev snapshot key, no Redis, plaintext) |
 //! | `database.*` | `CITYPASS_DATABASE__URL`, `__MAX_CONNECTIONS` | unset: in-memory log |
 //! | `redis.*` | `CITYPASS_REDIS__URL`, `__TIMEOUT` | unset: in-process fan-out only |
 //! | `stream_key` | `CITYPASS_STREAM_KEY` | `citypass:revocation:log` |
 //! | `stream_max_len` | `CITYPASS_STREAM_MAX_LEN` | 100000 |
 //! | `identity.*` | `CITYPASS_IDENTITY__URL`, `__CONNECT_TIMEOUT`, `__REQUEST_TIMEOUT` | `http://127.0.0.1:50051` |
-//! | `keyring.*` | `CITYPASS_KEYRING__PATH`, `__RELOAD_INTERVAL` | `keys/dev/keyring.json`, `5s` |
+//! | `snapshot_key.*` | `CITYPASS_SNAPSHOT_KEY__PATH`, `__RELOAD_INTERVAL` | `keys/dev/snapshot-key.json`, `5s` |
 //! | `revocation.*` | `CITYPASS_REVOCATION__…` | [`Settings`] |
 //!
-//! `config.example.yaml` beside this crate shows every key.
+//! `config.example.yaml` beside this crate shows every key. There is no `keyring`: the
+//! service signs snapshots with a key of its own and never reads the issuer's key
+//! ring (security review, finding 4); a file that still names one is refused as an
+//! unknown key.
 
 use std::time::Duration;
 
-use citypass_runtime::config::{KeyRingFile, PostgresConfig, RedisConfig, duration};
+use citypass_runtime::config::{KeyFile, PostgresConfig, RedisConfig, duration};
 use citypass_runtime::{ServerConfig, UpstreamConfig};
 use serde::Deserialize;
 
@@ -111,8 +114,8 @@ impl Settings {
 }
 
 /// Which kind of deployment this is (shared by every service). Production needs
-/// PostgreSQL and Redis and refuses dev key rings; `dev` allows the in-memory log, the
-/// in-process fan-out and dev key rings.
+/// PostgreSQL and Redis and refuses a dev snapshot key; `dev` allows the in-memory log,
+/// the in-process fan-out and a dev snapshot key.
 pub use citypass_runtime::Environment;
 
 pub use citypass_runtime::Secret;
@@ -142,9 +145,10 @@ pub struct Config {
     /// The identity service (ListCertificates).
     #[serde(default = "default_identity")]
     pub identity: UpstreamConfig,
-    /// The key ring file whose signing key signs snapshots.
-    #[serde(default)]
-    pub keyring: KeyRingFile,
+    /// The snapshot-signing key file (`citypass_token::SnapshotKey`), the only key the
+    /// service holds; a mounted Secret of its own in Kubernetes.
+    #[serde(default = "KeyFile::dev_snapshot_key")]
+    pub snapshot_key: KeyFile,
     /// The service logic's settings.
     #[serde(default)]
     pub revocation: Settings,
@@ -177,7 +181,7 @@ impl Config {
             stream_key: default_stream_key(),
             stream_max_len: default_stream_max_len(),
             identity: default_identity(),
-            keyring: KeyRingFile::default(),
+            snapshot_key: KeyFile::dev_snapshot_key(),
             revocation: Settings::default(),
         }
     }

@@ -5,7 +5,9 @@
 //! with its live certificate serials, in one transaction), acknowledges only what is
 //! committed, then publishes to a Redis Stream that every verifier tails. List and
 //! Watch serve the log to followers that resync and to offline gates; Snapshot gives
-//! gates the whole live set, signed by the issuer's key. The model (entries, the set,
+//! gates the whole live set, signed by the snapshot key (a key of its own, published by
+//! the issuer with usage `revocation-snapshot`; the service holds no code-signing or
+//! subject-sealing key). The model (entries, the set,
 //! the snapshot and stream formats) is `citypass-revocation`, shared with verifiers,
 //! the issuer and gates.
 //!
@@ -23,7 +25,7 @@
 //! - [`log`]: the log trait, [`PostgresLog`] (epoch assignment) and [`MemoryLog`];
 //! - [`directory`]: certificate serials from the identity service;
 //! - [`fanout`]: the Redis Stream publisher and the in-process one;
-//! - [`signer`]: snapshot signing with the issuer's key ring;
+//! - [`signer`]: snapshot signing with the snapshot key (never the issuer's key ring);
 //! - [`tail`]: each replica's follower of the log (Watch, Snapshot, freshness);
 //! - [`convert`]: proto ↔ model, where a request's shape is checked;
 //! - [`registry`]: the logic, revocations written to and read from the log
@@ -60,4 +62,4 @@ pub use model::{
 };
 pub use registry::{Registry, WatchEvents};
 pub use service::RevocationApi;
-pub use signer::{KeyringSigner, SnapshotSigner};
+pub use signer::{SignerError, SnapshotKeySigner, SnapshotSigner};

@@ -208,7 +208,7 @@ pub struct WatchEvent {
 /// A signed snapshot and the epoch it is complete up to: what Snapshot returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EpochSnapshot {
-    /// The encoded snapshot with the issuer key's signature and kid.
+    /// The encoded snapshot with the snapshot key's signature and kid.
     pub signed: SignedSnapshot,
     /// The epoch the snapshot is complete up to.
     pub epoch: u64,

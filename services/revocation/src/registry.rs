@@ -46,7 +46,7 @@ use crate::signer::SnapshotSigner;
 use crate::tail::{Tail, TooOld};
 use citypass_token::unix_now;
 
-/// Longest note accepted, in bytes.
+/// Longest note accepted, in characters.
 pub const MAX_NOTE_LEN: usize = 1024;
 /// Longest actor accepted, in bytes.
 pub const MAX_ACTOR_LEN: usize = 128;
@@ -113,14 +113,11 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-fn check_text(field: &'static str, text: &str, max: usize) -> Result<(), Error> {
-    if text.len() > max {
-        return Err(Error::invalid(field, format!("at most {max} bytes")));
-    }
-    if text.chars().any(char::is_control) {
-        return Err(Error::invalid(field, "control characters are not allowed"));
-    }
-    Ok(())
+/// An operator's note (see `citypass_runtime::text`).
+fn check_text(field: &'static str, text: &str, max_chars: usize) -> Result<(), Error> {
+    citypass_runtime::text::bounded_text(text, max_chars)
+        .map(|_| ())
+        .map_err(|err| Error::invalid(field, err.to_string()))
 }
 
 fn secs(d: Duration) -> u64 {
@@ -188,7 +185,7 @@ impl Registry {
                 (rb, true)
             }
             // Whole seconds, rounded up: a code stamped with the current second dies too.
-            None => (now + 1, false),
+            None => (now.saturating_add(1), false),
         };
         let max_life = match kind {
             TargetKind::Token => Some(secs(s.token_max_lifetime)),
@@ -214,7 +211,13 @@ impl Registry {
             }
             // Issued before now, so it ends within its maximum life (plus the skew a
             // phone's or issuer's clock may have), and is accepted `skew` longer.
-            (Some(life), None) => (Some(now + life + 2 * skew), false),
+            (Some(life), None) => (
+                Some(
+                    now.saturating_add(life)
+                        .saturating_add(skew.saturating_mul(2)),
+                ),
+                false,
+            ),
             (None, Some(_)) => {
                 return Err(Error::invalid(
                     "expires_at",

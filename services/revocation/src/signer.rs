@@ -1,22 +1,26 @@
-//! Who signs snapshots: the issuer's current signing key, from the issuer's key ring.
+//! Who signs snapshots: the snapshot key, a key of its own.
 //!
-//! Offline gates trust exactly one thing, the issuer's published key set, so a snapshot
-//! is signed with the ring's current signing key (the one that also signs codes), read
-//! from the same key ring file the issuer reads (a Kubernetes Secret mounted into both
-//! Deployments; `keys/dev/keyring.json` on a laptop). The file is re-read when it
-//! changes, checked at most every `reload_interval` on the signing path, so a rotation
-//! needs no restart; a file that cannot be read or parsed is refused and the current
-//! key stays in service (logged). In production a ring marked `dev` is refused.
+//! The revocation service holds one key, the snapshot-signing key
+//! (`citypass_token::SnapshotKey`, `keys/dev/snapshot-key.json` on a laptop, a
+//! Kubernetes Secret of its own in a deployment), and never the issuer's key ring: no
+//! code-signing seed and no subject-sealing key. Whoever breaks into it can sign
+//! snapshots, not mint codes or unseal subjects (security review, finding 4). The
+//! issuer publishes the key's public half with usage `revocation-snapshot`, and gates
+//! accept snapshots only from a key of that usage (keys/README.md: rotating it).
 //!
-//! The issuer's own reloader lives in the issuer crate, which services may not link;
-//! this is the small part of it the revocation service needs.
+//! The file is read with `citypass_runtime::key_file` (the loader the issuer's key ring
+//! uses too) and re-read when it changes, checked at most every `reload_interval` on
+//! the signing path, so a rotation needs no restart; a file that cannot be read or
+//! parsed is refused and the current key stays in service (logged). In production a
+//! key marked `dev` is refused, at start and at every reload.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use citypass_revocation::SignedSnapshot;
-use citypass_token::{Issuer, Keyring, sha256};
+use citypass_runtime::{Environment, FollowedKeyFile, KeyFileError, KeyFormat};
+use citypass_token::{SnapshotKey, TokenError};
 use tokio::time::Instant;
 
 use crate::error::Error;
@@ -27,115 +31,97 @@ pub trait SnapshotSigner: Send + Sync + 'static {
     fn sign(&self, bytes: Vec<u8>) -> Result<SignedSnapshot, Error>;
 }
 
+/// The snapshot key file format, for `citypass_runtime::key_file`.
+const SNAPSHOT_KEY: KeyFormat<SnapshotKey, TokenError> = KeyFormat {
+    parse: SnapshotKey::from_json,
+    is_dev: |key| key.dev,
+};
+
+/// Why the snapshot key was refused.
+pub type SignerError = KeyFileError<TokenError>;
+
 struct Loaded {
-    issuer: Arc<Issuer>,
-    fingerprint: [u8; 32],
+    key: Arc<SnapshotKey>,
+    file: Option<FollowedKeyFile<SnapshotKey, TokenError>>,
     checked_at: Instant,
 }
 
-/// Signs with a key ring's signing key; see the module documentation.
-pub struct KeyringSigner {
+/// Signs with the snapshot key; see the module documentation.
+pub struct SnapshotKeySigner {
     path: Option<PathBuf>,
     reload_interval: Duration,
-    production: bool,
     current: Mutex<Loaded>,
 }
 
-impl std::fmt::Debug for KeyringSigner {
+impl std::fmt::Debug for SnapshotKeySigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyringSigner")
+        f.debug_struct("SnapshotKeySigner")
             .field("path", &self.path)
             .field("reload_interval", &self.reload_interval)
             .finish_non_exhaustive()
     }
 }
 
-fn parse(bytes: &[u8], production: bool) -> Result<Issuer, Error> {
-    let text =
-        std::str::from_utf8(bytes).map_err(|_| Error::Signer("key ring is not UTF-8".into()))?;
-    let ring = Keyring::from_json(text).map_err(|e| Error::Signer(e.to_string()))?;
-    if production {
-        ring.ensure_production()
-            .map_err(|e| Error::Signer(e.to_string()))?;
-    }
-    ring.issuer().map_err(|e| Error::Signer(e.to_string()))
-}
-
-impl KeyringSigner {
-    /// Loads the ring at `path`; changes are picked up within `reload_interval`.
-    /// `production` refuses dev rings.
+impl SnapshotKeySigner {
+    /// Loads the snapshot key at `path`; changes are picked up within
+    /// `reload_interval`. In production a dev key is refused.
     pub fn from_file(
         path: impl Into<PathBuf>,
         reload_interval: Duration,
-        production: bool,
-    ) -> Result<Self, Error> {
+        environment: Environment,
+    ) -> Result<Self, SignerError> {
         let path = path.into();
-        let bytes = std::fs::read(&path)
-            .map_err(|e| Error::Signer(format!("cannot read {}: {e}", path.display())))?;
-        let issuer = parse(&bytes, production)?;
-        Ok(KeyringSigner {
+        let (file, key) = FollowedKeyFile::open(path.clone(), environment, SNAPSHOT_KEY)?;
+        Ok(SnapshotKeySigner {
             path: Some(path),
             reload_interval,
-            production,
             current: Mutex::new(Loaded {
-                issuer: Arc::new(issuer),
-                fingerprint: sha256(&bytes),
+                key: Arc::new(key),
+                file: Some(file),
                 checked_at: Instant::now(),
             }),
         })
     }
 
-    /// Signs with `ring`'s signing key, held in memory (`citypass dev`, tests).
-    pub fn from_keyring(ring: &Keyring) -> Result<Self, Error> {
-        let issuer = ring.issuer().map_err(|e| Error::Signer(e.to_string()))?;
-        Ok(KeyringSigner {
+    /// Signs with `key`, held in memory (tests).
+    pub fn from_key(key: SnapshotKey) -> Self {
+        SnapshotKeySigner {
             path: None,
             reload_interval: Duration::MAX,
-            production: false,
             current: Mutex::new(Loaded {
-                issuer: Arc::new(issuer),
-                fingerprint: [0; 32],
+                key: Arc::new(key),
+                file: None,
                 checked_at: Instant::now(),
             }),
-        })
+        }
     }
 
-    /// The issuer whose key signs now, after a reload check if one is due.
-    fn issuer(&self) -> Arc<Issuer> {
+    /// The key that signs now, after a reload check if one is due.
+    fn key(&self) -> Arc<SnapshotKey> {
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(path) = &self.path else {
-            return current.issuer.clone();
-        };
         if current.checked_at.elapsed() < self.reload_interval {
-            return current.issuer.clone();
+            return current.key.clone();
         }
         current.checked_at = Instant::now();
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                let fingerprint = sha256(&bytes);
-                if fingerprint != current.fingerprint {
-                    match parse(&bytes, self.production) {
-                        Ok(issuer) => {
-                            tracing::info!(kid = %issuer.key().kid(), "snapshot signing key ring reloaded");
-                            current.issuer = Arc::new(issuer);
-                            current.fingerprint = fingerprint;
-                        }
-                        Err(err) => {
-                            tracing::warn!(error = %err, "key ring reload refused; keeping the current key");
-                        }
-                    }
-                }
+        let Some(file) = &mut current.file else {
+            return current.key.clone();
+        };
+        match file.changed() {
+            Ok(None) => {}
+            Ok(Some(key)) => {
+                tracing::info!(kid = %key.kid(), "snapshot key reloaded");
+                current.key = Arc::new(key);
             }
             Err(err) => {
-                tracing::warn!(error = %err, "cannot read the key ring; keeping the current key");
+                tracing::warn!(error = %err, "snapshot key reload refused; keeping the current key");
             }
         }
-        current.issuer.clone()
+        current.key.clone()
     }
 }
 
-impl SnapshotSigner for KeyringSigner {
+impl SnapshotSigner for SnapshotKeySigner {
     fn sign(&self, bytes: Vec<u8>) -> Result<SignedSnapshot, Error> {
-        Ok(SignedSnapshot::sign(bytes, self.issuer().key()))
+        Ok(SignedSnapshot::sign(bytes, &self.key()))
     }
 }

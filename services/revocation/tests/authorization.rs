@@ -11,27 +11,30 @@ use citypass_runtime::Role;
 use citypass_runtime::authz::REFUSED_BY;
 use citypass_testkit::tls::{As, TestPki};
 use citypass_testkit::{Served, serve};
-use citypass_token::{Keyring, SystemRandom};
+use citypass_token::{Keyring, SnapshotKey, SystemRandom};
 use tonic::Code;
 
 struct Running {
     addr: SocketAddr,
     pki: TestPki,
+    /// The issuer's ring, only to name its signing key: the service never sees it.
     ring: Keyring,
     _served: Served,
     _dir: tempfile::TempDir,
 }
 
-/// The service from a dev configuration with TLS files and a key ring file.
+/// The service from a dev configuration with TLS files and a snapshot key file.
 async fn start() -> Running {
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::new("revocation");
-    let ring = Keyring::generate("citypass-test", true, &SystemRandom::new()).unwrap();
-    let ring_path = dir.path().join("keyring.json");
-    std::fs::write(&ring_path, ring.to_json()).unwrap();
+    let rng = SystemRandom::new();
+    let ring = Keyring::generate("citypass-test", true, &rng).unwrap();
+    let snapshot_key_path = dir.path().join("snapshot-key.json");
+    let snapshot_key = SnapshotKey::generate(true, &rng).unwrap();
+    std::fs::write(&snapshot_key_path, snapshot_key.to_json()).unwrap();
     let mut config = Config::dev();
     config.server.tls = Some(pki.server_files(&dir.path().join("tls")));
-    config.keyring.path = ring_path;
+    config.snapshot_key.path = snapshot_key_path;
     let served = serve(build(config).await.expect("the service builds").server).await;
     Running {
         addr: served.addr,

@@ -19,12 +19,12 @@ use citypass_proto::v1::{self as pb, ListRequest, ReinstateRequest, RevokeReques
 use citypass_revocation::TargetKind;
 use citypass_revocation_follow::{Follower, FollowerConfig, Source};
 use citypass_revocation_service::{
-    Certificate, CertificateDirectory, DirectoryError, KeyringSigner, Log, PostgresLog,
-    PublishError, Publisher, Record, RedisPublisher, Registry, RevocationApi, Settings,
+    Certificate, CertificateDirectory, DirectoryError, Log, PostgresLog, PublishError, Publisher,
+    Record, RedisPublisher, Registry, RevocationApi, Settings, SnapshotKeySigner,
 };
 use citypass_runtime::{Deadline, Role, Server, ServerConfig};
 use citypass_testkit::tls::{As, TestPki};
-use citypass_token::{Keyring, SystemRandom};
+use citypass_token::{SnapshotKey, SystemRandom};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
@@ -95,8 +95,8 @@ pub async fn serve(
     publisher: Arc<dyn Publisher>,
     settings: Settings,
 ) -> Service {
-    let ring = Keyring::generate("citypass-test", true, &SystemRandom::new()).unwrap();
-    let signer = KeyringSigner::from_keyring(&ring).unwrap();
+    let signer =
+        SnapshotKeySigner::from_key(SnapshotKey::generate(true, &SystemRandom::new()).unwrap());
     let revocations = Arc::new(
         Registry::new(
             settings,
@@ -334,6 +334,7 @@ pub fn follower_config(source: Source) -> FollowerConfig {
     config.check_interval = Duration::from_secs(1);
     config.poll_interval = Duration::from_millis(100);
     config.retry_interval = Duration::from_millis(100);
+    config.retry_max_interval = Duration::from_millis(400);
     config.request_timeout = Duration::from_secs(2);
     config.watch_silence = Duration::from_secs(2);
     config

@@ -22,6 +22,7 @@ pub fn keyset() -> KeySet {
     KeySet::new(vec![PublishedKey {
         key: issuer_key().public_key().clone(),
         status: KeyStatus::Active,
+        usage: KeyUsage::Code,
     }])
     .expect("one key")
 }

@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use citypass_proto::v1::{DeviceStatus, SubjectStatus};
+use futures::future::BoxFuture;
 
 use super::{
     ACTION_BIND, ACTION_CHALLENGE, MAX_OUTSTANDING_CHALLENGES, SUPERSEDED_REASON, Store,
@@ -94,360 +95,395 @@ fn by_binding_order(devices: &mut [Device]) {
 }
 
 impl Store for MemoryStore {
-    async fn find_enrolled_subject(
-        &self,
-        document: &DocumentHash,
-    ) -> Result<Option<Subject>, Error> {
-        let state = self.lock()?;
-        Ok(state
-            .enrolled
-            .get(document)
-            .and_then(|id| state.subjects.get(id))
-            .map(|r| r.subject.clone()))
-    }
-
-    async fn insert_subject(&self, new: NewSubject, now: Timestamp) -> Result<Subject, Error> {
-        let mut state = self.lock()?;
-        if state.subjects.contains_key(&new.id) {
-            return Err(Error::Corrupt("subject id collision"));
-        }
-        let enrolled = matches!(new.status, SubjectStatus::Active | SubjectStatus::Suspended);
-        if enrolled && state.enrolled.contains_key(&new.document_hash) {
-            return Err(Error::AlreadyEnrolled);
-        }
-        let hash = new.document_hash;
-        if new.status == SubjectStatus::Active {
-            for record in state.subjects.values_mut() {
-                if record.document_hash == hash && record.subject.status == SubjectStatus::Pending {
-                    record.subject.status = SubjectStatus::Rejected;
-                    record.subject.updated_at = now;
-                    SUPERSEDED_REASON.clone_into(&mut record.status_reason);
-                }
-            }
-        }
-        let enrolment = new.enrolment;
-        let subject = new.into_subject(now);
-        if enrolled {
-            state.enrolled.insert(hash, subject.id);
-        }
-        state.enrolments.insert(subject.id, enrolment);
-        state.subjects.insert(
-            subject.id,
-            SubjectRecord {
-                subject: subject.clone(),
-                document_hash: hash,
-                status_reason: String::new(),
-                devices: Vec::new(),
-            },
-        );
-        Ok(subject)
-    }
-
-    async fn get_subject(&self, id: SubjectId) -> Result<Subject, Error> {
-        Ok(self.lock()?.subject(id)?.subject.clone())
-    }
-
-    async fn update_attributes(
-        &self,
-        id: SubjectId,
-        update: AttributesUpdate,
-        now: Timestamp,
-    ) -> Result<Subject, Error> {
-        let mut state = self.lock()?;
-        let subject = &mut state.subject_mut(id)?.subject;
-        let attributes = &mut subject.attributes;
-        if let Some(fare_class) = update.fare_class {
-            attributes.fare_class = fare_class;
-        }
-        if let Some(linked) = update.medical_insurance_linked {
-            attributes.medical_insurance_linked = linked;
-        }
-        if let Some(level) = update.assurance_level {
-            attributes.assurance_level = level;
-        }
-        subject.updated_at = now;
-        Ok(subject.clone())
-    }
-
-    async fn set_subject_status(
-        &self,
-        id: SubjectId,
-        status: SubjectStatus,
-        reason: &str,
-        now: Timestamp,
-    ) -> Result<Subject, Error> {
-        let mut state = self.lock()?;
-        let record = state.subject_mut(id)?;
-        let current = record.subject.status;
-        if !matches!(current, SubjectStatus::Active | SubjectStatus::Suspended) {
-            return Err(Error::StatusFrozen(status_name(current)));
-        }
-        if current != status {
-            record.subject.status = status;
-            record.subject.updated_at = now;
-            reason.clone_into(&mut record.status_reason);
-        }
-        Ok(record.subject.clone())
-    }
-
-    async fn grant_enrolment(
-        &self,
-        subject_id: SubjectId,
-        grant: EnrolmentGrant,
-        _now: Timestamp,
-    ) -> Result<(), Error> {
-        let mut state = self.lock()?;
-        state.subject(subject_id)?;
-        state.enrolments.insert(subject_id, grant);
-        Ok(())
-    }
-
-    async fn create_challenge(&self, challenge: Challenge, now: Timestamp) -> Result<(), Error> {
-        let mut state = self.lock()?;
-        let status = state.subject(challenge.subject_id)?.subject.status;
-        if status != SubjectStatus::Active {
-            return Err(not_active(status, ACTION_CHALLENGE));
-        }
-        state.challenges.retain(|_, c| c.challenge.expires_at > now);
-        let sequence = state
-            .challenges
-            .values()
-            .map(|c| c.sequence)
-            .max()
-            .map_or(0, |s| s + 1);
-        let subject_id = challenge.subject_id;
-        state.challenges.insert(
-            challenge.bytes,
-            ChallengeRecord {
-                challenge,
-                created_at: now,
-                sequence,
-            },
-        );
-        let mut mine: Vec<_> = state
-            .challenges
-            .iter()
-            .filter(|(_, c)| c.challenge.subject_id == subject_id)
-            .map(|(bytes, c)| (c.created_at, c.sequence, *bytes))
-            .collect();
-        if mine.len() > MAX_OUTSTANDING_CHALLENGES {
-            mine.sort_unstable();
-            for (_, _, bytes) in &mine[..mine.len() - MAX_OUTSTANDING_CHALLENGES] {
-                state.challenges.remove(bytes);
-            }
-        }
-        Ok(())
-    }
-
-    async fn bind_device(
-        &self,
-        new: NewDevice,
-        max_devices: u32,
-        now: Timestamp,
-    ) -> Result<Device, Error> {
-        let mut state = self.lock()?;
-        let record = state.subject(new.subject_id)?;
-        if record.subject.status != SubjectStatus::Active {
-            return Err(not_active(record.subject.status, ACTION_BIND));
-        }
-        let active = record
-            .devices
-            .iter()
-            .filter_map(|id| state.devices.get(id))
-            .filter(|d| d.device.status == DeviceStatus::Active)
-            .count();
-        match state.challenges.get(&new.challenge) {
-            Some(c) if c.challenge.subject_id == new.subject_id => {
-                if c.challenge.expires_at <= now {
-                    return Err(Error::ChallengeExpired);
-                }
-            }
-            _ => return Err(Error::ChallengeUnknown),
-        }
-        let authorised = match new.authority {
-            Authority::EnrolmentSecret(hash) => state
-                .enrolments
-                .get(&new.subject_id)
-                .is_some_and(|g| g.secret_hash == hash && g.expires_at > now),
-            Authority::BoundDevice(id) => state.devices.get(&id).is_some_and(|d| {
-                d.device.subject_id == new.subject_id && d.device.status == DeviceStatus::Active
-            }),
-        };
-        if !authorised {
-            return Err(Error::BindingNotAuthorized);
-        }
-        if u32::try_from(active).unwrap_or(u32::MAX) >= max_devices {
-            return Err(Error::DeviceLimit { limit: max_devices });
-        }
-        if state.keys.contains(&new.public_key) {
-            return Err(Error::KeyAlreadyBound);
-        }
-        if state.devices.contains_key(&new.id) {
-            return Err(Error::Corrupt("device id collision"));
-        }
-        // Every check passed: now change everything at once.
-        state.challenges.remove(&new.challenge);
-        if let Authority::EnrolmentSecret(_) = new.authority {
-            state.enrolments.remove(&new.subject_id);
-        }
-        state.keys.insert(new.public_key.clone());
-        let device = Device {
-            id: new.id,
-            subject_id: new.subject_id,
-            public_key: new.public_key,
-            status: DeviceStatus::Active,
-            label: new.label,
-            bound_at: now,
-            unbound_at: None,
-        };
-        state.subject_mut(new.subject_id)?.devices.push(device.id);
-        state.devices.insert(
-            device.id,
-            DeviceRecord {
-                device: device.clone(),
-                unbind_reason: None,
-            },
-        );
-        Ok(device)
-    }
-
-    async fn unbind_device(
-        &self,
-        subject_id: SubjectId,
-        device_id: DeviceId,
-        reason: &str,
-        now: Timestamp,
-    ) -> Result<Device, Error> {
-        let mut state = self.lock()?;
-        let record = state
-            .devices
-            .get_mut(&device_id)
-            .filter(|r| r.device.subject_id == subject_id)
-            .ok_or(Error::DeviceNotFound)?;
-        if record.device.status == DeviceStatus::Active {
-            record.device.status = DeviceStatus::Unbound;
-            record.device.unbound_at = Some(now);
-            record.unbind_reason = Some(reason.to_owned());
-        }
-        Ok(record.device.clone())
-    }
-
-    async fn list_devices(
-        &self,
-        subject_id: SubjectId,
-        include_unbound: bool,
-    ) -> Result<Vec<Device>, Error> {
-        let state = self.lock()?;
-        let mut devices: Vec<Device> = state
-            .subject(subject_id)?
-            .devices
-            .iter()
-            .filter_map(|id| state.devices.get(id))
-            .map(|r| &r.device)
-            .filter(|d| include_unbound || d.status == DeviceStatus::Active)
-            .cloned()
-            .collect();
-        by_binding_order(&mut devices);
-        Ok(devices)
-    }
-
-    async fn get_device(&self, id: DeviceId) -> Result<DeviceView, Error> {
-        let state = self.lock()?;
-        let device = &state.devices.get(&id).ok_or(Error::DeviceNotFound)?.device;
-        let subject = &state
-            .subjects
-            .get(&device.subject_id)
-            .ok_or(Error::Corrupt("device without subject"))?
-            .subject;
-        Ok(DeviceView {
-            device: device.clone(),
-            subject_status: subject.status,
-            subject_attributes: subject.attributes,
+    fn find_enrolled_subject<'a>(
+        &'a self,
+        document: &'a DocumentHash,
+    ) -> BoxFuture<'a, Result<Option<Subject>, Error>> {
+        Box::pin(async move {
+            let state = self.lock()?;
+            Ok(state
+                .enrolled
+                .get(document)
+                .and_then(|id| state.subjects.get(id))
+                .map(|r| r.subject.clone()))
         })
     }
 
-    async fn record_certificate(
-        &self,
+    fn insert_subject<'a>(
+        &'a self,
+        new: NewSubject,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<Subject, Error>> {
+        Box::pin(async move {
+            let mut state = self.lock()?;
+            if state.subjects.contains_key(&new.id) {
+                return Err(Error::Corrupt("subject id collision"));
+            }
+            let enrolled = matches!(new.status, SubjectStatus::Active | SubjectStatus::Suspended);
+            if enrolled && state.enrolled.contains_key(&new.document_hash) {
+                return Err(Error::AlreadyEnrolled);
+            }
+            let hash = new.document_hash;
+            if new.status == SubjectStatus::Active {
+                for record in state.subjects.values_mut() {
+                    if record.document_hash == hash
+                        && record.subject.status == SubjectStatus::Pending
+                    {
+                        record.subject.status = SubjectStatus::Rejected;
+                        record.subject.updated_at = now;
+                        SUPERSEDED_REASON.clone_into(&mut record.status_reason);
+                    }
+                }
+            }
+            let enrolment = new.enrolment;
+            let subject = new.into_subject(now);
+            if enrolled {
+                state.enrolled.insert(hash, subject.id);
+            }
+            state.enrolments.insert(subject.id, enrolment);
+            state.subjects.insert(
+                subject.id,
+                SubjectRecord {
+                    subject: subject.clone(),
+                    document_hash: hash,
+                    status_reason: String::new(),
+                    devices: Vec::new(),
+                },
+            );
+            Ok(subject)
+        })
+    }
+
+    fn get_subject<'a>(&'a self, id: SubjectId) -> BoxFuture<'a, Result<Subject, Error>> {
+        Box::pin(async move { Ok(self.lock()?.subject(id)?.subject.clone()) })
+    }
+
+    fn update_attributes<'a>(
+        &'a self,
+        id: SubjectId,
+        update: AttributesUpdate,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<Subject, Error>> {
+        Box::pin(async move {
+            let mut state = self.lock()?;
+            let subject = &mut state.subject_mut(id)?.subject;
+            let attributes = &mut subject.attributes;
+            if let Some(fare_class) = update.fare_class {
+                attributes.fare_class = fare_class;
+            }
+            if let Some(linked) = update.medical_insurance_linked {
+                attributes.medical_insurance_linked = linked;
+            }
+            if let Some(level) = update.assurance_level {
+                attributes.assurance_level = level;
+            }
+            subject.updated_at = now;
+            Ok(subject.clone())
+        })
+    }
+
+    fn set_subject_status<'a>(
+        &'a self,
+        id: SubjectId,
+        status: SubjectStatus,
+        reason: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<Subject, Error>> {
+        Box::pin(async move {
+            let mut state = self.lock()?;
+            let record = state.subject_mut(id)?;
+            let current = record.subject.status;
+            if !matches!(current, SubjectStatus::Active | SubjectStatus::Suspended) {
+                return Err(Error::StatusFrozen(status_name(current)));
+            }
+            if current != status {
+                record.subject.status = status;
+                record.subject.updated_at = now;
+                reason.clone_into(&mut record.status_reason);
+            }
+            Ok(record.subject.clone())
+        })
+    }
+
+    fn grant_enrolment<'a>(
+        &'a self,
+        subject_id: SubjectId,
+        grant: EnrolmentGrant,
+        _now: Timestamp,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let mut state = self.lock()?;
+            state.subject(subject_id)?;
+            state.enrolments.insert(subject_id, grant);
+            Ok(())
+        })
+    }
+
+    fn create_challenge<'a>(
+        &'a self,
+        challenge: Challenge,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let mut state = self.lock()?;
+            let status = state.subject(challenge.subject_id)?.subject.status;
+            if status != SubjectStatus::Active {
+                return Err(not_active(status, ACTION_CHALLENGE));
+            }
+            state.challenges.retain(|_, c| c.challenge.expires_at > now);
+            let sequence = state
+                .challenges
+                .values()
+                .map(|c| c.sequence)
+                .max()
+                .map_or(0, |s| s + 1);
+            let subject_id = challenge.subject_id;
+            state.challenges.insert(
+                challenge.bytes,
+                ChallengeRecord {
+                    challenge,
+                    created_at: now,
+                    sequence,
+                },
+            );
+            let mut mine: Vec<_> = state
+                .challenges
+                .iter()
+                .filter(|(_, c)| c.challenge.subject_id == subject_id)
+                .map(|(bytes, c)| (c.created_at, c.sequence, *bytes))
+                .collect();
+            if mine.len() > MAX_OUTSTANDING_CHALLENGES {
+                mine.sort_unstable();
+                for (_, _, bytes) in &mine[..mine.len() - MAX_OUTSTANDING_CHALLENGES] {
+                    state.challenges.remove(bytes);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn bind_device<'a>(
+        &'a self,
+        new: NewDevice,
+        max_devices: u32,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<Device, Error>> {
+        Box::pin(async move {
+            let mut state = self.lock()?;
+            let record = state.subject(new.subject_id)?;
+            if record.subject.status != SubjectStatus::Active {
+                return Err(not_active(record.subject.status, ACTION_BIND));
+            }
+            let active = record
+                .devices
+                .iter()
+                .filter_map(|id| state.devices.get(id))
+                .filter(|d| d.device.status == DeviceStatus::Active)
+                .count();
+            match state.challenges.get(&new.challenge) {
+                Some(c) if c.challenge.subject_id == new.subject_id => {
+                    if c.challenge.expires_at <= now {
+                        return Err(Error::ChallengeExpired);
+                    }
+                }
+                _ => return Err(Error::ChallengeUnknown),
+            }
+            let authorised = match new.authority {
+                Authority::EnrolmentSecret(hash) => state
+                    .enrolments
+                    .get(&new.subject_id)
+                    .is_some_and(|g| g.secret_hash == hash && g.expires_at > now),
+                Authority::BoundDevice(id) => state.devices.get(&id).is_some_and(|d| {
+                    d.device.subject_id == new.subject_id && d.device.status == DeviceStatus::Active
+                }),
+            };
+            if !authorised {
+                return Err(Error::BindingNotAuthorized);
+            }
+            if u32::try_from(active).unwrap_or(u32::MAX) >= max_devices {
+                return Err(Error::DeviceLimit { limit: max_devices });
+            }
+            if state.keys.contains(&new.public_key) {
+                return Err(Error::KeyAlreadyBound);
+            }
+            if state.devices.contains_key(&new.id) {
+                return Err(Error::Corrupt("device id collision"));
+            }
+            // Every check passed: now change everything at once.
+            state.challenges.remove(&new.challenge);
+            if let Authority::EnrolmentSecret(_) = new.authority {
+                state.enrolments.remove(&new.subject_id);
+            }
+            state.keys.insert(new.public_key.clone());
+            let device = Device {
+                id: new.id,
+                subject_id: new.subject_id,
+                public_key: new.public_key,
+                status: DeviceStatus::Active,
+                label: new.label,
+                bound_at: now,
+                unbound_at: None,
+            };
+            state.subject_mut(new.subject_id)?.devices.push(device.id);
+            state.devices.insert(
+                device.id,
+                DeviceRecord {
+                    device: device.clone(),
+                    unbind_reason: None,
+                },
+            );
+            Ok(device)
+        })
+    }
+
+    fn unbind_device<'a>(
+        &'a self,
+        subject_id: SubjectId,
+        device_id: DeviceId,
+        reason: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<Device, Error>> {
+        Box::pin(async move {
+            let mut state = self.lock()?;
+            let record = state
+                .devices
+                .get_mut(&device_id)
+                .filter(|r| r.device.subject_id == subject_id)
+                .ok_or(Error::DeviceNotFound)?;
+            if record.device.status == DeviceStatus::Active {
+                record.device.status = DeviceStatus::Unbound;
+                record.device.unbound_at = Some(now);
+                record.unbind_reason = Some(reason.to_owned());
+            }
+            Ok(record.device.clone())
+        })
+    }
+
+    fn list_devices<'a>(
+        &'a self,
+        subject_id: SubjectId,
+        include_unbound: bool,
+    ) -> BoxFuture<'a, Result<Vec<Device>, Error>> {
+        Box::pin(async move {
+            let state = self.lock()?;
+            let mut devices: Vec<Device> = state
+                .subject(subject_id)?
+                .devices
+                .iter()
+                .filter_map(|id| state.devices.get(id))
+                .map(|r| &r.device)
+                .filter(|d| include_unbound || d.status == DeviceStatus::Active)
+                .cloned()
+                .collect();
+            by_binding_order(&mut devices);
+            Ok(devices)
+        })
+    }
+
+    fn get_device<'a>(&'a self, id: DeviceId) -> BoxFuture<'a, Result<DeviceView, Error>> {
+        Box::pin(async move {
+            let state = self.lock()?;
+            let device = &state.devices.get(&id).ok_or(Error::DeviceNotFound)?.device;
+            let subject = &state
+                .subjects
+                .get(&device.subject_id)
+                .ok_or(Error::Corrupt("device without subject"))?
+                .subject;
+            Ok(DeviceView {
+                device: device.clone(),
+                subject_status: subject.status,
+                subject_attributes: subject.attributes,
+            })
+        })
+    }
+
+    fn record_certificate<'a>(
+        &'a self,
         new: NewCertificate,
         max_live: u32,
         now: Timestamp,
-    ) -> Result<Certificate, Error> {
-        let mut state = self.lock()?;
-        let device = &state
-            .devices
-            .get(&new.device_id)
-            .ok_or(Error::DeviceNotFound)?
-            .device;
-        if new.subject_id.is_some_and(|s| s != device.subject_id) {
-            return Err(Error::invalid(
-                "certificate.subject_id",
-                "is not the device's subject",
-            ));
-        }
-        if device.status != DeviceStatus::Active {
-            return Err(Error::DeviceNotActive);
-        }
-        let certificate = Certificate {
-            serial: new.serial,
-            device_id: new.device_id,
-            subject_id: device.subject_id,
-            not_before: new.not_before,
-            not_after: new.not_after,
-        };
-        match state.certificates.get(&new.serial) {
-            Some(existing) if *existing == certificate => Ok(certificate),
-            Some(_) => Err(Error::SerialConflict),
-            None => {
-                let live = state
-                    .certificates
-                    .values()
-                    .filter(|c| c.device_id == new.device_id && c.not_after > now)
-                    .count();
-                if u32::try_from(live).unwrap_or(u32::MAX) >= max_live {
-                    return Err(Error::CertificateLimit { limit: max_live });
-                }
-                state.certificates.insert(new.serial, certificate.clone());
-                Ok(certificate)
+    ) -> BoxFuture<'a, Result<Certificate, Error>> {
+        Box::pin(async move {
+            let mut state = self.lock()?;
+            let device = &state
+                .devices
+                .get(&new.device_id)
+                .ok_or(Error::DeviceNotFound)?
+                .device;
+            if new.subject_id.is_some_and(|s| s != device.subject_id) {
+                return Err(Error::invalid(
+                    "certificate.subject_id",
+                    "is not the device's subject",
+                ));
             }
-        }
+            if device.status != DeviceStatus::Active {
+                return Err(Error::DeviceNotActive);
+            }
+            let certificate = Certificate {
+                serial: new.serial,
+                device_id: new.device_id,
+                subject_id: device.subject_id,
+                not_before: new.not_before,
+                not_after: new.not_after,
+            };
+            match state.certificates.get(&new.serial) {
+                Some(existing) if *existing == certificate => Ok(certificate),
+                Some(_) => Err(Error::SerialConflict),
+                None => {
+                    let live = state
+                        .certificates
+                        .values()
+                        .filter(|c| c.device_id == new.device_id && c.not_after > now)
+                        .count();
+                    if u32::try_from(live).unwrap_or(u32::MAX) >= max_live {
+                        return Err(Error::CertificateLimit { limit: max_live });
+                    }
+                    state.certificates.insert(new.serial, certificate.clone());
+                    Ok(certificate)
+                }
+            }
+        })
     }
 
-    async fn list_certificates(
-        &self,
+    fn list_certificates<'a>(
+        &'a self,
         owner: CertificateOwner,
         valid_at: Option<Timestamp>,
         page: CertificatePage,
-    ) -> Result<Vec<Certificate>, Error> {
-        let state = self.lock()?;
-        match owner {
-            CertificateOwner::Device(id) if !state.devices.contains_key(&id) => {
-                return Err(Error::DeviceNotFound);
+    ) -> BoxFuture<'a, Result<Vec<Certificate>, Error>> {
+        Box::pin(async move {
+            let state = self.lock()?;
+            match owner {
+                CertificateOwner::Device(id) if !state.devices.contains_key(&id) => {
+                    return Err(Error::DeviceNotFound);
+                }
+                CertificateOwner::Subject(id) if !state.subjects.contains_key(&id) => {
+                    return Err(Error::SubjectNotFound);
+                }
+                _ => {}
             }
-            CertificateOwner::Subject(id) if !state.subjects.contains_key(&id) => {
-                return Err(Error::SubjectNotFound);
-            }
-            _ => {}
-        }
-        let mut certificates: Vec<Certificate> = state
-            .certificates
-            .values()
-            .filter(|c| match owner {
-                CertificateOwner::Device(id) => c.device_id == id,
-                CertificateOwner::Subject(id) => c.subject_id == id,
-            })
-            .filter(|c| valid_at.is_none_or(|t| c.not_after > t))
-            .filter(|c| {
-                page.after
-                    .is_none_or(|after| (c.not_before, c.serial) > (after.not_before, after.serial))
-            })
-            .cloned()
-            .collect();
-        certificates.sort_by(|a, b| {
-            a.not_before
-                .cmp(&b.not_before)
-                .then_with(|| a.serial.cmp(&b.serial))
-        });
-        certificates.truncate(page.limit);
-        Ok(certificates)
+            let mut certificates: Vec<Certificate> = state
+                .certificates
+                .values()
+                .filter(|c| match owner {
+                    CertificateOwner::Device(id) => c.device_id == id,
+                    CertificateOwner::Subject(id) => c.subject_id == id,
+                })
+                .filter(|c| valid_at.is_none_or(|t| c.not_after > t))
+                .filter(|c| {
+                    page.after.is_none_or(|after| {
+                        (c.not_before, c.serial) > (after.not_before, after.serial)
+                    })
+                })
+                .cloned()
+                .collect();
+            certificates.sort_by(|a, b| {
+                a.not_before
+                    .cmp(&b.not_before)
+                    .then_with(|| a.serial.cmp(&b.serial))
+            });
+            certificates.truncate(page.limit);
+            Ok(certificates)
+        })
     }
 }

@@ -20,6 +20,7 @@
 use citypass_proto::v1::{
     AssuranceLevel, DeviceStatus, DocumentType, FareClass, RealNameCheckOutcome, SubjectStatus,
 };
+use futures::future::BoxFuture;
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{PgConnection, Row};
 
@@ -174,468 +175,505 @@ async fn subject_exists(pool: &PgPool, id: SubjectId) -> Result<bool, Error> {
 }
 
 impl Store for PostgresStore {
-    async fn find_enrolled_subject(
-        &self,
-        document: &DocumentHash,
-    ) -> Result<Option<Subject>, Error> {
-        let sql = format!(
-            "SELECT {SUBJECT_COLUMNS} FROM subjects WHERE document_hash = $1 AND status IN (2, 3)"
-        );
-        let row = sqlx::query(&sql)
-            .bind(document.0.as_slice())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(subject_from).transpose()
-    }
-
-    async fn insert_subject(&self, new: NewSubject, now: Timestamp) -> Result<Subject, Error> {
-        let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO subjects (subject_id, document_type, document_hash, masked_name, \
-                 status, real_name_check, fare_class, medical_insurance_linked, \
-                 assurance_level, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, identity_ts($10), identity_ts($10)) \
-             ON CONFLICT (document_hash) WHERE status IN (2, 3) DO NOTHING \
-             RETURNING subject_id",
-        )
-        .bind(new.id.as_bytes().as_slice())
-        .bind(db_enum(new.document_type))
-        .bind(new.document_hash.0.as_slice())
-        .bind(&new.masked_name)
-        .bind(db_enum(new.status))
-        .bind(db_enum(new.real_name_check))
-        .bind(db_enum(new.attributes.fare_class))
-        .bind(new.attributes.medical_insurance_linked)
-        .bind(db_enum(new.attributes.assurance_level))
-        .bind(now.as_micros())
-        .fetch_optional(&mut *tx)
-        .await?;
-        if inserted.is_none() {
-            return Err(Error::AlreadyEnrolled);
-        }
-        if new.status == SubjectStatus::Active {
-            sqlx::query(
-                "UPDATE subjects SET status = 4, status_reason = $3, updated_at = identity_ts($4) \
-                 WHERE document_hash = $1 AND status = 1 AND subject_id <> $2",
-            )
-            .bind(new.document_hash.0.as_slice())
-            .bind(new.id.as_bytes().as_slice())
-            .bind(SUPERSEDED_REASON)
-            .bind(now.as_micros())
-            .execute(&mut *tx)
-            .await?;
-        }
-        upsert_enrolment(&mut tx, new.id, &new.enrolment).await?;
-        tx.commit().await?;
-        Ok(new.into_subject(now))
-    }
-
-    async fn grant_enrolment(
-        &self,
-        subject_id: SubjectId,
-        grant: EnrolmentGrant,
-        _now: Timestamp,
-    ) -> Result<(), Error> {
-        let mut tx = self.pool.begin().await?;
-        select_subject(&mut tx, subject_id, "FOR UPDATE").await?;
-        upsert_enrolment(&mut tx, subject_id, &grant).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn get_subject(&self, id: SubjectId) -> Result<Subject, Error> {
-        let mut conn = self.pool.acquire().await?;
-        select_subject(&mut conn, id, "").await
-    }
-
-    async fn update_attributes(
-        &self,
-        id: SubjectId,
-        update: AttributesUpdate,
-        now: Timestamp,
-    ) -> Result<Subject, Error> {
-        let sql = format!(
-            "UPDATE subjects SET \
-                 fare_class = COALESCE($2, fare_class), \
-                 medical_insurance_linked = COALESCE($3, medical_insurance_linked), \
-                 assurance_level = COALESCE($4, assurance_level), \
-                 updated_at = identity_ts($5) \
-             WHERE subject_id = $1 RETURNING {SUBJECT_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(id.as_bytes().as_slice())
-            .bind(update.fare_class.map(db_enum))
-            .bind(update.medical_insurance_linked)
-            .bind(update.assurance_level.map(db_enum))
-            .bind(now.as_micros())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(Error::SubjectNotFound)?;
-        subject_from(&row)
-    }
-
-    async fn set_subject_status(
-        &self,
-        id: SubjectId,
-        status: SubjectStatus,
-        reason: &str,
-        now: Timestamp,
-    ) -> Result<Subject, Error> {
-        let mut tx = self.pool.begin().await?;
-        let current = select_subject(&mut tx, id, "FOR UPDATE").await?;
-        if !matches!(
-            current.status,
-            SubjectStatus::Active | SubjectStatus::Suspended
-        ) {
-            return Err(Error::StatusFrozen(status_name(current.status)));
-        }
-        if current.status == status {
-            return Ok(current);
-        }
-        let sql = format!(
-            "UPDATE subjects SET status = $2, status_reason = $3, updated_at = identity_ts($4) \
-             WHERE subject_id = $1 RETURNING {SUBJECT_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(id.as_bytes().as_slice())
-            .bind(db_enum(status))
-            .bind(reason)
-            .bind(now.as_micros())
-            .fetch_one(&mut *tx)
-            .await?;
-        let subject = subject_from(&row)?;
-        tx.commit().await?;
-        Ok(subject)
-    }
-
-    async fn create_challenge(&self, challenge: Challenge, now: Timestamp) -> Result<(), Error> {
-        let subject = challenge.subject_id.as_bytes().as_slice();
-        let mut tx = self.pool.begin().await?;
-        let status = select_subject(&mut tx, challenge.subject_id, "FOR SHARE")
-            .await?
-            .status;
-        if status != SubjectStatus::Active {
-            return Err(not_active(status, ACTION_CHALLENGE));
-        }
-        sqlx::query(
-            "DELETE FROM binding_challenges WHERE challenge IN ( \
-                 SELECT challenge FROM binding_challenges \
-                 WHERE expires_at <= identity_ts($1) \
-                 LIMIT $2 FOR UPDATE SKIP LOCKED)",
-        )
-        .bind(now.as_micros())
-        .bind(EXPIRED_CHALLENGE_BATCH)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO binding_challenges (challenge, subject_id, created_at, expires_at) \
-             VALUES ($1, $2, identity_ts($3), identity_ts($4))",
-        )
-        .bind(challenge.bytes.as_slice())
-        .bind(subject)
-        .bind(now.as_micros())
-        .bind(challenge.expires_at.as_micros())
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "DELETE FROM binding_challenges WHERE challenge IN ( \
-                 SELECT challenge FROM binding_challenges WHERE subject_id = $1 \
-                 ORDER BY created_at DESC, challenge DESC OFFSET $2)",
-        )
-        .bind(subject)
-        .bind(i64::try_from(MAX_OUTSTANDING_CHALLENGES).unwrap_or(i64::MAX))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn bind_device(
-        &self,
-        new: NewDevice,
-        max_devices: u32,
-        now: Timestamp,
-    ) -> Result<Device, Error> {
-        let subject = new.subject_id.as_bytes().as_slice();
-        // Any early return drops `tx`, which rolls everything back.
-        let mut tx = self.pool.begin().await?;
-        let status = select_subject(&mut tx, new.subject_id, "FOR UPDATE")
-            .await?
-            .status;
-        if status != SubjectStatus::Active {
-            return Err(not_active(status, ACTION_BIND));
-        }
-        let expires_at: Option<i64> = sqlx::query_scalar(
-            "DELETE FROM binding_challenges WHERE challenge = $1 AND subject_id = $2 \
-             RETURNING identity_us(expires_at)",
-        )
-        .bind(new.challenge.as_slice())
-        .bind(subject)
-        .fetch_optional(&mut *tx)
-        .await?;
-        match expires_at {
-            None => return Err(Error::ChallengeUnknown),
-            Some(t) if Timestamp::from_micros(t) <= now => return Err(Error::ChallengeExpired),
-            Some(_) => {}
-        }
-        let authorised = match new.authority {
-            Authority::EnrolmentSecret(hash) => {
-                sqlx::query(
-                    "DELETE FROM enrolment_secrets \
-                 WHERE subject_id = $1 AND secret_hash = $2 AND expires_at > identity_ts($3)",
-                )
-                .bind(subject)
-                .bind(hash.0.as_slice())
-                .bind(now.as_micros())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1
-            }
-            Authority::BoundDevice(id) => sqlx::query_scalar::<_, i32>(
-                "SELECT 1 FROM devices WHERE device_id = $1 AND subject_id = $2 AND status = 1 \
-                 FOR SHARE",
-            )
-            .bind(id.as_bytes().as_slice())
-            .bind(subject)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some(),
-        };
-        if !authorised {
-            return Err(Error::BindingNotAuthorized);
-        }
-        let active: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM devices WHERE subject_id = $1 AND status = 1")
-                .bind(subject)
-                .fetch_one(&mut *tx)
+    fn find_enrolled_subject<'a>(
+        &'a self,
+        document: &'a DocumentHash,
+    ) -> BoxFuture<'a, Result<Option<Subject>, Error>> {
+        Box::pin(async move {
+            let sql = format!(
+                "SELECT {SUBJECT_COLUMNS} FROM subjects WHERE document_hash = $1 AND status IN (2, 3)"
+            );
+            let row = sqlx::query(&sql)
+                .bind(document.0.as_slice())
+                .fetch_optional(&self.pool)
                 .await?;
-        if active >= i64::from(max_devices) {
-            return Err(Error::DeviceLimit { limit: max_devices });
-        }
-        let sql = format!(
-            "INSERT INTO devices (device_id, subject_id, public_key, status, label, bound_at) \
-             VALUES ($1, $2, $3, 1, $4, identity_ts($5)) \
-             ON CONFLICT ON CONSTRAINT devices_public_key_once DO NOTHING \
-             RETURNING {DEVICE_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(new.id.as_bytes().as_slice())
-            .bind(subject)
-            .bind(&new.public_key)
-            .bind(&new.label)
-            .bind(now.as_micros())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(Error::KeyAlreadyBound)?;
-        let device = device_from(&row)?;
-        tx.commit().await?;
-        Ok(device)
-    }
-
-    async fn unbind_device(
-        &self,
-        subject_id: SubjectId,
-        device_id: DeviceId,
-        reason: &str,
-        now: Timestamp,
-    ) -> Result<Device, Error> {
-        let sql = format!(
-            "UPDATE devices SET status = 2, unbound_at = identity_ts($4), unbind_reason = $3 \
-             WHERE device_id = $1 AND subject_id = $2 AND status = 1 \
-             RETURNING {DEVICE_COLUMNS}"
-        );
-        let updated = sqlx::query(&sql)
-            .bind(device_id.as_bytes().as_slice())
-            .bind(subject_id.as_bytes().as_slice())
-            .bind(reason)
-            .bind(now.as_micros())
-            .fetch_optional(&self.pool)
-            .await?;
-        let row = match updated {
-            Some(row) => row,
-            None => {
-                let sql = format!(
-                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id = $1 AND subject_id = $2"
-                );
-                sqlx::query(&sql)
-                    .bind(device_id.as_bytes().as_slice())
-                    .bind(subject_id.as_bytes().as_slice())
-                    .fetch_optional(&self.pool)
-                    .await?
-                    .ok_or(Error::DeviceNotFound)?
-            }
-        };
-        device_from(&row)
-    }
-
-    async fn list_devices(
-        &self,
-        subject_id: SubjectId,
-        include_unbound: bool,
-    ) -> Result<Vec<Device>, Error> {
-        if !subject_exists(&self.pool, subject_id).await? {
-            return Err(Error::SubjectNotFound);
-        }
-        let sql = format!(
-            "SELECT {DEVICE_COLUMNS} FROM devices WHERE subject_id = $1 AND ($2 OR status = 1) \
-             ORDER BY devices.bound_at, device_id"
-        );
-        sqlx::query(&sql)
-            .bind(subject_id.as_bytes().as_slice())
-            .bind(include_unbound)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(device_from)
-            .collect()
-    }
-
-    async fn get_device(&self, id: DeviceId) -> Result<DeviceView, Error> {
-        let row = sqlx::query(
-            "SELECT d.device_id, d.subject_id, d.public_key, d.status, d.label, \
-                 identity_us(d.bound_at) AS bound_at, identity_us(d.unbound_at) AS unbound_at, \
-                 s.status AS subject_status, s.fare_class, s.medical_insurance_linked, \
-                 s.assurance_level \
-             FROM devices d JOIN subjects s ON s.subject_id = d.subject_id \
-             WHERE d.device_id = $1",
-        )
-        .bind(id.as_bytes().as_slice())
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(Error::DeviceNotFound)?;
-        Ok(DeviceView {
-            device: device_from(&row)?,
-            subject_status: enum_value::<SubjectStatus>(&row, "subject_status")?,
-            subject_attributes: attributes(&row)?,
+            row.as_ref().map(subject_from).transpose()
         })
     }
 
-    async fn record_certificate(
-        &self,
+    fn insert_subject<'a>(
+        &'a self,
+        new: NewSubject,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<Subject, Error>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let inserted = sqlx::query(
+                "INSERT INTO subjects (subject_id, document_type, document_hash, masked_name, \
+                     status, real_name_check, fare_class, medical_insurance_linked, \
+                     assurance_level, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, identity_ts($10), identity_ts($10)) \
+                 ON CONFLICT (document_hash) WHERE status IN (2, 3) DO NOTHING \
+                 RETURNING subject_id",
+            )
+            .bind(new.id.as_bytes().as_slice())
+            .bind(db_enum(new.document_type))
+            .bind(new.document_hash.0.as_slice())
+            .bind(&new.masked_name)
+            .bind(db_enum(new.status))
+            .bind(db_enum(new.real_name_check))
+            .bind(db_enum(new.attributes.fare_class))
+            .bind(new.attributes.medical_insurance_linked)
+            .bind(db_enum(new.attributes.assurance_level))
+            .bind(now.as_micros())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if inserted.is_none() {
+                return Err(Error::AlreadyEnrolled);
+            }
+            if new.status == SubjectStatus::Active {
+                sqlx::query(
+                    "UPDATE subjects SET status = 4, status_reason = $3, updated_at = identity_ts($4) \
+                     WHERE document_hash = $1 AND status = 1 AND subject_id <> $2",
+                )
+                .bind(new.document_hash.0.as_slice())
+                .bind(new.id.as_bytes().as_slice())
+                .bind(SUPERSEDED_REASON)
+                .bind(now.as_micros())
+                .execute(&mut *tx)
+                .await?;
+            }
+            upsert_enrolment(&mut tx, new.id, &new.enrolment).await?;
+            tx.commit().await?;
+            Ok(new.into_subject(now))
+        })
+    }
+
+    fn grant_enrolment<'a>(
+        &'a self,
+        subject_id: SubjectId,
+        grant: EnrolmentGrant,
+        _now: Timestamp,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            select_subject(&mut tx, subject_id, "FOR UPDATE").await?;
+            upsert_enrolment(&mut tx, subject_id, &grant).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn get_subject<'a>(&'a self, id: SubjectId) -> BoxFuture<'a, Result<Subject, Error>> {
+        Box::pin(async move {
+            let mut conn = self.pool.acquire().await?;
+            select_subject(&mut conn, id, "").await
+        })
+    }
+
+    fn update_attributes<'a>(
+        &'a self,
+        id: SubjectId,
+        update: AttributesUpdate,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<Subject, Error>> {
+        Box::pin(async move {
+            let sql = format!(
+                "UPDATE subjects SET \
+                     fare_class = COALESCE($2, fare_class), \
+                     medical_insurance_linked = COALESCE($3, medical_insurance_linked), \
+                     assurance_level = COALESCE($4, assurance_level), \
+                     updated_at = identity_ts($5) \
+                 WHERE subject_id = $1 RETURNING {SUBJECT_COLUMNS}"
+            );
+            let row = sqlx::query(&sql)
+                .bind(id.as_bytes().as_slice())
+                .bind(update.fare_class.map(db_enum))
+                .bind(update.medical_insurance_linked)
+                .bind(update.assurance_level.map(db_enum))
+                .bind(now.as_micros())
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or(Error::SubjectNotFound)?;
+            subject_from(&row)
+        })
+    }
+
+    fn set_subject_status<'a>(
+        &'a self,
+        id: SubjectId,
+        status: SubjectStatus,
+        reason: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<Subject, Error>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let current = select_subject(&mut tx, id, "FOR UPDATE").await?;
+            if !matches!(
+                current.status,
+                SubjectStatus::Active | SubjectStatus::Suspended
+            ) {
+                return Err(Error::StatusFrozen(status_name(current.status)));
+            }
+            if current.status == status {
+                return Ok(current);
+            }
+            let sql = format!(
+                "UPDATE subjects SET status = $2, status_reason = $3, updated_at = identity_ts($4) \
+                 WHERE subject_id = $1 RETURNING {SUBJECT_COLUMNS}"
+            );
+            let row = sqlx::query(&sql)
+                .bind(id.as_bytes().as_slice())
+                .bind(db_enum(status))
+                .bind(reason)
+                .bind(now.as_micros())
+                .fetch_one(&mut *tx)
+                .await?;
+            let subject = subject_from(&row)?;
+            tx.commit().await?;
+            Ok(subject)
+        })
+    }
+
+    fn create_challenge<'a>(
+        &'a self,
+        challenge: Challenge,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let subject = challenge.subject_id.as_bytes().as_slice();
+            let mut tx = self.pool.begin().await?;
+            let status = select_subject(&mut tx, challenge.subject_id, "FOR SHARE")
+                .await?
+                .status;
+            if status != SubjectStatus::Active {
+                return Err(not_active(status, ACTION_CHALLENGE));
+            }
+            sqlx::query(
+                "DELETE FROM binding_challenges WHERE challenge IN ( \
+                     SELECT challenge FROM binding_challenges \
+                     WHERE expires_at <= identity_ts($1) \
+                     LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            )
+            .bind(now.as_micros())
+            .bind(EXPIRED_CHALLENGE_BATCH)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO binding_challenges (challenge, subject_id, created_at, expires_at) \
+                 VALUES ($1, $2, identity_ts($3), identity_ts($4))",
+            )
+            .bind(challenge.bytes.as_slice())
+            .bind(subject)
+            .bind(now.as_micros())
+            .bind(challenge.expires_at.as_micros())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "DELETE FROM binding_challenges WHERE challenge IN ( \
+                     SELECT challenge FROM binding_challenges WHERE subject_id = $1 \
+                     ORDER BY created_at DESC, challenge DESC OFFSET $2)",
+            )
+            .bind(subject)
+            .bind(i64::try_from(MAX_OUTSTANDING_CHALLENGES).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn bind_device<'a>(
+        &'a self,
+        new: NewDevice,
+        max_devices: u32,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<Device, Error>> {
+        Box::pin(async move {
+            let subject = new.subject_id.as_bytes().as_slice();
+            // Any early return drops `tx`, which rolls everything back.
+            let mut tx = self.pool.begin().await?;
+            let status = select_subject(&mut tx, new.subject_id, "FOR UPDATE")
+                .await?
+                .status;
+            if status != SubjectStatus::Active {
+                return Err(not_active(status, ACTION_BIND));
+            }
+            let expires_at: Option<i64> = sqlx::query_scalar(
+                "DELETE FROM binding_challenges WHERE challenge = $1 AND subject_id = $2 \
+                 RETURNING identity_us(expires_at)",
+            )
+            .bind(new.challenge.as_slice())
+            .bind(subject)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match expires_at {
+                None => return Err(Error::ChallengeUnknown),
+                Some(t) if Timestamp::from_micros(t) <= now => return Err(Error::ChallengeExpired),
+                Some(_) => {}
+            }
+            let authorised = match new.authority {
+                Authority::EnrolmentSecret(hash) => {
+                    sqlx::query(
+                        "DELETE FROM enrolment_secrets \
+                     WHERE subject_id = $1 AND secret_hash = $2 AND expires_at > identity_ts($3)",
+                    )
+                    .bind(subject)
+                    .bind(hash.0.as_slice())
+                    .bind(now.as_micros())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1
+                }
+                Authority::BoundDevice(id) => sqlx::query_scalar::<_, i32>(
+                    "SELECT 1 FROM devices WHERE device_id = $1 AND subject_id = $2 AND status = 1 \
+                     FOR SHARE",
+                )
+                .bind(id.as_bytes().as_slice())
+                .bind(subject)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some(),
+            };
+            if !authorised {
+                return Err(Error::BindingNotAuthorized);
+            }
+            let active: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM devices WHERE subject_id = $1 AND status = 1",
+            )
+            .bind(subject)
+            .fetch_one(&mut *tx)
+            .await?;
+            if active >= i64::from(max_devices) {
+                return Err(Error::DeviceLimit { limit: max_devices });
+            }
+            let sql = format!(
+                "INSERT INTO devices (device_id, subject_id, public_key, status, label, bound_at) \
+                 VALUES ($1, $2, $3, 1, $4, identity_ts($5)) \
+                 ON CONFLICT ON CONSTRAINT devices_public_key_once DO NOTHING \
+                 RETURNING {DEVICE_COLUMNS}"
+            );
+            let row = sqlx::query(&sql)
+                .bind(new.id.as_bytes().as_slice())
+                .bind(subject)
+                .bind(&new.public_key)
+                .bind(&new.label)
+                .bind(now.as_micros())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(Error::KeyAlreadyBound)?;
+            let device = device_from(&row)?;
+            tx.commit().await?;
+            Ok(device)
+        })
+    }
+
+    fn unbind_device<'a>(
+        &'a self,
+        subject_id: SubjectId,
+        device_id: DeviceId,
+        reason: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<Device, Error>> {
+        Box::pin(async move {
+            let sql = format!(
+                "UPDATE devices SET status = 2, unbound_at = identity_ts($4), unbind_reason = $3 \
+                 WHERE device_id = $1 AND subject_id = $2 AND status = 1 \
+                 RETURNING {DEVICE_COLUMNS}"
+            );
+            let updated = sqlx::query(&sql)
+                .bind(device_id.as_bytes().as_slice())
+                .bind(subject_id.as_bytes().as_slice())
+                .bind(reason)
+                .bind(now.as_micros())
+                .fetch_optional(&self.pool)
+                .await?;
+            let row = match updated {
+                Some(row) => row,
+                None => {
+                    let sql = format!(
+                        "SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id = $1 AND subject_id = $2"
+                    );
+                    sqlx::query(&sql)
+                        .bind(device_id.as_bytes().as_slice())
+                        .bind(subject_id.as_bytes().as_slice())
+                        .fetch_optional(&self.pool)
+                        .await?
+                        .ok_or(Error::DeviceNotFound)?
+                }
+            };
+            device_from(&row)
+        })
+    }
+
+    fn list_devices<'a>(
+        &'a self,
+        subject_id: SubjectId,
+        include_unbound: bool,
+    ) -> BoxFuture<'a, Result<Vec<Device>, Error>> {
+        Box::pin(async move {
+            if !subject_exists(&self.pool, subject_id).await? {
+                return Err(Error::SubjectNotFound);
+            }
+            let sql = format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices WHERE subject_id = $1 AND ($2 OR status = 1) \
+                 ORDER BY devices.bound_at, device_id"
+            );
+            sqlx::query(&sql)
+                .bind(subject_id.as_bytes().as_slice())
+                .bind(include_unbound)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(device_from)
+                .collect()
+        })
+    }
+
+    fn get_device<'a>(&'a self, id: DeviceId) -> BoxFuture<'a, Result<DeviceView, Error>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT d.device_id, d.subject_id, d.public_key, d.status, d.label, \
+                     identity_us(d.bound_at) AS bound_at, identity_us(d.unbound_at) AS unbound_at, \
+                     s.status AS subject_status, s.fare_class, s.medical_insurance_linked, \
+                     s.assurance_level \
+                 FROM devices d JOIN subjects s ON s.subject_id = d.subject_id \
+                 WHERE d.device_id = $1",
+            )
+            .bind(id.as_bytes().as_slice())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(Error::DeviceNotFound)?;
+            Ok(DeviceView {
+                device: device_from(&row)?,
+                subject_status: enum_value::<SubjectStatus>(&row, "subject_status")?,
+                subject_attributes: attributes(&row)?,
+            })
+        })
+    }
+
+    fn record_certificate<'a>(
+        &'a self,
         new: NewCertificate,
         max_live: u32,
         now: Timestamp,
-    ) -> Result<Certificate, Error> {
-        let mut tx = self.pool.begin().await?;
-        // FOR UPDATE: records of one device take turns, so the live-certificate limit
-        // holds under concurrency.
-        let row =
-            sqlx::query("SELECT subject_id, status FROM devices WHERE device_id = $1 FOR UPDATE")
-                .bind(new.device_id.as_bytes().as_slice())
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(Error::DeviceNotFound)?;
-        let owner = subject_id(&row, "subject_id")?;
-        if new.subject_id.is_some_and(|s| s != owner) {
-            return Err(Error::invalid(
-                "certificate.subject_id",
-                "is not the device's subject",
-            ));
-        }
-        if enum_value::<DeviceStatus>(&row, "status")? != DeviceStatus::Active {
-            return Err(Error::DeviceNotActive);
-        }
-        let certificate = Certificate {
-            serial: new.serial,
-            device_id: new.device_id,
-            subject_id: owner,
-            not_before: new.not_before,
-            not_after: new.not_after,
-        };
-        let recorded: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM device_certificates WHERE serial = $1)",
-        )
-        .bind(new.serial.as_slice())
-        .fetch_one(&mut *tx)
-        .await?;
-        if !recorded {
-            let live: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM device_certificates \
-                 WHERE device_id = $1 AND not_after > identity_ts($2)",
+    ) -> BoxFuture<'a, Result<Certificate, Error>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            // FOR UPDATE: records of one device take turns, so the live-certificate limit
+            // holds under concurrency.
+            let row = sqlx::query(
+                "SELECT subject_id, status FROM devices WHERE device_id = $1 FOR UPDATE",
             )
             .bind(new.device_id.as_bytes().as_slice())
-            .bind(now.as_micros())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(Error::DeviceNotFound)?;
+            let owner = subject_id(&row, "subject_id")?;
+            if new.subject_id.is_some_and(|s| s != owner) {
+                return Err(Error::invalid(
+                    "certificate.subject_id",
+                    "is not the device's subject",
+                ));
+            }
+            if enum_value::<DeviceStatus>(&row, "status")? != DeviceStatus::Active {
+                return Err(Error::DeviceNotActive);
+            }
+            let certificate = Certificate {
+                serial: new.serial,
+                device_id: new.device_id,
+                subject_id: owner,
+                not_before: new.not_before,
+                not_after: new.not_after,
+            };
+            let recorded: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM device_certificates WHERE serial = $1)",
+            )
+            .bind(new.serial.as_slice())
             .fetch_one(&mut *tx)
             .await?;
-            if live >= i64::from(max_live) {
-                return Err(Error::CertificateLimit { limit: max_live });
-            }
-        }
-        let inserted = sqlx::query(
-            "INSERT INTO device_certificates \
-                 (serial, device_id, subject_id, not_before, not_after, recorded_at) \
-             VALUES ($1, $2, $3, identity_ts($4), identity_ts($5), identity_ts($6)) \
-             ON CONFLICT (serial) DO NOTHING RETURNING serial",
-        )
-        .bind(new.serial.as_slice())
-        .bind(new.device_id.as_bytes().as_slice())
-        .bind(owner.as_bytes().as_slice())
-        .bind(new.not_before.as_micros())
-        .bind(new.not_after.as_micros())
-        .bind(now.as_micros())
-        .fetch_optional(&mut *tx)
-        .await?;
-        if inserted.is_none() {
-            let sql =
-                format!("SELECT {CERTIFICATE_COLUMNS} FROM device_certificates WHERE serial = $1");
-            let row = sqlx::query(&sql)
-                .bind(new.serial.as_slice())
+            if !recorded {
+                let live: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM device_certificates \
+                     WHERE device_id = $1 AND not_after > identity_ts($2)",
+                )
+                .bind(new.device_id.as_bytes().as_slice())
+                .bind(now.as_micros())
                 .fetch_one(&mut *tx)
                 .await?;
-            if certificate_from(&row)? != certificate {
-                return Err(Error::SerialConflict);
+                if live >= i64::from(max_live) {
+                    return Err(Error::CertificateLimit { limit: max_live });
+                }
             }
-        }
-        tx.commit().await?;
-        Ok(certificate)
+            let inserted = sqlx::query(
+                "INSERT INTO device_certificates \
+                     (serial, device_id, subject_id, not_before, not_after, recorded_at) \
+                 VALUES ($1, $2, $3, identity_ts($4), identity_ts($5), identity_ts($6)) \
+                 ON CONFLICT (serial) DO NOTHING RETURNING serial",
+            )
+            .bind(new.serial.as_slice())
+            .bind(new.device_id.as_bytes().as_slice())
+            .bind(owner.as_bytes().as_slice())
+            .bind(new.not_before.as_micros())
+            .bind(new.not_after.as_micros())
+            .bind(now.as_micros())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if inserted.is_none() {
+                let sql = format!(
+                    "SELECT {CERTIFICATE_COLUMNS} FROM device_certificates WHERE serial = $1"
+                );
+                let row = sqlx::query(&sql)
+                    .bind(new.serial.as_slice())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if certificate_from(&row)? != certificate {
+                    return Err(Error::SerialConflict);
+                }
+            }
+            tx.commit().await?;
+            Ok(certificate)
+        })
     }
 
-    async fn list_certificates(
-        &self,
+    fn list_certificates<'a>(
+        &'a self,
         owner: CertificateOwner,
         valid_at: Option<Timestamp>,
         page: CertificatePage,
-    ) -> Result<Vec<Certificate>, Error> {
-        let (column, id) = match owner {
-            CertificateOwner::Device(id) => {
-                let exists: bool = sqlx::query_scalar(
-                    "SELECT EXISTS (SELECT 1 FROM devices WHERE device_id = $1)",
-                )
-                .bind(id.as_bytes().as_slice())
-                .fetch_one(&self.pool)
-                .await?;
-                if !exists {
-                    return Err(Error::DeviceNotFound);
+    ) -> BoxFuture<'a, Result<Vec<Certificate>, Error>> {
+        Box::pin(async move {
+            let (column, id) = match owner {
+                CertificateOwner::Device(id) => {
+                    let exists: bool = sqlx::query_scalar(
+                        "SELECT EXISTS (SELECT 1 FROM devices WHERE device_id = $1)",
+                    )
+                    .bind(id.as_bytes().as_slice())
+                    .fetch_one(&self.pool)
+                    .await?;
+                    if !exists {
+                        return Err(Error::DeviceNotFound);
+                    }
+                    ("device_id", *id.as_bytes())
                 }
-                ("device_id", *id.as_bytes())
-            }
-            CertificateOwner::Subject(id) => {
-                if !subject_exists(&self.pool, id).await? {
-                    return Err(Error::SubjectNotFound);
+                CertificateOwner::Subject(id) => {
+                    if !subject_exists(&self.pool, id).await? {
+                        return Err(Error::SubjectNotFound);
+                    }
+                    ("subject_id", *id.as_bytes())
                 }
-                ("subject_id", *id.as_bytes())
-            }
-        };
-        let sql = format!(
-            "SELECT {CERTIFICATE_COLUMNS} FROM device_certificates \
-             WHERE {column} = $1 AND ($2::BIGINT IS NULL OR not_after > identity_ts($2)) \
-               AND ($3::BIGINT IS NULL \
-                    OR (device_certificates.not_before, serial) > (identity_ts($3), $4)) \
-             ORDER BY device_certificates.not_before, serial \
-             LIMIT $5"
-        );
-        sqlx::query(&sql)
-            .bind(id.as_slice())
-            .bind(valid_at.map(Timestamp::as_micros))
-            .bind(page.after.map(|a| a.not_before.as_micros()))
-            .bind(page.after.map_or_else(Vec::new, |a| a.serial.to_vec()))
-            .bind(i64::try_from(page.limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(certificate_from)
-            .collect()
+            };
+            let sql = format!(
+                "SELECT {CERTIFICATE_COLUMNS} FROM device_certificates \
+                 WHERE {column} = $1 AND ($2::BIGINT IS NULL OR not_after > identity_ts($2)) \
+                   AND ($3::BIGINT IS NULL \
+                        OR (device_certificates.not_before, serial) > (identity_ts($3), $4)) \
+                 ORDER BY device_certificates.not_before, serial \
+                 LIMIT $5"
+            );
+            sqlx::query(&sql)
+                .bind(id.as_slice())
+                .bind(valid_at.map(Timestamp::as_micros))
+                .bind(page.after.map(|a| a.not_before.as_micros()))
+                .bind(page.after.map_or_else(Vec::new, |a| a.serial.to_vec()))
+                .bind(i64::try_from(page.limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(certificate_from)
+                .collect()
+        })
     }
 }
 

@@ -2,6 +2,8 @@
 //! database, its clients, a digest of every table, and builders for valid enrolments,
 //! challenges and signed binding requests.
 
+use std::sync::Arc;
+
 use citypass_identity::document::gb11643_check_char;
 use citypass_identity::{IdentityConfig, PostgresStore};
 use citypass_proto::prost_types::Timestamp;
@@ -44,7 +46,7 @@ impl Drop for Harness {
 pub(crate) async fn start(config: IdentityConfig) -> Harness {
     let (pool, _url) = citypass_testkit::fresh_database().await;
     let store = PostgresStore::new(pool.clone()).await.expect("migrations");
-    let service = citypass_identity::service(&config, store).expect("service");
+    let service = citypass_identity::service(&config, Arc::new(store)).expect("service");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();

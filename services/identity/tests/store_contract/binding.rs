@@ -1,6 +1,8 @@
 //! Binding devices: the device limit holds (also under concurrency), a key binds once
 //! ever, and a subject that is not active cannot bind.
 
+use std::sync::Arc;
+
 use citypass_identity::enrolment::Authority;
 use citypass_identity::error::Error;
 use citypass_identity::ids::SubjectId;
@@ -9,8 +11,8 @@ use citypass_proto::v1::SubjectStatus;
 
 use crate::support::{active_subject, at, bound_device, challenge, new_device, public_key, race};
 
-pub(crate) async fn the_device_limit_holds_and_a_refused_bind_keeps_its_challenge<S: Store>(
-    store: S,
+pub(crate) async fn the_device_limit_holds_and_a_refused_bind_keeps_its_challenge(
+    store: Arc<dyn Store>,
 ) {
     let id = active_subject(&store, 1).await;
     let mut devices = Vec::new();
@@ -45,7 +47,7 @@ pub(crate) async fn the_device_limit_holds_and_a_refused_bind_keeps_its_challeng
     assert_eq!(store.list_devices(id, true).await.unwrap().len(), 3);
 }
 
-pub(crate) async fn concurrent_binds_respect_the_device_limit<S: Store>(store: S) {
+pub(crate) async fn concurrent_binds_respect_the_device_limit(store: Arc<dyn Store>) {
     let id = active_subject(&store, 1).await;
     // The first device (by the enrolment secret) authorises the racing ones.
     let first = bound_device(&store, id, 0).await;
@@ -74,7 +76,7 @@ pub(crate) async fn concurrent_binds_respect_the_device_limit<S: Store>(store: S
     assert_eq!(store.list_devices(id, false).await.unwrap().len(), 3);
 }
 
-pub(crate) async fn a_key_binds_once_ever<S: Store>(store: S) {
+pub(crate) async fn a_key_binds_once_ever(store: Arc<dyn Store>) {
     let alice = active_subject(&store, 1).await;
     let bob = active_subject(&store, 2).await;
     let key = public_key();
@@ -108,7 +110,7 @@ pub(crate) async fn a_key_binds_once_ever<S: Store>(store: S) {
         .unwrap();
 }
 
-pub(crate) async fn a_subject_that_is_not_active_cannot_bind<S: Store>(store: S) {
+pub(crate) async fn a_subject_that_is_not_active_cannot_bind(store: Arc<dyn Store>) {
     let id = active_subject(&store, 1).await;
     let c = challenge(&store, id, 0).await;
     store

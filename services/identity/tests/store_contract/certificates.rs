@@ -1,5 +1,7 @@
 //! Device certificates: recorded once per serial, and listed by device and by subject.
 
+use std::sync::Arc;
+
 use citypass_identity::error::Error;
 use citypass_identity::ids::{DeviceId, SubjectId};
 use citypass_identity::model::{CertificateCursor, CertificateOwner, CertificatePage};
@@ -15,7 +17,7 @@ const ALL: CertificatePage = CertificatePage {
     limit: 1000,
 };
 
-pub(crate) async fn certificates_are_recorded_once_per_serial<S: Store>(store: S) {
+pub(crate) async fn certificates_are_recorded_once_per_serial(store: Arc<dyn Store>) {
     let id = active_subject(&store, 1).await;
     let device = bound_device(&store, id, 0).await;
     let other_device = bound_device(&store, id, 1).await;
@@ -77,7 +79,7 @@ pub(crate) async fn certificates_are_recorded_once_per_serial<S: Store>(store: S
     assert_eq!(all, vec![recorded]);
 }
 
-pub(crate) async fn certificates_are_listed_by_device_and_subject<S: Store>(store: S) {
+pub(crate) async fn certificates_are_listed_by_device_and_subject(store: Arc<dyn Store>) {
     let id = active_subject(&store, 1).await;
     let a = bound_device(&store, id, 0).await;
     let b = bound_device(&store, id, 1).await;
@@ -143,7 +145,9 @@ pub(crate) async fn certificates_are_listed_by_device_and_subject<S: Store>(stor
 /// revoking it meant listing more than one message holds. Now a device holds at most
 /// `max_live` live certificates (a retry of one still answers), expired ones free
 /// their place, and listings come in pages that follow each other exactly.
-pub(crate) async fn finding_3_live_certificates_are_capped_and_listed_in_pages<S: Store>(store: S) {
+pub(crate) async fn finding_3_live_certificates_are_capped_and_listed_in_pages(
+    store: Arc<dyn Store>,
+) {
     let id = active_subject(&store, 1).await;
     let device = bound_device(&store, id, 0).await;
     for serial in 1..=3 {

@@ -1,6 +1,8 @@
 //! Binding challenges: they need an active subject, belong to it, bind once (also
 //! under concurrency), expire, and only the newest stay outstanding.
 
+use std::sync::Arc;
+
 use citypass_identity::error::Error;
 use citypass_identity::ids::SubjectId;
 use citypass_identity::store::{MAX_OUTSTANDING_CHALLENGES, Store};
@@ -11,7 +13,7 @@ use crate::support::{
     test_grant,
 };
 
-pub(crate) async fn challenges_need_an_active_subject<S: Store>(store: S) {
+pub(crate) async fn challenges_need_an_active_subject(store: Arc<dyn Store>) {
     let unknown = SubjectId::generate().unwrap();
     assert!(matches!(
         store
@@ -42,7 +44,7 @@ pub(crate) async fn challenges_need_an_active_subject<S: Store>(store: S) {
     ));
 }
 
-pub(crate) async fn a_challenge_binds_once<S: Store>(store: S) {
+pub(crate) async fn a_challenge_binds_once(store: Arc<dyn Store>) {
     let id = active_subject(&store, 1).await;
     let c = challenge(&store, id, 0).await;
     let key = public_key();
@@ -71,7 +73,7 @@ pub(crate) async fn a_challenge_binds_once<S: Store>(store: S) {
     ));
 }
 
-pub(crate) async fn concurrent_binds_with_one_challenge_have_one_winner<S: Store>(store: S) {
+pub(crate) async fn concurrent_binds_with_one_challenge_have_one_winner(store: Arc<dyn Store>) {
     let id = active_subject(&store, 1).await;
     let c = challenge(&store, id, 0).await;
     let results = race(&store, 6, |store, _| async move {
@@ -92,7 +94,7 @@ pub(crate) async fn concurrent_binds_with_one_challenge_have_one_winner<S: Store
     assert_eq!(store.list_devices(id, true).await.unwrap().len(), 1);
 }
 
-pub(crate) async fn a_challenge_belongs_to_its_subject<S: Store>(store: S) {
+pub(crate) async fn a_challenge_belongs_to_its_subject(store: Arc<dyn Store>) {
     let alice = active_subject(&store, 1).await;
     let bob = active_subject(&store, 2).await;
     let c = challenge(&store, alice, 0).await;
@@ -109,7 +111,7 @@ pub(crate) async fn a_challenge_belongs_to_its_subject<S: Store>(store: S) {
         .unwrap();
 }
 
-pub(crate) async fn expired_challenges_are_refused_and_change_nothing<S: Store>(store: S) {
+pub(crate) async fn expired_challenges_are_refused_and_change_nothing(store: Arc<dyn Store>) {
     let id = active_subject(&store, 1).await;
     let c = challenge(&store, id, 0).await; // valid until at(60)
     assert!(matches!(
@@ -128,7 +130,7 @@ pub(crate) async fn expired_challenges_are_refused_and_change_nothing<S: Store>(
     ));
 }
 
-pub(crate) async fn only_the_newest_challenges_stay_outstanding<S: Store>(store: S) {
+pub(crate) async fn only_the_newest_challenges_stay_outstanding(store: Arc<dyn Store>) {
     let id = active_subject(&store, 1).await;
     let mut challenges = Vec::new();
     for i in 0..=MAX_OUTSTANDING_CHALLENGES {

@@ -1,6 +1,8 @@
 //! Devices: listed, unbound (by their own subject only, terminal and repeatable), and
 //! viewed with their subject's status and attributes.
 
+use std::sync::Arc;
+
 use citypass_identity::error::Error;
 use citypass_identity::ids::{DeviceId, SubjectId};
 use citypass_identity::store::Store;
@@ -8,7 +10,7 @@ use citypass_proto::v1::{DeviceStatus, FareClass, SubjectStatus};
 
 use crate::support::{active_subject, at, bound_device};
 
-pub(crate) async fn devices_are_listed_unbound_and_viewed<S: Store>(store: S) {
+pub(crate) async fn devices_are_listed_unbound_and_viewed(store: Arc<dyn Store>) {
     let id = active_subject(&store, 1).await;
     let first = bound_device(&store, id, 0).await;
     let second = bound_device(&store, id, 1).await;

@@ -2,6 +2,8 @@
 //! once, before it expires, and only its own subject; a bound device authorises
 //! further devices only while it is an ACTIVE device of the same subject.
 
+use std::sync::Arc;
+
 use citypass_identity::enrolment::{Authority, EnrolmentGrant, SecretHash};
 use citypass_identity::error::Error;
 use citypass_identity::store::Store;
@@ -10,8 +12,8 @@ use crate::support::{
     SECRET, active_subject, at, bound_device, challenge_for, new_device, public_key,
 };
 
-async fn fresh_challenge<S: Store>(
-    store: &S,
+async fn fresh_challenge(
+    store: &Arc<dyn Store>,
     id: citypass_identity::ids::SubjectId,
     now: i64,
 ) -> [u8; 32] {
@@ -20,7 +22,7 @@ async fn fresh_challenge<S: Store>(
     c.bytes
 }
 
-pub async fn finding_1_an_enrolment_secret_binds_once_and_only_its_subject<S: Store>(store: S) {
+pub async fn finding_1_an_enrolment_secret_binds_once_and_only_its_subject(store: Arc<dyn Store>) {
     let alice = active_subject(&store, 1).await;
     let bob = active_subject(&store, 2).await;
 
@@ -68,7 +70,7 @@ pub async fn finding_1_an_enrolment_secret_binds_once_and_only_its_subject<S: St
     ));
 }
 
-pub async fn finding_1_an_expired_enrolment_secret_binds_nothing<S: Store>(store: S) {
+pub async fn finding_1_an_expired_enrolment_secret_binds_nothing(store: Arc<dyn Store>) {
     let id = active_subject(&store, 1).await;
     store
         .grant_enrolment(
@@ -119,7 +121,9 @@ pub async fn finding_1_an_expired_enrolment_secret_binds_nothing<S: Store>(store
     ));
 }
 
-pub async fn finding_1_only_an_active_device_of_the_subject_authorises_another<S: Store>(store: S) {
+pub async fn finding_1_only_an_active_device_of_the_subject_authorises_another(
+    store: Arc<dyn Store>,
+) {
     let alice = active_subject(&store, 1).await;
     let bob = active_subject(&store, 2).await;
     let alices_phone = bound_device(&store, alice, 0).await;

@@ -1,6 +1,6 @@
 //! The store contract: one suite, run against the in-memory store and PostgreSQL.
 //!
-//! Each property is one generic `async fn` over `S: Store`, in a module per concern
+//! Each property is one `async fn` over an `Arc<dyn Store>`, in a module per concern
 //! (subjects, challenges, binding, devices, enrolment, certificates); the `contract!` macro below
 //! runs every one of them against both backends (a fresh PostgreSQL database per test,
 //! from `citypass_testkit`; without `CITYPASS_TEST_DATABASE_URL` the PostgreSQL half
@@ -15,16 +15,24 @@ mod enrolment;
 mod subjects;
 mod support;
 
+use std::sync::Arc;
+
 use citypass_identity::store::Store;
 use citypass_identity::{MemoryStore, PostgresStore};
 
 // --- both backends ----------------------------------------------------------------------
 
-async fn postgres_store() -> PostgresStore {
+fn memory_store() -> Arc<dyn Store> {
+    Arc::new(MemoryStore::new())
+}
+
+async fn postgres_store() -> Arc<dyn Store> {
     let (pool, _url) = citypass_testkit::fresh_database().await;
-    PostgresStore::new(pool)
-        .await
-        .expect("migrations apply to a fresh database")
+    Arc::new(
+        PostgresStore::new(pool)
+            .await
+            .expect("migrations apply to a fresh database"),
+    )
 }
 
 /// `contract!(concern::property, ...)`: a test `memory::property` and a test
@@ -35,7 +43,7 @@ macro_rules! contract {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $property() {
-                    super::$concern::$property(citypass_identity::MemoryStore::new()).await;
+                    super::$concern::$property(super::memory_store()).await;
                 }
             )*
         }

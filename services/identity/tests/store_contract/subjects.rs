@@ -2,6 +2,8 @@
 //! concurrency), pending attempts closed by a verified enrolment, attribute updates,
 //! status changes.
 
+use std::sync::Arc;
+
 use citypass_identity::error::Error;
 use citypass_identity::ids::SubjectId;
 use citypass_identity::model::AttributesUpdate;
@@ -10,7 +12,7 @@ use citypass_proto::v1::{AssuranceLevel, FareClass, SubjectStatus};
 
 use crate::support::{active_subject, at, hash, new_subject, race};
 
-pub(crate) async fn subjects_are_stored_and_found<S: Store>(store: S) {
+pub(crate) async fn subjects_are_stored_and_found(store: Arc<dyn Store>) {
     let new = new_subject(1, SubjectStatus::Active);
     let stored = store.insert_subject(new.clone(), at(5)).await.unwrap();
     assert_eq!(stored, new.clone().into_subject(at(5)));
@@ -34,7 +36,7 @@ pub(crate) async fn subjects_are_stored_and_found<S: Store>(store: S) {
     assert_eq!(store.find_enrolled_subject(&hash(3)).await.unwrap(), None);
 }
 
-pub(crate) async fn one_enrolled_subject_per_document<S: Store>(store: S) {
+pub(crate) async fn one_enrolled_subject_per_document(store: Arc<dyn Store>) {
     let first = active_subject(&store, 1).await;
     assert!(matches!(
         store
@@ -70,7 +72,7 @@ pub(crate) async fn one_enrolled_subject_per_document<S: Store>(store: S) {
     );
 }
 
-pub(crate) async fn concurrent_enrolments_of_one_document_have_one_winner<S: Store>(store: S) {
+pub(crate) async fn concurrent_enrolments_of_one_document_have_one_winner(store: Arc<dyn Store>) {
     let results = race(&store, 8, |store, _| async move {
         store
             .insert_subject(new_subject(7, SubjectStatus::Active), at(0))
@@ -88,7 +90,7 @@ pub(crate) async fn concurrent_enrolments_of_one_document_have_one_winner<S: Sto
     assert_eq!(won, 1);
 }
 
-pub(crate) async fn a_verified_enrolment_closes_pending_attempts<S: Store>(store: S) {
+pub(crate) async fn a_verified_enrolment_closes_pending_attempts(store: Arc<dyn Store>) {
     let pending = store
         .insert_subject(new_subject(1, SubjectStatus::Pending), at(0))
         .await
@@ -111,7 +113,7 @@ pub(crate) async fn a_verified_enrolment_closes_pending_attempts<S: Store>(store
     );
 }
 
-pub(crate) async fn attribute_updates_keep_unset_fields<S: Store>(store: S) {
+pub(crate) async fn attribute_updates_keep_unset_fields(store: Arc<dyn Store>) {
     let id = active_subject(&store, 1).await;
     let updated = store
         .update_attributes(
@@ -160,7 +162,7 @@ pub(crate) async fn attribute_updates_keep_unset_fields<S: Store>(store: S) {
     ));
 }
 
-pub(crate) async fn status_moves_only_between_active_and_suspended<S: Store>(store: S) {
+pub(crate) async fn status_moves_only_between_active_and_suspended(store: Arc<dyn Store>) {
     let id = active_subject(&store, 1).await;
     let suspended = store
         .set_subject_status(id, SubjectStatus::Suspended, "fraud review", at(1))

@@ -1,6 +1,8 @@
 //! Fixtures every concern of the contract shares: a fixed clock, subjects, challenges,
 //! devices and certificates to store, and `race` for truly concurrent attempts.
 
+use std::sync::Arc;
+
 use citypass_identity::document::DocumentHash;
 use citypass_identity::enrolment::{Authority, EnrolmentGrant, SecretHash};
 use citypass_identity::error::Error;
@@ -57,7 +59,7 @@ pub(crate) fn new_subject(document: u8, status: SubjectStatus) -> NewSubject {
     }
 }
 
-pub(crate) async fn active_subject<S: Store>(store: &S, document: u8) -> SubjectId {
+pub(crate) async fn active_subject(store: &Arc<dyn Store>, document: u8) -> SubjectId {
     store
         .insert_subject(new_subject(document, SubjectStatus::Active), at(0))
         .await
@@ -86,7 +88,7 @@ pub(crate) fn challenge_for(subject_id: SubjectId, expires_at: Timestamp) -> Cha
 
 /// A challenge stored at `at(now)` and valid for a minute; the subject is granted
 /// [`SECRET`] again (a binding consumes it), so that the next binding is authorised.
-pub(crate) async fn challenge<S: Store>(store: &S, subject_id: SubjectId, now: i64) -> [u8; 32] {
+pub(crate) async fn challenge(store: &Arc<dyn Store>, subject_id: SubjectId, now: i64) -> [u8; 32] {
     store
         .grant_enrolment(subject_id, test_grant(), at(now))
         .await
@@ -111,7 +113,11 @@ pub(crate) fn new_device(subject_id: SubjectId, challenge: [u8; 32], key: Vec<u8
 }
 
 /// Binds a fresh key to `subject_id` at `at(now)` with limit 10.
-pub(crate) async fn bound_device<S: Store>(store: &S, subject_id: SubjectId, now: i64) -> DeviceId {
+pub(crate) async fn bound_device(
+    store: &Arc<dyn Store>,
+    subject_id: SubjectId,
+    now: i64,
+) -> DeviceId {
     let c = challenge(store, subject_id, now).await;
     store
         .bind_device(new_device(subject_id, c, public_key()), 10, at(now))
@@ -133,10 +139,13 @@ pub(crate) fn certificate(serial: u8, device_id: DeviceId, from: i64, to: i64) -
 /// Runs `attempt(store, i)` for `i in 0..n` truly at once: the backend is warmed up with
 /// `n` concurrent calls first (so a pool has a connection for each attempt), and every
 /// attempt waits at a barrier until all are ready.
-pub(crate) async fn race<S, F, Fut, T>(store: &S, n: usize, attempt: F) -> Vec<Result<T, Error>>
+pub(crate) async fn race<F, Fut, T>(
+    store: &Arc<dyn Store>,
+    n: usize,
+    attempt: F,
+) -> Vec<Result<T, Error>>
 where
-    S: Store,
-    F: Fn(S, usize) -> Fut,
+    F: Fn(Arc<dyn Store>, usize) -> Fut,
     Fut: std::future::Future<Output = Result<T, Error>> + Send + 'static,
     T: Send + 'static,
 {
@@ -149,7 +158,7 @@ where
     for task in warm_up {
         let _ = task.await.unwrap();
     }
-    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n));
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
     let tasks: Vec<_> = (0..n)
         .map(|i| {
             let barrier = barrier.clone();

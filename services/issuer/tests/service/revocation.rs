@@ -18,12 +18,12 @@ mod revocation_service {
     use citypass_proto::v1::revocation_service_client::RevocationServiceClient;
     use citypass_proto::v1::{self as pb, ReinstateRequest, RevokeRequest};
     use citypass_revocation_service::{
-        Certificate, CertificateDirectory, DirectoryError, KeyringSigner, PostgresLog,
-        RedisPublisher, Registry, RevocationApi, Settings,
+        Certificate, CertificateDirectory, DirectoryError, PostgresLog, RedisPublisher, Registry,
+        RevocationApi, Settings, SnapshotKeySigner,
     };
     use citypass_runtime::{Deadline, Server, ServerConfig};
     use citypass_testkit::tls::{As, TestPki};
-    use citypass_token::{Keyring, SystemRandom};
+    use citypass_token::{SnapshotKey, SystemRandom};
     use futures::future::BoxFuture;
     use tokio::net::TcpListener;
     use tokio::sync::oneshot;
@@ -65,7 +65,7 @@ mod revocation_service {
         )
         .await
         .expect("the test Redis answers");
-        let ring = Keyring::generate("citypass-test", true, &SystemRandom::new()).unwrap();
+        let snapshot_key = SnapshotKey::generate(true, &SystemRandom::new()).unwrap();
         let settings = Settings {
             poll_interval: Duration::from_millis(50),
             heartbeat_interval: Duration::from_millis(200),
@@ -78,7 +78,7 @@ mod revocation_service {
             log,
             Arc::new(publisher),
             Arc::new(NoCertificates),
-            Arc::new(KeyringSigner::from_keyring(&ring).unwrap()),
+            Arc::new(SnapshotKeySigner::from_key(snapshot_key)),
         )
         .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -20,7 +20,8 @@ use citypass_proto::v1::{
 };
 use citypass_runtime::{Deadline, Server, ServerConfig};
 use citypass_token::{
-    DeviceId, DeviceKey, KeySet, Keyring, Kid, SubjectId, SubjectKey, SystemRandom, verify_key_set,
+    DeviceId, DeviceKey, KeySet, Keyring, Kid, SnapshotKey, SubjectId, SubjectKey, SystemRandom,
+    verify_key_set,
 };
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -104,6 +105,9 @@ pub(crate) struct Harness {
     pub(crate) identity: Arc<FakeIdentity>,
     pub(crate) keys: Arc<Keys>,
     pub(crate) ring_json: String,
+    /// The snapshot key the ring publishes (its private half is the revocation
+    /// service's; the issuer never holds it).
+    pub(crate) snapshot_kid: Kid,
     pub(crate) subject_key: SubjectKey,
     pub(crate) rng: SystemRandom,
     _stop: oneshot::Sender<()>,
@@ -131,7 +135,14 @@ impl Harness {
 
     pub(crate) async fn start_with(revocation: Arc<dyn RevocationCheck>) -> Self {
         let rng = SystemRandom::new();
-        let ring = Keyring::generate("citypass-test", true, &rng).expect("ring");
+        let mut ring = Keyring::generate("citypass-test", true, &rng).expect("ring");
+        let snapshot_kid = ring
+            .publish_snapshot_key(
+                SnapshotKey::generate(true, &rng)
+                    .expect("snapshot key")
+                    .public_key(),
+            )
+            .expect("published");
         let subject_key = ring.subject_key().expect("subject key");
         let ring_json = ring.to_json();
         let keys = Keys::from_keyring(ring, Environment::Dev).expect("keys");
@@ -169,6 +180,7 @@ impl Harness {
             identity,
             keys,
             ring_json,
+            snapshot_kid,
             subject_key,
             rng,
             _stop: stop,
@@ -209,7 +221,7 @@ impl Harness {
             .expect("JWKS parses");
         let kid = Kid::from_slice(&response.signing_kid).expect("kid");
         let signer = set.get(&kid).expect("the signer is published");
-        verify_key_set(&signer.key, &response.jwks_json, &response.signature)
+        verify_key_set(signer, &response.jwks_json, &response.signature)
             .expect("key set signature verifies");
         assert_eq!(response.keys.len(), set.keys().len());
         set

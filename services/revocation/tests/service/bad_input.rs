@@ -12,7 +12,7 @@ use citypass_revocation_service::PostgresLog;
 use tonic::Code;
 
 use crate::support::{
-    FakeDirectory, at, dev_ring, list_all, now, random_id, redis_publisher, revoke, serve,
+    FakeDirectory, at, dev_snapshot_key, list_all, now, random_id, redis_publisher, revoke, serve,
     test_settings, xrange,
 };
 
@@ -26,7 +26,7 @@ async fn bad_input_gets_precise_statuses() {
         log,
         redis_publisher(&stream_key).await,
         directory.clone(),
-        &dev_ring(),
+        &dev_snapshot_key(),
         test_settings(),
     )
     .await;

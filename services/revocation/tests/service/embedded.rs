@@ -11,7 +11,8 @@ use citypass_revocation_service::{
 };
 
 use crate::support::{
-    FakeDirectory, certificate, dev_ring, list_all, now, random_id, revoke, serve, test_settings,
+    FakeDirectory, certificate, dev_snapshot_key, list_all, now, random_id, revoke, serve,
+    test_settings,
 };
 
 /// A fan-out that always fails.
@@ -39,7 +40,7 @@ async fn embedded_mode_sweeps_late_certificates_and_survives_a_broken_fanout() {
         Arc::new(MemoryLog::new()),
         Arc::new(local),
         directory.clone(),
-        &dev_ring(),
+        &dev_snapshot_key(),
         settings,
     )
     .await;
@@ -72,7 +73,7 @@ async fn embedded_mode_sweeps_late_certificates_and_survives_a_broken_fanout() {
         Arc::new(MemoryLog::new()),
         Arc::new(BrokenPublisher),
         Arc::new(FakeDirectory::default()),
-        &dev_ring(),
+        &dev_snapshot_key(),
         test_settings(),
     )
     .await;

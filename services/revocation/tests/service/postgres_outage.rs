@@ -10,8 +10,8 @@ use citypass_revocation_service::PostgresLog;
 use tonic::Code;
 
 use crate::support::{
-    FakeDirectory, dev_ring, random_id, redis_publisher, revoke, serve, test_settings, watch_until,
-    xrange,
+    FakeDirectory, dev_snapshot_key, random_id, redis_publisher, revoke, serve, test_settings,
+    watch_until, xrange,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,7 +24,7 @@ async fn postgres_unavailable_acknowledges_nothing() {
         log.clone(),
         redis_publisher(&stream_key).await,
         Arc::new(FakeDirectory::default()),
-        &dev_ring(),
+        &dev_snapshot_key(),
         test_settings(),
     )
     .await;

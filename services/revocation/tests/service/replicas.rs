@@ -8,8 +8,8 @@ use citypass_revocation::TargetKind;
 use citypass_revocation_service::PostgresLog;
 
 use crate::support::{
-    FakeDirectory, assert_contiguous, dev_ring, redis_publisher, revoke, serve, test_settings,
-    watch_until, xrange,
+    FakeDirectory, assert_contiguous, dev_snapshot_key, redis_publisher, revoke, serve,
+    test_settings, watch_until, xrange,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -18,13 +18,13 @@ async fn a_replica_watches_what_another_replica_writes() {
     let log_a = Arc::new(PostgresLog::new(pool.clone()).await.unwrap());
     let log_b = Arc::new(PostgresLog::new(pool).await.unwrap());
     let stream_key = citypass_testkit::unique("citypass:test:revocation:");
-    let ring = dev_ring();
+    let snapshot_key = dev_snapshot_key();
     let directory = Arc::new(FakeDirectory::default());
     let mut a = serve(
         log_a,
         redis_publisher(&stream_key).await,
         directory.clone(),
-        &ring,
+        &snapshot_key,
         test_settings(),
     )
     .await;
@@ -32,7 +32,7 @@ async fn a_replica_watches_what_another_replica_writes() {
         log_b,
         redis_publisher(&stream_key).await,
         directory,
-        &ring,
+        &snapshot_key,
         test_settings(),
     )
     .await;

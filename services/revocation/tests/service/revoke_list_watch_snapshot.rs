@@ -14,8 +14,8 @@ use citypass_token::Kid;
 use tonic::Code;
 
 use crate::support::{
-    FakeDirectory, assert_contiguous, at, certificate, dev_ring, list_all, now, random_id,
-    redis_publisher, revoke, serve, test_settings, watch_until, xrange,
+    FakeDirectory, assert_contiguous, at, certificate, dev_ring, dev_snapshot_key, list_all, now,
+    published_keys, random_id, redis_publisher, revoke, serve, test_settings, watch_until, xrange,
 };
 
 fn set_from(entries: &[pb::RevocationEntry]) -> RevocationSet {
@@ -34,11 +34,12 @@ async fn revoke_list_watch_and_snapshot_agree() {
     let stream_key = citypass_testkit::unique("citypass:test:revocation:");
     let directory = Arc::new(FakeDirectory::default());
     let ring = dev_ring();
+    let snapshot_key = dev_snapshot_key();
     let mut running = serve(
         log,
         redis_publisher(&stream_key).await,
         directory.clone(),
-        &ring,
+        &snapshot_key,
         test_settings(),
     )
     .await;
@@ -197,13 +198,13 @@ async fn revoke_list_watch_and_snapshot_agree() {
         .unwrap()
         .into_inner();
     assert_eq!(answer.epoch, 7);
-    assert_eq!(answer.kid, ring.signing_kid().0.to_vec());
+    assert_eq!(answer.kid, snapshot_key.kid().0.to_vec());
     let signed = SignedSnapshot {
         bytes: answer.snapshot.clone(),
         signature: answer.signature.clone(),
         kid: Kid::from_slice(&answer.kid).unwrap(),
     };
-    let keys = ring.public_keyset().unwrap();
+    let keys = published_keys(&ring, &snapshot_key);
     let snapshot = signed.verify(&keys, now()).expect("the snapshot verifies");
     assert_eq!(snapshot.epoch, 7);
     assert_eq!(snapshot.kinds, Kinds::ALL);

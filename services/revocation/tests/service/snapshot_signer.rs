@@ -1,41 +1,131 @@
-//! The snapshot signer reads the issuer's key ring file: a dev ring is refused in
-//! production, a rotation needs no restart, and a broken file is refused.
+//! The snapshot signer reads the snapshot key file, and nothing else: a dev key is
+//! refused in production, a rotation needs no restart, a broken file is refused, and
+//! the service runs without any code-signing or sealing key (security finding 4).
 
 use std::time::Duration;
 
-use citypass_revocation_service::KeyringSigner;
-use citypass_token::SystemRandom;
+use citypass_proto::v1::SnapshotRequest;
+use citypass_proto::v1::revocation_service_client::RevocationServiceClient;
+use citypass_revocation::SignedSnapshot;
+use citypass_revocation_service::{
+    Config, SignerError, SnapshotKeySigner, SnapshotSigner as _, build,
+};
+use citypass_runtime::Environment;
+use citypass_testkit::tls::{As, TestPki};
+use citypass_token::{Kid, SnapshotKey, SystemRandom};
 
-use crate::support::{dev_ring, now};
+use crate::support::{dev_ring, dev_snapshot_key, now, published_keys};
 
 #[test]
-fn the_snapshot_signer_follows_the_key_ring_file() {
+fn the_snapshot_signer_follows_the_snapshot_key_file() {
     let rng = SystemRandom::new();
-    let mut ring = dev_ring();
+    let first = dev_snapshot_key();
     let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), first.to_json()).unwrap();
+    assert!(
+        matches!(
+            SnapshotKeySigner::from_file(file.path(), Duration::ZERO, Environment::Production),
+            Err(SignerError::DevKeysInProduction)
+        ),
+        "production refuses a dev key"
+    );
+    let ring = dev_ring();
     std::fs::write(file.path(), ring.to_json()).unwrap();
     assert!(
-        KeyringSigner::from_file(file.path(), Duration::ZERO, true).is_err(),
-        "production refuses a dev ring"
+        matches!(
+            SnapshotKeySigner::from_file(file.path(), Duration::ZERO, Environment::Dev),
+            Err(SignerError::Invalid { .. })
+        ),
+        "a key ring is not a snapshot key"
     );
+    std::fs::write(file.path(), first.to_json()).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .unwrap();
     rt.block_on(async {
-        use citypass_revocation_service::SnapshotSigner as _;
-        let signer = KeyringSigner::from_file(file.path(), Duration::ZERO, false).unwrap();
-        let first = ring.signing_kid();
-        assert_eq!(signer.sign(vec![1]).unwrap().kid, first);
-        let next = ring.rotate(now(), 3_600, &rng).unwrap();
-        std::fs::write(file.path(), ring.to_json()).unwrap();
+        let signer =
+            SnapshotKeySigner::from_file(file.path(), Duration::ZERO, Environment::Dev).unwrap();
+        assert_eq!(signer.sign(vec![1]).unwrap().kid, first.kid());
+        let next = SnapshotKey::generate(true, &rng).unwrap();
+        std::fs::write(file.path(), next.to_json()).unwrap();
         let signed = signer.sign(vec![1]).unwrap();
-        assert_eq!(signed.kid, next, "a rotation needs no restart");
+        assert_eq!(signed.kid, next.kid(), "a rotation needs no restart");
         std::fs::write(file.path(), "{ half-written").unwrap();
         assert_eq!(
             signer.sign(vec![1]).unwrap().kid,
-            next,
+            next.kid(),
             "a broken file is refused"
         );
     });
+}
+
+/// Security finding 4: the revocation service read the issuer's whole key ring (every
+/// code-signing seed and the subject-sealing key) only to sign snapshots. Now its
+/// configuration has no key ring at all: it starts with nothing but a snapshot key
+/// file, and the snapshots it signs verify with the issuer's published key set.
+#[tokio::test]
+async fn finding_4_the_revocation_service_runs_without_code_or_sealing_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new("revocation");
+    let tls = pki.server_files(&dir.path().join("tls"));
+    let snapshot_key = dev_snapshot_key();
+    let snapshot_key_path = dir.path().join("snapshot-key.json");
+    std::fs::write(&snapshot_key_path, snapshot_key.to_json()).unwrap();
+
+    // The whole configuration: no key ring is named, and none exists to be found.
+    let yaml = format!(
+        "environment: dev\nserver:\n  service_name: citypass-revocation\n  listen: 127.0.0.1:0\n  tls:\n    ca_file: {}\n    cert_file: {}\n    key_file: {}\nsnapshot_key:\n  path: {}\n",
+        tls.ca_file.display(),
+        tls.cert_file.display(),
+        tls.key_file.display(),
+        snapshot_key_path.display(),
+    );
+    let config_path = dir.path().join("revocation.yaml");
+    std::fs::write(&config_path, &yaml).unwrap();
+    let config: Config =
+        citypass_runtime::config::load_from(Some(&config_path), "CITYPASS", Vec::new())
+            .expect("the configuration loads");
+    assert!(
+        !std::path::Path::new("keys/dev/keyring.json").exists(),
+        "no key ring where the old default looked"
+    );
+    // A key ring cannot even be configured.
+    std::fs::write(
+        &config_path,
+        format!("{yaml}keyring:\n  path: /etc/citypass/keys/keyring.json\n"),
+    )
+    .unwrap();
+    assert!(
+        citypass_runtime::config::load_from::<Config, _>(
+            Some(&config_path),
+            "CITYPASS",
+            Vec::new()
+        )
+        .is_err(),
+        "the service has no key ring setting"
+    );
+
+    let served =
+        citypass_testkit::serve(build(config).await.expect("the service builds").server).await;
+    let mut gate = RevocationServiceClient::new(pki.channel(served.addr, &As::Gate("metro-1")));
+    let answer = gate
+        .snapshot(SnapshotRequest { kinds: vec![] })
+        .await
+        .expect("a gate gets a snapshot")
+        .into_inner();
+    let signed = SignedSnapshot {
+        bytes: answer.snapshot,
+        signature: answer.signature,
+        kid: Kid::from_slice(&answer.kid).unwrap(),
+    };
+    assert_eq!(signed.kid, snapshot_key.kid(), "signed by the snapshot key");
+    let ring = dev_ring();
+    assert_ne!(signed.kid, ring.signing_kid());
+    let keys = published_keys(&ring, &snapshot_key);
+    let snapshot = signed
+        .verify(&keys, now())
+        .expect("the snapshot verifies with the published key set");
+    assert_eq!(snapshot.epoch, 0);
+    drop(served);
 }

@@ -15,12 +15,13 @@ use citypass_proto::v1::{self as pb, ListRequest, RevokeRequest};
 use citypass_revocation::stream::{FIELD_ENTRY, FIELD_EPOCH, decode_message};
 use citypass_revocation::{Entry, TargetKind};
 use citypass_revocation_service::{
-    Certificate, CertificateDirectory, DirectoryError, KeyringSigner, Log, Owner, Publisher,
-    RedisPublisher, Registry, RevocationApi, Settings,
+    Certificate, CertificateDirectory, DirectoryError, Log, Owner, Publisher, RedisPublisher,
+    Registry, RevocationApi, Settings, SnapshotKeySigner,
 };
+use citypass_runtime::Environment;
 use citypass_runtime::{Deadline, Role, Server, ServerConfig};
 use citypass_testkit::tls::{As, TestPki};
-use citypass_token::{Keyring, SystemRandom};
+use citypass_token::{KeySet, Keyring, SnapshotKey, SystemRandom};
 use redis::AsyncCommands as _;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -111,7 +112,7 @@ pub(crate) struct Running {
     pub(crate) client: RevocationServiceClient<Channel>,
     pub(crate) revocations: Arc<Registry>,
     stop: Option<oneshot::Sender<()>>,
-    _keyring_file: tempfile::NamedTempFile,
+    _snapshot_key_file: tempfile::NamedTempFile,
 }
 
 impl Drop for Running {
@@ -126,14 +127,18 @@ pub(crate) async fn serve(
     log: Arc<dyn Log>,
     publisher: Arc<dyn Publisher>,
     directory: Arc<FakeDirectory>,
-    ring: &Keyring,
+    snapshot_key: &SnapshotKey,
     settings: Settings,
 ) -> Running {
-    // The signer reads the key ring from a file, as in a deployment.
-    let keyring_file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(keyring_file.path(), ring.to_json()).unwrap();
-    let signer = KeyringSigner::from_file(keyring_file.path(), Duration::from_secs(60), false)
-        .expect("the key ring loads");
+    // The signer reads its snapshot key from a file, as in a deployment.
+    let snapshot_key_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(snapshot_key_file.path(), snapshot_key.to_json()).unwrap();
+    let signer = SnapshotKeySigner::from_file(
+        snapshot_key_file.path(),
+        Duration::from_secs(60),
+        Environment::Dev,
+    )
+    .expect("the snapshot key loads");
     let revocations =
         Arc::new(Registry::new(settings, log, publisher, directory, Arc::new(signer)).unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -157,12 +162,24 @@ pub(crate) async fn serve(
         client,
         revocations,
         stop: Some(stop),
-        _keyring_file: keyring_file,
+        _snapshot_key_file: snapshot_key_file,
     }
 }
 
 pub(crate) fn dev_ring() -> Keyring {
     Keyring::generate("citypass-test", true, &SystemRandom::new()).unwrap()
+}
+
+pub(crate) fn dev_snapshot_key() -> SnapshotKey {
+    SnapshotKey::generate(true, &SystemRandom::new()).unwrap()
+}
+
+/// The key set the issuer of `ring` publishes once the ring lists `snapshot_key`.
+pub(crate) fn published_keys(ring: &Keyring, snapshot_key: &SnapshotKey) -> KeySet {
+    let mut ring = Keyring::from_json(&ring.to_json()).unwrap();
+    ring.publish_snapshot_key(snapshot_key.public_key())
+        .unwrap();
+    ring.public_keyset().unwrap()
 }
 
 pub(crate) async fn redis_publisher(key: &str) -> Arc<dyn Publisher> {

@@ -1,0 +1,237 @@
+//! Key files a service loads at start and follows: the issuer's key ring, the
+//! revocation service's snapshot key. One loader for both, so they read, refuse and
+//! reload the same way.
+//!
+//! A rotation must need no restart: the operator updates the file (a Kubernetes
+//! Secret, mounted) and every replica picks it up. The file is polled by the SHA-256 of
+//! its content rather than watched, which works the same on a Secret's symlink swap, a
+//! plain rewrite and a laptop, and needs no watcher dependency. The caller decides
+//! when to poll ([`FollowedKeyFile::changed`]) and how to swap the keys in.
+//!
+//! A file that cannot be read or parsed, or dev keys in production, is refused: the
+//! caller keeps the keys it has (and logs), and the same content is tried again at the
+//! next poll, so a half-written file never takes a service down and a fixed one is
+//! picked up. Keys marked `dev` are refused in production at start and at every
+//! reload, so a key made on a laptop never signs anything real.
+
+use std::path::{Path, PathBuf};
+
+use crate::environment::Environment;
+
+/// How one kind of key file is read: the parser of its JSON text and its dev mark.
+pub struct KeyFormat<T, E> {
+    /// Parses the file's text (the format's own checks).
+    pub parse: fn(&str) -> Result<T, E>,
+    /// Whether the keys are marked for development (refused in production).
+    pub is_dev: fn(&T) -> bool,
+}
+
+impl<T, E> Clone for KeyFormat<T, E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T, E> Copy for KeyFormat<T, E> {}
+
+impl<T, E> std::fmt::Debug for KeyFormat<T, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyFormat").finish_non_exhaustive()
+    }
+}
+
+/// Why a key file (or keys held in memory) was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError<E: std::error::Error + 'static> {
+    /// The file could not be read.
+    #[error("cannot read key file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not UTF-8 text.
+    #[error("key file {path} is not UTF-8")]
+    NotUtf8 { path: PathBuf },
+    /// The format refused the content.
+    #[error("key file {path} is invalid: {source}")]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        source: E,
+    },
+    /// Keys marked `dev` were offered in production.
+    #[error("dev keys refused in production")]
+    DevKeysInProduction,
+}
+
+impl<T, E: std::error::Error + 'static> KeyFormat<T, E> {
+    /// Refuses dev keys in production: for keys held in memory, and for every file
+    /// read.
+    pub fn admit(&self, keys: &T, environment: Environment) -> Result<(), KeyFileError<E>> {
+        if environment.is_production() && (self.is_dev)(keys) {
+            return Err(KeyFileError::DevKeysInProduction);
+        }
+        Ok(())
+    }
+
+    fn read(
+        &self,
+        path: &Path,
+        environment: Environment,
+    ) -> Result<(T, [u8; 32]), KeyFileError<E>> {
+        let bytes = std::fs::read(path).map_err(|source| KeyFileError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let fingerprint = sha256(&bytes);
+        let text = std::str::from_utf8(&bytes).map_err(|_| KeyFileError::NotUtf8 {
+            path: path.to_owned(),
+        })?;
+        let keys = (self.parse)(text).map_err(|source| KeyFileError::Invalid {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.admit(&keys, environment)?;
+        Ok((keys, fingerprint))
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref());
+    out
+}
+
+/// A key file being followed: its path, and the content last accepted from it.
+pub struct FollowedKeyFile<T, E> {
+    path: PathBuf,
+    environment: Environment,
+    format: KeyFormat<T, E>,
+    /// SHA-256 of the content last accepted.
+    fingerprint: [u8; 32],
+}
+
+impl<T, E> std::fmt::Debug for FollowedKeyFile<T, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FollowedKeyFile")
+            .field("path", &self.path)
+            .field("environment", &self.environment)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, E: std::error::Error + 'static> FollowedKeyFile<T, E> {
+    /// Reads the file at `path` now; its keys, and the file to follow.
+    pub fn open(
+        path: impl Into<PathBuf>,
+        environment: Environment,
+        format: KeyFormat<T, E>,
+    ) -> Result<(Self, T), KeyFileError<E>> {
+        let path = path.into();
+        let (keys, fingerprint) = format.read(&path, environment)?;
+        let file = FollowedKeyFile {
+            path,
+            environment,
+            format,
+            fingerprint,
+        };
+        Ok((file, keys))
+    }
+
+    /// Re-reads the file: `Some` with the new keys when its content changed and is
+    /// accepted (it is then the content in service), `None` when it did not change, an
+    /// error when the new content is refused (tried again at the next call).
+    pub fn changed(&mut self) -> Result<Option<T>, KeyFileError<E>> {
+        let bytes = std::fs::read(&self.path).map_err(|source| KeyFileError::Read {
+            path: self.path.clone(),
+            source,
+        })?;
+        if sha256(&bytes) == self.fingerprint {
+            return Ok(None);
+        }
+        let (keys, fingerprint) = self.format.read(&self.path, self.environment)?;
+        self.fingerprint = fingerprint;
+        Ok(Some(keys))
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq)]
+    struct Keys {
+        dev: bool,
+        value: u32,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("bad")]
+    struct Bad;
+
+    const FORMAT: KeyFormat<Keys, Bad> = KeyFormat {
+        parse: |text| {
+            let (dev, value) = text.split_once(':').ok_or(Bad)?;
+            Ok(Keys {
+                dev: dev == "dev",
+                value: value.parse().map_err(|_| Bad)?,
+            })
+        },
+        is_dev: |keys| keys.dev,
+    };
+
+    #[test]
+    fn a_changed_file_is_offered_once_and_a_bad_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        std::fs::write(&path, "dev:1").unwrap();
+        let (mut file, keys) = FollowedKeyFile::open(&path, Environment::Dev, FORMAT).unwrap();
+        assert_eq!(keys.value, 1);
+        assert!(file.changed().unwrap().is_none());
+
+        std::fs::write(&path, "dev:").unwrap();
+        assert!(matches!(file.changed(), Err(KeyFileError::Invalid { .. })));
+        assert!(
+            matches!(file.changed(), Err(KeyFileError::Invalid { .. })),
+            "refused content is tried again"
+        );
+        std::fs::write(&path, [0xff, 0xfe]).unwrap();
+        assert!(matches!(file.changed(), Err(KeyFileError::NotUtf8 { .. })));
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(file.changed(), Err(KeyFileError::Read { .. })));
+
+        std::fs::write(&path, "dev:2").unwrap();
+        assert_eq!(file.changed().unwrap().map(|k| k.value), Some(2));
+        assert!(file.changed().unwrap().is_none());
+    }
+
+    #[test]
+    fn production_refuses_dev_keys_at_start_and_at_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        std::fs::write(&path, "dev:1").unwrap();
+        assert!(matches!(
+            FollowedKeyFile::open(&path, Environment::Production, FORMAT),
+            Err(KeyFileError::DevKeysInProduction)
+        ));
+        std::fs::write(&path, "prod:1").unwrap();
+        let (mut file, _) = FollowedKeyFile::open(&path, Environment::Production, FORMAT).unwrap();
+        std::fs::write(&path, "dev:2").unwrap();
+        assert!(matches!(
+            file.changed(),
+            Err(KeyFileError::DevKeysInProduction)
+        ));
+        let dev = Keys {
+            dev: true,
+            value: 3,
+        };
+        assert!(FORMAT.admit(&dev, Environment::Production).is_err());
+        assert!(FORMAT.admit(&dev, Environment::Dev).is_ok());
+    }
+}
