@@ -52,7 +52,7 @@ pub use health::HealthHandle;
 pub use key_file::{FollowedKeyFile, KeyFileError, KeyFormat};
 pub use reflection::ReflectionError;
 pub use secret::Secret;
-pub use serve::{ServeError, Server};
+pub use serve::{Draining, ServeError, Server};
 pub use status::{ErrorKind, IntoStatus, ServiceError, reason_of, status_with_reason, to_status};
 pub use telemetry::{TelemetryError, TelemetryGuard};
 pub use tls::{Tls, TlsConfig, TlsError};

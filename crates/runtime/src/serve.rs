@@ -93,6 +93,20 @@ pub struct Server {
     descriptor_sets: Vec<Cow<'static, [u8]>>,
     health: HealthHandle,
     tls: Option<Arc<Tls>>,
+    drain: (watch::Sender<bool>, watch::Receiver<bool>),
+}
+
+/// Tells long-lived calls that the server has begun to drain (see [`Server::draining`]).
+#[derive(Debug, Clone)]
+pub struct Draining(watch::Receiver<bool>);
+
+impl Draining {
+    /// Resolves once the drain has begun (never, if the server was dropped unserved).
+    pub async fn started(&mut self) {
+        if self.0.wait_for(|draining| *draining).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 impl Server {
@@ -106,7 +120,16 @@ impl Server {
             descriptor_sets: Vec::new(),
             health: HealthHandle::new(),
             tls: None,
+            drain: watch::channel(false),
         }
+    }
+
+    /// The signal that this server has begun its graceful shutdown, for calls that
+    /// would otherwise never end by themselves (server streams such as Watch): they end
+    /// when it fires, so the drain finishes instead of timing out, and their callers
+    /// reconnect to a replica that stays.
+    pub fn draining(&self) -> Draining {
+        Draining(self.drain.1.clone())
     }
 
     /// Serves over TLS with this identity (usually built from `config.tls`, and shared
@@ -172,10 +195,10 @@ impl Server {
             descriptor_sets,
             health,
             tls,
+            drain: (drain_tx, drain_rx),
         } = self;
         let local_addr = listener.local_addr().ok();
 
-        let (drain_tx, drain_rx) = watch::channel(false);
         routes.add_service(health.service(drain_rx.clone()));
         if config.reflection {
             let (reflection_v1, reflection_v1alpha) = reflection::services(&descriptor_sets)?;

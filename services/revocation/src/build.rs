@@ -76,6 +76,7 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
         config.environment,
     )
     .map_err(part("snapshot signing key"))?;
+    let server = Server::new(config.server).tls(tls);
     let revocations = Arc::new(
         Registry::new(
             config.revocation.clone(),
@@ -84,13 +85,13 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
             Arc::new(directory),
             Arc::new(signer),
         )
-        .map_err(part("revocation settings"))?,
+        .map_err(part("revocation settings"))?
+        .ends_watches_on(server.draining()),
     );
     let service = RevocationApi::new(revocations.clone())
         .into_server()
         .max_decoding_message_size(MAX_REQUEST_BYTES);
-    let server = Server::new(config.server)
-        .tls(tls)
+    let server = server
         .add_service(service, &AUTHORIZATION)
         .file_descriptor_set(citypass_proto::FILE_DESCRIPTOR_SET);
     Ok(Built {

@@ -52,6 +52,10 @@ pub enum Error {
     /// This replica has not heard from the log recently enough to vouch for its data.
     #[error("revocation data is stale: the log has not been read for {0:?}")]
     Stale(std::time::Duration),
+    /// The server is shutting down: a Watch stream ends so that the watcher reconnects
+    /// to a replica that stays.
+    #[error("the server is shutting down: reconnect")]
+    ShuttingDown,
     /// A stored row does not decode: a bug or a hand-edited row.
     #[error("stored data is invalid: {0}")]
     Corrupt(&'static str),
@@ -78,10 +82,17 @@ impl ServiceError for Error {
             Error::NotRevoked => ErrorKind::FailedPrecondition,
             Error::Database(err) => citypass_postgres::error_kind(err),
             Error::Directory(err) => err.kind(),
-            Error::Stale(_) => ErrorKind::Unavailable,
+            Error::Stale(_) | Error::ShuttingDown => ErrorKind::Unavailable,
             Error::Migrate(_) | Error::Signer(_) | Error::Corrupt(_) | Error::Config(_) => {
                 ErrorKind::Internal
             }
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Error::ShuttingDown => "SHUTTING_DOWN",
+            other => other.kind().reason(),
         }
     }
 }

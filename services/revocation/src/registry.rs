@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use citypass_revocation::{Kinds, Target, TargetKind};
-use citypass_runtime::Deadline;
+use citypass_runtime::{Deadline, Draining};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::Stream;
@@ -102,6 +102,17 @@ pub struct Registry {
     signer: Arc<dyn SnapshotSigner>,
     tail: Arc<Tail>,
     fanout: FanOut,
+    /// The server's shutdown signal, which ends Watch streams (none: they end only with
+    /// their watcher).
+    draining: Option<Draining>,
+}
+
+/// What one Watch stream reads.
+struct WatchParts {
+    tail: Arc<Tail>,
+    log: Arc<dyn Log>,
+    settings: Settings,
+    draining: Option<Draining>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -146,6 +157,7 @@ impl Registry {
             directory,
             signer,
             tail,
+            draining: None,
         })
     }
 
@@ -348,6 +360,13 @@ impl Registry {
         }
     }
 
+    /// Ends every Watch stream with [`Error::ShuttingDown`] once `draining` fires (the
+    /// server's graceful shutdown), instead of holding the drain until it times out.
+    pub fn ends_watches_on(mut self, draining: Draining) -> Self {
+        self.draining = Some(draining);
+        self
+    }
+
     /// Watch: OUT_OF_RANGE now for an epoch beyond the head; otherwise a stream of the
     /// backlog, then new entries, with heartbeats (see [`watch_loop`]).
     pub async fn watch(&self, since: u64) -> Result<WatchEvents, Error> {
@@ -360,9 +379,12 @@ impl Registry {
         }
         let (tx, rx) = mpsc::channel(8);
         tokio::spawn(watch_loop(
-            self.tail.clone(),
-            self.log.clone(),
-            self.settings.clone(),
+            WatchParts {
+                tail: self.tail.clone(),
+                log: self.log.clone(),
+                settings: self.settings.clone(),
+                draining: self.draining.clone(),
+            },
             since,
             tx,
         ));
@@ -433,16 +455,24 @@ fn owner(target: &Target) -> Option<Owner<'_>> {
 /// log when the watcher is further behind), then send new entries as the tail learns
 /// of them, and a heartbeat whenever `heartbeat_interval` passes without a message.
 /// Every message carries entries contiguous with the previous one. The stream ends
-/// UNAVAILABLE when the log cannot be read or this replica's data is older than
-/// `stale_after` (the watcher reconnects, possibly to another replica), and ends
-/// quietly when the watcher goes away.
-async fn watch_loop(
-    tail: Arc<Tail>,
-    log: Arc<dyn Log>,
-    settings: Settings,
-    since: u64,
-    tx: mpsc::Sender<Result<WatchEvent, Error>>,
-) {
+/// UNAVAILABLE when the log cannot be read, when this replica's data is older than
+/// `stale_after`, or when the server begins to shut down (the watcher reconnects,
+/// possibly to another replica), and ends quietly when the watcher goes away.
+async fn watch_loop(parts: WatchParts, since: u64, tx: mpsc::Sender<Result<WatchEvent, Error>>) {
+    let WatchParts {
+        tail,
+        log,
+        settings,
+        draining,
+    } = parts;
+    let mut draining = draining;
+    let shutdown = async move {
+        match draining.as_mut() {
+            Some(draining) => draining.started().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(shutdown);
     let mut head = tail.subscribe();
     let mut cursor = since;
     let mut first = true;
@@ -484,6 +514,10 @@ async fn watch_loop(
         tokio::select! {
             biased;
             () = tx.closed() => return,
+            () = &mut shutdown => {
+                let _ = tx.send(Err(Error::ShuttingDown)).await;
+                return;
+            }
             changed = head.changed() => {
                 if changed.is_err() {
                     return;

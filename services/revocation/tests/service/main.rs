@@ -17,5 +17,6 @@ mod embedded;
 mod postgres_outage;
 mod replicas;
 mod revoke_list_watch_snapshot;
+mod shutdown;
 mod snapshot_signer;
 mod support;
