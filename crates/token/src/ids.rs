@@ -90,12 +90,19 @@ macro_rules! id_type {
             }
         }
 
+        impl $name {
+            /// The text form without allocating (for lookups on hot paths).
+            pub fn text(&self) -> IdText {
+                let mut text = [0u8; ID_LEN * 2];
+                // 16 bytes always fit 32 hex digits.
+                let _ = hex::encode_to_slice(self.0, &mut text);
+                IdText(text)
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                let mut text = [0u8; ID_LEN * 2];
-                hex::encode_to_slice(self.0, &mut text).map_err(|_| fmt::Error)?;
-                // Only ASCII hex digits were written.
-                f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
+                f.write_str(self.text().as_str())
             }
         }
 
@@ -124,6 +131,18 @@ id_type!(
     DeviceId,
     "device_id"
 );
+
+/// An id's 32 lowercase hex digits, on the stack.
+#[derive(Clone, Copy)]
+pub struct IdText([u8; ID_LEN * 2]);
+
+impl IdText {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
 
 /// The 16 bytes of an id, or `None` unless `text` is exactly 32 lowercase hex digits.
 pub fn parse_id(text: &str) -> Option<[u8; ID_LEN]> {

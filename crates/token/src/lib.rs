@@ -50,7 +50,7 @@ pub use claims::{CertificateClaims, ID_LEN, OfflineClaims, OnlineClaims};
 pub use clock::unix_now;
 pub use envelope::ObjectType;
 pub use error::TokenError;
-pub use ids::{DeviceId, IdError, SubjectId, format_id, parse_id};
+pub use ids::{DeviceId, IdError, IdText, SubjectId, format_id, parse_id};
 pub use inspect::{CertificateSummary, Inspection, inspect};
 pub use issuer::{IssuedCertificate, IssuedToken, Issuer};
 pub use keyring::Keyring;

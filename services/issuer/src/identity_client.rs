@@ -413,23 +413,25 @@ mod tests {
     #[tokio::test]
     async fn smaller_findings_answers_and_misses_are_reused_for_their_ttl_only() {
         let inner = counting();
-        let cache = CachedIdentity::new(inner.clone(), Duration::from_millis(200), 10);
+        // Lookups between sleeps take microseconds; the TTLs leave a second's margin
+        // for a busy machine.
+        let cache = CachedIdentity::new(inner.clone(), Duration::from_secs(2), 10);
         for _ in 0..3 {
             assert!(cache.get_device(&device(1), None).await.unwrap().is_some());
         }
         assert_eq!(inner.calls.load(Ordering::SeqCst), 1);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(cache.get_device(&device(1), None).await.unwrap().is_some());
-        assert_eq!(inner.calls.load(Ordering::SeqCst), 2);
-        // Misses are remembered too, but only for the shorter MISS_TTL (here the
-        // cache's own 200 ms): junk repeating an unknown id costs one lookup.
+        // Misses are remembered too, but only for MISS_TTL (1 s, shorter than the
+        // cache's 2 s): junk repeating an unknown id costs one lookup a second.
         for _ in 0..3 {
             assert!(cache.get_device(&MISSING, None).await.unwrap().is_none());
         }
-        assert_eq!(inner.calls.load(Ordering::SeqCst), 3);
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 2);
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
         assert!(cache.get_device(&MISSING, None).await.unwrap().is_none());
-        assert_eq!(inner.calls.load(Ordering::SeqCst), 4);
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 3, "the miss expired");
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        assert!(cache.get_device(&device(1), None).await.unwrap().is_some());
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 4, "the answer expired");
     }
 
     #[tokio::test]
