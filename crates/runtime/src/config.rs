@@ -15,23 +15,32 @@
 //! | `CITYPASS_SERVER__REQUEST_TIMEOUT=2s` | `server.request_timeout` |
 //! | `CITYPASS_SERVER__OTLP_ENDPOINT=` (empty) | unsets the optional `server.otlp_endpoint` |
 //! | `CITYPASS_REDIS_URL=redis://…` | `redis_url` |
-//! | `CITYPASS_PEERS=a:1,b:2` | the list `peers` (comma-separated) |
+//! | `CITYPASS_PEERS=a:1,b:2` | the list `peers`, for a field read with [`list::deserialize`] |
 //!
 //! `<PREFIX>_CONFIG` is reserved for the path of the file itself ([`config_path_from_env`]),
 //! and `<PREFIX>_CLI_…` for the `citypass` command's own settings (`CITYPASS_CLI_CREDENTIAL`
 //! and the like): services ignore them, so exporting one in a shell never stops a
 //! service from starting.
 //! Values are typed by the field they land in: `"64"` becomes a number for a number field
-//! and stays text for a text field. Structs using [`ServerConfig`] nest it under a key
-//! (conventionally `server`), and reject unknown keys, so a misspelt variable or key is an
-//! error rather than a silently ignored setting.
+//! and stays text for a text field.
+//!
+//! Structs using [`ServerConfig`] nest it under a key (conventionally `server`), and reject
+//! unknown keys, so a misspelt variable or key is an error rather than a silently ignored
+//! setting.
+//!
+//! figment does the merging and the typing, with two providers of ours: `file` (the YAML
+//! read up front, so an unreadable or malformed file is its own error, and duplicate keys
+//! are refused) and `variables` (the convention above: figment's own `Env` guesses types
+//! from the look of a value, which would turn a numeric password into a number).
 
 pub mod duration;
+mod file;
 mod key_file;
 mod limits;
+pub mod list;
 mod store;
 mod tls;
-mod tree;
+mod variables;
 
 pub use key_file::KeyFile;
 pub use limits::CallerLimits;
@@ -48,7 +57,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use self::tree::{Node, NodeDeserializer};
+use figment::Figment;
+
+use self::file::File;
+use self::variables::Variables;
 use crate::environment::Environment;
 
 /// Why configuration could not be loaded. Every variant names the file, key or variable.
@@ -69,6 +81,9 @@ pub enum ConfigError {
         #[source]
         source: Box<serde_saphyr::Error>,
     },
+    /// The file parses, but its top level is not a mapping of keys.
+    #[error("config file {path}: the top level must be a mapping of keys")]
+    NotAMapping { path: PathBuf },
     /// A variable with the prefix cannot be used as a key.
     #[error("environment variable {var}: {reason}")]
     Environment { var: String, reason: &'static str },
@@ -111,25 +126,57 @@ pub fn load<T: DeserializeOwned>(path: Option<&Path>, env_prefix: &str) -> Resul
 }
 
 /// [`load`] with an explicit environment, so tests need not mutate the process's.
+///
+/// figment merges the file and the variables and types the result; values are extracted
+/// lossily because a variable's value is always text (see [`variables`]).
 pub fn load_from<T, I>(path: Option<&Path>, env_prefix: &str, vars: I) -> Result<T, ConfigError>
 where
     T: DeserializeOwned,
     I: IntoIterator<Item = (OsString, OsString)>,
 {
-    let mut root = match path {
-        Some(path) => read_file(path)?,
-        None => Node::Null,
-    };
-    apply_environment(&mut root, env_prefix, vars)?;
-    T::deserialize(NodeDeserializer(root)).map_err(|e| ConfigError::Invalid {
-        key: e.key(),
-        origin: match (&e.env, path) {
-            (Some(var), _) => Origin::Environment(var.clone()),
-            (None, Some(path)) => Origin::File(path.to_owned()),
-            (None, None) => Origin::Defaults,
-        },
-        message: e.message,
+    let mut figment = Figment::new();
+    if let Some(path) = path {
+        figment = figment.merge(File::read(path)?);
+    }
+    figment = figment.merge(Variables::collect(env_prefix, vars)?);
+    figment.extract_lossy().map_err(|errors| {
+        // figment reports every error it found; the first one is enough to act on.
+        let error = errors.into_iter().next();
+        let (key, origin, message) = match error {
+            Some(error) => (
+                error.path.join("."),
+                origin_of(&error),
+                error.kind.to_string(),
+            ),
+            None => (
+                String::new(),
+                Origin::Defaults,
+                "invalid configuration".into(),
+            ),
+        };
+        ConfigError::Invalid {
+            key,
+            origin,
+            message,
+        }
     })
+}
+
+/// Where the value that `error` is about came from.
+fn origin_of(error: &figment::Error) -> Origin {
+    let Some(metadata) = &error.metadata else {
+        return Origin::Defaults;
+    };
+    match &metadata.source {
+        Some(figment::Source::File(path)) => Origin::File(path.clone()),
+        _ if metadata.name == variables::NAME => {
+            let key: Vec<&str> = error.path.iter().map(String::as_str).collect();
+            Origin::Environment(
+                metadata.interpolate(&error.profile.clone().unwrap_or_default(), &key),
+            )
+        }
+        _ => Origin::Defaults,
+    }
 }
 
 /// Loads `T` from the file named by `<PREFIX>_CONFIG` (if set) and the environment: what
@@ -141,65 +188,6 @@ pub fn load_env<T: DeserializeOwned>(env_prefix: &str) -> Result<T, ConfigError>
 /// The config file named by `<PREFIX>_CONFIG`, if set.
 pub fn config_path_from_env(env_prefix: &str) -> Option<PathBuf> {
     std::env::var_os(format!("{env_prefix}_CONFIG")).map(PathBuf::from)
-}
-
-fn read_file(path: &Path) -> Result<Node, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    if text.trim().is_empty() {
-        return Ok(Node::Null);
-    }
-    serde_saphyr::from_str::<Node>(&text).map_err(|source| ConfigError::Parse {
-        path: path.to_owned(),
-        source: Box::new(source),
-    })
-}
-
-fn apply_environment<I>(root: &mut Node, env_prefix: &str, vars: I) -> Result<(), ConfigError>
-where
-    I: IntoIterator<Item = (OsString, OsString)>,
-{
-    let prefix = format!("{env_prefix}_");
-    let reserved = format!("{env_prefix}_CONFIG");
-    let command_line = format!("{env_prefix}_CLI_");
-    let mut overrides = Vec::new();
-    for (name, value) in vars {
-        // Variables of other programs may be anything; only ours must be UTF-8.
-        let Some(name) = name.to_str() else { continue };
-        let Some(rest) = name.strip_prefix(&prefix) else {
-            continue;
-        };
-        if name == reserved || name.starts_with(&command_line) {
-            continue;
-        }
-        let value = value.into_string().map_err(|_| ConfigError::Environment {
-            var: name.to_owned(),
-            reason: "value is not valid UTF-8",
-        })?;
-        let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
-        if path.iter().any(String::is_empty) {
-            return Err(ConfigError::Environment {
-                var: name.to_owned(),
-                reason: "empty key segment (check for stray or tripled underscores)",
-            });
-        }
-        overrides.push((name.to_owned(), path, value));
-    }
-    // Deterministic regardless of the environment's order: a parent set after its child
-    // would otherwise erase the child.
-    overrides.sort_by(|a, b| a.1.len().cmp(&b.1.len()).then_with(|| a.0.cmp(&b.0)));
-    for (name, path, value) in overrides {
-        root.set(
-            &path,
-            Node::Scalar {
-                text: value,
-                env: Some(name),
-            },
-        );
-    }
-    Ok(())
 }
 
 /// What every gRPC service needs to run, whatever it does.

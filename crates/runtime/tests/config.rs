@@ -15,7 +15,10 @@ use serde::Deserialize;
 struct ServiceConfig {
     server: ServerConfig,
     redis_url: String,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "citypass_runtime::config::list::deserialize"
+    )]
     replicas: Vec<String>,
     #[serde(default)]
     fail_open: bool,
@@ -163,8 +166,12 @@ fn a_misspelt_key_in_the_file_names_key_and_file() {
     assert_eq!(key, "server.request_timout");
     assert_eq!(origin, &Origin::File(file.path().to_owned()));
     assert!(
-        message.contains("unknown field `request_timout`"),
+        message.contains("unknown field") && message.contains("`request_timout`"),
         "{message}"
+    );
+    assert!(
+        message.contains("`request_timeout`"),
+        "names what is expected: {message}"
     );
     assert!(err.to_string().contains(&file.path().display().to_string()));
 }
@@ -285,4 +292,26 @@ fn the_command_lines_variables_are_not_a_services() {
     )
     .expect_err("unknown key");
     assert!(err.to_string().contains("CITYPASS_IDENTITY_URL"), "{err}");
+}
+
+#[test]
+fn a_value_is_typed_by_its_field_never_by_its_look() {
+    // Digits stay text in a text field, a comma stays in a string, and the same digits
+    // become a number where the field asks for one.
+    let config: ServiceConfig = load_from(
+        None,
+        "CITYPASS",
+        env(&[
+            ("CITYPASS_SERVER__SERVICE_NAME", "12345"),
+            ("CITYPASS_SERVER__LOG_FILTER", "info,citypass=debug"),
+            ("CITYPASS_SERVER__CONCURRENCY_LIMIT", "12345"),
+            ("CITYPASS_REDIS_URL", "true"),
+        ]),
+    )
+    .expect("loads");
+    assert_eq!(config.server.service_name, "12345");
+    assert_eq!(config.server.log_filter, "info,citypass=debug");
+    assert_eq!(config.server.concurrency_limit.get(), 12345);
+    assert_eq!(config.redis_url, "true");
+    assert!(config.replicas.is_empty());
 }
