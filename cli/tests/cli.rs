@@ -182,6 +182,79 @@ fn keys_generate_add_rotate_and_revoke() {
     assert!(jwks.contains("\"revoked\""));
 }
 
+/// The subject-sealing key rotates by key id: `sealing-add` stages a key (it opens,
+/// it does not seal), `sealing-rotate` switches sealing to it and retires the old one;
+/// `keys show` lists ids and statuses, never a key.
+#[test]
+fn keys_sealing_key_add_and_rotate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    assert!(citypass(&["keys", "generate", "--dir", d]).status.success());
+    let show = || json(&citypass(&["keys", "show", "--dir", d, "--json"]));
+    let first = show()["subject_key_id"].as_u64().unwrap();
+    assert!(
+        citypass(&["keys", "sealing-add", "--dir", d])
+            .status
+            .success()
+    );
+    let v = show();
+    assert_eq!(v["subject_key_id"], first, "staged, not sealing");
+    let staged = v["subject_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["status"] == "staged")
+        .unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    let rotated = citypass(&[
+        "keys",
+        "sealing-rotate",
+        "--dir",
+        d,
+        "--retire-after",
+        "600",
+    ]);
+    assert!(rotated.status.success(), "{}", stdout(&rotated));
+    let v = show();
+    assert_eq!(v["subject_key_id"], staged);
+    let old = v["subject_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == first)
+        .unwrap()
+        .clone();
+    assert_eq!(old["status"], "retired");
+    assert!(old["valid_until_unix"].is_u64());
+    let ring = std::fs::read_to_string(dir.path().join("keyring.json")).unwrap();
+    let secret = serde_json::from_str::<serde_json::Value>(&ring).unwrap()["subject_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let text = stdout(&citypass(&["keys", "show", "--dir", d]));
+    assert!(text.contains("retired, opens until") && text.contains("sealing"));
+    assert!(!text.contains(&secret), "show never prints a sealing key");
+    let jwks = std::fs::read_to_string(dir.path().join("keyset.jwks.json")).unwrap();
+    assert!(
+        !jwks.contains(&secret),
+        "the sealing key is never published"
+    );
+    assert!(
+        !citypass(&[
+            "keys",
+            "sealing-rotate",
+            "--dir",
+            d,
+            "--retire-after",
+            "172801",
+        ])
+        .status
+        .success(),
+        "a retirement longer than anything sealed lives is refused"
+    );
+}
+
 fn signing_kid(dir: &Path) -> String {
     let ring = std::fs::read_to_string(dir.join("keyring.json")).unwrap();
     let start = ring.find("\"signing_kid\": \"").unwrap() + 16;

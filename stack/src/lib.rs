@@ -207,6 +207,8 @@ impl Stack {
         // Identity.
         let mut identity_config = IdentityConfig::dev();
         identity_config.server = server("identity", identity, pki.service(&ca, "identity")?);
+        // Likewise Enrol's own attempt limit per address (the per-document one stays).
+        identity_config.enrol_attempts_per_address = 100_000;
         if let IdentityStore::Postgres(url) = &config.identity_store {
             identity_config.database = Some(PostgresConfig::new(url.clone()));
         }

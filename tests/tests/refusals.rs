@@ -37,6 +37,7 @@ fn enrol_request(number: &str) -> EnrolRequest {
         document_type: DocumentType::ResidentIdCard.into(),
         document_number: number.to_owned(),
         name: "李四".to_owned(),
+        request_id: String::new(),
     }
 }
 
@@ -79,8 +80,10 @@ async fn wrong_check_digit_is_invalid_argument_and_stores_nothing() {
     t.shutdown().await;
 }
 
+/// A duplicate enrolment gets the one refusal of Enrol, which does not say the
+/// document is enrolled (security finding 8).
 #[tokio::test]
-async fn duplicate_enrolment_is_already_exists_and_changes_nothing() {
+async fn duplicate_enrolment_is_refused_and_changes_nothing() {
     let t = TestStack::with_ring(&dev_ring()).await;
     let mut identity = t.identity().await;
     let number = resident_id();
@@ -94,14 +97,14 @@ async fn duplicate_enrolment_is_already_exists_and_changes_nothing() {
 
     expect_code(
         within("enrol again", identity.enrol(enrol_request(&number))).await,
-        Code::AlreadyExists,
+        Code::FailedPrecondition,
     );
     // The same document written in lower case is the same document.
     let lower_x = format!("{}x", &number[..17]);
     if number.ends_with('X') {
         expect_code(
             within("enrol again", identity.enrol(enrol_request(&lower_x))).await,
-            Code::AlreadyExists,
+            Code::FailedPrecondition,
         );
     }
     assert_eq!(
@@ -170,6 +173,7 @@ async fn unknown_subject_is_not_found_and_changes_nothing() {
             identity.list_devices(ListDevicesRequest {
                 subject_id: nobody.clone(),
                 include_unbound: true,
+                ..ListDevicesRequest::default()
             }),
         )
         .await,

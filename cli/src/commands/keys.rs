@@ -5,13 +5,16 @@
 //! (`keyset.jwks.json`) are always written together, so the published set can never
 //! lag the ring. The snapshot key (`snapshot-key.json`, private, mode 0600) is a file
 //! of its own, for the revocation service only; the ring lists its public half, which
-//! the issuer publishes with usage `revocation-snapshot`. See keys/README.md for the
-//! rotation procedures these steps implement.
+//! the issuer publishes with usage `revocation-snapshot`. The subject-sealing keys live
+//! in the ring too (secret, never published): `sealing-add` and `sealing-rotate` rotate
+//! them by key id. See keys/README.md for the rotation procedures these steps implement.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use citypass_token::{KeyStatus, Keyring, Kid, PublishedKey, SnapshotKey, SystemRandom};
+use citypass_token::{
+    KeyStatus, Keyring, Kid, PublishedKey, SnapshotKey, SubjectKeyStatus, SystemRandom,
+};
 use clap::Subcommand;
 
 use super::clock;
@@ -24,6 +27,10 @@ pub const JWKS: &str = "keyset.jwks.json";
 pub const SNAPSHOT_KEY: &str = "snapshot-key.json";
 /// A snapshot key published but not yet signing (step 1 of its rotation).
 pub const NEXT_SNAPSHOT_KEY: &str = "snapshot-key.next.json";
+/// Longest `sealing-rotate --retire-after`: two days. Nothing sealed lives longer than a
+/// device certificate (24 h at most, what gates accept) plus the clock skew, and a
+/// retired sealing key kept longer only widens what a leak of it would open.
+pub const MAX_SEALING_RETIRE_AFTER: u64 = 2 * 86_400;
 
 #[derive(Subcommand)]
 pub enum KeysCommand {
@@ -89,13 +96,34 @@ pub enum KeysCommand {
         #[arg(long, default_value_t = 3_600)]
         retire_after: u64,
     },
+    /// Stage a new subject-sealing key in the ring: it opens what it will seal from
+    /// the next deployment of the ring on, and seals nothing yet (step 1 of a sealing
+    /// key rotation).
+    SealingAdd {
+        /// Folder of keyring.json and keyset.jwks.json.
+        #[arg(long, default_value = "keys/dev")]
+        dir: PathBuf,
+    },
+    /// Switch sealing to the staged subject key (staging one if none is) and retire
+    /// the old one, which keeps opening what it sealed for `--retire-after` more
+    /// seconds.
+    SealingRotate {
+        /// Folder of keyring.json and keyset.jwks.json.
+        #[arg(long, default_value = "keys/dev")]
+        dir: PathBuf,
+        /// How long subjects sealed with the old key keep opening: at least the
+        /// longest certificate lifetime (`issuance.certificate_max_lifetime`) plus the
+        /// clock skew; at most two days.
+        #[arg(long, default_value_t = 86_400 + 300)]
+        retire_after: u64,
+    },
     /// Print the key ring's public summary.
     Show {
         /// Folder of keyring.json and keyset.jwks.json.
         #[arg(long, default_value = "keys/dev")]
         dir: PathBuf,
-        /// Print one JSON object (iss, dev, signing_kid, snapshot_kid, keys) instead of
-        /// text.
+        /// Print one JSON object (iss, dev, signing_kid, snapshot_kid, keys,
+        /// subject_key_id, subject_keys) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -191,6 +219,30 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                 None => println!("snapshots are signed with {next}"),
             }
         }
+        KeysCommand::SealingAdd { dir } => {
+            let mut ring = load(&dir)?;
+            let id = ring.add_subject_key(&rng)?;
+            save(&dir, &ring)?;
+            println!(
+                "staged subject key {id}; it seals after `citypass keys sealing-rotate` once every holder of the ring has reloaded it"
+            );
+        }
+        KeysCommand::SealingRotate { dir, retire_after } => {
+            if retire_after > MAX_SEALING_RETIRE_AFTER {
+                bail!(
+                    "--retire-after {retire_after} is longer than anything sealed lives; at most {MAX_SEALING_RETIRE_AFTER} s"
+                );
+            }
+            let mut ring = load(&dir)?;
+            let old = ring.subject_key_id();
+            let now = clock::now()?;
+            let new = ring.rotate_subject_key(now, retire_after, &rng)?;
+            save(&dir, &ring)?;
+            println!(
+                "sealing with subject key {new}; {old} retired, opens until {}",
+                clock::show(now.saturating_add(retire_after))
+            );
+        }
         KeysCommand::Show { dir, json } => {
             let ring = load(&dir)?;
             let set = ring.public_keyset()?;
@@ -206,6 +258,8 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                         "signing_kid": signing.to_hex(),
                         "snapshot_kid": snapshot.map(|k| k.to_hex()),
                         "keys": set.keys().iter().map(|k| key_json(k, &signers)).collect::<Vec<_>>(),
+                        "subject_key_id": ring.subject_key_id(),
+                        "subject_keys": ring.subject_key_statuses().into_iter().map(subject_key_json).collect::<Vec<_>>(),
                     })
                 );
                 return Ok(());
@@ -221,6 +275,9 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             );
             for k in set.keys() {
                 println!("{}", key_line(k, &signers));
+            }
+            for (id, status) in ring.subject_key_statuses() {
+                println!("{}", subject_key_line(id, status));
             }
             if snapshot.is_some_and(|kid| !ring.publishes_snapshot_key(kid)) {
                 println!(
@@ -340,6 +397,31 @@ pub fn key_line(key: &PublishedKey, signers: &[Option<Kid>]) -> String {
         "{}  {alg:<5}  {:<19}  {status}{mark}",
         key.kid(),
         key.usage.name()
+    )
+}
+
+/// One subject-sealing key as a line: its id and status (never the key).
+fn subject_key_line(id: u8, status: SubjectKeyStatus) -> String {
+    let status = match status {
+        SubjectKeyStatus::Sealing => "sealing".to_owned(),
+        SubjectKeyStatus::Staged => "staged".to_owned(),
+        SubjectKeyStatus::Retired { valid_until } => {
+            format!("retired, opens until {}", clock::show(valid_until))
+        }
+    };
+    format!("subject key {id:<3}  ChaCha20-Poly1305  {status}")
+}
+
+/// One subject-sealing key as JSON: id, status, valid_until (retired keys).
+fn subject_key_json((id, status): (u8, SubjectKeyStatus)) -> serde_json::Value {
+    let (status, valid_until) = match status {
+        SubjectKeyStatus::Sealing => ("sealing", None),
+        SubjectKeyStatus::Staged => ("staged", None),
+        SubjectKeyStatus::Retired { valid_until } => ("retired", Some(valid_until)),
+    };
+    clock::with_times(
+        serde_json::json!({ "id": id, "status": status }),
+        &[("valid_until", valid_until)],
     )
 }
 

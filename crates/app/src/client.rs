@@ -110,6 +110,8 @@ impl App {
                 document_type: document_type.into(),
                 document_number: document_number.to_owned(),
                 name: name.to_owned(),
+                // One attempt per call, no retry of it: no request id needed.
+                request_id: String::new(),
             })
             .await
             .map_err(rpc("identity"))?

@@ -62,7 +62,10 @@ pub struct FollowerConfig {
     /// `XREAD COUNT` (default 1000).
     pub read_count: usize,
     /// While the stream is healthy, List since the epoch this often (default `5s`): a
-    /// failed publish that no later entry reveals as a gap is still picked up.
+    /// failed publish that no later entry reveals as a gap is still picked up, and the
+    /// set's chain hash is compared with the service's head. Stream reads keep the
+    /// data fresh only while the last such check succeeded within `check_interval +
+    /// request_timeout`.
     pub check_interval: Duration,
     /// While Redis is lost, List since the epoch this often (default `1s`), so
     /// enforcement continues through the service.

@@ -16,6 +16,8 @@ pub(crate) struct Counters {
     pub(crate) gaps: AtomicU64,
     pub(crate) resyncs: AtomicU64,
     pub(crate) resync_failures: AtomicU64,
+    pub(crate) conflicts: AtomicU64,
+    pub(crate) rebuilds: AtomicU64,
     pub(crate) list_pages: AtomicU64,
     pub(crate) redis_errors: AtomicU64,
     pub(crate) watch_messages: AtomicU64,
@@ -55,6 +57,14 @@ pub struct MetricsSnapshot {
     pub resyncs: u64,
     /// Failed List resyncs (`citypass.revocation.resync_failures`).
     pub resync_failures: u64,
+    /// Entries whose chain hash conflicted with the one applied (or held) at their
+    /// epoch; each makes the follower ask the service
+    /// (`citypass.revocation.chain_conflicts`).
+    pub conflicts: u64,
+    /// Times the set was found off the service's chain (it had applied an entry the
+    /// service's log does not have) and was rebuilt from List
+    /// (`citypass.revocation.rebuilds`).
+    pub rebuilds: u64,
     /// List pages read (`revocation_follower_list_pages_total`).
     pub list_pages: u64,
     /// Redis errors, connection failures and disconnects (`citypass.revocation.redis_errors`).
@@ -98,6 +108,8 @@ impl Counters {
             gaps: get(&self.gaps),
             resyncs: get(&self.resyncs),
             resync_failures: get(&self.resync_failures),
+            conflicts: get(&self.conflicts),
+            rebuilds: get(&self.rebuilds),
             list_pages: get(&self.list_pages),
             redis_errors: get(&self.redis_errors),
             watch_messages: get(&self.watch_messages),

@@ -8,8 +8,9 @@
 //!   resyncs from RevocationService.List (paged, since its epoch) at start-up, on a gap
 //!   that does not fill within the gap window, after losing Redis (it then polls List
 //!   until Redis is back, so enforcement continues through the service), and every
-//!   `check_interval` as a safety net for publishes that failed silently. See
-//!   `redis_source` for the exact protocol.
+//!   `check_interval` as a safety net for publishes that failed silently and as the
+//!   check of the set's chain against the service's head. See `redis_source` for the
+//!   exact protocol.
 //! - **Watch** ([`Source::Watch`], `citypass dev` and offline tooling): follows
 //!   RevocationService.Watch over gRPC; the service's heartbeats bound the age.
 //!
@@ -17,13 +18,27 @@
 //! entry above a missing epoch is held for the gap window, and the set never has a
 //! hole ([`RevocationSet::apply`] refuses one).
 //!
+//! **Redis is not trusted** (security review, finding 6): whoever can write to it can
+//! append a forged message, delete one, or replace one. Every entry carries the log's
+//! hash chain (`citypass_revocation::chain`) and is applied only if it continues the
+//! set's chain; every List page and Watch heartbeat carries the service's head (epoch
+//! and chain hash, signed), and a resync ends only once the set's chain hash is the
+//! service's. A stream entry off the chain, or one that conflicts with what was applied
+//! at its epoch, makes the follower ask the service; a set found off the service's
+//! chain (it applied a forgery that chained onto its head) cannot un-apply it, so it is
+//! rebuilt from List since epoch 0, checked all the way, and swapped in (counted in
+//! `rebuilds`). A deleted message shows as a gap, or, when nothing follows it, at the
+//! next periodic check.
+//!
 //! Readers hold a [`RevocationView`]: cheap to clone, every query answered from memory
 //! under a read lock, with the [`Freshness`] (epoch and age) of the data. **Age** is
-//! the time since the follower last heard from the log: a stream read with no gap
-//! outstanding, a List resync that reached the head, or a Watch message (heartbeats
-//! included); not the time since the last entry. Any Redis error marks the stream
-//! untrusted: the age then grows until List or the stream answers again. Callers act
-//! on the age (the issuer refuses to issue on data older than its `max_age`).
+//! the time since the follower last heard from the log: a List resync that reached the
+//! head and confirmed the chain, a Watch message (heartbeats included), or a stream
+//! read with no gap outstanding while the last confirmed check is at most
+//! `check_interval + request_timeout` old; not the time since the last entry. So with
+//! List checks failing the data ages even while Redis answers, and any Redis error
+//! marks the stream untrusted: the age then grows until List answers again. Callers
+//! act on the age (the issuer refuses to issue on data older than its `max_age`).
 //!
 //! Memory stays bounded: expired token and certificate entries are pruned every
 //! `prune_interval`, and entries held above a gap are capped (`max_pending`).
@@ -66,8 +81,8 @@ pub use counters::MetricsSnapshot;
 /// Names of the OpenTelemetry instruments a follower registers on the global meter.
 pub mod metric_names {
     pub use crate::metrics::{
-        AGE, ENTRIES_APPLIED, EPOCH, GAPS, REDIS_ERRORS, RESYNC_FAILURES, RESYNCS,
-        SOURCE_ATTRIBUTE, STREAM_MESSAGES,
+        AGE, CHAIN_CONFLICTS, ENTRIES_APPLIED, EPOCH, GAPS, REBUILDS, REDIS_ERRORS,
+        RESYNC_FAILURES, RESYNCS, SOURCE_ATTRIBUTE, STREAM_MESSAGES,
     };
 }
 pub use resync::RevocationClient;

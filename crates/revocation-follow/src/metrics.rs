@@ -34,6 +34,10 @@ pub const ENTRIES_APPLIED: &str = "citypass.revocation.entries_applied";
 pub const RESYNCS: &str = "citypass.revocation.resyncs";
 /// Failed List resyncs (counter).
 pub const RESYNC_FAILURES: &str = "citypass.revocation.resync_failures";
+/// Sets rebuilt from List because they were off the service's chain (counter).
+pub const REBUILDS: &str = "citypass.revocation.rebuilds";
+/// Entries whose chain hash conflicted with the one applied at their epoch (counter).
+pub const CHAIN_CONFLICTS: &str = "citypass.revocation.chain_conflicts";
 /// Gaps opened (counter).
 pub const GAPS: &str = "citypass.revocation.gaps";
 /// Redis errors, connection failures and disconnects (counter; `source=redis` only).
@@ -102,6 +106,18 @@ pub(crate) fn register(shared: &Arc<Shared>, source: &Source) {
             "Gaps opened: entries held above a missing epoch",
             "{gap}",
             |m| &m.gaps,
+        ),
+        (
+            REBUILDS,
+            "Revocation sets rebuilt from List because they were off the service's hash chain",
+            "{rebuild}",
+            |m| &m.rebuilds,
+        ),
+        (
+            CHAIN_CONFLICTS,
+            "Revocation entries whose chain hash conflicted with the one applied at their epoch",
+            "{entry}",
+            |m| &m.conflicts,
         ),
         (
             STREAM_MESSAGES,

@@ -7,14 +7,26 @@
 //!    the List read began: List covers it. Everything after the anchor is read from the
 //!    stream. Duplicates of what List returned are dropped by epoch.
 //! 2. Tail: `XREAD BLOCK` from the last id read; entries go through the
-//!    [`Sequencer`] (epoch order, gaps held for the gap window, then a List resync).
-//!    A successful read with no gap outstanding counts as hearing from the log; while a
-//!    gap is open or a needed resync has not succeeded, the age keeps growing.
+//!    [`Sequencer`] (epoch order, gaps held for the gap window, then a List resync;
+//!    each entry applied only if it follows the set's hash chain). An entry that does
+//!    not, or that conflicts with the one applied or held at its epoch, asks for a
+//!    resync at once, which confirms the set's chain with the service's or rebuilds the
+//!    set (see `resync`).
 //! 3. Every `check_interval`, List since the epoch anyway: a publish that failed with
-//!    no later entry to reveal the gap is picked up there. A failed check alone does
-//!    not age the data (the stream is still the log's fan-out); it is retried.
+//!    no later entry to reveal the gap is picked up there, and the set's chain hash is
+//!    compared with the service's head, which reveals a forged entry that chained onto
+//!    the set's head and whose real counterpart never came (deleted from the stream).
 //!    Resyncs run concurrently with the stream reads, so a slow List never holds up
 //!    entries arriving on the stream.
+//!
+//!    **Freshness.** Redis alone vouches for nothing (security review, finding 6):
+//!    anyone who can write to it can keep it answering while hiding entries. A
+//!    successful read with no gap outstanding and no resync needed counts as hearing
+//!    from the log only while the last *confirmed* check (a resync that ended on the
+//!    service's head with the same chain hash) is at most `check_interval +
+//!    request_timeout` old, which a healthy follower always is. When List checks fail,
+//!    the data therefore ages like any data the service no longer vouches for, and
+//!    callers (the issuer's `max_age`) fail closed; the checks are retried.
 //! 4. Any Redis error, timeout or disconnect ends the tail: the stream is no longer
 //!    trusted (messages may have been lost while it was down, and a restarted Redis
 //!    has a new stream), held entries are dropped, and the follower polls List every
@@ -36,6 +48,7 @@ use crate::counters::inc;
 use crate::prune::{Pruner, clamp};
 use crate::resync::{ResyncError, RevocationClient, resync};
 use crate::retry::Retry;
+use crate::sequencer::Origin;
 use crate::source_state::SourceState;
 use crate::state::Shared;
 
@@ -238,7 +251,7 @@ async fn tail(
                         let epoch: Option<Vec<u8>> = message.get(FIELD_EPOCH);
                         let entry: Option<Vec<u8>> = message.get(FIELD_ENTRY);
                         match decode_message(epoch.as_deref(), entry.as_deref()) {
-                            Ok(entry) => entries.push(entry),
+                            Ok(chained) => entries.push(chained),
                             Err(err) => {
                                 inc(&shared.metrics.invalid_messages);
                                 tracing::warn!(error = %err, id = %message.id, "undecodable revocation stream message; resyncing");
@@ -248,10 +261,15 @@ async fn tail(
                         last_id = message.id;
                     }
                 }
-                if shared.offer(entries).invalid {
+                let offered = shared.offer(Origin::Stream, entries);
+                if offered.invalid || offered.conflict {
+                    // Only the service can say which of two chains is the log.
                     wanted += 1;
                 }
-                if done >= wanted && !shared.sequencer().has_gap() {
+                if done >= wanted
+                    && !shared.sequencer().has_gap()
+                    && shared.confirmed_within(config.check_interval + config.request_timeout)
+                {
                     shared.heard();
                 }
             }
@@ -272,7 +290,9 @@ async fn tail(
                             failing = true;
                         }
                         // A failed periodic check leaves the stream's data as complete
-                        // as it was; a failed needed resync leaves it incomplete.
+                        // as it was, but unconfirmed: it ages once the last confirmation
+                        // is older than the window; a failed needed resync leaves it
+                        // incomplete.
                         next_resync = Instant::now() + config.retry_interval;
                         next_check = next_check.max(next_resync);
                     }

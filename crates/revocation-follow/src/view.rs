@@ -53,10 +53,11 @@ impl RevocationView {
         self.shared.epoch()
     }
 
-    /// Time since the follower last heard from the log (a stream read with no gap
-    /// outstanding, a List resync reaching the head, a Watch message or heartbeat);
-    /// `None` before the first sync. Not the time since the last entry: a quiet log
-    /// read a second ago is one second old.
+    /// Time since the follower last heard from the log (a List resync reaching the
+    /// head and confirming the chain, a Watch message or heartbeat, a stream read with
+    /// no gap outstanding while the last confirmed check is recent: see the crate
+    /// documentation); `None` before the first sync. Not the time since the last
+    /// entry: a quiet log read a second ago is one second old.
     pub fn age(&self) -> Option<Duration> {
         self.shared.age()
     }

@@ -9,20 +9,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use citypass_proto::v1::ListRequest;
-use citypass_revocation::proto::from_proto;
-use citypass_revocation::{RevocationSet, TargetKind};
+use citypass_revocation::proto::{from_proto, head_from_proto};
+use citypass_revocation::{
+    Action, Chained, Entry, ReinstateReason, RevocationSet, Target, TargetKind,
+};
 use citypass_revocation_follow::{Follower, FollowerConfig, Source, SourceState};
-use citypass_revocation_service::{LocalPublisher, MemoryLog};
+use citypass_revocation_service::{LocalPublisher, MemoryLog, Publisher as _};
 use support::{
-    Client, Controlled, Mode, PrivateRedis, eventually, follower_config, head, postgres_log,
-    random_id, redis_publisher, redis_source, reinstate, revoke, revoke_token,
-    revoke_token_expiring, serve, service_settings, set_database_available, stream_key,
+    Client, Controlled, Mode, PrivateRedis, attacker, eventually, follower_config, head,
+    last_message, postgres_log, random_id, redis_publisher, redis_source, reinstate, revoke,
+    revoke_token, revoke_token_expiring, serve, service_settings, set_database_available,
+    stream_key, xadd, xadd_deleted,
 };
 use tonic::Code;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// The whole log read with List, applied to a fresh set.
+/// The whole log read with List, applied to a fresh set on the chain; it ends on the
+/// head List reports.
 async fn set_from_list(client: &mut Client) -> RevocationSet {
     let mut set = RevocationSet::new();
     loop {
@@ -36,12 +40,63 @@ async fn set_from_list(client: &mut Client) -> RevocationSet {
             .unwrap()
             .into_inner();
         for entry in &page.entries {
-            set.apply(from_proto(entry).unwrap()).unwrap();
+            set.apply_chained(from_proto(entry).unwrap()).unwrap();
         }
         if set.epoch() >= page.head_epoch {
+            let head = head_from_proto(page.head.as_ref().unwrap()).unwrap().head;
+            assert_eq!(set.head(), head, "the log's entries chain to its head");
             return set;
         }
     }
+}
+
+/// Waits until the follower's set is the log's (same epoch, chain hash and entries).
+async fn ends_equal_to_the_log(follower: &Follower, client: &mut Client) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let log = set_from_list(client).await;
+        if follower.to_set() == log && follower.epoch() == log.epoch() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the follower did not end equal to the log: follower at {:?}, log at {:?}; {:?}",
+            follower.to_set().head(),
+            log.head(),
+            follower.metrics()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A forged reinstatement of `subject` at `epoch`, with the chain hash a forger
+/// computes from the stream's last message (the hash is not keyed: anyone can).
+async fn forge_reinstatement(
+    connection: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    epoch: u64,
+    subject: &str,
+) -> Chained {
+    let last = last_message(connection, key).await;
+    assert_eq!(
+        last.entry.epoch + 1,
+        epoch,
+        "the forger appends the next epoch"
+    );
+    let forged = Chained::link(
+        &last.chain,
+        Entry {
+            epoch,
+            target: Target::parse(TargetKind::Subject, subject).unwrap(),
+            action: Action::Reinstate {
+                reason: ReinstateReason::ErrorCorrected,
+            },
+            expires_at: None,
+            created_at: support::now(),
+        },
+    );
+    xadd(connection, key, &forged).await;
+    forged
 }
 
 async fn wait_epoch(follower: &Follower, epoch: u64) {
@@ -274,14 +329,12 @@ async fn with_postgres_down_followers_keep_their_set_and_report_its_age() {
     assert_ne!(watching.source_state(), SourceState::Watching);
     assert!(watching.metrics().watch_errors >= 1);
 
-    // Redis mode: the stream is alive and nothing can be acknowledged while the log is
-    // down, so the data stays fresh; the failing List checks are counted.
+    // Redis mode: the stream is alive, but it vouches for nothing on its own: the
+    // failing List checks are counted, and once the last confirmed check is older than
+    // `check_interval + request_timeout` the data ages too (security finding 6; see
+    // `finding_6_failing_list_checks_make_the_stream_data_age`).
     let streamed = streaming.metrics();
     assert!(streamed.resync_failures >= 1, "{streamed:?}");
-    assert!(
-        streamed.age.unwrap() < Duration::from_secs(2),
-        "{streamed:?}"
-    );
     assert!(streaming.token_revoked(&cti));
     assert_eq!(streaming.epoch(), epoch);
 
@@ -427,4 +480,189 @@ async fn redis_killed_and_restarted_loses_no_acknowledged_revocation() {
         "{:?}",
         follower.metrics()
     );
+}
+
+/// Security finding 6: the follower kept the first entry it saw for an epoch and
+/// resynced only after its epoch, so a stream message forged at the head's next epoch
+/// (here: a reinstatement of a revoked subject, with a chain hash the forger computed)
+/// replaced the real entry (a token revocation) for good. Now the real entry's chain
+/// hash conflicts with the forged one; the follower asks the service, finds its set off
+/// the service's chain, rebuilds it, and ends equal to the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_6_a_forged_stream_entry_is_detected_and_the_follower_ends_equal_to_the_log() {
+    let (log, _) = postgres_log().await;
+    let key = stream_key();
+    let redis_url = citypass_testkit::redis_url();
+    let publisher = Controlled::new(redis_publisher(&redis_url, &key).await);
+    let service = serve(log, publisher.clone(), service_settings()).await;
+    let client = &mut service.client.clone();
+    let mut config = follower_config(redis_source(&redis_url, &key));
+    // No periodic check within the test: the stream alone must reveal the forgery.
+    config.check_interval = Duration::from_secs(60);
+    let follower = start(config, &service);
+    tokio::time::timeout(WAIT, follower.wait_synced())
+        .await
+        .unwrap();
+    let subject = random_id();
+    let (_, _) = revoke_token(client).await;
+    let revoked = revoke(client, TargetKind::Subject, &subject).await;
+    wait_epoch(&follower, revoked).await;
+    assert!(follower.issuance_blocked_subject(&subject));
+
+    // The real next entry is committed; its append is slow (held).
+    publisher.set(Mode::Hold);
+    let (hidden, real) = revoke_token(client).await;
+    assert_eq!(real, revoked + 1);
+    // Someone with write access to Redis appends a forgery at that epoch first.
+    let mut redis = attacker(&redis_url).await;
+    let forged = forge_reinstatement(&mut redis, &key, real, &subject).await;
+    // It chains onto the follower's head, so it is applied at first...
+    wait_epoch(&follower, real).await;
+    assert!(
+        !follower.issuance_blocked_subject(&subject),
+        "the forgery was applied"
+    );
+    assert_eq!(follower.to_set().chain(), forged.chain);
+    // ...until the real entry arrives.
+    publisher.set(Mode::Pass);
+    assert_eq!(publisher.release_reversed().await, 1);
+    ends_equal_to_the_log(&follower, client).await;
+    assert!(
+        follower.issuance_blocked_subject(&subject),
+        "the forgery is gone"
+    );
+    assert!(
+        follower.token_revoked(&hidden),
+        "the real entry is in force"
+    );
+    let metrics = follower.metrics();
+    assert!(metrics.conflicts >= 1, "{metrics:?}");
+    assert!(metrics.rebuilds >= 1, "{metrics:?}");
+
+    // Life goes on: later entries arrive through the stream again.
+    let (next, epoch) = revoke_token(client).await;
+    wait_epoch(&follower, epoch).await;
+    assert!(follower.token_revoked(&next));
+    ends_equal_to_the_log(&follower, client).await;
+}
+
+/// Security finding 6, the other way to hide an entry: delete it from the stream. A
+/// deleted message followed by another shows as a gap (List fills it); a deleted
+/// message replaced by a forgery at its epoch, with nothing after it, is found by the
+/// periodic check, which compares the set's chain hash with the service's head. Both
+/// times the follower ends equal to the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_6_a_deleted_stream_entry_is_detected_and_the_follower_ends_equal_to_the_log() {
+    let (log, _) = postgres_log().await;
+    let key = stream_key();
+    let redis_url = citypass_testkit::redis_url();
+    let real_publisher = redis_publisher(&redis_url, &key).await;
+    let publisher = Controlled::new(real_publisher.clone());
+    let service = serve(log, publisher.clone(), service_settings()).await;
+    let client = &mut service.client.clone();
+    // The test timings: a periodic check every second.
+    let follower = start(follower_config(redis_source(&redis_url, &key)), &service);
+    tokio::time::timeout(WAIT, follower.wait_synced())
+        .await
+        .unwrap();
+    let subject = random_id();
+    let revoked = revoke(client, TargetKind::Subject, &subject).await;
+    wait_epoch(&follower, revoked).await;
+    let mut redis = attacker(&redis_url).await;
+
+    // Two entries; the first is appended and deleted before anyone reads it.
+    publisher.set(Mode::Hold);
+    let (deleted, first) = revoke_token(client).await;
+    let (after, second) = revoke_token(client).await;
+    publisher.set(Mode::Pass);
+    let held = publisher.take_held();
+    assert_eq!(held.len(), 2);
+    let gaps = follower.metrics().gaps;
+    xadd_deleted(&mut redis, &key, &held[0].chained()).await;
+    real_publisher
+        .publish(std::slice::from_ref(&held[1]))
+        .await
+        .unwrap();
+    wait_epoch(&follower, second).await;
+    assert!(follower.token_revoked(&deleted), "healed from List");
+    assert!(follower.token_revoked(&after));
+    assert!(follower.metrics().gaps > gaps, "{:?}", follower.metrics());
+    assert_eq!(first + 1, second);
+    ends_equal_to_the_log(&follower, client).await;
+
+    // The next entry never reaches the stream (deleted, or its append suppressed);
+    // a forgery takes its epoch, and nothing follows.
+    let rebuilds = follower.metrics().rebuilds;
+    publisher.set(Mode::Drop);
+    let (hidden, real) = revoke_token(client).await;
+    publisher.set(Mode::Pass);
+    forge_reinstatement(&mut redis, &key, real, &subject).await;
+    ends_equal_to_the_log(&follower, client).await;
+    assert!(
+        follower.token_revoked(&hidden),
+        "the real entry is in force"
+    );
+    assert!(
+        follower.issuance_blocked_subject(&subject),
+        "the forgery is gone"
+    );
+    let metrics = follower.metrics();
+    assert!(metrics.rebuilds > rebuilds, "{metrics:?}");
+}
+
+/// Security finding 6, second half: a stream read counted as hearing from the log
+/// whatever List said, so a follower stayed fresh on Redis alone while its checks
+/// against the service failed (and Redis can hide entries). Now stream reads keep the
+/// data fresh only while the last confirmed check is at most `check_interval +
+/// request_timeout` old: with List failing (PostgreSQL down) and Redis answering, the
+/// age grows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_6_failing_list_checks_make_the_stream_data_age() {
+    let (log, database_url) = postgres_log().await;
+    let key = stream_key();
+    let redis_url = citypass_testkit::redis_url();
+    let service = serve(
+        log,
+        redis_publisher(&redis_url, &key).await,
+        service_settings(),
+    )
+    .await;
+    let client = &mut service.client.clone();
+    let config = follower_config(redis_source(&redis_url, &key));
+    let window = config.check_interval + config.request_timeout;
+    let follower = start(config, &service);
+    let (cti, epoch) = revoke_token(client).await;
+    wait_epoch(&follower, epoch).await;
+    eventually(WAIT, "fresh", || {
+        follower
+            .age()
+            .is_some_and(|a| a < Duration::from_millis(500))
+    })
+    .await;
+
+    set_database_available(&database_url, false).await;
+    let bound = window + Duration::from_secs(1);
+    eventually(
+        window + Duration::from_secs(20),
+        "the age grows past the window while List fails",
+        || follower.age().is_some_and(|a| a > bound),
+    )
+    .await;
+    let metrics = follower.metrics();
+    assert_eq!(
+        metrics.source_state,
+        SourceState::Streaming,
+        "Redis still answers: {metrics:?}"
+    );
+    assert!(metrics.resync_failures >= 1, "{metrics:?}");
+    assert!(follower.token_revoked(&cti), "the set keeps answering");
+
+    // List answers again: the data is fresh again.
+    set_database_available(&database_url, true).await;
+    eventually(Duration::from_secs(20), "fresh again", || {
+        follower
+            .age()
+            .is_some_and(|a| a < Duration::from_millis(500))
+    })
+    .await;
 }

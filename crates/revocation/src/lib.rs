@@ -13,6 +13,8 @@
 //!   verifier, the issuer and a gate ask;
 //! - [`snapshot`]: the compact, deterministic, signed snapshot for offline gates;
 //! - [`stream`]: the Redis Stream message format the follower decodes;
+//! - [`chain`]: the hash chain over the log, and the signed head, with which a follower
+//!   finds out whether what it applied is the service's log;
 //! - `codec`: the binary form of one entry, shared by the two formats;
 //! - `proto` (feature `proto`): entries to and from the API's `RevocationEntry`.
 //!
@@ -39,6 +41,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod chain;
 mod codec;
 pub mod entry;
 #[cfg(feature = "proto")]
@@ -48,6 +51,7 @@ pub mod snapshot;
 pub mod stream;
 pub mod target;
 
+pub use chain::{ChainHash, Chained, Head, HeadError, SignedHead};
 pub use codec::DecodeError;
 pub use entry::{Action, Entry, EntryError, ReinstateReason, RevocationReason};
 pub use set::{Applied, ApplyError, RevocationSet};

@@ -1,15 +1,20 @@
-//! Entries to and from the API's `RevocationEntry` message (feature `proto`).
+//! Entries to and from the API's `RevocationEntry` message, and the signed head to and
+//! from `SignedRevocationHead` (feature `proto`).
 //!
 //! The service writes entries with [`to_proto`]; a follower that resyncs with List or
 //! Watch reads them back with [`from_proto`], which is as strict as the binary
-//! decoders: every field must be consistent with the entry's action and kind, so a
-//! malformed message is refused rather than applied half-understood. Audit fields
-//! (actor, note) are returned alongside, since [`Entry`] does not hold them.
+//! decoders: every field must be consistent with the entry's action and kind, and the
+//! chain hash must be there (32 bytes), so a malformed message is refused rather than
+//! applied half-understood. Audit fields (actor, note) are returned alongside, since
+//! [`Entry`] does not hold them.
 
 use citypass_proto::prost_types::Timestamp;
 use citypass_proto::time::timestamp;
 use citypass_proto::v1 as pb;
 
+use citypass_token::Kid;
+
+use crate::chain::{ChainHash, Chained, Head, SignedHead};
 use crate::entry::{Action, Entry, EntryError, ReinstateReason, RevocationReason};
 use crate::target::{Target, TargetError, TargetKind};
 
@@ -46,8 +51,9 @@ pub enum ProtoError {
     },
 }
 
-/// The message for `entry`, with its audit fields.
-pub fn to_proto(entry: &Entry, actor: &str, note: &str) -> pb::RevocationEntry {
+/// The message for an entry and its chain hash, with its audit fields.
+pub fn to_proto(chained: &Chained, actor: &str, note: &str) -> pb::RevocationEntry {
+    let entry = &chained.entry;
     let (action, revocation_reason, reinstate_reason, revoked_before) = match entry.action {
         Action::Revoke {
             reason,
@@ -77,11 +83,64 @@ pub fn to_proto(entry: &Entry, actor: &str, note: &str) -> pb::RevocationEntry {
         created_at: Some(timestamp(entry.created_at)),
         actor: actor.to_owned(),
         note: note.to_owned(),
+        chain: chained.chain.as_bytes().to_vec(),
     }
 }
 
-/// An entry from its message; the audit fields are `message.actor` / `message.note`.
-pub fn from_proto(message: &pb::RevocationEntry) -> Result<Entry, ProtoError> {
+/// An entry and its carried chain hash from its message (the chain hash is checked
+/// only when the entry is applied); the audit fields are `message.actor` /
+/// `message.note`.
+pub fn from_proto(message: &pb::RevocationEntry) -> Result<Chained, ProtoError> {
+    let entry = entry_from_proto(message)?;
+    let chain = ChainHash::from_slice(&message.chain).ok_or(ProtoError::Field {
+        epoch: message.epoch,
+        field: "chain",
+        reason: "must be 32 bytes",
+    })?;
+    Ok(Chained { entry, chain })
+}
+
+/// The message for a signed head.
+pub fn head_to_proto(head: &SignedHead) -> pb::SignedRevocationHead {
+    pb::SignedRevocationHead {
+        epoch: head.head.epoch,
+        chain: head.head.chain.as_bytes().to_vec(),
+        created_at: Some(timestamp(head.created_at)),
+        signature: head.signature.clone(),
+        kid: head.kid.0.to_vec(),
+    }
+}
+
+/// A signed head from its message, not yet verified ([`SignedHead::verify`] checks the
+/// signature for those who hold the key set).
+pub fn head_from_proto(message: &pb::SignedRevocationHead) -> Result<SignedHead, ProtoError> {
+    let field = |field, reason| ProtoError::Field {
+        epoch: message.epoch,
+        field,
+        reason,
+    };
+    let chain = ChainHash::from_slice(&message.chain)
+        .ok_or_else(|| field("head.chain", "must be 32 bytes"))?;
+    let created_at = match &message.created_at {
+        Some(t) if t.nanos == 0 => {
+            u64::try_from(t.seconds).map_err(|_| field("head.created_at", "before 1970"))?
+        }
+        Some(_) => return Err(field("head.created_at", "must be whole seconds")),
+        None => return Err(field("head.created_at", "missing")),
+    };
+    let kid = Kid::from_slice(&message.kid).map_err(|_| field("head.kid", "must be 8 bytes"))?;
+    Ok(SignedHead {
+        head: Head {
+            epoch: message.epoch,
+            chain,
+        },
+        created_at,
+        signature: message.signature.clone(),
+        kid,
+    })
+}
+
+fn entry_from_proto(message: &pb::RevocationEntry) -> Result<Entry, ProtoError> {
     let epoch = message.epoch;
     let field = |field, reason| ProtoError::Field {
         epoch,
@@ -146,7 +205,6 @@ pub fn from_proto(message: &pb::RevocationEntry) -> Result<Entry, ProtoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use citypass_token::Kid;
 
     #[test]
     fn entries_round_trip_and_inconsistent_messages_are_refused() {
@@ -181,25 +239,37 @@ mod tests {
                 created_at: 130,
             },
         ];
+        let mut chain = ChainHash::GENESIS;
         for entry in entries {
-            let message = to_proto(&entry, "ops", "note");
+            let chained = Chained::link(&chain, entry);
+            chain = chained.chain;
+            let message = to_proto(&chained, "ops", "note");
             assert_eq!(message.actor, "ops");
-            assert_eq!(from_proto(&message), Ok(entry));
+            assert_eq!(from_proto(&message), Ok(chained));
         }
         let good = to_proto(
-            &Entry {
-                epoch: 4,
-                target: Target::Token([0xab; 16]),
-                action: Action::Revoke {
-                    reason: RevocationReason::Fraud,
-                    revoked_before: 1,
+            &Chained::link(
+                &chain,
+                Entry {
+                    epoch: 4,
+                    target: Target::Token([0xab; 16]),
+                    action: Action::Revoke {
+                        reason: RevocationReason::Fraud,
+                        revoked_before: 1,
+                    },
+                    expires_at: Some(2),
+                    created_at: 1,
                 },
-                expires_at: Some(2),
-                created_at: 1,
-            },
+            ),
             "",
             "",
         );
+        let mut no_chain = good.clone();
+        no_chain.chain = vec![0; 31];
+        assert!(matches!(
+            from_proto(&no_chain),
+            Err(ProtoError::Field { field: "chain", .. })
+        ));
         let mut missing = good.clone();
         missing.revoked_before = None;
         assert!(from_proto(&missing).is_err());
@@ -218,5 +288,26 @@ mod tests {
         let mut upper = good;
         upper.target_id = upper.target_id.to_uppercase();
         assert!(matches!(from_proto(&upper), Err(ProtoError::Target { .. })));
+    }
+
+    #[test]
+    fn signed_heads_round_trip() {
+        let key = citypass_token::SnapshotKey::from_seed(&[3; 32], true).unwrap();
+        let head = SignedHead::sign(
+            Head {
+                epoch: 9,
+                chain: ChainHash([4; 32]),
+            },
+            1_800_000_000,
+            &key,
+        );
+        let message = head_to_proto(&head);
+        assert_eq!(head_from_proto(&message), Ok(head));
+        let mut short = message.clone();
+        short.chain.pop();
+        assert!(head_from_proto(&short).is_err());
+        let mut undated = message;
+        undated.created_at = None;
+        assert!(head_from_proto(&undated).is_err());
     }
 }

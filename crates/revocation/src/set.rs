@@ -35,15 +35,25 @@
 //! chooses. Their number is the number of revoked devices, subjects and keys, which is
 //! small next to the codes they stand for (one entry instead of one per code).
 //!
-//! Two sets are equal when they cover the same kinds, are at the same epoch and hold
-//! the same entries; a set rebuilt from a snapshot equals the set it was taken from
-//! (pruned at the snapshot's time and restricted to its kinds).
+//! # The chain
+//!
+//! A set also keeps the chain hash of the log up to its epoch ([`RevocationSet::chain`],
+//! see [`crate::chain`]): applying an entry moves it on, whatever the set's kinds (an
+//! entry of a kind the set does not keep still advances its epoch and its chain). A
+//! follower applies what it reads with [`RevocationSet::apply_chained`], which refuses an
+//! entry whose carried chain hash does not follow the set's, and compares the set's
+//! chain with the service's head to find out whether it ever applied a forged entry.
+//!
+//! Two sets are equal when they cover the same kinds, are at the same epoch with the
+//! same chain hash and hold the same entries; a set rebuilt from a snapshot equals the
+//! set it was taken from (pruned at the snapshot's time and restricted to its kinds).
 
 use std::collections::HashMap;
 use std::hash::Hash;
 
 use citypass_token::Kid;
 
+use crate::chain::{ChainHash, Chained, Head};
 use crate::entry::{Entry, EntryError};
 use crate::target::{ID_LEN, Kinds, Target, TargetKind};
 
@@ -58,6 +68,14 @@ pub enum ApplyError {
         expected: u64,
         /// The epoch offered.
         got: u64,
+    },
+    /// The entry's carried chain hash is not the set's chain followed by the entry: it
+    /// is not the entry the set's log continues with (forged, or the set itself holds a
+    /// forged entry). Nothing was applied.
+    #[error("revocation entry at epoch {epoch} does not follow the chain")]
+    Chain {
+        /// Its epoch.
+        epoch: u64,
     },
     /// The entry itself is invalid.
     #[error("invalid revocation entry at epoch {epoch}: {source}")]
@@ -86,6 +104,7 @@ type Entries = Vec<Entry>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevocationSet {
     epoch: u64,
+    chain: ChainHash,
     kinds: Kinds,
     tokens: HashMap<[u8; ID_LEN], Entries>,
     certificates: HashMap<[u8; ID_LEN], Entries>,
@@ -174,6 +193,7 @@ impl RevocationSet {
     pub fn with_kinds(kinds: Kinds) -> Self {
         RevocationSet {
             epoch: 0,
+            chain: ChainHash::GENESIS,
             kinds,
             tokens: HashMap::new(),
             certificates: HashMap::new(),
@@ -188,6 +208,19 @@ impl RevocationSet {
         self.epoch
     }
 
+    /// The chain hash of the log up to [`RevocationSet::epoch`].
+    pub fn chain(&self) -> ChainHash {
+        self.chain
+    }
+
+    /// The epoch and the chain hash together.
+    pub fn head(&self) -> Head {
+        Head {
+            epoch: self.epoch,
+            chain: self.chain,
+        }
+    }
+
     /// The kinds the set keeps. Queries about other kinds answer "not revoked", so a
     /// caller relying on them must check this first.
     pub fn kinds(&self) -> Kinds {
@@ -199,8 +232,40 @@ impl RevocationSet {
         self.kinds.contains(kind)
     }
 
-    /// Applies the next log entry. See the module documentation.
+    /// Applies the next log entry, trusting it: the set's chain moves on by the entry,
+    /// whatever it is. See the module documentation.
     pub fn apply(&mut self, entry: Entry) -> Result<Applied, ApplyError> {
+        if self.check(&entry)? == Applied::AlreadyApplied {
+            return Ok(Applied::AlreadyApplied);
+        }
+        self.chain = self.chain.next(&entry);
+        self.epoch = entry.epoch;
+        self.insert(entry);
+        Ok(Applied::Applied)
+    }
+
+    /// Applies the next log entry only if its carried chain hash follows the set's chain
+    /// ([`ApplyError::Chain`] otherwise, and nothing changes). An entry at or below the
+    /// set's epoch is [`Applied::AlreadyApplied`], unchecked: whether it agrees with what
+    /// the set applied at that epoch is for the caller, who remembers those chain
+    /// hashes, to tell.
+    pub fn apply_chained(&mut self, chained: Chained) -> Result<Applied, ApplyError> {
+        if self.check(&chained.entry)? == Applied::AlreadyApplied {
+            return Ok(Applied::AlreadyApplied);
+        }
+        if !chained.follows(&self.chain) {
+            return Err(ApplyError::Chain {
+                epoch: chained.entry.epoch,
+            });
+        }
+        self.chain = chained.chain;
+        self.epoch = chained.entry.epoch;
+        self.insert(chained.entry);
+        Ok(Applied::Applied)
+    }
+
+    /// Whether `entry` is valid and the next epoch (`Applied`), already applied, or a gap.
+    fn check(&self, entry: &Entry) -> Result<Applied, ApplyError> {
         entry.validate().map_err(|source| ApplyError::Invalid {
             epoch: entry.epoch,
             source,
@@ -215,8 +280,6 @@ impl RevocationSet {
                 got: entry.epoch,
             });
         }
-        self.epoch = entry.epoch;
-        self.insert(entry);
         Ok(Applied::Applied)
     }
 
@@ -250,9 +313,10 @@ impl RevocationSet {
         }
     }
 
-    /// Sets the epoch of a set rebuilt from a snapshot.
-    pub(crate) fn set_epoch(&mut self, epoch: u64) {
-        self.epoch = epoch;
+    /// Sets the head of a set rebuilt from a snapshot.
+    pub(crate) fn set_head(&mut self, head: Head) {
+        self.epoch = head.epoch;
+        self.chain = head.chain;
     }
 
     /// Whether the code with this `cti` is revoked.
@@ -342,6 +406,7 @@ impl RevocationSet {
         let keep = |kind: TargetKind| kinds.contains(kind);
         RevocationSet {
             epoch: self.epoch,
+            chain: self.chain,
             kinds,
             tokens: if keep(TargetKind::Token) {
                 self.tokens.clone()
@@ -434,6 +499,38 @@ mod tests {
         let err = set.apply(reinstate(2, Target::Token([1; 16]))).unwrap_err();
         assert!(matches!(err, ApplyError::Invalid { epoch: 2, .. }));
         assert_eq!(set.epoch(), 1, "an invalid entry does not advance the set");
+    }
+
+    #[test]
+    fn chained_entries_apply_only_when_they_follow_the_chain() {
+        let mut set = RevocationSet::new();
+        let first = Chained::link(
+            &ChainHash::GENESIS,
+            revoke(1, Target::Token([1; 16]), 10, None),
+        );
+        // Carried hash of another predecessor: refused, nothing changes.
+        let stray = Chained::link(&first.chain, revoke(1, Target::Token([2; 16]), 10, None));
+        assert_eq!(
+            set.apply_chained(stray),
+            Err(ApplyError::Chain { epoch: 1 })
+        );
+        assert_eq!(set.head(), Head::GENESIS);
+        assert_eq!(set.apply_chained(first.clone()), Ok(Applied::Applied));
+        assert_eq!(set.chain(), first.chain);
+        // Applying unchained computes the same chain.
+        let mut plain = RevocationSet::new();
+        plain.apply(first.entry.clone()).unwrap();
+        assert_eq!(plain, set);
+        let forged = Chained::link(
+            &ChainHash::GENESIS,
+            revoke(1, Target::Token([3; 16]), 10, None),
+        );
+        assert_eq!(
+            set.apply_chained(forged),
+            Ok(Applied::AlreadyApplied),
+            "old epochs are the caller's to compare"
+        );
+        assert!(!set.token_revoked(&[3; 16]));
     }
 
     #[test]

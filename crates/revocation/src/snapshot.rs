@@ -9,18 +9,23 @@
 //! a key published for snapshots (`KeyUsage::Snapshot`): a code key never vouches for
 //! revocation data, and the snapshot key never for a code (security review, finding 4).
 //!
-//! # Layout (version 1)
+//! # Layout (version 2)
 //!
 //! ```text
 //! magic       "CPRS"
-//! version     u8   = 1
+//! version     u8   = 2
 //! kinds       u8   bit k-1 set: entries of TargetKind k are included (and complete)
 //! epoch       u64  the snapshot is complete up to this epoch
+//! chain       32 bytes: the log's chain hash at `epoch` (see `crate::chain`)
 //! created_at  u64  Unix seconds; entries expired at this time are left out
 //! count       u32  number of entries
 //! entries     count × entry (see `codec`), strictly increasing epochs, each
 //!             at most `epoch` and of one of `kinds`
 //! ```
+//!
+//! Version 2 added `chain` (security review, finding 6): the snapshot carries, signed,
+//! the head of the log it describes, so whoever follows it with Watch checks that the
+//! entries it then applies continue that very log. Version 1 is no longer read.
 //!
 //! Integers are big-endian. Exactly one byte string encodes a given snapshot (entries
 //! sorted, fixed-width fields, reserved bits zero, nothing after the last entry), so
@@ -35,14 +40,15 @@ use citypass_token::{
     Algorithm, KeySet, KeyUsage, Kid, SnapshotKey, TokenError, sign_snapshot, verify_snapshot,
 };
 
+use crate::chain::{ChainHash, Head};
 use crate::codec::{DecodeError, MIN_ENTRY_LEN, Reader, write_entry};
 use crate::entry::Entry;
 use crate::set::RevocationSet;
 use crate::target::Kinds;
 
 const MAGIC: &[u8; 4] = b"CPRS";
-const VERSION: u8 = 1;
-const HEADER_LEN: usize = 4 + 1 + 1 + 8 + 8 + 4;
+const VERSION: u8 = 2;
+const HEADER_LEN: usize = 4 + 1 + 1 + 8 + ChainHash::LEN + 8 + 4;
 
 /// Largest snapshot decoded by default: 64 MiB, about 1.2 million entries. (gRPC
 /// clients default to 4 MiB messages; a gate loading large snapshots raises its limit.)
@@ -106,6 +112,8 @@ pub enum SnapshotError {
 pub struct Snapshot {
     /// Complete up to this epoch.
     pub epoch: u64,
+    /// The log's chain hash at `epoch`.
+    pub chain: ChainHash,
     /// The kinds included.
     pub kinds: Kinds,
     /// Unix seconds when it was taken.
@@ -123,6 +131,7 @@ impl Snapshot {
         out.push(VERSION);
         out.push(self.kinds.bits());
         out.extend_from_slice(&self.epoch.to_be_bytes());
+        out.extend_from_slice(self.chain.as_bytes());
         out.extend_from_slice(&self.created_at.to_be_bytes());
         // A set cannot hold 4 billion entries in memory; saturate rather than wrap.
         out.extend_from_slice(
@@ -163,6 +172,8 @@ impl Snapshot {
             .filter(|k| !k.is_empty())
             .ok_or(SnapshotError::BadKinds(bits))?;
         let epoch = r.u64().map_err(header)?;
+        let chain = ChainHash::from_slice(r.take(ChainHash::LEN).map_err(header)?)
+            .ok_or(SnapshotError::BadMagic)?;
         let created_at = r.u64().map_err(header)?;
         let count = r.u32().map_err(header)?;
         let n = usize::try_from(count).map_err(|_| SnapshotError::BadCount(count))?;
@@ -188,11 +199,20 @@ impl Snapshot {
         match r.remaining() {
             0 => Ok(Snapshot {
                 epoch,
+                chain,
                 kinds,
                 created_at,
                 entries,
             }),
             n => Err(SnapshotError::TrailingBytes(n)),
+        }
+    }
+
+    /// The head of the log the snapshot describes.
+    pub fn head(&self) -> Head {
+        Head {
+            epoch: self.epoch,
+            chain: self.chain,
         }
     }
 
@@ -263,20 +283,21 @@ impl RevocationSet {
         let kinds = self.kinds().intersect(kinds);
         Snapshot {
             epoch: self.epoch(),
+            chain: self.chain(),
             kinds,
             created_at: now,
             entries: self.entries(kinds, now),
         }
     }
 
-    /// The set a snapshot describes: its kinds, its epoch, its entries. Follow it by
-    /// applying log entries after `snapshot.epoch`.
+    /// The set a snapshot describes: its kinds, its epoch and chain hash, its entries.
+    /// Follow it by applying log entries after `snapshot.epoch`.
     pub fn from_snapshot(snapshot: &Snapshot) -> RevocationSet {
         let mut set = RevocationSet::with_kinds(snapshot.kinds);
         for entry in &snapshot.entries {
             set.insert(entry.clone());
         }
-        set.set_epoch(snapshot.epoch);
+        set.set_head(snapshot.head());
         set
     }
 }
@@ -352,13 +373,14 @@ mod tests {
             Err(SnapshotError::TrailingBytes(1))
         );
         let mut version = bytes.clone();
-        version[4] = 2;
+        version[4] = 1;
         assert_eq!(
             Snapshot::decode(&version),
-            Err(SnapshotError::UnsupportedVersion(2))
+            Err(SnapshotError::UnsupportedVersion(1)),
+            "version 1 had no chain hash"
         );
         let mut count = bytes.clone();
-        count[22..26].copy_from_slice(&u32::MAX.to_be_bytes());
+        count[54..58].copy_from_slice(&u32::MAX.to_be_bytes());
         assert_eq!(
             Snapshot::decode(&count),
             Err(SnapshotError::BadCount(u32::MAX))

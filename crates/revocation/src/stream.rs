@@ -9,9 +9,24 @@
 //! - `<key>`: [`DEFAULT_STREAM_KEY`] unless configured otherwise;
 //! - field [`FIELD_EPOCH`]: the entry's epoch as ASCII decimal, readable with
 //!   `redis-cli` and cheap to check before decoding;
-//! - field [`FIELD_ENTRY`]: [`encode_entry`]: a version byte ([`STREAM_VERSION`]) and
-//!   then the entry in the binary form the snapshot uses (see the `codec` module
-//!   documentation); audit fields (actor, note) are not included.
+//! - field [`FIELD_ENTRY`]: [`encode_entry`]: a version byte ([`STREAM_VERSION`]), the
+//!   entry in the binary form the snapshot uses (see the `codec` module
+//!   documentation), then the entry's 32-byte chain hash (the hash of the log through
+//!   it, see [`crate::chain`]); audit fields (actor, note) are not included.
+//!
+//! ```text
+//! version  u8 = 2
+//! entry    the codec's encoding
+//! chain    32 bytes
+//! ```
+//!
+//! Version 2 added the chain hash (security review, finding 6): Redis is not trusted
+//! to tell the truth about the log. Whoever can write to it can append a message that
+//! decodes (the chain hash is not keyed, so a forger computes a matching one), delete
+//! one, or reorder them. The chain hash lets a follower refuse an entry that does not
+//! continue its set, notice when the service's log (List, Watch heartbeats) has
+//! another entry at an epoch it applied, and then rebuild its set from the service.
+//! Version 1 messages are refused (and cause a resync from List).
 //!
 //! One message per entry: a device or subject revocation with cascaded certificate
 //! entries is several consecutive epochs and several messages. Stream ids are Redis'
@@ -24,6 +39,7 @@
 //! failing the revocation (the PostgreSQL log is the truth), so a follower must never
 //! assume the stream alone is complete.
 
+use crate::chain::{ChainHash, Chained};
 use crate::codec::{DecodeError, Reader, write_entry};
 use crate::entry::Entry;
 
@@ -34,8 +50,9 @@ pub const FIELD_EPOCH: &str = "epoch";
 /// Field holding [`encode_entry`]'s bytes.
 pub const FIELD_ENTRY: &str = "entry";
 /// The version byte that starts an encoded entry.
-pub const STREAM_VERSION: u8 = 1;
-/// Largest `entry` field accepted (an entry is at most 61 bytes today).
+pub const STREAM_VERSION: u8 = 2;
+/// Largest `entry` field accepted (an entry and its chain hash are at most 94 bytes
+/// today).
 pub const MAX_STREAM_ENTRY_LEN: usize = 256;
 
 /// Why a stream message was refused.
@@ -66,16 +83,18 @@ pub enum StreamError {
     },
 }
 
-/// The `entry` field for `entry`.
-pub fn encode_entry(entry: &Entry) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
+/// The `entry` field for an entry and its chain hash.
+pub fn encode_entry(chained: &Chained) -> Vec<u8> {
+    let mut out = Vec::with_capacity(96);
     out.push(STREAM_VERSION);
-    write_entry(&mut out, entry);
+    write_entry(&mut out, &chained.entry);
+    out.extend_from_slice(chained.chain.as_bytes());
     out
 }
 
-/// Decodes an `entry` field strictly (version, every field, nothing after).
-pub fn decode_entry(bytes: &[u8]) -> Result<Entry, StreamError> {
+/// Decodes an `entry` field strictly (version, every field, the chain hash, nothing
+/// after). The chain hash is only read here; it is checked when the entry is applied.
+pub fn decode_entry(bytes: &[u8]) -> Result<Chained, StreamError> {
     if bytes.len() > MAX_STREAM_ENTRY_LEN {
         return Err(StreamError::TooLong(bytes.len()));
     }
@@ -84,12 +103,14 @@ pub fn decode_entry(bytes: &[u8]) -> Result<Entry, StreamError> {
     };
     let mut reader = Reader::new(rest);
     let entry = reader.entry()?;
+    let chain =
+        ChainHash::from_slice(reader.take(ChainHash::LEN)?).ok_or(DecodeError::Truncated)?;
     reader.finish()?;
-    Ok(entry)
+    Ok(Chained { entry, chain })
 }
 
 /// Decodes one stream message from its two fields' values, checking that they agree.
-pub fn decode_message(epoch: Option<&[u8]>, entry: Option<&[u8]>) -> Result<Entry, StreamError> {
+pub fn decode_message(epoch: Option<&[u8]>, entry: Option<&[u8]>) -> Result<Chained, StreamError> {
     let epoch = epoch.ok_or(StreamError::MissingField(FIELD_EPOCH))?;
     let entry = entry.ok_or(StreamError::MissingField(FIELD_ENTRY))?;
     let field: u64 = std::str::from_utf8(epoch)
@@ -98,10 +119,10 @@ pub fn decode_message(epoch: Option<&[u8]>, entry: Option<&[u8]>) -> Result<Entr
         .and_then(|s| s.parse().ok())
         .ok_or(StreamError::BadEpoch)?;
     let decoded = decode_entry(entry)?;
-    if decoded.epoch != field {
+    if decoded.entry.epoch != field {
         return Err(StreamError::EpochMismatch {
             field,
-            entry: decoded.epoch,
+            entry: decoded.entry.epoch,
         });
     }
     Ok(decoded)
@@ -120,7 +141,7 @@ mod tests {
 
     #[test]
     fn messages_round_trip_and_fields_must_agree() {
-        let entry = Entry {
+        let plain = Entry {
             epoch: 42,
             target: Target::Certificate([9; 16]),
             action: Action::Revoke {
@@ -130,9 +151,12 @@ mod tests {
             expires_at: Some(1_800_086_400),
             created_at: 1_800_000_000,
         };
+        let entry = Chained::link(&ChainHash([5; 32]), plain);
         let bytes = encode_entry(&entry);
-        assert_eq!(bytes.len(), 1 + 8 + 4 + 16 + 8 + 8 + 8);
-        let epoch = epoch_field(&entry);
+        assert_eq!(bytes.len(), 1 + 8 + 4 + 16 + 8 + 8 + 8 + 32);
+        assert!(bytes.len() <= MAX_STREAM_ENTRY_LEN);
+        assert_eq!(&bytes[bytes.len() - 32..], entry.chain.as_bytes());
+        let epoch = epoch_field(&entry.entry);
         assert_eq!(
             decode_message(Some(epoch.as_bytes()), Some(&bytes)),
             Ok(entry.clone())
@@ -158,7 +182,17 @@ mod tests {
             decode_entry(&trailing),
             Err(StreamError::Decode(DecodeError::TrailingBytes(1)))
         ));
+        assert!(matches!(
+            decode_entry(&bytes[..bytes.len() - 1]),
+            Err(StreamError::Decode(DecodeError::Truncated))
+        ));
         assert_eq!(decode_entry(&[]), Err(StreamError::UnsupportedVersion));
-        assert_eq!(decode_entry(&[2]), Err(StreamError::UnsupportedVersion));
+        let mut version_1 = bytes[..bytes.len() - 32].to_vec();
+        version_1[0] = 1;
+        assert_eq!(
+            decode_entry(&version_1),
+            Err(StreamError::UnsupportedVersion),
+            "version 1 had no chain hash"
+        );
     }
 }

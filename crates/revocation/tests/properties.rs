@@ -10,7 +10,8 @@
 
 use citypass_revocation::stream::{decode_entry, decode_message, encode_entry};
 use citypass_revocation::{
-    Action, Entry, Kinds, ReinstateReason, RevocationReason, RevocationSet, Snapshot, Target,
+    Action, ChainHash, Chained, Entry, Kinds, ReinstateReason, RevocationReason, RevocationSet,
+    Snapshot, Target,
 };
 use citypass_token::Kid;
 use proptest::prelude::*;
@@ -134,11 +135,16 @@ proptest! {
 
     #[test]
     fn entries_round_trip_through_the_stream_format(log in log(10)) {
+        let mut set = RevocationSet::new();
         for entry in log {
-            let bytes = encode_entry(&entry);
-            prop_assert_eq!(decode_entry(&bytes), Ok(entry.clone()));
+            let chained = Chained::link(&set.chain(), entry.clone());
+            let bytes = encode_entry(&chained);
+            prop_assert_eq!(decode_entry(&bytes), Ok(chained.clone()));
             let epoch = entry.epoch.to_string();
-            prop_assert_eq!(decode_message(Some(epoch.as_bytes()), Some(&bytes)), Ok(entry));
+            prop_assert_eq!(decode_message(Some(epoch.as_bytes()), Some(&bytes)), Ok(chained.clone()));
+            // What the log chains, a set applying the same entries agrees with.
+            prop_assert_eq!(set.apply_chained(chained.clone()), Ok(citypass_revocation::Applied::Applied));
+            prop_assert_eq!(set.chain(), chained.chain);
         }
     }
 
@@ -146,7 +152,7 @@ proptest! {
     fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let _ = Snapshot::decode(&bytes);
         let _ = decode_entry(&bytes);
-        let mut prefixed = b"CPRS\x01\x1f".to_vec();
+        let mut prefixed = b"CPRS\x02\x1f".to_vec();
         prefixed.extend_from_slice(&bytes);
         let _ = Snapshot::decode(&prefixed);
     }
@@ -170,7 +176,7 @@ proptest! {
         bytes.truncate(cut % (bytes.len() + 1));
         let _ = Snapshot::decode(&bytes);
         for entry in &log {
-            let mut encoded = encode_entry(entry);
+            let mut encoded = encode_entry(&Chained::link(&ChainHash::GENESIS, entry.clone()));
             let at = cut % encoded.len();
             encoded[at] ^= 0x5a;
             let _ = decode_entry(&encoded);

@@ -201,11 +201,11 @@ pub struct ServerConfig {
     /// Address to listen on (default `0.0.0.0:50051`).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// Longest a call may take before it is answered `DEADLINE_EXCEEDED` (default `5s`).
-    /// A caller's shorter `grpc-timeout` still applies.
+    /// Longest a call may take before it is answered `DEADLINE_EXCEEDED` (default `5s`;
+    /// at most `5m`). A caller's shorter `grpc-timeout` still applies.
     #[serde(
         default = "default_request_timeout",
-        deserialize_with = "duration::deserialize_positive"
+        deserialize_with = "duration::deserialize_within::<_, 1, { duration::MAX_CALL_TIMEOUT_MS }>"
     )]
     pub request_timeout: Duration,
     /// Calls in flight across all connections; the next one is shed with
@@ -214,13 +214,17 @@ pub struct ServerConfig {
     pub concurrency_limit: NonZeroUsize,
     /// After a shutdown signal, how long to keep serving while reporting `NOT_SERVING`, so
     /// that load balancers stop sending before the listener closes (default `0s`; in
-    /// Kubernetes a preStop sleep usually does this job).
-    #[serde(default, deserialize_with = "duration::deserialize")]
+    /// Kubernetes a preStop sleep usually does this job; at most `5m`).
+    #[serde(
+        default,
+        deserialize_with = "duration::deserialize_within::<_, 0, { duration::MAX_SHUTDOWN_MS }>"
+    )]
     pub shutdown_delay: Duration,
-    /// How long in-flight calls may take to finish once the listener is closed (default `10s`).
+    /// How long in-flight calls may take to finish once the listener is closed (default
+    /// `10s`; at most `5m`).
     #[serde(
         default = "default_drain_timeout",
-        deserialize_with = "duration::deserialize"
+        deserialize_with = "duration::deserialize_within::<_, 0, { duration::MAX_SHUTDOWN_MS }>"
     )]
     pub shutdown_drain_timeout: Duration,
     /// OTLP/gRPC collector endpoint for traces and metrics (e.g. `http://otel-collector:4317`);

@@ -13,6 +13,12 @@
 //! next poll, so a half-written file never takes a service down and a fixed one is
 //! picked up. Keys marked `dev` are refused in production at start and at every
 //! reload, so a key made on a laptop never signs anything real.
+//!
+//! Reading a file blocks. A caller polling from the async runtime uses
+//! [`FollowedKeyFile::changed_async`], which reads, hashes and parses on tokio's
+//! blocking pool, so a slow or stuck volume never stalls a worker thread (security
+//! review, smaller findings); [`FollowedKeyFile::changed`] is the same poll for a
+//! caller already off the runtime.
 
 use std::path::{Path, PathBuf};
 
@@ -80,12 +86,20 @@ impl<T, E: std::error::Error + 'static> KeyFormat<T, E> {
         path: &Path,
         environment: Environment,
     ) -> Result<(T, [u8; 32]), KeyFileError<E>> {
-        let bytes = std::fs::read(path).map_err(|source| KeyFileError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let fingerprint = sha256(&bytes);
-        let text = std::str::from_utf8(&bytes).map_err(|_| KeyFileError::NotUtf8 {
+        let bytes = read_bytes(path)?;
+        self.parse_bytes(path, environment, &bytes)
+    }
+
+    /// Parses the bytes read from `path` (once: the fingerprint and the keys come from
+    /// the same read).
+    fn parse_bytes(
+        &self,
+        path: &Path,
+        environment: Environment,
+        bytes: &[u8],
+    ) -> Result<(T, [u8; 32]), KeyFileError<E>> {
+        let fingerprint = sha256(bytes);
+        let text = std::str::from_utf8(bytes).map_err(|_| KeyFileError::NotUtf8 {
             path: path.to_owned(),
         })?;
         let keys = (self.parse)(text).map_err(|source| KeyFileError::Invalid {
@@ -95,6 +109,28 @@ impl<T, E: std::error::Error + 'static> KeyFormat<T, E> {
         self.admit(&keys, environment)?;
         Ok((keys, fingerprint))
     }
+}
+
+fn read_bytes<E: std::error::Error + 'static>(path: &Path) -> Result<Vec<u8>, KeyFileError<E>> {
+    std::fs::read(path).map_err(|source| KeyFileError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// One poll: `Some` with the keys and their fingerprint when the content differs from
+/// `fingerprint` and is accepted. Blocks on the file system.
+fn poll<T, E: std::error::Error + 'static>(
+    path: &Path,
+    environment: Environment,
+    format: KeyFormat<T, E>,
+    fingerprint: [u8; 32],
+) -> Result<Option<(T, [u8; 32])>, KeyFileError<E>> {
+    let bytes = read_bytes(path)?;
+    if sha256(&bytes) == fingerprint {
+        return Ok(None);
+    }
+    format.parse_bytes(path, environment, &bytes).map(Some)
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -142,22 +178,49 @@ impl<T, E: std::error::Error + 'static> FollowedKeyFile<T, E> {
     /// Re-reads the file: `Some` with the new keys when its content changed and is
     /// accepted (it is then the content in service), `None` when it did not change, an
     /// error when the new content is refused (tried again at the next call).
+    ///
+    /// It blocks on the file system: on the async runtime, use
+    /// [`FollowedKeyFile::changed_async`].
     pub fn changed(&mut self) -> Result<Option<T>, KeyFileError<E>> {
-        let bytes = std::fs::read(&self.path).map_err(|source| KeyFileError::Read {
-            path: self.path.clone(),
-            source,
-        })?;
-        if sha256(&bytes) == self.fingerprint {
-            return Ok(None);
-        }
-        let (keys, fingerprint) = self.format.read(&self.path, self.environment)?;
+        let fresh = poll(&self.path, self.environment, self.format, self.fingerprint)?;
+        Ok(self.accept(fresh))
+    }
+
+    fn accept(&mut self, fresh: Option<(T, [u8; 32])>) -> Option<T> {
+        let (keys, fingerprint) = fresh?;
         self.fingerprint = fingerprint;
-        Ok(Some(keys))
+        Some(keys)
     }
 
     /// The file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+impl<T: Send + 'static, E: std::error::Error + Send + 'static> FollowedKeyFile<T, E> {
+    /// [`FollowedKeyFile::changed`] for a caller on the async runtime: the file is
+    /// read, hashed and parsed on tokio's blocking pool, and no worker thread waits for
+    /// the file system. Must be called within a tokio runtime. If the blocking task
+    /// cannot finish (the runtime is shutting down), the poll fails as a read error and
+    /// nothing changes.
+    pub async fn changed_async(&mut self) -> Result<Option<T>, KeyFileError<E>> {
+        let (path, environment, format, fingerprint) = (
+            self.path.clone(),
+            self.environment,
+            self.format,
+            self.fingerprint,
+        );
+        let fresh =
+            tokio::task::spawn_blocking(move || poll(&path, environment, format, fingerprint))
+                .await
+                .map_err(|err| KeyFileError::Read {
+                    path: self.path.clone(),
+                    source: std::io::Error::other(format!(
+                        "the blocking read did not finish: {err}"
+                    )),
+                })??;
+        Ok(self.accept(fresh))
     }
 }
 
@@ -209,6 +272,50 @@ mod tests {
         std::fs::write(&path, "dev:2").unwrap();
         assert_eq!(file.changed().unwrap().map(|k| k.value), Some(2));
         assert!(file.changed().unwrap().is_none());
+    }
+
+    /// The async poll reads off the runtime's workers: while the file blocks (a FIFO
+    /// nobody writes yet), a single-threaded runtime keeps running other tasks.
+    #[cfg(unix)]
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_async_poll_reads_off_the_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        std::fs::write(&path, "dev:1").unwrap();
+        let (mut file, _) = FollowedKeyFile::open(&path, Environment::Dev, FORMAT).unwrap();
+        assert!(file.changed_async().await.unwrap().is_none());
+
+        std::fs::remove_file(&path).unwrap();
+        let made = std::process::Command::new("mkfifo").arg(&path).status();
+        if !made.is_ok_and(|s| s.success()) {
+            eprintln!("no mkfifo here; skipped");
+            return;
+        }
+        let writer = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                std::fs::write(&path, "dev:2").unwrap();
+            })
+        };
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let ticker = {
+            let ticks = ticks.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+        };
+        let fresh = file.changed_async().await.unwrap();
+        ticker.abort();
+        writer.join().unwrap();
+        assert_eq!(fresh.map(|k| k.value), Some(2));
+        assert!(
+            ticks.load(std::sync::atomic::Ordering::Relaxed) >= 5,
+            "the runtime ran other tasks while the file blocked"
+        );
     }
 
     #[test]

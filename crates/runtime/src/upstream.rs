@@ -26,17 +26,17 @@ use crate::tls::{Tls, TlsError};
 pub struct UpstreamConfig {
     /// `https://host:port` (or `http://` behind a mesh).
     pub url: String,
-    /// Longest a connection attempt may take (default `2s`).
+    /// Longest a connection attempt may take (default `2s`; at most `1m`).
     #[serde(
         default = "default_connect_timeout",
-        deserialize_with = "duration::deserialize_positive"
+        deserialize_with = "duration::deserialize_within::<_, 1, { duration::MAX_CONNECT_TIMEOUT_MS }>"
     )]
     pub connect_timeout: Duration,
     /// Longest one call may take when the caller's own deadline is longer or absent
-    /// (default `5s`).
+    /// (default `5s`; at most `5m`).
     #[serde(
         default = "default_request_timeout",
-        deserialize_with = "duration::deserialize_positive"
+        deserialize_with = "duration::deserialize_within::<_, 1, { duration::MAX_CALL_TIMEOUT_MS }>"
     )]
     pub request_timeout: Duration,
 }

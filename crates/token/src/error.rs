@@ -141,9 +141,21 @@ pub enum TokenError {
     /// A JWKS or key file does not parse.
     #[error("invalid key set: {0}")]
     InvalidKeySet(String),
-    /// The sealed subject does not open under this subject key.
+    /// The sealed subject does not open under this subject key (or is too short to
+    /// hold a sealed value).
     #[error("sealed subject does not open")]
     Unseal,
+    /// The sealed subject names a subject key id that no key held has: sealed by a key
+    /// not yet loaded here, or by one dropped after its retirement.
+    #[error("sealed subject names unknown subject key id {id}")]
+    UnknownSubjectKey { id: u8 },
+    /// The sealed subject's layout version is not one this implementation reads.
+    #[error("sealed subject has unsupported layout version {version}")]
+    UnsupportedSealVersion { version: u8 },
+    /// A time computed from a lifetime (`now` + lifetime, a retirement's valid-until)
+    /// does not fit in Unix seconds: refused rather than wrapped or saturated.
+    #[error("time overflows: a lifetime too long for the clock")]
+    TimeOverflow,
     /// Signing or randomness failed inside the crypto library.
     #[error("cryptographic operation failed")]
     Crypto,
@@ -196,6 +208,9 @@ impl TokenError {
             DuplicateKid => "duplicate_kid",
             InvalidKeySet(_) => "invalid_key_set",
             Unseal => "unseal_failed",
+            UnknownSubjectKey { .. } => "unknown_subject_key",
+            UnsupportedSealVersion { .. } => "unsupported_seal_version",
+            TimeOverflow => "time_overflow",
             Crypto => "crypto",
             Qr(_) => "qr",
         }

@@ -74,7 +74,13 @@ impl Issuer {
         Ok(id)
     }
 
+    /// The subject key's id, written into every subject this issuer seals.
+    pub fn subject_key_id(&self) -> u8 {
+        self.subject_key.id()
+    }
+
     /// Issues a `CP1:` code for `subject`, valid from `now` for `lifetime` seconds.
+    /// `now + lifetime` beyond Unix seconds is refused ([`TokenError::TimeOverflow`]).
     pub fn issue_token(
         &self,
         subject: &[u8],
@@ -86,7 +92,7 @@ impl Issuer {
             subject,
             scopes,
             now,
-            now.saturating_add(lifetime),
+            expiry(now, lifetime)?,
             self.fresh_id()?,
         )
     }
@@ -120,6 +126,7 @@ impl Issuer {
     }
 
     /// Certifies `offline_key` for `subject`, valid from `now` for `lifetime` seconds.
+    /// `now + lifetime` beyond Unix seconds is refused ([`TokenError::TimeOverflow`]).
     pub fn certify(
         &self,
         subject: &[u8],
@@ -133,7 +140,7 @@ impl Issuer {
             offline_key,
             scopes,
             now,
-            now.saturating_add(lifetime),
+            expiry(now, lifetime)?,
             self.fresh_id()?,
         )
     }
@@ -168,5 +175,40 @@ impl Issuer {
             iat,
             exp,
         })
+    }
+}
+
+/// `now + lifetime`, refused rather than saturated: a saturated `exp` would make a
+/// code whose lifetime every verifier refuses, and hide the configuration at fault.
+fn expiry(now: u64, lifetime: u64) -> Result<u64, TokenError> {
+    now.checked_add(lifetime).ok_or(TokenError::TimeOverflow)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::DeviceKey;
+
+    #[test]
+    fn smaller_findings_an_overflowing_lifetime_is_an_error_not_a_saturated_exp() {
+        let issuer = Issuer::new(
+            "cp",
+            IssuerKey::from_seed(&[0x11; 32]).unwrap(),
+            SubjectKey::from_bytes(&[0x22; 32]).unwrap(),
+        );
+        let now = u64::MAX - 10;
+        assert_eq!(
+            issuer.issue_token(&[1; 16], Scopes::all(), now, 60),
+            Err(TokenError::TimeOverflow)
+        );
+        let offline = DeviceKey::generate(&SystemRandom::new()).unwrap();
+        assert_eq!(
+            issuer.certify(&[1; 16], offline.public_key(), Scopes::all(), now, 60),
+            Err(TokenError::TimeOverflow)
+        );
+        let last = issuer
+            .issue_token(&[1; 16], Scopes::all(), now, 10)
+            .expect("the last second fits");
+        assert_eq!(last.exp, u64::MAX);
     }
 }

@@ -1,10 +1,20 @@
 //! The issuer's private key ring and its file format.
 //!
 //! One JSON document holds every signing seed with its status, which key signs now,
-//! and the subject-sealing key. Publishing and signing are separate steps so that a
+//! and the subject-sealing keys. Publishing and signing are separate steps so that a
 //! rotation can follow the safe order (publish the new key, let gates refresh, switch
 //! signing, retire the old key after the longest code lifetime): a key added with
 //! [`Keyring::add_key`] is published but does not sign until [`Keyring::rotate`].
+//!
+//! The subject-sealing keys rotate the same way, within the ring: each has a one-byte
+//! key id, written into every subject it seals ([`crate::SubjectKey`]). One key seals
+//! ([`Keyring::subject_key`]); a key staged with [`Keyring::add_subject_key`] opens but
+//! does not seal until [`Keyring::rotate_subject_key`], which retires the old one until
+//! a valid-until; [`Keyring::subject_keys`] opens with every key not past it. A ring
+//! written before key ids existed has one sealing key, with id 0. The file keeps the
+//! sealing key in `subject_key` (with `subject_key_id`) and the others in
+//! `other_subject_keys`, so an issuer that predates key ids still reads it and seals
+//! with the current key.
 //!
 //! The ring also lists the **public** halves of the revocation service's
 //! snapshot-signing keys (`snapshot_keys`), so that the issuer publishes them in its
@@ -28,7 +38,7 @@ use crate::TokenError;
 use crate::issuer::Issuer;
 use crate::keys::{Algorithm, IssuerKey, Kid, PublicKey};
 use crate::keyset::{KeySet, KeyStatus, KeyUsage, PublishedKey};
-use crate::seal::SubjectKey;
+use crate::seal::{SubjectKey, SubjectKeys};
 
 const FORMAT: &str = "citypass-keyring/v1";
 
@@ -40,7 +50,10 @@ pub struct Keyring {
     pub iss: String,
     keys: Vec<(IssuerKey, KeyStatus)>,
     signing: Kid,
-    subject_key: [u8; 32],
+    /// Every subject key: the one sealing now, staged ones, retired ones.
+    subject_keys: Vec<RingSubjectKey>,
+    /// The id of the subject key that seals now.
+    sealing: u8,
     /// Public halves of the snapshot-signing keys, published with usage `Snapshot`.
     snapshot_keys: Vec<(PublicKey, KeyStatus)>,
 }
@@ -52,9 +65,31 @@ impl std::fmt::Debug for Keyring {
             .field("iss", &self.iss)
             .field("signing", &self.signing)
             .field("keys", &self.keys.len())
+            .field("sealing", &self.sealing)
+            .field("subject_keys", &self.subject_keys.len())
             .field("snapshot_keys", &self.snapshot_keys.len())
             .finish_non_exhaustive()
     }
+}
+
+/// What a subject key in the ring is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectKeyStatus {
+    /// It seals new codes and certificates (exactly one key).
+    Sealing,
+    /// Staged by [`Keyring::add_subject_key`]: it opens, and seals after the next
+    /// [`Keyring::rotate_subject_key`].
+    Staged,
+    /// It sealed until a rotation; it opens until `valid_until` (Unix seconds), then
+    /// the next rotation drops it.
+    Retired { valid_until: u64 },
+}
+
+struct RingSubjectKey {
+    id: u8,
+    secret: [u8; 32],
+    /// `None` for the sealing key and staged keys.
+    valid_until: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -63,7 +98,14 @@ struct File {
     dev: bool,
     iss: String,
     signing_kid: String,
+    /// The subject key that seals now.
     subject_key: String,
+    /// Its id; absent in rings written before subject key ids (then 0).
+    #[serde(default)]
+    subject_key_id: u8,
+    /// Staged (no `valid_until`) and retired subject keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    other_subject_keys: Vec<FileSubjectKey>,
     keys: Vec<FileKey>,
     /// Absent in rings written before snapshot keys had their own usage.
     #[serde(default)]
@@ -78,6 +120,22 @@ struct FilePublicKey {
     status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     valid_until: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FileSubjectKey {
+    id: u8,
+    /// 32 bytes, base64url.
+    key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    valid_until: Option<u64>,
+}
+
+fn subject_secret(b64: &str) -> Result<[u8; 32], TokenError> {
+    B64.decode(b64)
+        .ok()
+        .and_then(|k| k.try_into().ok())
+        .ok_or_else(|| bad("subject key must be 32 bytes of base64url"))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -121,7 +179,12 @@ impl Keyring {
             iss: iss.to_owned(),
             signing: key.kid(),
             keys: vec![(key, KeyStatus::Active)],
-            subject_key,
+            subject_keys: vec![RingSubjectKey {
+                id: 0,
+                secret: subject_key,
+                valid_until: None,
+            }],
+            sealing: 0,
             snapshot_keys: Vec::new(),
         })
     }
@@ -156,11 +219,21 @@ impl Keyring {
             }
             snapshot_keys.push((key, parse_status(&k.status, k.valid_until)?));
         }
-        let subject_key: [u8; 32] = B64
-            .decode(&file.subject_key)
-            .ok()
-            .and_then(|k| k.try_into().ok())
-            .ok_or_else(|| bad("subject key must be 32 bytes of base64url"))?;
+        let mut subject_keys = vec![RingSubjectKey {
+            id: file.subject_key_id,
+            secret: subject_secret(&file.subject_key)?,
+            valid_until: None,
+        }];
+        for k in file.other_subject_keys {
+            if subject_keys.iter().any(|s| s.id == k.id) {
+                return Err(bad(format!("two subject keys with id {}", k.id)));
+            }
+            subject_keys.push(RingSubjectKey {
+                id: k.id,
+                secret: subject_secret(&k.key)?,
+                valid_until: k.valid_until,
+            });
+        }
         let signing = keys
             .iter()
             .find(|(k, _)| k.kid().to_hex() == file.signing_kid)
@@ -174,7 +247,8 @@ impl Keyring {
             iss: file.iss,
             keys,
             signing,
-            subject_key,
+            subject_keys,
+            sealing: file.subject_key_id,
             snapshot_keys,
         };
         ring.public_keyset()?; // refuses duplicate kids, across both usages
@@ -209,12 +283,25 @@ impl Keyring {
                 }
             })
             .collect();
+        let sealing = self.sealing_key();
+        let other_subject_keys = self
+            .subject_keys
+            .iter()
+            .filter(|k| k.id != self.sealing)
+            .map(|k| FileSubjectKey {
+                id: k.id,
+                key: B64.encode(k.secret),
+                valid_until: k.valid_until,
+            })
+            .collect();
         let file = File {
             format: FORMAT.to_owned(),
             dev: self.dev,
             iss: self.iss.clone(),
             signing_kid: self.signing.to_hex(),
-            subject_key: B64.encode(self.subject_key),
+            subject_key: B64.encode(sealing.secret),
+            subject_key_id: sealing.id,
+            other_subject_keys,
             keys,
             snapshot_keys,
         };
@@ -244,7 +331,8 @@ impl Keyring {
     }
 
     /// Switches signing to the newest published key that is not signing (adding one if
-    /// there is none) and retires the old signing key until `now + retire_after`.
+    /// there is none) and retires the old signing key until `now + retire_after`
+    /// (beyond Unix seconds: [`TokenError::TimeOverflow`], and nothing changes).
     /// Retired keys already past their valid-until are dropped. Returns the new kid.
     pub fn rotate(
         &mut self,
@@ -252,6 +340,9 @@ impl Keyring {
         retire_after: u64,
         rng: &dyn SecureRandom,
     ) -> Result<Kid, TokenError> {
+        let valid_until = now
+            .checked_add(retire_after)
+            .ok_or(TokenError::TimeOverflow)?;
         let next = match self
             .keys
             .iter()
@@ -264,9 +355,7 @@ impl Keyring {
         let old = self.signing;
         for (k, status) in &mut self.keys {
             if k.kid() == old {
-                *status = KeyStatus::Retired {
-                    valid_until: now.saturating_add(retire_after),
-                };
+                *status = KeyStatus::Retired { valid_until };
             }
         }
         self.keys.retain(
@@ -334,11 +423,12 @@ impl Keyring {
             Some(_) => return Err(bad("the current snapshot key is not active")),
             None => return Err(TokenError::UnknownKid),
         }
+        let valid_until = now
+            .checked_add(retire_after)
+            .ok_or(TokenError::TimeOverflow)?;
         for (k, status) in &mut self.snapshot_keys {
             if k.kid() != current && *status == KeyStatus::Active {
-                *status = KeyStatus::Retired {
-                    valid_until: now.saturating_add(retire_after),
-                };
+                *status = KeyStatus::Retired { valid_until };
             }
         }
         self.snapshot_keys.retain(
@@ -377,9 +467,103 @@ impl Keyring {
         ))
     }
 
-    /// The subject-sealing key.
+    /// The subject-sealing key that seals now, with its id.
     pub fn subject_key(&self) -> Result<SubjectKey, TokenError> {
-        SubjectKey::from_bytes(&self.subject_key)
+        let key = self.sealing_key();
+        SubjectKey::with_id(key.id, &key.secret)
+    }
+
+    /// The id of the subject key that seals now.
+    pub fn subject_key_id(&self) -> u8 {
+        self.sealing
+    }
+
+    /// Every subject key that opens at `now` (Unix seconds): the sealing key, staged
+    /// keys, and retired keys not past their valid-until. A value sealed by a key not
+    /// among them is refused with [`TokenError::UnknownSubjectKey`].
+    pub fn subject_keys(&self, now: u64) -> Result<SubjectKeys, TokenError> {
+        let keys = self
+            .subject_keys
+            .iter()
+            .filter(|k| k.valid_until.is_none_or(|t| t >= now))
+            .map(|k| SubjectKey::with_id(k.id, &k.secret))
+            .collect::<Result<Vec<_>, _>>()?;
+        SubjectKeys::new(keys)
+    }
+
+    /// Each subject key's id and status (no secret), in the ring's order.
+    pub fn subject_key_statuses(&self) -> Vec<(u8, SubjectKeyStatus)> {
+        self.subject_keys
+            .iter()
+            .map(|k| {
+                let status = match k.valid_until {
+                    _ if k.id == self.sealing => SubjectKeyStatus::Sealing,
+                    None => SubjectKeyStatus::Staged,
+                    Some(valid_until) => SubjectKeyStatus::Retired { valid_until },
+                };
+                (k.id, status)
+            })
+            .collect()
+    }
+
+    /// Stages a new subject key: it opens from now on (so every holder of the ring can
+    /// open what it will seal), and seals after [`Keyring::rotate_subject_key`].
+    /// Returns its id.
+    pub fn add_subject_key(&mut self, rng: &dyn SecureRandom) -> Result<u8, TokenError> {
+        let id = (1..=u8::MAX)
+            .map(|step| self.sealing.wrapping_add(step))
+            .find(|id| self.subject_keys.iter().all(|k| k.id != *id))
+            .ok_or_else(|| bad("every subject key id is in use"))?;
+        let mut secret = [0u8; 32];
+        rng.fill(&mut secret).map_err(|_| TokenError::Crypto)?;
+        self.subject_keys.push(RingSubjectKey {
+            id,
+            secret,
+            valid_until: None,
+        });
+        Ok(id)
+    }
+
+    /// Switches sealing to the newest staged subject key (staging one if there is
+    /// none) and retires the old sealing key until `now + retire_after`: it keeps
+    /// opening what it sealed until then. Retired subject keys already past their
+    /// valid-until are dropped. Returns the new key's id.
+    pub fn rotate_subject_key(
+        &mut self,
+        now: u64,
+        retire_after: u64,
+        rng: &dyn SecureRandom,
+    ) -> Result<u8, TokenError> {
+        let valid_until = now
+            .checked_add(retire_after)
+            .ok_or(TokenError::TimeOverflow)?;
+        let next = match self
+            .subject_keys
+            .iter()
+            .rev()
+            .find(|k| k.valid_until.is_none() && k.id != self.sealing)
+        {
+            Some(k) => k.id,
+            None => self.add_subject_key(rng)?,
+        };
+        let old = self.sealing;
+        for key in &mut self.subject_keys {
+            if key.id == old {
+                key.valid_until = Some(valid_until);
+            }
+        }
+        self.subject_keys
+            .retain(|k| k.valid_until.is_none_or(|t| t >= now));
+        self.sealing = next;
+        Ok(next)
+    }
+
+    fn sealing_key(&self) -> &RingSubjectKey {
+        // Every constructor puts the sealing key in the ring, and nothing removes it.
+        self.subject_keys
+            .iter()
+            .find(|k| k.id == self.sealing)
+            .unwrap_or(&self.subject_keys[0])
     }
 }
 
@@ -411,6 +595,137 @@ mod tests {
         let mut parsed = parsed;
         parsed.rotate(2_000, 300, &rng).unwrap();
         assert!(parsed.public_keyset().unwrap().get(&first).is_none());
+    }
+
+    /// Security review, smaller findings: the subject-sealing key had no key id, so
+    /// it could not be rotated without every value it had sealed failing to open.
+    #[test]
+    fn smaller_findings_the_sealing_key_rotates() {
+        use crate::{ObjectType, Scopes, SubjectKeyStatus};
+        let rng = ring::rand::SystemRandom::new();
+        let mut ring = Keyring::generate("cp", true, &rng).unwrap();
+        let subject = [0x5a; 16];
+        let old_id = ring.subject_key_id();
+        let old = ring
+            .issuer()
+            .unwrap()
+            .issue_token(&subject, Scopes::all(), 1_000, 60)
+            .unwrap();
+        let cti = old.cti;
+        let sealed_sub = |text: &str| {
+            let bytes = crate::text::decode(text, crate::CodeKind::Online).unwrap();
+            let env = crate::envelope::Envelope::parse(&bytes, ObjectType::Online).unwrap();
+            crate::claims::OnlineClaims::from_cbor(&env.payload)
+                .unwrap()
+                .sealed_sub
+        };
+        let open = |ring: &Keyring, now: u64, sealed: &[u8], cti: &[u8]| {
+            ring.subject_keys(now)
+                .unwrap()
+                .open(sealed, cti, ObjectType::Online.typ())
+        };
+
+        // Step 1: a staged key opens, but the old key still seals.
+        let staged = ring.add_subject_key(&rng).unwrap();
+        assert_ne!(staged, old_id);
+        assert_eq!(ring.subject_key_id(), old_id);
+        assert_eq!(ring.issuer().unwrap().subject_key_id(), old_id);
+        // Step 2: the rotation switches sealing and retires the old key (through the
+        // file, as an issuer reloads it).
+        assert_eq!(ring.rotate_subject_key(1_000, 300, &rng).unwrap(), staged);
+        let ring = Keyring::from_json(&ring.to_json()).unwrap();
+        assert_eq!(ring.subject_key_id(), staged);
+        assert_eq!(
+            ring.subject_key_statuses(),
+            vec![
+                (staged, SubjectKeyStatus::Sealing),
+                (old_id, SubjectKeyStatus::Retired { valid_until: 1_300 }),
+            ]
+        );
+
+        // What the old key sealed still opens, by its id.
+        let sealed_old = sealed_sub(&old.text);
+        assert_eq!(sealed_old[1], old_id);
+        assert_eq!(open(&ring, 1_100, &sealed_old, &cti).unwrap(), subject);
+        // New seals use the new key.
+        let new = ring
+            .issuer()
+            .unwrap()
+            .issue_token(&subject, Scopes::all(), 1_100, 60)
+            .unwrap();
+        let sealed_new = sealed_sub(&new.text);
+        assert_eq!(sealed_new[1], staged);
+        assert_eq!(open(&ring, 1_100, &sealed_new, &new.cti).unwrap(), subject);
+        assert_eq!(
+            ring.subject_key().unwrap().open(&sealed_old, &cti, "cp1"),
+            Err(TokenError::UnknownSubjectKey { id: old_id }),
+            "the sealing key alone does not open the old key's values"
+        );
+        // A value claiming a key id the ring does not hold is refused as such.
+        let mut unknown = sealed_new.clone();
+        unknown[1] = 0xee;
+        assert_eq!(
+            open(&ring, 1_100, &unknown, &new.cti),
+            Err(TokenError::UnknownSubjectKey { id: 0xee })
+        );
+        // Past its valid-until the retired key opens nothing, and the next rotation
+        // drops it from the ring.
+        assert_eq!(
+            open(&ring, 1_301, &sealed_old, &cti),
+            Err(TokenError::UnknownSubjectKey { id: old_id })
+        );
+        let mut ring = ring;
+        let third = ring.rotate_subject_key(2_000, 300, &rng).unwrap();
+        assert!(![old_id, staged].contains(&third));
+        assert_eq!(
+            ring.subject_key_statuses()
+                .iter()
+                .map(|(id, _)| *id)
+                .collect::<Vec<_>>(),
+            vec![staged, third]
+        );
+        assert_eq!(
+            ring.rotate_subject_key(u64::MAX, 1, &rng),
+            Err(TokenError::TimeOverflow)
+        );
+    }
+
+    #[test]
+    fn a_ring_written_before_subject_key_ids_seals_with_id_0() {
+        let rng = ring::rand::SystemRandom::new();
+        let ring = Keyring::generate("cp", true, &rng).unwrap();
+        let mut file: serde_json::Value = serde_json::from_str(&ring.to_json()).unwrap();
+        let object = file.as_object_mut().unwrap();
+        assert_eq!(object.remove("subject_key_id"), Some(0.into()));
+        assert!(!object.contains_key("other_subject_keys"));
+        let old = Keyring::from_json(&file.to_string()).unwrap();
+        assert_eq!(old.subject_key_id(), 0);
+        assert_eq!(old.subject_keys(0).unwrap().ids(), vec![0]);
+
+        // Two keys with one id are refused.
+        let mut ring = ring;
+        ring.add_subject_key(&rng).unwrap();
+        let json = ring.to_json().replace("\"id\": 1", "\"id\": 0");
+        assert!(matches!(
+            Keyring::from_json(&json),
+            Err(TokenError::InvalidKeySet(_))
+        ));
+    }
+
+    #[test]
+    fn retiring_beyond_the_clock_is_an_error() {
+        let rng = ring::rand::SystemRandom::new();
+        let mut ring = Keyring::generate("cp", true, &rng).unwrap();
+        let first = ring.signing_kid();
+        assert_eq!(
+            ring.rotate(u64::MAX - 5, 6, &rng),
+            Err(TokenError::TimeOverflow)
+        );
+        assert_eq!(
+            ring.signing_kid(),
+            first,
+            "a refused rotation changes nothing"
+        );
     }
 
     #[test]

@@ -53,14 +53,14 @@ pub use error::TokenError;
 pub use ids::{DeviceId, IdError, IdText, SubjectId, format_id, parse_id};
 pub use inspect::{CertificateSummary, Inspection, inspect};
 pub use issuer::{IssuedCertificate, IssuedToken, Issuer};
-pub use keyring::Keyring;
+pub use keyring::{Keyring, SubjectKeyStatus};
 pub use keys::{Algorithm, DeviceKey, IssuerKey, Kid, PublicKey};
 pub use keyset::{KeySet, KeyStatus, KeyUsage, PublishedKey};
 pub use offline::{OfflineSigner, VerifiedOffline, sign_offline, verify_offline};
 pub use online::{VerifiedToken, sign_online, verify_online};
 pub use qr::Qr;
 pub use scope::{Scene, Scopes};
-pub use seal::SubjectKey;
+pub use seal::{SEAL_VERSION, SubjectKey, SubjectKeys, SubjectOpener, sealed_key_id};
 pub use signed_message::{
     RequestProof, binding_authorization_message, binding_message, sha256, sign_key_set,
     sign_snapshot, verify_key_set, verify_snapshot,

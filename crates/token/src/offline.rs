@@ -136,9 +136,13 @@ impl OfflineSigner {
 }
 
 impl VerifiedOffline {
-    /// Opens the certificate's sealed subject with the verifier's subject key.
-    pub fn subject(&self, key: &crate::seal::SubjectKey) -> Result<Vec<u8>, TokenError> {
-        key.open(
+    /// Opens the certificate's sealed subject with the verifier's subject key, or with
+    /// the key its id names among a ring of them ([`crate::SubjectKeys`]).
+    pub fn subject<K: crate::seal::SubjectOpener + ?Sized>(
+        &self,
+        keys: &K,
+    ) -> Result<Vec<u8>, TokenError> {
+        keys.open_subject(
             &self.certificate.sealed_sub,
             &self.certificate.serial,
             ObjectType::Certificate.typ(),

@@ -50,9 +50,13 @@ pub fn verify_online(
 }
 
 impl VerifiedToken {
-    /// Opens the sealed subject with the verifier's subject key.
-    pub fn subject(&self, key: &crate::seal::SubjectKey) -> Result<Vec<u8>, TokenError> {
-        key.open(
+    /// Opens the sealed subject with the verifier's subject key, or with the key its
+    /// id names among a ring of them ([`crate::SubjectKeys`]).
+    pub fn subject<K: crate::seal::SubjectOpener + ?Sized>(
+        &self,
+        keys: &K,
+    ) -> Result<Vec<u8>, TokenError> {
+        keys.open_subject(
             &self.claims.sealed_sub,
             &self.claims.cti,
             ObjectType::Online.typ(),

@@ -233,6 +233,80 @@ fn corpus_each_case_has_its_own_error() {
     }
 }
 
+/// Sealed subjects: every broken or foreign value is refused with its own error, and
+/// the ring of subject keys picks the key by the id in the value's header.
+#[test]
+fn sealed_subject_corpus_each_case_has_its_own_error() {
+    let genuine = verify_online(&cp1().text, &keyset(), &Validation::at(NOW)).unwrap();
+    let sealed = genuine.claims.sealed_sub.clone();
+    let cti = genuine.claims.cti;
+    let ring = SubjectKeys::new(vec![
+        subject_key(),
+        SubjectKey::with_id(1, &[0x23; 32]).unwrap(),
+    ])
+    .unwrap();
+    let edited = |edit: &dyn Fn(&mut Vec<u8>)| {
+        let mut v = sealed.clone();
+        edit(&mut v);
+        v
+    };
+    assert_eq!(ring.open(&sealed, &cti, "cp1").unwrap(), SUBJECT);
+    let cases: Vec<(&str, Vec<u8>, &[u8], TokenError)> = vec![
+        (
+            "unknown key id",
+            edited(&|v| v[1] = 7),
+            &cti,
+            TokenError::UnknownSubjectKey { id: 7 },
+        ),
+        (
+            "another held key's id",
+            edited(&|v| v[1] = 1),
+            &cti,
+            TokenError::Unseal,
+        ),
+        (
+            "unknown layout version",
+            edited(&|v| v[0] = 0),
+            &cti,
+            TokenError::UnsupportedSealVersion { version: 0 },
+        ),
+        (
+            "too short for a header and a tag",
+            sealed[..17].to_vec(),
+            &cti,
+            TokenError::Unseal,
+        ),
+        (
+            "ciphertext changed",
+            edited(&|v| *v.last_mut().unwrap() ^= 1),
+            &cti,
+            TokenError::Unseal,
+        ),
+        (
+            "lifted into another code",
+            sealed.clone(),
+            &[0u8; 16],
+            TokenError::Unseal,
+        ),
+    ];
+    for (name, value, unique, expected) in cases {
+        assert_eq!(
+            ring.open(&value, unique, "cp1").unwrap_err(),
+            expected,
+            "case {name:?}"
+        );
+    }
+    let codes: std::collections::HashSet<_> = [
+        TokenError::UnknownSubjectKey { id: 7 },
+        TokenError::UnsupportedSealVersion { version: 0 },
+        TokenError::Unseal,
+    ]
+    .iter()
+    .map(TokenError::code)
+    .collect();
+    assert_eq!(codes.len(), 3, "each refusal has its own code");
+}
+
 #[test]
 fn revoked_key_is_refused() {
     let keys = KeySet::new(vec![PublishedKey {

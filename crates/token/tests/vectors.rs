@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 
 const ISSUER_SEED: [u8; 32] = [0x11; 32];
 const SUBJECT_KEY: [u8; 32] = [0x22; 32];
+/// The subject key's id, written into the sealed subject's header.
+const SUBJECT_KEY_ID: u8 = 1;
 const SUBJECT: [u8; 16] = *b"citizen-00000001";
 const IAT: u64 = 1_800_000_000;
 const CTI: [u8; 16] = [0xc7; 16];
@@ -35,8 +37,12 @@ fn issuer() -> Issuer {
     Issuer::new(
         "cp",
         IssuerKey::from_seed(&ISSUER_SEED).unwrap(),
-        SubjectKey::from_bytes(&SUBJECT_KEY).unwrap(),
+        subject_key(),
     )
+}
+
+fn subject_key() -> SubjectKey {
+    SubjectKey::with_id(SUBJECT_KEY_ID, &SUBJECT_KEY).unwrap()
 }
 
 fn keyset() -> KeySet {
@@ -76,6 +82,7 @@ fn inputs() -> Value {
     json!({
         "issuer_ed25519_seed": hex::encode(ISSUER_SEED),
         "subject_key_chacha20poly1305": hex::encode(SUBJECT_KEY),
+        "subject_key_id": SUBJECT_KEY_ID,
         "iss": "cp",
         "subject": hex::encode(SUBJECT),
         "iat": IAT,
@@ -89,6 +96,7 @@ fn online_token_vector() {
         .issue_token_with_cti(&SUBJECT, scopes, IAT, IAT + 60, CTI)
         .unwrap();
     let cose = base45::decode(&issued.text[4..]).unwrap();
+    let v = verify_online(&issued.text, &keyset(), &Validation::at(IAT)).unwrap();
     check_or_write(
         "cp1.json",
         json!({
@@ -97,12 +105,14 @@ fn online_token_vector() {
             "cti": hex::encode(CTI),
             "scopes": scopes.bits(),
             "kid": IssuerKey::from_seed(&ISSUER_SEED).unwrap().kid().to_hex(),
+            "sealed_sub_hex": hex::encode(&v.claims.sealed_sub),
             "cose_sign1_hex": hex::encode(&cose),
             "text": issued.text,
         }),
     );
-    let v = verify_online(&issued.text, &keyset(), &Validation::at(IAT)).unwrap();
     assert_eq!(v.claims.cti, CTI);
+    assert_eq!(v.claims.sealed_sub[..2], [SEAL_VERSION, SUBJECT_KEY_ID]);
+    assert_eq!(v.subject(&subject_key()).unwrap(), SUBJECT);
 }
 
 #[test]
@@ -127,6 +137,12 @@ fn certificate_vector() {
             "serial": hex::encode(SERIAL),
             "scopes": scopes.bits(),
             "offline_public_key_sec1_hex": hex::encode(key.public_key().as_bytes()),
+            "sealed_sub_hex": hex::encode(
+                &verify_certificate(&cert.bytes, &keyset(), &Validation::at(IAT))
+                    .unwrap()
+                    .claims
+                    .sealed_sub
+            ),
             "cose_sign1_hex": hex::encode(&cert.bytes),
         }),
     );
@@ -173,11 +189,7 @@ fn offline_code_vector() {
             hex::encode(v.certificate.serial),
             doc["expect"]["certificate_serial"].as_str().unwrap()
         );
-        assert_eq!(
-            v.subject(&SubjectKey::from_bytes(&SUBJECT_KEY).unwrap())
-                .unwrap(),
-            SUBJECT
-        );
+        assert_eq!(v.subject(&subject_key()).unwrap(), SUBJECT);
         text
     };
     assert!(text.starts_with("CP2:"));

@@ -1,7 +1,10 @@
 //! Who may call each RPC of the identity service (see `citypass_runtime::authz`).
 //!
 //! Citizens' apps enrol and bind without a certificate, under the per-address rate
-//! limit. Reading a subject or its devices, and changing them, is for operators
+//! limit (and Enrol under its own attempt limits, `crate::attempts`). A subject's
+//! transit pseudonym goes only to the payments service and the verifier
+//! (GetTransitAccount): no other answer carries it. Reading a subject (without its
+//! pseudonym) or its devices, and changing them, is for operators
 //! (`identity-admin`; `auditor` reads): the citizen's own view, device-signed like
 //! IssueToken, comes with identity's own device-proof check. Devices and certificate
 //! records are for the issuer, which decides and records issuance; certificate lists
@@ -31,6 +34,13 @@ pub const AUTHORIZATION: Policy = Policy {
         Rule {
             method: "GetSubject",
             allow: ADMIN_OR_AUDITOR,
+        },
+        // The transit pseudonym, only to the services keyed by it (security finding 8):
+        // payments (its ledger) and the verifier (what transit gates get back). Not
+        // operators: GetSubject leaves it out.
+        Rule {
+            method: "GetTransitAccount",
+            allow: &[Allow::Service("payments"), Allow::Service("verifier")],
         },
         Rule {
             method: "SetAttributes",

@@ -11,7 +11,15 @@
 //! | `environment` | `CITYPASS_ENVIRONMENT` | `production` (or `dev`) |
 //! | `database.*` | `CITYPASS_DATABASE__URL`, `__MAX_CONNECTIONS` | unset: in-memory store |
 //! | `document_key` / `document_key_file` | `CITYPASS_DOCUMENT_KEY` / `…_FILE` | the dev key |
+//! | `document_key_id` | `CITYPASS_DOCUMENT_KEY_ID` | 1 |
+//! | `previous_document_keys` | (file) | none: `[{id, key or key_file}]`, recognised, never used for new rows |
 //! | `pseudonym_key` / `pseudonym_key_file` | `CITYPASS_PSEUDONYM_KEY` / `…_FILE` | the dev key |
+//! | `pseudonym_key_id` | `CITYPASS_PSEUDONYM_KEY_ID` | 1 |
+//! | `previous_pseudonym_keys` | (file) | none (as `previous_document_keys`) |
+//! | `enrol_attempts_per_address` | `CITYPASS_ENROL_ATTEMPTS_PER_ADDRESS` | 10 per window |
+//! | `enrol_attempts_per_document` | `CITYPASS_ENROL_ATTEMPTS_PER_DOCUMENT` | 5 per window |
+//! | `enrol_attempt_window` | `CITYPASS_ENROL_ATTEMPT_WINDOW` | `1h` |
+//! | `enrol_refusal_floor` | `CITYPASS_ENROL_REFUSAL_FLOOR` | `1s` |
 //! | `max_devices_per_subject` | `CITYPASS_MAX_DEVICES_PER_SUBJECT` | 3 |
 //! | `challenge_ttl` | `CITYPASS_CHALLENGE_TTL` | `5m` |
 //! | `enrolment_secret_ttl` | `CITYPASS_ENROLMENT_SECRET_TTL` | `30m` |
@@ -22,7 +30,8 @@
 //!
 //! Keys are 64+ hex characters (32+ bytes), given inline or as a file (a Kubernetes
 //! Secret). A key written `dev:<text>` is a development key; the built-in defaults are
-//! such keys. With `environment: production` the service refuses to start with a dev
+//! such keys. Each HMAC key has an id (1 to 32767, see [`crate::hmac_keys`]); during a
+//! rotation the old key stays listed under `previous_…_keys` (keys/README.md). With `environment: production` the service refuses to start with a dev
 //! key, without a database, with plaintext transport, or with the real-name sandbox.
 //! `config.example.yaml` beside this crate shows every key.
 
@@ -35,6 +44,7 @@ use citypass_runtime::config::{PostgresConfig, duration};
 use serde::Deserialize;
 
 use crate::error::Error;
+use crate::hmac_keys::{HmacKeys, KeyId};
 use crate::realname::SandboxConfig;
 
 /// The document-hash key used when none is configured. Not secret: development only.
@@ -68,12 +78,47 @@ pub struct IdentityConfig {
     /// File holding `document_key` (a mounted Secret).
     #[serde(default)]
     pub document_key_file: Option<PathBuf>,
-    /// Key of the scene pseudonyms (`transit_account`), shared with the verifier.
+    /// The id of `document_key`, stored with every document hash it makes.
+    #[serde(default = "default_key_id")]
+    pub document_key_id: u16,
+    /// Document keys of earlier rotations: documents hashed under them are still
+    /// recognised; new hashes use `document_key`.
+    #[serde(default)]
+    pub previous_document_keys: Vec<PreviousKey>,
+    /// Key of the scene pseudonyms (`transit_account`).
     #[serde(default)]
     pub pseudonym_key: Option<Secret>,
     /// File holding `pseudonym_key`.
     #[serde(default)]
     pub pseudonym_key_file: Option<PathBuf>,
+    /// The id of `pseudonym_key`, stored with every pseudonym it makes.
+    #[serde(default = "default_key_id")]
+    pub pseudonym_key_id: u16,
+    /// Pseudonym keys of earlier rotations (needed only for subjects enrolled before
+    /// pseudonyms were stored, whose pseudonym is derived under their key id).
+    #[serde(default)]
+    pub previous_pseudonym_keys: Vec<PreviousKey>,
+    /// Enrol attempts one caller address (an IPv6 /64) may make per
+    /// `enrol_attempt_window`; each costs a real-name lookup.
+    #[serde(default = "default_enrol_attempts_per_address")]
+    pub enrol_attempts_per_address: u32,
+    /// Enrol attempts per document (whoever makes them) per `enrol_attempt_window`, so
+    /// that names cannot be tried against one number from many addresses.
+    #[serde(default = "default_enrol_attempts_per_document")]
+    pub enrol_attempts_per_document: u32,
+    /// The window of the two limits above (the allowance refills evenly over it).
+    #[serde(
+        default = "default_enrol_attempt_window",
+        deserialize_with = "duration::deserialize_positive"
+    )]
+    pub enrol_attempt_window: Duration,
+    /// A refused Enrol is answered no sooner than this after it began, so that its
+    /// timing does not tell a matching name from a mismatching one (security finding 8).
+    #[serde(
+        default = "default_enrol_refusal_floor",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub enrol_refusal_floor: Duration,
     /// ACTIVE devices a subject may have at once.
     #[serde(default = "default_max_devices")]
     pub max_devices_per_subject: u32,
@@ -109,6 +154,40 @@ pub struct IdentityConfig {
     /// Outcomes of the sandbox real-name check.
     #[serde(default)]
     pub real_name_sandbox: SandboxConfig,
+}
+
+/// A key of an earlier rotation, with its id.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviousKey {
+    /// Its id (the one it had while current).
+    pub id: u16,
+    /// The key (hex, or `dev:…`).
+    #[serde(default)]
+    pub key: Option<Secret>,
+    /// File holding the key.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+fn default_key_id() -> u16 {
+    1
+}
+
+fn default_enrol_attempts_per_address() -> u32 {
+    10
+}
+
+fn default_enrol_attempts_per_document() -> u32 {
+    5
+}
+
+fn default_enrol_attempt_window() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn default_enrol_refusal_floor() -> Duration {
+    Duration::from_secs(1)
 }
 
 fn default_server() -> ServerConfig {
@@ -207,8 +286,16 @@ impl IdentityConfig {
             database: None,
             document_key: None,
             document_key_file: None,
+            document_key_id: default_key_id(),
+            previous_document_keys: Vec::new(),
             pseudonym_key: None,
             pseudonym_key_file: None,
+            pseudonym_key_id: default_key_id(),
+            previous_pseudonym_keys: Vec::new(),
+            enrol_attempts_per_address: default_enrol_attempts_per_address(),
+            enrol_attempts_per_document: default_enrol_attempts_per_document(),
+            enrol_attempt_window: default_enrol_attempt_window(),
+            enrol_refusal_floor: default_enrol_refusal_floor(),
             max_devices_per_subject: default_max_devices(),
             challenge_ttl: default_challenge_ttl(),
             enrolment_secret_ttl: default_enrolment_secret_ttl(),
@@ -246,8 +333,19 @@ impl IdentityConfig {
                 "database.max_connections: must be at least 1".into(),
             ));
         }
-        self.document_key()?;
-        self.pseudonym_key()?;
+        if self.enrol_attempts_per_address == 0 || self.enrol_attempts_per_document == 0 {
+            return Err(Error::Config(
+                "enrol_attempts_per_address and enrol_attempts_per_document: must be at least 1"
+                    .into(),
+            ));
+        }
+        if self.enrol_refusal_floor > Duration::from_secs(10) {
+            return Err(Error::Config(
+                "enrol_refusal_floor: at most 10s (it holds the caller's call open)".into(),
+            ));
+        }
+        self.document_keys()?;
+        self.pseudonym_keys()?;
         if self.environment == Environment::Production && self.database.is_none() {
             return Err(Error::Config(
                 "environment is production but database is not set: the in-memory store loses everything on restart".into(),
@@ -279,7 +377,7 @@ impl IdentityConfig {
             "document_key",
             self.document_key.as_ref(),
             self.document_key_file.as_deref(),
-            DEV_DOCUMENT_KEY,
+            Some(DEV_DOCUMENT_KEY),
         )
     }
 
@@ -289,8 +387,47 @@ impl IdentityConfig {
             "pseudonym_key",
             self.pseudonym_key.as_ref(),
             self.pseudonym_key_file.as_deref(),
-            DEV_PSEUDONYM_KEY,
+            Some(DEV_PSEUDONYM_KEY),
         )
+    }
+
+    /// Every document key with its id, the current one first.
+    pub fn document_keys(&self) -> Result<HmacKeys, Error> {
+        self.keys(
+            "document_key",
+            (self.document_key_id, self.document_key()?),
+            &self.previous_document_keys,
+        )
+    }
+
+    /// Every pseudonym key with its id, the current one first.
+    pub fn pseudonym_keys(&self) -> Result<HmacKeys, Error> {
+        self.keys(
+            "pseudonym_key",
+            (self.pseudonym_key_id, self.pseudonym_key()?),
+            &self.previous_pseudonym_keys,
+        )
+    }
+
+    fn keys(
+        &self,
+        name: &str,
+        current: (u16, Key),
+        previous: &[PreviousKey],
+    ) -> Result<HmacKeys, Error> {
+        let id = |n: u16, what: &str| {
+            KeyId::new(n).ok_or_else(|| Error::Config(format!("{what}: must be 1 to 32767")))
+        };
+        let current_id = id(current.0, &format!("{name}_id"))?;
+        let mut old = Vec::with_capacity(previous.len());
+        for (i, p) in previous.iter().enumerate() {
+            let what = format!("previous_{name}s[{i}]");
+            let key = self.key(&what, p.key.as_ref(), p.key_file.as_deref(), None)?;
+            old.push((id(p.id, &format!("{what}.id"))?, key));
+        }
+        let old_refs: Vec<(KeyId, &[u8])> = old.iter().map(|(i, k)| (*i, k.bytes())).collect();
+        HmacKeys::new((current_id, current.1.bytes()), &old_refs)
+            .map_err(|e| Error::Config(format!("{name}: {e}")))
     }
 
     fn key(
@@ -298,7 +435,7 @@ impl IdentityConfig {
         name: &str,
         inline: Option<&Secret>,
         file: Option<&Path>,
-        dev_default: &str,
+        dev_default: Option<&str>,
     ) -> Result<Key, Error> {
         let key = match (inline, file) {
             (Some(_), Some(_)) => {
@@ -312,7 +449,14 @@ impl IdentityConfig {
                     .map_err(|e| Error::Config(format!("{name}_file {}: {e}", path.display())))?;
                 Key::parse(&text, name)?
             }
-            (None, None) => Key::parse(dev_default, name)?,
+            (None, None) => match dev_default {
+                Some(dev) => Key::parse(dev, name)?,
+                None => {
+                    return Err(Error::Config(format!(
+                        "{name}: key or key_file is required"
+                    )));
+                }
+            },
         };
         if key.is_dev() && self.environment == Environment::Production {
             return Err(Error::Config(format!(
@@ -355,10 +499,19 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("citypass-example-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("document_key"), HEX_KEY).unwrap();
+        std::fs::write(dir.join("document_key.1"), HEX_KEY.replace('0', "a")).unwrap();
         std::fs::write(dir.join("pseudonym_key"), HEX_KEY).unwrap();
         config.document_key_file = Some(dir.join("document_key"));
+        config.previous_document_keys[0].key_file = Some(dir.join("document_key.1"));
         config.pseudonym_key_file = Some(dir.join("pseudonym_key"));
         config.validate().unwrap();
+        let ids: Vec<u16> = config
+            .document_keys()
+            .unwrap()
+            .ids()
+            .map(|id| u16::try_from(id.stored()).unwrap())
+            .collect();
+        assert_eq!(ids, vec![2, 1]);
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -445,10 +598,52 @@ mod tests {
     }
 
     #[test]
+    fn key_ids_are_checked_and_previous_keys_follow_the_same_rules() {
+        let mut config = IdentityConfig::dev();
+        assert_eq!(config.document_keys().unwrap().ids().count(), 1);
+        config.document_key_id = 0;
+        assert!(config.validate().is_err(), "ids start at 1");
+        config.document_key_id = 2;
+        config.previous_document_keys = vec![PreviousKey {
+            id: 2,
+            key: Some(Secret::new(HEX_KEY)),
+            key_file: None,
+        }];
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("twice"), "{err}");
+        config.previous_document_keys[0].id = 1;
+        config.validate().unwrap();
+        config.previous_document_keys[0].key = None;
+        assert!(config.validate().is_err(), "a previous key needs its key");
+        // Production refuses a dev key among the previous ones too.
+        let mut config = load(&[("CITYPASS_ENVIRONMENT", "production")]).unwrap();
+        config.document_key = Some(Secret::new(HEX_KEY));
+        config.pseudonym_key = Some(Secret::new(HEX_KEY));
+        config.previous_pseudonym_keys = vec![PreviousKey {
+            id: 7,
+            key: Some(Secret::new("dev:old")),
+            key_file: None,
+        }];
+        let err = config.pseudonym_keys().unwrap_err().to_string();
+        assert!(err.contains("development key"), "{err}");
+    }
+
+    #[test]
     fn limits_must_be_positive() {
         let mut config = IdentityConfig::dev();
         config.max_devices_per_subject = 0;
         assert!(config.validate().is_err());
         assert!(load(&[("CITYPASS_CHALLENGE_TTL", "0s")]).is_err());
+        let mut config = IdentityConfig::dev();
+        config.enrol_attempts_per_document = 0;
+        assert!(config.validate().is_err());
+        let config = load(&[
+            ("CITYPASS_ENVIRONMENT", "dev"),
+            ("CITYPASS_ENROL_ATTEMPTS_PER_ADDRESS", "3"),
+            ("CITYPASS_ENROL_REFUSAL_FLOOR", "0s"),
+        ])
+        .unwrap();
+        assert_eq!(config.enrol_attempts_per_address, 3);
+        assert_eq!(config.enrol_refusal_floor, Duration::ZERO);
     }
 }

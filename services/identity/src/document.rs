@@ -21,6 +21,7 @@ use citypass_proto::v1::{AssuranceLevel, DocumentType};
 use ring::hmac;
 
 use crate::error::Error;
+use crate::hmac_keys::{HmacKeys, KeyId};
 
 /// The request field every error here is about.
 const FIELD: &str = "document_number";
@@ -305,36 +306,66 @@ impl fmt::Debug for DocumentHash {
 /// Domain separation for the document hash.
 const HASH_CONTEXT: &[u8] = b"citypass/v1/document-hash";
 
-/// HMAC-SHA256 under the server's document key.
+/// A document's hash with the id of the key that made it: what a new row stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyedDocumentHash {
+    pub key_id: KeyId,
+    pub hash: DocumentHash,
+}
+
+/// HMAC-SHA256 under the server's document keys.
 ///
 /// The input is the context string, the document type number (so the same string as a
-/// passport and as a permit are different documents) and the normalised number. Changing
-/// the key makes every stored hash unrecognisable, so the key cannot be rotated without
-/// re-enrolling everyone (a versioned key list would be the next step).
-pub struct DocumentHasher(hmac::Key);
+/// passport and as a permit are different documents) and the normalised number. The
+/// keys have ids ([`crate::hmac_keys`]): a new row stores its hash under the current key
+/// with that key's id; a lookup tries the hash under every configured key, so rows made
+/// under a previous key are still recognised during a rotation. The service keeps no
+/// number, so rows cannot be re-hashed in bulk: a previous key stays configured while
+/// rows carry its id (keys/README.md).
+pub struct DocumentHasher(HmacKeys);
 
 impl fmt::Debug for DocumentHasher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("DocumentHasher(..)")
+        f.debug_tuple("DocumentHasher").field(&self.0).finish()
     }
 }
 
 impl DocumentHasher {
-    /// A hasher under `key` (at least 32 bytes; checked by the configuration).
-    pub fn new(key: &[u8]) -> Self {
-        DocumentHasher(hmac::Key::new(hmac::HMAC_SHA256, key))
+    /// A hasher under `keys` (each at least 32 bytes; checked by the configuration).
+    pub fn new(keys: HmacKeys) -> Self {
+        DocumentHasher(keys)
     }
 
-    /// The keyed hash of `document`.
-    pub fn hash(&self, document: &Document) -> DocumentHash {
-        let mut ctx = hmac::Context::with_key(&self.0);
-        ctx.update(HASH_CONTEXT);
-        ctx.update(&(document.kind as i32).to_be_bytes());
-        ctx.update(document.number.as_bytes());
-        let mut out = [0u8; 32];
-        out.copy_from_slice(ctx.sign().as_ref());
-        DocumentHash(out)
+    /// The hash a new row stores: under the current key.
+    pub fn hash(&self, document: &Document) -> KeyedDocumentHash {
+        let (key_id, key) = self.0.current();
+        KeyedDocumentHash {
+            key_id,
+            hash: hash_under(key, document),
+        }
     }
+
+    /// The document's hash under every configured key, the current one first: what a
+    /// lookup must try.
+    pub fn all_hashes(&self, document: &Document) -> Vec<KeyedDocumentHash> {
+        self.0
+            .all()
+            .map(|(key_id, key)| KeyedDocumentHash {
+                key_id,
+                hash: hash_under(key, document),
+            })
+            .collect()
+    }
+}
+
+fn hash_under(key: &hmac::Key, document: &Document) -> DocumentHash {
+    let mut ctx = hmac::Context::with_key(key);
+    ctx.update(HASH_CONTEXT);
+    ctx.update(&(document.kind as i32).to_be_bytes());
+    ctx.update(document.number.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.sign().as_ref());
+    DocumentHash(out)
 }
 
 #[cfg(test)]
@@ -483,14 +514,30 @@ mod tests {
 
     #[test]
     fn hashes_are_keyed_and_typed_and_debug_hides_the_number() {
-        let a = DocumentHasher::new(&[1; 32]);
-        let b = DocumentHasher::new(&[2; 32]);
+        let a = DocumentHasher::new(HmacKeys::single(&[1; 32]));
+        let b = DocumentHasher::new(HmacKeys::single(&[2; 32]));
         let doc = Document::parse(DocumentType::Passport, "E12345678", TODAY).unwrap();
         let permit = Document::parse(DocumentType::TaiwanPermit, "E12345678", TODAY).unwrap();
         assert_eq!(a.hash(&doc), a.hash(&doc));
         assert_ne!(a.hash(&doc), b.hash(&doc));
         assert_ne!(a.hash(&doc), a.hash(&permit));
         assert!(!format!("{doc:?}").contains("12345678"));
+    }
+
+    #[test]
+    fn a_rotated_hasher_makes_new_hashes_under_the_new_key_and_finds_old_ones() {
+        let doc = Document::parse(DocumentType::Passport, "E12345678", TODAY).unwrap();
+        let one = DocumentHasher::new(HmacKeys::single(&[1; 32]));
+        let two = KeyId::new(2).unwrap();
+        let rotated = DocumentHasher::new(
+            HmacKeys::new((two, &[2; 32]), &[(KeyId::FIRST, &[1; 32])]).unwrap(),
+        );
+        let old = one.hash(&doc);
+        assert_eq!(old.key_id, KeyId::FIRST);
+        let new = rotated.hash(&doc);
+        assert_eq!(new.key_id, two);
+        assert_ne!(new.hash, old.hash);
+        assert_eq!(rotated.all_hashes(&doc), vec![new, old]);
     }
 
     #[test]

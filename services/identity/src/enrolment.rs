@@ -22,6 +22,15 @@ use crate::error::Error;
 use crate::model::Timestamp;
 pub use crate::model::{Authority, EnrolmentGrant, SecretHash};
 
+/// An enrolled subject and the secret that binds its first device (given only by
+/// Enrol, and again to a retry of it, [`crate::retries`]).
+#[derive(Debug, Clone)]
+pub struct Enrolled {
+    pub subject: crate::model::Subject,
+    pub secret: EnrolmentSecret,
+    pub secret_expires_at: Timestamp,
+}
+
 /// Bytes in an enrolment secret.
 pub const SECRET_LEN: usize = 32;
 

@@ -31,9 +31,30 @@ pub enum Error {
     /// No device with this id (for this subject, where one is given).
     #[error("device not found")]
     DeviceNotFound,
-    /// A subject for this document is enrolled already (ACTIVE or SUSPENDED).
+    /// A subject for this document is enrolled already (ACTIVE or SUSPENDED). The
+    /// store's answer; Enrol never shows it to its caller (it answers
+    /// [`Error::EnrolmentNotAccepted`]).
     #[error("this document is already enrolled")]
     AlreadyEnrolled,
+    /// Enrol's one answer to every enrolment it does not accept: a name the real-name
+    /// system does not match with the document, a document it does not know, a
+    /// document enrolled already. One code, reason and text for all, so that a caller
+    /// learns nothing about anyone (security finding 8).
+    #[error(
+        "enrolment not accepted: the name and document do not match in the real-name system, or the document is enrolled already (this answer does not say which). Check the name as printed on the document. Enrolled before? Add this phone from a phone already bound (BindDevice with bound_device), or get a new enrolment secret at a service counter after an in-person check (IssueEnrolmentSecret)"
+    )]
+    EnrolmentNotAccepted,
+    /// Too many Enrol attempts from this caller's address or for this document in the
+    /// configured window (each costs a real-name lookup).
+    #[error("too many enrolment attempts from this address or for this document: try again later")]
+    EnrolRateLimited,
+    /// The national real-name system did not answer; nothing was stored.
+    #[error("the real-name system did not answer; retry later")]
+    RealNameUnavailable,
+    /// A subject's pseudonym must be derived under a key that is not configured (a
+    /// subject stored before pseudonyms were, and its key removed too early).
+    #[error("pseudonym key {0} is not configured")]
+    PseudonymKeyMissing(i16),
     /// The public key is bound to a device now, or was bound before.
     #[error(
         "public_key: this key is bound already, or was bound before; generate a new device key"
@@ -144,12 +165,17 @@ impl ServiceError for Error {
             | Error::DeviceNotActive
             | Error::ChallengeUnknown
             | Error::ChallengeExpired
-            | Error::DeviceLimit { .. } => ErrorKind::FailedPrecondition,
+            | Error::DeviceLimit { .. }
+            | Error::EnrolmentNotAccepted => ErrorKind::FailedPrecondition,
             Error::BadSignature => ErrorKind::Unauthenticated,
             Error::BindingNotAuthorized => ErrorKind::PermissionDenied,
-            Error::CertificateLimit { .. } => ErrorKind::ResourceExhausted,
+            Error::CertificateLimit { .. } | Error::EnrolRateLimited => {
+                ErrorKind::ResourceExhausted
+            }
+            Error::RealNameUnavailable => ErrorKind::Unavailable,
             Error::Database(err) => citypass_postgres::error_kind(err),
-            Error::Config(_)
+            Error::PseudonymKeyMissing(_)
+            | Error::Config(_)
             | Error::Migrate(_)
             | Error::Corrupt(_)
             | Error::Randomness
@@ -166,6 +192,9 @@ impl ServiceError for Error {
             Error::DeviceLimit { .. } => "DEVICE_LIMIT",
             Error::KeyAlreadyBound => "KEY_ALREADY_BOUND",
             Error::CertificateLimit { .. } => "CERTIFICATE_LIMIT",
+            Error::EnrolmentNotAccepted => "ENROLMENT_NOT_ACCEPTED",
+            Error::EnrolRateLimited => "ENROL_RATE_LIMITED",
+            Error::RealNameUnavailable => "REAL_NAME_UNAVAILABLE",
             other => other.kind().reason(),
         }
     }

@@ -1,21 +1,38 @@
 //! The identity service's logic, on validated domain values (the gRPC layer in
 //! `service.rs` parses requests into them and formats the answers).
 //!
-//! Enrolment in particular: the service keeps no raw document number or name, so a
-//! PENDING enrolment (the real-name system did not answer) cannot be re-checked in the
-//! background. The citizen's app retries `Enrol` instead, and each attempt is a subject
-//! of its own: only ACTIVE and SUSPENDED subjects count as enrolled (ALREADY_EXISTS),
-//! while PENDING and REJECTED ones are attempts that can do nothing (no binding, no
-//! codes). A retry that the real-name system confirms creates a *new* ACTIVE subject
-//! and closes the pending attempts as REJECTED: their ids went to whoever made them,
-//! who was never verified, so they must never turn into verified identities.
+//! Enrolment in particular (security finding 8). Its caller is anonymous and has proven
+//! nothing, so its answers must tell nothing about anyone:
+//!
+//! 1. the request is well-formed (INVALID_ARGUMENT otherwise: facts about the number
+//!    alone, such as its check digit);
+//! 2. the attempt fits the per-address and per-document limits ([`crate::attempts`];
+//!    RESOURCE_EXHAUSTED otherwise);
+//! 3. the real-name check runs, always, before anything else is looked at (an outage is
+//!    UNAVAILABLE, stored nowhere);
+//! 4. the store is asked whether the document is enrolled (under every configured
+//!    document key), always, whatever the check said;
+//! 5. only a MATCHED name on a document not enrolled creates a subject (ACTIVE, with
+//!    its enrolment secret and its transit account). Everything else, a mismatched
+//!    name, a document the real-name system does not know, a document enrolled already
+//!    with any name, is one answer, [`Error::EnrolmentNotAccepted`], given no sooner
+//!    than `enrol_refusal_floor` after the request began, and stores nothing.
+//!
+//! So the refusals do the same work (one lookup, one store query) and answer alike, at
+//! the same time unless the real-name system itself takes longer than the floor.
+//! Enrolment no longer creates PENDING or REJECTED subjects (the service keeps no
+//! document number to re-check them with, so they could never become anything);
+//! subjects stored so before keep their status, and a new verified enrolment of the
+//! same document still closes PENDING ones.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use citypass_proto::v1::{FareClass, SubjectStatus};
 use citypass_token::{PublicKey, binding_authorization_message, binding_message};
 
+use crate::attempts::EnrolAttempts;
 use crate::challenge;
 use crate::config::IdentityConfig;
 use crate::document::{Date, Document, DocumentHasher};
@@ -24,12 +41,13 @@ use crate::error::Error;
 use crate::ids::{DeviceId, SubjectId};
 use crate::model::{
     Attributes, AttributesUpdate, Certificate, CertificateCursor, CertificateOwner,
-    CertificatePage, Challenge, Device, DeviceView, NewCertificate, NewDevice, NewSubject, Subject,
-    Timestamp,
+    CertificatePage, Challenge, Device, DeviceCursor, DevicePage, DeviceView, NewCertificate,
+    NewDevice, NewSubject, Subject, Timestamp,
 };
 use crate::name::Name;
-use crate::pseudonym::Pseudonyms;
-use crate::realname::RealNameCheck;
+use crate::pseudonym::{Pseudonyms, TRANSIT};
+use crate::realname::{Outcome, RealNameCheck};
+use crate::retries::{EnrolRetries, RequestId};
 use crate::store::Store;
 
 /// A binding request whose fields are well-formed (the signatures are checked here).
@@ -59,13 +77,7 @@ pub enum BindingAuthority {
     },
 }
 
-/// An enrolled subject and the secret that binds its first device (given only here).
-#[derive(Debug, Clone)]
-pub struct Enrolled {
-    pub subject: Subject,
-    pub secret: EnrolmentSecret,
-    pub secret_expires_at: Timestamp,
-}
+pub use crate::enrolment::Enrolled;
 
 /// The identity service: a store, a real-name check, keys and limits.
 pub struct Identity {
@@ -73,6 +85,9 @@ pub struct Identity {
     real_name: Arc<dyn RealNameCheck>,
     documents: DocumentHasher,
     pseudonyms: Pseudonyms,
+    attempts: EnrolAttempts,
+    retries: EnrolRetries,
+    refusal_floor: Duration,
     max_devices: u32,
     challenge_ttl: Duration,
     enrolment_secret_ttl: Duration,
@@ -108,8 +123,15 @@ impl Identity {
         Ok(Identity {
             store,
             real_name,
-            documents: DocumentHasher::new(config.document_key()?.bytes()),
-            pseudonyms: Pseudonyms::new(config.pseudonym_key()?.bytes()),
+            documents: DocumentHasher::new(config.document_keys()?),
+            pseudonyms: Pseudonyms::new(config.pseudonym_keys()?),
+            attempts: EnrolAttempts::new(
+                config.enrol_attempts_per_address,
+                config.enrol_attempts_per_document,
+                config.enrol_attempt_window,
+            )?,
+            retries: EnrolRetries::default(),
+            refusal_floor: config.enrol_refusal_floor,
             max_devices: config.max_devices_per_subject,
             challenge_ttl: config.challenge_ttl,
             enrolment_secret_ttl: config.enrolment_secret_ttl,
@@ -126,9 +148,18 @@ impl Identity {
         &*self.store
     }
 
-    /// Derives the subject's transit account.
-    pub fn transit_account(&self, subject: &SubjectId) -> String {
-        self.pseudonyms.transit_account(subject)
+    /// The subject's transit account, as enrolment stored it (never re-derived under
+    /// the current key, so a key rotation leaves it as it is); for a subject stored
+    /// before values were, derived under its stored key id.
+    pub async fn transit_account(&self, subject: SubjectId) -> Result<String, Error> {
+        let stored = self.store.get_transit_account(subject).await?;
+        match stored.value {
+            Some(value) => Ok(value),
+            None => self
+                .pseudonyms
+                .derive_under(stored.key_id, TRANSIT, &subject)
+                .ok_or(Error::PseudonymKeyMissing(stored.key_id.stored())),
+        }
     }
 
     /// The latest acceptable birth date: today, in the easternmost time zone (UTC+14),
@@ -137,36 +168,90 @@ impl Identity {
         Date::from_unix(Timestamp::now().unix_seconds() + 14 * 3600)
     }
 
-    /// Enrols a citizen (see the module documentation for retries).
-    pub async fn enrol(&self, document: Document, name: Name) -> Result<Enrolled, Error> {
-        let hash = self.documents.hash(&document);
-        if self.store.find_enrolled_subject(&hash).await?.is_some() {
-            return Err(Error::AlreadyEnrolled);
+    /// Enrols a citizen calling from `address` (see the module documentation: every
+    /// refusal is [`Error::EnrolmentNotAccepted`], whatever its cause). With a
+    /// `request_id`, a retry of a successful enrolment gets its answer again
+    /// ([`crate::retries`]).
+    pub async fn enrol(
+        &self,
+        document: Document,
+        name: Name,
+        address: Option<IpAddr>,
+        request_id: Option<RequestId>,
+    ) -> Result<Enrolled, Error> {
+        let started = tokio::time::Instant::now();
+        let hashes = self.documents.all_hashes(&document);
+        let current = self.documents.hash(&document);
+        if let Some(id) = &request_id
+            && let Some(first) =
+                self.retries
+                    .first_answer(id, current.hash, &name, Timestamp::now())?
+        {
+            return Ok(first);
         }
+        self.attempts.admit(address, current.hash)?;
         let outcome = self.real_name.check(&document, &name).await;
+        if outcome == Outcome::Unavailable {
+            tracing::warn!("enrolment: the real-name system did not answer");
+            return Err(Error::RealNameUnavailable);
+        }
+        let lookup: Vec<_> = hashes.iter().map(|h| h.hash).collect();
+        let enrolled = self.store.find_enrolled_subject(&lookup).await?;
+        let result = if outcome == Outcome::Matched && enrolled.is_none() {
+            self.insert_enrolled(&document, &name, current, &lookup[1..])
+                .await
+        } else {
+            Err(Error::EnrolmentNotAccepted)
+        };
+        match result {
+            Err(Error::EnrolmentNotAccepted | Error::AlreadyEnrolled) => {
+                // No ids, no outcome at INFO: which refusal it was is what must not leak.
+                tracing::info!("enrolment not accepted");
+                tokio::time::sleep_until(started + self.refusal_floor).await;
+                Err(Error::EnrolmentNotAccepted)
+            }
+            Ok(enrolled) => {
+                if let Some(id) = request_id {
+                    self.retries
+                        .remember(id, current.hash, &name, &enrolled, Timestamp::now())?;
+                }
+                Ok(enrolled)
+            }
+            other => other,
+        }
+    }
+
+    /// Stores a verified subject (the store refuses a concurrent enrolment of the same
+    /// document with [`Error::AlreadyEnrolled`]).
+    async fn insert_enrolled(
+        &self,
+        document: &Document,
+        name: &Name,
+        hash: crate::document::KeyedDocumentHash,
+        other_hashes: &[crate::document::DocumentHash],
+    ) -> Result<Enrolled, Error> {
         let now = Timestamp::now();
         let (secret, grant) = enrolment::grant(now, self.enrolment_secret_ttl)?;
+        let id = SubjectId::generate()?;
         let new = NewSubject {
-            id: SubjectId::generate()?,
+            id,
             document_hash: hash,
+            other_document_hashes: other_hashes.to_vec(),
+            transit_account: self.pseudonyms.transit_account(&id),
             document_type: document.kind(),
             masked_name: name.masked(),
-            status: outcome.status(),
-            real_name_check: outcome.to_proto(),
+            status: Outcome::Matched.status(),
+            real_name_check: Outcome::Matched.to_proto(),
             attributes: Attributes {
                 fare_class: FareClass::Adult,
                 medical_insurance_linked: false,
-                assurance_level: outcome.assurance(document.assurance()),
+                assurance_level: Outcome::Matched.assurance(document.assurance()),
             },
             enrolment: grant,
         };
         let subject = self.store.insert_subject(new, now).await?;
         // No ids at INFO: subject ids are personal data (security finding 1).
-        tracing::info!(
-            status = ?subject.status,
-            real_name_check = ?outcome,
-            "subject enrolled"
-        );
+        tracing::info!("subject enrolled");
         Ok(Enrolled {
             subject,
             secret,
@@ -298,13 +383,30 @@ impl Identity {
         Ok(device)
     }
 
-    /// A subject's devices.
+    /// One page of a subject's devices, and the cursor of the next page if there is
+    /// one.
     pub async fn list_devices(
         &self,
         subject_id: SubjectId,
         include_unbound: bool,
-    ) -> Result<Vec<Device>, Error> {
-        self.store.list_devices(subject_id, include_unbound).await
+        page: DevicePage,
+    ) -> Result<(Vec<Device>, Option<DeviceCursor>), Error> {
+        // One more than asked tells whether another page follows.
+        let probe = DevicePage {
+            limit: page.limit.saturating_add(1),
+            ..page
+        };
+        let mut devices = self
+            .store
+            .list_devices(subject_id, include_unbound, probe)
+            .await?;
+        let next = if devices.len() > page.limit {
+            devices.truncate(page.limit);
+            devices.last().map(DeviceCursor::after)
+        } else {
+            None
+        };
+        Ok((devices, next))
     }
 
     /// A device with its subject's status and attributes.

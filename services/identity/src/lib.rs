@@ -3,7 +3,8 @@
 //!
 //! A citizen enrols with an identity document; the number is validated (GB 11643 for a
 //! resident ID), checked with the national real-name system, and kept only as a keyed
-//! hash; the name only masked. The citizen's phone then binds a P-256 key by signing a
+//! hash; the name only masked. A refused enrolment tells its caller nothing about
+//! anyone (see [`identity`]). The citizen's phone then binds a P-256 key by signing a
 //! single-use server challenge. The issuer reads devices ([`GetDevice`]) to decide
 //! whether to issue codes, and records the device certificates it makes; the
 //! revocation service lists them.
@@ -16,9 +17,12 @@
 //! - [`error`]: the one error type and its gRPC codes;
 //! - [`ids`]: the subject/device id format (a contract with the issuer);
 //! - [`document`]: document number checks and the keyed hash;
+//! - [`hmac_keys`]: the document and pseudonym keys, with ids, for rotation;
+//! - [`attempts`]: limits on enrolment attempts per caller and per document;
 //! - [`name`]: name validation and masking;
 //! - [`realname`]: the national real-name check (trait + sandbox);
-//! - [`pseudonym`]: the transit account derived from a subject id;
+//! - [`pseudonym`]: the transit account, derived at enrolment and stored;
+//! - [`retries`]: Enrol's request ids, so that a retry gets the first answer;
 //! - [`challenge`]: binding challenges;
 //! - [`model`]: the records logic and stores share;
 //! - [`store`]: the store trait, [`MemoryStore`] and [`PostgresStore`];
@@ -34,6 +38,7 @@
 
 use std::sync::Arc;
 
+pub mod attempts;
 pub mod authorization;
 pub mod build;
 pub mod challenge;
@@ -41,12 +46,14 @@ pub mod config;
 pub mod document;
 pub mod enrolment;
 pub mod error;
+pub mod hmac_keys;
 pub mod identity;
 pub mod ids;
 pub mod model;
 pub mod name;
 pub mod pseudonym;
 pub mod realname;
+pub mod retries;
 pub mod service;
 pub mod store;
 

@@ -12,8 +12,10 @@ use citypass_proto::v1::{
     AssuranceLevel, DeviceStatus, DocumentType, FareClass, RealNameCheckOutcome, SubjectStatus,
 };
 
-use crate::document::DocumentHash;
+use crate::document::{DocumentHash, KeyedDocumentHash};
+use crate::hmac_keys::KeyId;
 use crate::ids::{DeviceId, SubjectId};
+use crate::pseudonym::Pseudonym;
 
 /// A point in time with microsecond precision (what PostgreSQL keeps), as microseconds
 /// since the Unix epoch.
@@ -111,7 +113,13 @@ pub struct Subject {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewSubject {
     pub id: SubjectId,
-    pub document_hash: DocumentHash,
+    /// The document's hash under the current document key, with that key's id.
+    pub document_hash: KeyedDocumentHash,
+    /// The same document under the other configured keys (during a rotation): an
+    /// enrolled subject under any of them conflicts too.
+    pub other_document_hashes: Vec<DocumentHash>,
+    /// The transit account, derived once here and stored (never re-derived).
+    pub transit_account: Pseudonym,
     pub document_type: DocumentType,
     pub masked_name: String,
     /// PENDING, ACTIVE or REJECTED, from the real-name check.
@@ -123,6 +131,13 @@ pub struct NewSubject {
 }
 
 impl NewSubject {
+    /// Every hash of the document this subject is enrolled with, the stored one first.
+    pub fn all_document_hashes(&self) -> Vec<DocumentHash> {
+        std::iter::once(self.document_hash.hash)
+            .chain(self.other_document_hashes.iter().copied())
+            .collect()
+    }
+
     /// The subject this becomes when stored at `now`.
     pub fn into_subject(self, now: Timestamp) -> Subject {
         Subject {
@@ -136,6 +151,14 @@ impl NewSubject {
             updated_at: now,
         }
     }
+}
+
+/// A subject's transit account as stored: the value enrolment derived, with its key id,
+/// or (for subjects stored before values were) only the key id to derive it under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPseudonym {
+    pub key_id: KeyId,
+    pub value: Option<String>,
 }
 
 /// A bound (or formerly bound) device.
@@ -163,6 +186,39 @@ pub struct NewDevice {
     pub challenge: [u8; 32],
     /// The subject's authority for the binding (an enrolment secret is consumed).
     pub authority: Authority,
+}
+
+/// Where a page of devices starts: after this one (a subject's devices are ordered by
+/// `bound_at`, then id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceCursor {
+    pub bound_at: Timestamp,
+    pub device_id: DeviceId,
+}
+
+impl DeviceCursor {
+    /// The cursor just after `device`.
+    pub fn after(device: &Device) -> Self {
+        DeviceCursor {
+            bound_at: device.bound_at,
+            device_id: device.id,
+        }
+    }
+}
+
+/// One page of a device listing: at most `limit`, after `after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DevicePage {
+    pub after: Option<DeviceCursor>,
+    pub limit: usize,
+}
+
+impl DevicePage {
+    /// Every device, in one page (tests and tools).
+    pub const ALL: DevicePage = DevicePage {
+        after: None,
+        limit: usize::MAX,
+    };
 }
 
 /// A device with what the issuer needs about its subject.

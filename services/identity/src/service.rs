@@ -7,7 +7,7 @@
 
 use citypass_proto::prost_types;
 use citypass_proto::v1::{self, identity_service_server::IdentityService};
-use citypass_runtime::IntoStatus;
+use citypass_runtime::{Caller, IntoStatus};
 use citypass_token::PublicKey;
 use tonic::{Request, Response, Status};
 
@@ -19,9 +19,10 @@ use crate::identity::{BindRequest, BindingAuthority, Identity};
 use crate::ids::{DeviceId, SubjectId};
 use crate::model::{
     Attributes, AttributesUpdate, Certificate, CertificateCursor, CertificateOwner,
-    CertificatePage, Device, NewCertificate, Subject, Timestamp,
+    CertificatePage, Device, DeviceCursor, DevicePage, NewCertificate, Subject, Timestamp,
 };
 use crate::name::Name;
+use crate::retries::RequestId;
 
 /// Longest device label, in characters.
 const MAX_LABEL_CHARS: usize = 64;
@@ -46,9 +47,10 @@ impl IdentityApi {
         &self.identity
     }
 
+    /// A subject as callers see it: never its transit account, which only
+    /// GetTransitAccount gives, to the services the authorisation table names.
     fn subject(&self, subject: Subject) -> v1::Subject {
         v1::Subject {
-            transit_account: self.identity.transit_account(&subject.id),
             subject_id: subject.id.to_string(),
             masked_name: subject.masked_name,
             document_type: subject.document_type.into(),
@@ -216,6 +218,47 @@ fn certificate_page_token(token: &str) -> Result<Option<CertificateCursor>, Erro
     }))
 }
 
+/// Devices per ListDevices page unless the caller asks.
+const DEFAULT_DEVICE_PAGE: usize = 50;
+/// Most devices per page.
+const MAX_DEVICE_PAGE: usize = 200;
+const DEVICE_PAGE_PREFIX: &str = "d1:";
+
+/// A page size as the request gives it: 0 for the default, at most `max`.
+fn page_size(size: i32, default: usize, max: usize) -> Result<usize, Error> {
+    match size {
+        0 => Ok(default),
+        n if n < 0 => Err(Error::invalid("page_size", "must not be negative")),
+        n => Ok(usize::try_from(n).unwrap_or(max).min(max)),
+    }
+}
+
+/// The page token for the page after `cursor`: `d1:<bound_at µs>:<device id>`.
+fn device_page_token_of(cursor: DeviceCursor) -> String {
+    format!(
+        "{DEVICE_PAGE_PREFIX}{}:{}",
+        cursor.bound_at.as_micros(),
+        cursor.device_id
+    )
+}
+
+/// The cursor a ListDevices page token names; an empty token is the first page.
+fn device_page_token(token: &str) -> Result<Option<DeviceCursor>, Error> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bad = || Error::invalid("page_token", "not a token from a previous ListDevices");
+    let rest = token.strip_prefix(DEVICE_PAGE_PREFIX).ok_or_else(bad)?;
+    let (micros, id) = rest.split_once(':').ok_or_else(bad)?;
+    if micros.is_empty() || !micros.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    Ok(Some(DeviceCursor {
+        bound_at: Timestamp::from_micros(micros.parse().map_err(|_| bad())?),
+        device_id: DeviceId::parse(id).map_err(|_| bad())?,
+    }))
+}
+
 /// Runs a handler body and turns its error into the caller's status.
 fn answer<T>(result: Result<T, Error>) -> Result<Response<T>, Status> {
     result.map(Response::new).map_err(IntoStatus::into_status)
@@ -227,6 +270,9 @@ impl IdentityService for IdentityApi {
         &self,
         request: Request<v1::EnrolRequest>,
     ) -> Result<Response<v1::EnrolResponse>, Status> {
+        // The caller's address, as the authorisation layer saw it: what enrolment
+        // attempts are counted under.
+        let address = Caller::of(&request).and_then(|caller| caller.address);
         let req = request.into_inner();
         answer(
             async {
@@ -234,7 +280,11 @@ impl IdentityService for IdentityApi {
                     .ok_or_else(|| Error::invalid("document_type", "required"))?;
                 let document = Document::parse(kind, &req.document_number, Identity::today())?;
                 let name = Name::parse(&req.name)?;
-                let enrolled = self.identity.enrol(document, name).await?;
+                let request_id = RequestId::parse(&req.request_id)?;
+                let enrolled = self
+                    .identity
+                    .enrol(document, name, address, request_id)
+                    .await?;
                 Ok(v1::EnrolResponse {
                     subject: Some(self.subject(enrolled.subject)),
                     enrolment_secret: enrolled.secret.as_bytes().to_vec(),
@@ -256,6 +306,22 @@ impl IdentityService for IdentityApi {
                 let subject = self.identity.get_subject(id).await?;
                 Ok(v1::GetSubjectResponse {
                     subject: Some(self.subject(subject)),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn get_transit_account(
+        &self,
+        request: Request<v1::GetTransitAccountRequest>,
+    ) -> Result<Response<v1::GetTransitAccountResponse>, Status> {
+        let req = request.into_inner();
+        answer(
+            async {
+                let id = SubjectId::parse(&req.subject_id)?;
+                Ok(v1::GetTransitAccountResponse {
+                    transit_account: self.identity.transit_account(id).await?,
                 })
             }
             .await,
@@ -396,9 +462,17 @@ impl IdentityService for IdentityApi {
         answer(
             async {
                 let id = SubjectId::parse(&req.subject_id)?;
-                let devices = self.identity.list_devices(id, req.include_unbound).await?;
+                let page = DevicePage {
+                    after: device_page_token(&req.page_token)?,
+                    limit: page_size(req.page_size, DEFAULT_DEVICE_PAGE, MAX_DEVICE_PAGE)?,
+                };
+                let (devices, next) = self
+                    .identity
+                    .list_devices(id, req.include_unbound, page)
+                    .await?;
                 Ok(v1::ListDevicesResponse {
                     devices: devices.into_iter().map(device).collect(),
+                    next_page_token: next.map(device_page_token_of).unwrap_or_default(),
                 })
             }
             .await,
@@ -535,6 +609,30 @@ mod tests {
         );
         let err = enum_field::<v1::FareClass>(99, "fare_class").unwrap_err();
         assert_eq!(err.to_string(), "fare_class: unknown enum value");
+    }
+
+    #[test]
+    fn device_page_tokens_round_trip_and_refuse_anything_else() {
+        let cursor = DeviceCursor {
+            bound_at: Timestamp::from_micros(1_800_000_000_123_456),
+            device_id: DeviceId::from_bytes([7; 16]),
+        };
+        let token = device_page_token_of(cursor);
+        assert_eq!(device_page_token(&token).unwrap(), Some(cursor));
+        assert_eq!(device_page_token("").unwrap(), None);
+        for bad in [
+            "d1:",
+            "d1:12",
+            "c1:1:00",
+            "d1:-1:0707",
+            "d1:1:zz",
+            &token[1..],
+        ] {
+            assert!(device_page_token(bad).is_err(), "{bad}");
+        }
+        assert_eq!(page_size(0, 50, 200).unwrap(), 50);
+        assert_eq!(page_size(1000, 50, 200).unwrap(), 200);
+        assert!(page_size(-1, 50, 200).is_err());
     }
 
     #[test]

@@ -25,7 +25,8 @@ use crate::error::Error;
 use crate::ids::{DeviceId, SubjectId};
 use crate::model::{
     AttributesUpdate, Certificate, CertificateOwner, CertificatePage, Challenge, Device,
-    DeviceView, NewCertificate, NewDevice, NewSubject, Subject, Timestamp,
+    DevicePage, DeviceView, NewCertificate, NewDevice, NewSubject, StoredPseudonym, Subject,
+    Timestamp,
 };
 
 pub use memory::MemoryStore;
@@ -39,17 +40,21 @@ pub const SUPERSEDED_REASON: &str = "superseded by a verified enrolment of the s
 
 /// Storage for the identity service. See the module documentation.
 pub trait Store: Send + Sync + 'static {
-    /// The ACTIVE or SUSPENDED subject enrolled with this document, if any.
+    /// The ACTIVE or SUSPENDED subject enrolled with this document, if any: `document`
+    /// holds its hash under every configured document key (during a rotation, a row may
+    /// carry any of them).
     fn find_enrolled_subject<'a>(
         &'a self,
-        document: &'a DocumentHash,
+        document: &'a [DocumentHash],
     ) -> BoxFuture<'a, Result<Option<Subject>, Error>>;
 
-    /// Stores a new subject.
+    /// Stores a new subject, with its document hash, that hash's key id and its transit
+    /// account (value and key id).
     ///
-    /// - An ACTIVE or SUSPENDED subject with the same document hash exists →
-    ///   [`Error::AlreadyEnrolled`] (at most one enrolled subject per document, even
-    ///   under concurrent enrolments).
+    /// - An ACTIVE or SUSPENDED subject with any of the document's hashes
+    ///   ([`NewSubject::all_document_hashes`]) exists → [`Error::AlreadyEnrolled`] (at
+    ///   most one enrolled subject per document, even under concurrent enrolments, even
+    ///   when replicas hash under different current keys during a rotation).
     /// - A new ACTIVE subject closes PENDING subjects of the same document: they
     ///   become REJECTED with [`SUPERSEDED_REASON`].
     /// - PENDING and REJECTED subjects never conflict.
@@ -61,6 +66,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// One subject, or [`Error::SubjectNotFound`].
     fn get_subject<'a>(&'a self, id: SubjectId) -> BoxFuture<'a, Result<Subject, Error>>;
+
+    /// The subject's transit account as enrolment stored it. [`Error::SubjectNotFound`].
+    fn get_transit_account<'a>(
+        &'a self,
+        id: SubjectId,
+    ) -> BoxFuture<'a, Result<StoredPseudonym, Error>>;
 
     /// Applies the given attributes, keeps the others; bumps `updated_at`.
     /// [`Error::SubjectNotFound`].
@@ -127,12 +138,13 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> BoxFuture<'a, Result<Device, Error>>;
 
-    /// The subject's devices, oldest binding first; ACTIVE only unless
-    /// `include_unbound`. [`Error::SubjectNotFound`].
+    /// The subject's devices, ordered by `bound_at` then id, one `page` of them;
+    /// ACTIVE only unless `include_unbound`. [`Error::SubjectNotFound`].
     fn list_devices<'a>(
         &'a self,
         subject_id: SubjectId,
         include_unbound: bool,
+        page: DevicePage,
     ) -> BoxFuture<'a, Result<Vec<Device>, Error>>;
 
     /// A device with its subject's status and attributes. [`Error::DeviceNotFound`].

@@ -71,6 +71,7 @@ async fn only_identity_admins_change_a_subject() {
             document_type: DocumentType::ResidentIdCard as i32,
             document_number: "11010519491231002X".to_owned(),
             name: "Li Lei".to_owned(),
+            request_id: String::new(),
         })
         .await
         .expect("enrolment is open to citizens")

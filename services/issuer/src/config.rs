@@ -10,7 +10,12 @@
 //!
 //! Limits are checked at start-up ([`Config::validate`]) rather than discovered at the
 //! gate: a token lifetime above the verifiers' cap, for example, would produce codes
-//! that every gate refuses.
+//! that every gate refuses. Every duration has a documented maximum, so that no time
+//! computed from one (a code's `exp`, a cache entry's expiry, a nonce's) can overflow:
+//! the issuance durations below are checked by [`IssuanceConfig::validate`] and
+//! [`RevocationSettings::validate`], the shared ones (`server.*`, `keyring`, upstream
+//! and Redis timeouts) as the file is read (`citypass_runtime::config::duration`), each
+//! refusal naming its key.
 
 use std::time::Duration;
 
@@ -27,6 +32,9 @@ pub const MAX_CERTIFICATE_LIFETIME: Duration = Duration::from_secs(86_400);
 /// Longest proof freshness window accepted: a wider window keeps more nonces and lets
 /// a captured request be replayed to a replica with another nonce store for longer.
 pub const MAX_PROOF_FRESHNESS: Duration = Duration::from_secs(300);
+/// Longest `issuance.identity_cache_ttl`: the cache is how long an unbind or a
+/// suspension may take to stop issuance, so it stays short.
+pub const MAX_IDENTITY_CACHE_TTL: Duration = Duration::from_secs(60);
 
 /// Which kind of deployment this is. In production, dev key rings are refused (at
 /// start-up and at every reload) and a shared nonce store (Redis) is required, since
@@ -65,8 +73,9 @@ pub struct IssuanceConfig {
     /// (default `30s`). Nonces are remembered for twice this plus a second.
     #[serde(deserialize_with = "duration::deserialize_positive")]
     pub proof_freshness: Duration,
-    /// How long a GetDevice answer from identity is reused (default `3s`): the longest
-    /// an unbind or suspension takes to stop issuance.
+    /// How long a GetDevice answer from identity is reused (default `3s`; `0s` turns
+    /// the cache off; at most `60s`): the longest an unbind or suspension takes to stop
+    /// issuance.
     #[serde(deserialize_with = "duration::deserialize")]
     pub identity_cache_ttl: Duration,
     /// Most devices held in that cache (default 100 000).
@@ -124,6 +133,12 @@ impl IssuanceConfig {
             return Err(invalid(
                 "issuance.proof_freshness",
                 "must be between 1s and 5m",
+            ));
+        }
+        if self.identity_cache_ttl > MAX_IDENTITY_CACHE_TTL {
+            return Err(invalid(
+                "issuance.identity_cache_ttl",
+                "must be at most 60s (how long an unbind may take to stop issuance)",
             ));
         }
         if self.identity_cache_capacity == 0 {
@@ -441,6 +456,72 @@ mod tests {
             .is_err(),
             "a misspelt key is an error"
         );
+    }
+
+    /// Security review, smaller findings: configured lifetimes had no upper bound, so
+    /// an absurd one reached `now + lifetime` unchecked. Each is now refused at start-up,
+    /// naming its key: the issuance ones by `validate`, the shared ones as the
+    /// configuration is read.
+    #[test]
+    fn smaller_findings_an_absurd_lifetime_is_refused_naming_the_key() {
+        const ABSURD: &str = "1000000000h";
+        for key in [
+            "token_lifetime",
+            "certificate_lifetime",
+            "certificate_max_lifetime",
+            "proof_freshness",
+            "identity_cache_ttl",
+        ] {
+            let var = format!("CITYPASS_ISSUANCE__{}", key.to_ascii_uppercase());
+            let config = load(&[
+                ("CITYPASS_SERVER__SERVICE_NAME", "issuer"),
+                ("CITYPASS_ENVIRONMENT", "dev"),
+                (&var, ABSURD),
+            ])
+            .expect("loads; validate judges");
+            let err = config.validate().unwrap_err();
+            assert_eq!(err.key, format!("issuance.{key}"), "{var}: {err}");
+        }
+        let config = load(&[
+            ("CITYPASS_SERVER__SERVICE_NAME", "issuer"),
+            ("CITYPASS_ENVIRONMENT", "dev"),
+            ("CITYPASS_REVOCATION__MAX_AGE", ABSURD),
+        ])
+        .unwrap();
+        assert_eq!(config.validate().unwrap_err().key, "revocation.max_age");
+
+        for key in [
+            "server.request_timeout",
+            "server.shutdown_delay",
+            "server.shutdown_drain_timeout",
+            "keyring.reload_interval",
+            "identity.connect_timeout",
+            "identity.request_timeout",
+            "revocation.service.request_timeout",
+            "redis.timeout",
+        ] {
+            let var = format!("CITYPASS_{}", key.replace('.', "__").to_ascii_uppercase());
+            let mut vars = vec![
+                ("CITYPASS_SERVER__SERVICE_NAME", "issuer"),
+                ("CITYPASS_ENVIRONMENT", "dev"),
+                (var.as_str(), ABSURD),
+            ];
+            if key == "keyring.reload_interval" {
+                vars.push(("CITYPASS_KEYRING__PATH", "keys/dev/keyring.json"));
+            }
+            if key == "redis.timeout" {
+                vars.push(("CITYPASS_REDIS__URL", "redis://127.0.0.1:6379/"));
+            }
+            match load(&vars) {
+                Err(citypass_runtime::ConfigError::Invalid {
+                    key: at, message, ..
+                }) => {
+                    assert_eq!(at, key, "{message}");
+                    assert!(message.contains("out of range"), "{key}: {message}");
+                }
+                other => panic!("{key}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -315,6 +315,11 @@ impl CachedIdentity {
             Some(_) => self.ttl,
             None => self.ttl.min(MISS_TTL),
         };
+        // A TTL beyond the clock's range (the configuration bounds it at 60 s; a library
+        // caller might not) is not remembered rather than a panic.
+        let Some(expiry) = now.checked_add(ttl) else {
+            return;
+        };
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if entries.len() >= self.capacity && !entries.contains_key(&device) {
             entries.retain(|_, (expiry, _)| *expiry > now);
@@ -324,7 +329,7 @@ impl CachedIdentity {
                 entries.clear();
             }
         }
-        entries.insert(device, (now + ttl, found.clone()));
+        entries.insert(device, (expiry, found.clone()));
     }
 }
 
@@ -432,6 +437,19 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(1_000)).await;
         assert!(cache.get_device(&device(1), None).await.unwrap().is_some());
         assert_eq!(inner.calls.load(Ordering::SeqCst), 4, "the answer expired");
+    }
+
+    /// Security review, smaller findings: `now + ttl` was unchecked, so a TTL beyond
+    /// the clock's range panicked at the first answer. Now the answer is used and not
+    /// remembered.
+    #[tokio::test]
+    async fn smaller_findings_a_ttl_beyond_the_clock_does_not_panic() {
+        let inner = counting();
+        let cache = CachedIdentity::new(inner.clone(), Duration::MAX, 10);
+        for _ in 0..2 {
+            assert!(cache.get_device(&device(1), None).await.unwrap().is_some());
+        }
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 2, "nothing remembered");
     }
 
     #[tokio::test]

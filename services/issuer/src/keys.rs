@@ -14,6 +14,19 @@
 //! file never takes the issuer down. Reading, refusing and noticing a change is
 //! `citypass_runtime::key_file`, shared with the revocation service's snapshot key.
 //!
+//! The poll reads the file on tokio's blocking pool
+//! (`FollowedKeyFile::changed_async`), never on an async worker, and no `std` lock
+//! is held while it does: the followed file sits behind an async lock that only
+//! reloads take, and the ring in service behind a `std` lock held just long enough to
+//! build and swap a snapshot. Requests never take either: [`Keys::current`] is a
+//! `watch` borrow (security review, smaller findings).
+//!
+//! The ring also holds the subject-sealing keys. The issuer seals with the current
+//! one ([`PublishedKeys::issuer`]); [`PublishedKeys::subject_keys`] opens what any key
+//! still in the ring sealed, picked by the key id in the sealed value, so a rotation
+//! of the sealing key (keys/README.md) leaves earlier codes and certificates readable
+//! until their retired key's valid-until.
+//!
 //! The published set is the ring's public set minus retired keys past their
 //! valid-until; a retired key stays published (and verifiable) until then. When one
 //! expires, the next poll republishes without it, even if the file did not change.
@@ -36,8 +49,8 @@ use citypass_proto::prost_types::Timestamp;
 use citypass_proto::v1::{self as pb, GetKeySetResponse, KeyInfo};
 use citypass_runtime::{FollowedKeyFile, KeyFileError, KeyFormat};
 use citypass_token::{
-    Issuer, KeySet, KeyStatus, KeyUsage, Keyring, Kid, PublishedKey, TokenError, sha256,
-    sign_key_set,
+    Issuer, KeySet, KeyStatus, KeyUsage, Keyring, Kid, PublishedKey, SubjectKeyStatus, SubjectKeys,
+    TokenError, sha256, sign_key_set,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -105,6 +118,8 @@ pub enum Reload {
 pub struct PublishedKeys {
     issuer: Issuer,
     signing_kid: Kid,
+    /// Every subject key that opens (sealing, staged, retired not past valid-until).
+    subject_keys: SubjectKeys,
     keyset: KeySet,
     jwks_json: Vec<u8>,
     signature: Vec<u8>,
@@ -119,6 +134,8 @@ impl std::fmt::Debug for PublishedKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PublishedKeys")
             .field("signing_kid", &self.signing_kid)
+            .field("subject_key_id", &self.issuer.subject_key_id())
+            .field("subject_keys", &self.subject_keys)
             .field("keys", &self.keyset.keys().len())
             .field("issued_at", &self.issued_at)
             .field("version", &self.version)
@@ -131,6 +148,7 @@ impl PublishedKeys {
     fn build(ring: &Keyring, now: u64) -> Result<Self, TokenError> {
         let issuer = ring.issuer()?;
         let signing_kid = ring.signing_kid();
+        let subject_keys = ring.subject_keys(now)?;
         let published: Vec<PublishedKey> = ring
             .public_keyset()?
             .keys()
@@ -141,6 +159,17 @@ impl PublishedKeys {
             .cloned()
             .collect();
         let keyset = KeySet::new(published)?;
+        // The snapshot changes when a published retired key or a retired subject key
+        // still held passes its valid-until.
+        let retired_subject_keys =
+            ring.subject_key_statuses()
+                .into_iter()
+                .filter_map(|(_, status)| match status {
+                    SubjectKeyStatus::Retired { valid_until } if valid_until >= now => {
+                        Some(valid_until)
+                    }
+                    _ => None,
+                });
         let next_expiry = keyset
             .keys()
             .iter()
@@ -148,6 +177,7 @@ impl PublishedKeys {
                 KeyStatus::Retired { valid_until } => Some(valid_until),
                 _ => None,
             })
+            .chain(retired_subject_keys)
             .min();
         let base = keyset.to_jwks();
         let version = hex::encode(&sha256(base.as_bytes())[..8]);
@@ -157,6 +187,7 @@ impl PublishedKeys {
         Ok(PublishedKeys {
             issuer,
             signing_kid,
+            subject_keys,
             keyset,
             jwks_json,
             signature,
@@ -175,6 +206,18 @@ impl PublishedKeys {
     /// The kid that signs codes, certificates and the key set.
     pub fn signing_kid(&self) -> Kid {
         self.signing_kid
+    }
+
+    /// The id of the subject key that seals now.
+    pub fn subject_key_id(&self) -> u8 {
+        self.issuer.subject_key_id()
+    }
+
+    /// Opens the subjects that any subject key still in the ring sealed, picking the
+    /// key by the id in the sealed value (for a verifier holding the ring; the issuer
+    /// itself only seals).
+    pub fn subject_keys(&self) -> &SubjectKeys {
+        &self.subject_keys
     }
 
     /// The published public keys.
@@ -257,16 +300,15 @@ fn key_info(key: &PublishedKey) -> KeyInfo {
     }
 }
 
-/// Where the ring came from (a followed file, or memory), and the ring in service.
-struct Source {
-    file: Option<FollowedKeyFile<Keyring, TokenError>>,
-    ring: Keyring,
-}
-
 /// The issuer's keys, shared by every request (see the module documentation).
 pub struct Keys {
     environment: Environment,
-    source: Mutex<Source>,
+    /// The followed file (file sources). An async lock: a reload holds it across the
+    /// read on the blocking pool, so reloads take turns without blocking a worker.
+    file: Option<tokio::sync::Mutex<FollowedKeyFile<Keyring, TokenError>>>,
+    /// The ring in service, to republish when a retired key expires. Held only to
+    /// build and swap a snapshot, never across I/O.
+    ring: Mutex<Keyring>,
     current: watch::Sender<Arc<PublishedKeys>>,
 }
 
@@ -287,28 +329,26 @@ impl Keys {
         environment: Environment,
     ) -> Result<Arc<Self>, KeyError> {
         let (file, ring) = FollowedKeyFile::open(path, environment, KEY_RING)?;
-        Self::start(
-            Source {
-                file: Some(file),
-                ring,
-            },
-            environment,
-        )
+        Self::start(Some(file), ring, environment)
     }
 
     /// Serves `ring`, held in memory (`citypass dev`, tests); [`Keys::replace`] swaps it.
     pub fn from_keyring(ring: Keyring, environment: Environment) -> Result<Arc<Self>, KeyError> {
-        Self::start(Source { file: None, ring }, environment)
+        Self::start(None, ring, environment)
     }
 
-    fn start(source: Source, environment: Environment) -> Result<Arc<Self>, KeyError> {
-        check_environment(&source.ring, environment)?;
-        let published =
-            PublishedKeys::build(&source.ring, unix_now()).map_err(KeyError::Publish)?;
+    fn start(
+        file: Option<FollowedKeyFile<Keyring, TokenError>>,
+        ring: Keyring,
+        environment: Environment,
+    ) -> Result<Arc<Self>, KeyError> {
+        check_environment(&ring, environment)?;
+        let published = PublishedKeys::build(&ring, unix_now()).map_err(KeyError::Publish)?;
         let (current, _) = watch::channel(Arc::new(published));
         Ok(Arc::new(Keys {
             environment,
-            source: Mutex::new(source),
+            file: file.map(tokio::sync::Mutex::new),
+            ring: Mutex::new(ring),
             current,
         }))
     }
@@ -326,22 +366,30 @@ impl Keys {
 
     /// Re-reads the file (file sources) and republishes if its content changed or a
     /// retired key expired. On error the current snapshot stays in service.
-    pub fn reload(&self) -> Result<Reload, KeyError> {
-        let now = unix_now();
-        let mut source = self.source.lock().unwrap_or_else(PoisonError::into_inner);
-        let expired = self.current.borrow().next_expiry.is_some_and(|t| now > t);
-        let fresh = match &mut source.file {
-            Some(file) => file.changed()?,
+    ///
+    /// The file is read on tokio's blocking pool (call this within a tokio runtime);
+    /// no `std` lock is held while it is.
+    pub async fn reload(&self) -> Result<Reload, KeyError> {
+        // Held to the end, so that two reloads do not interleave read and swap.
+        let mut file = match &self.file {
+            Some(file) => Some(file.lock().await),
             None => None,
         };
+        let fresh = match file.as_deref_mut() {
+            Some(file) => file.changed_async().await?,
+            None => None,
+        };
+        let now = unix_now();
+        let expired = self.current.borrow().next_expiry.is_some_and(|t| now > t);
         if fresh.is_none() && !expired {
             return Ok(Reload::Unchanged);
         }
-        let ring = fresh.as_ref().unwrap_or(&source.ring);
-        let published = PublishedKeys::build(ring, now).map_err(KeyError::Publish)?;
+        let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        let published = PublishedKeys::build(fresh.as_ref().unwrap_or(&ring), now)
+            .map_err(KeyError::Publish)?;
         let signing_kid = published.signing_kid;
-        if let Some(ring) = fresh {
-            source.ring = ring;
+        if let Some(fresh) = fresh {
+            *ring = fresh;
         }
         self.current.send_replace(Arc::new(published));
         Ok(Reload::Reloaded { signing_kid })
@@ -353,8 +401,9 @@ impl Keys {
         check_environment(&ring, self.environment)?;
         let published = PublishedKeys::build(&ring, unix_now()).map_err(KeyError::Publish)?;
         let signing_kid = published.signing_kid;
-        let mut source = self.source.lock().unwrap_or_else(PoisonError::into_inner);
-        source.ring = ring;
+        // Ring and snapshot swap together, as in a reload.
+        let mut held = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        *held = ring;
         self.current.send_replace(Arc::new(published));
         Ok(signing_kid)
     }
@@ -370,10 +419,11 @@ impl Keys {
             loop {
                 ticks.tick().await;
                 let Some(keys) = keys.upgrade() else { return };
-                match keys.reload() {
+                match keys.reload().await {
                     Ok(Reload::Unchanged) => {}
                     Ok(Reload::Reloaded { signing_kid }) => {
-                        tracing::info!(%signing_kid, "key ring reloaded");
+                        let subject_key_id = keys.current().subject_key_id();
+                        tracing::info!(%signing_kid, subject_key_id, "key ring reloaded");
                     }
                     Err(err) => {
                         tracing::warn!(error = %err, "key ring reload refused; keeping the current keys");

@@ -43,6 +43,12 @@ impl IdentityService for StandIn {
     ) -> Result<Response<GetSubjectResponse>, Status> {
         Err(Status::unimplemented(""))
     }
+    async fn get_transit_account(
+        &self,
+        _: Request<GetTransitAccountRequest>,
+    ) -> Result<Response<GetTransitAccountResponse>, Status> {
+        Err(Status::unimplemented(""))
+    }
     async fn set_attributes(
         &self,
         _: Request<SetAttributesRequest>,

@@ -6,8 +6,9 @@
 //! the settings or the clock (bounds of the times, page size caps, the note) are the
 //! logic's ([`crate::registry`]). Answers and Watch events become messages here too.
 //!
-//! Entries themselves convert in `citypass_revocation::proto` (feature `proto`), which
-//! followers share. Enum numbers are the same on both sides.
+//! Entries (with their chain hashes) and the signed head convert in
+//! `citypass_revocation::proto` (feature `proto`), which followers share. Enum numbers
+//! are the same on both sides.
 
 use std::num::NonZeroU32;
 use std::time::UNIX_EPOCH;
@@ -99,25 +100,47 @@ pub fn list_query(request: &pb::ListRequest) -> Result<ListQuery, Error> {
     })
 }
 
+/// How much of each entry a reader sees (security finding 8).
+///
+/// The audit fields (who wrote an entry, and the operator's note) are for the people
+/// who answer for the log: operators with the `auditor` or `revoker` role. The services
+/// that follow the log and the gates get the minimal view, with both left empty: what
+/// they need to decide (target, action, reason, times, chain hash) and nothing about
+/// who acted or why in words. The reason stays in both views, because it is part of
+/// the chained encoding every follower checks (and `KEY_COMPROMISED` changes what an
+/// entry kills).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// Every field, audit fields included.
+    Audit,
+    /// No actor, no note.
+    Minimal,
+}
+
 /// List's answer: the next page's token when the page did not reach the head.
-pub fn list_response(page: &ListPage) -> pb::ListResponse {
+pub fn list_response(page: &ListPage, view: View) -> pb::ListResponse {
     pb::ListResponse {
-        entries: page.records.iter().map(entry).collect(),
+        entries: page.records.iter().map(|r| entry_in(r, view)).collect(),
         next_page_token: page
             .next_since
             .map(|since| format!("{PAGE_TOKEN_PREFIX}{since}"))
             .unwrap_or_default(),
         head_epoch: page.head,
+        head: Some(citypass_revocation::proto::head_to_proto(&page.signed_head)),
     }
 }
 
 /// One Watch message.
-pub fn watch_response(event: &WatchEvent) -> pb::WatchResponse {
+pub fn watch_response(event: &WatchEvent, view: View) -> pb::WatchResponse {
     pb::WatchResponse {
-        entries: event.entries.iter().map(|r| entry(r)).collect(),
+        entries: event.entries.iter().map(|r| entry_in(r, view)).collect(),
         head_epoch: event.head_epoch,
         // Never before 1970 on the wire (a clock that far off sends the epoch itself).
         sent_at: Some(system_timestamp(event.sent_at.max(UNIX_EPOCH))),
+        head: event
+            .head
+            .as_ref()
+            .map(citypass_revocation::proto::head_to_proto),
     }
 }
 
@@ -182,9 +205,19 @@ pub fn reinstate_reason(code: i32) -> Result<ReinstateReason, Error> {
         .ok_or_else(|| Error::invalid("reason", format!("unknown reinstate reason {code}")))
 }
 
-/// A log record as the API's entry.
+/// A log record as the API's entry, audit fields included (the answers to a write).
 pub fn entry(record: &Record) -> pb::RevocationEntry {
-    citypass_revocation::proto::to_proto(&record.entry, &record.actor, &record.note)
+    entry_in(record, View::Audit)
+}
+
+/// A log record as `view` shows it.
+pub fn entry_in(record: &Record, view: View) -> pb::RevocationEntry {
+    match view {
+        View::Audit => {
+            citypass_revocation::proto::to_proto(&record.chained(), &record.actor, &record.note)
+        }
+        View::Minimal => citypass_revocation::proto::to_proto(&record.chained(), "", ""),
+    }
 }
 
 #[cfg(test)]

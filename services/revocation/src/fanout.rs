@@ -11,6 +11,10 @@
 //! XADD <key> MAXLEN ~ <cap> * epoch <epoch> entry <citypass_revocation::stream::encode_entry>
 //! ```
 //!
+//! Each message carries the entry's chain hash (stream version 2): whoever can write to
+//! Redis can forge, delete or replace messages, and the chain hash is how followers
+//! notice (see `citypass_revocation::chain`).
+//!
 //! The stream is capped (approximately, which Redis trims cheaply) because it is a
 //! buffer, not a history: a follower further behind than the cap resyncs from List.
 //!
@@ -145,7 +149,7 @@ impl Publisher for RedisPublisher {
                     .arg(FIELD_EPOCH)
                     .arg(epoch_field(&record.entry))
                     .arg(FIELD_ENTRY)
-                    .arg(encode_entry(&record.entry))
+                    .arg(encode_entry(&record.chained()))
                     .ignore();
             }
             let mut connection = self.connection.clone();

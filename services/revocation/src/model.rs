@@ -3,9 +3,11 @@
 //! device or subject revocation cascades to, whether a reinstatement is allowed.
 //!
 //! The rules are pure functions over the target's history so that the PostgreSQL and
-//! the in-memory log cannot disagree: each backend only locks, reads the history,
-//! calls [`plan_revoke`] / [`plan_cascade`] / [`plan_reinstate`], and writes what the
-//! plan says, with epochs from `head + 1` on.
+//! the in-memory log cannot disagree: each backend only locks, reads the history and
+//! the head (epoch and chain hash), calls [`plan_revoke`] / [`plan_cascade`] /
+//! [`plan_reinstate`], and writes what the plan says: records with epochs from
+//! `head + 1` on, each with its chain hash (the head's chain, then each record's,
+//! `citypass_revocation::chain`), and the new head.
 //!
 //! # When a revocation is covered (Revoke is idempotent)
 //!
@@ -44,7 +46,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use citypass_revocation::{
-    Action, Entry, ReinstateReason, RevocationReason, SignedSnapshot, Target, TargetKind,
+    Action, ChainHash, Chained, Entry, Head, ReinstateReason, RevocationReason, SignedHead,
+    SignedSnapshot, Target, TargetKind,
 };
 
 use crate::error::Error;
@@ -58,15 +61,47 @@ pub struct Audit {
     pub note: String,
 }
 
-/// One row of the log: the entry plus its audit fields.
+/// One row of the log: the entry, its chain hash and its audit fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     /// The entry, as sets and snapshots see it.
     pub entry: Entry,
+    /// The log's chain hash through this entry.
+    pub chain: ChainHash,
     /// Who wrote it.
     pub actor: String,
     /// Why, in words.
     pub note: String,
+}
+
+impl Record {
+    /// The entry with its chain hash, as the stream, List and Watch carry it.
+    pub fn chained(&self) -> Chained {
+        Chained {
+            entry: self.entry.clone(),
+            chain: self.chain,
+        }
+    }
+
+    /// The head of the log when this record is the last one.
+    pub fn head(&self) -> Head {
+        Head {
+            epoch: self.entry.epoch,
+            chain: self.chain,
+        }
+    }
+}
+
+/// Gives `records` (epochs `head.epoch + 1 ..`, in order) their chain hashes, from
+/// `head`'s; returns the new head.
+fn link<'a>(head: Head, records: impl IntoIterator<Item = &'a mut Record>) -> Head {
+    let mut head = head;
+    for record in records {
+        debug_assert_eq!(record.entry.epoch, head.epoch + 1);
+        record.chain = head.chain.next(&record.entry);
+        head = record.head();
+    }
+    head
 }
 
 /// A device certificate, as the identity service lists it.
@@ -140,6 +175,8 @@ pub struct Page {
     pub records: Vec<Record>,
     /// The head of the log when the page was read (at least the last record's epoch).
     pub head: u64,
+    /// The chain hash through `head`.
+    pub head_chain: ChainHash,
 }
 
 /// Revoke, as asked: the request's shape already checked ([`crate::convert`]), its
@@ -191,6 +228,8 @@ pub struct ListPage {
     pub next_since: Option<u64>,
     /// The head of the log when the page was read.
     pub head: u64,
+    /// That head with its chain hash, signed by the snapshot key.
+    pub signed_head: SignedHead,
 }
 
 /// One Watch message: entries contiguous with the previous message's, or none (a
@@ -203,6 +242,9 @@ pub struct WatchEvent {
     pub head_epoch: u64,
     /// When the message was made.
     pub sent_at: SystemTime,
+    /// In a heartbeat: this replica's head (at `head_epoch`), signed. `None` in a
+    /// message with entries (they carry their chain hashes).
+    pub head: Option<SignedHead>,
 }
 
 /// A signed snapshot and the epoch it is complete up to: what Snapshot returns.
@@ -317,6 +359,7 @@ fn cascade_records(
                 expires_at: Some(expires_at),
                 created_at: now,
             },
+            chain: ChainHash::GENESIS,
             actor: parent.actor.clone(),
             note: cascade_note(&parent.entry),
         });
@@ -331,9 +374,10 @@ pub(crate) fn plan_revoke(
     history: &[Record],
     cascade: Cascade<'_>,
     certificate_history: &HashMap<[u8; 16], Vec<Record>>,
-    head: u64,
+    log_head: Head,
     now: u64,
 ) -> RevokePlan {
+    let head = log_head.epoch;
     let (parent, created) = match covering(command, history, now) {
         Some(existing) => (existing.clone(), false),
         None => (
@@ -348,6 +392,7 @@ pub(crate) fn plan_revoke(
                     expires_at: command.expires_at,
                     created_at: now,
                 },
+                chain: ChainHash::GENESIS,
                 actor: command.audit.actor.clone(),
                 note: command.audit.note.clone(),
             },
@@ -360,11 +405,17 @@ pub(crate) fn plan_revoke(
     } else {
         Vec::new()
     };
-    let revoked = Revoked {
+    let mut revoked = Revoked {
         entry: parent,
         cascaded,
         created,
     };
+    // The new parent (epoch head + 1) comes first, then the cascaded records.
+    let parent = created.then_some(&mut revoked.entry);
+    link(
+        log_head,
+        parent.into_iter().chain(revoked.cascaded.iter_mut()),
+    );
     RevokePlan {
         writes: revoked.written(),
         revoked,
@@ -381,7 +432,7 @@ pub(crate) fn plan_cascade(
     history: &[Record],
     cascade: Cascade<'_>,
     certificate_history: &HashMap<[u8; 16], Vec<Record>>,
-    head: u64,
+    head: Head,
     now: u64,
 ) -> Vec<Record> {
     if !parent.entry.target.kind().reinstatable()
@@ -389,7 +440,9 @@ pub(crate) fn plan_cascade(
     {
         return Vec::new();
     }
-    cascade_records(parent, cascade, certificate_history, head + 1, now)
+    let mut records = cascade_records(parent, cascade, certificate_history, head.epoch + 1, now);
+    link(head, records.iter_mut());
+    records
 }
 
 /// Plans a Reinstate: [`Error::NotRevoked`] unless the target's latest entry is a
@@ -399,7 +452,7 @@ pub(crate) fn plan_reinstate(
     reason: ReinstateReason,
     audit: &Audit,
     history: &[Record],
-    head: u64,
+    head: Head,
     now: u64,
 ) -> Result<Record, Error> {
     if !target.kind().reinstatable() {
@@ -411,15 +464,18 @@ pub(crate) fn plan_reinstate(
     if !history.last().is_some_and(|r| r.entry.is_revoke()) {
         return Err(Error::NotRevoked);
     }
-    Ok(Record {
+    let mut record = Record {
         entry: Entry {
-            epoch: head + 1,
+            epoch: head.epoch + 1,
             target: target.clone(),
             action: Action::Reinstate { reason },
             expires_at: None,
             created_at: now,
         },
+        chain: ChainHash::GENESIS,
         actor: audit.actor.clone(),
         note: audit.note.clone(),
-    })
+    };
+    link(head, [&mut record]);
+    Ok(record)
 }

@@ -26,7 +26,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use citypass_revocation::{Kinds, Target, TargetKind};
+use citypass_revocation::{Head, Kinds, SignedHead, Target, TargetKind};
 use citypass_runtime::{Deadline, Draining};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -94,12 +94,38 @@ impl FanOut {
     }
 }
 
+/// Signs the log's head for List pages and Watch heartbeats, once per head and second:
+/// thousands of watchers' heartbeats share one signature.
+struct Heads {
+    signer: Arc<dyn SnapshotSigner>,
+    last: std::sync::Mutex<Option<SignedHead>>,
+}
+
+impl Heads {
+    fn signed(&self, head: Head, now: u64) -> Result<SignedHead, Error> {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(signed) = last.as_ref()
+            && signed.head == head
+            && signed.created_at == now
+        {
+            return Ok(signed.clone());
+        }
+        let signed = self.signer.sign_head(head, now)?;
+        *last = Some(signed.clone());
+        Ok(signed)
+    }
+}
+
 /// The revocation service's logic. See the module documentation.
 pub struct Registry {
     settings: Settings,
     log: Arc<dyn Log>,
     directory: Arc<dyn CertificateDirectory>,
     signer: Arc<dyn SnapshotSigner>,
+    heads: Arc<Heads>,
     tail: Arc<Tail>,
     fanout: FanOut,
     /// The server's shutdown signal, which ends Watch streams (none: they end only with
@@ -110,6 +136,7 @@ pub struct Registry {
 /// What one Watch stream reads.
 struct WatchParts {
     tail: Arc<Tail>,
+    heads: Arc<Heads>,
     log: Arc<dyn Log>,
     settings: Settings,
     draining: Option<Draining>,
@@ -155,6 +182,10 @@ impl Registry {
             settings,
             log,
             directory,
+            heads: Arc::new(Heads {
+                signer: signer.clone(),
+                last: std::sync::Mutex::new(None),
+            }),
             signer,
             tail,
             draining: None,
@@ -333,7 +364,7 @@ impl Registry {
     }
 
     /// List: a page of at most the settings' maximum (their default when the query
-    /// names no size).
+    /// names no size), with the head as read with it, signed.
     pub async fn list(&self, query: ListQuery) -> Result<ListPage, Error> {
         let size = match query.page_size {
             None => self.settings.list_page_size,
@@ -344,10 +375,18 @@ impl Registry {
             .list(query.since, usize::try_from(size).unwrap_or(usize::MAX))
             .await?;
         let last = page.records.last().map_or(query.since, |r| r.entry.epoch);
+        let signed_head = self.heads.signed(
+            Head {
+                epoch: page.head,
+                chain: page.head_chain,
+            },
+            unix_now(),
+        )?;
         Ok(ListPage {
             records: page.records,
             next_since: (last < page.head).then_some(last),
             head: page.head,
+            signed_head,
         })
     }
 
@@ -381,6 +420,7 @@ impl Registry {
         tokio::spawn(watch_loop(
             WatchParts {
                 tail: self.tail.clone(),
+                heads: self.heads.clone(),
                 log: self.log.clone(),
                 settings: self.settings.clone(),
                 draining: self.draining.clone(),
@@ -392,7 +432,7 @@ impl Registry {
     }
 
     /// Snapshot: the live entries of the requested kinds, complete up to the log's head
-    /// as read now, signed with the issuer's current key.
+    /// as read now, with the chain hash at that head, signed with the snapshot key.
     pub async fn snapshot(&self, kinds: Kinds) -> Result<EpochSnapshot, Error> {
         let now = unix_now();
         self.tail.sync(now).await?;
@@ -454,13 +494,15 @@ fn owner(target: &Target) -> Option<Owner<'_>> {
 /// One Watch stream: catch up from `since` (from this replica's recent entries, or the
 /// log when the watcher is further behind), then send new entries as the tail learns
 /// of them, and a heartbeat whenever `heartbeat_interval` passes without a message.
-/// Every message carries entries contiguous with the previous one. The stream ends
+/// Every message carries entries contiguous with the previous one; a heartbeat carries
+/// this replica's head (epoch and chain hash), signed. The stream ends
 /// UNAVAILABLE when the log cannot be read, when this replica's data is older than
 /// `stale_after`, or when the server begins to shut down (the watcher reconnects,
 /// possibly to another replica), and ends quietly when the watcher goes away.
 async fn watch_loop(parts: WatchParts, since: u64, tx: mpsc::Sender<Result<WatchEvent, Error>>) {
     let WatchParts {
         tail,
+        heads,
         log,
         settings,
         draining,
@@ -498,6 +540,7 @@ async fn watch_loop(parts: WatchParts, since: u64, tx: mpsc::Sender<Result<Watch
                 entries,
                 head_epoch: tail.epoch().max(cursor),
                 sent_at: SystemTime::now(),
+                head: None,
             };
             if tx.send(Ok(message)).await.is_err() {
                 return;
@@ -535,10 +578,18 @@ async fn watch_loop(parts: WatchParts, since: u64, tx: mpsc::Sender<Result<Watch
                 return;
             }
         }
+        let head = match heads.signed(tail.head(), unix_now()) {
+            Ok(head) => head,
+            Err(err) => {
+                let _ = tx.send(Err(err)).await;
+                return;
+            }
+        };
         let heartbeat = WatchEvent {
             entries: Vec::new(),
-            head_epoch: tail.epoch().max(cursor),
+            head_epoch: tail.epoch().max(cursor).max(head.head.epoch),
             sent_at: SystemTime::now(),
+            head: Some(head),
         };
         if tx.send(Ok(heartbeat)).await.is_err() {
             return;

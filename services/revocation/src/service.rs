@@ -66,6 +66,20 @@ fn operator_with<T>(request: &Request<T>, role: Role) -> Result<String, Status> 
     }
 }
 
+/// The view of the log `request`'s caller gets: audit fields only for operators who
+/// answer for the log (`auditor`, `revoker`); services and gates get the minimal view.
+fn view_of<T>(request: &Request<T>) -> convert::View {
+    let principal = Caller::of(request).and_then(|caller| caller.principal.as_deref());
+    match principal {
+        Some(Principal::Operator { roles, .. })
+            if roles.contains(&Role::Auditor) || roles.contains(&Role::Revoker) =>
+        {
+            convert::View::Audit
+        }
+        _ => convert::View::Minimal,
+    }
+}
+
 #[tonic::async_trait]
 impl RevocationService for RevocationApi {
     async fn revoke(
@@ -103,11 +117,12 @@ impl RevocationService for RevocationApi {
     }
 
     async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+        let view = view_of(&request);
         let query = convert::list_query(request.get_ref()).map_err(IntoStatus::into_status)?;
         self.revocations
             .list(query)
             .await
-            .map(|page| Response::new(convert::list_response(&page)))
+            .map(|page| Response::new(convert::list_response(&page, view)))
             .map_err(IntoStatus::into_status)
     }
 
@@ -117,14 +132,15 @@ impl RevocationService for RevocationApi {
         &self,
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let view = view_of(&request);
         let events = self
             .revocations
             .watch(request.get_ref().since_epoch)
             .await
             .map_err(IntoStatus::into_status)?;
-        let messages = events.map(|event| {
+        let messages = events.map(move |event| {
             event
-                .map(|event| convert::watch_response(&event))
+                .map(|event| convert::watch_response(&event, view))
                 .map_err(IntoStatus::into_status)
         });
         Ok(Response::new(Box::pin(messages)))

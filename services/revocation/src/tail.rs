@@ -8,6 +8,11 @@
 //! all while they are up to date: they are served from the recent entries kept here,
 //! and only a watcher further behind than those reads the log itself.
 //!
+//! The tail checks the log's chain as it reads it: every record must carry the chain
+//! hash that follows the one before (`citypass_revocation::chain`), and a log that does
+//! not chain is refused as corrupt rather than served. Its set's head (epoch and chain
+//! hash, [`Tail::head`]) is what List pages and Watch heartbeats sign.
+//!
 //! The tail also knows how fresh it is ([`Tail::age`]): a replica cut off from
 //! PostgreSQL must not keep telling watchers "nothing new" (that is how revocation
 //! lists quietly stop refreshing), so Watch ends and Snapshot fails once the data is
@@ -17,7 +22,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
-use citypass_revocation::{Kinds, RevocationSet, Snapshot};
+use citypass_revocation::{Head, Kinds, RevocationSet, Snapshot};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
@@ -97,16 +102,18 @@ impl Tail {
                     .is_some_and(|r| r.entry.epoch >= page.head);
             let mut state = self.lock();
             for record in page.records {
-                state
-                    .set
-                    .apply(record.entry.clone())
-                    .map_err(|_| Error::Corrupt("the log does not apply in epoch order"))?;
+                state.set.apply_chained(record.chained()).map_err(|_| {
+                    Error::Corrupt("the log does not apply in epoch order or does not chain")
+                })?;
                 state.recent.push_back(Arc::new(record));
                 if state.recent.len() > self.recent_capacity {
                     state.recent.pop_front();
                 }
             }
             if done {
+                if state.set.epoch() == page.head && state.set.chain() != page.head_chain {
+                    return Err(Error::Corrupt("the log's head does not chain"));
+                }
                 state.synced_at = Some(Instant::now());
                 if now >= state.pruned_at.saturating_add(PRUNE_EVERY) {
                     state.set.prune(now);
@@ -132,6 +139,11 @@ impl Tail {
     /// Sees every change of [`Tail::epoch`].
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.head.subscribe()
+    }
+
+    /// The epoch this replica's set has applied, with the chain hash through it.
+    pub fn head(&self) -> Head {
+        self.lock().set.head()
     }
 
     /// Time since the log was last read successfully (`None`: never).

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use citypass_revocation::{
-    Action, Entry, ReinstateReason, RevocationReason, RevocationSet, Target, TargetKind,
+    Action, ChainHash, Entry, ReinstateReason, RevocationReason, RevocationSet, Target, TargetKind,
 };
 use citypass_revocation_service::model::{Cascade, RevokeCommand};
 use citypass_revocation_service::{Audit, Certificate, Error, Log, MemoryLog, PostgresLog, Record};
@@ -104,6 +104,21 @@ async fn all(log: &Arc<dyn Log>) -> Vec<Record> {
         }
         out.extend(page.records);
     }
+}
+
+/// Every record's chain hash is the one before it followed by its entry, from the
+/// genesis; returns the chain hash through the last one.
+fn assert_chained(records: &[Record]) -> ChainHash {
+    let mut chain = ChainHash::GENESIS;
+    for record in records {
+        chain = chain.next(&record.entry);
+        assert_eq!(
+            record.chain, chain,
+            "epoch {}: the chain hash through it",
+            record.entry.epoch
+        );
+    }
+    chain
 }
 
 fn assert_gapless(records: &[Record], from: u64) {
@@ -518,6 +533,57 @@ mod contract {
         assert!(key.cascaded.is_empty());
     }
 
+    /// Security finding 6: every record carries the log's chain hash through it, a page
+    /// the chain hash through its head, and a covered Revoke returns the stored record
+    /// with its chain hash.
+    pub async fn every_record_carries_the_chain_through_it(log: Arc<dyn Log>) {
+        let empty = log.list(0, 10).await.unwrap();
+        assert_eq!(empty.head_chain, ChainHash::GENESIS);
+        let certs = [
+            certificate(serial(1), NOW - 10, NOW + 600),
+            certificate(serial(2), NOW - 10, NOW + 600),
+        ];
+        log.revoke(&command(token(1)), none(), NOW).await.unwrap();
+        let revoked = log
+            .revoke(&command(device(1)), cascade(&certs), NOW)
+            .await
+            .unwrap();
+        assert_eq!(revoked.cascaded.len(), 2);
+        let late = [certificate(serial(3), NOW, NOW + 600)];
+        log.cascade(&revoked.entry, cascade(&late), NOW + 1)
+            .await
+            .unwrap();
+        log.reinstate(
+            &device(1),
+            ReinstateReason::DeviceRecovered,
+            &audit(),
+            NOW + 2,
+        )
+        .await
+        .unwrap();
+        log.revoke(&command(Target::Key(Kid([5; 8]))), none(), NOW + 3)
+            .await
+            .unwrap();
+        let records = all(&log).await;
+        assert_eq!(records.len(), 7);
+        let head = assert_chained(&records);
+        for since in 0..=7 {
+            let page = log.list(since, 2).await.unwrap();
+            assert_eq!(page.head, 7);
+            assert_eq!(page.head_chain, head, "the chain hash through the head");
+        }
+        // A set applying the log with the chain check reaches the same head.
+        let mut set = RevocationSet::new();
+        for record in &records {
+            set.apply_chained(record.chained()).unwrap();
+        }
+        assert_eq!(set.chain(), head);
+        // A covered request returns the stored record, chain hash included.
+        let again = log.revoke(&command(token(1)), none(), NOW).await.unwrap();
+        assert!(!again.created);
+        assert_eq!(again.entry, records[0]);
+    }
+
     pub async fn readers_see_a_cascade_whole_or_not_at_all(log: Arc<dyn Log>) {
         const CERTS: u8 = 12;
         const REVOCATIONS: u32 = 8;
@@ -600,6 +666,7 @@ contract!(
     device_subject_and_key_revocations_are_idempotent,
     reinstating_needs_a_revoked_device_or_subject,
     finding_5_cascades_take_every_live_certificate,
+    every_record_carries_the_chain_through_it,
     readers_see_a_cascade_whole_or_not_at_all,
 );
 
@@ -628,4 +695,117 @@ async fn postgres_unavailable_writes_nothing() {
     assert_eq!(page.head, 1);
     assert_eq!(page.records.len(), 1);
     assert_eq!(page.records[0].entry.target, token(1));
+}
+
+/// Security finding 6: rows written before the chain existed are chained by the
+/// migration that adds it, in SQL, exactly as `citypass_revocation::chain` does (every
+/// kind, both actions, with and without expiry, an 8-byte key target), and the log then
+/// continues the chain.
+#[tokio::test]
+async fn finding_6_the_migration_chains_rows_written_before_it() {
+    let (pool, _url) = citypass_testkit::fresh_database().await;
+    // The schema before the chain: the first migration only.
+    let mut before = sqlx::migrate!("./migrations");
+    before.migrations = std::borrow::Cow::Owned(before.migrations[..1].to_vec());
+    before.run(&pool).await.unwrap();
+    let old: Vec<Entry> = vec![
+        Entry {
+            epoch: 1,
+            target: token(1),
+            action: Action::Revoke {
+                reason: RevocationReason::Superseded,
+                revoked_before: NOW,
+            },
+            expires_at: Some(NOW + 360),
+            created_at: NOW,
+        },
+        Entry {
+            epoch: 2,
+            target: subject(2),
+            action: Action::Revoke {
+                reason: RevocationReason::Arrears,
+                revoked_before: NOW + 1,
+            },
+            expires_at: None,
+            created_at: NOW,
+        },
+        Entry {
+            epoch: 3,
+            target: Target::Certificate(serial(3)),
+            action: Action::Revoke {
+                reason: RevocationReason::Arrears,
+                revoked_before: NOW + 1,
+            },
+            expires_at: Some(NOW + 900),
+            created_at: NOW,
+        },
+        Entry {
+            epoch: 4,
+            target: subject(2),
+            action: Action::Reinstate {
+                reason: ReinstateReason::ArrearsRepaid,
+            },
+            expires_at: None,
+            created_at: NOW + 7,
+        },
+        Entry {
+            epoch: 5,
+            target: Target::Key(Kid([0xfe, 1, 2, 3, 4, 5, 6, 0x80])),
+            action: Action::Revoke {
+                reason: RevocationReason::KeyCompromised,
+                revoked_before: u64::try_from(i64::MAX).unwrap(),
+            },
+            expires_at: None,
+            created_at: NOW + 8,
+        },
+    ];
+    for entry in &old {
+        let (reason, revoked_before) = match entry.action {
+            Action::Revoke {
+                reason,
+                revoked_before,
+            } => (reason.code(), Some(i64::try_from(revoked_before).unwrap())),
+            Action::Reinstate { reason } => (reason.code(), None),
+        };
+        sqlx::query(
+            "INSERT INTO revocation_log (epoch, action, target_kind, target_id, reason, \
+                 revoked_before, expires_at, created_at, actor, note) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ops', '')",
+        )
+        .bind(i64::try_from(entry.epoch).unwrap())
+        .bind(i16::from(entry.action.code()))
+        .bind(i16::from(entry.target.kind().code()))
+        .bind(entry.target.id())
+        .bind(i16::from(reason))
+        .bind(revoked_before)
+        .bind(entry.expires_at.map(|t| i64::try_from(t).unwrap()))
+        .bind(i64::try_from(entry.created_at).unwrap())
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query("UPDATE revocation_head SET epoch = 5")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    // The service starts: the chain migration runs.
+    let log: Arc<dyn Log> = Arc::new(PostgresLog::new(pool).await.expect("migrations apply"));
+    let records = all(&log).await;
+    assert_eq!(
+        records.iter().map(|r| r.entry.clone()).collect::<Vec<_>>(),
+        old
+    );
+    let head = assert_chained(&records);
+    assert_eq!(log.list(5, 10).await.unwrap().head_chain, head);
+    // New writes continue the chain.
+    log.revoke(&command(token(6)), none(), NOW + 9)
+        .await
+        .unwrap();
+    let records = all(&log).await;
+    assert_eq!(records.len(), 6);
+    assert_eq!(
+        log.list(0, 1).await.unwrap().head_chain,
+        assert_chained(&records)
+    );
 }

@@ -184,6 +184,11 @@ impl Controlled {
         *self.mode.lock().unwrap() = mode;
     }
 
+    /// Takes the held records without publishing them.
+    pub fn take_held(&self) -> Vec<Record> {
+        std::mem::take(&mut *self.held.lock().unwrap())
+    }
+
     /// Publishes the held records one by one, last first; returns how many.
     pub async fn release_reversed(&self) -> usize {
         let held: Vec<Record> = std::mem::take(&mut *self.held.lock().unwrap());
@@ -357,6 +362,77 @@ pub async fn eventually(limit: Duration, what: &str, mut condition: impl FnMut()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+// --- someone with write access to Redis -------------------------------------------------
+
+/// A connection to the Redis a test's stream lives in, as an attacker holds one.
+pub async fn attacker(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// The entry and chain hash of the stream's last message (what anyone who can read
+/// the stream knows).
+pub async fn last_message(
+    connection: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+) -> citypass_revocation::Chained {
+    use citypass_revocation::stream::{FIELD_ENTRY, FIELD_EPOCH, decode_message};
+    use redis::AsyncCommands as _;
+    let last: redis::streams::StreamRangeReply =
+        connection.xrevrange_count(key, "+", "-", 1).await.unwrap();
+    let message = last.ids.first().expect("the stream has a message");
+    let epoch: Option<Vec<u8>> = message.get(FIELD_EPOCH);
+    let entry: Option<Vec<u8>> = message.get(FIELD_ENTRY);
+    decode_message(epoch.as_deref(), entry.as_deref()).unwrap()
+}
+
+/// Appends a message for `chained` to the stream, as the service's publisher does.
+pub async fn xadd(
+    connection: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    chained: &citypass_revocation::Chained,
+) -> String {
+    use citypass_revocation::stream::{FIELD_ENTRY, FIELD_EPOCH, encode_entry, epoch_field};
+    redis::cmd("XADD")
+        .arg(key)
+        .arg("*")
+        .arg(FIELD_EPOCH)
+        .arg(epoch_field(&chained.entry))
+        .arg(FIELD_ENTRY)
+        .arg(encode_entry(chained))
+        .query_async(connection)
+        .await
+        .unwrap()
+}
+
+/// Appends a message for `chained` and deletes it in one atomic step (a script), so
+/// that no reader ever sees it: a stream entry deleted before followers read it.
+pub async fn xadd_deleted(
+    connection: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    chained: &citypass_revocation::Chained,
+) {
+    use citypass_revocation::stream::{FIELD_ENTRY, FIELD_EPOCH, encode_entry, epoch_field};
+    let deleted: i64 = redis::cmd("EVAL")
+        .arg(
+            "local id = redis.call('XADD', KEYS[1], '*', ARGV[1], ARGV[2], ARGV[3], ARGV[4]) \
+             return redis.call('XDEL', KEYS[1], id)",
+        )
+        .arg(1)
+        .arg(key)
+        .arg(FIELD_EPOCH)
+        .arg(epoch_field(&chained.entry))
+        .arg(FIELD_ENTRY)
+        .arg(encode_entry(chained))
+        .query_async(connection)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
 }
 
 // --- a private redis-server -----------------------------------------------------------

@@ -17,10 +17,10 @@ use super::duration;
 pub struct KeyFile {
     /// The file.
     pub path: PathBuf,
-    /// How often it is checked (default `5s`).
+    /// How often it is checked (default `5s`; at most `1h`).
     #[serde(
         default = "default_reload_interval",
-        deserialize_with = "duration::deserialize_positive"
+        deserialize_with = "duration::deserialize_within::<_, 1, { duration::MAX_RELOAD_INTERVAL_MS }>"
     )]
     pub reload_interval: Duration,
 }

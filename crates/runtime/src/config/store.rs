@@ -41,10 +41,11 @@ impl PostgresConfig {
 pub struct RedisConfig {
     /// `rediss://:password@redis:6380/`.
     pub url: Secret,
-    /// Longest a connection attempt or a command may take (default `500ms`).
+    /// Longest a connection attempt or a command may take (default `500ms`; at most
+    /// `1m`).
     #[serde(
         default = "default_redis_timeout",
-        deserialize_with = "duration::deserialize_positive"
+        deserialize_with = "duration::deserialize_within::<_, 1, { duration::MAX_CONNECT_TIMEOUT_MS }>"
     )]
     pub timeout: Duration,
     /// CA bundle that signs the server's certificate for `rediss://` (default: the

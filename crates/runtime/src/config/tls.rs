@@ -19,10 +19,10 @@ pub struct TlsConfig {
     pub cert_file: PathBuf,
     /// Its private key, PEM (PKCS#8, SEC1 or PKCS#1; `tls.key`).
     pub key_file: PathBuf,
-    /// How often the files are checked for changes (default `5s`).
+    /// How often the files are checked for changes (default `5s`; at most `1h`).
     #[serde(
         default = "default_reload_interval",
-        deserialize_with = "duration::deserialize_positive"
+        deserialize_with = "duration::deserialize_within::<_, 1, { duration::MAX_RELOAD_INTERVAL_MS }>"
     )]
     pub reload_interval: Duration,
     /// PEM bundle of the CA that alone issues operators' certificates. When set,

@@ -18,10 +18,12 @@ use super::{
 use crate::document::DocumentHash;
 use crate::enrolment::{Authority, EnrolmentGrant};
 use crate::error::Error;
+use crate::hmac_keys::KeyId;
 use crate::ids::{DeviceId, SubjectId};
 use crate::model::{
     AttributesUpdate, Certificate, CertificateOwner, CertificatePage, Challenge, Device,
-    DeviceView, NewCertificate, NewDevice, NewSubject, Subject, Timestamp,
+    DevicePage, DeviceView, NewCertificate, NewDevice, NewSubject, StoredPseudonym, Subject,
+    Timestamp,
 };
 
 /// The in-memory store. Cloning shares the same data.
@@ -48,6 +50,9 @@ struct State {
 struct SubjectRecord {
     subject: Subject,
     document_hash: DocumentHash,
+    #[allow(dead_code)] // kept for parity with the PostgreSQL column
+    document_key_id: KeyId,
+    transit_account: StoredPseudonym,
     #[allow(dead_code)] // kept for parity with the PostgreSQL audit column
     status_reason: String,
     /// In binding order.
@@ -97,13 +102,13 @@ fn by_binding_order(devices: &mut [Device]) {
 impl Store for MemoryStore {
     fn find_enrolled_subject<'a>(
         &'a self,
-        document: &'a DocumentHash,
+        document: &'a [DocumentHash],
     ) -> BoxFuture<'a, Result<Option<Subject>, Error>> {
         Box::pin(async move {
             let state = self.lock()?;
-            Ok(state
-                .enrolled
-                .get(document)
+            Ok(document
+                .iter()
+                .find_map(|hash| state.enrolled.get(hash))
                 .and_then(|id| state.subjects.get(id))
                 .map(|r| r.subject.clone()))
         })
@@ -120,13 +125,19 @@ impl Store for MemoryStore {
                 return Err(Error::Corrupt("subject id collision"));
             }
             let enrolled = matches!(new.status, SubjectStatus::Active | SubjectStatus::Suspended);
-            if enrolled && state.enrolled.contains_key(&new.document_hash) {
+            let hashes = new.all_document_hashes();
+            if enrolled && hashes.iter().any(|h| state.enrolled.contains_key(h)) {
                 return Err(Error::AlreadyEnrolled);
             }
-            let hash = new.document_hash;
+            let hash = new.document_hash.hash;
+            let document_key_id = new.document_hash.key_id;
+            let transit_account = StoredPseudonym {
+                key_id: new.transit_account.key_id,
+                value: Some(new.transit_account.value.clone()),
+            };
             if new.status == SubjectStatus::Active {
                 for record in state.subjects.values_mut() {
-                    if record.document_hash == hash
+                    if hashes.contains(&record.document_hash)
                         && record.subject.status == SubjectStatus::Pending
                     {
                         record.subject.status = SubjectStatus::Rejected;
@@ -146,6 +157,8 @@ impl Store for MemoryStore {
                 SubjectRecord {
                     subject: subject.clone(),
                     document_hash: hash,
+                    document_key_id,
+                    transit_account,
                     status_reason: String::new(),
                     devices: Vec::new(),
                 },
@@ -156,6 +169,13 @@ impl Store for MemoryStore {
 
     fn get_subject<'a>(&'a self, id: SubjectId) -> BoxFuture<'a, Result<Subject, Error>> {
         Box::pin(async move { Ok(self.lock()?.subject(id)?.subject.clone()) })
+    }
+
+    fn get_transit_account<'a>(
+        &'a self,
+        id: SubjectId,
+    ) -> BoxFuture<'a, Result<StoredPseudonym, Error>> {
+        Box::pin(async move { Ok(self.lock()?.subject(id)?.transit_account.clone()) })
     }
 
     fn update_attributes<'a>(
@@ -363,6 +383,7 @@ impl Store for MemoryStore {
         &'a self,
         subject_id: SubjectId,
         include_unbound: bool,
+        page: DevicePage,
     ) -> BoxFuture<'a, Result<Vec<Device>, Error>> {
         Box::pin(async move {
             let state = self.lock()?;
@@ -373,9 +394,14 @@ impl Store for MemoryStore {
                 .filter_map(|id| state.devices.get(id))
                 .map(|r| &r.device)
                 .filter(|d| include_unbound || d.status == DeviceStatus::Active)
+                .filter(|d| {
+                    page.after
+                        .is_none_or(|after| (d.bound_at, d.id) > (after.bound_at, after.device_id))
+                })
                 .cloned()
                 .collect();
             by_binding_order(&mut devices);
+            devices.truncate(page.limit);
             Ok(devices)
         })
     }

@@ -6,8 +6,10 @@
 //! together migrate once.
 //!
 //! How the store's guarantees hold with many replicas:
-//! - one enrolled subject per document: a partial UNIQUE index
-//!   (`subjects_enrolled_document`), used as the `ON CONFLICT` arbiter;
+//! - one enrolled subject per document: enrolments of one document take turns on
+//!   advisory locks of its hashes (one per configured document key) and look for an
+//!   enrolled row under any of them; a partial UNIQUE index
+//!   (`subjects_enrolled_document`) stays as the `ON CONFLICT` backstop;
 //! - the device limit: binding locks the subject row (`SELECT … FOR UPDATE`) before
 //!   counting its devices, so bindings of one subject run one at a time;
 //! - single-use challenges: `DELETE … RETURNING` inside the binding transaction; a
@@ -31,10 +33,12 @@ use super::{
 use crate::document::DocumentHash;
 use crate::enrolment::{Authority, EnrolmentGrant};
 use crate::error::Error;
+use crate::hmac_keys::KeyId;
 use crate::ids::{DeviceId, SubjectId};
 use crate::model::{
     Attributes, AttributesUpdate, Certificate, CertificateOwner, CertificatePage, Challenge,
-    Device, DeviceView, NewCertificate, NewDevice, NewSubject, Subject, Timestamp,
+    Device, DevicePage, DeviceView, NewCertificate, NewDevice, NewSubject, StoredPseudonym,
+    Subject, Timestamp,
 };
 
 /// Expired challenges removed per new challenge (spreads the clean-up over calls).
@@ -177,14 +181,15 @@ async fn subject_exists(pool: &PgPool, id: SubjectId) -> Result<bool, Error> {
 impl Store for PostgresStore {
     fn find_enrolled_subject<'a>(
         &'a self,
-        document: &'a DocumentHash,
+        document: &'a [DocumentHash],
     ) -> BoxFuture<'a, Result<Option<Subject>, Error>> {
         Box::pin(async move {
             let sql = format!(
-                "SELECT {SUBJECT_COLUMNS} FROM subjects WHERE document_hash = $1 AND status IN (2, 3)"
+                "SELECT {SUBJECT_COLUMNS} FROM subjects \
+                 WHERE document_hash = ANY($1) AND status IN (2, 3) LIMIT 1"
             );
             let row = sqlx::query(&sql)
-                .bind(document.0.as_slice())
+                .bind(hash_array(document))
                 .fetch_optional(&self.pool)
                 .await?;
             row.as_ref().map(subject_from).transpose()
@@ -197,18 +202,45 @@ impl Store for PostgresStore {
         now: Timestamp,
     ) -> BoxFuture<'a, Result<Subject, Error>> {
         Box::pin(async move {
+            let hashes = new.all_document_hashes();
             let mut tx = self.pool.begin().await?;
+            // Enrolments of one document take turns, whichever key each replica hashes
+            // under (during a rotation two replicas may have different current keys,
+            // and the unique index sees only one hash): a transaction-scoped advisory
+            // lock per hash, taken in one order.
+            let mut locks: Vec<i64> = hashes.iter().map(advisory_key).collect();
+            locks.sort_unstable();
+            locks.dedup();
+            for lock in locks {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(lock)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let enrolled: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM subjects \
+                 WHERE document_hash = ANY($1) AND status IN (2, 3))",
+            )
+            .bind(hash_array(&hashes))
+            .fetch_one(&mut *tx)
+            .await?;
+            let enrolling = matches!(new.status, SubjectStatus::Active | SubjectStatus::Suspended);
+            if enrolled && enrolling {
+                return Err(Error::AlreadyEnrolled);
+            }
             let inserted = sqlx::query(
                 "INSERT INTO subjects (subject_id, document_type, document_hash, masked_name, \
                      status, real_name_check, fare_class, medical_insurance_linked, \
-                     assurance_level, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, identity_ts($10), identity_ts($10)) \
+                     assurance_level, created_at, updated_at, document_key_id, \
+                     transit_account, pseudonym_key_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, identity_ts($10), identity_ts($10), \
+                     $11, $12, $13) \
                  ON CONFLICT (document_hash) WHERE status IN (2, 3) DO NOTHING \
                  RETURNING subject_id",
             )
             .bind(new.id.as_bytes().as_slice())
             .bind(db_enum(new.document_type))
-            .bind(new.document_hash.0.as_slice())
+            .bind(new.document_hash.hash.0.as_slice())
             .bind(&new.masked_name)
             .bind(db_enum(new.status))
             .bind(db_enum(new.real_name_check))
@@ -216,6 +248,9 @@ impl Store for PostgresStore {
             .bind(new.attributes.medical_insurance_linked)
             .bind(db_enum(new.attributes.assurance_level))
             .bind(now.as_micros())
+            .bind(new.document_hash.key_id.stored())
+            .bind(&new.transit_account.value)
+            .bind(new.transit_account.key_id.stored())
             .fetch_optional(&mut *tx)
             .await?;
             if inserted.is_none() {
@@ -224,9 +259,9 @@ impl Store for PostgresStore {
             if new.status == SubjectStatus::Active {
                 sqlx::query(
                     "UPDATE subjects SET status = 4, status_reason = $3, updated_at = identity_ts($4) \
-                     WHERE document_hash = $1 AND status = 1 AND subject_id <> $2",
+                     WHERE document_hash = ANY($1) AND status = 1 AND subject_id <> $2",
                 )
-                .bind(new.document_hash.0.as_slice())
+                .bind(hash_array(&hashes))
                 .bind(new.id.as_bytes().as_slice())
                 .bind(SUPERSEDED_REASON)
                 .bind(now.as_micros())
@@ -258,6 +293,26 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let mut conn = self.pool.acquire().await?;
             select_subject(&mut conn, id, "").await
+        })
+    }
+
+    fn get_transit_account<'a>(
+        &'a self,
+        id: SubjectId,
+    ) -> BoxFuture<'a, Result<StoredPseudonym, Error>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT transit_account, pseudonym_key_id FROM subjects WHERE subject_id = $1",
+            )
+            .bind(id.as_bytes().as_slice())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(Error::SubjectNotFound)?;
+            let key_id: i16 = row.try_get("pseudonym_key_id")?;
+            Ok(StoredPseudonym {
+                key_id: KeyId::from_stored(key_id).ok_or(Error::Corrupt("pseudonym_key_id"))?,
+                value: row.try_get("transit_account")?,
+            })
         })
     }
 
@@ -501,6 +556,7 @@ impl Store for PostgresStore {
         &'a self,
         subject_id: SubjectId,
         include_unbound: bool,
+        page: DevicePage,
     ) -> BoxFuture<'a, Result<Vec<Device>, Error>> {
         Box::pin(async move {
             if !subject_exists(&self.pool, subject_id).await? {
@@ -508,11 +564,20 @@ impl Store for PostgresStore {
             }
             let sql = format!(
                 "SELECT {DEVICE_COLUMNS} FROM devices WHERE subject_id = $1 AND ($2 OR status = 1) \
-                 ORDER BY devices.bound_at, device_id"
+                   AND ($3::BIGINT IS NULL \
+                        OR (devices.bound_at, device_id) > (identity_ts($3), $4)) \
+                 ORDER BY devices.bound_at, device_id \
+                 LIMIT $5"
             );
             sqlx::query(&sql)
                 .bind(subject_id.as_bytes().as_slice())
                 .bind(include_unbound)
+                .bind(page.after.map(|a| a.bound_at.as_micros()))
+                .bind(
+                    page.after
+                        .map_or_else(Vec::new, |a| a.device_id.as_bytes().to_vec()),
+                )
+                .bind(i64::try_from(page.limit).unwrap_or(i64::MAX))
                 .fetch_all(&self.pool)
                 .await?
                 .iter()
@@ -675,6 +740,19 @@ impl Store for PostgresStore {
                 .collect()
         })
     }
+}
+
+/// Document hashes as a PostgreSQL `BYTEA[]` parameter.
+fn hash_array(hashes: &[DocumentHash]) -> Vec<Vec<u8>> {
+    hashes.iter().map(|h| h.0.to_vec()).collect()
+}
+
+/// The advisory lock of a document hash: its first 8 bytes (keyed hashes, so spread
+/// evenly; a collision only makes two enrolments wait for each other).
+fn advisory_key(hash: &DocumentHash) -> i64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&hash.0[..8]);
+    i64::from_be_bytes(bytes)
 }
 
 /// Makes `grant` the subject's one enrolment secret.

@@ -1,10 +1,9 @@
-//! Enrol: malformed enrolments are refused precisely and change nothing, and real-name
-//! check outcomes show in status and assurance.
+//! Enrol: malformed enrolments are refused precisely and change nothing; only a
+//! matching real-name check enrols, and a refused or unanswered check stores nothing.
 
 use citypass_identity::{IdentityConfig, SandboxConfig, SandboxRule};
 use citypass_proto::v1::{
-    AssuranceLevel, CreateBindingChallengeRequest, EnrolRequest, GetSubjectRequest,
-    RealNameCheckOutcome, SetSubjectStatusRequest, SubjectStatus,
+    AssuranceLevel, EnrolRequest, GetSubjectRequest, RealNameCheckOutcome, SubjectStatus,
 };
 use tonic::Code;
 
@@ -57,19 +56,20 @@ async fn malformed_enrolments_are_refused_precisely_and_change_nothing() {
         assert_code(client.enrol(request).await, Code::InvalidArgument, needle);
     }
 
-    // Duplicate enrolment: same document, any spelling of the name.
+    // Duplicate enrolment: same document, any spelling of the name: the one refusal
+    // (security finding 8: it does not say the document is enrolled).
     assert_code(
         client
             .enrol(enrol_request(&resident_id(2), "Someone Else"))
             .await,
-        Code::AlreadyExists,
-        "already enrolled",
+        Code::FailedPrecondition,
+        "enrolment not accepted",
     );
     assert_eq!(digest(&h.pool).await, before);
 }
 
 #[tokio::test]
-async fn real_name_outcomes_show_in_status_and_assurance() {
+async fn real_name_outcomes_decide_enrolment_and_refusals_store_nothing() {
     let mut config = IdentityConfig::dev();
     let unavailable = resident_id(8);
     config.real_name_sandbox = SandboxConfig {
@@ -81,6 +81,11 @@ async fn real_name_outcomes_show_in_status_and_assurance() {
                 name: Some("Wrong Name".to_owned()),
             },
             SandboxRule {
+                outcome: citypass_identity::Outcome::NotFound,
+                document_number_suffix: None,
+                name: Some("Nobody Known".to_owned()),
+            },
+            SandboxRule {
                 outcome: citypass_identity::Outcome::Unavailable,
                 document_number_suffix: Some(unavailable[10..].to_owned()),
                 name: Some("Jane Roe".to_owned()),
@@ -89,57 +94,102 @@ async fn real_name_outcomes_show_in_status_and_assurance() {
     };
     let h = start(config).await;
     let mut client = h.client.clone();
+    let before = digest(&h.pool).await;
 
-    let rejected = enrol(&mut client, &resident_id(9), "Wrong Name").await;
-    assert_eq!(rejected.status(), SubjectStatus::Rejected);
-    assert_eq!(rejected.real_name_check(), RealNameCheckOutcome::Mismatched);
+    // A mismatched name or an unknown document: refused, nothing stored.
+    for name in ["Wrong Name", "Nobody Known"] {
+        assert_code(
+            client.enrol(enrol_request(&resident_id(9), name)).await,
+            Code::FailedPrecondition,
+            "enrolment not accepted",
+        );
+    }
+    // The real-name system down: UNAVAILABLE, nothing stored; the app retries.
+    let down = client
+        .enrol(enrol_request(&unavailable, "Jane Roe"))
+        .await
+        .expect_err("unavailable");
+    assert_eq!(down.code(), Code::Unavailable);
     assert_eq!(
-        rejected.attributes.unwrap().assurance_level(),
-        AssuranceLevel::DocumentChecked
+        citypass_runtime::reason_of(&down).as_deref(),
+        Some("REAL_NAME_UNAVAILABLE")
     );
+    assert_eq!(digest(&h.pool).await, before, "refusals store nothing");
 
-    let pending = enrol(&mut client, &unavailable, "Jane Roe").await;
-    assert_eq!(pending.status(), SubjectStatus::Pending);
-    assert_eq!(pending.real_name_check(), RealNameCheckOutcome::Unavailable);
-    assert_code(
-        client
-            .set_subject_status(SetSubjectStatusRequest {
-                subject_id: pending.subject_id.clone(),
-                status: SubjectStatus::Active.into(),
-                reason: String::new(),
-            })
-            .await,
-        Code::FailedPrecondition,
-        "PENDING",
-    );
-    assert_code(
-        client
-            .create_binding_challenge(CreateBindingChallengeRequest {
-                subject_id: pending.subject_id.clone(),
-            })
-            .await,
-        Code::FailedPrecondition,
-        "PENDING",
-    );
-
-    // The app retries (here the sandbox rule no longer matches the name): a new,
-    // verified subject; the pending attempt is closed.
+    // A retry the real-name system confirms: a verified, ACTIVE subject.
     let verified = enrol(&mut client, &unavailable, "Jane  ROE Smith").await;
     assert_eq!(verified.status(), SubjectStatus::Active);
-    assert_ne!(verified.subject_id, pending.subject_id);
-    let closed = client
+    assert_eq!(verified.real_name_check(), RealNameCheckOutcome::Matched);
+    assert_eq!(
+        verified.attributes.unwrap().assurance_level(),
+        AssuranceLevel::RealNameVerified
+    );
+    let read = client
         .get_subject(GetSubjectRequest {
-            subject_id: pending.subject_id.clone(),
+            subject_id: verified.subject_id.clone(),
         })
         .await
         .unwrap()
         .into_inner()
         .subject
         .unwrap();
-    assert_eq!(closed.status(), SubjectStatus::Rejected);
+    assert_eq!(read.status(), SubjectStatus::Active);
     assert_code(
         client.enrol(enrol_request(&unavailable, "Jane Roe")).await,
-        Code::AlreadyExists,
-        "already enrolled",
+        Code::Unavailable,
+        "",
     );
+    assert_code(
+        client
+            .enrol(enrol_request(&unavailable, "Jane Smith"))
+            .await,
+        Code::FailedPrecondition,
+        "enrolment not accepted",
+    );
+}
+
+#[tokio::test]
+async fn a_retry_with_the_same_request_id_gets_the_first_answer() {
+    let h = start_default().await;
+    let mut client = h.client.clone();
+    let number = resident_id(70);
+    let request = |name: &str, request_id: &str| EnrolRequest {
+        request_id: request_id.to_owned(),
+        ..enrol_request(&number, name)
+    };
+    let id = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    let first = client
+        .enrol(request("Li Lei", id))
+        .await
+        .unwrap()
+        .into_inner();
+    // The answer was lost; the app retries with the same id: the same subject and
+    // secret, not a refusal.
+    let retry = client
+        .enrol(request("Li Lei", &id.to_ascii_uppercase()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retry, first);
+    let before = digest(&h.pool).await;
+    // The same id for another name (or document) is a caller error.
+    assert_code(
+        client.enrol(request("Han Meimei", id)).await,
+        Code::InvalidArgument,
+        "request_id",
+    );
+    // Without the id (or with another) it is an enrolment of an enrolled document.
+    assert_code(
+        client
+            .enrol(request("Li Lei", "1b4e28ba-2fa1-11d2-883f-0016d3cca427"))
+            .await,
+        Code::FailedPrecondition,
+        "enrolment not accepted",
+    );
+    assert_code(
+        client.enrol(request("Li Lei", "not-a-uuid")).await,
+        Code::InvalidArgument,
+        "request_id",
+    );
+    assert_eq!(digest(&h.pool).await, before, "retries store nothing");
 }

@@ -3,15 +3,17 @@
 
 use citypass_proto::v1::{
     AssuranceLevel, CreateBindingChallengeRequest, DeviceCertificate, DeviceStatus, DocumentType,
-    FareClass, GetDeviceRequest, GetSubjectRequest, ListCertificatesRequest, ListDevicesRequest,
-    RealNameCheckOutcome, RecordCertificateRequest, SetAttributesRequest, SubjectStatus,
-    UnbindDeviceRequest,
+    FareClass, GetDeviceRequest, GetSubjectRequest, GetTransitAccountRequest,
+    ListCertificatesRequest, ListDevicesRequest, RealNameCheckOutcome, RecordCertificateRequest,
+    SetAttributesRequest, SubjectStatus, UnbindDeviceRequest,
 };
+use citypass_testkit::tls::As;
 use citypass_token::DeviceKey;
 use tonic::Code;
 
 use crate::support::{
-    assert_code, bind_request, enrol, now_plus, random_serial, resident_id, rng, start_default,
+    assert_code, bind_new_device, bind_request, enrol, now_plus, random_serial, resident_id, rng,
+    start_default,
 };
 
 fn is_lower_hex_id(s: &str) -> bool {
@@ -32,8 +34,18 @@ async fn enrol_bind_and_serve_the_issuer() {
         "{}",
         subject.subject_id
     );
-    assert!(is_lower_hex_id(&subject.transit_account));
-    assert_ne!(subject.transit_account, subject.subject_id);
+    // The transit account goes to the services keyed by it, and only there.
+    let transit = h
+        .client_as(&As::Service("payments"))
+        .get_transit_account(GetTransitAccountRequest {
+            subject_id: subject.subject_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .transit_account;
+    assert!(is_lower_hex_id(&transit));
+    assert_ne!(transit, subject.subject_id);
     assert_eq!(subject.masked_name, "张**");
     assert_eq!(subject.status(), SubjectStatus::Active);
     assert_eq!(subject.real_name_check(), RealNameCheckOutcome::Matched);
@@ -166,6 +178,7 @@ async fn enrol_bind_and_serve_the_issuer() {
         .list_devices(ListDevicesRequest {
             subject_id: subject.subject_id.clone(),
             include_unbound: false,
+            ..ListDevicesRequest::default()
         })
         .await
         .unwrap()
@@ -206,4 +219,46 @@ async fn enrol_bind_and_serve_the_issuer() {
         .unwrap()
         .into_inner();
     assert_eq!(view.device.unwrap().status(), DeviceStatus::Unbound);
+}
+
+#[tokio::test]
+async fn devices_are_listed_in_pages() {
+    let h = start_default().await;
+    let mut client = h.client.clone();
+    let subject = enrol(&mut client, &resident_id(30), "张三丰").await;
+    let mut bound = Vec::new();
+    for _ in 0..3 {
+        bound.push(bind_new_device(&mut client, &subject.subject_id).await);
+    }
+    let page = |token: String| ListDevicesRequest {
+        subject_id: subject.subject_id.clone(),
+        include_unbound: false,
+        page_size: 2,
+        page_token: token,
+    };
+    let first = client
+        .list_devices(page(String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.devices.len(), 2);
+    assert!(!first.next_page_token.is_empty());
+    let second = client
+        .list_devices(page(first.next_page_token.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.next_page_token, "", "the last page");
+    let listed: Vec<String> = first
+        .devices
+        .iter()
+        .chain(&second.devices)
+        .map(|d| d.device_id.clone())
+        .collect();
+    assert_eq!(listed, bound);
+    assert_code(
+        client.list_devices(page("c1:1:00".to_owned())).await,
+        Code::InvalidArgument,
+        "page_token",
+    );
 }

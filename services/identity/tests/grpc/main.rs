@@ -11,6 +11,7 @@
 mod bind_device;
 mod enrol;
 mod lifecycle;
+mod privacy;
 mod record_certificate;
 mod support;
 mod unknown_ids;

@@ -32,6 +32,8 @@ pub(crate) struct Harness {
     pub(crate) client: Client,
     pub(crate) issuer: Client,
     pub(crate) pool: PgPool,
+    pki: TestPki,
+    addr: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -45,6 +47,11 @@ impl Drop for Harness {
 
 pub(crate) async fn start(config: IdentityConfig) -> Harness {
     let (pool, _url) = citypass_testkit::fresh_database().await;
+    start_on(config, pool).await
+}
+
+/// The service over an existing database (a restart with another configuration).
+pub(crate) async fn start_on(config: IdentityConfig, pool: PgPool) -> Harness {
     let store = PostgresStore::new(pool.clone()).await.expect("migrations");
     let service = citypass_identity::service(&config, Arc::new(store)).expect("service");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -66,7 +73,16 @@ pub(crate) async fn start(config: IdentityConfig) -> Harness {
         client,
         issuer,
         pool,
+        pki,
+        addr,
         stop: Some(stop),
+    }
+}
+
+impl Harness {
+    /// A client calling as `who` (`As::Nobody`: a citizen's app, no certificate).
+    pub(crate) fn client_as(&self, who: &As) -> Client {
+        IdentityServiceClient::new(self.pki.channel(self.addr, who))
     }
 }
 
@@ -109,6 +125,7 @@ pub(crate) fn enrol_request(number: &str, name: &str) -> EnrolRequest {
         document_type: DocumentType::ResidentIdCard.into(),
         document_number: number.to_owned(),
         name: name.to_owned(),
+        request_id: String::new(),
     }
 }
 

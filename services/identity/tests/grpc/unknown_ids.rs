@@ -40,6 +40,7 @@ async fn unknown_and_malformed_ids_are_refused() {
             .list_devices(ListDevicesRequest {
                 subject_id: unknown.clone(),
                 include_unbound: true,
+                ..ListDevicesRequest::default()
             })
             .await,
         Code::NotFound,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use citypass_identity::enrolment::Authority;
 use citypass_identity::error::Error;
 use citypass_identity::ids::SubjectId;
+use citypass_identity::model::DevicePage;
 use citypass_identity::store::{MAX_OUTSTANDING_CHALLENGES, Store};
 use citypass_proto::v1::SubjectStatus;
 
@@ -33,7 +34,14 @@ pub(crate) async fn the_device_limit_holds_and_a_refused_bind_keeps_its_challeng
             .await,
         Err(Error::DeviceLimit { limit: 2 })
     ));
-    assert_eq!(store.list_devices(id, true).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .list_devices(id, true, DevicePage::ALL)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     // Unbinding frees a place; the refused challenge still works.
     store
         .unbind_device(id, devices[0].id, "lost", at(3))
@@ -43,8 +51,22 @@ pub(crate) async fn the_device_limit_holds_and_a_refused_bind_keeps_its_challeng
         .bind_device(new_device(id, c, key), 2, at(4))
         .await
         .unwrap();
-    assert_eq!(store.list_devices(id, false).await.unwrap().len(), 2);
-    assert_eq!(store.list_devices(id, true).await.unwrap().len(), 3);
+    assert_eq!(
+        store
+            .list_devices(id, false, DevicePage::ALL)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        store
+            .list_devices(id, true, DevicePage::ALL)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
 }
 
 pub(crate) async fn concurrent_binds_respect_the_device_limit(store: Arc<dyn Store>) {
@@ -73,7 +95,14 @@ pub(crate) async fn concurrent_binds_respect_the_device_limit(store: Arc<dyn Sto
         }
     }
     assert_eq!(won, 2);
-    assert_eq!(store.list_devices(id, false).await.unwrap().len(), 3);
+    assert_eq!(
+        store
+            .list_devices(id, false, DevicePage::ALL)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
 }
 
 pub(crate) async fn a_key_binds_once_ever(store: Arc<dyn Store>) {

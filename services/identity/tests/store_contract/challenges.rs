@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use citypass_identity::error::Error;
 use citypass_identity::ids::SubjectId;
+use citypass_identity::model::DevicePage;
 use citypass_identity::store::{MAX_OUTSTANDING_CHALLENGES, Store};
 use citypass_proto::v1::{DeviceStatus, SubjectStatus};
 
@@ -91,7 +92,14 @@ pub(crate) async fn concurrent_binds_with_one_challenge_have_one_winner(store: A
         }
     }
     assert_eq!(won, 1);
-    assert_eq!(store.list_devices(id, true).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .list_devices(id, true, DevicePage::ALL)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 pub(crate) async fn a_challenge_belongs_to_its_subject(store: Arc<dyn Store>) {
@@ -120,7 +128,13 @@ pub(crate) async fn expired_challenges_are_refused_and_change_nothing(store: Arc
             .await,
         Err(Error::ChallengeExpired)
     ));
-    assert!(store.list_devices(id, true).await.unwrap().is_empty());
+    assert!(
+        store
+            .list_devices(id, true, DevicePage::ALL)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Expired stays expired (and may since have been cleaned up: unknown).
     assert!(matches!(
         store

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use citypass_identity::error::Error;
 use citypass_identity::ids::{DeviceId, SubjectId};
+use citypass_identity::model::DevicePage;
 use citypass_identity::store::Store;
 use citypass_proto::v1::{DeviceStatus, FareClass, SubjectStatus};
 
@@ -15,7 +16,7 @@ pub(crate) async fn devices_are_listed_unbound_and_viewed(store: Arc<dyn Store>)
     let first = bound_device(&store, id, 0).await;
     let second = bound_device(&store, id, 1).await;
     let listed: Vec<_> = store
-        .list_devices(id, false)
+        .list_devices(id, false, DevicePage::ALL)
         .await
         .unwrap()
         .into_iter()
@@ -46,14 +47,21 @@ pub(crate) async fn devices_are_listed_unbound_and_viewed(store: Arc<dyn Store>)
     );
     assert_eq!(store.get_device(first).await.unwrap().device, unbound);
     let active: Vec<_> = store
-        .list_devices(id, false)
+        .list_devices(id, false, DevicePage::ALL)
         .await
         .unwrap()
         .into_iter()
         .map(|d| d.id)
         .collect();
     assert_eq!(active, vec![second]);
-    assert_eq!(store.list_devices(id, true).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .list_devices(id, true, DevicePage::ALL)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 
     // The view follows the subject.
     store
@@ -75,8 +83,45 @@ pub(crate) async fn devices_are_listed_unbound_and_viewed(store: Arc<dyn Store>)
     ));
     assert!(matches!(
         store
-            .list_devices(SubjectId::generate().unwrap(), true)
+            .list_devices(SubjectId::generate().unwrap(), true, DevicePage::ALL)
             .await,
         Err(Error::SubjectNotFound)
     ));
+}
+
+/// Pages of a subject's devices (issue 8): in binding order, ties broken by id, each
+/// device once, unbound ones only when asked.
+pub(crate) async fn devices_are_listed_in_pages(store: Arc<dyn Store>) {
+    let id = active_subject(&store, 1).await;
+    let mut bound = Vec::new();
+    for now in [0, 0, 0, 1, 1] {
+        bound.push(bound_device(&store, id, now).await);
+    }
+    store
+        .unbind_device(id, bound[1], "lost", at(2))
+        .await
+        .unwrap();
+    for include_unbound in [true, false] {
+        let all: Vec<DeviceId> = store
+            .list_devices(id, include_unbound, DevicePage::ALL)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+        assert_eq!(all.len(), if include_unbound { 5 } else { 4 });
+        let mut paged = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .list_devices(id, include_unbound, DevicePage { after, limit: 2 })
+                .await
+                .unwrap();
+            assert!(page.len() <= 2);
+            let Some(last) = page.last() else { break };
+            after = Some(citypass_identity::model::DeviceCursor::after(last));
+            paged.extend(page.iter().map(|d| d.id));
+        }
+        assert_eq!(paged, all, "include_unbound {include_unbound}");
+    }
 }

@@ -1,7 +1,7 @@
 //! The store contract: one suite, run against the in-memory store and PostgreSQL.
 //!
 //! Each property is one `async fn` over an `Arc<dyn Store>`, in a module per concern
-//! (subjects, challenges, binding, devices, enrolment, certificates); the `contract!` macro below
+//! (subjects, challenges, binding, devices, enrolment, certificates, key ids); the `contract!` macro below
 //! runs every one of them against both backends (a fresh PostgreSQL database per test,
 //! from `citypass_testkit`; without `CITYPASS_TEST_DATABASE_URL` the PostgreSQL half
 //! fails rather than skips). If the backends ever disagree, one of these fails. A
@@ -12,6 +12,7 @@ mod certificates;
 mod challenges;
 mod devices;
 mod enrolment;
+mod keys;
 mod subjects;
 mod support;
 
@@ -76,12 +77,15 @@ contract!(
     binding::a_key_binds_once_ever,
     binding::a_subject_that_is_not_active_cannot_bind,
     devices::devices_are_listed_unbound_and_viewed,
+    devices::devices_are_listed_in_pages,
     enrolment::finding_1_an_enrolment_secret_binds_once_and_only_its_subject,
     enrolment::finding_1_an_expired_enrolment_secret_binds_nothing,
     enrolment::finding_1_only_an_active_device_of_the_subject_authorises_another,
     certificates::certificates_are_recorded_once_per_serial,
     certificates::certificates_are_listed_by_device_and_subject,
     certificates::finding_3_live_certificates_are_capped_and_listed_in_pages,
+    keys::finding_9_rows_keep_their_key_ids_and_are_found_under_any_key,
+    keys::finding_9_one_document_enrols_once_across_keys,
 );
 
 #[test]

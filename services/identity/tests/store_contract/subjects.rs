@@ -18,10 +18,10 @@ pub(crate) async fn subjects_are_stored_and_found(store: Arc<dyn Store>) {
     assert_eq!(stored, new.clone().into_subject(at(5)));
     assert_eq!(store.get_subject(stored.id).await.unwrap(), stored);
     assert_eq!(
-        store.find_enrolled_subject(&hash(1)).await.unwrap(),
+        store.find_enrolled_subject(&[hash(1)]).await.unwrap(),
         Some(stored.clone())
     );
-    assert_eq!(store.find_enrolled_subject(&hash(2)).await.unwrap(), None);
+    assert_eq!(store.find_enrolled_subject(&[hash(2)]).await.unwrap(), None);
     let unknown = SubjectId::generate().unwrap();
     assert!(matches!(
         store.get_subject(unknown).await,
@@ -33,7 +33,7 @@ pub(crate) async fn subjects_are_stored_and_found(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(pending.status, SubjectStatus::Pending);
-    assert_eq!(store.find_enrolled_subject(&hash(3)).await.unwrap(), None);
+    assert_eq!(store.find_enrolled_subject(&[hash(3)]).await.unwrap(), None);
 }
 
 pub(crate) async fn one_enrolled_subject_per_document(store: Arc<dyn Store>) {
@@ -64,7 +64,7 @@ pub(crate) async fn one_enrolled_subject_per_document(store: Arc<dyn Store>) {
     }
     assert_eq!(
         store
-            .find_enrolled_subject(&hash(1))
+            .find_enrolled_subject(&[hash(1)])
             .await
             .unwrap()
             .map(|s| s.id),

@@ -3,13 +3,15 @@
 
 use std::sync::Arc;
 
-use citypass_identity::document::DocumentHash;
+use citypass_identity::document::{DocumentHash, KeyedDocumentHash};
 use citypass_identity::enrolment::{Authority, EnrolmentGrant, SecretHash};
 use citypass_identity::error::Error;
+use citypass_identity::hmac_keys::KeyId;
 use citypass_identity::ids::{DeviceId, SubjectId};
 use citypass_identity::model::{
     Attributes, Challenge, NewCertificate, NewDevice, NewSubject, Timestamp,
 };
+use citypass_identity::pseudonym::Pseudonym;
 use citypass_identity::store::Store;
 use citypass_proto::v1::{
     AssuranceLevel, DocumentType, FareClass, RealNameCheckOutcome, SubjectStatus,
@@ -39,9 +41,18 @@ pub(crate) fn hash(n: u8) -> DocumentHash {
 }
 
 pub(crate) fn new_subject(document: u8, status: SubjectStatus) -> NewSubject {
+    let id = SubjectId::generate().unwrap();
     NewSubject {
-        id: SubjectId::generate().unwrap(),
-        document_hash: hash(document),
+        id,
+        document_hash: KeyedDocumentHash {
+            key_id: KeyId::FIRST,
+            hash: hash(document),
+        },
+        other_document_hashes: Vec::new(),
+        transit_account: Pseudonym {
+            key_id: KeyId::FIRST,
+            value: hex::encode(&id.as_bytes()[..]),
+        },
         document_type: DocumentType::ResidentIdCard,
         masked_name: "张**".to_owned(),
         status,

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use citypass_revocation::{ReinstateReason, Target};
+use citypass_revocation::{ChainHash, Head, ReinstateReason, Target};
 
 use futures::future::BoxFuture;
 
@@ -27,8 +27,12 @@ struct State {
 }
 
 impl State {
-    fn head(&self) -> u64 {
-        self.records.len() as u64
+    fn head(&self) -> Head {
+        self.records.last().map_or(Head::GENESIS, Record::head)
+    }
+
+    fn head_chain(&self) -> ChainHash {
+        self.head().chain
     }
 
     fn history(&self, target: &Target) -> Vec<Record> {
@@ -48,7 +52,8 @@ impl State {
 
     fn append(&mut self, records: &[Record]) {
         for record in records {
-            debug_assert_eq!(record.entry.epoch, self.head() + 1);
+            debug_assert_eq!(record.entry.epoch, self.head().epoch + 1);
+            debug_assert_eq!(record.chain, self.head_chain().next(&record.entry));
             let index = self.records.len();
             self.by_target
                 .entry(record.entry.target.clone())
@@ -141,7 +146,10 @@ impl Log for MemoryLog {
 
     fn list(&self, since: u64, limit: usize) -> BoxFuture<'_, Result<Page, Error>> {
         let state = self.lock();
-        let head = state.head();
+        let Head {
+            epoch: head,
+            chain: head_chain,
+        } = state.head();
         let result = if since > head {
             Err(Error::EpochBeyondHead { epoch: since, head })
         } else {
@@ -152,13 +160,14 @@ impl Log for MemoryLog {
             Ok(Page {
                 records: state.records[start..].iter().take(limit).cloned().collect(),
                 head,
+                head_chain,
             })
         };
         Box::pin(std::future::ready(result))
     }
 
     fn head(&self) -> BoxFuture<'_, Result<u64, Error>> {
-        let head = self.lock().head();
+        let head = self.lock().head().epoch;
         Box::pin(std::future::ready(Ok(head)))
     }
 }

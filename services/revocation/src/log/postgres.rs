@@ -25,12 +25,25 @@
 //! plus `max(epoch) + 1` would work too; the head row does the same with an ordinary
 //! row lock, keeps the head readable in O(1), and needs no lock id convention.
 //!
-//! Registry are rare (operators, arrears, lost phones): serial writes, each one
+//! Revocations are rare (operators, arrears, lost phones): serial writes, each one
 //! round trip to the lock plus the commit, are far from a limit.
+//!
+//! # The chain
+//!
+//! Each row holds its chain hash (`chain`, see `citypass_revocation::chain`), and the
+//! head row the chain hash through the head epoch. Both are written under the head
+//! row's lock, by the same transaction that appends, so they can never disagree with
+//! the rows: a writer reads the head's chain, chains its records onto it and moves the
+//! head to the last one's. Rows written before the chain existed were chained by the
+//! migration that added it (`20261202000001_revocation_chain.sql`, in SQL, over the
+//! same encoding); every reader (this replica's tail) checks each row's chain hash as
+//! it applies it and refuses a log that does not chain.
 
 use std::collections::HashMap;
 
-use citypass_revocation::{Action, Entry, ReinstateReason, RevocationReason, Target, TargetKind};
+use citypass_revocation::{
+    Action, ChainHash, Entry, Head, ReinstateReason, RevocationReason, Target, TargetKind,
+};
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{PgConnection, Row};
 
@@ -43,7 +56,7 @@ use crate::model::{
 };
 
 const COLUMNS: &str = "epoch, action, target_kind, target_id, reason, revoked_before, \
-    expires_at, created_at, actor, note";
+    expires_at, created_at, actor, note, chain";
 
 /// The PostgreSQL log. Cloning shares the pool.
 #[derive(Debug, Clone)]
@@ -109,8 +122,10 @@ fn record_from(row: &PgRow) -> Result<Record, Error> {
         created_at: from_db(row.try_get("created_at")?, "created_at")?,
     };
     entry.validate().map_err(|_| Error::Corrupt("entry"))?;
+    let chain: Vec<u8> = row.try_get("chain")?;
     Ok(Record {
         entry,
+        chain: ChainHash::from_slice(&chain).ok_or(Error::Corrupt("chain"))?,
         actor: row.try_get("actor")?,
         note: row.try_get("note")?,
     })
@@ -125,12 +140,29 @@ fn reason_code(action: &Action) -> i16 {
 
 // --- statements shared by the writes ---------------------------------------------------
 
+/// The head row as a [`Head`].
+fn head_from(row: &PgRow) -> Result<Head, Error> {
+    let chain: Vec<u8> = row.try_get("chain")?;
+    Ok(Head {
+        epoch: from_db(row.try_get("epoch")?, "revocation_head.epoch")?,
+        chain: ChainHash::from_slice(&chain).ok_or(Error::Corrupt("revocation_head.chain"))?,
+    })
+}
+
 /// Locks the head row until the transaction ends; returns the head.
-async fn lock_head(conn: &mut PgConnection) -> Result<u64, Error> {
-    let head: i64 = sqlx::query_scalar("SELECT epoch FROM revocation_head FOR UPDATE")
+async fn lock_head(conn: &mut PgConnection) -> Result<Head, Error> {
+    let row = sqlx::query("SELECT epoch, chain FROM revocation_head FOR UPDATE")
         .fetch_one(conn)
         .await?;
-    from_db(head, "revocation_head.epoch")
+    head_from(&row)
+}
+
+/// The head, without a lock.
+async fn read_head(pool: &PgPool) -> Result<Head, Error> {
+    let row = sqlx::query("SELECT epoch, chain FROM revocation_head")
+        .fetch_one(pool)
+        .await?;
+    head_from(&row)
 }
 
 async fn history(conn: &mut PgConnection, target: &Target) -> Result<Vec<Record>, Error> {
@@ -177,7 +209,8 @@ async fn certificate_history(
     Ok(out)
 }
 
-/// Appends `records` (epochs `head + 1 ..`) and moves the head past them.
+/// Appends `records` (epochs `head + 1 ..`, chained onto the head) and moves the head
+/// to the last one.
 async fn append(conn: &mut PgConnection, records: &[Record]) -> Result<(), Error> {
     let Some(last) = records.last() else {
         return Ok(());
@@ -186,8 +219,8 @@ async fn append(conn: &mut PgConnection, records: &[Record]) -> Result<(), Error
         let entry = &record.entry;
         sqlx::query(
             "INSERT INTO revocation_log (epoch, action, target_kind, target_id, reason, \
-                 revoked_before, expires_at, created_at, actor, note) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 revoked_before, expires_at, created_at, actor, note, chain) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(to_db(entry.epoch)?)
         .bind(i16::from(entry.action.code()))
@@ -199,11 +232,13 @@ async fn append(conn: &mut PgConnection, records: &[Record]) -> Result<(), Error
         .bind(to_db(entry.created_at)?)
         .bind(&record.actor)
         .bind(&record.note)
+        .bind(record.chain.as_bytes().as_slice())
         .execute(&mut *conn)
         .await?;
     }
-    sqlx::query("UPDATE revocation_head SET epoch = $1")
+    sqlx::query("UPDATE revocation_head SET epoch = $1, chain = $2")
         .bind(to_db(last.entry.epoch)?)
+        .bind(last.chain.as_bytes().as_slice())
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -282,7 +317,10 @@ impl Log for PostgresLog {
                 .collect::<Result<Vec<_>, _>>()?;
             // Read after the rows: the head can only have moved on, never back, so the
             // page is a prefix of the log up to at least this head.
-            let head = self.head().await?;
+            let Head {
+                epoch: head,
+                chain: head_chain,
+            } = read_head(&self.pool).await?;
             if since > head {
                 return Err(Error::EpochBeyondHead { epoch: since, head });
             }
@@ -291,17 +329,18 @@ impl Log for PostgresLog {
                     return Err(Error::Corrupt("the log has a gap"));
                 }
             }
-            let head = records.last().map_or(head, |r| head.max(r.entry.epoch));
-            Ok(Page { records, head })
+            if records.last().is_some_and(|r| r.entry.epoch > head) {
+                return Err(Error::Corrupt("the log is beyond its head"));
+            }
+            Ok(Page {
+                records,
+                head,
+                head_chain,
+            })
         })
     }
 
     fn head(&self) -> BoxFuture<'_, Result<u64, Error>> {
-        Box::pin(async move {
-            let head: i64 = sqlx::query_scalar("SELECT epoch FROM revocation_head")
-                .fetch_one(&self.pool)
-                .await?;
-            from_db(head, "revocation_head.epoch")
-        })
+        Box::pin(async move { Ok(read_head(&self.pool).await?.epoch) })
     }
 }

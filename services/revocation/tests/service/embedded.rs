@@ -59,8 +59,20 @@ async fn embedded_mode_sweeps_late_certificates_and_survives_a_broken_fanout() {
         &device,
         vec![certificate(1, t - 10, t + 600), certificate(2, t, t + 600)],
     );
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let (entries, head) = list_all(&mut running.client).await;
+    // The sweep runs 300 ms after the revocation: wait for its entry, however long
+    // a loaded machine takes (no fixed sleep).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let (entries, head) = loop {
+        let (entries, head) = list_all(&mut running.client).await;
+        if head >= 3 {
+            break (entries, head);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sweep did not revoke the late certificate (head {head})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(head, 3);
     assert_eq!(entries[2].target_id, hex::encode([2; 16]));
     assert!(entries[2].note.contains("epoch 1"));

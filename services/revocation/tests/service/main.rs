@@ -15,6 +15,7 @@
 mod bad_input;
 mod embedded;
 mod postgres_outage;
+mod privacy;
 mod replicas;
 mod revoke_list_watch_snapshot;
 mod shutdown;

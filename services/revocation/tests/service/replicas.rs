@@ -61,7 +61,11 @@ async fn a_replica_watches_what_another_replica_writes() {
     }
     let watched = watch_until(&mut watch, 5).await;
     assert_contiguous(&watched, 0);
-    let streamed: Vec<u64> = xrange(&stream_key).await.iter().map(|e| e.epoch).collect();
+    let streamed: Vec<u64> = xrange(&stream_key)
+        .await
+        .iter()
+        .map(|e| e.entry.epoch)
+        .collect();
     assert_eq!(streamed, vec![1, 2, 3, 4, 5]);
 
     // Both replicas' snapshots are identical at the same epoch and time.

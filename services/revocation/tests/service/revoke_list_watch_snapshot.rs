@@ -8,7 +8,10 @@ use std::time::Duration;
 use citypass_proto::v1::{
     self as pb, ReinstateRequest, RevokeRequest, SnapshotRequest, WatchRequest,
 };
-use citypass_revocation::{Entry, Kinds, RevocationSet, SignedSnapshot, TargetKind};
+use citypass_revocation::proto::head_from_proto;
+use citypass_revocation::{
+    ChainHash, Chained, Head, Kinds, RevocationSet, SignedSnapshot, TargetKind,
+};
 use citypass_revocation_service::PostgresLog;
 use citypass_token::Kid;
 use tonic::Code;
@@ -18,11 +21,12 @@ use crate::support::{
     published_keys, random_id, redis_publisher, revoke, serve, test_settings, watch_until, xrange,
 };
 
+/// The set of `entries`, each checked against the chain.
 fn set_from(entries: &[pb::RevocationEntry]) -> RevocationSet {
     let mut set = RevocationSet::new();
     for message in entries {
-        set.apply(citypass_revocation::proto::from_proto(message).expect("a valid entry"))
-            .expect("in order");
+        set.apply_chained(citypass_revocation::proto::from_proto(message).expect("a valid entry"))
+            .expect("in order and on the chain");
     }
     set
 }
@@ -58,6 +62,12 @@ async fn revoke_list_watch_and_snapshot_agree() {
         .unwrap();
     assert!(hello.entries.is_empty());
     assert_eq!(hello.head_epoch, 0);
+    let keys = published_keys(&ring, &snapshot_key);
+    let hello_head = head_from_proto(hello.head.as_ref().expect("a heartbeat has the head"))
+        .unwrap()
+        .verify(&keys, now())
+        .expect("the head is signed by the snapshot key");
+    assert_eq!(hello_head, Head::GENESIS);
 
     // A subject with two live certificates, one issued after the revocation's bound,
     // and one long expired.
@@ -178,9 +188,29 @@ async fn revoke_list_watch_and_snapshot_agree() {
     assert_eq!(listed.len(), 7);
     assert_eq!(listed[4], token);
 
-    // The stream holds every entry, in the documented format, equal to the log's.
+    // Every entry carries its chain hash; List carries the signed head, which the set
+    // built from the entries reaches (finding 6).
+    let page = client
+        .list(pb::ListRequest {
+            since_epoch: 7,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(page.entries.is_empty());
+    let list_head = head_from_proto(page.head.as_ref().expect("List has the head"))
+        .unwrap()
+        .verify(&keys, now())
+        .expect("the head is signed by the snapshot key");
+    assert_eq!(list_head, set_from(&listed).head());
+    assert_eq!(list_head.epoch, 7);
+    assert_ne!(list_head.chain, ChainHash::GENESIS);
+
+    // The stream holds every entry, in the documented format (with its chain hash),
+    // equal to the log's.
     let streamed = xrange(&stream_key).await;
-    let logged: Vec<Entry> = listed
+    let logged: Vec<Chained> = listed
         .iter()
         .map(|e| citypass_revocation::proto::from_proto(e).unwrap())
         .collect();
@@ -204,9 +234,13 @@ async fn revoke_list_watch_and_snapshot_agree() {
         signature: answer.signature.clone(),
         kid: Kid::from_slice(&answer.kid).unwrap(),
     };
-    let keys = published_keys(&ring, &snapshot_key);
     let snapshot = signed.verify(&keys, now()).expect("the snapshot verifies");
     assert_eq!(snapshot.epoch, 7);
+    assert_eq!(
+        snapshot.head(),
+        list_head,
+        "the snapshot carries the signed head"
+    );
     assert_eq!(snapshot.kinds, Kinds::ALL);
     let mut from_list = set_from(&listed);
     from_list.prune(snapshot.created_at);
@@ -259,7 +293,10 @@ async fn revoke_list_watch_and_snapshot_agree() {
     assert_eq!(reinstated.epoch, 8);
     assert_eq!(reinstated.action, pb::EntryAction::Reinstate as i32);
     assert!(reinstated.revoked_before.is_none());
-    assert_eq!(watch_until(&mut watch, 8).await, vec![reinstated]);
+    assert_eq!(watch_until(&mut watch, 8).await, vec![reinstated.clone()]);
+    let mut everything = listed.clone();
+    everything.push(reinstated);
+    let head = set_from(&everything).head();
     let status = client
         .reinstate(ReinstateRequest {
             target_kind: TargetKind::Subject as i32,
@@ -280,6 +317,13 @@ async fn revoke_list_watch_and_snapshot_agree() {
             .unwrap();
         assert!(beat.entries.is_empty());
         assert_eq!(beat.head_epoch, 8);
+        let signed =
+            head_from_proto(beat.head.as_ref().expect("a heartbeat has the head")).unwrap();
+        assert_eq!(
+            signed.verify(&keys, now()),
+            Ok(head),
+            "heartbeats carry the signed head"
+        );
         let sent = beat.sent_at.unwrap().seconds as u64;
         assert!(sent.abs_diff(now()) <= 2);
     }

@@ -45,18 +45,88 @@ fn the_snapshot_signer_follows_the_snapshot_key_file() {
         .unwrap();
     rt.block_on(async {
         let signer =
-            SnapshotKeySigner::from_file(file.path(), Duration::ZERO, Environment::Dev).unwrap();
+            SnapshotKeySigner::from_file(file.path(), Duration::from_millis(20), Environment::Dev)
+                .unwrap();
         assert_eq!(signer.sign(vec![1]).unwrap().kid, first.kid());
         let next = SnapshotKey::generate(true, &rng).unwrap();
         std::fs::write(file.path(), next.to_json()).unwrap();
-        let signed = signer.sign(vec![1]).unwrap();
-        assert_eq!(signed.kid, next.kid(), "a rotation needs no restart");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while signer.sign(vec![1]).unwrap().kid != next.kid() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a rotation needs no restart: the reloader picks it up"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         std::fs::write(file.path(), "{ half-written").unwrap();
+        assert_eq!(signer.reload_now().await, next.kid());
         assert_eq!(
             signer.sign(vec![1]).unwrap().kid,
             next.kid(),
             "a broken file is refused"
         );
+    });
+}
+
+/// Security finding 9 (smaller findings): the signing path re-read the key file under
+/// a std Mutex. Now a background task reads it on a blocking thread and publishes the
+/// key; signing only takes the current key: it never sees the file, even a missing
+/// one, and a rotation is picked up by the reloader alone.
+#[test]
+fn finding_9_the_snapshot_key_is_reloaded_off_the_signing_path() {
+    let rng = SystemRandom::new();
+    let first = dev_snapshot_key();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("snapshot-key.json");
+    std::fs::write(&path, first.to_json()).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // A reload interval of an hour: only `reload_now` reads the file here.
+        let signer =
+            SnapshotKeySigner::from_file(&path, Duration::from_secs(3600), Environment::Dev)
+                .unwrap();
+        let next = SnapshotKey::generate(true, &rng).unwrap();
+        std::fs::write(&path, next.to_json()).unwrap();
+        assert_eq!(
+            signer.sign(vec![1]).unwrap().kid,
+            first.kid(),
+            "signing does not read the file"
+        );
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(signer.sign(vec![1]).unwrap().kid, first.kid());
+        assert_eq!(
+            signer.reload_now().await,
+            first.kid(),
+            "a missing file is refused; the key in service stays"
+        );
+        std::fs::write(&path, next.to_json()).unwrap();
+        assert_eq!(
+            signer.reload_now().await,
+            next.kid(),
+            "the rotation is picked up"
+        );
+        assert_eq!(signer.sign(vec![1]).unwrap().kid, next.kid());
+
+        // The background reloader alone picks up the next rotation, with no signing in
+        // between.
+        let quick =
+            SnapshotKeySigner::from_file(&path, Duration::from_millis(20), Environment::Dev)
+                .unwrap();
+        let third = SnapshotKey::generate(true, &rng).unwrap();
+        std::fs::write(&path, third.to_json()).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while quick.kid() != third.kid() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the reloader picks the rotation up"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(quick.sign(vec![1]).unwrap().kid, third.kid());
     });
 }
 

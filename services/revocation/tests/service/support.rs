@@ -13,7 +13,7 @@ use citypass_proto::prost_types::Timestamp;
 use citypass_proto::v1::revocation_service_client::RevocationServiceClient;
 use citypass_proto::v1::{self as pb, ListRequest, RevokeRequest};
 use citypass_revocation::stream::{FIELD_ENTRY, FIELD_EPOCH, decode_message};
-use citypass_revocation::{Entry, TargetKind};
+use citypass_revocation::{Chained, TargetKind};
 use citypass_revocation_service::{
     Certificate, CertificateDirectory, DirectoryError, Log, Owner, Publisher, RedisPublisher,
     Registry, RevocationApi, Settings, SnapshotKeySigner,
@@ -111,8 +111,17 @@ pub(crate) fn revoke(kind: TargetKind, id: &str) -> RevokeRequest {
 pub(crate) struct Running {
     pub(crate) client: RevocationServiceClient<Channel>,
     pub(crate) revocations: Arc<Registry>,
+    pki: TestPki,
+    addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     _snapshot_key_file: tempfile::NamedTempFile,
+}
+
+impl Running {
+    /// A client presenting `who`'s certificate.
+    pub(crate) fn client_as(&self, who: &As) -> RevocationServiceClient<Channel> {
+        RevocationServiceClient::new(self.pki.channel(self.addr, who))
+    }
 }
 
 impl Drop for Running {
@@ -161,6 +170,8 @@ pub(crate) async fn serve(
     Running {
         client,
         revocations,
+        pki,
+        addr,
         stop: Some(stop),
         _snapshot_key_file: snapshot_key_file,
     }
@@ -195,7 +206,7 @@ pub(crate) async fn redis_publisher(key: &str) -> Arc<dyn Publisher> {
     )
 }
 
-pub(crate) async fn xrange(key: &str) -> Vec<Entry> {
+pub(crate) async fn xrange(key: &str) -> Vec<Chained> {
     let client = redis::Client::open(citypass_testkit::redis_url()).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
     let reply: redis::streams::StreamRangeReply = connection.xrange_all(key).await.unwrap();
