@@ -329,8 +329,9 @@ fn refusal(code: Code, message: impl Into<String>, reason: &'static str) -> Stat
 }
 
 /// The address calls are counted under: an IPv4 address, or an IPv6 /64 (one
-/// subscriber's prefix, inside which addresses are free to rotate).
-fn network_of(ip: IpAddr) -> IpAddr {
+/// subscriber's prefix, inside which addresses are free to rotate). Public so that a
+/// service's own per-caller limits (identity's enrolment attempts) count the same way.
+pub fn network_of(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

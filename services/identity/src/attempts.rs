@@ -75,29 +75,13 @@ impl EnrolAttempts {
         if self.per_document.len() > 100_000 {
             self.per_document.retain_recent();
         }
-        let address = address.map(network_of);
+        let address = address.map(citypass_runtime::authz::network_of);
         if self.per_address.check_key(&address).is_err()
             || self.per_document.check_key(&document).is_err()
         {
             return Err(Error::EnrolRateLimited);
         }
         Ok(())
-    }
-}
-
-/// The address attempts are counted under: an IPv4 address (IPv4-mapped IPv6 included)
-/// or an IPv6 /64 (one subscriber's prefix, inside which addresses rotate freely).
-fn network_of(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut octets = v6.octets();
-                octets[8..].fill(0);
-                IpAddr::from(octets)
-            }
-        },
     }
 }
 
