@@ -146,14 +146,14 @@ fn a_full_replay_memory_fails_closed() {
 
 mod revocations {
     use super::*;
-    use citypass_revocation::{Action, Entry, RevocationReason, Target};
+    use citypass_revocation::{Action, Entry, Target};
 
     fn revoke(epoch: u64, target: Target) -> Entry {
         Entry {
             epoch,
             target,
             action: Action::Revoke {
-                reason: RevocationReason::Administrative,
+                compromised: false,
                 revoked_before: NOW + 1,
             },
             expires_at: None,
@@ -227,7 +227,7 @@ mod revocations {
 
         let mut compromised = revoke(1, Target::Key(kid));
         compromised.action = Action::Revoke {
-            reason: RevocationReason::KeyCompromised,
+            compromised: true,
             revoked_before: NOW + 1,
         };
         let mut g = gate_with(vec![compromised]);
@@ -280,7 +280,7 @@ fn finding_7_a_gate_without_fresh_revocations_refuses_codes() {
 /// bring a revoked certificate back; nor is a snapshot from the future accepted.
 #[test]
 fn finding_7_a_rolled_back_snapshot_is_refused() {
-    use citypass_revocation::{Action, Entry, RevocationReason, Target};
+    use citypass_revocation::{Action, Entry, Target};
     let rng = SystemRandom::new();
     let key = DeviceKey::generate(&rng).unwrap();
     let cert = issuer()
@@ -294,7 +294,7 @@ fn finding_7_a_rolled_back_snapshot_is_refused() {
             epoch: 1,
             target: Target::Token([7; 16]),
             action: Action::Revoke {
-                reason: RevocationReason::Administrative,
+                compromised: false,
                 revoked_before: NOW,
             },
             expires_at: None,
@@ -307,7 +307,7 @@ fn finding_7_a_rolled_back_snapshot_is_refused() {
             epoch: 2,
             target: Target::Certificate(cert.serial),
             action: Action::Revoke {
-                reason: RevocationReason::DeviceCompromised,
+                compromised: true,
                 revoked_before: NOW,
             },
             expires_at: None,

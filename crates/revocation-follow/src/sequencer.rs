@@ -258,7 +258,7 @@ impl Sequencer {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use citypass_revocation::{Action, Entry, RevocationReason, RevocationSet, Target};
+    use citypass_revocation::{Action, Entry, RevocationSet, Target};
 
     /// The log of `tokens(n)`: token revocations at epochs 1..=n, chained.
     pub(crate) fn log(n: u64) -> Vec<Chained> {
@@ -283,7 +283,7 @@ pub(crate) mod tests {
             epoch,
             target: Target::Token([u8::try_from(epoch % 256).unwrap(); 16]),
             action: Action::Revoke {
-                reason: RevocationReason::Fraud,
+                compromised: false,
                 revoked_before: 10,
             },
             expires_at: Some(u64::MAX / 2),
@@ -334,9 +334,7 @@ pub(crate) mod tests {
         seq.clear(&counters);
         assert!(!seq.has_gap());
         let mut bad = token(1);
-        bad.entry.action = Action::Reinstate {
-            reason: citypass_revocation::ReinstateReason::Administrative,
-        };
+        bad.entry.action = Action::Reinstate;
         let offered = offer(&mut seq, &mut set, &counters, [bad, token(2)]);
         assert!(offered.invalid);
         assert_eq!(set.epoch(), 0);

@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use citypass_proto::v1::ListRequest;
 use citypass_revocation::proto::{from_proto, head_from_proto};
-use citypass_revocation::{
-    Action, Chained, Entry, ReinstateReason, RevocationSet, Target, TargetKind,
-};
+use citypass_revocation::{Action, Chained, Entry, RevocationSet, Target, TargetKind};
 use citypass_revocation_follow::{Follower, FollowerConfig, Source, SourceState};
 use citypass_revocation_service::{LocalPublisher, MemoryLog, Publisher as _};
 use support::{
@@ -88,9 +86,7 @@ async fn forge_reinstatement(
         Entry {
             epoch,
             target: Target::parse(TargetKind::Subject, subject).unwrap(),
-            action: Action::Reinstate {
-                reason: ReinstateReason::ErrorCorrected,
-            },
+            action: Action::Reinstate,
             expires_at: None,
             created_at: support::now(),
         },

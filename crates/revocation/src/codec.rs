@@ -9,7 +9,7 @@
 //! epoch           u64
 //! kind            u8    TargetKind code, 1..=5
 //! action          u8    1 revoke, 2 reinstate
-//! reason          u8    RevocationReason (revoke) or ReinstateReason (reinstate) code
+//! compromised     u8    1: revoked as compromised; 0: withdrawn, or a reinstatement
 //! flags           u8    bit 0: expires_at present; every other bit 0
 //! target          16 bytes (cti, serial, device id, subject id) or 8 bytes (kid)
 //! revoked_before  u64   revoke only
@@ -17,10 +17,13 @@
 //! created_at      u64
 //! ```
 //!
+//! The byte after the action held the operator's reason until stream and snapshot
+//! version 3; it now holds only the bit enforcement needs ([`crate::reason`] says why).
+//!
 //! Device and subject ids travel as their 16 raw bytes and decode to the 32-character
 //! lowercase hex form, the only form a [`Target`] holds.
 
-use crate::entry::{Action, Entry, EntryError, ReinstateReason, RevocationReason};
+use crate::entry::{Action, Entry, EntryError};
 use crate::target::{Target, TargetKind};
 
 /// Smallest encoded entry: a reinstatement (kid-sized targets cannot be reinstated, so
@@ -41,9 +44,9 @@ pub enum DecodeError {
     /// An action code that names no action.
     #[error("unknown action {0}")]
     UnknownAction(u8),
-    /// A reason code unknown for its action.
-    #[error("unknown reason {0}")]
-    UnknownReason(u8),
+    /// A compromised byte other than 0 or 1 (or 1 on a reinstatement).
+    #[error("invalid compromised byte {0}")]
+    InvalidCompromised(u8),
     /// Reserved flag bits set.
     #[error("reserved flag bits set: {0:#04x}")]
     ReservedFlags(u8),
@@ -66,15 +69,15 @@ fn target_len(kind: TargetKind) -> usize {
 pub(crate) fn write_entry(out: &mut Vec<u8>, entry: &Entry) {
     out.extend_from_slice(&entry.epoch.to_be_bytes());
     out.push(entry.target.kind().code());
-    let (reason, revoked_before) = match entry.action {
+    let (compromised, revoked_before) = match entry.action {
         Action::Revoke {
-            reason,
+            compromised,
             revoked_before,
-        } => (reason.code(), Some(revoked_before)),
-        Action::Reinstate { reason } => (reason.code(), None),
+        } => (compromised, Some(revoked_before)),
+        Action::Reinstate => (false, None),
     };
     out.push(entry.action.code());
-    out.push(reason);
+    out.push(u8::from(compromised));
     out.push(if entry.expires_at.is_some() {
         FLAG_EXPIRES
     } else {
@@ -136,24 +139,21 @@ impl<'a> Reader<'a> {
         let kind = TargetKind::from_code(i32::from(kind_code))
             .ok_or(DecodeError::UnknownKind(kind_code))?;
         let action_code = self.u8()?;
-        let reason = self.u8()?;
+        let compromised = self.u8()?;
         let flags = self.u8()?;
         if flags & !FLAG_EXPIRES != 0 {
             return Err(DecodeError::ReservedFlags(flags));
         }
         let raw = self.take(target_len(kind))?;
         let target = Target::from_raw(kind, raw).ok_or(DecodeError::Truncated)?;
-        let action = match action_code {
-            1 => Action::Revoke {
-                reason: RevocationReason::from_code(i32::from(reason))
-                    .ok_or(DecodeError::UnknownReason(reason))?,
+        let action = match (action_code, compromised) {
+            (1, 0 | 1) => Action::Revoke {
+                compromised: compromised == 1,
                 revoked_before: self.u64()?,
             },
-            2 => Action::Reinstate {
-                reason: ReinstateReason::from_code(i32::from(reason))
-                    .ok_or(DecodeError::UnknownReason(reason))?,
-            },
-            other => return Err(DecodeError::UnknownAction(other)),
+            (2, 0) => Action::Reinstate,
+            (1 | 2, other) => return Err(DecodeError::InvalidCompromised(other)),
+            (other, _) => return Err(DecodeError::UnknownAction(other)),
         };
         let expires_at = if flags & FLAG_EXPIRES != 0 {
             Some(self.u64()?)
@@ -189,9 +189,7 @@ mod tests {
         let entry = Entry {
             epoch: 1,
             target: Target::Device("00".repeat(16)),
-            action: Action::Reinstate {
-                reason: ReinstateReason::Unspecified,
-            },
+            action: Action::Reinstate,
             expires_at: None,
             created_at: 0,
         };
@@ -201,5 +199,45 @@ mod tests {
         let mut reader = Reader::new(&out);
         assert_eq!(reader.entry().unwrap(), entry);
         reader.finish().unwrap();
+    }
+
+    /// The byte after the action carries one bit; a reason code from version 2 (say 6,
+    /// fraud) or a compromised reinstatement is refused, never read as something else.
+    #[test]
+    fn the_compromised_byte_is_0_or_1_and_0_on_a_reinstatement() {
+        let revoke = Entry {
+            epoch: 1,
+            target: Target::Key(citypass_token::Kid([7; 8])),
+            action: Action::Revoke {
+                compromised: true,
+                revoked_before: 10,
+            },
+            expires_at: None,
+            created_at: 5,
+        };
+        let mut out = Vec::new();
+        write_entry(&mut out, &revoke);
+        assert_eq!(out[10], 1);
+        assert_eq!(Reader::new(&out).entry().unwrap(), revoke);
+        out[10] = 6;
+        assert_eq!(
+            Reader::new(&out).entry(),
+            Err(DecodeError::InvalidCompromised(6))
+        );
+
+        let reinstate = Entry {
+            epoch: 2,
+            target: Target::Device("00".repeat(16)),
+            action: Action::Reinstate,
+            expires_at: None,
+            created_at: 5,
+        };
+        let mut out = Vec::new();
+        write_entry(&mut out, &reinstate);
+        out[10] = 1;
+        assert_eq!(
+            Reader::new(&out).entry(),
+            Err(DecodeError::InvalidCompromised(1))
+        );
     }
 }

@@ -3,9 +3,15 @@
 //! An entry either revokes a target (killing what was issued before its
 //! `revoked_before`) or reinstates a device or subject (letting the issuer issue for it
 //! again). The two carry different data, so [`Action`] holds each one's fields and an
-//! entry cannot be, say, a reinstatement with a `revoked_before`. Audit fields (actor,
-//! note) belong to the log, not to the enforcement model: they are never needed to
-//! decide, and they stay out of snapshots.
+//! entry cannot be, say, a reinstatement with a `revoked_before`.
+//!
+//! The entry holds what enforcement needs and nothing else, because it is what gates,
+//! the Redis Stream, snapshots and the hash chain carry. Of the operator's reason it
+//! keeps one bit, whether the target was revoked as compromised (which changes what a
+//! key revocation kills); the reason itself ([`crate::reason`]: fraud, arrears, a lost
+//! device…), the actor and the note are audit data of the log, shown only to auditors
+//! (security review, finding 8: a gate operator reading the revocation data must not
+//! learn who is in arrears or suspected of fraud).
 //!
 //! Times are Unix seconds. `revoked_before` is exclusive: a code with `iat` strictly
 //! below it is dead. Codes carry whole seconds, so a revocation at 100.4 s written as
@@ -14,109 +20,22 @@
 
 use crate::target::{Target, TargetKind};
 
-/// Why a target was revoked (the proto's `RevocationReason` numbers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RevocationReason {
-    /// Not given.
-    Unspecified = 0,
-    /// The citizen reported the device lost or stolen.
-    DeviceLost = 1,
-    /// The device key is believed compromised.
-    DeviceCompromised = 2,
-    /// A signing key is believed compromised.
-    KeyCompromised = 3,
-    /// A signing key was withdrawn in an orderly way.
-    KeyWithdrawn = 4,
-    /// The citizen asked for it.
-    SubjectRequest = 5,
-    /// Suspected fraud or misuse.
-    Fraud = 6,
-    /// Unpaid arrears beyond the grace policy.
-    Arrears = 7,
-    /// An operator decision not covered above.
-    Administrative = 8,
-    /// Replaced by a newer credential.
-    Superseded = 9,
-}
-
-impl RevocationReason {
-    /// The proto enum number.
-    pub fn code(self) -> u8 {
-        self as u8
-    }
-
-    /// The reason for a proto enum number; `None` for unknown numbers (0 is
-    /// [`RevocationReason::Unspecified`], which is allowed).
-    pub fn from_code(code: i32) -> Option<Self> {
-        use RevocationReason::*;
-        Some(match code {
-            0 => Unspecified,
-            1 => DeviceLost,
-            2 => DeviceCompromised,
-            3 => KeyCompromised,
-            4 => KeyWithdrawn,
-            5 => SubjectRequest,
-            6 => Fraud,
-            7 => Arrears,
-            8 => Administrative,
-            9 => Superseded,
-            _ => return None,
-        })
-    }
-}
-
-/// Why a target was reinstated (the proto's `ReinstateReason` numbers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ReinstateReason {
-    /// Not given.
-    Unspecified = 0,
-    /// The device that was reported lost was found.
-    DeviceRecovered = 1,
-    /// The arrears were repaid.
-    ArrearsRepaid = 2,
-    /// The revocation was a mistake.
-    ErrorCorrected = 3,
-    /// An operator decision not covered above.
-    Administrative = 4,
-}
-
-impl ReinstateReason {
-    /// The proto enum number.
-    pub fn code(self) -> u8 {
-        self as u8
-    }
-
-    /// The reason for a proto enum number; `None` for unknown numbers.
-    pub fn from_code(code: i32) -> Option<Self> {
-        use ReinstateReason::*;
-        Some(match code {
-            0 => Unspecified,
-            1 => DeviceRecovered,
-            2 => ArrearsRepaid,
-            3 => ErrorCorrected,
-            4 => Administrative,
-            _ => return None,
-        })
-    }
-}
-
 /// What an entry does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
     /// Everything of the target issued (`iat` / certificate `iat`) before
     /// `revoked_before` is dead; for a device or subject, the issuer also stops issuing.
     Revoke {
-        /// Why.
-        reason: RevocationReason,
+        /// Whether the target was revoked as compromised (a key or device key in
+        /// someone else's hands, [`crate::RevocationReason::compromised`]) rather than
+        /// withdrawn: for a signing key, everything it signed is then dead.
+        compromised: bool,
         /// Unix seconds, exclusive.
         revoked_before: u64,
     },
     /// The issuer may issue for the device or subject again. Codes and certificates
     /// issued before an earlier revocation's `revoked_before` stay dead.
-    Reinstate {
-        /// Why.
-        reason: ReinstateReason,
-    },
+    Reinstate,
 }
 
 impl Action {
@@ -124,7 +43,7 @@ impl Action {
     pub fn code(&self) -> u8 {
         match self {
             Action::Revoke { .. } => 1,
-            Action::Reinstate { .. } => 2,
+            Action::Reinstate => 2,
         }
     }
 }
@@ -172,7 +91,7 @@ impl Entry {
         if !self.target.is_valid() {
             return Err(EntryError::MalformedTarget(self.target.kind()));
         }
-        if let Action::Reinstate { .. } = self.action {
+        if let Action::Reinstate = self.action {
             if !self.target.kind().reinstatable() {
                 return Err(EntryError::ReinstateKind(self.target.kind()));
             }
@@ -192,7 +111,7 @@ impl Entry {
     pub fn revoked_before(&self) -> Option<u64> {
         match self.action {
             Action::Revoke { revoked_before, .. } => Some(revoked_before),
-            Action::Reinstate { .. } => None,
+            Action::Reinstate => None,
         }
     }
 
@@ -209,17 +128,16 @@ impl Entry {
 
     /// The exclusive `iat` bound below which this revocation kills; `None` for a
     /// reinstatement. Tokens and certificates are single objects, and a signing key
-    /// revoked as compromised (`KEY_COMPROMISED`) signed whatever its holder wanted,
-    /// `iat` included: all three kill everything (`u64::MAX`). Otherwise
-    /// `revoked_before`, an orderly withdrawal of what was issued before it.
+    /// revoked as compromised signed whatever its holder wanted, `iat` included: all
+    /// three kill everything (`u64::MAX`). Otherwise `revoked_before`, an orderly
+    /// withdrawal of what was issued before it.
     pub fn kill_bound(&self) -> Option<u64> {
         match (self.action, self.target.kind()) {
-            (Action::Reinstate { .. }, _) => None,
+            (Action::Reinstate, _) => None,
             (Action::Revoke { .. }, TargetKind::Token | TargetKind::Certificate)
             | (
                 Action::Revoke {
-                    reason: RevocationReason::KeyCompromised,
-                    ..
+                    compromised: true, ..
                 },
                 TargetKind::Key,
             ) => Some(u64::MAX),

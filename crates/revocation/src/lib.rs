@@ -9,6 +9,7 @@
 //!
 //! - [`target`]: what can be revoked and the one text form of each id;
 //! - [`entry`]: a log entry ([`Entry`]): revoke with `revoked_before`, or reinstate;
+//! - [`reason`]: why, for audit only (entries carry just "revoked as compromised");
 //! - [`set`]: [`RevocationSet`], applied strictly in epoch order, with the queries a
 //!   verifier, the issuer and a gate ask;
 //! - [`snapshot`]: the compact, deterministic, signed snapshot for offline gates;
@@ -19,14 +20,14 @@
 //! - `proto` (feature `proto`): entries to and from the API's `RevocationEntry`.
 //!
 //! ```
-//! use citypass_revocation::{Action, Entry, Kinds, RevocationReason, RevocationSet, Target, TargetKind};
+//! use citypass_revocation::{Action, Entry, Kinds, RevocationSet, Target, TargetKind};
 //!
 //! let subject = "0123456789abcdef0123456789abcdef";
 //! let mut set = RevocationSet::new();
 //! set.apply(Entry {
 //!     epoch: 1,
 //!     target: Target::parse(TargetKind::Subject, subject)?,
-//!     action: Action::Revoke { reason: RevocationReason::Fraud, revoked_before: 1_800_000_000 },
+//!     action: Action::Revoke { compromised: false, revoked_before: 1_800_000_000 },
 //!     expires_at: None,
 //!     created_at: 1_800_000_000,
 //! })?;
@@ -46,6 +47,7 @@ mod codec;
 pub mod entry;
 #[cfg(feature = "proto")]
 pub mod proto;
+pub mod reason;
 pub mod set;
 pub mod snapshot;
 pub mod stream;
@@ -53,7 +55,8 @@ pub mod target;
 
 pub use chain::{ChainHash, Chained, Head, HeadError, SignedHead};
 pub use codec::DecodeError;
-pub use entry::{Action, Entry, EntryError, ReinstateReason, RevocationReason};
+pub use entry::{Action, Entry, EntryError};
+pub use reason::{Reason, ReinstateReason, RevocationReason};
 pub use set::{Applied, ApplyError, RevocationSet};
 pub use snapshot::{MAX_SNAPSHOT_LEN, SignedSnapshot, Snapshot, SnapshotError};
 pub use stream::StreamError;

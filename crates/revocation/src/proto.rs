@@ -5,8 +5,10 @@
 //! Watch reads them back with [`from_proto`], which is as strict as the binary
 //! decoders: every field must be consistent with the entry's action and kind, and the
 //! chain hash must be there (32 bytes), so a malformed message is refused rather than
-//! applied half-understood. Audit fields (actor, note) are returned alongside, since
-//! [`Entry`] does not hold them.
+//! applied half-understood. The audit fields (the operator's reason, actor, note) are
+//! not part of an [`Entry`]: [`to_proto`] fills them only when given them (the
+//! service's audit view), and [`from_proto`] only checks that a reason, when present,
+//! agrees with the entry's `compromised` bit.
 
 use citypass_proto::prost_types::Timestamp;
 use citypass_proto::time::timestamp;
@@ -15,7 +17,8 @@ use citypass_proto::v1 as pb;
 use citypass_token::Kid;
 
 use crate::chain::{ChainHash, Chained, Head, SignedHead};
-use crate::entry::{Action, Entry, EntryError, ReinstateReason, RevocationReason};
+use crate::entry::{Action, Entry, EntryError};
+use crate::reason::{Reason, ReinstateReason, RevocationReason};
 use crate::target::{Target, TargetError, TargetKind};
 
 /// Why a `RevocationEntry` message is not a valid entry.
@@ -51,25 +54,37 @@ pub enum ProtoError {
     },
 }
 
-/// The message for an entry and its chain hash, with its audit fields.
-pub fn to_proto(chained: &Chained, actor: &str, note: &str) -> pb::RevocationEntry {
+/// What only auditors see of a log record: why, who, and the note.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditFields<'a> {
+    /// The operator's reason.
+    pub reason: Reason,
+    /// Who wrote the record.
+    pub actor: &'a str,
+    /// Free text.
+    pub note: &'a str,
+}
+
+/// The message for an entry and its chain hash; with `audit`, the audit view (reason,
+/// actor, note set), without it the minimal view that services and gates get (both
+/// reasons `UNSPECIFIED`, actor and note empty).
+pub fn to_proto(chained: &Chained, audit: Option<AuditFields<'_>>) -> pb::RevocationEntry {
     let entry = &chained.entry;
-    let (action, revocation_reason, reinstate_reason, revoked_before) = match entry.action {
+    let (action, compromised, revoked_before) = match entry.action {
         Action::Revoke {
-            reason,
+            compromised,
             revoked_before,
         } => (
             pb::EntryAction::Revoke,
-            i32::from(reason.code()),
-            0,
+            compromised,
             Some(timestamp(revoked_before)),
         ),
-        Action::Reinstate { reason } => (
-            pb::EntryAction::Reinstate,
-            0,
-            i32::from(reason.code()),
-            None,
-        ),
+        Action::Reinstate => (pb::EntryAction::Reinstate, false, None),
+    };
+    let (revocation_reason, reinstate_reason) = match audit.map(|a| a.reason) {
+        Some(Reason::Revoke(reason)) => (i32::from(reason.code()), 0),
+        Some(Reason::Reinstate(reason)) => (0, i32::from(reason.code())),
+        None => (0, 0),
     };
     pb::RevocationEntry {
         epoch: entry.epoch,
@@ -81,15 +96,16 @@ pub fn to_proto(chained: &Chained, actor: &str, note: &str) -> pb::RevocationEnt
         revoked_before,
         expires_at: entry.expires_at.map(timestamp),
         created_at: Some(timestamp(entry.created_at)),
-        actor: actor.to_owned(),
-        note: note.to_owned(),
+        actor: audit.map(|a| a.actor.to_owned()).unwrap_or_default(),
+        note: audit.map(|a| a.note.to_owned()).unwrap_or_default(),
         chain: chained.chain.as_bytes().to_vec(),
+        compromised,
     }
 }
 
 /// An entry and its carried chain hash from its message (the chain hash is checked
-/// only when the entry is applied); the audit fields are `message.actor` /
-/// `message.note`.
+/// only when the entry is applied); the audit fields, if the view had them, are the
+/// message's own.
 pub fn from_proto(message: &pb::RevocationEntry) -> Result<Chained, ProtoError> {
     let entry = entry_from_proto(message)?;
     let chain = ChainHash::from_slice(&message.chain).ok_or(ProtoError::Field {
@@ -167,24 +183,29 @@ fn entry_from_proto(message: &pb::RevocationEntry) -> Result<Entry, ProtoError> 
             if message.reinstate_reason != 0 {
                 return Err(field("reinstate_reason", "set on a REVOKE entry"));
             }
+            let reason = RevocationReason::from_code(message.revocation_reason)
+                .ok_or_else(|| field("revocation_reason", "unknown"))?;
+            if reason != RevocationReason::Unspecified
+                && reason.compromised() != message.compromised
+            {
+                return Err(field("compromised", "disagrees with revocation_reason"));
+            }
             Action::Revoke {
-                reason: RevocationReason::from_code(message.revocation_reason)
-                    .ok_or_else(|| field("revocation_reason", "unknown"))?,
+                compromised: message.compromised,
                 revoked_before: revoked_before
                     .ok_or_else(|| field("revoked_before", "missing on a REVOKE entry"))?,
             }
         }
         Ok(pb::EntryAction::Reinstate) => {
-            if message.revocation_reason != 0 || revoked_before.is_some() {
+            if message.revocation_reason != 0 || revoked_before.is_some() || message.compromised {
                 return Err(field(
                     "revocation_reason",
                     "REVOKE fields set on a REINSTATE entry",
                 ));
             }
-            Action::Reinstate {
-                reason: ReinstateReason::from_code(message.reinstate_reason)
-                    .ok_or_else(|| field("reinstate_reason", "unknown"))?,
-            }
+            ReinstateReason::from_code(message.reinstate_reason)
+                .ok_or_else(|| field("reinstate_reason", "unknown"))?;
+            Action::Reinstate
         }
         _ => return Err(field("action", "unknown or unspecified")),
     };
@@ -213,7 +234,7 @@ mod tests {
                 epoch: 1,
                 target: Target::Key(Kid([1; 8])),
                 action: Action::Revoke {
-                    reason: RevocationReason::KeyCompromised,
+                    compromised: true,
                     revoked_before: 100,
                 },
                 expires_at: None,
@@ -222,9 +243,7 @@ mod tests {
             Entry {
                 epoch: 2,
                 target: Target::Device("ab".repeat(16)),
-                action: Action::Reinstate {
-                    reason: ReinstateReason::DeviceRecovered,
-                },
+                action: Action::Reinstate,
                 expires_at: None,
                 created_at: 120,
             },
@@ -232,7 +251,7 @@ mod tests {
                 epoch: 3,
                 target: Target::Token([3; 16]),
                 action: Action::Revoke {
-                    reason: RevocationReason::Superseded,
+                    compromised: false,
                     revoked_before: 130,
                 },
                 expires_at: Some(500),
@@ -243,9 +262,29 @@ mod tests {
         for entry in entries {
             let chained = Chained::link(&chain, entry);
             chain = chained.chain;
-            let message = to_proto(&chained, "ops", "note");
+            let reason = match chained.entry.action {
+                Action::Revoke {
+                    compromised: true, ..
+                } => Reason::Revoke(RevocationReason::KeyCompromised),
+                Action::Revoke { .. } => Reason::Revoke(RevocationReason::Fraud),
+                Action::Reinstate => Reason::Reinstate(ReinstateReason::ArrearsRepaid),
+            };
+            let audit = AuditFields {
+                reason,
+                actor: "ops",
+                note: "note",
+            };
+            let message = to_proto(&chained, Some(audit));
             assert_eq!(message.actor, "ops");
-            assert_eq!(from_proto(&message), Ok(chained));
+            assert_eq!(from_proto(&message), Ok(chained.clone()));
+            let minimal = to_proto(&chained, None);
+            assert_eq!(
+                (minimal.revocation_reason, minimal.reinstate_reason),
+                (0, 0),
+                "the minimal view carries no reason"
+            );
+            assert!(minimal.actor.is_empty() && minimal.note.is_empty());
+            assert_eq!(from_proto(&minimal), Ok(chained));
         }
         let good = to_proto(
             &Chained::link(
@@ -254,16 +293,25 @@ mod tests {
                     epoch: 4,
                     target: Target::Token([0xab; 16]),
                     action: Action::Revoke {
-                        reason: RevocationReason::Fraud,
+                        compromised: false,
                         revoked_before: 1,
                     },
                     expires_at: Some(2),
                     created_at: 1,
                 },
             ),
-            "",
-            "",
+            None,
         );
+        let mut fraud_but_compromised = good.clone();
+        fraud_but_compromised.revocation_reason = RevocationReason::Fraud as i32;
+        fraud_but_compromised.compromised = true;
+        assert!(matches!(
+            from_proto(&fraud_but_compromised),
+            Err(ProtoError::Field {
+                field: "compromised",
+                ..
+            })
+        ));
         let mut no_chain = good.clone();
         no_chain.chain = vec![0; 31];
         assert!(matches!(

@@ -440,7 +440,7 @@ impl RevocationSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::{Action, ReinstateReason, RevocationReason};
+    use crate::entry::Action;
 
     const SUBJECT: &str = "0123456789abcdef0123456789abcdef";
 
@@ -449,7 +449,7 @@ mod tests {
             epoch,
             target,
             action: Action::Revoke {
-                reason: RevocationReason::Fraud,
+                compromised: false,
                 revoked_before,
             },
             expires_at,
@@ -461,9 +461,7 @@ mod tests {
         Entry {
             epoch,
             target,
-            action: Action::Reinstate {
-                reason: ReinstateReason::ArrearsRepaid,
-            },
+            action: Action::Reinstate,
             expires_at: None,
             created_at: 1_000,
         }

@@ -9,11 +9,11 @@
 //! a key published for snapshots (`KeyUsage::Snapshot`): a code key never vouches for
 //! revocation data, and the snapshot key never for a code (security review, finding 4).
 //!
-//! # Layout (version 2)
+//! # Layout (version 3)
 //!
 //! ```text
 //! magic       "CPRS"
-//! version     u8   = 2
+//! version     u8   = 3
 //! kinds       u8   bit k-1 set: entries of TargetKind k are included (and complete)
 //! epoch       u64  the snapshot is complete up to this epoch
 //! chain       32 bytes: the log's chain hash at `epoch` (see `crate::chain`)
@@ -25,7 +25,10 @@
 //!
 //! Version 2 added `chain` (security review, finding 6): the snapshot carries, signed,
 //! the head of the log it describes, so whoever follows it with Watch checks that the
-//! entries it then applies continue that very log. Version 1 is no longer read.
+//! entries it then applies continue that very log. Version 3 replaced the operator's
+//! reason in each entry with the one bit enforcement needs (`crate::reason`): a gate
+//! holding a snapshot learns nothing about fraud or arrears. Older versions are no
+//! longer read.
 //!
 //! Integers are big-endian. Exactly one byte string encodes a given snapshot (entries
 //! sorted, fixed-width fields, reserved bits zero, nothing after the last entry), so
@@ -47,7 +50,7 @@ use crate::set::RevocationSet;
 use crate::target::Kinds;
 
 const MAGIC: &[u8; 4] = b"CPRS";
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 const HEADER_LEN: usize = 4 + 1 + 1 + 8 + ChainHash::LEN + 8 + 4;
 
 /// Largest snapshot decoded by default: 64 MiB, about 1.2 million entries. (gRPC
@@ -305,7 +308,7 @@ impl RevocationSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::{Action, RevocationReason};
+    use crate::entry::Action;
     use crate::target::{Target, TargetKind};
     use citypass_token::{KeyStatus, PublishedKey};
 
@@ -323,7 +326,7 @@ mod tests {
                 epoch,
                 target,
                 action: Action::Revoke {
-                    reason: RevocationReason::Fraud,
+                    compromised: false,
                     revoked_before: 500,
                 },
                 expires_at: (epoch <= 2).then_some(1_000 * epoch),

@@ -15,7 +15,7 @@
 //!   it, see [`crate::chain`]); audit fields (actor, note) are not included.
 //!
 //! ```text
-//! version  u8 = 2
+//! version  u8 = 3
 //! entry    the codec's encoding
 //! chain    32 bytes
 //! ```
@@ -26,7 +26,9 @@
 //! one, or reorder them. The chain hash lets a follower refuse an entry that does not
 //! continue its set, notice when the service's log (List, Watch heartbeats) has
 //! another entry at an epoch it applied, and then rebuild its set from the service.
-//! Version 1 messages are refused (and cause a resync from List).
+//! Version 3 replaced the operator's reason with the one bit enforcement needs
+//! (`compromised`, see `crate::reason`): what Redis holds says nothing about fraud or
+//! arrears. Older versions are refused (and cause a resync from List).
 //!
 //! One message per entry: a device or subject revocation with cascaded certificate
 //! entries is several consecutive epochs and several messages. Stream ids are Redis'
@@ -50,7 +52,7 @@ pub const FIELD_EPOCH: &str = "epoch";
 /// Field holding [`encode_entry`]'s bytes.
 pub const FIELD_ENTRY: &str = "entry";
 /// The version byte that starts an encoded entry.
-pub const STREAM_VERSION: u8 = 2;
+pub const STREAM_VERSION: u8 = 3;
 /// Largest `entry` field accepted (an entry and its chain hash are at most 94 bytes
 /// today).
 pub const MAX_STREAM_ENTRY_LEN: usize = 256;
@@ -136,7 +138,7 @@ pub fn epoch_field(entry: &Entry) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::{Action, RevocationReason};
+    use crate::entry::Action;
     use crate::target::Target;
 
     #[test]
@@ -145,7 +147,7 @@ mod tests {
             epoch: 42,
             target: Target::Certificate([9; 16]),
             action: Action::Revoke {
-                reason: RevocationReason::DeviceLost,
+                compromised: false,
                 revoked_before: 1_800_000_000,
             },
             expires_at: Some(1_800_086_400),
@@ -193,6 +195,13 @@ mod tests {
             decode_entry(&version_1),
             Err(StreamError::UnsupportedVersion),
             "version 1 had no chain hash"
+        );
+        let mut version_2 = bytes.clone();
+        version_2[0] = 2;
+        assert_eq!(
+            decode_entry(&version_2),
+            Err(StreamError::UnsupportedVersion),
+            "version 2 carried the operator's reason"
         );
     }
 }

@@ -10,8 +10,7 @@
 
 use citypass_revocation::stream::{decode_entry, decode_message, encode_entry};
 use citypass_revocation::{
-    Action, ChainHash, Chained, Entry, Kinds, ReinstateReason, RevocationReason, RevocationSet,
-    Snapshot, Target,
+    Action, ChainHash, Chained, Entry, Kinds, RevocationSet, Snapshot, Target,
 };
 use citypass_token::Kid;
 use proptest::prelude::*;
@@ -51,12 +50,11 @@ fn log(max: usize) -> impl Strategy<Value = Vec<Entry>> {
                 Entry {
                     epoch: i as u64 + 1,
                     action: if reinstate {
-                        Action::Reinstate {
-                            reason: ReinstateReason::ErrorCorrected,
-                        }
+                        Action::Reinstate
                     } else {
                         Action::Revoke {
-                            reason: RevocationReason::Administrative,
+                            // Some compromised (a compromised key kills all it signed).
+                            compromised: rb % 3 == 0,
                             revoked_before: rb,
                         }
                     },

@@ -102,18 +102,18 @@ pub fn list_query(request: &pb::ListRequest) -> Result<ListQuery, Error> {
 
 /// How much of each entry a reader sees (security finding 8).
 ///
-/// The audit fields (who wrote an entry, and the operator's note) are for the people
-/// who answer for the log: operators with the `auditor` or `revoker` role. The services
-/// that follow the log and the gates get the minimal view, with both left empty: what
-/// they need to decide (target, action, reason, times, chain hash) and nothing about
-/// who acted or why in words. The reason stays in both views, because it is part of
-/// the chained encoding every follower checks (and `KEY_COMPROMISED` changes what an
-/// entry kills).
+/// The audit fields (the operator's reason, who wrote an entry, and the note) are for
+/// the people who answer for the log: operators with the `auditor` or `revoker` role.
+/// The services that follow the log and the gates get the minimal view, with all three
+/// left empty: what they need to decide (target, action, whether it was revoked as
+/// compromised, times, chain hash) and nothing about who acted or why. A reason such
+/// as fraud or arrears is personal data; the chained encoding every follower checks
+/// carries only the `compromised` bit, so leaving the reason out changes no hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
     /// Every field, audit fields included.
     Audit,
-    /// No actor, no note.
+    /// No reason, no actor, no note.
     Minimal,
 }
 
@@ -212,12 +212,15 @@ pub fn entry(record: &Record) -> pb::RevocationEntry {
 
 /// A log record as `view` shows it.
 pub fn entry_in(record: &Record, view: View) -> pb::RevocationEntry {
-    match view {
-        View::Audit => {
-            citypass_revocation::proto::to_proto(&record.chained(), &record.actor, &record.note)
-        }
-        View::Minimal => citypass_revocation::proto::to_proto(&record.chained(), "", ""),
-    }
+    let audit = match view {
+        View::Audit => Some(citypass_revocation::proto::AuditFields {
+            reason: record.reason,
+            actor: &record.actor,
+            note: &record.note,
+        }),
+        View::Minimal => None,
+    };
+    citypass_revocation::proto::to_proto(&record.chained(), audit)
 }
 
 #[cfg(test)]

@@ -23,7 +23,11 @@
 //!   issued for the target while it was blocked) or a revocation has a
 //!   `revoked_before` no earlier than the requested one;
 //! - key: a revocation has a `revoked_before` no earlier than the requested one (keys
-//!   are not blocked by revocation, so a later instant does kill more).
+//!   are not blocked by revocation, so a later instant does kill more);
+//! - and, whatever the kind, a request whose reason is a compromise
+//!   ([`RevocationReason::compromised`]) is covered only by an entry that was itself
+//!   revoked as compromised: an orderly withdrawal of a key does not kill what the
+//!   thief of that key signs later, so it must not swallow the compromise report.
 //!
 //! Even when the device or subject entry is covered, live certificates that no entry
 //! covers yet are cascaded (the request is only fully covered when they are too).
@@ -37,7 +41,7 @@
 //! it. The sweep that runs after the revocation does the same for certificates recorded
 //! meanwhile, as long as the revocation is still the target's latest entry (a
 //! reinstatement in between ends it). The certificate entry shares the parent's
-//! reason and `revoked_before`, and expires `clock_skew` after the certificate (gates
+//! reason (and so its `compromised` bit) and `revoked_before`, and expires `clock_skew` after the certificate (gates
 //! accept a certificate up to that long after its `not_after`).
 
 use std::collections::HashMap;
@@ -46,7 +50,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use citypass_revocation::{
-    Action, ChainHash, Chained, Entry, Head, ReinstateReason, RevocationReason, SignedHead,
+    Action, ChainHash, Chained, Entry, Head, Reason, ReinstateReason, RevocationReason, SignedHead,
     SignedSnapshot, Target, TargetKind,
 };
 
@@ -68,6 +72,9 @@ pub struct Record {
     pub entry: Entry,
     /// The log's chain hash through this entry.
     pub chain: ChainHash,
+    /// The operator's reason (audit only: the entry carries just its `compromised`
+    /// bit, see `citypass_revocation::reason`).
+    pub reason: Reason,
     /// Who wrote it.
     pub actor: String,
     /// Why, in words.
@@ -269,6 +276,9 @@ fn covers(existing: &Entry, command: &RevokeCommand, now: u64) -> bool {
     let Action::Revoke { revoked_before, .. } = existing.action else {
         return false;
     };
+    if !covers_compromise(existing, command) {
+        return false;
+    }
     match command.target.kind() {
         TargetKind::Token | TargetKind::Certificate => {
             existing.is_live(now)
@@ -287,7 +297,7 @@ fn covers(existing: &Entry, command: &RevokeCommand, now: u64) -> bool {
 fn covering<'a>(command: &RevokeCommand, history: &'a [Record], now: u64) -> Option<&'a Record> {
     if command.target.kind().reinstatable() {
         let latest = history.last().filter(|r| r.entry.is_revoke())?;
-        if !command.revoked_before_given {
+        if !command.revoked_before_given && covers_compromise(&latest.entry, command) {
             return Some(latest);
         }
     }
@@ -295,6 +305,18 @@ fn covering<'a>(command: &RevokeCommand, history: &'a [Record], now: u64) -> Opt
         .iter()
         .rev()
         .find(|r| covers(&r.entry, command, now))
+}
+
+/// Whether `existing` answers a compromise report in `command`, if it is one.
+fn covers_compromise(existing: &Entry, command: &RevokeCommand) -> bool {
+    !command.reason.compromised()
+        || matches!(
+            existing.action,
+            Action::Revoke {
+                compromised: true,
+                ..
+            }
+        )
 }
 
 fn cascade_note(parent: &Entry) -> String {
@@ -314,10 +336,13 @@ fn cascade_records(
     next_epoch: u64,
     now: u64,
 ) -> Vec<Record> {
-    let Action::Revoke {
-        reason,
-        revoked_before,
-    } = parent.entry.action
+    let (
+        Action::Revoke {
+            compromised,
+            revoked_before,
+        },
+        Reason::Revoke(reason),
+    ) = (parent.entry.action, parent.reason)
     else {
         return Vec::new();
     };
@@ -353,13 +378,14 @@ fn cascade_records(
                 epoch: next_epoch + out.len() as u64,
                 target: command.target,
                 action: Action::Revoke {
-                    reason,
+                    compromised,
                     revoked_before,
                 },
                 expires_at: Some(expires_at),
                 created_at: now,
             },
             chain: ChainHash::GENESIS,
+            reason: parent.reason,
             actor: parent.actor.clone(),
             note: cascade_note(&parent.entry),
         });
@@ -386,13 +412,14 @@ pub(crate) fn plan_revoke(
                     epoch: head + 1,
                     target: command.target.clone(),
                     action: Action::Revoke {
-                        reason: command.reason,
+                        compromised: command.reason.compromised(),
                         revoked_before: command.revoked_before,
                     },
                     expires_at: command.expires_at,
                     created_at: now,
                 },
                 chain: ChainHash::GENESIS,
+                reason: Reason::Revoke(command.reason),
                 actor: command.audit.actor.clone(),
                 note: command.audit.note.clone(),
             },
@@ -468,11 +495,12 @@ pub(crate) fn plan_reinstate(
         entry: Entry {
             epoch: head.epoch + 1,
             target: target.clone(),
-            action: Action::Reinstate { reason },
+            action: Action::Reinstate,
             expires_at: None,
             created_at: now,
         },
         chain: ChainHash::GENESIS,
+        reason: Reason::Reinstate(reason),
         actor: audit.actor.clone(),
         note: audit.note.clone(),
     };

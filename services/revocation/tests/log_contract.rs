@@ -8,7 +8,8 @@
 use std::sync::Arc;
 
 use citypass_revocation::{
-    Action, ChainHash, Entry, ReinstateReason, RevocationReason, RevocationSet, Target, TargetKind,
+    Action, ChainHash, Entry, Reason, ReinstateReason, RevocationReason, RevocationSet, Target,
+    TargetKind,
 };
 use citypass_revocation_service::model::{Cascade, RevokeCommand};
 use citypass_revocation_service::{Audit, Certificate, Error, Log, MemoryLog, PostgresLog, Record};
@@ -200,19 +201,19 @@ mod contract {
                 epoch: 1,
                 target: Target::Key(Kid([0xab; 8])),
                 action: Action::Revoke {
-                    reason: RevocationReason::Fraud,
+                    compromised: false,
                     revoked_before: 1_234
                 },
                 expires_at: None,
                 created_at: NOW,
             }
         );
+        assert_eq!(expected[0].reason, Reason::Revoke(RevocationReason::Fraud));
         assert_eq!(expected[1].entry.expires_at, Some(NOW + 360));
+        assert_eq!(expected[3].entry.action, Action::Reinstate);
         assert_eq!(
-            expected[3].entry.action,
-            Action::Reinstate {
-                reason: ReinstateReason::ArrearsRepaid
-            }
+            expected[3].reason,
+            Reason::Reinstate(ReinstateReason::ArrearsRepaid)
         );
         assert_eq!(expected[3].actor, "ops@test");
         assert_eq!(expected[3].note, "contract");
@@ -381,6 +382,43 @@ mod contract {
         assert_eq!(log.head().await.unwrap(), 6);
     }
 
+    /// Security finding 8 (the reason leaves the entry): once entries carry only the
+    /// `compromised` bit, an orderly withdrawal must not "cover" a later compromise
+    /// report of the same target with an equal or later `revoked_before`: the report
+    /// is written (the key's codes all die), and a compromise covers a withdrawal.
+    pub async fn finding_8_a_withdrawal_does_not_cover_a_compromise(log: Arc<dyn Log>) {
+        let kid = Target::Key(Kid([2; 8]));
+        let mut withdrawal = with_revoked_before(command(kid.clone()), NOW + 100);
+        withdrawal.reason = RevocationReason::KeyWithdrawn;
+        assert!(log.revoke(&withdrawal, none(), NOW).await.unwrap().created);
+        let mut compromise = with_revoked_before(command(kid.clone()), NOW);
+        compromise.reason = RevocationReason::KeyCompromised;
+        let written = log.revoke(&compromise, none(), NOW).await.unwrap();
+        assert!(written.created, "the compromise is written");
+        assert_eq!(
+            written.entry.entry.kill_bound(),
+            Some(u64::MAX),
+            "and kills every code the key signed"
+        );
+        assert!(
+            !log.revoke(&withdrawal, none(), NOW).await.unwrap().created,
+            "a compromise covers a withdrawal"
+        );
+        assert!(!log.revoke(&compromise, none(), NOW).await.unwrap().created);
+
+        // Likewise for a device already revoked as lost, then reported compromised.
+        let lost = command(device(3));
+        assert!(log.revoke(&lost, none(), NOW).await.unwrap().created);
+        let mut stolen_key = command(device(3));
+        stolen_key.reason = RevocationReason::DeviceCompromised;
+        let written = log.revoke(&stolen_key, none(), NOW).await.unwrap();
+        assert!(written.created);
+        assert_eq!(
+            written.entry.reason,
+            Reason::Revoke(RevocationReason::DeviceCompromised)
+        );
+    }
+
     pub async fn reinstating_needs_a_revoked_device_or_subject(log: Arc<dyn Log>) {
         assert!(matches!(
             log.reinstate(&device(1), ReinstateReason::DeviceRecovered, &audit(), NOW)
@@ -446,7 +484,7 @@ mod contract {
             epoch,
             target: Target::Certificate(serial(serial_byte)),
             action: Action::Revoke {
-                reason: RevocationReason::Fraud,
+                compromised: false,
                 revoked_before: NOW + 1,
             },
             expires_at: Some(expires_at),
@@ -665,6 +703,7 @@ contract!(
     token_and_certificate_revocations_are_idempotent,
     device_subject_and_key_revocations_are_idempotent,
     reinstating_needs_a_revoked_device_or_subject,
+    finding_8_a_withdrawal_does_not_cover_a_compromise,
     finding_5_cascades_take_every_live_certificate,
     every_record_carries_the_chain_through_it,
     readers_see_a_cascade_whole_or_not_at_all,
@@ -708,65 +747,72 @@ async fn finding_6_the_migration_chains_rows_written_before_it() {
     let mut before = sqlx::migrate!("./migrations");
     before.migrations = std::borrow::Cow::Owned(before.migrations[..1].to_vec());
     before.run(&pool).await.unwrap();
-    let old: Vec<Entry> = vec![
-        Entry {
-            epoch: 1,
-            target: token(1),
-            action: Action::Revoke {
-                reason: RevocationReason::Superseded,
-                revoked_before: NOW,
+    let old: Vec<(Entry, Reason)> = vec![
+        (
+            Entry {
+                epoch: 1,
+                target: token(1),
+                action: Action::Revoke {
+                    compromised: false,
+                    revoked_before: NOW,
+                },
+                expires_at: Some(NOW + 360),
+                created_at: NOW,
             },
-            expires_at: Some(NOW + 360),
-            created_at: NOW,
-        },
-        Entry {
-            epoch: 2,
-            target: subject(2),
-            action: Action::Revoke {
-                reason: RevocationReason::Arrears,
-                revoked_before: NOW + 1,
+            Reason::Revoke(RevocationReason::Superseded),
+        ),
+        (
+            Entry {
+                epoch: 2,
+                target: subject(2),
+                action: Action::Revoke {
+                    compromised: false,
+                    revoked_before: NOW + 1,
+                },
+                expires_at: None,
+                created_at: NOW,
             },
-            expires_at: None,
-            created_at: NOW,
-        },
-        Entry {
-            epoch: 3,
-            target: Target::Certificate(serial(3)),
-            action: Action::Revoke {
-                reason: RevocationReason::Arrears,
-                revoked_before: NOW + 1,
+            Reason::Revoke(RevocationReason::Arrears),
+        ),
+        (
+            Entry {
+                epoch: 3,
+                target: Target::Certificate(serial(3)),
+                action: Action::Revoke {
+                    compromised: false,
+                    revoked_before: NOW + 1,
+                },
+                expires_at: Some(NOW + 900),
+                created_at: NOW,
             },
-            expires_at: Some(NOW + 900),
-            created_at: NOW,
-        },
-        Entry {
-            epoch: 4,
-            target: subject(2),
-            action: Action::Reinstate {
-                reason: ReinstateReason::ArrearsRepaid,
+            Reason::Revoke(RevocationReason::Arrears),
+        ),
+        (
+            Entry {
+                epoch: 4,
+                target: subject(2),
+                action: Action::Reinstate,
+                expires_at: None,
+                created_at: NOW + 7,
             },
-            expires_at: None,
-            created_at: NOW + 7,
-        },
-        Entry {
-            epoch: 5,
-            target: Target::Key(Kid([0xfe, 1, 2, 3, 4, 5, 6, 0x80])),
-            action: Action::Revoke {
-                reason: RevocationReason::KeyCompromised,
-                revoked_before: u64::try_from(i64::MAX).unwrap(),
+            Reason::Reinstate(ReinstateReason::ArrearsRepaid),
+        ),
+        (
+            Entry {
+                epoch: 5,
+                target: Target::Key(Kid([0xfe, 1, 2, 3, 4, 5, 6, 0x80])),
+                action: Action::Revoke {
+                    compromised: true,
+                    revoked_before: u64::try_from(i64::MAX).unwrap(),
+                },
+                expires_at: None,
+                created_at: NOW + 8,
             },
-            expires_at: None,
-            created_at: NOW + 8,
-        },
+            Reason::Revoke(RevocationReason::KeyCompromised),
+        ),
     ];
-    for entry in &old {
-        let (reason, revoked_before) = match entry.action {
-            Action::Revoke {
-                reason,
-                revoked_before,
-            } => (reason.code(), Some(i64::try_from(revoked_before).unwrap())),
-            Action::Reinstate { reason } => (reason.code(), None),
-        };
+    for (entry, reason) in &old {
+        let revoked_before = entry.revoked_before().map(|rb| i64::try_from(rb).unwrap());
         sqlx::query(
             "INSERT INTO revocation_log (epoch, action, target_kind, target_id, reason, \
                  revoked_before, expires_at, created_at, actor, note) \
@@ -776,7 +822,7 @@ async fn finding_6_the_migration_chains_rows_written_before_it() {
         .bind(i16::from(entry.action.code()))
         .bind(i16::from(entry.target.kind().code()))
         .bind(entry.target.id())
-        .bind(i16::from(reason))
+        .bind(i16::from(reason.code()))
         .bind(revoked_before)
         .bind(entry.expires_at.map(|t| i64::try_from(t).unwrap()))
         .bind(i64::try_from(entry.created_at).unwrap())
@@ -793,8 +839,12 @@ async fn finding_6_the_migration_chains_rows_written_before_it() {
     let log: Arc<dyn Log> = Arc::new(PostgresLog::new(pool).await.expect("migrations apply"));
     let records = all(&log).await;
     assert_eq!(
-        records.iter().map(|r| r.entry.clone()).collect::<Vec<_>>(),
-        old
+        records
+            .iter()
+            .map(|r| (r.entry.clone(), r.reason))
+            .collect::<Vec<_>>(),
+        old,
+        "entries with their compromised bit from the reason, the reason kept for audit"
     );
     let head = assert_chained(&records);
     assert_eq!(log.list(5, 10).await.unwrap().head_chain, head);

@@ -42,7 +42,7 @@
 use std::collections::HashMap;
 
 use citypass_revocation::{
-    Action, ChainHash, Entry, Head, ReinstateReason, RevocationReason, Target, TargetKind,
+    Action, ChainHash, Entry, Head, Reason, ReinstateReason, RevocationReason, Target, TargetKind,
 };
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{PgConnection, Row};
@@ -101,16 +101,21 @@ fn record_from(row: &PgRow) -> Result<Record, Error> {
     let reason: i16 = row.try_get("reason")?;
     let action: i16 = row.try_get("action")?;
     let revoked_before: Option<i64> = row.try_get("revoked_before")?;
-    let action = match (action, revoked_before) {
-        (1, Some(rb)) => Action::Revoke {
-            reason: RevocationReason::from_code(i32::from(reason))
-                .ok_or(Error::Corrupt("reason"))?,
-            revoked_before: from_db(rb, "revoked_before")?,
-        },
-        (2, None) => Action::Reinstate {
-            reason: ReinstateReason::from_code(i32::from(reason))
-                .ok_or(Error::Corrupt("reason"))?,
-        },
+    let (action, reason) = match (action, revoked_before) {
+        (1, Some(rb)) => {
+            let reason =
+                RevocationReason::from_code(i32::from(reason)).ok_or(Error::Corrupt("reason"))?;
+            let action = Action::Revoke {
+                compromised: reason.compromised(),
+                revoked_before: from_db(rb, "revoked_before")?,
+            };
+            (action, Reason::Revoke(reason))
+        }
+        (2, None) => {
+            let reason =
+                ReinstateReason::from_code(i32::from(reason)).ok_or(Error::Corrupt("reason"))?;
+            (Action::Reinstate, Reason::Reinstate(reason))
+        }
         _ => return Err(Error::Corrupt("action")),
     };
     let expires_at: Option<i64> = row.try_get("expires_at")?;
@@ -126,16 +131,10 @@ fn record_from(row: &PgRow) -> Result<Record, Error> {
     Ok(Record {
         entry,
         chain: ChainHash::from_slice(&chain).ok_or(Error::Corrupt("chain"))?,
+        reason,
         actor: row.try_get("actor")?,
         note: row.try_get("note")?,
     })
-}
-
-fn reason_code(action: &Action) -> i16 {
-    match action {
-        Action::Revoke { reason, .. } => i16::from(reason.code()),
-        Action::Reinstate { reason } => i16::from(reason.code()),
-    }
 }
 
 // --- statements shared by the writes ---------------------------------------------------
@@ -226,7 +225,7 @@ async fn append(conn: &mut PgConnection, records: &[Record]) -> Result<(), Error
         .bind(i16::from(entry.action.code()))
         .bind(i16::from(entry.target.kind().code()))
         .bind(entry.target.id())
-        .bind(reason_code(&entry.action))
+        .bind(i16::from(record.reason.code()))
         .bind(entry.revoked_before().map(to_db).transpose()?)
         .bind(entry.expires_at.map(to_db).transpose()?)
         .bind(to_db(entry.created_at)?)

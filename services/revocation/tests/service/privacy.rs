@@ -1,10 +1,11 @@
-//! Security finding 8 (PIPL), the revocation service's half: who wrote an entry and the
-//! operator's note are for the operators who answer for the log; the services that
-//! follow it and the gates get the minimal view.
+//! Security finding 8 (PIPL), the revocation service's half: why an entry was written
+//! (fraud, arrears…), who wrote it and the operator's note are for the operators who
+//! answer for the log; the services that follow it and the gates get the minimal view,
+//! which says only whether the target was revoked as compromised.
 
 use std::sync::Arc;
 
-use citypass_proto::v1::{ListRequest, RevokeRequest, WatchRequest};
+use citypass_proto::v1::{ListRequest, RevocationReason, RevokeRequest, WatchRequest};
 use citypass_revocation::TargetKind;
 use citypass_revocation_service::{LocalPublisher, MemoryLog};
 use citypass_runtime::Role;
@@ -13,7 +14,7 @@ use citypass_testkit::tls::As;
 use crate::support::{FakeDirectory, dev_snapshot_key, revoke, serve, test_settings};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn finding_8_followers_and_gates_see_no_actor_or_note() {
+async fn finding_8_followers_and_gates_see_no_reason_actor_or_note() {
     let running = serve(
         Arc::new(MemoryLog::new()),
         Arc::new(LocalPublisher::new(64)),
@@ -26,6 +27,7 @@ async fn finding_8_followers_and_gates_see_no_actor_or_note() {
     operator
         .revoke(RevokeRequest {
             note: "arrears beyond grace".to_owned(),
+            reason: RevocationReason::Arrears as i32,
             ..revoke(TargetKind::Token, &"ab".repeat(16))
         })
         .await
@@ -50,6 +52,11 @@ async fn finding_8_followers_and_gates_see_no_actor_or_note() {
         assert_eq!(page.entries.len(), 1);
         assert_eq!(page.entries[0].actor, "operator:test-operator", "{who:?}");
         assert_eq!(page.entries[0].note, "arrears beyond grace", "{who:?}");
+        assert_eq!(
+            page.entries[0].revocation_reason(),
+            RevocationReason::Arrears,
+            "{who:?}"
+        );
     }
     // Followers and gates get the entry without its audit fields.
     for who in [As::Service("issuer"), As::Service("verifier")] {
@@ -63,6 +70,12 @@ async fn finding_8_followers_and_gates_see_no_actor_or_note() {
         assert_eq!(page.entries[0].epoch, 1);
         assert!(page.entries[0].actor.is_empty(), "{who:?}");
         assert!(page.entries[0].note.is_empty(), "{who:?}");
+        assert_eq!(
+            page.entries[0].revocation_reason(),
+            RevocationReason::Unspecified,
+            "{who:?}"
+        );
+        assert!(!page.entries[0].compromised);
         assert!(!page.entries[0].chain.is_empty(), "the chain hash stays");
     }
     for who in [As::Gate("metro-entry-1"), As::Service("issuer")] {
@@ -81,5 +94,10 @@ async fn finding_8_followers_and_gates_see_no_actor_or_note() {
         assert_eq!(message.entries[0].epoch, 1, "{who:?}");
         assert!(message.entries[0].actor.is_empty(), "{who:?}");
         assert!(message.entries[0].note.is_empty(), "{who:?}");
+        assert_eq!(
+            message.entries[0].revocation_reason(),
+            RevocationReason::Unspecified,
+            "{who:?}"
+        );
     }
 }
