@@ -7,7 +7,8 @@
 use citypass_e2e::{TestStack, dev_ring, expect_code, ids, now, status_of, within};
 use citypass_gate::{Decision, DenyReason, Gate, GateConfig};
 use citypass_proto::v1::{
-    ReinstateReason, ReinstateRequest, RevocationReason, RevokeRequest, SnapshotRequest, TargetKind,
+    GetRevocationSnapshotRequest, ReinstateReason, ReinstateRequest, RevocationReason,
+    RevokeRequest, TargetKind,
 };
 use citypass_revocation::SignedSnapshot;
 use citypass_token::{Kid, Scene};
@@ -149,7 +150,7 @@ async fn load_snapshot(
 ) {
     let response = within(
         "snapshot",
-        revocation.snapshot(SnapshotRequest { kinds: vec![] }),
+        revocation.get_revocation_snapshot(GetRevocationSnapshotRequest { kinds: vec![] }),
     )
     .await
     .expect("snapshot")
@@ -272,7 +273,7 @@ async fn revoked_certificates(
     loop {
         let page = within(
             "list the log",
-            revocation.list(citypass_proto::v1::ListRequest {
+            revocation.list_revocations(citypass_proto::v1::ListRevocationsRequest {
                 page_token: page_token.clone(),
                 ..Default::default()
             }),

@@ -7,8 +7,8 @@
 use anyhow::{Context as _, bail};
 use citypass_proto::v1::revocation_service_client::RevocationServiceClient;
 use citypass_proto::v1::{
-    EntryAction, ListRequest, ReinstateReason, ReinstateRequest, RevocationEntry, RevocationReason,
-    RevokeRequest, SnapshotRequest, TargetKind,
+    EntryAction, GetRevocationSnapshotRequest, ListRevocationsRequest, ReinstateReason,
+    ReinstateRequest, RevocationEntry, RevocationReason, RevokeRequest, TargetKind,
 };
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -228,7 +228,7 @@ async fn command(args: AdminArgs) -> anyhow::Result<()> {
             let mut entries = Vec::new();
             loop {
                 let page = client
-                    .list(ListRequest {
+                    .list_revocations(ListRevocationsRequest {
                         since_epoch: since,
                         page_size: 0,
                         page_token: page_token.clone(),
@@ -259,7 +259,7 @@ async fn command(args: AdminArgs) -> anyhow::Result<()> {
         }
         AdminCommand::Snapshot { out } => {
             let snapshot = client
-                .snapshot(SnapshotRequest { kinds: vec![] })
+                .get_revocation_snapshot(GetRevocationSnapshotRequest { kinds: vec![] })
                 .await
                 .map_err(|s| anyhow::anyhow!("snapshot refused: {} ({})", s.message(), s.code()))?
                 .into_inner();

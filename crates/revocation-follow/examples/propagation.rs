@@ -139,7 +139,7 @@ async fn main() {
     line("Revoke sent -> enforced", &report.sent_to_enforced);
     line("Revoke round trip", &report.revoke_rtt);
     println!(
-        "over {:.1} s: {:.0} revocations/s; load: {:.0} List pages/s, {:.1} Snapshots/s, {:.2} M hot-path queries/s; machine CPU busy {} (all cores, whole run); loadavg after {}",
+        "over {:.1} s: {:.0} revocations/s; load: {:.0} ListRevocations pages/s, {:.1} Snapshots/s, {:.2} M hot-path queries/s; machine CPU busy {} (all cores, whole run); loadavg after {}",
         secs,
         report.count as f64 / secs,
         report.list_calls as f64 / secs,

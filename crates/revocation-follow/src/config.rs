@@ -6,7 +6,7 @@ use std::time::Duration;
 use citypass_revocation::Kinds;
 use citypass_revocation::stream::DEFAULT_STREAM_KEY;
 
-/// Where new entries come from. Resyncs always read RevocationService.List.
+/// Where new entries come from. Resyncs always read RevocationService.ListRevocations.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Source {
     /// Tail the Redis Stream the service publishes to (deployments): `XREAD BLOCK` from
@@ -20,7 +20,7 @@ pub enum Source {
         /// otherwise).
         stream_key: String,
     },
-    /// Follow RevocationService.Watch over gRPC (`citypass dev`, whose service has no
+    /// Follow RevocationService.WatchRevocations over gRPC (`citypass dev`, whose service has no
     /// Redis; offline gates): the backlog, then new entries, with heartbeats that bound
     /// the age of the data.
     Watch,
@@ -61,13 +61,13 @@ pub struct FollowerConfig {
     pub block: Duration,
     /// `XREAD COUNT` (default 1000).
     pub read_count: usize,
-    /// While the stream is healthy, List since the epoch this often (default `5s`): a
+    /// While the stream is healthy, ListRevocations since the epoch this often (default `5s`): a
     /// failed publish that no later entry reveals as a gap is still picked up, and the
     /// set's chain hash is compared with the service's head. Stream reads keep the
     /// data fresh only while the last such check succeeded within `check_interval +
     /// request_timeout`.
     pub check_interval: Duration,
-    /// While Redis is lost, List since the epoch this often (default `1s`), so
+    /// While Redis is lost, ListRevocations since the epoch this often (default `1s`), so
     /// enforcement continues through the service.
     pub poll_interval: Duration,
     /// First pause before reconnecting to Redis or Watch, or retrying a failed resync

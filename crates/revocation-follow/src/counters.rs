@@ -44,7 +44,7 @@ pub struct MetricsSnapshot {
     pub entries_applied: u64,
     /// Stream messages read (`citypass.revocation.stream_messages` with `source=redis`).
     pub stream_messages: u64,
-    /// Stream messages or List/Watch entries that did not decode or apply; each forces
+    /// Stream messages or ListRevocations/WatchRevocations entries that did not decode or apply; each forces
     /// a resync (`revocation_follower_invalid_messages_total`).
     pub invalid_messages: u64,
     /// Stream entries that arrived above a missing epoch and were held
@@ -65,14 +65,14 @@ pub struct MetricsSnapshot {
     /// service's log does not have) and was rebuilt from List
     /// (`citypass.revocation.rebuilds`).
     pub rebuilds: u64,
-    /// List pages read (`revocation_follower_list_pages_total`).
+    /// ListRevocations pages read (`revocation_follower_list_pages_total`).
     pub list_pages: u64,
     /// Redis errors, connection failures and disconnects (`citypass.revocation.redis_errors`).
     pub redis_errors: u64,
     /// Watch messages received, heartbeats included ([`STREAM_MESSAGES`] with
     /// `source=watch`).
     pub watch_messages: u64,
-    /// Watch streams that failed, ended or fell silent
+    /// WatchRevocations streams that failed, ended or fell silent
     /// (`revocation_follower_watch_errors_total`).
     pub watch_errors: u64,
     /// Entries dropped by pruning (`revocation_follower_pruned_total`).

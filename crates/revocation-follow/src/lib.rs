@@ -5,14 +5,14 @@
 //!
 //! - **Redis** ([`Source::Redis`], deployments): tails the Redis Stream the service
 //!   publishes every committed entry to (`XREAD BLOCK` from the last stream id), and
-//!   resyncs from RevocationService.List (paged, since its epoch) at start-up, on a gap
+//!   resyncs from RevocationService.ListRevocations (paged, since its epoch) at start-up, on a gap
 //!   that does not fill within the gap window, after losing Redis (it then polls List
 //!   until Redis is back, so enforcement continues through the service), and every
 //!   `check_interval` as a safety net for publishes that failed silently and as the
 //!   check of the set's chain against the service's head. See `redis_source` for the
 //!   exact protocol.
 //! - **Watch** ([`Source::Watch`], `citypass dev` and offline tooling): follows
-//!   RevocationService.Watch over gRPC; the service's heartbeats bound the age.
+//!   RevocationService.WatchRevocations over gRPC; the service's heartbeats bound the age.
 //!
 //! Entries are applied strictly in epoch order: stream order is append order, so an
 //! entry above a missing epoch is held for the gap window, and the set never has a
@@ -26,7 +26,7 @@
 //! service's. A stream entry off the chain, or one that conflicts with what was applied
 //! at its epoch, makes the follower ask the service; a set found off the service's
 //! chain (it applied a forgery that chained onto its head) cannot un-apply it, so it is
-//! rebuilt from List since epoch 0, checked all the way, and swapped in (counted in
+//! rebuilt from ListRevocations since epoch 0, checked all the way, and swapped in (counted in
 //! `rebuilds`). A deleted message shows as a gap, or, when nothing follows it, at the
 //! next periodic check.
 //!
@@ -153,7 +153,7 @@ pub fn connect_lazy(
 }
 
 impl Follower {
-    /// Starts following with `service` for List/Watch; returns at once (the first sync
+    /// Starts following with `service` for ListRevocations/WatchRevocations; returns at once (the first sync
     /// happens in the background: see [`RevocationView::wait_synced`]). Call inside a
     /// tokio runtime.
     pub fn start(config: FollowerConfig, service: RevocationClient) -> Result<Self, FollowerError> {

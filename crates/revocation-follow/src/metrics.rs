@@ -91,13 +91,13 @@ pub(crate) fn register(shared: &Arc<Shared>, source: &Source) {
         ),
         (
             RESYNCS,
-            "Completed resyncs from RevocationService.List, start-up included",
+            "Completed resyncs from RevocationService.ListRevocations, start-up included",
             "{resync}",
             |m| &m.resyncs,
         ),
         (
             RESYNC_FAILURES,
-            "Failed resyncs from RevocationService.List",
+            "Failed resyncs from RevocationService.ListRevocations",
             "{resync}",
             |m| &m.resync_failures,
         ),

@@ -12,7 +12,7 @@
 //!    not, or that conflicts with the one applied or held at its epoch, asks for a
 //!    resync at once, which confirms the set's chain with the service's or rebuilds the
 //!    set (see `resync`).
-//! 3. Every `check_interval`, List since the epoch anyway: a publish that failed with
+//! 3. Every `check_interval`, ListRevocations since the epoch anyway: a publish that failed with
 //!    no later entry to reveal the gap is picked up there, and the set's chain hash is
 //!    compared with the service's head, which reveals a forged entry that chained onto
 //!    the set's head and whose real counterpart never came (deleted from the stream).

@@ -1,4 +1,4 @@
-//! Resync: RevocationService.List since the set's epoch, page after page, until the
+//! Resync: RevocationService.ListRevocations since the set's epoch, page after page, until the
 //! set reaches the head the service reported, checking the chain on the way; and the
 //! rebuild, for a set that turns out to be off the service's chain.
 //!
@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use citypass_proto::v1::revocation_service_client::RevocationServiceClient;
-use citypass_proto::v1::{ListRequest, ListResponse};
+use citypass_proto::v1::{ListRevocationsRequest, ListRevocationsResponse};
 use citypass_revocation::proto::{from_proto, head_from_proto};
 use citypass_revocation::{Chained, Head, RevocationSet};
 use tokio::time::Instant;
@@ -108,14 +108,14 @@ async fn list(
     client: &mut RevocationClient,
     config: &FollowerConfig,
     since: u64,
-) -> Result<ListResponse, ResyncError> {
-    let request = ListRequest {
+) -> Result<ListRevocationsResponse, ResyncError> {
+    let request = ListRevocationsRequest {
         since_epoch: since,
         page_size: config.list_page_size,
         page_token: String::new(),
     };
     Ok(
-        tokio::time::timeout(config.request_timeout, client.list(request))
+        tokio::time::timeout(config.request_timeout, client.list_revocations(request))
             .await
             .map_err(|_| ResyncError::Timeout(config.request_timeout))??
             .into_inner(),
@@ -123,7 +123,10 @@ async fn list(
 }
 
 /// A page's entries and head, decoded (nothing checked against any chain yet).
-fn decode(shared: &Shared, page: &ListResponse) -> Result<(Vec<Chained>, Head), ResyncError> {
+fn decode(
+    shared: &Shared,
+    page: &ListRevocationsResponse,
+) -> Result<(Vec<Chained>, Head), ResyncError> {
     let invalid = |err: String| {
         inc(&shared.metrics.invalid_messages);
         ResyncError::Invalid(err)
@@ -194,7 +197,7 @@ async fn pages(
     }
 }
 
-/// Builds a fresh set from List since 0, checking the chain all the way and the head at
+/// Builds a fresh set from ListRevocations since 0, checking the chain all the way and the head at
 /// the end, and swaps it in; then catches up with [`pages`] (entries the stream brought
 /// to the old set meanwhile).
 async fn rebuild(

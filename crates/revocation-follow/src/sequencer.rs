@@ -16,7 +16,7 @@
 //! hash is noticed (`conflict`): one of the two is not the service's. Which one, only
 //! the service can say: the caller asks it (a resync, which compares the set's chain
 //! with the service's and rebuilds the set if the set is the one that is wrong).
-//! Entries from the service itself (List, Watch: [`Origin::Service`]) replace whatever
+//! Entries from the service itself (ListRevocations, WatchRevocations: [`Origin::Service`]) replace whatever
 //! the stream offered for the same epoch.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -37,7 +37,7 @@ pub(crate) const RECENT_CHAINS: usize = 4096;
 pub(crate) enum Origin {
     /// The Redis Stream: anyone who can write to Redis may have written it.
     Stream,
-    /// The revocation service (List, Watch), over authenticated TLS: the log itself.
+    /// The revocation service (ListRevocations, WatchRevocations), over authenticated TLS: the log itself.
     Service,
 }
 

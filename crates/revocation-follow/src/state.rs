@@ -147,7 +147,7 @@ impl Shared {
         *self.epoch.borrow()
     }
 
-    /// The epoch the set has applied (where the next List or Watch starts).
+    /// The epoch the set has applied (where the next ListRevocations or WatchRevocations starts).
     pub(crate) fn applied_epoch(&self) -> u64 {
         self.read().epoch()
     }

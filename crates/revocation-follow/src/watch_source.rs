@@ -1,4 +1,4 @@
-//! Following RevocationService.Watch: the backlog since the set's epoch, then new
+//! Following RevocationService.WatchRevocations: the backlog since the set's epoch, then new
 //! entries, with a heartbeat about every second. Every message (heartbeats included)
 //! counts as hearing from the log. A stream that fails, ends, falls silent for
 //! `watch_silence` or sends entries that do not follow the set's epoch is dropped and
@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use citypass_proto::v1::WatchRequest;
+use citypass_proto::v1::WatchRevocationsRequest;
 use citypass_revocation::proto::{from_proto, head_from_proto};
 
 use crate::config::FollowerConfig;
@@ -79,18 +79,19 @@ async fn follow(
         healthy,
         diverged: false,
     };
-    let request = WatchRequest {
+    let request = WatchRevocationsRequest {
         since_epoch: shared.applied_epoch(),
     };
-    let mut stream = match tokio::time::timeout(config.request_timeout, client.watch(request)).await
-    {
-        Ok(Ok(response)) => response.into_inner(),
-        Ok(Err(status)) => return ended(format!("Watch refused: {status}"), false),
-        Err(_) => {
-            let why = format!("Watch did not answer within {:?}", config.request_timeout);
-            return ended(why, false);
-        }
-    };
+    let mut stream =
+        match tokio::time::timeout(config.request_timeout, client.watch_revocations(request)).await
+        {
+            Ok(Ok(response)) => response.into_inner(),
+            Ok(Err(status)) => return ended(format!("Watch refused: {status}"), false),
+            Err(_) => {
+                let why = format!("Watch did not answer within {:?}", config.request_timeout);
+                return ended(why, false);
+            }
+        };
     let mut healthy = false;
     loop {
         let message = match tokio::time::timeout(config.watch_silence, stream.message()).await {

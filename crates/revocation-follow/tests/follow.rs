@@ -8,7 +8,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use citypass_proto::v1::ListRequest;
+use citypass_proto::v1::ListRevocationsRequest;
 use citypass_revocation::proto::{from_proto, head_from_proto};
 use citypass_revocation::{Action, Chained, Entry, RevocationSet, Target, TargetKind};
 use citypass_revocation_follow::{Follower, FollowerConfig, Source, SourceState};
@@ -29,7 +29,7 @@ async fn set_from_list(client: &mut Client) -> RevocationSet {
     let mut set = RevocationSet::new();
     loop {
         let page = client
-            .list(ListRequest {
+            .list_revocations(ListRevocationsRequest {
                 since_epoch: set.epoch(),
                 page_size: 100,
                 page_token: String::new(),

@@ -22,7 +22,7 @@
 //! - applies an entry only if it follows its head (`next(head, entry) == entry.chain`:
 //!   a stream entry that does not is refused, and the follower asks the service);
 //! - compares, at every check, its chain hash with the service's head ([`Head`], which
-//!   List and Watch heartbeats carry, signed), or with the chain hash of the service's
+//!   List and WatchRevocations heartbeats carry, signed), or with the chain hash of the service's
 //!   next entry: a forged entry that it applied (one that chained correctly onto its
 //!   head because the forger computed the hash) shows as a mismatch there, and the
 //!   follower rebuilds its set from the service, which it can reach only over

@@ -4,7 +4,7 @@
 //! The revocation service writes the log (PostgreSQL) and fans entries out (a Redis
 //! Stream); verifiers and the issuer keep a [`RevocationSet`] fed from that stream and
 //! resynced from the service; offline gates (`crates/gate`) load a signed [`Snapshot`]
-//! and follow it with Watch. All of them read the same types from here, so a format or
+//! and follow it with WatchRevocations. All of them read the same types from here, so a format or
 //! a rule is defined exactly once:
 //!
 //! - [`target`]: what can be revoked and the one text form of each id;

@@ -4,7 +4,7 @@
 //! every revocation question from it without I/O. It is fed strictly in epoch order:
 //! [`RevocationSet::apply`] refuses an entry that skips an epoch ([`ApplyError::Gap`]),
 //! because a set with a hole silently lets the missing revocation pass; the caller
-//! resyncs from the log (List since [`RevocationSet::epoch`]) instead. Re-applying an
+//! resyncs from the log (ListRevocations since [`RevocationSet::epoch`]) instead. Re-applying an
 //! entry at or below the epoch is a no-op, so overlapping sources (a snapshot, then
 //! Watch; the stream, then List) are harmless.
 //!
@@ -61,7 +61,7 @@ use crate::target::{ID_LEN, Kinds, Target, TargetKind};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApplyError {
     /// The entry is not the next epoch: entries in between are missing. Resync from the
-    /// log (List since the set's epoch).
+    /// log (ListRevocations since the set's epoch).
     #[error("revocation log gap: expected epoch {expected}, got {got}")]
     Gap {
         /// The epoch the set needs next.

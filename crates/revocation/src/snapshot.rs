@@ -1,7 +1,7 @@
 //! The signed snapshot an offline gate loads: every live entry of some kinds, compact.
 //!
 //! A gate that has been offline cannot replay the log from the start; it loads a
-//! snapshot (complete up to its epoch) and follows with Watch from that epoch. The
+//! snapshot (complete up to its epoch) and follows with WatchRevocations from that epoch. The
 //! snapshot is signed by the revocation service's snapshot key
 //! ([`citypass_token::SnapshotKey`], with [`citypass_token::sign_snapshot`]: a context
 //! string of its own, so a snapshot signature can never pass as a code's or a key
@@ -24,7 +24,7 @@
 //! ```
 //!
 //! Version 2 added `chain` (security review, finding 6): the snapshot carries, signed,
-//! the head of the log it describes, so whoever follows it with Watch checks that the
+//! the head of the log it describes, so whoever follows it with WatchRevocations checks that the
 //! entries it then applies continue that very log. Version 3 replaced the operator's
 //! reason in each entry with the one bit enforcement needs (`crate::reason`): a gate
 //! holding a snapshot learns nothing about fraud or arrears. Older versions are no

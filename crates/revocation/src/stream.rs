@@ -24,7 +24,7 @@
 //! to tell the truth about the log. Whoever can write to it can append a message that
 //! decodes (the chain hash is not keyed, so a forger computes a matching one), delete
 //! one, or reorder them. The chain hash lets a follower refuse an entry that does not
-//! continue its set, notice when the service's log (List, Watch heartbeats) has
+//! continue its set, notice when the service's log (ListRevocations, WatchRevocations heartbeats) has
 //! another entry at an epoch it applied, and then rebuild its set from the service.
 //! Version 3 replaced the operator's reason with the one bit enforcement needs
 //! (`compromised`, see `crate::reason`): what Redis holds says nothing about fraud or
@@ -36,7 +36,7 @@
 //! replicas (or two concurrent requests) committing epochs 7 and 8 may append 8 first.
 //! A follower therefore applies in epoch order ([`crate::RevocationSet::apply`]
 //! refuses gaps), holds entries above a gap for a short while, and resyncs from the
-//! service (List since its epoch) when the gap does not fill, when it starts, and after
+//! service (ListRevocations since its epoch) when the gap does not fill, when it starts, and after
 //! losing Redis. The stream is capped (MAXLEN ~), and an append can fail without
 //! failing the revocation (the PostgreSQL log is the truth), so a follower must never
 //! assume the stream alone is complete.

@@ -178,7 +178,7 @@ pub enum FollowMode {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RevocationSettings {
-    /// RevocationService (List, Watch), e.g. `https://revocation:50054` (default
+    /// RevocationService (ListRevocations, WatchRevocations), e.g. `https://revocation:50054` (default
     /// `http://127.0.0.1:50054`); its `request_timeout` bounds one List page, Watch
     /// call or Redis command.
     pub service: UpstreamConfig,

@@ -144,7 +144,7 @@ impl FollowerCheck {
         Ok(FollowerCheck::new(follower, settings.max_age))
     }
 
-    /// A check following the revocation service at `service_url` with Watch (over
+    /// A check following the revocation service at `service_url` with WatchRevocations (over
     /// TLS with `tls` for an `https://` URL).
     pub fn watch(
         service_url: &str,

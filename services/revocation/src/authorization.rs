@@ -3,7 +3,7 @@
 //! Writes are operators' only; a key revocation additionally needs `key-admin`, which
 //! the handler checks before any other work (the table admits either role, since the
 //! target kind is in the request). The log is read by the services that follow it, by
-//! auditors, and (Watch and Snapshot) by gates, which keep offline sets.
+//! auditors, and (WatchRevocations and GetRevocationSnapshot) by gates, which keep offline sets.
 
 use citypass_runtime::{Allow, Policy, Role, Rule};
 
@@ -20,11 +20,11 @@ pub const AUTHORIZATION: Policy = Policy {
             allow: &[Allow::Role(Role::Revoker)],
         },
         Rule {
-            method: "List",
+            method: "ListRevocations",
             allow: READERS,
         },
         Rule {
-            method: "Watch",
+            method: "WatchRevocations",
             allow: &[
                 Allow::Service("issuer"),
                 Allow::Service("verifier"),
@@ -34,7 +34,7 @@ pub const AUTHORIZATION: Policy = Policy {
             ],
         },
         Rule {
-            method: "Snapshot",
+            method: "GetRevocationSnapshot",
             allow: &[
                 Allow::Service("verifier"),
                 Allow::AnyGate,

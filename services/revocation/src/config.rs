@@ -47,7 +47,7 @@ pub struct Settings {
     #[serde(deserialize_with = "duration::deserialize_positive")]
     pub poll_interval: Duration,
     /// A replica that has not read the log for this long stops vouching for its data:
-    /// Watch streams end UNAVAILABLE and Snapshot fails (default `5s`).
+    /// WatchRevocations streams end UNAVAILABLE and GetRevocationSnapshot fails (default `5s`).
     #[serde(deserialize_with = "duration::deserialize_positive")]
     pub stale_after: Duration,
     /// The clock skew verifiers and gates allow (default `30s`, the

@@ -83,7 +83,7 @@ pub fn reinstate_response(record: &Record) -> pb::ReinstateResponse {
 
 /// List's request: a page token, when given, wins over `since_epoch`; page size 0 is
 /// the server's default.
-pub fn list_query(request: &pb::ListRequest) -> Result<ListQuery, Error> {
+pub fn list_query(request: &pb::ListRevocationsRequest) -> Result<ListQuery, Error> {
     let since = if request.page_token.is_empty() {
         request.since_epoch
     } else {
@@ -118,8 +118,8 @@ pub enum View {
 }
 
 /// List's answer: the next page's token when the page did not reach the head.
-pub fn list_response(page: &ListPage, view: View) -> pb::ListResponse {
-    pb::ListResponse {
+pub fn list_response(page: &ListPage, view: View) -> pb::ListRevocationsResponse {
+    pb::ListRevocationsResponse {
         entries: page.records.iter().map(|r| entry_in(r, view)).collect(),
         next_page_token: page
             .next_since
@@ -131,8 +131,8 @@ pub fn list_response(page: &ListPage, view: View) -> pb::ListResponse {
 }
 
 /// One Watch message.
-pub fn watch_response(event: &WatchEvent, view: View) -> pb::WatchResponse {
-    pb::WatchResponse {
+pub fn watch_response(event: &WatchEvent, view: View) -> pb::WatchRevocationsResponse {
+    pb::WatchRevocationsResponse {
         entries: event.entries.iter().map(|r| entry_in(r, view)).collect(),
         head_epoch: event.head_epoch,
         // Never before 1970 on the wire (a clock that far off sends the epoch itself).
@@ -145,7 +145,7 @@ pub fn watch_response(event: &WatchEvent, view: View) -> pb::WatchResponse {
 }
 
 /// Snapshot's request: no kinds is every kind.
-pub fn snapshot_kinds(request: &pb::SnapshotRequest) -> Result<Kinds, Error> {
+pub fn snapshot_kinds(request: &pb::GetRevocationSnapshotRequest) -> Result<Kinds, Error> {
     if request.kinds.is_empty() {
         return Ok(Kinds::ALL);
     }
@@ -158,8 +158,8 @@ pub fn snapshot_kinds(request: &pb::SnapshotRequest) -> Result<Kinds, Error> {
 }
 
 /// Snapshot's answer.
-pub fn snapshot_response(snapshot: EpochSnapshot) -> pb::SnapshotResponse {
-    pb::SnapshotResponse {
+pub fn snapshot_response(snapshot: EpochSnapshot) -> pb::GetRevocationSnapshotResponse {
+    pb::GetRevocationSnapshotResponse {
         snapshot: snapshot.signed.bytes,
         signature: snapshot.signed.signature,
         kid: snapshot.signed.kid.0.to_vec(),
@@ -248,7 +248,7 @@ mod tests {
             "target_kind: unknown target kind 9"
         );
         assert_eq!(target_kind("k", 5).unwrap(), TargetKind::Key);
-        let kinds = |kinds: Vec<i32>| snapshot_kinds(&pb::SnapshotRequest { kinds });
+        let kinds = |kinds: Vec<i32>| snapshot_kinds(&pb::GetRevocationSnapshotRequest { kinds });
         assert_eq!(kinds(vec![]).unwrap(), Kinds::ALL);
         assert_eq!(
             kinds(vec![1, 4]).unwrap(),

@@ -29,7 +29,7 @@ pub enum Error {
     /// Reinstate: the target's latest entry is not a revocation.
     #[error("the target is not revoked: nothing to reinstate")]
     NotRevoked,
-    /// List/Watch from an epoch the log has not reached.
+    /// ListRevocations/WatchRevocations from an epoch the log has not reached.
     #[error("epoch {epoch} is beyond the head of the log ({head})")]
     EpochBeyondHead {
         /// The epoch asked for.

@@ -19,14 +19,14 @@
 //! - [`authorization`]: who may call each RPC;
 //! - [`build`]: the composition root;
 //! - [`error`]: the one error type and its gRPC codes;
-//! - [`model`]: what the logic takes and returns (requests, List pages, Watch events,
+//! - [`model`]: what the logic takes and returns (requests, ListRevocations pages, Watch events,
 //!   signed snapshots), log records, and the rules both log backends apply
 //!   (idempotency, cascade, reinstatement);
 //! - [`log`]: the log trait, [`PostgresLog`] (epoch assignment) and [`MemoryLog`];
 //! - [`directory`]: certificate serials from the identity service;
 //! - [`fanout`]: the Redis Stream publisher and the in-process one;
 //! - [`signer`]: snapshot signing with the snapshot key (never the issuer's key ring);
-//! - [`tail`]: each replica's follower of the log (Watch, Snapshot, freshness);
+//! - [`tail`]: each replica's follower of the log (WatchRevocations, GetRevocationSnapshot, freshness);
 //! - [`convert`]: proto ↔ model, where a request's shape is checked;
 //! - [`registry`]: the logic, revocations written to and read from the log
 //!   ([`Registry`]), in model types only; [`service`]: the tonic face (metadata,

@@ -13,7 +13,7 @@
 //!
 //! Epochs are strictly increasing and gapless, and readers only ever see a prefix of
 //! the log: a reader that has seen epoch N has seen every epoch below it, and no epoch
-//! below N can appear later. List, Watch and every follower rely on this to detect a
+//! below N can appear later. ListRevocations, WatchRevocations and every follower rely on this to detect a
 //! missing entry as a gap.
 
 pub mod memory;

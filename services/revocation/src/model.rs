@@ -82,7 +82,7 @@ pub struct Record {
 }
 
 impl Record {
-    /// The entry with its chain hash, as the stream, List and Watch carry it.
+    /// The entry with its chain hash, as the stream, ListRevocations and WatchRevocations carry it.
     pub fn chained(&self) -> Chained {
         Chained {
             entry: self.entry.clone(),

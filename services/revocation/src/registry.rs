@@ -1,5 +1,5 @@
 //! The service logic: validate, ask identity, write the log, fan out; read the log for
-//! List, Watch and Snapshot.
+//! ListRevocations, WatchRevocations and GetRevocationSnapshot.
 //!
 //! It takes and returns [`crate::model`] types, never generated messages or transport
 //! types: [`crate::convert`] has already checked a request's shape (target kind and
@@ -94,7 +94,7 @@ impl FanOut {
     }
 }
 
-/// Signs the log's head for List pages and Watch heartbeats, once per head and second:
+/// Signs the log's head for ListRevocations pages and WatchRevocations heartbeats, once per head and second:
 /// thousands of watchers' heartbeats share one signature.
 struct Heads {
     signer: Arc<dyn SnapshotSigner>,
@@ -128,7 +128,7 @@ pub struct Registry {
     heads: Arc<Heads>,
     tail: Arc<Tail>,
     fanout: FanOut,
-    /// The server's shutdown signal, which ends Watch streams (none: they end only with
+    /// The server's shutdown signal, which ends WatchRevocations streams (none: they end only with
     /// their watcher).
     draining: Option<Draining>,
 }

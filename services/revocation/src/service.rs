@@ -14,8 +14,9 @@ use std::sync::Arc;
 use citypass_proto::v1::TargetKind;
 use citypass_proto::v1::revocation_service_server::{RevocationService, RevocationServiceServer};
 use citypass_proto::v1::{
-    ListRequest, ListResponse, ReinstateRequest, ReinstateResponse, RevokeRequest, RevokeResponse,
-    SnapshotRequest, SnapshotResponse, WatchRequest, WatchResponse,
+    GetRevocationSnapshotRequest, GetRevocationSnapshotResponse, ListRevocationsRequest,
+    ListRevocationsResponse, ReinstateRequest, ReinstateResponse, RevokeRequest, RevokeResponse,
+    WatchRevocationsRequest, WatchRevocationsResponse,
 };
 use citypass_runtime::{Caller, Deadline, IntoStatus, Principal, Role};
 use tokio_stream::{Stream, StreamExt as _};
@@ -25,7 +26,7 @@ use crate::convert;
 use crate::registry::Registry;
 
 /// A Watch stream's messages, as tonic sends them.
-pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchRevocationsResponse, Status>> + Send>>;
 
 /// `citypass.v1.RevocationService` over [`Registry`].
 #[derive(Debug, Clone)]
@@ -116,7 +117,10 @@ impl RevocationService for RevocationApi {
             .map_err(IntoStatus::into_status)
     }
 
-    async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+    async fn list_revocations(
+        &self,
+        request: Request<ListRevocationsRequest>,
+    ) -> Result<Response<ListRevocationsResponse>, Status> {
         let view = view_of(&request);
         let query = convert::list_query(request.get_ref()).map_err(IntoStatus::into_status)?;
         self.revocations
@@ -126,12 +130,12 @@ impl RevocationService for RevocationApi {
             .map_err(IntoStatus::into_status)
     }
 
-    type WatchStream = WatchStream;
+    type WatchRevocationsStream = WatchStream;
 
-    async fn watch(
+    async fn watch_revocations(
         &self,
-        request: Request<WatchRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+        request: Request<WatchRevocationsRequest>,
+    ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
         let view = view_of(&request);
         let events = self
             .revocations
@@ -146,10 +150,10 @@ impl RevocationService for RevocationApi {
         Ok(Response::new(Box::pin(messages)))
     }
 
-    async fn snapshot(
+    async fn get_revocation_snapshot(
         &self,
-        request: Request<SnapshotRequest>,
-    ) -> Result<Response<SnapshotResponse>, Status> {
+        request: Request<GetRevocationSnapshotRequest>,
+    ) -> Result<Response<GetRevocationSnapshotResponse>, Status> {
         let kinds = convert::snapshot_kinds(request.get_ref()).map_err(IntoStatus::into_status)?;
         self.revocations
             .snapshot(kinds)

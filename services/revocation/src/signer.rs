@@ -8,7 +8,7 @@
 //! The issuer publishes the key's public half with usage `revocation-snapshot`, and
 //! gates accept snapshots only from a key of that usage (keys/README.md: rotating it).
 //! The same key signs the log's head (`citypass_revocation::SignedHead`) that List and
-//! Watch heartbeats carry (finding 6), domain-separated from snapshots by its magic.
+//! WatchRevocations heartbeats carry (finding 6), domain-separated from snapshots by its magic.
 //!
 //! The file is read with `citypass_runtime::key_file` (the loader the issuer's key ring
 //! uses too) and followed by a background task of its own, which re-reads it every

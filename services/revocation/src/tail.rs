@@ -4,14 +4,14 @@
 //! Several replicas write one log, so a replica learns of other replicas' entries by
 //! reading it: one background task per replica polls the log every `poll_interval`
 //! (one cheap query when nothing changed), and a replica's own writes nudge it at once.
-//! Thousands of Watch streams (one per offline gate) then cost no database reads at
+//! Thousands of WatchRevocations streams (one per offline gate) then cost no database reads at
 //! all while they are up to date: they are served from the recent entries kept here,
 //! and only a watcher further behind than those reads the log itself.
 //!
 //! The tail checks the log's chain as it reads it: every record must carry the chain
 //! hash that follows the one before (`citypass_revocation::chain`), and a log that does
 //! not chain is refused as corrupt rather than served. Its set's head (epoch and chain
-//! hash, [`Tail::head`]) is what List pages and Watch heartbeats sign.
+//! hash, [`Tail::head`]) is what ListRevocations pages and WatchRevocations heartbeats sign.
 //!
 //! The tail also knows how fresh it is ([`Tail::age`]): a replica cut off from
 //! PostgreSQL must not keep telling watchers "nothing new" (that is how revocation

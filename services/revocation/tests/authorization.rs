@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use citypass_proto::v1::revocation_service_client::RevocationServiceClient;
-use citypass_proto::v1::{ListRequest, RevocationReason, RevokeRequest, TargetKind};
+use citypass_proto::v1::{ListRevocationsRequest, RevocationReason, RevokeRequest, TargetKind};
 use citypass_revocation_service::{AUTHORIZATION, Config, build};
 use citypass_runtime::Role;
 use citypass_runtime::authz::REFUSED_BY;
@@ -52,7 +52,7 @@ impl Running {
 
     async fn head(&self) -> u64 {
         self.client(&As::Operator(&[Role::Auditor]))
-            .list(ListRequest::default())
+            .list_revocations(ListRevocationsRequest::default())
             .await
             .expect("an auditor lists")
             .into_inner()

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use citypass_proto::prost_types::Timestamp;
 use citypass_proto::v1::revocation_service_client::RevocationServiceClient;
-use citypass_proto::v1::{self as pb, ListRequest, ReinstateRequest, RevokeRequest};
+use citypass_proto::v1::{self as pb, ListRevocationsRequest, ReinstateRequest, RevokeRequest};
 use citypass_revocation::TargetKind;
 use citypass_revocation_follow::{Follower, FollowerConfig, Source};
 use citypass_revocation_service::{
@@ -315,7 +315,7 @@ pub async fn reinstate(client: &mut Client, kind: TargetKind, id: &str) -> u64 {
 /// The log's head, from List.
 pub async fn head(client: &mut Client) -> u64 {
     client
-        .list(ListRequest {
+        .list_revocations(ListRevocationsRequest {
             since_epoch: 0,
             page_size: 1,
             page_token: String::new(),

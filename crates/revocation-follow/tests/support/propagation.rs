@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use citypass_proto::v1::{ListRequest, SnapshotRequest};
+use citypass_proto::v1::{GetRevocationSnapshotRequest, ListRevocationsRequest};
 use citypass_revocation::TargetKind;
 use citypass_revocation_follow::{FollowerConfig, MetricsSnapshot, RevocationView};
 use citypass_revocation_service::{Log, PostgresLog};
@@ -141,7 +141,7 @@ pub async fn run(options: Options) -> Report {
                 let mut since = 0;
                 loop {
                     let page = client
-                        .list(ListRequest {
+                        .list_revocations(ListRevocationsRequest {
                             since_epoch: since,
                             page_size: 500,
                             page_token: String::new(),
@@ -164,7 +164,7 @@ pub async fn run(options: Options) -> Report {
         load.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 client
-                    .snapshot(SnapshotRequest::default())
+                    .get_revocation_snapshot(GetRevocationSnapshotRequest::default())
                     .await
                     .expect("Snapshot");
                 calls.fetch_add(1, Ordering::Relaxed);

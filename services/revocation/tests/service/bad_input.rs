@@ -1,11 +1,12 @@
 //! Bad input gets precise statuses and writes nothing: malformed Revoke, Reinstate,
-//! List, Watch and Snapshot requests, and an unreachable identity service.
+//! ListRevocations, WatchRevocations and GetRevocationSnapshot requests, and an unreachable identity service.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use citypass_proto::v1::{
-    ListRequest, ReinstateRequest, RevokeRequest, SnapshotRequest, WatchRequest,
+    GetRevocationSnapshotRequest, ListRevocationsRequest, ReinstateRequest, RevokeRequest,
+    WatchRevocationsRequest,
 };
 use citypass_revocation::TargetKind;
 use citypass_revocation_service::PostgresLog;
@@ -132,7 +133,7 @@ async fn bad_input_gets_precise_statuses() {
 
     // Epochs from the future.
     let status = client
-        .list(ListRequest {
+        .list_revocations(ListRevocationsRequest {
             since_epoch: 100,
             ..Default::default()
         })
@@ -144,12 +145,12 @@ async fn bad_input_gets_precise_statuses() {
         "epoch 100 is beyond the head of the log (0)"
     );
     let status = client
-        .watch(WatchRequest { since_epoch: 100 })
+        .watch_revocations(WatchRevocationsRequest { since_epoch: 100 })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
     let status = client
-        .list(ListRequest {
+        .list_revocations(ListRevocationsRequest {
             page_token: "garbage".to_owned(),
             ..Default::default()
         })
@@ -157,7 +158,7 @@ async fn bad_input_gets_precise_statuses() {
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     let status = client
-        .snapshot(SnapshotRequest { kinds: vec![0] })
+        .get_revocation_snapshot(GetRevocationSnapshotRequest { kinds: vec![0] })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);

@@ -4,7 +4,7 @@
 //! certificate list.
 //!
 //! What a verifier or gate would rely on is checked from the outside: entries reach the
-//! Redis stream in the documented format (read back with XRANGE), List pages and Watch
+//! Redis stream in the documented format (read back with XRANGE), ListRevocations pages and Watch
 //! streams agree with each other, a snapshot verifies with the issuer's public key set
 //! and rebuilds to the very set built from List, bad input gets precise statuses, and
 //! with PostgreSQL gone nothing is acknowledged.

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use citypass_proto::v1::{ListRequest, ReinstateRequest, SnapshotRequest, WatchRequest};
+use citypass_proto::v1::{
+    GetRevocationSnapshotRequest, ListRevocationsRequest, ReinstateRequest, WatchRevocationsRequest,
+};
 use citypass_revocation::TargetKind;
 use citypass_revocation_service::PostgresLog;
 use tonic::Code;
@@ -38,7 +40,7 @@ async fn postgres_unavailable_acknowledges_nothing() {
         .unwrap();
     assert_eq!(first.epoch, 1);
     let mut watch = client
-        .watch(WatchRequest { since_epoch: 0 })
+        .watch_revocations(WatchRevocationsRequest { since_epoch: 0 })
         .await
         .unwrap()
         .into_inner();
@@ -85,10 +87,13 @@ async fn postgres_unavailable_acknowledges_nothing() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
-    let status = client.list(ListRequest::default()).await.unwrap_err();
+    let status = client
+        .list_revocations(ListRevocationsRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
     let status = client
-        .snapshot(SnapshotRequest::default())
+        .get_revocation_snapshot(GetRevocationSnapshotRequest::default())
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);

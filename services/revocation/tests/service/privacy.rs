@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use citypass_proto::v1::{ListRequest, RevocationReason, RevokeRequest, WatchRequest};
+use citypass_proto::v1::{
+    ListRevocationsRequest, RevocationReason, RevokeRequest, WatchRevocationsRequest,
+};
 use citypass_revocation::TargetKind;
 use citypass_revocation_service::{LocalPublisher, MemoryLog};
 use citypass_runtime::Role;
@@ -33,7 +35,7 @@ async fn finding_8_followers_and_gates_see_no_reason_actor_or_note() {
         .await
         .expect("revoked");
 
-    let list = ListRequest {
+    let list = ListRevocationsRequest {
         since_epoch: 0,
         page_size: 0,
         page_token: String::new(),
@@ -45,7 +47,7 @@ async fn finding_8_followers_and_gates_see_no_reason_actor_or_note() {
     ] {
         let page = running
             .client_as(&who)
-            .list(list.clone())
+            .list_revocations(list.clone())
             .await
             .expect("listed")
             .into_inner();
@@ -62,7 +64,7 @@ async fn finding_8_followers_and_gates_see_no_reason_actor_or_note() {
     for who in [As::Service("issuer"), As::Service("verifier")] {
         let page = running
             .client_as(&who)
-            .list(list.clone())
+            .list_revocations(list.clone())
             .await
             .expect("listed")
             .into_inner();
@@ -81,7 +83,7 @@ async fn finding_8_followers_and_gates_see_no_reason_actor_or_note() {
     for who in [As::Gate("metro-entry-1"), As::Service("issuer")] {
         let mut stream = running
             .client_as(&who)
-            .watch(WatchRequest { since_epoch: 0 })
+            .watch_revocations(WatchRevocationsRequest { since_epoch: 0 })
             .await
             .expect("watching")
             .into_inner();

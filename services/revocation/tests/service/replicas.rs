@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use citypass_proto::v1::{SnapshotRequest, WatchRequest};
+use citypass_proto::v1::{GetRevocationSnapshotRequest, WatchRevocationsRequest};
 use citypass_revocation::TargetKind;
 use citypass_revocation_service::PostgresLog;
 
@@ -39,7 +39,7 @@ async fn a_replica_watches_what_another_replica_writes() {
 
     let mut watch = b
         .client
-        .watch(WatchRequest { since_epoch: 0 })
+        .watch_revocations(WatchRevocationsRequest { since_epoch: 0 })
         .await
         .unwrap()
         .into_inner();
@@ -71,13 +71,13 @@ async fn a_replica_watches_what_another_replica_writes() {
     // Both replicas' snapshots are identical at the same epoch and time.
     let from_a = a
         .client
-        .snapshot(SnapshotRequest::default())
+        .get_revocation_snapshot(GetRevocationSnapshotRequest::default())
         .await
         .unwrap()
         .into_inner();
     let from_b = b
         .client
-        .snapshot(SnapshotRequest::default())
+        .get_revocation_snapshot(GetRevocationSnapshotRequest::default())
         .await
         .unwrap()
         .into_inner();

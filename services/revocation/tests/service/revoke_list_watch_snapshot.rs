@@ -1,4 +1,4 @@
-//! The happy path end to end: Revoke (with its certificate cascade), List, Watch, the
+//! The happy path end to end: Revoke (with its certificate cascade), ListRevocations, WatchRevocations, the
 //! Redis stream and Snapshot all agree; retries are safe; Reinstate appends; heartbeats
 //! keep coming.
 
@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use citypass_proto::v1::{
-    self as pb, ReinstateRequest, RevokeRequest, SnapshotRequest, WatchRequest,
+    self as pb, GetRevocationSnapshotRequest, ReinstateRequest, RevokeRequest,
+    WatchRevocationsRequest,
 };
 use citypass_revocation::proto::head_from_proto;
 use citypass_revocation::{
@@ -51,7 +52,7 @@ async fn revoke_list_watch_and_snapshot_agree() {
 
     // A watcher from the start hears the head at once.
     let mut watch = client
-        .watch(WatchRequest { since_epoch: 0 })
+        .watch_revocations(WatchRevocationsRequest { since_epoch: 0 })
         .await
         .unwrap()
         .into_inner();
@@ -191,7 +192,7 @@ async fn revoke_list_watch_and_snapshot_agree() {
     // Every entry carries its chain hash; List carries the signed head, which the set
     // built from the entries reaches (finding 6).
     let page = client
-        .list(pb::ListRequest {
+        .list_revocations(pb::ListRevocationsRequest {
             since_epoch: 7,
             ..Default::default()
         })
@@ -223,7 +224,7 @@ async fn revoke_list_watch_and_snapshot_agree() {
     // A snapshot verifies with the issuer's public key set and rebuilds to the set
     // built from List.
     let answer = client
-        .snapshot(SnapshotRequest { kinds: vec![] })
+        .get_revocation_snapshot(GetRevocationSnapshotRequest { kinds: vec![] })
         .await
         .unwrap()
         .into_inner();
@@ -253,7 +254,7 @@ async fn revoke_list_watch_and_snapshot_agree() {
     // Offline gates ask for certificates and keys only.
     let gate_kinds = vec![TargetKind::Certificate as i32, TargetKind::Key as i32];
     let answer = client
-        .snapshot(SnapshotRequest { kinds: gate_kinds })
+        .get_revocation_snapshot(GetRevocationSnapshotRequest { kinds: gate_kinds })
         .await
         .unwrap()
         .into_inner();

@@ -1,11 +1,11 @@
-//! Shutdown with a watcher attached (security review, smaller findings): Watch streams
+//! Shutdown with a watcher attached (security review, smaller findings): WatchRevocations streams
 //! had no shutdown signal, so every shutdown with a watcher ended in the drain timeout,
 //! the pod killed mid-drain. Now a stream ends UNAVAILABLE (`SHUTTING_DOWN`) when the
 //! drain begins, its watcher reconnects elsewhere, and the server drains cleanly.
 
 use std::time::Duration;
 
-use citypass_proto::v1::WatchRequest;
+use citypass_proto::v1::WatchRevocationsRequest;
 use citypass_proto::v1::revocation_service_client::RevocationServiceClient;
 use citypass_revocation_service::{Config, build};
 use citypass_runtime::Role;
@@ -39,7 +39,7 @@ async fn smaller_findings_watch_streams_end_when_the_server_drains() {
     let mut watcher =
         RevocationServiceClient::new(pki.channel(addr, &As::Operator(&[Role::Auditor])));
     let mut stream = watcher
-        .watch(WatchRequest { since_epoch: 0 })
+        .watch_revocations(WatchRevocationsRequest { since_epoch: 0 })
         .await
         .expect("an auditor watches")
         .into_inner();

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use citypass_proto::v1::SnapshotRequest;
+use citypass_proto::v1::GetRevocationSnapshotRequest;
 use citypass_proto::v1::revocation_service_client::RevocationServiceClient;
 use citypass_revocation::SignedSnapshot;
 use citypass_revocation_service::{
@@ -180,7 +180,7 @@ async fn finding_4_the_revocation_service_runs_without_code_or_sealing_keys() {
         citypass_testkit::serve(build(config).await.expect("the service builds").server).await;
     let mut gate = RevocationServiceClient::new(pki.channel(served.addr, &As::Gate("metro-1")));
     let answer = gate
-        .snapshot(SnapshotRequest { kinds: vec![] })
+        .get_revocation_snapshot(GetRevocationSnapshotRequest { kinds: vec![] })
         .await
         .expect("a gate gets a snapshot")
         .into_inner();

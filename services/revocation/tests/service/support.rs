@@ -1,6 +1,6 @@
 //! The fakes and fixtures every test here shares: an in-process identity certificate
 //! list, the service served over TLS with its real authorisation table, Redis stream
-//! and PostgreSQL helpers, and readers for List pages and Watch streams.
+//! and PostgreSQL helpers, and readers for ListRevocations pages and WatchRevocations streams.
 
 use futures::future::BoxFuture;
 use std::collections::HashMap;
@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use citypass_proto::prost_types::Timestamp;
 use citypass_proto::v1::revocation_service_client::RevocationServiceClient;
-use citypass_proto::v1::{self as pb, ListRequest, RevokeRequest};
+use citypass_proto::v1::{self as pb, ListRevocationsRequest, RevokeRequest};
 use citypass_revocation::stream::{FIELD_ENTRY, FIELD_EPOCH, decode_message};
 use citypass_revocation::{Chained, TargetKind};
 use citypass_revocation_service::{
@@ -228,7 +228,7 @@ pub(crate) async fn list_all(
     let mut token = String::new();
     loop {
         let page = client
-            .list(ListRequest {
+            .list_revocations(ListRevocationsRequest {
                 since_epoch: 0,
                 page_size: 3,
                 page_token: token,
@@ -246,7 +246,7 @@ pub(crate) async fn list_all(
 
 /// Reads a Watch stream until it has delivered `epoch`; returns the entries.
 pub(crate) async fn watch_until(
-    stream: &mut Streaming<pb::WatchResponse>,
+    stream: &mut Streaming<pb::WatchRevocationsResponse>,
     epoch: u64,
 ) -> Vec<pb::RevocationEntry> {
     let mut out: Vec<pb::RevocationEntry> = Vec::new();
@@ -268,7 +268,7 @@ pub(crate) fn assert_contiguous(entries: &[pb::RevocationEntry], from: u64) {
         assert_eq!(
             e.epoch,
             from + 1 + i as u64,
-            "Watch and List never skip an epoch"
+            "WatchRevocations and ListRevocations never skip an epoch"
         );
     }
 }
