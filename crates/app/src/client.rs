@@ -14,10 +14,14 @@ use citypass_token::{
     binding_message, verify_key_set,
 };
 use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
 
 use citypass_runtime::{Tls, UpstreamConfig};
 use tonic::transport::Channel;
 
+use crate::request_id::new_request_id;
 use crate::state::{AppState, OfflineState};
 
 /// Where the services listen, and the CA their certificates chain to.
@@ -68,6 +72,18 @@ fn rpc(service: &'static str) -> impl Fn(tonic::Status) -> AppError {
     }
 }
 
+/// Retries of an Enrol whose answer was lost.
+const ENROL_RETRIES: usize = 3;
+
+/// Whether a call may have been lost on the way (the service or the network was down),
+/// so that a retry with the same request id is worth it.
+fn retryable(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+    )
+}
+
 fn connect(url: &str, tls: Option<&Arc<Tls>>) -> Result<Channel, AppError> {
     UpstreamConfig::new(url)
         .channel(tls)
@@ -104,18 +120,29 @@ impl App {
         document_number: &str,
         name: &str,
     ) -> Result<Subject, AppError> {
-        let enrolled = self
-            .identity
-            .enrol(EnrolRequest {
-                document_type: document_type.into(),
-                document_number: document_number.to_owned(),
-                name: name.to_owned(),
-                // One attempt per call, no retry of it: no request id needed.
-                request_id: String::new(),
-            })
-            .await
-            .map_err(rpc("identity"))?
-            .into_inner();
+        let request = EnrolRequest {
+            document_type: document_type.into(),
+            document_number: document_number.to_owned(),
+            name: name.to_owned(),
+            // The same id on every try: a retry gets the first try's answer.
+            request_id: new_request_id(&self.rng)?,
+        };
+        let mut pauses = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(2))
+            .with_max_times(ENROL_RETRIES)
+            .with_jitter()
+            .build();
+        let enrolled = loop {
+            match self.identity.enrol(request.clone()).await {
+                Ok(answer) => break answer.into_inner(),
+                Err(status) if retryable(&status) => match pauses.next() {
+                    Some(pause) => tokio::time::sleep(pause).await,
+                    None => return Err(rpc("identity")(status)),
+                },
+                Err(status) => return Err(rpc("identity")(status)),
+            }
+        };
         let subject = enrolled
             .subject
             .ok_or(AppError::State("enrolment returned no subject"))?;

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod request_id;
 mod state;
 
 pub use client::{App, AppError, Endpoints};

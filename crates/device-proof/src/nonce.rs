@@ -36,6 +36,9 @@ pub enum NonceStoreError {
     /// The backend did not answer or failed.
     #[error("nonce store backend failed")]
     Backend(#[source] redis::RedisError),
+    /// A time-to-live beyond what the clock can represent from now.
+    #[error("nonce time-to-live out of range")]
+    TtlOutOfRange,
 }
 
 /// First use wins, for a time-to-live.
@@ -114,7 +117,7 @@ impl MemoryNonceStore {
         if marks.live.len() >= self.capacity {
             return Err(NonceStoreError::Full);
         }
-        let expiry = now + ttl;
+        let expiry = now.checked_add(ttl).ok_or(NonceStoreError::TtlOutOfRange)?;
         marks.live.insert(key.to_owned(), expiry);
         marks.by_expiry.insert((expiry, key.to_owned()));
         Ok(true)
@@ -213,6 +216,19 @@ impl NonceStore for RedisNonceStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Security review, smaller findings (checked arithmetic): a time-to-live past what
+    /// `Instant` holds is an error, not a panic, and marks nothing.
+    #[tokio::test]
+    async fn smaller_findings_an_absurd_ttl_is_an_error_not_a_panic() {
+        let store = MemoryNonceStore::new(2);
+        assert!(matches!(
+            store.first_use("k", Duration::MAX).await,
+            Err(NonceStoreError::TtlOutOfRange)
+        ));
+        assert!(store.is_empty());
+        assert!(store.first_use("k", Duration::from_secs(1)).await.unwrap());
+    }
 
     #[tokio::test]
     async fn mixed_ttls_expire_independently() {
