@@ -155,6 +155,29 @@ pub enum Export {
 }
 
 impl Export {
+    /// To `endpoint` if given, else nowhere (the environment is not consulted).
+    fn given(endpoint: Option<&str>) -> Export {
+        endpoint.map_or(Export::Off, |e| Export::Configured(e.to_owned()))
+    }
+
+    /// An OTLP exporter (spans or metrics: `builder` and `build` say which) aimed where
+    /// this says; call only when not [`Export::Off`].
+    fn exporter<B: WithExportConfig, E>(
+        &self,
+        builder: B,
+        build: impl FnOnce(B) -> Result<E, opentelemetry_otlp::ExporterBuildError>,
+    ) -> Result<E, TelemetryError> {
+        require_runtime()?;
+        let builder = match self.endpoint() {
+            Some(endpoint) => builder.with_endpoint(endpoint),
+            None => builder,
+        };
+        build(builder).map_err(|source| TelemetryError::Exporter {
+            endpoint: self.endpoint().unwrap_or("OTEL_EXPORTER_OTLP_*").to_owned(),
+            source,
+        })
+    }
+
     /// `configured` if set; else the environment if it names an OTLP endpoint
     /// (`OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), unless
     /// `OTEL_SDK_DISABLED=true`; else off.
@@ -207,11 +230,7 @@ pub fn tracer_provider(
     service_name: &str,
     otlp_endpoint: Option<&str>,
 ) -> Result<SdkTracerProvider, TelemetryError> {
-    let export = match otlp_endpoint {
-        Some(endpoint) => Export::Configured(endpoint.to_owned()),
-        None => Export::Off,
-    };
-    tracer_provider_for(service_name, &export)
+    tracer_provider_for(service_name, &Export::given(otlp_endpoint))
 }
 
 fn tracer_provider_for(
@@ -222,21 +241,10 @@ fn tracer_provider_for(
     if *export == Export::Off {
         return Ok(builder.build());
     }
-    require_runtime()?;
-    let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic();
-    let exporter = match export.endpoint() {
-        Some(endpoint) => exporter.with_endpoint(endpoint),
-        None => exporter,
-    };
-    let exporter = exporter
-        .build()
-        .map_err(|source| TelemetryError::Exporter {
-            endpoint: export
-                .endpoint()
-                .unwrap_or("OTEL_EXPORTER_OTLP_*")
-                .to_owned(),
-            source,
-        })?;
+    let exporter = export.exporter(
+        opentelemetry_otlp::SpanExporter::builder().with_tonic(),
+        |builder| builder.build(),
+    )?;
     Ok(builder.with_batch_exporter(exporter).build())
 }
 
@@ -247,11 +255,7 @@ pub fn meter_provider(
     service_name: &str,
     otlp_endpoint: Option<&str>,
 ) -> Result<SdkMeterProvider, TelemetryError> {
-    let export = match otlp_endpoint {
-        Some(endpoint) => Export::Configured(endpoint.to_owned()),
-        None => Export::Off,
-    };
-    meter_provider_for(service_name, &export)
+    meter_provider_for(service_name, &Export::given(otlp_endpoint))
 }
 
 fn meter_provider_for(
@@ -262,21 +266,10 @@ fn meter_provider_for(
     if *export == Export::Off {
         return Ok(builder.build());
     }
-    require_runtime()?;
-    let exporter = opentelemetry_otlp::MetricExporter::builder().with_tonic();
-    let exporter = match export.endpoint() {
-        Some(endpoint) => exporter.with_endpoint(endpoint),
-        None => exporter,
-    };
-    let exporter = exporter
-        .build()
-        .map_err(|source| TelemetryError::Exporter {
-            endpoint: export
-                .endpoint()
-                .unwrap_or("OTEL_EXPORTER_OTLP_*")
-                .to_owned(),
-            source,
-        })?;
+    let exporter = export.exporter(
+        opentelemetry_otlp::MetricExporter::builder().with_tonic(),
+        |builder| builder.build(),
+    )?;
     Ok(builder.with_periodic_exporter(exporter).build())
 }
 
