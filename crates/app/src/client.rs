@@ -125,7 +125,8 @@ impl App {
             document_number: document_number.to_owned(),
             name: name.to_owned(),
             // The same id on every try: a retry gets the first try's answer.
-            request_id: new_request_id(&self.rng)?,
+            request_id: new_request_id(&self.rng)
+                .ok_or(AppError::State("no randomness for a request id"))?,
         };
         let mut pauses = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(200))

@@ -7,17 +7,15 @@
 
 use citypass_token::{SecureRandom, SystemRandom};
 
-use crate::client::AppError;
-
-/// A fresh random UUID (version 4), the form the identity service accepts.
-pub fn new_request_id(rng: &SystemRandom) -> Result<String, AppError> {
+/// A fresh random UUID (version 4), the form the identity service accepts; `None` if
+/// the system has no randomness to give.
+pub fn new_request_id(rng: &SystemRandom) -> Option<String> {
     let mut bytes = [0u8; 16];
-    rng.fill(&mut bytes)
-        .map_err(|_| AppError::State("no randomness for a request id"))?;
+    rng.fill(&mut bytes).ok()?;
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     let hex = hex::encode(bytes);
-    Ok(format!(
+    Some(format!(
         "{}-{}-{}-{}-{}",
         &hex[..8],
         &hex[8..12],
