@@ -7,10 +7,14 @@
 //! service's "nothing acknowledged that is not stored" depends on it).
 #![forbid(unsafe_code)]
 
+mod migrations;
+
 use std::time::Duration;
 
 use citypass_runtime::ErrorKind;
 use sqlx::postgres::{PgPool, PgPoolOptions};
+
+pub use migrations::{Embedded, migrate};
 
 /// How long a query waits for a free connection before the store reports UNAVAILABLE.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -22,17 +26,6 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect(url)
         .await
-}
-
-/// Applies a service's embedded schema `migrator` (`sqlx::migrate!("./migrations")`).
-/// Migrations of other services sharing the database are tolerated, though a database
-/// of its own is the plan.
-pub async fn migrate(
-    pool: &PgPool,
-    mut migrator: sqlx::migrate::Migrator,
-) -> Result<(), sqlx::migrate::MigrateError> {
-    migrator.set_ignore_missing(true);
-    migrator.run(pool).await
 }
 
 /// A database that cannot be reached is `Unavailable`; anything else is `Internal`.

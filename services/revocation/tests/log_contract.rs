@@ -744,9 +744,9 @@ async fn postgres_unavailable_writes_nothing() {
 async fn finding_6_the_migration_chains_rows_written_before_it() {
     let (pool, _url) = citypass_testkit::fresh_database().await;
     // The schema before the chain: the first migration only.
-    let mut before = sqlx::migrate!("./migrations");
-    before.migrations = std::borrow::Cow::Owned(before.migrations[..1].to_vec());
-    before.run(&pool).await.unwrap();
+    let first =
+        citypass_postgres::Embedded(&citypass_revocation_service::log::postgres::MIGRATIONS.0[..1]);
+    citypass_postgres::migrate(&pool, first).await.unwrap();
     let old: Vec<(Entry, Reason)> = vec![
         (
             Entry {

@@ -42,6 +42,14 @@ use crate::model::{
 };
 
 /// Expired challenges removed per new challenge (spreads the clean-up over calls).
+/// The schema, in version order: every file of `migrations/` (a test checks the list
+/// against the folder).
+pub const MIGRATIONS: citypass_postgres::Embedded = citypass_postgres::embed_migrations![
+    "20261129000001_identity.sql",
+    "20261202000001_enrolment_secrets.sql",
+    "20261202000002_hmac_key_ids.sql",
+];
+
 const EXPIRED_CHALLENGE_BATCH: i64 = 100;
 
 const SUBJECT_COLUMNS: &str = "subject_id, document_type, masked_name, status, \
@@ -69,7 +77,7 @@ impl PostgresStore {
     /// Uses an existing pool and applies the migrations (the schema is embedded at
     /// compile time).
     pub async fn new(pool: PgPool) -> Result<Self, Error> {
-        citypass_postgres::migrate(&pool, sqlx::migrate!("./migrations")).await?;
+        citypass_postgres::migrate(&pool, MIGRATIONS).await?;
         Ok(PostgresStore { pool })
     }
 
@@ -773,4 +781,13 @@ async fn upsert_enrolment(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod migration_list {
+    #[test]
+    fn every_file_of_the_folder_is_listed() {
+        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        super::MIGRATIONS.check_folder(&folder).unwrap();
+    }
 }

@@ -55,6 +55,14 @@ use crate::model::{
     Audit, Cascade, Page, Record, RevokeCommand, Revoked, plan_cascade, plan_reinstate, plan_revoke,
 };
 
+/// The schema, in version order: every file of `migrations/` (a test checks the list
+/// against the folder).
+pub const MIGRATIONS: citypass_postgres::Embedded = citypass_postgres::embed_migrations![
+    "20261201000001_revocation.sql",
+    "20261202000001_revocation_chain.sql",
+    "20261202000003_revocation_chain_v3.sql",
+];
+
 const COLUMNS: &str = "epoch, action, target_kind, target_id, reason, revoked_before, \
     expires_at, created_at, actor, note, chain";
 
@@ -73,7 +81,7 @@ impl PostgresLog {
     /// Uses an existing pool and applies the migrations (the schema is embedded at
     /// compile time).
     pub async fn new(pool: PgPool) -> Result<Self, Error> {
-        citypass_postgres::migrate(&pool, sqlx::migrate!("./migrations")).await?;
+        citypass_postgres::migrate(&pool, MIGRATIONS).await?;
         Ok(PostgresLog { pool })
     }
 
@@ -341,5 +349,14 @@ impl Log for PostgresLog {
 
     fn head(&self) -> BoxFuture<'_, Result<u64, Error>> {
         Box::pin(async move { Ok(read_head(&self.pool).await?.epoch) })
+    }
+}
+
+#[cfg(test)]
+mod migration_list {
+    #[test]
+    fn every_file_of_the_folder_is_listed() {
+        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        super::MIGRATIONS.check_folder(&folder).unwrap();
     }
 }
