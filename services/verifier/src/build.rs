@@ -31,7 +31,7 @@ pub struct Built {
     /// The verifier's view of the revocation log (epoch, age); every code is refused
     /// until it has synced once.
     pub revocations: RevocationView,
-    /// The follower feeding `revocations` (kept running by the service).
+    /// The follower feeding `revocations` (the service keeps it running too).
     pub follower: Arc<Follower>,
 }
 
@@ -99,7 +99,8 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
         gates.clone(),
         revocations.clone(),
         replay,
-    );
+    )
+    .keeping(follower.clone());
     let service = VerifierApi::new(verifier)
         .into_server()
         .max_decoding_message_size(MAX_REQUEST_BYTES);

@@ -31,6 +31,7 @@ pub mod verify;
 
 pub use authorization::AUTHORIZATION;
 pub use build::{Built, MAX_REQUEST_BYTES, build};
+pub use citypass_revocation_follow::{Follower, RevocationView};
 pub use config::{
     Config, DecisionSettings, Environment, FollowMode, InvalidConfig, RevocationSettings,
 };

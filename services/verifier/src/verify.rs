@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use citypass_gate::{DenyReason, Presented, check_code, check_revocation};
-use citypass_revocation_follow::RevocationView;
+use citypass_revocation_follow::{Follower, RevocationView};
 use citypass_runtime::Deadline;
 use citypass_token::{kind_of, sha256, unix_now};
 
@@ -54,6 +54,8 @@ pub struct Verifier {
     gates: Arc<Gates>,
     revocations: RevocationView,
     replay: Arc<dyn ReplayStore>,
+    /// The follower behind `revocations`, kept running as long as the verifier lives.
+    _follower: Option<Arc<Follower>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -80,7 +82,15 @@ impl Verifier {
             gates,
             revocations,
             replay,
+            _follower: None,
         }
+    }
+
+    /// Keeps `follower` (the one feeding the revocation view) running for as long as
+    /// the verifier lives.
+    pub fn keeping(mut self, follower: Arc<Follower>) -> Self {
+        self._follower = Some(follower);
+        self
     }
 
     /// The gate registry (to replace it in tests).
