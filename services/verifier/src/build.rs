@@ -2,6 +2,7 @@
 //! (and `citypass dev`, next) all build the verifier here.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use citypass_proto::v1::revocation_service_client::RevocationServiceClient;
 use citypass_revocation_follow::{Follower, RevocationView};
@@ -55,6 +56,38 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
     )
     .map_err(part("gate registry"))?;
     let replay: Arc<dyn ReplayStore> = match &config.redis {
+        _ if !config.replay_cluster.is_empty() => {
+            let nodes: Vec<String> = config
+                .replay_cluster
+                .iter()
+                .map(|node| node.expose().to_owned())
+                .collect();
+            let timeout = config
+                .redis
+                .as_ref()
+                .map_or(Duration::from_millis(500), |redis| redis.timeout);
+            let ca = match config
+                .redis
+                .as_ref()
+                .and_then(|r| r.ca_file.as_deref())
+                .or(ca_file)
+            {
+                Some(path) => {
+                    Some(std::fs::read(path).map_err(part("Redis Cluster replay store"))?)
+                }
+                None => None,
+            };
+            Arc::new(
+                RedisReplayStore::connect_cluster(
+                    &nodes,
+                    config.redis_key_prefix.clone(),
+                    timeout,
+                    ca.as_deref(),
+                )
+                .await
+                .map_err(part("Redis Cluster replay store"))?,
+            )
+        }
         Some(redis) => {
             let client =
                 citypass_redis::from_config(redis, ca_file).map_err(part("Redis replay store"))?;

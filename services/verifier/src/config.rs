@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use citypass_revocation_follow::{FollowerConfig, FollowerError, Kinds};
-use citypass_runtime::config::{KeyFile, RedisConfig, duration};
-use citypass_runtime::{ServerConfig, UpstreamConfig};
+use citypass_runtime::config::{KeyFile, RedisConfig, duration, list};
+use citypass_runtime::{Secret, ServerConfig, UpstreamConfig};
 use serde::Deserialize;
 
 pub use citypass_runtime::Environment;
@@ -155,6 +155,12 @@ pub struct Config {
     /// production (replicas must share the marks).
     #[serde(default)]
     pub redis: Option<RedisConfig>,
+    /// A Redis Cluster for the single-use marks instead of `redis`: URLs of some of its
+    /// primaries (a list, or one comma-separated variable). Commands time out after
+    /// `redis.timeout` (default 500 ms); `redis` may still be where the revocation
+    /// stream is read.
+    #[serde(default, deserialize_with = "secret_list")]
+    pub replay_cluster: Vec<Secret>,
     /// Prefix of the verifier's Redis keys (default `citypass:verifier:`).
     #[serde(default = "default_redis_key_prefix")]
     pub redis_key_prefix: String,
@@ -168,6 +174,13 @@ pub struct Config {
     /// The revocation follower's settings.
     #[serde(default)]
     pub revocation: RevocationSettings,
+}
+
+fn secret_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Secret>, D::Error> {
+    Ok(list::deserialize(deserializer)?
+        .into_iter()
+        .map(Secret::new)
+        .collect())
 }
 
 fn default_server() -> ServerConfig {
@@ -201,6 +214,7 @@ impl Config {
             key_set: default_key_set(),
             gates: default_gates(),
             redis: None,
+            replay_cluster: Vec::new(),
             redis_key_prefix: default_redis_key_prefix(),
             replay_capacity: default_replay_capacity(),
             decision: DecisionSettings::default(),
@@ -236,10 +250,13 @@ impl Config {
                 "is redis but neither revocation.redis nor redis is set",
             ));
         }
-        if self.environment == Environment::Production && self.redis.is_none() {
+        if self.environment == Environment::Production
+            && self.redis.is_none()
+            && self.replay_cluster.is_empty()
+        {
             return Err(invalid(
                 "redis",
-                "is required in production: replicas must share one replay store",
+                "(or replay_cluster) is required in production: replicas must share one replay store",
             ));
         }
         if self.replay_capacity == 0 {
@@ -254,6 +271,9 @@ impl Config {
         }
         if let Some(redis) = &revocation.redis {
             urls.push(("revocation.redis.url", redis.url.expose()));
+        }
+        for node in &self.replay_cluster {
+            urls.push(("replay_cluster", node.expose()));
         }
         if let Err(e) = self.server.check_transport(self.environment, &urls) {
             return Err(InvalidConfig {
@@ -324,6 +344,28 @@ mod tests {
         assert_eq!(config.environment, Environment::Production);
         config.validate().expect("the example is valid");
         assert!(config.redis.is_some());
+    }
+
+    #[test]
+    fn a_cluster_is_a_list_and_serves_for_production() {
+        let config = load(&[
+            (
+                "CITYPASS_REPLAY_CLUSTER",
+                "rediss://10.0.0.1:6379/, rediss://10.0.0.2:6379/",
+            ),
+            ("CITYPASS_SERVER__SERVICE_NAME", "verifier"),
+            ("CITYPASS_SERVER__INSECURE_PLAINTEXT_BEHIND_MESH", "true"),
+        ])
+        .expect("loads");
+        assert_eq!(config.replay_cluster.len(), 2);
+        assert_eq!(config.replay_cluster[1].expose(), "rediss://10.0.0.2:6379/");
+        config
+            .validate()
+            .expect("a cluster is a shared replay store");
+        assert!(
+            !format!("{config:?}").contains("10.0.0.2"),
+            "URLs stay secret in Debug"
+        );
     }
 
     #[test]

@@ -383,11 +383,29 @@ if current < at then redis.call('PEXPIREAT', KEYS[1], ARGV[3]) end
 return {2}
 ";
 
-/// The Redis store (every replica shares it); see the module documentation. Each
-/// call's Redis work is bounded by the call's deadline and the store's timeout.
+/// A single Redis (reconnecting in the background) or a Redis Cluster (commands
+/// routed by their key's slot).
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl Connection {
+    async fn query<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> redis::RedisResult<T> {
+        match self {
+            Connection::Single(connection) => command.query_async(&mut connection.clone()).await,
+            Connection::Cluster(connection) => command.query_async(&mut connection.clone()).await,
+        }
+    }
+}
+
+/// The Redis store (every replica shares it), on a single Redis or a Redis Cluster; see
+/// the module documentation. Each call's Redis work is bounded by the call's deadline
+/// and the store's timeout.
 #[derive(Clone)]
 pub struct RedisReplayStore {
-    connection: ConnectionManager,
+    connection: Connection,
     prefix: String,
     timeout: Duration,
 }
@@ -417,7 +435,42 @@ impl RedisReplayStore {
             .await
             .map_err(ReplayError::Backend)?;
         Ok(RedisReplayStore {
-            connection,
+            connection: Connection::Single(connection),
+            prefix: prefix.into(),
+            timeout,
+        })
+    }
+
+    /// Connects to the Redis Cluster that `nodes` (URLs of some of its primaries)
+    /// belong to; every key starts with `prefix`, commands time out after `timeout`.
+    /// For `rediss://` nodes, `ca_pem` is the CA bundle that signs their certificates
+    /// (the system's roots when `None`).
+    pub async fn connect_cluster(
+        nodes: &[String],
+        prefix: impl Into<String>,
+        timeout: Duration,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self, ReplayError> {
+        citypass_runtime::tls::provider();
+        let mut builder = redis::cluster::ClusterClient::builder(nodes.iter().map(String::as_str))
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .retries(1);
+        if let Some(ca) = ca_pem
+            && nodes.iter().any(|node| node.starts_with("rediss://"))
+        {
+            builder = builder.certs(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca.to_vec()),
+            });
+        }
+        let client = builder.build().map_err(ReplayError::Backend)?;
+        let connection = client
+            .get_async_connection()
+            .await
+            .map_err(ReplayError::Backend)?;
+        Ok(RedisReplayStore {
+            connection: Connection::Cluster(connection),
             prefix: prefix.into(),
             timeout,
         })
@@ -437,16 +490,18 @@ impl RedisReplayStore {
     }
 
     async fn record_now(&self, used: &Use<'_>) -> Result<Outcome, ReplayError> {
-        let mut connection = self.connection.clone();
         let owner = owner(used.gate_id, used.scan_id);
         let forget_at_ms = used.forget_at.saturating_mul(1000).to_string();
-        let claimed: i64 = redis::cmd("EVAL")
+        let mut claim = redis::cmd("EVAL");
+        claim
             .arg(CLAIM_SCAN)
             .arg(1)
             .arg(self.key(Key::Scan(&owner)))
             .arg(hex::encode(used.fingerprint))
-            .arg(&forget_at_ms)
-            .query_async(&mut connection)
+            .arg(&forget_at_ms);
+        let claimed: i64 = self
+            .connection
+            .query(&claim)
             .await
             .map_err(ReplayError::Backend)?;
         if claimed == 0 {
@@ -466,8 +521,9 @@ impl RedisReplayStore {
         if let Mark::Offline { counter, .. } = used.mark {
             command.arg(format!("{counter:020}"));
         }
-        let reply: Vec<redis::Value> = command
-            .query_async(&mut connection)
+        let reply: Vec<redis::Value> = self
+            .connection
+            .query(&command)
             .await
             .map_err(ReplayError::Backend)?;
         let status = match reply.first() {

@@ -1,5 +1,7 @@
-//! The replay store's contract, run against every backend: memory and a real Redis
-//! (the one `./scripts/test` starts; these tests fail, never skip, without it).
+//! The replay store's contract, run against every backend: memory, a real Redis (the one
+//! `./scripts/test` starts) and a real Redis Cluster of three primaries that each test
+//! starts on loopback with `redis-server` and `redis-cli --cluster create` (installed
+//! with Redis by `./scripts/test`). These tests fail, never skip, without them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +74,165 @@ async fn redis() -> Arc<dyn ReplayStore> {
     redis_at(&citypass_testkit::unique("citypass:test:verifier:")).await
 }
 
+/// A Redis Cluster of three primaries on free loopback ports, stopped when dropped.
+struct LocalCluster {
+    nodes: Vec<String>,
+    servers: Vec<std::process::Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl LocalCluster {
+    async fn start() -> LocalCluster {
+        let dir = tempfile::tempdir().unwrap();
+        // Three client ports and three cluster-bus ports (named, rather than port +
+        // 10 000, which may not exist for an ephemeral port).
+        let free: Vec<u16> = (0..6)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|listener| listener.local_addr().unwrap().port())
+            .collect();
+        let (ports, buses) = free.split_at(3);
+        let mut servers = Vec::new();
+        for (port, bus) in ports.iter().zip(buses) {
+            let node_dir = dir.path().join(port.to_string());
+            std::fs::create_dir(&node_dir).unwrap();
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--cluster-port", &bus.to_string()])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .arg("--dir")
+                .arg(&node_dir)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server runs (./scripts/test installs it)");
+            servers.push(child);
+        }
+        let nodes: Vec<String> = ports
+            .iter()
+            .map(|port| format!("redis://127.0.0.1:{port}/"))
+            .collect();
+        let cluster = LocalCluster {
+            nodes,
+            servers,
+            _dir: dir,
+        };
+        for node in &cluster.nodes {
+            wait_for(node, "PING", |reply| reply == "PONG").await;
+        }
+        let created = std::process::Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(ports.iter().map(|port| format!("127.0.0.1:{port}")))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("redis-cli runs");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        for node in &cluster.nodes {
+            wait_for(node, "CLUSTER INFO", |reply| {
+                reply.contains("cluster_state:ok")
+            })
+            .await;
+        }
+        cluster
+    }
+
+    /// Keys held by each primary.
+    async fn keys_per_node(&self) -> Vec<i64> {
+        let mut counts = Vec::new();
+        for node in &self.nodes {
+            let client = redis::Client::open(node.as_str()).unwrap();
+            let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+            counts.push(
+                redis::cmd("DBSIZE")
+                    .query_async::<i64>(&mut connection)
+                    .await
+                    .unwrap(),
+            );
+        }
+        counts
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for server in &mut self.servers {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+    }
+}
+
+/// Waits (up to 30 s) until `command` at `node` answers as `ok` says.
+async fn wait_for(node: &str, command: &str, ok: impl Fn(&str) -> bool) {
+    let client = redis::Client::open(node).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut connection) = client.get_multiplexed_async_connection().await {
+            let mut words = command.split(' ');
+            let mut cmd = redis::cmd(words.next().unwrap());
+            for word in words {
+                cmd.arg(word);
+            }
+            if let Ok(reply) = cmd.query_async::<String>(&mut connection).await
+                && ok(&reply)
+            {
+                return;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{node} never answered {command} as expected"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A store on a fresh local cluster, which lives as long as the store does.
+struct OnCluster {
+    store: RedisReplayStore,
+    _cluster: LocalCluster,
+}
+
+impl ReplayStore for OnCluster {
+    fn record<'a>(
+        &'a self,
+        used: Use<'a>,
+        now: u64,
+        deadline: Option<citypass_runtime::Deadline>,
+    ) -> futures::future::BoxFuture<'a, Result<Outcome, citypass_verifier::ReplayError>> {
+        self.store.record(used, now, deadline)
+    }
+}
+
+async fn cluster_store(cluster: &LocalCluster) -> RedisReplayStore {
+    RedisReplayStore::connect_cluster(
+        &cluster.nodes,
+        citypass_testkit::unique("citypass:test:verifier:"),
+        Duration::from_secs(5),
+        None,
+    )
+    .await
+    .expect("the local cluster answers")
+}
+
+async fn cluster() -> Arc<dyn ReplayStore> {
+    let cluster = LocalCluster::start().await;
+    Arc::new(OnCluster {
+        store: cluster_store(&cluster).await,
+        _cluster: cluster,
+    })
+}
+
 /// Runs `$case` against each backend.
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
@@ -80,6 +241,9 @@ macro_rules! contract {
         }
         mod redis_backend {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::redis().await).await })*
+        }
+        mod cluster_backend {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::cluster().await).await })*
         }
     };
 }
@@ -303,4 +467,39 @@ async fn a_redis_that_does_not_answer_is_an_error_within_the_deadline() {
     }
     assert!(started.elapsed() < Duration::from_secs(30));
     silent.abort();
+}
+
+/// On the cluster, marks spread over every primary (keys are hashed by the mark), and a
+/// retry still finds its answer on the mark's shard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marks_spread_over_the_clusters_shards() {
+    let cluster = LocalCluster::start().await;
+    let store = cluster_store(&cluster).await;
+    for n in 0..300 {
+        let scan = format!("scan-{n}");
+        assert_eq!(
+            store
+                .record(used("gate-a", &scan, n, token(n), 1), NOW, None)
+                .await
+                .unwrap(),
+            Outcome::First
+        );
+    }
+    let counts = cluster.keys_per_node().await;
+    assert_eq!(
+        counts.iter().sum::<i64>(),
+        600,
+        "a mark and a scan claim per code"
+    );
+    assert!(
+        counts.iter().all(|count| *count > 50),
+        "every shard holds marks: {counts:?}"
+    );
+    assert_eq!(
+        store
+            .record(used("gate-a", "scan-7", 7, token(7), 2), NOW, None)
+            .await
+            .unwrap(),
+        Outcome::Retry(answer(1))
+    );
 }
