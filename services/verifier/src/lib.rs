@@ -9,6 +9,7 @@
 //! - [`build`]: the composition root;
 //! - [`gates`]: the gate registry, followed from its file;
 //! - [`key_set`]: the issuer's published key set, followed from its file;
+//! - [`metrics`]: decisions by scene and reason, decision time;
 //! - [`replay`]: single-use marks with their answers (memory and Redis);
 //! - [`verify`]: the decision, the offline gate's pipeline (`citypass_gate`) composed
 //!   with the follower's revocations and the replay store;
@@ -24,6 +25,7 @@ pub mod convert;
 pub mod error;
 pub mod gates;
 pub mod key_set;
+pub mod metrics;
 pub mod model;
 pub mod replay;
 pub mod service;

@@ -25,7 +25,7 @@
 //! own memories: one copy of the rules, two compositions.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use citypass_gate::{DenyReason, Presented, check_code, check_revocation};
 use citypass_revocation_follow::{Follower, RevocationView};
@@ -35,6 +35,7 @@ use citypass_token::{kind_of, sha256, unix_now};
 use crate::error::VerifierError;
 use crate::gates::Gates;
 use crate::key_set::Keys;
+use crate::metrics::Metrics;
 use crate::model::{Answer, Basis, Refusal, Scan};
 use crate::replay::{Mark, Outcome, ReplayStore, StoredAnswer, Use};
 
@@ -56,6 +57,7 @@ pub struct Verifier {
     replay: Arc<dyn ReplayStore>,
     /// The follower behind `revocations`, kept running as long as the verifier lives.
     _follower: Option<Arc<Follower>>,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -83,6 +85,7 @@ impl Verifier {
             revocations,
             replay,
             _follower: None,
+            metrics: Metrics::new(),
         }
     }
 
@@ -112,6 +115,18 @@ impl Verifier {
     /// documentation). An `Err` is a request the verifier does not answer; a refused
     /// code is an `Ok` answer with a refusal.
     pub async fn verify(
+        &self,
+        caller: &str,
+        scan: &Scan,
+        deadline: Option<Deadline>,
+    ) -> Result<Answer, VerifierError> {
+        let started = Instant::now();
+        let answer = self.decide(caller, scan, deadline).await?;
+        self.metrics.record(scan.scene, &answer, started.elapsed());
+        Ok(answer)
+    }
+
+    async fn decide(
         &self,
         caller: &str,
         scan: &Scan,
