@@ -272,6 +272,32 @@ async fn retries_get_the_first_answer_and_streams_answer_each_scan() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_across_a_verifier_restart_gets_the_first_answer() {
+    let mut h = Harness::start().await;
+    let m = pb::Scene::Metro;
+    let code = h.code(Scopes::all());
+    let first = verify(
+        &mut h.gate("metro-entry-1"),
+        request("metro-entry-1", m, "s-1", &code.text),
+    )
+    .await;
+    allowed(&first);
+
+    h.restart_verifier().await;
+    let mut metro = h.gate("metro-entry-1");
+    let retry = verify(&mut metro, request("metro-entry-1", m, "s-1", &code.text)).await;
+    allowed(&retry);
+    assert!(retry.idempotent_replay, "{retry:?}");
+    assert_eq!(retry.decided_at, first.decided_at);
+    let mut exit = h.gate("metro-exit-1");
+    assert_eq!(
+        denied(&verify(&mut exit, request("metro-exit-1", m, "x-1", &code.text)).await),
+        pb::DenyReason::Replayed,
+        "the restarted verifier still knows the code was used"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gate_is_the_certificate_not_the_request() {
     let h = Harness::start().await;
     let mut metro = h.gate("metro-entry-1");

@@ -149,7 +149,8 @@ pub struct Harness {
     pub revocations: RevocationView,
     pub gates_file: std::path::PathBuf,
     pub rng: SystemRandom,
-    _served: Served,
+    config: Config,
+    served: Served,
     _dir: tempfile::TempDir,
 }
 
@@ -250,17 +251,7 @@ impl Harness {
         config.revocation.follow = FollowMode::Watch;
         config.revocation.max_age = Duration::from_secs(2);
 
-        let citypass_verifier::Built {
-            server,
-            revocations,
-            ..
-        } = citypass_verifier::build(config)
-            .await
-            .expect("the verifier builds");
-        tokio::time::timeout(Duration::from_secs(30), revocations.wait_synced())
-            .await
-            .expect("the follower syncs");
-        let served = serve(server).await;
+        let (served, revocations) = start_verifier(config.clone()).await;
         Harness {
             addr: served.addr,
             pki,
@@ -272,9 +263,20 @@ impl Harness {
             revocations,
             gates_file,
             rng,
-            _served: served,
+            config,
+            served,
             _dir: dir,
         }
+    }
+
+    /// Stops the verifier and builds and serves it again from the same configuration
+    /// (same Redis, same key prefix): a restart. Clients made before it keep the old
+    /// address; make new ones.
+    pub async fn restart_verifier(&mut self) {
+        let (served, revocations) = start_verifier(self.config.clone()).await;
+        self.served = served;
+        self.addr = self.served.addr;
+        self.revocations = revocations;
     }
 
     /// A client that is gate `id`.
@@ -299,6 +301,21 @@ impl Harness {
         let serial = certificate.serial;
         (OfflineSigner::new(key, certificate.bytes).unwrap(), serial)
     }
+}
+
+/// Builds the verifier from `config`, waits for its follower's first sync, serves it.
+async fn start_verifier(config: Config) -> (Served, RevocationView) {
+    let citypass_verifier::Built {
+        server,
+        revocations,
+        ..
+    } = citypass_verifier::build(config)
+        .await
+        .expect("the verifier builds");
+    tokio::time::timeout(Duration::from_secs(30), revocations.wait_synced())
+        .await
+        .expect("the follower syncs");
+    (serve(server).await, revocations)
 }
 
 /// A request from `gate` for `scene`.
