@@ -28,6 +28,12 @@ pub enum VerifierError {
     /// `station_id` is longer than 128 bytes.
     #[error("station_id is at most 128 bytes")]
     BadStationId,
+    /// A metro gate that goes both ways was not told which way this scan goes.
+    #[error("direction is required at a gate that goes both ways")]
+    DirectionRequired,
+    /// The direction is not the gate's (or the gate is not a metro gate).
+    #[error("direction does not match the gate")]
+    DirectionMismatch,
     /// A VerifyStream message without its request.
     #[error("request is required")]
     MissingRequest,
@@ -50,6 +56,8 @@ impl ServiceError for VerifierError {
             E::MissingCode => "MISSING_CODE",
             E::BadDirection => "BAD_DIRECTION",
             E::BadStationId => "BAD_STATION_ID",
+            E::DirectionRequired => "DIRECTION_REQUIRED",
+            E::DirectionMismatch => "DIRECTION_MISMATCH",
             E::MissingRequest => "MISSING_REQUEST",
             E::NotAGate => "NOT_A_GATE",
             E::GateMismatch => "GATE_MISMATCH",
@@ -65,6 +73,8 @@ impl ServiceError for VerifierError {
             | E::MissingCode
             | E::BadDirection
             | E::BadStationId
+            | E::DirectionRequired
+            | E::DirectionMismatch
             | E::MissingRequest => ErrorKind::InvalidArgument,
             E::NotAGate | E::GateMismatch => ErrorKind::PermissionDenied,
         }

@@ -33,10 +33,10 @@ use citypass_runtime::Deadline;
 use citypass_token::{kind_of, sha256, unix_now};
 
 use crate::error::VerifierError;
-use crate::gates::Gates;
+use crate::gates::{Gate, GateDirection, Gates};
 use crate::key_set::Keys;
 use crate::metrics::Metrics;
-use crate::model::{Answer, Basis, Refusal, Scan};
+use crate::model::{Answer, Basis, Direction, Refusal, Scan};
 use crate::replay::{Mark, Outcome, ReplayStore, StoredAnswer, Use};
 
 /// What the decision needs besides its sources.
@@ -159,6 +159,7 @@ impl Verifier {
         if gate.scene != scan.scene {
             return Ok(answer(Some(Refusal::SceneMismatch), basis));
         }
+        direction(gate, scan.direction)?;
 
         let presented = match check_code(&scan.qr_text, &keys, gate.scene, self.rules.skew, now) {
             Ok(presented) => presented,
@@ -233,6 +234,22 @@ impl Verifier {
     }
 }
 
+/// The way a metro rider goes: the request's, which must agree with a one-way gate and
+/// is required at a two-way one; no other scene has a direction. (Used by the transit
+/// policy, next.)
+pub fn direction(gate: &Gate, requested: Direction) -> Result<Option<Direction>, VerifierError> {
+    use GateDirection as G;
+    match (gate.direction, requested) {
+        (None, Direction::Unspecified) => Ok(None),
+        (None, _) => Err(VerifierError::DirectionMismatch),
+        (Some(G::Both), Direction::Unspecified) => Err(VerifierError::DirectionRequired),
+        (Some(G::Both), way) => Ok(Some(way)),
+        (Some(G::Entry), Direction::Unspecified | Direction::Entry) => Ok(Some(Direction::Entry)),
+        (Some(G::Exit), Direction::Unspecified | Direction::Exit) => Ok(Some(Direction::Exit)),
+        (Some(_), _) => Err(VerifierError::DirectionMismatch),
+    }
+}
+
 /// The answer a retried scan gets: the first one, marked as such.
 fn retried(first: StoredAnswer) -> Answer {
     Answer {
@@ -241,5 +258,56 @@ fn retried(first: StoredAnswer) -> Answer {
         basis: first.basis,
         decided_at: first.decided_at,
         idempotent_replay: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use citypass_token::Scene;
+
+    fn gate(scene: Scene, direction: Option<GateDirection>) -> Gate {
+        Gate {
+            scene,
+            direction,
+            station: None,
+            stop: None,
+            venue: None,
+            hospital: None,
+            hall: None,
+            operator: None,
+        }
+    }
+
+    #[test]
+    fn directions_follow_the_gate() {
+        let entry = gate(Scene::Metro, Some(GateDirection::Entry));
+        let both = gate(Scene::Metro, Some(GateDirection::Both));
+        let bus = gate(Scene::Bus, None);
+        assert_eq!(
+            direction(&entry, Direction::Unspecified).unwrap(),
+            Some(Direction::Entry)
+        );
+        assert_eq!(
+            direction(&entry, Direction::Entry).unwrap(),
+            Some(Direction::Entry)
+        );
+        assert!(matches!(
+            direction(&entry, Direction::Exit),
+            Err(VerifierError::DirectionMismatch)
+        ));
+        assert!(matches!(
+            direction(&both, Direction::Unspecified),
+            Err(VerifierError::DirectionRequired)
+        ));
+        assert_eq!(
+            direction(&both, Direction::Exit).unwrap(),
+            Some(Direction::Exit)
+        );
+        assert_eq!(direction(&bus, Direction::Unspecified).unwrap(), None);
+        assert!(matches!(
+            direction(&bus, Direction::Entry),
+            Err(VerifierError::DirectionMismatch)
+        ));
     }
 }

@@ -313,6 +313,14 @@ async fn the_gate_is_the_certificate_not_the_request() {
         .await
         .expect_err("a scan without an id is refused");
     assert_eq!(status.code(), Code::InvalidArgument);
+    let mut exit = request("metro-entry-1", pb::Scene::Metro, "s-3", &code.text);
+    exit.direction = pb::Direction::Exit as i32;
+    let status = metro
+        .verify(exit)
+        .await
+        .expect_err("an exit at an entry gate is refused");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(reason_of(&status).as_deref(), Some("DIRECTION_MISMATCH"));
     // The code was not used by either refusal.
     allowed(
         &verify(
