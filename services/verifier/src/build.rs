@@ -49,6 +49,15 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
         config.environment,
     )
     .map_err(part("key set"))?;
+    if let Some(issuer) = &config.issuer {
+        let channel = issuer
+            .channel(tls.as_ref())
+            .map_err(part("issuer client"))?;
+        keys.refresh_from(
+            citypass_proto::v1::issuer_service_client::IssuerServiceClient::new(channel),
+            config.key_set.reload_interval,
+        );
+    }
     let gates = Gates::follow(
         &config.gates.path,
         config.gates.reload_interval,

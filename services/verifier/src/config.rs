@@ -146,6 +146,11 @@ pub struct Config {
     /// a mounted ConfigMap, reloaded on change.
     #[serde(default = "default_key_set")]
     pub key_set: KeyFile,
+    /// The issuer, whose GetKeySet refreshes the key set every
+    /// `key_set.reload_interval` (a set is taken only when a code key of the set in
+    /// force signed it, and never an older one). Unset: the file alone.
+    #[serde(default)]
+    pub issuer: Option<UpstreamConfig>,
     /// The gate registry (YAML, see `gates.example.yaml`; default
     /// `keys/dev/gates.yaml`, checked every `5s`): a mounted ConfigMap, reloaded on
     /// change.
@@ -212,6 +217,7 @@ impl Config {
             server,
             environment: Environment::Dev,
             key_set: default_key_set(),
+            issuer: None,
             gates: default_gates(),
             redis: None,
             replay_cluster: Vec::new(),
@@ -266,6 +272,9 @@ impl Config {
             return Err(invalid("redis_key_prefix", "must not be empty"));
         }
         let mut urls = vec![("revocation.service.url", revocation.service.url.as_str())];
+        if let Some(issuer) = &self.issuer {
+            urls.push(("issuer.url", issuer.url.as_str()));
+        }
         if let Some(redis) = &self.redis {
             urls.push(("redis.url", redis.url.expose()));
         }

@@ -2,5 +2,6 @@
 //! loopback, following a real revocation service, with a real Redis for its marks.
 
 mod decisions;
+mod key_set;
 mod revocation;
 mod support;

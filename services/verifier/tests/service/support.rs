@@ -172,6 +172,11 @@ fn published(issuer: &Issuer, status: KeyStatus) -> PublishedKey {
 
 impl Harness {
     pub async fn start() -> Harness {
+        Harness::start_with(None).await
+    }
+
+    /// [`Harness::start`], refreshing the key set from the issuer at `issuer` too.
+    pub async fn start_with(issuer_url: Option<String>) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let pki = TestPki::new("verifier");
         let rng = SystemRandom::new();
@@ -250,6 +255,7 @@ impl Harness {
         config.revocation.service = UpstreamConfig::new(revocation_url);
         config.revocation.follow = FollowMode::Watch;
         config.revocation.max_age = Duration::from_secs(2);
+        config.issuer = issuer_url.map(UpstreamConfig::new);
 
         let (served, revocations) = start_verifier(config.clone()).await;
         Harness {
