@@ -44,6 +44,9 @@ enum Command {
         /// Port of the revocation service (0: any free port).
         #[arg(long, default_value_t = commands::dev::REVOCATION_PORT)]
         revocation_port: u16,
+        /// Port of the verifier (0: any free port).
+        #[arg(long, default_value_t = commands::dev::VERIFIER_PORT)]
+        verifier_port: u16,
         /// Do not enrol a demo citizen and show their code.
         #[arg(long)]
         no_demo: bool,
@@ -95,12 +98,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             identity_port,
             issuer_port,
             revocation_port,
+            verifier_port,
             no_demo,
         } => done(commands::dev::run(commands::dev::DevArgs {
             keys_dir,
             identity_port,
             issuer_port,
             revocation_port,
+            verifier_port,
             demo: !no_demo,
         })),
         Command::App(args) => done(commands::app::run(args)),

@@ -27,7 +27,13 @@ struct Urls {
 fn start_dev(keys_dir: &std::path::Path) -> (Dev, Urls) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_citypass"))
         .args(["dev", "--identity-port", "0", "--issuer-port", "0"])
-        .args(["--revocation-port", "0", "--keys-dir"])
+        .args([
+            "--revocation-port",
+            "0",
+            "--verifier-port",
+            "0",
+            "--keys-dir",
+        ])
         .arg(keys_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -94,7 +94,13 @@ async fn rpc_spans_arrive_at_the_standard_endpoint_with_their_status() {
     let keys = dir.path().join("keys");
     let mut child = Command::new(env!("CARGO_BIN_EXE_citypass"))
         .args(["dev", "--identity-port", "0", "--issuer-port", "0"])
-        .args(["--revocation-port", "0", "--keys-dir"])
+        .args([
+            "--revocation-port",
+            "0",
+            "--verifier-port",
+            "0",
+            "--keys-dir",
+        ])
         .arg(&keys)
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"))
         .env("OTEL_BSP_SCHEDULE_DELAY", "200")

@@ -1,5 +1,5 @@
-//! Every service built so far (identity, issuer, revocation), in one process, each on
-//! its own loopback socket, each built by its own `build(config)`.
+//! Every service built so far (identity, issuer, revocation, verifier), in one
+//! process, each on its own loopback socket, each built by its own `build(config)`.
 //!
 //! `citypass dev` runs this on fixed ports with embedded (in-memory) stores so a
 //! laptop needs no server at all; the end-to-end tests run it on ephemeral ports with
@@ -84,6 +84,8 @@ pub struct StackConfig {
     pub issuer_listen: SocketAddr,
     /// The revocation service's address.
     pub revocation_listen: SocketAddr,
+    /// The verifier's address.
+    pub verifier_listen: SocketAddr,
     pub identity_store: IdentityStore,
     pub revocation: RevocationBackend,
     pub nonces: NonceBackend,
@@ -106,6 +108,7 @@ impl StackConfig {
             identity_listen: any,
             issuer_listen: any,
             revocation_listen: any,
+            verifier_listen: any,
             identity_store: IdentityStore::Memory,
             revocation: RevocationBackend::Memory,
             nonces: NonceBackend::Memory,
@@ -135,9 +138,68 @@ pub enum StackError {
         #[source]
         source: BuildError,
     },
-    /// The issuer never heard from the revocation log, so it would refuse to issue.
-    #[error("the revocation log did not answer the issuer within {0:?}")]
+    /// The issuer or the verifier never heard from the revocation log, so it would
+    /// refuse everything.
+    #[error("the revocation log did not answer within {0:?}")]
     RevocationSilent(Duration),
+    /// A file of the stack's (the verifier's key set or gate registry) could not be
+    /// written.
+    #[error("cannot write {path}: {source}")]
+    Files {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The verifier's sample gates, one or more per scene, written to its registry file on
+/// first run (each also gets a dev certificate, `pki/gate-<id>/`).
+pub const SAMPLE_GATE_IDS: [&str; 5] = [
+    "metro-entry-1",
+    "metro-exit-1",
+    "bus-1",
+    "hospital-desk-1",
+    "scenic-gate-1",
+];
+
+const SAMPLE_GATES: &str = "\
+# The verifier's gate registry (citypass dev): gate id (the name in the gate's
+# certificate) -> where it stands. Edit freely: the verifier reloads it on change.
+gates:
+  metro-entry-1: {scene: metro, direction: entry, station: dev-station-1, operator: dev-metro}
+  metro-exit-1: {scene: metro, direction: exit, station: dev-station-1, operator: dev-metro}
+  bus-1: {scene: bus, stop: dev-route-1, operator: dev-bus}
+  hospital-desk-1: {scene: hospital, hospital: dev-hospital, operator: dev-hospital}
+  scenic-gate-1: {scene: scenic, venue: dev-park, operator: dev-park}
+";
+
+fn write(path: &std::path::Path, bytes: impl AsRef<[u8]>) -> Result<(), StackError> {
+    let files = |source| StackError::Files {
+        path: path.to_owned(),
+        source,
+    };
+    // Written aside and renamed, so the verifier never reads half a file.
+    let aside = path.with_extension("tmp");
+    std::fs::write(&aside, bytes).map_err(files)?;
+    std::fs::rename(&aside, path).map_err(files)
+}
+
+/// Writes the issuer's published key set (the JWKS GetKeySet returns) where the
+/// verifier reads it.
+fn publish_key_set(keys: &Keys, path: &std::path::Path) -> Result<(), StackError> {
+    write(path, keys.current().jwks_json())
+}
+
+/// Rewrites the verifier's key set file whenever the issuer publishes a new one (a
+/// `citypass keys rotate`), until the issuer's keys are dropped.
+async fn follow_key_set(keys: Arc<Keys>, path: PathBuf) {
+    let mut published = keys.subscribe();
+    drop(keys);
+    while published.changed().await.is_ok() {
+        let jwks = published.borrow_and_update().jwks_json().to_vec();
+        if let Err(e) = write(&path, jwks) {
+            tracing::warn!(error = %e, "the verifier's key set file was not updated");
+        }
+    }
 }
 
 fn built(service: &'static str) -> impl FnOnce(BuildError) -> StackError {
@@ -152,10 +214,17 @@ pub struct Stack {
     pub issuer: SocketAddr,
     /// The revocation service's bound address.
     pub revocation: SocketAddr,
+    /// The verifier's bound address.
+    pub verifier: SocketAddr,
     /// The issuer's keys (to rotate or observe reloads).
     pub keys: Arc<Keys>,
     /// The issuer's view of the revocation log (epoch, age, queries).
     pub issuer_revocations: RevocationView,
+    /// The verifier's view of the revocation log.
+    pub verifier_revocations: RevocationView,
+    /// The verifier's gate registry file (sample gates of every scene, written on
+    /// first run and then left to the developer; reloaded on change).
+    pub gates_file: PathBuf,
     /// The dev PKI the services' certificates come from.
     pub pki: DevPki,
     ca: Authority,
@@ -194,6 +263,7 @@ impl Stack {
         let (identity_listener, identity) = listen(config.identity_listen).await?;
         let (revocation_listener, revocation) = listen(config.revocation_listen).await?;
         let (issuer_listener, issuer) = listen(config.issuer_listen).await?;
+        let (verifier_listener, verifier) = listen(config.verifier_listen).await?;
 
         let (stop, stopped) = watch::channel(false);
         let shutdown = move || {
@@ -290,12 +360,70 @@ impl Stack {
         let issuer_revocations = issuer_built.revocations.clone();
         tasks.spawn(issuer_built.server.serve(issuer_listener, shutdown()));
 
+        // Verifier: the issuer's published key set and the gate registry as files (as
+        // ConfigMaps in a cluster), following the revocation log like the issuer.
+        let verifier_dir = config.dir.join("verifier");
+        std::fs::create_dir_all(&verifier_dir).map_err(|source| StackError::Files {
+            path: verifier_dir.clone(),
+            source,
+        })?;
+        let key_set_file = verifier_dir.join("keyset.jwks.json");
+        publish_key_set(&keys, &key_set_file)?;
+        let gates_file = verifier_dir.join("gates.yaml");
+        if !gates_file.exists() {
+            write(&gates_file, SAMPLE_GATES)?;
+        }
+        for gate in SAMPLE_GATE_IDS {
+            pki.gate(&ca, gate)?;
+        }
+        let mut verifier_config = citypass_verifier::Config::dev(server(
+            "verifier",
+            verifier,
+            pki.service(&ca, "verifier")?,
+        ));
+        verifier_config.key_set = KeyFile::new(&key_set_file, Duration::from_secs(1));
+        verifier_config.gates = KeyFile::new(&gates_file, Duration::from_secs(1));
+        verifier_config.revocation.service = UpstreamConfig::new(url(revocation));
+        verifier_config.revocation.max_age = REVOCATION_MAX_AGE;
+        verifier_config.revocation.follow = citypass_verifier::FollowMode::Watch;
+        if let NonceBackend::Redis { url, prefix } = &config.nonces {
+            let mut redis = RedisConfig::new(url.clone());
+            redis.timeout = Duration::from_secs(2);
+            verifier_config.redis = Some(redis);
+            verifier_config.redis_key_prefix = format!("{prefix}verifier:");
+        }
+        if let RevocationBackend::Postgres {
+            redis_url,
+            stream_key,
+            ..
+        } = &config.revocation
+        {
+            verifier_config.revocation.follow = citypass_verifier::FollowMode::Redis;
+            verifier_config.revocation.redis = Some(RedisConfig::new(redis_url.clone()));
+            verifier_config.revocation.stream_key = stream_key.clone();
+        }
+        let verifier_built = citypass_verifier::build(verifier_config)
+            .await
+            .map_err(built("verifier"))?;
+        tokio::time::timeout(
+            REVOCATION_SYNC_TIMEOUT,
+            verifier_built.revocations.wait_synced(),
+        )
+        .await
+        .map_err(|_| StackError::RevocationSilent(REVOCATION_SYNC_TIMEOUT))?;
+        let verifier_revocations = verifier_built.revocations.clone();
+        tokio::spawn(follow_key_set(keys.clone(), key_set_file));
+        tasks.spawn(verifier_built.server.serve(verifier_listener, shutdown()));
+
         Ok(Stack {
             identity,
             issuer,
             revocation,
+            verifier,
             keys,
             issuer_revocations,
+            verifier_revocations,
+            gates_file,
             pki,
             ca,
             stop,
@@ -341,6 +469,17 @@ impl Stack {
             issuer: url(self.issuer),
             tls: self.client_tls(None).ok(),
         }
+    }
+
+    /// The verifier's URL.
+    pub fn verifier_url(&self) -> String {
+        url(self.verifier)
+    }
+
+    /// TLS for gate `id` of the stack (any id: the verifier answers UNKNOWN_GATE for
+    /// one its registry does not list).
+    pub fn gate_tls(&self, id: &str) -> Result<Arc<Tls>, StackError> {
+        self.client_tls(Some(&Subject::gate(id)))
     }
 
     /// The revocation service's URL.

@@ -330,6 +330,17 @@ impl TestStack {
         IssuerServiceClient::new(channel(&self.endpoints().issuer, &tls).await)
     }
 
+    /// A client of the verifier as gate `id` (its certificate from the stack's CA).
+    pub async fn verifier(
+        &self,
+        id: &str,
+    ) -> citypass_proto::v1::verifier_service_client::VerifierServiceClient<Channel> {
+        let tls = self.stack.gate_tls(id).expect("gate TLS");
+        citypass_proto::v1::verifier_service_client::VerifierServiceClient::new(
+            channel(&self.stack.verifier_url(), &tls).await,
+        )
+    }
+
     /// Rows in `table` of the identity database.
     pub async fn rows(&self, table: &str) -> i64 {
         let sql = format!("SELECT count(*) FROM {table}");

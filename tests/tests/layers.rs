@@ -30,6 +30,11 @@ const DEV_EXCEPTIONS: &[(&str, &str, &str)] = &[
         "citypass-revocation-service",
         "the follower is tested against a real revocation service",
     ),
+    (
+        "citypass-verifier",
+        "citypass-revocation-service",
+        "the verifier's revocation step is tested against a real revocation service",
+    ),
 ];
 
 fn layer(manifest_dir: &str, root: &str) -> Layer {

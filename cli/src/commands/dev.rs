@@ -23,6 +23,7 @@ use super::keys;
 /// Fixed local ports, one per service, in the order of DESIGN.md's table.
 pub const IDENTITY_PORT: u16 = 50051;
 pub const ISSUER_PORT: u16 = 50052;
+pub const VERIFIER_PORT: u16 = 50053;
 pub const REVOCATION_PORT: u16 = 50054;
 /// The operator credential `citypass dev` writes into its PKI directory.
 pub const DEV_OPERATOR_CREDENTIAL: &str = "operator-dev.pem";
@@ -32,6 +33,7 @@ pub struct DevArgs {
     pub identity_port: u16,
     pub issuer_port: u16,
     pub revocation_port: u16,
+    pub verifier_port: u16,
     pub demo: bool,
 }
 
@@ -57,6 +59,7 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
     config.identity_listen = SocketAddr::from(([127, 0, 0, 1], args.identity_port));
     config.issuer_listen = SocketAddr::from(([127, 0, 0, 1], args.issuer_port));
     config.revocation_listen = SocketAddr::from(([127, 0, 0, 1], args.revocation_port));
+    config.verifier_listen = SocketAddr::from(([127, 0, 0, 1], args.verifier_port));
     let mut stack = Stack::start(config)
         .await
         .context("starting the services")?;
@@ -74,6 +77,12 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
     println!("  identity   https://{}", stack.identity);
     println!("  issuer     https://{}", stack.issuer);
     println!("  revocation https://{}", stack.revocation);
+    println!("  verifier   https://{}", stack.verifier);
+    println!(
+        "  gates      {} (sample gates of every scene, reloaded on change; their dev certificates in {}/gate-<id>/)",
+        stack.gates_file.display(),
+        stack.pki.dir.display()
+    );
     println!(
         "  keys       {} (dev ring, reloaded on change)",
         ring_path.display()

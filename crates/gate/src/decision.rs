@@ -1,5 +1,10 @@
 //! One scan, one decision: the gate's rules in their fixed order.
 //!
+//! The steps are public ([`check_code`], [`check_revocation`], the marks a
+//! [`Presented`] code leaves), so that the online verifier service runs the same
+//! pipeline with its own revocation source (a follower) and replay store (Redis):
+//! one copy of the rules, two compositions.
+//!
 //! Order: the code itself (format, key, signature, time: all in `citypass-token`),
 //! then scope, then revocation (from the last signed snapshot the gate loaded: codes by
 //! `cti`, certificates by serial, keys by kid; a gate cannot unseal subjects, which is
@@ -64,7 +69,13 @@ impl GateConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Presented {
     /// An online token.
-    Online { kid: Kid, cti: [u8; 16], exp: u64 },
+    Online {
+        kid: Kid,
+        cti: [u8; 16],
+        /// Issue time (what a key revocation is compared with).
+        iat: u64,
+        exp: u64,
+    },
     /// An offline code and its certificate serial.
     Offline {
         issuer_kid: Kid,
@@ -72,6 +83,8 @@ pub enum Presented {
         serial: [u8; 16],
         counter: u64,
         exp: u64,
+        /// The certificate's issue time (what a key revocation is compared with).
+        certificate_iat: u64,
         /// The certificate's expiry: how long its counter must be remembered.
         certificate_exp: u64,
     },
@@ -240,59 +253,11 @@ impl Gate {
     }
 
     fn try_check(&mut self, text: &str, now: u64) -> Result<Presented, DenyReason> {
-        let v = Validation::at(now).with_skew(self.config.skew);
-        let presented = match kind_of(text)? {
-            CodeKind::Online => {
-                let t = verify_online(text, &self.keys, &v)?;
-                if !t.claims.scopes.contains(self.config.scene) {
-                    return Err(DenyReason::ScopeNotAllowed);
-                }
-                let revocations = self.revocations_at(now)?;
-                if revocations.token_revoked(&t.claims.cti) {
-                    return Err(DenyReason::TokenRevoked);
-                }
-                if revocations.key_revoked(&t.kid, t.claims.iat) {
-                    return Err(DenyReason::KeyRevoked);
-                }
-                Presented::Online {
-                    kid: t.kid,
-                    cti: t.claims.cti,
-                    exp: t.claims.exp,
-                }
-            }
-            CodeKind::Offline => {
-                let o = verify_offline(text, &self.keys, &v)?;
-                if !o.certificate.scopes.contains(self.config.scene) {
-                    return Err(DenyReason::ScopeNotAllowed);
-                }
-                let revocations = self.revocations_at(now)?;
-                if revocations.certificate_revoked(&o.certificate.serial) {
-                    return Err(DenyReason::CertificateRevoked);
-                }
-                if revocations.token_revoked(&o.cti) {
-                    return Err(DenyReason::TokenRevoked);
-                }
-                if revocations.key_revoked(&o.issuer_kid, o.certificate.iat) {
-                    return Err(DenyReason::KeyRevoked);
-                }
-                Presented::Offline {
-                    issuer_kid: o.issuer_kid,
-                    cti: o.cti,
-                    serial: o.certificate.serial,
-                    counter: o.counter,
-                    exp: o.exp,
-                    certificate_exp: o.certificate.exp,
-                }
-            }
-        };
-        let (cti, exp) = match &presented {
-            Presented::Online { cti, exp, .. } | Presented::Offline { cti, exp, .. } => {
-                (*cti, *exp)
-            }
-        };
+        let presented = check_code(text, &self.keys, self.config.scene, self.config.skew, now)?;
+        check_revocation(&presented, self.revocations_at(now)?)?;
         match self
             .replay
-            .record(cti, exp.saturating_add(self.config.skew), now)
+            .record(presented.cti(), presented.forget_at(self.config.skew), now)
         {
             ReplayOutcome::First => {}
             ReplayOutcome::Replayed => return Err(DenyReason::Replayed),
@@ -313,5 +278,112 @@ impl Gate {
             }
         }
         Ok(presented)
+    }
+}
+
+/// Steps one to four of the decision, shared by this gate and the online verifier
+/// service: the code itself (size cap and prefix, decoding, `kid`, pinned `alg`,
+/// signature, then times with `skew` seconds of allowance: all in `citypass-token`),
+/// then the scope (`scene` must be among the code's scopes). Pure: no state, no I/O.
+pub fn check_code(
+    text: &str,
+    keys: &KeySet,
+    scene: Scene,
+    skew: u64,
+    now: u64,
+) -> Result<Presented, DenyReason> {
+    let v = Validation::at(now).with_skew(skew);
+    match kind_of(text)? {
+        CodeKind::Online => {
+            let t = verify_online(text, keys, &v)?;
+            if !t.claims.scopes.contains(scene) {
+                return Err(DenyReason::ScopeNotAllowed);
+            }
+            Ok(Presented::Online {
+                kid: t.kid,
+                cti: t.claims.cti,
+                iat: t.claims.iat,
+                exp: t.claims.exp,
+            })
+        }
+        CodeKind::Offline => {
+            let o = verify_offline(text, keys, &v)?;
+            if !o.certificate.scopes.contains(scene) {
+                return Err(DenyReason::ScopeNotAllowed);
+            }
+            Ok(Presented::Offline {
+                issuer_kid: o.issuer_kid,
+                cti: o.cti,
+                serial: o.certificate.serial,
+                counter: o.counter,
+                exp: o.exp,
+                certificate_iat: o.certificate.iat,
+                certificate_exp: o.certificate.exp,
+            })
+        }
+    }
+}
+
+/// Step five, shared likewise: whether `set` refuses what was presented (codes by
+/// `cti`, certificates by serial, keys by `kid` and issue time). Whoever calls it
+/// decides first whether `set` is fresh enough to decide with.
+pub fn check_revocation(presented: &Presented, set: &RevocationSet) -> Result<(), DenyReason> {
+    match presented {
+        Presented::Online { kid, cti, iat, .. } => {
+            if set.token_revoked(cti) {
+                return Err(DenyReason::TokenRevoked);
+            }
+            if set.key_revoked(kid, *iat) {
+                return Err(DenyReason::KeyRevoked);
+            }
+        }
+        Presented::Offline {
+            issuer_kid,
+            cti,
+            serial,
+            certificate_iat,
+            ..
+        } => {
+            if set.certificate_revoked(serial) {
+                return Err(DenyReason::CertificateRevoked);
+            }
+            if set.token_revoked(cti) {
+                return Err(DenyReason::TokenRevoked);
+            }
+            if set.key_revoked(issuer_kid, *certificate_iat) {
+                return Err(DenyReason::KeyRevoked);
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Presented {
+    /// The code's `cti`.
+    pub fn cti(&self) -> [u8; 16] {
+        match self {
+            Presented::Online { cti, .. } | Presented::Offline { cti, .. } => *cti,
+        }
+    }
+
+    /// The code's expiry.
+    pub fn exp(&self) -> u64 {
+        match self {
+            Presented::Online { exp, .. } | Presented::Offline { exp, .. } => *exp,
+        }
+    }
+
+    /// When a single-use mark of this code may be forgotten: after its expiry plus
+    /// the skew, it fails on time anyway.
+    pub fn forget_at(&self, skew: u64) -> u64 {
+        self.exp().saturating_add(skew)
+    }
+
+    /// Which kind of code it is.
+    pub fn kind(&self) -> CodeKind {
+        match self {
+            Presented::Online { .. } => CodeKind::Online,
+            Presented::Offline { .. } => CodeKind::Offline,
+        }
     }
 }

@@ -13,5 +13,8 @@ mod decision;
 mod replay;
 
 pub use counter::CounterMemory;
-pub use decision::{Decision, DenyReason, Gate, GateConfig, Presented, SnapshotRefused};
+pub use decision::{
+    Decision, DenyReason, Gate, GateConfig, Presented, SnapshotRefused, check_code,
+    check_revocation,
+};
 pub use replay::ReplayMemory;

@@ -1,0 +1,394 @@
+//! What an operator sets for the verifier, with the checks that keep it consistent with
+//! what codes and gates need.
+//!
+//! [`Config`] is the binary's whole file (`config.example.yaml` shows every key),
+//! loaded with `citypass_runtime::config::load_env` (YAML, then `CITYPASS_…` variables
+//! on top). Limits are checked at start-up ([`Config::validate`]), each refusal naming
+//! its key.
+
+use std::time::Duration;
+
+use citypass_revocation_follow::{FollowerConfig, FollowerError, Kinds};
+use citypass_runtime::config::{KeyFile, RedisConfig, duration, list};
+use citypass_runtime::{Secret, ServerConfig, UpstreamConfig};
+use serde::Deserialize;
+
+pub use citypass_runtime::Environment;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid verifier configuration: `{key}` {problem}")]
+pub struct InvalidConfig {
+    /// The offending key, dotted.
+    pub key: &'static str,
+    /// What is wrong with it.
+    pub problem: &'static str,
+}
+
+fn invalid(key: &'static str, problem: &'static str) -> InvalidConfig {
+    InvalidConfig { key, problem }
+}
+
+/// Largest `decision.skew`: the token crate's times are whole seconds and codes live
+/// about a minute, so more than this would accept expired codes for longer than they
+/// were valid.
+pub const MAX_SKEW: Duration = Duration::from_secs(120);
+/// Least and largest `revocation.max_age` (as the issuer's: the follower hears from an
+/// idle log about once a second).
+pub const MIN_REVOCATION_MAX_AGE: Duration = Duration::from_secs(2);
+/// See [`MIN_REVOCATION_MAX_AGE`].
+pub const MAX_REVOCATION_MAX_AGE: Duration = Duration::from_secs(300);
+
+/// How the decision itself is taken.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecisionSettings {
+    /// Allowed difference between the issuer's (or phone's) clock and the verifier's,
+    /// either side (default `30s`, what offline gates use; at most `2m`).
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub skew: Duration,
+}
+
+impl Default for DecisionSettings {
+    fn default() -> Self {
+        DecisionSettings {
+            skew: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How the verifier follows the revocation log (`revocation.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FollowMode {
+    /// `redis` when a Redis URL is known (`revocation.redis` or `redis`), else `watch`.
+    #[default]
+    Auto,
+    /// Tail the revocation service's Redis Stream, resyncing with List.
+    Redis,
+    /// Follow the revocation service's Watch stream over gRPC.
+    Watch,
+}
+
+/// Where the verifier's revocation data comes from, and how old it may be.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RevocationSettings {
+    /// RevocationService (List, Watch), e.g. `https://revocation:50054`.
+    pub service: UpstreamConfig,
+    /// `auto` (default), `redis` or `watch`.
+    pub follow: FollowMode,
+    /// Redis holding the revocation stream; unset: the verifier's `redis`.
+    pub redis: Option<RedisConfig>,
+    /// The stream key (default `citypass:revocation:log`).
+    pub stream_key: String,
+    /// Codes are refused `REVOCATION_DATA_STALE` while the revocation data is older than
+    /// this (default `10s`; between 2s and 5m).
+    #[serde(deserialize_with = "duration::deserialize_positive")]
+    pub max_age: Duration,
+}
+
+impl Default for RevocationSettings {
+    fn default() -> Self {
+        RevocationSettings {
+            service: UpstreamConfig::new("http://127.0.0.1:50054"),
+            follow: FollowMode::Auto,
+            redis: None,
+            stream_key: citypass_revocation_follow::DEFAULT_STREAM_KEY.to_owned(),
+            max_age: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RevocationSettings {
+    /// The follower configuration these settings describe; `fallback_redis` is the
+    /// verifier's own `redis`. The verifier keeps every kind of entry: codes by `cti`,
+    /// certificates by serial, keys by kid (and subjects and devices, for when it
+    /// unseals subjects).
+    pub fn follower_config(
+        &self,
+        fallback_redis: Option<&RedisConfig>,
+    ) -> Result<FollowerConfig, FollowerError> {
+        let redis_url = self
+            .redis
+            .as_ref()
+            .or(fallback_redis)
+            .map(|redis| redis.url.expose());
+        let mut config = match (self.follow, redis_url) {
+            (FollowMode::Watch, _) | (FollowMode::Auto, None) => FollowerConfig::watch(),
+            (FollowMode::Redis | FollowMode::Auto, Some(url)) => {
+                FollowerConfig::redis(url, self.stream_key.clone())
+            }
+            (FollowMode::Redis, None) => {
+                return Err(FollowerError::Config(
+                    "revocation.follow is redis but no Redis URL is set".into(),
+                ));
+            }
+        };
+        config.request_timeout = self.service.request_timeout;
+        config.kinds = Kinds::ALL;
+        Ok(config)
+    }
+}
+
+/// The `citypass-verifier` binary's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listen address, TLS, limits, telemetry (see `citypass_runtime::ServerConfig`).
+    #[serde(default = "default_server")]
+    pub server: ServerConfig,
+    /// `dev` or `production` (the default).
+    #[serde(default)]
+    pub environment: Environment,
+    /// The issuer's published key set (JWKS, as GetKeySet's `jwks_json` or `citypass
+    /// demo --out` write it; default `keys/dev/keyset.jwks.json`, checked every `5s`):
+    /// a mounted ConfigMap, reloaded on change.
+    #[serde(default = "default_key_set")]
+    pub key_set: KeyFile,
+    /// The issuer, whose GetKeySet refreshes the key set every
+    /// `key_set.reload_interval` (a set is taken only when a code key of the set in
+    /// force signed it, and never an older one). Unset: the file alone.
+    #[serde(default)]
+    pub issuer: Option<UpstreamConfig>,
+    /// The gate registry (YAML, see `gates.example.yaml`; default
+    /// `keys/dev/gates.yaml`, checked every `5s`): a mounted ConfigMap, reloaded on
+    /// change.
+    #[serde(default = "default_gates")]
+    pub gates: KeyFile,
+    /// Redis for the single-use marks. Unset: an in-memory store, refused in
+    /// production (replicas must share the marks).
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
+    /// A Redis Cluster for the single-use marks instead of `redis`: URLs of some of its
+    /// primaries (a list, or one comma-separated variable). Commands time out after
+    /// `redis.timeout` (default 500 ms); `redis` may still be where the revocation
+    /// stream is read.
+    #[serde(default, deserialize_with = "secret_list")]
+    pub replay_cluster: Vec<Secret>,
+    /// Prefix of the verifier's Redis keys (default `citypass:verifier:`).
+    #[serde(default = "default_redis_key_prefix")]
+    pub redis_key_prefix: String,
+    /// Most marks the in-memory store holds (default 1 000 000); when it is full of
+    /// live marks, codes are refused rather than a mark forgotten.
+    #[serde(default = "default_replay_capacity")]
+    pub replay_capacity: usize,
+    /// The decision's settings.
+    #[serde(default)]
+    pub decision: DecisionSettings,
+    /// The revocation follower's settings.
+    #[serde(default)]
+    pub revocation: RevocationSettings,
+}
+
+fn secret_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Secret>, D::Error> {
+    Ok(list::deserialize(deserializer)?
+        .into_iter()
+        .map(Secret::new)
+        .collect())
+}
+
+fn default_server() -> ServerConfig {
+    let mut server = ServerConfig::new("citypass-verifier");
+    server.listen = ([0, 0, 0, 0], 50053).into();
+    server
+}
+
+fn default_key_set() -> KeyFile {
+    KeyFile::new("keys/dev/keyset.jwks.json", Duration::from_secs(5))
+}
+
+fn default_gates() -> KeyFile {
+    KeyFile::new("keys/dev/gates.yaml", Duration::from_secs(5))
+}
+
+fn default_redis_key_prefix() -> String {
+    "citypass:verifier:".to_owned()
+}
+
+fn default_replay_capacity() -> usize {
+    1_000_000
+}
+
+impl Config {
+    /// A dev configuration with every default: `environment: dev`, in-memory marks.
+    pub fn dev(server: ServerConfig) -> Self {
+        Config {
+            server,
+            environment: Environment::Dev,
+            key_set: default_key_set(),
+            issuer: None,
+            gates: default_gates(),
+            redis: None,
+            replay_cluster: Vec::new(),
+            redis_key_prefix: default_redis_key_prefix(),
+            replay_capacity: default_replay_capacity(),
+            decision: DecisionSettings::default(),
+            revocation: RevocationSettings::default(),
+        }
+    }
+
+    /// The Redis the revocation follower reads: its own, else the verifier's.
+    pub fn revocation_redis(&self) -> Option<&RedisConfig> {
+        self.revocation.redis.as_ref().or(self.redis.as_ref())
+    }
+
+    /// Checks the limits and what production requires.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        if self.decision.skew > MAX_SKEW {
+            return Err(invalid("decision.skew", "must be at most 2m"));
+        }
+        let revocation = &self.revocation;
+        if revocation.service.url.is_empty() {
+            return Err(invalid("revocation.service.url", "must be set"));
+        }
+        if revocation.stream_key.is_empty() {
+            return Err(invalid("revocation.stream_key", "must not be empty"));
+        }
+        if revocation.max_age < MIN_REVOCATION_MAX_AGE
+            || revocation.max_age > MAX_REVOCATION_MAX_AGE
+        {
+            return Err(invalid("revocation.max_age", "must be between 2s and 5m"));
+        }
+        if revocation.follow == FollowMode::Redis && self.revocation_redis().is_none() {
+            return Err(invalid(
+                "revocation.follow",
+                "is redis but neither revocation.redis nor redis is set",
+            ));
+        }
+        if self.environment == Environment::Production
+            && self.redis.is_none()
+            && self.replay_cluster.is_empty()
+        {
+            return Err(invalid(
+                "redis",
+                "(or replay_cluster) is required in production: replicas must share one replay store",
+            ));
+        }
+        if self.replay_capacity == 0 {
+            return Err(invalid("replay_capacity", "must be at least 1"));
+        }
+        if self.redis_key_prefix.is_empty() {
+            return Err(invalid("redis_key_prefix", "must not be empty"));
+        }
+        let mut urls = vec![("revocation.service.url", revocation.service.url.as_str())];
+        if let Some(issuer) = &self.issuer {
+            urls.push(("issuer.url", issuer.url.as_str()));
+        }
+        if let Some(redis) = &self.redis {
+            urls.push(("redis.url", redis.url.expose()));
+        }
+        if let Some(redis) = &revocation.redis {
+            urls.push(("revocation.redis.url", redis.url.expose()));
+        }
+        for node in &self.replay_cluster {
+            urls.push(("replay_cluster", node.expose()));
+        }
+        if let Err(e) = self.server.check_transport(self.environment, &urls) {
+            return Err(InvalidConfig {
+                key: if e.key == "server.tls" {
+                    "server.tls"
+                } else {
+                    "transport"
+                },
+                problem: e.problem,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, citypass_runtime::ConfigError> {
+        let vars: Vec<(OsString, OsString)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        citypass_runtime::config::load_from(None, "CITYPASS", vars)
+    }
+
+    #[test]
+    fn defaults_are_valid_in_dev_and_production_needs_redis() {
+        let config = load(&[]).expect("loads");
+        assert_eq!(config.environment, Environment::Production);
+        assert_eq!(config.server.listen.port(), 50053);
+        assert_eq!(config.validate().unwrap_err().key, "redis");
+        Config::dev(ServerConfig::new("verifier"))
+            .validate()
+            .expect("dev defaults are valid");
+    }
+
+    #[test]
+    fn limits_are_refused_naming_the_key() {
+        let config = load(&[
+            ("CITYPASS_ENVIRONMENT", "dev"),
+            ("CITYPASS_DECISION__SKEW", "10m"),
+        ])
+        .expect("loads");
+        assert_eq!(config.validate().unwrap_err().key, "decision.skew");
+        let config = load(&[
+            ("CITYPASS_ENVIRONMENT", "dev"),
+            ("CITYPASS_REVOCATION__MAX_AGE", "1s"),
+        ])
+        .expect("loads");
+        assert_eq!(config.validate().unwrap_err().key, "revocation.max_age");
+        let config = load(&[
+            ("CITYPASS_ENVIRONMENT", "dev"),
+            ("CITYPASS_REVOCATION__FOLLOW", "redis"),
+        ])
+        .expect("loads");
+        assert_eq!(config.validate().unwrap_err().key, "revocation.follow");
+    }
+
+    #[test]
+    fn the_example_file_loads() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.yaml");
+        let config: Config =
+            citypass_runtime::config::load_from(Some(&path), "CITYPASS", Vec::new())
+                .expect("the example loads");
+        assert_eq!(config.environment, Environment::Production);
+        config.validate().expect("the example is valid");
+        assert!(config.redis.is_some());
+    }
+
+    #[test]
+    fn a_cluster_is_a_list_and_serves_for_production() {
+        let config = load(&[
+            (
+                "CITYPASS_REPLAY_CLUSTER",
+                "rediss://10.0.0.1:6379/, rediss://10.0.0.2:6379/",
+            ),
+            ("CITYPASS_SERVER__SERVICE_NAME", "verifier"),
+            ("CITYPASS_SERVER__INSECURE_PLAINTEXT_BEHIND_MESH", "true"),
+        ])
+        .expect("loads");
+        assert_eq!(config.replay_cluster.len(), 2);
+        assert_eq!(config.replay_cluster[1].expose(), "rediss://10.0.0.2:6379/");
+        config
+            .validate()
+            .expect("a cluster is a shared replay store");
+        assert!(
+            !format!("{config:?}").contains("10.0.0.2"),
+            "URLs stay secret in Debug"
+        );
+    }
+
+    #[test]
+    fn the_follow_mode_picks_the_source() {
+        let settings = RevocationSettings::default();
+        let watch = settings.follower_config(None).unwrap();
+        assert_eq!(watch.source, citypass_revocation_follow::Source::Watch);
+        assert_eq!(watch.kinds, Kinds::ALL);
+        let redis = settings
+            .follower_config(Some(&RedisConfig::new("redis://127.0.0.1:6379/")))
+            .unwrap();
+        assert!(matches!(
+            redis.source,
+            citypass_revocation_follow::Source::Redis { .. }
+        ));
+    }
+}

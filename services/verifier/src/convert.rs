@@ -1,0 +1,188 @@
+//! Messages in and out: a [`VerifyRequest`] checked for shape into a [`Scan`]
+//! (INVALID_ARGUMENT otherwise), an [`Answer`] into a [`VerifyResponse`], and every
+//! refusal to its `DenyReason` (one per failure, as the proto lists them).
+
+use std::time::Duration;
+
+use citypass_gate::DenyReason;
+use citypass_proto::v1::{self as pb, VerifyRequest, VerifyResponse};
+use citypass_token::{CodeKind, TokenError};
+
+use crate::error::VerifierError;
+use crate::model::{Answer, Direction, Refusal, Scan};
+
+/// Longest `scan_id` and `station_id` accepted (a UUID is 36).
+pub const MAX_ID_BYTES: usize = 128;
+
+/// The scan a request describes, or why its shape is wrong. The code's text is not
+/// checked here: a malformed code is a DENY with its reason, not an error.
+pub fn scan(request: VerifyRequest) -> Result<Scan, VerifierError> {
+    if request.gate_id.is_empty() {
+        return Err(VerifierError::MissingGateId);
+    }
+    if request.scan_id.is_empty() || request.scan_id.len() > MAX_ID_BYTES {
+        return Err(VerifierError::BadScanId);
+    }
+    let scene =
+        citypass_proto::scene::from_api(request.scene).ok_or(VerifierError::MissingScene)?;
+    if request.qr_text.is_empty() {
+        return Err(VerifierError::MissingCode);
+    }
+    if request.station_id.len() > MAX_ID_BYTES {
+        return Err(VerifierError::BadStationId);
+    }
+    let direction = match pb::Direction::try_from(request.direction) {
+        Ok(pb::Direction::Unspecified) => Direction::Unspecified,
+        Ok(pb::Direction::Entry) => Direction::Entry,
+        Ok(pb::Direction::Exit) => Direction::Exit,
+        Err(_) => return Err(VerifierError::BadDirection),
+    };
+    Ok(Scan {
+        gate_id: request.gate_id,
+        scene,
+        scan_id: request.scan_id,
+        qr_text: request.qr_text,
+        direction,
+        station_id: request.station_id,
+    })
+}
+
+fn duration(age: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::try_from(age.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(age.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+use citypass_proto::prost_types;
+
+/// The response for `answer` to the scan `scan_id`.
+pub fn response(answer: &Answer, scan_id: &str) -> VerifyResponse {
+    let (decision, deny_reason) = match &answer.refusal {
+        None => (pb::Decision::Allow, pb::DenyReason::Unspecified),
+        Some(refusal) => (pb::Decision::Deny, deny_reason(refusal)),
+    };
+    VerifyResponse {
+        decision: decision as i32,
+        deny_reason: deny_reason as i32,
+        scan_id: scan_id.to_owned(),
+        scene_result: None,
+        revocation_epoch: answer.basis.revocation_epoch,
+        revocation_age: answer.basis.revocation_age.map(duration),
+        key_set_age: answer.basis.key_set_age.map(duration),
+        fail_open: false,
+        idempotent_replay: answer.idempotent_replay,
+        code_kind: match answer.code_kind {
+            None => pb::CodeKind::Unspecified,
+            Some(CodeKind::Online) => pb::CodeKind::Online,
+            Some(CodeKind::Offline) => pb::CodeKind::Offline,
+        } as i32,
+        decided_at: Some(citypass_proto::time::timestamp(answer.decided_at)),
+    }
+}
+
+/// The API's reason for a refusal.
+pub fn deny_reason(refusal: &Refusal) -> pb::DenyReason {
+    use pb::DenyReason as R;
+    match refusal {
+        Refusal::UnknownGate => R::UnknownGate,
+        Refusal::SceneMismatch => R::SceneMismatch,
+        Refusal::ScanIdConflict => R::ScanIdConflict,
+        Refusal::ServiceUnavailable => R::ServiceUnavailable,
+        Refusal::Code(reason) => match reason {
+            DenyReason::Token(error) => token_reason(error),
+            DenyReason::ScopeNotAllowed => R::ScopeNotAllowed,
+            DenyReason::TokenRevoked => R::TokenRevoked,
+            DenyReason::CertificateRevoked => R::CertificateRevoked,
+            DenyReason::KeyRevoked => R::KeyRevoked,
+            DenyReason::Replayed => R::Replayed,
+            DenyReason::CounterReplay => R::CounterReplay,
+            DenyReason::MemoryFull => R::ServiceUnavailable,
+            DenyReason::RevocationsStale => R::RevocationDataStale,
+        },
+    }
+}
+
+/// The API's reason for a token error (the proto's list follows `TokenError`).
+pub fn token_reason(error: &TokenError) -> pb::DenyReason {
+    use TokenError as E;
+    use pb::DenyReason as R;
+    match error {
+        E::TooLarge { .. } => R::TooLarge,
+        E::BadPrefix => R::BadPrefix,
+        E::WrongPrefix => R::WrongPrefix,
+        E::BadBase45 => R::BadBase45,
+        E::Truncated => R::Truncated,
+        E::IndefiniteLength => R::IndefiniteLength,
+        E::TooDeep { .. } => R::NestingTooDeep,
+        E::ItemTooLarge => R::ItemTooLarge,
+        E::TrailingBytes => R::TrailingBytes,
+        E::Malformed => R::Malformed,
+        E::NotCoseSign1 => R::NotCoseSign1,
+        E::MissingAlg => R::MissingAlg,
+        E::AlgInUnprotected => R::AlgInUnprotectedHeader,
+        E::UnprotectedHeaderNotEmpty => R::UnprotectedHeaderNotEmpty,
+        E::UnsupportedAlg => R::UnsupportedAlg,
+        E::AlgMismatch => R::AlgMismatch,
+        E::BadKid => R::BadKid,
+        // No code key has this kid (the proto has no reason of its own for a key of
+        // another usage yet).
+        E::UnknownKid | E::WrongKeyUsage => R::UnknownKid,
+        E::KeyRevoked => R::KeyRevoked,
+        E::KeyExpired => R::KeyExpired,
+        E::UnknownCriticalHeader => R::UnknownCriticalHeader,
+        E::MissingTyp => R::MissingTyp,
+        E::WrongTyp => R::WrongTyp,
+        E::BadSignature => R::BadSignature,
+        E::MissingClaim(_) => R::MissingClaim,
+        E::InvalidClaim(_) => R::InvalidClaim,
+        E::DuplicateClaim => R::DuplicateClaim,
+        E::BadLifetime => R::BadLifetime,
+        E::Expired => R::Expired,
+        E::NotYetValid => R::NotYetValid,
+        E::CertificateExpired => R::CertificateExpired,
+        E::CertificateNotYetValid => R::CertificateNotYetValid,
+        E::CertificateInvalid(_) => R::CertificateInvalid,
+        E::OutsideCertificate => R::OutsideCertificate,
+        E::Unseal | E::UnknownSubjectKey { .. } | E::UnsupportedSealVersion { .. } => {
+            R::UnsealFailed
+        }
+        // Not produced by verifying a code; anything new is malformed until named.
+        _ => R::Malformed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> VerifyRequest {
+        VerifyRequest {
+            gate_id: "metro-entry-1".into(),
+            scene: pb::Scene::Metro as i32,
+            scan_id: "scan-1".into(),
+            qr_text: "CP1:X".into(),
+            ..VerifyRequest::default()
+        }
+    }
+
+    #[test]
+    fn shapes_are_checked() {
+        assert!(scan(request()).is_ok());
+        type Change = fn(&mut VerifyRequest);
+        let cases: [(Change, &str); 6] = [
+            (|r| r.gate_id.clear(), "MISSING_GATE_ID"),
+            (|r| r.scan_id.clear(), "BAD_SCAN_ID"),
+            (|r| r.scan_id = "x".repeat(129), "BAD_SCAN_ID"),
+            (|r| r.scene = 0, "MISSING_SCENE"),
+            (|r| r.qr_text.clear(), "MISSING_CODE"),
+            (|r| r.direction = 9, "BAD_DIRECTION"),
+        ];
+        for (change, reason) in cases {
+            let mut r = request();
+            change(&mut r);
+            let err = scan(r).expect_err(reason);
+            assert_eq!(citypass_runtime::ServiceError::reason(&err), reason);
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Every way a verifier call can fail (as opposed to a code being refused, which is a
+//! normal DENY answer), and what kind of failure each is.
+//!
+//! One enum, so that the mapping to gRPC statuses is decided in one place:
+//! [`ServiceError::kind`] here, and `citypass_runtime::to_status` for what the caller
+//! sees. No text here carries a gate's request fields, a code or an id.
+
+use citypass_runtime::{ErrorKind, ServiceError};
+
+/// Why a verifier call was not answered.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifierError {
+    /// `gate_id` is empty.
+    #[error("gate_id is required")]
+    MissingGateId,
+    /// `scan_id` is empty or longer than 128 bytes.
+    #[error("scan_id is required, at most 128 bytes")]
+    BadScanId,
+    /// `scene` is unspecified or unknown.
+    #[error("scene is required")]
+    MissingScene,
+    /// `qr_text` is empty.
+    #[error("qr_text is required")]
+    MissingCode,
+    /// `direction` is not a known value.
+    #[error("direction is not a known value")]
+    BadDirection,
+    /// `station_id` is longer than 128 bytes.
+    #[error("station_id is at most 128 bytes")]
+    BadStationId,
+    /// A metro gate that goes both ways was not told which way this scan goes.
+    #[error("direction is required at a gate that goes both ways")]
+    DirectionRequired,
+    /// The direction is not the gate's (or the gate is not a metro gate).
+    #[error("direction does not match the gate")]
+    DirectionMismatch,
+    /// A VerifyStream message without its request.
+    #[error("request is required")]
+    MissingRequest,
+    /// The call has no authenticated gate (the table lets only gates through, so this
+    /// is a server without TLS or a mesh that forwards no identity).
+    #[error("the caller is not an authenticated gate")]
+    NotAGate,
+    /// The request names another gate than the caller's certificate.
+    #[error("gate_id is not the authenticated gate")]
+    GateMismatch,
+}
+
+impl ServiceError for VerifierError {
+    fn reason(&self) -> &'static str {
+        use VerifierError as E;
+        match self {
+            E::MissingGateId => "MISSING_GATE_ID",
+            E::BadScanId => "BAD_SCAN_ID",
+            E::MissingScene => "MISSING_SCENE",
+            E::MissingCode => "MISSING_CODE",
+            E::BadDirection => "BAD_DIRECTION",
+            E::BadStationId => "BAD_STATION_ID",
+            E::DirectionRequired => "DIRECTION_REQUIRED",
+            E::DirectionMismatch => "DIRECTION_MISMATCH",
+            E::MissingRequest => "MISSING_REQUEST",
+            E::NotAGate => "NOT_A_GATE",
+            E::GateMismatch => "GATE_MISMATCH",
+        }
+    }
+
+    fn kind(&self) -> ErrorKind {
+        use VerifierError as E;
+        match self {
+            E::MissingGateId
+            | E::BadScanId
+            | E::MissingScene
+            | E::MissingCode
+            | E::BadDirection
+            | E::BadStationId
+            | E::DirectionRequired
+            | E::DirectionMismatch
+            | E::MissingRequest => ErrorKind::InvalidArgument,
+            E::NotAGate | E::GateMismatch => ErrorKind::PermissionDenied,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use citypass_runtime::{IntoStatus, reason_of};
+    use tonic::Code;
+
+    #[test]
+    fn statuses_are_precise() {
+        let cases = [
+            (
+                VerifierError::BadScanId,
+                Code::InvalidArgument,
+                "BAD_SCAN_ID",
+            ),
+            (
+                VerifierError::GateMismatch,
+                Code::PermissionDenied,
+                "GATE_MISMATCH",
+            ),
+            (
+                VerifierError::NotAGate,
+                Code::PermissionDenied,
+                "NOT_A_GATE",
+            ),
+        ];
+        for (err, code, reason) in cases {
+            let status = err.into_status();
+            assert_eq!(status.code(), code);
+            assert_eq!(reason_of(&status).as_deref(), Some(reason));
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The gRPC face of the verifier: requests in, [`Verifier`] decides, answers out.
+//!
+//! Thin on purpose: messages become [`crate::model`] types and back in
+//! [`crate::convert`], the decision lives in [`crate::verify`], errors become statuses
+//! only through `citypass_runtime::to_status`. The gate comes from the authenticated
+//! certificate (the authorisation table admits only gates), never from the request
+//! alone. Spans carry the gate, the scene, the decision and the reason: never the
+//! code's text or anything about its holder.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use citypass_proto::v1::verifier_service_server::{VerifierService, VerifierServiceServer};
+use citypass_proto::v1::{
+    VerifyRequest, VerifyResponse, VerifyStreamRequest, VerifyStreamResponse,
+};
+use citypass_runtime::{Caller, Deadline, IntoStatus, Principal};
+use futures::StreamExt as _;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument as _;
+
+use crate::convert;
+use crate::error::VerifierError;
+use crate::verify::Verifier;
+
+/// How many scans of one stream are decided at once.
+pub const STREAM_CONCURRENCY: usize = 32;
+
+/// The VerifyStream response stream.
+pub type VerifyResponses = Pin<Box<dyn Stream<Item = Result<VerifyStreamResponse, Status>> + Send>>;
+
+/// `citypass.v1.VerifierService` over a [`Verifier`].
+#[derive(Debug, Clone)]
+pub struct VerifierApi {
+    verifier: Arc<Verifier>,
+}
+
+impl VerifierApi {
+    /// The service for `verifier`.
+    pub fn new(verifier: Verifier) -> Self {
+        VerifierApi {
+            verifier: Arc::new(verifier),
+        }
+    }
+
+    /// The logic behind the service.
+    pub fn verifier(&self) -> &Arc<Verifier> {
+        &self.verifier
+    }
+
+    /// The generated tonic server, ready for `citypass_runtime::Server::add_service`.
+    pub fn into_server(self) -> VerifierServiceServer<VerifierApi> {
+        VerifierServiceServer::new(self)
+    }
+}
+
+/// The authenticated gate of a call.
+fn gate_of<T>(request: &Request<T>) -> Result<String, VerifierError> {
+    match Caller::of(request).and_then(|caller| caller.principal.as_deref()) {
+        Some(Principal::Gate(id)) => Ok(id.clone()),
+        _ => Err(VerifierError::NotAGate),
+    }
+}
+
+/// One scan, decided and answered, in a span of its own.
+async fn decide(
+    verifier: &Verifier,
+    gate: &str,
+    request: VerifyRequest,
+    deadline: Option<Deadline>,
+) -> Result<VerifyResponse, VerifierError> {
+    let span = tracing::info_span!(
+        "verify",
+        gate.id = gate,
+        scene = tracing::field::Empty,
+        decision = tracing::field::Empty,
+        reason = tracing::field::Empty,
+        idempotent_replay = tracing::field::Empty,
+    );
+    async {
+        let scan = convert::scan(request)?;
+        let span = tracing::Span::current();
+        span.record("scene", scan.scene.name());
+        let answer = verifier.verify(gate, &scan, deadline).await?;
+        span.record("decision", if answer.allowed() { "allow" } else { "deny" });
+        if let Some(refusal) = &answer.refusal {
+            span.record("reason", refusal.code());
+        }
+        span.record("idempotent_replay", answer.idempotent_replay);
+        Ok(convert::response(&answer, &scan.scan_id))
+    }
+    .instrument(span)
+    .await
+}
+
+#[tonic::async_trait]
+impl VerifierService for VerifierApi {
+    async fn verify(
+        &self,
+        request: Request<VerifyRequest>,
+    ) -> Result<Response<VerifyResponse>, Status> {
+        let deadline = Deadline::of(&request);
+        let gate = gate_of(&request).map_err(IntoStatus::into_status)?;
+        decide(&self.verifier, &gate, request.into_inner(), deadline)
+            .await
+            .map(Response::new)
+            .map_err(IntoStatus::into_status)
+    }
+
+    type VerifyStreamStream = VerifyResponses;
+
+    async fn verify_stream(
+        &self,
+        request: Request<Streaming<VerifyStreamRequest>>,
+    ) -> Result<Response<Self::VerifyStreamStream>, Status> {
+        let gate = Arc::<str>::from(gate_of(&request).map_err(IntoStatus::into_status)?);
+        let verifier = self.verifier.clone();
+        let responses = request
+            .into_inner()
+            .map(move |message| {
+                let (verifier, gate) = (verifier.clone(), gate.clone());
+                async move {
+                    let message = message?;
+                    let request = message
+                        .request
+                        .ok_or(VerifierError::MissingRequest)
+                        .map_err(IntoStatus::into_status)?;
+                    // Each scan is bounded by the replay store's own timeout; the
+                    // stream's deadline is the stream's, not a scan's.
+                    decide(&verifier, &gate, request, None)
+                        .await
+                        .map(|response| VerifyStreamResponse {
+                            response: Some(response),
+                        })
+                        .map_err(IntoStatus::into_status)
+                }
+            })
+            .buffer_unordered(STREAM_CONCURRENCY);
+        Ok(Response::new(Box::pin(responses)))
+    }
+}

@@ -1,0 +1,505 @@
+//! The replay store's contract, run against every backend: memory, a real Redis (the one
+//! `./scripts/test` starts) and a real Redis Cluster of three primaries that each test
+//! starts on loopback with `redis-server` and `redis-cli --cluster create` (installed
+//! with Redis by `./scripts/test`). These tests fail, never skip, without them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use citypass_token::CodeKind;
+use citypass_verifier::{
+    Basis, Mark, MemoryReplayStore, Outcome, RedisReplayStore, ReplayStore, StoredAnswer, Use,
+};
+
+const NOW: u64 = 1_800_000_000;
+
+fn answer(epoch: u64) -> StoredAnswer {
+    StoredAnswer {
+        code_kind: CodeKind::Online,
+        basis: Basis {
+            revocation_epoch: epoch,
+            revocation_age: Some(Duration::from_millis(250)),
+            key_set_age: Some(Duration::from_secs(3)),
+        },
+        decided_at: NOW,
+    }
+}
+
+fn fingerprint(n: u64) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out[..8].copy_from_slice(&n.to_be_bytes());
+    out
+}
+
+fn token(n: u64) -> Mark {
+    let mut cti = [0u8; 16];
+    cti[..8].copy_from_slice(&n.to_be_bytes());
+    cti[8] = 0xA5;
+    Mark::Token { cti }
+}
+
+/// One use of code `n` (online unless `mark` says otherwise) at `gate` as `scan`.
+fn used<'a>(gate: &'a str, scan: &'a str, n: u64, mark: Mark, epoch: u64) -> Use<'a> {
+    Use {
+        gate_id: gate,
+        scan_id: scan,
+        fingerprint: fingerprint(n),
+        mark,
+        forget_at: NOW + 90,
+        answer: answer(epoch),
+    }
+}
+
+async fn record(store: &dyn ReplayStore, used: Use<'_>) -> Outcome {
+    store
+        .record(used, NOW, None)
+        .await
+        .expect("the store answers")
+}
+
+async fn memory() -> Arc<dyn ReplayStore> {
+    Arc::new(MemoryReplayStore::new(100_000))
+}
+
+async fn redis_at(prefix: &str) -> Arc<dyn ReplayStore> {
+    let client = redis::Client::open(citypass_testkit::redis_url()).expect("a Redis URL");
+    Arc::new(
+        RedisReplayStore::connect(client, prefix, Duration::from_secs(5))
+            .await
+            .expect("the test Redis answers"),
+    )
+}
+
+async fn redis() -> Arc<dyn ReplayStore> {
+    redis_at(&citypass_testkit::unique("citypass:test:verifier:")).await
+}
+
+/// A Redis Cluster of three primaries on free loopback ports, stopped when dropped.
+struct LocalCluster {
+    nodes: Vec<String>,
+    servers: Vec<std::process::Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl LocalCluster {
+    async fn start() -> LocalCluster {
+        let dir = tempfile::tempdir().unwrap();
+        // Three client ports and three cluster-bus ports (named, rather than port +
+        // 10 000, which may not exist for an ephemeral port).
+        let free: Vec<u16> = (0..6)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|listener| listener.local_addr().unwrap().port())
+            .collect();
+        let (ports, buses) = free.split_at(3);
+        let mut servers = Vec::new();
+        for (port, bus) in ports.iter().zip(buses) {
+            let node_dir = dir.path().join(port.to_string());
+            std::fs::create_dir(&node_dir).unwrap();
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--cluster-port", &bus.to_string()])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .arg("--dir")
+                .arg(&node_dir)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server runs (./scripts/test installs it)");
+            servers.push(child);
+        }
+        let nodes: Vec<String> = ports
+            .iter()
+            .map(|port| format!("redis://127.0.0.1:{port}/"))
+            .collect();
+        let cluster = LocalCluster {
+            nodes,
+            servers,
+            _dir: dir,
+        };
+        for node in &cluster.nodes {
+            wait_for(node, "PING", |reply| reply == "PONG").await;
+        }
+        let created = std::process::Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(ports.iter().map(|port| format!("127.0.0.1:{port}")))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("redis-cli runs");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        for node in &cluster.nodes {
+            wait_for(node, "CLUSTER INFO", |reply| {
+                reply.contains("cluster_state:ok")
+            })
+            .await;
+        }
+        cluster
+    }
+
+    /// Keys held by each primary.
+    async fn keys_per_node(&self) -> Vec<i64> {
+        let mut counts = Vec::new();
+        for node in &self.nodes {
+            let client = redis::Client::open(node.as_str()).unwrap();
+            let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+            counts.push(
+                redis::cmd("DBSIZE")
+                    .query_async::<i64>(&mut connection)
+                    .await
+                    .unwrap(),
+            );
+        }
+        counts
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for server in &mut self.servers {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+    }
+}
+
+/// Waits (up to 30 s) until `command` at `node` answers as `ok` says.
+async fn wait_for(node: &str, command: &str, ok: impl Fn(&str) -> bool) {
+    let client = redis::Client::open(node).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut connection) = client.get_multiplexed_async_connection().await {
+            let mut words = command.split(' ');
+            let mut cmd = redis::cmd(words.next().unwrap());
+            for word in words {
+                cmd.arg(word);
+            }
+            if let Ok(reply) = cmd.query_async::<String>(&mut connection).await
+                && ok(&reply)
+            {
+                return;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{node} never answered {command} as expected"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A store on a fresh local cluster, which lives as long as the store does.
+struct OnCluster {
+    store: RedisReplayStore,
+    _cluster: LocalCluster,
+}
+
+impl ReplayStore for OnCluster {
+    fn record<'a>(
+        &'a self,
+        used: Use<'a>,
+        now: u64,
+        deadline: Option<citypass_runtime::Deadline>,
+    ) -> futures::future::BoxFuture<'a, Result<Outcome, citypass_verifier::ReplayError>> {
+        self.store.record(used, now, deadline)
+    }
+}
+
+async fn cluster_store(cluster: &LocalCluster) -> RedisReplayStore {
+    RedisReplayStore::connect_cluster(
+        &cluster.nodes,
+        citypass_testkit::unique("citypass:test:verifier:"),
+        Duration::from_secs(5),
+        None,
+    )
+    .await
+    .expect("the local cluster answers")
+}
+
+async fn cluster() -> Arc<dyn ReplayStore> {
+    let cluster = LocalCluster::start().await;
+    Arc::new(OnCluster {
+        store: cluster_store(&cluster).await,
+        _cluster: cluster,
+    })
+}
+
+/// Runs `$case` against each backend.
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod memory_backend {
+            $(#[tokio::test] async fn $case() { super::$case(super::memory().await).await })*
+        }
+        mod redis_backend {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::redis().await).await })*
+        }
+        mod cluster_backend {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::cluster().await).await })*
+        }
+    };
+}
+
+contract!(
+    first_use_wins_and_another_gate_is_a_replay,
+    a_retry_gets_the_first_answer_back,
+    another_code_under_a_used_scan_id_conflicts_and_stays_unused,
+    offline_counters_only_go_up_and_retries_are_answered,
+    codes_presented_at_two_gates_concurrently_are_allowed_once,
+);
+
+async fn first_use_wins_and_another_gate_is_a_replay(store: Arc<dyn ReplayStore>) {
+    let store = store.as_ref();
+    assert_eq!(
+        record(store, used("gate-a", "s1", 1, token(1), 7)).await,
+        Outcome::First
+    );
+    assert_eq!(
+        record(store, used("gate-b", "s1", 1, token(1), 7)).await,
+        Outcome::Replayed
+    );
+    assert_eq!(
+        record(store, used("gate-a", "s2", 1, token(1), 7)).await,
+        Outcome::Replayed,
+        "the same gate with another scan id is a replay too"
+    );
+    assert_eq!(
+        record(store, used("gate-b", "s3", 2, token(2), 7)).await,
+        Outcome::First,
+        "another code is not touched"
+    );
+}
+
+async fn a_retry_gets_the_first_answer_back(store: Arc<dyn ReplayStore>) {
+    let store = store.as_ref();
+    assert_eq!(
+        record(store, used("gate-a", "s1", 1, token(1), 7)).await,
+        Outcome::First
+    );
+    // The retry carries a later epoch; the answer is the first one.
+    assert_eq!(
+        record(store, used("gate-a", "s1", 1, token(1), 9)).await,
+        Outcome::Retry(answer(7))
+    );
+    assert_eq!(
+        record(store, used("gate-a", "s1", 1, token(1), 9)).await,
+        Outcome::Retry(answer(7)),
+        "every retry, not only the first"
+    );
+    assert_eq!(
+        record(store, used("gate-b", "s1", 1, token(1), 9)).await,
+        Outcome::Replayed
+    );
+}
+
+async fn another_code_under_a_used_scan_id_conflicts_and_stays_unused(store: Arc<dyn ReplayStore>) {
+    let store = store.as_ref();
+    assert_eq!(
+        record(store, used("gate-a", "s1", 1, token(1), 7)).await,
+        Outcome::First
+    );
+    assert_eq!(
+        record(store, used("gate-a", "s1", 2, token(2), 7)).await,
+        Outcome::ScanIdConflict
+    );
+    assert_eq!(
+        record(store, used("gate-a", "s2", 2, token(2), 7)).await,
+        Outcome::First,
+        "the conflicting code was not burned"
+    );
+}
+
+async fn offline_counters_only_go_up_and_retries_are_answered(store: Arc<dyn ReplayStore>) {
+    let store = store.as_ref();
+    let serial = [7u8; 16];
+    let offline = |counter| Mark::Offline { serial, counter };
+    let mut first = used("gate-a", "s1", 10, offline(5), 7);
+    first.answer.code_kind = CodeKind::Offline;
+    assert_eq!(record(store, first).await, Outcome::First);
+    assert_eq!(
+        record(store, used("gate-b", "s1", 11, offline(4), 7)).await,
+        Outcome::CounterReplay
+    );
+    assert_eq!(
+        record(store, used("gate-b", "s2", 12, offline(5), 7)).await,
+        Outcome::Replayed,
+        "a second code with the same counter is a copy"
+    );
+    let mut retry = first;
+    retry.answer.basis.revocation_epoch = 99;
+    assert_eq!(record(store, retry).await, Outcome::Retry(first.answer));
+    assert_eq!(
+        record(store, used("gate-b", "s3", 13, offline(u64::MAX), 7)).await,
+        Outcome::First,
+        "counters compare as numbers all the way up"
+    );
+    assert_eq!(
+        record(store, used("gate-b", "s4", 14, offline(6), 7)).await,
+        Outcome::CounterReplay
+    );
+    let mut retry = first;
+    retry.answer.basis.revocation_epoch = 100;
+    assert_eq!(
+        record(store, retry).await,
+        Outcome::Retry(first.answer),
+        "an earlier scan's retry still gets its answer after a newer counter"
+    );
+}
+
+/// How many codes the concurrency case presents, each at two gates at once.
+const CODES: u64 = 10_000;
+
+async fn codes_presented_at_two_gates_concurrently_are_allowed_once(store: Arc<dyn ReplayStore>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for gate in ["gate-a", "gate-b"] {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let mut uses = futures::stream::iter(0..CODES)
+                .map(|n| {
+                    let store = store.clone();
+                    async move {
+                        let scan = format!("scan-{n}");
+                        store
+                            .record(used(gate, &scan, n, token(n), 1), NOW, None)
+                            .await
+                            .expect("the store answers")
+                    }
+                })
+                .buffered(64);
+            let mut outcomes = Vec::with_capacity(CODES as usize);
+            while let Some(outcome) = uses.next().await {
+                outcomes.push(outcome);
+            }
+            outcomes
+        });
+    }
+    let a = tasks.join_next().await.unwrap().unwrap();
+    let b = tasks.join_next().await.unwrap().unwrap();
+    let mut firsts = 0;
+    for (x, y) in a.iter().zip(&b) {
+        let allowed = [x, y].iter().filter(|o| ***o == Outcome::First).count();
+        let replayed = [x, y].iter().filter(|o| ***o == Outcome::Replayed).count();
+        assert_eq!((allowed, replayed), (1, 1), "one use per code: {x:?} {y:?}");
+        firsts += allowed;
+    }
+    assert_eq!(firsts as u64, CODES);
+}
+
+use futures::StreamExt as _;
+
+/// A verifier restarted between a gate's first try and its retry: a new store on the
+/// same Redis gives the retry its first answer, never a false replay.
+#[tokio::test]
+async fn a_retry_after_a_restart_gets_the_first_answer() {
+    let prefix = citypass_testkit::unique("citypass:test:verifier:");
+    let before = redis_at(&prefix).await;
+    assert_eq!(
+        record(before.as_ref(), used("gate-a", "s1", 1, token(1), 7)).await,
+        Outcome::First
+    );
+    drop(before);
+    let after = redis_at(&prefix).await;
+    assert_eq!(
+        record(after.as_ref(), used("gate-a", "s1", 1, token(1), 8)).await,
+        Outcome::Retry(answer(7))
+    );
+}
+
+/// Keys carry the mark's hash tag, so a cluster spreads marks by code and each script
+/// touches one slot.
+#[tokio::test]
+async fn keys_are_hash_tagged_by_their_mark() {
+    let client = redis::Client::open(citypass_testkit::redis_url()).unwrap();
+    let store = RedisReplayStore::connect(client, "p:", Duration::from_secs(5))
+        .await
+        .unwrap();
+    use citypass_verifier::replay::Key;
+    assert_eq!(
+        store.key(Key::Mark(Mark::Token { cti: [0xab; 16] })),
+        format!("p:{{t:{}}}", "ab".repeat(16))
+    );
+    assert_eq!(
+        store.key(Key::Mark(Mark::Offline {
+            serial: [1; 16],
+            counter: 3
+        })),
+        format!("p:{{o:{}}}", "01".repeat(16)),
+        "every counter of a certificate on one key"
+    );
+    assert!(store.key(Key::Scan(&[2; 16])).starts_with("p:{s:"));
+}
+
+/// A store that does not answer within the deadline is an error (the decision then
+/// fails closed), not a wait.
+#[tokio::test]
+async fn a_redis_that_does_not_answer_is_an_error_within_the_deadline() {
+    // A listener that accepts and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+    let started = std::time::Instant::now();
+    match RedisReplayStore::connect(client, "p:", Duration::from_millis(300)).await {
+        Err(_) => {}
+        Ok(store) => {
+            let deadline = citypass_runtime::Deadline::after(Duration::from_millis(300));
+            let result = store
+                .record(used("gate-a", "s1", 1, token(1), 7), NOW, Some(deadline))
+                .await;
+            assert!(
+                result.is_err(),
+                "a silent Redis decides nothing: {result:?}"
+            );
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(30));
+    silent.abort();
+}
+
+/// On the cluster, marks spread over every primary (keys are hashed by the mark), and a
+/// retry still finds its answer on the mark's shard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marks_spread_over_the_clusters_shards() {
+    let cluster = LocalCluster::start().await;
+    let store = cluster_store(&cluster).await;
+    for n in 0..300 {
+        let scan = format!("scan-{n}");
+        assert_eq!(
+            store
+                .record(used("gate-a", &scan, n, token(n), 1), NOW, None)
+                .await
+                .unwrap(),
+            Outcome::First
+        );
+    }
+    let counts = cluster.keys_per_node().await;
+    assert_eq!(
+        counts.iter().sum::<i64>(),
+        600,
+        "a mark and a scan claim per code"
+    );
+    assert!(
+        counts.iter().all(|count| *count > 50),
+        "every shard holds marks: {counts:?}"
+    );
+    assert_eq!(
+        store
+            .record(used("gate-a", "scan-7", 7, token(7), 2), NOW, None)
+            .await
+            .unwrap(),
+        Outcome::Retry(answer(1))
+    );
+}

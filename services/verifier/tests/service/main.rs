@@ -1,0 +1,7 @@
+//! The verifier as it runs: built by `build(config)`, served over mutual TLS on
+//! loopback, following a real revocation service, with a real Redis for its marks.
+
+mod decisions;
+mod key_set;
+mod revocation;
+mod support;

@@ -1,0 +1,100 @@
+//! The gate decision end to end: a citizen's app (enrol, bind, code, certificate,
+//! offline code) against the stack, and the stack's verifier deciding at its gates
+//! over mutual TLS; a device revocation reaches the verifier through its follower.
+//! Identity and the revocation log on PostgreSQL, marks and the stream in Redis.
+
+use citypass_e2e::{TestStack, dev_ring, within};
+use citypass_proto::v1::{
+    self as pb, RevocationReason, RevokeRequest, TargetKind, VerifyRequest, VerifyResponse,
+};
+
+fn scan(gate: &str, scene: pb::Scene, scan_id: &str, code: &str) -> VerifyRequest {
+    VerifyRequest {
+        gate_id: gate.to_owned(),
+        scene: scene as i32,
+        scan_id: scan_id.to_owned(),
+        qr_text: code.to_owned(),
+        ..VerifyRequest::default()
+    }
+}
+
+async fn decide(t: &TestStack, gate: &str, request: VerifyRequest) -> VerifyResponse {
+    let mut client = t.verifier(gate).await;
+    within("verify", client.verify(request))
+        .await
+        .expect("an answer")
+        .into_inner()
+}
+
+fn reason(response: &VerifyResponse) -> pb::DenyReason {
+    assert_eq!(response.decision(), pb::Decision::Deny, "{response:?}");
+    response.deny_reason()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_citizens_codes_open_the_stacks_gates_once_and_a_revoked_device_stops_them() {
+    let t = TestStack::with_ring(&dev_ring()).await;
+    let mut app = t.citizen("王小明").await;
+    let (_, device_id) = citypass_e2e::ids(&app);
+
+    // An online code at a metro entry: opens once; at the exit it is a replay.
+    let code = within("code", app.code(false))
+        .await
+        .expect("a code")
+        .qr_text;
+    let m = pb::Scene::Metro;
+    let opened = decide(&t, "metro-entry-1", scan("metro-entry-1", m, "e-1", &code)).await;
+    assert_eq!(opened.decision(), pb::Decision::Allow, "{opened:?}");
+    assert_eq!(opened.code_kind(), pb::CodeKind::Online);
+    let retried = decide(&t, "metro-entry-1", scan("metro-entry-1", m, "e-1", &code)).await;
+    assert_eq!(retried.decision(), pb::Decision::Allow);
+    assert!(retried.idempotent_replay);
+    let again = decide(&t, "metro-exit-1", scan("metro-exit-1", m, "x-1", &code)).await;
+    assert_eq!(reason(&again), pb::DenyReason::Replayed);
+
+    // An offline code at a scenic gate.
+    within("certificate", app.certificate())
+        .await
+        .expect("certified");
+    let offline = app.offline_code(60).expect("an offline code");
+    let s = pb::Scene::Scenic;
+    let opened = decide(
+        &t,
+        "scenic-gate-1",
+        scan("scenic-gate-1", s, "p-1", &offline),
+    )
+    .await;
+    assert_eq!(opened.decision(), pb::Decision::Allow, "{opened:?}");
+    assert_eq!(opened.code_kind(), pb::CodeKind::Offline);
+
+    // The device is lost: its certificate is revoked with it, and once the verifier's
+    // follower has the entries its next offline code is refused, naming the epoch.
+    let mut revocation = t.revocation().await;
+    let response = within(
+        "revoke the device",
+        revocation.revoke(RevokeRequest {
+            target_kind: TargetKind::Device.into(),
+            target_id: device_id,
+            reason: RevocationReason::DeviceLost.into(),
+            ..RevokeRequest::default()
+        }),
+    )
+    .await
+    .expect("acknowledged")
+    .into_inner();
+    let epoch = response
+        .cascaded
+        .iter()
+        .map(|entry| entry.epoch)
+        .max()
+        .expect("the certificate was revoked with the device");
+    within(
+        "the verifier's follower applies the revocation",
+        t.stack.verifier_revocations.wait_for_epoch(epoch),
+    )
+    .await;
+    let after = app.offline_code(60).expect("an offline code");
+    let refused = decide(&t, "scenic-gate-1", scan("scenic-gate-1", s, "p-2", &after)).await;
+    assert_eq!(reason(&refused), pb::DenyReason::CertificateRevoked);
+    assert!(refused.revocation_epoch >= epoch, "{refused:?}");
+}
