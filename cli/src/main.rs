@@ -58,6 +58,9 @@ enum Command {
     /// Inspect or verify codes.
     #[command(subcommand)]
     Token(commands::token::TokenCommand),
+    /// A gate scanner: scan a code at a running verifier with a gate's certificate.
+    #[command(subcommand)]
+    Gate(commands::gate::GateCommand),
     /// Generate and rotate issuer keys.
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
@@ -111,6 +114,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::App(args) => done(commands::app::run(args)),
         Command::Admin(args) => done(commands::admin::run(args)),
         Command::Token(cmd) => commands::token::run(cmd),
+        Command::Gate(cmd) => commands::gate::run(cmd),
         Command::Keys(cmd) => done(commands::keys::run(cmd)),
         Command::Pki(cmd) => done(commands::pki::run(cmd)),
         Command::Completions { shell } => {

@@ -20,7 +20,9 @@ struct Urls {
     identity: String,
     issuer: String,
     revocation: String,
+    verifier: String,
     pki: std::path::PathBuf,
+    gates: std::path::PathBuf,
 }
 
 /// Starts `citypass dev` on ephemeral ports and returns it with its URLs.
@@ -49,8 +51,14 @@ fn start_dev(keys_dir: &std::path::Path) -> (Dev, Urls) {
         }
     });
     let dev = Dev(child);
-    let (mut identity, mut issuer, mut revocation, mut demo_qr) = (None, None, None, false);
-    while identity.is_none() || issuer.is_none() || revocation.is_none() || !demo_qr {
+    let (mut identity, mut issuer, mut revocation, mut verifier, mut demo_qr) =
+        (None, None, None, None, false);
+    while identity.is_none()
+        || issuer.is_none()
+        || revocation.is_none()
+        || verifier.is_none()
+        || !demo_qr
+    {
         let line = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("citypass dev prints its addresses and a demo code");
@@ -61,6 +69,8 @@ fn start_dev(keys_dir: &std::path::Path) -> (Dev, Urls) {
             issuer = url;
         } else if line.trim_start().starts_with("revocation") {
             revocation = url;
+        } else if line.trim_start().starts_with("verifier") {
+            verifier = url;
         } else if line.contains('▀') {
             demo_qr = true;
         }
@@ -69,7 +79,9 @@ fn start_dev(keys_dir: &std::path::Path) -> (Dev, Urls) {
         identity: identity.unwrap_or_default(),
         issuer: issuer.unwrap_or_default(),
         revocation: revocation.unwrap_or_default(),
+        verifier: verifier.unwrap_or_default(),
         pki: keys_dir.join("pki"),
+        gates: keys_dir.join("verifier").join("gates.yaml"),
     };
     (dev, urls)
 }
@@ -129,6 +141,25 @@ fn a_newcomer_gets_online_and_offline_codes_from_citypass_dev() {
     ]));
     assert!(code.contains("QR version 9"), "{code}");
     assert!(png.is_file());
+    // The newcomer's second command: the code's PNG scanned at a sample gate of
+    // `citypass dev`, with that gate's certificate. It opens once.
+    let scan = || {
+        Command::new(env!("CARGO_BIN_EXE_citypass"))
+            .args(["gate", "scan", "--gate", "metro-entry-1"])
+            .args(["--verifier-url", &urls.verifier, "--pki-dir"])
+            .arg(&urls.pki)
+            .arg("--gates")
+            .arg(&urls.gates)
+            .arg(&png)
+            .output()
+            .expect("run citypass gate scan")
+    };
+    let opened = ok(scan());
+    assert!(opened.starts_with("ALLOW"), "{opened}");
+    let again = scan();
+    assert_eq!(again.status.code(), Some(1), "a DENY exits 1");
+    let again = String::from_utf8_lossy(&again.stdout);
+    assert!(again.starts_with("DENY replayed"), "{again}");
     // As JSON: the code and its times as RFC 3339 and Unix seconds, no QR, nothing else.
     let code = json(&ok(run(&["code", "--json"])));
     assert!(code["code"].as_str().unwrap().starts_with("CP1:"), "{code}");

@@ -5,6 +5,7 @@ pub mod app;
 pub mod clock;
 pub mod demo;
 pub mod dev;
+pub mod gate;
 pub mod keys;
 pub mod pki;
 pub mod token;

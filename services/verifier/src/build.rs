@@ -139,7 +139,7 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
         rules,
         keys.clone(),
         gates.clone(),
-        revocations.clone(),
+        Arc::new(revocations.clone()),
         replay,
     )
     .keeping(follower.clone());

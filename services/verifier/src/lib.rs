@@ -45,4 +45,4 @@ pub use replay::{
     Mark, MemoryReplayStore, Outcome, RedisReplayStore, ReplayError, ReplayStore, StoredAnswer, Use,
 };
 pub use service::VerifierApi;
-pub use verify::{Rules, Verifier};
+pub use verify::{FixedRevocations, Revocations, Rules, Verifier};

@@ -31,8 +31,11 @@
 //! the shards of a cluster by code, and no script needs two slots. Keys hold no personal
 //! data: random code ids, hashes, and the stored answer (decision, kind, epoch, ages).
 //!
-//! Marks live until the code expires plus the skew (an offline certificate's counters
-//! until the certificate does): after that the code fails on time anyway.
+//! Marks live until the code expires plus twice the skew (an offline certificate's
+//! counters until the certificate does, plus as much): the verifier accepts a code up
+//! to and including the second `exp + skew` by its own clock, and Redis, whose clock
+//! expires the mark, may run ahead of it by up to the skew. `forget_at` is the last
+//! second a mark is kept, whole (Redis: `PEXPIREAT (forget_at + 1) × 1000`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -77,7 +80,7 @@ pub struct Use<'a> {
     pub fingerprint: [u8; 32],
     /// The code's mark.
     pub mark: Mark,
-    /// When the mark may be forgotten (Unix seconds).
+    /// The last second (Unix, inclusive) the mark must be kept.
     pub forget_at: u64,
     /// The answer to store with the mark.
     pub answer: StoredAnswer,
@@ -491,7 +494,12 @@ impl RedisReplayStore {
 
     async fn record_now(&self, used: &Use<'_>) -> Result<Outcome, ReplayError> {
         let owner = owner(used.gate_id, used.scan_id);
-        let forget_at_ms = used.forget_at.saturating_mul(1000).to_string();
+        // `forget_at` is the last second the mark is needed, whole: expire at its end.
+        let forget_at_ms = used
+            .forget_at
+            .saturating_add(1)
+            .saturating_mul(1000)
+            .to_string();
         let mut claim = redis::cmd("EVAL");
         claim
             .arg(CLAIM_SCAN)

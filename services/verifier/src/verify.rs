@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use citypass_gate::{DenyReason, Presented, check_code, check_revocation};
-use citypass_revocation_follow::{Follower, RevocationView};
+use citypass_revocation_follow::{Follower, Freshness, RevocationSet, RevocationView};
 use citypass_runtime::Deadline;
 use citypass_token::{kind_of, sha256, unix_now};
 
@@ -38,6 +38,52 @@ use crate::key_set::Keys;
 use crate::metrics::Metrics;
 use crate::model::{Answer, Basis, Direction, Refusal, Scan};
 use crate::replay::{Mark, Outcome, ReplayStore, StoredAnswer, Use};
+
+/// Where the revocation step reads from: the follower's set ([`RevocationView`]) in
+/// the service, a fixed set ([`FixedRevocations`]) in benches.
+pub trait Revocations: Send + Sync + 'static {
+    /// The epoch and age of the data now.
+    fn freshness(&self) -> Freshness;
+    /// [`check_revocation`] on the data, with the freshness of what it read.
+    fn check(&self, presented: &Presented) -> (Result<(), DenyReason>, Freshness);
+}
+
+impl Revocations for RevocationView {
+    fn freshness(&self) -> Freshness {
+        RevocationView::freshness(self)
+    }
+
+    fn check(&self, presented: &Presented) -> (Result<(), DenyReason>, Freshness) {
+        self.decide(|set| check_revocation(presented, set))
+    }
+}
+
+/// A set that never changes and is always fresh: for benches and tests without a
+/// revocation service, never in a running configuration.
+#[derive(Debug, Default)]
+pub struct FixedRevocations {
+    set: RevocationSet,
+}
+
+impl FixedRevocations {
+    /// Decides with `set`.
+    pub fn new(set: RevocationSet) -> Self {
+        FixedRevocations { set }
+    }
+}
+
+impl Revocations for FixedRevocations {
+    fn freshness(&self) -> Freshness {
+        Freshness {
+            epoch: self.set.epoch(),
+            age: Some(Duration::ZERO),
+        }
+    }
+
+    fn check(&self, presented: &Presented) -> (Result<(), DenyReason>, Freshness) {
+        (check_revocation(presented, &self.set), self.freshness())
+    }
+}
 
 /// What the decision needs besides its sources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +99,7 @@ pub struct Verifier {
     rules: Rules,
     keys: Arc<Keys>,
     gates: Arc<Gates>,
-    revocations: RevocationView,
+    revocations: Arc<dyn Revocations>,
     replay: Arc<dyn ReplayStore>,
     /// The follower behind `revocations`, kept running as long as the verifier lives.
     _follower: Option<Arc<Follower>>,
@@ -64,7 +110,7 @@ impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Verifier")
             .field("rules", &self.rules)
-            .field("revocations", &self.revocations)
+            .field("revocations", &self.revocations.freshness())
             .finish_non_exhaustive()
     }
 }
@@ -75,7 +121,7 @@ impl Verifier {
         rules: Rules,
         keys: Arc<Keys>,
         gates: Arc<Gates>,
-        revocations: RevocationView,
+        revocations: Arc<dyn Revocations>,
         replay: Arc<dyn ReplayStore>,
     ) -> Self {
         Verifier {
@@ -107,7 +153,7 @@ impl Verifier {
     }
 
     /// The revocation data decided with.
-    pub fn revocations(&self) -> &RevocationView {
+    pub fn revocations(&self) -> &Arc<dyn Revocations> {
         &self.revocations
     }
 
@@ -166,9 +212,7 @@ impl Verifier {
             Err(reason) => return Ok(answer(Some(reason.into()), basis)),
         };
 
-        let (revoked, freshness) = self
-            .revocations
-            .decide(|set| check_revocation(&presented, set));
+        let (revoked, freshness) = self.revocations.check(&presented);
         basis.revocation_epoch = freshness.epoch;
         basis.revocation_age = freshness.age;
         if let Err(reason) = revoked {
@@ -181,10 +225,14 @@ impl Verifier {
             ));
         }
 
+        // Kept a skew longer than the code can be accepted: the store's clock (Redis)
+        // may run ahead of this one by up to the skew (see `replay`).
         let (mark, forget_at) = match &presented {
             Presented::Online { cti, .. } => (
                 Mark::Token { cti: *cti },
-                presented.forget_at(self.rules.skew),
+                presented
+                    .forget_at(self.rules.skew)
+                    .saturating_add(self.rules.skew),
             ),
             Presented::Offline {
                 serial,
@@ -196,7 +244,7 @@ impl Verifier {
                     serial: *serial,
                     counter: *counter,
                 },
-                certificate_exp.saturating_add(self.rules.skew),
+                certificate_exp.saturating_add(2 * self.rules.skew),
             ),
         };
         let kind = presented.kind();

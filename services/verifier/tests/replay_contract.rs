@@ -254,7 +254,40 @@ contract!(
     another_code_under_a_used_scan_id_conflicts_and_stays_unused,
     offline_counters_only_go_up_and_retries_are_answered,
     codes_presented_at_two_gates_concurrently_are_allowed_once,
+    review_a_mark_outlives_the_last_second_its_code_is_accepted,
 );
+
+/// Review of the verifier (replay window): a code is accepted up to and including the
+/// second `forget_at`, so its mark must outlive that whole second. Redis expired it at
+/// the second's start (`PEXPIREAT forget_at × 1000`), which let the code be used again
+/// at any number of gates during its last accepted second.
+async fn review_a_mark_outlives_the_last_second_its_code_is_accepted(store: Arc<dyn ReplayStore>) {
+    let store = store.as_ref();
+    let ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("a clock after 1970")
+            .as_millis()
+    };
+    // Start early in a second, so that both uses fall inside it even on a busy machine.
+    while ms() % 1000 > 300 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let now = u64::try_from(ms() / 1000).expect("seconds fit");
+    let last_second = |gate| Use {
+        forget_at: now,
+        ..used(gate, "s1", 1, token(1), 7)
+    };
+    let first = store
+        .record(last_second("gate-a"), now, None)
+        .await
+        .unwrap();
+    let second = store
+        .record(last_second("gate-b"), now, None)
+        .await
+        .unwrap();
+    assert_eq!((first, second), (Outcome::First, Outcome::Replayed));
+}
 
 async fn first_use_wins_and_another_gate_is_a_replay(store: Arc<dyn ReplayStore>) {
     let store = store.as_ref();

@@ -1,0 +1,208 @@
+//! `citypass gate`: a gate scanner simulator against a running verifier.
+//!
+//! `citypass gate scan --gate metro-entry-1 code.png` reads the QR from the PNG (or
+//! takes the code text, or a file holding it), calls Verify with the gate's own
+//! certificate (`keys/dev/pki/gate-<id>/`, made by `citypass dev` for its sample gates,
+//! or by `citypass pki issue gate`), and prints the decision as a gate's display would.
+//! The scene is the gate's, from the verifier's registry file unless `--scene` says.
+//! Exit status: 0 ALLOW, 1 DENY, 2 an error.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use citypass_proto::v1::verifier_service_client::VerifierServiceClient;
+use citypass_proto::v1::{self as pb, VerifyRequest};
+use citypass_runtime::{Tls, TlsConfig, UpstreamConfig};
+use citypass_token::{SecureRandom as _, SystemRandom, kind_of};
+
+use super::dev::VERIFIER_PORT;
+use super::token::DENIED;
+
+#[derive(clap::Subcommand)]
+pub enum GateCommand {
+    /// Scan a code at a gate: prints ALLOW or DENY <reason>.
+    Scan {
+        /// The gate's id (its certificate is in <pki-dir>/gate-<id>/).
+        #[arg(long)]
+        gate: String,
+        /// A PNG of the QR, a file holding the code text, or the code text itself.
+        code: String,
+        /// The scene to ask for (default: the gate's, from the registry file).
+        #[arg(long)]
+        scene: Option<String>,
+        /// Metro only: entry or exit (default: the gate's direction).
+        #[arg(long)]
+        direction: Option<String>,
+        /// The scan's id (default: a fresh random one; repeat one to retry a scan).
+        #[arg(long)]
+        scan_id: Option<String>,
+        /// The verifier.
+        #[arg(long, env = "CITYPASS_CLI_VERIFIER_URL", default_value_t = format!("https://127.0.0.1:{VERIFIER_PORT}"))]
+        verifier_url: String,
+        /// The dev PKI directory holding the gate's certificate.
+        #[arg(long, default_value = "keys/dev/pki")]
+        pki_dir: PathBuf,
+        /// The verifier's gate registry, for the gate's scene.
+        #[arg(long, default_value = "keys/dev/verifier/gates.yaml")]
+        gates: PathBuf,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(cmd: GateCommand) -> anyhow::Result<ExitCode> {
+    let GateCommand::Scan {
+        gate,
+        code,
+        scene,
+        direction,
+        scan_id,
+        verifier_url,
+        pki_dir,
+        gates,
+        json,
+    } = cmd;
+    let text = read_code(&code)?;
+    let scene = match scene {
+        Some(name) => citypass_token::Scene::from_name(&name)
+            .with_context(|| format!("unknown scene {name}"))?,
+        None => {
+            let registry = std::fs::read_to_string(&gates)
+                .with_context(|| format!("reading {} (or pass --scene)", gates.display()))?;
+            citypass_verifier::Registry::parse(&registry)?
+                .get(&gate)
+                .map(|g| g.scene)
+                .with_context(|| format!("{gate} is not in {} (pass --scene)", gates.display()))?
+        }
+    };
+    let direction = match direction.as_deref() {
+        None => pb::Direction::Unspecified,
+        Some("entry") => pb::Direction::Entry,
+        Some("exit") => pb::Direction::Exit,
+        Some(other) => anyhow::bail!("direction {other}: entry or exit"),
+    };
+    let scan_id = match scan_id {
+        Some(id) => id,
+        None => {
+            let mut bytes = [0u8; 16];
+            SystemRandom::new()
+                .fill(&mut bytes)
+                .map_err(|_| anyhow::anyhow!("no randomness"))?;
+            hex::encode(bytes)
+        }
+    };
+    let tls = Tls::from_files(&TlsConfig::in_dir(&pki_dir.join(format!("gate-{gate}"))))
+        .with_context(|| format!("the certificate of gate {gate} in {}", pki_dir.display()))?;
+    let request = VerifyRequest {
+        gate_id: gate.clone(),
+        scene: citypass_proto::scene::to_api(scene),
+        scan_id: scan_id.clone(),
+        qr_text: text,
+        direction: direction as i32,
+        ..VerifyRequest::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let response = runtime.block_on(async {
+        let channel = UpstreamConfig::new(verifier_url.clone())
+            .channel(Some(&tls))
+            .context("the verifier's URL")?;
+        VerifierServiceClient::new(channel)
+            .verify(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| {
+                anyhow::anyhow!(
+                    "Verify at {verifier_url}: {:?} {}",
+                    status.code(),
+                    status.message()
+                )
+            })
+    })?;
+    let allowed = response.decision() == pb::Decision::Allow;
+    let reason = if allowed {
+        String::new()
+    } else {
+        response
+            .deny_reason()
+            .as_str_name()
+            .trim_start_matches("DENY_REASON_")
+            .to_ascii_lowercase()
+    };
+    let age = |d: Option<citypass_proto::prost_types::Duration>| {
+        d.map(|d| d.seconds as f64 + f64::from(d.nanos) / 1e9)
+    };
+    if json {
+        let line = serde_json::json!({
+            "gate": gate,
+            "scan_id": scan_id,
+            "decision": if allowed { "allow" } else { "deny" },
+            "reason": if allowed { serde_json::Value::Null } else { reason.clone().into() },
+            "code_kind": response.code_kind().as_str_name().trim_start_matches("CODE_KIND_").to_ascii_lowercase(),
+            "idempotent_replay": response.idempotent_replay,
+            "revocation_epoch": response.revocation_epoch,
+            "revocation_age_s": age(response.revocation_age),
+            "key_set_age_s": age(response.key_set_age),
+        });
+        println!("{line}");
+    } else {
+        if allowed {
+            println!("ALLOW  (gate {gate}, scene {})", scene.name());
+        } else {
+            println!("DENY {reason}  (gate {gate}, scene {})", scene.name());
+        }
+        println!(
+            "  revocation epoch {}, {:.1} s old; key set {:.1} s old{}",
+            response.revocation_epoch,
+            age(response.revocation_age).unwrap_or(f64::NAN),
+            age(response.key_set_age).unwrap_or(f64::NAN),
+            if response.idempotent_replay {
+                "; a retried scan: the first answer"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(if allowed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(DENIED)
+    })
+}
+
+/// The code: the text itself, a PNG of its QR, or a file holding the text.
+fn read_code(arg: &str) -> anyhow::Result<String> {
+    if kind_of(arg).is_ok() {
+        return Ok(arg.to_owned());
+    }
+    let path = Path::new(arg);
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if bytes.starts_with(b"\x89PNG") {
+        return scan_png(&bytes).with_context(|| format!("reading the QR in {}", path.display()));
+    }
+    let text = String::from_utf8(bytes).context("the code file is not text")?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// The text of the one QR symbol in a PNG.
+fn scan_png(bytes: &[u8]) -> anyhow::Result<String> {
+    let decoder = png::Decoder::new(bytes);
+    let mut reader = decoder.read_info()?;
+    let mut buffer = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buffer)?;
+    let (width, height) = (info.width as usize, info.height as usize);
+    let channels = info.color_type.samples() * info.bit_depth as usize / 8;
+    anyhow::ensure!(
+        info.bit_depth == png::BitDepth::Eight,
+        "only 8-bit PNGs are read"
+    );
+    let stride = info.line_size;
+    let mut image = rqrr::PreparedImage::prepare_from_greyscale(width, height, |x, y| {
+        buffer[y * stride + x * channels]
+    });
+    let grids = image.detect_grids();
+    let grid = grids.first().context("no QR code found")?;
+    let (_, content) = grid.decode().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    Ok(content)
+}

@@ -1,0 +1,149 @@
+//! The whole decision without the network, next to ring's bare signature checks in the
+//! same run: the verifier (`Verifier::verify`: gate registry, the shared pipeline, the
+//! revocation step on a fixed set, single use in the memory store, the answer) on a
+//! fresh code per iteration.
+//!
+//! Goals (issue 10): `decision_cp1 / bare_ed25519_verify <= 1.3`, `decision_cp2 /
+//! (bare_ed25519_verify + bare_p256_verify) <= 1.3`. Service throughput against a bare
+//! server comes with the load generator.
+
+use std::sync::Arc;
+
+use citypass_token::*;
+use citypass_verifier::{
+    FixedRevocations, Gate, Gates, Keys, MemoryReplayStore, Registry, Rules, Scan, Verifier,
+};
+use criterion::{BatchSize, Criterion, black_box, criterion_group, criterion_main};
+use futures::FutureExt as _;
+use ring::signature::{self, UnparsedPublicKey};
+
+fn gate(scene: Scene) -> Gate {
+    Gate {
+        scene,
+        direction: (scene == Scene::Metro).then_some(citypass_verifier::GateDirection::Entry),
+        station: None,
+        stop: None,
+        venue: None,
+        hospital: None,
+        hall: None,
+        operator: None,
+    }
+}
+
+fn scan(gate_id: &str, scene: Scene, n: u64, qr_text: String) -> Scan {
+    Scan {
+        gate_id: gate_id.to_owned(),
+        scene,
+        scan_id: format!("scan-{n}"),
+        qr_text,
+        direction: citypass_verifier::Direction::Unspecified,
+        station_id: String::new(),
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rng = SystemRandom::new();
+    let issuer = Issuer::new(
+        "cp",
+        IssuerKey::from_seed(&[0x11; 32]).unwrap(),
+        SubjectKey::from_bytes(&[0x22; 32]).unwrap(),
+    );
+    let keys = KeySet::new(vec![PublishedKey {
+        key: issuer.key().public_key().clone(),
+        status: KeyStatus::Active,
+        usage: KeyUsage::Code,
+    }])
+    .unwrap();
+    let registry = Registry::new([
+        ("metro-entry-1".to_owned(), gate(Scene::Metro)),
+        ("scenic-1".to_owned(), gate(Scene::Scenic)),
+    ])
+    .unwrap();
+    let verifier = Verifier::new(
+        Rules {
+            skew: 30,
+            revocation_max_age: std::time::Duration::from_secs(10),
+        },
+        Keys::fixed(keys.clone()),
+        Gates::fixed(registry),
+        Arc::new(FixedRevocations::default()),
+        Arc::new(MemoryReplayStore::new(50_000_000)),
+    );
+    let decide = |scan: Scan| {
+        let answer = verifier
+            .verify(&scan.gate_id.clone(), &scan, None)
+            .now_or_never()
+            .expect("the memory store answers at once")
+            .expect("an answer");
+        assert!(answer.allowed(), "{answer:?}");
+    };
+
+    let subject = [0x5a; 16];
+    let mut n = 0u64;
+    c.bench_function("decision_cp1", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                let code = issuer
+                    .issue_token(&subject, Scopes::all(), unix_now(), 60)
+                    .unwrap();
+                scan("metro-entry-1", Scene::Metro, n, code.text)
+            },
+            |scan| decide(black_box(scan)),
+            BatchSize::SmallInput,
+        )
+    });
+
+    let device = DeviceKey::generate(&rng).unwrap();
+    let cert = issuer
+        .certify(
+            &subject,
+            device.public_key(),
+            Scopes::all(),
+            unix_now(),
+            86_400,
+        )
+        .unwrap();
+    let signer = OfflineSigner::new(device, cert.bytes).unwrap();
+    let mut counter = 0u64;
+    c.bench_function("decision_cp2", |b| {
+        b.iter_batched(
+            || {
+                counter += 1;
+                let code = signer.make_code(unix_now(), 60, counter, &rng).unwrap();
+                scan("scenic-1", Scene::Scenic, counter, code)
+            },
+            |scan| decide(black_box(scan)),
+            BatchSize::SmallInput,
+        )
+    });
+
+    let msg = b"a message of roughly the size of a citypass Sig_structure, signed once \
+                for the ceiling measurement of bare signature verification in ring....";
+    let ed_sig = issuer.key().sign(msg);
+    let ed_pub = issuer.key().public_key().as_bytes().to_vec();
+    c.bench_function("bare_ed25519_verify", |b| {
+        b.iter(|| {
+            UnparsedPublicKey::new(&signature::ED25519, &ed_pub)
+                .verify(black_box(msg), &ed_sig)
+                .unwrap()
+        })
+    });
+    let p_key = DeviceKey::generate(&rng).unwrap();
+    let p_sig = p_key.sign(&rng, msg).unwrap();
+    let p_pub = p_key.public_key().as_bytes().to_vec();
+    c.bench_function("bare_p256_verify", |b| {
+        b.iter(|| {
+            UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, &p_pub)
+                .verify(black_box(msg), &p_sig)
+                .unwrap()
+        })
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(50).measurement_time(std::time::Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);
