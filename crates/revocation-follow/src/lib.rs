@@ -66,6 +66,7 @@ mod redis_source;
 mod resync;
 mod retry;
 mod sequencer;
+mod settings;
 mod source_state;
 mod state;
 mod view;
@@ -78,6 +79,7 @@ pub use citypass_revocation::stream::DEFAULT_STREAM_KEY;
 pub use citypass_revocation::{Kinds, RevocationSet, TargetKind};
 pub use config::{FollowerConfig, Source};
 pub use counters::MetricsSnapshot;
+pub use settings::{FollowMode, InvalidSettings, MAX_MAX_AGE, MIN_MAX_AGE, RevocationSettings};
 /// Names of the OpenTelemetry instruments a follower registers on the global meter.
 pub mod metric_names {
     pub use crate::metrics::{

@@ -23,6 +23,8 @@ use citypass_runtime::config::{KeyFile, RedisConfig, duration};
 use citypass_runtime::{ServerConfig, UpstreamConfig};
 use serde::Deserialize;
 
+pub use citypass_revocation_follow::{FollowMode, RevocationSettings};
+
 use crate::policy::MinAssurance;
 
 /// Longest online-token lifetime gates accept (`citypass_token::Validation` default).
@@ -159,75 +161,6 @@ impl IssuanceConfig {
     }
 }
 
-/// How the issuer follows the revocation log (`revocation.*`, `CITYPASS_REVOCATION__…`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FollowMode {
-    /// `redis` when a Redis URL is known (`revocation.redis_url` or `redis_url`), else
-    /// `watch` (the default).
-    #[default]
-    Auto,
-    /// Tail the revocation service's Redis Stream, resyncing with List.
-    Redis,
-    /// Follow the revocation service's Watch stream over gRPC.
-    Watch,
-}
-
-/// Where the issuer's revocation data comes from, and how old it may be
-/// (see [`crate::revocation_check`]).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RevocationSettings {
-    /// RevocationService (ListRevocations, WatchRevocations), e.g. `https://revocation:50054` (default
-    /// `http://127.0.0.1:50054`); its `request_timeout` bounds one List page, Watch
-    /// call or Redis command.
-    pub service: UpstreamConfig,
-    /// `auto` (default), `redis` or `watch`.
-    pub follow: FollowMode,
-    /// Redis holding the revocation stream; unset: the issuer's `redis`.
-    pub redis: Option<RedisConfig>,
-    /// The stream key (default `citypass:revocation:log`, the service's default).
-    pub stream_key: String,
-    /// Issuance fails `UNAVAILABLE` when the revocation data is older than this
-    /// (default `10s`; between 2s and 5m).
-    #[serde(deserialize_with = "duration::deserialize_positive")]
-    pub max_age: Duration,
-}
-
-/// Least `revocation.max_age`: the follower hears from an idle stream about once a
-/// second, so less would refuse issuance on healthy data.
-pub const MIN_REVOCATION_MAX_AGE: Duration = Duration::from_secs(2);
-/// Largest `revocation.max_age`.
-pub const MAX_REVOCATION_MAX_AGE: Duration = Duration::from_secs(300);
-
-impl Default for RevocationSettings {
-    fn default() -> Self {
-        RevocationSettings {
-            service: UpstreamConfig::new("http://127.0.0.1:50054"),
-            follow: FollowMode::Auto,
-            redis: None,
-            stream_key: citypass_revocation_follow::DEFAULT_STREAM_KEY.to_owned(),
-            max_age: Duration::from_secs(10),
-        }
-    }
-}
-
-impl RevocationSettings {
-    /// Checks the limits described on each field.
-    pub fn validate(&self) -> Result<(), InvalidConfig> {
-        if self.service.url.is_empty() {
-            return Err(invalid("revocation.service.url", "must be set"));
-        }
-        if self.stream_key.is_empty() {
-            return Err(invalid("revocation.stream_key", "must not be empty"));
-        }
-        if self.max_age < MIN_REVOCATION_MAX_AGE || self.max_age > MAX_REVOCATION_MAX_AGE {
-            return Err(invalid("revocation.max_age", "must be between 2s and 5m"));
-        }
-        Ok(())
-    }
-}
-
 /// The `citypass-issuer` binary's configuration (`config.example.yaml` shows every
 /// key).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -305,7 +238,9 @@ impl Config {
     /// Checks the issuance limits and what production requires.
     pub fn validate(&self) -> Result<(), InvalidConfig> {
         self.issuance.validate()?;
-        self.revocation.validate()?;
+        self.revocation
+            .validate()
+            .map_err(|e| invalid(e.key, e.problem))?;
         if self.revocation.follow == FollowMode::Redis && self.revocation_redis().is_none() {
             return Err(invalid(
                 "revocation.follow",

@@ -36,14 +36,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use citypass_proto::v1::revocation_service_client::RevocationServiceClient;
-use citypass_revocation_follow::{
-    Follower, FollowerConfig, FollowerError, Kinds, RevocationView, TargetKind,
-};
+use citypass_revocation_follow::{Follower, FollowerError, Kinds, RevocationView, TargetKind};
 use citypass_runtime::config::RedisConfig;
 use citypass_runtime::{Tls, UpstreamConfig};
 use citypass_token::{DeviceId, SubjectId};
 
-use crate::config::{FollowMode, RevocationSettings};
+use citypass_revocation_follow::{FollowMode, RevocationSettings};
 use futures::future::BoxFuture;
 
 /// The answer for one issuance.
@@ -124,7 +122,10 @@ impl FollowerCheck {
         tls: Option<&Arc<Tls>>,
         default_ca: Option<&Path>,
     ) -> Result<Self, FollowerError> {
-        let mut config = settings.follower_config(redis)?;
+        // The issuer asks about subjects and devices only; token and certificate
+        // entries (the bulk of the log) would cost memory for nothing.
+        let mut config = settings
+            .follower_config(redis, Kinds::of([TargetKind::Subject, TargetKind::Device]))?;
         let ca_file = settings
             .redis
             .as_ref()
@@ -221,37 +222,6 @@ impl RevocationCheck for FollowerCheck {
     }
 }
 
-impl RevocationSettings {
-    /// The follower configuration these settings describe; `fallback_redis_url` is the
-    /// issuer's own `redis_url`.
-    pub fn follower_config(
-        &self,
-        fallback_redis: Option<&RedisConfig>,
-    ) -> Result<FollowerConfig, FollowerError> {
-        let redis_url = self
-            .redis
-            .as_ref()
-            .or(fallback_redis)
-            .map(|redis| redis.url.expose());
-        let mut config = match (self.follow, redis_url) {
-            (FollowMode::Watch, _) | (FollowMode::Auto, None) => FollowerConfig::watch(),
-            (FollowMode::Redis | FollowMode::Auto, Some(url)) => {
-                FollowerConfig::redis(url, self.stream_key.clone())
-            }
-            (FollowMode::Redis, None) => {
-                return Err(FollowerError::Config(
-                    "revocation.follow is redis but no Redis URL is set (revocation.redis_url or redis_url)".into(),
-                ));
-            }
-        };
-        config.request_timeout = self.service.request_timeout;
-        // The issuer asks about subjects and devices only; token and certificate
-        // entries (the bulk of the log) would cost memory for nothing.
-        config.kinds = Kinds::of([TargetKind::Subject, TargetKind::Device]);
-        Ok(config)
-    }
-}
-
 /// For tests that need an issuer without a revocation service: nothing is ever
 /// revoked. Never part of a running configuration.
 #[derive(Debug, Clone, Copy, Default)]
@@ -264,41 +234,5 @@ impl RevocationCheck for NothingRevoked {
         _device: &'a DeviceId,
     ) -> BoxFuture<'a, Result<RevocationStatus, RevocationError>> {
         Box::pin(std::future::ready(Ok(RevocationStatus::NotRevoked)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_follow_mode_picks_the_source() {
-        let settings = RevocationSettings::default();
-        let watch = settings.follower_config(None).unwrap();
-        assert_eq!(watch.source, citypass_revocation_follow::Source::Watch);
-        let redis = settings
-            .follower_config(Some(&RedisConfig::new("redis://127.0.0.1:6379/")))
-            .unwrap();
-        assert!(matches!(
-            redis.source,
-            citypass_revocation_follow::Source::Redis { ref stream_key, .. }
-                if stream_key == citypass_revocation_follow::DEFAULT_STREAM_KEY
-        ));
-        let forced = RevocationSettings {
-            follow: FollowMode::Redis,
-            ..RevocationSettings::default()
-        };
-        assert!(forced.follower_config(None).is_err());
-        let own = RevocationSettings {
-            follow: FollowMode::Watch,
-            redis: Some(RedisConfig::new("redis://elsewhere/")),
-            ..RevocationSettings::default()
-        };
-        assert_eq!(
-            own.follower_config(Some(&RedisConfig::new("redis://127.0.0.1/")))
-                .unwrap()
-                .source,
-            citypass_revocation_follow::Source::Watch
-        );
     }
 }

@@ -111,7 +111,10 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
 
     let mut follow = config
         .revocation
-        .follower_config(config.revocation_redis())
+        .follower_config(
+            config.revocation_redis(),
+            citypass_revocation_follow::Kinds::ALL,
+        )
         .map_err(part("revocation follower"))?;
     let redis_ca = config
         .revocation_redis()

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use citypass_revocation_follow::{FollowerConfig, FollowerError, Kinds};
+pub use citypass_revocation_follow::{FollowMode, RevocationSettings};
 use citypass_runtime::config::{KeyFile, RedisConfig, duration, list};
 use citypass_runtime::{Secret, ServerConfig, UpstreamConfig};
 use serde::Deserialize;
@@ -33,11 +33,6 @@ fn invalid(key: &'static str, problem: &'static str) -> InvalidConfig {
 /// about a minute, so more than this would accept expired codes for longer than they
 /// were valid.
 pub const MAX_SKEW: Duration = Duration::from_secs(120);
-/// Least and largest `revocation.max_age` (as the issuer's: the follower hears from an
-/// idle log about once a second).
-pub const MIN_REVOCATION_MAX_AGE: Duration = Duration::from_secs(2);
-/// See [`MIN_REVOCATION_MAX_AGE`].
-pub const MAX_REVOCATION_MAX_AGE: Duration = Duration::from_secs(300);
 
 /// How the decision itself is taken.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -54,80 +49,6 @@ impl Default for DecisionSettings {
         DecisionSettings {
             skew: Duration::from_secs(30),
         }
-    }
-}
-
-/// How the verifier follows the revocation log (`revocation.*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FollowMode {
-    /// `redis` when a Redis URL is known (`revocation.redis` or `redis`), else `watch`.
-    #[default]
-    Auto,
-    /// Tail the revocation service's Redis Stream, resyncing with List.
-    Redis,
-    /// Follow the revocation service's Watch stream over gRPC.
-    Watch,
-}
-
-/// Where the verifier's revocation data comes from, and how old it may be.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RevocationSettings {
-    /// RevocationService (List, Watch), e.g. `https://revocation:50054`.
-    pub service: UpstreamConfig,
-    /// `auto` (default), `redis` or `watch`.
-    pub follow: FollowMode,
-    /// Redis holding the revocation stream; unset: the verifier's `redis`.
-    pub redis: Option<RedisConfig>,
-    /// The stream key (default `citypass:revocation:log`).
-    pub stream_key: String,
-    /// Codes are refused `REVOCATION_DATA_STALE` while the revocation data is older than
-    /// this (default `10s`; between 2s and 5m).
-    #[serde(deserialize_with = "duration::deserialize_positive")]
-    pub max_age: Duration,
-}
-
-impl Default for RevocationSettings {
-    fn default() -> Self {
-        RevocationSettings {
-            service: UpstreamConfig::new("http://127.0.0.1:50054"),
-            follow: FollowMode::Auto,
-            redis: None,
-            stream_key: citypass_revocation_follow::DEFAULT_STREAM_KEY.to_owned(),
-            max_age: Duration::from_secs(10),
-        }
-    }
-}
-
-impl RevocationSettings {
-    /// The follower configuration these settings describe; `fallback_redis` is the
-    /// verifier's own `redis`. The verifier keeps every kind of entry: codes by `cti`,
-    /// certificates by serial, keys by kid (and subjects and devices, for when it
-    /// unseals subjects).
-    pub fn follower_config(
-        &self,
-        fallback_redis: Option<&RedisConfig>,
-    ) -> Result<FollowerConfig, FollowerError> {
-        let redis_url = self
-            .redis
-            .as_ref()
-            .or(fallback_redis)
-            .map(|redis| redis.url.expose());
-        let mut config = match (self.follow, redis_url) {
-            (FollowMode::Watch, _) | (FollowMode::Auto, None) => FollowerConfig::watch(),
-            (FollowMode::Redis | FollowMode::Auto, Some(url)) => {
-                FollowerConfig::redis(url, self.stream_key.clone())
-            }
-            (FollowMode::Redis, None) => {
-                return Err(FollowerError::Config(
-                    "revocation.follow is redis but no Redis URL is set".into(),
-                ));
-            }
-        };
-        config.request_timeout = self.service.request_timeout;
-        config.kinds = Kinds::ALL;
-        Ok(config)
     }
 }
 
@@ -239,17 +160,9 @@ impl Config {
             return Err(invalid("decision.skew", "must be at most 2m"));
         }
         let revocation = &self.revocation;
-        if revocation.service.url.is_empty() {
-            return Err(invalid("revocation.service.url", "must be set"));
-        }
-        if revocation.stream_key.is_empty() {
-            return Err(invalid("revocation.stream_key", "must not be empty"));
-        }
-        if revocation.max_age < MIN_REVOCATION_MAX_AGE
-            || revocation.max_age > MAX_REVOCATION_MAX_AGE
-        {
-            return Err(invalid("revocation.max_age", "must be between 2s and 5m"));
-        }
+        revocation
+            .validate()
+            .map_err(|e| invalid(e.key, e.problem))?;
         if revocation.follow == FollowMode::Redis && self.revocation_redis().is_none() {
             return Err(invalid(
                 "revocation.follow",
@@ -375,20 +288,5 @@ mod tests {
             !format!("{config:?}").contains("10.0.0.2"),
             "URLs stay secret in Debug"
         );
-    }
-
-    #[test]
-    fn the_follow_mode_picks_the_source() {
-        let settings = RevocationSettings::default();
-        let watch = settings.follower_config(None).unwrap();
-        assert_eq!(watch.source, citypass_revocation_follow::Source::Watch);
-        assert_eq!(watch.kinds, Kinds::ALL);
-        let redis = settings
-            .follower_config(Some(&RedisConfig::new("redis://127.0.0.1:6379/")))
-            .unwrap();
-        assert!(matches!(
-            redis.source,
-            citypass_revocation_follow::Source::Redis { .. }
-        ));
     }
 }

@@ -10,7 +10,10 @@
 //! `key_set.reload_interval` and takes a set only as a gate does: signed by a code key
 //! that the set **in force** holds and may use now (so a set can introduce its
 //! successor key but never vouch for itself), and not issued before the set in force
-//! (`issued_at`, no rollback). A refused or unreachable answer keeps the set in force.
+//! (`issued_at`, no rollback; a different set with the same `issued_at` is refused too,
+//! and so is a set without `issued_at` or dated more than [`MAX_ISSUED_AHEAD`] ahead,
+//! which would otherwise hold off every later set). A refused or unreachable answer
+//! keeps the set in force.
 //!
 //! The key set's **age** is the time since it was last confirmed (a file poll that
 //! found it unchanged or loaded it, a GetKeySet answer that was taken or repeated it),
@@ -62,10 +65,17 @@ pub enum RefreshError {
     /// The signature does not verify.
     #[error("the key set's signature does not verify")]
     BadSignature(#[source] TokenError),
-    /// Issued before the set in force.
+    /// Issued before the set in force, or another set issued at the same time.
     #[error("the key set is older than the one in force")]
     Rollback,
+    /// Without `issued_at`, or with one beyond [`MAX_ISSUED_AHEAD`] from now: a set
+    /// dated in the future would hold off every later set as a rollback.
+    #[error("the key set has no issued_at, or one in the future")]
+    BadIssuedAt,
 }
+
+/// How far ahead of this verifier's clock a published set's `issued_at` may be.
+pub const MAX_ISSUED_AHEAD: u64 = 300;
 
 /// The key set in force and when it was last confirmed.
 #[derive(Debug)]
@@ -154,11 +164,17 @@ impl Keys {
             .map_err(RefreshError::UntrustedSigner)?;
         verify_key_set(signer, jwks_json, signature).map_err(RefreshError::BadSignature)?;
         let issued_at = issued_at_of(text);
+        if issued_at == 0 || issued_at > unix_now().saturating_add(MAX_ISSUED_AHEAD) {
+            return Err(RefreshError::BadIssuedAt);
+        }
         let in_force = self.issued_at.load(Ordering::Relaxed);
         if issued_at < in_force {
             return Err(RefreshError::Rollback);
         }
-        if issued_at == in_force && set == *current {
+        if issued_at == in_force {
+            if set != *current {
+                return Err(RefreshError::Rollback);
+            }
             self.confirm();
             return Ok(false);
         }
@@ -204,5 +220,81 @@ impl Keys {
             .confirmed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use citypass_token::{Issuer, IssuerKey, KeyStatus, PublishedKey, SubjectKey, sign_key_set};
+
+    fn issuer(seed: u8) -> Issuer {
+        Issuer::new(
+            "citypass-test",
+            IssuerKey::from_seed(&[seed; 32]).unwrap(),
+            SubjectKey::from_bytes(&[8; 32]).unwrap(),
+        )
+    }
+
+    fn set(issuers: &[&Issuer]) -> KeySet {
+        KeySet::new(
+            issuers
+                .iter()
+                .map(|i| PublishedKey {
+                    key: i.key().public_key().clone(),
+                    status: KeyStatus::Active,
+                    usage: KeyUsage::Code,
+                })
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    /// `set` as GetKeySet publishes it, with `issued_at` (none when 0), signed by `signer`.
+    fn offer(
+        keys: &Keys,
+        set: &KeySet,
+        issued_at: u64,
+        signer: &Issuer,
+    ) -> Result<bool, RefreshError> {
+        let mut doc: serde_json::Value = serde_json::from_str(&set.to_jwks()).unwrap();
+        if issued_at != 0 {
+            doc["issued_at"] = issued_at.into();
+        }
+        let json = serde_json::to_vec(&doc).unwrap();
+        keys.offer(
+            &json,
+            &sign_key_set(signer.key(), &json),
+            &signer.key().kid().0,
+        )
+    }
+
+    /// Review of the verifier (key set refresh): a set without `issued_at`, one dated
+    /// far ahead (which would hold off every later set), and a different set under the
+    /// `issued_at` in force are refused; the same set again is a confirmation.
+    #[test]
+    fn review_issued_at_must_be_present_not_ahead_and_not_reused() {
+        let (a, b) = (issuer(1), issuer(2));
+        let keys = Keys::fixed(set(&[&a]));
+        let now = unix_now();
+        assert!(matches!(
+            offer(&keys, &set(&[&a, &b]), 0, &a),
+            Err(RefreshError::BadIssuedAt)
+        ));
+        assert!(matches!(
+            offer(&keys, &set(&[&a, &b]), now + MAX_ISSUED_AHEAD + 60, &a),
+            Err(RefreshError::BadIssuedAt)
+        ));
+        assert!(matches!(offer(&keys, &set(&[&a, &b]), now, &a), Ok(true)));
+        assert!(matches!(offer(&keys, &set(&[&a, &b]), now, &a), Ok(false)));
+        assert!(matches!(
+            offer(&keys, &set(&[&a]), now, &a),
+            Err(RefreshError::Rollback)
+        ));
+        assert!(matches!(
+            offer(&keys, &set(&[&a]), now - 1, &a),
+            Err(RefreshError::Rollback)
+        ));
+        assert_eq!(keys.current().0.keys().len(), 2);
     }
 }
