@@ -42,7 +42,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use citypass_runtime::Deadline;
-use citypass_token::CodeKind;
+use citypass_token::{CertSerial, CodeKind, Cti};
 use futures::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -52,9 +52,9 @@ use crate::model::Basis;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mark {
     /// An online code: its `cti`.
-    Token { cti: [u8; 16] },
+    Token { cti: Cti },
     /// An offline code: its certificate's serial and its counter.
-    Offline { serial: [u8; 16], counter: u64 },
+    Offline { serial: CertSerial, counter: u64 },
 }
 
 /// The answer stored with a mark: what a retried scan gets back. Only ALLOW answers are
@@ -226,8 +226,8 @@ struct Certificate {
 #[derive(Debug, Default)]
 struct Memory {
     scans: HashMap<[u8; 16], ([u8; 32], u64)>,
-    tokens: HashMap<[u8; 16], (Owned, u64)>,
-    certificates: HashMap<[u8; 16], Certificate>,
+    tokens: HashMap<Cti, (Owned, u64)>,
+    certificates: HashMap<CertSerial, Certificate>,
 }
 
 impl Memory {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use citypass_token::CodeKind;
+use citypass_token::{CertSerial, CodeKind, Cti};
 use citypass_verifier::{
     Basis, Mark, MemoryReplayStore, Outcome, RedisReplayStore, ReplayStore, StoredAnswer, Use,
 };
@@ -35,7 +35,9 @@ fn token(n: u64) -> Mark {
     let mut cti = [0u8; 16];
     cti[..8].copy_from_slice(&n.to_be_bytes());
     cti[8] = 0xA5;
-    Mark::Token { cti }
+    Mark::Token {
+        cti: Cti::from_bytes(cti),
+    }
 }
 
 /// One use of code `n` (online unless `mark` says otherwise) at `gate` as `scan`.
@@ -352,7 +354,7 @@ async fn another_code_under_a_used_scan_id_conflicts_and_stays_unused(store: Arc
 
 async fn offline_counters_only_go_up_and_retries_are_answered(store: Arc<dyn ReplayStore>) {
     let store = store.as_ref();
-    let serial = [7u8; 16];
+    let serial = CertSerial::from_bytes([7u8; 16]);
     let offline = |counter| Mark::Offline { serial, counter };
     let mut first = used("gate-a", "s1", 10, offline(5), 7);
     first.answer.code_kind = CodeKind::Offline;
@@ -456,12 +458,14 @@ async fn keys_are_hash_tagged_by_their_mark() {
         .unwrap();
     use citypass_verifier::replay::Key;
     assert_eq!(
-        store.key(Key::Mark(Mark::Token { cti: [0xab; 16] })),
+        store.key(Key::Mark(Mark::Token {
+            cti: Cti::from_bytes([0xab; 16])
+        })),
         format!("p:{{t:{}}}", "ab".repeat(16))
     );
     assert_eq!(
         store.key(Key::Mark(Mark::Offline {
-            serial: [1; 16],
+            serial: CertSerial::from_bytes([1; 16]),
             counter: 3
         })),
         format!("p:{{o:{}}}", "01".repeat(16)),
