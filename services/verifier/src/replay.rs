@@ -117,6 +117,9 @@ pub enum ReplayError {
     /// Redis holds a value this build cannot read.
     #[error("replay store holds an unreadable answer")]
     Corrupt,
+    /// The Redis server lacks a command the scripts need.
+    #[error("the replay store's Redis is too old: {0}")]
+    Unsupported(&'static str),
 }
 
 /// Single-use marks with their answers; see the module documentation.
@@ -228,17 +231,28 @@ struct Memory {
     scans: HashMap<[u8; 16], ([u8; 32], u64)>,
     tokens: HashMap<Cti, (Owned, u64)>,
     certificates: HashMap<CertSerial, Certificate>,
+    /// The offline uses held under all certificates: each is an entry of its own, or
+    /// one phone's certificate could fill the memory past its capacity.
+    offline_uses: usize,
 }
 
 impl Memory {
     fn len(&self) -> usize {
-        self.scans.len() + self.tokens.len() + self.certificates.len()
+        self.scans.len() + self.tokens.len() + self.certificates.len() + self.offline_uses
     }
 
     fn prune(&mut self, now: u64) {
         self.scans.retain(|_, (_, forget_at)| *forget_at >= now);
         self.tokens.retain(|_, (_, forget_at)| *forget_at >= now);
-        self.certificates.retain(|_, c| c.forget_at >= now);
+        let mut forgotten = 0;
+        self.certificates.retain(|_, c| {
+            let keep = c.forget_at >= now;
+            if !keep {
+                forgotten += c.uses.len();
+            }
+            keep
+        });
+        self.offline_uses -= forgotten;
     }
 }
 
@@ -264,9 +278,10 @@ impl MemoryReplayStore {
             .inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if memory.len() + 2 > self.capacity {
+        // At most three new entries: the scan claim, a mark (or certificate) and a use.
+        if memory.len() + 3 > self.capacity {
             memory.prune(now);
-            if memory.len() + 2 > self.capacity {
+            if memory.len() + 3 > self.capacity {
                 return Err(ReplayError::Full);
             }
         }
@@ -318,6 +333,7 @@ impl MemoryReplayStore {
                 certificate.highest = counter;
                 certificate.forget_at = certificate.forget_at.max(used.forget_at);
                 certificate.uses.insert(counter, mine);
+                memory.offline_uses += 1;
                 Ok(Outcome::First)
             }
         }
@@ -437,11 +453,13 @@ impl RedisReplayStore {
         let connection = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(ReplayError::Backend)?;
-        Ok(RedisReplayStore {
+        RedisReplayStore {
             connection: Connection::Single(connection),
             prefix: prefix.into(),
             timeout,
-        })
+        }
+        .checked()
+        .await
     }
 
     /// Connects to the Redis Cluster that `nodes` (URLs of some of its primaries)
@@ -472,11 +490,32 @@ impl RedisReplayStore {
             .get_async_connection()
             .await
             .map_err(ReplayError::Backend)?;
-        Ok(RedisReplayStore {
+        RedisReplayStore {
             connection: Connection::Cluster(connection),
             prefix: prefix.into(),
             timeout,
-        })
+        }
+        .checked()
+        .await
+    }
+
+    /// The store, once its Redis has run what the mark scripts need (`PEXPIRETIME`,
+    /// Redis 7.0): an older server is refused at start, not at the first offline scan.
+    /// The probe reads one key of this store's own (a slot of its own on a cluster).
+    async fn checked(self) -> Result<Self, ReplayError> {
+        let mut probe = redis::cmd("EVAL");
+        probe
+            .arg("return redis.call('PEXPIRETIME', KEYS[1])")
+            .arg(1)
+            .arg(format!("{}{{probe}}", self.prefix));
+        match self.connection.query::<i64>(&probe).await {
+            Ok(_) => Ok(self),
+            Err(err) if err.is_io_error() => Err(ReplayError::Backend(err)),
+            Err(err) if err.to_string().to_ascii_lowercase().contains("unknown") => Err(
+                ReplayError::Unsupported("PEXPIRETIME is missing (Redis 7.0 or later is needed)"),
+            ),
+            Err(err) => Err(ReplayError::Backend(err)),
+        }
     }
 
     /// The key of a scan claim, a token mark or a certificate's counters.

@@ -540,3 +540,48 @@ async fn marks_spread_over_the_clusters_shards() {
         Outcome::Retry(answer(1))
     );
 }
+
+/// Review of the verifier (memory store): every offline use counts against the
+/// capacity, not one per certificate, so one phone's certificate cannot grow the memory
+/// without bound; when full of live entries the store refuses rather than forgets.
+#[tokio::test]
+async fn review_the_memory_store_counts_every_offline_use_against_its_capacity() {
+    const CAPACITY: usize = 30;
+    let store = MemoryReplayStore::new(CAPACITY);
+    let serial = CertSerial::from_bytes([3u8; 16]);
+    let mut recorded = 0u64;
+    let refused = loop {
+        let scan = format!("scan-{recorded}");
+        let used = used(
+            "gate-a",
+            &scan,
+            recorded,
+            Mark::Offline {
+                serial,
+                counter: recorded + 1,
+            },
+            1,
+        );
+        match store.record(used, NOW, None).await {
+            Ok(outcome) => assert_eq!(outcome, Outcome::First),
+            Err(err) => break err,
+        }
+        recorded += 1;
+        assert!(recorded < 1_000, "the store never filled up");
+    };
+    assert!(
+        matches!(refused, citypass_verifier::ReplayError::Full),
+        "{refused:?}"
+    );
+    // Each use holds a scan claim and a counter: about half the capacity in uses.
+    assert!(
+        (recorded as usize) * 2 < CAPACITY,
+        "{recorded} uses held in a store of {CAPACITY}"
+    );
+    // Past the certificate's time, its uses are forgotten and room comes back.
+    let later = used("gate-a", "scan-later", 5_000, token(5_000), 1);
+    assert_eq!(
+        store.record(later, NOW + 1_000, None).await.unwrap(),
+        Outcome::First
+    );
+}
