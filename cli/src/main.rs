@@ -50,6 +50,10 @@ enum Command {
         /// Do not enrol a demo citizen and show their code.
         #[arg(long)]
         no_demo: bool,
+        /// Serve every service's metrics for Prometheus on this address
+        /// (`GET /metrics`, plain HTTP), e.g. 127.0.0.1:9464.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<std::net::SocketAddr>,
     },
     /// Act as a citizen's app against a running system.
     App(commands::app::AppArgs),
@@ -103,6 +107,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             revocation_port,
             verifier_port,
             no_demo,
+            metrics_listen,
         } => done(commands::dev::run(commands::dev::DevArgs {
             keys_dir,
             identity_port,
@@ -110,6 +115,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             revocation_port,
             verifier_port,
             demo: !no_demo,
+            metrics_listen,
         })),
         Command::App(args) => done(commands::app::run(args)),
         Command::Admin(args) => done(commands::admin::run(args)),

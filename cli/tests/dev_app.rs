@@ -23,10 +23,35 @@ struct Urls {
     verifier: String,
     pki: std::path::PathBuf,
     gates: std::path::PathBuf,
+    /// Where it serves its metrics for Prometheus.
+    metrics: std::net::SocketAddr,
+}
+
+/// A loopback port free a moment ago (the test's `citypass dev` takes it straight away).
+fn free_port() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address")
+}
+
+/// `GET /metrics` from `citypass dev`'s scrape endpoint: the body.
+fn scrape(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).expect("the metrics endpoint answers");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("a timeout");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: dev\r\nConnection: close\r\n\r\n")
+        .expect("sends");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("reads");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    answer
 }
 
 /// Starts `citypass dev` on ephemeral ports and returns it with its URLs.
 fn start_dev(keys_dir: &std::path::Path) -> (Dev, Urls) {
+    let metrics = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_citypass"))
         .args(["dev", "--identity-port", "0", "--issuer-port", "0"])
         .args([
@@ -37,6 +62,8 @@ fn start_dev(keys_dir: &std::path::Path) -> (Dev, Urls) {
             "--keys-dir",
         ])
         .arg(keys_dir)
+        .arg("--metrics-listen")
+        .arg(metrics.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -82,6 +109,7 @@ fn start_dev(keys_dir: &std::path::Path) -> (Dev, Urls) {
         verifier: verifier.unwrap_or_default(),
         pki: keys_dir.join("pki"),
         gates: keys_dir.join("verifier").join("gates.yaml"),
+        metrics,
     };
     (dev, urls)
 }
@@ -160,6 +188,16 @@ fn a_newcomer_gets_online_and_offline_codes_from_citypass_dev() {
     assert_eq!(again.status.code(), Some(1), "a DENY exits 1");
     let again = String::from_utf8_lossy(&again.stdout);
     assert!(again.starts_with("DENY replayed"), "{again}");
+    // What an operator's Prometheus scrapes: the verifier's decisions by reason.
+    let metrics = scrape(urls.metrics);
+    let counted = |reason: &str| {
+        metrics.lines().any(|line| {
+            line.starts_with("citypass_verifier_decisions_total")
+                && line.contains(&format!("reason=\"{reason}\""))
+                && line.ends_with(" 1")
+        })
+    };
+    assert!(counted("none") && counted("replayed"), "{metrics}");
     // As JSON: the code and its times as RFC 3339 and Unix seconds, no QR, nothing else.
     let code = json(&ok(run(&["code", "--json"])));
     assert!(code["code"].as_str().unwrap().starts_with("CP1:"), "{code}");

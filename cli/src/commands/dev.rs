@@ -35,6 +35,8 @@ pub struct DevArgs {
     pub revocation_port: u16,
     pub verifier_port: u16,
     pub demo: bool,
+    /// Where to serve the metrics for Prometheus, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 pub fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -45,6 +47,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
 async fn serve(args: DevArgs) -> anyhow::Result<()> {
     let mut server = citypass_runtime::ServerConfig::new("citypass-dev");
     server.log_filter = "warn".to_owned();
+    server.metrics_listen = args.metrics_listen;
     let telemetry = citypass_runtime::telemetry::init(&server).context("starting telemetry")?;
 
     let (ring_path, snapshot_key_path) = ensure_dev_keys(&args.keys_dir)?;
@@ -78,6 +81,9 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
     println!("  issuer     https://{}", stack.issuer);
     println!("  revocation https://{}", stack.revocation);
     println!("  verifier   https://{}", stack.verifier);
+    if let Some(addr) = args.metrics_listen {
+        println!("  metrics    http://{addr}/metrics (Prometheus text, every service)");
+    }
     println!(
         "  gates      {} (sample gates of every scene, reloaded on change; their dev certificates in {}/gate-<id>/)",
         stack.gates_file.display(),

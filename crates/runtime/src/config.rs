@@ -245,6 +245,11 @@ pub struct ServerConfig {
     /// no export if unset.
     #[serde(default)]
     pub otlp_endpoint: Option<String>,
+    /// Where to serve the metrics for Prometheus to scrape (`GET /metrics`, plain HTTP,
+    /// e.g. `0.0.0.0:9464`); no endpoint if unset. The metrics carry no personal data;
+    /// keep the port to the scraper (a network policy in Kubernetes).
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// `tracing` filter directives for the log output, e.g. `info,citypass=debug` (default `info`).
     #[serde(default = "default_log_filter")]
     pub log_filter: String,
@@ -301,6 +306,7 @@ impl ServerConfig {
             shutdown_delay: Duration::ZERO,
             shutdown_drain_timeout: default_drain_timeout(),
             otlp_endpoint: None,
+            metrics_listen: None,
             log_filter: default_log_filter(),
             log_format: LogFormat::Text,
             tls: None,

@@ -31,6 +31,7 @@ pub mod key_file;
 pub mod outcome;
 pub mod peer;
 mod reflection;
+pub mod scrape;
 pub mod secret;
 pub mod serve;
 pub mod shutdown;

@@ -29,6 +29,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, fmt};
 
 use crate::config::{LogFormat, ServerConfig};
+use crate::scrape::Scrape;
 
 /// Instrumentation scope of the spans this crate's subscriber produces.
 const TRACER_NAME: &str = "citypass";
@@ -56,6 +57,9 @@ pub enum TelemetryError {
     /// A global subscriber was installed already (telemetry initialised twice).
     #[error("a global tracing subscriber is already installed")]
     AlreadyInstalled(#[source] tracing_subscriber::util::TryInitError),
+    /// The Prometheus scrape endpoint (`metrics_listen`) could not start.
+    #[error(transparent)]
+    Scrape(#[from] crate::scrape::ScrapeError),
 }
 
 /// Keeps the tracer and meter providers alive; flushes and shuts them down when the
@@ -67,6 +71,8 @@ pub enum TelemetryError {
 #[derive(Debug)]
 pub struct TelemetryGuard {
     providers: Option<Providers>,
+    /// The Prometheus scrape endpoint's task, stopped with the guard.
+    scrape: Option<tokio::task::JoinHandle<()>>,
 }
 
 #[derive(Debug)]
@@ -103,6 +109,9 @@ impl TelemetryGuard {
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
+        if let Some(scrape) = self.scrape.take() {
+            scrape.abort();
+        }
         let Some(providers) = self.providers.take() else {
             return;
         };
@@ -129,7 +138,18 @@ pub fn init(config: &ServerConfig) -> Result<TelemetryGuard, TelemetryError> {
         std::env::var(name).ok().filter(|v| !v.is_empty())
     });
     let tracer = tracer_provider_for(&config.service_name, &export)?;
-    let meter = meter_provider_for(&config.service_name, &export)?;
+    let (meter, scrape) = match config.metrics_listen {
+        Some(addr) => {
+            let (scrape, reader) = Scrape::new()?;
+            let meter = meter_provider_for(&config.service_name, &export, Some(reader))?;
+            let (_, task) = scrape.serve(addr)?;
+            (meter, Some(task))
+        }
+        None => (
+            meter_provider_for(&config.service_name, &export, None)?,
+            None,
+        ),
+    };
     subscriber(&config.log_filter, config.log_format, &tracer)?
         .try_init()
         .map_err(TelemetryError::AlreadyInstalled)?;
@@ -138,6 +158,7 @@ pub fn init(config: &ServerConfig) -> Result<TelemetryGuard, TelemetryError> {
     opentelemetry::global::set_meter_provider(meter.clone());
     Ok(TelemetryGuard {
         providers: Some(Providers { tracer, meter }),
+        scrape,
     })
 }
 
@@ -255,14 +276,20 @@ pub fn meter_provider(
     service_name: &str,
     otlp_endpoint: Option<&str>,
 ) -> Result<SdkMeterProvider, TelemetryError> {
-    meter_provider_for(service_name, &Export::given(otlp_endpoint))
+    meter_provider_for(service_name, &Export::given(otlp_endpoint), None)
 }
 
+/// The meter provider: OTLP export per `export`, and the Prometheus reader that fills
+/// the scrape endpoint's registry when there is one.
 fn meter_provider_for(
     service_name: &str,
     export: &Export,
+    scrape: Option<opentelemetry_prometheus::PrometheusExporter>,
 ) -> Result<SdkMeterProvider, TelemetryError> {
-    let builder = SdkMeterProvider::builder().with_resource(resource(service_name));
+    let mut builder = SdkMeterProvider::builder().with_resource(resource(service_name));
+    if let Some(reader) = scrape {
+        builder = builder.with_reader(reader);
+    }
     if *export == Export::Off {
         return Ok(builder.build());
     }
