@@ -198,6 +198,12 @@ fn a_newcomer_gets_online_and_offline_codes_from_citypass_dev() {
         })
     };
     assert!(counted("none") && counted("replayed"), "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("citypass_verifier_key_set_age_seconds")),
+        "the key set's age is a gauge: {metrics}"
+    );
     // As JSON: the code and its times as RFC 3339 and Unix seconds, no QR, nothing else.
     let code = json(&ok(run(&["code", "--json"])));
     assert!(code["code"].as_str().unwrap().starts_with("CP1:"), "{code}");

@@ -7,21 +7,28 @@
 //!   `reason=replayed` share.
 //! - `citypass.verifier.decision.duration` (histogram, seconds): the decision's time in
 //!   the verifier, by `scene` and `decision`.
+//! - `citypass.verifier.key_set.age` (gauge, seconds): how long ago the key set in force
+//!   was last confirmed (a poll of its file or a GetKeySet answer); the revocation
+//!   set's age is the follower's `citypass.revocation.follower.age`.
 //!
 //! No attribute carries a code, a subject or anything a person could be found by.
 
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use citypass_token::Scene;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram};
 
+use crate::key_set::Keys;
 use crate::model::Answer;
 
 /// The decisions counter's name.
 pub const DECISIONS: &str = "citypass.verifier.decisions";
 /// The decision-duration histogram's name.
 pub const DECISION_DURATION: &str = "citypass.verifier.decision.duration";
+/// The key-set age gauge's name.
+pub const KEY_SET_AGE: &str = "citypass.verifier.key_set.age";
 
 /// The instruments.
 #[derive(Debug, Clone)]
@@ -30,16 +37,22 @@ pub struct Metrics {
     duration: Histogram<f64>,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics::new()
-    }
-}
-
 impl Metrics {
-    /// Registers the instruments on the global meter provider.
-    pub fn new() -> Self {
+    /// Registers the instruments on the global meter provider; the key-set age is read
+    /// from `keys` at each collection while they live.
+    pub fn new(keys: &Arc<Keys>) -> Self {
         let meter = opentelemetry::global::meter("citypass-verifier");
+        let keys: Weak<Keys> = Arc::downgrade(keys);
+        meter
+            .f64_observable_gauge(KEY_SET_AGE)
+            .with_description("Seconds since the key set in force was last confirmed")
+            .with_unit("s")
+            .with_callback(move |observer| {
+                if let Some(keys) = keys.upgrade() {
+                    observer.observe(keys.current().1.as_secs_f64(), &[]);
+                }
+            })
+            .build();
         Metrics {
             decisions: meter
                 .u64_counter(DECISIONS)

@@ -124,6 +124,7 @@ impl Verifier {
         revocations: Arc<dyn Revocations>,
         replay: Arc<dyn ReplayStore>,
     ) -> Self {
+        let metrics = Metrics::new(&keys);
         Verifier {
             rules,
             keys,
@@ -131,7 +132,7 @@ impl Verifier {
             revocations,
             replay,
             _follower: None,
-            metrics: Metrics::new(),
+            metrics,
         }
     }
 
