@@ -19,6 +19,10 @@
 //! - no certificate recorded for an unbound device: recording holds the device row
 //!   `FOR SHARE`, which an unbinding `UPDATE` has to wait for.
 
+mod certificates;
+mod devices;
+mod subjects;
+
 use citypass_proto::v1::{
     AssuranceLevel, DeviceStatus, DocumentType, FareClass, RealNameCheckOutcome, SubjectStatus,
 };
@@ -188,17 +192,7 @@ impl Store for PostgresStore {
         &'a self,
         document: &'a [DocumentHash],
     ) -> BoxFuture<'a, Result<Option<Subject>, Error>> {
-        Box::pin(async move {
-            let sql = format!(
-                "SELECT {SUBJECT_COLUMNS} FROM subjects \
-                 WHERE document_hash = ANY($1) AND status IN (2, 3) LIMIT 1"
-            );
-            let row = sqlx::query(&sql)
-                .bind(hash_array(document))
-                .fetch_optional(&self.pool)
-                .await?;
-            row.as_ref().map(subject_from).transpose()
-        })
+        Box::pin(self.find_enrolled_subject_now(document))
     }
 
     fn insert_subject<'a>(
@@ -206,77 +200,7 @@ impl Store for PostgresStore {
         new: NewSubject,
         now: Timestamp,
     ) -> BoxFuture<'a, Result<Subject, Error>> {
-        Box::pin(async move {
-            let hashes = new.all_document_hashes();
-            let mut tx = self.pool.begin().await?;
-            // Enrolments of one document take turns, whichever key each replica hashes
-            // under (during a rotation two replicas may have different current keys,
-            // and the unique index sees only one hash): a transaction-scoped advisory
-            // lock per hash, taken in one order.
-            let mut locks: Vec<i64> = hashes.iter().map(advisory_key).collect();
-            locks.sort_unstable();
-            locks.dedup();
-            for lock in locks {
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(lock)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            let enrolled: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM subjects \
-                 WHERE document_hash = ANY($1) AND status IN (2, 3))",
-            )
-            .bind(hash_array(&hashes))
-            .fetch_one(&mut *tx)
-            .await?;
-            let enrolling = matches!(new.status, SubjectStatus::Active | SubjectStatus::Suspended);
-            if enrolled && enrolling {
-                return Err(Error::AlreadyEnrolled);
-            }
-            let inserted = sqlx::query(
-                "INSERT INTO subjects (subject_id, document_type, document_hash, masked_name, \
-                     status, real_name_check, fare_class, medical_insurance_linked, \
-                     assurance_level, created_at, updated_at, document_key_id, \
-                     transit_account, pseudonym_key_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, identity_ts($10), identity_ts($10), \
-                     $11, $12, $13) \
-                 ON CONFLICT (document_hash) WHERE status IN (2, 3) DO NOTHING \
-                 RETURNING subject_id",
-            )
-            .bind(new.id.as_bytes().as_slice())
-            .bind(db_enum(new.document_type))
-            .bind(new.document_hash.hash.0.as_slice())
-            .bind(&new.masked_name)
-            .bind(db_enum(new.status))
-            .bind(db_enum(new.real_name_check))
-            .bind(db_enum(new.attributes.fare_class))
-            .bind(new.attributes.medical_insurance_linked)
-            .bind(db_enum(new.attributes.assurance_level))
-            .bind(now.as_micros())
-            .bind(new.document_hash.key_id.stored())
-            .bind(&new.transit_account.value)
-            .bind(new.transit_account.key_id.stored())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if inserted.is_none() {
-                return Err(Error::AlreadyEnrolled);
-            }
-            if new.status == SubjectStatus::Active {
-                sqlx::query(
-                    "UPDATE subjects SET status = 4, status_reason = $3, updated_at = identity_ts($4) \
-                     WHERE document_hash = ANY($1) AND status = 1 AND subject_id <> $2",
-                )
-                .bind(hash_array(&hashes))
-                .bind(new.id.as_bytes().as_slice())
-                .bind(SUPERSEDED_REASON)
-                .bind(now.as_micros())
-                .execute(&mut *tx)
-                .await?;
-            }
-            upsert_enrolment(&mut tx, new.id, &new.enrolment).await?;
-            tx.commit().await?;
-            Ok(new.into_subject(now))
-        })
+        Box::pin(self.insert_subject_now(new, now))
     }
 
     fn grant_enrolment<'a>(
@@ -285,40 +209,18 @@ impl Store for PostgresStore {
         grant: EnrolmentGrant,
         _now: Timestamp,
     ) -> BoxFuture<'a, Result<(), Error>> {
-        Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
-            select_subject(&mut tx, subject_id, "FOR UPDATE").await?;
-            upsert_enrolment(&mut tx, subject_id, &grant).await?;
-            tx.commit().await?;
-            Ok(())
-        })
+        Box::pin(self.grant_enrolment_now(subject_id, grant, _now))
     }
 
     fn get_subject<'a>(&'a self, id: SubjectId) -> BoxFuture<'a, Result<Subject, Error>> {
-        Box::pin(async move {
-            let mut conn = self.pool.acquire().await?;
-            select_subject(&mut conn, id, "").await
-        })
+        Box::pin(self.get_subject_now(id))
     }
 
     fn get_transit_account<'a>(
         &'a self,
         id: SubjectId,
     ) -> BoxFuture<'a, Result<StoredPseudonym, Error>> {
-        Box::pin(async move {
-            let row = sqlx::query(
-                "SELECT transit_account, pseudonym_key_id FROM subjects WHERE subject_id = $1",
-            )
-            .bind(id.as_bytes().as_slice())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(Error::SubjectNotFound)?;
-            let key_id: i16 = row.try_get("pseudonym_key_id")?;
-            Ok(StoredPseudonym {
-                key_id: KeyId::from_stored(key_id).ok_or(Error::Corrupt("pseudonym_key_id"))?,
-                value: row.try_get("transit_account")?,
-            })
-        })
+        Box::pin(self.get_transit_account_now(id))
     }
 
     fn update_attributes<'a>(
@@ -327,26 +229,7 @@ impl Store for PostgresStore {
         update: AttributesUpdate,
         now: Timestamp,
     ) -> BoxFuture<'a, Result<Subject, Error>> {
-        Box::pin(async move {
-            let sql = format!(
-                "UPDATE subjects SET \
-                     fare_class = COALESCE($2, fare_class), \
-                     medical_insurance_linked = COALESCE($3, medical_insurance_linked), \
-                     assurance_level = COALESCE($4, assurance_level), \
-                     updated_at = identity_ts($5) \
-                 WHERE subject_id = $1 RETURNING {SUBJECT_COLUMNS}"
-            );
-            let row = sqlx::query(&sql)
-                .bind(id.as_bytes().as_slice())
-                .bind(update.fare_class.map(db_enum))
-                .bind(update.medical_insurance_linked)
-                .bind(update.assurance_level.map(db_enum))
-                .bind(now.as_micros())
-                .fetch_optional(&self.pool)
-                .await?
-                .ok_or(Error::SubjectNotFound)?;
-            subject_from(&row)
-        })
+        Box::pin(self.update_attributes_now(id, update, now))
     }
 
     fn set_subject_status<'a>(
@@ -356,33 +239,7 @@ impl Store for PostgresStore {
         reason: &'a str,
         now: Timestamp,
     ) -> BoxFuture<'a, Result<Subject, Error>> {
-        Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
-            let current = select_subject(&mut tx, id, "FOR UPDATE").await?;
-            if !matches!(
-                current.status,
-                SubjectStatus::Active | SubjectStatus::Suspended
-            ) {
-                return Err(Error::StatusFrozen(status_name(current.status)));
-            }
-            if current.status == status {
-                return Ok(current);
-            }
-            let sql = format!(
-                "UPDATE subjects SET status = $2, status_reason = $3, updated_at = identity_ts($4) \
-                 WHERE subject_id = $1 RETURNING {SUBJECT_COLUMNS}"
-            );
-            let row = sqlx::query(&sql)
-                .bind(id.as_bytes().as_slice())
-                .bind(db_enum(status))
-                .bind(reason)
-                .bind(now.as_micros())
-                .fetch_one(&mut *tx)
-                .await?;
-            let subject = subject_from(&row)?;
-            tx.commit().await?;
-            Ok(subject)
-        })
+        Box::pin(self.set_subject_status_now(id, status, reason, now))
     }
 
     fn create_challenge<'a>(
@@ -390,47 +247,7 @@ impl Store for PostgresStore {
         challenge: Challenge,
         now: Timestamp,
     ) -> BoxFuture<'a, Result<(), Error>> {
-        Box::pin(async move {
-            let subject = challenge.subject_id.as_bytes().as_slice();
-            let mut tx = self.pool.begin().await?;
-            let status = select_subject(&mut tx, challenge.subject_id, "FOR SHARE")
-                .await?
-                .status;
-            if status != SubjectStatus::Active {
-                return Err(not_active(status, ACTION_CHALLENGE));
-            }
-            sqlx::query(
-                "DELETE FROM binding_challenges WHERE challenge IN ( \
-                     SELECT challenge FROM binding_challenges \
-                     WHERE expires_at <= identity_ts($1) \
-                     LIMIT $2 FOR UPDATE SKIP LOCKED)",
-            )
-            .bind(now.as_micros())
-            .bind(EXPIRED_CHALLENGE_BATCH)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO binding_challenges (challenge, subject_id, created_at, expires_at) \
-                 VALUES ($1, $2, identity_ts($3), identity_ts($4))",
-            )
-            .bind(challenge.bytes.as_slice())
-            .bind(subject)
-            .bind(now.as_micros())
-            .bind(challenge.expires_at.as_micros())
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "DELETE FROM binding_challenges WHERE challenge IN ( \
-                     SELECT challenge FROM binding_challenges WHERE subject_id = $1 \
-                     ORDER BY created_at DESC, challenge DESC OFFSET $2)",
-            )
-            .bind(subject)
-            .bind(i64::try_from(MAX_OUTSTANDING_CHALLENGES).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(())
-        })
+        Box::pin(self.create_challenge_now(challenge, now))
     }
 
     fn bind_device<'a>(
@@ -439,84 +256,7 @@ impl Store for PostgresStore {
         max_devices: u32,
         now: Timestamp,
     ) -> BoxFuture<'a, Result<Device, Error>> {
-        Box::pin(async move {
-            let subject = new.subject_id.as_bytes().as_slice();
-            // Any early return drops `tx`, which rolls everything back.
-            let mut tx = self.pool.begin().await?;
-            let status = select_subject(&mut tx, new.subject_id, "FOR UPDATE")
-                .await?
-                .status;
-            if status != SubjectStatus::Active {
-                return Err(not_active(status, ACTION_BIND));
-            }
-            let expires_at: Option<i64> = sqlx::query_scalar(
-                "DELETE FROM binding_challenges WHERE challenge = $1 AND subject_id = $2 \
-                 RETURNING identity_us(expires_at)",
-            )
-            .bind(new.challenge.as_slice())
-            .bind(subject)
-            .fetch_optional(&mut *tx)
-            .await?;
-            match expires_at {
-                None => return Err(Error::ChallengeUnknown),
-                Some(t) if Timestamp::from_micros(t) <= now => return Err(Error::ChallengeExpired),
-                Some(_) => {}
-            }
-            let authorised = match new.authority {
-                Authority::EnrolmentSecret(hash) => {
-                    sqlx::query(
-                        "DELETE FROM enrolment_secrets \
-                     WHERE subject_id = $1 AND secret_hash = $2 AND expires_at > identity_ts($3)",
-                    )
-                    .bind(subject)
-                    .bind(hash.0.as_slice())
-                    .bind(now.as_micros())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                        == 1
-                }
-                Authority::BoundDevice(id) => sqlx::query_scalar::<_, i32>(
-                    "SELECT 1 FROM devices WHERE device_id = $1 AND subject_id = $2 AND status = 1 \
-                     FOR SHARE",
-                )
-                .bind(id.as_bytes().as_slice())
-                .bind(subject)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_some(),
-            };
-            if !authorised {
-                return Err(Error::BindingNotAuthorized);
-            }
-            let active: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM devices WHERE subject_id = $1 AND status = 1",
-            )
-            .bind(subject)
-            .fetch_one(&mut *tx)
-            .await?;
-            if active >= i64::from(max_devices) {
-                return Err(Error::DeviceLimit { limit: max_devices });
-            }
-            let sql = format!(
-                "INSERT INTO devices (device_id, subject_id, public_key, status, label, bound_at) \
-                 VALUES ($1, $2, $3, 1, $4, identity_ts($5)) \
-                 ON CONFLICT ON CONSTRAINT devices_public_key_once DO NOTHING \
-                 RETURNING {DEVICE_COLUMNS}"
-            );
-            let row = sqlx::query(&sql)
-                .bind(new.id.as_bytes().as_slice())
-                .bind(subject)
-                .bind(&new.public_key)
-                .bind(&new.label)
-                .bind(now.as_micros())
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(Error::KeyAlreadyBound)?;
-            let device = device_from(&row)?;
-            tx.commit().await?;
-            Ok(device)
-        })
+        Box::pin(self.bind_device_now(new, max_devices, now))
     }
 
     fn unbind_device<'a>(
@@ -526,35 +266,7 @@ impl Store for PostgresStore {
         reason: &'a str,
         now: Timestamp,
     ) -> BoxFuture<'a, Result<Device, Error>> {
-        Box::pin(async move {
-            let sql = format!(
-                "UPDATE devices SET status = 2, unbound_at = identity_ts($4), unbind_reason = $3 \
-                 WHERE device_id = $1 AND subject_id = $2 AND status = 1 \
-                 RETURNING {DEVICE_COLUMNS}"
-            );
-            let updated = sqlx::query(&sql)
-                .bind(device_id.as_bytes().as_slice())
-                .bind(subject_id.as_bytes().as_slice())
-                .bind(reason)
-                .bind(now.as_micros())
-                .fetch_optional(&self.pool)
-                .await?;
-            let row = match updated {
-                Some(row) => row,
-                None => {
-                    let sql = format!(
-                        "SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id = $1 AND subject_id = $2"
-                    );
-                    sqlx::query(&sql)
-                        .bind(device_id.as_bytes().as_slice())
-                        .bind(subject_id.as_bytes().as_slice())
-                        .fetch_optional(&self.pool)
-                        .await?
-                        .ok_or(Error::DeviceNotFound)?
-                }
-            };
-            device_from(&row)
-        })
+        Box::pin(self.unbind_device_now(subject_id, device_id, reason, now))
     }
 
     fn list_devices<'a>(
@@ -563,54 +275,11 @@ impl Store for PostgresStore {
         include_unbound: bool,
         page: DevicePage,
     ) -> BoxFuture<'a, Result<Vec<Device>, Error>> {
-        Box::pin(async move {
-            if !subject_exists(&self.pool, subject_id).await? {
-                return Err(Error::SubjectNotFound);
-            }
-            let sql = format!(
-                "SELECT {DEVICE_COLUMNS} FROM devices WHERE subject_id = $1 AND ($2 OR status = 1) \
-                   AND ($3::BIGINT IS NULL \
-                        OR (devices.bound_at, device_id) > (identity_ts($3), $4)) \
-                 ORDER BY devices.bound_at, device_id \
-                 LIMIT $5"
-            );
-            sqlx::query(&sql)
-                .bind(subject_id.as_bytes().as_slice())
-                .bind(include_unbound)
-                .bind(page.after.map(|a| a.bound_at.as_micros()))
-                .bind(
-                    page.after
-                        .map_or_else(Vec::new, |a| a.device_id.as_bytes().to_vec()),
-                )
-                .bind(i64::try_from(page.limit).unwrap_or(i64::MAX))
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(device_from)
-                .collect()
-        })
+        Box::pin(self.list_devices_now(subject_id, include_unbound, page))
     }
 
     fn get_device<'a>(&'a self, id: DeviceId) -> BoxFuture<'a, Result<DeviceView, Error>> {
-        Box::pin(async move {
-            let row = sqlx::query(
-                "SELECT d.device_id, d.subject_id, d.public_key, d.status, d.label, \
-                     identity_us(d.bound_at) AS bound_at, identity_us(d.unbound_at) AS unbound_at, \
-                     s.status AS subject_status, s.fare_class, s.medical_insurance_linked, \
-                     s.assurance_level \
-                 FROM devices d JOIN subjects s ON s.subject_id = d.subject_id \
-                 WHERE d.device_id = $1",
-            )
-            .bind(id.as_bytes().as_slice())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(Error::DeviceNotFound)?;
-            Ok(DeviceView {
-                device: device_from(&row)?,
-                subject_status: enum_value::<SubjectStatus>(&row, "subject_status")?,
-                subject_attributes: attributes(&row)?,
-            })
-        })
+        Box::pin(self.get_device_now(id))
     }
 
     fn record_certificate<'a>(
@@ -619,82 +288,7 @@ impl Store for PostgresStore {
         max_live: u32,
         now: Timestamp,
     ) -> BoxFuture<'a, Result<Certificate, Error>> {
-        Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
-            // FOR UPDATE: records of one device take turns, so the live-certificate limit
-            // holds under concurrency.
-            let row = sqlx::query(
-                "SELECT subject_id, status FROM devices WHERE device_id = $1 FOR UPDATE",
-            )
-            .bind(new.device_id.as_bytes().as_slice())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(Error::DeviceNotFound)?;
-            let owner = subject_id(&row, "subject_id")?;
-            if new.subject_id.is_some_and(|s| s != owner) {
-                return Err(Error::invalid(
-                    "certificate.subject_id",
-                    "is not the device's subject",
-                ));
-            }
-            if enum_value::<DeviceStatus>(&row, "status")? != DeviceStatus::Active {
-                return Err(Error::DeviceNotActive);
-            }
-            let certificate = Certificate {
-                serial: new.serial,
-                device_id: new.device_id,
-                subject_id: owner,
-                not_before: new.not_before,
-                not_after: new.not_after,
-            };
-            let recorded: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM device_certificates WHERE serial = $1)",
-            )
-            .bind(new.serial.as_bytes().as_slice())
-            .fetch_one(&mut *tx)
-            .await?;
-            if !recorded {
-                let live: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM device_certificates \
-                     WHERE device_id = $1 AND not_after > identity_ts($2)",
-                )
-                .bind(new.device_id.as_bytes().as_slice())
-                .bind(now.as_micros())
-                .fetch_one(&mut *tx)
-                .await?;
-                if live >= i64::from(max_live) {
-                    return Err(Error::CertificateLimit { limit: max_live });
-                }
-            }
-            let inserted = sqlx::query(
-                "INSERT INTO device_certificates \
-                     (serial, device_id, subject_id, not_before, not_after, recorded_at) \
-                 VALUES ($1, $2, $3, identity_ts($4), identity_ts($5), identity_ts($6)) \
-                 ON CONFLICT (serial) DO NOTHING RETURNING serial",
-            )
-            .bind(new.serial.as_bytes().as_slice())
-            .bind(new.device_id.as_bytes().as_slice())
-            .bind(owner.as_bytes().as_slice())
-            .bind(new.not_before.as_micros())
-            .bind(new.not_after.as_micros())
-            .bind(now.as_micros())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if inserted.is_none() {
-                let sql = format!(
-                    "SELECT {CERTIFICATE_COLUMNS} FROM device_certificates WHERE serial = $1"
-                );
-                let row = sqlx::query(&sql)
-                    .bind(new.serial.as_bytes().as_slice())
-                    .fetch_one(&mut *tx)
-                    .await?;
-                if certificate_from(&row)? != certificate {
-                    return Err(Error::SerialConflict);
-                }
-            }
-            tx.commit().await?;
-            Ok(certificate)
-        })
+        Box::pin(self.record_certificate_now(new, max_live, now))
     }
 
     fn list_certificates<'a>(
@@ -703,50 +297,7 @@ impl Store for PostgresStore {
         valid_at: Option<Timestamp>,
         page: CertificatePage,
     ) -> BoxFuture<'a, Result<Vec<Certificate>, Error>> {
-        Box::pin(async move {
-            let (column, id) = match owner {
-                CertificateOwner::Device(id) => {
-                    let exists: bool = sqlx::query_scalar(
-                        "SELECT EXISTS (SELECT 1 FROM devices WHERE device_id = $1)",
-                    )
-                    .bind(id.as_bytes().as_slice())
-                    .fetch_one(&self.pool)
-                    .await?;
-                    if !exists {
-                        return Err(Error::DeviceNotFound);
-                    }
-                    ("device_id", *id.as_bytes())
-                }
-                CertificateOwner::Subject(id) => {
-                    if !subject_exists(&self.pool, id).await? {
-                        return Err(Error::SubjectNotFound);
-                    }
-                    ("subject_id", *id.as_bytes())
-                }
-            };
-            let sql = format!(
-                "SELECT {CERTIFICATE_COLUMNS} FROM device_certificates \
-                 WHERE {column} = $1 AND ($2::BIGINT IS NULL OR not_after > identity_ts($2)) \
-                   AND ($3::BIGINT IS NULL \
-                        OR (device_certificates.not_before, serial) > (identity_ts($3), $4)) \
-                 ORDER BY device_certificates.not_before, serial \
-                 LIMIT $5"
-            );
-            sqlx::query(&sql)
-                .bind(id.as_slice())
-                .bind(valid_at.map(Timestamp::as_micros))
-                .bind(page.after.map(|a| a.not_before.as_micros()))
-                .bind(
-                    page.after
-                        .map_or_else(Vec::new, |a| a.serial.as_bytes().to_vec()),
-                )
-                .bind(i64::try_from(page.limit).unwrap_or(i64::MAX))
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(certificate_from)
-                .collect()
-        })
+        Box::pin(self.list_certificates_now(owner, valid_at, page))
     }
 }
 
