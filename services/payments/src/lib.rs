@@ -1,22 +1,48 @@
-//! PaymentsService: payment links, trips and fares, charges (issue 11).
+//! PaymentsService: payment links, trips and fares, a double-entry ledger and
+//! exactly-once charges (issue 11).
 //!
-//! Built so far, the model the service will price with, free of I/O and transport:
+//! Built so far, one module per concept, free of transport (no tonic or prost type
+//! appears in them):
 //!
 //! - [`money`]: whole fen, checked arithmetic;
 //! - [`network`]: the metro network and the shortest distance between stations;
 //! - [`fare`]: the fare table (bands, bus routes, concessions, transfers, daily cap)
 //!   and the pricing of one trip;
-//! - [`card`]: recognising card numbers, which the service refuses to take anywhere.
+//! - [`card`]: recognising card numbers, which the service refuses to take anywhere;
+//! - [`account`]: the transit account, the only key of the records;
+//! - [`link`]: payment links, provider tokens, last 4 digits, consent;
+//! - [`trip`]: trips, taps and their deterministic keys;
+//! - [`charge`]: charges and their idempotency keys, derived from the trip;
+//! - [`ledger`]: balanced double entries and the invariant check;
+//! - [`outbox`]: the transactional outbox rows;
+//! - [`tap`]: the rules of a tap (TapIn, TapOut, void, expiry) as pure functions;
+//! - [`store`]: the store trait, [`MemoryStore`] and [`PostgresStore`];
+//! - [`payments`]: the logic callers use ([`Payments`]);
+//! - [`error`]: the one error type and its gRPC codes.
 //!
-//! Still to come (see the note on issue 11): links, trips and the ledger behind store
-//! traits (PostgreSQL and memory), the outbox and the provider adapter, arrears,
-//! settlement, and the gRPC service built like the others.
+//! Still to come (see the note on issue 11): the gRPC service built like the others
+//! (`service.rs`, `build`, `authorization.rs`, configuration), the outbox worker and
+//! the provider adapter with its sandbox, arrears repayment, settlement.
 #![forbid(unsafe_code)]
 
+pub mod account;
 pub mod card;
+pub mod charge;
+pub mod error;
 pub mod fare;
+pub mod ledger;
+pub mod link;
 pub mod money;
 pub mod network;
+pub mod outbox;
+pub mod payments;
+pub mod store;
+pub mod tap;
+pub mod trip;
 
+pub use account::TransitAccount;
+pub use error::Error;
 pub use fare::{Day, Fare, FareClass, FareError, FareTable, Journey, LastLeg, Mode, TableError};
 pub use money::Fen;
+pub use payments::Payments;
+pub use store::{MemoryStore, PaymentsStore, PostgresStore};
