@@ -18,16 +18,25 @@
 //! - [`tap`]: the rules of a tap (TapIn, TapOut, void, expiry) as pure functions;
 //! - [`store`]: the store trait, [`MemoryStore`] and [`PostgresStore`];
 //! - [`payments`]: the logic callers use ([`Payments`]);
-//! - [`error`]: the one error type and its gRPC codes.
+//! - [`error`]: the one error type and its gRPC codes;
+//! - [`config`]: settings, dev defaults, and what production refuses;
+//! - [`convert`]: messages to model types and back;
+//! - [`service`]: the thin tonic layer ([`PaymentsApi`]): TapIn and TapOut so far;
+//! - [`authorization`]: who may call each RPC;
+//! - [`build`]: the composition root.
 //!
-//! Still to come (see the note on issue 11): the gRPC service built like the others
-//! (`service.rs`, `build`, `authorization.rs`, configuration), the outbox worker and
-//! the provider adapter with its sandbox, arrears repayment, settlement.
+//! Still to come (see the note on issue 11): the citizen's device-signed calls (they
+//! answer UNIMPLEMENTED), a void RPC, the outbox worker and the provider adapter with
+//! its sandbox, arrears repayment, settlement, and the service in `citypass dev`.
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod authorization;
+pub mod build;
 pub mod card;
 pub mod charge;
+pub mod config;
+pub mod convert;
 pub mod error;
 pub mod fare;
 pub mod ledger;
@@ -36,13 +45,18 @@ pub mod money;
 pub mod network;
 pub mod outbox;
 pub mod payments;
+pub mod service;
 pub mod store;
 pub mod tap;
 pub mod trip;
 
 pub use account::TransitAccount;
+pub use authorization::AUTHORIZATION;
+pub use build::{Built, MAX_REQUEST_BYTES, build};
+pub use config::Config;
 pub use error::Error;
 pub use fare::{Day, Fare, FareClass, FareError, FareTable, Journey, LastLeg, Mode, TableError};
 pub use money::Fen;
 pub use payments::Payments;
+pub use service::PaymentsApi;
 pub use store::{MemoryStore, PaymentsStore, PostgresStore};

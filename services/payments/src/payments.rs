@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::ledger::{self, Imbalance, LedgerReport};
 use crate::link::{Consent, Last4, Link, LinkId, NewLink, Provider, ProviderToken};
 use crate::money::Fen;
-use crate::store::{PaymentsStore, TripPage, TripQuery};
+use crate::store::{PaymentsStore, TripPage, TripQuery, TripView};
 use crate::tap::{Answer, Place, Refusal, TapIn, TapOut, TapRules, Void};
 use crate::trip::{TapKey, Trip, check_id};
 
@@ -201,6 +201,16 @@ impl Payments {
             }
         }
         Ok(closed)
+    }
+
+    /// The trip a tap answered, as stored now, with its live charge (what a tap's
+    /// answer shows); the trip as given if it is not stored (a refused write).
+    pub async fn trip_view(&self, trip: Trip) -> Result<TripView, Error> {
+        Ok(self
+            .store
+            .trip(trip.account, trip.id)
+            .await?
+            .unwrap_or(TripView { trip, charge: None }))
     }
 
     /// One page of the rider's trips, newest first. `limit` 0 is [`DEFAULT_PAGE`];

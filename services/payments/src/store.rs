@@ -115,6 +115,14 @@ pub trait PaymentsStore: Send + Sync + 'static {
         query: TripQuery,
     ) -> BoxFuture<'_, Result<TripPage, Error>>;
 
+    /// One trip of the account, with its live charge; `None` if the account has no
+    /// trip of this id.
+    fn trip(
+        &self,
+        account: TransitAccount,
+        id: TripId,
+    ) -> BoxFuture<'_, Result<Option<TripView>, Error>>;
+
     /// The account's charges, every status, newest first (by creation, then key).
     fn charges(&self, account: TransitAccount) -> BoxFuture<'_, Result<Vec<Charge>, Error>>;
 

@@ -305,6 +305,24 @@ impl PaymentsStore for MemoryStore {
         })
     }
 
+    fn trip(
+        &self,
+        account: TransitAccount,
+        id: TripId,
+    ) -> BoxFuture<'_, Result<Option<TripView>, Error>> {
+        Box::pin(async move {
+            let state = self.lock()?;
+            Ok(state
+                .trips
+                .get(&id)
+                .filter(|t| t.account == account)
+                .map(|t| TripView {
+                    trip: t.clone(),
+                    charge: state.live_charge(id).cloned(),
+                }))
+        })
+    }
+
     fn charges(&self, account: TransitAccount) -> BoxFuture<'_, Result<Vec<Charge>, Error>> {
         Box::pin(async move {
             let state = self.lock()?;

@@ -647,6 +647,39 @@ impl PaymentsStore for PostgresStore {
         })
     }
 
+    fn trip(
+        &self,
+        account: TransitAccount,
+        id: TripId,
+    ) -> BoxFuture<'_, Result<Option<TripView>, Error>> {
+        Box::pin(async move {
+            let sql = format!(
+                "SELECT {TRIP_COLUMNS} FROM payment_trips t \
+                 WHERE t.trip_id = $1 AND t.transit_account = $2"
+            );
+            let Some(row) = sqlx::query(&sql)
+                .bind(id.0.as_slice())
+                .bind(account.as_bytes().as_slice())
+                .fetch_optional(&self.pool)
+                .await?
+            else {
+                return Ok(None);
+            };
+            let trip = trip_from(&row)?;
+            let sql = format!(
+                "SELECT {CHARGE_COLUMNS} FROM payment_charges c \
+                 WHERE c.trip_id = $1 AND c.status <> {CANCELLED}"
+            );
+            let charge = sqlx::query(&sql)
+                .bind(id.0.as_slice())
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|row| charge_from(&row))
+                .transpose()?;
+            Ok(Some(TripView { trip, charge }))
+        })
+    }
+
     fn charges(&self, account: TransitAccount) -> BoxFuture<'_, Result<Vec<Charge>, Error>> {
         Box::pin(async move {
             let sql = format!(
