@@ -16,6 +16,7 @@
 //! - [`ledger`]: balanced double entries and the invariant check;
 //! - [`outbox`]: the transactional outbox rows;
 //! - [`tap`]: the rules of a tap (TapIn, TapOut, void, expiry) as pure functions;
+//! - [`decision`]: what the rules and a store exchange (the rider's state, the writes);
 //! - [`store`]: the store trait, [`MemoryStore`] and [`PostgresStore`];
 //! - [`payments`]: the logic callers use ([`Payments`]);
 //! - [`error`]: the one error type and its gRPC codes;
@@ -37,6 +38,7 @@ pub mod card;
 pub mod charge;
 pub mod config;
 pub mod convert;
+pub mod decision;
 pub mod error;
 pub mod fare;
 pub mod ledger;

@@ -23,11 +23,11 @@ use futures::future::BoxFuture;
 
 use crate::account::TransitAccount;
 use crate::charge::Charge;
+use crate::decision::{Answer, Decision, RiderState};
 use crate::error::Error;
 use crate::ledger::LedgerReport;
 use crate::link::{Link, NewLink};
 use crate::outbox::OutboxMessage;
-use crate::tap::{Answer, Decision, RiderState};
 use crate::trip::{TapKey, Trip, TripId};
 
 pub use memory::MemoryStore;
@@ -90,7 +90,7 @@ pub trait PaymentsStore: Send + Sync + 'static {
     fn active_link(&self, account: TransitAccount) -> BoxFuture<'_, Result<Option<Link>, Error>>;
 
     /// Under the rider's lock: loads the [`RiderState`] (with `tap`'s record when
-    /// given, trips since [`crate::tap::window_start`] of `at`), runs `rules`, applies
+    /// given, trips since [`crate::decision::window_start`] of `at`), runs `rules`, applies
     /// its writes all or nothing and returns its answer. An error from `rules` or from a
     /// write changes nothing.
     fn with_rider<'a>(

@@ -9,12 +9,12 @@ use futures::future::BoxFuture;
 use super::{PaymentsStore, Rules, TripCursor, TripPage, TripQuery, TripView};
 use crate::account::TransitAccount;
 use crate::charge::{Charge, ChargeKey, ChargeStatus};
+use crate::decision::{Answer, RiderState, Write, window_start};
 use crate::error::Error;
 use crate::ledger::{Account, LedgerReport, Posting, PostingKind};
 use crate::link::{Link, NewLink, ProviderToken};
 use crate::money::Fen;
 use crate::outbox::{OutboxMessage, OutboxStatus};
-use crate::tap::{Answer, RiderState, Write, window_start};
 use crate::trip::{TapKey, TapRecord, Trip, TripId, TripStatus};
 
 #[derive(Default)]

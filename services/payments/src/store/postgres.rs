@@ -10,41 +10,32 @@
 //! trip, one open trip and one active link per rider.
 
 use futures::future::BoxFuture;
-use sqlx::postgres::{PgPool, PgRow};
+use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, Row};
 
+mod rows;
+mod writes;
+
+use self::rows::{
+    CANCELLED, CHARGE_COLUMNS, LINK_COLUMNS, TRIP_COLUMNS, charge_from, key16, link_from, secs,
+    trip_from, u64_of,
+};
+use self::writes::apply;
 use super::{PaymentsStore, Rules, TripCursor, TripPage, TripQuery, TripView};
 use crate::account::TransitAccount;
 use crate::charge::{Charge, ChargeKey, ChargeStatus};
+use crate::decision::{Answer, RiderState, window_start};
 use crate::error::Error;
-use crate::fare::Fare;
-use crate::ledger::{LedgerReport, Posting};
-use crate::link::{Consent, Last4, Link, LinkId, NewLink, Provider};
+use crate::ledger::LedgerReport;
+use crate::link::{Link, NewLink};
 use crate::money::Fen;
 use crate::outbox::{OutboxMessage, OutboxStatus};
-use crate::tap::{Answer, RiderState, Write, window_start};
-use crate::trip::{
-    Side, Tap, TapKey, TapRecord, Trip, TripId, TripStatus, fare_class_code, fare_class_from_code,
-    mode_code, mode_from_code,
-};
+use crate::trip::{Side, TapKey, TapRecord, Trip, TripId, TripStatus};
 
 /// The schema, in version order: every file of `migrations/` (a test checks the list
 /// against the folder).
 pub const MIGRATIONS: citypass_postgres::Embedded =
     citypass_postgres::embed_migrations!["20261203000001_payments.sql"];
-
-const LINK_COLUMNS: &str = "link_id, transit_account, provider, last4, consent_text_version, \
-    consented_at, linked_at, unlinked_at";
-
-const TRIP_COLUMNS: &str = "t.trip_id, t.transit_account, t.mode, t.status, t.fare_class, \
-    t.entry_gate, t.entry_place, t.entry_scan, t.entry_at, t.exit_gate, t.exit_place, \
-    t.exit_scan, t.exit_at, t.fare_operator, t.fare_distance_m, t.fare_base, \
-    t.fare_concession, t.fare_transfer, t.fare_capped, t.fare_due";
-
-const CHARGE_COLUMNS: &str = "c.charge_key, c.trip_id, c.transit_account, c.link_id, \
-    c.provider, c.operator, c.amount, c.status, c.decline_code, c.created_at, c.settled_at";
-
-const CANCELLED: i16 = 6;
 
 /// The PostgreSQL store. Cloning shares the pool.
 #[derive(Debug, Clone)]
@@ -68,134 +59,6 @@ impl PostgresStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
-}
-
-// --- values in and out -------------------------------------------------------------------
-
-fn secs(value: u64) -> Result<i64, Error> {
-    i64::try_from(value).map_err(|_| Error::invalid("tapped_at", "is out of range"))
-}
-
-fn fen(value: Fen) -> Result<i64, Error> {
-    i64::try_from(value.get()).map_err(|_| Error::AmountOutOfRange("fen"))
-}
-
-fn u64_of(row: &PgRow, column: &'static str) -> Result<u64, Error> {
-    let value: i64 = row.try_get(column)?;
-    u64::try_from(value).map_err(|_| Error::Corrupt(column))
-}
-
-fn opt_u64(row: &PgRow, column: &'static str) -> Result<Option<u64>, Error> {
-    let value: Option<i64> = row.try_get(column)?;
-    value
-        .map(|v| u64::try_from(v).map_err(|_| Error::Corrupt(column)))
-        .transpose()
-}
-
-fn key16<T>(row: &PgRow, column: &'static str, make: fn(&[u8]) -> Option<T>) -> Result<T, Error> {
-    let bytes: Vec<u8> = row.try_get(column)?;
-    make(&bytes).ok_or(Error::Corrupt(column))
-}
-
-fn link_id(bytes: &[u8]) -> Option<LinkId> {
-    bytes.try_into().ok().map(LinkId)
-}
-
-fn link_from(row: &PgRow) -> Result<Link, Error> {
-    let last4: String = row.try_get("last4")?;
-    let version: String = row.try_get("consent_text_version")?;
-    Ok(Link {
-        id: key16(row, "link_id", link_id)?,
-        account: key16(row, "transit_account", TransitAccount::from_slice)?,
-        provider: Provider::from_code(row.try_get("provider")?)
-            .ok_or(Error::Corrupt("provider"))?,
-        last4: Last4::parse(&last4).map_err(|_| Error::Corrupt("last4"))?,
-        consent: Consent::new(&version, u64_of(row, "consented_at")?)
-            .map_err(|_| Error::Corrupt("consent_text_version"))?,
-        linked_at: u64_of(row, "linked_at")?,
-        unlinked_at: opt_u64(row, "unlinked_at")?,
-    })
-}
-
-fn tap_from(row: &PgRow, prefix: &str) -> Result<Option<Tap>, Error> {
-    let gate: Option<String> = row.try_get(format!("{prefix}_gate").as_str())?;
-    let Some(gate_id) = gate else {
-        return Ok(None);
-    };
-    let at: Option<i64> = row.try_get(format!("{prefix}_at").as_str())?;
-    Ok(Some(Tap {
-        gate_id,
-        place: row
-            .try_get::<Option<String>, _>(format!("{prefix}_place").as_str())?
-            .unwrap_or_default(),
-        scan_id: row
-            .try_get::<Option<String>, _>(format!("{prefix}_scan").as_str())?
-            .unwrap_or_default(),
-        at: at
-            .and_then(|v| u64::try_from(v).ok())
-            .ok_or(Error::Corrupt("tap time"))?,
-    }))
-}
-
-fn trip_from(row: &PgRow) -> Result<Trip, Error> {
-    let operator: Option<String> = row.try_get("fare_operator")?;
-    let fare = match operator {
-        None => None,
-        Some(operator) => {
-            let money = |column: &'static str| -> Result<Fen, Error> {
-                Ok(Fen::new(
-                    opt_u64(row, column)?.ok_or(Error::Corrupt(column))?,
-                ))
-            };
-            let distance: Option<i64> = row.try_get("fare_distance_m")?;
-            Some(Fare {
-                operator,
-                distance_m: distance
-                    .map(|d| u32::try_from(d).map_err(|_| Error::Corrupt("fare_distance_m")))
-                    .transpose()?,
-                base: money("fare_base")?,
-                concession: money("fare_concession")?,
-                transfer: money("fare_transfer")?,
-                capped: money("fare_capped")?,
-                due: money("fare_due")?,
-            })
-        }
-    };
-    Ok(Trip {
-        id: key16(row, "trip_id", TapKey::from_slice)?,
-        account: key16(row, "transit_account", TransitAccount::from_slice)?,
-        mode: mode_from_code(row.try_get("mode")?).ok_or(Error::Corrupt("mode"))?,
-        status: TripStatus::from_code(row.try_get("status")?).ok_or(Error::Corrupt("status"))?,
-        fare_class: fare_class_from_code(row.try_get("fare_class")?)
-            .ok_or(Error::Corrupt("fare_class"))?,
-        entry: tap_from(row, "entry")?,
-        exit: tap_from(row, "exit")?,
-        fare,
-    })
-}
-
-fn charge_from(row: &PgRow) -> Result<Charge, Error> {
-    let link: Option<Vec<u8>> = row.try_get("link_id")?;
-    let provider: Option<i16> = row.try_get("provider")?;
-    let link = match (link, provider) {
-        (Some(id), Some(provider)) => Some((
-            link_id(&id).ok_or(Error::Corrupt("link_id"))?,
-            Provider::from_code(provider).ok_or(Error::Corrupt("provider"))?,
-        )),
-        _ => None,
-    };
-    Ok(Charge {
-        key: key16(row, "charge_key", ChargeKey::from_slice)?,
-        trip: key16(row, "trip_id", TapKey::from_slice)?,
-        account: key16(row, "transit_account", TransitAccount::from_slice)?,
-        link,
-        operator: row.try_get("operator")?,
-        amount: Fen::new(u64_of(row, "amount")?),
-        status: ChargeStatus::from_code(row.try_get("status")?).ok_or(Error::Corrupt("status"))?,
-        decline_code: row.try_get("decline_code")?,
-        created_at: u64_of(row, "created_at")?,
-        settled_at: opt_u64(row, "settled_at")?,
-    })
 }
 
 // --- the rider's lock, state and writes ----------------------------------------------------
@@ -310,179 +173,6 @@ async fn rider_state(
         open,
         recent,
     })
-}
-
-async fn put_trip(conn: &mut PgConnection, trip: &Trip) -> Result<(), Error> {
-    let tap = |t: &Option<Tap>| {
-        t.as_ref()
-            .map(|t| (t.gate_id.clone(), t.place.clone(), t.scan_id.clone(), t.at))
-    };
-    let (entry, exit) = (tap(&trip.entry), tap(&trip.exit));
-    let fare = trip.fare.as_ref();
-    let money = |f: fn(&Fare) -> Fen| fare.map(|fare| fen(f(fare))).transpose();
-    sqlx::query(
-        "INSERT INTO payment_trips (trip_id, transit_account, mode, status, fare_class, started_at, \
-           entry_gate, entry_place, entry_scan, entry_at, exit_gate, exit_place, exit_scan, exit_at, \
-           fare_operator, fare_distance_m, fare_base, fare_concession, fare_transfer, fare_capped, fare_due) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
-         ON CONFLICT (trip_id) DO UPDATE SET status = EXCLUDED.status, \
-           exit_gate = EXCLUDED.exit_gate, exit_place = EXCLUDED.exit_place, \
-           exit_scan = EXCLUDED.exit_scan, exit_at = EXCLUDED.exit_at, \
-           fare_operator = EXCLUDED.fare_operator, fare_distance_m = EXCLUDED.fare_distance_m, \
-           fare_base = EXCLUDED.fare_base, fare_concession = EXCLUDED.fare_concession, \
-           fare_transfer = EXCLUDED.fare_transfer, fare_capped = EXCLUDED.fare_capped, \
-           fare_due = EXCLUDED.fare_due",
-    )
-    .bind(trip.id.0.as_slice())
-    .bind(trip.account.as_bytes().as_slice())
-    .bind(mode_code(trip.mode))
-    .bind(trip.status.code())
-    .bind(fare_class_code(trip.fare_class))
-    .bind(secs(trip.started_at())?)
-    .bind(entry.as_ref().map(|e| e.0.clone()))
-    .bind(entry.as_ref().map(|e| e.1.clone()))
-    .bind(entry.as_ref().map(|e| e.2.clone()))
-    .bind(entry.as_ref().map(|e| secs(e.3)).transpose()?)
-    .bind(exit.as_ref().map(|e| e.0.clone()))
-    .bind(exit.as_ref().map(|e| e.1.clone()))
-    .bind(exit.as_ref().map(|e| e.2.clone()))
-    .bind(exit.as_ref().map(|e| secs(e.3)).transpose()?)
-    .bind(fare.map(|f| f.operator.clone()))
-    .bind(fare.and_then(|f| f.distance_m).map(i64::from))
-    .bind(money(|f| f.base)?)
-    .bind(money(|f| f.concession)?)
-    .bind(money(|f| f.transfer)?)
-    .bind(money(|f| f.capped)?)
-    .bind(money(|f| f.due)?)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-async fn insert_posting(conn: &mut PgConnection, posting: &Posting) -> Result<(), Error> {
-    for (seq, entry) in (0i16..).zip(posting.entries.iter()) {
-        sqlx::query(
-            "INSERT INTO payment_ledger (posting_id, seq, kind, charge_key, account_kind, account, amount, at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(posting.id.0.as_slice())
-        .bind(seq)
-        .bind(posting.kind.code())
-        .bind(posting.charge.0.as_slice())
-        .bind(entry.account.kind_code())
-        .bind(entry.account.name())
-        .bind(entry.amount)
-        .bind(secs(posting.at)?)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
-}
-
-async fn insert_charge(conn: &mut PgConnection, charge: &Charge) -> Result<(), Error> {
-    let posting = Posting::charge(charge).ok_or(Error::AmountOutOfRange("charge"))?;
-    let inserted = sqlx::query(
-        "INSERT INTO payment_charges (charge_key, trip_id, transit_account, link_id, provider, \
-           operator, amount, status, decline_code, created_at, settled_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (charge_key) DO NOTHING",
-    )
-    .bind(charge.key.0.as_slice())
-    .bind(charge.trip.0.as_slice())
-    .bind(charge.account.as_bytes().as_slice())
-    .bind(charge.link.map(|(id, _)| id.0.to_vec()))
-    .bind(charge.link.map(|(_, p)| p.code()))
-    .bind(&charge.operator)
-    .bind(fen(charge.amount)?)
-    .bind(charge.status.code())
-    .bind(charge.decline_code.as_deref())
-    .bind(secs(charge.created_at)?)
-    .bind(charge.settled_at.map(secs).transpose()?)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if inserted == 0 {
-        return Ok(()); // written before: no second posting, no second outbox row
-    }
-    insert_posting(conn, &posting).await?;
-    if charge.status == ChargeStatus::Pending {
-        sqlx::query(
-            "INSERT INTO payment_outbox (charge_key, status, created_at) VALUES ($1, $2, $3)",
-        )
-        .bind(charge.key.0.as_slice())
-        .bind(OutboxStatus::Pending.code())
-        .bind(secs(charge.created_at)?)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
-}
-
-async fn cancel_charge(conn: &mut PgConnection, trip: TripId, at: u64) -> Result<(), Error> {
-    let sql = format!(
-        "SELECT {CHARGE_COLUMNS}, o.status AS outbox_status FROM payment_charges c \
-         LEFT JOIN payment_outbox o ON o.charge_key = c.charge_key \
-         WHERE c.trip_id = $1 AND c.status <> $2 FOR UPDATE OF c"
-    );
-    let Some(row) = sqlx::query(&sql)
-        .bind(trip.0.as_slice())
-        .bind(CANCELLED)
-        .fetch_optional(&mut *conn)
-        .await?
-    else {
-        return Ok(());
-    };
-    let mut charge = charge_from(&row)?;
-    let outbox: Option<i16> = row.try_get("outbox_status")?;
-    if outbox == Some(OutboxStatus::Dispatched.code()) {
-        return Err(Error::VoidTooLate("its charge has been sent"));
-    }
-    charge.status = ChargeStatus::Cancelled;
-    let reversal = Posting::reversal(&charge, at).ok_or(Error::AmountOutOfRange("charge"))?;
-    sqlx::query("UPDATE payment_charges SET status = $2, settled_at = $3 WHERE charge_key = $1")
-        .bind(charge.key.0.as_slice())
-        .bind(CANCELLED)
-        .bind(secs(at)?)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("UPDATE payment_outbox SET status = $2 WHERE charge_key = $1")
-        .bind(charge.key.0.as_slice())
-        .bind(OutboxStatus::Cancelled.code())
-        .execute(&mut *conn)
-        .await?;
-    insert_posting(conn, &reversal).await
-}
-
-async fn apply(conn: &mut PgConnection, write: &Write) -> Result<(), Error> {
-    match write {
-        Write::PutTrip(trip) => put_trip(conn, trip).await,
-        Write::RecordTap(record) => {
-            let inserted = sqlx::query(
-                "INSERT INTO payment_taps (tap_key, trip_id, side, at, voided) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tap_key) DO NOTHING",
-            )
-            .bind(record.key.0.as_slice())
-            .bind(record.trip.0.as_slice())
-            .bind(record.side.code())
-            .bind(secs(record.at)?)
-            .bind(record.voided)
-            .execute(conn)
-            .await?
-            .rows_affected();
-            if inserted == 0 {
-                return Err(Error::ScanReused);
-            }
-            Ok(())
-        }
-        Write::VoidTap(key) => {
-            sqlx::query("UPDATE payment_taps SET voided = true WHERE tap_key = $1")
-                .bind(key.0.as_slice())
-                .execute(conn)
-                .await?;
-            Ok(())
-        }
-        Write::Charge(charge) => insert_charge(conn, charge).await,
-        Write::CancelCharge { trip, at } => cancel_charge(conn, *trip, *at).await,
-    }
 }
 
 /// Whether `err` is a unique violation of `constraint`.
