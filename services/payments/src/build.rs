@@ -25,7 +25,8 @@ pub struct Built {
 
 /// Builds the service from `config`: checks, TLS identity, the fare table, the store
 /// (PostgreSQL when `database` is set, else memory), PaymentsService with its
-/// authorisation table. Call inside a tokio runtime.
+/// authorisation table, and the expiry pass ([`crate::expiry`]). Call inside a tokio
+/// runtime.
 pub async fn build(config: Config) -> Result<Built, BuildError> {
     config.validate().map_err(part("configuration"))?;
     let tls = config.server.load_tls()?;
@@ -50,7 +51,13 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
     let service = PaymentsApi::new(payments.clone())
         .into_server()
         .max_decoding_message_size(MAX_REQUEST_BYTES);
-    let server = Server::new(config.server.clone())
+    let server = Server::new(config.server.clone());
+    crate::expiry::spawn(
+        &payments,
+        config.payments.expiry_interval,
+        server.draining(),
+    );
+    let server = server
         .add_service(service, &AUTHORIZATION)
         .file_descriptor_set(citypass_proto::FILE_DESCRIPTOR_SET);
     Ok(Built {

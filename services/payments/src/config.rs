@@ -10,7 +10,7 @@
 //! | `environment` | `CITYPASS_ENVIRONMENT` | `production` (`dev` allows the memory store, the built-in fare table, plaintext) |
 //! | `database.*` | `CITYPASS_DATABASE__URL`, `__MAX_CONNECTIONS` | unset: in-memory store (dev only) |
 //! | `fares_file` | `CITYPASS_FARES_FILE` | unset: the checked-in `config/fares.yaml`, built in (dev only) |
-//! | `payments.*` | `CITYPASS_PAYMENTS__…` | [`Settings`] |
+//! | `payments.*` | `CITYPASS_PAYMENTS__…` | [`Settings`] (tap timing, the city's day, the expiry pass) |
 //!
 //! `config.example.yaml` beside this crate shows every key.
 
@@ -45,6 +45,10 @@ pub struct Settings {
     /// Minutes east of UTC of the city's local time, where its days (the daily cap)
     /// begin (default 480, Beijing).
     pub utc_offset_minutes: i32,
+    /// How often trips left open past the fare table's `max_trip` are closed at the
+    /// maximum fare (default `60s`, at most `1h`).
+    #[serde(deserialize_with = "duration::deserialize_positive")]
+    pub expiry_interval: Duration,
 }
 
 impl Default for Settings {
@@ -54,6 +58,7 @@ impl Default for Settings {
             double_tap: tap.double_tap,
             void_window: tap.void_window,
             utc_offset_minutes: tap.utc_offset_s / 60,
+            expiry_interval: Duration::from_secs(60),
         }
     }
 }
@@ -61,6 +66,11 @@ impl Default for Settings {
 impl Settings {
     /// The tap rules' settings, checked.
     pub fn tap_settings(&self) -> Result<TapSettings, Error> {
+        if self.expiry_interval.is_zero() || self.expiry_interval > Duration::from_secs(3600) {
+            return Err(Error::Config(
+                "payments.expiry_interval must be more than 0 and at most 1h".into(),
+            ));
+        }
         let settings = TapSettings {
             double_tap: self.double_tap,
             void_window: self.void_window,

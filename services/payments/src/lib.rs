@@ -24,6 +24,7 @@
 //! - [`convert`]: messages to model types and back;
 //! - [`service`]: the thin tonic layer ([`PaymentsApi`]): TapIn and TapOut so far;
 //! - [`authorization`]: who may call each RPC;
+//! - [`expiry`]: the background pass closing trips left open too long;
 //! - [`build`]: the composition root.
 //!
 //! Still to come (see the note on issue 11): the citizen's device-signed calls (they
@@ -40,6 +41,7 @@ pub mod config;
 pub mod convert;
 pub mod decision;
 pub mod error;
+pub mod expiry;
 pub mod fare;
 pub mod ledger;
 pub mod link;

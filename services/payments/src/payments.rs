@@ -94,6 +94,16 @@ impl Payments {
         }
     }
 
+    /// The logic over `store` with shared `rules`.
+    pub fn with_rules(store: Arc<dyn PaymentsStore>, rules: Arc<TapRules>) -> Self {
+        Payments { store, rules }
+    }
+
+    /// The rules, shared.
+    pub fn shared_rules(&self) -> Arc<TapRules> {
+        self.rules.clone()
+    }
+
     /// The store (for tests and the outbox worker).
     pub fn store(&self) -> &Arc<dyn PaymentsStore> {
         &self.store

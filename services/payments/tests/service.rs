@@ -30,9 +30,12 @@ struct Running {
 }
 
 async fn start(database: bool) -> Running {
+    start_with(database, Config::dev()).await
+}
+
+async fn start_with(database: bool, mut config: Config) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::new("payments");
-    let mut config = Config::dev();
     config.server.tls = Some(pki.server_files(&dir.path().join("tls")));
     if database {
         let (_pool, url) = citypass_testkit::fresh_database().await;
@@ -256,4 +259,62 @@ async fn bad_input_gets_a_precise_status_and_changes_nothing() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
+}
+
+#[tokio::test]
+async fn a_trip_left_open_is_closed_at_the_maximum_fare_by_the_expiry_pass() {
+    let mut config = Config::dev();
+    config.payments.expiry_interval = std::time::Duration::from_millis(100);
+    let running = start_with(true, config).await;
+    running.link(RIDER).await;
+    // An entry five hours ago, never exited (the table's max_trip is 4 h).
+    let five_hours_ago = i64::try_from(citypass_token::unix_now()).unwrap() - 5 * 3600;
+    let opened = running
+        .verifier()
+        .tap_in(v1::TapInRequest {
+            tapped_at: Some(Timestamp {
+                seconds: five_hours_ago,
+                nanos: 0,
+            }),
+            ..entry("scan-1", "xidan")
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .trip
+        .unwrap();
+    assert_eq!(opened.status, v1::TripStatus::Open as i32);
+    let account = TransitAccount::parse(RIDER).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let closed = loop {
+        let page = running
+            .payments
+            .trips(
+                account,
+                TripQuery {
+                    since: None,
+                    until: None,
+                    after: None,
+                    limit: 0,
+                },
+            )
+            .await
+            .unwrap();
+        let trip = page.trips[0].clone();
+        if trip.trip.status == citypass_payments::trip::TripStatus::Unmatched {
+            break trip;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expiry pass did not close the trip"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(closed.trip.due(), citypass_payments::Fen::new(1000));
+    assert_eq!(
+        closed.charge.map(|c| c.amount),
+        Some(citypass_payments::Fen::new(1000))
+    );
+    let (_, verdict) = running.payments.check_ledger().await.unwrap();
+    assert_eq!(verdict, Ok(()));
 }

@@ -7,24 +7,29 @@ use std::sync::Arc;
 
 use citypass_payments::payments::Tapped;
 use citypass_payments::trip::TripStatus;
-use citypass_payments::{Payments, PaymentsStore, TransitAccount};
+use citypass_payments::{Fen, Payments, PaymentsStore, TransitAccount};
 
 use crate::support::{
     T0, all_trips, boarding, entry, exit, ledger_balances, linked, live_charges, payments, race,
     tap_in,
 };
 
-/// The rider has `trips` trips and one live charge for each priced one; the ledger
-/// balances, and the outbox has one row per charge.
+/// The rider has `trips` trips and one live charge for each priced one that costs
+/// something (none for a fare capped at zero); the ledger balances, and the outbox has
+/// one row per charge.
 async fn exactly_one_charge_per_trip(p: &Payments, account: TransitAccount, trips: usize) {
     let listed = all_trips(p, account).await;
     assert_eq!(listed.len(), trips, "{listed:#?}");
     let charges = live_charges(p, account).await;
-    let priced = listed.iter().filter(|t| t.status.is_priced()).count();
-    assert_eq!(charges.len(), priced, "{charges:#?}");
-    for trip in listed.iter().filter(|t| t.status.is_priced()) {
-        assert_eq!(charges.iter().filter(|c| c.trip == trip.id).count(), 1);
+    for trip in &listed {
+        let expected = usize::from(trip.due() > Fen::ZERO);
+        assert_eq!(
+            charges.iter().filter(|c| c.trip == trip.id).count(),
+            expected
+        );
     }
+    let costing = listed.iter().filter(|t| t.due() > Fen::ZERO).count();
+    assert_eq!(charges.len(), costing, "{charges:#?}");
     let charged: i128 = charges.iter().map(|c| i128::from(c.amount.get())).sum();
     assert_eq!(ledger_balances(p).await, charged);
     assert_eq!(p.store().outbox(1000).await.unwrap().len(), charges.len());
@@ -155,4 +160,38 @@ pub(crate) async fn concurrent_bus_taps_of_one_scan_charge_once(store: Arc<dyn P
         .collect();
     assert!(trips.iter().all(|t| *t == trips[0]));
     exactly_one_charge_per_trip(&p, a, 1).await;
+}
+
+pub(crate) async fn concurrent_taps_of_one_rider_never_exceed_the_daily_cap(
+    store: Arc<dyn PaymentsStore>,
+) {
+    let p = payments(store);
+    let a = linked(&p, 1).await;
+    // Sixteen 3-yuan bus rides of one rider, two minutes apart, arriving at once: the
+    // rider's lock makes each see the others, so the day costs the 20-yuan cap, no more.
+    let results = race(16, |i| {
+        let p = p.clone();
+        let at = T0 + 120 * u64::try_from(i).unwrap();
+        async move {
+            p.tap_in(boarding(
+                a,
+                &format!("bus-{i}"),
+                &format!("s{i}"),
+                "944",
+                at,
+            ))
+            .await
+        }
+    })
+    .await;
+    let due: u64 = results
+        .into_iter()
+        .map(|r| match r.unwrap() {
+            Tapped::Trip(trip) => trip.due().get(),
+            Tapped::Refused(refusal) => panic!("{refusal:?}"),
+        })
+        .sum();
+    assert_eq!(due, 2000);
+    exactly_one_charge_per_trip(&p, a, 16).await;
+    assert_eq!(ledger_balances(&p).await, 2000);
 }

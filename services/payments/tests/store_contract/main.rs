@@ -73,5 +73,6 @@ contract!(
     exactly_once::concurrent_tap_outs_of_one_scan_charge_once,
     exactly_once::concurrent_double_taps_charge_once,
     exactly_once::concurrent_bus_taps_of_one_scan_charge_once,
+    exactly_once::concurrent_taps_of_one_rider_never_exceed_the_daily_cap,
     listing::trips_are_listed_newest_first_in_pages,
 );
