@@ -92,7 +92,7 @@ CREATE INDEX payment_charges_by_rider ON payment_charges (transit_account, creat
 CREATE TABLE payment_ledger (
     posting_id   BYTEA NOT NULL CHECK (octet_length(posting_id) = 16),
     seq          SMALLINT NOT NULL CHECK (seq IN (0, 1)),
-    kind         SMALLINT NOT NULL CHECK (kind IN (1, 2)),
+    kind         SMALLINT NOT NULL CHECK (kind IN (1, 2, 3)),
     charge_key   BYTEA NOT NULL,
     account_kind SMALLINT NOT NULL CHECK (account_kind BETWEEN 1 AND 3),
     account      TEXT NOT NULL,
@@ -105,7 +105,7 @@ CREATE INDEX payment_ledger_by_charge ON payment_ledger (charge_key);
 -- The outbox: one row per charge to send, written with the charge.
 CREATE TABLE payment_outbox (
     charge_key BYTEA PRIMARY KEY REFERENCES payment_charges,
-    status     SMALLINT NOT NULL CHECK (status BETWEEN 1 AND 3),
+    status     SMALLINT NOT NULL CHECK (status BETWEEN 1 AND 4),
     created_at BIGINT NOT NULL CHECK (created_at >= 0),
     seq        BIGSERIAL NOT NULL
 );

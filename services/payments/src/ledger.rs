@@ -9,15 +9,16 @@
 //! | `provider:<name>` | provider clearing: money the provider collected, not yet paid out | −fare when the provider confirms, +fare at payout |
 //!
 //! Postings so far ([`PostingKind`]): a **charge** (rider −F, operator +F), written in
-//! the same transaction as the charge and its outbox row, and a **reversal** of a
-//! cancelled charge (rider +F, operator −F). Captures and payouts come with the outbox
-//! worker. A posting's id is derived from its charge and kind, so a charge is posted
+//! the same transaction as the charge and its outbox row; a **reversal** of a
+//! cancelled charge (rider +F, operator −F); a **capture** when the provider approved
+//! it (rider +F, provider clearing −F). Payouts to operators come with settlement. A posting's id is derived from its charge and kind, so a charge is posted
 //! once whatever retries happen.
 //!
 //! [`LedgerReport`] is what a store sums; [`verify`] proves from it that nothing was
 //! created or lost: every posting balances, the whole ledger sums to zero, every live
-//! charge was posted once and every cancelled one reversed once, and the operators'
-//! receivables equal the live charges.
+//! charge was posted once, every cancelled one reversed once and every approved one
+//! captured once, the operators' receivables equal the live charges, and the providers
+//! hold exactly the approved ones.
 
 use std::fmt;
 
@@ -63,6 +64,8 @@ pub enum PostingKind {
     Charge,
     /// A cancelled charge, reversed.
     Reversal,
+    /// The provider collected the fare: the rider's debt is paid, the provider holds it.
+    Capture,
 }
 
 impl PostingKind {
@@ -71,6 +74,7 @@ impl PostingKind {
         match self {
             PostingKind::Charge => 1,
             PostingKind::Reversal => 2,
+            PostingKind::Capture => 3,
         }
     }
 }
@@ -111,6 +115,12 @@ pub struct Posting {
 
 impl Posting {
     fn new(kind: PostingKind, charge: &Charge, sign: i64, at: u64) -> Option<Self> {
+        let other = match kind {
+            PostingKind::Capture => {
+                Account::ProviderClearing(charge.link.map_or("none", |(_, p)| p.name()))
+            }
+            _ => Account::Operator(charge.operator.clone()),
+        };
         // Amounts are at most a day's cap, far inside i64; refused otherwise.
         let amount = i64::try_from(charge.amount.get()).ok()?;
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
@@ -129,7 +139,7 @@ impl Posting {
                     amount: -sign * amount,
                 },
                 Entry {
-                    account: Account::Operator(charge.operator.clone()),
+                    account: other,
                     amount: sign * amount,
                 },
             ],
@@ -147,6 +157,11 @@ impl Posting {
     pub fn reversal(charge: &Charge, at: u64) -> Option<Self> {
         Posting::new(PostingKind::Reversal, charge, -1, at)
     }
+
+    /// The provider's capture of a charge: rider +amount, provider clearing −amount.
+    pub fn capture(charge: &Charge, at: u64) -> Option<Self> {
+        Posting::new(PostingKind::Capture, charge, -1, at)
+    }
 }
 
 /// What a store sums over its ledger and charges, for [`verify`].
@@ -162,11 +177,17 @@ pub struct LedgerReport {
     pub operators: i128,
     /// Sum of provider clearing accounts.
     pub providers: i128,
-    /// Charge postings, and reversal postings.
+    /// Charge postings.
     pub charge_postings: u64,
     /// Reversal postings.
     pub reversal_postings: u64,
-    /// Charges (all), and cancelled charges.
+    /// Capture postings.
+    pub capture_postings: u64,
+    /// Charges the provider approved.
+    pub succeeded_charges: u64,
+    /// Sum of the charges the provider approved.
+    pub captured: i128,
+    /// Charges (all).
     pub charges: u64,
     /// Cancelled charges.
     pub cancelled_charges: u64,
@@ -206,6 +227,13 @@ pub enum Imbalance {
     },
     /// Postings without their charge.
     OrphanPostings(u64),
+    /// Captures do not match approved charges, or the providers hold other than them.
+    Captures {
+        /// Approved charges and their sum.
+        succeeded: (u64, i128),
+        /// Capture postings and the providers' clearing total (negated).
+        postings: (u64, i128),
+    },
 }
 
 /// Checks `report`; every broken invariant is returned.
@@ -233,6 +261,12 @@ pub fn verify(report: &LedgerReport) -> Result<(), Vec<Imbalance>> {
         broken.push(Imbalance::Receivables {
             charged: report.live_charged,
             receivable: report.operators,
+        });
+    }
+    if report.capture_postings != report.succeeded_charges || -report.providers != report.captured {
+        broken.push(Imbalance::Captures {
+            succeeded: (report.succeeded_charges, report.captured),
+            postings: (report.capture_postings, -report.providers),
         });
     }
     if report.orphan_postings != 0 {

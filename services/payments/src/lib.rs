@@ -15,6 +15,8 @@
 //! - [`charge`]: charges and their idempotency keys, derived from the trip;
 //! - [`ledger`]: balanced double entries and the invariant check;
 //! - [`outbox`]: the transactional outbox rows;
+//! - [`provider`]: the payment-provider adapter trait and the sandbox provider;
+//! - [`worker`]: the outbox worker (send, apply the answer, retry with the same key);
 //! - [`tap`]: the rules of a tap (TapIn, TapOut, void, expiry) as pure functions;
 //! - [`decision`]: what the rules and a store exchange (the rider's state, the writes);
 //! - [`store`]: the store trait, [`MemoryStore`] and [`PostgresStore`];
@@ -28,8 +30,9 @@
 //! - [`build`]: the composition root.
 //!
 //! Still to come (see the note on issue 11): the citizen's device-signed calls (they
-//! answer UNIMPLEMENTED), a void RPC, the outbox worker and the provider adapter with
-//! its sandbox, arrears repayment, settlement, and the service in `citypass dev`.
+//! answer UNIMPLEMENTED), a void RPC, real provider adapters and signed provider
+//! callbacks, the worker in the server, arrears repayment, settlement, and the service
+//! in `citypass dev`.
 #![forbid(unsafe_code)]
 
 pub mod account;
@@ -49,10 +52,12 @@ pub mod money;
 pub mod network;
 pub mod outbox;
 pub mod payments;
+pub mod provider;
 pub mod service;
 pub mod store;
 pub mod tap;
 pub mod trip;
+pub mod worker;
 
 pub use account::TransitAccount;
 pub use authorization::AUTHORIZATION;

@@ -22,12 +22,12 @@ pub mod postgres;
 use futures::future::BoxFuture;
 
 use crate::account::TransitAccount;
-use crate::charge::Charge;
+use crate::charge::{Charge, ChargeKey};
 use crate::decision::{Answer, Decision, RiderState};
 use crate::error::Error;
 use crate::ledger::LedgerReport;
 use crate::link::{Link, NewLink};
-use crate::outbox::OutboxMessage;
+use crate::outbox::{OutboxJob, OutboxMessage, Settlement};
 use crate::trip::{TapKey, Trip, TripId};
 
 pub use memory::MemoryStore;
@@ -128,6 +128,25 @@ pub trait PaymentsStore: Send + Sync + 'static {
 
     /// Outbox rows, oldest first, at most `limit`.
     fn outbox(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxMessage>, Error>>;
+
+    /// Rows to send, oldest first, at most `limit`: PENDING, or DISPATCHED while their
+    /// charge is still PENDING or RETRYING (a worker died or the answer was not known).
+    fn outbox_jobs(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxJob>, Error>>;
+
+    /// Marks the charge's row DISPATCHED, taking the charge's lock (so a concurrent
+    /// void either cancels first or finds it dispatched). `true` if the row is
+    /// dispatched now; `false` if it is cancelled or done (nothing to send).
+    fn dispatch(&self, charge: ChargeKey) -> BoxFuture<'_, Result<bool, Error>>;
+
+    /// Applies the provider's answer to a PENDING or RETRYING charge, once: approved →
+    /// SUCCEEDED with its capture posting, declined → DECLINED (arrears), the row DONE;
+    /// retry → RETRYING. A charge in another state is returned unchanged.
+    fn settle(
+        &self,
+        charge: ChargeKey,
+        settlement: Settlement,
+        at: u64,
+    ) -> BoxFuture<'_, Result<Charge, Error>>;
 
     /// The sums [`crate::ledger::verify`] checks, over the whole ledger.
     fn ledger_report(&self) -> BoxFuture<'_, Result<LedgerReport, Error>>;

@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::ledger::{Account, LedgerReport, Posting, PostingKind};
 use crate::link::{Link, NewLink, ProviderToken};
 use crate::money::Fen;
-use crate::outbox::{OutboxMessage, OutboxStatus};
+use crate::outbox::{OutboxJob, OutboxMessage, OutboxStatus, Settlement};
 use crate::trip::{TapKey, TapRecord, Trip, TripId, TripStatus};
 
 #[derive(Default)]
@@ -119,8 +119,12 @@ impl State {
                 Write::CancelCharge { trip, .. } => {
                     if let Some(charge) = self.live_charge(*trip) {
                         let sent = self.outbox.iter().any(|m| {
-                            m.charge == charge.key && m.status == OutboxStatus::Dispatched
-                        });
+                            m.charge == charge.key
+                                && matches!(m.status, OutboxStatus::Dispatched | OutboxStatus::Done)
+                        }) || !matches!(
+                            charge.status,
+                            ChargeStatus::Pending | ChargeStatus::Declined
+                        );
                         if sent {
                             return Err(Error::VoidTooLate("its charge has been sent"));
                         }
@@ -341,6 +345,113 @@ impl PaymentsStore for MemoryStore {
         Box::pin(async move { Ok(self.lock()?.outbox.iter().take(limit).copied().collect()) })
     }
 
+    fn outbox_jobs(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxJob>, Error>> {
+        Box::pin(async move {
+            let state = self.lock()?;
+            let mut jobs = Vec::new();
+            for message in &state.outbox {
+                if jobs.len() == limit {
+                    break;
+                }
+                if !matches!(
+                    message.status,
+                    OutboxStatus::Pending | OutboxStatus::Dispatched
+                ) {
+                    continue;
+                }
+                let Some(charge) = state.charges.get(&message.charge) else {
+                    return Err(Error::Corrupt("outbox row without its charge"));
+                };
+                if !matches!(
+                    charge.status,
+                    ChargeStatus::Pending | ChargeStatus::Retrying
+                ) {
+                    continue;
+                }
+                let (link_id, _) = charge
+                    .link
+                    .ok_or(Error::Corrupt("outbox charge without a link"))?;
+                let token = state
+                    .links
+                    .iter()
+                    .find(|(l, _)| l.id == link_id)
+                    .map(|(_, token)| token.clone())
+                    .ok_or(Error::Corrupt("outbox charge without its link"))?;
+                jobs.push(OutboxJob {
+                    charge: charge.clone(),
+                    token,
+                });
+            }
+            Ok(jobs)
+        })
+    }
+
+    fn dispatch(&self, charge: ChargeKey) -> BoxFuture<'_, Result<bool, Error>> {
+        Box::pin(async move {
+            let mut state = self.lock()?;
+            let Some(message) = state.outbox.iter_mut().find(|m| m.charge == charge) else {
+                return Ok(false);
+            };
+            match message.status {
+                OutboxStatus::Pending | OutboxStatus::Dispatched => {
+                    message.status = OutboxStatus::Dispatched;
+                    Ok(true)
+                }
+                OutboxStatus::Cancelled | OutboxStatus::Done => Ok(false),
+            }
+        })
+    }
+
+    fn settle(
+        &self,
+        key: ChargeKey,
+        settlement: Settlement,
+        at: u64,
+    ) -> BoxFuture<'_, Result<Charge, Error>> {
+        Box::pin(async move {
+            let mut state = self.lock()?;
+            let charge = state
+                .charges
+                .get(&key)
+                .cloned()
+                .ok_or(Error::Corrupt("settling an unknown charge"))?;
+            if !matches!(
+                charge.status,
+                ChargeStatus::Pending | ChargeStatus::Retrying
+            ) {
+                return Ok(charge);
+            }
+            let mut settled = charge;
+            let done = match settlement {
+                Settlement::Approved => {
+                    settled.status = ChargeStatus::Succeeded;
+                    settled.settled_at = Some(at);
+                    let capture =
+                        Posting::capture(&settled, at).ok_or(Error::AmountOutOfRange("charge"))?;
+                    state.postings.push(capture);
+                    true
+                }
+                Settlement::Declined { code } => {
+                    settled.status = ChargeStatus::Declined;
+                    settled.decline_code = Some(code);
+                    settled.settled_at = Some(at);
+                    true
+                }
+                Settlement::Retry => {
+                    settled.status = ChargeStatus::Retrying;
+                    false
+                }
+            };
+            if done {
+                for message in state.outbox.iter_mut().filter(|m| m.charge == key) {
+                    message.status = OutboxStatus::Done;
+                }
+            }
+            state.charges.insert(key, settled.clone());
+            Ok(settled)
+        })
+    }
+
     fn ledger_report(&self) -> BoxFuture<'_, Result<LedgerReport, Error>> {
         Box::pin(async move {
             let state = self.lock()?;
@@ -353,6 +464,7 @@ impl PaymentsStore for MemoryStore {
                 match posting.kind {
                     PostingKind::Charge => report.charge_postings += 1,
                     PostingKind::Reversal => report.reversal_postings += 1,
+                    PostingKind::Capture => report.capture_postings += 1,
                 }
                 if !state.charges.contains_key(&posting.charge) {
                     report.orphan_postings += 1;
@@ -373,6 +485,10 @@ impl PaymentsStore for MemoryStore {
                     report.live_charged += i128::from(charge.amount.get());
                 } else {
                     report.cancelled_charges += 1;
+                }
+                if charge.status == ChargeStatus::Succeeded {
+                    report.succeeded_charges += 1;
+                    report.captured += i128::from(charge.amount.get());
                 }
             }
             Ok(report)

@@ -1,7 +1,7 @@
 //! The store contract: one suite, run against the in-memory store and PostgreSQL.
 //!
 //! Each property is one `async fn` over an `Arc<dyn PaymentsStore>`, in a module per
-//! concern (links, trips, voids, exactly once, listing); the `contract!` macro runs
+//! concern (links, trips, voids, exactly once, listing, the outbox worker); the `contract!` macro runs
 //! every one against both backends (a fresh PostgreSQL database per test, from
 //! `citypass_testkit`; without `CITYPASS_TEST_DATABASE_URL` the PostgreSQL half fails
 //! rather than skips). Most properties drive the store through [`Payments`], the logic
@@ -10,6 +10,7 @@
 mod exactly_once;
 mod links;
 mod listing;
+mod outbox;
 mod support;
 mod trips;
 mod voids;
@@ -75,4 +76,9 @@ contract!(
     exactly_once::concurrent_bus_taps_of_one_scan_charge_once,
     exactly_once::concurrent_taps_of_one_rider_never_exceed_the_daily_cap,
     listing::trips_are_listed_newest_first_in_pages,
+    outbox::the_worker_sends_each_charge_once,
+    outbox::a_timeout_after_success_is_retried_with_the_same_key,
+    outbox::a_worker_killed_mid_batch_is_resumed_without_a_double_charge,
+    outbox::a_declined_charge_is_arrears_and_blocks_entry,
+    outbox::a_sent_charge_cannot_be_voided,
 );

@@ -143,7 +143,13 @@ pub(super) async fn cancel_charge(
     };
     let mut charge = charge_from(&row)?;
     let outbox: Option<i16> = row.try_get("outbox_status")?;
-    if outbox == Some(OutboxStatus::Dispatched.code()) {
+    let sent = outbox == Some(OutboxStatus::Dispatched.code())
+        || outbox == Some(OutboxStatus::Done.code())
+        || !matches!(
+            charge.status,
+            ChargeStatus::Pending | ChargeStatus::Declined
+        );
+    if sent {
         return Err(Error::VoidTooLate("its charge has been sent"));
     }
     charge.status = ChargeStatus::Cancelled;
