@@ -1,8 +1,9 @@
 //! Random days of one rider (entries, exits, bus rides, gate retries, double taps,
-//! voids, expiry passes, unlinking), on the in-memory store: after every step the
-//! ledger's invariants hold, a trip has at most one live charge and it is the trip's
-//! fare, at most one trip is open, no day costs more than the cap, and only the
-//! refusals the rules name ever come back.
+//! voids, expiry passes, unlinking, outbox passes against the sandbox), on the
+//! in-memory store: after every step the ledger's invariants hold, a trip has at most
+//! one live charge and it is the trip's fare, at most one trip is open, no day costs
+//! more than the cap, only the refusals the rules name ever come back, and the ledger's
+//! captures are what the sandbox charged.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,10 +11,14 @@ use std::sync::Arc;
 use citypass_payments::charge::ChargeStatus;
 use citypass_payments::link::Provider;
 use citypass_payments::payments::LinkRequest;
+use citypass_payments::provider::{Sandbox, SandboxConfig};
 use citypass_payments::store::TripQuery;
 use citypass_payments::tap::{Place, TapIn, TapOut, TapRules, TapSettings, Void};
 use citypass_payments::trip::TripStatus;
-use citypass_payments::{Error, FareClass, FareTable, Fen, MemoryStore, Payments, TransitAccount};
+use citypass_payments::worker::OutboxWorker;
+use citypass_payments::{
+    Error, FareClass, FareTable, Fen, MemoryStore, Payments, PaymentsStore, TransitAccount,
+};
 use proptest::prelude::*;
 
 const T0: u64 = 1_800_000_000;
@@ -41,6 +46,8 @@ enum Step {
     Expire,
     Unlink,
     Relink,
+    /// An outbox pass against the sandbox (which times out once after success).
+    Work,
 }
 
 fn step() -> impl Strategy<Value = (Step, u64)> {
@@ -53,6 +60,7 @@ fn step() -> impl Strategy<Value = (Step, u64)> {
         1 => Just(Step::Expire),
         1 => Just(Step::Unlink),
         1 => Just(Step::Relink),
+        2 => Just(Step::Work),
     ];
     // Seconds since the previous step: often within the double-tap and void windows,
     // sometimes hours (past max_trip, into the next day).
@@ -141,7 +149,13 @@ proptest! {
         runtime.block_on(async move {
             let fares = FareTable::from_yaml(include_str!("../config/fares.yaml")).unwrap();
             let rules = TapRules::new(Arc::new(fares), TapSettings::default()).unwrap();
-            let p = Payments::new(Arc::new(MemoryStore::new()), rules.clone());
+            let store: Arc<dyn PaymentsStore> = Arc::new(MemoryStore::new());
+            let p = Payments::new(store.clone(), rules.clone());
+            let sandbox = Arc::new(Sandbox::new(SandboxConfig {
+                timeouts_after_success: 1,
+                ..SandboxConfig::default()
+            }));
+            let worker = OutboxWorker::new(store, sandbox.clone());
             let account = TransitAccount::from_bytes([7; 16]);
             p.link(link(account, T0), T0).await.unwrap();
             let mut at = T0;
@@ -203,12 +217,35 @@ proptest! {
                     Step::Expire => p.expire_open_trips(at).await.map(drop),
                     Step::Unlink => p.unlink(account, at).await.map(drop),
                     Step::Relink => p.link(link(account, at), at).await.map(drop),
+                    Step::Work => worker.run_once(at).await.map(drop),
                 };
                 if let Err(err) = &result {
                     assert!(expected(err), "step {n} {step:?}: {err:?}");
                 }
                 check(&p, account, &rules).await;
+                // What the provider charged is never cancelled or declined here; what
+                // the ledger captured, the provider charged (with the same amount).
+                let charges = p.store().charges(account).await.unwrap();
+                for (key, amount) in sandbox.approved() {
+                    let charge = charges.iter().find(|c| c.key == key).unwrap();
+                    assert_eq!(charge.amount, amount);
+                    assert!(
+                        matches!(charge.status, ChargeStatus::Succeeded | ChargeStatus::Retrying),
+                        "{charge:?}"
+                    );
+                }
+                for charge in charges.iter().filter(|c| c.status == ChargeStatus::Succeeded) {
+                    assert!(sandbox.approved().contains(&(charge.key, charge.amount)));
+                }
             }
+            // Two more passes send everything (the sandbox times out once per key):
+            // the ledger's captures are then exactly what the provider charged.
+            for _ in 0..2 {
+                worker.run_once(at).await.unwrap();
+            }
+            let (report, _) = p.check_ledger().await.unwrap();
+            let charged: i128 = sandbox.approved().iter().map(|(_, f)| i128::from(f.get())).sum();
+            assert_eq!(report.captured, charged);
         });
     }
 }
