@@ -8,9 +8,11 @@ use citypass_runtime::{BuildError, Server, part};
 use crate::authorization::AUTHORIZATION;
 use crate::config::Config;
 use crate::payments::Payments;
+use crate::provider::{Sandbox, SandboxConfig};
 use crate::service::PaymentsApi;
 use crate::store::{MemoryStore, PaymentsStore, PostgresStore};
 use crate::tap::TapRules;
+use crate::worker::OutboxWorker;
 
 /// Largest request the service decodes: taps and links are far smaller.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
@@ -19,14 +21,17 @@ pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
 pub struct Built {
     /// Serve it with `run()` or `serve(listener, shutdown)`.
     pub server: Server,
-    /// The logic behind it (for tests and, later, the outbox worker).
+    /// The logic behind it (for tests).
     pub payments: Payments,
+    /// The sandbox provider the outbox worker charges through, when configured (for
+    /// tests and `citypass dev` to reconcile with).
+    pub sandbox: Option<Arc<Sandbox>>,
 }
 
 /// Builds the service from `config`: checks, TLS identity, the fare table, the store
 /// (PostgreSQL when `database` is set, else memory), PaymentsService with its
-/// authorisation table, and the expiry pass ([`crate::expiry`]). Call inside a tokio
-/// runtime.
+/// authorisation table, the expiry pass ([`crate::expiry`]) and, with `sandbox` set,
+/// the outbox worker charging through the sandbox provider. Call inside a tokio runtime.
 pub async fn build(config: Config) -> Result<Built, BuildError> {
     config.validate().map_err(part("configuration"))?;
     let tls = config.server.load_tls()?;
@@ -57,11 +62,29 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
         config.payments.expiry_interval,
         server.draining(),
     );
+    let sandbox = match &config.sandbox {
+        Some(settings) => {
+            let sandbox = Arc::new(Sandbox::new(SandboxConfig {
+                delay: settings.delay,
+                timeouts_after_success: settings.timeouts_after_success,
+            }));
+            OutboxWorker::new(payments.store().clone(), sandbox.clone())
+                .spawn(config.payments.outbox_interval, server.draining());
+            Some(sandbox)
+        }
+        None => {
+            tracing::warn!(
+                "no payment provider is configured: charges stay in the outbox until one is"
+            );
+            None
+        }
+    };
     let server = server
         .add_service(service, &AUTHORIZATION)
         .file_descriptor_set(citypass_proto::FILE_DESCRIPTOR_SET);
     Ok(Built {
         server: server.tls(tls),
         payments,
+        sandbox,
     })
 }

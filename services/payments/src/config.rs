@@ -10,7 +10,8 @@
 //! | `environment` | `CITYPASS_ENVIRONMENT` | `production` (`dev` allows the memory store, the built-in fare table, plaintext) |
 //! | `database.*` | `CITYPASS_DATABASE__URL`, `__MAX_CONNECTIONS` | unset: in-memory store (dev only) |
 //! | `fares_file` | `CITYPASS_FARES_FILE` | unset: the checked-in `config/fares.yaml`, built in (dev only) |
-//! | `payments.*` | `CITYPASS_PAYMENTS__…` | [`Settings`] (tap timing, the city's day, the expiry pass) |
+//! | `payments.*` | `CITYPASS_PAYMENTS__…` | [`Settings`] (tap timing, the city's day, the expiry pass, the outbox worker) |
+//! | `sandbox.*` | `CITYPASS_SANDBOX__DELAY`, `__TIMEOUTS_AFTER_SUCCESS` | unset (`Config::dev`: set): the sandbox provider, dev only |
 //!
 //! `config.example.yaml` beside this crate shows every key.
 
@@ -49,6 +50,20 @@ pub struct Settings {
     /// maximum fare (default `60s`, at most `1h`).
     #[serde(deserialize_with = "duration::deserialize_positive")]
     pub expiry_interval: Duration,
+    /// How often the outbox worker sends pending charges (default `1s`, at most `1m`).
+    #[serde(deserialize_with = "duration::deserialize_positive")]
+    pub outbox_interval: Duration,
+}
+
+/// The sandbox provider (dev only): every link is charged through it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxSettings {
+    /// Waited before each answer (default none).
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub delay: Duration,
+    /// How many times each charge's first calls charge and then time out (default 0).
+    pub timeouts_after_success: u32,
 }
 
 impl Default for Settings {
@@ -59,6 +74,7 @@ impl Default for Settings {
             void_window: tap.void_window,
             utc_offset_minutes: tap.utc_offset_s / 60,
             expiry_interval: Duration::from_secs(60),
+            outbox_interval: Duration::from_secs(1),
         }
     }
 }
@@ -66,6 +82,11 @@ impl Default for Settings {
 impl Settings {
     /// The tap rules' settings, checked.
     pub fn tap_settings(&self) -> Result<TapSettings, Error> {
+        if self.outbox_interval.is_zero() || self.outbox_interval > Duration::from_secs(60) {
+            return Err(Error::Config(
+                "payments.outbox_interval must be more than 0 and at most 1m".into(),
+            ));
+        }
         if self.expiry_interval.is_zero() || self.expiry_interval > Duration::from_secs(3600) {
             return Err(Error::Config(
                 "payments.expiry_interval must be more than 0 and at most 1h".into(),
@@ -108,6 +129,11 @@ pub struct Config {
     /// The logic's settings.
     #[serde(default)]
     pub payments: Settings,
+    /// The sandbox provider, through which the outbox worker charges every link (dev
+    /// only). Unset: no provider adapter, charges stay in the outbox (real adapters are
+    /// not built yet).
+    #[serde(default)]
+    pub sandbox: Option<SandboxSettings>,
 }
 
 fn default_server() -> ServerConfig {
@@ -117,7 +143,8 @@ fn default_server() -> ServerConfig {
 }
 
 impl Config {
-    /// Every default with `environment: dev`: memory store, built-in fare table.
+    /// Every default with `environment: dev`: memory store, built-in fare table, the
+    /// sandbox provider.
     pub fn dev() -> Self {
         Config {
             server: default_server(),
@@ -125,6 +152,7 @@ impl Config {
             database: None,
             fares_file: None,
             payments: Settings::default(),
+            sandbox: Some(SandboxSettings::default()),
         }
     }
 
@@ -145,6 +173,11 @@ impl Config {
             if self.database.is_none() {
                 return Err(Error::Config(
                     "environment is production but database is not set: the in-memory store loses every trip and charge on restart".into(),
+                ));
+            }
+            if self.sandbox.is_some() {
+                return Err(Error::Config(
+                    "environment is production but sandbox is set: the sandbox provider charges nobody".into(),
                 ));
             }
             if self.fares_file.is_none() {
@@ -239,6 +272,9 @@ mod tests {
         config.environment = Environment::Production;
         config.server.insecure_plaintext_behind_mesh = true;
         config.database = Some(PostgresConfig::new("postgres://db/payments"));
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("sandbox"), "{err}");
+        config.sandbox = None;
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("fares_file"), "{err}");
         config.fares_file = Some(PathBuf::from("/etc/citypass/fares.yaml"));

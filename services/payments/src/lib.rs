@@ -31,7 +31,7 @@
 //!
 //! Still to come (see the note on issue 11): the citizen's device-signed calls (they
 //! answer UNIMPLEMENTED), a void RPC, real provider adapters and signed provider
-//! callbacks, the worker in the server, arrears repayment, settlement, and the service
+//! callbacks, arrears repayment, settlement, and the service
 //! in `citypass dev`.
 #![forbid(unsafe_code)]
 

@@ -4,9 +4,13 @@
 //! nothing.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use citypass_payments::charge::ChargeStatus;
 use citypass_payments::link::Provider;
 use citypass_payments::payments::LinkRequest;
+use citypass_payments::provider::Sandbox;
 use citypass_payments::store::TripQuery;
 use citypass_payments::{AUTHORIZATION, Config, Payments, TransitAccount, build};
 use citypass_proto::prost_types::Timestamp;
@@ -25,6 +29,7 @@ struct Running {
     addr: SocketAddr,
     pki: TestPki,
     payments: Payments,
+    sandbox: Option<Arc<Sandbox>>,
     _served: Served,
     _dir: tempfile::TempDir,
 }
@@ -43,11 +48,13 @@ async fn start_with(database: bool, mut config: Config) -> Running {
     }
     let built = build(config).await.expect("the service builds");
     let payments = built.payments.clone();
+    let sandbox = built.sandbox.clone();
     let served = serve(built.server).await;
     Running {
         addr: served.addr,
         pki,
         payments,
+        sandbox,
         _served: served,
         _dir: dir,
     }
@@ -63,13 +70,17 @@ impl Running {
     }
 
     async fn link(&self, account: &str) {
+        self.link_with(account, "agr_sandbox_4f9c2a7e1b").await;
+    }
+
+    async fn link_with(&self, account: &str, token: &'static str) {
         let account = TransitAccount::parse(account).unwrap();
         self.payments
             .link(
                 LinkRequest {
                     account,
                     provider: Provider::Sandbox,
-                    token: "agr_sandbox_4f9c2a7e1b",
+                    token,
                     last4: "0042",
                     consent_version: "2026-01",
                     consented_at: 1_799_999_000,
@@ -119,7 +130,10 @@ async fn every_rpc_answers_every_caller_as_the_table_says() {
 
 #[tokio::test]
 async fn a_metro_ride_over_grpc_is_charged_once() {
-    let running = start(true).await;
+    // No provider: the charge stays PENDING in the outbox, whatever the timing.
+    let mut config = Config::dev();
+    config.sandbox = None;
+    let running = start_with(true, config).await;
     running.link(RIDER).await;
     let mut verifier = running.verifier();
     let opened = verifier
@@ -315,6 +329,67 @@ async fn a_trip_left_open_is_closed_at_the_maximum_fare_by_the_expiry_pass() {
         closed.charge.map(|c| c.amount),
         Some(citypass_payments::Fen::new(1000))
     );
+    let (_, verdict) = running.payments.check_ledger().await.unwrap();
+    assert_eq!(verdict, Ok(()));
+}
+
+/// Waits (generously: a busy machine) until the rider has a charge in `status`.
+async fn until_charge(running: &Running, account: &str, status: ChargeStatus) {
+    let account = TransitAccount::parse(account).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let charges = running.payments.store().charges(account).await.unwrap();
+        if charges.iter().any(|c| c.status == status) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {status:?} charge: {charges:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_worker_charges_the_sandbox_and_a_decline_blocks_the_next_entry() {
+    let mut config = Config::dev();
+    config.payments.outbox_interval = Duration::from_millis(100);
+    let running = start_with(true, config).await;
+    running.link(RIDER).await;
+    let mut verifier = running.verifier();
+    verifier
+        .tap_in(entry("scan-1", "pingguoyuan"))
+        .await
+        .unwrap();
+    verifier.tap_out(exit("scan-2", "xidan")).await.unwrap();
+    until_charge(&running, RIDER, ChargeStatus::Succeeded).await;
+    let sandbox = running.sandbox.clone().expect("dev runs the sandbox");
+    assert_eq!(sandbox.approved().len(), 1);
+    assert_eq!(sandbox.approved()[0].1, citypass_payments::Fen::new(500));
+    let (report, verdict) = running.payments.check_ledger().await.unwrap();
+    assert_eq!((verdict, report.captured), (Ok(()), 500));
+
+    // Another rider whose agreement the provider declines: arrears, then ARREARS.
+    const OTHER: &str = "ffeeddccbbaa99887766554433221100";
+    running.link_with(OTHER, "decline-agreement-1").await;
+    let bus = v1::TapInRequest {
+        transit_account: OTHER.to_owned(),
+        scene: v1::Scene::Bus as i32,
+        gate_id: "bus-52-1".to_owned(),
+        station_id: "52".to_owned(),
+        ..entry("scan-3", "52")
+    };
+    verifier.tap_in(bus).await.unwrap();
+    until_charge(&running, OTHER, ChargeStatus::Declined).await;
+    let refused = verifier
+        .tap_in(v1::TapInRequest {
+            transit_account: OTHER.to_owned(),
+            ..entry("scan-4", "xidan")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(refused.refusal, v1::TapRefusal::Arrears as i32);
     let (_, verdict) = running.payments.check_ledger().await.unwrap();
     assert_eq!(verdict, Ok(()));
 }
