@@ -101,6 +101,18 @@ async fn no_table_holds_a_card_number() {
             .await
             .unwrap();
     }
+    // A stranger's taps (no link) are refused and leave no trace of the stranger.
+    let stranger = TransitAccount::from_bytes([0xee; 16]);
+    p.tap_in(tap_in(stranger, "x1", Place::Metro("xidan".into()), T0))
+        .await
+        .unwrap();
+    assert!(p.tap_out(tap_out(stranger, "x2", T0 + 60)).await.is_err());
+    let riders: i64 = sqlx::query_scalar("SELECT count(*) FROM payment_riders")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(riders, 3, "only the linked riders");
+
     let (report, verdict) = p.check_ledger().await.unwrap();
     assert_eq!(verdict, Ok(()));
     assert_eq!(

@@ -251,6 +251,11 @@ impl PaymentsStore for PostgresStore {
             lock_rider(&mut tx, account).await?;
             let state = rider_state(&mut tx, account, tap, at).await?;
             let decision = rules(&state)?;
+            if decision.writes.is_empty() {
+                // A replay or a refusal: not even the rider's lock row is kept.
+                tx.rollback().await?;
+                return Ok(decision.answer);
+            }
             for write in &decision.writes {
                 apply(&mut tx, write).await?;
             }
