@@ -16,6 +16,7 @@
 //! - [`ledger`]: balanced double entries and the invariant check;
 //! - [`outbox`]: the transactional outbox rows;
 //! - [`provider`]: the payment-provider adapter trait and the sandbox provider;
+//! - [`settlement`]: the daily settlement per transit operator, and its CSV;
 //! - [`worker`]: the outbox worker (send, apply the answer, retry with the same key);
 //! - [`tap`]: the rules of a tap (TapIn, TapOut, void, expiry) as pure functions;
 //! - [`decision`]: what the rules and a store exchange (the rider's state, the writes);
@@ -31,7 +32,7 @@
 //!
 //! Still to come (see the note on issue 11): the citizen's device-signed calls (they
 //! answer UNIMPLEMENTED), a void RPC, real provider adapters and signed provider
-//! callbacks, arrears repayment, settlement, and the service
+//! callbacks, arrears repayment, the settlement command, and the service
 //! in `citypass dev`.
 #![forbid(unsafe_code)]
 
@@ -54,6 +55,7 @@ pub mod outbox;
 pub mod payments;
 pub mod provider;
 pub mod service;
+pub mod settlement;
 pub mod store;
 pub mod tap;
 pub mod trip;

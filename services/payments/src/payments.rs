@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::ledger::{self, Imbalance, LedgerReport};
 use crate::link::{Consent, Last4, Link, LinkId, NewLink, Provider, ProviderToken};
 use crate::money::Fen;
+use crate::settlement::DailySettlement;
 use crate::store::{PaymentsStore, TripPage, TripQuery, TripView};
 use crate::tap::{Answer, Place, Refusal, TapIn, TapOut, TapRules, Void};
 use crate::trip::{TapKey, Trip, check_id};
@@ -256,6 +257,13 @@ impl Payments {
             .try_fold(Fen::ZERO, |sum, c| sum.checked_add(c.amount))
             .ok_or(Error::AmountOutOfRange("arrears"))?;
         Ok(Arrears { total, charges })
+    }
+
+    /// The settlement of city day `day` (see [`crate::settlement`]).
+    pub async fn settlement(&self, day: i64) -> Result<DailySettlement, Error> {
+        let (from, until) = self.rules.day_bounds(day)?;
+        let charges = self.store.charges_made_between(from, until).await?;
+        DailySettlement::of(day, &charges)
     }
 
     /// The ledger's sums and whether its invariants hold.

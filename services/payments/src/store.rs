@@ -123,6 +123,13 @@ pub trait PaymentsStore: Send + Sync + 'static {
         id: TripId,
     ) -> BoxFuture<'_, Result<Option<TripView>, Error>>;
 
+    /// Every rider's charges made in `[from, until)` (Unix seconds), every status.
+    fn charges_made_between(
+        &self,
+        from: u64,
+        until: u64,
+    ) -> BoxFuture<'_, Result<Vec<Charge>, Error>>;
+
     /// The account's charges, every status, newest first (by creation, then key).
     fn charges(&self, account: TransitAccount) -> BoxFuture<'_, Result<Vec<Charge>, Error>>;
 

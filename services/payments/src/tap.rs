@@ -447,6 +447,16 @@ impl TapRules {
         i64::try_from(local.div_euclid(i128::from(DAY))).unwrap_or(i64::MAX)
     }
 
+    /// The Unix seconds `[from, until)` of city day `day`.
+    pub fn day_bounds(&self, day: i64) -> Result<(u64, u64), Error> {
+        let start = i128::from(day) * i128::from(DAY) - i128::from(self.settings.utc_offset_s);
+        let from = u64::try_from(start).map_err(|_| Error::invalid("date", "is out of range"))?;
+        let until = from
+            .checked_add(DAY)
+            .ok_or_else(|| Error::invalid("date", "is out of range"))?;
+        Ok((from, until))
+    }
+
     /// What the rider paid on the day of `started_at`, before it, from `legs`.
     fn day(&self, legs: &[Trip], started_at: u64, except: TripId) -> Day {
         let today = self.day_of(started_at);

@@ -327,6 +327,22 @@ impl PaymentsStore for MemoryStore {
         })
     }
 
+    fn charges_made_between(
+        &self,
+        from: u64,
+        until: u64,
+    ) -> BoxFuture<'_, Result<Vec<Charge>, Error>> {
+        Box::pin(async move {
+            let state = self.lock()?;
+            Ok(state
+                .charges
+                .values()
+                .filter(|c| (from..until).contains(&c.created_at))
+                .cloned()
+                .collect())
+        })
+    }
+
     fn charges(&self, account: TransitAccount) -> BoxFuture<'_, Result<Vec<Charge>, Error>> {
         Box::pin(async move {
             let state = self.lock()?;

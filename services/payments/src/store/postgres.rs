@@ -375,6 +375,25 @@ impl PaymentsStore for PostgresStore {
         })
     }
 
+    fn charges_made_between(
+        &self,
+        from: u64,
+        until: u64,
+    ) -> BoxFuture<'_, Result<Vec<Charge>, Error>> {
+        Box::pin(async move {
+            let sql = format!(
+                "SELECT {CHARGE_COLUMNS} FROM payment_charges c \
+                 WHERE c.created_at >= $1 AND c.created_at < $2"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(secs(from)?)
+                .bind(secs(until)?)
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter().map(charge_from).collect()
+        })
+    }
+
     fn charges(&self, account: TransitAccount) -> BoxFuture<'_, Result<Vec<Charge>, Error>> {
         Box::pin(async move {
             let sql = format!(

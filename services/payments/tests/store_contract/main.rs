@@ -1,7 +1,7 @@
 //! The store contract: one suite, run against the in-memory store and PostgreSQL.
 //!
 //! Each property is one `async fn` over an `Arc<dyn PaymentsStore>`, in a module per
-//! concern (links, trips, voids, exactly once, listing, the outbox worker); the `contract!` macro runs
+//! concern (links, trips, voids, exactly once, listing, the outbox worker, settlement); the `contract!` macro runs
 //! every one against both backends (a fresh PostgreSQL database per test, from
 //! `citypass_testkit`; without `CITYPASS_TEST_DATABASE_URL` the PostgreSQL half fails
 //! rather than skips). Most properties drive the store through [`Payments`], the logic
@@ -11,6 +11,7 @@ mod exactly_once;
 mod links;
 mod listing;
 mod outbox;
+mod settlement;
 mod support;
 mod trips;
 mod voids;
@@ -81,4 +82,5 @@ contract!(
     outbox::a_worker_killed_mid_batch_is_resumed_without_a_double_charge,
     outbox::a_declined_charge_is_arrears_and_blocks_entry,
     outbox::a_sent_charge_cannot_be_voided,
+    settlement::the_day_is_settled_per_operator,
 );
