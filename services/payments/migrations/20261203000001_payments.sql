@@ -70,6 +70,8 @@ CREATE TABLE payment_taps (
 -- Charges, keyed by their idempotency key (derived from the trip).
 CREATE TABLE payment_charges (
     charge_key      BYTEA PRIMARY KEY CHECK (octet_length(charge_key) = 16),
+    -- The idempotency key the provider receives: charge_key, or a repayment's key.
+    provider_key    BYTEA NOT NULL CHECK (octet_length(provider_key) = 16),
     trip_id         BYTEA NOT NULL REFERENCES payment_trips,
     transit_account BYTEA NOT NULL REFERENCES payment_riders,
     link_id         BYTEA REFERENCES payment_links,

@@ -38,7 +38,7 @@ impl TransitAccount {
 
 impl fmt::Display for TransitAccount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&citypass_token::format_id(&self.0))
+        f.write_str(&hex::encode(self.0))
     }
 }
 

@@ -21,6 +21,7 @@ use crate::money::Fen;
 use crate::trip::{TapKey, Trip, TripId};
 
 const CHARGE_DOMAIN: &[u8] = b"citypass/v1/charge\0";
+const REPAY_DOMAIN: &[u8] = b"citypass/v1/repay\0";
 
 /// The decline code of a charge made while no link is active: it is owed at once.
 pub const NO_PAYMENT_LINK: &str = "NO_PAYMENT_LINK";
@@ -57,6 +58,20 @@ impl ChargeKey {
     /// From 16 stored bytes.
     pub fn from_slice(bytes: &[u8]) -> Option<Self> {
         bytes.try_into().ok().map(ChargeKey)
+    }
+
+    /// The provider key of a declined charge sent again for RepayArrears request
+    /// `request` (the caller's idempotency key):
+    /// `SHA-256("citypass/v1/repay\0" ‖ charge key ‖ request)[..16]`. A retry of the
+    /// request names the same key, so the provider charges it once.
+    pub fn repayment(charge: ChargeKey, request: &str) -> Self {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(REPAY_DOMAIN);
+        ctx.update(&charge.0);
+        ctx.update(request.as_bytes());
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&ctx.finish().as_ref()[..16]);
+        ChargeKey(key)
     }
 }
 
@@ -118,6 +133,9 @@ impl ChargeStatus {
 pub struct Charge {
     /// Its id and idempotency key.
     pub key: ChargeKey,
+    /// The idempotency key the provider receives: `key`, or the key of the
+    /// RepayArrears request that sent it again after a decline.
+    pub provider_key: ChargeKey,
     /// The trip charged.
     pub trip: TripId,
     /// Whose.

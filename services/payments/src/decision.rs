@@ -3,8 +3,8 @@
 //! [`Decision`] the rules return: the writes for the store to make, all or nothing,
 //! and the answer to give once they are made.
 
-use crate::charge::Charge;
-use crate::link::Link;
+use crate::charge::{Charge, ChargeKey};
+use crate::link::{Link, LinkId, Provider};
 use crate::money::Fen;
 use crate::trip::{TapKey, TapRecord, Trip, TripId};
 
@@ -17,6 +17,8 @@ pub struct RiderState {
     pub link: Option<Link>,
     /// The sum of declined charges (arrears).
     pub arrears: Fen,
+    /// The declined charges that make up the arrears.
+    pub declined: Vec<Charge>,
     /// The record of this tap's key and its trip, if the key was taken.
     pub tap: Option<(TapRecord, Trip)>,
     /// The rider's open trip, if any (at most one).
@@ -52,6 +54,8 @@ pub enum Answer {
     Refused(Refusal),
     /// Nothing to do (an expiry check of a rider whose trip is not overdue).
     Nothing,
+    /// Declined charges sent again (RepayArrears), by charge key.
+    Requeued(Vec<ChargeKey>),
 }
 
 /// One change for a store to make.
@@ -68,6 +72,18 @@ pub enum Write {
     Charge(Charge),
     /// Cancel the trip's live charge, if any, and reverse its posting;
     /// [`Error::VoidTooLate`] if it has left through the outbox.
+    /// Send a DECLINED charge again: PENDING to `link` under `provider_key`, its
+    /// outbox row PENDING (made if it had none). A charge in another state is left.
+    Requeue {
+        /// The charge.
+        charge: ChargeKey,
+        /// The new provider key.
+        provider_key: ChargeKey,
+        /// The link to charge.
+        link: (LinkId, Provider),
+        /// When.
+        at: u64,
+    },
     CancelCharge {
         /// The trip.
         trip: TripId,

@@ -59,6 +59,9 @@ pub enum Error {
     /// Something happened to the trip after the tap being voided.
     #[error("the trip has moved on since this tap (another tap followed): it cannot be voided")]
     TripMovedOn,
+    /// RepayArrears with nothing owed.
+    #[error("nothing is owed by this transit account")]
+    NothingOwed,
     /// The configuration cannot be used (start-up only).
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -110,7 +113,7 @@ impl ServiceError for Error {
             | Error::UnknownStation
             | Error::UnknownRoute
             | Error::NoPath => ErrorKind::InvalidArgument,
-            Error::NotLinked | Error::TapNotFound => ErrorKind::NotFound,
+            Error::NotLinked | Error::TapNotFound | Error::NothingOwed => ErrorKind::NotFound,
             Error::AlreadyLinked | Error::ScanReused => ErrorKind::AlreadyExists,
             Error::NoPaymentLink
             | Error::TapVoided
@@ -139,6 +142,7 @@ impl ServiceError for Error {
             Error::TapNotFound => "TAP_NOT_FOUND",
             Error::VoidTooLate(_) => "VOID_TOO_LATE",
             Error::TripMovedOn => "TRIP_MOVED_ON",
+            Error::NothingOwed => "NOTHING_OWED",
             other => other.kind().reason(),
         }
     }

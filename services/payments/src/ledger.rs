@@ -293,6 +293,7 @@ mod tests {
     fn charge(amount: u64) -> Charge {
         Charge {
             key: ChargeKey([1; 16]),
+            provider_key: ChargeKey([1; 16]),
             trip: TapKey([2; 16]),
             account: TransitAccount::from_bytes([3; 16]),
             link: None,

@@ -10,6 +10,7 @@
 //!   and the pricing of one trip;
 //! - [`card`]: recognising card numbers, which the service refuses to take anywhere;
 //! - [`account`]: the transit account, the only key of the records;
+//! - [`arrears`]: repaying declined charges (RepayArrears's rule);
 //! - [`link`]: payment links, provider tokens, last 4 digits, consent;
 //! - [`trip`]: trips, taps and their deterministic keys;
 //! - [`charge`]: charges and their idempotency keys, derived from the trip;
@@ -37,6 +38,7 @@
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod arrears;
 pub mod authorization;
 pub mod build;
 pub mod card;

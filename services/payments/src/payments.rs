@@ -243,6 +243,30 @@ impl Payments {
         self.store.trips(account, query).await
     }
 
+    /// RepayArrears: sends every declined charge again to the active link (see
+    /// [`crate::arrears`]); returns them, now PENDING. `request` is the caller's
+    /// idempotency key (field `idempotency_key`). [`Error::NoPaymentLink`],
+    /// [`Error::NothingOwed`].
+    pub async fn repay_arrears(
+        &self,
+        account: TransitAccount,
+        request: &str,
+        now: u64,
+    ) -> Result<Vec<Charge>, Error> {
+        check_id("idempotency_key", request)?;
+        check_time("now", now)?;
+        let decide = |state: &_| crate::arrears::repay(state, request, now);
+        let Answer::Requeued(keys) = self.store.with_rider(account, None, now, &decide).await?
+        else {
+            return Err(Error::Corrupt("a repayment answered without its charges"));
+        };
+        let charges = self.store.charges(account).await?;
+        Ok(charges
+            .into_iter()
+            .filter(|c| keys.contains(&c.key))
+            .collect())
+    }
+
     /// What the rider owes: the declined charges.
     pub async fn arrears(&self, account: TransitAccount) -> Result<Arrears, Error> {
         let charges: Vec<Charge> = self

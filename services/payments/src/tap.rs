@@ -491,8 +491,10 @@ impl TapRules {
             return None;
         }
         let link = state.link.as_ref().filter(|l| l.is_active());
+        let key = ChargeKey::of(trip);
         Some(Write::Charge(Charge {
-            key: ChargeKey::of(trip),
+            key,
+            provider_key: key,
             trip: trip.id,
             account: trip.account,
             link: link.map(|l| (l.id, l.provider)),

@@ -60,7 +60,7 @@ impl OutboxWorker {
                 return Err(Error::Corrupt("outbox charge without a link"));
             };
             let request = ChargeRequest {
-                key,
+                key: job.charge.provider_key,
                 provider,
                 token: job.token,
                 amount: job.charge.amount,

@@ -227,7 +227,7 @@ proptest! {
                 // the ledger captured, the provider charged (with the same amount).
                 let charges = p.store().charges(account).await.unwrap();
                 for (key, amount) in sandbox.approved() {
-                    let charge = charges.iter().find(|c| c.key == key).unwrap();
+                    let charge = charges.iter().find(|c| c.provider_key == key).unwrap();
                     assert_eq!(charge.amount, amount);
                     assert!(
                         matches!(charge.status, ChargeStatus::Succeeded | ChargeStatus::Retrying),
@@ -235,7 +235,7 @@ proptest! {
                     );
                 }
                 for charge in charges.iter().filter(|c| c.status == ChargeStatus::Succeeded) {
-                    assert!(sandbox.approved().contains(&(charge.key, charge.amount)));
+                    assert!(sandbox.approved().contains(&(charge.provider_key, charge.amount)));
                 }
             }
             // Two more passes send everything (the sandbox times out once per key):

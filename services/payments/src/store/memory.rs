@@ -66,10 +66,14 @@ impl State {
         tap: Option<TapKey>,
         at: u64,
     ) -> Result<RiderState, Error> {
-        let arrears = self
+        let declined: Vec<Charge> = self
             .charges
             .values()
             .filter(|c| c.account == account && c.status == ChargeStatus::Declined)
+            .cloned()
+            .collect();
+        let arrears = declined
+            .iter()
             .try_fold(Fen::ZERO, |sum, c| sum.checked_add(c.amount))
             .ok_or(Error::AmountOutOfRange("arrears"))?;
         let tap = match tap.and_then(|key| self.taps.get(&key)) {
@@ -98,6 +102,7 @@ impl State {
         Ok(RiderState {
             link: self.active_link(account).cloned(),
             arrears,
+            declined,
             tap,
             open,
             recent,
@@ -177,6 +182,33 @@ impl State {
                     });
                 }
                 self.charges.insert(charge.key, charge);
+            }
+            Write::Requeue {
+                charge,
+                provider_key,
+                link,
+                at,
+            } => {
+                let Some(stored) = self
+                    .charges
+                    .get_mut(&charge)
+                    .filter(|c| c.status == ChargeStatus::Declined)
+                else {
+                    return Ok(());
+                };
+                stored.status = ChargeStatus::Pending;
+                stored.provider_key = provider_key;
+                stored.link = Some(link);
+                stored.decline_code = None;
+                stored.settled_at = None;
+                match self.outbox.iter_mut().find(|m| m.charge == charge) {
+                    Some(message) => message.status = OutboxStatus::Pending,
+                    None => self.outbox.push(OutboxMessage {
+                        charge,
+                        status: OutboxStatus::Pending,
+                        created_at: at,
+                    }),
+                }
             }
             Write::CancelCharge { trip, at } => {
                 let Some(key) = self.live_charge(trip).map(|c| c.key) else {

@@ -109,15 +109,22 @@ async fn rider_state(
     at: u64,
 ) -> Result<RiderState, Error> {
     let link = select_active_link(conn, account).await?;
-    let arrears: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(SUM(amount), 0)::BIGINT FROM payment_charges \
-         WHERE transit_account = $1 AND status = $2",
-    )
-    .bind(account.as_bytes().as_slice())
-    .bind(ChargeStatus::Declined.code())
-    .fetch_one(&mut *conn)
-    .await?;
-    let arrears = Fen::new(u64::try_from(arrears).map_err(|_| Error::Corrupt("amount"))?);
+    let sql = format!(
+        "SELECT {CHARGE_COLUMNS} FROM payment_charges c \
+         WHERE c.transit_account = $1 AND c.status = $2"
+    );
+    let declined: Vec<Charge> = sqlx::query(&sql)
+        .bind(account.as_bytes().as_slice())
+        .bind(ChargeStatus::Declined.code())
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(charge_from)
+        .collect::<Result<_, _>>()?;
+    let arrears = declined
+        .iter()
+        .try_fold(Fen::ZERO, |sum, c| sum.checked_add(c.amount))
+        .ok_or(Error::AmountOutOfRange("arrears"))?;
     let tap = match tap {
         None => None,
         Some(key) => {
@@ -170,6 +177,7 @@ async fn rider_state(
     Ok(RiderState {
         link,
         arrears,
+        declined,
         tap,
         open,
         recent,

@@ -238,3 +238,77 @@ pub(crate) async fn a_sent_charge_cannot_be_voided(store: Arc<dyn PaymentsStore>
     assert_eq!(sandbox.approved(), vec![(key, Fen::new(300))]);
     ledger_matches(&p, &sandbox).await;
 }
+
+pub(crate) async fn arrears_are_repaid_through_the_outbox(store: Arc<dyn PaymentsStore>) {
+    let p = payments(store.clone());
+    let a = rider(5);
+    let declining = |token| LinkRequest {
+        account: a,
+        provider: Provider::Alipay,
+        token,
+        last4: "0005",
+        consent_version: "2026-01",
+        consented_at: T0 - 10,
+    };
+    assert!(matches!(
+        p.repay_arrears(a, "req-1", T0).await,
+        Err(Error::NoPaymentLink)
+    ));
+    p.link(declining("decline-agreement-5"), T0 - 5)
+        .await
+        .unwrap();
+    assert!(matches!(
+        p.repay_arrears(a, "req-1", T0).await,
+        Err(Error::NothingOwed)
+    ));
+    tap_in(&p, boarding(a, "bus", "s1", "944", T0)).await;
+    let sandbox = Arc::new(Sandbox::default());
+    let worker = OutboxWorker::new(store.clone(), sandbox.clone());
+    assert_eq!(worker.run_once(T0 + 60).await.unwrap().declined, 1);
+    assert_eq!(
+        p.tap_in(entry(a, "g-in", "s2", "xidan", T0 + 120))
+            .await
+            .unwrap(),
+        Tapped::Refused(Refusal::Arrears)
+    );
+
+    // The rider links another account and repays: the charge is sent again under a new
+    // provider key, and the rider may ride at once.
+    p.unlink(a, T0 + 200).await.unwrap();
+    p.link(declining("agr_alipay_91c2e0"), T0 + 210)
+        .await
+        .unwrap();
+    let repaid = p.repay_arrears(a, "req-2", T0 + 220).await.unwrap();
+    assert_eq!(repaid.len(), 1);
+    let charge = &repaid[0];
+    assert_eq!(charge.status, ChargeStatus::Pending);
+    assert_eq!(
+        charge.provider_key,
+        ChargeKey::repayment(charge.key, "req-2")
+    );
+    assert_ne!(charge.provider_key, charge.key);
+    assert!(
+        matches!(
+            p.repay_arrears(a, "req-2", T0 + 221).await,
+            Err(Error::NothingOwed)
+        ),
+        "a retry sends nothing more"
+    );
+    assert_eq!(p.arrears(a).await.unwrap().total, Fen::ZERO);
+    assert!(matches!(
+        p.tap_in(entry(a, "g-in", "s3", "xidan", T0 + 230))
+            .await
+            .unwrap(),
+        Tapped::Trip(_)
+    ));
+    assert_eq!(worker.run_once(T0 + 240).await.unwrap().approved, 1);
+    let charges = p.store().charges(a).await.unwrap();
+    assert_eq!(charges.len(), 1, "one charge for the trip, sent twice");
+    assert_eq!(charges[0].status, ChargeStatus::Succeeded);
+    assert_eq!(
+        sandbox.approved(),
+        vec![(charge.provider_key, Fen::new(300))]
+    );
+    ledger_matches(&p, &sandbox).await;
+    assert_eq!(ledger_balances(&p).await, 300);
+}

@@ -20,7 +20,7 @@ pub(super) const TRIP_COLUMNS: &str = "t.trip_id, t.transit_account, t.mode, t.s
     t.exit_scan, t.exit_at, t.fare_operator, t.fare_distance_m, t.fare_base, \
     t.fare_concession, t.fare_transfer, t.fare_capped, t.fare_due";
 
-pub(super) const CHARGE_COLUMNS: &str = "c.charge_key, c.trip_id, c.transit_account, c.link_id, \
+pub(super) const CHARGE_COLUMNS: &str = "c.charge_key, c.provider_key, c.trip_id, c.transit_account, c.link_id, \
     c.provider, c.operator, c.amount, c.status, c.decline_code, c.created_at, c.settled_at";
 
 pub(super) const CANCELLED: i16 = 6;
@@ -143,6 +143,7 @@ pub(super) fn charge_from(row: &PgRow) -> Result<Charge, Error> {
     };
     Ok(Charge {
         key: key16(row, "charge_key", ChargeKey::from_slice)?,
+        provider_key: key16(row, "provider_key", ChargeKey::from_slice)?,
         trip: key16(row, "trip_id", TapKey::from_slice)?,
         account: key16(row, "transit_account", TransitAccount::from_slice)?,
         link,

@@ -89,8 +89,9 @@ pub(super) async fn insert_charge(conn: &mut PgConnection, charge: &Charge) -> R
     let posting = Posting::charge(charge).ok_or(Error::AmountOutOfRange("charge"))?;
     let inserted = sqlx::query(
         "INSERT INTO payment_charges (charge_key, trip_id, transit_account, link_id, provider, \
-           operator, amount, status, decline_code, created_at, settled_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (charge_key) DO NOTHING",
+           operator, amount, status, decline_code, created_at, settled_at, provider_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         ON CONFLICT (charge_key) DO NOTHING",
     )
     .bind(charge.key.0.as_slice())
     .bind(charge.trip.0.as_slice())
@@ -103,6 +104,7 @@ pub(super) async fn insert_charge(conn: &mut PgConnection, charge: &Charge) -> R
     .bind(charge.decline_code.as_deref())
     .bind(secs(charge.created_at)?)
     .bind(charge.settled_at.map(secs).transpose()?)
+    .bind(charge.provider_key.0.as_slice())
     .execute(&mut *conn)
     .await?
     .rows_affected();
@@ -198,5 +200,38 @@ pub(super) async fn apply(conn: &mut PgConnection, write: &Write) -> Result<(), 
         }
         Write::Charge(charge) => insert_charge(conn, charge).await,
         Write::CancelCharge { trip, at } => cancel_charge(conn, *trip, *at).await,
+        Write::Requeue {
+            charge,
+            provider_key,
+            link,
+            at,
+        } => {
+            let updated = sqlx::query(
+                "UPDATE payment_charges SET status = $2, provider_key = $3, link_id = $4, \
+                   provider = $5, decline_code = NULL, settled_at = NULL \
+                 WHERE charge_key = $1 AND status = $6",
+            )
+            .bind(charge.0.as_slice())
+            .bind(ChargeStatus::Pending.code())
+            .bind(provider_key.0.as_slice())
+            .bind(link.0.0.as_slice())
+            .bind(link.1.code())
+            .bind(ChargeStatus::Declined.code())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            if updated == 1 {
+                sqlx::query(
+                    "INSERT INTO payment_outbox (charge_key, status, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (charge_key) DO UPDATE SET status = EXCLUDED.status",
+                )
+                .bind(charge.0.as_slice())
+                .bind(OutboxStatus::Pending.code())
+                .bind(secs(*at)?)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok(())
+        }
     }
 }
