@@ -130,7 +130,10 @@ async fn enrol_bind_issue_and_verify_online_and_offline() {
         .fetch_one(&t.pool)
         .await
         .unwrap();
-    assert_eq!(recorded_serial, verified_offline.certificate.serial);
+    assert_eq!(
+        recorded_serial,
+        verified_offline.certificate.serial.as_bytes()
+    );
     let recorded_device: Vec<u8> = sqlx::query_scalar("SELECT device_id FROM device_certificates")
         .fetch_one(&t.pool)
         .await

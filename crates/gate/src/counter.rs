@@ -7,12 +7,14 @@
 
 use std::collections::HashMap;
 
+use citypass_token::CertSerial;
+
 /// Highest counter seen per certificate serial.
 #[derive(Debug)]
 pub struct CounterMemory {
     capacity: usize,
     /// serial -> (highest counter, certificate expiry)
-    seen: HashMap<[u8; 16], (u64, u64)>,
+    seen: HashMap<CertSerial, (u64, u64)>,
 }
 
 impl CounterMemory {
@@ -28,7 +30,7 @@ impl CounterMemory {
     /// the memory is full of live certificates (fail closed).
     pub fn advance(
         &mut self,
-        serial: [u8; 16],
+        serial: CertSerial,
         counter: u64,
         cert_exp: u64,
         now: u64,

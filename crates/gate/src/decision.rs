@@ -27,7 +27,8 @@
 
 use citypass_revocation::{RevocationSet, SignedSnapshot, SnapshotError};
 use citypass_token::{
-    CodeKind, KeySet, Kid, Scene, TokenError, Validation, kind_of, verify_offline, verify_online,
+    CertSerial, CodeKind, Cti, KeySet, Kid, Scene, TokenError, Validation, kind_of, verify_offline,
+    verify_online,
 };
 use thiserror::Error;
 
@@ -71,7 +72,7 @@ pub enum Presented {
     /// An online token.
     Online {
         kid: Kid,
-        cti: [u8; 16],
+        cti: Cti,
         /// Issue time (what a key revocation is compared with).
         iat: u64,
         exp: u64,
@@ -79,8 +80,8 @@ pub enum Presented {
     /// An offline code and its certificate serial.
     Offline {
         issuer_kid: Kid,
-        cti: [u8; 16],
-        serial: [u8; 16],
+        cti: Cti,
+        serial: CertSerial,
         counter: u64,
         exp: u64,
         /// The certificate's issue time (what a key revocation is compared with).
@@ -360,7 +361,7 @@ pub fn check_revocation(presented: &Presented, set: &RevocationSet) -> Result<()
 
 impl Presented {
     /// The code's `cti`.
-    pub fn cti(&self) -> [u8; 16] {
+    pub fn cti(&self) -> Cti {
         match self {
             Presented::Online { cti, .. } | Presented::Offline { cti, .. } => *cti,
         }

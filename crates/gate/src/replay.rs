@@ -7,13 +7,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use citypass_token::Cti;
+
 /// Seen `cti`s with the time after which each may be forgotten.
 #[derive(Debug)]
 pub struct ReplayMemory {
     capacity: usize,
-    forget_at: HashMap<[u8; 16], u64>,
+    forget_at: HashMap<Cti, u64>,
     /// Expiry index for pruning in time order: (forget_at, cti).
-    by_time: BTreeMap<(u64, [u8; 16]), ()>,
+    by_time: BTreeMap<(u64, Cti), ()>,
 }
 
 /// Why a `cti` was not recorded.
@@ -38,7 +40,7 @@ impl ReplayMemory {
     }
 
     /// Records `cti` as used at `now`, to be remembered until `forget_at`.
-    pub fn record(&mut self, cti: [u8; 16], forget_at: u64, now: u64) -> ReplayOutcome {
+    pub fn record(&mut self, cti: Cti, forget_at: u64, now: u64) -> ReplayOutcome {
         if self.forget_at.contains_key(&cti) {
             return ReplayOutcome::Replayed;
         }
@@ -79,12 +81,27 @@ mod tests {
     #[test]
     fn first_use_wins_and_expired_entries_are_forgotten() {
         let mut m = ReplayMemory::new(2);
-        assert_eq!(m.record([1; 16], 100, 0), ReplayOutcome::First);
-        assert_eq!(m.record([1; 16], 100, 50), ReplayOutcome::Replayed);
-        assert_eq!(m.record([2; 16], 200, 50), ReplayOutcome::First);
-        assert_eq!(m.record([3; 16], 300, 60), ReplayOutcome::Full);
+        assert_eq!(
+            m.record(Cti::from_bytes([1; 16]), 100, 0),
+            ReplayOutcome::First
+        );
+        assert_eq!(
+            m.record(Cti::from_bytes([1; 16]), 100, 50),
+            ReplayOutcome::Replayed
+        );
+        assert_eq!(
+            m.record(Cti::from_bytes([2; 16]), 200, 50),
+            ReplayOutcome::First
+        );
+        assert_eq!(
+            m.record(Cti::from_bytes([3; 16]), 300, 60),
+            ReplayOutcome::Full
+        );
         // After the first entry's time, room is made for a new one.
-        assert_eq!(m.record([3; 16], 300, 101), ReplayOutcome::First);
+        assert_eq!(
+            m.record(Cti::from_bytes([3; 16]), 300, 101),
+            ReplayOutcome::First
+        );
         assert_eq!(m.len(), 2);
     }
 }

@@ -292,7 +292,7 @@ fn finding_7_a_rolled_back_snapshot_is_refused() {
     before
         .apply_all(vec![Entry {
             epoch: 1,
-            target: Target::Token([7; 16]),
+            target: Target::Token(Cti::from_bytes([7; 16])),
             action: Action::Revoke {
                 compromised: false,
                 revoked_before: NOW,

@@ -52,7 +52,9 @@
 //! )?;
 //! let view = follower.view();
 //! view.wait_synced().await;
-//! let (blocked, freshness) = view.decide(|set| set.issuance_blocked_subject("0123456789abcdef0123456789abcdef"));
+//! let subject = citypass_token::SubjectId::parse("0123456789abcdef0123456789abcdef")
+//!     .expect("a well-formed id");
+//! let (blocked, freshness) = view.decide(|set| set.issuance_blocked_subject(&subject));
 //! # let _ = (blocked, freshness);
 //! # Ok(()) }
 //! ```

@@ -259,6 +259,7 @@ impl Sequencer {
 pub(crate) mod tests {
     use super::*;
     use citypass_revocation::{Action, Entry, RevocationSet, Target};
+    use citypass_token::Cti;
 
     /// The log of `tokens(n)`: token revocations at epochs 1..=n, chained.
     pub(crate) fn log(n: u64) -> Vec<Chained> {
@@ -281,7 +282,7 @@ pub(crate) mod tests {
     pub(crate) fn plain(epoch: u64) -> Entry {
         Entry {
             epoch,
-            target: Target::Token([u8::try_from(epoch % 256).unwrap(); 16]),
+            target: Target::Token(Cti::from_bytes([u8::try_from(epoch % 256).unwrap(); 16])),
             action: Action::Revoke {
                 compromised: false,
                 revoked_before: 10,
@@ -316,7 +317,7 @@ pub(crate) mod tests {
         );
         assert!(!seq.has_gap());
         assert_eq!(set.epoch(), 3);
-        assert!(set.token_revoked(&[3; 16]));
+        assert!(set.token_revoked(&Cti::from_bytes([3; 16])));
         let m = &counters;
         assert_eq!(m.gaps.load(Ordering::Relaxed), 1);
         assert_eq!(m.out_of_order.load(Ordering::Relaxed), 1);

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use citypass_revocation::{ID_LEN, RevocationSet};
-use citypass_token::Kid;
+use citypass_revocation::RevocationSet;
+use citypass_token::{CertSerial, Cti, DeviceId, Kid, SubjectId};
 use tokio::sync::watch;
 
 use crate::counters::MetricsSnapshot;
@@ -122,22 +122,22 @@ impl RevocationView {
     }
 
     /// [`RevocationSet::token_revoked`].
-    pub fn token_revoked(&self, cti: &[u8; ID_LEN]) -> bool {
+    pub fn token_revoked(&self, cti: &Cti) -> bool {
         self.shared.read().token_revoked(cti)
     }
 
     /// [`RevocationSet::certificate_revoked`].
-    pub fn certificate_revoked(&self, serial: &[u8; ID_LEN]) -> bool {
+    pub fn certificate_revoked(&self, serial: &CertSerial) -> bool {
         self.shared.read().certificate_revoked(serial)
     }
 
     /// [`RevocationSet::subject_revoked`].
-    pub fn subject_revoked(&self, subject_id: &str, iat: u64) -> bool {
+    pub fn subject_revoked(&self, subject_id: &SubjectId, iat: u64) -> bool {
         self.shared.read().subject_revoked(subject_id, iat)
     }
 
     /// [`RevocationSet::device_revoked`].
-    pub fn device_revoked(&self, device_id: &str, iat: u64) -> bool {
+    pub fn device_revoked(&self, device_id: &DeviceId, iat: u64) -> bool {
         self.shared.read().device_revoked(device_id, iat)
     }
 
@@ -147,12 +147,12 @@ impl RevocationView {
     }
 
     /// [`RevocationSet::issuance_blocked_subject`].
-    pub fn issuance_blocked_subject(&self, subject_id: &str) -> bool {
+    pub fn issuance_blocked_subject(&self, subject_id: &SubjectId) -> bool {
         self.shared.read().issuance_blocked_subject(subject_id)
     }
 
     /// [`RevocationSet::issuance_blocked_device`].
-    pub fn issuance_blocked_device(&self, device_id: &str) -> bool {
+    pub fn issuance_blocked_device(&self, device_id: &DeviceId) -> bool {
         self.shared.read().issuance_blocked_device(device_id)
     }
 

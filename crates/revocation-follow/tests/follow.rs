@@ -13,6 +13,7 @@ use citypass_revocation::proto::{from_proto, head_from_proto};
 use citypass_revocation::{Action, Chained, Entry, RevocationSet, Target, TargetKind};
 use citypass_revocation_follow::{Follower, FollowerConfig, Source, SourceState};
 use citypass_revocation_service::{LocalPublisher, MemoryLog, Publisher as _};
+use citypass_token::{Cti, DeviceId, SubjectId};
 use support::{
     Client, Controlled, Mode, PrivateRedis, attacker, eventually, follower_config, head,
     last_message, postgres_log, random_id, redis_publisher, redis_source, reinstate, revoke,
@@ -131,8 +132,8 @@ async fn the_stream_follower_applies_in_epoch_order_what_arrives_out_of_order() 
     config.check_interval = Duration::from_secs(60);
     let follower = start(config, &service);
     wait_epoch(&follower, start_head).await;
-    assert!(follower.token_revoked(&early));
-    assert!(follower.issuance_blocked_subject(&subject));
+    assert!(follower.token_revoked(&Cti::from_bytes(early)));
+    assert!(follower.issuance_blocked_subject(&SubjectId::parse(&subject).unwrap()));
     tokio::time::timeout(WAIT, follower.wait_synced())
         .await
         .unwrap();
@@ -141,7 +142,7 @@ async fn the_stream_follower_applies_in_epoch_order_what_arrives_out_of_order() 
     // A live revocation arrives through the stream.
     let (live, epoch) = revoke_token(client).await;
     wait_epoch(&follower, epoch).await;
-    assert!(follower.token_revoked(&live));
+    assert!(follower.token_revoked(&Cti::from_bytes(live)));
 
     // Three entries appended to the stream in reverse epoch order.
     publisher.set(Mode::Hold);
@@ -158,7 +159,7 @@ async fn the_stream_follower_applies_in_epoch_order_what_arrives_out_of_order() 
         .await
         .expect("the stream alone fills the gap, well within the gap window");
     for (cti, _) in &held {
-        assert!(follower.token_revoked(cti));
+        assert!(follower.token_revoked(&Cti::from_bytes(*cti)));
     }
     let metrics = follower.metrics();
     assert_eq!(metrics.resyncs, 1, "no resync was needed: {metrics:?}");
@@ -170,12 +171,12 @@ async fn the_stream_follower_applies_in_epoch_order_what_arrives_out_of_order() 
     // Reinstating unblocks issuance; what the revocation killed stays dead.
     let epoch = reinstate(client, TargetKind::Subject, &subject).await;
     wait_epoch(&follower, epoch).await;
-    assert!(!follower.issuance_blocked_subject(&subject));
-    assert!(follower.subject_revoked(&subject, support::now() - 3600));
+    assert!(!follower.issuance_blocked_subject(&SubjectId::parse(&subject).unwrap()));
+    assert!(follower.subject_revoked(&SubjectId::parse(&subject).unwrap(), support::now() - 3600));
     let device = random_id();
     let epoch = revoke(client, TargetKind::Device, &device).await;
     wait_epoch(&follower, epoch).await;
-    assert!(follower.issuance_blocked_device(&device));
+    assert!(follower.issuance_blocked_device(&DeviceId::parse(&device).unwrap()));
 
     assert_eq!(follower.to_set(), set_from_list(client).await);
     assert!(follower.age().unwrap() < Duration::from_secs(1));
@@ -205,7 +206,7 @@ async fn an_entry_never_appended_is_healed_from_list() {
 
     let (first, epoch) = revoke_token(client).await;
     wait_epoch(&follower, epoch).await;
-    assert!(follower.token_revoked(&first));
+    assert!(follower.token_revoked(&Cti::from_bytes(first)));
     let before = follower.metrics();
 
     // Committed, acknowledged, never appended: the next append reveals the gap.
@@ -215,8 +216,11 @@ async fn an_entry_never_appended_is_healed_from_list() {
     let (next, next_epoch) = revoke_token(client).await;
     assert_eq!(next_epoch, lost_epoch + 1);
     wait_epoch(&follower, next_epoch).await;
-    assert!(follower.token_revoked(&lost), "healed from List");
-    assert!(follower.token_revoked(&next));
+    assert!(
+        follower.token_revoked(&Cti::from_bytes(lost)),
+        "healed from List"
+    );
+    assert!(follower.token_revoked(&Cti::from_bytes(next)));
     // The resync counts itself once its last page is applied.
     eventually(WAIT, "the resync is counted", || {
         follower.metrics().resyncs > before.resyncs
@@ -231,13 +235,13 @@ async fn an_entry_never_appended_is_healed_from_list() {
     let (silent, silent_epoch) = revoke_token(client).await;
     publisher.set(Mode::Pass);
     wait_epoch(&checking, silent_epoch).await;
-    assert!(checking.token_revoked(&silent));
+    assert!(checking.token_revoked(&Cti::from_bytes(silent)));
     assert_eq!(
         follower.epoch(),
         next_epoch,
         "without the check, nothing reveals it"
     );
-    assert!(!follower.token_revoked(&silent));
+    assert!(!follower.token_revoked(&Cti::from_bytes(silent)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,16 +261,16 @@ async fn the_watch_follower_converges_on_the_embedded_backend() {
     let follower = start(follower_config(Source::Watch), &service);
     wait_epoch(&follower, 5).await;
     for (cti, _) in &backlog {
-        assert!(follower.token_revoked(cti));
+        assert!(follower.token_revoked(&Cti::from_bytes(*cti)));
     }
 
     let subject = random_id();
     let epoch = revoke(client, TargetKind::Subject, &subject).await;
     wait_epoch(&follower, epoch).await;
-    assert!(follower.issuance_blocked_subject(&subject));
+    assert!(follower.issuance_blocked_subject(&SubjectId::parse(&subject).unwrap()));
     let epoch = reinstate(client, TargetKind::Subject, &subject).await;
     wait_epoch(&follower, epoch).await;
-    assert!(!follower.issuance_blocked_subject(&subject));
+    assert!(!follower.issuance_blocked_subject(&SubjectId::parse(&subject).unwrap()));
     assert_eq!(follower.to_set(), set_from_list(client).await);
 
     // Heartbeats keep it fresh while nothing happens.
@@ -320,7 +324,7 @@ async fn with_postgres_down_followers_keep_their_set_and_report_its_age() {
     let age = watching.age().unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(watching.age().unwrap() >= age + Duration::from_millis(500));
-    assert!(watching.token_revoked(&cti));
+    assert!(watching.token_revoked(&Cti::from_bytes(cti)));
     assert_eq!(watching.epoch(), epoch);
     assert_ne!(watching.source_state(), SourceState::Watching);
     assert!(watching.metrics().watch_errors >= 1);
@@ -331,7 +335,7 @@ async fn with_postgres_down_followers_keep_their_set_and_report_its_age() {
     // `finding_6_failing_list_checks_make_the_stream_data_age`).
     let streamed = streaming.metrics();
     assert!(streamed.resync_failures >= 1, "{streamed:?}");
-    assert!(streaming.token_revoked(&cti));
+    assert!(streaming.token_revoked(&Cti::from_bytes(cti)));
     assert_eq!(streaming.epoch(), epoch);
 
     // PostgreSQL back: the Watch follower's age resets; new entries reach both.
@@ -349,7 +353,10 @@ async fn with_postgres_down_followers_keep_their_set_and_report_its_age() {
     let (after, epoch) = revoke_token(client).await;
     wait_epoch(&watching, epoch).await;
     wait_epoch(&streaming, epoch).await;
-    assert!(watching.token_revoked(&after) && streaming.token_revoked(&after));
+    assert!(
+        watching.token_revoked(&Cti::from_bytes(after))
+            && streaming.token_revoked(&Cti::from_bytes(after))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -369,15 +376,15 @@ async fn prune_drops_expired_token_entries_only() {
     let subject = random_id();
     let epoch = revoke(client, TargetKind::Subject, &subject).await;
     wait_epoch(&follower, epoch).await;
-    assert!(follower.token_revoked(&short));
+    assert!(follower.token_revoked(&Cti::from_bytes(short)));
     assert_eq!(follower.len(), 3);
 
     eventually(WAIT, "the expired token entry is pruned", || {
-        !follower.token_revoked(&short)
+        !follower.token_revoked(&Cti::from_bytes(short))
     })
     .await;
-    assert!(follower.token_revoked(&long));
-    assert!(follower.issuance_blocked_subject(&subject));
+    assert!(follower.token_revoked(&Cti::from_bytes(long)));
+    assert!(follower.issuance_blocked_subject(&SubjectId::parse(&subject).unwrap()));
     assert_eq!(follower.len(), 2);
     assert_eq!(follower.epoch(), epoch, "pruning never moves the epoch");
     assert_eq!(follower.metrics().pruned, 1);
@@ -434,7 +441,7 @@ async fn redis_killed_and_restarted_loses_no_acknowledged_revocation() {
             tokio::time::timeout(Duration::from_secs(3), follower.wait_for_epoch(epoch))
                 .await
                 .expect("revocations made while Redis is down arrive through List");
-            assert!(follower.token_revoked(&cti));
+            assert!(follower.token_revoked(&Cti::from_bytes(cti)));
             assert_eq!(follower.source_state(), SourceState::Polling);
         }
     }
@@ -443,11 +450,14 @@ async fn redis_killed_and_restarted_loses_no_acknowledged_revocation() {
     wait_epoch(&follower, head).await;
     assert_eq!(follower.epoch(), head, "converged to the log's head");
     for cti in &tokens {
-        assert!(follower.token_revoked(cti), "a token revocation is missing");
+        assert!(
+            follower.token_revoked(&Cti::from_bytes(*cti)),
+            "a token revocation is missing"
+        );
     }
     for subject in &subjects {
         assert!(
-            follower.issuance_blocked_subject(subject),
+            follower.issuance_blocked_subject(&SubjectId::parse(subject).unwrap()),
             "a subject revocation is missing"
         );
     }
@@ -470,7 +480,7 @@ async fn redis_killed_and_restarted_loses_no_acknowledged_revocation() {
     .await;
     let (cti, epoch) = revoke_token(client).await;
     wait_epoch(&follower, epoch).await;
-    assert!(follower.token_revoked(&cti));
+    assert!(follower.token_revoked(&Cti::from_bytes(cti)));
     assert!(
         follower.metrics().stream_messages > stream_messages_at_restart,
         "{:?}",
@@ -503,7 +513,7 @@ async fn finding_6_a_forged_stream_entry_is_detected_and_the_follower_ends_equal
     let (_, _) = revoke_token(client).await;
     let revoked = revoke(client, TargetKind::Subject, &subject).await;
     wait_epoch(&follower, revoked).await;
-    assert!(follower.issuance_blocked_subject(&subject));
+    assert!(follower.issuance_blocked_subject(&SubjectId::parse(&subject).unwrap()));
 
     // The real next entry is committed; its append is slow (held).
     publisher.set(Mode::Hold);
@@ -515,7 +525,7 @@ async fn finding_6_a_forged_stream_entry_is_detected_and_the_follower_ends_equal
     // It chains onto the follower's head, so it is applied at first...
     wait_epoch(&follower, real).await;
     assert!(
-        !follower.issuance_blocked_subject(&subject),
+        !follower.issuance_blocked_subject(&SubjectId::parse(&subject).unwrap()),
         "the forgery was applied"
     );
     assert_eq!(follower.to_set().chain(), forged.chain);
@@ -524,11 +534,11 @@ async fn finding_6_a_forged_stream_entry_is_detected_and_the_follower_ends_equal
     assert_eq!(publisher.release_reversed().await, 1);
     ends_equal_to_the_log(&follower, client).await;
     assert!(
-        follower.issuance_blocked_subject(&subject),
+        follower.issuance_blocked_subject(&SubjectId::parse(&subject).unwrap()),
         "the forgery is gone"
     );
     assert!(
-        follower.token_revoked(&hidden),
+        follower.token_revoked(&Cti::from_bytes(hidden)),
         "the real entry is in force"
     );
     let metrics = follower.metrics();
@@ -538,7 +548,7 @@ async fn finding_6_a_forged_stream_entry_is_detected_and_the_follower_ends_equal
     // Life goes on: later entries arrive through the stream again.
     let (next, epoch) = revoke_token(client).await;
     wait_epoch(&follower, epoch).await;
-    assert!(follower.token_revoked(&next));
+    assert!(follower.token_revoked(&Cti::from_bytes(next)));
     ends_equal_to_the_log(&follower, client).await;
 }
 
@@ -580,8 +590,11 @@ async fn finding_6_a_deleted_stream_entry_is_detected_and_the_follower_ends_equa
         .await
         .unwrap();
     wait_epoch(&follower, second).await;
-    assert!(follower.token_revoked(&deleted), "healed from List");
-    assert!(follower.token_revoked(&after));
+    assert!(
+        follower.token_revoked(&Cti::from_bytes(deleted)),
+        "healed from List"
+    );
+    assert!(follower.token_revoked(&Cti::from_bytes(after)));
     assert!(follower.metrics().gaps > gaps, "{:?}", follower.metrics());
     assert_eq!(first + 1, second);
     ends_equal_to_the_log(&follower, client).await;
@@ -595,11 +608,11 @@ async fn finding_6_a_deleted_stream_entry_is_detected_and_the_follower_ends_equa
     forge_reinstatement(&mut redis, &key, real, &subject).await;
     ends_equal_to_the_log(&follower, client).await;
     assert!(
-        follower.token_revoked(&hidden),
+        follower.token_revoked(&Cti::from_bytes(hidden)),
         "the real entry is in force"
     );
     assert!(
-        follower.issuance_blocked_subject(&subject),
+        follower.issuance_blocked_subject(&SubjectId::parse(&subject).unwrap()),
         "the forgery is gone"
     );
     let metrics = follower.metrics();
@@ -651,7 +664,10 @@ async fn finding_6_failing_list_checks_make_the_stream_data_age() {
         "Redis still answers: {metrics:?}"
     );
     assert!(metrics.resync_failures >= 1, "{metrics:?}");
-    assert!(follower.token_revoked(&cti), "the set keeps answering");
+    assert!(
+        follower.token_revoked(&Cti::from_bytes(cti)),
+        "the set keeps answering"
+    );
 
     // List answers again: the data is fresh again.
     set_database_available(&database_url, true).await;

@@ -233,12 +233,13 @@ mod tests {
     use crate::entry::Action;
     use crate::snapshot::{SignedSnapshot, SnapshotError};
     use crate::target::Target;
+    use citypass_token::Cti;
     use citypass_token::{KeyStatus, PublishedKey};
 
     fn entry(epoch: u64, byte: u8) -> Entry {
         Entry {
             epoch,
-            target: Target::Token([byte; 16]),
+            target: Target::Token(Cti::from_bytes([byte; 16])),
             action: Action::Revoke {
                 compromised: false,
                 revoked_before: 10,

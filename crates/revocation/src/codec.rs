@@ -83,7 +83,7 @@ pub(crate) fn write_entry(out: &mut Vec<u8>, entry: &Entry) {
     } else {
         0
     });
-    out.extend_from_slice(&entry.target.raw());
+    out.extend_from_slice(entry.target.raw());
     if let Some(rb) = revoked_before {
         out.extend_from_slice(&rb.to_be_bytes());
     }
@@ -183,12 +183,13 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use citypass_token::DeviceId;
 
     #[test]
     fn smallest_entry_is_min_entry_len() {
         let entry = Entry {
             epoch: 1,
-            target: Target::Device("00".repeat(16)),
+            target: Target::Device(DeviceId::from_bytes([0x00; 16])),
             action: Action::Reinstate,
             expires_at: None,
             created_at: 0,
@@ -227,7 +228,7 @@ mod tests {
 
         let reinstate = Entry {
             epoch: 2,
-            target: Target::Device("00".repeat(16)),
+            target: Target::Device(DeviceId::from_bytes([0x00; 16])),
             action: Action::Reinstate,
             expires_at: None,
             created_at: 5,

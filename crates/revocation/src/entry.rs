@@ -76,20 +76,14 @@ pub enum EntryError {
     /// A reinstatement is in force until a later revocation; it never expires.
     #[error("a reinstate entry has no expires_at")]
     ReinstateExpires,
-    /// A device or subject id that is not 32 lowercase hex characters.
-    #[error("malformed {0} id")]
-    MalformedTarget(TargetKind),
 }
 
 impl Entry {
-    /// Checks what the type cannot: a non-zero epoch, a well-formed target, and
+    /// Checks what the type cannot: a non-zero epoch, and
     /// reinstatements only for devices and subjects, without expiry.
     pub fn validate(&self) -> Result<(), EntryError> {
         if self.epoch == 0 {
             return Err(EntryError::ZeroEpoch);
-        }
-        if !self.target.is_valid() {
-            return Err(EntryError::MalformedTarget(self.target.kind()));
         }
         if let Action::Reinstate = self.action {
             if !self.target.kind().reinstatable() {

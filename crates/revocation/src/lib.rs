@@ -20,20 +20,20 @@
 //! - `proto` (feature `proto`): entries to and from the API's `RevocationEntry`.
 //!
 //! ```
-//! use citypass_revocation::{Action, Entry, Kinds, RevocationSet, Target, TargetKind};
+//! use citypass_revocation::{Action, Entry, Kinds, RevocationSet, Target};
 //!
-//! let subject = "0123456789abcdef0123456789abcdef";
+//! let subject = citypass_token::SubjectId::parse("0123456789abcdef0123456789abcdef")?;
 //! let mut set = RevocationSet::new();
 //! set.apply(Entry {
 //!     epoch: 1,
-//!     target: Target::parse(TargetKind::Subject, subject)?,
+//!     target: Target::Subject(subject),
 //!     action: Action::Revoke { compromised: false, revoked_before: 1_800_000_000 },
 //!     expires_at: None,
 //!     created_at: 1_800_000_000,
 //! })?;
-//! assert!(set.subject_revoked(subject, 1_799_999_999));
-//! assert!(!set.subject_revoked(subject, 1_800_000_000));
-//! assert!(set.issuance_blocked_subject(subject));
+//! assert!(set.subject_revoked(&subject, 1_799_999_999));
+//! assert!(!set.subject_revoked(&subject, 1_800_000_000));
+//! assert!(set.issuance_blocked_subject(&subject));
 //!
 //! let bytes = set.snapshot(Kinds::ALL, 1_800_000_000).encode();
 //! let rebuilt = RevocationSet::from_snapshot(&citypass_revocation::Snapshot::decode(&bytes)?);

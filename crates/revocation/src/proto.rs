@@ -226,6 +226,7 @@ fn entry_from_proto(message: &pb::RevocationEntry) -> Result<Entry, ProtoError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use citypass_token::{Cti, DeviceId};
 
     #[test]
     fn entries_round_trip_and_inconsistent_messages_are_refused() {
@@ -242,14 +243,14 @@ mod tests {
             },
             Entry {
                 epoch: 2,
-                target: Target::Device("ab".repeat(16)),
+                target: Target::Device(DeviceId::from_bytes([0xab; 16])),
                 action: Action::Reinstate,
                 expires_at: None,
                 created_at: 120,
             },
             Entry {
                 epoch: 3,
-                target: Target::Token([3; 16]),
+                target: Target::Token(Cti::from_bytes([3; 16])),
                 action: Action::Revoke {
                     compromised: false,
                     revoked_before: 130,
@@ -291,7 +292,7 @@ mod tests {
                 &chain,
                 Entry {
                     epoch: 4,
-                    target: Target::Token([0xab; 16]),
+                    target: Target::Token(Cti::from_bytes([0xab; 16])),
                     action: Action::Revoke {
                         compromised: false,
                         revoked_before: 1,

@@ -51,11 +51,11 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
-use citypass_token::Kid;
+use citypass_token::{CertSerial, Cti, DeviceId, Kid, SubjectId};
 
 use crate::chain::{ChainHash, Chained, Head};
 use crate::entry::{Entry, EntryError};
-use crate::target::{ID_LEN, Kinds, Target, TargetKind};
+use crate::target::{Kinds, Target, TargetKind};
 
 /// Why an entry was not applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,10 +106,10 @@ pub struct RevocationSet {
     epoch: u64,
     chain: ChainHash,
     kinds: Kinds,
-    tokens: HashMap<[u8; ID_LEN], Entries>,
-    certificates: HashMap<[u8; ID_LEN], Entries>,
-    devices: HashMap<String, Entries>,
-    subjects: HashMap<String, Entries>,
+    tokens: HashMap<Cti, Entries>,
+    certificates: HashMap<CertSerial, Entries>,
+    devices: HashMap<DeviceId, Entries>,
+    subjects: HashMap<SubjectId, Entries>,
     keys: HashMap<Kid, Entries>,
 }
 
@@ -304,7 +304,7 @@ impl RevocationSet {
         if !self.kinds.contains(entry.target.kind()) {
             return;
         }
-        match entry.target.clone() {
+        match entry.target {
             Target::Token(cti) => insert(&mut self.tokens, cti, entry),
             Target::Certificate(serial) => insert(&mut self.certificates, serial, entry),
             Target::Device(id) => insert(&mut self.devices, id, entry),
@@ -320,22 +320,22 @@ impl RevocationSet {
     }
 
     /// Whether the code with this `cti` is revoked.
-    pub fn token_revoked(&self, cti: &[u8; ID_LEN]) -> bool {
+    pub fn token_revoked(&self, cti: &Cti) -> bool {
         killed(self.tokens.get(cti), 0)
     }
 
     /// Whether the device certificate with this serial is revoked.
-    pub fn certificate_revoked(&self, serial: &[u8; ID_LEN]) -> bool {
+    pub fn certificate_revoked(&self, serial: &CertSerial) -> bool {
         killed(self.certificates.get(serial), 0)
     }
 
     /// Whether a code or certificate of this subject issued at `iat` is revoked.
-    pub fn subject_revoked(&self, subject_id: &str, iat: u64) -> bool {
+    pub fn subject_revoked(&self, subject_id: &SubjectId, iat: u64) -> bool {
         killed(self.subjects.get(subject_id), iat)
     }
 
     /// Whether a code or certificate of this device issued at `iat` is revoked.
-    pub fn device_revoked(&self, device_id: &str, iat: u64) -> bool {
+    pub fn device_revoked(&self, device_id: &DeviceId, iat: u64) -> bool {
         killed(self.devices.get(device_id), iat)
     }
 
@@ -346,12 +346,12 @@ impl RevocationSet {
 
     /// Whether the issuer must refuse to issue for this subject: its latest entry is a
     /// revocation (not followed by a reinstatement).
-    pub fn issuance_blocked_subject(&self, subject_id: &str) -> bool {
+    pub fn issuance_blocked_subject(&self, subject_id: &SubjectId) -> bool {
         blocked(self.subjects.get(subject_id))
     }
 
     /// Whether the issuer must refuse to issue for this device.
-    pub fn issuance_blocked_device(&self, device_id: &str) -> bool {
+    pub fn issuance_blocked_device(&self, device_id: &DeviceId) -> bool {
         blocked(self.devices.get(device_id))
     }
 
@@ -442,7 +442,8 @@ mod tests {
     use super::*;
     use crate::entry::Action;
 
-    const SUBJECT: &str = "0123456789abcdef0123456789abcdef";
+    const SUBJECT: &SubjectId = &SubjectId::from_bytes([0x5b; 16]);
+    const DEVICE_SAME_BYTES: &DeviceId = &DeviceId::from_bytes([0x5b; 16]);
 
     fn revoke(epoch: u64, target: Target, revoked_before: u64, expires_at: Option<u64>) -> Entry {
         Entry {
@@ -468,14 +469,19 @@ mod tests {
     }
 
     fn subject() -> Target {
-        Target::Subject(SUBJECT.to_owned())
+        Target::Subject(*SUBJECT)
     }
 
     #[test]
     fn entries_apply_in_epoch_order_only() {
         let mut set = RevocationSet::new();
         assert_eq!(
-            set.apply(revoke(2, Target::Token([1; 16]), 10, Some(500))),
+            set.apply(revoke(
+                2,
+                Target::Token(Cti::from_bytes([1; 16])),
+                10,
+                Some(500)
+            )),
             Err(ApplyError::Gap {
                 expected: 1,
                 got: 2
@@ -483,18 +489,30 @@ mod tests {
         );
         assert_eq!(set.epoch(), 0);
         assert_eq!(
-            set.apply(revoke(1, Target::Token([1; 16]), 10, Some(500))),
+            set.apply(revoke(
+                1,
+                Target::Token(Cti::from_bytes([1; 16])),
+                10,
+                Some(500)
+            )),
             Ok(Applied::Applied)
         );
         assert_eq!(
-            set.apply(revoke(1, Target::Token([9; 16]), 10, Some(500))),
+            set.apply(revoke(
+                1,
+                Target::Token(Cti::from_bytes([9; 16])),
+                10,
+                Some(500)
+            )),
             Ok(Applied::AlreadyApplied),
             "an old epoch is a no-op, whatever it holds"
         );
-        assert!(set.token_revoked(&[1; 16]));
-        assert!(!set.token_revoked(&[9; 16]));
+        assert!(set.token_revoked(&Cti::from_bytes([1; 16])));
+        assert!(!set.token_revoked(&Cti::from_bytes([9; 16])));
         assert_eq!(set.epoch(), 1);
-        let err = set.apply(reinstate(2, Target::Token([1; 16]))).unwrap_err();
+        let err = set
+            .apply(reinstate(2, Target::Token(Cti::from_bytes([1; 16]))))
+            .unwrap_err();
         assert!(matches!(err, ApplyError::Invalid { epoch: 2, .. }));
         assert_eq!(set.epoch(), 1, "an invalid entry does not advance the set");
     }
@@ -504,10 +522,13 @@ mod tests {
         let mut set = RevocationSet::new();
         let first = Chained::link(
             &ChainHash::GENESIS,
-            revoke(1, Target::Token([1; 16]), 10, None),
+            revoke(1, Target::Token(Cti::from_bytes([1; 16])), 10, None),
         );
         // Carried hash of another predecessor: refused, nothing changes.
-        let stray = Chained::link(&first.chain, revoke(1, Target::Token([2; 16]), 10, None));
+        let stray = Chained::link(
+            &first.chain,
+            revoke(1, Target::Token(Cti::from_bytes([2; 16])), 10, None),
+        );
         assert_eq!(
             set.apply_chained(stray),
             Err(ApplyError::Chain { epoch: 1 })
@@ -521,14 +542,14 @@ mod tests {
         assert_eq!(plain, set);
         let forged = Chained::link(
             &ChainHash::GENESIS,
-            revoke(1, Target::Token([3; 16]), 10, None),
+            revoke(1, Target::Token(Cti::from_bytes([3; 16])), 10, None),
         );
         assert_eq!(
             set.apply_chained(forged),
             Ok(Applied::AlreadyApplied),
             "old epochs are the caller's to compare"
         );
-        assert!(!set.token_revoked(&[3; 16]));
+        assert!(!set.token_revoked(&Cti::from_bytes([3; 16])));
     }
 
     #[test]
@@ -554,7 +575,10 @@ mod tests {
         // The first revocation is outdone by the third; the reinstatement no longer
         // decides anything.
         assert_eq!(set.len(), 1);
-        assert!(!set.issuance_blocked_device(SUBJECT), "kinds are separate");
+        assert!(
+            !set.issuance_blocked_device(DEVICE_SAME_BYTES),
+            "kinds are separate"
+        );
     }
 
     #[test]
@@ -574,17 +598,27 @@ mod tests {
     #[test]
     fn prune_drops_expired_token_and_certificate_entries_only() {
         let mut set = RevocationSet::new();
-        set.apply(revoke(1, Target::Token([1; 16]), 0, Some(100)))
-            .unwrap();
-        set.apply(revoke(2, Target::Certificate([2; 16]), 0, Some(200)))
-            .unwrap();
+        set.apply(revoke(
+            1,
+            Target::Token(Cti::from_bytes([1; 16])),
+            0,
+            Some(100),
+        ))
+        .unwrap();
+        set.apply(revoke(
+            2,
+            Target::Certificate(CertSerial::from_bytes([2; 16])),
+            0,
+            Some(200),
+        ))
+        .unwrap();
         set.apply(revoke(3, Target::Key(Kid([3; 8])), 50, None))
             .unwrap();
         set.apply(revoke(4, subject(), 50, None)).unwrap();
         assert_eq!(set.prune(100), 0, "expires_at itself is still live");
         assert_eq!(set.prune(101), 1);
-        assert!(!set.token_revoked(&[1; 16]));
-        assert!(set.certificate_revoked(&[2; 16]));
+        assert!(!set.token_revoked(&Cti::from_bytes([1; 16])));
+        assert!(set.certificate_revoked(&CertSerial::from_bytes([2; 16])));
         assert_eq!(set.prune(10_000), 1);
         assert!(set.key_revoked(&Kid([3; 8]), 49));
         assert!(!set.key_revoked(&Kid([3; 8]), 50));
@@ -599,7 +633,7 @@ mod tests {
         for epoch in 1..=100 {
             set.apply(revoke(
                 epoch,
-                Target::Token([7; 16]),
+                Target::Token(Cti::from_bytes([7; 16])),
                 0,
                 Some(1_000 + epoch),
             ))
@@ -613,8 +647,13 @@ mod tests {
     fn uncovered_kinds_advance_the_epoch_only() {
         let mut set = RevocationSet::with_kinds(Kinds::of([TargetKind::Certificate]));
         set.apply(revoke(1, subject(), 100, None)).unwrap();
-        set.apply(revoke(2, Target::Certificate([1; 16]), 0, Some(10)))
-            .unwrap();
+        set.apply(revoke(
+            2,
+            Target::Certificate(CertSerial::from_bytes([1; 16])),
+            0,
+            Some(10),
+        ))
+        .unwrap();
         assert_eq!(set.epoch(), 2);
         assert_eq!(set.len(), 1);
         assert!(!set.subject_revoked(SUBJECT, 1));

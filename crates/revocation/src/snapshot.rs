@@ -310,15 +310,16 @@ mod tests {
     use super::*;
     use crate::entry::Action;
     use crate::target::{Target, TargetKind};
+    use citypass_token::{CertSerial, Cti, SubjectId};
     use citypass_token::{KeyStatus, PublishedKey};
 
     fn sample_set() -> RevocationSet {
         let mut set = RevocationSet::new();
         let targets = [
-            Target::Token([1; 16]),
-            Target::Certificate([2; 16]),
+            Target::Token(Cti::from_bytes([1; 16])),
+            Target::Certificate(CertSerial::from_bytes([2; 16])),
             Target::Key(Kid([3; 8])),
-            Target::Subject("ab".repeat(16)),
+            Target::Subject(SubjectId::from_bytes([0xab; 16])),
         ];
         for (i, target) in targets.into_iter().enumerate() {
             let epoch = i as u64 + 1;

@@ -140,12 +140,13 @@ mod tests {
     use super::*;
     use crate::entry::Action;
     use crate::target::Target;
+    use citypass_token::CertSerial;
 
     #[test]
     fn messages_round_trip_and_fields_must_agree() {
         let plain = Entry {
             epoch: 42,
-            target: Target::Certificate([9; 16]),
+            target: Target::Certificate(CertSerial::from_bytes([9; 16])),
             action: Action::Revoke {
                 compromised: false,
                 revoked_before: 1_800_000_000,

@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use citypass_token::Kid;
+use citypass_token::{CertSerial, Cti, DeviceId, Kid, SubjectId};
 
 /// Bytes in a `cti`, a certificate serial, a device id and a subject id.
 pub const ID_LEN: usize = citypass_token::ID_LEN;
@@ -140,16 +140,16 @@ impl fmt::Debug for Kinds {
 }
 
 /// What an entry revokes.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Target {
     /// A code, by `cti`.
-    Token([u8; ID_LEN]),
-    /// A device, by its id (32 lowercase hex characters).
-    Device(String),
-    /// A subject, by its id (32 lowercase hex characters).
-    Subject(String),
+    Token(Cti),
+    /// A device, by its id.
+    Device(DeviceId),
+    /// A subject, by its id.
+    Subject(SubjectId),
     /// A device certificate, by serial.
-    Certificate([u8; ID_LEN]),
+    Certificate(CertSerial),
     /// An issuer signing key.
     Key(Kid),
 }
@@ -202,78 +202,42 @@ fn parse_hex<const N: usize>(text: &str, kind: TargetKind) -> Result<[u8; N], Ta
             got: text.chars().count(),
         });
     }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    let mut out = [0u8; N];
-    for (i, byte) in out.iter_mut().enumerate() {
-        let (Some(hi), Some(lo)) = (nibble(bytes[2 * i]), nibble(bytes[2 * i + 1])) else {
-            return Err(TargetError::NotLowercaseHex { what: what(kind) });
-        };
-        *byte = (hi << 4) | lo;
-    }
-    Ok(out)
-}
-
-/// A device or subject id: accepted exactly when `citypass_token::parse_id` (the one
-/// id format every service shares) accepts it; the error says why not.
-fn parse_person_id(id: &str, kind: TargetKind) -> Result<String, TargetError> {
-    match citypass_token::parse_id(id) {
-        Some(_) => Ok(id.to_owned()),
-        None => Err(parse_hex::<ID_LEN>(id, kind)
-            .err()
-            .unwrap_or(TargetError::NotLowercaseHex { what: what(kind) })),
-    }
-}
-
-/// Lowercase hex of `bytes`.
-pub(crate) fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(2 * bytes.len());
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    out
+    citypass_token::parse_lower_hex(text).ok_or(TargetError::NotLowercaseHex { what: what(kind) })
 }
 
 impl Target {
     /// Parses `id` in the form `kind` prescribes.
     pub fn parse(kind: TargetKind, id: &str) -> Result<Target, TargetError> {
         Ok(match kind {
-            TargetKind::Token => Target::Token(parse_hex(id, kind)?),
-            TargetKind::Certificate => Target::Certificate(parse_hex(id, kind)?),
+            TargetKind::Token => Target::Token(Cti::from_bytes(parse_hex(id, kind)?)),
+            TargetKind::Certificate => {
+                Target::Certificate(CertSerial::from_bytes(parse_hex(id, kind)?))
+            }
             TargetKind::Key => Target::Key(Kid(parse_hex(id, kind)?)),
-            TargetKind::Device => Target::Device(parse_person_id(id, kind)?),
-            TargetKind::Subject => Target::Subject(parse_person_id(id, kind)?),
+            TargetKind::Device => Target::Device(DeviceId::from_bytes(parse_hex(id, kind)?)),
+            TargetKind::Subject => Target::Subject(SubjectId::from_bytes(parse_hex(id, kind)?)),
         })
     }
 
-    /// A device or subject target from its 16 raw bytes.
+    /// A target from its raw bytes (16, or 8 for a kid), or `None` for another length.
     pub(crate) fn from_raw(kind: TargetKind, raw: &[u8]) -> Option<Target> {
         Some(match kind {
-            TargetKind::Token => Target::Token(raw.try_into().ok()?),
-            TargetKind::Certificate => Target::Certificate(raw.try_into().ok()?),
+            TargetKind::Token => Target::Token(Cti::from_slice(raw).ok()?),
+            TargetKind::Certificate => Target::Certificate(CertSerial::from_slice(raw).ok()?),
             TargetKind::Key => Target::Key(Kid(raw.try_into().ok()?)),
-            TargetKind::Device => Target::Device(citypass_token::format_id(&raw.try_into().ok()?)),
-            TargetKind::Subject => {
-                Target::Subject(citypass_token::format_id(&raw.try_into().ok()?))
-            }
+            TargetKind::Device => Target::Device(DeviceId::from_slice(raw).ok()?),
+            TargetKind::Subject => Target::Subject(SubjectId::from_slice(raw).ok()?),
         })
     }
 
     /// The raw bytes of the id (16, or 8 for a kid), as the binary formats store them.
-    pub(crate) fn raw(&self) -> Vec<u8> {
+    pub(crate) fn raw(&self) -> &[u8] {
         match self {
-            Target::Token(b) | Target::Certificate(b) => b.to_vec(),
-            Target::Key(kid) => kid.0.to_vec(),
-            // Constructed only through `parse`/`from_raw`, so always valid hex; a
-            // hand-built invalid id encodes as zeros rather than panicking.
-            Target::Device(id) | Target::Subject(id) => {
-                citypass_token::parse_id(id).map_or_else(|| vec![0; ID_LEN], |b| b.to_vec())
-            }
+            Target::Token(id) => id.as_bytes(),
+            Target::Certificate(id) => id.as_bytes(),
+            Target::Device(id) => id.as_bytes(),
+            Target::Subject(id) => id.as_bytes(),
+            Target::Key(kid) => &kid.0,
         }
     }
 
@@ -290,19 +254,7 @@ impl Target {
 
     /// The id in its text form (what `parse` accepts).
     pub fn id(&self) -> String {
-        match self {
-            Target::Token(b) | Target::Certificate(b) => to_hex(b),
-            Target::Key(kid) => to_hex(&kid.0),
-            Target::Device(id) | Target::Subject(id) => id.clone(),
-        }
-    }
-
-    /// Whether this is a well-formed target (always true for targets made by `parse`).
-    pub fn is_valid(&self) -> bool {
-        match self {
-            Target::Device(id) | Target::Subject(id) => citypass_token::parse_id(id).is_some(),
-            _ => true,
-        }
+        hex::encode(self.raw())
     }
 }
 
@@ -332,7 +284,7 @@ mod tests {
             let target = Target::parse(kind, hex32).unwrap();
             assert_eq!(target.kind(), kind);
             assert_eq!(target.id(), hex32);
-            assert_eq!(Target::from_raw(kind, &target.raw()), Some(target));
+            assert_eq!(Target::from_raw(kind, target.raw()), Some(target));
             assert!(matches!(
                 Target::parse(kind, &hex32.to_uppercase()),
                 Err(TargetError::NotLowercaseHex { .. })

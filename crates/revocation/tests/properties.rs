@@ -12,7 +12,7 @@ use citypass_revocation::stream::{decode_entry, decode_message, encode_entry};
 use citypass_revocation::{
     Action, ChainHash, Chained, Entry, Kinds, RevocationSet, Snapshot, Target,
 };
-use citypass_token::Kid;
+use citypass_token::{CertSerial, Cti, DeviceId, Kid, SubjectId};
 use proptest::prelude::*;
 
 /// A handful of ids per kind, so that targets repeat and compaction is exercised.
@@ -20,10 +20,10 @@ fn target() -> impl Strategy<Value = Target> {
     (1u8..=5, 0u8..3).prop_map(|(kind, n)| {
         let bytes = [n; 16];
         match kind {
-            1 => Target::Token(bytes),
-            2 => Target::Device(format!("{n:02x}").repeat(16)),
-            3 => Target::Subject(format!("{n:02x}").repeat(16)),
-            4 => Target::Certificate(bytes),
+            1 => Target::Token(Cti::from_bytes(bytes)),
+            2 => Target::Device(DeviceId::from_bytes(bytes)),
+            3 => Target::Subject(SubjectId::from_bytes(bytes)),
+            4 => Target::Certificate(CertSerial::from_bytes(bytes)),
             _ => Target::Key(Kid([n; 8])),
         }
     })

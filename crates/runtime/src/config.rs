@@ -125,19 +125,33 @@ pub fn load<T: DeserializeOwned>(path: Option<&Path>, env_prefix: &str) -> Resul
     load_from(path, env_prefix, std::env::vars_os())
 }
 
+/// The file at `path` alone, without any environment variable: what a checked-in
+/// example configuration says by itself.
+pub fn load_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    load_from(path.into(), "", std::iter::empty::<(OsString, OsString)>())
+}
+
 /// [`load`] with an explicit environment, so tests need not mutate the process's.
 ///
 /// figment merges the file and the variables and types the result; values are extracted
 /// lossily because a variable's value is always text (see [`variables`]).
-pub fn load_from<T, I>(path: Option<&Path>, env_prefix: &str, vars: I) -> Result<T, ConfigError>
+/// Variables are any pairs of text (`("CITYPASS_X", "1")` in tests).
+pub fn load_from<T, I, K, V>(
+    path: Option<&Path>,
+    env_prefix: &str,
+    vars: I,
+) -> Result<T, ConfigError>
 where
     T: DeserializeOwned,
-    I: IntoIterator<Item = (OsString, OsString)>,
+    I: IntoIterator<Item = (K, V)>,
+    K: Into<OsString>,
+    V: Into<OsString>,
 {
     let mut figment = Figment::new();
     if let Some(path) = path {
         figment = figment.merge(File::read(path)?);
     }
+    let vars = vars.into_iter().map(|(k, v)| (k.into(), v.into()));
     figment = figment.merge(Variables::collect(env_prefix, vars)?);
     figment.extract_lossy().map_err(|errors| {
         // figment reports every error it found; the first one is enough to act on.
@@ -271,7 +285,7 @@ pub enum LogFormat {
 #[error("{key}: {problem}")]
 pub struct TransportError {
     /// The offending key, dotted.
-    pub key: String,
+    pub key: &'static str,
     /// What is wrong.
     pub problem: &'static str,
 }
@@ -302,7 +316,7 @@ impl ServerConfig {
     pub fn check_transport(
         &self,
         environment: Environment,
-        upstreams: &[(&str, &str)],
+        upstreams: &[(&'static str, &str)],
     ) -> Result<(), TransportError> {
         let plaintext_upstream = upstreams.iter().find(|(_, url)| is_plaintext_url(url));
         if !environment.is_production() {
@@ -318,13 +332,13 @@ impl ServerConfig {
         }
         if self.tls.is_none() {
             return Err(TransportError {
-                key: "server.tls".to_owned(),
+                key: "server.tls",
                 problem: "is required in production (or set server.insecure_plaintext_behind_mesh: true where a mesh terminates mTLS)",
             });
         }
         if let Some((key, _)) = plaintext_upstream {
             return Err(TransportError {
-                key: (*key).to_owned(),
+                key,
                 problem: "is a plaintext URL, refused in production (use https://, rediss:// or sslmode=verify-full)",
             });
         }

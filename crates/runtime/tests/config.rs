@@ -125,7 +125,7 @@ fn an_empty_variable_unsets_an_optional_value() {
 #[test]
 fn a_bad_value_from_the_environment_names_key_and_variable() {
     let file = yaml(FILE);
-    let err = load_from::<ServiceConfig, _>(
+    let err = load_from::<ServiceConfig, _, _, _>(
         Some(file.path()),
         "CITYPASS",
         env(&[("CITYPASS_SERVER__REQUEST_TIMEOUT", "5")]),
@@ -153,7 +153,7 @@ fn a_bad_value_from_the_environment_names_key_and_variable() {
 #[test]
 fn a_misspelt_key_in_the_file_names_key_and_file() {
     let file = yaml("server:\n  service_name: v\n  request_timout: 2s\nredis_url: r\n");
-    let err = load_from::<ServiceConfig, _>(Some(file.path()), "CITYPASS", env(&[]))
+    let err = load_from::<ServiceConfig, _, _, _>(Some(file.path()), "CITYPASS", env(&[]))
         .expect_err("unknown key");
     let ConfigError::Invalid {
         key,
@@ -179,7 +179,7 @@ fn a_misspelt_key_in_the_file_names_key_and_file() {
 #[test]
 fn a_misspelt_variable_is_an_error_too() {
     let file = yaml(FILE);
-    let err = load_from::<ServiceConfig, _>(
+    let err = load_from::<ServiceConfig, _, _, _>(
         Some(file.path()),
         "CITYPASS",
         env(&[("CITYPASS_SERVER__LISTN", "0.0.0.0:1")]),
@@ -228,8 +228,8 @@ fn wrong_types_missing_keys_and_bad_numbers_are_located() {
     ];
     for (text, expected_key, expected_message) in cases {
         let file = yaml(text);
-        let err =
-            load_from::<ServiceConfig, _>(Some(file.path()), "CITYPASS", env(&[])).expect_err(text);
+        let err = load_from::<ServiceConfig, _, _, _>(Some(file.path()), "CITYPASS", env(&[]))
+            .expect_err(text);
         match &err {
             ConfigError::Invalid { key, message, .. } => {
                 assert_eq!(key, expected_key, "{text}: {err}");
@@ -243,28 +243,31 @@ fn wrong_types_missing_keys_and_bad_numbers_are_located() {
 #[test]
 fn malformed_yaml_and_missing_files_name_the_file() {
     let file = yaml("server: [unclosed\n");
-    let err = load_from::<ServiceConfig, _>(Some(file.path()), "CITYPASS", env(&[]))
+    let err = load_from::<ServiceConfig, _, _, _>(Some(file.path()), "CITYPASS", env(&[]))
         .expect_err("bad yaml");
     assert!(matches!(err, ConfigError::Parse { .. }), "{err:?}");
     assert!(err.to_string().contains(&file.path().display().to_string()));
 
     let file = yaml("server: {service_name: a}\nserver: {service_name: b}\nredis_url: r\n");
-    let err = load_from::<ServiceConfig, _>(Some(file.path()), "CITYPASS", env(&[]))
+    let err = load_from::<ServiceConfig, _, _, _>(Some(file.path()), "CITYPASS", env(&[]))
         .expect_err("duplicate key");
     assert!(err.to_string().contains("duplicate"), "{err}");
 
     let missing = std::path::Path::new("/nonexistent/citypass.yaml");
-    let err =
-        load_from::<ServiceConfig, _>(Some(missing), "CITYPASS", env(&[])).expect_err("no file");
+    let err = load_from::<ServiceConfig, _, _, _>(Some(missing), "CITYPASS", env(&[]))
+        .expect_err("no file");
     assert!(matches!(err, ConfigError::Read { .. }), "{err:?}");
     assert!(err.to_string().contains("/nonexistent/citypass.yaml"));
 }
 
 #[test]
 fn a_malformed_variable_name_is_refused() {
-    let err =
-        load_from::<ServiceConfig, _>(None, "CITYPASS", env(&[("CITYPASS_SERVER____LISTEN", "x")]))
-            .expect_err("empty segment");
+    let err = load_from::<ServiceConfig, _, _, _>(
+        None,
+        "CITYPASS",
+        env(&[("CITYPASS_SERVER____LISTEN", "x")]),
+    )
+    .expect_err("empty segment");
     assert!(
         matches!(&err, ConfigError::Environment { var, .. } if var == "CITYPASS_SERVER____LISTEN"),
         "{err:?}"
@@ -285,7 +288,7 @@ fn the_command_lines_variables_are_not_a_services() {
     .expect("a service starts with the CLI's variables exported");
     assert_eq!(config.redis_url, "redis://file:6379");
     // Any other unknown variable under the prefix is still an error.
-    let err = load_from::<ServiceConfig, _>(
+    let err = load_from::<ServiceConfig, _, _, _>(
         Some(file.path()),
         "CITYPASS",
         env(&[("CITYPASS_IDENTITY_URL", "https://identity:50051")]),

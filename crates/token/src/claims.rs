@@ -14,6 +14,7 @@ use ciborium::Value;
 
 use crate::TokenError;
 use crate::bounds;
+use crate::ids::{CertSerial, Cti};
 use crate::keys::PublicKey;
 use crate::scope::Scopes;
 
@@ -31,8 +32,7 @@ const CERTIFICATE: i64 = -65539;
 /// `cnf` (RFC 8747) confirmation method: a COSE_Key.
 const CNF_COSE_KEY: i64 = 1;
 
-/// Length of `cti` and certificate serials.
-pub const ID_LEN: usize = 16;
+use crate::ids::ID_LEN;
 
 /// Claims of an online token (`CP1`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +44,7 @@ pub struct OnlineClaims {
     pub iat: u64,
     pub exp: u64,
     /// 16 random bytes: the code's identity for replay and revocation.
-    pub cti: [u8; ID_LEN],
+    pub cti: Cti,
     pub scopes: Scopes,
 }
 
@@ -58,7 +58,7 @@ pub struct CertificateClaims {
     pub iat: u64,
     pub exp: u64,
     /// Random serial (carried as `cti`), what offline gates revoke.
-    pub serial: [u8; ID_LEN],
+    pub serial: CertSerial,
     pub scopes: Scopes,
     /// The certified offline key (`cnf`), P-256.
     pub offline_key: PublicKey,
@@ -69,7 +69,7 @@ pub struct CertificateClaims {
 pub struct OfflineClaims {
     pub iat: u64,
     pub exp: u64,
-    pub cti: [u8; ID_LEN],
+    pub cti: Cti,
     /// Monotonic per certificate: a gate refuses a counter it has seen exceeded.
     pub counter: u64,
     /// The embedded device certificate (tagged COSE_Sign1 bytes).
@@ -98,7 +98,7 @@ impl OnlineClaims {
             (SUB, Value::Bytes(self.sealed_sub.clone())),
             (EXP, uint(self.exp)),
             (IAT, uint(self.iat)),
-            (CTI, Value::Bytes(self.cti.to_vec())),
+            (CTI, Value::Bytes(self.cti.as_bytes().to_vec())),
             (SCOPES, uint(self.scopes.bits())),
         ])
     }
@@ -110,7 +110,7 @@ impl OnlineClaims {
             sealed_sub: m.bytes(SUB, "sub")?,
             iat: m.uint(IAT, "iat")?,
             exp: m.uint(EXP, "exp")?,
-            cti: m.id(CTI, "cti")?,
+            cti: Cti::from_bytes(m.id(CTI, "cti")?),
             scopes: Scopes::from_bits(m.uint(SCOPES, "scopes")?),
         })
     }
@@ -133,7 +133,7 @@ impl CertificateClaims {
             (SUB, Value::Bytes(self.sealed_sub.clone())),
             (EXP, uint(self.exp)),
             (IAT, uint(self.iat)),
-            (CTI, Value::Bytes(self.serial.to_vec())),
+            (CTI, Value::Bytes(self.serial.as_bytes().to_vec())),
             (CNF, Value::Map(vec![(int(CNF_COSE_KEY), cose_key)])),
             (SCOPES, uint(self.scopes.bits())),
         ])
@@ -147,7 +147,7 @@ impl CertificateClaims {
             sealed_sub: m.bytes(SUB, "sub")?,
             iat: m.uint(IAT, "iat")?,
             exp: m.uint(EXP, "exp")?,
-            serial: m.id(CTI, "cti")?,
+            serial: CertSerial::from_bytes(m.id(CTI, "cti")?),
             scopes: Scopes::from_bits(m.uint(SCOPES, "scopes")?),
             offline_key: cnf_key(cnf)?,
         })
@@ -174,7 +174,7 @@ impl OfflineClaims {
         encode(vec![
             (EXP, uint(self.exp)),
             (IAT, uint(self.iat)),
-            (CTI, Value::Bytes(self.cti.to_vec())),
+            (CTI, Value::Bytes(self.cti.as_bytes().to_vec())),
             (COUNTER, uint(self.counter)),
             (CERTIFICATE, Value::Bytes(self.certificate.clone())),
         ])
@@ -185,7 +185,7 @@ impl OfflineClaims {
         Ok(OfflineClaims {
             iat: m.uint(IAT, "iat")?,
             exp: m.uint(EXP, "exp")?,
-            cti: m.id(CTI, "cti")?,
+            cti: Cti::from_bytes(m.id(CTI, "cti")?),
             counter: m.uint(COUNTER, "counter")?,
             certificate: m.bytes(CERTIFICATE, "certificate")?,
         })

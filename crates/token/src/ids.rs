@@ -1,4 +1,5 @@
-//! Subject and device ids: 16 random bytes, written as 32 lowercase hex characters.
+//! Subject, device, code and certificate ids: 16 random bytes, written as 32 lowercase
+//! hex characters.
 //!
 //! **This format is a contract.** The identity service makes ids; the issuer seals
 //! exactly the 16 bytes of a subject id into codes (which keeps the online QR inside
@@ -6,7 +7,8 @@
 //! subjects by them. A subject id is never derived from the document number or the
 //! name: it is fresh randomness, so it says nothing about the person.
 //!
-//! One type per kind of id ([`SubjectId`], [`DeviceId`]), here at the bottom of the
+//! One type per kind of id ([`SubjectId`], [`DeviceId`], a code's [`Cti`], a device
+//! certificate's [`CertSerial`]), here at the bottom of the
 //! tree, so every service and the gate agree on what is well-formed: exactly 32
 //! characters `0-9a-f`; anything else (upper case, other lengths) is refused rather
 //! than normalised, so one id has one spelling.
@@ -20,7 +22,8 @@ use std::fmt;
 
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::claims::ID_LEN;
+/// Bytes in every id: subject, device, `cti`, certificate serial.
+pub const ID_LEN: usize = 16;
 
 /// Why an id could not be read or made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -112,6 +115,12 @@ macro_rules! id_type {
             }
         }
 
+        impl AsRef<[u8]> for $name {
+            fn as_ref(&self) -> &[u8] {
+                &self.0
+            }
+        }
+
         impl std::str::FromStr for $name {
             type Err = IdError;
             fn from_str(text: &str) -> Result<Self, IdError> {
@@ -131,6 +140,18 @@ id_type!(
     DeviceId,
     "device_id"
 );
+id_type!(
+    /// A code's id (`cti`): fresh randomness per code, what replay marks and token
+    /// revocations name.
+    Cti,
+    "cti"
+);
+id_type!(
+    /// A device certificate's serial (carried as the certificate's `cti`): what
+    /// offline gates revoke and count offline codes under.
+    CertSerial,
+    "serial"
+);
 
 /// An id's 32 lowercase hex digits, on the stack.
 #[derive(Clone, Copy)]
@@ -146,27 +167,20 @@ impl IdText {
 
 /// The 16 bytes of an id, or `None` unless `text` is exactly 32 lowercase hex digits.
 pub fn parse_id(text: &str) -> Option<[u8; ID_LEN]> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        }
-    }
-    let text = text.as_bytes();
-    if text.len() != ID_LEN * 2 {
-        return None;
-    }
-    let mut out = [0u8; ID_LEN];
-    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
-        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-    }
-    Some(out)
+    parse_lower_hex(text)
 }
 
-/// The text form of an id's bytes.
-pub fn format_id(id: &[u8; ID_LEN]) -> String {
-    SubjectId::from_bytes(*id).to_string()
+/// `N` bytes from exactly `2 * N` lowercase hex digits, or `None`. The one strict hex
+/// reader of the tree: `hex` alone also reads upper case, which would give one id a
+/// second spelling (and a second, independent entry wherever ids are keys).
+pub fn parse_lower_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let text = text.as_bytes();
+    if text.len() != 2 * N || !text.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let mut out = [0u8; N];
+    hex::decode_to_slice(text, &mut out).ok()?;
+    Some(out)
 }
 
 #[cfg(test)]
@@ -176,7 +190,7 @@ mod tests {
     #[test]
     fn one_spelling_per_id() {
         let id = [0xab; ID_LEN];
-        assert_eq!(parse_id(&format_id(&id)), Some(id));
+        assert_eq!(parse_id(&hex::encode(id)), Some(id));
         for bad in [
             "",
             "ABABABABABABABABABABABABABABABAB",

@@ -9,6 +9,7 @@ use coset::RegisteredLabelWithPrivate;
 use crate::TokenError;
 use crate::claims::{CertificateClaims, OfflineClaims, OnlineClaims};
 use crate::envelope;
+use crate::ids::CertSerial;
 use crate::keys::Kid;
 use crate::qr::Qr;
 use crate::scope::Scopes;
@@ -41,7 +42,7 @@ pub struct Inspection {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateSummary {
     pub kid: Option<Kid>,
-    pub serial: [u8; 16],
+    pub serial: CertSerial,
     pub iat: u64,
     pub exp: u64,
     pub scopes: Scopes,

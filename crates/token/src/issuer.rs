@@ -8,8 +8,9 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::TokenError;
 use crate::certificate::sign_certificate;
-use crate::claims::{CertificateClaims, ID_LEN, OnlineClaims};
+use crate::claims::{CertificateClaims, OnlineClaims};
 use crate::envelope::ObjectType;
+use crate::ids::{CertSerial, Cti, ID_LEN};
 use crate::keys::{IssuerKey, PublicKey};
 use crate::online::sign_online;
 use crate::scope::Scopes;
@@ -20,7 +21,7 @@ use crate::seal::SubjectKey;
 pub struct IssuedToken {
     /// The `CP1:` text to render as a QR.
     pub text: String,
-    pub cti: [u8; ID_LEN],
+    pub cti: Cti,
     pub iat: u64,
     pub exp: u64,
 }
@@ -30,7 +31,7 @@ pub struct IssuedToken {
 pub struct IssuedCertificate {
     /// Tagged COSE_Sign1 bytes.
     pub bytes: Vec<u8>,
-    pub serial: [u8; ID_LEN],
+    pub serial: CertSerial,
     pub iat: u64,
     pub exp: u64,
 }
@@ -93,7 +94,7 @@ impl Issuer {
             scopes,
             now,
             expiry(now, lifetime)?,
-            self.fresh_id()?,
+            Cti::from_bytes(self.fresh_id()?),
         )
     }
 
@@ -105,13 +106,13 @@ impl Issuer {
         scopes: Scopes,
         iat: u64,
         exp: u64,
-        cti: [u8; ID_LEN],
+        cti: Cti,
     ) -> Result<IssuedToken, TokenError> {
         let claims = OnlineClaims {
             iss: self.iss.clone(),
             sealed_sub: self
                 .subject_key
-                .seal(subject, &cti, ObjectType::Online.typ())?,
+                .seal(subject, cti.as_bytes(), ObjectType::Online.typ())?,
             iat,
             exp,
             cti,
@@ -141,7 +142,7 @@ impl Issuer {
             scopes,
             now,
             expiry(now, lifetime)?,
-            self.fresh_id()?,
+            CertSerial::from_bytes(self.fresh_id()?),
         )
     }
 
@@ -153,16 +154,18 @@ impl Issuer {
         scopes: Scopes,
         iat: u64,
         exp: u64,
-        serial: [u8; ID_LEN],
+        serial: CertSerial,
     ) -> Result<IssuedCertificate, TokenError> {
         if offline_key.p256_xy().is_none() {
             return Err(TokenError::InvalidKey("offline key must be P-256"));
         }
         let claims = CertificateClaims {
             iss: self.iss.clone(),
-            sealed_sub: self
-                .subject_key
-                .seal(subject, &serial, ObjectType::Certificate.typ())?,
+            sealed_sub: self.subject_key.seal(
+                subject,
+                serial.as_bytes(),
+                ObjectType::Certificate.typ(),
+            )?,
             iat,
             exp,
             serial,

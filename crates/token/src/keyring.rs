@@ -611,7 +611,7 @@ mod tests {
             .unwrap()
             .issue_token(&subject, Scopes::all(), 1_000, 60)
             .unwrap();
-        let cti = old.cti;
+        let cti = *old.cti.as_bytes();
         let sealed_sub = |text: &str| {
             let bytes = crate::text::decode(text, crate::CodeKind::Online).unwrap();
             let env = crate::envelope::Envelope::parse(&bytes, ObjectType::Online).unwrap();
@@ -655,7 +655,10 @@ mod tests {
             .unwrap();
         let sealed_new = sealed_sub(&new.text);
         assert_eq!(sealed_new[1], staged);
-        assert_eq!(open(&ring, 1_100, &sealed_new, &new.cti).unwrap(), subject);
+        assert_eq!(
+            open(&ring, 1_100, &sealed_new, new.cti.as_bytes()).unwrap(),
+            subject
+        );
         assert_eq!(
             ring.subject_key().unwrap().open(&sealed_old, &cti, "cp1"),
             Err(TokenError::UnknownSubjectKey { id: old_id }),
@@ -665,7 +668,7 @@ mod tests {
         let mut unknown = sealed_new.clone();
         unknown[1] = 0xee;
         assert_eq!(
-            open(&ring, 1_100, &unknown, &new.cti),
+            open(&ring, 1_100, &unknown, new.cti.as_bytes()),
             Err(TokenError::UnknownSubjectKey { id: 0xee })
         );
         // Past its valid-until the retired key opens nothing, and the next rotation

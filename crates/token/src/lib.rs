@@ -46,11 +46,13 @@ mod text;
 mod validation;
 
 pub use certificate::{VerifiedCertificate, sign_certificate, verify_certificate};
-pub use claims::{CertificateClaims, ID_LEN, OfflineClaims, OnlineClaims};
+pub use claims::{CertificateClaims, OfflineClaims, OnlineClaims};
 pub use clock::unix_now;
 pub use envelope::ObjectType;
 pub use error::TokenError;
-pub use ids::{DeviceId, IdError, IdText, SubjectId, format_id, parse_id};
+pub use ids::{
+    CertSerial, Cti, DeviceId, ID_LEN, IdError, IdText, SubjectId, parse_id, parse_lower_hex,
+};
 pub use inspect::{CertificateSummary, Inspection, inspect};
 pub use issuer::{IssuedCertificate, IssuedToken, Issuer};
 pub use keyring::{Keyring, SubjectKeyStatus};

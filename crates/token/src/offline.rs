@@ -9,8 +9,9 @@ use ring::rand::SecureRandom;
 
 use crate::TokenError;
 use crate::certificate::{VerifiedCertificate, verify_certificate};
-use crate::claims::{CertificateClaims, ID_LEN, OfflineClaims};
+use crate::claims::{CertificateClaims, OfflineClaims};
 use crate::envelope::{self, Envelope, ObjectType};
+use crate::ids::{Cti, ID_LEN};
 use crate::keys::{Algorithm, DeviceKey, Kid};
 use crate::keyset::KeySet;
 use crate::text::{self, CodeKind};
@@ -24,7 +25,7 @@ pub struct VerifiedOffline {
     pub certificate: CertificateClaims,
     pub iat: u64,
     pub exp: u64,
-    pub cti: [u8; ID_LEN],
+    pub cti: Cti,
     pub counter: u64,
 }
 
@@ -127,7 +128,7 @@ impl OfflineSigner {
         let claims = OfflineClaims {
             iat: now,
             exp: now.saturating_add(lifetime).min(self.claims.exp),
-            cti,
+            cti: Cti::from_bytes(cti),
             counter,
             certificate: self.certificate.clone(),
         };
@@ -144,7 +145,7 @@ impl VerifiedOffline {
     ) -> Result<Vec<u8>, TokenError> {
         keys.open_subject(
             &self.certificate.sealed_sub,
-            &self.certificate.serial,
+            self.certificate.serial.as_bytes(),
             ObjectType::Certificate.typ(),
         )
     }

@@ -58,7 +58,7 @@ impl VerifiedToken {
     ) -> Result<Vec<u8>, TokenError> {
         keys.open_subject(
             &self.claims.sealed_sub,
-            &self.claims.cti,
+            self.claims.cti.as_bytes(),
             ObjectType::Online.typ(),
         )
     }

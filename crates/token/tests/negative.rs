@@ -239,7 +239,7 @@ fn corpus_each_case_has_its_own_error() {
 fn sealed_subject_corpus_each_case_has_its_own_error() {
     let genuine = verify_online(&cp1().text, &keyset(), &Validation::at(NOW)).unwrap();
     let sealed = genuine.claims.sealed_sub.clone();
-    let cti = genuine.claims.cti;
+    let cti = *genuine.claims.cti.as_bytes();
     let ring = SubjectKeys::new(vec![
         subject_key(),
         SubjectKey::with_id(1, &[0x23; 32]).unwrap(),

@@ -23,13 +23,13 @@ proptest! {
     ) {
         let issuer = Issuer::new(iss.clone(), issuer_key(), subject_key());
         let issued = issuer
-            .issue_token_with_cti(&subject, Scopes::from_bits(scopes), iat, iat + lifetime, cti)
+            .issue_token_with_cti(&subject, Scopes::from_bits(scopes), iat, iat + lifetime, Cti::from_bytes(cti))
             .unwrap();
         let v = verify_online(&issued.text, &keyset(), &Validation::at(iat)).unwrap();
         prop_assert_eq!(&v.claims.iss, &iss);
         prop_assert_eq!(v.claims.iat, iat);
         prop_assert_eq!(v.claims.exp, iat + lifetime);
-        prop_assert_eq!(v.claims.cti, cti);
+        prop_assert_eq!(*v.claims.cti.as_bytes(), cti);
         prop_assert_eq!(v.claims.scopes.bits(), scopes);
         prop_assert_eq!(v.subject(&subject_key()).unwrap(), subject);
         let i = inspect(&issued.text).unwrap();

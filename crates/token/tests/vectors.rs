@@ -20,8 +20,8 @@ const SUBJECT_KEY: [u8; 32] = [0x22; 32];
 const SUBJECT_KEY_ID: u8 = 1;
 const SUBJECT: [u8; 16] = *b"citizen-00000001";
 const IAT: u64 = 1_800_000_000;
-const CTI: [u8; 16] = [0xc7; 16];
-const SERIAL: [u8; 16] = [0x5e; 16];
+const CTI: Cti = Cti::from_bytes([0xc7; 16]);
+const SERIAL: CertSerial = CertSerial::from_bytes([0x5e; 16]);
 /// A fixed P-256 offline key (PKCS#8), so the certificate vector is fixed bytes.
 const OFFLINE_PKCS8_HEX: &str = "308187020100301306072a8648ce3d020106082a8648ce3d030107046d306b0201010420471019bfeb20d7bac4e19c7be64442219d99217741fbc5acb0f38726032f8931a144034200046688b280d616be16c77ec69958c45c3f7965f8269c6de90944883b33391e6317a97e5b708c5a4cfeafb380ad09a03d6d9b356f33e1374d46ed683e8d4307b8a1";
 

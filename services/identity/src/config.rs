@@ -470,14 +470,9 @@ impl IdentityConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ffi::OsString;
 
     fn load(vars: &[(&str, &str)]) -> Result<IdentityConfig, citypass_runtime::ConfigError> {
-        let vars: Vec<(OsString, OsString)> = vars
-            .iter()
-            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
-            .collect();
-        citypass_runtime::config::load_from(None, "CITYPASS", vars)
+        citypass_runtime::config::load_from(None, "CITYPASS", vars.iter().copied())
     }
 
     const HEX_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
@@ -492,8 +487,7 @@ mod tests {
     #[test]
     fn the_example_file_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.yaml");
-        let mut config: IdentityConfig =
-            citypass_runtime::config::load_from(Some(&path), "CITYPASS", Vec::new()).unwrap();
+        let mut config: IdentityConfig = citypass_runtime::config::load_file(&path).unwrap();
         assert!(config.server.tls.is_some() && config.database.is_some());
         // The key files are mounted Secrets; stand in for them.
         let dir = std::env::temp_dir().join(format!("citypass-example-{}", std::process::id()));

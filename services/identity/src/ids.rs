@@ -2,4 +2,4 @@
 //! every service and the gate), whose errors become this service's
 //! `INVALID_ARGUMENT` naming the field (see `From<IdError> for Error`).
 
-pub use citypass_token::{DeviceId, ID_LEN, SubjectId};
+pub use citypass_token::{CertSerial, DeviceId, ID_LEN, SubjectId};

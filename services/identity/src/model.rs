@@ -14,7 +14,7 @@ use citypass_proto::v1::{
 
 use crate::document::{DocumentHash, KeyedDocumentHash};
 use crate::hmac_keys::KeyId;
-use crate::ids::{DeviceId, SubjectId};
+use crate::ids::{CertSerial, DeviceId, SubjectId};
 use crate::pseudonym::Pseudonym;
 
 /// A point in time with microsecond precision (what PostgreSQL keeps), as microseconds
@@ -242,7 +242,7 @@ pub struct Challenge {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Certificate {
     /// 16 random bytes.
-    pub serial: [u8; 16],
+    pub serial: CertSerial,
     pub device_id: DeviceId,
     pub subject_id: SubjectId,
     pub not_before: Timestamp,
@@ -252,7 +252,7 @@ pub struct Certificate {
 /// A certificate to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewCertificate {
-    pub serial: [u8; 16],
+    pub serial: CertSerial,
     pub device_id: DeviceId,
     /// The subject the caller believes owns the device, if it said; must match.
     pub subject_id: Option<SubjectId>,
@@ -265,7 +265,7 @@ pub struct NewCertificate {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CertificateCursor {
     pub not_before: Timestamp,
-    pub serial: [u8; 16],
+    pub serial: CertSerial,
 }
 
 impl CertificateCursor {

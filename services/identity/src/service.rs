@@ -16,7 +16,7 @@ use crate::document::Document;
 use crate::enrolment::EnrolmentSecret;
 use crate::error::Error;
 use crate::identity::{BindRequest, BindingAuthority, Identity};
-use crate::ids::{DeviceId, SubjectId};
+use crate::ids::{CertSerial, DeviceId, SubjectId};
 use crate::model::{
     Attributes, AttributesUpdate, Certificate, CertificateCursor, CertificateOwner,
     CertificatePage, Device, DeviceCursor, DevicePage, NewCertificate, Subject, Timestamp,
@@ -85,7 +85,7 @@ fn device(d: Device) -> v1::Device {
 
 fn certificate(c: Certificate) -> v1::DeviceCertificate {
     v1::DeviceCertificate {
-        serial: c.serial.to_vec(),
+        serial: c.serial.as_bytes().to_vec(),
         device_id: c.device_id.to_string(),
         subject_id: c.subject_id.to_string(),
         not_before: Some(c.not_before.to_proto()),
@@ -145,9 +145,8 @@ fn parse_signature(bytes: &[u8]) -> Result<Vec<u8>, Error> {
     }
 }
 
-fn parse_serial(bytes: &[u8]) -> Result<[u8; 16], Error> {
-    bytes
-        .try_into()
+fn parse_serial(bytes: &[u8]) -> Result<CertSerial, Error> {
+    CertSerial::from_slice(bytes)
         .map_err(|_| Error::invalid("certificate.serial", "must be 16 bytes"))
 }
 
@@ -208,9 +207,9 @@ fn certificate_page_token(token: &str) -> Result<Option<CertificateCursor>, Erro
         return Err(bad());
     }
     let micros: i64 = micros.parse().map_err(|_| bad())?;
-    let serial: [u8; 16] = hex::decode(serial)
+    let serial = hex::decode(serial)
         .ok()
-        .and_then(|bytes| bytes.try_into().ok())
+        .and_then(|bytes| CertSerial::from_slice(&bytes).ok())
         .ok_or_else(bad)?;
     Ok(Some(CertificateCursor {
         not_before: Timestamp::from_micros(micros),

@@ -269,31 +269,18 @@ impl Config {
         if let Some(redis) = &self.revocation.redis {
             urls.push(("revocation.redis.url", redis.url.expose()));
         }
-        if let Err(e) = self.server.check_transport(self.environment, &urls) {
-            return Err(InvalidConfig {
-                key: if e.key == "server.tls" {
-                    "server.tls"
-                } else {
-                    "transport"
-                },
-                problem: e.problem,
-            });
-        }
-        Ok(())
+        self.server
+            .check_transport(self.environment, &urls)
+            .map_err(|e| invalid(e.key, e.problem))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ffi::OsString;
 
     fn load(vars: &[(&str, &str)]) -> Result<Config, citypass_runtime::ConfigError> {
-        let vars: Vec<(OsString, OsString)> = vars
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect();
-        citypass_runtime::config::load_from(None, "CITYPASS", vars)
+        citypass_runtime::config::load_from(None, "CITYPASS", vars.iter().copied())
     }
 
     #[test]
@@ -357,13 +344,12 @@ mod tests {
     #[test]
     fn the_example_file_loads() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.yaml");
-        let config: Config =
-            citypass_runtime::config::load_from(Some(&path), "CITYPASS", Vec::new()).unwrap();
+        let config: Config = citypass_runtime::config::load_file(&path).unwrap();
         config.validate().unwrap();
         assert!(config.server.tls.is_some() && config.redis.is_some());
         let mut plaintext = config.clone();
         plaintext.identity.url = "http://identity:50051".to_owned();
-        assert_eq!(plaintext.validate().unwrap_err().key, "transport");
+        assert_eq!(plaintext.validate().unwrap_err().key, "identity.url");
         let mut no_tls = config;
         no_tls.server.tls = None;
         assert_eq!(no_tls.validate().unwrap_err().key, "server.tls");

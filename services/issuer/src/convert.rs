@@ -82,7 +82,7 @@ pub fn token_response(code: IssuedCode) -> IssueTokenResponse {
 pub fn certificate_response(certificate: IssuedCertificate) -> IssueDeviceCertificateResponse {
     IssueDeviceCertificateResponse {
         certificate: certificate.bytes,
-        serial: certificate.serial.to_vec(),
+        serial: certificate.serial.as_bytes().to_vec(),
         not_before: Some(timestamp(certificate.not_before)),
         not_after: Some(timestamp(certificate.not_after)),
         server_time: Some(timestamp(certificate.not_before)),

@@ -65,7 +65,7 @@ impl std::fmt::Debug for DeviceRecord {
 #[derive(Clone, PartialEq, Eq)]
 pub struct CertificateRecord {
     /// The random serial.
-    pub serial: [u8; citypass_token::ID_LEN],
+    pub serial: citypass_token::CertSerial,
     /// The device whose key requested it.
     pub device: DeviceId,
     /// The device's subject.
@@ -235,7 +235,7 @@ impl IdentityLookup for GrpcIdentity {
         Box::pin(async move {
             let message = RecordCertificateRequest {
                 certificate: Some(DeviceCertificate {
-                    serial: certificate.serial.to_vec(),
+                    serial: certificate.serial.as_bytes().to_vec(),
                     device_id: certificate.device.to_string(),
                     subject_id: certificate.subject.to_string(),
                     not_before: Some(timestamp(certificate.not_before)),

@@ -80,7 +80,7 @@ pub struct IssuedCertificate {
     /// The encoded certificate.
     pub bytes: Vec<u8>,
     /// Its random serial.
-    pub serial: [u8; citypass_token::ID_LEN],
+    pub serial: citypass_token::CertSerial,
     /// Unix seconds (also the server time the app corrects its clock by).
     pub not_before: u64,
     /// Unix seconds.

@@ -182,11 +182,10 @@ impl FollowerCheck {
         subject: &SubjectId,
         device: &DeviceId,
     ) -> Result<RevocationStatus, RevocationError> {
-        let (subject_id, device_id) = (subject.text(), device.text());
         let ((subject, device), freshness) = self.view.decide(|set| {
             (
-                set.issuance_blocked_subject(subject_id.as_str()),
-                set.issuance_blocked_device(device_id.as_str()),
+                set.issuance_blocked_subject(subject),
+                set.issuance_blocked_device(device),
             )
         });
         if subject {

@@ -228,7 +228,7 @@ async fn get_device_maps_the_answer() {
 async fn record_certificate_sends_the_record_with_the_deadline() {
     let (client, _, recorded, _stop) = serve().await;
     let record = |device: &str| CertificateRecord {
-        serial: [7; 16],
+        serial: citypass_token::CertSerial::from_bytes([7; 16]),
         device: dev(device),
         subject: SubjectId::parse("00112233445566778899aabbccddeeff").expect("id"),
         not_before: 1_800_000_000,

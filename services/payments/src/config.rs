@@ -212,14 +212,9 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ffi::OsString;
 
     fn load(vars: &[(&str, &str)]) -> Result<Config, citypass_runtime::ConfigError> {
-        let vars: Vec<(OsString, OsString)> = vars
-            .iter()
-            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
-            .collect();
-        citypass_runtime::config::load_from(None, "CITYPASS", vars)
+        citypass_runtime::config::load_from(None, "CITYPASS", vars.iter().copied())
     }
 
     #[test]
@@ -251,12 +246,8 @@ mod tests {
     #[test]
     fn the_example_file_loads() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let config: Config = citypass_runtime::config::load_from(
-            Some(&dir.join("config.example.yaml")),
-            "CITYPASS",
-            Vec::new(),
-        )
-        .unwrap();
+        let config: Config =
+            citypass_runtime::config::load_file(&dir.join("config.example.yaml")).unwrap();
         config.validate().unwrap();
         assert!(config.server.tls.is_some() && config.database.is_some());
         let mut dev = Config::dev();

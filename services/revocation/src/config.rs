@@ -230,14 +230,9 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ffi::OsString;
 
     fn load(vars: &[(&str, &str)]) -> Result<Config, citypass_runtime::ConfigError> {
-        let vars: Vec<(OsString, OsString)> = vars
-            .iter()
-            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
-            .collect();
-        citypass_runtime::config::load_from(None, "CITYPASS", vars)
+        citypass_runtime::config::load_from(None, "CITYPASS", vars.iter().copied())
     }
 
     #[test]
@@ -265,8 +260,7 @@ mod tests {
     #[test]
     fn the_example_file_loads() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.yaml");
-        let config: Config =
-            citypass_runtime::config::load_from(Some(&path), "CITYPASS", Vec::new()).unwrap();
+        let config: Config = citypass_runtime::config::load_file(&path).unwrap();
         config.validate().unwrap();
         assert!(config.server.tls.is_some());
         assert!(config.database.is_some() && config.redis.is_some());

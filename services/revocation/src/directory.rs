@@ -22,15 +22,16 @@ use tonic::transport::{Channel, Endpoint};
 
 pub use crate::error::DirectoryError;
 use crate::model::Certificate;
+use citypass_token::{CertSerial, DeviceId, SubjectId};
 use futures::future::BoxFuture;
 
 /// Whose certificates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owner<'a> {
     /// One device's.
-    Device(&'a str),
+    Device(&'a DeviceId),
     /// Every device's of one subject.
-    Subject(&'a str),
+    Subject(&'a SubjectId),
 }
 
 /// Lists the certificates of a device or subject.
@@ -99,13 +100,13 @@ impl CertificateDirectory for GrpcDirectory {
             for _ in 0..MAX_PAGES {
                 let message = match owner {
                     Owner::Device(id) => ListCertificatesRequest {
-                        device_id: id.to_owned(),
+                        device_id: id.to_string(),
                         page_size: PAGE_SIZE,
                         page_token: page_token.clone(),
                         ..Default::default()
                     },
                     Owner::Subject(id) => ListCertificatesRequest {
-                        subject_id: id.to_owned(),
+                        subject_id: id.to_string(),
                         page_size: PAGE_SIZE,
                         page_token: page_token.clone(),
                         ..Default::default()
@@ -168,8 +169,8 @@ fn certificate_of(
     c: citypass_proto::v1::DeviceCertificate,
 ) -> Result<Certificate, DirectoryError> {
     let matches = match owner {
-        Owner::Device(id) => c.device_id == id,
-        Owner::Subject(id) => c.subject_id == id,
+        Owner::Device(id) => c.device_id == id.text().as_str(),
+        Owner::Subject(id) => c.subject_id == id.text().as_str(),
     };
     if !matches {
         return Err(DirectoryError::Unexpected(
@@ -177,10 +178,7 @@ fn certificate_of(
         ));
     }
     Ok(Certificate {
-        serial: c
-            .serial
-            .as_slice()
-            .try_into()
+        serial: CertSerial::from_slice(&c.serial)
             .map_err(|_| DirectoryError::Unexpected("serial is not 16 bytes"))?,
         not_before: seconds(c.not_before)?,
         not_after: seconds(c.not_after)?,

@@ -53,6 +53,7 @@ use citypass_revocation::{
     Action, ChainHash, Chained, Entry, Head, Reason, ReinstateReason, RevocationReason, SignedHead,
     SignedSnapshot, Target, TargetKind,
 };
+use citypass_token::CertSerial;
 
 use crate::error::Error;
 
@@ -115,7 +116,7 @@ fn link<'a>(head: Head, records: impl IntoIterator<Item = &'a mut Record>) -> He
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Certificate {
     /// Random serial: what offline gates check.
-    pub serial: [u8; 16],
+    pub serial: CertSerial,
     /// Issued at (the certificate's `iat`), Unix seconds.
     pub not_before: u64,
     /// End of validity, Unix seconds.
@@ -332,7 +333,7 @@ fn cascade_note(parent: &Entry) -> String {
 fn cascade_records(
     parent: &Record,
     cascade: Cascade<'_>,
-    certificate_history: &HashMap<[u8; 16], Vec<Record>>,
+    certificate_history: &HashMap<CertSerial, Vec<Record>>,
     next_epoch: u64,
     now: u64,
 ) -> Vec<Record> {
@@ -399,7 +400,7 @@ pub(crate) fn plan_revoke(
     command: &RevokeCommand,
     history: &[Record],
     cascade: Cascade<'_>,
-    certificate_history: &HashMap<[u8; 16], Vec<Record>>,
+    certificate_history: &HashMap<CertSerial, Vec<Record>>,
     log_head: Head,
     now: u64,
 ) -> RevokePlan {
@@ -410,7 +411,7 @@ pub(crate) fn plan_revoke(
             Record {
                 entry: Entry {
                     epoch: head + 1,
-                    target: command.target.clone(),
+                    target: command.target,
                     action: Action::Revoke {
                         compromised: command.reason.compromised(),
                         revoked_before: command.revoked_before,
@@ -458,7 +459,7 @@ pub(crate) fn plan_cascade(
     parent: &Record,
     history: &[Record],
     cascade: Cascade<'_>,
-    certificate_history: &HashMap<[u8; 16], Vec<Record>>,
+    certificate_history: &HashMap<CertSerial, Vec<Record>>,
     head: Head,
     now: u64,
 ) -> Vec<Record> {
@@ -494,7 +495,7 @@ pub(crate) fn plan_reinstate(
     let mut record = Record {
         entry: Entry {
             epoch: head.epoch + 1,
-            target: target.clone(),
+            target: *target,
             action: Action::Reinstate,
             expires_at: None,
             created_at: now,

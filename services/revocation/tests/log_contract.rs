@@ -24,8 +24,8 @@ fn hex_id(n: u32) -> String {
     format!("{n:032x}")
 }
 
-fn serial(n: u8) -> [u8; 16] {
-    [n; 16]
+fn serial(n: u8) -> citypass_token::CertSerial {
+    citypass_token::CertSerial::from_bytes([n; 16])
 }
 
 fn audit() -> Audit {
@@ -74,7 +74,7 @@ fn subject(n: u32) -> Target {
     Target::parse(TargetKind::Subject, &hex_id(n)).unwrap()
 }
 
-fn certificate(serial: [u8; 16], not_before: u64, not_after: u64) -> Certificate {
+fn certificate(serial: citypass_token::CertSerial, not_before: u64, not_after: u64) -> Certificate {
     Certificate {
         serial,
         not_before,
@@ -236,7 +236,11 @@ mod contract {
                                 let mut s = [0u8; 16];
                                 s[..4].copy_from_slice(&n.to_be_bytes());
                                 s[15] = c;
-                                certificate(s, NOW - 100, NOW + 3_600)
+                                certificate(
+                                    citypass_token::CertSerial::from_bytes(s),
+                                    NOW - 100,
+                                    NOW + 3_600,
+                                )
                             })
                             .collect();
                         let revoked = log
@@ -360,13 +364,13 @@ mod contract {
         // Keys are never blocked, so a later instant is always more.
         let kid = Target::Key(Kid([1; 8]));
         assert!(
-            log.revoke(&command(kid.clone()), none(), NOW)
+            log.revoke(&command(kid), none(), NOW)
                 .await
                 .unwrap()
                 .created
         );
         assert!(
-            !log.revoke(&with_revoked_before(command(kid.clone()), NOW), none(), NOW)
+            !log.revoke(&with_revoked_before(command(kid), NOW), none(), NOW)
                 .await
                 .unwrap()
                 .created
@@ -388,10 +392,10 @@ mod contract {
     /// is written (the key's codes all die), and a compromise covers a withdrawal.
     pub async fn finding_8_a_withdrawal_does_not_cover_a_compromise(log: Arc<dyn Log>) {
         let kid = Target::Key(Kid([2; 8]));
-        let mut withdrawal = with_revoked_before(command(kid.clone()), NOW + 100);
+        let mut withdrawal = with_revoked_before(command(kid), NOW + 100);
         withdrawal.reason = RevocationReason::KeyWithdrawn;
         assert!(log.revoke(&withdrawal, none(), NOW).await.unwrap().created);
-        let mut compromise = with_revoked_before(command(kid.clone()), NOW);
+        let mut compromise = with_revoked_before(command(kid), NOW);
         compromise.reason = RevocationReason::KeyCompromised;
         let written = log.revoke(&compromise, none(), NOW).await.unwrap();
         assert!(written.created, "the compromise is written");
@@ -527,7 +531,7 @@ mod contract {
             .cascade(&revoked.entry, cascade(&sweep), NOW + 6)
             .await
             .unwrap();
-        let targets: Vec<_> = written.iter().map(|r| r.entry.target.clone()).collect();
+        let targets: Vec<_> = written.iter().map(|r| r.entry.target).collect();
         assert_eq!(
             targets,
             vec![
@@ -634,7 +638,11 @@ mod contract {
                             let mut s = [0u8; 16];
                             s[..4].copy_from_slice(&n.to_be_bytes());
                             s[15] = c;
-                            certificate(s, NOW - 100, NOW + 3_600)
+                            certificate(
+                                citypass_token::CertSerial::from_bytes(s),
+                                NOW - 100,
+                                NOW + 3_600,
+                            )
                         })
                         .collect();
                     log.revoke(&command(subject(n)), cascade(&certs), NOW)

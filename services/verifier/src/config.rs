@@ -197,31 +197,18 @@ impl Config {
         for node in &self.replay_cluster {
             urls.push(("replay_cluster", node.expose()));
         }
-        if let Err(e) = self.server.check_transport(self.environment, &urls) {
-            return Err(InvalidConfig {
-                key: if e.key == "server.tls" {
-                    "server.tls"
-                } else {
-                    "transport"
-                },
-                problem: e.problem,
-            });
-        }
-        Ok(())
+        self.server
+            .check_transport(self.environment, &urls)
+            .map_err(|e| invalid(e.key, e.problem))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ffi::OsString;
 
     fn load(vars: &[(&str, &str)]) -> Result<Config, citypass_runtime::ConfigError> {
-        let vars: Vec<(OsString, OsString)> = vars
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect();
-        citypass_runtime::config::load_from(None, "CITYPASS", vars)
+        citypass_runtime::config::load_from(None, "CITYPASS", vars.iter().copied())
     }
 
     #[test]
@@ -260,9 +247,7 @@ mod tests {
     #[test]
     fn the_example_file_loads() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.yaml");
-        let config: Config =
-            citypass_runtime::config::load_from(Some(&path), "CITYPASS", Vec::new())
-                .expect("the example loads");
+        let config: Config = citypass_runtime::config::load_file(&path).expect("the example loads");
         assert_eq!(config.environment, Environment::Production);
         config.validate().expect("the example is valid");
         assert!(config.redis.is_some());

@@ -47,6 +47,16 @@ pub fn scan(request: VerifyRequest) -> Result<Scan, VerifierError> {
     })
 }
 
+/// `scan_id` as a stream's error may repeat it: only a usable one (non-empty, at most
+/// [`MAX_ID_BYTES`]), so that a gate cannot make the verifier echo megabytes.
+pub fn echoed_scan_id(scan_id: &str) -> String {
+    if scan_id.len() <= MAX_ID_BYTES {
+        scan_id.to_owned()
+    } else {
+        String::new()
+    }
+}
+
 fn duration(age: Duration) -> prost_types::Duration {
     prost_types::Duration {
         seconds: i64::try_from(age.as_secs()).unwrap_or(i64::MAX),

@@ -37,24 +37,27 @@
 //! expires the mark, may run ahead of it by up to the skew. `forget_at` is the last
 //! second a mark is kept, whole (Redis: `PEXPIREAT (forget_at + 1) × 1000`).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+mod memory;
+mod redis;
+
 use std::time::Duration;
 
 use citypass_runtime::Deadline;
-use citypass_token::CodeKind;
+use citypass_token::{CertSerial, CodeKind, Cti};
 use futures::future::BoxFuture;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::model::Basis;
+
+pub use memory::MemoryReplayStore;
+pub use redis::{Key, RedisReplayStore};
 
 /// What a code leaves when it is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mark {
     /// An online code: its `cti`.
-    Token { cti: [u8; 16] },
+    Token { cti: Cti },
     /// An offline code: its certificate's serial and its counter.
-    Offline { serial: [u8; 16], counter: u64 },
+    Offline { serial: CertSerial, counter: u64 },
 }
 
 /// The answer stored with a mark: what a retried scan gets back. Only ALLOW answers are
@@ -107,7 +110,7 @@ pub enum Outcome {
 pub enum ReplayError {
     /// Redis failed.
     #[error("replay store backend failed")]
-    Backend(#[source] redis::RedisError),
+    Backend(#[source] ::redis::RedisError),
     /// The call's deadline (or the store's timeout) passed first.
     #[error("replay store did not answer in time")]
     Timeout,
@@ -117,6 +120,9 @@ pub enum ReplayError {
     /// Redis holds a value this build cannot read.
     #[error("replay store holds an unreadable answer")]
     Corrupt,
+    /// The Redis server lacks a command the scripts need.
+    #[error("the replay store's Redis is too old: {0}")]
+    Unsupported(&'static str),
 }
 
 /// Single-use marks with their answers; see the module documentation.
@@ -203,383 +209,6 @@ impl StoredAnswer {
                 key_set_age,
             },
             decided_at,
-        })
-    }
-}
-
-// ---------------------------------------------------------------------------------
-// Memory.
-
-#[derive(Debug, Clone, Copy)]
-struct Owned {
-    owner: [u8; 16],
-    answer: StoredAnswer,
-}
-
-#[derive(Debug)]
-struct Certificate {
-    highest: u64,
-    forget_at: u64,
-    uses: HashMap<u64, Owned>,
-}
-
-#[derive(Debug, Default)]
-struct Memory {
-    scans: HashMap<[u8; 16], ([u8; 32], u64)>,
-    tokens: HashMap<[u8; 16], (Owned, u64)>,
-    certificates: HashMap<[u8; 16], Certificate>,
-}
-
-impl Memory {
-    fn len(&self) -> usize {
-        self.scans.len() + self.tokens.len() + self.certificates.len()
-    }
-
-    fn prune(&mut self, now: u64) {
-        self.scans.retain(|_, (_, forget_at)| *forget_at >= now);
-        self.tokens.retain(|_, (_, forget_at)| *forget_at >= now);
-        self.certificates.retain(|_, c| c.forget_at >= now);
-    }
-}
-
-/// The in-memory store (`citypass dev`, tests): one process's marks, bounded; when
-/// full of live marks it refuses ([`ReplayError::Full`]) rather than forget one.
-#[derive(Debug)]
-pub struct MemoryReplayStore {
-    capacity: usize,
-    inner: Mutex<Memory>,
-}
-
-impl MemoryReplayStore {
-    /// A store for at most `capacity` live entries (scan claims and marks).
-    pub fn new(capacity: usize) -> Self {
-        MemoryReplayStore {
-            capacity,
-            inner: Mutex::new(Memory::default()),
-        }
-    }
-
-    fn record_now(&self, used: &Use<'_>, now: u64) -> Result<Outcome, ReplayError> {
-        let mut memory = self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if memory.len() + 2 > self.capacity {
-            memory.prune(now);
-            if memory.len() + 2 > self.capacity {
-                return Err(ReplayError::Full);
-            }
-        }
-        let owner = owner(used.gate_id, used.scan_id);
-        match memory.scans.get(&owner) {
-            Some((fingerprint, _)) if *fingerprint != used.fingerprint => {
-                return Ok(Outcome::ScanIdConflict);
-            }
-            Some(_) => {}
-            None => {
-                memory
-                    .scans
-                    .insert(owner, (used.fingerprint, used.forget_at));
-            }
-        }
-        let mine = Owned {
-            owner,
-            answer: used.answer,
-        };
-        match used.mark {
-            Mark::Token { cti } => match memory.tokens.get(&cti) {
-                Some((first, _)) if first.owner == owner => Ok(Outcome::Retry(first.answer)),
-                Some(_) => Ok(Outcome::Replayed),
-                None => {
-                    memory.tokens.insert(cti, (mine, used.forget_at));
-                    Ok(Outcome::First)
-                }
-            },
-            Mark::Offline { serial, counter } => {
-                let certificate =
-                    memory
-                        .certificates
-                        .entry(serial)
-                        .or_insert_with(|| Certificate {
-                            highest: 0,
-                            forget_at: used.forget_at,
-                            uses: HashMap::new(),
-                        });
-                if let Some(first) = certificate.uses.get(&counter) {
-                    return Ok(if first.owner == owner {
-                        Outcome::Retry(first.answer)
-                    } else {
-                        Outcome::Replayed
-                    });
-                }
-                if !certificate.uses.is_empty() && counter <= certificate.highest {
-                    return Ok(Outcome::CounterReplay);
-                }
-                certificate.highest = counter;
-                certificate.forget_at = certificate.forget_at.max(used.forget_at);
-                certificate.uses.insert(counter, mine);
-                Ok(Outcome::First)
-            }
-        }
-    }
-}
-
-impl ReplayStore for MemoryReplayStore {
-    fn record<'a>(
-        &'a self,
-        used: Use<'a>,
-        now: u64,
-        _deadline: Option<Deadline>,
-    ) -> BoxFuture<'a, Result<Outcome, ReplayError>> {
-        Box::pin(std::future::ready(self.record_now(&used, now)))
-    }
-}
-
-// ---------------------------------------------------------------------------------
-// Redis.
-
-/// Claims a scan id for a code fingerprint. KEYS[1] the claim; ARGV[1] the
-/// fingerprint, ARGV[2] when to forget it (Unix ms). 2: claimed now, 1: claimed
-/// before by the same code, 0: claimed by another code.
-const CLAIM_SCAN: &str = r"
-local held = redis.call('GET', KEYS[1])
-if held then
-  if held == ARGV[1] then return 1 end
-  return 0
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
-return 2
-";
-
-/// Marks an online code with its answer, in one step. KEYS[1] the mark; ARGV[1] the
-/// owner, ARGV[2] the answer, ARGV[3] when to forget (Unix ms). {2}: first use,
-/// {1, answer}: the owner's retry, {0}: replayed.
-const MARK_TOKEN: &str = r"
-local owner = redis.call('HGET', KEYS[1], 'owner')
-if owner then
-  if owner == ARGV[1] then return {1, redis.call('HGET', KEYS[1], 'answer')} end
-  return {0}
-end
-redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'answer', ARGV[2])
-redis.call('PEXPIREAT', KEYS[1], ARGV[3])
-return {2}
-";
-
-/// Marks an offline code's counter with its answer, in one step. KEYS[1] the
-/// certificate's hash; ARGV[1] the owner, ARGV[2] the answer, ARGV[3] when to forget
-/// (Unix ms), ARGV[4] the counter as 20 zero-padded digits (so that string order is
-/// number order, without Lua's doubles). {2}: first use, {1, answer}: the owner's
-/// retry, {0}: replayed, {3}: counter not above the highest used.
-const MARK_OFFLINE: &str = r"
-local counter = ARGV[4]
-local owner = redis.call('HGET', KEYS[1], 'o:' .. counter)
-if owner then
-  if owner == ARGV[1] then return {1, redis.call('HGET', KEYS[1], 'a:' .. counter)} end
-  return {0}
-end
-local highest = redis.call('HGET', KEYS[1], 'highest')
-if highest and highest >= counter then return {3} end
-redis.call('HSET', KEYS[1], 'highest', counter, 'o:' .. counter, ARGV[1], 'a:' .. counter, ARGV[2])
-local at = tonumber(ARGV[3])
-local current = redis.call('PEXPIRETIME', KEYS[1])
-if current < at then redis.call('PEXPIREAT', KEYS[1], ARGV[3]) end
-return {2}
-";
-
-/// A single Redis (reconnecting in the background) or a Redis Cluster (commands
-/// routed by their key's slot).
-#[derive(Clone)]
-enum Connection {
-    Single(ConnectionManager),
-    Cluster(redis::cluster_async::ClusterConnection),
-}
-
-impl Connection {
-    async fn query<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> redis::RedisResult<T> {
-        match self {
-            Connection::Single(connection) => command.query_async(&mut connection.clone()).await,
-            Connection::Cluster(connection) => command.query_async(&mut connection.clone()).await,
-        }
-    }
-}
-
-/// The Redis store (every replica shares it), on a single Redis or a Redis Cluster; see
-/// the module documentation. Each call's Redis work is bounded by the call's deadline
-/// and the store's timeout.
-#[derive(Clone)]
-pub struct RedisReplayStore {
-    connection: Connection,
-    prefix: String,
-    timeout: Duration,
-}
-
-impl std::fmt::Debug for RedisReplayStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisReplayStore")
-            .field("prefix", &self.prefix)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RedisReplayStore {
-    /// Connects with `client` (failing if Redis does not answer within `timeout`);
-    /// every key starts with `prefix`.
-    pub async fn connect(
-        client: redis::Client,
-        prefix: impl Into<String>,
-        timeout: Duration,
-    ) -> Result<Self, ReplayError> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1);
-        let connection = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(ReplayError::Backend)?;
-        Ok(RedisReplayStore {
-            connection: Connection::Single(connection),
-            prefix: prefix.into(),
-            timeout,
-        })
-    }
-
-    /// Connects to the Redis Cluster that `nodes` (URLs of some of its primaries)
-    /// belong to; every key starts with `prefix`, commands time out after `timeout`.
-    /// For `rediss://` nodes, `ca_pem` is the CA bundle that signs their certificates
-    /// (the system's roots when `None`).
-    pub async fn connect_cluster(
-        nodes: &[String],
-        prefix: impl Into<String>,
-        timeout: Duration,
-        ca_pem: Option<&[u8]>,
-    ) -> Result<Self, ReplayError> {
-        citypass_runtime::tls::provider();
-        let mut builder = redis::cluster::ClusterClient::builder(nodes.iter().map(String::as_str))
-            .connection_timeout(timeout)
-            .response_timeout(timeout)
-            .retries(1);
-        if let Some(ca) = ca_pem
-            && nodes.iter().any(|node| node.starts_with("rediss://"))
-        {
-            builder = builder.certs(redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(ca.to_vec()),
-            });
-        }
-        let client = builder.build().map_err(ReplayError::Backend)?;
-        let connection = client
-            .get_async_connection()
-            .await
-            .map_err(ReplayError::Backend)?;
-        Ok(RedisReplayStore {
-            connection: Connection::Cluster(connection),
-            prefix: prefix.into(),
-            timeout,
-        })
-    }
-
-    /// The key of a scan claim, a token mark or a certificate's counters.
-    pub fn key(&self, what: Key<'_>) -> String {
-        match what {
-            Key::Scan(owner) => format!("{}{{s:{}}}", self.prefix, hex::encode(owner)),
-            Key::Mark(Mark::Token { cti }) => {
-                format!("{}{{t:{}}}", self.prefix, hex::encode(cti))
-            }
-            Key::Mark(Mark::Offline { serial, .. }) => {
-                format!("{}{{o:{}}}", self.prefix, hex::encode(serial))
-            }
-        }
-    }
-
-    async fn record_now(&self, used: &Use<'_>) -> Result<Outcome, ReplayError> {
-        let owner = owner(used.gate_id, used.scan_id);
-        // `forget_at` is the last second the mark is needed, whole: expire at its end.
-        let forget_at_ms = used
-            .forget_at
-            .saturating_add(1)
-            .saturating_mul(1000)
-            .to_string();
-        let mut claim = redis::cmd("EVAL");
-        claim
-            .arg(CLAIM_SCAN)
-            .arg(1)
-            .arg(self.key(Key::Scan(&owner)))
-            .arg(hex::encode(used.fingerprint))
-            .arg(&forget_at_ms);
-        let claimed: i64 = self
-            .connection
-            .query(&claim)
-            .await
-            .map_err(ReplayError::Backend)?;
-        if claimed == 0 {
-            return Ok(Outcome::ScanIdConflict);
-        }
-        let mut command = redis::cmd("EVAL");
-        match used.mark {
-            Mark::Token { .. } => command.arg(MARK_TOKEN),
-            Mark::Offline { .. } => command.arg(MARK_OFFLINE),
-        };
-        command
-            .arg(1)
-            .arg(self.key(Key::Mark(used.mark)))
-            .arg(hex::encode(owner))
-            .arg(used.answer.encode())
-            .arg(&forget_at_ms);
-        if let Mark::Offline { counter, .. } = used.mark {
-            command.arg(format!("{counter:020}"));
-        }
-        let reply: Vec<redis::Value> = self
-            .connection
-            .query(&command)
-            .await
-            .map_err(ReplayError::Backend)?;
-        let status = match reply.first() {
-            Some(redis::Value::Int(status)) => *status,
-            _ => return Err(ReplayError::Corrupt),
-        };
-        match status {
-            2 => Ok(Outcome::First),
-            0 => Ok(Outcome::Replayed),
-            3 => Ok(Outcome::CounterReplay),
-            1 => {
-                let text = match reply.get(1) {
-                    Some(redis::Value::BulkString(bytes)) => std::str::from_utf8(bytes).ok(),
-                    _ => None,
-                };
-                text.and_then(StoredAnswer::decode)
-                    .map(Outcome::Retry)
-                    .ok_or(ReplayError::Corrupt)
-            }
-            _ => Err(ReplayError::Corrupt),
-        }
-    }
-}
-
-/// What a Redis key is about (see [`RedisReplayStore::key`]).
-#[derive(Debug, Clone, Copy)]
-pub enum Key<'a> {
-    /// A scan claim, by its owner hash.
-    Scan(&'a [u8; 16]),
-    /// A mark.
-    Mark(Mark),
-}
-
-impl ReplayStore for RedisReplayStore {
-    fn record<'a>(
-        &'a self,
-        used: Use<'a>,
-        _now: u64,
-        deadline: Option<Deadline>,
-    ) -> BoxFuture<'a, Result<Outcome, ReplayError>> {
-        Box::pin(async move {
-            let limit = match deadline {
-                Some(deadline) => deadline.remaining().min(self.timeout),
-                None => self.timeout,
-            };
-            tokio::time::timeout(limit, self.record_now(&used))
-                .await
-                .map_err(|_| ReplayError::Timeout)?
         })
     }
 }

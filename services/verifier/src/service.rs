@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use citypass_proto::v1::verifier_service_server::{VerifierService, VerifierServiceServer};
 use citypass_proto::v1::{
-    VerifyRequest, VerifyResponse, VerifyStreamRequest, VerifyStreamResponse,
+    ScanError, VerifyRequest, VerifyResponse, VerifyStreamRequest, VerifyStreamResponse,
 };
-use citypass_runtime::{Caller, Deadline, IntoStatus, Principal};
+use citypass_runtime::{Caller, Deadline, IntoStatus, Principal, ServiceError as _, to_status};
 use futures::StreamExt as _;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
@@ -94,6 +94,21 @@ async fn decide(
     .await
 }
 
+/// The stream's answer for a scan Verify would have refused with `err`: the same code,
+/// reason and message, as data, so that the stream goes on.
+fn unanswered(scan_id: String, err: &VerifierError) -> VerifyStreamResponse {
+    let status = to_status(err);
+    VerifyStreamResponse {
+        response: None,
+        error: Some(ScanError {
+            scan_id,
+            code: status.code() as i32,
+            reason: err.reason().to_owned(),
+            message: status.message().to_owned(),
+        }),
+    }
+}
+
 #[tonic::async_trait]
 impl VerifierService for VerifierApi {
     async fn verify(
@@ -121,19 +136,20 @@ impl VerifierService for VerifierApi {
             .map(move |message| {
                 let (verifier, gate) = (verifier.clone(), gate.clone());
                 async move {
-                    let message = message?;
-                    let request = message
-                        .request
-                        .ok_or(VerifierError::MissingRequest)
-                        .map_err(IntoStatus::into_status)?;
+                    // A broken stream ends it; a bad scan is answered and the rest go on.
+                    let Some(request) = message?.request else {
+                        return Ok(unanswered(String::new(), &VerifierError::MissingRequest));
+                    };
+                    let scan_id = convert::echoed_scan_id(&request.scan_id);
                     // Each scan is bounded by the replay store's own timeout; the
                     // stream's deadline is the stream's, not a scan's.
-                    decide(&verifier, &gate, request, None)
-                        .await
-                        .map(|response| VerifyStreamResponse {
+                    Ok(match decide(&verifier, &gate, request, None).await {
+                        Ok(response) => VerifyStreamResponse {
                             response: Some(response),
-                        })
-                        .map_err(IntoStatus::into_status)
+                            error: None,
+                        },
+                        Err(err) => unanswered(scan_id, &err),
+                    })
                 }
             })
             .buffer_unordered(STREAM_CONCURRENCY);

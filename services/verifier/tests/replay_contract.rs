@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use citypass_token::CodeKind;
+use citypass_token::{CertSerial, CodeKind, Cti};
 use citypass_verifier::{
     Basis, Mark, MemoryReplayStore, Outcome, RedisReplayStore, ReplayStore, StoredAnswer, Use,
 };
@@ -35,7 +35,9 @@ fn token(n: u64) -> Mark {
     let mut cti = [0u8; 16];
     cti[..8].copy_from_slice(&n.to_be_bytes());
     cti[8] = 0xA5;
-    Mark::Token { cti }
+    Mark::Token {
+        cti: Cti::from_bytes(cti),
+    }
 }
 
 /// One use of code `n` (online unless `mark` says otherwise) at `gate` as `scan`.
@@ -352,7 +354,7 @@ async fn another_code_under_a_used_scan_id_conflicts_and_stays_unused(store: Arc
 
 async fn offline_counters_only_go_up_and_retries_are_answered(store: Arc<dyn ReplayStore>) {
     let store = store.as_ref();
-    let serial = [7u8; 16];
+    let serial = CertSerial::from_bytes([7u8; 16]);
     let offline = |counter| Mark::Offline { serial, counter };
     let mut first = used("gate-a", "s1", 10, offline(5), 7);
     first.answer.code_kind = CodeKind::Offline;
@@ -456,12 +458,14 @@ async fn keys_are_hash_tagged_by_their_mark() {
         .unwrap();
     use citypass_verifier::replay::Key;
     assert_eq!(
-        store.key(Key::Mark(Mark::Token { cti: [0xab; 16] })),
+        store.key(Key::Mark(Mark::Token {
+            cti: Cti::from_bytes([0xab; 16])
+        })),
         format!("p:{{t:{}}}", "ab".repeat(16))
     );
     assert_eq!(
         store.key(Key::Mark(Mark::Offline {
-            serial: [1; 16],
+            serial: CertSerial::from_bytes([1; 16]),
             counter: 3
         })),
         format!("p:{{o:{}}}", "01".repeat(16)),
@@ -534,5 +538,50 @@ async fn marks_spread_over_the_clusters_shards() {
             .await
             .unwrap(),
         Outcome::Retry(answer(1))
+    );
+}
+
+/// Review of the verifier (memory store): every offline use counts against the
+/// capacity, not one per certificate, so one phone's certificate cannot grow the memory
+/// without bound; when full of live entries the store refuses rather than forgets.
+#[tokio::test]
+async fn review_the_memory_store_counts_every_offline_use_against_its_capacity() {
+    const CAPACITY: usize = 30;
+    let store = MemoryReplayStore::new(CAPACITY);
+    let serial = CertSerial::from_bytes([3u8; 16]);
+    let mut recorded = 0u64;
+    let refused = loop {
+        let scan = format!("scan-{recorded}");
+        let used = used(
+            "gate-a",
+            &scan,
+            recorded,
+            Mark::Offline {
+                serial,
+                counter: recorded + 1,
+            },
+            1,
+        );
+        match store.record(used, NOW, None).await {
+            Ok(outcome) => assert_eq!(outcome, Outcome::First),
+            Err(err) => break err,
+        }
+        recorded += 1;
+        assert!(recorded < 1_000, "the store never filled up");
+    };
+    assert!(
+        matches!(refused, citypass_verifier::ReplayError::Full),
+        "{refused:?}"
+    );
+    // Each use holds a scan claim and a counter: about half the capacity in uses.
+    assert!(
+        (recorded as usize) * 2 < CAPACITY,
+        "{recorded} uses held in a store of {CAPACITY}"
+    );
+    // Past the certificate's time, its uses are forgotten and room comes back.
+    let later = used("gate-a", "scan-later", 5_000, token(5_000), 1);
+    assert_eq!(
+        store.record(later, NOW + 1_000, None).await.unwrap(),
+        Outcome::First
     );
 }

@@ -18,6 +18,7 @@ use citypass_proto::v1::{GetRevocationSnapshotRequest, ListRevocationsRequest};
 use citypass_revocation::TargetKind;
 use citypass_revocation_follow::{FollowerConfig, MetricsSnapshot, RevocationView};
 use citypass_revocation_service::{Log, PostgresLog};
+use citypass_token::{Cti, SubjectId};
 use tokio::time::Instant;
 
 use super::{Client, random_bytes, redis_publisher, revoke_request, serve, service_settings};
@@ -90,7 +91,7 @@ async fn revoke_and_measure(client: &mut Client, view: &RevocationView) -> Measu
         .entry
         .expect("entry");
     let acked = Instant::now();
-    let at_ack = view.token_revoked(&cti);
+    let at_ack = view.token_revoked(&Cti::from_bytes(cti));
     let enforced = if at_ack {
         Some(acked)
     } else {
@@ -99,7 +100,7 @@ async fn revoke_and_measure(client: &mut Client, view: &RevocationView) -> Measu
             .ok()
             .map(|()| Instant::now())
     };
-    let seen = enforced.is_some() && view.token_revoked(&cti);
+    let seen = enforced.is_some() && view.token_revoked(&Cti::from_bytes(cti));
     let enforced = enforced.unwrap_or(acked + Duration::from_secs(10));
     Measured {
         seen,
@@ -177,15 +178,14 @@ pub async fn run(options: Options) -> Report {
         threads.push(std::thread::spawn(move || {
             let mut cti = [0u8; 16];
             cti[0] = u8::try_from(t % 256).unwrap_or(0);
+            let subject = SubjectId::from_bytes([0x5b; 16]);
             let mut n: u64 = 0;
             while !stop.load(Ordering::Relaxed) {
                 for _ in 0..1000 {
                     n = n.wrapping_add(1);
                     cti[8..].copy_from_slice(&n.to_le_bytes());
-                    std::hint::black_box(view.token_revoked(&cti));
-                    std::hint::black_box(
-                        view.subject_revoked("0123456789abcdef0123456789abcdef", n),
-                    );
+                    std::hint::black_box(view.token_revoked(&Cti::from_bytes(cti)));
+                    std::hint::black_box(view.subject_revoked(&subject, n));
                 }
                 queries.fetch_add(2000, Ordering::Relaxed);
                 std::thread::yield_now();

@@ -19,7 +19,7 @@ use crate::document::DocumentHash;
 use crate::enrolment::{Authority, EnrolmentGrant};
 use crate::error::Error;
 use crate::hmac_keys::KeyId;
-use crate::ids::{DeviceId, SubjectId};
+use crate::ids::{CertSerial, DeviceId, SubjectId};
 use crate::model::{
     AttributesUpdate, Certificate, CertificateOwner, CertificatePage, Challenge, Device,
     DevicePage, DeviceView, NewCertificate, NewDevice, NewSubject, StoredPseudonym, Subject,
@@ -41,7 +41,7 @@ struct State {
     /// Every public key ever bound.
     keys: HashSet<Vec<u8>>,
     challenges: HashMap<[u8; 32], ChallengeRecord>,
-    certificates: HashMap<[u8; 16], Certificate>,
+    certificates: HashMap<CertSerial, Certificate>,
     /// Each subject's current enrolment secret (hash and expiry).
     enrolments: HashMap<SubjectId, EnrolmentGrant>,
 }

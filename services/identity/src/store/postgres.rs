@@ -34,7 +34,7 @@ use crate::document::DocumentHash;
 use crate::enrolment::{Authority, EnrolmentGrant};
 use crate::error::Error;
 use crate::hmac_keys::KeyId;
-use crate::ids::{DeviceId, SubjectId};
+use crate::ids::{CertSerial, DeviceId, SubjectId};
 use crate::model::{
     Attributes, AttributesUpdate, Certificate, CertificateOwner, CertificatePage, Challenge,
     Device, DevicePage, DeviceView, NewCertificate, NewDevice, NewSubject, StoredPseudonym,
@@ -145,10 +145,7 @@ fn device_from(row: &PgRow) -> Result<Device, Error> {
 fn certificate_from(row: &PgRow) -> Result<Certificate, Error> {
     let serial: Vec<u8> = row.try_get("serial")?;
     Ok(Certificate {
-        serial: serial
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::Corrupt("serial"))?,
+        serial: CertSerial::from_slice(&serial).map_err(|_| Error::Corrupt("serial"))?,
         device_id: device_id(row, "device_id")?,
         subject_id: subject_id(row, "subject_id")?,
         not_before: timestamp(row, "not_before")?,
@@ -653,7 +650,7 @@ impl Store for PostgresStore {
             let recorded: bool = sqlx::query_scalar(
                 "SELECT EXISTS (SELECT 1 FROM device_certificates WHERE serial = $1)",
             )
-            .bind(new.serial.as_slice())
+            .bind(new.serial.as_bytes().as_slice())
             .fetch_one(&mut *tx)
             .await?;
             if !recorded {
@@ -675,7 +672,7 @@ impl Store for PostgresStore {
                  VALUES ($1, $2, $3, identity_ts($4), identity_ts($5), identity_ts($6)) \
                  ON CONFLICT (serial) DO NOTHING RETURNING serial",
             )
-            .bind(new.serial.as_slice())
+            .bind(new.serial.as_bytes().as_slice())
             .bind(new.device_id.as_bytes().as_slice())
             .bind(owner.as_bytes().as_slice())
             .bind(new.not_before.as_micros())
@@ -688,7 +685,7 @@ impl Store for PostgresStore {
                     "SELECT {CERTIFICATE_COLUMNS} FROM device_certificates WHERE serial = $1"
                 );
                 let row = sqlx::query(&sql)
-                    .bind(new.serial.as_slice())
+                    .bind(new.serial.as_bytes().as_slice())
                     .fetch_one(&mut *tx)
                     .await?;
                 if certificate_from(&row)? != certificate {
@@ -739,7 +736,10 @@ impl Store for PostgresStore {
                 .bind(id.as_slice())
                 .bind(valid_at.map(Timestamp::as_micros))
                 .bind(page.after.map(|a| a.not_before.as_micros()))
-                .bind(page.after.map_or_else(Vec::new, |a| a.serial.to_vec()))
+                .bind(
+                    page.after
+                        .map_or_else(Vec::new, |a| a.serial.as_bytes().to_vec()),
+                )
                 .bind(i64::try_from(page.limit).unwrap_or(i64::MAX))
                 .fetch_all(&self.pool)
                 .await?

@@ -202,5 +202,5 @@ pub(crate) async fn finding_3_live_certificates_are_capped_and_listed_in_pages(
 
 /// The first byte of each serial (the fixtures' serials are one byte repeated).
 fn serials(list: Vec<citypass_identity::model::Certificate>) -> Vec<u8> {
-    list.iter().map(|c| c.serial[0]).collect()
+    list.iter().map(|c| c.serial.as_bytes()[0]).collect()
 }

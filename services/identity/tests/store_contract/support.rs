@@ -139,7 +139,7 @@ pub(crate) async fn bound_device(
 
 pub(crate) fn certificate(serial: u8, device_id: DeviceId, from: i64, to: i64) -> NewCertificate {
     NewCertificate {
-        serial: [serial; 16],
+        serial: citypass_token::CertSerial::from_bytes([serial; 16]),
         device_id,
         subject_id: None,
         not_before: at(from),

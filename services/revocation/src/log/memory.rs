@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use citypass_revocation::{ChainHash, Head, ReinstateReason, Target};
+use citypass_token::CertSerial;
 
 use futures::future::BoxFuture;
 
@@ -42,7 +43,7 @@ impl State {
             .unwrap_or_default()
     }
 
-    fn certificate_history(&self, cascade: Cascade<'_>) -> HashMap<[u8; 16], Vec<Record>> {
+    fn certificate_history(&self, cascade: Cascade<'_>) -> HashMap<CertSerial, Vec<Record>> {
         cascade
             .certificates
             .iter()
@@ -56,7 +57,7 @@ impl State {
             debug_assert_eq!(record.chain, self.head_chain().next(&record.entry));
             let index = self.records.len();
             self.by_target
-                .entry(record.entry.target.clone())
+                .entry(record.entry.target)
                 .or_default()
                 .push(index);
             self.records.push(record.clone());

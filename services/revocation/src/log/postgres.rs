@@ -44,6 +44,7 @@ use std::collections::HashMap;
 use citypass_revocation::{
     Action, ChainHash, Entry, Head, Reason, ReinstateReason, RevocationReason, Target, TargetKind,
 };
+use citypass_token::CertSerial;
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{PgConnection, Row};
 
@@ -188,8 +189,8 @@ async fn history(conn: &mut PgConnection, target: &Target) -> Result<Vec<Record>
 async fn certificate_history(
     conn: &mut PgConnection,
     cascade: Cascade<'_>,
-) -> Result<HashMap<[u8; 16], Vec<Record>>, Error> {
-    let mut out: HashMap<[u8; 16], Vec<Record>> = HashMap::new();
+) -> Result<HashMap<CertSerial, Vec<Record>>, Error> {
+    let mut out: HashMap<CertSerial, Vec<Record>> = HashMap::new();
     if cascade.certificates.is_empty() {
         return Ok(out);
     }

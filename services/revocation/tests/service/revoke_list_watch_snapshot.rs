@@ -14,7 +14,7 @@ use citypass_revocation::{
     ChainHash, Chained, Head, Kinds, RevocationSet, SignedSnapshot, TargetKind,
 };
 use citypass_revocation_service::PostgresLog;
-use citypass_token::Kid;
+use citypass_token::{CertSerial, Kid, SubjectId};
 use tonic::Code;
 
 use crate::support::{
@@ -246,10 +246,13 @@ async fn revoke_list_watch_and_snapshot_agree() {
     let mut from_list = set_from(&listed);
     from_list.prune(snapshot.created_at);
     assert_eq!(RevocationSet::from_snapshot(&snapshot), from_list);
-    assert!(from_list.issuance_blocked_subject(&subject));
-    assert!(from_list.certificate_revoked(&[1; 16]));
-    assert!(from_list.certificate_revoked(&[3; 16]));
-    assert!(!from_list.certificate_revoked(&[4; 16]), "long expired");
+    assert!(from_list.issuance_blocked_subject(&SubjectId::parse(&subject).unwrap()));
+    assert!(from_list.certificate_revoked(&CertSerial::from_bytes([1; 16])));
+    assert!(from_list.certificate_revoked(&CertSerial::from_bytes([3; 16])));
+    assert!(
+        !from_list.certificate_revoked(&CertSerial::from_bytes([4; 16])),
+        "long expired"
+    );
 
     // Offline gates ask for certificates and keys only.
     let gate_kinds = vec![TargetKind::Certificate as i32, TargetKind::Key as i32];

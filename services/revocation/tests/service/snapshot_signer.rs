@@ -154,8 +154,7 @@ async fn finding_4_the_revocation_service_runs_without_code_or_sealing_keys() {
     let config_path = dir.path().join("revocation.yaml");
     std::fs::write(&config_path, &yaml).unwrap();
     let config: Config =
-        citypass_runtime::config::load_from(Some(&config_path), "CITYPASS", Vec::new())
-            .expect("the configuration loads");
+        citypass_runtime::config::load_file(&config_path).expect("the configuration loads");
     assert!(
         !std::path::Path::new("keys/dev/keyring.json").exists(),
         "no key ring where the old default looked"
@@ -167,12 +166,7 @@ async fn finding_4_the_revocation_service_runs_without_code_or_sealing_keys() {
     )
     .unwrap();
     assert!(
-        citypass_runtime::config::load_from::<Config, _>(
-            Some(&config_path),
-            "CITYPASS",
-            Vec::new()
-        )
-        .is_err(),
+        citypass_runtime::config::load_file::<Config>(&config_path).is_err(),
         "the service has no key ring setting"
     );
 

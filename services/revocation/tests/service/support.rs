@@ -56,13 +56,14 @@ impl CertificateDirectory for FakeDirectory {
             )))
         } else {
             let id = match owner {
-                Owner::Device(id) | Owner::Subject(id) => id,
+                Owner::Device(id) => id.to_string(),
+                Owner::Subject(id) => id.to_string(),
             };
             Ok(self
                 .certificates
                 .lock()
                 .unwrap()
-                .get(id)
+                .get(&id)
                 .cloned()
                 .unwrap_or_default())
         };
@@ -275,7 +276,7 @@ pub(crate) fn assert_contiguous(entries: &[pb::RevocationEntry], from: u64) {
 
 pub(crate) fn certificate(serial: u8, not_before: u64, not_after: u64) -> Certificate {
     Certificate {
-        serial: [serial; 16],
+        serial: citypass_token::CertSerial::from_bytes([serial; 16]),
         not_before,
         not_after,
     }

@@ -272,6 +272,77 @@ async fn retries_get_the_first_answer_and_streams_answer_each_scan() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_scan_on_a_stream_is_answered_with_its_error_and_the_stream_goes_on() {
+    let h = Harness::start().await;
+    let mut metro = h.gate("metro-entry-1");
+    let m = pb::Scene::Metro;
+    let (before, after) = (h.code(Scopes::all()), h.code(Scopes::all()));
+    let mut no_scene = request("metro-entry-1", m, "st-no-scene", &before.text);
+    no_scene.scene = pb::Scene::Unspecified as i32;
+    let mut huge_scan_id = request("metro-entry-1", m, "", &before.text);
+    huge_scan_id.scan_id = "x".repeat(200);
+    let scans = vec![
+        VerifyStreamRequest {
+            request: Some(request("metro-entry-1", m, "st-before", &before.text)),
+        },
+        VerifyStreamRequest { request: None },
+        VerifyStreamRequest {
+            request: Some(no_scene),
+        },
+        VerifyStreamRequest {
+            request: Some(request("metro-exit-1", m, "st-other-gate", &after.text)),
+        },
+        VerifyStreamRequest {
+            request: Some(huge_scan_id),
+        },
+        VerifyStreamRequest {
+            request: Some(request("metro-entry-1", m, "st-after", &after.text)),
+        },
+    ];
+    let mut responses = metro
+        .verify_stream(futures::stream::iter(scans))
+        .await
+        .expect("the stream opens")
+        .into_inner();
+    let (mut decided, mut errors) = (BTreeSet::new(), Vec::new());
+    while let Some(message) = responses.message().await.expect("the stream goes on") {
+        match (message.response, message.error) {
+            (Some(response), None) => {
+                allowed(&response);
+                decided.insert(response.scan_id);
+            }
+            (None, Some(error)) => errors.push(error),
+            other => panic!("exactly one of response and error: {other:?}"),
+        }
+    }
+    assert_eq!(
+        decided,
+        BTreeSet::from(["st-before".to_owned(), "st-after".to_owned()]),
+        "the scans around the bad ones are decided"
+    );
+    errors.sort_by(|a, b| a.reason.cmp(&b.reason));
+    let seen: Vec<(&str, &str, i32)> = errors
+        .iter()
+        .map(|e| (e.reason.as_str(), e.scan_id.as_str(), e.code))
+        .collect();
+    let invalid = Code::InvalidArgument as i32;
+    assert_eq!(
+        seen,
+        vec![
+            ("BAD_SCAN_ID", "", invalid),
+            (
+                "GATE_MISMATCH",
+                "st-other-gate",
+                Code::PermissionDenied as i32
+            ),
+            ("MISSING_REQUEST", "", invalid),
+            ("MISSING_SCENE", "st-no-scene", invalid),
+        ]
+    );
+    assert!(errors.iter().all(|e| !e.message.is_empty()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_across_a_verifier_restart_gets_the_first_answer() {
     let mut h = Harness::start().await;
     let m = pb::Scene::Metro;

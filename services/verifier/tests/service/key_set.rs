@@ -3,6 +3,7 @@
 //! touching its file); a set signed by any other key, or older than the one in force,
 //! is refused and the set in force stays.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,9 +21,29 @@ use tonic::{Request, Response, Status};
 
 use crate::support::{Harness, request, verify};
 
-/// An issuer that answers GetKeySet with whatever the test put there.
+/// An issuer that answers GetKeySet with whatever the test put there, and counts the
+/// answers it has given.
 #[derive(Clone, Default)]
-struct FakeIssuer(Arc<Mutex<GetKeySetResponse>>);
+struct FakeIssuer(Arc<Mutex<GetKeySetResponse>>, Arc<AtomicU64>);
+
+impl FakeIssuer {
+    /// Publishes `set`, then waits until the verifier has surely fetched it and acted on
+    /// it: the verifier fetches one at a time, so of the fetches counted after this
+    /// publication the first may have read the old set, the second read this one, and
+    /// the third began after the second was handled.
+    async fn publish_and_wait_for_the_verifier(&self, set: GetKeySetResponse) {
+        *self.0.lock().unwrap() = set;
+        let published_at = self.1.load(Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while self.1.load(Ordering::SeqCst) < published_at + 3 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the verifier stopped fetching the key set"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
 
 #[tonic::async_trait]
 impl IssuerService for FakeIssuer {
@@ -44,7 +65,9 @@ impl IssuerService for FakeIssuer {
         &self,
         _: Request<GetKeySetRequest>,
     ) -> Result<Response<GetKeySetResponse>, Status> {
-        Ok(Response::new(self.0.lock().unwrap().clone()))
+        let answer = self.0.lock().unwrap().clone();
+        self.1.fetch_add(1, Ordering::SeqCst);
+        Ok(Response::new(answer))
     }
 }
 
@@ -120,21 +143,28 @@ async fn the_key_set_is_refreshed_only_when_the_set_in_force_vouches_for_it() {
     }
 
     // A set signed by a key the set in force does not hold: refused.
-    *issuer.0.lock().unwrap() = published(vec![code_key(&h.stranger)], t0 + 3, &h.stranger);
+    issuer
+        .publish_and_wait_for_the_verifier(published(
+            vec![code_key(&h.stranger)],
+            t0 + 3,
+            &h.stranger,
+        ))
+        .await;
+    let stranger_code = |scan: &str| {
+        let code = h
+            .stranger
+            .issue_token(&[9; 16], Scopes::all(), unix_now(), 60)
+            .unwrap();
+        request("metro-entry-1", m, scan, &code.text)
+    };
+    let refused = verify(&mut metro, stranger_code("s-0")).await;
+    assert_eq!(refused.deny_reason, pb::DenyReason::UnknownKid as i32);
     // A rollback to a set without the next key, correctly signed but older: refused.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    *issuer.0.lock().unwrap() = published(vec![code_key(&h.issuer)], t0 + 1, &h.issuer);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    issuer
+        .publish_and_wait_for_the_verifier(published(vec![code_key(&h.issuer)], t0 + 1, &h.issuer))
+        .await;
 
-    let stranger = h
-        .stranger
-        .issue_token(&[9; 16], Scopes::all(), unix_now(), 60)
-        .unwrap();
-    let refused = verify(
-        &mut metro,
-        request("metro-entry-1", m, "s-1", &stranger.text),
-    )
-    .await;
+    let refused = verify(&mut metro, stranger_code("s-1")).await;
     assert_eq!(refused.deny_reason, pb::DenyReason::UnknownKid as i32);
     let (scan, text) = by_next(1000);
     let kept = verify(&mut metro, request("metro-entry-1", m, &scan, &text)).await;

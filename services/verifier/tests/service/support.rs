@@ -298,7 +298,7 @@ impl Harness {
     }
 
     /// A device certificate and a signer of offline codes under it.
-    pub fn offline_signer(&self, scopes: Scopes) -> (OfflineSigner, [u8; 16]) {
+    pub fn offline_signer(&self, scopes: Scopes) -> (OfflineSigner, citypass_token::CertSerial) {
         let key = DeviceKey::generate(&self.rng).unwrap();
         let certificate = self
             .issuer

@@ -1,0 +1,280 @@
+//! The Redis replay store, on a single Redis or a Redis Cluster: each step one Lua
+//! script on one key whose hash tag is the mark (see the parent module for the keys and
+//! why the mark and the answer are written together).
+
+use std::time::Duration;
+
+use citypass_runtime::Deadline;
+use futures::future::BoxFuture;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::{Mark, Outcome, ReplayError, ReplayStore, StoredAnswer, Use, owner};
+
+/// Claims a scan id for a code fingerprint. KEYS[1] the claim; ARGV[1] the
+/// fingerprint, ARGV[2] when to forget it (Unix ms). 2: claimed now, 1: claimed
+/// before by the same code, 0: claimed by another code.
+const CLAIM_SCAN: &str = r"
+local held = redis.call('GET', KEYS[1])
+if held then
+  if held == ARGV[1] then return 1 end
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
+return 2
+";
+
+/// Marks an online code with its answer, in one step. KEYS[1] the mark; ARGV[1] the
+/// owner, ARGV[2] the answer, ARGV[3] when to forget (Unix ms). {2}: first use,
+/// {1, answer}: the owner's retry, {0}: replayed.
+const MARK_TOKEN: &str = r"
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if owner then
+  if owner == ARGV[1] then return {1, redis.call('HGET', KEYS[1], 'answer')} end
+  return {0}
+end
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'answer', ARGV[2])
+redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+return {2}
+";
+
+/// Marks an offline code's counter with its answer, in one step. KEYS[1] the
+/// certificate's hash; ARGV[1] the owner, ARGV[2] the answer, ARGV[3] when to forget
+/// (Unix ms), ARGV[4] the counter as 20 zero-padded digits (so that string order is
+/// number order, without Lua's doubles). {2}: first use, {1, answer}: the owner's
+/// retry, {0}: replayed, {3}: counter not above the highest used.
+const MARK_OFFLINE: &str = r"
+local counter = ARGV[4]
+local owner = redis.call('HGET', KEYS[1], 'o:' .. counter)
+if owner then
+  if owner == ARGV[1] then return {1, redis.call('HGET', KEYS[1], 'a:' .. counter)} end
+  return {0}
+end
+local highest = redis.call('HGET', KEYS[1], 'highest')
+if highest and highest >= counter then return {3} end
+redis.call('HSET', KEYS[1], 'highest', counter, 'o:' .. counter, ARGV[1], 'a:' .. counter, ARGV[2])
+local at = tonumber(ARGV[3])
+local current = redis.call('PEXPIRETIME', KEYS[1])
+if current < at then redis.call('PEXPIREAT', KEYS[1], ARGV[3]) end
+return {2}
+";
+
+/// A single Redis (reconnecting in the background) or a Redis Cluster (commands
+/// routed by their key's slot).
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl Connection {
+    async fn query<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> redis::RedisResult<T> {
+        match self {
+            Connection::Single(connection) => command.query_async(&mut connection.clone()).await,
+            Connection::Cluster(connection) => command.query_async(&mut connection.clone()).await,
+        }
+    }
+}
+
+/// The Redis store (every replica shares it), on a single Redis or a Redis Cluster; see
+/// the module documentation. Each call's Redis work is bounded by the call's deadline
+/// and the store's timeout.
+#[derive(Clone)]
+pub struct RedisReplayStore {
+    connection: Connection,
+    prefix: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisReplayStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisReplayStore")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisReplayStore {
+    /// Connects with `client` (failing if Redis does not answer within `timeout`);
+    /// every key starts with `prefix`.
+    pub async fn connect(
+        client: redis::Client,
+        prefix: impl Into<String>,
+        timeout: Duration,
+    ) -> Result<Self, ReplayError> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1);
+        let connection = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(ReplayError::Backend)?;
+        RedisReplayStore {
+            connection: Connection::Single(connection),
+            prefix: prefix.into(),
+            timeout,
+        }
+        .checked()
+        .await
+    }
+
+    /// Connects to the Redis Cluster that `nodes` (URLs of some of its primaries)
+    /// belong to; every key starts with `prefix`, commands time out after `timeout`.
+    /// For `rediss://` nodes, `ca_pem` is the CA bundle that signs their certificates
+    /// (the system's roots when `None`).
+    pub async fn connect_cluster(
+        nodes: &[String],
+        prefix: impl Into<String>,
+        timeout: Duration,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self, ReplayError> {
+        citypass_runtime::tls::provider();
+        let mut builder = redis::cluster::ClusterClient::builder(nodes.iter().map(String::as_str))
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .retries(1);
+        if let Some(ca) = ca_pem
+            && nodes.iter().any(|node| node.starts_with("rediss://"))
+        {
+            builder = builder.certs(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca.to_vec()),
+            });
+        }
+        let client = builder.build().map_err(ReplayError::Backend)?;
+        let connection = client
+            .get_async_connection()
+            .await
+            .map_err(ReplayError::Backend)?;
+        RedisReplayStore {
+            connection: Connection::Cluster(connection),
+            prefix: prefix.into(),
+            timeout,
+        }
+        .checked()
+        .await
+    }
+
+    /// The store, once its Redis has run what the mark scripts need (`PEXPIRETIME`,
+    /// Redis 7.0): an older server is refused at start, not at the first offline scan.
+    /// The probe reads one key of this store's own (a slot of its own on a cluster).
+    async fn checked(self) -> Result<Self, ReplayError> {
+        let mut probe = redis::cmd("EVAL");
+        probe
+            .arg("return redis.call('PEXPIRETIME', KEYS[1])")
+            .arg(1)
+            .arg(format!("{}{{probe}}", self.prefix));
+        match self.connection.query::<i64>(&probe).await {
+            Ok(_) => Ok(self),
+            Err(err) if err.is_io_error() => Err(ReplayError::Backend(err)),
+            Err(err) if err.to_string().to_ascii_lowercase().contains("unknown") => Err(
+                ReplayError::Unsupported("PEXPIRETIME is missing (Redis 7.0 or later is needed)"),
+            ),
+            Err(err) => Err(ReplayError::Backend(err)),
+        }
+    }
+
+    /// The key of a scan claim, a token mark or a certificate's counters.
+    pub fn key(&self, what: Key<'_>) -> String {
+        match what {
+            Key::Scan(owner) => format!("{}{{s:{}}}", self.prefix, hex::encode(owner)),
+            Key::Mark(Mark::Token { cti }) => {
+                format!("{}{{t:{}}}", self.prefix, hex::encode(cti))
+            }
+            Key::Mark(Mark::Offline { serial, .. }) => {
+                format!("{}{{o:{}}}", self.prefix, hex::encode(serial))
+            }
+        }
+    }
+
+    async fn record_now(&self, used: &Use<'_>) -> Result<Outcome, ReplayError> {
+        let owner = owner(used.gate_id, used.scan_id);
+        // `forget_at` is the last second the mark is needed, whole: expire at its end.
+        let forget_at_ms = used
+            .forget_at
+            .saturating_add(1)
+            .saturating_mul(1000)
+            .to_string();
+        let mut claim = redis::cmd("EVAL");
+        claim
+            .arg(CLAIM_SCAN)
+            .arg(1)
+            .arg(self.key(Key::Scan(&owner)))
+            .arg(hex::encode(used.fingerprint))
+            .arg(&forget_at_ms);
+        let claimed: i64 = self
+            .connection
+            .query(&claim)
+            .await
+            .map_err(ReplayError::Backend)?;
+        if claimed == 0 {
+            return Ok(Outcome::ScanIdConflict);
+        }
+        let mut command = redis::cmd("EVAL");
+        match used.mark {
+            Mark::Token { .. } => command.arg(MARK_TOKEN),
+            Mark::Offline { .. } => command.arg(MARK_OFFLINE),
+        };
+        command
+            .arg(1)
+            .arg(self.key(Key::Mark(used.mark)))
+            .arg(hex::encode(owner))
+            .arg(used.answer.encode())
+            .arg(&forget_at_ms);
+        if let Mark::Offline { counter, .. } = used.mark {
+            command.arg(format!("{counter:020}"));
+        }
+        let reply: Vec<redis::Value> = self
+            .connection
+            .query(&command)
+            .await
+            .map_err(ReplayError::Backend)?;
+        let status = match reply.first() {
+            Some(redis::Value::Int(status)) => *status,
+            _ => return Err(ReplayError::Corrupt),
+        };
+        match status {
+            2 => Ok(Outcome::First),
+            0 => Ok(Outcome::Replayed),
+            3 => Ok(Outcome::CounterReplay),
+            1 => {
+                let text = match reply.get(1) {
+                    Some(redis::Value::BulkString(bytes)) => std::str::from_utf8(bytes).ok(),
+                    _ => None,
+                };
+                text.and_then(StoredAnswer::decode)
+                    .map(Outcome::Retry)
+                    .ok_or(ReplayError::Corrupt)
+            }
+            _ => Err(ReplayError::Corrupt),
+        }
+    }
+}
+
+/// What a Redis key is about (see [`RedisReplayStore::key`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Key<'a> {
+    /// A scan claim, by its owner hash.
+    Scan(&'a [u8; 16]),
+    /// A mark.
+    Mark(Mark),
+}
+
+impl ReplayStore for RedisReplayStore {
+    fn record<'a>(
+        &'a self,
+        used: Use<'a>,
+        _now: u64,
+        deadline: Option<Deadline>,
+    ) -> BoxFuture<'a, Result<Outcome, ReplayError>> {
+        Box::pin(async move {
+            let limit = match deadline {
+                Some(deadline) => deadline.remaining().min(self.timeout),
+                None => self.timeout,
+            };
+            tokio::time::timeout(limit, self.record_now(&used))
+                .await
+                .map_err(|_| ReplayError::Timeout)?
+        })
+    }
+}
