@@ -1,8 +1,8 @@
 //! PaymentsService: payment links, trips and fares, a double-entry ledger and
 //! exactly-once charges (issue 11).
 //!
-//! Built so far, one module per concept, free of transport (no tonic or prost type
-//! appears in them):
+//! Built so far, one module per concept; only `convert` and `service` know the wire
+//! (no tonic or prost type in the others):
 //!
 //! - [`money`]: whole fen, checked arithmetic;
 //! - [`network`]: the metro network and the shortest distance between stations;
@@ -32,9 +32,9 @@
 //! - [`build`]: the composition root.
 //!
 //! Still to come (see the note on issue 11): the citizen's device-signed calls (they
-//! answer UNIMPLEMENTED), a void RPC, real provider adapters and signed provider
-//! callbacks, arrears repayment, the settlement command, and the service
-//! in `citypass dev`.
+//! answer UNIMPLEMENTED, RepayArrears included), a void RPC, real provider adapters
+//! and signed provider callbacks, the settlement command, and the service in
+//! `citypass dev`.
 #![forbid(unsafe_code)]
 
 pub mod account;
