@@ -337,6 +337,11 @@ impl FareTable {
         self.network.has_station(station)
     }
 
+    /// Whether `route` is a bus route of the table.
+    pub fn has_route(&self, route: &str) -> bool {
+        self.routes.contains_key(route)
+    }
+
     /// Prices `journey` for a rider of `class` starting at `started_at` (Unix seconds),
     /// given what the rider has paid today (`day`).
     pub fn price(

@@ -1,0 +1,51 @@
+//! Who may call each RPC of the payments service (see `citypass_runtime::authz`).
+//!
+//! Taps come from the verifier only, with its service certificate: it has checked the
+//! rider's code at the gate and passes the transit account it read. The citizen's own
+//! calls are device-signed, like IssueToken: the layer admits a request carrying a
+//! device proof and the handler must check it (the check is not built yet: the
+//! handlers answer UNIMPLEMENTED, see `crate::service`).
+
+use citypass_runtime::{Allow, Policy, Rule};
+
+const VERIFIER: &[Allow] = &[Allow::Service("verifier")];
+const CITIZEN: &[Allow] = &[Allow::DeviceSigned];
+
+/// The table.
+pub const AUTHORIZATION: Policy = Policy {
+    service: "citypass.v1.PaymentsService",
+    rules: &[
+        Rule {
+            method: "TapIn",
+            allow: VERIFIER,
+        },
+        Rule {
+            method: "TapOut",
+            allow: VERIFIER,
+        },
+        Rule {
+            method: "LinkAccount",
+            allow: CITIZEN,
+        },
+        Rule {
+            method: "UnlinkAccount",
+            allow: CITIZEN,
+        },
+        Rule {
+            method: "GetLink",
+            allow: CITIZEN,
+        },
+        Rule {
+            method: "GetTrips",
+            allow: CITIZEN,
+        },
+        Rule {
+            method: "GetArrears",
+            allow: CITIZEN,
+        },
+        Rule {
+            method: "RepayArrears",
+            allow: CITIZEN,
+        },
+    ],
+};

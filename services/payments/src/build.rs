@@ -1,0 +1,90 @@
+//! The composition root: a [`Config`] in, a ready [`Server`] out. `main.rs` and the
+//! tests build the service here (`citypass dev` will too).
+
+use std::sync::Arc;
+
+use citypass_runtime::{BuildError, Server, part};
+
+use crate::authorization::AUTHORIZATION;
+use crate::config::Config;
+use crate::payments::Payments;
+use crate::provider::{Sandbox, SandboxConfig};
+use crate::service::PaymentsApi;
+use crate::store::{MemoryStore, PaymentsStore, PostgresStore};
+use crate::tap::TapRules;
+use crate::worker::OutboxWorker;
+
+/// Largest request the service decodes: taps and links are far smaller.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
+/// The built service.
+pub struct Built {
+    /// Serve it with `run()` or `serve(listener, shutdown)`.
+    pub server: Server,
+    /// The logic behind it (for tests).
+    pub payments: Payments,
+    /// The sandbox provider the outbox worker charges through, when configured (for
+    /// tests and `citypass dev` to reconcile with).
+    pub sandbox: Option<Arc<Sandbox>>,
+}
+
+/// Builds the service from `config`: checks, TLS identity, the fare table, the store
+/// (PostgreSQL when `database` is set, else memory), PaymentsService with its
+/// authorisation table, the expiry pass ([`crate::expiry`]) and, with `sandbox` set,
+/// the outbox worker charging through the sandbox provider. Call inside a tokio runtime.
+pub async fn build(config: Config) -> Result<Built, BuildError> {
+    config.validate().map_err(part("configuration"))?;
+    let tls = config.server.load_tls()?;
+    let fares = config.fare_table().map_err(part("fare table"))?;
+    let settings = config
+        .payments
+        .tap_settings()
+        .map_err(part("configuration"))?;
+    let rules = TapRules::new(fares, settings).map_err(part("configuration"))?;
+    let store: Arc<dyn PaymentsStore> = match &config.database {
+        Some(database) => Arc::new(
+            PostgresStore::connect(database.url.expose(), database.max_connections)
+                .await
+                .map_err(part("PostgreSQL store"))?,
+        ),
+        None => {
+            tracing::info!("store: in memory (no database): data is lost on restart");
+            Arc::new(MemoryStore::new())
+        }
+    };
+    let payments = Payments::new(store, rules);
+    let service = PaymentsApi::new(payments.clone())
+        .into_server()
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let server = Server::new(config.server.clone());
+    crate::expiry::spawn(
+        &payments,
+        config.payments.expiry_interval,
+        server.draining(),
+    );
+    let sandbox = match &config.sandbox {
+        Some(settings) => {
+            let sandbox = Arc::new(Sandbox::new(SandboxConfig {
+                delay: settings.delay,
+                timeouts_after_success: settings.timeouts_after_success,
+            }));
+            OutboxWorker::new(payments.store().clone(), sandbox.clone())
+                .spawn(config.payments.outbox_interval, server.draining());
+            Some(sandbox)
+        }
+        None => {
+            tracing::warn!(
+                "no payment provider is configured: charges stay in the outbox until one is"
+            );
+            None
+        }
+    };
+    let server = server
+        .add_service(service, &AUTHORIZATION)
+        .file_descriptor_set(citypass_proto::FILE_DESCRIPTOR_SET);
+    Ok(Built {
+        server: server.tls(tls),
+        payments,
+        sandbox,
+    })
+}

@@ -1,0 +1,276 @@
+//! What an operator sets for the payments service.
+//!
+//! [`Settings`] is what the logic needs (tap timing, the city's day); [`Config`] is the
+//! binary's whole file, loaded with `citypass_runtime::config::load` (YAML, then
+//! `CITYPASS_…` variables on top):
+//!
+//! | key | env | default |
+//! |---|---|---|
+//! | `server.*` | `CITYPASS_SERVER__…` | `citypass_runtime::ServerConfig` (service name `citypass-payments`, listen `0.0.0.0:50055`) |
+//! | `environment` | `CITYPASS_ENVIRONMENT` | `production` (`dev` allows the memory store, the built-in fare table, plaintext) |
+//! | `database.*` | `CITYPASS_DATABASE__URL`, `__MAX_CONNECTIONS` | unset: in-memory store (dev only) |
+//! | `fares_file` | `CITYPASS_FARES_FILE` | unset: the checked-in `config/fares.yaml`, built in (dev only) |
+//! | `payments.*` | `CITYPASS_PAYMENTS__…` | [`Settings`] (tap timing, the city's day, the expiry pass, the outbox worker) |
+//! | `sandbox.*` | `CITYPASS_SANDBOX__DELAY`, `__TIMEOUTS_AFTER_SUCCESS` | unset (`Config::dev`: set): the sandbox provider, dev only |
+//!
+//! `config.example.yaml` beside this crate shows every key.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use citypass_runtime::ServerConfig;
+use citypass_runtime::config::{PostgresConfig, duration};
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::fare::FareTable;
+use crate::tap::TapSettings;
+
+pub use citypass_runtime::Environment;
+
+/// The fare table `citypass dev` and the tests price with (`config/fares.yaml`).
+pub const DEV_FARES: &str = include_str!("../config/fares.yaml");
+
+/// What the logic needs. Every field has a default.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// A second scan at the same station or on the same route within this long is a
+    /// double tap: recorded, not charged (default `60s`, at most `10m`).
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub double_tap: Duration,
+    /// How long after a tap its gate may void it (default `10s`, `1s` to `1m`).
+    #[serde(deserialize_with = "duration::deserialize_positive")]
+    pub void_window: Duration,
+    /// Minutes east of UTC of the city's local time, where its days (the daily cap)
+    /// begin (default 480, Beijing).
+    pub utc_offset_minutes: i32,
+    /// How often trips left open past the fare table's `max_trip` are closed at the
+    /// maximum fare (default `60s`, at most `1h`).
+    #[serde(deserialize_with = "duration::deserialize_positive")]
+    pub expiry_interval: Duration,
+    /// How often the outbox worker sends pending charges (default `1s`, at most `1m`).
+    #[serde(deserialize_with = "duration::deserialize_positive")]
+    pub outbox_interval: Duration,
+}
+
+/// The sandbox provider (dev only): every link is charged through it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxSettings {
+    /// Waited before each answer (default none).
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub delay: Duration,
+    /// How many times each charge's first calls charge and then time out (default 0).
+    pub timeouts_after_success: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let tap = TapSettings::default();
+        Settings {
+            double_tap: tap.double_tap,
+            void_window: tap.void_window,
+            utc_offset_minutes: tap.utc_offset_s / 60,
+            expiry_interval: Duration::from_secs(60),
+            outbox_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Settings {
+    /// The tap rules' settings, checked.
+    pub fn tap_settings(&self) -> Result<TapSettings, Error> {
+        if self.outbox_interval.is_zero() || self.outbox_interval > Duration::from_secs(60) {
+            return Err(Error::Config(
+                "payments.outbox_interval must be more than 0 and at most 1m".into(),
+            ));
+        }
+        if self.expiry_interval.is_zero() || self.expiry_interval > Duration::from_secs(3600) {
+            return Err(Error::Config(
+                "payments.expiry_interval must be more than 0 and at most 1h".into(),
+            ));
+        }
+        let settings = TapSettings {
+            double_tap: self.double_tap,
+            void_window: self.void_window,
+            utc_offset_s: self.utc_offset_minutes.checked_mul(60).ok_or_else(|| {
+                Error::Config("payments.utc_offset_minutes is out of range".into())
+            })?,
+        };
+        settings.validate().map_err(|e| {
+            Error::Config(format!(
+                "payments.{}",
+                e.to_string().trim_start_matches("invalid configuration: ")
+            ))
+        })?;
+        Ok(settings)
+    }
+}
+
+/// The binary's configuration. See the module documentation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listen address, TLS, limits, telemetry.
+    #[serde(default = "default_server")]
+    pub server: ServerConfig,
+    /// `production` (default) or `dev`.
+    #[serde(default)]
+    pub environment: Environment,
+    /// The PostgreSQL store; the in-memory store when unset (dev only).
+    #[serde(default)]
+    pub database: Option<PostgresConfig>,
+    /// The fare table (YAML, see `config/fares.yaml`); the built-in dev table when
+    /// unset (dev only).
+    #[serde(default)]
+    pub fares_file: Option<PathBuf>,
+    /// The logic's settings.
+    #[serde(default)]
+    pub payments: Settings,
+    /// The sandbox provider, through which the outbox worker charges every link (dev
+    /// only). Unset: no provider adapter, charges stay in the outbox (real adapters are
+    /// not built yet).
+    #[serde(default)]
+    pub sandbox: Option<SandboxSettings>,
+}
+
+fn default_server() -> ServerConfig {
+    let mut server = ServerConfig::new("citypass-payments");
+    server.listen = ([0, 0, 0, 0], 50055).into();
+    server
+}
+
+impl Config {
+    /// Every default with `environment: dev`: memory store, built-in fare table, the
+    /// sandbox provider.
+    pub fn dev() -> Self {
+        Config {
+            server: default_server(),
+            environment: Environment::Dev,
+            database: None,
+            fares_file: None,
+            payments: Settings::default(),
+            sandbox: Some(SandboxSettings::default()),
+        }
+    }
+
+    /// Checks the settings, and refuses development shortcuts and plaintext in
+    /// production.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.payments.tap_settings()?;
+        if self
+            .database
+            .as_ref()
+            .is_some_and(|d| d.max_connections == 0)
+        {
+            return Err(Error::Config(
+                "database.max_connections must be at least 1".into(),
+            ));
+        }
+        if self.environment == Environment::Production {
+            if self.database.is_none() {
+                return Err(Error::Config(
+                    "environment is production but database is not set: the in-memory store loses every trip and charge on restart".into(),
+                ));
+            }
+            if self.sandbox.is_some() {
+                return Err(Error::Config(
+                    "environment is production but sandbox is set: the sandbox provider charges nobody".into(),
+                ));
+            }
+            if self.fares_file.is_none() {
+                return Err(Error::Config(
+                    "environment is production but fares_file is not set: the built-in table is for development".into(),
+                ));
+            }
+        }
+        let urls: Vec<(&str, &str)> = self
+            .database
+            .iter()
+            .map(|d| ("database.url", d.url.expose()))
+            .collect();
+        self.server
+            .check_transport(self.environment, &urls)
+            .map_err(|e| Error::Config(e.to_string()))
+    }
+
+    /// The fare table: `fares_file`, or the built-in dev table.
+    pub fn fare_table(&self) -> Result<Arc<FareTable>, Error> {
+        let text = match &self.fares_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| Error::Config(format!("fares_file {}: {e}", path.display())))?,
+            None => DEV_FARES.to_owned(),
+        };
+        FareTable::from_yaml(&text)
+            .map(Arc::new)
+            .map_err(|e| Error::Config(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, citypass_runtime::ConfigError> {
+        citypass_runtime::config::load_from(None, "CITYPASS", vars.iter().copied())
+    }
+
+    #[test]
+    fn defaults_and_environment_overrides() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.environment, Environment::Production);
+        assert_eq!(config.payments, Settings::default());
+        assert!(config.validate().is_err(), "production needs PostgreSQL");
+
+        let config = load(&[
+            ("CITYPASS_ENVIRONMENT", "dev"),
+            ("CITYPASS_PAYMENTS__VOID_WINDOW", "5s"),
+            ("CITYPASS_DATABASE__URL", "postgres://u:pw@db/payments"),
+        ])
+        .unwrap();
+        assert_eq!(config.payments.void_window, Duration::from_secs(5));
+        config.validate().unwrap();
+        assert!(!format!("{config:?}").contains("pw@db"));
+        assert!(load(&[("CITYPASS_NO_SUCH_KEY", "1")]).is_err());
+        let config = load(&[
+            ("CITYPASS_ENVIRONMENT", "dev"),
+            ("CITYPASS_PAYMENTS__VOID_WINDOW", "5m"),
+        ])
+        .unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("void_window"), "{err}");
+    }
+
+    #[test]
+    fn the_example_file_loads() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let config: Config =
+            citypass_runtime::config::load_file(&dir.join("config.example.yaml")).unwrap();
+        config.validate().unwrap();
+        assert!(config.server.tls.is_some() && config.database.is_some());
+        let mut dev = Config::dev();
+        dev.fares_file = Some(dir.join("config/fares.yaml"));
+        assert!(dev.fare_table().unwrap().has_station("xidan"));
+    }
+
+    #[test]
+    fn production_refuses_the_dev_shortcuts() {
+        let mut config = Config::dev();
+        config.validate().unwrap();
+        config.fare_table().unwrap();
+        config.environment = Environment::Production;
+        config.server.insecure_plaintext_behind_mesh = true;
+        config.database = Some(PostgresConfig::new("postgres://db/payments"));
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("sandbox"), "{err}");
+        config.sandbox = None;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("fares_file"), "{err}");
+        config.fares_file = Some(PathBuf::from("/etc/citypass/fares.yaml"));
+        config.validate().unwrap();
+        config.fares_file = Some(PathBuf::from("/no/such/fares.yaml"));
+        assert!(config.fare_table().is_err());
+    }
+}

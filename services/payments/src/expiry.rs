@@ -1,0 +1,48 @@
+//! The background pass that closes trips left open past the fare table's `max_trip`
+//! at the maximum fare (a rider who never tapped out), every `expiry_interval`.
+//!
+//! A rider's next tap also closes such a trip first; this pass makes the charge happen
+//! without one. Each trip is closed in its own rider transaction by the same rules
+//! ([`Payments::expire_open_trips`]), so the pass and a concurrent tap cannot both
+//! close it, and running it on every replica is safe. The task holds the store weakly
+//! and ends when the service is dropped or its server starts draining.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use citypass_runtime::Draining;
+use tokio::task::JoinHandle;
+
+use crate::payments::Payments;
+
+/// Starts the pass over `payments`' store and rules, every `every`.
+pub fn spawn(payments: &Payments, every: Duration, mut draining: Draining) -> JoinHandle<()> {
+    let store = Arc::downgrade(payments.store());
+    let rules = payments.shared_rules();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = draining.started() => return,
+                _ = tick.tick() => {}
+            }
+            let Some(store) = store.upgrade() else {
+                return;
+            };
+            let payments = Payments::with_rules(store, rules.clone());
+            match payments.expire_open_trips(citypass_token::unix_now()).await {
+                Ok(closed) if !closed.is_empty() => {
+                    tracing::info!(
+                        closed = closed.len(),
+                        "closed trips left open past the maximum trip duration"
+                    );
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "trip expiry pass failed; retried at the next interval")
+                }
+            }
+        }
+    })
+}

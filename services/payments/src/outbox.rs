@@ -1,0 +1,84 @@
+//! The transactional outbox: what must be sent to a payment provider.
+//!
+//! A charge's outbox row is written in the same transaction as the charge and its
+//! ledger posting, so a charge exists if and only if it will be sent: a crash between
+//! "charged" and "sent" loses nothing, and a retry sends the same idempotency key
+//! ([`crate::charge::ChargeKey`]). One row per charge (the charge key is its key).
+//! The worker ([`crate::worker`]) marks a row DISPATCHED before it calls the provider
+//! (from then on the charge cannot be cancelled by a void), and DONE once the answer is
+//! applied; a row dispatched but not done (a worker that died between) is sent again
+//! with the same key. A voided tap's charge is cancelled with its row while PENDING.
+
+use crate::charge::{Charge, ChargeKey};
+use crate::link::ProviderToken;
+
+/// Where an outbox row stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxStatus {
+    /// Not sent yet.
+    Pending,
+    /// Handed to the provider (the charge can no longer be cancelled).
+    Dispatched,
+    /// Cancelled before it was sent (a voided tap).
+    Cancelled,
+    /// The provider's answer is applied.
+    Done,
+}
+
+impl OutboxStatus {
+    /// The number stored.
+    pub fn code(self) -> i16 {
+        match self {
+            OutboxStatus::Pending => 1,
+            OutboxStatus::Dispatched => 2,
+            OutboxStatus::Cancelled => 3,
+            OutboxStatus::Done => 4,
+        }
+    }
+
+    /// From its stored number.
+    pub fn from_code(code: i16) -> Option<Self> {
+        [
+            OutboxStatus::Pending,
+            OutboxStatus::Dispatched,
+            OutboxStatus::Cancelled,
+            OutboxStatus::Done,
+        ]
+        .into_iter()
+        .find(|s| s.code() == code)
+    }
+}
+
+/// One outbox row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxMessage {
+    /// The charge to send (its key is the provider's idempotency key).
+    pub charge: ChargeKey,
+    /// Where it stands.
+    pub status: OutboxStatus,
+    /// When it was written, Unix seconds.
+    pub created_at: u64,
+}
+
+/// A row to send, with what sending needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxJob {
+    /// The charge (PENDING or RETRYING, with a link).
+    pub charge: Charge,
+    /// The link's provider token.
+    pub token: ProviderToken,
+}
+
+/// The provider's answer to apply to a charge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// Approved: SUCCEEDED, captured in the ledger.
+    Approved,
+    /// Declined: DECLINED with the code, owed as arrears.
+    Declined {
+        /// The provider's code.
+        code: String,
+    },
+    /// No answer known: RETRYING, sent again with the same key.
+    Retry,
+}

@@ -1,0 +1,168 @@
+//! The outbox worker's side of the PostgreSQL store (rows to send, dispatch under the
+//! charge's lock, settle once) and the ledger's sums for the invariant check.
+
+use sqlx::Row;
+use sqlx::postgres::PgPool;
+
+use super::rows::{CHARGE_COLUMNS, charge_from, secs};
+use super::writes::insert_posting;
+use crate::charge::{Charge, ChargeKey, ChargeStatus};
+use crate::error::Error;
+use crate::ledger::{LedgerReport, Posting};
+use crate::link::ProviderToken;
+use crate::outbox::{OutboxJob, OutboxStatus, Settlement};
+
+pub(super) async fn outbox_jobs(pool: &PgPool, limit: usize) -> Result<Vec<OutboxJob>, Error> {
+    let sql = format!(
+        "SELECT {CHARGE_COLUMNS}, l.provider_token FROM payment_outbox o \
+         JOIN payment_charges c ON c.charge_key = o.charge_key \
+         JOIN payment_links l ON l.link_id = c.link_id \
+         WHERE o.status IN ($1, $2) AND c.status IN ($3, $4) ORDER BY o.seq LIMIT $5"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(OutboxStatus::Pending.code())
+        .bind(OutboxStatus::Dispatched.code())
+        .bind(ChargeStatus::Pending.code())
+        .bind(ChargeStatus::Retrying.code())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let token: String = row.try_get("provider_token")?;
+            Ok(OutboxJob {
+                charge: charge_from(row)?,
+                token: ProviderToken::parse(&token)
+                    .map_err(|_| Error::Corrupt("provider_token"))?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn dispatch(pool: &PgPool, charge: ChargeKey) -> Result<bool, Error> {
+    let mut tx = pool.begin().await?;
+    // The charge's lock first, as a void's cancellation takes it.
+    sqlx::query("SELECT 1 FROM payment_charges WHERE charge_key = $1 FOR UPDATE")
+        .bind(charge.0.as_slice())
+        .execute(&mut *tx)
+        .await?;
+    let status: Option<i16> = sqlx::query_scalar(
+        "UPDATE payment_outbox SET status = CASE WHEN status = $2 THEN $3 ELSE status END \
+         WHERE charge_key = $1 RETURNING status",
+    )
+    .bind(charge.0.as_slice())
+    .bind(OutboxStatus::Pending.code())
+    .bind(OutboxStatus::Dispatched.code())
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(status == Some(OutboxStatus::Dispatched.code()))
+}
+
+pub(super) async fn settle(
+    pool: &PgPool,
+    key: ChargeKey,
+    settlement: Settlement,
+    at: u64,
+) -> Result<Charge, Error> {
+    let mut tx = pool.begin().await?;
+    let sql = format!(
+        "SELECT {CHARGE_COLUMNS} FROM payment_charges c WHERE c.charge_key = $1 FOR UPDATE"
+    );
+    let row = sqlx::query(&sql)
+        .bind(key.0.as_slice())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::Corrupt("settling an unknown charge"))?;
+    let mut charge = charge_from(&row)?;
+    if !matches!(
+        charge.status,
+        ChargeStatus::Pending | ChargeStatus::Retrying
+    ) {
+        return Ok(charge);
+    }
+    let done = match settlement {
+        Settlement::Approved => {
+            charge.status = ChargeStatus::Succeeded;
+            charge.settled_at = Some(at);
+            let capture = Posting::capture(&charge, at).ok_or(Error::AmountOutOfRange("charge"))?;
+            insert_posting(&mut tx, &capture).await?;
+            true
+        }
+        Settlement::Declined { code } => {
+            charge.status = ChargeStatus::Declined;
+            charge.decline_code = Some(code);
+            charge.settled_at = Some(at);
+            true
+        }
+        Settlement::Retry => {
+            charge.status = ChargeStatus::Retrying;
+            false
+        }
+    };
+    sqlx::query(
+        "UPDATE payment_charges SET status = $2, decline_code = $3, settled_at = $4 \
+         WHERE charge_key = $1",
+    )
+    .bind(key.0.as_slice())
+    .bind(charge.status.code())
+    .bind(charge.decline_code.as_deref())
+    .bind(charge.settled_at.map(secs).transpose()?)
+    .execute(&mut *tx)
+    .await?;
+    if done {
+        sqlx::query("UPDATE payment_outbox SET status = $2 WHERE charge_key = $1")
+            .bind(key.0.as_slice())
+            .bind(OutboxStatus::Done.code())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(charge)
+}
+
+pub(super) async fn ledger_report(pool: &PgPool) -> Result<LedgerReport, Error> {
+    let count = |n: i64| u64::try_from(n).map_err(|_| Error::Corrupt("count"));
+    let row = sqlx::query(
+        "SELECT \
+           (SELECT count(*) FROM (SELECT posting_id FROM payment_ledger GROUP BY posting_id \
+              HAVING sum(amount) <> 0 OR count(*) <> 2) u) AS unbalanced, \
+           COALESCE(sum(amount), 0)::TEXT AS total, \
+           COALESCE(sum(amount) FILTER (WHERE account_kind = 1), 0)::TEXT AS riders, \
+           COALESCE(sum(amount) FILTER (WHERE account_kind = 2), 0)::TEXT AS operators, \
+           COALESCE(sum(amount) FILTER (WHERE account_kind = 3), 0)::TEXT AS providers, \
+           count(DISTINCT posting_id) FILTER (WHERE kind = 1) AS charge_postings, \
+           count(DISTINCT posting_id) FILTER (WHERE kind = 2) AS reversal_postings, \
+           count(DISTINCT posting_id) FILTER (WHERE kind = 3) AS capture_postings, \
+           (SELECT count(*) FROM payment_charges WHERE status = 3) AS succeeded, \
+           (SELECT COALESCE(sum(amount), 0)::TEXT FROM payment_charges WHERE status = 3) AS captured, \
+           (SELECT count(*) FROM payment_ledger l WHERE NOT EXISTS \
+              (SELECT 1 FROM payment_charges c WHERE c.charge_key = l.charge_key)) AS orphans, \
+           (SELECT count(*) FROM payment_charges) AS charges, \
+           (SELECT count(*) FROM payment_charges WHERE status = 6) AS cancelled, \
+           (SELECT COALESCE(sum(amount), 0)::TEXT FROM payment_charges WHERE status <> 6) AS live \
+         FROM payment_ledger",
+    )
+    .fetch_one(pool)
+    .await?;
+    let big = |column: &'static str| -> Result<i128, Error> {
+        let text: String = row.try_get(column)?;
+        text.parse().map_err(|_| Error::Corrupt(column))
+    };
+    Ok(LedgerReport {
+        unbalanced_postings: count(row.try_get("unbalanced")?)?,
+        total: big("total")?,
+        riders: big("riders")?,
+        operators: big("operators")?,
+        providers: big("providers")?,
+        charge_postings: count(row.try_get("charge_postings")?)?,
+        reversal_postings: count(row.try_get("reversal_postings")?)?,
+        capture_postings: count(row.try_get("capture_postings")?)?,
+        succeeded_charges: count(row.try_get("succeeded")?)?,
+        captured: big("captured")?,
+        charges: count(row.try_get("charges")?)?,
+        cancelled_charges: count(row.try_get("cancelled")?)?,
+        live_charged: big("live")?,
+        orphan_postings: count(row.try_get("orphans")?)?,
+    })
+}

@@ -1,0 +1,237 @@
+//! A [`Write`] of the tap rules, made in the rider's transaction: trips (upserted),
+//! tap records (a key once), charges with their posting and outbox row (a key once:
+//! `ON CONFLICT DO NOTHING`, and then nothing else is written), cancellations with
+//! their reversal.
+
+use sqlx::{PgConnection, Row};
+
+use super::rows::{CANCELLED, CHARGE_COLUMNS, charge_from, fen, secs};
+use crate::charge::{Charge, ChargeStatus};
+use crate::decision::Write;
+use crate::error::Error;
+use crate::fare::Fare;
+use crate::ledger::Posting;
+use crate::money::Fen;
+use crate::outbox::OutboxStatus;
+use crate::trip::{Tap, Trip, TripId, fare_class_code, mode_code};
+
+pub(super) async fn put_trip(conn: &mut PgConnection, trip: &Trip) -> Result<(), Error> {
+    let tap = |t: &Option<Tap>| {
+        t.as_ref()
+            .map(|t| (t.gate_id.clone(), t.place.clone(), t.scan_id.clone(), t.at))
+    };
+    let (entry, exit) = (tap(&trip.entry), tap(&trip.exit));
+    let fare = trip.fare.as_ref();
+    let money = |f: fn(&Fare) -> Fen| fare.map(|fare| fen(f(fare))).transpose();
+    sqlx::query(
+        "INSERT INTO payment_trips (trip_id, transit_account, mode, status, fare_class, started_at, \
+           entry_gate, entry_place, entry_scan, entry_at, exit_gate, exit_place, exit_scan, exit_at, \
+           fare_operator, fare_distance_m, fare_base, fare_concession, fare_transfer, fare_capped, fare_due) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
+         ON CONFLICT (trip_id) DO UPDATE SET status = EXCLUDED.status, \
+           exit_gate = EXCLUDED.exit_gate, exit_place = EXCLUDED.exit_place, \
+           exit_scan = EXCLUDED.exit_scan, exit_at = EXCLUDED.exit_at, \
+           fare_operator = EXCLUDED.fare_operator, fare_distance_m = EXCLUDED.fare_distance_m, \
+           fare_base = EXCLUDED.fare_base, fare_concession = EXCLUDED.fare_concession, \
+           fare_transfer = EXCLUDED.fare_transfer, fare_capped = EXCLUDED.fare_capped, \
+           fare_due = EXCLUDED.fare_due",
+    )
+    .bind(trip.id.0.as_slice())
+    .bind(trip.account.as_bytes().as_slice())
+    .bind(mode_code(trip.mode))
+    .bind(trip.status.code())
+    .bind(fare_class_code(trip.fare_class))
+    .bind(secs(trip.started_at())?)
+    .bind(entry.as_ref().map(|e| e.0.clone()))
+    .bind(entry.as_ref().map(|e| e.1.clone()))
+    .bind(entry.as_ref().map(|e| e.2.clone()))
+    .bind(entry.as_ref().map(|e| secs(e.3)).transpose()?)
+    .bind(exit.as_ref().map(|e| e.0.clone()))
+    .bind(exit.as_ref().map(|e| e.1.clone()))
+    .bind(exit.as_ref().map(|e| e.2.clone()))
+    .bind(exit.as_ref().map(|e| secs(e.3)).transpose()?)
+    .bind(fare.map(|f| f.operator.clone()))
+    .bind(fare.and_then(|f| f.distance_m).map(i64::from))
+    .bind(money(|f| f.base)?)
+    .bind(money(|f| f.concession)?)
+    .bind(money(|f| f.transfer)?)
+    .bind(money(|f| f.capped)?)
+    .bind(money(|f| f.due)?)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn insert_posting(
+    conn: &mut PgConnection,
+    posting: &Posting,
+) -> Result<(), Error> {
+    for (seq, entry) in (0i16..).zip(posting.entries.iter()) {
+        sqlx::query(
+            "INSERT INTO payment_ledger (posting_id, seq, kind, charge_key, account_kind, account, amount, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(posting.id.0.as_slice())
+        .bind(seq)
+        .bind(posting.kind.code())
+        .bind(posting.charge.0.as_slice())
+        .bind(entry.account.kind_code())
+        .bind(entry.account.name())
+        .bind(entry.amount)
+        .bind(secs(posting.at)?)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn insert_charge(conn: &mut PgConnection, charge: &Charge) -> Result<(), Error> {
+    let posting = Posting::charge(charge).ok_or(Error::AmountOutOfRange("charge"))?;
+    let inserted = sqlx::query(
+        "INSERT INTO payment_charges (charge_key, trip_id, transit_account, link_id, provider, \
+           operator, amount, status, decline_code, created_at, settled_at, provider_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         ON CONFLICT (charge_key) DO NOTHING",
+    )
+    .bind(charge.key.0.as_slice())
+    .bind(charge.trip.0.as_slice())
+    .bind(charge.account.as_bytes().as_slice())
+    .bind(charge.link.map(|(id, _)| id.0.to_vec()))
+    .bind(charge.link.map(|(_, p)| p.code()))
+    .bind(&charge.operator)
+    .bind(fen(charge.amount)?)
+    .bind(charge.status.code())
+    .bind(charge.decline_code.as_deref())
+    .bind(secs(charge.created_at)?)
+    .bind(charge.settled_at.map(secs).transpose()?)
+    .bind(charge.provider_key.0.as_slice())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(()); // written before: no second posting, no second outbox row
+    }
+    insert_posting(conn, &posting).await?;
+    if charge.status == ChargeStatus::Pending {
+        sqlx::query(
+            "INSERT INTO payment_outbox (charge_key, status, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(charge.key.0.as_slice())
+        .bind(OutboxStatus::Pending.code())
+        .bind(secs(charge.created_at)?)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn cancel_charge(
+    conn: &mut PgConnection,
+    trip: TripId,
+    at: u64,
+) -> Result<(), Error> {
+    let sql = format!(
+        "SELECT {CHARGE_COLUMNS}, o.status AS outbox_status FROM payment_charges c \
+         LEFT JOIN payment_outbox o ON o.charge_key = c.charge_key \
+         WHERE c.trip_id = $1 AND c.status <> $2 FOR UPDATE OF c"
+    );
+    let Some(row) = sqlx::query(&sql)
+        .bind(trip.0.as_slice())
+        .bind(CANCELLED)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(());
+    };
+    let mut charge = charge_from(&row)?;
+    let outbox: Option<i16> = row.try_get("outbox_status")?;
+    let sent = outbox == Some(OutboxStatus::Dispatched.code())
+        || outbox == Some(OutboxStatus::Done.code())
+        || !matches!(
+            charge.status,
+            ChargeStatus::Pending | ChargeStatus::Declined
+        );
+    if sent {
+        return Err(Error::VoidTooLate("its charge has been sent"));
+    }
+    charge.status = ChargeStatus::Cancelled;
+    let reversal = Posting::reversal(&charge, at).ok_or(Error::AmountOutOfRange("charge"))?;
+    sqlx::query("UPDATE payment_charges SET status = $2, settled_at = $3 WHERE charge_key = $1")
+        .bind(charge.key.0.as_slice())
+        .bind(CANCELLED)
+        .bind(secs(at)?)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE payment_outbox SET status = $2 WHERE charge_key = $1")
+        .bind(charge.key.0.as_slice())
+        .bind(OutboxStatus::Cancelled.code())
+        .execute(&mut *conn)
+        .await?;
+    insert_posting(conn, &reversal).await
+}
+
+pub(super) async fn apply(conn: &mut PgConnection, write: &Write) -> Result<(), Error> {
+    match write {
+        Write::PutTrip(trip) => put_trip(conn, trip).await,
+        Write::RecordTap(record) => {
+            let inserted = sqlx::query(
+                "INSERT INTO payment_taps (tap_key, trip_id, side, at, voided) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tap_key) DO NOTHING",
+            )
+            .bind(record.key.0.as_slice())
+            .bind(record.trip.0.as_slice())
+            .bind(record.side.code())
+            .bind(secs(record.at)?)
+            .bind(record.voided)
+            .execute(conn)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                return Err(Error::ScanReused);
+            }
+            Ok(())
+        }
+        Write::VoidTap(key) => {
+            sqlx::query("UPDATE payment_taps SET voided = true WHERE tap_key = $1")
+                .bind(key.0.as_slice())
+                .execute(conn)
+                .await?;
+            Ok(())
+        }
+        Write::Charge(charge) => insert_charge(conn, charge).await,
+        Write::CancelCharge { trip, at } => cancel_charge(conn, *trip, *at).await,
+        Write::Requeue {
+            charge,
+            provider_key,
+            link,
+            at,
+        } => {
+            let updated = sqlx::query(
+                "UPDATE payment_charges SET status = $2, provider_key = $3, link_id = $4, \
+                   provider = $5, decline_code = NULL, settled_at = NULL \
+                 WHERE charge_key = $1 AND status = $6",
+            )
+            .bind(charge.0.as_slice())
+            .bind(ChargeStatus::Pending.code())
+            .bind(provider_key.0.as_slice())
+            .bind(link.0.0.as_slice())
+            .bind(link.1.code())
+            .bind(ChargeStatus::Declined.code())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            if updated == 1 {
+                sqlx::query(
+                    "INSERT INTO payment_outbox (charge_key, status, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (charge_key) DO UPDATE SET status = EXCLUDED.status",
+                )
+                .bind(charge.0.as_slice())
+                .bind(OutboxStatus::Pending.code())
+                .bind(secs(*at)?)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! The payments service as `build` makes it, over real TLS: the authorisation table
+//! for every RPC and caller, a metro ride through TapIn and TapOut as the verifier
+//! (PostgreSQL), and bad input answered with a precise status and reason, changing
+//! nothing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use citypass_payments::charge::ChargeStatus;
+use citypass_payments::link::Provider;
+use citypass_payments::payments::LinkRequest;
+use citypass_payments::provider::Sandbox;
+use citypass_payments::store::TripQuery;
+use citypass_payments::{AUTHORIZATION, Config, Payments, TransitAccount, build};
+use citypass_proto::prost_types::Timestamp;
+use citypass_proto::v1;
+use citypass_proto::v1::payments_service_client::PaymentsServiceClient;
+use citypass_runtime::config::PostgresConfig;
+use citypass_runtime::reason_of;
+use citypass_testkit::tls::{As, TestPki};
+use citypass_testkit::{Served, serve};
+use tonic::Code;
+
+const T0: i64 = 1_800_000_000;
+const RIDER: &str = "00112233445566778899aabbccddeeff";
+
+struct Running {
+    addr: SocketAddr,
+    pki: TestPki,
+    payments: Payments,
+    sandbox: Option<Arc<Sandbox>>,
+    _served: Served,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(database: bool) -> Running {
+    start_with(database, Config::dev()).await
+}
+
+async fn start_with(database: bool, mut config: Config) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new("payments");
+    config.server.tls = Some(pki.server_files(&dir.path().join("tls")));
+    if database {
+        let (_pool, url) = citypass_testkit::fresh_database().await;
+        config.database = Some(PostgresConfig::new(url));
+    }
+    let built = build(config).await.expect("the service builds");
+    let payments = built.payments.clone();
+    let sandbox = built.sandbox.clone();
+    let served = serve(built.server).await;
+    Running {
+        addr: served.addr,
+        pki,
+        payments,
+        sandbox,
+        _served: served,
+        _dir: dir,
+    }
+}
+
+impl Running {
+    fn client(&self, who: &As) -> PaymentsServiceClient<tonic::transport::Channel> {
+        PaymentsServiceClient::new(self.pki.channel(self.addr, who))
+    }
+
+    fn verifier(&self) -> PaymentsServiceClient<tonic::transport::Channel> {
+        self.client(&As::Service("verifier"))
+    }
+
+    async fn link(&self, account: &str) {
+        self.link_with(account, "agr_sandbox_4f9c2a7e1b").await;
+    }
+
+    async fn link_with(&self, account: &str, token: &'static str) {
+        let account = TransitAccount::parse(account).unwrap();
+        self.payments
+            .link(
+                LinkRequest {
+                    account,
+                    provider: Provider::Sandbox,
+                    token,
+                    last4: "0042",
+                    consent_version: "2026-01",
+                    consented_at: 1_799_999_000,
+                },
+                1_799_999_100,
+            )
+            .await
+            .unwrap();
+    }
+}
+
+fn at(offset: i64) -> Option<Timestamp> {
+    Some(Timestamp {
+        seconds: T0 + offset,
+        nanos: 0,
+    })
+}
+
+fn entry(scan: &str, station: &str) -> v1::TapInRequest {
+    v1::TapInRequest {
+        transit_account: RIDER.to_owned(),
+        scene: v1::Scene::Metro as i32,
+        gate_id: "metro-entry-1".to_owned(),
+        station_id: station.to_owned(),
+        scan_id: scan.to_owned(),
+        tapped_at: at(0),
+        fare_class: v1::FareClass::Adult as i32,
+    }
+}
+
+fn exit(scan: &str, station: &str) -> v1::TapOutRequest {
+    v1::TapOutRequest {
+        transit_account: RIDER.to_owned(),
+        gate_id: "metro-exit-1".to_owned(),
+        station_id: station.to_owned(),
+        scan_id: scan.to_owned(),
+        tapped_at: at(1800),
+        fare_class: v1::FareClass::Adult as i32,
+    }
+}
+
+#[tokio::test]
+async fn every_rpc_answers_every_caller_as_the_table_says() {
+    let running = start(false).await;
+    citypass_testkit::authz::assert_table_holds(&running.pki, running.addr, &AUTHORIZATION).await;
+}
+
+#[tokio::test]
+async fn a_metro_ride_over_grpc_is_charged_once() {
+    // No provider: the charge stays PENDING in the outbox, whatever the timing.
+    let mut config = Config::dev();
+    config.sandbox = None;
+    let running = start_with(true, config).await;
+    running.link(RIDER).await;
+    let mut verifier = running.verifier();
+    let opened = verifier
+        .tap_in(entry("scan-1", "pingguoyuan"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(opened.refusal, v1::TapRefusal::Unspecified as i32);
+    let trip = opened.trip.unwrap();
+    assert_eq!(trip.status, v1::TripStatus::Open as i32);
+    assert_eq!(trip.charge_status, v1::ChargeStatus::NotRequired as i32);
+    assert_eq!(trip.entry_station_id, "pingguoyuan");
+
+    for _ in 0..3 {
+        // The verifier's retries of one exit scan: one charge.
+        let closed = verifier
+            .tap_out(exit("scan-2", "xidan"))
+            .await
+            .unwrap()
+            .into_inner()
+            .trip
+            .unwrap();
+        assert_eq!(closed.trip_id, trip.trip_id);
+        assert_eq!(closed.status, v1::TripStatus::Closed as i32);
+        assert_eq!(
+            closed.fare,
+            Some(v1::Money {
+                currency_code: "CNY".to_owned(),
+                minor_units: 500
+            })
+        );
+        assert_eq!(closed.charge_status, v1::ChargeStatus::Pending as i32);
+        assert_eq!(closed.exited_at, at(1800));
+    }
+    let account = TransitAccount::parse(RIDER).unwrap();
+    let charges = running.payments.store().charges(account).await.unwrap();
+    assert_eq!(charges.len(), 1);
+    let (report, verdict) = running.payments.check_ledger().await.unwrap();
+    assert_eq!(verdict, Ok(()));
+    assert_eq!(report.operators, 500);
+
+    // A gate may not tap for itself.
+    let status = running
+        .client(&As::Gate("metro-entry-1"))
+        .tap_in(entry("scan-3", "xidan"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_precise_status_and_changes_nothing() {
+    let running = start(false).await;
+    let mut verifier = running.verifier();
+    // No link: a refusal, not an error; an exit: NO_PAYMENT_LINK.
+    let refused = verifier
+        .tap_in(entry("s1", "xidan"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(refused.trip, None);
+    assert_eq!(refused.refusal, v1::TapRefusal::NoPaymentLink as i32);
+    let status = verifier.tap_out(exit("s2", "xidan")).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(reason_of(&status).as_deref(), Some("NO_PAYMENT_LINK"));
+
+    running.link(RIDER).await;
+    let cases: Vec<(v1::TapInRequest, &str, &str)> = vec![
+        (
+            entry("s3", "no-such-station"),
+            "UNKNOWN_STATION",
+            "station_id",
+        ),
+        (
+            v1::TapInRequest {
+                scene: v1::Scene::Bus as i32,
+                ..entry("s4", "no-such-route")
+            },
+            "UNKNOWN_ROUTE",
+            "station_id",
+        ),
+        (
+            v1::TapInRequest {
+                scene: v1::Scene::Hospital as i32,
+                ..entry("s5", "xidan")
+            },
+            "INVALID_ARGUMENT",
+            "scene",
+        ),
+        (
+            v1::TapInRequest {
+                transit_account: "4111111111111111".to_owned(),
+                ..entry("s6", "xidan")
+            },
+            "INVALID_ARGUMENT",
+            "transit_account",
+        ),
+        (
+            v1::TapInRequest {
+                tapped_at: None,
+                ..entry("s7", "xidan")
+            },
+            "INVALID_ARGUMENT",
+            "tapped_at",
+        ),
+        (entry("", "xidan"), "INVALID_ARGUMENT", "scan_id"),
+    ];
+    for (request, reason, field) in cases {
+        let status = verifier.tap_in(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+        assert_eq!(reason_of(&status).as_deref(), Some(reason), "{field}");
+        assert!(status.message().starts_with(field), "{status:?}");
+        assert!(!status.message().contains("4111"), "no value is echoed");
+    }
+    let account = TransitAccount::parse(RIDER).unwrap();
+    let page = running
+        .payments
+        .trips(
+            account,
+            TripQuery {
+                since: None,
+                until: None,
+                after: None,
+                limit: 0,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(page.trips.is_empty(), "nothing was written");
+
+    // The citizen's calls are not built yet: UNIMPLEMENTED, never a silent success.
+    let status = running
+        .client(&As::Nobody)
+        .get_link(v1::GetLinkRequest {
+            transit_account: RIDER.to_owned(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented);
+}
+
+#[tokio::test]
+async fn a_trip_left_open_is_closed_at_the_maximum_fare_by_the_expiry_pass() {
+    let mut config = Config::dev();
+    config.payments.expiry_interval = std::time::Duration::from_millis(100);
+    let running = start_with(true, config).await;
+    running.link(RIDER).await;
+    // An entry five hours ago, never exited (the table's max_trip is 4 h).
+    let five_hours_ago = i64::try_from(citypass_token::unix_now()).unwrap() - 5 * 3600;
+    let opened = running
+        .verifier()
+        .tap_in(v1::TapInRequest {
+            tapped_at: Some(Timestamp {
+                seconds: five_hours_ago,
+                nanos: 0,
+            }),
+            ..entry("scan-1", "xidan")
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .trip
+        .unwrap();
+    assert_eq!(opened.status, v1::TripStatus::Open as i32);
+    let account = TransitAccount::parse(RIDER).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let closed = loop {
+        let page = running
+            .payments
+            .trips(
+                account,
+                TripQuery {
+                    since: None,
+                    until: None,
+                    after: None,
+                    limit: 0,
+                },
+            )
+            .await
+            .unwrap();
+        let trip = page.trips[0].clone();
+        if trip.trip.status == citypass_payments::trip::TripStatus::Unmatched {
+            break trip;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expiry pass did not close the trip"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(closed.trip.due(), citypass_payments::Fen::new(1000));
+    assert_eq!(
+        closed.charge.map(|c| c.amount),
+        Some(citypass_payments::Fen::new(1000))
+    );
+    let (_, verdict) = running.payments.check_ledger().await.unwrap();
+    assert_eq!(verdict, Ok(()));
+}
+
+/// Waits (generously: a busy machine) until the rider has a charge in `status`.
+async fn until_charge(running: &Running, account: &str, status: ChargeStatus) {
+    let account = TransitAccount::parse(account).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let charges = running.payments.store().charges(account).await.unwrap();
+        if charges.iter().any(|c| c.status == status) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {status:?} charge: {charges:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_worker_charges_the_sandbox_and_a_decline_blocks_the_next_entry() {
+    let mut config = Config::dev();
+    config.payments.outbox_interval = Duration::from_millis(100);
+    let running = start_with(true, config).await;
+    running.link(RIDER).await;
+    let mut verifier = running.verifier();
+    verifier
+        .tap_in(entry("scan-1", "pingguoyuan"))
+        .await
+        .unwrap();
+    verifier.tap_out(exit("scan-2", "xidan")).await.unwrap();
+    until_charge(&running, RIDER, ChargeStatus::Succeeded).await;
+    let sandbox = running.sandbox.clone().expect("dev runs the sandbox");
+    assert_eq!(sandbox.approved().len(), 1);
+    assert_eq!(sandbox.approved()[0].1, citypass_payments::Fen::new(500));
+    let (report, verdict) = running.payments.check_ledger().await.unwrap();
+    assert_eq!((verdict, report.captured), (Ok(()), 500));
+
+    // Another rider whose agreement the provider declines: arrears, then ARREARS.
+    const OTHER: &str = "ffeeddccbbaa99887766554433221100";
+    running.link_with(OTHER, "decline-agreement-1").await;
+    let bus = v1::TapInRequest {
+        transit_account: OTHER.to_owned(),
+        scene: v1::Scene::Bus as i32,
+        gate_id: "bus-52-1".to_owned(),
+        station_id: "52".to_owned(),
+        ..entry("scan-3", "52")
+    };
+    verifier.tap_in(bus).await.unwrap();
+    until_charge(&running, OTHER, ChargeStatus::Declined).await;
+    let refused = verifier
+        .tap_in(v1::TapInRequest {
+            transit_account: OTHER.to_owned(),
+            ..entry("scan-4", "xidan")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(refused.refusal, v1::TapRefusal::Arrears as i32);
+    let (_, verdict) = running.payments.check_ledger().await.unwrap();
+    assert_eq!(verdict, Ok(()));
+}

@@ -1,0 +1,314 @@
+//! The outbox worker against the sandbox provider: each charge sent and captured once,
+//! through a timeout after success, a worker killed between sending and recording,
+//! declines (arrears), and a void racing the worker; the ledger's captures equal what
+//! the provider charged.
+
+use std::sync::Arc;
+
+use citypass_payments::charge::{ChargeKey, ChargeStatus};
+use citypass_payments::link::Provider;
+use citypass_payments::outbox::OutboxStatus;
+use citypass_payments::payments::{LinkRequest, Tapped};
+use citypass_payments::provider::{
+    ChargeRequest, Outcome, PaymentProvider, ProviderError, Sandbox, SandboxConfig,
+};
+use citypass_payments::tap::Refusal;
+use citypass_payments::worker::{OutboxWorker, Pass};
+use citypass_payments::{Error, Fen, Payments, PaymentsStore, TransitAccount};
+
+use crate::support::{
+    T0, boarding, entry, exit, ledger_balances, linked, live_charges, payments, rider, tap_in, void,
+};
+
+/// The ledger balances, and its captures are exactly what the sandbox charged.
+async fn ledger_matches(p: &Payments, sandbox: &Sandbox) {
+    ledger_balances(p).await;
+    let (report, _) = p.check_ledger().await.unwrap();
+    let charged: i128 = sandbox
+        .approved()
+        .iter()
+        .map(|(_, amount)| i128::from(amount.get()))
+        .sum();
+    assert_eq!(report.captured, charged);
+    assert_eq!(-report.providers, charged);
+    assert_eq!(report.succeeded_charges, sandbox.approved().len() as u64);
+}
+
+/// Three priced trips of rider 1: 5 yuan, a bus at 1 (a change: 1 yuan off the 2) and
+/// 3 yuan (no second discount in the chain).
+async fn three_trips(p: &Payments) -> TransitAccount {
+    let a = linked(p, 1).await;
+    tap_in(p, entry(a, "g-in", "s1", "pingguoyuan", T0)).await;
+    p.tap_out(exit(a, "g-out", "s2", "xidan", T0 + 1800))
+        .await
+        .unwrap();
+    tap_in(p, boarding(a, "bus", "s3", "52", T0 + 7200)).await;
+    tap_in(p, entry(a, "g-in", "s4", "xidan", T0 + 12_000)).await;
+    p.tap_out(exit(a, "g-out", "s5", "wangfujing", T0 + 13_000))
+        .await
+        .unwrap();
+    a
+}
+
+pub(crate) async fn the_worker_sends_each_charge_once(store: Arc<dyn PaymentsStore>) {
+    let p = payments(store.clone());
+    let a = three_trips(&p).await;
+    let sandbox = Arc::new(Sandbox::default());
+    let worker = OutboxWorker::new(store.clone(), sandbox.clone());
+    let pass = worker.run_once(T0 + 14_000).await.unwrap();
+    assert_eq!(
+        pass,
+        Pass {
+            approved: 3,
+            declined: 0,
+            retrying: 0
+        }
+    );
+    assert!(
+        live_charges(&p, a)
+            .await
+            .iter()
+            .all(|c| c.status == ChargeStatus::Succeeded)
+    );
+    assert!(
+        store
+            .outbox(10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|m| m.status == OutboxStatus::Done)
+    );
+    // Nothing left to send: no more calls.
+    assert_eq!(worker.run_once(T0 + 14_100).await.unwrap(), Pass::default());
+    assert_eq!(sandbox.calls(), 3);
+    ledger_matches(&p, &sandbox).await;
+    assert_eq!(
+        sandbox.approved().iter().map(|(_, f)| f.get()).sum::<u64>(),
+        900
+    );
+}
+
+pub(crate) async fn a_timeout_after_success_is_retried_with_the_same_key(
+    store: Arc<dyn PaymentsStore>,
+) {
+    let p = payments(store.clone());
+    let a = three_trips(&p).await;
+    let sandbox = Arc::new(Sandbox::new(SandboxConfig {
+        timeouts_after_success: 2,
+        ..SandboxConfig::default()
+    }));
+    let worker = OutboxWorker::new(store.clone(), sandbox.clone());
+    for _ in 0..2 {
+        let pass = worker.run_once(T0 + 14_000).await.unwrap();
+        assert_eq!(pass.retrying, 3);
+        assert!(
+            live_charges(&p, a)
+                .await
+                .iter()
+                .all(|c| c.status == ChargeStatus::Retrying)
+        );
+        // Not yet captured: the ledger still balances, without captures.
+        let (report, verdict) = p.check_ledger().await.unwrap();
+        assert_eq!((verdict, report.captured), (Ok(()), 0));
+    }
+    assert_eq!(worker.run_once(T0 + 14_200).await.unwrap().approved, 3);
+    assert_eq!(
+        sandbox.calls(),
+        9,
+        "three calls per key, all with the same key"
+    );
+    assert_eq!(sandbox.approved().len(), 3, "charged once each");
+    ledger_matches(&p, &sandbox).await;
+}
+
+/// A provider that charges and then the worker "dies": the call never returns.
+struct DiesAfterSending(Arc<Sandbox>);
+
+impl PaymentProvider for DiesAfterSending {
+    fn charge(
+        &self,
+        request: ChargeRequest,
+    ) -> futures::future::BoxFuture<'_, Result<Outcome, ProviderError>> {
+        Box::pin(async move {
+            let _ = self.0.charge(request).await;
+            std::future::pending().await
+        })
+    }
+}
+
+pub(crate) async fn a_worker_killed_mid_batch_is_resumed_without_a_double_charge(
+    store: Arc<dyn PaymentsStore>,
+) {
+    let p = payments(store.clone());
+    three_trips(&p).await;
+    let sandbox = Arc::new(Sandbox::default());
+    let dying = OutboxWorker::new(store.clone(), Arc::new(DiesAfterSending(sandbox.clone())));
+    // The worker sends the first charge and is killed before recording the answer.
+    let killed = tokio::spawn(async move { dying.run_once(T0 + 14_000).await });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while sandbox.calls() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first charge was never sent"
+        );
+        tokio::task::yield_now().await;
+    }
+    killed.abort();
+    assert!(killed.await.unwrap_err().is_cancelled());
+    let outbox = store.outbox(10).await.unwrap();
+    assert_eq!(
+        outbox[0].status,
+        OutboxStatus::Dispatched,
+        "sent, not recorded"
+    );
+    assert_eq!(outbox[1].status, OutboxStatus::Pending);
+
+    // A new worker finishes the batch: the first key again (the provider answers what
+    // it decided), the others for the first time.
+    let fresh = OutboxWorker::new(store.clone(), sandbox.clone());
+    assert_eq!(fresh.run_once(T0 + 14_100).await.unwrap().approved, 3);
+    assert_eq!(sandbox.calls(), 4);
+    assert_eq!(sandbox.approved().len(), 3);
+    ledger_matches(&p, &sandbox).await;
+}
+
+pub(crate) async fn a_declined_charge_is_arrears_and_blocks_entry(store: Arc<dyn PaymentsStore>) {
+    let p = payments(store.clone());
+    let a = rider(4);
+    p.link(
+        LinkRequest {
+            account: a,
+            provider: Provider::WechatPay,
+            token: "decline-agreement-77",
+            last4: "0007",
+            consent_version: "2026-01",
+            consented_at: T0 - 10,
+        },
+        T0 - 5,
+    )
+    .await
+    .unwrap();
+    tap_in(&p, boarding(a, "bus", "s1", "944", T0)).await;
+    let sandbox = Arc::new(Sandbox::default());
+    let pass = OutboxWorker::new(store.clone(), sandbox.clone())
+        .run_once(T0 + 60)
+        .await
+        .unwrap();
+    assert_eq!(pass.declined, 1);
+    let arrears = p.arrears(a).await.unwrap();
+    assert_eq!(arrears.total, Fen::new(300));
+    assert_eq!(
+        arrears.charges[0].decline_code.as_deref(),
+        Some("INSUFFICIENT_FUNDS")
+    );
+    assert_eq!(
+        p.tap_in(entry(a, "g-in", "s2", "xidan", T0 + 120))
+            .await
+            .unwrap(),
+        Tapped::Refused(Refusal::Arrears)
+    );
+    ledger_matches(&p, &sandbox).await;
+    assert_eq!(
+        ledger_balances(&p).await,
+        300,
+        "the operator is still owed the fare"
+    );
+}
+
+pub(crate) async fn a_sent_charge_cannot_be_voided(store: Arc<dyn PaymentsStore>) {
+    let p = payments(store.clone());
+    let a = linked(&p, 1).await;
+    let bus = tap_in(&p, boarding(a, "bus", "s1", "944", T0)).await;
+    let key = ChargeKey::of(&bus);
+    assert!(store.dispatch(key).await.unwrap(), "the worker takes it");
+    assert!(matches!(
+        p.void(void(a, "bus", "s1", T0 + 2)).await,
+        Err(Error::VoidTooLate(_))
+    ));
+    assert_eq!(live_charges(&p, a).await.len(), 1);
+    // And a cancelled one is never sent.
+    let other = tap_in(&p, boarding(a, "bus", "s2", "52", T0 + 600)).await;
+    p.void(void(a, "bus", "s2", T0 + 603)).await.unwrap();
+    assert!(!store.dispatch(ChargeKey::of(&other)).await.unwrap());
+    let sandbox = Arc::new(Sandbox::default());
+    OutboxWorker::new(store.clone(), sandbox.clone())
+        .run_once(T0 + 700)
+        .await
+        .unwrap();
+    assert_eq!(sandbox.approved(), vec![(key, Fen::new(300))]);
+    ledger_matches(&p, &sandbox).await;
+}
+
+pub(crate) async fn arrears_are_repaid_through_the_outbox(store: Arc<dyn PaymentsStore>) {
+    let p = payments(store.clone());
+    let a = rider(5);
+    let declining = |token| LinkRequest {
+        account: a,
+        provider: Provider::Alipay,
+        token,
+        last4: "0005",
+        consent_version: "2026-01",
+        consented_at: T0 - 10,
+    };
+    assert!(matches!(
+        p.repay_arrears(a, "req-1", T0).await,
+        Err(Error::NoPaymentLink)
+    ));
+    p.link(declining("decline-agreement-5"), T0 - 5)
+        .await
+        .unwrap();
+    assert!(matches!(
+        p.repay_arrears(a, "req-1", T0).await,
+        Err(Error::NothingOwed)
+    ));
+    tap_in(&p, boarding(a, "bus", "s1", "944", T0)).await;
+    let sandbox = Arc::new(Sandbox::default());
+    let worker = OutboxWorker::new(store.clone(), sandbox.clone());
+    assert_eq!(worker.run_once(T0 + 60).await.unwrap().declined, 1);
+    assert_eq!(
+        p.tap_in(entry(a, "g-in", "s2", "xidan", T0 + 120))
+            .await
+            .unwrap(),
+        Tapped::Refused(Refusal::Arrears)
+    );
+
+    // The rider links another account and repays: the charge is sent again under a new
+    // provider key, and the rider may ride at once.
+    p.unlink(a, T0 + 200).await.unwrap();
+    p.link(declining("agr_alipay_91c2e0"), T0 + 210)
+        .await
+        .unwrap();
+    let repaid = p.repay_arrears(a, "req-2", T0 + 220).await.unwrap();
+    assert_eq!(repaid.len(), 1);
+    let charge = &repaid[0];
+    assert_eq!(charge.status, ChargeStatus::Pending);
+    assert_eq!(
+        charge.provider_key,
+        ChargeKey::repayment(charge.key, "req-2")
+    );
+    assert_ne!(charge.provider_key, charge.key);
+    assert!(
+        matches!(
+            p.repay_arrears(a, "req-2", T0 + 221).await,
+            Err(Error::NothingOwed)
+        ),
+        "a retry sends nothing more"
+    );
+    assert_eq!(p.arrears(a).await.unwrap().total, Fen::ZERO);
+    assert!(matches!(
+        p.tap_in(entry(a, "g-in", "s3", "xidan", T0 + 230))
+            .await
+            .unwrap(),
+        Tapped::Trip(_)
+    ));
+    assert_eq!(worker.run_once(T0 + 240).await.unwrap().approved, 1);
+    let charges = p.store().charges(a).await.unwrap();
+    assert_eq!(charges.len(), 1, "one charge for the trip, sent twice");
+    assert_eq!(charges[0].status, ChargeStatus::Succeeded);
+    assert_eq!(
+        sandbox.approved(),
+        vec![(charge.provider_key, Fen::new(300))]
+    );
+    ledger_matches(&p, &sandbox).await;
+    assert_eq!(ledger_balances(&p).await, 300);
+}

@@ -1,0 +1,120 @@
+//! Voids: a gate cancels its own tap within the void window (the turnstile did not
+//! turn); a charge already made is cancelled and reversed in the ledger.
+
+use std::sync::Arc;
+
+use citypass_payments::charge::{ChargeKey, ChargeStatus};
+use citypass_payments::outbox::OutboxStatus;
+use citypass_payments::trip::TripStatus;
+use citypass_payments::{Error, Fen, PaymentsStore};
+
+use crate::support::{
+    T0, all_trips, boarding, entry, exit, ledger_balances, linked, live_charges, payments, rider,
+    tap_in, void,
+};
+
+pub(crate) async fn a_voided_entry_cancels_its_trip(store: Arc<dyn PaymentsStore>) {
+    let p = payments(store);
+    let a = linked(&p, 1).await;
+    let opened = tap_in(&p, entry(a, "g-in", "s1", "xidan", T0)).await;
+    let voided = p.void(void(a, "g-in", "s1", T0 + 3)).await.unwrap();
+    assert_eq!((voided.id, voided.status), (opened.id, TripStatus::Voided));
+    assert_eq!(
+        p.void(void(a, "g-in", "s1", T0 + 4)).await.unwrap(),
+        voided,
+        "idempotent"
+    );
+    assert!(matches!(
+        p.tap_in(entry(a, "g-in", "s1", "xidan", T0 + 5)).await,
+        Err(Error::TapVoided)
+    ));
+    // The rider taps again (a new scan) and gets through: a new trip.
+    let again = tap_in(&p, entry(a, "g-in", "s2", "xidan", T0 + 6)).await;
+    assert_eq!(again.status, TripStatus::Open);
+    assert_ne!(again.id, opened.id);
+    assert_eq!(all_trips(&p, a).await.len(), 2);
+    assert!(p.store().charges(a).await.unwrap().is_empty());
+    ledger_balances(&p).await;
+}
+
+pub(crate) async fn a_voided_exit_reopens_the_trip_and_reverses_its_charge(
+    store: Arc<dyn PaymentsStore>,
+) {
+    let p = payments(store);
+    let a = linked(&p, 1).await;
+    let opened = tap_in(&p, entry(a, "g-in", "s1", "pingguoyuan", T0)).await;
+    let closed = p
+        .tap_out(exit(a, "g-out", "s2", "xidan", T0 + 1800))
+        .await
+        .unwrap();
+    let first_key = ChargeKey::of(&closed);
+    assert_eq!(ledger_balances(&p).await, 500);
+
+    let reopened = p.void(void(a, "g-out", "s2", T0 + 1803)).await.unwrap();
+    assert_eq!(
+        (reopened.id, reopened.status),
+        (opened.id, TripStatus::Open)
+    );
+    assert_eq!((reopened.exit.clone(), reopened.fare.clone()), (None, None));
+    assert!(live_charges(&p, a).await.is_empty());
+    let charges = p.store().charges(a).await.unwrap();
+    assert_eq!(
+        (charges[0].key, charges[0].status),
+        (first_key, ChargeStatus::Cancelled)
+    );
+    let outbox = p.store().outbox(10).await.unwrap();
+    assert_eq!(outbox[0].status, OutboxStatus::Cancelled);
+    assert_eq!(
+        ledger_balances(&p).await,
+        0,
+        "the reversal undid the charge"
+    );
+    let (report, _) = p.check_ledger().await.unwrap();
+    assert_eq!((report.reversal_postings, report.cancelled_charges), (1, 1));
+
+    // The rider taps out again: one new charge, under a new key.
+    let closed = p
+        .tap_out(exit(a, "g-out", "s3", "xidan", T0 + 1805))
+        .await
+        .unwrap();
+    assert_eq!(closed.status, TripStatus::Closed);
+    let live = live_charges(&p, a).await;
+    assert_eq!(live.len(), 1);
+    assert_ne!(live[0].key, first_key);
+    assert_eq!(live[0].amount, Fen::new(500));
+    assert_eq!(ledger_balances(&p).await, 500);
+}
+
+pub(crate) async fn a_voided_bus_tap_reverses_its_charge(store: Arc<dyn PaymentsStore>) {
+    let p = payments(store);
+    let a = linked(&p, 1).await;
+    tap_in(&p, boarding(a, "bus-1", "s1", "944", T0)).await;
+    assert_eq!(ledger_balances(&p).await, 300);
+    let voided = p.void(void(a, "bus-1", "s1", T0 + 2)).await.unwrap();
+    assert_eq!(voided.status, TripStatus::Voided);
+    assert!(live_charges(&p, a).await.is_empty());
+    assert_eq!(ledger_balances(&p).await, 0);
+}
+
+pub(crate) async fn a_late_or_foreign_void_is_refused(store: Arc<dyn PaymentsStore>) {
+    let p = payments(store);
+    let a = linked(&p, 1).await;
+    tap_in(&p, entry(a, "g-in", "s1", "xidan", T0)).await;
+    assert!(matches!(
+        p.void(void(a, "g-in", "s1", T0 + 11)).await,
+        Err(Error::VoidTooLate(_))
+    ));
+    assert!(matches!(
+        p.void(void(a, "other-gate", "s1", T0 + 1)).await,
+        Err(Error::TapNotFound)
+    ));
+    assert!(matches!(
+        p.void(void(rider(2), "g-in", "s1", T0 + 1)).await,
+        Err(Error::TapNotFound)
+    ));
+    assert!(matches!(
+        p.void(void(a, "g-in", "never", T0 + 1)).await,
+        Err(Error::TapNotFound)
+    ));
+    assert_eq!(all_trips(&p, a).await[0].status, TripStatus::Open);
+}
