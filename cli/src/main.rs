@@ -47,6 +47,9 @@ enum Command {
         /// Port of the verifier (0: any free port).
         #[arg(long, default_value_t = commands::dev::VERIFIER_PORT)]
         verifier_port: u16,
+        /// Port of the payments service (0: any free port).
+        #[arg(long, default_value_t = commands::dev::PAYMENTS_PORT)]
+        payments_port: u16,
         /// Do not enrol a demo citizen and show their code.
         #[arg(long)]
         no_demo: bool,
@@ -106,6 +109,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             issuer_port,
             revocation_port,
             verifier_port,
+            payments_port,
             no_demo,
             metrics_listen,
         } => done(commands::dev::run(commands::dev::DevArgs {
@@ -114,6 +118,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             issuer_port,
             revocation_port,
             verifier_port,
+            payments_port,
             demo: !no_demo,
             metrics_listen,
         })),

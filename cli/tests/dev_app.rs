@@ -59,6 +59,8 @@ fn start_dev(keys_dir: &std::path::Path) -> (Dev, Urls) {
             "0",
             "--verifier-port",
             "0",
+            "--payments-port",
+            "0",
             "--keys-dir",
         ])
         .arg(keys_dir)

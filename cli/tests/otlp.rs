@@ -99,6 +99,8 @@ async fn rpc_spans_arrive_at_the_standard_endpoint_with_their_status() {
             "0",
             "--verifier-port",
             "0",
+            "--payments-port",
+            "0",
             "--keys-dir",
         ])
         .arg(&keys)

@@ -1,4 +1,4 @@
-//! Every service built so far (identity, issuer, revocation, verifier), in one
+//! Every service built so far (identity, issuer, revocation, verifier, payments), in one
 //! process, each on its own loopback socket, each built by its own `build(config)`.
 //!
 //! `citypass dev` runs this on fixed ports with embedded (in-memory) stores so a
@@ -86,6 +86,8 @@ pub struct StackConfig {
     pub revocation_listen: SocketAddr,
     /// The verifier's address.
     pub verifier_listen: SocketAddr,
+    /// The payments service's address.
+    pub payments_listen: SocketAddr,
     pub identity_store: IdentityStore,
     pub revocation: RevocationBackend,
     pub nonces: NonceBackend,
@@ -109,6 +111,7 @@ impl StackConfig {
             issuer_listen: any,
             revocation_listen: any,
             verifier_listen: any,
+            payments_listen: any,
             identity_store: IdentityStore::Memory,
             revocation: RevocationBackend::Memory,
             nonces: NonceBackend::Memory,
@@ -216,6 +219,8 @@ pub struct Stack {
     pub revocation: SocketAddr,
     /// The verifier's bound address.
     pub verifier: SocketAddr,
+    /// The payments service's bound address (memory store, the sandbox provider).
+    pub payments: SocketAddr,
     /// The issuer's keys (to rotate or observe reloads).
     pub keys: Arc<Keys>,
     /// The issuer's view of the revocation log (epoch, age, queries).
@@ -264,6 +269,7 @@ impl Stack {
         let (revocation_listener, revocation) = listen(config.revocation_listen).await?;
         let (issuer_listener, issuer) = listen(config.issuer_listen).await?;
         let (verifier_listener, verifier) = listen(config.verifier_listen).await?;
+        let (payments_listener, payments) = listen(config.payments_listen).await?;
 
         let (stop, stopped) = watch::channel(false);
         let shutdown = move || {
@@ -415,11 +421,20 @@ impl Stack {
         tokio::spawn(follow_key_set(keys.clone(), key_set_file));
         tasks.spawn(verifier_built.server.serve(verifier_listener, shutdown()));
 
+        // Payments: memory store, the built-in fare table, the sandbox provider.
+        let mut payments_config = citypass_payments::Config::dev();
+        payments_config.server = server("payments", payments, pki.service(&ca, "payments")?);
+        let payments_built = citypass_payments::build(payments_config)
+            .await
+            .map_err(built("payments"))?;
+        tasks.spawn(payments_built.server.serve(payments_listener, shutdown()));
+
         Ok(Stack {
             identity,
             issuer,
             revocation,
             verifier,
+            payments,
             keys,
             issuer_revocations,
             verifier_revocations,

@@ -341,6 +341,18 @@ impl TestStack {
         )
     }
 
+    /// A client of the stack's payments service, calling as `caller` (the verifier's
+    /// service certificate for TapIn/TapOut).
+    pub async fn payments(
+        &self,
+        caller: &citypass_pki::Subject,
+    ) -> citypass_proto::v1::payments_service_client::PaymentsServiceClient<Channel> {
+        let tls = self.stack.client_tls(Some(caller)).expect("client TLS");
+        citypass_proto::v1::payments_service_client::PaymentsServiceClient::new(
+            channel(&format!("https://{}", self.stack.payments), &tls).await,
+        )
+    }
+
     /// Rows in `table` of the identity database.
     pub async fn rows(&self, table: &str) -> i64 {
         let sql = format!("SELECT count(*) FROM {table}");

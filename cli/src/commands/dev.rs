@@ -25,6 +25,7 @@ pub const IDENTITY_PORT: u16 = 50051;
 pub const ISSUER_PORT: u16 = 50052;
 pub const VERIFIER_PORT: u16 = 50053;
 pub const REVOCATION_PORT: u16 = 50054;
+pub const PAYMENTS_PORT: u16 = 50055;
 /// The operator credential `citypass dev` writes into its PKI directory.
 pub const DEV_OPERATOR_CREDENTIAL: &str = "operator-dev.pem";
 
@@ -34,6 +35,7 @@ pub struct DevArgs {
     pub issuer_port: u16,
     pub revocation_port: u16,
     pub verifier_port: u16,
+    pub payments_port: u16,
     pub demo: bool,
     /// Where to serve the metrics for Prometheus, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
@@ -63,6 +65,7 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
     config.issuer_listen = SocketAddr::from(([127, 0, 0, 1], args.issuer_port));
     config.revocation_listen = SocketAddr::from(([127, 0, 0, 1], args.revocation_port));
     config.verifier_listen = SocketAddr::from(([127, 0, 0, 1], args.verifier_port));
+    config.payments_listen = SocketAddr::from(([127, 0, 0, 1], args.payments_port));
     let mut stack = Stack::start(config)
         .await
         .context("starting the services")?;
@@ -81,6 +84,10 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
     println!("  issuer     https://{}", stack.issuer);
     println!("  revocation https://{}", stack.revocation);
     println!("  verifier   https://{}", stack.verifier);
+    println!(
+        "  payments   https://{} (memory ledger, sandbox provider)",
+        stack.payments
+    );
     if let Some(addr) = args.metrics_listen {
         println!("  metrics    http://{addr}/metrics (Prometheus text, every service)");
     }
