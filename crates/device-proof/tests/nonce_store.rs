@@ -70,39 +70,6 @@ mod contract {
     }
 }
 
-macro_rules! contract_suite {
-    ($backend:ident, $make:expr) => {
-        mod $backend {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn first_use_wins() {
-                contract::first_use_wins($make.await).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn keys_are_independent() {
-                contract::keys_are_independent($make.await).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn marks_expire_after_their_ttl() {
-                contract::marks_expire_after_their_ttl($make.await).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn a_reuse_does_not_extend_the_mark() {
-                contract::a_reuse_does_not_extend_the_mark($make.await).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn concurrent_uses_have_exactly_one_winner() {
-                contract::concurrent_uses_have_exactly_one_winner($make.await).await;
-            }
-        }
-    };
-}
-
 async fn memory() -> Arc<dyn NonceStore> {
     Arc::new(MemoryNonceStore::new(10_000))
 }
@@ -117,8 +84,17 @@ async fn redis() -> Arc<dyn NonceStore> {
     )
 }
 
-contract_suite!(memory_backend, memory());
-contract_suite!(redis_backend, redis());
+citypass_testkit::contract_suite!(
+    memory_backend => super::memory().await,
+    redis_backend => super::redis().await;
+    [
+        contract::first_use_wins,
+        contract::keys_are_independent,
+        contract::marks_expire_after_their_ttl,
+        contract::a_reuse_does_not_extend_the_mark,
+        contract::concurrent_uses_have_exactly_one_winner,
+    ]
+);
 
 #[tokio::test]
 async fn a_full_memory_store_refuses_rather_than_forgets() {

@@ -7,6 +7,7 @@
 //! run in parallel without seeing each other's data.
 
 pub mod authz;
+mod contract;
 mod serve;
 pub mod tls;
 

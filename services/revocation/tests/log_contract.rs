@@ -683,38 +683,21 @@ async fn postgres() -> Arc<dyn Log> {
     Arc::new(PostgresLog::new(pool).await.expect("migrations apply"))
 }
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod memory_log {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::contract::$name(super::memory()).await;
-                }
-            )*
-        }
-        mod postgres_log {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::contract::$name(super::postgres().await).await;
-                }
-            )*
-        }
-    };
-}
-
-contract!(
-    epochs_start_at_one_and_pages_follow_them,
-    records_round_trip_exactly,
-    concurrent_writers_get_strictly_increasing_gapless_epochs,
-    token_and_certificate_revocations_are_idempotent,
-    device_subject_and_key_revocations_are_idempotent,
-    reinstating_needs_a_revoked_device_or_subject,
-    finding_8_a_withdrawal_does_not_cover_a_compromise,
-    finding_5_cascades_take_every_live_certificate,
-    every_record_carries_the_chain_through_it,
-    readers_see_a_cascade_whole_or_not_at_all,
+citypass_testkit::contract_suite!(
+    memory_log => super::memory(),
+    postgres_log => super::postgres().await;
+    [
+        contract::epochs_start_at_one_and_pages_follow_them,
+        contract::records_round_trip_exactly,
+        contract::concurrent_writers_get_strictly_increasing_gapless_epochs,
+        contract::token_and_certificate_revocations_are_idempotent,
+        contract::device_subject_and_key_revocations_are_idempotent,
+        contract::reinstating_needs_a_revoked_device_or_subject,
+        contract::finding_8_a_withdrawal_does_not_cover_a_compromise,
+        contract::finding_5_cascades_take_every_live_certificate,
+        contract::every_record_carries_the_chain_through_it,
+        contract::readers_see_a_cascade_whole_or_not_at_all,
+    ]
 );
 
 // --- PostgreSQL only --------------------------------------------------------------------

@@ -235,28 +235,30 @@ async fn cluster() -> Arc<dyn ReplayStore> {
     })
 }
 
-/// Runs `$case` against each backend.
-macro_rules! contract {
-    ($($case:ident),* $(,)?) => {
-        mod memory_backend {
-            $(#[tokio::test] async fn $case() { super::$case(super::memory().await).await })*
-        }
-        mod redis_backend {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::redis().await).await })*
-        }
-        mod cluster_backend {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::cluster().await).await })*
-        }
+/// The contract's properties, as the shared suite names them.
+mod cases {
+    pub(super) use super::{
+        a_retry_gets_the_first_answer_back,
+        another_code_under_a_used_scan_id_conflicts_and_stays_unused,
+        codes_presented_at_two_gates_concurrently_are_allowed_once,
+        first_use_wins_and_another_gate_is_a_replay,
+        offline_counters_only_go_up_and_retries_are_answered,
+        review_a_mark_outlives_the_last_second_its_code_is_accepted,
     };
 }
 
-contract!(
-    first_use_wins_and_another_gate_is_a_replay,
-    a_retry_gets_the_first_answer_back,
-    another_code_under_a_used_scan_id_conflicts_and_stays_unused,
-    offline_counters_only_go_up_and_retries_are_answered,
-    codes_presented_at_two_gates_concurrently_are_allowed_once,
-    review_a_mark_outlives_the_last_second_its_code_is_accepted,
+citypass_testkit::contract_suite!(
+    memory_backend => super::memory().await,
+    redis_backend => super::redis().await,
+    cluster_backend => super::cluster().await;
+    [
+        cases::first_use_wins_and_another_gate_is_a_replay,
+        cases::a_retry_gets_the_first_answer_back,
+        cases::another_code_under_a_used_scan_id_conflicts_and_stays_unused,
+        cases::offline_counters_only_go_up_and_retries_are_answered,
+        cases::codes_presented_at_two_gates_concurrently_are_allowed_once,
+        cases::review_a_mark_outlives_the_last_second_its_code_is_accepted,
+    ]
 );
 
 /// Review of the verifier (replay window): a code is accepted up to and including the

@@ -36,56 +36,37 @@ async fn postgres_store() -> Arc<dyn Store> {
     )
 }
 
-/// `contract!(concern::property, ...)`: a test `memory::property` and a test
-/// `postgres::property` for each.
-macro_rules! contract {
-    ($($concern:ident :: $property:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $property() {
-                    super::$concern::$property(super::memory_store()).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $property() {
-                    super::$concern::$property(super::postgres_store().await).await;
-                }
-            )*
-        }
-    };
-}
-
-contract!(
-    subjects::subjects_are_stored_and_found,
-    subjects::one_enrolled_subject_per_document,
-    subjects::concurrent_enrolments_of_one_document_have_one_winner,
-    subjects::a_verified_enrolment_closes_pending_attempts,
-    subjects::attribute_updates_keep_unset_fields,
-    subjects::status_moves_only_between_active_and_suspended,
-    challenges::challenges_need_an_active_subject,
-    challenges::a_challenge_binds_once,
-    challenges::concurrent_binds_with_one_challenge_have_one_winner,
-    challenges::a_challenge_belongs_to_its_subject,
-    challenges::expired_challenges_are_refused_and_change_nothing,
-    challenges::only_the_newest_challenges_stay_outstanding,
-    binding::the_device_limit_holds_and_a_refused_bind_keeps_its_challenge,
-    binding::concurrent_binds_respect_the_device_limit,
-    binding::a_key_binds_once_ever,
-    binding::a_subject_that_is_not_active_cannot_bind,
-    devices::devices_are_listed_unbound_and_viewed,
-    devices::devices_are_listed_in_pages,
-    enrolment::finding_1_an_enrolment_secret_binds_once_and_only_its_subject,
-    enrolment::finding_1_an_expired_enrolment_secret_binds_nothing,
-    enrolment::finding_1_only_an_active_device_of_the_subject_authorises_another,
-    certificates::certificates_are_recorded_once_per_serial,
-    certificates::certificates_are_listed_by_device_and_subject,
-    certificates::finding_3_live_certificates_are_capped_and_listed_in_pages,
-    keys::finding_9_rows_keep_their_key_ids_and_are_found_under_any_key,
-    keys::finding_9_one_document_enrols_once_across_keys,
+citypass_testkit::contract_suite!(
+    memory => super::memory_store(),
+    postgres => super::postgres_store().await;
+    [
+        subjects::subjects_are_stored_and_found,
+        subjects::one_enrolled_subject_per_document,
+        subjects::concurrent_enrolments_of_one_document_have_one_winner,
+        subjects::a_verified_enrolment_closes_pending_attempts,
+        subjects::attribute_updates_keep_unset_fields,
+        subjects::status_moves_only_between_active_and_suspended,
+        challenges::challenges_need_an_active_subject,
+        challenges::a_challenge_binds_once,
+        challenges::concurrent_binds_with_one_challenge_have_one_winner,
+        challenges::a_challenge_belongs_to_its_subject,
+        challenges::expired_challenges_are_refused_and_change_nothing,
+        challenges::only_the_newest_challenges_stay_outstanding,
+        binding::the_device_limit_holds_and_a_refused_bind_keeps_its_challenge,
+        binding::concurrent_binds_respect_the_device_limit,
+        binding::a_key_binds_once_ever,
+        binding::a_subject_that_is_not_active_cannot_bind,
+        devices::devices_are_listed_unbound_and_viewed,
+        devices::devices_are_listed_in_pages,
+        enrolment::finding_1_an_enrolment_secret_binds_once_and_only_its_subject,
+        enrolment::finding_1_an_expired_enrolment_secret_binds_nothing,
+        enrolment::finding_1_only_an_active_device_of_the_subject_authorises_another,
+        certificates::certificates_are_recorded_once_per_serial,
+        certificates::certificates_are_listed_by_device_and_subject,
+        certificates::finding_3_live_certificates_are_capped_and_listed_in_pages,
+        keys::finding_9_rows_keep_their_key_ids_and_are_found_under_any_key,
+        keys::finding_9_one_document_enrols_once_across_keys,
+    ]
 );
 
 #[test]

@@ -33,55 +33,36 @@ async fn postgres_store() -> Arc<dyn PaymentsStore> {
     )
 }
 
-/// `contract!(concern::property, ...)`: a test `memory::property` and a test
-/// `postgres::property` for each.
-macro_rules! contract {
-    ($($concern:ident :: $property:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $property() {
-                    super::$concern::$property(super::memory_store()).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $property() {
-                    super::$concern::$property(super::postgres_store().await).await;
-                }
-            )*
-        }
-    };
-}
-
-contract!(
-    links::links_are_made_read_and_unlinked_with_history,
-    links::card_numbers_and_bad_input_store_nothing,
-    links::concurrent_links_have_one_winner,
-    trips::a_metro_trip_opens_at_entry_and_is_priced_at_exit,
-    trips::a_bus_tap_is_priced_at_once_and_a_change_is_discounted,
-    trips::the_daily_cap_counts_the_days_earlier_trips,
-    trips::a_missing_tap_costs_the_maximum_fare,
-    trips::refused_taps_change_nothing,
-    trips::a_charge_without_a_link_is_arrears_and_blocks_entry,
-    voids::a_voided_entry_cancels_its_trip,
-    voids::a_voided_exit_reopens_the_trip_and_reverses_its_charge,
-    voids::a_voided_bus_tap_reverses_its_charge,
-    voids::a_late_or_foreign_void_is_refused,
-    exactly_once::a_gate_retry_charges_once,
-    exactly_once::a_double_tap_charges_once,
-    exactly_once::concurrent_tap_outs_of_one_scan_charge_once,
-    exactly_once::concurrent_double_taps_charge_once,
-    exactly_once::concurrent_bus_taps_of_one_scan_charge_once,
-    exactly_once::concurrent_taps_of_one_rider_never_exceed_the_daily_cap,
-    listing::trips_are_listed_newest_first_in_pages,
-    outbox::the_worker_sends_each_charge_once,
-    outbox::a_timeout_after_success_is_retried_with_the_same_key,
-    outbox::a_worker_killed_mid_batch_is_resumed_without_a_double_charge,
-    outbox::a_declined_charge_is_arrears_and_blocks_entry,
-    outbox::a_sent_charge_cannot_be_voided,
-    outbox::arrears_are_repaid_through_the_outbox,
-    settlement::the_day_is_settled_per_operator,
+citypass_testkit::contract_suite!(
+    memory => super::memory_store(),
+    postgres => super::postgres_store().await;
+    [
+        links::links_are_made_read_and_unlinked_with_history,
+        links::card_numbers_and_bad_input_store_nothing,
+        links::concurrent_links_have_one_winner,
+        trips::a_metro_trip_opens_at_entry_and_is_priced_at_exit,
+        trips::a_bus_tap_is_priced_at_once_and_a_change_is_discounted,
+        trips::the_daily_cap_counts_the_days_earlier_trips,
+        trips::a_missing_tap_costs_the_maximum_fare,
+        trips::refused_taps_change_nothing,
+        trips::a_charge_without_a_link_is_arrears_and_blocks_entry,
+        voids::a_voided_entry_cancels_its_trip,
+        voids::a_voided_exit_reopens_the_trip_and_reverses_its_charge,
+        voids::a_voided_bus_tap_reverses_its_charge,
+        voids::a_late_or_foreign_void_is_refused,
+        exactly_once::a_gate_retry_charges_once,
+        exactly_once::a_double_tap_charges_once,
+        exactly_once::concurrent_tap_outs_of_one_scan_charge_once,
+        exactly_once::concurrent_double_taps_charge_once,
+        exactly_once::concurrent_bus_taps_of_one_scan_charge_once,
+        exactly_once::concurrent_taps_of_one_rider_never_exceed_the_daily_cap,
+        listing::trips_are_listed_newest_first_in_pages,
+        outbox::the_worker_sends_each_charge_once,
+        outbox::a_timeout_after_success_is_retried_with_the_same_key,
+        outbox::a_worker_killed_mid_batch_is_resumed_without_a_double_charge,
+        outbox::a_declined_charge_is_arrears_and_blocks_entry,
+        outbox::a_sent_charge_cannot_be_voided,
+        outbox::arrears_are_repaid_through_the_outbox,
+        settlement::the_day_is_settled_per_operator,
+    ]
 );
