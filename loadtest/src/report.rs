@@ -183,7 +183,7 @@ fn table_row(f: &mut fmt::Formatter<'_>, r: &RunReport) -> fmt::Result {
     let l = &r.latency_us;
     writeln!(
         f,
-        "{:<20} {:>9.0} {:>9.0} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6}",
+        "{:<20} {:>10.0} {:>10.0} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6}",
         r.server,
         r.offered_rate,
         r.achieved_rate,
@@ -215,7 +215,7 @@ impl fmt::Display for Report {
         writeln!(f, "latency from each request's intended send time, ms\n")?;
         writeln!(
             f,
-            "{:<20} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6}",
+            "{:<20} {:>10} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6}",
             "server",
             "offered/s",
             "achieved/s",
@@ -234,7 +234,7 @@ impl fmt::Display for Report {
         if let Some(r) = &self.ratios {
             writeln!(
                 f,
-                "{:<20} {:>9} {:>9.2} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+                "{:<20} {:>10} {:>10.2} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
                 "verifier / bare", "", r.achieved_rate, "", r.p50, r.p90, r.p99, r.p999
             )?;
         }
