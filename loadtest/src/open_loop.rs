@@ -15,13 +15,14 @@ use std::time::Duration;
 
 use citypass_proto::v1::VerifyRequest;
 use citypass_proto::v1::verifier_service_client::VerifierServiceClient;
+use hdrhistogram::Histogram;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
 use crate::codes::Planned;
 use crate::error::LoadError;
-use crate::record::{Outcome, Recording};
+use crate::record::{Outcome, Recording, latency_histogram, micros};
 
 /// How the load is offered.
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +59,10 @@ pub struct Run {
     pub cap_hits: u64,
     /// The most requests in flight at once.
     pub max_in_flight: usize,
+    /// How late each request was sent after its due time, microseconds: the
+    /// generator's own lateness (its timer's resolution, a busy core), which is part
+    /// of every latency and must stay well below the latencies to be measured.
+    pub send_lag: Histogram<u64>,
 }
 
 /// Sends `requests` at `load.rate` round-robin from `gates`, scan ids `<run_id>-<i>`.
@@ -83,6 +88,7 @@ pub async fn run(
     let mut max_in_flight = 0usize;
     let mut sent = 0u64;
     let mut last_send = Duration::ZERO;
+    let mut send_lag = latency_histogram();
 
     for (i, planned) in requests.into_iter().enumerate() {
         let due = start + Duration::from_secs_f64(i as f64 * interval);
@@ -111,6 +117,7 @@ pub async fn run(
         };
         let mut client = gate.client.clone();
         let recording = recording.clone();
+        send_lag.saturating_record(micros(Instant::now().saturating_duration_since(due)));
         let kind = planned.kind;
         tokio::spawn(async move {
             let result = client
@@ -151,5 +158,6 @@ pub async fn run(
         last_send,
         cap_hits,
         max_in_flight,
+        send_lag,
     })
 }

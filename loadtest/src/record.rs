@@ -70,11 +70,23 @@ pub struct Recording {
     pub last_answer: Duration,
 }
 
+/// An empty histogram of microseconds, 1 µs to an hour, 3 significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIGHEST_MICROS, 3)
+        .expect("constant bounds within hdrhistogram's limits")
+}
+
+/// `duration` in whole microseconds, at least 1 (the histogram's lowest value).
+pub fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
 impl Default for Recording {
     fn default() -> Self {
         Recording {
-            latency: Histogram::new_with_bounds(1, HIGHEST_MICROS, 3)
-                .expect("constant bounds within hdrhistogram's limits"),
+            latency: latency_histogram(),
             by_kind: BTreeMap::new(),
             last_answer: Duration::ZERO,
         }
@@ -84,8 +96,7 @@ impl Default for Recording {
 impl Recording {
     /// Records one answer.
     pub fn record(&mut self, kind: CodeKind, outcome: Outcome, latency: Duration, at: Duration) {
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        self.latency.saturating_record(micros.max(1));
+        self.latency.saturating_record(micros(latency));
         *self
             .by_kind
             .entry(kind)

@@ -1,8 +1,8 @@
 //! The figures of a run, as a terminal table and as JSON.
 //!
-//! Offered rate is what the generator was asked for; achieved rate is answers over the
-//! time from the start to the last answer, so a server that fell behind shows a lower
-//! one. Percentiles are of the latency from each request's intended send time. When a
+//! Offered rate is what the generator was asked for; achieved rate is decisions (not
+//! gRPC errors) over the time from the start to the last answer, so a server that fell
+//! behind or shed load shows a lower one. Percentiles are of the latency from each request's intended send time. When a
 //! bare server was loaded too, the verifier's figures are also given as ratios to its
 //! (throughput: higher is better, up to 1; latency: lower is better, down to 1).
 
@@ -37,7 +37,8 @@ pub struct RunReport {
     /// Requests per second actually sent (below the offered one when the generator
     /// fell behind).
     pub sent_rate: f64,
-    /// Answers per second, from the start to the last answer.
+    /// Decisions (answers that are not gRPC errors) per second, from the start to the
+    /// last answer.
     pub achieved_rate: f64,
     /// Requests sent.
     pub sent: u64,
@@ -58,12 +59,21 @@ pub struct RunReport {
     pub in_flight_cap_hits: u64,
     /// The most requests in flight at once.
     pub max_in_flight: usize,
+    /// How late the generator sent requests after their due time, microseconds
+    /// (included in every latency above).
+    pub send_lag_us: Latency,
 }
 
 impl RunReport {
     /// The report of `run`, offered at `rate` with `cap`.
     pub fn of(server: &str, rate: u32, cap: usize, run: &Run) -> RunReport {
-        let h = &run.recording.latency;
+        let percentiles = |h: &hdrhistogram::Histogram<u64>| Latency {
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        };
         let per_second = |n: u64, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
         let mut errors = BTreeMap::new();
         let mut decisions = BTreeMap::new();
@@ -88,24 +98,19 @@ impl RunReport {
             offered_rate: f64::from(rate),
             sent_rate: per_second(run.sent, run.last_send.as_secs_f64()),
             achieved_rate: per_second(
-                run.recording.answered(),
+                run.recording.answered() - errors.values().sum::<u64>(),
                 run.recording.last_answer.as_secs_f64(),
             ),
             sent: run.sent,
             answered: run.recording.answered(),
-            latency_us: Latency {
-                p50: h.value_at_quantile(0.50),
-                p90: h.value_at_quantile(0.90),
-                p99: h.value_at_quantile(0.99),
-                p999: h.value_at_quantile(0.999),
-                max: h.max(),
-            },
+            latency_us: percentiles(&run.recording.latency),
             errors,
             decisions,
             by_kind,
             in_flight_cap: cap,
             in_flight_cap_hits: run.cap_hits,
             max_in_flight: run.max_in_flight,
+            send_lag_us: percentiles(&run.send_lag),
         }
     }
 }
@@ -249,8 +254,14 @@ impl fmt::Display for Report {
             }
             writeln!(
                 f,
-                "  sent {} at {:.0}/s, most in flight {} (cap {})",
-                run.sent, run.sent_rate, run.max_in_flight, run.in_flight_cap
+                "  sent {} at {:.0}/s, most in flight {} (cap {}), sent late by p50 {} ms, p99 {} ms, max {} ms",
+                run.sent,
+                run.sent_rate,
+                run.max_in_flight,
+                run.in_flight_cap,
+                ms(run.send_lag_us.p50),
+                ms(run.send_lag_us.p99),
+                ms(run.send_lag_us.max)
             )?;
             for (kind, outcomes) in &run.by_kind {
                 let outcomes: Vec<String> =
