@@ -275,3 +275,78 @@ impl fmt::Display for Report {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::record::{Recording, latency_histogram};
+
+    fn run(cap_hits: u64) -> Run {
+        let mut recording = Recording::default();
+        let ms = Duration::from_millis;
+        for i in 0..8 {
+            recording.record(CodeKind::Fresh, Outcome::Allowed, ms(2), ms(100 * i));
+        }
+        recording.record(
+            CodeKind::Fresh,
+            Outcome::Failed("ResourceExhausted".into()),
+            ms(1),
+            ms(700),
+        );
+        recording.record(
+            CodeKind::Forged,
+            Outcome::Denied("BAD_SIGNATURE".into()),
+            ms(3),
+            ms(1000),
+        );
+        Run {
+            sent: 10,
+            recording,
+            last_send: ms(900),
+            cap_hits,
+            max_in_flight: 4,
+            send_lag: latency_histogram(),
+        }
+    }
+
+    #[test]
+    fn errors_are_answers_but_not_decisions() {
+        let report = RunReport::of("verifier", 10, 4, &run(0));
+        assert_eq!(report.answered, 10);
+        // 9 decisions over the 1 s to the last answer.
+        assert!(
+            (report.achieved_rate - 9.0).abs() < 1e-9,
+            "{}",
+            report.achieved_rate
+        );
+        assert_eq!(
+            report.errors,
+            BTreeMap::from([("ResourceExhausted".to_owned(), 1)])
+        );
+        assert_eq!(report.decisions["ALLOW"], 8);
+        assert_eq!(report.decisions["BAD_SIGNATURE"], 1);
+        assert_eq!(report.by_kind[&CodeKind::Forged]["DENY BAD_SIGNATURE"], 1);
+    }
+
+    #[test]
+    fn the_table_says_when_the_in_flight_cap_was_reached_and_gives_ratios() {
+        let verifier = RunReport::of("verifier", 10, 4, &run(3));
+        let ceiling = RunReport::of("bare verify server", 10, 4, &run(0));
+        let report = Report {
+            target: "test".to_owned(),
+            duration_s: 1.0,
+            mix: Report::mix_of(&Mix::default()),
+            gates: vec!["g1".to_owned()],
+            ratios: Some(Ratios::of(&verifier, &ceiling)),
+            verifier,
+            ceiling: Some(ceiling),
+        };
+        let table = report.to_string();
+        assert!(table.contains("in-flight cap 4 reached 3 times"), "{table}");
+        assert_eq!(table.matches("reached").count(), 1, "{table}");
+        assert!(table.contains("verifier / bare"), "{table}");
+        assert_eq!(report.ratios.map(|r| r.p50), Some(1.0));
+    }
+}

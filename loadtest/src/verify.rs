@@ -79,6 +79,9 @@ fn run_id(server: &str) -> String {
 
 /// Uses each of `texts` once, from the gates in turn; each must be allowed.
 async fn spend(gates: &[GateClient], texts: &[String]) -> Result<(), LoadError> {
+    if gates.is_empty() && !texts.is_empty() {
+        return Err(LoadError::Spend("no gate to use them from".to_owned()));
+    }
     let slots = std::sync::Arc::new(Semaphore::new(SPEND_CONCURRENCY));
     let run = run_id("spend");
     let mut tasks = tokio::task::JoinSet::new();
@@ -167,4 +170,44 @@ async fn load(settings: &Settings, n: usize, target: &Target) -> Result<Report, 
         verifier,
         ceiling,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(rate: u32, duration: Duration, cap: usize) -> Settings {
+        Settings {
+            target: TargetSpec::InProcess,
+            rate,
+            duration,
+            mix: Mix::default(),
+            in_flight_cap: cap,
+            ceiling: false,
+        }
+    }
+
+    #[test]
+    fn settings_give_the_request_count_or_say_what_is_wrong() {
+        let secs = Duration::from_secs;
+        assert_eq!(settings(500, secs(10), 64).requests().unwrap(), 5000);
+        assert_eq!(
+            settings(3, Duration::from_millis(1500), 1)
+                .requests()
+                .unwrap(),
+            5
+        );
+        for bad in [
+            settings(0, secs(10), 64),
+            settings(500, Duration::from_millis(999), 64),
+            settings(500, MAX_DURATION + secs(1), 64),
+            settings(500, secs(10), 0),
+            settings(u32::MAX, secs(10), 64),
+        ] {
+            assert!(
+                matches!(bad.requests(), Err(LoadError::Settings(_))),
+                "{bad:?}"
+            );
+        }
+    }
 }
