@@ -1,0 +1,40 @@
+//! citypass-loadtest: the load generator. It plays gates against the verifier with an
+//! open loop (a constant arrival rate, each request sent at its due time whatever
+//! happened to the others, latency from that due time) and reports what a city asks:
+//! the rate achieved, the tail a turnstile sees, the errors and the decisions, and how
+//! far the verifier is from a bare server that only checks the signature.
+//!
+//! It composes services (the in-process dev stack, the verifier's authorisation
+//! table), so it sits beside `stack/` at the top of the layers.
+//!
+//! Modules, one concept each:
+//! - [`mix`]: the kinds of code and their shares;
+//! - [`codes`]: the codes of a run, signed before it starts;
+//! - [`target`]: the verifier under load (in-process stack or a running one) and the
+//!   gates' certificates;
+//! - [`gates`]: one checked mTLS connection per gate;
+//! - [`open_loop`]: the constant-rate sender;
+//! - [`record`]: outcomes and the latency histogram;
+//! - [`report`]: the figures, as a table and JSON;
+//! - [`ceiling`]: the bare verify server; [`signed_bytes`]: the bytes it verifies;
+//! - [`verify`]: one whole run; [`error`]: why one failed.
+
+#![forbid(unsafe_code)]
+
+pub mod ceiling;
+pub mod codes;
+pub mod error;
+pub mod gates;
+pub mod mix;
+pub mod open_loop;
+pub mod record;
+pub mod report;
+pub mod signed_bytes;
+pub mod target;
+pub mod verify;
+
+pub use error::LoadError;
+pub use mix::{CodeKind, Mix};
+pub use report::{Ratios, Report, RunReport};
+pub use target::TargetSpec;
+pub use verify::{Settings, verify};
