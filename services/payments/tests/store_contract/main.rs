@@ -82,6 +82,7 @@ contract!(
     outbox::a_worker_killed_mid_batch_is_resumed_without_a_double_charge,
     outbox::a_declined_charge_is_arrears_and_blocks_entry,
     outbox::a_sent_charge_cannot_be_voided,
+    outbox::a_void_racing_dispatch_never_cancels_a_sent_charge,
     outbox::arrears_are_repaid_through_the_outbox,
     settlement::the_day_is_settled_per_operator,
 );

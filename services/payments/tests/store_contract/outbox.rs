@@ -312,3 +312,62 @@ pub(crate) async fn arrears_are_repaid_through_the_outbox(store: Arc<dyn Payment
     ledger_matches(&p, &sandbox).await;
     assert_eq!(ledger_balances(&p).await, 300);
 }
+
+/// A void racing the worker's dispatch, many rounds: either the void cancels first
+/// (and dispatch then finds nothing to send) or the dispatch comes first (and the void
+/// answers VOID_TOO_LATE); never a charge both sent and cancelled.
+pub(crate) async fn a_void_racing_dispatch_never_cancels_a_sent_charge(
+    store: Arc<dyn PaymentsStore>,
+) {
+    let p = payments(store.clone());
+    let mut sent_and_cancelled = Vec::new();
+    let (mut voided, mut dispatched) = (0usize, 0usize);
+    for round in 0..120u8 {
+        let a = linked(&p, round + 1).await;
+        let scan = format!("s{round}");
+        let bus = tap_in(&p, boarding(a, "bus", &scan, "944", T0)).await;
+        let key = ChargeKey::of(&bus);
+        let results = crate::support::race(2, |i| {
+            let (store, p, scan) = (store.clone(), p.clone(), scan.clone());
+            async move {
+                if i == 0 {
+                    // The worker: dispatch, then (if it got the row) the provider is called.
+                    (Some(store.dispatch(key).await.unwrap()), None)
+                } else {
+                    (None, Some(p.void(void(a, "bus", &scan, T0 + 2)).await))
+                }
+            }
+        })
+        .await;
+        let sent = results[0].0 == Some(true);
+        let void_result = results[1].1.as_ref().expect("the void's result");
+        match void_result {
+            Ok(_) => voided += 1,
+            Err(Error::VoidTooLate(_)) => {}
+            Err(other) => panic!("round {round}: unexpected void error {other:?}"),
+        }
+        dispatched += usize::from(sent);
+        let charge = store
+            .charges(a)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|c| c.key == key)
+            .expect("the charge");
+        if sent && charge.status == ChargeStatus::Cancelled {
+            sent_and_cancelled.push(round);
+        }
+        // Exactly one of the two won.
+        assert_eq!(
+            sent,
+            void_result.is_err(),
+            "round {round}: dispatched {sent}, void {void_result:?}"
+        );
+    }
+    assert!(
+        sent_and_cancelled.is_empty(),
+        "rounds where a sent charge was cancelled: {sent_and_cancelled:?} \
+         ({voided} voids won, {dispatched} dispatches won)"
+    );
+    ledger_balances(&p).await;
+}

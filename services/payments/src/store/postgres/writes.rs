@@ -3,7 +3,7 @@
 //! `ON CONFLICT DO NOTHING`, and then nothing else is written), cancellations with
 //! their reversal.
 
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
 use super::rows::{CANCELLED, CHARGE_COLUMNS, charge_from, fen, secs};
 use crate::charge::{Charge, ChargeStatus};
@@ -130,10 +130,14 @@ pub(super) async fn cancel_charge(
     trip: TripId,
     at: u64,
 ) -> Result<(), Error> {
+    // The charge's lock first (the worker's dispatch takes it too), then its outbox
+    // row read by a statement of its own: under READ COMMITTED a statement that waited
+    // on the charge's lock re-checks only the locked row, so an outbox status joined
+    // into it would be the one from before a dispatch that held the lock; a new
+    // statement sees what that dispatch committed.
     let sql = format!(
-        "SELECT {CHARGE_COLUMNS}, o.status AS outbox_status FROM payment_charges c \
-         LEFT JOIN payment_outbox o ON o.charge_key = c.charge_key \
-         WHERE c.trip_id = $1 AND c.status <> $2 FOR UPDATE OF c"
+        "SELECT {CHARGE_COLUMNS} FROM payment_charges c \
+         WHERE c.trip_id = $1 AND c.status <> $2 FOR UPDATE"
     );
     let Some(row) = sqlx::query(&sql)
         .bind(trip.0.as_slice())
@@ -144,7 +148,11 @@ pub(super) async fn cancel_charge(
         return Ok(());
     };
     let mut charge = charge_from(&row)?;
-    let outbox: Option<i16> = row.try_get("outbox_status")?;
+    let outbox: Option<i16> =
+        sqlx::query_scalar("SELECT status FROM payment_outbox WHERE charge_key = $1 FOR UPDATE")
+            .bind(charge.key.0.as_slice())
+            .fetch_optional(&mut *conn)
+            .await?;
     let sent = outbox == Some(OutboxStatus::Dispatched.code())
         || outbox == Some(OutboxStatus::Done.code())
         || !matches!(
