@@ -22,7 +22,9 @@
 //! - **Void** (the gate's turnstile did not turn) within `void_window` of the tap: an
 //!   entry's open trip is VOIDED; a bus tap's or an exit-without-entry's trip is
 //!   VOIDED and its charge cancelled; an exit is undone (its trip open again, its
-//!   charge cancelled). A repeat tap's void only marks the tap.
+//!   charge cancelled). A repeat tap's void only marks the tap. A tap whose trip has a
+//!   later, un-voided repeat (another gate accepted the rider's next scan) is not
+//!   undone ([`Error::TapRepeated`]).
 //! - **Pricing** uses the rider's earlier priced trips that started the same day (the
 //!   daily cap, and the transfer discount from the last one that ended).
 //! - **Charges**: a priced trip with a fare above zero gets one charge
@@ -350,6 +352,17 @@ impl TapRules {
         let opening = trip.id == record.key;
         let closing =
             record.side == Side::Exit && trip.exit.as_ref().is_some_and(|x| x.key() == record.key);
+        // A later scan of this trip that another gate accepted (a double tap recorded as
+        // a repeat, not voided itself): the rider went through there, so undoing this
+        // tap would undo that one too (an exit reopened while the rider is outside, an
+        // entry voided while inside, a bus ride made free).
+        let repeated = state
+            .trip_taps
+            .iter()
+            .any(|r| r.side == record.side && !r.voided);
+        if (opening || closing) && repeated {
+            return Err(Error::TapRepeated);
+        }
         let mut writes = vec![Write::VoidTap(record.key)];
         let mut after = trip.clone();
         if opening {

@@ -86,6 +86,15 @@ impl State {
             )),
             None => None,
         };
+        let trip_taps = match &tap {
+            Some((record, _)) => self
+                .taps
+                .values()
+                .filter(|r| r.trip == record.trip && r.key != record.key)
+                .copied()
+                .collect(),
+            None => Vec::new(),
+        };
         let open = self
             .trips
             .values()
@@ -104,6 +113,7 @@ impl State {
             arrears,
             declined,
             tap,
+            trip_taps,
             open,
             recent,
         })

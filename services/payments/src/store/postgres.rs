@@ -35,8 +35,10 @@ use crate::trip::{Side, TapKey, TapRecord, Trip, TripId, TripStatus};
 
 /// The schema, in version order: every file of `migrations/` (a test checks the list
 /// against the folder).
-pub const MIGRATIONS: citypass_postgres::Embedded =
-    citypass_postgres::embed_migrations!["20261203000001_payments.sql"];
+pub const MIGRATIONS: citypass_postgres::Embedded = citypass_postgres::embed_migrations![
+    "20261203000001_payments.sql",
+    "20261203000002_payment_taps_by_trip.sql",
+];
 
 /// The PostgreSQL store. Cloning shares the pool.
 #[derive(Debug, Clone)]
@@ -150,6 +152,27 @@ async fn rider_state(
             }
         }
     };
+    let trip_taps = match &tap {
+        Some((record, _)) => sqlx::query(
+            "SELECT tap_key, side, at, voided FROM payment_taps WHERE trip_id = $1 AND tap_key <> $2",
+        )
+        .bind(record.trip.0.as_slice())
+        .bind(record.key.0.as_slice())
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(TapRecord {
+                key: key16(row, "tap_key", TapKey::from_slice)?,
+                trip: record.trip,
+                side: Side::from_code(row.try_get("side")?).ok_or(Error::Corrupt("side"))?,
+                at: u64_of(row, "at")?,
+                voided: row.try_get("voided")?,
+            })
+        })
+        .collect::<Result<_, Error>>()?,
+        None => Vec::new(),
+    };
     let sql = format!(
         "SELECT {TRIP_COLUMNS} FROM payment_trips t WHERE t.transit_account = $1 AND t.status = $2"
     );
@@ -179,6 +202,7 @@ async fn rider_state(
         arrears,
         declined,
         tap,
+        trip_taps,
         open,
         recent,
     })
