@@ -19,7 +19,8 @@
 //!   fare if it stayed open past `max_trip`). Without an open trip it is an exit
 //!   without entry, UNMATCHED at the maximum fare, if the rider has a link; with neither,
 //!   [`Error::NoPaymentLink`] and nothing changes.
-//! - **Void** (the gate's turnstile did not turn) within `void_window` of the tap: an
+//! - **Void** (the gate's turnstile did not turn) within `void_window` after the tap
+//!   (a void stamped more than [`VOID_CLOCK_SKEW_S`] before it is refused): an
 //!   entry's open trip is VOIDED; a bus tap's or an exit-without-entry's trip is
 //!   VOIDED and its charge cancelled; an exit is undone (its trip open again, its
 //!   charge cancelled). A repeat tap's void only marks the tap. A tap whose trip has a
@@ -44,6 +45,9 @@ use crate::trip::{Side, Tap, TapKey, TapRecord, Trip, TripId, TripStatus};
 pub use crate::decision::{Answer, Decision, Refusal, RiderState, Write};
 
 const DAY: u64 = 86_400;
+/// How far (seconds) a void may be stamped before the tap it voids (the gate's clock
+/// reading the two moments apart); earlier is refused.
+pub const VOID_CLOCK_SKEW_S: u64 = 2;
 
 /// Timing rules of taps, beside the fare table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -346,7 +350,16 @@ impl TapRules {
         if record.voided {
             return Ok(Decision::answer(Answer::Trip(Box::new(trip.clone()))));
         }
-        if !self.within(record.at, void.at, self.settings.void_window) && void.at > record.at {
+        // record.at <= void.at <= record.at + void_window, allowing VOID_CLOCK_SKEW_S for
+        // a gate whose void is stamped a moment before its tap.
+        if void.at.saturating_add(VOID_CLOCK_SKEW_S) < record.at {
+            return Err(Error::invalid("voided_at", "is before the tap it voids"));
+        }
+        if void.at
+            > record
+                .at
+                .saturating_add(self.settings.void_window.as_secs())
+        {
             return Err(Error::VoidTooLate("the void window has passed"));
         }
         let opening = trip.id == record.key;

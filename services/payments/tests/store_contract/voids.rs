@@ -198,3 +198,38 @@ pub(crate) async fn a_void_after_a_repeat_at_another_gate_is_refused(
     assert!(live_charges(&p, d).await.is_empty());
     ledger_balances(&p).await;
 }
+
+/// A void must come after its tap (a 2 s skew allowed) and within the window: one
+/// dated before the tap is refused (INVALID_ARGUMENT `voided_at`), however early, and
+/// changes nothing.
+pub(crate) async fn a_void_dated_before_its_tap_is_refused(store: Arc<dyn PaymentsStore>) {
+    let p = payments(store);
+    let a = linked(&p, 1).await;
+    tap_in(&p, boarding(a, "bus-1", "s1", "944", T0)).await;
+    for before in [3, 60, 3600, T0 - 1] {
+        assert!(
+            matches!(
+                p.void(void(a, "bus-1", "s1", T0 - before)).await,
+                Err(Error::InvalidArgument {
+                    field: "voided_at",
+                    ..
+                })
+            ),
+            "{before} s before"
+        );
+    }
+    assert_eq!(live_charges(&p, a).await.len(), 1);
+    assert_eq!(all_trips(&p, a).await[0].status, TripStatus::Closed);
+    // Within the skew allowance, and at the window's end, it is taken.
+    tap_in(&p, entry(a, "g-in", "s2", "xidan", T0 + 600)).await;
+    let voided = p.void(void(a, "g-in", "s2", T0 + 598)).await.unwrap();
+    assert_eq!(voided.status, TripStatus::Voided);
+    tap_in(&p, entry(a, "g-in", "s3", "xidan", T0 + 700)).await;
+    assert!(matches!(
+        p.void(void(a, "g-in", "s3", T0 + 711)).await,
+        Err(Error::VoidTooLate(_))
+    ));
+    let voided = p.void(void(a, "g-in", "s3", T0 + 710)).await.unwrap();
+    assert_eq!(voided.status, TripStatus::Voided);
+    ledger_balances(&p).await;
+}
