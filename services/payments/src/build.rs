@@ -53,7 +53,7 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
         }
     };
     let payments = Payments::new(store, rules);
-    let service = PaymentsApi::new(payments.clone())
+    let service = PaymentsApi::new(payments.clone(), config.payments.max_clock_skew)
         .into_server()
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     let server = Server::new(config.server.clone());
