@@ -65,8 +65,10 @@ pub struct OutboxMessage {
 pub struct OutboxJob {
     /// The charge (PENDING or RETRYING, with a link).
     pub charge: Charge,
-    /// The link's provider token.
-    pub token: ProviderToken,
+    /// The link's provider token; `None` if the stored one no longer parses (the row
+    /// is skipped and counted by the worker, not sent, and the rest of the batch goes
+    /// on).
+    pub token: Option<ProviderToken>,
 }
 
 /// The provider's answer to apply to a charge.

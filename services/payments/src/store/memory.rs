@@ -437,7 +437,7 @@ impl PaymentsStore for MemoryStore {
                     .ok_or(Error::Corrupt("outbox charge without its link"))?;
                 jobs.push(OutboxJob {
                     charge: charge.clone(),
-                    token,
+                    token: Some(token),
                 });
             }
             Ok(jobs)

@@ -85,6 +85,8 @@ contract!(
     outbox::a_declined_charge_is_arrears_and_blocks_entry,
     outbox::a_sent_charge_cannot_be_voided,
     outbox::a_void_racing_dispatch_never_cancels_a_sent_charge,
+    outbox::a_provider_that_never_answers_is_retried_and_the_pass_goes_on,
+    outbox::one_failing_row_does_not_stop_the_pass,
     outbox::arrears_are_repaid_through_the_outbox,
     settlement::the_day_is_settled_per_operator,
 );

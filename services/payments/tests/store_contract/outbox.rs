@@ -5,16 +5,24 @@
 
 use std::sync::Arc;
 
+use citypass_payments::charge::Charge;
 use citypass_payments::charge::{ChargeKey, ChargeStatus};
+use citypass_payments::decision::Answer;
+use citypass_payments::ledger::LedgerReport;
 use citypass_payments::link::Provider;
+use citypass_payments::link::{Link, NewLink};
 use citypass_payments::outbox::OutboxStatus;
+use citypass_payments::outbox::{OutboxJob, OutboxMessage, Settlement};
 use citypass_payments::payments::{LinkRequest, Tapped};
 use citypass_payments::provider::{
     ChargeRequest, Outcome, PaymentProvider, ProviderError, Sandbox, SandboxConfig,
 };
+use citypass_payments::store::{Rules, TripPage, TripQuery, TripView};
 use citypass_payments::tap::Refusal;
+use citypass_payments::trip::{TapKey, TripId};
 use citypass_payments::worker::{OutboxWorker, Pass};
 use citypass_payments::{Error, Fen, Payments, PaymentsStore, TransitAccount};
+use futures::future::BoxFuture;
 
 use crate::support::{
     T0, boarding, entry, exit, ledger_balances, linked, live_charges, payments, rider, tap_in, void,
@@ -61,7 +69,8 @@ pub(crate) async fn the_worker_sends_each_charge_once(store: Arc<dyn PaymentsSto
         Pass {
             approved: 3,
             declined: 0,
-            retrying: 0
+            retrying: 0,
+            failed: 0,
         }
     );
     assert!(
@@ -370,4 +379,182 @@ pub(crate) async fn a_void_racing_dispatch_never_cancels_a_sent_charge(
          ({voided} voids won, {dispatched} dispatches won)"
     );
     ledger_balances(&p).await;
+}
+
+/// A provider that never answers for one provider key (a hung connection) and
+/// delegates the rest.
+struct Hangs {
+    key: ChargeKey,
+    rest: Arc<Sandbox>,
+}
+
+impl PaymentProvider for Hangs {
+    fn charge(
+        &self,
+        request: ChargeRequest,
+    ) -> futures::future::BoxFuture<'_, Result<Outcome, ProviderError>> {
+        if request.key == self.key {
+            Box::pin(std::future::pending())
+        } else {
+            self.rest.charge(request)
+        }
+    }
+}
+
+/// A provider that does not answer in time is no answer: the charge is RETRYING and
+/// the pass goes on to the other rows; the next pass sends it with the same key.
+pub(crate) async fn a_provider_that_never_answers_is_retried_and_the_pass_goes_on(
+    store: Arc<dyn PaymentsStore>,
+) {
+    let p = payments(store.clone());
+    let a = three_trips(&p).await;
+    let first = live_charges(&p, a).await;
+    let hung = first.iter().map(|c| c.key).min().unwrap();
+    let sandbox = Arc::new(Sandbox::default());
+    let worker = OutboxWorker::new(
+        store.clone(),
+        Arc::new(Hangs {
+            key: hung,
+            rest: sandbox.clone(),
+        }),
+    )
+    .with_call_timeout(std::time::Duration::from_millis(200));
+    // A generous deadline so that the old worker (no timeout) fails instead of hanging.
+    let pass = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        worker.run_once(T0 + 14_000),
+    )
+    .await
+    .expect("the pass ends although the provider never answers")
+    .unwrap();
+    assert_eq!((pass.approved, pass.retrying, pass.failed), (2, 1, 0));
+    let charges = live_charges(&p, a).await;
+    let status = |key| charges.iter().find(|c| c.key == key).unwrap().status;
+    assert_eq!(status(hung), ChargeStatus::Retrying);
+    let pass = OutboxWorker::new(store.clone(), sandbox.clone())
+        .run_once(T0 + 14_100)
+        .await
+        .unwrap();
+    assert_eq!(pass.approved, 1);
+    ledger_matches(&p, &sandbox).await;
+}
+
+/// A store whose `settle` fails for one charge (a row the database refuses).
+struct FailsToSettle {
+    key: ChargeKey,
+    inner: Arc<dyn PaymentsStore>,
+}
+
+impl PaymentsStore for FailsToSettle {
+    fn link(&self, link: NewLink, now: u64) -> BoxFuture<'_, Result<Link, Error>> {
+        self.inner.link(link, now)
+    }
+    fn unlink(&self, account: TransitAccount, now: u64) -> BoxFuture<'_, Result<Link, Error>> {
+        self.inner.unlink(account, now)
+    }
+    fn active_link(&self, account: TransitAccount) -> BoxFuture<'_, Result<Option<Link>, Error>> {
+        self.inner.active_link(account)
+    }
+    fn with_rider<'a>(
+        &'a self,
+        account: TransitAccount,
+        tap: Option<TapKey>,
+        at: u64,
+        rules: Rules<'a>,
+    ) -> BoxFuture<'a, Result<Answer, Error>> {
+        self.inner.with_rider(account, tap, at, rules)
+    }
+    fn riders_open_since(
+        &self,
+        started_before: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<TransitAccount>, Error>> {
+        self.inner.riders_open_since(started_before, limit)
+    }
+    fn trips(
+        &self,
+        account: TransitAccount,
+        query: TripQuery,
+    ) -> BoxFuture<'_, Result<TripPage, Error>> {
+        self.inner.trips(account, query)
+    }
+    fn trip(
+        &self,
+        account: TransitAccount,
+        id: TripId,
+    ) -> BoxFuture<'_, Result<Option<TripView>, Error>> {
+        self.inner.trip(account, id)
+    }
+    fn charges_made_between(
+        &self,
+        from: u64,
+        until: u64,
+    ) -> BoxFuture<'_, Result<Vec<Charge>, Error>> {
+        self.inner.charges_made_between(from, until)
+    }
+    fn charges(&self, account: TransitAccount) -> BoxFuture<'_, Result<Vec<Charge>, Error>> {
+        self.inner.charges(account)
+    }
+    fn outbox(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxMessage>, Error>> {
+        self.inner.outbox(limit)
+    }
+    fn outbox_jobs(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxJob>, Error>> {
+        self.inner.outbox_jobs(limit)
+    }
+    fn dispatch(&self, charge: ChargeKey) -> BoxFuture<'_, Result<bool, Error>> {
+        self.inner.dispatch(charge)
+    }
+    fn settle(
+        &self,
+        charge: ChargeKey,
+        settlement: Settlement,
+        at: u64,
+    ) -> BoxFuture<'_, Result<Charge, Error>> {
+        if charge == self.key {
+            Box::pin(async { Err(Error::Corrupt("settle refused for the test")) })
+        } else {
+            self.inner.settle(charge, settlement, at)
+        }
+    }
+    fn ledger_report(&self) -> BoxFuture<'_, Result<LedgerReport, Error>> {
+        self.inner.ledger_report()
+    }
+}
+
+/// One row whose settlement fails is skipped and counted; the rest of the batch is
+/// sent, and the row is sent again (same key, one charge) once its store recovers.
+pub(crate) async fn one_failing_row_does_not_stop_the_pass(store: Arc<dyn PaymentsStore>) {
+    let p = payments(store.clone());
+    let a = three_trips(&p).await;
+    let bad = live_charges(&p, a)
+        .await
+        .iter()
+        .map(|c| c.key)
+        .min()
+        .unwrap();
+    let sandbox = Arc::new(Sandbox::default());
+    let failing: Arc<dyn PaymentsStore> = Arc::new(FailsToSettle {
+        key: bad,
+        inner: store.clone(),
+    });
+    let pass = OutboxWorker::new(failing, sandbox.clone())
+        .run_once(T0 + 14_000)
+        .await
+        .expect("a row's own error does not fail the pass");
+    assert_eq!((pass.approved, pass.failed), (3, 1), "{pass:?}");
+    let charges = live_charges(&p, a).await;
+    assert_eq!(
+        charges
+            .iter()
+            .filter(|c| c.status == ChargeStatus::Succeeded)
+            .count(),
+        2
+    );
+    let pass = OutboxWorker::new(store.clone(), sandbox.clone())
+        .run_once(T0 + 14_100)
+        .await
+        .unwrap();
+    assert_eq!((pass.approved, pass.failed), (1, 0));
+    assert_eq!(sandbox.approved().len(), 3, "the bad row charged once");
+    ledger_matches(&p, &sandbox).await;
 }
