@@ -64,6 +64,7 @@ contract!(
     trips::a_bus_tap_is_priced_at_once_and_a_change_is_discounted,
     trips::the_daily_cap_counts_the_days_earlier_trips,
     trips::a_missing_tap_costs_the_maximum_fare,
+    trips::an_expiry_pass_goes_on_past_a_failing_rider,
     trips::refused_taps_change_nothing,
     trips::a_charge_without_a_link_is_arrears_and_blocks_entry,
     voids::a_voided_entry_cancels_its_trip,

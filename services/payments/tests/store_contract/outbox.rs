@@ -5,27 +5,20 @@
 
 use std::sync::Arc;
 
-use citypass_payments::charge::Charge;
 use citypass_payments::charge::{ChargeKey, ChargeStatus};
-use citypass_payments::decision::Answer;
-use citypass_payments::ledger::LedgerReport;
 use citypass_payments::link::Provider;
-use citypass_payments::link::{Link, NewLink};
 use citypass_payments::outbox::OutboxStatus;
-use citypass_payments::outbox::{OutboxJob, OutboxMessage, Settlement};
 use citypass_payments::payments::{LinkRequest, Tapped};
 use citypass_payments::provider::{
     ChargeRequest, Outcome, PaymentProvider, ProviderError, Sandbox, SandboxConfig,
 };
-use citypass_payments::store::{Rules, TripPage, TripQuery, TripView};
 use citypass_payments::tap::Refusal;
-use citypass_payments::trip::{TapKey, TripId};
 use citypass_payments::worker::{OutboxWorker, Pass};
 use citypass_payments::{Error, Fen, Payments, PaymentsStore, TransitAccount};
-use futures::future::BoxFuture;
 
 use crate::support::{
-    T0, boarding, entry, exit, ledger_balances, linked, live_charges, payments, rider, tap_in, void,
+    Faulty, T0, boarding, entry, exit, ledger_balances, linked, live_charges, payments, rider,
+    tap_in, void,
 };
 
 /// The ledger balances, and its captures are exactly what the sandbox charged.
@@ -439,88 +432,6 @@ pub(crate) async fn a_provider_that_never_answers_is_retried_and_the_pass_goes_o
     ledger_matches(&p, &sandbox).await;
 }
 
-/// A store whose `settle` fails for one charge (a row the database refuses).
-struct FailsToSettle {
-    key: ChargeKey,
-    inner: Arc<dyn PaymentsStore>,
-}
-
-impl PaymentsStore for FailsToSettle {
-    fn link(&self, link: NewLink, now: u64) -> BoxFuture<'_, Result<Link, Error>> {
-        self.inner.link(link, now)
-    }
-    fn unlink(&self, account: TransitAccount, now: u64) -> BoxFuture<'_, Result<Link, Error>> {
-        self.inner.unlink(account, now)
-    }
-    fn active_link(&self, account: TransitAccount) -> BoxFuture<'_, Result<Option<Link>, Error>> {
-        self.inner.active_link(account)
-    }
-    fn with_rider<'a>(
-        &'a self,
-        account: TransitAccount,
-        tap: Option<TapKey>,
-        at: u64,
-        rules: Rules<'a>,
-    ) -> BoxFuture<'a, Result<Answer, Error>> {
-        self.inner.with_rider(account, tap, at, rules)
-    }
-    fn riders_open_since(
-        &self,
-        started_before: u64,
-        limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<TransitAccount>, Error>> {
-        self.inner.riders_open_since(started_before, limit)
-    }
-    fn trips(
-        &self,
-        account: TransitAccount,
-        query: TripQuery,
-    ) -> BoxFuture<'_, Result<TripPage, Error>> {
-        self.inner.trips(account, query)
-    }
-    fn trip(
-        &self,
-        account: TransitAccount,
-        id: TripId,
-    ) -> BoxFuture<'_, Result<Option<TripView>, Error>> {
-        self.inner.trip(account, id)
-    }
-    fn charges_made_between(
-        &self,
-        from: u64,
-        until: u64,
-    ) -> BoxFuture<'_, Result<Vec<Charge>, Error>> {
-        self.inner.charges_made_between(from, until)
-    }
-    fn charges(&self, account: TransitAccount) -> BoxFuture<'_, Result<Vec<Charge>, Error>> {
-        self.inner.charges(account)
-    }
-    fn outbox(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxMessage>, Error>> {
-        self.inner.outbox(limit)
-    }
-    fn outbox_jobs(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxJob>, Error>> {
-        self.inner.outbox_jobs(limit)
-    }
-    fn dispatch(&self, charge: ChargeKey) -> BoxFuture<'_, Result<bool, Error>> {
-        self.inner.dispatch(charge)
-    }
-    fn settle(
-        &self,
-        charge: ChargeKey,
-        settlement: Settlement,
-        at: u64,
-    ) -> BoxFuture<'_, Result<Charge, Error>> {
-        if charge == self.key {
-            Box::pin(async { Err(Error::Corrupt("settle refused for the test")) })
-        } else {
-            self.inner.settle(charge, settlement, at)
-        }
-    }
-    fn ledger_report(&self) -> BoxFuture<'_, Result<LedgerReport, Error>> {
-        self.inner.ledger_report()
-    }
-}
-
 /// One row whose settlement fails is skipped and counted; the rest of the batch is
 /// sent, and the row is sent again (same key, one charge) once its store recovers.
 pub(crate) async fn one_failing_row_does_not_stop_the_pass(store: Arc<dyn PaymentsStore>) {
@@ -533,8 +444,9 @@ pub(crate) async fn one_failing_row_does_not_stop_the_pass(store: Arc<dyn Paymen
         .min()
         .unwrap();
     let sandbox = Arc::new(Sandbox::default());
-    let failing: Arc<dyn PaymentsStore> = Arc::new(FailsToSettle {
-        key: bad,
+    let failing: Arc<dyn PaymentsStore> = Arc::new(Faulty {
+        settle: Some(bad),
+        rider: None,
         inner: store.clone(),
     });
     let pass = OutboxWorker::new(failing, sandbox.clone())

@@ -8,7 +8,7 @@ use citypass_payments::outbox::OutboxStatus;
 use citypass_payments::payments::Tapped;
 use citypass_payments::tap::Refusal;
 use citypass_payments::trip::{TapKey, TripStatus};
-use citypass_payments::{Error, Fen, Mode, PaymentsStore};
+use citypass_payments::{Error, Fen, Mode, Payments, PaymentsStore};
 
 use crate::support::{
     T0, all_trips, boarding, entry, exit, ledger_balances, linked, live_charges, payments, rider,
@@ -136,9 +136,10 @@ pub(crate) async fn a_missing_tap_costs_the_maximum_fare(store: Arc<dyn Payments
         p.expire_open_trips(T0 + 4 * 3600 - 1)
             .await
             .unwrap()
+            .closed
             .is_empty()
     );
-    let closed = p.expire_open_trips(T0 + 4 * 3600).await.unwrap();
+    let closed = p.expire_open_trips(T0 + 4 * 3600).await.unwrap().closed;
     assert_eq!(closed.len(), 1);
     assert_eq!(
         (closed[0].id, closed[0].status),
@@ -146,7 +147,11 @@ pub(crate) async fn a_missing_tap_costs_the_maximum_fare(store: Arc<dyn Payments
     );
     assert_eq!(closed[0].fare.as_ref().unwrap().due, Fen::new(1000));
     assert!(
-        p.expire_open_trips(T0 + 5 * 3600).await.unwrap().is_empty(),
+        p.expire_open_trips(T0 + 5 * 3600)
+            .await
+            .unwrap()
+            .closed
+            .is_empty(),
         "once"
     );
 
@@ -264,4 +269,39 @@ pub(crate) async fn a_charge_without_a_link_is_arrears_and_blocks_entry(
         Tapped::Refused(Refusal::Arrears)
     );
     assert_eq!(ledger_balances(&p).await, 500);
+}
+
+/// An expiry pass in which one rider's closing fails goes on with the others, counts
+/// the failure, and closes that rider's trip at the next pass.
+pub(crate) async fn an_expiry_pass_goes_on_past_a_failing_rider(store: Arc<dyn PaymentsStore>) {
+    let p = payments(store.clone());
+    let mut riders = Vec::new();
+    for n in 1..=3u8 {
+        let a = linked(&p, n).await;
+        // Started in order, so the failing rider (the first) is listed first.
+        tap_in(
+            &p,
+            entry(a, "g-in", &format!("s{n}"), "xidan", T0 + u64::from(n)),
+        )
+        .await;
+        riders.push(a);
+    }
+    let faulty = crate::support::Faulty {
+        settle: None,
+        rider: Some(riders[0]),
+        inner: store.clone(),
+    };
+    let with_fault = Payments::new(Arc::new(faulty), p.rules().clone());
+    let expired = with_fault
+        .expire_open_trips(T0 + 5 * 3600)
+        .await
+        .expect("one rider's failure does not fail the pass");
+    assert_eq!((expired.closed.len(), expired.failed), (2, 1));
+    assert_eq!(all_trips(&p, riders[0]).await[0].status, TripStatus::Open);
+    for &a in &riders[1..] {
+        assert_eq!(all_trips(&p, a).await[0].status, TripStatus::Unmatched);
+    }
+    let expired = p.expire_open_trips(T0 + 5 * 3600 + 60).await.unwrap();
+    assert_eq!((expired.closed.len(), expired.failed), (1, 0));
+    ledger_balances(&p).await;
 }
