@@ -58,7 +58,24 @@ pub struct OutboxMessage {
     pub status: OutboxStatus,
     /// When it was written, Unix seconds.
     pub created_at: u64,
+    /// Sends that got no answer so far (a provider error or timeout).
+    pub attempts: u32,
+    /// Not taken by the worker before this time, Unix seconds ([`backoff`] after a send
+    /// without an answer; 0 for a row never tried).
+    pub next_attempt_at: u64,
 }
+
+/// How long after its `attempts`-th unanswered send a row is tried again: 2^attempts
+/// seconds, at most [`MAX_BACKOFF_S`] (an hour), so rows that keep failing give way to
+/// newer ones (the worker takes rows by `next_attempt_at`, then age).
+pub fn backoff(attempts: u32) -> u64 {
+    1u64.checked_shl(attempts.min(63))
+        .unwrap_or(u64::MAX)
+        .min(MAX_BACKOFF_S)
+}
+
+/// The longest wait between two sends of a row.
+pub const MAX_BACKOFF_S: u64 = 3600;
 
 /// A row to send, with what sending needs.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -75,7 +75,7 @@ impl OutboxWorker {
     /// and the pass goes on.
     pub async fn run_once(&self, now: u64) -> Result<Pass, Error> {
         let mut pass = Pass::default();
-        for job in self.store.outbox_jobs(BATCH).await? {
+        for job in self.store.outbox_jobs(BATCH, now).await? {
             let key = job.charge.key;
             if let Err(err) = self.send(job, now, &mut pass).await {
                 // The charge key is a hash of the trip: no rider, token or card in it.

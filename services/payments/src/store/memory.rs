@@ -189,6 +189,8 @@ impl State {
                         charge: charge.key,
                         status: OutboxStatus::Pending,
                         created_at: charge.created_at,
+                        attempts: 0,
+                        next_attempt_at: 0,
                     });
                 }
                 self.charges.insert(charge.key, charge);
@@ -212,11 +214,16 @@ impl State {
                 stored.decline_code = None;
                 stored.settled_at = None;
                 match self.outbox.iter_mut().find(|m| m.charge == charge) {
-                    Some(message) => message.status = OutboxStatus::Pending,
+                    Some(message) => {
+                        message.status = OutboxStatus::Pending;
+                        message.next_attempt_at = 0;
+                    }
                     None => self.outbox.push(OutboxMessage {
                         charge,
                         status: OutboxStatus::Pending,
                         created_at: at,
+                        attempts: 0,
+                        next_attempt_at: 0,
                     }),
                 }
             }
@@ -403,11 +410,18 @@ impl PaymentsStore for MemoryStore {
         Box::pin(async move { Ok(self.lock()?.outbox.iter().take(limit).copied().collect()) })
     }
 
-    fn outbox_jobs(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxJob>, Error>> {
+    fn outbox_jobs(&self, limit: usize, now: u64) -> BoxFuture<'_, Result<Vec<OutboxJob>, Error>> {
         Box::pin(async move {
             let state = self.lock()?;
             let mut jobs = Vec::new();
-            for message in &state.outbox {
+            // Due rows, by next_attempt_at then age (the sort is stable).
+            let mut due: Vec<&OutboxMessage> = state
+                .outbox
+                .iter()
+                .filter(|m| m.next_attempt_at <= now)
+                .collect();
+            due.sort_by_key(|m| m.next_attempt_at);
+            for message in due {
                 if jobs.len() == limit {
                     break;
                 }
@@ -500,9 +514,13 @@ impl PaymentsStore for MemoryStore {
                     false
                 }
             };
-            if done {
-                for message in state.outbox.iter_mut().filter(|m| m.charge == key) {
+            for message in state.outbox.iter_mut().filter(|m| m.charge == key) {
+                if done {
                     message.status = OutboxStatus::Done;
+                } else {
+                    message.attempts = message.attempts.saturating_add(1);
+                    message.next_attempt_at =
+                        at.saturating_add(crate::outbox::backoff(message.attempts));
                 }
             }
             state.charges.insert(key, settled.clone());

@@ -38,6 +38,7 @@ use crate::trip::{Side, TapKey, TapRecord, Trip, TripId, TripStatus};
 pub const MIGRATIONS: citypass_postgres::Embedded = citypass_postgres::embed_migrations![
     "20261203000001_payments.sql",
     "20261203000002_payment_taps_by_trip.sql",
+    "20261203000003_payment_outbox_backoff.sql",
 ];
 
 /// The PostgreSQL store. Cloning shares the pool.
@@ -444,7 +445,8 @@ impl PaymentsStore for PostgresStore {
     fn outbox(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxMessage>, Error>> {
         Box::pin(async move {
             let rows = sqlx::query(
-                "SELECT charge_key, status, created_at FROM payment_outbox ORDER BY seq LIMIT $1",
+                "SELECT charge_key, status, created_at, attempts, next_attempt_at FROM payment_outbox \
+                 ORDER BY seq LIMIT $1",
             )
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
@@ -456,14 +458,17 @@ impl PaymentsStore for PostgresStore {
                         status: OutboxStatus::from_code(row.try_get("status")?)
                             .ok_or(Error::Corrupt("status"))?,
                         created_at: u64_of(row, "created_at")?,
+                        attempts: u32::try_from(row.try_get::<i32, _>("attempts")?)
+                            .map_err(|_| Error::Corrupt("attempts"))?,
+                        next_attempt_at: u64_of(row, "next_attempt_at")?,
                     })
                 })
                 .collect()
         })
     }
 
-    fn outbox_jobs(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxJob>, Error>> {
-        Box::pin(outbox::outbox_jobs(&self.pool, limit))
+    fn outbox_jobs(&self, limit: usize, now: u64) -> BoxFuture<'_, Result<Vec<OutboxJob>, Error>> {
+        Box::pin(outbox::outbox_jobs(&self.pool, limit, now))
     }
 
     fn dispatch(&self, charge: ChargeKey) -> BoxFuture<'_, Result<bool, Error>> {

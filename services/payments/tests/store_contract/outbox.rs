@@ -100,8 +100,9 @@ pub(crate) async fn a_timeout_after_success_is_retried_with_the_same_key(
         ..SandboxConfig::default()
     }));
     let worker = OutboxWorker::new(store.clone(), sandbox.clone());
-    for _ in 0..2 {
-        let pass = worker.run_once(T0 + 14_000).await.unwrap();
+    for round in 0..2 {
+        // The second pass after the first one's backoff (2 s).
+        let pass = worker.run_once(T0 + 14_000 + round * 10).await.unwrap();
         assert_eq!(pass.retrying, 3);
         assert!(
             live_charges(&p, a)
@@ -468,5 +469,74 @@ pub(crate) async fn one_failing_row_does_not_stop_the_pass(store: Arc<dyn Paymen
         .unwrap();
     assert_eq!((pass.approved, pass.failed), (1, 0));
     assert_eq!(sandbox.approved().len(), 3, "the bad row charged once");
+    ledger_matches(&p, &sandbox).await;
+}
+
+/// A provider that is unavailable for some keys and delegates the rest.
+struct FailsFor {
+    keys: Vec<ChargeKey>,
+    rest: Arc<Sandbox>,
+}
+
+impl PaymentProvider for FailsFor {
+    fn charge(
+        &self,
+        request: ChargeRequest,
+    ) -> futures::future::BoxFuture<'_, Result<Outcome, ProviderError>> {
+        if self.keys.contains(&request.key) {
+            Box::pin(async { Err(ProviderError::Unavailable) })
+        } else {
+            self.rest.charge(request)
+        }
+    }
+}
+
+/// A row sent without an answer waits a backoff that grows with its attempts (2 s,
+/// 4 s, ...) before it is taken again, and rows are taken by when they are due, so
+/// rows that keep failing do not hold back newer ones.
+pub(crate) async fn unanswered_rows_back_off_and_newer_rows_go_first(
+    store: Arc<dyn PaymentsStore>,
+) {
+    let p = payments(store.clone());
+    let a = three_trips(&p).await;
+    let mut keys: Vec<ChargeKey> = live_charges(&p, a).await.iter().map(|c| c.key).collect();
+    keys.sort();
+    let failing = keys[..2].to_vec();
+    let sandbox = Arc::new(Sandbox::default());
+    let worker = OutboxWorker::new(
+        store.clone(),
+        Arc::new(FailsFor {
+            keys: failing.clone(),
+            rest: sandbox.clone(),
+        }),
+    );
+    let t = T0 + 14_000;
+    let pass = worker.run_once(t).await.unwrap();
+    assert_eq!((pass.approved, pass.retrying), (1, 2));
+    let backoffs = |outbox: Vec<citypass_payments::outbox::OutboxMessage>| {
+        let mut rows: Vec<_> = outbox
+            .into_iter()
+            .filter(|m| failing.contains(&m.charge))
+            .map(|m| (m.attempts, m.next_attempt_at))
+            .collect();
+        rows.sort();
+        rows
+    };
+    assert_eq!(
+        backoffs(store.outbox(10).await.unwrap()),
+        vec![(1, t + 2), (1, t + 2)]
+    );
+    // Within the backoff: the failing rows are not taken, a new charge is.
+    assert_eq!(worker.run_once(t + 1).await.unwrap(), Pass::default());
+    tap_in(&p, boarding(a, "bus", "s9", "944", t + 1)).await;
+    let pass = worker.run_once(t + 1).await.unwrap();
+    assert_eq!((pass.approved, pass.retrying), (1, 0));
+    // Due again: sent again, and the next wait is longer.
+    let pass = worker.run_once(t + 2).await.unwrap();
+    assert_eq!((pass.approved, pass.retrying), (0, 2));
+    assert_eq!(
+        backoffs(store.outbox(10).await.unwrap()),
+        vec![(2, t + 6), (2, t + 6)]
+    );
     ledger_matches(&p, &sandbox).await;
 }

@@ -243,8 +243,8 @@ impl PaymentsStore for Faulty {
     fn outbox(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxMessage>, Error>> {
         self.inner.outbox(limit)
     }
-    fn outbox_jobs(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxJob>, Error>> {
-        self.inner.outbox_jobs(limit)
+    fn outbox_jobs(&self, limit: usize, now: u64) -> BoxFuture<'_, Result<Vec<OutboxJob>, Error>> {
+        self.inner.outbox_jobs(limit, now)
     }
     fn dispatch(&self, charge: ChargeKey) -> BoxFuture<'_, Result<bool, Error>> {
         self.inner.dispatch(charge)

@@ -12,12 +12,17 @@ use crate::ledger::{LedgerReport, Posting};
 use crate::link::ProviderToken;
 use crate::outbox::{OutboxJob, OutboxStatus, Settlement};
 
-pub(super) async fn outbox_jobs(pool: &PgPool, limit: usize) -> Result<Vec<OutboxJob>, Error> {
+pub(super) async fn outbox_jobs(
+    pool: &PgPool,
+    limit: usize,
+    now: u64,
+) -> Result<Vec<OutboxJob>, Error> {
     let sql = format!(
         "SELECT {CHARGE_COLUMNS}, l.provider_token FROM payment_outbox o \
          JOIN payment_charges c ON c.charge_key = o.charge_key \
          JOIN payment_links l ON l.link_id = c.link_id \
-         WHERE o.status IN ($1, $2) AND c.status IN ($3, $4) ORDER BY o.seq LIMIT $5"
+         WHERE o.status IN ($1, $2) AND c.status IN ($3, $4) AND o.next_attempt_at <= $6 \
+         ORDER BY o.next_attempt_at, o.seq LIMIT $5"
     );
     let rows = sqlx::query(&sql)
         .bind(OutboxStatus::Pending.code())
@@ -25,6 +30,7 @@ pub(super) async fn outbox_jobs(pool: &PgPool, limit: usize) -> Result<Vec<Outbo
         .bind(ChargeStatus::Pending.code())
         .bind(ChargeStatus::Retrying.code())
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(secs(now)?)
         .fetch_all(pool)
         .await?;
     rows.iter()
@@ -113,6 +119,20 @@ pub(super) async fn settle(
         sqlx::query("UPDATE payment_outbox SET status = $2 WHERE charge_key = $1")
             .bind(key.0.as_slice())
             .bind(OutboxStatus::Done.code())
+            .execute(&mut *tx)
+            .await?;
+    } else {
+        // No answer: tried again after a backoff growing with the attempts.
+        let attempts: i32 = sqlx::query_scalar(
+            "UPDATE payment_outbox SET attempts = attempts + 1 WHERE charge_key = $1 RETURNING attempts",
+        )
+        .bind(key.0.as_slice())
+        .fetch_one(&mut *tx)
+        .await?;
+        let attempts = u32::try_from(attempts).map_err(|_| Error::Corrupt("attempts"))?;
+        sqlx::query("UPDATE payment_outbox SET next_attempt_at = $2 WHERE charge_key = $1")
+            .bind(key.0.as_slice())
+            .bind(secs(at.saturating_add(crate::outbox::backoff(attempts)))?)
             .execute(&mut *tx)
             .await?;
     }

@@ -231,7 +231,7 @@ pub(super) async fn apply(conn: &mut PgConnection, write: &Write) -> Result<(), 
             if updated == 1 {
                 sqlx::query(
                     "INSERT INTO payment_outbox (charge_key, status, created_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (charge_key) DO UPDATE SET status = EXCLUDED.status",
+                     ON CONFLICT (charge_key) DO UPDATE SET status = EXCLUDED.status, next_attempt_at = 0",
                 )
                 .bind(charge.0.as_slice())
                 .bind(OutboxStatus::Pending.code())
