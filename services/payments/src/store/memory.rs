@@ -274,7 +274,8 @@ impl PaymentsStore for MemoryStore {
                 .iter_mut()
                 .find(|(l, _)| l.account == account && l.is_active())
                 .ok_or(Error::NotLinked)?;
-            link.unlinked_at = Some(now);
+            // Never before the link was made (as PostgreSQL's GREATEST).
+            link.unlinked_at = Some(now.max(link.linked_at));
             Ok(link.clone())
         })
     }

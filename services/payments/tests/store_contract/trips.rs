@@ -305,3 +305,73 @@ pub(crate) async fn an_expiry_pass_goes_on_past_a_failing_rider(store: Arc<dyn P
     assert_eq!((expired.closed.len(), expired.failed), (1, 0));
     ledger_balances(&p).await;
 }
+
+/// Both stores agree where they used to drift: a trip written again replaces every
+/// field; an unlink dated before the link is clamped to the link's time; a write that
+/// a unique index refuses (a second open trip, a second live charge of a trip) gives
+/// the same error on both.
+pub(crate) async fn both_stores_write_and_refuse_alike(store: Arc<dyn PaymentsStore>) {
+    use citypass_payments::charge::Charge;
+    use citypass_payments::decision::{Answer, Decision, Write};
+
+    let p = payments(store.clone());
+    let a = linked(&p, 1).await;
+    let opened = tap_in(&p, entry(a, "g-in", "s1", "xidan", T0)).await;
+    let write = |writes: Vec<Write>| {
+        let store = store.clone();
+        async move {
+            let decide = move |_: &_| {
+                Ok(Decision {
+                    writes: writes.clone(),
+                    answer: Answer::Nothing,
+                })
+            };
+            store.with_rider(a, None, T0 + 10, &decide).await
+        }
+    };
+    // The whole trip replaced: entry, fare class and start too.
+    let mut changed = opened.clone();
+    changed.fare_class = citypass_payments::FareClass::Student;
+    if let Some(e) = changed.entry.as_mut() {
+        e.gate_id = "g-other".to_owned();
+        e.place = "pingguoyuan".to_owned();
+        e.scan_id = "s-other".to_owned();
+        e.at = T0 + 5;
+    }
+    write(vec![Write::PutTrip(changed.clone())]).await.unwrap();
+    let stored = store.trip(a, opened.id).await.unwrap().unwrap().trip;
+    assert_eq!(stored, changed);
+
+    // A second open trip: refused alike.
+    let mut second = changed.clone();
+    second.id = TapKey::of("g-in", "s-second");
+    match write(vec![Write::PutTrip(second)]).await {
+        Err(Error::Corrupt(what)) => assert_eq!(what, "a second open trip"),
+        other => panic!("{other:?}"),
+    }
+
+    // A second live charge of one trip: refused alike.
+    let closed = p
+        .tap_out(exit(a, "g-out", "s2", "xidan", T0 + 1800))
+        .await
+        .unwrap();
+    let charge: Charge = live_charges(&p, a).await.remove(0);
+    assert_eq!(charge.trip, closed.id);
+    let again = Charge {
+        key: ChargeKey([9; 16]),
+        provider_key: ChargeKey([9; 16]),
+        ..charge
+    };
+    match write(vec![Write::Charge(again)]).await {
+        Err(Error::Corrupt(what)) => assert_eq!(what, "a second live charge for one trip"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(live_charges(&p, a).await.len(), 1);
+
+    // An unlink dated before the link: at the link's time.
+    let b = rider(2);
+    let made = p.link(crate::support::link_request(b), T0).await.unwrap();
+    let ended = p.unlink(b, T0 - 100).await.unwrap();
+    assert_eq!(ended.unlinked_at, Some(made.linked_at));
+    ledger_balances(&p).await;
+}

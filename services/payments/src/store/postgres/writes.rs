@@ -15,6 +15,8 @@ use crate::money::Fen;
 use crate::outbox::OutboxStatus;
 use crate::trip::{Tap, Trip, TripId, fare_class_code, mode_code};
 
+/// Inserts the trip or replaces every column of the stored one (as the memory store
+/// replaces the whole trip).
 pub(super) async fn put_trip(conn: &mut PgConnection, trip: &Trip) -> Result<(), Error> {
     let tap = |t: &Option<Tap>| {
         t.as_ref()
@@ -28,7 +30,11 @@ pub(super) async fn put_trip(conn: &mut PgConnection, trip: &Trip) -> Result<(),
            entry_gate, entry_place, entry_scan, entry_at, exit_gate, exit_place, exit_scan, exit_at, \
            fare_operator, fare_distance_m, fare_base, fare_concession, fare_transfer, fare_capped, fare_due) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
-         ON CONFLICT (trip_id) DO UPDATE SET status = EXCLUDED.status, \
+         ON CONFLICT (trip_id) DO UPDATE SET transit_account = EXCLUDED.transit_account, \
+           mode = EXCLUDED.mode, status = EXCLUDED.status, fare_class = EXCLUDED.fare_class, \
+           started_at = EXCLUDED.started_at, entry_gate = EXCLUDED.entry_gate, \
+           entry_place = EXCLUDED.entry_place, entry_scan = EXCLUDED.entry_scan, \
+           entry_at = EXCLUDED.entry_at, \
            exit_gate = EXCLUDED.exit_gate, exit_place = EXCLUDED.exit_place, \
            exit_scan = EXCLUDED.exit_scan, exit_at = EXCLUDED.exit_at, \
            fare_operator = EXCLUDED.fare_operator, fare_distance_m = EXCLUDED.fare_distance_m, \
