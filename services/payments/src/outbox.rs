@@ -74,6 +74,19 @@ pub fn backoff(attempts: u32) -> u64 {
         .min(MAX_BACKOFF_S)
 }
 
+/// Whether `settlement` is applied to a charge in `status`: a PENDING or RETRYING
+/// charge takes any answer; a DECLINED one only an approval (a send of the same
+/// provider key answered later, e.g. by another worker's call: the provider charged,
+/// so the rider owes nothing); any other is left as it is.
+pub fn settles(status: crate::charge::ChargeStatus, settlement: &Settlement) -> bool {
+    use crate::charge::ChargeStatus;
+    match status {
+        ChargeStatus::Pending | ChargeStatus::Retrying => true,
+        ChargeStatus::Declined => matches!(settlement, Settlement::Approved),
+        _ => false,
+    }
+}
+
 /// The longest wait between two sends of a row.
 pub const MAX_BACKOFF_S: u64 = 3600;
 

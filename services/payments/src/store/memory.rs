@@ -488,16 +488,14 @@ impl PaymentsStore for MemoryStore {
                 .get(&key)
                 .cloned()
                 .ok_or(Error::Corrupt("settling an unknown charge"))?;
-            if !matches!(
-                charge.status,
-                ChargeStatus::Pending | ChargeStatus::Retrying
-            ) {
+            if !crate::outbox::settles(charge.status, &settlement) {
                 return Ok(charge);
             }
             let mut settled = charge;
             let done = match settlement {
                 Settlement::Approved => {
                     settled.status = ChargeStatus::Succeeded;
+                    settled.decline_code = None;
                     settled.settled_at = Some(at);
                     let capture =
                         Posting::capture(&settled, at).ok_or(Error::AmountOutOfRange("charge"))?;

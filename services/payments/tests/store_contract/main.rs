@@ -90,6 +90,7 @@ contract!(
     outbox::a_provider_that_never_answers_is_retried_and_the_pass_goes_on,
     outbox::one_failing_row_does_not_stop_the_pass,
     outbox::unanswered_rows_back_off_and_newer_rows_go_first,
+    outbox::a_later_approval_overrides_a_decline,
     outbox::arrears_are_repaid_through_the_outbox,
     settlement::the_day_is_settled_per_operator,
 );

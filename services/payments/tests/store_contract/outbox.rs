@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use citypass_payments::charge::{ChargeKey, ChargeStatus};
 use citypass_payments::link::Provider;
-use citypass_payments::outbox::OutboxStatus;
+use citypass_payments::outbox::{OutboxStatus, Settlement};
 use citypass_payments::payments::{LinkRequest, Tapped};
 use citypass_payments::provider::{
     ChargeRequest, Outcome, PaymentProvider, ProviderError, Sandbox, SandboxConfig,
@@ -539,4 +539,59 @@ pub(crate) async fn unanswered_rows_back_off_and_newer_rows_go_first(
         vec![(2, t + 6), (2, t + 6)]
     );
     ledger_matches(&p, &sandbox).await;
+}
+
+/// Two sends of one key answered differently (another worker's call approved after
+/// this one's was declined): the approval wins, since the provider charged; the rider
+/// owes nothing and the ledger captures it once. A decline after an approval changes
+/// nothing.
+pub(crate) async fn a_later_approval_overrides_a_decline(store: Arc<dyn PaymentsStore>) {
+    let p = payments(store.clone());
+    let a = linked(&p, 1).await;
+    let bus = tap_in(&p, boarding(a, "bus", "s1", "944", T0)).await;
+    let key = ChargeKey::of(&bus);
+    assert!(store.dispatch(key).await.unwrap());
+    let declined = store
+        .settle(
+            key,
+            Settlement::Declined {
+                code: "insufficient_funds".to_owned(),
+            },
+            T0 + 10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(declined.status, ChargeStatus::Declined);
+    assert_eq!(p.arrears(a).await.unwrap().total, Fen::new(300));
+    let approved = store
+        .settle(key, Settlement::Approved, T0 + 11)
+        .await
+        .unwrap();
+    assert_eq!(
+        (approved.status, approved.decline_code),
+        (ChargeStatus::Succeeded, None)
+    );
+    assert_eq!(p.arrears(a).await.unwrap().total, Fen::ZERO);
+    let again = store
+        .settle(
+            key,
+            Settlement::Declined {
+                code: "late".to_owned(),
+            },
+            T0 + 12,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.status, ChargeStatus::Succeeded);
+    assert_eq!(
+        store
+            .settle(key, Settlement::Approved, T0 + 13)
+            .await
+            .unwrap()
+            .status,
+        ChargeStatus::Succeeded
+    );
+    ledger_balances(&p).await;
+    let (report, _) = p.check_ledger().await.unwrap();
+    assert_eq!((report.capture_postings, report.captured), (1, 300));
 }

@@ -80,15 +80,13 @@ pub(super) async fn settle(
         .await?
         .ok_or(Error::Corrupt("settling an unknown charge"))?;
     let mut charge = charge_from(&row)?;
-    if !matches!(
-        charge.status,
-        ChargeStatus::Pending | ChargeStatus::Retrying
-    ) {
+    if !crate::outbox::settles(charge.status, &settlement) {
         return Ok(charge);
     }
     let done = match settlement {
         Settlement::Approved => {
             charge.status = ChargeStatus::Succeeded;
+            charge.decline_code = None;
             charge.settled_at = Some(at);
             let capture = Posting::capture(&charge, at).ok_or(Error::AmountOutOfRange("charge"))?;
             insert_posting(&mut tx, &capture).await?;
