@@ -63,7 +63,16 @@ pub struct OutboxMessage {
     /// Not taken by the worker before this time, Unix seconds ([`backoff`] after a send
     /// without an answer; 0 for a row never tried).
     pub next_attempt_at: u64,
+    /// Claimed by a worker until this time, Unix seconds (0: not claimed); the worker
+    /// releases it when it settles the row.
+    pub claimed_until: u64,
 }
+
+/// How long a worker's claim on the rows of its batch lasts: another worker does not
+/// take them before (a claim lapses if its worker dies; a pass longer than this may
+/// let another replica send a key again, which the provider's idempotency keeps to
+/// one charge).
+pub const CLAIM_LEASE_S: u64 = 600;
 
 /// How long after its `attempts`-th unanswered send a row is tried again: 2^attempts
 /// seconds, at most [`MAX_BACKOFF_S`] (an hour), so rows that keep failing give way to

@@ -11,7 +11,8 @@
 //! not answer within the call timeout is no answer (RETRYING); a row whose own step
 //! fails is skipped and counted ([`Pass::failed`]), so one bad row never stops the
 //! rest. Several workers may
-//! run (every replica): they may send a key twice, never charge it twice.
+//! run (every replica): each claims the rows it takes for a lease, so a key is sent
+//! by one at a time; a key sent twice is never charged twice.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -191,6 +191,7 @@ impl State {
                         created_at: charge.created_at,
                         attempts: 0,
                         next_attempt_at: 0,
+                        claimed_until: 0,
                     });
                 }
                 self.charges.insert(charge.key, charge);
@@ -224,6 +225,7 @@ impl State {
                         created_at: at,
                         attempts: 0,
                         next_attempt_at: 0,
+                        claimed_until: 0,
                     }),
                 }
             }
@@ -413,13 +415,13 @@ impl PaymentsStore for MemoryStore {
 
     fn outbox_jobs(&self, limit: usize, now: u64) -> BoxFuture<'_, Result<Vec<OutboxJob>, Error>> {
         Box::pin(async move {
-            let state = self.lock()?;
+            let mut state = self.lock()?;
             let mut jobs = Vec::new();
-            // Due rows, by next_attempt_at then age (the sort is stable).
+            // Due, unclaimed rows, by next_attempt_at then age (the sort is stable).
             let mut due: Vec<&OutboxMessage> = state
                 .outbox
                 .iter()
-                .filter(|m| m.next_attempt_at <= now)
+                .filter(|m| m.next_attempt_at <= now && m.claimed_until <= now)
                 .collect();
             due.sort_by_key(|m| m.next_attempt_at);
             for message in due {
@@ -454,6 +456,13 @@ impl PaymentsStore for MemoryStore {
                     charge: charge.clone(),
                     token: Some(token),
                 });
+            }
+            let until = now.saturating_add(crate::outbox::CLAIM_LEASE_S);
+            for job in &jobs {
+                if let Some(message) = state.outbox.iter_mut().find(|m| m.charge == job.charge.key)
+                {
+                    message.claimed_until = until;
+                }
             }
             Ok(jobs)
         })
@@ -514,6 +523,7 @@ impl PaymentsStore for MemoryStore {
                 }
             };
             for message in state.outbox.iter_mut().filter(|m| m.charge == key) {
+                message.claimed_until = 0;
                 if done {
                     message.status = OutboxStatus::Done;
                 } else {

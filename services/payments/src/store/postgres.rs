@@ -39,6 +39,7 @@ pub const MIGRATIONS: citypass_postgres::Embedded = citypass_postgres::embed_mig
     "20261203000001_payments.sql",
     "20261203000002_payment_taps_by_trip.sql",
     "20261203000003_payment_outbox_backoff.sql",
+    "20261203000004_payment_outbox_claims.sql",
 ];
 
 /// The PostgreSQL store. Cloning shares the pool.
@@ -459,7 +460,8 @@ impl PaymentsStore for PostgresStore {
     fn outbox(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxMessage>, Error>> {
         Box::pin(async move {
             let rows = sqlx::query(
-                "SELECT charge_key, status, created_at, attempts, next_attempt_at FROM payment_outbox \
+                "SELECT charge_key, status, created_at, attempts, next_attempt_at, claimed_until \
+                 FROM payment_outbox \
                  ORDER BY seq LIMIT $1",
             )
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -475,6 +477,7 @@ impl PaymentsStore for PostgresStore {
                         attempts: u32::try_from(row.try_get::<i32, _>("attempts")?)
                             .map_err(|_| Error::Corrupt("attempts"))?,
                         next_attempt_at: u64_of(row, "next_attempt_at")?,
+                        claimed_until: u64_of(row, "claimed_until")?,
                     })
                 })
                 .collect()

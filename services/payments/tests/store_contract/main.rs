@@ -91,6 +91,7 @@ contract!(
     outbox::one_failing_row_does_not_stop_the_pass,
     outbox::unanswered_rows_back_off_and_newer_rows_go_first,
     outbox::a_later_approval_overrides_a_decline,
+    outbox::rows_are_claimed_by_one_worker_at_a_time,
     outbox::arrears_are_repaid_through_the_outbox,
     settlement::the_day_is_settled_per_operator,
 );

@@ -169,7 +169,9 @@ pub(crate) async fn a_worker_killed_mid_batch_is_resumed_without_a_double_charge
     // A new worker finishes the batch: the first key again (the provider answers what
     // it decided), the others for the first time.
     let fresh = OutboxWorker::new(store.clone(), sandbox.clone());
-    assert_eq!(fresh.run_once(T0 + 14_100).await.unwrap().approved, 3);
+    // Once the dead worker's claim has lapsed.
+    let after_lease = T0 + 14_000 + citypass_payments::outbox::CLAIM_LEASE_S;
+    assert_eq!(fresh.run_once(after_lease).await.unwrap().approved, 3);
     assert_eq!(sandbox.calls(), 4);
     assert_eq!(sandbox.approved().len(), 3);
     ledger_matches(&p, &sandbox).await;
@@ -464,7 +466,8 @@ pub(crate) async fn one_failing_row_does_not_stop_the_pass(store: Arc<dyn Paymen
         2
     );
     let pass = OutboxWorker::new(store.clone(), sandbox.clone())
-        .run_once(T0 + 14_100)
+        // The failed row's claim lapses first.
+        .run_once(T0 + 14_000 + citypass_payments::outbox::CLAIM_LEASE_S)
         .await
         .unwrap();
     assert_eq!((pass.approved, pass.failed), (1, 0));
@@ -594,4 +597,49 @@ pub(crate) async fn a_later_approval_overrides_a_decline(store: Arc<dyn Payments
     ledger_balances(&p).await;
     let (report, _) = p.check_ledger().await.unwrap();
     assert_eq!((report.capture_postings, report.captured), (1, 300));
+}
+
+/// A worker claims the rows it takes for a lease: a second worker asking at the same
+/// time, or before the lease ends, gets none of them (each row to one worker); a
+/// settled row's claim is released; a dead worker's claim lapses.
+pub(crate) async fn rows_are_claimed_by_one_worker_at_a_time(store: Arc<dyn PaymentsStore>) {
+    let p = payments(store.clone());
+    three_trips(&p).await;
+    let now = T0 + 14_000;
+    for round in 0..20u64 {
+        let at = now + round * 10 * citypass_payments::outbox::CLAIM_LEASE_S;
+        let taken = crate::support::race(2, |_| {
+            let store = store.clone();
+            async move { store.outbox_jobs(10, at).await.unwrap() }
+        })
+        .await;
+        let mut keys: Vec<ChargeKey> = taken.iter().flatten().map(|j| j.charge.key).collect();
+        let n = keys.len();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(
+            (n, keys.len()),
+            (3, 3),
+            "round {round}: each row to one worker"
+        );
+        assert!(
+            store.outbox_jobs(10, at + 1).await.unwrap().is_empty(),
+            "claimed"
+        );
+    }
+    // Settled rows are released (and done); a lapsed claim is taken again.
+    let at = now + 1000 * citypass_payments::outbox::CLAIM_LEASE_S;
+    let jobs = store.outbox_jobs(10, at).await.unwrap();
+    assert_eq!(jobs.len(), 3);
+    let key = jobs[0].charge.key;
+    assert!(store.dispatch(key).await.unwrap());
+    store.settle(key, Settlement::Retry, at).await.unwrap();
+    let released = store.outbox(10).await.unwrap();
+    let row = released.iter().find(|m| m.charge == key).unwrap();
+    assert_eq!(row.claimed_until, 0);
+    let again = store.outbox_jobs(10, at + 2).await.unwrap();
+    assert_eq!(
+        again.iter().map(|j| j.charge.key).collect::<Vec<_>>(),
+        vec![key]
+    );
 }
