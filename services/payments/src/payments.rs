@@ -76,6 +76,14 @@ pub struct Arrears {
 pub struct Payments {
     store: Arc<dyn PaymentsStore>,
     rules: Arc<TapRules>,
+    server_clock: Option<ServerClock>,
+}
+
+/// The server's clock and how far a gate's void may be from it.
+#[derive(Clone)]
+struct ServerClock {
+    now: Arc<dyn Fn() -> u64 + Send + Sync>,
+    max_skew: std::time::Duration,
 }
 
 fn check_time(field: &'static str, at: u64) -> Result<(), Error> {
@@ -101,12 +109,28 @@ impl Payments {
         Payments {
             store,
             rules: Arc::new(rules),
+            server_clock: None,
         }
+    }
+
+    /// The same logic refusing a void whose `voided_at` is more than `max_skew` from
+    /// `now()` (the server's clock; the service sets it, tests inject one).
+    pub fn with_server_clock(
+        mut self,
+        now: Arc<dyn Fn() -> u64 + Send + Sync>,
+        max_skew: std::time::Duration,
+    ) -> Self {
+        self.server_clock = Some(ServerClock { now, max_skew });
+        self
     }
 
     /// The logic over `store` with shared `rules`.
     pub fn with_rules(store: Arc<dyn PaymentsStore>, rules: Arc<TapRules>) -> Self {
-        Payments { store, rules }
+        Payments {
+            store,
+            rules,
+            server_clock: None,
+        }
     }
 
     /// The rules, shared.
@@ -197,6 +221,17 @@ impl Payments {
         check_id("gate_id", &void.gate_id)?;
         check_id("scan_id", &void.scan_id)?;
         check_time("voided_at", void.at)?;
+        if let Some(clock) = &self.server_clock
+            && void.at.abs_diff((clock.now)()) > clock.max_skew.as_secs()
+        {
+            return Err(Error::invalid(
+                "voided_at",
+                format!(
+                    "is more than {} s from the server's clock",
+                    clock.max_skew.as_secs()
+                ),
+            ));
+        }
         let key = TapKey::of(&void.gate_id, &void.scan_id);
         let rules = &self.rules;
         let decide = |state: &_| rules.void(state, &void);

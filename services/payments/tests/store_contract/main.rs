@@ -74,6 +74,7 @@ contract!(
     voids::a_late_or_foreign_void_is_refused,
     voids::a_void_after_a_repeat_at_another_gate_is_refused,
     voids::a_void_dated_before_its_tap_is_refused,
+    voids::a_void_far_from_the_servers_clock_is_refused,
     exactly_once::a_gate_retry_charges_once,
     exactly_once::a_double_tap_charges_once,
     exactly_once::concurrent_tap_outs_of_one_scan_charge_once,

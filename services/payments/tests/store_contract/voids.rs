@@ -233,3 +233,26 @@ pub(crate) async fn a_void_dated_before_its_tap_is_refused(store: Arc<dyn Paymen
     assert_eq!(voided.status, TripStatus::Voided);
     ledger_balances(&p).await;
 }
+
+/// With the server's clock set (as the service sets it), a void stamped far from it is
+/// refused (INVALID_ARGUMENT `voided_at`), even one inside its tap's window by the
+/// gate's own stamps.
+pub(crate) async fn a_void_far_from_the_servers_clock_is_refused(store: Arc<dyn PaymentsStore>) {
+    let server_now = Arc::new(std::sync::atomic::AtomicU64::new(T0 + 3600));
+    let clock = server_now.clone();
+    let p = payments(store).with_server_clock(
+        Arc::new(move || clock.load(std::sync::atomic::Ordering::SeqCst)),
+        std::time::Duration::from_secs(300),
+    );
+    let a = linked(&p, 1).await;
+    tap_in(&p, boarding(a, "bus-1", "s1", "944", T0)).await;
+    match p.void(void(a, "bus-1", "s1", T0 + 2)).await {
+        Err(Error::InvalidArgument { field, .. }) => assert_eq!(field, "voided_at"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(live_charges(&p, a).await.len(), 1);
+    server_now.store(T0 + 3, std::sync::atomic::Ordering::SeqCst);
+    let voided = p.void(void(a, "bus-1", "s1", T0 + 2)).await.unwrap();
+    assert_eq!(voided.status, TripStatus::Voided);
+    ledger_balances(&p).await;
+}
