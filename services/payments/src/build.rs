@@ -52,8 +52,11 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
             Arc::new(MemoryStore::new())
         }
     };
-    let payments = Payments::new(store, rules);
-    let service = PaymentsApi::new(payments.clone())
+    let payments = Payments::new(store, rules).with_server_clock(
+        Arc::new(citypass_token::unix_now),
+        config.payments.max_clock_skew,
+    );
+    let service = PaymentsApi::new(payments.clone(), config.payments.max_clock_skew)
         .into_server()
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     let server = Server::new(config.server.clone());

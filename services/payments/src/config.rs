@@ -10,7 +10,7 @@
 //! | `environment` | `CITYPASS_ENVIRONMENT` | `production` (`dev` allows the memory store, the built-in fare table, plaintext) |
 //! | `database.*` | `CITYPASS_DATABASE__URL`, `__MAX_CONNECTIONS` | unset: in-memory store (dev only) |
 //! | `fares_file` | `CITYPASS_FARES_FILE` | unset: the checked-in `config/fares.yaml`, built in (dev only) |
-//! | `payments.*` | `CITYPASS_PAYMENTS__…` | [`Settings`] (tap timing, the city's day, the expiry pass, the outbox worker) |
+//! | `payments.*` | `CITYPASS_PAYMENTS__…` | [`Settings`] (tap timing, the gates' clock skew, the city's day, the expiry pass, the outbox worker) |
 //! | `sandbox.*` | `CITYPASS_SANDBOX__DELAY`, `__TIMEOUTS_AFTER_SUCCESS` | unset (`Config::dev`: set): the sandbox provider, dev only |
 //!
 //! `config.example.yaml` beside this crate shows every key.
@@ -53,6 +53,10 @@ pub struct Settings {
     /// How often the outbox worker sends pending charges (default `1s`, at most `1m`).
     #[serde(deserialize_with = "duration::deserialize_positive")]
     pub outbox_interval: Duration,
+    /// How far a TapIn's or TapOut's `tapped_at` may be from the server's clock, either
+    /// way; further is INVALID_ARGUMENT `tapped_at` (default `5m`, `1s` to `1h`).
+    #[serde(deserialize_with = "duration::deserialize_positive")]
+    pub max_clock_skew: Duration,
 }
 
 /// The sandbox provider (dev only): every link is charged through it.
@@ -75,6 +79,7 @@ impl Default for Settings {
             utc_offset_minutes: tap.utc_offset_s / 60,
             expiry_interval: Duration::from_secs(60),
             outbox_interval: Duration::from_secs(1),
+            max_clock_skew: Duration::from_secs(300),
         }
     }
 }
@@ -85,6 +90,11 @@ impl Settings {
         if self.outbox_interval.is_zero() || self.outbox_interval > Duration::from_secs(60) {
             return Err(Error::Config(
                 "payments.outbox_interval must be more than 0 and at most 1m".into(),
+            ));
+        }
+        if self.max_clock_skew.is_zero() || self.max_clock_skew > Duration::from_secs(3600) {
+            return Err(Error::Config(
+                "payments.max_clock_skew must be more than 0 and at most 1h".into(),
             ));
         }
         if self.expiry_interval.is_zero() || self.expiry_interval > Duration::from_secs(3600) {

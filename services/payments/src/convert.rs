@@ -48,6 +48,39 @@ fn fare_class_to_api(class: FareClass) -> v1::FareClass {
     }
 }
 
+/// The server's clock and how far a gate's `tapped_at` may be from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    /// The server's time, Unix seconds.
+    pub now: u64,
+    /// The largest difference accepted, either way.
+    pub max_skew: std::time::Duration,
+}
+
+impl Clock {
+    /// The server's clock now, with `max_skew`.
+    pub fn now(max_skew: std::time::Duration) -> Self {
+        Clock {
+            now: citypass_token::unix_now(),
+            max_skew,
+        }
+    }
+
+    /// `at` if it is within `max_skew` of `now`, else INVALID_ARGUMENT naming `field`.
+    pub fn check(&self, field: &'static str, at: u64) -> Result<u64, Error> {
+        if at.abs_diff(self.now) > self.max_skew.as_secs() {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "is more than {} s from the server's clock",
+                    self.max_skew.as_secs()
+                ),
+            ));
+        }
+        Ok(at)
+    }
+}
+
 fn tapped_at(at: Option<&citypass_proto::prost_types::Timestamp>) -> Result<u64, Error> {
     let at = at.ok_or_else(|| Error::invalid("tapped_at", "is required"))?;
     if !(0..1_000_000_000).contains(&at.nanos) {
@@ -62,7 +95,8 @@ fn tapped_at(at: Option<&citypass_proto::prost_types::Timestamp>) -> Result<u64,
 
 /// A TapIn request: SCENE_METRO (an entry at `station_id`) or SCENE_BUS (a boarding on
 /// the route named by `station_id`).
-pub fn tap_in(request: v1::TapInRequest) -> Result<TapIn, Error> {
+/// `tapped_at` must be within the clock's skew of the server's time.
+pub fn tap_in(request: v1::TapInRequest, clock: &Clock) -> Result<TapIn, Error> {
     let place = match v1::Scene::try_from(request.scene) {
         Ok(v1::Scene::Metro) => Place::Metro(request.station_id),
         Ok(v1::Scene::Bus) => Place::Bus(request.station_id),
@@ -73,19 +107,19 @@ pub fn tap_in(request: v1::TapInRequest) -> Result<TapIn, Error> {
         gate_id: request.gate_id,
         scan_id: request.scan_id,
         place,
-        at: tapped_at(request.tapped_at.as_ref())?,
+        at: clock.check("tapped_at", tapped_at(request.tapped_at.as_ref())?)?,
         fare_class: fare_class(request.fare_class)?,
     })
 }
 
-/// A TapOut request.
-pub fn tap_out(request: v1::TapOutRequest) -> Result<TapOut, Error> {
+/// A TapOut request; `tapped_at` as for [`tap_in`].
+pub fn tap_out(request: v1::TapOutRequest, clock: &Clock) -> Result<TapOut, Error> {
     Ok(TapOut {
         account: account(&request.transit_account)?,
         gate_id: request.gate_id,
         scan_id: request.scan_id,
         station: request.station_id,
-        at: tapped_at(request.tapped_at.as_ref())?,
+        at: clock.check("tapped_at", tapped_at(request.tapped_at.as_ref())?)?,
         fare_class: fare_class(request.fare_class)?,
     })
 }
@@ -174,9 +208,53 @@ mod tests {
         }
     }
 
+    const CLOCK: Clock = Clock {
+        now: 1_800_000_000,
+        max_skew: std::time::Duration::from_secs(300),
+    };
+
+    #[test]
+    fn a_time_far_from_the_servers_clock_is_refused() {
+        for (offset, ok) in [
+            (-301, false),
+            (-300, true),
+            (0, true),
+            (300, true),
+            (301, false),
+        ] {
+            let mut request = request();
+            request.tapped_at = Some(Timestamp {
+                seconds: 1_800_000_000 + offset,
+                nanos: 0,
+            });
+            let out = v1::TapOutRequest {
+                transit_account: request.transit_account.clone(),
+                gate_id: "g".to_owned(),
+                station_id: "xidan".to_owned(),
+                scan_id: "s".to_owned(),
+                tapped_at: request.tapped_at,
+                fare_class: 0,
+            };
+            for result in [
+                tap_in(request, &CLOCK).map(|t| t.at),
+                tap_out(out, &CLOCK).map(|t| t.at),
+            ] {
+                match result {
+                    Ok(at) => assert!(ok && at == 1_800_000_000_u64.saturating_add_signed(offset)),
+                    Err(Error::InvalidArgument { field, reason }) => {
+                        assert!(!ok, "{offset}");
+                        assert_eq!(field, "tapped_at");
+                        assert!(reason.contains("server's clock"), "{reason}");
+                    }
+                    Err(other) => panic!("{other:?}"),
+                }
+            }
+        }
+    }
+
     #[test]
     fn each_malformed_field_is_named() {
-        let tap = tap_in(request()).unwrap();
+        let tap = tap_in(request(), &CLOCK).unwrap();
         assert_eq!(tap.place, Place::Metro("xidan".to_owned()));
         assert_eq!(tap.fare_class, FareClass::Adult, "unspecified is adult");
         type Spoil = fn(&mut v1::TapInRequest);
@@ -199,7 +277,7 @@ mod tests {
         for (spoil, field) in cases {
             let mut request = request();
             spoil(&mut request);
-            match tap_in(request) {
+            match tap_in(request, &CLOCK) {
                 Err(Error::InvalidArgument { field: f, .. }) => assert_eq!(f, field),
                 other => panic!("{field}: {other:?}"),
             }

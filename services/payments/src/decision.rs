@@ -21,6 +21,9 @@ pub struct RiderState {
     pub declined: Vec<Charge>,
     /// The record of this tap's key and its trip, if the key was taken.
     pub tap: Option<(TapRecord, Trip)>,
+    /// The other taps recorded for the trip of [`RiderState::tap`] (its other side,
+    /// and the double taps recorded as repeats of it); empty without `tap`.
+    pub trip_taps: Vec<TapRecord>,
     /// The rider's open trip, if any (at most one).
     pub open: Option<Trip>,
     /// The rider's other trips that started at or after [`window_start`].

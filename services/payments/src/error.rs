@@ -59,6 +59,10 @@ pub enum Error {
     /// Something happened to the trip after the tap being voided.
     #[error("the trip has moved on since this tap (another tap followed): it cannot be voided")]
     TripMovedOn,
+    /// Another gate accepted a later scan of the tap's trip (a double tap recorded as
+    /// a repeat): the rider went through there, so the trip stands.
+    #[error("another gate accepted a later scan of this trip: the tap cannot be voided")]
+    TapRepeated,
     /// RepayArrears with nothing owed.
     #[error("nothing is owed by this transit account")]
     NothingOwed,
@@ -118,7 +122,8 @@ impl ServiceError for Error {
             Error::NoPaymentLink
             | Error::TapVoided
             | Error::VoidTooLate(_)
-            | Error::TripMovedOn => ErrorKind::FailedPrecondition,
+            | Error::TripMovedOn
+            | Error::TapRepeated => ErrorKind::FailedPrecondition,
             Error::Database(err) => citypass_postgres::error_kind(err),
             Error::Config(_)
             | Error::Migrate(_)
@@ -142,6 +147,7 @@ impl ServiceError for Error {
             Error::TapNotFound => "TAP_NOT_FOUND",
             Error::VoidTooLate(_) => "VOID_TOO_LATE",
             Error::TripMovedOn => "TRIP_MOVED_ON",
+            Error::TapRepeated => "TAP_REPEATED",
             Error::NothingOwed => "NOTHING_OWED",
             other => other.kind().reason(),
         }
@@ -174,6 +180,7 @@ mod tests {
                 Code::FailedPrecondition,
                 "NO_PAYMENT_LINK",
             ),
+            (Error::TapRepeated, Code::FailedPrecondition, "TAP_REPEATED"),
             (
                 Error::VoidTooLate("window"),
                 Code::FailedPrecondition,

@@ -32,13 +32,20 @@ pub fn spawn(payments: &Payments, every: Duration, mut draining: Draining) -> Jo
             };
             let payments = Payments::with_rules(store, rules.clone());
             match payments.expire_open_trips(citypass_token::unix_now()).await {
-                Ok(closed) if !closed.is_empty() => {
-                    tracing::info!(
-                        closed = closed.len(),
-                        "closed trips left open past the maximum trip duration"
-                    );
+                Ok(expired) => {
+                    if !expired.closed.is_empty() {
+                        tracing::info!(
+                            closed = expired.closed.len(),
+                            "closed trips left open past the maximum trip duration"
+                        );
+                    }
+                    if expired.failed > 0 {
+                        tracing::warn!(
+                            failed = expired.failed,
+                            "overdue trips not closed; tried again at the next interval"
+                        );
+                    }
                 }
-                Ok(_) => {}
                 Err(err) => {
                     tracing::warn!(error = %err, "trip expiry pass failed; retried at the next interval")
                 }

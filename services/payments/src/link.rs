@@ -152,7 +152,7 @@ pub struct Consent {
 
 impl Consent {
     /// Checks the version (field `consent.text_version`): 1 to 32 characters of
-    /// `[A-Za-z0-9._-]`.
+    /// `[A-Za-z0-9._-]`, never a card number.
     pub fn new(text_version: &str, consented_at: u64) -> Result<Self, Error> {
         let ok = !text_version.is_empty()
             && text_version.len() <= MAX_CONSENT_VERSION_LEN
@@ -163,6 +163,13 @@ impl Consent {
             return Err(Error::invalid(
                 "consent.text_version",
                 "must be 1 to 32 characters of letters, digits, '.', '_' or '-'",
+            ));
+        }
+        // Every free-text field of a link is searched, not only the token.
+        if contains_card_number(text_version) {
+            return Err(Error::invalid(
+                "consent.text_version",
+                "looks like a card number; send the consent text's version",
             ));
         }
         Ok(Consent {
@@ -258,6 +265,10 @@ mod tests {
             "4111111111111111",
             "tok-4111-1111-1111-1111",
             "6212345678901265",
+            "tok.4111.1111.1111.1111",
+            "tok_4111_1111_1111_1111",
+            "tok/4111/1111/1111/1111",
+            "tok_41111111111111119",
         ] {
             let err = ProviderToken::parse(card).unwrap_err();
             assert!(err.to_string().contains("card number"), "{err}");
@@ -286,5 +297,18 @@ mod tests {
         assert!(Consent::new("", 1).is_err());
         assert!(Consent::new("v 1", 1).is_err());
         assert!(Consent::new(&"v".repeat(33), 1).is_err());
+        for card in [
+            "4111111111111111",
+            "4111.1111.1111.1111",
+            "v4111_1111_1111_1111",
+        ] {
+            match Consent::new(card, 1) {
+                Err(Error::InvalidArgument { field, reason }) => {
+                    assert_eq!(field, "consent.text_version");
+                    assert!(reason.contains("card number") && !reason.contains("4111"));
+                }
+                other => panic!("{card}: {other:?}"),
+            }
+        }
     }
 }

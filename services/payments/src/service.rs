@@ -21,12 +21,18 @@ use crate::payments::{Payments, Tapped};
 #[derive(Clone)]
 pub struct PaymentsApi {
     payments: Payments,
+    max_clock_skew: std::time::Duration,
 }
 
 impl PaymentsApi {
     /// The service for `payments`.
-    pub fn new(payments: Payments) -> Self {
-        PaymentsApi { payments }
+    /// Taps whose `tapped_at` is more than `max_clock_skew` from the server's clock
+    /// are refused.
+    pub fn new(payments: Payments, max_clock_skew: std::time::Duration) -> Self {
+        PaymentsApi {
+            payments,
+            max_clock_skew,
+        }
     }
 
     /// The logic behind the service.
@@ -52,7 +58,8 @@ impl PaymentsService for PaymentsApi {
         &self,
         request: Request<v1::TapInRequest>,
     ) -> Result<Response<v1::TapInResponse>, Status> {
-        let tap = convert::tap_in(request.into_inner()).map_err(IntoStatus::into_status)?;
+        let clock = convert::Clock::now(self.max_clock_skew);
+        let tap = convert::tap_in(request.into_inner(), &clock).map_err(IntoStatus::into_status)?;
         let response = match self
             .payments
             .tap_in(tap)
@@ -82,7 +89,9 @@ impl PaymentsService for PaymentsApi {
         &self,
         request: Request<v1::TapOutRequest>,
     ) -> Result<Response<v1::TapOutResponse>, Status> {
-        let tap = convert::tap_out(request.into_inner()).map_err(IntoStatus::into_status)?;
+        let clock = convert::Clock::now(self.max_clock_skew);
+        let tap =
+            convert::tap_out(request.into_inner(), &clock).map_err(IntoStatus::into_status)?;
         let trip = self
             .payments
             .tap_out(tap)

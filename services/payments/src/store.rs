@@ -138,7 +138,7 @@ pub trait PaymentsStore: Send + Sync + 'static {
 
     /// Rows to send, oldest first, at most `limit`: PENDING, or DISPATCHED while their
     /// charge is still PENDING or RETRYING (a worker died or the answer was not known).
-    fn outbox_jobs(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxJob>, Error>>;
+    fn outbox_jobs(&self, limit: usize, now: u64) -> BoxFuture<'_, Result<Vec<OutboxJob>, Error>>;
 
     /// Marks the charge's row DISPATCHED, taking the charge's lock (so a concurrent
     /// void either cancels first or finds it dispatched). `true` if the row is

@@ -19,10 +19,13 @@
 //!   fare if it stayed open past `max_trip`). Without an open trip it is an exit
 //!   without entry, UNMATCHED at the maximum fare, if the rider has a link; with neither,
 //!   [`Error::NoPaymentLink`] and nothing changes.
-//! - **Void** (the gate's turnstile did not turn) within `void_window` of the tap: an
+//! - **Void** (the gate's turnstile did not turn) within `void_window` after the tap
+//!   (a void stamped more than [`VOID_CLOCK_SKEW_S`] before it is refused): an
 //!   entry's open trip is VOIDED; a bus tap's or an exit-without-entry's trip is
 //!   VOIDED and its charge cancelled; an exit is undone (its trip open again, its
-//!   charge cancelled). A repeat tap's void only marks the tap.
+//!   charge cancelled). A repeat tap's void only marks the tap. A tap whose trip has a
+//!   later, un-voided repeat (another gate accepted the rider's next scan) is not
+//!   undone ([`Error::TapRepeated`]).
 //! - **Pricing** uses the rider's earlier priced trips that started the same day (the
 //!   daily cap, and the transfer discount from the last one that ended).
 //! - **Charges**: a priced trip with a fare above zero gets one charge
@@ -42,6 +45,9 @@ use crate::trip::{Side, Tap, TapKey, TapRecord, Trip, TripId, TripStatus};
 pub use crate::decision::{Answer, Decision, Refusal, RiderState, Write};
 
 const DAY: u64 = 86_400;
+/// How far (seconds) a void may be stamped before the tap it voids (the gate's clock
+/// reading the two moments apart); earlier is refused.
+pub const VOID_CLOCK_SKEW_S: u64 = 2;
 
 /// Timing rules of taps, beside the fare table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -344,12 +350,32 @@ impl TapRules {
         if record.voided {
             return Ok(Decision::answer(Answer::Trip(Box::new(trip.clone()))));
         }
-        if !self.within(record.at, void.at, self.settings.void_window) && void.at > record.at {
+        // record.at <= void.at <= record.at + void_window, allowing VOID_CLOCK_SKEW_S for
+        // a gate whose void is stamped a moment before its tap.
+        if void.at.saturating_add(VOID_CLOCK_SKEW_S) < record.at {
+            return Err(Error::invalid("voided_at", "is before the tap it voids"));
+        }
+        if void.at
+            > record
+                .at
+                .saturating_add(self.settings.void_window.as_secs())
+        {
             return Err(Error::VoidTooLate("the void window has passed"));
         }
         let opening = trip.id == record.key;
         let closing =
             record.side == Side::Exit && trip.exit.as_ref().is_some_and(|x| x.key() == record.key);
+        // A later scan of this trip that another gate accepted (a double tap recorded as
+        // a repeat, not voided itself): the rider went through there, so undoing this
+        // tap would undo that one too (an exit reopened while the rider is outside, an
+        // entry voided while inside, a bus ride made free).
+        let repeated = state
+            .trip_taps
+            .iter()
+            .any(|r| r.side == record.side && !r.voided);
+        if (opening || closing) && repeated {
+            return Err(Error::TapRepeated);
+        }
         let mut writes = vec![Write::VoidTap(record.key)];
         let mut after = trip.clone();
         if opening {

@@ -7,8 +7,12 @@
 //! declined → DECLINED (arrears, which gates deny), no answer → RETRYING, sent again
 //! at the next pass with the same key. A worker killed anywhere in between leaves
 //! either a PENDING row or a DISPATCHED one whose charge is not settled; both are sent
-//! again, and the provider's idempotency makes that one charge. Several workers may
-//! run (every replica): they may send a key twice, never charge it twice.
+//! again, and the provider's idempotency makes that one charge. A provider that does
+//! not answer within the call timeout is no answer (RETRYING); a row whose own step
+//! fails is skipped and counted ([`Pass::failed`]), so one bad row never stops the
+//! rest. Several workers may
+//! run (every replica): each claims the rows it takes for a lease, so a key is sent
+//! by one at a time; a key sent twice is never charged twice.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,12 +21,15 @@ use citypass_runtime::Draining;
 use tokio::task::JoinHandle;
 
 use crate::error::Error;
-use crate::outbox::Settlement;
+use crate::outbox::{OutboxJob, Settlement};
 use crate::provider::{ChargeRequest, Outcome, PaymentProvider};
 use crate::store::PaymentsStore;
 
 /// Rows per pass.
 pub const BATCH: usize = 100;
+/// How long the worker waits for a provider's answer by default; no answer by then is
+/// no answer (the charge is RETRYING, sent again with the same key).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What one pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,8 +38,12 @@ pub struct Pass {
     pub approved: usize,
     /// Charges declined.
     pub declined: usize,
-    /// Charges whose answer is not known (retried).
+    /// Charges whose answer is not known (retried), a provider's timeout included.
     pub retrying: usize,
+    /// Rows skipped because of an error of their own (the store failing to dispatch
+    /// or settle it, a charge without its link): logged by charge key, left as they
+    /// were, tried again at the next pass; the rest of the batch goes on.
+    pub failed: usize,
 }
 
 /// The worker over a store and a provider adapter.
@@ -40,49 +51,85 @@ pub struct Pass {
 pub struct OutboxWorker {
     store: Arc<dyn PaymentsStore>,
     provider: Arc<dyn PaymentProvider>,
+    call_timeout: Duration,
 }
 
 impl OutboxWorker {
-    /// A worker sending `store`'s outbox to `provider`.
+    /// A worker sending `store`'s outbox to `provider`, waiting [`CALL_TIMEOUT`] for
+    /// each answer.
     pub fn new(store: Arc<dyn PaymentsStore>, provider: Arc<dyn PaymentProvider>) -> Self {
-        OutboxWorker { store, provider }
+        OutboxWorker {
+            store,
+            provider,
+            call_timeout: CALL_TIMEOUT,
+        }
     }
 
-    /// One pass over up to [`BATCH`] rows, at `now` (Unix seconds).
+    /// The same worker waiting `timeout` for each provider answer.
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// One pass over up to [`BATCH`] rows, at `now` (Unix seconds). Only failing to
+    /// read the batch is an error; a row's own error is counted in [`Pass::failed`]
+    /// and the pass goes on.
     pub async fn run_once(&self, now: u64) -> Result<Pass, Error> {
         let mut pass = Pass::default();
-        for job in self.store.outbox_jobs(BATCH).await? {
+        for job in self.store.outbox_jobs(BATCH, now).await? {
             let key = job.charge.key;
-            if !self.store.dispatch(key).await? {
-                continue; // cancelled by a void meanwhile, or settled by another worker
+            if let Err(err) = self.send(job, now, &mut pass).await {
+                // The charge key is a hash of the trip: no rider, token or card in it.
+                tracing::warn!(charge = %key, error = %err, "outbox row skipped; tried again at the next pass");
+                pass.failed += 1;
             }
-            let Some((_, provider)) = job.charge.link else {
-                return Err(Error::Corrupt("outbox charge without a link"));
-            };
-            let request = ChargeRequest {
-                key: job.charge.provider_key,
-                provider,
-                token: job.token,
-                amount: job.charge.amount,
-            };
-            let settlement = match self.provider.charge(request).await {
-                Ok(Outcome::Approved) => {
-                    pass.approved += 1;
-                    Settlement::Approved
-                }
-                Ok(Outcome::Declined { code }) => {
-                    pass.declined += 1;
-                    Settlement::Declined { code }
-                }
-                Err(err) => {
-                    tracing::warn!(charge = %key, error = %err, "charge not confirmed; retried with the same key");
-                    pass.retrying += 1;
-                    Settlement::Retry
-                }
-            };
-            self.store.settle(key, settlement, now).await?;
         }
         Ok(pass)
+    }
+
+    /// Dispatches, sends and settles one row.
+    async fn send(&self, job: OutboxJob, now: u64, pass: &mut Pass) -> Result<(), Error> {
+        let key = job.charge.key;
+        // Checked before the row is dispatched: a row that cannot be sent stays
+        // PENDING (a void may still cancel it).
+        let token = job.token.ok_or(Error::Corrupt(
+            "the link's stored provider token does not parse",
+        ))?;
+        if !self.store.dispatch(key).await? {
+            return Ok(()); // cancelled by a void meanwhile, or settled by another worker
+        }
+        let Some((_, provider)) = job.charge.link else {
+            return Err(Error::Corrupt("outbox charge without a link"));
+        };
+        let request = ChargeRequest {
+            key: job.charge.provider_key,
+            provider,
+            token,
+            amount: job.charge.amount,
+        };
+        let answer = tokio::time::timeout(self.call_timeout, self.provider.charge(request)).await;
+        let settlement = match answer {
+            Ok(Ok(Outcome::Approved)) => {
+                pass.approved += 1;
+                Settlement::Approved
+            }
+            Ok(Ok(Outcome::Declined { code })) => {
+                pass.declined += 1;
+                Settlement::Declined { code }
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(charge = %key, error = %err, "charge not confirmed; retried with the same key");
+                pass.retrying += 1;
+                Settlement::Retry
+            }
+            Err(_) => {
+                tracing::warn!(charge = %key, timeout_ms = self.call_timeout.as_millis(), "provider did not answer in time; retried with the same key");
+                pass.retrying += 1;
+                Settlement::Retry
+            }
+        };
+        self.store.settle(key, settlement, now).await?;
+        Ok(())
     }
 
     /// Runs a pass every `every` until the server starts draining.

@@ -11,10 +11,11 @@ use std::sync::Arc;
 use citypass_payments::charge::ChargeStatus;
 use citypass_payments::link::Provider;
 use citypass_payments::payments::LinkRequest;
+use citypass_payments::payments::Tapped;
 use citypass_payments::provider::{Sandbox, SandboxConfig};
 use citypass_payments::store::TripQuery;
 use citypass_payments::tap::{Place, TapIn, TapOut, TapRules, TapSettings, Void};
-use citypass_payments::trip::TripStatus;
+use citypass_payments::trip::{Trip, TripId, TripStatus};
 use citypass_payments::worker::OutboxWorker;
 use citypass_payments::{
     Error, FareClass, FareTable, Fen, MemoryStore, Payments, PaymentsStore, TransitAccount,
@@ -43,6 +44,14 @@ enum Step {
     Retry,
     /// The gate of the last scan voids it.
     VoidLast,
+    /// The gate of an earlier scan (`back` scans before the last) voids it, as when
+    /// the rider's next scan at another gate was accepted meanwhile.
+    VoidEarlier {
+        back: usize,
+    },
+    /// The rider's last scan is taken again at another gate of the same place (a new
+    /// scan: a double tap), then the first gate voids its scan.
+    RepeatElsewhereThenVoid,
     Expire,
     Unlink,
     Relink,
@@ -57,6 +66,8 @@ fn step() -> impl Strategy<Value = (Step, u64)> {
         2 => (0..ROUTES.len(), 0..3u8).prop_map(|(route, gate)| Step::Bus { route, gate }),
         2 => Just(Step::Retry),
         2 => Just(Step::VoidLast),
+        2 => (1..3usize).prop_map(|back| Step::VoidEarlier { back }),
+        2 => Just(Step::RepeatElsewhereThenVoid),
         1 => Just(Step::Expire),
         1 => Just(Step::Unlink),
         1 => Just(Step::Relink),
@@ -89,12 +100,23 @@ fn expected(err: &Error) -> bool {
             | Error::TapNotFound
             | Error::VoidTooLate(_)
             | Error::TripMovedOn
+            | Error::TapRepeated
             | Error::AlreadyLinked
             | Error::NotLinked
     )
 }
 
-async fn check(p: &Payments, account: TransitAccount, rules: &TapRules) {
+/// A scan a gate let through and that was not voided: its trip must stand (an exit's
+/// trip not open again, no taken tap's trip voided).
+struct Taken {
+    gate: String,
+    scan: String,
+    trip: TripId,
+    exit: bool,
+    voided: bool,
+}
+
+async fn check(p: &Payments, account: TransitAccount, rules: &TapRules, taken: &[Taken]) {
     let (report, verdict) = p.check_ledger().await.unwrap();
     assert_eq!(verdict, Ok(()), "{report:?}");
     let trips = p
@@ -136,8 +158,57 @@ async fn check(p: &Payments, account: TransitAccount, rules: &TapRules) {
             .or_default();
         *day = day.checked_add(due).unwrap();
     }
+    for scan in taken.iter().filter(|t| !t.voided) {
+        let trip = &trips
+            .iter()
+            .find(|v| v.trip.id == scan.trip)
+            .expect("a taken scan's trip")
+            .trip;
+        assert_ne!(
+            trip.status,
+            TripStatus::Voided,
+            "a taken scan's trip was voided: {trip:?}"
+        );
+        if scan.exit {
+            assert_ne!(
+                trip.status,
+                TripStatus::Open,
+                "an exit's trip is open again: {trip:?}"
+            );
+        }
+    }
     let cap = rules.fares.config().daily_cap;
     assert!(per_day.values().all(|&d| d <= cap), "{per_day:?}");
+}
+
+fn tapped(t: Tapped) -> Option<Trip> {
+    match t {
+        Tapped::Trip(trip) => Some(*trip),
+        Tapped::Refused(_) => None,
+    }
+}
+
+/// Notes a scan the gate let through (a trip answered).
+fn took(taken: &mut Vec<Taken>, gate: String, scan: String, trip: Option<Trip>, exit: bool) {
+    if let Some(trip) = trip {
+        taken.push(Taken {
+            gate,
+            scan,
+            trip: trip.id,
+            exit,
+            voided: false,
+        });
+    }
+}
+
+/// Notes a void its gate was granted.
+fn voided(taken: &mut [Taken], gate: &str, scan: &str) {
+    for t in taken
+        .iter_mut()
+        .filter(|t| t.gate == gate && t.scan == scan)
+    {
+        t.voided = true;
+    }
 }
 
 proptest! {
@@ -160,6 +231,8 @@ proptest! {
             p.link(link(account, T0), T0).await.unwrap();
             let mut at = T0;
             let mut last: Option<(String, String, Step)> = None;
+            let mut scans: Vec<(String, String)> = Vec::new();
+            let mut taken: Vec<Taken> = Vec::new();
             for (n, (step, gap)) in steps.into_iter().enumerate() {
                 at += gap;
                 let scan = format!("s{n}");
@@ -167,29 +240,32 @@ proptest! {
                     Step::Entry { station, gate } => {
                         let gate = format!("in-{gate}");
                         last = Some((gate.clone(), scan.clone(), step.clone()));
+                        scans.push((gate.clone(), scan.clone()));
                         p.tap_in(TapIn {
-                            account, gate_id: gate, scan_id: scan,
+                            account, gate_id: gate.clone(), scan_id: scan.clone(),
                             place: Place::Metro(STATIONS[*station].to_owned()),
                             at, fare_class: FareClass::Adult,
-                        }).await.map(drop)
+                        }).await.map(|t| took(&mut taken, gate, scan, tapped(t), false))
                     }
                     Step::Bus { route, gate } => {
                         let gate = format!("bus-{gate}");
                         last = Some((gate.clone(), scan.clone(), step.clone()));
+                        scans.push((gate.clone(), scan.clone()));
                         p.tap_in(TapIn {
-                            account, gate_id: gate, scan_id: scan,
+                            account, gate_id: gate.clone(), scan_id: scan.clone(),
                             place: Place::Bus(ROUTES[*route].to_owned()),
                             at, fare_class: FareClass::Student,
-                        }).await.map(drop)
+                        }).await.map(|t| took(&mut taken, gate, scan, tapped(t), false))
                     }
                     Step::Exit { station, gate } => {
                         let gate = format!("out-{gate}");
                         last = Some((gate.clone(), scan.clone(), step.clone()));
+                        scans.push((gate.clone(), scan.clone()));
                         p.tap_out(TapOut {
-                            account, gate_id: gate, scan_id: scan,
+                            account, gate_id: gate.clone(), scan_id: scan.clone(),
                             station: STATIONS[*station].to_owned(),
                             at, fare_class: FareClass::Adult,
-                        }).await.map(drop)
+                        }).await.map(|t| took(&mut taken, gate, scan, Some(t), true))
                     }
                     Step::Retry => match &last {
                         Some((gate, scan, Step::Exit { station, .. })) => p.tap_out(TapOut {
@@ -211,7 +287,48 @@ proptest! {
                     Step::VoidLast => match &last {
                         Some((gate, scan, _)) => p.void(Void {
                             account, gate_id: gate.clone(), scan_id: scan.clone(), at,
-                        }).await.map(drop),
+                        }).await.map(|_| voided(&mut taken, gate, scan)),
+                        None => Ok(()),
+                    },
+                    Step::VoidEarlier { back } => match scans.len().checked_sub(1 + back) {
+                        Some(i) => {
+                            let (gate, scan) = scans[i].clone();
+                            p.void(Void {
+                                account, gate_id: gate.clone(), scan_id: scan.clone(), at,
+                            }).await.map(|_| voided(&mut taken, &gate, &scan))
+                        }
+                        None => Ok(()),
+                    },
+                    Step::RepeatElsewhereThenVoid => match last.clone() {
+                        Some((first_gate, first_scan, first)) => {
+                            let gate = format!("{first_gate}-b");
+                            scans.push((gate.clone(), scan.clone()));
+                            let repeat = match &first {
+                                Step::Exit { station, .. } => p.tap_out(TapOut {
+                                    account, gate_id: gate.clone(), scan_id: scan.clone(),
+                                    station: STATIONS[*station].to_owned(), at, fare_class: FareClass::Adult,
+                                }).await.map(|t| took(&mut taken, gate.clone(), scan.clone(), Some(t), true)),
+                                Step::Entry { station, .. } => p.tap_in(TapIn {
+                                    account, gate_id: gate.clone(), scan_id: scan.clone(),
+                                    place: Place::Metro(STATIONS[*station].to_owned()),
+                                    at, fare_class: FareClass::Adult,
+                                }).await.map(|t| took(&mut taken, gate.clone(), scan.clone(), tapped(t), false)),
+                                Step::Bus { route, .. } => p.tap_in(TapIn {
+                                    account, gate_id: gate.clone(), scan_id: scan.clone(),
+                                    place: Place::Bus(ROUTES[*route].to_owned()),
+                                    at, fare_class: FareClass::Student,
+                                }).await.map(|t| took(&mut taken, gate.clone(), scan.clone(), tapped(t), false)),
+                                _ => Ok(()),
+                            };
+                            last = Some((gate, scan.clone(), first));
+                            at += 1;
+                            match repeat {
+                                Ok(()) => p.void(Void {
+                                    account, gate_id: first_gate.clone(), scan_id: first_scan.clone(), at,
+                                }).await.map(|_| voided(&mut taken, &first_gate, &first_scan)),
+                                Err(err) => Err(err),
+                            }
+                        }
                         None => Ok(()),
                     },
                     Step::Expire => p.expire_open_trips(at).await.map(drop),
@@ -222,7 +339,7 @@ proptest! {
                 if let Err(err) = &result {
                     assert!(expected(err), "step {n} {step:?}: {err:?}");
                 }
-                check(&p, account, &rules).await;
+                check(&p, account, &rules, &taken).await;
                 // What the provider charged is never cancelled or declined here; what
                 // the ledger captured, the provider charged (with the same amount).
                 let charges = p.store().charges(account).await.unwrap();
@@ -240,7 +357,9 @@ proptest! {
             }
             // Two more passes send everything (the sandbox times out once per key):
             // the ledger's captures are then exactly what the provider charged.
+            // Each an hour on: past any backoff.
             for _ in 0..2 {
+                at += 3600;
                 worker.run_once(at).await.unwrap();
             }
             let (report, _) = p.check_ledger().await.unwrap();

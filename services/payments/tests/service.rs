@@ -22,7 +22,6 @@ use citypass_testkit::tls::{As, TestPki};
 use citypass_testkit::{Served, serve};
 use tonic::Code;
 
-const T0: i64 = 1_800_000_000;
 const RIDER: &str = "00112233445566778899aabbccddeeff";
 
 struct Running {
@@ -92,9 +91,15 @@ impl Running {
     }
 }
 
+fn now() -> i64 {
+    i64::try_from(citypass_token::unix_now()).unwrap()
+}
+
+/// `offset` seconds after a minute ago: the service refuses taps more than
+/// `payments.max_clock_skew` (5 min) from its clock.
 fn at(offset: i64) -> Option<Timestamp> {
     Some(Timestamp {
-        seconds: T0 + offset,
+        seconds: now() - 60 + offset,
         nanos: 0,
     })
 }
@@ -117,7 +122,7 @@ fn exit(scan: &str, station: &str) -> v1::TapOutRequest {
         gate_id: "metro-exit-1".to_owned(),
         station_id: station.to_owned(),
         scan_id: scan.to_owned(),
-        tapped_at: at(1800),
+        tapped_at: at(60),
         fare_class: v1::FareClass::Adult as i32,
     }
 }
@@ -147,10 +152,11 @@ async fn a_metro_ride_over_grpc_is_charged_once() {
     assert_eq!(trip.charge_status, v1::ChargeStatus::NotRequired as i32);
     assert_eq!(trip.entry_station_id, "pingguoyuan");
 
+    let out = exit("scan-2", "xidan");
     for _ in 0..3 {
         // The verifier's retries of one exit scan: one charge.
         let closed = verifier
-            .tap_out(exit("scan-2", "xidan"))
+            .tap_out(out.clone())
             .await
             .unwrap()
             .into_inner()
@@ -166,7 +172,7 @@ async fn a_metro_ride_over_grpc_is_charged_once() {
             })
         );
         assert_eq!(closed.charge_status, v1::ChargeStatus::Pending as i32);
-        assert_eq!(closed.exited_at, at(1800));
+        assert_eq!(closed.exited_at, out.tapped_at);
     }
     let account = TransitAccount::parse(RIDER).unwrap();
     let charges = running.payments.store().charges(account).await.unwrap();
@@ -240,6 +246,34 @@ async fn bad_input_gets_a_precise_status_and_changes_nothing() {
             "tapped_at",
         ),
         (entry("", "xidan"), "INVALID_ARGUMENT", "scan_id"),
+        // A gate's clock far from the server's: refused, however it is off.
+        (
+            v1::TapInRequest {
+                tapped_at: at(60 + 301),
+                ..entry("s8", "xidan")
+            },
+            "INVALID_ARGUMENT",
+            "tapped_at",
+        ),
+        (
+            v1::TapInRequest {
+                tapped_at: at(60 - 3600),
+                ..entry("s9", "xidan")
+            },
+            "INVALID_ARGUMENT",
+            "tapped_at",
+        ),
+        (
+            v1::TapInRequest {
+                tapped_at: Some(Timestamp {
+                    seconds: 1_800_000_000,
+                    nanos: 0,
+                }),
+                ..entry("s10", "xidan")
+            },
+            "INVALID_ARGUMENT",
+            "tapped_at",
+        ),
     ];
     for (request, reason, field) in cases {
         let status = verifier.tap_in(request).await.unwrap_err();
@@ -281,24 +315,26 @@ async fn a_trip_left_open_is_closed_at_the_maximum_fare_by_the_expiry_pass() {
     config.payments.expiry_interval = std::time::Duration::from_millis(100);
     let running = start_with(true, config).await;
     running.link(RIDER).await;
-    // An entry five hours ago, never exited (the table's max_trip is 4 h).
-    let five_hours_ago = i64::try_from(citypass_token::unix_now()).unwrap() - 5 * 3600;
+    // An entry five hours ago, never exited (the table's max_trip is 4 h): through the
+    // logic (the service refuses a tapped_at that far from its clock).
+    let account = TransitAccount::parse(RIDER).unwrap();
+    let five_hours_ago = citypass_token::unix_now() - 5 * 3600;
     let opened = running
-        .verifier()
-        .tap_in(v1::TapInRequest {
-            tapped_at: Some(Timestamp {
-                seconds: five_hours_ago,
-                nanos: 0,
-            }),
-            ..entry("scan-1", "xidan")
+        .payments
+        .tap_in(citypass_payments::tap::TapIn {
+            account,
+            gate_id: "metro-entry-1".to_owned(),
+            scan_id: "scan-1".to_owned(),
+            place: citypass_payments::tap::Place::Metro("xidan".to_owned()),
+            at: five_hours_ago,
+            fare_class: citypass_payments::FareClass::Adult,
         })
         .await
-        .unwrap()
-        .into_inner()
-        .trip
         .unwrap();
-    assert_eq!(opened.status, v1::TripStatus::Open as i32);
-    let account = TransitAccount::parse(RIDER).unwrap();
+    let citypass_payments::payments::Tapped::Trip(opened) = opened else {
+        panic!("refused: {opened:?}");
+    };
+    assert_eq!(opened.status, citypass_payments::trip::TripStatus::Open);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let closed = loop {
         let page = running

@@ -86,6 +86,15 @@ impl State {
             )),
             None => None,
         };
+        let trip_taps = match &tap {
+            Some((record, _)) => self
+                .taps
+                .values()
+                .filter(|r| r.trip == record.trip && r.key != record.key)
+                .copied()
+                .collect(),
+            None => Vec::new(),
+        };
         let open = self
             .trips
             .values()
@@ -104,6 +113,7 @@ impl State {
             arrears,
             declined,
             tap,
+            trip_taps,
             open,
             recent,
         })
@@ -179,6 +189,9 @@ impl State {
                         charge: charge.key,
                         status: OutboxStatus::Pending,
                         created_at: charge.created_at,
+                        attempts: 0,
+                        next_attempt_at: 0,
+                        claimed_until: 0,
                     });
                 }
                 self.charges.insert(charge.key, charge);
@@ -202,11 +215,17 @@ impl State {
                 stored.decline_code = None;
                 stored.settled_at = None;
                 match self.outbox.iter_mut().find(|m| m.charge == charge) {
-                    Some(message) => message.status = OutboxStatus::Pending,
+                    Some(message) => {
+                        message.status = OutboxStatus::Pending;
+                        message.next_attempt_at = 0;
+                    }
                     None => self.outbox.push(OutboxMessage {
                         charge,
                         status: OutboxStatus::Pending,
                         created_at: at,
+                        attempts: 0,
+                        next_attempt_at: 0,
+                        claimed_until: 0,
                     }),
                 }
             }
@@ -257,7 +276,8 @@ impl PaymentsStore for MemoryStore {
                 .iter_mut()
                 .find(|(l, _)| l.account == account && l.is_active())
                 .ok_or(Error::NotLinked)?;
-            link.unlinked_at = Some(now);
+            // Never before the link was made (as PostgreSQL's GREATEST).
+            link.unlinked_at = Some(now.max(link.linked_at));
             Ok(link.clone())
         })
     }
@@ -393,11 +413,18 @@ impl PaymentsStore for MemoryStore {
         Box::pin(async move { Ok(self.lock()?.outbox.iter().take(limit).copied().collect()) })
     }
 
-    fn outbox_jobs(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxJob>, Error>> {
+    fn outbox_jobs(&self, limit: usize, now: u64) -> BoxFuture<'_, Result<Vec<OutboxJob>, Error>> {
         Box::pin(async move {
-            let state = self.lock()?;
+            let mut state = self.lock()?;
             let mut jobs = Vec::new();
-            for message in &state.outbox {
+            // Due, unclaimed rows, by next_attempt_at then age (the sort is stable).
+            let mut due: Vec<&OutboxMessage> = state
+                .outbox
+                .iter()
+                .filter(|m| m.next_attempt_at <= now && m.claimed_until <= now)
+                .collect();
+            due.sort_by_key(|m| m.next_attempt_at);
+            for message in due {
                 if jobs.len() == limit {
                     break;
                 }
@@ -427,8 +454,15 @@ impl PaymentsStore for MemoryStore {
                     .ok_or(Error::Corrupt("outbox charge without its link"))?;
                 jobs.push(OutboxJob {
                     charge: charge.clone(),
-                    token,
+                    token: Some(token),
                 });
+            }
+            let until = now.saturating_add(crate::outbox::CLAIM_LEASE_S);
+            for job in &jobs {
+                if let Some(message) = state.outbox.iter_mut().find(|m| m.charge == job.charge.key)
+                {
+                    message.claimed_until = until;
+                }
             }
             Ok(jobs)
         })
@@ -463,16 +497,14 @@ impl PaymentsStore for MemoryStore {
                 .get(&key)
                 .cloned()
                 .ok_or(Error::Corrupt("settling an unknown charge"))?;
-            if !matches!(
-                charge.status,
-                ChargeStatus::Pending | ChargeStatus::Retrying
-            ) {
+            if !crate::outbox::settles(charge.status, &settlement) {
                 return Ok(charge);
             }
             let mut settled = charge;
             let done = match settlement {
                 Settlement::Approved => {
                     settled.status = ChargeStatus::Succeeded;
+                    settled.decline_code = None;
                     settled.settled_at = Some(at);
                     let capture =
                         Posting::capture(&settled, at).ok_or(Error::AmountOutOfRange("charge"))?;
@@ -490,9 +522,14 @@ impl PaymentsStore for MemoryStore {
                     false
                 }
             };
-            if done {
-                for message in state.outbox.iter_mut().filter(|m| m.charge == key) {
+            for message in state.outbox.iter_mut().filter(|m| m.charge == key) {
+                message.claimed_until = 0;
+                if done {
                     message.status = OutboxStatus::Done;
+                } else {
+                    message.attempts = message.attempts.saturating_add(1);
+                    message.next_attempt_at =
+                        at.saturating_add(crate::outbox::backoff(message.attempts));
                 }
             }
             state.charges.insert(key, settled.clone());

@@ -35,8 +35,12 @@ use crate::trip::{Side, TapKey, TapRecord, Trip, TripId, TripStatus};
 
 /// The schema, in version order: every file of `migrations/` (a test checks the list
 /// against the folder).
-pub const MIGRATIONS: citypass_postgres::Embedded =
-    citypass_postgres::embed_migrations!["20261203000001_payments.sql"];
+pub const MIGRATIONS: citypass_postgres::Embedded = citypass_postgres::embed_migrations![
+    "20261203000001_payments.sql",
+    "20261203000002_payment_taps_by_trip.sql",
+    "20261203000003_payment_outbox_backoff.sql",
+    "20261203000004_payment_outbox_claims.sql",
+];
 
 /// The PostgreSQL store. Cloning shares the pool.
 #[derive(Debug, Clone)]
@@ -150,6 +154,27 @@ async fn rider_state(
             }
         }
     };
+    let trip_taps = match &tap {
+        Some((record, _)) => sqlx::query(
+            "SELECT tap_key, side, at, voided FROM payment_taps WHERE trip_id = $1 AND tap_key <> $2",
+        )
+        .bind(record.trip.0.as_slice())
+        .bind(record.key.0.as_slice())
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(TapRecord {
+                key: key16(row, "tap_key", TapKey::from_slice)?,
+                trip: record.trip,
+                side: Side::from_code(row.try_get("side")?).ok_or(Error::Corrupt("side"))?,
+                at: u64_of(row, "at")?,
+                voided: row.try_get("voided")?,
+            })
+        })
+        .collect::<Result<_, Error>>()?,
+        None => Vec::new(),
+    };
     let sql = format!(
         "SELECT {TRIP_COLUMNS} FROM payment_trips t WHERE t.transit_account = $1 AND t.status = $2"
     );
@@ -179,6 +204,7 @@ async fn rider_state(
         arrears,
         declined,
         tap,
+        trip_taps,
         open,
         recent,
     })
@@ -188,6 +214,20 @@ async fn rider_state(
 fn violates(err: &Error, constraint: &str) -> bool {
     matches!(err, Error::Database(sqlx::Error::Database(db))
         if db.code().as_deref() == Some("23505") && db.constraint() == Some(constraint))
+}
+
+/// A unique index's refusal as the memory store's check names it, so both backends
+/// answer a write the rules should never make with the same error.
+fn as_memory_does(err: Error) -> Error {
+    if violates(&err, "payment_trips_one_open") {
+        Error::Corrupt("a second open trip")
+    } else if violates(&err, "payment_charges_one_live_per_trip") {
+        Error::Corrupt("a second live charge for one trip")
+    } else if violates(&err, "payment_taps_pkey") {
+        Error::ScanReused
+    } else {
+        err
+    }
 }
 
 impl PaymentsStore for PostgresStore {
@@ -266,7 +306,7 @@ impl PaymentsStore for PostgresStore {
                 return Ok(decision.answer);
             }
             for write in &decision.writes {
-                apply(&mut tx, write).await?;
+                apply(&mut tx, write).await.map_err(as_memory_does)?;
             }
             tx.commit().await?;
             Ok(decision.answer)
@@ -420,7 +460,9 @@ impl PaymentsStore for PostgresStore {
     fn outbox(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxMessage>, Error>> {
         Box::pin(async move {
             let rows = sqlx::query(
-                "SELECT charge_key, status, created_at FROM payment_outbox ORDER BY seq LIMIT $1",
+                "SELECT charge_key, status, created_at, attempts, next_attempt_at, claimed_until \
+                 FROM payment_outbox \
+                 ORDER BY seq LIMIT $1",
             )
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
@@ -432,14 +474,18 @@ impl PaymentsStore for PostgresStore {
                         status: OutboxStatus::from_code(row.try_get("status")?)
                             .ok_or(Error::Corrupt("status"))?,
                         created_at: u64_of(row, "created_at")?,
+                        attempts: u32::try_from(row.try_get::<i32, _>("attempts")?)
+                            .map_err(|_| Error::Corrupt("attempts"))?,
+                        next_attempt_at: u64_of(row, "next_attempt_at")?,
+                        claimed_until: u64_of(row, "claimed_until")?,
                     })
                 })
                 .collect()
         })
     }
 
-    fn outbox_jobs(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxJob>, Error>> {
-        Box::pin(outbox::outbox_jobs(&self.pool, limit))
+    fn outbox_jobs(&self, limit: usize, now: u64) -> BoxFuture<'_, Result<Vec<OutboxJob>, Error>> {
+        Box::pin(outbox::outbox_jobs(&self.pool, limit, now))
     }
 
     fn dispatch(&self, charge: ChargeKey) -> BoxFuture<'_, Result<bool, Error>> {

@@ -75,6 +75,34 @@ pub(crate) async fn card_numbers_and_bad_input_store_nothing(store: Arc<dyn Paym
         ),
         (
             LinkRequest {
+                token: "agr.4111.1111.1111.1111",
+                ..link_request(account)
+            },
+            "provider_token",
+        ),
+        (
+            LinkRequest {
+                token: "agr_4111/1111/1111/1111",
+                ..link_request(account)
+            },
+            "provider_token",
+        ),
+        (
+            LinkRequest {
+                token: "agr_41111111111111110",
+                ..link_request(account)
+            },
+            "provider_token",
+        ),
+        (
+            LinkRequest {
+                consent_version: "4111_1111_1111_1111",
+                ..link_request(account)
+            },
+            "consent.text_version",
+        ),
+        (
+            LinkRequest {
                 token: "",
                 ..link_request(account)
             },

@@ -3,13 +3,21 @@
 
 use std::sync::Arc;
 
-use citypass_payments::charge::{Charge, ChargeStatus};
+use citypass_payments::Error;
+use citypass_payments::charge::{Charge, ChargeKey, ChargeStatus};
+use citypass_payments::decision::Answer;
+use citypass_payments::ledger::LedgerReport;
 use citypass_payments::link::Provider;
+use citypass_payments::link::{Link, NewLink};
+use citypass_payments::outbox::{OutboxJob, OutboxMessage, Settlement};
 use citypass_payments::payments::{LinkRequest, Tapped};
 use citypass_payments::store::TripQuery;
+use citypass_payments::store::{Rules, TripPage, TripView};
 use citypass_payments::tap::{Place, TapIn, TapOut, TapRules, TapSettings, Void};
 use citypass_payments::trip::Trip;
+use citypass_payments::trip::{TapKey, TripId};
 use citypass_payments::{FareClass, FareTable, Payments, PaymentsStore, TransitAccount};
+use futures::future::BoxFuture;
 
 /// A fixed clock origin (2027-01-15T08:00:00Z, 16:00 in Beijing); tests move it on.
 pub(crate) const T0: u64 = 1_800_000_000;
@@ -169,4 +177,91 @@ where
         results.push(task.await.unwrap());
     }
     results
+}
+
+/// A store that fails `settle` for one charge, and `with_rider` for one rider (what a
+/// database refusing one row looks like), and passes everything else on.
+pub(crate) struct Faulty {
+    pub(crate) settle: Option<ChargeKey>,
+    pub(crate) rider: Option<TransitAccount>,
+    pub(crate) inner: Arc<dyn PaymentsStore>,
+}
+
+impl PaymentsStore for Faulty {
+    fn link(&self, link: NewLink, now: u64) -> BoxFuture<'_, Result<Link, Error>> {
+        self.inner.link(link, now)
+    }
+    fn unlink(&self, account: TransitAccount, now: u64) -> BoxFuture<'_, Result<Link, Error>> {
+        self.inner.unlink(account, now)
+    }
+    fn active_link(&self, account: TransitAccount) -> BoxFuture<'_, Result<Option<Link>, Error>> {
+        self.inner.active_link(account)
+    }
+    fn with_rider<'a>(
+        &'a self,
+        account: TransitAccount,
+        tap: Option<TapKey>,
+        at: u64,
+        rules: Rules<'a>,
+    ) -> BoxFuture<'a, Result<Answer, Error>> {
+        if Some(account) == self.rider {
+            return Box::pin(async { Err(Error::Corrupt("rider refused for the test")) });
+        }
+        self.inner.with_rider(account, tap, at, rules)
+    }
+    fn riders_open_since(
+        &self,
+        started_before: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<TransitAccount>, Error>> {
+        self.inner.riders_open_since(started_before, limit)
+    }
+    fn trips(
+        &self,
+        account: TransitAccount,
+        query: TripQuery,
+    ) -> BoxFuture<'_, Result<TripPage, Error>> {
+        self.inner.trips(account, query)
+    }
+    fn trip(
+        &self,
+        account: TransitAccount,
+        id: TripId,
+    ) -> BoxFuture<'_, Result<Option<TripView>, Error>> {
+        self.inner.trip(account, id)
+    }
+    fn charges_made_between(
+        &self,
+        from: u64,
+        until: u64,
+    ) -> BoxFuture<'_, Result<Vec<Charge>, Error>> {
+        self.inner.charges_made_between(from, until)
+    }
+    fn charges(&self, account: TransitAccount) -> BoxFuture<'_, Result<Vec<Charge>, Error>> {
+        self.inner.charges(account)
+    }
+    fn outbox(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxMessage>, Error>> {
+        self.inner.outbox(limit)
+    }
+    fn outbox_jobs(&self, limit: usize, now: u64) -> BoxFuture<'_, Result<Vec<OutboxJob>, Error>> {
+        self.inner.outbox_jobs(limit, now)
+    }
+    fn dispatch(&self, charge: ChargeKey) -> BoxFuture<'_, Result<bool, Error>> {
+        self.inner.dispatch(charge)
+    }
+    fn settle(
+        &self,
+        charge: ChargeKey,
+        settlement: Settlement,
+        at: u64,
+    ) -> BoxFuture<'_, Result<Charge, Error>> {
+        if Some(charge) == self.settle {
+            Box::pin(async { Err(Error::Corrupt("settle refused for the test")) })
+        } else {
+            self.inner.settle(charge, settlement, at)
+        }
+    }
+    fn ledger_report(&self) -> BoxFuture<'_, Result<LedgerReport, Error>> {
+        self.inner.ledger_report()
+    }
 }

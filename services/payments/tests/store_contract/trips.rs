@@ -8,7 +8,7 @@ use citypass_payments::outbox::OutboxStatus;
 use citypass_payments::payments::Tapped;
 use citypass_payments::tap::Refusal;
 use citypass_payments::trip::{TapKey, TripStatus};
-use citypass_payments::{Error, Fen, Mode, PaymentsStore};
+use citypass_payments::{Error, Fen, Mode, Payments, PaymentsStore};
 
 use crate::support::{
     T0, all_trips, boarding, entry, exit, ledger_balances, linked, live_charges, payments, rider,
@@ -136,9 +136,10 @@ pub(crate) async fn a_missing_tap_costs_the_maximum_fare(store: Arc<dyn Payments
         p.expire_open_trips(T0 + 4 * 3600 - 1)
             .await
             .unwrap()
+            .closed
             .is_empty()
     );
-    let closed = p.expire_open_trips(T0 + 4 * 3600).await.unwrap();
+    let closed = p.expire_open_trips(T0 + 4 * 3600).await.unwrap().closed;
     assert_eq!(closed.len(), 1);
     assert_eq!(
         (closed[0].id, closed[0].status),
@@ -146,7 +147,11 @@ pub(crate) async fn a_missing_tap_costs_the_maximum_fare(store: Arc<dyn Payments
     );
     assert_eq!(closed[0].fare.as_ref().unwrap().due, Fen::new(1000));
     assert!(
-        p.expire_open_trips(T0 + 5 * 3600).await.unwrap().is_empty(),
+        p.expire_open_trips(T0 + 5 * 3600)
+            .await
+            .unwrap()
+            .closed
+            .is_empty(),
         "once"
     );
 
@@ -264,4 +269,109 @@ pub(crate) async fn a_charge_without_a_link_is_arrears_and_blocks_entry(
         Tapped::Refused(Refusal::Arrears)
     );
     assert_eq!(ledger_balances(&p).await, 500);
+}
+
+/// An expiry pass in which one rider's closing fails goes on with the others, counts
+/// the failure, and closes that rider's trip at the next pass.
+pub(crate) async fn an_expiry_pass_goes_on_past_a_failing_rider(store: Arc<dyn PaymentsStore>) {
+    let p = payments(store.clone());
+    let mut riders = Vec::new();
+    for n in 1..=3u8 {
+        let a = linked(&p, n).await;
+        // Started in order, so the failing rider (the first) is listed first.
+        tap_in(
+            &p,
+            entry(a, "g-in", &format!("s{n}"), "xidan", T0 + u64::from(n)),
+        )
+        .await;
+        riders.push(a);
+    }
+    let faulty = crate::support::Faulty {
+        settle: None,
+        rider: Some(riders[0]),
+        inner: store.clone(),
+    };
+    let with_fault = Payments::new(Arc::new(faulty), p.rules().clone());
+    let expired = with_fault
+        .expire_open_trips(T0 + 5 * 3600)
+        .await
+        .expect("one rider's failure does not fail the pass");
+    assert_eq!((expired.closed.len(), expired.failed), (2, 1));
+    assert_eq!(all_trips(&p, riders[0]).await[0].status, TripStatus::Open);
+    for &a in &riders[1..] {
+        assert_eq!(all_trips(&p, a).await[0].status, TripStatus::Unmatched);
+    }
+    let expired = p.expire_open_trips(T0 + 5 * 3600 + 60).await.unwrap();
+    assert_eq!((expired.closed.len(), expired.failed), (1, 0));
+    ledger_balances(&p).await;
+}
+
+/// Both stores agree where they used to drift: a trip written again replaces every
+/// field; an unlink dated before the link is clamped to the link's time; a write that
+/// a unique index refuses (a second open trip, a second live charge of a trip) gives
+/// the same error on both.
+pub(crate) async fn both_stores_write_and_refuse_alike(store: Arc<dyn PaymentsStore>) {
+    use citypass_payments::charge::Charge;
+    use citypass_payments::decision::{Answer, Decision, Write};
+
+    let p = payments(store.clone());
+    let a = linked(&p, 1).await;
+    let opened = tap_in(&p, entry(a, "g-in", "s1", "xidan", T0)).await;
+    let write = |writes: Vec<Write>| {
+        let store = store.clone();
+        async move {
+            let decide = move |_: &_| {
+                Ok(Decision {
+                    writes: writes.clone(),
+                    answer: Answer::Nothing,
+                })
+            };
+            store.with_rider(a, None, T0 + 10, &decide).await
+        }
+    };
+    // The whole trip replaced: entry, fare class and start too.
+    let mut changed = opened.clone();
+    changed.fare_class = citypass_payments::FareClass::Student;
+    if let Some(e) = changed.entry.as_mut() {
+        e.gate_id = "g-other".to_owned();
+        e.place = "pingguoyuan".to_owned();
+        e.scan_id = "s-other".to_owned();
+        e.at = T0 + 5;
+    }
+    write(vec![Write::PutTrip(changed.clone())]).await.unwrap();
+    let stored = store.trip(a, opened.id).await.unwrap().unwrap().trip;
+    assert_eq!(stored, changed);
+
+    // A second open trip: refused alike.
+    let mut second = changed.clone();
+    second.id = TapKey::of("g-in", "s-second");
+    match write(vec![Write::PutTrip(second)]).await {
+        Err(Error::Corrupt(what)) => assert_eq!(what, "a second open trip"),
+        other => panic!("{other:?}"),
+    }
+
+    // A second live charge of one trip: refused alike.
+    let closed = p
+        .tap_out(exit(a, "g-out", "s2", "xidan", T0 + 1800))
+        .await
+        .unwrap();
+    let charge: Charge = live_charges(&p, a).await.remove(0);
+    assert_eq!(charge.trip, closed.id);
+    let again = Charge {
+        key: ChargeKey([9; 16]),
+        provider_key: ChargeKey([9; 16]),
+        ..charge
+    };
+    match write(vec![Write::Charge(again)]).await {
+        Err(Error::Corrupt(what)) => assert_eq!(what, "a second live charge for one trip"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(live_charges(&p, a).await.len(), 1);
+
+    // An unlink dated before the link: at the link's time.
+    let b = rider(2);
+    let made = p.link(crate::support::link_request(b), T0).await.unwrap();
+    let ended = p.unlink(b, T0 - 100).await.unwrap();
+    assert_eq!(ended.unlinked_at, Some(made.linked_at));
+    ledger_balances(&p).await;
 }

@@ -12,12 +12,28 @@ use crate::ledger::{LedgerReport, Posting};
 use crate::link::ProviderToken;
 use crate::outbox::{OutboxJob, OutboxStatus, Settlement};
 
-pub(super) async fn outbox_jobs(pool: &PgPool, limit: usize) -> Result<Vec<OutboxJob>, Error> {
+pub(super) async fn outbox_jobs(
+    pool: &PgPool,
+    limit: usize,
+    now: u64,
+) -> Result<Vec<OutboxJob>, Error> {
+    // Due rows not claimed by another worker are claimed for CLAIM_LEASE_S, skipping
+    // rows another worker is claiming at this moment (SKIP LOCKED): each row goes to one
+    // worker at a time; a claim lapses if its worker dies.
     let sql = format!(
-        "SELECT {CHARGE_COLUMNS}, l.provider_token FROM payment_outbox o \
-         JOIN payment_charges c ON c.charge_key = o.charge_key \
+        "WITH due AS ( \
+           SELECT o.charge_key FROM payment_outbox o \
+           JOIN payment_charges c ON c.charge_key = o.charge_key \
+           WHERE o.status IN ($1, $2) AND c.status IN ($3, $4) AND o.next_attempt_at <= $6 \
+             AND o.claimed_until <= $6 \
+           ORDER BY o.next_attempt_at, o.seq LIMIT $5 FOR UPDATE OF o SKIP LOCKED), \
+         claimed AS ( \
+           UPDATE payment_outbox o SET claimed_until = $7 FROM due \
+           WHERE o.charge_key = due.charge_key RETURNING o.charge_key, o.next_attempt_at, o.seq) \
+         SELECT {CHARGE_COLUMNS}, l.provider_token FROM claimed \
+         JOIN payment_charges c ON c.charge_key = claimed.charge_key \
          JOIN payment_links l ON l.link_id = c.link_id \
-         WHERE o.status IN ($1, $2) AND c.status IN ($3, $4) ORDER BY o.seq LIMIT $5"
+         ORDER BY claimed.next_attempt_at, claimed.seq"
     );
     let rows = sqlx::query(&sql)
         .bind(OutboxStatus::Pending.code())
@@ -25,6 +41,8 @@ pub(super) async fn outbox_jobs(pool: &PgPool, limit: usize) -> Result<Vec<Outbo
         .bind(ChargeStatus::Pending.code())
         .bind(ChargeStatus::Retrying.code())
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(secs(now)?)
+        .bind(secs(now.saturating_add(crate::outbox::CLAIM_LEASE_S))?)
         .fetch_all(pool)
         .await?;
     rows.iter()
@@ -32,8 +50,7 @@ pub(super) async fn outbox_jobs(pool: &PgPool, limit: usize) -> Result<Vec<Outbo
             let token: String = row.try_get("provider_token")?;
             Ok(OutboxJob {
                 charge: charge_from(row)?,
-                token: ProviderToken::parse(&token)
-                    .map_err(|_| Error::Corrupt("provider_token"))?,
+                token: ProviderToken::parse(&token).ok(),
             })
         })
         .collect()
@@ -75,15 +92,13 @@ pub(super) async fn settle(
         .await?
         .ok_or(Error::Corrupt("settling an unknown charge"))?;
     let mut charge = charge_from(&row)?;
-    if !matches!(
-        charge.status,
-        ChargeStatus::Pending | ChargeStatus::Retrying
-    ) {
+    if !crate::outbox::settles(charge.status, &settlement) {
         return Ok(charge);
     }
     let done = match settlement {
         Settlement::Approved => {
             charge.status = ChargeStatus::Succeeded;
+            charge.decline_code = None;
             charge.settled_at = Some(at);
             let capture = Posting::capture(&charge, at).ok_or(Error::AmountOutOfRange("charge"))?;
             insert_posting(&mut tx, &capture).await?;
@@ -111,9 +126,27 @@ pub(super) async fn settle(
     .execute(&mut *tx)
     .await?;
     if done {
-        sqlx::query("UPDATE payment_outbox SET status = $2 WHERE charge_key = $1")
+        sqlx::query(
+            "UPDATE payment_outbox SET status = $2, claimed_until = 0 WHERE charge_key = $1",
+        )
+        .bind(key.0.as_slice())
+        .bind(OutboxStatus::Done.code())
+        .execute(&mut *tx)
+        .await?;
+    } else {
+        // No answer: tried again after a backoff growing with the attempts.
+        let attempts: i32 = sqlx::query_scalar(
+            "UPDATE payment_outbox SET attempts = attempts + 1 WHERE charge_key = $1 RETURNING attempts",
+        )
+        .bind(key.0.as_slice())
+        .fetch_one(&mut *tx)
+        .await?;
+        let attempts = u32::try_from(attempts).map_err(|_| Error::Corrupt("attempts"))?;
+        sqlx::query(
+            "UPDATE payment_outbox SET next_attempt_at = $2, claimed_until = 0 WHERE charge_key = $1",
+        )
             .bind(key.0.as_slice())
-            .bind(OutboxStatus::Done.code())
+            .bind(secs(at.saturating_add(crate::outbox::backoff(attempts)))?)
             .execute(&mut *tx)
             .await?;
     }

@@ -3,7 +3,7 @@
 //! `ON CONFLICT DO NOTHING`, and then nothing else is written), cancellations with
 //! their reversal.
 
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
 use super::rows::{CANCELLED, CHARGE_COLUMNS, charge_from, fen, secs};
 use crate::charge::{Charge, ChargeStatus};
@@ -15,6 +15,8 @@ use crate::money::Fen;
 use crate::outbox::OutboxStatus;
 use crate::trip::{Tap, Trip, TripId, fare_class_code, mode_code};
 
+/// Inserts the trip or replaces every column of the stored one (as the memory store
+/// replaces the whole trip).
 pub(super) async fn put_trip(conn: &mut PgConnection, trip: &Trip) -> Result<(), Error> {
     let tap = |t: &Option<Tap>| {
         t.as_ref()
@@ -28,7 +30,11 @@ pub(super) async fn put_trip(conn: &mut PgConnection, trip: &Trip) -> Result<(),
            entry_gate, entry_place, entry_scan, entry_at, exit_gate, exit_place, exit_scan, exit_at, \
            fare_operator, fare_distance_m, fare_base, fare_concession, fare_transfer, fare_capped, fare_due) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
-         ON CONFLICT (trip_id) DO UPDATE SET status = EXCLUDED.status, \
+         ON CONFLICT (trip_id) DO UPDATE SET transit_account = EXCLUDED.transit_account, \
+           mode = EXCLUDED.mode, status = EXCLUDED.status, fare_class = EXCLUDED.fare_class, \
+           started_at = EXCLUDED.started_at, entry_gate = EXCLUDED.entry_gate, \
+           entry_place = EXCLUDED.entry_place, entry_scan = EXCLUDED.entry_scan, \
+           entry_at = EXCLUDED.entry_at, \
            exit_gate = EXCLUDED.exit_gate, exit_place = EXCLUDED.exit_place, \
            exit_scan = EXCLUDED.exit_scan, exit_at = EXCLUDED.exit_at, \
            fare_operator = EXCLUDED.fare_operator, fare_distance_m = EXCLUDED.fare_distance_m, \
@@ -130,10 +136,14 @@ pub(super) async fn cancel_charge(
     trip: TripId,
     at: u64,
 ) -> Result<(), Error> {
+    // The charge's lock first (the worker's dispatch takes it too), then its outbox
+    // row read by a statement of its own: under READ COMMITTED a statement that waited
+    // on the charge's lock re-checks only the locked row, so an outbox status joined
+    // into it would be the one from before a dispatch that held the lock; a new
+    // statement sees what that dispatch committed.
     let sql = format!(
-        "SELECT {CHARGE_COLUMNS}, o.status AS outbox_status FROM payment_charges c \
-         LEFT JOIN payment_outbox o ON o.charge_key = c.charge_key \
-         WHERE c.trip_id = $1 AND c.status <> $2 FOR UPDATE OF c"
+        "SELECT {CHARGE_COLUMNS} FROM payment_charges c \
+         WHERE c.trip_id = $1 AND c.status <> $2 FOR UPDATE"
     );
     let Some(row) = sqlx::query(&sql)
         .bind(trip.0.as_slice())
@@ -144,7 +154,11 @@ pub(super) async fn cancel_charge(
         return Ok(());
     };
     let mut charge = charge_from(&row)?;
-    let outbox: Option<i16> = row.try_get("outbox_status")?;
+    let outbox: Option<i16> =
+        sqlx::query_scalar("SELECT status FROM payment_outbox WHERE charge_key = $1 FOR UPDATE")
+            .bind(charge.key.0.as_slice())
+            .fetch_optional(&mut *conn)
+            .await?;
     let sent = outbox == Some(OutboxStatus::Dispatched.code())
         || outbox == Some(OutboxStatus::Done.code())
         || !matches!(
@@ -223,7 +237,7 @@ pub(super) async fn apply(conn: &mut PgConnection, write: &Write) -> Result<(), 
             if updated == 1 {
                 sqlx::query(
                     "INSERT INTO payment_outbox (charge_key, status, created_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (charge_key) DO UPDATE SET status = EXCLUDED.status",
+                     ON CONFLICT (charge_key) DO UPDATE SET status = EXCLUDED.status, next_attempt_at = 0",
                 )
                 .bind(charge.0.as_slice())
                 .bind(OutboxStatus::Pending.code())
