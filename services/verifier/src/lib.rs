@@ -11,6 +11,7 @@
 //! - [`key_set`]: the issuer's published key set, followed from its file;
 //! - [`metrics`]: decisions by scene and reason, decision time;
 //! - [`replay`]: single-use marks with their answers (memory and Redis);
+//! - [`subjects`]: the code's holder (unsealed subject, identity's profile, pseudonyms);
 //! - [`verify`]: the decision, the offline gate's pipeline (`citypass_gate`) composed
 //!   with the follower's revocations and the replay store;
 //! - [`model`]: the verifier's types; [`convert`]: messages to and from them;
@@ -29,6 +30,7 @@ pub mod metrics;
 pub mod model;
 pub mod replay;
 pub mod service;
+pub mod subjects;
 pub mod verify;
 
 pub use authorization::AUTHORIZATION;
@@ -45,4 +47,5 @@ pub use replay::{
     Mark, MemoryReplayStore, Outcome, RedisReplayStore, ReplayError, ReplayStore, StoredAnswer, Use,
 };
 pub use service::VerifierApi;
+pub use subjects::{PseudonymScope, SubjectProfile, Subjects, SubjectsError};
 pub use verify::{FixedRevocations, Revocations, Rules, Verifier};
