@@ -24,17 +24,16 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use citypass_revocation::{Head, Kinds, SignedHead, Target, TargetKind};
+use citypass_revocation::{Head, Kinds, SignedHead, TargetKind};
 use citypass_runtime::{Deadline, Draining};
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::config::Settings;
-use crate::directory::{CertificateDirectory, Owner};
+use crate::directory::CertificateDirectory;
 use crate::error::Error;
 use crate::fanout::{FanOutStats, Publisher};
 use crate::log::Log;
@@ -43,7 +42,10 @@ use crate::model::{
     RevokeRequest, Revoked, WatchEvent,
 };
 use crate::signer::SnapshotSigner;
-use crate::tail::{Tail, TooOld};
+use crate::tail::Tail;
+
+mod cascade;
+mod watch;
 use citypass_token::unix_now;
 
 /// Longest note accepted, in characters.
@@ -52,9 +54,6 @@ pub const MAX_NOTE_LEN: usize = 1024;
 pub const MAX_ACTOR_LEN: usize = 128;
 /// The actor recorded when the caller names none.
 pub const ANONYMOUS: &str = "anonymous";
-/// Entries per Watch message.
-const WATCH_BATCH: usize = 500;
-
 /// A Watch stream's messages; an error ends it.
 pub type WatchEvents = Pin<Box<dyn Stream<Item = Result<WatchEvent, Error>> + Send>>;
 
@@ -130,15 +129,6 @@ pub struct Registry {
     fanout: FanOut,
     /// The server's shutdown signal, which ends WatchRevocations streams (none: they end only with
     /// their watcher).
-    draining: Option<Draining>,
-}
-
-/// What one Watch stream reads.
-struct WatchParts {
-    tail: Arc<Tail>,
-    heads: Arc<Heads>,
-    log: Arc<dyn Log>,
-    settings: Settings,
     draining: Option<Draining>,
 }
 
@@ -292,7 +282,7 @@ impl Registry {
     ) -> Result<Revoked, Error> {
         let now = unix_now();
         let command = self.command(request, actor, now)?;
-        let certificates = match owner(&command.target) {
+        let certificates = match cascade::owner(&command.target) {
             Some(owner) => self.directory.live_certificates(owner, deadline).await?,
             None => Vec::new(),
         };
@@ -302,39 +292,20 @@ impl Registry {
         };
         let revoked = self.log.revoke(&command, cascade, now).await?;
         self.fanout.publish(revoked.written()).await;
-        if owner(&command.target).is_some() {
+        if cascade::owner(&command.target).is_some() {
             self.schedule_sweep(revoked.entry.clone());
         }
         Ok(revoked)
     }
 
     fn schedule_sweep(&self, parent: Record) {
-        let delay = self.settings.cascade_sweep_delay;
-        if delay.is_zero() {
-            return;
-        }
-        let log = self.log.clone();
-        let directory = self.directory.clone();
-        let fanout = self.fanout.clone();
-        let margin = secs(self.settings.clock_skew);
-        let window = self.settings.cascade_sweep_window;
-        // Sweep after `delay`, then at doubling intervals until `window` has passed: an
-        // issuer keeps certifying until its follower hears of the revocation (at most
-        // its `revocation.max_age`, which the window must exceed), and each certificate
-        // it made meanwhile is recorded at identity before the app gets it (security
-        // finding 5). Most such certificates come in the first seconds.
-        tokio::spawn(async move {
-            let started = tokio::time::Instant::now();
-            let mut wait = delay;
-            loop {
-                tokio::time::sleep(wait).await;
-                sweep(&*log, &*directory, &fanout, &parent, margin).await;
-                if started.elapsed() >= window {
-                    break;
-                }
-                wait = wait.saturating_mul(2);
-            }
-        });
+        cascade::spawn_sweeps(
+            self.log.clone(),
+            self.directory.clone(),
+            self.fanout.clone(),
+            parent,
+            &self.settings,
+        );
     }
 
     /// Reinstate: devices and subjects only.
@@ -407,7 +378,7 @@ impl Registry {
     }
 
     /// Watch: OUT_OF_RANGE now for an epoch beyond the head; otherwise a stream of the
-    /// backlog, then new entries, with heartbeats (see [`watch_loop`]).
+    /// backlog, then new entries, with heartbeats (see [`watch::watch_loop`]).
     pub async fn watch(&self, since: u64) -> Result<WatchEvents, Error> {
         self.ensure_fresh().await?;
         if since > self.tail.epoch() {
@@ -417,8 +388,8 @@ impl Registry {
             }
         }
         let (tx, rx) = mpsc::channel(8);
-        tokio::spawn(watch_loop(
-            WatchParts {
+        tokio::spawn(watch::watch_loop(
+            watch::WatchParts {
                 tail: self.tail.clone(),
                 heads: self.heads.clone(),
                 log: self.log.clone(),
@@ -442,157 +413,5 @@ impl Registry {
             signed,
             epoch: snapshot.epoch,
         })
-    }
-}
-
-/// One sweep of `parent`'s certificates (see `Registry::schedule_sweep`).
-async fn sweep(
-    log: &dyn Log,
-    directory: &dyn CertificateDirectory,
-    fanout: &FanOut,
-    parent: &Record,
-    margin: u64,
-) {
-    let Some(owner) = owner(&parent.entry.target) else {
-        return;
-    };
-    let certificates = match directory.live_certificates(owner, None).await {
-        Ok(certificates) => certificates,
-        Err(err) => {
-            tracing::warn!(error = %err, epoch = parent.entry.epoch, "cascade sweep: cannot list certificates");
-            return;
-        }
-    };
-    let cascade = Cascade {
-        certificates: &certificates,
-        expiry_margin: margin,
-    };
-    match log.cascade(parent, cascade, unix_now()).await {
-        Ok(written) if written.is_empty() => {}
-        Ok(written) => {
-            tracing::info!(
-                count = written.len(),
-                epoch = parent.entry.epoch,
-                "cascade sweep revoked certificates recorded after the revocation"
-            );
-            fanout.publish(written).await;
-        }
-        Err(err) => {
-            tracing::warn!(error = %err, epoch = parent.entry.epoch, "cascade sweep: cannot write");
-        }
-    }
-}
-
-fn owner(target: &Target) -> Option<Owner<'_>> {
-    match target {
-        Target::Device(id) => Some(Owner::Device(id)),
-        Target::Subject(id) => Some(Owner::Subject(id)),
-        _ => None,
-    }
-}
-
-/// One Watch stream: catch up from `since` (from this replica's recent entries, or the
-/// log when the watcher is further behind), then send new entries as the tail learns
-/// of them, and a heartbeat whenever `heartbeat_interval` passes without a message.
-/// Every message carries entries contiguous with the previous one; a heartbeat carries
-/// this replica's head (epoch and chain hash), signed. The stream ends
-/// UNAVAILABLE when the log cannot be read, when this replica's data is older than
-/// `stale_after`, or when the server begins to shut down (the watcher reconnects,
-/// possibly to another replica), and ends quietly when the watcher goes away.
-async fn watch_loop(parts: WatchParts, since: u64, tx: mpsc::Sender<Result<WatchEvent, Error>>) {
-    let WatchParts {
-        tail,
-        heads,
-        log,
-        settings,
-        draining,
-    } = parts;
-    let mut draining = draining;
-    let shutdown = async move {
-        match draining.as_mut() {
-            Some(draining) => draining.started().await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(shutdown);
-    let mut head = tail.subscribe();
-    let mut cursor = since;
-    let mut first = true;
-    loop {
-        head.borrow_and_update();
-        // Catch up.
-        loop {
-            let entries: Vec<Arc<Record>> = match tail.after(cursor, WATCH_BATCH) {
-                Ok(records) => records,
-                Err(TooOld) => match log.list(cursor, WATCH_BATCH).await {
-                    Ok(page) => page.records.into_iter().map(Arc::new).collect(),
-                    Err(err) => {
-                        let _ = tx.send(Err(err)).await;
-                        return;
-                    }
-                },
-            };
-            let Some(last) = entries.last().map(|r| r.entry.epoch) else {
-                break;
-            };
-            cursor = last;
-            let message = WatchEvent {
-                entries,
-                head_epoch: tail.epoch().max(cursor),
-                sent_at: SystemTime::now(),
-                head: None,
-            };
-            if tx.send(Ok(message)).await.is_err() {
-                return;
-            }
-            first = false;
-        }
-        let mut wait = settings.heartbeat_interval;
-        if first {
-            // The first message goes out at once, so the watcher learns the head.
-            wait = Duration::ZERO;
-            first = false;
-        }
-        let beat = Instant::now() + wait;
-        tokio::select! {
-            biased;
-            () = tx.closed() => return,
-            () = &mut shutdown => {
-                let _ = tx.send(Err(Error::ShuttingDown)).await;
-                return;
-            }
-            changed = head.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                continue;
-            }
-            () = tokio::time::sleep_until(beat) => {}
-        }
-        match tail.age() {
-            Some(age) if age <= settings.stale_after => {}
-            age => {
-                let _ = tx
-                    .send(Err(Error::Stale(age.unwrap_or(Duration::MAX))))
-                    .await;
-                return;
-            }
-        }
-        let head = match heads.signed(tail.head(), unix_now()) {
-            Ok(head) => head,
-            Err(err) => {
-                let _ = tx.send(Err(err)).await;
-                return;
-            }
-        };
-        let heartbeat = WatchEvent {
-            entries: Vec::new(),
-            head_epoch: tail.epoch().max(cursor).max(head.head.epoch),
-            sent_at: SystemTime::now(),
-            head: Some(head),
-        };
-        if tx.send(Ok(heartbeat)).await.is_err() {
-            return;
-        }
     }
 }
