@@ -43,6 +43,7 @@ pub mod error;
 pub mod fanout;
 pub mod log;
 pub mod model;
+pub mod plan;
 pub mod registry;
 pub mod service;
 pub mod signer;

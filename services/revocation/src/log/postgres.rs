@@ -52,9 +52,8 @@ use futures::future::BoxFuture;
 
 use super::Log;
 use crate::error::Error;
-use crate::model::{
-    Audit, Cascade, Page, Record, RevokeCommand, Revoked, plan_cascade, plan_reinstate, plan_revoke,
-};
+use crate::model::{Audit, Cascade, Page, Record, RevokeCommand, Revoked};
+use crate::plan::{plan_cascade, plan_reinstate, plan_revoke};
 
 /// The schema, in version order: every file of `migrations/` (a test checks the list
 /// against the folder).
