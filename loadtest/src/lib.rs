@@ -1,5 +1,5 @@
-//! citypass-loadtest: the load generator. It plays gates against the verifier with an
-//! open loop (a constant arrival rate, each request sent at its due time whatever
+//! citypass-loadtest: the load generator. It plays gates against the verifier (Verify
+//! and VerifyStream) with an open loop (a constant arrival rate, each request sent at its due time whatever
 //! happened to the others, latency from that due time) and reports what a city asks:
 //! the rate achieved, the tail a turnstile sees, the errors and the decisions, and how
 //! far the verifier is from a bare server that only checks the signature.
@@ -17,24 +17,37 @@
 //! - [`record`]: outcomes and the latency histogram;
 //! - [`report`]: the figures, as a table and JSON;
 //! - [`ceiling`]: the bare verify server; [`signed_bytes`]: the bytes it verifies;
-//! - [`verify`]: one whole run; [`error`]: why one failed.
+//! - [`stream_loop`]: the same over VerifyStream (many scans per stream);
+//! - [`process`]: a server process's CPU time and peak memory from `/proc`;
+//! - [`child`]: servers started as child processes, and their time to ready;
+//! - [`serve`]: the tool's own `serve` commands those children run;
+//! - [`verify`]: one whole report ([`verify::Session`]: the servers of a run);
+//! - [`sweep`]: reports over a list of rates; [`chart`]: their SVG chart;
+//! - [`error`]: why a run failed.
 
 #![forbid(unsafe_code)]
 
 pub mod ceiling;
+pub mod chart;
+pub mod child;
 pub mod codes;
 pub mod error;
 pub mod gates;
 pub mod mix;
 pub mod open_loop;
+pub mod process;
 pub mod record;
 pub mod report;
+pub mod serve;
 pub mod signed_bytes;
+pub mod stream_loop;
+pub mod sweep;
 pub mod target;
 pub mod verify;
 
 pub use error::LoadError;
 pub use mix::{CodeKind, Mix};
 pub use report::{Ratios, Report, RunReport};
-pub use target::TargetSpec;
+pub use sweep::{Sweep, sweep};
+pub use target::{Spawn, TargetSpec};
 pub use verify::{Settings, verify};

@@ -16,6 +16,7 @@ use std::time::Duration;
 use citypass_proto::v1::VerifyRequest;
 use citypass_proto::v1::verifier_service_client::VerifierServiceClient;
 use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tonic::transport::Channel;
@@ -33,6 +34,23 @@ pub struct Load {
     pub in_flight_cap: usize,
     /// How long after the last request is due its answers may take.
     pub drain: Duration,
+    /// Whether to show a progress bar (on standard error, when it is a terminal).
+    pub progress: bool,
+}
+
+/// A bar of `n` answers labelled `label`, hidden unless `load.progress`.
+pub fn progress_bar(load: Load, n: usize, label: &str) -> ProgressBar {
+    if !load.progress {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(n as u64);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg:>28} [{bar:30}] {pos}/{len} answered, {elapsed} of about {duration}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(format!("{label} at {}/s", load.rate));
+    bar
 }
 
 /// A gate's connection to the server under load.
@@ -65,12 +83,14 @@ pub struct Run {
     pub send_lag: Histogram<u64>,
 }
 
-/// Sends `requests` at `load.rate` round-robin from `gates`, scan ids `<run_id>-<i>`.
+/// Sends `requests` at `load.rate` round-robin from `gates`, scan ids `<run_id>-<i>`,
+/// with a progress bar labelled `label`.
 pub async fn run(
     load: Load,
     gates: &[GateClient],
     requests: Vec<Planned>,
     run_id: &str,
+    label: &str,
 ) -> Result<Run, LoadError> {
     if gates.is_empty() || load.rate == 0 || load.in_flight_cap == 0 {
         return Err(LoadError::Settings(
@@ -89,6 +109,7 @@ pub async fn run(
     let mut sent = 0u64;
     let mut last_send = Duration::ZERO;
     let mut send_lag = latency_histogram();
+    let bar = progress_bar(load, requests.len(), label);
 
     for (i, planned) in requests.into_iter().enumerate() {
         let due = start + Duration::from_secs_f64(i as f64 * interval);
@@ -119,6 +140,7 @@ pub async fn run(
         let recording = recording.clone();
         send_lag.saturating_record(micros(Instant::now().saturating_duration_since(due)));
         let kind = planned.kind;
+        let bar = bar.clone();
         tokio::spawn(async move {
             let result = client
                 .verify(request)
@@ -135,6 +157,7 @@ pub async fn run(
                     answered.saturating_duration_since(due),
                     answered.saturating_duration_since(start),
                 );
+            bar.inc(1);
             drop(slot);
         });
         sent += 1;
@@ -143,6 +166,7 @@ pub async fn run(
 
     // Every slot back means every request answered (or failed).
     let drained = tokio::time::timeout(load.drain, slots.acquire_many(cap)).await;
+    bar.finish_and_clear();
     if drained.is_err() {
         return Err(LoadError::Unanswered(
             load.in_flight_cap - slots.available_permits(),
