@@ -20,6 +20,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use citypass_proto::v1::issuer_service_server::IssuerServiceServer;
 use citypass_proto::v1::verifier_service_server::{VerifierService, VerifierServiceServer};
 use citypass_proto::v1::{
     Decision, DenyReason, VerifyRequest, VerifyResponse, VerifyStreamRequest, VerifyStreamResponse,
@@ -31,7 +32,9 @@ use tokio::sync::oneshot;
 use tokio_stream::StreamExt as _;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::bare_sign::BareSigner;
 use crate::child::{self, ChildServer};
+use crate::citizens::Citizen;
 use crate::error::LoadError;
 use crate::process::Pid;
 use crate::signed_bytes;
@@ -107,7 +110,8 @@ impl BareVerifier {
     }
 }
 
-/// A bare server the tool started, in its own process or as a child.
+/// A bare server the tool started (verify or sign), in its own process or as a
+/// child.
 pub enum BareServer {
     /// In this process.
     InProcess(Ceiling),
@@ -150,21 +154,95 @@ impl BareServer {
             .gates
             .first()
             .ok_or_else(|| LoadError::NoGates("no gate to probe the bare server".to_owned()))?;
+        let args = [
+            "--tls-dir".to_owned(),
+            target.server_tls_dir.display().to_string(),
+            "--public-key".to_owned(),
+            hex::encode(&key),
+        ];
+        BareServer::spawn(
+            "bare verify server",
+            "bare-verify",
+            program,
+            &args,
+            &gate.tls,
+        )
+        .await
+    }
+
+    /// Starts the bare sign server for `target`'s issuer, knowing `citizens`' device
+    /// keys: in this process, or with `loadtest` as a child process (which reads the
+    /// ring from the keys directory and the devices from a file written there).
+    pub async fn start_signer(
+        target: &Target,
+        citizens: &[Citizen],
+        loadtest: Option<&Path>,
+    ) -> Result<BareServer, LoadError> {
+        let apps = target.apps.as_ref().ok_or_else(|| {
+            LoadError::Settings(
+                "IssueToken needs the stack's issuer (in process or --spawn)".to_owned(),
+            )
+        })?;
+        let Some(program) = loadtest else {
+            let devices = citizens
+                .iter()
+                .map(|c| (c.device_id.clone(), c.key.public_key().clone()))
+                .collect();
+            let signer = BareSigner::new(target.issuer.clone(), devices);
+            let any = SocketAddr::from(([127, 0, 0, 1], 0));
+            let ceiling = Ceiling::start_signer(any, signer, apps.server_tls.clone()).await?;
+            return Ok(BareServer::InProcess(ceiling));
+        };
+        let devices: Vec<String> = citizens
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {}",
+                    c.device_id,
+                    hex::encode(c.key.public_key().as_bytes())
+                )
+            })
+            .collect();
+        let devices_file = apps.keys_dir.join("loadtest-devices.txt");
+        std::fs::write(&devices_file, devices.join("\n") + "\n").map_err(|e| LoadError::File {
+            path: devices_file.clone(),
+            problem: e.to_string(),
+        })?;
+        let args = [
+            "--tls-dir".to_owned(),
+            apps.server_tls_dir.display().to_string(),
+            "--keys-dir".to_owned(),
+            apps.keys_dir.display().to_string(),
+            "--devices".to_owned(),
+            devices_file.display().to_string(),
+        ];
+        let tls = apps
+            .endpoints
+            .tls
+            .clone()
+            .ok_or_else(|| LoadError::Settings("the apps' TLS is missing".to_owned()))?;
+        BareServer::spawn("bare sign server", "bare-sign", program, &args, &tls).await
+    }
+
+    /// Spawns `program serve <command> --listen ADDR <args>` and waits for its health.
+    async fn spawn(
+        name: &str,
+        command: &str,
+        program: &Path,
+        args: &[String],
+        probe_tls: &Arc<Tls>,
+    ) -> Result<BareServer, LoadError> {
         let port = child::free_port()?;
         let url = format!("https://127.0.0.1:{port}");
-        let args = [
-            "serve",
-            "bare-verify",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--tls-dir",
-            &target.server_tls_dir.display().to_string(),
-            "--public-key",
-            &hex::encode(&key),
-        ]
-        .map(str::to_owned);
-        let (server, ()) = ChildServer::spawn("bare verify server", program, &args, || {
-            let (url, tls) = (url.clone(), gate.tls.clone());
+        let mut all = vec![
+            "serve".to_owned(),
+            command.to_owned(),
+            "--listen".to_owned(),
+            format!("127.0.0.1:{port}"),
+        ];
+        all.extend_from_slice(args);
+        let (server, ()) = ChildServer::spawn(name, program, &all, || {
+            let (url, tls) = (url.clone(), probe_tls.clone());
             async move { child::healthy(&url, &tls).await }
         })
         .await?;
@@ -191,6 +269,36 @@ impl Ceiling {
         verifier: BareVerifier,
         tls: Arc<Tls>,
     ) -> Result<Ceiling, LoadError> {
+        Ceiling::serve(addr, tls, |server| {
+            server.add_service(
+                VerifierServiceServer::new(verifier),
+                &citypass_verifier::AUTHORIZATION,
+            )
+        })
+        .await
+    }
+
+    /// Serves the bare sign server `signer` with `tls` on `addr`, with the issuer's
+    /// authorisation table.
+    pub async fn start_signer(
+        addr: SocketAddr,
+        signer: BareSigner,
+        tls: Arc<Tls>,
+    ) -> Result<Ceiling, LoadError> {
+        Ceiling::serve(addr, tls, |server| {
+            server.add_service(
+                IssuerServiceServer::new(signer),
+                &citypass_issuer::AUTHORIZATION,
+            )
+        })
+        .await
+    }
+
+    async fn serve(
+        addr: SocketAddr,
+        tls: Arc<Tls>,
+        add: impl FnOnce(Server) -> Server,
+    ) -> Result<Ceiling, LoadError> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| LoadError::Ceiling(e.to_string()))?;
@@ -199,10 +307,7 @@ impl Ceiling {
             .map_err(|e| LoadError::Ceiling(e.to_string()))?;
         let mut config = ServerConfig::new("citypass-loadtest-ceiling");
         config.listen = addr;
-        let server = Server::new(config).tls(tls).add_service(
-            VerifierServiceServer::new(verifier),
-            &citypass_verifier::AUTHORIZATION,
-        );
+        let server = add(Server::new(config).tls(tls));
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let served = server
@@ -211,7 +316,7 @@ impl Ceiling {
                 })
                 .await;
             if let Err(e) = served {
-                tracing::warn!(error = %e, "the bare verify server stopped");
+                tracing::warn!(error = %e, "a bare server stopped");
             }
         });
         Ok(Ceiling { addr, _stop: stop })

@@ -42,6 +42,9 @@ pub enum LoadError {
     /// A VerifyStream could not be opened or broke.
     #[error("VerifyStream: {0}")]
     Stream(String),
+    /// The citizens' apps could not be enrolled, bound or connected.
+    #[error("the citizens' apps: {0}")]
+    Citizens(String),
     /// The sweep's chart could not be drawn.
     #[error("the chart: {0}")]
     Chart(String),

@@ -1,5 +1,6 @@
 //! citypass-loadtest: the load generator. It plays gates against the verifier (Verify
-//! and VerifyStream) with an open loop (a constant arrival rate, each request sent at its due time whatever
+//! and VerifyStream), and citizens' apps against the issuer (IssueToken), with an
+//! open loop (a constant arrival rate, each request sent at its due time whatever
 //! happened to the others, latency from that due time) and reports what a city asks:
 //! the rate achieved, the tail a turnstile sees, the errors and the decisions, and how
 //! far the verifier is from a bare server that only checks the signature.
@@ -18,6 +19,8 @@
 //! - [`report`]: the figures, as a table and JSON;
 //! - [`ceiling`]: the bare verify server; [`signed_bytes`]: the bytes it verifies;
 //! - [`stream_loop`]: the same over VerifyStream (many scans per stream);
+//! - [`citizens`]: the citizens' apps of an IssueToken run (enrolled, bound, their
+//!   requests signed before it); [`bare_sign`]: the bare sign server, its ceiling;
 //! - [`process`]: a server process's CPU time and peak memory from `/proc`;
 //! - [`child`]: servers started as child processes, and their time to ready;
 //! - [`serve`]: the tool's own `serve` commands those children run;
@@ -27,9 +30,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bare_sign;
 pub mod ceiling;
 pub mod chart;
 pub mod child;
+pub mod citizens;
 pub mod codes;
 pub mod error;
 pub mod gates;

@@ -65,6 +65,10 @@ struct VerifyArgs {
     /// Also run VerifyStream over this many streams (0: not).
     #[arg(long, default_value_t = 0)]
     streams: usize,
+    /// Also run IssueToken from this many citizens' apps, enrolled and bound first
+    /// (0: not; needs the in-process stack or --spawn; --duration at most 20s).
+    #[arg(long, default_value_t = 0)]
+    citizens: usize,
     /// Run at each of these rates (e.g. 500,1000,2000,5000) instead of --rate.
     #[arg(long, value_parser = citypass_loadtest::sweep::parse_rates)]
     sweep: Option<Rates>,
@@ -92,6 +96,10 @@ enum Serve {
         keys_dir: PathBuf,
         #[arg(long)]
         verifier_port: u16,
+        #[arg(long)]
+        identity_port: u16,
+        #[arg(long)]
+        issuer_port: u16,
     },
     /// The bare verify server, until standard input closes.
     BareVerify {
@@ -103,6 +111,20 @@ enum Serve {
         /// The issuer's Ed25519 public key, hex.
         #[arg(long)]
         public_key: String,
+    },
+    /// The bare sign server, until standard input closes.
+    BareSign {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Directory of tls.crt, tls.key and ca.crt.
+        #[arg(long)]
+        tls_dir: PathBuf,
+        /// Directory of the key ring (keyring.json).
+        #[arg(long)]
+        keys_dir: PathBuf,
+        /// Lines of `<device id> <P-256 public key, hex>`.
+        #[arg(long)]
+        devices: PathBuf,
     },
 }
 
@@ -116,7 +138,24 @@ fn serve(command: Serve) -> anyhow::Result<ExitCode> {
         Serve::Stack {
             keys_dir,
             verifier_port,
-        } => runtime.block_on(citypass_loadtest::serve::stack(&keys_dir, verifier_port))?,
+            identity_port,
+            issuer_port,
+        } => {
+            let ports = citypass_loadtest::serve::Ports {
+                verifier: verifier_port,
+                identity: identity_port,
+                issuer: issuer_port,
+            };
+            runtime.block_on(citypass_loadtest::serve::stack(&keys_dir, ports))?;
+        }
+        Serve::BareSign {
+            listen,
+            tls_dir,
+            keys_dir,
+            devices,
+        } => runtime.block_on(citypass_loadtest::serve::bare_sign(
+            listen, &tls_dir, &keys_dir, &devices,
+        ))?,
         Serve::BareVerify {
             listen,
             tls_dir,
@@ -146,6 +185,7 @@ fn main() -> anyhow::Result<ExitCode> {
         spawn,
         citypass,
         streams,
+        citizens,
         sweep,
         chart,
         quiet,
@@ -168,6 +208,7 @@ fn main() -> anyhow::Result<ExitCode> {
         in_flight_cap,
         ceiling: !no_ceiling,
         streams,
+        citizens,
         progress: !quiet,
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

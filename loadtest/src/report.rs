@@ -87,6 +87,7 @@ impl RunReport {
                 Outcome::Failed(code) => errors.insert(code, n),
                 Outcome::Allowed => decisions.insert("ALLOW".to_owned(), n),
                 Outcome::Denied(reason) => decisions.insert(reason, n),
+                Outcome::Issued => decisions.insert("ISSUED".to_owned(), n),
             };
         }
         let by_kind = run
@@ -184,6 +185,13 @@ pub struct Report {
     /// The bare server over VerifyStream.
     pub stream_ceiling: Option<RunReport>,
     pub stream_ratios: Option<Ratios>,
+    /// Citizens' apps enrolled for IssueToken (0: no IssueToken run).
+    pub citizens: usize,
+    /// The issuer's IssueToken.
+    pub issue: Option<RunReport>,
+    /// The bare sign server's.
+    pub issue_ceiling: Option<RunReport>,
+    pub issue_ratios: Option<Ratios>,
 }
 
 /// The machine's load average from `/proc/loadavg`.
@@ -201,6 +209,20 @@ impl Report {
             .map(|k| (k, mix.share(k)))
             .filter(|(_, share)| *share > 0)
             .collect()
+    }
+
+    /// Every run of the report, in the order of the table.
+    pub fn runs(&self) -> impl Iterator<Item = &RunReport> {
+        [
+            Some(&self.verifier),
+            self.ceiling.as_ref(),
+            self.stream.as_ref(),
+            self.stream_ceiling.as_ref(),
+            self.issue.as_ref(),
+            self.issue_ceiling.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
     }
 
     /// Writes the report as one JSON object to `path`.
@@ -304,6 +326,13 @@ impl fmt::Display for Report {
                 String::new()
             }
         )?;
+        if self.citizens > 0 {
+            writeln!(
+                f,
+                "IssueToken from {} citizens' apps, each request signed before the run",
+                self.citizens
+            )?;
+        }
         if let Some([one, five, fifteen]) = self.load_average {
             writeln!(
                 f,
@@ -325,13 +354,13 @@ impl fmt::Display for Report {
         if let Some(r) = &self.stream_ratios {
             ratio_row(f, "VerifyStream", r)?;
         }
-        let runs = [
-            Some(&self.verifier),
-            self.ceiling.as_ref(),
-            self.stream.as_ref(),
-            self.stream_ceiling.as_ref(),
-        ];
-        for run in runs.into_iter().flatten() {
+        for run in self.issue.iter().chain(&self.issue_ceiling) {
+            table_row(f, run)?;
+        }
+        if let Some(r) = &self.issue_ratios {
+            ratio_row(f, "IssueToken", r)?;
+        }
+        for run in self.runs() {
             writeln!(f, "\n{} ({}):", run.server, run.api)?;
             if let Some(p) = &run.process {
                 let ready = p
@@ -439,6 +468,10 @@ mod tests {
             stream: None,
             stream_ceiling: None,
             stream_ratios: None,
+            citizens: 0,
+            issue: None,
+            issue_ceiling: None,
+            issue_ratios: None,
             duration_s: 1.0,
             mix: Report::mix_of(&Mix::default()),
             gates: vec!["g1".to_owned()],

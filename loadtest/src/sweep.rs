@@ -68,17 +68,9 @@ pub async fn sweep(settings: &Settings, rates: &[u32]) -> Result<Sweep, LoadErro
 impl Sweep {
     /// Every run of every point, with its point's load average.
     pub fn runs(&self) -> impl Iterator<Item = (&Report, &RunReport)> {
-        self.points.iter().flat_map(|p| {
-            [
-                Some(&p.verifier),
-                p.ceiling.as_ref(),
-                p.stream.as_ref(),
-                p.stream_ceiling.as_ref(),
-            ]
-            .into_iter()
-            .flatten()
-            .map(move |r| (p, r))
-        })
+        self.points
+            .iter()
+            .flat_map(|p| p.runs().map(move |r| (p, r)))
     }
 
     /// Writes the sweep as one JSON object to `path`.

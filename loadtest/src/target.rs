@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use citypass_app::Endpoints;
 use citypass_runtime::config::KeyFile;
 use citypass_runtime::{Tls, TlsConfig};
 use citypass_stack::{KeySource, SAMPLE_GATE_IDS, Stack, StackConfig};
@@ -30,6 +31,8 @@ pub const RING_FILE: &str = "keyring.json";
 pub const SNAPSHOT_KEY_FILE: &str = "snapshot-key.json";
 /// The verifier's TLS files under the dev PKI.
 const VERIFIER_TLS_DIR: &str = "service-verifier";
+/// The issuer's.
+const ISSUER_TLS_DIR: &str = "service-issuer";
 /// How figures read from the tool's own process are labelled.
 pub const OWN_PROCESS: &str = "this process (generator and servers)";
 
@@ -65,6 +68,30 @@ pub struct GateIdentity {
     pub tls: Arc<Tls>,
 }
 
+/// What citizens' apps talk to, and what the bare sign server needs.
+pub struct Apps {
+    /// The identity and issuer URLs, and TLS with the dev CA (no client certificate).
+    pub endpoints: Endpoints,
+    /// The issuer's server identity, for the bare sign server.
+    pub server_tls: Arc<Tls>,
+    /// The directory of its files.
+    pub server_tls_dir: PathBuf,
+    /// The keys directory (the key ring's file when the stack is a child).
+    pub keys_dir: PathBuf,
+}
+
+impl Apps {
+    fn in_pki(endpoints: Endpoints, pki: &Path, keys_dir: &Path) -> Result<Apps, LoadError> {
+        let server_tls_dir = pki.join(ISSUER_TLS_DIR);
+        Ok(Apps {
+            endpoints,
+            server_tls: Tls::from_files(&TlsConfig::in_dir(&server_tls_dir))?,
+            server_tls_dir,
+            keys_dir: keys_dir.to_owned(),
+        })
+    }
+}
+
 /// A verifier ready to be loaded.
 pub struct Target {
     /// The verifier's URL.
@@ -72,7 +99,9 @@ pub struct Target {
     /// The gates to play, each with a certificate.
     pub gates: Vec<GateIdentity>,
     /// Signs codes the verifier accepts.
-    pub issuer: Issuer,
+    pub issuer: Arc<Issuer>,
+    /// The citizens' side (identity, issuer), when the tool started the stack.
+    pub apps: Option<Apps>,
     /// The verifier's server identity, for the bare server.
     pub server_tls: Arc<Tls>,
     /// The directory of its files (`tls.crt`, `tls.key`, `ca.crt`), for a bare server
@@ -153,16 +182,21 @@ impl Target {
     async fn spawn(spawn: &Spawn) -> Result<Target, LoadError> {
         let dir = Target::fresh_keys_dir()?;
         let port = child::free_port()?;
+        let (identity_port, issuer_port) = (child::free_port()?, child::free_port()?);
         let url = format!("https://127.0.0.1:{port}");
         let keys = dir.path().display().to_string();
-        let (name, program, args) = match &spawn.citypass {
+        let ports = [
+            ("--verifier-port", port),
+            ("--identity-port", identity_port),
+            ("--issuer-port", issuer_port),
+        ];
+        let (name, program, mut args) = match &spawn.citypass {
             Some(citypass) => {
                 let mut args = vec!["dev".to_owned(), "--no-demo".to_owned()];
                 args.extend(["--keys-dir".to_owned(), keys]);
-                for service in ["identity", "issuer", "revocation", "payments"] {
+                for service in ["revocation", "payments"] {
                     args.extend([format!("--{service}-port"), "0".to_owned()]);
                 }
-                args.extend(["--verifier-port".to_owned(), port.to_string()]);
                 ("citypass dev", citypass.clone(), args)
             }
             None => {
@@ -171,12 +205,13 @@ impl Target {
                     "stack".to_owned(),
                     "--keys-dir".to_owned(),
                     keys,
-                    "--verifier-port".to_owned(),
-                    port.to_string(),
                 ];
                 ("the dev stack", spawn.loadtest.clone(), args)
             }
         };
+        for (flag, port) in ports {
+            args.extend([flag.to_owned(), port.to_string()]);
+        }
         let keys_dir = dir.path().to_owned();
         let (server, mut target) = ChildServer::spawn(name, &program, &args, || {
             let (url, keys_dir) = (url.clone(), keys_dir.clone());
@@ -189,6 +224,14 @@ impl Target {
             }
         })
         .await?;
+        let pki = dir.path().join("pki");
+        let ca_file = pki.join("ca.crt");
+        let endpoints = Endpoints {
+            identity: format!("https://127.0.0.1:{identity_port}"),
+            issuer: format!("https://127.0.0.1:{issuer_port}"),
+            tls: Some(Tls::from_pem(read(&ca_file)?.as_bytes(), None)?),
+        };
+        target.apps = Some(Apps::in_pki(endpoints, &pki, dir.path())?);
         target.child = Some(server);
         target._dir = Some(dir);
         Ok(target)
@@ -215,10 +258,12 @@ impl Target {
             .pki
             .service(stack.ca(), "verifier")
             .map_err(|e| LoadError::Stack(citypass_stack::StackError::Pki(e)))?;
+        let apps = Apps::in_pki(stack.endpoints(), &stack.pki.dir, dir.path())?;
         Ok(Target {
             url: stack.verifier_url(),
             gates,
-            issuer,
+            issuer: Arc::new(issuer),
+            apps: Some(apps),
             server_tls: Tls::from_files(&server_files)?,
             server_tls_dir: stack.pki.dir.join(VERIFIER_TLS_DIR),
             stack: Some(stack),
@@ -238,7 +283,8 @@ impl Target {
         Ok(Target {
             url: url.to_owned(),
             gates,
-            issuer: ring.issuer()?,
+            issuer: Arc::new(ring.issuer()?),
+            apps: None,
             server_tls: Tls::from_files(&TlsConfig::in_dir(&pki.join(VERIFIER_TLS_DIR)))?,
             server_tls_dir: pki.join(VERIFIER_TLS_DIR),
             stack: None,

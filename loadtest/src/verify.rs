@@ -7,7 +7,10 @@
 //! signed before anything is sent, the replayed ones used once; the open-loop Verify
 //! run against the verifier; the same codes at the same rate from the same gates
 //! against the bare server; with `--streams`, the same again over VerifyStream with
-//! new codes; the ratios. Each run's server CPU and peak memory are read around it.
+//! new codes; with `--citizens`, IssueToken from the citizens' apps (enrolled and
+//! bound once per session, requests signed just before each run) against the issuer
+//! and the bare sign server; the ratios. Each run's server CPU and peak memory are
+//! read around it.
 
 use std::time::Duration;
 
@@ -15,10 +18,11 @@ use citypass_token::{SecureRandom as _, SystemRandom, unix_now};
 use tokio::sync::Semaphore;
 
 use crate::ceiling::BareServer;
+use crate::citizens::{self, Citizen, MAX_ISSUE_DURATION};
 use crate::codes::{self, CODE_LIFETIME};
 use crate::error::LoadError;
 use crate::gates::{self, CALL_TIMEOUT};
-use crate::mix::Mix;
+use crate::mix::{CodeKind, Mix};
 use crate::open_loop::{self, GateClient, Load};
 use crate::process::{Meter, Pid, ProcessFigures};
 use crate::record::Outcome;
@@ -48,6 +52,8 @@ pub struct Settings {
     pub ceiling: bool,
     /// VerifyStreams to open for a VerifyStream run (0: none).
     pub streams: usize,
+    /// Citizens' apps to enrol for an IssueToken run (0: none).
+    pub citizens: usize,
     /// Whether to show progress bars.
     pub progress: bool,
 }
@@ -67,6 +73,15 @@ impl Settings {
         }
         if self.in_flight_cap == 0 {
             return bad("--in-flight-cap must be at least 1".to_owned());
+        }
+        if self.citizens > 0 && self.duration > MAX_ISSUE_DURATION {
+            return bad(format!(
+                "with --citizens, --duration must be at most {}s (IssueToken requests are signed before the run and the issuer accepts a proof for 30 s)",
+                MAX_ISSUE_DURATION.as_secs()
+            ));
+        }
+        if self.citizens > 0 {
+            citizens::addresses_for(self.rate)?;
         }
         let n = (f64::from(self.rate) * self.duration.as_secs_f64()).round() as u64;
         if n > MAX_REQUESTS {
@@ -143,6 +158,8 @@ pub struct Session {
     target: Target,
     gates: Vec<GateClient>,
     bare: Option<(BareServer, Vec<GateClient>)>,
+    citizens: Vec<Citizen>,
+    bare_signer: Option<BareServer>,
     meter: Meter,
 }
 
@@ -186,17 +203,105 @@ impl Session {
         } else {
             None
         };
-        Ok(Session {
+        let mut session = Session {
             target,
             gates,
             bare,
+            citizens: Vec::new(),
+            bare_signer: None,
             meter: Meter::new(),
-        })
+        };
+        if settings.citizens > 0 {
+            let prepared = async {
+                let apps = session.target.apps.as_ref().ok_or_else(|| {
+                    LoadError::Settings(
+                        "--citizens needs the stack's issuer: the in-process stack or --spawn"
+                            .to_owned(),
+                    )
+                })?;
+                session.citizens = citizens::enrol(&apps.endpoints, settings.citizens).await?;
+                if settings.ceiling {
+                    let loadtest = match &settings.target {
+                        TargetSpec::Spawn(spawn) => Some(spawn.loadtest.as_path()),
+                        _ => None,
+                    };
+                    session.bare_signer = Some(
+                        BareServer::start_signer(&session.target, &session.citizens, loadtest)
+                            .await?,
+                    );
+                }
+                Ok::<_, LoadError>(())
+            }
+            .await;
+            if let Err(e) = prepared {
+                return Err((session.target, e));
+            }
+        }
+        Ok(session)
+    }
+
+    /// An IssueToken run at `load.rate` against the server at `url` (the issuer, or
+    /// the bare sign server), its requests signed just before it starts.
+    async fn issue(
+        &self,
+        load: Load,
+        server: &str,
+        url: &str,
+        n: usize,
+        process: Measured,
+    ) -> Result<RunReport, LoadError> {
+        let apps =
+            self.target.apps.as_ref().ok_or_else(|| {
+                LoadError::Settings("IssueToken needs the stack's issuer".to_owned())
+            })?;
+        let tls = apps
+            .endpoints
+            .tls
+            .clone()
+            .ok_or_else(|| LoadError::Settings("the apps' TLS is missing".to_owned()))?;
+        let clients = citizens::connect(url, &tls, citizens::addresses_for(load.rate)?).await?;
+        let requests = citizens::sign(&self.citizens, n)?;
+        let before = match &process {
+            Some((pid, _, _)) => Some(self.meter.sample(*pid)?),
+            None => None,
+        };
+        let started = std::time::Instant::now();
+        let run = open_loop::schedule(
+            load,
+            requests,
+            &format!("{server} IssueToken"),
+            |i, request| {
+                let mut client = clients[i % clients.len()].clone();
+                async move {
+                    let outcome = match client.issue_token(request).await {
+                        Ok(_) => Outcome::Issued,
+                        Err(status) => Outcome::Failed(format!("{:?}", status.code())),
+                    };
+                    (CodeKind::Fresh, outcome)
+                }
+            },
+        )
+        .await?;
+        let wall = started.elapsed();
+        let mut report = RunReport::of(server, "IssueToken", load.rate, load.in_flight_cap, &run);
+        if let (Some(before), Some((pid, scope, ready))) = (before, process) {
+            let after = self.meter.sample(pid)?;
+            report.process = Some(ProcessFigures::between(
+                &scope,
+                before,
+                after,
+                report.answered,
+                wall,
+                ready,
+            ));
+        }
+        Ok(report)
     }
 
     /// Stops what the session started.
     pub async fn stop(self) {
         drop(self.bare);
+        drop(self.bare_signer);
         self.target.stop().await;
     }
 
@@ -332,6 +437,32 @@ impl Session {
             }
         }
 
+        let (mut issue, mut issue_ceiling) = (None, None);
+        if settings.citizens > 0 {
+            let apps_url = self
+                .target
+                .apps
+                .as_ref()
+                .map(|a| a.endpoints.issuer.clone())
+                .unwrap_or_default();
+            issue = Some(
+                self.issue(load, "issuer", &apps_url, n, self.target.process())
+                    .await?,
+            );
+            if let Some(signer) = &self.bare_signer {
+                issue_ceiling = Some(
+                    self.issue(
+                        load,
+                        "bare sign server",
+                        &signer.url(),
+                        n,
+                        Some(signer.process()),
+                    )
+                    .await?,
+                );
+            }
+        }
+
         let target = &self.target;
         Ok(Report {
             target: if target.spawned() {
@@ -355,6 +486,13 @@ impl Session {
             },
             stream,
             stream_ceiling,
+            citizens: settings.citizens,
+            issue_ratios: match (&issue, &issue_ceiling) {
+                (Some(s), Some(c)) => Some(Ratios::of(s, c)),
+                _ => None,
+            },
+            issue,
+            issue_ceiling,
         })
     }
 }
@@ -372,6 +510,7 @@ mod tests {
             in_flight_cap: cap,
             ceiling: false,
             streams: 0,
+            citizens: 0,
             progress: false,
         }
     }

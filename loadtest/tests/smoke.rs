@@ -47,6 +47,7 @@ fn with_streams(target: TargetSpec, ceiling: bool, streams: usize) -> Settings {
         in_flight_cap: 1024,
         ceiling,
         streams,
+        citizens: 0,
         progress: false,
     }
 }
@@ -113,6 +114,18 @@ fn assert_bare_decides(run: &RunReport) {
     assert_garbled_refused_as_format(run);
 }
 
+/// Every IssueToken request answered with a code.
+fn assert_issued(run: &RunReport) {
+    assert_all_answered(run);
+    assert!(run.sent > 0, "{}", run.server);
+    assert_eq!(
+        run.decisions,
+        BTreeMap::from([("ISSUED".to_owned(), run.sent)]),
+        "{}",
+        run.server
+    );
+}
+
 fn assert_all_answered(run: &RunReport) {
     assert_eq!(run.answered, run.sent, "{}", run.server);
     assert!(run.errors.is_empty(), "{}: {:?}", run.server, run.errors);
@@ -122,7 +135,9 @@ fn assert_all_answered(run: &RunReport) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_run_against_the_in_process_stack_decides_every_kind_as_it_must() {
-    let report = run(with_streams(TargetSpec::InProcess, true, 3)).await;
+    let mut settings = with_streams(TargetSpec::InProcess, true, 3);
+    settings.citizens = 4;
+    let report = run(settings).await;
 
     let verifier = &report.verifier;
     assert_eq!(verifier.sent, 5 * PER_KIND);
@@ -141,6 +156,21 @@ async fn a_short_run_against_the_in_process_stack_decides_every_kind_as_it_must(
     let bare_stream = report.stream_ceiling.as_ref().expect("the bare stream run");
     assert_bare_decides(bare_stream);
     assert!(report.stream_ratios.is_some());
+
+    // IssueToken from the citizens' apps: every signed request gets a code, from the
+    // issuer and from the bare sign server.
+    assert_eq!(report.citizens, 4);
+    for run in [
+        report.issue.as_ref().expect("the issuer's run"),
+        report
+            .issue_ceiling
+            .as_ref()
+            .expect("the bare sign server's run"),
+    ] {
+        assert_eq!(run.api, "IssueToken");
+        assert_issued(run);
+    }
+    assert!(report.issue_ratios.is_some());
 
     // In process, the CPU and memory are this process's, labelled so; no ratio of
     // CPU is given, since both runs read the same process.
@@ -183,6 +213,7 @@ async fn a_sweep_against_child_processes_reports_their_cpu_memory_and_time_to_re
         2,
     );
     settings.duration = Duration::from_secs(1);
+    settings.citizens = 3;
     let rates = [50, 100];
     let sweep = tokio::time::timeout(DEADLINE, sweep(&settings, &rates))
         .await
@@ -198,6 +229,8 @@ async fn a_sweep_against_child_processes_reports_their_cpu_memory_and_time_to_re
             point.ceiling.as_ref().expect("bare Verify"),
             point.stream.as_ref().expect("VerifyStream"),
             point.stream_ceiling.as_ref().expect("bare VerifyStream"),
+            point.issue.as_ref().expect("IssueToken"),
+            point.issue_ceiling.as_ref().expect("bare IssueToken"),
         ];
         for run in runs {
             assert_eq!(run.offered_rate, f64::from(rate));
@@ -218,6 +251,10 @@ async fn a_sweep_against_child_processes_reports_their_cpu_memory_and_time_to_re
             "{ratios:?}"
         );
         assert!(point.stream_ratios.is_some());
+        assert_issued(point.issue.as_ref().expect("IssueToken"));
+        assert_issued(point.issue_ceiling.as_ref().expect("bare IssueToken"));
+        let issue = point.issue_ratios.expect("IssueToken ratios");
+        assert!(issue.cpu_per_request.is_some(), "{issue:?}");
     }
 
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -229,6 +266,7 @@ async fn a_sweep_against_child_processes_reports_their_cpu_memory_and_time_to_re
         "verifier Verify p99",
         "bare verify server Verify p50",
         "verifier VerifyStream p99",
+        "bare sign server IssueToken p99",
     ] {
         assert!(svg.contains(label), "{label} missing from the chart");
     }
