@@ -216,11 +216,8 @@ fn main() -> anyhow::Result<ExitCode> {
         let sweep = runtime.block_on(citypass_loadtest::sweep(&settings, &rates))?;
         println!("{sweep}");
         if let Some(path) = chart {
-            let title = format!(
-                "Verify latency against offered load ({})",
-                sweep.points.first().map_or("", |p| p.target.as_str())
-            );
-            citypass_loadtest::chart::draw(&sweep, &title, &path)?;
+            let title = "p50 (thin) and p99 (thick) latency against offered load";
+            citypass_loadtest::chart::draw(&sweep, title, &path)?;
             println!("chart written to {}", path.display());
         }
         if let Some(path) = json {
