@@ -203,4 +203,24 @@ mod tests {
             ProcessFigures::between("own", before, after, 10, Duration::from_millis(100), None);
         assert!(figures.cpu_us_per_request > 0.0 && figures.cores_busy > 0.0);
     }
+
+    #[test]
+    fn a_child_is_read_apart_from_this_process() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .expect("sleep starts");
+        let meter = Meter::new();
+        let read = meter.sample(Pid::Child(child.id()));
+        let own = meter.sample(Pid::Own).unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        let read = read.unwrap();
+        // `sleep` holds far less memory than this test process, and has spent
+        // (almost) no CPU.
+        assert!(read.peak_rss_kib < own.peak_rss_kib, "{read:?} {own:?}");
+        assert!(read.cpu < Duration::from_millis(100), "{read:?}");
+        // A process that is gone cannot be read.
+        assert!(meter.sample(Pid::Child(child.id())).is_err());
+    }
 }
