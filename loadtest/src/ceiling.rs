@@ -8,12 +8,19 @@
 //! ([`crate::signed_bytes`]) and make one ring Ed25519 verify with the issuer's key.
 //! No strict decoding, no key set, no revocation, no replay store: the verifier's
 //! figures over these are what its decision costs on top of the transport and the
-//! signature.
+//! signature. `VerifyStream` is answered the same way, each scan in the order it came
+//! (no batching: one signature check is all there is to do).
+//!
+//! It runs in the tool's process, or (`--spawn`) as the tool's own child process
+//! (`serve bare-verify`), so that its CPU and memory are read apart.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
+use citypass_proto::v1::issuer_service_server::IssuerServiceServer;
 use citypass_proto::v1::verifier_service_server::{VerifierService, VerifierServiceServer};
 use citypass_proto::v1::{
     Decision, DenyReason, VerifyRequest, VerifyResponse, VerifyStreamRequest, VerifyStreamResponse,
@@ -22,10 +29,16 @@ use citypass_runtime::{Server, ServerConfig, Tls};
 use ring::signature::{ED25519, UnparsedPublicKey};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tokio_stream::StreamExt as _;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::bare_sign::BareSigner;
+use crate::child::{self, ChildServer};
+use crate::citizens::Citizen;
 use crate::error::LoadError;
+use crate::process::Pid;
 use crate::signed_bytes;
+use crate::target::{OWN_PROCESS, Target};
 
 /// Checks one Ed25519 signature per request.
 #[derive(Clone)]
@@ -61,24 +74,179 @@ impl VerifierService for BareVerifier {
         &self,
         request: Request<VerifyRequest>,
     ) -> Result<Response<VerifyResponse>, Status> {
-        let (decision, reason) = match self.decide(&request.get_ref().qr_text) {
-            Ok(()) => (Decision::Allow, DenyReason::Unspecified),
-            Err(reason) => (Decision::Deny, reason),
-        };
-        Ok(Response::new(VerifyResponse {
-            decision: decision as i32,
-            deny_reason: reason as i32,
-            ..VerifyResponse::default()
-        }))
+        Ok(Response::new(self.answer(request.get_ref())))
     }
 
     type VerifyStreamStream = Responses;
 
     async fn verify_stream(
         &self,
-        _request: Request<Streaming<VerifyStreamRequest>>,
+        request: Request<Streaming<VerifyStreamRequest>>,
     ) -> Result<Response<Self::VerifyStreamStream>, Status> {
-        Err(Status::unimplemented("the bare server answers Verify only"))
+        let bare = self.clone();
+        let answers = request.into_inner().map(move |item| {
+            let scan = item?;
+            Ok(VerifyStreamResponse {
+                response: Some(bare.answer(&scan.request.unwrap_or_default())),
+                error: None,
+            })
+        });
+        Ok(Response::new(Box::pin(answers)))
+    }
+}
+
+impl BareVerifier {
+    fn answer(&self, request: &VerifyRequest) -> VerifyResponse {
+        let (decision, reason) = match self.decide(&request.qr_text) {
+            Ok(()) => (Decision::Allow, DenyReason::Unspecified),
+            Err(reason) => (Decision::Deny, reason),
+        };
+        VerifyResponse {
+            decision: decision as i32,
+            deny_reason: reason as i32,
+            scan_id: request.scan_id.clone(),
+            ..VerifyResponse::default()
+        }
+    }
+}
+
+/// A bare server the tool started (verify or sign), in its own process or as a
+/// child.
+pub enum BareServer {
+    /// In this process.
+    InProcess(Ceiling),
+    /// A child process (`serve bare-verify`) at this URL.
+    Child { server: ChildServer, url: String },
+}
+
+impl BareServer {
+    /// Its URL.
+    pub fn url(&self) -> String {
+        match self {
+            BareServer::InProcess(ceiling) => ceiling.url(),
+            BareServer::Child { url, .. } => url.clone(),
+        }
+    }
+
+    /// The process whose CPU and memory are its figures, how to label them, and for a
+    /// child the time it took to become ready.
+    pub fn process(&self) -> (Pid, String, Option<Duration>) {
+        match self {
+            BareServer::InProcess(_) => (Pid::Own, OWN_PROCESS.to_owned(), None),
+            BareServer::Child { server, .. } => (
+                server.pid(),
+                format!("child process: {}", server.name),
+                Some(server.ready_after),
+            ),
+        }
+    }
+
+    /// Starts the bare verify server for `target`: in this process, or with
+    /// `loadtest` (this tool's binary) as a child process.
+    pub async fn start(target: &Target, loadtest: Option<&Path>) -> Result<BareServer, LoadError> {
+        let key = target.issuer.key().public_key().as_bytes().to_vec();
+        let Some(program) = loadtest else {
+            let ceiling =
+                Ceiling::start(BareVerifier::new(&key), target.server_tls.clone()).await?;
+            return Ok(BareServer::InProcess(ceiling));
+        };
+        let gate = target
+            .gates
+            .first()
+            .ok_or_else(|| LoadError::NoGates("no gate to probe the bare server".to_owned()))?;
+        let args = [
+            "--tls-dir".to_owned(),
+            target.server_tls_dir.display().to_string(),
+            "--public-key".to_owned(),
+            hex::encode(&key),
+        ];
+        BareServer::spawn(
+            "bare verify server",
+            "bare-verify",
+            program,
+            &args,
+            &gate.tls,
+        )
+        .await
+    }
+
+    /// Starts the bare sign server for `target`'s issuer, knowing `citizens`' device
+    /// keys: in this process, or with `loadtest` as a child process (which reads the
+    /// ring from the keys directory and the devices from a file written there).
+    pub async fn start_signer(
+        target: &Target,
+        citizens: &[Citizen],
+        loadtest: Option<&Path>,
+    ) -> Result<BareServer, LoadError> {
+        let apps = target.apps.as_ref().ok_or_else(|| {
+            LoadError::Settings(
+                "IssueToken needs the stack's issuer (in process or --spawn)".to_owned(),
+            )
+        })?;
+        let Some(program) = loadtest else {
+            let devices = citizens
+                .iter()
+                .map(|c| (c.device_id.clone(), c.key.public_key().clone()))
+                .collect();
+            let signer = BareSigner::new(target.issuer.clone(), devices);
+            let any = SocketAddr::from(([127, 0, 0, 1], 0));
+            let ceiling = Ceiling::start_signer(any, signer, apps.server_tls.clone()).await?;
+            return Ok(BareServer::InProcess(ceiling));
+        };
+        let devices: Vec<String> = citizens
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {}",
+                    c.device_id,
+                    hex::encode(c.key.public_key().as_bytes())
+                )
+            })
+            .collect();
+        let devices_file = apps.keys_dir.join("loadtest-devices.txt");
+        std::fs::write(&devices_file, devices.join("\n") + "\n").map_err(|e| LoadError::File {
+            path: devices_file.clone(),
+            problem: e.to_string(),
+        })?;
+        let args = [
+            "--tls-dir".to_owned(),
+            apps.server_tls_dir.display().to_string(),
+            "--keys-dir".to_owned(),
+            apps.keys_dir.display().to_string(),
+            "--devices".to_owned(),
+            devices_file.display().to_string(),
+        ];
+        let tls = apps
+            .endpoints
+            .tls
+            .clone()
+            .ok_or_else(|| LoadError::Settings("the apps' TLS is missing".to_owned()))?;
+        BareServer::spawn("bare sign server", "bare-sign", program, &args, &tls).await
+    }
+
+    /// Spawns `program serve <command> --listen ADDR <args>` and waits for its health.
+    async fn spawn(
+        name: &str,
+        command: &str,
+        program: &Path,
+        args: &[String],
+        probe_tls: &Arc<Tls>,
+    ) -> Result<BareServer, LoadError> {
+        let port = child::free_port()?;
+        let url = format!("https://127.0.0.1:{port}");
+        let mut all = vec![
+            "serve".to_owned(),
+            command.to_owned(),
+            "--listen".to_owned(),
+            format!("127.0.0.1:{port}"),
+        ];
+        all.extend_from_slice(args);
+        let (server, ()) = ChildServer::spawn(name, program, &all, || {
+            let (url, tls) = (url.clone(), probe_tls.clone());
+            async move { child::healthy(&url, &tls).await }
+        })
+        .await?;
+        Ok(BareServer::Child { server, url })
     }
 }
 
@@ -92,7 +260,46 @@ pub struct Ceiling {
 impl Ceiling {
     /// Serves `verifier` with `tls` on an ephemeral loopback port.
     pub async fn start(verifier: BareVerifier, tls: Arc<Tls>) -> Result<Ceiling, LoadError> {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        Ceiling::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), verifier, tls).await
+    }
+
+    /// Serves `verifier` with `tls` on `addr`.
+    pub async fn start_on(
+        addr: SocketAddr,
+        verifier: BareVerifier,
+        tls: Arc<Tls>,
+    ) -> Result<Ceiling, LoadError> {
+        Ceiling::serve(addr, tls, |server| {
+            server.add_service(
+                VerifierServiceServer::new(verifier),
+                &citypass_verifier::AUTHORIZATION,
+            )
+        })
+        .await
+    }
+
+    /// Serves the bare sign server `signer` with `tls` on `addr`, with the issuer's
+    /// authorisation table.
+    pub async fn start_signer(
+        addr: SocketAddr,
+        signer: BareSigner,
+        tls: Arc<Tls>,
+    ) -> Result<Ceiling, LoadError> {
+        Ceiling::serve(addr, tls, |server| {
+            server.add_service(
+                IssuerServiceServer::new(signer),
+                &citypass_issuer::AUTHORIZATION,
+            )
+        })
+        .await
+    }
+
+    async fn serve(
+        addr: SocketAddr,
+        tls: Arc<Tls>,
+        add: impl FnOnce(Server) -> Server,
+    ) -> Result<Ceiling, LoadError> {
+        let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| LoadError::Ceiling(e.to_string()))?;
         let addr = listener
@@ -100,10 +307,7 @@ impl Ceiling {
             .map_err(|e| LoadError::Ceiling(e.to_string()))?;
         let mut config = ServerConfig::new("citypass-loadtest-ceiling");
         config.listen = addr;
-        let server = Server::new(config).tls(tls).add_service(
-            VerifierServiceServer::new(verifier),
-            &citypass_verifier::AUTHORIZATION,
-        );
+        let server = add(Server::new(config).tls(tls));
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let served = server
@@ -112,7 +316,7 @@ impl Ceiling {
                 })
                 .await;
             if let Err(e) = served {
-                tracing::warn!(error = %e, "the bare verify server stopped");
+                tracing::warn!(error = %e, "a bare server stopped");
             }
         });
         Ok(Ceiling { addr, _stop: stop })

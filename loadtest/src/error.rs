@@ -36,6 +36,18 @@ pub enum LoadError {
     /// The bare verify server could not start.
     #[error("the bare verify server: {0}")]
     Ceiling(String),
+    /// A server started as a child process failed to start or to become ready.
+    #[error("{name}: {problem}")]
+    Child { name: String, problem: String },
+    /// A VerifyStream could not be opened or broke.
+    #[error("VerifyStream: {0}")]
+    Stream(String),
+    /// The citizens' apps could not be enrolled, bound or connected.
+    #[error("the citizens' apps: {0}")]
+    Citizens(String),
+    /// The sweep's chart could not be drawn.
+    #[error("the chart: {0}")]
+    Chart(String),
     /// Requests were still unanswered long after their deadline.
     #[error("{0} requests still unanswered after the drain deadline")]
     Unanswered(usize),

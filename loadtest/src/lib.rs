@@ -1,4 +1,5 @@
-//! citypass-loadtest: the load generator. It plays gates against the verifier with an
+//! citypass-loadtest: the load generator. It plays gates against the verifier (Verify
+//! and VerifyStream), and citizens' apps against the issuer (IssueToken), with an
 //! open loop (a constant arrival rate, each request sent at its due time whatever
 //! happened to the others, latency from that due time) and reports what a city asks:
 //! the rate achieved, the tail a turnstile sees, the errors and the decisions, and how
@@ -17,24 +18,41 @@
 //! - [`record`]: outcomes and the latency histogram;
 //! - [`report`]: the figures, as a table and JSON;
 //! - [`ceiling`]: the bare verify server; [`signed_bytes`]: the bytes it verifies;
-//! - [`verify`]: one whole run; [`error`]: why one failed.
+//! - [`stream_loop`]: the same over VerifyStream (many scans per stream);
+//! - [`citizens`]: the citizens' apps of an IssueToken run (enrolled, bound, their
+//!   requests signed before it); [`bare_sign`]: the bare sign server, its ceiling;
+//! - [`process`]: a server process's CPU time and peak memory from `/proc`;
+//! - [`child`]: servers started as child processes, and their time to ready;
+//! - [`serve`]: the tool's own `serve` commands those children run;
+//! - [`verify`]: one whole report ([`verify::Session`]: the servers of a run);
+//! - [`sweep`]: reports over a list of rates; [`chart`]: their SVG chart;
+//! - [`error`]: why a run failed.
 
 #![forbid(unsafe_code)]
 
+pub mod bare_sign;
 pub mod ceiling;
+pub mod chart;
+pub mod child;
+pub mod citizens;
 pub mod codes;
 pub mod error;
 pub mod gates;
 pub mod mix;
 pub mod open_loop;
+pub mod process;
 pub mod record;
 pub mod report;
+pub mod serve;
 pub mod signed_bytes;
+pub mod stream_loop;
+pub mod sweep;
 pub mod target;
 pub mod verify;
 
 pub use error::LoadError;
 pub use mix::{CodeKind, Mix};
 pub use report::{Ratios, Report, RunReport};
-pub use target::TargetSpec;
+pub use sweep::{Sweep, sweep};
+pub use target::{Spawn, TargetSpec};
 pub use verify::{Settings, verify};

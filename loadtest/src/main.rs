@@ -1,13 +1,14 @@
 //! The `citypass-loadtest` command: arguments in, a report out (table on stdout, JSON
-//! with `--json`).
+//! with `--json`, a chart with `--sweep … --chart FILE`). `serve …` (hidden) runs the
+//! servers the tool starts as its children.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use citypass_loadtest::{Mix, Settings, TargetSpec};
-use clap::{Parser, Subcommand};
+use citypass_loadtest::{Mix, Settings, Spawn, TargetSpec};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -23,35 +24,107 @@ struct Cli {
 enum Command {
     /// Open-loop Verify load from the sample gates, then the same against a bare
     /// verify server (the ceiling).
-    Verify {
-        /// Requests per second, sent on schedule whatever the answers do.
-        #[arg(long, default_value_t = 500)]
-        rate: u32,
-        /// How long to offer the load (`10s`, `1m`; at most 4m).
-        #[arg(long, default_value = "10s", value_parser = parse_duration)]
-        duration: Duration,
-        /// Shares of each kind of code: fresh, replayed, expired, forged, garbled.
-        #[arg(
-            long,
-            default_value = "fresh=80,replayed=5,expired=5,forged=5,garbled=5"
-        )]
-        mix: Mix,
-        /// Requests in flight at most (reaching it is reported).
-        #[arg(long, default_value_t = 2048)]
-        in_flight_cap: usize,
-        /// A running verifier (`citypass dev`'s is https://127.0.0.1:50053); without
-        /// it the dev stack is started in this process.
-        #[arg(long, requires = "keys_dir")]
-        target: Option<String>,
-        /// The running stack's keys directory (key ring, gate registry, dev PKI).
-        #[arg(long, requires = "target")]
-        keys_dir: Option<PathBuf>,
-        /// Skip the bare verify server.
+    Verify(VerifyArgs),
+    /// The servers this tool starts as its child processes (used by --spawn).
+    #[command(subcommand, hide = true)]
+    Serve(Serve),
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// Requests per second, sent on schedule whatever the answers do.
+    #[arg(long, default_value_t = 500)]
+    rate: u32,
+    /// How long to offer the load (`10s`, `1m`; at most 4m).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Shares of each kind of code: fresh, replayed, expired, forged, garbled.
+    #[arg(
+        long,
+        default_value = "fresh=80,replayed=5,expired=5,forged=5,garbled=5"
+    )]
+    mix: Mix,
+    /// Requests in flight at most (reaching it is reported).
+    #[arg(long, default_value_t = 2048)]
+    in_flight_cap: usize,
+    /// A running verifier (`citypass dev`'s is https://127.0.0.1:50053); without
+    /// it the dev stack is started in this process.
+    #[arg(long, requires = "keys_dir")]
+    target: Option<String>,
+    /// The running stack's keys directory (key ring, gate registry, dev PKI).
+    #[arg(long, requires = "target")]
+    keys_dir: Option<PathBuf>,
+    /// Start the dev stack and the bare server as child processes (so that their
+    /// CPU per request, peak memory and time to ready are their own).
+    #[arg(long, conflicts_with = "target")]
+    spawn: bool,
+    /// With --spawn: run `PATH dev` (the citypass binary) as the stack instead of
+    /// this tool's own `serve stack`.
+    #[arg(long, requires = "spawn", value_name = "PATH")]
+    citypass: Option<PathBuf>,
+    /// Also run VerifyStream over this many streams (0: not).
+    #[arg(long, default_value_t = 0)]
+    streams: usize,
+    /// Also run IssueToken from this many citizens' apps, enrolled and bound first
+    /// (0: not; needs the in-process stack or --spawn; --duration at most 20s).
+    #[arg(long, default_value_t = 0)]
+    citizens: usize,
+    /// Run at each of these rates (e.g. 500,1000,2000,5000) instead of --rate.
+    #[arg(long, value_parser = citypass_loadtest::sweep::parse_rates)]
+    sweep: Option<Rates>,
+    /// With --sweep: draw p50 and p99 against offered load to this SVG file.
+    #[arg(long, requires = "sweep")]
+    chart: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+    /// Skip the bare verify server.
+    #[arg(long)]
+    no_ceiling: bool,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+type Rates = Vec<u32>;
+
+#[derive(Subcommand)]
+enum Serve {
+    /// The dev stack over a prepared keys directory, until standard input closes.
+    Stack {
         #[arg(long)]
-        no_ceiling: bool,
-        /// Also write the report as JSON here.
+        keys_dir: PathBuf,
         #[arg(long)]
-        json: Option<PathBuf>,
+        verifier_port: u16,
+        #[arg(long)]
+        identity_port: u16,
+        #[arg(long)]
+        issuer_port: u16,
+    },
+    /// The bare verify server, until standard input closes.
+    BareVerify {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Directory of tls.crt, tls.key and ca.crt.
+        #[arg(long)]
+        tls_dir: PathBuf,
+        /// The issuer's Ed25519 public key, hex.
+        #[arg(long)]
+        public_key: String,
+    },
+    /// The bare sign server, until standard input closes.
+    BareSign {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Directory of tls.crt, tls.key and ca.crt.
+        #[arg(long)]
+        tls_dir: PathBuf,
+        /// Directory of the key ring (keyring.json).
+        #[arg(long)]
+        keys_dir: PathBuf,
+        /// Lines of `<device id> <P-256 public key, hex>`.
+        #[arg(long)]
+        devices: PathBuf,
     },
 }
 
@@ -59,19 +132,72 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     citypass_runtime::config::duration::parse(text).map_err(|e| e.to_string())
 }
 
+fn serve(command: Serve) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    match command {
+        Serve::Stack {
+            keys_dir,
+            verifier_port,
+            identity_port,
+            issuer_port,
+        } => {
+            let ports = citypass_loadtest::serve::Ports {
+                verifier: verifier_port,
+                identity: identity_port,
+                issuer: issuer_port,
+            };
+            runtime.block_on(citypass_loadtest::serve::stack(&keys_dir, ports))?;
+        }
+        Serve::BareSign {
+            listen,
+            tls_dir,
+            keys_dir,
+            devices,
+        } => runtime.block_on(citypass_loadtest::serve::bare_sign(
+            listen, &tls_dir, &keys_dir, &devices,
+        ))?,
+        Serve::BareVerify {
+            listen,
+            tls_dir,
+            public_key,
+        } => {
+            let key = hex::decode(&public_key).context("--public-key is not hex")?;
+            runtime.block_on(citypass_loadtest::serve::bare_verify(
+                listen, &tls_dir, &key,
+            ))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> anyhow::Result<ExitCode> {
-    let Command::Verify {
+    let args = match Cli::parse().command {
+        Command::Serve(command) => return serve(command),
+        Command::Verify(args) => args,
+    };
+    let VerifyArgs {
         rate,
         duration,
         mix,
         in_flight_cap,
         target,
         keys_dir,
+        spawn,
+        citypass,
+        streams,
+        citizens,
+        sweep,
+        chart,
+        quiet,
         no_ceiling,
         json,
-    } = Cli::parse().command;
+    } = args;
     let target = match (target, keys_dir) {
         (Some(url), Some(keys_dir)) => TargetSpec::Running { url, keys_dir },
+        _ if spawn => TargetSpec::Spawn(Spawn {
+            loadtest: std::env::current_exe().context("finding this tool's own binary")?,
+            citypass,
+        }),
         _ => TargetSpec::InProcess,
     };
     let settings = Settings {
@@ -81,8 +207,25 @@ fn main() -> anyhow::Result<ExitCode> {
         mix,
         in_flight_cap,
         ceiling: !no_ceiling,
+        streams,
+        citizens,
+        progress: !quiet,
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    if let Some(rates) = sweep {
+        let sweep = runtime.block_on(citypass_loadtest::sweep(&settings, &rates))?;
+        println!("{sweep}");
+        if let Some(path) = chart {
+            let title = "p50 (thin) and p99 (thick) latency against offered load";
+            citypass_loadtest::chart::draw(&sweep, title, &path)?;
+            println!("chart written to {}", path.display());
+        }
+        if let Some(path) = json {
+            sweep.write_json(&path)?;
+            println!("sweep written to {}", path.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let report = runtime.block_on(citypass_loadtest::verify(settings))?;
     println!("{report}");
     if let Some(path) = json {

@@ -10,18 +10,21 @@
 //! generator waits for a slot (the wait counts in the latency) and the hit is
 //! reported, because past it the run no longer measures what it offered.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use citypass_proto::v1::VerifyRequest;
 use citypass_proto::v1::verifier_service_client::VerifierServiceClient;
 use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
 use crate::codes::Planned;
 use crate::error::LoadError;
+use crate::mix::CodeKind;
 use crate::record::{Outcome, Recording, latency_histogram, micros};
 
 /// How the load is offered.
@@ -33,6 +36,23 @@ pub struct Load {
     pub in_flight_cap: usize,
     /// How long after the last request is due its answers may take.
     pub drain: Duration,
+    /// Whether to show a progress bar (on standard error, when it is a terminal).
+    pub progress: bool,
+}
+
+/// A bar of `n` answers labelled `label`, hidden unless `load.progress`.
+pub fn progress_bar(load: Load, n: usize, label: &str) -> ProgressBar {
+    if !load.progress {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(n as u64);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg:>28} [{bar:30}] {pos}/{len} answered, {elapsed} of about {duration}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(format!("{label} at {}/s", load.rate));
+    bar
 }
 
 /// A gate's connection to the server under load.
@@ -65,16 +85,56 @@ pub struct Run {
     pub send_lag: Histogram<u64>,
 }
 
-/// Sends `requests` at `load.rate` round-robin from `gates`, scan ids `<run_id>-<i>`.
+/// Sends `requests` at `load.rate` round-robin from `gates`, scan ids `<run_id>-<i>`,
+/// with a progress bar labelled `label`.
 pub async fn run(
     load: Load,
     gates: &[GateClient],
     requests: Vec<Planned>,
     run_id: &str,
+    label: &str,
 ) -> Result<Run, LoadError> {
-    if gates.is_empty() || load.rate == 0 || load.in_flight_cap == 0 {
+    if gates.is_empty() {
+        return Err(LoadError::Settings("a run needs a gate".to_owned()));
+    }
+    schedule(load, requests, label, |i, planned| {
+        let gate = &gates[i % gates.len()];
+        let request = VerifyRequest {
+            gate_id: gate.id.clone(),
+            scene: gate.scene,
+            scan_id: format!("{run_id}-{i}"),
+            qr_text: planned.text,
+            ..VerifyRequest::default()
+        };
+        let mut client = gate.client.clone();
+        let kind = planned.kind;
+        async move {
+            let result = client
+                .verify(request)
+                .await
+                .map(tonic::Response::into_inner);
+            (kind, Outcome::of(&result))
+        }
+    })
+    .await
+}
+
+/// The open loop over any call: item `i` is handed to `call` at its due time and the
+/// call's future runs as its own task; what it returns is recorded with the latency
+/// from the due time.
+pub async fn schedule<T, F, Fut>(
+    load: Load,
+    items: Vec<T>,
+    label: &str,
+    mut call: F,
+) -> Result<Run, LoadError>
+where
+    F: FnMut(usize, T) -> Fut,
+    Fut: Future<Output = (CodeKind, Outcome)> + Send + 'static,
+{
+    if load.rate == 0 || load.in_flight_cap == 0 {
         return Err(LoadError::Settings(
-            "a run needs a gate, a rate and an in-flight cap above zero".to_owned(),
+            "a run needs a rate and an in-flight cap above zero".to_owned(),
         ));
     }
     let cap = u32::try_from(load.in_flight_cap)
@@ -89,8 +149,9 @@ pub async fn run(
     let mut sent = 0u64;
     let mut last_send = Duration::ZERO;
     let mut send_lag = latency_histogram();
+    let bar = progress_bar(load, items.len(), label);
 
-    for (i, planned) in requests.into_iter().enumerate() {
+    for (i, item) in items.into_iter().enumerate() {
         let due = start + Duration::from_secs_f64(i as f64 * interval);
         if due > Instant::now() {
             tokio::time::sleep_until(due).await;
@@ -107,25 +168,13 @@ pub async fn run(
             }
         };
         max_in_flight = max_in_flight.max(load.in_flight_cap - slots.available_permits());
-        let gate = &gates[i % gates.len()];
-        let request = VerifyRequest {
-            gate_id: gate.id.clone(),
-            scene: gate.scene,
-            scan_id: format!("{run_id}-{i}"),
-            qr_text: planned.text,
-            ..VerifyRequest::default()
-        };
-        let mut client = gate.client.clone();
+        let answer = call(i, item);
         let recording = recording.clone();
         send_lag.saturating_record(micros(Instant::now().saturating_duration_since(due)));
-        let kind = planned.kind;
+        let bar = bar.clone();
         tokio::spawn(async move {
-            let result = client
-                .verify(request)
-                .await
-                .map(tonic::Response::into_inner);
+            let (kind, outcome) = answer.await;
             let answered = Instant::now();
-            let outcome = Outcome::of(&result);
             recording
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -135,6 +184,7 @@ pub async fn run(
                     answered.saturating_duration_since(due),
                     answered.saturating_duration_since(start),
                 );
+            bar.inc(1);
             drop(slot);
         });
         sent += 1;
@@ -143,6 +193,7 @@ pub async fn run(
 
     // Every slot back means every request answered (or failed).
     let drained = tokio::time::timeout(load.drain, slots.acquire_many(cap)).await;
+    bar.finish_and_clear();
     if drained.is_err() {
         return Err(LoadError::Unanswered(
             load.in_flight_cap - slots.available_permits(),

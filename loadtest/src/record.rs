@@ -23,6 +23,8 @@ pub enum Outcome {
     Allowed,
     /// Denied, with the reason's name (`REPLAYED`, …).
     Denied(String),
+    /// A code was issued (IssueToken).
+    Issued,
     /// No decision: a gRPC status, by its code's name.
     Failed(String),
 }
@@ -42,6 +44,7 @@ impl Outcome {
         match self {
             Outcome::Allowed => "ALLOW".to_owned(),
             Outcome::Denied(reason) => format!("DENY {reason}"),
+            Outcome::Issued => "ISSUED".to_owned(),
             Outcome::Failed(code) => format!("ERROR {code}"),
         }
     }

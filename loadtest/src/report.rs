@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::error::LoadError;
 use crate::mix::{CodeKind, Mix};
 use crate::open_loop::Run;
+use crate::process::ProcessFigures;
 use crate::record::Outcome;
 
 /// Latency percentiles, microseconds.
@@ -32,6 +33,8 @@ pub struct Latency {
 pub struct RunReport {
     /// `verifier` or `bare verify server`.
     pub server: String,
+    /// `Verify` or `VerifyStream`.
+    pub api: String,
     /// Requests per second asked for.
     pub offered_rate: f64,
     /// Requests per second actually sent (below the offered one when the generator
@@ -62,11 +65,13 @@ pub struct RunReport {
     /// How late the generator sent requests after their due time, microseconds
     /// (included in every latency above).
     pub send_lag_us: Latency,
+    /// The server process's CPU over the run and its peak memory, when known.
+    pub process: Option<ProcessFigures>,
 }
 
 impl RunReport {
-    /// The report of `run`, offered at `rate` with `cap`.
-    pub fn of(server: &str, rate: u32, cap: usize, run: &Run) -> RunReport {
+    /// The report of `run` of `api` on `server`, offered at `rate` with `cap`.
+    pub fn of(server: &str, api: &str, rate: u32, cap: usize, run: &Run) -> RunReport {
         let percentiles = |h: &hdrhistogram::Histogram<u64>| Latency {
             p50: h.value_at_quantile(0.50),
             p90: h.value_at_quantile(0.90),
@@ -82,6 +87,7 @@ impl RunReport {
                 Outcome::Failed(code) => errors.insert(code, n),
                 Outcome::Allowed => decisions.insert("ALLOW".to_owned(), n),
                 Outcome::Denied(reason) => decisions.insert(reason, n),
+                Outcome::Issued => decisions.insert("ISSUED".to_owned(), n),
             };
         }
         let by_kind = run
@@ -95,6 +101,7 @@ impl RunReport {
             .collect();
         RunReport {
             server: server.to_owned(),
+            api: api.to_owned(),
             offered_rate: f64::from(rate),
             sent_rate: per_second(run.sent, run.last_send.as_secs_f64()),
             achieved_rate: per_second(
@@ -111,6 +118,7 @@ impl RunReport {
             in_flight_cap_hits: run.cap_hits,
             max_in_flight: run.max_in_flight,
             send_lag_us: percentiles(&run.send_lag),
+            process: None,
         }
     }
 }
@@ -124,6 +132,9 @@ pub struct Ratios {
     pub p90: f64,
     pub p99: f64,
     pub p999: f64,
+    /// CPU per request, service / bare (lower is better, down to 1), when both
+    /// servers' processes were measured apart.
+    pub cpu_per_request: Option<f64>,
 }
 
 impl Ratios {
@@ -138,15 +149,25 @@ impl Ratios {
             p90: us(v.p90, c.p90),
             p99: us(v.p99, c.p99),
             p999: us(v.p999, c.p999),
+            cpu_per_request: match (&verifier.process, &ceiling.process) {
+                (Some(v), Some(c)) if v.scope != c.scope => {
+                    Some(ratio(v.cpu_us_per_request, c.cpu_us_per_request))
+                }
+                _ => None,
+            },
         }
     }
 }
 
-/// A whole report: the verifier's run, and the bare server's with the ratios.
+/// A whole report: the verifier's run, and the bare server's with the ratios; the
+/// same over VerifyStream when asked for.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     /// The verifier's URL, or `in-process`.
     pub target: String,
+    /// The machine's load average (1, 5, 15 minutes) just before the runs: other
+    /// work on the machine shows here.
+    pub load_average: Option<[f64; 3]>,
     /// Seconds of load offered.
     pub duration_s: f64,
     /// The kinds of code and their shares.
@@ -157,6 +178,27 @@ pub struct Report {
     /// The bare verify server, loaded the same way (absent with `--no-ceiling`).
     pub ceiling: Option<RunReport>,
     pub ratios: Option<Ratios>,
+    /// VerifyStreams open at once (0: no VerifyStream run).
+    pub streams: usize,
+    /// The verifier over VerifyStream.
+    pub stream: Option<RunReport>,
+    /// The bare server over VerifyStream.
+    pub stream_ceiling: Option<RunReport>,
+    pub stream_ratios: Option<Ratios>,
+    /// Citizens' apps enrolled for IssueToken (0: no IssueToken run).
+    pub citizens: usize,
+    /// The issuer's IssueToken.
+    pub issue: Option<RunReport>,
+    /// The bare sign server's.
+    pub issue_ceiling: Option<RunReport>,
+    pub issue_ratios: Option<Ratios>,
+}
+
+/// The machine's load average from `/proc/loadavg`.
+pub fn load_average() -> Option<[f64; 3]> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut fields = text.split_whitespace().map(|f| f.parse::<f64>().ok());
+    Some([fields.next()??, fields.next()??, fields.next()??])
 }
 
 impl Report {
@@ -167,6 +209,20 @@ impl Report {
             .map(|k| (k, mix.share(k)))
             .filter(|(_, share)| *share > 0)
             .collect()
+    }
+
+    /// Every run of the report, in the order of the table.
+    pub fn runs(&self) -> impl Iterator<Item = &RunReport> {
+        [
+            Some(&self.verifier),
+            self.ceiling.as_ref(),
+            self.stream.as_ref(),
+            self.stream_ceiling.as_ref(),
+            self.issue.as_ref(),
+            self.issue_ceiling.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
     }
 
     /// Writes the report as one JSON object to `path`.
@@ -184,12 +240,58 @@ fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
 }
 
-fn table_row(f: &mut fmt::Formatter<'_>, r: &RunReport) -> fmt::Result {
-    let l = &r.latency_us;
+const HEADER: [&str; 13] = [
+    "server",
+    "api",
+    "offered/s",
+    "achieved/s",
+    "answered",
+    "p50",
+    "p90",
+    "p99",
+    "p99.9",
+    "max",
+    "errors",
+    "CPU µs/req",
+    "RSS MiB",
+];
+
+fn table_header(f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let h = HEADER;
     writeln!(
         f,
-        "{:<20} {:>10.0} {:>10.0} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6}",
+        "{:<20} {:<12} {:>10} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6} {:>10} {:>8}",
+        h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11], h[12]
+    )
+}
+
+fn ratio_row(f: &mut fmt::Formatter<'_>, label: &str, r: &Ratios) -> fmt::Result {
+    let cpu = r
+        .cpu_per_request
+        .map_or_else(|| "-".to_owned(), |c| format!("{c:.2}"));
+    writeln!(
+        f,
+        "{:<20} {:<12} {:>10} {:>10.2} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9} {:>6} {:>10}",
+        "service / bare", label, "", r.achieved_rate, "", r.p50, r.p90, r.p99, r.p999, "", "", cpu
+    )
+}
+
+fn table_row(f: &mut fmt::Formatter<'_>, r: &RunReport) -> fmt::Result {
+    let l = &r.latency_us;
+    let (cpu, rss) = r.process.as_ref().map_or_else(
+        || ("-".to_owned(), "-".to_owned()),
+        |p| {
+            (
+                format!("{:.0}", p.cpu_us_per_request),
+                format!("{:.1}", p.peak_rss_mib),
+            )
+        },
+    );
+    writeln!(
+        f,
+        "{:<20} {:<12} {:>10.0} {:>10.0} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6} {:>10} {:>8}",
         r.server,
+        r.api,
         r.offered_rate,
         r.achieved_rate,
         r.answered,
@@ -199,6 +301,8 @@ fn table_row(f: &mut fmt::Formatter<'_>, r: &RunReport) -> fmt::Result {
         ms(l.p999),
         ms(l.max),
         r.errors.values().sum::<u64>(),
+        cpu,
+        rss,
     )
 }
 
@@ -211,40 +315,63 @@ impl fmt::Display for Report {
             .collect();
         writeln!(
             f,
-            "Verify, open loop, {:.0} s against {}, gates {}, mix {}",
+            "Open loop, {:.0} s per run against {}, gates {}, mix {}{}",
             self.duration_s,
             self.target,
             self.gates.join(" "),
-            mix.join(",")
+            mix.join(","),
+            if self.streams > 0 {
+                format!(", VerifyStream over {} streams", self.streams)
+            } else {
+                String::new()
+            }
         )?;
+        if self.citizens > 0 {
+            writeln!(
+                f,
+                "IssueToken from {} citizens' apps, each request signed before the run",
+                self.citizens
+            )?;
+        }
+        if let Some([one, five, fifteen]) = self.load_average {
+            writeln!(
+                f,
+                "load average before the runs: {one:.2} {five:.2} {fifteen:.2}"
+            )?;
+        }
         writeln!(f, "latency from each request's intended send time, ms\n")?;
-        writeln!(
-            f,
-            "{:<20} {:>10} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6}",
-            "server",
-            "offered/s",
-            "achieved/s",
-            "answered",
-            "p50",
-            "p90",
-            "p99",
-            "p99.9",
-            "max",
-            "errors"
-        )?;
+        table_header(f)?;
         table_row(f, &self.verifier)?;
         if let Some(ceiling) = &self.ceiling {
             table_row(f, ceiling)?;
         }
         if let Some(r) = &self.ratios {
-            writeln!(
-                f,
-                "{:<20} {:>10} {:>10.2} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
-                "verifier / bare", "", r.achieved_rate, "", r.p50, r.p90, r.p99, r.p999
-            )?;
+            ratio_row(f, "Verify", r)?;
         }
-        for run in std::iter::once(&self.verifier).chain(&self.ceiling) {
-            writeln!(f, "\n{}:", run.server)?;
+        for run in self.stream.iter().chain(&self.stream_ceiling) {
+            table_row(f, run)?;
+        }
+        if let Some(r) = &self.stream_ratios {
+            ratio_row(f, "VerifyStream", r)?;
+        }
+        for run in self.issue.iter().chain(&self.issue_ceiling) {
+            table_row(f, run)?;
+        }
+        if let Some(r) = &self.issue_ratios {
+            ratio_row(f, "IssueToken", r)?;
+        }
+        for run in self.runs() {
+            writeln!(f, "\n{} ({}):", run.server, run.api)?;
+            if let Some(p) = &run.process {
+                let ready = p
+                    .ready_ms
+                    .map_or_else(String::new, |r| format!(", ready {r:.0} ms after spawn"));
+                writeln!(
+                    f,
+                    "  {}: CPU {:.0} ms ({:.0} µs per request, {:.2} cores busy), peak RSS {:.1} MiB{ready}",
+                    p.scope, p.cpu_ms, p.cpu_us_per_request, p.cores_busy, p.peak_rss_mib
+                )?;
+            }
             if run.in_flight_cap_hits > 0 {
                 writeln!(
                     f,
@@ -313,7 +440,7 @@ mod tests {
 
     #[test]
     fn errors_are_answers_but_not_decisions() {
-        let report = RunReport::of("verifier", 10, 4, &run(0));
+        let report = RunReport::of("verifier", "Verify", 10, 4, &run(0));
         assert_eq!(report.answered, 10);
         // 9 decisions over the 1 s to the last answer.
         assert!(
@@ -332,10 +459,19 @@ mod tests {
 
     #[test]
     fn the_table_says_when_the_in_flight_cap_was_reached_and_gives_ratios() {
-        let verifier = RunReport::of("verifier", 10, 4, &run(3));
-        let ceiling = RunReport::of("bare verify server", 10, 4, &run(0));
+        let verifier = RunReport::of("verifier", "Verify", 10, 4, &run(3));
+        let ceiling = RunReport::of("bare verify server", "Verify", 10, 4, &run(0));
         let report = Report {
             target: "test".to_owned(),
+            load_average: Some([1.0, 2.0, 3.0]),
+            streams: 0,
+            stream: None,
+            stream_ceiling: None,
+            stream_ratios: None,
+            citizens: 0,
+            issue: None,
+            issue_ceiling: None,
+            issue_ratios: None,
             duration_s: 1.0,
             mix: Report::mix_of(&Mix::default()),
             gates: vec!["g1".to_owned()],
@@ -346,7 +482,11 @@ mod tests {
         let table = report.to_string();
         assert!(table.contains("in-flight cap 4 reached 3 times"), "{table}");
         assert_eq!(table.matches("reached").count(), 1, "{table}");
-        assert!(table.contains("verifier / bare"), "{table}");
+        assert!(table.contains("service / bare"), "{table}");
+        assert!(
+            table.contains("load average before the runs: 1.00"),
+            "{table}"
+        );
         assert_eq!(report.ratios.map(|r| r.p50), Some(1.0));
     }
 }

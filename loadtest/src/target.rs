@@ -6,19 +6,35 @@
 //! dev` does (`citypass_stack::Stack::start`, the services' own `build`), on
 //! ephemeral loopback ports with embedded stores and a fresh dev key ring; `--target
 //! URL --keys-dir DIR` points it at a running `citypass dev` instead, whose key ring,
-//! gate registry and dev PKI are in `DIR`.
+//! gate registry and dev PKI are in `DIR`; `--spawn` starts the stack as a child
+//! process (this tool's own `serve stack`, or `citypass dev` with `--citypass PATH`)
+//! on a fresh keys directory, so that its CPU time and memory are its own.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use citypass_app::Endpoints;
 use citypass_runtime::config::KeyFile;
 use citypass_runtime::{Tls, TlsConfig};
 use citypass_stack::{KeySource, SAMPLE_GATE_IDS, Stack, StackConfig};
 use citypass_token::{Issuer, Keyring, Scene, SnapshotKey, SystemRandom};
 use citypass_verifier::Registry;
 
+use crate::child::{self, ChildServer};
 use crate::error::LoadError;
+use crate::process::Pid;
+
+/// The key ring's file in a keys directory (as `citypass dev` names it).
+pub const RING_FILE: &str = "keyring.json";
+/// The snapshot key's file in a keys directory.
+pub const SNAPSHOT_KEY_FILE: &str = "snapshot-key.json";
+/// The verifier's TLS files under the dev PKI.
+const VERIFIER_TLS_DIR: &str = "service-verifier";
+/// The issuer's.
+const ISSUER_TLS_DIR: &str = "service-issuer";
+/// How figures read from the tool's own process are labelled.
+pub const OWN_PROCESS: &str = "this process (generator and servers)";
 
 /// Where the verifier is.
 #[derive(Debug, Clone)]
@@ -27,6 +43,18 @@ pub enum TargetSpec {
     InProcess,
     /// A running `citypass dev`: the verifier's URL and its keys directory.
     Running { url: String, keys_dir: PathBuf },
+    /// Start the stack as a child process and load it.
+    Spawn(Spawn),
+}
+
+/// How to start the stack (and the bare servers) as child processes.
+#[derive(Debug, Clone)]
+pub struct Spawn {
+    /// This tool's binary, for its `serve` commands (the bare servers, and the stack
+    /// unless `citypass` is given).
+    pub loadtest: PathBuf,
+    /// The `citypass` binary, to run `citypass dev` as the stack instead.
+    pub citypass: Option<PathBuf>,
 }
 
 /// A gate the generator plays.
@@ -40,6 +68,30 @@ pub struct GateIdentity {
     pub tls: Arc<Tls>,
 }
 
+/// What citizens' apps talk to, and what the bare sign server needs.
+pub struct Apps {
+    /// The identity and issuer URLs, and TLS with the dev CA (no client certificate).
+    pub endpoints: Endpoints,
+    /// The issuer's server identity, for the bare sign server.
+    pub server_tls: Arc<Tls>,
+    /// The directory of its files.
+    pub server_tls_dir: PathBuf,
+    /// The keys directory (the key ring's file when the stack is a child).
+    pub keys_dir: PathBuf,
+}
+
+impl Apps {
+    fn in_pki(endpoints: Endpoints, pki: &Path, keys_dir: &Path) -> Result<Apps, LoadError> {
+        let server_tls_dir = pki.join(ISSUER_TLS_DIR);
+        Ok(Apps {
+            endpoints,
+            server_tls: Tls::from_files(&TlsConfig::in_dir(&server_tls_dir))?,
+            server_tls_dir,
+            keys_dir: keys_dir.to_owned(),
+        })
+    }
+}
+
 /// A verifier ready to be loaded.
 pub struct Target {
     /// The verifier's URL.
@@ -47,10 +99,16 @@ pub struct Target {
     /// The gates to play, each with a certificate.
     pub gates: Vec<GateIdentity>,
     /// Signs codes the verifier accepts.
-    pub issuer: Issuer,
+    pub issuer: Arc<Issuer>,
+    /// The citizens' side (identity, issuer), when the tool started the stack.
+    pub apps: Option<Apps>,
     /// The verifier's server identity, for the bare server.
     pub server_tls: Arc<Tls>,
+    /// The directory of its files (`tls.crt`, `tls.key`, `ca.crt`), for a bare server
+    /// started as a child process.
+    pub server_tls_dir: PathBuf,
     stack: Option<Stack>,
+    child: Option<ChildServer>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -99,7 +157,84 @@ impl Target {
         match spec {
             TargetSpec::InProcess => Target::start_in_process().await,
             TargetSpec::Running { url, keys_dir } => Target::from_running(url, keys_dir),
+            TargetSpec::Spawn(spawn) => Target::spawn(spawn).await,
         }
+    }
+
+    /// A fresh keys directory with a dev key ring and snapshot key in the layout of
+    /// `citypass dev` (which keeps a ring it finds there).
+    fn fresh_keys_dir() -> Result<tempfile::TempDir, LoadError> {
+        let dir = tempfile::tempdir().map_err(|e| file_error(Path::new("(temp dir)"), e))?;
+        let rng = SystemRandom::new();
+        let mut ring = Keyring::generate("cp", true, &rng)?;
+        let snapshot_key = SnapshotKey::generate(true, &rng)?;
+        ring.publish_snapshot_key(snapshot_key.public_key())?;
+        for (name, text) in [
+            (RING_FILE, ring.to_json()),
+            (SNAPSHOT_KEY_FILE, snapshot_key.to_json()),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).map_err(|e| file_error(&path, e))?;
+        }
+        Ok(dir)
+    }
+
+    async fn spawn(spawn: &Spawn) -> Result<Target, LoadError> {
+        let dir = Target::fresh_keys_dir()?;
+        let port = child::free_port()?;
+        let (identity_port, issuer_port) = (child::free_port()?, child::free_port()?);
+        let url = format!("https://127.0.0.1:{port}");
+        let keys = dir.path().display().to_string();
+        let ports = [
+            ("--verifier-port", port),
+            ("--identity-port", identity_port),
+            ("--issuer-port", issuer_port),
+        ];
+        let (name, program, mut args) = match &spawn.citypass {
+            Some(citypass) => {
+                let mut args = vec!["dev".to_owned(), "--no-demo".to_owned()];
+                args.extend(["--keys-dir".to_owned(), keys]);
+                for service in ["revocation", "payments"] {
+                    args.extend([format!("--{service}-port"), "0".to_owned()]);
+                }
+                ("citypass dev", citypass.clone(), args)
+            }
+            None => {
+                let args = vec![
+                    "serve".to_owned(),
+                    "stack".to_owned(),
+                    "--keys-dir".to_owned(),
+                    keys,
+                ];
+                ("the dev stack", spawn.loadtest.clone(), args)
+            }
+        };
+        for (flag, port) in ports {
+            args.extend([flag.to_owned(), port.to_string()]);
+        }
+        let keys_dir = dir.path().to_owned();
+        let (server, mut target) = ChildServer::spawn(name, &program, &args, || {
+            let (url, keys_dir) = (url.clone(), keys_dir.clone());
+            async move {
+                // The child writes the registry and the certificates as it starts.
+                let target = Target::from_running(&url, &keys_dir).map_err(|e| e.to_string())?;
+                let gate = target.gates.first().ok_or("no gate")?;
+                child::healthy(&url, &gate.tls).await?;
+                Ok(target)
+            }
+        })
+        .await?;
+        let pki = dir.path().join("pki");
+        let ca_file = pki.join("ca.crt");
+        let endpoints = Endpoints {
+            identity: format!("https://127.0.0.1:{identity_port}"),
+            issuer: format!("https://127.0.0.1:{issuer_port}"),
+            tls: Some(Tls::from_pem(read(&ca_file)?.as_bytes(), None)?),
+        };
+        target.apps = Some(Apps::in_pki(endpoints, &pki, dir.path())?);
+        target.child = Some(server);
+        target._dir = Some(dir);
+        Ok(target)
     }
 
     async fn start_in_process() -> Result<Target, LoadError> {
@@ -123,18 +258,22 @@ impl Target {
             .pki
             .service(stack.ca(), "verifier")
             .map_err(|e| LoadError::Stack(citypass_stack::StackError::Pki(e)))?;
+        let apps = Apps::in_pki(stack.endpoints(), &stack.pki.dir, dir.path())?;
         Ok(Target {
             url: stack.verifier_url(),
             gates,
-            issuer,
+            issuer: Arc::new(issuer),
+            apps: Some(apps),
             server_tls: Tls::from_files(&server_files)?,
+            server_tls_dir: stack.pki.dir.join(VERIFIER_TLS_DIR),
             stack: Some(stack),
+            child: None,
             _dir: Some(dir),
         })
     }
 
     fn from_running(url: &str, keys_dir: &Path) -> Result<Target, LoadError> {
-        let ring_path = keys_dir.join("keyring.json");
+        let ring_path = keys_dir.join(RING_FILE);
         let ring = Keyring::from_json(&read(&ring_path)?).map_err(|e| file_error(&ring_path, e))?;
         let pki = keys_dir.join("pki");
         let gates = sample_gates(&keys_dir.join("verifier").join("gates.yaml"), |id| {
@@ -144,11 +283,33 @@ impl Target {
         Ok(Target {
             url: url.to_owned(),
             gates,
-            issuer: ring.issuer()?,
-            server_tls: Tls::from_files(&TlsConfig::in_dir(&pki.join("service-verifier")))?,
+            issuer: Arc::new(ring.issuer()?),
+            apps: None,
+            server_tls: Tls::from_files(&TlsConfig::in_dir(&pki.join(VERIFIER_TLS_DIR)))?,
+            server_tls_dir: pki.join(VERIFIER_TLS_DIR),
             stack: None,
+            child: None,
             _dir: None,
         })
+    }
+
+    /// The process whose CPU and memory the verifier's figures are: the child, else
+    /// this one when the stack runs here, else none known (a running stack).
+    pub fn process(&self) -> Option<(Pid, String, Option<std::time::Duration>)> {
+        match (&self.child, &self.stack) {
+            (Some(child), _) => Some((
+                child.pid(),
+                format!("child process: {}", child.name),
+                Some(child.ready_after),
+            )),
+            (None, Some(_)) => Some((Pid::Own, OWN_PROCESS.to_owned(), None)),
+            (None, None) => None,
+        }
+    }
+
+    /// Whether the tool started the stack as a child process.
+    pub fn spawned(&self) -> bool {
+        self.child.is_some()
     }
 
     /// Whether the verifier runs in this process (and so shares its cores with the
@@ -157,10 +318,11 @@ impl Target {
         self.stack.is_some()
     }
 
-    /// Stops the in-process stack, if any.
+    /// Stops the in-process stack or the child, if any.
     pub async fn stop(self) {
         if let Some(stack) = self.stack {
             stack.shutdown().await;
         }
+        drop(self.child);
     }
 }

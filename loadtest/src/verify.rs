@@ -1,24 +1,33 @@
-//! `citypass-loadtest verify`: one run from start to report.
+//! `citypass-loadtest verify`: one report from start to end.
 //!
-//! In order: the target (the in-process stack, or a running one's files); the codes,
-//! all signed before anything is sent; the gates' connections, opened and checked;
-//! the codes to be replayed, used once; the open-loop run against the verifier; then,
-//! unless turned off, the same codes at the same rate from the same gates against
-//! the bare verify server, and the ratios.
+//! In order: the target (the in-process stack, a running one's files, or the stack
+//! started as a child process) and, unless turned off, the bare verify server (in
+//! process, or a child beside a child stack); the gates' connections to each, opened
+//! and checked ([`Session`]). Then per rate ([`Session::point`]): the codes, all
+//! signed before anything is sent, the replayed ones used once; the open-loop Verify
+//! run against the verifier; the same codes at the same rate from the same gates
+//! against the bare server; with `--streams`, the same again over VerifyStream with
+//! new codes; with `--citizens`, IssueToken from the citizens' apps (enrolled and
+//! bound once per session, requests signed just before each run) against the issuer
+//! and the bare sign server; the ratios. Each run's server CPU and peak memory are
+//! read around it.
 
 use std::time::Duration;
 
 use citypass_token::{SecureRandom as _, SystemRandom, unix_now};
 use tokio::sync::Semaphore;
 
-use crate::ceiling::{BareVerifier, Ceiling};
+use crate::ceiling::BareServer;
+use crate::citizens::{self, Citizen, MAX_ISSUE_DURATION};
 use crate::codes::{self, CODE_LIFETIME};
 use crate::error::LoadError;
 use crate::gates::{self, CALL_TIMEOUT};
-use crate::mix::Mix;
+use crate::mix::{CodeKind, Mix};
 use crate::open_loop::{self, GateClient, Load};
+use crate::process::{Meter, Pid, ProcessFigures};
 use crate::record::Outcome;
-use crate::report::{Ratios, Report, RunReport};
+use crate::report::{self, Ratios, Report, RunReport};
+use crate::stream_loop;
 use crate::target::{Target, TargetSpec};
 
 /// Longest run: the codes are signed before it and live [`CODE_LIFETIME`].
@@ -41,6 +50,12 @@ pub struct Settings {
     pub in_flight_cap: usize,
     /// Whether to load the bare verify server too.
     pub ceiling: bool,
+    /// VerifyStreams to open for a VerifyStream run (0: none).
+    pub streams: usize,
+    /// Citizens' apps to enrol for an IssueToken run (0: none).
+    pub citizens: usize,
+    /// Whether to show progress bars.
+    pub progress: bool,
 }
 
 impl Settings {
@@ -58,6 +73,15 @@ impl Settings {
         }
         if self.in_flight_cap == 0 {
             return bad("--in-flight-cap must be at least 1".to_owned());
+        }
+        if self.citizens > 0 && self.duration > MAX_ISSUE_DURATION {
+            return bad(format!(
+                "with --citizens, --duration must be at most {}s (IssueToken requests are signed before the run and the issuer accepts a proof for 30 s)",
+                MAX_ISSUE_DURATION.as_secs()
+            ));
+        }
+        if self.citizens > 0 {
+            citizens::addresses_for(self.rate)?;
         }
         let n = (f64::from(self.rate) * self.duration.as_secs_f64()).round() as u64;
         if n > MAX_REQUESTS {
@@ -119,57 +143,358 @@ async fn spend(gates: &[GateClient], texts: &[String]) -> Result<(), LoadError> 
     Ok(())
 }
 
-/// Runs the load `settings` describe and reports it.
+/// Runs the load `settings` describe at `settings.rate` and reports it.
 pub async fn verify(settings: Settings) -> Result<Report, LoadError> {
-    let n = settings.requests()?;
-    let target = Target::start(&settings.target).await?;
-    let result = load(&settings, n, &target).await;
-    target.stop().await;
+    settings.requests()?;
+    let session = Session::start(&settings).await?;
+    let result = session.point(&settings, settings.rate).await;
+    session.stop().await;
     result
 }
 
-async fn load(settings: &Settings, n: usize, target: &Target) -> Result<Report, LoadError> {
-    let plan = codes::make(&target.issuer, &settings.mix.plan(n), unix_now())?;
-    let load = Load {
-        rate: settings.rate,
-        in_flight_cap: settings.in_flight_cap,
-        drain: CALL_TIMEOUT + Duration::from_secs(10),
-    };
-    let gates = gates::connect(&target.url, &target.gates).await?;
-    spend(&gates, &plan.spend_first).await?;
-    let ceiling_requests = settings.ceiling.then(|| plan.requests.clone());
+/// What one report (one rate) may run against: the target with its gates connected,
+/// and the bare server with its own connections. Started once, so a sweep reuses it.
+pub struct Session {
+    target: Target,
+    gates: Vec<GateClient>,
+    bare: Option<(BareServer, Vec<GateClient>)>,
+    citizens: Vec<Citizen>,
+    bare_signer: Option<BareServer>,
+    meter: Meter,
+}
 
-    let run = open_loop::run(load, &gates, plan.requests, &run_id("verifier")).await?;
-    let verifier = RunReport::of("verifier", settings.rate, settings.in_flight_cap, &run);
+/// How a run is measured: the process to read, its label, its time to ready.
+type Measured = Option<(Pid, String, Option<Duration>)>;
 
-    let ceiling = match ceiling_requests {
-        None => None,
-        Some(requests) => {
-            let bare = BareVerifier::new(target.issuer.key().public_key().as_bytes());
-            let server = Ceiling::start(bare, target.server_tls.clone()).await?;
-            let gates = gates::connect(&server.url(), &target.gates).await?;
-            let run = open_loop::run(load, &gates, requests, &run_id("bare")).await?;
-            Some(RunReport::of(
-                "bare verify server",
-                settings.rate,
-                settings.in_flight_cap,
-                &run,
-            ))
+impl Session {
+    /// Starts (or reads) the target, and the bare server unless turned off.
+    pub async fn start(settings: &Settings) -> Result<Session, LoadError> {
+        let target = Target::start(&settings.target).await?;
+        let started = Session::connect(settings, target).await;
+        match started {
+            Ok(session) => Ok(session),
+            Err((target, e)) => {
+                target.stop().await;
+                Err(e)
+            }
         }
-    };
-    Ok(Report {
-        target: if target.in_process() {
-            format!("the in-process dev stack ({})", target.url)
+    }
+
+    async fn connect(settings: &Settings, target: Target) -> Result<Session, (Target, LoadError)> {
+        let gates = match gates::connect(&target.url, &target.gates).await {
+            Ok(gates) => gates,
+            Err(e) => return Err((target, e)),
+        };
+        let bare = if settings.ceiling {
+            let loadtest = match &settings.target {
+                TargetSpec::Spawn(spawn) => Some(spawn.loadtest.as_path()),
+                _ => None,
+            };
+            let started = async {
+                let bare = BareServer::start(&target, loadtest).await?;
+                let gates = gates::connect(&bare.url(), &target.gates).await?;
+                Ok::<_, LoadError>((bare, gates))
+            }
+            .await;
+            match started {
+                Ok(bare) => Some(bare),
+                Err(e) => return Err((target, e)),
+            }
         } else {
-            target.url.clone()
-        },
-        duration_s: settings.duration.as_secs_f64(),
-        mix: Report::mix_of(&settings.mix),
-        gates: target.gates.iter().map(|g| g.id.clone()).collect(),
-        ratios: ceiling.as_ref().map(|c| Ratios::of(&verifier, c)),
-        verifier,
-        ceiling,
-    })
+            None
+        };
+        let mut session = Session {
+            target,
+            gates,
+            bare,
+            citizens: Vec::new(),
+            bare_signer: None,
+            meter: Meter::new(),
+        };
+        if settings.citizens > 0 {
+            let prepared = async {
+                let apps = session.target.apps.as_ref().ok_or_else(|| {
+                    LoadError::Settings(
+                        "--citizens needs the stack's issuer: the in-process stack or --spawn"
+                            .to_owned(),
+                    )
+                })?;
+                session.citizens = citizens::enrol(&apps.endpoints, settings.citizens).await?;
+                if settings.ceiling {
+                    let loadtest = match &settings.target {
+                        TargetSpec::Spawn(spawn) => Some(spawn.loadtest.as_path()),
+                        _ => None,
+                    };
+                    session.bare_signer = Some(
+                        BareServer::start_signer(&session.target, &session.citizens, loadtest)
+                            .await?,
+                    );
+                }
+                Ok::<_, LoadError>(())
+            }
+            .await;
+            if let Err(e) = prepared {
+                return Err((session.target, e));
+            }
+        }
+        Ok(session)
+    }
+
+    /// An IssueToken run at `load.rate` against the server at `url` (the issuer, or
+    /// the bare sign server), its requests signed just before it starts.
+    async fn issue(
+        &self,
+        load: Load,
+        server: &str,
+        url: &str,
+        n: usize,
+        process: Measured,
+    ) -> Result<RunReport, LoadError> {
+        let apps =
+            self.target.apps.as_ref().ok_or_else(|| {
+                LoadError::Settings("IssueToken needs the stack's issuer".to_owned())
+            })?;
+        let tls = apps
+            .endpoints
+            .tls
+            .clone()
+            .ok_or_else(|| LoadError::Settings("the apps' TLS is missing".to_owned()))?;
+        let clients = citizens::connect(url, &tls, citizens::addresses_for(load.rate)?).await?;
+        let requests = citizens::sign(&self.citizens, n)?;
+        let before = match &process {
+            Some((pid, _, _)) => Some(self.meter.sample(*pid)?),
+            None => None,
+        };
+        let started = std::time::Instant::now();
+        let run = open_loop::schedule(
+            load,
+            requests,
+            &format!("{server} IssueToken"),
+            |i, request| {
+                let mut client = clients[i % clients.len()].clone();
+                async move {
+                    let outcome = match client.issue_token(request).await {
+                        Ok(_) => Outcome::Issued,
+                        Err(status) => Outcome::Failed(format!("{:?}", status.code())),
+                    };
+                    (CodeKind::Fresh, outcome)
+                }
+            },
+        )
+        .await?;
+        let wall = started.elapsed();
+        let mut report = RunReport::of(server, "IssueToken", load.rate, load.in_flight_cap, &run);
+        if let (Some(before), Some((pid, scope, ready))) = (before, process) {
+            let after = self.meter.sample(pid)?;
+            report.process = Some(ProcessFigures::between(
+                &scope,
+                before,
+                after,
+                report.answered,
+                wall,
+                ready,
+            ));
+        }
+        Ok(report)
+    }
+
+    /// Stops what the session started.
+    pub async fn stop(self) {
+        drop(self.bare);
+        drop(self.bare_signer);
+        self.target.stop().await;
+    }
+
+    /// The codes for `n` requests, the replayed ones spent at `gates`.
+    async fn plan(
+        &self,
+        settings: &Settings,
+        n: usize,
+        gates: &[GateClient],
+    ) -> Result<Vec<crate::codes::Planned>, LoadError> {
+        let plan = codes::make(&self.target.issuer, &settings.mix.plan(n), unix_now())?;
+        spend(gates, &plan.spend_first).await?;
+        Ok(plan.requests)
+    }
+
+    /// One measured run: Verify (`streams` 0) or VerifyStream, with the process's CPU
+    /// and memory read around it.
+    async fn measured(
+        &self,
+        load: Load,
+        server: &str,
+        gates: &[GateClient],
+        requests: Vec<crate::codes::Planned>,
+        streams: usize,
+        process: Measured,
+    ) -> Result<RunReport, LoadError> {
+        let before = match &process {
+            Some((pid, _, _)) => Some(self.meter.sample(*pid)?),
+            None => None,
+        };
+        let started = std::time::Instant::now();
+        let (api, run) = if streams == 0 {
+            let run = open_loop::run(load, gates, requests, &run_id(server), server).await?;
+            ("Verify", run)
+        } else {
+            let id = run_id(server);
+            let run = stream_loop::run(
+                load,
+                gates,
+                streams,
+                requests,
+                &id,
+                &format!("{server} stream"),
+            )
+            .await?;
+            ("VerifyStream", run)
+        };
+        let wall = started.elapsed();
+        let name = if server == "bare" {
+            "bare verify server"
+        } else {
+            "verifier"
+        };
+        let mut report = RunReport::of(name, api, load.rate, load.in_flight_cap, &run);
+        if let (Some(before), Some((pid, scope, ready))) = (before, process) {
+            let after = self.meter.sample(pid)?;
+            report.process = Some(ProcessFigures::between(
+                &scope,
+                before,
+                after,
+                report.answered,
+                wall,
+                ready,
+            ));
+        }
+        Ok(report)
+    }
+
+    /// The report at `rate`: Verify on the verifier and the bare server, then
+    /// VerifyStream on both when `settings.streams` is above zero. Each run gets its
+    /// own codes (the verifier remembers the ones it allowed).
+    pub async fn point(&self, settings: &Settings, rate: u32) -> Result<Report, LoadError> {
+        let mut at_rate = settings.clone();
+        at_rate.rate = rate;
+        let n = at_rate.requests()?;
+        let load = Load {
+            rate,
+            in_flight_cap: settings.in_flight_cap,
+            drain: CALL_TIMEOUT + Duration::from_secs(10),
+            progress: settings.progress,
+        };
+        let load_average = report::load_average();
+        let verifier_process = self.target.process();
+
+        let requests = self.plan(settings, n, &self.gates).await?;
+        // The bare server gets the same codes: it keeps no replay marks.
+        let bare_requests = self.bare.as_ref().map(|_| requests.clone());
+        let verifier = self
+            .measured(
+                load,
+                "verifier",
+                &self.gates,
+                requests,
+                0,
+                verifier_process.clone(),
+            )
+            .await?;
+        let ceiling = match (&self.bare, bare_requests) {
+            (Some((bare, gates)), Some(requests)) => Some(
+                self.measured(load, "bare", gates, requests, 0, Some(bare.process()))
+                    .await?,
+            ),
+            _ => None,
+        };
+
+        let (mut stream, mut stream_ceiling) = (None, None);
+        if settings.streams > 0 {
+            let requests = self.plan(settings, n, &self.gates).await?;
+            let bare_requests = self.bare.as_ref().map(|_| requests.clone());
+            stream = Some(
+                self.measured(
+                    load,
+                    "verifier",
+                    &self.gates,
+                    requests,
+                    settings.streams,
+                    verifier_process,
+                )
+                .await?,
+            );
+            if let (Some((bare, gates)), Some(requests)) = (&self.bare, bare_requests) {
+                stream_ceiling = Some(
+                    self.measured(
+                        load,
+                        "bare",
+                        gates,
+                        requests,
+                        settings.streams,
+                        Some(bare.process()),
+                    )
+                    .await?,
+                );
+            }
+        }
+
+        let (mut issue, mut issue_ceiling) = (None, None);
+        if settings.citizens > 0 {
+            let apps_url = self
+                .target
+                .apps
+                .as_ref()
+                .map(|a| a.endpoints.issuer.clone())
+                .unwrap_or_default();
+            issue = Some(
+                self.issue(load, "issuer", &apps_url, n, self.target.process())
+                    .await?,
+            );
+            if let Some(signer) = &self.bare_signer {
+                issue_ceiling = Some(
+                    self.issue(
+                        load,
+                        "bare sign server",
+                        &signer.url(),
+                        n,
+                        Some(signer.process()),
+                    )
+                    .await?,
+                );
+            }
+        }
+
+        let target = &self.target;
+        Ok(Report {
+            target: if target.spawned() {
+                format!("the dev stack in a child process ({})", target.url)
+            } else if target.in_process() {
+                format!("the in-process dev stack ({})", target.url)
+            } else {
+                target.url.clone()
+            },
+            load_average,
+            duration_s: settings.duration.as_secs_f64(),
+            mix: Report::mix_of(&settings.mix),
+            gates: target.gates.iter().map(|g| g.id.clone()).collect(),
+            ratios: ceiling.as_ref().map(|c| Ratios::of(&verifier, c)),
+            verifier,
+            ceiling,
+            streams: settings.streams,
+            stream_ratios: match (&stream, &stream_ceiling) {
+                (Some(s), Some(c)) => Some(Ratios::of(s, c)),
+                _ => None,
+            },
+            stream,
+            stream_ceiling,
+            citizens: settings.citizens,
+            issue_ratios: match (&issue, &issue_ceiling) {
+                (Some(s), Some(c)) => Some(Ratios::of(s, c)),
+                _ => None,
+            },
+            issue,
+            issue_ceiling,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -184,6 +509,9 @@ mod tests {
             mix: Mix::default(),
             in_flight_cap: cap,
             ceiling: false,
+            streams: 0,
+            citizens: 0,
+            progress: false,
         }
     }
 

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use citypass_loadtest::{CodeKind, Mix, Report, RunReport, Settings, TargetSpec, verify};
+use citypass_loadtest::{
+    CodeKind, Mix, Report, RunReport, Settings, Spawn, TargetSpec, sweep, verify,
+};
 use citypass_runtime::config::KeyFile;
 use citypass_stack::{KeySource, Stack, StackConfig};
 use citypass_token::{Keyring, SnapshotKey, SystemRandom};
@@ -31,6 +33,10 @@ const FORMAT_REASONS: [&str; 11] = [
 ];
 
 fn settings(target: TargetSpec, ceiling: bool) -> Settings {
+    with_streams(target, ceiling, 0)
+}
+
+fn with_streams(target: TargetSpec, ceiling: bool, streams: usize) -> Settings {
     Settings {
         target,
         rate: RATE,
@@ -40,6 +46,9 @@ fn settings(target: TargetSpec, ceiling: bool) -> Settings {
             .expect("the mix parses"),
         in_flight_cap: 1024,
         ceiling,
+        streams,
+        citizens: 0,
+        progress: false,
     }
 }
 
@@ -50,7 +59,7 @@ async fn run(settings: Settings) -> Report {
         .expect("the run succeeds")
 }
 
-/// The outcomes of `kind`'s codes.
+/// The outcomes of `kind`'s codes (the mix has one of each kind in five).
 fn outcomes(run: &RunReport, kind: CodeKind) -> &BTreeMap<String, u64> {
     run.by_kind
         .get(&kind)
@@ -61,7 +70,7 @@ fn assert_only(run: &RunReport, kind: CodeKind, label: &str) {
     let got = outcomes(run, kind);
     assert_eq!(
         got,
-        &BTreeMap::from([(label.to_owned(), PER_KIND)]),
+        &BTreeMap::from([(label.to_owned(), run.sent / 5)]),
         "{}: {kind:?}",
         run.server
     );
@@ -71,7 +80,7 @@ fn assert_garbled_refused_as_format(run: &RunReport) {
     let got = outcomes(run, CodeKind::Garbled);
     assert_eq!(
         got.values().sum::<u64>(),
-        PER_KIND,
+        run.sent / 5,
         "{}: {got:?}",
         run.server
     );
@@ -85,8 +94,39 @@ fn assert_garbled_refused_as_format(run: &RunReport) {
     }
 }
 
+/// Every kind decided as it must be by the verifier.
+fn assert_verifier_decides(run: &RunReport) {
+    assert_all_answered(run);
+    assert_only(run, CodeKind::Fresh, "ALLOW");
+    assert_only(run, CodeKind::Replayed, "DENY REPLAYED");
+    assert_only(run, CodeKind::Expired, "DENY EXPIRED");
+    assert_only(run, CodeKind::Forged, "DENY BAD_SIGNATURE");
+    assert_garbled_refused_as_format(run);
+}
+
+/// The bare server checks the signature only: replayed and expired codes pass it.
+fn assert_bare_decides(run: &RunReport) {
+    assert_all_answered(run);
+    assert_only(run, CodeKind::Fresh, "ALLOW");
+    assert_only(run, CodeKind::Replayed, "ALLOW");
+    assert_only(run, CodeKind::Expired, "ALLOW");
+    assert_only(run, CodeKind::Forged, "DENY BAD_SIGNATURE");
+    assert_garbled_refused_as_format(run);
+}
+
+/// Every IssueToken request answered with a code.
+fn assert_issued(run: &RunReport) {
+    assert_all_answered(run);
+    assert!(run.sent > 0, "{}", run.server);
+    assert_eq!(
+        run.decisions,
+        BTreeMap::from([("ISSUED".to_owned(), run.sent)]),
+        "{}",
+        run.server
+    );
+}
+
 fn assert_all_answered(run: &RunReport) {
-    assert_eq!(run.sent, 5 * PER_KIND, "{}", run.server);
     assert_eq!(run.answered, run.sent, "{}", run.server);
     assert!(run.errors.is_empty(), "{}: {:?}", run.server, run.errors);
     let l = run.latency_us;
@@ -95,27 +135,53 @@ fn assert_all_answered(run: &RunReport) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_run_against_the_in_process_stack_decides_every_kind_as_it_must() {
-    let report = run(settings(TargetSpec::InProcess, true)).await;
+    let mut settings = with_streams(TargetSpec::InProcess, true, 3);
+    settings.citizens = 4;
+    let report = run(settings).await;
 
     let verifier = &report.verifier;
-    assert_all_answered(verifier);
-    assert_only(verifier, CodeKind::Fresh, "ALLOW");
-    assert_only(verifier, CodeKind::Replayed, "DENY REPLAYED");
-    assert_only(verifier, CodeKind::Expired, "DENY EXPIRED");
-    assert_only(verifier, CodeKind::Forged, "DENY BAD_SIGNATURE");
-    assert_garbled_refused_as_format(verifier);
+    assert_eq!(verifier.sent, 5 * PER_KIND);
+    assert_verifier_decides(verifier);
     assert_eq!(verifier.decisions.get("ALLOW"), Some(&PER_KIND));
-
-    // The bare server checks the signature only: replayed and expired codes pass it.
     let bare = report.ceiling.as_ref().expect("the bare server was loaded");
-    assert_all_answered(bare);
-    assert_only(bare, CodeKind::Fresh, "ALLOW");
-    assert_only(bare, CodeKind::Replayed, "ALLOW");
-    assert_only(bare, CodeKind::Expired, "ALLOW");
-    assert_only(bare, CodeKind::Forged, "DENY BAD_SIGNATURE");
-    assert_garbled_refused_as_format(bare);
+    assert_bare_decides(bare);
     let ratios = report.ratios.expect("ratios to the bare server");
     assert!(ratios.achieved_rate > 0.0 && ratios.p99 > 0.0, "{ratios:?}");
+
+    // The same over VerifyStream: every scan's answer matched to it by scan id.
+    let stream = report.stream.as_ref().expect("the VerifyStream run");
+    assert_eq!(stream.api, "VerifyStream");
+    assert_eq!(stream.sent, 5 * PER_KIND);
+    assert_verifier_decides(stream);
+    let bare_stream = report.stream_ceiling.as_ref().expect("the bare stream run");
+    assert_bare_decides(bare_stream);
+    assert!(report.stream_ratios.is_some());
+
+    // IssueToken from the citizens' apps: every signed request gets a code, from the
+    // issuer and from the bare sign server.
+    assert_eq!(report.citizens, 4);
+    for run in [
+        report.issue.as_ref().expect("the issuer's run"),
+        report
+            .issue_ceiling
+            .as_ref()
+            .expect("the bare sign server's run"),
+    ] {
+        assert_eq!(run.api, "IssueToken");
+        assert_issued(run);
+    }
+    assert!(report.issue_ratios.is_some());
+
+    // In process, the CPU and memory are this process's, labelled so; no ratio of
+    // CPU is given, since both runs read the same process.
+    let own = verifier.process.as_ref().expect("this process's figures");
+    assert!(own.scope.contains("this process"), "{own:?}");
+    assert!(
+        own.cpu_us_per_request > 0.0 && own.peak_rss_mib > 1.0,
+        "{own:?}"
+    );
+    assert_eq!(own.ready_ms, None);
+    assert_eq!(ratios.cpu_per_request, None);
 
     // The JSON report holds the same figures.
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -132,6 +198,80 @@ async fn a_short_run_against_the_in_process_stack_decides_every_kind_as_it_must(
     assert_eq!(json["ceiling"]["server"], "bare verify server");
     assert!(json["verifier"]["latency_us"]["p999"].is_u64());
     assert!(json["ratios"]["p99"].is_f64());
+    assert_eq!(json["stream"]["api"], "VerifyStream");
+    assert!(json["verifier"]["process"]["cpu_us_per_request"].is_f64());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_against_child_processes_reports_their_cpu_memory_and_time_to_ready() {
+    let mut settings = with_streams(
+        TargetSpec::Spawn(Spawn {
+            loadtest: env!("CARGO_BIN_EXE_citypass-loadtest").into(),
+            citypass: None,
+        }),
+        true,
+        2,
+    );
+    settings.duration = Duration::from_secs(1);
+    settings.citizens = 3;
+    let rates = [50, 100];
+    let sweep = tokio::time::timeout(DEADLINE, sweep(&settings, &rates))
+        .await
+        .expect("the sweep finishes within the deadline")
+        .expect("the sweep succeeds");
+
+    assert_eq!(sweep.points.len(), 2);
+    for (point, rate) in sweep.points.iter().zip(rates) {
+        assert!(point.target.contains("child process"), "{}", point.target);
+        assert!(point.load_average.is_some());
+        let runs = [
+            &point.verifier,
+            point.ceiling.as_ref().expect("bare Verify"),
+            point.stream.as_ref().expect("VerifyStream"),
+            point.stream_ceiling.as_ref().expect("bare VerifyStream"),
+            point.issue.as_ref().expect("IssueToken"),
+            point.issue_ceiling.as_ref().expect("bare IssueToken"),
+        ];
+        for run in runs {
+            assert_eq!(run.offered_rate, f64::from(rate));
+            assert_eq!(run.answered, u64::from(rate), "{}", run.server);
+            assert!(run.errors.is_empty(), "{}: {:?}", run.server, run.errors);
+            let p = run.process.as_ref().expect("the child's figures");
+            assert!(p.scope.starts_with("child process"), "{p:?}");
+            // A child's memory is its own, and it spent CPU answering.
+            assert!(p.peak_rss_mib > 1.0 && p.cpu_ms > 0.0, "{p:?}");
+            assert!(p.ready_ms.is_some_and(|r| r > 0.0), "{p:?}");
+        }
+        assert_verifier_decides(&point.verifier);
+        assert_bare_decides(point.ceiling.as_ref().expect("bare Verify"));
+        // The two servers are separate processes: CPU per request has a ratio.
+        let ratios = point.ratios.expect("Verify ratios");
+        assert!(
+            ratios.cpu_per_request.is_some_and(|r| r > 0.0),
+            "{ratios:?}"
+        );
+        assert!(point.stream_ratios.is_some());
+        assert_issued(point.issue.as_ref().expect("IssueToken"));
+        assert_issued(point.issue_ceiling.as_ref().expect("bare IssueToken"));
+        let issue = point.issue_ratios.expect("IssueToken ratios");
+        assert!(issue.cpu_per_request.is_some(), "{issue:?}");
+    }
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let chart = dir.path().join("sweep.svg");
+    citypass_loadtest::chart::draw(&sweep, "smoke", &chart).expect("the chart is drawn");
+    let svg = std::fs::read_to_string(&chart).expect("read the chart");
+    assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
+    for label in [
+        "verifier Verify p99",
+        "bare verify server Verify p50",
+        "verifier VerifyStream p99",
+        "bare sign server IssueToken p99",
+    ] {
+        assert!(svg.contains(label), "{label} missing from the chart");
+    }
+    let table = sweep.to_string();
+    assert!(table.contains("Sweep summary"), "{table}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,6 +313,7 @@ async fn a_running_stack_is_loaded_through_its_keys_directory() {
 
     assert!(report.ceiling.is_none() && report.ratios.is_none());
     let verifier = &report.verifier;
+    assert_eq!(verifier.sent, 5 * PER_KIND);
     assert_all_answered(verifier);
     assert_only(verifier, CodeKind::Fresh, "ALLOW");
     assert_only(verifier, CodeKind::Replayed, "DENY REPLAYED");
