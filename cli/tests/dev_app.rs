@@ -21,6 +21,7 @@ struct Urls {
     issuer: String,
     revocation: String,
     verifier: String,
+    payments: String,
     pki: std::path::PathBuf,
     gates: std::path::PathBuf,
     /// Where it serves its metrics for Prometheus.
@@ -80,12 +81,13 @@ fn start_dev(keys_dir: &std::path::Path) -> (Dev, Urls) {
         }
     });
     let dev = Dev(child);
-    let (mut identity, mut issuer, mut revocation, mut verifier, mut demo_qr) =
-        (None, None, None, None, false);
+    let (mut identity, mut issuer, mut revocation, mut verifier, mut payments, mut demo_qr) =
+        (None, None, None, None, None, false);
     while identity.is_none()
         || issuer.is_none()
         || revocation.is_none()
         || verifier.is_none()
+        || payments.is_none()
         || !demo_qr
     {
         let line = rx
@@ -100,6 +102,12 @@ fn start_dev(keys_dir: &std::path::Path) -> (Dev, Urls) {
             revocation = url;
         } else if line.trim_start().starts_with("verifier") {
             verifier = url;
+        } else if line.trim_start().starts_with("payments") {
+            // "payments   https://127.0.0.1:port (memory ledger, sandbox provider)"
+            payments = line
+                .split_whitespace()
+                .find(|word| word.starts_with("https://"))
+                .map(str::to_owned);
         } else if line.contains('▀') {
             demo_qr = true;
         }
@@ -109,6 +117,7 @@ fn start_dev(keys_dir: &std::path::Path) -> (Dev, Urls) {
         issuer: issuer.unwrap_or_default(),
         revocation: revocation.unwrap_or_default(),
         verifier: verifier.unwrap_or_default(),
+        payments: payments.unwrap_or_default(),
         pki: keys_dir.join("pki"),
         gates: keys_dir.join("verifier").join("gates.yaml"),
         metrics,
@@ -123,6 +132,7 @@ fn app(state: &std::path::Path, urls: &Urls, args: &[&str]) -> Output {
         .arg("--state")
         .arg(state)
         .args(["--identity", &urls.identity, "--issuer", &urls.issuer])
+        .args(["--payments", &urls.payments])
         .arg("--ca")
         .arg(urls.pki.join("ca.crt"))
         .output()
@@ -275,6 +285,7 @@ fn admin_as(urls: &Urls, credential: &std::path::Path, args: &[&str]) -> Output 
         .arg("admin")
         .args(args)
         .args(["--revocation", &urls.revocation])
+        .args(["--payments", &urls.payments])
         .arg("--credential")
         .arg(credential)
         .output()
@@ -463,6 +474,7 @@ fn code_watch_redraws_a_fresh_code_and_stops_on_ctrl_c() {
         .args(["app", "code", "--watch", "--state"])
         .arg(&state)
         .args(["--identity", &urls.identity, "--issuer", &urls.issuer])
+        .args(["--payments", &urls.payments])
         .arg("--ca")
         .arg(urls.pki.join("ca.crt"))
         .stdout(Stdio::piped())
@@ -487,4 +499,161 @@ fn code_watch_redraws_a_fresh_code_and_stops_on_ctrl_c() {
     assert!(interrupted.success());
     let status = watch.wait().expect("wait for citypass app code --watch");
     assert_eq!(status.code(), Some(0), "Ctrl-C ends the watch with exit 0");
+}
+
+/// The rider's payment steps against `citypass dev`: a citizen links a sandbox account
+/// (signed by the bound device), sees the link, lists trips (none yet: taps come from
+/// transit gates) and owes nothing; a card number as the token is refused naming the
+/// field; an app without a bound device cannot sign. An operator prints the day's
+/// settlement and writes its CSV.
+#[test]
+fn a_rider_links_a_payment_account_and_lists_trips_on_citypass_dev() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_dev, urls) = start_dev(&dir.path().join("keys"));
+    let state = dir.path().join("app.json");
+    let run = |args: &[&str]| app(&state, &urls, args);
+    ok(run(&[
+        "enrol",
+        "--name",
+        "Wei Fang",
+        "--id-number",
+        "11010519491231002X",
+    ]));
+    // Not bound yet: nothing to sign with.
+    let unbound = run(&[
+        "link",
+        "--provider",
+        "sandbox",
+        "--token",
+        "agr_sandbox_1",
+        "--last4",
+        "1234",
+    ]);
+    assert!(!unbound.status.success());
+    assert!(
+        String::from_utf8_lossy(&unbound.stderr).contains("bind a device first"),
+        "{}",
+        String::from_utf8_lossy(&unbound.stderr)
+    );
+    ok(run(&["bind"]));
+
+    // A card number is never a token: refused, naming the field, nothing linked.
+    let card = run(&[
+        "link",
+        "--provider",
+        "sandbox",
+        "--token",
+        "4111 1111 1111 1111",
+        "--last4",
+        "1111",
+    ]);
+    assert!(!card.status.success());
+    let stderr = String::from_utf8_lossy(&card.stderr);
+    assert!(stderr.contains("provider_token"), "{stderr}");
+    assert!(
+        !stderr.contains("4111"),
+        "the card number is not echoed: {stderr}"
+    );
+    let none = run(&["payment-link"]);
+    assert!(!none.status.success(), "nothing was linked");
+
+    let linked = json(&ok(run(&[
+        "link",
+        "--provider",
+        "sandbox",
+        "--token",
+        "agr_sandbox_4f9c2a7e1b",
+        "--last4",
+        "1234",
+        "--json",
+    ])));
+    assert_eq!(linked["status"], "active", "{linked}");
+    assert_eq!(linked["provider"], "sandbox");
+    assert_eq!(linked["last4"], "1234");
+    assert!(
+        !linked.to_string().contains("agr_sandbox"),
+        "the token is never returned"
+    );
+    let shown = ok(run(&["payment-link"]));
+    assert!(
+        shown.contains("active link") && shown.contains("****1234"),
+        "{shown}"
+    );
+    // A second link while one is active: refused.
+    let again = run(&[
+        "link",
+        "--provider",
+        "alipay",
+        "--token",
+        "agr_alipay_123456",
+        "--last4",
+        "5678",
+    ]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("ALREADY_LINKED")
+            || String::from_utf8_lossy(&again.stderr).contains("active")
+    );
+
+    let trips = json(&ok(run(&["trips", "--json"])));
+    assert_eq!(trips["trips"], serde_json::json!([]), "{trips}");
+    assert_eq!(ok(run(&["trips"])).trim(), "no trips");
+    let arrears = json(&ok(run(&["arrears", "--json"])));
+    assert_eq!(arrears["in_arrears"], false, "{arrears}");
+    let repay = run(&["repay"]);
+    assert!(!repay.status.success(), "nothing is owed");
+
+    // The operator's settlement of today (UTC+8), with its CSV.
+    let today = {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        civil_date((now + 8 * 3600) / 86_400)
+    };
+    let csv = dir.path().join("settlement.csv");
+    let printed = ok(admin(
+        &urls,
+        &[
+            "settlement",
+            "--date",
+            &today,
+            "--csv",
+            csv.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        printed.contains(&format!("settlement of {today}")),
+        "{printed}"
+    );
+    assert!(
+        std::fs::read_to_string(&csv)
+            .unwrap()
+            .starts_with("operator,charges,due,confirmed,pending,declined"),
+    );
+    let bad = admin(&urls, &["settlement", "--date", "2026-02-30"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("date"));
+
+    ok(run(&["unlink"]));
+    assert!(!run(&["payment-link"]).status.success(), "unlinked");
+}
+
+/// `YYYY-MM-DD` of a day number (days since 1970-01-01), Howard Hinnant's
+/// civil_from_days.
+fn civil_date(days: u64) -> String {
+    let z = i64::try_from(days).unwrap() + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 {
+        yoe + era * 400 + 1
+    } else {
+        yoe + era * 400
+    };
+    format!("{y:04}-{m:02}-{d:02}")
 }

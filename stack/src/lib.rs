@@ -421,9 +421,18 @@ impl Stack {
         tokio::spawn(follow_key_set(keys.clone(), key_set_file));
         tasks.spawn(verifier_built.server.serve(verifier_listener, shutdown()));
 
-        // Payments: memory store, the built-in fare table, the sandbox provider.
+        // Payments: memory store, the built-in fare table, the sandbox provider, citizens'
+        // calls checked at identity.
         let mut payments_config = citypass_payments::Config::dev();
         payments_config.server = server("payments", payments, pki.service(&ca, "payments")?);
+        // Citizens' calls are checked at identity (GetDevice, GetTransitAccount).
+        payments_config.identity = Some(UpstreamConfig::new(url(identity)));
+        if let NonceBackend::Redis { url, prefix } = &config.nonces {
+            let mut redis = RedisConfig::new(url.clone());
+            redis.timeout = Duration::from_secs(2);
+            payments_config.redis = Some(redis);
+            payments_config.redis_key_prefix = format!("{prefix}payments:");
+        }
         let payments_built = citypass_payments::build(payments_config)
             .await
             .map_err(built("payments"))?;
@@ -482,6 +491,7 @@ impl Stack {
         Endpoints {
             identity: url(self.identity),
             issuer: url(self.issuer),
+            payments: url(self.payments),
             tls: self.client_tls(None).ok(),
         }
     }

@@ -353,6 +353,17 @@ impl TestStack {
         )
     }
 
+    /// A client of the stack's payments service without a certificate, as an app, for
+    /// requests the app would not send (unsigned, replayed).
+    pub async fn payments_app(
+        &self,
+    ) -> citypass_proto::v1::payments_service_client::PaymentsServiceClient<Channel> {
+        let tls = self.stack.client_tls(None).expect("TLS");
+        citypass_proto::v1::payments_service_client::PaymentsServiceClient::new(
+            channel(&self.endpoints().payments, &tls).await,
+        )
+    }
+
     /// Rows in `table` of the identity database.
     pub async fn rows(&self, table: &str) -> i64 {
         let sql = format!("SELECT count(*) FROM {table}");

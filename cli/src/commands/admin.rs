@@ -1,4 +1,5 @@
-//! `citypass admin ...`: operators' revocations against a running RevocationService.
+//! `citypass admin ...`: operators' revocations against a running RevocationService,
+//! and the payments service's daily settlement (`settlement`, role auditor).
 //!
 //! Names on the command line are the proto enum names without their prefix, in lower
 //! case with dashes (`device`, `device-lost`), so the CLI never keeps its own table
@@ -14,7 +15,7 @@ use clap::{Args, Subcommand};
 use std::path::PathBuf;
 
 use super::clock;
-use super::dev::{DEV_OPERATOR_CREDENTIAL, REVOCATION_PORT};
+use super::dev::{DEV_OPERATOR_CREDENTIAL, PAYMENTS_PORT, REVOCATION_PORT};
 use super::pki::DEV_PKI_DIR;
 
 #[derive(Args)]
@@ -22,6 +23,9 @@ pub struct AdminArgs {
     /// RevocationService URL.
     #[arg(long, global = true, env = "CITYPASS_CLI_REVOCATION_URL", default_value_t = format!("https://127.0.0.1:{REVOCATION_PORT}"))]
     revocation: String,
+    /// PaymentsService URL.
+    #[arg(long, global = true, env = "CITYPASS_CLI_PAYMENTS_URL", default_value_t = format!("https://127.0.0.1:{PAYMENTS_PORT}"))]
+    payments: String,
     /// The operator's credential (certificate with roles, key and CA in one PEM file,
     /// from `citypass pki operator`; `citypass dev` writes one with every role).
     #[arg(long, global = true, env = "CITYPASS_CLI_CREDENTIAL", default_value_t = format!("{DEV_PKI_DIR}/{DEV_OPERATOR_CREDENTIAL}"))]
@@ -40,6 +44,16 @@ pub struct AdminArgs {
 
 #[derive(Subcommand)]
 enum AdminCommand {
+    /// Print the payments settlement of one city day per transit operator (role
+    /// auditor): charges, what is due, confirmed by the provider, pending, declined.
+    Settlement {
+        /// The city day, YYYY-MM-DD.
+        #[arg(long)]
+        date: String,
+        /// Also write the settlement as CSV (amounts in yuan) to this file.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
     /// Revoke a token (cti), device, subject, certificate (serial) or key (kid).
     Revoke {
         /// What kind of target.
@@ -157,6 +171,17 @@ async fn command(args: AdminArgs) -> anyhow::Result<()> {
         args.ca.as_deref(),
     )?);
     match args.command {
+        AdminCommand::Settlement { date, csv } => {
+            settlement(
+                &args.payments,
+                &args.credential,
+                args.ca.as_deref(),
+                args.json,
+                &date,
+                csv.as_deref(),
+            )
+            .await?;
+        }
         AdminCommand::Revoke {
             kind: k,
             id,
@@ -290,6 +315,41 @@ async fn command(args: AdminArgs) -> anyhow::Result<()> {
                 snapshot.epoch,
                 snapshot.snapshot.len()
             );
+        }
+    }
+    Ok(())
+}
+
+/// `citypass admin settlement`: GetSettlement with the operator's credential; the CSV
+/// written where asked.
+async fn settlement(
+    url: &str,
+    credential: &str,
+    ca: Option<&str>,
+    json: bool,
+    date: &str,
+    csv: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let mut payments = citypass_proto::v1::payments_service_client::PaymentsServiceClient::new(
+        operator_channel(url, credential, ca)?,
+    );
+    let settlement = payments
+        .get_settlement(citypass_proto::v1::GetSettlementRequest {
+            date: date.to_owned(),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("settlement refused: {} ({})", s.message(), s.code()))?
+        .into_inner();
+    if let Some(path) = csv {
+        std::fs::write(path, &settlement.csv)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if json {
+        println!("{}", super::payments::settlement_json(&settlement));
+    } else {
+        super::payments::print_settlement(&settlement);
+        if let Some(path) = csv {
+            println!("wrote {}", path.display());
         }
     }
     Ok(())

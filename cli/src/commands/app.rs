@@ -20,7 +20,8 @@ use citypass_token::{
 use clap::{Args, Subcommand};
 
 use super::clock;
-use super::dev::{IDENTITY_PORT, ISSUER_PORT};
+use super::dev::{IDENTITY_PORT, ISSUER_PORT, PAYMENTS_PORT};
+use super::payments;
 use super::pki::DEV_PKI_DIR;
 use super::token::scope_names;
 
@@ -40,6 +41,9 @@ pub struct AppArgs {
     /// IssuerService URL.
     #[arg(long, global = true, env = "CITYPASS_CLI_ISSUER_URL", default_value_t = format!("https://127.0.0.1:{ISSUER_PORT}"))]
     issuer: String,
+    /// PaymentsService URL.
+    #[arg(long, global = true, env = "CITYPASS_CLI_PAYMENTS_URL", default_value_t = format!("https://127.0.0.1:{PAYMENTS_PORT}"))]
+    payments: String,
     /// The CA certificate the services' certificates chain to (`citypass dev`'s by default).
     #[arg(long, global = true, default_value_t = format!("{DEV_PKI_DIR}/ca.crt"))]
     ca: String,
@@ -116,6 +120,43 @@ enum AppStep {
     },
     /// Show what the app holds (ids only, no keys).
     Status,
+    /// Link a payment account for transit fares (request signed by the device key):
+    /// the provider's token from its SDK, never a card number.
+    Link {
+        /// The payment provider.
+        #[arg(long, value_parser = payments::PROVIDERS)]
+        provider: String,
+        /// The provider's agreement token.
+        #[arg(long)]
+        token: String,
+        /// The last 4 digits of the card or account, for display.
+        #[arg(long)]
+        last4: String,
+        /// The version of the consent text the citizen agreed to.
+        #[arg(long, default_value = "2026-01")]
+        consent_version: String,
+    },
+    /// Show the active payment link.
+    PaymentLink,
+    /// Remove the active payment link (open trips and arrears stay owed).
+    Unlink,
+    /// List the citizen's trips, newest first.
+    Trips {
+        /// Trips per page (server default 50, at most 200).
+        #[arg(long, default_value_t = 0)]
+        page_size: u32,
+        /// Follow every page to the end.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show what is owed (declined charges).
+    Arrears,
+    /// Charge what is owed to the active link again.
+    Repay {
+        /// Idempotency key: the same key charges once (default: a fresh one).
+        #[arg(long)]
+        key: Option<String>,
+    },
 }
 
 pub fn run(args: AppArgs) -> anyhow::Result<()> {
@@ -141,6 +182,7 @@ async fn step(args: AppArgs) -> anyhow::Result<()> {
     let endpoints = Endpoints {
         identity: args.identity,
         issuer: args.issuer,
+        payments: args.payments,
         tls: Some(citypass_runtime::Tls::from_pem(&ca, None).context("the CA certificate")?),
     };
     let state = load(&args.state)?;
@@ -262,6 +304,97 @@ async fn step(args: AppArgs) -> anyhow::Result<()> {
                 for k in set.keys() {
                     println!("  {}", super::keys::key_line(k, &[]));
                 }
+            }
+        }
+        AppStep::Link {
+            provider,
+            token,
+            last4,
+            consent_version,
+        } => {
+            let link = app
+                .link(
+                    payments::provider(&provider)?,
+                    &token,
+                    &last4,
+                    &consent_version,
+                )
+                .await?;
+            if json {
+                print_json(payments::link_json(&link));
+            } else {
+                println!("{}", payments::link_line(&link));
+            }
+        }
+        AppStep::PaymentLink => {
+            let link = app.payment_link().await?;
+            if json {
+                print_json(payments::link_json(&link));
+            } else {
+                println!("{}", payments::link_line(&link));
+            }
+        }
+        AppStep::Unlink => {
+            let link = app.unlink().await?;
+            if json {
+                print_json(payments::link_json(&link));
+            } else {
+                println!("{}", payments::link_line(&link));
+            }
+        }
+        AppStep::Trips { page_size, all } => {
+            let mut trips = Vec::new();
+            let mut token = String::new();
+            loop {
+                let page = app.trips(page_size, &token).await?;
+                trips.extend(page.trips);
+                token = page.next_page_token;
+                if !all || token.is_empty() {
+                    break;
+                }
+            }
+            if json {
+                print_json(serde_json::json!({
+                    "trips": trips.iter().map(payments::trip_json).collect::<Vec<_>>(),
+                    "next_page_token": token,
+                }));
+            } else if trips.is_empty() {
+                println!("no trips");
+            } else {
+                for trip in &trips {
+                    println!("{}", payments::trip_line(trip));
+                }
+                if !token.is_empty() {
+                    println!("(more: --all)");
+                }
+            }
+        }
+        AppStep::Arrears => {
+            let arrears = app.arrears().await?;
+            if json {
+                print_json(payments::arrears_json(&arrears));
+            } else {
+                payments::print_arrears(&arrears);
+            }
+        }
+        AppStep::Repay { key } => {
+            let key = match key {
+                Some(key) => key,
+                None => {
+                    let mut bytes = [0u8; 16];
+                    citypass_token::SecureRandom::fill(&SystemRandom::new(), &mut bytes)
+                        .map_err(|_| anyhow::anyhow!("no system randomness"))?;
+                    hex::encode(bytes)
+                }
+            };
+            let repaid = app.repay(&key).await?;
+            if json {
+                print_json(payments::repay_json(&repaid));
+            } else {
+                println!(
+                    "sent again to the active link (key {key}); still owed until the provider answers: {}",
+                    payments::yuan(repaid.remaining.as_ref())
+                );
             }
         }
         AppStep::Status => {

@@ -7,5 +7,6 @@ pub mod demo;
 pub mod dev;
 pub mod gate;
 pub mod keys;
+pub mod payments;
 pub mod pki;
 pub mod token;

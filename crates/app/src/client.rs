@@ -1,13 +1,16 @@
-//! The app's calls to the identity and issuer services.
+//! The app's calls to the identity, issuer and payments services.
 
 use citypass_device_proof::{SignError, sign_request};
 use citypass_proto::v1::bind_device_request::Authority;
 use citypass_proto::v1::identity_service_client::IdentityServiceClient;
 use citypass_proto::v1::issuer_service_client::IssuerServiceClient;
+use citypass_proto::v1::payments_service_client::PaymentsServiceClient;
 use citypass_proto::v1::{
-    BindDeviceRequest, BindingAuthorization, CreateBindingChallengeRequest, DocumentType,
-    EnrolRequest, GetKeySetRequest, GetKeySetResponse, IssueDeviceCertificateRequest,
-    IssueTokenRequest, IssueTokenResponse, Subject,
+    BindDeviceRequest, BindingAuthorization, Consent, CreateBindingChallengeRequest, DocumentType,
+    EnrolRequest, GetArrearsRequest, GetArrearsResponse, GetKeySetRequest, GetKeySetResponse,
+    GetLinkRequest, GetTripsRequest, GetTripsResponse, IssueDeviceCertificateRequest,
+    IssueTokenRequest, IssueTokenResponse, LinkAccountRequest, PaymentLink, PaymentProvider,
+    RepayArrearsRequest, RepayArrearsResponse, Subject, UnlinkAccountRequest,
 };
 use citypass_token::{
     DeviceKey, KeySet, OfflineSigner, SystemRandom, TokenError, binding_authorization_message,
@@ -31,6 +34,8 @@ pub struct Endpoints {
     pub identity: String,
     /// IssuerService URL.
     pub issuer: String,
+    /// PaymentsService URL.
+    pub payments: String,
     /// TLS with the deployment's CA and no client certificate: an app proves who it
     /// is by device signatures, not certificates. `None` only for `http://` URLs.
     pub tls: Option<Arc<Tls>>,
@@ -94,6 +99,7 @@ fn connect(url: &str, tls: Option<&Arc<Tls>>) -> Result<Channel, AppError> {
 pub struct App {
     identity: IdentityServiceClient<Channel>,
     issuer: IssuerServiceClient<Channel>,
+    payments: PaymentsServiceClient<Channel>,
     /// The state to persist after each step.
     pub state: AppState,
     rng: SystemRandom,
@@ -108,6 +114,10 @@ impl App {
                 endpoints.tls.as_ref(),
             )?),
             issuer: IssuerServiceClient::new(connect(&endpoints.issuer, endpoints.tls.as_ref())?),
+            payments: PaymentsServiceClient::new(connect(
+                &endpoints.payments,
+                endpoints.tls.as_ref(),
+            )?),
             state,
             rng: SystemRandom::new(),
         })
@@ -295,6 +305,127 @@ impl App {
             counter: 0,
             clock_offset,
         }))
+    }
+
+    /// `request` with its device and proof set: signed by the bound device key for its
+    /// own method (payments' citizen calls act for the device's transit account).
+    fn signed<R: citypass_device_proof::SignedRequest>(
+        &self,
+        mut request: R,
+        device_id: impl FnOnce(&mut R) -> &mut String,
+    ) -> Result<R, AppError> {
+        let (id, key) = self.device()?;
+        *device_id(&mut request) = id;
+        let proof = sign_request(R::METHOD, &request, &key)?;
+        *request.proof_mut() = Some(proof);
+        Ok(request)
+    }
+
+    /// Links a payment account (the provider's token, never a card number) with the
+    /// citizen's consent to `consent_version` of the consent text, now.
+    pub async fn link(
+        &mut self,
+        provider: PaymentProvider,
+        token: &str,
+        last4: &str,
+        consent_version: &str,
+    ) -> Result<PaymentLink, AppError> {
+        let request = self.signed(
+            LinkAccountRequest {
+                provider: provider as i32,
+                provider_token: token.to_owned(),
+                last4: last4.to_owned(),
+                consent: Some(Consent {
+                    text_version: consent_version.to_owned(),
+                    consented_at: Some(citypass_proto::time::timestamp(citypass_token::unix_now())),
+                }),
+                ..LinkAccountRequest::default()
+            },
+            |r| &mut r.device_id,
+        )?;
+        self.payments
+            .link_account(request)
+            .await
+            .map_err(rpc("payments"))?
+            .into_inner()
+            .link
+            .ok_or(AppError::State("LinkAccount answered without a link"))
+    }
+
+    /// The active payment link.
+    pub async fn payment_link(&mut self) -> Result<PaymentLink, AppError> {
+        let request = self.signed(GetLinkRequest::default(), |r| &mut r.device_id)?;
+        self.payments
+            .get_link(request)
+            .await
+            .map_err(rpc("payments"))?
+            .into_inner()
+            .link
+            .ok_or(AppError::State("GetLink answered without a link"))
+    }
+
+    /// Ends the active payment link.
+    pub async fn unlink(&mut self) -> Result<PaymentLink, AppError> {
+        let request = self.signed(UnlinkAccountRequest::default(), |r| &mut r.device_id)?;
+        self.payments
+            .unlink_account(request)
+            .await
+            .map_err(rpc("payments"))?
+            .into_inner()
+            .link
+            .ok_or(AppError::State("UnlinkAccount answered without a link"))
+    }
+
+    /// One page of the citizen's trips, newest first (`page_size` 0: the server's
+    /// default; `page_token` empty: the first page).
+    pub async fn trips(
+        &mut self,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<GetTripsResponse, AppError> {
+        let request = self.signed(
+            GetTripsRequest {
+                page_size,
+                page_token: page_token.to_owned(),
+                ..GetTripsRequest::default()
+            },
+            |r| &mut r.device_id,
+        )?;
+        Ok(self
+            .payments
+            .get_trips(request)
+            .await
+            .map_err(rpc("payments"))?
+            .into_inner())
+    }
+
+    /// What the citizen owes.
+    pub async fn arrears(&mut self) -> Result<GetArrearsResponse, AppError> {
+        let request = self.signed(GetArrearsRequest::default(), |r| &mut r.device_id)?;
+        Ok(self
+            .payments
+            .get_arrears(request)
+            .await
+            .map_err(rpc("payments"))?
+            .into_inner())
+    }
+
+    /// Sends what is owed again to the active link; `idempotency_key` makes a retry of
+    /// this request charge once.
+    pub async fn repay(&mut self, idempotency_key: &str) -> Result<RepayArrearsResponse, AppError> {
+        let request = self.signed(
+            RepayArrearsRequest {
+                idempotency_key: idempotency_key.to_owned(),
+                ..RepayArrearsRequest::default()
+            },
+            |r| &mut r.device_id,
+        )?;
+        Ok(self
+            .payments
+            .repay_arrears(request)
+            .await
+            .map_err(rpc("payments"))?
+            .into_inner())
     }
 
     /// Makes an offline code (`CP2:`) on the phone, with no network, valid for

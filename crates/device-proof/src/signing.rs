@@ -8,12 +8,27 @@ use std::time::SystemTime;
 use citypass_token::{DeviceKey, RequestProof, SecureRandom, SystemRandom, sha256};
 use prost::Message;
 
-use citypass_proto::v1::{DeviceProof, IssueDeviceCertificateRequest, IssueTokenRequest};
+use citypass_proto::v1::{
+    DeviceProof, GetArrearsRequest, GetLinkRequest, GetTripsRequest, IssueDeviceCertificateRequest,
+    IssueTokenRequest, LinkAccountRequest, RepayArrearsRequest, UnlinkAccountRequest,
+};
 
 /// gRPC path of IssueToken, as signed.
 pub const ISSUE_TOKEN: &str = "/citypass.v1.IssuerService/IssueToken";
 /// gRPC path of IssueDeviceCertificate, as signed.
 pub const ISSUE_DEVICE_CERTIFICATE: &str = "/citypass.v1.IssuerService/IssueDeviceCertificate";
+/// gRPC path of PaymentsService.LinkAccount, as signed.
+pub const LINK_ACCOUNT: &str = "/citypass.v1.PaymentsService/LinkAccount";
+/// gRPC path of PaymentsService.UnlinkAccount, as signed.
+pub const UNLINK_ACCOUNT: &str = "/citypass.v1.PaymentsService/UnlinkAccount";
+/// gRPC path of PaymentsService.GetLink, as signed.
+pub const GET_LINK: &str = "/citypass.v1.PaymentsService/GetLink";
+/// gRPC path of PaymentsService.GetTrips, as signed.
+pub const GET_TRIPS: &str = "/citypass.v1.PaymentsService/GetTrips";
+/// gRPC path of PaymentsService.GetArrears, as signed.
+pub const GET_ARREARS: &str = "/citypass.v1.PaymentsService/GetArrears";
+/// gRPC path of PaymentsService.RepayArrears, as signed.
+pub const REPAY_ARREARS: &str = "/citypass.v1.PaymentsService/RepayArrears";
 /// Length of the nonces [`sign_request`] makes.
 pub const NONCE_LEN: usize = 16;
 
@@ -27,24 +42,32 @@ pub trait SignedRequest: Message + Clone {
     fn proof_mut(&mut self) -> &mut Option<DeviceProof>;
 }
 
-impl SignedRequest for IssueTokenRequest {
-    const METHOD: &'static str = ISSUE_TOKEN;
-    fn proof(&self) -> Option<&DeviceProof> {
-        self.proof.as_ref()
-    }
-    fn proof_mut(&mut self) -> &mut Option<DeviceProof> {
-        &mut self.proof
-    }
+/// One [`SignedRequest`] impl per message: its method path is what separates its
+/// signatures from every other message's (the path is signed), and every message keeps
+/// its proof in a field named `proof`.
+macro_rules! signed_request {
+    ($($message:ty => $method:expr),+ $(,)?) => {$(
+        impl SignedRequest for $message {
+            const METHOD: &'static str = $method;
+            fn proof(&self) -> Option<&DeviceProof> {
+                self.proof.as_ref()
+            }
+            fn proof_mut(&mut self) -> &mut Option<DeviceProof> {
+                &mut self.proof
+            }
+        }
+    )+};
 }
 
-impl SignedRequest for IssueDeviceCertificateRequest {
-    const METHOD: &'static str = ISSUE_DEVICE_CERTIFICATE;
-    fn proof(&self) -> Option<&DeviceProof> {
-        self.proof.as_ref()
-    }
-    fn proof_mut(&mut self) -> &mut Option<DeviceProof> {
-        &mut self.proof
-    }
+signed_request! {
+    IssueTokenRequest => ISSUE_TOKEN,
+    IssueDeviceCertificateRequest => ISSUE_DEVICE_CERTIFICATE,
+    LinkAccountRequest => LINK_ACCOUNT,
+    UnlinkAccountRequest => UNLINK_ACCOUNT,
+    GetLinkRequest => GET_LINK,
+    GetTripsRequest => GET_TRIPS,
+    GetArrearsRequest => GET_ARREARS,
+    RepayArrearsRequest => REPAY_ARREARS,
 }
 
 /// SHA-256 of `request` encoded with its proof unset (prost's canonical encoding).
@@ -111,6 +134,43 @@ pub fn sign_request_with<R: SignedRequest>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A signature made for one message's method never verifies for another's: the
+    /// signed method path separates them, even for two requests with equal bodies.
+    #[test]
+    fn each_message_signs_under_its_own_method() {
+        let methods = [
+            <IssueTokenRequest as SignedRequest>::METHOD,
+            <IssueDeviceCertificateRequest as SignedRequest>::METHOD,
+            <LinkAccountRequest as SignedRequest>::METHOD,
+            <UnlinkAccountRequest as SignedRequest>::METHOD,
+            <GetLinkRequest as SignedRequest>::METHOD,
+            <GetTripsRequest as SignedRequest>::METHOD,
+            <GetArrearsRequest as SignedRequest>::METHOD,
+            <RepayArrearsRequest as SignedRequest>::METHOD,
+        ];
+        let distinct: std::collections::BTreeSet<_> = methods.iter().collect();
+        assert_eq!(distinct.len(), methods.len());
+        let key = DeviceKey::generate(&SystemRandom::new()).unwrap();
+        let request = GetLinkRequest::default();
+        let proof = sign_request(GET_LINK, &request, &key).unwrap();
+        let timestamp = proof.timestamp.unwrap();
+        let body = body_sha256(&request);
+        let verify = |method: &str| {
+            RequestProof {
+                method,
+                seconds: timestamp.seconds,
+                nanos: timestamp.nanos,
+                nonce: &proof.nonce,
+                body_sha256: &body,
+            }
+            .verify(key.public_key(), &proof.signature)
+        };
+        assert!(verify(GET_LINK).is_ok());
+        // GetArrearsRequest with an empty body encodes exactly like GetLinkRequest.
+        assert_eq!(body, body_sha256(&GetArrearsRequest::default()));
+        assert!(verify(GET_ARREARS).is_err());
+    }
 
     #[test]
     fn body_hash_ignores_the_proof_only() {

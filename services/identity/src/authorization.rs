@@ -6,7 +6,8 @@
 //! (GetTransitAccount): no other answer carries it. Reading a subject (without its
 //! pseudonym) or its devices, and changing them, is for operators
 //! (`identity-admin`; `auditor` reads): the citizen's own view, device-signed like
-//! IssueToken, comes with identity's own device-proof check. Devices and certificate
+//! IssueToken, comes with identity's own device-proof check. Devices are read by the
+//! issuer and the payments service, which both check device-signed calls; certificate
 //! records are for the issuer, which decides and records issuance; certificate lists
 //! are for the revocation service's cascade and for operators.
 
@@ -62,9 +63,11 @@ pub const AUTHORIZATION: Policy = Policy {
             method: "ListDevices",
             allow: ADMIN_OR_AUDITOR,
         },
+        // A device's key, status and subject: the issuer (before it issues) and the
+        // payments service (before a citizen's device-signed call).
         Rule {
             method: "GetDevice",
-            allow: &[Allow::Service("issuer")],
+            allow: &[Allow::Service("issuer"), Allow::Service("payments")],
         },
         Rule {
             method: "RecordCertificate",

@@ -7,59 +7,27 @@
 //! the production implementation is the generated gRPC client ([`GrpcIdentity`]);
 //! tests and embeddings may bring their own [`IdentityLookup`].
 //!
-//! GetDevice sits on the hot path of every issuance, so answers are reused for a few
-//! seconds ([`CachedIdentity`], bounded). That delay is the longest an unbind or a
-//! suspension takes to stop issuance; revocation of codes already issued is the
-//! revocation service's job. Misses are remembered too, but only for [`MISS_TTL`]:
-//! GetDevice runs before the device's signature can be checked (the key comes from
-//! the answer), so junk requests repeating an unknown device id would otherwise each
-//! cost a database lookup (security review, smaller findings); a device bound a moment
-//! ago is refused for at most that second.
+//! Reading a device (the call, the checks on its answer, the cache of answers) is
+//! shared with the payments service, which reads devices too: it lives in
+//! `citypass_identity_client`, and this module adds what only the issuer does
+//! (RecordCertificate) and the trait the issuer's logic is written against.
+//! GetDevice answers are reused for a few seconds ([`CachedIdentity`], over
+//! `citypass_identity_client::DeviceCache`: misses for [`MISS_TTL`] only).
 
 use citypass_proto::time::timestamp;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use citypass_proto::v1::identity_service_client::IdentityServiceClient;
-use citypass_proto::v1::{
-    Attributes, DeviceCertificate, DeviceStatus, GetDeviceRequest, RecordCertificateRequest,
-    SubjectStatus,
-};
-use citypass_runtime::{Deadline, InjectTraceContext};
-use citypass_token::{DeviceId, PublicKey, SubjectId};
-use tokio::time::Instant;
+use citypass_identity_client::{DeviceCache, IdentityClient, request, transport_error};
+use citypass_proto::v1::{DeviceCertificate, RecordCertificateRequest};
+use citypass_runtime::Deadline;
+use citypass_token::{DeviceId, SubjectId};
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use futures::future::BoxFuture;
 
-/// A device as the issuer needs it, with its subject's standing.
-#[derive(Clone)]
-pub struct DeviceRecord {
-    /// The device's id.
-    pub device: DeviceId,
-    /// The subject the device is bound to.
-    pub subject: SubjectId,
-    /// The bound P-256 key that signs the device's requests (validated).
-    pub public_key: PublicKey,
-    /// Binding state.
-    pub device_status: DeviceStatus,
-    /// The subject's lifecycle state.
-    pub subject_status: SubjectStatus,
-    /// The subject's attributes, for the scene policy.
-    pub attributes: Attributes,
-}
-
-impl std::fmt::Debug for DeviceRecord {
-    // Ids stay out of debug output, which may end up in logs.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeviceRecord")
-            .field("device_status", &self.device_status)
-            .field("subject_status", &self.subject_status)
-            .finish_non_exhaustive()
-    }
-}
+pub use citypass_identity_client::{DeviceRecord, IdentityError, MISS_TTL};
 
 /// A certificate to record at identity before it is returned.
 #[derive(Clone, PartialEq, Eq)]
@@ -85,36 +53,6 @@ impl std::fmt::Debug for CertificateRecord {
     }
 }
 
-/// Why identity could not answer. Texts carry no ids.
-#[derive(Debug, thiserror::Error)]
-pub enum IdentityError {
-    /// The identity service is unreachable or overloaded.
-    #[error("identity service unavailable")]
-    Unavailable(#[source] tonic::Status),
-    /// The call ran out of time.
-    #[error("identity service did not answer in time")]
-    DeadlineExceeded,
-    /// RecordCertificate: the device no longer exists.
-    #[error("device not found")]
-    DeviceNotFound,
-    /// RecordCertificate: the device was unbound meanwhile.
-    #[error("device is not active")]
-    DeviceNotActive,
-    /// RecordCertificate: the device already holds as many live certificates as
-    /// identity allows.
-    #[error("the device holds the most live certificates allowed")]
-    CertificateLimit,
-    /// The answer broke the API contract (a bug on one side).
-    #[error("identity service answered unexpectedly: {0}")]
-    Unexpected(&'static str),
-    /// Identity answered with a status the issuer does not expect.
-    #[error("identity service failed")]
-    Failed(#[source] tonic::Status),
-    /// The configured identity URL is not a valid endpoint.
-    #[error("invalid identity service URL")]
-    InvalidUrl(#[source] tonic::transport::Error),
-}
-
 /// The identity calls the issuer makes.
 pub trait IdentityLookup: Send + Sync + 'static {
     /// The device with its subject's standing; `Ok(None)` if identity knows no such
@@ -133,9 +71,6 @@ pub trait IdentityLookup: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), IdentityError>>;
 }
 
-/// The generated identity client, with W3C trace context on every call.
-pub type IdentityClient = IdentityServiceClient<InjectTraceContext<Channel>>;
-
 /// [`IdentityLookup`] over gRPC to the identity service.
 #[derive(Debug, Clone)]
 pub struct GrpcIdentity {
@@ -146,37 +81,16 @@ impl GrpcIdentity {
     /// A client for `url` (e.g. `http://identity:50051`) that connects on first use and
     /// reconnects by itself, so the issuer starts even while identity is still starting.
     pub fn connect_lazy(url: &str, connect_timeout: Duration) -> Result<Self, IdentityError> {
-        let channel = Endpoint::from_shared(url.to_owned())
-            .map_err(IdentityError::InvalidUrl)?
-            .connect_timeout(connect_timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
-        Ok(Self::new(channel))
+        Ok(GrpcIdentity {
+            client: citypass_identity_client::connect_lazy(url, connect_timeout)?,
+        })
     }
 
     /// A client on an existing channel.
     pub fn new(channel: Channel) -> Self {
         GrpcIdentity {
-            client: IdentityServiceClient::new(InjectTraceContext::new(channel)),
+            client: citypass_identity_client::client(channel),
         }
-    }
-}
-
-fn request<T>(message: T, deadline: Option<Deadline>) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if let Some(deadline) = deadline {
-        deadline.apply(&mut request);
-    }
-    request
-}
-
-fn transport_error(status: tonic::Status) -> IdentityError {
-    match status.code() {
-        Code::DeadlineExceeded => IdentityError::DeadlineExceeded,
-        Code::Unavailable | Code::ResourceExhausted | Code::Cancelled | Code::Unknown => {
-            IdentityError::Unavailable(status)
-        }
-        _ => IdentityError::Failed(status),
     }
 }
 
@@ -187,43 +101,11 @@ impl IdentityLookup for GrpcIdentity {
         deadline: Option<Deadline>,
     ) -> BoxFuture<'a, Result<Option<Arc<DeviceRecord>>, IdentityError>> {
         Box::pin(async move {
-            let message = GetDeviceRequest {
-                device_id: device.to_string(),
-            };
-            let answer = match self
-                .client
-                .clone()
-                .get_device(request(message, deadline))
-                .await
-            {
-                Ok(answer) => answer.into_inner(),
-                Err(status) if status.code() == Code::NotFound => return Ok(None),
-                Err(status) => return Err(transport_error(status)),
-            };
-            let found = answer.device.ok_or(IdentityError::Unexpected(
-                "GetDevice answered without a device",
-            ))?;
-            let answered = DeviceId::parse(&found.device_id)
-                .map_err(|_| IdentityError::Unexpected("GetDevice answered a malformed id"))?;
-            if answered != *device {
-                return Err(IdentityError::Unexpected(
-                    "GetDevice answered another device",
-                ));
-            }
-            let subject = SubjectId::parse(&found.subject_id)
-                .map_err(|_| IdentityError::Unexpected("GetDevice answered a malformed id"))?;
-            let public_key = PublicKey::p256(&found.public_key)
-                .map_err(|_| IdentityError::Unexpected("the device's key is malformed"))?;
-            Ok(Some(Arc::new(DeviceRecord {
-                device_status: DeviceStatus::try_from(found.status)
-                    .unwrap_or(DeviceStatus::Unspecified),
-                subject_status: SubjectStatus::try_from(answer.subject_status)
-                    .unwrap_or(SubjectStatus::Unspecified),
-                attributes: answer.subject_attributes.unwrap_or_default(),
-                device: answered,
-                subject,
-                public_key,
-            })))
+            Ok(
+                citypass_identity_client::get_device(&self.client, device, deadline)
+                    .await?
+                    .map(Arc::new),
+            )
         })
     }
 
@@ -265,26 +147,17 @@ impl IdentityLookup for GrpcIdentity {
     }
 }
 
-/// How long a GetDevice miss is remembered (never longer than the cache's `ttl`).
-pub const MISS_TTL: Duration = Duration::from_secs(1);
-
 /// GetDevice answers reused for `ttl` (misses for [`MISS_TTL`]), at most `capacity`
 /// devices (see the module documentation). RecordCertificate always goes through.
 pub struct CachedIdentity {
     inner: Arc<dyn IdentityLookup>,
-    ttl: Duration,
-    capacity: usize,
-    entries: Mutex<HashMap<DeviceId, Remembered>>,
+    devices: DeviceCache,
 }
-
-/// A remembered GetDevice answer (`None`: a miss) and when it goes stale.
-type Remembered = (Instant, Option<Arc<DeviceRecord>>);
 
 impl std::fmt::Debug for CachedIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CachedIdentity")
-            .field("ttl", &self.ttl)
-            .field("capacity", &self.capacity)
+            .field("devices", &self.devices)
             .finish_non_exhaustive()
     }
 }
@@ -294,42 +167,8 @@ impl CachedIdentity {
     pub fn new(inner: Arc<dyn IdentityLookup>, ttl: Duration, capacity: usize) -> Self {
         CachedIdentity {
             inner,
-            ttl,
-            capacity: capacity.max(1),
-            entries: Mutex::new(HashMap::new()),
+            devices: DeviceCache::new(ttl, capacity),
         }
-    }
-
-    /// The remembered answer, if still fresh: `Some(None)` is a remembered miss.
-    fn cached(&self, device: &DeviceId) -> Option<Option<Arc<DeviceRecord>>> {
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        match entries.get(device) {
-            Some((expiry, record)) if *expiry > Instant::now() => Some(record.clone()),
-            _ => None,
-        }
-    }
-
-    fn remember(&self, device: DeviceId, found: &Option<Arc<DeviceRecord>>) {
-        let now = Instant::now();
-        let ttl = match found {
-            Some(_) => self.ttl,
-            None => self.ttl.min(MISS_TTL),
-        };
-        // A TTL beyond the clock's range (the configuration bounds it at 60 s; a library
-        // caller might not) is not remembered rather than a panic.
-        let Some(expiry) = now.checked_add(ttl) else {
-            return;
-        };
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= self.capacity && !entries.contains_key(&device) {
-            entries.retain(|_, (expiry, _)| *expiry > now);
-            if entries.len() >= self.capacity / 4 * 3 {
-                // Mostly live entries: rather than sweep again at every insert, start
-                // afresh (forgetting a cache entry only costs a lookup).
-                entries.clear();
-            }
-        }
-        entries.insert(device, (expiry, found.clone()));
     }
 }
 
@@ -339,17 +178,10 @@ impl IdentityLookup for CachedIdentity {
         device: &'a DeviceId,
         deadline: Option<Deadline>,
     ) -> BoxFuture<'a, Result<Option<Arc<DeviceRecord>>, IdentityError>> {
-        Box::pin(async move {
-            if self.ttl.is_zero() {
-                return self.inner.get_device(device, deadline).await;
-            }
-            if let Some(answer) = self.cached(device) {
-                return Ok(answer);
-            }
-            let found = self.inner.get_device(device, deadline).await?;
-            self.remember(*device, &found);
-            Ok(found)
-        })
+        Box::pin(
+            self.devices
+                .get_or_fetch(device, move || self.inner.get_device(device, deadline)),
+        )
     }
 
     fn record_certificate<'a>(
@@ -364,6 +196,8 @@ impl IdentityLookup for CachedIdentity {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use citypass_proto::v1::{Attributes, DeviceStatus, SubjectStatus};
+    use citypass_token::PublicKey;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     const MISSING: DeviceId = DeviceId::from_bytes([0xff; 16]);
@@ -458,7 +292,7 @@ mod tests {
         let cache = CachedIdentity::new(inner, Duration::from_secs(60), 4);
         for i in 0..50 {
             cache.get_device(&device(i), None).await.unwrap();
-            let held = cache.entries.lock().unwrap().len();
+            let held = cache.devices.len();
             assert!(held <= 4, "{held}");
         }
     }

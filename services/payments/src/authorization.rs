@@ -1,12 +1,13 @@
 //! Who may call each RPC of the payments service (see `citypass_runtime::authz`).
 //!
-//! Taps come from the verifier only, with its service certificate: it has checked the
-//! rider's code at the gate and passes the transit account it read. The citizen's own
-//! calls are device-signed, like IssueToken: the layer admits a request carrying a
-//! device proof and the handler must check it (the check is not built yet: the
-//! handlers answer UNIMPLEMENTED, see `crate::service`).
+//! Taps and voids come from the verifier only, with its service certificate: it has
+//! checked the rider's code at the gate and passes the transit account it read. The
+//! citizen's own calls are device-signed, like IssueToken: the layer admits a request
+//! carrying a device proof and the handler checks it (`crate::citizen`: signature,
+//! freshness, single-use nonce, the device bound, its transit account at identity).
+//! The daily settlement is read by operators with the auditor role.
 
-use citypass_runtime::{Allow, Policy, Rule};
+use citypass_runtime::{Allow, Policy, Role, Rule};
 
 const VERIFIER: &[Allow] = &[Allow::Service("verifier")];
 const CITIZEN: &[Allow] = &[Allow::DeviceSigned];
@@ -46,6 +47,14 @@ pub const AUTHORIZATION: Policy = Policy {
         Rule {
             method: "RepayArrears",
             allow: CITIZEN,
+        },
+        Rule {
+            method: "VoidTap",
+            allow: VERIFIER,
+        },
+        Rule {
+            method: "GetSettlement",
+            allow: &[Allow::Role(Role::Auditor)],
         },
     ],
 };

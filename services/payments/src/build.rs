@@ -3,9 +3,12 @@
 
 use std::sync::Arc;
 
+use citypass_device_proof::{MemoryNonceStore, NonceStore, ProofVerifier, RedisNonceStore};
+use citypass_identity_client::DeviceCache;
 use citypass_runtime::{BuildError, Server, part};
 
 use crate::authorization::AUTHORIZATION;
+use crate::citizen::{Citizens, GrpcDirectory};
 use crate::config::Config;
 use crate::payments::Payments;
 use crate::provider::{Sandbox, SandboxConfig};
@@ -31,7 +34,9 @@ pub struct Built {
 /// Builds the service from `config`: checks, TLS identity, the fare table, the store
 /// (PostgreSQL when `database` is set, else memory), PaymentsService with its
 /// authorisation table, the expiry pass ([`crate::expiry`]) and, with `sandbox` set,
-/// the outbox worker charging through the sandbox provider. Call inside a tokio runtime.
+/// the outbox worker charging through the sandbox provider, and, with `identity` set,
+/// the check of citizens' device-signed calls (nonces in Redis when `redis` is set).
+/// Call inside a tokio runtime.
 pub async fn build(config: Config) -> Result<Built, BuildError> {
     config.validate().map_err(part("configuration"))?;
     let tls = config.server.load_tls()?;
@@ -56,7 +61,43 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
         Arc::new(citypass_token::unix_now),
         config.payments.max_clock_skew,
     );
-    let service = PaymentsApi::new(payments.clone(), config.payments.max_clock_skew)
+    let mut api = PaymentsApi::new(payments.clone(), config.payments.max_clock_skew);
+    if let Some(identity) = &config.identity {
+        let nonces: Arc<dyn NonceStore> = match &config.redis {
+            Some(redis) => {
+                let ca_file = config.server.tls.as_ref().map(|t| t.ca_file.as_path());
+                let client = citypass_redis::from_config(redis, ca_file)
+                    .map_err(part("Redis nonce store"))?;
+                Arc::new(
+                    RedisNonceStore::connect_client(
+                        client,
+                        config.redis_key_prefix.clone(),
+                        redis.timeout,
+                    )
+                    .await
+                    .map_err(part("Redis nonce store"))?,
+                )
+            }
+            None => Arc::new(MemoryNonceStore::new(config.citizen.nonce_capacity)),
+        };
+        let channel = identity
+            .channel(tls.as_ref())
+            .map_err(part("identity client"))?;
+        let directory = GrpcDirectory::new(
+            citypass_identity_client::client(channel),
+            DeviceCache::new(
+                config.citizen.identity_cache_ttl,
+                config.citizen.identity_cache_capacity,
+            ),
+        );
+        api = api.with_citizens(Citizens::new(
+            ProofVerifier::new(config.citizen.proof_freshness, nonces),
+            Arc::new(directory),
+        ));
+    } else {
+        tracing::warn!("no identity service is configured: citizens' calls answer UNAVAILABLE");
+    }
+    let service = api
         .into_server()
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     let server = Server::new(config.server.clone());

@@ -12,6 +12,10 @@
 //! | `fares_file` | `CITYPASS_FARES_FILE` | unset: the checked-in `config/fares.yaml`, built in (dev only) |
 //! | `payments.*` | `CITYPASS_PAYMENTS__…` | [`Settings`] (tap timing, the gates' clock skew, the city's day, the expiry pass, the outbox worker) |
 //! | `sandbox.*` | `CITYPASS_SANDBOX__DELAY`, `__TIMEOUTS_AFTER_SUCCESS` | unset (`Config::dev`: set): the sandbox provider, dev only |
+//! | `identity.*` | `CITYPASS_IDENTITY__URL`, … | unset: citizens' calls answer UNAVAILABLE (production requires it) |
+//! | `citizen.*` | `CITYPASS_CITIZEN__PROOF_FRESHNESS`, `__IDENTITY_CACHE_TTL`, `__IDENTITY_CACHE_CAPACITY`, `__NONCE_CAPACITY` | [`CitizenSettings`] |
+//! | `redis.*` | `CITYPASS_REDIS__URL`, … | unset: request nonces in memory (dev only; production requires Redis) |
+//! | `redis_key_prefix` | `CITYPASS_REDIS_KEY_PREFIX` | `citypass:payments:` |
 //!
 //! `config.example.yaml` beside this crate shows every key.
 
@@ -19,8 +23,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use citypass_runtime::ServerConfig;
-use citypass_runtime::config::{PostgresConfig, duration};
+use citypass_runtime::config::{PostgresConfig, RedisConfig, duration};
+use citypass_runtime::{ServerConfig, UpstreamConfig};
 use serde::Deserialize;
 
 use crate::error::Error;
@@ -68,6 +72,60 @@ pub struct SandboxSettings {
     pub delay: Duration,
     /// How many times each charge's first calls charge and then time out (default 0).
     pub timeouts_after_success: u32,
+}
+
+/// How citizens' device-signed calls are checked (`citizen.*`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CitizenSettings {
+    /// A request's proof timestamp within this of the server's clock, either way
+    /// (default `30s`, `1s` to `5m`, as the issuer's).
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub proof_freshness: Duration,
+    /// How long a GetDevice answer from identity is reused: the longest an unbind takes
+    /// to stop the device's calls (default `3s`, at most `1m`; `0s` turns it off).
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub identity_cache_ttl: Duration,
+    /// Most devices whose answers are held (default 100 000).
+    pub identity_cache_capacity: usize,
+    /// Most request nonces held by the in-memory nonce store (dev; default 100 000).
+    pub nonce_capacity: usize,
+}
+
+impl Default for CitizenSettings {
+    fn default() -> Self {
+        CitizenSettings {
+            proof_freshness: Duration::from_secs(30),
+            identity_cache_ttl: Duration::from_secs(3),
+            identity_cache_capacity: 100_000,
+            nonce_capacity: 100_000,
+        }
+    }
+}
+
+impl CitizenSettings {
+    /// Checks the bounds above.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.proof_freshness < Duration::from_secs(1)
+            || self.proof_freshness > Duration::from_secs(300)
+        {
+            return Err(Error::Config(
+                "citizen.proof_freshness must be 1s to 5m".into(),
+            ));
+        }
+        if self.identity_cache_ttl > Duration::from_secs(60) {
+            return Err(Error::Config(
+                "citizen.identity_cache_ttl must be at most 1m".into(),
+            ));
+        }
+        if self.identity_cache_capacity == 0 || self.nonce_capacity == 0 {
+            return Err(Error::Config(
+                "citizen.identity_cache_capacity and citizen.nonce_capacity must be at least 1"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for Settings {
@@ -144,6 +202,24 @@ pub struct Config {
     /// not built yet).
     #[serde(default)]
     pub sandbox: Option<SandboxSettings>,
+    /// The identity service, which says which device signs for which transit account.
+    /// Unset: the citizen's calls answer UNAVAILABLE (production requires it).
+    #[serde(default)]
+    pub identity: Option<UpstreamConfig>,
+    /// How citizens' calls are checked.
+    #[serde(default)]
+    pub citizen: CitizenSettings,
+    /// Where request nonces are remembered, shared by every replica; in memory when
+    /// unset (dev only).
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
+    /// Prefix of every Redis key this service writes.
+    #[serde(default = "default_redis_key_prefix")]
+    pub redis_key_prefix: String,
+}
+
+fn default_redis_key_prefix() -> String {
+    "citypass:payments:".to_owned()
 }
 
 fn default_server() -> ServerConfig {
@@ -163,6 +239,10 @@ impl Config {
             fares_file: None,
             payments: Settings::default(),
             sandbox: Some(SandboxSettings::default()),
+            identity: None,
+            citizen: CitizenSettings::default(),
+            redis: None,
+            redis_key_prefix: default_redis_key_prefix(),
         }
     }
 
@@ -170,6 +250,7 @@ impl Config {
     /// production.
     pub fn validate(&self) -> Result<(), Error> {
         self.payments.tap_settings()?;
+        self.citizen.validate()?;
         if self
             .database
             .as_ref()
@@ -190,17 +271,33 @@ impl Config {
                     "environment is production but sandbox is set: the sandbox provider charges nobody".into(),
                 ));
             }
+            if self.identity.is_none() {
+                return Err(Error::Config(
+                    "environment is production but identity is not set: citizens' calls cannot be checked".into(),
+                ));
+            }
+            if self.redis.is_none() {
+                return Err(Error::Config(
+                    "environment is production but redis is not set: replicas must share request nonces".into(),
+                ));
+            }
             if self.fares_file.is_none() {
                 return Err(Error::Config(
                     "environment is production but fares_file is not set: the built-in table is for development".into(),
                 ));
             }
         }
-        let urls: Vec<(&str, &str)> = self
+        let mut urls: Vec<(&str, &str)> = self
             .database
             .iter()
             .map(|d| ("database.url", d.url.expose()))
             .collect();
+        if let Some(identity) = &self.identity {
+            urls.push(("identity.url", identity.url.as_str()));
+        }
+        if let Some(redis) = &self.redis {
+            urls.push(("redis.url", redis.url.expose()));
+        }
         self.server
             .check_transport(self.environment, &urls)
             .map_err(|e| Error::Config(e.to_string()))
@@ -251,6 +348,13 @@ mod tests {
         .unwrap();
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("void_window"), "{err}");
+        let config = load(&[
+            ("CITYPASS_ENVIRONMENT", "dev"),
+            ("CITYPASS_CITIZEN__PROOF_FRESHNESS", "10m"),
+        ])
+        .unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("proof_freshness"), "{err}");
     }
 
     #[test]
@@ -260,6 +364,8 @@ mod tests {
             citypass_runtime::config::load_file(&dir.join("config.example.yaml")).unwrap();
         config.validate().unwrap();
         assert!(config.server.tls.is_some() && config.database.is_some());
+        assert!(config.identity.is_some() && config.redis.is_some());
+        assert_eq!(config.citizen, CitizenSettings::default());
         let mut dev = Config::dev();
         dev.fares_file = Some(dir.join("config/fares.yaml"));
         assert!(dev.fare_table().unwrap().has_station("xidan"));
@@ -276,6 +382,12 @@ mod tests {
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("sandbox"), "{err}");
         config.sandbox = None;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("identity"), "{err}");
+        config.identity = Some(UpstreamConfig::new("http://identity:50051"));
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("redis"), "{err}");
+        config.redis = Some(RedisConfig::new("redis://redis:6379/"));
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("fares_file"), "{err}");
         config.fares_file = Some(PathBuf::from("/etc/citypass/fares.yaml"));

@@ -1,16 +1,22 @@
 //! Messages in, model types out, and back: the request's shape is checked here
 //! (INVALID_ARGUMENT naming the field), so the logic never sees a prost type.
 
+use citypass_device_proof::{Proof, SignedRequest, body_sha256};
 use citypass_proto::v1;
+use citypass_token::DeviceId;
 
 use crate::account::TransitAccount;
-use crate::charge::ChargeStatus;
+use crate::charge::{Charge, ChargeStatus};
+use crate::citizen::DeviceCall;
 use crate::error::Error;
 use crate::fare::{FareClass, Mode};
+use crate::link::{Link, Provider};
 use crate::money::Fen;
-use crate::store::TripView;
-use crate::tap::{Place, Refusal, TapIn, TapOut};
-use crate::trip::{Tap, TripStatus};
+use crate::payments::Arrears;
+use crate::settlement::DailySettlement;
+use crate::store::{TripCursor, TripPage, TripQuery, TripView};
+use crate::tap::{Place, Refusal, TapIn, TapOut, Void};
+use crate::trip::{Tap, TapKey, TripStatus};
 
 /// The currency of every amount.
 pub const CURRENCY: &str = "CNY";
@@ -82,15 +88,309 @@ impl Clock {
 }
 
 fn tapped_at(at: Option<&citypass_proto::prost_types::Timestamp>) -> Result<u64, Error> {
-    let at = at.ok_or_else(|| Error::invalid("tapped_at", "is required"))?;
+    time("tapped_at", at)
+}
+
+/// A required time named `field`, Unix seconds.
+fn time(
+    field: &'static str,
+    at: Option<&citypass_proto::prost_types::Timestamp>,
+) -> Result<u64, Error> {
+    let at = at.ok_or_else(|| Error::invalid(field, "is required"))?;
+    optional_time(field, Some(at)).map(|t| t.unwrap_or_default())
+}
+
+/// An optional time named `field`, Unix seconds.
+fn optional_time(
+    field: &'static str,
+    at: Option<&citypass_proto::prost_types::Timestamp>,
+) -> Result<Option<u64>, Error> {
+    let Some(at) = at else { return Ok(None) };
     if !(0..1_000_000_000).contains(&at.nanos) {
-        return Err(Error::invalid(
-            "tapped_at",
-            "nanos must be 0 to 999 999 999",
-        ));
+        return Err(Error::invalid(field, "nanos must be 0 to 999 999 999"));
     }
     citypass_proto::time::seconds(at)
-        .ok_or_else(|| Error::invalid("tapped_at", "must not be before 1970"))
+        .map(Some)
+        .ok_or_else(|| Error::invalid(field, "must not be before 1970"))
+}
+
+/// The device-signed part of a citizen's request: the proof taken out, the body hashed
+/// with it unset (the re-encoding of what was decoded, so unknown fields fail the
+/// signature), the device id parsed, and the transit account the request names (empty:
+/// none).
+pub fn device_call<R: SignedRequest>(
+    request: &mut R,
+    device_id: &str,
+    transit_account: &str,
+) -> Result<DeviceCall, Error> {
+    let proof = request.proof_mut().take();
+    let body_sha256 = body_sha256(request);
+    if device_id.is_empty() {
+        return Err(Error::invalid("device_id", "is required"));
+    }
+    let device = DeviceId::parse(device_id)
+        .map_err(|_| Error::invalid("device_id", "is not a device id"))?;
+    let account = match transit_account {
+        "" => None,
+        text => Some(account(text)?),
+    };
+    Ok(DeviceCall {
+        method: R::METHOD,
+        device,
+        proof: proof.map(Proof::from),
+        body_sha256,
+        account,
+    })
+}
+
+/// A LinkAccount request's link, owned (the account comes from the device).
+#[derive(Clone)]
+pub struct LinkForm {
+    /// The provider.
+    pub provider: Provider,
+    /// The provider's token (checked by the logic).
+    pub token: String,
+    /// Last 4 digits (checked by the logic).
+    pub last4: String,
+    /// The consent text's version (checked by the logic).
+    pub consent_version: String,
+    /// When the citizen consented (the app's clock).
+    pub consented_at: u64,
+}
+
+impl std::fmt::Debug for LinkForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkForm")
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A provider's wire value; UNSPECIFIED and unknown values are refused.
+pub fn provider(value: i32) -> Result<Provider, Error> {
+    match v1::PaymentProvider::try_from(value) {
+        Ok(v1::PaymentProvider::Sandbox) => Ok(Provider::Sandbox),
+        Ok(v1::PaymentProvider::Alipay) => Ok(Provider::Alipay),
+        Ok(v1::PaymentProvider::WechatPay) => Ok(Provider::WechatPay),
+        Ok(v1::PaymentProvider::Unionpay) => Ok(Provider::UnionPay),
+        _ => Err(Error::invalid("provider", "must name a payment provider")),
+    }
+}
+
+fn provider_to_api(provider: Provider) -> v1::PaymentProvider {
+    match provider {
+        Provider::Sandbox => v1::PaymentProvider::Sandbox,
+        Provider::Alipay => v1::PaymentProvider::Alipay,
+        Provider::WechatPay => v1::PaymentProvider::WechatPay,
+        Provider::UnionPay => v1::PaymentProvider::Unionpay,
+    }
+}
+
+/// LinkAccount: the device's call and the link asked for.
+pub fn link_account(mut request: v1::LinkAccountRequest) -> Result<(DeviceCall, LinkForm), Error> {
+    let (device_id, account) = (request.device_id.clone(), request.transit_account.clone());
+    let call = device_call(&mut request, &device_id, &account)?;
+    let consent = request
+        .consent
+        .ok_or_else(|| Error::invalid("consent", "is required"))?;
+    Ok((
+        call,
+        LinkForm {
+            provider: provider(request.provider)?,
+            token: request.provider_token,
+            last4: request.last4,
+            consent_version: consent.text_version,
+            consented_at: time("consent.consented_at", consent.consented_at.as_ref())?,
+        },
+    ))
+}
+
+/// The page token of a cursor: the last trip's start and id, hex.
+pub fn page_token(cursor: &TripCursor) -> String {
+    let mut bytes = Vec::with_capacity(24);
+    bytes.extend_from_slice(&cursor.started_at.to_be_bytes());
+    bytes.extend_from_slice(&cursor.id.0);
+    hex::encode(bytes)
+}
+
+fn cursor(token: &str) -> Result<Option<TripCursor>, Error> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let malformed = || Error::invalid("page_token", "is not a token this service gave");
+    let bytes = hex::decode(token).map_err(|_| malformed())?;
+    if bytes.len() != 24 {
+        return Err(malformed());
+    }
+    let (started, id) = bytes.split_at(8);
+    let started_at = u64::from_be_bytes(started.try_into().map_err(|_| malformed())?);
+    let id = TapKey::from_slice(id).ok_or_else(malformed)?;
+    Ok(Some(TripCursor { started_at, id }))
+}
+
+/// GetTrips: the device's call and the page asked for (`limit` 0: the default; the
+/// logic caps it).
+pub fn get_trips(mut request: v1::GetTripsRequest) -> Result<(DeviceCall, TripQuery), Error> {
+    let (device_id, account) = (request.device_id.clone(), request.transit_account.clone());
+    let call = device_call(&mut request, &device_id, &account)?;
+    let query = TripQuery {
+        since: optional_time("since", request.since.as_ref())?,
+        until: optional_time("until", request.until.as_ref())?,
+        after: cursor(&request.page_token)?,
+        limit: usize::try_from(request.page_size).unwrap_or(usize::MAX),
+    };
+    Ok((call, query))
+}
+
+/// RepayArrears: the device's call and the caller's idempotency key.
+pub fn repay_arrears(mut request: v1::RepayArrearsRequest) -> Result<(DeviceCall, String), Error> {
+    let (device_id, account) = (request.device_id.clone(), request.transit_account.clone());
+    let call = device_call(&mut request, &device_id, &account)?;
+    if request.idempotency_key.is_empty() {
+        return Err(Error::invalid("idempotency_key", "is required"));
+    }
+    Ok((call, request.idempotency_key))
+}
+
+/// A link as the API shows it (never its token).
+pub fn link(link: &Link) -> v1::PaymentLink {
+    v1::PaymentLink {
+        link_id: link.id.to_string(),
+        transit_account: link.account.to_string(),
+        provider: provider_to_api(link.provider) as i32,
+        last4: link.last4.as_str().to_owned(),
+        status: if link.is_active() {
+            v1::LinkStatus::Active
+        } else {
+            v1::LinkStatus::Unlinked
+        } as i32,
+        consent: Some(v1::Consent {
+            text_version: link.consent.text_version.clone(),
+            consented_at: Some(citypass_proto::time::timestamp(link.consent.consented_at)),
+        }),
+        linked_at: Some(citypass_proto::time::timestamp(link.linked_at)),
+        unlinked_at: link.unlinked_at.map(citypass_proto::time::timestamp),
+    }
+}
+
+fn charge_status_to_api(status: ChargeStatus) -> v1::ChargeStatus {
+    match status {
+        ChargeStatus::Pending => v1::ChargeStatus::Pending,
+        ChargeStatus::Succeeded => v1::ChargeStatus::Succeeded,
+        ChargeStatus::Declined => v1::ChargeStatus::Declined,
+        ChargeStatus::Retrying => v1::ChargeStatus::Retrying,
+        // Never shown: a cancelled charge is not owed and not listed.
+        ChargeStatus::Cancelled => v1::ChargeStatus::NotRequired,
+    }
+}
+
+/// A charge as the API shows it.
+pub fn charge(charge: &Charge) -> v1::Charge {
+    v1::Charge {
+        charge_id: charge.key.to_string(),
+        trip_id: charge.trip.to_string(),
+        amount: Some(money(charge.amount)),
+        status: charge_status_to_api(charge.status) as i32,
+        decline_code: charge.decline_code.clone().unwrap_or_default(),
+        created_at: Some(citypass_proto::time::timestamp(charge.created_at)),
+        settled_at: charge.settled_at.map(citypass_proto::time::timestamp),
+    }
+}
+
+/// A page of trips; a voided trip is shown VOIDED.
+pub fn trips(page: &TripPage) -> Result<v1::GetTripsResponse, Error> {
+    Ok(v1::GetTripsResponse {
+        trips: page
+            .trips
+            .iter()
+            .map(trip_or_voided)
+            .collect::<Result<_, _>>()?,
+        next_page_token: page.next.as_ref().map(page_token).unwrap_or_default(),
+    })
+}
+
+/// What is owed.
+pub fn arrears(arrears: &Arrears) -> v1::GetArrearsResponse {
+    v1::GetArrearsResponse {
+        in_arrears: arrears.total > Fen::ZERO,
+        total: Some(money(arrears.total)),
+        charges: arrears.charges.iter().map(charge).collect(),
+    }
+}
+
+/// A VoidTap request; `voided_at` is checked against the server's clock by the logic.
+pub fn void_tap(request: v1::VoidTapRequest) -> Result<Void, Error> {
+    Ok(Void {
+        account: account(&request.transit_account)?,
+        gate_id: request.gate_id,
+        scan_id: request.scan_id,
+        at: time("voided_at", request.voided_at.as_ref())?,
+    })
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian `YYYY-MM-DD` (field `date`).
+pub fn date(text: &str) -> Result<i64, Error> {
+    let malformed = || Error::invalid("date", "must be a date YYYY-MM-DD");
+    let bytes = text.as_bytes();
+    if bytes.len() != 10
+        || bytes[4] != b'-'
+        || bytes[7] != b'-'
+        || !bytes
+            .iter()
+            .enumerate()
+            .all(|(i, b)| i == 4 || i == 7 || b.is_ascii_digit())
+    {
+        return Err(malformed());
+    }
+    let number = |range: std::ops::Range<usize>| {
+        text.get(range)
+            .and_then(|t| t.parse::<i64>().ok())
+            .ok_or_else(malformed)
+    };
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return Err(malformed()),
+    };
+    if !(1..=days_in_month).contains(&day) {
+        return Err(malformed());
+    }
+    Ok(days_from_civil(year, month, day))
+}
+
+/// Howard Hinnant's days_from_civil.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// A day's settlement as the API shows it.
+pub fn settlement(date: &str, settlement: &DailySettlement) -> v1::GetSettlementResponse {
+    v1::GetSettlementResponse {
+        date: date.to_owned(),
+        operators: settlement
+            .lines
+            .iter()
+            .map(|line| v1::OperatorSettlement {
+                operator: line.operator.clone(),
+                charges: line.charges,
+                due: Some(money(line.due)),
+                confirmed: Some(money(line.confirmed)),
+                pending: Some(money(line.pending)),
+                declined: Some(money(line.declined)),
+            })
+            .collect(),
+        csv: settlement.to_csv(),
+    }
 }
 
 /// A TapIn request: SCENE_METRO (an entry at `station_id`) or SCENE_BUS (a boarding on
@@ -154,16 +454,23 @@ fn charge_status(view: &TripView) -> v1::ChargeStatus {
     }
 }
 
-/// A trip as the API shows it. A VOIDED trip has no wire status yet:
-/// [`Error::TapVoided`] (a tap answered with a voided trip was itself a repeat of the
-/// voided tap).
+/// A trip as a tap's answer shows it. A VOIDED trip is [`Error::TapVoided`]: a tap
+/// answered with a voided trip was itself a repeat of the voided tap.
 pub fn trip(view: &TripView) -> Result<v1::Trip, Error> {
+    if view.trip.status == TripStatus::Voided {
+        return Err(Error::TapVoided);
+    }
+    trip_or_voided(view)
+}
+
+/// A trip as listings and VoidTap show it: VOIDED included.
+pub fn trip_or_voided(view: &TripView) -> Result<v1::Trip, Error> {
     let trip = &view.trip;
     let status = match trip.status {
         TripStatus::Open => v1::TripStatus::Open,
         TripStatus::Closed => v1::TripStatus::Closed,
         TripStatus::Unmatched => v1::TripStatus::Unmatched,
-        TripStatus::Voided => return Err(Error::TapVoided),
+        TripStatus::Voided => v1::TripStatus::Voided,
     };
     let place = |tap: &Option<Tap>| tap.as_ref().map(|t| t.place.clone()).unwrap_or_default();
     let gate = |tap: &Option<Tap>| tap.as_ref().map(|t| t.gate_id.clone()).unwrap_or_default();
@@ -249,6 +556,41 @@ mod tests {
                     Err(other) => panic!("{other:?}"),
                 }
             }
+        }
+    }
+
+    #[test]
+    fn dates_and_page_tokens() {
+        assert_eq!(date("1970-01-01").unwrap(), 0);
+        assert_eq!(date("2026-12-03").unwrap(), 20_790);
+        assert_eq!(date("2024-02-29").unwrap(), 19_782);
+        for bad in [
+            "2025-02-29",
+            "2026-13-01",
+            "2026-1-01",
+            "20261203",
+            "2026-12-3x",
+            "",
+        ] {
+            assert!(
+                matches!(date(bad), Err(Error::InvalidArgument { field: "date", .. })),
+                "{bad}"
+            );
+        }
+        let cursor = TripCursor {
+            started_at: 1_800_000_000,
+            id: TapKey::of("g", "s"),
+        };
+        assert_eq!(super::cursor(&page_token(&cursor)).unwrap(), Some(cursor));
+        assert_eq!(super::cursor("").unwrap(), None);
+        for bad in ["zz", "00", &"0".repeat(50)] {
+            assert!(matches!(
+                super::cursor(bad),
+                Err(Error::InvalidArgument {
+                    field: "page_token",
+                    ..
+                })
+            ));
         }
     }
 

@@ -11,6 +11,8 @@
 
 use std::borrow::Cow;
 
+use citypass_device_proof::ProofError;
+use citypass_identity_client::IdentityError;
 use citypass_runtime::{ErrorKind, ServiceError};
 
 use crate::fare::FareError;
@@ -63,6 +65,26 @@ pub enum Error {
     /// a repeat): the rider went through there, so the trip stands.
     #[error("another gate accepted a later scan of this trip: the tap cannot be voided")]
     TapRepeated,
+    /// A citizen's call whose device proof is missing, stale, malformed, badly signed
+    /// or replayed (or whose nonce could not be checked).
+    #[error("{0}")]
+    Proof(ProofError),
+    /// A citizen's call from a device identity does not know.
+    #[error("device not found")]
+    DeviceNotFound,
+    /// A citizen's call from a device that is no longer bound.
+    #[error("device is not active: bind it again")]
+    DeviceNotActive,
+    /// A citizen's call naming a transit account that is not its device's subject's.
+    #[error("transit_account: not the signing device's account")]
+    NotYourAccount,
+    /// Identity could not answer a citizen's call's lookups.
+    #[error("identity lookup failed")]
+    Identity(#[source] IdentityError),
+    /// The service was started without an identity service: citizens' calls cannot be
+    /// checked, so none is served.
+    #[error("citizen calls are not served: no identity service is configured")]
+    NoIdentity,
     /// RepayArrears with nothing owed.
     #[error("nothing is owed by this transit account")]
     NothingOwed,
@@ -119,6 +141,15 @@ impl ServiceError for Error {
             | Error::NoPath => ErrorKind::InvalidArgument,
             Error::NotLinked | Error::TapNotFound | Error::NothingOwed => ErrorKind::NotFound,
             Error::AlreadyLinked | Error::ScanReused => ErrorKind::AlreadyExists,
+            Error::Proof(ProofError::Store(_)) => ErrorKind::Unavailable,
+            Error::Proof(_) => ErrorKind::Unauthenticated,
+            Error::DeviceNotFound => ErrorKind::NotFound,
+            Error::DeviceNotActive | Error::NotYourAccount => ErrorKind::PermissionDenied,
+            Error::Identity(IdentityError::DeadlineExceeded) => ErrorKind::DeadlineExceeded,
+            Error::Identity(IdentityError::Unavailable(_)) | Error::NoIdentity => {
+                ErrorKind::Unavailable
+            }
+            Error::Identity(_) => ErrorKind::Internal,
             Error::NoPaymentLink
             | Error::TapVoided
             | Error::VoidTooLate(_)
@@ -149,6 +180,20 @@ impl ServiceError for Error {
             Error::TripMovedOn => "TRIP_MOVED_ON",
             Error::TapRepeated => "TAP_REPEATED",
             Error::NothingOwed => "NOTHING_OWED",
+            // The issuer's reasons for the same checks, so an app reads both alike.
+            Error::Proof(proof) => match proof {
+                ProofError::Missing => "PROOF_MISSING",
+                ProofError::BadTimestamp => "PROOF_TIMESTAMP_MALFORMED",
+                ProofError::Stale => "CLOCK_SKEW",
+                ProofError::BadNonce => "PROOF_NONCE_MALFORMED",
+                ProofError::BadSignature => "BAD_SIGNATURE",
+                ProofError::Reused => "NONCE_REUSED",
+                ProofError::Store(_) => "NONCE_STORE_UNAVAILABLE",
+            },
+            Error::DeviceNotFound => "DEVICE_NOT_FOUND",
+            Error::DeviceNotActive => "DEVICE_NOT_ACTIVE",
+            Error::NotYourAccount => "NOT_YOUR_ACCOUNT",
+            Error::Identity(_) | Error::NoIdentity => "IDENTITY_UNAVAILABLE",
             other => other.kind().reason(),
         }
     }
@@ -192,6 +237,28 @@ mod tests {
                 "UNAVAILABLE",
             ),
             (Error::Corrupt("status"), Code::Internal, "INTERNAL"),
+            (
+                Error::Proof(ProofError::Missing),
+                Code::Unauthenticated,
+                "PROOF_MISSING",
+            ),
+            (
+                Error::Proof(ProofError::Reused),
+                Code::Unauthenticated,
+                "NONCE_REUSED",
+            ),
+            (Error::DeviceNotFound, Code::NotFound, "DEVICE_NOT_FOUND"),
+            (
+                Error::DeviceNotActive,
+                Code::PermissionDenied,
+                "DEVICE_NOT_ACTIVE",
+            ),
+            (
+                Error::NotYourAccount,
+                Code::PermissionDenied,
+                "NOT_YOUR_ACCOUNT",
+            ),
+            (Error::NoIdentity, Code::Unavailable, "IDENTITY_UNAVAILABLE"),
         ];
         for (err, code, reason) in cases {
             let status = err.into_status();

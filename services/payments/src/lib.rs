@@ -23,18 +23,18 @@
 //! - [`decision`]: what the rules and a store exchange (the rider's state, the writes);
 //! - [`store`]: the store trait, [`MemoryStore`] and [`PostgresStore`];
 //! - [`payments`]: the logic callers use ([`Payments`]);
+//! - [`citizen`]: who a citizen's device-signed call acts for (the proof, the device
+//!   and its transit account at identity);
 //! - [`error`]: the one error type and its gRPC codes;
 //! - [`config`]: settings, dev defaults, and what production refuses;
 //! - [`convert`]: messages to model types and back;
-//! - [`service`]: the thin tonic layer ([`PaymentsApi`]): TapIn and TapOut so far;
+//! - [`service`]: the thin tonic layer ([`PaymentsApi`]);
 //! - [`authorization`]: who may call each RPC;
 //! - [`expiry`]: the background pass closing trips left open too long;
 //! - [`build`]: the composition root.
 //!
-//! Still to come (see the note on issue 11): the citizen's device-signed calls (they
-//! answer UNIMPLEMENTED, RepayArrears included), a void RPC, real provider adapters
-//! and signed provider callbacks, the settlement command, and the service in
-//! `citypass dev`.
+//! Still to come (see the note on issue 11): real provider adapters, signed provider
+//! callbacks, and payouts to operators.
 #![forbid(unsafe_code)]
 
 pub mod account;
@@ -43,6 +43,7 @@ pub mod authorization;
 pub mod build;
 pub mod card;
 pub mod charge;
+pub mod citizen;
 pub mod config;
 pub mod convert;
 pub mod decision;

@@ -22,8 +22,8 @@ use crate::trip::{TapKey, Trip, check_id};
 pub const MAX_TIME: u64 = 253_402_300_799;
 /// Trips per page when the caller names no size.
 pub const DEFAULT_PAGE: usize = 50;
-/// Most trips per page.
-pub const MAX_PAGE: usize = 500;
+/// Most trips per page (as identity's ListCertificates).
+pub const MAX_PAGE: usize = 200;
 /// Most overdue trips closed per expiry pass.
 pub const EXPIRY_BATCH: usize = 500;
 

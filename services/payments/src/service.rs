@@ -3,25 +3,30 @@
 //! become statuses only through [`IntoStatus::into_status`] (with their ErrorInfo
 //! reason).
 //!
-//! Built in this increment: TapIn and TapOut, for the verifier. The citizen's calls
-//! (LinkAccount, UnlinkAccount, GetLink, GetTrips, GetArrears, RepayArrears) must be
-//! signed by the citizen's bound device and mapped from the device to its transit
-//! account at identity; until that check is built they answer UNIMPLEMENTED, whatever
-//! the request (the logic behind them, [`Payments`], is built and tested).
+//! TapIn, TapOut and VoidTap are the verifier's; GetSettlement is for operators. The
+//! citizen's calls (LinkAccount, UnlinkAccount, GetLink, GetTrips, GetArrears,
+//! RepayArrears) are signed by the citizen's bound device: [`Citizens`] checks the
+//! proof and maps the device to its transit account at identity before the logic runs,
+//! and the call acts on that account only. Without an identity service configured they
+//! answer UNAVAILABLE.
 
 use citypass_proto::v1;
 use citypass_proto::v1::payments_service_server::{PaymentsService, PaymentsServiceServer};
-use citypass_runtime::IntoStatus;
+use citypass_runtime::{Deadline, IntoStatus};
 use tonic::{Request, Response, Status};
 
+use crate::account::TransitAccount;
+use crate::citizen::{Citizens, DeviceCall};
 use crate::convert;
-use crate::payments::{Payments, Tapped};
+use crate::error::Error;
+use crate::payments::{LinkRequest, Payments, Tapped};
 
 /// `citypass.v1.PaymentsService` over [`Payments`].
 #[derive(Clone)]
 pub struct PaymentsApi {
     payments: Payments,
     max_clock_skew: std::time::Duration,
+    citizens: Option<Citizens>,
 }
 
 impl PaymentsApi {
@@ -32,7 +37,26 @@ impl PaymentsApi {
         PaymentsApi {
             payments,
             max_clock_skew,
+            citizens: None,
         }
+    }
+
+    /// The same service answering citizens' device-signed calls, checked by `citizens`.
+    pub fn with_citizens(mut self, citizens: Citizens) -> Self {
+        self.citizens = Some(citizens);
+        self
+    }
+
+    /// The transit account a citizen's call acts for (see [`Citizens::authorize`]).
+    async fn citizen(
+        &self,
+        call: DeviceCall,
+        deadline: Option<Deadline>,
+    ) -> Result<TransitAccount, Error> {
+        let citizens = self.citizens.as_ref().ok_or(Error::NoIdentity)?;
+        citizens
+            .authorize(call, std::time::SystemTime::now(), deadline)
+            .await
     }
 
     /// The logic behind the service.
@@ -44,12 +68,6 @@ impl PaymentsApi {
     pub fn into_server(self) -> PaymentsServiceServer<PaymentsApi> {
         PaymentsServiceServer::new(self)
     }
-}
-
-fn citizen_calls_not_built() -> Status {
-    Status::unimplemented(
-        "citizen calls to the payments service (device-signed) are not built yet: link, trips and arrears come in the next increment",
-    )
 }
 
 #[tonic::async_trait]
@@ -109,43 +127,186 @@ impl PaymentsService for PaymentsApi {
 
     async fn link_account(
         &self,
-        _request: Request<v1::LinkAccountRequest>,
+        request: Request<v1::LinkAccountRequest>,
     ) -> Result<Response<v1::LinkAccountResponse>, Status> {
-        Err(citizen_calls_not_built())
+        let deadline = Deadline::of(&request);
+        let (call, form) =
+            convert::link_account(request.into_inner()).map_err(IntoStatus::into_status)?;
+        let account = self
+            .citizen(call, deadline)
+            .await
+            .map_err(IntoStatus::into_status)?;
+        let link = self
+            .payments
+            .link(
+                LinkRequest {
+                    account,
+                    provider: form.provider,
+                    token: &form.token,
+                    last4: &form.last4,
+                    consent_version: &form.consent_version,
+                    consented_at: form.consented_at,
+                },
+                citypass_token::unix_now(),
+            )
+            .await
+            .map_err(IntoStatus::into_status)?;
+        Ok(Response::new(v1::LinkAccountResponse {
+            link: Some(convert::link(&link)),
+        }))
     }
 
     async fn unlink_account(
         &self,
-        _request: Request<v1::UnlinkAccountRequest>,
+        request: Request<v1::UnlinkAccountRequest>,
     ) -> Result<Response<v1::UnlinkAccountResponse>, Status> {
-        Err(citizen_calls_not_built())
+        let deadline = Deadline::of(&request);
+        let mut request = request.into_inner();
+        let (device, named) = (request.device_id.clone(), request.transit_account.clone());
+        let call =
+            convert::device_call(&mut request, &device, &named).map_err(IntoStatus::into_status)?;
+        let account = self
+            .citizen(call, deadline)
+            .await
+            .map_err(IntoStatus::into_status)?;
+        let link = self
+            .payments
+            .unlink(account, citypass_token::unix_now())
+            .await
+            .map_err(IntoStatus::into_status)?;
+        Ok(Response::new(v1::UnlinkAccountResponse {
+            link: Some(convert::link(&link)),
+        }))
     }
 
     async fn get_link(
         &self,
-        _request: Request<v1::GetLinkRequest>,
+        request: Request<v1::GetLinkRequest>,
     ) -> Result<Response<v1::GetLinkResponse>, Status> {
-        Err(citizen_calls_not_built())
+        let deadline = Deadline::of(&request);
+        let mut request = request.into_inner();
+        let (device, named) = (request.device_id.clone(), request.transit_account.clone());
+        let call =
+            convert::device_call(&mut request, &device, &named).map_err(IntoStatus::into_status)?;
+        let account = self
+            .citizen(call, deadline)
+            .await
+            .map_err(IntoStatus::into_status)?;
+        let link = self
+            .payments
+            .get_link(account)
+            .await
+            .map_err(IntoStatus::into_status)?;
+        Ok(Response::new(v1::GetLinkResponse {
+            link: Some(convert::link(&link)),
+        }))
     }
 
     async fn get_trips(
         &self,
-        _request: Request<v1::GetTripsRequest>,
+        request: Request<v1::GetTripsRequest>,
     ) -> Result<Response<v1::GetTripsResponse>, Status> {
-        Err(citizen_calls_not_built())
+        let deadline = Deadline::of(&request);
+        let (call, query) =
+            convert::get_trips(request.into_inner()).map_err(IntoStatus::into_status)?;
+        let account = self
+            .citizen(call, deadline)
+            .await
+            .map_err(IntoStatus::into_status)?;
+        let page = self
+            .payments
+            .trips(account, query)
+            .await
+            .map_err(IntoStatus::into_status)?;
+        convert::trips(&page)
+            .map(Response::new)
+            .map_err(IntoStatus::into_status)
     }
 
     async fn get_arrears(
         &self,
-        _request: Request<v1::GetArrearsRequest>,
+        request: Request<v1::GetArrearsRequest>,
     ) -> Result<Response<v1::GetArrearsResponse>, Status> {
-        Err(citizen_calls_not_built())
+        let deadline = Deadline::of(&request);
+        let mut request = request.into_inner();
+        let (device, named) = (request.device_id.clone(), request.transit_account.clone());
+        let call =
+            convert::device_call(&mut request, &device, &named).map_err(IntoStatus::into_status)?;
+        let account = self
+            .citizen(call, deadline)
+            .await
+            .map_err(IntoStatus::into_status)?;
+        let arrears = self
+            .payments
+            .arrears(account)
+            .await
+            .map_err(IntoStatus::into_status)?;
+        Ok(Response::new(convert::arrears(&arrears)))
     }
 
     async fn repay_arrears(
         &self,
-        _request: Request<v1::RepayArrearsRequest>,
+        request: Request<v1::RepayArrearsRequest>,
     ) -> Result<Response<v1::RepayArrearsResponse>, Status> {
-        Err(citizen_calls_not_built())
+        let deadline = Deadline::of(&request);
+        let (call, key) =
+            convert::repay_arrears(request.into_inner()).map_err(IntoStatus::into_status)?;
+        let account = self
+            .citizen(call, deadline)
+            .await
+            .map_err(IntoStatus::into_status)?;
+        let charges = self
+            .payments
+            .repay_arrears(account, &key, citypass_token::unix_now())
+            .await
+            .map_err(IntoStatus::into_status)?;
+        // The wire has one charge: the first sent again (each declined charge keeps its
+        // own key); `remaining` is what is owed until they are answered.
+        let remaining = self
+            .payments
+            .arrears(account)
+            .await
+            .map_err(IntoStatus::into_status)?;
+        Ok(Response::new(v1::RepayArrearsResponse {
+            charge: charges.first().map(convert::charge),
+            remaining: Some(convert::money(remaining.total)),
+        }))
+    }
+
+    async fn void_tap(
+        &self,
+        request: Request<v1::VoidTapRequest>,
+    ) -> Result<Response<v1::VoidTapResponse>, Status> {
+        let void = convert::void_tap(request.into_inner()).map_err(IntoStatus::into_status)?;
+        let trip = self
+            .payments
+            .void(void)
+            .await
+            .map_err(IntoStatus::into_status)?;
+        let view = self
+            .payments
+            .trip_view(trip)
+            .await
+            .map_err(IntoStatus::into_status)?;
+        Ok(Response::new(v1::VoidTapResponse {
+            trip: Some(convert::trip_or_voided(&view).map_err(IntoStatus::into_status)?),
+        }))
+    }
+
+    async fn get_settlement(
+        &self,
+        request: Request<v1::GetSettlementRequest>,
+    ) -> Result<Response<v1::GetSettlementResponse>, Status> {
+        let request = request.into_inner();
+        let day = convert::date(&request.date).map_err(IntoStatus::into_status)?;
+        let settlement = self
+            .payments
+            .settlement(day)
+            .await
+            .map_err(IntoStatus::into_status)?;
+        Ok(Response::new(convert::settlement(
+            &request.date,
+            &settlement,
+        )))
     }
 }

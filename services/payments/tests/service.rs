@@ -17,7 +17,7 @@ use citypass_proto::prost_types::Timestamp;
 use citypass_proto::v1;
 use citypass_proto::v1::payments_service_client::PaymentsServiceClient;
 use citypass_runtime::config::PostgresConfig;
-use citypass_runtime::reason_of;
+use citypass_runtime::{Role, reason_of};
 use citypass_testkit::tls::{As, TestPki};
 use citypass_testkit::{Served, serve};
 use tonic::Code;
@@ -298,15 +298,159 @@ async fn bad_input_gets_a_precise_status_and_changes_nothing() {
         .unwrap();
     assert!(page.trips.is_empty(), "nothing was written");
 
-    // The citizen's calls are not built yet: UNIMPLEMENTED, never a silent success.
+    // A citizen's call without a device is malformed; with one, this service (built
+    // without identity) cannot check it: UNAVAILABLE, never a silent success.
     let status = running
         .client(&As::Nobody)
         .get_link(v1::GetLinkRequest {
             transit_account: RIDER.to_owned(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("device_id"), "{status:?}");
+    let status = running
+        .client(&As::Nobody)
+        .get_link(v1::GetLinkRequest {
+            device_id: "00112233445566778899aabbccddeeff".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(reason_of(&status).as_deref(), Some("IDENTITY_UNAVAILABLE"));
+}
+
+/// VoidTap, the gate's "the turnstile did not turn", as the verifier: an entry voided
+/// within the window is VOIDED and the rider may enter again; a void of an unknown tap
+/// is NOT_FOUND; one stamped far from the server's clock is INVALID_ARGUMENT. (Other
+/// callers are refused: `every_rpc_answers_every_caller_as_the_table_says`.)
+#[tokio::test]
+async fn the_verifier_voids_a_tap_the_turnstile_did_not_take() {
+    let running = start(false).await;
+    running.link(RIDER).await;
+    let mut verifier = running.verifier();
+    let mut tap = entry("scan-v1", "xidan");
+    tap.tapped_at = at(0);
+    let trip = verifier
+        .tap_in(tap)
+        .await
+        .unwrap()
+        .into_inner()
+        .trip
+        .unwrap();
+    let void = |scan: &str, offset: i64| v1::VoidTapRequest {
+        transit_account: RIDER.to_owned(),
+        gate_id: "metro-entry-1".to_owned(),
+        scan_id: scan.to_owned(),
+        voided_at: at(offset),
+    };
+    let voided = verifier
+        .void_tap(void("scan-v1", 2))
+        .await
+        .unwrap()
+        .into_inner()
+        .trip
+        .unwrap();
+    assert_eq!(voided.trip_id, trip.trip_id);
+    assert_eq!(voided.status, v1::TripStatus::Voided as i32);
+    let status = verifier
+        .void_tap(void("scan-unknown", 2))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    assert_eq!(reason_of(&status).as_deref(), Some("TAP_NOT_FOUND"));
+    let status = verifier.void_tap(void("scan-v1", 3_600)).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    // The voided entry does not block the next one (at another station: a scan at the
+    // same one within a minute would be a double tap).
+    let mut again = entry("scan-v2", "pingguoyuan");
+    again.tapped_at = at(5);
+    let reopened = verifier.tap_in(again).await.unwrap().into_inner();
+    assert_eq!(reopened.refusal, v1::TapRefusal::Unspecified as i32);
+    assert_eq!(reopened.trip.unwrap().status, v1::TripStatus::Open as i32);
+}
+
+/// GetSettlement for an operator with the auditor role: the day's charges per
+/// operator, with the CSV; a malformed date is INVALID_ARGUMENT naming `date`.
+#[tokio::test]
+async fn an_auditor_reads_the_days_settlement() {
+    let mut config = Config::dev();
+    config.sandbox = None;
+    let running = start_with(false, config).await;
+    running.link(RIDER).await;
+    let mut verifier = running.verifier();
+    verifier
+        .tap_in(entry("scan-s1", "pingguoyuan"))
+        .await
+        .unwrap();
+    verifier.tap_out(exit("scan-s2", "xidan")).await.unwrap();
+    // The city's day (UTC+8) of the exit.
+    let exited = now() + 8 * 3600;
+    let days = exited.div_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let date = format!("{y:04}-{m:02}-{d:02}");
+    let mut auditor = running.client(&As::Operator(&[Role::Auditor]));
+    let settlement = auditor
+        .get_settlement(v1::GetSettlementRequest { date: date.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(settlement.date, date);
+    assert_eq!(settlement.operators.len(), 1, "{settlement:?}");
+    let metro = &settlement.operators[0];
+    assert_eq!(metro.charges, 1);
+    assert_eq!(metro.due.as_ref().unwrap().minor_units, 500);
+    assert_eq!(metro.pending.as_ref().unwrap().minor_units, 500);
+    assert!(
+        settlement.csv.starts_with("operator,charges,due"),
+        "{}",
+        settlement.csv
+    );
+    assert!(
+        settlement.csv.contains(",1,5.00,0.00,5.00,0.00"),
+        "{}",
+        settlement.csv
+    );
+    // Another day has nothing.
+    let other = auditor
+        .get_settlement(v1::GetSettlementRequest {
+            date: "2001-01-01".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(other.operators.is_empty());
+    let status = auditor
+        .get_settlement(v1::GetSettlementRequest {
+            date: "2026-02-30".to_owned(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("date"), "{status:?}");
+}
+
+/// Howard Hinnant's civil_from_days.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 #[tokio::test]
