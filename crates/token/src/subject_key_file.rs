@@ -2,8 +2,9 @@
 //! sealed subjects but never sign (the verifier).
 //!
 //! The issuer's key ring ([`crate::Keyring`]) holds the code-signing seeds *and* the
-//! subject keys; the verifier needs only the second, so `citypass keys export-subject`
-//! writes them into a file of their own (a Secret mounted only into the verifier):
+//! subject keys; the verifier needs only the second, so every `citypass keys` command
+//! that changes the ring also writes them into a file of their own,
+//! `subject-keys.json` (a Secret mounted only into the verifier):
 //!
 //! ```json
 //! { "format": "citypass-subject-keys/v1", "dev": false,

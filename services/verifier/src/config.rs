@@ -116,7 +116,8 @@ pub const MAX_PROFILE_AGE: Duration = Duration::from_secs(600);
 #[serde(deny_unknown_fields)]
 pub struct SubjectsSettings {
     /// The subject-key file (`citypass-subject-keys/v1`, subject keys only, as
-    /// `citypass keys export-subject` writes it; a mounted Secret), followed.
+    /// `citypass keys` writes it beside the ring as `subject-keys.json`; a mounted
+    /// Secret), followed.
     pub keys: KeyFile,
     /// The identity service, asked GetSubjectProfile on a cache miss (its
     /// `request_timeout` bounds each call, as does the gate's deadline).

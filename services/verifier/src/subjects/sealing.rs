@@ -1,6 +1,6 @@
 //! The subject keys the verifier opens codes' sealed subjects with, followed from
 //! their own file (`subjects.keys`, a `citypass-subject-keys/v1` document that
-//! `citypass keys export-subject` writes from the issuer's ring): subject keys only,
+//! `subject-keys.json`, which `citypass keys` writes beside the issuer's ring): subject keys only,
 //! never a signing seed, so a verifier that leaks its secrets cannot mint a code.
 //!
 //! The file is followed with the runtime's key-file loader, like the key set: a changed
