@@ -32,7 +32,7 @@
 //!
 //! Keys are 64+ hex characters (32+ bytes), given inline or as a file (a Kubernetes
 //! Secret). A key written `dev:<text>` is a development key; the built-in defaults are
-//! such keys. Each HMAC key has an id (1 to 32767, see [`crate::hmac_keys`]); during a
+//! such keys. Each HMAC key has an id (1 to 32767, see `citypass_pseudonym::hmac_keys`); during a
 //! rotation the old key stays listed under `previous_…_keys` (keys/README.md). With `environment: production` the service refuses to start with a dev
 //! key, without a database, with plaintext transport, or with the real-name sandbox.
 //! `config.example.yaml` beside this crate shows every key.
