@@ -344,6 +344,24 @@ impl Stack {
             issuer_config.revocation.redis = Some(RedisConfig::new(redis_url.clone()));
             issuer_config.revocation.stream_key = stream_key.clone();
         }
+        // The verifier opens subjects with the ring's subject keys alone, exported into
+        // a file of their own (never the signing seeds). Exported at start: after a
+        // `citypass keys sealing-add`/`sealing-rotate`, restart `citypass dev`.
+        let subject_key_file = match &config.keys {
+            KeySource::File { path, .. } => {
+                let text = std::fs::read_to_string(path).map_err(|source| StackError::Files {
+                    path: path.clone(),
+                    source,
+                })?;
+                citypass_token::Keyring::from_json(&text)
+                    .map_err(|e| StackError::Files {
+                        path: path.clone(),
+                        source: std::io::Error::other(e.to_string()),
+                    })?
+                    .subject_key_file()
+            }
+            KeySource::Memory(ring) => ring.subject_key_file(),
+        };
         let issuer_built = match config.keys {
             KeySource::File {
                 path,
@@ -375,6 +393,8 @@ impl Stack {
         })?;
         let key_set_file = verifier_dir.join("keyset.jwks.json");
         publish_key_set(&keys, &key_set_file)?;
+        let subject_keys_file = verifier_dir.join("subject-keys.json");
+        write(&subject_keys_file, subject_key_file.to_json())?;
         let gates_file = verifier_dir.join("gates.yaml");
         if !gates_file.exists() {
             write(&gates_file, SAMPLE_GATES)?;
@@ -389,6 +409,10 @@ impl Stack {
         ));
         verifier_config.key_set = KeyFile::new(&key_set_file, Duration::from_secs(1));
         verifier_config.gates = KeyFile::new(&gates_file, Duration::from_secs(1));
+        verifier_config.subjects = Some(citypass_verifier::config::SubjectsSettings::dev(
+            KeyFile::new(&subject_keys_file, Duration::from_secs(1)),
+            UpstreamConfig::new(url(identity)),
+        ));
         verifier_config.revocation.service = UpstreamConfig::new(url(revocation));
         verifier_config.revocation.max_age = REVOCATION_MAX_AGE;
         verifier_config.revocation.follow = citypass_verifier::FollowMode::Watch;

@@ -323,6 +323,12 @@ impl TestStack {
         RevocationServiceClient::new(channel(&self.stack.revocation_url(), &tls).await)
     }
 
+    /// A channel to identity with `caller`'s certificate (a service's, to call as it).
+    pub async fn identity_as(&self, caller: &citypass_pki::Subject) -> Channel {
+        let tls = self.stack.client_tls(Some(caller)).expect("TLS");
+        channel(&self.endpoints().identity, &tls).await
+    }
+
     /// A client of the issuer without a certificate, as an app, for requests the app
     /// would not send.
     pub async fn issuer(&self) -> IssuerServiceClient<Channel> {

@@ -8,6 +8,86 @@ use citypass_proto::v1::{
     self as pb, RevocationReason, RevokeRequest, TargetKind, VerifyRequest, VerifyResponse,
 };
 
+/// The holder end to end: the verifier reads an enrolled citizen's profile from the
+/// stack's identity (its attributes and both stored pseudonyms), and a subject
+/// revocation refuses the citizen's online code issued before it, which a gate could
+/// not do (the code names no certificate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_verifier_reads_the_holder_and_a_revoked_subject_stops_online_codes() {
+    use citypass_verifier::subjects::SubjectsError;
+    use citypass_verifier::subjects::cache::ProfileCache;
+    use citypass_verifier::subjects::identity::IdentityProfiles;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let t = TestStack::with_ring(&dev_ring()).await;
+    let mut app = t.citizen("李小红").await;
+    let (subject_id, _) = citypass_e2e::ids(&app);
+    let subject = citypass_token::SubjectId::parse(&subject_id).unwrap();
+
+    // The profile, as the verifier's cache gets it (over the verifier's certificate).
+    let channel = t
+        .identity_as(&citypass_pki::Subject::service("verifier"))
+        .await;
+    let cache = ProfileCache::new(
+        Arc::new(IdentityProfiles::new(channel)),
+        Duration::from_secs(60),
+        100,
+        Duration::from_secs(5),
+    );
+    let profile = within("profile", cache.get(subject, None))
+        .await
+        .expect("a profile");
+    assert_eq!(profile.status, pb::SubjectStatus::Active);
+    assert_eq!(profile.assurance, pb::AssuranceLevel::RealNameVerified);
+    assert_eq!(profile.transit_account.len(), 32);
+    let government = profile
+        .government_pseudonym
+        .clone()
+        .expect("a resident ID's");
+    assert_eq!(government.len(), 64);
+    assert_eq!(profile.masked_name.chars().count(), 3);
+    assert!(!profile.masked_name.contains("小红"));
+    let unknown = citypass_token::SubjectId::from_bytes([0xee; 16]);
+    assert_eq!(
+        within("unknown", cache.get(unknown, None))
+            .await
+            .unwrap_err(),
+        SubjectsError::UnknownSubject
+    );
+
+    // An online code, then the subject is revoked: the code is refused at once.
+    let code = within("code", app.code(false))
+        .await
+        .expect("a code")
+        .qr_text;
+    let mut revocation = t.revocation().await;
+    let epoch = within(
+        "revoke the subject",
+        revocation.revoke(RevokeRequest {
+            target_kind: TargetKind::Subject.into(),
+            target_id: subject_id,
+            reason: RevocationReason::Fraud.into(),
+            ..RevokeRequest::default()
+        }),
+    )
+    .await
+    .expect("acknowledged")
+    .into_inner()
+    .entry
+    .expect("an entry")
+    .epoch;
+    within(
+        "the verifier's follower applies the revocation",
+        t.stack.verifier_revocations.wait_for_epoch(epoch),
+    )
+    .await;
+    let m = pb::Scene::Metro;
+    let refused = decide(&t, "metro-entry-1", scan("metro-entry-1", m, "r-1", &code)).await;
+    assert_eq!(reason(&refused), pb::DenyReason::SubjectRevoked);
+    assert!(refused.revocation_epoch >= epoch, "{refused:?}");
+}
+
 fn scan(gate: &str, scene: pb::Scene, scan_id: &str, code: &str) -> VerifyRequest {
     VerifyRequest {
         gate_id: gate.to_owned(),

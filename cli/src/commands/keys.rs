@@ -7,7 +7,8 @@
 //! of its own, for the revocation service only; the ring lists its public half, which
 //! the issuer publishes with usage `revocation-snapshot`. The subject-sealing keys live
 //! in the ring too (secret, never published): `sealing-add` and `sealing-rotate` rotate
-//! them by key id. See keys/README.md for the rotation procedures these steps implement.
+//! them by key id, and every change of the ring rewrites `subject-keys.json`, those keys
+//! alone, for the verifier. See keys/README.md for the rotation procedures these steps implement.
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,9 @@ use super::clock;
 pub const RING: &str = "keyring.json";
 /// The public key set file beside it.
 pub const JWKS: &str = "keyset.jwks.json";
+/// The verifier's subject-key file beside them: the ring's subject keys only (secret,
+/// mode 0600; never a signing seed).
+pub const SUBJECT_KEYS: &str = "subject-keys.json";
 /// The revocation service's snapshot key, beside them.
 pub const SNAPSHOT_KEY: &str = "snapshot-key.json";
 /// A snapshot key published but not yet signing (step 1 of its rotation).
@@ -348,6 +352,14 @@ pub fn load(dir: &Path) -> anyhow::Result<Keyring> {
 pub fn save(dir: &Path, ring: &Keyring) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     write_atomic(&dir.join(RING), ring.to_json().as_bytes(), true)?;
+    // The verifier's subject keys, written with every change of the ring so that a
+    // sealing rotation reaches it in the same step (deploy it before `sealing-rotate`
+    // seals with the staged key, as the ring itself).
+    write_atomic(
+        &dir.join(SUBJECT_KEYS),
+        ring.subject_key_file().to_json().as_bytes(),
+        true,
+    )?;
     write_atomic(
         &dir.join(JWKS),
         ring.public_keyset()?.to_jwks().as_bytes(),

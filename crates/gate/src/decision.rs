@@ -27,8 +27,8 @@
 
 use citypass_revocation::{RevocationSet, SignedSnapshot, SnapshotError};
 use citypass_token::{
-    CertSerial, CodeKind, Cti, KeySet, Kid, Scene, TokenError, Validation, kind_of, verify_offline,
-    verify_online,
+    CertSerial, CodeKind, Cti, KeySet, Kid, ObjectType, Scene, SubjectId, SubjectOpener,
+    TokenError, Validation, kind_of, verify_offline, verify_online,
 };
 use thiserror::Error;
 
@@ -76,6 +76,8 @@ pub enum Presented {
         /// Issue time (what a key revocation is compared with).
         iat: u64,
         exp: u64,
+        /// The sealed subject (`sub`): a gate cannot open it; the verifier can.
+        sealed_sub: Vec<u8>,
     },
     /// An offline code and its certificate serial.
     Offline {
@@ -88,6 +90,8 @@ pub enum Presented {
         certificate_iat: u64,
         /// The certificate's expiry: how long its counter must be remembered.
         certificate_exp: u64,
+        /// The certificate's sealed subject (`sub`).
+        sealed_sub: Vec<u8>,
     },
 }
 
@@ -107,6 +111,10 @@ pub enum DenyReason {
     /// or subject).
     #[error("device certificate revoked")]
     CertificateRevoked,
+    /// The code's subject is revoked for codes issued when this one was (online only:
+    /// a gate cannot unseal the subject, so it relies on the cascade to certificates).
+    #[error("subject revoked")]
+    SubjectRevoked,
     /// The signing key is revoked for codes issued when this one was.
     #[error("signing key revoked")]
     KeyRevoked,
@@ -153,6 +161,7 @@ impl DenyReason {
             DenyReason::TokenRevoked => "token_revoked",
             DenyReason::CertificateRevoked => "certificate_revoked",
             DenyReason::KeyRevoked => "key_revoked",
+            DenyReason::SubjectRevoked => "subject_revoked",
             DenyReason::Replayed => "replayed",
             DenyReason::CounterReplay => "counter_replay",
             DenyReason::MemoryFull => "replay_memory_full",
@@ -305,6 +314,7 @@ pub fn check_code(
                 cti: t.claims.cti,
                 iat: t.claims.iat,
                 exp: t.claims.exp,
+                sealed_sub: t.claims.sealed_sub,
             })
         }
         CodeKind::Offline => {
@@ -320,6 +330,7 @@ pub fn check_code(
                 exp: o.exp,
                 certificate_iat: o.certificate.iat,
                 certificate_exp: o.certificate.exp,
+                sealed_sub: o.certificate.sealed_sub,
             })
         }
     }
@@ -359,7 +370,52 @@ pub fn check_revocation(presented: &Presented, set: &RevocationSet) -> Result<()
     Ok(())
 }
 
+/// The subject-revocation step of the online verifier, after it unsealed `subject`
+/// from what was presented: a `Target::Subject` revocation dated after the code's issue
+/// time (CP1: `iat`; CP2: its certificate's) refuses it with
+/// [`DenyReason::SubjectRevoked`].
+pub fn check_subject_revocation(
+    presented: &Presented,
+    subject: &SubjectId,
+    set: &RevocationSet,
+) -> Result<(), DenyReason> {
+    if set.subject_revoked(subject, presented.issued_at()) {
+        return Err(DenyReason::SubjectRevoked);
+    }
+    Ok(())
+}
+
 impl Presented {
+    /// The subject sealed in the code (CP1: its `sub`; CP2: its certificate's), opened
+    /// with `keys`: an unknown key id, another layout version or bytes that do not
+    /// open are errors ([`TokenError::UnknownSubjectKey`],
+    /// [`TokenError::UnsupportedSealVersion`], [`TokenError::Unseal`]).
+    pub fn open_subject<K: SubjectOpener + ?Sized>(
+        &self,
+        keys: &K,
+    ) -> Result<SubjectId, TokenError> {
+        let opened = match self {
+            Presented::Online {
+                cti, sealed_sub, ..
+            } => keys.open_subject(sealed_sub, cti.as_bytes(), ObjectType::Online.typ())?,
+            Presented::Offline {
+                serial, sealed_sub, ..
+            } => keys.open_subject(sealed_sub, serial.as_bytes(), ObjectType::Certificate.typ())?,
+        };
+        SubjectId::from_slice(&opened).map_err(|_| TokenError::Unseal)
+    }
+
+    /// When the code was issued, as revocations compare it: the online code's `iat`,
+    /// the offline code's certificate's.
+    pub fn issued_at(&self) -> u64 {
+        match self {
+            Presented::Online { iat, .. } => *iat,
+            Presented::Offline {
+                certificate_iat, ..
+            } => *certificate_iat,
+        }
+    }
+
     /// The code's `cti`.
     pub fn cti(&self) -> Cti {
         match self {

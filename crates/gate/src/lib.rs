@@ -15,6 +15,6 @@ mod replay;
 pub use counter::CounterMemory;
 pub use decision::{
     Decision, DenyReason, Gate, GateConfig, Presented, SnapshotRefused, check_code,
-    check_revocation,
+    check_revocation, check_subject_revocation,
 };
 pub use replay::ReplayMemory;

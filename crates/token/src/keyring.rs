@@ -491,6 +491,18 @@ impl Keyring {
         SubjectKeys::new(keys)
     }
 
+    /// The subject keys alone, for a service that opens sealed subjects and must not
+    /// sign (the verifier's subject-key file): every key the ring holds, with the
+    /// valid-until of retired ones.
+    pub fn subject_key_file(&self) -> crate::SubjectKeyFile {
+        let keys: Vec<(u8, [u8; 32], Option<u64>)> = self
+            .subject_keys
+            .iter()
+            .map(|k| (k.id, k.secret, k.valid_until))
+            .collect();
+        crate::SubjectKeyFile::new(self.dev, &keys)
+    }
+
     /// Each subject key's id and status (no secret), in the ring's order.
     pub fn subject_key_statuses(&self) -> Vec<(u8, SubjectKeyStatus)> {
         self.subject_keys

@@ -42,6 +42,7 @@ mod scope;
 mod seal;
 mod signed_message;
 mod snapshot_key;
+mod subject_key_file;
 mod text;
 mod validation;
 
@@ -68,6 +69,7 @@ pub use signed_message::{
     sign_snapshot, verify_key_set, verify_snapshot,
 };
 pub use snapshot_key::SnapshotKey;
+pub use subject_key_file::SubjectKeyFile;
 pub use text::{CodeKind, MAX_TEXT_LEN, kind_of};
 pub use validation::Validation;
 

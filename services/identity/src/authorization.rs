@@ -3,7 +3,8 @@
 //! Citizens' apps enrol and bind without a certificate, under the per-address rate
 //! limit (and Enrol under its own attempt limits, `crate::attempts`). A subject's
 //! transit pseudonym goes only to the payments service and the verifier
-//! (GetTransitAccount): no other answer carries it. Reading a subject (without its
+//! (GetTransitAccount), and with the government-service pseudonym to the verifier alone
+//! (GetSubjectProfile): no other answer carries them. Reading a subject (without its
 //! pseudonym) or its devices, and changing them, is for operators
 //! (`identity-admin`; `auditor` reads): the citizen's own view, device-signed like
 //! IssueToken, comes with identity's own device-proof check. Devices are read by the
@@ -42,6 +43,12 @@ pub const AUTHORIZATION: Policy = Policy {
         Rule {
             method: "GetTransitAccount",
             allow: &[Allow::Service("payments"), Allow::Service("verifier")],
+        },
+        // Everything a scene policy needs (with both pseudonyms identity stores), only
+        // to the verifier, which caches it for a bounded age.
+        Rule {
+            method: "GetSubjectProfile",
+            allow: &[Allow::Service("verifier")],
         },
         Rule {
             method: "SetAttributes",

@@ -16,6 +16,8 @@
 //! | `pseudonym_key` / `pseudonym_key_file` | `CITYPASS_PSEUDONYM_KEY` / `…_FILE` | the dev key |
 //! | `pseudonym_key_id` | `CITYPASS_PSEUDONYM_KEY_ID` | 1 |
 //! | `previous_pseudonym_keys` | (file) | none (as `previous_document_keys`) |
+//! | `government_key` / `government_key_file` | `CITYPASS_GOVERNMENT_KEY` / `…_FILE` | the dev key |
+//! | `government_key_id` | `CITYPASS_GOVERNMENT_KEY_ID` | 1 |
 //! | `enrol_attempts_per_address` | `CITYPASS_ENROL_ATTEMPTS_PER_ADDRESS` | 10 per window |
 //! | `enrol_attempts_per_document` | `CITYPASS_ENROL_ATTEMPTS_PER_DOCUMENT` | 5 per window |
 //! | `enrol_attempt_window` | `CITYPASS_ENROL_ATTEMPT_WINDOW` | `1h` |
@@ -30,12 +32,11 @@
 //!
 //! Keys are 64+ hex characters (32+ bytes), given inline or as a file (a Kubernetes
 //! Secret). A key written `dev:<text>` is a development key; the built-in defaults are
-//! such keys. Each HMAC key has an id (1 to 32767, see [`crate::hmac_keys`]); during a
+//! such keys. Each HMAC key has an id (1 to 32767, see `citypass_pseudonym::hmac_keys`); during a
 //! rotation the old key stays listed under `previous_…_keys` (keys/README.md). With `environment: production` the service refuses to start with a dev
 //! key, without a database, with plaintext transport, or with the real-name sandbox.
 //! `config.example.yaml` beside this crate shows every key.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -44,16 +45,17 @@ use citypass_runtime::config::{PostgresConfig, duration};
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::hmac_keys::{HmacKeys, KeyId};
 use crate::realname::SandboxConfig;
+use citypass_pseudonym::{HmacKeys, KeyId};
 
 /// The document-hash key used when none is configured. Not secret: development only.
 pub const DEV_DOCUMENT_KEY: &str = "dev:citypass-identity-document-key-NOT-SECRET";
 /// The pseudonym key used when none is configured. Not secret: development only.
 pub const DEV_PSEUDONYM_KEY: &str = "dev:citypass-scene-pseudonym-key-NOT-SECRET";
 
-/// Shortest accepted production key.
-const MIN_KEY_BYTES: usize = 32;
+/// The government-service key used when none is configured. Not secret: development
+/// only.
+pub const DEV_GOVERNMENT_KEY: &str = "dev:citypass-government-pseudonym-key-NOT-SECRET";
 
 pub use citypass_runtime::Environment;
 
@@ -98,6 +100,16 @@ pub struct IdentityConfig {
     /// pseudonyms were stored, whose pseudonym is derived under their key id).
     #[serde(default)]
     pub previous_pseudonym_keys: Vec<PreviousKey>,
+    /// Key of the government-service pseudonym (held by the city's government
+    /// systems too): computed at enrolment of a resident ID and stored with its id.
+    #[serde(default)]
+    pub government_key: Option<Secret>,
+    /// File holding `government_key`.
+    #[serde(default)]
+    pub government_key_file: Option<PathBuf>,
+    /// The id of `government_key`, stored with every government pseudonym it makes.
+    #[serde(default = "default_key_id")]
+    pub government_key_id: u16,
     /// Enrol attempts one caller address (an IPv6 /64) may make per
     /// `enrol_attempt_window`; each costs a real-name lookup.
     #[serde(default = "default_enrol_attempts_per_address")]
@@ -218,63 +230,8 @@ fn default_clock_skew() -> Duration {
     Duration::from_secs(60)
 }
 
-/// A key with its provenance.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Key {
-    bytes: Vec<u8>,
-    dev: bool,
-}
-
-impl fmt::Debug for Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Key({} bytes{})",
-            self.bytes.len(),
-            if self.dev { ", dev" } else { "" }
-        )
-    }
-}
-
-impl Key {
-    /// Parses `dev:<text>` (a development key) or 64+ hex characters.
-    pub fn parse(text: &str, name: &str) -> Result<Key, Error> {
-        let text = text.trim();
-        if let Some(dev) = text.strip_prefix("dev:") {
-            if dev.is_empty() {
-                return Err(Error::Config(format!(
-                    "{name}: a dev key needs text after `dev:`"
-                )));
-            }
-            return Ok(Key {
-                bytes: dev.as_bytes().to_vec(),
-                dev: true,
-            });
-        }
-        let bytes = hex::decode(text).map_err(|_| {
-            Error::Config(format!(
-                "{name}: must be hexadecimal (or `dev:…` for development)"
-            ))
-        })?;
-        if bytes.len() < MIN_KEY_BYTES {
-            return Err(Error::Config(format!(
-                "{name}: must be at least {MIN_KEY_BYTES} bytes ({} hex characters)",
-                2 * MIN_KEY_BYTES
-            )));
-        }
-        Ok(Key { bytes, dev: false })
-    }
-
-    /// The key bytes.
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-
-    /// Whether this is a development key.
-    pub fn is_dev(&self) -> bool {
-        self.dev
-    }
-}
+/// A key with its provenance (one parser for every service's HMAC keys).
+pub use citypass_pseudonym::Key;
 
 impl IdentityConfig {
     /// Every default: development environment, in-memory store, dev keys, sandbox
@@ -292,6 +249,9 @@ impl IdentityConfig {
             pseudonym_key_file: None,
             pseudonym_key_id: default_key_id(),
             previous_pseudonym_keys: Vec::new(),
+            government_key: None,
+            government_key_file: None,
+            government_key_id: default_key_id(),
             enrol_attempts_per_address: default_enrol_attempts_per_address(),
             enrol_attempts_per_document: default_enrol_attempts_per_document(),
             enrol_attempt_window: default_enrol_attempt_window(),
@@ -346,6 +306,7 @@ impl IdentityConfig {
         }
         self.document_keys()?;
         self.pseudonym_keys()?;
+        self.government_keys()?;
         if self.environment == Environment::Production && self.database.is_none() {
             return Err(Error::Config(
                 "environment is production but database is not set: the in-memory store loses everything on restart".into(),
@@ -388,6 +349,26 @@ impl IdentityConfig {
             self.pseudonym_key.as_ref(),
             self.pseudonym_key_file.as_deref(),
             Some(DEV_PSEUDONYM_KEY),
+        )
+    }
+
+    /// The government-service key (the dev key if none is configured).
+    pub fn government_key(&self) -> Result<Key, Error> {
+        self.key(
+            "government_key",
+            self.government_key.as_ref(),
+            self.government_key_file.as_deref(),
+            Some(DEV_GOVERNMENT_KEY),
+        )
+    }
+
+    /// The government-service key with its id (no previous keys: the value is
+    /// computed at enrolment only, and stored).
+    pub fn government_keys(&self) -> Result<HmacKeys, Error> {
+        self.keys(
+            "government_key",
+            (self.government_key_id, self.government_key()?),
+            &[],
         )
     }
 
@@ -495,9 +476,11 @@ mod tests {
         std::fs::write(dir.join("document_key"), HEX_KEY).unwrap();
         std::fs::write(dir.join("document_key.1"), HEX_KEY.replace('0', "a")).unwrap();
         std::fs::write(dir.join("pseudonym_key"), HEX_KEY).unwrap();
+        std::fs::write(dir.join("government_key"), HEX_KEY).unwrap();
         config.document_key_file = Some(dir.join("document_key"));
         config.previous_document_keys[0].key_file = Some(dir.join("document_key.1"));
         config.pseudonym_key_file = Some(dir.join("pseudonym_key"));
+        config.government_key_file = Some(dir.join("government_key"));
         config.validate().unwrap();
         let ids: Vec<u16> = config
             .document_keys()
@@ -551,6 +534,9 @@ mod tests {
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("pseudonym_key is a development key"), "{err}");
         config.pseudonym_key = Some(Secret::new(HEX_KEY));
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("government_key is a development key"), "{err}");
+        config.government_key = Some(Secret::new(HEX_KEY));
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("database"), "{err}");
         config.database = Some(PostgresConfig::new("postgres://db/identity"));

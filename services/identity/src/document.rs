@@ -21,7 +21,7 @@ use citypass_proto::v1::{AssuranceLevel, DocumentType};
 use ring::hmac;
 
 use crate::error::Error;
-use crate::hmac_keys::{HmacKeys, KeyId};
+use citypass_pseudonym::{HmacKeys, KeyId};
 
 /// The request field every error here is about.
 const FIELD: &str = "document_number";
@@ -169,7 +169,8 @@ impl Document {
         }
     }
 
-    /// The normalised number, for the real-name check only. Never log it.
+    /// The normalised number, for the real-name check and the government-service
+    /// pseudonym only. Never log it.
     pub fn number(&self) -> &str {
         &self.number
     }
@@ -317,7 +318,7 @@ pub struct KeyedDocumentHash {
 ///
 /// The input is the context string, the document type number (so the same string as a
 /// passport and as a permit are different documents) and the normalised number. The
-/// keys have ids ([`crate::hmac_keys`]): a new row stores its hash under the current key
+/// keys have ids (`citypass_pseudonym::hmac_keys`): a new row stores its hash under the current key
 /// with that key's id; a lookup tries the hash under every configured key, so rows made
 /// under a previous key are still recognised during a rotation. The service keeps no
 /// number, so rows cannot be re-hashed in bulk: a previous key stays configured while

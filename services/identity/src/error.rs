@@ -139,6 +139,12 @@ impl Error {
     }
 }
 
+impl From<citypass_pseudonym::KeyError> for Error {
+    fn from(err: citypass_pseudonym::KeyError) -> Self {
+        Error::Config(err.0)
+    }
+}
+
 impl From<citypass_token::IdError> for Error {
     fn from(err: citypass_token::IdError) -> Self {
         use citypass_token::IdError;

@@ -29,7 +29,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use citypass_proto::v1::{FareClass, SubjectStatus};
+use citypass_proto::v1::{DocumentType, FareClass, SubjectStatus};
 use citypass_token::{PublicKey, binding_authorization_message, binding_message};
 
 use crate::attempts::EnrolAttempts;
@@ -42,13 +42,13 @@ use crate::ids::{DeviceId, SubjectId};
 use crate::model::{
     Attributes, AttributesUpdate, Certificate, CertificateCursor, CertificateOwner,
     CertificatePage, Challenge, Device, DeviceCursor, DevicePage, DeviceView, NewCertificate,
-    NewDevice, NewSubject, Subject, Timestamp,
+    NewDevice, NewSubject, Subject, SubjectProfile, Timestamp,
 };
 use crate::name::Name;
-use crate::pseudonym::{Pseudonyms, TRANSIT};
 use crate::realname::{Outcome, RealNameCheck};
 use crate::retries::{EnrolRetries, RequestId};
 use crate::store::Store;
+use citypass_pseudonym::{GovernmentPseudonyms, Pseudonym, Pseudonyms, Scope};
 
 /// A binding request whose fields are well-formed (the signatures are checked here).
 #[derive(Debug, Clone)]
@@ -85,6 +85,7 @@ pub struct Identity {
     real_name: Arc<dyn RealNameCheck>,
     documents: DocumentHasher,
     pseudonyms: Pseudonyms,
+    government: GovernmentPseudonyms,
     attempts: EnrolAttempts,
     retries: EnrolRetries,
     refusal_floor: Duration,
@@ -125,6 +126,7 @@ impl Identity {
             real_name,
             documents: DocumentHasher::new(config.document_keys()?),
             pseudonyms: Pseudonyms::new(config.pseudonym_keys()?),
+            government: GovernmentPseudonyms::new(config.government_keys()?),
             attempts: EnrolAttempts::new(
                 config.enrol_attempts_per_address,
                 config.enrol_attempts_per_document,
@@ -157,9 +159,26 @@ impl Identity {
             Some(value) => Ok(value),
             None => self
                 .pseudonyms
-                .derive_under(stored.key_id, TRANSIT, &subject)
+                .derive_under(stored.key_id, Scope::Transit, &subject)
                 .ok_or(Error::PseudonymKeyMissing(stored.key_id.stored())),
         }
+    }
+
+    /// What the verifier needs about a subject (GetSubjectProfile): the subject, its
+    /// transit account and its government-service pseudonym.
+    pub async fn subject_profile(&self, id: SubjectId) -> Result<SubjectProfile, Error> {
+        let subject = self.store.get_subject(id).await?;
+        let transit_account = self.transit_account(id).await?;
+        let government_pseudonym = self
+            .store
+            .get_government_pseudonym(id)
+            .await?
+            .map(|p: Pseudonym| p.value);
+        Ok(SubjectProfile {
+            subject,
+            transit_account,
+            government_pseudonym,
+        })
     }
 
     /// The latest acceptable birth date: today, in the easternmost time zone (UTC+14),
@@ -238,6 +257,8 @@ impl Identity {
             document_hash: hash,
             other_document_hashes: other_hashes.to_vec(),
             transit_account: self.pseudonyms.transit_account(&id),
+            government_pseudonym: (document.kind() == DocumentType::ResidentIdCard)
+                .then(|| self.government.derive(document.number())),
             document_type: document.kind(),
             masked_name: name.masked(),
             status: Outcome::Matched.status(),

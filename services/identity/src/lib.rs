@@ -17,11 +17,12 @@
 //! - [`error`]: the one error type and its gRPC codes;
 //! - [`ids`]: the subject/device id format (a contract with the issuer);
 //! - [`document`]: document number checks and the keyed hash;
-//! - [`hmac_keys`]: the document and pseudonym keys, with ids, for rotation;
+//! - `citypass_pseudonym` (shared with the verifier): HMAC keys with ids, the transit
+//!   account (derived at enrolment and stored) and the government-service pseudonym
+//!   (derived at enrolment of a resident ID and stored);
 //! - [`attempts`]: limits on enrolment attempts per caller and per document;
 //! - [`name`]: name validation and masking;
 //! - [`realname`]: the national real-name check (trait + sandbox);
-//! - [`pseudonym`]: the transit account, derived at enrolment and stored;
 //! - [`retries`]: Enrol's request ids, so that a retry gets the first answer;
 //! - [`challenge`]: binding challenges;
 //! - [`model`]: the records logic and stores share;
@@ -46,12 +47,10 @@ pub mod config;
 pub mod document;
 pub mod enrolment;
 pub mod error;
-pub mod hmac_keys;
 pub mod identity;
 pub mod ids;
 pub mod model;
 pub mod name;
-pub mod pseudonym;
 pub mod realname;
 pub mod retries;
 pub mod service;

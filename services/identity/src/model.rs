@@ -13,9 +13,9 @@ use citypass_proto::v1::{
 };
 
 use crate::document::{DocumentHash, KeyedDocumentHash};
-use crate::hmac_keys::KeyId;
 use crate::ids::{CertSerial, DeviceId, SubjectId};
-use crate::pseudonym::Pseudonym;
+use citypass_pseudonym::KeyId;
+use citypass_pseudonym::Pseudonym;
 
 /// A point in time with microsecond precision (what PostgreSQL keeps), as microseconds
 /// since the Unix epoch.
@@ -120,6 +120,9 @@ pub struct NewSubject {
     pub other_document_hashes: Vec<DocumentHash>,
     /// The transit account, derived once here and stored (never re-derived).
     pub transit_account: Pseudonym,
+    /// The government-service pseudonym of a resident ID number (with its key id),
+    /// derived once here; `None` for other documents.
+    pub government_pseudonym: Option<Pseudonym>,
     pub document_type: DocumentType,
     pub masked_name: String,
     /// PENDING, ACTIVE or REJECTED, from the real-name check.
@@ -150,6 +153,26 @@ impl NewSubject {
             created_at: now,
             updated_at: now,
         }
+    }
+}
+
+/// What the verifier's scene policies need about a subject (GetSubjectProfile).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SubjectProfile {
+    pub subject: Subject,
+    /// The transit account (32 lower-case hex characters).
+    pub transit_account: String,
+    /// The government-service pseudonym, for subjects enrolled with a resident ID.
+    pub government_pseudonym: Option<String>,
+}
+
+impl std::fmt::Debug for SubjectProfile {
+    /// Without pseudonyms or the name (personal data).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubjectProfile")
+            .field("status", &self.subject.status)
+            .field("attributes", &self.subject.attributes)
+            .finish_non_exhaustive()
     }
 }
 

@@ -327,6 +327,27 @@ impl IdentityService for IdentityApi {
         )
     }
 
+    async fn get_subject_profile(
+        &self,
+        request: Request<v1::GetSubjectProfileRequest>,
+    ) -> Result<Response<v1::GetSubjectProfileResponse>, Status> {
+        let req = request.into_inner();
+        answer(
+            async {
+                let id = SubjectId::parse(&req.subject_id)?;
+                let profile = self.identity.subject_profile(id).await?;
+                Ok(v1::GetSubjectProfileResponse {
+                    status: profile.subject.status as i32,
+                    attributes: Some(attributes(profile.subject.attributes)),
+                    transit_account: profile.transit_account,
+                    government_pseudonym: profile.government_pseudonym.unwrap_or_default(),
+                    masked_name: profile.subject.masked_name,
+                })
+            }
+            .await,
+        )
+    }
+
     async fn set_attributes(
         &self,
         request: Request<v1::SetAttributesRequest>,

@@ -19,6 +19,8 @@ pub mod postgres;
 use citypass_proto::v1::SubjectStatus;
 use futures::future::BoxFuture;
 
+use citypass_pseudonym::Pseudonym;
+
 use crate::document::DocumentHash;
 use crate::enrolment::EnrolmentGrant;
 use crate::error::Error;
@@ -48,8 +50,8 @@ pub trait Store: Send + Sync + 'static {
         document: &'a [DocumentHash],
     ) -> BoxFuture<'a, Result<Option<Subject>, Error>>;
 
-    /// Stores a new subject, with its document hash, that hash's key id and its transit
-    /// account (value and key id).
+    /// Stores a new subject, with its document hash, that hash's key id, its transit
+    /// account (value and key id) and its government pseudonym if it has one.
     ///
     /// - An ACTIVE or SUSPENDED subject with any of the document's hashes
     ///   ([`NewSubject::all_document_hashes`]) exists → [`Error::AlreadyEnrolled`] (at
@@ -72,6 +74,14 @@ pub trait Store: Send + Sync + 'static {
         &'a self,
         id: SubjectId,
     ) -> BoxFuture<'a, Result<StoredPseudonym, Error>>;
+
+    /// The subject's government-service pseudonym as enrolment stored it (with its key
+    /// id); `None` for a subject enrolled with another document or before the value was
+    /// stored. [`Error::SubjectNotFound`].
+    fn get_government_pseudonym<'a>(
+        &'a self,
+        id: SubjectId,
+    ) -> BoxFuture<'a, Result<Option<Pseudonym>, Error>>;
 
     /// Applies the given attributes, keeps the others; bumps `updated_at`.
     /// [`Error::SubjectNotFound`].

@@ -49,6 +49,12 @@ impl IdentityService for StandIn {
     ) -> Result<Response<GetTransitAccountResponse>, Status> {
         Err(Status::unimplemented(""))
     }
+    async fn get_subject_profile(
+        &self,
+        _: Request<citypass_proto::v1::GetSubjectProfileRequest>,
+    ) -> Result<Response<citypass_proto::v1::GetSubjectProfileResponse>, Status> {
+        Err(Status::unimplemented(""))
+    }
     async fn set_attributes(
         &self,
         _: Request<SetAttributesRequest>,

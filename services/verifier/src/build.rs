@@ -14,7 +14,12 @@ use crate::gates::Gates;
 use crate::key_set::Keys;
 use crate::replay::{MemoryReplayStore, RedisReplayStore, ReplayStore};
 use crate::service::VerifierApi;
+use crate::subjects::cache::ProfileCache;
+use crate::subjects::holder::Holder;
+use crate::subjects::identity::IdentityProfiles;
+use crate::subjects::sealing::SealingKeys;
 use crate::verify::{Rules, Verifier};
+use citypass_pseudonym::Pseudonyms;
 
 /// Largest request the verifier decodes: a CP2 code (about 600 characters) and a few
 /// ids, with room.
@@ -138,7 +143,7 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
         skew: config.decision.skew.as_secs(),
         revocation_max_age: config.revocation.max_age,
     };
-    let verifier = Verifier::new(
+    let mut verifier = Verifier::new(
         rules,
         keys.clone(),
         gates.clone(),
@@ -146,6 +151,32 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
         replay,
     )
     .keeping(follower.clone());
+    if let Some(settings) = &config.subjects {
+        let sealing = SealingKeys::follow(
+            &settings.keys.path,
+            settings.keys.reload_interval,
+            config.environment,
+        )
+        .map_err(part("subject keys"))?;
+        let pseudonyms = settings
+            .pseudonym_keys(config.environment)
+            .map_err(|e| part("subject pseudonym key")(std::io::Error::other(e)))?;
+        let channel = settings
+            .identity
+            .channel(tls.as_ref())
+            .map_err(part("identity client"))?;
+        let profiles = ProfileCache::new(
+            Arc::new(IdentityProfiles::new(channel)),
+            settings.max_age,
+            settings.capacity,
+            settings.identity.request_timeout,
+        );
+        verifier = verifier.with_subjects(Arc::new(Holder::new(
+            sealing,
+            profiles,
+            Pseudonyms::new(pseudonyms),
+        )));
+    }
     let service = VerifierApi::new(verifier)
         .into_server()
         .max_decoding_message_size(MAX_REQUEST_BYTES);

@@ -100,7 +100,105 @@ pub struct Config {
     /// The revocation follower's settings.
     #[serde(default)]
     pub revocation: RevocationSettings,
+    /// The code's holder: subject keys, identity's profiles, scene pseudonym keys.
+    /// Unset: subjects are not opened (refused in production: subject revocations
+    /// would not reach online codes).
+    #[serde(default)]
+    pub subjects: Option<SubjectsSettings>,
 }
+
+/// Longest `subjects.max_age`: how long an attribute change or a suspension may take
+/// to reach the gates.
+pub const MAX_PROFILE_AGE: Duration = Duration::from_secs(600);
+
+/// Where the verifier gets a code's holder from (`subjects:`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectsSettings {
+    /// The subject-key file (`citypass-subject-keys/v1`, subject keys only, as
+    /// `citypass keys` writes it beside the ring as `subject-keys.json`; a mounted
+    /// Secret), followed.
+    pub keys: KeyFile,
+    /// The identity service, asked GetSubjectProfile on a cache miss (its
+    /// `request_timeout` bounds each call, as does the gate's deadline).
+    pub identity: UpstreamConfig,
+    /// How long a profile is reused (default `60s`; at most `10m`).
+    #[serde(
+        default = "default_profile_age",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub max_age: Duration,
+    /// Most subjects cached (default 100 000).
+    #[serde(default = "default_profile_capacity")]
+    pub capacity: usize,
+    /// The scene pseudonym key (hospital, venues): 32+ bytes in hex, or `dev:…`.
+    #[serde(default)]
+    pub pseudonym_key: Option<Secret>,
+    /// File holding `pseudonym_key` (a mounted Secret).
+    #[serde(default)]
+    pub pseudonym_key_file: Option<std::path::PathBuf>,
+    /// The id of `pseudonym_key` (default 1).
+    #[serde(default = "default_pseudonym_key_id")]
+    pub pseudonym_key_id: u16,
+}
+
+fn default_profile_age() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_profile_capacity() -> usize {
+    100_000
+}
+
+fn default_pseudonym_key_id() -> u16 {
+    1
+}
+
+impl SubjectsSettings {
+    /// Settings with defaults for the key file at `keys` and identity at `identity`,
+    /// with a development pseudonym key.
+    pub fn dev(keys: KeyFile, identity: UpstreamConfig) -> Self {
+        SubjectsSettings {
+            keys,
+            identity,
+            max_age: default_profile_age(),
+            capacity: default_profile_capacity(),
+            pseudonym_key: Some(Secret::new(DEV_SCENE_PSEUDONYM_KEY)),
+            pseudonym_key_file: None,
+            pseudonym_key_id: default_pseudonym_key_id(),
+        }
+    }
+
+    /// The scene pseudonym keys, read (the file) and checked: production refuses a
+    /// dev key.
+    pub fn pseudonym_keys(
+        &self,
+        environment: Environment,
+    ) -> Result<citypass_pseudonym::HmacKeys, String> {
+        let text = match (&self.pseudonym_key, &self.pseudonym_key_file) {
+            (Some(_), Some(_)) => {
+                return Err("subjects.pseudonym_key and pseudonym_key_file are both set".into());
+            }
+            (Some(secret), None) => secret.expose().to_owned(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| format!("subjects.pseudonym_key_file {}: {e}", path.display()))?,
+            (None, None) => {
+                return Err("subjects.pseudonym_key (or pseudonym_key_file) is required".into());
+            }
+        };
+        let key = citypass_pseudonym::Key::parse(&text, "subjects.pseudonym_key")
+            .map_err(|e| e.to_string())?;
+        if key.is_dev() && environment == Environment::Production {
+            return Err("subjects.pseudonym_key is a development key in production".into());
+        }
+        let id = citypass_pseudonym::KeyId::new(self.pseudonym_key_id)
+            .ok_or("subjects.pseudonym_key_id must be 1 to 32767")?;
+        citypass_pseudonym::HmacKeys::new((id, key.bytes()), &[]).map_err(|e| e.to_string())
+    }
+}
+
+/// The verifier's development scene pseudonym key. Not secret.
+pub const DEV_SCENE_PSEUDONYM_KEY: &str = "dev:citypass-verifier-scene-pseudonym-key-NOT-SECRET";
 
 fn secret_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Secret>, D::Error> {
     Ok(list::deserialize(deserializer)?
@@ -146,6 +244,7 @@ impl Config {
             replay_capacity: default_replay_capacity(),
             decision: DecisionSettings::default(),
             revocation: RevocationSettings::default(),
+            subjects: None,
         }
     }
 
@@ -178,6 +277,21 @@ impl Config {
                 "(or replay_cluster) is required in production: replicas must share one replay store",
             ));
         }
+        match &self.subjects {
+            None if self.environment == Environment::Production => {
+                return Err(invalid(
+                    "subjects",
+                    "is required in production: without subject keys, subject revocations do not reach online codes",
+                ));
+            }
+            Some(subjects) if subjects.max_age > MAX_PROFILE_AGE => {
+                return Err(invalid("subjects.max_age", "must be at most 10m"));
+            }
+            Some(subjects) if subjects.capacity == 0 => {
+                return Err(invalid("subjects.capacity", "must be at least 1"));
+            }
+            _ => {}
+        }
         if self.replay_capacity == 0 {
             return Err(invalid("replay_capacity", "must be at least 1"));
         }
@@ -196,6 +310,9 @@ impl Config {
         }
         for node in &self.replay_cluster {
             urls.push(("replay_cluster", node.expose()));
+        }
+        if let Some(subjects) = &self.subjects {
+            urls.push(("subjects.identity.url", subjects.identity.url.as_str()));
         }
         self.server
             .check_transport(self.environment, &urls)
@@ -251,6 +368,40 @@ mod tests {
         assert_eq!(config.environment, Environment::Production);
         config.validate().expect("the example is valid");
         assert!(config.redis.is_some());
+        let subjects = config.subjects.expect("subjects");
+        assert_eq!(subjects.max_age, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn subjects_are_required_in_production_and_bounded() {
+        let config = load(&[
+            ("CITYPASS_REDIS__URL", "rediss://redis:6379/"),
+            ("CITYPASS_SERVER__SERVICE_NAME", "verifier"),
+            ("CITYPASS_SERVER__INSECURE_PLAINTEXT_BEHIND_MESH", "true"),
+        ])
+        .expect("loads");
+        assert_eq!(config.validate().unwrap_err().key, "subjects");
+        let config = load(&[
+            ("CITYPASS_ENVIRONMENT", "dev"),
+            (
+                "CITYPASS_SUBJECTS__KEYS__PATH",
+                "keys/dev/subject-keys.json",
+            ),
+            ("CITYPASS_SUBJECTS__IDENTITY__URL", "http://127.0.0.1:50051"),
+            ("CITYPASS_SUBJECTS__MAX_AGE", "1h"),
+        ])
+        .expect("loads");
+        assert_eq!(config.validate().unwrap_err().key, "subjects.max_age");
+        let subjects = config.subjects.unwrap();
+        assert!(subjects.pseudonym_keys(Environment::Dev).is_err(), "no key");
+        let mut with_dev_key = subjects.clone();
+        with_dev_key.pseudonym_key = Some(Secret::new(DEV_SCENE_PSEUDONYM_KEY));
+        assert!(with_dev_key.pseudonym_keys(Environment::Dev).is_ok());
+        assert!(
+            with_dev_key
+                .pseudonym_keys(Environment::Production)
+                .is_err()
+        );
     }
 
     #[test]
@@ -262,6 +413,11 @@ mod tests {
             ),
             ("CITYPASS_SERVER__SERVICE_NAME", "verifier"),
             ("CITYPASS_SERVER__INSECURE_PLAINTEXT_BEHIND_MESH", "true"),
+            (
+                "CITYPASS_SUBJECTS__KEYS__PATH",
+                "/etc/citypass/subject-keys.json",
+            ),
+            ("CITYPASS_SUBJECTS__IDENTITY__URL", "http://identity:50051"),
         ])
         .expect("loads");
         assert_eq!(config.replay_cluster.len(), 2);

@@ -98,6 +98,7 @@ pub fn deny_reason(refusal: &Refusal) -> pb::DenyReason {
         Refusal::UnknownGate => R::UnknownGate,
         Refusal::SceneMismatch => R::SceneMismatch,
         Refusal::ScanIdConflict => R::ScanIdConflict,
+        Refusal::SubjectUnreadable => R::UnsealFailed,
         Refusal::ServiceUnavailable => R::ServiceUnavailable,
         Refusal::Code(reason) => match reason {
             DenyReason::Token(error) => token_reason(error),
@@ -105,6 +106,7 @@ pub fn deny_reason(refusal: &Refusal) -> pb::DenyReason {
             DenyReason::TokenRevoked => R::TokenRevoked,
             DenyReason::CertificateRevoked => R::CertificateRevoked,
             DenyReason::KeyRevoked => R::KeyRevoked,
+            DenyReason::SubjectRevoked => R::SubjectRevoked,
             DenyReason::Replayed => R::Replayed,
             DenyReason::CounterReplay => R::CounterReplay,
             DenyReason::MemoryFull => R::ServiceUnavailable,

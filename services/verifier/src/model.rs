@@ -60,6 +60,9 @@ pub enum Refusal {
     ScanIdConflict,
     /// The replay store (Redis) did not answer in time: fail closed.
     ServiceUnavailable,
+    /// The code's sealed subject does not open under the verifier's subject keys (an
+    /// unknown key id, another layout, or bytes that do not open): `UNSEAL_FAILED`.
+    SubjectUnreadable,
 }
 
 impl Refusal {
@@ -71,6 +74,7 @@ impl Refusal {
             Refusal::SceneMismatch => "scene_mismatch",
             Refusal::ScanIdConflict => "scan_id_conflict",
             Refusal::ServiceUnavailable => "service_unavailable",
+            Refusal::SubjectUnreadable => "unseal_failed",
         }
     }
 }

@@ -6,6 +6,16 @@
 //! attributes reach online codes too. Attributes come from identity through a cache of
 //! bounded age (never a call per scan on the hot path); pseudonyms are keyed HMACs
 //! computed here, so the hot path needs no call for them either.
+//!
+//! - [`sealing`]: the subject keys, followed from their own file;
+//! - [`cache`]: identity's profiles, cached for a bounded age and size, misses coalesced;
+//! - [`identity`]: identity's GetSubjectProfile as the cache's source;
+//! - [`holder`]: the real [`Subjects`], composing the three with the pseudonym keys.
+
+pub mod cache;
+pub mod holder;
+pub mod identity;
+pub mod sealing;
 
 use std::sync::Arc;
 

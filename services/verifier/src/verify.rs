@@ -12,7 +12,12 @@
 //! 3. revocation: [`citypass_gate::check_revocation`] on the follower's set, in memory.
 //!    A code the set shows revoked is refused whatever the data's age; otherwise data
 //!    older than `revocation.max_age`, or never synced, refuses every code
-//!    (`REVOCATION_DATA_STALE`: fail closed);
+//!    (`REVOCATION_DATA_STALE`: fail closed). Then the holder (when `subjects` is
+//!    configured, [`crate::subjects`]): the code's sealed subject is opened (one that
+//!    does not open is refused `UNSEAL_FAILED`, never an error), and a subject
+//!    revocation dated after the code's issue time refuses it (`SUBJECT_REVOKED`, with
+//!    the epoch decided with): online codes too, which carry no serial a cascade
+//!    could reach;
 //! 4. single use: the replay store (`replay.rs`), which writes the mark and this
 //!    answer in one step, returns a retried scan's first answer, and refuses a replay,
 //!    an older offline counter or a scan id reused with another code. A store that does
@@ -27,10 +32,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use citypass_gate::{DenyReason, Presented, check_code, check_revocation};
+use citypass_gate::{
+    DenyReason, Presented, check_code, check_revocation, check_subject_revocation,
+};
 use citypass_revocation_follow::{Follower, Freshness, RevocationSet, RevocationView};
 use citypass_runtime::Deadline;
-use citypass_token::{kind_of, sha256, unix_now};
+use citypass_token::{SubjectId, kind_of, sha256, unix_now};
 
 use crate::error::VerifierError;
 use crate::gates::{Gate, GateDirection, Gates};
@@ -38,6 +45,7 @@ use crate::key_set::Keys;
 use crate::metrics::Metrics;
 use crate::model::{Answer, Basis, Direction, Refusal, Scan};
 use crate::replay::{Mark, Outcome, ReplayStore, StoredAnswer, Use};
+use crate::subjects::Subjects;
 
 /// Where the revocation step reads from: the follower's set ([`RevocationView`]) in
 /// the service, a fixed set ([`FixedRevocations`]) in benches.
@@ -46,6 +54,13 @@ pub trait Revocations: Send + Sync + 'static {
     fn freshness(&self) -> Freshness;
     /// [`check_revocation`] on the data, with the freshness of what it read.
     fn check(&self, presented: &Presented) -> (Result<(), DenyReason>, Freshness);
+    /// [`check_subject_revocation`] on the data, for the subject unsealed from
+    /// `presented`.
+    fn check_subject(
+        &self,
+        presented: &Presented,
+        subject: &SubjectId,
+    ) -> (Result<(), DenyReason>, Freshness);
 }
 
 impl Revocations for RevocationView {
@@ -55,6 +70,14 @@ impl Revocations for RevocationView {
 
     fn check(&self, presented: &Presented) -> (Result<(), DenyReason>, Freshness) {
         self.decide(|set| check_revocation(presented, set))
+    }
+
+    fn check_subject(
+        &self,
+        presented: &Presented,
+        subject: &SubjectId,
+    ) -> (Result<(), DenyReason>, Freshness) {
+        self.decide(|set| check_subject_revocation(presented, subject, set))
     }
 }
 
@@ -83,6 +106,17 @@ impl Revocations for FixedRevocations {
     fn check(&self, presented: &Presented) -> (Result<(), DenyReason>, Freshness) {
         (check_revocation(presented, &self.set), self.freshness())
     }
+
+    fn check_subject(
+        &self,
+        presented: &Presented,
+        subject: &SubjectId,
+    ) -> (Result<(), DenyReason>, Freshness) {
+        (
+            check_subject_revocation(presented, subject, &self.set),
+            self.freshness(),
+        )
+    }
 }
 
 /// What the decision needs besides its sources.
@@ -101,6 +135,9 @@ pub struct Verifier {
     gates: Arc<Gates>,
     revocations: Arc<dyn Revocations>,
     replay: Arc<dyn ReplayStore>,
+    /// The code's holder (unsealing, profiles, pseudonyms); without it the subject is
+    /// not opened and subject revocations reach online codes only through their life.
+    subjects: Option<Arc<dyn Subjects>>,
     /// The follower behind `revocations`, kept running as long as the verifier lives.
     _follower: Option<Arc<Follower>>,
     metrics: Metrics,
@@ -131,6 +168,7 @@ impl Verifier {
             gates,
             revocations,
             replay,
+            subjects: None,
             _follower: None,
             metrics,
         }
@@ -141,6 +179,17 @@ impl Verifier {
     pub fn keeping(mut self, follower: Arc<Follower>) -> Self {
         self._follower = Some(follower);
         self
+    }
+
+    /// Opens codes' subjects with `subjects` and checks subject revocations.
+    pub fn with_subjects(mut self, subjects: Arc<dyn Subjects>) -> Self {
+        self.subjects = Some(subjects);
+        self
+    }
+
+    /// The holder source, if configured.
+    pub fn subjects(&self) -> Option<&Arc<dyn Subjects>> {
+        self.subjects.as_ref()
     }
 
     /// The gate registry (to replace it in tests).
@@ -224,6 +273,22 @@ impl Verifier {
                 Some(Refusal::Code(DenyReason::RevocationsStale)),
                 basis,
             ));
+        }
+        if let Some(subjects) = &self.subjects {
+            let subject = match subjects.unseal(&presented) {
+                Ok(subject) => subject,
+                Err(err) => {
+                    // The reason names a key id or layout, never the subject.
+                    tracing::warn!(error = %err, "code refused: its subject does not open");
+                    return Ok(answer(Some(Refusal::SubjectUnreadable), basis));
+                }
+            };
+            let (revoked, freshness) = self.revocations.check_subject(&presented, &subject);
+            basis.revocation_epoch = freshness.epoch;
+            basis.revocation_age = freshness.age;
+            if let Err(reason) = revoked {
+                return Ok(answer(Some(reason.into()), basis));
+            }
         }
 
         // Kept a skew longer than the code can be accepted: the store's clock (Redis)

@@ -18,13 +18,13 @@ use super::{
 use crate::document::DocumentHash;
 use crate::enrolment::{Authority, EnrolmentGrant};
 use crate::error::Error;
-use crate::hmac_keys::KeyId;
 use crate::ids::{CertSerial, DeviceId, SubjectId};
 use crate::model::{
     AttributesUpdate, Certificate, CertificateOwner, CertificatePage, Challenge, Device,
     DevicePage, DeviceView, NewCertificate, NewDevice, NewSubject, StoredPseudonym, Subject,
     Timestamp,
 };
+use citypass_pseudonym::{KeyId, Pseudonym};
 
 /// The in-memory store. Cloning shares the same data.
 #[derive(Debug, Clone, Default)]
@@ -53,6 +53,7 @@ struct SubjectRecord {
     #[allow(dead_code)] // kept for parity with the PostgreSQL column
     document_key_id: KeyId,
     transit_account: StoredPseudonym,
+    government_pseudonym: Option<Pseudonym>,
     #[allow(dead_code)] // kept for parity with the PostgreSQL audit column
     status_reason: String,
     /// In binding order.
@@ -147,6 +148,7 @@ impl Store for MemoryStore {
                 }
             }
             let enrolment = new.enrolment;
+            let government_pseudonym = new.government_pseudonym.clone();
             let subject = new.into_subject(now);
             if enrolled {
                 state.enrolled.insert(hash, subject.id);
@@ -159,6 +161,7 @@ impl Store for MemoryStore {
                     document_hash: hash,
                     document_key_id,
                     transit_account,
+                    government_pseudonym,
                     status_reason: String::new(),
                     devices: Vec::new(),
                 },
@@ -169,6 +172,13 @@ impl Store for MemoryStore {
 
     fn get_subject<'a>(&'a self, id: SubjectId) -> BoxFuture<'a, Result<Subject, Error>> {
         Box::pin(async move { Ok(self.lock()?.subject(id)?.subject.clone()) })
+    }
+
+    fn get_government_pseudonym<'a>(
+        &'a self,
+        id: SubjectId,
+    ) -> BoxFuture<'a, Result<Option<Pseudonym>, Error>> {
+        Box::pin(async move { Ok(self.lock()?.subject(id)?.government_pseudonym.clone()) })
     }
 
     fn get_transit_account<'a>(

@@ -37,13 +37,13 @@ use super::{
 use crate::document::DocumentHash;
 use crate::enrolment::{Authority, EnrolmentGrant};
 use crate::error::Error;
-use crate::hmac_keys::KeyId;
 use crate::ids::{CertSerial, DeviceId, SubjectId};
 use crate::model::{
     Attributes, AttributesUpdate, Certificate, CertificateOwner, CertificatePage, Challenge,
     Device, DevicePage, DeviceView, NewCertificate, NewDevice, NewSubject, StoredPseudonym,
     Subject, Timestamp,
 };
+use citypass_pseudonym::{KeyId, Pseudonym};
 
 /// Expired challenges removed per new challenge (spreads the clean-up over calls).
 /// The schema, in version order: every file of `migrations/` (a test checks the list
@@ -52,6 +52,7 @@ pub const MIGRATIONS: citypass_postgres::Embedded = citypass_postgres::embed_mig
     "20261129000001_identity.sql",
     "20261202000001_enrolment_secrets.sql",
     "20261202000002_hmac_key_ids.sql",
+    "20261203000001_government_pseudonym.sql",
 ];
 
 const EXPIRED_CHALLENGE_BATCH: i64 = 100;
@@ -214,6 +215,13 @@ impl Store for PostgresStore {
 
     fn get_subject<'a>(&'a self, id: SubjectId) -> BoxFuture<'a, Result<Subject, Error>> {
         Box::pin(self.get_subject_now(id))
+    }
+
+    fn get_government_pseudonym<'a>(
+        &'a self,
+        id: SubjectId,
+    ) -> BoxFuture<'a, Result<Option<Pseudonym>, Error>> {
+        Box::pin(self.get_government_pseudonym_now(id))
     }
 
     fn get_transit_account<'a>(

@@ -13,5 +13,6 @@ mod enrol;
 mod lifecycle;
 mod privacy;
 mod record_certificate;
+mod subject_profile;
 mod support;
 mod unknown_ids;

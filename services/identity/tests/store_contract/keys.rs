@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use citypass_identity::document::KeyedDocumentHash;
 use citypass_identity::error::Error;
-use citypass_identity::hmac_keys::KeyId;
 use citypass_identity::model::StoredPseudonym;
 use citypass_identity::store::Store;
 use citypass_proto::v1::SubjectStatus;
+use citypass_pseudonym::{KeyId, Pseudonym};
 
 use crate::support::{at, hash, new_subject, race};
 
@@ -84,6 +84,36 @@ pub(crate) async fn finding_9_rows_keep_their_key_ids_and_are_found_under_any_ke
     assert!(matches!(
         store
             .get_transit_account(citypass_identity::ids::SubjectId::from_bytes([0xee; 16]))
+            .await,
+        Err(Error::SubjectNotFound)
+    ));
+}
+
+/// The government-service pseudonym (issue 10): stored with its key id at enrolment
+/// of a resident ID, read back as stored; none for other subjects.
+pub(crate) async fn government_pseudonyms_are_stored_with_their_key_id(store: Arc<dyn Store>) {
+    let mut resident = new_subject(60, SubjectStatus::Active);
+    let stored = Pseudonym {
+        key_id: two(),
+        value: "ab".repeat(32),
+    };
+    resident.government_pseudonym = Some(stored.clone());
+    let resident = store.insert_subject(resident, at(0)).await.unwrap();
+    assert_eq!(
+        store.get_government_pseudonym(resident.id).await.unwrap(),
+        Some(stored)
+    );
+    let other = store
+        .insert_subject(new_subject(61, SubjectStatus::Active), at(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_government_pseudonym(other.id).await.unwrap(),
+        None
+    );
+    assert!(matches!(
+        store
+            .get_government_pseudonym(citypass_identity::ids::SubjectId::from_bytes([0xee; 16]))
             .await,
         Err(Error::SubjectNotFound)
     ));

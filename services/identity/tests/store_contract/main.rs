@@ -41,6 +41,7 @@ citypass_testkit::contract_suite!(
     postgres => super::postgres_store().await;
     [
         subjects::subjects_are_stored_and_found,
+        keys::government_pseudonyms_are_stored_with_their_key_id,
         subjects::one_enrolled_subject_per_document,
         subjects::concurrent_enrolments_of_one_document_have_one_winner,
         subjects::a_verified_enrolment_closes_pending_attempts,

@@ -6,16 +6,15 @@ use std::sync::Arc;
 use citypass_identity::document::{DocumentHash, KeyedDocumentHash};
 use citypass_identity::enrolment::{Authority, EnrolmentGrant, SecretHash};
 use citypass_identity::error::Error;
-use citypass_identity::hmac_keys::KeyId;
 use citypass_identity::ids::{DeviceId, SubjectId};
 use citypass_identity::model::{
     Attributes, Challenge, NewCertificate, NewDevice, NewSubject, Timestamp,
 };
-use citypass_identity::pseudonym::Pseudonym;
 use citypass_identity::store::Store;
 use citypass_proto::v1::{
     AssuranceLevel, DocumentType, FareClass, RealNameCheckOutcome, SubjectStatus,
 };
+use citypass_pseudonym::{KeyId, Pseudonym};
 use citypass_token::{DeviceKey, SystemRandom};
 
 /// A fixed clock origin; tests move it forward explicitly.
@@ -53,6 +52,7 @@ pub(crate) fn new_subject(document: u8, status: SubjectStatus) -> NewSubject {
             key_id: KeyId::FIRST,
             value: hex::encode(&id.as_bytes()[..]),
         },
+        government_pseudonym: None,
         document_type: DocumentType::ResidentIdCard,
         masked_name: "张**".to_owned(),
         status,

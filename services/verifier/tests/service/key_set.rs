@@ -105,7 +105,8 @@ async fn the_key_set_is_refreshed_only_when_the_set_in_force_vouches_for_it() {
     let next = Issuer::new(
         "citypass-test",
         IssuerKey::from_seed(&[7; 32]).unwrap(),
-        SubjectKey::from_bytes(&[8; 32]).unwrap(),
+        // A signing-key rotation keeps the subject key: the verifier opens its codes.
+        SubjectKey::from_bytes(&crate::support::ISSUER_SUBJECT_KEY).unwrap(),
     );
     // Until the test publishes, the issuer has nothing usable to say.
     *issuer.0.lock().unwrap() = GetKeySetResponse::default();

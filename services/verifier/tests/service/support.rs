@@ -22,8 +22,9 @@ use citypass_testkit::tls::{As, TestPki};
 use citypass_testkit::{Served, serve};
 use citypass_token::{
     DeviceKey, Issuer, IssuerKey, KeySet, KeyStatus, KeyUsage, OfflineSigner, PublishedKey, Scopes,
-    SnapshotKey, SubjectKey, SystemRandom, unix_now,
+    SnapshotKey, SubjectKey, SubjectKeyFile, SystemRandom, unix_now,
 };
+use citypass_verifier::config::SubjectsSettings;
 use citypass_verifier::{Config, FollowMode, RevocationView};
 use futures::future::BoxFuture;
 use tonic::transport::Channel;
@@ -154,6 +155,12 @@ pub struct Harness {
     _dir: tempfile::TempDir,
 }
 
+/// The subject key of `issuer_of(1)` (the harness's issuer), id 0.
+pub const ISSUER_SUBJECT_KEY: [u8; 32] = [101; 32];
+
+/// The subject every harness code is for.
+pub const SUBJECT: [u8; 16] = [9; 16];
+
 fn issuer_of(seed: u8) -> Issuer {
     Issuer::new(
         "citypass-test",
@@ -256,6 +263,19 @@ impl Harness {
         config.revocation.follow = FollowMode::Watch;
         config.revocation.max_age = Duration::from_secs(2);
         config.issuer = issuer_url.map(UpstreamConfig::new);
+        // The issuer's subject key (id 0), in a subject-key file of its own. Identity
+        // is not asked on the decision path (no scene policy reads profiles yet), so
+        // its URL leads nowhere.
+        let subject_keys_path = dir.path().join("subject-keys.json");
+        std::fs::write(
+            &subject_keys_path,
+            SubjectKeyFile::new(true, &[(0, ISSUER_SUBJECT_KEY, None)]).to_json(),
+        )
+        .unwrap();
+        config.subjects = Some(SubjectsSettings::dev(
+            KeyFile::new(&subject_keys_path, Duration::from_millis(50)),
+            UpstreamConfig::new("https://127.0.0.1:9"),
+        ));
 
         let (served, revocations) = start_verifier(config.clone()).await;
         Harness {

@@ -54,9 +54,9 @@ impl PostgresStore {
             "INSERT INTO subjects (subject_id, document_type, document_hash, masked_name, \
                  status, real_name_check, fare_class, medical_insurance_linked, \
                  assurance_level, created_at, updated_at, document_key_id, \
-                 transit_account, pseudonym_key_id) \
+                 transit_account, pseudonym_key_id, government_pseudonym, government_key_id) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, identity_ts($10), identity_ts($10), \
-                 $11, $12, $13) \
+                 $11, $12, $13, $14, $15) \
              ON CONFLICT (document_hash) WHERE status IN (2, 3) DO NOTHING \
              RETURNING subject_id",
         )
@@ -73,6 +73,8 @@ impl PostgresStore {
         .bind(new.document_hash.key_id.stored())
         .bind(&new.transit_account.value)
         .bind(new.transit_account.key_id.stored())
+        .bind(new.government_pseudonym.as_ref().map(|p| p.value.as_str()))
+        .bind(new.government_pseudonym.as_ref().map(|p| p.key_id.stored()))
         .fetch_optional(&mut *tx)
         .await?;
         if inserted.is_none() {
@@ -129,6 +131,29 @@ impl PostgresStore {
             key_id: KeyId::from_stored(key_id).ok_or(Error::Corrupt("pseudonym_key_id"))?,
             value: row.try_get("transit_account")?,
         })
+    }
+
+    pub(super) async fn get_government_pseudonym_now(
+        &self,
+        id: SubjectId,
+    ) -> Result<Option<Pseudonym>, Error> {
+        let row = sqlx::query(
+            "SELECT government_pseudonym, government_key_id FROM subjects WHERE subject_id = $1",
+        )
+        .bind(id.as_bytes().as_slice())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(Error::SubjectNotFound)?;
+        let value: Option<String> = row.try_get("government_pseudonym")?;
+        let key_id: Option<i16> = row.try_get("government_key_id")?;
+        match (value, key_id) {
+            (None, None) => Ok(None),
+            (Some(value), Some(key_id)) => Ok(Some(Pseudonym {
+                key_id: KeyId::from_stored(key_id).ok_or(Error::Corrupt("government_key_id"))?,
+                value,
+            })),
+            _ => Err(Error::Corrupt("government_pseudonym")),
+        }
     }
 
     pub(super) async fn update_attributes_now(

@@ -1,11 +1,12 @@
 //! HMAC keys with ids, so that a key can be rotated while what it made stays usable.
 //!
-//! Two keys of this service are HMAC keys: the document key (the keyed hash that is all
-//! the service keeps of a document number, [`crate::document`]) and the pseudonym key
-//! (the transit account, [`crate::pseudonym`]). Each is configured as a *current* key
-//! with an id, plus the *previous* keys still needed during a rotation. Records carry
-//! the id of the key that made them (`subjects.document_key_id`,
-//! `subjects.pseudonym_key_id`): new records use the current key; lookups try every
+//! Identity's document key (the keyed hash of a document number), its pseudonym key
+//! (the scene pseudonyms, [`crate::scene`]) and the government key
+//! ([`crate::government`]) are HMAC keys, as are the verifier's scene keys. Each is
+//! configured as a *current* key with an id, plus the *previous* keys still needed
+//! during a rotation. Records carry the id of the key that made them
+//! (`subjects.document_key_id`, `subjects.pseudonym_key_id`,
+//! `subjects.government_key_id`): new records use the current key; lookups try every
 //! configured key; a key can leave the configuration once no record needs it
 //! (keys/README.md, "The identity service's HMAC keys").
 //!
@@ -16,7 +17,11 @@ use std::fmt;
 
 use ring::hmac;
 
-use crate::error::Error;
+/// A key configuration that cannot be used (the message names what is wrong, never
+/// key bytes).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct KeyError(pub String);
 
 /// The id of one HMAC key: 1 to 32767.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -66,11 +71,11 @@ impl fmt::Debug for HmacKeys {
 impl HmacKeys {
     /// The current key and the previous ones (each at least 32 bytes, checked by the
     /// configuration). Ids must differ.
-    pub fn new(current: (KeyId, &[u8]), previous: &[(KeyId, &[u8])]) -> Result<Self, Error> {
+    pub fn new(current: (KeyId, &[u8]), previous: &[(KeyId, &[u8])]) -> Result<Self, KeyError> {
         let mut keys = Vec::with_capacity(1 + previous.len());
         for (id, bytes) in std::iter::once(&current).chain(previous) {
             if keys.iter().any(|(seen, _)| seen == id) {
-                return Err(Error::Config(format!("key id {id} is configured twice")));
+                return Err(KeyError(format!("key id {id} is configured twice")));
             }
             keys.push((*id, hmac::Key::new(hmac::HMAC_SHA256, bytes)));
         }
