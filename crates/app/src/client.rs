@@ -10,8 +10,8 @@ use citypass_proto::v1::{
     IssueTokenRequest, IssueTokenResponse, Subject,
 };
 use citypass_token::{
-    DeviceKey, KeySet, OfflineSigner, SystemRandom, TokenError, binding_authorization_message,
-    binding_message, verify_key_set,
+    DeviceKey, KeySet, OfflineSigner, Scopes, SystemRandom, TokenError,
+    binding_authorization_message, binding_message, verify_key_set,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,6 +97,9 @@ pub struct App {
     /// The state to persist after each step.
     pub state: AppState,
     rng: SystemRandom,
+    /// The scenes online codes are asked for; `None`: what the issuer grants by
+    /// default (which leaves out scenes granted only on request, e.g. government).
+    scopes: Option<Scopes>,
 }
 
 impl App {
@@ -110,6 +113,7 @@ impl App {
             issuer: IssuerServiceClient::new(connect(&endpoints.issuer, endpoints.tls.as_ref())?),
             state,
             rng: SystemRandom::new(),
+            scopes: None,
         })
     }
 
@@ -236,6 +240,11 @@ impl App {
         Ok(device.device_id)
     }
 
+    /// From now on, asks for codes scoped to `scopes` (`None`: the issuer's default).
+    pub fn set_scopes(&mut self, scopes: Option<Scopes>) {
+        self.scopes = scopes;
+    }
+
     /// Asks for an online code, signed by the device key.
     pub async fn code(&mut self, want_svg: bool) -> Result<IssueTokenResponse, AppError> {
         let subject_id = self.subject_id()?;
@@ -243,7 +252,10 @@ impl App {
         let mut request = IssueTokenRequest {
             subject_id,
             device_id,
-            requested_scopes: Vec::new(),
+            requested_scopes: self
+                .scopes
+                .map(citypass_proto::scene::scopes_to_api)
+                .unwrap_or_default(),
             want_svg,
             proof: None,
         };

@@ -13,7 +13,11 @@ use crate::config::Config;
 use crate::gates::Gates;
 use crate::key_set::Keys;
 use crate::replay::{MemoryReplayStore, RedisReplayStore, ReplayStore};
+use crate::scene::Policies;
 use crate::service::VerifierApi;
+use crate::stand_in_subjects::UnavailableSubjects;
+use crate::subjects::Subjects;
+use crate::venues::{MemoryVenueStore, RedisVenueStore, VenueStore};
 use crate::verify::{Rules, Verifier};
 
 /// Largest request the verifier decodes: a CP2 code (about 600 characters) and a few
@@ -37,9 +41,18 @@ pub struct Built {
 }
 
 /// Builds the verifier from `config`: TLS identity, key set and gate registry
-/// (followed), replay store, revocation follower, VerifierService. Call inside a tokio
-/// runtime.
+/// (followed), replay and venue stores, revocation follower, scene policies,
+/// VerifierService. Call inside a tokio runtime.
+///
+/// The code's holder comes from [`UnavailableSubjects`] for now: a PLACEHOLDER (every
+/// scene that needs a holder follows its fail mode) until the real `Subjects`
+/// (unsealing, identity's cached profiles, pseudonyms) is wired here.
 pub async fn build(config: Config) -> Result<Built, BuildError> {
+    build_with(config, Arc::new(UnavailableSubjects)).await
+}
+
+/// [`build`] with `subjects` as the source of codes' holders (tests give a fixed one).
+pub async fn build_with(config: Config, subjects: Arc<dyn Subjects>) -> Result<Built, BuildError> {
     config.validate().map_err(part("configuration"))?;
     let tls = config.server.load_tls()?;
     let ca_file = config.server.tls.as_ref().map(|t| t.ca_file.as_path());
@@ -64,7 +77,15 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
         config.environment,
     )
     .map_err(part("gate registry"))?;
-    let replay: Arc<dyn ReplayStore> = match &config.redis {
+    // The venue counts live where the marks do.
+    let redis_stores = |store: RedisReplayStore, timeout| {
+        let venues =
+            RedisVenueStore::new(store.connection(), config.redis_key_prefix.clone(), timeout);
+        let venues: Arc<dyn VenueStore> = Arc::new(venues);
+        let replay: Arc<dyn ReplayStore> = Arc::new(store);
+        (replay, venues)
+    };
+    let (replay, venues) = match &config.redis {
         _ if !config.replay_cluster.is_empty() => {
             let nodes: Vec<String> = config
                 .replay_cluster
@@ -86,28 +107,31 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
                 }
                 None => None,
             };
-            Arc::new(
-                RedisReplayStore::connect_cluster(
-                    &nodes,
-                    config.redis_key_prefix.clone(),
-                    timeout,
-                    ca.as_deref(),
-                )
-                .await
-                .map_err(part("Redis Cluster replay store"))?,
+            let store = RedisReplayStore::connect_cluster(
+                &nodes,
+                config.redis_key_prefix.clone(),
+                timeout,
+                ca.as_deref(),
             )
+            .await
+            .map_err(part("Redis Cluster replay store"))?;
+            redis_stores(store, timeout)
         }
         Some(redis) => {
             let client =
                 citypass_redis::from_config(redis, ca_file).map_err(part("Redis replay store"))?;
-            Arc::new(
+            let store =
                 RedisReplayStore::connect(client, config.redis_key_prefix.clone(), redis.timeout)
                     .await
-                    .map_err(part("Redis replay store"))?,
-            )
+                    .map_err(part("Redis replay store"))?;
+            redis_stores(store, redis.timeout)
         }
-        None => Arc::new(MemoryReplayStore::new(config.replay_capacity)),
+        None => (
+            Arc::new(MemoryReplayStore::new(config.replay_capacity)) as Arc<dyn ReplayStore>,
+            Arc::new(MemoryVenueStore::new(config.venue_capacity)) as Arc<dyn VenueStore>,
+        ),
     };
+    let policies = Arc::new(Policies::new(config.scenes.clone(), subjects, venues));
 
     let mut follow = config
         .revocation
@@ -144,6 +168,7 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
         gates.clone(),
         Arc::new(revocations.clone()),
         replay,
+        policies,
     )
     .keeping(follower.clone());
     let service = VerifierApi::new(verifier)

@@ -15,6 +15,8 @@ use serde::Deserialize;
 
 pub use citypass_runtime::Environment;
 
+use crate::scene::ScenesConfig;
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid verifier configuration: `{key}` {problem}")]
@@ -100,6 +102,18 @@ pub struct Config {
     /// The revocation follower's settings.
     #[serde(default)]
     pub revocation: RevocationSettings,
+    /// The scene policies: per scene `fail` (`closed`|`open`) and `deadline`; scenic
+    /// venues' capacity, entries per person and UTC offset.
+    #[serde(default)]
+    pub scenes: ScenesConfig,
+    /// Most venue-days the in-memory venue store holds (default 10 000; with `redis`,
+    /// the counts live there).
+    #[serde(default = "default_venue_capacity")]
+    pub venue_capacity: usize,
+}
+
+fn default_venue_capacity() -> usize {
+    10_000
 }
 
 fn secret_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Secret>, D::Error> {
@@ -146,6 +160,8 @@ impl Config {
             replay_capacity: default_replay_capacity(),
             decision: DecisionSettings::default(),
             revocation: RevocationSettings::default(),
+            scenes: ScenesConfig::default(),
+            venue_capacity: default_venue_capacity(),
         }
     }
 
@@ -177,6 +193,12 @@ impl Config {
                 "redis",
                 "(or replay_cluster) is required in production: replicas must share one replay store",
             ));
+        }
+        self.scenes
+            .check()
+            .map_err(|(key, problem)| invalid(key, problem))?;
+        if self.venue_capacity == 0 {
+            return Err(invalid("venue_capacity", "must be at least 1"));
         }
         if self.replay_capacity == 0 {
             return Err(invalid("replay_capacity", "must be at least 1"));

@@ -4,4 +4,5 @@
 mod decisions;
 mod key_set;
 mod revocation;
+mod scenes;
 mod support;
