@@ -76,6 +76,11 @@ enum AppStep {
     },
     /// Get an online code (request signed by the device key) and show it.
     Code {
+        /// Ask for a code scoped to this scene (repeatable). Without it, the issuer's
+        /// default scopes, which leave out `government`: a service hall counter takes
+        /// only codes asked for with `--scope government`.
+        #[arg(long = "scope", value_enum, value_name = "SCENE")]
+        scopes: Vec<super::token::SceneArg>,
         /// Also write the code's text here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -187,6 +192,16 @@ async fn step(args: AppArgs) -> anyhow::Result<()> {
     };
     let state = load(&args.state)?;
     let mut app = App::new(&endpoints, state)?;
+    if let AppStep::Code { scopes, .. } = &args.step
+        && !scopes.is_empty()
+    {
+        app.set_scopes(Some(
+            scopes
+                .iter()
+                .map(|scene| citypass_token::Scene::from(*scene))
+                .collect(),
+        ));
+    }
     let json = args.json;
     match args.step {
         AppStep::Enrol {
@@ -237,6 +252,7 @@ async fn step(args: AppArgs) -> anyhow::Result<()> {
             watch: true,
             count,
             refresh,
+            ..
         } => {
             let files = Files { out, png, svg };
             self::watch(&mut app, &files, count, refresh).await?;

@@ -144,6 +144,8 @@ pub fn run(cmd: GateCommand) -> anyhow::Result<ExitCode> {
             "revocation_epoch": response.revocation_epoch,
             "revocation_age_s": age(response.revocation_age),
             "key_set_age_s": age(response.key_set_age),
+            "fail_open": response.fail_open,
+            "scene_result": scene_json(response.scene_result.as_ref()),
         });
         println!("{line}");
     } else {
@@ -151,6 +153,12 @@ pub fn run(cmd: GateCommand) -> anyhow::Result<ExitCode> {
             println!("ALLOW  (gate {gate}, scene {})", scene.name());
         } else {
             println!("DENY {reason}  (gate {gate}, scene {})", scene.name());
+        }
+        if let Some(shown) = scene_line(response.scene_result.as_ref()) {
+            println!("  {shown}");
+        }
+        if response.fail_open {
+            println!("  allowed under the scene's fail-open policy (a dependency was down)");
         }
         println!(
             "  revocation epoch {}, {:.1} s old; key set {:.1} s old{}",
@@ -169,6 +177,85 @@ pub fn run(cmd: GateCommand) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(DENIED)
     })
+}
+
+/// What the gate's display shows of the scene result.
+fn scene_line(result: Option<&pb::verify_response::SceneResult>) -> Option<String> {
+    use pb::verify_response::SceneResult as R;
+    Some(match result? {
+        R::Hospital(h) => format!(
+            "patient {}; medical insurance {}",
+            h.patient_pseudonym,
+            if h.medical_insurance_linked {
+                "linked"
+            } else {
+                "not linked"
+            }
+        ),
+        R::Scenic(s) => format!(
+            "visitor {}; entry {} today; {} places left",
+            s.venue_pseudonym, s.entries_today, s.remaining_capacity
+        ),
+        R::Government(g) => format!(
+            "{} ({}); government file key {}",
+            g.masked_name,
+            g.assurance_level()
+                .as_str_name()
+                .trim_start_matches("ASSURANCE_LEVEL_")
+                .to_ascii_lowercase(),
+            g.government_pseudonym
+        ),
+        R::Transit(t) => format!(
+            "trip {}; fare {} {}; {}",
+            t.trip_id,
+            t.fare_charged.as_ref().map_or(0, |m| m.minor_units),
+            t.fare_charged
+                .as_ref()
+                .map_or("", |m| m.currency_code.as_str()),
+            t.fare_class()
+                .as_str_name()
+                .trim_start_matches("FARE_CLASS_")
+                .to_ascii_lowercase()
+        ),
+    })
+}
+
+/// The scene result as JSON (`null` when none).
+fn scene_json(result: Option<&pb::verify_response::SceneResult>) -> serde_json::Value {
+    use pb::verify_response::SceneResult as R;
+    match result {
+        None => serde_json::Value::Null,
+        Some(R::Hospital(h)) => serde_json::json!({
+            "hospital": {
+                "patient_pseudonym": h.patient_pseudonym,
+                "medical_insurance_linked": h.medical_insurance_linked,
+            }
+        }),
+        Some(R::Scenic(s)) => serde_json::json!({
+            "scenic": {
+                "venue_pseudonym": s.venue_pseudonym,
+                "entries_today": s.entries_today,
+                "remaining_capacity": s.remaining_capacity,
+            }
+        }),
+        Some(R::Government(g)) => serde_json::json!({
+            "government": {
+                "masked_name": g.masked_name,
+                "assurance_level": g.assurance_level().as_str_name(),
+                "government_pseudonym": g.government_pseudonym,
+            }
+        }),
+        Some(R::Transit(t)) => serde_json::json!({
+            "transit": {
+                "trip_id": t.trip_id,
+                "fare_minor_units": t.fare_charged.as_ref().map(|m| m.minor_units),
+                "currency": t.fare_charged.as_ref().map(|m| m.currency_code.clone()),
+                "charge_status": t.charge_status().as_str_name(),
+                "transit_account": t.transit_account,
+                "fare_class": t.fare_class().as_str_name(),
+            }
+        }),
+    }
 }
 
 /// The code: the text itself, a PNG of its QR, or a file holding the text.

@@ -82,6 +82,8 @@ pub enum SceneArg {
     Hospital,
     /// Scenic-spot, museum and park gates.
     Scenic,
+    /// Government service hall counters.
+    Government,
 }
 
 impl From<SceneArg> for Scene {
@@ -91,6 +93,7 @@ impl From<SceneArg> for Scene {
             SceneArg::Bus => Scene::Bus,
             SceneArg::Hospital => Scene::Hospital,
             SceneArg::Scenic => Scene::Scenic,
+            SceneArg::Government => Scene::Government,
         }
     }
 }

@@ -13,8 +13,8 @@ use citypass_proto::v1::{
     RepayArrearsRequest, RepayArrearsResponse, Subject, UnlinkAccountRequest,
 };
 use citypass_token::{
-    DeviceKey, KeySet, OfflineSigner, SystemRandom, TokenError, binding_authorization_message,
-    binding_message, verify_key_set,
+    DeviceKey, KeySet, OfflineSigner, Scopes, SystemRandom, TokenError,
+    binding_authorization_message, binding_message, verify_key_set,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,6 +103,9 @@ pub struct App {
     /// The state to persist after each step.
     pub state: AppState,
     rng: SystemRandom,
+    /// The scenes online codes are asked for; `None`: what the issuer grants by
+    /// default (which leaves out scenes granted only on request, e.g. government).
+    scopes: Option<Scopes>,
 }
 
 impl App {
@@ -120,6 +123,7 @@ impl App {
             )?),
             state,
             rng: SystemRandom::new(),
+            scopes: None,
         })
     }
 
@@ -246,6 +250,11 @@ impl App {
         Ok(device.device_id)
     }
 
+    /// From now on, asks for codes scoped to `scopes` (`None`: the issuer's default).
+    pub fn set_scopes(&mut self, scopes: Option<Scopes>) {
+        self.scopes = scopes;
+    }
+
     /// Asks for an online code, signed by the device key.
     pub async fn code(&mut self, want_svg: bool) -> Result<IssueTokenResponse, AppError> {
         let subject_id = self.subject_id()?;
@@ -253,7 +262,10 @@ impl App {
         let mut request = IssueTokenRequest {
             subject_id,
             device_id,
-            requested_scopes: Vec::new(),
+            requested_scopes: self
+                .scopes
+                .map(citypass_proto::scene::scopes_to_api)
+                .unwrap_or_default(),
             want_svg,
             proof: None,
         };

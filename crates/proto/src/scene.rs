@@ -13,6 +13,7 @@ pub fn from_api(value: i32) -> Option<Scene> {
         pb::Scene::Bus => Some(Scene::Bus),
         pb::Scene::Hospital => Some(Scene::Hospital),
         pb::Scene::Scenic => Some(Scene::Scenic),
+        pb::Scene::Government => Some(Scene::Government),
         pb::Scene::Unspecified => None,
     }
 }
@@ -24,6 +25,7 @@ pub fn to_api(scene: Scene) -> i32 {
         Scene::Bus => pb::Scene::Bus,
         Scene::Hospital => pb::Scene::Hospital,
         Scene::Scenic => pb::Scene::Scenic,
+        Scene::Government => pb::Scene::Government,
     };
     api as i32
 }

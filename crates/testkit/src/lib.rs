@@ -8,6 +8,7 @@
 
 pub mod authz;
 mod contract;
+pub mod redis_cluster;
 mod serve;
 pub mod tls;
 

@@ -14,11 +14,19 @@ pub enum Scene {
     Hospital,
     /// Scenic-spot and park gates.
     Scenic,
+    /// Government service hall counters (政务服务): granted only when asked for.
+    Government,
 }
 
 impl Scene {
     /// Every scene, in bit order.
-    pub const ALL: [Scene; 4] = [Scene::Metro, Scene::Bus, Scene::Hospital, Scene::Scenic];
+    pub const ALL: [Scene; 5] = [
+        Scene::Metro,
+        Scene::Bus,
+        Scene::Hospital,
+        Scene::Scenic,
+        Scene::Government,
+    ];
 
     fn bit(self) -> u64 {
         1 << (self as u32)
@@ -31,6 +39,7 @@ impl Scene {
             Scene::Bus => "bus",
             Scene::Hospital => "hospital",
             Scene::Scenic => "scenic",
+            Scene::Government => "government",
         }
     }
 

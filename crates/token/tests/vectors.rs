@@ -91,7 +91,9 @@ fn inputs() -> Value {
 
 #[test]
 fn online_token_vector() {
-    let scopes = Scopes::all();
+    // The four scenes the vector was written with (the government scene, bit 4, came
+    // later; the vector's bytes stay fixed).
+    let scopes = Scopes::from_bits(0b1111);
     let issued = issuer()
         .issue_token_with_cti(&SUBJECT, scopes, IAT, IAT + 60, CTI)
         .unwrap();
@@ -157,7 +159,7 @@ fn offline_code_vector() {
             .certify_with_serial(
                 &SUBJECT,
                 key.public_key(),
-                Scopes::all(),
+                Scopes::from_bits(0b1111),
                 IAT,
                 IAT + 86_400,
                 SERIAL,

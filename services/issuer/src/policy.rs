@@ -7,8 +7,11 @@
 //! not know (a newer app) are dropped, like any scene not allowed.
 //!
 //! The rules: transit (metro, bus) and scenic spots for every ACTIVE subject; the
-//! hospital scene only from a configured assurance level up (real-name verified by
-//! default), since a hospital desk relies on the code for who the patient is. Fares,
+//! hospital and government service hall scenes only from a configured assurance level
+//! up (real-name verified by default), since a hospital desk or a service counter
+//! relies on the code for who stands there. The government scene is granted only when
+//! the app asks for it ([`ON_REQUEST_ONLY`]): a code that tells a counter who its
+//! holder is must be one the citizen chose to show there. Fares,
 //! arrears and venue capacity are the verifier's business at the gate, not the
 //! issuer's.
 
@@ -42,6 +45,9 @@ impl MinAssurance {
     }
 }
 
+/// Scenes granted only when the request names them, never by default.
+pub const ON_REQUEST_ONLY: [Scene; 1] = [Scene::Government];
+
 /// The scene rules (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
@@ -69,7 +75,7 @@ impl Policy {
         // Assurance levels are ordered by number (common.proto); a newer, stronger
         // level than this build knows still compares correctly.
         if attributes.assurance_level >= self.hospital_min_assurance as i32 {
-            scopes = scopes.with(Scene::Hospital);
+            scopes = scopes.with(Scene::Hospital).with(Scene::Government);
         }
         scopes
     }
@@ -84,7 +90,10 @@ impl Policy {
     ) -> Scopes {
         let allowed = self.allowed(status, attributes);
         match requested {
-            None => allowed,
+            None => allowed
+                .scenes()
+                .filter(|scene| !ON_REQUEST_ONLY.contains(scene))
+                .collect(),
             Some(wanted) => Scopes::from_bits(wanted.bits() & allowed.bits()),
         }
     }
@@ -118,6 +127,24 @@ mod tests {
             !strict
                 .allowed(active, &attributes(AssuranceLevel::RealNameVerified))
                 .contains(Scene::Hospital)
+        );
+    }
+
+    #[test]
+    fn the_government_scene_is_granted_only_when_asked_for() {
+        let policy = Policy::new(MinAssurance::RealNameVerified);
+        let active = SubjectStatus::Active;
+        let verified = attributes(AssuranceLevel::RealNameVerified);
+        let default = policy.grant(active, &verified, None);
+        assert!(!default.contains(Scene::Government));
+        assert!(default.contains(Scene::Hospital) && default.contains(Scene::Metro));
+        let asked = Scopes::NONE.with(Scene::Government);
+        assert_eq!(policy.grant(active, &verified, Some(asked)), asked);
+        let weak = attributes(AssuranceLevel::DocumentChecked);
+        assert_eq!(
+            policy.grant(active, &weak, Some(asked)),
+            Scopes::NONE,
+            "real-name assurance is required"
         );
     }
 

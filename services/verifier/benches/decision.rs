@@ -1,7 +1,8 @@
 //! The whole decision without the network, next to ring's bare signature checks in the
 //! same run: the verifier (`Verifier::verify`: gate registry, the shared pipeline, the
-//! revocation step on a fixed set, single use in the memory store, the answer) on a
-//! fresh code per iteration.
+//! revocation step on a fixed set, single use in the memory store, the scene policy
+//! (CP2 at a scenic gate: reserve, the venue count in memory, settle; the holder from
+//! `FixedSubjects`), the answer) on a fresh code per iteration.
 //!
 //! Goals (issue 10): `decision_cp1 / bare_ed25519_verify <= 1.3`, `decision_cp2 /
 //! (bare_ed25519_verify + bare_p256_verify) <= 1.3`. Service throughput against a bare
@@ -11,10 +12,10 @@ use std::sync::Arc;
 
 use citypass_token::*;
 use citypass_verifier::{
-    FixedRevocations, Gate, Gates, Keys, MemoryReplayStore, Registry, Rules, Scan, Verifier,
+    FixedRevocations, FixedSubjects, Gate, Gates, Keys, MemoryReplayStore, MemoryVenueStore,
+    Policies, Registry, Rules, Scan, ScenesConfig, VenueSettings, Verifier,
 };
 use criterion::{BatchSize, Criterion, black_box, criterion_group, criterion_main};
-use futures::FutureExt as _;
 use ring::signature::{self, UnparsedPublicKey};
 
 fn gate(scene: Scene) -> Gate {
@@ -23,7 +24,7 @@ fn gate(scene: Scene) -> Gate {
         direction: (scene == Scene::Metro).then_some(citypass_verifier::GateDirection::Entry),
         station: None,
         stop: None,
-        venue: None,
+        venue: (scene == Scene::Scenic).then(|| "bench-park".to_owned()),
         hospital: None,
         hall: None,
         operator: None,
@@ -59,6 +60,13 @@ fn bench(c: &mut Criterion) {
         ("scenic-1".to_owned(), gate(Scene::Scenic)),
     ])
     .unwrap();
+    // One holder enters the bench's park once per iteration: no limits.
+    let mut scenes = ScenesConfig::default();
+    scenes.scenic.default_venue = VenueSettings {
+        capacity: u32::MAX,
+        entries_per_day: u32::MAX,
+        ..VenueSettings::default()
+    };
     let verifier = Verifier::new(
         Rules {
             skew: 30,
@@ -68,12 +76,22 @@ fn bench(c: &mut Criterion) {
         Gates::fixed(registry),
         Arc::new(FixedRevocations::default()),
         Arc::new(MemoryReplayStore::new(50_000_000)),
+        Arc::new(Policies::new(
+            scenes,
+            Arc::new(FixedSubjects::new(FixedSubjects::citizen(
+                SubjectId::from_bytes([0x5a; 16]),
+            ))),
+            Arc::new(MemoryVenueStore::new(1_000)),
+        )),
     );
+    // The service decides on tokio; scene policies bound their work with its timer.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime");
     let decide = |scan: Scan| {
-        let answer = verifier
-            .verify(&scan.gate_id.clone(), &scan, None)
-            .now_or_never()
-            .expect("the memory store answers at once")
+        let answer = runtime
+            .block_on(verifier.verify(&scan.gate_id.clone(), &scan, None))
             .expect("an answer");
         assert!(answer.allowed(), "{answer:?}");
     };

@@ -13,11 +13,15 @@ use crate::config::Config;
 use crate::gates::Gates;
 use crate::key_set::Keys;
 use crate::replay::{MemoryReplayStore, RedisReplayStore, ReplayStore};
+use crate::scene::Policies;
 use crate::service::VerifierApi;
+use crate::stand_in_subjects::UnavailableSubjects;
+use crate::subjects::Subjects;
 use crate::subjects::cache::ProfileCache;
 use crate::subjects::holder::Holder;
 use crate::subjects::identity::IdentityProfiles;
 use crate::subjects::sealing::SealingKeys;
+use crate::venues::{MemoryVenueStore, RedisVenueStore, VenueStore};
 use crate::verify::{Rules, Verifier};
 use citypass_pseudonym::Pseudonyms;
 
@@ -42,11 +46,59 @@ pub struct Built {
 }
 
 /// Builds the verifier from `config`: TLS identity, key set and gate registry
-/// (followed), replay store, revocation follower, VerifierService. Call inside a tokio
-/// runtime.
+/// (followed), replay and venue stores, revocation follower, scene policies,
+/// VerifierService. Call inside a tokio runtime.
+///
+/// The code's holder comes from `subjects` (subject keys, identity's cached profiles,
+/// pseudonym keys); without it (dev only) scenes that need a holder follow their fail
+/// mode ([`UnavailableSubjects`]).
 pub async fn build(config: Config) -> Result<Built, BuildError> {
+    build_with(config, None).await
+}
+
+/// [`build`] with `policy_subjects` as the scene policies' source of holders instead
+/// of the configured one (tests give a fixed one); the holder step (unsealing, subject
+/// revocations) still uses the configured one.
+pub async fn build_with(
+    config: Config,
+    policy_subjects: Option<Arc<dyn Subjects>>,
+) -> Result<Built, BuildError> {
     config.validate().map_err(part("configuration"))?;
     let tls = config.server.load_tls()?;
+    let holder: Option<Arc<dyn Subjects>> = match &config.subjects {
+        Some(settings) => {
+            let sealing = SealingKeys::follow(
+                &settings.keys.path,
+                settings.keys.reload_interval,
+                config.environment,
+            )
+            .map_err(part("subject keys"))?;
+            let pseudonyms = settings
+                .pseudonym_keys(config.environment)
+                .map_err(|e| part("subject pseudonym key")(std::io::Error::other(e)))?;
+            let channel = settings
+                .identity
+                .channel(tls.as_ref())
+                .map_err(part("identity client"))?;
+            let profiles = ProfileCache::new(
+                Arc::new(IdentityProfiles::new(channel)),
+                settings.max_age,
+                settings.capacity,
+                settings.identity.request_timeout,
+            );
+            Some(Arc::new(Holder::new(
+                sealing,
+                profiles,
+                Pseudonyms::new(pseudonyms),
+            )))
+        }
+        None => None,
+    };
+    let subjects: Arc<dyn Subjects> = match (policy_subjects, &holder) {
+        (Some(subjects), _) => subjects,
+        (None, Some(holder)) => holder.clone(),
+        (None, None) => Arc::new(UnavailableSubjects),
+    };
     let ca_file = config.server.tls.as_ref().map(|t| t.ca_file.as_path());
     let keys = Keys::follow(
         &config.key_set.path,
@@ -69,7 +121,15 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
         config.environment,
     )
     .map_err(part("gate registry"))?;
-    let replay: Arc<dyn ReplayStore> = match &config.redis {
+    // The venue counts live where the marks do.
+    let redis_stores = |store: RedisReplayStore, timeout| {
+        let venues =
+            RedisVenueStore::new(store.connection(), config.redis_key_prefix.clone(), timeout);
+        let venues: Arc<dyn VenueStore> = Arc::new(venues);
+        let replay: Arc<dyn ReplayStore> = Arc::new(store);
+        (replay, venues)
+    };
+    let (replay, venues) = match &config.redis {
         _ if !config.replay_cluster.is_empty() => {
             let nodes: Vec<String> = config
                 .replay_cluster
@@ -91,28 +151,31 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
                 }
                 None => None,
             };
-            Arc::new(
-                RedisReplayStore::connect_cluster(
-                    &nodes,
-                    config.redis_key_prefix.clone(),
-                    timeout,
-                    ca.as_deref(),
-                )
-                .await
-                .map_err(part("Redis Cluster replay store"))?,
+            let store = RedisReplayStore::connect_cluster(
+                &nodes,
+                config.redis_key_prefix.clone(),
+                timeout,
+                ca.as_deref(),
             )
+            .await
+            .map_err(part("Redis Cluster replay store"))?;
+            redis_stores(store, timeout)
         }
         Some(redis) => {
             let client =
                 citypass_redis::from_config(redis, ca_file).map_err(part("Redis replay store"))?;
-            Arc::new(
+            let store =
                 RedisReplayStore::connect(client, config.redis_key_prefix.clone(), redis.timeout)
                     .await
-                    .map_err(part("Redis replay store"))?,
-            )
+                    .map_err(part("Redis replay store"))?;
+            redis_stores(store, redis.timeout)
         }
-        None => Arc::new(MemoryReplayStore::new(config.replay_capacity)),
+        None => (
+            Arc::new(MemoryReplayStore::new(config.replay_capacity)) as Arc<dyn ReplayStore>,
+            Arc::new(MemoryVenueStore::new(config.venue_capacity)) as Arc<dyn VenueStore>,
+        ),
     };
+    let policies = Arc::new(Policies::new(config.scenes.clone(), subjects, venues));
 
     let mut follow = config
         .revocation
@@ -149,33 +212,11 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
         gates.clone(),
         Arc::new(revocations.clone()),
         replay,
+        policies,
     )
     .keeping(follower.clone());
-    if let Some(settings) = &config.subjects {
-        let sealing = SealingKeys::follow(
-            &settings.keys.path,
-            settings.keys.reload_interval,
-            config.environment,
-        )
-        .map_err(part("subject keys"))?;
-        let pseudonyms = settings
-            .pseudonym_keys(config.environment)
-            .map_err(|e| part("subject pseudonym key")(std::io::Error::other(e)))?;
-        let channel = settings
-            .identity
-            .channel(tls.as_ref())
-            .map_err(part("identity client"))?;
-        let profiles = ProfileCache::new(
-            Arc::new(IdentityProfiles::new(channel)),
-            settings.max_age,
-            settings.capacity,
-            settings.identity.request_timeout,
-        );
-        verifier = verifier.with_subjects(Arc::new(Holder::new(
-            sealing,
-            profiles,
-            Pseudonyms::new(pseudonyms),
-        )));
+    if let Some(holder) = holder {
+        verifier = verifier.with_subjects(holder);
     }
     let service = VerifierApi::new(verifier)
         .into_server()

@@ -15,6 +15,8 @@ use serde::Deserialize;
 
 pub use citypass_runtime::Environment;
 
+use crate::scene::ScenesConfig;
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid verifier configuration: `{key}` {problem}")]
@@ -105,6 +107,18 @@ pub struct Config {
     /// would not reach online codes).
     #[serde(default)]
     pub subjects: Option<SubjectsSettings>,
+    /// The scene policies: per scene `fail` (`closed`|`open`) and `deadline`; scenic
+    /// venues' capacity, entries per person and UTC offset.
+    #[serde(default)]
+    pub scenes: ScenesConfig,
+    /// Most venue-days the in-memory venue store holds (default 10 000; with `redis`,
+    /// the counts live there).
+    #[serde(default = "default_venue_capacity")]
+    pub venue_capacity: usize,
+}
+
+fn default_venue_capacity() -> usize {
+    10_000
 }
 
 /// Longest `subjects.max_age`: how long an attribute change or a suspension may take
@@ -245,6 +259,8 @@ impl Config {
             decision: DecisionSettings::default(),
             revocation: RevocationSettings::default(),
             subjects: None,
+            scenes: ScenesConfig::default(),
+            venue_capacity: default_venue_capacity(),
         }
     }
 
@@ -291,6 +307,12 @@ impl Config {
                 return Err(invalid("subjects.capacity", "must be at least 1"));
             }
             _ => {}
+        }
+        self.scenes
+            .check()
+            .map_err(|(key, problem)| invalid(key, problem))?;
+        if self.venue_capacity == 0 {
+            return Err(invalid("venue_capacity", "must be at least 1"));
         }
         if self.replay_capacity == 0 {
             return Err(invalid("replay_capacity", "must be at least 1"));

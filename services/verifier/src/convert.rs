@@ -9,7 +9,7 @@ use citypass_proto::v1::{self as pb, VerifyRequest, VerifyResponse};
 use citypass_token::{CodeKind, TokenError};
 
 use crate::error::VerifierError;
-use crate::model::{Answer, Direction, Refusal, Scan};
+use crate::model::{Answer, Direction, PolicyRefusal, Refusal, Scan, SceneResult};
 
 /// Longest `scan_id` and `station_id` accepted (a UUID is 36).
 pub const MAX_ID_BYTES: usize = 128;
@@ -76,11 +76,11 @@ pub fn response(answer: &Answer, scan_id: &str) -> VerifyResponse {
         decision: decision as i32,
         deny_reason: deny_reason as i32,
         scan_id: scan_id.to_owned(),
-        scene_result: None,
+        scene_result: answer.scene.as_ref().map(scene_result),
         revocation_epoch: answer.basis.revocation_epoch,
         revocation_age: answer.basis.revocation_age.map(duration),
         key_set_age: answer.basis.key_set_age.map(duration),
-        fail_open: false,
+        fail_open: answer.fail_open,
         idempotent_replay: answer.idempotent_replay,
         code_kind: match answer.code_kind {
             None => pb::CodeKind::Unspecified,
@@ -88,6 +88,65 @@ pub fn response(answer: &Answer, scan_id: &str) -> VerifyResponse {
             Some(CodeKind::Offline) => pb::CodeKind::Offline,
         } as i32,
         decided_at: Some(citypass_proto::time::timestamp(answer.decided_at)),
+    }
+}
+
+/// The API's scene result.
+pub fn scene_result(result: &SceneResult) -> pb::verify_response::SceneResult {
+    use pb::verify_response::SceneResult as R;
+    match result {
+        SceneResult::Hospital {
+            patient_pseudonym,
+            medical_insurance_linked,
+        } => R::Hospital(pb::HospitalResult {
+            patient_pseudonym: patient_pseudonym.clone(),
+            medical_insurance_linked: *medical_insurance_linked,
+        }),
+        SceneResult::Scenic {
+            venue_pseudonym,
+            entries_today,
+            remaining_capacity,
+        } => R::Scenic(pb::ScenicResult {
+            venue_pseudonym: venue_pseudonym.clone(),
+            entries_today: *entries_today,
+            remaining_capacity: *remaining_capacity,
+        }),
+        SceneResult::Government {
+            masked_name,
+            assurance_level,
+            government_pseudonym,
+        } => R::Government(pb::GovernmentResult {
+            masked_name: masked_name.clone(),
+            assurance_level: *assurance_level as i32,
+            government_pseudonym: government_pseudonym.clone(),
+        }),
+        SceneResult::Transit(trip) => R::Transit(pb::TransitResult {
+            trip_id: trip.trip_id.clone(),
+            fare_charged: Some(pb::Money {
+                currency_code: trip.currency_code.clone(),
+                minor_units: trip.fare_minor_units,
+            }),
+            charge_status: trip.charge_status as i32,
+            transit_account: trip.transit_account.clone(),
+            fare_class: trip.fare_class as i32,
+        }),
+    }
+}
+
+/// The API's reason for a policy's refusal.
+pub fn policy_reason(refusal: PolicyRefusal) -> pb::DenyReason {
+    use pb::DenyReason as R;
+    match refusal {
+        PolicyRefusal::SubjectInactive => R::SubjectInactive,
+        PolicyRefusal::UnknownSubject => R::UnknownSubject,
+        PolicyRefusal::UnsealFailed => R::UnsealFailed,
+        PolicyRefusal::RealNameRequired => R::RealNameRequired,
+        PolicyRefusal::CapacityReached => R::CapacityReached,
+        PolicyRefusal::AlreadyEnteredToday => R::AlreadyEnteredToday,
+        PolicyRefusal::NoGovernmentPseudonym => R::NoGovernmentPseudonym,
+        PolicyRefusal::NoPaymentLink => R::NoPaymentLink,
+        PolicyRefusal::Arrears => R::Arrears,
+        PolicyRefusal::TripAlreadyOpen => R::TripAlreadyOpen,
     }
 }
 
@@ -100,6 +159,7 @@ pub fn deny_reason(refusal: &Refusal) -> pb::DenyReason {
         Refusal::ScanIdConflict => R::ScanIdConflict,
         Refusal::SubjectUnreadable => R::UnsealFailed,
         Refusal::ServiceUnavailable => R::ServiceUnavailable,
+        Refusal::Policy(refusal) => policy_reason(*refusal),
         Refusal::Code(reason) => match reason {
             DenyReason::Token(error) => token_reason(error),
             DenyReason::ScopeNotAllowed => R::ScopeNotAllowed,

@@ -35,7 +35,7 @@ pub enum GateDirection {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Gate {
-    /// The scene the gate serves (`metro`, `bus`, `hospital`, `scenic`).
+    /// The scene the gate serves (`metro`, `bus`, `hospital`, `scenic`, `government`).
     #[serde(deserialize_with = "scene")]
     pub scene: Scene,
     /// Metro only: which way it lets people through.
@@ -63,8 +63,9 @@ pub struct Gate {
 
 fn scene<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Scene, D::Error> {
     let name = String::deserialize(deserializer)?;
-    Scene::from_name(&name)
-        .ok_or_else(|| serde::de::Error::custom("unknown scene (metro, bus, hospital or scenic)"))
+    Scene::from_name(&name).ok_or_else(|| {
+        serde::de::Error::custom("unknown scene (metro, bus, hospital, scenic or government)")
+    })
 }
 
 /// Why a registry file was refused.
@@ -148,6 +149,11 @@ fn check(id: &str, gate: &Gate) -> Result<(), GatesError> {
         }
         Scene::Metro => Ok(()),
         _ if gate.direction.is_some() => inconsistent("only metro gates have a direction"),
+        // The venue's capacity and once-a-day rule are counted by venue.
+        Scene::Scenic if gate.venue.is_none() => inconsistent("a scenic gate needs a venue"),
+        Scene::Government if gate.hall.is_none() => {
+            inconsistent("a government service gate needs a hall")
+        }
         _ => Ok(()),
     }
 }
@@ -230,6 +236,10 @@ mod tests {
             registry.get("hospital-desk-1").map(|g| g.scene),
             Some(Scene::Hospital)
         );
+        assert_eq!(
+            registry.get("hall-counter-1").map(|g| g.scene),
+            Some(Scene::Government)
+        );
         assert!(registry.get("nowhere").is_none());
     }
 
@@ -241,6 +251,8 @@ mod tests {
             "gates: {b1: {scene: tram}}",
             "gates: {B1: {scene: bus}}",
             "gates: {b1: {scene: bus, colour: red}}",
+            "gates: {s1: {scene: scenic}}",
+            "gates: {h1: {scene: government, venue: west-lake}}",
             "gates: {b1: {scene: bus}}\ngates: {b2: {scene: bus}}",
         ];
         for text in cases {

@@ -10,7 +10,12 @@
 //! - [`gates`]: the gate registry, followed from its file;
 //! - [`key_set`]: the issuer's published key set, followed from its file;
 //! - [`metrics`]: decisions by scene and reason, decision time;
-//! - [`replay`]: single-use marks with their answers (memory and Redis);
+//! - [`replay`]: single-use marks with their answers (memory and Redis): reserve,
+//!   then settle;
+//! - [`scene`]: the scene policies (hospital, scenic, government), their fail modes
+//!   and deadlines;
+//! - [`venues`]: scenic venues' daily counts (memory and Redis);
+//! - [`stand_in_subjects`]: the placeholder `Subjects` and a fixed one for tests;
 //! - [`subjects`]: the code's holder (unsealed subject, identity's profile, pseudonyms);
 //! - [`verify`]: the decision, the offline gate's pipeline (`citypass_gate`) composed
 //!   with the follower's revocations and the replay store;
@@ -29,12 +34,15 @@ pub mod key_set;
 pub mod metrics;
 pub mod model;
 pub mod replay;
+pub mod scene;
 pub mod service;
+pub mod stand_in_subjects;
 pub mod subjects;
+pub mod venues;
 pub mod verify;
 
 pub use authorization::AUTHORIZATION;
-pub use build::{Built, MAX_REQUEST_BYTES, build};
+pub use build::{Built, MAX_REQUEST_BYTES, build, build_with};
 pub use citypass_revocation_follow::{Follower, RevocationView};
 pub use config::{
     Config, DecisionSettings, Environment, FollowMode, InvalidConfig, RevocationSettings,
@@ -42,10 +50,18 @@ pub use config::{
 pub use error::VerifierError;
 pub use gates::{Gate, GateDirection, Gates, GatesError, Registry};
 pub use key_set::Keys;
-pub use model::{Answer, Basis, Direction, Refusal, Scan};
+pub use model::{
+    Answer, Basis, Direction, PolicyRefusal, Refusal, Scan, SceneFacts, SceneResult, TransitTrip,
+};
 pub use replay::{
-    Mark, MemoryReplayStore, Outcome, RedisReplayStore, ReplayError, ReplayStore, StoredAnswer, Use,
+    Mark, MemoryReplayStore, Outcome, RedisConnection, RedisReplayStore, ReplayError, ReplayStore,
+    Settled, StoredAnswer, Use,
+};
+pub use scene::{
+    FailMode, Policies, SceneSettings, ScenesConfig, ScenicSettings, UtcOffset, VenueSettings,
 };
 pub use service::VerifierApi;
+pub use stand_in_subjects::{FixedHolder, FixedSubjects, UnavailableSubjects};
 pub use subjects::{PseudonymScope, SubjectProfile, Subjects, SubjectsError};
+pub use venues::{Admission, Entry, MemoryVenueStore, RedisVenueStore, VenueError, VenueStore};
 pub use verify::{FixedRevocations, Revocations, Rules, Verifier};

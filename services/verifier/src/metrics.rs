@@ -11,6 +11,9 @@
 //!   was last confirmed (a poll of its file or a GetKeySet answer); the revocation
 //!   set's age is the follower's `citypass.revocation.follower.age`.
 //!
+//! - `citypass.verifier.fail_open` (counter): scans allowed under a scene's fail-open
+//!   policy while a dependency was down, by `scene`, for reconciliation.
+//!
 //! No attribute carries a code, a subject or anything a person could be found by.
 
 use std::sync::{Arc, Weak};
@@ -27,6 +30,8 @@ use crate::model::Answer;
 pub const DECISIONS: &str = "citypass.verifier.decisions";
 /// The decision-duration histogram's name.
 pub const DECISION_DURATION: &str = "citypass.verifier.decision.duration";
+/// The fail-open counter's name.
+pub const FAIL_OPEN: &str = "citypass.verifier.fail_open";
 /// The key-set age gauge's name.
 pub const KEY_SET_AGE: &str = "citypass.verifier.key_set.age";
 
@@ -35,6 +40,7 @@ pub const KEY_SET_AGE: &str = "citypass.verifier.key_set.age";
 pub struct Metrics {
     decisions: Counter<u64>,
     duration: Histogram<f64>,
+    fail_open: Counter<u64>,
 }
 
 impl Metrics {
@@ -63,7 +69,17 @@ impl Metrics {
                 .with_unit("s")
                 .with_description("Time to decide one scan in the verifier")
                 .build(),
+            fail_open: meter
+                .u64_counter(FAIL_OPEN)
+                .with_description("Scans allowed under a fail-open policy, by scene")
+                .build(),
         }
+    }
+
+    /// Records one scan allowed under `scene`'s fail-open policy.
+    pub fn fail_open(&self, scene: Scene) {
+        self.fail_open
+            .add(1, &[KeyValue::new("scene", scene.name())]);
     }
 
     /// Records one answered scan.

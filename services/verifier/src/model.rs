@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use citypass_proto::v1::{AssuranceLevel, ChargeStatus, FareClass};
 use citypass_token::{CodeKind, Scene};
 
 /// Which way a metro rider goes, as the request says.
@@ -58,11 +59,161 @@ pub enum Refusal {
     SceneMismatch,
     /// The gate used this scan id before with another code.
     ScanIdConflict,
-    /// The replay store (Redis) did not answer in time: fail closed.
+    /// The replay store (Redis) or a scene's dependency did not answer in time, and
+    /// the scene fails closed.
     ServiceUnavailable,
     /// The code's sealed subject does not open under the verifier's subject keys (an
     /// unknown key id, another layout, or bytes that do not open): `UNSEAL_FAILED`.
     SubjectUnreadable,
+    /// The scene's policy refused the holder.
+    Policy(PolicyRefusal),
+}
+
+/// Why a scene's policy refused a code's holder (`scene/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyRefusal {
+    /// The holder is not an active subject.
+    SubjectInactive,
+    /// Identity does not know the holder.
+    UnknownSubject,
+    /// The code's sealed subject does not open.
+    UnsealFailed,
+    /// Hospital, government: assurance below real-name verified.
+    RealNameRequired,
+    /// Scenic: the venue's capacity for the day is reached.
+    CapacityReached,
+    /// Scenic: the holder entered the venue as often as it allows today.
+    AlreadyEnteredToday,
+    /// Government: the holder has no government-service pseudonym.
+    NoGovernmentPseudonym,
+    /// Transit: no active payment link.
+    NoPaymentLink,
+    /// Transit: unpaid arrears.
+    Arrears,
+    /// Transit: a metro entry while a trip is still open.
+    TripAlreadyOpen,
+}
+
+impl PolicyRefusal {
+    /// Every refusal, for the stored answer's names.
+    pub const ALL: [PolicyRefusal; 10] = [
+        PolicyRefusal::SubjectInactive,
+        PolicyRefusal::UnknownSubject,
+        PolicyRefusal::UnsealFailed,
+        PolicyRefusal::RealNameRequired,
+        PolicyRefusal::CapacityReached,
+        PolicyRefusal::AlreadyEnteredToday,
+        PolicyRefusal::NoGovernmentPseudonym,
+        PolicyRefusal::NoPaymentLink,
+        PolicyRefusal::Arrears,
+        PolicyRefusal::TripAlreadyOpen,
+    ];
+
+    /// A stable snake-case name, for logs, spans and the stored answer.
+    pub fn code(self) -> &'static str {
+        match self {
+            PolicyRefusal::SubjectInactive => "subject_inactive",
+            PolicyRefusal::UnknownSubject => "unknown_subject",
+            PolicyRefusal::UnsealFailed => "unseal_failed",
+            PolicyRefusal::RealNameRequired => "real_name_required",
+            PolicyRefusal::CapacityReached => "capacity_reached",
+            PolicyRefusal::AlreadyEnteredToday => "already_entered_today",
+            PolicyRefusal::NoGovernmentPseudonym => "no_government_pseudonym",
+            PolicyRefusal::NoPaymentLink => "no_payment_link",
+            PolicyRefusal::Arrears => "arrears",
+            PolicyRefusal::TripAlreadyOpen => "trip_already_open",
+        }
+    }
+
+    /// The refusal named `code`.
+    pub fn from_code(code: &str) -> Option<Self> {
+        PolicyRefusal::ALL.into_iter().find(|r| r.code() == code)
+    }
+}
+
+/// What a scene's policy tells the gate on ALLOW: only what the scene needs.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SceneResult {
+    /// A hospital desk: the patient pseudonym and the insurance fact, nothing else.
+    Hospital {
+        /// `Subjects::pseudonym(Hospital)`.
+        patient_pseudonym: String,
+        /// Whether medical insurance is linked.
+        medical_insurance_linked: bool,
+    },
+    /// A scenic gate: the visitor at this venue, their entries today, what is left.
+    Scenic {
+        /// `Subjects::pseudonym(Venue(venue))`.
+        venue_pseudonym: String,
+        /// The visitor's entries today, this one included.
+        entries_today: u32,
+        /// The venue's capacity left today after this entry.
+        remaining_capacity: u32,
+    },
+    /// A government service hall counter: who stands there.
+    Government {
+        /// The name as a counter may show it.
+        masked_name: String,
+        /// The holder's assurance level.
+        assurance_level: AssuranceLevel,
+        /// The government-service pseudonym.
+        government_pseudonym: String,
+    },
+    /// A metro or bus gate: the trip and its charge.
+    Transit(TransitTrip),
+}
+
+/// A transit scan's trip, as payments answered it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TransitTrip {
+    /// The trip opened or closed.
+    pub trip_id: String,
+    /// Fare charged by this scan, minor units.
+    pub fare_minor_units: i64,
+    /// ISO 4217 currency of the fare.
+    pub currency_code: String,
+    /// The charge's state when the gate was answered.
+    pub charge_status: ChargeStatus,
+    /// The rider's transit pseudonym.
+    pub transit_account: String,
+    /// The rider's fare class.
+    pub fare_class: FareClass,
+}
+
+impl std::fmt::Debug for SceneResult {
+    /// Without pseudonyms or names (personal data).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SceneResult::Hospital {
+                medical_insurance_linked,
+                ..
+            } => f
+                .debug_struct("Hospital")
+                .field("medical_insurance_linked", medical_insurance_linked)
+                .finish_non_exhaustive(),
+            SceneResult::Scenic {
+                entries_today,
+                remaining_capacity,
+                ..
+            } => f
+                .debug_struct("Scenic")
+                .field("entries_today", entries_today)
+                .field("remaining_capacity", remaining_capacity)
+                .finish_non_exhaustive(),
+            SceneResult::Government {
+                assurance_level, ..
+            } => f
+                .debug_struct("Government")
+                .field("assurance_level", assurance_level)
+                .finish_non_exhaustive(),
+            SceneResult::Transit(trip) => f
+                .debug_struct("Transit")
+                .field("fare_minor_units", &trip.fare_minor_units)
+                .field("charge_status", &trip.charge_status)
+                .field("fare_class", &trip.fare_class)
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 impl Refusal {
@@ -75,6 +226,7 @@ impl Refusal {
             Refusal::ScanIdConflict => "scan_id_conflict",
             Refusal::ServiceUnavailable => "service_unavailable",
             Refusal::SubjectUnreadable => "unseal_failed",
+            Refusal::Policy(refusal) => refusal.code(),
         }
     }
 }
@@ -109,11 +261,87 @@ pub struct Answer {
     pub decided_at: u64,
     /// This is the stored answer of an earlier try of the same scan, not a new decision.
     pub idempotent_replay: bool,
+    /// What the scene's policy produced (ALLOW only).
+    pub scene: Option<SceneResult>,
+    /// Allowed under a fail-open policy while a dependency was down.
+    pub fail_open: bool,
 }
 
 impl Answer {
     /// Whether the gate opens.
     pub fn allowed(&self) -> bool {
         self.refusal.is_none()
+    }
+}
+
+/// A scene result as the replay store keeps it with a settled answer: only facts that
+/// are not personal data. Pseudonyms, the masked name and the transit account are
+/// derived again from the code (and identity's cached profile) when a retry is
+/// answered, so the store holds no one's pseudonym or name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SceneFacts {
+    /// Hospital: the insurance fact.
+    Hospital {
+        /// Whether medical insurance is linked.
+        medical_insurance_linked: bool,
+    },
+    /// Scenic: the counts.
+    Scenic {
+        /// The visitor's entries today, this one included.
+        entries_today: u32,
+        /// The venue's capacity left today after this entry.
+        remaining_capacity: u32,
+    },
+    /// Government: the assurance level.
+    Government {
+        /// The holder's assurance level.
+        assurance_level: AssuranceLevel,
+    },
+    /// Transit: the trip and its charge, without the account.
+    Transit {
+        /// The trip opened or closed.
+        trip_id: String,
+        /// Fare charged by this scan, minor units.
+        fare_minor_units: i64,
+        /// ISO 4217 currency of the fare.
+        currency_code: String,
+        /// The charge's state when the gate was answered.
+        charge_status: ChargeStatus,
+        /// The rider's fare class.
+        fare_class: FareClass,
+    },
+}
+
+impl SceneResult {
+    /// What the replay store keeps of this result.
+    pub fn facts(&self) -> SceneFacts {
+        match self {
+            SceneResult::Hospital {
+                medical_insurance_linked,
+                ..
+            } => SceneFacts::Hospital {
+                medical_insurance_linked: *medical_insurance_linked,
+            },
+            SceneResult::Scenic {
+                entries_today,
+                remaining_capacity,
+                ..
+            } => SceneFacts::Scenic {
+                entries_today: *entries_today,
+                remaining_capacity: *remaining_capacity,
+            },
+            SceneResult::Government {
+                assurance_level, ..
+            } => SceneFacts::Government {
+                assurance_level: *assurance_level,
+            },
+            SceneResult::Transit(trip) => SceneFacts::Transit {
+                trip_id: trip.trip_id.clone(),
+                fare_minor_units: trip.fare_minor_units,
+                currency_code: trip.currency_code.clone(),
+                charge_status: trip.charge_status,
+                fare_class: trip.fare_class,
+            },
+        }
     }
 }

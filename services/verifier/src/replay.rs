@@ -1,17 +1,34 @@
 //! Single use across every gate: first use wins, and a gate's retry gets its first
-//! answer back.
+//! answer back, scene result included.
 //!
-//! # The mark and the answer, in one step
+//! # Reserve, run the policy, settle
 //!
 //! A code that passes every other step leaves a **mark**: its `cti` for an online code;
 //! its certificate serial and counter for an offline code (a phone's counter only goes
 //! up within a certificate, so a lower counter is an older copy: `COUNTER_REPLAY`). The
-//! mark is written **together with the answer the gate gets and the gate's scan**
-//! (gate id and `scan_id`), in one atomic step (one Lua script on the mark's key), so
-//! no crash can leave a mark without its answer: a gate that retries the same scan
-//! after a timeout finds its own scan on the mark and gets the stored answer
-//! (`idempotent_replay`), never a false `REPLAYED`. Another scan on the mark is a
-//! replay.
+//! mark is written **together with the gate's scan** (gate id and `scan_id`, hashed:
+//! the mark's *owner*) in one atomic step (one Lua script on the mark's key).
+//!
+//! A scene whose policy has effects or can refuse (`scene/`) cannot know its answer
+//! when the mark is written, so the mark is first **reserved**: written with its owner
+//! and a PENDING answer ([`Use::answer`] `None`). The policy then runs, its effects
+//! idempotent by the scan (a venue's count keyed by the scan's owner, a transit tap
+//! keyed by gate and scan id), and the answer (decision, reason, the scene's facts) is
+//! **settled** on the mark in a second atomic step ([`ReplayStore::settle`], which
+//! writes only over PENDING and only for the owner). So:
+//!
+//! - the same scan again finds its own mark: settled, it gets the stored answer
+//!   ([`Outcome::Retry`], `idempotent_replay`); still PENDING (the first try crashed,
+//!   lost its reply, or failed closed on a dependency), it gets [`Outcome::Pending`]
+//!   and runs the policy again, which takes no second effect, then settles;
+//! - any other scan finds the mark taken: `REPLAYED`, whether the first scan was
+//!   allowed, refused by the policy, or is still pending. A pending mark is never given
+//!   to another scan, since its policy may have taken effect;
+//! - two tries of one scan racing each other both run the idempotent policy; the first
+//!   settle wins and the second gets the settled answer back, so both replies agree.
+//!
+//! A scene without a policy writes its final answer with the mark in one step
+//! ([`Use::answer`] `Some`), as before.
 //!
 //! # Scan ids
 //!
@@ -29,7 +46,8 @@
 //! mark, `{o:<serial>}` for a certificate's counters, `{s:<hash of gate and scan
 //! id>}` for a scan claim. Each script touches one key, so the city's marks spread over
 //! the shards of a cluster by code, and no script needs two slots. Keys hold no personal
-//! data: random code ids, hashes, and the stored answer (decision, kind, epoch, ages).
+//! data: random code ids, hashes, and the stored answer (decision, reason, kind, epoch,
+//! ages, the scene's non-personal facts: see [`StoredAnswer::encode`]).
 //!
 //! Marks live until the code expires plus twice the skew (an offline certificate's
 //! counters until the certificate does, plus as much): the verifier accepts a code up
@@ -46,10 +64,12 @@ use citypass_runtime::Deadline;
 use citypass_token::{CertSerial, CodeKind, Cti};
 use futures::future::BoxFuture;
 
-use crate::model::Basis;
+use citypass_proto::v1::{AssuranceLevel, ChargeStatus, FareClass};
+
+use crate::model::{Basis, PolicyRefusal, SceneFacts};
 
 pub use memory::MemoryReplayStore;
-pub use redis::{Key, RedisReplayStore};
+pub use redis::{Connection as RedisConnection, Key, RedisReplayStore};
 
 /// What a code leaves when it is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,9 +80,10 @@ pub enum Mark {
     Offline { serial: CertSerial, counter: u64 },
 }
 
-/// The answer stored with a mark: what a retried scan gets back. Only ALLOW answers are
-/// stored (a mark is left only by a code that passed every step before it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The answer settled on a mark: what a retried scan gets back. A mark is left only by
+/// a code that passed every step before single use, so the answer is an ALLOW or a
+/// scene policy's refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredAnswer {
     /// The kind of code.
     pub code_kind: CodeKind,
@@ -70,10 +91,30 @@ pub struct StoredAnswer {
     pub basis: Basis,
     /// When it was taken (Unix seconds).
     pub decided_at: u64,
+    /// `None`: ALLOW; else the scene policy's refusal.
+    pub refusal: Option<PolicyRefusal>,
+    /// The scene result's facts (ALLOW with a policy that has a result).
+    pub scene: Option<SceneFacts>,
+    /// Allowed under a fail-open policy.
+    pub fail_open: bool,
+}
+
+impl StoredAnswer {
+    /// An ALLOW without a scene result.
+    pub fn allow(code_kind: CodeKind, basis: Basis, decided_at: u64) -> Self {
+        StoredAnswer {
+            code_kind,
+            basis,
+            decided_at,
+            refusal: None,
+            scene: None,
+            fail_open: false,
+        }
+    }
 }
 
 /// One use of a code at one gate.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Use<'a> {
     /// The gate (authenticated).
     pub gate_id: &'a str,
@@ -85,16 +126,20 @@ pub struct Use<'a> {
     pub mark: Mark,
     /// The last second (Unix, inclusive) the mark must be kept.
     pub forget_at: u64,
-    /// The answer to store with the mark.
-    pub answer: StoredAnswer,
+    /// The final answer to write with the mark in one step; `None` reserves the mark
+    /// with a PENDING answer, settled later ([`ReplayStore::settle`]).
+    pub answer: Option<StoredAnswer>,
 }
 
 /// What the store says about a use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// First use: the mark and the answer are stored.
+    /// First use: the mark is stored, with the answer or reserved (PENDING).
     First,
-    /// The same gate and scan id again: the answer stored by the first try.
+    /// The same gate and scan id again, whose first try reserved the mark and never
+    /// settled it: run the policy again (its effects are idempotent) and settle.
+    Pending,
+    /// The same gate and scan id again: the answer settled by an earlier try.
     Retry(StoredAnswer),
     /// Used before, by another scan.
     Replayed,
@@ -103,6 +148,17 @@ pub enum Outcome {
     CounterReplay,
     /// The scan id was used by this gate with another code.
     ScanIdConflict,
+}
+
+/// What a settlement did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// This answer is the mark's now.
+    Now,
+    /// Another try of the same scan settled first: its answer is in force.
+    Before(StoredAnswer),
+    /// The mark is not this scan's (it expired, or was never reserved).
+    Lost,
 }
 
 /// Why the store could not answer. The decision then fails closed.
@@ -135,11 +191,20 @@ pub trait ReplayStore: Send + Sync + 'static {
         now: u64,
         deadline: Option<Deadline>,
     ) -> BoxFuture<'a, Result<Outcome, ReplayError>>;
+
+    /// Settles `answer` on the mark `used` reserved: written only over PENDING and only
+    /// for `used`'s scan.
+    fn settle<'a>(
+        &'a self,
+        used: Use<'a>,
+        answer: StoredAnswer,
+        deadline: Option<Deadline>,
+    ) -> BoxFuture<'a, Result<Settled, ReplayError>>;
 }
 
 /// The owner of a mark: which gate and scan made it (hashed: fixed length, no text of
 /// the gate's in the store).
-fn owner(gate_id: &str, scan_id: &str) -> [u8; 16] {
+pub fn owner(gate_id: &str, scan_id: &str) -> [u8; 16] {
     let digest = ring::digest::digest(
         &ring::digest::SHA256,
         &[gate_id.as_bytes(), b"\0", scan_id.as_bytes()].concat(),
@@ -163,23 +228,102 @@ fn millis(age: Option<Duration>) -> String {
     age.map_or_else(|| "-".to_owned(), |a| a.as_millis().to_string())
 }
 
+/// What a reserved mark holds instead of an answer.
+pub(crate) const PENDING: &str = "p";
+
+fn scene_text(scene: Option<&SceneFacts>) -> String {
+    match scene {
+        None => "-".to_owned(),
+        Some(SceneFacts::Hospital {
+            medical_insurance_linked,
+        }) => format!("h:{}", u8::from(*medical_insurance_linked)),
+        Some(SceneFacts::Scenic {
+            entries_today,
+            remaining_capacity,
+        }) => format!("s:{entries_today}:{remaining_capacity}"),
+        Some(SceneFacts::Government { assurance_level }) => {
+            format!("g:{}", *assurance_level as i32)
+        }
+        Some(SceneFacts::Transit {
+            trip_id,
+            fare_minor_units,
+            currency_code,
+            charge_status,
+            fare_class,
+        }) => format!(
+            "t:{}:{}:{}:{}:{}",
+            hex::encode(trip_id),
+            fare_minor_units,
+            hex::encode(currency_code),
+            *charge_status as i32,
+            *fare_class as i32
+        ),
+    }
+}
+
+fn scene_from_text(text: &str) -> Option<Option<SceneFacts>> {
+    if text == "-" {
+        return Some(None);
+    }
+    let mut parts = text.split(':');
+    let tag = parts.next()?;
+    let mut next = || parts.next();
+    let facts = match tag {
+        "h" => SceneFacts::Hospital {
+            medical_insurance_linked: match next()? {
+                "0" => false,
+                "1" => true,
+                _ => return None,
+            },
+        },
+        "s" => SceneFacts::Scenic {
+            entries_today: next()?.parse().ok()?,
+            remaining_capacity: next()?.parse().ok()?,
+        },
+        "g" => SceneFacts::Government {
+            assurance_level: AssuranceLevel::try_from(next()?.parse::<i32>().ok()?).ok()?,
+        },
+        "t" => SceneFacts::Transit {
+            trip_id: String::from_utf8(hex::decode(next()?).ok()?).ok()?,
+            fare_minor_units: next()?.parse().ok()?,
+            currency_code: String::from_utf8(hex::decode(next()?).ok()?).ok()?,
+            charge_status: ChargeStatus::try_from(next()?.parse::<i32>().ok()?).ok()?,
+            fare_class: FareClass::try_from(next()?.parse::<i32>().ok()?).ok()?,
+        },
+        _ => return None,
+    };
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(Some(facts))
+}
+
 impl StoredAnswer {
-    /// `1 <kind> <epoch> <revocation age ms|-> <key set age ms|-> <decided_at>`.
+    /// `2 <kind> <epoch> <revocation age ms|-> <key set age ms|-> <decided_at>
+    /// <allow|refusal> <fail_open 0|1> <scene facts|->`; the scene facts are
+    /// `h:<insurance 0|1>`, `s:<entries>:<remaining>`, `g:<assurance>`,
+    /// `t:<trip id hex>:<fare minor units>:<currency hex>:<charge status>:<fare
+    /// class>` (enum values as the proto numbers them). No pseudonym, name or account.
     pub fn encode(&self) -> String {
         format!(
-            "1 {} {} {} {} {}",
+            "2 {} {} {} {} {} {} {} {}",
             kind_name(self.code_kind),
             self.basis.revocation_epoch,
             millis(self.basis.revocation_age),
             millis(self.basis.key_set_age),
-            self.decided_at
+            self.decided_at,
+            self.refusal.map_or("allow", PolicyRefusal::code),
+            u8::from(self.fail_open),
+            scene_text(self.scene.as_ref()),
         )
     }
 
-    /// Reads what [`StoredAnswer::encode`] wrote.
+    /// Reads what [`StoredAnswer::encode`] wrote, and the first format (`1 <kind>
+    /// <epoch> <ages> <decided_at>`, an ALLOW) that marks written before it still hold.
     pub fn decode(text: &str) -> Option<Self> {
         let mut parts = text.split(' ');
-        if parts.next()? != "1" {
+        let version = parts.next()?;
+        if version != "1" && version != "2" {
             return None;
         }
         let code_kind = match parts.next()? {
@@ -198,18 +342,28 @@ impl StoredAnswer {
         let revocation_age = age(parts.next()?)?;
         let key_set_age = age(parts.next()?)?;
         let decided_at = parts.next()?.parse().ok()?;
+        let basis = Basis {
+            revocation_epoch,
+            revocation_age,
+            key_set_age,
+        };
+        let mut answer = StoredAnswer::allow(code_kind, basis, decided_at);
+        if version == "2" {
+            answer.refusal = match parts.next()? {
+                "allow" => None,
+                name => Some(PolicyRefusal::from_code(name)?),
+            };
+            answer.fail_open = match parts.next()? {
+                "0" => false,
+                "1" => true,
+                _ => return None,
+            };
+            answer.scene = scene_from_text(parts.next()?)?;
+        }
         if parts.next().is_some() {
             return None;
         }
-        Some(StoredAnswer {
-            code_kind,
-            basis: Basis {
-                revocation_epoch,
-                revocation_age,
-                key_set_age,
-            },
-            decided_at,
-        })
+        Some(answer)
     }
 }
 
@@ -217,24 +371,73 @@ impl StoredAnswer {
 mod tests {
     use super::*;
 
+    fn basis() -> Basis {
+        Basis {
+            revocation_epoch: 42,
+            revocation_age: Some(Duration::from_millis(1500)),
+            key_set_age: None,
+        }
+    }
+
     #[test]
     fn stored_answers_round_trip_and_junk_is_refused() {
-        let answer = StoredAnswer {
-            code_kind: CodeKind::Offline,
-            basis: Basis {
-                revocation_epoch: 42,
-                revocation_age: Some(Duration::from_millis(1500)),
-                key_set_age: None,
+        let plain = StoredAnswer::allow(CodeKind::Offline, basis(), 1_800_000_000);
+        let mut answers = vec![plain.clone()];
+        let scenes = [
+            SceneFacts::Hospital {
+                medical_insurance_linked: true,
             },
-            decided_at: 1_800_000_000,
-        };
-        assert_eq!(StoredAnswer::decode(&answer.encode()), Some(answer));
+            SceneFacts::Scenic {
+                entries_today: 2,
+                remaining_capacity: 4_999,
+            },
+            SceneFacts::Government {
+                assurance_level: AssuranceLevel::InPerson,
+            },
+            SceneFacts::Transit {
+                trip_id: "trip 1:x".into(),
+                fare_minor_units: 300,
+                currency_code: "CNY".into(),
+                charge_status: ChargeStatus::Pending,
+                fare_class: FareClass::Student,
+            },
+        ];
+        for scene in scenes {
+            answers.push(StoredAnswer {
+                scene: Some(scene),
+                fail_open: true,
+                ..plain.clone()
+            });
+        }
+        for refusal in PolicyRefusal::ALL {
+            answers.push(StoredAnswer {
+                refusal: Some(refusal),
+                ..plain.clone()
+            });
+        }
+        for answer in answers {
+            assert_eq!(StoredAnswer::decode(&answer.encode()), Some(answer));
+        }
+        // The first format still reads, as an ALLOW.
+        assert_eq!(
+            StoredAnswer::decode("1 cp2 42 1500 - 1800000000"),
+            Some(plain)
+        );
         for junk in [
             "",
-            "2 cp1 1 - - 1",
+            PENDING,
+            "3 cp1 1 - - 1 allow 0 -",
             "1 cp3 1 - - 1",
             "1 cp1 x - - 1",
             "1 cp1 1 - - 1 9",
+            "2 cp1 1 - - 1",
+            "2 cp1 1 - - 1 maybe 0 -",
+            "2 cp1 1 - - 1 allow 2 -",
+            "2 cp1 1 - - 1 allow 0 h:2",
+            "2 cp1 1 - - 1 allow 0 s:1",
+            "2 cp1 1 - - 1 allow 0 g:99",
+            "2 cp1 1 - - 1 allow 0 x:1",
+            "2 cp1 1 - - 1 allow 0 - extra",
         ] {
             assert_eq!(StoredAnswer::decode(junk), None, "{junk}");
         }

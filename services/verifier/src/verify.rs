@@ -18,12 +18,16 @@
 //!    revocation dated after the code's issue time refuses it (`SUBJECT_REVOKED`, with
 //!    the epoch decided with): online codes too, which carry no serial a cascade
 //!    could reach;
-//! 4. single use: the replay store (`replay.rs`), which writes the mark and this
-//!    answer in one step, returns a retried scan's first answer, and refuses a replay,
-//!    an older offline counter or a scan id reused with another code. A store that does
-//!    not answer within the call's deadline refuses the code (`SERVICE_UNAVAILABLE`);
-//! 5. the scene policy: none yet (transit, hospital, scenic and government policies
-//!    come with the payments and pseudonym work);
+//! 4. single use: the replay store (`replay.rs`) reserves the mark for this scan (or,
+//!    for a scene without a policy, writes it with this answer in one step), returns a
+//!    retried scan's settled answer, and refuses a replay, an older offline counter or
+//!    a scan id reused with another code. A store that does not answer within the
+//!    call's deadline follows the scene's fail mode (`closed`: `SERVICE_UNAVAILABLE`);
+//! 5. the scene policy (`scene/`: hospital, scenic, government), bounded by the
+//!    earlier of the gate's deadline and the scene's, then its answer settled on the
+//!    reserved mark; a dependency that does not answer follows the scene's fail mode
+//!    (`closed`: `SERVICE_UNAVAILABLE`, left unsettled so the retry tries again;
+//!    `open`: ALLOW with `fail_open`, counted and logged);
 //! 6. the answer, with the revocation epoch and age and the key set's age it used.
 //!
 //! The offline gate composes steps 2 and 3 the same way with a signed snapshot and its
@@ -44,7 +48,8 @@ use crate::gates::{Gate, GateDirection, Gates};
 use crate::key_set::Keys;
 use crate::metrics::Metrics;
 use crate::model::{Answer, Basis, Direction, Refusal, Scan};
-use crate::replay::{Mark, Outcome, ReplayStore, StoredAnswer, Use};
+use crate::replay::{Mark, Outcome, ReplayStore, Settled, StoredAnswer, Use};
+use crate::scene::{Context, FailMode, Policies, Verdict};
 use crate::subjects::Subjects;
 
 /// Where the revocation step reads from: the follower's set ([`RevocationView`]) in
@@ -138,6 +143,7 @@ pub struct Verifier {
     /// The code's holder (unsealing, profiles, pseudonyms); without it the subject is
     /// not opened and subject revocations reach online codes only through their life.
     subjects: Option<Arc<dyn Subjects>>,
+    policies: Arc<Policies>,
     /// The follower behind `revocations`, kept running as long as the verifier lives.
     _follower: Option<Arc<Follower>>,
     metrics: Metrics,
@@ -160,6 +166,7 @@ impl Verifier {
         gates: Arc<Gates>,
         revocations: Arc<dyn Revocations>,
         replay: Arc<dyn ReplayStore>,
+        policies: Arc<Policies>,
     ) -> Self {
         let metrics = Metrics::new(&keys);
         Verifier {
@@ -169,6 +176,7 @@ impl Verifier {
             revocations,
             replay,
             subjects: None,
+            policies,
             _follower: None,
             metrics,
         }
@@ -246,6 +254,8 @@ impl Verifier {
             basis,
             decided_at: now,
             idempotent_replay: false,
+            scene: None,
+            fail_open: false,
         };
 
         let registry = self.gates.current();
@@ -314,37 +324,140 @@ impl Verifier {
             ),
         };
         let kind = presented.kind();
-        let stored = StoredAnswer {
-            code_kind: kind,
-            basis,
-            decided_at: now,
-        };
+        let scene = gate.scene;
+        let settings = self.policies.settings(scene);
+        let has_policy = Policies::has_policy(scene);
         let used = Use {
             gate_id: &scan.gate_id,
             scan_id: &scan.scan_id,
             fingerprint: sha256(scan.qr_text.as_bytes()),
             mark,
             forget_at,
-            answer: stored,
+            // A scene without a policy writes its answer with the mark in one step;
+            // one with a policy reserves the mark and settles it after the policy.
+            answer: (!has_policy).then(|| StoredAnswer::allow(kind, basis, now)),
         };
-        let refusal = match self.replay.record(used, now, deadline).await {
-            Ok(Outcome::First) => None,
-            Ok(Outcome::Retry(first)) => return Ok(retried(first)),
-            Ok(Outcome::Replayed) => Some(Refusal::Code(DenyReason::Replayed)),
-            Ok(Outcome::CounterReplay) => Some(Refusal::Code(DenyReason::CounterReplay)),
-            Ok(Outcome::ScanIdConflict) => Some(Refusal::ScanIdConflict),
-            Err(err) => {
-                tracing::warn!(error = %err, "replay store failed; code refused");
-                Some(Refusal::ServiceUnavailable)
-            }
+        let policy_deadline = self.policies.deadline(scene, deadline);
+        let ctx = Context {
+            gate,
+            gate_id: &scan.gate_id,
+            scan_id: &scan.scan_id,
+            presented: &presented,
+            now,
+            deadline: policy_deadline,
         };
-        Ok(Answer {
+        let decided = |refusal: Option<Refusal>| Answer {
             refusal,
             code_kind: Some(kind),
             basis,
             decided_at: now,
             idempotent_replay: false,
-        })
+            scene: None,
+            fail_open: false,
+        };
+        match self.replay.record(used.clone(), now, deadline).await {
+            Ok(Outcome::First | Outcome::Pending) if has_policy => {}
+            Ok(Outcome::First | Outcome::Pending) => return Ok(decided(None)),
+            Ok(Outcome::Retry(first)) => return Ok(self.retried(first, ctx).await),
+            Ok(Outcome::Replayed) => return Ok(decided(Some(DenyReason::Replayed.into()))),
+            Ok(Outcome::CounterReplay) => {
+                return Ok(decided(Some(DenyReason::CounterReplay.into())));
+            }
+            Ok(Outcome::ScanIdConflict) => return Ok(decided(Some(Refusal::ScanIdConflict))),
+            Err(err) => {
+                tracing::warn!(error = %err, scene = scene.name(), "replay store failed");
+                return Ok(self.unavailable(scene, settings.fail, decided(None)));
+            }
+        }
+
+        // The mark is this scan's: the policy, then its answer settled on the mark.
+        let mut stored = StoredAnswer::allow(kind, basis, now);
+        let result = match self.policies.decide(ctx).await {
+            Verdict::Allow(result) => {
+                stored.scene = result.as_ref().map(|r| r.facts());
+                result
+            }
+            Verdict::Refuse(refusal) => {
+                stored.refusal = Some(refusal);
+                None
+            }
+            Verdict::Unavailable if settings.fail == FailMode::Closed => {
+                // Not settled: the gate's retry with this scan id runs the policy again.
+                tracing::warn!(
+                    scene = scene.name(),
+                    "scene policy unavailable; fail closed"
+                );
+                return Ok(decided(Some(Refusal::ServiceUnavailable)));
+            }
+            Verdict::Unavailable => {
+                self.fail_open(scene);
+                stored.fail_open = true;
+                None
+            }
+        };
+        let answer = Answer {
+            refusal: stored.refusal.map(Refusal::Policy),
+            scene: result,
+            fail_open: stored.fail_open,
+            ..decided(None)
+        };
+        match self.replay.settle(used, stored, deadline).await {
+            Ok(Settled::Now | Settled::Lost) => Ok(answer),
+            // A concurrent try of the same scan settled first: its answer, for both.
+            Ok(Settled::Before(first)) => Ok(self.retried(first, ctx).await),
+            Err(err) => {
+                // The policy's effects are idempotent by scan: a retry finds the mark
+                // PENDING, runs the policy again, and settles the same answer.
+                tracing::warn!(error = %err, scene = scene.name(), "answer not settled");
+                Ok(answer)
+            }
+        }
+    }
+
+    /// The answer when a dependency did not answer: `closed` refuses
+    /// (`SERVICE_UNAVAILABLE`); `open` allows, marked, counted and logged.
+    fn unavailable(&self, scene: citypass_token::Scene, fail: FailMode, base: Answer) -> Answer {
+        match fail {
+            FailMode::Closed => Answer {
+                refusal: Some(Refusal::ServiceUnavailable),
+                ..base
+            },
+            FailMode::Open => {
+                self.fail_open(scene);
+                Answer {
+                    refusal: None,
+                    fail_open: true,
+                    ..base
+                }
+            }
+        }
+    }
+
+    /// Records a scan allowed under `scene`'s fail-open policy (no personal data).
+    fn fail_open(&self, scene: citypass_token::Scene) {
+        self.metrics.fail_open(scene);
+        tracing::warn!(
+            scene = scene.name(),
+            "dependency unavailable; allowed under the scene's fail-open policy"
+        );
+    }
+
+    /// The answer a retried scan gets: the settled one, marked as such, with its scene
+    /// result completed from the code (pseudonyms and names are not stored).
+    async fn retried(&self, first: StoredAnswer, ctx: Context<'_>) -> Answer {
+        let scene = match &first.scene {
+            Some(facts) => self.policies.complete(facts, ctx).await,
+            None => None,
+        };
+        Answer {
+            refusal: first.refusal.map(Refusal::Policy),
+            code_kind: Some(first.code_kind),
+            basis: first.basis,
+            decided_at: first.decided_at,
+            idempotent_replay: true,
+            scene,
+            fail_open: first.fail_open,
+        }
     }
 }
 
@@ -361,17 +474,6 @@ pub fn direction(gate: &Gate, requested: Direction) -> Result<Option<Direction>,
         (Some(G::Entry), Direction::Unspecified | Direction::Entry) => Ok(Some(Direction::Entry)),
         (Some(G::Exit), Direction::Unspecified | Direction::Exit) => Ok(Some(Direction::Exit)),
         (Some(_), _) => Err(VerifierError::DirectionMismatch),
-    }
-}
-
-/// The answer a retried scan gets: the first one, marked as such.
-fn retried(first: StoredAnswer) -> Answer {
-    Answer {
-        refusal: None,
-        code_kind: Some(first.code_kind),
-        basis: first.basis,
-        decided_at: first.decided_at,
-        idempotent_replay: true,
     }
 }
 

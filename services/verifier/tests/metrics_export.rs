@@ -11,7 +11,7 @@ mod support;
 
 use citypass_proto::v1 as pb;
 use citypass_token::Scopes;
-use citypass_verifier::metrics::{DECISION_DURATION, DECISIONS};
+use citypass_verifier::metrics::{DECISION_DURATION, DECISIONS, FAIL_OPEN};
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 
@@ -63,7 +63,7 @@ async fn decisions_are_counted_by_scene_decision_and_reason() {
     let provider = SdkMeterProvider::builder().with_reader(reader).build();
     opentelemetry::global::set_meter_provider(provider.clone());
 
-    let h = Harness::start().await;
+    let mut h = Harness::start().await;
     let mut metro = h.gate("metro-entry-1");
     let m = pb::Scene::Metro;
     let code = h.code(Scopes::all());
@@ -72,6 +72,17 @@ async fn decisions_are_counted_by_scene_decision_and_reason() {
     assert_eq!(denied(&again), pb::DenyReason::Replayed);
     let retry = verify(&mut metro, request("metro-entry-1", m, "s-1", &code.text)).await;
     assert!(retry.idempotent_replay);
+    // Redis stopped: the scenic gate (fail open in the harness) allows, counted.
+    h.redis.stop();
+    let mut scenic = h.gate("scenic-1");
+    let visitor = h.code(Scopes::all());
+    let opened = verify(
+        &mut scenic,
+        request("scenic-1", pb::Scene::Scenic, "p-1", &visitor.text),
+    )
+    .await;
+    allowed(&opened);
+    assert!(opened.fail_open);
 
     let exported = tokio::task::spawn_blocking(move || {
         provider.force_flush().expect("force_flush");
@@ -95,5 +106,7 @@ async fn decisions_are_counted_by_scene_decision_and_reason() {
     assert_eq!(point("allow", "none", "false"), Some(1));
     assert_eq!(point("deny", "replayed", "false"), Some(1));
     assert_eq!(point("allow", "none", "true"), Some(1));
-    assert_eq!(recorded(last, DECISION_DURATION), 3);
+    assert_eq!(recorded(last, DECISION_DURATION), 4);
+    assert_eq!(counted(last, FAIL_OPEN, &[("scene", "scenic")]), Some(1));
+    assert_eq!(counted(last, FAIL_OPEN, &[("scene", "metro")]), None);
 }

@@ -1,28 +1,32 @@
 //! The replay store's contract, run against every backend: memory, a real Redis (the one
 //! `./scripts/test` starts) and a real Redis Cluster of three primaries that each test
-//! starts on loopback with `redis-server` and `redis-cli --cluster create` (installed
-//! with Redis by `./scripts/test`). These tests fail, never skip, without them.
+//! starts on loopback (`citypass_testkit::redis_cluster`). These tests fail, never
+//! skip, without them.
 
 use std::sync::Arc;
+
+use citypass_testkit::redis_cluster::LocalCluster;
 use std::time::Duration;
 
+use citypass_proto::v1::AssuranceLevel;
 use citypass_token::{CertSerial, CodeKind, Cti};
 use citypass_verifier::{
-    Basis, Mark, MemoryReplayStore, Outcome, RedisReplayStore, ReplayStore, StoredAnswer, Use,
+    Basis, Mark, MemoryReplayStore, Outcome, PolicyRefusal, RedisReplayStore, ReplayStore,
+    SceneFacts, Settled, StoredAnswer, Use,
 };
 
 const NOW: u64 = 1_800_000_000;
 
 fn answer(epoch: u64) -> StoredAnswer {
-    StoredAnswer {
-        code_kind: CodeKind::Online,
-        basis: Basis {
+    StoredAnswer::allow(
+        CodeKind::Online,
+        Basis {
             revocation_epoch: epoch,
             revocation_age: Some(Duration::from_millis(250)),
             key_set_age: Some(Duration::from_secs(3)),
         },
-        decided_at: NOW,
-    }
+        NOW,
+    )
 }
 
 fn fingerprint(n: u64) -> [u8; 32] {
@@ -48,8 +52,23 @@ fn used<'a>(gate: &'a str, scan: &'a str, n: u64, mark: Mark, epoch: u64) -> Use
         fingerprint: fingerprint(n),
         mark,
         forget_at: NOW + 90,
-        answer: answer(epoch),
+        answer: Some(answer(epoch)),
     }
+}
+
+/// [`used`], reserving the mark (PENDING) rather than writing an answer.
+fn reserved<'a>(gate: &'a str, scan: &'a str, n: u64, mark: Mark) -> Use<'a> {
+    Use {
+        answer: None,
+        ..used(gate, scan, n, mark, 0)
+    }
+}
+
+async fn settle(store: &dyn ReplayStore, used: Use<'_>, answer: StoredAnswer) -> Settled {
+    store
+        .settle(used, answer, None)
+        .await
+        .expect("the store answers")
 }
 
 async fn record(store: &dyn ReplayStore, used: Use<'_>) -> Outcome {
@@ -76,129 +95,6 @@ async fn redis() -> Arc<dyn ReplayStore> {
     redis_at(&citypass_testkit::unique("citypass:test:verifier:")).await
 }
 
-/// A Redis Cluster of three primaries on free loopback ports, stopped when dropped.
-struct LocalCluster {
-    nodes: Vec<String>,
-    servers: Vec<std::process::Child>,
-    _dir: tempfile::TempDir,
-}
-
-impl LocalCluster {
-    async fn start() -> LocalCluster {
-        let dir = tempfile::tempdir().unwrap();
-        // Three client ports and three cluster-bus ports (named, rather than port +
-        // 10 000, which may not exist for an ephemeral port).
-        let free: Vec<u16> = (0..6)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|listener| listener.local_addr().unwrap().port())
-            .collect();
-        let (ports, buses) = free.split_at(3);
-        let mut servers = Vec::new();
-        for (port, bus) in ports.iter().zip(buses) {
-            let node_dir = dir.path().join(port.to_string());
-            std::fs::create_dir(&node_dir).unwrap();
-            let child = std::process::Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--cluster-port", &bus.to_string()])
-                .args([
-                    "--cluster-enabled",
-                    "yes",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .arg("--dir")
-                .arg(&node_dir)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("redis-server runs (./scripts/test installs it)");
-            servers.push(child);
-        }
-        let nodes: Vec<String> = ports
-            .iter()
-            .map(|port| format!("redis://127.0.0.1:{port}/"))
-            .collect();
-        let cluster = LocalCluster {
-            nodes,
-            servers,
-            _dir: dir,
-        };
-        for node in &cluster.nodes {
-            wait_for(node, "PING", |reply| reply == "PONG").await;
-        }
-        let created = std::process::Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(ports.iter().map(|port| format!("127.0.0.1:{port}")))
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("redis-cli runs");
-        assert!(created.success(), "redis-cli --cluster create failed");
-        for node in &cluster.nodes {
-            wait_for(node, "CLUSTER INFO", |reply| {
-                reply.contains("cluster_state:ok")
-            })
-            .await;
-        }
-        cluster
-    }
-
-    /// Keys held by each primary.
-    async fn keys_per_node(&self) -> Vec<i64> {
-        let mut counts = Vec::new();
-        for node in &self.nodes {
-            let client = redis::Client::open(node.as_str()).unwrap();
-            let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-            counts.push(
-                redis::cmd("DBSIZE")
-                    .query_async::<i64>(&mut connection)
-                    .await
-                    .unwrap(),
-            );
-        }
-        counts
-    }
-}
-
-impl Drop for LocalCluster {
-    fn drop(&mut self) {
-        for server in &mut self.servers {
-            let _ = server.kill();
-            let _ = server.wait();
-        }
-    }
-}
-
-/// Waits (up to 30 s) until `command` at `node` answers as `ok` says.
-async fn wait_for(node: &str, command: &str, ok: impl Fn(&str) -> bool) {
-    let client = redis::Client::open(node).unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(mut connection) = client.get_multiplexed_async_connection().await {
-            let mut words = command.split(' ');
-            let mut cmd = redis::cmd(words.next().unwrap());
-            for word in words {
-                cmd.arg(word);
-            }
-            if let Ok(reply) = cmd.query_async::<String>(&mut connection).await
-                && ok(&reply)
-            {
-                return;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{node} never answered {command} as expected"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// A store on a fresh local cluster, which lives as long as the store does.
 struct OnCluster {
     store: RedisReplayStore,
@@ -213,6 +109,15 @@ impl ReplayStore for OnCluster {
         deadline: Option<citypass_runtime::Deadline>,
     ) -> futures::future::BoxFuture<'a, Result<Outcome, citypass_verifier::ReplayError>> {
         self.store.record(used, now, deadline)
+    }
+
+    fn settle<'a>(
+        &'a self,
+        used: Use<'a>,
+        answer: StoredAnswer,
+        deadline: Option<citypass_runtime::Deadline>,
+    ) -> futures::future::BoxFuture<'a, Result<Settled, citypass_verifier::ReplayError>> {
+        self.store.settle(used, answer, deadline)
     }
 }
 
@@ -238,10 +143,13 @@ async fn cluster() -> Arc<dyn ReplayStore> {
 /// The contract's properties, as the shared suite names them.
 mod cases {
     pub(super) use super::{
+        a_policy_refusal_is_settled_like_an_allow,
+        a_reservation_never_settled_is_pending_for_its_scan_and_replayed_for_others,
+        a_reserved_mark_is_settled_once_and_retries_get_the_settled_answer,
         a_retry_gets_the_first_answer_back,
         another_code_under_a_used_scan_id_conflicts_and_stays_unused,
         codes_presented_at_two_gates_concurrently_are_allowed_once,
-        first_use_wins_and_another_gate_is_a_replay,
+        first_use_wins_and_another_gate_is_a_replay, offline_counters_are_reserved_and_settled_too,
         offline_counters_only_go_up_and_retries_are_answered,
         review_a_mark_outlives_the_last_second_its_code_is_accepted,
     };
@@ -258,8 +166,139 @@ citypass_testkit::contract_suite!(
         cases::offline_counters_only_go_up_and_retries_are_answered,
         cases::codes_presented_at_two_gates_concurrently_are_allowed_once,
         cases::review_a_mark_outlives_the_last_second_its_code_is_accepted,
+        cases::a_reserved_mark_is_settled_once_and_retries_get_the_settled_answer,
+        cases::a_reservation_never_settled_is_pending_for_its_scan_and_replayed_for_others,
+        cases::a_policy_refusal_is_settled_like_an_allow,
+        cases::offline_counters_are_reserved_and_settled_too,
     ]
 );
+
+/// An ALLOW with a scene result's facts.
+fn with_scene(epoch: u64) -> StoredAnswer {
+    StoredAnswer {
+        scene: Some(SceneFacts::Government {
+            assurance_level: AssuranceLevel::InPerson,
+        }),
+        ..answer(epoch)
+    }
+}
+
+async fn a_reserved_mark_is_settled_once_and_retries_get_the_settled_answer(
+    store: Arc<dyn ReplayStore>,
+) {
+    let store = store.as_ref();
+    let mine = || reserved("gate-a", "s1", 1, token(1));
+    assert_eq!(record(store, mine()).await, Outcome::First);
+    assert_eq!(
+        record(store, mine()).await,
+        Outcome::Pending,
+        "the same scan before the settlement runs the policy again"
+    );
+    assert_eq!(settle(store, mine(), with_scene(7)).await, Settled::Now);
+    assert_eq!(
+        record(store, mine()).await,
+        Outcome::Retry(with_scene(7)),
+        "the settled answer, scene result included"
+    );
+    assert_eq!(
+        settle(store, mine(), answer(8)).await,
+        Settled::Before(with_scene(7)),
+        "a second settlement (a racing try) gets the first one back"
+    );
+    assert_eq!(record(store, mine()).await, Outcome::Retry(with_scene(7)));
+    assert_eq!(
+        settle(store, reserved("gate-b", "s1", 1, token(1)), answer(9)).await,
+        Settled::Lost,
+        "another scan cannot settle the mark"
+    );
+    assert_eq!(
+        record(store, reserved("gate-b", "s9", 1, token(1))).await,
+        Outcome::Replayed
+    );
+    assert_eq!(
+        settle(store, reserved("gate-a", "s2", 2, token(2)), answer(9)).await,
+        Settled::Lost,
+        "nothing to settle where nothing was reserved"
+    );
+    assert_eq!(
+        record(store, reserved("gate-a", "s2", 2, token(2))).await,
+        Outcome::First,
+        "and that settle reserved nothing"
+    );
+}
+
+/// A crash (or a lost reply, or a fail-closed policy) between the reservation and the
+/// settlement: the scan's retries find it PENDING (never a false REPLAYED), everyone
+/// else finds the code used.
+async fn a_reservation_never_settled_is_pending_for_its_scan_and_replayed_for_others(
+    store: Arc<dyn ReplayStore>,
+) {
+    let store = store.as_ref();
+    assert_eq!(
+        record(store, reserved("gate-a", "s1", 1, token(1))).await,
+        Outcome::First
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            record(store, reserved("gate-a", "s1", 1, token(1))).await,
+            Outcome::Pending
+        );
+    }
+    assert_eq!(
+        record(store, reserved("gate-b", "s1", 1, token(1))).await,
+        Outcome::Replayed
+    );
+    assert_eq!(
+        record(store, reserved("gate-a", "s2", 1, token(1))).await,
+        Outcome::Replayed,
+        "a new scan id for the same code is a replay: the pending policy may have taken effect"
+    );
+    assert_eq!(
+        record(store, used("gate-a", "s1", 1, token(1), 7)).await,
+        Outcome::Pending,
+        "a try that would write its answer at once does not overwrite the reservation"
+    );
+}
+
+async fn a_policy_refusal_is_settled_like_an_allow(store: Arc<dyn ReplayStore>) {
+    let store = store.as_ref();
+    let refused = StoredAnswer {
+        refusal: Some(PolicyRefusal::CapacityReached),
+        ..answer(7)
+    };
+    let mine = || reserved("gate-a", "s1", 1, token(1));
+    assert_eq!(record(store, mine()).await, Outcome::First);
+    assert_eq!(settle(store, mine(), refused.clone()).await, Settled::Now);
+    assert_eq!(record(store, mine()).await, Outcome::Retry(refused));
+    assert_eq!(
+        record(store, reserved("gate-b", "s2", 1, token(1))).await,
+        Outcome::Replayed
+    );
+}
+
+async fn offline_counters_are_reserved_and_settled_too(store: Arc<dyn ReplayStore>) {
+    let store = store.as_ref();
+    let serial = CertSerial::from_bytes([9u8; 16]);
+    let offline = |counter| Mark::Offline { serial, counter };
+    let mine = || reserved("gate-a", "s1", 10, offline(5));
+    assert_eq!(record(store, mine()).await, Outcome::First);
+    assert_eq!(record(store, mine()).await, Outcome::Pending);
+    assert_eq!(
+        record(store, reserved("gate-b", "s2", 11, offline(5))).await,
+        Outcome::Replayed
+    );
+    assert_eq!(
+        record(store, reserved("gate-b", "s3", 12, offline(4))).await,
+        Outcome::CounterReplay,
+        "a reserved counter is the highest used"
+    );
+    assert_eq!(settle(store, mine(), with_scene(3)).await, Settled::Now);
+    assert_eq!(record(store, mine()).await, Outcome::Retry(with_scene(3)));
+    assert_eq!(
+        settle(store, reserved("gate-b", "s2", 11, offline(5)), answer(1)).await,
+        Settled::Lost
+    );
+}
 
 /// Review of the verifier (replay window): a code is accepted up to and including the
 /// second `forget_at`, so its mark must outlive that whole second. Redis expired it at
@@ -359,8 +398,10 @@ async fn offline_counters_only_go_up_and_retries_are_answered(store: Arc<dyn Rep
     let serial = CertSerial::from_bytes([7u8; 16]);
     let offline = |counter| Mark::Offline { serial, counter };
     let mut first = used("gate-a", "s1", 10, offline(5), 7);
-    first.answer.code_kind = CodeKind::Offline;
-    assert_eq!(record(store, first).await, Outcome::First);
+    if let Some(answer) = first.answer.as_mut() {
+        answer.code_kind = CodeKind::Offline;
+    }
+    assert_eq!(record(store, first.clone()).await, Outcome::First);
     assert_eq!(
         record(store, used("gate-b", "s1", 11, offline(4), 7)).await,
         Outcome::CounterReplay
@@ -370,9 +411,19 @@ async fn offline_counters_only_go_up_and_retries_are_answered(store: Arc<dyn Rep
         Outcome::Replayed,
         "a second code with the same counter is a copy"
     );
-    let mut retry = first;
-    retry.answer.basis.revocation_epoch = 99;
-    assert_eq!(record(store, retry).await, Outcome::Retry(first.answer));
+    let first_answer = first.answer.clone().expect("an answer");
+    let mut retry = first.clone();
+    retry.answer = Some(StoredAnswer {
+        basis: Basis {
+            revocation_epoch: 99,
+            ..first_answer.basis
+        },
+        ..first_answer.clone()
+    });
+    assert_eq!(
+        record(store, retry).await,
+        Outcome::Retry(first_answer.clone())
+    );
     assert_eq!(
         record(store, used("gate-b", "s3", 13, offline(u64::MAX), 7)).await,
         Outcome::First,
@@ -382,11 +433,11 @@ async fn offline_counters_only_go_up_and_retries_are_answered(store: Arc<dyn Rep
         record(store, used("gate-b", "s4", 14, offline(6), 7)).await,
         Outcome::CounterReplay
     );
-    let mut retry = first;
-    retry.answer.basis.revocation_epoch = 100;
+    let mut retry = first.clone();
+    retry.answer = Some(answer(100));
     assert_eq!(
         record(store, retry).await,
-        Outcome::Retry(first.answer),
+        Outcome::Retry(first_answer),
         "an earlier scan's retry still gets its answer after a newer counter"
     );
 }

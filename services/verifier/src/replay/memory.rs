@@ -10,12 +10,40 @@ use citypass_runtime::Deadline;
 use citypass_token::{CertSerial, Cti};
 use futures::future::BoxFuture;
 
-use super::{Mark, Outcome, ReplayError, ReplayStore, StoredAnswer, Use, owner};
+use super::{Mark, Outcome, ReplayError, ReplayStore, Settled, StoredAnswer, Use, owner};
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Owned {
     owner: [u8; 16],
-    answer: StoredAnswer,
+    /// `None`: reserved, PENDING.
+    answer: Option<StoredAnswer>,
+}
+
+impl Owned {
+    /// What the store says to a scan that finds this mark.
+    fn outcome(&self, owner: [u8; 16]) -> Outcome {
+        if self.owner != owner {
+            return Outcome::Replayed;
+        }
+        match &self.answer {
+            Some(answer) => Outcome::Retry(answer.clone()),
+            None => Outcome::Pending,
+        }
+    }
+
+    /// Settles `answer` if this is `owner`'s PENDING mark.
+    fn settle(&mut self, owner: [u8; 16], answer: StoredAnswer) -> Settled {
+        if self.owner != owner {
+            return Settled::Lost;
+        }
+        match &self.answer {
+            Some(first) => Settled::Before(first.clone()),
+            None => {
+                self.answer = Some(answer);
+                Settled::Now
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -98,12 +126,11 @@ impl MemoryReplayStore {
         }
         let mine = Owned {
             owner,
-            answer: used.answer,
+            answer: used.answer.clone(),
         };
         match used.mark {
             Mark::Token { cti } => match memory.tokens.get(&cti) {
-                Some((first, _)) if first.owner == owner => Ok(Outcome::Retry(first.answer)),
-                Some(_) => Ok(Outcome::Replayed),
+                Some((first, _)) => Ok(first.outcome(owner)),
                 None => {
                     memory.tokens.insert(cti, (mine, used.forget_at));
                     Ok(Outcome::First)
@@ -120,11 +147,7 @@ impl MemoryReplayStore {
                             uses: HashMap::new(),
                         });
                 if let Some(first) = certificate.uses.get(&counter) {
-                    return Ok(if first.owner == owner {
-                        Outcome::Retry(first.answer)
-                    } else {
-                        Outcome::Replayed
-                    });
+                    return Ok(first.outcome(owner));
                 }
                 if !certificate.uses.is_empty() && counter <= certificate.highest {
                     return Ok(Outcome::CounterReplay);
@@ -139,6 +162,27 @@ impl MemoryReplayStore {
     }
 }
 
+impl MemoryReplayStore {
+    fn settle_now(&self, used: &Use<'_>, answer: StoredAnswer) -> Settled {
+        let mut memory = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let owner = owner(used.gate_id, used.scan_id);
+        match used.mark {
+            Mark::Token { cti } => memory
+                .tokens
+                .get_mut(&cti)
+                .map_or(Settled::Lost, |(first, _)| first.settle(owner, answer)),
+            Mark::Offline { serial, counter } => memory
+                .certificates
+                .get_mut(&serial)
+                .and_then(|certificate| certificate.uses.get_mut(&counter))
+                .map_or(Settled::Lost, |first| first.settle(owner, answer)),
+        }
+    }
+}
+
 impl ReplayStore for MemoryReplayStore {
     fn record<'a>(
         &'a self,
@@ -147,5 +191,14 @@ impl ReplayStore for MemoryReplayStore {
         _deadline: Option<Deadline>,
     ) -> BoxFuture<'a, Result<Outcome, ReplayError>> {
         Box::pin(std::future::ready(self.record_now(&used, now)))
+    }
+
+    fn settle<'a>(
+        &'a self,
+        used: Use<'a>,
+        answer: StoredAnswer,
+        _deadline: Option<Deadline>,
+    ) -> BoxFuture<'a, Result<Settled, ReplayError>> {
+        Box::pin(std::future::ready(Ok(self.settle_now(&used, answer))))
     }
 }

@@ -1,6 +1,6 @@
 //! The Redis replay store, on a single Redis or a Redis Cluster: each step one Lua
-//! script on one key whose hash tag is the mark (see the parent module for the keys and
-//! why the mark and the answer are written together).
+//! script on one key whose hash tag is the mark (see the parent module for the keys,
+//! the reservation and its settlement). A reserved mark's answer is `p` (PENDING).
 
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use citypass_runtime::Deadline;
 use futures::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{Mark, Outcome, ReplayError, ReplayStore, StoredAnswer, Use, owner};
+use super::{Mark, Outcome, PENDING, ReplayError, ReplayStore, Settled, StoredAnswer, Use, owner};
 
 /// Claims a scan id for a code fingerprint. KEYS[1] the claim; ARGV[1] the
 /// fingerprint, ARGV[2] when to forget it (Unix ms). 2: claimed now, 1: claimed
@@ -23,9 +23,9 @@ redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
 return 2
 ";
 
-/// Marks an online code with its answer, in one step. KEYS[1] the mark; ARGV[1] the
-/// owner, ARGV[2] the answer, ARGV[3] when to forget (Unix ms). {2}: first use,
-/// {1, answer}: the owner's retry, {0}: replayed.
+/// Marks an online code with its answer (or `p`, reserved), in one step. KEYS[1] the
+/// mark; ARGV[1] the owner, ARGV[2] the answer, ARGV[3] when to forget (Unix ms). {2}:
+/// first use, {1, answer}: the owner's retry (`p` if never settled), {0}: replayed.
 const MARK_TOKEN: &str = r"
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if owner then
@@ -37,7 +37,7 @@ redis.call('PEXPIREAT', KEYS[1], ARGV[3])
 return {2}
 ";
 
-/// Marks an offline code's counter with its answer, in one step. KEYS[1] the
+/// Marks an offline code's counter with its answer (or `p`), in one step. KEYS[1] the
 /// certificate's hash; ARGV[1] the owner, ARGV[2] the answer, ARGV[3] when to forget
 /// (Unix ms), ARGV[4] the counter as 20 zero-padded digits (so that string order is
 /// number order, without Lua's doubles). {2}: first use, {1, answer}: the owner's
@@ -58,16 +58,64 @@ if current < at then redis.call('PEXPIREAT', KEYS[1], ARGV[3]) end
 return {2}
 ";
 
+/// Settles a reserved online mark. KEYS[1] the mark; ARGV[1] the owner, ARGV[2] the
+/// answer. {1}: settled now, {3, answer}: settled before, {0}: not this owner's mark
+/// (or gone).
+const SETTLE_TOKEN: &str = r"
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if owner ~= ARGV[1] then return {0} end
+local answer = redis.call('HGET', KEYS[1], 'answer')
+if answer == 'p' then
+  redis.call('HSET', KEYS[1], 'answer', ARGV[2])
+  return {1}
+end
+return {3, answer}
+";
+
+/// Settles a reserved offline counter. KEYS[1] the certificate's hash; ARGV[1] the
+/// owner, ARGV[2] the answer, ARGV[3] the counter (20 digits). As `SETTLE_TOKEN`.
+const SETTLE_OFFLINE: &str = r"
+local counter = ARGV[3]
+local owner = redis.call('HGET', KEYS[1], 'o:' .. counter)
+if owner ~= ARGV[1] then return {0} end
+local answer = redis.call('HGET', KEYS[1], 'a:' .. counter)
+if answer == 'p' then
+  redis.call('HSET', KEYS[1], 'a:' .. counter, ARGV[2])
+  return {1}
+end
+return {3, answer}
+";
+
+/// The text of a script's `{1, answer}` reply.
+fn answer_text(reply: &[redis::Value]) -> Option<&str> {
+    match reply.get(1) {
+        Some(redis::Value::BulkString(bytes)) => std::str::from_utf8(bytes).ok(),
+        _ => None,
+    }
+}
+
+/// The status of a script's reply.
+fn status(reply: &[redis::Value]) -> Result<i64, ReplayError> {
+    match reply.first() {
+        Some(redis::Value::Int(status)) => Ok(*status),
+        _ => Err(ReplayError::Corrupt),
+    }
+}
+
 /// A single Redis (reconnecting in the background) or a Redis Cluster (commands
-/// routed by their key's slot).
+/// routed by their key's slot): the replay store's, shared with the venue store.
 #[derive(Clone)]
-enum Connection {
+pub enum Connection {
     Single(ConnectionManager),
     Cluster(redis::cluster_async::ClusterConnection),
 }
 
 impl Connection {
-    async fn query<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> redis::RedisResult<T> {
+    /// Runs `command` (on a cluster, at its key's slot).
+    pub async fn query<T: redis::FromRedisValue>(
+        &self,
+        command: &redis::Cmd,
+    ) -> redis::RedisResult<T> {
         match self {
             Connection::Single(connection) => command.query_async(&mut connection.clone()).await,
             Connection::Cluster(connection) => command.query_async(&mut connection.clone()).await,
@@ -174,6 +222,11 @@ impl RedisReplayStore {
         }
     }
 
+    /// The connection, for other stores on the same Redis (venue counts).
+    pub fn connection(&self) -> Connection {
+        self.connection.clone()
+    }
+
     /// The key of a scan claim, a token mark or a certificate's counters.
     pub fn key(&self, what: Key<'_>) -> String {
         match what {
@@ -219,7 +272,11 @@ impl RedisReplayStore {
             .arg(1)
             .arg(self.key(Key::Mark(used.mark)))
             .arg(hex::encode(owner))
-            .arg(used.answer.encode())
+            .arg(
+                used.answer
+                    .as_ref()
+                    .map_or_else(|| PENDING.to_owned(), StoredAnswer::encode),
+            )
             .arg(&forget_at_ms);
         if let Mark::Offline { counter, .. } = used.mark {
             command.arg(format!("{counter:020}"));
@@ -229,24 +286,61 @@ impl RedisReplayStore {
             .query(&command)
             .await
             .map_err(ReplayError::Backend)?;
-        let status = match reply.first() {
-            Some(redis::Value::Int(status)) => *status,
-            _ => return Err(ReplayError::Corrupt),
-        };
-        match status {
+        match status(&reply)? {
             2 => Ok(Outcome::First),
             0 => Ok(Outcome::Replayed),
             3 => Ok(Outcome::CounterReplay),
-            1 => {
-                let text = match reply.get(1) {
-                    Some(redis::Value::BulkString(bytes)) => std::str::from_utf8(bytes).ok(),
-                    _ => None,
-                };
-                text.and_then(StoredAnswer::decode)
+            1 => match answer_text(&reply) {
+                Some(PENDING) => Ok(Outcome::Pending),
+                text => text
+                    .and_then(StoredAnswer::decode)
                     .map(Outcome::Retry)
-                    .ok_or(ReplayError::Corrupt)
-            }
+                    .ok_or(ReplayError::Corrupt),
+            },
             _ => Err(ReplayError::Corrupt),
+        }
+    }
+
+    async fn settle_now(
+        &self,
+        used: &Use<'_>,
+        answer: &StoredAnswer,
+    ) -> Result<Settled, ReplayError> {
+        let owner = owner(used.gate_id, used.scan_id);
+        let mut command = redis::cmd("EVAL");
+        match used.mark {
+            Mark::Token { .. } => command.arg(SETTLE_TOKEN),
+            Mark::Offline { .. } => command.arg(SETTLE_OFFLINE),
+        };
+        command
+            .arg(1)
+            .arg(self.key(Key::Mark(used.mark)))
+            .arg(hex::encode(owner))
+            .arg(answer.encode());
+        if let Mark::Offline { counter, .. } = used.mark {
+            command.arg(format!("{counter:020}"));
+        }
+        let reply: Vec<redis::Value> = self
+            .connection
+            .query(&command)
+            .await
+            .map_err(ReplayError::Backend)?;
+        match status(&reply)? {
+            0 => Ok(Settled::Lost),
+            1 => Ok(Settled::Now),
+            3 => answer_text(&reply)
+                .and_then(StoredAnswer::decode)
+                .map(Settled::Before)
+                .ok_or(ReplayError::Corrupt),
+            _ => Err(ReplayError::Corrupt),
+        }
+    }
+
+    /// The time `deadline` and the store's timeout leave.
+    fn limit(&self, deadline: Option<Deadline>) -> Duration {
+        match deadline {
+            Some(deadline) => deadline.remaining().min(self.timeout),
+            None => self.timeout,
         }
     }
 }
@@ -268,11 +362,20 @@ impl ReplayStore for RedisReplayStore {
         deadline: Option<Deadline>,
     ) -> BoxFuture<'a, Result<Outcome, ReplayError>> {
         Box::pin(async move {
-            let limit = match deadline {
-                Some(deadline) => deadline.remaining().min(self.timeout),
-                None => self.timeout,
-            };
-            tokio::time::timeout(limit, self.record_now(&used))
+            tokio::time::timeout(self.limit(deadline), self.record_now(&used))
+                .await
+                .map_err(|_| ReplayError::Timeout)?
+        })
+    }
+
+    fn settle<'a>(
+        &'a self,
+        used: Use<'a>,
+        answer: StoredAnswer,
+        deadline: Option<Deadline>,
+    ) -> BoxFuture<'a, Result<Settled, ReplayError>> {
+        Box::pin(async move {
+            tokio::time::timeout(self.limit(deadline), self.settle_now(&used, &answer))
                 .await
                 .map_err(|_| ReplayError::Timeout)?
         })

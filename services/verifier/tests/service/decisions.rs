@@ -9,10 +9,10 @@ use citypass_runtime::reason_of;
 use citypass_token::{Scene, Scopes, unix_now};
 use tonic::Code;
 
-use crate::support::{Harness, allowed, denied, request, verify};
+use crate::support::{Harness, allowed, denied, holder, request, verify};
 
-/// The deny reasons the service can produce so far (scene policies, pseudonyms and
-/// offline uploads add theirs later).
+/// The deny reasons the service can produce so far (transit, unsealing and offline
+/// uploads add theirs later).
 const REACHABLE: &[pb::DenyReason] = &[
     pb::DenyReason::TooLarge,
     pb::DenyReason::BadPrefix,
@@ -33,6 +33,12 @@ const REACHABLE: &[pb::DenyReason] = &[
     pb::DenyReason::ScanIdConflict,
     pb::DenyReason::ServiceUnavailable,
     pb::DenyReason::RevocationDataStale,
+    pb::DenyReason::RealNameRequired,
+    pb::DenyReason::SubjectInactive,
+    pb::DenyReason::UnknownSubject,
+    pb::DenyReason::NoGovernmentPseudonym,
+    pb::DenyReason::AlreadyEnteredToday,
+    pb::DenyReason::CapacityReached,
 ];
 
 /// A copy of `code` with the last byte of its COSE structure (the signature's)
@@ -190,6 +196,77 @@ async fn the_decision_table_reaches_every_reason_through_the_service() {
     deny(
         &verify(&mut scenic, request("scenic-1", s, "r-2", &revoked_offline)).await,
         pb::DenyReason::CertificateRevoked,
+    );
+
+    // Scene policies: the holder's standing, the venue's limits.
+    let mut desk = h.gate("hospital-desk-1");
+    let hs = pb::Scene::Hospital;
+    let cases = [
+        (
+            holder(2, |p| p.assurance = pb::AssuranceLevel::DocumentChecked),
+            pb::DenyReason::RealNameRequired,
+        ),
+        (
+            holder(3, |p| p.status = pb::SubjectStatus::Pending),
+            pb::DenyReason::SubjectInactive,
+        ),
+        (
+            citypass_verifier::FixedHolder {
+                subject: citypass_token::SubjectId::from_bytes([4; 16]),
+                profile: Err(citypass_verifier::SubjectsError::UnknownSubject),
+            },
+            pb::DenyReason::UnknownSubject,
+        ),
+    ];
+    for (n, (who, want)) in cases.into_iter().enumerate() {
+        let code = h.code_of(who);
+        let scan = format!("pol-{n}");
+        deny(
+            &verify(&mut desk, request("hospital-desk-1", hs, &scan, &code.text)).await,
+            want,
+        );
+    }
+    let mut counter = h.gate("hall-counter-1");
+    let foreigner = h.code_of(holder(5, |p| p.government_pseudonym = None));
+    deny(
+        &verify(
+            &mut counter,
+            request(
+                "hall-counter-1",
+                pb::Scene::Government,
+                "pol-g",
+                &foreigner.text,
+            ),
+        )
+        .await,
+        pb::DenyReason::NoGovernmentPseudonym,
+    );
+    let second_visit = h.code(Scopes::all());
+    deny(
+        &verify(
+            &mut scenic,
+            request("scenic-1", s, "pol-s", &second_visit.text),
+        )
+        .await,
+        pb::DenyReason::AlreadyEnteredToday,
+    );
+    let mut museum = h.gate("museum-1");
+    let first_in = h.code_of(holder(6, |_| {}));
+    allowed(
+        &verify(
+            &mut museum,
+            request("museum-1", s, "pol-m1", &first_in.text),
+        )
+        .await,
+    );
+    let too_late = h.code_of(holder(7, |_| {}));
+    deny(
+        &verify(
+            &mut museum,
+            request("museum-1", s, "pol-m2", &too_late.text),
+        )
+        .await,
+        pb::DenyReason::CapacityReached,
     );
 
     // Redis stopped: the replay step fails closed, within the gate's deadline.

@@ -4,5 +4,6 @@
 mod decisions;
 mod key_set;
 mod revocation;
+mod scenes;
 mod subjects;
 mod support;

@@ -25,7 +25,9 @@ use citypass_token::{
     SnapshotKey, SubjectKey, SubjectKeyFile, SystemRandom, unix_now,
 };
 use citypass_verifier::config::SubjectsSettings;
-use citypass_verifier::{Config, FollowMode, RevocationView};
+use citypass_verifier::{
+    Config, FailMode, FixedSubjects, FollowMode, RevocationView, VenueSettings,
+};
 use futures::future::BoxFuture;
 use tonic::transport::Channel;
 
@@ -37,7 +39,13 @@ pub const GATES: &str = "gates:
   bus-12: {scene: bus, stop: route-12, operator: bus}
   hospital-desk-1: {scene: hospital, hospital: first-hospital, operator: hospital}
   scenic-1: {scene: scenic, venue: west-lake, operator: park}
+  scenic-2: {scene: scenic, venue: west-lake, operator: park}
+  museum-1: {scene: scenic, venue: tiny-museum, operator: museum}
+  hall-counter-1: {scene: government, hall: city-hall, operator: city}
 ";
+
+/// The subject every test code names unless a test says otherwise.
+pub const SUBJECT: [u8; 16] = [9; 16];
 
 struct NoCertificates;
 
@@ -150,16 +158,15 @@ pub struct Harness {
     pub revocations: RevocationView,
     pub gates_file: std::path::PathBuf,
     pub rng: SystemRandom,
-    config: Config,
+    /// The codes' holders (a test double of the `Subjects` seam).
+    pub subjects: Arc<FixedSubjects>,
+    pub config: Config,
     served: Served,
     _dir: tempfile::TempDir,
 }
 
 /// The subject key of `issuer_of(1)` (the harness's issuer), id 0.
 pub const ISSUER_SUBJECT_KEY: [u8; 32] = [101; 32];
-
-/// The subject every harness code is for.
-pub const SUBJECT: [u8; 16] = [9; 16];
 
 fn issuer_of(seed: u8) -> Issuer {
     Issuer::new(
@@ -276,8 +283,20 @@ impl Harness {
             KeyFile::new(&subject_keys_path, Duration::from_millis(50)),
             UpstreamConfig::new("https://127.0.0.1:9"),
         ));
+        // Scenic gates let visitors in when Redis is down; the others fail closed.
+        config.scenes.scenic.fail = FailMode::Open;
+        config.scenes.scenic.venues.insert(
+            "tiny-museum".to_owned(),
+            VenueSettings {
+                capacity: 1,
+                ..VenueSettings::default()
+            },
+        );
+        let subjects = Arc::new(FixedSubjects::new(FixedSubjects::citizen(
+            citypass_token::SubjectId::from_bytes(SUBJECT),
+        )));
 
-        let (served, revocations) = start_verifier(config.clone()).await;
+        let (served, revocations) = start_verifier(config.clone(), subjects.clone()).await;
         Harness {
             addr: served.addr,
             pki,
@@ -289,6 +308,7 @@ impl Harness {
             revocations,
             gates_file,
             rng,
+            subjects,
             config,
             served,
             _dir: dir,
@@ -299,7 +319,8 @@ impl Harness {
     /// (same Redis, same key prefix): a restart. Clients made before it keep the old
     /// address; make new ones.
     pub async fn restart_verifier(&mut self) {
-        let (served, revocations) = start_verifier(self.config.clone()).await;
+        let (served, revocations) =
+            start_verifier(self.config.clone(), self.subjects.clone()).await;
         self.served = served;
         self.addr = self.served.addr;
         self.revocations = revocations;
@@ -313,8 +334,15 @@ impl Harness {
     /// A fresh online code for `scopes`.
     pub fn code(&self, scopes: Scopes) -> citypass_token::IssuedToken {
         self.issuer
-            .issue_token(&[9; 16], scopes, unix_now(), 60)
+            .issue_token(&SUBJECT, scopes, unix_now(), 60)
             .unwrap()
+    }
+
+    /// A fresh online code (every scope) whose holder is `holder`.
+    pub fn code_of(&self, holder: citypass_verifier::FixedHolder) -> citypass_token::IssuedToken {
+        let code = self.code(Scopes::all());
+        self.subjects.set_for_code(code.cti, holder);
+        code
     }
 
     /// A device certificate and a signer of offline codes under it.
@@ -329,19 +357,33 @@ impl Harness {
     }
 }
 
-/// Builds the verifier from `config`, waits for its follower's first sync, serves it.
-async fn start_verifier(config: Config) -> (Served, RevocationView) {
+/// Builds the verifier from `config` with `subjects`, waits for its follower's first
+/// sync, serves it.
+async fn start_verifier(config: Config, subjects: Arc<FixedSubjects>) -> (Served, RevocationView) {
     let citypass_verifier::Built {
         server,
         revocations,
         ..
-    } = citypass_verifier::build(config)
+    } = citypass_verifier::build_with(config, Some(subjects))
         .await
         .expect("the verifier builds");
     tokio::time::timeout(Duration::from_secs(30), revocations.wait_synced())
         .await
         .expect("the follower syncs");
     (serve(server).await, revocations)
+}
+
+/// A citizen other than the default one (subject `[n; 16]`), with their profile
+/// changed by `change`.
+pub fn holder(
+    n: u8,
+    change: impl FnOnce(&mut citypass_verifier::SubjectProfile),
+) -> citypass_verifier::FixedHolder {
+    let mut holder = FixedSubjects::citizen(citypass_token::SubjectId::from_bytes([n; 16]));
+    if let Ok(profile) = holder.profile.as_mut() {
+        change(profile);
+    }
+    holder
 }
 
 /// A request from `gate` for `scene`.
