@@ -10,15 +10,17 @@ use citypass_runtime::{BuildError, Server, part};
 
 use crate::authorization::AUTHORIZATION;
 use crate::config::Config;
+use crate::fraud::{FraudLog, MemoryFraudLog, RedisFraudLog};
 use crate::gates::Gates;
 use crate::key_set::Keys;
 use crate::replay::{MemoryReplayStore, RedisReplayStore, ReplayStore};
 use crate::service::VerifierApi;
+use crate::upload::{UploadSources, Uploads};
 use crate::verify::{Rules, Verifier};
 
-/// Largest request the verifier decodes: a CP2 code (about 600 characters) and a few
-/// ids, with room.
-pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
+/// Largest request the verifier decodes: an upload of 64 CP2 codes (about 600
+/// characters each) with their ids, with room; a Verify is far smaller.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// The built verifier: the server to run, and handles on what it follows.
 #[derive(Debug)]
@@ -64,7 +66,7 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
         config.environment,
     )
     .map_err(part("gate registry"))?;
-    let replay: Arc<dyn ReplayStore> = match &config.redis {
+    let redis_store: Option<RedisReplayStore> = match &config.redis {
         _ if !config.replay_cluster.is_empty() => {
             let nodes: Vec<String> = config
                 .replay_cluster
@@ -86,7 +88,7 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
                 }
                 None => None,
             };
-            Arc::new(
+            Some(
                 RedisReplayStore::connect_cluster(
                     &nodes,
                     config.redis_key_prefix.clone(),
@@ -100,13 +102,33 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
         Some(redis) => {
             let client =
                 citypass_redis::from_config(redis, ca_file).map_err(part("Redis replay store"))?;
-            Arc::new(
+            Some(
                 RedisReplayStore::connect(client, config.redis_key_prefix.clone(), redis.timeout)
                     .await
                     .map_err(part("Redis replay store"))?,
             )
         }
-        None => Arc::new(MemoryReplayStore::new(config.replay_capacity)),
+        None => None,
+    };
+    // The fraud log lives beside the marks: shared by every replica when they are.
+    let (replay, fraud): (Arc<dyn ReplayStore>, Arc<dyn FraudLog>) = match redis_store {
+        Some(store) => {
+            let timeout = config
+                .redis
+                .as_ref()
+                .map_or(Duration::from_millis(500), |redis| redis.timeout);
+            let fraud = RedisFraudLog::new(
+                store.connection(),
+                &config.redis_key_prefix,
+                config.upload.fraud_log_capacity,
+                timeout,
+            );
+            (Arc::new(store), Arc::new(fraud))
+        }
+        None => (
+            Arc::new(MemoryReplayStore::new(config.replay_capacity)),
+            Arc::new(MemoryFraudLog::new(config.upload.fraud_log_capacity)),
+        ),
     };
 
     let mut follow = config
@@ -138,6 +160,17 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
         skew: config.decision.skew.as_secs(),
         revocation_max_age: config.revocation.max_age,
     };
+    let uploads = Uploads::new(
+        UploadSources {
+            keys: keys.clone(),
+            gates: gates.clone(),
+            revocations: Arc::new(revocations.clone()),
+            replay: replay.clone(),
+            fraud,
+        },
+        rules.skew,
+        config.upload.window,
+    );
     let verifier = Verifier::new(
         rules,
         keys.clone(),
@@ -146,7 +179,7 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
         replay,
     )
     .keeping(follower.clone());
-    let service = VerifierApi::new(verifier)
+    let service = VerifierApi::new(verifier, uploads)
         .into_server()
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     let server = Server::new(config.server)

@@ -52,6 +52,28 @@ impl Default for DecisionSettings {
     }
 }
 
+/// What offline gates' uploads may bring (`upload.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadSettings {
+    /// How far back a scan may be uploaded, and how much longer an uploaded mark is
+    /// kept than a live one, so that a second gate's upload within it is compared
+    /// (default `24h`; from `1m` to `168h`).
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub window: Duration,
+    /// Most fraud signals kept (default 100 000; the oldest go first).
+    pub fraud_log_capacity: usize,
+}
+
+impl Default for UploadSettings {
+    fn default() -> Self {
+        UploadSettings {
+            window: Duration::from_secs(24 * 3600),
+            fraud_log_capacity: 100_000,
+        }
+    }
+}
+
 /// The `citypass-verifier` binary's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,6 +122,9 @@ pub struct Config {
     /// The revocation follower's settings.
     #[serde(default)]
     pub revocation: RevocationSettings,
+    /// Offline gates' uploads and the fraud log.
+    #[serde(default)]
+    pub upload: UploadSettings,
 }
 
 fn secret_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Secret>, D::Error> {
@@ -146,6 +171,7 @@ impl Config {
             replay_capacity: default_replay_capacity(),
             decision: DecisionSettings::default(),
             revocation: RevocationSettings::default(),
+            upload: UploadSettings::default(),
         }
     }
 
@@ -177,6 +203,13 @@ impl Config {
                 "redis",
                 "(or replay_cluster) is required in production: replicas must share one replay store",
             ));
+        }
+        let window = self.upload.window;
+        if window < Duration::from_secs(60) || window > Duration::from_secs(7 * 24 * 3600) {
+            return Err(invalid("upload.window", "must be from 1m to 168h"));
+        }
+        if self.upload.fraud_log_capacity == 0 {
+            return Err(invalid("upload.fraud_log_capacity", "must be at least 1"));
         }
         if self.replay_capacity == 0 {
             return Err(invalid("replay_capacity", "must be at least 1"));
@@ -242,6 +275,12 @@ mod tests {
         ])
         .expect("loads");
         assert_eq!(config.validate().unwrap_err().key, "revocation.follow");
+        let config = load(&[
+            ("CITYPASS_ENVIRONMENT", "dev"),
+            ("CITYPASS_UPLOAD__WINDOW", "200h"),
+        ])
+        .expect("loads");
+        assert_eq!(config.validate().unwrap_err().key, "upload.window");
     }
 
     #[test]

@@ -42,6 +42,7 @@ mod redis;
 
 use std::time::Duration;
 
+use citypass_gate::Presented;
 use citypass_runtime::Deadline;
 use citypass_token::{CertSerial, CodeKind, Cti};
 use futures::future::BoxFuture;
@@ -60,6 +61,33 @@ pub enum Mark {
     Offline { serial: CertSerial, counter: u64 },
 }
 
+impl Mark {
+    /// The mark `presented` leaves, and the last second (Unix, inclusive) it must be
+    /// kept: a skew longer than the code can be accepted, since the store's clock
+    /// (Redis) may run ahead of this one by up to the skew; an offline certificate's
+    /// counters as long as the certificate.
+    pub fn of(presented: &Presented, skew: u64) -> (Mark, u64) {
+        match presented {
+            Presented::Online { cti, .. } => (
+                Mark::Token { cti: *cti },
+                presented.forget_at(skew).saturating_add(skew),
+            ),
+            Presented::Offline {
+                serial,
+                counter,
+                certificate_exp,
+                ..
+            } => (
+                Mark::Offline {
+                    serial: *serial,
+                    counter: *counter,
+                },
+                certificate_exp.saturating_add(2 * skew),
+            ),
+        }
+    }
+}
+
 /// The answer stored with a mark: what a retried scan gets back. Only ALLOW answers are
 /// stored (a mark is left only by a code that passed every step before it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +98,18 @@ pub struct StoredAnswer {
     pub basis: Basis,
     /// When it was taken (Unix seconds).
     pub decided_at: u64,
+}
+
+/// When a use reaches the store, which decides how an offline counter is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Decided now, at an online gate: a counter must be above every counter already
+    /// used under its certificate (a phone's counter only goes up).
+    Live,
+    /// Uploaded after the fact by a gate that decided offline: uses of one certificate
+    /// arrive out of order from different gates, so only a counter already used by
+    /// another scan is a replay (a double use); the highest counter still moves up.
+    Late,
 }
 
 /// One use of a code at one gate.
@@ -87,6 +127,8 @@ pub struct Use<'a> {
     pub forget_at: u64,
     /// The answer to store with the mark.
     pub answer: StoredAnswer,
+    /// Live or uploaded (offline counters are judged differently).
+    pub arrival: Arrival,
 }
 
 /// What the store says about a use.

@@ -37,7 +37,7 @@ use crate::gates::{Gate, GateDirection, Gates};
 use crate::key_set::Keys;
 use crate::metrics::Metrics;
 use crate::model::{Answer, Basis, Direction, Refusal, Scan};
-use crate::replay::{Mark, Outcome, ReplayStore, StoredAnswer, Use};
+use crate::replay::{Arrival, Mark, Outcome, ReplayStore, StoredAnswer, Use};
 
 /// Where the revocation step reads from: the follower's set ([`RevocationView`]) in
 /// the service, a fixed set ([`FixedRevocations`]) in benches.
@@ -226,28 +226,7 @@ impl Verifier {
             ));
         }
 
-        // Kept a skew longer than the code can be accepted: the store's clock (Redis)
-        // may run ahead of this one by up to the skew (see `replay`).
-        let (mark, forget_at) = match &presented {
-            Presented::Online { cti, .. } => (
-                Mark::Token { cti: *cti },
-                presented
-                    .forget_at(self.rules.skew)
-                    .saturating_add(self.rules.skew),
-            ),
-            Presented::Offline {
-                serial,
-                counter,
-                certificate_exp,
-                ..
-            } => (
-                Mark::Offline {
-                    serial: *serial,
-                    counter: *counter,
-                },
-                certificate_exp.saturating_add(2 * self.rules.skew),
-            ),
-        };
+        let (mark, forget_at) = Mark::of(&presented, self.rules.skew);
         let kind = presented.kind();
         let stored = StoredAnswer {
             code_kind: kind,
@@ -261,6 +240,7 @@ impl Verifier {
             mark,
             forget_at,
             answer: stored,
+            arrival: Arrival::Live,
         };
         let refusal = match self.replay.record(used, now, deadline).await {
             Ok(Outcome::First) => None,

@@ -10,7 +10,7 @@ use citypass_runtime::Deadline;
 use citypass_token::{CertSerial, Cti};
 use futures::future::BoxFuture;
 
-use super::{Mark, Outcome, ReplayError, ReplayStore, StoredAnswer, Use, owner};
+use super::{Arrival, Mark, Outcome, ReplayError, ReplayStore, StoredAnswer, Use, owner};
 
 #[derive(Debug, Clone, Copy)]
 struct Owned {
@@ -126,10 +126,13 @@ impl MemoryReplayStore {
                         Outcome::Replayed
                     });
                 }
-                if !certificate.uses.is_empty() && counter <= certificate.highest {
+                if used.arrival == Arrival::Live
+                    && !certificate.uses.is_empty()
+                    && counter <= certificate.highest
+                {
                     return Ok(Outcome::CounterReplay);
                 }
-                certificate.highest = counter;
+                certificate.highest = certificate.highest.max(counter);
                 certificate.forget_at = certificate.forget_at.max(used.forget_at);
                 certificate.uses.insert(counter, mine);
                 memory.offline_uses += 1;

@@ -5,3 +5,4 @@ mod decisions;
 mod key_set;
 mod revocation;
 mod support;
+mod upload;
