@@ -93,6 +93,24 @@ impl VerifierService for BareVerifier {
         });
         Ok(Response::new(Box::pin(answers)))
     }
+
+    async fn upload_offline_scans(
+        &self,
+        _request: Request<citypass_proto::v1::UploadOfflineScansRequest>,
+    ) -> Result<Response<citypass_proto::v1::UploadOfflineScansResponse>, Status> {
+        Err(Status::unimplemented(
+            "the bare verify server only verifies",
+        ))
+    }
+
+    async fn list_fraud_signals(
+        &self,
+        _request: Request<citypass_proto::v1::ListFraudSignalsRequest>,
+    ) -> Result<Response<citypass_proto::v1::ListFraudSignalsResponse>, Status> {
+        Err(Status::unimplemented(
+            "the bare verify server only verifies",
+        ))
+    }
 }
 
 impl BareVerifier {

@@ -1,10 +1,11 @@
 //! Who may call each RPC of the verifier (see `citypass_runtime::authz`).
 //!
-//! Only gates, each with its own certificate (`spiffe://citypass/gate/<id>`). The table
-//! admits any gate; the handler then takes the gate id from the certificate and refuses
-//! a request naming another gate (`PERMISSION_DENIED`, `GATE_MISMATCH`).
+//! Gates, each with its own certificate (`spiffe://citypass/gate/<id>`), decide and
+//! upload. The table admits any gate; the handler then takes the gate id from the
+//! certificate and refuses a request naming another gate (`PERMISSION_DENIED`,
+//! `GATE_MISMATCH`). Fraud signals are read by operators with the auditor role.
 
-use citypass_runtime::{Allow, Policy, Rule};
+use citypass_runtime::{Allow, Policy, Role, Rule};
 
 /// The table.
 pub const AUTHORIZATION: Policy = Policy {
@@ -17,6 +18,14 @@ pub const AUTHORIZATION: Policy = Policy {
         Rule {
             method: "VerifyStream",
             allow: &[Allow::AnyGate],
+        },
+        Rule {
+            method: "UploadOfflineScans",
+            allow: &[Allow::AnyGate],
+        },
+        Rule {
+            method: "ListFraudSignals",
+            allow: &[Allow::Role(Role::Auditor)],
         },
     ],
 };

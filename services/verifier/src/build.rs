@@ -10,6 +10,7 @@ use citypass_runtime::{BuildError, Server, part};
 
 use crate::authorization::AUTHORIZATION;
 use crate::config::Config;
+use crate::fraud::{FraudLog, MemoryFraudLog, RedisFraudLog};
 use crate::gates::Gates;
 use crate::key_set::Keys;
 use crate::replay::{MemoryReplayStore, RedisReplayStore, ReplayStore};
@@ -21,13 +22,14 @@ use crate::subjects::cache::ProfileCache;
 use crate::subjects::holder::Holder;
 use crate::subjects::identity::IdentityProfiles;
 use crate::subjects::sealing::SealingKeys;
+use crate::upload::{UploadSources, Uploads};
 use crate::venues::{MemoryVenueStore, RedisVenueStore, VenueStore};
 use crate::verify::{Rules, Verifier};
 use citypass_pseudonym::Pseudonyms;
 
-/// Largest request the verifier decodes: a CP2 code (about 600 characters) and a few
-/// ids, with room.
-pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
+/// Largest request the verifier decodes: an upload of 64 CP2 codes (about 600
+/// characters each) with their ids, with room; a Verify is far smaller.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// The built verifier: the server to run, and handles on what it follows.
 #[derive(Debug)]
@@ -122,14 +124,21 @@ pub async fn build_with(
     )
     .map_err(part("gate registry"))?;
     // The venue counts live where the marks do.
+    // The venue counts and the fraud log live where the marks do.
     let redis_stores = |store: RedisReplayStore, timeout| {
         let venues =
             RedisVenueStore::new(store.connection(), config.redis_key_prefix.clone(), timeout);
         let venues: Arc<dyn VenueStore> = Arc::new(venues);
+        let fraud: Arc<dyn FraudLog> = Arc::new(RedisFraudLog::new(
+            store.connection(),
+            &config.redis_key_prefix,
+            config.upload.fraud_log_capacity,
+            timeout,
+        ));
         let replay: Arc<dyn ReplayStore> = Arc::new(store);
-        (replay, venues)
+        (replay, venues, fraud)
     };
-    let (replay, venues) = match &config.redis {
+    let (replay, venues, fraud) = match &config.redis {
         _ if !config.replay_cluster.is_empty() => {
             let nodes: Vec<String> = config
                 .replay_cluster
@@ -173,6 +182,7 @@ pub async fn build_with(
         None => (
             Arc::new(MemoryReplayStore::new(config.replay_capacity)) as Arc<dyn ReplayStore>,
             Arc::new(MemoryVenueStore::new(config.venue_capacity)) as Arc<dyn VenueStore>,
+            Arc::new(MemoryFraudLog::new(config.upload.fraud_log_capacity)) as Arc<dyn FraudLog>,
         ),
     };
     let policies = Arc::new(Policies::new(config.scenes.clone(), subjects, venues));
@@ -206,6 +216,17 @@ pub async fn build_with(
         skew: config.decision.skew.as_secs(),
         revocation_max_age: config.revocation.max_age,
     };
+    let uploads = Uploads::new(
+        UploadSources {
+            keys: keys.clone(),
+            gates: gates.clone(),
+            revocations: Arc::new(revocations.clone()),
+            replay: replay.clone(),
+            fraud,
+        },
+        rules.skew,
+        config.upload.window,
+    );
     let mut verifier = Verifier::new(
         rules,
         keys.clone(),
@@ -218,7 +239,7 @@ pub async fn build_with(
     if let Some(holder) = holder {
         verifier = verifier.with_subjects(holder);
     }
-    let service = VerifierApi::new(verifier)
+    let service = VerifierApi::new(verifier, uploads)
         .into_server()
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     let server = Server::new(config.server)

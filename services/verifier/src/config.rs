@@ -54,6 +54,28 @@ impl Default for DecisionSettings {
     }
 }
 
+/// What offline gates' uploads may bring (`upload.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadSettings {
+    /// How far back a scan may be uploaded, and how much longer an uploaded mark is
+    /// kept than a live one, so that a second gate's upload within it is compared
+    /// (default `24h`; from `1m` to `168h`).
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub window: Duration,
+    /// Most fraud signals kept (default 100 000; the oldest go first).
+    pub fraud_log_capacity: usize,
+}
+
+impl Default for UploadSettings {
+    fn default() -> Self {
+        UploadSettings {
+            window: Duration::from_secs(24 * 3600),
+            fraud_log_capacity: 100_000,
+        }
+    }
+}
+
 /// The `citypass-verifier` binary's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -115,6 +137,9 @@ pub struct Config {
     /// the counts live there).
     #[serde(default = "default_venue_capacity")]
     pub venue_capacity: usize,
+    /// Offline gates' uploads and the fraud log.
+    #[serde(default)]
+    pub upload: UploadSettings,
 }
 
 fn default_venue_capacity() -> usize {
@@ -261,6 +286,7 @@ impl Config {
             subjects: None,
             scenes: ScenesConfig::default(),
             venue_capacity: default_venue_capacity(),
+            upload: UploadSettings::default(),
         }
     }
 
@@ -313,6 +339,13 @@ impl Config {
             .map_err(|(key, problem)| invalid(key, problem))?;
         if self.venue_capacity == 0 {
             return Err(invalid("venue_capacity", "must be at least 1"));
+        }
+        let window = self.upload.window;
+        if window < Duration::from_secs(60) || window > Duration::from_secs(7 * 24 * 3600) {
+            return Err(invalid("upload.window", "must be from 1m to 168h"));
+        }
+        if self.upload.fraud_log_capacity == 0 {
+            return Err(invalid("upload.fraud_log_capacity", "must be at least 1"));
         }
         if self.replay_capacity == 0 {
             return Err(invalid("replay_capacity", "must be at least 1"));
@@ -381,6 +414,12 @@ mod tests {
         ])
         .expect("loads");
         assert_eq!(config.validate().unwrap_err().key, "revocation.follow");
+        let config = load(&[
+            ("CITYPASS_ENVIRONMENT", "dev"),
+            ("CITYPASS_UPLOAD__WINDOW", "200h"),
+        ])
+        .expect("loads");
+        assert_eq!(config.validate().unwrap_err().key, "upload.window");
     }
 
     #[test]

@@ -9,7 +9,9 @@ use citypass_proto::v1::{self as pb, VerifyRequest, VerifyResponse};
 use citypass_token::{CodeKind, TokenError};
 
 use crate::error::VerifierError;
+use crate::fraud::{FraudKind, SignalPage};
 use crate::model::{Answer, Direction, PolicyRefusal, Refusal, Scan, SceneResult};
+use crate::upload::{OfflineScan, Upload, UploadOutcome};
 
 /// Longest `scan_id` and `station_id` accepted (a UUID is 36).
 pub const MAX_ID_BYTES: usize = 128;
@@ -221,6 +223,125 @@ pub fn token_reason(error: &TokenError) -> pb::DenyReason {
         }
         // Not produced by verifying a code; anything new is malformed until named.
         _ => R::Malformed,
+    }
+}
+
+/// Signals per ListFraudSignals page unless asked otherwise, and at most.
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+/// See [`DEFAULT_PAGE_SIZE`].
+pub const MAX_PAGE_SIZE: usize = 200;
+
+/// The upload a request describes. Each malformed scan becomes the scan id to echo
+/// (answered `INVALID`), so that one bad scan never holds back the others; only the
+/// request itself (no gate, no scene) is an error.
+pub fn upload(request: pb::UploadOfflineScansRequest) -> Result<Upload, VerifierError> {
+    if request.gate_id.is_empty() {
+        return Err(VerifierError::MissingGateId);
+    }
+    let scene =
+        citypass_proto::scene::from_api(request.scene).ok_or(VerifierError::MissingScene)?;
+    let scans = request.scans.into_iter().map(offline_scan).collect();
+    Ok(Upload {
+        gate_id: request.gate_id,
+        scene,
+        scans,
+    })
+}
+
+fn offline_scan(scan: pb::OfflineScan) -> Result<OfflineScan, String> {
+    let echo = echoed_scan_id(&scan.scan_id);
+    let scanned_at = scan
+        .scanned_at
+        .as_ref()
+        .and_then(citypass_proto::time::seconds);
+    let direction = match pb::Direction::try_from(scan.direction) {
+        Ok(pb::Direction::Unspecified) => Some(Direction::Unspecified),
+        Ok(pb::Direction::Entry) => Some(Direction::Entry),
+        Ok(pb::Direction::Exit) => Some(Direction::Exit),
+        Err(_) => None,
+    };
+    match (scanned_at, direction) {
+        (Some(scanned_at), Some(direction))
+            if !scan.scan_id.is_empty()
+                && scan.scan_id.len() <= MAX_ID_BYTES
+                && !scan.qr_text.is_empty()
+                && scan.station_id.len() <= MAX_ID_BYTES =>
+        {
+            Ok(OfflineScan {
+                scan_id: scan.scan_id,
+                qr_text: scan.qr_text,
+                scanned_at,
+                direction,
+                station_id: scan.station_id,
+            })
+        }
+        _ => Err(echo),
+    }
+}
+
+/// The response for an upload's outcomes.
+pub fn upload_response(results: Vec<(String, UploadOutcome)>) -> pb::UploadOfflineScansResponse {
+    use pb::UploadOutcome as O;
+    let results = results
+        .into_iter()
+        .map(|(scan_id, outcome)| {
+            let (outcome, reason) = match &outcome {
+                UploadOutcome::Recorded => (O::Recorded, pb::DenyReason::Unspecified),
+                UploadOutcome::AlreadyRecorded => (O::AlreadyRecorded, pb::DenyReason::Unspecified),
+                UploadOutcome::FraudSuspected(_) => {
+                    (O::FraudSuspected, pb::DenyReason::Unspecified)
+                }
+                UploadOutcome::CodeRefused(refusal) => (O::CodeRefused, deny_reason(refusal)),
+                UploadOutcome::OutsideWindow => (O::OutsideWindow, pb::DenyReason::Unspecified),
+                UploadOutcome::ScanIdConflict => (O::ScanIdConflict, pb::DenyReason::Unspecified),
+                UploadOutcome::Unavailable => (O::Unavailable, pb::DenyReason::Unspecified),
+                UploadOutcome::Invalid => (O::Invalid, pb::DenyReason::Unspecified),
+            };
+            pb::OfflineScanResult {
+                scan_id,
+                outcome: outcome as i32,
+                deny_reason: reason as i32,
+            }
+        })
+        .collect();
+    pb::UploadOfflineScansResponse { results }
+}
+
+/// The page a ListFraudSignals request asks for: its size and where it starts.
+pub fn signal_page(
+    request: pb::ListFraudSignalsRequest,
+) -> Result<(usize, Option<String>), VerifierError> {
+    let size = match usize::try_from(request.page_size) {
+        Err(_) => return Err(VerifierError::BadPageSize),
+        Ok(0) => DEFAULT_PAGE_SIZE,
+        Ok(n) => n.min(MAX_PAGE_SIZE),
+    };
+    if request.page_token.len() > MAX_ID_BYTES {
+        return Err(VerifierError::BadPageToken);
+    }
+    let token = (!request.page_token.is_empty()).then_some(request.page_token);
+    Ok((size, token))
+}
+
+/// The response for a page of signals.
+pub fn signals_response(page: SignalPage) -> pb::ListFraudSignalsResponse {
+    pb::ListFraudSignalsResponse {
+        signals: page
+            .signals
+            .into_iter()
+            .map(|signal| pb::FraudSignal {
+                detected_at: Some(citypass_proto::time::timestamp(signal.detected_at)),
+                scanned_at: Some(citypass_proto::time::timestamp(signal.scanned_at)),
+                gate_id: signal.gate_id,
+                scene: citypass_proto::scene::to_api(signal.scene),
+                kind: match signal.kind {
+                    FraudKind::CodeReused => pb::FraudKind::CodeReused,
+                    FraudKind::CounterReused => pb::FraudKind::CounterReused,
+                } as i32,
+                mark_digest: signal.mark_digest,
+            })
+            .collect(),
+        next_page_token: page.next_page_token.unwrap_or_default(),
     }
 }
 

@@ -44,6 +44,24 @@ pub enum VerifierError {
     /// The request names another gate than the caller's certificate.
     #[error("gate_id is not the authenticated gate")]
     GateMismatch,
+    /// An upload from a gate the registry does not hold.
+    #[error("the gate is not in the gate registry")]
+    UnknownGate,
+    /// An upload naming another scene than its gate's.
+    #[error("scene is not the gate's scene")]
+    SceneMismatch,
+    /// An upload of more scans than one call takes.
+    #[error("at most 64 scans per upload")]
+    TooManyScans,
+    /// A ListFraudSignals page token this service did not give out.
+    #[error("page_token is not one this service gave out")]
+    BadPageToken,
+    /// `page_size` is negative.
+    #[error("page_size must not be negative")]
+    BadPageSize,
+    /// The fraud log did not answer.
+    #[error("the fraud log is unavailable")]
+    FraudLogUnavailable,
 }
 
 impl ServiceError for VerifierError {
@@ -61,6 +79,12 @@ impl ServiceError for VerifierError {
             E::MissingRequest => "MISSING_REQUEST",
             E::NotAGate => "NOT_A_GATE",
             E::GateMismatch => "GATE_MISMATCH",
+            E::UnknownGate => "UNKNOWN_GATE",
+            E::SceneMismatch => "SCENE_MISMATCH",
+            E::TooManyScans => "TOO_MANY_SCANS",
+            E::BadPageToken => "BAD_PAGE_TOKEN",
+            E::BadPageSize => "BAD_PAGE_SIZE",
+            E::FraudLogUnavailable => "FRAUD_LOG_UNAVAILABLE",
         }
     }
 
@@ -75,8 +99,14 @@ impl ServiceError for VerifierError {
             | E::BadStationId
             | E::DirectionRequired
             | E::DirectionMismatch
-            | E::MissingRequest => ErrorKind::InvalidArgument,
+            | E::MissingRequest
+            | E::SceneMismatch
+            | E::TooManyScans
+            | E::BadPageToken
+            | E::BadPageSize => ErrorKind::InvalidArgument,
             E::NotAGate | E::GateMismatch => ErrorKind::PermissionDenied,
+            E::UnknownGate => ErrorKind::FailedPrecondition,
+            E::FraudLogUnavailable => ErrorKind::Unavailable,
         }
     }
 }

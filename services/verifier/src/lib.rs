@@ -7,6 +7,7 @@
 //! - [`config`]: settings and their limits;
 //! - [`authorization`]: who may call each RPC (gates only);
 //! - [`build`]: the composition root;
+//! - [`fraud`]: fraud signals (a code or offline counter used by two scans), kept for operators;
 //! - [`gates`]: the gate registry, followed from its file;
 //! - [`key_set`]: the issuer's published key set, followed from its file;
 //! - [`metrics`]: decisions by scene and reason, decision time;
@@ -17,6 +18,7 @@
 //! - [`venues`]: scenic venues' daily counts (memory and Redis);
 //! - [`stand_in_subjects`]: the placeholder `Subjects` and a fixed one for tests;
 //! - [`subjects`]: the code's holder (unsealed subject, identity's profile, pseudonyms);
+//! - [`upload`]: offline gates' uploads, recorded after the fact;
 //! - [`verify`]: the decision, the offline gate's pipeline (`citypass_gate`) composed
 //!   with the follower's revocations and the replay store;
 //! - [`model`]: the verifier's types; [`convert`]: messages to and from them;
@@ -29,6 +31,7 @@ pub mod build;
 pub mod config;
 pub mod convert;
 pub mod error;
+pub mod fraud;
 pub mod gates;
 pub mod key_set;
 pub mod metrics;
@@ -38,6 +41,7 @@ pub mod scene;
 pub mod service;
 pub mod stand_in_subjects;
 pub mod subjects;
+pub mod upload;
 pub mod venues;
 pub mod verify;
 
@@ -46,16 +50,20 @@ pub use build::{Built, MAX_REQUEST_BYTES, build, build_with};
 pub use citypass_revocation_follow::{Follower, RevocationView};
 pub use config::{
     Config, DecisionSettings, Environment, FollowMode, InvalidConfig, RevocationSettings,
+    UploadSettings,
 };
 pub use error::VerifierError;
+pub use fraud::{
+    FraudError, FraudKind, FraudLog, FraudSignal, MemoryFraudLog, RedisFraudLog, SignalPage,
+};
 pub use gates::{Gate, GateDirection, Gates, GatesError, Registry};
 pub use key_set::Keys;
 pub use model::{
     Answer, Basis, Direction, PolicyRefusal, Refusal, Scan, SceneFacts, SceneResult, TransitTrip,
 };
 pub use replay::{
-    Mark, MemoryReplayStore, Outcome, RedisConnection, RedisReplayStore, ReplayError, ReplayStore,
-    Settled, StoredAnswer, Use,
+    Arrival, Mark, MemoryReplayStore, Outcome, RedisConnection, RedisReplayStore, ReplayError,
+    ReplayStore, Settled, StoredAnswer, Use,
 };
 pub use scene::{
     FailMode, Policies, SceneSettings, ScenesConfig, ScenicSettings, UtcOffset, VenueSettings,
@@ -63,5 +71,6 @@ pub use scene::{
 pub use service::VerifierApi;
 pub use stand_in_subjects::{FixedHolder, FixedSubjects, UnavailableSubjects};
 pub use subjects::{PseudonymScope, SubjectProfile, Subjects, SubjectsError};
+pub use upload::{OfflineScan, Upload, UploadOutcome, UploadSources, Uploads};
 pub use venues::{Admission, Entry, MemoryVenueStore, RedisVenueStore, VenueError, VenueStore};
 pub use verify::{FixedRevocations, Revocations, Rules, Verifier};

@@ -104,3 +104,60 @@ impl Metrics {
         );
     }
 }
+
+/// The uploads counter's name: one per uploaded scan, by `scene` and `outcome`.
+pub const UPLOADS: &str = "citypass.verifier.uploads";
+/// The fraud-signals counter's name: by `scene` and `kind`.
+pub const FRAUD_SIGNALS: &str = "citypass.verifier.fraud_signals";
+
+/// The instruments of offline uploads (`upload.rs`).
+#[derive(Debug, Clone)]
+pub struct UploadMetrics {
+    uploads: Counter<u64>,
+    signals: Counter<u64>,
+}
+
+impl UploadMetrics {
+    /// Registers the instruments on the global meter provider.
+    pub fn new() -> Self {
+        let meter = opentelemetry::global::meter("citypass-verifier");
+        UploadMetrics {
+            uploads: meter
+                .u64_counter(UPLOADS)
+                .with_description("Scans uploaded by offline gates, by scene and outcome")
+                .build(),
+            signals: meter
+                .u64_counter(FRAUD_SIGNALS)
+                .with_description("Codes or offline counters found used by two scans")
+                .build(),
+        }
+    }
+
+    /// Records one uploaded scan's outcome.
+    pub fn record(&self, scene: Scene, outcome: &crate::upload::UploadOutcome) {
+        self.uploads.add(
+            1,
+            &[
+                KeyValue::new("scene", scene.name()),
+                KeyValue::new("outcome", outcome.name()),
+            ],
+        );
+    }
+
+    /// Records one fraud signal.
+    pub fn signal(&self, scene: Scene, kind: crate::fraud::FraudKind) {
+        self.signals.add(
+            1,
+            &[
+                KeyValue::new("scene", scene.name()),
+                KeyValue::new("kind", kind.name()),
+            ],
+        );
+    }
+}
+
+impl Default for UploadMetrics {
+    fn default() -> Self {
+        UploadMetrics::new()
+    }
+}

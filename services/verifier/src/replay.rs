@@ -60,6 +60,7 @@ mod redis;
 
 use std::time::Duration;
 
+use citypass_gate::Presented;
 use citypass_runtime::Deadline;
 use citypass_token::{CertSerial, CodeKind, Cti};
 use futures::future::BoxFuture;
@@ -78,6 +79,33 @@ pub enum Mark {
     Token { cti: Cti },
     /// An offline code: its certificate's serial and its counter.
     Offline { serial: CertSerial, counter: u64 },
+}
+
+impl Mark {
+    /// The mark `presented` leaves, and the last second (Unix, inclusive) it must be
+    /// kept: a skew longer than the code can be accepted, since the store's clock
+    /// (Redis) may run ahead of this one by up to the skew; an offline certificate's
+    /// counters as long as the certificate.
+    pub fn of(presented: &Presented, skew: u64) -> (Mark, u64) {
+        match presented {
+            Presented::Online { cti, .. } => (
+                Mark::Token { cti: *cti },
+                presented.forget_at(skew).saturating_add(skew),
+            ),
+            Presented::Offline {
+                serial,
+                counter,
+                certificate_exp,
+                ..
+            } => (
+                Mark::Offline {
+                    serial: *serial,
+                    counter: *counter,
+                },
+                certificate_exp.saturating_add(2 * skew),
+            ),
+        }
+    }
 }
 
 /// The answer settled on a mark: what a retried scan gets back. A mark is left only by
@@ -113,6 +141,18 @@ impl StoredAnswer {
     }
 }
 
+/// When a use reaches the store, which decides how an offline counter is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Decided now, at an online gate: a counter must be above every counter already
+    /// used under its certificate (a phone's counter only goes up).
+    Live,
+    /// Uploaded after the fact by a gate that decided offline: uses of one certificate
+    /// arrive out of order from different gates, so only a counter already used by
+    /// another scan is a replay (a double use); the highest counter still moves up.
+    Late,
+}
+
 /// One use of a code at one gate.
 #[derive(Debug, Clone)]
 pub struct Use<'a> {
@@ -129,6 +169,8 @@ pub struct Use<'a> {
     /// The final answer to write with the mark in one step; `None` reserves the mark
     /// with a PENDING answer, settled later ([`ReplayStore::settle`]).
     pub answer: Option<StoredAnswer>,
+    /// Live or uploaded (offline counters are judged differently).
+    pub arrival: Arrival,
 }
 
 /// What the store says about a use.

@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use citypass_proto::v1::verifier_service_server::{VerifierService, VerifierServiceServer};
 use citypass_proto::v1::{
-    ScanError, VerifyRequest, VerifyResponse, VerifyStreamRequest, VerifyStreamResponse,
+    ListFraudSignalsRequest, ListFraudSignalsResponse, ScanError, UploadOfflineScansRequest,
+    UploadOfflineScansResponse, VerifyRequest, VerifyResponse, VerifyStreamRequest,
+    VerifyStreamResponse,
 };
 use citypass_runtime::{Caller, Deadline, IntoStatus, Principal, ServiceError as _, to_status};
 use futures::StreamExt as _;
@@ -22,6 +24,8 @@ use tracing::Instrument as _;
 
 use crate::convert;
 use crate::error::VerifierError;
+use crate::fraud::FraudError;
+use crate::upload::Uploads;
 use crate::verify::Verifier;
 
 /// How many scans of one stream are decided at once.
@@ -34,13 +38,15 @@ pub type VerifyResponses = Pin<Box<dyn Stream<Item = Result<VerifyStreamResponse
 #[derive(Debug, Clone)]
 pub struct VerifierApi {
     verifier: Arc<Verifier>,
+    uploads: Arc<Uploads>,
 }
 
 impl VerifierApi {
-    /// The service for `verifier`.
-    pub fn new(verifier: Verifier) -> Self {
+    /// The service for `verifier` and offline gates' `uploads`.
+    pub fn new(verifier: Verifier, uploads: Uploads) -> Self {
         VerifierApi {
             verifier: Arc::new(verifier),
+            uploads: Arc::new(uploads),
         }
     }
 
@@ -154,5 +160,40 @@ impl VerifierService for VerifierApi {
             })
             .buffer_unordered(STREAM_CONCURRENCY);
         Ok(Response::new(Box::pin(responses)))
+    }
+
+    async fn upload_offline_scans(
+        &self,
+        request: Request<UploadOfflineScansRequest>,
+    ) -> Result<Response<UploadOfflineScansResponse>, Status> {
+        let deadline = Deadline::of(&request);
+        let gate = gate_of(&request).map_err(IntoStatus::into_status)?;
+        let span = tracing::info_span!("upload", gate.id = %gate, scans = tracing::field::Empty);
+        async {
+            let upload = convert::upload(request.into_inner())?;
+            tracing::Span::current().record("scans", upload.scans.len());
+            let results = self.uploads.upload(&gate, upload, deadline).await?;
+            Ok(convert::upload_response(results))
+        }
+        .instrument(span)
+        .await
+        .map(Response::new)
+        .map_err(|err: VerifierError| err.into_status())
+    }
+
+    async fn list_fraud_signals(
+        &self,
+        request: Request<ListFraudSignalsRequest>,
+    ) -> Result<Response<ListFraudSignalsResponse>, Status> {
+        let (size, token) =
+            convert::signal_page(request.into_inner()).map_err(IntoStatus::into_status)?;
+        match self.uploads.fraud().list(size, token).await {
+            Ok(page) => Ok(Response::new(convert::signals_response(page))),
+            Err(FraudError::BadPageToken) => Err(VerifierError::BadPageToken.into_status()),
+            Err(err) => {
+                tracing::warn!(error = %err, "fraud log unreadable");
+                Err(VerifierError::FraudLogUnavailable.into_status())
+            }
+        }
     }
 }

@@ -48,7 +48,7 @@ use crate::gates::{Gate, GateDirection, Gates};
 use crate::key_set::Keys;
 use crate::metrics::Metrics;
 use crate::model::{Answer, Basis, Direction, Refusal, Scan};
-use crate::replay::{Mark, Outcome, ReplayStore, Settled, StoredAnswer, Use};
+use crate::replay::{Arrival, Mark, Outcome, ReplayStore, Settled, StoredAnswer, Use};
 use crate::scene::{Context, FailMode, Policies, Verdict};
 use crate::subjects::Subjects;
 
@@ -301,28 +301,7 @@ impl Verifier {
             }
         }
 
-        // Kept a skew longer than the code can be accepted: the store's clock (Redis)
-        // may run ahead of this one by up to the skew (see `replay`).
-        let (mark, forget_at) = match &presented {
-            Presented::Online { cti, .. } => (
-                Mark::Token { cti: *cti },
-                presented
-                    .forget_at(self.rules.skew)
-                    .saturating_add(self.rules.skew),
-            ),
-            Presented::Offline {
-                serial,
-                counter,
-                certificate_exp,
-                ..
-            } => (
-                Mark::Offline {
-                    serial: *serial,
-                    counter: *counter,
-                },
-                certificate_exp.saturating_add(2 * self.rules.skew),
-            ),
-        };
+        let (mark, forget_at) = Mark::of(&presented, self.rules.skew);
         let kind = presented.kind();
         let scene = gate.scene;
         let settings = self.policies.settings(scene);
@@ -336,6 +315,7 @@ impl Verifier {
             // A scene without a policy writes its answer with the mark in one step;
             // one with a policy reserves the mark and settles it after the policy.
             answer: (!has_policy).then(|| StoredAnswer::allow(kind, basis, now)),
+            arrival: Arrival::Live,
         };
         let policy_deadline = self.policies.deadline(scene, deadline);
         let ctx = Context {

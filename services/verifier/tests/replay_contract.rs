@@ -11,7 +11,7 @@ use std::time::Duration;
 use citypass_proto::v1::AssuranceLevel;
 use citypass_token::{CertSerial, CodeKind, Cti};
 use citypass_verifier::{
-    Basis, Mark, MemoryReplayStore, Outcome, PolicyRefusal, RedisReplayStore, ReplayStore,
+    Arrival, Basis, Mark, MemoryReplayStore, Outcome, PolicyRefusal, RedisReplayStore, ReplayStore,
     SceneFacts, Settled, StoredAnswer, Use,
 };
 
@@ -53,6 +53,7 @@ fn used<'a>(gate: &'a str, scan: &'a str, n: u64, mark: Mark, epoch: u64) -> Use
         mark,
         forget_at: NOW + 90,
         answer: Some(answer(epoch)),
+        arrival: Arrival::Live,
     }
 }
 
@@ -149,7 +150,9 @@ mod cases {
         a_retry_gets_the_first_answer_back,
         another_code_under_a_used_scan_id_conflicts_and_stays_unused,
         codes_presented_at_two_gates_concurrently_are_allowed_once,
-        first_use_wins_and_another_gate_is_a_replay, offline_counters_are_reserved_and_settled_too,
+        first_use_wins_and_another_gate_is_a_replay,
+        late_uses_are_replays_only_on_a_counter_used_before,
+        offline_counters_are_reserved_and_settled_too,
         offline_counters_only_go_up_and_retries_are_answered,
         review_a_mark_outlives_the_last_second_its_code_is_accepted,
     };
@@ -164,6 +167,7 @@ citypass_testkit::contract_suite!(
         cases::a_retry_gets_the_first_answer_back,
         cases::another_code_under_a_used_scan_id_conflicts_and_stays_unused,
         cases::offline_counters_only_go_up_and_retries_are_answered,
+        cases::late_uses_are_replays_only_on_a_counter_used_before,
         cases::codes_presented_at_two_gates_concurrently_are_allowed_once,
         cases::review_a_mark_outlives_the_last_second_its_code_is_accepted,
         cases::a_reserved_mark_is_settled_once_and_retries_get_the_settled_answer,
@@ -439,6 +443,54 @@ async fn offline_counters_only_go_up_and_retries_are_answered(store: Arc<dyn Rep
         record(store, retry).await,
         Outcome::Retry(first_answer),
         "an earlier scan's retry still gets its answer after a newer counter"
+    );
+}
+
+async fn late_uses_are_replays_only_on_a_counter_used_before(store: Arc<dyn ReplayStore>) {
+    let store = store.as_ref();
+    let serial = CertSerial::from_bytes([8u8; 16]);
+    let offline = |counter| Mark::Offline { serial, counter };
+    let late = |gate, scan, n, counter| Use {
+        arrival: Arrival::Late,
+        ..used(gate, scan, n, offline(counter), 7)
+    };
+    assert_eq!(
+        record(store, used("gate-a", "s1", 20, offline(7), 7)).await,
+        Outcome::First
+    );
+    assert_eq!(
+        record(store, late("gate-b", "s1", 21, 5)).await,
+        Outcome::First,
+        "an offline gate's earlier scan, uploaded after a newer online one"
+    );
+    assert_eq!(
+        record(store, late("gate-b", "s1", 21, 5)).await,
+        Outcome::Retry(answer(7)),
+        "an upload retried"
+    );
+    assert_eq!(
+        record(store, late("gate-c", "s1", 22, 5)).await,
+        Outcome::Replayed,
+        "the same counter from another gate is a double use"
+    );
+    assert_eq!(
+        record(store, late("gate-c", "s2", 23, 7)).await,
+        Outcome::Replayed,
+        "so is the counter used online"
+    );
+    assert_eq!(
+        record(store, late("gate-c", "s3", 24, 9)).await,
+        Outcome::First
+    );
+    assert_eq!(
+        record(store, used("gate-a", "s2", 25, offline(8), 7)).await,
+        Outcome::CounterReplay,
+        "a late use moves the highest counter up for live ones"
+    );
+    assert_eq!(
+        record(store, used("gate-a", "s3", 26, offline(6), 7)).await,
+        Outcome::CounterReplay,
+        "and never lowers it"
     );
 }
 

@@ -10,7 +10,7 @@ use citypass_runtime::Deadline;
 use citypass_token::{CertSerial, Cti};
 use futures::future::BoxFuture;
 
-use super::{Mark, Outcome, ReplayError, ReplayStore, Settled, StoredAnswer, Use, owner};
+use super::{Arrival, Mark, Outcome, ReplayError, ReplayStore, Settled, StoredAnswer, Use, owner};
 
 #[derive(Debug, Clone)]
 struct Owned {
@@ -149,10 +149,13 @@ impl MemoryReplayStore {
                 if let Some(first) = certificate.uses.get(&counter) {
                     return Ok(first.outcome(owner));
                 }
-                if !certificate.uses.is_empty() && counter <= certificate.highest {
+                if used.arrival == Arrival::Live
+                    && !certificate.uses.is_empty()
+                    && counter <= certificate.highest
+                {
                     return Ok(Outcome::CounterReplay);
                 }
-                certificate.highest = counter;
+                certificate.highest = certificate.highest.max(counter);
                 certificate.forget_at = certificate.forget_at.max(used.forget_at);
                 certificate.uses.insert(counter, mine);
                 memory.offline_uses += 1;

@@ -8,7 +8,9 @@ use citypass_runtime::Deadline;
 use futures::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{Mark, Outcome, PENDING, ReplayError, ReplayStore, Settled, StoredAnswer, Use, owner};
+use super::{
+    Arrival, Mark, Outcome, PENDING, ReplayError, ReplayStore, Settled, StoredAnswer, Use, owner,
+};
 
 /// Claims a scan id for a code fingerprint. KEYS[1] the claim; ARGV[1] the
 /// fingerprint, ARGV[2] when to forget it (Unix ms). 2: claimed now, 1: claimed
@@ -40,8 +42,9 @@ return {2}
 /// Marks an offline code's counter with its answer (or `p`), in one step. KEYS[1] the
 /// certificate's hash; ARGV[1] the owner, ARGV[2] the answer, ARGV[3] when to forget
 /// (Unix ms), ARGV[4] the counter as 20 zero-padded digits (so that string order is
-/// number order, without Lua's doubles). {2}: first use, {1, answer}: the owner's
-/// retry, {0}: replayed, {3}: counter not above the highest used.
+/// number order, without Lua's doubles), ARGV[5] `live` or `late` (an uploaded use:
+/// no order rule, see `Arrival`). {2}: first use, {1, answer}: the owner's retry,
+/// {0}: replayed, {3}: counter not above the highest used (live only).
 const MARK_OFFLINE: &str = r"
 local counter = ARGV[4]
 local owner = redis.call('HGET', KEYS[1], 'o:' .. counter)
@@ -50,8 +53,9 @@ if owner then
   return {0}
 end
 local highest = redis.call('HGET', KEYS[1], 'highest')
-if highest and highest >= counter then return {3} end
-redis.call('HSET', KEYS[1], 'highest', counter, 'o:' .. counter, ARGV[1], 'a:' .. counter, ARGV[2])
+if ARGV[5] == 'live' and highest and highest >= counter then return {3} end
+if not highest or highest < counter then redis.call('HSET', KEYS[1], 'highest', counter) end
+redis.call('HSET', KEYS[1], 'o:' .. counter, ARGV[1], 'a:' .. counter, ARGV[2])
 local at = tonumber(ARGV[3])
 local current = redis.call('PEXPIRETIME', KEYS[1])
 if current < at then redis.call('PEXPIREAT', KEYS[1], ARGV[3]) end
@@ -222,7 +226,8 @@ impl RedisReplayStore {
         }
     }
 
-    /// The connection, for other stores on the same Redis (venue counts).
+    /// The connection, for other stores on the same Redis (venue counts, the fraud
+    /// log).
     pub fn connection(&self) -> Connection {
         self.connection.clone()
     }
@@ -279,7 +284,12 @@ impl RedisReplayStore {
             )
             .arg(&forget_at_ms);
         if let Mark::Offline { counter, .. } = used.mark {
-            command.arg(format!("{counter:020}"));
+            command
+                .arg(format!("{counter:020}"))
+                .arg(match used.arrival {
+                    Arrival::Live => "live",
+                    Arrival::Late => "late",
+                });
         }
         let reply: Vec<redis::Value> = self
             .connection

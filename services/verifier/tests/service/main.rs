@@ -7,3 +7,4 @@ mod revocation;
 mod scenes;
 mod subjects;
 mod support;
+mod upload;

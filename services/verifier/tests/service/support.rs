@@ -37,6 +37,7 @@ pub const GATES: &str = "gates:
   metro-entry-1: {scene: metro, direction: entry, station: L1-S03, operator: metro}
   metro-exit-1: {scene: metro, direction: exit, station: L1-S03, operator: metro}
   bus-12: {scene: bus, stop: route-12, operator: bus}
+  bus-14: {scene: bus, stop: route-14, operator: bus}
   hospital-desk-1: {scene: hospital, hospital: first-hospital, operator: hospital}
   scenic-1: {scene: scenic, venue: west-lake, operator: park}
   scenic-2: {scene: scenic, venue: west-lake, operator: park}

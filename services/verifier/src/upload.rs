@@ -1,0 +1,290 @@
+//! What offline gates allowed, recorded after the fact (UploadOfflineScans).
+//!
+//! A gate cut off from the network decides alone (`citypass_gate::Gate`) and keeps
+//! the scans it allowed. Once back, it uploads them. For each scan, in order:
+//!
+//! 1. its shape (`convert.rs`: a usable scan id, a code, a scan time) else `Invalid`;
+//! 2. the scan time within the upload window (`upload.window` back, the skew ahead)
+//!    else `OutsideWindow`;
+//! 3. the code as of its scan time: the shared [`check_code`] (format, key, signature,
+//!    times with the skew, the gate's scene in its scopes), else `CodeRefused` with the
+//!    reason: a gate that allowed it has a fault worth knowing about;
+//! 4. its single-use mark, recorded in the replay store as a [`Arrival::Late`] use
+//!    with the gate's scan id: from now on the code is refused at every gate. The store
+//!    says what else held the mark: nothing (`Recorded`), this very scan
+//!    (`AlreadyRecorded`: an upload retried), or another scan (`FraudSuspected`: two
+//!    gates let the same code, or the same offline counter, through; a signal goes to
+//!    the fraud log, `fraud.rs`). Offline counters are not held to their order here:
+//!    uploads from several gates arrive in any order, so only a counter that another
+//!    scan used is a double use.
+//!
+//! An uploaded mark is kept `upload.window` longer than a live one, so that a second
+//! gate's upload within the window still finds it. Live marks are not extended (the
+//! city's online codes would multiply the store's size), so a live use is compared
+//! with uploads only while its mark lives (a CP1 code's life plus twice the skew; a CP2
+//! certificate's). Revocation is not checked here: the scan happened already; what the
+//! gate's snapshot missed is the gate's staleness bound's business.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use citypass_gate::check_code;
+use citypass_runtime::Deadline;
+use citypass_token::{Scene, sha256, unix_now};
+use futures::StreamExt as _;
+
+use crate::error::VerifierError;
+use crate::fraud::{FraudKind, FraudLog, FraudSignal, mark_digest};
+use crate::gates::Gates;
+use crate::key_set::Keys;
+use crate::metrics::UploadMetrics;
+use crate::model::{Basis, Direction, Refusal};
+use crate::replay::{Arrival, Mark, Outcome, ReplayStore, StoredAnswer, Use};
+use crate::verify::Revocations;
+
+/// Most scans in one upload.
+pub const MAX_SCANS: usize = 64;
+/// Scans of one upload recorded at once.
+const CONCURRENCY: usize = 16;
+
+/// One scan an offline gate allowed, checked for shape.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OfflineScan {
+    /// The gate's id for the scan.
+    pub scan_id: String,
+    /// The scanned text. Never logged.
+    pub qr_text: String,
+    /// When the gate allowed it (its clock, Unix seconds).
+    pub scanned_at: u64,
+    /// Metro only.
+    pub direction: Direction,
+    /// Metro station or bus stop.
+    pub station_id: String,
+}
+
+impl std::fmt::Debug for OfflineScan {
+    /// Without the code text.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OfflineScan")
+            .field("scan_id", &self.scan_id)
+            .field("scanned_at", &self.scanned_at)
+            .field("direction", &self.direction)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What was done with one uploaded scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadOutcome {
+    /// Its mark is recorded now.
+    Recorded,
+    /// This scan was recorded before.
+    AlreadyRecorded,
+    /// Another scan used the same mark first; a signal was recorded.
+    FraudSuspected(FraudKind),
+    /// The code fails a check as of its scan time.
+    CodeRefused(Refusal),
+    /// The scan time is outside the upload window.
+    OutsideWindow,
+    /// The gate used this scan id before with another code.
+    ScanIdConflict,
+    /// The replay store did not answer: upload it again later.
+    Unavailable,
+    /// The scan is malformed.
+    Invalid,
+}
+
+impl UploadOutcome {
+    /// A stable snake-case name (metrics).
+    pub fn name(&self) -> &'static str {
+        match self {
+            UploadOutcome::Recorded => "recorded",
+            UploadOutcome::AlreadyRecorded => "already_recorded",
+            UploadOutcome::FraudSuspected(_) => "fraud_suspected",
+            UploadOutcome::CodeRefused(_) => "code_refused",
+            UploadOutcome::OutsideWindow => "outside_window",
+            UploadOutcome::ScanIdConflict => "scan_id_conflict",
+            UploadOutcome::Unavailable => "unavailable",
+            UploadOutcome::Invalid => "invalid",
+        }
+    }
+}
+
+/// A gate's upload, checked for shape: each scan, or the scan id to echo for a
+/// malformed one.
+#[derive(Debug)]
+pub struct Upload {
+    /// The gate the request names.
+    pub gate_id: String,
+    /// The scene the request names.
+    pub scene: Scene,
+    /// The scans in the request's order.
+    pub scans: Vec<Result<OfflineScan, String>>,
+}
+
+/// The upload logic over the verifier's sources; see the module documentation.
+pub struct Uploads {
+    keys: Arc<Keys>,
+    gates: Arc<Gates>,
+    revocations: Arc<dyn Revocations>,
+    replay: Arc<dyn ReplayStore>,
+    fraud: Arc<dyn FraudLog>,
+    skew: u64,
+    window: Duration,
+    metrics: UploadMetrics,
+}
+
+impl std::fmt::Debug for Uploads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Uploads")
+            .field("skew", &self.skew)
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Uploads`] reads and writes.
+pub struct UploadSources {
+    /// The key set in force.
+    pub keys: Arc<Keys>,
+    /// The gate registry.
+    pub gates: Arc<Gates>,
+    /// The revocation data (only its freshness is recorded with a mark).
+    pub revocations: Arc<dyn Revocations>,
+    /// The single-use marks (shared with the live decision).
+    pub replay: Arc<dyn ReplayStore>,
+    /// Where signals go.
+    pub fraud: Arc<dyn FraudLog>,
+}
+
+impl Uploads {
+    /// Uploads over `sources`, with the decision's `skew` (seconds) and how far back a
+    /// scan may be uploaded (`window`).
+    pub fn new(sources: UploadSources, skew: u64, window: Duration) -> Self {
+        Uploads {
+            keys: sources.keys,
+            gates: sources.gates,
+            revocations: sources.revocations,
+            replay: sources.replay,
+            fraud: sources.fraud,
+            skew,
+            window,
+            metrics: UploadMetrics::new(),
+        }
+    }
+
+    /// The fraud log (ListFraudSignals reads it).
+    pub fn fraud(&self) -> &Arc<dyn FraudLog> {
+        &self.fraud
+    }
+
+    /// Records `upload` from the authenticated gate `caller`: one outcome per scan, in
+    /// order, with the scan id to echo. An `Err` is an upload not taken at all (another
+    /// gate's id, an unknown gate, another scene, too many scans).
+    pub async fn upload(
+        &self,
+        caller: &str,
+        upload: Upload,
+        deadline: Option<Deadline>,
+    ) -> Result<Vec<(String, UploadOutcome)>, VerifierError> {
+        if upload.gate_id != caller {
+            return Err(VerifierError::GateMismatch);
+        }
+        if upload.scans.len() > MAX_SCANS {
+            return Err(VerifierError::TooManyScans);
+        }
+        let registry = self.gates.current();
+        let gate = registry
+            .get(&upload.gate_id)
+            .ok_or(VerifierError::UnknownGate)?;
+        if gate.scene != upload.scene {
+            return Err(VerifierError::SceneMismatch);
+        }
+        let scene = gate.scene;
+        let gate_id = upload.gate_id.as_str();
+        let results = futures::stream::iter(upload.scans)
+            .map(|scan| async move {
+                match scan {
+                    Ok(scan) => {
+                        let outcome = self.record(gate_id, scene, &scan, deadline).await;
+                        (scan.scan_id, outcome)
+                    }
+                    Err(echo) => (echo, UploadOutcome::Invalid),
+                }
+            })
+            .buffered(CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await;
+        for (_, outcome) in &results {
+            self.metrics.record(scene, outcome);
+        }
+        Ok(results)
+    }
+
+    async fn record(
+        &self,
+        gate_id: &str,
+        scene: Scene,
+        scan: &OfflineScan,
+        deadline: Option<Deadline>,
+    ) -> UploadOutcome {
+        let now = unix_now();
+        let oldest = now.saturating_sub(self.window.as_secs());
+        if scan.scanned_at < oldest || scan.scanned_at > now.saturating_add(self.skew) {
+            return UploadOutcome::OutsideWindow;
+        }
+        let (keys, key_set_age) = self.keys.current();
+        let presented = match check_code(&scan.qr_text, &keys, scene, self.skew, scan.scanned_at) {
+            Ok(presented) => presented,
+            Err(reason) => return UploadOutcome::CodeRefused(reason.into()),
+        };
+        let (mark, forget_at) = Mark::of(&presented, self.skew);
+        let freshness = self.revocations.freshness();
+        let used = Use {
+            gate_id,
+            scan_id: &scan.scan_id,
+            fingerprint: sha256(scan.qr_text.as_bytes()),
+            mark,
+            forget_at: forget_at.saturating_add(self.window.as_secs()),
+            answer: Some(StoredAnswer::allow(
+                presented.kind(),
+                Basis {
+                    revocation_epoch: freshness.epoch,
+                    revocation_age: freshness.age,
+                    key_set_age: Some(key_set_age),
+                },
+                scan.scanned_at,
+            )),
+            arrival: Arrival::Late,
+        };
+        match self.replay.record(used, now, deadline).await {
+            Ok(Outcome::First) => UploadOutcome::Recorded,
+            // (An upload's answer is written with its mark, so it is never pending; a
+            // pending mark of this very scan is this gate's own live scan.)
+            Ok(Outcome::Retry(_) | Outcome::Pending) => UploadOutcome::AlreadyRecorded,
+            Ok(Outcome::ScanIdConflict) => UploadOutcome::ScanIdConflict,
+            // A late use is never held to the counter order, so only a mark another
+            // scan holds comes back; either way the mark was used twice.
+            Ok(Outcome::Replayed | Outcome::CounterReplay) => {
+                let kind = FraudKind::of(&mark);
+                let signal = FraudSignal {
+                    detected_at: now,
+                    scanned_at: scan.scanned_at,
+                    gate_id: gate_id.to_owned(),
+                    scene,
+                    kind,
+                    mark_digest: mark_digest(&mark),
+                };
+                self.metrics.signal(scene, kind);
+                if let Err(err) = self.fraud.record(signal, deadline).await {
+                    tracing::warn!(error = %err, kind = kind.name(), "fraud signal not logged (counted)");
+                }
+                UploadOutcome::FraudSuspected(kind)
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "replay store failed; uploaded scan left for a retry");
+                UploadOutcome::Unavailable
+            }
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! UploadOfflineScans and ListFraudSignals through the running service: what offline
+//! gates allowed is recorded after the fact, a double use is flagged for operators.
+
+use citypass_proto::v1::verifier_service_client::VerifierServiceClient;
+use citypass_proto::v1::{self as pb, ListFraudSignalsRequest, UploadOfflineScansRequest};
+use citypass_runtime::{Role, reason_of};
+use citypass_testkit::tls::As;
+use citypass_token::{Scene, Scopes, unix_now};
+use tonic::Code;
+use tonic::transport::Channel;
+
+use crate::support::{Harness, allowed, denied, request, verify};
+
+fn scan(scan_id: &str, code: &str, scanned_at: u64) -> pb::OfflineScan {
+    pb::OfflineScan {
+        scan_id: scan_id.to_owned(),
+        qr_text: code.to_owned(),
+        scanned_at: Some(citypass_proto::time::timestamp(scanned_at)),
+        ..pb::OfflineScan::default()
+    }
+}
+
+async fn upload(
+    client: &mut VerifierServiceClient<Channel>,
+    gate: &str,
+    scans: Vec<pb::OfflineScan>,
+) -> Vec<(String, pb::UploadOutcome, pb::DenyReason)> {
+    client
+        .upload_offline_scans(UploadOfflineScansRequest {
+            gate_id: gate.to_owned(),
+            scene: pb::Scene::Bus as i32,
+            scans,
+        })
+        .await
+        .expect("an upload is answered")
+        .into_inner()
+        .results
+        .into_iter()
+        .map(|r| {
+            (
+                r.scan_id,
+                pb::UploadOutcome::try_from(r.outcome).expect("a known outcome"),
+                pb::DenyReason::try_from(r.deny_reason).expect("a known reason"),
+            )
+        })
+        .collect()
+}
+
+fn outcomes(results: &[(String, pb::UploadOutcome, pb::DenyReason)]) -> Vec<pb::UploadOutcome> {
+    results.iter().map(|r| r.1).collect()
+}
+
+#[tokio::test]
+async fn an_offline_code_used_at_two_offline_gates_is_flagged_after_upload() {
+    let h = Harness::start().await;
+    let now = unix_now();
+    let (signer, _) = h.offline_signer(Scopes::all());
+    let code = signer.make_code(now - 30, 60, 3, &h.rng).unwrap();
+    let (mut bus_a, mut bus_b) = (h.gate("bus-12"), h.gate("bus-14"));
+
+    // Two buses out of coverage both let the same code through; the first upload
+    // records it (again: nothing new), the second is a double use.
+    let first = upload(&mut bus_a, "bus-12", vec![scan("a-1", &code, now - 20)]).await;
+    assert_eq!(
+        first,
+        vec![(
+            "a-1".to_owned(),
+            pb::UploadOutcome::Recorded,
+            pb::DenyReason::Unspecified
+        )]
+    );
+    let again = upload(&mut bus_a, "bus-12", vec![scan("a-1", &code, now - 20)]).await;
+    assert_eq!(outcomes(&again), [pb::UploadOutcome::AlreadyRecorded]);
+    let second = upload(&mut bus_b, "bus-14", vec![scan("b-1", &code, now - 10)]).await;
+    assert_eq!(outcomes(&second), [pb::UploadOutcome::FraudSuspected]);
+
+    // The uploaded use counts online too.
+    let online = verify(&mut bus_a, request("bus-12", pb::Scene::Bus, "a-2", &code)).await;
+    assert_eq!(denied(&online), pb::DenyReason::Replayed);
+
+    // An auditor lists the signal; it names the second gate, never the code.
+    let mut auditor =
+        VerifierServiceClient::new(h.pki.channel(h.addr, &As::Operator(&[Role::Auditor])));
+    let listed = auditor
+        .list_fraud_signals(ListFraudSignalsRequest::default())
+        .await
+        .expect("an auditor lists signals")
+        .into_inner();
+    assert_eq!(listed.signals.len(), 1, "{listed:?}");
+    let signal = &listed.signals[0];
+    assert_eq!(signal.gate_id, "bus-14");
+    assert_eq!(signal.scene, pb::Scene::Bus as i32);
+    assert_eq!(signal.kind, pb::FraudKind::CounterReused as i32);
+    assert_eq!(signal.mark_digest.len(), 16);
+    assert!(!code.contains(&signal.mark_digest));
+    assert_eq!(
+        signal
+            .scanned_at
+            .as_ref()
+            .and_then(citypass_proto::time::seconds),
+        Some(now - 10)
+    );
+    assert!(listed.next_page_token.is_empty());
+
+    // Gates cannot read the signals.
+    let refused = bus_a
+        .list_fraud_signals(ListFraudSignalsRequest::default())
+        .await
+        .expect_err("a gate is no auditor");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn uploads_take_counters_in_any_order_and_refuse_what_a_gate_should_not_have_allowed() {
+    let h = Harness::start().await;
+    let now = unix_now();
+    let (signer, _) = h.offline_signer(Scopes::all());
+    let mut bus_a = h.gate("bus-12");
+    let mut bus_b = h.gate("bus-14");
+
+    // Counter 5 is used online; counter 3, scanned by an offline bus, arrives later:
+    // an older copy online, but an honest late upload.
+    let live = signer.make_code(now, 60, 5, &h.rng).unwrap();
+    allowed(
+        &verify(
+            &mut bus_a,
+            request("bus-12", pb::Scene::Bus, "live-5", &live),
+        )
+        .await,
+    );
+    // (Times stay at or after the certificate's start, which is now.)
+    let earlier = signer.make_code(now, 60, 3, &h.rng).unwrap();
+
+    let forged = h
+        .stranger
+        .issue_token(&[9; 16], Scopes::all(), now - 5, 60)
+        .unwrap()
+        .text;
+    let expired = h
+        .issuer
+        .issue_token(&[9; 16], Scopes::all(), now - 600, 60)
+        .unwrap()
+        .text;
+    let hospital_only: Scopes = [Scene::Hospital].into_iter().collect();
+    let out_of_scope = h
+        .issuer
+        .issue_token(&[9; 16], hospital_only, now - 5, 60)
+        .unwrap()
+        .text;
+    let fresh = h.code(Scopes::all()).text;
+    let results = upload(
+        &mut bus_b,
+        "bus-14",
+        vec![
+            scan("u-1", &earlier, now),
+            scan("u-2", &forged, now - 2),
+            scan("u-3", &expired, now - 2),
+            scan("u-4", &out_of_scope, now - 2),
+            scan("u-5", &fresh, now - 2 * 24 * 3600),
+            scan("u-6", &fresh, now + 600),
+            scan("u-7", "", now),
+            scan("u-8", &fresh, now),
+        ],
+    )
+    .await;
+    let expected = [
+        (
+            "u-1",
+            pb::UploadOutcome::Recorded,
+            pb::DenyReason::Unspecified,
+        ),
+        (
+            "u-2",
+            pb::UploadOutcome::CodeRefused,
+            pb::DenyReason::UnknownKid,
+        ),
+        (
+            "u-3",
+            pb::UploadOutcome::CodeRefused,
+            pb::DenyReason::Expired,
+        ),
+        (
+            "u-4",
+            pb::UploadOutcome::CodeRefused,
+            pb::DenyReason::ScopeNotAllowed,
+        ),
+        (
+            "u-5",
+            pb::UploadOutcome::OutsideWindow,
+            pb::DenyReason::Unspecified,
+        ),
+        (
+            "u-6",
+            pb::UploadOutcome::OutsideWindow,
+            pb::DenyReason::Unspecified,
+        ),
+        (
+            "u-7",
+            pb::UploadOutcome::Invalid,
+            pb::DenyReason::Unspecified,
+        ),
+        (
+            "u-8",
+            pb::UploadOutcome::Recorded,
+            pb::DenyReason::Unspecified,
+        ),
+    ];
+    let expected: Vec<_> = expected
+        .iter()
+        .map(|(s, o, r)| (s.to_string(), *o, *r))
+        .collect();
+    assert_eq!(results, expected);
+
+    // Another copy of counter 3 from another bus is the double use.
+    let copy = upload(&mut bus_a, "bus-12", vec![scan("c-1", &earlier, now)]).await;
+    assert_eq!(outcomes(&copy), [pb::UploadOutcome::FraudSuspected]);
+    // The same scan id with another code is the gate's bug, and changes nothing.
+    let conflict = upload(&mut bus_b, "bus-14", vec![scan("u-1", &fresh, now)]).await;
+    assert_eq!(outcomes(&conflict), [pb::UploadOutcome::ScanIdConflict]);
+
+    // Uploads that are not taken at all.
+    let err = bus_a
+        .upload_offline_scans(UploadOfflineScansRequest {
+            gate_id: "bus-14".into(),
+            scene: pb::Scene::Bus as i32,
+            scans: vec![],
+        })
+        .await
+        .expect_err("another gate's id");
+    assert_eq!(
+        (err.code(), reason_of(&err).as_deref()),
+        (Code::PermissionDenied, Some("GATE_MISMATCH"))
+    );
+    let err = bus_a
+        .upload_offline_scans(UploadOfflineScansRequest {
+            gate_id: "bus-12".into(),
+            scene: pb::Scene::Metro as i32,
+            scans: vec![],
+        })
+        .await
+        .expect_err("another scene");
+    assert_eq!(
+        (err.code(), reason_of(&err).as_deref()),
+        (Code::InvalidArgument, Some("SCENE_MISMATCH"))
+    );
+    let err = bus_a
+        .upload_offline_scans(UploadOfflineScansRequest {
+            gate_id: "bus-12".into(),
+            scene: pb::Scene::Bus as i32,
+            scans: (0..65)
+                .map(|i| scan(&format!("x-{i}"), &fresh, now))
+                .collect(),
+        })
+        .await
+        .expect_err("too many scans");
+    assert_eq!(
+        (err.code(), reason_of(&err).as_deref()),
+        (Code::InvalidArgument, Some("TOO_MANY_SCANS"))
+    );
+}
