@@ -51,7 +51,7 @@ mod tests {
         for scene in Scene::ALL {
             assert_eq!(from_api(to_api(scene)), Some(scene));
         }
-        assert_eq!(scopes_to_api(Scopes::all()), [1, 2, 3, 4]);
+        assert_eq!(scopes_to_api(Scopes::all()), [1, 2, 3, 4, 5]);
     }
 
     #[test]

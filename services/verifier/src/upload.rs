@@ -216,7 +216,7 @@ impl Uploads {
             .collect::<Vec<_>>()
             .await;
         for (_, outcome) in &results {
-            self.metrics.record(scene, outcome);
+            self.metrics.record(scene, outcome.name());
         }
         Ok(results)
     }
@@ -275,7 +275,7 @@ impl Uploads {
                     kind,
                     mark_digest: mark_digest(&mark),
                 };
-                self.metrics.signal(scene, kind);
+                self.metrics.signal(scene, kind.name());
                 if let Err(err) = self.fraud.record(signal, deadline).await {
                     tracing::warn!(error = %err, kind = kind.name(), "fraud signal not logged (counted)");
                 }

@@ -14,8 +14,8 @@ use crate::support::{Harness, SUBJECT, allowed, denied, request, verify};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subject_revoked_after_a_codes_issue_refuses_that_online_code() {
     let mut h = Harness::start().await;
-    let mut gate = h.gate("scenic-1");
-    let scene = pb::Scene::Scenic;
+    let mut gate = h.gate("bus-12");
+    let scene = pb::Scene::Bus;
     let issued_before = h.code(Scopes::all());
     let other_subject = h
         .issuer
@@ -32,7 +32,7 @@ async fn a_subject_revoked_after_a_codes_issue_refuses_that_online_code() {
 
     let refused = verify(
         &mut gate,
-        request("scenic-1", scene, "s-1", &issued_before.text),
+        request("bus-12", scene, "s-1", &issued_before.text),
     )
     .await;
     assert_eq!(denied(&refused), pb::DenyReason::SubjectRevoked);
@@ -44,7 +44,7 @@ async fn a_subject_revoked_after_a_codes_issue_refuses_that_online_code() {
     allowed(
         &verify(
             &mut gate,
-            request("scenic-1", scene, "s-2", &other_subject.text),
+            request("bus-12", scene, "s-2", &other_subject.text),
         )
         .await,
     );
@@ -57,7 +57,7 @@ async fn a_subject_revoked_after_a_codes_issue_refuses_that_online_code() {
     allowed(
         &verify(
             &mut gate,
-            request("scenic-1", scene, "s-3", &issued_after.text),
+            request("bus-12", scene, "s-3", &issued_after.text),
         )
         .await,
     );
@@ -66,8 +66,8 @@ async fn a_subject_revoked_after_a_codes_issue_refuses_that_online_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_code_whose_subject_does_not_open_is_refused_with_its_reason() {
     let h = Harness::start().await;
-    let mut gate = h.gate("scenic-1");
-    let scene = pb::Scene::Scenic;
+    let mut gate = h.gate("bus-12");
+    let scene = pb::Scene::Bus;
     // The issuer's own signing key (the signature holds), sealing with a key id the
     // verifier's file does not hold, and with the right id but other bytes.
     let unknown_id = Issuer::new(
@@ -86,7 +86,7 @@ async fn a_code_whose_subject_does_not_open_is_refused_with_its_reason() {
             .unwrap();
         let answer = verify(
             &mut gate,
-            request("scenic-1", scene, &format!("u-{n}"), &code.text),
+            request("bus-12", scene, &format!("u-{n}"), &code.text),
         )
         .await;
         assert_eq!(denied(&answer), pb::DenyReason::UnsealFailed, "{n}");
@@ -95,7 +95,7 @@ async fn a_code_whose_subject_does_not_open_is_refused_with_its_reason() {
     allowed(
         &verify(
             &mut gate,
-            request("scenic-1", scene, "u-ok", &h.code(Scopes::all()).text),
+            request("bus-12", scene, "u-ok", &h.code(Scopes::all()).text),
         )
         .await,
     );
