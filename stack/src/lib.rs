@@ -188,6 +188,33 @@ fn write(path: &std::path::Path, bytes: impl AsRef<[u8]>) -> Result<(), StackErr
     std::fs::rename(&aside, path).map_err(files)
 }
 
+/// [`write`] for a secret (the verifier's subject keys): the file is created
+/// owner-only (0600) before a byte is written, as `citypass keys` writes its copy.
+fn write_secret(path: &std::path::Path, bytes: impl AsRef<[u8]>) -> Result<(), StackError> {
+    use std::io::Write as _;
+    let files = |source| StackError::Files {
+        path: path.to_owned(),
+        source,
+    };
+    let aside = path.with_extension("tmp");
+    // A leftover from a crash keeps its mode when reopened: start afresh.
+    match std::fs::remove_file(&aside) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(files(err)),
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&aside).map_err(files)?;
+    file.write_all(bytes.as_ref()).map_err(files)?;
+    std::fs::rename(&aside, path).map_err(files)
+}
+
 /// Writes the issuer's published key set (the JWKS GetKeySet returns) where the
 /// verifier reads it.
 fn publish_key_set(keys: &Keys, path: &std::path::Path) -> Result<(), StackError> {
@@ -396,7 +423,7 @@ impl Stack {
         let key_set_file = verifier_dir.join("keyset.jwks.json");
         publish_key_set(&keys, &key_set_file)?;
         let subject_keys_file = verifier_dir.join("subject-keys.json");
-        write(&subject_keys_file, subject_key_file.to_json())?;
+        write_secret(&subject_keys_file, subject_key_file.to_json())?;
         let gates_file = verifier_dir.join("gates.yaml");
         if !gates_file.exists() {
             write(&gates_file, SAMPLE_GATES)?;
@@ -570,5 +597,23 @@ impl Stack {
             Ok(Err(e)) => Some(e.to_string()),
             Err(e) => Some(e.to_string()),
         }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn secrets_are_written_owner_only() {
+        let dir = std::env::temp_dir().join(format!("citypass-stack-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("subject-keys.json");
+        std::fs::write(path.with_extension("tmp"), b"left by a crash").unwrap();
+        super::write_secret(&path, b"{}").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!((mode, text.as_str()), (0o600, "{}"));
     }
 }
