@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use citypass_app::Endpoints;
 use citypass_identity::IdentityConfig;
-use citypass_issuer::{FollowMode, Keys, RevocationView};
+use citypass_issuer::{FollowMode, Keys, RevocationSettings, RevocationView};
 pub use citypass_issuer::{IssuanceConfig, KeySource};
 use citypass_pki::{Authority, DevPki, Subject};
 pub use citypass_runtime::config::KeyFile;
@@ -141,7 +141,7 @@ pub enum StackError {
         #[source]
         source: BuildError,
     },
-    /// The issuer or the verifier never heard from the revocation log, so it would
+    /// The issuer, the verifier or payments never heard from the revocation log, so it would
     /// refuse everything.
     #[error("the revocation log did not answer within {0:?}")]
     RevocationSilent(Duration),
@@ -286,6 +286,28 @@ fn server(name: &str, listen: SocketAddr, tls: TlsConfig) -> ServerConfig {
     server
 }
 
+/// How a service of the stack follows the revocation log at `service`: its Redis
+/// stream when the log has one, else WatchRevocations.
+fn follow_settings(backend: &RevocationBackend, service: SocketAddr) -> RevocationSettings {
+    let mut settings = RevocationSettings {
+        service: UpstreamConfig::new(url(service)),
+        follow: FollowMode::Watch,
+        max_age: REVOCATION_MAX_AGE,
+        ..RevocationSettings::default()
+    };
+    if let RevocationBackend::Postgres {
+        redis_url,
+        stream_key,
+        ..
+    } = backend
+    {
+        settings.follow = FollowMode::Redis;
+        settings.redis = Some(RedisConfig::new(redis_url.clone()));
+        settings.stream_key = stream_key.clone();
+    }
+    settings
+}
+
 fn url(addr: SocketAddr) -> String {
     format!("https://{addr}")
 }
@@ -354,24 +376,12 @@ impl Stack {
             citypass_issuer::Config::dev(server("issuer", issuer, pki.service(&ca, "issuer")?));
         issuer_config.identity = UpstreamConfig::new(url(identity));
         issuer_config.issuance = config.issuance.clone();
-        issuer_config.revocation.service = UpstreamConfig::new(url(revocation));
-        issuer_config.revocation.max_age = REVOCATION_MAX_AGE;
+        issuer_config.revocation = follow_settings(&config.revocation, revocation);
         if let NonceBackend::Redis { url, prefix } = &config.nonces {
             let mut redis = RedisConfig::new(url.clone());
             redis.timeout = Duration::from_secs(2);
             issuer_config.redis = Some(redis);
             issuer_config.redis_key_prefix = prefix.clone();
-        }
-        issuer_config.revocation.follow = FollowMode::Watch;
-        if let RevocationBackend::Postgres {
-            redis_url,
-            stream_key,
-            ..
-        } = &config.revocation
-        {
-            issuer_config.revocation.follow = FollowMode::Redis;
-            issuer_config.revocation.redis = Some(RedisConfig::new(redis_url.clone()));
-            issuer_config.revocation.stream_key = stream_key.clone();
         }
         // The verifier opens subjects with the ring's subject keys alone, exported into
         // a file of their own (never the signing seeds). Exported at start: after a
@@ -442,9 +452,7 @@ impl Stack {
             KeyFile::new(&subject_keys_file, Duration::from_secs(1)),
             UpstreamConfig::new(url(identity)),
         ));
-        verifier_config.revocation.service = UpstreamConfig::new(url(revocation));
-        verifier_config.revocation.max_age = REVOCATION_MAX_AGE;
-        verifier_config.revocation.follow = citypass_verifier::FollowMode::Watch;
+        verifier_config.revocation = follow_settings(&config.revocation, revocation);
         // The dev park: 1 000 visitors a day, once each. Until the verifier unseals
         // holders (its `Subjects` is a placeholder that answers unavailable), scenic
         // gates fail open so that the newcomer's park scan opens; hospital desks and
@@ -464,16 +472,6 @@ impl Stack {
             verifier_config.redis = Some(redis);
             verifier_config.redis_key_prefix = format!("{prefix}verifier:");
         }
-        if let RevocationBackend::Postgres {
-            redis_url,
-            stream_key,
-            ..
-        } = &config.revocation
-        {
-            verifier_config.revocation.follow = citypass_verifier::FollowMode::Redis;
-            verifier_config.revocation.redis = Some(RedisConfig::new(redis_url.clone()));
-            verifier_config.revocation.stream_key = stream_key.clone();
-        }
         let verifier_built = citypass_verifier::build(verifier_config)
             .await
             .map_err(built("verifier"))?;
@@ -488,11 +486,12 @@ impl Stack {
         tasks.spawn(verifier_built.server.serve(verifier_listener, shutdown()));
 
         // Payments: memory store, the built-in fare table, the sandbox provider, citizens'
-        // calls checked at identity.
+        // calls checked at identity and against the revocation log.
         let mut payments_config = citypass_payments::Config::dev();
         payments_config.server = server("payments", payments, pki.service(&ca, "payments")?);
         // Citizens' calls are checked at identity (GetDevice, GetTransitAccount).
         payments_config.identity = Some(UpstreamConfig::new(url(identity)));
+        payments_config.revocation = Some(follow_settings(&config.revocation, revocation));
         if let NonceBackend::Redis { url, prefix } = &config.nonces {
             let mut redis = RedisConfig::new(url.clone());
             redis.timeout = Duration::from_secs(2);
@@ -502,6 +501,12 @@ impl Stack {
         let payments_built = citypass_payments::build(payments_config)
             .await
             .map_err(built("payments"))?;
+        if let Some(revocations) = &payments_built.revocations {
+            // Citizens' calls fail closed until payments has heard from the log once.
+            tokio::time::timeout(REVOCATION_SYNC_TIMEOUT, revocations.wait_synced())
+                .await
+                .map_err(|_| StackError::RevocationSilent(REVOCATION_SYNC_TIMEOUT))?;
+        }
         tasks.spawn(payments_built.server.serve(payments_listener, shutdown()));
 
         Ok(Stack {

@@ -224,3 +224,55 @@ async fn a_citizen_links_by_device_signature_and_sees_the_verifiers_trip() {
         }
     }
 }
+
+/// A phone reported lost is revoked in the revocation log at once, while identity may
+/// still show it bound: payments follows the log as the issuer does and refuses the
+/// device's calls (`DEVICE_REVOKED`) once the revocation reaches it, so whoever holds
+/// the phone can neither read the rider's trips nor unlink the owner's account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_revoked_in_the_log_can_no_longer_act_for_its_account() {
+    let t = TestStack::with_ring(&dev_ring()).await;
+    let mut app = t.citizen("Sun Li").await;
+    let (_, device_id) = ids(&app);
+    within("GetTrips", app.trips(0, ""))
+        .await
+        .expect("served before the revocation");
+
+    within(
+        "revoke the device",
+        t.revocation().await.revoke(pb::RevokeRequest {
+            target_kind: pb::TargetKind::Device.into(),
+            target_id: device_id,
+            reason: pb::RevocationReason::DeviceLost.into(),
+            ..pb::RevokeRequest::default()
+        }),
+    )
+    .await
+    .expect("acknowledged");
+
+    // The follower's bound is seconds; the deadline is generous for a busy machine.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match within("GetTrips", app.trips(0, "")).await {
+            Err(err) => {
+                let status = status_of(err);
+                assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+                assert_eq!(reason_of(&status).as_deref(), Some("DEVICE_REVOKED"));
+                break;
+            }
+            Ok(_) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the revoked device is still served"
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+    let unlink = within("UnlinkAccount", app.unlink())
+        .await
+        .map_err(status_of)
+        .expect_err("a revoked device cannot unlink");
+    assert_eq!(reason_of(&unlink).as_deref(), Some("DEVICE_REVOKED"));
+    t.shutdown().await;
+}

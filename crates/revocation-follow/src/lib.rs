@@ -60,6 +60,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod check;
 mod config;
 mod counters;
 mod metrics;
@@ -77,6 +78,9 @@ mod watch_source;
 use std::ops::Deref;
 use std::time::Duration;
 
+pub use check::{
+    FollowerCheck, NothingRevoked, RevocationCheck, RevocationError, RevocationStatus,
+};
 pub use citypass_revocation::stream::DEFAULT_STREAM_KEY;
 pub use citypass_revocation::{Kinds, RevocationSet, TargetKind};
 pub use config::{FollowerConfig, Source};

@@ -10,10 +10,10 @@ use crate::authorization::AUTHORIZATION;
 use crate::config::Config;
 use crate::identity_client::GrpcIdentity;
 use crate::keys::Keys;
-use crate::revocation_check::FollowerCheck;
 use crate::service::IssuerApi;
 use crate::{Issuance, KeySource};
 use citypass_device_proof::{MemoryNonceStore, NonceStore, RedisNonceStore};
+use citypass_revocation_follow::FollowerCheck;
 
 /// Largest request the issuer decodes: a device proof and a few fields.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024;

@@ -9,9 +9,9 @@ use citypass_runtime::{ErrorKind, ServiceError};
 use citypass_token::TokenError;
 
 use crate::identity_client::IdentityError;
-use crate::revocation_check::RevocationError;
 use citypass_device_proof::NonceStoreError;
 use citypass_device_proof::ProofError;
+use citypass_revocation_follow::RevocationError;
 
 /// Why an issuer call failed.
 #[derive(Debug, thiserror::Error)]

@@ -26,7 +26,7 @@ use crate::identity_client::{
 use crate::keys::Keys;
 use crate::model::{CertificateRequest, DeviceCall, IssuedCertificate, IssuedCode, TokenRequest};
 use crate::policy::Policy;
-use crate::revocation_check::{RevocationCheck, RevocationStatus};
+use citypass_revocation_follow::{RevocationCheck, RevocationStatus};
 
 /// The issuer's logic and everything it talks to.
 pub struct Issuance {

@@ -14,8 +14,6 @@
 //! - [`proof`]: device proofs, the server check and the app-side [`sign_request`];
 //! - [`nonce`]: single-use marks (memory and Redis);
 //! - [`identity_client`]: GetDevice (cached) and RecordCertificate at the identity service;
-//! - [`revocation_check`]: the revocation check: a follower of the revocation log, failing
-//!   closed when its data is stale;
 //! - [`policy`]: which scenes a subject's codes may open;
 //! - [`issuance`]: the decisions; [`service`]: the tonic face; [`error`]: statuses.
 
@@ -31,7 +29,6 @@ pub mod issuance;
 pub mod keys;
 pub mod model;
 pub mod policy;
-pub mod revocation_check;
 pub mod service;
 
 use std::path::PathBuf;
@@ -45,7 +42,12 @@ pub use citypass_device_proof::{
     ProofError, RedisNonceStore, SignedRequest, body_sha256, sign_request, sign_request_with,
 };
 pub use citypass_proto::v1::issuer_service_server::IssuerServiceServer;
-pub use citypass_revocation_follow::{Follower, FollowerConfig, FollowerError, RevocationView};
+// The revocation check (a follower of the log, failing closed when its data is stale)
+// is shared with payments and lives with the follower.
+pub use citypass_revocation_follow::{
+    Follower, FollowerCheck, FollowerConfig, FollowerError, NothingRevoked, RevocationCheck,
+    RevocationError, RevocationStatus, RevocationView,
+};
 pub use config::{
     Config, Environment, FollowMode, InvalidConfig, IssuanceConfig, RevocationSettings,
 };
@@ -57,9 +59,6 @@ pub use issuance::Issuance;
 pub use keys::{KeyError, Keys, PublishedKeys, Reload};
 pub use model::{CertificateRequest, DeviceCall, IssuedCertificate, IssuedCode, TokenRequest};
 pub use policy::{MinAssurance, Policy};
-pub use revocation_check::{
-    FollowerCheck, NothingRevoked, RevocationCheck, RevocationError, RevocationStatus,
-};
 pub use service::IssuerApi;
 
 /// Where the issuer's key ring comes from.

@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 use citypass_device_proof::{MemoryNonceStore, NonceStore, ProofVerifier, RedisNonceStore};
 use citypass_identity_client::DeviceCache;
+use citypass_revocation_follow::{FollowerCheck, RevocationView};
 use citypass_runtime::{BuildError, Server, part};
 
 use crate::authorization::AUTHORIZATION;
 use crate::citizen::{Citizens, GrpcDirectory};
 use crate::config::Config;
+use crate::error::Error;
 use crate::payments::Payments;
 use crate::provider::{Sandbox, SandboxConfig};
 use crate::service::PaymentsApi;
@@ -29,13 +31,18 @@ pub struct Built {
     /// The sandbox provider the outbox worker charges through, when configured (for
     /// tests and `citypass dev` to reconcile with).
     pub sandbox: Option<Arc<Sandbox>>,
+    /// The revocation log as citizens' calls see it, when they are served (with
+    /// `identity`): they fail closed until its first sync, so `citypass dev` waits for it.
+    pub revocations: Option<RevocationView>,
 }
 
 /// Builds the service from `config`: checks, TLS identity, the fare table, the store
 /// (PostgreSQL when `database` is set, else memory), PaymentsService with its
 /// authorisation table, the expiry pass ([`crate::expiry`]) and, with `sandbox` set,
 /// the outbox worker charging through the sandbox provider, and, with `identity` set,
-/// the check of citizens' device-signed calls (nonces in Redis when `redis` is set).
+/// the check of citizens' device-signed calls (nonces in Redis when `redis` is set;
+/// revoked devices and subjects refused from a follower of the revocation log, which
+/// fails closed while its data is older than `revocation.max_age`).
 /// Call inside a tokio runtime.
 pub async fn build(config: Config) -> Result<Built, BuildError> {
     config.validate().map_err(part("configuration"))?;
@@ -62,6 +69,7 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
         config.payments.max_clock_skew,
     );
     let mut api = PaymentsApi::new(payments.clone(), config.payments.max_clock_skew);
+    let mut revocation_view = None;
     if let Some(identity) = &config.identity {
         let nonces: Arc<dyn NonceStore> = match &config.redis {
             Some(redis) => {
@@ -90,9 +98,23 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
                 config.citizen.identity_cache_capacity,
             ),
         );
+        // `validate` made sure the log is configured whenever identity is.
+        let settings = config
+            .revocation
+            .as_ref()
+            .ok_or_else(|| part("configuration")(Error::Config("revocation is not set".into())))?;
+        let revocations = FollowerCheck::start(
+            settings,
+            config.revocation_redis(),
+            tls.as_ref(),
+            config.server.tls.as_ref().map(|t| t.ca_file.as_path()),
+        )
+        .map_err(part("revocation follower"))?;
+        revocation_view = Some(revocations.view().clone());
         api = api.with_citizens(Citizens::new(
             ProofVerifier::new(config.citizen.proof_freshness, nonces),
             Arc::new(directory),
+            Arc::new(revocations),
         ));
     } else {
         tracing::warn!("no identity service is configured: citizens' calls answer UNAVAILABLE");
@@ -130,5 +152,6 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
         server: server.tls(tls),
         payments,
         sandbox,
+        revocations: revocation_view,
     })
 }

@@ -11,7 +11,14 @@
 //!    (`UNAUTHENTICATED`);
 //! 4. the device is bound (ACTIVE): an unbound device is `PERMISSION_DENIED`
 //!    (`DEVICE_NOT_ACTIVE`);
-//! 5. the subject's transit account at identity (GetTransitAccount). A request naming
+//! 5. neither the device nor its subject is revoked in the revocation log, read from a
+//!    follower as the issuer reads it (`citypass_revocation_follow::FollowerCheck`): a
+//!    revoked one is `PERMISSION_DENIED` (`DEVICE_REVOKED`, `SUBJECT_REVOKED`), data
+//!    older than `revocation.max_age` is `UNAVAILABLE` (`REVOCATION_DATA_UNAVAILABLE`).
+//!    A phone reported stolen is revoked at once in the log while identity may still
+//!    show it bound: without this step it could still unlink the owner's account or
+//!    link another;
+//! 6. the subject's transit account at identity (GetTransitAccount). A request naming
 //!    another account is `PERMISSION_DENIED` (`NOT_YOUR_ACCOUNT`).
 //!
 //! The subject id is used for the GetTransitAccount lookup only and is never stored,
@@ -22,6 +29,7 @@ use std::time::SystemTime;
 
 use citypass_device_proof::{Proof, ProofVerifier};
 use citypass_identity_client::{DeviceCache, DeviceRecord, IdentityClient, IdentityError};
+use citypass_revocation_follow::{RevocationCheck, RevocationStatus};
 use citypass_runtime::Deadline;
 use citypass_token::{DeviceId, SubjectId};
 use futures::future::BoxFuture;
@@ -126,6 +134,7 @@ impl Directory for GrpcDirectory {
 pub struct Citizens {
     proofs: ProofVerifier,
     directory: Arc<dyn Directory>,
+    revocations: Arc<dyn RevocationCheck>,
 }
 
 impl std::fmt::Debug for Citizens {
@@ -137,9 +146,18 @@ impl std::fmt::Debug for Citizens {
 }
 
 impl Citizens {
-    /// Proofs checked by `proofs`, devices and accounts read from `directory`.
-    pub fn new(proofs: ProofVerifier, directory: Arc<dyn Directory>) -> Self {
-        Citizens { proofs, directory }
+    /// Proofs checked by `proofs`, devices and accounts read from `directory`,
+    /// revocations from `revocations`.
+    pub fn new(
+        proofs: ProofVerifier,
+        directory: Arc<dyn Directory>,
+        revocations: Arc<dyn RevocationCheck>,
+    ) -> Self {
+        Citizens {
+            proofs,
+            directory,
+            revocations,
+        }
     }
 
     /// The transit account `call` acts for, once every check passed (in the order of
@@ -172,6 +190,16 @@ impl Citizens {
             .map_err(Error::Proof)?;
         if device.device_status != citypass_proto::v1::DeviceStatus::Active {
             return Err(Error::DeviceNotActive);
+        }
+        match self
+            .revocations
+            .check(&device.subject, &call.device)
+            .await
+            .map_err(Error::Revocation)?
+        {
+            RevocationStatus::NotRevoked => {}
+            RevocationStatus::SubjectRevoked => return Err(Error::SubjectRevoked),
+            RevocationStatus::DeviceRevoked => return Err(Error::DeviceRevoked),
         }
         let account = self
             .directory
@@ -227,6 +255,36 @@ mod tests {
         }
     }
 
+    /// The revocation log as the tests want it.
+    #[derive(Default)]
+    struct Log {
+        subject_revoked: bool,
+        device_revoked: Option<DeviceId>,
+        stale: bool,
+    }
+
+    impl RevocationCheck for Log {
+        fn check<'a>(
+            &'a self,
+            _subject: &'a SubjectId,
+            device: &'a DeviceId,
+        ) -> BoxFuture<'a, Result<RevocationStatus, citypass_revocation_follow::RevocationError>>
+        {
+            let answer = if self.subject_revoked {
+                Ok(RevocationStatus::SubjectRevoked)
+            } else if self.device_revoked == Some(*device) {
+                Ok(RevocationStatus::DeviceRevoked)
+            } else if self.stale {
+                Err(citypass_revocation_follow::RevocationError {
+                    reason: "stale".into(),
+                })
+            } else {
+                Ok(RevocationStatus::NotRevoked)
+            };
+            Box::pin(std::future::ready(answer))
+        }
+    }
+
     struct World {
         citizens: Citizens,
         key: DeviceKey,
@@ -235,6 +293,10 @@ mod tests {
     }
 
     fn world() -> World {
+        world_with(Log::default())
+    }
+
+    fn world_with(log: Log) -> World {
         let key = DeviceKey::generate(&SystemRandom::new()).unwrap();
         let record = |device: DeviceId, status| {
             Arc::new(DeviceRecord {
@@ -256,7 +318,7 @@ mod tests {
             Arc::new(MemoryNonceStore::new(100)),
         );
         World {
-            citizens: Citizens::new(proofs, Arc::new(Fake { devices })),
+            citizens: Citizens::new(proofs, Arc::new(Fake { devices }), Arc::new(log)),
             key,
             active,
             unbound,
@@ -349,6 +411,43 @@ mod tests {
         assert!(matches!(
             authorize(&world, signed(&world, world.active, foreign)).await,
             Err(Error::NotYourAccount)
+        ));
+    }
+
+    #[tokio::test]
+    async fn revoked_devices_and_subjects_and_stale_revocation_data_are_refused() {
+        let device = DeviceId::from_bytes([1; 16]);
+        let world = world_with(Log {
+            device_revoked: Some(device),
+            ..Log::default()
+        });
+        assert!(matches!(
+            authorize(&world, signed(&world, world.active, "")).await,
+            Err(Error::DeviceRevoked)
+        ));
+        let world = world_with(Log {
+            subject_revoked: true,
+            ..Log::default()
+        });
+        assert!(matches!(
+            authorize(&world, signed(&world, world.active, "")).await,
+            Err(Error::SubjectRevoked)
+        ));
+        let world = world_with(Log {
+            stale: true,
+            ..Log::default()
+        });
+        assert!(matches!(
+            authorize(&world, signed(&world, world.active, "")).await,
+            Err(Error::Revocation(_))
+        ));
+        // A bad proof is refused before the log is asked: nothing about the log leaks
+        // to an unauthenticated caller.
+        let mut unsigned = signed(&world, world.active, "");
+        unsigned.proof = None;
+        assert!(matches!(
+            authorize(&world, unsigned).await,
+            Err(Error::Proof(ProofError::Missing))
         ));
     }
 }

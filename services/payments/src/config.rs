@@ -13,6 +13,7 @@
 //! | `payments.*` | `CITYPASS_PAYMENTS__…` | [`Settings`] (tap timing, the gates' clock skew, the city's day, the expiry pass, the outbox worker) |
 //! | `sandbox.*` | `CITYPASS_SANDBOX__DELAY`, `__TIMEOUTS_AFTER_SUCCESS` | unset (`Config::dev`: set): the sandbox provider, dev only |
 //! | `identity.*` | `CITYPASS_IDENTITY__URL`, … | unset: citizens' calls answer UNAVAILABLE (production requires it) |
+//! | `revocation.*` | `CITYPASS_REVOCATION__SERVICE__URL`, `__FOLLOW`, `__MAX_AGE`, … | unset; required with `identity`: `citypass_revocation_follow::RevocationSettings` (revoked devices and subjects are refused) |
 //! | `citizen.*` | `CITYPASS_CITIZEN__PROOF_FRESHNESS`, `__IDENTITY_CACHE_TTL`, `__IDENTITY_CACHE_CAPACITY`, `__NONCE_CAPACITY` | [`CitizenSettings`] |
 //! | `redis.*` | `CITYPASS_REDIS__URL`, … | unset: request nonces in memory (dev only; production requires Redis) |
 //! | `redis_key_prefix` | `CITYPASS_REDIS_KEY_PREFIX` | `citypass:payments:` |
@@ -23,6 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use citypass_revocation_follow::{FollowMode, RevocationSettings};
 use citypass_runtime::config::{PostgresConfig, RedisConfig, duration};
 use citypass_runtime::{ServerConfig, UpstreamConfig};
 use serde::Deserialize;
@@ -206,6 +208,10 @@ pub struct Config {
     /// Unset: the citizen's calls answer UNAVAILABLE (production requires it).
     #[serde(default)]
     pub identity: Option<UpstreamConfig>,
+    /// The revocation log, followed for citizens' calls: a revoked device or subject is
+    /// refused. Required with `identity`.
+    #[serde(default)]
+    pub revocation: Option<RevocationSettings>,
     /// How citizens' calls are checked.
     #[serde(default)]
     pub citizen: CitizenSettings,
@@ -240,10 +246,19 @@ impl Config {
             payments: Settings::default(),
             sandbox: Some(SandboxSettings::default()),
             identity: None,
+            revocation: None,
             citizen: CitizenSettings::default(),
             redis: None,
             redis_key_prefix: default_redis_key_prefix(),
         }
+    }
+
+    /// The Redis the revocation follower reads: its own, else the service's.
+    pub fn revocation_redis(&self) -> Option<&RedisConfig> {
+        self.revocation
+            .as_ref()
+            .and_then(|r| r.redis.as_ref())
+            .or(self.redis.as_ref())
     }
 
     /// Checks the settings, and refuses development shortcuts and plaintext in
@@ -258,6 +273,21 @@ impl Config {
         {
             return Err(Error::Config(
                 "database.max_connections must be at least 1".into(),
+            ));
+        }
+        if let Some(revocation) = &self.revocation {
+            revocation
+                .validate()
+                .map_err(|e| Error::Config(format!("{}: {}", e.key, e.problem)))?;
+            if revocation.follow == FollowMode::Redis && self.revocation_redis().is_none() {
+                return Err(Error::Config(
+                    "revocation.follow is redis but neither revocation.redis nor redis is set"
+                        .into(),
+                ));
+            }
+        } else if self.identity.is_some() {
+            return Err(Error::Config(
+                "identity is set but revocation is not: citizens' calls must be checked against the revocation log".into(),
             ));
         }
         if self.environment == Environment::Production {
@@ -297,6 +327,12 @@ impl Config {
         }
         if let Some(redis) = &self.redis {
             urls.push(("redis.url", redis.url.expose()));
+        }
+        if let Some(revocation) = &self.revocation {
+            urls.push(("revocation.service.url", revocation.service.url.as_str()));
+            if let Some(redis) = &revocation.redis {
+                urls.push(("revocation.redis.url", redis.url.expose()));
+            }
         }
         self.server
             .check_transport(self.environment, &urls)
@@ -365,6 +401,10 @@ mod tests {
         config.validate().unwrap();
         assert!(config.server.tls.is_some() && config.database.is_some());
         assert!(config.identity.is_some() && config.redis.is_some());
+        assert_eq!(
+            config.revocation.as_ref().map(|r| r.follow),
+            Some(FollowMode::Redis)
+        );
         assert_eq!(config.citizen, CitizenSettings::default());
         let mut dev = Config::dev();
         dev.fares_file = Some(dir.join("config/fares.yaml"));
@@ -385,6 +425,16 @@ mod tests {
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("identity"), "{err}");
         config.identity = Some(UpstreamConfig::new("http://identity:50051"));
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("revocation"), "{err}");
+        config.revocation = Some(RevocationSettings {
+            service: UpstreamConfig::new("http://revocation:50054"),
+            follow: FollowMode::Redis,
+            ..RevocationSettings::default()
+        });
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("revocation.follow"), "{err}");
+        config.revocation.as_mut().unwrap().follow = FollowMode::Watch;
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("redis"), "{err}");
         config.redis = Some(RedisConfig::new("redis://redis:6379/"));

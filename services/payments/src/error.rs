@@ -13,6 +13,7 @@ use std::borrow::Cow;
 
 use citypass_device_proof::ProofError;
 use citypass_identity_client::IdentityError;
+use citypass_revocation_follow::RevocationError;
 use citypass_runtime::{ErrorKind, ServiceError};
 
 use crate::fare::FareError;
@@ -78,6 +79,17 @@ pub enum Error {
     /// A citizen's call naming a transit account that is not its device's subject's.
     #[error("transit_account: not the signing device's account")]
     NotYourAccount,
+    /// A citizen's call whose subject is revoked in the revocation log.
+    #[error("the subject is revoked")]
+    SubjectRevoked,
+    /// A citizen's call from a device revoked in the revocation log (reported lost or
+    /// compromised), even if identity still shows it bound.
+    #[error("the device is revoked")]
+    DeviceRevoked,
+    /// The revocation data is older than allowed (or never synced): no citizen's call
+    /// is served on it.
+    #[error("revocation state unavailable")]
+    Revocation(#[source] RevocationError),
     /// Identity could not answer a citizen's call's lookups.
     #[error("identity lookup failed")]
     Identity(#[source] IdentityError),
@@ -144,7 +156,11 @@ impl ServiceError for Error {
             Error::Proof(ProofError::Store(_)) => ErrorKind::Unavailable,
             Error::Proof(_) => ErrorKind::Unauthenticated,
             Error::DeviceNotFound => ErrorKind::NotFound,
-            Error::DeviceNotActive | Error::NotYourAccount => ErrorKind::PermissionDenied,
+            Error::DeviceNotActive
+            | Error::NotYourAccount
+            | Error::SubjectRevoked
+            | Error::DeviceRevoked => ErrorKind::PermissionDenied,
+            Error::Revocation(_) => ErrorKind::Unavailable,
             Error::Identity(IdentityError::DeadlineExceeded) => ErrorKind::DeadlineExceeded,
             Error::Identity(IdentityError::Unavailable(_)) | Error::NoIdentity => {
                 ErrorKind::Unavailable
@@ -193,6 +209,9 @@ impl ServiceError for Error {
             Error::DeviceNotFound => "DEVICE_NOT_FOUND",
             Error::DeviceNotActive => "DEVICE_NOT_ACTIVE",
             Error::NotYourAccount => "NOT_YOUR_ACCOUNT",
+            Error::SubjectRevoked => "SUBJECT_REVOKED",
+            Error::DeviceRevoked => "DEVICE_REVOKED",
+            Error::Revocation(_) => "REVOCATION_DATA_UNAVAILABLE",
             Error::Identity(_) | Error::NoIdentity => "IDENTITY_UNAVAILABLE",
             other => other.kind().reason(),
         }
@@ -259,6 +278,23 @@ mod tests {
                 "NOT_YOUR_ACCOUNT",
             ),
             (Error::NoIdentity, Code::Unavailable, "IDENTITY_UNAVAILABLE"),
+            (
+                Error::SubjectRevoked,
+                Code::PermissionDenied,
+                "SUBJECT_REVOKED",
+            ),
+            (
+                Error::DeviceRevoked,
+                Code::PermissionDenied,
+                "DEVICE_REVOKED",
+            ),
+            (
+                Error::Revocation(RevocationError {
+                    reason: "not synced".into(),
+                }),
+                Code::Unavailable,
+                "REVOCATION_DATA_UNAVAILABLE",
+            ),
         ];
         for (err, code, reason) in cases {
             let status = err.into_status();

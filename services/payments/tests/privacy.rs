@@ -1,9 +1,11 @@
 //! No card number anywhere: after a run of links (one attempted with a card number as
 //! its token), taps, voids and arrears over PostgreSQL, no text value in any payments
-//! table holds a Luhn-valid run of 13 to 19 digits, and the provider token is only in
-//! its link row.
+//! table and no log line (every level, every target, the store's queries included)
+//! holds a Luhn-valid run of 13 to 19 digits, and the provider token is only in its
+//! link row and in no log line.
 
-use std::sync::Arc;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
 
 use citypass_payments::card::contains_card_number;
 use citypass_payments::link::Provider;
@@ -14,6 +16,57 @@ use sqlx::Row;
 
 const T0: u64 = 1_800_000_000;
 const TOKEN: &str = "agr_sandbox_4f9c2a7e1b";
+
+/// Every log line of the test's process, as the fmt layer writes them.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Captures every event of the process from now on (one test per process under
+    /// nextest; under `cargo test` the first test to install it wins, which is this
+    /// file's only test).
+    fn install() -> Self {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .without_time()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+        captured
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("not poisoned")).into_owned()
+    }
+}
+
+/// `line` without the SQL text of a `sqlx::query` event (`summary`, `db.statement`):
+/// the statement is the program's own constant text, whose placeholders (`$1, $2, …
+/// $21`) read as one long run of digits; sqlx never logs the bound values, and the rest
+/// of the event (rows, timings) is searched like any other line.
+fn without_statement(line: &str) -> String {
+    match (line.find(" summary=\""), line.find(" rows_affected=")) {
+        (Some(start), Some(end)) if start < end => format!("{}{}", &line[..start], &line[end..]),
+        _ => line.to_owned(),
+    }
+}
 
 fn tap_in(account: TransitAccount, scan: &str, place: Place, at: u64) -> TapIn {
     TapIn {
@@ -38,7 +91,8 @@ fn tap_out(account: TransitAccount, scan: &str, at: u64) -> TapOut {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_table_holds_a_card_number() {
+async fn no_table_or_log_line_holds_a_card_number() {
+    let logs = Captured::install();
     let (pool, _url) = citypass_testkit::fresh_database().await;
     let store = PostgresStore::new(pool.clone()).await.unwrap();
     let fares = FareTable::from_yaml(include_str!("../config/fares.yaml")).unwrap();
@@ -161,4 +215,20 @@ async fn no_table_holds_a_card_number() {
         }
     }
     assert!(values > 50, "the run wrote text: {values}");
+
+    // Each line alone: a run of digits never spans two events.
+    let logs = logs.text();
+    let lines = logs.lines().count();
+    assert!(
+        lines > 20,
+        "the run logged (the store's queries): {lines} lines"
+    );
+    for line in logs.lines() {
+        let line = without_statement(line);
+        assert!(
+            !contains_card_number(&line),
+            "a log line holds a card number"
+        );
+        assert!(!line.contains(TOKEN), "a log line holds the provider token");
+    }
 }

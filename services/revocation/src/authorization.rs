@@ -2,7 +2,8 @@
 //!
 //! Writes are operators' only; a key revocation additionally needs `key-admin`, which
 //! the handler checks before any other work (the table admits either role, since the
-//! target kind is in the request). The log is read by the services that follow it, by
+//! target kind is in the request). The log is read by the services that follow it (the
+//! issuer and payments for citizens' devices, the verifier for codes), by
 //! auditors, and (WatchRevocations and GetRevocationSnapshot) by gates, which keep offline sets.
 
 use citypass_runtime::{Allow, Policy, Role, Rule};
@@ -28,6 +29,7 @@ pub const AUTHORIZATION: Policy = Policy {
             allow: &[
                 Allow::Service("issuer"),
                 Allow::Service("verifier"),
+                Allow::Service("payments"),
                 Allow::AnyGate,
                 Allow::Role(Role::Auditor),
                 Allow::Role(Role::Revoker),
@@ -49,6 +51,7 @@ pub const AUTHORIZATION: Policy = Policy {
 const READERS: &[Allow] = &[
     Allow::Service("issuer"),
     Allow::Service("verifier"),
+    Allow::Service("payments"),
     Allow::Role(Role::Auditor),
     Allow::Role(Role::Revoker),
 ];

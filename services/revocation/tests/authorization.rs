@@ -98,9 +98,10 @@ async fn nobody_and_no_gate_can_revoke_the_signing_key() {
         Code::Unauthenticated,
     )
     .await;
-    // A gate, and the issuer: known, not allowed.
+    // A gate, and the services that read the log: known, not allowed.
     refused(As::Gate("metro-entry-1"), Code::PermissionDenied).await;
     refused(As::Service("issuer"), Code::PermissionDenied).await;
+    refused(As::Service("payments"), Code::PermissionDenied).await;
     // A revoker without key-admin: the layer admits revokers, the handler wants
     // key-admin for a key before doing anything.
     let status = running

@@ -1,7 +1,9 @@
-//! Whether a subject or device is revoked, asked before every issuance.
+//! Whether a subject or device is revoked, asked before a citizen's device acts.
 //!
 //! A revoked subject or device must get no new codes or certificates (its CP1 codes
-//! then die within their 60 s lifetime), so the issuer asks before signing. The answer
+//! then die within their 60 s lifetime), so the issuer asks before signing; payments
+//! asks before a device-signed call (linking or unlinking an account, repaying) acts
+//! for a transit account, so that a stolen, revoked phone cannot. The answer
 //! comes from [`FollowerCheck`]: a `citypass_revocation_follow::Follower` keeping the
 //! whole revocation set in memory, fed from the revocation service's Redis Stream (or
 //! its Watch stream in `citypass dev`), so the check costs a hash lookup, not a call.
@@ -19,7 +21,7 @@
 //! 2. otherwise, data older than `max_age`, or never synced, is `UNAVAILABLE`;
 //! 3. otherwise the subject and device are not revoked.
 //!
-//! The price is availability: while the issuer cannot hear from the revocation log
+//! The price is availability: while a service cannot hear from the revocation log
 //! (Redis and the revocation service both unreachable, or the service unreachable in
 //! Watch mode), it issues nothing. A follower in Redis mode stays fresh while Redis
 //! answers, even if the revocation service or its PostgreSQL is down: no revocation can
@@ -29,20 +31,21 @@
 //! enforced separately, from GetDevice.
 //!
 //! [`NothingRevoked`] says "not revoked" to everything. It exists for tests that need
-//! an issuer without a revocation service; no running configuration uses it.
+//! a service without a revocation service; no running configuration uses it.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use citypass_proto::v1::revocation_service_client::RevocationServiceClient;
-use citypass_revocation_follow::{Follower, FollowerError, Kinds, RevocationView, TargetKind};
 use citypass_runtime::config::RedisConfig;
 use citypass_runtime::{Tls, UpstreamConfig};
 use citypass_token::{DeviceId, SubjectId};
-
-use citypass_revocation_follow::{FollowMode, RevocationSettings};
 use futures::future::BoxFuture;
+
+use crate::{
+    FollowMode, Follower, FollowerError, Kinds, RevocationSettings, RevocationView, TargetKind,
+};
 
 /// The answer for one issuance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,8 +58,8 @@ pub enum RevocationStatus {
     DeviceRevoked,
 }
 
-/// Why the revocation state is unknown. The issuer then refuses to issue
-/// (`UNAVAILABLE`): issuing on stale revocation data is how revoked credentials pass.
+/// Why the revocation state is unknown. The caller then refuses to act
+/// (`UNAVAILABLE`): acting on stale revocation data is how revoked credentials pass.
 #[derive(Debug, thiserror::Error)]
 #[error("revocation state unavailable: {reason}")]
 pub struct RevocationError {
@@ -74,7 +77,7 @@ pub trait RevocationCheck: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<RevocationStatus, RevocationError>>;
 }
 
-/// The issuer's revocation check: a follower's set, refused when older than
+/// The revocation check of the issuer and payments: a follower's set, refused when older than
 /// `max_age` (see the module documentation).
 pub struct FollowerCheck {
     view: RevocationView,
@@ -114,15 +117,15 @@ impl FollowerCheck {
     }
 
     /// Starts a follower as `settings` say, reaching the revocation service through
-    /// its upstream (with `tls`, the issuer's identity) and Redis through `redis` (the
-    /// settings' own, else the issuer's). Call inside a tokio runtime.
+    /// its upstream (with `tls`, the service's own identity) and Redis through `redis`
+    /// (the settings' own, else the service's). Call inside a tokio runtime.
     pub fn start(
         settings: &RevocationSettings,
         redis: Option<&RedisConfig>,
         tls: Option<&Arc<Tls>>,
         default_ca: Option<&Path>,
     ) -> Result<Self, FollowerError> {
-        // The issuer asks about subjects and devices only; token and certificate
+        // Only subjects and devices are asked about; token and certificate
         // entries (the bulk of the log) would cost memory for nothing.
         let mut config = settings
             .follower_config(redis, Kinds::of([TargetKind::Subject, TargetKind::Device]))?;
@@ -221,7 +224,7 @@ impl RevocationCheck for FollowerCheck {
     }
 }
 
-/// For tests that need an issuer without a revocation service: nothing is ever
+/// For tests that need a service without a revocation service: nothing is ever
 /// revoked. Never part of a running configuration.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NothingRevoked;
