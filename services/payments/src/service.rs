@@ -10,6 +10,8 @@
 //! and the call acts on that account only. Without an identity service configured they
 //! answer UNAVAILABLE.
 
+use std::future::Future;
+
 use citypass_proto::v1;
 use citypass_proto::v1::payments_service_server::{PaymentsService, PaymentsServiceServer};
 use citypass_runtime::{Deadline, IntoStatus};
@@ -57,6 +59,32 @@ impl PaymentsApi {
         citizens
             .authorize(call, std::time::SystemTime::now(), deadline)
             .await
+    }
+
+    /// A citizen's call: `parse` checks its shape and takes out the device-signed part,
+    /// the proof is checked and the device mapped to its transit account
+    /// ([`Self::citizen`]), then `act` runs for that account; any error becomes its
+    /// status here.
+    async fn for_citizen<R, A, T, F, Fut>(
+        &self,
+        request: Request<R>,
+        parse: fn(R) -> Result<(DeviceCall, A), Error>,
+        act: F,
+    ) -> Result<Response<T>, Status>
+    where
+        F: FnOnce(TransitAccount, A) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let deadline = Deadline::of(&request);
+        let answer = async {
+            let (call, args) = parse(request.into_inner())?;
+            let account = self.citizen(call, deadline).await?;
+            act(account, args).await
+        };
+        answer
+            .await
+            .map(Response::new)
+            .map_err(IntoStatus::into_status)
     }
 
     /// The logic behind the service.
@@ -129,148 +157,90 @@ impl PaymentsService for PaymentsApi {
         &self,
         request: Request<v1::LinkAccountRequest>,
     ) -> Result<Response<v1::LinkAccountResponse>, Status> {
-        let deadline = Deadline::of(&request);
-        let (call, form) =
-            convert::link_account(request.into_inner()).map_err(IntoStatus::into_status)?;
-        let account = self
-            .citizen(call, deadline)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        let link = self
-            .payments
-            .link(
-                LinkRequest {
-                    account,
-                    provider: form.provider,
-                    token: &form.token,
-                    last4: &form.last4,
-                    consent_version: &form.consent_version,
-                    consented_at: form.consented_at,
-                },
-                citypass_token::unix_now(),
-            )
-            .await
-            .map_err(IntoStatus::into_status)?;
-        Ok(Response::new(v1::LinkAccountResponse {
-            link: Some(convert::link(&link)),
-        }))
+        self.for_citizen(request, convert::link_account, |account, form| async move {
+            let link = LinkRequest {
+                account,
+                provider: form.provider,
+                token: &form.token,
+                last4: &form.last4,
+                consent_version: &form.consent_version,
+                consented_at: form.consented_at,
+            };
+            let link = self.payments.link(link, citypass_token::unix_now()).await?;
+            Ok(v1::LinkAccountResponse {
+                link: Some(convert::link(&link)),
+            })
+        })
+        .await
     }
 
     async fn unlink_account(
         &self,
         request: Request<v1::UnlinkAccountRequest>,
     ) -> Result<Response<v1::UnlinkAccountResponse>, Status> {
-        let deadline = Deadline::of(&request);
-        let mut request = request.into_inner();
-        let (device, named) = (request.device_id.clone(), request.transit_account.clone());
-        let call =
-            convert::device_call(&mut request, &device, &named).map_err(IntoStatus::into_status)?;
-        let account = self
-            .citizen(call, deadline)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        let link = self
-            .payments
-            .unlink(account, citypass_token::unix_now())
-            .await
-            .map_err(IntoStatus::into_status)?;
-        Ok(Response::new(v1::UnlinkAccountResponse {
-            link: Some(convert::link(&link)),
-        }))
+        self.for_citizen(request, convert::bare_call, |account, ()| async move {
+            let link = self
+                .payments
+                .unlink(account, citypass_token::unix_now())
+                .await?;
+            Ok(v1::UnlinkAccountResponse {
+                link: Some(convert::link(&link)),
+            })
+        })
+        .await
     }
 
     async fn get_link(
         &self,
         request: Request<v1::GetLinkRequest>,
     ) -> Result<Response<v1::GetLinkResponse>, Status> {
-        let deadline = Deadline::of(&request);
-        let mut request = request.into_inner();
-        let (device, named) = (request.device_id.clone(), request.transit_account.clone());
-        let call =
-            convert::device_call(&mut request, &device, &named).map_err(IntoStatus::into_status)?;
-        let account = self
-            .citizen(call, deadline)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        let link = self
-            .payments
-            .get_link(account)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        Ok(Response::new(v1::GetLinkResponse {
-            link: Some(convert::link(&link)),
-        }))
+        self.for_citizen(request, convert::bare_call, |account, ()| async move {
+            let link = self.payments.get_link(account).await?;
+            Ok(v1::GetLinkResponse {
+                link: Some(convert::link(&link)),
+            })
+        })
+        .await
     }
 
     async fn get_trips(
         &self,
         request: Request<v1::GetTripsRequest>,
     ) -> Result<Response<v1::GetTripsResponse>, Status> {
-        let deadline = Deadline::of(&request);
-        let (call, query) =
-            convert::get_trips(request.into_inner()).map_err(IntoStatus::into_status)?;
-        let account = self
-            .citizen(call, deadline)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        let page = self
-            .payments
-            .trips(account, query)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        convert::trips(&page)
-            .map(Response::new)
-            .map_err(IntoStatus::into_status)
+        self.for_citizen(request, convert::get_trips, |account, query| async move {
+            convert::trips(&self.payments.trips(account, query).await?)
+        })
+        .await
     }
 
     async fn get_arrears(
         &self,
         request: Request<v1::GetArrearsRequest>,
     ) -> Result<Response<v1::GetArrearsResponse>, Status> {
-        let deadline = Deadline::of(&request);
-        let mut request = request.into_inner();
-        let (device, named) = (request.device_id.clone(), request.transit_account.clone());
-        let call =
-            convert::device_call(&mut request, &device, &named).map_err(IntoStatus::into_status)?;
-        let account = self
-            .citizen(call, deadline)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        let arrears = self
-            .payments
-            .arrears(account)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        Ok(Response::new(convert::arrears(&arrears)))
+        self.for_citizen(request, convert::bare_call, |account, ()| async move {
+            Ok(convert::arrears(&self.payments.arrears(account).await?))
+        })
+        .await
     }
 
     async fn repay_arrears(
         &self,
         request: Request<v1::RepayArrearsRequest>,
     ) -> Result<Response<v1::RepayArrearsResponse>, Status> {
-        let deadline = Deadline::of(&request);
-        let (call, key) =
-            convert::repay_arrears(request.into_inner()).map_err(IntoStatus::into_status)?;
-        let account = self
-            .citizen(call, deadline)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        let charges = self
-            .payments
-            .repay_arrears(account, &key, citypass_token::unix_now())
-            .await
-            .map_err(IntoStatus::into_status)?;
-        // The wire has one charge: the first sent again (each declined charge keeps its
-        // own key); `remaining` is what is owed until they are answered.
-        let remaining = self
-            .payments
-            .arrears(account)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        Ok(Response::new(v1::RepayArrearsResponse {
-            charge: charges.first().map(convert::charge),
-            remaining: Some(convert::money(remaining.total)),
-        }))
+        self.for_citizen(request, convert::repay_arrears, |account, key| async move {
+            let charges = self
+                .payments
+                .repay_arrears(account, &key, citypass_token::unix_now())
+                .await?;
+            // The wire has one charge: the first sent again (each declined charge keeps
+            // its own key); `remaining` is what is owed until they are answered.
+            let remaining = self.payments.arrears(account).await?;
+            Ok(v1::RepayArrearsResponse {
+                charge: charges.first().map(convert::charge),
+                remaining: Some(convert::money(remaining.total)),
+            })
+        })
+        .await
     }
 
     async fn void_tap(
