@@ -76,15 +76,12 @@ impl PaymentsApi {
         Fut: Future<Output = Result<T, Error>>,
     {
         let deadline = Deadline::of(&request);
-        let answer = async {
+        answer(async {
             let (call, args) = parse(request.into_inner())?;
             let account = self.citizen(call, deadline).await?;
             act(account, args).await
-        };
-        answer
-            .await
-            .map(Response::new)
-            .map_err(IntoStatus::into_status)
+        })
+        .await
     }
 
     /// The logic behind the service.
@@ -104,53 +101,37 @@ impl PaymentsService for PaymentsApi {
         &self,
         request: Request<v1::TapInRequest>,
     ) -> Result<Response<v1::TapInResponse>, Status> {
-        let clock = convert::Clock::now(self.max_clock_skew);
-        let tap = convert::tap_in(request.into_inner(), &clock).map_err(IntoStatus::into_status)?;
-        let response = match self
-            .payments
-            .tap_in(tap)
-            .await
-            .map_err(IntoStatus::into_status)?
-        {
-            Tapped::Trip(trip) => {
-                let view = self
-                    .payments
-                    .trip_view(*trip)
-                    .await
-                    .map_err(IntoStatus::into_status)?;
-                v1::TapInResponse {
-                    trip: Some(convert::trip(&view).map_err(IntoStatus::into_status)?),
+        answer(async {
+            let clock = convert::Clock::now(self.max_clock_skew);
+            let tap = convert::tap_in(request.into_inner(), &clock)?;
+            Ok(match self.payments.tap_in(tap).await? {
+                Tapped::Trip(trip) => v1::TapInResponse {
+                    trip: Some(convert::trip(&self.payments.trip_view(*trip).await?)?),
                     refusal: v1::TapRefusal::Unspecified as i32,
-                }
-            }
-            Tapped::Refused(refusal) => v1::TapInResponse {
-                trip: None,
-                refusal: convert::refusal(refusal) as i32,
-            },
-        };
-        Ok(Response::new(response))
+                },
+                Tapped::Refused(refusal) => v1::TapInResponse {
+                    trip: None,
+                    refusal: convert::refusal(refusal) as i32,
+                },
+            })
+        })
+        .await
     }
 
     async fn tap_out(
         &self,
         request: Request<v1::TapOutRequest>,
     ) -> Result<Response<v1::TapOutResponse>, Status> {
-        let clock = convert::Clock::now(self.max_clock_skew);
-        let tap =
-            convert::tap_out(request.into_inner(), &clock).map_err(IntoStatus::into_status)?;
-        let trip = self
-            .payments
-            .tap_out(tap)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        let view = self
-            .payments
-            .trip_view(trip)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        Ok(Response::new(v1::TapOutResponse {
-            trip: Some(convert::trip(&view).map_err(IntoStatus::into_status)?),
-        }))
+        answer(async {
+            let clock = convert::Clock::now(self.max_clock_skew);
+            let tap = convert::tap_out(request.into_inner(), &clock)?;
+            let trip = self.payments.tap_out(tap).await?;
+            let view = self.payments.trip_view(trip).await?;
+            Ok(v1::TapOutResponse {
+                trip: Some(convert::trip(&view)?),
+            })
+        })
+        .await
     }
 
     async fn link_account(
@@ -247,36 +228,38 @@ impl PaymentsService for PaymentsApi {
         &self,
         request: Request<v1::VoidTapRequest>,
     ) -> Result<Response<v1::VoidTapResponse>, Status> {
-        let void = convert::void_tap(request.into_inner()).map_err(IntoStatus::into_status)?;
-        let trip = self
-            .payments
-            .void(void)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        let view = self
-            .payments
-            .trip_view(trip)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        Ok(Response::new(v1::VoidTapResponse {
-            trip: Some(convert::trip_or_voided(&view).map_err(IntoStatus::into_status)?),
-        }))
+        answer(async {
+            let trip = self
+                .payments
+                .void(convert::void_tap(request.into_inner())?)
+                .await?;
+            let view = self.payments.trip_view(trip).await?;
+            Ok(v1::VoidTapResponse {
+                trip: Some(convert::trip_or_voided(&view)?),
+            })
+        })
+        .await
     }
 
     async fn get_settlement(
         &self,
         request: Request<v1::GetSettlementRequest>,
     ) -> Result<Response<v1::GetSettlementResponse>, Status> {
-        let request = request.into_inner();
-        let day = convert::date(&request.date).map_err(IntoStatus::into_status)?;
-        let settlement = self
-            .payments
-            .settlement(day)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        Ok(Response::new(convert::settlement(
-            &request.date,
-            &settlement,
-        )))
+        answer(async {
+            let request = request.into_inner();
+            let settlement = self
+                .payments
+                .settlement(convert::date(&request.date)?)
+                .await?;
+            Ok(convert::settlement(&request.date, &settlement))
+        })
+        .await
     }
+}
+
+/// The answer of a handler's work, its error as a status (with its ErrorInfo reason).
+async fn answer<T>(work: impl Future<Output = Result<T, Error>>) -> Result<Response<T>, Status> {
+    work.await
+        .map(Response::new)
+        .map_err(IntoStatus::into_status)
 }
