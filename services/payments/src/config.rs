@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use citypass_runtime::config::{PostgresConfig, RedisConfig, duration};
+use citypass_runtime::config::{Deployment, PostgresConfig, RedisConfig, Refusal, duration};
 use citypass_runtime::{ServerConfig, UpstreamConfig};
 use serde::Deserialize;
 
@@ -251,56 +251,47 @@ impl Config {
     pub fn validate(&self) -> Result<(), Error> {
         self.payments.tap_settings()?;
         self.citizen.validate()?;
-        if self
-            .database
-            .as_ref()
-            .is_some_and(|d| d.max_connections == 0)
-        {
+        let refused = |e: Refusal| Error::Config(e.to_string());
+        let mut deployment = Deployment::new(&self.server, self.environment);
+        deployment
+            .database(
+                self.database.as_ref(),
+                Some("is required in production: the in-memory store loses every trip and charge on restart"),
+            )
+            .map_err(refused)?;
+        if self.environment == Environment::Production && self.sandbox.is_some() {
             return Err(Error::Config(
-                "database.max_connections must be at least 1".into(),
+                "environment is production but sandbox is set: the sandbox provider charges nobody"
+                    .into(),
             ));
         }
-        if self.environment == Environment::Production {
-            if self.database.is_none() {
-                return Err(Error::Config(
-                    "environment is production but database is not set: the in-memory store loses every trip and charge on restart".into(),
-                ));
-            }
-            if self.sandbox.is_some() {
-                return Err(Error::Config(
-                    "environment is production but sandbox is set: the sandbox provider charges nobody".into(),
-                ));
-            }
-            if self.identity.is_none() {
-                return Err(Error::Config(
-                    "environment is production but identity is not set: citizens' calls cannot be checked".into(),
-                ));
-            }
-            if self.redis.is_none() {
-                return Err(Error::Config(
-                    "environment is production but redis is not set: replicas must share request nonces".into(),
-                ));
-            }
-            if self.fares_file.is_none() {
-                return Err(Error::Config(
-                    "environment is production but fares_file is not set: the built-in table is for development".into(),
-                ));
-            }
+        let required = [
+            (
+                "identity",
+                self.identity.is_some(),
+                "is required in production: citizens' calls cannot be checked",
+            ),
+            (
+                "redis",
+                self.redis.is_some(),
+                "is required in production: replicas must share request nonces",
+            ),
+            (
+                "fares_file",
+                self.fares_file.is_some(),
+                "is required in production: the built-in table is for development",
+            ),
+        ];
+        for (key, present, problem) in required {
+            deployment.require(key, present, problem).map_err(refused)?;
         }
-        let mut urls: Vec<(&str, &str)> = self
-            .database
-            .iter()
-            .map(|d| ("database.url", d.url.expose()))
-            .collect();
         if let Some(identity) = &self.identity {
-            urls.push(("identity.url", identity.url.as_str()));
+            deployment.url("identity.url", identity.url.as_str());
         }
-        if let Some(redis) = &self.redis {
-            urls.push(("redis.url", redis.url.expose()));
-        }
-        self.server
-            .check_transport(self.environment, &urls)
-            .map_err(|e| Error::Config(e.to_string()))
+        deployment
+            .redis("redis.url", self.redis.as_ref())
+            .check_transport()
+            .map_err(refused)
     }
 
     /// The fare table: `fares_file`, or the built-in dev table.
