@@ -14,7 +14,8 @@
 //! - [`target`]: the verifier under load (in-process stack or a running one) and the
 //!   gates' certificates;
 //! - [`gates`]: one checked mTLS connection per gate;
-//! - [`open_loop`]: the constant-rate sender;
+//! - [`open_loop`]: the constant-rate sender; [`pacing`]: its clock, in-flight cap and
+//!   answers, shared with [`stream_loop`];
 //! - [`record`]: outcomes and the latency histogram;
 //! - [`report`]: the figures, as a table and JSON;
 //! - [`ceiling`]: the bare verify server; [`signed_bytes`]: the bytes it verifies;
@@ -40,6 +41,7 @@ pub mod error;
 pub mod gates;
 pub mod mix;
 pub mod open_loop;
+pub mod pacing;
 pub mod process;
 pub mod record;
 pub mod report;

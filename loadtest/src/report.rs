@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::error::LoadError;
 use crate::mix::{CodeKind, Mix};
-use crate::open_loop::Run;
+use crate::pacing::Run;
 use crate::process::ProcessFigures;
 use crate::record::Outcome;
 

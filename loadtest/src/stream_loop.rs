@@ -18,7 +18,7 @@ use std::time::Duration;
 use citypass_proto::v1::{
     DenyReason, VerifyRequest, VerifyResponse, VerifyStreamRequest, VerifyStreamResponse,
 };
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -26,8 +26,9 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use crate::codes::Planned;
 use crate::error::LoadError;
 use crate::mix::CodeKind;
-use crate::open_loop::{GateClient, Load, Run, progress_bar};
-use crate::record::{Outcome, Recording, latency_histogram, micros};
+use crate::open_loop::GateClient;
+use crate::pacing::{Load, Pacer, Run};
+use crate::record::Outcome;
 
 /// Scans written but not answered, by scan id: when each was due and what it carried.
 type Pending = Arc<Mutex<HashMap<String, (Instant, CodeKind)>>>;
@@ -131,14 +132,8 @@ pub async fn run(
                 .to_owned(),
         ));
     }
-    let cap = u32::try_from(load.in_flight_cap)
-        .map_err(|_| LoadError::Settings("the in-flight cap is too large".to_owned()))?;
     let opened = open(gates, streams, run_id).await?;
-    let slots = Arc::new(Semaphore::new(load.in_flight_cap));
-    let recording = Arc::new(Mutex::new(Recording::default()));
-    let interval = 1.0 / f64::from(load.rate);
-    let start = Instant::now() + Duration::from_millis(20);
-    let bar = progress_bar(load, requests.len(), label);
+    let mut pacer = Pacer::new(load, requests.len(), label)?;
 
     let mut writers = Vec::with_capacity(opened.len());
     let mut readers = tokio::task::JoinSet::new();
@@ -150,7 +145,7 @@ pub async fn run(
             mut inbound,
         } = stream;
         writers.push((gate, scans, pending.clone()));
-        let (slots, recording, bar) = (slots.clone(), recording.clone(), bar.clone());
+        let (slots, recorder) = (pacer.slots(), pacer.recorder());
         readers.spawn(async move {
             while let Some(Ok(answer)) = inbound.next().await {
                 let answered = Instant::now();
@@ -164,45 +159,16 @@ pub async fn run(
                 else {
                     continue;
                 };
-                recording
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .record(
-                        kind,
-                        outcome,
-                        answered.saturating_duration_since(due),
-                        answered.saturating_duration_since(start),
-                    );
-                bar.inc(1);
+                recorder.answered(kind, outcome, due, answered);
                 slots.add_permits(1);
             }
         });
     }
 
-    let mut cap_hits = 0u64;
-    let mut max_in_flight = 0usize;
-    let mut sent = 0u64;
-    let mut last_send = Duration::ZERO;
-    let mut send_lag = latency_histogram();
     for (i, planned) in requests.into_iter().enumerate() {
-        let due = start + Duration::from_secs_f64(i as f64 * interval);
-        if due > Instant::now() {
-            tokio::time::sleep_until(due).await;
-        }
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(_) => {
-                cap_hits += 1;
-                slots
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| LoadError::Settings("the in-flight slots closed".to_owned()))?
-            }
-        };
+        let (slot, due) = pacer.due(i).await?;
         // The reader gives the slot back when the answer comes.
         slot.forget();
-        max_in_flight = max_in_flight.max(load.in_flight_cap - slots.available_permits());
         let (gate, scans, pending) = &writers[i % writers.len()];
         let scan_id = format!("{run_id}-{i}");
         pending
@@ -218,35 +184,20 @@ pub async fn run(
                 ..VerifyRequest::default()
             }),
         };
-        send_lag.saturating_record(micros(Instant::now().saturating_duration_since(due)));
+        pacer.lag(due);
         scans
             .send(scan)
             .map_err(|_| LoadError::Stream(format!("gate {}'s stream closed", gate.id)))?;
-        sent += 1;
-        last_send = Instant::now().saturating_duration_since(start);
+        pacer.sent();
     }
 
-    let drained = tokio::time::timeout(load.drain, slots.acquire_many(cap)).await;
-    bar.finish_and_clear();
+    let drained = pacer.drain().await;
     // Closing the writers ends the streams, and so the readers.
     drop(writers);
-    if drained.is_err() {
+    if let Err(err) = drained {
         readers.abort_all();
-        return Err(LoadError::Unanswered(
-            load.in_flight_cap - slots.available_permits(),
-        ));
+        return Err(err);
     }
     while readers.join_next().await.is_some() {}
-    let recording = recording
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
-    Ok(Run {
-        sent,
-        recording,
-        last_send,
-        cap_hits,
-        max_in_flight,
-        send_lag,
-    })
+    Ok(pacer.finish())
 }

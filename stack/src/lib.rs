@@ -9,26 +9,41 @@
 //! service's `build`. Services talk to each other over real gRPC with mutual TLS,
 //! exactly as in Kubernetes: nothing is shortcut because it shares a process.
 //!
+//! - [`config`]: how to run the stack ([`StackConfig`]);
+//! - `services`: each service's dev configuration, one function per service;
+//! - `files`: the files written for the verifier (key set, subject keys, gate registry);
+//! - this module: the order of start-up ([`Stack::start`]) and the running stack.
+//!
 //! [`Config`]: citypass_issuer::Config
 #![forbid(unsafe_code)]
 
+pub mod config;
+mod error;
+mod files;
+mod services;
+
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use citypass_app::Endpoints;
-use citypass_identity::IdentityConfig;
-use citypass_issuer::{FollowMode, Keys, RevocationSettings, RevocationView};
-pub use citypass_issuer::{IssuanceConfig, KeySource};
+use citypass_issuer::{Keys, RevocationView};
 use citypass_pki::{Authority, DevPki, Subject};
-pub use citypass_runtime::config::KeyFile;
-use citypass_runtime::config::{PostgresConfig, RedisConfig};
-use citypass_runtime::{BuildError, Role, ServerConfig, Tls, TlsConfig, UpstreamConfig};
+use citypass_runtime::{Role, Tls};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+
+pub use config::{
+    IdentityStore, IssuanceConfig, KeyFile, KeySource, NonceBackend, RevocationBackend, StackConfig,
+};
+pub use error::StackError;
+pub use files::SAMPLE_GATE_IDS;
+
+use error::built;
+use files::VerifierFiles;
+use services::{Addresses, server, url};
 
 /// A well-formed resident ID number (GB 11643: a Beijing district, a real birth date,
 /// the right check character) ending in `seq`, for demo citizens.
@@ -39,204 +54,9 @@ pub fn sample_resident_id(seq: u16) -> String {
     format!("{first17}{check}")
 }
 
-/// How old the issuer's revocation data may get before issuance fails closed.
-const REVOCATION_MAX_AGE: Duration = Duration::from_secs(10);
-/// How long start-up waits for the issuer's first revocation sync.
+/// How long start-up waits for the first revocation sync of the issuer, the verifier
+/// and payments.
 const REVOCATION_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Where identity keeps its records.
-#[derive(Debug, Clone)]
-pub enum IdentityStore {
-    /// In memory (the embedded default; lost on exit).
-    Memory,
-    /// PostgreSQL at this URL (migrations run at start).
-    Postgres(String),
-}
-
-/// Where the issuer keeps single-use request nonces.
-#[derive(Debug, Clone)]
-pub enum NonceBackend {
-    /// In memory, bounded.
-    Memory,
-    /// Redis at this URL, keys under a prefix.
-    Redis { url: String, prefix: String },
-}
-
-/// Where the revocation log lives, and how new entries fan out.
-#[derive(Debug, Clone)]
-pub enum RevocationBackend {
-    /// In memory, fanned out in process (the embedded default; lost on exit).
-    Memory,
-    /// PostgreSQL at `database_url`, fanned out through a Redis Stream at `redis_url`.
-    Postgres {
-        database_url: String,
-        redis_url: String,
-        stream_key: String,
-    },
-}
-
-/// How to run the stack.
-#[derive(Debug)]
-pub struct StackConfig {
-    /// Identity's address (port 0 for an ephemeral one).
-    pub identity_listen: SocketAddr,
-    /// The issuer's address.
-    pub issuer_listen: SocketAddr,
-    /// The revocation service's address.
-    pub revocation_listen: SocketAddr,
-    /// The verifier's address.
-    pub verifier_listen: SocketAddr,
-    /// The payments service's address.
-    pub payments_listen: SocketAddr,
-    pub identity_store: IdentityStore,
-    pub revocation: RevocationBackend,
-    pub nonces: NonceBackend,
-    /// The issuer's key ring (code keys, the subject key, and the public half of the
-    /// snapshot key, which the issuer publishes).
-    pub keys: KeySource,
-    /// The revocation service's snapshot key file: the only key it holds (it never
-    /// sees the key ring).
-    pub snapshot_key: KeyFile,
-    pub issuance: IssuanceConfig,
-    /// The stack's own files: the dev PKI (`pki/`, made on first use and kept).
-    pub dir: PathBuf,
-}
-
-impl StackConfig {
-    /// Ephemeral loopback ports, embedded stores, the given keys, files in `dir`.
-    pub fn ephemeral(keys: KeySource, snapshot_key: KeyFile, dir: impl Into<PathBuf>) -> Self {
-        let any = SocketAddr::from(([127, 0, 0, 1], 0));
-        StackConfig {
-            identity_listen: any,
-            issuer_listen: any,
-            revocation_listen: any,
-            verifier_listen: any,
-            payments_listen: any,
-            identity_store: IdentityStore::Memory,
-            revocation: RevocationBackend::Memory,
-            nonces: NonceBackend::Memory,
-            keys,
-            snapshot_key,
-            issuance: IssuanceConfig::default(),
-            dir: dir.into(),
-        }
-    }
-}
-
-/// Why the stack could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StackError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    /// The dev PKI could not be made or read.
-    #[error("dev PKI: {0}")]
-    Pki(#[from] citypass_pki::PkiError),
-    /// A service could not be built (the error names the service and the part).
-    #[error("{service}: {source}")]
-    Build {
-        service: &'static str,
-        #[source]
-        source: BuildError,
-    },
-    /// The issuer, the verifier or payments never heard from the revocation log, so it would
-    /// refuse everything.
-    #[error("the revocation log did not answer within {0:?}")]
-    RevocationSilent(Duration),
-    /// A file of the stack's (the verifier's key set or gate registry) could not be
-    /// written.
-    #[error("cannot write {path}: {source}")]
-    Files {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
-
-/// The verifier's sample gates, one or more per scene, written to its registry file on
-/// first run (each also gets a dev certificate, `pki/gate-<id>/`).
-pub const SAMPLE_GATE_IDS: [&str; 6] = [
-    "metro-entry-1",
-    "metro-exit-1",
-    "bus-1",
-    "hospital-desk-1",
-    "scenic-gate-1",
-    "hall-counter-1",
-];
-
-const SAMPLE_GATES: &str = "\
-# The verifier's gate registry (citypass dev): gate id (the name in the gate's
-# certificate) -> where it stands. Edit freely: the verifier reloads it on change.
-gates:
-  metro-entry-1: {scene: metro, direction: entry, station: dev-station-1, operator: dev-metro}
-  metro-exit-1: {scene: metro, direction: exit, station: dev-station-1, operator: dev-metro}
-  bus-1: {scene: bus, stop: dev-route-1, operator: dev-bus}
-  hospital-desk-1: {scene: hospital, hospital: dev-hospital, operator: dev-hospital}
-  scenic-gate-1: {scene: scenic, venue: dev-park, operator: dev-park}
-  hall-counter-1: {scene: government, hall: dev-service-hall, operator: dev-government}
-";
-
-fn write(path: &std::path::Path, bytes: impl AsRef<[u8]>) -> Result<(), StackError> {
-    let files = |source| StackError::Files {
-        path: path.to_owned(),
-        source,
-    };
-    // Written aside and renamed, so the verifier never reads half a file.
-    let aside = path.with_extension("tmp");
-    std::fs::write(&aside, bytes).map_err(files)?;
-    std::fs::rename(&aside, path).map_err(files)
-}
-
-/// [`write`] for a secret (the verifier's subject keys): the file is created
-/// owner-only (0600) before a byte is written, as `citypass keys` writes its copy.
-fn write_secret(path: &std::path::Path, bytes: impl AsRef<[u8]>) -> Result<(), StackError> {
-    use std::io::Write as _;
-    let files = |source| StackError::Files {
-        path: path.to_owned(),
-        source,
-    };
-    let aside = path.with_extension("tmp");
-    // A leftover from a crash keeps its mode when reopened: start afresh.
-    match std::fs::remove_file(&aside) {
-        Ok(()) => {}
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(err) => return Err(files(err)),
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&aside).map_err(files)?;
-    file.write_all(bytes.as_ref()).map_err(files)?;
-    std::fs::rename(&aside, path).map_err(files)
-}
-
-/// Writes the issuer's published key set (the JWKS GetKeySet returns) where the
-/// verifier reads it.
-fn publish_key_set(keys: &Keys, path: &std::path::Path) -> Result<(), StackError> {
-    write(path, keys.current().jwks_json())
-}
-
-/// Rewrites the verifier's key set file whenever the issuer publishes a new one (a
-/// `citypass keys rotate`), until the issuer's keys are dropped.
-async fn follow_key_set(keys: Arc<Keys>, path: PathBuf) {
-    let mut published = keys.subscribe();
-    drop(keys);
-    while published.changed().await.is_ok() {
-        let jwks = published.borrow_and_update().jwks_json().to_vec();
-        if let Err(e) = write(&path, jwks) {
-            tracing::warn!(error = %e, "the verifier's key set file was not updated");
-        }
-    }
-}
-
-fn built(service: &'static str) -> impl FnOnce(BuildError) -> StackError {
-    move |source| StackError::Build { service, source }
-}
 
 /// A running stack. Dropping it does not stop the services: call [`Stack::shutdown`].
 pub struct Stack {
@@ -273,45 +93,6 @@ async fn listen(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StackErro
     Ok((listener, local))
 }
 
-/// A service's dev server settings: its name, its address, its certificate.
-fn server(name: &str, listen: SocketAddr, tls: TlsConfig) -> ServerConfig {
-    let mut server = ServerConfig::new(format!("citypass-{name}"));
-    server.listen = listen;
-    server.tls = Some(tls);
-    server.reflection = true;
-    // Every app of a dev machine (and every test client) calls from loopback, one
-    // address: the per-address limit for anonymous callers would throttle them all
-    // as one citizen.
-    server.limits.anonymous_per_second = NonZeroU32::new(100_000).unwrap_or(NonZeroU32::MIN);
-    server
-}
-
-/// How a service of the stack follows the revocation log at `service`: its Redis
-/// stream when the log has one, else WatchRevocations.
-fn follow_settings(backend: &RevocationBackend, service: SocketAddr) -> RevocationSettings {
-    let mut settings = RevocationSettings {
-        service: UpstreamConfig::new(url(service)),
-        follow: FollowMode::Watch,
-        max_age: REVOCATION_MAX_AGE,
-        ..RevocationSettings::default()
-    };
-    if let RevocationBackend::Postgres {
-        redis_url,
-        stream_key,
-        ..
-    } = backend
-    {
-        settings.follow = FollowMode::Redis;
-        settings.redis = Some(RedisConfig::new(redis_url.clone()));
-        settings.stream_key = stream_key.clone();
-    }
-    settings
-}
-
-fn url(addr: SocketAddr) -> String {
-    format!("https://{addr}")
-}
-
 impl Stack {
     /// Starts every service and returns once each is listening.
     pub async fn start(config: StackConfig) -> Result<Stack, StackError> {
@@ -321,6 +102,10 @@ impl Stack {
         let (issuer_listener, issuer) = listen(config.issuer_listen).await?;
         let (verifier_listener, verifier) = listen(config.verifier_listen).await?;
         let (payments_listener, payments) = listen(config.payments_listen).await?;
+        let at = Addresses {
+            identity,
+            revocation,
+        };
 
         let (stop, stopped) = watch::channel(false);
         let shutdown = move || {
@@ -331,36 +116,41 @@ impl Stack {
         };
         let mut tasks = JoinSet::new();
 
-        // Identity.
-        let mut identity_config = IdentityConfig::dev();
-        identity_config.server = server("identity", identity, pki.service(&ca, "identity")?);
-        // Likewise Enrol's own attempt limit per address (the per-document one stays).
-        identity_config.enrol_attempts_per_address = 100_000;
-        if let IdentityStore::Postgres(url) = &config.identity_store {
-            identity_config.database = Some(PostgresConfig::new(url.clone()));
-        }
+        // Each service's configuration first (certificates from the dev PKI), then each
+        // built and served in order: identity, revocation, issuer, verifier, payments.
+        let verifier_files = VerifierFiles::at(&config.dir.join("verifier"));
+        let subject_key_file = files::subject_key_file(&config.keys)?;
+        let identity_config = services::identity(
+            &config,
+            server("identity", identity, pki.service(&ca, "identity")?),
+        );
+        let revocation_config = services::revocation(
+            &config,
+            server("revocation", revocation, pki.service(&ca, "revocation")?),
+            &at,
+        );
+        let issuer_config = services::issuer(
+            &config,
+            server("issuer", issuer, pki.service(&ca, "issuer")?),
+            &at,
+        );
+        let verifier_config = services::verifier(
+            &config,
+            server("verifier", verifier, pki.service(&ca, "verifier")?),
+            &at,
+            &verifier_files,
+        );
+        let payments_config = services::payments(
+            &config,
+            server("payments", payments, pki.service(&ca, "payments")?),
+            &at,
+        );
+
         let identity_built = citypass_identity::build(identity_config)
             .await
             .map_err(built("identity"))?;
         tasks.spawn(identity_built.server.serve(identity_listener, shutdown()));
 
-        // Revocation: its log, fan-out, identity (for certificate serials) and its
-        // snapshot key, the only key it holds.
-        let mut revocation_config = citypass_revocation_service::Config::dev();
-        revocation_config.server =
-            server("revocation", revocation, pki.service(&ca, "revocation")?);
-        revocation_config.identity = UpstreamConfig::new(url(identity));
-        revocation_config.snapshot_key = config.snapshot_key.clone();
-        if let RevocationBackend::Postgres {
-            database_url,
-            redis_url,
-            stream_key,
-        } = &config.revocation
-        {
-            revocation_config.database = Some(PostgresConfig::new(database_url.clone()));
-            revocation_config.redis = Some(RedisConfig::new(redis_url.clone()));
-            revocation_config.stream_key = stream_key.clone();
-        }
         let revocation_built = citypass_revocation_service::build(revocation_config)
             .await
             .map_err(built("revocation"))?;
@@ -370,45 +160,8 @@ impl Stack {
                 .serve(revocation_listener, shutdown()),
         );
 
-        // Issuer, calling identity and following the revocation log over gRPC (its
-        // Redis stream when there is one, Watch in the embedded mode).
-        let mut issuer_config =
-            citypass_issuer::Config::dev(server("issuer", issuer, pki.service(&ca, "issuer")?));
-        issuer_config.identity = UpstreamConfig::new(url(identity));
-        issuer_config.issuance = config.issuance.clone();
-        issuer_config.revocation = follow_settings(&config.revocation, revocation);
-        if let NonceBackend::Redis { url, prefix } = &config.nonces {
-            let mut redis = RedisConfig::new(url.clone());
-            redis.timeout = Duration::from_secs(2);
-            issuer_config.redis = Some(redis);
-            issuer_config.redis_key_prefix = prefix.clone();
-        }
-        // The verifier opens subjects with the ring's subject keys alone, exported into
-        // a file of their own (never the signing seeds). Exported at start: after a
-        // `citypass keys sealing-add`/`sealing-rotate`, restart `citypass dev`.
-        let subject_key_file = match &config.keys {
-            KeySource::File { path, .. } => {
-                let text = std::fs::read_to_string(path).map_err(|source| StackError::Files {
-                    path: path.clone(),
-                    source,
-                })?;
-                citypass_token::Keyring::from_json(&text)
-                    .map_err(|e| StackError::Files {
-                        path: path.clone(),
-                        source: std::io::Error::other(e.to_string()),
-                    })?
-                    .subject_key_file()
-            }
-            KeySource::Memory(ring) => ring.subject_key_file(),
-        };
         let issuer_built = match config.keys {
-            KeySource::File {
-                path,
-                reload_interval,
-            } => {
-                issuer_config.keyring = KeyFile::new(path, reload_interval);
-                citypass_issuer::build(issuer_config).await
-            }
+            KeySource::File { .. } => citypass_issuer::build(issuer_config).await,
             KeySource::Memory(ring) => citypass_issuer::build_with(issuer_config, Some(ring)).await,
         }
         .map_err(built("issuer"))?;
@@ -423,54 +176,9 @@ impl Stack {
         let issuer_revocations = issuer_built.revocations.clone();
         tasks.spawn(issuer_built.server.serve(issuer_listener, shutdown()));
 
-        // Verifier: the issuer's published key set and the gate registry as files (as
-        // ConfigMaps in a cluster), following the revocation log like the issuer.
-        let verifier_dir = config.dir.join("verifier");
-        std::fs::create_dir_all(&verifier_dir).map_err(|source| StackError::Files {
-            path: verifier_dir.clone(),
-            source,
-        })?;
-        let key_set_file = verifier_dir.join("keyset.jwks.json");
-        publish_key_set(&keys, &key_set_file)?;
-        let subject_keys_file = verifier_dir.join("subject-keys.json");
-        write_secret(&subject_keys_file, subject_key_file.to_json())?;
-        let gates_file = verifier_dir.join("gates.yaml");
-        if !gates_file.exists() {
-            write(&gates_file, SAMPLE_GATES)?;
-        }
+        verifier_files.write(&keys, &subject_key_file)?;
         for gate in SAMPLE_GATE_IDS {
             pki.gate(&ca, gate)?;
-        }
-        let mut verifier_config = citypass_verifier::Config::dev(server(
-            "verifier",
-            verifier,
-            pki.service(&ca, "verifier")?,
-        ));
-        verifier_config.key_set = KeyFile::new(&key_set_file, Duration::from_secs(1));
-        verifier_config.gates = KeyFile::new(&gates_file, Duration::from_secs(1));
-        verifier_config.subjects = Some(citypass_verifier::config::SubjectsSettings::dev(
-            KeyFile::new(&subject_keys_file, Duration::from_secs(1)),
-            UpstreamConfig::new(url(identity)),
-        ));
-        verifier_config.revocation = follow_settings(&config.revocation, revocation);
-        // The dev park: 1 000 visitors a day, once each. Until the verifier unseals
-        // holders (its `Subjects` is a placeholder that answers unavailable), scenic
-        // gates fail open so that the newcomer's park scan opens; hospital desks and
-        // service counters fail closed.
-        verifier_config.scenes.scenic.fail = citypass_verifier::FailMode::Open;
-        verifier_config.scenes.scenic.venues.insert(
-            "dev-park".to_owned(),
-            citypass_verifier::VenueSettings {
-                capacity: 1_000,
-                entries_per_day: 1,
-                ..citypass_verifier::VenueSettings::default()
-            },
-        );
-        if let NonceBackend::Redis { url, prefix } = &config.nonces {
-            let mut redis = RedisConfig::new(url.clone());
-            redis.timeout = Duration::from_secs(2);
-            verifier_config.redis = Some(redis);
-            verifier_config.redis_key_prefix = format!("{prefix}verifier:");
         }
         let verifier_built = citypass_verifier::build(verifier_config)
             .await
@@ -482,22 +190,12 @@ impl Stack {
         .await
         .map_err(|_| StackError::RevocationSilent(REVOCATION_SYNC_TIMEOUT))?;
         let verifier_revocations = verifier_built.revocations.clone();
-        tokio::spawn(follow_key_set(keys.clone(), key_set_file));
+        tokio::spawn(files::follow_key_set(
+            keys.clone(),
+            verifier_files.key_set.clone(),
+        ));
         tasks.spawn(verifier_built.server.serve(verifier_listener, shutdown()));
 
-        // Payments: memory store, the built-in fare table, the sandbox provider, citizens'
-        // calls checked at identity and against the revocation log.
-        let mut payments_config = citypass_payments::Config::dev();
-        payments_config.server = server("payments", payments, pki.service(&ca, "payments")?);
-        // Citizens' calls are checked at identity (GetDevice, GetTransitAccount).
-        payments_config.identity = Some(UpstreamConfig::new(url(identity)));
-        payments_config.revocation = Some(follow_settings(&config.revocation, revocation));
-        if let NonceBackend::Redis { url, prefix } = &config.nonces {
-            let mut redis = RedisConfig::new(url.clone());
-            redis.timeout = Duration::from_secs(2);
-            payments_config.redis = Some(redis);
-            payments_config.redis_key_prefix = format!("{prefix}payments:");
-        }
         let payments_built = citypass_payments::build(payments_config)
             .await
             .map_err(built("payments"))?;
@@ -518,7 +216,7 @@ impl Stack {
             keys,
             issuer_revocations,
             verifier_revocations,
-            gates_file,
+            gates_file: verifier_files.gates,
             pki,
             ca,
             stop,
@@ -602,23 +300,5 @@ impl Stack {
             Ok(Err(e)) => Some(e.to_string()),
             Err(e) => Some(e.to_string()),
         }
-    }
-}
-
-#[cfg(all(test, unix))]
-mod tests {
-    use std::os::unix::fs::PermissionsExt as _;
-
-    #[test]
-    fn secrets_are_written_owner_only() {
-        let dir = std::env::temp_dir().join(format!("citypass-stack-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("subject-keys.json");
-        std::fs::write(path.with_extension("tmp"), b"left by a crash").unwrap();
-        super::write_secret(&path, b"{}").unwrap();
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!((mode, text.as_str()), (0o600, "{}"));
     }
 }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use citypass_proto::v1::DeviceProof;
+use citypass_runtime::{ErrorKind, ServiceError};
 use citypass_token::{DeviceId, PublicKey, RequestProof, sha256};
 
 use crate::nonce::{NonceStore, NonceStoreError};
@@ -53,6 +54,30 @@ pub enum ProofError {
     /// The nonce store could not be asked; the request is not known to be fresh.
     #[error("nonce store unavailable")]
     Store(#[source] NonceStoreError),
+}
+
+/// A refused proof as every service that checks proofs answers it: UNAUTHENTICATED
+/// with a reason an app acts on (`CLOCK_SKEW`: fix the clock; `NONCE_REUSED`: sign
+/// again; `BAD_SIGNATURE`; …), or UNAVAILABLE when the nonce store could not be asked.
+impl ServiceError for ProofError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ProofError::Store(_) => ErrorKind::Unavailable,
+            _ => ErrorKind::Unauthenticated,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            ProofError::Missing => "PROOF_MISSING",
+            ProofError::BadTimestamp => "PROOF_TIMESTAMP_MALFORMED",
+            ProofError::Stale => "CLOCK_SKEW",
+            ProofError::BadNonce => "PROOF_NONCE_MALFORMED",
+            ProofError::BadSignature => "BAD_SIGNATURE",
+            ProofError::Reused => "NONCE_REUSED",
+            ProofError::Store(_) => "NONCE_STORE_UNAVAILABLE",
+        }
+    }
 }
 
 /// Nanoseconds since 1970 (signed, wide enough for every valid `Timestamp`).

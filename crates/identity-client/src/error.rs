@@ -29,3 +29,22 @@ pub enum IdentityError {
     #[error("invalid identity service URL")]
     InvalidUrl(#[source] tonic::transport::Error),
 }
+
+/// A call to identity that failed on the way, as the calling service answers it:
+/// DEADLINE_EXCEEDED, UNAVAILABLE, or INTERNAL for an answer it did not expect; the
+/// reason is `IDENTITY_UNAVAILABLE` in every case. (What a service makes of identity's
+/// refusals, a device not found or not active, is the service's own error.)
+impl citypass_runtime::ServiceError for IdentityError {
+    fn kind(&self) -> citypass_runtime::ErrorKind {
+        use citypass_runtime::ErrorKind;
+        match self {
+            IdentityError::DeadlineExceeded => ErrorKind::DeadlineExceeded,
+            IdentityError::Unavailable(_) => ErrorKind::Unavailable,
+            _ => ErrorKind::Internal,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        "IDENTITY_UNAVAILABLE"
+    }
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use citypass_revocation::Kinds;
 use citypass_runtime::UpstreamConfig;
-use citypass_runtime::config::{RedisConfig, duration};
+use citypass_runtime::config::{Deployment, RedisConfig, duration};
 use serde::Deserialize;
 
 use crate::FollowerError;
@@ -89,6 +89,38 @@ impl RevocationSettings {
         Ok(())
     }
 
+    /// [`Self::validate`], and that `follow: redis` has a Redis to follow: the section's
+    /// own, or `service_redis` (the service's `redis`).
+    pub fn validate_with(
+        &self,
+        service_redis: Option<&RedisConfig>,
+    ) -> Result<(), InvalidSettings> {
+        self.validate()?;
+        if self.follow == FollowMode::Redis && self.redis_or(service_redis).is_none() {
+            return Err(InvalidSettings {
+                key: "revocation.follow",
+                problem: "is redis but neither revocation.redis nor redis is set",
+            });
+        }
+        Ok(())
+    }
+
+    /// The Redis the follower reads: the section's own, else `service_redis`.
+    pub fn redis_or<'a>(
+        &'a self,
+        service_redis: Option<&'a RedisConfig>,
+    ) -> Option<&'a RedisConfig> {
+        self.redis.as_ref().or(service_redis)
+    }
+
+    /// Names the section's URLs (the revocation service, its own Redis) for the
+    /// plaintext check.
+    pub fn name_urls<'a>(&'a self, deployment: &mut Deployment<'a>) {
+        deployment
+            .url("revocation.service.url", self.service.url.as_str())
+            .redis("revocation.redis.url", self.redis.as_ref());
+    }
+
     /// The follower configuration these settings describe, keeping entries of `kinds`;
     /// `fallback_redis` is the service's own `redis`.
     pub fn follower_config(
@@ -97,9 +129,7 @@ impl RevocationSettings {
         kinds: Kinds,
     ) -> Result<FollowerConfig, FollowerError> {
         let redis_url = self
-            .redis
-            .as_ref()
-            .or(fallback_redis)
+            .redis_or(fallback_redis)
             .map(|redis| redis.url.expose());
         let mut config = match (self.follow, redis_url) {
             (FollowMode::Watch, _) | (FollowMode::Auto, None) => FollowerConfig::watch(),

@@ -33,6 +33,7 @@
 //! are refused) and `variables` (the convention above: figment's own `Env` guesses types
 //! from the look of a value, which would turn a numeric password into a number).
 
+mod deployment;
 pub mod duration;
 mod file;
 mod key_file;
@@ -42,6 +43,7 @@ mod store;
 mod tls;
 mod variables;
 
+pub use deployment::{Deployment, Refusal};
 pub use key_file::KeyFile;
 pub use limits::CallerLimits;
 pub use store::{PostgresConfig, RedisConfig};

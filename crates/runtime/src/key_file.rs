@@ -18,9 +18,16 @@
 //! [`FollowedKeyFile::changed_async`], which reads, hashes and parses on tokio's
 //! blocking pool, so a slow or stuck volume never stalls a worker thread (security
 //! review, smaller findings); [`FollowedKeyFile::changed`] is the same poll for a
-//! caller already off the runtime.
+//! caller already off the runtime. [`FollowedKeyFile::follow`] does the polling on a
+//! task of its own for a holder of the keys; [`poll_while`] is that task's clock, for a
+//! holder that polls its own way.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
 
 use crate::environment::Environment;
 
@@ -222,6 +229,63 @@ impl<T: Send + 'static, E: std::error::Error + Send + 'static> FollowedKeyFile<T
                 })??;
         Ok(self.accept(fresh))
     }
+
+    /// Follows the file for `holder`, every `interval` on a task of its own
+    /// ([`poll_while`]): `apply` gets the holder and `Some(keys)` for content accepted,
+    /// `None` for the same content; content refused is logged (the file named `what`)
+    /// and the holder keeps what it has.
+    pub fn follow<H, F>(
+        self,
+        holder: &Arc<H>,
+        interval: Duration,
+        what: &'static str,
+        apply: F,
+    ) -> JoinHandle<()>
+    where
+        H: Send + Sync + 'static,
+        F: Fn(&H, Option<T>) + Send + Sync + 'static,
+    {
+        let apply = Arc::new(apply);
+        let file = Arc::new(tokio::sync::Mutex::new(self));
+        poll_while(holder, interval, move |holder| {
+            let (file, apply) = (file.clone(), apply.clone());
+            async move {
+                match file.lock().await.changed_async().await {
+                    Ok(keys) => apply(&holder, keys),
+                    Err(err) => tracing::warn!(
+                        error = %err,
+                        file = what,
+                        "key file not reloaded; keeping what is in force"
+                    ),
+                }
+            }
+        })
+    }
+}
+
+/// Calls `poll` with the holder every `interval` (the first one interval from now: the
+/// holder was just loaded) on a task of its own, which ends once `holder` is dropped.
+/// A poll that overruns delays the next rather than bunching them. Call within a tokio
+/// runtime.
+pub fn poll_while<H, F, Fut>(holder: &Arc<H>, interval: Duration, mut poll: F) -> JoinHandle<()>
+where
+    H: Send + Sync + 'static,
+    F: FnMut(Arc<H>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let holder = Arc::downgrade(holder);
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let Some(holder) = holder.upgrade() else {
+                return;
+            };
+            poll(holder).await;
+        }
+    })
 }
 
 #[cfg(test)]

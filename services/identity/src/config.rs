@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use citypass_runtime::ServerConfig;
-use citypass_runtime::config::{PostgresConfig, duration};
+use citypass_runtime::config::{Deployment, PostgresConfig, Refusal, duration};
 use serde::Deserialize;
 
 use crate::error::Error;
@@ -284,15 +284,6 @@ impl IdentityConfig {
                 "certificate_max_lifetime: at most 24h (what gates accept)".into(),
             ));
         }
-        if self
-            .database
-            .as_ref()
-            .is_some_and(|d| d.max_connections == 0)
-        {
-            return Err(Error::Config(
-                "database.max_connections: must be at least 1".into(),
-            ));
-        }
         if self.enrol_attempts_per_address == 0 || self.enrol_attempts_per_document == 0 {
             return Err(Error::Config(
                 "enrol_attempts_per_address and enrol_attempts_per_document: must be at least 1"
@@ -307,19 +298,15 @@ impl IdentityConfig {
         self.document_keys()?;
         self.pseudonym_keys()?;
         self.government_keys()?;
-        if self.environment == Environment::Production && self.database.is_none() {
-            return Err(Error::Config(
-                "environment is production but database is not set: the in-memory store loses everything on restart".into(),
-            ));
-        }
-        let urls: Vec<(&str, &str)> = self
-            .database
-            .iter()
-            .map(|d| ("database.url", d.url.expose()))
-            .collect();
-        self.server
-            .check_transport(self.environment, &urls)
-            .map_err(|e| Error::Config(e.to_string()))
+        let refused = |e: Refusal| Error::Config(e.to_string());
+        Deployment::new(&self.server, self.environment)
+            .database(
+                self.database.as_ref(),
+                Some("is required in production: the in-memory store loses everything on restart"),
+            )
+            .map_err(refused)?
+            .check_transport()
+            .map_err(refused)
     }
 
     /// Refuses the real-name sandbox in production.

@@ -44,6 +44,7 @@ pub mod authorization;
 pub mod build;
 pub mod challenge;
 pub mod config;
+mod convert;
 pub mod document;
 pub mod enrolment;
 pub mod error;

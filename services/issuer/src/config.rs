@@ -19,7 +19,7 @@
 
 use std::time::Duration;
 
-use citypass_runtime::config::{KeyFile, RedisConfig, duration};
+use citypass_runtime::config::{Deployment, KeyFile, RedisConfig, duration};
 use citypass_runtime::{ServerConfig, UpstreamConfig};
 use serde::Deserialize;
 
@@ -232,45 +232,32 @@ impl Config {
 
     /// The Redis the revocation follower reads: its own, else the issuer's.
     pub fn revocation_redis(&self) -> Option<&RedisConfig> {
-        self.revocation.redis.as_ref().or(self.redis.as_ref())
+        self.revocation.redis_or(self.redis.as_ref())
     }
 
     /// Checks the issuance limits and what production requires.
     pub fn validate(&self) -> Result<(), InvalidConfig> {
         self.issuance.validate()?;
         self.revocation
-            .validate()
+            .validate_with(self.redis.as_ref())
             .map_err(|e| invalid(e.key, e.problem))?;
-        if self.revocation.follow == FollowMode::Redis && self.revocation_redis().is_none() {
-            return Err(invalid(
-                "revocation.follow",
-                "is redis but neither revocation.redis nor redis is set",
-            ));
-        }
-        if self.environment == Environment::Production && self.redis.is_none() {
-            return Err(invalid(
+        let mut deployment = Deployment::new(&self.server, self.environment);
+        deployment
+            .require(
                 "redis",
+                self.redis.is_some(),
                 "is required in production: replicas must share one nonce store",
-            ));
-        }
+            )
+            .map_err(|e| invalid(e.key, e.problem))?;
         if self.nonce_capacity == 0 {
             return Err(invalid("nonce_capacity", "must be at least 1"));
         }
-        let mut urls = vec![
-            ("identity.url", self.identity.url.as_str()),
-            (
-                "revocation.service.url",
-                self.revocation.service.url.as_str(),
-            ),
-        ];
-        if let Some(redis) = &self.redis {
-            urls.push(("redis.url", redis.url.expose()));
-        }
-        if let Some(redis) = &self.revocation.redis {
-            urls.push(("revocation.redis.url", redis.url.expose()));
-        }
-        self.server
-            .check_transport(self.environment, &urls)
+        deployment
+            .url("identity.url", self.identity.url.as_str())
+            .redis("redis.url", self.redis.as_ref());
+        self.revocation.name_urls(&mut deployment);
+        deployment
+            .check_transport()
             .map_err(|e| invalid(e.key, e.problem))
     }
 }

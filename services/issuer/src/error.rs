@@ -116,15 +116,7 @@ impl ServiceError for IssuerError {
             E::OfflineKeyReused => "OFFLINE_KEY_REUSED",
             E::OfflineKeyIsDeviceKey => "OFFLINE_KEY_IS_DEVICE_KEY",
             E::BadLifetime => "BAD_LIFETIME",
-            E::Proof(proof) => match proof {
-                ProofError::Missing => "PROOF_MISSING",
-                ProofError::BadTimestamp => "PROOF_TIMESTAMP_MALFORMED",
-                ProofError::Stale => "CLOCK_SKEW",
-                ProofError::BadNonce => "PROOF_NONCE_MALFORMED",
-                ProofError::BadSignature => "BAD_SIGNATURE",
-                ProofError::Reused => "NONCE_REUSED",
-                ProofError::Store(_) => "NONCE_STORE_UNAVAILABLE",
-            },
+            E::Proof(proof) => proof.reason(),
             E::DeviceNotFound => "DEVICE_NOT_FOUND",
             E::NotSubjectsDevice => "DEVICE_NOT_SUBJECTS",
             E::DeviceNotActive => "DEVICE_NOT_ACTIVE",
@@ -150,8 +142,7 @@ impl ServiceError for IssuerError {
             | E::OfflineKeyReused
             | E::OfflineKeyIsDeviceKey
             | E::BadLifetime => ErrorKind::InvalidArgument,
-            E::Proof(ProofError::Store(_)) => ErrorKind::Unavailable,
-            E::Proof(_) => ErrorKind::Unauthenticated,
+            E::Proof(proof) => proof.kind(),
             E::DeviceNotFound => ErrorKind::NotFound,
             E::NotSubjectsDevice
             | E::DeviceNotActive
@@ -160,11 +151,8 @@ impl ServiceError for IssuerError {
             | E::DeviceRevoked
             | E::NoSceneAllowed => ErrorKind::PermissionDenied,
             E::CertificateLimit => ErrorKind::ResourceExhausted,
-            E::Identity(IdentityError::DeadlineExceeded) | E::DeadlineExceeded => {
-                ErrorKind::DeadlineExceeded
-            }
-            E::Identity(IdentityError::Unavailable(_)) => ErrorKind::Unavailable,
-            E::Identity(_) => ErrorKind::Internal,
+            E::Identity(identity) => identity.kind(),
+            E::DeadlineExceeded => ErrorKind::DeadlineExceeded,
             E::Record(_) | E::Revocation(_) | E::OfflineKeyStore(_) => ErrorKind::Unavailable,
             E::Token(_) | E::Task(_) => ErrorKind::Internal,
         }

@@ -42,11 +42,12 @@
 
 use citypass_token::unix_now;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use citypass_proto::prost_types::Timestamp;
 use citypass_proto::v1::{self as pb, GetKeySetResponse, KeyInfo};
+use citypass_runtime::key_file::poll_while;
 use citypass_runtime::{FollowedKeyFile, KeyFileError, KeyFormat};
 use citypass_token::{
     Issuer, KeySet, KeyStatus, KeyUsage, Keyring, Kid, PublishedKey, SubjectKeyStatus, SubjectKeys,
@@ -411,23 +412,15 @@ impl Keys {
     /// Calls [`Keys::reload`] every `interval` until these keys are dropped, logging
     /// what changed (kids only) and what was refused.
     pub fn spawn_reloader(self: &Arc<Self>, interval: Duration) -> JoinHandle<()> {
-        let keys: Weak<Self> = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticks.tick().await; // the first tick is immediate; the ring was just loaded
-            loop {
-                ticks.tick().await;
-                let Some(keys) = keys.upgrade() else { return };
-                match keys.reload().await {
-                    Ok(Reload::Unchanged) => {}
-                    Ok(Reload::Reloaded { signing_kid }) => {
-                        let subject_key_id = keys.current().subject_key_id();
-                        tracing::info!(%signing_kid, subject_key_id, "key ring reloaded");
-                    }
-                    Err(err) => {
-                        tracing::warn!(error = %err, "key ring reload refused; keeping the current keys");
-                    }
+        poll_while(self, interval, |keys| async move {
+            match keys.reload().await {
+                Ok(Reload::Unchanged) => {}
+                Ok(Reload::Reloaded { signing_kid }) => {
+                    let subject_key_id = keys.current().subject_key_id();
+                    tracing::info!(%signing_kid, subject_key_id, "key ring reloaded");
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "key ring reload refused; keeping the current keys");
                 }
             }
         })

@@ -340,8 +340,7 @@ mod tests {
         world: &World,
         mut request: GetLinkRequest,
     ) -> Result<TransitAccount, Error> {
-        let (device, account) = (request.device_id.clone(), request.transit_account.clone());
-        let call = crate::convert::device_call(&mut request, &device, &account)?;
+        let call = crate::convert::device_call(&mut request)?;
         world
             .citizens
             .authorize(call, SystemTime::now(), None)

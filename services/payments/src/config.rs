@@ -24,8 +24,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use citypass_revocation_follow::{FollowMode, RevocationSettings};
-use citypass_runtime::config::{PostgresConfig, RedisConfig, duration};
+use citypass_revocation_follow::RevocationSettings;
+use citypass_runtime::config::{Deployment, PostgresConfig, RedisConfig, Refusal, duration};
 use citypass_runtime::{ServerConfig, UpstreamConfig};
 use serde::Deserialize;
 
@@ -257,8 +257,7 @@ impl Config {
     pub fn revocation_redis(&self) -> Option<&RedisConfig> {
         self.revocation
             .as_ref()
-            .and_then(|r| r.redis.as_ref())
-            .or(self.redis.as_ref())
+            .and_then(|r| r.redis_or(self.redis.as_ref()))
     }
 
     /// Checks the settings, and refuses development shortcuts and plaintext in
@@ -266,77 +265,59 @@ impl Config {
     pub fn validate(&self) -> Result<(), Error> {
         self.payments.tap_settings()?;
         self.citizen.validate()?;
-        if self
-            .database
-            .as_ref()
-            .is_some_and(|d| d.max_connections == 0)
-        {
+        let refused = |e: Refusal| Error::Config(e.to_string());
+        let mut deployment = Deployment::new(&self.server, self.environment);
+        deployment
+            .database(
+                self.database.as_ref(),
+                Some("is required in production: the in-memory store loses every trip and charge on restart"),
+            )
+            .map_err(refused)?;
+        if self.environment == Environment::Production && self.sandbox.is_some() {
             return Err(Error::Config(
-                "database.max_connections must be at least 1".into(),
+                "environment is production but sandbox is set: the sandbox provider charges nobody"
+                    .into(),
             ));
         }
         if let Some(revocation) = &self.revocation {
             revocation
-                .validate()
+                .validate_with(self.redis.as_ref())
                 .map_err(|e| Error::Config(format!("{}: {}", e.key, e.problem)))?;
-            if revocation.follow == FollowMode::Redis && self.revocation_redis().is_none() {
-                return Err(Error::Config(
-                    "revocation.follow is redis but neither revocation.redis nor redis is set"
-                        .into(),
-                ));
-            }
         } else if self.identity.is_some() {
             return Err(Error::Config(
                 "identity is set but revocation is not: citizens' calls must be checked against the revocation log".into(),
             ));
         }
-        if self.environment == Environment::Production {
-            if self.database.is_none() {
-                return Err(Error::Config(
-                    "environment is production but database is not set: the in-memory store loses every trip and charge on restart".into(),
-                ));
-            }
-            if self.sandbox.is_some() {
-                return Err(Error::Config(
-                    "environment is production but sandbox is set: the sandbox provider charges nobody".into(),
-                ));
-            }
-            if self.identity.is_none() {
-                return Err(Error::Config(
-                    "environment is production but identity is not set: citizens' calls cannot be checked".into(),
-                ));
-            }
-            if self.redis.is_none() {
-                return Err(Error::Config(
-                    "environment is production but redis is not set: replicas must share request nonces".into(),
-                ));
-            }
-            if self.fares_file.is_none() {
-                return Err(Error::Config(
-                    "environment is production but fares_file is not set: the built-in table is for development".into(),
-                ));
-            }
+        let required = [
+            (
+                "identity",
+                self.identity.is_some(),
+                "is required in production: citizens' calls cannot be checked",
+            ),
+            (
+                "redis",
+                self.redis.is_some(),
+                "is required in production: replicas must share request nonces",
+            ),
+            (
+                "fares_file",
+                self.fares_file.is_some(),
+                "is required in production: the built-in table is for development",
+            ),
+        ];
+        for (key, present, problem) in required {
+            deployment.require(key, present, problem).map_err(refused)?;
         }
-        let mut urls: Vec<(&str, &str)> = self
-            .database
-            .iter()
-            .map(|d| ("database.url", d.url.expose()))
-            .collect();
         if let Some(identity) = &self.identity {
-            urls.push(("identity.url", identity.url.as_str()));
-        }
-        if let Some(redis) = &self.redis {
-            urls.push(("redis.url", redis.url.expose()));
+            deployment.url("identity.url", identity.url.as_str());
         }
         if let Some(revocation) = &self.revocation {
-            urls.push(("revocation.service.url", revocation.service.url.as_str()));
-            if let Some(redis) = &revocation.redis {
-                urls.push(("revocation.redis.url", redis.url.expose()));
-            }
+            revocation.name_urls(&mut deployment);
         }
-        self.server
-            .check_transport(self.environment, &urls)
-            .map_err(|e| Error::Config(e.to_string()))
+        deployment
+            .redis("redis.url", self.redis.as_ref())
+            .check_transport()
+            .map_err(refused)
     }
 
     /// The fare table: `fares_file`, or the built-in dev table.
@@ -355,6 +336,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use citypass_revocation_follow::FollowMode;
 
     fn load(vars: &[(&str, &str)]) -> Result<Config, citypass_runtime::ConfigError> {
         citypass_runtime::config::load_from(None, "CITYPASS", vars.iter().copied())

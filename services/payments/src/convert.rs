@@ -114,23 +114,46 @@ fn optional_time(
         .ok_or_else(|| Error::invalid(field, "must not be before 1970"))
 }
 
+/// A citizen's request: signed by a device, naming that device and, optionally, the
+/// transit account it acts for.
+pub trait CitizenRequest: SignedRequest {
+    /// The device id and the transit account (empty: none), as sent.
+    fn ids(&self) -> (String, String);
+}
+
+macro_rules! citizen_request {
+    ($($request:ty),* $(,)?) => {
+        $(impl CitizenRequest for $request {
+            fn ids(&self) -> (String, String) {
+                (self.device_id.clone(), self.transit_account.clone())
+            }
+        })*
+    };
+}
+
+citizen_request!(
+    v1::LinkAccountRequest,
+    v1::UnlinkAccountRequest,
+    v1::GetLinkRequest,
+    v1::GetTripsRequest,
+    v1::GetArrearsRequest,
+    v1::RepayArrearsRequest,
+);
+
 /// The device-signed part of a citizen's request: the proof taken out, the body hashed
 /// with it unset (the re-encoding of what was decoded, so unknown fields fail the
 /// signature), the device id parsed, and the transit account the request names (empty:
 /// none).
-pub fn device_call<R: SignedRequest>(
-    request: &mut R,
-    device_id: &str,
-    transit_account: &str,
-) -> Result<DeviceCall, Error> {
+pub fn device_call<R: CitizenRequest>(request: &mut R) -> Result<DeviceCall, Error> {
+    let (device_id, transit_account) = request.ids();
     let proof = request.proof_mut().take();
     let body_sha256 = body_sha256(request);
     if device_id.is_empty() {
         return Err(Error::invalid("device_id", "is required"));
     }
-    let device = DeviceId::parse(device_id)
+    let device = DeviceId::parse(&device_id)
         .map_err(|_| Error::invalid("device_id", "is not a device id"))?;
-    let account = match transit_account {
+    let account = match transit_account.as_str() {
         "" => None,
         text => Some(account(text)?),
     };
@@ -141,6 +164,12 @@ pub fn device_call<R: SignedRequest>(
         body_sha256,
         account,
     })
+}
+
+/// A citizen's call that asks for nothing beyond its account (UnlinkAccount, GetLink,
+/// GetArrears): the device's call alone.
+pub fn bare_call<R: CitizenRequest>(mut request: R) -> Result<(DeviceCall, ()), Error> {
+    Ok((device_call(&mut request)?, ()))
 }
 
 /// A LinkAccount request's link, owned (the account comes from the device).
@@ -188,8 +217,7 @@ fn provider_to_api(provider: Provider) -> v1::PaymentProvider {
 
 /// LinkAccount: the device's call and the link asked for.
 pub fn link_account(mut request: v1::LinkAccountRequest) -> Result<(DeviceCall, LinkForm), Error> {
-    let (device_id, account) = (request.device_id.clone(), request.transit_account.clone());
-    let call = device_call(&mut request, &device_id, &account)?;
+    let call = device_call(&mut request)?;
     let consent = request
         .consent
         .ok_or_else(|| Error::invalid("consent", "is required"))?;
@@ -231,8 +259,7 @@ fn cursor(token: &str) -> Result<Option<TripCursor>, Error> {
 /// GetTrips: the device's call and the page asked for (`limit` 0: the default; the
 /// logic caps it).
 pub fn get_trips(mut request: v1::GetTripsRequest) -> Result<(DeviceCall, TripQuery), Error> {
-    let (device_id, account) = (request.device_id.clone(), request.transit_account.clone());
-    let call = device_call(&mut request, &device_id, &account)?;
+    let call = device_call(&mut request)?;
     let query = TripQuery {
         since: optional_time("since", request.since.as_ref())?,
         until: optional_time("until", request.until.as_ref())?,
@@ -244,8 +271,7 @@ pub fn get_trips(mut request: v1::GetTripsRequest) -> Result<(DeviceCall, TripQu
 
 /// RepayArrears: the device's call and the caller's idempotency key.
 pub fn repay_arrears(mut request: v1::RepayArrearsRequest) -> Result<(DeviceCall, String), Error> {
-    let (device_id, account) = (request.device_id.clone(), request.transit_account.clone());
-    let call = device_call(&mut request, &device_id, &account)?;
+    let call = device_call(&mut request)?;
     if request.idempotency_key.is_empty() {
         return Err(Error::invalid("idempotency_key", "is required"));
     }

@@ -153,19 +153,15 @@ impl ServiceError for Error {
             | Error::NoPath => ErrorKind::InvalidArgument,
             Error::NotLinked | Error::TapNotFound | Error::NothingOwed => ErrorKind::NotFound,
             Error::AlreadyLinked | Error::ScanReused => ErrorKind::AlreadyExists,
-            Error::Proof(ProofError::Store(_)) => ErrorKind::Unavailable,
-            Error::Proof(_) => ErrorKind::Unauthenticated,
+            Error::Proof(proof) => proof.kind(),
             Error::DeviceNotFound => ErrorKind::NotFound,
             Error::DeviceNotActive
             | Error::NotYourAccount
             | Error::SubjectRevoked
             | Error::DeviceRevoked => ErrorKind::PermissionDenied,
             Error::Revocation(_) => ErrorKind::Unavailable,
-            Error::Identity(IdentityError::DeadlineExceeded) => ErrorKind::DeadlineExceeded,
-            Error::Identity(IdentityError::Unavailable(_)) | Error::NoIdentity => {
-                ErrorKind::Unavailable
-            }
-            Error::Identity(_) => ErrorKind::Internal,
+            Error::Identity(identity) => identity.kind(),
+            Error::NoIdentity => ErrorKind::Unavailable,
             Error::NoPaymentLink
             | Error::TapVoided
             | Error::VoidTooLate(_)
@@ -197,15 +193,7 @@ impl ServiceError for Error {
             Error::TapRepeated => "TAP_REPEATED",
             Error::NothingOwed => "NOTHING_OWED",
             // The issuer's reasons for the same checks, so an app reads both alike.
-            Error::Proof(proof) => match proof {
-                ProofError::Missing => "PROOF_MISSING",
-                ProofError::BadTimestamp => "PROOF_TIMESTAMP_MALFORMED",
-                ProofError::Stale => "CLOCK_SKEW",
-                ProofError::BadNonce => "PROOF_NONCE_MALFORMED",
-                ProofError::BadSignature => "BAD_SIGNATURE",
-                ProofError::Reused => "NONCE_REUSED",
-                ProofError::Store(_) => "NONCE_STORE_UNAVAILABLE",
-            },
+            Error::Proof(proof) => proof.reason(),
             Error::DeviceNotFound => "DEVICE_NOT_FOUND",
             Error::DeviceNotActive => "DEVICE_NOT_ACTIVE",
             Error::NotYourAccount => "NOT_YOUR_ACCOUNT",

@@ -10,6 +10,8 @@
 //! and the call acts on that account only. Without an identity service configured they
 //! answer UNAVAILABLE.
 
+use std::future::Future;
+
 use citypass_proto::v1;
 use citypass_proto::v1::payments_service_server::{PaymentsService, PaymentsServiceServer};
 use citypass_runtime::{Deadline, IntoStatus};
@@ -59,6 +61,29 @@ impl PaymentsApi {
             .await
     }
 
+    /// A citizen's call: `parse` checks its shape and takes out the device-signed part,
+    /// the proof is checked and the device mapped to its transit account
+    /// ([`Self::citizen`]), then `act` runs for that account; any error becomes its
+    /// status here.
+    async fn for_citizen<R, A, T, F, Fut>(
+        &self,
+        request: Request<R>,
+        parse: fn(R) -> Result<(DeviceCall, A), Error>,
+        act: F,
+    ) -> Result<Response<T>, Status>
+    where
+        F: FnOnce(TransitAccount, A) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let deadline = Deadline::of(&request);
+        answer(async {
+            let (call, args) = parse(request.into_inner())?;
+            let account = self.citizen(call, deadline).await?;
+            act(account, args).await
+        })
+        .await
+    }
+
     /// The logic behind the service.
     pub fn payments(&self) -> &Payments {
         &self.payments
@@ -76,237 +101,165 @@ impl PaymentsService for PaymentsApi {
         &self,
         request: Request<v1::TapInRequest>,
     ) -> Result<Response<v1::TapInResponse>, Status> {
-        let clock = convert::Clock::now(self.max_clock_skew);
-        let tap = convert::tap_in(request.into_inner(), &clock).map_err(IntoStatus::into_status)?;
-        let response = match self
-            .payments
-            .tap_in(tap)
-            .await
-            .map_err(IntoStatus::into_status)?
-        {
-            Tapped::Trip(trip) => {
-                let view = self
-                    .payments
-                    .trip_view(*trip)
-                    .await
-                    .map_err(IntoStatus::into_status)?;
-                v1::TapInResponse {
-                    trip: Some(convert::trip(&view).map_err(IntoStatus::into_status)?),
+        answer(async {
+            let clock = convert::Clock::now(self.max_clock_skew);
+            let tap = convert::tap_in(request.into_inner(), &clock)?;
+            Ok(match self.payments.tap_in(tap).await? {
+                Tapped::Trip(trip) => v1::TapInResponse {
+                    trip: Some(convert::trip(&self.payments.trip_view(*trip).await?)?),
                     refusal: v1::TapRefusal::Unspecified as i32,
-                }
-            }
-            Tapped::Refused(refusal) => v1::TapInResponse {
-                trip: None,
-                refusal: convert::refusal(refusal) as i32,
-            },
-        };
-        Ok(Response::new(response))
+                },
+                Tapped::Refused(refusal) => v1::TapInResponse {
+                    trip: None,
+                    refusal: convert::refusal(refusal) as i32,
+                },
+            })
+        })
+        .await
     }
 
     async fn tap_out(
         &self,
         request: Request<v1::TapOutRequest>,
     ) -> Result<Response<v1::TapOutResponse>, Status> {
-        let clock = convert::Clock::now(self.max_clock_skew);
-        let tap =
-            convert::tap_out(request.into_inner(), &clock).map_err(IntoStatus::into_status)?;
-        let trip = self
-            .payments
-            .tap_out(tap)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        let view = self
-            .payments
-            .trip_view(trip)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        Ok(Response::new(v1::TapOutResponse {
-            trip: Some(convert::trip(&view).map_err(IntoStatus::into_status)?),
-        }))
+        answer(async {
+            let clock = convert::Clock::now(self.max_clock_skew);
+            let tap = convert::tap_out(request.into_inner(), &clock)?;
+            let trip = self.payments.tap_out(tap).await?;
+            let view = self.payments.trip_view(trip).await?;
+            Ok(v1::TapOutResponse {
+                trip: Some(convert::trip(&view)?),
+            })
+        })
+        .await
     }
 
     async fn link_account(
         &self,
         request: Request<v1::LinkAccountRequest>,
     ) -> Result<Response<v1::LinkAccountResponse>, Status> {
-        let deadline = Deadline::of(&request);
-        let (call, form) =
-            convert::link_account(request.into_inner()).map_err(IntoStatus::into_status)?;
-        let account = self
-            .citizen(call, deadline)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        let link = self
-            .payments
-            .link(
-                LinkRequest {
-                    account,
-                    provider: form.provider,
-                    token: &form.token,
-                    last4: &form.last4,
-                    consent_version: &form.consent_version,
-                    consented_at: form.consented_at,
-                },
-                citypass_token::unix_now(),
-            )
-            .await
-            .map_err(IntoStatus::into_status)?;
-        Ok(Response::new(v1::LinkAccountResponse {
-            link: Some(convert::link(&link)),
-        }))
+        self.for_citizen(request, convert::link_account, |account, form| async move {
+            let link = LinkRequest {
+                account,
+                provider: form.provider,
+                token: &form.token,
+                last4: &form.last4,
+                consent_version: &form.consent_version,
+                consented_at: form.consented_at,
+            };
+            let link = self.payments.link(link, citypass_token::unix_now()).await?;
+            Ok(v1::LinkAccountResponse {
+                link: Some(convert::link(&link)),
+            })
+        })
+        .await
     }
 
     async fn unlink_account(
         &self,
         request: Request<v1::UnlinkAccountRequest>,
     ) -> Result<Response<v1::UnlinkAccountResponse>, Status> {
-        let deadline = Deadline::of(&request);
-        let mut request = request.into_inner();
-        let (device, named) = (request.device_id.clone(), request.transit_account.clone());
-        let call =
-            convert::device_call(&mut request, &device, &named).map_err(IntoStatus::into_status)?;
-        let account = self
-            .citizen(call, deadline)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        let link = self
-            .payments
-            .unlink(account, citypass_token::unix_now())
-            .await
-            .map_err(IntoStatus::into_status)?;
-        Ok(Response::new(v1::UnlinkAccountResponse {
-            link: Some(convert::link(&link)),
-        }))
+        self.for_citizen(request, convert::bare_call, |account, ()| async move {
+            let link = self
+                .payments
+                .unlink(account, citypass_token::unix_now())
+                .await?;
+            Ok(v1::UnlinkAccountResponse {
+                link: Some(convert::link(&link)),
+            })
+        })
+        .await
     }
 
     async fn get_link(
         &self,
         request: Request<v1::GetLinkRequest>,
     ) -> Result<Response<v1::GetLinkResponse>, Status> {
-        let deadline = Deadline::of(&request);
-        let mut request = request.into_inner();
-        let (device, named) = (request.device_id.clone(), request.transit_account.clone());
-        let call =
-            convert::device_call(&mut request, &device, &named).map_err(IntoStatus::into_status)?;
-        let account = self
-            .citizen(call, deadline)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        let link = self
-            .payments
-            .get_link(account)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        Ok(Response::new(v1::GetLinkResponse {
-            link: Some(convert::link(&link)),
-        }))
+        self.for_citizen(request, convert::bare_call, |account, ()| async move {
+            let link = self.payments.get_link(account).await?;
+            Ok(v1::GetLinkResponse {
+                link: Some(convert::link(&link)),
+            })
+        })
+        .await
     }
 
     async fn get_trips(
         &self,
         request: Request<v1::GetTripsRequest>,
     ) -> Result<Response<v1::GetTripsResponse>, Status> {
-        let deadline = Deadline::of(&request);
-        let (call, query) =
-            convert::get_trips(request.into_inner()).map_err(IntoStatus::into_status)?;
-        let account = self
-            .citizen(call, deadline)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        let page = self
-            .payments
-            .trips(account, query)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        convert::trips(&page)
-            .map(Response::new)
-            .map_err(IntoStatus::into_status)
+        self.for_citizen(request, convert::get_trips, |account, query| async move {
+            convert::trips(&self.payments.trips(account, query).await?)
+        })
+        .await
     }
 
     async fn get_arrears(
         &self,
         request: Request<v1::GetArrearsRequest>,
     ) -> Result<Response<v1::GetArrearsResponse>, Status> {
-        let deadline = Deadline::of(&request);
-        let mut request = request.into_inner();
-        let (device, named) = (request.device_id.clone(), request.transit_account.clone());
-        let call =
-            convert::device_call(&mut request, &device, &named).map_err(IntoStatus::into_status)?;
-        let account = self
-            .citizen(call, deadline)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        let arrears = self
-            .payments
-            .arrears(account)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        Ok(Response::new(convert::arrears(&arrears)))
+        self.for_citizen(request, convert::bare_call, |account, ()| async move {
+            Ok(convert::arrears(&self.payments.arrears(account).await?))
+        })
+        .await
     }
 
     async fn repay_arrears(
         &self,
         request: Request<v1::RepayArrearsRequest>,
     ) -> Result<Response<v1::RepayArrearsResponse>, Status> {
-        let deadline = Deadline::of(&request);
-        let (call, key) =
-            convert::repay_arrears(request.into_inner()).map_err(IntoStatus::into_status)?;
-        let account = self
-            .citizen(call, deadline)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        let charges = self
-            .payments
-            .repay_arrears(account, &key, citypass_token::unix_now())
-            .await
-            .map_err(IntoStatus::into_status)?;
-        // The wire has one charge: the first sent again (each declined charge keeps its
-        // own key); `remaining` is what is owed until they are answered.
-        let remaining = self
-            .payments
-            .arrears(account)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        Ok(Response::new(v1::RepayArrearsResponse {
-            charge: charges.first().map(convert::charge),
-            remaining: Some(convert::money(remaining.total)),
-        }))
+        self.for_citizen(request, convert::repay_arrears, |account, key| async move {
+            let charges = self
+                .payments
+                .repay_arrears(account, &key, citypass_token::unix_now())
+                .await?;
+            // The wire has one charge: the first sent again (each declined charge keeps
+            // its own key); `remaining` is what is owed until they are answered.
+            let remaining = self.payments.arrears(account).await?;
+            Ok(v1::RepayArrearsResponse {
+                charge: charges.first().map(convert::charge),
+                remaining: Some(convert::money(remaining.total)),
+            })
+        })
+        .await
     }
 
     async fn void_tap(
         &self,
         request: Request<v1::VoidTapRequest>,
     ) -> Result<Response<v1::VoidTapResponse>, Status> {
-        let void = convert::void_tap(request.into_inner()).map_err(IntoStatus::into_status)?;
-        let trip = self
-            .payments
-            .void(void)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        let view = self
-            .payments
-            .trip_view(trip)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        Ok(Response::new(v1::VoidTapResponse {
-            trip: Some(convert::trip_or_voided(&view).map_err(IntoStatus::into_status)?),
-        }))
+        answer(async {
+            let trip = self
+                .payments
+                .void(convert::void_tap(request.into_inner())?)
+                .await?;
+            let view = self.payments.trip_view(trip).await?;
+            Ok(v1::VoidTapResponse {
+                trip: Some(convert::trip_or_voided(&view)?),
+            })
+        })
+        .await
     }
 
     async fn get_settlement(
         &self,
         request: Request<v1::GetSettlementRequest>,
     ) -> Result<Response<v1::GetSettlementResponse>, Status> {
-        let request = request.into_inner();
-        let day = convert::date(&request.date).map_err(IntoStatus::into_status)?;
-        let settlement = self
-            .payments
-            .settlement(day)
-            .await
-            .map_err(IntoStatus::into_status)?;
-        Ok(Response::new(convert::settlement(
-            &request.date,
-            &settlement,
-        )))
+        answer(async {
+            let request = request.into_inner();
+            let settlement = self
+                .payments
+                .settlement(convert::date(&request.date)?)
+                .await?;
+            Ok(convert::settlement(&request.date, &settlement))
+        })
+        .await
     }
+}
+
+/// The answer of a handler's work, its error as a status (with its ErrorInfo reason).
+async fn answer<T>(work: impl Future<Output = Result<T, Error>>) -> Result<Response<T>, Status> {
+    work.await
+        .map(Response::new)
+        .map_err(IntoStatus::into_status)
 }

@@ -249,7 +249,7 @@ async fn bad_input_gets_a_precise_status_and_changes_nothing() {
         // A gate's clock far from the server's: refused, however it is off.
         (
             v1::TapInRequest {
-                tapped_at: at(60 + 301),
+                tapped_at: at(60 + 400),
                 ..entry("s8", "xidan")
             },
             "INVALID_ARGUMENT",

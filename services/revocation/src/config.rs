@@ -25,7 +25,9 @@
 
 use std::time::Duration;
 
-use citypass_runtime::config::{KeyFile, PostgresConfig, RedisConfig, duration};
+use citypass_runtime::config::{
+    Deployment, KeyFile, PostgresConfig, RedisConfig, Refusal, duration,
+};
 use citypass_runtime::{ServerConfig, UpstreamConfig};
 use serde::Deserialize;
 
@@ -190,40 +192,29 @@ impl Config {
     /// production.
     pub fn validate(&self) -> Result<(), Error> {
         self.revocation.validate()?;
-        if self
-            .database
-            .as_ref()
-            .is_some_and(|d| d.max_connections == 0)
-        {
-            return Err(Error::Config(
-                "database.max_connections must be at least 1".into(),
-            ));
-        }
         if self.stream_max_len == 0 {
             return Err(Error::Config("stream_max_len must be at least 1".into()));
         }
-        if self.environment == Environment::Production {
-            if self.database.is_none() {
-                return Err(Error::Config(
-                    "environment is production but database is not set: the in-memory log loses every revocation on restart".into(),
-                ));
-            }
-            if self.redis.is_none() {
-                return Err(Error::Config(
-                    "environment is production but redis is not set: verifiers follow the Redis stream".into(),
-                ));
-            }
-        }
-        let mut urls = vec![("identity.url", self.identity.url.as_str())];
-        if let Some(database) = &self.database {
-            urls.push(("database.url", database.url.expose()));
-        }
-        if let Some(redis) = &self.redis {
-            urls.push(("redis.url", redis.url.expose()));
-        }
-        self.server
-            .check_transport(self.environment, &urls)
-            .map_err(|e| Error::Config(e.to_string()))
+        let refused = |e: Refusal| Error::Config(e.to_string());
+        let mut deployment = Deployment::new(&self.server, self.environment);
+        deployment
+            .url("identity.url", self.identity.url.as_str())
+            .database(
+                self.database.as_ref(),
+                Some("is required in production: the in-memory log loses every revocation on restart"),
+            )
+            .map_err(refused)?;
+        deployment
+            .require(
+                "redis",
+                self.redis.is_some(),
+                "is required in production: verifiers follow the Redis stream",
+            )
+            .map_err(refused)?;
+        deployment
+            .redis("redis.url", self.redis.as_ref())
+            .check_transport()
+            .map_err(refused)
     }
 }
 

@@ -20,10 +20,11 @@
 //! every reload.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use citypass_revocation::{Head, SignedHead, SignedSnapshot};
+use citypass_runtime::key_file::poll_while;
 use citypass_runtime::{Environment, FollowedKeyFile, KeyFileError, KeyFormat};
 use citypass_token::{Kid, SnapshotKey, TokenError};
 use tokio::sync::watch;
@@ -101,7 +102,11 @@ impl SnapshotKeySigner {
             file: Some(Mutex::new(file)),
         });
         let reloader = match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => Some(runtime.spawn(follow(Arc::downgrade(&shared), reload_interval))),
+            Ok(_) => Some(poll_while(
+                &shared,
+                reload_interval.max(Duration::from_millis(1)),
+                |shared| async move { reload(&shared).await },
+            )),
             Err(_) => {
                 tracing::warn!(path = %path.display(), "no tokio runtime: the snapshot key will not be reloaded");
                 None
@@ -143,20 +148,6 @@ impl SnapshotKeySigner {
     /// The key that signs now: no file access, no lock a reload holds.
     fn key(&self) -> Arc<SnapshotKey> {
         self.shared.current.borrow().clone()
-    }
-}
-
-/// Re-reads the file every `interval` for as long as the signer lives.
-async fn follow(shared: Weak<Shared>, interval: Duration) {
-    let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(1)));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await;
-    loop {
-        ticks.tick().await;
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        reload(&shared).await;
     }
 }
 

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 pub use citypass_revocation_follow::{FollowMode, RevocationSettings};
-use citypass_runtime::config::{KeyFile, RedisConfig, duration, list};
+use citypass_runtime::config::{Deployment, KeyFile, RedisConfig, duration, list};
 use citypass_runtime::{Secret, ServerConfig, UpstreamConfig};
 use serde::Deserialize;
 
@@ -292,7 +292,7 @@ impl Config {
 
     /// The Redis the revocation follower reads: its own, else the verifier's.
     pub fn revocation_redis(&self) -> Option<&RedisConfig> {
-        self.revocation.redis.as_ref().or(self.redis.as_ref())
+        self.revocation.redis_or(self.redis.as_ref())
     }
 
     /// Checks the limits and what production requires.
@@ -300,16 +300,9 @@ impl Config {
         if self.decision.skew > MAX_SKEW {
             return Err(invalid("decision.skew", "must be at most 2m"));
         }
-        let revocation = &self.revocation;
-        revocation
-            .validate()
+        self.revocation
+            .validate_with(self.redis.as_ref())
             .map_err(|e| invalid(e.key, e.problem))?;
-        if revocation.follow == FollowMode::Redis && self.revocation_redis().is_none() {
-            return Err(invalid(
-                "revocation.follow",
-                "is redis but neither revocation.redis nor redis is set",
-            ));
-        }
         if self.environment == Environment::Production
             && self.redis.is_none()
             && self.replay_cluster.is_empty()
@@ -353,24 +346,20 @@ impl Config {
         if self.redis_key_prefix.is_empty() {
             return Err(invalid("redis_key_prefix", "must not be empty"));
         }
-        let mut urls = vec![("revocation.service.url", revocation.service.url.as_str())];
+        let mut deployment = Deployment::new(&self.server, self.environment);
+        self.revocation.name_urls(&mut deployment);
         if let Some(issuer) = &self.issuer {
-            urls.push(("issuer.url", issuer.url.as_str()));
+            deployment.url("issuer.url", issuer.url.as_str());
         }
-        if let Some(redis) = &self.redis {
-            urls.push(("redis.url", redis.url.expose()));
-        }
-        if let Some(redis) = &revocation.redis {
-            urls.push(("revocation.redis.url", redis.url.expose()));
-        }
+        deployment.redis("redis.url", self.redis.as_ref());
         for node in &self.replay_cluster {
-            urls.push(("replay_cluster", node.expose()));
+            deployment.url("replay_cluster", node.expose());
         }
         if let Some(subjects) = &self.subjects {
-            urls.push(("subjects.identity.url", subjects.identity.url.as_str()));
+            deployment.url("subjects.identity.url", subjects.identity.url.as_str());
         }
-        self.server
-            .check_transport(self.environment, &urls)
+        deployment
+            .check_transport()
             .map_err(|e| invalid(e.key, e.problem))
     }
 }

@@ -185,26 +185,12 @@ impl Gates {
         reload_interval: Duration,
         environment: Environment,
     ) -> Result<Arc<Self>, KeyFileError<GatesError>> {
-        let (mut file, registry) = FollowedKeyFile::open(path, environment, FORMAT)?;
+        let (file, registry) = FollowedKeyFile::open(path, environment, FORMAT)?;
         let gates = Gates::fixed(registry);
-        let weak = Arc::downgrade(&gates);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(reload_interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(gates) = weak.upgrade() else { return };
-                match file.changed_async().await {
-                    Ok(Some(registry)) => {
-                        tracing::info!(gates = registry.len(), "gate registry reloaded");
-                        gates.replace(registry);
-                    }
-                    Ok(None) => {}
-                    Err(err) => {
-                        tracing::warn!(error = %err, "gate registry not reloaded; keeping the one in force");
-                    }
-                }
+        file.follow(&gates, reload_interval, "gate registry", |gates, fresh| {
+            if let Some(registry) = fresh {
+                tracing::info!(gates = registry.len(), "gate registry reloaded");
+                gates.replace(registry);
             }
         });
         Ok(gates)

@@ -103,30 +103,22 @@ impl Keys {
         reload_interval: Duration,
         environment: Environment,
     ) -> Result<Arc<Self>, KeyFileError<TokenError>> {
-        let (mut file, (set, issued_at)) = FollowedKeyFile::open(path, environment, FORMAT)?;
+        let (file, (set, issued_at)) = FollowedKeyFile::open(path, environment, FORMAT)?;
         let keys = Keys::fixed(set);
         keys.issued_at.store(issued_at, Ordering::Relaxed);
-        let weak = Arc::downgrade(&keys);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(reload_interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(keys) = weak.upgrade() else { return };
-                match file.changed_async().await {
-                    Ok(Some((set, issued_at))) => {
-                        tracing::info!(keys = set.keys().len(), "key set reloaded");
-                        keys.replace(set);
-                        keys.issued_at.store(issued_at, Ordering::Relaxed);
-                    }
-                    Ok(None) => keys.confirm(),
-                    Err(err) => {
-                        tracing::warn!(error = %err, "key set not reloaded; keeping the one in force");
-                    }
+        file.follow(
+            &keys,
+            reload_interval,
+            "key set",
+            |keys, fresh| match fresh {
+                Some((set, issued_at)) => {
+                    tracing::info!(keys = set.keys().len(), "key set reloaded");
+                    keys.replace(set);
+                    keys.issued_at.store(issued_at, Ordering::Relaxed);
                 }
-            }
-        });
+                None => keys.confirm(),
+            },
+        );
         Ok(keys)
     }
 

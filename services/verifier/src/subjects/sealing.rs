@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use citypass_runtime::Environment;
-use citypass_runtime::key_file::{FollowedKeyFile, KeyFileError, KeyFormat};
+use citypass_runtime::key_file::{FollowedKeyFile, KeyFileError, KeyFormat, poll_while};
 use citypass_token::{SubjectKeyFile, SubjectKeys, TokenError, unix_now};
 
 const FORMAT: KeyFormat<SubjectKeyFile, TokenError> = KeyFormat {
@@ -53,22 +53,17 @@ impl SealingKeys {
         reload_interval: Duration,
         environment: Environment,
     ) -> Result<Arc<Self>, KeyFileError<TokenError>> {
-        let (mut followed, file) = FollowedKeyFile::open(path, environment, FORMAT)?;
+        let (followed, file) = FollowedKeyFile::open(path, environment, FORMAT)?;
         let sealing = Self::fixed(file).map_err(|source| KeyFileError::Invalid {
             path: path.to_path_buf(),
             source,
         })?;
-        let weak = Arc::downgrade(&sealing);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(reload_interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(sealing) = weak.upgrade() else {
-                    return;
-                };
-                match followed.changed_async().await {
+        // Each poll also re-reads the keys from the file in force, whose keys age out.
+        let followed = Arc::new(tokio::sync::Mutex::new(followed));
+        poll_while(&sealing, reload_interval, move |sealing| {
+            let followed = followed.clone();
+            async move {
+                match followed.lock().await.changed_async().await {
                     Ok(Some(file)) => {
                         tracing::info!("subject keys reloaded");
                         sealing.file.store(Arc::new(file));
