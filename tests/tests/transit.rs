@@ -261,3 +261,65 @@ async fn a_ride_through_the_gates_is_charged_once_and_arrears_stop_the_next() {
         .trips;
     assert_eq!(trips.len(), 3, "metro, bus, the new entry: {trips:?}");
 }
+
+/// The turnstile did not turn: the entry gate voids its scan through the verifier,
+/// payments voids the trip (nothing charged), and the rider's next entry opens a new
+/// trip rather than meeting TRIP_ALREADY_OPEN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_voids_its_scan_and_the_trip_is_not_charged() {
+    let t = TestStack::with_ring(&dev_ring()).await;
+    let mut app = t.citizen("Li Lei").await;
+    link(&mut app, "agr_sandbox_e2e_void").await;
+    let m = pb::Scene::Metro;
+    let entry_code = code(&mut app).await;
+    let entered = decide(
+        &t,
+        "metro-entry-1",
+        scan("metro-entry-1", m, "void-in-1", &entry_code),
+    )
+    .await;
+    let opened = transit(&entered).clone();
+    let mut gate = t.verifier("metro-entry-1").await;
+    let voided = within(
+        "VoidScan",
+        gate.void_scan(pb::VoidScanRequest {
+            gate_id: "metro-entry-1".to_owned(),
+            scan_id: "void-in-1".to_owned(),
+            qr_text: entry_code.clone(),
+        }),
+    )
+    .await
+    .expect("voided")
+    .into_inner();
+    assert_eq!(voided.trip_id, opened.trip_id);
+    assert!(voided.trip_voided);
+    let trips = within("GetTrips", app.trips(0, ""))
+        .await
+        .expect("trips")
+        .trips;
+    assert_eq!(trips.len(), 1, "{trips:?}");
+    assert_eq!(trips[0].status(), pb::TripStatus::Voided);
+
+    // Another gate cannot void it.
+    let mut other = t.verifier("metro-exit-1").await;
+    let refused = within(
+        "VoidScan",
+        other.void_scan(pb::VoidScanRequest {
+            gate_id: "metro-exit-1".to_owned(),
+            scan_id: "void-in-1".to_owned(),
+            qr_text: entry_code,
+        }),
+    )
+    .await
+    .expect_err("not its tap");
+    assert_eq!(refused.code(), tonic::Code::NotFound, "{refused:?}");
+
+    let next = code(&mut app).await;
+    let again = decide(
+        &t,
+        "metro-entry-1",
+        scan("metro-entry-1", m, "void-in-2", &next),
+    )
+    .await;
+    assert_ne!(transit(&again).trip_id, opened.trip_id);
+}

@@ -23,6 +23,7 @@
 //! - [`transit`]: payments' taps as the transit scene needs them, and their gRPC
 //!   client;
 //! - [`upload`]: offline gates' uploads, recorded after the fact;
+//! - [`void`]: a gate's void of its own transit tap (VoidScan);
 //! - [`verify`]: the decision, the offline gate's pipeline (`citypass_gate`) composed
 //!   with the follower's revocations and the replay store;
 //! - [`model`]: the verifier's types; [`convert`]: messages to and from them;
@@ -50,6 +51,7 @@ pub mod transit;
 pub mod upload;
 pub mod venues;
 pub mod verify;
+pub mod void;
 
 pub use authorization::AUTHORIZATION;
 pub use build::{Built, MAX_REQUEST_BYTES, Replacements, build, build_replacing, build_with};

@@ -35,7 +35,7 @@ use crate::gates::Gate;
 use crate::model::{Direction, PolicyRefusal, SceneFacts, SceneResult};
 use crate::stand_in_transit::UnavailableTaps;
 use crate::subjects::{Subjects, SubjectsError};
-use crate::transit::TransitTaps;
+use crate::transit::{TransitError, TransitTaps, Trip};
 use crate::venues::VenueStore;
 
 pub use scenic::{UtcOffset, VenueSettings};
@@ -183,6 +183,15 @@ impl From<SubjectsError> for Verdict {
     }
 }
 
+/// Why a gate's void of its tap did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VoidFailure {
+    /// The code's holder could not be read.
+    Holder(SubjectsError),
+    /// Payments refused the void or did not answer.
+    Transit(TransitError),
+}
+
 /// One scan as a policy sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
@@ -290,6 +299,31 @@ impl Policies {
             }
         };
         ctx.deadline.run(work).await.unwrap_or(Verdict::Unavailable)
+    }
+
+    /// Voids gate `gate_id`'s tap `scan_id` for `presented`'s holder (the transit
+    /// scene's), bounded by `deadline`.
+    pub async fn void_tap(
+        &self,
+        presented: &Presented,
+        gate_id: &str,
+        scan_id: &str,
+        now: u64,
+        deadline: Deadline,
+    ) -> Result<Trip, VoidFailure> {
+        let work = transit::void(
+            self.subjects.as_ref(),
+            self.transit.as_ref(),
+            presented,
+            gate_id,
+            scan_id,
+            now,
+            deadline,
+        );
+        deadline
+            .run(work)
+            .await
+            .unwrap_or(Err(VoidFailure::Transit(TransitError::Unavailable)))
     }
 
     /// The scene result a retry gets: the stored `facts`, with the pseudonyms, name

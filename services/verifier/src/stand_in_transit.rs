@@ -125,6 +125,15 @@ impl TransitTaps for FixedTaps {
     }
 
     fn void(&self, void: Void, _: Deadline) -> BoxFuture<'_, Result<Trip, TransitError>> {
+        let failed = self
+            .answer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .err();
+        if let Some(err) = failed {
+            return Box::pin(std::future::ready(Err(err)));
+        }
         Box::pin(std::future::ready(Ok(Trip {
             trip_id: format!("fixed-{}-{}", void.gate_id, void.scan_id),
             status: TripState::Voided,

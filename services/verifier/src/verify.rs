@@ -210,6 +210,16 @@ impl Verifier {
         &self.keys
     }
 
+    /// The scene policies.
+    pub fn policies(&self) -> &Arc<Policies> {
+        &self.policies
+    }
+
+    /// The decision's rules.
+    pub fn rules(&self) -> Rules {
+        self.rules
+    }
+
     /// The revocation data decided with.
     pub fn revocations(&self) -> &Arc<dyn Revocations> {
         &self.revocations

@@ -15,10 +15,13 @@
 //! run again for an unsettled mark, or a concurrent retry, charges once; a settled
 //! retry is answered from the stored facts with the account derived again.
 
-use super::{Context, Verdict};
+use citypass_gate::Presented;
+use citypass_runtime::Deadline;
+
+use super::{Context, Verdict, VoidFailure};
 use crate::model::{Direction, PolicyRefusal, SceneFacts, SceneResult, TransitTrip};
 use crate::subjects::Subjects;
-use crate::transit::{Tap, TapKind, TapRefused, Tapped, TransitError, TransitTaps};
+use crate::transit::{Tap, TapKind, TapRefused, Tapped, TransitError, TransitTaps, Trip, Void};
 use citypass_proto::v1::SubjectStatus;
 use citypass_token::Scene;
 
@@ -107,4 +110,31 @@ pub(super) async fn complete(
         transit_account: profile.transit_account.clone(),
         fare_class: *fare_class,
     }))
+}
+
+/// A gate's void of its tap for `presented`'s holder: payments' VoidTap, keyed by the
+/// gate and scan id, for the holder's transit account.
+pub(super) async fn void(
+    subjects: &dyn Subjects,
+    taps: &dyn TransitTaps,
+    presented: &Presented,
+    gate_id: &str,
+    scan_id: &str,
+    now: u64,
+    deadline: Deadline,
+) -> Result<Trip, VoidFailure> {
+    let subject = subjects.unseal(presented).map_err(VoidFailure::Holder)?;
+    let profile = subjects
+        .profile(subject, Some(deadline))
+        .await
+        .map_err(VoidFailure::Holder)?;
+    let void = Void {
+        transit_account: profile.transit_account.clone(),
+        gate_id: gate_id.to_owned(),
+        scan_id: scan_id.to_owned(),
+        voided_at: now,
+    };
+    taps.void(void, deadline)
+        .await
+        .map_err(VoidFailure::Transit)
 }

@@ -171,3 +171,103 @@ async fn payments_not_answering_follows_the_scenes_fail_mode() {
     assert!(opened.fail_open, "{opened:?}");
     assert!(opened.scene_result.is_none());
 }
+
+fn void_request(gate: &str, scan_id: &str, code: &str) -> pb::VoidScanRequest {
+    pb::VoidScanRequest {
+        gate_id: gate.to_owned(),
+        scan_id: scan_id.to_owned(),
+        qr_text: code.to_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_voids_its_own_tap_and_payments_decides() {
+    let h = Harness::start().await;
+    let m = pb::Scene::Metro;
+    let mut entry = h.gate("metro-entry-1");
+    let code = h.code(Scopes::all());
+    transit(&verify(&mut entry, request("metro-entry-1", m, "v-1", &code.text)).await);
+    let voided = entry
+        .void_scan(void_request("metro-entry-1", "v-1", &code.text))
+        .await
+        .expect("voided")
+        .into_inner();
+    assert_eq!(voided.trip_id, "fixed-metro-entry-1-v-1");
+    assert!(voided.trip_voided);
+
+    let refused = |status: tonic::Status, code: tonic::Code, reason: &str| {
+        assert_eq!(status.code(), code, "{status:?}");
+        assert_eq!(
+            citypass_runtime::reason_of(&status).as_deref(),
+            Some(reason),
+            "{status:?}"
+        );
+    };
+    // Another gate's id, a gate without fares, a code that does not check.
+    let status = entry
+        .void_scan(void_request("metro-exit-1", "v-1", &code.text))
+        .await
+        .expect_err("not this gate's");
+    refused(status, tonic::Code::PermissionDenied, "GATE_MISMATCH");
+    let mut desk = h.gate("hospital-desk-1");
+    let status = desk
+        .void_scan(void_request("hospital-desk-1", "v-1", &code.text))
+        .await
+        .expect_err("no fares at a desk");
+    refused(
+        status,
+        tonic::Code::FailedPrecondition,
+        "NOT_A_TRANSIT_GATE",
+    );
+    let forged = h
+        .stranger
+        .issue_token(
+            &crate::support::SUBJECT,
+            Scopes::all(),
+            citypass_token::unix_now(),
+            60,
+        )
+        .expect("a code");
+    let status = entry
+        .void_scan(void_request("metro-entry-1", "v-1", &forged.text))
+        .await
+        .expect_err("a stranger's code");
+    refused(status, tonic::Code::FailedPrecondition, "CODE_REFUSED");
+
+    // Payments' answers, as the gate sees them.
+    for (err, status_code, reason) in [
+        (
+            TransitError::Rejected {
+                reason: "TAP_NOT_FOUND".to_owned(),
+            },
+            tonic::Code::NotFound,
+            "TAP_NOT_FOUND",
+        ),
+        (
+            TransitError::Rejected {
+                reason: "VOID_TOO_LATE".to_owned(),
+            },
+            tonic::Code::FailedPrecondition,
+            "VOID_TOO_LATE",
+        ),
+        (
+            TransitError::Rejected {
+                reason: "SOMETHING_NEW".to_owned(),
+            },
+            tonic::Code::FailedPrecondition,
+            "VOID_REFUSED",
+        ),
+        (
+            TransitError::Unavailable,
+            tonic::Code::Unavailable,
+            "PAYMENTS_UNAVAILABLE",
+        ),
+    ] {
+        h.transit.fail(err);
+        let status = entry
+            .void_scan(void_request("metro-entry-1", "v-1", &code.text))
+            .await
+            .expect_err("payments refused");
+        refused(status, status_code, reason);
+    }
+}
