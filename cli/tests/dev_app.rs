@@ -181,6 +181,16 @@ fn a_newcomer_gets_online_and_offline_codes_from_citypass_dev() {
     ]));
     assert!(code.contains("QR version 9"), "{code}");
     assert!(png.is_file());
+    // Metro gates charge fares: the newcomer links a payment account (README's order).
+    ok(run(&[
+        "link",
+        "--provider",
+        "sandbox",
+        "--token",
+        "agr_sandbox_demo1",
+        "--last4",
+        "1234",
+    ]));
     // The newcomer's second command: the code's PNG scanned at a sample gate of
     // `citypass dev`, with that gate's certificate. It opens once.
     let scan = || {

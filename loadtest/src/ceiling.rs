@@ -111,6 +111,15 @@ impl VerifierService for BareVerifier {
             "the bare verify server only verifies",
         ))
     }
+
+    async fn void_scan(
+        &self,
+        _request: Request<citypass_proto::v1::VoidScanRequest>,
+    ) -> Result<Response<citypass_proto::v1::VoidScanResponse>, Status> {
+        Err(Status::unimplemented(
+            "the bare verify server only verifies",
+        ))
+    }
 }
 
 impl BareVerifier {

@@ -90,9 +90,9 @@ const SAMPLE_GATES: &str = "\
 # The verifier's gate registry (citypass dev): gate id (the name in the gate's
 # certificate) -> where it stands. Edit freely: the verifier reloads it on change.
 gates:
-  metro-entry-1: {scene: metro, direction: entry, station: dev-station-1, operator: dev-metro}
-  metro-exit-1: {scene: metro, direction: exit, station: dev-station-1, operator: dev-metro}
-  bus-1: {scene: bus, stop: dev-route-1, operator: dev-bus}
+  metro-entry-1: {scene: metro, direction: entry, station: pingguoyuan, operator: metro}
+  metro-exit-1: {scene: metro, direction: exit, station: xidan, operator: metro}
+  bus-1: {scene: bus, stop: \"1\", operator: bjbus}
   hospital-desk-1: {scene: hospital, hospital: dev-hospital, operator: dev-hospital}
   scenic-gate-1: {scene: scenic, venue: dev-park, operator: dev-park}
   hall-counter-1: {scene: government, hall: dev-service-hall, operator: dev-government}

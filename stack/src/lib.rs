@@ -105,6 +105,7 @@ impl Stack {
         let at = Addresses {
             identity,
             revocation,
+            payments,
         };
 
         let (stop, stopped) = watch::channel(false);

@@ -25,6 +25,7 @@ const REVOCATION_MAX_AGE: Duration = Duration::from_secs(10);
 pub(crate) struct Addresses {
     pub identity: SocketAddr,
     pub revocation: SocketAddr,
+    pub payments: SocketAddr,
 }
 
 /// A service's dev server settings: its name, its address, its certificate.
@@ -131,6 +132,10 @@ pub(crate) fn verifier(
         UpstreamConfig::new(url(at.identity)),
     ));
     verifier.revocation = follow_settings(config, at);
+    // Metro and bus taps go to the stack's payments (built after the verifier; the
+    // channel is lazy). Stations and routes of the sample gates are in payments' fare
+    // table.
+    verifier.payments = Some(UpstreamConfig::new(url(at.payments)));
     // The dev park: 1 000 visitors a day, once each. Until the verifier unseals
     // holders (its `Subjects` is a placeholder that answers unavailable), scenic
     // gates fail open so that the newcomer's park scan opens; hospital desks and

@@ -116,6 +116,18 @@ async fn a_citizens_codes_open_the_stacks_gates_once_and_a_revoked_device_stops_
     let t = TestStack::with_ring(&dev_ring()).await;
     let mut app = t.citizen("王小明").await;
     let (_, device_id) = citypass_e2e::ids(&app);
+    // Metro gates charge fares through payments: the rider links a payment account.
+    within(
+        "link",
+        app.link(
+            pb::PaymentProvider::Sandbox,
+            "agr_sandbox_e2e_verify",
+            "1234",
+            "2026-01",
+        ),
+    )
+    .await
+    .expect("linked");
 
     // An online code at a metro entry: opens once; at the exit it is a replay.
     let code = within("code", app.code(false))

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use citypass_token::*;
 use citypass_verifier::{
-    FixedRevocations, FixedSubjects, Gate, Gates, Keys, MemoryReplayStore, MemoryVenueStore,
-    Policies, Registry, Rules, Scan, ScenesConfig, VenueSettings, Verifier,
+    FixedRevocations, FixedSubjects, FixedTaps, Gate, Gates, Keys, MemoryReplayStore,
+    MemoryVenueStore, Policies, Registry, Rules, Scan, ScenesConfig, VenueSettings, Verifier,
 };
 use criterion::{BatchSize, Criterion, black_box, criterion_group, criterion_main};
 use ring::signature::{self, UnparsedPublicKey};
@@ -76,13 +76,16 @@ fn bench(c: &mut Criterion) {
         Gates::fixed(registry),
         Arc::new(FixedRevocations::default()),
         Arc::new(MemoryReplayStore::new(50_000_000)),
-        Arc::new(Policies::new(
-            scenes,
-            Arc::new(FixedSubjects::new(FixedSubjects::citizen(
-                SubjectId::from_bytes([0x5a; 16]),
-            ))),
-            Arc::new(MemoryVenueStore::new(1_000)),
-        )),
+        Arc::new(
+            Policies::new(
+                scenes,
+                Arc::new(FixedSubjects::new(FixedSubjects::citizen(
+                    SubjectId::from_bytes([0x5a; 16]),
+                ))),
+                Arc::new(MemoryVenueStore::new(1_000)),
+            )
+            .with_transit(Arc::new(FixedTaps::default())),
+        ),
     );
     // The service decides on tokio; scene policies bound their work with its timer.
     let runtime = tokio::runtime::Builder::new_current_thread()

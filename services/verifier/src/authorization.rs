@@ -24,6 +24,10 @@ pub const AUTHORIZATION: Policy = Policy {
             allow: &[Allow::AnyGate],
         },
         Rule {
+            method: "VoidScan",
+            allow: &[Allow::AnyGate],
+        },
+        Rule {
             method: "ListFraudSignals",
             allow: &[Allow::Role(Role::Auditor)],
         },

@@ -17,11 +17,14 @@ use crate::replay::{MemoryReplayStore, RedisReplayStore, ReplayStore};
 use crate::scene::Policies;
 use crate::service::VerifierApi;
 use crate::stand_in_subjects::UnavailableSubjects;
+use crate::stand_in_transit::UnavailableTaps;
 use crate::subjects::Subjects;
 use crate::subjects::cache::ProfileCache;
 use crate::subjects::holder::Holder;
 use crate::subjects::identity::IdentityProfiles;
 use crate::subjects::sealing::SealingKeys;
+use crate::transit::TransitTaps;
+use crate::transit::payments::PaymentsTaps;
 use crate::upload::{UploadSources, Uploads};
 use crate::venues::{MemoryVenueStore, RedisVenueStore, VenueStore};
 use crate::verify::{Rules, Verifier};
@@ -53,7 +56,8 @@ pub struct Built {
 ///
 /// The code's holder comes from `subjects` (subject keys, identity's cached profiles,
 /// pseudonym keys); without it (dev only) scenes that need a holder follow their fail
-/// mode ([`UnavailableSubjects`]).
+/// mode ([`UnavailableSubjects`]). Metro and bus taps go to `payments`; without it (dev
+/// only) they follow their fail mode too ([`UnavailableTaps`]).
 pub async fn build(config: Config) -> Result<Built, BuildError> {
     build_with(config, None).await
 }
@@ -65,6 +69,34 @@ pub async fn build_with(
     config: Config,
     policy_subjects: Option<Arc<dyn Subjects>>,
 ) -> Result<Built, BuildError> {
+    build_replacing(
+        config,
+        Replacements {
+            policy_subjects,
+            ..Replacements::default()
+        },
+    )
+    .await
+}
+
+/// Sources a test puts in place of the configured ones.
+#[derive(Default)]
+pub struct Replacements {
+    /// The scene policies' holders (as [`build_with`]).
+    pub policy_subjects: Option<Arc<dyn Subjects>>,
+    /// The transit policy's taps instead of `payments:` (a fixed stand-in).
+    pub transit: Option<Arc<dyn TransitTaps>>,
+}
+
+/// [`build`] with `replacements` in place of the configured sources.
+pub async fn build_replacing(
+    config: Config,
+    replacements: Replacements,
+) -> Result<Built, BuildError> {
+    let Replacements {
+        policy_subjects,
+        transit,
+    } = replacements;
     config.validate().map_err(part("configuration"))?;
     let tls = config.server.load_tls()?;
     let holder: Option<Arc<dyn Subjects>> = match &config.subjects {
@@ -185,7 +217,19 @@ pub async fn build_with(
             Arc::new(MemoryFraudLog::new(config.upload.fraud_log_capacity)) as Arc<dyn FraudLog>,
         ),
     };
-    let policies = Arc::new(Policies::new(config.scenes.clone(), subjects, venues));
+    // Metro and bus taps: payments over mTLS with the verifier's own certificate;
+    // without `payments:` (dev only) every tap is unavailable (the scene's fail mode).
+    let transit: Arc<dyn TransitTaps> = match (transit, &config.payments) {
+        (Some(transit), _) => transit,
+        (None, Some(payments)) => Arc::new(PaymentsTaps::new(
+            payments
+                .channel(tls.as_ref())
+                .map_err(part("payments client"))?,
+        )),
+        (None, None) => Arc::new(UnavailableTaps),
+    };
+    let policies =
+        Arc::new(Policies::new(config.scenes.clone(), subjects, venues).with_transit(transit));
 
     let mut follow = config
         .revocation

@@ -129,6 +129,13 @@ pub struct Config {
     /// would not reach online codes).
     #[serde(default)]
     pub subjects: Option<SubjectsSettings>,
+    /// Payments, whose TapIn and TapOut the transit policy (metro, bus) calls with the
+    /// verifier's own certificate (`server.tls`, as for identity); each call is bounded
+    /// by the scene's deadline too. Unset: every transit tap is unavailable, so metro
+    /// and bus gates follow their fail mode (refused in production: a transit gate
+    /// would never charge).
+    #[serde(default)]
+    pub payments: Option<UpstreamConfig>,
     /// The scene policies: per scene `fail` (`closed`|`open`) and `deadline`; scenic
     /// venues' capacity, entries per person and UTC offset.
     #[serde(default)]
@@ -284,6 +291,7 @@ impl Config {
             decision: DecisionSettings::default(),
             revocation: RevocationSettings::default(),
             subjects: None,
+            payments: None,
             scenes: ScenesConfig::default(),
             venue_capacity: default_venue_capacity(),
             upload: UploadSettings::default(),
@@ -327,6 +335,12 @@ impl Config {
             }
             _ => {}
         }
+        if self.payments.is_none() && self.environment == Environment::Production {
+            return Err(invalid(
+                "payments",
+                "is required in production: without it metro and bus gates never charge a fare",
+            ));
+        }
         self.scenes
             .check()
             .map_err(|(key, problem)| invalid(key, problem))?;
@@ -357,6 +371,9 @@ impl Config {
         }
         if let Some(subjects) = &self.subjects {
             deployment.url("subjects.identity.url", subjects.identity.url.as_str());
+        }
+        if let Some(payments) = &self.payments {
+            deployment.url("payments.url", payments.url.as_str());
         }
         deployment
             .check_transport()
@@ -420,6 +437,8 @@ mod tests {
         assert!(config.redis.is_some());
         let subjects = config.subjects.expect("subjects");
         assert_eq!(subjects.max_age, Duration::from_secs(60));
+        let payments = config.payments.expect("payments");
+        assert_eq!(payments.request_timeout, Duration::from_millis(300));
     }
 
     #[test]
@@ -455,6 +474,26 @@ mod tests {
     }
 
     #[test]
+    fn payments_are_required_in_production() {
+        let production = [
+            ("CITYPASS_REDIS__URL", "rediss://redis:6379/"),
+            ("CITYPASS_SERVER__SERVICE_NAME", "verifier"),
+            ("CITYPASS_SERVER__INSECURE_PLAINTEXT_BEHIND_MESH", "true"),
+            (
+                "CITYPASS_SUBJECTS__KEYS__PATH",
+                "/etc/citypass/subject-keys.json",
+            ),
+            ("CITYPASS_SUBJECTS__IDENTITY__URL", "http://identity:50051"),
+        ];
+        let config = load(&production).expect("loads");
+        assert_eq!(config.validate().unwrap_err().key, "payments");
+        let mut with_payments = production.to_vec();
+        with_payments.push(("CITYPASS_PAYMENTS__URL", "http://payments:50055"));
+        let config = load(&with_payments).expect("loads");
+        config.validate().expect("payments configured");
+    }
+
+    #[test]
     fn a_cluster_is_a_list_and_serves_for_production() {
         let config = load(&[
             (
@@ -468,6 +507,7 @@ mod tests {
                 "/etc/citypass/subject-keys.json",
             ),
             ("CITYPASS_SUBJECTS__IDENTITY__URL", "http://identity:50051"),
+            ("CITYPASS_PAYMENTS__URL", "http://payments:50055"),
         ])
         .expect("loads");
         assert_eq!(config.replay_cluster.len(), 2);

@@ -10,7 +10,9 @@ use citypass_token::{CodeKind, TokenError};
 
 use crate::error::VerifierError;
 use crate::fraud::{FraudKind, SignalPage};
-use crate::model::{Answer, Direction, PolicyRefusal, Refusal, Scan, SceneResult};
+use crate::model::{
+    Answer, Direction, PolicyRefusal, Refusal, Scan, SceneResult, VoidScan, Voided,
+};
 use crate::upload::{OfflineScan, Upload, UploadOutcome};
 
 /// Longest `scan_id` and `station_id` accepted (a UUID is 36).
@@ -47,6 +49,32 @@ pub fn scan(request: VerifyRequest) -> Result<Scan, VerifierError> {
         direction,
         station_id: request.station_id,
     })
+}
+
+/// The void a VoidScan request describes, or why its shape is wrong.
+pub fn void_scan(request: pb::VoidScanRequest) -> Result<VoidScan, VerifierError> {
+    if request.gate_id.is_empty() {
+        return Err(VerifierError::MissingGateId);
+    }
+    if request.scan_id.is_empty() || request.scan_id.len() > MAX_ID_BYTES {
+        return Err(VerifierError::BadScanId);
+    }
+    if request.qr_text.is_empty() {
+        return Err(VerifierError::MissingCode);
+    }
+    Ok(VoidScan {
+        gate_id: request.gate_id,
+        scan_id: request.scan_id,
+        qr_text: request.qr_text,
+    })
+}
+
+/// A void's answer.
+pub fn void_response(voided: Voided) -> pb::VoidScanResponse {
+    pb::VoidScanResponse {
+        trip_id: voided.trip_id,
+        trip_voided: voided.trip_voided,
+    }
 }
 
 /// `scan_id` as a stream's error may repeat it: only a usable one (non-empty, at most

@@ -62,6 +62,22 @@ pub enum VerifierError {
     /// The fraud log did not answer.
     #[error("the fraud log is unavailable")]
     FraudLogUnavailable,
+    /// A void at a gate that is neither a metro gate nor a bus reader.
+    #[error("only metro gates and bus readers void taps")]
+    NotATransitGate,
+    /// A void whose code no longer checks (or whose holder cannot be read).
+    #[error("the code does not check")]
+    CodeRefused,
+    /// Payments has no tap of this gate and scan for the code's holder.
+    #[error("no such tap")]
+    TapNotFound,
+    /// Payments refused the void (its reason: `VOID_TOO_LATE`, `TRIP_MOVED_ON`,
+    /// `TAP_REPEATED`, otherwise `VOID_REFUSED`).
+    #[error("the void was refused ({0})")]
+    VoidRefused(&'static str),
+    /// Payments (or identity, for the holder) did not answer in time.
+    #[error("payments unavailable")]
+    TransitUnavailable,
 }
 
 impl ServiceError for VerifierError {
@@ -85,6 +101,11 @@ impl ServiceError for VerifierError {
             E::BadPageToken => "BAD_PAGE_TOKEN",
             E::BadPageSize => "BAD_PAGE_SIZE",
             E::FraudLogUnavailable => "FRAUD_LOG_UNAVAILABLE",
+            E::NotATransitGate => "NOT_A_TRANSIT_GATE",
+            E::CodeRefused => "CODE_REFUSED",
+            E::TapNotFound => "TAP_NOT_FOUND",
+            E::VoidRefused(reason) => reason,
+            E::TransitUnavailable => "PAYMENTS_UNAVAILABLE",
         }
     }
 
@@ -105,8 +126,11 @@ impl ServiceError for VerifierError {
             | E::BadPageToken
             | E::BadPageSize => ErrorKind::InvalidArgument,
             E::NotAGate | E::GateMismatch => ErrorKind::PermissionDenied,
-            E::UnknownGate => ErrorKind::FailedPrecondition,
-            E::FraudLogUnavailable => ErrorKind::Unavailable,
+            E::UnknownGate | E::NotATransitGate | E::CodeRefused | E::VoidRefused(_) => {
+                ErrorKind::FailedPrecondition
+            }
+            E::TapNotFound => ErrorKind::NotFound,
+            E::FraudLogUnavailable | E::TransitUnavailable => ErrorKind::Unavailable,
         }
     }
 }
@@ -134,6 +158,17 @@ mod tests {
                 VerifierError::NotAGate,
                 Code::PermissionDenied,
                 "NOT_A_GATE",
+            ),
+            (VerifierError::TapNotFound, Code::NotFound, "TAP_NOT_FOUND"),
+            (
+                VerifierError::VoidRefused("VOID_TOO_LATE"),
+                Code::FailedPrecondition,
+                "VOID_TOO_LATE",
+            ),
+            (
+                VerifierError::TransitUnavailable,
+                Code::Unavailable,
+                "PAYMENTS_UNAVAILABLE",
             ),
         ];
         for (err, code, reason) in cases {

@@ -13,12 +13,17 @@
 //! - [`metrics`]: decisions by scene and reason, decision time;
 //! - [`replay`]: single-use marks with their answers (memory and Redis): reserve,
 //!   then settle;
-//! - [`scene`]: the scene policies (hospital, scenic, government), their fail modes
-//!   and deadlines;
+//! - [`scene`]: the scene policies (hospital, scenic, government, transit), their fail
+//!   modes and deadlines;
 //! - [`venues`]: scenic venues' daily counts (memory and Redis);
 //! - [`stand_in_subjects`]: the placeholder `Subjects` and a fixed one for tests;
+//! - [`stand_in_transit`]: the `TransitTaps` without payments (unavailable) and a fixed
+//!   one for tests;
 //! - [`subjects`]: the code's holder (unsealed subject, identity's profile, pseudonyms);
+//! - [`transit`]: payments' taps as the transit scene needs them, and their gRPC
+//!   client;
 //! - [`upload`]: offline gates' uploads, recorded after the fact;
+//! - [`void`]: a gate's void of its own transit tap (VoidScan);
 //! - [`verify`]: the decision, the offline gate's pipeline (`citypass_gate`) composed
 //!   with the follower's revocations and the replay store;
 //! - [`model`]: the verifier's types; [`convert`]: messages to and from them;
@@ -40,13 +45,16 @@ pub mod replay;
 pub mod scene;
 pub mod service;
 pub mod stand_in_subjects;
+pub mod stand_in_transit;
 pub mod subjects;
+pub mod transit;
 pub mod upload;
 pub mod venues;
 pub mod verify;
+pub mod void;
 
 pub use authorization::AUTHORIZATION;
-pub use build::{Built, MAX_REQUEST_BYTES, build, build_with};
+pub use build::{Built, MAX_REQUEST_BYTES, Replacements, build, build_replacing, build_with};
 pub use citypass_revocation_follow::{Follower, RevocationView};
 pub use config::{
     Config, DecisionSettings, Environment, FollowMode, InvalidConfig, RevocationSettings,
@@ -70,7 +78,9 @@ pub use scene::{
 };
 pub use service::VerifierApi;
 pub use stand_in_subjects::{FixedHolder, FixedSubjects, UnavailableSubjects};
+pub use stand_in_transit::{FixedTaps, UnavailableTaps};
 pub use subjects::{PseudonymScope, SubjectProfile, Subjects, SubjectsError};
+pub use transit::{Tap, TapKind, TapRefused, Tapped, TransitError, TransitTaps, Trip, TripState};
 pub use upload::{OfflineScan, Upload, UploadOutcome, UploadSources, Uploads};
 pub use venues::{Admission, Entry, MemoryVenueStore, RedisVenueStore, VenueError, VenueStore};
 pub use verify::{FixedRevocations, Revocations, Rules, Verifier};

@@ -345,3 +345,33 @@ impl SceneResult {
         }
     }
 }
+
+/// A gate's void of its own tap (VoidScan), checked for shape.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VoidScan {
+    /// The gate the request names.
+    pub gate_id: String,
+    /// The scan to void.
+    pub scan_id: String,
+    /// The code scanned. Never logged.
+    pub qr_text: String,
+}
+
+impl std::fmt::Debug for VoidScan {
+    /// Without the code text (personal data).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VoidScan")
+            .field("gate_id", &self.gate_id)
+            .field("scan_id", &self.scan_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a void did to the tap's trip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voided {
+    /// The trip.
+    pub trip_id: String,
+    /// True: voided, nothing charged; false: an exit undone, the trip open again.
+    pub trip_voided: bool,
+}

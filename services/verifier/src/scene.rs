@@ -2,13 +2,14 @@
 //! the single-use reservation, configured per scene (`scenes.*`).
 //!
 //! Each scene has a file of its own (`scene/hospital.rs`, `scene/scenic.rs`,
-//! `scene/government.rs`); this module holds what they share: the settings (`fail:
+//! `scene/government.rs`, `scene/transit.rs` for metro and bus); this module holds what they share: the settings (`fail:
 //! closed|open`, `deadline`), the context a policy decides in, and its verdict. A
 //! policy runs after the mark is reserved (`replay.rs`: reserve, run the policy,
 //! settle), so its effects (a venue's count) are keyed by the gate's scan and a retry
 //! takes none twice.
 //!
-//! A policy's dependencies (identity through `Subjects`, the venue counts in Redis) are
+//! A policy's dependencies (identity through `Subjects`, the venue counts in Redis,
+//! payments through `TransitTaps`) are
 //! bounded by the earlier of the gate's deadline and the scene's `deadline`. When one
 //! does not answer in time the verdict is [`Verdict::Unavailable`], and the scene's
 //! [`FailMode`] decides: `closed` refuses (`SERVICE_UNAVAILABLE`, not settled, so the
@@ -18,6 +19,7 @@
 mod government;
 mod hospital;
 mod scenic;
+mod transit;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,8 +32,10 @@ use citypass_token::Scene;
 use serde::Deserialize;
 
 use crate::gates::Gate;
-use crate::model::{PolicyRefusal, SceneFacts, SceneResult};
+use crate::model::{Direction, PolicyRefusal, SceneFacts, SceneResult};
+use crate::stand_in_transit::UnavailableTaps;
 use crate::subjects::{Subjects, SubjectsError};
+use crate::transit::{TransitError, TransitTaps, Trip};
 use crate::venues::VenueStore;
 
 pub use scenic::{UtcOffset, VenueSettings};
@@ -105,9 +109,9 @@ impl ScenicSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScenesConfig {
-    /// Metro gates (no policy yet: only the fail mode of the replay step).
+    /// Metro gates (the transit policy: payments' TapIn and TapOut).
     pub metro: SceneSettings,
-    /// Bus readers (as metro).
+    /// Bus readers (the transit policy: payments' TapIn).
     pub bus: SceneSettings,
     /// Hospital desks.
     pub hospital: SceneSettings,
@@ -179,6 +183,15 @@ impl From<SubjectsError> for Verdict {
     }
 }
 
+/// Why a gate's void of its tap did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VoidFailure {
+    /// The code's holder could not be read.
+    Holder(SubjectsError),
+    /// Payments refused the void or did not answer.
+    Transit(TransitError),
+}
+
 /// One scan as a policy sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
@@ -188,6 +201,9 @@ pub struct Context<'a> {
     pub gate_id: &'a str,
     /// The gate's scan id (a policy's effects are keyed by gate and scan id).
     pub scan_id: &'a str,
+    /// Metro only: the way the rider goes (the gate's, or the request's at a two-way
+    /// gate).
+    pub direction: Option<Direction>,
     /// The checked code.
     pub presented: &'a Presented,
     /// The verifier's clock (Unix seconds).
@@ -201,6 +217,7 @@ pub struct Policies {
     config: ScenesConfig,
     subjects: Arc<dyn Subjects>,
     venues: Arc<dyn VenueStore>,
+    transit: Arc<dyn TransitTaps>,
 }
 
 impl std::fmt::Debug for Policies {
@@ -212,7 +229,8 @@ impl std::fmt::Debug for Policies {
 }
 
 impl Policies {
-    /// Policies configured by `config`, deciding with these sources.
+    /// Policies configured by `config`, deciding with these sources; transit taps
+    /// are unavailable until [`Policies::with_transit`].
     pub fn new(
         config: ScenesConfig,
         subjects: Arc<dyn Subjects>,
@@ -222,7 +240,19 @@ impl Policies {
             config,
             subjects,
             venues,
+            transit: Arc::new(UnavailableTaps),
         }
+    }
+
+    /// Metro and bus taps go to `transit` (payments).
+    pub fn with_transit(mut self, transit: Arc<dyn TransitTaps>) -> Self {
+        self.transit = transit;
+        self
+    }
+
+    /// The transit taps (for the gate's void).
+    pub fn transit(&self) -> &Arc<dyn TransitTaps> {
+        &self.transit
     }
 
     /// The fail mode and deadline of `scene`.
@@ -233,7 +263,10 @@ impl Policies {
     /// Whether `scene` has a policy (else its answer is written with the mark in one
     /// step).
     pub fn has_policy(scene: Scene) -> bool {
-        matches!(scene, Scene::Hospital | Scene::Scenic | Scene::Government)
+        matches!(
+            scene,
+            Scene::Hospital | Scene::Scenic | Scene::Government | Scene::Metro | Scene::Bus
+        )
     }
 
     /// The earlier of `gate_deadline` and `scene`'s deadline from now.
@@ -260,10 +293,37 @@ impl Policies {
                     .await
                 }
                 Scene::Government => government::decide(self.subjects.as_ref(), &ctx).await,
-                Scene::Metro | Scene::Bus => Verdict::Allow(None),
+                Scene::Metro | Scene::Bus => {
+                    transit::decide(self.subjects.as_ref(), self.transit.as_ref(), &ctx).await
+                }
             }
         };
         ctx.deadline.run(work).await.unwrap_or(Verdict::Unavailable)
+    }
+
+    /// Voids gate `gate_id`'s tap `scan_id` for `presented`'s holder (the transit
+    /// scene's), bounded by `deadline`.
+    pub async fn void_tap(
+        &self,
+        presented: &Presented,
+        gate_id: &str,
+        scan_id: &str,
+        now: u64,
+        deadline: Deadline,
+    ) -> Result<Trip, VoidFailure> {
+        let work = transit::void(
+            self.subjects.as_ref(),
+            self.transit.as_ref(),
+            presented,
+            gate_id,
+            scan_id,
+            now,
+            deadline,
+        );
+        deadline
+            .run(work)
+            .await
+            .unwrap_or(Err(VoidFailure::Transit(TransitError::Unavailable)))
     }
 
     /// The scene result a retry gets: the stored `facts`, with the pseudonyms, name
@@ -287,7 +347,9 @@ impl Policies {
                 SceneFacts::Government { .. } => {
                     government::complete(self.subjects.as_ref(), &ctx).await
                 }
-                SceneFacts::Transit { .. } => None,
+                SceneFacts::Transit { .. } => {
+                    transit::complete(self.subjects.as_ref(), &ctx, facts).await
+                }
             }
         };
         ctx.deadline.run(work).await.ok().flatten()

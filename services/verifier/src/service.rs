@@ -10,6 +10,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use citypass_proto::v1 as pb;
 use citypass_proto::v1::verifier_service_server::{VerifierService, VerifierServiceServer};
 use citypass_proto::v1::{
     ListFraudSignalsRequest, ListFraudSignalsResponse, ScanError, UploadOfflineScansRequest,
@@ -195,5 +196,25 @@ impl VerifierService for VerifierApi {
                 Err(VerifierError::FraudLogUnavailable.into_status())
             }
         }
+    }
+
+    async fn void_scan(
+        &self,
+        request: Request<pb::VoidScanRequest>,
+    ) -> Result<Response<pb::VoidScanResponse>, Status> {
+        let deadline = Deadline::of(&request);
+        let gate = gate_of(&request).map_err(IntoStatus::into_status)?;
+        let span =
+            tracing::info_span!("void", gate.id = %gate, trip_voided = tracing::field::Empty);
+        async {
+            let void = convert::void_scan(request.into_inner())?;
+            let voided = crate::void::void(&self.verifier, &gate, &void, deadline).await?;
+            tracing::Span::current().record("trip_voided", voided.trip_voided);
+            Ok(convert::void_response(voided))
+        }
+        .instrument(span)
+        .await
+        .map(Response::new)
+        .map_err(|err: VerifierError| err.into_status())
     }
 }

@@ -23,7 +23,7 @@
 //!    retried scan's settled answer, and refuses a replay, an older offline counter or
 //!    a scan id reused with another code. A store that does not answer within the
 //!    call's deadline follows the scene's fail mode (`closed`: `SERVICE_UNAVAILABLE`);
-//! 5. the scene policy (`scene/`: hospital, scenic, government), bounded by the
+//! 5. the scene policy (`scene/`: hospital, scenic, government, transit), bounded by the
 //!    earlier of the gate's deadline and the scene's, then its answer settled on the
 //!    reserved mark; a dependency that does not answer follows the scene's fail mode
 //!    (`closed`: `SERVICE_UNAVAILABLE`, left unsettled so the retry tries again;
@@ -210,6 +210,16 @@ impl Verifier {
         &self.keys
     }
 
+    /// The scene policies.
+    pub fn policies(&self) -> &Arc<Policies> {
+        &self.policies
+    }
+
+    /// The decision's rules.
+    pub fn rules(&self) -> Rules {
+        self.rules
+    }
+
     /// The revocation data decided with.
     pub fn revocations(&self) -> &Arc<dyn Revocations> {
         &self.revocations
@@ -265,7 +275,7 @@ impl Verifier {
         if gate.scene != scan.scene {
             return Ok(answer(Some(Refusal::SceneMismatch), basis));
         }
-        direction(gate, scan.direction)?;
+        let way = direction(gate, scan.direction)?;
 
         let presented = match check_code(&scan.qr_text, &keys, gate.scene, self.rules.skew, now) {
             Ok(presented) => presented,
@@ -322,6 +332,7 @@ impl Verifier {
             gate,
             gate_id: &scan.gate_id,
             scan_id: &scan.scan_id,
+            direction: way,
             presented: &presented,
             now,
             deadline: policy_deadline,
@@ -442,8 +453,8 @@ impl Verifier {
 }
 
 /// The way a metro rider goes: the request's, which must agree with a one-way gate and
-/// is required at a two-way one; no other scene has a direction. (Used by the transit
-/// policy, next.)
+/// is required at a two-way one; no other scene has a direction (the transit policy
+/// taps in or out by it).
 pub fn direction(gate: &Gate, requested: Direction) -> Result<Option<Direction>, VerifierError> {
     use GateDirection as G;
     match (gate.direction, requested) {

@@ -1,5 +1,6 @@
 //! The verifier as it runs: built by `build(config)`, served over mutual TLS on
-//! loopback, following a real revocation service, with a real Redis for its marks.
+//! loopback, following a real revocation service, with a real Redis for its marks
+//! (payments' taps are a test double: `FixedTaps`).
 
 mod decisions;
 mod key_set;
@@ -7,4 +8,5 @@ mod revocation;
 mod scenes;
 mod subjects;
 mod support;
+mod transit;
 mod upload;

@@ -26,7 +26,7 @@ use citypass_token::{
 };
 use citypass_verifier::config::SubjectsSettings;
 use citypass_verifier::{
-    Config, FailMode, FixedSubjects, FollowMode, RevocationView, VenueSettings,
+    Config, FailMode, FixedSubjects, FixedTaps, FollowMode, RevocationView, VenueSettings,
 };
 use futures::future::BoxFuture;
 use tonic::transport::Channel;
@@ -161,6 +161,8 @@ pub struct Harness {
     pub rng: SystemRandom,
     /// The codes' holders (a test double of the `Subjects` seam).
     pub subjects: Arc<FixedSubjects>,
+    /// Payments' taps at metro and bus gates (a test double of the `TransitTaps` seam).
+    pub transit: Arc<FixedTaps>,
     pub config: Config,
     served: Served,
     _dir: tempfile::TempDir,
@@ -297,7 +299,9 @@ impl Harness {
             citypass_token::SubjectId::from_bytes(SUBJECT),
         )));
 
-        let (served, revocations) = start_verifier(config.clone(), subjects.clone()).await;
+        let transit = Arc::new(FixedTaps::default());
+        let (served, revocations) =
+            start_verifier(config.clone(), subjects.clone(), transit.clone()).await;
         Harness {
             addr: served.addr,
             pki,
@@ -310,6 +314,7 @@ impl Harness {
             gates_file,
             rng,
             subjects,
+            transit,
             config,
             served,
             _dir: dir,
@@ -320,8 +325,12 @@ impl Harness {
     /// (same Redis, same key prefix): a restart. Clients made before it keep the old
     /// address; make new ones.
     pub async fn restart_verifier(&mut self) {
-        let (served, revocations) =
-            start_verifier(self.config.clone(), self.subjects.clone()).await;
+        let (served, revocations) = start_verifier(
+            self.config.clone(),
+            self.subjects.clone(),
+            self.transit.clone(),
+        )
+        .await;
         self.served = served;
         self.addr = self.served.addr;
         self.revocations = revocations;
@@ -358,16 +367,26 @@ impl Harness {
     }
 }
 
-/// Builds the verifier from `config` with `subjects`, waits for its follower's first
-/// sync, serves it.
-async fn start_verifier(config: Config, subjects: Arc<FixedSubjects>) -> (Served, RevocationView) {
+/// Builds the verifier from `config` with `subjects` and `transit`, waits for its
+/// follower's first sync, serves it.
+async fn start_verifier(
+    config: Config,
+    subjects: Arc<FixedSubjects>,
+    transit: Arc<FixedTaps>,
+) -> (Served, RevocationView) {
     let citypass_verifier::Built {
         server,
         revocations,
         ..
-    } = citypass_verifier::build_with(config, Some(subjects))
-        .await
-        .expect("the verifier builds");
+    } = citypass_verifier::build_replacing(
+        config,
+        citypass_verifier::Replacements {
+            policy_subjects: Some(subjects),
+            transit: Some(transit),
+        },
+    )
+    .await
+    .expect("the verifier builds");
     tokio::time::timeout(Duration::from_secs(30), revocations.wait_synced())
         .await
         .expect("the follower syncs");
