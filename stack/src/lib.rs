@@ -98,6 +98,12 @@ pub struct StackConfig {
     /// sees the key ring).
     pub snapshot_key: KeyFile,
     pub issuance: IssuanceConfig,
+    /// Scenic venues besides the dev park (`dev-park`: 1 000 a day, once each), by
+    /// venue id, as the verifier's `scenes.scenic.venues` (capacity, entries a day,
+    /// UTC offset), each with one gate, `<venue>-gate` ([`venue_gate_id`]), in the
+    /// registry file written on first run. Empty by default; tests give small venues
+    /// (capacity 1). Venue ids are lower-case letters, digits and `-`.
+    pub scenic_venues: Vec<(String, citypass_verifier::VenueSettings)>,
     /// The stack's own files: the dev PKI (`pki/`, made on first use and kept).
     pub dir: PathBuf,
 }
@@ -118,6 +124,7 @@ impl StackConfig {
             keys,
             snapshot_key,
             issuance: IssuanceConfig::default(),
+            scenic_venues: Vec::new(),
             dir: dir.into(),
         }
     }
@@ -176,6 +183,19 @@ gates:
   scenic-gate-1: {scene: scenic, venue: dev-park, operator: dev-park}
   hall-counter-1: {scene: government, hall: dev-service-hall, operator: dev-government}
 ";
+
+/// The gate id of a configured scenic venue's gate ([`StackConfig::scenic_venues`]).
+pub fn venue_gate_id(venue: &str) -> String {
+    format!("{venue}-gate")
+}
+
+/// A configured venue's gate, as a line of the registry file.
+fn venue_gate(venue: &str) -> String {
+    format!(
+        "  {}: {{scene: scenic, venue: {venue}, operator: {venue}}}\n",
+        venue_gate_id(venue)
+    )
+}
 
 fn write(path: &std::path::Path, bytes: impl AsRef<[u8]>) -> Result<(), StackError> {
     let files = |source| StackError::Files {
@@ -426,7 +446,11 @@ impl Stack {
         write_secret(&subject_keys_file, subject_key_file.to_json())?;
         let gates_file = verifier_dir.join("gates.yaml");
         if !gates_file.exists() {
-            write(&gates_file, SAMPLE_GATES)?;
+            let mut gates = SAMPLE_GATES.to_owned();
+            for (venue, _) in &config.scenic_venues {
+                gates.push_str(&venue_gate(venue));
+            }
+            write(&gates_file, gates)?;
         }
         for gate in SAMPLE_GATE_IDS {
             pki.gate(&ca, gate)?;
@@ -445,10 +469,9 @@ impl Stack {
         verifier_config.revocation.service = UpstreamConfig::new(url(revocation));
         verifier_config.revocation.max_age = REVOCATION_MAX_AGE;
         verifier_config.revocation.follow = citypass_verifier::FollowMode::Watch;
-        // The dev park: 1 000 visitors a day, once each. Until the verifier unseals
-        // holders (its `Subjects` is a placeholder that answers unavailable), scenic
-        // gates fail open so that the newcomer's park scan opens; hospital desks and
-        // service counters fail closed.
+        // The dev park: 1 000 visitors a day, once each, and the configured venues.
+        // Scenic gates fail open (a park lets visitors in when Redis is down); hospital
+        // desks and service counters fail closed.
         verifier_config.scenes.scenic.fail = citypass_verifier::FailMode::Open;
         verifier_config.scenes.scenic.venues.insert(
             "dev-park".to_owned(),
@@ -458,6 +481,11 @@ impl Stack {
                 ..citypass_verifier::VenueSettings::default()
             },
         );
+        verifier_config
+            .scenes
+            .scenic
+            .venues
+            .extend(config.scenic_venues.iter().cloned());
         if let NonceBackend::Redis { url, prefix } = &config.nonces {
             let mut redis = RedisConfig::new(url.clone());
             redis.timeout = Duration::from_secs(2);
