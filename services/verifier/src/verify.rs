@@ -505,11 +505,9 @@ mod tests {
         }
     }
 
-    /// One scan, and a retry of it, at each scene with a policy: the holder step opens
-    /// the code's subject once, and neither the policy nor the retry's result opens it
-    /// again.
-    #[tokio::test]
-    async fn each_scan_unseals_its_subject_once() {
+    /// A verifier over `registry` whose policies' `Subjects` count their unseals (no
+    /// holder step until `with_subjects`), with the code issuer and the holder.
+    fn counted(registry: Registry) -> (Issuer, SubjectId, Arc<CountingSubjects>, Verifier) {
         let issuer = Issuer::new(
             "cp",
             IssuerKey::from_seed(&[0x11; 32]).unwrap(),
@@ -522,17 +520,6 @@ mod tests {
         }])
         .unwrap();
         let subject = SubjectId::from_bytes([0x5a; 16]);
-        let mut scenic = gate(Scene::Scenic, None);
-        scenic.venue = Some("park".to_owned());
-        let mut hall = gate(Scene::Government, None);
-        hall.hall = Some("hall".to_owned());
-        let registry = Registry::new([
-            ("desk".to_owned(), desk()),
-            ("park-gate".to_owned(), scenic),
-            ("counter".to_owned(), hall),
-            ("bus".to_owned(), gate(Scene::Bus, None)),
-        ])
-        .unwrap();
         let subjects = Arc::new(CountingSubjects {
             inner: FixedSubjects::new(FixedSubjects::citizen(subject)),
             unseals: AtomicUsize::new(0),
@@ -551,8 +538,28 @@ mod tests {
                 subjects.clone(),
                 Arc::new(MemoryVenueStore::new(1_000)),
             )),
-        )
-        .with_subjects(subjects.clone());
+        );
+        (issuer, subject, subjects, verifier)
+    }
+
+    /// One scan, and a retry of it, at each scene with a policy (and bus, without
+    /// one): the holder step opens the code's subject once, and neither the policy nor
+    /// the retry's result opens it again.
+    #[tokio::test]
+    async fn each_scan_unseals_its_subject_once() {
+        let mut scenic = gate(Scene::Scenic, None);
+        scenic.venue = Some("park".to_owned());
+        let mut hall = gate(Scene::Government, None);
+        hall.hall = Some("hall".to_owned());
+        let registry = Registry::new([
+            ("desk".to_owned(), desk()),
+            ("park-gate".to_owned(), scenic),
+            ("counter".to_owned(), hall),
+            ("bus".to_owned(), gate(Scene::Bus, None)),
+        ])
+        .unwrap();
+        let (issuer, subject, subjects, verifier) = counted(registry);
+        let verifier = verifier.with_subjects(subjects.clone());
 
         for (gate_id, scene) in [
             ("desk", Scene::Hospital),
@@ -606,38 +613,8 @@ mod tests {
     /// opening the code itself.
     #[tokio::test]
     async fn without_a_holder_step_policies_do_not_unseal() {
-        let issuer = Issuer::new(
-            "cp",
-            IssuerKey::from_seed(&[0x11; 32]).unwrap(),
-            SubjectKey::from_bytes(&[0x22; 32]).unwrap(),
-        );
-        let keys = KeySet::new(vec![PublishedKey {
-            key: issuer.key().public_key().clone(),
-            status: KeyStatus::Active,
-            usage: KeyUsage::Code,
-        }])
-        .unwrap();
-        let subject = SubjectId::from_bytes([0x5a; 16]);
         let registry = Registry::new([("desk".to_owned(), desk())]).unwrap();
-        let subjects = Arc::new(CountingSubjects {
-            inner: FixedSubjects::new(FixedSubjects::citizen(subject)),
-            unseals: AtomicUsize::new(0),
-        });
-        let verifier = Verifier::new(
-            Rules {
-                skew: 30,
-                revocation_max_age: Duration::from_secs(10),
-            },
-            Keys::fixed(keys),
-            Gates::fixed(registry),
-            Arc::new(FixedRevocations::default()),
-            Arc::new(MemoryReplayStore::new(1_000)),
-            Arc::new(Policies::new(
-                ScenesConfig::default(),
-                subjects.clone(),
-                Arc::new(MemoryVenueStore::new(1_000)),
-            )),
-        );
+        let (issuer, subject, subjects, verifier) = counted(registry);
         let code = issuer
             .issue_token(subject.as_bytes(), Scopes::all(), unix_now(), 60)
             .unwrap();
