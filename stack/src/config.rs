@@ -63,6 +63,12 @@ pub struct StackConfig {
     pub issuance: IssuanceConfig,
     /// The stack's own files: the dev PKI (`pki/`, made on first use and kept).
     pub dir: PathBuf,
+    /// Scenic venues besides the dev park (`dev-park`: 1 000 a day, once each), by
+    /// venue id, as the verifier's `scenes.scenic.venues` (capacity, entries a day,
+    /// UTC offset), each with one gate, `<venue>-gate` ([`crate::venue_gate_id`]), in
+    /// the registry file written on first run. Empty by default; tests give small
+    /// venues (capacity 1). Venue ids are lower-case letters, digits and `-`.
+    pub scenic_venues: Vec<(String, citypass_verifier::VenueSettings)>,
 }
 
 impl StackConfig {
@@ -82,6 +88,7 @@ impl StackConfig {
             snapshot_key,
             issuance: IssuanceConfig::default(),
             dir: dir.into(),
+            scenic_venues: Vec::new(),
         }
     }
 }

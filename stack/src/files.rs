@@ -33,11 +33,12 @@ impl VerifierFiles {
     }
 
     /// Writes them: the key set `keys` publishes now, `subject_keys`, and the sample gate
-    /// registry unless one is there already.
+    /// registry with a gate for each of `venues` unless a registry is there already.
     pub(crate) fn write(
         &self,
         keys: &Keys,
         subject_keys: &SubjectKeyFile,
+        venues: &[(String, citypass_verifier::VenueSettings)],
     ) -> Result<(), StackError> {
         if let Some(dir) = self.key_set.parent() {
             std::fs::create_dir_all(dir).map_err(|source| StackError::Files {
@@ -48,7 +49,11 @@ impl VerifierFiles {
         publish_key_set(keys, &self.key_set)?;
         write_secret(&self.subject_keys, subject_keys.to_json())?;
         if !self.gates.exists() {
-            write(&self.gates, SAMPLE_GATES)?;
+            let mut gates = SAMPLE_GATES.to_owned();
+            for (venue, _) in venues {
+                gates.push_str(&venue_gate(venue));
+            }
+            write(&self.gates, gates)?;
         }
         Ok(())
     }
@@ -73,6 +78,20 @@ pub(crate) fn subject_key_file(keys: &KeySource) -> Result<SubjectKeyFile, Stack
         }
         KeySource::Memory(ring) => Ok(ring.subject_key_file()),
     }
+}
+
+/// The gate id of a configured scenic venue's gate
+/// ([`crate::StackConfig::scenic_venues`]).
+pub fn venue_gate_id(venue: &str) -> String {
+    format!("{venue}-gate")
+}
+
+/// A configured venue's gate, as a line of the registry file.
+fn venue_gate(venue: &str) -> String {
+    format!(
+        "  {}: {{scene: scenic, venue: {venue}, operator: {venue}}}\n",
+        venue_gate_id(venue)
+    )
 }
 
 /// The verifier's sample gates, one or more per scene, written to its registry file on

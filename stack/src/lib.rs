@@ -39,7 +39,7 @@ pub use config::{
     IdentityStore, IssuanceConfig, KeyFile, KeySource, NonceBackend, RevocationBackend, StackConfig,
 };
 pub use error::StackError;
-pub use files::SAMPLE_GATE_IDS;
+pub use files::{SAMPLE_GATE_IDS, venue_gate_id};
 
 use error::built;
 use files::VerifierFiles;
@@ -177,7 +177,7 @@ impl Stack {
         let issuer_revocations = issuer_built.revocations.clone();
         tasks.spawn(issuer_built.server.serve(issuer_listener, shutdown()));
 
-        verifier_files.write(&keys, &subject_key_file)?;
+        verifier_files.write(&keys, &subject_key_file, &config.scenic_venues)?;
         for gate in SAMPLE_GATE_IDS {
             pki.gate(&ca, gate)?;
         }

@@ -136,10 +136,9 @@ pub(crate) fn verifier(
     // channel is lazy). Stations and routes of the sample gates are in payments' fare
     // table.
     verifier.payments = Some(UpstreamConfig::new(url(at.payments)));
-    // The dev park: 1 000 visitors a day, once each. Until the verifier unseals
-    // holders (its `Subjects` is a placeholder that answers unavailable), scenic
-    // gates fail open so that the newcomer's park scan opens; hospital desks and
-    // service counters fail closed.
+    // The dev park: 1 000 visitors a day, once each, and the configured venues.
+    // Scenic gates fail open (a park lets visitors in when Redis is down); hospital
+    // desks and service counters fail closed.
     verifier.scenes.scenic.fail = citypass_verifier::FailMode::Open;
     verifier.scenes.scenic.venues.insert(
         "dev-park".to_owned(),
@@ -149,6 +148,11 @@ pub(crate) fn verifier(
             ..citypass_verifier::VenueSettings::default()
         },
     );
+    verifier
+        .scenes
+        .scenic
+        .venues
+        .extend(config.scenic_venues.iter().cloned());
     if let NonceBackend::Redis { url, prefix } = &config.nonces {
         verifier.redis = Some(nonce_redis(url));
         verifier.redis_key_prefix = format!("{prefix}verifier:");

@@ -223,6 +223,16 @@ impl TestStack {
     /// stream) with these keys and issuance settings. The snapshot key's public half
     /// is published in the ring: in memory, or written into the ring's file.
     pub async fn start(keys: KeySource, issuance: IssuanceConfig) -> TestStack {
+        Self::start_with(keys, issuance, |_| {}).await
+    }
+
+    /// [`TestStack::start`], with `configure` changing the stack's configuration last
+    /// (e.g. scenic venues of a test's own, `StackConfig::scenic_venues`).
+    pub async fn start_with(
+        keys: KeySource,
+        issuance: IssuanceConfig,
+        configure: impl FnOnce(&mut StackConfig),
+    ) -> TestStack {
         let (pool, database_url) =
             within("create a database", citypass_testkit::fresh_database()).await;
         let redis_url = citypass_testkit::redis_url();
@@ -252,6 +262,7 @@ impl TestStack {
             stream_key: citypass_testkit::unique("citypass-e2e-revocation:"),
         };
         config.issuance = issuance;
+        configure(&mut config);
         let stack = within("start the stack", Stack::start(config))
             .await
             .expect("the stack starts");
@@ -269,11 +280,19 @@ impl TestStack {
     /// identity cache, which is off so that a suspension or an unbind is seen by the
     /// next call.
     pub async fn with_ring(ring: &Keyring) -> TestStack {
+        Self::with_ring_and(ring, |_| {}).await
+    }
+
+    /// [`TestStack::with_ring`], with `configure` changing the stack's configuration.
+    pub async fn with_ring_and(
+        ring: &Keyring,
+        configure: impl FnOnce(&mut StackConfig),
+    ) -> TestStack {
         let issuance = IssuanceConfig {
             identity_cache_ttl: Duration::ZERO,
             ..IssuanceConfig::default()
         };
-        Self::start(KeySource::Memory(copy_ring(ring)), issuance).await
+        Self::start_with(KeySource::Memory(copy_ring(ring)), issuance, configure).await
     }
 
     /// The services' URLs.

@@ -5,12 +5,14 @@
 //! signed revocation snapshot, and checks codes with no network at all. It depends only
 //! on `citypass-token` and the revocation formats, so it runs on small controllers
 //! without the service stack. The online verifier service applies the same rules plus revocation, shared
-//! replay marks and scene policy.
+//! replay marks and scene policy. What it allowed offline it keeps in its upload queue
+//! ([`upload_queue`]) until the verifier has it.
 #![forbid(unsafe_code)]
 
 mod counter;
 mod decision;
 mod replay;
+pub mod upload_queue;
 
 pub use counter::CounterMemory;
 pub use decision::{
@@ -18,3 +20,7 @@ pub use decision::{
     check_revocation, check_subject_revocation,
 };
 pub use replay::ReplayMemory;
+pub use upload_queue::{
+    Disposition, Drained, FileQueueStore, MAX_BATCH, MemoryQueueStore, QueueError, QueueStore,
+    QueuedScan, RetrySettings, UploadFailed, UploadQueue, Uploader,
+};

@@ -1,8 +1,11 @@
 //! The whole decision without the network, next to ring's bare signature checks in the
 //! same run: the verifier (`Verifier::verify`: gate registry, the shared pipeline, the
-//! revocation step on a fixed set, single use in the memory store, the scene policy
-//! (CP2 at a scenic gate: reserve, the venue count in memory, settle; the holder from
-//! `FixedSubjects`), the answer) on a fresh code per iteration.
+//! revocation step on a fixed set, the holder step (the code's subject unsealed with the
+//! real `Holder` and its subject key, the subject-revocation check), single use in the
+//! memory store, the scene policy (CP2 at a scenic gate: reserve, the venue pseudonym
+//! (HMAC) of the subject the holder step opened, the venue count in memory, settle),
+//! the answer) on a fresh code per iteration. Identity is never asked: neither metro
+//! nor scenic reads a profile.
 //!
 //! Goals (issue 10): `decision_cp1 / bare_ed25519_verify <= 1.3`, `decision_cp2 /
 //! (bare_ed25519_verify + bare_p256_verify) <= 1.3`. Service throughput against a bare
@@ -10,12 +13,18 @@
 
 use std::sync::Arc;
 
+use citypass_runtime::Deadline;
 use citypass_token::*;
+use citypass_verifier::subjects::cache::{ProfileCache, ProfileSource};
+use citypass_verifier::subjects::holder::Holder;
+use citypass_verifier::subjects::sealing::SealingKeys;
 use citypass_verifier::{
-    FixedRevocations, FixedSubjects, FixedTaps, Gate, Gates, Keys, MemoryReplayStore,
-    MemoryVenueStore, Policies, Registry, Rules, Scan, ScenesConfig, VenueSettings, Verifier,
+    FixedRevocations, FixedTaps, Gate, Gates, Keys, MemoryReplayStore, MemoryVenueStore,
+    Policies, Registry, Rules, Scan, ScenesConfig, SubjectProfile, Subjects, SubjectsError,
+    VenueSettings, Verifier,
 };
 use criterion::{BatchSize, Criterion, black_box, criterion_group, criterion_main};
+use futures::future::BoxFuture;
 use ring::signature::{self, UnparsedPublicKey};
 
 fn gate(scene: Scene) -> Gate {
@@ -39,6 +48,20 @@ fn scan(gate_id: &str, scene: Scene, n: u64, qr_text: String) -> Scan {
         qr_text,
         direction: citypass_verifier::Direction::Unspecified,
         station_id: String::new(),
+    }
+}
+
+/// Identity as the bench's profile source: never reached (no benched scene reads a
+/// profile), unavailable if it were.
+struct NoIdentity;
+
+impl ProfileSource for NoIdentity {
+    fn fetch(
+        &self,
+        _subject: SubjectId,
+        _deadline: Deadline,
+    ) -> BoxFuture<'_, Result<SubjectProfile, SubjectsError>> {
+        Box::pin(std::future::ready(Err(SubjectsError::Unavailable)))
     }
 }
 
@@ -67,6 +90,17 @@ fn bench(c: &mut Criterion) {
         entries_per_day: u32::MAX,
         ..VenueSettings::default()
     };
+    // The real holder: the issuer's subject key (id 0) to unseal with, pseudonym keys.
+    let holder: Arc<dyn Subjects> = Arc::new(Holder::new(
+        SealingKeys::fixed(SubjectKeyFile::new(true, &[(0, [0x22; 32], None)])).unwrap(),
+        ProfileCache::new(
+            Arc::new(NoIdentity),
+            std::time::Duration::from_secs(60),
+            16,
+            std::time::Duration::from_millis(100),
+        ),
+        citypass_pseudonym::Pseudonyms::new(citypass_pseudonym::HmacKeys::single(&[0x33; 32])),
+    ));
     let verifier = Verifier::new(
         Rules {
             skew: 30,
@@ -79,14 +113,13 @@ fn bench(c: &mut Criterion) {
         Arc::new(
             Policies::new(
                 scenes,
-                Arc::new(FixedSubjects::new(FixedSubjects::citizen(
-                    SubjectId::from_bytes([0x5a; 16]),
-                ))),
+                holder.clone(),
                 Arc::new(MemoryVenueStore::new(1_000)),
             )
             .with_transit(Arc::new(FixedTaps::default())),
         ),
-    );
+    )
+    .with_subjects(holder);
     // The service decides on tokio; scene policies bound their work with its timer.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()

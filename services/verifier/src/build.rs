@@ -62,9 +62,11 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
     build_with(config, None).await
 }
 
-/// [`build`] with `policy_subjects` as the scene policies' source of holders instead
-/// of the configured one (tests give a fixed one); the holder step (unsealing, subject
-/// revocations) still uses the configured one.
+/// [`build`] with `policy_subjects` as the scene policies' source of profiles and
+/// pseudonyms instead of the configured one (tests give a fixed one); the holder step
+/// (unsealing, subject revocations) still uses the configured one, and the policies
+/// decide on the subject it opened (without a configured holder, none: scenes that
+/// need one follow their fail mode).
 pub async fn build_with(
     config: Config,
     policy_subjects: Option<Arc<dyn Subjects>>,

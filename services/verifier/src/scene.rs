@@ -2,8 +2,12 @@
 //! the single-use reservation, configured per scene (`scenes.*`).
 //!
 //! Each scene has a file of its own (`scene/hospital.rs`, `scene/scenic.rs`,
-//! `scene/government.rs`, `scene/transit.rs` for metro and bus); this module holds what they share: the settings (`fail:
-//! closed|open`, `deadline`), the context a policy decides in, and its verdict. A
+//! `scene/government.rs`, with the holder check hospital desks and government counters
+//! share in `scene/holder_check.rs`, and `scene/transit.rs` for metro and bus); this
+//! module holds what they share: the settings (`fail: closed|open`, `deadline`), the
+//! context a policy decides in, and its verdict. The context carries the subject the
+//! verifier's holder step opened: policies never unseal a code again (one unseal per
+//! scan). A
 //! policy runs after the mark is reserved (`replay.rs`: reserve, run the policy,
 //! settle), so its effects (a venue's count) are keyed by the gate's scan and a retry
 //! takes none twice.
@@ -17,6 +21,7 @@
 //! within its max age: staler data refuses every code before this step).
 
 mod government;
+mod holder_check;
 mod hospital;
 mod scenic;
 mod transit;
@@ -28,7 +33,7 @@ use std::time::Duration;
 use citypass_gate::Presented;
 use citypass_runtime::Deadline;
 use citypass_runtime::config::duration;
-use citypass_token::Scene;
+use citypass_token::{Scene, SubjectId};
 use serde::Deserialize;
 
 use crate::gates::Gate;
@@ -206,10 +211,22 @@ pub struct Context<'a> {
     pub direction: Option<Direction>,
     /// The checked code.
     pub presented: &'a Presented,
+    /// The code's holder as the holder step opened it (CP1: its `sub`; CP2: its
+    /// certificate's); `None` when the verifier has no holder source configured (dev),
+    /// and then a policy that needs the holder is [`Verdict::Unavailable`].
+    pub subject: Option<SubjectId>,
     /// The verifier's clock (Unix seconds).
     pub now: u64,
     /// The earlier of the gate's deadline and the scene's.
     pub deadline: Deadline,
+}
+
+impl Context<'_> {
+    /// The holder the holder step opened, or the verdict of a verifier without one:
+    /// unavailable (the scene's fail mode decides), as when identity does not answer.
+    pub(crate) fn holder(&self) -> Result<SubjectId, Verdict> {
+        self.subject.ok_or(Verdict::Unavailable)
+    }
 }
 
 /// The policies, with their sources.

@@ -17,7 +17,8 @@
 //!    does not open is refused `UNSEAL_FAILED`, never an error), and a subject
 //!    revocation dated after the code's issue time refuses it (`SUBJECT_REVOKED`, with
 //!    the epoch decided with): online codes too, which carry no serial a cascade
-//!    could reach;
+//!    could reach. The opened subject goes to the scene policy in its context: a scan
+//!    is unsealed once;
 //! 4. single use: the replay store (`replay.rs`) reserves the mark for this scan (or,
 //!    for a scene without a policy, writes it with this answer in one step), returns a
 //!    retried scan's settled answer, and refuses a replay, an older offline counter or
@@ -294,8 +295,10 @@ impl Verifier {
                 basis,
             ));
         }
+        // The holder, opened once: the scene policy and a retry's result reuse it.
+        let mut subject = None;
         if let Some(subjects) = &self.subjects {
-            let subject = match subjects.unseal(&presented) {
+            let opened = match subjects.unseal(&presented) {
                 Ok(subject) => subject,
                 Err(err) => {
                     // The reason names a key id or layout, never the subject.
@@ -303,12 +306,13 @@ impl Verifier {
                     return Ok(answer(Some(Refusal::SubjectUnreadable), basis));
                 }
             };
-            let (revoked, freshness) = self.revocations.check_subject(&presented, &subject);
+            let (revoked, freshness) = self.revocations.check_subject(&presented, &opened);
             basis.revocation_epoch = freshness.epoch;
             basis.revocation_age = freshness.age;
             if let Err(reason) = revoked {
                 return Ok(answer(Some(reason.into()), basis));
             }
+            subject = Some(opened);
         }
 
         let (mark, forget_at) = Mark::of(&presented, self.rules.skew);
@@ -334,6 +338,7 @@ impl Verifier {
             scan_id: &scan.scan_id,
             direction: way,
             presented: &presented,
+            subject,
             now,
             deadline: policy_deadline,
         };
@@ -471,7 +476,175 @@ pub fn direction(gate: &Gate, requested: Direction) -> Result<Option<Direction>,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use citypass_token::Scene;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use citypass_token::{
+        Issuer, IssuerKey, KeySet, KeyStatus, KeyUsage, PublishedKey, Scene, Scopes, SubjectKey,
+    };
+    use futures::future::BoxFuture;
+
+    use crate::gates::Registry;
+    use crate::model::SceneResult;
+    use crate::replay::MemoryReplayStore;
+    use crate::scene::ScenesConfig;
+    use crate::stand_in_subjects::FixedSubjects;
+    use crate::subjects::{PseudonymScope, SubjectProfile, SubjectsError};
+    use crate::venues::MemoryVenueStore;
+
+    /// [`FixedSubjects`], counting the unseals asked of it.
+    struct CountingSubjects {
+        inner: FixedSubjects,
+        unseals: AtomicUsize,
+    }
+
+    impl Subjects for CountingSubjects {
+        fn unseal(&self, presented: &Presented) -> Result<SubjectId, SubjectsError> {
+            self.unseals.fetch_add(1, Ordering::SeqCst);
+            self.inner.unseal(presented)
+        }
+
+        fn profile(
+            &self,
+            subject: SubjectId,
+            deadline: Option<Deadline>,
+        ) -> BoxFuture<'_, Result<Arc<SubjectProfile>, SubjectsError>> {
+            self.inner.profile(subject, deadline)
+        }
+
+        fn pseudonym(&self, subject: &SubjectId, scope: PseudonymScope<'_>) -> String {
+            self.inner.pseudonym(subject, scope)
+        }
+    }
+
+    /// A verifier over `registry` whose policies' `Subjects` count their unseals (no
+    /// holder step until `with_subjects`), with the code issuer and the holder.
+    fn counted(registry: Registry) -> (Issuer, SubjectId, Arc<CountingSubjects>, Verifier) {
+        let issuer = Issuer::new(
+            "cp",
+            IssuerKey::from_seed(&[0x11; 32]).unwrap(),
+            SubjectKey::from_bytes(&[0x22; 32]).unwrap(),
+        );
+        let keys = KeySet::new(vec![PublishedKey {
+            key: issuer.key().public_key().clone(),
+            status: KeyStatus::Active,
+            usage: KeyUsage::Code,
+        }])
+        .unwrap();
+        let subject = SubjectId::from_bytes([0x5a; 16]);
+        let subjects = Arc::new(CountingSubjects {
+            inner: FixedSubjects::new(FixedSubjects::citizen(subject)),
+            unseals: AtomicUsize::new(0),
+        });
+        let verifier = Verifier::new(
+            Rules {
+                skew: 30,
+                revocation_max_age: Duration::from_secs(10),
+            },
+            Keys::fixed(keys),
+            Gates::fixed(registry),
+            Arc::new(FixedRevocations::default()),
+            Arc::new(MemoryReplayStore::new(1_000)),
+            Arc::new(Policies::new(
+                ScenesConfig::default(),
+                subjects.clone(),
+                Arc::new(MemoryVenueStore::new(1_000)),
+            )),
+        );
+        (issuer, subject, subjects, verifier)
+    }
+
+    /// One scan, and a retry of it, at each scene with a policy (and bus, without
+    /// one): the holder step opens the code's subject once, and neither the policy nor
+    /// the retry's result opens it again.
+    #[tokio::test]
+    async fn each_scan_unseals_its_subject_once() {
+        let mut scenic = gate(Scene::Scenic, None);
+        scenic.venue = Some("park".to_owned());
+        let mut hall = gate(Scene::Government, None);
+        hall.hall = Some("hall".to_owned());
+        let registry = Registry::new([
+            ("desk".to_owned(), desk()),
+            ("park-gate".to_owned(), scenic),
+            ("counter".to_owned(), hall),
+            ("bus".to_owned(), gate(Scene::Bus, None)),
+        ])
+        .unwrap();
+        let (issuer, subject, subjects, verifier) = counted(registry);
+        let verifier = verifier.with_subjects(subjects.clone());
+
+        for (gate_id, scene) in [
+            ("desk", Scene::Hospital),
+            ("park-gate", Scene::Scenic),
+            ("counter", Scene::Government),
+            ("bus", Scene::Bus),
+        ] {
+            let code = issuer
+                .issue_token(subject.as_bytes(), Scopes::all(), unix_now(), 60)
+                .unwrap();
+            let scan = Scan {
+                gate_id: gate_id.to_owned(),
+                scene,
+                scan_id: format!("{gate_id}-1"),
+                qr_text: code.text,
+                direction: Direction::Unspecified,
+                station_id: String::new(),
+            };
+            for try_ in ["first", "retry"] {
+                let before = subjects.unseals.load(Ordering::SeqCst);
+                let answer = verifier.verify(gate_id, &scan, None).await.unwrap();
+                assert!(answer.allowed(), "{gate_id} {try_}: {answer:?}");
+                assert_eq!(answer.idempotent_replay, try_ == "retry");
+                // The result needs the holder: it was there to use.
+                match scene {
+                    Scene::Hospital => assert!(
+                        matches!(answer.scene, Some(SceneResult::Hospital { .. })),
+                        "{answer:?}"
+                    ),
+                    Scene::Scenic => assert!(
+                        matches!(answer.scene, Some(SceneResult::Scenic { .. })),
+                        "{answer:?}"
+                    ),
+                    Scene::Government => assert!(
+                        matches!(answer.scene, Some(SceneResult::Government { .. })),
+                        "{answer:?}"
+                    ),
+                    _ => {}
+                }
+                assert_eq!(
+                    subjects.unseals.load(Ordering::SeqCst) - before,
+                    1,
+                    "unseals for one scan at {gate_id} ({try_})"
+                );
+            }
+        }
+    }
+
+    /// Without a holder source the holder step opens nothing, and a scene that needs
+    /// the holder follows its fail mode (closed: SERVICE_UNAVAILABLE) instead of
+    /// opening the code itself.
+    #[tokio::test]
+    async fn without_a_holder_step_policies_do_not_unseal() {
+        let registry = Registry::new([("desk".to_owned(), desk())]).unwrap();
+        let (issuer, subject, subjects, verifier) = counted(registry);
+        let code = issuer
+            .issue_token(subject.as_bytes(), Scopes::all(), unix_now(), 60)
+            .unwrap();
+        let scan = Scan {
+            gate_id: "desk".to_owned(),
+            scene: Scene::Hospital,
+            scan_id: "desk-1".to_owned(),
+            qr_text: code.text,
+            direction: Direction::Unspecified,
+            station_id: String::new(),
+        };
+        let answer = verifier.verify("desk", &scan, None).await.unwrap();
+        assert_eq!(
+            answer.refusal,
+            Some(Refusal::ServiceUnavailable),
+            "{answer:?}"
+        );
+        assert_eq!(subjects.unseals.load(Ordering::SeqCst), 0);
+    }
 
     fn gate(scene: Scene, direction: Option<GateDirection>) -> Gate {
         Gate {
@@ -483,6 +656,13 @@ mod tests {
             hospital: None,
             hall: None,
             operator: None,
+        }
+    }
+
+    fn desk() -> Gate {
+        Gate {
+            hospital: Some("hospital".to_owned()),
+            ..gate(Scene::Hospital, None)
         }
     }
 

@@ -5,29 +5,17 @@
 //! it at enrolment from the resident ID number). Only codes whose scopes include the
 //! scene reach this policy (the scope step): the app asks for it explicitly.
 
-use citypass_proto::v1::SubjectStatus;
-
-use super::hospital::REAL_NAME;
+use super::holder_check::real_name_holder;
 use super::{Context, Verdict};
 use crate::model::{PolicyRefusal, SceneResult};
 use crate::subjects::Subjects;
 
 /// The government policy.
 pub(super) async fn decide(subjects: &dyn Subjects, ctx: &Context<'_>) -> Verdict {
-    let subject = match subjects.unseal(ctx.presented) {
-        Ok(subject) => subject,
-        Err(err) => return err.into(),
+    let (_, profile) = match real_name_holder(subjects, ctx).await {
+        Ok(holder) => holder,
+        Err(verdict) => return verdict,
     };
-    let profile = match subjects.profile(subject, Some(ctx.deadline)).await {
-        Ok(profile) => profile,
-        Err(err) => return err.into(),
-    };
-    if profile.status != SubjectStatus::Active {
-        return Verdict::Refuse(PolicyRefusal::SubjectInactive);
-    }
-    if (profile.assurance as i32) < REAL_NAME as i32 {
-        return Verdict::Refuse(PolicyRefusal::RealNameRequired);
-    }
     let Some(government_pseudonym) = profile.government_pseudonym.clone() else {
         return Verdict::Refuse(PolicyRefusal::NoGovernmentPseudonym);
     };
@@ -41,7 +29,7 @@ pub(super) async fn decide(subjects: &dyn Subjects, ctx: &Context<'_>) -> Verdic
 /// A retry's result: derived again from the profile (identity's cache), since the
 /// store keeps no name or pseudonym.
 pub(super) async fn complete(subjects: &dyn Subjects, ctx: &Context<'_>) -> Option<SceneResult> {
-    let subject = subjects.unseal(ctx.presented).ok()?;
+    let subject = ctx.subject?;
     let profile = subjects.profile(subject, Some(ctx.deadline)).await.ok()?;
     Some(SceneResult::Government {
         masked_name: profile.masked_name.clone(),

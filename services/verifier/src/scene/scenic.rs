@@ -2,7 +2,8 @@
 //! person per venue per day unless the venue allows more (`entries_per_day`).
 //!
 //! The person is the venue pseudonym (`Subjects::pseudonym(Venue(venue))`), derived
-//! locally from the unsealed subject: no identity call at a scenic gate. The counts
+//! locally from the subject the holder step opened: no identity call at a scenic gate
+//! and no second unseal. The counts
 //! live in the [`VenueStore`] (`venues.rs`), per venue and local day (the venue's UTC
 //! offset), each entry counted once per gate scan, so a retry of the same scan counts
 //! nothing twice; a replayed code never reaches this step.
@@ -111,9 +112,9 @@ pub(super) async fn decide(
     settings: &ScenicSettings,
     ctx: &Context<'_>,
 ) -> Verdict {
-    let subject = match subjects.unseal(ctx.presented) {
+    let subject = match ctx.holder() {
         Ok(subject) => subject,
-        Err(err) => return err.into(),
+        Err(verdict) => return verdict,
     };
     let venue = venue_of(ctx);
     let rules = settings.venue(venue);
@@ -153,7 +154,7 @@ pub(super) fn complete(
     entries_today: u32,
     remaining_capacity: u32,
 ) -> Option<SceneResult> {
-    let subject = subjects.unseal(ctx.presented).ok()?;
+    let subject = ctx.subject?;
     Some(SceneResult::Scenic {
         venue_pseudonym: subjects.pseudonym(&subject, PseudonymScope::Venue(venue_of(ctx))),
         entries_today,

@@ -31,9 +31,9 @@ pub(super) async fn decide(
     taps: &dyn TransitTaps,
     ctx: &Context<'_>,
 ) -> Verdict {
-    let subject = match subjects.unseal(ctx.presented) {
+    let subject = match ctx.holder() {
         Ok(subject) => subject,
-        Err(err) => return err.into(),
+        Err(verdict) => return verdict,
     };
     let profile = match subjects.profile(subject, Some(ctx.deadline)).await {
         Ok(profile) => profile,
@@ -100,7 +100,7 @@ pub(super) async fn complete(
     else {
         return None;
     };
-    let subject = subjects.unseal(ctx.presented).ok()?;
+    let subject = ctx.subject?;
     let profile = subjects.profile(subject, Some(ctx.deadline)).await.ok()?;
     Some(SceneResult::Transit(TransitTrip {
         trip_id: trip_id.clone(),

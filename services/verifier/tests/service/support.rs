@@ -273,9 +273,9 @@ impl Harness {
         config.revocation.follow = FollowMode::Watch;
         config.revocation.max_age = Duration::from_secs(2);
         config.issuer = issuer_url.map(UpstreamConfig::new);
-        // The issuer's subject key (id 0), in a subject-key file of its own. Identity
-        // is not asked on the decision path (no scene policy reads profiles yet), so
-        // its URL leads nowhere.
+        // The issuer's subject key (id 0), in a subject-key file of its own: the holder
+        // step opens the codes' subjects with it. Identity is never asked (the policies'
+        // profiles come from the fixed source), so its URL leads nowhere.
         let subject_keys_path = dir.path().join("subject-keys.json");
         std::fs::write(
             &subject_keys_path,
@@ -348,9 +348,14 @@ impl Harness {
             .unwrap()
     }
 
-    /// A fresh online code (every scope) whose holder is `holder`.
+    /// A fresh online code (every scope) whose holder is `holder`: the code seals
+    /// `holder.subject` (the verifier's holder step opens it, and the policies decide
+    /// on what it opened), whose profile the fixed source then answers.
     pub fn code_of(&self, holder: citypass_verifier::FixedHolder) -> citypass_token::IssuedToken {
-        let code = self.code(Scopes::all());
+        let code = self
+            .issuer
+            .issue_token(holder.subject.as_bytes(), Scopes::all(), unix_now(), 60)
+            .unwrap();
         self.subjects.set_for_code(code.cti, holder);
         code
     }
