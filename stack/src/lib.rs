@@ -56,7 +56,7 @@ pub fn sample_resident_id(seq: u16) -> String {
 
 /// How long start-up waits for the first revocation sync of the issuer, the verifier
 /// and payments.
-const REVOCATION_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+const REVOCATION_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running stack. Dropping it does not stop the services: call [`Stack::shutdown`].
 pub struct Stack {

@@ -43,6 +43,9 @@ use tonic::{Code, Status};
 /// test fails: generous for a loaded CI machine, short enough to fail fast on a hang.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long the whole stack may take to start (generous: a condition, not a speed).
+pub const START_TIMEOUT: Duration = Duration::from_secs(90);
+
 /// The tables of the identity database, all of which a refused call must leave alone.
 pub const TABLES: [&str; 4] = [
     "subjects",
@@ -263,8 +266,12 @@ impl TestStack {
         };
         config.issuance = issuance;
         configure(&mut config);
-        let stack = within("start the stack", Stack::start(config))
+        // Start-up builds five services and waits for three revocation followers' first
+        // sync: on a busy machine (a cold build beside the tests) that takes longer
+        // than one step.
+        let stack = tokio::time::timeout(START_TIMEOUT, Stack::start(config))
             .await
+            .unwrap_or_else(|_| panic!("start the stack: no answer within {START_TIMEOUT:?}"))
             .expect("the stack starts");
         TestStack {
             stack,

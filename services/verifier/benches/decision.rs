@@ -19,9 +19,9 @@ use citypass_verifier::subjects::cache::{ProfileCache, ProfileSource};
 use citypass_verifier::subjects::holder::Holder;
 use citypass_verifier::subjects::sealing::SealingKeys;
 use citypass_verifier::{
-    FixedRevocations, FixedTaps, Gate, Gates, Keys, MemoryReplayStore, MemoryVenueStore,
-    Policies, Registry, Rules, Scan, ScenesConfig, SubjectProfile, Subjects, SubjectsError,
-    VenueSettings, Verifier,
+    FixedRevocations, FixedTaps, Gate, Gates, Keys, MemoryReplayStore, MemoryVenueStore, Policies,
+    Registry, Rules, Scan, ScenesConfig, SubjectProfile, Subjects, SubjectsError, VenueSettings,
+    Verifier,
 };
 use criterion::{BatchSize, Criterion, black_box, criterion_group, criterion_main};
 use futures::future::BoxFuture;
