@@ -544,17 +544,20 @@ mod tests {
             Gates::fixed(registry),
             Arc::new(FixedRevocations::default()),
             Arc::new(MemoryReplayStore::new(1_000)),
-            Arc::new(Policies::new(
-                ScenesConfig::default(),
-                subjects.clone(),
-                Arc::new(MemoryVenueStore::new(1_000)),
-            )),
+            Arc::new(
+                Policies::new(
+                    ScenesConfig::default(),
+                    subjects.clone(),
+                    Arc::new(MemoryVenueStore::new(1_000)),
+                )
+                .with_transit(Arc::new(crate::FixedTaps::default())),
+            ),
         );
         (issuer, subject, subjects, verifier)
     }
 
-    /// One scan, and a retry of it, at each scene with a policy (and bus, without
-    /// one): the holder step opens the code's subject once, and neither the policy nor
+    /// One scan, and a retry of it, at each scene with a policy (bus taps through
+    /// `FixedTaps`): the holder step opens the code's subject once, and neither the policy nor
     /// the retry's result opens it again.
     #[tokio::test]
     async fn each_scan_unseals_its_subject_once() {
@@ -608,7 +611,10 @@ mod tests {
                         matches!(answer.scene, Some(SceneResult::Government { .. })),
                         "{answer:?}"
                     ),
-                    _ => {}
+                    _ => assert!(
+                        matches!(answer.scene, Some(SceneResult::Transit(_))),
+                        "{answer:?}"
+                    ),
                 }
                 assert_eq!(
                     subjects.unseals.load(Ordering::SeqCst) - before,
