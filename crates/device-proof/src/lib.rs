@@ -28,7 +28,10 @@ pub use signing::{
 };
 
 #[cfg(feature = "verifier")]
-pub use nonce::{MemoryNonceStore, NonceStore, NonceStoreError, RedisNonceStore};
+pub use nonce::{
+    MemoryNonceStore, NonceStore, NonceStoreError, OpenNonceStoreError, RedisNonceStore,
+    open_nonce_store,
+};
 #[cfg(feature = "verifier")]
 pub use verifier::{
     MAX_NONCE_LEN, MIN_NONCE_LEN, PresentedProof, Proof, ProofError, ProofVerifier, nonce_ttl,

@@ -16,12 +16,17 @@
 //!   to it from another).
 //!
 //! Keys are built by the caller from hashes, never from raw ids, so the store (and
-//! Redis) sees no personal data.
+//! Redis) sees no personal data. [`open_nonce_store`] opens the one a service's
+//! configuration names (the issuer's and payments' alike).
 
 use futures::future::BoxFuture;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Mutex, PoisonError};
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use citypass_redis::RedisClientError;
+use citypass_runtime::config::RedisConfig;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::time::Instant;
@@ -39,6 +44,36 @@ pub enum NonceStoreError {
     /// A time-to-live beyond what the clock can represent from now.
     #[error("nonce time-to-live out of range")]
     TtlOutOfRange,
+}
+
+/// Why the configured nonce store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenNonceStoreError {
+    /// The Redis client could not be made (its URL, its CA file).
+    #[error(transparent)]
+    Client(#[from] RedisClientError),
+    /// Redis did not answer.
+    #[error(transparent)]
+    Connect(#[from] NonceStoreError),
+}
+
+/// The nonce store a service's configuration names: Redis at `redis` (keys under
+/// `prefix`, its CA file or else `default_ca`), shared by every replica; without one,
+/// memory holding at most `capacity` live marks (one replica only: production
+/// configuration requires Redis).
+pub async fn open_nonce_store(
+    redis: Option<&RedisConfig>,
+    prefix: &str,
+    capacity: usize,
+    default_ca: Option<&Path>,
+) -> Result<Arc<dyn NonceStore>, OpenNonceStoreError> {
+    Ok(match redis {
+        Some(redis) => {
+            let client = citypass_redis::from_config(redis, default_ca)?;
+            Arc::new(RedisNonceStore::connect_client(client, prefix, redis.timeout).await?)
+        }
+        None => Arc::new(MemoryNonceStore::new(capacity)),
+    })
 }
 
 /// First use wins, for a time-to-live.

@@ -12,7 +12,7 @@ use crate::identity_client::GrpcIdentity;
 use crate::keys::Keys;
 use crate::service::IssuerApi;
 use crate::{Issuance, KeySource};
-use citypass_device_proof::{MemoryNonceStore, NonceStore, RedisNonceStore};
+use citypass_device_proof::open_nonce_store;
 use citypass_revocation_follow::FollowerCheck;
 
 /// Largest request the issuer decodes: a device proof and a few fields.
@@ -53,22 +53,14 @@ pub async fn build_with(
         },
     };
     let keys = Keys::load(source, config.environment).map_err(part("key ring"))?;
-    let nonces: Arc<dyn NonceStore> = match &config.redis {
-        Some(redis) => {
-            let client =
-                citypass_redis::from_config(redis, ca_file).map_err(part("Redis nonce store"))?;
-            Arc::new(
-                RedisNonceStore::connect_client(
-                    client,
-                    config.redis_key_prefix.clone(),
-                    redis.timeout,
-                )
-                .await
-                .map_err(part("Redis nonce store"))?,
-            )
-        }
-        None => Arc::new(MemoryNonceStore::new(config.nonce_capacity)),
-    };
+    let nonces = open_nonce_store(
+        config.redis.as_ref(),
+        &config.redis_key_prefix,
+        config.nonce_capacity,
+        ca_file,
+    )
+    .await
+    .map_err(part("Redis nonce store"))?;
     let identity = GrpcIdentity::new(
         config
             .identity

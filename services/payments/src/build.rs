@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use citypass_device_proof::{MemoryNonceStore, NonceStore, ProofVerifier, RedisNonceStore};
+use citypass_device_proof::{ProofVerifier, open_nonce_store};
 use citypass_identity_client::DeviceCache;
 use citypass_revocation_follow::{FollowerCheck, RevocationView};
 use citypass_runtime::{BuildError, Server, part};
@@ -71,23 +71,14 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
     let mut api = PaymentsApi::new(payments.clone(), config.payments.max_clock_skew);
     let mut revocation_view = None;
     if let Some(identity) = &config.identity {
-        let nonces: Arc<dyn NonceStore> = match &config.redis {
-            Some(redis) => {
-                let ca_file = config.server.tls.as_ref().map(|t| t.ca_file.as_path());
-                let client = citypass_redis::from_config(redis, ca_file)
-                    .map_err(part("Redis nonce store"))?;
-                Arc::new(
-                    RedisNonceStore::connect_client(
-                        client,
-                        config.redis_key_prefix.clone(),
-                        redis.timeout,
-                    )
-                    .await
-                    .map_err(part("Redis nonce store"))?,
-                )
-            }
-            None => Arc::new(MemoryNonceStore::new(config.citizen.nonce_capacity)),
-        };
+        let nonces = open_nonce_store(
+            config.redis.as_ref(),
+            &config.redis_key_prefix,
+            config.citizen.nonce_capacity,
+            config.server.tls.as_ref().map(|t| t.ca_file.as_path()),
+        )
+        .await
+        .map_err(part("Redis nonce store"))?;
         let channel = identity
             .channel(tls.as_ref())
             .map_err(part("identity client"))?;

@@ -245,6 +245,29 @@ impl RedisReplayStore {
         }
     }
 
+    /// The EVAL of a mark's script, `scripts.0` for a token and `scripts.1` for an
+    /// offline code, with the arguments every mark script starts with: the mark's key,
+    /// the scan's owner, and `answer`. The script's own arguments follow.
+    fn mark_script(
+        &self,
+        used: &Use<'_>,
+        scripts: (&str, &str),
+        owner: &[u8; 16],
+        answer: String,
+    ) -> redis::Cmd {
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(match used.mark {
+                Mark::Token { .. } => scripts.0,
+                Mark::Offline { .. } => scripts.1,
+            })
+            .arg(1)
+            .arg(self.key(Key::Mark(used.mark)))
+            .arg(hex::encode(owner))
+            .arg(answer);
+        command
+    }
+
     async fn record_now(&self, used: &Use<'_>) -> Result<Outcome, ReplayError> {
         let owner = owner(used.gate_id, used.scan_id);
         // `forget_at` is the last second the mark is needed, whole: expire at its end.
@@ -268,21 +291,12 @@ impl RedisReplayStore {
         if claimed == 0 {
             return Ok(Outcome::ScanIdConflict);
         }
-        let mut command = redis::cmd("EVAL");
-        match used.mark {
-            Mark::Token { .. } => command.arg(MARK_TOKEN),
-            Mark::Offline { .. } => command.arg(MARK_OFFLINE),
-        };
-        command
-            .arg(1)
-            .arg(self.key(Key::Mark(used.mark)))
-            .arg(hex::encode(owner))
-            .arg(
-                used.answer
-                    .as_ref()
-                    .map_or_else(|| PENDING.to_owned(), StoredAnswer::encode),
-            )
-            .arg(&forget_at_ms);
+        let answer = used
+            .answer
+            .as_ref()
+            .map_or_else(|| PENDING.to_owned(), StoredAnswer::encode);
+        let mut command = self.mark_script(used, (MARK_TOKEN, MARK_OFFLINE), &owner, answer);
+        command.arg(&forget_at_ms);
         if let Mark::Offline { counter, .. } = used.mark {
             command
                 .arg(format!("{counter:020}"))
@@ -317,16 +331,12 @@ impl RedisReplayStore {
         answer: &StoredAnswer,
     ) -> Result<Settled, ReplayError> {
         let owner = owner(used.gate_id, used.scan_id);
-        let mut command = redis::cmd("EVAL");
-        match used.mark {
-            Mark::Token { .. } => command.arg(SETTLE_TOKEN),
-            Mark::Offline { .. } => command.arg(SETTLE_OFFLINE),
-        };
-        command
-            .arg(1)
-            .arg(self.key(Key::Mark(used.mark)))
-            .arg(hex::encode(owner))
-            .arg(answer.encode());
+        let mut command = self.mark_script(
+            used,
+            (SETTLE_TOKEN, SETTLE_OFFLINE),
+            &owner,
+            answer.encode(),
+        );
         if let Mark::Offline { counter, .. } = used.mark {
             command.arg(format!("{counter:020}"));
         }
