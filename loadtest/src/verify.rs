@@ -25,7 +25,7 @@ use crate::gates::{self, CALL_TIMEOUT};
 use crate::mix::{CodeKind, Mix};
 use crate::open_loop::{self, GateClient};
 use crate::pacing::Load;
-use crate::process::{Meter, Pid, ProcessFigures};
+use crate::process::{Meter, Pid, ProcessFigures, Sample};
 use crate::record::Outcome;
 use crate::report::{self, Ratios, Report, RunReport};
 use crate::stream_loop;
@@ -241,6 +241,32 @@ impl Session {
         Ok(session)
     }
 
+    /// The measured server's CPU time and memory now, before a run.
+    fn sample(&self, process: &Measured) -> Result<Option<Sample>, LoadError> {
+        process
+            .as_ref()
+            .map(|(pid, _, _)| self.meter.sample(*pid))
+            .transpose()
+    }
+
+    /// The measured server's figures over a run of `wall` that got `answered` answers,
+    /// from its sample `before`.
+    fn figures(
+        &self,
+        process: Measured,
+        before: Option<Sample>,
+        answered: u64,
+        wall: Duration,
+    ) -> Result<Option<ProcessFigures>, LoadError> {
+        let (Some(before), Some((pid, scope, ready))) = (before, process) else {
+            return Ok(None);
+        };
+        let after = self.meter.sample(pid)?;
+        Ok(Some(ProcessFigures::between(
+            &scope, before, after, answered, wall, ready,
+        )))
+    }
+
     /// An IssueToken run at `load.rate` against the server at `url` (the issuer, or
     /// the bare sign server), its requests signed just before it starts.
     async fn issue(
@@ -262,10 +288,7 @@ impl Session {
             .ok_or_else(|| LoadError::Settings("the apps' TLS is missing".to_owned()))?;
         let clients = citizens::connect(url, &tls, citizens::addresses_for(load.rate)?).await?;
         let requests = citizens::sign(&self.citizens, n)?;
-        let before = match &process {
-            Some((pid, _, _)) => Some(self.meter.sample(*pid)?),
-            None => None,
-        };
+        let before = self.sample(&process)?;
         let started = std::time::Instant::now();
         let run = open_loop::schedule(
             load,
@@ -285,17 +308,7 @@ impl Session {
         .await?;
         let wall = started.elapsed();
         let mut report = RunReport::of(server, "IssueToken", load.rate, load.in_flight_cap, &run);
-        if let (Some(before), Some((pid, scope, ready))) = (before, process) {
-            let after = self.meter.sample(pid)?;
-            report.process = Some(ProcessFigures::between(
-                &scope,
-                before,
-                after,
-                report.answered,
-                wall,
-                ready,
-            ));
-        }
+        report.process = self.figures(process, before, report.answered, wall)?;
         Ok(report)
     }
 
@@ -329,10 +342,7 @@ impl Session {
         streams: usize,
         process: Measured,
     ) -> Result<RunReport, LoadError> {
-        let before = match &process {
-            Some((pid, _, _)) => Some(self.meter.sample(*pid)?),
-            None => None,
-        };
+        let before = self.sample(&process)?;
         let started = std::time::Instant::now();
         let (api, run) = if streams == 0 {
             let run = open_loop::run(load, gates, requests, &run_id(server), server).await?;
@@ -357,17 +367,7 @@ impl Session {
             "verifier"
         };
         let mut report = RunReport::of(name, api, load.rate, load.in_flight_cap, &run);
-        if let (Some(before), Some((pid, scope, ready))) = (before, process) {
-            let after = self.meter.sample(pid)?;
-            report.process = Some(ProcessFigures::between(
-                &scope,
-                before,
-                after,
-                report.answered,
-                wall,
-                ready,
-            ));
-        }
+        report.process = self.figures(process, before, report.answered, wall)?;
         Ok(report)
     }
 

@@ -7,6 +7,7 @@
 //! close it, and running it on every replica is safe. The task holds the store weakly
 //! and ends when the service is dropped or its server starts draining.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,23 +15,19 @@ use citypass_runtime::Draining;
 use tokio::task::JoinHandle;
 
 use crate::payments::Payments;
+use crate::periodic::spawn_every;
 
 /// Starts the pass over `payments`' store and rules, every `every`.
-pub fn spawn(payments: &Payments, every: Duration, mut draining: Draining) -> JoinHandle<()> {
+pub fn spawn(payments: &Payments, every: Duration, draining: Draining) -> JoinHandle<()> {
     let store = Arc::downgrade(payments.store());
     let rules = payments.shared_rules();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = draining.started() => return,
-                _ = tick.tick() => {}
-            }
-            let Some(store) = store.upgrade() else {
-                return;
+    spawn_every(every, draining, move || {
+        let (store, rules) = (store.upgrade(), rules.clone());
+        async move {
+            let Some(store) = store else {
+                return ControlFlow::Break(());
             };
-            let payments = Payments::with_rules(store, rules.clone());
+            let payments = Payments::with_rules(store, rules);
             match payments.expire_open_trips(citypass_token::unix_now()).await {
                 Ok(expired) => {
                     if !expired.closed.is_empty() {
@@ -50,6 +47,7 @@ pub fn spawn(payments: &Payments, every: Duration, mut draining: Draining) -> Jo
                     tracing::warn!(error = %err, "trip expiry pass failed; retried at the next interval")
                 }
             }
+            ControlFlow::Continue(())
         }
     })
 }

@@ -31,6 +31,7 @@
 //! - [`service`]: the thin tonic layer ([`PaymentsApi`]);
 //! - [`authorization`]: who may call each RPC;
 //! - [`expiry`]: the background pass closing trips left open too long;
+//! - [`periodic`]: the clock of the background passes (every interval, until draining);
 //! - [`build`]: the composition root.
 //!
 //! Still to come (see the note on issue 11): real provider adapters, signed provider
@@ -56,6 +57,7 @@ pub mod money;
 pub mod network;
 pub mod outbox;
 pub mod payments;
+pub mod periodic;
 pub mod provider;
 pub mod service;
 pub mod settlement;

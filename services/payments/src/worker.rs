@@ -14,6 +14,7 @@
 //! run (every replica): each claims the rows it takes for a lease, so a key is sent
 //! by one at a time; a key sent twice is never charged twice.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::Error;
 use crate::outbox::{OutboxJob, Settlement};
+use crate::periodic::spawn_every;
 use crate::provider::{ChargeRequest, Outcome, PaymentProvider};
 use crate::store::PaymentsStore;
 
@@ -133,18 +135,15 @@ impl OutboxWorker {
     }
 
     /// Runs a pass every `every` until the server starts draining.
-    pub fn spawn(self, every: Duration, mut draining: Draining) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    () = draining.started() => return,
-                    _ = tick.tick() => {}
-                }
-                if let Err(err) = self.run_once(citypass_token::unix_now()).await {
+    pub fn spawn(self, every: Duration, draining: Draining) -> JoinHandle<()> {
+        let worker = Arc::new(self);
+        spawn_every(every, draining, move || {
+            let worker = worker.clone();
+            async move {
+                if let Err(err) = worker.run_once(citypass_token::unix_now()).await {
                     tracing::warn!(error = %err, "outbox pass failed; retried at the next interval");
                 }
+                ControlFlow::Continue(())
             }
         })
     }
