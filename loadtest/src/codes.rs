@@ -8,15 +8,14 @@
 //! issued ten minutes ago, a forged one is a good code with a byte of its signature
 //! flipped, a garbled one is something a scanner read that is not a code at all.
 //!
-//! Every code is sealed for one of the run's riders ([`Riders`]: enrolled, linked to a
-//! payment account), code *i* for rider *i* mod the pool, so that a transit gate's
+//! Every code is sealed for one of the run's riders (`holders`: enrolled and linked to
+//! a payment account, [`crate::riders`]), code *i* for rider *i* mod the pool, so that a transit gate's
 //! policy finds its holder at identity and taps payments for a fresh code, as it
 //! would for a real rider's.
 
-use citypass_token::{Issuer, Scopes, TokenError};
+use citypass_token::{Issuer, Scopes, SubjectId, TokenError};
 
 use crate::mix::CodeKind;
-use crate::riders::Riders;
 
 /// Lifetime of the good codes: the most gates accept for an online code, so that the
 /// codes made before a run last through it.
@@ -53,18 +52,21 @@ pub struct Plan {
 }
 
 /// Makes the codes for `kinds`, one per request, with `issuer` at time `now`, code
-/// *i* sealed for rider *i*.
+/// *i* sealed for holder *i* mod their number (none: `MissingClaim("sub")`).
 pub fn make(
     issuer: &Issuer,
     kinds: &[CodeKind],
-    riders: &Riders,
+    holders: &[SubjectId],
     now: u64,
 ) -> Result<Plan, TokenError> {
+    if holders.is_empty() {
+        return Err(TokenError::MissingClaim("sub"));
+    }
     let mut requests = Vec::with_capacity(kinds.len());
     let mut spend_first = Vec::new();
     let mut garbled = GARBLED.iter().cycle();
     for (i, &kind) in kinds.iter().enumerate() {
-        let subject = riders.subject(i).as_bytes();
+        let subject = holders[i % holders.len()].as_bytes();
         let text = match kind {
             CodeKind::Fresh => fresh(issuer, subject, now)?,
             CodeKind::Replayed => {
@@ -109,10 +111,10 @@ pub fn forge(text: &str) -> Result<String, TokenError> {
 mod tests {
     use super::*;
     use citypass_token::{IssuerKey, KeySet, KeyStatus, KeyUsage, PublishedKey, SubjectKey};
-    use citypass_token::{ObjectType, SubjectId, Validation, verify_online};
+    use citypass_token::{ObjectType, Validation, verify_online};
 
-    fn riders(n: u8) -> Riders {
-        Riders::new((1..=n).map(|b| SubjectId::from_bytes([b; 16])).collect()).unwrap()
+    fn riders(n: u8) -> Vec<SubjectId> {
+        (1..=n).map(|b| SubjectId::from_bytes([b; 16])).collect()
     }
 
     fn issuer() -> Issuer {
@@ -179,6 +181,7 @@ mod tests {
             let rider = u8::try_from(i % 3 + 1).unwrap();
             assert_eq!(subject, vec![rider; 16], "code {i}");
         }
+        assert!(make(&issuer, &[CodeKind::Fresh], &[], now).is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! device for each and links a sandbox payment account, device-signed
 //! ([`citizens::enrol`] with [`Then::LinkPayment`]); the codes are then signed by the
 //! tool itself (still before the run) for those subjects, round-robin
-//! ([`crate::codes`]). The subject ids are kept as ids only: never printed or logged.
+//! ([`crate::codes`], which takes the subjects only). The subject ids are kept as ids only: never printed or logged.
 
 use citypass_app::Endpoints;
 use citypass_token::SubjectId;
@@ -57,9 +57,9 @@ impl Riders {
         Riders::new(subjects)
     }
 
-    /// The subject of the `i`-th code (round-robin over the pool).
-    pub fn subject(&self, i: usize) -> &SubjectId {
-        &self.subjects[i % self.subjects.len()]
+    /// Their subjects, the codes' holders in turn.
+    pub fn subjects(&self) -> &[SubjectId] {
+        &self.subjects
     }
 
     /// How many riders.

@@ -330,7 +330,7 @@ impl Session {
         let plan = codes::make(
             &self.target.issuer,
             &settings.mix.plan(n),
-            &self.riders,
+            self.riders.subjects(),
             unix_now(),
         )?;
         spend(gates, &plan.spend_first).await?;
