@@ -4,7 +4,10 @@
 //! - **Pool.** `--citizens N` synthetic citizens (sample resident ids, nobody's), each
 //!   enrolled and given one bound device through the app's own flows
 //!   (`citypass_app::App`: Enrol, CreateBindingChallenge, BindDevice), paced below the
-//!   services' per-address limit for anonymous callers.
+//!   services' per-address limit for anonymous callers. A Verify run's riders
+//!   ([`crate::riders`]) are enrolled the same way, then link a sandbox payment account
+//!   ([`Then::LinkPayment`]). A sample id already enrolled (a running stack loaded
+//!   before) is skipped for the next one.
 //! - **Signed requests.** An IssueToken request carries the device's ES256 proof
 //!   over a timestamp and a single-use nonce, and the issuer refuses a proof older
 //!   than its freshness window (30 s by default). Every request of a run is signed
@@ -21,9 +24,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use citypass_app::{App, AppState, Endpoints};
+use citypass_app::{App, AppError, AppState, Endpoints};
 use citypass_proto::v1::issuer_service_client::IssuerServiceClient;
-use citypass_proto::v1::{DocumentType, IssueTokenRequest};
+use citypass_proto::v1::{DocumentType, IssueTokenRequest, PaymentProvider};
 use citypass_runtime::Tls;
 use citypass_token::{DeviceKey, SystemRandom};
 use hyper_util::rt::TokioIo;
@@ -57,25 +60,71 @@ fn app_error(e: impl std::fmt::Display) -> LoadError {
     LoadError::Citizens(e.to_string())
 }
 
-/// Enrols `n` citizens at `endpoints` and binds a device for each.
-pub async fn enrol(endpoints: &Endpoints, n: usize) -> Result<Vec<Citizen>, LoadError> {
+/// The payment provider's token of a rider's sandbox account: the sandbox charges it
+/// (a token starting `decline` would be declined).
+const SANDBOX_TOKEN: &str = "agr_sandbox_loadtest";
+/// Its last four digits, as the app shows them.
+const SANDBOX_LAST4: &str = "4242";
+/// The consent text's version the riders agree to.
+const CONSENT_VERSION: &str = "loadtest-1";
+/// Sample ids tried beyond `n` when some are already enrolled.
+const SPARE_IDS: usize = 1000;
+
+/// What each citizen's app does once its device is bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Then {
+    /// Nothing more (an IssueToken citizen).
+    Nothing,
+    /// Link a sandbox payment account (device-signed LinkAccount): a rider.
+    LinkPayment,
+}
+
+/// Enrols `n` citizens at `endpoints`, binds a device for each and does `then`.
+pub async fn enrol(endpoints: &Endpoints, n: usize, then: Then) -> Result<Vec<Citizen>, LoadError> {
     let rng = SystemRandom::new();
     let mut first = [0u8; 2];
     citypass_token::SecureRandom::fill(&rng, &mut first).map_err(app_error)?;
     let first = u16::from_le_bytes(first);
     let mut citizens = Vec::with_capacity(n);
-    for k in 0..n {
+    let mut k = 0usize;
+    while citizens.len() < n {
+        if k >= n + SPARE_IDS {
+            let enrolled = citizens.len();
+            return Err(app_error(format!(
+                "{k} sample ids tried, {enrolled} of {n} citizens enrolled: the others were enrolled before"
+            )));
+        }
         let mut app = App::new(endpoints, AppState::default()).map_err(app_error)?;
-        // Consecutive sample ids: distinct for up to 65 536 citizens.
-        let seq = first.wrapping_add(u16::try_from(k).map_err(app_error)?);
-        app.enrol(
-            DocumentType::ResidentIdCard,
-            &citypass_stack::sample_resident_id(seq),
-            "Load Test Citizen",
-        )
-        .await
-        .map_err(app_error)?;
+        // Consecutive sample ids (distinct for 1 000 citizens: the id's last three
+        // digits).
+        let seq = first.wrapping_add(u16::try_from(k % 65_536).map_err(app_error)?);
+        k += 1;
+        let enrolled = app
+            .enrol(
+                DocumentType::ResidentIdCard,
+                &citypass_stack::sample_resident_id(seq),
+                "Load Test Citizen",
+            )
+            .await;
+        match enrolled {
+            Ok(_) => {}
+            Err(AppError::Rpc { status, .. }) if status.code() == tonic::Code::AlreadyExists => {
+                tokio::time::sleep(ENROL_PACE).await;
+                continue;
+            }
+            Err(e) => return Err(app_error(e)),
+        }
         app.bind("load test device").await.map_err(app_error)?;
+        if then == Then::LinkPayment {
+            app.link(
+                PaymentProvider::Sandbox,
+                SANDBOX_TOKEN,
+                SANDBOX_LAST4,
+                CONSENT_VERSION,
+            )
+            .await
+            .map_err(app_error)?;
+        }
         let state = &app.state;
         let pkcs8 = state
             .device_key_pkcs8

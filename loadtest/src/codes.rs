@@ -7,8 +7,13 @@
 //! used (spent once before the run, see [`Plan::spend_first`]), an expired one was
 //! issued ten minutes ago, a forged one is a good code with a byte of its signature
 //! flipped, a garbled one is something a scanner read that is not a code at all.
+//!
+//! Every code is sealed for one of the run's riders (`holders`: enrolled and linked to
+//! a payment account, [`crate::riders`]), code *i* for rider *i* mod the pool, so that a transit gate's
+//! policy finds its holder at identity and taps payments for a fresh code, as it
+//! would for a real rider's.
 
-use citypass_token::{Issuer, Scopes, TokenError};
+use citypass_token::{Issuer, Scopes, SubjectId, TokenError};
 
 use crate::mix::CodeKind;
 
@@ -19,8 +24,6 @@ pub const CODE_LIFETIME: u64 = 300;
 const EXPIRED_AGE: u64 = 600;
 /// The expired codes' lifetime (a normal one).
 const EXPIRED_LIFETIME: u64 = 60;
-/// The synthetic subject every code is sealed for: nobody's.
-const SUBJECT: [u8; 16] = [0x5a; 16];
 /// Texts a scanner might read that are not codes, each failing a different early
 /// check (prefix, Base45, CBOR).
 const GARBLED: [&str; 3] = [
@@ -48,26 +51,36 @@ pub struct Plan {
     pub spend_first: Vec<String>,
 }
 
-/// Makes the codes for `kinds`, one per request, with `issuer` at time `now`.
-pub fn make(issuer: &Issuer, kinds: &[CodeKind], now: u64) -> Result<Plan, TokenError> {
+/// Makes the codes for `kinds`, one per request, with `issuer` at time `now`, code
+/// *i* sealed for holder *i* mod their number (none: `MissingClaim("sub")`).
+pub fn make(
+    issuer: &Issuer,
+    kinds: &[CodeKind],
+    holders: &[SubjectId],
+    now: u64,
+) -> Result<Plan, TokenError> {
+    if holders.is_empty() {
+        return Err(TokenError::MissingClaim("sub"));
+    }
     let mut requests = Vec::with_capacity(kinds.len());
     let mut spend_first = Vec::new();
     let mut garbled = GARBLED.iter().cycle();
-    for &kind in kinds {
+    for (i, &kind) in kinds.iter().enumerate() {
+        let subject = holders[i % holders.len()].as_bytes();
         let text = match kind {
-            CodeKind::Fresh => fresh(issuer, now)?,
+            CodeKind::Fresh => fresh(issuer, subject, now)?,
             CodeKind::Replayed => {
-                let text = fresh(issuer, now)?;
+                let text = fresh(issuer, subject, now)?;
                 spend_first.push(text.clone());
                 text
             }
             CodeKind::Expired => {
                 let iat = now.saturating_sub(EXPIRED_AGE);
                 issuer
-                    .issue_token(&SUBJECT, Scopes::all(), iat, EXPIRED_LIFETIME)?
+                    .issue_token(subject, Scopes::all(), iat, EXPIRED_LIFETIME)?
                     .text
             }
-            CodeKind::Forged => forge(&fresh(issuer, now)?)?,
+            CodeKind::Forged => forge(&fresh(issuer, subject, now)?)?,
             CodeKind::Garbled => garbled.next().copied().unwrap_or("").to_owned(),
         };
         requests.push(Planned { kind, text });
@@ -78,9 +91,9 @@ pub fn make(issuer: &Issuer, kinds: &[CodeKind], now: u64) -> Result<Plan, Token
     })
 }
 
-fn fresh(issuer: &Issuer, now: u64) -> Result<String, TokenError> {
+fn fresh(issuer: &Issuer, subject: &[u8], now: u64) -> Result<String, TokenError> {
     Ok(issuer
-        .issue_token(&SUBJECT, Scopes::all(), now, CODE_LIFETIME)?
+        .issue_token(subject, Scopes::all(), now, CODE_LIFETIME)?
         .text)
 }
 
@@ -98,7 +111,11 @@ pub fn forge(text: &str) -> Result<String, TokenError> {
 mod tests {
     use super::*;
     use citypass_token::{IssuerKey, KeySet, KeyStatus, KeyUsage, PublishedKey, SubjectKey};
-    use citypass_token::{Validation, verify_online};
+    use citypass_token::{ObjectType, Validation, verify_online};
+
+    fn riders(n: u8) -> Vec<SubjectId> {
+        (1..=n).map(|b| SubjectId::from_bytes([b; 16])).collect()
+    }
 
     fn issuer() -> Issuer {
         Issuer::new(
@@ -109,20 +126,28 @@ mod tests {
     }
 
     fn check(issuer: &Issuer, text: &str, now: u64) -> Result<(), TokenError> {
+        verified(issuer, text, now).map(|_| ())
+    }
+
+    fn verified(
+        issuer: &Issuer,
+        text: &str,
+        now: u64,
+    ) -> Result<citypass_token::VerifiedToken, TokenError> {
         let keys = KeySet::new(vec![PublishedKey {
             key: issuer.key().public_key().clone(),
             status: KeyStatus::Active,
             usage: KeyUsage::Code,
         }])
         .unwrap();
-        verify_online(text, &keys, &Validation::at(now)).map(|_| ())
+        verify_online(text, &keys, &Validation::at(now))
     }
 
     #[test]
     fn each_kind_fails_the_check_it_is_meant_for() {
         let issuer = issuer();
         let now = citypass_token::unix_now();
-        let plan = make(&issuer, &CodeKind::ALL, now).unwrap();
+        let plan = make(&issuer, &CodeKind::ALL, &riders(2), now).unwrap();
         let by_kind = |k| &plan.requests.iter().find(|p| p.kind == k).unwrap().text;
         assert!(check(&issuer, by_kind(CodeKind::Fresh), now).is_ok());
         assert!(check(&issuer, by_kind(CodeKind::Replayed), now).is_ok());
@@ -136,6 +161,27 @@ mod tests {
             Err(TokenError::BadSignature)
         );
         assert!(check(&issuer, by_kind(CodeKind::Garbled), now).is_err());
+    }
+
+    #[test]
+    fn codes_are_sealed_for_the_riders_in_turn() {
+        let issuer = issuer();
+        let now = citypass_token::unix_now();
+        let opener = SubjectKey::from_bytes(&[8; 32]).unwrap();
+        let plan = make(&issuer, &[CodeKind::Fresh; 5], &riders(3), now).unwrap();
+        for (i, planned) in plan.requests.iter().enumerate() {
+            let claims = verified(&issuer, &planned.text, now).unwrap().claims;
+            let subject = opener
+                .open(
+                    &claims.sealed_sub,
+                    claims.cti.as_bytes(),
+                    ObjectType::Online.typ(),
+                )
+                .unwrap();
+            let rider = u8::try_from(i % 3 + 1).unwrap();
+            assert_eq!(subject, vec![rider; 16], "code {i}");
+        }
+        assert!(make(&issuer, &[CodeKind::Fresh], &[], now).is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //!
 //! Modules, one concept each:
 //! - [`mix`]: the kinds of code and their shares;
+//! - [`riders`]: the codes' holders, enrolled and linked to a payment account;
 //! - [`codes`]: the codes of a run, signed before it starts;
 //! - [`target`]: the verifier under load (in-process stack or a running one) and the
 //!   gates' certificates;
@@ -45,6 +46,7 @@ pub mod pacing;
 pub mod process;
 pub mod record;
 pub mod report;
+pub mod riders;
 pub mod serve;
 pub mod signed_bytes;
 pub mod stream_loop;

@@ -54,6 +54,17 @@ struct VerifyArgs {
     /// The running stack's keys directory (key ring, gate registry, dev PKI).
     #[arg(long, requires = "target")]
     keys_dir: Option<PathBuf>,
+    /// With --target: the running stack's identity service, where the riders enrol.
+    #[arg(long, default_value = citypass_loadtest::target::DEV_IDENTITY)]
+    identity: String,
+    /// With --target: the running stack's payments service, where the riders link a
+    /// sandbox payment account.
+    #[arg(long, default_value = citypass_loadtest::target::DEV_PAYMENTS)]
+    payments: String,
+    /// Riders to enrol, bind and link to a sandbox payment account before the run; the
+    /// codes are sealed for them in turn.
+    #[arg(long, default_value_t = citypass_loadtest::riders::DEFAULT_RIDERS)]
+    riders: usize,
     /// Start the dev stack and the bare server as child processes (so that their
     /// CPU per request, peak memory and time to ready are their own).
     #[arg(long, conflicts_with = "target")]
@@ -100,6 +111,8 @@ enum Serve {
         identity_port: u16,
         #[arg(long)]
         issuer_port: u16,
+        #[arg(long)]
+        payments_port: u16,
     },
     /// The bare verify server, until standard input closes.
     BareVerify {
@@ -140,11 +153,13 @@ fn serve(command: Serve) -> anyhow::Result<ExitCode> {
             verifier_port,
             identity_port,
             issuer_port,
+            payments_port,
         } => {
             let ports = citypass_loadtest::serve::Ports {
                 verifier: verifier_port,
                 identity: identity_port,
                 issuer: issuer_port,
+                payments: payments_port,
             };
             runtime.block_on(citypass_loadtest::serve::stack(&keys_dir, ports))?;
         }
@@ -182,6 +197,9 @@ fn main() -> anyhow::Result<ExitCode> {
         in_flight_cap,
         target,
         keys_dir,
+        identity,
+        payments,
+        riders,
         spawn,
         citypass,
         streams,
@@ -193,7 +211,12 @@ fn main() -> anyhow::Result<ExitCode> {
         json,
     } = args;
     let target = match (target, keys_dir) {
-        (Some(url), Some(keys_dir)) => TargetSpec::Running { url, keys_dir },
+        (Some(url), Some(keys_dir)) => TargetSpec::Running {
+            url,
+            keys_dir,
+            identity,
+            payments,
+        },
         _ if spawn => TargetSpec::Spawn(Spawn {
             loadtest: std::env::current_exe().context("finding this tool's own binary")?,
             citypass,
@@ -209,6 +232,7 @@ fn main() -> anyhow::Result<ExitCode> {
         ceiling: !no_ceiling,
         streams,
         citizens,
+        riders,
         progress: !quiet,
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

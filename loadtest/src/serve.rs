@@ -38,13 +38,14 @@ async fn until_stdin_closes() {
     drop(waited);
 }
 
-/// The ports of a stack the tool starts: the verifier's, the identity service's and
-/// the issuer's (the others take any free port).
+/// The ports of a stack the tool starts: the verifier's, the identity service's, the
+/// issuer's and the payments service's (the revocation service takes any free port).
 #[derive(Debug, Clone, Copy)]
 pub struct Ports {
     pub verifier: u16,
     pub identity: u16,
     pub issuer: u16,
+    pub payments: u16,
 }
 
 /// Runs the dev stack over `keys_dir` (a ring and snapshot key in `citypass dev`'s
@@ -62,6 +63,7 @@ pub async fn stack(keys_dir: &Path, ports: Ports) -> Result<(), LoadError> {
     config.verifier_listen = local(ports.verifier);
     config.identity_listen = local(ports.identity);
     config.issuer_listen = local(ports.issuer);
+    config.payments_listen = local(ports.payments);
     let stack = Stack::start(config).await?;
     until_stdin_closes().await;
     stack.shutdown().await;

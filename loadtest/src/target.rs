@@ -1,14 +1,17 @@
 //! The verifier under load, and what playing its gates takes: their certificates and
-//! scenes, the issuer's key ring (to sign codes it accepts), and the verifier's own
-//! server certificate (for the bare server, so both serve the same TLS).
+//! scenes, the issuer's key ring (to sign codes it accepts), the identity and payments
+//! services the riders enrol and link at, and the verifier's own server certificate
+//! (for the bare server, so both serve the same TLS).
 //!
 //! By default the tool starts the dev stack in this process, exactly as `citypass
 //! dev` does (`citypass_stack::Stack::start`, the services' own `build`), on
 //! ephemeral loopback ports with embedded stores and a fresh dev key ring; `--target
 //! URL --keys-dir DIR` points it at a running `citypass dev` instead, whose key ring,
-//! gate registry and dev PKI are in `DIR`; `--spawn` starts the stack as a child
-//! process (this tool's own `serve stack`, or `citypass dev` with `--citypass PATH`)
-//! on a fresh keys directory, so that its CPU time and memory are its own.
+//! gate registry and dev PKI are in `DIR`, and whose identity and payments services are
+//! at `--identity` and `--payments` (`citypass dev`'s fixed ports by default); `--spawn`
+//! starts the stack as a child process (this tool's own `serve stack`, or `citypass dev`
+//! with `--citypass PATH`) on a fresh keys directory, so that its CPU time and memory
+//! are its own.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,6 +36,12 @@ pub const SNAPSHOT_KEY_FILE: &str = "snapshot-key.json";
 const VERIFIER_TLS_DIR: &str = "service-verifier";
 /// The issuer's.
 const ISSUER_TLS_DIR: &str = "service-issuer";
+/// `citypass dev`'s identity service (its fixed port).
+pub const DEV_IDENTITY: &str = "https://127.0.0.1:50051";
+/// `citypass dev`'s issuer.
+pub const DEV_ISSUER: &str = "https://127.0.0.1:50052";
+/// `citypass dev`'s payments service.
+pub const DEV_PAYMENTS: &str = "https://127.0.0.1:50055";
 /// How figures read from the tool's own process are labelled.
 pub const OWN_PROCESS: &str = "this process (generator and servers)";
 
@@ -41,8 +50,14 @@ pub const OWN_PROCESS: &str = "this process (generator and servers)";
 pub enum TargetSpec {
     /// Start the dev stack in this process.
     InProcess,
-    /// A running `citypass dev`: the verifier's URL and its keys directory.
-    Running { url: String, keys_dir: PathBuf },
+    /// A running `citypass dev`: the verifier's URL, its keys directory, and the
+    /// identity and payments services' URLs (where the riders enrol and link).
+    Running {
+        url: String,
+        keys_dir: PathBuf,
+        identity: String,
+        payments: String,
+    },
     /// Start the stack as a child process and load it.
     Spawn(Spawn),
 }
@@ -102,6 +117,9 @@ pub struct Target {
     pub issuer: Arc<Issuer>,
     /// The citizens' side (identity, issuer), when the tool started the stack.
     pub apps: Option<Apps>,
+    /// Where the riders enrol (identity) and link their payment accounts (payments),
+    /// with TLS that trusts the stack's CA.
+    pub riders: Endpoints,
     /// The verifier's server identity, for the bare server.
     pub server_tls: Arc<Tls>,
     /// The directory of its files (`tls.crt`, `tls.key`, `ca.crt`), for a bare server
@@ -123,10 +141,14 @@ fn read(path: &Path) -> Result<String, LoadError> {
     std::fs::read_to_string(path).map_err(|e| file_error(path, e))
 }
 
-/// The registry's sample gates, with their scenes, that `tls` gives a certificate;
-/// not the hospital desk, the service hall counter nor the scenic gate, whose policies
-/// need a holder identity knows or count one entry a day per person, while the load's
-/// codes all name one synthetic subject (nor do they ask for the government scene).
+/// The registry's sample gates that `tls` gives a certificate, with their scenes: the
+/// bus readers only. A bus boarding is a flat fare priced at once (payments' TapIn),
+/// so a linked rider is allowed again and again (within `double_tap`, 60 s, of a
+/// priced ride on the same route the tap is recorded as a repeat, not charged again).
+/// A metro entry gate would refuse a rider's second entry while the first trip is open
+/// (TRIP_ALREADY_OPEN), and the requests' gates are the sending loops' round-robin,
+/// which the codes cannot follow; the hospital desk, the service hall counter and the
+/// scenic gate have their own policies (one entry a day per person at the park).
 fn sample_gates(
     gates_file: &Path,
     tls: impl Fn(&str) -> Result<Arc<Tls>, LoadError>,
@@ -139,10 +161,7 @@ fn sample_gates(
             problems.push(format!("{id} is not in {}", gates_file.display()));
             continue;
         };
-        if matches!(
-            gate.scene,
-            Scene::Hospital | Scene::Government | Scene::Scenic
-        ) {
+        if gate.scene != Scene::Bus {
             continue;
         }
         match tls(id) {
@@ -155,6 +174,10 @@ fn sample_gates(
         }
     }
     if gates.is_empty() {
+        problems.push(format!(
+            "the load plays the sample bus readers, and {} lists none with a certificate",
+            gates_file.display()
+        ));
         return Err(LoadError::NoGates(problems.join("; ")));
     }
     Ok(gates)
@@ -165,7 +188,17 @@ impl Target {
     pub async fn start(spec: &TargetSpec) -> Result<Target, LoadError> {
         match spec {
             TargetSpec::InProcess => Target::start_in_process().await,
-            TargetSpec::Running { url, keys_dir } => Target::from_running(url, keys_dir),
+            TargetSpec::Running {
+                url,
+                keys_dir,
+                identity,
+                payments,
+            } => {
+                let mut target = Target::from_running(url, keys_dir)?;
+                target.riders.identity = identity.clone();
+                target.riders.payments = payments.clone();
+                Ok(target)
+            }
             TargetSpec::Spawn(spawn) => Target::spawn(spawn).await,
         }
     }
@@ -192,20 +225,20 @@ impl Target {
         let dir = Target::fresh_keys_dir()?;
         let port = child::free_port()?;
         let (identity_port, issuer_port) = (child::free_port()?, child::free_port()?);
+        let payments_port = child::free_port()?;
         let url = format!("https://127.0.0.1:{port}");
         let keys = dir.path().display().to_string();
         let ports = [
             ("--verifier-port", port),
             ("--identity-port", identity_port),
             ("--issuer-port", issuer_port),
+            ("--payments-port", payments_port),
         ];
         let (name, program, mut args) = match &spawn.citypass {
             Some(citypass) => {
                 let mut args = vec!["dev".to_owned(), "--no-demo".to_owned()];
                 args.extend(["--keys-dir".to_owned(), keys]);
-                for service in ["revocation", "payments"] {
-                    args.extend([format!("--{service}-port"), "0".to_owned()]);
-                }
+                args.extend(["--revocation-port".to_owned(), "0".to_owned()]);
                 ("citypass dev", citypass.clone(), args)
             }
             None => {
@@ -238,11 +271,10 @@ impl Target {
         let endpoints = Endpoints {
             identity: format!("https://127.0.0.1:{identity_port}"),
             issuer: format!("https://127.0.0.1:{issuer_port}"),
-            // Never called: the generator's apps only enrol, bind and ask for codes (the
-            // child's payments listen on a port of their own choosing).
-            payments: "https://127.0.0.1:9".to_owned(),
+            payments: format!("https://127.0.0.1:{payments_port}"),
             tls: Some(Tls::from_pem(read(&ca_file)?.as_bytes(), None)?),
         };
+        target.riders = endpoints.clone();
         target.apps = Some(Apps::in_pki(endpoints, &pki, dir.path())?);
         target.child = Some(server);
         target._dir = Some(dir);
@@ -275,6 +307,7 @@ impl Target {
             url: stack.verifier_url(),
             gates,
             issuer: Arc::new(issuer),
+            riders: stack.endpoints(),
             apps: Some(apps),
             server_tls: Tls::from_files(&server_files)?,
             server_tls_dir: stack.pki.dir.join(VERIFIER_TLS_DIR),
@@ -292,10 +325,18 @@ impl Target {
             let files = TlsConfig::in_dir(&pki.join(format!("gate-{id}")));
             Ok(Tls::from_files(&files)?)
         })?;
+        let ca_file = pki.join("ca.crt");
         Ok(Target {
             url: url.to_owned(),
             gates,
             issuer: Arc::new(ring.issuer()?),
+            riders: Endpoints {
+                identity: DEV_IDENTITY.to_owned(),
+                // Never called: the riders only enrol, bind and link.
+                issuer: DEV_ISSUER.to_owned(),
+                payments: DEV_PAYMENTS.to_owned(),
+                tls: Some(Tls::from_pem(read(&ca_file)?.as_bytes(), None)?),
+            },
             apps: None,
             server_tls: Tls::from_files(&TlsConfig::in_dir(&pki.join(VERIFIER_TLS_DIR)))?,
             server_tls_dir: pki.join(VERIFIER_TLS_DIR),

@@ -3,7 +3,8 @@
 //! In order: the target (the in-process stack, a running one's files, or the stack
 //! started as a child process) and, unless turned off, the bare verify server (in
 //! process, or a child beside a child stack); the gates' connections to each, opened
-//! and checked ([`Session`]). Then per rate ([`Session::point`]): the codes, all
+//! and checked, and the riders enrolled, bound and linked to a payment account
+//! ([`Session`]). Then per rate ([`Session::point`]): the codes, all
 //! signed before anything is sent, the replayed ones used once; the open-loop Verify
 //! run against the verifier; the same codes at the same rate from the same gates
 //! against the bare server; with `--streams`, the same again over VerifyStream with
@@ -28,6 +29,7 @@ use crate::pacing::Load;
 use crate::process::{Meter, Pid, ProcessFigures, Sample};
 use crate::record::Outcome;
 use crate::report::{self, Ratios, Report, RunReport};
+use crate::riders::Riders;
 use crate::stream_loop;
 use crate::target::{Target, TargetSpec};
 
@@ -55,6 +57,8 @@ pub struct Settings {
     pub streams: usize,
     /// Citizens' apps to enrol for an IssueToken run (0: none).
     pub citizens: usize,
+    /// Riders to enrol and link before the run, the codes' holders (at least 1).
+    pub riders: usize,
     /// Whether to show progress bars.
     pub progress: bool,
 }
@@ -74,6 +78,9 @@ impl Settings {
         }
         if self.in_flight_cap == 0 {
             return bad("--in-flight-cap must be at least 1".to_owned());
+        }
+        if self.riders == 0 {
+            return bad("--riders must be at least 1 (the codes' holders)".to_owned());
         }
         if self.citizens > 0 && self.duration > MAX_ISSUE_DURATION {
             return bad(format!(
@@ -159,6 +166,7 @@ pub struct Session {
     target: Target,
     gates: Vec<GateClient>,
     bare: Option<(BareServer, Vec<GateClient>)>,
+    riders: Riders,
     citizens: Vec<Citizen>,
     bare_signer: Option<BareServer>,
     meter: Meter,
@@ -204,10 +212,15 @@ impl Session {
         } else {
             None
         };
+        let riders = match Riders::enrol(&target.riders, settings.riders).await {
+            Ok(riders) => riders,
+            Err(e) => return Err((target, e)),
+        };
         let mut session = Session {
             target,
             gates,
             bare,
+            riders,
             citizens: Vec::new(),
             bare_signer: None,
             meter: Meter::new(),
@@ -220,7 +233,9 @@ impl Session {
                             .to_owned(),
                     )
                 })?;
-                session.citizens = citizens::enrol(&apps.endpoints, settings.citizens).await?;
+                session.citizens =
+                    citizens::enrol(&apps.endpoints, settings.citizens, citizens::Then::Nothing)
+                        .await?;
                 if settings.ceiling {
                     let loadtest = match &settings.target {
                         TargetSpec::Spawn(spawn) => Some(spawn.loadtest.as_path()),
@@ -326,7 +341,12 @@ impl Session {
         n: usize,
         gates: &[GateClient],
     ) -> Result<Vec<crate::codes::Planned>, LoadError> {
-        let plan = codes::make(&self.target.issuer, &settings.mix.plan(n), unix_now())?;
+        let plan = codes::make(
+            &self.target.issuer,
+            &settings.mix.plan(n),
+            self.riders.subjects(),
+            unix_now(),
+        )?;
         spend(gates, &plan.spend_first).await?;
         Ok(plan.requests)
     }
@@ -512,6 +532,7 @@ mod tests {
             ceiling: false,
             streams: 0,
             citizens: 0,
+            riders: 1,
             progress: false,
         }
     }
@@ -532,6 +553,10 @@ mod tests {
             settings(500, MAX_DURATION + secs(1), 64),
             settings(500, secs(10), 0),
             settings(u32::MAX, secs(10), 64),
+            Settings {
+                riders: 0,
+                ..settings(500, secs(10), 64)
+            },
         ] {
             assert!(
                 matches!(bad.requests(), Err(LoadError::Settings(_))),

@@ -1,6 +1,9 @@
 //! A short run of the generator against the dev stack: it checks that the tool works
 //! (every request answered, each kind of code decided as it must be, by the verifier
 //! and by the bare server), never how fast. Runs on loopback with embedded stores.
+//! The codes are sealed for riders the tool enrolled and linked to a sandbox payment
+//! account, so a fresh code's ALLOW at the bus reader is the transit policy's: the
+//! holder found at identity, a TapIn accepted by payments.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,6 +19,8 @@ use citypass_token::{Keyring, SnapshotKey, SystemRandom};
 const DEADLINE: Duration = Duration::from_secs(180);
 const RATE: u32 = 100;
 const PER_KIND: u64 = 40;
+/// Riders enrolled and linked before each run.
+const RIDERS: usize = 6;
 
 /// The format reasons: what a text that is not a code may be denied for.
 const FORMAT_REASONS: [&str; 11] = [
@@ -48,6 +53,7 @@ fn with_streams(target: TargetSpec, ceiling: bool, streams: usize) -> Settings {
         ceiling,
         streams,
         citizens: 0,
+        riders: RIDERS,
         progress: false,
     }
 }
@@ -94,6 +100,11 @@ fn assert_garbled_refused_as_format(run: &RunReport) {
     }
 }
 
+/// The gates played: the bus reader only (a rider may board again and again).
+fn assert_bus_gates(report: &Report) {
+    assert_eq!(report.gates, vec!["bus-1".to_owned()], "{:?}", report.gates);
+}
+
 /// Every kind decided as it must be by the verifier.
 fn assert_verifier_decides(run: &RunReport) {
     assert_all_answered(run);
@@ -138,6 +149,7 @@ async fn a_short_run_against_the_in_process_stack_decides_every_kind_as_it_must(
     let mut settings = with_streams(TargetSpec::InProcess, true, 3);
     settings.citizens = 4;
     let report = run(settings).await;
+    assert_bus_gates(&report);
 
     let verifier = &report.verifier;
     assert_eq!(verifier.sent, 5 * PER_KIND);
@@ -223,6 +235,7 @@ async fn a_sweep_against_child_processes_reports_their_cpu_memory_and_time_to_re
     assert_eq!(sweep.points.len(), 2);
     for (point, rate) in sweep.points.iter().zip(rates) {
         assert!(point.target.contains("child process"), "{}", point.target);
+        assert_bus_gates(point);
         assert!(point.load_average.is_some());
         let runs = [
             &point.verifier,
@@ -301,10 +314,15 @@ async fn a_running_stack_is_loaded_through_its_keys_directory() {
         .expect("the stack starts in time")
         .expect("the stack starts");
 
+    // Its identity and payments at their own addresses, as --identity and --payments
+    // name them (the riders enrol and link there).
+    let endpoints = stack.endpoints();
     let report = run(settings(
         TargetSpec::Running {
             url: stack.verifier_url(),
             keys_dir: dir.path().to_owned(),
+            identity: endpoints.identity,
+            payments: endpoints.payments,
         },
         false,
     ))
@@ -312,10 +330,8 @@ async fn a_running_stack_is_loaded_through_its_keys_directory() {
     stack.shutdown().await;
 
     assert!(report.ceiling.is_none() && report.ratios.is_none());
+    assert_bus_gates(&report);
     let verifier = &report.verifier;
     assert_eq!(verifier.sent, 5 * PER_KIND);
-    assert_all_answered(verifier);
-    assert_only(verifier, CodeKind::Fresh, "ALLOW");
-    assert_only(verifier, CodeKind::Replayed, "DENY REPLAYED");
-    assert_only(verifier, CodeKind::Forged, "DENY BAD_SIGNATURE");
+    assert_verifier_decides(verifier);
 }
