@@ -20,6 +20,8 @@
 //! - [`within`]: every await on a service is bounded, so a hang fails fast instead of
 //!   stalling the suite; [`code_of`] and [`expect_code`] for precise statuses.
 
+pub mod scans;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -38,6 +40,8 @@ use citypass_token::{DeviceKey, Keyring, Kid, SnapshotKey, SystemRandom};
 use sqlx::PgPool;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
+
+pub use scans::{decide, deny_reason, link_sandbox, online_code, scan};
 
 /// The longest any single step (one RPC, a start-up, a shutdown) may take before the
 /// test fails: generous for a loaded CI machine, short enough to fail fast on a hang.

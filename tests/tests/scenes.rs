@@ -4,9 +4,9 @@
 //! its cache) and decides at a hospital desk, a scenic gate and a government service
 //! counter over mutual TLS. Identity on PostgreSQL; marks and venue counts in Redis.
 
-use citypass_e2e::{TestStack, dev_ring, ids, within};
+use citypass_e2e::{TestStack, decide, deny_reason, dev_ring, ids, online_code, scan, within};
 use citypass_proto::v1::verify_response::SceneResult;
-use citypass_proto::v1::{self as pb, SetAttributesRequest, VerifyRequest, VerifyResponse};
+use citypass_proto::v1::{self as pb, SetAttributesRequest, VerifyResponse};
 use citypass_token::{Scene, Scopes};
 
 /// A museum of the test's own, one visitor a day (`StackConfig::scenic_venues`).
@@ -69,7 +69,7 @@ async fn a_citizen_at_the_hospital_the_park_and_the_service_hall() {
     // else; the gate's retry gets the same result (derived again from the subject the
     // holder step opened), and the citizen's next code the same pseudonym.
     let h = pb::Scene::Hospital;
-    let code = new_code(&mut app).await;
+    let code = online_code(&mut app).await;
     let first = decide(
         &t,
         "hospital-desk-1",
@@ -87,7 +87,7 @@ async fn a_citizen_at_the_hospital_the_park_and_the_service_hall() {
     .await;
     assert!(retried.idempotent_replay, "{retried:?}");
     assert_eq!(hospital(&retried), patient);
-    let code = new_code(&mut app).await;
+    let code = online_code(&mut app).await;
     let next = decide(
         &t,
         "hospital-desk-1",
@@ -100,19 +100,19 @@ async fn a_citizen_at_the_hospital_the_park_and_the_service_hall() {
     // pseudonym (not the hospital's); another code of the same citizen the same day is
     // refused with the policy's reason.
     let s = pb::Scene::Scenic;
-    let code = new_code(&mut app).await;
+    let code = online_code(&mut app).await;
     let entered = decide(&t, "scenic-gate-1", scan("scenic-gate-1", s, "p-1", &code)).await;
     let visit = scenic(&entered);
     assert!(is_pseudonym(&visit.venue_pseudonym), "{entered:?}");
     assert_ne!(visit.venue_pseudonym, patient.patient_pseudonym);
     assert_eq!((visit.entries_today, visit.remaining_capacity), (1, 999));
-    let code = new_code(&mut app).await;
+    let code = online_code(&mut app).await;
     let again = decide(&t, "scenic-gate-1", scan("scenic-gate-1", s, "p-2", &code)).await;
-    assert_eq!(reason(&again), pb::DenyReason::AlreadyEnteredToday);
+    assert_eq!(deny_reason(&again), pb::DenyReason::AlreadyEnteredToday);
 
     // The museum (capacity 1): the citizen enters, the next visitor is refused.
     let museum_gate = citypass_stack::venue_gate_id(MUSEUM);
-    let code = new_code(&mut app).await;
+    let code = online_code(&mut app).await;
     let entered = decide(&t, &museum_gate, scan(&museum_gate, s, "m-1", &code)).await;
     let museum_visit = scenic(&entered);
     assert_eq!(
@@ -124,24 +124,24 @@ async fn a_citizen_at_the_hospital_the_park_and_the_service_hall() {
         "one pseudonym per venue"
     );
     let mut other = t.citizen("王小明").await;
-    let code = new_code(&mut other).await;
+    let code = online_code(&mut other).await;
     let full = decide(&t, &museum_gate, scan(&museum_gate, s, "m-2", &code)).await;
-    assert_eq!(reason(&full), pb::DenyReason::CapacityReached);
+    assert_eq!(deny_reason(&full), pb::DenyReason::CapacityReached);
 
     // Government counter: a code without the government scope (the issuer's default)
     // is refused at the scope step; asked for (`--scope government`), ALLOW with the
     // masked name and the government pseudonym identity holds.
     let g = pb::Scene::Government;
-    let code = new_code(&mut app).await;
+    let code = online_code(&mut app).await;
     let refused = decide(
         &t,
         "hall-counter-1",
         scan("hall-counter-1", g, "g-1", &code),
     )
     .await;
-    assert_eq!(reason(&refused), pb::DenyReason::ScopeNotAllowed);
+    assert_eq!(deny_reason(&refused), pb::DenyReason::ScopeNotAllowed);
     app.set_scopes(Some([Scene::Government].into_iter().collect::<Scopes>()));
-    let code = new_code(&mut app).await;
+    let code = online_code(&mut app).await;
     let served = decide(
         &t,
         "hall-counter-1",
@@ -162,36 +162,6 @@ async fn a_citizen_at_the_hospital_the_park_and_the_service_hall() {
         Some(&citizen.government_pseudonym),
         profile.government_pseudonym.as_ref()
     );
-}
-
-async fn new_code(app: &mut citypass_app::App) -> String {
-    within("code", app.code(false))
-        .await
-        .expect("a code")
-        .qr_text
-}
-
-fn scan(gate: &str, scene: pb::Scene, scan_id: &str, code: &str) -> VerifyRequest {
-    VerifyRequest {
-        gate_id: gate.to_owned(),
-        scene: scene as i32,
-        scan_id: scan_id.to_owned(),
-        qr_text: code.to_owned(),
-        ..VerifyRequest::default()
-    }
-}
-
-async fn decide(t: &TestStack, gate: &str, request: VerifyRequest) -> VerifyResponse {
-    let mut client = t.verifier(gate).await;
-    within("verify", client.verify(request))
-        .await
-        .expect("an answer")
-        .into_inner()
-}
-
-fn reason(response: &VerifyResponse) -> pb::DenyReason {
-    assert_eq!(response.decision(), pb::Decision::Deny, "{response:?}");
-    response.deny_reason()
 }
 
 /// The hospital result of an ALLOW decided by the policy (not failed open).

@@ -6,35 +6,10 @@
 use std::time::{Duration, Instant};
 
 use citypass_app::App;
-use citypass_e2e::{TestStack, dev_ring, within};
+use citypass_e2e::{TestStack, decide, dev_ring, link_sandbox, online_code, scan, within};
 use citypass_pki::Subject;
-use citypass_proto::v1::{self as pb, VerifyRequest, VerifyResponse};
+use citypass_proto::v1::{self as pb, VerifyResponse};
 use citypass_runtime::Role;
-
-fn scan(gate: &str, scene: pb::Scene, scan_id: &str, code: &str) -> VerifyRequest {
-    VerifyRequest {
-        gate_id: gate.to_owned(),
-        scene: scene as i32,
-        scan_id: scan_id.to_owned(),
-        qr_text: code.to_owned(),
-        ..VerifyRequest::default()
-    }
-}
-
-async fn decide(t: &TestStack, gate: &str, request: VerifyRequest) -> VerifyResponse {
-    let mut client = t.verifier(gate).await;
-    within("verify", client.verify(request))
-        .await
-        .expect("an answer")
-        .into_inner()
-}
-
-async fn code(app: &mut App) -> String {
-    within("code", app.code(false))
-        .await
-        .expect("a code")
-        .qr_text
-}
 
 fn transit(response: &VerifyResponse) -> &pb::TransitResult {
     assert_eq!(response.decision(), pb::Decision::Allow, "{response:?}");
@@ -42,15 +17,6 @@ fn transit(response: &VerifyResponse) -> &pb::TransitResult {
         Some(pb::verify_response::SceneResult::Transit(trip)) => trip,
         other => panic!("not a transit result: {other:?}"),
     }
-}
-
-async fn link(app: &mut App, token: &str) {
-    within(
-        "link",
-        app.link(pb::PaymentProvider::Sandbox, token, "1234", "2026-01"),
-    )
-    .await
-    .expect("linked");
 }
 
 /// Waits (generously) until `check` holds for the rider's trips.
@@ -95,7 +61,7 @@ async fn a_ride_through_the_gates_is_charged_once_and_arrears_stop_the_next() {
     let m = pb::Scene::Metro;
 
     // Without a payment link the entry gate refuses: NO_PAYMENT_LINK, nothing opened.
-    let first = code(&mut app).await;
+    let first = online_code(&mut app).await;
     let refused = decide(
         &t,
         "metro-entry-1",
@@ -104,11 +70,11 @@ async fn a_ride_through_the_gates_is_charged_once_and_arrears_stop_the_next() {
     .await;
     assert_eq!(refused.decision(), pb::Decision::Deny, "{refused:?}");
     assert_eq!(refused.deny_reason(), pb::DenyReason::NoPaymentLink);
-    link(&mut app, "agr_sandbox_e2e_ride").await;
+    link_sandbox(&mut app, "agr_sandbox_e2e_ride").await;
 
     // Entry at pingguoyuan: a trip opens, nothing charged yet; a retry of the scan
     // gets the same trip.
-    let entry_code = code(&mut app).await;
+    let entry_code = online_code(&mut app).await;
     let entered = decide(
         &t,
         "metro-entry-1",
@@ -130,7 +96,7 @@ async fn a_ride_through_the_gates_is_charged_once_and_arrears_stop_the_next() {
     assert_eq!(transit(&retried), &opened);
 
     // Exit at xidan (16 km on line 1: 5 yuan), with a new code; retried too.
-    let exit_code = code(&mut app).await;
+    let exit_code = online_code(&mut app).await;
     let exited = decide(
         &t,
         "metro-exit-1",
@@ -195,8 +161,8 @@ async fn a_ride_through_the_gates_is_charged_once_and_arrears_stop_the_next() {
 
     // A card that declines: a bus ride is charged, declined, and becomes arrears.
     within("unlink", app.unlink()).await.expect("unlinked");
-    link(&mut app, "decline_e2e_card").await;
-    let bus_code = code(&mut app).await;
+    link_sandbox(&mut app, "decline_e2e_card").await;
+    let bus_code = online_code(&mut app).await;
     let rode = decide(
         &t,
         "bus-1",
@@ -221,7 +187,7 @@ async fn a_ride_through_the_gates_is_charged_once_and_arrears_stop_the_next() {
     assert_eq!(arrears.total.as_ref().map(|t| t.minor_units), Some(fare));
 
     // The next entry is refused ARREARS, and opens nothing.
-    let blocked_code = code(&mut app).await;
+    let blocked_code = online_code(&mut app).await;
     let blocked = decide(
         &t,
         "metro-entry-1",
@@ -233,7 +199,7 @@ async fn a_ride_through_the_gates_is_charged_once_and_arrears_stop_the_next() {
 
     // A card that pays, the arrears repaid: the entry opens again.
     within("unlink", app.unlink()).await.expect("unlinked");
-    link(&mut app, "agr_sandbox_e2e_repay").await;
+    link_sandbox(&mut app, "agr_sandbox_e2e_repay").await;
     within("repay", app.repay("e2e-repay-1"))
         .await
         .expect("repaid");
@@ -246,7 +212,7 @@ async fn a_ride_through_the_gates_is_charged_once_and_arrears_stop_the_next() {
         assert!(Instant::now() < deadline, "the repayment never cleared");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let open_code = code(&mut app).await;
+    let open_code = online_code(&mut app).await;
     let reopened = decide(
         &t,
         "metro-entry-1",
@@ -269,9 +235,9 @@ async fn a_ride_through_the_gates_is_charged_once_and_arrears_stop_the_next() {
 async fn a_gate_voids_its_scan_and_the_trip_is_not_charged() {
     let t = TestStack::with_ring(&dev_ring()).await;
     let mut app = t.citizen("Li Lei").await;
-    link(&mut app, "agr_sandbox_e2e_void").await;
+    link_sandbox(&mut app, "agr_sandbox_e2e_void").await;
     let m = pb::Scene::Metro;
-    let entry_code = code(&mut app).await;
+    let entry_code = online_code(&mut app).await;
     let entered = decide(
         &t,
         "metro-entry-1",
@@ -314,7 +280,7 @@ async fn a_gate_voids_its_scan_and_the_trip_is_not_charged() {
     .expect_err("not its tap");
     assert_eq!(refused.code(), tonic::Code::NotFound, "{refused:?}");
 
-    let next = code(&mut app).await;
+    let next = online_code(&mut app).await;
     let again = decide(
         &t,
         "metro-entry-1",

@@ -3,8 +3,8 @@
 //! payments' TapIn for it is served inside the same trace, below the verifier's call.
 //! It installs the process-wide subscriber, so it is a test binary of its own.
 
-use citypass_e2e::{TestStack, dev_ring, within};
-use citypass_proto::v1::{self as pb, VerifyRequest};
+use citypass_e2e::{TestStack, dev_ring, link_sandbox, online_code, scan, within};
+use citypass_proto::v1 as pb;
 use citypass_runtime::config::LogFormat;
 use opentelemetry::trace::TraceId;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
@@ -28,28 +28,9 @@ async fn a_transit_scan_is_one_trace_through_the_verifier_and_payments() {
 
     let t = TestStack::with_ring(&dev_ring()).await;
     let mut app = t.citizen("Wang Fang").await;
-    within(
-        "link",
-        app.link(
-            pb::PaymentProvider::Sandbox,
-            "agr_sandbox_trace",
-            "1234",
-            "2026-01",
-        ),
-    )
-    .await
-    .expect("linked");
-    let code = within("code", app.code(false))
-        .await
-        .expect("a code")
-        .qr_text;
-    let mut call = tonic::Request::new(VerifyRequest {
-        gate_id: "metro-entry-1".to_owned(),
-        scene: pb::Scene::Metro as i32,
-        scan_id: "trace-1".to_owned(),
-        qr_text: code,
-        ..VerifyRequest::default()
-    });
+    link_sandbox(&mut app, "agr_sandbox_trace").await;
+    let code = online_code(&mut app).await;
+    let mut call = tonic::Request::new(scan("metro-entry-1", pb::Scene::Metro, "trace-1", &code));
     call.metadata_mut().insert(
         "traceparent",
         format!("00-{TRACE_ID}-b7ad6b7169203331-01")

@@ -3,10 +3,10 @@
 //! over mutual TLS; a device revocation reaches the verifier through its follower.
 //! Identity and the revocation log on PostgreSQL, marks and the stream in Redis.
 
-use citypass_e2e::{TestStack, dev_ring, within};
-use citypass_proto::v1::{
-    self as pb, RevocationReason, RevokeRequest, TargetKind, VerifyRequest, VerifyResponse,
+use citypass_e2e::{
+    TestStack, decide, deny_reason, dev_ring, link_sandbox, online_code, scan, within,
 };
+use citypass_proto::v1::{self as pb, RevocationReason, RevokeRequest, TargetKind};
 
 /// The holder end to end: the verifier reads an enrolled citizen's profile from the
 /// stack's identity (its attributes and both stored pseudonyms), and a subject
@@ -57,10 +57,7 @@ async fn the_verifier_reads_the_holder_and_a_revoked_subject_stops_online_codes(
     );
 
     // An online code, then the subject is revoked: the code is refused at once.
-    let code = within("code", app.code(false))
-        .await
-        .expect("a code")
-        .qr_text;
+    let code = online_code(&mut app).await;
     let mut revocation = t.revocation().await;
     let epoch = within(
         "revoke the subject",
@@ -84,31 +81,8 @@ async fn the_verifier_reads_the_holder_and_a_revoked_subject_stops_online_codes(
     .await;
     let m = pb::Scene::Metro;
     let refused = decide(&t, "metro-entry-1", scan("metro-entry-1", m, "r-1", &code)).await;
-    assert_eq!(reason(&refused), pb::DenyReason::SubjectRevoked);
+    assert_eq!(deny_reason(&refused), pb::DenyReason::SubjectRevoked);
     assert!(refused.revocation_epoch >= epoch, "{refused:?}");
-}
-
-fn scan(gate: &str, scene: pb::Scene, scan_id: &str, code: &str) -> VerifyRequest {
-    VerifyRequest {
-        gate_id: gate.to_owned(),
-        scene: scene as i32,
-        scan_id: scan_id.to_owned(),
-        qr_text: code.to_owned(),
-        ..VerifyRequest::default()
-    }
-}
-
-async fn decide(t: &TestStack, gate: &str, request: VerifyRequest) -> VerifyResponse {
-    let mut client = t.verifier(gate).await;
-    within("verify", client.verify(request))
-        .await
-        .expect("an answer")
-        .into_inner()
-}
-
-fn reason(response: &VerifyResponse) -> pb::DenyReason {
-    assert_eq!(response.decision(), pb::Decision::Deny, "{response:?}");
-    response.deny_reason()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,23 +91,10 @@ async fn a_citizens_codes_open_the_stacks_gates_once_and_a_revoked_device_stops_
     let mut app = t.citizen("王小明").await;
     let (_, device_id) = citypass_e2e::ids(&app);
     // Metro gates charge fares through payments: the rider links a payment account.
-    within(
-        "link",
-        app.link(
-            pb::PaymentProvider::Sandbox,
-            "agr_sandbox_e2e_verify",
-            "1234",
-            "2026-01",
-        ),
-    )
-    .await
-    .expect("linked");
+    link_sandbox(&mut app, "agr_sandbox_e2e_verify").await;
 
     // An online code at a metro entry: opens once; at the exit it is a replay.
-    let code = within("code", app.code(false))
-        .await
-        .expect("a code")
-        .qr_text;
+    let code = online_code(&mut app).await;
     let m = pb::Scene::Metro;
     let opened = decide(&t, "metro-entry-1", scan("metro-entry-1", m, "e-1", &code)).await;
     assert_eq!(opened.decision(), pb::Decision::Allow, "{opened:?}");
@@ -142,7 +103,7 @@ async fn a_citizens_codes_open_the_stacks_gates_once_and_a_revoked_device_stops_
     assert_eq!(retried.decision(), pb::Decision::Allow);
     assert!(retried.idempotent_replay);
     let again = decide(&t, "metro-exit-1", scan("metro-exit-1", m, "x-1", &code)).await;
-    assert_eq!(reason(&again), pb::DenyReason::Replayed);
+    assert_eq!(deny_reason(&again), pb::DenyReason::Replayed);
 
     // An offline code at a scenic gate.
     within("certificate", app.certificate())
@@ -187,6 +148,6 @@ async fn a_citizens_codes_open_the_stacks_gates_once_and_a_revoked_device_stops_
     .await;
     let after = app.offline_code(60).expect("an offline code");
     let refused = decide(&t, "scenic-gate-1", scan("scenic-gate-1", s, "p-2", &after)).await;
-    assert_eq!(reason(&refused), pb::DenyReason::CertificateRevoked);
+    assert_eq!(deny_reason(&refused), pb::DenyReason::CertificateRevoked);
     assert!(refused.revocation_epoch >= epoch, "{refused:?}");
 }

@@ -48,6 +48,20 @@ fn request<T>(message: T, deadline: Deadline) -> tonic::Request<T> {
 }
 
 /// A failed call as the seam's error.
+/// The answer of one call awaited within `deadline`: a late call is unavailable, a
+/// failed one read by [`failed`].
+async fn answered<T>(
+    rpc: &'static str,
+    deadline: Deadline,
+    call: impl Future<Output = Result<tonic::Response<T>, Status>>,
+) -> Result<T, TransitError> {
+    match deadline.run(call).await {
+        Err(_) => Err(TransitError::Unavailable),
+        Ok(Err(status)) => Err(failed(rpc, &status)),
+        Ok(Ok(answer)) => Ok(answer.into_inner()),
+    }
+}
+
 fn failed(rpc: &'static str, status: &Status) -> TransitError {
     match status.code() {
         Code::Unavailable
@@ -119,11 +133,7 @@ impl TransitTaps for PaymentsTaps {
             };
             let mut client = self.client.clone();
             let call = client.tap_in(request(message, deadline));
-            let answer = match deadline.run(call).await {
-                Err(_) => return Err(TransitError::Unavailable),
-                Ok(Err(status)) => return Err(failed(RPC, &status)),
-                Ok(Ok(answer)) => answer.into_inner(),
-            };
+            let answer = answered(RPC, deadline, call).await?;
             let refused = match pb::TapRefusal::try_from(answer.refusal) {
                 Ok(pb::TapRefusal::Unspecified) => None,
                 Ok(pb::TapRefusal::NoPaymentLink) => Some(TapRefused::NoPaymentLink),
@@ -151,11 +161,7 @@ impl TransitTaps for PaymentsTaps {
             };
             let mut client = self.client.clone();
             let call = client.tap_out(request(message, deadline));
-            match deadline.run(call).await {
-                Err(_) => Err(TransitError::Unavailable),
-                Ok(Err(status)) => Err(failed(RPC, &status)),
-                Ok(Ok(answer)) => trip(RPC, answer.into_inner().trip),
-            }
+            trip(RPC, answered(RPC, deadline, call).await?.trip)
         })
     }
 
@@ -170,11 +176,7 @@ impl TransitTaps for PaymentsTaps {
             };
             let mut client = self.client.clone();
             let call = client.void_tap(request(message, deadline));
-            match deadline.run(call).await {
-                Err(_) => Err(TransitError::Unavailable),
-                Ok(Err(status)) => Err(failed(RPC, &status)),
-                Ok(Ok(answer)) => trip(RPC, answer.into_inner().trip),
-            }
+            trip(RPC, answered(RPC, deadline, call).await?.trip)
         })
     }
 }
