@@ -206,12 +206,9 @@ fn scene_line(result: Option<&pb::verify_response::SceneResult>) -> Option<Strin
             g.government_pseudonym
         ),
         R::Transit(t) => format!(
-            "trip {}; fare {} {}; {}",
+            "trip {}; fare {}; {}",
             t.trip_id,
-            t.fare_charged.as_ref().map_or(0, |m| m.minor_units),
-            t.fare_charged
-                .as_ref()
-                .map_or("", |m| m.currency_code.as_str()),
+            super::payments::yuan(t.fare_charged.as_ref()),
             t.fare_class()
                 .as_str_name()
                 .trim_start_matches("FARE_CLASS_")
@@ -292,4 +289,27 @@ fn scan_png(bytes: &[u8]) -> anyhow::Result<String> {
     let grid = grids.first().context("no QR code found")?;
     let (_, content) = grid.decode().map_err(|e| anyhow::anyhow!("{e:?}"))?;
     Ok(content)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fares travel in fen; the display shows yuan, as `citypass app trips` does.
+    #[test]
+    fn a_transit_result_shows_its_fare_in_yuan() {
+        let result = pb::verify_response::SceneResult::Transit(pb::TransitResult {
+            trip_id: "t-1".to_owned(),
+            fare_charged: Some(pb::Money {
+                minor_units: 500,
+                currency_code: "CNY".to_owned(),
+            }),
+            fare_class: pb::FareClass::Adult as i32,
+            ..pb::TransitResult::default()
+        });
+        assert_eq!(
+            scene_line(Some(&result)).as_deref(),
+            Some("trip t-1; fare 5.00 CNY; adult")
+        );
+    }
 }
