@@ -276,9 +276,10 @@ fn ratio_row(f: &mut fmt::Formatter<'_>, label: &str, r: &Ratios) -> fmt::Result
     )
 }
 
-fn table_row(f: &mut fmt::Formatter<'_>, r: &RunReport) -> fmt::Result {
-    let l = &r.latency_us;
-    let (cpu, rss) = r.process.as_ref().map_or_else(
+/// A run's server CPU µs per request and peak RSS (MiB) as table cells, `-` when the
+/// server was not the tool's child process.
+pub(crate) fn process_cells(process: Option<&ProcessFigures>) -> (String, String) {
+    process.map_or_else(
         || ("-".to_owned(), "-".to_owned()),
         |p| {
             (
@@ -286,7 +287,12 @@ fn table_row(f: &mut fmt::Formatter<'_>, r: &RunReport) -> fmt::Result {
                 format!("{:.1}", p.peak_rss_mib),
             )
         },
-    );
+    )
+}
+
+fn table_row(f: &mut fmt::Formatter<'_>, r: &RunReport) -> fmt::Result {
+    let l = &r.latency_us;
+    let (cpu, rss) = process_cells(r.process.as_ref());
     writeln!(
         f,
         "{:<20} {:<12} {:>10.0} {:>10.0} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6} {:>10} {:>8}",

@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::LoadError;
-use crate::report::{Report, RunReport};
+use crate::report::{Report, RunReport, process_cells};
 use crate::verify::{Session, Settings};
 
 /// Most rates in one sweep.
@@ -106,15 +106,7 @@ impl fmt::Display for Sweep {
         )?;
         for (point, run) in self.runs() {
             let l = run.latency_us;
-            let (cpu, rss) = run.process.as_ref().map_or_else(
-                || ("-".to_owned(), "-".to_owned()),
-                |p| {
-                    (
-                        format!("{:.0}", p.cpu_us_per_request),
-                        format!("{:.1}", p.peak_rss_mib),
-                    )
-                },
-            );
+            let (cpu, rss) = process_cells(run.process.as_ref());
             writeln!(
                 f,
                 "{:>9.0} {:<20} {:<12} {:>10.0} {:>8.2} {:>8.2} {:>7} {:>10} {:>8} {:>6}",
