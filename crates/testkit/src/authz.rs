@@ -64,10 +64,12 @@ pub fn expected(allow: &[Allow], who: &As) -> Outcome {
     match who {
         As::OtherCa(_) | As::Expired(_) => Outcome::Refused(Code::Unauthenticated),
         As::Nobody => {
-            if allow
-                .iter()
-                .any(|a| matches!(a, Allow::Anyone | Allow::Citizen | Allow::DeviceSigned))
-            {
+            if allow.iter().any(|a| {
+                matches!(
+                    a,
+                    Allow::Anyone | Allow::Citizen | Allow::DeviceSigned | Allow::ProviderSigned
+                )
+            }) {
                 Outcome::Handled
             } else {
                 Outcome::Refused(Code::Unauthenticated)
@@ -76,7 +78,10 @@ pub fn expected(allow: &[Allow], who: &As) -> Outcome {
         other => {
             let principal = other.principal().expect("a valid identity");
             let admitted = allow.iter().any(|a| match (a, &principal) {
-                (Allow::Anyone | Allow::Citizen | Allow::DeviceSigned, _) => true,
+                (
+                    Allow::Anyone | Allow::Citizen | Allow::DeviceSigned | Allow::ProviderSigned,
+                    _,
+                ) => true,
                 (Allow::Service(n), citypass_runtime::Principal::Service(s)) => n == s,
                 (Allow::AnyGate, citypass_runtime::Principal::Gate(_)) => true,
                 (Allow::Role(r), citypass_runtime::Principal::Operator { roles, .. }) => {

@@ -5,7 +5,10 @@
 //! citizen's own calls are device-signed, like IssueToken: the layer admits a request
 //! carrying a device proof and the handler checks it (`crate::citizen`: signature,
 //! freshness, single-use nonce, the device bound, its transit account at identity).
-//! The daily settlement is read by operators with the auditor role.
+//! The daily settlement is read by operators with the auditor role. A provider's
+//! notification (NotifyCharge) is proven by the provider's signature over it, which
+//! the handler checks before anything else (`crate::notification`): whoever delivers
+//! it (the provider, or the edge receiving its callbacks) is not trusted for it.
 
 use citypass_runtime::{Allow, Policy, Role, Rule};
 
@@ -51,6 +54,10 @@ pub const AUTHORIZATION: Policy = Policy {
         Rule {
             method: "VoidTap",
             allow: VERIFIER,
+        },
+        Rule {
+            method: "NotifyCharge",
+            allow: &[Allow::ProviderSigned],
         },
         Rule {
             method: "GetSettlement",

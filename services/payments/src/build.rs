@@ -68,7 +68,9 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
         Arc::new(citypass_token::unix_now),
         config.payments.max_clock_skew,
     );
-    let mut api = PaymentsApi::new(payments.clone(), config.payments.max_clock_skew);
+    let notification_keys = config.notification_keys().map_err(part("configuration"))?;
+    let mut api = PaymentsApi::new(payments.clone(), config.payments.max_clock_skew)
+        .with_notification_keys(notification_keys);
     let mut revocation_view = None;
     if let Some(identity) = &config.identity {
         let nonces = open_nonce_store(
@@ -121,10 +123,14 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
     );
     let sandbox = match &config.sandbox {
         Some(settings) => {
-            let sandbox = Arc::new(Sandbox::new(SandboxConfig {
+            let mut sandbox = Sandbox::new(SandboxConfig {
                 delay: settings.delay,
                 timeouts_after_success: settings.timeouts_after_success,
-            }));
+            });
+            if let Some(signer) = config.sandbox_signer().map_err(part("configuration"))? {
+                sandbox = sandbox.with_notifications(signer);
+            }
+            let sandbox = Arc::new(sandbox);
             OutboxWorker::new(payments.store().clone(), sandbox.clone())
                 .spawn(config.payments.outbox_interval, server.draining());
             Some(sandbox)

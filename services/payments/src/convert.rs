@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::fare::{FareClass, Mode};
 use crate::link::{Link, Provider};
 use crate::money::Fen;
+use crate::notification::{Applied, SignedNotification};
 use crate::payments::Arrears;
 use crate::settlement::DailySettlement;
 use crate::store::{TripCursor, TripPage, TripQuery, TripView};
@@ -203,6 +204,41 @@ pub fn provider(value: i32) -> Result<Provider, Error> {
         Ok(v1::PaymentProvider::WechatPay) => Ok(Provider::WechatPay),
         Ok(v1::PaymentProvider::Unionpay) => Ok(Provider::UnionPay),
         _ => Err(Error::invalid("provider", "must name a payment provider")),
+    }
+}
+
+/// A NotifyCharge request: its provider, key id, body and signature (checked for
+/// shape and size only; [`crate::notification::NotificationKeys::verify`] checks the
+/// signature).
+pub fn notify_charge(request: v1::NotifyChargeRequest) -> Result<SignedNotification, Error> {
+    let provider = provider(request.provider)?;
+    if request.key_id.is_empty() || request.key_id.len() > 64 {
+        return Err(Error::invalid("key_id", "1 to 64 bytes"));
+    }
+    if request.body.is_empty() || request.body.len() > crate::notification::MAX_BODY_BYTES {
+        return Err(Error::invalid("body", "1 byte to 4 KiB"));
+    }
+    if request.signature.is_empty() || request.signature.len() > 512 {
+        return Err(Error::invalid("signature", "1 to 512 bytes"));
+    }
+    Ok(SignedNotification {
+        provider,
+        key_id: request.key_id,
+        body: request.body,
+        signature: request.signature,
+    })
+}
+
+/// What a notification did, and its charge's status after it.
+pub fn notified(applied: Applied, charge: &Charge) -> v1::NotifyChargeResponse {
+    let outcome = match applied {
+        Applied::Now => v1::NotificationOutcome::Applied,
+        Applied::Already => v1::NotificationOutcome::AlreadyApplied,
+        Applied::Superseded => v1::NotificationOutcome::Superseded,
+    };
+    v1::NotifyChargeResponse {
+        outcome: outcome as i32,
+        status: charge_status_to_api(charge.status) as i32,
     }
 }
 

@@ -100,6 +100,16 @@ pub enum Error {
     /// RepayArrears with nothing owed.
     #[error("nothing is owed by this transit account")]
     NothingOwed,
+    /// A provider notification signed by no key trusted for its provider, or whose
+    /// signature does not verify.
+    #[error("the notification's signature does not verify with a trusted key of its provider")]
+    NotificationSignature,
+    /// A provider notification naming a key that no charge was sent under.
+    #[error("out_trade_no: no charge was sent under this key")]
+    ChargeNotFound,
+    /// A provider notification whose amount is not the charge's: applied to nothing.
+    #[error("amount_fen: not the amount of the charge sent under this key")]
+    AmountMismatch,
     /// The configuration cannot be used (start-up only).
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -151,7 +161,10 @@ impl ServiceError for Error {
             | Error::UnknownStation
             | Error::UnknownRoute
             | Error::NoPath => ErrorKind::InvalidArgument,
-            Error::NotLinked | Error::TapNotFound | Error::NothingOwed => ErrorKind::NotFound,
+            Error::NotLinked | Error::TapNotFound | Error::NothingOwed | Error::ChargeNotFound => {
+                ErrorKind::NotFound
+            }
+            Error::NotificationSignature => ErrorKind::Unauthenticated,
             Error::AlreadyLinked | Error::ScanReused => ErrorKind::AlreadyExists,
             Error::Proof(proof) => proof.kind(),
             Error::DeviceNotFound => ErrorKind::NotFound,
@@ -166,7 +179,8 @@ impl ServiceError for Error {
             | Error::TapVoided
             | Error::VoidTooLate(_)
             | Error::TripMovedOn
-            | Error::TapRepeated => ErrorKind::FailedPrecondition,
+            | Error::TapRepeated
+            | Error::AmountMismatch => ErrorKind::FailedPrecondition,
             Error::Database(err) => citypass_postgres::error_kind(err),
             Error::Config(_)
             | Error::Migrate(_)
@@ -192,6 +206,9 @@ impl ServiceError for Error {
             Error::TripMovedOn => "TRIP_MOVED_ON",
             Error::TapRepeated => "TAP_REPEATED",
             Error::NothingOwed => "NOTHING_OWED",
+            Error::NotificationSignature => "NOTIFICATION_SIGNATURE_INVALID",
+            Error::ChargeNotFound => "CHARGE_NOT_FOUND",
+            Error::AmountMismatch => "AMOUNT_MISMATCH",
             // The issuer's reasons for the same checks, so an app reads both alike.
             Error::Proof(proof) => proof.reason(),
             Error::DeviceNotFound => "DEVICE_NOT_FOUND",

@@ -34,8 +34,11 @@
 //! - [`periodic`]: the clock of the background passes (every interval, until draining);
 //! - [`build`]: the composition root.
 //!
-//! Still to come (see the note on issue 11): real provider adapters, signed provider
-//! callbacks, and payouts to operators.
+//! - [`notification`]: providers' signed notifications of a charge's outcome
+//!   (NotifyCharge).
+//!
+//! Still to come (see the note on issue 11): real provider adapters (with their own
+//! notification layouts), and payouts to operators.
 #![forbid(unsafe_code)]
 
 pub mod account;
@@ -55,6 +58,7 @@ pub mod ledger;
 pub mod link;
 pub mod money;
 pub mod network;
+pub mod notification;
 pub mod outbox;
 pub mod payments;
 pub mod periodic;

@@ -67,6 +67,11 @@ impl Provider {
             Provider::UnionPay => "unionpay",
         }
     }
+
+    /// The provider [`Provider::name`] names.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Provider::ALL.into_iter().find(|p| p.name() == name)
+    }
 }
 
 /// The provider's token for the account: printable ASCII, 8 to 256 characters, not a

@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::ledger::{self, Imbalance, LedgerReport};
 use crate::link::{Consent, Last4, Link, LinkId, NewLink, Provider, ProviderToken};
 use crate::money::Fen;
+use crate::notification::{Applied, Notification};
 use crate::settlement::DailySettlement;
 use crate::store::{PaymentsStore, TripPage, TripQuery, TripView};
 use crate::tap::{Answer, Place, Refusal, TapIn, TapOut, TapRules, Void};
@@ -340,6 +341,16 @@ impl Payments {
         let (from, until) = self.rules.day_bounds(day)?;
         let charges = self.store.charges_made_between(from, until).await?;
         DailySettlement::of(day, &charges)
+    }
+
+    /// Applies a provider's notification whose signature was checked
+    /// ([`crate::notification`]), at `now`.
+    pub async fn notify(
+        &self,
+        notification: &Notification,
+        now: u64,
+    ) -> Result<(Applied, Charge), Error> {
+        crate::notification::apply(self.store.as_ref(), notification, now).await
     }
 
     /// The ledger's sums and whether its invariants hold.

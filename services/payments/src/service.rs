@@ -3,7 +3,8 @@
 //! become statuses only through [`IntoStatus::into_status`] (with their ErrorInfo
 //! reason).
 //!
-//! TapIn, TapOut and VoidTap are the verifier's; GetSettlement is for operators. The
+//! TapIn, TapOut and VoidTap are the verifier's; GetSettlement is for operators;
+//! NotifyCharge is a provider's, proven by its signature before anything else. The
 //! citizen's calls (LinkAccount, UnlinkAccount, GetLink, GetTrips, GetArrears,
 //! RepayArrears) are signed by the citizen's bound device: [`Citizens`] checks the
 //! proof and maps the device to its transit account at identity before the logic runs,
@@ -21,6 +22,7 @@ use crate::account::TransitAccount;
 use crate::citizen::{Citizens, DeviceCall};
 use crate::convert;
 use crate::error::Error;
+use crate::notification::{Notification, NotificationKeys};
 use crate::payments::{LinkRequest, Payments, Tapped};
 
 /// `citypass.v1.PaymentsService` over [`Payments`].
@@ -29,6 +31,7 @@ pub struct PaymentsApi {
     payments: Payments,
     max_clock_skew: std::time::Duration,
     citizens: Option<Citizens>,
+    notification_keys: std::sync::Arc<NotificationKeys>,
 }
 
 impl PaymentsApi {
@@ -40,7 +43,15 @@ impl PaymentsApi {
             payments,
             max_clock_skew,
             citizens: None,
+            notification_keys: std::sync::Arc::new(NotificationKeys::new()),
         }
+    }
+
+    /// The same service trusting `keys` for providers' notifications (NotifyCharge);
+    /// without, every notification is refused.
+    pub fn with_notification_keys(mut self, keys: NotificationKeys) -> Self {
+        self.notification_keys = std::sync::Arc::new(keys);
+        self
     }
 
     /// The same service answering citizens' device-signed calls, checked by `citizens`.
@@ -237,6 +248,24 @@ impl PaymentsService for PaymentsApi {
             Ok(v1::VoidTapResponse {
                 trip: Some(convert::trip_or_voided(&view)?),
             })
+        })
+        .await
+    }
+
+    async fn notify_charge(
+        &self,
+        request: Request<v1::NotifyChargeRequest>,
+    ) -> Result<Response<v1::NotifyChargeResponse>, Status> {
+        answer(async {
+            let signed = convert::notify_charge(request.into_inner())?;
+            // The signature first: nothing is parsed or read for an unproven sender.
+            self.notification_keys.verify(&signed)?;
+            let notification = Notification::parse(&signed.body)?;
+            let (applied, charge) = self
+                .payments
+                .notify(&notification, citypass_token::unix_now())
+                .await?;
+            Ok(convert::notified(applied, &charge))
         })
         .await
     }

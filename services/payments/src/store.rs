@@ -133,6 +133,12 @@ pub trait PaymentsStore: Send + Sync + 'static {
     /// The account's charges, every status, newest first (by creation, then key).
     fn charges(&self, account: TransitAccount) -> BoxFuture<'_, Result<Vec<Charge>, Error>>;
 
+    /// The charge sent (or to be sent) under the provider key `key`, if any.
+    fn charge_by_provider_key(
+        &self,
+        key: ChargeKey,
+    ) -> BoxFuture<'_, Result<Option<Charge>, Error>>;
+
     /// Outbox rows, oldest first, at most `limit`.
     fn outbox(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxMessage>, Error>>;
 

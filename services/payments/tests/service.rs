@@ -573,3 +573,164 @@ async fn the_worker_charges_the_sandbox_and_a_decline_blocks_the_next_entry() {
     let (_, verdict) = running.payments.check_ledger().await.unwrap();
     assert_eq!(verdict, Ok(()));
 }
+
+/// A NotifyCharge request for `signed`.
+fn notify_request(
+    signed: &citypass_payments::notification::SignedNotification,
+) -> v1::NotifyChargeRequest {
+    v1::NotifyChargeRequest {
+        provider: v1::PaymentProvider::Sandbox as i32,
+        key_id: signed.key_id.clone(),
+        body: signed.body.clone(),
+        signature: signed.signature.clone(),
+    }
+}
+
+#[tokio::test]
+async fn a_providers_signed_notification_settles_a_charge_the_worker_could_not_learn() {
+    use citypass_payments::config::{DEV_NOTIFICATION_KEY_ID, DEV_NOTIFICATION_SEED};
+    use citypass_payments::notification::{Notification, NotificationSigner};
+    use citypass_payments::provider::Outcome;
+
+    // Every call of the sandbox charges and then times out: the worker never learns
+    // the outcome (the charge stays RETRYING), as when a provider's answer is lost.
+    let mut config = Config::dev();
+    config.payments.outbox_interval = Duration::from_millis(100);
+    config
+        .sandbox
+        .as_mut()
+        .expect("dev runs the sandbox")
+        .timeouts_after_success = u32::MAX;
+    let running = start_with(true, config).await;
+    running.link(RIDER).await;
+    let mut verifier = running.verifier();
+    verifier
+        .tap_in(entry("scan-1", "pingguoyuan"))
+        .await
+        .unwrap();
+    verifier.tap_out(exit("scan-2", "xidan")).await.unwrap();
+    until_charge(&running, RIDER, ChargeStatus::Retrying).await;
+    let account = TransitAccount::parse(RIDER).unwrap();
+    let charge = running.payments.store().charges(account).await.unwrap()[0].clone();
+    let sandbox = running.sandbox.clone().unwrap();
+    let signed = sandbox
+        .notification(charge.provider_key, citypass_token::unix_now())
+        .expect("the sandbox decided this key and signs in dev");
+    // Anyone may deliver a notification: the signature is the proof.
+    let mut anyone = running.client(&As::Nobody);
+    let status_of = |charges: Vec<citypass_payments::charge::Charge>| charges[0].status;
+
+    // A body changed in flight, or a key the service does not trust: refused before
+    // anything is read, and nothing changes.
+    let mut tampered = notify_request(&signed);
+    tampered.body = String::from_utf8(tampered.body)
+        .unwrap()
+        .replace("500", "5")
+        .into_bytes();
+    let mut unknown_key = notify_request(&signed);
+    unknown_key.key_id = "sandbox-other".to_owned();
+    let mut as_alipay = notify_request(&signed);
+    as_alipay.provider = v1::PaymentProvider::Alipay as i32;
+    for forged in [tampered, unknown_key, as_alipay] {
+        let status = anyone.notify_charge(forged).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+        assert_eq!(
+            reason_of(&status).as_deref(),
+            Some("NOTIFICATION_SIGNATURE_INVALID")
+        );
+    }
+    assert_eq!(
+        status_of(running.payments.store().charges(account).await.unwrap()),
+        ChargeStatus::Retrying
+    );
+
+    // The provider's own notification: applied once, captured once.
+    let applied = anyone
+        .notify_charge(notify_request(&signed))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(applied.outcome, v1::NotificationOutcome::Applied as i32);
+    assert_eq!(applied.status, v1::ChargeStatus::Succeeded as i32);
+    let again = anyone
+        .notify_charge(notify_request(&signed))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        again.outcome,
+        v1::NotificationOutcome::AlreadyApplied as i32
+    );
+    let (report, verdict) = running.payments.check_ledger().await.unwrap();
+    assert_eq!((verdict, report.captured), (Ok(()), 500));
+    assert_eq!(
+        sandbox.approved(),
+        vec![(charge.provider_key, charge.amount)]
+    );
+
+    // Signed by the provider but wrong: another amount, no such charge, a decline
+    // after the approval.
+    let signer = NotificationSigner::from_seed(
+        Provider::Sandbox,
+        DEV_NOTIFICATION_KEY_ID,
+        &DEV_NOTIFICATION_SEED,
+    )
+    .unwrap();
+    let approval = Notification::parse(&signed.body).unwrap();
+    let other_amount = signer.sign(&Notification {
+        amount: citypass_payments::Fen::new(499),
+        ..approval.clone()
+    });
+    let status = anyone
+        .notify_charge(notify_request(&other_amount))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), reason_of(&status).as_deref()),
+        (Code::FailedPrecondition, Some("AMOUNT_MISMATCH"))
+    );
+    let no_charge = signer.sign(&Notification {
+        provider_key: citypass_payments::charge::ChargeKey([0x5a; 16]),
+        ..approval.clone()
+    });
+    let status = anyone
+        .notify_charge(notify_request(&no_charge))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), reason_of(&status).as_deref()),
+        (Code::NotFound, Some("CHARGE_NOT_FOUND"))
+    );
+    let late_decline = signer.sign(&Notification {
+        outcome: Outcome::Declined {
+            code: "INSUFFICIENT_FUNDS".to_owned(),
+        },
+        ..approval
+    });
+    let superseded = anyone
+        .notify_charge(notify_request(&late_decline))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        superseded.outcome,
+        v1::NotificationOutcome::Superseded as i32
+    );
+    assert_eq!(superseded.status, v1::ChargeStatus::Succeeded as i32);
+    assert_eq!(
+        status_of(running.payments.store().charges(account).await.unwrap()),
+        ChargeStatus::Succeeded
+    );
+    let (report, verdict) = running.payments.check_ledger().await.unwrap();
+    assert_eq!((verdict, report.captured), (Ok(()), 500));
+
+    // Malformed requests name the field.
+    let status = anyone
+        .notify_charge(v1::NotifyChargeRequest {
+            body: Vec::new(),
+            ..notify_request(&signed)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+}

@@ -13,6 +13,9 @@ pub enum Allow {
     /// The subject's own bound device: the request carries a device signature, which
     /// the handler checks first, before any other work (as IssueToken does).
     DeviceSigned,
+    /// A payment provider's notification: the request carries the provider's
+    /// signature, which the handler checks first, before any other work (NotifyCharge).
+    ProviderSigned,
     /// The named citypass service (`spiffe://citypass/service/<name>`).
     Service(&'static str),
     /// Any gate (`spiffe://citypass/gate/<id>`); the handler may narrow it to the
@@ -31,7 +34,9 @@ impl Allow {
 
     pub(crate) fn admits(self, principal: Option<&Principal>) -> bool {
         match (self, principal) {
-            (Allow::Anyone | Allow::Citizen | Allow::DeviceSigned, _) => true,
+            (Allow::Anyone | Allow::Citizen | Allow::DeviceSigned | Allow::ProviderSigned, _) => {
+                true
+            }
             (Allow::Service(name), Some(Principal::Service(service))) => service == name,
             (Allow::AnyGate, Some(Principal::Gate(_))) => true,
             (Allow::Role(role), Some(Principal::Operator { roles, .. })) => roles.contains(&role),

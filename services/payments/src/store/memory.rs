@@ -409,6 +409,20 @@ impl PaymentsStore for MemoryStore {
         })
     }
 
+    fn charge_by_provider_key(
+        &self,
+        key: ChargeKey,
+    ) -> BoxFuture<'_, Result<Option<Charge>, Error>> {
+        Box::pin(async move {
+            Ok(self
+                .lock()?
+                .charges
+                .values()
+                .find(|c| c.provider_key == key)
+                .cloned())
+        })
+    }
+
     fn outbox(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxMessage>, Error>> {
         Box::pin(async move { Ok(self.lock()?.outbox.iter().take(limit).copied().collect()) })
     }

@@ -40,6 +40,7 @@ pub const MIGRATIONS: citypass_postgres::Embedded = citypass_postgres::embed_mig
     "20261203000002_payment_taps_by_trip.sql",
     "20261203000003_payment_outbox_backoff.sql",
     "20261203000004_payment_outbox_claims.sql",
+    "20261203000010_payment_charges_by_provider_key.sql",
 ];
 
 /// The PostgreSQL store. Cloning shares the pool.
@@ -454,6 +455,21 @@ impl PaymentsStore for PostgresStore {
                 .fetch_all(&self.pool)
                 .await?;
             rows.iter().map(charge_from).collect()
+        })
+    }
+
+    fn charge_by_provider_key(
+        &self,
+        key: ChargeKey,
+    ) -> BoxFuture<'_, Result<Option<Charge>, Error>> {
+        Box::pin(async move {
+            let sql =
+                format!("SELECT {CHARGE_COLUMNS} FROM payment_charges c WHERE c.provider_key = $1");
+            let row = sqlx::query(&sql)
+                .bind(key.0.as_slice())
+                .fetch_optional(&self.pool)
+                .await?;
+            row.as_ref().map(charge_from).transpose()
         })
     }
 

@@ -1,7 +1,8 @@
 //! The store contract: one suite, run against the in-memory store and PostgreSQL.
 //!
 //! Each property is one `async fn` over an `Arc<dyn PaymentsStore>`, in a module per
-//! concern (links, trips, voids, exactly once, listing, the outbox worker, settlement); the `contract!` macro runs
+//! concern (links, trips, voids, exactly once, listing, the outbox worker, settlement,
+//! providers' notifications); the `contract!` macro runs
 //! every one against both backends (a fresh PostgreSQL database per test, from
 //! `citypass_testkit`; without `CITYPASS_TEST_DATABASE_URL` the PostgreSQL half fails
 //! rather than skips). Most properties drive the store through [`Payments`], the logic
@@ -10,6 +11,7 @@
 mod exactly_once;
 mod links;
 mod listing;
+mod notifications;
 mod outbox;
 mod settlement;
 mod support;
@@ -75,5 +77,6 @@ citypass_testkit::contract_suite!(
         outbox::rows_are_claimed_by_one_worker_at_a_time,
         outbox::arrears_are_repaid_through_the_outbox,
         settlement::the_day_is_settled_per_operator,
+        notifications::a_notification_settles_the_charge_sent_under_its_key_once,
     ]
 );

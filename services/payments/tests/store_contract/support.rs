@@ -240,6 +240,12 @@ impl PaymentsStore for Faulty {
     fn charges(&self, account: TransitAccount) -> BoxFuture<'_, Result<Vec<Charge>, Error>> {
         self.inner.charges(account)
     }
+    fn charge_by_provider_key(
+        &self,
+        key: ChargeKey,
+    ) -> BoxFuture<'_, Result<Option<Charge>, Error>> {
+        self.inner.charge_by_provider_key(key)
+    }
     fn outbox(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxMessage>, Error>> {
         self.inner.outbox(limit)
     }

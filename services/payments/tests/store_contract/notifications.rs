@@ -1,0 +1,120 @@
+//! Providers' notifications (NotifyCharge's logic): a charge is found by the key it was
+//! sent under, the first send's or a repayment's, and takes the provider's outcome once,
+//! through the worker's own transition; a wrong amount or an unknown key changes nothing.
+
+use std::sync::Arc;
+
+use citypass_payments::charge::{ChargeKey, ChargeStatus};
+use citypass_payments::link::Provider;
+use citypass_payments::notification::{Applied, Notification, apply};
+use citypass_payments::payments::LinkRequest;
+use citypass_payments::provider::{Outcome, Sandbox, SandboxConfig};
+use citypass_payments::worker::OutboxWorker;
+use citypass_payments::{Error, Fen, PaymentsStore};
+
+use crate::support::{T0, boarding, ledger_balances, payments, rider, tap_in};
+
+pub(crate) async fn a_notification_settles_the_charge_sent_under_its_key_once(
+    store: Arc<dyn PaymentsStore>,
+) {
+    let p = payments(store.clone());
+    let a = rider(6);
+    let link = |token| LinkRequest {
+        account: a,
+        provider: Provider::Sandbox,
+        token,
+        last4: "0006",
+        consent_version: "2026-01",
+        consented_at: T0 - 10,
+    };
+    p.link(link("decline-agreement-6"), T0 - 5).await.unwrap();
+    tap_in(&p, boarding(a, "bus", "s1", "944", T0)).await;
+    let worker = OutboxWorker::new(store.clone(), Arc::new(Sandbox::default()));
+    assert_eq!(worker.run_once(T0 + 60).await.unwrap().declined, 1);
+    let declined = store.charges(a).await.unwrap()[0].clone();
+    assert_eq!(
+        store.charge_by_provider_key(declined.key).await.unwrap(),
+        Some(declined.clone()),
+        "first sent under its own key"
+    );
+
+    // Repaid through another account; this provider charges and then times out, so
+    // only its notification tells.
+    p.unlink(a, T0 + 100).await.unwrap();
+    p.link(link("agr_sandbox_6a1f0c9e"), T0 + 110)
+        .await
+        .unwrap();
+    p.repay_arrears(a, "req-1", T0 + 120).await.unwrap();
+    let silent = Arc::new(Sandbox::new(SandboxConfig {
+        timeouts_after_success: u32::MAX,
+        ..SandboxConfig::default()
+    }));
+    let worker = OutboxWorker::new(store.clone(), silent.clone());
+    assert_eq!(worker.run_once(T0 + 130).await.unwrap().retrying, 1);
+    let repay_key = ChargeKey::repayment(declined.key, "req-1");
+    let sent = store
+        .charge_by_provider_key(repay_key)
+        .await
+        .unwrap()
+        .expect("found by the repayment's key");
+    assert_eq!(
+        (sent.key, sent.status),
+        (declined.key, ChargeStatus::Retrying)
+    );
+    assert_eq!(
+        store.charge_by_provider_key(declined.key).await.unwrap(),
+        None,
+        "the key it is sent under now is the repayment's"
+    );
+
+    let approval = Notification {
+        provider_key: repay_key,
+        outcome: Outcome::Approved,
+        amount: declined.amount,
+        notified_at: T0 + 140,
+    };
+    let wrong_amount = Notification {
+        amount: Fen::new(declined.amount.get() + 1),
+        ..approval.clone()
+    };
+    assert!(matches!(
+        apply(store.as_ref(), &wrong_amount, T0 + 140).await,
+        Err(Error::AmountMismatch)
+    ));
+    let unknown = Notification {
+        provider_key: ChargeKey([0x77; 16]),
+        ..approval.clone()
+    };
+    assert!(matches!(
+        apply(store.as_ref(), &unknown, T0 + 140).await,
+        Err(Error::ChargeNotFound)
+    ));
+    assert_eq!(
+        store.charges(a).await.unwrap()[0].status,
+        ChargeStatus::Retrying
+    );
+
+    let (applied, charge) = apply(store.as_ref(), &approval, T0 + 150).await.unwrap();
+    assert_eq!(
+        (applied, charge.status),
+        (Applied::Now, ChargeStatus::Succeeded)
+    );
+    let (again, _) = apply(store.as_ref(), &approval, T0 + 160).await.unwrap();
+    assert_eq!(again, Applied::Already);
+    // The worker's late answer (another timeout) and a stale decline change nothing.
+    assert_eq!(worker.run_once(T0 + 10_000).await.unwrap().retrying, 0);
+    let decline = Notification {
+        outcome: Outcome::Declined {
+            code: "INSUFFICIENT_FUNDS".to_owned(),
+        },
+        ..approval
+    };
+    let (stale, charge) = apply(store.as_ref(), &decline, T0 + 170).await.unwrap();
+    assert_eq!(
+        (stale, charge.status),
+        (Applied::Superseded, ChargeStatus::Succeeded)
+    );
+    assert_eq!(p.arrears(a).await.unwrap().total, Fen::ZERO);
+    assert_eq!(ledger_balances(&p).await, i128::from(declined.amount.get()));
+    assert_eq!(silent.approved(), vec![(repay_key, declined.amount)]);
+}
