@@ -13,7 +13,9 @@
 //! the app asks for it ([`ON_REQUEST_ONLY`]): a code that tells a counter who its
 //! holder is must be one the citizen chose to show there. Fares,
 //! arrears and venue capacity are the verifier's business at the gate, not the
-//! issuer's.
+//! issuer's: a rider whose charge is declined during a ride must still leave through
+//! the exit gate, which a code without the metro scope would not open, and the entry
+//! gate refuses `ARREARS` anyway (payments' TapIn).
 
 use citypass_proto::v1::{AssuranceLevel, Attributes, SubjectStatus};
 use citypass_token::{Scene, Scopes};
