@@ -123,14 +123,10 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
     );
     let sandbox = match &config.sandbox {
         Some(settings) => {
-            let mut sandbox = Sandbox::new(SandboxConfig {
+            let sandbox = Arc::new(Sandbox::new(SandboxConfig {
                 delay: settings.delay,
                 timeouts_after_success: settings.timeouts_after_success,
-            });
-            if let Some(signer) = config.sandbox_signer().map_err(part("configuration"))? {
-                sandbox = sandbox.with_notifications(signer);
-            }
-            let sandbox = Arc::new(sandbox);
+            }));
             OutboxWorker::new(payments.store().clone(), sandbox.clone())
                 .spawn(config.payments.outbox_interval, server.draining());
             Some(sandbox)

@@ -11,7 +11,7 @@
 //! | `database.*` | `CITYPASS_DATABASE__URL`, `__MAX_CONNECTIONS` | unset: in-memory store (dev only) |
 //! | `fares_file` | `CITYPASS_FARES_FILE` | unset: the checked-in `config/fares.yaml`, built in (dev only) |
 //! | `payments.*` | `CITYPASS_PAYMENTS__…` | [`Settings`] (tap timing, the gates' clock skew, the city's day, the expiry pass, the outbox worker) |
-//! | `sandbox.*` | `CITYPASS_SANDBOX__DELAY`, `__TIMEOUTS_AFTER_SUCCESS`, `__NOTIFICATION_KEY_ID`, `__NOTIFICATION_SEED` | unset (`Config::dev`: set, with the dev notification key): the sandbox provider, dev only |
+//! | `sandbox.*` | `CITYPASS_SANDBOX__DELAY`, `__TIMEOUTS_AFTER_SUCCESS` | unset (`Config::dev`: set): the sandbox provider, dev only |
 //! | `notification_keys` | (YAML only) | none: every NotifyCharge is refused; `Config::dev`: the sandbox's dev key. Each `{provider, id, public_key}` (Ed25519, 64 hex digits); only the sandbox's notifications are built |
 //! | `identity.*` | `CITYPASS_IDENTITY__URL`, … | unset: citizens' calls answer UNAVAILABLE (production requires it) |
 //! | `revocation.*` | `CITYPASS_REVOCATION__SERVICE__URL`, `__FOLLOW`, `__MAX_AGE`, … | unset; required with `identity`: `citypass_revocation_follow::RevocationSettings` (revoked devices and subjects are refused) |
@@ -27,13 +27,13 @@ use std::time::Duration;
 
 use citypass_revocation_follow::RevocationSettings;
 use citypass_runtime::config::{Deployment, PostgresConfig, RedisConfig, Refusal, duration};
-use citypass_runtime::{Secret, ServerConfig, UpstreamConfig};
+use citypass_runtime::{ServerConfig, UpstreamConfig};
 use serde::Deserialize;
 
 use crate::error::Error;
 use crate::fare::FareTable;
 use crate::link::Provider;
-use crate::notification::{NotificationKeys, NotificationSigner};
+use crate::notification::{DEV_NOTIFICATION_KEY_ID, NotificationKeys, dev_sandbox_signer};
 use crate::tap::TapSettings;
 
 pub use citypass_runtime::Environment;
@@ -69,7 +69,7 @@ pub struct Settings {
 }
 
 /// The sandbox provider (dev only): every link is charged through it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SandboxSettings {
     /// Waited before each answer (default none).
@@ -77,34 +77,7 @@ pub struct SandboxSettings {
     pub delay: Duration,
     /// How many times each charge's first calls charge and then time out (default 0).
     pub timeouts_after_success: u32,
-    /// The id of the sandbox's notification key (default `sandbox-dev-1`).
-    #[serde(default = "default_notification_key_id")]
-    pub notification_key_id: String,
-    /// The sandbox's notification signing key, an Ed25519 seed (64 hex digits); unset:
-    /// it signs no notification.
-    pub notification_seed: Option<Secret>,
 }
-
-fn default_notification_key_id() -> String {
-    DEV_NOTIFICATION_KEY_ID.to_owned()
-}
-
-impl Default for SandboxSettings {
-    fn default() -> Self {
-        SandboxSettings {
-            delay: Duration::ZERO,
-            timeouts_after_success: 0,
-            notification_key_id: default_notification_key_id(),
-            notification_seed: None,
-        }
-    }
-}
-
-/// The id of the sandbox's development notification key.
-pub const DEV_NOTIFICATION_KEY_ID: &str = "sandbox-dev-1";
-/// The sandbox's development notification seed: public, for dev and tests only (the
-/// sandbox itself is refused in production).
-pub const DEV_NOTIFICATION_SEED: [u8; 32] = *b"citypass dev sandbox notify key!";
 
 /// A provider's notification key the service trusts (`notification_keys[]`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -290,20 +263,11 @@ impl Config {
             database: None,
             fares_file: None,
             payments: Settings::default(),
-            sandbox: Some(SandboxSettings {
-                notification_seed: Some(Secret::new(hex::encode(DEV_NOTIFICATION_SEED))),
-                ..SandboxSettings::default()
-            }),
+            sandbox: Some(SandboxSettings::default()),
             notification_keys: vec![NotificationKeySettings {
                 provider: Provider::Sandbox.name().to_owned(),
                 id: DEV_NOTIFICATION_KEY_ID.to_owned(),
-                public_key: NotificationSigner::from_seed(
-                    Provider::Sandbox,
-                    DEV_NOTIFICATION_KEY_ID,
-                    &DEV_NOTIFICATION_SEED,
-                )
-                .map(|signer| hex::encode(signer.public_key()))
-                .unwrap_or_default(),
+                public_key: hex::encode(dev_sandbox_signer().public_key()),
             }],
             identity: None,
             revocation: None,
@@ -325,7 +289,6 @@ impl Config {
     pub fn validate(&self) -> Result<(), Error> {
         self.payments.tap_settings()?;
         self.notification_keys()?;
-        self.sandbox_signer()?;
         self.citizen.validate()?;
         let refused = |e: Refusal| Error::Config(e.to_string());
         let mut deployment = Deployment::new(&self.server, self.environment);
@@ -407,21 +370,6 @@ impl Config {
             keys.insert(provider, &key.id, &public_key)?;
         }
         Ok(keys)
-    }
-
-    /// The sandbox's notification signer, when the sandbox and its seed are set.
-    pub fn sandbox_signer(&self) -> Result<Option<NotificationSigner>, Error> {
-        let Some(sandbox) = &self.sandbox else {
-            return Ok(None);
-        };
-        let Some(seed) = &sandbox.notification_seed else {
-            return Ok(None);
-        };
-        let mut bytes = [0u8; 32];
-        hex::decode_to_slice(seed.expose(), &mut bytes)
-            .map_err(|_| Error::Config("sandbox.notification_seed: 64 hex digits".into()))?;
-        NotificationSigner::from_seed(Provider::Sandbox, &sandbox.notification_key_id, &bytes)
-            .map(Some)
     }
 
     /// The fare table: `fares_file`, or the built-in dev table.

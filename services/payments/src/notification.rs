@@ -38,8 +38,14 @@ use crate::error::Error;
 use crate::link::Provider;
 use crate::money::Fen;
 use crate::outbox::{Settlement, settles};
-use crate::provider::Outcome;
+use crate::provider::{Outcome, Sandbox};
 use crate::store::PaymentsStore;
+
+/// The id of the sandbox's development notification key.
+pub const DEV_NOTIFICATION_KEY_ID: &str = "sandbox-dev-1";
+/// The sandbox's development notification seed: public, for dev and tests only (the
+/// sandbox is refused in production, and so is any key but the sandbox's).
+pub const DEV_NOTIFICATION_SEED: [u8; 32] = *b"citypass dev sandbox notify key!";
 
 /// Largest notification body taken.
 pub const MAX_BODY_BYTES: usize = 4 * 1024;
@@ -317,6 +323,24 @@ impl NotificationSigner {
         &self.key_id
     }
 
+    /// The sandbox's callback for `key` at `now`: what it decided, signed (as a
+    /// provider calls back after its answer was lost); `None` for a key it never
+    /// received.
+    pub fn sandbox_callback(
+        &self,
+        sandbox: &Sandbox,
+        key: ChargeKey,
+        now: u64,
+    ) -> Option<SignedNotification> {
+        let (outcome, amount) = sandbox.decided(key)?;
+        Some(self.sign(&Notification {
+            provider_key: key,
+            outcome,
+            amount,
+            notified_at: now,
+        }))
+    }
+
     /// `notification`, signed.
     pub fn sign(&self, notification: &Notification) -> SignedNotification {
         let body = notification.to_body();
@@ -331,6 +355,17 @@ impl NotificationSigner {
             body,
             signature,
         }
+    }
+}
+
+/// The sandbox's development notification key ([`DEV_NOTIFICATION_SEED`]), which
+/// `Config::dev` trusts.
+pub fn dev_sandbox_signer() -> NotificationSigner {
+    NotificationSigner {
+        provider: Provider::Sandbox,
+        key_id: DEV_NOTIFICATION_KEY_ID.to_owned(),
+        pair: Ed25519KeyPair::from_seed_unchecked(&DEV_NOTIFICATION_SEED)
+            .unwrap_or_else(|_| unreachable!("a 32-byte seed is always a key")),
     }
 }
 

@@ -10,9 +10,9 @@
 //! [`Sandbox`] behaves so, with configurable outcomes: tokens starting with
 //! `decline` are declined, a delay per call, and "timeout after success" (the first
 //! `timeouts_after_success` calls of a key charge and then report a timeout). It keeps
-//! a record of what it charged, to reconcile the ledger against, and signs a
-//! notification of any charge it decided ([`Sandbox::notification`]), as providers
-//! call back (NotifyCharge, [`crate::notification`]).
+//! a record of what it charged, to reconcile the ledger against, and of what it
+//! decided for each key ([`Sandbox::decided`]), which its notifications report
+//! ([`crate::notification::NotificationSigner::sandbox_callback`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -23,7 +23,6 @@ use futures::future::BoxFuture;
 use crate::charge::ChargeKey;
 use crate::link::{Provider, ProviderToken};
 use crate::money::Fen;
-use crate::notification::{Notification, NotificationSigner, SignedNotification};
 
 /// One charge to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +88,6 @@ struct Ledger {
 pub struct Sandbox {
     config: SandboxConfig,
     ledger: Mutex<Ledger>,
-    notifier: Option<NotificationSigner>,
 }
 
 impl Sandbox {
@@ -98,27 +96,7 @@ impl Sandbox {
         Sandbox {
             config,
             ledger: Mutex::new(Ledger::default()),
-            notifier: None,
         }
-    }
-
-    /// The same sandbox signing its notifications with `signer`.
-    pub fn with_notifications(mut self, signer: NotificationSigner) -> Self {
-        self.notifier = Some(signer);
-        self
-    }
-
-    /// The signed notification of what it decided for `key` at `now`, as a provider
-    /// calls back; `None` for a key it never received, or without a signer.
-    pub fn notification(&self, key: ChargeKey, now: u64) -> Option<SignedNotification> {
-        let signer = self.notifier.as_ref()?;
-        let (outcome, amount) = self.ledger.lock().ok()?.decided.get(&key)?.clone();
-        Some(signer.sign(&Notification {
-            provider_key: key,
-            outcome,
-            amount,
-            notified_at: now,
-        }))
     }
 
     /// What it charged: every approved key with its amount.
@@ -134,6 +112,12 @@ impl Sandbox {
                     .collect()
             },
         )
+    }
+
+    /// What it decided for `key`, and for how much; `None` for a key it never
+    /// received.
+    pub fn decided(&self, key: ChargeKey) -> Option<(Outcome, Fen)> {
+        self.ledger.lock().ok()?.decided.get(&key).cloned()
     }
 
     /// How many calls it received, all keys.

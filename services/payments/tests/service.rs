@@ -588,8 +588,7 @@ fn notify_request(
 
 #[tokio::test]
 async fn a_providers_signed_notification_settles_a_charge_the_worker_could_not_learn() {
-    use citypass_payments::config::{DEV_NOTIFICATION_KEY_ID, DEV_NOTIFICATION_SEED};
-    use citypass_payments::notification::{Notification, NotificationSigner};
+    use citypass_payments::notification::{Notification, dev_sandbox_signer};
     use citypass_payments::provider::Outcome;
 
     // Every call of the sandbox charges and then times out: the worker never learns
@@ -613,9 +612,11 @@ async fn a_providers_signed_notification_settles_a_charge_the_worker_could_not_l
     let account = TransitAccount::parse(RIDER).unwrap();
     let charge = running.payments.store().charges(account).await.unwrap()[0].clone();
     let sandbox = running.sandbox.clone().unwrap();
-    let signed = sandbox
-        .notification(charge.provider_key, citypass_token::unix_now())
-        .expect("the sandbox decided this key and signs in dev");
+    // The sandbox's callback, signed with its development key, which dev trusts.
+    let signer = dev_sandbox_signer();
+    let signed = signer
+        .sandbox_callback(&sandbox, charge.provider_key, citypass_token::unix_now())
+        .expect("the sandbox decided this key");
     // Anyone may deliver a notification: the signature is the proof.
     let mut anyone = running.client(&As::Nobody);
     let status_of = |charges: Vec<citypass_payments::charge::Charge>| charges[0].status;
@@ -670,37 +671,28 @@ async fn a_providers_signed_notification_settles_a_charge_the_worker_could_not_l
 
     // Signed by the provider but wrong: another amount, no such charge, a decline
     // after the approval.
-    let signer = NotificationSigner::from_seed(
-        Provider::Sandbox,
-        DEV_NOTIFICATION_KEY_ID,
-        &DEV_NOTIFICATION_SEED,
-    )
-    .unwrap();
     let approval = Notification::parse(&signed.body).unwrap();
-    let other_amount = signer.sign(&Notification {
+    let other_amount = Notification {
         amount: citypass_payments::Fen::new(499),
         ..approval.clone()
-    });
-    let status = anyone
-        .notify_charge(notify_request(&other_amount))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (status.code(), reason_of(&status).as_deref()),
-        (Code::FailedPrecondition, Some("AMOUNT_MISMATCH"))
-    );
-    let no_charge = signer.sign(&Notification {
+    };
+    let no_charge = Notification {
         provider_key: citypass_payments::charge::ChargeKey([0x5a; 16]),
         ..approval.clone()
-    });
-    let status = anyone
-        .notify_charge(notify_request(&no_charge))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (status.code(), reason_of(&status).as_deref()),
-        (Code::NotFound, Some("CHARGE_NOT_FOUND"))
-    );
+    };
+    for (wrong, code, reason) in [
+        (other_amount, Code::FailedPrecondition, "AMOUNT_MISMATCH"),
+        (no_charge, Code::NotFound, "CHARGE_NOT_FOUND"),
+    ] {
+        let status = anyone
+            .notify_charge(notify_request(&signer.sign(&wrong)))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (status.code(), reason_of(&status).as_deref()),
+            (code, Some(reason))
+        );
+    }
     let late_decline = signer.sign(&Notification {
         outcome: Outcome::Declined {
             code: "INSUFFICIENT_FUNDS".to_owned(),

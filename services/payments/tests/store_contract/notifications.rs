@@ -5,14 +5,13 @@
 use std::sync::Arc;
 
 use citypass_payments::charge::{ChargeKey, ChargeStatus};
-use citypass_payments::link::Provider;
 use citypass_payments::notification::{Applied, Notification, apply};
 use citypass_payments::payments::LinkRequest;
 use citypass_payments::provider::{Outcome, Sandbox, SandboxConfig};
 use citypass_payments::worker::OutboxWorker;
 use citypass_payments::{Error, Fen, PaymentsStore};
 
-use crate::support::{T0, boarding, ledger_balances, payments, rider, tap_in};
+use crate::support::{T0, boarding, ledger_balances, link_request, payments, rider, tap_in};
 
 pub(crate) async fn a_notification_settles_the_charge_sent_under_its_key_once(
     store: Arc<dyn PaymentsStore>,
@@ -20,12 +19,8 @@ pub(crate) async fn a_notification_settles_the_charge_sent_under_its_key_once(
     let p = payments(store.clone());
     let a = rider(6);
     let link = |token| LinkRequest {
-        account: a,
-        provider: Provider::Sandbox,
         token,
-        last4: "0006",
-        consent_version: "2026-01",
-        consented_at: T0 - 10,
+        ..link_request(a)
     };
     p.link(link("decline-agreement-6"), T0 - 5).await.unwrap();
     tap_in(&p, boarding(a, "bus", "s1", "944", T0)).await;
