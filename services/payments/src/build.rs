@@ -68,7 +68,8 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
         Arc::new(citypass_token::unix_now),
         config.payments.max_clock_skew,
     );
-    let mut api = PaymentsApi::new(payments.clone(), config.payments.max_clock_skew);
+    let mut api = PaymentsApi::new(payments.clone(), config.payments.max_clock_skew)
+        .with_late_tap_window(config.payments.late_tap_window);
     let mut revocation_view = None;
     if let Some(identity) = &config.identity {
         let nonces = open_nonce_store(

@@ -40,6 +40,7 @@ pub const MIGRATIONS: citypass_postgres::Embedded = citypass_postgres::embed_mig
     "20261203000002_payment_taps_by_trip.sql",
     "20261203000003_payment_outbox_backoff.sql",
     "20261203000004_payment_outbox_claims.sql",
+    "20261203000005_payment_refunds.sql",
 ];
 
 /// The PostgreSQL store. Cloning shares the pool.
