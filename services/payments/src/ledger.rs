@@ -368,6 +368,42 @@ mod tests {
     }
 
     #[test]
+    fn refunds_balance_are_bounded_and_counted() {
+        let c = charge(1000);
+        let refund = Posting::refund(&c, Fen::new(500), 12).unwrap();
+        assert_eq!(refund.kind, PostingKind::Refund);
+        assert_eq!(refund.entries.iter().map(|e| e.amount).sum::<i64>(), 0);
+        assert_eq!(refund.entries[0].amount, 500, "the rider gets it back");
+        assert_ne!(refund.id, Posting::reversal(&c, 12).unwrap().id);
+        assert_eq!(Posting::refund(&c, Fen::ZERO, 12), None);
+        assert_eq!(Posting::refund(&c, Fen::new(1001), 12), None);
+        // A charge of 1000 with 500 refunded: the operator is due 500.
+        let good = LedgerReport {
+            riders: -500,
+            operators: 500,
+            charge_postings: 1,
+            refund_postings: 1,
+            refunded: 500,
+            charges: 1,
+            live_charged: 1000,
+            ..LedgerReport::default()
+        };
+        assert_eq!(verify(&good), Ok(()));
+        let bad = LedgerReport {
+            operators: 1000,
+            riders: -1000,
+            bad_refunds: 1,
+            ..good
+        };
+        let broken = verify(&bad).unwrap_err();
+        assert!(broken.contains(&Imbalance::BadRefunds(1)));
+        assert!(broken.contains(&Imbalance::Receivables {
+            charged: 500,
+            receivable: 1000
+        }));
+    }
+
+    #[test]
     fn verify_names_each_broken_invariant() {
         let good = LedgerReport {
             total: 0,
