@@ -442,6 +442,7 @@ pub fn settlement(date: &str, settlement: &DailySettlement) -> v1::GetSettlement
                 confirmed: Some(money(line.confirmed)),
                 pending: Some(money(line.pending)),
                 declined: Some(money(line.declined)),
+                refunded: Some(money(line.refunded)),
             })
             .collect(),
         csv: settlement.to_csv(),

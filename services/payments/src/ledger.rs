@@ -195,6 +195,20 @@ impl Posting {
     }
 }
 
+/// A refund posted: part of a charge owed back to its rider (settlement takes it off
+/// the operator's due).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    /// The charge refunded in part.
+    pub charge: ChargeKey,
+    /// The operator whose receivable it reduces.
+    pub operator: String,
+    /// How much.
+    pub amount: Fen,
+    /// When it was posted, Unix seconds.
+    pub at: u64,
+}
+
 /// What a store sums over its ledger and charges, for [`verify`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LedgerReport {

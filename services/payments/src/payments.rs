@@ -359,7 +359,8 @@ impl Payments {
     pub async fn settlement(&self, day: i64) -> Result<DailySettlement, Error> {
         let (from, until) = self.rules.day_bounds(day)?;
         let charges = self.store.charges_made_between(from, until).await?;
-        DailySettlement::of(day, &charges)
+        let refunds = self.store.refunds_made_between(from, until).await?;
+        DailySettlement::of(day, &charges, &refunds)
     }
 
     /// The ledger's sums and whether its invariants hold.

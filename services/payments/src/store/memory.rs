@@ -11,7 +11,7 @@ use crate::account::TransitAccount;
 use crate::charge::{Charge, ChargeKey, ChargeStatus};
 use crate::decision::{Answer, RiderState, Write, window_start};
 use crate::error::Error;
-use crate::ledger::{Account, LedgerReport, Posting, PostingKind};
+use crate::ledger::{Account, LedgerReport, Posting, PostingKind, Refund};
 use crate::link::{Link, NewLink, ProviderToken};
 use crate::money::Fen;
 use crate::outbox::{OutboxJob, OutboxMessage, OutboxStatus, Settlement};
@@ -421,6 +421,32 @@ impl PaymentsStore for MemoryStore {
                 .filter(|c| (from..until).contains(&c.created_at))
                 .cloned()
                 .collect())
+        })
+    }
+
+    fn refunds_made_between(
+        &self,
+        from: u64,
+        until: u64,
+    ) -> BoxFuture<'_, Result<Vec<Refund>, Error>> {
+        Box::pin(async move {
+            let state = self.lock()?;
+            state
+                .postings
+                .iter()
+                .filter(|p| p.kind == PostingKind::Refund && (from..until).contains(&p.at))
+                .map(|p| {
+                    let [rider, operator] = &p.entries;
+                    let amount = u64::try_from(rider.amount)
+                        .map_err(|_| Error::Corrupt("a refund of a negative amount"))?;
+                    Ok(Refund {
+                        charge: p.charge,
+                        operator: operator.account.name(),
+                        amount: Fen::new(amount),
+                        at: p.at,
+                    })
+                })
+                .collect()
         })
     }
 

@@ -120,6 +120,25 @@ pub(crate) async fn an_offline_entry_uploaded_after_the_exit_reprices_the_trip(
         (Fen::new(1000), ChargeStatus::Succeeded)
     );
     assert_eq!(ledger_balances(&p).await, 500, "the operator is due 5 yuan");
+    // The day's settlement: the metro charged 10 yuan, the provider confirmed them, and
+    // 5 come off the payout, owed back to the rider.
+    let settlement = p.settlement(p.rules().day_of(T0)).await.unwrap();
+    assert_eq!(settlement.lines.len(), 1);
+    let metro = &settlement.lines[0];
+    assert_eq!(
+        (
+            metro.operator.as_str(),
+            metro.due,
+            metro.confirmed,
+            metro.refunded
+        ),
+        ("metro", Fen::new(1000), Fen::new(1000), Fen::new(500))
+    );
+    assert!(
+        settlement
+            .to_csv()
+            .ends_with("metro,1,10.00,10.00,0.00,0.00,5.00\n")
+    );
 
     // Retried, and retried at once by several verifiers: nothing more.
     let results = race(8, |_| {
