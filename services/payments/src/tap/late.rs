@@ -18,10 +18,10 @@
 //!      above the old one is not charged (the old fare stays).
 //!   2. A second scan at the open trip's entry station within `double_tap` is a
 //!      double tap, as online.
-//!   3. If the rider started another trip after `t`, or `t` is `max_trip` or more
-//!      ago, the entry's trip is over and no exit is known: it is closed at once at
-//!      the maximum fare, as the expiry pass would have closed it (an exit uploaded
-//!      later still re-prices it, below).
+//!   3. If the rider started another trip after `t` (voided ones aside), or `t` is
+//!      `max_trip` or more ago, the entry's trip is over and no exit is known: it is
+//!      closed at once at the maximum fare, as the expiry pass would have closed it
+//!      (an exit uploaded later still re-prices it, below).
 //!   4. Otherwise it opens a trip entered at `t`. A trip the rider opened before
 //!      `t` is closed at the maximum fare first: the rider left it (its exit, if an
 //!      offline gate took one, re-prices it when uploaded).
@@ -186,7 +186,7 @@ impl TapRules {
             .recent
             .iter()
             .chain(state.open.iter())
-            .any(|t| t.started_at() > tap.at);
+            .any(|t| t.status != TripStatus::Voided && t.started_at() > tap.at);
         let mut writes = Vec::new();
         if later || self.overstayed(&trip, now) {
             let closed = self.close_unmatched(trip, None, &state.recent)?;
@@ -262,13 +262,15 @@ impl TapRules {
             .then_some(found)
     }
 
-    /// Whether no trip of the rider but `trip` started after `from` and before `until`.
+    /// Whether no trip of the rider but `trip` started after `from` and before `until`
+    /// (a voided trip, whose turnstile did not turn, does not count).
     fn nothing_between(&self, state: &RiderState, trip: &Trip, from: u64, until: u64) -> bool {
-        !state
-            .recent
-            .iter()
-            .chain(state.open.iter())
-            .any(|t| t.id != trip.id && t.started_at() > from && t.started_at() < until)
+        !state.recent.iter().chain(state.open.iter()).any(|t| {
+            t.id != trip.id
+                && t.status != TripStatus::Voided
+                && t.started_at() > from
+                && t.started_at() < until
+        })
     }
 
     /// `found` with its missing tap (`trip`), priced again: the refund of what it was

@@ -326,3 +326,36 @@ pub(crate) async fn offline_bus_taps_are_flat_fares_and_refusals_write_nothing(
     assert!(p.late_tap(bad, T0 + 60).await.is_err());
     assert_eq!(ledger_balances(&p).await, 200);
 }
+
+pub(crate) async fn a_voided_trip_does_not_stand_between_an_entry_and_its_exit(
+    store: Arc<dyn PaymentsStore>,
+) {
+    let p = payments(store);
+    let a = linked(&p, 1).await;
+    // The offline entry at T0; an online entry at T0+600 whose turnstile did not turn
+    // (voided); the online exit at T0+1800 without an entry: the maximum fare.
+    let voided = tap_in(&p, entry(a, "g-in", "v1", "gucheng", T0 + 600)).await;
+    p.void(crate::support::void(a, "g-in", "v1", T0 + 605))
+        .await
+        .unwrap();
+    let unmatched = p
+        .tap_out(exit(a, "g-out", "v2", "xidan", T0 + 1800))
+        .await
+        .unwrap();
+    assert_eq!(unmatched.status, TripStatus::Unmatched);
+    // The entry uploaded: it completes the exit, the voided trip aside.
+    let entry = late(a, LateKind::MetroEntry, "off-in", "v0", "pingguoyuan", T0);
+    let repriced = late_tap(&p, entry, T0 + 2000).await;
+    assert_eq!(
+        (repriced.id, repriced.status, due(&repriced)),
+        (unmatched.id, TripStatus::Closed, Fen::new(500))
+    );
+    let trips = all_trips(&p, a).await;
+    assert_eq!(trips.len(), 2);
+    assert!(
+        trips
+            .iter()
+            .any(|t| t.id == voided.id && t.status == TripStatus::Voided)
+    );
+    assert_eq!(ledger_balances(&p).await, 500);
+}
