@@ -144,6 +144,18 @@ pub enum TapPassed {
     UnknownHolder,
 }
 
+impl TapPassed {
+    /// A stable snake-case name (metrics).
+    pub fn name(&self) -> &'static str {
+        match self {
+            TapPassed::Trip(_) => "recorded",
+            TapPassed::Refused(_) => "refused",
+            TapPassed::Rejected(_) => "rejected",
+            TapPassed::UnknownHolder => "unknown_holder",
+        }
+    }
+}
+
 /// One uploaded scan's result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanResult {
@@ -314,14 +326,19 @@ impl Uploads {
             return (outcome, None);
         }
         let deadline = deadline.unwrap_or_else(|| Deadline::after(TAP_TIMEOUT));
-        match self
+        let passed = match self
             .pass_on(gate_id, gate, scan, &presented, deadline)
             .await
         {
-            Ok(passed) => (outcome, Some(passed)),
-            Err(TransitError::Unavailable) => (UploadOutcome::Unavailable, None),
-            Err(TransitError::Rejected { reason }) => (outcome, Some(TapPassed::Rejected(reason))),
-        }
+            Ok(passed) => passed,
+            Err(TransitError::Unavailable) => {
+                self.metrics.tap(scene, "unavailable");
+                return (UploadOutcome::Unavailable, None);
+            }
+            Err(TransitError::Rejected { reason }) => TapPassed::Rejected(reason),
+        };
+        self.metrics.tap(scene, passed.name());
+        (outcome, Some(passed))
     }
 
     /// The scan as a late tap at payments, for the code's holder.
