@@ -6,10 +6,13 @@
 use std::time::{Duration, Instant};
 
 use citypass_app::App;
-use citypass_e2e::{TestStack, decide, dev_ring, link_sandbox, online_code, scan, within};
+use citypass_e2e::{TestStack, decide, dev_ring, link_sandbox, now, online_code, scan, within};
+use citypass_gate::{Decision, Gate, GateConfig};
 use citypass_pki::Subject;
 use citypass_proto::v1::{self as pb, VerifyResponse};
+use citypass_revocation::SignedSnapshot;
 use citypass_runtime::Role;
+use citypass_token::{Kid, Scene};
 
 fn transit(response: &VerifyResponse) -> &pb::TransitResult {
     assert_eq!(response.decision(), pb::Decision::Allow, "{response:?}");
@@ -288,4 +291,184 @@ async fn a_gate_voids_its_scan_and_the_trip_is_not_charged() {
     )
     .await;
     assert_ne!(transit(&again).trip_id, opened.trip_id);
+}
+
+/// Fetches a revocation snapshot and loads it into the offline gate.
+async fn load_snapshot(t: &TestStack, gate: &mut Gate) {
+    let mut revocation = t.revocation().await;
+    let response = within(
+        "snapshot",
+        revocation.get_revocation_snapshot(pb::GetRevocationSnapshotRequest { kinds: vec![] }),
+    )
+    .await
+    .expect("snapshot")
+    .into_inner();
+    let signed = SignedSnapshot {
+        bytes: response.snapshot,
+        signature: response.signature,
+        kid: Kid::from_slice(&response.kid).expect("kid"),
+    };
+    gate.load_snapshot(&signed, now())
+        .expect("the gate loads the snapshot");
+}
+
+/// `code`, allowed at `scanned_at` by an offline gate, uploaded by `gate` as its scan
+/// `scan_id`: the one result.
+async fn upload(
+    t: &TestStack,
+    gate: &str,
+    scan_id: &str,
+    code: &str,
+    scanned_at: u64,
+) -> pb::OfflineScanResult {
+    let mut client = t.verifier(gate).await;
+    let mut results = within(
+        "UploadOfflineScans",
+        client.upload_offline_scans(pb::UploadOfflineScansRequest {
+            gate_id: gate.to_owned(),
+            scene: pb::Scene::Metro as i32,
+            scans: vec![pb::OfflineScan {
+                scan_id: scan_id.to_owned(),
+                qr_text: code.to_owned(),
+                scanned_at: Some(citypass_proto::time::timestamp(scanned_at)),
+                direction: pb::Direction::Entry as i32,
+                station_id: String::new(),
+            }],
+        }),
+    )
+    .await
+    .expect("an upload is answered")
+    .into_inner()
+    .results;
+    assert_eq!(results.len(), 1, "{results:?}");
+    results.remove(0)
+}
+
+/// Issue 10's "an uploaded offline entry plus an online exit make one trip", in both
+/// orders: the entry gate is cut off and lets the rider in on an offline code (CP2,
+/// checked by `crates/gate` against a signed snapshot); the rider leaves through the
+/// online exit gate; the entry gate uploads its scan once back. Uploaded after the
+/// exit (which was charged the maximum fare, as an exit without entry), the entry
+/// re-prices that trip to its fare; uploaded before it, the entry opens the trip the
+/// exit closes. Retried uploads change nothing; the rider's trips show each ride once
+/// at 5 yuan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_entry_and_an_online_exit_make_one_trip() {
+    let t = TestStack::with_ring(&dev_ring()).await;
+    let mut app = t.citizen("Wang Fang").await;
+    link_sandbox(&mut app, "agr_sandbox_e2e_offline").await;
+    within("certificate", app.certificate())
+        .await
+        .expect("certified");
+    let (keys, _) = within("key set", app.key_set()).await.expect("key set");
+    let mut gate = Gate::new(keys, GateConfig::new(Scene::Metro));
+    load_snapshot(&t, &mut gate).await;
+    let m = pb::Scene::Metro;
+
+    // The exit first: the entry is not known yet, so the exit is charged the maximum.
+    let offline = app.offline_code(60).expect("an offline code");
+    let entered_at = now();
+    assert!(matches!(
+        gate.check(&offline, entered_at),
+        Decision::Allow(_)
+    ));
+    let exit_code = online_code(&mut app).await;
+    let exited = decide(
+        &t,
+        "metro-exit-1",
+        scan("metro-exit-1", m, "e2e-out-1", &exit_code),
+    )
+    .await;
+    let unmatched = transit(&exited).clone();
+    assert_eq!(
+        unmatched.fare_charged.as_ref().map(|f| f.minor_units),
+        Some(1000),
+        "an exit without entry: {unmatched:?}"
+    );
+
+    // The entry gate uploads: the same trip, priced pingguoyuan → xidan.
+    let uploaded = upload(&t, "metro-entry-1", "e2e-off-in-1", &offline, entered_at).await;
+    assert_eq!(
+        uploaded.outcome(),
+        pb::UploadOutcome::Recorded,
+        "{uploaded:?}"
+    );
+    assert_eq!(
+        uploaded.tap(),
+        pb::OfflineTapOutcome::Recorded,
+        "{uploaded:?}"
+    );
+    let repriced = uploaded.trip.expect("the trip");
+    assert_eq!(repriced.trip_id, unmatched.trip_id);
+    assert_eq!(
+        repriced.fare_charged.as_ref().map(|f| f.minor_units),
+        Some(500)
+    );
+    // Retried (the gate missed the answer): nothing new.
+    let again = upload(&t, "metro-entry-1", "e2e-off-in-1", &offline, entered_at).await;
+    assert_eq!(again.outcome(), pb::UploadOutcome::AlreadyRecorded);
+    assert_eq!(again.trip, Some(repriced.clone()));
+    // The offline code is spent online too.
+    let replayed = decide(
+        &t,
+        "metro-entry-1",
+        scan("metro-entry-1", m, "e2e-in-replay", &offline),
+    )
+    .await;
+    assert_eq!(
+        replayed.deny_reason(),
+        pb::DenyReason::Replayed,
+        "{replayed:?}"
+    );
+
+    let trips = trips_until(&mut app, "the re-priced trip", |trips| !trips.is_empty()).await;
+    assert_eq!(trips.len(), 1, "one trip: {trips:?}");
+    let trip = &trips[0];
+    assert_eq!(trip.trip_id, unmatched.trip_id);
+    assert_eq!(trip.status(), pb::TripStatus::Closed);
+    assert_eq!(
+        (
+            trip.entry_station_id.as_str(),
+            trip.exit_station_id.as_str()
+        ),
+        ("pingguoyuan", "xidan")
+    );
+    assert_eq!(trip.fare.as_ref().map(|f| f.minor_units), Some(500));
+
+    // The entry uploaded first: it opens the trip that the online exit closes.
+    let offline = app.offline_code(60).expect("an offline code");
+    let entered_at = now();
+    assert!(matches!(
+        gate.check(&offline, entered_at),
+        Decision::Allow(_)
+    ));
+    let uploaded = upload(&t, "metro-entry-1", "e2e-off-in-2", &offline, entered_at).await;
+    assert_eq!(
+        uploaded.tap(),
+        pb::OfflineTapOutcome::Recorded,
+        "{uploaded:?}"
+    );
+    let opened = uploaded.trip.expect("the trip");
+    assert_eq!(opened.fare_charged.as_ref().map(|f| f.minor_units), Some(0));
+    let exit_code = online_code(&mut app).await;
+    let exited = decide(
+        &t,
+        "metro-exit-1",
+        scan("metro-exit-1", m, "e2e-out-2", &exit_code),
+    )
+    .await;
+    let closed = transit(&exited).clone();
+    assert_eq!(closed.trip_id, opened.trip_id);
+    assert_eq!(
+        closed.fare_charged.as_ref().map(|f| f.minor_units),
+        Some(500)
+    );
+
+    let trips = trips_until(&mut app, "two trips", |trips| trips.len() >= 2).await;
+    assert_eq!(trips.len(), 2, "{trips:?}");
+    for trip in &trips {
+        assert_eq!(trip.status(), pb::TripStatus::Closed, "{trip:?}");
+        assert_eq!(trip.fare.as_ref().map(|f| f.minor_units), Some(500));
+    }
+    t.shutdown().await;
 }

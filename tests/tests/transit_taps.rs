@@ -196,6 +196,59 @@ mod rides {
         assert_eq!(running.charges().await.len(), 1, "charged once");
     }
 
+    /// An offline gate's entry, uploaded after the rider's online exit (an exit
+    /// without entry, the maximum fare): the same trip priced as a matched one, the
+    /// difference refunded once, a retry the same answer; without a link, refused.
+    pub async fn a_late_entry_reprices_the_exit_it_belongs_to(running: Running) {
+        let late = |scan: &str, at: u64| Tap {
+            tapped_at: at,
+            ..entry(scan, "pingguoyuan")
+        };
+        let refused = running
+            .taps
+            .late_tap(late("l-in-0", now() - 1200), deadline())
+            .await;
+        assert_eq!(refused, Ok(Tapped::Refused(TapRefused::NoPaymentLink)));
+        running.link("agr_sandbox_contract").await;
+        let unmatched = trip(running.taps.tap(exit("l-out", "xidan"), deadline()).await);
+        assert_eq!(
+            (unmatched.status, unmatched.fare_minor_units),
+            (TripState::Unmatched, 1000)
+        );
+        let entered = now() - 1200;
+        let repriced = trip(
+            running
+                .taps
+                .late_tap(late("l-in", entered), deadline())
+                .await,
+        );
+        assert_eq!(repriced.trip_id, unmatched.trip_id);
+        assert_eq!(
+            (repriced.status, repriced.fare_minor_units),
+            (TripState::Closed, 500)
+        );
+        let again = trip(
+            running
+                .taps
+                .late_tap(late("l-in", entered), deadline())
+                .await,
+        );
+        assert_eq!(again, repriced);
+        assert_eq!(running.charges().await.len(), 1, "one charge");
+        let (report, verdict) = running.payments.check_ledger().await.expect("ledger");
+        assert_eq!(verdict, Ok(()), "{report:?}");
+        assert_eq!((report.refund_postings, report.operators), (1, 500));
+        // Older than payments' late window (24 h): rejected with the field's reason.
+        let stale = running
+            .taps
+            .late_tap(late("l-in-old", now() - 25 * 3600), deadline())
+            .await;
+        assert!(
+            matches!(stale, Err(TransitError::Rejected { .. })),
+            "{stale:?}"
+        );
+    }
+
     /// A gate's void of its entry: the trip is voided, not charged.
     pub async fn a_void_voids_the_gates_tap(running: Running) {
         running.link("agr_sandbox_contract").await;
@@ -345,6 +398,7 @@ citypass_testkit::contract_suite!(
         rides::a_bus_ride_is_priced_at_once,
         rides::a_repeated_tap_is_the_same_trip_charged_once,
         rides::a_void_voids_the_gates_tap,
+        rides::a_late_entry_reprices_the_exit_it_belongs_to,
         refusals::no_link_is_refused,
         refusals::a_second_entry_is_refused_while_a_trip_is_open,
         refusals::a_declined_charge_refuses_the_next_entry,

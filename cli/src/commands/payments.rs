@@ -184,6 +184,7 @@ pub fn settlement_json(settlement: &GetSettlementResponse) -> serde_json::Value 
             "confirmed": money_json(o.confirmed.as_ref()),
             "pending": money_json(o.pending.as_ref()),
             "declined": money_json(o.declined.as_ref()),
+            "refunded": money_json(o.refunded.as_ref()),
         })).collect::<Vec<_>>(),
     })
 }
@@ -196,18 +197,19 @@ pub fn print_settlement(settlement: &GetSettlementResponse) {
         return;
     }
     println!(
-        "  {:<20} {:>7} {:>14} {:>14} {:>14} {:>14}",
-        "operator", "charges", "due", "confirmed", "pending", "declined"
+        "  {:<20} {:>7} {:>14} {:>14} {:>14} {:>14} {:>14}",
+        "operator", "charges", "due", "confirmed", "pending", "declined", "refunded"
     );
     for o in &settlement.operators {
         println!(
-            "  {:<20} {:>7} {:>14} {:>14} {:>14} {:>14}",
+            "  {:<20} {:>7} {:>14} {:>14} {:>14} {:>14} {:>14}",
             o.operator,
             o.charges,
             yuan(o.due.as_ref()),
             yuan(o.confirmed.as_ref()),
             yuan(o.pending.as_ref()),
             yuan(o.declined.as_ref()),
+            yuan(o.refunded.as_ref()),
         );
     }
 }

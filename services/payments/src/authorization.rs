@@ -1,7 +1,9 @@
 //! Who may call each RPC of the payments service (see `citypass_runtime::authz`).
 //!
 //! Taps and voids come from the verifier only, with its service certificate: it has
-//! checked the rider's code at the gate and passes the transit account it read. The
+//! checked the rider's code at the gate and passes the transit account it read. So do
+//! offline gates' taps (RecordOfflineTap), which the verifier checked as of their scan
+//! time when the gate uploaded them; their times are bounded by the late window. The
 //! citizen's own calls are device-signed, like IssueToken: the layer admits a request
 //! carrying a device proof and the handler checks it (`crate::citizen`: signature,
 //! freshness, single-use nonce, the device bound, its transit account at identity).
@@ -25,6 +27,10 @@ pub const AUTHORIZATION: Policy = Policy {
         },
         Rule {
             method: "TapOut",
+            allow: VERIFIER,
+        },
+        Rule {
+            method: "RecordOfflineTap",
             allow: VERIFIER,
         },
         Rule {

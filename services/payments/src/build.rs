@@ -70,6 +70,7 @@ pub async fn build(config: Config) -> Result<Built, BuildError> {
     );
     let notification_keys = config.notification_keys().map_err(part("configuration"))?;
     let mut api = PaymentsApi::new(payments.clone(), config.payments.max_clock_skew)
+        .with_late_tap_window(config.payments.late_tap_window)
         .with_notification_keys(notification_keys);
     let mut revocation_view = None;
     if let Some(identity) = &config.identity {

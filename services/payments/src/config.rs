@@ -66,7 +66,15 @@ pub struct Settings {
     /// way; further is INVALID_ARGUMENT `tapped_at` (default `5m`, `1s` to `1h`).
     #[serde(deserialize_with = "duration::deserialize_positive")]
     pub max_clock_skew: Duration,
+    /// How far back a RecordOfflineTap's `tapped_at` (an offline gate's scan, uploaded
+    /// through the verifier) may lie: set it to the verifier's `upload.window`
+    /// (default `24h`, `1m` to `168h`, as that window).
+    #[serde(deserialize_with = "duration::deserialize_positive")]
+    pub late_tap_window: Duration,
 }
+
+/// The default `payments.late_tap_window` (the verifier's default `upload.window`).
+pub const DEFAULT_LATE_TAP_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// The sandbox provider (dev only): every link is charged through it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -155,6 +163,7 @@ impl Default for Settings {
             expiry_interval: Duration::from_secs(60),
             outbox_interval: Duration::from_secs(1),
             max_clock_skew: Duration::from_secs(300),
+            late_tap_window: DEFAULT_LATE_TAP_WINDOW,
         }
     }
 }
@@ -170,6 +179,13 @@ impl Settings {
         if self.max_clock_skew.is_zero() || self.max_clock_skew > Duration::from_secs(3600) {
             return Err(Error::Config(
                 "payments.max_clock_skew must be more than 0 and at most 1h".into(),
+            ));
+        }
+        if self.late_tap_window < Duration::from_secs(60)
+            || self.late_tap_window > Duration::from_secs(7 * 24 * 3600)
+        {
+            return Err(Error::Config(
+                "payments.late_tap_window must be 1m to 168h".into(),
             ));
         }
         if self.expiry_interval.is_zero() || self.expiry_interval > Duration::from_secs(3600) {

@@ -16,7 +16,7 @@ use crate::notification::{Applied, SignedNotification};
 use crate::payments::Arrears;
 use crate::settlement::DailySettlement;
 use crate::store::{TripCursor, TripPage, TripQuery, TripView};
-use crate::tap::{Place, Refusal, TapIn, TapOut, Void};
+use crate::tap::{LateKind, LateTap, Place, Refusal, TapIn, TapOut, Void};
 use crate::trip::{Tap, TapKey, TripStatus};
 
 /// The currency of every amount.
@@ -71,6 +71,35 @@ impl Clock {
             now: citypass_token::unix_now(),
             max_skew,
         }
+    }
+
+    /// `at` if it is at most `window` before `now` and at most `max_skew` after it
+    /// (a late tap: the gate's scan time), else INVALID_ARGUMENT naming `field`.
+    pub fn check_late(
+        &self,
+        field: &'static str,
+        at: u64,
+        window: std::time::Duration,
+    ) -> Result<u64, Error> {
+        if at > self.now.saturating_add(self.max_skew.as_secs()) {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "is more than {} s ahead of the server's clock",
+                    self.max_skew.as_secs()
+                ),
+            ));
+        }
+        if at < self.now.saturating_sub(window.as_secs()) {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "is more than {} s before the server's clock (the late-tap window)",
+                    window.as_secs()
+                ),
+            ));
+        }
+        Ok(at)
     }
 
     /// `at` if it is within `max_skew` of `now`, else INVALID_ARGUMENT naming `field`.
@@ -449,6 +478,7 @@ pub fn settlement(date: &str, settlement: &DailySettlement) -> v1::GetSettlement
                 confirmed: Some(money(line.confirmed)),
                 pending: Some(money(line.pending)),
                 declined: Some(money(line.declined)),
+                refunded: Some(money(line.refunded)),
             })
             .collect(),
         csv: settlement.to_csv(),
@@ -482,6 +512,35 @@ pub fn tap_out(request: v1::TapOutRequest, clock: &Clock) -> Result<TapOut, Erro
         scan_id: request.scan_id,
         station: request.station_id,
         at: clock.check("tapped_at", tapped_at(request.tapped_at.as_ref())?)?,
+        fare_class: fare_class(request.fare_class)?,
+    })
+}
+
+/// A RecordOfflineTap request; `tapped_at` within `window` before the server's clock
+/// (and the skew after it).
+pub fn offline_tap(
+    request: v1::RecordOfflineTapRequest,
+    clock: &Clock,
+    window: std::time::Duration,
+) -> Result<LateTap, Error> {
+    let kind = match v1::OfflineTapKind::try_from(request.kind) {
+        Ok(v1::OfflineTapKind::MetroEntry) => LateKind::MetroEntry,
+        Ok(v1::OfflineTapKind::MetroExit) => LateKind::MetroExit,
+        Ok(v1::OfflineTapKind::Bus) => LateKind::Bus,
+        _ => {
+            return Err(Error::invalid(
+                "kind",
+                "must be METRO_ENTRY, METRO_EXIT or BUS",
+            ));
+        }
+    };
+    Ok(LateTap {
+        account: account(&request.transit_account)?,
+        kind,
+        gate_id: request.gate_id,
+        scan_id: request.scan_id,
+        place: request.station_id,
+        at: clock.check_late("tapped_at", tapped_at(request.tapped_at.as_ref())?, window)?,
         fare_class: fare_class(request.fare_class)?,
     })
 }

@@ -73,8 +73,6 @@ pub enum Write {
     /// A new charge, with its ledger posting and (when PENDING) its outbox row; a key
     /// stored already is not written again.
     Charge(Charge),
-    /// Cancel the trip's live charge, if any, and reverse its posting;
-    /// [`Error::VoidTooLate`] if it has left through the outbox.
     /// Send a DECLINED charge again: PENDING to `link` under `provider_key`, its
     /// outbox row PENDING (made if it had none). A charge in another state is left.
     Requeue {
@@ -87,9 +85,23 @@ pub enum Write {
         /// When.
         at: u64,
     },
+    /// Cancel the trip's live charge, if any, and reverse its posting;
+    /// [`Error::VoidTooLate`] if it has left through the outbox or has a refund.
     CancelCharge {
         /// The trip.
         trip: TripId,
+        /// When.
+        at: u64,
+    },
+    /// Return `amount` of the trip's live charge (the trip was re-priced lower): its
+    /// refund posting, once per charge (a charge refunded before is left as it is).
+    /// Nothing if the trip has no live charge; [`Error::AmountOutOfRange`] for more
+    /// than the charge.
+    Refund {
+        /// The trip.
+        trip: TripId,
+        /// How much, more than zero.
+        amount: Fen,
         /// When.
         at: u64,
     },

@@ -4,8 +4,8 @@
 //!
 //! | account | holds | moves |
 //! |---|---|---|
-//! | `rider:<transit account>` | what the rider owes (negative) | −fare at a charge, +fare when the provider pays or the charge is cancelled |
-//! | `operator:<name>` | what the operator is due (receivable) | +fare at a charge, −fare at a cancellation or a settlement payout |
+//! | `rider:<transit account>` | what the rider owes (negative) | −fare at a charge, +fare when the provider pays or the charge is cancelled, +difference at a refund |
+//! | `operator:<name>` | what the operator is due (receivable) | +fare at a charge, −fare at a cancellation or a settlement payout, −difference at a refund |
 //! | `provider:<name>` | provider clearing: money the provider collected, not yet paid out | −fare when the provider confirms, +fare at payout |
 //!
 //! Postings so far ([`PostingKind`]): a **charge** (rider −F, operator +F), written in
@@ -17,8 +17,17 @@
 //! [`LedgerReport`] is what a store sums; [`verify`] proves from it that nothing was
 //! created or lost: every posting balances, the whole ledger sums to zero, every live
 //! charge was posted once, every cancelled one reversed once and every approved one
-//! captured once, the operators' receivables equal the live charges, and the providers
-//! hold exactly the approved ones.
+//! captured once, the operators' receivables equal the live charges less their refunds,
+//! and the providers hold exactly the approved ones.
+//!
+//! A **refund** (rider +D, operator −D) returns part of a charge: a trip charged the
+//! maximum fare without its entry (or its exit), re-priced when the missing tap is
+//! uploaded late by an offline gate (`crate::tap::late`). It is made once per charge
+//! (its id, like every posting's, is derived from the charge and its kind), only on a
+//! live charge and never for more than the charge; a charge with a refund is not
+//! cancelled afterwards (a void of such a trip is refused), so a reversal never
+//! returns the same money twice. The rider's account then holds the refund as a
+//! credit against what the provider collected.
 
 use std::fmt;
 
@@ -66,6 +75,8 @@ pub enum PostingKind {
     Reversal,
     /// The provider collected the fare: the rider's debt is paid, the provider holds it.
     Capture,
+    /// Part of a charge returned: the trip was re-priced lower (a late tap).
+    Refund,
 }
 
 impl PostingKind {
@@ -75,6 +86,7 @@ impl PostingKind {
             PostingKind::Charge => 1,
             PostingKind::Reversal => 2,
             PostingKind::Capture => 3,
+            PostingKind::Refund => 4,
         }
     }
 }
@@ -115,6 +127,16 @@ pub struct Posting {
 
 impl Posting {
     fn new(kind: PostingKind, charge: &Charge, sign: i64, at: u64) -> Option<Self> {
+        Posting::of_amount(kind, charge, charge.amount, sign, at)
+    }
+
+    fn of_amount(
+        kind: PostingKind,
+        charge: &Charge,
+        amount: Fen,
+        sign: i64,
+        at: u64,
+    ) -> Option<Self> {
         let other = match kind {
             PostingKind::Capture => {
                 Account::ProviderClearing(charge.link.map_or("none", |(_, p)| p.name()))
@@ -122,7 +144,7 @@ impl Posting {
             _ => Account::Operator(charge.operator.clone()),
         };
         // Amounts are at most a day's cap, far inside i64; refused otherwise.
-        let amount = i64::try_from(charge.amount.get()).ok()?;
+        let amount = i64::try_from(amount.get()).ok()?;
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
         ctx.update(b"citypass/v1/posting\0");
         ctx.update(&charge.key.0);
@@ -162,6 +184,29 @@ impl Posting {
     pub fn capture(charge: &Charge, at: u64) -> Option<Self> {
         Posting::new(PostingKind::Capture, charge, -1, at)
     }
+
+    /// The refund of `amount` of a charge: rider +amount, operator −amount. `None`
+    /// for nothing, or for more than the charge.
+    pub fn refund(charge: &Charge, amount: Fen, at: u64) -> Option<Self> {
+        if amount == Fen::ZERO || amount > charge.amount {
+            return None;
+        }
+        Posting::of_amount(PostingKind::Refund, charge, amount, -1, at)
+    }
+}
+
+/// A refund posted: part of a charge owed back to its rider (settlement takes it off
+/// the operator's due).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    /// The charge refunded in part.
+    pub charge: ChargeKey,
+    /// The operator whose receivable it reduces.
+    pub operator: String,
+    /// How much.
+    pub amount: Fen,
+    /// When it was posted, Unix seconds.
+    pub at: u64,
 }
 
 /// What a store sums over its ledger and charges, for [`verify`].
@@ -183,6 +228,12 @@ pub struct LedgerReport {
     pub reversal_postings: u64,
     /// Capture postings.
     pub capture_postings: u64,
+    /// Refund postings.
+    pub refund_postings: u64,
+    /// Sum of the refunds (positive).
+    pub refunded: i128,
+    /// Refunds of a cancelled charge, or of more than their charge.
+    pub bad_refunds: u64,
     /// Charges the provider approved.
     pub succeeded_charges: u64,
     /// Sum of the charges the provider approved.
@@ -218,9 +269,11 @@ pub enum Imbalance {
         /// Reversal postings.
         postings: u64,
     },
-    /// Operators are due other than the live charges.
+    /// Refunds of a cancelled charge or of more than their charge.
+    BadRefunds(u64),
+    /// Operators are due other than the live charges less their refunds.
     Receivables {
-        /// Live charges.
+        /// Live charges less refunds.
         charged: i128,
         /// Operator receivables.
         receivable: i128,
@@ -257,11 +310,14 @@ pub fn verify(report: &LedgerReport) -> Result<(), Vec<Imbalance>> {
             postings: report.reversal_postings,
         });
     }
-    if report.operators != report.live_charged {
+    if report.operators != report.live_charged - report.refunded {
         broken.push(Imbalance::Receivables {
-            charged: report.live_charged,
+            charged: report.live_charged - report.refunded,
             receivable: report.operators,
         });
+    }
+    if report.bad_refunds != 0 {
+        broken.push(Imbalance::BadRefunds(report.bad_refunds));
     }
     if report.capture_postings != report.succeeded_charges || -report.providers != report.captured {
         broken.push(Imbalance::Captures {
@@ -323,6 +379,42 @@ mod tests {
             .sum();
         assert_eq!(net, 0);
         assert_eq!(Posting::charge(&charge(u64::MAX)), None);
+    }
+
+    #[test]
+    fn refunds_balance_are_bounded_and_counted() {
+        let c = charge(1000);
+        let refund = Posting::refund(&c, Fen::new(500), 12).unwrap();
+        assert_eq!(refund.kind, PostingKind::Refund);
+        assert_eq!(refund.entries.iter().map(|e| e.amount).sum::<i64>(), 0);
+        assert_eq!(refund.entries[0].amount, 500, "the rider gets it back");
+        assert_ne!(refund.id, Posting::reversal(&c, 12).unwrap().id);
+        assert_eq!(Posting::refund(&c, Fen::ZERO, 12), None);
+        assert_eq!(Posting::refund(&c, Fen::new(1001), 12), None);
+        // A charge of 1000 with 500 refunded: the operator is due 500.
+        let good = LedgerReport {
+            riders: -500,
+            operators: 500,
+            charge_postings: 1,
+            refund_postings: 1,
+            refunded: 500,
+            charges: 1,
+            live_charged: 1000,
+            ..LedgerReport::default()
+        };
+        assert_eq!(verify(&good), Ok(()));
+        let bad = LedgerReport {
+            operators: 1000,
+            riders: -1000,
+            bad_refunds: 1,
+            ..good
+        };
+        let broken = verify(&bad).unwrap_err();
+        assert!(broken.contains(&Imbalance::BadRefunds(1)));
+        assert!(broken.contains(&Imbalance::Receivables {
+            charged: 500,
+            receivable: 1000
+        }));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::money::Fen;
 use crate::notification::{Applied, Notification};
 use crate::settlement::DailySettlement;
 use crate::store::{PaymentsStore, TripPage, TripQuery, TripView};
-use crate::tap::{Answer, Place, Refusal, TapIn, TapOut, TapRules, Void};
+use crate::tap::{Answer, LateTap, Place, Refusal, TapIn, TapOut, TapRules, Void};
 use crate::trip::{TapKey, Trip, check_id};
 
 /// Latest accepted time: 9999-12-31T23:59:59Z.
@@ -217,6 +217,26 @@ impl Payments {
         )
     }
 
+    /// A tap an offline gate took at `tap.at`, uploaded and passed on by the verifier
+    /// at `now` (see [`crate::tap::LateTap`]; the service bounds `tap.at` by its late
+    /// window). A refusal (no link) writes nothing.
+    pub async fn late_tap(&self, tap: LateTap, now: u64) -> Result<Tapped, Error> {
+        check_id("gate_id", &tap.gate_id)?;
+        check_id("scan_id", &tap.scan_id)?;
+        check_id("station_id", &tap.place)?;
+        check_time("tapped_at", tap.at)?;
+        let rules = &self.rules;
+        let decide = |state: &_| rules.late_tap(state, &tap, now);
+        match self
+            .store
+            .with_rider(tap.account, Some(tap.key()), tap.at, &decide)
+            .await?
+        {
+            Answer::Refused(refusal) => Ok(Tapped::Refused(refusal)),
+            answer => trip_of(answer).map(|trip| Tapped::Trip(Box::new(trip))),
+        }
+    }
+
     /// A gate's void of its tap (see [`crate::tap`]).
     pub async fn void(&self, void: Void) -> Result<Trip, Error> {
         check_id("gate_id", &void.gate_id)?;
@@ -340,7 +360,8 @@ impl Payments {
     pub async fn settlement(&self, day: i64) -> Result<DailySettlement, Error> {
         let (from, until) = self.rules.day_bounds(day)?;
         let charges = self.store.charges_made_between(from, until).await?;
-        DailySettlement::of(day, &charges)
+        let refunds = self.store.refunds_made_between(from, until).await?;
+        DailySettlement::of(day, &charges, &refunds)
     }
 
     /// Applies a provider's notification whose signature was checked

@@ -3,8 +3,9 @@
 //! become statuses only through [`IntoStatus::into_status`] (with their ErrorInfo
 //! reason).
 //!
-//! TapIn, TapOut and VoidTap are the verifier's; GetSettlement is for operators;
-//! NotifyCharge is a provider's, proven by its signature before anything else. The
+//! TapIn, TapOut, RecordOfflineTap and VoidTap are the verifier's; GetSettlement is
+//! for operators; NotifyCharge is a provider's, proven by its signature before
+//! anything else. The
 //! citizen's calls (LinkAccount, UnlinkAccount, GetLink, GetTrips, GetArrears,
 //! RepayArrears) are signed by the citizen's bound device: [`Citizens`] checks the
 //! proof and maps the device to its transit account at identity before the logic runs,
@@ -30,6 +31,7 @@ use crate::payments::{LinkRequest, Payments, Tapped};
 pub struct PaymentsApi {
     payments: Payments,
     max_clock_skew: std::time::Duration,
+    late_tap_window: std::time::Duration,
     citizens: Option<Citizens>,
     notification_keys: std::sync::Arc<NotificationKeys>,
 }
@@ -42,6 +44,7 @@ impl PaymentsApi {
         PaymentsApi {
             payments,
             max_clock_skew,
+            late_tap_window: crate::config::DEFAULT_LATE_TAP_WINDOW,
             citizens: None,
             notification_keys: std::sync::Arc::new(NotificationKeys::new()),
         }
@@ -51,6 +54,13 @@ impl PaymentsApi {
     /// without, every notification is refused.
     pub fn with_notification_keys(mut self, keys: NotificationKeys) -> Self {
         self.notification_keys = std::sync::Arc::new(keys);
+        self
+    }
+
+    /// The same service taking offline gates' taps (RecordOfflineTap) scanned up to
+    /// `window` ago (`payments.late_tap_window`).
+    pub fn with_late_tap_window(mut self, window: std::time::Duration) -> Self {
+        self.late_tap_window = window;
         self
     }
 
@@ -140,6 +150,27 @@ impl PaymentsService for PaymentsApi {
             let view = self.payments.trip_view(trip).await?;
             Ok(v1::TapOutResponse {
                 trip: Some(convert::trip(&view)?),
+            })
+        })
+        .await
+    }
+
+    async fn record_offline_tap(
+        &self,
+        request: Request<v1::RecordOfflineTapRequest>,
+    ) -> Result<Response<v1::RecordOfflineTapResponse>, Status> {
+        answer(async {
+            let clock = convert::Clock::now(self.max_clock_skew);
+            let tap = convert::offline_tap(request.into_inner(), &clock, self.late_tap_window)?;
+            Ok(match self.payments.late_tap(tap, clock.now).await? {
+                Tapped::Trip(trip) => v1::RecordOfflineTapResponse {
+                    trip: Some(convert::trip(&self.payments.trip_view(*trip).await?)?),
+                    refusal: v1::TapRefusal::Unspecified as i32,
+                },
+                Tapped::Refused(refusal) => v1::RecordOfflineTapResponse {
+                    trip: None,
+                    refusal: convert::refusal(refusal) as i32,
+                },
             })
         })
         .await

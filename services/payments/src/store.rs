@@ -25,7 +25,7 @@ use crate::account::TransitAccount;
 use crate::charge::{Charge, ChargeKey};
 use crate::decision::{Answer, Decision, RiderState};
 use crate::error::Error;
-use crate::ledger::LedgerReport;
+use crate::ledger::{LedgerReport, Refund};
 use crate::link::{Link, NewLink};
 use crate::outbox::{OutboxJob, OutboxMessage, Settlement};
 use crate::trip::{TapKey, Trip, TripId};
@@ -129,6 +129,13 @@ pub trait PaymentsStore: Send + Sync + 'static {
         from: u64,
         until: u64,
     ) -> BoxFuture<'_, Result<Vec<Charge>, Error>>;
+
+    /// Every rider's refunds posted in `[from, until)` (Unix seconds).
+    fn refunds_made_between(
+        &self,
+        from: u64,
+        until: u64,
+    ) -> BoxFuture<'_, Result<Vec<Refund>, Error>>;
 
     /// The account's charges, every status, newest first (by creation, then key).
     fn charges(&self, account: TransitAccount) -> BoxFuture<'_, Result<Vec<Charge>, Error>>;

@@ -26,11 +26,15 @@
 //!   charge cancelled). A repeat tap's void only marks the tap. A tap whose trip has a
 //!   later, un-voided repeat (another gate accepted the rider's next scan) is not
 //!   undone ([`Error::TapRepeated`]).
+//! - **Late taps**, an offline gate's, uploaded after the fact: see [`late`] (they may
+//!   re-price a trip closed without them, with a refund).
 //! - **Pricing** uses the rider's earlier priced trips that started the same day (the
 //!   daily cap, and the transfer discount from the last one that ended).
 //! - **Charges**: a priced trip with a fare above zero gets one charge
 //!   ([`crate::charge`]): PENDING to the active link, or DECLINED (`NO_PAYMENT_LINK`,
 //!   owed as arrears) when none is active.
+
+mod late;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +47,7 @@ use crate::money::Fen;
 use crate::trip::{Side, Tap, TapKey, TapRecord, Trip, TripId, TripStatus};
 
 pub use crate::decision::{Answer, Decision, Refusal, RiderState, Write};
+pub use late::{LateKind, LateTap};
 
 const DAY: u64 = 86_400;
 /// How far (seconds) a void may be stamped before the tap it voids (the gate's clock

@@ -1,7 +1,9 @@
 //! Random days of one rider (entries, exits, bus rides, gate retries, double taps,
-//! voids, expiry passes, unlinking, outbox passes against the sandbox), on the
+//! voids, expiry passes, unlinking, outbox passes against the sandbox, offline gates'
+//! taps uploaded late, which may re-price a trip with a refund), on the
 //! in-memory store: after every step the ledger's invariants hold, a trip has at most
-//! one live charge and it is the trip's fare, at most one trip is open, no day costs
+//! one live charge and it is the trip's fare (or more, refunded down to it, for a
+//! re-priced trip), at most one trip is open, no day costs
 //! more than the cap, only the refusals the rules name ever come back, and the ledger's
 //! captures are what the sandbox charged.
 
@@ -14,7 +16,9 @@ use citypass_payments::payments::LinkRequest;
 use citypass_payments::payments::Tapped;
 use citypass_payments::provider::{Sandbox, SandboxConfig};
 use citypass_payments::store::TripQuery;
-use citypass_payments::tap::{Place, TapIn, TapOut, TapRules, TapSettings, Void};
+use citypass_payments::tap::{
+    LateKind, LateTap, Place, TapIn, TapOut, TapRules, TapSettings, Void,
+};
 use citypass_payments::trip::{Trip, TripId, TripStatus};
 use citypass_payments::worker::OutboxWorker;
 use citypass_payments::{
@@ -57,7 +61,16 @@ enum Step {
     Relink,
     /// An outbox pass against the sandbox (which times out once after success).
     Work,
+    /// An offline gate's tap taken `back` seconds ago, uploaded now.
+    Late {
+        kind: usize,
+        station: usize,
+        gate: u8,
+        back: u64,
+    },
 }
+
+const LATE_KINDS: [LateKind; 3] = [LateKind::MetroEntry, LateKind::MetroExit, LateKind::Bus];
 
 fn step() -> impl Strategy<Value = (Step, u64)> {
     let step = prop_oneof![
@@ -72,6 +85,8 @@ fn step() -> impl Strategy<Value = (Step, u64)> {
         1 => Just(Step::Unlink),
         1 => Just(Step::Relink),
         2 => Just(Step::Work),
+        3 => (0..LATE_KINDS.len(), 0..STATIONS.len(), 0..3u8, prop_oneof![0..120u64, 120..20_000u64])
+            .prop_map(|(kind, station, gate, back)| Step::Late { kind, station, gate, back }),
     ];
     // Seconds since the previous step: often within the double-tap and void windows,
     // sometimes hours (past max_trip, into the next day).
@@ -147,8 +162,21 @@ async fn check(p: &Payments, account: TransitAccount, rules: &TapRules, taken: &
             .filter(|c| c.trip == view.trip.id && c.status != ChargeStatus::Cancelled)
             .collect();
         let due = view.trip.due();
-        if due == Fen::ZERO {
+        // A trip re-priced by a late tap (both taps, its id not its entry's) keeps the
+        // charge it had, refunded down to its fare (the ledger check proves the sum).
+        let repriced = view
+            .trip
+            .entry
+            .as_ref()
+            .is_some_and(|e| e.key() != view.trip.id)
+            || (view.trip.exit.is_some()
+                && view.trip.entry.is_some()
+                && live.first().is_some_and(|c| c.amount > due));
+        if due == Fen::ZERO && !repriced {
             assert!(live.is_empty(), "{view:?}");
+        } else if repriced {
+            assert!(live.len() <= 1, "{view:?}");
+            assert!(live.iter().all(|c| c.amount >= due), "{view:?} {live:?}");
         } else {
             assert_eq!(live.len(), 1, "{view:?}");
             assert_eq!(live[0].amount, due);
@@ -233,6 +261,7 @@ proptest! {
             let mut last: Option<(String, String, Step)> = None;
             let mut scans: Vec<(String, String)> = Vec::new();
             let mut taken: Vec<Taken> = Vec::new();
+            let mut last_late: Option<LateTap> = None;
             for (n, (step, gap)) in steps.into_iter().enumerate() {
                 at += gap;
                 let scan = format!("s{n}");
@@ -282,6 +311,10 @@ proptest! {
                             place: Place::Bus(ROUTES[*route].to_owned()),
                             at, fare_class: FareClass::Student,
                         }).await.map(drop),
+                        Some((_, _, Step::Late { .. })) => match last_late.clone() {
+                            Some(tap) => p.late_tap(tap, at).await.map(drop),
+                            None => Ok(()),
+                        },
                         _ => Ok(()),
                     },
                     Step::VoidLast => match &last {
@@ -335,6 +368,24 @@ proptest! {
                     Step::Unlink => p.unlink(account, at).await.map(drop),
                     Step::Relink => p.link(link(account, at), at).await.map(drop),
                     Step::Work => worker.run_once(at).await.map(drop),
+                    Step::Late { kind, station, gate, back } => {
+                        let kind = LATE_KINDS[*kind];
+                        let (gate, place) = match kind {
+                            LateKind::Bus => (format!("off-bus-{gate}"), ROUTES[*station % ROUTES.len()]),
+                            LateKind::MetroEntry => (format!("off-in-{gate}"), STATIONS[*station]),
+                            LateKind::MetroExit => (format!("off-out-{gate}"), STATIONS[*station]),
+                        };
+                        let tap = LateTap {
+                            account, kind, gate_id: gate.clone(), scan_id: scan.clone(),
+                            place: place.to_owned(), at: at.saturating_sub(*back).max(T0),
+                            fare_class: FareClass::Adult,
+                        };
+                        last = Some((gate.clone(), scan.clone(), step.clone()));
+                        scans.push((gate.clone(), scan.clone()));
+                        last_late = Some(tap.clone());
+                        let exit = kind == LateKind::MetroExit;
+                        p.late_tap(tap, at).await.map(|t| took(&mut taken, gate, scan, tapped(t), exit))
+                    }
                 };
                 if let Err(err) = &result {
                     assert!(expected(err), "step {n} {step:?}: {err:?}");

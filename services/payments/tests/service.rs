@@ -574,6 +574,106 @@ async fn the_worker_charges_the_sandbox_and_a_decline_blocks_the_next_entry() {
     assert_eq!(verdict, Ok(()));
 }
 
+fn offline_entry(scan: &str, tapped_at: i64) -> v1::RecordOfflineTapRequest {
+    v1::RecordOfflineTapRequest {
+        transit_account: RIDER.to_owned(),
+        kind: v1::OfflineTapKind::MetroEntry as i32,
+        gate_id: "metro-entry-1".to_owned(),
+        station_id: "pingguoyuan".to_owned(),
+        scan_id: scan.to_owned(),
+        tapped_at: Some(Timestamp {
+            seconds: tapped_at,
+            nanos: 0,
+        }),
+        fare_class: v1::FareClass::Adult as i32,
+    }
+}
+
+#[tokio::test]
+async fn an_offline_entry_uploaded_after_the_exit_reprices_the_trip_over_grpc() {
+    let mut config = Config::dev();
+    config.sandbox = None;
+    config.payments.late_tap_window = Duration::from_secs(3600);
+    let running = start_with(true, config).await;
+    running.link(RIDER).await;
+    let mut verifier = running.verifier();
+    // The exit first (the entry gate was offline): the maximum fare.
+    let unmatched = verifier
+        .tap_out(exit("out-1", "xidan"))
+        .await
+        .unwrap()
+        .into_inner()
+        .trip
+        .unwrap();
+    assert_eq!(unmatched.status, v1::TripStatus::Unmatched as i32);
+    assert_eq!(unmatched.fare.as_ref().unwrap().minor_units, 1000);
+
+    // The entry, scanned 40 minutes ago (beyond the live skew, within the late window),
+    // uploaded now: the same trip at 5 yuan, however often it is sent.
+    for _ in 0..3 {
+        let answer = verifier
+            .record_offline_tap(offline_entry("off-in-1", now() - 2400))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(answer.refusal, v1::TapRefusal::Unspecified as i32);
+        let trip = answer.trip.unwrap();
+        assert_eq!(trip.trip_id, unmatched.trip_id);
+        assert_eq!(trip.status, v1::TripStatus::Closed as i32);
+        assert_eq!(trip.entry_station_id, "pingguoyuan");
+        assert_eq!(trip.fare.as_ref().unwrap().minor_units, 500);
+    }
+    let (report, verdict) = running.payments.check_ledger().await.unwrap();
+    assert_eq!(verdict, Ok(()), "{report:?}");
+    assert_eq!((report.refund_postings, report.refunded), (1, 500));
+    assert_eq!(report.operators, 500);
+
+    // Outside the late window, or ahead of the clock beyond the skew: refused, naming
+    // the field; as is a tap the live RPCs would refuse for its age.
+    for tapped_at in [now() - 3700, now() + 600] {
+        let status = verifier
+            .record_offline_tap(offline_entry("off-in-2", tapped_at))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains("tapped_at"), "{status:?}");
+    }
+    let mut stale = entry("in-stale", "pingguoyuan");
+    stale.tapped_at = Some(Timestamp {
+        seconds: now() - 2400,
+        nanos: 0,
+    });
+    let status = verifier.tap_in(stale).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let mut no_kind = offline_entry("off-in-3", now() - 60);
+    no_kind.kind = v1::OfflineTapKind::Unspecified as i32;
+    let status = verifier.record_offline_tap(no_kind).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+
+    // Only the verifier may send one.
+    let status = running
+        .client(&As::Gate("metro-entry-1"))
+        .record_offline_tap(offline_entry("off-in-4", now() - 60))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let account = TransitAccount::parse(RIDER).unwrap();
+    let trips = running
+        .payments
+        .trips(
+            account,
+            TripQuery {
+                since: None,
+                until: None,
+                after: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(trips.trips.len(), 1, "nothing else written");
+}
+
 /// A NotifyCharge request for `signed`.
 fn notify_request(
     signed: &citypass_payments::notification::SignedNotification,

@@ -230,8 +230,10 @@ pub async fn build_replacing(
         )),
         (None, None) => Arc::new(UnavailableTaps),
     };
-    let policies =
-        Arc::new(Policies::new(config.scenes.clone(), subjects, venues).with_transit(transit));
+    let policies = Arc::new(
+        Policies::new(config.scenes.clone(), subjects.clone(), venues)
+            .with_transit(transit.clone()),
+    );
 
     let mut follow = config
         .revocation
@@ -269,6 +271,8 @@ pub async fn build_replacing(
             revocations: Arc::new(revocations.clone()),
             replay: replay.clone(),
             fraud,
+            subjects: subjects.clone(),
+            transit: transit.clone(),
         },
         rules.skew,
         config.upload.window,

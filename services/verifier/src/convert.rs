@@ -13,7 +13,8 @@ use crate::fraud::{FraudKind, SignalPage};
 use crate::model::{
     Answer, Direction, PolicyRefusal, Refusal, Scan, SceneResult, VoidScan, Voided,
 };
-use crate::upload::{OfflineScan, Upload, UploadOutcome};
+use crate::transit::TapRefused;
+use crate::upload::{OfflineScan, ScanResult, TapPassed, Upload, UploadOutcome};
 
 /// Longest `scan_id` and `station_id` accepted (a UUID is 36).
 pub const MAX_ID_BYTES: usize = 128;
@@ -307,13 +308,13 @@ fn offline_scan(scan: pb::OfflineScan) -> Result<OfflineScan, String> {
     }
 }
 
-/// The response for an upload's outcomes.
-pub fn upload_response(results: Vec<(String, UploadOutcome)>) -> pb::UploadOfflineScansResponse {
+/// The response for an upload's results.
+pub fn upload_response(results: Vec<ScanResult>) -> pb::UploadOfflineScansResponse {
     use pb::UploadOutcome as O;
     let results = results
         .into_iter()
-        .map(|(scan_id, outcome)| {
-            let (outcome, reason) = match &outcome {
+        .map(|result| {
+            let (outcome, reason) = match &result.outcome {
                 UploadOutcome::Recorded => (O::Recorded, pb::DenyReason::Unspecified),
                 UploadOutcome::AlreadyRecorded => (O::AlreadyRecorded, pb::DenyReason::Unspecified),
                 UploadOutcome::FraudSuspected(_) => {
@@ -325,14 +326,53 @@ pub fn upload_response(results: Vec<(String, UploadOutcome)>) -> pb::UploadOffli
                 UploadOutcome::Unavailable => (O::Unavailable, pb::DenyReason::Unspecified),
                 UploadOutcome::Invalid => (O::Invalid, pb::DenyReason::Unspecified),
             };
+            let (tap, trip, tap_reason) = uploaded_tap(result.tap);
             pb::OfflineScanResult {
-                scan_id,
+                scan_id: result.scan_id,
                 outcome: outcome as i32,
                 deny_reason: reason as i32,
+                tap: tap as i32,
+                trip,
+                tap_reason,
             }
         })
         .collect();
     pb::UploadOfflineScansResponse { results }
+}
+
+/// What payments did with an uploaded scan, as the result shows it (the trip without
+/// the transit account, which the gate does not need back).
+fn uploaded_tap(
+    tap: Option<TapPassed>,
+) -> (pb::OfflineTapOutcome, Option<pb::TransitResult>, String) {
+    use pb::OfflineTapOutcome as T;
+    match tap {
+        None => (T::Unspecified, None, String::new()),
+        Some(TapPassed::Trip(trip)) => (
+            T::Recorded,
+            Some(pb::TransitResult {
+                trip_id: trip.trip_id,
+                fare_charged: Some(pb::Money {
+                    currency_code: trip.currency_code,
+                    minor_units: trip.fare_minor_units,
+                }),
+                charge_status: trip.charge_status as i32,
+                transit_account: String::new(),
+                fare_class: trip.fare_class as i32,
+            }),
+            String::new(),
+        ),
+        Some(TapPassed::Refused(TapRefused::NoPaymentLink)) => {
+            (T::NoPaymentLink, None, String::new())
+        }
+        // Payments never refuses a late tap for these (the rider went through).
+        Some(TapPassed::Refused(TapRefused::Arrears)) => (T::Rejected, None, "ARREARS".into()),
+        Some(TapPassed::Refused(TapRefused::TripAlreadyOpen)) => {
+            (T::Rejected, None, "TRIP_ALREADY_OPEN".into())
+        }
+        Some(TapPassed::Rejected(reason)) => (T::Rejected, None, reason),
+        Some(TapPassed::UnknownHolder) => (T::UnknownHolder, None, String::new()),
+    }
 }
 
 /// The page a ListFraudSignals request asks for: its size and where it starts.

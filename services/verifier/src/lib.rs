@@ -81,6 +81,8 @@ pub use stand_in_subjects::{FixedHolder, FixedSubjects, UnavailableSubjects};
 pub use stand_in_transit::{FixedTaps, UnavailableTaps};
 pub use subjects::{PseudonymScope, SubjectProfile, Subjects, SubjectsError};
 pub use transit::{Tap, TapKind, TapRefused, Tapped, TransitError, TransitTaps, Trip, TripState};
-pub use upload::{OfflineScan, Upload, UploadOutcome, UploadSources, Uploads};
+pub use upload::{
+    OfflineScan, ScanResult, TapPassed, Upload, UploadOutcome, UploadSources, Uploads,
+};
 pub use venues::{Admission, Entry, MemoryVenueStore, RedisVenueStore, VenueError, VenueStore};
 pub use verify::{FixedRevocations, Revocations, Rules, Verifier};

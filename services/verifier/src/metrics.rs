@@ -107,6 +107,9 @@ impl Metrics {
 
 /// The uploads counter's name: one per uploaded scan, by `scene` and `outcome`.
 pub const UPLOADS: &str = "citypass.verifier.uploads";
+/// The uploaded-taps counter's name: one per uploaded metro or bus scan passed on to
+/// payments, by `scene` and `result`.
+pub const UPLOADED_TAPS: &str = "citypass.verifier.uploaded_taps";
 /// The fraud-signals counter's name: by `scene` and `kind`.
 pub const FRAUD_SIGNALS: &str = "citypass.verifier.fraud_signals";
 
@@ -114,6 +117,7 @@ pub const FRAUD_SIGNALS: &str = "citypass.verifier.fraud_signals";
 #[derive(Debug, Clone)]
 pub struct UploadMetrics {
     uploads: Counter<u64>,
+    taps: Counter<u64>,
     signals: Counter<u64>,
 }
 
@@ -125,6 +129,12 @@ impl UploadMetrics {
             uploads: meter
                 .u64_counter(UPLOADS)
                 .with_description("Scans uploaded by offline gates, by scene and outcome")
+                .build(),
+            taps: meter
+                .u64_counter(UPLOADED_TAPS)
+                .with_description(
+                    "Uploaded metro and bus scans passed on to payments, by scene and result",
+                )
                 .build(),
             signals: meter
                 .u64_counter(FRAUD_SIGNALS)
@@ -140,6 +150,18 @@ impl UploadMetrics {
             &[
                 KeyValue::new("scene", scene.name()),
                 KeyValue::new("outcome", outcome),
+            ],
+        );
+    }
+
+    /// Records what payments did with one uploaded transit scan (`unavailable` when
+    /// payments or identity did not answer).
+    pub fn tap(&self, scene: Scene, result: &'static str) {
+        self.taps.add(
+            1,
+            &[
+                KeyValue::new("scene", scene.name()),
+                KeyValue::new("result", result),
             ],
         );
     }

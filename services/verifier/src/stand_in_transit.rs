@@ -30,6 +30,10 @@ impl TransitTaps for UnavailableTaps {
     fn void(&self, _: Void, _: Deadline) -> BoxFuture<'_, Result<Trip, TransitError>> {
         Box::pin(std::future::ready(Err(TransitError::Unavailable)))
     }
+
+    fn late_tap(&self, _: Tap, _: Deadline) -> BoxFuture<'_, Result<Tapped, TransitError>> {
+        Box::pin(std::future::ready(Err(TransitError::Unavailable)))
+    }
 }
 
 /// Tests and benches only: every tap is recorded and answered with a trip at a fixed
@@ -113,6 +117,10 @@ impl FixedTaps {
 
 impl TransitTaps for FixedTaps {
     fn tap_in(&self, tap: Tap, _: Deadline) -> BoxFuture<'_, Result<Tapped, TransitError>> {
+        Box::pin(std::future::ready(self.answer(tap)))
+    }
+
+    fn late_tap(&self, tap: Tap, _: Deadline) -> BoxFuture<'_, Result<Tapped, TransitError>> {
         Box::pin(std::future::ready(self.answer(tap)))
     }
 

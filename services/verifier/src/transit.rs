@@ -2,8 +2,9 @@
 //! at a metro gate or on a bus, answered with the trip it opened or closed, or with
 //! payments' refusal of the rider.
 //!
-//! The policy speaks these model types only; [`payments`] is the gRPC client of
-//! payments' TapIn, TapOut and VoidTap (mutual TLS with the verifier's own
+//! The policy, and the upload of offline gates' scans (`upload.rs`, RecordOfflineTap),
+//! speak these model types only; [`payments`] is the gRPC client of payments' TapIn,
+//! TapOut, RecordOfflineTap and VoidTap (mutual TLS with the verifier's own
 //! certificate, as for identity), and `stand_in_transit.rs` holds the stand-ins
 //! `build` and the tests use without one. Every tap is keyed by its gate and scan id:
 //! payments answers a repeated tap with the same trip and charges once, so a gate's
@@ -46,7 +47,8 @@ pub struct Tap {
     pub station_id: String,
     /// The gate's scan id: with `gate_id`, the tap's idempotency key at payments.
     pub scan_id: String,
-    /// The verifier's clock at the decision (Unix seconds).
+    /// The verifier's clock at the decision (Unix seconds); an uploaded offline tap's
+    /// scan time.
     pub tapped_at: u64,
     /// The rider's fare class (identity's profile).
     pub fare_class: FareClass,
@@ -168,6 +170,12 @@ pub trait TransitTaps: Send + Sync + 'static {
 
     /// Voids the gate's tap (VoidTap): the trip as it stands after.
     fn void(&self, void: Void, deadline: Deadline) -> BoxFuture<'_, Result<Trip, TransitError>>;
+
+    /// A tap an offline gate took at `tap.tapped_at` (its scan time), uploaded since
+    /// (RecordOfflineTap): it may complete, and re-price, a trip payments priced
+    /// without it. Refused only for want of a payment link.
+    fn late_tap(&self, tap: Tap, deadline: Deadline)
+    -> BoxFuture<'_, Result<Tapped, TransitError>>;
 
     /// [`TransitTaps::tap_in`] or [`TransitTaps::tap_out`], as `tap.kind` says.
     fn tap(&self, tap: Tap, deadline: Deadline) -> BoxFuture<'_, Result<Tapped, TransitError>> {

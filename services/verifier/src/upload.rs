@@ -18,6 +18,18 @@
 //!    uploads from several gates arrive in any order, so only a counter that another
 //!    scan used is a double use.
 //!
+//! 5. a metro or bus scan whose mark is recorded (now, or before: an upload retried)
+//!    is passed on to payments as a late tap ([`TransitTaps::late_tap`],
+//!    RecordOfflineTap) with the gate's scan id and the scan's own time, for the
+//!    holder's transit account and fare class (the subject unsealed from the code, its
+//!    profile from identity's cache) and the gate registry's station or route. Payments
+//!    keys the tap by gate and scan id, so a retried upload, or one retried after a
+//!    crash between the mark and the tap, changes nothing there; if identity or
+//!    payments does not answer, the scan's outcome is `Unavailable` and the gate
+//!    uploads it again (its mark then answers `AlreadyRecorded`, and the tap is passed
+//!    on again). The answer says what payments did ([`TapPassed`]). A scan flagged as
+//!    a fraud signal is not passed on: the same code or counter was used elsewhere.
+//!
 //! An uploaded mark is kept `upload.window` longer than a live one, so that a second
 //! gate's upload within the window still finds it. Live marks are not extended (the
 //! city's online codes would multiply the store's size), so a live use is compared
@@ -33,19 +45,26 @@ use citypass_runtime::Deadline;
 use citypass_token::{Scene, sha256, unix_now};
 use futures::StreamExt as _;
 
+use citypass_gate::Presented;
+
 use crate::error::VerifierError;
 use crate::fraud::{FraudKind, FraudLog, FraudSignal, mark_digest};
-use crate::gates::Gates;
+use crate::gates::{Gate, Gates};
 use crate::key_set::Keys;
 use crate::metrics::UploadMetrics;
 use crate::model::{Basis, Direction, Refusal};
 use crate::replay::{Arrival, Mark, Outcome, ReplayStore, StoredAnswer, Use};
+use crate::subjects::{Subjects, SubjectsError};
+use crate::transit::{Tap, TapKind, TapRefused, Tapped, TransitError, TransitTaps, Trip};
 use crate::verify::Revocations;
 
 /// Most scans in one upload.
 pub const MAX_SCANS: usize = 64;
 /// Scans of one upload recorded at once.
 const CONCURRENCY: usize = 16;
+/// How long identity and payments may take for an uploaded scan when the gate named
+/// no deadline.
+const TAP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One scan an offline gate allowed, checked for shape.
 #[derive(Clone, PartialEq, Eq)]
@@ -110,6 +129,44 @@ impl UploadOutcome {
     }
 }
 
+/// What payments did with an uploaded metro or bus scan (see the module
+/// documentation, step 5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TapPassed {
+    /// Recorded: the trip as it stands.
+    Trip(Trip),
+    /// Payments refused the rider (no payment link): nothing recorded.
+    Refused(TapRefused),
+    /// Payments refused the request itself, or the scan does not fit its gate: the
+    /// reason (no personal data).
+    Rejected(String),
+    /// The code's subject does not open, or identity does not know it.
+    UnknownHolder,
+}
+
+impl TapPassed {
+    /// A stable snake-case name (metrics).
+    pub fn name(&self) -> &'static str {
+        match self {
+            TapPassed::Trip(_) => "recorded",
+            TapPassed::Refused(_) => "refused",
+            TapPassed::Rejected(_) => "rejected",
+            TapPassed::UnknownHolder => "unknown_holder",
+        }
+    }
+}
+
+/// One uploaded scan's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanResult {
+    /// The scan id to echo.
+    pub scan_id: String,
+    /// What was done with its mark.
+    pub outcome: UploadOutcome,
+    /// What payments did with its tap (metro and bus scans whose mark is recorded).
+    pub tap: Option<TapPassed>,
+}
+
 /// A gate's upload, checked for shape: each scan, or the scan id to echo for a
 /// malformed one.
 #[derive(Debug)]
@@ -129,6 +186,8 @@ pub struct Uploads {
     revocations: Arc<dyn Revocations>,
     replay: Arc<dyn ReplayStore>,
     fraud: Arc<dyn FraudLog>,
+    subjects: Arc<dyn Subjects>,
+    transit: Arc<dyn TransitTaps>,
     skew: u64,
     window: Duration,
     metrics: UploadMetrics,
@@ -155,6 +214,10 @@ pub struct UploadSources {
     pub replay: Arc<dyn ReplayStore>,
     /// Where signals go.
     pub fraud: Arc<dyn FraudLog>,
+    /// The holder of an uploaded metro or bus scan (its transit account, fare class).
+    pub subjects: Arc<dyn Subjects>,
+    /// Payments' late taps.
+    pub transit: Arc<dyn TransitTaps>,
 }
 
 impl Uploads {
@@ -167,6 +230,8 @@ impl Uploads {
             revocations: sources.revocations,
             replay: sources.replay,
             fraud: sources.fraud,
+            subjects: sources.subjects,
+            transit: sources.transit,
             skew,
             window,
             metrics: UploadMetrics::new(),
@@ -186,7 +251,7 @@ impl Uploads {
         caller: &str,
         upload: Upload,
         deadline: Option<Deadline>,
-    ) -> Result<Vec<(String, UploadOutcome)>, VerifierError> {
+    ) -> Result<Vec<ScanResult>, VerifierError> {
         if upload.gate_id != caller {
             return Err(VerifierError::GateMismatch);
         }
@@ -206,39 +271,133 @@ impl Uploads {
             .map(|scan| async move {
                 match scan {
                     Ok(scan) => {
-                        let outcome = self.record(gate_id, scene, &scan, deadline).await;
-                        (scan.scan_id, outcome)
+                        let (outcome, tap) = self.record(gate_id, gate, &scan, deadline).await;
+                        ScanResult {
+                            scan_id: scan.scan_id,
+                            outcome,
+                            tap,
+                        }
                     }
-                    Err(echo) => (echo, UploadOutcome::Invalid),
+                    Err(echo) => ScanResult {
+                        scan_id: echo,
+                        outcome: UploadOutcome::Invalid,
+                        tap: None,
+                    },
                 }
             })
             .buffered(CONCURRENCY)
             .collect::<Vec<_>>()
             .await;
-        for (_, outcome) in &results {
-            self.metrics.record(scene, outcome.name());
+        for result in &results {
+            self.metrics.record(scene, result.outcome.name());
         }
         Ok(results)
     }
 
+    /// Records one scan's mark, then passes a metro or bus scan on to payments.
     async fn record(
+        &self,
+        gate_id: &str,
+        gate: &Gate,
+        scan: &OfflineScan,
+        deadline: Option<Deadline>,
+    ) -> (UploadOutcome, Option<TapPassed>) {
+        let scene = gate.scene;
+        let now = unix_now();
+        let oldest = now.saturating_sub(self.window.as_secs());
+        if scan.scanned_at < oldest || scan.scanned_at > now.saturating_add(self.skew) {
+            return (UploadOutcome::OutsideWindow, None);
+        }
+        let (keys, _) = self.keys.current();
+        let presented = match check_code(&scan.qr_text, &keys, scene, self.skew, scan.scanned_at) {
+            Ok(presented) => presented,
+            Err(reason) => return (UploadOutcome::CodeRefused(reason.into()), None),
+        };
+        let outcome = self
+            .mark(gate_id, scene, scan, &presented, now, deadline)
+            .await;
+        let transit = matches!(scene, Scene::Metro | Scene::Bus);
+        if !transit
+            || !matches!(
+                outcome,
+                UploadOutcome::Recorded | UploadOutcome::AlreadyRecorded
+            )
+        {
+            return (outcome, None);
+        }
+        let deadline = deadline.unwrap_or_else(|| Deadline::after(TAP_TIMEOUT));
+        let passed = match self
+            .pass_on(gate_id, gate, scan, &presented, deadline)
+            .await
+        {
+            Ok(passed) => passed,
+            Err(TransitError::Unavailable) => {
+                self.metrics.tap(scene, "unavailable");
+                return (UploadOutcome::Unavailable, None);
+            }
+            Err(TransitError::Rejected { reason }) => TapPassed::Rejected(reason),
+        };
+        self.metrics.tap(scene, passed.name());
+        (outcome, Some(passed))
+    }
+
+    /// The scan as a late tap at payments, for the code's holder.
+    async fn pass_on(
+        &self,
+        gate_id: &str,
+        gate: &Gate,
+        scan: &OfflineScan,
+        presented: &Presented,
+        deadline: Deadline,
+    ) -> Result<TapPassed, TransitError> {
+        let rejected = |reason: &str| Ok(TapPassed::Rejected(reason.to_owned()));
+        let (kind, station) = match gate.scene {
+            Scene::Bus => (TapKind::Bus, gate.stop.as_deref()),
+            _ => match crate::verify::direction(gate, scan.direction) {
+                Ok(Some(Direction::Exit)) => (TapKind::MetroExit, gate.station.as_deref()),
+                Ok(_) => (TapKind::MetroEntry, gate.station.as_deref()),
+                Err(_) => return rejected("DIRECTION_MISMATCH"),
+            },
+        };
+        let Some(station) = station else {
+            return rejected("NO_STATION");
+        };
+        let subject = match self.subjects.unseal(presented) {
+            Ok(subject) => subject,
+            Err(_) => return Ok(TapPassed::UnknownHolder),
+        };
+        let profile = match self.subjects.profile(subject, Some(deadline)).await {
+            Ok(profile) => profile,
+            Err(SubjectsError::Unavailable) => return Err(TransitError::Unavailable),
+            Err(_) => return Ok(TapPassed::UnknownHolder),
+        };
+        let tap = Tap {
+            transit_account: profile.transit_account.clone(),
+            kind,
+            gate_id: gate_id.to_owned(),
+            station_id: station.to_owned(),
+            scan_id: scan.scan_id.clone(),
+            tapped_at: scan.scanned_at,
+            fare_class: profile.fare_class,
+        };
+        Ok(match self.transit.late_tap(tap, deadline).await? {
+            Tapped::Trip(trip) => TapPassed::Trip(trip),
+            Tapped::Refused(refused) => TapPassed::Refused(refused),
+        })
+    }
+
+    /// Records the scan's single-use mark (step 4).
+    async fn mark(
         &self,
         gate_id: &str,
         scene: Scene,
         scan: &OfflineScan,
+        presented: &Presented,
+        now: u64,
         deadline: Option<Deadline>,
     ) -> UploadOutcome {
-        let now = unix_now();
-        let oldest = now.saturating_sub(self.window.as_secs());
-        if scan.scanned_at < oldest || scan.scanned_at > now.saturating_add(self.skew) {
-            return UploadOutcome::OutsideWindow;
-        }
-        let (keys, key_set_age) = self.keys.current();
-        let presented = match check_code(&scan.qr_text, &keys, scene, self.skew, scan.scanned_at) {
-            Ok(presented) => presented,
-            Err(reason) => return UploadOutcome::CodeRefused(reason.into()),
-        };
-        let (mark, forget_at) = Mark::of(&presented, self.skew);
+        let (_, key_set_age) = self.keys.current();
+        let (mark, forget_at) = Mark::of(presented, self.skew);
         let freshness = self.revocations.freshness();
         let used = Use {
             gate_id,

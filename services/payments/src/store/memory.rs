@@ -11,7 +11,7 @@ use crate::account::TransitAccount;
 use crate::charge::{Charge, ChargeKey, ChargeStatus};
 use crate::decision::{Answer, RiderState, Write, window_start};
 use crate::error::Error;
-use crate::ledger::{Account, LedgerReport, Posting, PostingKind};
+use crate::ledger::{Account, LedgerReport, Posting, PostingKind, Refund};
 use crate::link::{Link, NewLink, ProviderToken};
 use crate::money::Fen;
 use crate::outbox::{OutboxJob, OutboxMessage, OutboxStatus, Settlement};
@@ -58,6 +58,13 @@ impl State {
         self.charges
             .values()
             .find(|c| c.trip == trip && c.is_live())
+    }
+
+    /// Whether the charge has a refund posting.
+    fn refunded(&self, charge: ChargeKey) -> bool {
+        self.postings
+            .iter()
+            .any(|p| p.charge == charge && p.kind == PostingKind::Refund)
     }
 
     fn rider(
@@ -133,6 +140,9 @@ impl State {
                 }
                 Write::CancelCharge { trip, .. } => {
                     if let Some(charge) = self.live_charge(*trip) {
+                        if self.refunded(charge.key) {
+                            return Err(Error::VoidTooLate("its charge has been refunded in part"));
+                        }
                         let sent = self.outbox.iter().any(|m| {
                             m.charge == charge.key
                                 && matches!(m.status, OutboxStatus::Dispatched | OutboxStatus::Done)
@@ -143,6 +153,14 @@ impl State {
                         if sent {
                             return Err(Error::VoidTooLate("its charge has been sent"));
                         }
+                    }
+                }
+                Write::Refund { trip, amount, .. } => {
+                    if let Some(charge) = self.live_charge(*trip)
+                        && !self.refunded(charge.key)
+                        && Posting::refund(charge, *amount, 0).is_none()
+                    {
+                        return Err(Error::AmountOutOfRange("refund"));
                     }
                 }
                 Write::RecordTap(record) if self.taps.contains_key(&record.key) => {
@@ -228,6 +246,17 @@ impl State {
                         claimed_until: 0,
                     }),
                 }
+            }
+            Write::Refund { trip, amount, at } => {
+                let Some(charge) = self.live_charge(trip) else {
+                    return Ok(());
+                };
+                if self.refunded(charge.key) {
+                    return Ok(());
+                }
+                let refund =
+                    Posting::refund(charge, amount, at).ok_or(Error::AmountOutOfRange("refund"))?;
+                self.postings.push(refund);
             }
             Write::CancelCharge { trip, at } => {
                 let Some(key) = self.live_charge(trip).map(|c| c.key) else {
@@ -392,6 +421,32 @@ impl PaymentsStore for MemoryStore {
                 .filter(|c| (from..until).contains(&c.created_at))
                 .cloned()
                 .collect())
+        })
+    }
+
+    fn refunds_made_between(
+        &self,
+        from: u64,
+        until: u64,
+    ) -> BoxFuture<'_, Result<Vec<Refund>, Error>> {
+        Box::pin(async move {
+            let state = self.lock()?;
+            state
+                .postings
+                .iter()
+                .filter(|p| p.kind == PostingKind::Refund && (from..until).contains(&p.at))
+                .map(|p| {
+                    let [rider, operator] = &p.entries;
+                    let amount = u64::try_from(rider.amount)
+                        .map_err(|_| Error::Corrupt("a refund of a negative amount"))?;
+                    Ok(Refund {
+                        charge: p.charge,
+                        operator: operator.account.name(),
+                        amount: Fen::new(amount),
+                        at: p.at,
+                    })
+                })
+                .collect()
         })
     }
 
@@ -564,6 +619,23 @@ impl PaymentsStore for MemoryStore {
                     PostingKind::Charge => report.charge_postings += 1,
                     PostingKind::Reversal => report.reversal_postings += 1,
                     PostingKind::Capture => report.capture_postings += 1,
+                    PostingKind::Refund => {
+                        report.refund_postings += 1;
+                        let refund: i128 = posting
+                            .entries
+                            .iter()
+                            .filter(|e| matches!(e.account, Account::Rider(_)))
+                            .map(|e| i128::from(e.amount))
+                            .sum();
+                        report.refunded += refund;
+                        let fits = state
+                            .charges
+                            .get(&posting.charge)
+                            .is_some_and(|c| c.is_live() && refund <= i128::from(c.amount.get()));
+                        if !fits {
+                            report.bad_refunds += 1;
+                        }
+                    }
                 }
                 if !state.charges.contains_key(&posting.charge) {
                     report.orphan_postings += 1;

@@ -27,7 +27,7 @@ use crate::account::TransitAccount;
 use crate::charge::{Charge, ChargeKey, ChargeStatus};
 use crate::decision::{Answer, RiderState, window_start};
 use crate::error::Error;
-use crate::ledger::LedgerReport;
+use crate::ledger::{Account, LedgerReport, PostingKind, Refund};
 use crate::link::{Link, NewLink};
 use crate::money::Fen;
 use crate::outbox::{OutboxJob, OutboxMessage, OutboxStatus, Settlement};
@@ -40,6 +40,7 @@ pub const MIGRATIONS: citypass_postgres::Embedded = citypass_postgres::embed_mig
     "20261203000002_payment_taps_by_trip.sql",
     "20261203000003_payment_outbox_backoff.sql",
     "20261203000004_payment_outbox_claims.sql",
+    "20261203000005_payment_refunds.sql",
     "20261203000010_payment_charges_by_provider_key.sql",
 ];
 
@@ -441,6 +442,36 @@ impl PaymentsStore for PostgresStore {
                 .fetch_all(&self.pool)
                 .await?;
             rows.iter().map(charge_from).collect()
+        })
+    }
+
+    fn refunds_made_between(
+        &self,
+        from: u64,
+        until: u64,
+    ) -> BoxFuture<'_, Result<Vec<Refund>, Error>> {
+        Box::pin(async move {
+            // The operator's entry of each refund posting (−amount).
+            let rows = sqlx::query(
+                "SELECT charge_key, account, -amount AS amount, at FROM payment_ledger \
+                 WHERE kind = $1 AND account_kind = $2 AND at >= $3 AND at < $4",
+            )
+            .bind(PostingKind::Refund.code())
+            .bind(Account::Operator(String::new()).kind_code())
+            .bind(secs(from)?)
+            .bind(secs(until)?)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(Refund {
+                        charge: key16(row, "charge_key", ChargeKey::from_slice)?,
+                        operator: row.try_get("account")?,
+                        amount: Fen::new(u64_of(row, "amount")?),
+                        at: u64_of(row, "at")?,
+                    })
+                })
+                .collect()
         })
     }
 

@@ -2,13 +2,14 @@
 //!
 //! Each property is one `async fn` over an `Arc<dyn PaymentsStore>`, in a module per
 //! concern (links, trips, voids, exactly once, listing, the outbox worker, settlement,
-//! providers' notifications); the `contract!` macro runs
+//! late taps, providers' notifications); the `contract!` macro runs
 //! every one against both backends (a fresh PostgreSQL database per test, from
 //! `citypass_testkit`; without `CITYPASS_TEST_DATABASE_URL` the PostgreSQL half fails
 //! rather than skips). Most properties drive the store through [`Payments`], the logic
 //! that callers use, and end by checking the ledger's invariants.
 
 mod exactly_once;
+mod late;
 mod links;
 mod listing;
 mod notifications;
@@ -77,6 +78,13 @@ citypass_testkit::contract_suite!(
         outbox::rows_are_claimed_by_one_worker_at_a_time,
         outbox::arrears_are_repaid_through_the_outbox,
         settlement::the_day_is_settled_per_operator,
+        late::an_offline_entry_uploaded_before_the_exit_opens_the_trip,
+        late::an_offline_entry_uploaded_after_the_exit_reprices_the_trip,
+        late::an_offline_entry_racing_the_online_exit_makes_one_trip,
+        late::a_repriced_trip_takes_the_transfer_and_the_daily_cap,
+        late::an_offline_tap_of_a_trip_closed_by_the_expiry_pass,
+        late::offline_bus_taps_are_flat_fares_and_refusals_write_nothing,
+        late::a_voided_trip_does_not_stand_between_an_entry_and_its_exit,
         notifications::a_notification_settles_the_charge_sent_under_its_key_once,
     ]
 );

@@ -61,6 +61,7 @@ pub(crate) async fn the_day_is_settled_per_operator(store: Arc<dyn PaymentsStore
         confirmed: Fen::new(confirmed),
         pending: Fen::new(pending),
         declined: Fen::new(declined),
+        refunded: Fen::ZERO,
     };
     assert_eq!(
         settlement.lines,
@@ -72,10 +73,10 @@ pub(crate) async fn the_day_is_settled_per_operator(store: Arc<dyn PaymentsStore
     );
     assert_eq!(
         settlement.to_csv(),
-        "operator,charges,due,confirmed,pending,declined\n\
-         bjbus,1,2.00,0.00,0.00,2.00\n\
-         metro,2,8.00,5.00,3.00,0.00\n\
-         suburban-bus,1,3.00,3.00,0.00,0.00\n"
+        "operator,charges,due,confirmed,pending,declined,refunded\n\
+         bjbus,1,2.00,0.00,0.00,2.00,0.00\n\
+         metro,2,8.00,5.00,3.00,0.00,0.00\n\
+         suburban-bus,1,3.00,3.00,0.00,0.00,0.00\n"
     );
     assert_eq!(p.settlement(day + 1).await.unwrap().lines.len(), 1);
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use citypass_payments::Error;
 use citypass_payments::charge::{Charge, ChargeKey, ChargeStatus};
 use citypass_payments::decision::Answer;
-use citypass_payments::ledger::LedgerReport;
+use citypass_payments::ledger::{LedgerReport, Refund};
 use citypass_payments::link::Provider;
 use citypass_payments::link::{Link, NewLink};
 use citypass_payments::outbox::{OutboxJob, OutboxMessage, Settlement};
@@ -236,6 +236,13 @@ impl PaymentsStore for Faulty {
         until: u64,
     ) -> BoxFuture<'_, Result<Vec<Charge>, Error>> {
         self.inner.charges_made_between(from, until)
+    }
+    fn refunds_made_between(
+        &self,
+        from: u64,
+        until: u64,
+    ) -> BoxFuture<'_, Result<Vec<Refund>, Error>> {
+        self.inner.refunds_made_between(from, until)
     }
     fn charges(&self, account: TransitAccount) -> BoxFuture<'_, Result<Vec<Charge>, Error>> {
         self.inner.charges(account)

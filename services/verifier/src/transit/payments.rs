@@ -1,6 +1,6 @@
-//! Payments' TapIn, TapOut and VoidTap as [`TransitTaps`]: the verifier's calls to
+//! Payments' TapIn, TapOut, RecordOfflineTap and VoidTap as [`TransitTaps`]: the verifier's calls to
 //! payments, over the runtime's upstream channel with the verifier's own certificate
-//! (payments serves the three to `service:verifier` only).
+//! (payments serves the four to `service:verifier` only).
 //!
 //! Each call carries what is left of the scene's deadline (`grpc-timeout`) and the
 //! trace context, and is bounded by it here too. UNAVAILABLE, DEADLINE_EXCEEDED and
@@ -114,6 +114,25 @@ fn trip(rpc: &'static str, trip: Option<pb::Trip>) -> Result<Trip, TransitError>
     })
 }
 
+/// A tap's answer: payments' refusal of the rider, or the trip.
+fn tapped(
+    rpc: &'static str,
+    refusal: i32,
+    answer: Option<pb::Trip>,
+) -> Result<Tapped, TransitError> {
+    let refused = match pb::TapRefusal::try_from(refusal) {
+        Ok(pb::TapRefusal::Unspecified) => None,
+        Ok(pb::TapRefusal::NoPaymentLink) => Some(TapRefused::NoPaymentLink),
+        Ok(pb::TapRefusal::Arrears) => Some(TapRefused::Arrears),
+        Ok(pb::TapRefusal::TripAlreadyOpen) => Some(TapRefused::TripAlreadyOpen),
+        Err(_) => return Err(broken(rpc, "refusal")),
+    };
+    match refused {
+        Some(refusal) => Ok(Tapped::Refused(refusal)),
+        None => trip(rpc, answer).map(Tapped::Trip),
+    }
+}
+
 impl TransitTaps for PaymentsTaps {
     fn tap_in(&self, tap: Tap, deadline: Deadline) -> BoxFuture<'_, Result<Tapped, TransitError>> {
         Box::pin(async move {
@@ -134,17 +153,35 @@ impl TransitTaps for PaymentsTaps {
             let mut client = self.client.clone();
             let call = client.tap_in(request(message, deadline));
             let answer = answered(RPC, deadline, call).await?;
-            let refused = match pb::TapRefusal::try_from(answer.refusal) {
-                Ok(pb::TapRefusal::Unspecified) => None,
-                Ok(pb::TapRefusal::NoPaymentLink) => Some(TapRefused::NoPaymentLink),
-                Ok(pb::TapRefusal::Arrears) => Some(TapRefused::Arrears),
-                Ok(pb::TapRefusal::TripAlreadyOpen) => Some(TapRefused::TripAlreadyOpen),
-                Err(_) => return Err(broken(RPC, "refusal")),
+            tapped(RPC, answer.refusal, answer.trip)
+        })
+    }
+
+    fn late_tap(
+        &self,
+        tap: Tap,
+        deadline: Deadline,
+    ) -> BoxFuture<'_, Result<Tapped, TransitError>> {
+        Box::pin(async move {
+            const RPC: &str = "RecordOfflineTap";
+            let kind = match tap.kind {
+                TapKind::MetroEntry => pb::OfflineTapKind::MetroEntry,
+                TapKind::MetroExit => pb::OfflineTapKind::MetroExit,
+                TapKind::Bus => pb::OfflineTapKind::Bus,
             };
-            match refused {
-                Some(refusal) => Ok(Tapped::Refused(refusal)),
-                None => trip(RPC, answer.trip).map(Tapped::Trip),
-            }
+            let message = pb::RecordOfflineTapRequest {
+                transit_account: tap.transit_account,
+                kind: kind as i32,
+                gate_id: tap.gate_id,
+                station_id: tap.station_id,
+                scan_id: tap.scan_id,
+                tapped_at: timestamp(tap.tapped_at),
+                fare_class: tap.fare_class as i32,
+            };
+            let mut client = self.client.clone();
+            let call = client.record_offline_tap(request(message, deadline));
+            let answer = answered(RPC, deadline, call).await?;
+            tapped(RPC, answer.refusal, answer.trip)
         })
     }
 

@@ -258,3 +258,97 @@ async fn uploads_take_counters_in_any_order_and_refuse_what_a_gate_should_not_ha
         (Code::InvalidArgument, Some("TOO_MANY_SCANS"))
     );
 }
+
+/// One upload of a bus scan, with what payments did with it.
+async fn upload_result(
+    client: &mut VerifierServiceClient<Channel>,
+    scan: pb::OfflineScan,
+) -> pb::OfflineScanResult {
+    let mut results = client
+        .upload_offline_scans(UploadOfflineScansRequest {
+            gate_id: "bus-12".to_owned(),
+            scene: pb::Scene::Bus as i32,
+            scans: vec![scan],
+        })
+        .await
+        .expect("an upload is answered")
+        .into_inner()
+        .results;
+    assert_eq!(results.len(), 1);
+    results.remove(0)
+}
+
+#[tokio::test]
+async fn uploaded_transit_scans_are_passed_on_to_payments_once_per_scan() {
+    let h = Harness::start().await;
+    let now = unix_now();
+    let (signer, _) = h.offline_signer(Scopes::all());
+    let mut bus = h.gate("bus-12");
+
+    // Recorded, and passed on as a late tap: the gate's scan id, the scan's own time,
+    // the registry's route (not the scan's), the holder's fare class.
+    let code = signer.make_code(now - 30, 60, 3, &h.rng).unwrap();
+    let mut first = scan("up-1", &code, now - 20);
+    first.station_id = "somewhere-else".to_owned();
+    let result = upload_result(&mut bus, first.clone()).await;
+    assert_eq!(result.outcome, pb::UploadOutcome::Recorded as i32);
+    assert_eq!(result.tap, pb::OfflineTapOutcome::Recorded as i32);
+    let trip = result.trip.expect("the trip payments answered");
+    assert_eq!(trip.trip_id, "fixed-bus-12-up-1");
+    assert_eq!(trip.fare_charged.unwrap().minor_units, 300);
+    assert!(trip.transit_account.is_empty(), "not repeated to the gate");
+    let taps = h.transit.taps();
+    assert_eq!(taps.len(), 1);
+    let tap = &taps[0];
+    assert_eq!(
+        (
+            tap.gate_id.as_str(),
+            tap.scan_id.as_str(),
+            tap.station_id.as_str()
+        ),
+        ("bus-12", "up-1", "route-12")
+    );
+    assert_eq!(tap.tapped_at, now - 20, "the scan's time, not the upload's");
+    assert_eq!(tap.kind, citypass_verifier::TapKind::Bus);
+
+    // Retried: the mark is there already, the tap is passed on again (payments answers
+    // it by its key with the same trip).
+    let again = upload_result(&mut bus, first).await;
+    assert_eq!(again.outcome, pb::UploadOutcome::AlreadyRecorded as i32);
+    assert_eq!(again.tap, pb::OfflineTapOutcome::Recorded as i32);
+    assert_eq!(h.transit.taps().len(), 2);
+    assert!(h.transit.taps().iter().all(|t| t.scan_id == "up-1"));
+
+    // Payments down: the scan is UNAVAILABLE, so the gate keeps it; uploaded again once
+    // payments is back, it is passed on.
+    h.transit.fail(citypass_verifier::TransitError::Unavailable);
+    let code = signer.make_code(now - 30, 60, 4, &h.rng).unwrap();
+    let second = scan("up-2", &code, now - 10);
+    let down = upload_result(&mut bus, second.clone()).await;
+    assert_eq!(down.outcome, pb::UploadOutcome::Unavailable as i32);
+    assert_eq!(down.tap, pb::OfflineTapOutcome::Unspecified as i32);
+    h.transit.refuse(None);
+    let back = upload_result(&mut bus, second).await;
+    assert_eq!(back.outcome, pb::UploadOutcome::AlreadyRecorded as i32);
+    assert_eq!(back.tap, pb::OfflineTapOutcome::Recorded as i32);
+
+    // Payments refuses the rider: said so, the mark stays recorded.
+    h.transit
+        .refuse(Some(citypass_verifier::TapRefused::NoPaymentLink));
+    let code = signer.make_code(now - 30, 60, 5, &h.rng).unwrap();
+    let refused = upload_result(&mut bus, scan("up-3", &code, now - 5)).await;
+    assert_eq!(refused.outcome, pb::UploadOutcome::Recorded as i32);
+    assert_eq!(refused.tap, pb::OfflineTapOutcome::NoPaymentLink as i32);
+    assert!(refused.trip.is_none());
+    // Payments rejecting the request itself: its reason.
+    h.transit.fail(citypass_verifier::TransitError::Rejected {
+        reason: "UNKNOWN_ROUTE".to_owned(),
+    });
+    let code = signer.make_code(now - 30, 60, 6, &h.rng).unwrap();
+    let rejected = upload_result(&mut bus, scan("up-4", &code, now - 5)).await;
+    assert_eq!(rejected.outcome, pb::UploadOutcome::Recorded as i32);
+    assert_eq!(
+        (rejected.tap, rejected.tap_reason.as_str()),
+        (pb::OfflineTapOutcome::Rejected as i32, "UNKNOWN_ROUTE")
+    );
+}

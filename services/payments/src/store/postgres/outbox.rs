@@ -167,6 +167,11 @@ pub(super) async fn ledger_report(pool: &PgPool) -> Result<LedgerReport, Error> 
            count(DISTINCT posting_id) FILTER (WHERE kind = 1) AS charge_postings, \
            count(DISTINCT posting_id) FILTER (WHERE kind = 2) AS reversal_postings, \
            count(DISTINCT posting_id) FILTER (WHERE kind = 3) AS capture_postings, \
+           count(DISTINCT posting_id) FILTER (WHERE kind = 4) AS refund_postings, \
+           COALESCE(sum(amount) FILTER (WHERE kind = 4 AND account_kind = 1), 0)::TEXT AS refunded, \
+           (SELECT count(*) FROM payment_ledger l LEFT JOIN payment_charges c USING (charge_key) \
+              WHERE l.kind = 4 AND l.account_kind = 1 \
+                AND (c.charge_key IS NULL OR c.status = 6 OR l.amount > c.amount)) AS bad_refunds, \
            (SELECT count(*) FROM payment_charges WHERE status = 3) AS succeeded, \
            (SELECT COALESCE(sum(amount), 0)::TEXT FROM payment_charges WHERE status = 3) AS captured, \
            (SELECT count(*) FROM payment_ledger l WHERE NOT EXISTS \
@@ -191,6 +196,9 @@ pub(super) async fn ledger_report(pool: &PgPool) -> Result<LedgerReport, Error> 
         charge_postings: count(row.try_get("charge_postings")?)?,
         reversal_postings: count(row.try_get("reversal_postings")?)?,
         capture_postings: count(row.try_get("capture_postings")?)?,
+        refund_postings: count(row.try_get("refund_postings")?)?,
+        refunded: big("refunded")?,
+        bad_refunds: count(row.try_get("bad_refunds")?)?,
         succeeded_charges: count(row.try_get("succeeded")?)?,
         captured: big("captured")?,
         charges: count(row.try_get("charges")?)?,

@@ -1,7 +1,7 @@
 //! A [`Write`] of the tap rules, made in the rider's transaction: trips (upserted),
 //! tap records (a key once), charges with their posting and outbox row (a key once:
 //! `ON CONFLICT DO NOTHING`, and then nothing else is written), cancellations with
-//! their reversal.
+//! their reversal, refunds (once per charge).
 
 use sqlx::PgConnection;
 
@@ -10,7 +10,7 @@ use crate::charge::{Charge, ChargeStatus};
 use crate::decision::Write;
 use crate::error::Error;
 use crate::fare::Fare;
-use crate::ledger::Posting;
+use crate::ledger::{Posting, PostingKind};
 use crate::money::Fen;
 use crate::outbox::OutboxStatus;
 use crate::trip::{Tap, Trip, TripId, fare_class_code, mode_code};
@@ -154,6 +154,9 @@ pub(super) async fn cancel_charge(
         return Ok(());
     };
     let mut charge = charge_from(&row)?;
+    if refunded(conn, &charge).await? {
+        return Err(Error::VoidTooLate("its charge has been refunded in part"));
+    }
     let outbox: Option<i16> =
         sqlx::query_scalar("SELECT status FROM payment_outbox WHERE charge_key = $1 FOR UPDATE")
             .bind(charge.key.0.as_slice())
@@ -182,6 +185,46 @@ pub(super) async fn cancel_charge(
         .execute(&mut *conn)
         .await?;
     insert_posting(conn, &reversal).await
+}
+
+/// Whether the charge has its refund posting.
+async fn refunded(conn: &mut PgConnection, charge: &Charge) -> Result<bool, Error> {
+    let kind = PostingKind::Refund.code();
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM payment_ledger WHERE charge_key = $1 AND kind = $2)",
+    )
+    .bind(charge.key.0.as_slice())
+    .bind(kind)
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+/// Returns `amount` of the trip's live charge, once (see [`Write::Refund`]). The
+/// charge's lock first, as a cancellation takes it.
+pub(super) async fn refund(
+    conn: &mut PgConnection,
+    trip: TripId,
+    amount: Fen,
+    at: u64,
+) -> Result<(), Error> {
+    let sql = format!(
+        "SELECT {CHARGE_COLUMNS} FROM payment_charges c \
+         WHERE c.trip_id = $1 AND c.status <> $2 FOR UPDATE"
+    );
+    let Some(row) = sqlx::query(&sql)
+        .bind(trip.0.as_slice())
+        .bind(CANCELLED)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(());
+    };
+    let charge = charge_from(&row)?;
+    if refunded(conn, &charge).await? {
+        return Ok(());
+    }
+    let posting = Posting::refund(&charge, amount, at).ok_or(Error::AmountOutOfRange("refund"))?;
+    insert_posting(conn, &posting).await
 }
 
 pub(super) async fn apply(conn: &mut PgConnection, write: &Write) -> Result<(), Error> {
@@ -214,6 +257,7 @@ pub(super) async fn apply(conn: &mut PgConnection, write: &Write) -> Result<(), 
         }
         Write::Charge(charge) => insert_charge(conn, charge).await,
         Write::CancelCharge { trip, at } => cancel_charge(conn, *trip, *at).await,
+        Write::Refund { trip, amount, at } => refund(conn, *trip, *amount, *at).await,
         Write::Requeue {
             charge,
             provider_key,
