@@ -377,6 +377,13 @@ impl Config {
                     key.provider
                 )));
             }
+            if self.environment != Environment::Dev {
+                // The sandbox is dev only, and its development key is public.
+                return Err(Error::Config(format!(
+                    "notification_keys {}: a sandbox key outside environment dev",
+                    key.id
+                )));
+            }
             let public_key = hex::decode(&key.public_key).map_err(|_| {
                 Error::Config(format!(
                     "notification_keys {}: public_key is not hex",
@@ -469,6 +476,14 @@ mod tests {
         config.environment = Environment::Production;
         config.server.insecure_plaintext_behind_mesh = true;
         config.database = Some(PostgresConfig::new("postgres://db/payments"));
+        // The sandbox's notification key (its development key is public): a
+        // notification signed with it would settle any sandbox charge.
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("notification_keys") && err.contains("outside environment dev"),
+            "{err}"
+        );
+        config.notification_keys.clear();
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("sandbox"), "{err}");
         config.sandbox = None;

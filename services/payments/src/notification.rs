@@ -13,6 +13,12 @@
 //! by the request, and over a message that names the provider
 //! ([`signed_message`]: a sandbox notification never passes as another provider's).
 //!
+//! A notification speaks only for charges its provider was sent: the charge's link is
+//! the signing provider's, and its outbox row was dispatched (a key never sent cannot
+//! be answered; a charge made while no link was active is never sent). So a provider's
+//! key, or a notification signed by it for another merchant, cannot settle another
+//! provider's charge, clear a `NO_PAYMENT_LINK` debt, or stop a charge from being sent.
+//!
 //! Applying it ([`crate::payments::Payments::notify`]) uses the same transition as the
 //! worker's answer ([`crate::store::PaymentsStore::settle`], [`crate::outbox::settles`]),
 //! so the two can race in any order and the charge takes one outcome, captured once.
@@ -37,9 +43,9 @@ use crate::charge::{Charge, ChargeKey, ChargeStatus};
 use crate::error::Error;
 use crate::link::Provider;
 use crate::money::Fen;
-use crate::outbox::{Settlement, settles};
+use crate::outbox::{OutboxStatus, Settlement, settles};
 use crate::provider::{Outcome, Sandbox};
-use crate::store::PaymentsStore;
+use crate::store::{ChargeRow, PaymentsStore};
 
 /// The id of the sandbox's development notification key.
 pub const DEV_NOTIFICATION_KEY_ID: &str = "sandbox-dev-1";
@@ -179,18 +185,27 @@ pub enum Applied {
     Superseded,
 }
 
-/// Applies `notification` (its signature checked) to the charge sent under its key, at
-/// `now`: the charge's amount must be the provider's, then the worker's own transition
-/// ([`PaymentsStore::settle`]). Returns what it did and the charge as it stands.
+/// Applies `notification`, signed by `provider` (checked), to the charge sent under its
+/// key, at `now`. The charge must be one `provider` was sent: its link's provider, its
+/// outbox row dispatched at least once (a provider cannot answer a key it never
+/// received; a charge made while no link was active is never sent), else
+/// [`Error::ChargeNotFound`]; its amount must be the provider's. Then the worker's own
+/// transition ([`PaymentsStore::settle`]). Returns what it did and the charge as it
+/// stands.
 pub async fn apply(
     store: &dyn PaymentsStore,
+    provider: Provider,
     notification: &Notification,
     now: u64,
 ) -> Result<(Applied, Charge), Error> {
-    let charge = store
+    let ChargeRow { charge, outbox } = store
         .charge_by_provider_key(notification.provider_key)
         .await?
         .ok_or(Error::ChargeNotFound)?;
+    let sent = matches!(outbox, Some(OutboxStatus::Dispatched | OutboxStatus::Done));
+    if charge.link.map(|(_, p)| p) != Some(provider) || !sent {
+        return Err(Error::ChargeNotFound);
+    }
     if charge.amount != notification.amount {
         // The charge key is a hash of the trip: no rider in it.
         tracing::warn!(charge = %charge.key, "provider notification with another amount than the charge's; not applied");

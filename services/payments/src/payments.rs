@@ -368,10 +368,11 @@ impl Payments {
     /// ([`crate::notification`]), at `now`.
     pub async fn notify(
         &self,
+        provider: Provider,
         notification: &Notification,
         now: u64,
     ) -> Result<(Applied, Charge), Error> {
-        crate::notification::apply(self.store.as_ref(), notification, now).await
+        crate::notification::apply(self.store.as_ref(), provider, notification, now).await
     }
 
     /// The ledger's sums and whether its invariants hold.

@@ -294,7 +294,7 @@ impl PaymentsService for PaymentsApi {
             let notification = Notification::parse(&signed.body)?;
             let (applied, charge) = self
                 .payments
-                .notify(&notification, citypass_token::unix_now())
+                .notify(signed.provider, &notification, citypass_token::unix_now())
                 .await?;
             Ok(convert::notified(applied, &charge))
         })

@@ -27,7 +27,7 @@ use crate::decision::{Answer, Decision, RiderState};
 use crate::error::Error;
 use crate::ledger::{LedgerReport, Refund};
 use crate::link::{Link, NewLink};
-use crate::outbox::{OutboxJob, OutboxMessage, Settlement};
+use crate::outbox::{OutboxJob, OutboxMessage, OutboxStatus, Settlement};
 use crate::trip::{TapKey, Trip, TripId};
 
 pub use memory::MemoryStore;
@@ -65,6 +65,16 @@ pub struct TripView {
     pub trip: Trip,
     /// Its live (not cancelled) charge, if any.
     pub charge: Option<Charge>,
+}
+
+/// A charge with its outbox row's status (`outbox: None`: no row, as for a charge made
+/// while no link was active, which is never sent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeRow {
+    /// The charge.
+    pub charge: Charge,
+    /// Its outbox row's status.
+    pub outbox: Option<OutboxStatus>,
 }
 
 /// One page of trips.
@@ -140,11 +150,13 @@ pub trait PaymentsStore: Send + Sync + 'static {
     /// The account's charges, every status, newest first (by creation, then key).
     fn charges(&self, account: TransitAccount) -> BoxFuture<'_, Result<Vec<Charge>, Error>>;
 
-    /// The charge sent (or to be sent) under the provider key `key`, if any.
+    /// The charge sent (or to be sent) under the provider key `key`, if any, with its
+    /// outbox row's status (`None`: no row, as for a charge made while no link was
+    /// active, which is never sent).
     fn charge_by_provider_key(
         &self,
         key: ChargeKey,
-    ) -> BoxFuture<'_, Result<Option<Charge>, Error>>;
+    ) -> BoxFuture<'_, Result<Option<ChargeRow>, Error>>;
 
     /// Outbox rows, oldest first, at most `limit`.
     fn outbox(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxMessage>, Error>>;

@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use futures::future::BoxFuture;
 
-use super::{PaymentsStore, Rules, TripCursor, TripPage, TripQuery, TripView};
+use super::{ChargeRow, PaymentsStore, Rules, TripCursor, TripPage, TripQuery, TripView};
 use crate::account::TransitAccount;
 use crate::charge::{Charge, ChargeKey, ChargeStatus};
 use crate::decision::{Answer, RiderState, Write, window_start};
@@ -467,14 +467,21 @@ impl PaymentsStore for MemoryStore {
     fn charge_by_provider_key(
         &self,
         key: ChargeKey,
-    ) -> BoxFuture<'_, Result<Option<Charge>, Error>> {
+    ) -> BoxFuture<'_, Result<Option<ChargeRow>, Error>> {
         Box::pin(async move {
-            Ok(self
-                .lock()?
-                .charges
-                .values()
-                .find(|c| c.provider_key == key)
-                .cloned())
+            let state = self.lock()?;
+            let Some(charge) = state.charges.values().find(|c| c.provider_key == key) else {
+                return Ok(None);
+            };
+            let sent = state
+                .outbox
+                .iter()
+                .find(|m| m.charge == charge.key)
+                .map(|m| m.status);
+            Ok(Some(ChargeRow {
+                charge: charge.clone(),
+                outbox: sent,
+            }))
         })
     }
 

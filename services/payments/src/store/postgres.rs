@@ -22,7 +22,7 @@ use self::rows::{
     trip_from, u64_of,
 };
 use self::writes::apply;
-use super::{PaymentsStore, Rules, TripCursor, TripPage, TripQuery, TripView};
+use super::{ChargeRow, PaymentsStore, Rules, TripCursor, TripPage, TripQuery, TripView};
 use crate::account::TransitAccount;
 use crate::charge::{Charge, ChargeKey, ChargeStatus};
 use crate::decision::{Answer, RiderState, window_start};
@@ -492,15 +492,28 @@ impl PaymentsStore for PostgresStore {
     fn charge_by_provider_key(
         &self,
         key: ChargeKey,
-    ) -> BoxFuture<'_, Result<Option<Charge>, Error>> {
+    ) -> BoxFuture<'_, Result<Option<ChargeRow>, Error>> {
         Box::pin(async move {
-            let sql =
-                format!("SELECT {CHARGE_COLUMNS} FROM payment_charges c WHERE c.provider_key = $1");
-            let row = sqlx::query(&sql)
+            let sql = format!(
+                "SELECT {CHARGE_COLUMNS}, o.status AS outbox_status FROM payment_charges c \
+                 LEFT JOIN payment_outbox o ON o.charge_key = c.charge_key \
+                 WHERE c.provider_key = $1"
+            );
+            let Some(row) = sqlx::query(&sql)
                 .bind(key.0.as_slice())
                 .fetch_optional(&self.pool)
-                .await?;
-            row.as_ref().map(charge_from).transpose()
+                .await?
+            else {
+                return Ok(None);
+            };
+            let sent = row
+                .try_get::<Option<i16>, _>("outbox_status")?
+                .map(|code| OutboxStatus::from_code(code).ok_or(Error::Corrupt("outbox status")))
+                .transpose()?;
+            Ok(Some(ChargeRow {
+                charge: charge_from(&row)?,
+                outbox: sent,
+            }))
         })
     }
 

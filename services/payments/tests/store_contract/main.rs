@@ -86,5 +86,6 @@ citypass_testkit::contract_suite!(
         late::offline_bus_taps_are_flat_fares_and_refusals_write_nothing,
         late::a_voided_trip_does_not_stand_between_an_entry_and_its_exit,
         notifications::a_notification_settles_the_charge_sent_under_its_key_once,
+        notifications::a_notification_never_settles_a_charge_no_provider_was_sent,
     ]
 );

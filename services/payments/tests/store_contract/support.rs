@@ -12,7 +12,7 @@ use citypass_payments::link::{Link, NewLink};
 use citypass_payments::outbox::{OutboxJob, OutboxMessage, Settlement};
 use citypass_payments::payments::{LinkRequest, Tapped};
 use citypass_payments::store::TripQuery;
-use citypass_payments::store::{Rules, TripPage, TripView};
+use citypass_payments::store::{ChargeRow, Rules, TripPage, TripView};
 use citypass_payments::tap::{Place, TapIn, TapOut, TapRules, TapSettings, Void};
 use citypass_payments::trip::Trip;
 use citypass_payments::trip::{TapKey, TripId};
@@ -250,7 +250,7 @@ impl PaymentsStore for Faulty {
     fn charge_by_provider_key(
         &self,
         key: ChargeKey,
-    ) -> BoxFuture<'_, Result<Option<Charge>, Error>> {
+    ) -> BoxFuture<'_, Result<Option<ChargeRow>, Error>> {
         self.inner.charge_by_provider_key(key)
     }
     fn outbox(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OutboxMessage>, Error>> {
