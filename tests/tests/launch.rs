@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use citypass_e2e::manifests;
 use citypass_proto::v1::GetSubjectProfileRequest;
 use citypass_proto::v1::identity_service_client::IdentityServiceClient;
 use citypass_runtime::UpstreamConfig;
@@ -33,31 +34,6 @@ const STARTUP: Duration = Duration::from_secs(180);
 /// Longest the graceful stop may take.
 const STOP: Duration = Duration::from_secs(60);
 const MOUNT_ROOT: &str = "/etc/citypass/";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ lives in the repository")
-        .to_path_buf()
-}
-
-/// The overlay as `kubectl kustomize` renders it (scripts/test installs kubectl).
-fn render(overlay: &str) -> Vec<Value> {
-    let kubectl = std::env::var_os("CITYPASS_TEST_KUBECTL").unwrap_or_else(|| "kubectl".into());
-    let out = Command::new(&kubectl)
-        .arg("kustomize")
-        .arg(repo().join("k8s/overlays").join(overlay))
-        .output()
-        .unwrap_or_else(|err| {
-            panic!("cannot run {kubectl:?} ({err}): scripts/test sets CITYPASS_TEST_KUBECTL")
-        });
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_saphyr::from_multiple(&String::from_utf8(out.stdout).expect("UTF-8")).expect("YAML")
-}
 
 fn object<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
     objects
@@ -137,7 +113,7 @@ async fn check(addr: SocketAddr, service: &str) -> Result<ServingStatus, String>
 #[tokio::test]
 async fn identity_starts_from_its_rendered_deployment_and_answers_its_probes() {
     let service = "identity";
-    let objects = render("dev");
+    let (_, objects) = manifests::render("dev");
     let deployment = object(&objects, "Deployment", service);
     let pod = &deployment["spec"]["template"]["spec"];
     let container = &pod["containers"][0];

@@ -23,8 +23,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use citypass_e2e::manifests::{self, repo, run_tool};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec, Service};
@@ -70,31 +70,6 @@ const SECRET_MODE: i32 = 0o440;
 /// "Deploy"): the issuer's public key set, written by `citypass keys`.
 const MADE_BY_THE_OPERATOR: [&str; 1] = ["verifier-keyset"];
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ lives in the repository")
-        .to_path_buf()
-}
-
-/// A tool scripts/test installed, from its variable, else from PATH.
-fn tool(variable: &str, name: &str) -> PathBuf {
-    std::env::var_os(variable).map_or_else(|| PathBuf::from(name), PathBuf::from)
-}
-
-fn run(variable: &str, name: &str, args: &[&std::ffi::OsStr]) -> std::process::Output {
-    let program = tool(variable, name);
-    Command::new(&program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|err| {
-            panic!(
-                "cannot run {program:?} ({err}): scripts/test installs it into the tools venv \
-             and sets {variable}"
-            )
-        })
-}
-
 /// One overlay as `kubectl kustomize` renders it.
 struct Rendered {
     overlay: &'static str,
@@ -103,19 +78,7 @@ struct Rendered {
 }
 
 fn render(overlay: &'static str) -> Rendered {
-    let dir = repo().join("k8s/overlays").join(overlay);
-    let out = run(
-        "CITYPASS_TEST_KUBECTL",
-        "kubectl",
-        &["kustomize".as_ref(), dir.as_os_str()],
-    );
-    assert!(
-        out.status.success(),
-        "kubectl kustomize {overlay}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("UTF-8 manifests");
-    let objects: Vec<Value> = serde_saphyr::from_multiple(&text).expect("YAML documents");
+    let (text, objects) = manifests::render(overlay);
     Rendered {
         overlay,
         text,
@@ -955,7 +918,7 @@ fn strict_validation_passes_and_catches_a_misspelt_field() {
         let validate = |text: &str, name: &str| {
             let path = dir.path().join(name);
             std::fs::write(&path, text).expect("write the manifests");
-            run(
+            run_tool(
                 "CITYPASS_TEST_KUBERNETES_VALIDATE",
                 "kubernetes-validate",
                 &[
