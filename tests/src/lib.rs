@@ -18,8 +18,10 @@
 //! - requests the app would sign, built by hand: [`device_key`],
 //!   [`signed_issue_token`];
 //! - [`within`]: every await on a service is bounded, so a hang fails fast instead of
-//!   stalling the suite; [`code_of`] and [`expect_code`] for precise statuses.
+//!   stalling the suite; [`code_of`] and [`expect_code`] for precise statuses;
+//! - [`manifests`]: the Kubernetes overlays as kubectl renders them.
 
+pub mod manifests;
 pub mod scans;
 
 use std::future::Future;

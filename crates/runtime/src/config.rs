@@ -252,6 +252,11 @@ pub struct ServerConfig {
     /// keep the port to the scraper (a network policy in Kubernetes).
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
+    /// Where to answer health `Check` in plaintext for the kubelet's gRPC probes (e.g.
+    /// `0.0.0.0:8086`), which cannot speak TLS; no other RPC is served there (see
+    /// [`probe`](crate::probe)). No probe listener if unset.
+    #[serde(default)]
+    pub health_listen: Option<SocketAddr>,
     /// `tracing` filter directives for the log output, e.g. `info,citypass=debug` (default `info`).
     #[serde(default = "default_log_filter")]
     pub log_filter: String,
@@ -309,6 +314,7 @@ impl ServerConfig {
             shutdown_drain_timeout: default_drain_timeout(),
             otlp_endpoint: None,
             metrics_listen: None,
+            health_listen: None,
             log_filter: default_log_filter(),
             log_format: LogFormat::Text,
             tls: None,

@@ -21,6 +21,8 @@ use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tonic_health::server::{HealthReporter, HealthService};
 
+use crate::probe::CheckOnly;
+
 /// Sets the health of the services in one server. Cheap to clone; hand it to code that
 /// knows when a dependency is down.
 #[derive(Debug, Clone)]
@@ -63,6 +65,13 @@ impl HealthHandle {
                 .set_service_status(service, ServingStatus::NotServing)
                 .await;
         }
+    }
+
+    /// The probe listener's service: `Check` only, from the same statuses.
+    pub(crate) fn probe_service(&self) -> HealthServer<CheckOnly> {
+        HealthServer::new(CheckOnly(HealthService::from_health_reporter(
+            self.reporter.clone(),
+        )))
     }
 
     /// The gRPC service; its `Watch` streams end once `drained` turns true.

@@ -9,7 +9,8 @@
 //! - [`trace_context`]: W3C `traceparent` injected by clients and extracted by servers;
 //! - [`stack`]: timeout, concurrency limit and load shedding, answered as gRPC statuses;
 //! - [`deadline`]: each call's deadline, for the work (and downstream calls) it causes;
-//! - [`health`] and reflection, on every server;
+//! - [`health`] and reflection, on every server, and the [`probe`] listener for the
+//!   kubelet's plaintext gRPC probes;
 //! - [`key_file`]: key files loaded at start and followed (dev keys refused in
 //!   production);
 //! - [`shutdown`]: SIGTERM → `NOT_SERVING` → stop accepting → drain → exit;
@@ -30,6 +31,7 @@ pub mod health;
 pub mod key_file;
 pub mod outcome;
 pub mod peer;
+pub mod probe;
 mod reflection;
 pub mod scrape;
 pub mod secret;

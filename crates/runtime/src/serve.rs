@@ -10,6 +10,10 @@
 //! 3. the listener closes, connections get HTTP/2 GOAWAY, health watches end;
 //! 4. in-flight calls get up to `shutdown_drain_timeout` to finish;
 //! 5. `serve` returns: `Ok` if everything drained, [`ServeError::DrainTimedOut`] if not.
+//!
+//! With `server.health_listen` set, the [`probe`](crate::probe) listener answers health
+//! `Check` in plaintext from the moment the service port serves until `serve` returns,
+//! with the same statuses (so `NOT_SERVING` from step 1 on).
 
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -32,6 +36,7 @@ use crate::config::ServerConfig;
 use crate::health::HealthHandle;
 use crate::outcome::OutcomeLayer;
 use crate::peer;
+use crate::probe;
 use crate::reflection::{self, ReflectionError};
 use crate::shutdown;
 use crate::stack::ServerStackLayer;
@@ -93,6 +98,7 @@ pub struct Server {
     descriptor_sets: Vec<Cow<'static, [u8]>>,
     health: HealthHandle,
     tls: Option<Arc<Tls>>,
+    probe_listener: Option<TcpListener>,
     drain: (watch::Sender<bool>, watch::Receiver<bool>),
 }
 
@@ -120,6 +126,7 @@ impl Server {
             descriptor_sets: Vec::new(),
             health: HealthHandle::new(),
             tls: None,
+            probe_listener: None,
             drain: watch::channel(false),
         }
     }
@@ -137,6 +144,13 @@ impl Server {
     /// [`ServerConfig::check_transport`] allows only in dev or behind a mesh.
     pub fn tls(mut self, tls: impl Into<Option<Arc<Tls>>>) -> Self {
         self.tls = tls.into();
+        self
+    }
+
+    /// Serves the probe listener on `listener` rather than binding
+    /// `config.health_listen` (tests pass one bound to `127.0.0.1:0`).
+    pub fn probe_listener(mut self, listener: TcpListener) -> Self {
+        self.probe_listener = Some(listener);
         self
     }
 
@@ -195,9 +209,19 @@ impl Server {
             descriptor_sets,
             health,
             tls,
+            probe_listener,
             drain: (drain_tx, drain_rx),
         } = self;
         let local_addr = listener.local_addr().ok();
+        let probe_listener = match (probe_listener, config.health_listen) {
+            (Some(listener), _) => Some(listener),
+            (None, Some(addr)) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServeError::Bind { addr, source })?,
+            ),
+            (None, None) => None,
+        };
 
         routes.add_service(health.service(drain_rx.clone()));
         if config.reflection {
@@ -247,6 +271,16 @@ impl Server {
             });
         tokio::pin!(server);
         tokio::pin!(shutdown);
+        // Dropped when this function returns, whichever way: the probe listener closes
+        // with the service port.
+        let (_probe_stop, probe_stopped) = tokio::sync::oneshot::channel::<()>();
+        if let Some(listener) = probe_listener {
+            tokio::spawn(probe::serve(
+                listener,
+                health.probe_service(),
+                probe_stopped,
+            ));
+        }
         tracing::info!(addr = ?local_addr, services = ?service_names, "serving");
 
         tokio::select! {
