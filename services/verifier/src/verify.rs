@@ -347,7 +347,8 @@ impl Verifier {
 
     /// The rest of the decision on a scan [`Verifier::read`] read: the signature
     /// (alone unless a batch decided it), times and scope, then steps 3 to 6; the
-    /// answer is counted in the metrics.
+    /// answer is counted in the metrics. `read` must be what `read` made of this
+    /// `scan`.
     pub async fn conclude(
         &self,
         scan: &Scan,
