@@ -27,8 +27,9 @@
 
 use citypass_revocation::{RevocationSet, SignedSnapshot, SnapshotError};
 use citypass_token::{
-    CertSerial, CodeKind, Cti, KeySet, Kid, ObjectType, Scene, SubjectId, SubjectOpener,
-    TokenError, Validation, kind_of, verify_offline, verify_online,
+    CertSerial, CodeKind, Cti, KeySet, Kid, ObjectType, Scene, SignatureCheck, SubjectId,
+    SubjectOpener, TokenError, UncheckedOffline, UncheckedOnline, Validation, kind_of,
+    read_offline, read_online,
 };
 use thiserror::Error;
 
@@ -295,6 +296,10 @@ impl Gate {
 /// service: the code itself (size cap and prefix, decoding, `kid`, pinned `alg`,
 /// signature, then times with `skew` seconds of allowance: all in `citypass-token`),
 /// then the scope (`scene` must be among the code's scopes). Pure: no state, no I/O.
+///
+/// It is [`read_code`] then [`ReadCode::finish`]; a verifier holding several codes
+/// reads them all, decides their Ed25519 signatures as one batch
+/// ([`ReadCode::signature_mut`]), and finishes each: the same steps, in the same order.
 pub fn check_code(
     text: &str,
     keys: &KeySet,
@@ -302,36 +307,78 @@ pub fn check_code(
     skew: u64,
     now: u64,
 ) -> Result<Presented, DenyReason> {
-    let v = Validation::at(now).with_skew(skew);
-    match kind_of(text)? {
-        CodeKind::Online => {
-            let t = verify_online(text, keys, &v)?;
-            if !t.claims.scopes.contains(scene) {
-                return Err(DenyReason::ScopeNotAllowed);
-            }
-            Ok(Presented::Online {
-                kid: t.kid,
-                cti: t.claims.cti,
-                iat: t.claims.iat,
-                exp: t.claims.exp,
-                sealed_sub: t.claims.sealed_sub,
-            })
+    read_code(text, keys, skew, now)?.finish(scene)
+}
+
+/// A code read up to its Ed25519 signature (the issuer's: the online code's own, the
+/// offline code's certificate's): nothing in it is believed yet.
+#[derive(Debug)]
+pub struct ReadCode {
+    code: Unchecked,
+    validation: Validation,
+}
+
+#[derive(Debug)]
+enum Unchecked {
+    Online(UncheckedOnline),
+    // Boxed: its envelope, claims and certificate are several times an online code's.
+    Offline(Box<UncheckedOffline>),
+}
+
+/// The first half of [`check_code`]: size cap and prefix, decoding, `kid`, pinned
+/// `alg`, with the time rules of `now` and `skew` kept for the second half.
+pub fn read_code(text: &str, keys: &KeySet, skew: u64, now: u64) -> Result<ReadCode, DenyReason> {
+    let validation = Validation::at(now).with_skew(skew);
+    let code = match kind_of(text)? {
+        CodeKind::Online => Unchecked::Online(read_online(text, keys, &validation)?),
+        CodeKind::Offline => Unchecked::Offline(Box::new(read_offline(text, keys, &validation)?)),
+    };
+    Ok(ReadCode { code, validation })
+}
+
+impl ReadCode {
+    /// The issuer's Ed25519 signature, for a batch (`citypass_token::check_batch`); left
+    /// alone, [`Self::finish`] checks it by itself.
+    pub fn signature_mut(&mut self) -> &mut SignatureCheck {
+        match &mut self.code {
+            Unchecked::Online(code) => code.signature_mut(),
+            Unchecked::Offline(code) => code.signature_mut(),
         }
-        CodeKind::Offline => {
-            let o = verify_offline(text, keys, &v)?;
-            if !o.certificate.scopes.contains(scene) {
-                return Err(DenyReason::ScopeNotAllowed);
+    }
+
+    /// The second half of [`check_code`]: the signatures, the times, then the scope.
+    pub fn finish(self, scene: Scene) -> Result<Presented, DenyReason> {
+        let v = self.validation;
+        match self.code {
+            Unchecked::Online(code) => {
+                let t = code.finish(&v)?;
+                if !t.claims.scopes.contains(scene) {
+                    return Err(DenyReason::ScopeNotAllowed);
+                }
+                Ok(Presented::Online {
+                    kid: t.kid,
+                    cti: t.claims.cti,
+                    iat: t.claims.iat,
+                    exp: t.claims.exp,
+                    sealed_sub: t.claims.sealed_sub,
+                })
             }
-            Ok(Presented::Offline {
-                issuer_kid: o.issuer_kid,
-                cti: o.cti,
-                serial: o.certificate.serial,
-                counter: o.counter,
-                exp: o.exp,
-                certificate_iat: o.certificate.iat,
-                certificate_exp: o.certificate.exp,
-                sealed_sub: o.certificate.sealed_sub,
-            })
+            Unchecked::Offline(code) => {
+                let o = (*code).finish(&v)?;
+                if !o.certificate.scopes.contains(scene) {
+                    return Err(DenyReason::ScopeNotAllowed);
+                }
+                Ok(Presented::Offline {
+                    issuer_kid: o.issuer_kid,
+                    cti: o.cti,
+                    serial: o.certificate.serial,
+                    counter: o.counter,
+                    exp: o.exp,
+                    certificate_iat: o.certificate.iat,
+                    certificate_exp: o.certificate.exp,
+                    sealed_sub: o.certificate.sealed_sub,
+                })
+            }
         }
     }
 }

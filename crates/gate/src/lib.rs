@@ -16,8 +16,8 @@ pub mod upload_queue;
 
 pub use counter::CounterMemory;
 pub use decision::{
-    Decision, DenyReason, Gate, GateConfig, Presented, SnapshotRefused, check_code,
-    check_revocation, check_subject_revocation,
+    Decision, DenyReason, Gate, GateConfig, Presented, ReadCode, SnapshotRefused, check_code,
+    check_revocation, check_subject_revocation, read_code,
 };
 pub use replay::ReplayMemory;
 pub use upload_queue::{

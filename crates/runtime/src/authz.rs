@@ -11,8 +11,9 @@
 //!   every RPC of the descriptor set so that none is forgotten);
 //! - an RPC the caller's identity does not satisfy → `UNAUTHENTICATED` if the caller
 //!   has no certificate, `PERMISSION_DENIED` if it has one;
-//! - a caller over its request rate, or with too many calls open at once (a stream
-//!   counts until it ends) → `RESOURCE_EXHAUSTED`.
+//! - a caller over its request rate (`RATE_LIMITED`), or with too many calls open at
+//!   once (`TOO_MANY_OPEN_CALLS`; a stream counts until it ends) →
+//!   `RESOURCE_EXHAUSTED`, counted in `citypass.rpc.server.shed` ([`crate::shed`]).
 //!
 //! An allowed call carries its [`Caller`] in the request extensions, so that a handler
 //! records who acted (the revocation log's actor) from the authenticated identity only.
@@ -43,6 +44,7 @@ pub use table::{Allow, Policy, Rule};
 use crate::caller::{Caller, Principal};
 pub use crate::config::CallerLimits;
 use crate::peer::{Credential, PeerInfo};
+use crate::shed::{ShedCounter, ShedReason};
 
 /// Metadata key on every refusal of this layer (value `refused`), so a caller (and a
 /// test) can tell the layer's refusal from a handler's answer with the same code.
@@ -101,6 +103,7 @@ struct Shared {
     open: OpenCalls,
     open_limit: usize,
     checks: AtomicU64,
+    shed: ShedCounter,
 }
 
 impl std::fmt::Debug for Shared {
@@ -138,6 +141,7 @@ impl AuthorizeLayer {
                 open: OpenCalls::default(),
                 open_limit: limits.open_calls_per_caller.max(1),
                 checks: AtomicU64::new(0),
+                shed: ShedCounter::new(),
             }),
         }
     }
@@ -215,8 +219,15 @@ fn decide(
 }
 
 impl Shared {
-    /// Rate limit and open-call slot for an admitted caller.
-    fn admit(self: &Arc<Self>, key: CallerKey, anonymous: bool) -> Result<OpenCall, Status> {
+    /// Rate limit and open-call slot for an admitted caller (`principal`, calling
+    /// `path`); a refusal is counted as shed ([`crate::shed`]).
+    fn admit(
+        self: &Arc<Self>,
+        key: CallerKey,
+        anonymous: bool,
+        path: &str,
+        principal: Option<&Principal>,
+    ) -> Result<OpenCall, Status> {
         // The limiters keep a state per key: drop idle ones now and then.
         if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
             self.authenticated.retain_recent();
@@ -228,6 +239,7 @@ impl Shared {
             &self.authenticated
         };
         if limiter.check_key(&key).is_err() {
+            self.shed.record(ShedReason::RateLimited, path, principal);
             return Err(refusal(
                 Code::ResourceExhausted,
                 "request rate limit reached; retry with backoff",
@@ -241,8 +253,12 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let count = counts.entry(key.clone()).or_insert(0);
         if *count >= self.open_limit {
-            return Err(Status::resource_exhausted(
+            drop(counts);
+            self.shed.record(ShedReason::OpenCalls, path, principal);
+            return Err(refusal(
+                Code::ResourceExhausted,
                 "too many open calls; close some",
+                "TOO_MANY_OPEN_CALLS",
             ));
         }
         *count += 1;
@@ -298,7 +314,7 @@ where
                 (_, Some(ip)) => CallerKey::Address(network_of(ip)),
                 (_, None) => CallerKey::Unknown,
             };
-            let slot = self.shared.admit(key, !named)?;
+            let slot = self.shared.admit(key, !named, path, principal.as_deref())?;
             Ok((principal, slot))
         });
         match decision {

@@ -36,6 +36,7 @@ mod reflection;
 pub mod scrape;
 pub mod secret;
 pub mod serve;
+pub mod shed;
 pub mod shutdown;
 pub mod stack;
 pub mod status;

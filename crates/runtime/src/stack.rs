@@ -5,7 +5,8 @@
 //! 1. map failures to a status, so a shed or timed-out call is a proper gRPC answer
 //!    (`RESOURCE_EXHAUSTED`, `DEADLINE_EXCEEDED`) instead of a broken HTTP/2 stream;
 //! 2. load shedding: when no slot is free the call is refused at once rather than queued,
-//!    so an overloaded pod answers fast and the client can go elsewhere;
+//!    so an overloaded pod answers fast and the client can go elsewhere (counted in
+//!    `citypass.rpc.server.shed`, reason `overloaded`: [`crate::shed`]);
 //! 3. the concurrency limit, one semaphore shared by all connections (the layer is applied
 //!    once and cloned per connection; clones share the semaphore);
 //! 4. the timeout, inside the limit, so only admitted calls are timed.
@@ -32,23 +33,24 @@ use tower::load_shed::LoadShed;
 use tower::load_shed::error::Overloaded;
 use tower::timeout::Timeout;
 use tower::timeout::error::Elapsed;
-use tower::util::MapResult;
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 
+use crate::caller::Caller;
 use crate::config::ServerConfig;
 use crate::deadline::Deadline;
+use crate::shed::{ShedCounter, ShedReason};
 
 /// Paths that are never shed, limited or timed out: probes and operator tooling.
 const EXEMPT_PREFIXES: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection."];
 
-type Recover = fn(Result<Response<Body>, BoxError>) -> Result<Response<Body>, BoxError>;
-type Limited<S> = MapResult<LoadShed<ConcurrencyLimit<Timeout<S>>>, Recover>;
+type Limited<S> = LoadShed<ConcurrencyLimit<Timeout<S>>>;
 
 /// The server stack as a tower layer, for `tonic::transport::Server::builder().layer(..)`.
 #[derive(Debug, Clone)]
 pub struct ServerStackLayer {
     request_timeout: Duration,
     concurrency_limit: usize,
+    shed: ShedCounter,
 }
 
 impl ServerStackLayer {
@@ -57,6 +59,7 @@ impl ServerStackLayer {
         ServerStackLayer {
             request_timeout: config.request_timeout,
             concurrency_limit: config.concurrency_limit.get(),
+            shed: ShedCounter::new(),
         }
     }
 }
@@ -66,7 +69,6 @@ impl<S: Clone> Layer<S> for ServerStackLayer {
 
     fn layer(&self, inner: S) -> ServerStack<S> {
         let limited = ServiceBuilder::new()
-            .map_result(recover as Recover)
             .load_shed()
             .concurrency_limit(self.concurrency_limit)
             .timeout(self.request_timeout)
@@ -75,6 +77,7 @@ impl<S: Clone> Layer<S> for ServerStackLayer {
             limited,
             exempt: inner,
             request_timeout: self.request_timeout,
+            shed: self.shed.clone(),
         }
     }
 }
@@ -85,6 +88,7 @@ pub struct ServerStack<S> {
     limited: Limited<S>,
     exempt: S,
     request_timeout: Duration,
+    shed: ShedCounter,
 }
 
 impl<S> std::fmt::Debug for ServerStack<S> {
@@ -120,16 +124,34 @@ where
             let exempt = std::mem::replace(&mut self.exempt, clone);
             Box::pin(async move { exempt.oneshot(request).await.map_err(Into::into) })
         } else {
+            // Who called what, for the shed counter: the authorisation layer (outside
+            // this one) put the caller in the extensions.
+            let path = path.to_owned();
             let deadline = Deadline::for_request(request.headers(), self.request_timeout);
             request.extensions_mut().insert(deadline);
             let clone = self.limited.clone();
             let limited = std::mem::replace(&mut self.limited, clone);
-            Box::pin(limited.oneshot(request))
+            let caller = request
+                .extensions()
+                .get::<Caller>()
+                .and_then(|caller| caller.principal.clone());
+            let shed = self.shed.clone();
+            Box::pin(async move {
+                let result = limited.oneshot(request).await;
+                if let Err(err) = &result
+                    && err.is::<Overloaded>()
+                {
+                    shed.record(ShedReason::Overloaded, &path, caller.as_deref());
+                }
+                recover(result)
+            })
         }
     }
 }
 
 /// Turns the stack's own failures into gRPC answers; handler responses pass untouched.
+/// A shed call (`OVERLOADED`) is counted by the caller of this function, which knows
+/// the path and the caller ([`crate::shed`]).
 fn recover(result: Result<Response<Body>, BoxError>) -> Result<Response<Body>, BoxError> {
     let err = match result {
         Ok(response) => return Ok(response),

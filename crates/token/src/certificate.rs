@@ -9,6 +9,7 @@ use crate::claims::CertificateClaims;
 use crate::envelope::{self, Envelope, ObjectType};
 use crate::keys::{Algorithm, IssuerKey, Kid};
 use crate::keyset::{KeySet, KeyUsage};
+use crate::signature_check::SignatureCheck;
 use crate::validation::Validation;
 
 /// A certificate whose issuer signature, key, type and times passed.
@@ -40,11 +41,45 @@ pub fn verify_certificate(
     keys: &KeySet,
     v: &Validation,
 ) -> Result<VerifiedCertificate, TokenError> {
-    let env = Envelope::parse(bytes, ObjectType::Certificate)?;
+    read_certificate(bytes, keys, v)?.finish(v)
+}
+
+/// A certificate read up to its issuer signature (structure, headers, key, pinned
+/// algorithm); the signature is not yet checked.
+#[derive(Debug)]
+pub(crate) struct UncheckedCertificate {
+    kid: Kid,
+    payload: Vec<u8>,
+    pub(crate) signature: SignatureCheck,
+}
+
+/// The first half of [`verify_certificate`].
+pub(crate) fn read_certificate(
+    bytes: &[u8],
+    keys: &KeySet,
+    v: &Validation,
+) -> Result<UncheckedCertificate, TokenError> {
+    let mut env = Envelope::parse(bytes, ObjectType::Certificate)?;
     let kid = env.kid.ok_or(TokenError::BadKid)?;
     let key = keys.usable(&kid, KeyUsage::Code, v.now)?;
-    env.verify(&key.key)?;
-    let claims = CertificateClaims::from_cbor(&env.payload)?;
-    v.check_times(claims.iat, claims.exp, v.max_certificate_lifetime)?;
-    Ok(VerifiedCertificate { kid, claims })
+    let signature = env.signature_check(&key.key)?;
+    Ok(UncheckedCertificate {
+        kid,
+        payload: std::mem::take(&mut env.payload),
+        signature,
+    })
+}
+
+impl UncheckedCertificate {
+    /// The second half: the signature (alone unless a batch decided it), the claims,
+    /// their times.
+    pub(crate) fn finish(mut self, v: &Validation) -> Result<VerifiedCertificate, TokenError> {
+        self.signature.outcome()?;
+        let claims = CertificateClaims::from_cbor(&self.payload)?;
+        v.check_times(claims.iat, claims.exp, v.max_certificate_lifetime)?;
+        Ok(VerifiedCertificate {
+            kid: self.kid,
+            claims,
+        })
+    }
 }

@@ -12,6 +12,7 @@ use coset::{HeaderBuilder, RegisteredLabelWithPrivate};
 use crate::TokenError;
 use crate::bounds;
 use crate::keys::{Algorithm, Kid, PublicKey};
+use crate::signature_check::SignatureCheck;
 
 /// The COSE header label of `typ` (RFC 9596).
 const TYP: i64 = 16;
@@ -107,6 +108,12 @@ impl Envelope {
 
     /// Checks the signature with `key`, refusing first if `alg` is not the key's.
     pub fn verify(&self, key: &PublicKey) -> Result<(), TokenError> {
+        self.signature_check(key)?.outcome()
+    }
+
+    /// The signature check with `key`, not yet run (alone or in a batch), refusing
+    /// first if `alg` is not the key's.
+    pub fn signature_check(&self, key: &PublicKey) -> Result<SignatureCheck, TokenError> {
         if key.alg() != self.alg {
             return Err(TokenError::AlgMismatch);
         }
@@ -117,7 +124,11 @@ impl Envelope {
             &[],
             &self.payload,
         );
-        key.verify(&tbs, &self.sign1.signature)
+        Ok(SignatureCheck::new(
+            key.clone(),
+            tbs,
+            self.sign1.signature.clone(),
+        ))
     }
 }
 

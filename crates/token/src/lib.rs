@@ -23,6 +23,8 @@
 //! [`TokenError`] variant.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "batch")]
+mod batch;
 mod bounds;
 mod certificate;
 mod claims;
@@ -40,12 +42,15 @@ mod online;
 mod qr;
 mod scope;
 mod seal;
+mod signature_check;
 mod signed_message;
 mod snapshot_key;
 mod subject_key_file;
 mod text;
 mod validation;
 
+#[cfg(feature = "batch")]
+pub use batch::{BatchOutcome, MIN_BATCH, check_batch};
 pub use certificate::{VerifiedCertificate, sign_certificate, verify_certificate};
 pub use claims::{CertificateClaims, OfflineClaims, OnlineClaims};
 pub use clock::unix_now;
@@ -59,11 +64,14 @@ pub use issuer::{IssuedCertificate, IssuedToken, Issuer};
 pub use keyring::{Keyring, SubjectKeyStatus};
 pub use keys::{Algorithm, DeviceKey, IssuerKey, Kid, PublicKey};
 pub use keyset::{KeySet, KeyStatus, KeyUsage, PublishedKey};
-pub use offline::{OfflineSigner, VerifiedOffline, sign_offline, verify_offline};
-pub use online::{VerifiedToken, sign_online, verify_online};
+pub use offline::{
+    OfflineSigner, UncheckedOffline, VerifiedOffline, read_offline, sign_offline, verify_offline,
+};
+pub use online::{UncheckedOnline, VerifiedToken, read_online, sign_online, verify_online};
 pub use qr::Qr;
 pub use scope::{Scene, Scopes};
 pub use seal::{SEAL_VERSION, SubjectKey, SubjectKeys, SubjectOpener, sealed_key_id};
+pub use signature_check::SignatureCheck;
 pub use signed_message::{
     RequestProof, binding_authorization_message, binding_message, sha256, sign_key_set,
     sign_snapshot, verify_key_set, verify_snapshot,

@@ -8,12 +8,13 @@
 use ring::rand::SecureRandom;
 
 use crate::TokenError;
-use crate::certificate::{VerifiedCertificate, verify_certificate};
+use crate::certificate::{UncheckedCertificate, VerifiedCertificate, read_certificate};
 use crate::claims::{CertificateClaims, OfflineClaims};
 use crate::envelope::{self, Envelope, ObjectType};
 use crate::ids::{Cti, ID_LEN};
 use crate::keys::{Algorithm, DeviceKey, Kid};
 use crate::keyset::KeySet;
+use crate::signature_check::SignatureCheck;
 use crate::text::{self, CodeKind};
 use crate::validation::Validation;
 
@@ -52,34 +53,83 @@ pub fn verify_offline(
     keys: &KeySet,
     v: &Validation,
 ) -> Result<VerifiedOffline, TokenError> {
+    read_offline(text, keys, v)?.finish(v)
+}
+
+/// A `CP2:` code read up to its certificate's issuer signature (the Ed25519 one a
+/// batch can decide); neither signature is checked yet.
+#[derive(Debug)]
+pub struct UncheckedOffline {
+    env: Envelope,
+    claims: OfflineClaims,
+    certificate: UncheckedCertificate,
+}
+
+/// The first half of [`verify_offline`]: the code's structure and headers, its
+/// claims, and its certificate's structure, headers, key and pinned algorithm.
+pub fn read_offline(
+    text: &str,
+    keys: &KeySet,
+    v: &Validation,
+) -> Result<UncheckedOffline, TokenError> {
     let bytes = text::decode(text, CodeKind::Offline)?;
     let env = Envelope::parse(&bytes, ObjectType::Offline)?;
     // The claims are read before the outer signature is checked because they carry
-    // the key; nothing in them is believed until that signature passes below.
+    // the key; nothing in them is believed until that signature passes in `finish`.
     let claims = OfflineClaims::from_cbor(&env.payload)?;
-    let VerifiedCertificate {
-        kid: issuer_kid,
-        claims: certificate,
-    } = verify_certificate(&claims.certificate, keys, v).map_err(|e| match e {
+    let certificate =
+        read_certificate(&claims.certificate, keys, v).map_err(certificate_failure)?;
+    Ok(UncheckedOffline {
+        env,
+        claims,
+        certificate,
+    })
+}
+
+impl UncheckedOffline {
+    /// The certificate's Ed25519 issuer signature, to be decided in a batch before
+    /// [`Self::finish`] (the code's own ES256 signature is always checked alone).
+    pub fn signature_mut(&mut self) -> &mut SignatureCheck {
+        &mut self.certificate.signature
+    }
+
+    /// The second half of [`verify_offline`]: the certificate (signature, claims,
+    /// times), then the code's signature with the certified key, then its times.
+    pub fn finish(self, v: &Validation) -> Result<VerifiedOffline, TokenError> {
+        let UncheckedOffline {
+            env,
+            claims,
+            certificate,
+        } = self;
+        let VerifiedCertificate {
+            kid: issuer_kid,
+            claims: certificate,
+        } = certificate.finish(v).map_err(certificate_failure)?;
+        env.verify(&certificate.offline_key)?;
+        v.check_times(claims.iat, claims.exp, v.max_offline_lifetime)?;
+        if claims.iat.saturating_add(v.skew) < certificate.iat
+            || claims.exp > certificate.exp.saturating_add(v.skew)
+        {
+            return Err(TokenError::OutsideCertificate);
+        }
+        Ok(VerifiedOffline {
+            issuer_kid,
+            certificate,
+            iat: claims.iat,
+            exp: claims.exp,
+            cti: claims.cti,
+            counter: claims.counter,
+        })
+    }
+}
+
+/// How a certificate's failure reads as the code's.
+fn certificate_failure(e: TokenError) -> TokenError {
+    match e {
         TokenError::Expired => TokenError::CertificateExpired,
         TokenError::NotYetValid => TokenError::CertificateNotYetValid,
         other => TokenError::CertificateInvalid(Box::new(other)),
-    })?;
-    env.verify(&certificate.offline_key)?;
-    v.check_times(claims.iat, claims.exp, v.max_offline_lifetime)?;
-    if claims.iat.saturating_add(v.skew) < certificate.iat
-        || claims.exp > certificate.exp.saturating_add(v.skew)
-    {
-        return Err(TokenError::OutsideCertificate);
     }
-    Ok(VerifiedOffline {
-        issuer_kid,
-        certificate,
-        iat: claims.iat,
-        exp: claims.exp,
-        cti: claims.cti,
-        counter: claims.counter,
-    })
 }
 
 /// What a phone holds to make offline codes: the offline key and its certificate.

@@ -5,6 +5,7 @@ use crate::claims::OnlineClaims;
 use crate::envelope::{self, Envelope, ObjectType};
 use crate::keys::{Algorithm, IssuerKey, Kid};
 use crate::keyset::{KeySet, KeyUsage};
+use crate::signature_check::SignatureCheck;
 use crate::text::{self, CodeKind};
 use crate::validation::Validation;
 
@@ -32,21 +33,61 @@ pub fn sign_online(key: &IssuerKey, claims: &OnlineClaims) -> Result<String, Tok
 /// published for codes ([`KeyUsage::Code`]) is accepted.
 ///
 /// Order matters for cost and for safety: text and structure limits, header rules,
-/// key lookup and pinned algorithm, then the signature, and only then are the claims
-/// believed and their times checked.
+/// key lookup and pinned algorithm ([`read_online`]), then the signature, and only
+/// then are the claims believed and their times checked ([`UncheckedOnline::finish`]).
 pub fn verify_online(
     text: &str,
     keys: &KeySet,
     v: &Validation,
 ) -> Result<VerifiedToken, TokenError> {
+    read_online(text, keys, v)?.finish(v)
+}
+
+/// A `CP1:` code read up to its signature: text, structure, headers, key and pinned
+/// algorithm passed; the signature is not yet checked and nothing in the claims is
+/// believed.
+#[derive(Debug)]
+pub struct UncheckedOnline {
+    kid: Kid,
+    payload: Vec<u8>,
+    signature: SignatureCheck,
+}
+
+/// The first half of [`verify_online`]: everything before the signature.
+pub fn read_online(
+    text: &str,
+    keys: &KeySet,
+    v: &Validation,
+) -> Result<UncheckedOnline, TokenError> {
     let bytes = text::decode(text, CodeKind::Online)?;
-    let env = Envelope::parse(&bytes, ObjectType::Online)?;
+    let mut env = Envelope::parse(&bytes, ObjectType::Online)?;
     let kid = env.kid.ok_or(TokenError::BadKid)?;
     let key = keys.usable(&kid, KeyUsage::Code, v.now)?;
-    env.verify(&key.key)?;
-    let claims = OnlineClaims::from_cbor(&env.payload)?;
-    v.check_times(claims.iat, claims.exp, v.max_token_lifetime)?;
-    Ok(VerifiedToken { kid, claims })
+    let signature = env.signature_check(&key.key)?;
+    Ok(UncheckedOnline {
+        kid,
+        payload: std::mem::take(&mut env.payload),
+        signature,
+    })
+}
+
+impl UncheckedOnline {
+    /// The issuer's Ed25519 signature, to be decided in a batch before [`Self::finish`].
+    pub fn signature_mut(&mut self) -> &mut SignatureCheck {
+        &mut self.signature
+    }
+
+    /// The second half of [`verify_online`]: the signature (checked alone unless a batch
+    /// decided it), then the claims and their times under `v`.
+    pub fn finish(mut self, v: &Validation) -> Result<VerifiedToken, TokenError> {
+        self.signature.outcome()?;
+        let claims = OnlineClaims::from_cbor(&self.payload)?;
+        v.check_times(claims.iat, claims.exp, v.max_token_lifetime)?;
+        Ok(VerifiedToken {
+            kid: self.kid,
+            claims,
+        })
+    }
 }
 
 impl VerifiedToken {

@@ -11,117 +11,18 @@
 //! (bare_ed25519_verify + bare_p256_verify) <= 1.3`. Service throughput against a bare
 //! server comes with the load generator.
 
-use std::sync::Arc;
+mod fixture;
 
-use citypass_runtime::Deadline;
 use citypass_token::*;
-use citypass_verifier::subjects::cache::{ProfileCache, ProfileSource};
-use citypass_verifier::subjects::holder::Holder;
-use citypass_verifier::subjects::sealing::SealingKeys;
-use citypass_verifier::{
-    FixedRevocations, FixedSubjects, FixedTaps, Gate, Gates, Keys, MemoryReplayStore,
-    MemoryVenueStore, Policies, Registry, Rules, Scan, ScenesConfig, SubjectProfile, Subjects,
-    SubjectsError, VenueSettings, Verifier,
-};
+use citypass_verifier::Scan;
 use criterion::{BatchSize, Criterion, black_box, criterion_group, criterion_main};
-use futures::future::BoxFuture;
 use ring::signature::{self, UnparsedPublicKey};
 
-fn gate(scene: Scene) -> Gate {
-    Gate {
-        scene,
-        direction: (scene == Scene::Metro).then_some(citypass_verifier::GateDirection::Entry),
-        station: None,
-        stop: None,
-        venue: (scene == Scene::Scenic).then(|| "bench-park".to_owned()),
-        hospital: None,
-        hall: None,
-        operator: None,
-    }
-}
-
-fn scan(gate_id: &str, scene: Scene, n: u64, qr_text: String) -> Scan {
-    Scan {
-        gate_id: gate_id.to_owned(),
-        scene,
-        scan_id: format!("scan-{n}"),
-        qr_text,
-        direction: citypass_verifier::Direction::Unspecified,
-        station_id: String::new(),
-    }
-}
-
-/// Identity as the bench's profile source: an active adult, as the holder's cache
-/// holds most riders' profiles (a scan costs a cache hit, not a call: the cache keeps
-/// the first fetch for its minute).
-struct CachedIdentity;
-
-impl ProfileSource for CachedIdentity {
-    fn fetch(
-        &self,
-        subject: SubjectId,
-        _deadline: Deadline,
-    ) -> BoxFuture<'_, Result<SubjectProfile, SubjectsError>> {
-        let profile = FixedSubjects::citizen(subject).profile;
-        Box::pin(std::future::ready(profile))
-    }
-}
+use fixture::scan;
 
 fn bench(c: &mut Criterion) {
     let rng = SystemRandom::new();
-    let issuer = Issuer::new(
-        "cp",
-        IssuerKey::from_seed(&[0x11; 32]).unwrap(),
-        SubjectKey::from_bytes(&[0x22; 32]).unwrap(),
-    );
-    let keys = KeySet::new(vec![PublishedKey {
-        key: issuer.key().public_key().clone(),
-        status: KeyStatus::Active,
-        usage: KeyUsage::Code,
-    }])
-    .unwrap();
-    let registry = Registry::new([
-        ("metro-entry-1".to_owned(), gate(Scene::Metro)),
-        ("scenic-1".to_owned(), gate(Scene::Scenic)),
-    ])
-    .unwrap();
-    // One holder enters the bench's park once per iteration: no limits.
-    let mut scenes = ScenesConfig::default();
-    scenes.scenic.default_venue = VenueSettings {
-        capacity: u32::MAX,
-        entries_per_day: u32::MAX,
-        ..VenueSettings::default()
-    };
-    // The real holder: the issuer's subject key (id 0) to unseal with, pseudonym keys.
-    let holder: Arc<dyn Subjects> = Arc::new(Holder::new(
-        SealingKeys::fixed(SubjectKeyFile::new(true, &[(0, [0x22; 32], None)])).unwrap(),
-        ProfileCache::new(
-            Arc::new(CachedIdentity),
-            std::time::Duration::from_secs(60),
-            16,
-            std::time::Duration::from_millis(100),
-        ),
-        citypass_pseudonym::Pseudonyms::new(citypass_pseudonym::HmacKeys::single(&[0x33; 32])),
-    ));
-    let verifier = Verifier::new(
-        Rules {
-            skew: 30,
-            revocation_max_age: std::time::Duration::from_secs(10),
-        },
-        Keys::fixed(keys.clone()),
-        Gates::fixed(registry),
-        Arc::new(FixedRevocations::default()),
-        Arc::new(MemoryReplayStore::new(50_000_000)),
-        Arc::new(
-            Policies::new(
-                scenes,
-                holder.clone(),
-                Arc::new(MemoryVenueStore::new(1_000)),
-            )
-            .with_transit(Arc::new(FixedTaps::default())),
-        ),
-    )
-    .with_subjects(holder);
+    let (issuer, verifier) = fixture::verifier();
     // The service decides on tokio; scene policies bound their work with its timer.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()

@@ -6,6 +6,7 @@
 //! Modules, one concept each:
 //! - [`config`]: settings and their limits;
 //! - [`authorization`]: who may call each RPC (gates only);
+//! - [`batch`]: VerifyStream's batches of issuer signatures, and their fallback;
 //! - [`build`]: the composition root;
 //! - [`fraud`]: fraud signals (a code or offline counter used by two scans), kept for operators;
 //! - [`gates`]: the gate registry, followed from its file;
@@ -32,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 pub mod authorization;
+pub mod batch;
 pub mod build;
 pub mod config;
 pub mod convert;
@@ -85,4 +87,4 @@ pub use upload::{
     OfflineScan, ScanResult, TapPassed, Upload, UploadOutcome, UploadSources, Uploads,
 };
 pub use venues::{Admission, Entry, MemoryVenueStore, RedisVenueStore, VenueError, VenueStore};
-pub use verify::{FixedRevocations, Revocations, Rules, Verifier};
+pub use verify::{FixedRevocations, ReadScan, Revocations, Rules, Verifier};

@@ -14,12 +14,16 @@
 //! - `citypass.verifier.fail_open` (counter): scans allowed under a scene's fail-open
 //!   policy while a dependency was down, by `scene`, for reconciliation.
 //!
+//! - `citypass.verifier.batched_signatures` (counter): issuer signatures VerifyStream
+//!   decided in a batch, by `outcome` (`passed`: the batch equation held;
+//!   `fell_back`: it failed and each was checked alone).
+//!
 //! No attribute carries a code, a subject or anything a person could be found by.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use citypass_token::Scene;
+use citypass_token::{BatchOutcome, Scene};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram};
 
@@ -32,6 +36,8 @@ pub const DECISIONS: &str = "citypass.verifier.decisions";
 pub const DECISION_DURATION: &str = "citypass.verifier.decision.duration";
 /// The fail-open counter's name.
 pub const FAIL_OPEN: &str = "citypass.verifier.fail_open";
+/// The batched-signatures counter's name.
+pub const BATCHED_SIGNATURES: &str = "citypass.verifier.batched_signatures";
 /// The key-set age gauge's name.
 pub const KEY_SET_AGE: &str = "citypass.verifier.key_set.age";
 
@@ -41,6 +47,7 @@ pub struct Metrics {
     decisions: Counter<u64>,
     duration: Histogram<f64>,
     fail_open: Counter<u64>,
+    batched: Counter<u64>,
 }
 
 impl Metrics {
@@ -73,6 +80,10 @@ impl Metrics {
                 .u64_counter(FAIL_OPEN)
                 .with_description("Scans allowed under a fail-open policy, by scene")
                 .build(),
+            batched: meter
+                .u64_counter(BATCHED_SIGNATURES)
+                .with_description("Issuer signatures decided in a VerifyStream batch, by outcome")
+                .build(),
         }
     }
 
@@ -80,6 +91,19 @@ impl Metrics {
     pub fn fail_open(&self, scene: Scene) {
         self.fail_open
             .add(1, &[KeyValue::new("scene", scene.name())]);
+    }
+
+    /// Records what one batch of signatures did (nothing for signatures left alone).
+    pub fn batch(&self, outcome: BatchOutcome) {
+        let (n, label) = match outcome {
+            BatchOutcome::Alone => return,
+            BatchOutcome::Passed(n) => (n, "passed"),
+            BatchOutcome::FellBack(n) => (n, "fell_back"),
+        };
+        self.batched.add(
+            u64::try_from(n).unwrap_or(u64::MAX),
+            &[KeyValue::new("outcome", label)],
+        );
     }
 
     /// Records one answered scan.

@@ -23,13 +23,16 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument as _;
 
+use crate::batch;
 use crate::convert;
 use crate::error::VerifierError;
 use crate::fraud::FraudError;
+use crate::model::Scan;
 use crate::upload::Uploads;
-use crate::verify::Verifier;
+use crate::verify::{ReadScan, Verifier};
 
-/// How many scans of one stream are decided at once.
+/// How many scans of one stream are decided at once (their signatures are batched
+/// before, [`batch::MAX_BATCH`] at most at a time).
 pub const STREAM_CONCURRENCY: usize = 32;
 
 /// The VerifyStream response stream.
@@ -70,26 +73,44 @@ fn gate_of<T>(request: &Request<T>) -> Result<String, VerifierError> {
     }
 }
 
-/// One scan, decided and answered, in a span of its own.
-async fn decide(
-    verifier: &Verifier,
-    gate: &str,
-    request: VerifyRequest,
-    deadline: Option<Deadline>,
-) -> Result<VerifyResponse, VerifierError> {
-    let span = tracing::info_span!(
+/// The span of one scan: the gate, and once known the scene, decision and reason.
+fn scan_span(gate: &str) -> tracing::Span {
+    tracing::info_span!(
         "verify",
         gate.id = gate,
         scene = tracing::field::Empty,
         decision = tracing::field::Empty,
         reason = tracing::field::Empty,
         idempotent_replay = tracing::field::Empty,
-    );
+    )
+}
+
+/// The first half of one scan, in `span`: the request read and the code read up to
+/// its signature ([`Verifier::read`]).
+fn read(
+    verifier: &Verifier,
+    gate: &str,
+    request: VerifyRequest,
+    span: &tracing::Span,
+) -> Result<(Scan, ReadScan), VerifierError> {
+    let _in_span = span.enter();
+    let scan = convert::scan(request)?;
+    span.record("scene", scan.scene.name());
+    let read = verifier.read(gate, &scan)?;
+    Ok((scan, read))
+}
+
+/// The second half ([`Verifier::conclude`]) and the answer, in `span`.
+async fn answer(
+    verifier: &Verifier,
+    scan: Scan,
+    read: ReadScan,
+    deadline: Option<Deadline>,
+    span: tracing::Span,
+) -> Result<VerifyResponse, VerifierError> {
     async {
-        let scan = convert::scan(request)?;
+        let answer = verifier.conclude(&scan, read, deadline).await?;
         let span = tracing::Span::current();
-        span.record("scene", scan.scene.name());
-        let answer = verifier.verify(gate, &scan, deadline).await?;
         span.record("decision", if answer.allowed() { "allow" } else { "deny" });
         if let Some(refusal) = &answer.refusal {
             span.record("reason", refusal.code());
@@ -99,6 +120,94 @@ async fn decide(
     }
     .instrument(span)
     .await
+}
+
+/// One scan of a stream, between its batch and its answer.
+enum Pending {
+    /// The stream broke: it ends here.
+    Broken(Status),
+    /// Answered without a decision (what Verify would have refused).
+    Unanswered(VerifyStreamResponse),
+    /// Read, its signature possibly decided in the batch; the rest is to come.
+    Read {
+        scan: Scan,
+        read: ReadScan,
+        scan_id: String,
+        span: tracing::Span,
+    },
+}
+
+impl Pending {
+    /// A stream message, read (see [`read`]).
+    fn of(verifier: &Verifier, gate: &str, message: Result<VerifyStreamRequest, Status>) -> Self {
+        let request = match message {
+            Err(status) => return Pending::Broken(status),
+            Ok(VerifyStreamRequest { request: None }) => {
+                return Pending::Unanswered(unanswered(
+                    String::new(),
+                    &VerifierError::MissingRequest,
+                ));
+            }
+            Ok(VerifyStreamRequest {
+                request: Some(request),
+            }) => request,
+        };
+        let scan_id = convert::echoed_scan_id(&request.scan_id);
+        let span = scan_span(gate);
+        match read(verifier, gate, request, &span) {
+            Ok((scan, read)) => Pending::Read {
+                scan,
+                read,
+                scan_id,
+                span,
+            },
+            Err(err) => Pending::Unanswered(unanswered(scan_id, &err)),
+        }
+    }
+
+    fn read_mut(&mut self) -> Option<&mut ReadScan> {
+        match self {
+            Pending::Read { read, .. } => Some(read),
+            _ => None,
+        }
+    }
+
+    /// The stream's answer.
+    async fn answer(self, verifier: &Verifier) -> Result<VerifyStreamResponse, Status> {
+        match self {
+            Pending::Broken(status) => Err(status),
+            Pending::Unanswered(response) => Ok(response),
+            // Each scan is bounded by the replay store's own timeout; the stream's
+            // deadline is the stream's, not a scan's.
+            Pending::Read {
+                scan,
+                read,
+                scan_id,
+                span,
+            } => Ok(match answer(verifier, scan, read, None, span).await {
+                Ok(response) => VerifyStreamResponse {
+                    response: Some(response),
+                    error: None,
+                },
+                Err(err) => unanswered(scan_id, &err),
+            }),
+        }
+    }
+}
+
+/// The messages that were waiting together on a stream, read, with their issuer
+/// signatures decided as one batch ([`crate::batch`]).
+fn read_batch(
+    verifier: &Verifier,
+    gate: &str,
+    messages: Vec<Result<VerifyStreamRequest, Status>>,
+) -> Vec<Pending> {
+    let mut pending: Vec<Pending> = messages
+        .into_iter()
+        .map(|message| Pending::of(verifier, gate, message))
+        .collect();
+    batch::check_signatures(verifier, pending.iter_mut().filter_map(Pending::read_mut));
+    pending
 }
 
 /// The stream's answer for a scan Verify would have refused with `err`: the same code,
@@ -124,7 +233,10 @@ impl VerifierService for VerifierApi {
     ) -> Result<Response<VerifyResponse>, Status> {
         let deadline = Deadline::of(&request);
         let gate = gate_of(&request).map_err(IntoStatus::into_status)?;
-        decide(&self.verifier, &gate, request.into_inner(), deadline)
+        let span = scan_span(&gate);
+        let (scan, read) = read(&self.verifier, &gate, request.into_inner(), &span)
+            .map_err(IntoStatus::into_status)?;
+        answer(&self.verifier, scan, read, deadline, span)
             .await
             .map(Response::new)
             .map_err(IntoStatus::into_status)
@@ -138,26 +250,17 @@ impl VerifierService for VerifierApi {
     ) -> Result<Response<Self::VerifyStreamStream>, Status> {
         let gate = Arc::<str>::from(gate_of(&request).map_err(IntoStatus::into_status)?);
         let verifier = self.verifier.clone();
+        let concluding = self.verifier.clone();
+        // `ready_chunks` hands over what is already waiting (never waits for more): a
+        // batch under load, a lone scan at low load. A broken stream ends it; a bad
+        // scan is answered and the rest go on.
         let responses = request
             .into_inner()
-            .map(move |message| {
-                let (verifier, gate) = (verifier.clone(), gate.clone());
-                async move {
-                    // A broken stream ends it; a bad scan is answered and the rest go on.
-                    let Some(request) = message?.request else {
-                        return Ok(unanswered(String::new(), &VerifierError::MissingRequest));
-                    };
-                    let scan_id = convert::echoed_scan_id(&request.scan_id);
-                    // Each scan is bounded by the replay store's own timeout; the
-                    // stream's deadline is the stream's, not a scan's.
-                    Ok(match decide(&verifier, &gate, request, None).await {
-                        Ok(response) => VerifyStreamResponse {
-                            response: Some(response),
-                            error: None,
-                        },
-                        Err(err) => unanswered(scan_id, &err),
-                    })
-                }
+            .ready_chunks(batch::MAX_BATCH)
+            .flat_map(move |messages| futures::stream::iter(read_batch(&verifier, &gate, messages)))
+            .map(move |pending| {
+                let verifier = concluding.clone();
+                async move { pending.answer(&verifier).await }
             })
             .buffer_unordered(STREAM_CONCURRENCY);
         Ok(Response::new(Box::pin(responses)))

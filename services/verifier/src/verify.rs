@@ -8,7 +8,10 @@
 //!    request's scene must be the gate's (`SCENE_MISMATCH`);
 //! 2. the code itself, then the scope: [`citypass_gate::check_code`] (size cap and
 //!    prefix, decoding, `kid`, pinned `alg`, signature, times with `decision.skew`, the
-//!    gate's scene among the code's scopes) with the key set in force;
+//!    gate's scene among the code's scopes) with the key set in force, as its two
+//!    halves: [`Verifier::read`] ends with the code read up to its issuer's signature
+//!    (`read_code`), [`Verifier::conclude`] begins with the signature (checked alone
+//!    unless VerifyStream's batch decided it: [`crate::batch`]), times and scope;
 //! 3. revocation: [`citypass_gate::check_revocation`] on the follower's set, in memory.
 //!    A code the set shows revoked is refused whatever the data's age; otherwise data
 //!    older than `revocation.max_age`, or never synced, refuses every code
@@ -38,11 +41,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use citypass_gate::{
-    DenyReason, Presented, check_code, check_revocation, check_subject_revocation,
+    DenyReason, Presented, ReadCode, check_revocation, check_subject_revocation, read_code,
 };
 use citypass_revocation_follow::{Follower, Freshness, RevocationSet, RevocationView};
 use citypass_runtime::Deadline;
-use citypass_token::{SubjectId, kind_of, sha256, unix_now};
+use citypass_token::{CodeKind, SignatureCheck, SubjectId, kind_of, sha256, unix_now};
 
 use crate::error::VerifierError;
 use crate::gates::{Gate, GateDirection, Gates};
@@ -159,6 +162,46 @@ impl std::fmt::Debug for Verifier {
     }
 }
 
+/// A scan read as far as its code's issuer signature ([`Verifier::read`]): what a
+/// stream's batch gathers before [`Verifier::conclude`].
+#[derive(Debug)]
+pub struct ReadScan {
+    /// When the decision began (the decision-duration metric).
+    started: Instant,
+    step: Step,
+}
+
+#[derive(Debug)]
+enum Step {
+    /// Refused before the signature (an unknown gate, another scene, a code that does
+    /// not read).
+    Answered(Answer),
+    /// The code read; its signature, times and scope are next.
+    Read(Box<Read>),
+}
+
+/// What reading found and the rest of the decision uses.
+#[derive(Debug)]
+struct Read {
+    gate: Arc<Gate>,
+    way: Option<Direction>,
+    now: u64,
+    basis: Basis,
+    code_kind: Option<CodeKind>,
+    code: ReadCode,
+}
+
+impl ReadScan {
+    /// The code's issuer signature, if the scan got that far and it is not decided:
+    /// for a batch (`citypass_token::check_batch`).
+    pub fn signature_mut(&mut self) -> Option<&mut SignatureCheck> {
+        match &mut self.step {
+            Step::Read(read) => Some(read.code.signature_mut()),
+            Step::Answered(_) => None,
+        }
+    }
+}
+
 impl Verifier {
     /// A verifier over these sources.
     pub fn new(
@@ -216,6 +259,11 @@ impl Verifier {
         &self.policies
     }
 
+    /// The decision's instruments.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// The decision's rules.
     pub fn rules(&self) -> Rules {
         self.rules
@@ -229,36 +277,108 @@ impl Verifier {
     /// Decides on `scan` from the authenticated gate `caller` (see the module
     /// documentation). An `Err` is a request the verifier does not answer; a refused
     /// code is an `Ok` answer with a refusal.
+    ///
+    /// It is [`Verifier::read`] then [`Verifier::conclude`]; VerifyStream reads the
+    /// scans waiting on a stream, decides their signatures as one batch
+    /// ([`crate::batch`]), and concludes each.
     pub async fn verify(
         &self,
         caller: &str,
         scan: &Scan,
         deadline: Option<Deadline>,
     ) -> Result<Answer, VerifierError> {
-        let started = Instant::now();
-        let answer = self.decide(caller, scan, deadline).await?;
-        self.metrics.record(scan.scene, &answer, started.elapsed());
-        Ok(answer)
+        let read = self.read(caller, scan)?;
+        self.conclude(scan, read, deadline).await
     }
 
-    async fn decide(
-        &self,
-        caller: &str,
-        scan: &Scan,
-        deadline: Option<Deadline>,
-    ) -> Result<Answer, VerifierError> {
+    /// Step 1 and the first half of step 2: the gate, the scene, the direction, and
+    /// the code read up to its issuer's signature (no I/O, no signature math).
+    pub fn read(&self, caller: &str, scan: &Scan) -> Result<ReadScan, VerifierError> {
+        let started = Instant::now();
         if scan.gate_id != caller {
             return Err(VerifierError::GateMismatch);
         }
         let now = unix_now();
         let (keys, key_set_age) = self.keys.current();
         let freshness = self.revocations.freshness();
-        let mut basis = Basis {
+        let basis = Basis {
             revocation_epoch: freshness.epoch,
             revocation_age: freshness.age,
             key_set_age: Some(key_set_age),
         };
         let code_kind = kind_of(&scan.qr_text).ok();
+        let answered = |refusal: Refusal| ReadScan {
+            started,
+            step: Step::Answered(Answer {
+                refusal: Some(refusal),
+                code_kind,
+                basis,
+                decided_at: now,
+                idempotent_replay: false,
+                scene: None,
+                fail_open: false,
+            }),
+        };
+
+        let registry = self.gates.current();
+        let Some(gate) = registry.get(&scan.gate_id) else {
+            return Ok(answered(Refusal::UnknownGate));
+        };
+        if gate.scene != scan.scene {
+            return Ok(answered(Refusal::SceneMismatch));
+        }
+        let way = direction(gate, scan.direction)?;
+        let code = match read_code(&scan.qr_text, &keys, self.rules.skew, now) {
+            Ok(code) => code,
+            Err(reason) => return Ok(answered(reason.into())),
+        };
+        Ok(ReadScan {
+            started,
+            step: Step::Read(Box::new(Read {
+                gate: gate.clone(),
+                way,
+                now,
+                basis,
+                code_kind,
+                code,
+            })),
+        })
+    }
+
+    /// The rest of the decision on a scan [`Verifier::read`] read: the signature
+    /// (alone unless a batch decided it), times and scope, then steps 3 to 6; the
+    /// answer is counted in the metrics. `read` must be what `read` made of this
+    /// `scan`.
+    pub async fn conclude(
+        &self,
+        scan: &Scan,
+        read: ReadScan,
+        deadline: Option<Deadline>,
+    ) -> Result<Answer, VerifierError> {
+        let answer = match read.step {
+            Step::Answered(answer) => answer,
+            Step::Read(read) => self.decide(scan, *read, deadline).await?,
+        };
+        self.metrics
+            .record(scan.scene, &answer, read.started.elapsed());
+        Ok(answer)
+    }
+
+    async fn decide(
+        &self,
+        scan: &Scan,
+        read: Read,
+        deadline: Option<Deadline>,
+    ) -> Result<Answer, VerifierError> {
+        let Read {
+            gate,
+            way,
+            now,
+            mut basis,
+            code_kind,
+            code,
+        } = read;
+        let gate = &*gate;
         let answer = |refusal: Option<Refusal>, basis: Basis| Answer {
             refusal,
             code_kind,
@@ -268,17 +388,7 @@ impl Verifier {
             scene: None,
             fail_open: false,
         };
-
-        let registry = self.gates.current();
-        let Some(gate) = registry.get(&scan.gate_id) else {
-            return Ok(answer(Some(Refusal::UnknownGate), basis));
-        };
-        if gate.scene != scan.scene {
-            return Ok(answer(Some(Refusal::SceneMismatch), basis));
-        }
-        let way = direction(gate, scan.direction)?;
-
-        let presented = match check_code(&scan.qr_text, &keys, gate.scene, self.rules.skew, now) {
+        let presented = match code.finish(gate.scene) {
             Ok(presented) => presented,
             Err(reason) => return Ok(answer(Some(reason.into()), basis)),
         };

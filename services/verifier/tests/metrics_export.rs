@@ -11,7 +11,7 @@ mod support;
 
 use citypass_proto::v1 as pb;
 use citypass_token::Scopes;
-use citypass_verifier::metrics::{DECISION_DURATION, DECISIONS, FAIL_OPEN};
+use citypass_verifier::metrics::{BATCHED_SIGNATURES, DECISION_DURATION, DECISIONS, FAIL_OPEN};
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 
@@ -72,6 +72,29 @@ async fn decisions_are_counted_by_scene_decision_and_reason() {
     assert_eq!(denied(&again), pb::DenyReason::Replayed);
     let retry = verify(&mut metro, request("metro-entry-1", m, "s-1", &code.text)).await;
     assert!(retry.idempotent_replay);
+    // A stream of scans sent at once (one HTTP/2 frame holds many): the scans waiting
+    // together have their signatures decided as batches, counted by outcome.
+    let batched: Vec<_> = (0..20)
+        .map(|n| pb::VerifyStreamRequest {
+            request: Some(request(
+                "metro-entry-1",
+                m,
+                &format!("b-{n}"),
+                &h.code(Scopes::all()).text,
+            )),
+        })
+        .collect();
+    let mut responses = metro
+        .verify_stream(futures::stream::iter(batched))
+        .await
+        .expect("the stream opens")
+        .into_inner();
+    let mut answered = 0;
+    while let Some(message) = responses.message().await.expect("a message") {
+        assert!(message.response.is_some(), "{message:?}");
+        answered += 1;
+    }
+    assert_eq!(answered, 20);
     // Redis stopped: the scenic gate (fail open in the harness) allows, counted.
     h.redis.stop();
     let mut scenic = h.gate("scenic-1");
@@ -103,10 +126,17 @@ async fn decisions_are_counted_by_scene_decision_and_reason() {
             ],
         )
     };
-    assert_eq!(point("allow", "none", "false"), Some(1));
+    assert_eq!(point("allow", "none", "false"), Some(1 + 20));
     assert_eq!(point("deny", "replayed", "false"), Some(1));
     assert_eq!(point("allow", "none", "true"), Some(1));
-    assert_eq!(recorded(last, DECISION_DURATION), 4);
+    assert_eq!(recorded(last, DECISION_DURATION), 4 + 20);
+    let passed = counted(last, BATCHED_SIGNATURES, &[("outcome", "passed")]).unwrap_or(0);
+    assert!(passed >= 2, "some of the 20 were batched: {passed}");
+    assert!(passed <= 20);
+    assert_eq!(
+        counted(last, BATCHED_SIGNATURES, &[("outcome", "fell_back")]),
+        None
+    );
     assert_eq!(counted(last, FAIL_OPEN, &[("scene", "scenic")]), Some(1));
     assert_eq!(counted(last, FAIL_OPEN, &[("scene", "metro")]), None);
 }

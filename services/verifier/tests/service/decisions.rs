@@ -523,3 +523,61 @@ async fn the_authorization_table_holds() {
     citypass_testkit::authz::assert_table_holds(&h.pki, h.addr, &citypass_verifier::AUTHORIZATION)
         .await;
 }
+
+/// A busy gate's stream: sixty scans sent at once (CP1 codes and two CP2 codes, whose
+/// certificates' signatures join the batch), one of them forged. The scans that wait
+/// together have their issuer signatures decided as one batch; the forged code's
+/// batch falls back to single checks. Exactly one answer per scan, matched by scan id
+/// (the API lets answers come out of order): the forged code is refused
+/// BAD_SIGNATURE, every other scan is allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_code_among_many_on_a_stream_denies_only_itself() {
+    let h = Harness::start().await;
+    let mut metro = h.gate("metro-entry-1");
+    let m = pb::Scene::Metro;
+    let (signer, _) = h.offline_signer(Scopes::all());
+    let forged_at = 23;
+    let mut texts: Vec<String> = (0..58)
+        .map(|n| {
+            let text = h.code(Scopes::all()).text;
+            if n == forged_at {
+                tampered(&text)
+            } else {
+                text
+            }
+        })
+        .collect();
+    for counter in 1..=2 {
+        texts.push(signer.make_code(unix_now(), 60, counter, &h.rng).unwrap());
+    }
+    let scans: Vec<VerifyStreamRequest> = texts
+        .iter()
+        .enumerate()
+        .map(|(n, text)| VerifyStreamRequest {
+            request: Some(request("metro-entry-1", m, &format!("busy-{n}"), text)),
+        })
+        .collect();
+    let mut responses = metro
+        .verify_stream(futures::stream::iter(scans))
+        .await
+        .expect("the stream opens")
+        .into_inner();
+    let mut answers = std::collections::HashMap::new();
+    while let Some(message) = responses.message().await.expect("a message") {
+        let response = message.response.expect("a decision");
+        let scan_id = response.scan_id.clone();
+        assert!(
+            answers.insert(scan_id.clone(), response).is_none(),
+            "one answer per scan: {scan_id} twice"
+        );
+    }
+    assert_eq!(answers.len(), texts.len());
+    for n in 0..texts.len() {
+        let answer = &answers[&format!("busy-{n}")];
+        if n == forged_at {
+            assert_eq!(denied(answer), pb::DenyReason::BadSignature);
+        } else {
+            allowed(answer);
+        }
+    }
+}

@@ -64,6 +64,7 @@ impl CertificateDirectory for NoCertificates {
 pub struct OwnRedis {
     pub url: String,
     child: Child,
+    paused: std::sync::atomic::AtomicBool,
 }
 
 impl OwnRedis {
@@ -98,7 +99,37 @@ impl OwnRedis {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        OwnRedis { url, child }
+        OwnRedis {
+            url,
+            child,
+            paused: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    // Used by the shed test binary, not by every binary that shares this harness.
+    #[allow(dead_code)]
+    /// Pauses the server (SIGSTOP to the test's own process): connections stay open
+    /// and commands go unanswered, as on a hung Redis.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+        self.paused.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    #[allow(dead_code)]
+    /// Resumes a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+        self.paused
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    #[allow(dead_code)]
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} failed");
     }
 
     /// Stops the server (the test's own process, by its handle).
@@ -110,6 +141,9 @@ impl OwnRedis {
 
 impl Drop for OwnRedis {
     fn drop(&mut self) {
+        if self.paused.load(std::sync::atomic::Ordering::SeqCst) {
+            self.resume();
+        }
         self.stop();
     }
 }
