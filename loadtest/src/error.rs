@@ -45,6 +45,9 @@ pub enum LoadError {
     /// The citizens' apps could not be enrolled, bound or connected.
     #[error("the citizens' apps: {0}")]
     Citizens(String),
+    /// A revocation of the propagation measurement failed.
+    #[error("revocation: {0}")]
+    Revocation(String),
     /// The sweep's chart could not be drawn.
     #[error("the chart: {0}")]
     Chart(String),

@@ -44,6 +44,7 @@ pub mod mix;
 pub mod open_loop;
 pub mod pacing;
 pub mod process;
+pub mod propagation;
 pub mod record;
 pub mod report;
 pub mod riders;

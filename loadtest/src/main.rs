@@ -61,6 +61,14 @@ struct VerifyArgs {
     /// sandbox payment account.
     #[arg(long, default_value = citypass_loadtest::target::DEV_PAYMENTS)]
     payments: String,
+    /// With --target: the running stack's revocation service, where --revocations
+    /// revokes (as an operator the dev CA in --keys-dir certifies).
+    #[arg(long, default_value = citypass_loadtest::target::DEV_REVOCATION)]
+    revocation: String,
+    /// During the verifier's Verify run, revoke this many extra riders one at a time
+    /// and measure how long each takes to be enforced (0: not).
+    #[arg(long, default_value_t = 0)]
+    revocations: usize,
     /// Riders to enrol, bind and link to a sandbox payment account before the run; the
     /// codes are sealed for them in turn.
     #[arg(long, default_value_t = citypass_loadtest::riders::DEFAULT_RIDERS)]
@@ -113,6 +121,8 @@ enum Serve {
         issuer_port: u16,
         #[arg(long)]
         payments_port: u16,
+        #[arg(long)]
+        revocation_port: u16,
     },
     /// The bare verify server, until standard input closes.
     BareVerify {
@@ -154,12 +164,14 @@ fn serve(command: Serve) -> anyhow::Result<ExitCode> {
             identity_port,
             issuer_port,
             payments_port,
+            revocation_port,
         } => {
             let ports = citypass_loadtest::serve::Ports {
                 verifier: verifier_port,
                 identity: identity_port,
                 issuer: issuer_port,
                 payments: payments_port,
+                revocation: revocation_port,
             };
             runtime.block_on(citypass_loadtest::serve::stack(&keys_dir, ports))?;
         }
@@ -199,6 +211,8 @@ fn main() -> anyhow::Result<ExitCode> {
         keys_dir,
         identity,
         payments,
+        revocation,
+        revocations,
         riders,
         spawn,
         citypass,
@@ -216,6 +230,7 @@ fn main() -> anyhow::Result<ExitCode> {
             keys_dir,
             identity,
             payments,
+            revocation,
         },
         _ if spawn => TargetSpec::Spawn(Spawn {
             loadtest: std::env::current_exe().context("finding this tool's own binary")?,
@@ -233,6 +248,7 @@ fn main() -> anyhow::Result<ExitCode> {
         streams,
         citizens,
         riders,
+        revocations,
         progress: !quiet,
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

@@ -16,6 +16,7 @@ use crate::error::LoadError;
 use crate::mix::{CodeKind, Mix};
 use crate::pacing::Run;
 use crate::process::ProcessFigures;
+use crate::propagation::Propagation;
 use crate::record::Outcome;
 
 /// Latency percentiles, microseconds.
@@ -192,6 +193,8 @@ pub struct Report {
     /// The bare sign server's.
     pub issue_ceiling: Option<RunReport>,
     pub issue_ratios: Option<Ratios>,
+    /// Revocation propagation under the verifier's Verify load (`--revocations`).
+    pub propagation: Option<Propagation>,
 }
 
 /// The machine's load average from `/proc/loadavg`.
@@ -366,6 +369,27 @@ impl fmt::Display for Report {
         if let Some(r) = &self.issue_ratios {
             ratio_row(f, "IssueToken", r)?;
         }
+        if let Some(p) = &self.propagation {
+            let at = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
+            writeln!(
+                f,
+                "\nrevocation propagation under the Verify load: {} revoked, {} enforced within {} s; from Revoke's answer to the first SUBJECT_REVOKED, ms: p50 {}, p90 {}, p99 {}, max {}",
+                p.revoked,
+                p.enforced,
+                crate::propagation::DEADLINE.as_secs(),
+                at(p.p50_ms),
+                at(p.p90_ms),
+                at(p.p99_ms),
+                at(p.max_ms)
+            )?;
+            if !p.unexpected.is_empty() {
+                writeln!(
+                    f,
+                    "  unexpected answers while waiting: {}",
+                    p.unexpected.join(", ")
+                )?;
+            }
+        }
         for run in self.runs() {
             writeln!(f, "\n{} ({}):", run.server, run.api)?;
             if let Some(p) = &run.process {
@@ -478,6 +502,7 @@ mod tests {
             issue: None,
             issue_ceiling: None,
             issue_ratios: None,
+            propagation: None,
             duration_s: 1.0,
             mix: Report::mix_of(&Mix::default()),
             gates: vec!["g1".to_owned()],

@@ -39,13 +39,14 @@ async fn until_stdin_closes() {
 }
 
 /// The ports of a stack the tool starts: the verifier's, the identity service's, the
-/// issuer's and the payments service's (the revocation service takes any free port).
+/// issuer's, the payments service's and the revocation service's.
 #[derive(Debug, Clone, Copy)]
 pub struct Ports {
     pub verifier: u16,
     pub identity: u16,
     pub issuer: u16,
     pub payments: u16,
+    pub revocation: u16,
 }
 
 /// Runs the dev stack over `keys_dir` (a ring and snapshot key in `citypass dev`'s
@@ -64,6 +65,7 @@ pub async fn stack(keys_dir: &Path, ports: Ports) -> Result<(), LoadError> {
     config.identity_listen = local(ports.identity);
     config.issuer_listen = local(ports.issuer);
     config.payments_listen = local(ports.payments);
+    config.revocation_listen = local(ports.revocation);
     let stack = Stack::start(config).await?;
     until_stdin_closes().await;
     stack.shutdown().await;

@@ -8,7 +8,9 @@
 //! ephemeral loopback ports with embedded stores and a fresh dev key ring; `--target
 //! URL --keys-dir DIR` points it at a running `citypass dev` instead, whose key ring,
 //! gate registry and dev PKI are in `DIR`, and whose identity and payments services are
-//! at `--identity` and `--payments` (`citypass dev`'s fixed ports by default); `--spawn`
+//! at `--identity` and `--payments` (`citypass dev`'s fixed ports by default), its
+//! revocation service at `--revocation` (the propagation measurement revokes there as
+//! an operator certified by the dev CA in `DIR`); `--spawn`
 //! starts the stack as a child process (this tool's own `serve stack`, or `citypass dev`
 //! with `--citypass PATH`) on a fresh keys directory, so that its CPU time and memory
 //! are its own.
@@ -18,8 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use citypass_app::Endpoints;
+use citypass_pki::{DevPki, OPERATOR_LIFE, Subject};
 use citypass_runtime::config::KeyFile;
-use citypass_runtime::{Tls, TlsConfig};
+use citypass_runtime::{Role, Tls, TlsConfig};
 use citypass_stack::{KeySource, SAMPLE_GATE_IDS, Stack, StackConfig};
 use citypass_token::{Issuer, Keyring, Scene, SnapshotKey, SystemRandom};
 use citypass_verifier::Registry;
@@ -27,6 +30,7 @@ use citypass_verifier::Registry;
 use crate::child::{self, ChildServer};
 use crate::error::LoadError;
 use crate::process::Pid;
+use crate::propagation::RevocationAccess;
 
 /// The key ring's file in a keys directory (as `citypass dev` names it).
 pub const RING_FILE: &str = "keyring.json";
@@ -42,6 +46,10 @@ pub const DEV_IDENTITY: &str = "https://127.0.0.1:50051";
 pub const DEV_ISSUER: &str = "https://127.0.0.1:50052";
 /// `citypass dev`'s payments service.
 pub const DEV_PAYMENTS: &str = "https://127.0.0.1:50055";
+/// `citypass dev`'s revocation service.
+pub const DEV_REVOCATION: &str = "https://127.0.0.1:50054";
+/// The name in the certificate of the operator the tool revokes as.
+const OPERATOR: &str = "citypass-loadtest";
 /// How figures read from the tool's own process are labelled.
 pub const OWN_PROCESS: &str = "this process (generator and servers)";
 
@@ -57,6 +65,7 @@ pub enum TargetSpec {
         keys_dir: PathBuf,
         identity: String,
         payments: String,
+        revocation: String,
     },
     /// Start the stack as a child process and load it.
     Spawn(Spawn),
@@ -125,6 +134,9 @@ pub struct Target {
     /// The directory of its files (`tls.crt`, `tls.key`, `ca.crt`), for a bare server
     /// started as a child process.
     pub server_tls_dir: PathBuf,
+    /// The revocation service and an operator who may revoke, for the propagation
+    /// measurement.
+    pub revocation: Option<RevocationAccess>,
     stack: Option<Stack>,
     child: Option<ChildServer>,
     _dir: Option<tempfile::TempDir>,
@@ -139,6 +151,25 @@ fn file_error(path: &Path, problem: impl std::fmt::Display) -> LoadError {
 
 fn read(path: &Path) -> Result<String, LoadError> {
     std::fs::read_to_string(path).map_err(|e| file_error(path, e))
+}
+
+/// An operator with the `revoker` role, certified by the dev CA of the PKI directory
+/// `pki` (the stack's own, which holds the CA's key), at the revocation service `url`.
+fn revoker_in(pki: &Path, url: String) -> Result<RevocationAccess, LoadError> {
+    let pki_error = |e| LoadError::Stack(citypass_stack::StackError::Pki(e));
+    let (_, ca) = DevPki::ensure(pki).map_err(pki_error)?;
+    let issued = ca
+        .issue(&Subject::operator(
+            OPERATOR,
+            &[Role::Revoker],
+            OPERATOR_LIFE,
+        ))
+        .map_err(pki_error)?;
+    let operator = Tls::from_pem(
+        ca.cert_pem().as_bytes(),
+        Some((issued.cert_pem.as_bytes(), issued.key_pem.as_bytes())),
+    )?;
+    Ok(RevocationAccess { url, operator })
 }
 
 /// The registry's sample gates that `tls` gives a certificate, with their scenes: the
@@ -193,10 +224,12 @@ impl Target {
                 keys_dir,
                 identity,
                 payments,
+                revocation,
             } => {
                 let mut target = Target::from_running(url, keys_dir)?;
                 target.riders.identity = identity.clone();
                 target.riders.payments = payments.clone();
+                target.revocation = Some(revoker_in(&keys_dir.join("pki"), revocation.clone())?);
                 Ok(target)
             }
             TargetSpec::Spawn(spawn) => Target::spawn(spawn).await,
@@ -225,7 +258,7 @@ impl Target {
         let dir = Target::fresh_keys_dir()?;
         let port = child::free_port()?;
         let (identity_port, issuer_port) = (child::free_port()?, child::free_port()?);
-        let payments_port = child::free_port()?;
+        let (payments_port, revocation_port) = (child::free_port()?, child::free_port()?);
         let url = format!("https://127.0.0.1:{port}");
         let keys = dir.path().display().to_string();
         let ports = [
@@ -233,12 +266,12 @@ impl Target {
             ("--identity-port", identity_port),
             ("--issuer-port", issuer_port),
             ("--payments-port", payments_port),
+            ("--revocation-port", revocation_port),
         ];
         let (name, program, mut args) = match &spawn.citypass {
             Some(citypass) => {
                 let mut args = vec!["dev".to_owned(), "--no-demo".to_owned()];
                 args.extend(["--keys-dir".to_owned(), keys]);
-                args.extend(["--revocation-port".to_owned(), "0".to_owned()]);
                 ("citypass dev", citypass.clone(), args)
             }
             None => {
@@ -276,6 +309,10 @@ impl Target {
         };
         target.riders = endpoints.clone();
         target.apps = Some(Apps::in_pki(endpoints, &pki, dir.path())?);
+        target.revocation = Some(revoker_in(
+            &pki,
+            format!("https://127.0.0.1:{revocation_port}"),
+        )?);
         target.child = Some(server);
         target._dir = Some(dir);
         Ok(target)
@@ -303,6 +340,10 @@ impl Target {
             .service(stack.ca(), "verifier")
             .map_err(|e| LoadError::Stack(citypass_stack::StackError::Pki(e)))?;
         let apps = Apps::in_pki(stack.endpoints(), &stack.pki.dir, dir.path())?;
+        let revocation = RevocationAccess {
+            url: stack.revocation_url(),
+            operator: stack.operator_tls(OPERATOR, &[Role::Revoker])?,
+        };
         Ok(Target {
             url: stack.verifier_url(),
             gates,
@@ -311,6 +352,7 @@ impl Target {
             apps: Some(apps),
             server_tls: Tls::from_files(&server_files)?,
             server_tls_dir: stack.pki.dir.join(VERIFIER_TLS_DIR),
+            revocation: Some(revocation),
             stack: Some(stack),
             child: None,
             _dir: Some(dir),
@@ -340,6 +382,7 @@ impl Target {
             apps: None,
             server_tls: Tls::from_files(&TlsConfig::in_dir(&pki.join(VERIFIER_TLS_DIR)))?,
             server_tls_dir: pki.join(VERIFIER_TLS_DIR),
+            revocation: None,
             stack: None,
             child: None,
             _dir: None,

@@ -27,6 +27,7 @@ use crate::mix::{CodeKind, Mix};
 use crate::open_loop::{self, GateClient};
 use crate::pacing::Load;
 use crate::process::{Meter, Pid, ProcessFigures, Sample};
+use crate::propagation;
 use crate::record::Outcome;
 use crate::report::{self, Ratios, Report, RunReport};
 use crate::riders::Riders;
@@ -59,6 +60,9 @@ pub struct Settings {
     pub citizens: usize,
     /// Riders to enrol and link before the run, the codes' holders (at least 1).
     pub riders: usize,
+    /// Extra riders revoked one at a time during the verifier's Verify run, to measure
+    /// revocation propagation under load (0: none; see [`crate::propagation`]).
+    pub revocations: usize,
     /// Whether to show progress bars.
     pub progress: bool,
 }
@@ -81,6 +85,12 @@ impl Settings {
         }
         if self.riders == 0 {
             return bad("--riders must be at least 1 (the codes' holders)".to_owned());
+        }
+        if self.revocations > propagation::MAX_REVOCATIONS {
+            return bad(format!(
+                "--revocations must be at most {}",
+                propagation::MAX_REVOCATIONS
+            ));
         }
         if self.citizens > 0 && self.duration > MAX_ISSUE_DURATION {
             return bad(format!(
@@ -327,6 +337,20 @@ impl Session {
         Ok(report)
     }
 
+    /// `n` victims for the propagation measurement: riders enrolled and linked like
+    /// the others, one fresh code each (`None` for 0). Fresh ones for every run: a
+    /// revoked rider stays revoked.
+    async fn victims(&self, n: usize) -> Result<Option<Vec<propagation::Victim>>, LoadError> {
+        if n == 0 {
+            return Ok(None);
+        }
+        let riders = Riders::enrol(&self.target.riders, n).await?;
+        Ok(Some(propagation::victims(
+            &self.target.issuer,
+            riders.subjects(),
+        )?))
+    }
+
     /// Stops what the session started.
     pub async fn stop(self) {
         drop(self.bare);
@@ -410,16 +434,36 @@ impl Session {
         let requests = self.plan(settings, n, &self.gates).await?;
         // The bare server gets the same codes: it keeps no replay marks.
         let bare_requests = self.bare.as_ref().map(|_| requests.clone());
-        let verifier = self
-            .measured(
-                load,
-                "verifier",
-                &self.gates,
-                requests,
-                0,
-                verifier_process.clone(),
-            )
-            .await?;
+        let victims = self.victims(settings.revocations).await?;
+        let verifier_run = self.measured(
+            load,
+            "verifier",
+            &self.gates,
+            requests,
+            0,
+            verifier_process.clone(),
+        );
+        let (verifier, propagation) = match (victims, &self.target.revocation) {
+            (Some(victims), Some(access)) => {
+                // Spread over the run; each measured while the load goes on.
+                let count = u32::try_from(victims.len()).unwrap_or(u32::MAX);
+                let spacing = settings.duration / count.saturating_add(1);
+                let gate = self.gates.first().ok_or_else(|| {
+                    LoadError::NoGates("no gate to scan the victims' codes at".to_owned())
+                })?;
+                let (verifier, propagation) = tokio::join!(
+                    verifier_run,
+                    propagation::measure(access, gate, victims, spacing)
+                );
+                (verifier?, Some(propagation?))
+            }
+            (Some(_), None) => {
+                return Err(LoadError::Settings(
+                    "--revocations needs the stack's revocation service".to_owned(),
+                ));
+            }
+            (None, _) => (verifier_run.await?, None),
+        };
         let ceiling = match (&self.bare, bare_requests) {
             (Some((bare, gates)), Some(requests)) => Some(
                 self.measured(load, "bare", gates, requests, 0, Some(bare.process()))
@@ -514,6 +558,7 @@ impl Session {
             },
             issue,
             issue_ceiling,
+            propagation,
         })
     }
 }
@@ -533,6 +578,7 @@ mod tests {
             streams: 0,
             citizens: 0,
             riders: 1,
+            revocations: 0,
             progress: false,
         }
     }
@@ -555,6 +601,10 @@ mod tests {
             settings(u32::MAX, secs(10), 64),
             Settings {
                 riders: 0,
+                ..settings(500, secs(10), 64)
+            },
+            Settings {
+                revocations: crate::propagation::MAX_REVOCATIONS + 1,
                 ..settings(500, secs(10), 64)
             },
         ] {

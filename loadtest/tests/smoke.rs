@@ -54,6 +54,7 @@ fn with_streams(target: TargetSpec, ceiling: bool, streams: usize) -> Settings {
         streams,
         citizens: 0,
         riders: RIDERS,
+        revocations: 0,
         progress: false,
     }
 }
@@ -101,6 +102,19 @@ fn assert_garbled_refused_as_format(run: &RunReport) {
 }
 
 /// The gates played: the bus reader only (a rider may board again and again).
+/// Each of the `n` victims revoked during the Verify run was refused SUBJECT_REVOKED
+/// at the gate in time, with nothing else seen on the way.
+fn assert_propagation(report: &Report, n: usize) {
+    let p = report
+        .propagation
+        .as_ref()
+        .expect("the propagation measurement");
+    assert_eq!((p.revoked, p.enforced), (n, n), "{p:?}");
+    assert!(p.unexpected.is_empty(), "{p:?}");
+    assert!(p.p50_ms.is_some_and(|ms| ms > 0.0), "{p:?}");
+    assert!(report.to_string().contains("revocation propagation"));
+}
+
 fn assert_bus_gates(report: &Report) {
     assert_eq!(report.gates, vec!["bus-1".to_owned()], "{:?}", report.gates);
 }
@@ -148,7 +162,9 @@ fn assert_all_answered(run: &RunReport) {
 async fn a_short_run_against_the_in_process_stack_decides_every_kind_as_it_must() {
     let mut settings = with_streams(TargetSpec::InProcess, true, 3);
     settings.citizens = 4;
+    settings.revocations = 2;
     let report = run(settings).await;
+    assert_propagation(&report, 2);
     assert_bus_gates(&report);
 
     let verifier = &report.verifier;
@@ -317,17 +333,22 @@ async fn a_running_stack_is_loaded_through_its_keys_directory() {
     // Its identity and payments at their own addresses, as --identity and --payments
     // name them (the riders enrol and link there).
     let endpoints = stack.endpoints();
-    let report = run(settings(
+    // Its revocation service as --revocation names it, revoked at as an operator the
+    // dev CA in the keys directory certifies.
+    let mut running = settings(
         TargetSpec::Running {
             url: stack.verifier_url(),
             keys_dir: dir.path().to_owned(),
             identity: endpoints.identity,
             payments: endpoints.payments,
+            revocation: stack.revocation_url(),
         },
         false,
-    ))
-    .await;
+    );
+    running.revocations = 1;
+    let report = run(running).await;
     stack.shutdown().await;
+    assert_propagation(&report, 1);
 
     assert!(report.ceiling.is_none() && report.ratios.is_none());
     assert_bus_gates(&report);
