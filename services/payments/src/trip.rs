@@ -131,7 +131,8 @@ impl Side {
     }
 }
 
-/// A tap taken: its key, the trip it belongs to, and whether its gate voided it.
+/// A tap taken: its key, the trip it belongs to, whether its gate voided it, and
+/// whether it arrived late.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TapRecord {
     /// The tap's key.
@@ -144,6 +145,9 @@ pub struct TapRecord {
     pub at: u64,
     /// Whether its gate voided it.
     pub voided: bool,
+    /// Whether an offline gate took it and it was uploaded late (RecordOfflineTap):
+    /// such a tap, and the trip it belongs to, is never voided.
+    pub late: bool,
 }
 
 /// A trip's state.
