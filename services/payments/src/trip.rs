@@ -20,7 +20,7 @@ use crate::fare::{Fare, FareClass, Mode};
 
 const TAP_DOMAIN: &[u8] = b"citypass/v1/tap\0";
 /// Longest gate, scan or station id accepted.
-pub const MAX_ID_LEN: usize = 64;
+pub const MAX_ID_LEN: usize = citypass_proto::tap_id::MAX_LEN;
 
 /// A tap's key (and the id of the trip a tap opens).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -68,12 +68,7 @@ pub type TripId = TapKey;
 
 /// Checks a gate, scan or station id: 1 to 64 characters of `[A-Za-z0-9._:-]`.
 pub fn check_id(field: &'static str, text: &str) -> Result<(), Error> {
-    let ok = !text.is_empty()
-        && text.len() <= MAX_ID_LEN
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-    if ok {
+    if citypass_proto::tap_id::is_valid(text) {
         Ok(())
     } else {
         Err(Error::invalid(
