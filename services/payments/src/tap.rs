@@ -25,9 +25,11 @@
 //!   VOIDED and its charge cancelled; an exit is undone (its trip open again, its
 //!   charge cancelled). A repeat tap's void only marks the tap. A tap whose trip has a
 //!   later, un-voided repeat (another gate accepted the rider's next scan) is not
-//!   undone ([`Error::TapRepeated`]).
+//!   undone ([`Error::TapRepeated`]). A late tap, or any tap of a trip a late tap
+//!   joined, is not voided ([`Error::LateTapNotVoidable`]).
 //! - **Late taps**, an offline gate's, uploaded after the fact: see [`late`] (they may
-//!   re-price a trip closed without them, with a refund).
+//!   re-price a trip closed without them, with a refund; never refused; their charges
+//!   stamped with the server's `now`).
 //! - **Pricing** uses the rider's earlier priced trips that started the same day (the
 //!   daily cap, and the transfer discount from the last one that ended).
 //! - **Charges**: a priced trip with a fare above zero gets one charge

@@ -46,7 +46,7 @@
 //! A trip re-priced this way keeps its id (the key of the tap payments saw first); its
 //! charge is never cancelled afterwards. Its new fare counts only the trips that
 //! started before it, and its refund never takes the day below the cap rule's total
-//! for the whole day (see [`TapRules::reprice`]).
+//! for the whole day (see `TapRules::reprice`).
 
 use super::{Answer, Arrival, Decision, Place, RiderState, TapIn, TapOut, TapRules, Write, replay};
 use crate::account::TransitAccount;
