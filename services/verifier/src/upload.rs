@@ -148,7 +148,9 @@ impl UploadOutcome {
 pub enum TapPassed {
     /// Recorded: the trip as it stands.
     Trip(Trip),
-    /// Payments refused the rider (no payment link): nothing recorded.
+    /// Payments refused the rider (no payment link): nothing recorded. Payments no
+    /// longer refuses late taps (a ride without a link is owed as arrears); kept for
+    /// an older payments.
     Refused(TapRefused),
     /// Payments refused the request itself, or the scan does not fit its gate: the
     /// reason (no personal data).
