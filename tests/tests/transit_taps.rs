@@ -198,17 +198,13 @@ mod rides {
 
     /// An offline gate's entry, uploaded after the rider's online exit (an exit
     /// without entry, the maximum fare): the same trip priced as a matched one, the
-    /// difference refunded once, a retry the same answer; without a link, refused.
+    /// difference refunded once, a retry the same answer; without a link (unlinked
+    /// before the upload), recorded all the same, its charge DECLINED (arrears).
     pub async fn a_late_entry_reprices_the_exit_it_belongs_to(running: Running) {
         let late = |scan: &str, at: u64| Tap {
             tapped_at: at,
             ..entry(scan, "pingguoyuan")
         };
-        let refused = running
-            .taps
-            .late_tap(late("l-in-0", now() - 1200), deadline())
-            .await;
-        assert_eq!(refused, Ok(Tapped::Refused(TapRefused::NoPaymentLink)));
         running.link("agr_sandbox_contract").await;
         let unmatched = trip(running.taps.tap(exit("l-out", "xidan"), deadline()).await);
         assert_eq!(
@@ -246,6 +242,28 @@ mod rides {
         assert!(
             matches!(stale, Err(TransitError::Rejected { .. })),
             "{stale:?}"
+        );
+        let account = TransitAccount::parse(RIDER).expect("an account");
+        running
+            .payments
+            .unlink(account, now())
+            .await
+            .expect("unlinked");
+        let exit_late = Tap {
+            tapped_at: now() - 600,
+            ..exit("l-out-2", "xidan")
+        };
+        let owed = trip(running.taps.late_tap(exit_late, deadline()).await);
+        assert_eq!(
+            (owed.status, owed.fare_minor_units),
+            (TripState::Unmatched, 1000)
+        );
+        assert!(
+            running.charges().await.iter().any(|c| {
+                c.status == LedgerCharge::Declined
+                    && c.decline_code.as_deref() == Some("NO_PAYMENT_LINK")
+            }),
+            "owed as arrears"
         );
     }
 

@@ -9,9 +9,11 @@
 //!   [`v1::issuer_service_server::IssuerServiceServer`] with the
 //!   [`v1::issuer_service_server::IssuerService`] trait).
 //! - [`scene`], [`time`]: conversions between API values and the code format's.
+//! - [`tap_id`]: the rule for a transit tap's ids, shared by payments and the verifier.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptor set, for tonic-reflection.
 
 pub mod scene;
+pub mod tap_id;
 pub mod time;
 
 /// Package `citypass.v1`: all five services and their messages.

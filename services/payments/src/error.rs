@@ -66,6 +66,12 @@ pub enum Error {
     /// a repeat): the rider went through there, so the trip stands.
     #[error("another gate accepted a later scan of this trip: the tap cannot be voided")]
     TapRepeated,
+    /// The tap was uploaded late by an offline gate, or its trip was re-priced by such a
+    /// tap: the rider went through long ago, so a gate's void cannot undo it.
+    #[error(
+        "the tap was uploaded late by an offline gate, or its trip was re-priced by one: it cannot be voided"
+    )]
+    LateTapNotVoidable,
     /// A citizen's call whose device proof is missing, stale, malformed, badly signed
     /// or replayed (or whose nonce could not be checked).
     #[error("{0}")]
@@ -180,6 +186,7 @@ impl ServiceError for Error {
             | Error::VoidTooLate(_)
             | Error::TripMovedOn
             | Error::TapRepeated
+            | Error::LateTapNotVoidable
             | Error::AmountMismatch => ErrorKind::FailedPrecondition,
             Error::Database(err) => citypass_postgres::error_kind(err),
             Error::Config(_)
@@ -205,6 +212,7 @@ impl ServiceError for Error {
             Error::VoidTooLate(_) => "VOID_TOO_LATE",
             Error::TripMovedOn => "TRIP_MOVED_ON",
             Error::TapRepeated => "TAP_REPEATED",
+            Error::LateTapNotVoidable => "LATE_TAP_NOT_VOIDABLE",
             Error::NothingOwed => "NOTHING_OWED",
             Error::NotificationSignature => "NOTIFICATION_SIGNATURE_INVALID",
             Error::ChargeNotFound => "CHARGE_NOT_FOUND",

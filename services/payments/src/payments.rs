@@ -219,7 +219,7 @@ impl Payments {
 
     /// A tap an offline gate took at `tap.at`, uploaded and passed on by the verifier
     /// at `now` (see [`crate::tap::LateTap`]; the service bounds `tap.at` by its late
-    /// window). A refusal (no link) writes nothing.
+    /// window). Never refused: without a link the trip is charged DECLINED (arrears).
     pub async fn late_tap(&self, tap: LateTap, now: u64) -> Result<Tapped, Error> {
         check_id("gate_id", &tap.gate_id)?;
         check_id("scan_id", &tap.scan_id)?;

@@ -58,7 +58,8 @@ impl PaymentsApi {
     }
 
     /// The same service taking offline gates' taps (RecordOfflineTap) scanned up to
-    /// `window` ago (`payments.late_tap_window`).
+    /// `window` ago (`payments.late_tap_window`), plus `max_clock_skew` (the verifier
+    /// checks its window at its own clock).
     pub fn with_late_tap_window(mut self, window: std::time::Duration) -> Self {
         self.late_tap_window = window;
         self
@@ -161,7 +162,10 @@ impl PaymentsService for PaymentsApi {
     ) -> Result<Response<v1::RecordOfflineTapResponse>, Status> {
         answer(async {
             let clock = convert::Clock::now(self.max_clock_skew);
-            let tap = convert::offline_tap(request.into_inner(), &clock, self.late_tap_window)?;
+            // The verifier checked its upload window at its own clock: a tap at the
+            // window's edge there may be up to the skew older here.
+            let window = self.late_tap_window.saturating_add(self.max_clock_skew);
+            let tap = convert::offline_tap(request.into_inner(), &clock, window)?;
             Ok(match self.payments.late_tap(tap, clock.now).await? {
                 Tapped::Trip(trip) => v1::RecordOfflineTapResponse {
                     trip: Some(convert::trip(&self.payments.trip_view(*trip).await?)?),

@@ -25,9 +25,11 @@
 //!   VOIDED and its charge cancelled; an exit is undone (its trip open again, its
 //!   charge cancelled). A repeat tap's void only marks the tap. A tap whose trip has a
 //!   later, un-voided repeat (another gate accepted the rider's next scan) is not
-//!   undone ([`Error::TapRepeated`]).
+//!   undone ([`Error::TapRepeated`]). A late tap, or any tap of a trip a late tap
+//!   joined, is not voided ([`Error::LateTapNotVoidable`]).
 //! - **Late taps**, an offline gate's, uploaded after the fact: see [`late`] (they may
-//!   re-price a trip closed without them, with a refund).
+//!   re-price a trip closed without them, with a refund; never refused; their charges
+//!   stamped with the server's `now`).
 //! - **Pricing** uses the rider's earlier priced trips that started the same day (the
 //!   daily cap, and the transfer discount from the last one that ended).
 //! - **Charges**: a priced trip with a fare above zero gets one charge
@@ -166,6 +168,12 @@ impl TapRules {
 
     /// A metro entry or a bus boarding.
     pub fn tap_in(&self, state: &RiderState, tap: &TapIn) -> Result<Decision, Error> {
+        self.enter(state, tap, Arrival::Live)
+    }
+
+    /// A metro entry or a bus boarding, live or late (a late one is never refused:
+    /// the rider went through).
+    fn enter(&self, state: &RiderState, tap: &TapIn, arrival: Arrival) -> Result<Decision, Error> {
         if let Some(decision) = replay(state, tap.account, Side::Entry)? {
             return Ok(decision);
         }
@@ -176,11 +184,13 @@ impl TapRules {
             Place::Bus(route) if !self.fares.has_route(route) => return Err(Error::UnknownRoute),
             _ => {}
         }
-        if state.link.is_none() {
-            return Ok(Decision::answer(Answer::Refused(Refusal::NoPaymentLink)));
-        }
-        if state.arrears > Fen::ZERO {
-            return Ok(Decision::answer(Answer::Refused(Refusal::Arrears)));
+        if arrival == Arrival::Live {
+            if state.link.is_none() {
+                return Ok(Decision::answer(Answer::Refused(Refusal::NoPaymentLink)));
+            }
+            if state.arrears > Fen::ZERO {
+                return Ok(Decision::answer(Answer::Refused(Refusal::Arrears)));
+            }
         }
         let key = TapKey::of(&tap.gate_id, &tap.scan_id);
         let record = |trip: TripId| {
@@ -190,8 +200,10 @@ impl TapRules {
                 side: Side::Entry,
                 at: tap.at,
                 voided: false,
+                late: arrival.is_late(),
             })
         };
+        let charged_at = arrival.charged_at(tap.at);
         let entry = Tap {
             gate_id: tap.gate_id.clone(),
             place: match &tap.place {
@@ -206,7 +218,7 @@ impl TapRules {
             if self.overstayed(open, tap.at) {
                 let closed = self.close_unmatched(open.clone(), None, &legs)?;
                 writes.push(Write::PutTrip(closed.clone()));
-                writes.extend(self.charge(&closed, state, tap.at));
+                writes.extend(self.charge(&closed, state, charged_at));
                 legs.push(closed);
             } else if let Place::Metro(station) = &tap.place {
                 let same_place = open.entry.as_ref().is_some_and(|e| &e.place == station);
@@ -251,7 +263,7 @@ impl TapRules {
         }
         writes.push(Write::PutTrip(trip.clone()));
         writes.push(record(trip.id));
-        writes.extend(self.charge(&trip, state, tap.at));
+        writes.extend(self.charge(&trip, state, charged_at));
         Ok(Decision {
             writes,
             answer: Answer::Trip(Box::new(trip)),
@@ -260,6 +272,12 @@ impl TapRules {
 
     /// A metro exit.
     pub fn tap_out(&self, state: &RiderState, tap: &TapOut) -> Result<Decision, Error> {
+        self.leave(state, tap, Arrival::Live)
+    }
+
+    /// A metro exit, live or late (a late exit without an entry is recorded without a
+    /// link too, its charge DECLINED: the rider went through).
+    fn leave(&self, state: &RiderState, tap: &TapOut, arrival: Arrival) -> Result<Decision, Error> {
         if let Some(decision) = replay(state, tap.account, Side::Exit)? {
             return Ok(decision);
         }
@@ -274,6 +292,7 @@ impl TapRules {
                 side: Side::Exit,
                 at: tap.at,
                 voided: false,
+                late: arrival.is_late(),
             })
         };
         let exit = Tap {
@@ -316,7 +335,7 @@ impl TapRules {
                     answer: Answer::Trip(Box::new(first.clone())),
                 });
             }
-            if state.link.is_none() {
+            if state.link.is_none() && arrival == Arrival::Live {
                 return Err(Error::NoPaymentLink);
             }
             let trip = Trip {
@@ -337,7 +356,7 @@ impl TapRules {
             )?
         };
         let mut writes = vec![Write::PutTrip(closed.clone()), record(closed.id)];
-        writes.extend(self.charge(&closed, state, tap.at));
+        writes.extend(self.charge(&closed, state, arrival.charged_at(tap.at)));
         Ok(Decision {
             writes,
             answer: Answer::Trip(Box::new(closed)),
@@ -354,6 +373,11 @@ impl TapRules {
         }
         if record.voided {
             return Ok(Decision::answer(Answer::Trip(Box::new(trip.clone()))));
+        }
+        // A late tap (the rider went through hours ago), or a trip one completed and
+        // re-priced: a void would hand back a ride taken (or clear its arrears).
+        if record.late || state.trip_taps.iter().any(|r| r.late) {
+            return Err(Error::LateTapNotVoidable);
         }
         // record.at <= void.at <= record.at + void_window, allowing VOID_CLOCK_SKEW_S for
         // a gate whose void is stamped a moment before its tap.
@@ -540,6 +564,34 @@ impl TapRules {
             created_at: at,
             settled_at: link.is_none().then_some(at),
         }))
+    }
+}
+
+/// How a tap reached payments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    /// From the gate as it happened (TapIn, TapOut).
+    Live,
+    /// Uploaded by an offline gate, passed on at the server's `now` (RecordOfflineTap).
+    Late {
+        /// The server's clock when it arrived.
+        now: u64,
+    },
+}
+
+impl Arrival {
+    fn is_late(self) -> bool {
+        matches!(self, Arrival::Late { .. })
+    }
+
+    /// When a charge the tap makes is stamped: the tap's time for a live tap, the
+    /// server's `now` for a late one, so that a late charge never lands in a day
+    /// already settled and reported (the trip keeps the scan time).
+    fn charged_at(self, at: u64) -> u64 {
+        match self {
+            Arrival::Live => at,
+            Arrival::Late { now } => now,
+        }
     }
 }
 

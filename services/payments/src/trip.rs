@@ -20,7 +20,7 @@ use crate::fare::{Fare, FareClass, Mode};
 
 const TAP_DOMAIN: &[u8] = b"citypass/v1/tap\0";
 /// Longest gate, scan or station id accepted.
-pub const MAX_ID_LEN: usize = 64;
+pub const MAX_ID_LEN: usize = citypass_proto::tap_id::MAX_LEN;
 
 /// A tap's key (and the id of the trip a tap opens).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -68,12 +68,7 @@ pub type TripId = TapKey;
 
 /// Checks a gate, scan or station id: 1 to 64 characters of `[A-Za-z0-9._:-]`.
 pub fn check_id(field: &'static str, text: &str) -> Result<(), Error> {
-    let ok = !text.is_empty()
-        && text.len() <= MAX_ID_LEN
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-    if ok {
+    if citypass_proto::tap_id::is_valid(text) {
         Ok(())
     } else {
         Err(Error::invalid(
@@ -131,7 +126,8 @@ impl Side {
     }
 }
 
-/// A tap taken: its key, the trip it belongs to, and whether its gate voided it.
+/// A tap taken: its key, the trip it belongs to, whether its gate voided it, and
+/// whether it arrived late.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TapRecord {
     /// The tap's key.
@@ -144,6 +140,9 @@ pub struct TapRecord {
     pub at: u64,
     /// Whether its gate voided it.
     pub voided: bool,
+    /// Whether an offline gate took it and it was uploaded late (RecordOfflineTap):
+    /// such a tap, and the trip it belongs to, is never voided.
+    pub late: bool,
 }
 
 /// A trip's state.

@@ -116,6 +116,7 @@ fn expected(err: &Error) -> bool {
             | Error::VoidTooLate(_)
             | Error::TripMovedOn
             | Error::TapRepeated
+            | Error::LateTapNotVoidable
             | Error::AlreadyLinked
             | Error::NotLinked
     )

@@ -628,9 +628,10 @@ async fn an_offline_entry_uploaded_after_the_exit_reprices_the_trip_over_grpc() 
     assert_eq!((report.refund_postings, report.refunded), (1, 500));
     assert_eq!(report.operators, 500);
 
-    // Outside the late window, or ahead of the clock beyond the skew: refused, naming
-    // the field; as is a tap the live RPCs would refuse for its age.
-    for tapped_at in [now() - 3700, now() + 600] {
+    // Outside the late window and the skew (1 h + 5 min), or ahead of the clock beyond
+    // the skew: refused, naming the field; as is a tap the live RPCs would refuse for
+    // its age.
+    for tapped_at in [now() - 4000, now() + 600] {
         let status = verifier
             .record_offline_tap(offline_entry("off-in-2", tapped_at))
             .await
@@ -672,6 +673,27 @@ async fn an_offline_entry_uploaded_after_the_exit_reprices_the_trip_over_grpc() 
         .await
         .unwrap();
     assert_eq!(trips.trips.len(), 1, "nothing else written");
+}
+
+/// Finding 8: the verifier checks its upload window at its own clock, so payments
+/// takes a late tap up to `late_tap_window + max_clock_skew` old: a scan at the edge of
+/// the verifier's window, with the verifier's clock ahead, is not rejected (the ride
+/// would otherwise go uncharged, its mark spent).
+#[tokio::test]
+async fn late_tap_finding_8_payments_takes_the_window_plus_the_skew() {
+    let mut config = Config::dev();
+    config.sandbox = None;
+    config.payments.late_tap_window = Duration::from_secs(3600);
+    let running = start_with(true, config).await;
+    running.link(RIDER).await;
+    let mut verifier = running.verifier();
+    let answer = verifier
+        .record_offline_tap(offline_entry("off-edge", now() - 3600 - 200))
+        .await
+        .expect("within the window and the skew")
+        .into_inner();
+    assert_eq!(answer.refusal, v1::TapRefusal::Unspecified as i32);
+    assert!(answer.trip.is_some());
 }
 
 /// A NotifyCharge request for `signed`.

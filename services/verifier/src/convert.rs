@@ -14,7 +14,7 @@ use crate::model::{
     Answer, Direction, PolicyRefusal, Refusal, Scan, SceneResult, VoidScan, Voided,
 };
 use crate::transit::TapRefused;
-use crate::upload::{OfflineScan, ScanResult, TapPassed, Upload, UploadOutcome};
+use crate::upload::{Malformed, OfflineScan, ScanResult, TapPassed, Upload, UploadOutcome};
 
 /// Longest `scan_id` and `station_id` accepted (a UUID is 36).
 pub const MAX_ID_BYTES: usize = 128;
@@ -277,35 +277,44 @@ pub fn upload(request: pb::UploadOfflineScansRequest) -> Result<Upload, Verifier
     })
 }
 
-fn offline_scan(scan: pb::OfflineScan) -> Result<OfflineScan, String> {
-    let echo = echoed_scan_id(&scan.scan_id);
-    let scanned_at = scan
+fn offline_scan(scan: pb::OfflineScan) -> Result<OfflineScan, Malformed> {
+    let malformed = |reason| {
+        Err(Malformed {
+            echo: echoed_scan_id(&scan.scan_id),
+            reason,
+        })
+    };
+    // Payments' rule for tap ids, checked before the mark is spent: a scan whose tap
+    // payments would reject for its id is not recorded (its ride would go uncharged).
+    if !citypass_proto::tap_id::is_valid(&scan.scan_id) {
+        return malformed("BAD_SCAN_ID");
+    }
+    if scan.qr_text.is_empty() {
+        return malformed("MISSING_CODE");
+    }
+    let Some(scanned_at) = scan
         .scanned_at
         .as_ref()
-        .and_then(citypass_proto::time::seconds);
-    let direction = match pb::Direction::try_from(scan.direction) {
-        Ok(pb::Direction::Unspecified) => Some(Direction::Unspecified),
-        Ok(pb::Direction::Entry) => Some(Direction::Entry),
-        Ok(pb::Direction::Exit) => Some(Direction::Exit),
-        Err(_) => None,
+        .and_then(citypass_proto::time::seconds)
+    else {
+        return malformed("MISSING_SCANNED_AT");
     };
-    match (scanned_at, direction) {
-        (Some(scanned_at), Some(direction))
-            if !scan.scan_id.is_empty()
-                && scan.scan_id.len() <= MAX_ID_BYTES
-                && !scan.qr_text.is_empty()
-                && scan.station_id.len() <= MAX_ID_BYTES =>
-        {
-            Ok(OfflineScan {
-                scan_id: scan.scan_id,
-                qr_text: scan.qr_text,
-                scanned_at,
-                direction,
-                station_id: scan.station_id,
-            })
-        }
-        _ => Err(echo),
+    let direction = match pb::Direction::try_from(scan.direction) {
+        Ok(pb::Direction::Unspecified) => Direction::Unspecified,
+        Ok(pb::Direction::Entry) => Direction::Entry,
+        Ok(pb::Direction::Exit) => Direction::Exit,
+        Err(_) => return malformed("BAD_DIRECTION"),
+    };
+    if scan.station_id.len() > MAX_ID_BYTES {
+        return malformed("BAD_STATION_ID");
     }
+    Ok(OfflineScan {
+        scan_id: scan.scan_id,
+        qr_text: scan.qr_text,
+        scanned_at,
+        direction,
+        station_id: scan.station_id,
+    })
 }
 
 /// The response for an upload's results.
@@ -316,7 +325,9 @@ pub fn upload_response(results: Vec<ScanResult>) -> pb::UploadOfflineScansRespon
         .map(|result| {
             let (outcome, reason) = match &result.outcome {
                 UploadOutcome::Recorded => (O::Recorded, pb::DenyReason::Unspecified),
-                UploadOutcome::AlreadyRecorded => (O::AlreadyRecorded, pb::DenyReason::Unspecified),
+                UploadOutcome::AlreadyRecorded | UploadOutcome::DecidedLive => {
+                    (O::AlreadyRecorded, pb::DenyReason::Unspecified)
+                }
                 UploadOutcome::FraudSuspected(_) => {
                     (O::FraudSuspected, pb::DenyReason::Unspecified)
                 }
@@ -324,7 +335,11 @@ pub fn upload_response(results: Vec<ScanResult>) -> pb::UploadOfflineScansRespon
                 UploadOutcome::OutsideWindow => (O::OutsideWindow, pb::DenyReason::Unspecified),
                 UploadOutcome::ScanIdConflict => (O::ScanIdConflict, pb::DenyReason::Unspecified),
                 UploadOutcome::Unavailable => (O::Unavailable, pb::DenyReason::Unspecified),
-                UploadOutcome::Invalid => (O::Invalid, pb::DenyReason::Unspecified),
+                UploadOutcome::Invalid(_) => (O::Invalid, pb::DenyReason::Unspecified),
+            };
+            let invalid_reason = match &result.outcome {
+                UploadOutcome::Invalid(reason) => (*reason).to_owned(),
+                _ => String::new(),
             };
             let (tap, trip, tap_reason) = uploaded_tap(result.tap);
             pb::OfflineScanResult {
@@ -334,6 +349,7 @@ pub fn upload_response(results: Vec<ScanResult>) -> pb::UploadOfflineScansRespon
                 tap: tap as i32,
                 trip,
                 tap_reason,
+                invalid_reason,
             }
         })
         .collect();

@@ -125,6 +125,10 @@ pub struct StoredAnswer {
     pub scene: Option<SceneFacts>,
     /// Allowed under a fail-open policy.
     pub fail_open: bool,
+    /// Written by an offline gate's upload ([`Arrival::Late`]), not by a live
+    /// decision: only such a mark is passed on to payments as a late tap when its
+    /// upload is retried (a live scan went to payments, or was refused, when decided).
+    pub uploaded: bool,
 }
 
 impl StoredAnswer {
@@ -137,6 +141,7 @@ impl StoredAnswer {
             refusal: None,
             scene: None,
             fail_open: false,
+            uploaded: false,
         }
     }
 }
@@ -342,13 +347,20 @@ fn scene_from_text(text: &str) -> Option<Option<SceneFacts>> {
 
 impl StoredAnswer {
     /// `2 <kind> <epoch> <revocation age ms|-> <key set age ms|-> <decided_at>
-    /// <allow|refusal> <fail_open 0|1> <scene facts|->`; the scene facts are
+    /// <allow|refusal> <fail_open 0|1> <scene facts|->` for a live decision, the same
+    /// with `3` and a last field `uploaded` for an upload's (so a live answer still
+    /// reads on a verifier from before version 3); the scene facts are
     /// `h:<insurance 0|1>`, `s:<entries>:<remaining>`, `g:<assurance>`,
     /// `t:<trip id hex>:<fare minor units>:<currency hex>:<charge status>:<fare
     /// class>` (enum values as the proto numbers them). No pseudonym, name or account.
     pub fn encode(&self) -> String {
+        let (version, uploaded) = if self.uploaded {
+            ("3", " uploaded")
+        } else {
+            ("2", "")
+        };
         format!(
-            "2 {} {} {} {} {} {} {} {}",
+            "{version} {} {} {} {} {} {} {} {}{uploaded}",
             kind_name(self.code_kind),
             self.basis.revocation_epoch,
             millis(self.basis.revocation_age),
@@ -365,7 +377,7 @@ impl StoredAnswer {
     pub fn decode(text: &str) -> Option<Self> {
         let mut parts = text.split(' ');
         let version = parts.next()?;
-        if version != "1" && version != "2" {
+        if !matches!(version, "1" | "2" | "3") {
             return None;
         }
         let code_kind = match parts.next()? {
@@ -390,7 +402,7 @@ impl StoredAnswer {
             key_set_age,
         };
         let mut answer = StoredAnswer::allow(code_kind, basis, decided_at);
-        if version == "2" {
+        if version != "1" {
             answer.refusal = match parts.next()? {
                 "allow" => None,
                 name => Some(PolicyRefusal::from_code(name)?),
@@ -401,6 +413,12 @@ impl StoredAnswer {
                 _ => return None,
             };
             answer.scene = scene_from_text(parts.next()?)?;
+        }
+        if version == "3" {
+            if parts.next()? != "uploaded" {
+                return None;
+            }
+            answer.uploaded = true;
         }
         if parts.next().is_some() {
             return None;
@@ -457,9 +475,15 @@ mod tests {
                 ..plain.clone()
             });
         }
+        answers.push(StoredAnswer {
+            uploaded: true,
+            ..plain.clone()
+        });
         for answer in answers {
             assert_eq!(StoredAnswer::decode(&answer.encode()), Some(answer));
         }
+        // A live answer keeps version 2 (older verifiers read it); an upload's is 3.
+        assert!(plain.encode().starts_with("2 "));
         // The first format still reads, as an ALLOW.
         assert_eq!(
             StoredAnswer::decode("1 cp2 42 1500 - 1800000000"),
@@ -469,6 +493,8 @@ mod tests {
             "",
             PENDING,
             "3 cp1 1 - - 1 allow 0 -",
+            "3 cp1 1 - - 1 allow 0 - live",
+            "4 cp1 1 - - 1 allow 0 - uploaded",
             "1 cp3 1 - - 1",
             "1 cp1 x - - 1",
             "1 cp1 1 - - 1 9",

@@ -3,7 +3,9 @@
 //! A gate cut off from the network decides alone (`citypass_gate::Gate`) and keeps
 //! the scans it allowed. Once back, it uploads them. For each scan, in order:
 //!
-//! 1. its shape (`convert.rs`: a usable scan id, a code, a scan time) else `Invalid`;
+//! 1. its shape (`convert.rs`: a scan id payments takes, 1 to 64 characters of
+//!    `[A-Za-z0-9._:-]` (`citypass_proto::tap_id`), a code, a scan time) else
+//!    `Invalid` with the reason ([`Malformed`]): checked before the mark is spent;
 //! 2. the scan time within the upload window (`upload.window` back, the skew ahead)
 //!    else `OutsideWindow`;
 //! 3. the code as of its scan time: the shared [`check_code`] (format, key, signature,
@@ -18,8 +20,9 @@
 //!    uploads from several gates arrive in any order, so only a counter that another
 //!    scan used is a double use.
 //!
-//! 5. a metro or bus scan whose mark is recorded (now, or before: an upload retried)
-//!    is passed on to payments as a late tap ([`TransitTaps::late_tap`],
+//! 5. a metro or bus scan whose mark is recorded by an upload (now, or before: an
+//!    upload retried; the stored answer says [`StoredAnswer::uploaded`]) is passed on
+//!    to payments as a late tap ([`TransitTaps::late_tap`],
 //!    RecordOfflineTap) with the gate's scan id and the scan's own time, for the
 //!    holder's transit account and fare class (the subject unsealed from the code, its
 //!    profile from identity's cache) and the gate registry's station or route. Payments
@@ -28,7 +31,12 @@
 //!    payments does not answer, the scan's outcome is `Unavailable` and the gate
 //!    uploads it again (its mark then answers `AlreadyRecorded`, and the tap is passed
 //!    on again). The answer says what payments did ([`TapPassed`]). A scan flagged as
-//!    a fraud signal is not passed on: the same code or counter was used elsewhere.
+//!    a fraud signal is not passed on: the same code or counter was used elsewhere;
+//!    nor is a scan this gate had decided live (`DecidedLive`, ALREADY_RECORDED
+//!    without a tap): payments took it, refused it (arrears, no link, a trip open) or
+//!    never heard of it (left pending) then, and passing it on as a late tap would
+//!    skip those refusals or close a real open trip at the maximum fare. Every pass-on's
+//!    result, `rejected` included, is counted in `citypass.verifier.uploaded_taps`.
 //!
 //! An uploaded mark is kept `upload.window` longer than a live one, so that a second
 //! gate's upload within the window still finds it. Live marks are not extended (the
@@ -97,8 +105,12 @@ impl std::fmt::Debug for OfflineScan {
 pub enum UploadOutcome {
     /// Its mark is recorded now.
     Recorded,
-    /// This scan was recorded before.
+    /// This scan was recorded before, by an upload.
     AlreadyRecorded,
+    /// This gate's scan was decided live (online) before: what payments did then
+    /// stands, and the scan is not passed on again (ALREADY_RECORDED on the wire,
+    /// without a tap).
+    DecidedLive,
     /// Another scan used the same mark first; a signal was recorded.
     FraudSuspected(FraudKind),
     /// The code fails a check as of its scan time.
@@ -109,8 +121,8 @@ pub enum UploadOutcome {
     ScanIdConflict,
     /// The replay store did not answer: upload it again later.
     Unavailable,
-    /// The scan is malformed.
-    Invalid,
+    /// The scan is malformed: why (`BAD_SCAN_ID`, …; see [`Malformed`]).
+    Invalid(&'static str),
 }
 
 impl UploadOutcome {
@@ -119,12 +131,13 @@ impl UploadOutcome {
         match self {
             UploadOutcome::Recorded => "recorded",
             UploadOutcome::AlreadyRecorded => "already_recorded",
+            UploadOutcome::DecidedLive => "decided_live",
             UploadOutcome::FraudSuspected(_) => "fraud_suspected",
             UploadOutcome::CodeRefused(_) => "code_refused",
             UploadOutcome::OutsideWindow => "outside_window",
             UploadOutcome::ScanIdConflict => "scan_id_conflict",
             UploadOutcome::Unavailable => "unavailable",
-            UploadOutcome::Invalid => "invalid",
+            UploadOutcome::Invalid(_) => "invalid",
         }
     }
 }
@@ -135,7 +148,9 @@ impl UploadOutcome {
 pub enum TapPassed {
     /// Recorded: the trip as it stands.
     Trip(Trip),
-    /// Payments refused the rider (no payment link): nothing recorded.
+    /// Payments refused the rider (no payment link): nothing recorded. Payments no
+    /// longer refuses late taps (a ride without a link is owed as arrears); kept for
+    /// an older payments.
     Refused(TapRefused),
     /// Payments refused the request itself, or the scan does not fit its gate: the
     /// reason (no personal data).
@@ -176,7 +191,19 @@ pub struct Upload {
     /// The scene the request names.
     pub scene: Scene,
     /// The scans in the request's order.
-    pub scans: Vec<Result<OfflineScan, String>>,
+    pub scans: Vec<Result<OfflineScan, Malformed>>,
+}
+
+/// An uploaded scan whose shape is wrong: answered INVALID, nothing recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    /// The scan id to echo (empty when it is not echoable).
+    pub echo: String,
+    /// What is wrong: `BAD_SCAN_ID` (not 1 to 64 characters of `[A-Za-z0-9._:-]`,
+    /// payments' rule for tap ids, checked before the mark is spent so that a scan
+    /// whose tap payments would reject is not recorded), `MISSING_CODE`,
+    /// `MISSING_SCANNED_AT`, `BAD_DIRECTION`, `BAD_STATION_ID`.
+    pub reason: &'static str,
 }
 
 /// The upload logic over the verifier's sources; see the module documentation.
@@ -278,9 +305,9 @@ impl Uploads {
                             tap,
                         }
                     }
-                    Err(echo) => ScanResult {
-                        scan_id: echo,
-                        outcome: UploadOutcome::Invalid,
+                    Err(malformed) => ScanResult {
+                        scan_id: malformed.echo,
+                        outcome: UploadOutcome::Invalid(malformed.reason),
                         tap: None,
                     },
                 }
@@ -405,22 +432,29 @@ impl Uploads {
             fingerprint: sha256(scan.qr_text.as_bytes()),
             mark,
             forget_at: forget_at.saturating_add(self.window.as_secs()),
-            answer: Some(StoredAnswer::allow(
-                presented.kind(),
-                Basis {
-                    revocation_epoch: freshness.epoch,
-                    revocation_age: freshness.age,
-                    key_set_age: Some(key_set_age),
-                },
-                scan.scanned_at,
-            )),
+            answer: Some(StoredAnswer {
+                uploaded: true,
+                ..StoredAnswer::allow(
+                    presented.kind(),
+                    Basis {
+                        revocation_epoch: freshness.epoch,
+                        revocation_age: freshness.age,
+                        key_set_age: Some(key_set_age),
+                    },
+                    scan.scanned_at,
+                )
+            }),
             arrival: Arrival::Late,
         };
         match self.replay.record(used, now, deadline).await {
             Ok(Outcome::First) => UploadOutcome::Recorded,
-            // (An upload's answer is written with its mark, so it is never pending; a
-            // pending mark of this very scan is this gate's own live scan.)
-            Ok(Outcome::Retry(_) | Outcome::Pending) => UploadOutcome::AlreadyRecorded,
+            // An upload retried: its tap is passed on again.
+            Ok(Outcome::Retry(answer)) if answer.uploaded => UploadOutcome::AlreadyRecorded,
+            // This gate's own live scan (settled, or left pending: an upload's answer is
+            // written with its mark, so it is never pending): payments had it then, or
+            // refused it (arrears, no link, a trip open), or never heard of it; either
+            // way it is not a late tap to take now.
+            Ok(Outcome::Retry(_) | Outcome::Pending) => UploadOutcome::DecidedLive,
             Ok(Outcome::ScanIdConflict) => UploadOutcome::ScanIdConflict,
             // A late use is never held to the counter order, so only a mark another
             // scan holds comes back; either way the mark was used twice.

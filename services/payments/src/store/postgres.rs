@@ -42,6 +42,7 @@ pub const MIGRATIONS: citypass_postgres::Embedded = citypass_postgres::embed_mig
     "20261203000004_payment_outbox_claims.sql",
     "20261203000005_payment_refunds.sql",
     "20261203000010_payment_charges_by_provider_key.sql",
+    "20261203000011_payment_taps_late.sql",
 ];
 
 /// The PostgreSQL store. Cloning shares the pool.
@@ -135,7 +136,7 @@ async fn rider_state(
         None => None,
         Some(key) => {
             let row = sqlx::query(
-                "SELECT trip_id, side, at, voided FROM payment_taps WHERE tap_key = $1",
+                "SELECT trip_id, side, at, voided, late FROM payment_taps WHERE tap_key = $1",
             )
             .bind(key.0.as_slice())
             .fetch_optional(&mut *conn)
@@ -150,6 +151,7 @@ async fn rider_state(
                             .ok_or(Error::Corrupt("side"))?,
                         at: u64_of(&row, "at")?,
                         voided: row.try_get("voided")?,
+                        late: row.try_get("late")?,
                     };
                     Some((record, select_trip(conn, record.trip).await?))
                 }
@@ -158,7 +160,7 @@ async fn rider_state(
     };
     let trip_taps = match &tap {
         Some((record, _)) => sqlx::query(
-            "SELECT tap_key, side, at, voided FROM payment_taps WHERE trip_id = $1 AND tap_key <> $2",
+            "SELECT tap_key, side, at, voided, late FROM payment_taps WHERE trip_id = $1 AND tap_key <> $2",
         )
         .bind(record.trip.0.as_slice())
         .bind(record.key.0.as_slice())
@@ -172,6 +174,7 @@ async fn rider_state(
                 side: Side::from_code(row.try_get("side")?).ok_or(Error::Corrupt("side"))?,
                 at: u64_of(row, "at")?,
                 voided: row.try_get("voided")?,
+                late: row.try_get("late")?,
             })
         })
         .collect::<Result<_, Error>>()?,

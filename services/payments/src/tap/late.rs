@@ -26,19 +26,29 @@
 //!      `t` is closed at the maximum fare first: the rider left it (its exit, if an
 //!      offline gate took one, re-prices it when uploaded).
 //!
-//!   Steps 3 and 4 need an active link (else NO_PAYMENT_LINK, nothing written); step
-//!   1 charges nothing new.
+//!   Step 1 charges nothing new. No step needs a link: the rider rode, so a trip
+//!   priced without one gets a DECLINED `NO_PAYMENT_LINK` charge (arrears), as the
+//!   expiry pass gives (an unlink before the upload does not make the ride free).
 //! - **Metro exit at `t`.** The rider's open trip, if entered at or before `t`, is
 //!   closed by it as by any exit. Otherwise an entry priced without its exit (closed
 //!   by the expiry pass, or by a later entry) at or before `t`, with no other trip
 //!   started between, gets the exit and is priced again, as in step 1. Otherwise it
-//!   is an exit without an entry, at the maximum fare (an active link needed).
-//! - **Bus boarding**: a flat-fare trip as online, arrears aside.
+//!   is an exit without an entry, at the maximum fare.
+//! - **Bus boarding**: a flat-fare trip as online, neither arrears nor a missing link
+//!   refusing it.
+//!
+//! A charge a late tap makes (or a refund it posts) is stamped with the server's
+//! `now`, never the scan time, so it never lands in a day already settled and
+//! reported; the trip and its taps keep the scan time. The taps are recorded as late
+//! ([`crate::trip::TapRecord::late`]): a gate's void of a late tap, or of any tap of a
+//! trip a late tap completed, is refused (`LATE_TAP_NOT_VOIDABLE`).
 //!
 //! A trip re-priced this way keeps its id (the key of the tap payments saw first); its
-//! charge is never cancelled afterwards (a void is refused once a refund is posted).
+//! charge is never cancelled afterwards. Its new fare counts only the trips that
+//! started before it, and its refund never takes the day below the cap rule's total
+//! for the whole day (see `TapRules::reprice`).
 
-use super::{Answer, Decision, Place, Refusal, RiderState, TapIn, TapOut, TapRules, Write, replay};
+use super::{Answer, Arrival, Decision, Place, RiderState, TapIn, TapOut, TapRules, Write, replay};
 use crate::account::TransitAccount;
 use crate::error::Error;
 use crate::fare::{FareClass, Journey, Mode};
@@ -104,6 +114,7 @@ impl LateTap {
             side: self.side(),
             at: self.at,
             voided: false,
+            late: true,
         })
     }
 }
@@ -117,12 +128,13 @@ impl TapRules {
         }
         match tap.kind {
             LateKind::Bus => {
-                // A boarding as online: arrears do not refuse it (the rider rode), and an
-                // open metro trip is left to its own exit.
+                // A boarding as online, but neither arrears nor a missing link refuse it
+                // (the rider rode: without a link its charge is DECLINED, arrears), and
+                // an open metro trip is left to its own exit.
                 let mut rider = state.clone();
-                rider.arrears = Fen::ZERO;
                 rider.open = None;
-                self.tap_in(&rider, &self.tap_in_of(tap, Place::Bus(tap.place.clone())))
+                let boarding = self.tap_in_of(tap, Place::Bus(tap.place.clone()));
+                self.enter(&rider, &boarding, Arrival::Late { now })
             }
             LateKind::MetroEntry => self.late_entry(state, tap, now),
             LateKind::MetroExit => self.late_exit(state, tap, now),
@@ -168,9 +180,6 @@ impl TapRules {
                     answer: Answer::Trip(Box::new(open.clone())),
                 });
             }
-        }
-        if state.link.is_none() {
-            return Ok(Decision::answer(Answer::Refused(Refusal::NoPaymentLink)));
         }
         let trip = Trip {
             id: tap.key(),
@@ -220,20 +229,17 @@ impl TapRules {
             .as_ref()
             .is_some_and(|o| o.started_at() <= tap.at)
         {
-            return self.tap_out(state, &self.tap_out_of(tap));
+            return self.leave(state, &self.tap_out_of(tap), Arrival::Late { now });
         }
         if let Some(found) = self.entry_without_exit(state, tap.at) {
             let mut trip = found.clone();
             trip.exit = Some(tap.tap());
             return self.reprice(state, found, trip, tap.record(found.id), now);
         }
-        if state.link.is_none() {
-            return Ok(Decision::answer(Answer::Refused(Refusal::NoPaymentLink)));
-        }
         // The open trip, if any, was entered after this exit: another trip.
         let mut rider = state.clone();
         rider.open = None;
-        self.tap_out(&rider, &self.tap_out_of(tap))
+        self.leave(&rider, &self.tap_out_of(tap), Arrival::Late { now })
     }
 
     /// The rider's exit without an entry at or after `entry_at`, the first one, if no
@@ -275,6 +281,15 @@ impl TapRules {
 
     /// `found` with its missing tap (`trip`), priced again: the refund of what it was
     /// charged beyond the new fare, never a further charge.
+    ///
+    /// The new fare counts only the rider's trips that started before this one (the
+    /// daily cap and the transfer as they stood when the rider entered): trips after
+    /// it were priced, and maybe capped, against its old maximum fare. The refund is
+    /// then bounded so that the day (of the trip's start) never ends up below what the
+    /// cap rule gives for the whole day: at least `min(daily_cap, Σ fares before the
+    /// cap)` over the day's trips, this one at its new fare. Where that bound bites,
+    /// the trip keeps part of its old charge (its `due` above its new fare, carrying
+    /// what later trips were let off by the cap).
     fn reprice(
         &self,
         state: &RiderState,
@@ -287,32 +302,47 @@ impl TapRules {
             return Err(Error::Corrupt("a re-priced trip without both taps"));
         };
         let (entry, exit) = (entry.place.clone(), exit.place.clone());
+        let started_at = trip.started_at();
         let lasted = trip
             .ended_at()
             .unwrap_or_default()
-            .saturating_sub(trip.started_at());
+            .saturating_sub(started_at);
+        let before: Vec<Trip> = state
+            .recent
+            .iter()
+            .filter(|t| t.started_at() < started_at)
+            .cloned()
+            .collect();
         let mut priced = if lasted >= self.fares.config().metro.max_trip.as_secs() {
             self.priced(
                 trip,
                 Journey::MetroUnmatched,
                 TripStatus::Unmatched,
-                &state.recent,
+                &before,
             )?
         } else {
             let journey = Journey::Metro {
                 entry: &entry,
                 exit: &exit,
             };
-            self.priced(trip, journey, TripStatus::Closed, &state.recent)?
+            self.priced(trip, journey, TripStatus::Closed, &before)?
         };
         let charged = found.due();
+        let refund = charged
+            .saturating_sub(priced.due())
+            .min(self.above_the_days_floor(state, found, &priced));
         let mut writes = Vec::new();
-        if priced.due() < charged {
+        if refund > Fen::ZERO {
             writes.push(Write::Refund {
                 trip: found.id,
-                amount: charged.saturating_sub(priced.due()),
+                amount: refund,
                 at: now,
             });
+            if let Some(fare) = priced.fare.as_mut() {
+                let uncapped = add(fare.due, fare.capped);
+                fare.due = charged.saturating_sub(refund);
+                fare.capped = uncapped.saturating_sub(fare.due);
+            }
         } else {
             priced.fare = found.fare.clone();
         }
@@ -323,4 +353,32 @@ impl TapRules {
             answer: Answer::Trip(Box::new(priced)),
         })
     }
+
+    /// How far the rider's day (of `priced`'s start) stands above what the cap rule
+    /// gives for the whole day with `priced` at its new fare: what they were charged
+    /// that day, less `min(daily_cap, Σ fares before the cap)` (the other trips as
+    /// priced, `priced` in place of `found`).
+    fn above_the_days_floor(&self, state: &RiderState, found: &Trip, priced: &Trip) -> Fen {
+        let today = self.day_of(priced.started_at());
+        let uncapped = |t: &Trip| match (&t.fare, t.status.is_priced()) {
+            (Some(fare), true) => add(fare.due, fare.capped),
+            _ => Fen::ZERO,
+        };
+        let (mut charged, mut full) = (found.due(), uncapped(priced));
+        for other in state
+            .recent
+            .iter()
+            .filter(|t| t.id != found.id && t.status.is_priced())
+            .filter(|t| self.day_of(t.started_at()) == today)
+        {
+            charged = add(charged, other.due());
+            full = add(full, uncapped(other));
+        }
+        charged.saturating_sub(full.min(self.fares.config().daily_cap))
+    }
+}
+
+/// `a + b`, at most the largest amount.
+fn add(a: Fen, b: Fen) -> Fen {
+    a.checked_add(b).unwrap_or(Fen::new(u64::MAX))
 }

@@ -11,11 +11,11 @@ use citypass_payments::outbox::Settlement;
 use citypass_payments::payments::Tapped;
 use citypass_payments::tap::{LateKind, LateTap, Refusal};
 use citypass_payments::trip::{Trip, TripStatus};
-use citypass_payments::{FareClass, Fen, Payments, PaymentsStore, TransitAccount};
+use citypass_payments::{Error, FareClass, Fen, Payments, PaymentsStore, TransitAccount};
 
 use crate::support::{
     T0, all_trips, boarding, entry, exit, ledger_balances, linked, live_charges, payments, race,
-    rider, tap_in,
+    rider, tap_in, void,
 };
 
 fn late(
@@ -153,11 +153,7 @@ pub(crate) async fn an_offline_entry_uploaded_after_the_exit_reprices_the_trip(
     assert_eq!(all_trips(&p, a).await, vec![repriced]);
     assert_eq!(ledger_balances(&p).await, 500);
     // A refunded charge is not cancelled afterwards.
-    assert!(
-        p.void(crate::support::void(a, "g-out", "s2", T0 + 1805))
-            .await
-            .is_err()
-    );
+    assert!(p.void(void(a, "g-out", "s2", T0 + 1805)).await.is_err());
     assert_eq!(ledger_balances(&p).await, 500);
 }
 
@@ -297,9 +293,7 @@ fn entry_at(account: TransitAccount, at: u64) -> citypass_payments::tap::TapIn {
     entry(account, "g-in", "online-1", "gucheng", at)
 }
 
-pub(crate) async fn offline_bus_taps_are_flat_fares_and_refusals_write_nothing(
-    store: Arc<dyn PaymentsStore>,
-) {
+pub(crate) async fn offline_bus_taps_are_flat_fares(store: Arc<dyn PaymentsStore>) {
     let p = payments(store);
     let a = linked(&p, 1).await;
     let bus = late(a, LateKind::Bus, "bus-52-7", "b1", "52", T0);
@@ -310,21 +304,211 @@ pub(crate) async fn offline_bus_taps_are_flat_fares_and_refusals_write_nothing(
     );
     assert_eq!(late_tap(&p, bus, T0 + 950).await, ride);
     assert_eq!(live_charges(&p, a).await.len(), 1);
-
-    // No link: refused, nothing written.
-    let stranger = rider(9);
-    for kind in [LateKind::MetroEntry, LateKind::MetroExit] {
-        let tap = late(stranger, kind, "off-in", "z1", "xidan", T0);
-        assert_eq!(
-            p.late_tap(tap, T0 + 60).await.unwrap(),
-            Tapped::Refused(Refusal::NoPaymentLink)
-        );
-    }
-    assert!(all_trips(&p, stranger).await.is_empty());
     // An unknown station is refused outright.
     let bad = late(a, LateKind::MetroEntry, "off-in", "z2", "atlantis", T0);
     assert!(p.late_tap(bad, T0 + 60).await.is_err());
     assert_eq!(ledger_balances(&p).await, 200);
+}
+
+/// The rider's charges, each DECLINED `NO_PAYMENT_LINK`, and their sum.
+async fn declined_without_link(p: &Payments, account: TransitAccount) -> Fen {
+    let charges = live_charges(p, account).await;
+    assert!(!charges.is_empty());
+    for charge in &charges {
+        assert_eq!(
+            (charge.status, charge.decline_code.as_deref()),
+            (ChargeStatus::Declined, Some("NO_PAYMENT_LINK")),
+            "{charge:?}"
+        );
+    }
+    p.arrears(account).await.unwrap().total
+}
+
+/// Finding 3: a rider rode offline and unlinked before the upload; the ride is not
+/// free: the trip is recorded with a DECLINED charge (arrears), as the expiry pass
+/// records one.
+pub(crate) async fn late_tap_finding_3_a_late_tap_without_a_link_is_owed_as_arrears(
+    store: Arc<dyn PaymentsStore>,
+) {
+    let p = payments(store);
+    let now = T0 + 5 * 3600;
+    // Rode offline (bus), unlinked, uploaded, relinked: refused for the arrears.
+    let a = linked(&p, 1).await;
+    p.unlink(a, T0 + 100).await.unwrap();
+    let ride = late_tap(&p, late(a, LateKind::Bus, "bus-52-7", "b1", "52", T0), now).await;
+    assert_eq!(
+        (ride.status, due(&ride)),
+        (TripStatus::Closed, Fen::new(200))
+    );
+    assert_eq!(declined_without_link(&p, a).await, Fen::new(200));
+    p.link(crate::support::link_request(a), now + 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        p.tap_in(entry(a, "g-in", "n1", "gucheng", now + 20))
+            .await
+            .unwrap(),
+        Tapped::Refused(Refusal::Arrears)
+    );
+
+    // Never linked: an exit without an entry, an entry past the longest trip.
+    let b = rider(9);
+    let exit_only = late(b, LateKind::MetroExit, "off-out", "x1", "xidan", T0);
+    let unmatched = late_tap(&p, exit_only, now).await;
+    assert_eq!(
+        (unmatched.status, due(&unmatched)),
+        (TripStatus::Unmatched, Fen::new(1000))
+    );
+    assert_eq!(declined_without_link(&p, b).await, Fen::new(1000));
+    let c = rider(10);
+    let overstayed = late(c, LateKind::MetroEntry, "off-in", "e1", "pingguoyuan", T0);
+    let closed = late_tap(&p, overstayed, now).await;
+    assert_eq!(
+        (closed.status, due(&closed)),
+        (TripStatus::Unmatched, Fen::new(1000))
+    );
+    assert_eq!(declined_without_link(&p, c).await, Fen::new(1000));
+    // An entry in time opens the trip; the expiry pass charges it as arrears.
+    let d = rider(11);
+    let entry_in_time = late(d, LateKind::MetroEntry, "off-in", "e2", "pingguoyuan", T0);
+    let opened = late_tap(&p, entry_in_time, T0 + 600).await;
+    assert_eq!(opened.status, TripStatus::Open);
+    p.expire_open_trips(T0 + 4 * 3600).await.unwrap();
+    assert_eq!(declined_without_link(&p, d).await, Fen::new(1000));
+    let (_, verdict) = p.check_ledger().await.unwrap();
+    assert_eq!(verdict, Ok(()));
+}
+
+/// Finding 5: a re-priced trip is priced against the trips before it, and its refund
+/// never takes the day below what the daily cap gives for the whole day.
+pub(crate) async fn late_tap_finding_5_a_refund_never_takes_the_day_below_the_cap(
+    store: Arc<dyn PaymentsStore>,
+) {
+    let p = payments(store);
+    // Three exits without entry: 10 + 10 + 0 yuan (capped at 20, the third's 10 let
+    // off). The first one's entry uploaded: 5 yuan, but then the third would have
+    // cost 5: the day stays at 20, nothing to return.
+    let a = linked(&p, 1).await;
+    for (scan, at) in [("x1", T0 + 1800), ("x2", T0 + 3600), ("x3", T0 + 7200)] {
+        p.tap_out(exit(a, "g-out", scan, "xidan", at))
+            .await
+            .unwrap();
+    }
+    assert_eq!(ledger_balances(&p).await, 2000);
+    let entry = late(a, LateKind::MetroEntry, "off-in", "e1", "pingguoyuan", T0);
+    let repriced = late_tap(&p, entry, T0 + 7300).await;
+    assert_eq!(repriced.status, TripStatus::Closed);
+    assert_eq!(refunds(&p).await, (0, 0));
+    assert_eq!(ledger_balances(&p).await, 2000, "the day's cap, kept");
+
+    // 10 + 10 yuan, then a bus ride capped to 0 (2 let off): the entry brings the
+    // first trip to 5, the day to min(20, 5 + 10 + 2) = 17: 3 returned, not 5.
+    let b = linked(&p, 2).await;
+    for (scan, at) in [("y1", T0 + 1800), ("y2", T0 + 3600)] {
+        p.tap_out(exit(b, "g-out", scan, "xidan", at))
+            .await
+            .unwrap();
+    }
+    let bus = tap_in(&p, boarding(b, "bus-52-1", "yb", "52", T0 + 12_000)).await;
+    assert_eq!(due(&bus), Fen::ZERO);
+    let entry = late(b, LateKind::MetroEntry, "off-in", "f1", "pingguoyuan", T0);
+    let repriced = late_tap(&p, entry, T0 + 12_100).await;
+    assert_eq!(repriced.status, TripStatus::Closed);
+    assert_eq!(due(&repriced), Fen::new(700));
+    assert_eq!(refunds(&p).await, (1, 300));
+    assert_eq!(ledger_balances(&p).await, 2000 + 1700);
+}
+
+/// Finding 6: a late tap, or a tap of a trip a late tap completed, is not voided.
+pub(crate) async fn late_tap_finding_6_late_taps_and_repriced_trips_are_not_voided(
+    store: Arc<dyn PaymentsStore>,
+) {
+    let p = payments(store);
+    let refused = |result: Result<Trip, Error>| {
+        let err = result.unwrap_err();
+        assert!(matches!(err, Error::LateTapNotVoidable), "{err:?}");
+    };
+    let a = linked(&p, 1).await;
+    // A bus boarding uploaded at once: its void does not make the ride free.
+    late_tap(
+        &p,
+        late(a, LateKind::Bus, "bus-52-7", "b1", "52", T0),
+        T0 + 3,
+    )
+    .await;
+    refused(p.void(void(a, "bus-52-7", "b1", T0 + 5)).await);
+    // A late exit closes the online entry's trip: neither tap reopens or voids it.
+    tap_in(&p, entry(a, "g-in", "e1", "gucheng", T0 + 600)).await;
+    let exit_late = late(a, LateKind::MetroExit, "off-out", "o1", "xidan", T0 + 1800);
+    let closed = late_tap(&p, exit_late, T0 + 1802).await;
+    assert_eq!(closed.status, TripStatus::Closed);
+    refused(p.void(void(a, "off-out", "o1", T0 + 1805)).await);
+    refused(p.void(void(a, "g-in", "e1", T0 + 605)).await);
+    // An exit without entry re-priced by the entry uploaded: the exit stands.
+    p.tap_out(exit(a, "g-out", "o2", "xidan", T0 + 9000))
+        .await
+        .unwrap();
+    let entry_late = late(
+        a,
+        LateKind::MetroEntry,
+        "off-in",
+        "i2",
+        "pingguoyuan",
+        T0 + 8000,
+    );
+    late_tap(&p, entry_late, T0 + 9002).await;
+    refused(p.void(void(a, "g-out", "o2", T0 + 9005)).await);
+    assert_eq!(live_charges(&p, a).await.len(), 3);
+
+    // Without a link: the DECLINED charge (arrears) is not cleared by a void.
+    let b = rider(9);
+    late_tap(
+        &p,
+        late(b, LateKind::MetroExit, "off-out", "x1", "xidan", T0),
+        T0 + 2,
+    )
+    .await;
+    refused(p.void(void(b, "off-out", "x1", T0 + 4)).await);
+    assert_eq!(p.arrears(b).await.unwrap().total, Fen::new(1000));
+    let trips = all_trips(&p, a).await;
+    assert!(
+        trips
+            .iter()
+            .all(|t| t.status != TripStatus::Voided && t.status != TripStatus::Open)
+    );
+}
+
+/// Finding 7: a late tap's charge is stamped when it arrives, not at the scan time,
+/// so it never lands in a day already settled; the trip keeps the scan time.
+pub(crate) async fn late_tap_finding_7_late_charges_are_stamped_when_they_arrive(
+    store: Arc<dyn PaymentsStore>,
+) {
+    let p = payments(store);
+    let now = T0 + 2 * 86_400;
+    let a = linked(&p, 1).await;
+    let ride = late_tap(&p, late(a, LateKind::Bus, "bus-52-7", "b1", "52", T0), now).await;
+    assert_eq!(ride.entry.as_ref().unwrap().at, T0);
+    tap_in(&p, entry(a, "g-in", "e1", "gucheng", now - 600)).await;
+    let exit_late = late(a, LateKind::MetroExit, "off-out", "o1", "xidan", now - 60);
+    late_tap(&p, exit_late, now).await;
+    let exit_only = late(a, LateKind::MetroExit, "off-out", "o2", "xidan", T0 + 3600);
+    late_tap(&p, exit_only, now + 5).await;
+    let b = rider(9);
+    late_tap(
+        &p,
+        late(b, LateKind::Bus, "bus-52-7", "b2", "52", T0),
+        now + 5,
+    )
+    .await;
+    for account in [a, b] {
+        for charge in live_charges(&p, account).await {
+            assert!(charge.created_at >= now, "{charge:?}");
+            assert!(charge.settled_at.is_none_or(|at| at >= now), "{charge:?}");
+        }
+    }
+    // The scan's day, settled already, is left as it was reported.
+    let settled = p.settlement(p.rules().day_of(T0)).await.unwrap();
+    assert!(settled.lines.is_empty(), "{settled:?}");
 }
 
 pub(crate) async fn a_voided_trip_does_not_stand_between_an_entry_and_its_exit(
@@ -335,9 +519,7 @@ pub(crate) async fn a_voided_trip_does_not_stand_between_an_entry_and_its_exit(
     // The offline entry at T0; an online entry at T0+600 whose turnstile did not turn
     // (voided); the online exit at T0+1800 without an entry: the maximum fare.
     let voided = tap_in(&p, entry(a, "g-in", "v1", "gucheng", T0 + 600)).await;
-    p.void(crate::support::void(a, "g-in", "v1", T0 + 605))
-        .await
-        .unwrap();
+    p.void(void(a, "g-in", "v1", T0 + 605)).await.unwrap();
     let unmatched = p
         .tap_out(exit(a, "g-out", "v2", "xidan", T0 + 1800))
         .await

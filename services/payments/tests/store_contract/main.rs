@@ -83,8 +83,12 @@ citypass_testkit::contract_suite!(
         late::an_offline_entry_racing_the_online_exit_makes_one_trip,
         late::a_repriced_trip_takes_the_transfer_and_the_daily_cap,
         late::an_offline_tap_of_a_trip_closed_by_the_expiry_pass,
-        late::offline_bus_taps_are_flat_fares_and_refusals_write_nothing,
+        late::offline_bus_taps_are_flat_fares,
         late::a_voided_trip_does_not_stand_between_an_entry_and_its_exit,
+        late::late_tap_finding_3_a_late_tap_without_a_link_is_owed_as_arrears,
+        late::late_tap_finding_5_a_refund_never_takes_the_day_below_the_cap,
+        late::late_tap_finding_6_late_taps_and_repriced_trips_are_not_voided,
+        late::late_tap_finding_7_late_charges_are_stamped_when_they_arrive,
         notifications::a_notification_settles_the_charge_sent_under_its_key_once,
         notifications::a_notification_never_settles_a_charge_no_provider_was_sent,
     ]

@@ -352,3 +352,74 @@ async fn uploaded_transit_scans_are_passed_on_to_payments_once_per_scan() {
         (pb::OfflineTapOutcome::Rejected as i32, "UNKNOWN_ROUTE")
     );
 }
+
+/// Finding 4: a scan this gate decided live is not passed on to payments as a late
+/// tap when the gate uploads it, whatever payments answered then (a refusal for
+/// arrears, or a trip): only marks an upload wrote are passed on.
+#[tokio::test]
+async fn late_tap_finding_4_live_scans_are_not_passed_on_as_late_taps() {
+    let h = Harness::start().await;
+    let now = unix_now();
+    let (signer, _) = h.offline_signer(Scopes::all());
+    let mut bus = h.gate("bus-12");
+
+    // Live, refused by payments for arrears; then uploaded under the same scan id.
+    h.transit
+        .refuse(Some(citypass_verifier::TapRefused::Arrears));
+    let code = signer.make_code(now - 30, 60, 3, &h.rng).unwrap();
+    let live = verify(&mut bus, request("bus-12", pb::Scene::Bus, "live-1", &code)).await;
+    assert_eq!(
+        live.decision,
+        pb::Decision::Deny as i32,
+        "refused for arrears"
+    );
+    h.transit.refuse(None);
+    let passed = h.transit.taps().len();
+    let result = upload_result(&mut bus, scan("live-1", &code, now - 20)).await;
+    assert_eq!(result.outcome, pb::UploadOutcome::AlreadyRecorded as i32);
+    assert_eq!(result.tap, pb::OfflineTapOutcome::Unspecified as i32);
+    assert_eq!(h.transit.taps().len(), passed, "nothing passed on");
+
+    // Live and allowed: likewise (payments had it then).
+    let code = signer.make_code(now - 30, 60, 4, &h.rng).unwrap();
+    allowed(&verify(&mut bus, request("bus-12", pb::Scene::Bus, "live-2", &code)).await);
+    let passed = h.transit.taps().len();
+    let result = upload_result(&mut bus, scan("live-2", &code, now - 10)).await;
+    assert_eq!(result.outcome, pb::UploadOutcome::AlreadyRecorded as i32);
+    assert_eq!(result.tap, pb::OfflineTapOutcome::Unspecified as i32);
+    assert_eq!(h.transit.taps().len(), passed, "nothing passed on");
+
+    // An upload retried is still passed on again.
+    let code = signer.make_code(now - 30, 60, 5, &h.rng).unwrap();
+    for outcome in [
+        pb::UploadOutcome::Recorded,
+        pb::UploadOutcome::AlreadyRecorded,
+    ] {
+        let result = upload_result(&mut bus, scan("up-9", &code, now - 5)).await;
+        assert_eq!(result.outcome, outcome as i32);
+        assert_eq!(result.tap, pb::OfflineTapOutcome::Recorded as i32);
+    }
+}
+
+/// Finding 8: an uploaded scan id payments would reject (not 1 to 64 characters of
+/// `[A-Za-z0-9._:-]`) is INVALID with its reason before the mark is spent, so the code
+/// can still be uploaded under a good id and its ride charged.
+#[tokio::test]
+async fn late_tap_finding_8_a_scan_id_payments_rejects_is_refused_before_the_mark() {
+    let h = Harness::start().await;
+    let now = unix_now();
+    let (signer, _) = h.offline_signer(Scopes::all());
+    let mut bus = h.gate("bus-12");
+    let code = signer.make_code(now - 30, 60, 3, &h.rng).unwrap();
+    for bad in ["scan 1", "scan/1", &"x".repeat(65)] {
+        let result = upload_result(&mut bus, scan(bad, &code, now - 20)).await;
+        assert_eq!(result.outcome, pb::UploadOutcome::Invalid as i32, "{bad}");
+        assert_eq!(result.invalid_reason, "BAD_SCAN_ID");
+        assert_eq!(result.tap, pb::OfflineTapOutcome::Unspecified as i32);
+    }
+    assert!(h.transit.taps().is_empty());
+    let good = upload_result(&mut bus, scan("scan-1", &code, now - 20)).await;
+    assert_eq!(good.outcome, pb::UploadOutcome::Recorded as i32);
+    assert_eq!(good.tap, pb::OfflineTapOutcome::Recorded as i32);
+    assert!(good.invalid_reason.is_empty());
+}

@@ -232,14 +232,15 @@ pub(super) async fn apply(conn: &mut PgConnection, write: &Write) -> Result<(), 
         Write::PutTrip(trip) => put_trip(conn, trip).await,
         Write::RecordTap(record) => {
             let inserted = sqlx::query(
-                "INSERT INTO payment_taps (tap_key, trip_id, side, at, voided) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tap_key) DO NOTHING",
+                "INSERT INTO payment_taps (tap_key, trip_id, side, at, voided, late) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tap_key) DO NOTHING",
             )
             .bind(record.key.0.as_slice())
             .bind(record.trip.0.as_slice())
             .bind(record.side.code())
             .bind(secs(record.at)?)
             .bind(record.voided)
+            .bind(record.late)
             .execute(conn)
             .await?
             .rows_affected();
