@@ -57,6 +57,21 @@ fn city_date() -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// `trip` is `trip_id`, closed, from pingguoyuan to xidan at 5 yuan (one metro ride
+/// of the sample gates, entry and exit matched).
+fn assert_one_ride_pingguoyuan_xidan(trip: &pb::Trip, trip_id: &str) {
+    assert_eq!(trip.trip_id, trip_id);
+    assert_eq!(trip.status(), pb::TripStatus::Closed);
+    assert_eq!(
+        (
+            trip.entry_station_id.as_str(),
+            trip.exit_station_id.as_str()
+        ),
+        ("pingguoyuan", "xidan")
+    );
+    assert_eq!(trip.fare.as_ref().map(|f| f.minor_units), Some(500));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ride_through_the_gates_is_charged_once_and_arrears_stop_the_next() {
     let t = TestStack::with_ring(&dev_ring()).await;
@@ -132,17 +147,7 @@ async fn a_ride_through_the_gates_is_charged_once_and_arrears_stop_the_next() {
     })
     .await;
     assert_eq!(trips.len(), 1, "{trips:?}");
-    let trip = &trips[0];
-    assert_eq!(trip.trip_id, opened.trip_id);
-    assert_eq!(trip.status(), pb::TripStatus::Closed);
-    assert_eq!(
-        (
-            trip.entry_station_id.as_str(),
-            trip.exit_station_id.as_str()
-        ),
-        ("pingguoyuan", "xidan")
-    );
-    assert_eq!(trip.fare.as_ref().map(|f| f.minor_units), Some(500));
+    assert_one_ride_pingguoyuan_xidan(&trips[0], &opened.trip_id);
     let mut auditor = t
         .payments(&Subject::operator(
             "e2e-auditor",
@@ -423,17 +428,7 @@ async fn an_offline_entry_and_an_online_exit_make_one_trip() {
 
     let trips = trips_until(&mut app, "the re-priced trip", |trips| !trips.is_empty()).await;
     assert_eq!(trips.len(), 1, "one trip: {trips:?}");
-    let trip = &trips[0];
-    assert_eq!(trip.trip_id, unmatched.trip_id);
-    assert_eq!(trip.status(), pb::TripStatus::Closed);
-    assert_eq!(
-        (
-            trip.entry_station_id.as_str(),
-            trip.exit_station_id.as_str()
-        ),
-        ("pingguoyuan", "xidan")
-    );
-    assert_eq!(trip.fare.as_ref().map(|f| f.minor_units), Some(500));
+    assert_one_ride_pingguoyuan_xidan(&trips[0], &unmatched.trip_id);
 
     // The entry uploaded first: it opens the trip that the online exit closes.
     let offline = app.offline_code(60).expect("an offline code");

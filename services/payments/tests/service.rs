@@ -589,13 +589,20 @@ fn offline_entry(scan: &str, tapped_at: i64) -> v1::RecordOfflineTapRequest {
     }
 }
 
-#[tokio::test]
-async fn an_offline_entry_uploaded_after_the_exit_reprices_the_trip_over_grpc() {
+/// The service on PostgreSQL taking late taps up to an hour old, no provider (charges
+/// stay PENDING whatever the timing), the rider linked.
+async fn late_taps_service() -> Running {
     let mut config = Config::dev();
     config.sandbox = None;
     config.payments.late_tap_window = Duration::from_secs(3600);
     let running = start_with(true, config).await;
     running.link(RIDER).await;
+    running
+}
+
+#[tokio::test]
+async fn an_offline_entry_uploaded_after_the_exit_reprices_the_trip_over_grpc() {
+    let running = late_taps_service().await;
     let mut verifier = running.verifier();
     // The exit first (the entry gate was offline): the maximum fare.
     let unmatched = verifier
@@ -681,11 +688,7 @@ async fn an_offline_entry_uploaded_after_the_exit_reprices_the_trip_over_grpc() 
 /// would otherwise go uncharged, its mark spent).
 #[tokio::test]
 async fn late_tap_finding_8_payments_takes_the_window_plus_the_skew() {
-    let mut config = Config::dev();
-    config.sandbox = None;
-    config.payments.late_tap_window = Duration::from_secs(3600);
-    let running = start_with(true, config).await;
-    running.link(RIDER).await;
+    let running = late_taps_service().await;
     let mut verifier = running.verifier();
     let answer = verifier
         .record_offline_tap(offline_entry("off-edge", now() - 3600 - 200))

@@ -16,7 +16,10 @@ use crate::model::{
 use crate::transit::TapRefused;
 use crate::upload::{Malformed, OfflineScan, ScanResult, TapPassed, Upload, UploadOutcome};
 
-/// Longest `scan_id` and `station_id` accepted (a UUID is 36).
+/// Longest `station_id` accepted. A `scan_id` follows the one rule of transit tap ids
+/// (`citypass_proto::tap_id`: 1 to 64 of `[A-Za-z0-9._:-]`, a UUID fits), for every
+/// scene: a transit scan's id is its tap's key at payments, and a gate should not learn
+/// at its first metro rider that its ids are refused there.
 pub const MAX_ID_BYTES: usize = 128;
 
 /// The scan a request describes, or why its shape is wrong. The code's text is not
@@ -25,7 +28,7 @@ pub fn scan(request: VerifyRequest) -> Result<Scan, VerifierError> {
     if request.gate_id.is_empty() {
         return Err(VerifierError::MissingGateId);
     }
-    if request.scan_id.is_empty() || request.scan_id.len() > MAX_ID_BYTES {
+    if !citypass_proto::tap_id::is_valid(&request.scan_id) {
         return Err(VerifierError::BadScanId);
     }
     let scene =
@@ -57,7 +60,7 @@ pub fn void_scan(request: pb::VoidScanRequest) -> Result<VoidScan, VerifierError
     if request.gate_id.is_empty() {
         return Err(VerifierError::MissingGateId);
     }
-    if request.scan_id.is_empty() || request.scan_id.len() > MAX_ID_BYTES {
+    if !citypass_proto::tap_id::is_valid(&request.scan_id) {
         return Err(VerifierError::BadScanId);
     }
     if request.qr_text.is_empty() {
@@ -78,10 +81,10 @@ pub fn void_response(voided: Voided) -> pb::VoidScanResponse {
     }
 }
 
-/// `scan_id` as a stream's error may repeat it: only a usable one (non-empty, at most
-/// [`MAX_ID_BYTES`]), so that a gate cannot make the verifier echo megabytes.
+/// `scan_id` as a stream's error may repeat it: only a usable one (the tap id rule), so
+/// that a gate cannot make the verifier echo megabytes or control characters.
 pub fn echoed_scan_id(scan_id: &str) -> String {
-    if scan_id.len() <= MAX_ID_BYTES {
+    if citypass_proto::tap_id::is_valid(scan_id) {
         scan_id.to_owned()
     } else {
         String::new()
@@ -447,10 +450,12 @@ mod tests {
     fn shapes_are_checked() {
         assert!(scan(request()).is_ok());
         type Change = fn(&mut VerifyRequest);
-        let cases: [(Change, &str); 6] = [
+        let cases: [(Change, &str); 8] = [
             (|r| r.gate_id.clear(), "MISSING_GATE_ID"),
             (|r| r.scan_id.clear(), "BAD_SCAN_ID"),
-            (|r| r.scan_id = "x".repeat(129), "BAD_SCAN_ID"),
+            (|r| r.scan_id = "x".repeat(65), "BAD_SCAN_ID"),
+            (|r| r.scan_id = "scan 1".into(), "BAD_SCAN_ID"),
+            (|r| r.scan_id = "scan/1".into(), "BAD_SCAN_ID"),
             (|r| r.scene = 0, "MISSING_SCENE"),
             (|r| r.qr_text.clear(), "MISSING_CODE"),
             (|r| r.direction = 9, "BAD_DIRECTION"),

@@ -9,7 +9,7 @@
 //!   the verifier, by `scene` and `decision`.
 //! - `citypass.verifier.key_set.age` (gauge, seconds): how long ago the key set in force
 //!   was last confirmed (a poll of its file or a GetKeySet answer); the revocation
-//!   set's age is the follower's `citypass.revocation.follower.age`.
+//!   set's age is the follower's `citypass.revocation.age`.
 //!
 //! - `citypass.verifier.fail_open` (counter): scans allowed under a scene's fail-open
 //!   policy while a dependency was down, by `scene`, for reconciliation.
