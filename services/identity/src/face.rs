@@ -120,14 +120,12 @@ impl Faces {
         actor: &Actor,
         today: Date,
     ) -> Result<Consent, Error> {
-        let born_on = store.get_birth_date(request.subject_id).await?;
-        let child = match born_on {
-            Some(born) => today < born.years_later(GUARDIAN_AGE),
-            // No birth date held: a counter checks the document in person; an app
-            // cannot show the service the holder is 14 or more.
-            None if matches!(actor, Actor::Device(_)) => return Err(Error::AgeUnknown),
-            None => false,
-        };
+        // Whether the subject is under 14: `None` when the service holds no birth date
+        // (a document without one, or enrolled before it was kept).
+        let child = store
+            .get_birth_date(request.subject_id)
+            .await?
+            .map(|born| today < born.years_later(GUARDIAN_AGE));
         match (&request.guardian, actor) {
             (Some(_), Actor::Device(_)) => {
                 return Err(Error::invalid(
@@ -135,13 +133,16 @@ impl Faces {
                     "a guardian consents in person at a counter, not from an app",
                 ));
             }
-            (None, _) if child => return Err(Error::GuardianConsentRequired),
-            (Some(_), Actor::Operator(_)) if !child => {
+            // An app cannot show the service the holder is 14 or more.
+            (None, Actor::Device(_)) if child.is_none() => return Err(Error::AgeUnknown),
+            (None, _) if child == Some(true) => return Err(Error::GuardianConsentRequired),
+            (Some(_), Actor::Operator(_)) if child == Some(false) => {
                 return Err(Error::invalid(
                     "guardian_subject_id",
                     "only a subject under 14 consents through a guardian",
                 ));
             }
+            // A known child, or one whose age the counter checked on the document.
             (Some(guardian), Actor::Operator(_)) => {
                 self.check_guardian(store, request.subject_id, *guardian, today)
                     .await?;

@@ -41,8 +41,18 @@ fn resident_id_born(birth: &str, seq: u32) -> String {
 
 /// A subject enrolled from the app, with a bound device and its key.
 async fn citizen(h: &Harness, number: &str) -> (String, String, DeviceKey) {
+    citizen_with(h, enrol_request(number, "Li Lei")).await
+}
+
+/// A subject enrolled with `request`, with a bound device and its key.
+async fn citizen_with(
+    h: &Harness,
+    request: citypass_proto::v1::EnrolRequest,
+) -> (String, String, DeviceKey) {
     let mut app = h.client_as(&As::Nobody);
-    let subject = enrol(&mut app, number, "Li Lei").await.subject_id;
+    let response = app.enrol(request).await.expect("enrol").into_inner();
+    let subject = response.subject.expect("a subject").subject_id;
+    remember_secret(&subject, response.enrolment_secret);
     let mut operator = h.client.clone();
     let challenge = new_challenge(&mut operator, &subject).await;
     let key = DeviceKey::generate(&rng()).unwrap();
@@ -553,4 +563,41 @@ async fn declining_face_leaves_every_qr_path_working() {
             .into_inner();
         assert_eq!(profile.status(), citypass_proto::v1::SubjectStatus::Active);
     }
+}
+
+#[tokio::test]
+async fn without_a_birth_date_the_counter_checks_the_age() {
+    let h = start_default().await;
+    let mut passport = enrol_request("E12345678", "John Smith");
+    passport.document_type = citypass_proto::v1::DocumentType::Passport.into();
+    let (visitor, device, key) = citizen_with(&h, passport).await;
+    let mut app = h.client_as(&As::Nobody);
+    assert_refused(
+        app.record_face_consent(signed_consent(
+            &visitor,
+            &device,
+            &key,
+            FacePurpose::FacePass,
+        ))
+        .await,
+        Code::FailedPrecondition,
+        "AGE_UNKNOWN",
+    );
+    // At a counter the document is seen: an adult consents, or a guardian for a child.
+    let (parent, _, _) = citizen(&h, &resident_id(708)).await;
+    let mut counter = h.client.clone();
+    let mut request = consent_request(&visitor, FacePurpose::CounterCheck);
+    request.guardian_subject_id = parent.clone();
+    let consent = counter
+        .record_face_consent(request)
+        .await
+        .expect("a guardian's consent for a child without a birth date on file")
+        .into_inner()
+        .consent
+        .unwrap();
+    assert_eq!(consent.guardian_subject_id, parent);
+    counter
+        .record_face_consent(consent_request(&visitor, FacePurpose::FacePass))
+        .await
+        .expect("an adult's consent at a counter");
 }
