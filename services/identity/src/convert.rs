@@ -240,8 +240,10 @@ pub(crate) fn device_page_token(token: &str) -> Result<Option<DeviceCursor>, Err
 // --- face (issue 14) ------------------------------------------------------------------
 
 /// Default and largest page of the verifier's face feed.
-pub(crate) const DEFAULT_FACE_PAGE: usize = 500;
-pub(crate) const MAX_FACE_PAGE: usize = 2000;
+pub(crate) const DEFAULT_FACE_PAGE: usize = 200;
+/// At most about 4.3 KB per change (the sealed template is 2 076 bytes, up to 32 places
+/// of 64 characters): 500 stay well under a client's default 4 MiB message limit.
+pub(crate) const MAX_FACE_PAGE: usize = 500;
 
 /// Longest notice-text version, and of a place id.
 const MAX_TEXT_VERSION: usize = 64;

@@ -503,6 +503,32 @@ async fn the_filing_threshold_is_counted_and_reported() {
         assert_eq!(s.filing_threshold_reached, i == 1);
         assert_eq!(s.face_pass_consents, s.enrolled_people);
     }
+    // The feed in pages of one: `more` until the last.
+    let mut verifier = h.client_as(&As::Service("verifier"));
+    let page = |after_sequence| ListFaceTemplateChangesRequest {
+        after_sequence,
+        page_size: 1,
+    };
+    let first = verifier
+        .list_face_template_changes(page(0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((first.changes.len(), first.more), (1, true));
+    let second = verifier
+        .list_face_template_changes(page(first.next_sequence))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((second.changes.len(), second.more), (1, false));
+    assert_ne!(first.changes[0].subject_id, second.changes[0].subject_id);
+    let none = verifier
+        .list_face_template_changes(page(second.next_sequence))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(none.changes.is_empty() && !none.more);
+    assert_eq!(none.next_sequence, second.next_sequence);
 }
 
 type Client =
