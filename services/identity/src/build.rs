@@ -10,8 +10,9 @@ use crate::config::IdentityConfig;
 use crate::realname::Sandbox;
 use crate::store::{MemoryStore, PostgresStore, Store};
 
-/// Largest request the service decodes: enrolment (a document number and a name) and
-/// binding (a public key and a signature) are far smaller.
+/// Largest request the service decodes: enrolment (a document number and a name),
+/// binding (a public key and a signature) and a face enrolment (512 floats, 2 KiB, and
+/// a device proof) are far smaller.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
 
 /// The built service.
