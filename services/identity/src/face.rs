@@ -295,3 +295,133 @@ impl Faces {
             .map_err(Error::Template)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use citypass_proto::v1::{FaceChannel, FacePurpose, SubjectStatus};
+
+    use super::*;
+    use crate::store::{FaceStore, MemoryStore, Store};
+
+    /// Log output, kept.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn embedding(seed: f32) -> Embedding {
+        let raw: Vec<f32> = (0..citypass_face::DIMENSION)
+            .map(|i| (i as f32 * seed).sin() + 1.5)
+            .collect();
+        Embedding::normalise(&raw).unwrap()
+    }
+
+    async fn subject(store: &MemoryStore, n: u8) -> SubjectId {
+        use crate::document::{DocumentHash, KeyedDocumentHash};
+        use crate::model::{Attributes, EnrolmentGrant, NewSubject, SecretHash};
+        use citypass_proto::v1::{AssuranceLevel, DocumentType, FareClass, RealNameCheckOutcome};
+        use citypass_pseudonym::{KeyId, Pseudonym};
+        let id = SubjectId::generate().unwrap();
+        let new = NewSubject {
+            id,
+            document_hash: KeyedDocumentHash {
+                key_id: KeyId::FIRST,
+                hash: DocumentHash([n; 32]),
+            },
+            other_document_hashes: Vec::new(),
+            transit_account: Pseudonym {
+                key_id: KeyId::FIRST,
+                value: "00".repeat(16),
+            },
+            government_pseudonym: None,
+            document_type: DocumentType::Passport,
+            masked_name: "J***".to_owned(),
+            status: SubjectStatus::Active,
+            real_name_check: RealNameCheckOutcome::Matched,
+            attributes: Attributes {
+                fare_class: FareClass::Adult,
+                medical_insurance_linked: false,
+                assurance_level: AssuranceLevel::RealNameVerified,
+            },
+            enrolment: EnrolmentGrant {
+                secret_hash: SecretHash([0; 32]),
+                expires_at: Timestamp::now(),
+            },
+            born_on: None,
+        };
+        store.insert_subject(new, Timestamp::now()).await.unwrap();
+        store
+            .record_face_consent(
+                Consent {
+                    subject_id: id,
+                    purpose: FacePurpose::CounterCheck,
+                    text_version: "v1".to_owned(),
+                    places: Vec::new(),
+                    guardian: None,
+                    channel: FaceChannel::Counter,
+                    granted_at: Timestamp::now(),
+                },
+                "operator:test",
+                Timestamp::now(),
+            )
+            .await
+            .unwrap();
+        id
+    }
+
+    #[tokio::test]
+    async fn crossing_the_filing_threshold_is_said_once_without_ids() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let store = MemoryStore::new();
+        let keys = TemplateKeys::new((1, &[7; 32]), &[]).unwrap();
+        let faces = Faces::new(keys, 2);
+        let counter = Actor::Operator("test".to_owned());
+        let mut subjects = Vec::new();
+        for n in 1..=3 {
+            let id = subject(&store, n).await;
+            faces
+                .enrol(&store, id, &embedding(f32::from(n)), &counter)
+                .await
+                .unwrap();
+            subjects.push(id);
+        }
+        // Re-enrolling a person replaces their template and counts them once.
+        faces
+            .enrol(&store, subjects[0], &embedding(9.0), &counter)
+            .await
+            .unwrap();
+        assert_eq!(faces.stats(&store).await.unwrap().enrolled_people, 3);
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let crossings = log
+            .matches("reached the provincial filing threshold")
+            .count();
+        assert_eq!(
+            crossings, 1,
+            "said when the second enrolment crosses it: {log}"
+        );
+        assert!(log.contains("enrolled_people=2"), "{log}");
+        for id in subjects {
+            assert!(
+                !log.contains(&id.to_string()),
+                "no subject ids in logs: {log}"
+            );
+        }
+    }
+}
