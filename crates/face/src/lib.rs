@@ -4,6 +4,8 @@
 //! - [`embedding`]: the L2-normalised embedding a face model gives, checked on the way
 //!   in (dimension, finite, unit length) and compared by cosine similarity. Identity
 //!   stores it (encrypted), the verifier compares it; neither needs the model.
+//! - [`gallery`]: the enrolled embeddings a gate matches a live face against (1:N),
+//!   brute force over contiguous rows, with the threshold-and-margin rule.
 //!
 //! The model side (detect, align, embed, from ONNX files) sits behind the `model`
 //! feature, so that the services never link an inference runtime: the image never
@@ -12,5 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod embedding;
+pub mod gallery;
 
 pub use embedding::{DIMENSION, Embedding, EmbeddingError, Similarity};
+pub use gallery::{Candidate, Decision, Gallery, MatchRule};
