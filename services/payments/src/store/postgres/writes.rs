@@ -141,19 +141,9 @@ pub(super) async fn cancel_charge(
     // on the charge's lock re-checks only the locked row, so an outbox status joined
     // into it would be the one from before a dispatch that held the lock; a new
     // statement sees what that dispatch committed.
-    let sql = format!(
-        "SELECT {CHARGE_COLUMNS} FROM payment_charges c \
-         WHERE c.trip_id = $1 AND c.status <> $2 FOR UPDATE"
-    );
-    let Some(row) = sqlx::query(&sql)
-        .bind(trip.0.as_slice())
-        .bind(CANCELLED)
-        .fetch_optional(&mut *conn)
-        .await?
-    else {
+    let Some(mut charge) = lock_live_charge(conn, trip).await? else {
         return Ok(());
     };
-    let mut charge = charge_from(&row)?;
     if refunded(conn, &charge).await? {
         return Err(Error::VoidTooLate("its charge has been refunded in part"));
     }
@@ -187,6 +177,22 @@ pub(super) async fn cancel_charge(
     insert_posting(conn, &reversal).await
 }
 
+/// The trip's live (not cancelled) charge, locked for this transaction: a
+/// cancellation, a refund and the worker's dispatch all take this lock first.
+async fn lock_live_charge(conn: &mut PgConnection, trip: TripId) -> Result<Option<Charge>, Error> {
+    let sql = format!(
+        "SELECT {CHARGE_COLUMNS} FROM payment_charges c \
+         WHERE c.trip_id = $1 AND c.status <> $2 FOR UPDATE"
+    );
+    sqlx::query(&sql)
+        .bind(trip.0.as_slice())
+        .bind(CANCELLED)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|row| charge_from(&row))
+        .transpose()
+}
+
 /// Whether the charge has its refund posting.
 async fn refunded(conn: &mut PgConnection, charge: &Charge) -> Result<bool, Error> {
     let kind = PostingKind::Refund.code();
@@ -207,19 +213,9 @@ pub(super) async fn refund(
     amount: Fen,
     at: u64,
 ) -> Result<(), Error> {
-    let sql = format!(
-        "SELECT {CHARGE_COLUMNS} FROM payment_charges c \
-         WHERE c.trip_id = $1 AND c.status <> $2 FOR UPDATE"
-    );
-    let Some(row) = sqlx::query(&sql)
-        .bind(trip.0.as_slice())
-        .bind(CANCELLED)
-        .fetch_optional(&mut *conn)
-        .await?
-    else {
+    let Some(charge) = lock_live_charge(conn, trip).await? else {
         return Ok(());
     };
-    let charge = charge_from(&row)?;
     if refunded(conn, &charge).await? {
         return Ok(());
     }
