@@ -10,6 +10,7 @@ use citypass_runtime::{BuildError, Server, part};
 
 use crate::authorization::AUTHORIZATION;
 use crate::config::Config;
+use crate::face::{CounterFaces, FaceGalleries, FaceTemplates};
 use crate::fraud::{FraudLog, MemoryFraudLog, RedisFraudLog};
 use crate::gates::Gates;
 use crate::key_set::Keys;
@@ -88,6 +89,8 @@ pub struct Replacements {
     pub policy_subjects: Option<Arc<dyn Subjects>>,
     /// The transit policy's taps instead of `payments:` (a fixed stand-in).
     pub transit: Option<Arc<dyn TransitTaps>>,
+    /// The counters' face templates (until identity's feed fills them, none).
+    pub face_templates: Option<Arc<dyn FaceTemplates>>,
 }
 
 /// [`build`] with `replacements` in place of the configured sources.
@@ -98,6 +101,7 @@ pub async fn build_replacing(
     let Replacements {
         policy_subjects,
         transit,
+        face_templates,
     } = replacements;
     config.validate().map_err(part("configuration"))?;
     let tls = config.server.load_tls()?;
@@ -285,7 +289,11 @@ pub async fn build_replacing(
         replay,
         policies,
     )
-    .keeping(follower.clone());
+    .keeping(follower.clone())
+    .with_faces(CounterFaces::new(
+        config.face,
+        face_templates.unwrap_or_else(|| Arc::new(FaceGalleries::new())),
+    ));
     if let Some(holder) = holder {
         verifier = verifier.with_subjects(holder);
     }
