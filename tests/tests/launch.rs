@@ -419,6 +419,7 @@ async fn the_five_services_start_from_their_rendered_deployments() {
                 "document_key.1",
                 "pseudonym_key",
                 "government_key",
+                "face_template_key",
             ]
             .into_iter()
             .enumerate()

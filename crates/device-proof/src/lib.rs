@@ -1,7 +1,7 @@
 //! Requests signed by a citizen's bound device key.
 //!
-//! Some calls act with a citizen's authority (IssueToken, IssueDeviceCertificate, and
-//! the citizen's payment calls), so the caller must prove it holds the device
+//! Some calls act with a citizen's authority (IssueToken, IssueDeviceCertificate, the
+//! citizen's payment calls, and the face consent and enrolment calls), so the caller must prove it holds the device
 //! key bound to that citizen. Such a request carries a `DeviceProof`: an ES256
 //! signature over the full gRPC method path, a timestamp, a nonce and the SHA-256 of
 //! the request encoded with its proof unset (the byte layout is
@@ -22,9 +22,9 @@ pub mod nonce;
 pub mod verifier;
 
 pub use signing::{
-    GET_ARREARS, GET_LINK, GET_TRIPS, ISSUE_DEVICE_CERTIFICATE, ISSUE_TOKEN, LINK_ACCOUNT,
-    NONCE_LEN, REPAY_ARREARS, SignError, SignedRequest, UNLINK_ACCOUNT, body_sha256, sign_request,
-    sign_request_with,
+    ENROL_FACE, GET_ARREARS, GET_LINK, GET_TRIPS, ISSUE_DEVICE_CERTIFICATE, ISSUE_TOKEN,
+    LINK_ACCOUNT, NONCE_LEN, RECORD_FACE_CONSENT, REPAY_ARREARS, SignError, SignedRequest,
+    UNLINK_ACCOUNT, WITHDRAW_FACE_CONSENT, body_sha256, sign_request, sign_request_with,
 };
 
 #[cfg(feature = "verifier")]

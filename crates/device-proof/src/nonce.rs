@@ -44,6 +44,9 @@ pub enum NonceStoreError {
     /// A time-to-live beyond what the clock can represent from now.
     #[error("nonce time-to-live out of range")]
     TtlOutOfRange,
+    /// Another backend (a service's own database) did not answer or failed.
+    #[error("nonce store backend failed")]
+    Other(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Why the configured nonce store could not be opened.

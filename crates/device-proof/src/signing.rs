@@ -9,8 +9,9 @@ use citypass_token::{DeviceKey, RequestProof, SecureRandom, SystemRandom, sha256
 use prost::Message;
 
 use citypass_proto::v1::{
-    DeviceProof, GetArrearsRequest, GetLinkRequest, GetTripsRequest, IssueDeviceCertificateRequest,
-    IssueTokenRequest, LinkAccountRequest, RepayArrearsRequest, UnlinkAccountRequest,
+    DeviceProof, EnrolFaceRequest, GetArrearsRequest, GetLinkRequest, GetTripsRequest,
+    IssueDeviceCertificateRequest, IssueTokenRequest, LinkAccountRequest, RecordFaceConsentRequest,
+    RepayArrearsRequest, UnlinkAccountRequest, WithdrawFaceConsentRequest,
 };
 
 /// gRPC path of IssueToken, as signed.
@@ -29,6 +30,12 @@ pub const GET_TRIPS: &str = "/citypass.v1.PaymentsService/GetTrips";
 pub const GET_ARREARS: &str = "/citypass.v1.PaymentsService/GetArrears";
 /// gRPC path of PaymentsService.RepayArrears, as signed.
 pub const REPAY_ARREARS: &str = "/citypass.v1.PaymentsService/RepayArrears";
+/// gRPC path of IdentityService.RecordFaceConsent, as signed.
+pub const RECORD_FACE_CONSENT: &str = "/citypass.v1.IdentityService/RecordFaceConsent";
+/// gRPC path of IdentityService.WithdrawFaceConsent, as signed.
+pub const WITHDRAW_FACE_CONSENT: &str = "/citypass.v1.IdentityService/WithdrawFaceConsent";
+/// gRPC path of IdentityService.EnrolFace, as signed.
+pub const ENROL_FACE: &str = "/citypass.v1.IdentityService/EnrolFace";
 /// Length of the nonces [`sign_request`] makes.
 pub const NONCE_LEN: usize = 16;
 
@@ -68,6 +75,9 @@ signed_request! {
     GetTripsRequest => GET_TRIPS,
     GetArrearsRequest => GET_ARREARS,
     RepayArrearsRequest => REPAY_ARREARS,
+    RecordFaceConsentRequest => RECORD_FACE_CONSENT,
+    WithdrawFaceConsentRequest => WITHDRAW_FACE_CONSENT,
+    EnrolFaceRequest => ENROL_FACE,
 }
 
 /// SHA-256 of `request` encoded with its proof unset (prost's canonical encoding).
@@ -148,6 +158,9 @@ mod tests {
             <GetTripsRequest as SignedRequest>::METHOD,
             <GetArrearsRequest as SignedRequest>::METHOD,
             <RepayArrearsRequest as SignedRequest>::METHOD,
+            <RecordFaceConsentRequest as SignedRequest>::METHOD,
+            <WithdrawFaceConsentRequest as SignedRequest>::METHOD,
+            <EnrolFaceRequest as SignedRequest>::METHOD,
         ];
         let distinct: std::collections::BTreeSet<_> = methods.iter().collect();
         assert_eq!(distinct.len(), methods.len());

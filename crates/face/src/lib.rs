@@ -6,6 +6,8 @@
 //!   stores it (encrypted), the verifier compares it; neither needs the model.
 //! - [`gallery`]: the enrolled embeddings a gate matches a live face against (1:N),
 //!   brute force over contiguous rows, with the threshold-and-margin rule.
+//! - [`template`]: an embedding sealed with AES-256-GCM under a template key with an
+//!   id, bound to its subject: what identity stores and the verifier opens.
 //!
 //! The model side (detect, align, embed, from ONNX files) sits behind the `model`
 //! feature, so that the services never link an inference runtime: the image never
@@ -15,6 +17,8 @@
 
 pub mod embedding;
 pub mod gallery;
+pub mod template;
 
 pub use embedding::{DIMENSION, Embedding, EmbeddingError, Similarity};
 pub use gallery::{Candidate, Decision, Gallery, MatchRule};
+pub use template::{SealedTemplate, TemplateError, TemplateKeys};

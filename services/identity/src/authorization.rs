@@ -10,12 +10,16 @@
 //! IssueToken, comes with identity's own device-proof check. Devices are read by the
 //! issuer and the payments service, which both check device-signed calls; certificate
 //! records are for the issuer, which decides and records issuance; certificate lists
-//! are for the revocation service's cascade and for operators.
+//! are for the revocation service's cascade and for operators. Face consent and
+//! enrolment come from the citizen's app, device-signed (checked in the handler), or
+//! from a counter operator (`identity-admin`); the sealed templates go to the verifier
+//! alone, and operators see counts only.
 
 use citypass_runtime::{Allow, Policy, Role, Rule};
 
 const ADMIN: &[Allow] = &[Allow::Role(Role::IdentityAdmin)];
 const ADMIN_OR_AUDITOR: &[Allow] = &[Allow::Role(Role::IdentityAdmin), Allow::Role(Role::Auditor)];
+const FACE_CITIZEN_OR_COUNTER: &[Allow] = &[Allow::DeviceSigned, Allow::Role(Role::IdentityAdmin)];
 
 /// The table.
 pub const AUTHORIZATION: Policy = Policy {
@@ -79,6 +83,31 @@ pub const AUTHORIZATION: Policy = Policy {
         Rule {
             method: "RecordCertificate",
             allow: &[Allow::Service("issuer")],
+        },
+        // Face (issue 14): the citizen's app, signed by the subject's bound device
+        // (checked by the handler before any work), or an identity-admin operator at a
+        // service counter, in person.
+        Rule {
+            method: "RecordFaceConsent",
+            allow: FACE_CITIZEN_OR_COUNTER,
+        },
+        Rule {
+            method: "WithdrawFaceConsent",
+            allow: FACE_CITIZEN_OR_COUNTER,
+        },
+        Rule {
+            method: "EnrolFace",
+            allow: FACE_CITIZEN_OR_COUNTER,
+        },
+        // Counts only: no template, no subject.
+        Rule {
+            method: "GetFaceEnrolmentStats",
+            allow: ADMIN_OR_AUDITOR,
+        },
+        // Sealed templates for the gallery: the verifier alone (it holds the key).
+        Rule {
+            method: "ListFaceTemplateChanges",
+            allow: &[Allow::Service("verifier")],
         },
         Rule {
             method: "ListCertificates",

@@ -18,6 +18,11 @@
 //! | `previous_pseudonym_keys` | (file) | none (as `previous_document_keys`) |
 //! | `government_key` / `government_key_file` | `CITYPASS_GOVERNMENT_KEY` / `…_FILE` | the dev key |
 //! | `government_key_id` | `CITYPASS_GOVERNMENT_KEY_ID` | 1 |
+//! | `face_template_key` / `face_template_key_file` | `CITYPASS_FACE_TEMPLATE_KEY` / `…_FILE` | the dev key (AES-256-GCM of face templates; the verifier holds it too) |
+//! | `face_template_key_id` | `CITYPASS_FACE_TEMPLATE_KEY_ID` | 1 |
+//! | `previous_face_template_keys` | (file) | none: `[{id, key or key_file}]`, open older rows, never seal |
+//! | `face_proof_freshness` | `CITYPASS_FACE_PROOF_FRESHNESS` | `30s` (device-signed face calls; `1s` to `5m`) |
+//! | `face_filing_threshold` | `CITYPASS_FACE_FILING_THRESHOLD` | 100 000 people (the provincial filing rule) |
 //! | `enrol_attempts_per_address` | `CITYPASS_ENROL_ATTEMPTS_PER_ADDRESS` | 10 per window |
 //! | `enrol_attempts_per_document` | `CITYPASS_ENROL_ATTEMPTS_PER_DOCUMENT` | 5 per window |
 //! | `enrol_attempt_window` | `CITYPASS_ENROL_ATTEMPT_WINDOW` | `1h` |
@@ -52,6 +57,9 @@ use citypass_pseudonym::{HmacKeys, KeyId};
 pub const DEV_DOCUMENT_KEY: &str = "dev:citypass-identity-document-key-NOT-SECRET";
 /// The pseudonym key used when none is configured. Not secret: development only.
 pub const DEV_PSEUDONYM_KEY: &str = "dev:citypass-scene-pseudonym-key-NOT-SECRET";
+
+/// The face-template key used when none is configured. Not secret: development only.
+pub const DEV_FACE_TEMPLATE_KEY: &str = "dev:citypass-face-template-key-NOT-SECRET-development";
 
 /// The government-service key used when none is configured. Not secret: development
 /// only.
@@ -110,6 +118,28 @@ pub struct IdentityConfig {
     /// The id of `government_key`, stored with every government pseudonym it makes.
     #[serde(default = "default_key_id")]
     pub government_key_id: u16,
+    /// Key of the face templates at rest (AES-256-GCM, `citypass_face::template`); the
+    /// verifier holds the same keys to open the templates of its gallery.
+    #[serde(default)]
+    pub face_template_key: Option<Secret>,
+    /// File holding `face_template_key`.
+    #[serde(default)]
+    pub face_template_key_file: Option<PathBuf>,
+    /// The id of `face_template_key`, stored with every template it seals.
+    #[serde(default = "default_key_id")]
+    pub face_template_key_id: u16,
+    /// Face-template keys of earlier rotations: they open older rows, never seal.
+    #[serde(default)]
+    pub previous_face_template_keys: Vec<PreviousKey>,
+    /// A device-signed face call's timestamp within this of the service's clock.
+    #[serde(
+        default = "default_face_proof_freshness",
+        deserialize_with = "duration::deserialize_positive"
+    )]
+    pub face_proof_freshness: Duration,
+    /// People enrolled at which the provincial filing is due (and said so).
+    #[serde(default = "default_face_filing_threshold")]
+    pub face_filing_threshold: u64,
     /// Enrol attempts one caller address (an IPv6 /64) may make per
     /// `enrol_attempt_window`; each costs a real-name lookup.
     #[serde(default = "default_enrol_attempts_per_address")]
@@ -186,6 +216,14 @@ fn default_key_id() -> u16 {
     1
 }
 
+fn default_face_proof_freshness() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_face_filing_threshold() -> u64 {
+    crate::face::FILING_THRESHOLD
+}
+
 fn default_enrol_attempts_per_address() -> u32 {
     10
 }
@@ -252,6 +290,12 @@ impl IdentityConfig {
             government_key: None,
             government_key_file: None,
             government_key_id: default_key_id(),
+            face_template_key: None,
+            face_template_key_file: None,
+            face_template_key_id: default_key_id(),
+            previous_face_template_keys: Vec::new(),
+            face_proof_freshness: default_face_proof_freshness(),
+            face_filing_threshold: default_face_filing_threshold(),
             enrol_attempts_per_address: default_enrol_attempts_per_address(),
             enrol_attempts_per_document: default_enrol_attempts_per_document(),
             enrol_attempt_window: default_enrol_attempt_window(),
@@ -295,9 +339,18 @@ impl IdentityConfig {
                 "enrol_refusal_floor: at most 10s (it holds the caller's call open)".into(),
             ));
         }
+        if self.face_proof_freshness > Duration::from_secs(300) {
+            return Err(Error::Config("face_proof_freshness: at most 5m".into()));
+        }
+        if self.face_filing_threshold == 0 {
+            return Err(Error::Config(
+                "face_filing_threshold: must be at least 1".into(),
+            ));
+        }
         self.document_keys()?;
         self.pseudonym_keys()?;
         self.government_keys()?;
+        self.face_template_keys()?;
         let refused = |e: Refusal| Error::Config(e.to_string());
         Deployment::new(&self.server, self.environment)
             .database(
@@ -347,6 +400,27 @@ impl IdentityConfig {
             self.government_key_file.as_deref(),
             Some(DEV_GOVERNMENT_KEY),
         )
+    }
+
+    /// The face-template keys, the current one first (it seals; every one opens).
+    pub fn face_template_keys(&self) -> Result<citypass_face::TemplateKeys, Error> {
+        let current = self.key(
+            "face_template_key",
+            self.face_template_key.as_ref(),
+            self.face_template_key_file.as_deref(),
+            Some(DEV_FACE_TEMPLATE_KEY),
+        )?;
+        let mut previous = Vec::with_capacity(self.previous_face_template_keys.len());
+        for (i, p) in self.previous_face_template_keys.iter().enumerate() {
+            let what = format!("previous_face_template_keys[{i}]");
+            previous.push((
+                p.id,
+                self.key(&what, p.key.as_ref(), p.key_file.as_deref(), None)?,
+            ));
+        }
+        let refs: Vec<(u16, &[u8])> = previous.iter().map(|(id, k)| (*id, k.bytes())).collect();
+        citypass_face::TemplateKeys::new((self.face_template_key_id, current.bytes()), &refs)
+            .map_err(|e| Error::Config(format!("face_template_key: {e}")))
     }
 
     /// The government-service key with its id (no previous keys: the value is
@@ -464,7 +538,9 @@ mod tests {
         std::fs::write(dir.join("document_key.1"), HEX_KEY.replace('0', "a")).unwrap();
         std::fs::write(dir.join("pseudonym_key"), HEX_KEY).unwrap();
         std::fs::write(dir.join("government_key"), HEX_KEY).unwrap();
+        std::fs::write(dir.join("face_template_key"), HEX_KEY).unwrap();
         config.document_key_file = Some(dir.join("document_key"));
+        config.face_template_key_file = Some(dir.join("face_template_key"));
         config.previous_document_keys[0].key_file = Some(dir.join("document_key.1"));
         config.pseudonym_key_file = Some(dir.join("pseudonym_key"));
         config.government_key_file = Some(dir.join("government_key"));
@@ -524,6 +600,12 @@ mod tests {
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("government_key is a development key"), "{err}");
         config.government_key = Some(Secret::new(HEX_KEY));
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("face_template_key is a development key"),
+            "{err}"
+        );
+        config.face_template_key = Some(Secret::new(HEX_KEY));
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("database"), "{err}");
         config.database = Some(PostgresConfig::new("postgres://db/identity"));

@@ -237,6 +237,125 @@ pub(crate) fn device_page_token(token: &str) -> Result<Option<DeviceCursor>, Err
     }))
 }
 
+// --- face (issue 14) ------------------------------------------------------------------
+
+/// Default and largest page of the verifier's face feed.
+pub(crate) const DEFAULT_FACE_PAGE: usize = 500;
+pub(crate) const MAX_FACE_PAGE: usize = 2000;
+
+/// Longest notice-text version, and of a place id.
+const MAX_TEXT_VERSION: usize = 64;
+const MAX_PLACE: usize = 64;
+
+/// A face consent request's fields.
+pub(crate) fn consent_request(
+    req: &v1::RecordFaceConsentRequest,
+) -> Result<crate::face::ConsentRequest, Error> {
+    use v1::FacePurpose;
+    let subject_id = crate::ids::SubjectId::parse(&req.subject_id)?;
+    let purpose = enum_field::<FacePurpose>(req.purpose, "purpose")?
+        .ok_or_else(|| Error::invalid("purpose", "required"))?;
+    let version = &req.text_version;
+    if version.is_empty()
+        || version.len() > MAX_TEXT_VERSION
+        || !version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(Error::invalid(
+            "text_version",
+            "must be 1 to 64 of [A-Za-z0-9._-]",
+        ));
+    }
+    match purpose {
+        FacePurpose::CounterCheck if !req.places.is_empty() => {
+            return Err(Error::invalid(
+                "places",
+                "a COUNTER_CHECK consent names no places",
+            ));
+        }
+        FacePurpose::FacePass if req.places.is_empty() => {
+            return Err(Error::invalid(
+                "places",
+                "a FACE_PASS consent names the stations and venues it covers",
+            ));
+        }
+        _ => {}
+    }
+    if req.places.len() > crate::face::MAX_PLACES {
+        return Err(Error::invalid("places", "at most 32"));
+    }
+    let mut places: Vec<String> = Vec::with_capacity(req.places.len());
+    for place in &req.places {
+        if place.is_empty()
+            || place.len() > MAX_PLACE
+            || !place.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+            })
+        {
+            return Err(Error::invalid(
+                "places",
+                "each must be 1 to 64 of [a-z0-9._-]",
+            ));
+        }
+        if !places.contains(place) {
+            places.push(place.clone());
+        }
+    }
+    let guardian = match req.guardian_subject_id.as_str() {
+        "" => None,
+        id => Some(crate::ids::SubjectId::parse(id).map_err(|_| {
+            Error::invalid(
+                "guardian_subject_id",
+                "must be empty or 32 lower-case hexadecimal characters",
+            )
+        })?),
+    };
+    Ok(crate::face::ConsentRequest {
+        subject_id,
+        purpose,
+        text_version: version.clone(),
+        places,
+        guardian,
+    })
+}
+
+/// A consent as the API returns it.
+pub(crate) fn consent(c: crate::face::Consent) -> v1::FaceConsent {
+    v1::FaceConsent {
+        subject_id: c.subject_id.to_string(),
+        purpose: c.purpose.into(),
+        text_version: c.text_version,
+        places: c.places,
+        guardian_subject_id: c.guardian.map(|g| g.to_string()).unwrap_or_default(),
+        channel: c.channel.into(),
+        granted_at: Some(c.granted_at.to_proto()),
+    }
+}
+
+/// An embedding field: 512 finite components of unit length.
+pub(crate) fn embedding(values: &[f32]) -> Result<citypass_face::Embedding, Error> {
+    citypass_face::Embedding::from_normalised(values.to_vec())
+        .map_err(|e| Error::invalid("embedding", e.to_string()))
+}
+
+/// A feed entry as the verifier receives it.
+pub(crate) fn feed_entry(entry: crate::face::FeedEntry) -> v1::FaceTemplateChange {
+    v1::FaceTemplateChange {
+        sequence: entry.sequence,
+        subject_id: entry.subject_id.to_string(),
+        template: entry.template.map(|t| v1::FaceTemplate {
+            key_id: u32::from(t.sealed.key_id),
+            sealed: t.sealed.bytes,
+            purposes: t.purposes.into_iter().map(i32::from).collect(),
+            face_pass_places: t.face_pass_places,
+            enrolled_at: Some(t.enrolled_at.to_proto()),
+            channel: t.channel.into(),
+            enrolled_by_device_id: t.device.map(|d| d.to_string()).unwrap_or_default(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -67,6 +67,30 @@ impl Date {
         }
     }
 
+    /// The date `years` later, as a birthday falls (29 February falls on 1 March in
+    /// other years, since dates compare as (year, month, day)).
+    pub fn years_later(self, years: i32) -> Date {
+        Date {
+            year: self.year.saturating_add(years),
+            ..self
+        }
+    }
+
+    /// The date as the number YYYYMMDD (how stores keep it).
+    pub fn to_number(self) -> i32 {
+        self.year * 10_000 + i32::try_from(self.month * 100 + self.day).unwrap_or(0)
+    }
+
+    /// The inverse of [`Date::to_number`]; `None` unless it is a real date.
+    pub fn from_number(n: i32) -> Option<Date> {
+        let date = Date {
+            year: n / 10_000,
+            month: u32::try_from(n / 100 % 100).ok()?,
+            day: u32::try_from(n % 100).ok()?,
+        };
+        date.is_valid().then_some(date)
+    }
+
     /// Whether this is a real calendar date.
     fn is_valid(self) -> bool {
         let leap = (self.year % 4 == 0 && self.year % 100 != 0) || self.year % 400 == 0;
@@ -89,6 +113,8 @@ pub struct Document {
     kind: DocumentType,
     number: String,
     check_digit: bool,
+    /// The birth date a resident ID number carries (characters 7-14).
+    birth_date: Option<Date>,
 }
 
 impl fmt::Debug for Document {
@@ -104,12 +130,16 @@ impl Document {
         if number.is_empty() {
             return Err(Error::invalid(FIELD, "required"));
         }
+        let mut birth_date = None;
         let check_digit = match kind {
             DocumentType::Unspecified => {
                 return Err(Error::invalid("document_type", "required"));
             }
             DocumentType::ResidentIdCard => {
                 check_resident_id(&number, today).map_err(|r| Error::invalid(FIELD, r))?;
+                birth_date = gb11643_layout(&number)
+                    .and_then(|digits| gb11643_birth_date(&digits, today))
+                    .ok();
                 true
             }
             DocumentType::ForeignPermanentResidentId => {
@@ -151,6 +181,7 @@ impl Document {
             kind,
             number,
             check_digit,
+            birth_date,
         })
     }
 
@@ -167,6 +198,13 @@ impl Document {
         } else {
             AssuranceLevel::SelfAsserted
         }
+    }
+
+    /// The holder's birth date, where the number carries one (a resident ID): kept
+    /// with the subject for the face-consent rule on children under 14 (a guardian
+    /// consents), which the service could not apply later without the number.
+    pub fn birth_date(&self) -> Option<Date> {
+        self.birth_date
     }
 
     /// The normalised number, for the real-name check and the government-service
@@ -243,7 +281,7 @@ fn gb11643_layout(number: &str) -> Result<[u8; 17], &'static str> {
 }
 
 /// Characters 7-14 are the birth date YYYYMMDD.
-fn gb11643_birth_date(digits: &[u8; 17], today: Date) -> Result<(), &'static str> {
+fn gb11643_birth_date(digits: &[u8; 17], today: Date) -> Result<Date, &'static str> {
     let num = |range: std::ops::Range<usize>| {
         digits[range]
             .iter()
@@ -263,7 +301,7 @@ fn gb11643_birth_date(digits: &[u8; 17], today: Date) -> Result<(), &'static str
     if birth > today {
         return Err("the birth date (characters 7-14) is in the future");
     }
-    Ok(())
+    Ok(birth)
 }
 
 /// ISO 7064 MOD 11-2 over the first 17 digits.

@@ -109,6 +109,36 @@ pub enum Error {
         "signature: does not verify as the ES256 signature by public_key over the binding message"
     )]
     BadSignature,
+    /// A device-signed call's proof was refused (missing, stale, replayed, bad
+    /// signature) or its nonce could not be checked.
+    #[error(transparent)]
+    Proof(#[from] citypass_device_proof::ProofError),
+    /// The device that signed a call is UNBOUND.
+    #[error("the signing device is not bound (UNBOUND): bind this phone again")]
+    SigningDeviceNotActive,
+    /// A device-signed call names a subject that is not the signing device's.
+    #[error("subject_id: not the signing device's subject")]
+    NotYourSubject,
+    /// A face template without a live consent to any purpose.
+    #[error("no face consent: record a consent (RecordFaceConsent) before enrolling a face")]
+    FaceConsentRequired,
+    /// A child under 14 consents through a guardian, in person at a counter.
+    #[error(
+        "the subject is under 14: a guardian consents in person at a service counter (guardian_subject_id)"
+    )]
+    GuardianConsentRequired,
+    /// The named guardian cannot consent (unknown, not ACTIVE, under 18, or the child).
+    #[error("guardian_subject_id: not an ACTIVE adult subject other than the child")]
+    GuardianNotEligible,
+    /// The service holds no birth date for the subject (a document without one, or
+    /// enrolled before it was kept): an app cannot show the subject is 14 or more.
+    #[error(
+        "the service does not hold this subject's birth date: consent in person at a service counter"
+    )]
+    AgeUnknown,
+    /// A face template could not be sealed or opened (a key missing, a row tampered).
+    #[error("face template: {0}")]
+    Template(citypass_face::TemplateError),
     /// The configuration cannot be used (start-up only).
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -175,6 +205,13 @@ impl ServiceError for Error {
             | Error::EnrolmentNotAccepted => ErrorKind::FailedPrecondition,
             Error::BadSignature => ErrorKind::Unauthenticated,
             Error::BindingNotAuthorized => ErrorKind::PermissionDenied,
+            Error::Proof(err) => err.kind(),
+            Error::SigningDeviceNotActive | Error::NotYourSubject => ErrorKind::PermissionDenied,
+            Error::FaceConsentRequired
+            | Error::GuardianConsentRequired
+            | Error::GuardianNotEligible
+            | Error::AgeUnknown => ErrorKind::FailedPrecondition,
+            Error::Template(_) => ErrorKind::Internal,
             Error::CertificateLimit { .. } | Error::EnrolRateLimited => {
                 ErrorKind::ResourceExhausted
             }
@@ -201,6 +238,13 @@ impl ServiceError for Error {
             Error::EnrolmentNotAccepted => "ENROLMENT_NOT_ACCEPTED",
             Error::EnrolRateLimited => "ENROL_RATE_LIMITED",
             Error::RealNameUnavailable => "REAL_NAME_UNAVAILABLE",
+            Error::Proof(err) => err.reason(),
+            Error::SigningDeviceNotActive => "DEVICE_NOT_ACTIVE",
+            Error::NotYourSubject => "NOT_YOUR_SUBJECT",
+            Error::FaceConsentRequired => "FACE_CONSENT_REQUIRED",
+            Error::GuardianConsentRequired => "GUARDIAN_CONSENT_REQUIRED",
+            Error::GuardianNotEligible => "GUARDIAN_NOT_ELIGIBLE",
+            Error::AgeUnknown => "AGE_UNKNOWN",
             other => other.kind().reason(),
         }
     }

@@ -32,12 +32,19 @@ use std::time::Duration;
 use citypass_proto::v1::{DocumentType, FareClass, SubjectStatus};
 use citypass_token::{PublicKey, binding_authorization_message, binding_message};
 
+use citypass_face::Embedding;
+use citypass_proto::v1::FacePurpose;
+
 use crate::attempts::EnrolAttempts;
 use crate::challenge;
 use crate::config::IdentityConfig;
+use crate::device_call::{DeviceCall, DeviceCalls};
 use crate::document::{Date, Document, DocumentHasher};
 use crate::enrolment::{self, Authority, EnrolmentSecret};
 use crate::error::Error;
+use crate::face::{
+    Actor, Consent, ConsentRequest, Enrolment, FaceStats, Faces, FeedEntry, Withdrawal,
+};
 use crate::ids::{DeviceId, SubjectId};
 use crate::model::{
     Attributes, AttributesUpdate, Certificate, CertificateCursor, CertificateOwner,
@@ -79,6 +86,20 @@ pub enum BindingAuthority {
 
 pub use crate::enrolment::Enrolled;
 
+/// Who makes a face call: the citizen's app (its device-signed call, not yet checked)
+/// or an identity-admin operator at a counter (the authorisation layer checked the
+/// role).
+#[derive(Debug, Clone)]
+pub enum FaceCaller {
+    /// The app, signed by a bound device.
+    Device(DeviceCall),
+    /// A counter operator, by name.
+    Counter {
+        /// The operator's name (from the certificate).
+        operator: String,
+    },
+}
+
 /// The identity service: a store, a real-name check, keys and limits.
 pub struct Identity {
     store: Arc<dyn Store>,
@@ -93,6 +114,8 @@ pub struct Identity {
     challenge_ttl: Duration,
     enrolment_secret_ttl: Duration,
     certificates: CertificateLimits,
+    faces: Faces,
+    device_calls: DeviceCalls,
 }
 
 /// What a recorded certificate may be.
@@ -122,6 +145,8 @@ impl Identity {
     ) -> Result<Self, Error> {
         config.validate()?;
         Ok(Identity {
+            faces: Faces::new(config.face_template_keys()?, config.face_filing_threshold),
+            device_calls: DeviceCalls::new(config.face_proof_freshness, store.clone()),
             store,
             real_name,
             documents: DocumentHasher::new(config.document_keys()?),
@@ -269,6 +294,7 @@ impl Identity {
                 assurance_level: Outcome::Matched.assurance(document.assurance()),
             },
             enrolment: grant,
+            born_on: document.birth_date(),
         };
         let subject = self.store.insert_subject(new, now).await?;
         // No ids at INFO: subject ids are personal data (security finding 1).
@@ -489,5 +515,84 @@ impl Identity {
             None
         };
         Ok((certificates, next))
+    }
+
+    /// Face enrolment (the template keys, the filing threshold).
+    pub fn faces(&self) -> &Faces {
+        &self.faces
+    }
+
+    /// The actor of a face call about `subject`: a counter operator, or the app whose
+    /// device proof holds and whose device is the subject's.
+    async fn face_actor(&self, caller: FaceCaller, subject: SubjectId) -> Result<Actor, Error> {
+        match caller {
+            FaceCaller::Counter { operator } => Ok(Actor::Operator(operator)),
+            FaceCaller::Device(call) => {
+                let device = call.device;
+                let owner = self.device_calls.subject_of(&*self.store, call).await?;
+                if owner != subject {
+                    return Err(Error::NotYourSubject);
+                }
+                Ok(Actor::Device(device))
+            }
+        }
+    }
+
+    /// Records a separate consent to one face purpose (`crate::face`).
+    pub async fn record_face_consent(
+        &self,
+        caller: FaceCaller,
+        request: ConsentRequest,
+    ) -> Result<Consent, Error> {
+        let actor = self.face_actor(caller, request.subject_id).await?;
+        self.faces
+            .record_consent(&*self.store, request, &actor, Self::today_here())
+            .await
+    }
+
+    /// Withdraws one face purpose (every one with `None`); the template goes with the
+    /// last.
+    pub async fn withdraw_face_consent(
+        &self,
+        caller: FaceCaller,
+        subject: SubjectId,
+        purpose: Option<FacePurpose>,
+    ) -> Result<Withdrawal, Error> {
+        let actor = self.face_actor(caller, subject).await?;
+        self.faces
+            .withdraw(&*self.store, subject, purpose, &actor)
+            .await
+    }
+
+    /// Enrols (or replaces) the subject's face template.
+    pub async fn enrol_face(
+        &self,
+        caller: FaceCaller,
+        subject: SubjectId,
+        embedding: &Embedding,
+    ) -> Result<Enrolment, Error> {
+        let actor = self.face_actor(caller, subject).await?;
+        self.faces
+            .enrol(&*self.store, subject, embedding, &actor)
+            .await
+    }
+
+    /// Face enrolment counts.
+    pub async fn face_stats(&self) -> Result<FaceStats, Error> {
+        self.faces.stats(&*self.store).await
+    }
+
+    /// One page of the verifier's feed, and whether more follows.
+    pub async fn face_changes(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<(Vec<FeedEntry>, bool), Error> {
+        self.faces.changes(&*self.store, after, limit).await
+    }
+
+    /// Today's date in China (UTC+8), for ages.
+    fn today_here() -> Date {
+        Date::from_unix(Timestamp::now().unix_seconds() + 8 * 3600)
     }
 }

@@ -27,6 +27,11 @@
 //! - [`challenge`]: binding challenges;
 //! - [`model`]: the records logic and stores share;
 //! - [`store`]: the store trait, [`MemoryStore`] and [`PostgresStore`];
+//! - [`face`]: face enrolment with consent (issue 14): consents per purpose, the
+//!   guardian rule, sealed templates, withdrawal, the processing record, the filing
+//!   count and the verifier's feed;
+//! - [`device_call`]: the citizen's device-signed calls to identity (the face calls),
+//!   checked with `citypass_device_proof`;
 //! - [`identity`]: the logic ([`Identity`]);
 //! - [`service`]: the thin tonic layer ([`IdentityApi`]).
 //!
@@ -45,9 +50,11 @@ pub mod build;
 pub mod challenge;
 pub mod config;
 mod convert;
+pub mod device_call;
 pub mod document;
 pub mod enrolment;
 pub mod error;
+pub mod face;
 pub mod identity;
 pub mod ids;
 pub mod model;
@@ -66,7 +73,7 @@ pub use identity::Identity;
 pub use ids::{DeviceId, SubjectId};
 pub use realname::{Outcome, RealNameCheck, Sandbox, SandboxConfig, SandboxRule};
 pub use service::IdentityApi;
-pub use store::{MemoryStore, PostgresStore, Store};
+pub use store::{FaceStore, MemoryStore, PostgresStore, Store};
 
 /// The gRPC service, ready for `citypass_runtime::Server::add_service`.
 pub type IdentityServer = IdentityServiceServer<IdentityApi>;

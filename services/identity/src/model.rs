@@ -5,6 +5,8 @@
 //! numbers `common.proto` declares stable "in stored data", so the PostgreSQL columns
 //! hold exactly those numbers.
 
+pub mod face;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use citypass_proto::prost_types;
@@ -131,6 +133,9 @@ pub struct NewSubject {
     pub attributes: Attributes,
     /// The enrolment secret granted with it (its hash and expiry).
     pub enrolment: EnrolmentGrant,
+    /// The birth date a resident ID carries (for the face-consent rule on children
+    /// under 14); `None` for other documents.
+    pub born_on: Option<crate::document::Date>,
 }
 
 impl NewSubject {

@@ -6,8 +6,9 @@
 //! become statuses in one place, `citypass_runtime::to_status`, through [`Error`]'s
 //! `ServiceError` impl.
 
+use citypass_device_proof::{Proof, SignedRequest, body_sha256};
 use citypass_proto::v1::{self, identity_service_server::IdentityService};
-use citypass_runtime::{Caller, IntoStatus};
+use citypass_runtime::{Caller, IntoStatus, Principal, Role};
 use tonic::{Request, Response, Status};
 
 use crate::challenge;
@@ -18,9 +19,10 @@ use crate::convert::{
     device_page_token_of, enum_field, free_text, page_size, parse_public_key, parse_serial,
     parse_signature, timestamp_field,
 };
+use crate::device_call::DeviceCall;
 use crate::document::Document;
 use crate::error::Error;
-use crate::identity::{BindRequest, Identity};
+use crate::identity::{BindRequest, FaceCaller, Identity};
 use crate::ids::{DeviceId, SubjectId};
 use crate::model::{
     AttributesUpdate, CertificateOwner, CertificatePage, DevicePage, NewCertificate,
@@ -44,6 +46,33 @@ impl IdentityApi {
     /// The logic underneath.
     pub fn identity(&self) -> &Identity {
         &self.identity
+    }
+}
+
+/// Who makes a face call (see identity.proto): a request naming a device or carrying a
+/// proof is the app's, checked as a device-signed call; without either, the caller
+/// must be an identity-admin operator (a counter), or the call is UNAUTHENTICATED
+/// (`PROOF_MISSING`) as any unsigned citizen call is.
+fn face_caller<R: SignedRequest>(
+    caller: Option<&Caller>,
+    request: &R,
+    device_id: &str,
+) -> Result<FaceCaller, Error> {
+    if !device_id.is_empty() || request.proof().is_some() {
+        return Ok(FaceCaller::Device(DeviceCall {
+            method: R::METHOD,
+            device: DeviceId::parse(device_id)?,
+            proof: request.proof().cloned().map(Proof::from),
+            body_sha256: body_sha256(request),
+        }));
+    }
+    match caller.and_then(|c| c.principal.as_deref()) {
+        Some(Principal::Operator { name, roles }) if roles.contains(&Role::IdentityAdmin) => {
+            Ok(FaceCaller::Counter {
+                operator: name.clone(),
+            })
+        }
+        _ => Err(Error::Proof(citypass_device_proof::ProofError::Missing)),
     }
 }
 
@@ -391,6 +420,138 @@ impl IdentityService for IdentityApi {
                 Ok(v1::ListCertificatesResponse {
                     certificates: certificates.into_iter().map(certificate).collect(),
                     next_page_token: next.map(certificate_page_token_of).unwrap_or_default(),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn record_face_consent(
+        &self,
+        request: Request<v1::RecordFaceConsentRequest>,
+    ) -> Result<Response<v1::RecordFaceConsentResponse>, Status> {
+        let caller = face_caller(
+            Caller::of(&request),
+            request.get_ref(),
+            &request.get_ref().device_id,
+        );
+        let req = request.into_inner();
+        answer(
+            async {
+                let caller = caller?;
+                let consent = convert::consent_request(&req)?;
+                let recorded = self.identity.record_face_consent(caller, consent).await?;
+                Ok(v1::RecordFaceConsentResponse {
+                    consent: Some(convert::consent(recorded)),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn withdraw_face_consent(
+        &self,
+        request: Request<v1::WithdrawFaceConsentRequest>,
+    ) -> Result<Response<v1::WithdrawFaceConsentResponse>, Status> {
+        let caller = face_caller(
+            Caller::of(&request),
+            request.get_ref(),
+            &request.get_ref().device_id,
+        );
+        let req = request.into_inner();
+        answer(
+            async {
+                let caller = caller?;
+                let subject = SubjectId::parse(&req.subject_id)?;
+                let purpose = enum_field::<v1::FacePurpose>(req.purpose, "purpose")?;
+                let withdrawal = self
+                    .identity
+                    .withdraw_face_consent(caller, subject, purpose)
+                    .await?;
+                Ok(v1::WithdrawFaceConsentResponse {
+                    withdrawn: withdrawal.withdrawn.into_iter().map(i32::from).collect(),
+                    template_deleted: withdrawal.template_deleted,
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn enrol_face(
+        &self,
+        request: Request<v1::EnrolFaceRequest>,
+    ) -> Result<Response<v1::EnrolFaceResponse>, Status> {
+        let caller = face_caller(
+            Caller::of(&request),
+            request.get_ref(),
+            &request.get_ref().device_id,
+        );
+        let req = request.into_inner();
+        answer(
+            async {
+                let caller = caller?;
+                let subject = SubjectId::parse(&req.subject_id)?;
+                let embedding = convert::embedding(&req.embedding)?;
+                let enrolment = self
+                    .identity
+                    .enrol_face(caller, subject, &embedding)
+                    .await?;
+                Ok(v1::EnrolFaceResponse {
+                    subject_id: enrolment.subject_id.to_string(),
+                    purposes: enrolment.purposes.into_iter().map(i32::from).collect(),
+                    channel: enrolment.channel.into(),
+                    enrolled_at: Some(enrolment.enrolled_at.to_proto()),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn get_face_enrolment_stats(
+        &self,
+        _request: Request<v1::GetFaceEnrolmentStatsRequest>,
+    ) -> Result<Response<v1::GetFaceEnrolmentStatsResponse>, Status> {
+        answer(
+            async {
+                let stats = self.identity.face_stats().await?;
+                let threshold = self.identity.faces().filing_threshold();
+                let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+                Ok(v1::GetFaceEnrolmentStatsResponse {
+                    enrolled_people: count(stats.enrolled_people),
+                    filing_threshold: count(threshold),
+                    filing_threshold_reached: stats.enrolled_people >= threshold,
+                    counter_check_consents: count(stats.counter_check_consents),
+                    face_pass_consents: count(stats.face_pass_consents),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn list_face_template_changes(
+        &self,
+        request: Request<v1::ListFaceTemplateChangesRequest>,
+    ) -> Result<Response<v1::ListFaceTemplateChangesResponse>, Status> {
+        let req = request.into_inner();
+        answer(
+            async {
+                if req.after_sequence < 0 {
+                    return Err(Error::invalid("after_sequence", "must not be negative"));
+                }
+                let limit = page_size(
+                    req.page_size,
+                    convert::DEFAULT_FACE_PAGE,
+                    convert::MAX_FACE_PAGE,
+                )?;
+                let (entries, more) = self
+                    .identity
+                    .face_changes(req.after_sequence, limit)
+                    .await?;
+                let next_sequence = entries.last().map_or(req.after_sequence, |e| e.sequence);
+                Ok(v1::ListFaceTemplateChangesResponse {
+                    changes: entries.into_iter().map(convert::feed_entry).collect(),
+                    next_sequence,
+                    more,
                 })
             }
             .await,

@@ -16,15 +16,18 @@
 pub mod memory;
 pub mod postgres;
 
-use citypass_proto::v1::SubjectStatus;
+use citypass_proto::v1::{FaceChannel, FacePurpose, SubjectStatus};
 use futures::future::BoxFuture;
 
 use citypass_pseudonym::Pseudonym;
 
-use crate::document::DocumentHash;
+use crate::document::{Date, DocumentHash};
 use crate::enrolment::EnrolmentGrant;
 use crate::error::Error;
 use crate::ids::{DeviceId, SubjectId};
+use crate::model::face::{
+    AuditEntry, Consent, Enrolment, FaceStats, FeedEntry, NewTemplate, Withdrawal,
+};
 use crate::model::{
     AttributesUpdate, Certificate, CertificateOwner, CertificatePage, Challenge, Device,
     DevicePage, DeviceView, NewCertificate, NewDevice, NewSubject, StoredPseudonym, Subject,
@@ -41,7 +44,7 @@ pub const MAX_OUTSTANDING_CHALLENGES: usize = 5;
 pub const SUPERSEDED_REASON: &str = "superseded by a verified enrolment of the same document";
 
 /// Storage for the identity service. See the module documentation.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: FaceStore + Send + Sync + 'static {
     /// The ACTIVE or SUSPENDED subject enrolled with this document, if any: `document`
     /// holds its hash under every configured document key (during a rotation, a row may
     /// carry any of them).
@@ -186,6 +189,83 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Vec<Certificate>, Error>>;
 }
 
+/// Face enrolment (issue 14; see `crate::face`). Every change below is atomic with its
+/// audit row and its entry in the verifier's feed, and changes of one subject's face
+/// data are serialised (so the feed's sequence numbers become visible in order).
+pub trait FaceStore: Send + Sync + 'static {
+    /// The subject's birth date as enrolment stored it (resident IDs only).
+    /// [`Error::SubjectNotFound`].
+    fn get_birth_date<'a>(&'a self, id: SubjectId) -> BoxFuture<'a, Result<Option<Date>, Error>>;
+
+    /// Records `consent`, replacing the subject's consent to the same purpose; audited
+    /// (`consent`); the feed notes the subject when it has a template (its purposes
+    /// changed). [`Error::SubjectNotFound`]; [`Error::SubjectNotActive`].
+    fn record_face_consent<'a>(
+        &'a self,
+        consent: Consent,
+        actor: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<Consent, Error>>;
+
+    /// The subject's live consents, in purpose order. [`Error::SubjectNotFound`].
+    fn face_consents<'a>(&'a self, id: SubjectId) -> BoxFuture<'a, Result<Vec<Consent>, Error>>;
+
+    /// Deletes the consent to `purpose` (every purpose when `None`); each deleted one is
+    /// audited (`withdraw`). When no consent is left, the template row is deleted too
+    /// (audited `delete`). The feed notes the subject when it had a template. Nothing
+    /// to withdraw changes nothing. [`Error::SubjectNotFound`].
+    fn withdraw_face_consent<'a>(
+        &'a self,
+        id: SubjectId,
+        purpose: Option<FacePurpose>,
+        channel: FaceChannel,
+        actor: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<Withdrawal, Error>>;
+
+    /// Stores the subject's template, replacing any earlier one; audited (`enrol`);
+    /// noted in the feed. [`Error::SubjectNotFound`]; [`Error::SubjectNotActive`];
+    /// [`Error::FaceConsentRequired`] without a live consent (checked in the same
+    /// transaction, so a concurrent withdrawal cannot leave a template behind).
+    fn enrol_face<'a>(
+        &'a self,
+        template: NewTemplate,
+        actor: &'a str,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<Enrolment, Error>>;
+
+    /// The stored sealed template, if any (tests; never returned by an RPC).
+    /// [`Error::SubjectNotFound`].
+    fn face_template<'a>(
+        &'a self,
+        id: SubjectId,
+    ) -> BoxFuture<'a, Result<Option<citypass_face::SealedTemplate>, Error>>;
+
+    /// Counts for operators.
+    fn face_stats<'a>(&'a self) -> BoxFuture<'a, Result<FaceStats, Error>>;
+
+    /// Up to `limit` subjects whose latest change is after `after`, in sequence order,
+    /// each with its template and live purposes (`None` when it has no template or no
+    /// live consent).
+    fn face_changes<'a>(
+        &'a self,
+        after: i64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<FeedEntry>, Error>>;
+
+    /// The subject's processing record, oldest first. [`Error::SubjectNotFound`].
+    fn face_audit<'a>(&'a self, id: SubjectId) -> BoxFuture<'a, Result<Vec<AuditEntry>, Error>>;
+
+    /// Marks a request nonce (`key`, a hash) used until `expires_at`: `true` on its
+    /// first use, `false` while a mark lives. Drops some expired marks.
+    fn first_use_nonce<'a>(
+        &'a self,
+        key: &'a str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<bool, Error>>;
+}
+
 /// The `SubjectNotActive` error for a subject in `status`.
 pub(crate) fn not_active(status: SubjectStatus, action: &'static str) -> Error {
     Error::SubjectNotActive {
@@ -208,3 +288,5 @@ pub(crate) fn status_name(status: SubjectStatus) -> &'static str {
 /// Actions named in `SubjectNotActive` errors.
 pub(crate) const ACTION_CHALLENGE: &str = "start a device binding";
 pub(crate) const ACTION_BIND: &str = "bind a device";
+pub(crate) const ACTION_FACE_CONSENT: &str = "consent to face recognition";
+pub(crate) const ACTION_FACE_ENROL: &str = "enrol a face";

@@ -156,6 +156,36 @@ impl IdentityService for StandIn {
     ) -> Result<Response<ListCertificatesResponse>, Status> {
         Err(Status::unimplemented(""))
     }
+    async fn record_face_consent(
+        &self,
+        _: Request<RecordFaceConsentRequest>,
+    ) -> Result<Response<RecordFaceConsentResponse>, Status> {
+        Err(Status::unimplemented(""))
+    }
+    async fn withdraw_face_consent(
+        &self,
+        _: Request<WithdrawFaceConsentRequest>,
+    ) -> Result<Response<WithdrawFaceConsentResponse>, Status> {
+        Err(Status::unimplemented(""))
+    }
+    async fn enrol_face(
+        &self,
+        _: Request<EnrolFaceRequest>,
+    ) -> Result<Response<EnrolFaceResponse>, Status> {
+        Err(Status::unimplemented(""))
+    }
+    async fn get_face_enrolment_stats(
+        &self,
+        _: Request<GetFaceEnrolmentStatsRequest>,
+    ) -> Result<Response<GetFaceEnrolmentStatsResponse>, Status> {
+        Err(Status::unimplemented(""))
+    }
+    async fn list_face_template_changes(
+        &self,
+        _: Request<ListFaceTemplateChangesRequest>,
+    ) -> Result<Response<ListFaceTemplateChangesResponse>, Status> {
+        Err(Status::unimplemented(""))
+    }
 }
 
 type Recorded = Arc<Mutex<Vec<(DeviceCertificate, bool)>>>;

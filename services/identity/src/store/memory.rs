@@ -5,6 +5,8 @@
 //! call awaits while holding it), which is how this backend keeps the same guarantees
 //! PostgreSQL gets from transactions and constraints.
 
+mod face;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -44,6 +46,8 @@ struct State {
     certificates: HashMap<CertSerial, Certificate>,
     /// Each subject's current enrolment secret (hash and expiry).
     enrolments: HashMap<SubjectId, EnrolmentGrant>,
+    /// Consents, templates, the feed, the processing record, request nonces.
+    face: face::FaceState,
 }
 
 #[derive(Debug)]
@@ -54,6 +58,7 @@ struct SubjectRecord {
     document_key_id: KeyId,
     transit_account: StoredPseudonym,
     government_pseudonym: Option<Pseudonym>,
+    born_on: Option<crate::document::Date>,
     #[allow(dead_code)] // kept for parity with the PostgreSQL audit column
     status_reason: String,
     /// In binding order.
@@ -149,6 +154,7 @@ impl Store for MemoryStore {
             }
             let enrolment = new.enrolment;
             let government_pseudonym = new.government_pseudonym.clone();
+            let born_on = new.born_on;
             let subject = new.into_subject(now);
             if enrolled {
                 state.enrolled.insert(hash, subject.id);
@@ -162,6 +168,7 @@ impl Store for MemoryStore {
                     document_key_id,
                     transit_account,
                     government_pseudonym,
+                    born_on,
                     status_reason: String::new(),
                     devices: Vec::new(),
                 },

@@ -21,6 +21,7 @@
 
 mod certificates;
 mod devices;
+mod face;
 mod subjects;
 
 use citypass_proto::v1::{
@@ -53,6 +54,7 @@ pub const MIGRATIONS: citypass_postgres::Embedded = citypass_postgres::embed_mig
     "20261202000001_enrolment_secrets.sql",
     "20261202000002_hmac_key_ids.sql",
     "20261203000001_government_pseudonym.sql",
+    "20261203000002_face.sql",
 ];
 
 const EXPIRED_CHALLENGE_BATCH: i64 = 100;

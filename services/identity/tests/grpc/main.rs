@@ -10,6 +10,7 @@
 
 mod bind_device;
 mod enrol;
+mod face;
 mod lifecycle;
 mod privacy;
 mod record_certificate;

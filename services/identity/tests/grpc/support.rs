@@ -99,6 +99,10 @@ pub(crate) async fn digest(pool: &PgPool) -> String {
         "binding_challenges",
         "device_certificates",
         "enrolment_secrets",
+        "face_consents",
+        "face_templates",
+        "face_feed",
+        "face_audit",
     ] {
         let sql = format!(
             "SELECT count(*)::text || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') \

@@ -1,7 +1,7 @@
 //! The store contract: one suite, run against the in-memory store and PostgreSQL.
 //!
 //! Each property is one `async fn` over an `Arc<dyn Store>`, in a module per concern
-//! (subjects, challenges, binding, devices, enrolment, certificates, key ids); the `contract!` macro below
+//! (subjects, challenges, binding, devices, enrolment, certificates, key ids, face); the `contract!` macro below
 //! runs every one of them against both backends (a fresh PostgreSQL database per test,
 //! from `citypass_testkit`; without `CITYPASS_TEST_DATABASE_URL` the PostgreSQL half
 //! fails rather than skips). If the backends ever disagree, one of these fails. A
@@ -12,6 +12,7 @@ mod certificates;
 mod challenges;
 mod devices;
 mod enrolment;
+mod face;
 mod keys;
 mod subjects;
 mod support;
@@ -67,6 +68,11 @@ citypass_testkit::contract_suite!(
         certificates::finding_3_live_certificates_are_capped_and_listed_in_pages,
         keys::finding_9_rows_keep_their_key_ids_and_are_found_under_any_key,
         keys::finding_9_one_document_enrols_once_across_keys,
+        face::no_template_without_a_live_consent,
+        face::withdrawing_the_last_consent_deletes_the_template_and_is_audited,
+        face::the_feed_gives_each_subject_at_its_latest_change,
+        face::birth_dates_are_kept_for_the_guardian_rule,
+        face::a_request_nonce_is_used_once,
     ]
 );
 

@@ -67,6 +67,7 @@ pub(crate) fn new_subject(document: u8, status: SubjectStatus) -> NewSubject {
             assurance_level: AssuranceLevel::RealNameVerified,
         },
         enrolment: test_grant(),
+        born_on: citypass_identity::document::Date::from_number(19900101),
     }
 }
 

@@ -54,9 +54,10 @@ impl PostgresStore {
             "INSERT INTO subjects (subject_id, document_type, document_hash, masked_name, \
                  status, real_name_check, fare_class, medical_insurance_linked, \
                  assurance_level, created_at, updated_at, document_key_id, \
-                 transit_account, pseudonym_key_id, government_pseudonym, government_key_id) \
+                 transit_account, pseudonym_key_id, government_pseudonym, government_key_id, \
+                 born_on) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, identity_ts($10), identity_ts($10), \
-                 $11, $12, $13, $14, $15) \
+                 $11, $12, $13, $14, $15, $16) \
              ON CONFLICT (document_hash) WHERE status IN (2, 3) DO NOTHING \
              RETURNING subject_id",
         )
@@ -75,6 +76,7 @@ impl PostgresStore {
         .bind(new.transit_account.key_id.stored())
         .bind(new.government_pseudonym.as_ref().map(|p| p.value.as_str()))
         .bind(new.government_pseudonym.as_ref().map(|p| p.key_id.stored()))
+        .bind(new.born_on.map(crate::document::Date::to_number))
         .fetch_optional(&mut *tx)
         .await?;
         if inserted.is_none() {

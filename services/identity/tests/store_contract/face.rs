@@ -1,0 +1,353 @@
+//! Face enrolment (issue 14): no template without a live consent, withdrawal deletes
+//! the row at once, the processing record, the feed and request nonces.
+
+use std::sync::Arc;
+
+use citypass_face::{DIMENSION, Embedding, SealedTemplate, TemplateKeys};
+use citypass_identity::error::Error;
+use citypass_identity::face::{Consent, NewTemplate};
+use citypass_identity::ids::SubjectId;
+use citypass_identity::store::Store;
+use citypass_proto::v1::{FaceChannel, FacePurpose, SubjectStatus};
+
+use crate::support::{active_subject, at, new_subject};
+
+const ACTOR: &str = "operator:counter-1";
+
+pub(crate) fn embedding(seed: u32) -> Embedding {
+    let mut state = seed.wrapping_mul(2654435761) | 1;
+    let raw: Vec<f32> = (0..DIMENSION)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            (state % 1000) as f32 - 500.0
+        })
+        .collect();
+    Embedding::normalise(&raw).unwrap()
+}
+
+pub(crate) fn sealed(subject: SubjectId, seed: u32) -> SealedTemplate {
+    TemplateKeys::new((1, &[7; 32]), &[])
+        .unwrap()
+        .seal(&subject.to_string(), &embedding(seed))
+        .unwrap()
+}
+
+fn consent(subject: SubjectId, purpose: FacePurpose) -> Consent {
+    Consent {
+        subject_id: subject,
+        purpose,
+        text_version: "face-2026-06".to_owned(),
+        places: match purpose {
+            FacePurpose::FacePass => vec!["line-1.xihu".to_owned()],
+            _ => Vec::new(),
+        },
+        guardian: None,
+        channel: FaceChannel::Counter,
+        granted_at: at(1),
+    }
+}
+
+fn template(subject: SubjectId, seed: u32) -> NewTemplate {
+    NewTemplate {
+        subject_id: subject,
+        sealed: sealed(subject, seed),
+        channel: FaceChannel::App,
+        device: Some(
+            citypass_identity::ids::DeviceId::parse("0123456789abcdef0123456789abcdef").unwrap(),
+        ),
+    }
+}
+
+pub(crate) async fn no_template_without_a_live_consent(store: Arc<dyn Store>) {
+    let subject = active_subject(&store, 1).await;
+    assert!(matches!(
+        store.enrol_face(template(subject, 1), ACTOR, at(2)).await,
+        Err(Error::FaceConsentRequired)
+    ));
+    assert_eq!(store.face_template(subject).await.unwrap(), None);
+    assert_eq!(store.face_stats().await.unwrap().enrolled_people, 0);
+    // With a consent it is stored, sealed as given, and counted.
+    store
+        .record_face_consent(consent(subject, FacePurpose::CounterCheck), ACTOR, at(1))
+        .await
+        .unwrap();
+    let t = template(subject, 1);
+    let enrolment = store.enrol_face(t.clone(), ACTOR, at(2)).await.unwrap();
+    assert_eq!(enrolment.purposes, vec![FacePurpose::CounterCheck]);
+    assert_eq!(
+        (enrolment.enrolled_before, enrolment.enrolled_after),
+        (0, 1)
+    );
+    assert_eq!(store.face_template(subject).await.unwrap(), Some(t.sealed));
+    // A consent withdrawn leaves nothing to enrol under.
+    store
+        .withdraw_face_consent(subject, None, FaceChannel::App, ACTOR, at(3))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.enrol_face(template(subject, 2), ACTOR, at(4)).await,
+        Err(Error::FaceConsentRequired)
+    ));
+    // Unknown and suspended subjects neither consent nor enrol.
+    let unknown = SubjectId::generate().unwrap();
+    assert!(matches!(
+        store
+            .record_face_consent(consent(unknown, FacePurpose::CounterCheck), ACTOR, at(1))
+            .await,
+        Err(Error::SubjectNotFound)
+    ));
+    let suspended = store
+        .insert_subject(new_subject(2, SubjectStatus::Active), at(0))
+        .await
+        .unwrap()
+        .id;
+    store
+        .record_face_consent(consent(suspended, FacePurpose::CounterCheck), ACTOR, at(1))
+        .await
+        .unwrap();
+    store
+        .set_subject_status(suspended, SubjectStatus::Suspended, "test", at(1))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.enrol_face(template(suspended, 3), ACTOR, at(2)).await,
+        Err(Error::SubjectNotActive { .. })
+    ));
+}
+
+pub(crate) async fn withdrawing_the_last_consent_deletes_the_template_and_is_audited(
+    store: Arc<dyn Store>,
+) {
+    let subject = active_subject(&store, 1).await;
+    for purpose in [FacePurpose::CounterCheck, FacePurpose::FacePass] {
+        store
+            .record_face_consent(consent(subject, purpose), ACTOR, at(1))
+            .await
+            .unwrap();
+    }
+    let enrolment = store
+        .enrol_face(template(subject, 1), ACTOR, at(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        enrolment.purposes,
+        vec![FacePurpose::CounterCheck, FacePurpose::FacePass]
+    );
+    // One purpose withdrawn: the template stays for the other.
+    let w = store
+        .withdraw_face_consent(
+            subject,
+            Some(FacePurpose::FacePass),
+            FaceChannel::App,
+            "device:d",
+            at(3),
+        )
+        .await
+        .unwrap();
+    assert_eq!(w.withdrawn, vec![FacePurpose::FacePass]);
+    assert!(!w.template_deleted);
+    assert!(store.face_template(subject).await.unwrap().is_some());
+    let consents = store.face_consents(subject).await.unwrap();
+    assert_eq!(consents.len(), 1);
+    assert_eq!(consents[0].purpose, FacePurpose::CounterCheck);
+    // Withdrawing it again changes nothing.
+    let again = store
+        .withdraw_face_consent(
+            subject,
+            Some(FacePurpose::FacePass),
+            FaceChannel::App,
+            "device:d",
+            at(3),
+        )
+        .await
+        .unwrap();
+    assert!(again.withdrawn.is_empty() && !again.template_deleted);
+    // The last one: the template row goes at once.
+    let w = store
+        .withdraw_face_consent(subject, None, FaceChannel::Counter, ACTOR, at(4))
+        .await
+        .unwrap();
+    assert_eq!(w.withdrawn, vec![FacePurpose::CounterCheck]);
+    assert!(w.template_deleted);
+    assert_eq!(store.face_template(subject).await.unwrap(), None);
+    assert_eq!(store.face_stats().await.unwrap().enrolled_people, 0);
+    // The processing record: who, what, when, which purpose.
+    let audit: Vec<_> = store
+        .face_audit(subject)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.action, a.purpose, a.channel, a.actor, a.at))
+        .collect();
+    assert_eq!(
+        audit,
+        vec![
+            (
+                "consent",
+                Some(FacePurpose::CounterCheck),
+                FaceChannel::Counter,
+                ACTOR.to_owned(),
+                at(1)
+            ),
+            (
+                "consent",
+                Some(FacePurpose::FacePass),
+                FaceChannel::Counter,
+                ACTOR.to_owned(),
+                at(1)
+            ),
+            ("enrol", None, FaceChannel::App, ACTOR.to_owned(), at(2)),
+            (
+                "withdraw",
+                Some(FacePurpose::FacePass),
+                FaceChannel::App,
+                "device:d".to_owned(),
+                at(3)
+            ),
+            (
+                "withdraw",
+                Some(FacePurpose::CounterCheck),
+                FaceChannel::Counter,
+                ACTOR.to_owned(),
+                at(4)
+            ),
+            (
+                "delete",
+                None,
+                FaceChannel::Counter,
+                ACTOR.to_owned(),
+                at(4)
+            ),
+        ]
+    );
+}
+
+pub(crate) async fn the_feed_gives_each_subject_at_its_latest_change(store: Arc<dyn Store>) {
+    let a = active_subject(&store, 1).await;
+    let b = active_subject(&store, 2).await;
+    assert!(store.face_changes(0, 10).await.unwrap().is_empty());
+    for s in [a, b] {
+        store
+            .record_face_consent(consent(s, FacePurpose::FacePass), ACTOR, at(1))
+            .await
+            .unwrap();
+    }
+    // A consent without a template is not in the feed.
+    assert!(store.face_changes(0, 10).await.unwrap().is_empty());
+    let ta = template(a, 1);
+    store.enrol_face(ta.clone(), ACTOR, at(2)).await.unwrap();
+    store
+        .enrol_face(template(b, 2), ACTOR, at(2))
+        .await
+        .unwrap();
+    let feed = store.face_changes(0, 10).await.unwrap();
+    assert_eq!(
+        feed.iter().map(|e| e.subject_id).collect::<Vec<_>>(),
+        vec![a, b]
+    );
+    let first = feed[0].template.clone().expect("a's template");
+    assert_eq!(first.sealed, ta.sealed);
+    assert_eq!(first.purposes, vec![FacePurpose::FacePass]);
+    assert_eq!(first.face_pass_places, vec!["line-1.xihu".to_owned()]);
+    assert_eq!(first.enrolled_at, at(2));
+    assert_eq!(first.channel, FaceChannel::App);
+    assert_eq!(first.device, ta.device);
+    assert!(feed[0].sequence < feed[1].sequence);
+    // Paging: one at a time, then nothing after the last.
+    let page = store.face_changes(0, 1).await.unwrap();
+    assert_eq!(page.len(), 1);
+    let rest = store.face_changes(page[0].sequence, 10).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].subject_id, b);
+    let cursor = rest[0].sequence;
+    assert!(store.face_changes(cursor, 10).await.unwrap().is_empty());
+    // A's withdrawal: after the cursor, a appears once, removed.
+    store
+        .withdraw_face_consent(a, None, FaceChannel::App, "device:d", at(3))
+        .await
+        .unwrap();
+    let after = store.face_changes(cursor, 10).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].subject_id, a);
+    assert_eq!(after[0].template, None);
+    // From the start: b, then a (at its latest change), removed.
+    let all = store.face_changes(0, 10).await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|e| (e.subject_id, e.template.is_some()))
+            .collect::<Vec<_>>(),
+        vec![(b, true), (a, false)]
+    );
+    let stats = store.face_stats().await.unwrap();
+    assert_eq!(
+        (
+            stats.enrolled_people,
+            stats.face_pass_consents,
+            stats.counter_check_consents
+        ),
+        (1, 1, 0)
+    );
+}
+
+pub(crate) async fn birth_dates_are_kept_for_the_guardian_rule(store: Arc<dyn Store>) {
+    let mut child = new_subject(1, SubjectStatus::Active);
+    child.born_on = citypass_identity::document::Date::from_number(20200229);
+    let child = store.insert_subject(child, at(0)).await.unwrap().id;
+    assert_eq!(
+        store.get_birth_date(child).await.unwrap(),
+        citypass_identity::document::Date::from_number(20200229)
+    );
+    let mut unknown = new_subject(2, SubjectStatus::Active);
+    unknown.born_on = None;
+    let unknown = store.insert_subject(unknown, at(0)).await.unwrap().id;
+    assert_eq!(store.get_birth_date(unknown).await.unwrap(), None);
+    assert!(matches!(
+        store.get_birth_date(SubjectId::generate().unwrap()).await,
+        Err(Error::SubjectNotFound)
+    ));
+    // A guardian is recorded with the consent.
+    let guardian = active_subject(&store, 3).await;
+    let mut c = consent(child, FacePurpose::CounterCheck);
+    c.guardian = Some(guardian);
+    store
+        .record_face_consent(c.clone(), ACTOR, at(1))
+        .await
+        .unwrap();
+    assert_eq!(store.face_consents(child).await.unwrap(), vec![c]);
+}
+
+pub(crate) async fn a_request_nonce_is_used_once(store: Arc<dyn Store>) {
+    assert!(
+        store
+            .first_use_nonce("nonce:a", at(10), at(0))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .first_use_nonce("nonce:a", at(10), at(5))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .first_use_nonce("nonce:b", at(10), at(5))
+            .await
+            .unwrap()
+    );
+    // After its mark expires the key may be marked again.
+    assert!(
+        store
+            .first_use_nonce("nonce:a", at(30), at(11))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .first_use_nonce("nonce:a", at(40), at(12))
+            .await
+            .unwrap()
+    );
+}
