@@ -10,6 +10,7 @@ use citypass_runtime::{BuildError, Server, part};
 
 use crate::authorization::AUTHORIZATION;
 use crate::config::Config;
+use crate::face::feed::FaceFeed;
 use crate::face::{CounterFaces, FaceGalleries, FaceTemplates};
 use crate::fraud::{FraudLog, MemoryFraudLog, RedisFraudLog};
 use crate::gates::Gates;
@@ -281,6 +282,27 @@ pub async fn build_replacing(
         rules.skew,
         config.upload.window,
     );
+    let face_templates: Arc<dyn FaceTemplates> = match (face_templates, &config.face.feed) {
+        (Some(replaced), _) => replaced,
+        (None, Some(feed)) => {
+            let keys = feed
+                .keys(config.environment)
+                .map_err(|e| part("face template keys")(std::io::Error::other(e)))?;
+            // `validate` made sure the feed has identity to ask.
+            let identity = config
+                .subjects
+                .as_ref()
+                .map(|s| &s.identity)
+                .ok_or_else(|| part("face feed")(std::io::Error::other("subjects is required")))?;
+            let channel = identity
+                .channel(tls.as_ref())
+                .map_err(part("face feed client"))?;
+            let galleries = Arc::new(FaceGalleries::fed(feed.max_age));
+            FaceFeed::new(channel, keys).follow(&galleries, feed.poll_interval);
+            galleries
+        }
+        (None, None) => Arc::new(FaceGalleries::new()),
+    };
     let mut verifier = Verifier::new(
         rules,
         keys.clone(),
@@ -290,10 +312,7 @@ pub async fn build_replacing(
         policies,
     )
     .keeping(follower.clone())
-    .with_faces(CounterFaces::new(
-        config.face,
-        face_templates.unwrap_or_else(|| Arc::new(FaceGalleries::new())),
-    ));
+    .with_faces(CounterFaces::new(config.face.clone(), face_templates));
     if let Some(holder) = holder {
         verifier = verifier.with_subjects(holder);
     }

@@ -353,6 +353,12 @@ impl Config {
         self.face
             .check()
             .map_err(|(key, problem)| invalid(key, problem))?;
+        if self.face.feed.is_some() && self.subjects.is_none() {
+            return Err(invalid(
+                "face.feed",
+                "needs subjects (identity's address, and the holders the check compares)",
+            ));
+        }
         if self.venue_capacity == 0 {
             return Err(invalid("venue_capacity", "must be at least 1"));
         }

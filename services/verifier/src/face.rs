@@ -13,12 +13,20 @@
 //!
 //! The live face arrives as an embedding the counter's own device computed; the
 //! holder's template is looked up in [`FaceTemplates`] (in memory, filled from
-//! identity's feed of sealed templates) and the two are compared here. Neither the
-//! score nor the template leaves the verifier: the answer has a [`ScoreBand`].
+//! identity's feed of sealed templates: [`feed`]) and the two are compared here.
+//! Neither the score nor the template leaves the verifier: the answer has a
+//! [`ScoreBand`].
 
+pub mod feed;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
-use citypass_face::{Embedding, Gallery, Similarity};
+use citypass_face::{Embedding, Gallery, Similarity, TemplateKeys};
+use citypass_runtime::config::duration;
+use citypass_runtime::{Environment, Secret};
 use citypass_token::{Scene, SubjectId};
 use serde::Deserialize;
 
@@ -35,8 +43,9 @@ pub enum FacePolicy {
     Required,
 }
 
-/// The `face` section: each counter scene's policy and the 1:1 rule.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+/// The `face` section: each counter scene's policy, the 1:1 rule, and where the
+/// templates come from.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FaceSettings {
     /// Hospital desks (default `off`).
@@ -49,6 +58,9 @@ pub struct FaceSettings {
     /// Width of the bands either side of the threshold (default 0.1): `medium` is
     /// [threshold, threshold + width), `low` is [threshold − width, threshold).
     pub band_width: f32,
+    /// Identity's feed of sealed templates (through `subjects.identity`). Without it
+    /// no template is held and every holder reads as not enrolled.
+    pub feed: Option<FeedSettings>,
 }
 
 impl Default for FaceSettings {
@@ -58,8 +70,118 @@ impl Default for FaceSettings {
             government: FacePolicy::Off,
             threshold: 0.5,
             band_width: 0.1,
+            feed: None,
         }
     }
+}
+
+/// `face.feed`: how often identity's feed is polled, how old the galleries may get,
+/// and the template keys (the same as identity's: `face_template_key…`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedSettings {
+    /// Between polls (default `2s`): how long a withdrawal takes to reach the counters.
+    #[serde(
+        default = "default_poll_interval",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub poll_interval: Duration,
+    /// Oldest galleries used (default `30s`); older, no template is used at all.
+    #[serde(
+        default = "default_max_age",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub max_age: Duration,
+    /// The current template key (hex, or `dev:…` outside production).
+    #[serde(default)]
+    pub template_key: Option<Secret>,
+    /// File holding `template_key` (a mounted Secret).
+    #[serde(default)]
+    pub template_key_file: Option<PathBuf>,
+    /// Its id (default 1).
+    #[serde(default = "default_key_id")]
+    pub template_key_id: u16,
+    /// Keys of earlier rotations, which open templates identity has not re-sealed yet.
+    #[serde(default)]
+    pub previous_template_keys: Vec<PreviousTemplateKey>,
+}
+
+/// A template key of an earlier rotation.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviousTemplateKey {
+    pub id: u16,
+    #[serde(default)]
+    pub key: Option<Secret>,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_max_age() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_key_id() -> u16 {
+    1
+}
+
+impl FeedSettings {
+    /// The development settings: identity's development template key.
+    pub fn dev() -> Self {
+        FeedSettings {
+            poll_interval: default_poll_interval(),
+            max_age: default_max_age(),
+            template_key: Some(Secret::new(citypass_face::template::DEV_TEMPLATE_KEY)),
+            template_key_file: None,
+            template_key_id: default_key_id(),
+            previous_template_keys: Vec::new(),
+        }
+    }
+
+    /// The template keys, read (files) and checked: production refuses a dev key.
+    pub fn keys(&self, environment: Environment) -> Result<TemplateKeys, String> {
+        let current = read_key(
+            "face.feed.template_key",
+            self.template_key.as_ref(),
+            self.template_key_file.as_ref(),
+            environment,
+        )?;
+        let mut previous = Vec::with_capacity(self.previous_template_keys.len());
+        for (i, p) in self.previous_template_keys.iter().enumerate() {
+            let name = format!("face.feed.previous_template_keys[{i}]");
+            let key = read_key(&name, p.key.as_ref(), p.key_file.as_ref(), environment)?;
+            previous.push((p.id, key));
+        }
+        let previous: Vec<(u16, &[u8])> = previous.iter().map(|(id, k)| (*id, k.bytes())).collect();
+        TemplateKeys::new((self.template_key_id, current.bytes()), &previous)
+            .map_err(|e| format!("face.feed.template_key: {e}"))
+    }
+}
+
+/// A key given inline or in a file (never both), hex or `dev:…`; a dev key is refused
+/// in production.
+pub(crate) fn read_key(
+    name: &str,
+    inline: Option<&Secret>,
+    file: Option<&PathBuf>,
+    environment: Environment,
+) -> Result<citypass_pseudonym::Key, String> {
+    let text = match (inline, file) {
+        (Some(_), Some(_)) => return Err(format!("{name} and {name}_file are both set")),
+        (Some(secret), None) => secret.expose().to_owned(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| format!("{name}_file {}: {e}", path.display()))?,
+        (None, None) => return Err(format!("{name} (or {name}_file) is required")),
+    };
+    let key = citypass_pseudonym::Key::parse(&text, name).map_err(|e| e.to_string())?;
+    if key.is_dev() && environment == Environment::Production {
+        return Err(format!("{name} is a development key in production"));
+    }
+    Ok(key)
 }
 
 impl FaceSettings {
@@ -79,6 +201,17 @@ impl FaceSettings {
         }
         if !(self.band_width > 0.0 && self.band_width <= 0.5) {
             return Err(("face.band_width", "must be above 0 and at most 0.5"));
+        }
+        if let Some(feed) = &self.feed {
+            if feed.poll_interval.is_zero() || feed.poll_interval > Duration::from_secs(60) {
+                return Err(("face.feed.poll_interval", "must be above 0 and at most 1m"));
+            }
+            if feed.max_age < feed.poll_interval || feed.max_age > Duration::from_secs(600) {
+                return Err((
+                    "face.feed.max_age",
+                    "must be at least poll_interval and at most 10m",
+                ));
+            }
         }
         Ok(())
     }
@@ -126,11 +259,61 @@ pub trait FaceTemplates: Send + Sync + 'static {
 #[derive(Debug, Default)]
 pub struct FaceGalleries {
     counter: RwLock<Gallery<SubjectId>>,
+    /// When fed by identity's feed: how old the galleries may get.
+    feed: Option<FeedClock>,
+}
+
+/// When the feed last brought the galleries up to date.
+#[derive(Debug)]
+struct FeedClock {
+    max_age: Duration,
+    started: Instant,
+    /// Milliseconds from `started` to the last complete sync; `u64::MAX`: never.
+    synced_ms: AtomicU64,
 }
 
 impl FaceGalleries {
+    /// Galleries filled by hand (tests, benches): always current.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Galleries filled by identity's feed: used only while the last complete sync is
+    /// at most `max_age` old, and not before the first.
+    pub fn fed(max_age: Duration) -> Self {
+        FaceGalleries {
+            counter: RwLock::default(),
+            feed: Some(FeedClock {
+                max_age,
+                started: Instant::now(),
+                synced_ms: AtomicU64::new(u64::MAX),
+            }),
+        }
+    }
+
+    /// The feed brought the galleries up to date now.
+    pub fn mark_synced(&self) {
+        if let Some(clock) = &self.feed {
+            let ms = u64::try_from(clock.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+            clock.synced_ms.store(ms, Ordering::Release);
+        }
+    }
+
+    /// Whether the templates may be used: always without a feed, else while the last
+    /// complete sync is at most `max_age` old.
+    pub fn fresh(&self) -> bool {
+        let Some(clock) = &self.feed else {
+            return true;
+        };
+        let synced = clock.synced_ms.load(Ordering::Acquire);
+        if synced == u64::MAX {
+            return false;
+        }
+        let age = clock
+            .started
+            .elapsed()
+            .saturating_sub(Duration::from_millis(synced));
+        age <= clock.max_age
     }
 
     /// Enrols (or replaces) `subject`'s counter-check template.
@@ -161,6 +344,10 @@ impl FaceGalleries {
 
 impl FaceTemplates for FaceGalleries {
     fn counter_similarity(&self, subject: &SubjectId, probe: &Embedding) -> Option<Similarity> {
+        if !self.fresh() {
+            // A withdrawal may not have arrived: use no template at all.
+            return None;
+        }
         self.read().similarity_to(subject, probe)
     }
 }
@@ -238,7 +425,8 @@ impl CounterFaces {
             threshold,
             band_width,
             ..
-        } = self.settings;
+        } = &self.settings;
+        let (threshold, band_width) = (*threshold, *band_width);
         if score.0 >= threshold + band_width {
             ScoreBand::High
         } else if score.0 >= threshold {
@@ -356,6 +544,64 @@ mod tests {
     }
 
     #[test]
+    fn fed_galleries_are_used_only_while_fresh() {
+        let galleries = FaceGalleries::fed(Duration::from_millis(200));
+        let holder = subject();
+        galleries.enrol_counter(holder, &face(1, 0.0));
+        assert_eq!(
+            galleries.counter_similarity(&holder, &face(1, 0.0)),
+            None,
+            "not before the first sync"
+        );
+        galleries.mark_synced();
+        assert!(
+            galleries
+                .counter_similarity(&holder, &face(1, 0.0))
+                .is_some()
+        );
+        // Wait for the age to pass (a condition, with a generous deadline).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while galleries.fresh() {
+            assert!(Instant::now() < deadline, "the galleries never aged");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(galleries.counter_similarity(&holder, &face(1, 0.0)), None);
+        assert!(FaceGalleries::new().fresh());
+    }
+
+    #[test]
+    fn template_keys_come_inline_or_from_a_file_and_dev_keys_stay_out_of_production() {
+        let dev = FeedSettings::dev();
+        assert!(dev.keys(Environment::Dev).is_ok());
+        let err = dev.keys(Environment::Production).unwrap_err();
+        assert!(err.contains("development key"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("template.key");
+        std::fs::write(&path, "ab".repeat(32)).unwrap();
+        let from_file = FeedSettings {
+            template_key: None,
+            template_key_file: Some(path.clone()),
+            ..FeedSettings::dev()
+        };
+        assert_eq!(
+            from_file
+                .keys(Environment::Production)
+                .unwrap()
+                .current_id(),
+            1
+        );
+        let both = FeedSettings {
+            template_key_file: Some(path),
+            ..FeedSettings::dev()
+        };
+        assert!(
+            both.keys(Environment::Dev)
+                .unwrap_err()
+                .contains("both set")
+        );
+    }
+
+    #[test]
     fn settings_out_of_range_are_named() {
         let bad = FaceSettings {
             threshold: 1.5,
@@ -368,5 +614,13 @@ mod tests {
         };
         assert_eq!(bad.check().unwrap_err().0, "face.band_width");
         assert!(FaceSettings::default().check().is_ok());
+        let bad = FaceSettings {
+            feed: Some(FeedSettings {
+                max_age: Duration::from_millis(500),
+                ..FeedSettings::dev()
+            }),
+            ..FaceSettings::default()
+        };
+        assert_eq!(bad.check().unwrap_err().0, "face.feed.max_age");
     }
 }
