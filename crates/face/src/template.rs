@@ -25,6 +25,10 @@ use thiserror::Error;
 
 use crate::embedding::{DIMENSION, Embedding};
 
+/// The template key of development (identity's and the verifier's default there; each
+/// refuses it in production). Not secret.
+pub const DEV_TEMPLATE_KEY: &str = "dev:citypass-face-template-key-NOT-SECRET-development";
+
 /// Shortest key material accepted, in bytes.
 pub const MIN_KEY_BYTES: usize = 32;
 

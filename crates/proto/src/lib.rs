@@ -145,6 +145,7 @@ mod tests {
                 seconds: 1_700_000_000,
                 nanos: 0,
             }),
+            live_face: None,
         };
         let bytes = request.encode_to_vec();
         assert_eq!(

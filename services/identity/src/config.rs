@@ -59,7 +59,7 @@ pub const DEV_DOCUMENT_KEY: &str = "dev:citypass-identity-document-key-NOT-SECRE
 pub const DEV_PSEUDONYM_KEY: &str = "dev:citypass-scene-pseudonym-key-NOT-SECRET";
 
 /// The face-template key used when none is configured. Not secret: development only.
-pub const DEV_FACE_TEMPLATE_KEY: &str = "dev:citypass-face-template-key-NOT-SECRET-development";
+pub const DEV_FACE_TEMPLATE_KEY: &str = citypass_face::template::DEV_TEMPLATE_KEY;
 
 /// The government-service key used when none is configured. Not secret: development
 /// only.

@@ -118,6 +118,7 @@ mod tests {
             qr_text,
             direction: Direction::Unspecified,
             station_id: String::new(),
+            live_face: None,
         }
     }
 

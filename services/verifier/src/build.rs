@@ -10,6 +10,8 @@ use citypass_runtime::{BuildError, Server, part};
 
 use crate::authorization::AUTHORIZATION;
 use crate::config::Config;
+use crate::face::feed::FaceFeed;
+use crate::face::{CounterFaces, FaceGalleries, FaceTemplates};
 use crate::fraud::{FraudLog, MemoryFraudLog, RedisFraudLog};
 use crate::gates::Gates;
 use crate::key_set::Keys;
@@ -88,6 +90,8 @@ pub struct Replacements {
     pub policy_subjects: Option<Arc<dyn Subjects>>,
     /// The transit policy's taps instead of `payments:` (a fixed stand-in).
     pub transit: Option<Arc<dyn TransitTaps>>,
+    /// The counters' face templates (until identity's feed fills them, none).
+    pub face_templates: Option<Arc<dyn FaceTemplates>>,
 }
 
 /// [`build`] with `replacements` in place of the configured sources.
@@ -98,6 +102,7 @@ pub async fn build_replacing(
     let Replacements {
         policy_subjects,
         transit,
+        face_templates,
     } = replacements;
     config.validate().map_err(part("configuration"))?;
     let tls = config.server.load_tls()?;
@@ -277,6 +282,27 @@ pub async fn build_replacing(
         rules.skew,
         config.upload.window,
     );
+    let face_templates: Arc<dyn FaceTemplates> = match (face_templates, &config.face.feed) {
+        (Some(replaced), _) => replaced,
+        (None, Some(feed)) => {
+            let keys = feed
+                .keys(config.environment)
+                .map_err(|e| part("face template keys")(std::io::Error::other(e)))?;
+            // `validate` made sure the feed has identity to ask.
+            let identity = config
+                .subjects
+                .as_ref()
+                .map(|s| &s.identity)
+                .ok_or_else(|| part("face feed")(std::io::Error::other("subjects is required")))?;
+            let channel = identity
+                .channel(tls.as_ref())
+                .map_err(part("face feed client"))?;
+            let galleries = Arc::new(FaceGalleries::fed(feed.max_age));
+            FaceFeed::new(channel, keys).follow(&galleries, feed.poll_interval);
+            galleries
+        }
+        (None, None) => Arc::new(FaceGalleries::new()),
+    };
     let mut verifier = Verifier::new(
         rules,
         keys.clone(),
@@ -285,7 +311,8 @@ pub async fn build_replacing(
         replay,
         policies,
     )
-    .keeping(follower.clone());
+    .keeping(follower.clone())
+    .with_faces(CounterFaces::new(config.face.clone(), face_templates));
     if let Some(holder) = holder {
         verifier = verifier.with_subjects(holder);
     }

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 pub use citypass_runtime::Environment;
 
+use crate::face::FaceSettings;
 use crate::scene::ScenesConfig;
 
 /// Why a configuration was refused.
@@ -77,7 +78,7 @@ impl Default for UploadSettings {
 }
 
 /// The `citypass-verifier` binary's configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Listen address, TLS, limits, telemetry (see `citypass_runtime::ServerConfig`).
@@ -140,6 +141,10 @@ pub struct Config {
     /// venues' capacity, entries per person and UTC offset.
     #[serde(default)]
     pub scenes: ScenesConfig,
+    /// The counters' face check: per counter scene `off` (default), `offered` or
+    /// `required`; the match `threshold` and `band_width` (see [`FaceSettings`]).
+    #[serde(default)]
+    pub face: FaceSettings,
     /// Most venue-days the in-memory venue store holds (default 10 000; with `redis`,
     /// the counts live there).
     #[serde(default = "default_venue_capacity")]
@@ -293,6 +298,7 @@ impl Config {
             subjects: None,
             payments: None,
             scenes: ScenesConfig::default(),
+            face: FaceSettings::default(),
             venue_capacity: default_venue_capacity(),
             upload: UploadSettings::default(),
         }
@@ -344,6 +350,15 @@ impl Config {
         self.scenes
             .check()
             .map_err(|(key, problem)| invalid(key, problem))?;
+        self.face
+            .check()
+            .map_err(|(key, problem)| invalid(key, problem))?;
+        if self.face.feed.is_some() && self.subjects.is_none() {
+            return Err(invalid(
+                "face.feed",
+                "needs subjects (identity's address, and the holders the check compares)",
+            ));
+        }
         if self.venue_capacity == 0 {
             return Err(invalid("venue_capacity", "must be at least 1"));
         }
@@ -435,6 +450,7 @@ mod tests {
         assert_eq!(config.environment, Environment::Production);
         config.validate().expect("the example is valid");
         assert!(config.redis.is_some());
+        assert_eq!(config.face.government, crate::face::FacePolicy::Required);
         let subjects = config.subjects.expect("subjects");
         assert_eq!(subjects.max_age, Duration::from_secs(60));
         let payments = config.payments.expect("payments");

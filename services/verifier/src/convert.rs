@@ -4,11 +4,13 @@
 
 use std::time::Duration;
 
+use citypass_face::Embedding;
 use citypass_gate::DenyReason;
 use citypass_proto::v1::{self as pb, VerifyRequest, VerifyResponse};
 use citypass_token::{CodeKind, TokenError};
 
 use crate::error::VerifierError;
+use crate::face::{FaceCheck, FaceResult, ScoreBand};
 use crate::fraud::{FraudKind, SignalPage};
 use crate::model::{
     Answer, Direction, PolicyRefusal, Refusal, Scan, SceneResult, VoidScan, Voided,
@@ -45,6 +47,11 @@ pub fn scan(request: VerifyRequest) -> Result<Scan, VerifierError> {
         Ok(pb::Direction::Exit) => Direction::Exit,
         Err(_) => return Err(VerifierError::BadDirection),
     };
+    let live_face = request
+        .live_face
+        .map(|face| Embedding::from_normalised(face.embedding))
+        .transpose()
+        .map_err(VerifierError::BadFaceEmbedding)?;
     Ok(Scan {
         gate_id: request.gate_id,
         scene,
@@ -52,6 +59,7 @@ pub fn scan(request: VerifyRequest) -> Result<Scan, VerifierError> {
         qr_text: request.qr_text,
         direction,
         station_id: request.station_id,
+        live_face,
     })
 }
 
@@ -122,6 +130,29 @@ pub fn response(answer: &Answer, scan_id: &str) -> VerifyResponse {
             Some(CodeKind::Offline) => pb::CodeKind::Offline,
         } as i32,
         decided_at: Some(citypass_proto::time::timestamp(answer.decided_at)),
+        face_check: answer.face.map(face_check),
+    }
+}
+
+/// The API's face check.
+fn face_check(check: FaceCheck) -> pb::FaceCheck {
+    let result = match check.result {
+        FaceResult::Match => pb::FaceResult::Match,
+        FaceResult::NoMatch => pb::FaceResult::NoMatch,
+        FaceResult::NotEnrolled => pb::FaceResult::NotEnrolled,
+        FaceResult::NotPresented => pb::FaceResult::NotPresented,
+    };
+    let band = match check.band {
+        None => pb::FaceScoreBand::Unspecified,
+        Some(ScoreBand::High) => pb::FaceScoreBand::High,
+        Some(ScoreBand::Medium) => pb::FaceScoreBand::Medium,
+        Some(ScoreBand::Low) => pb::FaceScoreBand::Low,
+        Some(ScoreBand::None) => pb::FaceScoreBand::None,
+    };
+    pb::FaceCheck {
+        result: result as i32,
+        band: band as i32,
+        id_card_required: check.id_card_required,
     }
 }
 

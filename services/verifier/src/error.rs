@@ -75,6 +75,12 @@ pub enum VerifierError {
     /// `TAP_REPEATED`, otherwise `VOID_REFUSED`).
     #[error("the void was refused ({0})")]
     VoidRefused(&'static str),
+    /// A live face sent to a scene whose face policy is `off` (or that has no counter).
+    #[error("this scene takes no face")]
+    FaceNotUsedHere,
+    /// A live face that is not 512 finite numbers of unit length.
+    #[error("live_face is not a usable embedding: {0}")]
+    BadFaceEmbedding(citypass_face::EmbeddingError),
     /// Payments (or identity, for the holder) did not answer in time.
     #[error("payments unavailable")]
     TransitUnavailable,
@@ -106,6 +112,8 @@ impl ServiceError for VerifierError {
             E::TapNotFound => "TAP_NOT_FOUND",
             E::VoidRefused(reason) => reason,
             E::TransitUnavailable => "PAYMENTS_UNAVAILABLE",
+            E::FaceNotUsedHere => "FACE_NOT_USED_HERE",
+            E::BadFaceEmbedding(_) => "BAD_FACE_EMBEDDING",
         }
     }
 
@@ -124,7 +132,9 @@ impl ServiceError for VerifierError {
             | E::SceneMismatch
             | E::TooManyScans
             | E::BadPageToken
-            | E::BadPageSize => ErrorKind::InvalidArgument,
+            | E::BadPageSize
+            | E::FaceNotUsedHere
+            | E::BadFaceEmbedding(_) => ErrorKind::InvalidArgument,
             E::NotAGate | E::GateMismatch => ErrorKind::PermissionDenied,
             E::UnknownGate | E::NotATransitGate | E::CodeRefused | E::VoidRefused(_) => {
                 ErrorKind::FailedPrecondition

@@ -8,6 +8,8 @@
 //! - [`authorization`]: who may call each RPC (gates only);
 //! - [`batch`]: VerifyStream's batches of issuer signatures, and their fallback;
 //! - [`build`]: the composition root;
+//! - [`face`]: the counter's 1:1 face check (policy per counter scene, the holder's
+//!   template from the in-memory galleries, a score band, never a refusal);
 //! - [`fraud`]: fraud signals (a code or offline counter used by two scans), kept for operators;
 //! - [`gates`]: the gate registry, followed from its file;
 //! - [`key_set`]: the issuer's published key set, followed from its file;
@@ -38,6 +40,7 @@ pub mod build;
 pub mod config;
 pub mod convert;
 pub mod error;
+pub mod face;
 pub mod fraud;
 pub mod gates;
 pub mod key_set;

@@ -3,8 +3,11 @@
 
 use std::time::Duration;
 
+use citypass_face::Embedding;
 use citypass_proto::v1::{AssuranceLevel, ChargeStatus, FareClass};
 use citypass_token::{CodeKind, Scene};
+
+use crate::face::FaceCheck;
 
 /// Which way a metro rider goes, as the request says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,7 +21,7 @@ pub enum Direction {
 }
 
 /// One scan at a gate, checked for shape.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq)]
 pub struct Scan {
     /// The gate the request names.
     pub gate_id: String,
@@ -32,6 +35,9 @@ pub struct Scan {
     pub direction: Direction,
     /// Metro station or bus stop, for trips (unused until the transit policy).
     pub station_id: String,
+    /// Counter scenes: the embedding of the face at the counter (biometric data: never
+    /// logged, never stored).
+    pub live_face: Option<Embedding>,
 }
 
 impl std::fmt::Debug for Scan {
@@ -43,6 +49,7 @@ impl std::fmt::Debug for Scan {
             .field("scan_id", &self.scan_id)
             .field("qr_text_len", &self.qr_text.len())
             .field("direction", &self.direction)
+            .field("live_face", &self.live_face.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -265,6 +272,8 @@ pub struct Answer {
     pub scene: Option<SceneResult>,
     /// Allowed under a fail-open policy while a dependency was down.
     pub fail_open: bool,
+    /// Counter scenes with a face policy, on ALLOW: the face check.
+    pub face: Option<FaceCheck>,
 }
 
 impl Answer {

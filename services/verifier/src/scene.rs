@@ -30,6 +30,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use citypass_face::Embedding;
 use citypass_gate::Presented;
 use citypass_runtime::Deadline;
 use citypass_runtime::config::duration;
@@ -215,6 +216,8 @@ pub struct Context<'a> {
     /// certificate's); `None` when the verifier has no holder source configured (dev),
     /// and then a policy that needs the holder is [`Verdict::Unavailable`].
     pub subject: Option<SubjectId>,
+    /// Counter scenes: the face at the counter (see [`crate::face`]).
+    pub live_face: Option<&'a Embedding>,
     /// The verifier's clock (Unix seconds).
     pub now: u64,
     /// The earlier of the gate's deadline and the scene's.

@@ -48,6 +48,7 @@ use citypass_runtime::Deadline;
 use citypass_token::{CodeKind, SignatureCheck, SubjectId, kind_of, sha256, unix_now};
 
 use crate::error::VerifierError;
+use crate::face::{CounterFaces, FaceCheck, FacePolicy};
 use crate::gates::{Gate, GateDirection, Gates};
 use crate::key_set::Keys;
 use crate::metrics::Metrics;
@@ -148,6 +149,8 @@ pub struct Verifier {
     /// not opened and subject revocations reach online codes only through their life.
     subjects: Option<Arc<dyn Subjects>>,
     policies: Arc<Policies>,
+    /// The counters' face check.
+    faces: CounterFaces,
     /// The follower behind `revocations`, kept running as long as the verifier lives.
     _follower: Option<Arc<Follower>>,
     metrics: Metrics,
@@ -221,6 +224,7 @@ impl Verifier {
             replay,
             subjects: None,
             policies,
+            faces: CounterFaces::default(),
             _follower: None,
             metrics,
         }
@@ -236,6 +240,12 @@ impl Verifier {
     /// Opens codes' subjects with `subjects` and checks subject revocations.
     pub fn with_subjects(mut self, subjects: Arc<dyn Subjects>) -> Self {
         self.subjects = Some(subjects);
+        self
+    }
+
+    /// Checks faces at counters as `faces` says (without it every counter is `off`).
+    pub fn with_faces(mut self, faces: CounterFaces) -> Self {
+        self.faces = faces;
         self
     }
 
@@ -317,6 +327,7 @@ impl Verifier {
                 idempotent_replay: false,
                 scene: None,
                 fail_open: false,
+                face: None,
             }),
         };
 
@@ -328,6 +339,9 @@ impl Verifier {
             return Ok(answered(Refusal::SceneMismatch));
         }
         let way = direction(gate, scan.direction)?;
+        if scan.live_face.is_some() && self.faces.policy(gate.scene) == FacePolicy::Off {
+            return Err(VerifierError::FaceNotUsedHere);
+        }
         let code = match read_code(&scan.qr_text, &keys, self.rules.skew, now) {
             Ok(code) => code,
             Err(reason) => return Ok(answered(reason.into())),
@@ -387,6 +401,7 @@ impl Verifier {
             idempotent_replay: false,
             scene: None,
             fail_open: false,
+            face: None,
         };
         let presented = match code.finish(gate.scene) {
             Ok(presented) => presented,
@@ -449,6 +464,7 @@ impl Verifier {
             direction: way,
             presented: &presented,
             subject,
+            live_face: scan.live_face.as_ref(),
             now,
             deadline: policy_deadline,
         };
@@ -460,6 +476,7 @@ impl Verifier {
             idempotent_replay: false,
             scene: None,
             fail_open: false,
+            face: None,
         };
         match self.replay.record(used.clone(), now, deadline).await {
             Ok(Outcome::First | Outcome::Pending) if has_policy => {}
@@ -501,8 +518,10 @@ impl Verifier {
                 None
             }
         };
+        let refusal = stored.refusal.map(Refusal::Policy);
         let answer = Answer {
-            refusal: stored.refusal.map(Refusal::Policy),
+            face: self.face_check(refusal.as_ref(), &ctx),
+            refusal,
             scene: result,
             fail_open: stored.fail_open,
             ..decided(None)
@@ -555,8 +574,10 @@ impl Verifier {
             Some(facts) => self.policies.complete(facts, ctx).await,
             None => None,
         };
+        let refusal = first.refusal.map(Refusal::Policy);
         Answer {
-            refusal: first.refusal.map(Refusal::Policy),
+            face: self.face_check(refusal.as_ref(), &ctx),
+            refusal,
             code_kind: Some(first.code_kind),
             basis: first.basis,
             decided_at: first.decided_at,
@@ -564,6 +585,16 @@ impl Verifier {
             scene,
             fail_open: first.fail_open,
         }
+    }
+
+    /// The counter's face check of an allowed scan whose holder was opened (see
+    /// [`crate::face`]); `None` for a refusal and at scenes whose policy is `off`.
+    fn face_check(&self, refusal: Option<&Refusal>, ctx: &Context<'_>) -> Option<FaceCheck> {
+        if refusal.is_some() {
+            return None;
+        }
+        let holder = ctx.subject?;
+        self.faces.check(ctx.gate.scene, &holder, ctx.live_face)
     }
 }
 
@@ -701,6 +732,7 @@ mod tests {
                 qr_text: code.text,
                 direction: Direction::Unspecified,
                 station_id: String::new(),
+                live_face: None,
             };
             for try_ in ["first", "retry"] {
                 let before = subjects.unseals.load(Ordering::SeqCst);
@@ -752,6 +784,7 @@ mod tests {
             qr_text: code.text,
             direction: Direction::Unspecified,
             station_id: String::new(),
+            live_face: None,
         };
         let answer = verifier.verify("desk", &scan, None).await.unwrap();
         assert_eq!(

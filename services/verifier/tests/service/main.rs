@@ -3,6 +3,7 @@
 //! (payments' taps are a test double: `FixedTaps`).
 
 mod decisions;
+mod face;
 mod key_set;
 mod revocation;
 mod scenes;

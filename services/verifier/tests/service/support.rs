@@ -25,6 +25,7 @@ use citypass_token::{
     SnapshotKey, SubjectKey, SubjectKeyFile, SystemRandom, unix_now,
 };
 use citypass_verifier::config::SubjectsSettings;
+use citypass_verifier::face::{FaceGalleries, FacePolicy};
 use citypass_verifier::{
     Config, FailMode, FixedSubjects, FixedTaps, FollowMode, RevocationView, VenueSettings,
 };
@@ -197,6 +198,8 @@ pub struct Harness {
     pub subjects: Arc<FixedSubjects>,
     /// Payments' taps at metro and bus gates (a test double of the `TransitTaps` seam).
     pub transit: Arc<FixedTaps>,
+    /// The counters' face templates (what identity's feed fills in a running service).
+    pub faces: Arc<FaceGalleries>,
     pub config: Config,
     served: Served,
     _dir: tempfile::TempDir,
@@ -322,6 +325,10 @@ impl Harness {
         ));
         // Scenic gates let visitors in when Redis is down; the others fail closed.
         config.scenes.scenic.fail = FailMode::Open;
+        // Hospital desks require the holder confirmed; government counters offer a
+        // face check.
+        config.face.hospital = FacePolicy::Required;
+        config.face.government = FacePolicy::Offered;
         config.scenes.scenic.venues.insert(
             "tiny-museum".to_owned(),
             VenueSettings {
@@ -334,8 +341,14 @@ impl Harness {
         )));
 
         let transit = Arc::new(FixedTaps::default());
-        let (served, revocations) =
-            start_verifier(config.clone(), subjects.clone(), transit.clone()).await;
+        let faces = Arc::new(FaceGalleries::new());
+        let (served, revocations) = start_verifier(
+            config.clone(),
+            subjects.clone(),
+            transit.clone(),
+            faces.clone(),
+        )
+        .await;
         Harness {
             addr: served.addr,
             pki,
@@ -349,6 +362,7 @@ impl Harness {
             rng,
             subjects,
             transit,
+            faces,
             config,
             served,
             _dir: dir,
@@ -363,6 +377,7 @@ impl Harness {
             self.config.clone(),
             self.subjects.clone(),
             self.transit.clone(),
+            self.faces.clone(),
         )
         .await;
         self.served = served;
@@ -412,6 +427,7 @@ async fn start_verifier(
     config: Config,
     subjects: Arc<FixedSubjects>,
     transit: Arc<FixedTaps>,
+    faces: Arc<FaceGalleries>,
 ) -> (Served, RevocationView) {
     let citypass_verifier::Built {
         server,
@@ -422,6 +438,7 @@ async fn start_verifier(
         citypass_verifier::Replacements {
             policy_subjects: Some(subjects),
             transit: Some(transit),
+            face_templates: Some(faces),
         },
     )
     .await

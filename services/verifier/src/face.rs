@@ -1,0 +1,626 @@
+//! The counter's face check (1:1): is the person at a hospital desk or a government
+//! counter the holder of the code they show? It stops a code lent to someone else,
+//! for the citizens who chose it.
+//!
+//! Face is never the only way (《人脸识别技术应用安全管理办法》, 2025): a holder who
+//! enrolled no face, or withdrew, is answered [`FaceResult::NotEnrolled`] and the
+//! counter checks the ID card; a face that does not match asks for the ID card too. The
+//! check never turns an ALLOW into a DENY. Each counter scene's policy
+//! ([`FacePolicy`]) says whether it takes faces at all (`off`: a gate sending one is
+//! refused, so no biometric data travels where it is not used), `offered` (the result is
+//! shown, nothing required) or `required` (the holder must be confirmed: by face, else
+//! by ID card).
+//!
+//! The live face arrives as an embedding the counter's own device computed; the
+//! holder's template is looked up in [`FaceTemplates`] (in memory, filled from
+//! identity's feed of sealed templates: [`feed`]) and the two are compared here.
+//! Neither the score nor the template leaves the verifier: the answer has a
+//! [`ScoreBand`].
+
+pub mod feed;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use citypass_face::{Embedding, Gallery, Similarity, TemplateKeys};
+use citypass_runtime::config::duration;
+use citypass_runtime::{Environment, Secret};
+use citypass_token::{Scene, SubjectId};
+use serde::Deserialize;
+
+/// Whether a counter scene takes a face check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FacePolicy {
+    /// No face check; a scan carrying a face is refused (`FACE_NOT_USED_HERE`).
+    #[default]
+    Off,
+    /// A face may be sent; its result is shown, nothing more.
+    Offered,
+    /// The holder must be confirmed: a match, or else the ID card.
+    Required,
+}
+
+/// The `face` section: each counter scene's policy, the 1:1 rule, and where the
+/// templates come from.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaceSettings {
+    /// Hospital desks (default `off`).
+    pub hospital: FacePolicy,
+    /// Government service hall counters (default `off`).
+    pub government: FacePolicy,
+    /// Least cosine similarity of a match (default 0.5; see docs/face-models.md for how
+    /// it was measured on the shipped model).
+    pub threshold: f32,
+    /// Width of the bands either side of the threshold (default 0.1): `medium` is
+    /// [threshold, threshold + width), `low` is [threshold − width, threshold).
+    pub band_width: f32,
+    /// Identity's feed of sealed templates (through `subjects.identity`). Without it
+    /// no template is held and every holder reads as not enrolled.
+    pub feed: Option<FeedSettings>,
+}
+
+impl Default for FaceSettings {
+    fn default() -> Self {
+        FaceSettings {
+            hospital: FacePolicy::Off,
+            government: FacePolicy::Off,
+            threshold: 0.5,
+            band_width: 0.1,
+            feed: None,
+        }
+    }
+}
+
+/// `face.feed`: how often identity's feed is polled, how old the galleries may get,
+/// and the template keys (the same as identity's: `face_template_key…`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedSettings {
+    /// Between polls (default `2s`): how long a withdrawal takes to reach the counters.
+    #[serde(
+        default = "default_poll_interval",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub poll_interval: Duration,
+    /// Oldest galleries used (default `30s`); older, no template is used at all.
+    #[serde(
+        default = "default_max_age",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub max_age: Duration,
+    /// The current template key (hex, or `dev:…` outside production).
+    #[serde(default)]
+    pub template_key: Option<Secret>,
+    /// File holding `template_key` (a mounted Secret).
+    #[serde(default)]
+    pub template_key_file: Option<PathBuf>,
+    /// Its id (default 1).
+    #[serde(default = "default_key_id")]
+    pub template_key_id: u16,
+    /// Keys of earlier rotations, which open templates identity has not re-sealed yet.
+    #[serde(default)]
+    pub previous_template_keys: Vec<PreviousTemplateKey>,
+}
+
+/// A template key of an earlier rotation.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviousTemplateKey {
+    pub id: u16,
+    #[serde(default)]
+    pub key: Option<Secret>,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_max_age() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_key_id() -> u16 {
+    1
+}
+
+impl FeedSettings {
+    /// The development settings: identity's development template key.
+    pub fn dev() -> Self {
+        FeedSettings {
+            poll_interval: default_poll_interval(),
+            max_age: default_max_age(),
+            template_key: Some(Secret::new(citypass_face::template::DEV_TEMPLATE_KEY)),
+            template_key_file: None,
+            template_key_id: default_key_id(),
+            previous_template_keys: Vec::new(),
+        }
+    }
+
+    /// The template keys, read (files) and checked: production refuses a dev key.
+    pub fn keys(&self, environment: Environment) -> Result<TemplateKeys, String> {
+        let current = read_key(
+            "face.feed.template_key",
+            self.template_key.as_ref(),
+            self.template_key_file.as_ref(),
+            environment,
+        )?;
+        let mut previous = Vec::with_capacity(self.previous_template_keys.len());
+        for (i, p) in self.previous_template_keys.iter().enumerate() {
+            let name = format!("face.feed.previous_template_keys[{i}]");
+            let key = read_key(&name, p.key.as_ref(), p.key_file.as_ref(), environment)?;
+            previous.push((p.id, key));
+        }
+        let previous: Vec<(u16, &[u8])> = previous.iter().map(|(id, k)| (*id, k.bytes())).collect();
+        TemplateKeys::new((self.template_key_id, current.bytes()), &previous)
+            .map_err(|e| format!("face.feed.template_key: {e}"))
+    }
+}
+
+/// A key given inline or in a file (never both), hex or `dev:…`; a dev key is refused
+/// in production.
+pub(crate) fn read_key(
+    name: &str,
+    inline: Option<&Secret>,
+    file: Option<&PathBuf>,
+    environment: Environment,
+) -> Result<citypass_pseudonym::Key, String> {
+    let text = match (inline, file) {
+        (Some(_), Some(_)) => return Err(format!("{name} and {name}_file are both set")),
+        (Some(secret), None) => secret.expose().to_owned(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| format!("{name}_file {}: {e}", path.display()))?,
+        (None, None) => return Err(format!("{name} (or {name}_file) is required")),
+    };
+    let key = citypass_pseudonym::Key::parse(&text, name).map_err(|e| e.to_string())?;
+    if key.is_dev() && environment == Environment::Production {
+        return Err(format!("{name} is a development key in production"));
+    }
+    Ok(key)
+}
+
+impl FaceSettings {
+    /// The policy of `scene`: `off` for every scene without a counter.
+    pub fn policy(&self, scene: Scene) -> FacePolicy {
+        match scene {
+            Scene::Hospital => self.hospital,
+            Scene::Government => self.government,
+            _ => FacePolicy::Off,
+        }
+    }
+
+    /// The setting that is out of range, if one is, with why.
+    pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        if !(self.threshold > 0.0 && self.threshold < 1.0) {
+            return Err(("face.threshold", "must be between 0 and 1"));
+        }
+        if !(self.band_width > 0.0 && self.band_width <= 0.5) {
+            return Err(("face.band_width", "must be above 0 and at most 0.5"));
+        }
+        if let Some(feed) = &self.feed {
+            if feed.poll_interval.is_zero() || feed.poll_interval > Duration::from_secs(60) {
+                return Err(("face.feed.poll_interval", "must be above 0 and at most 1m"));
+            }
+            if feed.max_age < feed.poll_interval || feed.max_age > Duration::from_secs(600) {
+                return Err((
+                    "face.feed.max_age",
+                    "must be at least poll_interval and at most 10m",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The result of a counter's face check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaceResult {
+    Match,
+    NoMatch,
+    /// The holder has no face enrolled for counter checks.
+    NotEnrolled,
+    /// The counter sent no face.
+    NotPresented,
+}
+
+/// How far the similarity is from the threshold (the score itself is not given out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoreBand {
+    High,
+    Medium,
+    Low,
+    None,
+}
+
+/// What the answer carries about the face.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaceCheck {
+    pub result: FaceResult,
+    /// When compared.
+    pub band: Option<ScoreBand>,
+    /// The policy requires the holder confirmed and the face did not.
+    pub id_card_required: bool,
+}
+
+/// Where the holders' counter-check templates come from.
+pub trait FaceTemplates: Send + Sync + 'static {
+    /// The similarity of `probe` to `subject`'s template for counter checks; `None`
+    /// when the subject has none (never consented, or withdrew).
+    fn counter_similarity(&self, subject: &SubjectId, probe: &Embedding) -> Option<Similarity>;
+}
+
+/// The templates in memory: the counter-check gallery, filled and emptied as identity's
+/// feed reports enrolments and withdrawals.
+#[derive(Debug, Default)]
+pub struct FaceGalleries {
+    counter: RwLock<Gallery<SubjectId>>,
+    /// When fed by identity's feed: how old the galleries may get.
+    feed: Option<FeedClock>,
+}
+
+/// When the feed last brought the galleries up to date.
+#[derive(Debug)]
+struct FeedClock {
+    max_age: Duration,
+    started: Instant,
+    /// Milliseconds from `started` to the last complete sync; `u64::MAX`: never.
+    synced_ms: AtomicU64,
+}
+
+impl FaceGalleries {
+    /// Galleries filled by hand (tests, benches): always current.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Galleries filled by identity's feed: used only while the last complete sync is
+    /// at most `max_age` old, and not before the first.
+    pub fn fed(max_age: Duration) -> Self {
+        FaceGalleries {
+            counter: RwLock::default(),
+            feed: Some(FeedClock {
+                max_age,
+                started: Instant::now(),
+                synced_ms: AtomicU64::new(u64::MAX),
+            }),
+        }
+    }
+
+    /// The feed brought the galleries up to date now.
+    pub fn mark_synced(&self) {
+        if let Some(clock) = &self.feed {
+            let ms = u64::try_from(clock.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+            clock.synced_ms.store(ms, Ordering::Release);
+        }
+    }
+
+    /// Whether the templates may be used: always without a feed, else while the last
+    /// complete sync is at most `max_age` old.
+    pub fn fresh(&self) -> bool {
+        let Some(clock) = &self.feed else {
+            return true;
+        };
+        let synced = clock.synced_ms.load(Ordering::Acquire);
+        if synced == u64::MAX {
+            return false;
+        }
+        let age = clock
+            .started
+            .elapsed()
+            .saturating_sub(Duration::from_millis(synced));
+        age <= clock.max_age
+    }
+
+    /// Enrols (or replaces) `subject`'s counter-check template.
+    pub fn enrol_counter(&self, subject: SubjectId, template: &Embedding) {
+        self.write().insert(subject, template);
+    }
+
+    /// Removes `subject`'s counter-check template (a withdrawal); false when none.
+    pub fn withdraw_counter(&self, subject: &SubjectId) -> bool {
+        self.write().remove(subject)
+    }
+
+    /// How many counter-check templates are held.
+    pub fn counter_len(&self) -> usize {
+        self.read().len()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Gallery<SubjectId>> {
+        // A panic while holding the lock cannot leave a gallery half-changed in a way
+        // that matters more than refusing every face check: carry on with it.
+        self.counter.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Gallery<SubjectId>> {
+        self.counter.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl FaceTemplates for FaceGalleries {
+    fn counter_similarity(&self, subject: &SubjectId, probe: &Embedding) -> Option<Similarity> {
+        if !self.fresh() {
+            // A withdrawal may not have arrived: use no template at all.
+            return None;
+        }
+        self.read().similarity_to(subject, probe)
+    }
+}
+
+/// The counter face check: the settings and the templates.
+#[derive(Clone)]
+pub struct CounterFaces {
+    settings: FaceSettings,
+    templates: Arc<dyn FaceTemplates>,
+}
+
+impl std::fmt::Debug for CounterFaces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CounterFaces")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for CounterFaces {
+    /// Every counter `off`, no templates.
+    fn default() -> Self {
+        CounterFaces::new(FaceSettings::default(), Arc::new(FaceGalleries::new()))
+    }
+}
+
+impl CounterFaces {
+    pub fn new(settings: FaceSettings, templates: Arc<dyn FaceTemplates>) -> Self {
+        CounterFaces {
+            settings,
+            templates,
+        }
+    }
+
+    /// The policy of `scene`.
+    pub fn policy(&self, scene: Scene) -> FacePolicy {
+        self.settings.policy(scene)
+    }
+
+    /// The face check of an allowed scan at `scene` of `holder`, with the live face the
+    /// counter sent; `None` at a scene whose policy is `off`.
+    pub fn check(
+        &self,
+        scene: Scene,
+        holder: &SubjectId,
+        live: Option<&Embedding>,
+    ) -> Option<FaceCheck> {
+        let policy = self.policy(scene);
+        if policy == FacePolicy::Off {
+            return None;
+        }
+        let (result, band) = match live {
+            None => (FaceResult::NotPresented, None),
+            Some(probe) => match self.templates.counter_similarity(holder, probe) {
+                None => (FaceResult::NotEnrolled, None),
+                Some(score) => {
+                    let result = if score.0 >= self.settings.threshold {
+                        FaceResult::Match
+                    } else {
+                        FaceResult::NoMatch
+                    };
+                    (result, Some(self.band(score)))
+                }
+            },
+        };
+        Some(FaceCheck {
+            result,
+            band,
+            id_card_required: policy == FacePolicy::Required && result != FaceResult::Match,
+        })
+    }
+
+    fn band(&self, score: Similarity) -> ScoreBand {
+        let FaceSettings {
+            threshold,
+            band_width,
+            ..
+        } = &self.settings;
+        let (threshold, band_width) = (*threshold, *band_width);
+        if score.0 >= threshold + band_width {
+            ScoreBand::High
+        } else if score.0 >= threshold {
+            ScoreBand::Medium
+        } else if score.0 >= threshold - band_width {
+            ScoreBand::Low
+        } else {
+            ScoreBand::None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use citypass_face::DIMENSION;
+
+    /// A unit embedding pointing mostly along axis `axis`, with `other` of axis 0.
+    fn face(axis: usize, other: f32) -> Embedding {
+        let mut raw = vec![0.0f32; DIMENSION];
+        raw[axis] = 1.0;
+        raw[0] += other;
+        Embedding::normalise(&raw).unwrap()
+    }
+
+    fn faces(hospital: FacePolicy, government: FacePolicy) -> (CounterFaces, Arc<FaceGalleries>) {
+        let galleries = Arc::new(FaceGalleries::new());
+        let settings = FaceSettings {
+            hospital,
+            government,
+            ..FaceSettings::default()
+        };
+        (CounterFaces::new(settings, galleries.clone()), galleries)
+    }
+
+    fn subject() -> SubjectId {
+        SubjectId::generate().unwrap()
+    }
+
+    #[test]
+    fn a_match_confirms_the_holder_and_a_stranger_asks_for_the_id_card() {
+        let (faces, galleries) = faces(FacePolicy::Required, FacePolicy::Offered);
+        let holder = subject();
+        galleries.enrol_counter(holder, &face(1, 0.0));
+        let same = faces.check(Scene::Hospital, &holder, Some(&face(1, 0.3)));
+        assert_eq!(
+            same,
+            Some(FaceCheck {
+                result: FaceResult::Match,
+                band: Some(ScoreBand::High),
+                id_card_required: false
+            })
+        );
+        let stranger = faces.check(Scene::Hospital, &holder, Some(&face(2, 0.0)));
+        assert_eq!(
+            stranger,
+            Some(FaceCheck {
+                result: FaceResult::NoMatch,
+                band: Some(ScoreBand::None),
+                id_card_required: true
+            })
+        );
+        // Offered: the result is shown, the ID card is not asked for.
+        let offered = faces.check(Scene::Government, &holder, Some(&face(2, 0.0)));
+        assert_eq!(offered.map(|c| c.id_card_required), Some(false));
+    }
+
+    #[test]
+    fn declining_face_falls_back_to_the_id_card_never_to_a_refusal() {
+        let (faces, galleries) = faces(FacePolicy::Required, FacePolicy::Required);
+        let holder = subject();
+        let not_enrolled = faces.check(Scene::Hospital, &holder, Some(&face(1, 0.0)));
+        assert_eq!(
+            not_enrolled,
+            Some(FaceCheck {
+                result: FaceResult::NotEnrolled,
+                band: None,
+                id_card_required: true
+            })
+        );
+        galleries.enrol_counter(holder, &face(1, 0.0));
+        assert!(galleries.withdraw_counter(&holder));
+        let withdrawn = faces.check(Scene::Government, &holder, Some(&face(1, 0.0)));
+        assert_eq!(withdrawn.map(|c| c.result), Some(FaceResult::NotEnrolled));
+        let none = faces.check(Scene::Government, &holder, None);
+        assert_eq!(
+            none,
+            Some(FaceCheck {
+                result: FaceResult::NotPresented,
+                band: None,
+                id_card_required: true
+            })
+        );
+    }
+
+    #[test]
+    fn bands_lie_either_side_of_the_threshold() {
+        let (faces, _) = faces(FacePolicy::Offered, FacePolicy::Off);
+        let at = |s: f32| faces.band(Similarity(s));
+        assert_eq!(at(0.65), ScoreBand::High);
+        assert_eq!(at(0.55), ScoreBand::Medium);
+        assert_eq!(at(0.45), ScoreBand::Low);
+        assert_eq!(at(0.2), ScoreBand::None);
+    }
+
+    #[test]
+    fn scenes_without_a_counter_and_off_policies_check_nothing() {
+        let (faces, galleries) = faces(FacePolicy::Offered, FacePolicy::Off);
+        let holder = subject();
+        galleries.enrol_counter(holder, &face(1, 0.0));
+        for scene in [Scene::Metro, Scene::Bus, Scene::Scenic, Scene::Government] {
+            assert_eq!(faces.check(scene, &holder, Some(&face(1, 0.0))), None);
+            assert_eq!(faces.policy(scene), FacePolicy::Off);
+        }
+    }
+
+    #[test]
+    fn fed_galleries_are_used_only_while_fresh() {
+        let galleries = FaceGalleries::fed(Duration::from_millis(200));
+        let holder = subject();
+        galleries.enrol_counter(holder, &face(1, 0.0));
+        assert_eq!(
+            galleries.counter_similarity(&holder, &face(1, 0.0)),
+            None,
+            "not before the first sync"
+        );
+        galleries.mark_synced();
+        assert!(
+            galleries
+                .counter_similarity(&holder, &face(1, 0.0))
+                .is_some()
+        );
+        // Wait for the age to pass (a condition, with a generous deadline).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while galleries.fresh() {
+            assert!(Instant::now() < deadline, "the galleries never aged");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(galleries.counter_similarity(&holder, &face(1, 0.0)), None);
+        assert!(FaceGalleries::new().fresh());
+    }
+
+    #[test]
+    fn template_keys_come_inline_or_from_a_file_and_dev_keys_stay_out_of_production() {
+        let dev = FeedSettings::dev();
+        assert!(dev.keys(Environment::Dev).is_ok());
+        let err = dev.keys(Environment::Production).unwrap_err();
+        assert!(err.contains("development key"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("template.key");
+        std::fs::write(&path, "ab".repeat(32)).unwrap();
+        let from_file = FeedSettings {
+            template_key: None,
+            template_key_file: Some(path.clone()),
+            ..FeedSettings::dev()
+        };
+        assert_eq!(
+            from_file
+                .keys(Environment::Production)
+                .unwrap()
+                .current_id(),
+            1
+        );
+        let both = FeedSettings {
+            template_key_file: Some(path),
+            ..FeedSettings::dev()
+        };
+        assert!(
+            both.keys(Environment::Dev)
+                .unwrap_err()
+                .contains("both set")
+        );
+    }
+
+    #[test]
+    fn settings_out_of_range_are_named() {
+        let bad = FaceSettings {
+            threshold: 1.5,
+            ..FaceSettings::default()
+        };
+        assert_eq!(bad.check().unwrap_err().0, "face.threshold");
+        let bad = FaceSettings {
+            band_width: 0.0,
+            ..FaceSettings::default()
+        };
+        assert_eq!(bad.check().unwrap_err().0, "face.band_width");
+        assert!(FaceSettings::default().check().is_ok());
+        let bad = FaceSettings {
+            feed: Some(FeedSettings {
+                max_age: Duration::from_millis(500),
+                ..FeedSettings::dev()
+            }),
+            ..FaceSettings::default()
+        };
+        assert_eq!(bad.check().unwrap_err().0, "face.feed.max_age");
+    }
+}

@@ -1,0 +1,153 @@
+//! Identity's feed of face templates into the verifier's galleries
+//! (ListFaceTemplateChanges), followed by polling.
+//!
+//! Identity stores each template sealed (AES-256-GCM, `citypass_face::template`) and
+//! lists every subject whose template or consents changed after a cursor, at its latest
+//! state: a template with its live purposes, or none (withdrawn, deleted). The verifier
+//! holds the same template keys, opens each template as it arrives, and keeps the
+//! embeddings in memory only ([`FaceGalleries`]). Polling, not a stream: a withdrawal
+//! must reach every replica within `face.feed.poll_interval`, and a poll that fails
+//! leaves the galleries to age until `face.feed.max_age`, after which no template is
+//! used at all (every holder reads as not enrolled, and a counter that requires the
+//! holder confirmed checks the ID card): a withdrawn face is never matched on stale
+//! data.
+//!
+//! Only counter-enrolled templates with a live `COUNTER_CHECK` consent serve the
+//! counters' 1:1 check: a template enrolled from the app shows whatever face the phone's
+//! holder chose, so it cannot prove that the person at the counter is the code's owner.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use citypass_face::{SealedTemplate, TemplateKeys};
+use citypass_proto::v1::identity_service_client::IdentityServiceClient;
+use citypass_proto::v1::{
+    FaceChannel, FacePurpose, FaceTemplateChange, ListFaceTemplateChangesRequest,
+};
+use citypass_runtime::InjectTraceContext;
+use citypass_token::SubjectId;
+use tonic::transport::Channel;
+
+use super::FaceGalleries;
+
+/// Changes asked for per call.
+const PAGE_SIZE: i32 = 500;
+
+/// Most pages one pass reads before it lets the galleries be used again (a pass
+/// resumes from its cursor at the next poll).
+const MAX_PAGES_PER_PASS: usize = 1_000;
+
+/// Why a pass of the feed stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    /// Identity did not answer (its status code only).
+    #[error("identity's face template feed failed: {0}")]
+    Unavailable(tonic::Code),
+    /// The answer broke the API: a cursor that went backwards.
+    #[error("identity's face template feed answered a cursor that went backwards")]
+    CursorBackwards,
+}
+
+/// The feed's client and the keys that open its templates.
+pub struct FaceFeed {
+    client: IdentityServiceClient<InjectTraceContext<Channel>>,
+    keys: TemplateKeys,
+}
+
+impl std::fmt::Debug for FaceFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaceFeed")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FaceFeed {
+    /// Over `channel` (the verifier's upstream channel to identity, with its own
+    /// certificate: identity serves the feed to `service:verifier` only).
+    pub fn new(channel: Channel, keys: TemplateKeys) -> Self {
+        FaceFeed {
+            client: IdentityServiceClient::new(InjectTraceContext::new(channel)),
+            keys,
+        }
+    }
+
+    /// Reads the changes after `cursor` until none is left (or a pass's page limit),
+    /// applies them to `galleries`, marks them synced, and returns the new cursor.
+    pub async fn sync(&self, galleries: &FaceGalleries, cursor: i64) -> Result<i64, FeedError> {
+        let mut cursor = cursor;
+        for _ in 0..MAX_PAGES_PER_PASS {
+            let answer = self
+                .client
+                .clone()
+                .list_face_template_changes(ListFaceTemplateChangesRequest {
+                    after_sequence: cursor,
+                    page_size: PAGE_SIZE,
+                })
+                .await
+                .map_err(|status| FeedError::Unavailable(status.code()))?
+                .into_inner();
+            if answer.next_sequence < cursor {
+                return Err(FeedError::CursorBackwards);
+            }
+            for change in answer.changes {
+                self.apply(galleries, change);
+            }
+            cursor = answer.next_sequence;
+            if !answer.more {
+                galleries.mark_synced();
+                return Ok(cursor);
+            }
+        }
+        Ok(cursor)
+    }
+
+    /// Polls every `interval` from the start of the feed, with a task that ends when
+    /// `galleries` is dropped. Call inside a tokio runtime.
+    pub fn follow(self, galleries: &Arc<FaceGalleries>, interval: Duration) {
+        let weak = Arc::downgrade(galleries);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut cursor = 0;
+            loop {
+                tick.tick().await;
+                let Some(galleries) = weak.upgrade() else {
+                    return;
+                };
+                match self.sync(&galleries, cursor).await {
+                    Ok(next) => cursor = next,
+                    Err(err) => tracing::warn!(error = %err, "face templates not refreshed"),
+                }
+            }
+        });
+    }
+
+    /// One subject's latest state: enrolled for counter checks, or not.
+    fn apply(&self, galleries: &FaceGalleries, change: FaceTemplateChange) {
+        let Ok(subject) = SubjectId::parse(&change.subject_id) else {
+            tracing::warn!("face template feed: a change without a valid subject id, skipped");
+            return;
+        };
+        let counter = change.template.as_ref().filter(|t| {
+            t.channel == FaceChannel::Counter as i32
+                && t.purposes.contains(&(FacePurpose::CounterCheck as i32))
+        });
+        let Some(template) = counter else {
+            galleries.withdraw_counter(&subject);
+            return;
+        };
+        let sealed = SealedTemplate {
+            key_id: u16::try_from(template.key_id).unwrap_or(0),
+            bytes: template.sealed.clone(),
+        };
+        match self.keys.open(&change.subject_id, &sealed) {
+            Ok(embedding) => galleries.enrol_counter(subject, &embedding),
+            Err(err) => {
+                // The error names a key id at most, never the subject or the bytes.
+                tracing::warn!(error = %err, "face template feed: a template does not open; not used");
+                galleries.withdraw_counter(&subject);
+            }
+        }
+    }
+}
