@@ -18,7 +18,7 @@ use std::hash::Hash;
 use crate::embedding::{DIMENSION, Embedding, Similarity};
 
 /// Enrolled embeddings by key (a rider's handle), rows stored contiguously.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Gallery<K> {
     keys: Vec<K>,
     rows: Vec<f32>,
@@ -51,6 +51,13 @@ pub enum Decision<K> {
     NoMatch,
     /// The best is similar enough but another enrolled face is too close behind.
     Ambiguous,
+}
+
+/// The size only: the rows are biometric data.
+impl<K> std::fmt::Debug for Gallery<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Gallery({} entries)", self.keys.len())
+    }
 }
 
 impl<K> Default for Gallery<K> {

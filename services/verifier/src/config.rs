@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 pub use citypass_runtime::Environment;
 
-use crate::face::FaceSettings;
+use crate::face::{FacePolicy, FaceSettings};
 use crate::scene::ScenesConfig;
 
 /// Why a configuration was refused.
@@ -353,10 +353,13 @@ impl Config {
         self.face
             .check()
             .map_err(|(key, problem)| invalid(key, problem))?;
-        if self.face.feed.is_some() && self.subjects.is_none() {
+        let face_on = self.face.hospital != FacePolicy::Off
+            || self.face.government != FacePolicy::Off
+            || self.face.feed.is_some();
+        if face_on && self.subjects.is_none() {
             return Err(invalid(
-                "face.feed",
-                "needs subjects (identity's address, and the holders the check compares)",
+                "face",
+                "needs subjects (the holder a face is compared with, and identity's feed)",
             ));
         }
         if self.venue_capacity == 0 {
@@ -507,6 +510,19 @@ mod tests {
         with_payments.push(("CITYPASS_PAYMENTS__URL", "http://payments:50055"));
         let config = load(&with_payments).expect("loads");
         config.validate().expect("payments configured");
+    }
+
+    #[test]
+    fn a_face_policy_needs_the_holder() {
+        let mut config = Config::dev(ServerConfig::new("verifier"));
+        config.subjects = None;
+        config.face.hospital = FacePolicy::Required;
+        assert_eq!(config.validate().unwrap_err().key, "face");
+        config.subjects = Some(SubjectsSettings::dev(
+            KeyFile::new("keys/dev/subject-keys.json", Duration::from_secs(5)),
+            UpstreamConfig::new("https://identity:50051"),
+        ));
+        config.validate().expect("with the holder");
     }
 
     #[test]

@@ -141,6 +141,7 @@ fn face_check(check: FaceCheck) -> pb::FaceCheck {
         FaceResult::NoMatch => pb::FaceResult::NoMatch,
         FaceResult::NotEnrolled => pb::FaceResult::NotEnrolled,
         FaceResult::NotPresented => pb::FaceResult::NotPresented,
+        FaceResult::Unavailable => pb::FaceResult::Unavailable,
     };
     let band = match check.band {
         None => pb::FaceScoreBand::Unspecified,

@@ -226,6 +226,8 @@ pub enum FaceResult {
     NotEnrolled,
     /// The counter sent no face.
     NotPresented,
+    /// The check could not be made (no holder opened; allowed fail-open).
+    Unavailable,
 }
 
 /// How far the similarity is from the threshold (the score itself is not given out).
@@ -247,6 +249,65 @@ pub struct FaceCheck {
     pub id_card_required: bool,
 }
 
+impl FaceCheck {
+    /// `f:<result>:<band|->:<0|1>`, as a settled answer stores it (so that a retry
+    /// gets the first check back and never a second comparison).
+    pub fn code(&self) -> String {
+        let result = match self.result {
+            FaceResult::Match => "m",
+            FaceResult::NoMatch => "n",
+            FaceResult::NotEnrolled => "e",
+            FaceResult::NotPresented => "p",
+            FaceResult::Unavailable => "u",
+        };
+        let band = match self.band {
+            None => "-",
+            Some(ScoreBand::High) => "h",
+            Some(ScoreBand::Medium) => "m",
+            Some(ScoreBand::Low) => "l",
+            Some(ScoreBand::None) => "0",
+        };
+        format!("f:{result}:{band}:{}", u8::from(self.id_card_required))
+    }
+
+    /// Reads what [`FaceCheck::code`] wrote.
+    pub fn from_code(text: &str) -> Option<Self> {
+        let mut parts = text.split(':');
+        if parts.next()? != "f" {
+            return None;
+        }
+        let result = match parts.next()? {
+            "m" => FaceResult::Match,
+            "n" => FaceResult::NoMatch,
+            "e" => FaceResult::NotEnrolled,
+            "p" => FaceResult::NotPresented,
+            "u" => FaceResult::Unavailable,
+            _ => return None,
+        };
+        let band = match parts.next()? {
+            "-" => None,
+            "h" => Some(ScoreBand::High),
+            "m" => Some(ScoreBand::Medium),
+            "l" => Some(ScoreBand::Low),
+            "0" => Some(ScoreBand::None),
+            _ => return None,
+        };
+        let id_card_required = match parts.next()? {
+            "0" => false,
+            "1" => true,
+            _ => return None,
+        };
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(FaceCheck {
+            result,
+            band,
+            id_card_required,
+        })
+    }
+}
+
 /// Where the holders' counter-check templates come from.
 pub trait FaceTemplates: Send + Sync + 'static {
     /// The similarity of `probe` to `subject`'s template for counter checks; `None`
@@ -256,7 +317,7 @@ pub trait FaceTemplates: Send + Sync + 'static {
 
 /// The templates in memory: the counter-check gallery, filled and emptied as identity's
 /// feed reports enrolments and withdrawals.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct FaceGalleries {
     counter: RwLock<Gallery<SubjectId>>,
     /// When fed by identity's feed: how old the galleries may get.
@@ -270,6 +331,16 @@ struct FeedClock {
     started: Instant,
     /// Milliseconds from `started` to the last complete sync; `u64::MAX`: never.
     synced_ms: AtomicU64,
+}
+
+/// Sizes and freshness only: the embeddings are biometric data.
+impl std::fmt::Debug for FaceGalleries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaceGalleries")
+            .field("counter", &self.counter_len())
+            .field("fresh", &self.fresh())
+            .finish()
+    }
 }
 
 impl FaceGalleries {
@@ -385,6 +456,17 @@ impl CounterFaces {
     /// The policy of `scene`.
     pub fn policy(&self, scene: Scene) -> FacePolicy {
         self.settings.policy(scene)
+    }
+
+    /// The check of an allowed scan at `scene` when it could not be made; `None` where
+    /// the policy is `off`.
+    pub fn unavailable(&self, scene: Scene) -> Option<FaceCheck> {
+        let policy = self.policy(scene);
+        (policy != FacePolicy::Off).then_some(FaceCheck {
+            result: FaceResult::Unavailable,
+            band: None,
+            id_card_required: policy == FacePolicy::Required,
+        })
     }
 
     /// The face check of an allowed scan at `scene` of `holder`, with the live face the
@@ -519,6 +601,79 @@ mod tests {
                 band: None,
                 id_card_required: true
             })
+        );
+    }
+
+    #[test]
+    fn a_stored_check_reads_back_and_junk_is_refused() {
+        let results = [
+            FaceResult::Match,
+            FaceResult::NoMatch,
+            FaceResult::NotEnrolled,
+            FaceResult::NotPresented,
+            FaceResult::Unavailable,
+        ];
+        let bands = [
+            None,
+            Some(ScoreBand::High),
+            Some(ScoreBand::Medium),
+            Some(ScoreBand::Low),
+            Some(ScoreBand::None),
+        ];
+        for result in results {
+            for band in bands {
+                for id_card_required in [false, true] {
+                    let check = FaceCheck {
+                        result,
+                        band,
+                        id_card_required,
+                    };
+                    assert_eq!(FaceCheck::from_code(&check.code()), Some(check));
+                }
+            }
+        }
+        for junk in [
+            "",
+            "f",
+            "f:m:h",
+            "f:x:h:0",
+            "f:m:x:0",
+            "f:m:h:2",
+            "f:m:h:0:1",
+            "g:m:h:0",
+        ] {
+            assert_eq!(FaceCheck::from_code(junk), None, "{junk}");
+        }
+    }
+
+    #[test]
+    fn a_check_that_cannot_be_made_still_asks_for_the_id_card_where_required() {
+        let (faces, _) = faces(FacePolicy::Required, FacePolicy::Offered);
+        let check = |result, id_card_required| {
+            Some(FaceCheck {
+                result,
+                band: None,
+                id_card_required,
+            })
+        };
+        assert_eq!(
+            faces.unavailable(Scene::Hospital),
+            check(FaceResult::Unavailable, true)
+        );
+        assert_eq!(
+            faces.unavailable(Scene::Government),
+            check(FaceResult::Unavailable, false)
+        );
+        assert_eq!(faces.unavailable(Scene::Metro), None);
+    }
+
+    #[test]
+    fn galleries_debug_shows_no_embedding() {
+        let galleries = FaceGalleries::new();
+        galleries.enrol_counter(subject(), &face(1, 0.0));
+        assert_eq!(
+            format!("{galleries:?}"),
+            "FaceGalleries { counter: 1, fresh: true }"
         );
     }
 

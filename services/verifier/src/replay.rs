@@ -67,6 +67,7 @@ use futures::future::BoxFuture;
 
 use citypass_proto::v1::{AssuranceLevel, ChargeStatus, FareClass};
 
+use crate::face::FaceCheck;
 use crate::model::{Basis, PolicyRefusal, SceneFacts};
 
 pub use memory::MemoryReplayStore;
@@ -129,6 +130,9 @@ pub struct StoredAnswer {
     /// decision: only such a mark is passed on to payments as a late tap when its
     /// upload is retried (a live scan went to payments, or was refused, when decided).
     pub uploaded: bool,
+    /// The counter's face check, made once: a retry gets it back (a second comparison
+    /// per retry would let a counter probe the holder's template).
+    pub face: Option<FaceCheck>,
 }
 
 impl StoredAnswer {
@@ -142,6 +146,7 @@ impl StoredAnswer {
             scene: None,
             fail_open: false,
             uploaded: false,
+            face: None,
         }
     }
 }
@@ -353,11 +358,14 @@ impl StoredAnswer {
     /// `h:<insurance 0|1>`, `s:<entries>:<remaining>`, `g:<assurance>`,
     /// `t:<trip id hex>:<fare minor units>:<currency hex>:<charge status>:<fare
     /// class>` (enum values as the proto numbers them). No pseudonym, name or account.
+    /// A live answer with a face check is version `4`, the check last
+    /// ([`FaceCheck::code`]); an upload never has one.
     pub fn encode(&self) -> String {
-        let (version, uploaded) = if self.uploaded {
-            ("3", " uploaded")
-        } else {
-            ("2", "")
+        let face = self.face.map(|f| format!(" {}", f.code()));
+        let (version, uploaded) = match (&face, self.uploaded) {
+            (_, true) => ("3", " uploaded".to_owned()),
+            (Some(face), false) => ("4", face.clone()),
+            (None, false) => ("2", String::new()),
         };
         format!(
             "{version} {} {} {} {} {} {} {} {}{uploaded}",
@@ -377,7 +385,7 @@ impl StoredAnswer {
     pub fn decode(text: &str) -> Option<Self> {
         let mut parts = text.split(' ');
         let version = parts.next()?;
-        if !matches!(version, "1" | "2" | "3") {
+        if !matches!(version, "1" | "2" | "3" | "4") {
             return None;
         }
         let code_kind = match parts.next()? {
@@ -419,6 +427,9 @@ impl StoredAnswer {
                 return None;
             }
             answer.uploaded = true;
+        }
+        if version == "4" {
+            answer.face = Some(FaceCheck::from_code(parts.next()?)?);
         }
         if parts.next().is_some() {
             return None;
@@ -477,6 +488,17 @@ mod tests {
         }
         answers.push(StoredAnswer {
             uploaded: true,
+            ..plain.clone()
+        });
+        answers.push(StoredAnswer {
+            scene: Some(SceneFacts::Hospital {
+                medical_insurance_linked: false,
+            }),
+            face: Some(crate::face::FaceCheck {
+                result: crate::face::FaceResult::NoMatch,
+                band: Some(crate::face::ScoreBand::Low),
+                id_card_required: true,
+            }),
             ..plain.clone()
         });
         for answer in answers {

@@ -489,7 +489,12 @@ impl Verifier {
             Ok(Outcome::ScanIdConflict) => return Ok(decided(Some(Refusal::ScanIdConflict))),
             Err(err) => {
                 tracing::warn!(error = %err, scene = scene.name(), "replay store failed");
-                return Ok(self.unavailable(scene, settings.fail, decided(None)));
+                let mut answer = self.unavailable(scene, settings.fail, decided(None));
+                if answer.allowed() {
+                    // Not compared: an answer that is not stored could be asked again.
+                    answer.face = self.faces.unavailable(scene);
+                }
+                return Ok(answer);
             }
         }
 
@@ -519,8 +524,10 @@ impl Verifier {
             }
         };
         let refusal = stored.refusal.map(Refusal::Policy);
+        // Compared once, stored with the answer: a retry gets this check back.
+        stored.face = self.face_check(refusal.as_ref(), &ctx);
         let answer = Answer {
-            face: self.face_check(refusal.as_ref(), &ctx),
+            face: stored.face,
             refusal,
             scene: result,
             fail_open: stored.fail_open,
@@ -574,10 +581,10 @@ impl Verifier {
             Some(facts) => self.policies.complete(facts, ctx).await,
             None => None,
         };
-        let refusal = first.refusal.map(Refusal::Policy);
         Answer {
-            face: self.face_check(refusal.as_ref(), &ctx),
-            refusal,
+            // The first try's check, never a second comparison.
+            face: first.face,
+            refusal: first.refusal.map(Refusal::Policy),
             code_kind: Some(first.code_kind),
             basis: first.basis,
             decided_at: first.decided_at,
@@ -587,14 +594,17 @@ impl Verifier {
         }
     }
 
-    /// The counter's face check of an allowed scan whose holder was opened (see
-    /// [`crate::face`]); `None` for a refusal and at scenes whose policy is `off`.
+    /// The counter's face check of an allowed scan (see [`crate::face`]): compared
+    /// with the holder's template, or unavailable when no holder was opened; `None`
+    /// for a refusal and at scenes whose policy is `off`.
     fn face_check(&self, refusal: Option<&Refusal>, ctx: &Context<'_>) -> Option<FaceCheck> {
         if refusal.is_some() {
             return None;
         }
-        let holder = ctx.subject?;
-        self.faces.check(ctx.gate.scene, &holder, ctx.live_face)
+        match ctx.subject {
+            Some(holder) => self.faces.check(ctx.gate.scene, &holder, ctx.live_face),
+            None => self.faces.unavailable(ctx.gate.scene),
+        }
     }
 }
 

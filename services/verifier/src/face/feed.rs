@@ -6,11 +6,11 @@
 //! state: a template with its live purposes, or none (withdrawn, deleted). The verifier
 //! holds the same template keys, opens each template as it arrives, and keeps the
 //! embeddings in memory only ([`FaceGalleries`]). Polling, not a stream: a withdrawal
-//! must reach every replica within `face.feed.poll_interval`, and a poll that fails
-//! leaves the galleries to age until `face.feed.max_age`, after which no template is
-//! used at all (every holder reads as not enrolled, and a counter that requires the
-//! holder confirmed checks the ID card): a withdrawn face is never matched on stale
-//! data.
+//! reaches every replica within `face.feed.poll_interval` (2 s); while polls fail the
+//! galleries are still used until `face.feed.max_age` (30 s) after the last complete
+//! sync, then no template is used at all (every holder reads as not enrolled, and a
+//! counter that requires the holder confirmed checks the ID card). So a withdrawal
+//! takes at most `poll_interval` to take effect, or `max_age` while identity is down.
 //!
 //! Only counter-enrolled templates with a live `COUNTER_CHECK` consent serve the
 //! counters' 1:1 check: a template enrolled from the app shows whatever face the phone's
@@ -73,33 +73,34 @@ impl FaceFeed {
     }
 
     /// Reads the changes after `cursor` until none is left (or a pass's page limit),
-    /// applies them to `galleries`, marks them synced, and returns the new cursor.
-    pub async fn sync(&self, galleries: &FaceGalleries, cursor: i64) -> Result<i64, FeedError> {
-        let mut cursor = cursor;
+    /// applies them to `galleries` and moves `cursor` past each page applied (so a
+    /// pass that fails half way resumes where it stopped); marks the galleries synced
+    /// when none is left.
+    pub async fn sync(&self, galleries: &FaceGalleries, cursor: &mut i64) -> Result<(), FeedError> {
         for _ in 0..MAX_PAGES_PER_PASS {
             let answer = self
                 .client
                 .clone()
                 .list_face_template_changes(ListFaceTemplateChangesRequest {
-                    after_sequence: cursor,
+                    after_sequence: *cursor,
                     page_size: PAGE_SIZE,
                 })
                 .await
                 .map_err(|status| FeedError::Unavailable(status.code()))?
                 .into_inner();
-            if answer.next_sequence < cursor {
+            if answer.next_sequence < *cursor {
                 return Err(FeedError::CursorBackwards);
             }
             for change in answer.changes {
                 self.apply(galleries, change);
             }
-            cursor = answer.next_sequence;
+            *cursor = answer.next_sequence;
             if !answer.more {
                 galleries.mark_synced();
-                return Ok(cursor);
+                return Ok(());
             }
         }
-        Ok(cursor)
+        Ok(())
     }
 
     /// Polls every `interval` from the start of the feed, with a task that ends when
@@ -115,9 +116,8 @@ impl FaceFeed {
                 let Some(galleries) = weak.upgrade() else {
                     return;
                 };
-                match self.sync(&galleries, cursor).await {
-                    Ok(next) => cursor = next,
-                    Err(err) => tracing::warn!(error = %err, "face templates not refreshed"),
+                if let Err(err) = self.sync(&galleries, &mut cursor).await {
+                    tracing::warn!(error = %err, "face templates not refreshed");
                 }
             }
         });
