@@ -40,6 +40,13 @@ pub const MAX_DURATION: Duration = Duration::from_secs(CODE_LIFETIME - 60);
 pub const MAX_REQUESTS: u64 = 5_000_000;
 /// Replayed codes spent at once before the run.
 const SPEND_CONCURRENCY: usize = 32;
+/// Tries of a code spent before the run while the verifier answers SERVICE_UNAVAILABLE
+/// (the scan is left unsettled then, so the same scan is tried again).
+const SPEND_ATTEMPTS: u32 = 10;
+/// Between two tries.
+const SPEND_RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// The deny reason of a dependency that did not answer in time.
+const UNAVAILABLE: &str = "SERVICE_UNAVAILABLE";
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -119,7 +126,8 @@ fn run_id(server: &str) -> String {
     format!("load-{server}-{}", hex::encode(bytes))
 }
 
-/// Uses each of `texts` once, from the gates in turn; each must be allowed.
+/// Uses each of `texts` once, from the gates in turn; each must be allowed (a scan
+/// refused SERVICE_UNAVAILABLE is retried, as a gate retries it).
 async fn spend(gates: &[GateClient], texts: &[String]) -> Result<(), LoadError> {
     if gates.is_empty() && !texts.is_empty() {
         return Err(LoadError::Spend("no gate to use them from".to_owned()));
@@ -143,12 +151,24 @@ async fn spend(gates: &[GateClient], texts: &[String]) -> Result<(), LoadError> 
             .await
             .map_err(|_| LoadError::Spend("slots closed".to_owned()))?;
         tasks.spawn(async move {
-            let answer = client
-                .verify(request)
-                .await
-                .map(tonic::Response::into_inner);
-            drop(slot);
-            Outcome::of(&answer)
+            let mut attempts = 1;
+            loop {
+                let answer = client
+                    .verify(request.clone())
+                    .await
+                    .map(tonic::Response::into_inner);
+                let outcome = Outcome::of(&answer);
+                // A dependency that did not answer in time (payments opening its
+                // pool's first connections): the scan is left unsettled, and the gate
+                // retries it, as a turnstile would.
+                if outcome == Outcome::Denied(UNAVAILABLE.to_owned()) && attempts < SPEND_ATTEMPTS {
+                    attempts += 1;
+                    tokio::time::sleep(SPEND_RETRY_PAUSE).await;
+                    continue;
+                }
+                drop(slot);
+                return outcome;
+            }
         });
     }
     while let Some(done) = tasks.join_next().await {
