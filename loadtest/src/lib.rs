@@ -5,8 +5,9 @@
 //! the rate achieved, the tail a turnstile sees, the errors and the decisions, and how
 //! far the verifier is from a bare server that only checks the signature.
 //!
-//! It composes services (the in-process dev stack, the verifier's authorisation
-//! table), so it sits beside `stack/` at the top of the layers.
+//! It composes services (the in-process dev stack, the services' binaries as separate
+//! processes, the verifier's authorisation table), so it sits beside `stack/` at the
+//! top of the layers.
 //!
 //! Modules, one concept each:
 //! - [`mix`]: the kinds of code and their shares;
@@ -25,6 +26,8 @@
 //!   requests signed before it); [`bare_sign`]: the bare sign server, its ceiling;
 //! - [`process`]: a server process's CPU time and peak memory from `/proc`;
 //! - [`child`]: servers started as child processes, and their time to ready;
+//! - [`services`]: the five services as separate processes, each its own binary, on
+//!   PostgreSQL and Redis (the launcher the launch test uses);
 //! - [`serve`]: the tool's own `serve` commands those children run;
 //! - [`verify`]: one whole report ([`verify::Session`]: the servers of a run);
 //! - [`sweep`]: reports over a list of rates; [`chart`]: their SVG chart;
@@ -49,6 +52,7 @@ pub mod record;
 pub mod report;
 pub mod riders;
 pub mod serve;
+pub mod services;
 pub mod signed_bytes;
 pub mod stream_loop;
 pub mod sweep;
@@ -58,6 +62,7 @@ pub mod verify;
 pub use error::LoadError;
 pub use mix::{CodeKind, Mix};
 pub use report::{Ratios, Report, RunReport};
+pub use services::ServicesSpec;
 pub use sweep::{Sweep, sweep};
 pub use target::{Spawn, TargetSpec};
 pub use verify::{Settings, verify};

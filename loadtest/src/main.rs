@@ -24,7 +24,7 @@ struct Cli {
 enum Command {
     /// Open-loop Verify load from the sample gates, then the same against a bare
     /// verify server (the ceiling).
-    Verify(VerifyArgs),
+    Verify(Box<VerifyArgs>),
     /// The servers this tool starts as its child processes (used by --spawn).
     #[command(subcommand, hide = true)]
     Serve(Serve),
@@ -77,6 +77,23 @@ struct VerifyArgs {
     /// CPU per request, peak memory and time to ready are their own).
     #[arg(long, conflicts_with = "target")]
     spawn: bool,
+    /// Start the five services as separate processes, each its own binary from this
+    /// directory (`citypass-identity`, …, as cargo builds them), on --postgres and
+    /// --redis; every service's CPU, memory and time to ready are reported apart.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["target", "spawn"], requires_all = ["postgres", "redis"])]
+    services: Option<PathBuf>,
+    /// With --services: a PostgreSQL URL whose user may create databases (one fresh
+    /// database per service that has one).
+    #[arg(long, requires = "services")]
+    postgres: Option<String>,
+    /// With --services: the Redis URL (keys under names of the run's own).
+    #[arg(long, requires = "services")]
+    redis: Option<String>,
+    /// With --services: change a service's setting, `SERVICE:CITYPASS_NAME=VALUE`
+    /// (repeatable; e.g. `verifier:CITYPASS_SCENES__BUS__DEADLINE=2s`). Without it the
+    /// services run the manifests' configuration.
+    #[arg(long, requires = "services", value_parser = citypass_loadtest::services::parse_service_env)]
+    service_env: Vec<(String, String, String)>,
     /// With --spawn: run `PATH dev` (the citypass binary) as the stack instead of
     /// this tool's own `serve stack`.
     #[arg(long, requires = "spawn", value_name = "PATH")]
@@ -200,7 +217,7 @@ fn serve(command: Serve) -> anyhow::Result<ExitCode> {
 fn main() -> anyhow::Result<ExitCode> {
     let args = match Cli::parse().command {
         Command::Serve(command) => return serve(command),
-        Command::Verify(args) => args,
+        Command::Verify(args) => *args,
     };
     let VerifyArgs {
         rate,
@@ -215,6 +232,10 @@ fn main() -> anyhow::Result<ExitCode> {
         revocations,
         riders,
         spawn,
+        services,
+        postgres,
+        redis,
+        service_env,
         citypass,
         streams,
         citizens,
@@ -224,19 +245,29 @@ fn main() -> anyhow::Result<ExitCode> {
         no_ceiling,
         json,
     } = args;
-    let target = match (target, keys_dir) {
-        (Some(url), Some(keys_dir)) => TargetSpec::Running {
-            url,
-            keys_dir,
-            identity,
-            payments,
-            revocation,
-        },
-        _ if spawn => TargetSpec::Spawn(Spawn {
-            loadtest: std::env::current_exe().context("finding this tool's own binary")?,
-            citypass,
-        }),
-        _ => TargetSpec::InProcess,
+    let loadtest = std::env::current_exe().context("finding this tool's own binary")?;
+    let target = if let Some(bin_dir) = services {
+        TargetSpec::Services {
+            spec: citypass_loadtest::ServicesSpec {
+                bin_dir,
+                postgres: postgres.context("--services needs --postgres")?,
+                redis: redis.context("--services needs --redis")?,
+                env: service_env,
+            },
+            loadtest,
+        }
+    } else {
+        match (target, keys_dir) {
+            (Some(url), Some(keys_dir)) => TargetSpec::Running {
+                url,
+                keys_dir,
+                identity,
+                payments,
+                revocation,
+            },
+            _ if spawn => TargetSpec::Spawn(Spawn { loadtest, citypass }),
+            _ => TargetSpec::InProcess,
+        }
     };
     let settings = Settings {
         target,

@@ -68,6 +68,11 @@ pub struct RunReport {
     pub send_lag_us: Latency,
     /// The server process's CPU over the run and its peak memory, when known.
     pub process: Option<ProcessFigures>,
+    /// When the services run as separate processes: each one's CPU over this run (per
+    /// request of this run: what one request costs that service, all its calls
+    /// included), peak memory and time to ready.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ProcessFigures>,
 }
 
 impl RunReport {
@@ -120,6 +125,7 @@ impl RunReport {
             max_in_flight: run.max_in_flight,
             send_lag_us: percentiles(&run.send_lag),
             process: None,
+            services: Vec::new(),
         }
     }
 }
@@ -400,6 +406,19 @@ impl fmt::Display for Report {
                     f,
                     "  {}: CPU {:.0} ms ({:.0} µs per request, {:.2} cores busy), peak RSS {:.1} MiB{ready}",
                     p.scope, p.cpu_ms, p.cpu_us_per_request, p.cores_busy, p.peak_rss_mib
+                )?;
+            }
+            if !run.services.is_empty() {
+                writeln!(f, "  per service over this run:")?;
+            }
+            for p in &run.services {
+                let ready = p
+                    .ready_ms
+                    .map_or_else(String::new, |r| format!(", ready {r:.0} ms after spawn"));
+                writeln!(
+                    f,
+                    "    {:<28} CPU {:>6.0} µs per request ({:.2} cores busy), peak RSS {:.1} MiB{ready}",
+                    p.scope, p.cpu_us_per_request, p.cores_busy, p.peak_rss_mib
                 )?;
             }
             if run.in_flight_cap_hits > 0 {

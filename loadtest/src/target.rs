@@ -13,7 +13,9 @@
 //! an operator certified by the dev CA in `DIR`); `--spawn`
 //! starts the stack as a child process (this tool's own `serve stack`, or `citypass dev`
 //! with `--citypass PATH`) on a fresh keys directory, so that its CPU time and memory
-//! are its own.
+//! are its own; `--services DIR` starts the five services as separate processes, each
+//! its own binary from `DIR`, on PostgreSQL and Redis ([`crate::services`]), so that
+//! every service's CPU time, memory and time to ready are its own.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,6 +33,7 @@ use crate::child::{self, ChildServer};
 use crate::error::LoadError;
 use crate::process::Pid;
 use crate::propagation::RevocationAccess;
+use crate::services::{Services, ServicesSpec};
 
 /// The key ring's file in a keys directory (as `citypass dev` names it).
 pub const RING_FILE: &str = "keyring.json";
@@ -69,6 +72,24 @@ pub enum TargetSpec {
     },
     /// Start the stack as a child process and load it.
     Spawn(Spawn),
+    /// Start the five services as separate processes on PostgreSQL and Redis; the
+    /// bare servers are children too (`loadtest` is this tool's binary).
+    Services {
+        spec: ServicesSpec,
+        loadtest: PathBuf,
+    },
+}
+
+impl TargetSpec {
+    /// This tool's binary, when the servers run as child processes (the bare servers
+    /// then do too).
+    pub fn loadtest(&self) -> Option<&Path> {
+        match self {
+            TargetSpec::Spawn(spawn) => Some(&spawn.loadtest),
+            TargetSpec::Services { loadtest, .. } => Some(loadtest),
+            _ => None,
+        }
+    }
 }
 
 /// How to start the stack (and the bare servers) as child processes.
@@ -139,6 +160,7 @@ pub struct Target {
     pub revocation: Option<RevocationAccess>,
     stack: Option<Stack>,
     child: Option<ChildServer>,
+    services: Option<Services>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -184,12 +206,26 @@ fn sample_gates(
     gates_file: &Path,
     tls: impl Fn(&str) -> Result<Arc<Tls>, LoadError>,
 ) -> Result<Vec<GateIdentity>, LoadError> {
-    let registry = Registry::parse(&read(gates_file)?).map_err(|e| file_error(gates_file, e))?;
+    sample_gates_in(&read(gates_file)?, tls).map_err(|e| match e {
+        LoadError::Settings(problem) => file_error(gates_file, problem),
+        LoadError::NoGates(problems) => {
+            LoadError::NoGates(format!("{}: {problems}", gates_file.display()))
+        }
+        other => other,
+    })
+}
+
+/// [`sample_gates`] of the registry text `registry`.
+fn sample_gates_in(
+    registry: &str,
+    tls: impl Fn(&str) -> Result<Arc<Tls>, LoadError>,
+) -> Result<Vec<GateIdentity>, LoadError> {
+    let registry = Registry::parse(registry).map_err(|e| LoadError::Settings(e.to_string()))?;
     let mut gates = Vec::new();
     let mut problems = Vec::new();
     for id in SAMPLE_GATE_IDS {
         let Some(gate) = registry.get(id) else {
-            problems.push(format!("{id} is not in {}", gates_file.display()));
+            problems.push(format!("{id} is not in the registry"));
             continue;
         };
         if gate.scene != Scene::Bus {
@@ -205,10 +241,10 @@ fn sample_gates(
         }
     }
     if gates.is_empty() {
-        problems.push(format!(
-            "the load plays the sample bus readers, and {} lists none with a certificate",
-            gates_file.display()
-        ));
+        problems.push(
+            "the load plays the sample bus readers, and the registry lists none with a certificate"
+                .to_owned(),
+        );
         return Err(LoadError::NoGates(problems.join("; ")));
     }
     Ok(gates)
@@ -233,7 +269,50 @@ impl Target {
                 Ok(target)
             }
             TargetSpec::Spawn(spawn) => Target::spawn(spawn).await,
+            TargetSpec::Services { spec, .. } => Target::start_services(spec).await,
         }
+    }
+
+    /// The five services as separate processes ([`crate::services`]).
+    async fn start_services(spec: &ServicesSpec) -> Result<Target, LoadError> {
+        let services = Services::start(spec).await?;
+        let pki = services.pki_dir().to_owned();
+        let ca = services.launcher.ca();
+        let devpki = services.launcher.pki();
+        let pki_error = |e| LoadError::Stack(citypass_stack::StackError::Pki(e));
+        let gates = sample_gates_in(citypass_stack::SAMPLE_GATES, |id| {
+            Ok(Tls::from_files(&devpki.gate(ca, id).map_err(pki_error)?)?)
+        })?;
+        let server_files = devpki.service(ca, "verifier").map_err(pki_error)?;
+        devpki.service(ca, "issuer").map_err(pki_error)?;
+        // The key ring's file, for the bare sign server.
+        let keys_dir = services.launcher.root().join("keys");
+        std::fs::create_dir_all(&keys_dir).map_err(|e| file_error(&keys_dir, e))?;
+        let ring_path = keys_dir.join(RING_FILE);
+        std::fs::write(&ring_path, services.secrets.ring.to_json())
+            .map_err(|e| file_error(&ring_path, e))?;
+        let endpoints = Endpoints {
+            identity: services.url("identity"),
+            issuer: services.url("issuer"),
+            payments: services.url("payments"),
+            tls: Some(Tls::from_pem(ca.cert_pem().as_bytes(), None)?),
+        };
+        let apps = Apps::in_pki(endpoints.clone(), &pki, &keys_dir)?;
+        let revocation = revoker_in(&pki, services.url("revocation"))?;
+        Ok(Target {
+            url: services.url("verifier"),
+            gates,
+            issuer: Arc::new(services.secrets.ring.issuer()?),
+            apps: Some(apps),
+            riders: endpoints,
+            server_tls: Tls::from_files(&server_files)?,
+            server_tls_dir: pki.join(VERIFIER_TLS_DIR),
+            revocation: Some(revocation),
+            stack: None,
+            child: None,
+            services: Some(services),
+            _dir: None,
+        })
     }
 
     /// A fresh keys directory with a dev key ring and snapshot key in the layout of
@@ -355,6 +434,7 @@ impl Target {
             revocation: Some(revocation),
             stack: Some(stack),
             child: None,
+            services: None,
             _dir: Some(dir),
         })
     }
@@ -385,6 +465,7 @@ impl Target {
             revocation: None,
             stack: None,
             child: None,
+            services: None,
             _dir: None,
         })
     }
@@ -392,6 +473,9 @@ impl Target {
     /// The process whose CPU and memory the verifier's figures are: the child, else
     /// this one when the stack runs here, else none known (a running stack).
     pub fn process(&self) -> Option<(Pid, String, Option<std::time::Duration>)> {
+        if let Some(services) = &self.services {
+            return services.process("verifier");
+        }
         match (&self.child, &self.stack) {
             (Some(child), _) => Some((
                 child.pid(),
@@ -403,9 +487,30 @@ impl Target {
         }
     }
 
+    /// The issuer's process: its own with separate services, else the stack's.
+    pub fn issuer_process(&self) -> Option<(Pid, String, Option<std::time::Duration>)> {
+        match &self.services {
+            Some(services) => services.process("issuer"),
+            None => self.process(),
+        }
+    }
+
+    /// Each service's process when they run separately (in start order), else none.
+    pub fn service_processes(&self) -> Vec<(Pid, String, Option<std::time::Duration>)> {
+        self.services
+            .as_ref()
+            .map(Services::processes)
+            .unwrap_or_default()
+    }
+
     /// Whether the tool started the stack as a child process.
     pub fn spawned(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// Whether the tool started the five services as separate processes.
+    pub fn separate(&self) -> bool {
+        self.services.is_some()
     }
 
     /// Whether the verifier runs in this process (and so shares its cores with the
@@ -418,6 +523,9 @@ impl Target {
     pub async fn stop(self) {
         if let Some(stack) = self.stack {
             stack.shutdown().await;
+        }
+        if let Some(services) = self.services {
+            services.stop().await;
         }
         drop(self.child);
     }

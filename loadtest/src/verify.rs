@@ -40,6 +40,13 @@ pub const MAX_DURATION: Duration = Duration::from_secs(CODE_LIFETIME - 60);
 pub const MAX_REQUESTS: u64 = 5_000_000;
 /// Replayed codes spent at once before the run.
 const SPEND_CONCURRENCY: usize = 32;
+/// Tries of a code spent before the run while the verifier answers SERVICE_UNAVAILABLE
+/// (the scan is left unsettled then, so the same scan is tried again).
+const SPEND_ATTEMPTS: u32 = 10;
+/// Between two tries.
+const SPEND_RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// The deny reason of a dependency that did not answer in time.
+const UNAVAILABLE: &str = "SERVICE_UNAVAILABLE";
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -119,7 +126,8 @@ fn run_id(server: &str) -> String {
     format!("load-{server}-{}", hex::encode(bytes))
 }
 
-/// Uses each of `texts` once, from the gates in turn; each must be allowed.
+/// Uses each of `texts` once, from the gates in turn; each must be allowed (a scan
+/// refused SERVICE_UNAVAILABLE is retried, as a gate retries it).
 async fn spend(gates: &[GateClient], texts: &[String]) -> Result<(), LoadError> {
     if gates.is_empty() && !texts.is_empty() {
         return Err(LoadError::Spend("no gate to use them from".to_owned()));
@@ -143,12 +151,24 @@ async fn spend(gates: &[GateClient], texts: &[String]) -> Result<(), LoadError> 
             .await
             .map_err(|_| LoadError::Spend("slots closed".to_owned()))?;
         tasks.spawn(async move {
-            let answer = client
-                .verify(request)
-                .await
-                .map(tonic::Response::into_inner);
-            drop(slot);
-            Outcome::of(&answer)
+            let mut attempts = 1;
+            loop {
+                let answer = client
+                    .verify(request.clone())
+                    .await
+                    .map(tonic::Response::into_inner);
+                let outcome = Outcome::of(&answer);
+                // A dependency that did not answer in time (payments opening its
+                // pool's first connections): the scan is left unsettled, and the gate
+                // retries it, as a turnstile would.
+                if outcome == Outcome::Denied(UNAVAILABLE.to_owned()) && attempts < SPEND_ATTEMPTS {
+                    attempts += 1;
+                    tokio::time::sleep(SPEND_RETRY_PAUSE).await;
+                    continue;
+                }
+                drop(slot);
+                return outcome;
+            }
         });
     }
     while let Some(done) = tasks.join_next().await {
@@ -205,10 +225,7 @@ impl Session {
             Err(e) => return Err((target, e)),
         };
         let bare = if settings.ceiling {
-            let loadtest = match &settings.target {
-                TargetSpec::Spawn(spawn) => Some(spawn.loadtest.as_path()),
-                _ => None,
-            };
+            let loadtest = settings.target.loadtest();
             let started = async {
                 let bare = BareServer::start(&target, loadtest).await?;
                 let gates = gates::connect(&bare.url(), &target.gates).await?;
@@ -247,10 +264,7 @@ impl Session {
                     citizens::enrol(&apps.endpoints, settings.citizens, citizens::Then::Nothing)
                         .await?;
                 if settings.ceiling {
-                    let loadtest = match &settings.target {
-                        TargetSpec::Spawn(spawn) => Some(spawn.loadtest.as_path()),
-                        _ => None,
-                    };
+                    let loadtest = settings.target.loadtest();
                     session.bare_signer = Some(
                         BareServer::start_signer(&session.target, &session.citizens, loadtest)
                             .await?,
@@ -264,6 +278,36 @@ impl Session {
             }
         }
         Ok(session)
+    }
+
+    /// Each separate service's CPU time and memory now, before a run (none unless the
+    /// services run separately).
+    fn sample_services(&self) -> Result<Vec<Sample>, LoadError> {
+        self.target
+            .service_processes()
+            .iter()
+            .map(|(pid, _, _)| self.meter.sample(*pid))
+            .collect()
+    }
+
+    /// Each separate service's figures over a run, from `before`.
+    fn service_figures(
+        &self,
+        before: &[Sample],
+        answered: u64,
+        wall: Duration,
+    ) -> Result<Vec<ProcessFigures>, LoadError> {
+        self.target
+            .service_processes()
+            .into_iter()
+            .zip(before)
+            .map(|((pid, scope, ready), before)| {
+                let after = self.meter.sample(pid)?;
+                Ok(ProcessFigures::between(
+                    &scope, *before, after, answered, wall, ready,
+                ))
+            })
+            .collect()
     }
 
     /// The measured server's CPU time and memory now, before a run.
@@ -313,6 +357,11 @@ impl Session {
             .ok_or_else(|| LoadError::Settings("the apps' TLS is missing".to_owned()))?;
         let clients = citizens::connect(url, &tls, citizens::addresses_for(load.rate)?).await?;
         let requests = citizens::sign(&self.citizens, n)?;
+        let services = if server == "issuer" {
+            self.sample_services()?
+        } else {
+            Vec::new()
+        };
         let before = self.sample(&process)?;
         let started = std::time::Instant::now();
         let run = open_loop::schedule(
@@ -334,6 +383,7 @@ impl Session {
         let wall = started.elapsed();
         let mut report = RunReport::of(server, "IssueToken", load.rate, load.in_flight_cap, &run);
         report.process = self.figures(process, before, report.answered, wall)?;
+        report.services = self.service_figures(&services, report.answered, wall)?;
         Ok(report)
     }
 
@@ -386,6 +436,11 @@ impl Session {
         streams: usize,
         process: Measured,
     ) -> Result<RunReport, LoadError> {
+        let services = if server == "bare" {
+            Vec::new()
+        } else {
+            self.sample_services()?
+        };
         let before = self.sample(&process)?;
         let started = std::time::Instant::now();
         let (api, run) = if streams == 0 {
@@ -412,6 +467,7 @@ impl Session {
         };
         let mut report = RunReport::of(name, api, load.rate, load.in_flight_cap, &run);
         report.process = self.figures(process, before, report.answered, wall)?;
+        report.services = self.service_figures(&services, report.answered, wall)?;
         Ok(report)
     }
 
@@ -511,7 +567,7 @@ impl Session {
                 .map(|a| a.endpoints.issuer.clone())
                 .unwrap_or_default();
             issue = Some(
-                self.issue(load, "issuer", &apps_url, n, self.target.process())
+                self.issue(load, "issuer", &apps_url, n, self.target.issuer_process())
                     .await?,
             );
             if let Some(signer) = &self.bare_signer {
@@ -530,7 +586,12 @@ impl Session {
 
         let target = &self.target;
         Ok(Report {
-            target: if target.spawned() {
+            target: if target.separate() {
+                format!(
+                    "the five services as separate processes on PostgreSQL and Redis (verifier {})",
+                    target.url
+                )
+            } else if target.spawned() {
                 format!("the dev stack in a child process ({})", target.url)
             } else if target.in_process() {
                 format!("the in-process dev stack ({})", target.url)

@@ -356,3 +356,121 @@ async fn a_running_stack_is_loaded_through_its_keys_directory() {
     assert_eq!(verifier.sent, 5 * PER_KIND);
     assert_verifier_decides(verifier);
 }
+
+/// The directory of the service binaries cargo built beside this test
+/// (`target/<profile>/`).
+fn service_binaries() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test's path");
+    let dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>/deps/..")
+        .to_path_buf();
+    for service in ["identity", "revocation", "issuer", "payments", "verifier"] {
+        let binary = citypass_stack::launch::binary_in(&dir, service);
+        assert!(
+            binary.exists(),
+            "{} is not built: the test command builds every target of the workspace \
+             (alone: cargo build -p citypass-identity -p citypass-revocation-service \
+             -p citypass-issuer -p citypass-payments -p citypass-verifier)",
+            binary.display()
+        );
+    }
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_separate_service_binaries_on_postgres_and_redis_are_loaded_and_measured_apart() {
+    let mut settings = with_streams(
+        TargetSpec::Services {
+            spec: citypass_loadtest::ServicesSpec {
+                bin_dir: service_binaries(),
+                postgres: citypass_testkit::database_url(),
+                redis: citypass_testkit::redis_url(),
+                // Debug binaries on a loaded machine: the production deadlines (300 ms
+                // for the bus policy's TapIn) would measure the machine, not the tool.
+                env: [
+                    ("verifier", "CITYPASS_SCENES__BUS__DEADLINE", "10s"),
+                    ("verifier", "CITYPASS_PAYMENTS__REQUEST_TIMEOUT", "10s"),
+                    (
+                        "verifier",
+                        "CITYPASS_SUBJECTS__IDENTITY__REQUEST_TIMEOUT",
+                        "10s",
+                    ),
+                ]
+                .map(|(s, n, v)| (s.to_owned(), n.to_owned(), v.to_owned()))
+                .into(),
+            },
+            loadtest: env!("CARGO_BIN_EXE_citypass-loadtest").into(),
+        },
+        true,
+        2,
+    );
+    settings.citizens = 3;
+    settings.revocations = 2;
+    let report = run(settings).await;
+    assert!(
+        report.target.contains("separate processes"),
+        "{}",
+        report.target
+    );
+    assert_bus_gates(&report);
+    // Revoked at the revocation service (PostgreSQL), enforced by the verifier that
+    // tails the Redis stream.
+    assert_propagation(&report, 2);
+
+    assert_verifier_decides(&report.verifier);
+    assert_bare_decides(report.ceiling.as_ref().expect("bare Verify"));
+    assert_verifier_decides(report.stream.as_ref().expect("VerifyStream"));
+    assert_issued(report.issue.as_ref().expect("IssueToken"));
+    assert_issued(report.issue_ceiling.as_ref().expect("bare IssueToken"));
+
+    // The verifier's and the issuer's own processes, apart from the bare servers'.
+    let verifier = report.verifier.process.as_ref().expect("the verifier's");
+    assert_eq!(verifier.scope, "citypass-verifier");
+    let issuer = report.issue.as_ref().and_then(|r| r.process.as_ref());
+    assert_eq!(issuer.map(|p| p.scope.as_str()), Some("citypass-issuer"));
+    assert!(
+        report.ratios.and_then(|r| r.cpu_per_request).is_some(),
+        "{:?}",
+        report.ratios
+    );
+    // Every service's figures for every run of the services, each its own process,
+    // ready after its startup probe passed.
+    for run in [
+        &report.verifier,
+        report.stream.as_ref().expect("VerifyStream"),
+        report.issue.as_ref().expect("IssueToken"),
+    ] {
+        let scopes: Vec<&str> = run.services.iter().map(|p| p.scope.as_str()).collect();
+        assert_eq!(
+            scopes,
+            [
+                "citypass-identity",
+                "citypass-revocation",
+                "citypass-issuer",
+                "citypass-payments",
+                "citypass-verifier"
+            ],
+            "{}",
+            run.api
+        );
+        for p in &run.services {
+            assert!(p.peak_rss_mib > 1.0, "{p:?}");
+            assert!(p.ready_ms.is_some_and(|r| r > 0.0), "{p:?}");
+        }
+    }
+    // Verify spends the verifier's CPU, and (transit) identity's and payments'.
+    let cpu = |name: &str| {
+        report
+            .verifier
+            .services
+            .iter()
+            .find(|p| p.scope == name)
+            .map(|p| p.cpu_ms)
+    };
+    assert!(cpu("citypass-verifier").is_some_and(|ms| ms > 0.0));
+    assert!(cpu("citypass-payments").is_some_and(|ms| ms > 0.0));
+    let table = report.to_string();
+    assert!(table.contains("per service over this run"), "{table}");
+}

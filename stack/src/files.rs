@@ -105,7 +105,9 @@ pub const SAMPLE_GATE_IDS: [&str; 6] = [
     "hall-counter-1",
 ];
 
-const SAMPLE_GATES: &str = "\
+/// The sample gate registry (the verifier's `gates.yaml` as `citypass dev` writes it
+/// on first run).
+pub const SAMPLE_GATES: &str = "\
 # The verifier's gate registry (citypass dev): gate id (the name in the gate's
 # certificate) -> where it stands. Edit freely: the verifier reloads it on change.
 gates:

@@ -12,6 +12,8 @@
 //! - [`config`]: how to run the stack ([`StackConfig`]);
 //! - `services`: each service's dev configuration, one function per service;
 //! - `files`: the files written for the verifier (key set, subject keys, gate registry);
+//! - [`launch`]: the services as separate processes instead (each its own binary, as
+//!   a container runs it), for the launch test and the load generator;
 //! - this module: the order of start-up ([`Stack::start`]) and the running stack.
 //!
 //! [`Config`]: citypass_issuer::Config
@@ -20,6 +22,7 @@
 pub mod config;
 mod error;
 mod files;
+pub mod launch;
 mod services;
 
 use std::net::SocketAddr;
@@ -39,7 +42,7 @@ pub use config::{
     IdentityStore, IssuanceConfig, KeyFile, KeySource, NonceBackend, RevocationBackend, StackConfig,
 };
 pub use error::StackError;
-pub use files::{SAMPLE_GATE_IDS, venue_gate_id};
+pub use files::{SAMPLE_GATE_IDS, SAMPLE_GATES, venue_gate_id};
 
 use error::built;
 use files::VerifierFiles;
