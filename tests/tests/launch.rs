@@ -9,7 +9,8 @@
 //! addresses (listeners on loopback ports of its own, the other services' URLs at their
 //! processes, the stores at the test servers with key names of the test's own, no OTLP
 //! collector), and the content of the Secrets, which the operator makes
-//! (docs/operations.md): here a fresh CA and keys. A setting the manifests give that the
+//! (docs/operations.md): here a fresh CA and keys, and the test servers' URLs in each
+//! service's store Secret (`<service>-stores`). A setting the manifests give that the
 //! service does not know stops it at start; a file the configuration names that no
 //! volume mounts is missing, and the service does not start either.
 //!
@@ -183,12 +184,14 @@ impl Cluster {
     }
 
     /// Starts `service` from its Deployment, with `made` writing the files of each
-    /// Secret and operator-made ConfigMap (the TLS Secret is made here) and `env` added
+    /// Secret and operator-made ConfigMap (the TLS Secret and the store URLs'
+    /// Secret, `<service>-stores`, with `stores`' files, are made here) and `env` added
     /// to the container's own.
     fn start(
         &mut self,
         service: &str,
         made: impl Fn(&str, &Path),
+        stores: &[(&str, &str)],
         env: Vec<(String, String)>,
     ) -> Started {
         let root = self.root.path().to_path_buf();
@@ -229,6 +232,11 @@ impl Cluster {
                         .expect("a certificate")
                         .write_dir(&dir)
                         .expect("the TLS files");
+                } else if name == format!("{service}-stores") {
+                    // The test's stores for the dev stores or the city's managed ones.
+                    for (file, url) in stores {
+                        std::fs::write(dir.join(file), url).expect("a store URL file");
+                    }
                 } else {
                     made(name, &dir);
                 }
@@ -407,7 +415,7 @@ async fn the_five_services_start_from_their_rendered_deployments() {
     let stream = citypass_testkit::unique("citypass:test:launch:log:");
     let prefix =
         |service: &str| citypass_testkit::unique(&format!("citypass:test:launch:{service}:"));
-    let redis = || citypass_testkit::redis_url();
+    let redis = citypass_testkit::redis_url();
 
     let (_identity_db, identity_db) = citypass_testkit::fresh_database().await;
     let mut identity = cluster.start(
@@ -426,7 +434,8 @@ async fn the_five_services_start_from_their_rendered_deployments() {
                 std::fs::write(dir.join(file), hex_key(i)).expect("a key file");
             }
         },
-        vec![("CITYPASS_DATABASE__URL".into(), identity_db)],
+        &[("database-url", &identity_db)],
+        Vec::new(),
     );
     identity
         .probed(citypass_proto::v1::identity_service_server::SERVICE_NAME)
@@ -455,11 +464,8 @@ async fn the_five_services_start_from_their_rendered_deployments() {
             );
             std::fs::write(dir.join("snapshot-key.json"), snapshot_key.to_json()).expect("the key");
         },
-        vec![
-            ("CITYPASS_DATABASE__URL".into(), revocation_db),
-            ("CITYPASS_REDIS__URL".into(), redis()),
-            ("CITYPASS_STREAM_KEY".into(), stream.clone()),
-        ],
+        &[("database-url", &revocation_db), ("redis-url", &redis)],
+        vec![("CITYPASS_STREAM_KEY".into(), stream.clone())],
     );
     revocation
         .probed(citypass_proto::v1::revocation_service_server::SERVICE_NAME)
@@ -476,8 +482,8 @@ async fn the_five_services_start_from_their_rendered_deployments() {
             assert_eq!(name, "issuer-keyring", "a Secret this test cannot make");
             std::fs::write(dir.join("keyring.json"), ring.to_json()).expect("the ring");
         },
+        &[("redis-url", &redis)],
         vec![
-            ("CITYPASS_REDIS__URL".into(), redis()),
             ("CITYPASS_REDIS_KEY_PREFIX".into(), prefix("issuer")),
             ("CITYPASS_REVOCATION__STREAM_KEY".into(), stream.clone()),
         ],
@@ -494,9 +500,8 @@ async fn the_five_services_start_from_their_rendered_deployments() {
     let mut payments = cluster.start(
         "payments",
         |name, _| panic!("a Secret or ConfigMap this test cannot make: {name}"),
+        &[("database-url", &payments_db), ("redis-url", &redis)],
         vec![
-            ("CITYPASS_DATABASE__URL".into(), payments_db),
-            ("CITYPASS_REDIS__URL".into(), redis()),
             ("CITYPASS_REDIS_KEY_PREFIX".into(), prefix("payments")),
             ("CITYPASS_REVOCATION__STREAM_KEY".into(), stream.clone()),
         ],
@@ -535,8 +540,8 @@ async fn the_five_services_start_from_their_rendered_deployments() {
             }
             other => panic!("a Secret or ConfigMap this test cannot make: {other}"),
         },
+        &[("redis-url", &redis)],
         vec![
-            ("CITYPASS_REDIS__URL".into(), redis()),
             ("CITYPASS_REDIS_KEY_PREFIX".into(), prefix("verifier")),
             ("CITYPASS_REVOCATION__STREAM_KEY".into(), stream.clone()),
         ],
