@@ -168,10 +168,17 @@ impl Cluster {
         let root = rooted(self.root.path(), MOUNT_ROOT);
         let mut text = text.replace(MOUNT_ROOT, &format!("{}/", root.display()));
         for (name, listen, _) in &self.started {
-            let service = object(&self.objects, "Service", name);
-            for port in service["spec"]["ports"].as_array().expect("ports") {
-                let from = format!("https://{name}:{}", port["port"]);
-                text = text.replace(&from, &format!("https://{listen}"));
+            // Every Service of the service's pods: the ClusterIP one, and the headless
+            // one that balanced channels resolve (`<name>-pods`).
+            for service in self.objects.iter().filter(|o| {
+                o["kind"] == "Service"
+                    && o["spec"]["selector"]["app.kubernetes.io/name"] == name.as_str()
+            }) {
+                let host = service["metadata"]["name"].as_str().expect("a name");
+                for port in service["spec"]["ports"].as_array().expect("ports") {
+                    let from = format!("https://{host}:{}", port["port"]);
+                    text = text.replace(&from, &format!("https://{listen}"));
+                }
             }
         }
         text

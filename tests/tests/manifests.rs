@@ -757,6 +757,79 @@ fn store_urls_come_from_secret_files_never_variables_or_config_maps() {
     }
 }
 
+/// Every upstream of a configuration (an object with an `https://` or `http://`
+/// `url`): its path in the tree and the object.
+fn upstreams<'a>(tree: &'a Value, at: String, out: &mut Vec<(String, &'a Value)>) {
+    match tree {
+        Value::Object(map) => {
+            if map
+                .get("url")
+                .and_then(Value::as_str)
+                .is_some_and(|u| u.starts_with("https://") || u.starts_with("http://"))
+            {
+                out.push((at.clone(), tree));
+            }
+            for (key, value) in map {
+                upstreams(value, format!("{at}.{key}"), out);
+            }
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .for_each(|(i, v)| upstreams(v, format!("{at}[{i}]"), out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn upstreams_to_headless_services_spread_their_calls() {
+    // The callees called per request, whose callers must not be pinned to one pod.
+    const PER_CALL: [&str; 2] = ["identity", "payments"];
+    for overlay in OVERLAYS {
+        let rendered = render(overlay);
+        let services: Vec<Service> = rendered.all("Service");
+        let deployments: Vec<Deployment> = rendered.all("Deployment");
+        let mut seen = 0;
+        for (service, _) in SERVICES {
+            let config = rendered.configuration(service);
+            let mut found = Vec::new();
+            upstreams(&config.tree, String::new(), &mut found);
+            for (at, upstream) in found {
+                let who = format!("{overlay}: {service}{at}");
+                let url = upstream["url"].as_str().expect("a url");
+                let (host, _) = host_port(url).expect("host and port");
+                let Some(target) = services
+                    .iter()
+                    .find(|s| s.metadata.name.as_deref() == Some(host.as_str()))
+                else {
+                    continue;
+                };
+                let spec = target.spec.as_ref().expect("spec");
+                let headless = spec.cluster_ip.as_deref() == Some("None");
+                let refresh = upstream["dns_refresh"].as_str();
+                // A ClusterIP name resolves to one address: spreading needs the pods'.
+                assert_eq!(
+                    refresh.is_some(),
+                    headless,
+                    "{who}: {url} with dns_refresh {refresh:?}"
+                );
+                let selector = spec.selector.clone().unwrap_or_default();
+                let callee = deployments
+                    .iter()
+                    .find(|d| selects(&selector, &pod_labels(d)))
+                    .map(app)
+                    .unwrap_or_else(|| panic!("{who}: {host} selects no pod"));
+                if PER_CALL.contains(&callee.as_str()) {
+                    assert!(headless, "{who}: {callee} through a ClusterIP Service");
+                    seen += 1;
+                }
+            }
+        }
+        // issuer, payments, revocation and the verifier to identity; the verifier to payments.
+        assert_eq!(seen, 5, "{overlay}: the per-call paths");
+    }
+}
+
 #[test]
 fn every_configuration_loads_into_its_service() {
     for overlay in OVERLAYS {
