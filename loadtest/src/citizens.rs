@@ -33,7 +33,7 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpSocket;
 use tokio_rustls::TlsConnector;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::{Channel, Uri};
 
 use crate::error::LoadError;
 
@@ -198,7 +198,8 @@ pub async fn connect(
     for k in 0..addresses {
         let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + u8::try_from(k).unwrap_or(0)));
         let connector = connector.clone();
-        let endpoint = Endpoint::from_shared(url.to_owned())
+        // The connector does the TLS (connect_from): see connector_tls_endpoint.
+        let endpoint = citypass_runtime::connector_tls_endpoint(url)
             .map_err(|e| LoadError::Citizens(format!("{url}: {e}")))?
             .connect_timeout(Duration::from_secs(5))
             .timeout(crate::gates::CALL_TIMEOUT)

@@ -199,13 +199,16 @@ impl Services {
             let deployment: Value = serde_saphyr::from_str(base.deployment)
                 .map_err(|e| failed(service, format!("its base Deployment: {e}")))?;
             let mut env = vec![("CITYPASS_ENVIRONMENT".to_owned(), "dev".to_owned())];
+            // The store URLs, as the operator's `<service>-stores` Secret holds them.
+            let mut stores = Vec::new();
             if base.database {
                 let url = create_database(&spec.postgres, &format!("load_{tag}_{service}")).await?;
-                env.push(("CITYPASS_DATABASE__URL".to_owned(), url));
+                stores.push(("database-url".to_owned(), url));
             }
             if service != "identity" {
-                env.push(("CITYPASS_REDIS__URL".to_owned(), spec.redis.clone()));
+                stores.push(("redis-url".to_owned(), spec.redis.clone()));
             }
+            let stores_secret = format!("{service}-stores");
             if service == "revocation" {
                 env.push(("CITYPASS_STREAM_KEY".to_owned(), stream.clone()));
             } else if service != "identity" {
@@ -249,6 +252,9 @@ impl Services {
                             config("gates.yaml", citypass_stack::SAMPLE_GATES)
                         }
                         Source::ConfigMap("payments-fares") => config("fares.yaml", FARES),
+                        Source::Secret(name) if name == stores_secret => {
+                            Ok(Volume::Files(stores.clone()))
+                        }
                         Source::ConfigMap(name) | Source::Secret(name) => secrets
                             .files(name)
                             .map(Volume::Files)

@@ -343,12 +343,15 @@ impl Launcher {
     }
 
     /// `text` with `service`'s container paths under its root and each started
-    /// service's in-cluster URL (`https://<name>:<any port>`) at its loopback address.
+    /// service's in-cluster URLs (`https://<name>:<any port>`, and its headless
+    /// Service's `https://<name>-pods:<any port>` that balanced channels resolve) at its
+    /// loopback address.
     pub fn localise(&self, service: &str, text: &str) -> String {
         let root = self.rooted(service, MOUNT_ROOT);
         let mut text = text.replace(MOUNT_ROOT, &format!("{}/", root.display()));
         for (name, listen) in &self.started {
             text = replace_url(&text, name, *listen);
+            text = replace_url(&text, &format!("{name}-pods"), *listen);
         }
         text
     }

@@ -110,14 +110,17 @@ impl Cluster {
     }
 
     /// Starts `service` from its Deployment, with `made` giving the files of each
-    /// Secret and operator-made ConfigMap (the TLS Secret is made by the launcher) and
-    /// `env` added to the container's own.
+    /// Secret and operator-made ConfigMap (the TLS Secret is made by the launcher; the
+    /// store URLs' Secret, `<service>-stores`, holds `stores`' files) and `env` added
+    /// to the container's own.
     fn start(
         &mut self,
         service: &str,
         made: impl Fn(&str) -> Option<Vec<(String, String)>>,
+        stores: &[(&str, &str)],
         env: Vec<(String, String)>,
     ) -> Started {
+        let stores_secret = format!("{service}-stores");
         let deployment = object(&self.objects, "Deployment", service).clone();
         let container = deployment["spec"]["template"]["spec"]["containers"][0].clone();
         let plan = ServicePlan::from_deployment(
@@ -136,6 +139,13 @@ impl Cluster {
                             .collect(),
                     ))
                 }
+                // The test's stores, for the dev stores or the city's managed ones.
+                Source::Secret(name) if name == stores_secret => Ok(Volume::Files(
+                    stores
+                        .iter()
+                        .map(|(file, url)| ((*file).to_owned(), (*url).to_owned()))
+                        .collect(),
+                )),
                 // Made by the operator, not the manifests (docs/operations.md).
                 Source::ConfigMap(name) | Source::Secret(name) => made(name)
                     .map(Volume::Files)
@@ -235,13 +245,14 @@ async fn the_five_services_start_from_their_rendered_deployments() {
     let stream = citypass_testkit::unique("citypass:test:launch:log:");
     let prefix =
         |service: &str| citypass_testkit::unique(&format!("citypass:test:launch:{service}:"));
-    let redis = || citypass_testkit::redis_url();
+    let redis = citypass_testkit::redis_url();
 
     let (_identity_db, identity_db) = citypass_testkit::fresh_database().await;
     let mut identity = cluster.start(
         "identity",
         made,
-        vec![("CITYPASS_DATABASE__URL".into(), identity_db)],
+        &[("database-url", &identity_db)],
+        Vec::new(),
     );
     identity
         .probed(citypass_proto::v1::identity_service_server::SERVICE_NAME)
@@ -265,11 +276,8 @@ async fn the_five_services_start_from_their_rendered_deployments() {
     let mut revocation = cluster.start(
         "revocation",
         made,
-        vec![
-            ("CITYPASS_DATABASE__URL".into(), revocation_db),
-            ("CITYPASS_REDIS__URL".into(), redis()),
-            ("CITYPASS_STREAM_KEY".into(), stream.clone()),
-        ],
+        &[("database-url", &revocation_db), ("redis-url", &redis)],
+        vec![("CITYPASS_STREAM_KEY".into(), stream.clone())],
     );
     revocation
         .probed(citypass_proto::v1::revocation_service_server::SERVICE_NAME)
@@ -283,8 +291,8 @@ async fn the_five_services_start_from_their_rendered_deployments() {
     let mut issuer = cluster.start(
         "issuer",
         made,
+        &[("redis-url", &redis)],
         vec![
-            ("CITYPASS_REDIS__URL".into(), redis()),
             ("CITYPASS_REDIS_KEY_PREFIX".into(), prefix("issuer")),
             ("CITYPASS_REVOCATION__STREAM_KEY".into(), stream.clone()),
         ],
@@ -301,9 +309,8 @@ async fn the_five_services_start_from_their_rendered_deployments() {
     let mut payments = cluster.start(
         "payments",
         made,
+        &[("database-url", &payments_db), ("redis-url", &redis)],
         vec![
-            ("CITYPASS_DATABASE__URL".into(), payments_db),
-            ("CITYPASS_REDIS__URL".into(), redis()),
             ("CITYPASS_REDIS_KEY_PREFIX".into(), prefix("payments")),
             ("CITYPASS_REVOCATION__STREAM_KEY".into(), stream.clone()),
         ],
@@ -329,8 +336,8 @@ async fn the_five_services_start_from_their_rendered_deployments() {
     let mut verifier = cluster.start(
         "verifier",
         made,
+        &[("redis-url", &redis)],
         vec![
-            ("CITYPASS_REDIS__URL".into(), redis()),
             ("CITYPASS_REDIS_KEY_PREFIX".into(), prefix("verifier")),
             ("CITYPASS_REVOCATION__STREAM_KEY".into(), stream.clone()),
         ],

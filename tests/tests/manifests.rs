@@ -9,6 +9,10 @@
 //! - every Service targets a named container port that exists;
 //! - Secrets are mounted read-only as whole files (mode 0440, fsGroup), never as
 //!   environment variables; every file path a configuration names is mounted;
+//! - every store URL (PostgreSQL, Redis, the verifier's Redis Cluster) comes from a file
+//!   of the service's Secret `<service>-stores`, never from a variable or a ConfigMap:
+//!   in dev the dev-stores component makes the Secrets, in prod the operator does, so
+//!   the rendered prod overlay holds no store URL at all;
 //! - each service's configuration (its ConfigMap plus the Deployment's `CITYPASS_*`
 //!   variables) loads into the service's own configuration type;
 //! - the network policies allow exactly the call paths the services make. The one
@@ -69,6 +73,27 @@ const SECRET_MODE: i32 = 0o440;
 /// ConfigMaps the operator creates rather than the manifests (docs/operations.md,
 /// "Deploy"): the issuer's public key set, written by `citypass keys`.
 const MADE_BY_THE_OPERATOR: [&str; 1] = ["verifier-keyset"];
+/// Where the store URLs are mounted (k8s/base/*/deployment.yaml, volume `stores`).
+const STORES_DIR: &str = "/etc/citypass/stores/";
+/// What the operator's `<service>-stores` Secret holds in production (no overlay
+/// renders it; docs/operations.md, "Stores"): the managed stores at the ports
+/// k8s/components/managed-stores/network-policies.yaml admits.
+const OPERATOR_STORES: [(&str, &str); 3] = [
+    (
+        "database-url",
+        "postgres://svc@postgres.citypass.example:5432/db?sslmode=verify-full&sslrootcert=/etc/citypass/tls/ca.crt&sslcert=/etc/citypass/tls/tls.crt&sslkey=/etc/citypass/tls/tls.key",
+    ),
+    (
+        "redis-url",
+        "rediss://:password@redis.citypass.example:6380/",
+    ),
+    (
+        "replay-cluster",
+        "rediss://:password@redis-0.citypass.example:6380/\nrediss://:password@redis-1.citypass.example:6380/",
+    ),
+];
+/// A store URL's schemes: none may appear in a variable or a ConfigMap.
+const STORE_SCHEMES: [&str; 4] = ["postgres://", "postgresql://", "redis://", "rediss://"];
 
 /// One overlay as `kubectl kustomize` renders it.
 struct Rendered {
@@ -114,6 +139,49 @@ impl Rendered {
             .unwrap_or_else(|| panic!("{}: no ConfigMap {name}", self.overlay))
     }
 
+    fn secret(&self, name: &str) -> Option<&Value> {
+        self.objects
+            .iter()
+            .find(|o| o["kind"] == "Secret" && o["metadata"]["name"] == name)
+    }
+
+    /// The text of file `file` of the Secret mounted as `volume` in `service`'s pod:
+    /// from the rendered Secret (`stringData`), else what the operator puts there
+    /// ([`OPERATOR_STORES`]).
+    fn secret_file(&self, service: &str, pod: &PodSpec, volume: &str, file: &str) -> String {
+        let secret = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == volume)
+            .and_then(|v| v.secret.as_ref())
+            .and_then(|s| s.secret_name.clone())
+            .unwrap_or_else(|| panic!("{}: {service}: volume {volume} is no Secret", self.overlay));
+        match self.secret(&secret) {
+            Some(object) => {
+                assert!(
+                    object["data"].is_null(),
+                    "{}: Secret {secret}: stringData, so that the tests read it",
+                    self.overlay
+                );
+                object["stringData"][file]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{}: Secret {secret} has no {file}", self.overlay))
+                    .to_owned()
+            }
+            None => OPERATOR_STORES
+                .iter()
+                .find(|(name, _)| *name == file)
+                .map(|(_, text)| (*text).to_owned())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{}: {service}: what does the operator put in {secret}/{file}?",
+                        self.overlay
+                    )
+                }),
+        }
+    }
+
     /// The service's configuration as the container sees it: its ConfigMap's
     /// config.yaml with the Deployment's `CITYPASS_*` variables over it.
     fn configuration(&self, service: &str) -> Configuration {
@@ -156,15 +224,44 @@ impl Rendered {
             let path: Vec<String> = dotted.split("__").map(str::to_lowercase).collect();
             set(&mut tree, &path, Value::String(value.clone()));
         }
-        Configuration { text, env, tree }
+        // The store URLs: every file the configuration names under STORES_DIR.
+        let mut values = Vec::new();
+        strings(&tree, &mut values);
+        let mut stores = BTreeMap::new();
+        for value in values.iter().filter(|v| v.starts_with(STORES_DIR)) {
+            let (volume, file) = mounted(pod, container, Path::new(value))
+                .unwrap_or_else(|| panic!("{}: {service}: {value} is not mounted", self.overlay));
+            let text = self.secret_file(service, pod, &volume, &file);
+            stores.insert(value.clone(), text);
+        }
+        Configuration {
+            text,
+            env,
+            tree,
+            stores,
+        }
     }
 }
 
-/// A service's configuration: the file, the variables, and both merged as a tree.
+/// A service's configuration: the file, the variables, and both merged as a tree;
+/// and the store URL files it names (container path -> text).
 struct Configuration {
     text: String,
     env: Vec<(String, String)>,
     tree: Value,
+    stores: BTreeMap<String, String>,
+}
+
+impl Configuration {
+    /// Every string of the configuration, and the store URLs of its files.
+    fn values(&self) -> Vec<String> {
+        let mut values = Vec::new();
+        strings(&self.tree, &mut values);
+        for text in self.stores.values() {
+            values.extend(text.lines().map(str::to_owned));
+        }
+        values
+    }
 }
 
 fn set(tree: &mut Value, path: &[String], value: Value) {
@@ -535,9 +632,11 @@ fn secrets_are_read_only_files_and_every_configured_path_is_mounted() {
             let pod = pod(&deployment);
             let container = &pod.containers[0];
             let config = rendered.configuration(service);
-            let mut values = Vec::new();
-            strings(&config.tree, &mut values);
-            for value in values.iter().flat_map(|v| v.split(['?', '&', '=', ','])) {
+            for value in config
+                .values()
+                .iter()
+                .flat_map(|v| v.split(['?', '&', '=', ',']))
+            {
                 if !value.starts_with("/etc/citypass/") {
                     continue;
                 }
@@ -574,19 +673,187 @@ fn secrets_are_read_only_files_and_every_configured_path_is_mounted() {
 }
 
 #[test]
+fn store_urls_come_from_secret_files_never_variables_or_config_maps() {
+    for overlay in OVERLAYS {
+        let rendered = render(overlay);
+        for (service, _) in SERVICES {
+            let who = format!("{overlay}: {service}");
+            let deployment = rendered.deployment(service);
+            let pod = pod(&deployment);
+            let container = &pod.containers[0];
+            let config = rendered.configuration(service);
+            // Each store of the configuration is named by a file, never inline.
+            let mut files = BTreeSet::new();
+            for store in ["database", "redis"] {
+                let node = &config.tree[store];
+                if node.is_null() {
+                    continue;
+                }
+                assert!(node["url"].is_null(), "{who}: {store}.url inline");
+                files.insert(
+                    node["url_file"]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("{who}: {store}.url_file"))
+                        .to_owned(),
+                );
+            }
+            let cluster = &config.tree["replay_cluster"];
+            match cluster["urls_file"].as_str() {
+                Some(file) => {
+                    files.insert(file.to_owned());
+                }
+                None => assert!(
+                    cluster.is_null() || cluster.as_array().is_some_and(Vec::is_empty),
+                    "{who}: replay_cluster inline: {cluster}"
+                ),
+            }
+            if service == "verifier" && overlay == "prod" {
+                assert!(!cluster["urls_file"].is_null(), "{who}: no replay cluster");
+            }
+            assert!(!files.is_empty(), "{who}: no store");
+            assert_eq!(
+                files,
+                config.stores.keys().cloned().collect::<BTreeSet<_>>(),
+                "{who}: every store URL file is under {STORES_DIR}"
+            );
+            for file in &files {
+                let (volume, _) = mounted(pod, container, Path::new(file))
+                    .unwrap_or_else(|| panic!("{who}: {file} is not mounted"));
+                let secret = pod
+                    .volumes
+                    .iter()
+                    .flatten()
+                    .find(|v| v.name == volume)
+                    .and_then(|v| v.secret.as_ref())
+                    .unwrap_or_else(|| panic!("{who}: {file} is not from a Secret"));
+                let name = format!("{service}-stores");
+                assert_eq!(secret.secret_name.as_deref(), Some(name.as_str()), "{who}");
+                // Made by the dev-stores component; in production, by the operator.
+                assert_eq!(
+                    rendered.secret(&name).is_some(),
+                    overlay == "dev",
+                    "{who}: Secret {name} rendered"
+                );
+            }
+            for text in config.stores.values() {
+                assert!(
+                    text.lines()
+                        .all(|url| STORE_SCHEMES.iter().any(|s| url.starts_with(s))),
+                    "{who}: a store file holds URLs only"
+                );
+            }
+            // No store URL in a variable or the ConfigMap.
+            for (name, value) in &config.env {
+                assert!(
+                    !STORE_SCHEMES.iter().any(|s| value.contains(s)),
+                    "{who}: {name} holds a store URL"
+                );
+            }
+            assert!(
+                !STORE_SCHEMES.iter().any(|s| config.text.contains(s)),
+                "{who}: the ConfigMap holds a store URL"
+            );
+        }
+    }
+}
+
+/// Every upstream of a configuration (an object with an `https://` or `http://`
+/// `url`): its path in the tree and the object.
+fn upstreams<'a>(tree: &'a Value, at: String, out: &mut Vec<(String, &'a Value)>) {
+    match tree {
+        Value::Object(map) => {
+            if map
+                .get("url")
+                .and_then(Value::as_str)
+                .is_some_and(|u| u.starts_with("https://") || u.starts_with("http://"))
+            {
+                out.push((at.clone(), tree));
+            }
+            for (key, value) in map {
+                upstreams(value, format!("{at}.{key}"), out);
+            }
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .for_each(|(i, v)| upstreams(v, format!("{at}[{i}]"), out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn upstreams_to_headless_services_spread_their_calls() {
+    // The callees called per request, whose callers must not be pinned to one pod.
+    const PER_CALL: [&str; 2] = ["identity", "payments"];
+    for overlay in OVERLAYS {
+        let rendered = render(overlay);
+        let services: Vec<Service> = rendered.all("Service");
+        let deployments: Vec<Deployment> = rendered.all("Deployment");
+        let mut seen = 0;
+        for (service, _) in SERVICES {
+            let config = rendered.configuration(service);
+            let mut found = Vec::new();
+            upstreams(&config.tree, String::new(), &mut found);
+            for (at, upstream) in found {
+                let who = format!("{overlay}: {service}{at}");
+                let url = upstream["url"].as_str().expect("a url");
+                let (host, _) = host_port(url).expect("host and port");
+                let Some(target) = services
+                    .iter()
+                    .find(|s| s.metadata.name.as_deref() == Some(host.as_str()))
+                else {
+                    continue;
+                };
+                let spec = target.spec.as_ref().expect("spec");
+                let headless = spec.cluster_ip.as_deref() == Some("None");
+                let refresh = upstream["dns_refresh"].as_str();
+                // A ClusterIP name resolves to one address: spreading needs the pods'.
+                assert_eq!(
+                    refresh.is_some(),
+                    headless,
+                    "{who}: {url} with dns_refresh {refresh:?}"
+                );
+                let selector = spec.selector.clone().unwrap_or_default();
+                let callee = deployments
+                    .iter()
+                    .find(|d| selects(&selector, &pod_labels(d)))
+                    .map(app)
+                    .unwrap_or_else(|| panic!("{who}: {host} selects no pod"));
+                if PER_CALL.contains(&callee.as_str()) {
+                    assert!(headless, "{who}: {callee} through a ClusterIP Service");
+                    seen += 1;
+                }
+            }
+        }
+        // issuer, payments, revocation and the verifier to identity; the verifier to payments.
+        assert_eq!(seen, 5, "{overlay}: the per-call paths");
+    }
+}
+
+#[test]
 fn every_configuration_loads_into_its_service() {
     for overlay in OVERLAYS {
         let rendered = render(overlay);
         for (service, _) in SERVICES {
             let config = rendered.configuration(service);
             let dir = tempfile::tempdir().expect("a temporary directory");
+            // The store URL files (read when the configuration loads) under the
+            // temporary directory, and the paths that name them with them.
+            let stores = dir.path().join("stores");
+            std::fs::create_dir(&stores).expect("the stores directory");
+            for (path, text) in &config.stores {
+                let file = path.strip_prefix(STORES_DIR).expect("under the stores");
+                std::fs::write(stores.join(file), text).expect("a store URL file");
+            }
+            let moved = |text: &str| text.replace(STORES_DIR, &format!("{}/", stores.display()));
             let path = dir.path().join("config.yaml");
-            std::fs::write(&path, &config.text).expect("write config.yaml");
-            let vars = config
+            std::fs::write(&path, moved(&config.text)).expect("write config.yaml");
+            let vars: Vec<(String, String)> = config
                 .env
                 .iter()
                 .filter(|(k, _)| k != "CITYPASS_CONFIG")
-                .cloned();
+                .map(|(k, v)| (k.clone(), moved(v)))
+                .collect();
             use citypass_runtime::config::load_from;
             let loaded = match service {
                 "identity" => load_from::<citypass_identity::IdentityConfig, _, _, _>(
@@ -742,9 +1009,7 @@ fn network_policies_allow_exactly_the_call_paths_of_the_configurations() {
         let mut expected: BTreeSet<Path3> = BTreeSet::new();
         for (service, _) in SERVICES {
             let config = rendered.configuration(service);
-            let mut values = Vec::new();
-            strings(&config.tree, &mut values);
-            for url in values.iter().flat_map(|v| v.split(',')) {
+            for url in config.values().iter().flat_map(|v| v.split(',')) {
                 let Some((host, port)) = host_port(url.trim()) else {
                     continue;
                 };

@@ -62,4 +62,6 @@ pub use telemetry::{TelemetryError, TelemetryGuard};
 pub use tls::{Tls, TlsConfig, TlsError};
 pub use tonic_health::ServingStatus;
 pub use trace_context::{InjectTraceContext, InjectTraceContextLayer};
-pub use upstream::{UpstreamConfig, UpstreamError};
+pub use upstream::{
+    Resolve, SystemResolver, UpstreamConfig, UpstreamError, connector_tls_endpoint,
+};

@@ -84,9 +84,24 @@ struct Material {
     /// The raw files, to tell whether a reload changed anything.
     source: Vec<u8>,
     certified: Option<Arc<CertifiedKey>>,
+    /// The same identity as PEM, for a TLS stack that takes PEM only
+    /// ([`Tls::identity_pem`]); a new `Arc` with every reload.
+    identity_pem: Option<Arc<IdentityPem>>,
     client_verifier: Arc<dyn ClientCertVerifier>,
     operator_verifier: Option<Arc<dyn ClientCertVerifier>>,
     server_verifier: Arc<WebPkiServerVerifier>,
+}
+
+/// A certificate chain and its key as PEM text (the key never shows in `Debug`).
+pub(crate) struct IdentityPem {
+    pub(crate) cert: Vec<u8>,
+    pub(crate) key: Vec<u8>,
+}
+
+impl std::fmt::Debug for IdentityPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdentityPem(..)")
+    }
 }
 
 /// A reloadable TLS identity (see the module documentation).
@@ -198,6 +213,19 @@ impl Tls {
             .with_client_cert_resolver(Arc::new(Identity(self.clone())));
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
         Ok(Arc::new(config))
+    }
+
+    /// A verifier of servers against the current CA bundle (it follows reloads), for a
+    /// TLS stack that builds its own configuration: tonic's, under the balanced
+    /// upstream channels ([`crate::upstream`]).
+    pub(crate) fn server_verifier(self: &Arc<Self>) -> Arc<dyn ServerCertVerifier> {
+        Arc::new(CurrentServerVerifier(self.clone()))
+    }
+
+    /// This identity's certificate chain and key as PEM (none for a citizen's app): a
+    /// new `Arc` after each reload, so a holder of a copy can tell it is out of date.
+    pub(crate) fn identity_pem(&self) -> Option<Arc<IdentityPem>> {
+        self.current.load().identity_pem.clone()
     }
 
     /// Checks a client's chain against the current CA bundles at `now`; says which
@@ -356,6 +384,12 @@ fn build(
     Ok(Material {
         source: Vec::new(),
         certified,
+        identity_pem: identity.map(|(cert, key)| {
+            Arc::new(IdentityPem {
+                cert: cert.to_vec(),
+                key: key.to_vec(),
+            })
+        }),
         client_verifier,
         operator_verifier,
         server_verifier,

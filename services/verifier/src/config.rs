@@ -107,7 +107,9 @@ pub struct Config {
     #[serde(default)]
     pub redis: Option<RedisConfig>,
     /// A Redis Cluster for the single-use marks instead of `redis`: URLs of some of its
-    /// primaries (a list, or one comma-separated variable). Commands time out after
+    /// primaries (a list, or one comma-separated variable), or `{urls_file: PATH}`, a
+    /// mounted Secret holding them (one a line, or comma-separated), read when the
+    /// configuration loads: a URL may carry a password. Commands time out after
     /// `redis.timeout` (default 500 ms); `redis` may still be where the revocation
     /// stream is read.
     #[serde(default, deserialize_with = "secret_list")]
@@ -251,11 +253,48 @@ impl SubjectsSettings {
 /// The verifier's development scene pseudonym key. Not secret.
 pub const DEV_SCENE_PSEUDONYM_KEY: &str = "dev:citypass-verifier-scene-pseudonym-key-NOT-SECRET";
 
+/// `replay_cluster` as written: a list, comma-separated text, or a file of URLs.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NodesAsWritten {
+    File(NodesFile),
+    #[serde(deserialize_with = "list::deserialize")]
+    Inline(Vec<String>),
+}
+
+/// `replay_cluster: {urls_file: /etc/citypass/stores/replay-cluster}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodesFile {
+    urls_file: std::path::PathBuf,
+}
+
 fn secret_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Secret>, D::Error> {
-    Ok(list::deserialize(deserializer)?
-        .into_iter()
-        .map(Secret::new)
-        .collect())
+    use serde::de::Error;
+    let urls = match NodesAsWritten::deserialize(deserializer).map_err(|_| {
+        D::Error::custom("must be a list of URLs, comma-separated URLs, or {urls_file: PATH}")
+    })? {
+        NodesAsWritten::Inline(urls) => urls,
+        NodesAsWritten::File(NodesFile { urls_file }) => {
+            // The error names the file, never its content.
+            let text = std::fs::read_to_string(&urls_file)
+                .map_err(|e| D::Error::custom(format!("urls_file {}: {e}", urls_file.display())))?;
+            let urls: Vec<String> = text
+                .split([',', '\n', '\r'])
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if urls.is_empty() {
+                return Err(D::Error::custom(format!(
+                    "urls_file {}: the file names no URL",
+                    urls_file.display()
+                )));
+            }
+            urls
+        }
+    };
+    Ok(urls.into_iter().map(Secret::new).collect())
 }
 
 fn default_server() -> ServerConfig {
@@ -551,5 +590,41 @@ mod tests {
             !format!("{config:?}").contains("10.0.0.2"),
             "URLs stay secret in Debug"
         );
+    }
+
+    #[test]
+    fn a_cluster_comes_from_a_secret_file_that_errors_never_show() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let file = dir.path().join("replay-cluster");
+        std::fs::write(
+            &file,
+            "rediss://:s3cret@10.0.0.1:6380/\nrediss://:s3cret@10.0.0.2:6380/\n\n",
+        )
+        .expect("the file");
+        let path = file.display().to_string();
+        let config = load(&[("CITYPASS_REPLAY_CLUSTER__URLS_FILE", path.as_str())]).expect("loads");
+        let urls: Vec<&str> = config.replay_cluster.iter().map(Secret::expose).collect();
+        assert_eq!(
+            urls,
+            [
+                "rediss://:s3cret@10.0.0.1:6380/",
+                "rediss://:s3cret@10.0.0.2:6380/"
+            ]
+        );
+        assert!(!format!("{config:?}").contains("s3cret"));
+
+        std::fs::write(&file, "\n").expect("the file");
+        let err = load(&[("CITYPASS_REPLAY_CLUSTER__URLS_FILE", path.as_str())])
+            .expect_err("an empty file")
+            .to_string();
+        assert!(err.contains("names no URL"), "{err}");
+        let err = load(&[("CITYPASS_REPLAY_CLUSTER__URLS_FILE", "/no/such/file")])
+            .expect_err("a missing file")
+            .to_string();
+        assert!(err.contains("/no/such/file"), "{err}");
+        let err = load(&[("CITYPASS_REPLAY_CLUSTER__URL_FILE", path.as_str())])
+            .expect_err("a misspelt key")
+            .to_string();
+        assert!(err.contains("replay_cluster"), "{err}");
     }
 }
