@@ -4,13 +4,45 @@
 //! - [`embedding`]: the L2-normalised embedding a face model gives, checked on the way
 //!   in (dimension, finite, unit length) and compared by cosine similarity. Identity
 //!   stores it (encrypted), the verifier compares it; neither needs the model.
+//! - [`gallery`]: brute-force 1:N search with the runner-up's score, for face pass.
 //!
-//! The model side (detect, align, embed, from ONNX files) sits behind the `model`
-//! feature, so that the services never link an inference runtime: the image never
-//! leaves the device that took it, only its embedding does.
+//! The model side sits behind the `model` feature, so that the services never link an
+//! inference runtime: the image never leaves the device that took it, only its
+//! embedding does. [`pipeline`] turns photo bytes into an embedding: [`photo`]
+//! (decode), [`detect`], [`landmarks`], [`align`], and the recognition model
+//! ([`model`]: the [`FaceModels`] seam and [`ModelConfig`], so a city plugs in a
+//! certified model), run on the CPU by tract.
 
 #![forbid(unsafe_code)]
 
 pub mod embedding;
+pub mod gallery;
+
+#[cfg(feature = "model")]
+pub mod align;
+#[cfg(feature = "model")]
+pub mod detect;
+#[cfg(feature = "model")]
+mod embed;
+#[cfg(feature = "model")]
+mod error;
+#[cfg(feature = "model")]
+pub mod landmarks;
+#[cfg(feature = "model")]
+pub mod model;
+#[cfg(feature = "model")]
+mod onnx;
+#[cfg(feature = "model")]
+pub mod photo;
+#[cfg(feature = "model")]
+pub mod pipeline;
 
 pub use embedding::{DIMENSION, Embedding, EmbeddingError, Similarity};
+pub use gallery::{Gallery, Nearest};
+
+#[cfg(feature = "model")]
+pub use error::FaceError;
+#[cfg(feature = "model")]
+pub use model::{FaceModels, ModelConfig, OnnxFaceModels, models_dir};
+#[cfg(feature = "model")]
+pub use pipeline::FacePipeline;
