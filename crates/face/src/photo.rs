@@ -100,6 +100,34 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Any bytes: an image or an error, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096)) {
+            let _ = decode(&bytes);
+        }
+
+        /// A real JPEG and PNG with bytes overwritten anywhere: an image or an error.
+        #[test]
+        fn damaged_photos_never_panic(
+            at in proptest::collection::vec((0usize..1_000_000, proptest::prelude::any::<u8>()), 1..16),
+            keep in 0usize..1_000_000,
+        ) {
+            let jpeg: &[u8] = include_bytes!("../tests/photos/biden.jpg");
+            for original in [jpeg.to_vec(), png(40, 30)] {
+                let mut bytes = original;
+                for (position, value) in &at {
+                    let len = bytes.len();
+                    bytes[position % len] = *value;
+                }
+                bytes.truncate(keep % (bytes.len() + 1));
+                let _ = decode(&bytes);
+            }
+        }
+    }
+
     /// PNG's CRC-32 (so the forged header above is read, not refused as corrupt).
     fn crc32(data: &[u8]) -> u32 {
         let mut crc = 0xFFFF_FFFFu32;
