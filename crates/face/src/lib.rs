@@ -9,9 +9,12 @@
 //! - [`template`]: an embedding sealed with AES-256-GCM under a template key with an
 //!   id, bound to its subject: what identity stores and the verifier opens.
 //!
-//! The model side (detect, align, embed, from ONNX files) sits behind the `model`
-//! feature, so that the services never link an inference runtime: the image never
-//! leaves the device that took it, only its embedding does.
+//! The model side sits behind the `model` feature, so that the services never link an
+//! inference runtime: the image never leaves the device that took it, only its
+//! embedding does. [`pipeline`] turns photo bytes into an embedding: [`photo`]
+//! (decode), [`detect`], [`landmarks`], [`align`], and the recognition model
+//! ([`model`]: the [`FaceModels`] seam and [`ModelConfig`], so a city plugs in a
+//! certified model), run on the CPU by tract.
 
 #![forbid(unsafe_code)]
 
@@ -19,6 +22,32 @@ pub mod embedding;
 pub mod gallery;
 pub mod template;
 
+#[cfg(feature = "model")]
+pub mod align;
+#[cfg(feature = "model")]
+pub mod detect;
+#[cfg(feature = "model")]
+mod embed;
+#[cfg(feature = "model")]
+mod error;
+#[cfg(feature = "model")]
+pub mod landmarks;
+#[cfg(feature = "model")]
+pub mod model;
+#[cfg(feature = "model")]
+mod onnx;
+#[cfg(feature = "model")]
+pub mod photo;
+#[cfg(feature = "model")]
+pub mod pipeline;
+
 pub use embedding::{DIMENSION, Embedding, EmbeddingError, Similarity};
 pub use gallery::{Candidate, Decision, Gallery, MatchRule};
 pub use template::{SealedTemplate, TemplateError, TemplateKeys};
+
+#[cfg(feature = "model")]
+pub use error::FaceError;
+#[cfg(feature = "model")]
+pub use model::{FaceModels, ModelConfig, OnnxFaceModels, models_dir};
+#[cfg(feature = "model")]
+pub use pipeline::FacePipeline;
