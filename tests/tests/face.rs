@@ -10,7 +10,7 @@
 
 use citypass_app::{App, AppState, Endpoints};
 use citypass_device_proof::{ENROL_FACE, RECORD_FACE_CONSENT, WITHDRAW_FACE_CONSENT, sign_request};
-use citypass_face::{DIMENSION, Embedding, SealedTemplate};
+use citypass_face::{Embedding, SealedTemplate};
 use citypass_identity::IdentityConfig;
 use citypass_proto::v1::identity_service_client::IdentityServiceClient;
 use citypass_proto::v1::{
@@ -22,19 +22,6 @@ use citypass_runtime::config::PostgresConfig;
 use citypass_testkit::serve;
 use citypass_testkit::tls::{As, TestPki};
 use citypass_token::DeviceKey;
-
-fn embedding() -> Embedding {
-    let mut state = 0x9e37_79b9_u32;
-    let raw: Vec<f32> = (0..DIMENSION)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            (state % 2000) as f32 - 1000.0
-        })
-        .collect();
-    Embedding::normalise(&raw).expect("a usable embedding")
-}
 
 /// Every row of every table, as text (bytea as `\x…` hex).
 async fn every_row(pool: &sqlx::PgPool) -> String {
@@ -121,7 +108,7 @@ async fn consent_enrol_feed_withdraw_and_the_feed_shows_the_deletion() {
             .await
             .expect("a consent");
     }
-    let face = embedding();
+    let face = Embedding::sample(0x9e37_79b9);
     let mut enrol = EnrolFaceRequest {
         subject_id: subject.clone(),
         embedding: face.values().to_vec(),

@@ -8,25 +8,11 @@
 use std::time::{Duration, Instant};
 
 use citypass_e2e::{TestStack, decide, dev_ring, ids, online_code, scan};
-use citypass_face::{DIMENSION, Embedding};
+use citypass_face::Embedding;
 use citypass_proto::v1::{
     self as pb, EnrolFaceRequest, FacePurpose, FaceResult, LiveFace, RecordFaceConsentRequest,
     VerifyResponse, WithdrawFaceConsentRequest,
 };
-
-/// A unit embedding from a seed (xorshift): one person's face.
-fn face(seed: u32) -> Embedding {
-    let mut state = seed.wrapping_mul(2_654_435_761) | 1;
-    let raw: Vec<f32> = (0..DIMENSION)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            (state % 2000) as f32 - 1000.0
-        })
-        .collect();
-    Embedding::normalise(&raw).expect("a usable embedding")
-}
 
 /// A hospital desk's scan of a fresh code of `app` with `live` before the camera.
 async fn desk_scan(
@@ -80,7 +66,7 @@ async fn a_counter_enrolled_face_confirms_the_holder_at_a_hospital_desk_until_wi
     let t = TestStack::with_ring(&dev_ring()).await;
     let mut app = t.citizen("王芳").await;
     let (subject_id, _) = ids(&app);
-    let own = face(7);
+    let own = Embedding::sample(7);
 
     // Before any consent: allowed, not enrolled.
     let answer = desk_scan(&t, &mut app, "before", &own).await;
@@ -112,7 +98,7 @@ async fn a_counter_enrolled_face_confirms_the_holder_at_a_hospital_desk_until_wi
         Some(pb::FaceScoreBand::High as i32)
     );
     // Someone else holding this citizen's code.
-    let other = desk_scan(&t, &mut app, "lent", &face(8)).await;
+    let other = desk_scan(&t, &mut app, "lent", &Embedding::sample(8)).await;
     assert_eq!(result_of(&other), FaceResult::NoMatch);
 
     // Withdrawn: the verifier stops using the template within a poll or two.

@@ -7,22 +7,6 @@
 use citypass_face::{DIMENSION, Embedding, Gallery, MatchRule};
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 
-fn embedding(seed: u32) -> Embedding {
-    let mut state = seed.wrapping_mul(2654435761) | 1;
-    let raw: Vec<f32> = (0..DIMENSION)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            (state % 2001) as f32 - 1000.0
-        })
-        .collect();
-    match Embedding::normalise(&raw) {
-        Ok(e) => e,
-        Err(e) => panic!("a generated embedding: {e}"),
-    }
-}
-
 fn search(c: &mut Criterion) {
     let rule = MatchRule {
         threshold: 0.5,
@@ -32,11 +16,11 @@ fn search(c: &mut Criterion) {
         let mut gallery = Gallery::new();
         let mut flat = Vec::with_capacity(n as usize * DIMENSION);
         for key in 0..n {
-            let e = embedding(key + 1);
+            let e = Embedding::sample(key + 1);
             flat.extend_from_slice(e.values());
             gallery.insert(key, &e);
         }
-        let probe = embedding(n / 2);
+        let probe = Embedding::sample(n / 2);
         c.bench_function(&format!("gallery/decide/{n}"), |b| {
             b.iter(|| gallery.decide(black_box(&probe), rule))
         });

@@ -11,6 +11,7 @@ use image::{Rgb, RgbImage};
 
 use crate::FaceError;
 use crate::landmarks::{Landmarks, Point};
+use crate::photo::sample_bilinear;
 
 /// `x' = a·x − b·y + tx`, `y' = b·x + a·y + ty`: a rotation and uniform scale
 /// (`a + ib`) and a translation.
@@ -106,30 +107,6 @@ pub fn warp(photo: &RgbImage, to_photo: &SimilarityTransform, size: u32) -> RgbI
         });
         let [r, g, b] = sample_bilinear(photo, p.x, p.y);
         Rgb([r, g, b].map(|v| v.round().clamp(0.0, 255.0) as u8))
-    })
-}
-
-/// The photo's colour at (x, y) (pixel centres at integers), bilinear, black outside.
-pub(crate) fn sample_bilinear(photo: &RgbImage, x: f32, y: f32) -> [f32; 3] {
-    if !(x.is_finite() && y.is_finite()) {
-        return [0.0; 3];
-    }
-    let (x0, y0) = (x.floor(), y.floor());
-    let (fx, fy) = (x - x0, y - y0);
-    let (w, h) = (photo.width() as i64, photo.height() as i64);
-    let pixel = |px: f32, py: f32| -> [f32; 3] {
-        let (px, py) = (px as i64, py as i64);
-        if px < 0 || py < 0 || px >= w || py >= h {
-            return [0.0; 3];
-        }
-        photo.get_pixel(px as u32, py as u32).0.map(f32::from)
-    };
-    let (p00, p10) = (pixel(x0, y0), pixel(x0 + 1.0, y0));
-    let (p01, p11) = (pixel(x0, y0 + 1.0), pixel(x0 + 1.0, y0 + 1.0));
-    std::array::from_fn(|c| {
-        let top = p00[c] * (1.0 - fx) + p10[c] * fx;
-        let bottom = p01[c] * (1.0 - fx) + p11[c] * fx;
-        top * (1.0 - fy) + bottom * fy
     })
 }
 

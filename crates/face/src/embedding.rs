@@ -66,6 +66,27 @@ impl Embedding {
         Similarity(self.0.iter().zip(other.0.iter()).map(|(a, b)| a * b).sum())
     }
 
+    /// A deterministic stand-in embedding, one per `seed` (xorshift, normalised): for
+    /// tests, benches and demos that need distinct embeddings without a model. It is
+    /// no one's face; two seeds are about as similar as two strangers.
+    pub fn sample(seed: u32) -> Embedding {
+        let mut state = seed.wrapping_mul(2654435761) | 1;
+        let raw: Vec<f32> = (0..DIMENSION)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state % 2001) as f32 - 1000.0
+            })
+            .collect();
+        match Embedding::normalise(&raw) {
+            Ok(embedding) => embedding,
+            // Unreachable: 512 finite values that are not all zero (xorshift never
+            // yields a zero state from a non-zero one, and `| 1` starts non-zero).
+            Err(_) => Embedding(vec![1.0 / (DIMENSION as f32).sqrt(); DIMENSION].into()),
+        }
+    }
+
     /// The components, for encoding (a protobuf `repeated float`, an encrypted
     /// template).
     pub fn values(&self) -> &[f32] {
@@ -112,16 +133,12 @@ fn check_shape(values: &[f32]) -> Result<(), EmbeddingError> {
 mod tests {
     use super::*;
 
-    /// A deterministic pseudo-random vector (xorshift), different for each seed.
+    /// A vector far from unit length, different for each seed.
     fn raw(seed: u32) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(2654435761) | 1;
-        (0..DIMENSION)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                (state % 1000) as f32 - 500.0
-            })
+        Embedding::sample(seed)
+            .values()
+            .iter()
+            .map(|x| x * 300.0)
             .collect()
     }
 

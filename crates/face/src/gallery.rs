@@ -172,18 +172,8 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 mod tests {
     use super::*;
 
-    /// A deterministic pseudo-random unit embedding (xorshift).
-    pub(crate) fn embedding(seed: u32) -> Embedding {
-        let mut state = seed.wrapping_mul(2654435761) | 1;
-        let raw: Vec<f32> = (0..DIMENSION)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                (state % 2001) as f32 - 1000.0
-            })
-            .collect();
-        Embedding::normalise(&raw).unwrap()
+    fn embedding(seed: u32) -> Embedding {
+        Embedding::sample(seed)
     }
 
     /// `base` moved towards `toward` by `t` and normalised again: a second photo of

@@ -9,10 +9,10 @@
 use image::RgbImage;
 
 use crate::FaceError;
-use crate::align::sample_bilinear;
 use crate::detect::FaceBox;
 use crate::model::LandmarkConfig;
 use crate::onnx::OnnxModel;
+use crate::photo::sample_bilinear;
 
 /// A point in photo pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]

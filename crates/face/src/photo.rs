@@ -46,6 +46,30 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, FaceError> {
     Ok(image.into_rgb8())
 }
 
+/// The photo's colour at (x, y) (pixel centres at integers), bilinear, black outside.
+pub(crate) fn sample_bilinear(photo: &RgbImage, x: f32, y: f32) -> [f32; 3] {
+    if !(x.is_finite() && y.is_finite()) {
+        return [0.0; 3];
+    }
+    let (x0, y0) = (x.floor(), y.floor());
+    let (fx, fy) = (x - x0, y - y0);
+    let (w, h) = (photo.width() as i64, photo.height() as i64);
+    let pixel = |px: f32, py: f32| -> [f32; 3] {
+        let (px, py) = (px as i64, py as i64);
+        if px < 0 || py < 0 || px >= w || py >= h {
+            return [0.0; 3];
+        }
+        photo.get_pixel(px as u32, py as u32).0.map(f32::from)
+    };
+    let (p00, p10) = (pixel(x0, y0), pixel(x0 + 1.0, y0));
+    let (p01, p11) = (pixel(x0, y0 + 1.0), pixel(x0 + 1.0, y0 + 1.0));
+    std::array::from_fn(|c| {
+        let top = p00[c] * (1.0 - fx) + p10[c] * fx;
+        let bottom = p01[c] * (1.0 - fx) + p11[c] * fx;
+        top * (1.0 - fy) + bottom * fy
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -199,23 +199,10 @@ mod tests {
     const SUBJECT: &str = "00112233445566778899aabbccddeeff";
     const OTHER: &str = "ffeeddccbbaa99887766554433221100";
 
-    fn embedding(seed: u32) -> Embedding {
-        let mut state = seed.wrapping_mul(2654435761) | 1;
-        let raw: Vec<f32> = (0..DIMENSION)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                (state % 1000) as f32 - 500.0
-            })
-            .collect();
-        Embedding::normalise(&raw).unwrap()
-    }
-
     #[test]
     fn a_sealed_template_opens_for_its_subject_only() {
         let keys = TemplateKeys::new((1, &[7; 32]), &[]).unwrap();
-        let e = embedding(1);
+        let e = Embedding::sample(1);
         let sealed = keys.seal(SUBJECT, &e).unwrap();
         assert_eq!(sealed.key_id, 1);
         assert_eq!(sealed.bytes.len(), SEALED_LEN);
@@ -234,7 +221,7 @@ mod tests {
     #[test]
     fn the_sealed_bytes_do_not_contain_the_embedding_and_differ_each_time() {
         let keys = TemplateKeys::new((1, &[7; 32]), &[]).unwrap();
-        let e = embedding(2);
+        let e = Embedding::sample(2);
         let plain = e.to_le_bytes();
         let a = keys.seal(SUBJECT, &e).unwrap();
         let b = keys.seal(SUBJECT, &e).unwrap();
@@ -247,7 +234,7 @@ mod tests {
     #[test]
     fn rotation_seals_under_the_new_key_and_still_opens_the_old() {
         let old = TemplateKeys::new((1, &[1; 32]), &[]).unwrap();
-        let e = embedding(3);
+        let e = Embedding::sample(3);
         let sealed_old = old.seal(SUBJECT, &e).unwrap();
         let rotated = TemplateKeys::new((2, &[2; 32]), &[(1, &[1; 32])]).unwrap();
         assert_eq!(rotated.ids().collect::<Vec<_>>(), vec![2, 1]);
@@ -280,7 +267,7 @@ mod tests {
         let keys = TemplateKeys::new((3, &[0xab; 32]), &[]).unwrap();
         let debug = format!("{keys:?}");
         assert!(!debug.contains("171") && !debug.contains("ab"), "{debug}");
-        let sealed = keys.seal(SUBJECT, &embedding(4)).unwrap();
+        let sealed = keys.seal(SUBJECT, &Embedding::sample(4)).unwrap();
         assert_eq!(
             format!("{sealed:?}"),
             format!("SealedTemplate(key 3, {SEALED_LEN} bytes)")

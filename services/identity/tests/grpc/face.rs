@@ -18,20 +18,6 @@ use citypass_token::DeviceKey;
 use tonic::{Code, Status};
 
 use crate::support::*;
-
-fn embedding(seed: u32) -> Embedding {
-    let mut state = seed.wrapping_mul(2654435761) | 1;
-    let raw: Vec<f32> = (0..DIMENSION)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            (state % 1000) as f32 - 500.0
-        })
-        .collect();
-    Embedding::normalise(&raw).unwrap()
-}
-
 /// A resident ID number of someone born on `birth` (YYYYMMDD); `seq` makes it unique.
 fn resident_id_born(birth: &str, seq: u32) -> String {
     let first17 = format!("110105{birth}{seq:03}");
@@ -156,7 +142,7 @@ async fn a_citizen_consents_enrols_and_withdraws_and_no_trace_of_the_face_stays(
     let (subject, device, key) = citizen(&h, &resident_id(700)).await;
     let mut app = h.client_as(&As::Nobody);
     let mut verifier = h.client_as(&As::Service("verifier"));
-    let face = embedding(1);
+    let face = Embedding::sample(1);
 
     // No template without a consent.
     assert_refused(
@@ -210,7 +196,7 @@ async fn a_citizen_consents_enrols_and_withdraws_and_no_trace_of_the_face_stays(
             &subject,
             &other_device,
             &other_key,
-            &embedding(9),
+            &Embedding::sample(9),
         ))
         .await,
         Code::PermissionDenied,
@@ -218,7 +204,7 @@ async fn a_citizen_consents_enrols_and_withdraws_and_no_trace_of_the_face_stays(
     );
     // A tampered embedding no longer matches its signature.
     let mut tampered = enrol.clone();
-    tampered.embedding = embedding(2).values().to_vec();
+    tampered.embedding = Embedding::sample(2).values().to_vec();
     assert_refused(
         app.enrol_face(tampered).await,
         Code::Unauthenticated,
@@ -387,7 +373,7 @@ async fn a_child_under_14_consents_through_a_guardian_at_a_counter() {
     let enrolled = counter
         .enrol_face(EnrolFaceRequest {
             subject_id: child.clone(),
-            embedding: embedding(3).values().to_vec(),
+            embedding: Embedding::sample(3).values().to_vec(),
             ..Default::default()
         })
         .await
@@ -492,7 +478,9 @@ async fn the_filing_threshold_is_counted_and_reported() {
         counter
             .enrol_face(EnrolFaceRequest {
                 subject_id: subject,
-                embedding: embedding(10 + u32::try_from(i).unwrap()).values().to_vec(),
+                embedding: Embedding::sample(10 + u32::try_from(i).unwrap())
+                    .values()
+                    .to_vec(),
                 ..Default::default()
             })
             .await
@@ -553,7 +541,7 @@ async fn declining_face_leaves_every_qr_path_working() {
         &withdrew,
         &withdrew_device,
         &key,
-        &embedding(4),
+        &Embedding::sample(4),
     ))
     .await
     .unwrap();

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use citypass_face::{DIMENSION, Embedding, SealedTemplate, TemplateKeys};
+use citypass_face::{Embedding, SealedTemplate, TemplateKeys};
 use citypass_identity::error::Error;
 use citypass_identity::face::{Consent, NewTemplate};
 use citypass_identity::ids::SubjectId;
@@ -14,23 +14,10 @@ use crate::support::{active_subject, at, new_subject};
 
 const ACTOR: &str = "operator:counter-1";
 
-pub(crate) fn embedding(seed: u32) -> Embedding {
-    let mut state = seed.wrapping_mul(2654435761) | 1;
-    let raw: Vec<f32> = (0..DIMENSION)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            (state % 1000) as f32 - 500.0
-        })
-        .collect();
-    Embedding::normalise(&raw).unwrap()
-}
-
 pub(crate) fn sealed(subject: SubjectId, seed: u32) -> SealedTemplate {
     TemplateKeys::new((1, &[7; 32]), &[])
         .unwrap()
-        .seal(&subject.to_string(), &embedding(seed))
+        .seal(&subject.to_string(), &Embedding::sample(seed))
         .unwrap()
 }
 
