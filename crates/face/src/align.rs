@@ -153,7 +153,7 @@ mod tests {
         assert!(estimate(&nan, &reference).is_none());
     }
 
-    const ARCFACE: [[f32; 2]; 5] = crate::model::ARCFACE_112;
+    const ARCFACE: [[f32; 2]; 5] = crate::config::ARCFACE_112;
 
     #[test]
     fn warping_by_the_identity_copies_the_photo_and_outside_is_black() {

@@ -9,7 +9,7 @@ use image::RgbImage;
 use image::imageops::{self, FilterType};
 
 use crate::FaceError;
-use crate::model::DetectorConfig;
+use crate::config::DetectorConfig;
 use crate::onnx::OnnxModel;
 
 /// One detected face: a box in photo pixels and the detector's score.

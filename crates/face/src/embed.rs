@@ -3,7 +3,7 @@
 
 use image::RgbImage;
 
-use crate::model::RecogniserConfig;
+use crate::config::RecogniserConfig;
 use crate::onnx::OnnxModel;
 use crate::{Embedding, FaceError};
 

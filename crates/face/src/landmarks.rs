@@ -9,8 +9,8 @@
 use image::RgbImage;
 
 use crate::FaceError;
+use crate::config::LandmarkConfig;
 use crate::detect::FaceBox;
-use crate::model::LandmarkConfig;
 use crate::onnx::OnnxModel;
 use crate::photo::sample_bilinear;
 

@@ -25,6 +25,8 @@ pub mod template;
 #[cfg(feature = "model")]
 pub mod align;
 #[cfg(feature = "model")]
+pub mod config;
+#[cfg(feature = "model")]
 pub mod detect;
 #[cfg(feature = "model")]
 mod embed;
