@@ -79,6 +79,12 @@ pub enum Then {
     LinkPayment,
 }
 
+/// Whether identity refused an enrolment as it refuses a document enrolled already.
+fn enrolled_before(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::AlreadyExists
+        || citypass_runtime::reason_of(status).as_deref() == Some("ENROLMENT_NOT_ACCEPTED")
+}
+
 /// Enrols `n` citizens at `endpoints`, binds a device for each and does `then`.
 pub async fn enrol(endpoints: &Endpoints, n: usize, then: Then) -> Result<Vec<Citizen>, LoadError> {
     let rng = SystemRandom::new();
@@ -108,7 +114,11 @@ pub async fn enrol(endpoints: &Endpoints, n: usize, then: Then) -> Result<Vec<Ci
             .await;
         match enrolled {
             Ok(_) => {}
-            Err(AppError::Rpc { status, .. }) if status.code() == tonic::Code::AlreadyExists => {
+            // A sample id enrolled before (by an earlier run, or by another pool of this
+            // run): identity answers it as any refused enrolment, ENROLMENT_NOT_ACCEPTED
+            // (it does not tell enrolled from mismatched); the sandbox's real-name check
+            // matches every sample name, so here it means enrolled. Try the next id.
+            Err(AppError::Rpc { status, .. }) if enrolled_before(&status) => {
                 tokio::time::sleep(ENROL_PACE).await;
                 continue;
             }
