@@ -10,6 +10,7 @@
 
 use citypass_app::{App, AppState, Endpoints};
 use citypass_device_proof::{ENROL_FACE, RECORD_FACE_CONSENT, WITHDRAW_FACE_CONSENT, sign_request};
+use citypass_face::TemplateChannel;
 use citypass_face::{Embedding, SealedTemplate};
 use citypass_identity::IdentityConfig;
 use citypass_proto::v1::identity_service_client::IdentityServiceClient;
@@ -142,12 +143,16 @@ async fn consent_enrol_feed_withdraw_and_the_feed_shows_the_deletion() {
         bytes: template.sealed.clone(),
     };
     let keys = config.face_template_keys().expect("the template keys");
-    assert_eq!(keys.open(&subject, &sealed).expect("it opens"), face);
+    assert_eq!(
+        keys.open(&subject, TemplateChannel::App, &sealed)
+            .expect("it opens"),
+        face
+    );
     let stranger = citypass_token::SubjectId::generate()
         .expect("an id")
         .to_string();
     assert!(
-        keys.open(&stranger, &sealed).is_err(),
+        keys.open(&stranger, TemplateChannel::App, &sealed).is_err(),
         "for its subject only"
     );
     let plain = hex::encode(face.to_le_bytes());

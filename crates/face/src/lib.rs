@@ -45,7 +45,7 @@ pub mod pipeline;
 
 pub use embedding::{DIMENSION, Embedding, EmbeddingError, Similarity};
 pub use gallery::{Candidate, Decision, Gallery, MatchRule};
-pub use template::{SealedTemplate, TemplateError, TemplateKeys};
+pub use template::{SealedTemplate, TemplateChannel, TemplateError, TemplateKeys};
 
 #[cfg(feature = "model")]
 pub use error::FaceError;

@@ -8,8 +8,11 @@
 //!
 //! - sealed bytes: a 12-byte random nonce, then the ciphertext of the embedding's
 //!   little-endian bytes ([`Embedding::to_le_bytes`]), then the 16-byte tag;
-//! - associated data: a context string and the subject id, so that a sealed template
-//!   copied onto another subject's row does not open;
+//! - associated data: a context string (with the layout's version), the key id, the
+//!   channel the template was enrolled through ([`TemplateChannel`]) and the subject id, so that
+//!   a sealed template copied onto another subject's row does not open, and a row
+//!   relabelled from the app to the counter (which the counters' 1:1 check trusts) does
+//!   not open either: changing any of them needs the key, not just the database;
 //! - the key id travels beside the bytes ([`SealedTemplate::key_id`]): keys rotate by
 //!   adding a new current key and keeping the old ones until every row was re-sealed
 //!   (or withdrawn); the current key seals, every listed key opens.
@@ -37,7 +40,7 @@ pub const SEALED_LEN: usize = NONCE_LEN + 4 * DIMENSION + TAG_LEN;
 
 const TAG_LEN: usize = 16;
 const KEY_CONTEXT: &[u8] = b"citypass face template key v1\0";
-const AAD_CONTEXT: &[u8] = b"citypass face template v1\0";
+const AAD_CONTEXT: &[u8] = b"citypass face template v2\0";
 
 /// Why a template could not be sealed or opened. Says nothing of its contents.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -58,6 +61,26 @@ pub enum TemplateError {
     /// The system random number generator failed.
     #[error("system randomness failed")]
     Randomness,
+}
+
+/// Where a template was enrolled, bound into its sealing: the verifier's counter check
+/// trusts only counter-enrolled templates (a phone's holder can enrol any face), so the
+/// label must not change without the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TemplateChannel {
+    /// From the citizen's app (device-signed).
+    App,
+    /// At a counter, face to face with the citizen's document.
+    Counter,
+}
+
+impl TemplateChannel {
+    fn byte(self) -> u8 {
+        match self {
+            TemplateChannel::App => 1,
+            TemplateChannel::Counter => 2,
+        }
+    }
 }
 
 /// A sealed template and the id of the key that sealed it.
@@ -132,11 +155,12 @@ impl TemplateKeys {
         self.keys.iter().map(|(id, _)| *id)
     }
 
-    /// Seals `embedding` for `subject` (its id as the API writes it) under the current
-    /// key, with a fresh random nonce.
+    /// Seals `embedding` for `subject` (its id as the API writes it), enrolled through
+    /// `channel`, under the current key, with a fresh random nonce.
     pub fn seal(
         &self,
         subject: &str,
+        channel: TemplateChannel,
         embedding: &Embedding,
     ) -> Result<SealedTemplate, TemplateError> {
         let key = self.key(self.current)?;
@@ -147,7 +171,7 @@ impl TemplateKeys {
         let mut in_out = embedding.to_le_bytes();
         key.seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad(subject)),
+            Aad::from(aad(self.current, channel, subject)),
             &mut in_out,
         )
         .map_err(|_| TemplateError::Randomness)?;
@@ -160,9 +184,14 @@ impl TemplateKeys {
         })
     }
 
-    /// Opens a template sealed for `subject`; the embedding inside is checked as any
-    /// embedding is ([`Embedding::from_le_bytes`]).
-    pub fn open(&self, subject: &str, sealed: &SealedTemplate) -> Result<Embedding, TemplateError> {
+    /// Opens a template sealed for `subject` enrolled through `channel`; the embedding
+    /// inside is checked as any embedding is ([`Embedding::from_le_bytes`]).
+    pub fn open(
+        &self,
+        subject: &str,
+        channel: TemplateChannel,
+        sealed: &SealedTemplate,
+    ) -> Result<Embedding, TemplateError> {
         let key = self.key(sealed.key_id)?;
         if sealed.bytes.len() < NONCE_LEN + TAG_LEN {
             return Err(TemplateError::Open);
@@ -171,7 +200,11 @@ impl TemplateKeys {
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| TemplateError::Open)?;
         let mut in_out = body.to_vec();
         let plain = key
-            .open_in_place(nonce, Aad::from(aad(subject)), &mut in_out)
+            .open_in_place(
+                nonce,
+                Aad::from(aad(sealed.key_id, channel, subject)),
+                &mut in_out,
+            )
             .map_err(|_| TemplateError::Open)?;
         Embedding::from_le_bytes(plain).map_err(|_| TemplateError::Open)
     }
@@ -185,9 +218,13 @@ impl TemplateKeys {
     }
 }
 
-fn aad(subject: &str) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(AAD_CONTEXT.len() + subject.len());
+/// Context (with the layout's version), key id, channel, subject: fixed-length fields
+/// first, so no two different labels give the same bytes.
+fn aad(key_id: u16, channel: TemplateChannel, subject: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(AAD_CONTEXT.len() + 3 + subject.len());
     aad.extend_from_slice(AAD_CONTEXT);
+    aad.extend_from_slice(&key_id.to_be_bytes());
+    aad.push(channel.byte());
     aad.extend_from_slice(subject.as_bytes());
     aad
 }
@@ -203,19 +240,58 @@ mod tests {
     fn a_sealed_template_opens_for_its_subject_only() {
         let keys = TemplateKeys::new((1, &[7; 32]), &[]).unwrap();
         let e = Embedding::sample(1);
-        let sealed = keys.seal(SUBJECT, &e).unwrap();
+        let sealed = keys.seal(SUBJECT, TemplateChannel::Counter, &e).unwrap();
         assert_eq!(sealed.key_id, 1);
         assert_eq!(sealed.bytes.len(), SEALED_LEN);
-        assert_eq!(keys.open(SUBJECT, &sealed).unwrap(), e);
-        assert_eq!(keys.open(OTHER, &sealed), Err(TemplateError::Open));
+        assert_eq!(
+            keys.open(SUBJECT, TemplateChannel::Counter, &sealed)
+                .unwrap(),
+            e
+        );
+        assert_eq!(
+            keys.open(OTHER, TemplateChannel::Counter, &sealed),
+            Err(TemplateError::Open)
+        );
         let mut tampered = sealed.clone();
         tampered.bytes[40] ^= 1;
-        assert_eq!(keys.open(SUBJECT, &tampered), Err(TemplateError::Open));
+        assert_eq!(
+            keys.open(SUBJECT, TemplateChannel::Counter, &tampered),
+            Err(TemplateError::Open)
+        );
         let short = SealedTemplate {
             key_id: 1,
             bytes: vec![0; 20],
         };
-        assert_eq!(keys.open(SUBJECT, &short), Err(TemplateError::Open));
+        assert_eq!(
+            keys.open(SUBJECT, TemplateChannel::Counter, &short),
+            Err(TemplateError::Open)
+        );
+    }
+
+    /// SECURITY.md, face finding F4: a row relabelled from the app to the counter (or
+    /// given another key id) by someone with the database but not the key does not open.
+    #[test]
+    fn a_template_opens_only_under_its_channel_and_key_id() {
+        let keys = TemplateKeys::new((1, &[7; 32]), &[(2, &[7; 32])]).unwrap();
+        let e = Embedding::sample(5);
+        let from_app = keys.seal(SUBJECT, TemplateChannel::App, &e).unwrap();
+        assert_eq!(
+            keys.open(SUBJECT, TemplateChannel::App, &from_app).unwrap(),
+            e
+        );
+        assert_eq!(
+            keys.open(SUBJECT, TemplateChannel::Counter, &from_app),
+            Err(TemplateError::Open)
+        );
+        // Key 2 has the same material: only the id in the associated data differs.
+        let relabelled = SealedTemplate {
+            key_id: 2,
+            bytes: from_app.bytes.clone(),
+        };
+        assert_eq!(
+            keys.open(SUBJECT, TemplateChannel::App, &relabelled),
+            Err(TemplateError::Open)
+        );
     }
 
     #[test]
@@ -223,8 +299,8 @@ mod tests {
         let keys = TemplateKeys::new((1, &[7; 32]), &[]).unwrap();
         let e = Embedding::sample(2);
         let plain = e.to_le_bytes();
-        let a = keys.seal(SUBJECT, &e).unwrap();
-        let b = keys.seal(SUBJECT, &e).unwrap();
+        let a = keys.seal(SUBJECT, TemplateChannel::Counter, &e).unwrap();
+        let b = keys.seal(SUBJECT, TemplateChannel::Counter, &e).unwrap();
         assert_ne!(a.bytes, b.bytes, "a fresh nonce each time");
         for window in [&plain[..16], &plain[1000..1016], &plain[2032..]] {
             assert!(!a.bytes.windows(16).any(|w| w == window));
@@ -235,19 +311,27 @@ mod tests {
     fn rotation_seals_under_the_new_key_and_still_opens_the_old() {
         let old = TemplateKeys::new((1, &[1; 32]), &[]).unwrap();
         let e = Embedding::sample(3);
-        let sealed_old = old.seal(SUBJECT, &e).unwrap();
+        let sealed_old = old.seal(SUBJECT, TemplateChannel::Counter, &e).unwrap();
         let rotated = TemplateKeys::new((2, &[2; 32]), &[(1, &[1; 32])]).unwrap();
         assert_eq!(rotated.ids().collect::<Vec<_>>(), vec![2, 1]);
-        assert_eq!(rotated.open(SUBJECT, &sealed_old).unwrap(), e);
-        let sealed_new = rotated.seal(SUBJECT, &e).unwrap();
+        assert_eq!(
+            rotated
+                .open(SUBJECT, TemplateChannel::Counter, &sealed_old)
+                .unwrap(),
+            e
+        );
+        let sealed_new = rotated.seal(SUBJECT, TemplateChannel::Counter, &e).unwrap();
         assert_eq!(sealed_new.key_id, 2);
         assert_eq!(
-            old.open(SUBJECT, &sealed_new),
+            old.open(SUBJECT, TemplateChannel::Counter, &sealed_new),
             Err(TemplateError::UnknownKey(2))
         );
         // The same id with other material does not open it.
         let wrong = TemplateKeys::new((1, &[9; 32]), &[]).unwrap();
-        assert_eq!(wrong.open(SUBJECT, &sealed_old), Err(TemplateError::Open));
+        assert_eq!(
+            wrong.open(SUBJECT, TemplateChannel::Counter, &sealed_old),
+            Err(TemplateError::Open)
+        );
     }
 
     #[test]
@@ -267,7 +351,9 @@ mod tests {
         let keys = TemplateKeys::new((3, &[0xab; 32]), &[]).unwrap();
         let debug = format!("{keys:?}");
         assert!(!debug.contains("171") && !debug.contains("ab"), "{debug}");
-        let sealed = keys.seal(SUBJECT, &Embedding::sample(4)).unwrap();
+        let sealed = keys
+            .seal(SUBJECT, TemplateChannel::Counter, &Embedding::sample(4))
+            .unwrap();
         assert_eq!(
             format!("{sealed:?}"),
             format!("SealedTemplate(key 3, {SEALED_LEN} bytes)")

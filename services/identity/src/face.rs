@@ -21,6 +21,7 @@
 //! - the service counts enrolled people against the provincial filing threshold and
 //!   says so (a log line and a gauge when it is crossed).
 
+use citypass_face::TemplateChannel;
 use citypass_face::{Embedding, SealedTemplate, TemplateKeys};
 use citypass_proto::v1::{FaceChannel, FacePurpose, SubjectStatus};
 
@@ -65,6 +66,14 @@ impl Actor {
         match self {
             Actor::Device(_) => FaceChannel::App,
             Actor::Operator(_) => FaceChannel::Counter,
+        }
+    }
+
+    /// The channel as the template's sealing binds it (finding F4).
+    pub fn template_channel(&self) -> TemplateChannel {
+        match self {
+            Actor::Device(_) => TemplateChannel::App,
+            Actor::Operator(_) => TemplateChannel::Counter,
         }
     }
 
@@ -231,7 +240,7 @@ impl Faces {
     ) -> Result<Enrolment, Error> {
         let sealed = self
             .keys
-            .seal(&subject.to_string(), embedding)
+            .seal(&subject.to_string(), actor.template_channel(), embedding)
             .map_err(Error::Template)?;
         let enrolment = store
             .enrol_face(
@@ -288,10 +297,16 @@ impl Faces {
         }
     }
 
-    /// Opens a stored template (for tests and for a future identity-side compare).
-    pub fn open(&self, subject: SubjectId, sealed: &SealedTemplate) -> Result<Embedding, Error> {
+    /// Opens a stored template enrolled through `channel` (for tests and for a future
+    /// identity-side compare).
+    pub fn open(
+        &self,
+        subject: SubjectId,
+        channel: TemplateChannel,
+        sealed: &SealedTemplate,
+    ) -> Result<Embedding, Error> {
         self.keys
-            .open(&subject.to_string(), sealed)
+            .open(&subject.to_string(), channel, sealed)
             .map_err(Error::Template)
     }
 }

@@ -4,6 +4,7 @@
 //! the database.
 
 use citypass_device_proof::{ENROL_FACE, RECORD_FACE_CONSENT, WITHDRAW_FACE_CONSENT, sign_request};
+use citypass_face::TemplateChannel;
 use citypass_face::{DIMENSION, Embedding, SealedTemplate};
 use citypass_identity::IdentityConfig;
 use citypass_identity::document::gb11643_check_char;
@@ -235,11 +236,19 @@ async fn a_citizen_consents_enrols_and_withdraws_and_no_trace_of_the_face_stays(
     };
     let keys = IdentityConfig::dev().face_template_keys().unwrap();
     assert_eq!(
-        keys.open(&subject, &sealed).unwrap(),
+        keys.open(&subject, TemplateChannel::App, &sealed).unwrap(),
         face,
         "the verifier opens it"
     );
-    assert!(keys.open(&_other, &sealed).is_err(), "bound to its subject");
+    assert!(
+        keys.open(&_other, TemplateChannel::App, &sealed).is_err(),
+        "bound to its subject"
+    );
+    assert!(
+        keys.open(&subject, TemplateChannel::Counter, &sealed)
+            .is_err(),
+        "bound to its channel: relabelled as a counter's, it does not open (finding F4)"
+    );
 
     // In the database: the sealed bytes, never the embedding.
     let plain = hex::encode(face.to_le_bytes());

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use citypass_face::TemplateChannel;
 use citypass_face::{Embedding, SealedTemplate, TemplateKeys};
 use citypass_identity::error::Error;
 use citypass_identity::face::{Consent, NewTemplate};
@@ -17,7 +18,11 @@ const ACTOR: &str = "operator:counter-1";
 pub(crate) fn sealed(subject: SubjectId, seed: u32) -> SealedTemplate {
     TemplateKeys::new((1, &[7; 32]), &[])
         .unwrap()
-        .seal(&subject.to_string(), &Embedding::sample(seed))
+        .seal(
+            &subject.to_string(),
+            TemplateChannel::Counter,
+            &Embedding::sample(seed),
+        )
         .unwrap()
 }
 

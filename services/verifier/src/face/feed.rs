@@ -19,6 +19,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use citypass_face::TemplateChannel;
 use citypass_face::{SealedTemplate, TemplateKeys};
 use citypass_proto::v1::identity_service_client::IdentityServiceClient;
 use citypass_proto::v1::{
@@ -141,7 +142,12 @@ impl FaceFeed {
             key_id: u16::try_from(template.key_id).unwrap_or(0),
             bytes: template.sealed.clone(),
         };
-        match self.keys.open(&change.subject_id, &sealed) {
+        // Only counter templates get here; the channel is bound into the sealing, so a
+        // row relabelled from the app does not open (finding F4).
+        match self
+            .keys
+            .open(&change.subject_id, TemplateChannel::Counter, &sealed)
+        {
             Ok(embedding) => galleries.enrol_counter(subject, &embedding),
             Err(err) => {
                 // The error names a key id at most, never the subject or the bytes.
