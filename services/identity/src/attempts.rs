@@ -31,6 +31,9 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use crate::document::DocumentHash;
 use crate::error::Error;
 
+/// The settings the limits come from, as errors name them.
+const LIMITS: &str = "enrol_attempts_per_address/per_document, enrol_attempt_window";
+
 /// The two limiters.
 pub struct EnrolAttempts {
     per_address: DefaultKeyedRateLimiter<Option<IpAddr>>,
@@ -43,25 +46,26 @@ impl std::fmt::Debug for EnrolAttempts {
     }
 }
 
-/// `limit` per `window`, all of it available at once.
-fn quota(limit: u32, window: Duration) -> Result<Quota, Error> {
+/// `limit` per `window`, all of it available at once; `what` names the settings in
+/// the error.
+pub(crate) fn quota(limit: u32, window: Duration, what: &str) -> Result<Quota, Error> {
     let limit = NonZeroU32::new(limit)
-        .ok_or_else(|| Error::Config("enrolment attempt limits: must be at least 1".into()))?;
+        .ok_or_else(|| Error::Config(format!("{what}: the limit must be at least 1")))?;
     let period = window
         .checked_div(limit.get())
         .filter(|p| !p.is_zero())
-        .ok_or_else(|| Error::Config("enrol_attempt_window: too short for the limits".into()))?;
+        .ok_or_else(|| Error::Config(format!("{what}: the window is too short for the limit")))?;
     Quota::with_period(period)
         .map(|q| q.allow_burst(limit))
-        .ok_or_else(|| Error::Config("enrol_attempt_window: must be positive".into()))
+        .ok_or_else(|| Error::Config(format!("{what}: the window must be positive")))
 }
 
 impl EnrolAttempts {
     /// `per_address` and `per_document` attempts per `window`.
     pub fn new(per_address: u32, per_document: u32, window: Duration) -> Result<Self, Error> {
         Ok(EnrolAttempts {
-            per_address: DefaultKeyedRateLimiter::keyed(quota(per_address, window)?),
-            per_document: DefaultKeyedRateLimiter::keyed(quota(per_document, window)?),
+            per_address: DefaultKeyedRateLimiter::keyed(quota(per_address, window, LIMITS)?),
+            per_document: DefaultKeyedRateLimiter::keyed(quota(per_document, window, LIMITS)?),
         })
     }
 

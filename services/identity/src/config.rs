@@ -22,6 +22,8 @@
 //! | `face_template_key_id` | `CITYPASS_FACE_TEMPLATE_KEY_ID` | 1 |
 //! | `previous_face_template_keys` | (file) | none: `[{id, key or key_file}]`, open older rows, never seal |
 //! | `face_proof_freshness` | `CITYPASS_FACE_PROOF_FRESHNESS` | `30s` (device-signed face calls; `1s` to `5m`) |
+//! | `face_calls_per_device` | `CITYPASS_FACE_CALLS_PER_DEVICE` | 20 per window (device-signed face calls, per replica) |
+//! | `face_call_window` | `CITYPASS_FACE_CALL_WINDOW` | `1h` |
 //! | `face_filing_threshold` | `CITYPASS_FACE_FILING_THRESHOLD` | 100 000 people (the provincial filing rule) |
 //! | `enrol_attempts_per_address` | `CITYPASS_ENROL_ATTEMPTS_PER_ADDRESS` | 10 per window |
 //! | `enrol_attempts_per_document` | `CITYPASS_ENROL_ATTEMPTS_PER_DOCUMENT` | 5 per window |
@@ -137,6 +139,16 @@ pub struct IdentityConfig {
         deserialize_with = "duration::deserialize_positive"
     )]
     pub face_proof_freshness: Duration,
+    /// Device-signed face calls one device may make per `face_call_window` (each face
+    /// write takes its turn behind one lock: SECURITY.md, face finding F2).
+    #[serde(default = "default_face_calls_per_device")]
+    pub face_calls_per_device: u32,
+    /// The window of `face_calls_per_device`.
+    #[serde(
+        default = "default_face_call_window",
+        deserialize_with = "duration::deserialize_positive"
+    )]
+    pub face_call_window: Duration,
     /// People enrolled at which the provincial filing is due (and said so).
     #[serde(default = "default_face_filing_threshold")]
     pub face_filing_threshold: u64,
@@ -220,6 +232,14 @@ fn default_face_proof_freshness() -> Duration {
     Duration::from_secs(30)
 }
 
+fn default_face_calls_per_device() -> u32 {
+    20
+}
+
+fn default_face_call_window() -> Duration {
+    Duration::from_secs(3600)
+}
+
 fn default_face_filing_threshold() -> u64 {
     crate::face::FILING_THRESHOLD
 }
@@ -295,6 +315,8 @@ impl IdentityConfig {
             face_template_key_id: default_key_id(),
             previous_face_template_keys: Vec::new(),
             face_proof_freshness: default_face_proof_freshness(),
+            face_calls_per_device: default_face_calls_per_device(),
+            face_call_window: default_face_call_window(),
             face_filing_threshold: default_face_filing_threshold(),
             enrol_attempts_per_address: default_enrol_attempts_per_address(),
             enrol_attempts_per_document: default_enrol_attempts_per_document(),

@@ -11,6 +11,13 @@
 //! 4. the device is bound (ACTIVE): an unbound one is `PERMISSION_DENIED`
 //!    (`DEVICE_NOT_ACTIVE`).
 //!
+//! 5. the device's own allowance of face calls (`face_calls_per_device` per
+//!    `face_call_window`): over it, `RESOURCE_EXHAUSTED` (`FACE_CALLS_RATE_LIMITED`).
+//!    Every face write takes its turn behind one lock (store/postgres/face.rs), so one
+//!    phone looping on EnrolFace would otherwise delay every citizen's face writes
+//!    (SECURITY.md, face finding F2). Counted after the signature, so nobody can spend
+//!    another phone's allowance; in each replica's memory, like the enrolment limits.
+//!
 //! The handler then requires the request's subject to be the device's
 //! (`NOT_YOUR_SUBJECT`).
 
@@ -21,7 +28,9 @@ use citypass_device_proof::{NonceStore, NonceStoreError, Proof, ProofVerifier};
 use citypass_proto::v1::DeviceStatus;
 use citypass_token::PublicKey;
 use futures::future::BoxFuture;
+use governor::DefaultKeyedRateLimiter;
 
+use crate::attempts::quota;
 use crate::error::Error;
 use crate::ids::{DeviceId, SubjectId};
 use crate::model::Timestamp;
@@ -49,17 +58,36 @@ impl std::fmt::Debug for DeviceCall {
 }
 
 /// Checks device-signed calls against identity's own devices.
-#[derive(Debug, Clone)]
 pub struct DeviceCalls {
     proofs: ProofVerifier,
+    per_device: DefaultKeyedRateLimiter<DeviceId>,
+}
+
+impl std::fmt::Debug for DeviceCalls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceCalls")
+            .field("proofs", &self.proofs)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DeviceCalls {
-    /// Proofs fresh within `freshness`, nonces remembered in `store`.
-    pub fn new(freshness: Duration, store: Arc<dyn Store>) -> Self {
-        DeviceCalls {
+    /// Proofs fresh within `freshness`, nonces remembered in `store`, at most
+    /// `per_device` calls per device per `window`.
+    pub fn new(
+        freshness: Duration,
+        store: Arc<dyn Store>,
+        per_device: u32,
+        window: Duration,
+    ) -> Result<Self, Error> {
+        Ok(DeviceCalls {
             proofs: ProofVerifier::new(freshness, Arc::new(StoreNonces(store))),
-        }
+            per_device: DefaultKeyedRateLimiter::keyed(quota(
+                per_device,
+                window,
+                "face_calls_per_device, face_call_window",
+            )?),
+        })
     }
 
     /// The subject the signing device is bound to (see the module documentation).
@@ -84,6 +112,9 @@ impl DeviceCalls {
         if view.device.status != DeviceStatus::Active {
             return Err(Error::SigningDeviceNotActive);
         }
+        self.per_device
+            .check_key(&call.device)
+            .map_err(|_| Error::FaceCallsRateLimited)?;
         Ok(view.device.subject_id)
     }
 }

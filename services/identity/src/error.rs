@@ -48,6 +48,9 @@ pub enum Error {
     /// configured window (each costs a real-name lookup).
     #[error("too many enrolment attempts from this address or for this document: try again later")]
     EnrolRateLimited,
+    /// A device made more face calls than its allowance (`face_calls_per_device`).
+    #[error("too many face calls from this device: try again later")]
+    FaceCallsRateLimited,
     /// The national real-name system did not answer; nothing was stored.
     #[error("the real-name system did not answer; retry later")]
     RealNameUnavailable,
@@ -212,9 +215,9 @@ impl ServiceError for Error {
             | Error::GuardianNotEligible
             | Error::AgeUnknown => ErrorKind::FailedPrecondition,
             Error::Template(_) => ErrorKind::Internal,
-            Error::CertificateLimit { .. } | Error::EnrolRateLimited => {
-                ErrorKind::ResourceExhausted
-            }
+            Error::CertificateLimit { .. }
+            | Error::EnrolRateLimited
+            | Error::FaceCallsRateLimited => ErrorKind::ResourceExhausted,
             Error::RealNameUnavailable => ErrorKind::Unavailable,
             Error::Database(err) => citypass_postgres::error_kind(err),
             Error::PseudonymKeyMissing(_)
@@ -237,6 +240,7 @@ impl ServiceError for Error {
             Error::CertificateLimit { .. } => "CERTIFICATE_LIMIT",
             Error::EnrolmentNotAccepted => "ENROLMENT_NOT_ACCEPTED",
             Error::EnrolRateLimited => "ENROL_RATE_LIMITED",
+            Error::FaceCallsRateLimited => "FACE_CALLS_RATE_LIMITED",
             Error::RealNameUnavailable => "REAL_NAME_UNAVAILABLE",
             Error::Proof(err) => err.reason(),
             Error::SigningDeviceNotActive => "DEVICE_NOT_ACTIVE",

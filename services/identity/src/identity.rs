@@ -146,7 +146,12 @@ impl Identity {
         config.validate()?;
         Ok(Identity {
             faces: Faces::new(config.face_template_keys()?, config.face_filing_threshold),
-            device_calls: DeviceCalls::new(config.face_proof_freshness, store.clone()),
+            device_calls: DeviceCalls::new(
+                config.face_proof_freshness,
+                store.clone(),
+                config.face_calls_per_device,
+                config.face_call_window,
+            )?,
             store,
             real_name,
             documents: DocumentHasher::new(config.document_keys()?),

@@ -55,6 +55,7 @@ pub const MIGRATIONS: citypass_postgres::Embedded = citypass_postgres::embed_mig
     "20261202000002_hmac_key_ids.sql",
     "20261203000001_government_pseudonym.sql",
     "20261203000002_face.sql",
+    "20261203000003_face_count.sql",
 ];
 
 const EXPIRED_CHALLENGE_BATCH: i64 = 100;

@@ -624,3 +624,68 @@ async fn without_a_birth_date_the_counter_checks_the_age() {
         .await
         .expect("an adult's consent at a counter");
 }
+
+/// SECURITY.md, face finding F2: every face write takes its turn behind one lock, so
+/// one phone looping on its face calls must not hold everyone's up. A device has its
+/// own allowance, spent only by calls it really signed.
+#[tokio::test]
+async fn finding_f2_a_device_has_its_own_allowance_of_face_calls() {
+    let mut config = IdentityConfig::dev();
+    config.face_calls_per_device = 2;
+    let h = start(config).await;
+    let (subject, device, key) = citizen(&h, &resident_id(760)).await;
+    let (other, other_device, other_key) = citizen(&h, &resident_id(761)).await;
+    let mut app = h.client_as(&As::Nobody);
+
+    // Forged in this device's name: refused at the signature, nothing spent.
+    let thief = DeviceKey::generate(&rng()).unwrap();
+    for _ in 0..3 {
+        assert_refused(
+            app.record_face_consent(signed_consent(
+                &subject,
+                &device,
+                &thief,
+                FacePurpose::CounterCheck,
+            ))
+            .await,
+            Code::Unauthenticated,
+            "BAD_SIGNATURE",
+        );
+    }
+    app.record_face_consent(signed_consent(
+        &subject,
+        &device,
+        &key,
+        FacePurpose::CounterCheck,
+    ))
+    .await
+    .expect("the first call");
+    app.enrol_face(signed_enrol(
+        &subject,
+        &device,
+        &key,
+        &Embedding::sample(70),
+    ))
+    .await
+    .expect("the second call");
+    assert_refused(
+        app.enrol_face(signed_enrol(
+            &subject,
+            &device,
+            &key,
+            &Embedding::sample(71),
+        ))
+        .await,
+        Code::ResourceExhausted,
+        "FACE_CALLS_RATE_LIMITED",
+    );
+    // Another citizen's phone is not held up.
+    app.record_face_consent(signed_consent(
+        &other,
+        &other_device,
+        &other_key,
+        FacePurpose::CounterCheck,
+    ))
+    .await
+    .expect("another device's allowance is its own");
+}

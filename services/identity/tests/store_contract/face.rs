@@ -73,6 +73,13 @@ pub(crate) async fn no_template_without_a_live_consent(store: Arc<dyn Store>) {
         (0, 1)
     );
     assert_eq!(store.face_template(subject).await.unwrap(), Some(t.sealed));
+    // Enrolled again: the template is replaced and the person counted once.
+    let again = store
+        .enrol_face(template(subject, 3), ACTOR, at(2))
+        .await
+        .unwrap();
+    assert_eq!((again.enrolled_before, again.enrolled_after), (1, 1));
+    assert_eq!(store.face_stats().await.unwrap().enrolled_people, 1);
     // A consent withdrawn leaves nothing to enrol under.
     store
         .withdraw_face_consent(subject, None, FaceChannel::App, ACTOR, at(3))

@@ -7,6 +7,10 @@
 //! become visible in the order they were taken and a reader paging by sequence never
 //! skips a change; and a consent withdrawn concurrently with an enrolment leaves no
 //! template behind (the enrolment checks the live consents under the same lock).
+//! Nothing under the lock grows with the number of people: the filing count is one
+//! counter row (`face_template_count`) moved by each insert and delete, and a device's
+//! face calls are limited before they reach the store (`device_call.rs`): SECURITY.md,
+//! face finding F2.
 
 use citypass_face::SealedTemplate;
 use citypass_proto::v1::{FaceChannel, FacePurpose};
@@ -112,11 +116,25 @@ async fn audit(
     Ok(())
 }
 
+/// The number of people with a template, from its one-row counter (an index-free
+/// `count(*)` under the face lock scanned the table on every enrolment: finding F2).
 async fn count_templates(conn: &mut PgConnection) -> Result<u64, Error> {
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM face_templates")
+    let n: i64 = sqlx::query_scalar("SELECT enrolled FROM face_template_count")
         .fetch_one(conn)
         .await?;
-    Ok(u64::try_from(n).unwrap_or(0))
+    u64::try_from(n).map_err(|_| Error::Corrupt("face_template_count"))
+}
+
+/// Moves the counter by `delta` (+1 for a new template, −1 for a deleted one), in the
+/// transaction that inserted or deleted it.
+async fn add_to_count(conn: &mut PgConnection, delta: i64) -> Result<u64, Error> {
+    let n: i64 = sqlx::query_scalar(
+        "UPDATE face_template_count SET enrolled = enrolled + $1 RETURNING enrolled",
+    )
+    .bind(delta)
+    .fetch_one(conn)
+    .await?;
+    u64::try_from(n).map_err(|_| Error::Corrupt("face_template_count"))
 }
 
 impl FaceStore for PostgresStore {
@@ -233,6 +251,7 @@ impl FaceStore for PostgresStore {
                     .bind(id.as_bytes().as_slice())
                     .execute(&mut *tx)
                     .await?;
+                add_to_count(&mut tx, -1).await?;
                 audit(&mut tx, id, AUDIT_DELETE, None, channel, actor, now).await?;
                 withdrawal.template_deleted = true;
             }
@@ -267,13 +286,15 @@ impl FaceStore for PostgresStore {
                 return Err(Error::FaceConsentRequired);
             }
             let enrolled_before = count_templates(&mut tx).await?;
-            sqlx::query(
+            // `xmax = 0` only on a row this statement inserted (not on one it updated).
+            let inserted: bool = sqlx::query_scalar(
                 "INSERT INTO face_templates (subject_id, key_id, sealed, channel, device_id, \
                      enrolled_at) \
                  VALUES ($1, $2, $3, $4, $5, identity_ts($6)) \
                  ON CONFLICT (subject_id) DO UPDATE SET key_id = EXCLUDED.key_id, \
                      sealed = EXCLUDED.sealed, channel = EXCLUDED.channel, \
-                     device_id = EXCLUDED.device_id, enrolled_at = EXCLUDED.enrolled_at",
+                     device_id = EXCLUDED.device_id, enrolled_at = EXCLUDED.enrolled_at \
+                 RETURNING (xmax = 0)",
             )
             .bind(id.as_bytes().as_slice())
             .bind(i16::try_from(template.sealed.key_id).map_err(|_| Error::Corrupt("key_id"))?)
@@ -281,11 +302,15 @@ impl FaceStore for PostgresStore {
             .bind(db_enum(template.channel))
             .bind(template.device.map(|d| d.as_bytes().to_vec()))
             .bind(now.as_micros())
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
             audit(&mut tx, id, AUDIT_ENROL, None, template.channel, actor, now).await?;
             note_change(&mut tx, id, now).await?;
-            let enrolled_after = count_templates(&mut tx).await?;
+            let enrolled_after = if inserted {
+                add_to_count(&mut tx, 1).await?
+            } else {
+                enrolled_before
+            };
             tx.commit().await?;
             Ok(Enrolment {
                 subject_id: id,
@@ -317,7 +342,7 @@ impl FaceStore for PostgresStore {
     fn face_stats<'a>(&'a self) -> BoxFuture<'a, Result<FaceStats, Error>> {
         Box::pin(async move {
             let row = sqlx::query(
-                "SELECT (SELECT count(*) FROM face_templates) AS enrolled, \
+                "SELECT (SELECT enrolled FROM face_template_count) AS enrolled, \
                      (SELECT count(*) FROM face_consents WHERE purpose = 1) AS counter_check, \
                      (SELECT count(*) FROM face_consents WHERE purpose = 2) AS face_pass",
             )
