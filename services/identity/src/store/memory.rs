@@ -387,12 +387,17 @@ impl Store for MemoryStore {
                 .get_mut(&device_id)
                 .filter(|r| r.device.subject_id == subject_id)
                 .ok_or(Error::DeviceNotFound)?;
-            if record.device.status == DeviceStatus::Active {
+            let unbound = record.device.status == DeviceStatus::Active;
+            if unbound {
                 record.device.status = DeviceStatus::Unbound;
                 record.device.unbound_at = Some(now);
                 record.unbind_reason = Some(reason.to_owned());
             }
-            Ok(record.device.clone())
+            let device = record.device.clone();
+            if unbound {
+                state.face.drop_device_template(subject_id, device_id, now);
+            }
+            Ok(device)
         })
     }
 

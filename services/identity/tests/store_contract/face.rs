@@ -8,10 +8,10 @@ use citypass_face::{Embedding, SealedTemplate, TemplateKeys};
 use citypass_identity::error::Error;
 use citypass_identity::face::{Consent, NewTemplate};
 use citypass_identity::ids::SubjectId;
-use citypass_identity::store::Store;
+use citypass_identity::store::{Store, UNBOUND_DEVICE_ACTOR};
 use citypass_proto::v1::{FaceChannel, FacePurpose, SubjectStatus};
 
-use crate::support::{active_subject, at, new_subject};
+use crate::support::{active_subject, at, bound_device, new_subject};
 
 const ACTOR: &str = "operator:counter-1";
 
@@ -348,5 +348,102 @@ pub(crate) async fn a_request_nonce_is_used_once(store: Arc<dyn Store>) {
             .first_use_nonce("nonce:a", at(40), at(12))
             .await
             .unwrap()
+    );
+}
+
+/// A face enrolled from the app shows whatever face the phone's holder chose: once the
+/// phone is unbound (lost, replaced) that face goes, in the same step, and the feed says
+/// so; a face another device or a counter enrolled stays, and so do the consents.
+pub(crate) async fn unbinding_the_device_that_enrolled_a_face_deletes_it(store: Arc<dyn Store>) {
+    let subject = active_subject(&store, 1).await;
+    let phone = bound_device(&store, subject, 1).await;
+    let other_phone = bound_device(&store, subject, 2).await;
+    store
+        .record_face_consent(consent(subject, FacePurpose::FacePass), "device:p", at(3))
+        .await
+        .unwrap();
+    let mut from_phone = template(subject, 1);
+    from_phone.device = Some(phone);
+    store
+        .enrol_face(from_phone.clone(), "device:p", at(4))
+        .await
+        .unwrap();
+    // Another of the subject's phones goes: the face stays.
+    store
+        .unbind_device(subject, other_phone, "replaced", at(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.face_template(subject).await.unwrap(),
+        Some(from_phone.sealed)
+    );
+    let cursor = store
+        .face_changes(0, 100)
+        .await
+        .unwrap()
+        .last()
+        .unwrap()
+        .sequence;
+    // The phone that enrolled it goes: so does the face.
+    store
+        .unbind_device(subject, phone, "lost", at(6))
+        .await
+        .unwrap();
+    assert_eq!(store.face_template(subject).await.unwrap(), None);
+    assert_eq!(store.face_stats().await.unwrap().enrolled_people, 0);
+    let changes = store.face_changes(cursor, 100).await.unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].subject_id, subject);
+    assert!(changes[0].template.is_none(), "the feed removes it");
+    let last = store.face_audit(subject).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (last.action, last.actor.as_str(), last.at),
+        ("delete", UNBOUND_DEVICE_ACTOR, at(6))
+    );
+    assert_eq!(
+        store.face_consents(subject).await.unwrap().len(),
+        1,
+        "the consents stay"
+    );
+    // Unbinding it again changes nothing more.
+    store
+        .unbind_device(subject, phone, "lost", at(7))
+        .await
+        .unwrap();
+    let again = store.face_changes(cursor, 100).await.unwrap();
+    assert_eq!(
+        again.iter().map(|c| c.sequence).collect::<Vec<_>>(),
+        vec![changes[0].sequence],
+        "no new change"
+    );
+    assert_eq!(store.face_audit(subject).await.unwrap().len(), 3);
+
+    // A counter's enrolment is no phone's: unbinding a phone leaves it.
+    let counter_subject = active_subject(&store, 2).await;
+    let counter_phone = bound_device(&store, counter_subject, 8).await;
+    store
+        .record_face_consent(
+            consent(counter_subject, FacePurpose::CounterCheck),
+            ACTOR,
+            at(9),
+        )
+        .await
+        .unwrap();
+    let at_counter = NewTemplate {
+        channel: FaceChannel::Counter,
+        device: None,
+        ..template(counter_subject, 2)
+    };
+    store
+        .enrol_face(at_counter.clone(), ACTOR, at(10))
+        .await
+        .unwrap();
+    store
+        .unbind_device(counter_subject, counter_phone, "lost", at(11))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.face_template(counter_subject).await.unwrap(),
+        Some(at_counter.sealed)
     );
 }

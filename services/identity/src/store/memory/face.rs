@@ -16,7 +16,9 @@ use crate::model::face::{
     AUDIT_CONSENT, AUDIT_DELETE, AUDIT_ENROL, AUDIT_WITHDRAW, AuditEntry, Consent, Enrolment,
     FaceStats, FeedEntry, FeedTemplate, NewTemplate, Withdrawal,
 };
-use crate::store::{ACTION_FACE_CONSENT, ACTION_FACE_ENROL, FaceStore, not_active};
+use crate::store::{
+    ACTION_FACE_CONSENT, ACTION_FACE_ENROL, FaceStore, UNBOUND_DEVICE_ACTOR, not_active,
+};
 
 /// Most expired nonces dropped per new one.
 const EXPIRED_NONCE_BATCH: usize = 100;
@@ -72,6 +74,34 @@ impl FaceState {
             actor: actor.to_owned(),
             at: now,
         });
+    }
+}
+
+impl FaceState {
+    /// Deletes `id`'s template if `device` enrolled it (the device was just unbound);
+    /// see [`UNBOUND_DEVICE_ACTOR`].
+    pub(super) fn drop_device_template(
+        &mut self,
+        id: SubjectId,
+        device: crate::ids::DeviceId,
+        now: Timestamp,
+    ) {
+        if self
+            .templates
+            .get(&id)
+            .is_some_and(|t| t.device == Some(device))
+        {
+            self.templates.remove(&id);
+            self.audit(
+                id,
+                AUDIT_DELETE,
+                None,
+                FaceChannel::App,
+                UNBOUND_DEVICE_ACTOR,
+                now,
+            );
+            self.note_change(id);
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Devices in PostgreSQL: single-use binding challenges, binding (the subject row locked
 //! while its devices are counted), unbinding, listing and reads.
 
+use super::face;
 use super::*;
 
 impl PostgresStore {
@@ -145,13 +146,22 @@ impl PostgresStore {
              WHERE device_id = $1 AND subject_id = $2 AND status = 1 \
              RETURNING {DEVICE_COLUMNS}"
         );
+        // The face lock first, as every face write takes it (the feed's order; the same
+        // lock order, so no deadlock with a concurrent enrolment): a face the device
+        // enrolled goes with it.
+        let mut tx = self.pool.begin().await?;
+        face::lock_face(&mut tx).await?;
         let updated = sqlx::query(&sql)
             .bind(device_id.as_bytes().as_slice())
             .bind(subject_id.as_bytes().as_slice())
             .bind(reason)
             .bind(now.as_micros())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?;
+        if updated.is_some() {
+            face::drop_device_template(&mut tx, subject_id, device_id, now).await?;
+        }
+        tx.commit().await?;
         let row = match updated {
             Some(row) => row,
             None => {

@@ -21,7 +21,7 @@ use crate::model::face::{
     AUDIT_CONSENT, AUDIT_DELETE, AUDIT_ENROL, AUDIT_WITHDRAW, AuditEntry, Consent, Enrolment,
     FaceStats, FeedEntry, FeedTemplate, NewTemplate, Withdrawal, audit_action,
 };
-use crate::store::{ACTION_FACE_CONSENT, ACTION_FACE_ENROL, FaceStore};
+use crate::store::{ACTION_FACE_CONSENT, ACTION_FACE_ENROL, FaceStore, UNBOUND_DEVICE_ACTOR};
 
 /// The two keys of the face writes' advisory lock.
 const FACE_LOCK: (i32, i32) = (0x66616365, 1);
@@ -47,7 +47,7 @@ fn consent_from(row: &PgRow) -> Result<Consent, Error> {
     })
 }
 
-async fn lock_face(tx: &mut PgConnection) -> Result<(), Error> {
+pub(super) async fn lock_face(tx: &mut PgConnection) -> Result<(), Error> {
     sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
         .bind(FACE_LOCK.0)
         .bind(FACE_LOCK.1)
@@ -135,6 +135,38 @@ async fn add_to_count(conn: &mut PgConnection, delta: i64) -> Result<u64, Error>
     .fetch_one(conn)
     .await?;
     u64::try_from(n).map_err(|_| Error::Corrupt("face_template_count"))
+}
+
+/// Deletes `id`'s template if `device` enrolled it, in the transaction that unbinds the
+/// device (which took [`lock_face`] first); see [`UNBOUND_DEVICE_ACTOR`].
+pub(super) async fn drop_device_template(
+    tx: &mut PgConnection,
+    id: SubjectId,
+    device: DeviceId,
+    now: Timestamp,
+) -> Result<(), Error> {
+    let deleted =
+        sqlx::query("DELETE FROM face_templates WHERE subject_id = $1 AND device_id = $2")
+            .bind(id.as_bytes().as_slice())
+            .bind(device.as_bytes().as_slice())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    if deleted > 0 {
+        add_to_count(tx, -1).await?;
+        audit(
+            tx,
+            id,
+            AUDIT_DELETE,
+            None,
+            FaceChannel::App,
+            UNBOUND_DEVICE_ACTOR,
+            now,
+        )
+        .await?;
+        note_change(tx, id, now).await?;
+    }
+    Ok(())
 }
 
 impl FaceStore for PostgresStore {
