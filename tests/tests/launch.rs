@@ -37,7 +37,9 @@ use citypass_proto::v1::{
     GetSubjectProfileRequest, ListRevocationsRequest, Scene, VerifyRequest,
 };
 use citypass_runtime::{Role, Tls, UpstreamConfig};
-use citypass_stack::launch::{Launched, Launcher, Secrets, ServicePlan, Source, Volume};
+use citypass_stack::launch::{
+    LaunchError, Launched, Launcher, Secrets, ServicePlan, Source, Volume,
+};
 use citypass_testkit::realname::{RealNameDouble, SECRET_ID, SECRET_KEY};
 use citypass_testkit::redis_cluster::{ClusterTls, LocalCluster};
 use serde_json::Value;
@@ -126,8 +128,25 @@ impl Cluster {
         stores: &[(&str, &str)],
         env: Vec<(String, String)>,
     ) -> Started {
-        let stores_secret = format!("{service}-stores");
         let deployment = object(&self.objects, "Deployment", service).clone();
+        self.start_deployment(deployment, made, stores, env)
+    }
+
+    /// [`Cluster::start`] from `deployment` as given (a rendered one, or one a test
+    /// changed).
+    fn start_deployment(
+        &mut self,
+        deployment: Value,
+        made: impl Fn(&str) -> Option<Vec<(String, String)>>,
+        stores: &[(&str, &str)],
+        env: Vec<(String, String)>,
+    ) -> Started {
+        let service = deployment["metadata"]["name"]
+            .as_str()
+            .expect("a Deployment's name")
+            .to_owned();
+        let service = service.as_str();
+        let stores_secret = format!("{service}-stores");
         let container = deployment["spec"]["template"]["spec"]["containers"][0].clone();
         let plan = ServicePlan::from_deployment(
             &deployment,
@@ -513,4 +532,67 @@ async fn the_five_services_start_from_their_rendered_dev_deployments() {
 #[tokio::test]
 async fn the_five_services_start_from_their_rendered_prod_deployments() {
     launch("prod").await;
+}
+
+/// A change a test makes to a rendered Deployment.
+type Change = dyn Fn(&mut Value);
+
+/// What the launch catches: identity started from its prod Deployment with a variable
+/// misspelt, then without the real-name Secret's volume, each stops at start and says
+/// why (the database and every other file as in the launch above; each start with a
+/// root of its own, as each pod has its own filesystem).
+#[tokio::test]
+async fn a_prod_setting_identity_does_not_know_or_a_file_left_unmounted_stops_it() {
+    let secrets = Secrets::production().expect("production keys");
+    let made = |name: &str| match name {
+        "identity-real-name" => Some(vec![
+            ("secret-id".to_owned(), SECRET_ID.to_owned()),
+            ("secret-key".to_owned(), SECRET_KEY.to_owned()),
+        ]),
+        _ => secrets.files(name),
+    };
+    let ca = std::env::var(citypass_testkit::DATABASE_CA_VAR)
+        .expect("CITYPASS_TEST_DATABASE_CA (./scripts/test sets it)");
+    let ca = std::fs::read_to_string(ca).expect("the test PostgreSQL's CA");
+    let (_db, url) = citypass_testkit::fresh_database().await;
+    let url = format!("{url}?sslmode=verify-full&sslrootcert=/etc/citypass/tls/ca.crt");
+
+    let misspell = |deployment: &mut Value| {
+        let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array_mut()
+            .expect("identity's variables");
+        let setting = env
+            .iter_mut()
+            .find(|v| v["name"] == "CITYPASS_REAL_NAME__SECRET_KEY_FILE")
+            .expect("the prod overlay sets the real-name key file");
+        setting["name"] = "CITYPASS_REAL_NAME__SECRET_KEY_FIEL".into();
+    };
+    let unmount = |deployment: &mut Value| {
+        let pod = &mut deployment["spec"]["template"]["spec"];
+        pod["volumes"]
+            .as_array_mut()
+            .expect("volumes")
+            .retain(|v| v["name"] != "real-name");
+        pod["containers"][0]["volumeMounts"]
+            .as_array_mut()
+            .expect("mounts")
+            .retain(|m| m["name"] != "real-name");
+    };
+    let cases: [(&str, &Change, &str); 2] = [
+        ("a misspelt setting", &misspell, "secret_key_fiel"),
+        ("a file no volume mounts", &unmount, "real-name/secret-id"),
+    ];
+    for (what, change, named) in cases {
+        let mut cluster = Cluster::new("prod");
+        cluster.launcher.trust_stores(&ca);
+        let mut deployment = object(&cluster.objects, "Deployment", "identity").clone();
+        change(&mut deployment);
+        let mut started =
+            cluster.start_deployment(deployment, made, &[("database-url", &url)], Vec::new());
+        let refused = started.running.started(STARTUP).await;
+        let Err(LaunchError::Exited { log, .. }) = refused else {
+            panic!("{what} must stop identity: {refused:?}");
+        };
+        assert!(log.contains(named), "{what}: the log names {named}: {log}");
+    }
 }
