@@ -561,6 +561,9 @@ mod tests {
         config.pseudonym_key_file = Some(dir.join("pseudonym_key"));
         config.government_key_file = Some(dir.join("government_key"));
         config.validate().unwrap();
+        // Production's real-name check is the provider's API, never the sandbox.
+        assert!(config.real_name.is_some());
+        config.check_sandbox_allowed().unwrap();
         let ids: Vec<u16> = config
             .document_keys()
             .unwrap()
