@@ -14,10 +14,13 @@
 //! are rewritten to the root and to the started processes' loopback addresses, so
 //! services are started after those they call. [`ServicePlan::from_deployment`] reads
 //! a plan from a Deployment (the rendered manifests' in the test, the base manifests'
-//! in the load generator), and [`DevSecrets`] makes the Secrets an operator makes
-//! (dev keys, fresh). [`Launched`] is a running service: its
-//! startup probe waited for on the plaintext probe port (as the kubelet does), its
-//! process id (for `/proc`), its log, and SIGTERM with a clean exit.
+//! in the load generator), and [`Secrets`] makes the Secrets an operator makes
+//! (fresh keys: dev ones, or production ones as `citypass keys generate --production`
+//! makes them). [`Launcher::trust_stores`] adds the stores' CA to what every service
+//! trusts, as an operator gives the managed stores' CA in the TLS Secret's `ca.crt`.
+//! [`Launched`] is a running service: its startup probe waited for on the plaintext
+//! probe port (as the kubelet does), its process id (for `/proc`), its log, and SIGTERM
+//! with a clean exit.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -198,11 +201,11 @@ impl ServicePlan {
 }
 
 /// The Secrets (and the key set ConfigMap) an operator makes for the five services
-/// (docs/operations.md), here fresh dev keys: the issuer's key ring with the
-/// revocation service's snapshot key published in it, and identity's HMAC keys (its
-/// pseudonym key shared with the verifier).
-pub struct DevSecrets {
-    /// The issuer's key ring (dev keys).
+/// (docs/operations.md), here fresh keys: the issuer's key ring with the revocation
+/// service's snapshot key published in it, and identity's HMAC keys (its pseudonym key
+/// shared with the verifier).
+pub struct Secrets {
+    /// The issuer's key ring (dev or production keys).
     pub ring: Keyring,
     /// The revocation service's snapshot key.
     pub snapshot_key: SnapshotKey,
@@ -211,13 +214,27 @@ pub struct DevSecrets {
     pub identity_keys: [String; 5],
 }
 
-impl DevSecrets {
-    /// Fresh dev keys.
-    pub fn generate() -> Result<DevSecrets, LaunchError> {
+/// The Secrets of a development deployment (the dev overlay, the load generator).
+pub type DevSecrets = Secrets;
+
+impl Secrets {
+    /// Fresh dev keys (`citypass keys generate`), which production refuses.
+    pub fn generate() -> Result<Secrets, LaunchError> {
+        Self::make(true)
+    }
+
+    /// Fresh production keys, as `citypass keys generate --production` makes them (the
+    /// same library calls: a ring and a snapshot key not marked dev, the snapshot key
+    /// published in the ring).
+    pub fn production() -> Result<Secrets, LaunchError> {
+        Self::make(false)
+    }
+
+    fn make(dev: bool) -> Result<Secrets, LaunchError> {
         let rng = SystemRandom::new();
         let keys = |e: citypass_token::TokenError| LaunchError::Keys(e.to_string());
-        let snapshot_key = SnapshotKey::generate(true, &rng).map_err(keys)?;
-        let mut ring = Keyring::generate("cp", true, &rng).map_err(keys)?;
+        let snapshot_key = SnapshotKey::generate(dev, &rng).map_err(keys)?;
+        let mut ring = Keyring::generate("cp", dev, &rng).map_err(keys)?;
         ring.publish_snapshot_key(snapshot_key.public_key())
             .map_err(keys)?;
         let mut identity_keys: [String; 5] = Default::default();
@@ -227,7 +244,7 @@ impl DevSecrets {
                 .map_err(|_| LaunchError::Keys("no system randomness".to_owned()))?;
             *key = bytes.iter().map(|b| format!("{b:02x}")).collect();
         }
-        Ok(DevSecrets {
+        Ok(Secrets {
             ring,
             snapshot_key,
             identity_keys,
@@ -273,6 +290,9 @@ pub struct Launcher {
     root: PathBuf,
     pki: DevPki,
     ca: Authority,
+    /// CA certificates (PEM) every service trusts besides the launcher's CA: the
+    /// stores' (the TLS Secret's `ca.crt` holds both).
+    stores_ca: String,
     /// The started services: name and service address.
     started: Vec<(String, SocketAddr)>,
 }
@@ -298,8 +318,20 @@ impl Launcher {
             root: root.to_owned(),
             pki,
             ca,
+            stores_ca: String::new(),
             started: Vec::new(),
         })
+    }
+
+    /// Adds `ca_pem` (the CA of the stores' certificates) to the `ca.crt` of every TLS
+    /// Secret written from now on, as an operator gives the managed stores' CA to the
+    /// services (docs/operations.md, "Stores"): PostgreSQL's `sslrootcert` and Redis's
+    /// default CA are that file.
+    pub fn trust_stores(&mut self, ca_pem: &str) {
+        self.stores_ca.push_str(ca_pem);
+        if !self.stores_ca.ends_with('\n') {
+            self.stores_ca.push('\n');
+        }
     }
 
     /// The CA every certificate of the launch comes from.
@@ -357,7 +389,7 @@ impl Launcher {
     }
 
     /// Writes `plan`'s files and starts its binary with the container's environment
-    /// (the configuration's path under the root; listeners on loopback ports of its
+    /// (its container paths under the root; listeners on loopback ports of its
     /// own; no OTLP collector), its output to `<root>/<service>.log`. Does not wait:
     /// see [`Launched::started`].
     pub fn start(&mut self, plan: ServicePlan) -> Result<Launched, LaunchError> {
@@ -369,9 +401,9 @@ impl Launcher {
             std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
             match volume {
                 Volume::Tls => {
-                    self.ca
-                        .issue(&Subject::service(&plan.service))?
-                        .write_dir(&dir)?;
+                    let mut issued = self.ca.issue(&Subject::service(&plan.service))?;
+                    issued.ca_pem.push_str(&self.stores_ca);
+                    issued.write_dir(&dir)?;
                 }
                 Volume::Config(files) => {
                     for (name, text) in files {
@@ -398,7 +430,9 @@ impl Launcher {
             .into_iter()
             .filter(|(name, _)| name != "CITYPASS_SERVER__OTLP_ENDPOINT")
             .map(|(name, value)| {
-                if name == "CITYPASS_CONFIG" {
+                // A container path (`CITYPASS_CONFIG`, a `…_FILE` setting) moves under
+                // the root with the files.
+                if value.starts_with(MOUNT_ROOT) {
                     let value = self.rooted(&plan.service, &value).display().to_string();
                     (name, value)
                 } else {

@@ -2,20 +2,24 @@
 //! the image's binary with the container's environment, its ConfigMap and Secret files
 //! at the mounted paths (under a temporary root), against the test PostgreSQL and
 //! Redis; then the kubelet's three probes on the probe port, one real RPC on the
-//! service port, and SIGTERM with a clean exit.
+//! service port, and SIGTERM with a clean exit. Both overlays, through the same code.
 //!
 //! What the test changes, and only that: the root the paths live under (the files and
-//! the configuration's paths move under a temporary directory together), the network
-//! addresses (listeners on loopback ports of its own, the other services' URLs at their
-//! processes, the stores at the test servers with key names of the test's own, no OTLP
+//! the container paths of the configuration and the variables move under a temporary
+//! directory together), the network addresses (listeners on loopback ports of its own,
+//! the other services' URLs at their processes, the stores at the test servers with
+//! key names of the test's own, the real-name provider at its double, no OTLP
 //! collector), and the content of the Secrets, which the operator makes
-//! (docs/operations.md): here a fresh CA and keys. A setting the manifests give that the
-//! service does not know stops it at start; a file the configuration names that no
+//! (docs/operations.md): here a fresh CA and keys. A setting the manifests give that
+//! the service does not know stops it at start; a file the configuration names that no
 //! volume mounts is missing, and the service does not start either.
 //!
-//! Done: the five services of the dev overlay, each started after those it calls (their
-//! URLs moved to the started processes' addresses). The prod overlay (production keys,
-//! as `citypass keys generate --production` makes them; the managed stores) is next.
+//! The prod overlay runs as production: production keys (as `citypass keys generate
+//! --production` makes them), the stores over TLS only (PostgreSQL `verify-full`,
+//! `rediss://`, the verifier's marks on a Redis Cluster speaking TLS) with their CA
+//! in the TLS Secret's `ca.crt` as the operator gives it, and identity's real-name
+//! check at the provider's contract double (`citypass_testkit::realname`), which an
+//! Enrol reaches through the launched binary.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,11 +33,15 @@ use citypass_proto::v1::payments_service_client::PaymentsServiceClient;
 use citypass_proto::v1::revocation_service_client::RevocationServiceClient;
 use citypass_proto::v1::verifier_service_client::VerifierServiceClient;
 use citypass_proto::v1::{
-    Direction, GetKeySetRequest, GetSettlementRequest, GetSubjectProfileRequest,
-    ListRevocationsRequest, Scene, VerifyRequest,
+    Direction, DocumentType, EnrolRequest, GetKeySetRequest, GetSettlementRequest,
+    GetSubjectProfileRequest, ListRevocationsRequest, Scene, VerifyRequest,
 };
 use citypass_runtime::{Role, Tls, UpstreamConfig};
-use citypass_stack::launch::{DevSecrets, Launched, Launcher, ServicePlan, Source, Volume};
+use citypass_stack::launch::{
+    LaunchError, Launched, Launcher, Secrets, ServicePlan, Source, Volume,
+};
+use citypass_testkit::realname::{RealNameDouble, SECRET_ID, SECRET_KEY};
+use citypass_testkit::redis_cluster::{ClusterTls, LocalCluster};
 use serde_json::Value;
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -120,8 +128,25 @@ impl Cluster {
         stores: &[(&str, &str)],
         env: Vec<(String, String)>,
     ) -> Started {
-        let stores_secret = format!("{service}-stores");
         let deployment = object(&self.objects, "Deployment", service).clone();
+        self.start_deployment(deployment, made, stores, env)
+    }
+
+    /// [`Cluster::start`] from `deployment` as given (a rendered one, or one a test
+    /// changed).
+    fn start_deployment(
+        &mut self,
+        deployment: Value,
+        made: impl Fn(&str) -> Option<Vec<(String, String)>>,
+        stores: &[(&str, &str)],
+        env: Vec<(String, String)>,
+    ) -> Started {
+        let service = deployment["metadata"]["name"]
+            .as_str()
+            .expect("a Deployment's name")
+            .to_owned();
+        let service = service.as_str();
+        let stores_secret = format!("{service}-stores");
         let container = deployment["spec"]["template"]["spec"]["containers"][0].clone();
         let plan = ServicePlan::from_deployment(
             &deployment,
@@ -139,8 +164,9 @@ impl Cluster {
                             .collect(),
                     ))
                 }
-                // The test's stores, for the dev stores or the city's managed ones.
-                Source::Secret(name) if name == stores_secret => Ok(Volume::Files(
+                // The test's stores, for the dev stores or the city's managed ones (their
+                // container paths, `sslrootcert=/etc/citypass/tls/ca.crt`, under the root).
+                Source::Secret(name) if name == stores_secret => Ok(Volume::Config(
                     stores
                         .iter()
                         .map(|(file, url)| ((*file).to_owned(), (*url).to_owned()))
@@ -234,45 +260,171 @@ fn channel(addr: SocketAddr, tls: &std::sync::Arc<Tls>) -> tonic::transport::Cha
         .expect("a channel")
 }
 
-#[tokio::test]
-async fn the_five_services_start_from_their_rendered_deployments() {
-    let mut cluster = Cluster::new("dev");
-    // The keys an operator makes (`citypass keys generate`, dev keys as the overlay's
-    // CITYPASS_ENVIRONMENT=dev allows), and identity's HMAC keys.
-    let secrets = DevSecrets::generate().expect("dev keys");
-    let made = |name: &str| secrets.files(name);
+/// What differs between the overlays, for the test: the operator's Secrets and the
+/// stores as each overlay's services reach them.
+struct Stores {
+    /// The Redis URL (plaintext in dev, `rediss://` in prod).
+    redis: String,
+    /// What follows a database URL (prod: verified TLS against the TLS Secret's CA).
+    database_options: &'static str,
+    /// The verifier's replay cluster file (prod), and the cluster behind it.
+    replay_cluster: Option<(String, LocalCluster)>,
+}
+
+impl Stores {
+    async fn database(&self) -> (sqlx::PgPool, String) {
+        let (pool, url) = citypass_testkit::fresh_database().await;
+        (pool, format!("{url}{}", self.database_options))
+    }
+}
+
+/// The test's stores for `overlay`, and the CA bundle of their certificates (prod).
+async fn stores(overlay: &str, root: &Path) -> (Stores, Option<String>) {
+    if overlay == "dev" {
+        let stores = Stores {
+            redis: citypass_testkit::redis_url(),
+            database_options: "",
+            replay_cluster: None,
+        };
+        return (stores, None);
+    }
+    let (redis, redis_ca) = citypass_testkit::redis_tls();
+    let database_ca = std::env::var(citypass_testkit::DATABASE_CA_VAR)
+        .expect("CITYPASS_TEST_DATABASE_CA (./scripts/test sets it)");
+    // The replay cluster's nodes, over TLS with a CA of their own.
+    let cluster_ca = Authority::generate(citypass_pki::CA_LIFE).expect("a CA");
+    let cluster_dir = root.join("replay-cluster-tls");
+    let files = cluster_ca
+        .issue(&Subject::service("redis-cluster"))
+        .expect("a certificate")
+        .write_dir(&cluster_dir)
+        .expect("the cluster's TLS files");
+    let cluster = LocalCluster::start_tls(&ClusterTls {
+        cert_file: files.cert_file,
+        key_file: files.key_file,
+        ca_file: files.ca_file,
+    })
+    .await;
+    let bundle = [
+        std::fs::read_to_string(redis_ca).expect("the test Redis's CA"),
+        std::fs::read_to_string(database_ca).expect("the test PostgreSQL's CA"),
+        cluster_ca.cert_pem().to_owned(),
+    ]
+    .join("\n");
+    let stores = Stores {
+        redis,
+        database_options: "?sslmode=verify-full&sslrootcert=/etc/citypass/tls/ca.crt",
+        replay_cluster: Some((cluster.nodes.join("\n"), cluster)),
+    };
+    (stores, Some(bundle))
+}
+
+/// The resident ID number of a made-up person (born 1949-12-31 in Beijing), with its
+/// GB 11643 check character.
+fn resident_number() -> String {
+    let first17 = "11010519491231007";
+    let weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    let sum: u32 = first17
+        .chars()
+        .zip(weights)
+        .map(|(c, w)| c.to_digit(10).expect("a digit") * w)
+        .sum();
+    let check = ['1', '0', 'X', '9', '8', '7', '6', '5', '4', '3', '2'][(sum % 11) as usize];
+    format!("{first17}{check}")
+}
+
+async fn launch(overlay: &str) {
+    let mut cluster = Cluster::new(overlay);
+    let production = overlay == "prod";
+    // The keys an operator makes: `citypass keys generate` (dev keys, as the dev
+    // overlay's CITYPASS_ENVIRONMENT=dev allows) or `--production`; identity's HMAC keys.
+    let secrets = if production {
+        Secrets::production().expect("production keys")
+    } else {
+        Secrets::generate().expect("dev keys")
+    };
+    let (stores, stores_ca) = stores(overlay, cluster.launcher.root()).await;
+    if let Some(ca) = &stores_ca {
+        cluster.launcher.trust_stores(ca);
+    }
+    // The real-name provider, as its contract says (prod), with one person on record.
+    let real_name = RealNameDouble::start().await;
+    let (number, name) = (resident_number(), "李雷");
+    real_name.person(&number, name);
+    let made = |name: &str| match name {
+        // The provider's key pair (docs/operations.md, "Real-name credentials"), and
+        // the CA the double's certificate comes from.
+        "identity-real-name" => Some(vec![
+            ("secret-id".to_owned(), SECRET_ID.to_owned()),
+            ("secret-key".to_owned(), SECRET_KEY.to_owned()),
+            ("ca.crt".to_owned(), real_name.ca_pem.clone()),
+        ]),
+        _ => secrets.files(name),
+    };
     // The services' Redis keys, apart from every other test's.
     let stream = citypass_testkit::unique("citypass:test:launch:log:");
     let prefix =
         |service: &str| citypass_testkit::unique(&format!("citypass:test:launch:{service}:"));
-    let redis = citypass_testkit::redis_url();
+    let redis = stores.redis.clone();
 
-    let (_identity_db, identity_db) = citypass_testkit::fresh_database().await;
+    let (_identity_db, identity_db) = stores.database().await;
+    let identity_env = if production {
+        vec![
+            (
+                "CITYPASS_REAL_NAME__ENDPOINT".to_owned(),
+                real_name.endpoint.clone(),
+            ),
+            (
+                "CITYPASS_REAL_NAME__CA_FILE".to_owned(),
+                "/etc/citypass/real-name/ca.crt".to_owned(),
+            ),
+        ]
+    } else {
+        Vec::new()
+    };
     let mut identity = cluster.start(
         "identity",
         made,
         &[("database-url", &identity_db)],
-        Vec::new(),
+        identity_env,
     );
     identity
         .probed(citypass_proto::v1::identity_service_server::SERVICE_NAME)
         .await;
-    let profile =
-        IdentityServiceClient::new(channel(identity.listen(), &cluster.client("verifier")))
-            .get_subject_profile(GetSubjectProfileRequest {
-                subject_id: citypass_token::SubjectId::generate()
-                    .expect("a subject id")
-                    .to_string(),
+    if production {
+        // A citizen enrols: the launched binary asks the provider, over its contract.
+        let app = Tls::from_pem(cluster.ca().cert_pem().as_bytes(), None).expect("app TLS");
+        let enrolled = IdentityServiceClient::new(channel(identity.listen(), &app))
+            .enrol(EnrolRequest {
+                document_type: DocumentType::ResidentIdCard.into(),
+                document_number: number.clone(),
+                name: name.to_owned(),
+                request_id: String::new(),
             })
             .await;
-    assert_eq!(
-        profile.as_ref().map_err(tonic::Status::code).err(),
-        Some(tonic::Code::NotFound),
-        "{profile:?}\n{}",
-        identity.running.log()
-    );
+        assert!(enrolled.is_ok(), "{enrolled:?}\n{}", identity.running.log());
+        assert_eq!(real_name.calls(), 1, "one real-name check");
+        assert!(real_name.refused().is_empty(), "{:?}", real_name.refused());
+        let log = identity.running.log();
+        assert!(!log.contains(&number) && !log.contains(name), "{log}");
+    } else {
+        let profile =
+            IdentityServiceClient::new(channel(identity.listen(), &cluster.client("verifier")))
+                .get_subject_profile(GetSubjectProfileRequest {
+                    subject_id: citypass_token::SubjectId::generate()
+                        .expect("a subject id")
+                        .to_string(),
+                })
+                .await;
+        assert_eq!(
+            profile.as_ref().map_err(tonic::Status::code).err(),
+            Some(tonic::Code::NotFound),
+            "{profile:?}\n{}",
+            identity.running.log()
+        );
+    }
 
-    let (_revocation_db, revocation_db) = citypass_testkit::fresh_database().await;
+    let (_revocation_db, revocation_db) = stores.database().await;
     let mut revocation = cluster.start(
         "revocation",
         made,
@@ -305,7 +457,7 @@ async fn the_five_services_start_from_their_rendered_deployments() {
         .await;
     assert!(key_set.is_ok(), "{key_set:?}\n{}", issuer.running.log());
 
-    let (_payments_db, payments_db) = citypass_testkit::fresh_database().await;
+    let (_payments_db, payments_db) = stores.database().await;
     let mut payments = cluster.start(
         "payments",
         made,
@@ -333,10 +485,14 @@ async fn the_five_services_start_from_their_rendered_deployments() {
         payments.running.log()
     );
 
+    let mut verifier_stores = vec![("redis-url", redis.as_str())];
+    if let Some((nodes, _)) = &stores.replay_cluster {
+        verifier_stores.push(("replay-cluster", nodes.as_str()));
+    }
     let mut verifier = cluster.start(
         "verifier",
         made,
-        &[("redis-url", &redis)],
+        &verifier_stores,
         vec![
             ("CITYPASS_REDIS_KEY_PREFIX".into(), prefix("verifier")),
             ("CITYPASS_REVOCATION__STREAM_KEY".into(), stream.clone()),
@@ -365,5 +521,78 @@ async fn the_five_services_start_from_their_rendered_deployments() {
 
     for service in [verifier, payments, issuer, revocation, identity] {
         service.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn the_five_services_start_from_their_rendered_dev_deployments() {
+    launch("dev").await;
+}
+
+#[tokio::test]
+async fn the_five_services_start_from_their_rendered_prod_deployments() {
+    launch("prod").await;
+}
+
+/// A change a test makes to a rendered Deployment.
+type Change = dyn Fn(&mut Value);
+
+/// What the launch catches: identity started from its prod Deployment with a variable
+/// misspelt, then without the real-name Secret's volume, each stops at start and says
+/// why (the database and every other file as in the launch above; each start with a
+/// root of its own, as each pod has its own filesystem).
+#[tokio::test]
+async fn a_prod_setting_identity_does_not_know_or_a_file_left_unmounted_stops_it() {
+    let secrets = Secrets::production().expect("production keys");
+    let made = |name: &str| match name {
+        "identity-real-name" => Some(vec![
+            ("secret-id".to_owned(), SECRET_ID.to_owned()),
+            ("secret-key".to_owned(), SECRET_KEY.to_owned()),
+        ]),
+        _ => secrets.files(name),
+    };
+    let ca = std::env::var(citypass_testkit::DATABASE_CA_VAR)
+        .expect("CITYPASS_TEST_DATABASE_CA (./scripts/test sets it)");
+    let ca = std::fs::read_to_string(ca).expect("the test PostgreSQL's CA");
+    let (_db, url) = citypass_testkit::fresh_database().await;
+    let url = format!("{url}?sslmode=verify-full&sslrootcert=/etc/citypass/tls/ca.crt");
+
+    let misspell = |deployment: &mut Value| {
+        let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array_mut()
+            .expect("identity's variables");
+        let setting = env
+            .iter_mut()
+            .find(|v| v["name"] == "CITYPASS_REAL_NAME__SECRET_KEY_FILE")
+            .expect("the prod overlay sets the real-name key file");
+        setting["name"] = "CITYPASS_REAL_NAME__SECRET_KEY_FIEL".into();
+    };
+    let unmount = |deployment: &mut Value| {
+        let pod = &mut deployment["spec"]["template"]["spec"];
+        pod["volumes"]
+            .as_array_mut()
+            .expect("volumes")
+            .retain(|v| v["name"] != "real-name");
+        pod["containers"][0]["volumeMounts"]
+            .as_array_mut()
+            .expect("mounts")
+            .retain(|m| m["name"] != "real-name");
+    };
+    let cases: [(&str, &Change, &str); 2] = [
+        ("a misspelt setting", &misspell, "secret_key_fiel"),
+        ("a file no volume mounts", &unmount, "real-name/secret-id"),
+    ];
+    for (what, change, named) in cases {
+        let mut cluster = Cluster::new("prod");
+        cluster.launcher.trust_stores(&ca);
+        let mut deployment = object(&cluster.objects, "Deployment", "identity").clone();
+        change(&mut deployment);
+        let mut started =
+            cluster.start_deployment(deployment, made, &[("database-url", &url)], Vec::new());
+        let refused = started.running.started(STARTUP).await;
+        let Err(LaunchError::Exited { log, .. }) = refused else {
+            panic!("{what} must stop identity: {refused:?}");
+        };
+        assert!(log.contains(named), "{what}: the log names {named}: {log}");
     }
 }

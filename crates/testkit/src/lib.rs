@@ -8,6 +8,7 @@
 
 pub mod authz;
 mod contract;
+pub mod realname;
 pub mod redis_cluster;
 mod serve;
 pub mod tls;
@@ -23,6 +24,10 @@ pub const DATABASE_URL_VAR: &str = "CITYPASS_TEST_DATABASE_URL";
 pub const DATABASE_CA_VAR: &str = "CITYPASS_TEST_DATABASE_CA";
 /// The variable naming the test Redis server.
 pub const REDIS_URL_VAR: &str = "CITYPASS_TEST_REDIS_URL";
+/// The variable naming the same Redis server over TLS (`rediss://`).
+pub const REDIS_TLS_URL_VAR: &str = "CITYPASS_TEST_REDIS_TLS_URL";
+/// The variable naming the CA file of the test Redis server's TLS certificate.
+pub const REDIS_CA_VAR: &str = "CITYPASS_TEST_REDIS_CA";
 
 fn required(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| {
@@ -139,6 +144,15 @@ pub async fn set_database_available(url: &str, available: bool) {
 /// The test Redis server's URL.
 pub fn redis_url() -> String {
     required(REDIS_URL_VAR)
+}
+
+/// The test Redis server's `rediss://` URL and the path of its certificate's CA
+/// (production refuses plaintext Redis).
+pub fn redis_tls() -> (String, std::path::PathBuf) {
+    (
+        required(REDIS_TLS_URL_VAR),
+        std::path::PathBuf::from(required(REDIS_CA_VAR)),
+    )
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use citypass_runtime::{BuildError, Server, part};
 
 use crate::authorization::AUTHORIZATION;
 use crate::config::IdentityConfig;
-use crate::realname::Sandbox;
+use crate::realname::RealNameCheck;
 use crate::store::{MemoryStore, PostgresStore, Store};
 
 /// Largest request the service decodes: enrolment (a document number and a name),
@@ -23,13 +23,12 @@ pub struct Built {
 }
 
 /// Builds the service from `config`: TLS identity, the store (PostgreSQL when
-/// `database` is set, else memory), the real-name sandbox, IdentityService. Call
+/// `database` is set, else memory), the real-name check (the provider's API when
+/// `real_name` is set, else the sandbox), IdentityService. Call
 /// inside a tokio runtime.
 pub async fn build(config: IdentityConfig) -> Result<Built, BuildError> {
     config.validate().map_err(part("configuration"))?;
-    config
-        .check_sandbox_allowed()
-        .map_err(part("real-name check"))?;
+    let real_name = crate::real_name_check(&config).map_err(part("real-name check"))?;
     let tls = config.server.load_tls()?;
     let store: Arc<dyn Store> = match &config.database {
         Some(database) => Arc::new(
@@ -42,15 +41,18 @@ pub async fn build(config: IdentityConfig) -> Result<Built, BuildError> {
             Arc::new(MemoryStore::new())
         }
     };
-    let server = with_store(&config, store)?;
+    let server = with_store(&config, store, real_name)?;
     Ok(Built {
         server: server.tls(tls),
     })
 }
 
-fn with_store(config: &IdentityConfig, store: Arc<dyn Store>) -> Result<Server, BuildError> {
-    let sandbox = Sandbox::new(&config.real_name_sandbox).map_err(part("real-name sandbox"))?;
-    let service = crate::service_with(config, store, Arc::new(sandbox))
+fn with_store(
+    config: &IdentityConfig,
+    store: Arc<dyn Store>,
+    real_name: Arc<dyn RealNameCheck>,
+) -> Result<Server, BuildError> {
+    let service = crate::service_with(config, store, real_name)
         .map_err(part("identity service"))?
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     Ok(Server::new(config.server.clone())

@@ -36,12 +36,14 @@
 //! | `max_live_certificates_per_device` | `CITYPASS_MAX_LIVE_CERTIFICATES_PER_DEVICE` | 8 |
 //! | `clock_skew` | `CITYPASS_CLOCK_SKEW` | `60s` |
 //! | `real_name_sandbox` | (file) | every check MATCHED; see [`SandboxConfig`] |
+//! | `real_name` | `CITYPASS_REAL_NAME__…` | unset: the sandbox; else the provider's API, see [`RealNameConfig`] |
 //!
 //! Keys are 64+ hex characters (32+ bytes), given inline or as a file (a Kubernetes
 //! Secret). A key written `dev:<text>` is a development key; the built-in defaults are
 //! such keys. Each HMAC key has an id (1 to 32767, see `citypass_pseudonym::hmac_keys`); during a
 //! rotation the old key stays listed under `previous_…_keys` (keys/README.md). With `environment: production` the service refuses to start with a dev
-//! key, without a database, with plaintext transport, or with the real-name sandbox.
+//! key, without a database, with plaintext transport, or with the real-name sandbox
+//! (production needs `real_name`).
 //! `config.example.yaml` beside this crate shows every key.
 
 use std::path::{Path, PathBuf};
@@ -53,6 +55,7 @@ use serde::Deserialize;
 
 use crate::error::Error;
 use crate::realname::SandboxConfig;
+use crate::realname::tencent::RealNameConfig;
 use citypass_pseudonym::{HmacKeys, KeyId};
 
 /// The document-hash key used when none is configured. Not secret: development only.
@@ -208,6 +211,9 @@ pub struct IdentityConfig {
     /// Outcomes of the sandbox real-name check.
     #[serde(default)]
     pub real_name_sandbox: SandboxConfig,
+    /// The real-name provider's API (production); unset: the sandbox.
+    #[serde(default)]
+    pub real_name: Option<RealNameConfig>,
 }
 
 /// A key of an earlier rotation, with its id.
@@ -329,6 +335,7 @@ impl IdentityConfig {
             max_live_certificates_per_device: default_max_live_certificates(),
             clock_skew: default_clock_skew(),
             real_name_sandbox: SandboxConfig::default(),
+            real_name: None,
         }
     }
 
@@ -384,11 +391,20 @@ impl IdentityConfig {
             .map_err(refused)
     }
 
-    /// Refuses the real-name sandbox in production.
+    /// Refuses the real-name sandbox in production (where `real_name` must name the
+    /// provider), and a sandbox configured beside the provider.
     pub fn check_sandbox_allowed(&self) -> Result<(), Error> {
+        if self.real_name.is_some() {
+            if self.real_name_sandbox != SandboxConfig::default() {
+                return Err(Error::Config(
+                    "real_name and real_name_sandbox are both set: the provider answers every check, so remove the sandbox".into(),
+                ));
+            }
+            return Ok(());
+        }
         if self.environment == Environment::Production {
             return Err(Error::Config(
-                "environment is production but the only real-name check available is the sandbox, which would verify everyone; production needs an adapter to the national real-name system".into(),
+                "environment is production but the only real-name check available is the sandbox, which would verify everyone; production needs real_name: {provider: tencent, …}".into(),
             ));
         }
         Ok(())
@@ -567,6 +583,9 @@ mod tests {
         config.pseudonym_key_file = Some(dir.join("pseudonym_key"));
         config.government_key_file = Some(dir.join("government_key"));
         config.validate().unwrap();
+        // Production's real-name check is the provider's API, never the sandbox.
+        assert!(config.real_name.is_some());
+        config.check_sandbox_allowed().unwrap();
         let ids: Vec<u16> = config
             .document_keys()
             .unwrap()

@@ -22,7 +22,8 @@
 //!   (derived at enrolment of a resident ID and stored);
 //! - [`attempts`]: limits on enrolment attempts per caller and per document;
 //! - [`name`]: name validation and masking;
-//! - [`realname`]: the national real-name check (trait + sandbox);
+//! - [`realname`]: the national real-name check (trait, sandbox, and the provider's
+//!   HTTPS API for production, `realname/tencent.rs`);
 //! - [`retries`]: Enrol's request ids, so that a retry gets the first answer;
 //! - [`challenge`]: binding challenges;
 //! - [`model`]: the records logic and stores share;
@@ -71,6 +72,7 @@ pub use config::{Environment, IdentityConfig, Secret};
 pub use error::Error;
 pub use identity::Identity;
 pub use ids::{DeviceId, SubjectId};
+pub use realname::tencent::{RealNameConfig, Tencent};
 pub use realname::{Outcome, RealNameCheck, Sandbox, SandboxConfig, SandboxRule};
 pub use service::IdentityApi;
 pub use store::{FaceStore, MemoryStore, PostgresStore, Store};
@@ -78,13 +80,21 @@ pub use store::{FaceStore, MemoryStore, PostgresStore, Store};
 /// The gRPC service, ready for `citypass_runtime::Server::add_service`.
 pub type IdentityServer = IdentityServiceServer<IdentityApi>;
 
-/// Builds the identity gRPC service over `store`, with the real-name sandbox
-/// configured by `config.real_name_sandbox`. Fails on an unusable configuration,
-/// including any development shortcut when `config.environment` is production.
+/// Builds the identity gRPC service over `store`, with the real-name check `config`
+/// names ([`real_name_check`]). Fails on an unusable configuration, including any
+/// development shortcut when `config.environment` is production.
 pub fn service(config: &IdentityConfig, store: Arc<dyn Store>) -> Result<IdentityServer, Error> {
+    service_with(config, store, real_name_check(config)?)
+}
+
+/// The real-name check `config` names: the provider's API (`real_name`), else the
+/// sandbox (`real_name_sandbox`), which production refuses.
+pub fn real_name_check(config: &IdentityConfig) -> Result<Arc<dyn RealNameCheck>, Error> {
     config.check_sandbox_allowed()?;
-    let sandbox = Sandbox::new(&config.real_name_sandbox)?;
-    service_with(config, store, Arc::new(sandbox))
+    Ok(match &config.real_name {
+        Some(provider) => Arc::new(Tencent::new(provider)?),
+        None => Arc::new(Sandbox::new(&config.real_name_sandbox)?),
+    })
 }
 
 /// Builds the identity gRPC service over `store` and any real-name check.

@@ -2,9 +2,11 @@
 //!
 //! Enrolment asks the national system whether a name and a document number belong
 //! together. That system lives outside citypass (and outside every developer's
-//! laptop), so the service depends only on [`RealNameCheck`]; [`Sandbox`] implements it
-//! for development and tests with outcomes chosen by configuration. The sandbox is
-//! refused when the configuration says `environment: production`.
+//! laptop), so the service depends only on [`RealNameCheck`]. Two implement it:
+//! [`Sandbox`], for development and tests, with outcomes chosen by configuration and
+//! refused when the configuration says `environment: production`; and
+//! [`tencent::Tencent`], production's, the provider's public HTTPS API
+//! (`real_name: {provider: tencent, …}`; its request signing in [`tc3`]).
 //!
 //! How an outcome shows (identity.proto, `RealNameCheckOutcome`):
 //!
@@ -24,6 +26,9 @@ use serde::Deserialize;
 use crate::document::Document;
 use crate::error::Error;
 use crate::name::Name;
+
+pub mod tc3;
+pub mod tencent;
 
 /// The answer of a real-name check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
