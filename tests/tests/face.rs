@@ -97,7 +97,7 @@ async fn consent_enrol_feed_withdraw_and_the_feed_shows_the_deletion() {
             purpose: purpose.into(),
             text_version: "face-2026-06".to_owned(),
             places: match purpose {
-                FacePurpose::FacePass => vec!["metro.line-1".to_owned()],
+                FacePurpose::FacePass => vec!["station:L1-S03".to_owned()],
                 _ => Vec::new(),
             },
             device_id: device.clone(),

@@ -12,6 +12,7 @@
 //! - [`tap_id`]: the rule for a transit tap's ids, shared by payments and the verifier.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptor set, for tonic-reflection.
 
+pub mod face_place;
 pub mod scene;
 pub mod tap_id;
 pub mod time;

@@ -247,7 +247,6 @@ pub(crate) const MAX_FACE_PAGE: usize = 500;
 
 /// Longest notice-text version, and of a place id.
 const MAX_TEXT_VERSION: usize = 64;
-const MAX_PLACE: usize = 64;
 
 /// A face consent request's fields.
 pub(crate) fn consent_request(
@@ -289,15 +288,10 @@ pub(crate) fn consent_request(
     }
     let mut places: Vec<String> = Vec::with_capacity(req.places.len());
     for place in &req.places {
-        if place.is_empty()
-            || place.len() > MAX_PLACE
-            || !place.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
-            })
-        {
+        if !citypass_proto::face_place::is_valid(place) {
             return Err(Error::invalid(
                 "places",
-                "each must be 1 to 64 of [a-z0-9._-]",
+                "each must be station:<id> or venue:<id>, the id 1 to 64 of [A-Za-z0-9._-] as the gate registry writes it",
             ));
         }
         if !places.contains(place) {

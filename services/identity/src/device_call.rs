@@ -112,6 +112,10 @@ impl DeviceCalls {
         if view.device.status != DeviceStatus::Active {
             return Err(Error::SigningDeviceNotActive);
         }
+        // Idle devices are dropped now and then so the map stays small.
+        if self.per_device.len() > 100_000 {
+            self.per_device.retain_recent();
+        }
         self.per_device
             .check_key(&call.device)
             .map_err(|_| Error::FaceCallsRateLimited)?;

@@ -291,8 +291,10 @@ pub(crate) const ACTION_BIND: &str = "bind a device";
 pub(crate) const ACTION_FACE_CONSENT: &str = "consent to face recognition";
 pub(crate) const ACTION_FACE_ENROL: &str = "enrol a face";
 
-/// The processing record's actor when a template goes because the device that enrolled
-/// it from the app was unbound (reported lost, replaced): the face a phone's holder
-/// chose is not trusted once the phone is not the citizen's, so the 1:N face pass stops
-/// matching it at once. The consents stay; the citizen enrols again from the new phone.
+/// The processing record's actor when an app-enrolled template goes because one of the
+/// subject's devices was unbound (reported lost, replaced): the face a phone's holder
+/// chose is not trusted once a phone is not the citizen's, and the thief may have
+/// enrolled it from another device the lost phone authorised, so any unbind takes the
+/// subject's app-enrolled face (a counter's stays) and the 1:N face pass stops matching
+/// it at once. The consents stay; the citizen enrols again from a phone they hold.
 pub const UNBOUND_DEVICE_ACTOR: &str = "device-unbound";

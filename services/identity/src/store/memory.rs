@@ -395,7 +395,7 @@ impl Store for MemoryStore {
             }
             let device = record.device.clone();
             if unbound {
-                state.face.drop_device_template(subject_id, device_id, now);
+                state.face.drop_app_template(subject_id, now);
             }
             Ok(device)
         })

@@ -60,7 +60,9 @@ fn consent_request(subject: &str, purpose: FacePurpose) -> RecordFaceConsentRequ
         purpose: purpose.into(),
         text_version: "face-2026-06".to_owned(),
         places: match purpose {
-            FacePurpose::FacePass => vec!["metro.line-1".to_owned(), "west-lake".to_owned()],
+            FacePurpose::FacePass => {
+                vec!["station:L1-S03".to_owned(), "venue:west-lake".to_owned()]
+            }
             _ => Vec::new(),
         },
         ..Default::default()
@@ -227,7 +229,10 @@ async fn a_citizen_consents_enrols_and_withdraws_and_no_trace_of_the_face_stays(
         template.purposes().collect::<Vec<_>>(),
         [FacePurpose::CounterCheck, FacePurpose::FacePass]
     );
-    assert_eq!(template.face_pass_places, vec!["metro.line-1", "west-lake"]);
+    assert_eq!(
+        template.face_pass_places,
+        vec!["station:L1-S03", "venue:west-lake"]
+    );
     assert_eq!(template.channel(), FaceChannel::App);
     assert_eq!(template.enrolled_by_device_id, device);
     let sealed = SealedTemplate {
@@ -422,15 +427,24 @@ async fn requests_are_checked_before_anything_is_stored() {
     let mut counter = h.client.clone();
     let before = digest(&h.pool).await;
     let mut places = consent_request(&subject, FacePurpose::CounterCheck);
-    places.places = vec!["west-lake".to_owned()];
+    places.places = vec!["venue:west-lake".to_owned()];
     let mut no_places = consent_request(&subject, FacePurpose::FacePass);
     no_places.places.clear();
     let mut bad_place = consent_request(&subject, FacePurpose::FacePass);
     bad_place.places = vec!["West Lake".to_owned()];
+    let mut kindless_place = consent_request(&subject, FacePurpose::FacePass);
+    kindless_place.places = vec!["L1-S03".to_owned()];
     let mut no_version = consent_request(&subject, FacePurpose::CounterCheck);
     no_version.text_version.clear();
     let no_purpose = consent_request(&subject, FacePurpose::Unspecified);
-    for request in [places, no_places, bad_place, no_version, no_purpose] {
+    for request in [
+        places,
+        no_places,
+        bad_place,
+        kindless_place,
+        no_version,
+        no_purpose,
+    ] {
         assert_refused(
             counter.record_face_consent(request).await,
             Code::InvalidArgument,

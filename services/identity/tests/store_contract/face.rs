@@ -32,7 +32,7 @@ fn consent(subject: SubjectId, purpose: FacePurpose) -> Consent {
         purpose,
         text_version: "face-2026-06".to_owned(),
         places: match purpose {
-            FacePurpose::FacePass => vec!["line-1.xihu".to_owned()],
+            FacePurpose::FacePass => vec!["station:L1-S03".to_owned()],
             _ => Vec::new(),
         },
         guardian: None,
@@ -41,14 +41,13 @@ fn consent(subject: SubjectId, purpose: FacePurpose) -> Consent {
     }
 }
 
+/// A template as a counter enrols it (no device; `ACTOR` is a counter).
 fn template(subject: SubjectId, seed: u32) -> NewTemplate {
     NewTemplate {
         subject_id: subject,
         sealed: sealed(subject, seed),
-        channel: FaceChannel::App,
-        device: Some(
-            citypass_identity::ids::DeviceId::parse("0123456789abcdef0123456789abcdef").unwrap(),
-        ),
+        channel: FaceChannel::Counter,
+        device: None,
     }
 }
 
@@ -197,7 +196,7 @@ pub(crate) async fn withdrawing_the_last_consent_deletes_the_template_and_is_aud
                 ACTOR.to_owned(),
                 at(1)
             ),
-            ("enrol", None, FaceChannel::App, ACTOR.to_owned(), at(2)),
+            ("enrol", None, FaceChannel::Counter, ACTOR.to_owned(), at(2)),
             (
                 "withdraw",
                 Some(FacePurpose::FacePass),
@@ -235,8 +234,17 @@ pub(crate) async fn the_feed_gives_each_subject_at_its_latest_change(store: Arc<
     }
     // A consent without a template is not in the feed.
     assert!(store.face_changes(0, 10).await.unwrap().is_empty());
-    let ta = template(a, 1);
-    store.enrol_face(ta.clone(), ACTOR, at(2)).await.unwrap();
+    // a's from the app, through a bound phone.
+    let phone = bound_device(&store, a, 0).await;
+    let ta = NewTemplate {
+        channel: FaceChannel::App,
+        device: Some(phone),
+        ..template(a, 1)
+    };
+    store
+        .enrol_face(ta.clone(), "device:p", at(2))
+        .await
+        .unwrap();
     store
         .enrol_face(template(b, 2), ACTOR, at(2))
         .await
@@ -249,7 +257,7 @@ pub(crate) async fn the_feed_gives_each_subject_at_its_latest_change(store: Arc<
     let first = feed[0].template.clone().expect("a's template");
     assert_eq!(first.sealed, ta.sealed);
     assert_eq!(first.purposes, vec![FacePurpose::FacePass]);
-    assert_eq!(first.face_pass_places, vec!["line-1.xihu".to_owned()]);
+    assert_eq!(first.face_pass_places, vec!["station:L1-S03".to_owned()]);
     assert_eq!(first.enrolled_at, at(2));
     assert_eq!(first.channel, FaceChannel::App);
     assert_eq!(first.device, ta.device);
@@ -351,32 +359,31 @@ pub(crate) async fn a_request_nonce_is_used_once(store: Arc<dyn Store>) {
     );
 }
 
-/// A face enrolled from the app shows whatever face the phone's holder chose: once the
-/// phone is unbound (lost, replaced) that face goes, in the same step, and the feed says
-/// so; a face another device or a counter enrolled stays, and so do the consents.
-pub(crate) async fn unbinding_the_device_that_enrolled_a_face_deletes_it(store: Arc<dyn Store>) {
+/// A face enrolled from the app shows whatever face the phone's holder chose: once any
+/// of the subject's phones is unbound (lost, replaced) that face goes, in the same step,
+/// and the feed says so (a thief may have enrolled it from a second device the lost one
+/// authorised); a counter's stays, and so do the consents. An enrolment from a device
+/// no longer bound stores nothing.
+pub(crate) async fn unbinding_a_device_deletes_the_subjects_app_enrolled_face(
+    store: Arc<dyn Store>,
+) {
     let subject = active_subject(&store, 1).await;
-    let phone = bound_device(&store, subject, 1).await;
-    let other_phone = bound_device(&store, subject, 2).await;
+    let lost = bound_device(&store, subject, 1).await;
+    let second = bound_device(&store, subject, 2).await;
     store
         .record_face_consent(consent(subject, FacePurpose::FacePass), "device:p", at(3))
         .await
         .unwrap();
-    let mut from_phone = template(subject, 1);
-    from_phone.device = Some(phone);
+    // Enrolled from the second device; the first is the one reported lost.
+    let from_phone = NewTemplate {
+        channel: FaceChannel::App,
+        device: Some(second),
+        ..template(subject, 1)
+    };
     store
         .enrol_face(from_phone.clone(), "device:p", at(4))
         .await
         .unwrap();
-    // Another of the subject's phones goes: the face stays.
-    store
-        .unbind_device(subject, other_phone, "replaced", at(5))
-        .await
-        .unwrap();
-    assert_eq!(
-        store.face_template(subject).await.unwrap(),
-        Some(from_phone.sealed)
-    );
     let cursor = store
         .face_changes(0, 100)
         .await
@@ -384,9 +391,8 @@ pub(crate) async fn unbinding_the_device_that_enrolled_a_face_deletes_it(store: 
         .last()
         .unwrap()
         .sequence;
-    // The phone that enrolled it goes: so does the face.
     store
-        .unbind_device(subject, phone, "lost", at(6))
+        .unbind_device(subject, lost, "lost", at(6))
         .await
         .unwrap();
     assert_eq!(store.face_template(subject).await.unwrap(), None);
@@ -407,7 +413,7 @@ pub(crate) async fn unbinding_the_device_that_enrolled_a_face_deletes_it(store: 
     );
     // Unbinding it again changes nothing more.
     store
-        .unbind_device(subject, phone, "lost", at(7))
+        .unbind_device(subject, lost, "lost", at(7))
         .await
         .unwrap();
     let again = store.face_changes(cursor, 100).await.unwrap();
@@ -417,6 +423,22 @@ pub(crate) async fn unbinding_the_device_that_enrolled_a_face_deletes_it(store: 
         "no new change"
     );
     assert_eq!(store.face_audit(subject).await.unwrap().len(), 3);
+    // An enrolment that was in flight from the unbound phone stores nothing.
+    let late = NewTemplate {
+        channel: FaceChannel::App,
+        device: Some(lost),
+        ..template(subject, 2)
+    };
+    assert!(matches!(
+        store.enrol_face(late, "device:p", at(8)).await,
+        Err(Error::SigningDeviceNotActive)
+    ));
+    assert_eq!(store.face_template(subject).await.unwrap(), None);
+    // The remaining phone still enrols.
+    store
+        .enrol_face(from_phone.clone(), "device:p", at(8))
+        .await
+        .unwrap();
 
     // A counter's enrolment is no phone's: unbinding a phone leaves it.
     let counter_subject = active_subject(&store, 2).await;

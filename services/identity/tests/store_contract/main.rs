@@ -73,7 +73,7 @@ citypass_testkit::contract_suite!(
         face::the_feed_gives_each_subject_at_its_latest_change,
         face::birth_dates_are_kept_for_the_guardian_rule,
         face::a_request_nonce_is_used_once,
-        face::unbinding_the_device_that_enrolled_a_face_deletes_it,
+        face::unbinding_a_device_deletes_the_subjects_app_enrolled_face,
     ]
 );
 

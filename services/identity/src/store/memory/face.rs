@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use citypass_face::SealedTemplate;
-use citypass_proto::v1::{FaceChannel, FacePurpose, SubjectStatus};
+use citypass_proto::v1::{DeviceStatus, FaceChannel, FacePurpose, SubjectStatus};
 use futures::future::BoxFuture;
 
 use super::{MemoryStore, State};
@@ -78,18 +78,13 @@ impl FaceState {
 }
 
 impl FaceState {
-    /// Deletes `id`'s template if `device` enrolled it (the device was just unbound);
-    /// see [`UNBOUND_DEVICE_ACTOR`].
-    pub(super) fn drop_device_template(
-        &mut self,
-        id: SubjectId,
-        device: crate::ids::DeviceId,
-        now: Timestamp,
-    ) {
+    /// Deletes `id`'s app-enrolled template (one of its devices was just unbound); see
+    /// [`UNBOUND_DEVICE_ACTOR`].
+    pub(super) fn drop_app_template(&mut self, id: SubjectId, now: Timestamp) {
         if self
             .templates
             .get(&id)
-            .is_some_and(|t| t.device == Some(device))
+            .is_some_and(|t| t.channel == FaceChannel::App)
         {
             self.templates.remove(&id);
             self.audit(
@@ -214,6 +209,17 @@ impl FaceStore for MemoryStore {
                 return Err(Error::FaceConsentRequired);
             }
             let enrolled_before = face.templates.len() as u64;
+            // The enrolling device is still bound (under the store's one lock, which an
+            // unbind takes too).
+            if let Some(device) = template.device {
+                let bound = state.devices.get(&device).is_some_and(|r| {
+                    r.device.subject_id == id && r.device.status == DeviceStatus::Active
+                });
+                if !bound {
+                    return Err(Error::SigningDeviceNotActive);
+                }
+            }
+            let face = &mut state.face;
             face.templates.insert(
                 id,
                 StoredTemplate {

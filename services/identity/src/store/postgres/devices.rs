@@ -147,8 +147,8 @@ impl PostgresStore {
              RETURNING {DEVICE_COLUMNS}"
         );
         // The face lock first, as every face write takes it (the feed's order; the same
-        // lock order, so no deadlock with a concurrent enrolment): a face the device
-        // enrolled goes with it.
+        // lock order, so no deadlock with a concurrent enrolment): the subject's
+        // app-enrolled face goes with the device.
         let mut tx = self.pool.begin().await?;
         face::lock_face(&mut tx).await?;
         let updated = sqlx::query(&sql)
@@ -159,7 +159,7 @@ impl PostgresStore {
             .fetch_optional(&mut *tx)
             .await?;
         if updated.is_some() {
-            face::drop_device_template(&mut tx, subject_id, device_id, now).await?;
+            face::drop_app_template(&mut tx, subject_id, now).await?;
         }
         tx.commit().await?;
         let row = match updated {

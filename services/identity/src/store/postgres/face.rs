@@ -137,21 +137,19 @@ async fn add_to_count(conn: &mut PgConnection, delta: i64) -> Result<u64, Error>
     u64::try_from(n).map_err(|_| Error::Corrupt("face_template_count"))
 }
 
-/// Deletes `id`'s template if `device` enrolled it, in the transaction that unbinds the
-/// device (which took [`lock_face`] first); see [`UNBOUND_DEVICE_ACTOR`].
-pub(super) async fn drop_device_template(
+/// Deletes `id`'s app-enrolled template, in the transaction that unbinds one of its
+/// devices (which took [`lock_face`] first); see [`UNBOUND_DEVICE_ACTOR`].
+pub(super) async fn drop_app_template(
     tx: &mut PgConnection,
     id: SubjectId,
-    device: DeviceId,
     now: Timestamp,
 ) -> Result<(), Error> {
-    let deleted =
-        sqlx::query("DELETE FROM face_templates WHERE subject_id = $1 AND device_id = $2")
-            .bind(id.as_bytes().as_slice())
-            .bind(device.as_bytes().as_slice())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+    let deleted = sqlx::query("DELETE FROM face_templates WHERE subject_id = $1 AND channel = $2")
+        .bind(id.as_bytes().as_slice())
+        .bind(db_enum(FaceChannel::App))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     if deleted > 0 {
         add_to_count(tx, -1).await?;
         audit(
@@ -316,6 +314,20 @@ impl FaceStore for PostgresStore {
                 .collect();
             if purposes.is_empty() {
                 return Err(Error::FaceConsentRequired);
+            }
+            // The enrolling device is still bound, read under the face lock that an unbind
+            // takes too: an enrolment in flight when its phone is unbound stores nothing.
+            if let Some(device) = template.device {
+                let bound: Option<bool> = sqlx::query_scalar(
+                    "SELECT status = 1 FROM devices WHERE device_id = $1 AND subject_id = $2",
+                )
+                .bind(device.as_bytes().as_slice())
+                .bind(id.as_bytes().as_slice())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if bound != Some(true) {
+                    return Err(Error::SigningDeviceNotActive);
+                }
             }
             let enrolled_before = count_templates(&mut tx).await?;
             // `xmax = 0` only on a row this statement inserted (not on one it updated).
