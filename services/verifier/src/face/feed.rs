@@ -15,6 +15,10 @@
 //! Only counter-enrolled templates with a live `COUNTER_CHECK` consent serve the
 //! counters' 1:1 check: a template enrolled from the app shows whatever face the phone's
 //! holder chose, so it cannot prove that the person at the counter is the code's owner.
+//! Templates with a live `FACE_PASS` consent (from either channel) go into one gallery
+//! per place the consent names (`face_pass_places`); a change or a withdrawal replaces
+//! or removes every place's row at once. Stale galleries serve no face pass either: the
+//! gate is answered FACE_PASS_UNAVAILABLE and asks for the code.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,30 +127,52 @@ impl FaceFeed {
         });
     }
 
-    /// One subject's latest state: enrolled for counter checks, or not.
+    /// One subject's latest state: enrolled for counter checks or not, and for face
+    /// pass at which places (the template opened once for both).
     fn apply(&self, galleries: &FaceGalleries, change: FaceTemplateChange) {
         let Ok(subject) = SubjectId::parse(&change.subject_id) else {
             tracing::warn!("face template feed: a change without a valid subject id, skipped");
             return;
         };
-        let counter = change.template.as_ref().filter(|t| {
+        let template = change.template.as_ref();
+        let counter = template.filter(|t| {
             t.channel == FaceChannel::Counter as i32
                 && t.purposes.contains(&(FacePurpose::CounterCheck as i32))
         });
-        let Some(template) = counter else {
-            galleries.withdraw_counter(&subject);
-            return;
+        // Face pass takes a template from either channel: the rider chose to walk
+        // through by face at these places, whichever way they enrolled it.
+        let pass = template.filter(|t| {
+            t.purposes.contains(&(FacePurpose::FacePass as i32)) && !t.face_pass_places.is_empty()
+        });
+        let opened = match template.filter(|_| counter.is_some() || pass.is_some()) {
+            None => None,
+            Some(template) => {
+                let sealed = SealedTemplate {
+                    key_id: u16::try_from(template.key_id).unwrap_or(0),
+                    bytes: template.sealed.clone(),
+                };
+                match self.keys.open(&change.subject_id, &sealed) {
+                    Ok(embedding) => Some(embedding),
+                    Err(err) => {
+                        // The error names a key id at most, never the subject or the bytes.
+                        tracing::warn!(error = %err, "face template feed: a template does not open; not used");
+                        None
+                    }
+                }
+            }
         };
-        let sealed = SealedTemplate {
-            key_id: u16::try_from(template.key_id).unwrap_or(0),
-            bytes: template.sealed.clone(),
-        };
-        match self.keys.open(&change.subject_id, &sealed) {
-            Ok(embedding) => galleries.enrol_counter(subject, &embedding),
-            Err(err) => {
-                // The error names a key id at most, never the subject or the bytes.
-                tracing::warn!(error = %err, "face template feed: a template does not open; not used");
+        match (&opened, counter) {
+            (Some(embedding), Some(_)) => galleries.enrol_counter(subject, embedding),
+            _ => {
                 galleries.withdraw_counter(&subject);
+            }
+        }
+        match (&opened, pass) {
+            (Some(embedding), Some(pass)) => {
+                galleries.enrol_face_pass(subject, &pass.face_pass_places, embedding);
+            }
+            _ => {
+                galleries.withdraw_face_pass(&subject);
             }
         }
     }
