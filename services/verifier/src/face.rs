@@ -562,6 +562,12 @@ impl FaceGalleries {
             .map_or(0, Gallery::len)
     }
 
+    /// Drops every template (the feed is read again from its start).
+    pub fn clear(&self) {
+        *self.write() = Gallery::new();
+        *self.pass_write() = Places::default();
+    }
+
     /// How many counter-check templates are held.
     pub fn counter_len(&self) -> usize {
         self.read().len()

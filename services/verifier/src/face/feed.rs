@@ -52,6 +52,12 @@ pub enum FeedError {
     CursorBackwards,
 }
 
+/// Whether identity's feed is behind `cursor`: its last sequence (when it says) is below
+/// the cursor, so identity's sequence was wound back (SECURITY.md F5).
+fn behind(last_sequence: Option<i64>, cursor: i64) -> bool {
+    last_sequence.is_some_and(|last| last < cursor)
+}
+
 /// The feed's client and the keys that open its templates.
 pub struct FaceFeed {
     client: IdentityServiceClient<InjectTraceContext<Channel>>,
@@ -92,6 +98,17 @@ impl FaceFeed {
                 .await
                 .map_err(|status| FeedError::Unavailable(status.code()))?
                 .into_inner();
+            if behind(answer.last_sequence, *cursor) {
+                // Identity numbers changes from an earlier point than this cursor (its
+                // database was restored or replaced): changes after the restore would
+                // stay invisible. Drop every template and read the feed again from 0.
+                tracing::warn!(
+                    "identity's face feed is behind this verifier's cursor; reading it again from the start"
+                );
+                galleries.clear();
+                *cursor = 0;
+                continue;
+            }
             if answer.next_sequence < *cursor {
                 return Err(FeedError::CursorBackwards);
             }
@@ -175,5 +192,21 @@ impl FaceFeed {
                 galleries.withdraw_face_pass(&subject);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_feed_wound_back_below_the_cursor_is_read_again() {
+        assert!(behind(Some(10), 11));
+        assert!(behind(Some(0), 5));
+        assert!(!behind(Some(11), 11));
+        assert!(!behind(Some(12), 11));
+        // An identity that does not say (older than the field): no resync.
+        assert!(!behind(None, 11));
+        assert!(!behind(Some(0), 0));
     }
 }
