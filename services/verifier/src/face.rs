@@ -35,7 +35,7 @@ use std::collections::HashMap;
 use citypass_face::{Decision, Embedding, Gallery, MatchRule, Similarity, TemplateKeys};
 use citypass_runtime::config::duration;
 use citypass_runtime::{Environment, Secret};
-use citypass_token::{Scene, SubjectId};
+use citypass_token::{DeviceId, Scene, SubjectId};
 use serde::Deserialize;
 
 /// Whether a counter scene takes a face check.
@@ -409,6 +409,9 @@ pub trait FaceTemplates: Send + Sync + 'static {
         probe: &Embedding,
         rule: MatchRule,
     ) -> Option<Decision<SubjectId>>;
+
+    /// The bound device that enrolled `subject`'s face-pass template from the app.
+    fn face_pass_device(&self, subject: &SubjectId) -> Option<DeviceId>;
 }
 
 /// The templates in memory: the counter-check gallery, and one face-pass gallery per
@@ -433,10 +436,14 @@ pub struct FaceGalleries {
 struct Places {
     galleries: HashMap<String, Gallery<SubjectId>>,
     of_rider: HashMap<SubjectId, Vec<String>>,
+    /// The bound device that enrolled a rider's template from the app: once it is
+    /// revoked (a phone reported stolen), the template is not used.
+    device_of: HashMap<SubjectId, DeviceId>,
 }
 
 impl Places {
     fn withdraw(&mut self, subject: &SubjectId) -> bool {
+        self.device_of.remove(subject);
         let Some(places) = self.of_rider.remove(subject) else {
             return false;
         };
@@ -528,10 +535,20 @@ impl FaceGalleries {
     }
 
     /// Puts `subject`'s face-pass template in the gallery of each of `places` (and in
-    /// no other: a changed consent moves the rows).
-    pub fn enrol_face_pass(&self, subject: SubjectId, places: &[String], template: &Embedding) {
+    /// no other: a changed consent moves the rows); `device`: the bound device that
+    /// enrolled it from the app (none for a counter's).
+    pub fn enrol_face_pass(
+        &self,
+        subject: SubjectId,
+        places: &[String],
+        template: &Embedding,
+        device: Option<DeviceId>,
+    ) {
         let mut pass = self.pass_write();
         pass.withdraw(&subject);
+        if let Some(device) = device {
+            pass.device_of.insert(subject, device);
+        }
         let mut mine: Vec<String> = Vec::with_capacity(places.len());
         for place in places {
             if place.is_empty() || mine.contains(place) {
@@ -617,6 +634,10 @@ impl FaceTemplates for FaceGalleries {
             None => Decision::NoMatch,
         })
     }
+
+    fn face_pass_device(&self, subject: &SubjectId) -> Option<DeviceId> {
+        self.pass_read().device_of.get(subject).copied()
+    }
 }
 
 /// The counter face check: the settings and the templates.
@@ -664,6 +685,11 @@ impl CounterFaces {
     pub fn face_pass(&self, place: &str, probe: &Embedding) -> Option<Decision<SubjectId>> {
         self.templates
             .face_pass(place, probe, self.settings.pass.rule())
+    }
+
+    /// The device that enrolled `subject`'s face-pass template from the app, if any.
+    pub fn face_pass_device(&self, subject: &SubjectId) -> Option<DeviceId> {
+        self.templates.face_pass_device(subject)
     }
 
     /// The check of an allowed scan at `scene` when it could not be made; `None` where
@@ -881,7 +907,7 @@ mod tests {
         let rule = FacePassSettings::default().rule();
         let rider = subject();
         let places = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
-        galleries.enrol_face_pass(rider, &places(&["a", "b", "a"]), &face(1, 0.0));
+        galleries.enrol_face_pass(rider, &places(&["a", "b", "a"]), &face(1, 0.0), None);
         assert_eq!(galleries.face_pass_len("a"), 1);
         assert_eq!(galleries.face_pass_len("b"), 1);
         assert!(matches!(
@@ -893,7 +919,7 @@ mod tests {
             Some(Decision::NoMatch)
         );
         // A changed consent moves the rows: gone from `a`, now at `c`.
-        galleries.enrol_face_pass(rider, &places(&["b", "c"]), &face(1, 0.0));
+        galleries.enrol_face_pass(rider, &places(&["b", "c"]), &face(1, 0.0), None);
         assert_eq!(galleries.face_pass_len("a"), 0);
         assert_eq!(galleries.face_pass_len("c"), 1);
         assert!(galleries.withdraw_face_pass(&rider));
@@ -904,7 +930,7 @@ mod tests {
         );
         // Stale fed galleries match nobody.
         let fed = FaceGalleries::fed(Duration::from_secs(600));
-        fed.enrol_face_pass(rider, &places(&["a"]), &face(1, 0.0));
+        fed.enrol_face_pass(rider, &places(&["a"]), &face(1, 0.0), None);
         assert_eq!(fed.face_pass("a", &face(1, 0.0), rule), None);
         fed.mark_synced();
         assert!(fed.face_pass("a", &face(1, 0.0), rule).is_some());

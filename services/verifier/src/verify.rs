@@ -46,7 +46,7 @@ use citypass_gate::{
 };
 use citypass_revocation_follow::{Follower, Freshness, RevocationSet, RevocationView};
 use citypass_runtime::Deadline;
-use citypass_token::{SignatureCheck, SubjectId, kind_of, sha256, unix_now};
+use citypass_token::{DeviceId, SignatureCheck, SubjectId, kind_of, sha256, unix_now};
 
 use crate::error::VerifierError;
 use crate::face::{CounterFaces, FaceCheck, FacePolicy};
@@ -113,6 +113,9 @@ pub trait Revocations: Send + Sync + 'static {
     /// A holder found without a code (a face): refused while the subject's latest
     /// entry is a revocation (there is no issue time to compare with).
     fn check_holder(&self, subject: &SubjectId) -> (Result<(), DenyReason>, Freshness);
+    /// Whether a device that enrolled a face from the app is revoked now (its latest
+    /// entry is a revocation: a phone reported stolen), so its enrolment is not used.
+    fn enrolling_device_revoked(&self, device: &DeviceId) -> bool;
 }
 
 fn holder_revocation(subject: &SubjectId, set: &RevocationSet) -> Result<(), DenyReason> {
@@ -141,6 +144,10 @@ impl Revocations for RevocationView {
 
     fn check_holder(&self, subject: &SubjectId) -> (Result<(), DenyReason>, Freshness) {
         self.decide(|set| holder_revocation(subject, set))
+    }
+
+    fn enrolling_device_revoked(&self, device: &DeviceId) -> bool {
+        self.issuance_blocked_device(device)
     }
 }
 
@@ -183,6 +190,10 @@ impl Revocations for FixedRevocations {
 
     fn check_holder(&self, subject: &SubjectId) -> (Result<(), DenyReason>, Freshness) {
         (holder_revocation(subject, &self.set), self.freshness())
+    }
+
+    fn enrolling_device_revoked(&self, device: &DeviceId) -> bool {
+        self.set.issuance_blocked_device(device)
     }
 }
 
@@ -758,6 +769,13 @@ impl Verifier {
         basis.revocation_epoch = freshness.epoch;
         basis.revocation_age = freshness.age;
         revoked.map_err(Refusal::from)?;
+        // A template enrolled from a phone since revoked (reported stolen) is not the
+        // rider's word any more: not recognised, the gate asks for the code.
+        if let Some(device) = self.faces.face_pass_device(&rider)
+            && self.revocations.enrolling_device_revoked(&device)
+        {
+            return Err(Refusal::FacePass(FacePassRefusal::NotRecognised));
+        }
         // The mark: a keyed digest of rider and gate (the pseudonym key's
         // `face-pass-mark:<gate>` scope), so Redis holds nothing a person is found by.
         let keyed = subjects.pseudonym(&rider, PseudonymScope::FacePassMark(gate_id));

@@ -29,7 +29,7 @@ use citypass_proto::v1::{
     FaceChannel, FacePurpose, FaceTemplateChange, ListFaceTemplateChangesRequest,
 };
 use citypass_runtime::InjectTraceContext;
-use citypass_token::SubjectId;
+use citypass_token::{DeviceId, SubjectId};
 use tonic::transport::Channel;
 
 use super::FaceGalleries;
@@ -186,7 +186,11 @@ impl FaceFeed {
         }
         match (&opened, pass) {
             (Some(embedding), Some(pass)) => {
-                galleries.enrol_face_pass(subject, &pass.face_pass_places, embedding);
+                // An app enrolment names its device (unusable once that is revoked).
+                let device = (pass.channel == FaceChannel::App as i32)
+                    .then(|| DeviceId::parse(&pass.enrolled_by_device_id).ok())
+                    .flatten();
+                galleries.enrol_face_pass(subject, &pass.face_pass_places, embedding, device);
             }
             _ => {
                 galleries.withdraw_face_pass(&subject);

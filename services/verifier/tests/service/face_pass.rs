@@ -10,7 +10,7 @@ use citypass_face::Embedding;
 use citypass_proto::v1::verifier_service_client::VerifierServiceClient;
 use citypass_proto::v1::{self as pb, LiveFace, Liveness, VerifyFaceRequest, VerifyResponse};
 use citypass_runtime::reason_of;
-use citypass_token::SubjectId;
+use citypass_token::{DeviceId, SubjectId};
 use citypass_verifier::TapKind;
 use citypass_verifier::face::FaceGalleries;
 use tonic::Code;
@@ -44,12 +44,14 @@ fn enrol_crowd(faces: &FaceGalleries) -> Embedding {
         rider(),
         &places(&["L1-S03", "L2-S01", "west-lake"]),
         &Embedding::sample(1),
+        None,
     );
     for n in (2..40u8).filter(|n| [*n; 16] != SUBJECT) {
         faces.enrol_face_pass(
             SubjectId::from_bytes([n; 16]),
             &places(&["L1-S03", "L2-S01"]),
             &Embedding::sample(u32::from(n)),
+            None,
         );
     }
     blend(&Embedding::sample(1), &Embedding::sample(5000), 0.2)
@@ -145,16 +147,24 @@ async fn strangers_look_alikes_and_other_places_are_not_recognised() {
 
     // A rider who consented at another station only.
     let elsewhere = SubjectId::from_bytes([77; 16]);
-    h.faces
-        .enrol_face_pass(elsewhere, &places(&["L9-S09"]), &Embedding::sample(77));
+    h.faces.enrol_face_pass(
+        elsewhere,
+        &places(&["L9-S09"]),
+        &Embedding::sample(77),
+        None,
+    );
     not_recognised(
         &verify_face(&mut gate, face_request("n-2", &Embedding::sample(77), None)).await,
     );
 
     // Two enrolled faces nearly equal: the margin rule refuses rather than guess.
     let twin = blend(&Embedding::sample(3), &Embedding::sample(6000), 0.05);
-    h.faces
-        .enrol_face_pass(SubjectId::from_bytes([78; 16]), &places(&["L1-S03"]), &twin);
+    h.faces.enrol_face_pass(
+        SubjectId::from_bytes([78; 16]),
+        &places(&["L1-S03"]),
+        &twin,
+        None,
+    );
     not_recognised(&verify_face(&mut gate, face_request("n-3", &Embedding::sample(3), None)).await);
 
     // A withdrawal removes the rider's rows at every place at once.
@@ -271,4 +281,35 @@ async fn stale_galleries_answer_unavailable_never_open() {
     assert_eq!(denied(&answer), pb::DenyReason::FacePassUnavailable);
     h.faces.mark_synced();
     allowed(&verify_face(&mut gate, face_request("u-2", &live, None)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_face_enrolled_from_a_phone_since_revoked_is_not_used() {
+    let mut h = Harness::start().await;
+    let live = enrol_crowd(&h.faces);
+    // The rider's template came from the app on this phone.
+    let phone = DeviceId::from_bytes([42; 16]);
+    h.faces.enrol_face_pass(
+        rider(),
+        &places(&["L1-S03"]),
+        &Embedding::sample(1),
+        Some(phone),
+    );
+    let mut entry = h.gate("metro-face-in");
+    allowed(&verify_face(&mut entry, face_request("d-1", &live, None)).await);
+
+    // The phone is reported stolen: its enrolment is not the rider's word any more.
+    let epoch = h
+        .revocation
+        .revoke(pb::TargetKind::Device, &hex::encode([42u8; 16]))
+        .await;
+    tokio::time::timeout(Duration::from_secs(30), h.revocations.wait_for_epoch(epoch))
+        .await
+        .expect("the follower applies the revocation");
+    let mut exit = h.gate("metro-face-out");
+    let answer = verify_face(&mut exit, face_request("d-2", &live, None)).await;
+    assert_eq!(denied(&answer), pb::DenyReason::FaceNotRecognised);
+    // Another rider, enrolled at a counter, still passes.
+    let other = blend(&Embedding::sample(2), &Embedding::sample(5001), 0.2);
+    allowed(&verify_face(&mut exit, face_request("d-3", &other, None)).await);
 }
