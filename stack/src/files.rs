@@ -96,13 +96,16 @@ fn venue_gate(venue: &str) -> String {
 
 /// The verifier's sample gates, one or more per scene, written to its registry file on
 /// first run (each also gets a dev certificate, `pki/gate-<id>/`).
-pub const SAMPLE_GATE_IDS: [&str; 6] = [
+pub const SAMPLE_GATE_IDS: [&str; 9] = [
     "metro-entry-1",
     "metro-exit-1",
     "bus-1",
     "hospital-desk-1",
     "scenic-gate-1",
     "hall-counter-1",
+    "metro-face-in",
+    "metro-face-out",
+    "scenic-face-1",
 ];
 
 /// The sample gate registry (the verifier's `gates.yaml` as `citypass dev` writes it
@@ -117,6 +120,11 @@ gates:
   hospital-desk-1: {scene: hospital, hospital: dev-hospital, operator: dev-hospital}
   scenic-gate-1: {scene: scenic, venue: dev-park, operator: dev-park}
   hall-counter-1: {scene: government, hall: dev-service-hall, operator: dev-government}
+  # Face pass (刷脸通行) for riders who consented at the station or venue; unattended,
+  # so each face must come with the gate's liveness check.
+  metro-face-in: {scene: metro, direction: entry, station: pingguoyuan, operator: metro, face_pass: true}
+  metro-face-out: {scene: metro, direction: exit, station: xidan, operator: metro, face_pass: true}
+  scenic-face-1: {scene: scenic, venue: dev-park, operator: dev-park, face_pass: true}
 ";
 
 fn write(path: &Path, bytes: impl AsRef<[u8]>) -> Result<(), StackError> {

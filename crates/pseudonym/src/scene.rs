@@ -38,6 +38,10 @@ pub enum Scope<'a> {
     Hospital,
     /// One scenic venue (`venue:<id>`, the gate registry's `venue`).
     Venue(&'a str),
+    /// The verifier's face-pass mark at one place (`face-pass-mark:<place>`, the place
+    /// `station:<id>` or `venue:<id>`): never shown to anyone, it keys the replay
+    /// store's "this rider just passed here" entry without putting the subject there.
+    FacePassMark(&'a str),
 }
 
 impl Scope<'_> {
@@ -47,6 +51,7 @@ impl Scope<'_> {
             Scope::Transit => "transit".into(),
             Scope::Hospital => "hospital".into(),
             Scope::Venue(id) => format!("venue:{id}").into(),
+            Scope::FacePassMark(gate) => format!("face-pass-mark:{gate}").into(),
         }
     }
 }

@@ -596,6 +596,11 @@ impl Identity {
         self.faces.changes(&*self.store, after, limit).await
     }
 
+    /// The highest sequence number the feed has given out (see the store's).
+    pub async fn face_last_sequence(&self) -> Result<i64, Error> {
+        self.store.face_last_sequence().await
+    }
+
     /// Today's date in China (UTC+8), for ages.
     fn today_here() -> Date {
         Date::from_unix(Timestamp::now().unix_seconds() + 8 * 3600)

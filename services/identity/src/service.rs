@@ -547,11 +547,14 @@ impl IdentityService for IdentityApi {
                     .identity
                     .face_changes(req.after_sequence, limit)
                     .await?;
+                // Read after the page: at least every sequence the page holds.
+                let last_sequence = self.identity.face_last_sequence().await?;
                 let next_sequence = entries.last().map_or(req.after_sequence, |e| e.sequence);
                 Ok(v1::ListFaceTemplateChangesResponse {
                     changes: entries.into_iter().map(convert::feed_entry).collect(),
                     next_sequence,
                     more,
+                    last_sequence: Some(last_sequence),
                 })
             }
             .await,

@@ -253,6 +253,10 @@ pub trait FaceStore: Send + Sync + 'static {
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<FeedEntry>, Error>>;
 
+    /// The highest sequence number the feed has given out (0 when none): a follower
+    /// whose cursor is above it missed changes (a restored database) and starts again.
+    fn face_last_sequence<'a>(&'a self) -> BoxFuture<'a, Result<i64, Error>>;
+
     /// The subject's processing record, oldest first. [`Error::SubjectNotFound`].
     fn face_audit<'a>(&'a self, id: SubjectId) -> BoxFuture<'a, Result<Vec<AuditEntry>, Error>>;
 

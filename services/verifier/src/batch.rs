@@ -84,6 +84,8 @@ mod tests {
             hospital: None,
             hall: None,
             operator: None,
+            face_pass: false,
+            attended: false,
         };
         let subjects = Arc::new(FixedSubjects::new(FixedSubjects::citizen(
             SubjectId::from_bytes(SUBJECT),

@@ -294,7 +294,10 @@ pub async fn build_replacing(
                 .as_ref()
                 .map(|s| &s.identity)
                 .ok_or_else(|| part("face feed")(std::io::Error::other("subjects is required")))?;
-            let channel = identity
+            // The feed's own timeout (a page of templates), not the profile lookups'.
+            let mut upstream = identity.clone();
+            upstream.request_timeout = feed.timeout;
+            let channel = upstream
                 .channel(tls.as_ref())
                 .map_err(part("face feed client"))?;
             let galleries = Arc::new(FaceGalleries::fed(feed.max_age));

@@ -7,13 +7,14 @@ use std::time::Duration;
 use citypass_face::Embedding;
 use citypass_gate::DenyReason;
 use citypass_proto::v1::{self as pb, VerifyRequest, VerifyResponse};
-use citypass_token::{CodeKind, TokenError};
+use citypass_token::TokenError;
 
 use crate::error::VerifierError;
 use crate::face::{FaceCheck, FaceResult, ScoreBand};
 use crate::fraud::{FraudKind, SignalPage};
 use crate::model::{
-    Answer, Direction, PolicyRefusal, Refusal, Scan, SceneResult, VoidScan, Voided,
+    Answer, Direction, FacePassRefusal, FaceScan, PolicyRefusal, PresentedKind, Refusal, Scan,
+    SceneResult, VoidScan, Voided,
 };
 use crate::transit::TapRefused;
 use crate::upload::{Malformed, OfflineScan, ScanResult, TapPassed, Upload, UploadOutcome};
@@ -41,12 +42,7 @@ pub fn scan(request: VerifyRequest) -> Result<Scan, VerifierError> {
     if request.station_id.len() > MAX_ID_BYTES {
         return Err(VerifierError::BadStationId);
     }
-    let direction = match pb::Direction::try_from(request.direction) {
-        Ok(pb::Direction::Unspecified) => Direction::Unspecified,
-        Ok(pb::Direction::Entry) => Direction::Entry,
-        Ok(pb::Direction::Exit) => Direction::Exit,
-        Err(_) => return Err(VerifierError::BadDirection),
-    };
+    let direction = direction(request.direction)?;
     let live_face = request
         .live_face
         .map(|face| Embedding::from_normalised(face.embedding))
@@ -61,6 +57,38 @@ pub fn scan(request: VerifyRequest) -> Result<Scan, VerifierError> {
         station_id: request.station_id,
         live_face,
     })
+}
+
+/// The face scan a VerifyFace request describes, or why its shape is wrong.
+pub fn face_scan(request: pb::VerifyFaceRequest) -> Result<FaceScan, VerifierError> {
+    if !citypass_proto::tap_id::is_valid(&request.scan_id) {
+        return Err(VerifierError::BadScanId);
+    }
+    let face = request.live_face.ok_or(VerifierError::MissingFace)?;
+    let live_face =
+        Embedding::from_normalised(face.embedding).map_err(VerifierError::BadFaceEmbedding)?;
+    let direction = direction(request.direction)?;
+    // A check that was not run, a score outside [0, 1] (or not a number), or one that
+    // names no model is no liveness (face review G9).
+    let liveness = request
+        .liveness
+        .filter(|l| l.checked && (0.0..=1.0).contains(&l.score) && !l.model.trim().is_empty())
+        .map(|l| l.score);
+    Ok(FaceScan {
+        scan_id: request.scan_id,
+        live_face,
+        liveness,
+        direction,
+    })
+}
+
+fn direction(direction: i32) -> Result<Direction, VerifierError> {
+    match pb::Direction::try_from(direction) {
+        Ok(pb::Direction::Unspecified) => Ok(Direction::Unspecified),
+        Ok(pb::Direction::Entry) => Ok(Direction::Entry),
+        Ok(pb::Direction::Exit) => Ok(Direction::Exit),
+        Err(_) => Err(VerifierError::BadDirection),
+    }
 }
 
 /// The void a VoidScan request describes, or why its shape is wrong.
@@ -126,8 +154,9 @@ pub fn response(answer: &Answer, scan_id: &str) -> VerifyResponse {
         idempotent_replay: answer.idempotent_replay,
         code_kind: match answer.code_kind {
             None => pb::CodeKind::Unspecified,
-            Some(CodeKind::Online) => pb::CodeKind::Online,
-            Some(CodeKind::Offline) => pb::CodeKind::Offline,
+            Some(PresentedKind::Online) => pb::CodeKind::Online,
+            Some(PresentedKind::Offline) => pb::CodeKind::Offline,
+            Some(PresentedKind::Face) => pb::CodeKind::Face,
         } as i32,
         decided_at: Some(citypass_proto::time::timestamp(answer.decided_at)),
         face_check: answer.face.map(face_check),
@@ -226,6 +255,13 @@ pub fn deny_reason(refusal: &Refusal) -> pb::DenyReason {
         Refusal::SubjectUnreadable => R::UnsealFailed,
         Refusal::ServiceUnavailable => R::ServiceUnavailable,
         Refusal::Policy(refusal) => policy_reason(*refusal),
+        Refusal::FacePass(refusal) => match refusal {
+            FacePassRefusal::NotHere => R::FacePassNotHere,
+            FacePassRefusal::LivenessRequired => R::LivenessRequired,
+            FacePassRefusal::LivenessFailed => R::LivenessFailed,
+            FacePassRefusal::NotRecognised => R::FaceNotRecognised,
+            FacePassRefusal::Unavailable => R::FacePassUnavailable,
+        },
         Refusal::Code(reason) => match reason {
             DenyReason::Token(error) => token_reason(error),
             DenyReason::ScopeNotAllowed => R::ScopeNotAllowed,

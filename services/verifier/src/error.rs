@@ -78,6 +78,9 @@ pub enum VerifierError {
     /// A live face sent to a scene whose face policy is `off` (or that has no counter).
     #[error("this scene takes no face")]
     FaceNotUsedHere,
+    /// A VerifyFace request without a live face.
+    #[error("live_face is required")]
+    MissingFace,
     /// A live face that is not 512 finite numbers of unit length.
     #[error("live_face is not a usable embedding: {0}")]
     BadFaceEmbedding(citypass_face::EmbeddingError),
@@ -114,6 +117,7 @@ impl ServiceError for VerifierError {
             E::TransitUnavailable => "PAYMENTS_UNAVAILABLE",
             E::FaceNotUsedHere => "FACE_NOT_USED_HERE",
             E::BadFaceEmbedding(_) => "BAD_FACE_EMBEDDING",
+            E::MissingFace => "MISSING_FACE",
         }
     }
 
@@ -134,7 +138,8 @@ impl ServiceError for VerifierError {
             | E::BadPageToken
             | E::BadPageSize
             | E::FaceNotUsedHere
-            | E::BadFaceEmbedding(_) => ErrorKind::InvalidArgument,
+            | E::BadFaceEmbedding(_)
+            | E::MissingFace => ErrorKind::InvalidArgument,
             E::NotAGate | E::GateMismatch => ErrorKind::PermissionDenied,
             E::UnknownGate | E::NotATransitGate | E::CodeRefused | E::VoidRefused(_) => {
                 ErrorKind::FailedPrecondition

@@ -16,6 +16,12 @@
 //! identity's feed of sealed templates: [`feed`]) and the two are compared here.
 //! Neither the score nor the template leaves the verifier: the answer has a
 //! [`ScoreBand`].
+//!
+//! The same galleries serve the 1:N face pass at gates (刷脸通行, `VerifyFace`): one
+//! gallery per station or venue, holding the riders whose live `FACE_PASS` consent
+//! names it ([`FaceTemplates::face_pass`]), searched with the margin rule
+//! ([`FacePassSettings`]: why its threshold is above the counters'). The decision around
+//! a match (liveness, revocation, single use, the scene policy) is `verify.rs`'s.
 
 pub mod feed;
 
@@ -24,10 +30,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use citypass_face::{Embedding, Gallery, Similarity, TemplateKeys};
+use std::collections::HashMap;
+
+use citypass_face::{Decision, Embedding, Gallery, MatchRule, Similarity, TemplateKeys};
 use citypass_runtime::config::duration;
 use citypass_runtime::{Environment, Secret};
-use citypass_token::{Scene, SubjectId};
+use citypass_token::{DeviceId, Scene, SubjectId};
 use serde::Deserialize;
 
 /// Whether a counter scene takes a face check.
@@ -61,6 +69,8 @@ pub struct FaceSettings {
     /// Identity's feed of sealed templates (through `subjects.identity`). Without it
     /// no template is held and every holder reads as not enrolled.
     pub feed: Option<FeedSettings>,
+    /// The 1:N face pass at gates the registry marks `face_pass`.
+    pub pass: FacePassSettings,
 }
 
 impl Default for FaceSettings {
@@ -71,6 +81,52 @@ impl Default for FaceSettings {
             threshold: 0.5,
             band_width: 0.1,
             feed: None,
+            pass: FacePassSettings::default(),
+        }
+    }
+}
+
+/// `face.pass`: the 1:N match rule, the liveness bar at unattended gates, and the
+/// window in which the same rider matched again at the same gate is a replay.
+///
+/// Why the threshold is above the counters' 0.5: a 1:1 check compares with one claimed
+/// template, a 1:N search with every consenting rider at the place, so its false
+/// accepts grow with N. On the shipped model (docs/face-models.md) the same person
+/// scores 0.66–0.72 and different people at most 0.32 (≤ 0.16 on the fixtures): 0.6
+/// keeps every measured same-person pair and leaves 0.28 above the worst stranger; the
+/// margin (0.1) refuses a face two riders resemble alike.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FacePassSettings {
+    /// Least cosine similarity of the best match (default 0.6).
+    pub threshold: f32,
+    /// Least lead of the best over the second best (default 0.1).
+    pub margin: f32,
+    /// Least liveness score an unattended gate must report (default 0.5).
+    pub liveness_threshold: f32,
+    /// The same rider matched again at the same gate within this (default `20s`) is
+    /// answered REPLAYED: one rider, one passage.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub window: Duration,
+}
+
+impl Default for FacePassSettings {
+    fn default() -> Self {
+        FacePassSettings {
+            threshold: 0.6,
+            margin: 0.1,
+            liveness_threshold: 0.5,
+            window: Duration::from_secs(20),
+        }
+    }
+}
+
+impl FacePassSettings {
+    /// The gallery's match rule.
+    pub fn rule(&self) -> MatchRule {
+        MatchRule {
+            threshold: self.threshold,
+            margin: self.margin,
         }
     }
 }
@@ -92,6 +148,15 @@ pub struct FeedSettings {
         deserialize_with = "duration::deserialize"
     )]
     pub max_age: Duration,
+    /// Longest one page of the feed may take (default `5s`): the feed's own, not
+    /// `subjects.identity`'s request timeout (300 ms), which is sized for a profile
+    /// lookup on the hot path; a page of 500 sealed templates from a busy identity may
+    /// take longer, and a feed that always times out leaves the galleries stale.
+    #[serde(
+        default = "default_feed_timeout",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub timeout: Duration,
     /// The current template key (hex, or `dev:…` outside production).
     #[serde(default)]
     pub template_key: Option<Secret>,
@@ -125,6 +190,10 @@ fn default_max_age() -> Duration {
     Duration::from_secs(30)
 }
 
+fn default_feed_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
 fn default_key_id() -> u16 {
     1
 }
@@ -135,6 +204,7 @@ impl FeedSettings {
         FeedSettings {
             poll_interval: default_poll_interval(),
             max_age: default_max_age(),
+            timeout: default_feed_timeout(),
             template_key: Some(Secret::new(citypass_face::template::DEV_TEMPLATE_KEY)),
             template_key_file: None,
             template_key_id: default_key_id(),
@@ -202,6 +272,19 @@ impl FaceSettings {
         if !(self.band_width > 0.0 && self.band_width <= 0.5) {
             return Err(("face.band_width", "must be above 0 and at most 0.5"));
         }
+        let pass = &self.pass;
+        if !(pass.threshold > 0.0 && pass.threshold < 1.0) {
+            return Err(("face.pass.threshold", "must be between 0 and 1"));
+        }
+        if !(pass.margin >= 0.0 && pass.margin < 1.0) {
+            return Err(("face.pass.margin", "must be at least 0 and below 1"));
+        }
+        if !(pass.liveness_threshold >= 0.0 && pass.liveness_threshold <= 1.0) {
+            return Err(("face.pass.liveness_threshold", "must be between 0 and 1"));
+        }
+        if pass.window.is_zero() || pass.window > Duration::from_secs(600) {
+            return Err(("face.pass.window", "must be above 0 and at most 10m"));
+        }
         if let Some(feed) = &self.feed {
             if feed.poll_interval.is_zero() || feed.poll_interval > Duration::from_secs(60) {
                 return Err(("face.feed.poll_interval", "must be above 0 and at most 1m"));
@@ -211,6 +294,9 @@ impl FaceSettings {
                     "face.feed.max_age",
                     "must be at least poll_interval and at most 10m",
                 ));
+            }
+            if feed.timeout.is_zero() || feed.timeout > Duration::from_secs(60) {
+                return Err(("face.feed.timeout", "must be above 0 and at most 1m"));
             }
         }
         Ok(())
@@ -313,15 +399,64 @@ pub trait FaceTemplates: Send + Sync + 'static {
     /// The similarity of `probe` to `subject`'s template for counter checks; `None`
     /// when the subject has none (never consented, or withdrew).
     fn counter_similarity(&self, subject: &SubjectId, probe: &Embedding) -> Option<Similarity>;
+
+    /// The 1:N search of `probe` among the riders who consented to face pass at
+    /// `place` (a station or venue id), decided by `rule`; `None` when the templates
+    /// may not be used (stale or never synced: the gate asks for the code).
+    fn face_pass(
+        &self,
+        place: &str,
+        probe: &Embedding,
+        rule: MatchRule,
+    ) -> Option<Decision<SubjectId>>;
+
+    /// The bound device that enrolled `subject`'s face-pass template from the app.
+    fn face_pass_device(&self, subject: &SubjectId) -> Option<DeviceId>;
 }
 
-/// The templates in memory: the counter-check gallery, filled and emptied as identity's
-/// feed reports enrolments and withdrawals.
+/// The templates in memory: the counter-check gallery, and one face-pass gallery per
+/// station or venue, filled and emptied as identity's feed reports enrolments and
+/// withdrawals.
+///
+/// Memory: a face-pass rider has a row (512 × 4 bytes, 2 KiB) in the gallery of each
+/// place their consent names, so a rider consenting at five stations costs 10 KiB; a
+/// search reads one place's rows only.
 #[derive(Default)]
 pub struct FaceGalleries {
     counter: RwLock<Gallery<SubjectId>>,
+    /// Face pass, by place.
+    pass: RwLock<Places>,
     /// When fed by identity's feed: how old the galleries may get.
     feed: Option<FeedClock>,
+}
+
+/// The face-pass galleries by place, and each rider's places (to remove every row of a
+/// rider who changes or withdraws).
+#[derive(Default)]
+struct Places {
+    galleries: HashMap<String, Gallery<SubjectId>>,
+    of_rider: HashMap<SubjectId, Vec<String>>,
+    /// The bound device that enrolled a rider's template from the app: once it is
+    /// revoked (a phone reported stolen), the template is not used.
+    device_of: HashMap<SubjectId, DeviceId>,
+}
+
+impl Places {
+    fn withdraw(&mut self, subject: &SubjectId) -> bool {
+        self.device_of.remove(subject);
+        let Some(places) = self.of_rider.remove(subject) else {
+            return false;
+        };
+        for place in places {
+            if let Some(gallery) = self.galleries.get_mut(&place) {
+                gallery.remove(subject);
+                if gallery.is_empty() {
+                    self.galleries.remove(&place);
+                }
+            }
+        }
+        true
+    }
 }
 
 /// When the feed last brought the galleries up to date.
@@ -338,6 +473,7 @@ impl std::fmt::Debug for FaceGalleries {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FaceGalleries")
             .field("counter", &self.counter_len())
+            .field("pass_places", &self.pass_read().galleries.len())
             .field("fresh", &self.fresh())
             .finish()
     }
@@ -354,6 +490,7 @@ impl FaceGalleries {
     pub fn fed(max_age: Duration) -> Self {
         FaceGalleries {
             counter: RwLock::default(),
+            pass: RwLock::default(),
             feed: Some(FeedClock {
                 max_age,
                 started: Instant::now(),
@@ -397,6 +534,57 @@ impl FaceGalleries {
         self.write().remove(subject)
     }
 
+    /// Puts `subject`'s face-pass template in the gallery of each of `places` (and in
+    /// no other: a changed consent moves the rows); `device`: the bound device that
+    /// enrolled it from the app (none for a counter's).
+    pub fn enrol_face_pass(
+        &self,
+        subject: SubjectId,
+        places: &[String],
+        template: &Embedding,
+        device: Option<DeviceId>,
+    ) {
+        let mut pass = self.pass_write();
+        pass.withdraw(&subject);
+        if let Some(device) = device {
+            pass.device_of.insert(subject, device);
+        }
+        let mut mine: Vec<String> = Vec::with_capacity(places.len());
+        for place in places {
+            if place.is_empty() || mine.contains(place) {
+                continue;
+            }
+            pass.galleries
+                .entry(place.clone())
+                .or_default()
+                .insert(subject, template);
+            mine.push(place.clone());
+        }
+        if !mine.is_empty() {
+            pass.of_rider.insert(subject, mine);
+        }
+    }
+
+    /// Removes `subject`'s face-pass rows from every place (a withdrawal); false when
+    /// none.
+    pub fn withdraw_face_pass(&self, subject: &SubjectId) -> bool {
+        self.pass_write().withdraw(subject)
+    }
+
+    /// How many face-pass rows `place`'s gallery holds.
+    pub fn face_pass_len(&self, place: &str) -> usize {
+        self.pass_read()
+            .galleries
+            .get(place)
+            .map_or(0, Gallery::len)
+    }
+
+    /// Drops every template (the feed is read again from its start).
+    pub fn clear(&self) {
+        *self.write() = Gallery::new();
+        *self.pass_write() = Places::default();
+    }
+
     /// How many counter-check templates are held.
     pub fn counter_len(&self) -> usize {
         self.read().len()
@@ -411,6 +599,14 @@ impl FaceGalleries {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Gallery<SubjectId>> {
         self.counter.write().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn pass_read(&self) -> std::sync::RwLockReadGuard<'_, Places> {
+        self.pass.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pass_write(&self) -> std::sync::RwLockWriteGuard<'_, Places> {
+        self.pass.write().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl FaceTemplates for FaceGalleries {
@@ -420,6 +616,27 @@ impl FaceTemplates for FaceGalleries {
             return None;
         }
         self.read().similarity_to(subject, probe)
+    }
+
+    fn face_pass(
+        &self,
+        place: &str,
+        probe: &Embedding,
+        rule: MatchRule,
+    ) -> Option<Decision<SubjectId>> {
+        if !self.fresh() {
+            // A withdrawal may not have arrived: match nobody (the gate asks for the
+            // code), never fail open.
+            return None;
+        }
+        Some(match self.pass_read().galleries.get(place) {
+            Some(gallery) => gallery.decide(probe, rule),
+            None => Decision::NoMatch,
+        })
+    }
+
+    fn face_pass_device(&self, subject: &SubjectId) -> Option<DeviceId> {
+        self.pass_read().device_of.get(subject).copied()
     }
 }
 
@@ -456,6 +673,23 @@ impl CounterFaces {
     /// The policy of `scene`.
     pub fn policy(&self, scene: Scene) -> FacePolicy {
         self.settings.policy(scene)
+    }
+
+    /// The face-pass settings.
+    pub fn pass_settings(&self) -> &FacePassSettings {
+        &self.settings.pass
+    }
+
+    /// The face-pass search at `place` under the configured rule; `None` when the
+    /// templates may not be used.
+    pub fn face_pass(&self, place: &str, probe: &Embedding) -> Option<Decision<SubjectId>> {
+        self.templates
+            .face_pass(place, probe, self.settings.pass.rule())
+    }
+
+    /// The device that enrolled `subject`'s face-pass template from the app, if any.
+    pub fn face_pass_device(&self, subject: &SubjectId) -> Option<DeviceId> {
+        self.templates.face_pass_device(subject)
     }
 
     /// The check of an allowed scan at `scene` when it could not be made; `None` where
@@ -668,12 +902,47 @@ mod tests {
     }
 
     #[test]
+    fn face_pass_rows_follow_the_consented_places() {
+        let galleries = FaceGalleries::new();
+        let rule = FacePassSettings::default().rule();
+        let rider = subject();
+        let places = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        galleries.enrol_face_pass(rider, &places(&["a", "b", "a"]), &face(1, 0.0), None);
+        assert_eq!(galleries.face_pass_len("a"), 1);
+        assert_eq!(galleries.face_pass_len("b"), 1);
+        assert!(matches!(
+            galleries.face_pass("a", &face(1, 0.1), rule),
+            Some(Decision::Match(c)) if c.key == rider
+        ));
+        assert_eq!(
+            galleries.face_pass("c", &face(1, 0.1), rule),
+            Some(Decision::NoMatch)
+        );
+        // A changed consent moves the rows: gone from `a`, now at `c`.
+        galleries.enrol_face_pass(rider, &places(&["b", "c"]), &face(1, 0.0), None);
+        assert_eq!(galleries.face_pass_len("a"), 0);
+        assert_eq!(galleries.face_pass_len("c"), 1);
+        assert!(galleries.withdraw_face_pass(&rider));
+        assert!(!galleries.withdraw_face_pass(&rider));
+        assert_eq!(
+            galleries.face_pass_len("b") + galleries.face_pass_len("c"),
+            0
+        );
+        // Stale fed galleries match nobody.
+        let fed = FaceGalleries::fed(Duration::from_secs(600));
+        fed.enrol_face_pass(rider, &places(&["a"]), &face(1, 0.0), None);
+        assert_eq!(fed.face_pass("a", &face(1, 0.0), rule), None);
+        fed.mark_synced();
+        assert!(fed.face_pass("a", &face(1, 0.0), rule).is_some());
+    }
+
+    #[test]
     fn galleries_debug_shows_no_embedding() {
         let galleries = FaceGalleries::new();
         galleries.enrol_counter(subject(), &face(1, 0.0));
         assert_eq!(
             format!("{galleries:?}"),
-            "FaceGalleries { counter: 1, fresh: true }"
+            "FaceGalleries { counter: 1, pass_places: 0, fresh: true }"
         );
     }
 
@@ -781,5 +1050,29 @@ mod tests {
             ..FaceSettings::default()
         };
         assert_eq!(bad.check().unwrap_err().0, "face.feed.max_age");
+        let bad = FaceSettings {
+            feed: Some(FeedSettings {
+                timeout: Duration::ZERO,
+                ..FeedSettings::dev()
+            }),
+            ..FaceSettings::default()
+        };
+        assert_eq!(bad.check().unwrap_err().0, "face.feed.timeout");
+        let bad = FaceSettings {
+            pass: FacePassSettings {
+                margin: -0.1,
+                ..FacePassSettings::default()
+            },
+            ..FaceSettings::default()
+        };
+        assert_eq!(bad.check().unwrap_err().0, "face.pass.margin");
+        let bad = FaceSettings {
+            pass: FacePassSettings {
+                window: Duration::ZERO,
+                ..FacePassSettings::default()
+            },
+            ..FaceSettings::default()
+        };
+        assert_eq!(bad.check().unwrap_err().0, "face.pass.window");
     }
 }

@@ -36,7 +36,8 @@ impl FraudKind {
     /// The kind of double use of `mark`.
     pub fn of(mark: &Mark) -> Self {
         match mark {
-            Mark::Token { .. } => FraudKind::CodeReused,
+            // Uploads carry codes only: a face-pass mark never reaches the fraud log.
+            Mark::Token { .. } | Mark::Face { .. } => FraudKind::CodeReused,
             Mark::Offline { .. } => FraudKind::CounterReused,
         }
     }
@@ -78,6 +79,7 @@ pub struct FraudSignal {
 pub fn mark_digest(mark: &Mark) -> String {
     let bytes = match mark {
         Mark::Token { cti } => [b"t".as_slice(), cti.as_bytes()].concat(),
+        Mark::Face { digest } => [b"f".as_slice(), digest.as_slice()].concat(),
         Mark::Offline { serial, counter } => [
             b"o".as_slice(),
             serial.as_bytes(),

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use citypass_proto::face_place;
 use citypass_runtime::key_file::{FollowedKeyFile, KeyFileError, KeyFormat};
 use citypass_runtime::{Environment, caller::valid_name};
 use citypass_token::Scene;
@@ -59,6 +60,30 @@ pub struct Gate {
     /// Who runs the gate.
     #[serde(default)]
     pub operator: Option<String>,
+    /// The gate offers face pass (刷脸通行, VerifyFace): metro and scenic gates only,
+    /// matched against the riders who consented to face pass at its station or venue.
+    #[serde(default)]
+    pub face_pass: bool,
+    /// Staff stand at the gate (default false). An unattended face-pass gate must send
+    /// its liveness check with each face.
+    #[serde(default)]
+    pub attended: bool,
+}
+
+impl Gate {
+    /// The place a face-pass gate matches faces for, as FACE_PASS consents name it
+    /// (`citypass_proto::face_place`): `station:<id>` (metro) or `venue:<id>` (scenic);
+    /// `None` where the gate offers no face pass.
+    pub fn face_pass_place(&self) -> Option<String> {
+        if !self.face_pass {
+            return None;
+        }
+        match self.scene {
+            Scene::Metro => self.station.as_deref().map(face_place::station),
+            Scene::Scenic => self.venue.as_deref().map(face_place::venue),
+            _ => None,
+        }
+    }
 }
 
 fn scene<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Scene, D::Error> {
@@ -143,6 +168,15 @@ fn check(id: &str, gate: &Gate) -> Result<(), GatesError> {
             problem,
         })
     };
+    if gate.face_pass {
+        match gate.scene {
+            Scene::Metro if gate.station.is_none() => {
+                return inconsistent("a face-pass metro gate needs a station");
+            }
+            Scene::Metro | Scene::Scenic => {}
+            _ => return inconsistent("only metro and scenic gates may offer face pass"),
+        }
+    }
     match gate.scene {
         Scene::Metro if gate.direction.is_none() => {
             inconsistent("a metro gate needs a direction (entry, exit or both)")
@@ -227,6 +261,30 @@ mod tests {
             Some(Scene::Government)
         );
         assert!(registry.get("nowhere").is_none());
+        let face = registry
+            .get("metro-face-1")
+            .expect("a face-pass metro gate");
+        assert!(face.face_pass && !face.attended);
+        assert_eq!(
+            face.face_pass_place(),
+            face.station.as_deref().map(face_place::station)
+        );
+        assert_eq!(gate.face_pass_place(), None);
+    }
+
+    #[test]
+    fn face_pass_gates_match_for_their_station_or_venue() {
+        let registry = Registry::parse(
+            "gates: {m: {scene: metro, direction: both, station: s1, face_pass: true, attended: true},\n\
+             p: {scene: scenic, venue: park, face_pass: true}}",
+        )
+        .unwrap();
+        let metro = registry.get("m").unwrap();
+        assert_eq!(metro.face_pass_place().as_deref(), Some("station:s1"));
+        assert!(metro.attended);
+        let park = registry.get("p").unwrap();
+        assert_eq!(park.face_pass_place().as_deref(), Some("venue:park"));
+        assert!(!park.attended);
     }
 
     #[test]
@@ -240,6 +298,9 @@ mod tests {
             "gates: {s1: {scene: scenic}}",
             "gates: {h1: {scene: government, venue: west-lake}}",
             "gates: {b1: {scene: bus}}\ngates: {b2: {scene: bus}}",
+            "gates: {b1: {scene: bus, face_pass: true}}",
+            "gates: {d1: {scene: hospital, face_pass: true}}",
+            "gates: {m1: {scene: metro, direction: entry, face_pass: true}}",
         ];
         for text in cases {
             assert!(Registry::parse(text).is_err(), "{text} was accepted");

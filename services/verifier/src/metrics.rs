@@ -18,6 +18,10 @@
 //!   decided in a batch, by `outcome` (`passed`: the batch equation held;
 //!   `fell_back`: it failed and each was checked alone).
 //!
+//! - `citypass.verifier.face_pass` (counter): faces answered at face-pass gates
+//!   (VerifyFace), by `outcome` (`allow`, or the refusal's stable name, e.g.
+//!   `face_not_recognised`, `liveness_required`, `replayed`).
+//!
 //! No attribute carries a code, a subject or anything a person could be found by.
 
 use std::sync::{Arc, Weak};
@@ -38,6 +42,8 @@ pub const DECISION_DURATION: &str = "citypass.verifier.decision.duration";
 pub const FAIL_OPEN: &str = "citypass.verifier.fail_open";
 /// The batched-signatures counter's name.
 pub const BATCHED_SIGNATURES: &str = "citypass.verifier.batched_signatures";
+/// The face-pass counter's name.
+pub const FACE_PASS: &str = "citypass.verifier.face_pass";
 /// The key-set age gauge's name.
 pub const KEY_SET_AGE: &str = "citypass.verifier.key_set.age";
 
@@ -48,6 +54,7 @@ pub struct Metrics {
     duration: Histogram<f64>,
     fail_open: Counter<u64>,
     batched: Counter<u64>,
+    face_pass: Counter<u64>,
 }
 
 impl Metrics {
@@ -84,6 +91,10 @@ impl Metrics {
                 .u64_counter(BATCHED_SIGNATURES)
                 .with_description("Issuer signatures decided in a VerifyStream batch, by outcome")
                 .build(),
+            face_pass: meter
+                .u64_counter(FACE_PASS)
+                .with_description("Faces answered at face-pass gates, by outcome")
+                .build(),
         }
     }
 
@@ -104,6 +115,12 @@ impl Metrics {
             u64::try_from(n).unwrap_or(u64::MAX),
             &[KeyValue::new("outcome", label)],
         );
+    }
+
+    /// Records one face answered at a face-pass gate.
+    pub fn face_pass(&self, answer: &Answer) {
+        let outcome = answer.refusal.as_ref().map_or("allow", |r| r.code());
+        self.face_pass.add(1, &[KeyValue::new("outcome", outcome)]);
     }
 
     /// Records one answered scan.

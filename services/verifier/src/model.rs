@@ -54,6 +54,80 @@ impl std::fmt::Debug for Scan {
     }
 }
 
+/// What a holder presented at a gate: a code (of its kind) or their face.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PresentedKind {
+    /// A `CP1:` online code.
+    Online,
+    /// A `CP2:` offline code.
+    Offline,
+    /// A face at a face-pass gate (no code).
+    Face,
+}
+
+impl From<CodeKind> for PresentedKind {
+    fn from(kind: CodeKind) -> Self {
+        match kind {
+            CodeKind::Online => PresentedKind::Online,
+            CodeKind::Offline => PresentedKind::Offline,
+        }
+    }
+}
+
+/// A face at a face-pass gate (VerifyFace), checked for shape. The gate is the
+/// authenticated caller; its scene and place come from the registry.
+#[derive(Clone, PartialEq)]
+pub struct FaceScan {
+    /// The gate's id for this scan (a retry repeats it).
+    pub scan_id: String,
+    /// The gate's embedding of the face (biometric data: never logged, never stored).
+    pub live_face: Embedding,
+    /// The gate's liveness score, when it ran its check.
+    pub liveness: Option<f32>,
+    /// Metro only.
+    pub direction: Direction,
+}
+
+impl std::fmt::Debug for FaceScan {
+    /// Without the embedding.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaceScan")
+            .field("scan_id", &self.scan_id)
+            .field("liveness", &self.liveness)
+            .field("direction", &self.direction)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a face at a face-pass gate was refused before any holder was found: each one
+/// tells the gate to ask for the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FacePassRefusal {
+    /// The gate does not offer face pass.
+    NotHere,
+    /// An unattended gate sent no liveness check.
+    LivenessRequired,
+    /// An unattended gate's liveness score is below the threshold.
+    LivenessFailed,
+    /// Nobody consenting here matches clearly enough (threshold or margin).
+    NotRecognised,
+    /// The gallery is stale or was never filled (fail-closed).
+    Unavailable,
+}
+
+impl FacePassRefusal {
+    /// A stable snake-case name, for logs, spans and metrics.
+    pub fn code(self) -> &'static str {
+        match self {
+            FacePassRefusal::NotHere => "face_pass_not_here",
+            FacePassRefusal::LivenessRequired => "liveness_required",
+            FacePassRefusal::LivenessFailed => "liveness_failed",
+            FacePassRefusal::NotRecognised => "face_not_recognised",
+            FacePassRefusal::Unavailable => "face_pass_unavailable",
+        }
+    }
+}
+
 /// Why a code was refused, beyond the shared pipeline's reasons.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -74,6 +148,8 @@ pub enum Refusal {
     SubjectUnreadable,
     /// The scene's policy refused the holder.
     Policy(PolicyRefusal),
+    /// A face at a face-pass gate found no holder (or may not be matched here).
+    FacePass(FacePassRefusal),
 }
 
 /// Why a scene's policy refused a code's holder (`scene/`).
@@ -234,6 +310,7 @@ impl Refusal {
             Refusal::ServiceUnavailable => "service_unavailable",
             Refusal::SubjectUnreadable => "unseal_failed",
             Refusal::Policy(refusal) => refusal.code(),
+            Refusal::FacePass(refusal) => refusal.code(),
         }
     }
 }
@@ -260,8 +337,8 @@ pub struct Basis {
 pub struct Answer {
     /// `None`: ALLOW; otherwise DENY and why.
     pub refusal: Option<Refusal>,
-    /// The kind of code, when its prefix was read.
-    pub code_kind: Option<CodeKind>,
+    /// The kind of code (when its prefix was read), or a face.
+    pub code_kind: Option<PresentedKind>,
     /// What the decision used.
     pub basis: Basis,
     /// The verifier's clock at the decision (Unix seconds).

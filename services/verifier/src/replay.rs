@@ -62,13 +62,13 @@ use std::time::Duration;
 
 use citypass_gate::Presented;
 use citypass_runtime::Deadline;
-use citypass_token::{CertSerial, CodeKind, Cti};
+use citypass_token::{CertSerial, Cti};
 use futures::future::BoxFuture;
 
 use citypass_proto::v1::{AssuranceLevel, ChargeStatus, FareClass};
 
 use crate::face::FaceCheck;
-use crate::model::{Basis, PolicyRefusal, SceneFacts};
+use crate::model::{Basis, PolicyRefusal, PresentedKind, SceneFacts};
 
 pub use memory::MemoryReplayStore;
 pub use redis::{Connection as RedisConnection, Key, RedisReplayStore};
@@ -80,6 +80,10 @@ pub enum Mark {
     Token { cti: Cti },
     /// An offline code: its certificate's serial and its counter.
     Offline { serial: CertSerial, counter: u64 },
+    /// A face pass: a keyed digest of the rider and the gate (no personal data in the
+    /// store), kept for the face-pass window, so that the same rider matched again at
+    /// the same gate within it is a replay (one rider, one turn of the turnstile).
+    Face { digest: [u8; 16] },
 }
 
 impl Mark {
@@ -114,8 +118,8 @@ impl Mark {
 /// scene policy's refusal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredAnswer {
-    /// The kind of code.
-    pub code_kind: CodeKind,
+    /// The kind of code, or a face.
+    pub code_kind: PresentedKind,
     /// What the first decision used.
     pub basis: Basis,
     /// When it was taken (Unix seconds).
@@ -137,9 +141,9 @@ pub struct StoredAnswer {
 
 impl StoredAnswer {
     /// An ALLOW without a scene result.
-    pub fn allow(code_kind: CodeKind, basis: Basis, decided_at: u64) -> Self {
+    pub fn allow(code_kind: impl Into<PresentedKind>, basis: Basis, decided_at: u64) -> Self {
         StoredAnswer {
-            code_kind,
+            code_kind: code_kind.into(),
             basis,
             decided_at,
             refusal: None,
@@ -269,10 +273,11 @@ pub fn owner(gate_id: &str, scan_id: &str) -> [u8; 16] {
 // ---------------------------------------------------------------------------------
 // Stored answers as text (what Redis holds).
 
-fn kind_name(kind: CodeKind) -> &'static str {
+fn kind_name(kind: PresentedKind) -> &'static str {
     match kind {
-        CodeKind::Online => "cp1",
-        CodeKind::Offline => "cp2",
+        PresentedKind::Online => "cp1",
+        PresentedKind::Offline => "cp2",
+        PresentedKind::Face => "face",
     }
 }
 
@@ -389,8 +394,9 @@ impl StoredAnswer {
             return None;
         }
         let code_kind = match parts.next()? {
-            "cp1" => CodeKind::Online,
-            "cp2" => CodeKind::Offline,
+            "cp1" => PresentedKind::Online,
+            "cp2" => PresentedKind::Offline,
+            "face" => PresentedKind::Face,
             _ => return None,
         };
         let age = |part: &str| -> Option<Option<Duration>> {
@@ -452,7 +458,7 @@ mod tests {
 
     #[test]
     fn stored_answers_round_trip_and_junk_is_refused() {
-        let plain = StoredAnswer::allow(CodeKind::Offline, basis(), 1_800_000_000);
+        let plain = StoredAnswer::allow(citypass_token::CodeKind::Offline, basis(), 1_800_000_000);
         let mut answers = vec![plain.clone()];
         let scenes = [
             SceneFacts::Hospital {

@@ -210,11 +210,10 @@ pub struct Context<'a> {
     /// Metro only: the way the rider goes (the gate's, or the request's at a two-way
     /// gate).
     pub direction: Option<Direction>,
-    /// The checked code.
-    pub presented: &'a Presented,
-    /// The code's holder as the holder step opened it (CP1: its `sub`; CP2: its
-    /// certificate's); `None` when the verifier has no holder source configured (dev),
-    /// and then a policy that needs the holder is [`Verdict::Unavailable`].
+    /// The holder as the holder step found them (a code: CP1 its `sub`, CP2 its
+    /// certificate's; a face: the matched rider); `None` when the verifier has no
+    /// holder source configured (dev), and then a policy that needs the holder is
+    /// [`Verdict::Unavailable`]. Policies see the holder, never what was presented.
     pub subject: Option<SubjectId>,
     /// Counter scenes: the face at the counter (see [`crate::face`]).
     pub live_face: Option<&'a Embedding>,

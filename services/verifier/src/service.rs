@@ -320,4 +320,35 @@ impl VerifierService for VerifierApi {
         .map(Response::new)
         .map_err(|err: VerifierError| err.into_status())
     }
+
+    async fn verify_face(
+        &self,
+        request: Request<pb::VerifyFaceRequest>,
+    ) -> Result<Response<VerifyResponse>, Status> {
+        let deadline = Deadline::of(&request);
+        let gate = gate_of(&request).map_err(IntoStatus::into_status)?;
+        // The gate, the decision and the reason: never a score or the rider.
+        let span = tracing::info_span!(
+            "verify_face",
+            gate.id = %gate,
+            decision = tracing::field::Empty,
+            reason = tracing::field::Empty,
+            idempotent_replay = tracing::field::Empty,
+        );
+        async {
+            let scan = convert::face_scan(request.into_inner())?;
+            let answer = self.verifier.verify_face(&gate, &scan, deadline).await?;
+            let span = tracing::Span::current();
+            span.record("decision", if answer.allowed() { "allow" } else { "deny" });
+            if let Some(refusal) = &answer.refusal {
+                span.record("reason", refusal.code());
+            }
+            span.record("idempotent_replay", answer.idempotent_replay);
+            Ok(convert::response(&answer, &scan.scan_id))
+        }
+        .instrument(span)
+        .await
+        .map(Response::new)
+        .map_err(|err: VerifierError| err.into_status())
+    }
 }

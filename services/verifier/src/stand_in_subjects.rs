@@ -121,6 +121,7 @@ impl FixedSubjects {
         let scope = match scope {
             PseudonymScope::Hospital => "hospital".to_owned(),
             PseudonymScope::Venue(venue) => format!("venue:{venue}"),
+            PseudonymScope::FacePassMark(gate) => format!("face-pass-mark:{gate}"),
         };
         let digest = ring::digest::digest(
             &ring::digest::SHA256,

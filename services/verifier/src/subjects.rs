@@ -65,6 +65,9 @@ pub enum PseudonymScope<'a> {
     Hospital,
     /// One per scenic venue (the gate registry's `venue`).
     Venue(&'a str),
+    /// The face-pass mark at one place (`station:<id>` or `venue:<id>`): kept in the
+    /// replay store only.
+    FacePassMark(&'a str),
 }
 
 /// Why the holder could not be established.

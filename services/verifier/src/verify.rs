@@ -40,22 +40,61 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use citypass_face::{Decision, Embedding};
 use citypass_gate::{
     DenyReason, Presented, ReadCode, check_revocation, check_subject_revocation, read_code,
 };
 use citypass_revocation_follow::{Follower, Freshness, RevocationSet, RevocationView};
 use citypass_runtime::Deadline;
-use citypass_token::{CodeKind, SignatureCheck, SubjectId, kind_of, sha256, unix_now};
+use citypass_token::{DeviceId, SignatureCheck, SubjectId, kind_of, sha256, unix_now};
 
 use crate::error::VerifierError;
 use crate::face::{CounterFaces, FaceCheck, FacePolicy};
 use crate::gates::{Gate, GateDirection, Gates};
 use crate::key_set::Keys;
 use crate::metrics::Metrics;
-use crate::model::{Answer, Basis, Direction, Refusal, Scan};
+use crate::model::{
+    Answer, Basis, Direction, FacePassRefusal, FaceScan, PresentedKind, Refusal, Scan,
+};
 use crate::replay::{Arrival, Mark, Outcome, ReplayStore, Settled, StoredAnswer, Use};
 use crate::scene::{Context, FailMode, Policies, Verdict};
-use crate::subjects::Subjects;
+use crate::subjects::{PseudonymScope, Subjects};
+
+/// A holder who passed every check of what they presented (a code's format, signature,
+/// times, scope and revocations; a face's match and the subject's revocation): what
+/// single use and the scene policy decide on, the same way for a code and a face.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PresentedHolder {
+    /// What was presented.
+    pub kind: PresentedKind,
+    /// The holder, when the verifier has a holder source (a face always has one).
+    pub subject: Option<SubjectId>,
+    /// What the use leaves in the replay store (see `replay.rs`).
+    pub mark: Mark,
+    /// The last second (Unix, inclusive) the mark must be kept.
+    pub forget_at: u64,
+    /// What the gate's scan id is claimed with: SHA-256 of the code's text, or of the
+    /// face-pass mark (a retry must present the same).
+    pub fingerprint: [u8; 32],
+}
+
+impl std::fmt::Debug for PresentedHolder {
+    /// Without the subject.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PresentedHolder")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a holder passes: the gate, the scan, the way (metro).
+#[derive(Clone, Copy)]
+struct Station<'a> {
+    gate: &'a Gate,
+    gate_id: &'a str,
+    scan_id: &'a str,
+    way: Option<Direction>,
+}
 
 /// Where the revocation step reads from: the follower's set ([`RevocationView`]) in
 /// the service, a fixed set ([`FixedRevocations`]) in benches.
@@ -71,6 +110,19 @@ pub trait Revocations: Send + Sync + 'static {
         presented: &Presented,
         subject: &SubjectId,
     ) -> (Result<(), DenyReason>, Freshness);
+    /// A holder found without a code (a face): refused while the subject's latest
+    /// entry is a revocation (there is no issue time to compare with).
+    fn check_holder(&self, subject: &SubjectId) -> (Result<(), DenyReason>, Freshness);
+    /// Whether a device that enrolled a face from the app is revoked now (its latest
+    /// entry is a revocation: a phone reported stolen), so its enrolment is not used.
+    fn enrolling_device_revoked(&self, device: &DeviceId) -> bool;
+}
+
+fn holder_revocation(subject: &SubjectId, set: &RevocationSet) -> Result<(), DenyReason> {
+    if set.issuance_blocked_subject(subject) {
+        return Err(DenyReason::SubjectRevoked);
+    }
+    Ok(())
 }
 
 impl Revocations for RevocationView {
@@ -88,6 +140,14 @@ impl Revocations for RevocationView {
         subject: &SubjectId,
     ) -> (Result<(), DenyReason>, Freshness) {
         self.decide(|set| check_subject_revocation(presented, subject, set))
+    }
+
+    fn check_holder(&self, subject: &SubjectId) -> (Result<(), DenyReason>, Freshness) {
+        self.decide(|set| holder_revocation(subject, set))
+    }
+
+    fn enrolling_device_revoked(&self, device: &DeviceId) -> bool {
+        self.issuance_blocked_device(device)
     }
 }
 
@@ -126,6 +186,14 @@ impl Revocations for FixedRevocations {
             check_subject_revocation(presented, subject, &self.set),
             self.freshness(),
         )
+    }
+
+    fn check_holder(&self, subject: &SubjectId) -> (Result<(), DenyReason>, Freshness) {
+        (holder_revocation(subject, &self.set), self.freshness())
+    }
+
+    fn enrolling_device_revoked(&self, device: &DeviceId) -> bool {
+        self.set.issuance_blocked_device(device)
     }
 }
 
@@ -190,7 +258,7 @@ struct Read {
     way: Option<Direction>,
     now: u64,
     basis: Basis,
-    code_kind: Option<CodeKind>,
+    code_kind: Option<PresentedKind>,
     code: ReadCode,
 }
 
@@ -316,7 +384,7 @@ impl Verifier {
             revocation_age: freshness.age,
             key_set_age: Some(key_set_age),
         };
-        let code_kind = kind_of(&scan.qr_text).ok();
+        let code_kind = kind_of(&scan.qr_text).ok().map(PresentedKind::from);
         let answered = |refusal: Refusal| ReadScan {
             started,
             step: Step::Answered(Answer {
@@ -441,16 +509,53 @@ impl Verifier {
         }
 
         let (mark, forget_at) = Mark::of(&presented, self.rules.skew);
-        let kind = presented.kind();
+        let holder = PresentedHolder {
+            kind: presented.kind().into(),
+            subject,
+            mark,
+            forget_at,
+            fingerprint: sha256(scan.qr_text.as_bytes()),
+        };
+        let at = Station {
+            gate,
+            gate_id: &scan.gate_id,
+            scan_id: &scan.scan_id,
+            way,
+        };
+        Ok(self
+            .pass(at, holder, scan.live_face.as_ref(), basis, now, deadline)
+            .await)
+    }
+
+    /// Steps 4 to 6 for a holder who passed every check of what they presented (a
+    /// code, or a face at a face-pass gate): single use, the scene policy, the answer
+    /// settled. One pipeline for both, so a face pass is charged, counted and replayed
+    /// exactly as a code is.
+    async fn pass(
+        &self,
+        at: Station<'_>,
+        holder: PresentedHolder,
+        live_face: Option<&Embedding>,
+        basis: Basis,
+        now: u64,
+        deadline: Option<Deadline>,
+    ) -> Answer {
+        let Station {
+            gate,
+            gate_id,
+            scan_id,
+            way,
+        } = at;
+        let kind = holder.kind;
         let scene = gate.scene;
         let settings = self.policies.settings(scene);
         let has_policy = Policies::has_policy(scene);
         let used = Use {
-            gate_id: &scan.gate_id,
-            scan_id: &scan.scan_id,
-            fingerprint: sha256(scan.qr_text.as_bytes()),
-            mark,
-            forget_at,
+            gate_id,
+            scan_id,
+            fingerprint: holder.fingerprint,
+            mark: holder.mark,
+            forget_at: holder.forget_at,
             // A scene without a policy writes its answer with the mark in one step;
             // one with a policy reserves the mark and settles it after the policy.
             answer: (!has_policy).then(|| StoredAnswer::allow(kind, basis, now)),
@@ -459,12 +564,11 @@ impl Verifier {
         let policy_deadline = self.policies.deadline(scene, deadline);
         let ctx = Context {
             gate,
-            gate_id: &scan.gate_id,
-            scan_id: &scan.scan_id,
+            gate_id,
+            scan_id,
             direction: way,
-            presented: &presented,
-            subject,
-            live_face: scan.live_face.as_ref(),
+            subject: holder.subject,
+            live_face,
             now,
             deadline: policy_deadline,
         };
@@ -480,13 +584,13 @@ impl Verifier {
         };
         match self.replay.record(used.clone(), now, deadline).await {
             Ok(Outcome::First | Outcome::Pending) if has_policy => {}
-            Ok(Outcome::First | Outcome::Pending) => return Ok(decided(None)),
-            Ok(Outcome::Retry(first)) => return Ok(self.retried(first, ctx).await),
-            Ok(Outcome::Replayed) => return Ok(decided(Some(DenyReason::Replayed.into()))),
+            Ok(Outcome::First | Outcome::Pending) => return decided(None),
+            Ok(Outcome::Retry(first)) => return self.retried(first, ctx).await,
+            Ok(Outcome::Replayed) => return decided(Some(DenyReason::Replayed.into())),
             Ok(Outcome::CounterReplay) => {
-                return Ok(decided(Some(DenyReason::CounterReplay.into())));
+                return decided(Some(DenyReason::CounterReplay.into()));
             }
-            Ok(Outcome::ScanIdConflict) => return Ok(decided(Some(Refusal::ScanIdConflict))),
+            Ok(Outcome::ScanIdConflict) => return decided(Some(Refusal::ScanIdConflict)),
             Err(err) => {
                 tracing::warn!(error = %err, scene = scene.name(), "replay store failed");
                 let mut answer = self.unavailable(scene, settings.fail, decided(None));
@@ -494,7 +598,7 @@ impl Verifier {
                     // Not compared: an answer that is not stored could be asked again.
                     answer.face = self.faces.unavailable(scene);
                 }
-                return Ok(answer);
+                return answer;
             }
         }
 
@@ -515,7 +619,7 @@ impl Verifier {
                     scene = scene.name(),
                     "scene policy unavailable; fail closed"
                 );
-                return Ok(decided(Some(Refusal::ServiceUnavailable)));
+                return decided(Some(Refusal::ServiceUnavailable));
             }
             Verdict::Unavailable => {
                 self.fail_open(scene);
@@ -534,16 +638,171 @@ impl Verifier {
             ..decided(None)
         };
         match self.replay.settle(used, stored, deadline).await {
-            Ok(Settled::Now | Settled::Lost) => Ok(answer),
+            Ok(Settled::Now | Settled::Lost) => answer,
             // A concurrent try of the same scan settled first: its answer, for both.
-            Ok(Settled::Before(first)) => Ok(self.retried(first, ctx).await),
+            Ok(Settled::Before(first)) => self.retried(first, ctx).await,
             Err(err) => {
                 // The policy's effects are idempotent by scan: a retry finds the mark
                 // PENDING, runs the policy again, and settles the same answer.
                 tracing::warn!(error = %err, scene = scene.name(), "answer not settled");
-                Ok(answer)
+                answer
             }
         }
+    }
+
+    /// Decides on a face at the face-pass gate `caller` (VerifyFace, 刷脸通行). An
+    /// `Err` is a request the verifier does not answer; every refusal is an `Ok`
+    /// answer, and each one means "scan your code" at the gate. In order:
+    ///
+    /// 1. the gate must be configured (`UNKNOWN_GATE`) and offer face pass
+    ///    (`FACE_PASS_NOT_HERE`); the direction as for a code;
+    /// 2. at an unattended gate, the gate's liveness check must have run
+    ///    (`LIVENESS_REQUIRED`) and scored at least `face.pass.liveness_threshold`
+    ///    (`LIVENESS_FAILED`). It runs on the gate, like the embedding: the verifier
+    ///    trusts the gate's certificate for it;
+    /// 3. revocation data within its max age (`REVOCATION_DATA_STALE`), then the 1:N
+    ///    search among the riders consenting to face pass at the gate's station or
+    ///    venue: galleries past `face.feed.max_age` match nobody
+    ///    (`FACE_PASS_UNAVAILABLE`, fail-closed); below the threshold or within the
+    ///    margin of a second rider is `FACE_NOT_RECOGNISED`;
+    /// 4. the matched rider's revocation (`SUBJECT_REVOKED`);
+    /// 5. then the code's own steps 4 to 6 ([`Verifier::pass`]): the scan id claimed,
+    ///    the face-pass mark (a keyed digest of rider and gate, no personal data) kept
+    ///    for `face.pass.window` so that the rider matched again at this gate is
+    ///    `REPLAYED`, the scene policy (metro: payments' taps with the rider's transit
+    ///    account; scenic: capacity and once a day), the answer settled.
+    ///
+    /// Neither the score nor the rider is in the answer, a log or a span.
+    pub async fn verify_face(
+        &self,
+        caller: &str,
+        scan: &FaceScan,
+        deadline: Option<Deadline>,
+    ) -> Result<Answer, VerifierError> {
+        let started = Instant::now();
+        let now = unix_now();
+        let (_, key_set_age) = self.keys.current();
+        let freshness = self.revocations.freshness();
+        let mut basis = Basis {
+            revocation_epoch: freshness.epoch,
+            revocation_age: freshness.age,
+            key_set_age: Some(key_set_age),
+        };
+        let refused = |refusal: Refusal, basis: Basis| Answer {
+            refusal: Some(refusal),
+            code_kind: Some(PresentedKind::Face),
+            basis,
+            decided_at: now,
+            idempotent_replay: false,
+            scene: None,
+            fail_open: false,
+            face: None,
+        };
+        let registry = self.gates.current();
+        let Some(gate) = registry.get(caller) else {
+            let answer = refused(Refusal::UnknownGate, basis);
+            self.metrics.face_pass(&answer);
+            return Ok(answer);
+        };
+        let gate = gate.clone();
+        // The direction before the search, so that its refusal says nothing about
+        // whether the face matched (face review G2).
+        let way = direction(&gate, scan.direction)?;
+        let answer = match self
+            .match_face(&gate, way, scan, &mut basis, now)
+            .map_err(|refusal| refused(refusal, basis))
+        {
+            Err(refusal) => refusal,
+            Ok(found) => {
+                let at = Station {
+                    gate: &gate,
+                    gate_id: caller,
+                    scan_id: &scan.scan_id,
+                    way,
+                };
+                self.pass(at, found, None, basis, now, deadline).await
+            }
+        };
+        // Operators count the real outcome; the gate learns only ALLOW or "scan your
+        // code".
+        self.metrics.face_pass(&answer);
+        self.metrics.record(gate.scene, &answer, started.elapsed());
+        Ok(conceal_after_match(answer))
+    }
+
+    /// Steps 1 to 4 of [`Verifier::verify_face`]: the rider the face is, as a holder
+    /// for the shared pipeline, or why none.
+    fn match_face(
+        &self,
+        gate: &Gate,
+        way: Option<Direction>,
+        scan: &FaceScan,
+        basis: &mut Basis,
+        now: u64,
+    ) -> Result<PresentedHolder, Refusal> {
+        let Some(place) = gate.face_pass_place() else {
+            return Err(Refusal::FacePass(FacePassRefusal::NotHere));
+        };
+        let settings = *self.faces.pass_settings();
+        if !gate.attended {
+            match scan.liveness {
+                None => return Err(Refusal::FacePass(FacePassRefusal::LivenessRequired)),
+                Some(score) if score < settings.liveness_threshold => {
+                    return Err(Refusal::FacePass(FacePassRefusal::LivenessFailed));
+                }
+                Some(_) => {}
+            }
+        }
+        let freshness = self.revocations.freshness();
+        if !freshness.within(self.rules.revocation_max_age) {
+            return Err(Refusal::Code(DenyReason::RevocationsStale));
+        }
+        // Without a holder source there are no galleries (the feed needs identity) and
+        // no key for the mark: face pass is unavailable, never open.
+        let Some(subjects) = &self.subjects else {
+            return Err(Refusal::FacePass(FacePassRefusal::Unavailable));
+        };
+        let rider = match self.faces.face_pass(&place, &scan.live_face) {
+            None => return Err(Refusal::FacePass(FacePassRefusal::Unavailable)),
+            Some(Decision::Match(candidate)) => candidate.key,
+            Some(Decision::NoMatch | Decision::Ambiguous) => {
+                return Err(Refusal::FacePass(FacePassRefusal::NotRecognised));
+            }
+        };
+        let (revoked, freshness) = self.revocations.check_holder(&rider);
+        basis.revocation_epoch = freshness.epoch;
+        basis.revocation_age = freshness.age;
+        revoked.map_err(Refusal::from)?;
+        // A template enrolled from a phone since revoked (reported stolen) is not the
+        // rider's word any more: not recognised, the gate asks for the code.
+        if let Some(device) = self.faces.face_pass_device(&rider)
+            && self.revocations.enrolling_device_revoked(&device)
+        {
+            return Err(Refusal::FacePass(FacePassRefusal::NotRecognised));
+        }
+        // The mark: a keyed digest of rider, place and way (the pseudonym key's
+        // `face-pass-mark:<place>/<way>` scope), so Redis holds nothing a person is
+        // found by, and a face replayed at another entry (or exit) gate of the same
+        // station or venue within the window is REPLAYED too (face review G4), while
+        // the rider's own way out of the station they came in by is not.
+        let way = match way {
+            Some(Direction::Entry) => "entry",
+            Some(Direction::Exit) => "exit",
+            _ => "any",
+        };
+        let keyed = subjects.pseudonym(
+            &rider,
+            PseudonymScope::FacePassMark(&format!("{place}/{way}")),
+        );
+        let mut digest = [0u8; 16];
+        digest.copy_from_slice(&sha256(keyed.as_bytes())[..16]);
+        Ok(PresentedHolder {
+            kind: PresentedKind::Face,
+            subject: Some(rider),
+            mark: Mark::Face { digest },
+            forget_at: now.saturating_add(settings.window.as_secs().max(1)),
+            fingerprint: sha256(&[b"face\0".as_slice(), digest.as_slice()].concat()),
+        })
     }
 
     /// The answer when a dependency did not answer: `closed` refuses
@@ -622,6 +881,29 @@ pub fn direction(gate: &Gate, requested: Direction) -> Result<Option<Direction>,
         (Some(G::Exit), Direction::Unspecified | Direction::Exit) => Ok(Some(Direction::Exit)),
         (Some(_), _) => Err(VerifierError::DirectionMismatch),
     }
+}
+
+/// A face-pass answer as the gate may see it (face review G2): every refusal made
+/// once the face matched a rider (revoked, replayed, a trip already open, no payment
+/// link, arrears, a venue full, a dependency down…) reads as `FACE_NOT_RECOGNISED`,
+/// the same as a face that matched nobody. Otherwise a gate certificate, which may
+/// send any embedding, would learn from the reason that it had matched a consenting
+/// rider, and facts about that rider's account, without charging anyone. The gate
+/// asks for the code, whose scan gives the real reason to its holder.
+fn conceal_after_match(mut answer: Answer) -> Answer {
+    if let Some(refusal) = &answer.refusal {
+        let before_match = matches!(
+            refusal,
+            Refusal::UnknownGate
+                | Refusal::FacePass(_)
+                | Refusal::Code(DenyReason::RevocationsStale)
+        );
+        if !before_match {
+            answer.refusal = Some(Refusal::FacePass(FacePassRefusal::NotRecognised));
+            answer.scene = None;
+        }
+    }
+    answer
 }
 
 #[cfg(test)]
@@ -815,6 +1097,8 @@ mod tests {
             hospital: None,
             hall: None,
             operator: None,
+            face_pass: false,
+            attended: false,
         }
     }
 

@@ -403,7 +403,7 @@ async fn offline_counters_only_go_up_and_retries_are_answered(store: Arc<dyn Rep
     let offline = |counter| Mark::Offline { serial, counter };
     let mut first = used("gate-a", "s1", 10, offline(5), 7);
     if let Some(answer) = first.answer.as_mut() {
-        answer.code_kind = CodeKind::Offline;
+        answer.code_kind = CodeKind::Offline.into();
     }
     assert_eq!(record(store, first.clone()).await, Outcome::First);
     assert_eq!(

@@ -270,6 +270,10 @@ pub(crate) async fn the_feed_gives_each_subject_at_its_latest_change(store: Arc<
     assert_eq!(rest[0].subject_id, b);
     let cursor = rest[0].sequence;
     assert!(store.face_changes(cursor, 10).await.unwrap().is_empty());
+    // The last sequence given out covers every change listed (a follower above it
+    // has missed changes: F5).
+    let last = store.face_last_sequence().await.unwrap();
+    assert!(last >= cursor, "{last} < {cursor}");
     // A's withdrawal: after the cursor, a appears once, removed.
     store
         .withdraw_face_consent(a, None, FaceChannel::App, "device:d", at(3))
@@ -279,6 +283,7 @@ pub(crate) async fn the_feed_gives_each_subject_at_its_latest_change(store: Arc<
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].subject_id, a);
     assert_eq!(after[0].template, None);
+    assert!(store.face_last_sequence().await.unwrap() >= after[0].sequence);
     // From the start: b, then a (at its latest change), removed.
     let all = store.face_changes(0, 10).await.unwrap();
     assert_eq!(

@@ -15,6 +15,10 @@
 //! Only counter-enrolled templates with a live `COUNTER_CHECK` consent serve the
 //! counters' 1:1 check: a template enrolled from the app shows whatever face the phone's
 //! holder chose, so it cannot prove that the person at the counter is the code's owner.
+//! Templates with a live `FACE_PASS` consent (from either channel) go into one gallery
+//! per place the consent names (`face_pass_places`); a change or a withdrawal replaces
+//! or removes every place's row at once. Stale galleries serve no face pass either: the
+//! gate is answered FACE_PASS_UNAVAILABLE and asks for the code.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +30,7 @@ use citypass_proto::v1::{
     FaceChannel, FacePurpose, FaceTemplateChange, ListFaceTemplateChangesRequest,
 };
 use citypass_runtime::InjectTraceContext;
-use citypass_token::SubjectId;
+use citypass_token::{DeviceId, SubjectId};
 use tonic::transport::Channel;
 
 use super::FaceGalleries;
@@ -47,6 +51,12 @@ pub enum FeedError {
     /// The answer broke the API: a cursor that went backwards.
     #[error("identity's face template feed answered a cursor that went backwards")]
     CursorBackwards,
+}
+
+/// Whether identity's feed is behind `cursor`: its last sequence (when it says) is below
+/// the cursor, so identity's sequence was wound back (SECURITY.md F5).
+fn behind(last_sequence: Option<i64>, cursor: i64) -> bool {
+    last_sequence.is_some_and(|last| last < cursor)
 }
 
 /// The feed's client and the keys that open its templates.
@@ -89,6 +99,17 @@ impl FaceFeed {
                 .await
                 .map_err(|status| FeedError::Unavailable(status.code()))?
                 .into_inner();
+            if behind(answer.last_sequence, *cursor) {
+                // Identity numbers changes from an earlier point than this cursor (its
+                // database was restored or replaced): changes after the restore would
+                // stay invisible. Drop every template and read the feed again from 0.
+                tracing::warn!(
+                    "identity's face feed is behind this verifier's cursor; reading it again from the start"
+                );
+                galleries.clear();
+                *cursor = 0;
+                continue;
+            }
             if answer.next_sequence < *cursor {
                 return Err(FeedError::CursorBackwards);
             }
@@ -124,36 +145,81 @@ impl FaceFeed {
         });
     }
 
-    /// One subject's latest state: enrolled for counter checks, or not.
+    /// One subject's latest state: enrolled for counter checks or not, and for face
+    /// pass at which places (the template opened once for both).
     fn apply(&self, galleries: &FaceGalleries, change: FaceTemplateChange) {
         let Ok(subject) = SubjectId::parse(&change.subject_id) else {
             tracing::warn!("face template feed: a change without a valid subject id, skipped");
             return;
         };
-        let counter = change.template.as_ref().filter(|t| {
+        let template = change.template.as_ref();
+        let counter = template.filter(|t| {
             t.channel == FaceChannel::Counter as i32
                 && t.purposes.contains(&(FacePurpose::CounterCheck as i32))
         });
-        let Some(template) = counter else {
-            galleries.withdraw_counter(&subject);
-            return;
+        // Face pass takes a template from either channel: the rider chose to walk
+        // through by face at these places, whichever way they enrolled it.
+        let pass = template.filter(|t| {
+            t.purposes.contains(&(FacePurpose::FacePass as i32)) && !t.face_pass_places.is_empty()
+        });
+        let opened = match template.filter(|_| counter.is_some() || pass.is_some()) {
+            None => None,
+            Some(template) => {
+                let sealed = SealedTemplate {
+                    key_id: u16::try_from(template.key_id).unwrap_or(0),
+                    bytes: template.sealed.clone(),
+                };
+                // Opened as the channel the feed states: the channel is bound into the
+                // sealing, so a row relabelled (an app's as a counter's) does not open
+                // and is used for nothing (finding F4).
+                let channel = match FaceChannel::try_from(template.channel) {
+                    Ok(FaceChannel::App) => Ok(TemplateChannel::App),
+                    Ok(FaceChannel::Counter) => Ok(TemplateChannel::Counter),
+                    _ => Err(citypass_face::TemplateError::Open),
+                };
+                match channel.and_then(|c| self.keys.open(&change.subject_id, c, &sealed)) {
+                    Ok(embedding) => Some(embedding),
+                    Err(err) => {
+                        // The error names a key id at most, never the subject or the bytes.
+                        tracing::warn!(error = %err, "face template feed: a template does not open; not used");
+                        None
+                    }
+                }
+            }
         };
-        let sealed = SealedTemplate {
-            key_id: u16::try_from(template.key_id).unwrap_or(0),
-            bytes: template.sealed.clone(),
-        };
-        // Only counter templates get here; the channel is bound into the sealing, so a
-        // row relabelled from the app does not open (finding F4).
-        match self
-            .keys
-            .open(&change.subject_id, TemplateChannel::Counter, &sealed)
-        {
-            Ok(embedding) => galleries.enrol_counter(subject, &embedding),
-            Err(err) => {
-                // The error names a key id at most, never the subject or the bytes.
-                tracing::warn!(error = %err, "face template feed: a template does not open; not used");
+        match (&opened, counter) {
+            (Some(embedding), Some(_)) => galleries.enrol_counter(subject, embedding),
+            _ => {
                 galleries.withdraw_counter(&subject);
             }
         }
+        match (&opened, pass) {
+            (Some(embedding), Some(pass)) => {
+                // An app enrolment names its device (unusable once that is revoked).
+                let device = (pass.channel == FaceChannel::App as i32)
+                    .then(|| DeviceId::parse(&pass.enrolled_by_device_id).ok())
+                    .flatten();
+                galleries.enrol_face_pass(subject, &pass.face_pass_places, embedding, device);
+            }
+            _ => {
+                galleries.withdraw_face_pass(&subject);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_feed_wound_back_below_the_cursor_is_read_again() {
+        assert!(behind(Some(10), 11));
+        assert!(behind(Some(0), 5));
+        assert!(!behind(Some(11), 11));
+        assert!(!behind(Some(12), 11));
+        // An identity that does not say (older than the field): no resync.
+        assert!(!behind(None, 11));
+        assert!(!behind(Some(0), 0));
     }
 }

@@ -57,6 +57,9 @@ struct Certificate {
 struct Memory {
     scans: HashMap<[u8; 16], ([u8; 32], u64)>,
     tokens: HashMap<Cti, (Owned, u64)>,
+    /// Face-pass marks: short-lived (the face-pass window), so an expired one is
+    /// forgotten when met, not only when the store is full.
+    faces: HashMap<[u8; 16], (Owned, u64)>,
     certificates: HashMap<CertSerial, Certificate>,
     /// The offline uses held under all certificates: each is an entry of its own, or
     /// one phone's certificate could fill the memory past its capacity.
@@ -65,12 +68,17 @@ struct Memory {
 
 impl Memory {
     fn len(&self) -> usize {
-        self.scans.len() + self.tokens.len() + self.certificates.len() + self.offline_uses
+        self.scans.len()
+            + self.tokens.len()
+            + self.faces.len()
+            + self.certificates.len()
+            + self.offline_uses
     }
 
     fn prune(&mut self, now: u64) {
         self.scans.retain(|_, (_, forget_at)| *forget_at >= now);
         self.tokens.retain(|_, (_, forget_at)| *forget_at >= now);
+        self.faces.retain(|_, (_, forget_at)| *forget_at >= now);
         let mut forgotten = 0;
         self.certificates.retain(|_, c| {
             let keep = c.forget_at >= now;
@@ -136,6 +144,13 @@ impl MemoryReplayStore {
                     Ok(Outcome::First)
                 }
             },
+            Mark::Face { digest } => match memory.faces.get(&digest) {
+                Some((first, forget_at)) if *forget_at >= now => Ok(first.outcome(owner)),
+                _ => {
+                    memory.faces.insert(digest, (mine, used.forget_at));
+                    Ok(Outcome::First)
+                }
+            },
             Mark::Offline { serial, counter } => {
                 let certificate =
                     memory
@@ -176,6 +191,10 @@ impl MemoryReplayStore {
             Mark::Token { cti } => memory
                 .tokens
                 .get_mut(&cti)
+                .map_or(Settled::Lost, |(first, _)| first.settle(owner, answer)),
+            Mark::Face { digest } => memory
+                .faces
+                .get_mut(&digest)
                 .map_or(Settled::Lost, |(first, _)| first.settle(owner, answer)),
             Mark::Offline { serial, counter } => memory
                 .certificates

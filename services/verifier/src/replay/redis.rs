@@ -239,6 +239,9 @@ impl RedisReplayStore {
             Key::Mark(Mark::Token { cti }) => {
                 format!("{}{{t:{}}}", self.prefix, hex::encode(cti))
             }
+            Key::Mark(Mark::Face { digest }) => {
+                format!("{}{{f:{}}}", self.prefix, hex::encode(digest))
+            }
             Key::Mark(Mark::Offline { serial, .. }) => {
                 format!("{}{{o:{}}}", self.prefix, hex::encode(serial))
             }
@@ -258,7 +261,8 @@ impl RedisReplayStore {
         let mut command = redis::cmd("EVAL");
         command
             .arg(match used.mark {
-                Mark::Token { .. } => scripts.0,
+                // A face-pass mark is one use, like a code's cti.
+                Mark::Token { .. } | Mark::Face { .. } => scripts.0,
                 Mark::Offline { .. } => scripts.1,
             })
             .arg(1)

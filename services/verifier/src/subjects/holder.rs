@@ -67,6 +67,7 @@ impl Subjects for Holder {
         let scope = match scope {
             PseudonymScope::Hospital => Scope::Hospital,
             PseudonymScope::Venue(venue) => Scope::Venue(venue),
+            PseudonymScope::FacePassMark(gate) => Scope::FacePassMark(gate),
         };
         self.pseudonyms.derive(scope, subject).value
     }

@@ -4,6 +4,7 @@
 
 mod decisions;
 mod face;
+mod face_pass;
 mod key_set;
 mod revocation;
 mod scenes;

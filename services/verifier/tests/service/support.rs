@@ -44,6 +44,10 @@ pub const GATES: &str = "gates:
   scenic-2: {scene: scenic, venue: west-lake, operator: park}
   museum-1: {scene: scenic, venue: tiny-museum, operator: museum}
   hall-counter-1: {scene: government, hall: city-hall, operator: city}
+  metro-face-in: {scene: metro, direction: entry, station: L1-S03, operator: metro, face_pass: true, attended: true}
+  metro-face-out: {scene: metro, direction: exit, station: L1-S03, operator: metro, face_pass: true, attended: true}
+  metro-face-far: {scene: metro, direction: both, station: L2-S01, operator: metro, face_pass: true}
+  scenic-face-1: {scene: scenic, venue: west-lake, operator: park, face_pass: true}
 ";
 
 /// The subject every test code names unless a test says otherwise.
@@ -231,6 +235,15 @@ impl Harness {
 
     /// [`Harness::start`], refreshing the key set from the issuer at `issuer` too.
     pub async fn start_with(issuer_url: Option<String>) -> Harness {
+        Harness::start_full(issuer_url, Arc::new(FaceGalleries::new())).await
+    }
+
+    /// [`Harness::start`] with these face galleries (e.g. fed ones that never sync).
+    pub async fn start_with_faces(faces: Arc<FaceGalleries>) -> Harness {
+        Harness::start_full(None, faces).await
+    }
+
+    async fn start_full(issuer_url: Option<String>, faces: Arc<FaceGalleries>) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let pki = TestPki::new("verifier");
         let rng = SystemRandom::new();
@@ -341,7 +354,6 @@ impl Harness {
         )));
 
         let transit = Arc::new(FixedTaps::default());
-        let faces = Arc::new(FaceGalleries::new());
         let (served, revocations) = start_verifier(
             config.clone(),
             subjects.clone(),

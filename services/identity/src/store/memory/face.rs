@@ -272,6 +272,10 @@ impl FaceStore for MemoryStore {
         })
     }
 
+    fn face_last_sequence<'a>(&'a self) -> BoxFuture<'a, Result<i64, Error>> {
+        Box::pin(async move { Ok(self.lock()?.face.sequence) })
+    }
+
     fn face_changes<'a>(
         &'a self,
         after: i64,

@@ -404,6 +404,18 @@ impl FaceStore for PostgresStore {
         })
     }
 
+    fn face_last_sequence<'a>(&'a self) -> BoxFuture<'a, Result<i64, Error>> {
+        Box::pin(async move {
+            // The sequence itself (not the feed's rows): it is what a restore winds back.
+            let last: i64 = sqlx::query_scalar(
+                "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM face_feed_sequence",
+            )
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(last)
+        })
+    }
+
     fn face_changes<'a>(
         &'a self,
         after: i64,
