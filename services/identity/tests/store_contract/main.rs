@@ -73,6 +73,7 @@ citypass_testkit::contract_suite!(
         face::the_feed_gives_each_subject_at_its_latest_change,
         face::birth_dates_are_kept_for_the_guardian_rule,
         face::a_request_nonce_is_used_once,
+        face::finding_f8_an_app_enrolment_does_not_replace_a_counter_template,
     ]
 );
 

@@ -183,6 +183,15 @@ impl FaceStore for MemoryStore {
             if purposes.is_empty() {
                 return Err(Error::FaceConsentRequired);
             }
+            // A counter's template is not replaced from the app (finding F8).
+            if template.channel == FaceChannel::App
+                && face
+                    .templates
+                    .get(&id)
+                    .is_some_and(|t| t.channel == FaceChannel::Counter)
+            {
+                return Err(Error::CounterTemplateExists);
+            }
             let enrolled_before = face.templates.len() as u64;
             face.templates.insert(
                 id,
