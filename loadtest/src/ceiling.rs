@@ -120,6 +120,15 @@ impl VerifierService for BareVerifier {
             "the bare verify server only verifies",
         ))
     }
+
+    async fn verify_face(
+        &self,
+        _request: Request<citypass_proto::v1::VerifyFaceRequest>,
+    ) -> Result<Response<VerifyResponse>, Status> {
+        Err(Status::unimplemented(
+            "the bare verify server only verifies",
+        ))
+    }
 }
 
 impl BareVerifier {

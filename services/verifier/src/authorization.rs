@@ -27,6 +27,12 @@ pub const AUTHORIZATION: Policy = Policy {
             method: "VoidScan",
             allow: &[Allow::AnyGate],
         },
+        // Face pass: gates only; the handler further refuses gates the registry does
+        // not mark face_pass (FACE_PASS_NOT_HERE).
+        Rule {
+            method: "VerifyFace",
+            allow: &[Allow::AnyGate],
+        },
         Rule {
             method: "ListFraudSignals",
             allow: &[Allow::Role(Role::Auditor)],

@@ -320,4 +320,13 @@ impl VerifierService for VerifierApi {
         .map(Response::new)
         .map_err(|err: VerifierError| err.into_status())
     }
+
+    async fn verify_face(
+        &self,
+        _request: Request<pb::VerifyFaceRequest>,
+    ) -> Result<Response<VerifyResponse>, Status> {
+        // The wire shape lands first (issue 14) so clients can build against it; the
+        // face pass itself follows on this branch.
+        Err(Status::unimplemented("face pass is not built yet"))
+    }
 }
