@@ -823,6 +823,30 @@ fn a_newcomer_enrols_a_face_and_a_hospital_desk_checks_it_on_citypass_dev() {
         "never a refusal, the face does not confirm: {other}"
     );
 
+    // A face alone at a gate is the 1:N face pass: the CLI sends VerifyFace with the
+    // embedding and its liveness. This branch has VerifyFace's proto only (the face
+    // pass itself is being built on branch facepass), so the verifier may answer
+    // UNIMPLEMENTED, which the CLI says plainly; with the face pass, a decision (this
+    // rider consented to counter checks only, so not ALLOW).
+    let pass = Command::new(env!("CARGO_BIN_EXE_citypass"))
+        .args(["gate", "scan", "--gate", "scenic-gate-1"])
+        .args(["--verifier-url", &urls.verifier, "--pki-dir"])
+        .arg(&urls.pki)
+        .arg("--gates")
+        .arg(&urls.gates)
+        .arg("--face")
+        .arg(photo("obama2.jpg"))
+        .output()
+        .expect("run citypass gate scan --face");
+    let said = String::from_utf8_lossy(&pass.stdout);
+    assert!(
+        (pass.status.code() == Some(1) && said.starts_with("DENY "))
+            || (pass.status.code() == Some(2)
+                && stderr(&pass).contains("does not serve the face pass yet")),
+        "{said}\n{}",
+        stderr(&pass)
+    );
+
     // Withdrawn from the app: the template goes.
     let withdrawn = ok(run(&["face-withdraw"]));
     assert!(

@@ -11,6 +11,9 @@ use std::path::Path;
 
 use citypass_proto::v1::FacePurpose;
 
+/// The liveness model the shipped configuration runs, named in a face pass's request.
+pub const LIVENESS_MODEL: &str = "fr_liveness.onnx (faceplugin-face-recognition-js 0.0.1)";
+
 /// The version of the notice text below, recorded with each consent.
 pub const NOTICE_VERSION: &str = "face-2026-06";
 

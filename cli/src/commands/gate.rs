@@ -8,7 +8,8 @@
 //! `--face photo.jpg` adds the face before the counter's camera: its embedding,
 //! computed here (the photo never leaves this machine), goes with the scan as
 //! `live_face`, and the answer's face check (result, band, whether to check the ID
-//! card) is printed.
+//! card) is printed. `--face photo.jpg` without a code is the 1:N face pass at a
+//! face-pass gate: VerifyFace with the embedding and the liveness score computed here.
 //! Exit status: 0 ALLOW, 1 DENY, 2 an error.
 
 use std::path::{Path, PathBuf};
@@ -30,10 +31,11 @@ pub enum GateCommand {
         /// The gate's id (its certificate is in <pki-dir>/gate-<id>/).
         #[arg(long)]
         gate: String,
-        /// A PNG of the QR, a file holding the code text, or the code text itself.
+        /// A PNG of the QR, a file holding the code text, or the code text itself
+        /// (none with --face: the 1:N face pass).
         code: Option<String>,
-        /// A photo of the face before the counter's camera (JPEG or PNG): the 1:1
-        /// check against the code holder's counter-enrolled face.
+        /// A photo of the face before the camera (JPEG or PNG): with a code, the 1:1
+        /// check against the holder's counter-enrolled face; alone, the face pass.
         #[arg(long, value_name = "PHOTO")]
         face: Option<PathBuf>,
         /// The scene to ask for (default: the gate's, from the registry file).
@@ -73,13 +75,10 @@ pub fn run(cmd: GateCommand) -> anyhow::Result<ExitCode> {
         gates,
         json,
     } = cmd;
-    let Some(code) = code else {
-        anyhow::bail!(
-            "no code to scan: give a code (a PNG, a file or the text); a face alone (the 1:N \
-             face pass, VerifyFace) is not built in this citypass"
-        );
-    };
-    let text = read_code(&code)?;
+    if code.is_none() && face.is_none() {
+        anyhow::bail!("nothing to scan: give a code (a PNG, a file or the text), or --face");
+    }
+    let text = code.as_deref().map(read_code).transpose()?;
     // The face first: nothing is sent for a photo without a usable face.
     let local = face.as_deref().map(super::face::from_photo).transpose()?;
     let scene = match scene {
@@ -112,33 +111,59 @@ pub fn run(cmd: GateCommand) -> anyhow::Result<ExitCode> {
     };
     let tls = Tls::from_files(&TlsConfig::in_dir(&pki_dir.join(format!("gate-{gate}"))))
         .with_context(|| format!("the certificate of gate {gate} in {}", pki_dir.display()))?;
-    let request = VerifyRequest {
-        gate_id: gate.clone(),
-        scene: citypass_proto::scene::to_api(scene),
-        scan_id: scan_id.clone(),
-        qr_text: text,
-        direction: direction as i32,
-        live_face: local.as_ref().map(|f| pb::LiveFace {
-            embedding: f.embedding.clone(),
+    let live_face = local.as_ref().map(|f| pb::LiveFace {
+        embedding: f.embedding.clone(),
+    });
+    // A code: Verify (with the face, the counter's 1:1 check). A face alone: the 1:N
+    // face pass, VerifyFace, with the liveness computed here.
+    let request = match text {
+        Some(text) => Scan::Code(VerifyRequest {
+            gate_id: gate.clone(),
+            scene: citypass_proto::scene::to_api(scene),
+            scan_id: scan_id.clone(),
+            qr_text: text,
+            direction: direction as i32,
+            live_face,
+            ..VerifyRequest::default()
         }),
-        ..VerifyRequest::default()
+        None => Scan::Face(pb::VerifyFaceRequest {
+            scan_id: scan_id.clone(),
+            live_face,
+            liveness: local
+                .as_ref()
+                .and_then(|f| f.liveness)
+                .map(|(score, _)| pb::Liveness {
+                    checked: true,
+                    score,
+                    model: super::face::LIVENESS_MODEL.to_owned(),
+                }),
+            direction: direction as i32,
+        }),
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let response = runtime.block_on(async {
         let channel = UpstreamConfig::new(verifier_url.clone())
             .channel(Some(&tls))
             .context("the verifier's URL")?;
-        VerifierServiceClient::new(channel)
-            .verify(request)
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|status| {
+        let mut client = VerifierServiceClient::new(channel);
+        let (rpc, answer) = match request {
+            Scan::Code(request) => ("Verify", client.verify(request).await),
+            Scan::Face(request) => ("VerifyFace", client.verify_face(request).await),
+        };
+        answer.map(tonic::Response::into_inner).map_err(|status| {
+            if rpc == "VerifyFace" && status.code() == tonic::Code::Unimplemented {
                 anyhow::anyhow!(
-                    "Verify at {verifier_url}: {:?} {}",
+                    "VerifyFace at {verifier_url}: this verifier does not serve the face pass \
+                     yet (UNIMPLEMENTED); scan a code"
+                )
+            } else {
+                anyhow::anyhow!(
+                    "{rpc} at {verifier_url}: {:?} {}",
                     status.code(),
                     status.message()
                 )
-            })
+            }
+        })
     })?;
     let allowed = response.decision() == pb::Decision::Allow;
     let reason = if allowed {
@@ -207,6 +232,12 @@ pub fn run(cmd: GateCommand) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(DENIED)
     })
+}
+
+/// What a scan presents: a code (with or without a face) or a face alone.
+enum Scan {
+    Code(VerifyRequest),
+    Face(pb::VerifyFaceRequest),
 }
 
 /// What the gate's display shows of the scene result.
