@@ -62,6 +62,8 @@ enum Command {
     App(commands::app::AppArgs),
     /// Operators' revocations: revoke, reinstate, list, snapshot.
     Admin(commands::admin::AdminArgs),
+    /// A face counter: enrol or withdraw a citizen's face in person.
+    Counter(commands::counter::CounterArgs),
     /// Inspect or verify codes.
     #[command(subcommand)]
     Token(commands::token::TokenCommand),
@@ -124,6 +126,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         })),
         Command::App(args) => done(commands::app::run(args)),
         Command::Admin(args) => done(commands::admin::run(args)),
+        Command::Counter(args) => done(commands::counter::run(args)),
         Command::Token(cmd) => commands::token::run(cmd),
         Command::Gate(cmd) => commands::gate::run(cmd),
         Command::Keys(cmd) => done(commands::keys::run(cmd)),

@@ -667,3 +667,218 @@ fn civil_date(days: u64) -> String {
     };
     format!("{y:04}-{m:02}-{d:02}")
 }
+
+/// A test photo shipped with citypass-face (public domain, its README).
+fn photo(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/face/tests/photos")
+        .join(name)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Issue 14 item 5, the README's face session through the real binary and the real
+/// models (`CITYPASS_FACE_MODELS`, set by scripts/test; missing models fail the steps
+/// with the fetch script's name): the app refuses without consent and shows the
+/// notice, refuses a photo without a face, enrols from the app; a face counter enrols
+/// in person, after which the app cannot replace it (finding F8); a hospital desk's
+/// scan with the same person's other photo is MATCH, another person's NO_MATCH; the
+/// withdrawal deletes the template.
+#[test]
+fn a_newcomer_enrols_a_face_and_a_hospital_desk_checks_it_on_citypass_dev() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_dev, urls) = start_dev(&dir.path().join("keys"));
+    let state = dir.path().join("app.json");
+    let run = |args: &[&str]| app(&state, &urls, args);
+    ok(run(&[
+        "enrol",
+        "--name",
+        "Wang Fang",
+        "--id-number",
+        "11010519491231002X",
+    ]));
+    ok(run(&["bind"]));
+    let subject = json(&ok(run(&["status", "--json"])))["subject_id"]
+        .as_str()
+        .expect("a subject id")
+        .to_owned();
+    let obama = photo("obama.jpg");
+    let obama = obama.to_str().unwrap();
+
+    // Without --consent: the notice, nothing enrolled, a failure.
+    let refused = run(&["face-enrol", obama]);
+    assert!(!refused.status.success());
+    let notice = String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        notice.contains("单独同意") && notice.contains("face-withdraw"),
+        "{notice}"
+    );
+    assert!(
+        stderr(&refused).contains("--consent"),
+        "{}",
+        stderr(&refused)
+    );
+    // Models missing: a clear error naming the fetch script.
+    let no_models = Command::new(env!("CARGO_BIN_EXE_citypass"))
+        .args(["app", "face-enrol", obama, "--consent", "--state"])
+        .arg(&state)
+        .arg("--ca")
+        .arg(urls.pki.join("ca.crt"))
+        .env("CITYPASS_FACE_MODELS", dir.path().join("no-models"))
+        .output()
+        .unwrap();
+    assert_eq!(no_models.status.code(), Some(2));
+    assert!(
+        stderr(&no_models).contains("scripts/fetch-face-models"),
+        "{}",
+        stderr(&no_models)
+    );
+    // A photo without a face: the pipeline's reason.
+    let coffee = photo("coffee.jpg");
+    let no_face = run(&["face-enrol", coffee.to_str().unwrap(), "--consent"]);
+    assert_eq!(no_face.status.code(), Some(2));
+    assert!(
+        stderr(&no_face).contains("no face found in the photo"),
+        "{}",
+        stderr(&no_face)
+    );
+
+    // From the app, with consent.
+    let enrolled = ok(run(&["face-enrol", obama, "--consent"]));
+    assert!(
+        enrolled.contains("consent recorded: counter-check")
+            && enrolled.contains("the photo stayed here")
+            && enrolled.contains("liveness"),
+        "{enrolled}"
+    );
+
+    // At the hospital desk's counter, in person, with the counter's own credential.
+    let counter = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_citypass"))
+            .arg("counter")
+            .args(args)
+            .args(["--identity", &urls.identity, "--credential"])
+            .arg(urls.pki.join("counter-dev.pem"))
+            .output()
+            .expect("run citypass counter")
+    };
+    let at_counter = ok(counter(&[
+        "face-enrol",
+        "--subject",
+        &subject,
+        obama,
+        "--consent",
+    ]));
+    assert!(
+        at_counter.contains("face enrolled for counter-check"),
+        "{at_counter}"
+    );
+    // The app cannot put another face over the counter's (finding F8).
+    let obama3 = photo("obama3.jpg");
+    let over = run(&["face-enrol", obama3.to_str().unwrap(), "--consent"]);
+    assert!(!over.status.success());
+    assert!(
+        stderr(&over).contains("enrolled at a counter"),
+        "{}",
+        stderr(&over)
+    );
+
+    // The desk scans a fresh code with a face before its camera, until the verifier's
+    // feed has the template (polled every 2 s; a generous deadline for a busy machine).
+    let desk_scan = |face: &str| {
+        let png = dir.path().join("desk.png");
+        ok(run(&["code", "--png", png.to_str().unwrap()]));
+        let out = Command::new(env!("CARGO_BIN_EXE_citypass"))
+            .args(["gate", "scan", "--gate", "hospital-desk-1"])
+            .args(["--verifier-url", &urls.verifier, "--pki-dir"])
+            .arg(&urls.pki)
+            .arg("--gates")
+            .arg(&urls.gates)
+            .arg(&png)
+            .arg("--face")
+            .arg(photo(face))
+            .output()
+            .expect("run citypass gate scan");
+        ok(out)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let matched = loop {
+        let answer = desk_scan("obama2.jpg");
+        assert!(answer.starts_with("ALLOW"), "{answer}");
+        if answer.contains("face MATCH") {
+            break answer;
+        }
+        assert!(
+            answer.contains("face NOT_ENROLLED") && std::time::Instant::now() < deadline,
+            "{answer}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(matched.contains("liveness"), "{matched}");
+    let other = desk_scan("biden.jpg");
+    assert!(
+        other.starts_with("ALLOW") && other.contains("face NO_MATCH"),
+        "never a refusal, the face does not confirm: {other}"
+    );
+
+    // A face alone at a gate is the 1:N face pass: the CLI sends VerifyFace with the
+    // embedding and its liveness. The counter records the citizen's FACE_PASS consent
+    // for the dev park (and enrols again, in person); once the feed has it, the park's
+    // unattended face gate lets the same person through on another photo, and not a
+    // stranger.
+    let for_pass = ok(counter(&[
+        "face-enrol",
+        "--subject",
+        &subject,
+        obama,
+        "--consent",
+        "--purpose",
+        "face-pass",
+        "--places",
+        "venue:dev-park",
+    ]));
+    assert!(for_pass.contains("face-pass"), "{for_pass}");
+    let face_gate = |face: &str| {
+        Command::new(env!("CARGO_BIN_EXE_citypass"))
+            .args(["gate", "scan", "--gate", "scenic-face-1"])
+            .args(["--verifier-url", &urls.verifier, "--pki-dir"])
+            .arg(&urls.pki)
+            .arg("--gates")
+            .arg(&urls.gates)
+            .arg("--face")
+            .arg(photo(face))
+            .output()
+            .expect("run citypass gate scan --face")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let passed = loop {
+        let out = face_gate("obama2.jpg");
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            break said;
+        }
+        assert!(
+            said.starts_with("DENY face_not_recognised") && std::time::Instant::now() < deadline,
+            "{said}\n{}",
+            stderr(&out)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(passed.starts_with("ALLOW"), "{passed}");
+    let stranger = face_gate("biden.jpg");
+    let said = String::from_utf8_lossy(&stranger.stdout);
+    assert!(
+        stranger.status.code() == Some(1) && said.starts_with("DENY face_not_recognised"),
+        "{said}\n{}",
+        stderr(&stranger)
+    );
+
+    // Withdrawn from the app: the template goes.
+    let withdrawn = ok(run(&["face-withdraw"]));
+    assert!(
+        withdrawn.contains("the face template is deleted"),
+        "{withdrawn}"
+    );
+}

@@ -342,6 +342,16 @@ impl TestStack {
         IdentityServiceClient::new(channel(&self.endpoints().identity, &tls).await)
     }
 
+    /// A client of the identity service as the face counter `counter` (role
+    /// `face-counter`): consents and enrolments in person.
+    pub async fn face_counter(&self, counter: &str) -> IdentityServiceClient<Channel> {
+        let tls = self
+            .stack
+            .operator_tls(counter, &[Role::FaceCounter])
+            .expect("operator TLS");
+        IdentityServiceClient::new(channel(&self.endpoints().identity, &tls).await)
+    }
+
     /// A client of the revocation service, as an operator (revoker, key-admin,
     /// auditor) uses it.
     pub async fn revocation(&self) -> RevocationServiceClient<Channel> {

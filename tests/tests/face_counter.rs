@@ -1,5 +1,5 @@
 //! The counters' 1:1 face check end to end (issue 14): a citizen consents and enrols a
-//! face at a service counter (identity on PostgreSQL, an identity-admin operator over
+//! face at a service counter (identity on PostgreSQL, a face counter's certificate over
 //! mTLS); the stack's verifier follows identity's template feed, opens the sealed
 //! template with the template key, and a hospital desk's scan with a live face is
 //! answered MATCH; another face NO_MATCH; after the withdrawal the holder reads as not
@@ -73,7 +73,7 @@ async fn a_counter_enrolled_face_confirms_the_holder_at_a_hospital_desk_until_wi
     assert_eq!(result_of(&answer), FaceResult::NotEnrolled);
 
     // At a service counter: the separate consent, then the enrolment.
-    let mut identity = t.identity().await;
+    let mut identity = t.face_counter("hospital-desk-1").await;
     identity
         .record_face_consent(RecordFaceConsentRequest {
             subject_id: subject_id.clone(),

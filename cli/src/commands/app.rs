@@ -19,6 +19,7 @@ mod codes;
 
 use super::clock;
 use super::dev::{IDENTITY_PORT, ISSUER_PORT, PAYMENTS_PORT};
+use super::face::{self, NOTICE_VERSION, PurposeArg};
 use super::payments;
 use super::pki::DEV_PKI_DIR;
 use codes::{Files, certificate_claims, certificate_json, code_json, draw};
@@ -138,6 +139,34 @@ enum AppStep {
         /// The version of the consent text the citizen agreed to.
         #[arg(long, default_value = "2026-01")]
         consent_version: String,
+    },
+    /// Enrol the citizen's face from a photo (opt-in): the embedding is computed on
+    /// this machine (the photo never leaves it), the separate consent recorded and the
+    /// template enrolled, both signed by the device key. Without --consent, prints the
+    /// notice and does nothing.
+    FaceEnrol {
+        /// A JPEG or PNG photo with one face.
+        photo: PathBuf,
+        /// The citizen consents to the notice (printed without this flag).
+        #[arg(long)]
+        consent: bool,
+        /// What the face is for (each purpose its own consent).
+        #[arg(long, value_enum, default_value_t = PurposeArg::CounterCheck)]
+        purpose: PurposeArg,
+        /// Face pass only: the places it covers, `station:<id>` or `venue:<id>` with the
+        /// gate registry's ids (e.g. `station:pingguoyuan,venue:dev-park`).
+        #[arg(long, value_delimiter = ',', required_if_eq("purpose", "face-pass"))]
+        places: Vec<String>,
+        /// The version of the notice the citizen was shown.
+        #[arg(long, default_value = NOTICE_VERSION)]
+        notice_version: String,
+    },
+    /// Withdraw a face consent (every one without --purpose); the template is deleted
+    /// with the last.
+    FaceWithdraw {
+        /// The purpose to withdraw (default: every one).
+        #[arg(long, value_enum)]
+        purpose: Option<PurposeArg>,
     },
     /// Show the active payment link.
     PaymentLink,
@@ -338,6 +367,84 @@ async fn step(args: AppArgs) -> anyhow::Result<()> {
                 print_json(payments::link_json(&link));
             } else {
                 println!("{}", payments::link_line(&link));
+            }
+        }
+        AppStep::FaceEnrol {
+            photo,
+            consent,
+            purpose,
+            places,
+            notice_version,
+        } => {
+            if purpose == PurposeArg::CounterCheck && !places.is_empty() {
+                anyhow::bail!("--places is for --purpose face-pass");
+            }
+            if !consent {
+                print!("{}", face::notice(purpose, &places));
+                anyhow::bail!(
+                    "no face enrolled: face recognition needs the citizen's separate consent to the notice above (--consent)"
+                );
+            }
+            // The embedding first, here: nothing is sent for a photo without a usable face.
+            let local = face::from_photo(&photo)?;
+            let recorded = app
+                .face_consent(purpose.into(), &notice_version, &places)
+                .await?;
+            let enrolled = app.face_enrol(&local.embedding).await?;
+            let purposes: Vec<&str> = enrolled.purposes().map(face::purpose_name).collect();
+            if json {
+                print_json(serde_json::json!({
+                    "consent": {
+                        "purpose": face::purpose_name(recorded.purpose()),
+                        "text_version": recorded.text_version,
+                        "places": recorded.places,
+                    },
+                    "enrolled": true,
+                    "channel": "app",
+                    "purposes": purposes,
+                    "liveness": local.liveness.map(|(score, live)| serde_json::json!({"score": score, "live": live})),
+                    "photo_sent": false,
+                }));
+            } else {
+                println!(
+                    "consent recorded: {} (notice {}){}",
+                    face::purpose_name(recorded.purpose()),
+                    recorded.text_version,
+                    if recorded.places.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", at {}", recorded.places.join(", "))
+                    }
+                );
+                println!(
+                    "face enrolled from this device for {}: {} numbers sent, the photo stayed here",
+                    purposes.join(", "),
+                    local.embedding.len()
+                );
+                println!("  {}", local.liveness_line());
+                println!("  withdraw: citypass app face-withdraw");
+            }
+        }
+        AppStep::FaceWithdraw { purpose } => {
+            let withdrawn = app.face_withdraw(purpose.map(Into::into)).await?;
+            let purposes: Vec<&str> = withdrawn.withdrawn().map(face::purpose_name).collect();
+            if json {
+                print_json(serde_json::json!({
+                    "withdrawn": purposes,
+                    "template_deleted": withdrawn.template_deleted,
+                }));
+            } else if purposes.is_empty() {
+                println!("no face consent to withdraw");
+            } else {
+                println!(
+                    "withdrawn: {}{}",
+                    purposes.join(", "),
+                    if withdrawn.template_deleted {
+                        "; the face template is deleted"
+                    } else {
+                        "; the template stays for the other purpose"
+                    }
+                );
             }
         }
         AppStep::PaymentLink => {

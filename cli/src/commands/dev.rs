@@ -28,6 +28,11 @@ pub const REVOCATION_PORT: u16 = 50054;
 pub const PAYMENTS_PORT: u16 = 50055;
 /// The operator credential `citypass dev` writes into its PKI directory.
 pub const DEV_OPERATOR_CREDENTIAL: &str = "operator-dev.pem";
+/// The face counter's credential `citypass dev` writes (role `face-counter`, named
+/// after the sample hospital desk), for `citypass counter`.
+pub const DEV_COUNTER_CREDENTIAL: &str = "counter-dev.pem";
+/// The name in the dev counter's certificate: what identity's processing record shows.
+pub const DEV_COUNTER_NAME: &str = "hospital-desk-1";
 
 pub struct DevArgs {
     pub keys_dir: PathBuf,
@@ -78,6 +83,18 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
     ))?;
     let credential = stack.pki.dir.join(DEV_OPERATOR_CREDENTIAL);
     citypass_pki::write_file(&credential, &operator.bundle(), true)?;
+    // The face counter of the sample hospital desk, for `citypass counter` (an
+    // identity-admin does not enrol faces: face review finding F8).
+    let counter = stack.ca().issue(&Subject::operator(
+        DEV_COUNTER_NAME,
+        &[Role::FaceCounter],
+        citypass_pki::OPERATOR_MAX_LIFE,
+    ))?;
+    citypass_pki::write_file(
+        &stack.pki.dir.join(DEV_COUNTER_CREDENTIAL),
+        &counter.bundle(),
+        true,
+    )?;
 
     println!("citypass dev: every service in this process, embedded stores (lost on exit)\n");
     println!("  identity   https://{}", stack.identity);
@@ -109,8 +126,12 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
         stack.pki.ca_file().display()
     );
     println!(
-        "  operator   {} (all roles, 24 h; for citypass admin)\n",
+        "  operator   {} (all roles, 24 h; for citypass admin)",
         credential.display()
+    );
+    println!(
+        "  counter    {} (face-counter {DEV_COUNTER_NAME}, 24 h; for citypass counter)\n",
+        stack.pki.dir.join(DEV_COUNTER_CREDENTIAL).display()
     );
 
     if args.demo {

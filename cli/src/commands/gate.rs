@@ -5,6 +5,11 @@
 //! certificate (`keys/dev/pki/gate-<id>/`, made by `citypass dev` for its sample gates,
 //! or by `citypass pki issue gate`), and prints the decision as a gate's display would.
 //! The scene is the gate's, from the verifier's registry file unless `--scene` says.
+//! `--face photo.jpg` adds the face before the counter's camera: its embedding,
+//! computed here (the photo never leaves this machine), goes with the scan as
+//! `live_face`, and the answer's face check (result, band, whether to check the ID
+//! card) is printed. `--face photo.jpg` without a code is the 1:N face pass at a
+//! face-pass gate: VerifyFace with the embedding and the liveness score computed here.
 //! Exit status: 0 ALLOW, 1 DENY, 2 an error.
 
 use std::path::{Path, PathBuf};
@@ -26,8 +31,13 @@ pub enum GateCommand {
         /// The gate's id (its certificate is in <pki-dir>/gate-<id>/).
         #[arg(long)]
         gate: String,
-        /// A PNG of the QR, a file holding the code text, or the code text itself.
-        code: String,
+        /// A PNG of the QR, a file holding the code text, or the code text itself
+        /// (none with --face: the 1:N face pass).
+        code: Option<String>,
+        /// A photo of the face before the camera (JPEG or PNG): with a code, the 1:1
+        /// check against the holder's counter-enrolled face; alone, the face pass.
+        #[arg(long, value_name = "PHOTO")]
+        face: Option<PathBuf>,
         /// The scene to ask for (default: the gate's, from the registry file).
         #[arg(long)]
         scene: Option<String>,
@@ -56,6 +66,7 @@ pub fn run(cmd: GateCommand) -> anyhow::Result<ExitCode> {
     let GateCommand::Scan {
         gate,
         code,
+        face,
         scene,
         direction,
         scan_id,
@@ -64,7 +75,12 @@ pub fn run(cmd: GateCommand) -> anyhow::Result<ExitCode> {
         gates,
         json,
     } = cmd;
-    let text = read_code(&code)?;
+    if code.is_none() && face.is_none() {
+        anyhow::bail!("nothing to scan: give a code (a PNG, a file or the text), or --face");
+    }
+    let text = code.as_deref().map(read_code).transpose()?;
+    // The face first: nothing is sent for a photo without a usable face.
+    let local = face.as_deref().map(super::face::from_photo).transpose()?;
     let scene = match scene {
         Some(name) => citypass_token::Scene::from_name(&name)
             .with_context(|| format!("unknown scene {name}"))?,
@@ -95,30 +111,59 @@ pub fn run(cmd: GateCommand) -> anyhow::Result<ExitCode> {
     };
     let tls = Tls::from_files(&TlsConfig::in_dir(&pki_dir.join(format!("gate-{gate}"))))
         .with_context(|| format!("the certificate of gate {gate} in {}", pki_dir.display()))?;
-    let request = VerifyRequest {
-        gate_id: gate.clone(),
-        scene: citypass_proto::scene::to_api(scene),
-        scan_id: scan_id.clone(),
-        qr_text: text,
-        direction: direction as i32,
-        ..VerifyRequest::default()
+    let live_face = local.as_ref().map(|f| pb::LiveFace {
+        embedding: f.embedding.clone(),
+    });
+    // A code: Verify (with the face, the counter's 1:1 check). A face alone: the 1:N
+    // face pass, VerifyFace, with the liveness computed here.
+    let request = match text {
+        Some(text) => Scan::Code(VerifyRequest {
+            gate_id: gate.clone(),
+            scene: citypass_proto::scene::to_api(scene),
+            scan_id: scan_id.clone(),
+            qr_text: text,
+            direction: direction as i32,
+            live_face,
+            ..VerifyRequest::default()
+        }),
+        None => Scan::Face(pb::VerifyFaceRequest {
+            scan_id: scan_id.clone(),
+            live_face,
+            liveness: local
+                .as_ref()
+                .and_then(|f| f.liveness)
+                .map(|(score, _)| pb::Liveness {
+                    checked: true,
+                    score,
+                    model: super::face::LIVENESS_MODEL.to_owned(),
+                }),
+            direction: direction as i32,
+        }),
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let response = runtime.block_on(async {
         let channel = UpstreamConfig::new(verifier_url.clone())
             .channel(Some(&tls))
             .context("the verifier's URL")?;
-        VerifierServiceClient::new(channel)
-            .verify(request)
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|status| {
+        let mut client = VerifierServiceClient::new(channel);
+        let (rpc, answer) = match request {
+            Scan::Code(request) => ("Verify", client.verify(request).await),
+            Scan::Face(request) => ("VerifyFace", client.verify_face(request).await),
+        };
+        answer.map(tonic::Response::into_inner).map_err(|status| {
+            if rpc == "VerifyFace" && status.code() == tonic::Code::Unimplemented {
                 anyhow::anyhow!(
-                    "Verify at {verifier_url}: {:?} {}",
+                    "VerifyFace at {verifier_url}: this verifier does not serve the face pass \
+                     yet (UNIMPLEMENTED); scan a code"
+                )
+            } else {
+                anyhow::anyhow!(
+                    "{rpc} at {verifier_url}: {:?} {}",
                     status.code(),
                     status.message()
                 )
-            })
+            }
+        })
     })?;
     let allowed = response.decision() == pb::Decision::Allow;
     let reason = if allowed {
@@ -146,6 +191,8 @@ pub fn run(cmd: GateCommand) -> anyhow::Result<ExitCode> {
             "key_set_age_s": age(response.key_set_age),
             "fail_open": response.fail_open,
             "scene_result": scene_json(response.scene_result.as_ref()),
+            "face_check": face_json(response.face_check.as_ref()),
+            "liveness": local.as_ref().and_then(|f| f.liveness).map(|(score, live)| serde_json::json!({"score": score, "live": live})),
         });
         println!("{line}");
     } else {
@@ -156,6 +203,14 @@ pub fn run(cmd: GateCommand) -> anyhow::Result<ExitCode> {
         }
         if let Some(shown) = scene_line(response.scene_result.as_ref()) {
             println!("  {shown}");
+        }
+        if let Some(check) = response.face_check.as_ref() {
+            for line in face_lines(check) {
+                println!("  {line}");
+            }
+        }
+        if let Some(local) = &local {
+            println!("  {}", local.liveness_line());
         }
         if response.fail_open {
             println!("  allowed under the scene's fail-open policy (a dependency was down)");
@@ -177,6 +232,12 @@ pub fn run(cmd: GateCommand) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(DENIED)
     })
+}
+
+/// What a scan presents: a code (with or without a face) or a face alone.
+enum Scan {
+    Code(VerifyRequest),
+    Face(pb::VerifyFaceRequest),
 }
 
 /// What the gate's display shows of the scene result.
@@ -215,6 +276,43 @@ fn scene_line(result: Option<&pb::verify_response::SceneResult>) -> Option<Strin
                 .to_ascii_lowercase()
         ),
     })
+}
+
+/// Short lower-case name of a proto enum value (`FACE_RESULT_NO_MATCH` → `no_match`).
+fn short(full: &str, prefix: &str) -> String {
+    full.trim_start_matches(prefix).to_ascii_lowercase()
+}
+
+/// What the counter's display shows of the face check.
+fn face_lines(check: &pb::FaceCheck) -> Vec<String> {
+    let result = check
+        .result()
+        .as_str_name()
+        .trim_start_matches("FACE_RESULT_");
+    let band = match check.band() {
+        pb::FaceScoreBand::Unspecified => String::new(),
+        band => format!(" (band {})", short(band.as_str_name(), "FACE_SCORE_BAND_")),
+    };
+    let mut lines = vec![format!("face {result}{band}")];
+    if check.id_card_required {
+        lines.push("check the ID card: the face did not confirm the holder".to_owned());
+    }
+    lines
+}
+
+/// The face check as JSON (`null` when the answer has none).
+fn face_json(check: Option<&pb::FaceCheck>) -> serde_json::Value {
+    match check {
+        None => serde_json::Value::Null,
+        Some(c) => serde_json::json!({
+            "result": short(c.result().as_str_name(), "FACE_RESULT_"),
+            "band": match c.band() {
+                pb::FaceScoreBand::Unspecified => serde_json::Value::Null,
+                band => short(band.as_str_name(), "FACE_SCORE_BAND_").into(),
+            },
+            "id_card_required": c.id_card_required,
+        }),
+    }
 }
 
 /// The scene result as JSON (`null` when none).
@@ -296,6 +394,29 @@ mod tests {
     use super::*;
 
     /// Fares travel in fen; the display shows yuan, as `citypass app trips` does.
+    #[test]
+    fn a_face_check_shows_its_result_band_and_the_id_card_when_required() {
+        let check = pb::FaceCheck {
+            result: pb::FaceResult::NoMatch as i32,
+            band: pb::FaceScoreBand::None as i32,
+            id_card_required: true,
+        };
+        assert_eq!(
+            face_lines(&check),
+            [
+                "face NO_MATCH (band none)",
+                "check the ID card: the face did not confirm the holder"
+            ]
+        );
+        let matched = pb::FaceCheck {
+            result: pb::FaceResult::Match as i32,
+            band: pb::FaceScoreBand::High as i32,
+            id_card_required: false,
+        };
+        assert_eq!(face_lines(&matched), ["face MATCH (band high)"]);
+        assert_eq!(face_json(Some(&matched))["result"], "match");
+    }
+
     #[test]
     fn a_transit_result_shows_its_fare_in_yuan() {
         let result = pb::verify_response::SceneResult::Transit(pb::TransitResult {

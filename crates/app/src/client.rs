@@ -7,10 +7,12 @@ use citypass_proto::v1::issuer_service_client::IssuerServiceClient;
 use citypass_proto::v1::payments_service_client::PaymentsServiceClient;
 use citypass_proto::v1::{
     BindDeviceRequest, BindingAuthorization, Consent, CreateBindingChallengeRequest, DocumentType,
-    EnrolRequest, GetArrearsRequest, GetArrearsResponse, GetKeySetRequest, GetKeySetResponse,
-    GetLinkRequest, GetTripsRequest, GetTripsResponse, IssueDeviceCertificateRequest,
-    IssueTokenRequest, IssueTokenResponse, LinkAccountRequest, PaymentLink, PaymentProvider,
+    EnrolFaceRequest, EnrolFaceResponse, EnrolRequest, FaceConsent, FacePurpose, GetArrearsRequest,
+    GetArrearsResponse, GetKeySetRequest, GetKeySetResponse, GetLinkRequest, GetTripsRequest,
+    GetTripsResponse, IssueDeviceCertificateRequest, IssueTokenRequest, IssueTokenResponse,
+    LinkAccountRequest, PaymentLink, PaymentProvider, RecordFaceConsentRequest,
     RepayArrearsRequest, RepayArrearsResponse, Subject, UnlinkAccountRequest,
+    WithdrawFaceConsentRequest, WithdrawFaceConsentResponse,
 };
 use citypass_token::{
     DeviceKey, KeySet, OfflineSigner, Scopes, SystemRandom, TokenError,
@@ -437,6 +439,77 @@ impl App {
             .repay_arrears(request)
             .await
             .map_err(rpc("payments"))?
+            .into_inner())
+    }
+
+    /// Records the citizen's separate consent to one face purpose, to version
+    /// `text_version` of the notice they were shown (`places`: the stations and venues
+    /// of a face pass), signed by the bound device.
+    pub async fn face_consent(
+        &mut self,
+        purpose: FacePurpose,
+        text_version: &str,
+        places: &[String],
+    ) -> Result<FaceConsent, AppError> {
+        let request = self.signed(
+            RecordFaceConsentRequest {
+                subject_id: self.subject_id()?,
+                purpose: purpose as i32,
+                text_version: text_version.to_owned(),
+                places: places.to_vec(),
+                ..RecordFaceConsentRequest::default()
+            },
+            |r| &mut r.device_id,
+        )?;
+        self.identity
+            .record_face_consent(request)
+            .await
+            .map_err(rpc("identity"))?
+            .into_inner()
+            .consent
+            .ok_or(AppError::State(
+                "RecordFaceConsent answered without a consent",
+            ))
+    }
+
+    /// Enrols the citizen's face template: the embedding computed on this device (the
+    /// photo never leaves it), signed by the bound device.
+    pub async fn face_enrol(&mut self, embedding: &[f32]) -> Result<EnrolFaceResponse, AppError> {
+        let request = self.signed(
+            EnrolFaceRequest {
+                subject_id: self.subject_id()?,
+                embedding: embedding.to_vec(),
+                ..EnrolFaceRequest::default()
+            },
+            |r| &mut r.device_id,
+        )?;
+        Ok(self
+            .identity
+            .enrol_face(request)
+            .await
+            .map_err(rpc("identity"))?
+            .into_inner())
+    }
+
+    /// Withdraws one face purpose, or every one (`None`); the template is deleted with
+    /// the last.
+    pub async fn face_withdraw(
+        &mut self,
+        purpose: Option<FacePurpose>,
+    ) -> Result<WithdrawFaceConsentResponse, AppError> {
+        let request = self.signed(
+            WithdrawFaceConsentRequest {
+                subject_id: self.subject_id()?,
+                purpose: purpose.unwrap_or(FacePurpose::Unspecified) as i32,
+                ..WithdrawFaceConsentRequest::default()
+            },
+            |r| &mut r.device_id,
+        )?;
+        Ok(self
+            .identity
+            .withdraw_face_consent(request)
+            .await
+            .map_err(rpc("identity"))?
             .into_inner())
     }
 

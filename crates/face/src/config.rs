@@ -76,12 +76,33 @@ pub struct RecogniserConfig {
     pub match_threshold: f32,
 }
 
+/// The liveness (presentation-attack) model: a crop around the detected face in, one
+/// score per class out (softmax taken here), one class meaning "live".
+#[derive(Debug, Clone, PartialEq)]
+pub struct LivenessConfig {
+    pub path: PathBuf,
+    /// Side of the square RGB input (the crop is stretched to it).
+    pub size: usize,
+    /// The detector's box is widened by this factor about its centre (the model sees
+    /// the face with its surroundings: a photo's edge, a screen's frame).
+    pub crop_scale: f32,
+    pub normalisation: Normalisation,
+    /// Which output class is "live".
+    pub live_class: usize,
+    /// Score (softmax probability of the live class) at and above which a face counts
+    /// as live.
+    pub threshold: f32,
+}
+
 /// The models and the pipeline's rules about faces.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
     pub detector: DetectorConfig,
     pub landmarks: LandmarkConfig,
     pub recogniser: RecogniserConfig,
+    /// The liveness model, if the deployment has one (`None`: photos are embedded
+    /// without a liveness score).
+    pub liveness: Option<LivenessConfig>,
     /// A face narrower than this (pixels in the photo) is refused as too small.
     pub min_face_pixels: u32,
     /// With several faces the largest is taken, unless another's area is at least this
@@ -102,6 +123,14 @@ pub const ARCFACE_112: [[f32; 2]; 5] = [
 /// The shipped recognition model's threshold (`docs/architecture.md`, Face: chosen with
 /// `cargo run --release -p citypass-face --example calibrate`).
 pub const SHIPPED_MATCH_THRESHOLD: f32 = 0.42;
+
+/// The shipped liveness model's "live" class (found by experiment on the test photos
+/// and matching the package's JavaScript, which reports class 0: docs/face-models.md).
+pub const SHIPPED_LIVE_CLASS: usize = 0;
+
+/// The shipped liveness model's threshold: the package's JavaScript states none; 0.5
+/// (the more likely class) until spoof fixtures allow a measured choice.
+pub const SHIPPED_LIVENESS_THRESHOLD: f32 = 0.5;
 
 impl ModelConfig {
     /// The shipped models (`faceplugin-face-recognition-js` 0.0.1, `docs/face-models.md`)
@@ -132,6 +161,17 @@ impl ModelConfig {
                 reference: ARCFACE_112,
                 match_threshold: SHIPPED_MATCH_THRESHOLD,
             },
+            liveness: Some(LivenessConfig {
+                path: dir.join("fr_liveness.onnx"),
+                size: 128,
+                crop_scale: 2.7,
+                normalisation: Normalisation {
+                    mean: [0.0; 3],
+                    std: [1.0; 3],
+                },
+                live_class: SHIPPED_LIVE_CLASS,
+                threshold: SHIPPED_LIVENESS_THRESHOLD,
+            }),
             min_face_pixels: 40,
             ambiguity_ratio: 0.5,
         }
@@ -165,6 +205,24 @@ impl ModelConfig {
             && (-1.0..=1.0).contains(&self.recogniser.match_threshold))
         {
             return Err(FaceError::Config("the match threshold must lie in [-1, 1]"));
+        }
+        if let Some(liveness) = &self.liveness {
+            liveness.normalisation.check()?;
+            if liveness.size < 16 {
+                return Err(FaceError::Config(
+                    "the liveness input must be at least 16 pixels",
+                ));
+            }
+            if !(liveness.crop_scale.is_finite() && liveness.crop_scale >= 1.0) {
+                return Err(FaceError::Config(
+                    "the liveness crop scale must be at least 1",
+                ));
+            }
+            if !unit(liveness.threshold) {
+                return Err(FaceError::Config(
+                    "thresholds and ratios must lie in [0, 1]",
+                ));
+            }
         }
         if self
             .recogniser
@@ -214,8 +272,16 @@ mod tests {
         let mut bad = good.clone();
         bad.detector.score_threshold = f32::NAN;
         assert!(matches!(bad.check(), Err(FaceError::Config(_))));
-        let mut bad = good;
+        let mut bad = good.clone();
         bad.detector.width = 0;
         assert!(matches!(bad.check(), Err(FaceError::Config(_))));
+        let mut bad = good.clone();
+        if let Some(l) = bad.liveness.as_mut() {
+            l.threshold = 1.5;
+        }
+        assert!(matches!(bad.check(), Err(FaceError::Config(_))));
+        let mut without = good;
+        without.liveness = None;
+        without.check().unwrap();
     }
 }

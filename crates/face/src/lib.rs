@@ -14,7 +14,8 @@
 //! embedding does. [`pipeline`] turns photo bytes into an embedding: [`photo`]
 //! (decode), [`detect`], [`landmarks`], [`align`], and the recognition model
 //! ([`model`]: the [`FaceModels`] seam and [`ModelConfig`], so a city plugs in a
-//! certified model), run on the CPU by tract.
+//! certified model), run on the CPU by tract; [`liveness`] scores whether the face is
+//! a live person's (the model's belief only: see its documentation).
 
 #![forbid(unsafe_code)]
 
@@ -35,6 +36,8 @@ mod error;
 #[cfg(feature = "model")]
 pub mod landmarks;
 #[cfg(feature = "model")]
+pub mod liveness;
+#[cfg(feature = "model")]
 pub mod model;
 #[cfg(feature = "model")]
 mod onnx;
@@ -50,6 +53,8 @@ pub use template::{SealedTemplate, TemplateChannel, TemplateError, TemplateKeys}
 #[cfg(feature = "model")]
 pub use error::FaceError;
 #[cfg(feature = "model")]
+pub use liveness::Liveness;
+#[cfg(feature = "model")]
 pub use model::{FaceModels, ModelConfig, OnnxFaceModels, models_dir};
 #[cfg(feature = "model")]
-pub use pipeline::FacePipeline;
+pub use pipeline::{Checked, FacePipeline};

@@ -16,10 +16,12 @@ use crate::FaceError;
 use crate::detect::{Detector, FaceBox};
 use crate::embed::Recogniser;
 use crate::landmarks::{LandmarkModel, Landmarks};
+use crate::liveness::{Liveness, LivenessModel};
 
 pub use crate::config::{
-    ARCFACE_112, DetectorConfig, LandmarkConfig, MODELS_DIR_ENV, ModelConfig, Normalisation,
-    RecogniserConfig, SHIPPED_MATCH_THRESHOLD, models_dir,
+    ARCFACE_112, DetectorConfig, LandmarkConfig, LivenessConfig, MODELS_DIR_ENV, ModelConfig,
+    Normalisation, RecogniserConfig, SHIPPED_LIVE_CLASS, SHIPPED_LIVENESS_THRESHOLD,
+    SHIPPED_MATCH_THRESHOLD, models_dir,
 };
 
 /// What the pipeline asks of the models. [`OnnxFaceModels`] runs ONNX files; another
@@ -34,14 +36,22 @@ pub trait FaceModels: Send + Sync {
     /// The embedding of a face aligned to the reference points (a square of the
     /// recognition input's size).
     fn embed(&self, aligned: &RgbImage) -> Result<Embedding, FaceError>;
+    /// The liveness of one detected face, or `None` where no liveness model is
+    /// configured.
+    fn liveness(&self, photo: &RgbImage, face: &FaceBox) -> Result<Option<Liveness>, FaceError> {
+        let _ = (photo, face);
+        Ok(None)
+    }
 }
 
-/// The three ONNX models, run on the CPU by tract.
+/// The ONNX models (detector, landmarks, recognition, and liveness where configured),
+/// run on the CPU by tract.
 pub struct OnnxFaceModels {
     config: ModelConfig,
     detector: Detector,
     landmarks: LandmarkModel,
     recogniser: Recogniser,
+    liveness: Option<LivenessModel>,
 }
 
 impl OnnxFaceModels {
@@ -52,6 +62,11 @@ impl OnnxFaceModels {
             detector: Detector::load(&config.detector)?,
             landmarks: LandmarkModel::load(&config.landmarks)?,
             recogniser: Recogniser::load(&config.recogniser)?,
+            liveness: config
+                .liveness
+                .as_ref()
+                .map(LivenessModel::load)
+                .transpose()?,
             config,
         })
     }
@@ -69,5 +84,11 @@ impl FaceModels for OnnxFaceModels {
     }
     fn embed(&self, aligned: &RgbImage) -> Result<Embedding, FaceError> {
         self.recogniser.embed(aligned)
+    }
+    fn liveness(&self, photo: &RgbImage, face: &FaceBox) -> Result<Option<Liveness>, FaceError> {
+        self.liveness
+            .as_ref()
+            .map(|model| model.check(photo, face))
+            .transpose()
     }
 }

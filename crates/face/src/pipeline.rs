@@ -12,8 +12,17 @@
 use image::RgbImage;
 
 use crate::detect::FaceBox;
+use crate::liveness::Liveness;
 use crate::model::{FaceModels, ModelConfig, OnnxFaceModels};
 use crate::{Embedding, FaceError, Similarity, align, photo};
+
+/// A photo's embedding and, where a liveness model is configured, its liveness score
+/// (of the same face).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    pub embedding: Embedding,
+    pub liveness: Option<Liveness>,
+}
 
 /// The pipeline over a set of models.
 pub struct FacePipeline<M = OnnxFaceModels> {
@@ -43,10 +52,33 @@ impl<M: FaceModels> FacePipeline<M> {
 
     /// The embedding of the one face in decoded pixels.
     pub fn embed_image(&self, photo: &RgbImage) -> Result<Embedding, FaceError> {
-        let config = self.models.config();
+        let face = self.face(photo)?;
+        self.embed_face(photo, &face)
+    }
+
+    /// The embedding and the liveness of the one face in a JPEG or PNG photo: what a
+    /// gate's or counter's camera sends.
+    pub fn check_photo(&self, bytes: &[u8]) -> Result<Checked, FaceError> {
+        self.check_image(&photo::decode(bytes)?)
+    }
+
+    /// The embedding and the liveness of the one face in decoded pixels.
+    pub fn check_image(&self, photo: &RgbImage) -> Result<Checked, FaceError> {
+        let face = self.face(photo)?;
+        Ok(Checked {
+            embedding: self.embed_face(photo, &face)?,
+            liveness: self.models.liveness(photo, &face)?,
+        })
+    }
+
+    fn face(&self, photo: &RgbImage) -> Result<FaceBox, FaceError> {
         let faces = self.models.detect(photo)?;
-        let face = choose_face(&faces, config)?;
-        let landmarks = self.models.landmarks(photo, &face)?;
+        choose_face(&faces, self.models.config())
+    }
+
+    fn embed_face(&self, photo: &RgbImage, face: &FaceBox) -> Result<Embedding, FaceError> {
+        let config = self.models.config();
+        let landmarks = self.models.landmarks(photo, face)?;
         let size = config.recogniser.size as u32;
         let aligned = align::align(photo, &landmarks, &config.recogniser.reference, size)?;
         self.models.embed(&aligned)

@@ -150,3 +150,44 @@ fn a_missing_model_names_the_fetch_script() {
     assert!(matches!(error, FaceError::ModelMissing { .. }));
     assert!(error.to_string().contains("scripts/fetch-face-models"));
 }
+
+/// The liveness scores of the real photos (docs/face-models.md records them). These are
+/// camera photos of people, so the model should score them live; no spoof photo exists
+/// among the fixtures, so nothing here shows that a spoof is refused.
+#[test]
+fn real_photos_are_scored_live_with_their_embedding() {
+    for name in OBAMA.iter().chain(&OTHERS) {
+        let checked = pipeline()
+            .check_photo(&bytes(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let liveness = checked
+            .liveness
+            .expect("the shipped models include liveness");
+        assert!(
+            (0.0..=1.0).contains(&liveness.score),
+            "{name}: {}",
+            liveness.score
+        );
+        assert!(liveness.live, "{name}: liveness {:.3}", liveness.score);
+        // The same face as embed_photo's.
+        assert!(
+            checked.embedding.similarity(&embed(name)).0 > 0.9999,
+            "{name}"
+        );
+    }
+    for name in ["coffee.jpg", "rocket.jpg"] {
+        assert!(matches!(
+            pipeline().check_photo(&bytes(name)),
+            Err(FaceError::NoFace)
+        ));
+    }
+}
+
+#[test]
+fn without_a_liveness_model_photos_are_embedded_without_a_score() {
+    let mut config = ModelConfig::shipped(&models_dir());
+    config.liveness = None;
+    let pipeline = FacePipeline::load(config).unwrap_or_else(|e| panic!("{e}"));
+    let checked = pipeline.check_photo(&bytes("biden.jpg")).unwrap();
+    assert_eq!(checked.liveness, None);
+}

@@ -36,15 +36,21 @@ pub enum Role {
     KeyAdmin,
     /// Reads logs and lists (revocations, certificates, subjects), changes nothing.
     Auditor,
+    /// A face counter (a hospital desk, a service hall): enrols a citizen's face after
+    /// checking their document in person, and records their consents. Apart from
+    /// `identity-admin` so that administering subjects does not make an operator "the
+    /// counter" whose templates the lending check trusts (face review finding F8).
+    FaceCounter,
 }
 
 impl Role {
     /// Every role, for help texts and tests.
-    pub const ALL: [Role; 4] = [
+    pub const ALL: [Role; 5] = [
         Role::Revoker,
         Role::IdentityAdmin,
         Role::KeyAdmin,
         Role::Auditor,
+        Role::FaceCounter,
     ];
 
     /// The role's name, as in certificates and on the command line.
@@ -54,6 +60,7 @@ impl Role {
             Role::IdentityAdmin => "identity-admin",
             Role::KeyAdmin => "key-admin",
             Role::Auditor => "auditor",
+            Role::FaceCounter => "face-counter",
         }
     }
 

@@ -12,14 +12,23 @@
 //! records are for the issuer, which decides and records issuance; certificate lists
 //! are for the revocation service's cascade and for operators. Face consent and
 //! enrolment come from the citizen's app, device-signed (checked in the handler), or
-//! from a counter operator (`identity-admin`); the sealed templates go to the verifier
-//! alone, and operators see counts only.
+//! from a face counter (`face-counter`; consents also from an `identity-admin`, who
+//! records a guardian's at a service desk, but no enrolment: face review finding F8);
+//! the sealed templates go to the verifier alone, and operators see counts only.
 
 use citypass_runtime::{Allow, Policy, Role, Rule};
 
 const ADMIN: &[Allow] = &[Allow::Role(Role::IdentityAdmin)];
 const ADMIN_OR_AUDITOR: &[Allow] = &[Allow::Role(Role::IdentityAdmin), Allow::Role(Role::Auditor)];
-const FACE_CITIZEN_OR_COUNTER: &[Allow] = &[Allow::DeviceSigned, Allow::Role(Role::IdentityAdmin)];
+const FACE_CITIZEN_OR_COUNTER: &[Allow] = &[
+    Allow::DeviceSigned,
+    Allow::Role(Role::IdentityAdmin),
+    Allow::Role(Role::FaceCounter),
+];
+/// A template's enrolment: the citizen's app or a face counter only. An
+/// identity-admin is not the counter (F8): the lending check trusts COUNTER templates.
+const FACE_CITIZEN_OR_FACE_COUNTER: &[Allow] =
+    &[Allow::DeviceSigned, Allow::Role(Role::FaceCounter)];
 
 /// The table.
 pub const AUTHORIZATION: Policy = Policy {
@@ -85,8 +94,8 @@ pub const AUTHORIZATION: Policy = Policy {
             allow: &[Allow::Service("issuer")],
         },
         // Face (issue 14): the citizen's app, signed by the subject's bound device
-        // (checked by the handler before any work), or an identity-admin operator at a
-        // service counter, in person.
+        // (checked by the handler before any work), or in person at a counter: consents
+        // by a face counter or an identity-admin, enrolments by a face counter alone.
         Rule {
             method: "RecordFaceConsent",
             allow: FACE_CITIZEN_OR_COUNTER,
@@ -97,7 +106,7 @@ pub const AUTHORIZATION: Policy = Policy {
         },
         Rule {
             method: "EnrolFace",
-            allow: FACE_CITIZEN_OR_COUNTER,
+            allow: FACE_CITIZEN_OR_FACE_COUNTER,
         },
         // Counts only: no template, no subject.
         Rule {

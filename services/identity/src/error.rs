@@ -122,6 +122,15 @@ pub enum Error {
     /// A device-signed call names a subject that is not the signing device's.
     #[error("subject_id: not the signing device's subject")]
     NotYourSubject,
+    /// A face enrolment by an operator who is not a face counter (finding F8).
+    #[error("enrolling a face at a counter needs the face-counter role")]
+    FaceCounterRequired,
+    /// An app enrolment over a template a counter enrolled (finding F8): the citizen
+    /// withdraws first (the counter's template is deleted with the last consent).
+    #[error(
+        "this face was enrolled at a counter: withdraw the face consent first to enrol from the app"
+    )]
+    CounterTemplateExists,
     /// A face template without a live consent to any purpose.
     #[error("no face consent: record a consent (RecordFaceConsent) before enrolling a face")]
     FaceConsentRequired,
@@ -209,8 +218,11 @@ impl ServiceError for Error {
             Error::BadSignature => ErrorKind::Unauthenticated,
             Error::BindingNotAuthorized => ErrorKind::PermissionDenied,
             Error::Proof(err) => err.kind(),
-            Error::SigningDeviceNotActive | Error::NotYourSubject => ErrorKind::PermissionDenied,
+            Error::SigningDeviceNotActive | Error::NotYourSubject | Error::FaceCounterRequired => {
+                ErrorKind::PermissionDenied
+            }
             Error::FaceConsentRequired
+            | Error::CounterTemplateExists
             | Error::GuardianConsentRequired
             | Error::GuardianNotEligible
             | Error::AgeUnknown => ErrorKind::FailedPrecondition,
@@ -246,6 +258,8 @@ impl ServiceError for Error {
             Error::SigningDeviceNotActive => "DEVICE_NOT_ACTIVE",
             Error::NotYourSubject => "NOT_YOUR_SUBJECT",
             Error::FaceConsentRequired => "FACE_CONSENT_REQUIRED",
+            Error::FaceCounterRequired => "FACE_COUNTER_REQUIRED",
+            Error::CounterTemplateExists => "COUNTER_TEMPLATE_EXISTS",
             Error::GuardianConsentRequired => "GUARDIAN_CONSENT_REQUIRED",
             Error::GuardianNotEligible => "GUARDIAN_NOT_ELIGIBLE",
             Error::AgeUnknown => "AGE_UNKNOWN",

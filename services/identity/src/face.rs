@@ -56,7 +56,11 @@ pub const ENROLLED_GAUGE: &str = "citypass.identity.face.enrolled_people";
 pub enum Actor {
     /// The subject's own bound device (already authenticated).
     Device(DeviceId),
-    /// An identity-admin operator at a counter, by name.
+    /// A face counter (role `face-counter`), by its certificate's name: consents and
+    /// enrolments in person.
+    Counter(String),
+    /// An identity-admin operator at a service desk, by name: consents (a guardian's),
+    /// never an enrolment (finding F8).
     Operator(String),
 }
 
@@ -65,7 +69,7 @@ impl Actor {
     pub fn channel(&self) -> FaceChannel {
         match self {
             Actor::Device(_) => FaceChannel::App,
-            Actor::Operator(_) => FaceChannel::Counter,
+            Actor::Counter(_) | Actor::Operator(_) => FaceChannel::Counter,
         }
     }
 
@@ -73,14 +77,20 @@ impl Actor {
     pub fn template_channel(&self) -> TemplateChannel {
         match self {
             Actor::Device(_) => TemplateChannel::App,
-            Actor::Operator(_) => TemplateChannel::Counter,
+            Actor::Counter(_) | Actor::Operator(_) => TemplateChannel::Counter,
         }
     }
 
-    /// The audit form: `device:<id>` or `operator:<name>`.
+    /// Whether the call is made in person (the document seen).
+    fn in_person(&self) -> bool {
+        !matches!(self, Actor::Device(_))
+    }
+
+    /// The audit form: `device:<id>`, `counter:<name>` or `operator:<name>`.
     pub fn audit(&self) -> String {
         match self {
             Actor::Device(id) => format!("device:{id}"),
+            Actor::Counter(name) => format!("counter:{name}"),
             Actor::Operator(name) => format!("operator:{name}"),
         }
     }
@@ -135,24 +145,24 @@ impl Faces {
             .get_birth_date(request.subject_id)
             .await?
             .map(|born| today < born.years_later(GUARDIAN_AGE));
-        match (&request.guardian, actor) {
-            (Some(_), Actor::Device(_)) => {
+        match (&request.guardian, actor.in_person()) {
+            (Some(_), false) => {
                 return Err(Error::invalid(
                     "guardian_subject_id",
                     "a guardian consents in person at a counter, not from an app",
                 ));
             }
             // An app cannot show the service the holder is 14 or more.
-            (None, Actor::Device(_)) if child.is_none() => return Err(Error::AgeUnknown),
+            (None, false) if child.is_none() => return Err(Error::AgeUnknown),
             (None, _) if child == Some(true) => return Err(Error::GuardianConsentRequired),
-            (Some(_), Actor::Operator(_)) if child == Some(false) => {
+            (Some(_), true) if child == Some(false) => {
                 return Err(Error::invalid(
                     "guardian_subject_id",
                     "only a subject under 14 consents through a guardian",
                 ));
             }
             // A known child, or one whose age the counter checked on the document.
-            (Some(guardian), Actor::Operator(_)) => {
+            (Some(guardian), true) => {
                 self.check_guardian(store, request.subject_id, *guardian, today)
                     .await?;
             }
@@ -230,7 +240,8 @@ impl Faces {
     }
 
     /// Seals and stores the subject's template (the store refuses it without a live
-    /// consent).
+    /// consent, and from the app over a counter's template: finding F8). Only the app
+    /// and a face counter enrol.
     pub async fn enrol(
         &self,
         store: &dyn Store,
@@ -238,6 +249,9 @@ impl Faces {
         embedding: &Embedding,
         actor: &Actor,
     ) -> Result<Enrolment, Error> {
+        if let Actor::Operator(_) = actor {
+            return Err(Error::FaceCounterRequired);
+        }
         let sealed = self
             .keys
             .seal(&subject.to_string(), actor.template_channel(), embedding)
@@ -250,7 +264,7 @@ impl Faces {
                     channel: actor.channel(),
                     device: match actor {
                         Actor::Device(id) => Some(*id),
-                        Actor::Operator(_) => None,
+                        Actor::Counter(_) | Actor::Operator(_) => None,
                     },
                 },
                 &actor.audit(),
@@ -407,7 +421,7 @@ mod tests {
         let store = MemoryStore::new();
         let keys = TemplateKeys::new((1, &[7; 32]), &[]).unwrap();
         let faces = Faces::new(keys, 2);
-        let counter = Actor::Operator("test".to_owned());
+        let counter = Actor::Counter("test".to_owned());
         let mut subjects = Vec::new();
         for n in 1..=3 {
             let id = subject(&store, n).await;

@@ -93,8 +93,13 @@ pub use crate::enrolment::Enrolled;
 pub enum FaceCaller {
     /// The app, signed by a bound device.
     Device(DeviceCall),
-    /// A counter operator, by name.
+    /// A face counter (role `face-counter`), by the name in its certificate.
     Counter {
+        /// The counter's name (from the certificate).
+        counter: String,
+    },
+    /// An identity-admin operator at a service desk (consents only), by name.
+    Operator {
         /// The operator's name (from the certificate).
         operator: String,
     },
@@ -531,7 +536,8 @@ impl Identity {
     /// device proof holds and whose device is the subject's.
     async fn face_actor(&self, caller: FaceCaller, subject: SubjectId) -> Result<Actor, Error> {
         match caller {
-            FaceCaller::Counter { operator } => Ok(Actor::Operator(operator)),
+            FaceCaller::Counter { counter } => Ok(Actor::Counter(counter)),
+            FaceCaller::Operator { operator } => Ok(Actor::Operator(operator)),
             FaceCaller::Device(call) => {
                 let device = call.device;
                 let owner = self.device_calls.subject_of(&*self.store, call).await?;

@@ -51,12 +51,15 @@ impl IdentityApi {
 
 /// Who makes a face call (see identity.proto): a request naming a device or carrying a
 /// proof is the app's, checked as a device-signed call; without either, the caller
-/// must be an identity-admin operator (a counter), or the call is UNAUTHENTICATED
-/// (`PROOF_MISSING`) as any unsigned citizen call is.
+/// must be an operator at a counter: a `face-counter` (any face call), or an
+/// `identity-admin` where `admin_allowed` (consents, withdrawals; not enrolment,
+/// finding F8: PERMISSION_DENIED `FACE_COUNTER_REQUIRED`). Anyone else is
+/// UNAUTHENTICATED (`PROOF_MISSING`) as any unsigned citizen call is.
 fn face_caller<R: SignedRequest>(
     caller: Option<&Caller>,
     request: &R,
     device_id: &str,
+    admin_allowed: bool,
 ) -> Result<FaceCaller, Error> {
     if !device_id.is_empty() || request.proof().is_some() {
         return Ok(FaceCaller::Device(DeviceCall {
@@ -67,10 +70,19 @@ fn face_caller<R: SignedRequest>(
         }));
     }
     match caller.and_then(|c| c.principal.as_deref()) {
-        Some(Principal::Operator { name, roles }) if roles.contains(&Role::IdentityAdmin) => {
+        Some(Principal::Operator { name, roles }) if roles.contains(&Role::FaceCounter) => {
             Ok(FaceCaller::Counter {
-                operator: name.clone(),
+                counter: name.clone(),
             })
+        }
+        Some(Principal::Operator { name, roles }) if roles.contains(&Role::IdentityAdmin) => {
+            if admin_allowed {
+                Ok(FaceCaller::Operator {
+                    operator: name.clone(),
+                })
+            } else {
+                Err(Error::FaceCounterRequired)
+            }
         }
         _ => Err(Error::Proof(citypass_device_proof::ProofError::Missing)),
     }
@@ -434,6 +446,7 @@ impl IdentityService for IdentityApi {
             Caller::of(&request),
             request.get_ref(),
             &request.get_ref().device_id,
+            true,
         );
         let req = request.into_inner();
         answer(
@@ -457,6 +470,7 @@ impl IdentityService for IdentityApi {
             Caller::of(&request),
             request.get_ref(),
             &request.get_ref().device_id,
+            true,
         );
         let req = request.into_inner();
         answer(
@@ -485,6 +499,7 @@ impl IdentityService for IdentityApi {
             Caller::of(&request),
             request.get_ref(),
             &request.get_ref().device_id,
+            false,
         );
         let req = request.into_inner();
         answer(

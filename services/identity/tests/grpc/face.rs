@@ -383,8 +383,9 @@ async fn a_child_under_14_consents_through_a_guardian_at_a_counter() {
         .unwrap();
     assert_eq!(consent.guardian_subject_id, parent);
     assert_eq!(consent.channel(), FaceChannel::Counter);
-    // The counter enrols the child's face (from the counter's device).
-    let enrolled = counter
+    // The face counter enrols the child's face (from the counter's device).
+    let enrolled = h
+        .client_as(&As::Operator(&[Role::FaceCounter]))
         .enrol_face(EnrolFaceRequest {
             subject_id: child.clone(),
             embedding: Embedding::sample(3).values().to_vec(),
@@ -424,7 +425,7 @@ async fn a_child_under_14_consents_through_a_guardian_at_a_counter() {
 async fn requests_are_checked_before_anything_is_stored() {
     let h = start_default().await;
     let (subject, _, _) = citizen(&h, &resident_id(703)).await;
-    let mut counter = h.client.clone();
+    let mut counter = h.client_as(&As::Operator(&[Role::FaceCounter, Role::Auditor]));
     let before = digest(&h.pool).await;
     let mut places = consent_request(&subject, FacePurpose::CounterCheck);
     places.places = vec!["venue:west-lake".to_owned()];
@@ -482,7 +483,7 @@ async fn the_filing_threshold_is_counted_and_reported() {
     let mut config = IdentityConfig::dev();
     config.face_filing_threshold = 2;
     let h = start(config).await;
-    let mut counter = h.client.clone();
+    let mut counter = h.client_as(&As::Operator(&[Role::FaceCounter, Role::Auditor]));
     let stats = |c: &mut Client| {
         let mut c = c.clone();
         async move {
@@ -702,4 +703,97 @@ async fn finding_f2_a_device_has_its_own_allowance_of_face_calls() {
     ))
     .await
     .expect("another device's allowance is its own");
+}
+
+/// Face review finding F8: an identity-admin is not "the counter". Only a face counter
+/// (its own role) enrols in person, the audit names the counter, and the citizen's app
+/// cannot replace the template a counter enrolled (withdraw first, then enrol).
+#[tokio::test]
+async fn finding_f8_only_a_face_counter_enrols_in_person_and_the_app_does_not_replace_it() {
+    let h = start_default().await;
+    let (subject, device, key) = citizen(&h, &resident_id(720)).await;
+    let mut admin = h.client_as(&As::Operator(&[Role::IdentityAdmin]));
+    // A face counter's certificate names the counter (the test PKI's operator name).
+    let desk = "test-operator";
+    let mut counter = h.client_as(&As::Operator(&[Role::FaceCounter]));
+    let mut app = h.client_as(&As::Nobody);
+    let enrol_at_counter = |seed: u32| EnrolFaceRequest {
+        subject_id: subject.clone(),
+        embedding: Embedding::sample(seed).values().to_vec(),
+        ..Default::default()
+    };
+
+    // The identity-admin records the consent (a service desk may), but enrols nothing.
+    admin
+        .record_face_consent(consent_request(&subject, FacePurpose::CounterCheck))
+        .await
+        .expect("an identity-admin records a consent");
+    let before = digest(&h.pool).await;
+    assert_refused(
+        admin.enrol_face(enrol_at_counter(1)).await,
+        Code::PermissionDenied,
+        "FACE_COUNTER_REQUIRED",
+    );
+    assert_eq!(digest(&h.pool).await, before, "nothing stored");
+
+    // The face counter enrols; the processing record names the counter.
+    let enrolled = counter
+        .enrol_face(enrol_at_counter(1))
+        .await
+        .expect("a face counter enrols")
+        .into_inner();
+    assert_eq!(enrolled.channel(), FaceChannel::Counter);
+    let actors: Vec<(String, String)> =
+        sqlx::query_as("SELECT action, actor FROM face_audit ORDER BY id")
+            .fetch_all(&h.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        actors,
+        vec![
+            ("consent".to_owned(), "operator:test-operator".to_owned()),
+            ("enrol".to_owned(), format!("counter:{desk}")),
+        ]
+    );
+
+    // The app cannot put another face over the counter's.
+    let sealed_before: Vec<u8> = sqlx::query_scalar("SELECT sealed FROM face_templates")
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert_refused(
+        app.enrol_face(signed_enrol(&subject, &device, &key, &Embedding::sample(2)))
+            .await,
+        Code::FailedPrecondition,
+        "COUNTER_TEMPLATE_EXISTS",
+    );
+    let sealed_after: Vec<u8> = sqlx::query_scalar("SELECT sealed FROM face_templates")
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(sealed_after, sealed_before, "the counter's template stays");
+
+    // The citizen withdraws (the template goes), consents again and enrols from the app.
+    app.withdraw_face_consent(signed_withdraw(
+        &subject,
+        &device,
+        &key,
+        FacePurpose::Unspecified,
+    ))
+    .await
+    .expect("withdrawn from the app");
+    app.record_face_consent(signed_consent(
+        &subject,
+        &device,
+        &key,
+        FacePurpose::CounterCheck,
+    ))
+    .await
+    .expect("consent again");
+    let again = app
+        .enrol_face(signed_enrol(&subject, &device, &key, &Embedding::sample(2)))
+        .await
+        .expect("the app enrols once the counter's template is gone")
+        .into_inner();
+    assert_eq!(again.channel(), FaceChannel::App);
 }

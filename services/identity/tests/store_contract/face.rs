@@ -474,3 +474,69 @@ pub(crate) async fn unbinding_a_device_deletes_the_subjects_app_enrolled_face(
         Some(at_counter.sealed)
     );
 }
+
+/// Face review finding F8: a template a counter enrolled (the document seen in person,
+/// what the lending check trusts) is not replaced by an app enrolment; the citizen
+/// withdraws (deleting it) and then enrols from the app. A counter replaces an app's.
+pub(crate) async fn finding_f8_an_app_enrolment_does_not_replace_a_counter_template(
+    store: Arc<dyn Store>,
+) {
+    let subject = active_subject(&store, 1).await;
+    let phone = bound_device(&store, subject, 0).await;
+    let from_app = |seed| NewTemplate {
+        channel: FaceChannel::App,
+        device: Some(phone),
+        ..template(subject, seed)
+    };
+    store
+        .record_face_consent(consent(subject, FacePurpose::CounterCheck), ACTOR, at(1))
+        .await
+        .unwrap();
+    let counter = NewTemplate {
+        channel: FaceChannel::Counter,
+        device: None,
+        ..template(subject, 1)
+    };
+    store
+        .enrol_face(counter.clone(), "counter:desk-1", at(2))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.enrol_face(from_app(2), ACTOR, at(3)).await,
+        Err(Error::CounterTemplateExists)
+    ));
+    assert_eq!(
+        store.face_template(subject).await.unwrap(),
+        Some(counter.sealed.clone()),
+        "the counter's template stays"
+    );
+    // The citizen withdraws; after a new consent the app enrols.
+    store
+        .withdraw_face_consent(subject, None, FaceChannel::App, ACTOR, at(4))
+        .await
+        .unwrap();
+    store
+        .record_face_consent(consent(subject, FacePurpose::CounterCheck), ACTOR, at(5))
+        .await
+        .unwrap();
+    let app = from_app(3);
+    store.enrol_face(app.clone(), ACTOR, at(6)).await.unwrap();
+    assert_eq!(
+        store.face_template(subject).await.unwrap(),
+        Some(app.sealed)
+    );
+    // A counter's enrolment replaces the app's.
+    let again = NewTemplate {
+        channel: FaceChannel::Counter,
+        device: None,
+        ..template(subject, 4)
+    };
+    store
+        .enrol_face(again.clone(), "counter:desk-1", at(7))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.face_template(subject).await.unwrap(),
+        Some(again.sealed)
+    );
+}

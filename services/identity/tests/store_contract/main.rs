@@ -74,6 +74,7 @@ citypass_testkit::contract_suite!(
         face::birth_dates_are_kept_for_the_guardian_rule,
         face::a_request_nonce_is_used_once,
         face::unbinding_a_device_deletes_the_subjects_app_enrolled_face,
+        face::finding_f8_an_app_enrolment_does_not_replace_a_counter_template,
     ]
 );
 

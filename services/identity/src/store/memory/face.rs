@@ -202,13 +202,15 @@ impl FaceStore for MemoryStore {
             let mut state = self.lock()?;
             let id = template.subject_id;
             active(&state, id, ACTION_FACE_ENROL)?;
-            let face = &mut state.face;
-            let purposes: Vec<FacePurpose> =
-                face.consents_of(id).iter().map(|c| c.purpose).collect();
+            let purposes: Vec<FacePurpose> = state
+                .face
+                .consents_of(id)
+                .iter()
+                .map(|c| c.purpose)
+                .collect();
             if purposes.is_empty() {
                 return Err(Error::FaceConsentRequired);
             }
-            let enrolled_before = face.templates.len() as u64;
             // The enrolling device is still bound (under the store's one lock, which an
             // unbind takes too).
             if let Some(device) = template.device {
@@ -219,6 +221,17 @@ impl FaceStore for MemoryStore {
                     return Err(Error::SigningDeviceNotActive);
                 }
             }
+            // A counter's template is not replaced from the app (finding F8).
+            if template.channel == FaceChannel::App
+                && state
+                    .face
+                    .templates
+                    .get(&id)
+                    .is_some_and(|t| t.channel == FaceChannel::Counter)
+            {
+                return Err(Error::CounterTemplateExists);
+            }
+            let enrolled_before = state.face.templates.len() as u64;
             let face = &mut state.face;
             face.templates.insert(
                 id,

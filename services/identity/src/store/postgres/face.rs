@@ -329,6 +329,17 @@ impl FaceStore for PostgresStore {
                     return Err(Error::SigningDeviceNotActive);
                 }
             }
+            // A counter's template is not replaced from the app (finding F8).
+            if template.channel == FaceChannel::App {
+                let existing: Option<i16> =
+                    sqlx::query_scalar("SELECT channel FROM face_templates WHERE subject_id = $1")
+                        .bind(id.as_bytes().as_slice())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if existing == Some(db_enum(FaceChannel::Counter)) {
+                    return Err(Error::CounterTemplateExists);
+                }
+            }
             let enrolled_before = count_templates(&mut tx).await?;
             // `xmax = 0` only on a row this statement inserted (not on one it updated).
             let inserted: bool = sqlx::query_scalar(
