@@ -13,6 +13,9 @@
 //!
 //! It runs in the tool's process, or (`--spawn`) as the tool's own child process
 //! (`serve bare-verify`), so that its CPU and memory are read apart.
+//!
+//! With a [`FloorTap`] it is the floor ([`crate::floor`]): the same, plus one outbound
+//! TapIn over mutual TLS per code whose signature verifies.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -21,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use citypass_proto::v1::issuer_service_server::IssuerServiceServer;
+use citypass_proto::v1::payments_service_server::PaymentsServiceServer;
 use citypass_proto::v1::verifier_service_server::{VerifierService, VerifierServiceServer};
 use citypass_proto::v1::{
     Decision, DenyReason, VerifyRequest, VerifyResponse, VerifyStreamRequest, VerifyStreamResponse,
@@ -36,14 +40,17 @@ use crate::bare_sign::BareSigner;
 use crate::child::{self, ChildServer};
 use crate::citizens::Citizen;
 use crate::error::LoadError;
+use crate::floor::{FloorTap, TrivialTaps};
 use crate::process::Pid;
 use crate::signed_bytes;
 use crate::target::{OWN_PROCESS, Target};
 
-/// Checks one Ed25519 signature per request.
+/// Checks one Ed25519 signature per request (and, as the floor, taps in once per
+/// verified code).
 #[derive(Clone)]
 pub struct BareVerifier {
     key: Arc<UnparsedPublicKey<Vec<u8>>>,
+    tap: Option<FloorTap>,
 }
 
 impl BareVerifier {
@@ -51,7 +58,14 @@ impl BareVerifier {
     pub fn new(public_key: &[u8]) -> Self {
         BareVerifier {
             key: Arc::new(UnparsedPublicKey::new(&ED25519, public_key.to_vec())),
+            tap: None,
         }
+    }
+
+    /// The floor: also one TapIn through `tap` per code whose signature verifies.
+    pub fn with_tap(mut self, tap: FloorTap) -> Self {
+        self.tap = Some(tap);
+        self
     }
 
     /// ALLOW when the signature verifies, else the first check that failed.
@@ -74,7 +88,7 @@ impl VerifierService for BareVerifier {
         &self,
         request: Request<VerifyRequest>,
     ) -> Result<Response<VerifyResponse>, Status> {
-        Ok(Response::new(self.answer(request.get_ref())))
+        Ok(Response::new(self.answer(request.get_ref()).await))
     }
 
     type VerifyStreamStream = Responses;
@@ -84,12 +98,28 @@ impl VerifierService for BareVerifier {
         request: Request<Streaming<VerifyStreamRequest>>,
     ) -> Result<Response<Self::VerifyStreamStream>, Status> {
         let bare = self.clone();
-        let answers = request.into_inner().map(move |item| {
-            let scan = item?;
-            Ok(VerifyStreamResponse {
-                response: Some(bare.answer(&scan.request.unwrap_or_default())),
-                error: None,
-            })
+        let scans = request.into_inner();
+        if self.tap.is_none() {
+            let answers = scans.map(move |item| {
+                let request = item?.request.unwrap_or_default();
+                let decided = bare.decide(&request.qr_text);
+                Ok(VerifyStreamResponse {
+                    response: Some(respond(&request, decided)),
+                    error: None,
+                })
+            });
+            return Ok(Response::new(Box::pin(answers)));
+        }
+        // The floor: each scan in the order it came, its TapIn awaited before the next.
+        let answers = scans.then(move |item| {
+            let bare = bare.clone();
+            async move {
+                let scan = item?;
+                Ok(VerifyStreamResponse {
+                    response: Some(bare.answer(&scan.request.unwrap_or_default()).await),
+                    error: None,
+                })
+            }
         });
         Ok(Response::new(Box::pin(answers)))
     }
@@ -132,17 +162,27 @@ impl VerifierService for BareVerifier {
 }
 
 impl BareVerifier {
-    fn answer(&self, request: &VerifyRequest) -> VerifyResponse {
-        let (decision, reason) = match self.decide(&request.qr_text) {
-            Ok(()) => (Decision::Allow, DenyReason::Unspecified),
-            Err(reason) => (Decision::Deny, reason),
-        };
-        VerifyResponse {
-            decision: decision as i32,
-            deny_reason: reason as i32,
-            scan_id: request.scan_id.clone(),
-            ..VerifyResponse::default()
+    /// The answer to `request`: the signature checked, then (the floor) the TapIn.
+    async fn answer(&self, request: &VerifyRequest) -> VerifyResponse {
+        let mut decided = self.decide(&request.qr_text);
+        if let (Ok(()), Some(tap)) = (decided, &self.tap) {
+            decided = tap.tap(&request.gate_id, &request.scan_id).await;
         }
+        respond(request, decided)
+    }
+}
+
+/// The answer to `request` decided `decided`.
+fn respond(request: &VerifyRequest, decided: Result<(), DenyReason>) -> VerifyResponse {
+    let (decision, reason) = match decided {
+        Ok(()) => (Decision::Allow, DenyReason::Unspecified),
+        Err(reason) => (Decision::Deny, reason),
+    };
+    VerifyResponse {
+        decision: decision as i32,
+        deny_reason: reason as i32,
+        scan_id: request.scan_id.clone(),
+        ..VerifyResponse::default()
     }
 }
 
@@ -204,6 +244,53 @@ impl BareServer {
             &gate.tls,
         )
         .await
+    }
+
+    /// Starts the floor for `target` ([`crate::floor`]): the trivial taps server, then
+    /// the bare verify server that taps in there once per verified code; in this
+    /// process, or each as a child process of `loadtest`. The floor first, its taps
+    /// server second.
+    pub async fn start_floor(
+        target: &Target,
+        loadtest: Option<&Path>,
+    ) -> Result<(BareServer, BareServer), LoadError> {
+        let key = target.issuer.key().public_key().as_bytes().to_vec();
+        let Some(program) = loadtest else {
+            let any = SocketAddr::from(([127, 0, 0, 1], 0));
+            let taps = Ceiling::start_taps(any, target.server_tls.clone()).await?;
+            let tap = FloorTap::new(&taps.url(), &target.server_tls)?;
+            let floor = Ceiling::start(
+                BareVerifier::new(&key).with_tap(tap),
+                target.server_tls.clone(),
+            )
+            .await?;
+            return Ok((BareServer::InProcess(floor), BareServer::InProcess(taps)));
+        };
+        let gate = target
+            .gates
+            .first()
+            .ok_or_else(|| LoadError::NoGates("no gate to probe the floor".to_owned()))?;
+        let tls_dir = [
+            "--tls-dir".to_owned(),
+            target.server_tls_dir.display().to_string(),
+        ];
+        let taps = BareServer::spawn(
+            "trivial taps server",
+            "bare-taps",
+            program,
+            &tls_dir,
+            &gate.tls,
+        )
+        .await?;
+        let mut args = tls_dir.to_vec();
+        args.extend([
+            "--public-key".to_owned(),
+            hex::encode(&key),
+            "--tap-url".to_owned(),
+            taps.url(),
+        ]);
+        let floor = BareServer::spawn("floor", "bare-verify", program, &args, &gate.tls).await?;
+        Ok((floor, taps))
     }
 
     /// Starts the bare sign server for `target`'s issuer, knowing `citizens`' device
@@ -309,6 +396,18 @@ impl Ceiling {
             server.add_service(
                 VerifierServiceServer::new(verifier),
                 &citypass_verifier::AUTHORIZATION,
+            )
+        })
+        .await
+    }
+
+    /// Serves the trivial taps server ([`crate::floor`]) with `tls` on `addr`, with
+    /// payments' authorisation table.
+    pub async fn start_taps(addr: SocketAddr, tls: Arc<Tls>) -> Result<Ceiling, LoadError> {
+        Ceiling::serve(addr, tls, |server| {
+            server.add_service(
+                PaymentsServiceServer::new(TrivialTaps),
+                &citypass_payments::AUTHORIZATION,
             )
         })
         .await

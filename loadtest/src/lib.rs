@@ -21,6 +21,8 @@
 //! - [`record`]: outcomes and the latency histogram;
 //! - [`report`]: the figures, as a table and JSON;
 //! - [`ceiling`]: the bare verify server; [`signed_bytes`]: the bytes it verifies;
+//! - [`floor`]: the second verify ceiling, the bare server plus one outbound TapIn per
+//!   verified code, and the trivial taps server it calls;
 //! - [`stream_loop`]: the same over VerifyStream (many scans per stream);
 //! - [`citizens`]: the citizens' apps of an IssueToken run (enrolled, bound, their
 //!   requests signed before it); [`bare_sign`]: the bare sign server, its ceiling;
@@ -42,6 +44,7 @@ pub mod child;
 pub mod citizens;
 pub mod codes;
 pub mod error;
+pub mod floor;
 pub mod gates;
 pub mod mix;
 pub mod open_loop;

@@ -117,6 +117,18 @@ struct VerifyArgs {
     /// Skip the bare verify server.
     #[arg(long)]
     no_ceiling: bool,
+    /// Also load the floor (Verify): the bare verify server plus one outbound TapIn
+    /// over mutual TLS per verified code to a trivial taps server the tool starts,
+    /// what the transit workload cannot avoid. It checks no expiry or replay, so it
+    /// taps for those codes too: play a mix without them (e.g.
+    /// fresh=90,forged=5,garbled=5) to give it exactly the verifier's calls.
+    #[arg(long, conflicts_with = "no_ceiling")]
+    floor: bool,
+    /// Play this gate of the registry instead of the bus readers (e.g. scenic-gate-1,
+    /// whose policy makes no outbound call; one entry a day per rider there, so
+    /// give a mix without replayed codes).
+    #[arg(long)]
+    gate: Option<String>,
     /// Also write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -151,6 +163,17 @@ enum Serve {
         /// The issuer's Ed25519 public key, hex.
         #[arg(long)]
         public_key: String,
+        /// The floor: one TapIn at this trivial taps server per verified code.
+        #[arg(long)]
+        tap_url: Option<String>,
+    },
+    /// The floor's trivial taps server, until standard input closes.
+    BareTaps {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Directory of tls.crt, tls.key and ca.crt.
+        #[arg(long)]
+        tls_dir: PathBuf,
     },
     /// The bare sign server, until standard input closes.
     BareSign {
@@ -204,11 +227,18 @@ fn serve(command: Serve) -> anyhow::Result<ExitCode> {
             listen,
             tls_dir,
             public_key,
+            tap_url,
         } => {
             let key = hex::decode(&public_key).context("--public-key is not hex")?;
             runtime.block_on(citypass_loadtest::serve::bare_verify(
-                listen, &tls_dir, &key,
+                listen,
+                &tls_dir,
+                &key,
+                tap_url.as_deref(),
             ))?;
+        }
+        Serve::BareTaps { listen, tls_dir } => {
+            runtime.block_on(citypass_loadtest::serve::bare_taps(listen, &tls_dir))?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -243,6 +273,8 @@ fn main() -> anyhow::Result<ExitCode> {
         chart,
         quiet,
         no_ceiling,
+        floor,
+        gate,
         json,
     } = args;
     let loadtest = std::env::current_exe().context("finding this tool's own binary")?;
@@ -276,6 +308,8 @@ fn main() -> anyhow::Result<ExitCode> {
         mix,
         in_flight_cap,
         ceiling: !no_ceiling,
+        floor,
+        gate,
         streams,
         citizens,
         riders,

@@ -185,6 +185,16 @@ pub struct Report {
     /// The bare verify server, loaded the same way (absent with `--no-ceiling`).
     pub ceiling: Option<RunReport>,
     pub ratios: Option<Ratios>,
+    /// The floor over Verify: the bare server plus one outbound TapIn per verified
+    /// code (`--floor`, [`crate::floor`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor: Option<RunReport>,
+    /// The verifier over the floor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor_ratios: Option<Ratios>,
+    /// The floor over the bare server: what the one outbound call costs alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor_over_bare: Option<Ratios>,
     /// VerifyStreams open at once (0: no VerifyStream run).
     pub streams: usize,
     /// The verifier over VerifyStream.
@@ -225,6 +235,7 @@ impl Report {
         [
             Some(&self.verifier),
             self.ceiling.as_ref(),
+            self.floor.as_ref(),
             self.stream.as_ref(),
             self.stream_ceiling.as_ref(),
             self.issue.as_ref(),
@@ -274,14 +285,14 @@ fn table_header(f: &mut fmt::Formatter<'_>) -> fmt::Result {
     )
 }
 
-fn ratio_row(f: &mut fmt::Formatter<'_>, label: &str, r: &Ratios) -> fmt::Result {
+fn ratio_row(f: &mut fmt::Formatter<'_>, over: &str, label: &str, r: &Ratios) -> fmt::Result {
     let cpu = r
         .cpu_per_request
         .map_or_else(|| "-".to_owned(), |c| format!("{c:.2}"));
     writeln!(
         f,
         "{:<20} {:<12} {:>10} {:>10.2} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9} {:>6} {:>10}",
-        "service / bare", label, "", r.achieved_rate, "", r.p50, r.p90, r.p99, r.p999, "", "", cpu
+        over, label, "", r.achieved_rate, "", r.p50, r.p90, r.p99, r.p999, "", "", cpu
     )
 }
 
@@ -361,19 +372,28 @@ impl fmt::Display for Report {
             table_row(f, ceiling)?;
         }
         if let Some(r) = &self.ratios {
-            ratio_row(f, "Verify", r)?;
+            ratio_row(f, "service / bare", "Verify", r)?;
+        }
+        if let Some(floor) = &self.floor {
+            table_row(f, floor)?;
+        }
+        if let Some(r) = &self.floor_ratios {
+            ratio_row(f, "service / floor", "Verify", r)?;
+        }
+        if let Some(r) = &self.floor_over_bare {
+            ratio_row(f, "floor / bare", "Verify", r)?;
         }
         for run in self.stream.iter().chain(&self.stream_ceiling) {
             table_row(f, run)?;
         }
         if let Some(r) = &self.stream_ratios {
-            ratio_row(f, "VerifyStream", r)?;
+            ratio_row(f, "service / bare", "VerifyStream", r)?;
         }
         for run in self.issue.iter().chain(&self.issue_ceiling) {
             table_row(f, run)?;
         }
         if let Some(r) = &self.issue_ratios {
-            ratio_row(f, "IssueToken", r)?;
+            ratio_row(f, "service / bare", "IssueToken", r)?;
         }
         if let Some(p) = &self.propagation {
             let at = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
@@ -526,6 +546,9 @@ mod tests {
             mix: Report::mix_of(&Mix::default()),
             gates: vec!["g1".to_owned()],
             ratios: Some(Ratios::of(&verifier, &ceiling)),
+            floor: None,
+            floor_ratios: None,
+            floor_over_bare: None,
             verifier,
             ceiling: Some(ceiling),
         };

@@ -7,6 +7,8 @@
 //!   a keys directory the tool prepared, the verifier on a given port;
 //! - `serve bare-verify`: the bare verify server ([`crate::ceiling`]) with a given
 //!   TLS identity and issuer key;
+//! - `serve bare-taps`: the floor's trivial taps server ([`crate::floor`]); the floor
+//!   itself is `serve bare-verify --tap-url`;
 //! - `serve bare-sign`: the bare sign server ([`crate::bare_sign`]) with the issuer's
 //!   TLS identity, the key ring and the run's device keys.
 
@@ -25,6 +27,7 @@ use citypass_token::{Keyring, PublicKey};
 use crate::bare_sign::BareSigner;
 use crate::ceiling::{BareVerifier, Ceiling};
 use crate::error::LoadError;
+use crate::floor::FloorTap;
 use crate::target::{RING_FILE, SNAPSHOT_KEY_FILE};
 
 /// Waits until standard input reaches its end (or fails).
@@ -73,14 +76,31 @@ pub async fn stack(keys_dir: &Path, ports: Ports) -> Result<(), LoadError> {
 }
 
 /// Serves the bare verify server on `listen` with the TLS files in `tls_dir`, checking
-/// signatures against the Ed25519 `public_key`, until standard input closes.
+/// signatures against the Ed25519 `public_key`, until standard input closes. With
+/// `tap_url`, it is the floor: one TapIn there per verified code, with the same TLS
+/// identity as a client.
 pub async fn bare_verify(
     listen: SocketAddr,
     tls_dir: &Path,
     public_key: &[u8],
+    tap_url: Option<&str>,
 ) -> Result<(), LoadError> {
     let tls = Tls::from_files(&TlsConfig::in_dir(tls_dir))?;
-    let server = Ceiling::start_on(listen, BareVerifier::new(public_key), tls).await?;
+    let mut verifier = BareVerifier::new(public_key);
+    if let Some(url) = tap_url {
+        verifier = verifier.with_tap(FloorTap::new(url, &tls)?);
+    }
+    let server = Ceiling::start_on(listen, verifier, tls).await?;
+    until_stdin_closes().await;
+    drop(server);
+    Ok(())
+}
+
+/// Serves the trivial taps server ([`crate::floor`]) on `listen` with the TLS files in
+/// `tls_dir`, until standard input closes.
+pub async fn bare_taps(listen: SocketAddr, tls_dir: &Path) -> Result<(), LoadError> {
+    let tls = Tls::from_files(&TlsConfig::in_dir(tls_dir))?;
+    let server = Ceiling::start_taps(listen, tls).await?;
     until_stdin_closes().await;
     drop(server);
     Ok(())

@@ -202,11 +202,15 @@ fn revoker_in(pki: &Path, url: String) -> Result<RevocationAccess, LoadError> {
 /// (TRIP_ALREADY_OPEN), and the requests' gates are the sending loops' round-robin,
 /// which the codes cannot follow; the hospital desk, the service hall counter and the
 /// scenic gate have their own policies (one entry a day per person at the park).
+///
+/// With `only`, that one gate of the registry instead, whatever its scene: a scenic
+/// gate, say, whose policy makes no outbound call (`--gate`).
 fn sample_gates(
     gates_file: &Path,
+    only: Option<&str>,
     tls: impl Fn(&str) -> Result<Arc<Tls>, LoadError>,
 ) -> Result<Vec<GateIdentity>, LoadError> {
-    sample_gates_in(&read(gates_file)?, tls).map_err(|e| match e {
+    sample_gates_in(&read(gates_file)?, only, tls).map_err(|e| match e {
         LoadError::Settings(problem) => file_error(gates_file, problem),
         LoadError::NoGates(problems) => {
             LoadError::NoGates(format!("{}: {problems}", gates_file.display()))
@@ -218,17 +222,22 @@ fn sample_gates(
 /// [`sample_gates`] of the registry text `registry`.
 fn sample_gates_in(
     registry: &str,
+    only: Option<&str>,
     tls: impl Fn(&str) -> Result<Arc<Tls>, LoadError>,
 ) -> Result<Vec<GateIdentity>, LoadError> {
     let registry = Registry::parse(registry).map_err(|e| LoadError::Settings(e.to_string()))?;
     let mut gates = Vec::new();
     let mut problems = Vec::new();
-    for id in SAMPLE_GATE_IDS {
+    let ids: Vec<&str> = match only {
+        Some(id) => vec![id],
+        None => SAMPLE_GATE_IDS.to_vec(),
+    };
+    for id in ids {
         let Some(gate) = registry.get(id) else {
             problems.push(format!("{id} is not in the registry"));
             continue;
         };
-        if gate.scene != Scene::Bus {
+        if only.is_none() && gate.scene != Scene::Bus {
             continue;
         }
         match tls(id) {
@@ -252,9 +261,10 @@ fn sample_gates_in(
 
 impl Target {
     /// Starts the stack in process, or reads a running one's files.
-    pub async fn start(spec: &TargetSpec) -> Result<Target, LoadError> {
+    /// With `gate`, that gate of the registry is played instead of the bus readers.
+    pub async fn start(spec: &TargetSpec, gate: Option<&str>) -> Result<Target, LoadError> {
         match spec {
-            TargetSpec::InProcess => Target::start_in_process().await,
+            TargetSpec::InProcess => Target::start_in_process(gate).await,
             TargetSpec::Running {
                 url,
                 keys_dir,
@@ -262,25 +272,25 @@ impl Target {
                 payments,
                 revocation,
             } => {
-                let mut target = Target::from_running(url, keys_dir)?;
+                let mut target = Target::from_running(url, keys_dir, gate)?;
                 target.riders.identity = identity.clone();
                 target.riders.payments = payments.clone();
                 target.revocation = Some(revoker_in(&keys_dir.join("pki"), revocation.clone())?);
                 Ok(target)
             }
-            TargetSpec::Spawn(spawn) => Target::spawn(spawn).await,
-            TargetSpec::Services { spec, .. } => Target::start_services(spec).await,
+            TargetSpec::Spawn(spawn) => Target::spawn(spawn, gate).await,
+            TargetSpec::Services { spec, .. } => Target::start_services(spec, gate).await,
         }
     }
 
     /// The five services as separate processes ([`crate::services`]).
-    async fn start_services(spec: &ServicesSpec) -> Result<Target, LoadError> {
+    async fn start_services(spec: &ServicesSpec, gate: Option<&str>) -> Result<Target, LoadError> {
         let services = Services::start(spec).await?;
         let pki = services.pki_dir().to_owned();
         let ca = services.launcher.ca();
         let devpki = services.launcher.pki();
         let pki_error = |e| LoadError::Stack(citypass_stack::StackError::Pki(e));
-        let gates = sample_gates_in(citypass_stack::SAMPLE_GATES, |id| {
+        let gates = sample_gates_in(citypass_stack::SAMPLE_GATES, gate, |id| {
             Ok(Tls::from_files(&devpki.gate(ca, id).map_err(pki_error)?)?)
         })?;
         let server_files = devpki.service(ca, "verifier").map_err(pki_error)?;
@@ -333,7 +343,7 @@ impl Target {
         Ok(dir)
     }
 
-    async fn spawn(spawn: &Spawn) -> Result<Target, LoadError> {
+    async fn spawn(spawn: &Spawn, gate: Option<&str>) -> Result<Target, LoadError> {
         let dir = Target::fresh_keys_dir()?;
         let port = child::free_port()?;
         let (identity_port, issuer_port) = (child::free_port()?, child::free_port()?);
@@ -367,11 +377,13 @@ impl Target {
             args.extend([flag.to_owned(), port.to_string()]);
         }
         let keys_dir = dir.path().to_owned();
+        let gate = gate.map(str::to_owned);
         let (server, mut target) = ChildServer::spawn(name, &program, &args, || {
-            let (url, keys_dir) = (url.clone(), keys_dir.clone());
+            let (url, keys_dir, gate) = (url.clone(), keys_dir.clone(), gate.clone());
             async move {
                 // The child writes the registry and the certificates as it starts.
-                let target = Target::from_running(&url, &keys_dir).map_err(|e| e.to_string())?;
+                let target = Target::from_running(&url, &keys_dir, gate.as_deref())
+                    .map_err(|e| e.to_string())?;
                 let gate = target.gates.first().ok_or("no gate")?;
                 child::healthy(&url, &gate.tls).await?;
                 Ok(target)
@@ -397,7 +409,7 @@ impl Target {
         Ok(target)
     }
 
-    async fn start_in_process() -> Result<Target, LoadError> {
+    async fn start_in_process(gate: Option<&str>) -> Result<Target, LoadError> {
         let dir = tempfile::tempdir().map_err(|e| file_error(Path::new("(temp dir)"), e))?;
         let rng = SystemRandom::new();
         let mut ring = Keyring::generate("citypass-loadtest", true, &rng)?;
@@ -413,7 +425,7 @@ impl Target {
             dir.path(),
         );
         let stack = Stack::start(config).await?;
-        let gates = sample_gates(&stack.gates_file, |id| Ok(stack.gate_tls(id)?))?;
+        let gates = sample_gates(&stack.gates_file, gate, |id| Ok(stack.gate_tls(id)?))?;
         let server_files = stack
             .pki
             .service(stack.ca(), "verifier")
@@ -439,11 +451,11 @@ impl Target {
         })
     }
 
-    fn from_running(url: &str, keys_dir: &Path) -> Result<Target, LoadError> {
+    fn from_running(url: &str, keys_dir: &Path, gate: Option<&str>) -> Result<Target, LoadError> {
         let ring_path = keys_dir.join(RING_FILE);
         let ring = Keyring::from_json(&read(&ring_path)?).map_err(|e| file_error(&ring_path, e))?;
         let pki = keys_dir.join("pki");
-        let gates = sample_gates(&keys_dir.join("verifier").join("gates.yaml"), |id| {
+        let gates = sample_gates(&keys_dir.join("verifier").join("gates.yaml"), gate, |id| {
             let files = TlsConfig::in_dir(&pki.join(format!("gate-{id}")));
             Ok(Tls::from_files(&files)?)
         })?;

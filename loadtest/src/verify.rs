@@ -61,6 +61,10 @@ pub struct Settings {
     pub in_flight_cap: usize,
     /// Whether to load the bare verify server too.
     pub ceiling: bool,
+    /// Whether to load the floor too (Verify only; [`crate::floor`]).
+    pub floor: bool,
+    /// The gate to play instead of the bus readers (`None`: the bus readers).
+    pub gate: Option<String>,
     /// VerifyStreams to open for a VerifyStream run (0: none).
     pub streams: usize,
     /// Citizens' apps to enrol for an IssueToken run (0: none).
@@ -89,6 +93,9 @@ impl Settings {
         }
         if self.in_flight_cap == 0 {
             return bad("--in-flight-cap must be at least 1".to_owned());
+        }
+        if self.floor && !self.ceiling {
+            return bad("the floor is a ceiling: not with --no-ceiling".to_owned());
         }
         if self.riders == 0 {
             return bad("--riders must be at least 1 (the codes' holders)".to_owned());
@@ -196,6 +203,8 @@ pub struct Session {
     target: Target,
     gates: Vec<GateClient>,
     bare: Option<(BareServer, Vec<GateClient>)>,
+    /// The floor, its trivial taps server, and the gates' connections to the floor.
+    floor: Option<(BareServer, BareServer, Vec<GateClient>)>,
     riders: Riders,
     citizens: Vec<Citizen>,
     bare_signer: Option<BareServer>,
@@ -208,7 +217,7 @@ type Measured = Option<(Pid, String, Option<Duration>)>;
 impl Session {
     /// Starts (or reads) the target, and the bare server unless turned off.
     pub async fn start(settings: &Settings) -> Result<Session, LoadError> {
-        let target = Target::start(&settings.target).await?;
+        let target = Target::start(&settings.target, settings.gate.as_deref()).await?;
         let started = Session::connect(settings, target).await;
         match started {
             Ok(session) => Ok(session),
@@ -239,6 +248,21 @@ impl Session {
         } else {
             None
         };
+        let floor = if settings.floor {
+            let loadtest = settings.target.loadtest();
+            let started = async {
+                let (floor, taps) = BareServer::start_floor(&target, loadtest).await?;
+                let gates = gates::connect(&floor.url(), &target.gates).await?;
+                Ok::<_, LoadError>((floor, taps, gates))
+            }
+            .await;
+            match started {
+                Ok(floor) => Some(floor),
+                Err(e) => return Err((target, e)),
+            }
+        } else {
+            None
+        };
         let riders = match Riders::enrol(&target.riders, settings.riders).await {
             Ok(riders) => riders,
             Err(e) => return Err((target, e)),
@@ -247,6 +271,7 @@ impl Session {
             target,
             gates,
             bare,
+            floor,
             riders,
             citizens: Vec::new(),
             bare_signer: None,
@@ -404,6 +429,7 @@ impl Session {
     /// Stops what the session started.
     pub async fn stop(self) {
         drop(self.bare);
+        drop(self.floor);
         drop(self.bare_signer);
         self.target.stop().await;
     }
@@ -436,7 +462,7 @@ impl Session {
         streams: usize,
         process: Measured,
     ) -> Result<RunReport, LoadError> {
-        let services = if server == "bare" {
+        let services = if server == "bare" || server == "floor" {
             Vec::new()
         } else {
             self.sample_services()?
@@ -460,10 +486,10 @@ impl Session {
             ("VerifyStream", run)
         };
         let wall = started.elapsed();
-        let name = if server == "bare" {
-            "bare verify server"
-        } else {
-            "verifier"
+        let name = match server {
+            "bare" => "bare verify server",
+            "floor" => "floor",
+            _ => "verifier",
         };
         let mut report = RunReport::of(name, api, load.rate, load.in_flight_cap, &run);
         report.process = self.figures(process, before, report.answered, wall)?;
@@ -490,6 +516,7 @@ impl Session {
         let requests = self.plan(settings, n, &self.gates).await?;
         // The bare server gets the same codes: it keeps no replay marks.
         let bare_requests = self.bare.as_ref().map(|_| requests.clone());
+        let floor_requests = self.floor.as_ref().map(|_| requests.clone());
         let victims = self.victims(settings.revocations).await?;
         let verifier_run = self.measured(
             load,
@@ -523,6 +550,13 @@ impl Session {
         let ceiling = match (&self.bare, bare_requests) {
             (Some((bare, gates)), Some(requests)) => Some(
                 self.measured(load, "bare", gates, requests, 0, Some(bare.process()))
+                    .await?,
+            ),
+            _ => None,
+        };
+        let floor = match (&self.floor, floor_requests) {
+            (Some((floor, _, gates)), Some(requests)) => Some(
+                self.measured(load, "floor", gates, requests, 0, Some(floor.process()))
                     .await?,
             ),
             _ => None,
@@ -603,6 +637,12 @@ impl Session {
             mix: Report::mix_of(&settings.mix),
             gates: target.gates.iter().map(|g| g.id.clone()).collect(),
             ratios: ceiling.as_ref().map(|c| Ratios::of(&verifier, c)),
+            floor_ratios: floor.as_ref().map(|c| Ratios::of(&verifier, c)),
+            floor_over_bare: match (&floor, &ceiling) {
+                (Some(f), Some(c)) => Some(Ratios::of(f, c)),
+                _ => None,
+            },
+            floor,
             verifier,
             ceiling,
             streams: settings.streams,
@@ -636,6 +676,8 @@ mod tests {
             mix: Mix::default(),
             in_flight_cap: cap,
             ceiling: false,
+            floor: false,
+            gate: None,
             streams: 0,
             citizens: 0,
             riders: 1,

@@ -51,6 +51,8 @@ fn with_streams(target: TargetSpec, ceiling: bool, streams: usize) -> Settings {
             .expect("the mix parses"),
         in_flight_cap: 1024,
         ceiling,
+        floor: false,
+        gate: None,
         streams,
         citizens: 0,
         riders: RIDERS,
@@ -151,6 +153,20 @@ fn assert_issued(run: &RunReport) {
     );
 }
 
+/// The floor was loaded, decided as the bare server does, and is in the table.
+fn assert_floor(report: &Report) {
+    let floor = report.floor.as_ref().expect("the floor was loaded");
+    assert_eq!(floor.server, "floor");
+    assert_eq!(floor.sent, report.verifier.sent);
+    assert_bare_decides(floor);
+    assert!(report.floor_ratios.is_some() && report.floor_over_bare.is_some());
+    let table = report.to_string();
+    assert!(
+        table.contains("service / floor") && table.contains("floor / bare"),
+        "{table}"
+    );
+}
+
 fn assert_all_answered(run: &RunReport) {
     assert_eq!(run.answered, run.sent, "{}", run.server);
     assert!(run.errors.is_empty(), "{}: {:?}", run.server, run.errors);
@@ -163,6 +179,7 @@ async fn a_short_run_against_the_in_process_stack_decides_every_kind_as_it_must(
     let mut settings = with_streams(TargetSpec::InProcess, true, 3);
     settings.citizens = 4;
     settings.revocations = 2;
+    settings.floor = true;
     let report = run(settings).await;
     assert_propagation(&report, 2);
     assert_bus_gates(&report);
@@ -175,6 +192,9 @@ async fn a_short_run_against_the_in_process_stack_decides_every_kind_as_it_must(
     assert_bare_decides(bare);
     let ratios = report.ratios.expect("ratios to the bare server");
     assert!(ratios.achieved_rate > 0.0 && ratios.p99 > 0.0, "{ratios:?}");
+    // The floor decides as the bare server does (every verified code's TapIn
+    // answered by the trivial taps server), and has ratios of its own.
+    assert_floor(&report);
 
     // The same over VerifyStream: every scan's answer matched to it by scan id.
     let stream = report.stream.as_ref().expect("the VerifyStream run");
@@ -242,6 +262,7 @@ async fn a_sweep_against_child_processes_reports_their_cpu_memory_and_time_to_re
     );
     settings.duration = Duration::from_secs(1);
     settings.citizens = 3;
+    settings.floor = true;
     let rates = [50, 100];
     let sweep = tokio::time::timeout(DEADLINE, sweep(&settings, &rates))
         .await
@@ -253,9 +274,17 @@ async fn a_sweep_against_child_processes_reports_their_cpu_memory_and_time_to_re
         assert!(point.target.contains("child process"), "{}", point.target);
         assert_bus_gates(point);
         assert!(point.load_average.is_some());
+        assert_floor(point);
+        // The floor and its taps server are child processes apart from the verifier's.
+        let floor_ratios = point.floor_ratios.expect("ratios to the floor");
+        assert!(
+            floor_ratios.cpu_per_request.is_some_and(|r| r > 0.0),
+            "{floor_ratios:?}"
+        );
         let runs = [
             &point.verifier,
             point.ceiling.as_ref().expect("bare Verify"),
+            point.floor.as_ref().expect("the floor"),
             point.stream.as_ref().expect("VerifyStream"),
             point.stream_ceiling.as_ref().expect("bare VerifyStream"),
             point.issue.as_ref().expect("IssueToken"),
@@ -473,4 +502,33 @@ async fn the_separate_service_binaries_on_postgres_and_redis_are_loaded_and_meas
     assert!(cpu("citypass-payments").is_some_and(|ms| ms > 0.0));
     let table = report.to_string();
     assert!(table.contains("per service over this run"), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scenic_gate_is_played_when_asked_for() {
+    // The scenic gate's policy makes no outbound call: the venue store is the
+    // stack's own. One entry a day per rider there, so no replayed codes (each is
+    // spent once before the run and must be allowed).
+    let mut settings = settings(TargetSpec::InProcess, false);
+    settings.gate = Some("scenic-gate-1".to_owned());
+    settings.mix = "fresh=3,forged=1,garbled=1"
+        .parse::<Mix>()
+        .expect("the mix parses");
+    let report = run(settings).await;
+    assert_eq!(report.gates, vec!["scenic-gate-1".to_owned()]);
+    let verifier = &report.verifier;
+    assert_all_answered(verifier);
+    // Each rider enters once; their later codes that day are refused.
+    let fresh = outcomes(verifier, CodeKind::Fresh);
+    assert_eq!(fresh.get("ALLOW"), Some(&(RIDERS as u64)), "{fresh:?}");
+    for label in fresh.keys() {
+        assert!(
+            label == "ALLOW" || label == "DENY ALREADY_ENTERED_TODAY",
+            "{fresh:?}"
+        );
+    }
+    assert_eq!(
+        outcomes(verifier, CodeKind::Forged),
+        &BTreeMap::from([("DENY BAD_SIGNATURE".to_owned(), verifier.sent / 5)])
+    );
 }

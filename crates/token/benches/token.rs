@@ -48,6 +48,11 @@ fn bench(c: &mut Criterion) {
     c.bench_function("verify_cp1", |b| {
         b.iter(|| verify_online(black_box(&cp1), &keys, &v).unwrap())
     });
+    // Everything before the signature (text, CBOR, headers, key, the signature
+    // check's inputs): what a verifier's own decoding costs per scan.
+    c.bench_function("read_cp1", |b| {
+        b.iter(|| read_online(black_box(&cp1), &keys, &v).unwrap())
+    });
     c.bench_function("verify_cp2", |b| {
         b.iter(|| verify_offline(black_box(&cp2), &keys, &v).unwrap())
     });
