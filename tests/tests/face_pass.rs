@@ -61,8 +61,9 @@ async fn a_consenting_rider_rides_by_face_and_a_declining_one_by_code() {
     let (subject_id, _) = ids(&rider);
     let own = Embedding::sample(21);
 
-    // The separate FACE_PASS consent, for the two stations, then the enrolment.
-    let mut identity = t.identity().await;
+    // The separate FACE_PASS consent, for the two stations, then the enrolment, in
+    // person at a face counter (its own role: face review F8).
+    let mut identity = t.face_counter("hospital-desk-1").await;
     identity
         .record_face_consent(RecordFaceConsentRequest {
             subject_id: subject_id.clone(),
