@@ -81,6 +81,10 @@ pub enum VerifierError {
     /// A VerifyFace request without a live face.
     #[error("live_face is required")]
     MissingFace,
+    /// The gate made more VerifyFace calls than its allowance
+    /// (`face.pass.per_gate_per_second`).
+    #[error("too many face-pass calls from this gate")]
+    FacePassRateLimited,
     /// A live face that is not 512 finite numbers of unit length.
     #[error("live_face is not a usable embedding: {0}")]
     BadFaceEmbedding(citypass_face::EmbeddingError),
@@ -118,6 +122,7 @@ impl ServiceError for VerifierError {
             E::FaceNotUsedHere => "FACE_NOT_USED_HERE",
             E::BadFaceEmbedding(_) => "BAD_FACE_EMBEDDING",
             E::MissingFace => "MISSING_FACE",
+            E::FacePassRateLimited => "FACE_PASS_RATE_LIMITED",
         }
     }
 
@@ -146,6 +151,7 @@ impl ServiceError for VerifierError {
             }
             E::TapNotFound => ErrorKind::NotFound,
             E::FraudLogUnavailable | E::TransitUnavailable => ErrorKind::Unavailable,
+            E::FacePassRateLimited => ErrorKind::ResourceExhausted,
         }
     }
 }

@@ -31,11 +31,13 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 
 use citypass_face::{Decision, Embedding, Gallery, MatchRule, Similarity, TemplateKeys};
 use citypass_runtime::config::duration;
 use citypass_runtime::{Environment, Secret};
 use citypass_token::{DeviceId, Scene, SubjectId};
+use governor::{DefaultKeyedRateLimiter, Quota};
 use serde::Deserialize;
 
 /// Whether a counter scene takes a face check.
@@ -86,8 +88,9 @@ impl Default for FaceSettings {
     }
 }
 
-/// `face.pass`: the 1:N match rule, the liveness bar at unattended gates, and the
-/// window in which the same rider matched again at the same gate is a replay.
+/// `face.pass`: the 1:N match rule, the liveness bar at unattended gates, the window in
+/// which the same rider matched again at an entry (or exit) of the same place is a
+/// replay, and each gate's allowance of calls.
 ///
 /// Why the threshold is above the counters' 0.5: a 1:1 check compares with one claimed
 /// template, a 1:N search with every consenting rider at the place, so its false
@@ -104,10 +107,15 @@ pub struct FacePassSettings {
     pub margin: f32,
     /// Least liveness score an unattended gate must report (default 0.5).
     pub liveness_threshold: f32,
-    /// The same rider matched again at the same gate within this (default `20s`) is
-    /// answered REPLAYED: one rider, one passage.
+    /// The same rider matched again at an entry (or exit) gate of the same station or
+    /// venue within this (default `20s`) is refused as a replay: one rider, one passage.
     #[serde(deserialize_with = "duration::deserialize")]
     pub window: Duration,
+    /// VerifyFace calls one gate may make per second (default 10, bursts of twice
+    /// that; 1 to 1 000). A turnstile passes about one person a second, and each call
+    /// searches the place's whole gallery: the allowance keeps one gate (compromised or
+    /// looping) from taking a replica's cores (face review G3).
+    pub per_gate_per_second: u32,
 }
 
 impl Default for FacePassSettings {
@@ -117,6 +125,7 @@ impl Default for FacePassSettings {
             margin: 0.1,
             liveness_threshold: 0.5,
             window: Duration::from_secs(20),
+            per_gate_per_second: 10,
         }
     }
 }
@@ -284,6 +293,9 @@ impl FaceSettings {
         }
         if pass.window.is_zero() || pass.window > Duration::from_secs(600) {
             return Err(("face.pass.window", "must be above 0 and at most 10m"));
+        }
+        if !(1..=1_000).contains(&pass.per_gate_per_second) {
+            return Err(("face.pass.per_gate_per_second", "must be 1 to 1000"));
         }
         if let Some(feed) = &self.feed {
             if feed.poll_interval.is_zero() || feed.poll_interval > Duration::from_secs(60) {
@@ -640,11 +652,13 @@ impl FaceTemplates for FaceGalleries {
     }
 }
 
-/// The counter face check: the settings and the templates.
+/// The counter face check: the settings and the templates (and the face pass's
+/// allowance per gate).
 #[derive(Clone)]
 pub struct CounterFaces {
     settings: FaceSettings,
     templates: Arc<dyn FaceTemplates>,
+    per_gate: Arc<DefaultKeyedRateLimiter<String>>,
 }
 
 impl std::fmt::Debug for CounterFaces {
@@ -664,10 +678,25 @@ impl Default for CounterFaces {
 
 impl CounterFaces {
     pub fn new(settings: FaceSettings, templates: Arc<dyn FaceTemplates>) -> Self {
+        // Validated to 1..=1000; the fallback only guards a settings value built by hand.
+        let rate = NonZeroU32::new(settings.pass.per_gate_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = rate.saturating_mul(NonZeroU32::MIN.saturating_add(1));
         CounterFaces {
             settings,
             templates,
+            per_gate: Arc::new(DefaultKeyedRateLimiter::keyed(
+                Quota::per_second(rate).allow_burst(burst),
+            )),
         }
+    }
+
+    /// Counts one VerifyFace call of `gate` against its allowance
+    /// (`face.pass.per_gate_per_second`); `false` over it.
+    pub fn admit_face_pass(&self, gate: &str) -> bool {
+        if self.per_gate.len() > 10_000 {
+            self.per_gate.retain_recent();
+        }
+        self.per_gate.check_key(&gate.to_owned()).is_ok()
     }
 
     /// The policy of `scene`.
@@ -1074,5 +1103,37 @@ mod tests {
             ..FaceSettings::default()
         };
         assert_eq!(bad.check().unwrap_err().0, "face.pass.window");
+        let bad = FaceSettings {
+            pass: FacePassSettings {
+                per_gate_per_second: 0,
+                ..FacePassSettings::default()
+            },
+            ..FaceSettings::default()
+        };
+        assert_eq!(bad.check().unwrap_err().0, "face.pass.per_gate_per_second");
+    }
+
+    /// Face review G3: each VerifyFace searches a whole gallery, so a gate has an
+    /// allowance of its own (bursts of twice the rate), and one gate over it does not
+    /// spend another's.
+    #[test]
+    fn each_gate_has_its_own_face_pass_allowance() {
+        let faces = CounterFaces::new(
+            FaceSettings {
+                pass: FacePassSettings {
+                    per_gate_per_second: 1,
+                    ..FacePassSettings::default()
+                },
+                ..FaceSettings::default()
+            },
+            Arc::new(FaceGalleries::new()),
+        );
+        assert!(faces.admit_face_pass("gate-a"));
+        assert!(faces.admit_face_pass("gate-a"));
+        assert!(!faces.admit_face_pass("gate-a"), "over the burst of 2");
+        assert!(
+            faces.admit_face_pass("gate-b"),
+            "another gate's allowance is its own"
+        );
     }
 }

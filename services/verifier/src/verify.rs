@@ -705,6 +705,11 @@ impl Verifier {
             return Ok(answer);
         };
         let gate = gate.clone();
+        // Each call searches the place's whole gallery: a gate has its allowance
+        // (face review G3).
+        if !self.faces.admit_face_pass(caller) {
+            return Err(VerifierError::FacePassRateLimited);
+        }
         // The direction before the search, so that its refusal says nothing about
         // whether the face matched (face review G2).
         let way = direction(&gate, scan.direction)?;
