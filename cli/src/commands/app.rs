@@ -19,7 +19,7 @@ mod codes;
 
 use super::clock;
 use super::dev::{IDENTITY_PORT, ISSUER_PORT, PAYMENTS_PORT};
-use super::face::{self, NOTICE_VERSION, PurposeArg};
+use super::face::{self, PurposeArg};
 use super::payments;
 use super::pki::DEV_PKI_DIR;
 use codes::{Files, certificate_claims, certificate_json, code_json, draw};
@@ -147,19 +147,8 @@ enum AppStep {
     FaceEnrol {
         /// A JPEG or PNG photo with one face.
         photo: PathBuf,
-        /// The citizen consents to the notice (printed without this flag).
-        #[arg(long)]
-        consent: bool,
-        /// What the face is for (each purpose its own consent).
-        #[arg(long, value_enum, default_value_t = PurposeArg::CounterCheck)]
-        purpose: PurposeArg,
-        /// Face pass only: the places it covers, `station:<id>` or `venue:<id>` with the
-        /// gate registry's ids (e.g. `station:pingguoyuan,venue:dev-park`).
-        #[arg(long, value_delimiter = ',', required_if_eq("purpose", "face-pass"))]
-        places: Vec<String>,
-        /// The version of the notice the citizen was shown.
-        #[arg(long, default_value = NOTICE_VERSION)]
-        notice_version: String,
+        #[command(flatten)]
+        consent: face::ConsentArgs,
     },
     /// Withdraw a face consent (every one without --purpose); the template is deleted
     /// with the last.
@@ -369,22 +358,16 @@ async fn step(args: AppArgs) -> anyhow::Result<()> {
                 println!("{}", payments::link_line(&link));
             }
         }
-        AppStep::FaceEnrol {
-            photo,
-            consent,
-            purpose,
-            places,
-            notice_version,
-        } => {
-            if purpose == PurposeArg::CounterCheck && !places.is_empty() {
-                anyhow::bail!("--places is for --purpose face-pass");
-            }
-            if !consent {
-                print!("{}", face::notice(purpose, &places));
-                anyhow::bail!(
-                    "no face enrolled: face recognition needs the citizen's separate consent to the notice above (--consent)"
-                );
-            }
+        AppStep::FaceEnrol { photo, consent } => {
+            consent.require(
+                "no face enrolled: face recognition needs the citizen's separate consent to the notice above (--consent)",
+            )?;
+            let face::ConsentArgs {
+                purpose,
+                places,
+                notice_version,
+                ..
+            } = consent;
             // The embedding first, here: nothing is sent for a photo without a usable face.
             let local = face::from_photo(&photo)?;
             let recorded = app

@@ -16,7 +16,7 @@ use clap::{Args, Subcommand};
 
 use super::admin::operator_channel;
 use super::dev::{DEV_COUNTER_CREDENTIAL, IDENTITY_PORT};
-use super::face::{self, NOTICE_VERSION, PurposeArg};
+use super::face::{self, PurposeArg};
 use super::pki::DEV_PKI_DIR;
 
 #[derive(Args)]
@@ -46,18 +46,8 @@ enum CounterCommand {
         subject: String,
         /// A JPEG or PNG photo with one face, taken at the counter.
         photo: PathBuf,
-        /// The citizen (or their guardian) consents to the notice.
-        #[arg(long)]
-        consent: bool,
-        /// What the face is for.
-        #[arg(long, value_enum, default_value_t = PurposeArg::CounterCheck)]
-        purpose: PurposeArg,
-        /// Face pass only: the places it covers, `station:<id>` or `venue:<id>`.
-        #[arg(long, value_delimiter = ',', required_if_eq("purpose", "face-pass"))]
-        places: Vec<String>,
-        /// The version of the notice the citizen was shown.
-        #[arg(long, default_value = NOTICE_VERSION)]
-        notice_version: String,
+        #[command(flatten)]
+        consent: face::ConsentArgs,
         /// A child under 14: the guardian's subject id (checked in person).
         #[arg(long)]
         guardian: Option<String>,
@@ -89,21 +79,18 @@ async fn command(args: CounterArgs) -> anyhow::Result<()> {
             subject,
             photo,
             consent,
-            purpose,
-            places,
-            notice_version,
             guardian,
         } => {
-            if purpose == PurposeArg::CounterCheck && !places.is_empty() {
-                anyhow::bail!("--places is for --purpose face-pass");
-            }
-            if !consent {
-                print!("{}", face::notice(purpose, &places));
-                anyhow::bail!(
-                    "no face enrolled: read the notice above to the citizen and enrol with \
-                     --consent only if they agree"
-                );
-            }
+            consent.require(
+                "no face enrolled: read the notice above to the citizen and enrol with \
+                 --consent only if they agree",
+            )?;
+            let face::ConsentArgs {
+                purpose,
+                places,
+                notice_version,
+                ..
+            } = consent;
             let local = face::from_photo(&photo)?;
             let mut identity = IdentityServiceClient::new(operator_channel(
                 &args.identity,

@@ -35,6 +35,40 @@ impl From<PurposeArg> for FacePurpose {
     }
 }
 
+/// What a face enrolment consents to, the same for the app and the counter.
+#[derive(Clone, clap::Args)]
+pub struct ConsentArgs {
+    /// The citizen (or their guardian) consents to the notice (printed without this
+    /// flag, and nothing is sent).
+    #[arg(long)]
+    pub consent: bool,
+    /// What the face is for (each purpose its own consent).
+    #[arg(long, value_enum, default_value_t = PurposeArg::CounterCheck)]
+    pub purpose: PurposeArg,
+    /// Face pass only: the places it covers, `station:<id>` or `venue:<id>` with the
+    /// gate registry's ids (e.g. `station:pingguoyuan,venue:dev-park`).
+    #[arg(long, value_delimiter = ',', required_if_eq("purpose", "face-pass"))]
+    pub places: Vec<String>,
+    /// The version of the notice the citizen was shown.
+    #[arg(long, default_value = NOTICE_VERSION)]
+    pub notice_version: String,
+}
+
+impl ConsentArgs {
+    /// Refuses places on a counter-check consent, and without `--consent` prints the
+    /// notice and refuses with `refusal` (nothing is computed or sent).
+    pub fn require(&self, refusal: &str) -> anyhow::Result<()> {
+        if self.purpose == PurposeArg::CounterCheck && !self.places.is_empty() {
+            anyhow::bail!("--places is for --purpose face-pass");
+        }
+        if !self.consent {
+            print!("{}", notice(self.purpose, &self.places));
+            anyhow::bail!("{refusal}");
+        }
+        Ok(())
+    }
+}
+
 /// The purpose's name as on the command line.
 pub fn purpose_name(purpose: FacePurpose) -> &'static str {
     match purpose {
