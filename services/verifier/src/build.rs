@@ -301,7 +301,11 @@ pub async fn build_replacing(
                 .channel(tls.as_ref())
                 .map_err(part("face feed client"))?;
             let galleries = Arc::new(FaceGalleries::fed(feed.max_age));
-            FaceFeed::new(channel, keys).follow(&galleries, feed.poll_interval);
+            FaceFeed::new(channel, keys).follow(
+                &galleries,
+                feed.poll_interval,
+                feed.rebuild_interval,
+            );
             galleries
         }
         (None, None) => Arc::new(FaceGalleries::new()),

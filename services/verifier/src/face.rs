@@ -166,6 +166,16 @@ pub struct FeedSettings {
         deserialize_with = "duration::deserialize"
     )]
     pub timeout: Duration,
+    /// How often the galleries are rebuilt whole from the start of the feed (default
+    /// `10m`, 1 minute to 24 hours), in the background and swapped in at once: whatever
+    /// the incremental polls missed (a restored identity database whose new writes
+    /// carried its sequence past this verifier's cursor between two polls: SECURITY.md
+    /// F5) is gone after at most this long.
+    #[serde(
+        default = "default_rebuild_interval",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub rebuild_interval: Duration,
     /// The current template key (hex, or `dev:…` outside production).
     #[serde(default)]
     pub template_key: Option<Secret>,
@@ -203,6 +213,10 @@ fn default_feed_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
+fn default_rebuild_interval() -> Duration {
+    Duration::from_secs(600)
+}
+
 fn default_key_id() -> u16 {
     1
 }
@@ -214,6 +228,7 @@ impl FeedSettings {
             poll_interval: default_poll_interval(),
             max_age: default_max_age(),
             timeout: default_feed_timeout(),
+            rebuild_interval: default_rebuild_interval(),
             template_key: Some(Secret::new(citypass_face::template::DEV_TEMPLATE_KEY)),
             template_key_file: None,
             template_key_id: default_key_id(),
@@ -309,6 +324,11 @@ impl FaceSettings {
             }
             if feed.timeout.is_zero() || feed.timeout > Duration::from_secs(60) {
                 return Err(("face.feed.timeout", "must be above 0 and at most 1m"));
+            }
+            if feed.rebuild_interval < Duration::from_secs(60)
+                || feed.rebuild_interval > Duration::from_secs(86_400)
+            {
+                return Err(("face.feed.rebuild_interval", "must be 1m to 24h"));
             }
         }
         Ok(())
@@ -595,6 +615,15 @@ impl FaceGalleries {
     pub fn clear(&self) {
         *self.write() = Gallery::new();
         *self.pass_write() = Places::default();
+    }
+
+    /// Replaces every template held with those of `rebuilt` (a full read of the feed),
+    /// which is left empty: what the incremental polls got wrong is gone at once.
+    pub fn replace_with(&self, rebuilt: &FaceGalleries) {
+        let counter = std::mem::replace(&mut *rebuilt.write(), Gallery::new());
+        let pass = std::mem::take(&mut *rebuilt.pass_write());
+        *self.write() = counter;
+        *self.pass_write() = pass;
     }
 
     /// How many counter-check templates are held.
@@ -1088,6 +1117,14 @@ mod tests {
         };
         assert_eq!(bad.check().unwrap_err().0, "face.feed.timeout");
         let bad = FaceSettings {
+            feed: Some(FeedSettings {
+                rebuild_interval: Duration::from_secs(1),
+                ..FeedSettings::dev()
+            }),
+            ..FaceSettings::default()
+        };
+        assert_eq!(bad.check().unwrap_err().0, "face.feed.rebuild_interval");
+        let bad = FaceSettings {
             pass: FacePassSettings {
                 margin: -0.1,
                 ..FacePassSettings::default()
@@ -1111,6 +1148,29 @@ mod tests {
             ..FaceSettings::default()
         };
         assert_eq!(bad.check().unwrap_err().0, "face.pass.per_gate_per_second");
+    }
+
+    /// SECURITY.md F5: a rebuild from the start of the feed replaces whatever the
+    /// incremental polls held, a rider they missed the withdrawal of included.
+    #[test]
+    fn a_rebuild_replaces_every_template_held() {
+        let live = FaceGalleries::new();
+        let stale = SubjectId::from_bytes([1; 16]);
+        let kept = SubjectId::from_bytes([2; 16]);
+        live.enrol_counter(stale, &Embedding::sample(1));
+        live.enrol_face_pass(
+            stale,
+            &["station:A".to_owned()],
+            &Embedding::sample(1),
+            None,
+        );
+        let rebuilt = FaceGalleries::new();
+        rebuilt.enrol_face_pass(kept, &["station:B".to_owned()], &Embedding::sample(2), None);
+        live.replace_with(&rebuilt);
+        assert_eq!(live.counter_len(), 0, "the missed withdrawal is gone");
+        assert_eq!(live.face_pass_len("station:A"), 0);
+        assert_eq!(live.face_pass_len("station:B"), 1);
+        assert_eq!(rebuilt.face_pass_len("station:B"), 0, "moved, not copied");
     }
 
     /// Face review G3: each VerifyFace searches a whole gallery, so a gate has an

@@ -86,8 +86,12 @@ impl FaceFeed {
     /// Reads the changes after `cursor` until none is left (or a pass's page limit),
     /// applies them to `galleries` and moves `cursor` past each page applied (so a
     /// pass that fails half way resumes where it stopped); marks the galleries synced
-    /// when none is left.
-    pub async fn sync(&self, galleries: &FaceGalleries, cursor: &mut i64) -> Result<(), FeedError> {
+    /// when none is left, and answers whether that was reached.
+    pub async fn sync(
+        &self,
+        galleries: &FaceGalleries,
+        cursor: &mut i64,
+    ) -> Result<bool, FeedError> {
         for _ in 0..MAX_PAGES_PER_PASS {
             let answer = self
                 .client
@@ -119,25 +123,61 @@ impl FaceFeed {
             *cursor = answer.next_sequence;
             if !answer.more {
                 galleries.mark_synced();
-                return Ok(());
+                return Ok(true);
             }
         }
-        Ok(())
+        Ok(false)
     }
 
-    /// Polls every `interval` from the start of the feed, with a task that ends when
+    /// Reads the whole feed from the start into fresh galleries and, once it is read
+    /// to the end, swaps them in for `galleries` and moves `cursor` to where that read
+    /// ended. A rebuild that fails or does not reach the end changes nothing.
+    pub async fn rebuild(
+        &self,
+        galleries: &FaceGalleries,
+        cursor: &mut i64,
+    ) -> Result<bool, FeedError> {
+        let fresh = FaceGalleries::new();
+        let mut from_start = 0;
+        if !self.sync(&fresh, &mut from_start).await? {
+            return Ok(false);
+        }
+        galleries.replace_with(&fresh);
+        *cursor = from_start;
+        galleries.mark_synced();
+        Ok(true)
+    }
+
+    /// Polls every `interval` from the start of the feed, and rebuilds the galleries
+    /// whole every `rebuild_every` ([`FaceFeed::rebuild`]), with a task that ends when
     /// `galleries` is dropped. Call inside a tokio runtime.
-    pub fn follow(self, galleries: &Arc<FaceGalleries>, interval: Duration) {
+    pub fn follow(
+        self,
+        galleries: &Arc<FaceGalleries>,
+        interval: Duration,
+        rebuild_every: Duration,
+    ) {
         let weak = Arc::downgrade(galleries);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut cursor = 0;
+            let mut rebuilt = tokio::time::Instant::now();
             loop {
                 tick.tick().await;
                 let Some(galleries) = weak.upgrade() else {
                     return;
                 };
+                if rebuilt.elapsed() >= rebuild_every {
+                    match self.rebuild(&galleries, &mut cursor).await {
+                        Ok(true) => rebuilt = tokio::time::Instant::now(),
+                        Ok(false) => {}
+                        Err(err) => {
+                            tracing::warn!(error = %err, "face templates not rebuilt");
+                        }
+                    }
+                    continue;
+                }
                 if let Err(err) = self.sync(&galleries, &mut cursor).await {
                     tracing::warn!(error = %err, "face templates not refreshed");
                 }
