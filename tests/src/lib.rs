@@ -68,6 +68,28 @@ pub async fn within<F: Future>(what: &str, work: F) -> F::Output {
     }
 }
 
+/// Waits (generously: payments' charges and identity's feeds are asynchronous, and a
+/// newcomer's machine is busy building) until `check` holds for the rider's trips;
+/// panics with `what` and the trips after 60 s.
+pub async fn trips_until(
+    app: &mut App,
+    what: &str,
+    check: impl Fn(&[citypass_proto::v1::Trip]) -> bool,
+) -> Vec<citypass_proto::v1::Trip> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let trips = within("GetTrips", app.trips(0, ""))
+            .await
+            .expect("trips")
+            .trips;
+        if check(&trips) {
+            return trips;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {trips:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Unix seconds now.
 pub fn now() -> u64 {
     SystemTime::now()

@@ -7,8 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use citypass_app::App;
-use citypass_e2e::{TestStack, decide, dev_ring, ids, link_sandbox, online_code, scan, within};
+use citypass_e2e::{
+    TestStack, decide, dev_ring, ids, link_sandbox, online_code, scan, trips_until, within,
+};
 use citypass_face::Embedding;
 use citypass_proto::v1::{
     self as pb, EnrolFaceRequest, FacePurpose, LiveFace, Liveness, RecordFaceConsentRequest,
@@ -34,23 +35,6 @@ async fn face_scan(t: &TestStack, gate: &str, scan_id: &str, live: &Embedding) -
         .await
         .expect("an answer")
         .into_inner()
-}
-
-/// Waits (generously: the feed is polled every 2 s) until the rider's trips satisfy
-/// `check`.
-async fn trips_until(app: &mut App, check: impl Fn(&[pb::Trip]) -> bool) -> Vec<pb::Trip> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let trips = within("GetTrips", app.trips(0, ""))
-            .await
-            .expect("trips")
-            .trips;
-        if check(&trips) {
-            return trips;
-        }
-        assert!(Instant::now() < deadline, "trips never settled: {trips:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,7 +93,7 @@ async fn a_consenting_rider_rides_by_face_and_a_declining_one_by_code() {
     // Out by face at the other station: the trip closes, priced.
     let exit = face_scan(&t, "metro-face-out", "out-1", &own).await;
     assert_eq!(exit.decision(), pb::Decision::Allow, "{exit:?}");
-    let trips = trips_until(&mut rider, |trips| {
+    let trips = trips_until(&mut rider, "the face-pass trip", |trips| {
         trips.len() == 1 && trips[0].status() == pb::TripStatus::Closed
     })
     .await;

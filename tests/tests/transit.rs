@@ -5,8 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use citypass_app::App;
-use citypass_e2e::{TestStack, decide, dev_ring, link_sandbox, now, online_code, scan, within};
+use citypass_e2e::{
+    TestStack, decide, dev_ring, link_sandbox, now, online_code, scan, trips_until, within,
+};
 use citypass_gate::{Decision, Gate, GateConfig};
 use citypass_pki::Subject;
 use citypass_proto::v1::{self as pb, VerifyResponse};
@@ -19,26 +20,6 @@ fn transit(response: &VerifyResponse) -> &pb::TransitResult {
     match &response.scene_result {
         Some(pb::verify_response::SceneResult::Transit(trip)) => trip,
         other => panic!("not a transit result: {other:?}"),
-    }
-}
-
-/// Waits (generously) until `check` holds for the rider's trips.
-async fn trips_until(
-    app: &mut App,
-    what: &str,
-    check: impl Fn(&[pb::Trip]) -> bool,
-) -> Vec<pb::Trip> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let trips = within("GetTrips", app.trips(0, ""))
-            .await
-            .expect("trips")
-            .trips;
-        if check(&trips) {
-            return trips;
-        }
-        assert!(Instant::now() < deadline, "{what}: {trips:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
