@@ -261,8 +261,8 @@ pub struct ServerConfig {
     #[serde(default = "default_log_filter")]
     pub log_filter: String,
     /// `text` (default) for people, `json` for a log pipeline: one object per line, with
-    /// the request span's fields, `trace_id` and `span_id` among them, so that the trace
-    /// id quoted in an error leads to its log lines.
+    /// the request span's fields and the OpenTelemetry ids (`openTelemetry.traceId`,
+    /// `.spanId`), so that the trace id quoted in an error leads to its log lines.
     #[serde(default)]
     pub log_format: LogFormat,
     /// The process's TLS identity: served to callers, presented to upstreams. Required in

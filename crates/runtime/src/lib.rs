@@ -38,6 +38,7 @@ pub mod secret;
 pub mod serve;
 pub mod shed;
 pub mod shutdown;
+pub mod span_fields;
 pub mod stack;
 pub mod status;
 pub mod telemetry;

@@ -148,11 +148,13 @@ where
                 Err(_) => 2,
             };
             // Polled inside the call's span (tonic enters it around the future).
-            let span = tracing::Span::current();
-            span.record("rpc.grpc.status_code", code);
-            if server_error(code) {
-                span.record("otel.status_code", "ERROR");
-            }
+            crate::span_fields::record(
+                &tracing::Span::current(),
+                [
+                    ("rpc.grpc.status_code", Some(&code)),
+                    ("otel.status_code", server_error(code).then_some(&"ERROR")),
+                ],
+            );
             duration.record(
                 started.elapsed().as_secs_f64(),
                 &[

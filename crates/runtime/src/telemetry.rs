@@ -329,11 +329,16 @@ where
             })?;
     let logs = match log_format {
         LogFormat::Text => fmt::layer().with_writer(writer).with_filter(filter).boxed(),
-        LogFormat::Json => fmt::layer()
-            .json()
+        // json-subscriber, not tracing-subscriber's `.json()`: the same line, but the
+        // trace and span ids (`openTelemetry.traceId`, `.spanId`) are read from the
+        // OpenTelemetry layer when a line is written, instead of recorded on every request
+        // span, and a span's later fields cost one serialisation, not a parse and one
+        // (BENCHMARKS.md run 7).
+        LogFormat::Json => json_subscriber::fmt::layer()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
+            .with_opentelemetry_ids(true)
             .with_writer(writer)
             .with_filter(filter)
             .boxed(),

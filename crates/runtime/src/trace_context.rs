@@ -56,8 +56,6 @@ pub fn server_span(request: &http::Request<()>) -> tracing::Span {
         rpc.method = %method,
         rpc.grpc.status_code = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
     );
     let parent = extract(request.headers());
     if parent.span().span_context().is_valid()
@@ -66,13 +64,9 @@ pub fn server_span(request: &http::Request<()>) -> tracing::Span {
         // No OpenTelemetry layer installed, or the span is filtered out: nothing to link.
         tracing::trace!(%err, "trace context not attached");
     }
-    // The ids as fields too, so JSON log lines of the call carry them (a log formatter
-    // cannot ask the OpenTelemetry layer for them itself).
-    let ids = span.context().span().span_context().clone();
-    if ids.is_valid() {
-        span.record("trace_id", ids.trace_id().to_string());
-        span.record("span_id", ids.span_id().to_string());
-    }
+    // The trace and span ids are not recorded here: the JSON log layer reads them from
+    // the OpenTelemetry layer when it writes a line (`telemetry::subscriber`), so a call
+    // that logs nothing pays nothing for them.
     span
 }
 

@@ -83,8 +83,8 @@ async fn the_server_span_is_a_child_of_the_callers_span() {
         .expect("the second call's span");
     assert_eq!(unlinked.parent_span_id, SpanId::INVALID, "a root span");
 
-    // Only the RPC's identity is recorded: no metadata, no message contents (the
-    // span's own ids ride along as fields, for JSON logs).
+    // Only the RPC's identity is recorded: no metadata, no message contents, and not
+    // the span's own ids either (the JSON log layer reads those when it writes a line).
     for attribute in &linked.attributes {
         let key = attribute.key.as_str();
         assert!(
@@ -92,8 +92,6 @@ async fn the_server_span_is_a_child_of_the_callers_span() {
                 || key.starts_with("code.")
                 || key.starts_with("thread.")
                 || key == "target"
-                || key == "trace_id"
-                || key == "span_id"
                 || key == "level"
                 || key == "busy_ns"
                 || key == "idle_ns",
@@ -138,23 +136,31 @@ fn json_log_lines_carry_the_calls_trace_id() {
         buffer.clone(),
     )
     .expect("subscriber");
-    let trace_id = tracing::subscriber::with_default(subscriber, || {
+    let (trace_id, span_id) = tracing::subscriber::with_default(subscriber, || {
         let request = http::Request::builder()
             .uri("/citypass.v1.IssuerService/IssueToken")
             .body(())
             .expect("request");
         let span = citypass_runtime::trace_context::server_span(&request);
-        let trace_id = span.context().span().span_context().trace_id().to_string();
+        let ids = span.context().span().span_context().clone();
         let _entered = span.enter();
         tracing::info!(decision = "refused", "a line inside the call");
-        trace_id
+        (ids.trace_id().to_string(), ids.span_id().to_string())
     });
     let text = String::from_utf8(buffer.0.lock().expect("buffer").clone()).expect("UTF-8");
     let line: serde_json::Value =
         serde_json::from_str(text.lines().next().expect("one line")).expect("JSON");
     assert_eq!(line["message"], "a line inside the call", "{line}");
     assert_eq!(line["decision"], "refused", "{line}");
-    assert_eq!(line["span"]["trace_id"], trace_id.as_str(), "{line}");
+    assert_eq!(
+        line["openTelemetry"]["traceId"],
+        trace_id.as_str(),
+        "{line}"
+    );
+    assert_eq!(line["openTelemetry"]["spanId"], span_id.as_str(), "{line}");
     assert_eq!(line["span"]["rpc.method"], "IssueToken", "{line}");
     assert_eq!(trace_id.len(), 32);
+    // Read when the line is written, not recorded on the span: a call that logs
+    // nothing pays nothing for them.
+    assert!(line["span"].get("trace_id").is_none(), "{line}");
 }

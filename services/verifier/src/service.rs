@@ -27,7 +27,7 @@ use crate::batch;
 use crate::convert;
 use crate::error::VerifierError;
 use crate::fraud::FraudError;
-use crate::model::Scan;
+use crate::model::{Answer, Scan};
 use crate::upload::Uploads;
 use crate::verify::{ReadScan, Verifier};
 
@@ -95,9 +95,13 @@ fn read(
 ) -> Result<(Scan, ReadScan), VerifierError> {
     let _in_span = span.enter();
     let scan = convert::scan(request)?;
-    span.record("scene", scan.scene.name());
-    let read = verifier.read(gate, &scan)?;
-    Ok((scan, read))
+    match verifier.read(gate, &scan) {
+        Ok(read) => Ok((scan, read)),
+        Err(err) => {
+            span.record("scene", scan.scene.name());
+            Err(err)
+        }
+    }
 }
 
 /// The second half ([`Verifier::conclude`]) and the answer, in `span`.
@@ -109,17 +113,42 @@ async fn answer(
     span: tracing::Span,
 ) -> Result<VerifyResponse, VerifierError> {
     async {
-        let answer = verifier.conclude(&scan, read, deadline).await?;
         let span = tracing::Span::current();
-        span.record("decision", if answer.allowed() { "allow" } else { "deny" });
-        if let Some(refusal) = &answer.refusal {
-            span.record("reason", refusal.code());
-        }
-        span.record("idempotent_replay", answer.idempotent_replay);
+        let scene = scan.scene.name();
+        let answer = match verifier.conclude(&scan, read, deadline).await {
+            Ok(answer) => answer,
+            Err(err) => {
+                span.record("scene", scene);
+                return Err(err);
+            }
+        };
+        record_decision(&span, Some(scene), &answer);
         Ok(convert::response(&answer, &scan.scan_id))
     }
     .instrument(span)
     .await
+}
+
+/// The decision's fields on the scan's span, in one record (each record costs every
+/// layer a pass over the span's fields: `citypass_runtime::span_fields`).
+fn record_decision(span: &tracing::Span, scene: Option<&'static str>, answer: &Answer) {
+    let decision = if answer.allowed() { "allow" } else { "deny" };
+    let reason = answer.refusal.as_ref().map(|refusal| refusal.code());
+    citypass_runtime::span_fields::record(
+        span,
+        [
+            (
+                "scene",
+                scene.as_ref().map(|scene| scene as &dyn tracing::Value),
+            ),
+            ("decision", Some(&decision)),
+            (
+                "reason",
+                reason.as_ref().map(|reason| reason as &dyn tracing::Value),
+            ),
+            ("idempotent_replay", Some(&answer.idempotent_replay)),
+        ],
+    );
 }
 
 /// One scan of a stream, between its batch and its answer.
@@ -331,6 +360,7 @@ impl VerifierService for VerifierApi {
         let span = tracing::info_span!(
             "verify_face",
             gate.id = %gate,
+            scene = tracing::field::Empty,
             decision = tracing::field::Empty,
             reason = tracing::field::Empty,
             idempotent_replay = tracing::field::Empty,
@@ -338,12 +368,7 @@ impl VerifierService for VerifierApi {
         async {
             let scan = convert::face_scan(request.into_inner())?;
             let answer = self.verifier.verify_face(&gate, &scan, deadline).await?;
-            let span = tracing::Span::current();
-            span.record("decision", if answer.allowed() { "allow" } else { "deny" });
-            if let Some(refusal) = &answer.refusal {
-                span.record("reason", refusal.code());
-            }
-            span.record("idempotent_replay", answer.idempotent_replay);
+            record_decision(&tracing::Span::current(), None, &answer);
             Ok(convert::response(&answer, &scan.scan_id))
         }
         .instrument(span)
