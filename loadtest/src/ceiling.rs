@@ -40,17 +40,42 @@ use crate::bare_sign::BareSigner;
 use crate::child::{self, ChildServer};
 use crate::citizens::Citizen;
 use crate::error::LoadError;
-use crate::floor::{FloorTap, TrivialTaps};
+use crate::floor::{FloorScripts, FloorTap, TrivialTaps};
 use crate::process::Pid;
 use crate::signed_bytes;
 use crate::target::{OWN_PROCESS, Target};
 
-/// Checks one Ed25519 signature per request (and, as the floor, taps in once per
-/// verified code).
+/// Checks one Ed25519 signature per request (and, as the floor, taps in once and runs
+/// its shared-store steps per verified code).
 #[derive(Clone)]
 pub struct BareVerifier {
     key: Arc<UnparsedPublicKey<Vec<u8>>>,
     tap: Option<FloorTap>,
+    scripts: Option<FloorScripts>,
+}
+
+/// What the floor does per verified code beyond the bare server ([`crate::floor`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FloorShape {
+    /// One TapIn at the trivial taps server (a transit gate's policy).
+    pub tap: bool,
+    /// This many one-key scripts on the Redis at `redis` (0: none).
+    pub scripts: u8,
+    /// The Redis for the scripts (the run's `--redis`); not in the report (a URL may
+    /// hold a password).
+    #[serde(skip)]
+    pub redis: Option<String>,
+}
+
+impl Default for FloorShape {
+    /// Run 6's floor: one TapIn, no scripts.
+    fn default() -> Self {
+        FloorShape {
+            tap: true,
+            scripts: 0,
+            redis: None,
+        }
+    }
 }
 
 impl BareVerifier {
@@ -59,7 +84,14 @@ impl BareVerifier {
         BareVerifier {
             key: Arc::new(UnparsedPublicKey::new(&ED25519, public_key.to_vec())),
             tap: None,
+            scripts: None,
         }
+    }
+
+    /// The floor: also `scripts`' steps per code whose signature verifies.
+    pub fn with_scripts(mut self, scripts: FloorScripts) -> Self {
+        self.scripts = Some(scripts);
+        self
     }
 
     /// The floor: also one TapIn through `tap` per code whose signature verifies.
@@ -99,7 +131,7 @@ impl VerifierService for BareVerifier {
     ) -> Result<Response<Self::VerifyStreamStream>, Status> {
         let bare = self.clone();
         let scans = request.into_inner();
-        if self.tap.is_none() {
+        if self.tap.is_none() && self.scripts.is_none() {
             let answers = scans.map(move |item| {
                 let request = item?.request.unwrap_or_default();
                 let decided = bare.decide(&request.qr_text);
@@ -110,7 +142,7 @@ impl VerifierService for BareVerifier {
             });
             return Ok(Response::new(Box::pin(answers)));
         }
-        // The floor: each scan in the order it came, its TapIn awaited before the next.
+        // The floor: each scan in the order it came, its calls awaited before the next.
         let answers = scans.then(move |item| {
             let bare = bare.clone();
             async move {
@@ -162,11 +194,15 @@ impl VerifierService for BareVerifier {
 }
 
 impl BareVerifier {
-    /// The answer to `request`: the signature checked, then (the floor) the TapIn.
+    /// The answer to `request`: the signature checked, then (the floor) the TapIn and
+    /// the shared-store steps.
     async fn answer(&self, request: &VerifyRequest) -> VerifyResponse {
         let mut decided = self.decide(&request.qr_text);
         if let (Ok(()), Some(tap)) = (decided, &self.tap) {
             decided = tap.tap(&request.gate_id, &request.scan_id).await;
+        }
+        if let (Ok(()), Some(scripts)) = (decided, &self.scripts) {
+            decided = scripts.run(&request.scan_id).await;
         }
         respond(request, decided)
     }
@@ -246,25 +282,40 @@ impl BareServer {
         .await
     }
 
-    /// Starts the floor for `target` ([`crate::floor`]): the trivial taps server, then
-    /// the bare verify server that taps in there once per verified code; in this
+    /// Starts the floor for `target` ([`crate::floor`]) in the shape `shape`: the
+    /// trivial taps server (when the floor taps in), then the bare verify server that
+    /// taps in there and runs its shared-store steps once per verified code; in this
     /// process, or each as a child process of `loadtest`. The floor first, its taps
     /// server second.
     pub async fn start_floor(
         target: &Target,
         loadtest: Option<&Path>,
-    ) -> Result<(BareServer, BareServer), LoadError> {
+        shape: &FloorShape,
+    ) -> Result<(BareServer, Option<BareServer>), LoadError> {
         let key = target.issuer.key().public_key().as_bytes().to_vec();
+        let redis = match (&shape.redis, shape.scripts) {
+            (_, 0) => None,
+            (Some(url), _) => Some(url.clone()),
+            (None, _) => {
+                return Err(LoadError::Settings(
+                    "the floor's scripts need a Redis (--services with --redis)".to_owned(),
+                ));
+            }
+        };
         let Some(program) = loadtest else {
             let any = SocketAddr::from(([127, 0, 0, 1], 0));
-            let taps = Ceiling::start_taps(any, target.server_tls.clone()).await?;
-            let tap = FloorTap::new(&taps.url(), &target.server_tls)?;
-            let floor = Ceiling::start(
-                BareVerifier::new(&key).with_tap(tap),
-                target.server_tls.clone(),
-            )
-            .await?;
-            return Ok((BareServer::InProcess(floor), BareServer::InProcess(taps)));
+            let mut verifier = BareVerifier::new(&key);
+            let mut taps = None;
+            if shape.tap {
+                let server = Ceiling::start_taps(any, target.server_tls.clone()).await?;
+                verifier = verifier.with_tap(FloorTap::new(&server.url(), &target.server_tls)?);
+                taps = Some(BareServer::InProcess(server));
+            }
+            if let Some(url) = &redis {
+                verifier = verifier.with_scripts(FloorScripts::connect(url, shape.scripts).await?);
+            }
+            let floor = Ceiling::start(verifier, target.server_tls.clone()).await?;
+            return Ok((BareServer::InProcess(floor), taps));
         };
         let gate = target
             .gates
@@ -274,21 +325,30 @@ impl BareServer {
             "--tls-dir".to_owned(),
             target.server_tls_dir.display().to_string(),
         ];
-        let taps = BareServer::spawn(
-            "trivial taps server",
-            "bare-taps",
-            program,
-            &tls_dir,
-            &gate.tls,
-        )
-        .await?;
         let mut args = tls_dir.to_vec();
-        args.extend([
-            "--public-key".to_owned(),
-            hex::encode(&key),
-            "--tap-url".to_owned(),
-            taps.url(),
-        ]);
+        args.extend(["--public-key".to_owned(), hex::encode(&key)]);
+        let taps = if shape.tap {
+            let taps = BareServer::spawn(
+                "trivial taps server",
+                "bare-taps",
+                program,
+                &tls_dir,
+                &gate.tls,
+            )
+            .await?;
+            args.extend(["--tap-url".to_owned(), taps.url()]);
+            Some(taps)
+        } else {
+            None
+        };
+        if let Some(url) = redis {
+            args.extend([
+                "--redis-url".to_owned(),
+                url,
+                "--scripts".to_owned(),
+                shape.scripts.to_string(),
+            ]);
+        }
         let floor = BareServer::spawn("floor", "bare-verify", program, &args, &gate.tls).await?;
         Ok((floor, taps))
     }

@@ -36,6 +36,9 @@ pub enum LoadError {
     /// The bare verify server could not start.
     #[error("the bare verify server: {0}")]
     Ceiling(String),
+    /// The floor's Redis (`--floor-scripts`) did not answer.
+    #[error("the floor's Redis: {0}")]
+    FloorRedis(#[from] redis::RedisError),
     /// A server started as a child process failed to start or to become ready.
     #[error("{name}: {problem}")]
     Child { name: String, problem: String },

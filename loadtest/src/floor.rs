@@ -16,6 +16,14 @@
 //! The bare server checks no expiry and keeps no replay marks, so it calls out for
 //! expired and replayed codes too: play a mix with neither (`fresh=90,forged=5,
 //! garbled=5`) when the floor is to make exactly the verifier's calls.
+//!
+//! The shared store is a floor's too (`--floor-scripts N`, [`FloorScripts`]): single
+//! use across every verifier pod needs the mark in Redis, and a scene with a policy
+//! makes more steps there (the scan-id claim, the mark, the policy's own, the settled
+//! answer: four at a scenic gate, each a one-key script on its own key, so that a
+//! Redis Cluster spreads them). The floor then also runs N trivial one-key scripts per
+//! verified code on the run's Redis, one after the other as the verifier's are, and,
+//! with `--floor-no-tap`, makes no TapIn (a scenic gate's policy calls nobody).
 
 use std::sync::Arc;
 
@@ -28,6 +36,45 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::error::LoadError;
+
+/// The floor's script: one key written with an expiry, as every step of the
+/// verifier's replay and venue stores is at least.
+const FLOOR_SCRIPT: &str = "redis.call('SET', KEYS[1], ARGV[1], 'PX', 60000) return 1";
+
+/// The floor's shared-store steps per verified code: `count` one-key scripts on Redis.
+#[derive(Clone)]
+pub struct FloorScripts {
+    connection: redis::aio::ConnectionManager,
+    count: u8,
+}
+
+impl FloorScripts {
+    /// Connects to the Redis at `url` (the run's `--redis`).
+    pub async fn connect(url: &str, count: u8) -> Result<FloorScripts, LoadError> {
+        let client = redis::Client::open(url)?;
+        let connection = client.get_connection_manager().await?;
+        Ok(FloorScripts { connection, count })
+    }
+
+    /// The steps for the scan `scan_id`, one after the other; SERVICE_UNAVAILABLE
+    /// when one fails (the verifier refuses the scan the same way).
+    pub async fn run(&self, scan_id: &str) -> Result<(), DenyReason> {
+        let mut connection = self.connection.clone();
+        for step in 0..self.count {
+            let mut command = redis::cmd("EVAL");
+            command
+                .arg(FLOOR_SCRIPT)
+                .arg(1)
+                .arg(format!("citypass:floor:{{{step}:{scan_id}}}"))
+                .arg(scan_id);
+            let _: i64 = command
+                .query_async(&mut connection)
+                .await
+                .map_err(|_| DenyReason::ServiceUnavailable)?;
+        }
+        Ok(())
+    }
+}
 
 /// The stop every floor tap names.
 const STOP: &str = "1";

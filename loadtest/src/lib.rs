@@ -62,6 +62,7 @@ pub mod sweep;
 pub mod target;
 pub mod verify;
 
+pub use ceiling::FloorShape;
 pub use error::LoadError;
 pub use mix::{CodeKind, Mix};
 pub use report::{Ratios, Report, RunReport};

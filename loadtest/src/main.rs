@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use citypass_loadtest::{Mix, Settings, Spawn, TargetSpec};
+use citypass_loadtest::{FloorShape, Mix, Settings, Spawn, TargetSpec};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -124,6 +124,15 @@ struct VerifyArgs {
     /// fresh=90,forged=5,garbled=5) to give it exactly the verifier's calls.
     #[arg(long, conflicts_with = "no_ceiling")]
     floor: bool,
+    /// With --floor: also this many one-key Redis scripts per verified code on
+    /// --redis, the shared-store steps single use needs (4 at a scenic gate: the
+    /// scan-id claim, the mark, the venue's count, the settled answer; 3 at a bus
+    /// reader). Needs --services.
+    #[arg(long, requires = "floor", requires = "services", default_value_t = 0)]
+    floor_scripts: u8,
+    /// With --floor: no TapIn (a gate whose policy calls nobody, e.g. scenic).
+    #[arg(long, requires = "floor")]
+    floor_no_tap: bool,
     /// Play this gate of the registry instead of the bus readers (e.g. scenic-gate-1,
     /// whose policy makes no outbound call; one entry a day per rider there, so
     /// give a mix without replayed codes).
@@ -166,6 +175,12 @@ enum Serve {
         /// The floor: one TapIn at this trivial taps server per verified code.
         #[arg(long)]
         tap_url: Option<String>,
+        /// The floor: `--scripts` one-key scripts on this Redis per verified code.
+        #[arg(long, requires = "scripts")]
+        redis_url: Option<String>,
+        /// How many (with --redis-url).
+        #[arg(long, requires = "redis_url")]
+        scripts: Option<u8>,
     },
     /// The floor's trivial taps server, until standard input closes.
     BareTaps {
@@ -228,6 +243,8 @@ fn serve(command: Serve) -> anyhow::Result<ExitCode> {
             tls_dir,
             public_key,
             tap_url,
+            redis_url,
+            scripts,
         } => {
             let key = hex::decode(&public_key).context("--public-key is not hex")?;
             runtime.block_on(citypass_loadtest::serve::bare_verify(
@@ -235,6 +252,7 @@ fn serve(command: Serve) -> anyhow::Result<ExitCode> {
                 &tls_dir,
                 &key,
                 tap_url.as_deref(),
+                redis_url.as_deref().zip(scripts),
             ))?;
         }
         Serve::BareTaps { listen, tls_dir } => {
@@ -274,9 +292,16 @@ fn main() -> anyhow::Result<ExitCode> {
         quiet,
         no_ceiling,
         floor,
+        floor_scripts,
+        floor_no_tap,
         gate,
         json,
     } = args;
+    let floor = floor.then(|| FloorShape {
+        tap: !floor_no_tap,
+        scripts: floor_scripts,
+        redis: redis.clone(),
+    });
     let loadtest = std::env::current_exe().context("finding this tool's own binary")?;
     let target = if let Some(bin_dir) = services {
         TargetSpec::Services {

@@ -185,10 +185,13 @@ pub struct Report {
     /// The bare verify server, loaded the same way (absent with `--no-ceiling`).
     pub ceiling: Option<RunReport>,
     pub ratios: Option<Ratios>,
-    /// The floor over Verify: the bare server plus one outbound TapIn per verified
-    /// code (`--floor`, [`crate::floor`]).
+    /// The floor over Verify: the bare server plus, per verified code, one outbound
+    /// TapIn and/or the shared store's steps (`--floor`, [`crate::floor`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub floor: Option<RunReport>,
+    /// What the floor did per verified code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor_shape: Option<crate::ceiling::FloorShape>,
     /// The verifier over the floor.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub floor_ratios: Option<Ratios>,
@@ -547,6 +550,7 @@ mod tests {
             gates: vec!["g1".to_owned()],
             ratios: Some(Ratios::of(&verifier, &ceiling)),
             floor: None,
+            floor_shape: None,
             floor_ratios: None,
             floor_over_bare: None,
             verifier,

@@ -27,7 +27,7 @@ use citypass_token::{Keyring, PublicKey};
 use crate::bare_sign::BareSigner;
 use crate::ceiling::{BareVerifier, Ceiling};
 use crate::error::LoadError;
-use crate::floor::FloorTap;
+use crate::floor::{FloorScripts, FloorTap};
 use crate::target::{RING_FILE, SNAPSHOT_KEY_FILE};
 
 /// Waits until standard input reaches its end (or fails).
@@ -78,17 +78,22 @@ pub async fn stack(keys_dir: &Path, ports: Ports) -> Result<(), LoadError> {
 /// Serves the bare verify server on `listen` with the TLS files in `tls_dir`, checking
 /// signatures against the Ed25519 `public_key`, until standard input closes. With
 /// `tap_url`, it is the floor: one TapIn there per verified code, with the same TLS
-/// identity as a client.
+/// identity as a client; with `scripts`, the floor's shared-store steps too (a Redis
+/// URL and how many one-key scripts per verified code).
 pub async fn bare_verify(
     listen: SocketAddr,
     tls_dir: &Path,
     public_key: &[u8],
     tap_url: Option<&str>,
+    scripts: Option<(&str, u8)>,
 ) -> Result<(), LoadError> {
     let tls = Tls::from_files(&TlsConfig::in_dir(tls_dir))?;
     let mut verifier = BareVerifier::new(public_key);
     if let Some(url) = tap_url {
         verifier = verifier.with_tap(FloorTap::new(url, &tls)?);
+    }
+    if let Some((url, count)) = scripts {
+        verifier = verifier.with_scripts(FloorScripts::connect(url, count).await?);
     }
     let server = Ceiling::start_on(listen, verifier, tls).await?;
     until_stdin_closes().await;

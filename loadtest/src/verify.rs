@@ -18,7 +18,7 @@ use std::time::Duration;
 use citypass_token::{SecureRandom as _, SystemRandom, unix_now};
 use tokio::sync::Semaphore;
 
-use crate::ceiling::BareServer;
+use crate::ceiling::{BareServer, FloorShape};
 use crate::citizens::{self, Citizen, MAX_ISSUE_DURATION};
 use crate::codes::{self, CODE_LIFETIME};
 use crate::error::LoadError;
@@ -61,8 +61,8 @@ pub struct Settings {
     pub in_flight_cap: usize,
     /// Whether to load the bare verify server too.
     pub ceiling: bool,
-    /// Whether to load the floor too (Verify only; [`crate::floor`]).
-    pub floor: bool,
+    /// The floor to load too, and what it does (Verify only; [`crate::floor`]).
+    pub floor: Option<FloorShape>,
     /// The gate to play instead of the bus readers (`None`: the bus readers).
     pub gate: Option<String>,
     /// VerifyStreams to open for a VerifyStream run (0: none).
@@ -94,7 +94,7 @@ impl Settings {
         if self.in_flight_cap == 0 {
             return bad("--in-flight-cap must be at least 1".to_owned());
         }
-        if self.floor && !self.ceiling {
+        if self.floor.is_some() && !self.ceiling {
             return bad("the floor is a ceiling: not with --no-ceiling".to_owned());
         }
         if self.riders == 0 {
@@ -203,8 +203,9 @@ pub struct Session {
     target: Target,
     gates: Vec<GateClient>,
     bare: Option<(BareServer, Vec<GateClient>)>,
-    /// The floor, its trivial taps server, and the gates' connections to the floor.
-    floor: Option<(BareServer, BareServer, Vec<GateClient>)>,
+    /// The floor, its trivial taps server (if it taps in), and the gates' connections
+    /// to the floor.
+    floor: Option<(BareServer, Option<BareServer>, Vec<GateClient>)>,
     riders: Riders,
     citizens: Vec<Citizen>,
     bare_signer: Option<BareServer>,
@@ -248,10 +249,10 @@ impl Session {
         } else {
             None
         };
-        let floor = if settings.floor {
+        let floor = if let Some(shape) = &settings.floor {
             let loadtest = settings.target.loadtest();
             let started = async {
-                let (floor, taps) = BareServer::start_floor(&target, loadtest).await?;
+                let (floor, taps) = BareServer::start_floor(&target, loadtest, shape).await?;
                 let gates = gates::connect(&floor.url(), &target.gates).await?;
                 Ok::<_, LoadError>((floor, taps, gates))
             }
@@ -642,6 +643,7 @@ impl Session {
                 (Some(f), Some(c)) => Some(Ratios::of(f, c)),
                 _ => None,
             },
+            floor_shape: floor.as_ref().and(settings.floor.clone()),
             floor,
             verifier,
             ceiling,
@@ -676,7 +678,7 @@ mod tests {
             mix: Mix::default(),
             in_flight_cap: cap,
             ceiling: false,
-            floor: false,
+            floor: None,
             gate: None,
             streams: 0,
             citizens: 0,

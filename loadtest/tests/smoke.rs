@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use citypass_loadtest::{
-    CodeKind, Mix, Report, RunReport, Settings, Spawn, TargetSpec, sweep, verify,
+    CodeKind, FloorShape, Mix, Report, RunReport, Settings, Spawn, TargetSpec, sweep, verify,
 };
 use citypass_runtime::config::KeyFile;
 use citypass_stack::{KeySource, Stack, StackConfig};
@@ -21,6 +21,12 @@ const RATE: u32 = 100;
 const PER_KIND: u64 = 40;
 /// Riders enrolled and linked before each run.
 const RIDERS: usize = 6;
+
+/// The tests' Redis, for the floor's shared-store steps (`scripts/test` starts it).
+fn test_redis() -> String {
+    std::env::var("CITYPASS_TEST_REDIS_URL")
+        .expect("CITYPASS_TEST_REDIS_URL: run the tests with scripts/test, which starts Redis")
+}
 
 /// The format reasons: what a text that is not a code may be denied for.
 const FORMAT_REASONS: [&str; 11] = [
@@ -51,7 +57,7 @@ fn with_streams(target: TargetSpec, ceiling: bool, streams: usize) -> Settings {
             .expect("the mix parses"),
         in_flight_cap: 1024,
         ceiling,
-        floor: false,
+        floor: None,
         gate: None,
         streams,
         citizens: 0,
@@ -179,7 +185,14 @@ async fn a_short_run_against_the_in_process_stack_decides_every_kind_as_it_must(
     let mut settings = with_streams(TargetSpec::InProcess, true, 3);
     settings.citizens = 4;
     settings.revocations = 2;
-    settings.floor = true;
+    // A scenic-shaped floor: no TapIn, one shared-store step per verified code. A
+    // failed step would refuse the code (SERVICE_UNAVAILABLE), which `assert_floor`
+    // would see.
+    settings.floor = Some(FloorShape {
+        tap: false,
+        scripts: 1,
+        redis: Some(test_redis()),
+    });
     let report = run(settings).await;
     assert_propagation(&report, 2);
     assert_bus_gates(&report);
@@ -192,7 +205,7 @@ async fn a_short_run_against_the_in_process_stack_decides_every_kind_as_it_must(
     assert_bare_decides(bare);
     let ratios = report.ratios.expect("ratios to the bare server");
     assert!(ratios.achieved_rate > 0.0 && ratios.p99 > 0.0, "{ratios:?}");
-    // The floor decides as the bare server does (every verified code's TapIn
+    // The floor decides as the bare server does (every verified code's steps
     // answered by the trivial taps server), and has ratios of its own.
     assert_floor(&report);
 
@@ -262,7 +275,12 @@ async fn a_sweep_against_child_processes_reports_their_cpu_memory_and_time_to_re
     );
     settings.duration = Duration::from_secs(1);
     settings.citizens = 3;
-    settings.floor = true;
+    // The transit floor with the shared store's steps, through the child's arguments.
+    settings.floor = Some(FloorShape {
+        tap: true,
+        scripts: 2,
+        redis: Some(test_redis()),
+    });
     let rates = [50, 100];
     let sweep = tokio::time::timeout(DEADLINE, sweep(&settings, &rates))
         .await
