@@ -54,6 +54,27 @@ pub struct BareVerifier {
     scripts: Option<FloorScripts>,
 }
 
+/// The file, beside the run's server TLS files, that hands the floor's child its Redis
+/// URL.
+const FLOOR_REDIS_URL_FILE: &str = "floor-redis-url";
+
+/// Writes `text` to `path` readable by this user only.
+fn write_private(path: &Path, text: &str) -> Result<(), LoadError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .map_err(|e| LoadError::File {
+            path: path.to_owned(),
+            problem: e.to_string(),
+        })
+}
+
 /// What the floor does per verified code beyond the bare server ([`crate::floor`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FloorShape {
@@ -342,9 +363,13 @@ impl BareServer {
             None
         };
         if let Some(url) = redis {
+            // In a file only this user reads, not on the child's command line, which
+            // every local user can list: the URL may hold a password.
+            let path = target.server_tls_dir.join(FLOOR_REDIS_URL_FILE);
+            write_private(&path, &url)?;
             args.extend([
-                "--redis-url".to_owned(),
-                url,
+                "--redis-url-file".to_owned(),
+                path.display().to_string(),
                 "--scripts".to_owned(),
                 shape.scripts.to_string(),
             ]);

@@ -175,11 +175,12 @@ enum Serve {
         /// The floor: one TapIn at this trivial taps server per verified code.
         #[arg(long)]
         tap_url: Option<String>,
-        /// The floor: `--scripts` one-key scripts on this Redis per verified code.
+        /// The floor: `--scripts` one-key scripts per verified code on the Redis whose
+        /// URL this file holds (a file, not an argument: it may hold a password).
         #[arg(long, requires = "scripts")]
-        redis_url: Option<String>,
-        /// How many (with --redis-url).
-        #[arg(long, requires = "redis_url")]
+        redis_url_file: Option<PathBuf>,
+        /// How many (with --redis-url-file).
+        #[arg(long, requires = "redis_url_file")]
         scripts: Option<u8>,
     },
     /// The floor's trivial taps server, until standard input closes.
@@ -243,16 +244,22 @@ fn serve(command: Serve) -> anyhow::Result<ExitCode> {
             tls_dir,
             public_key,
             tap_url,
-            redis_url,
+            redis_url_file,
             scripts,
         } => {
             let key = hex::decode(&public_key).context("--public-key is not hex")?;
+            let redis_url = redis_url_file
+                .map(|path| {
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))
+                })
+                .transpose()?;
             runtime.block_on(citypass_loadtest::serve::bare_verify(
                 listen,
                 &tls_dir,
                 &key,
                 tap_url.as_deref(),
-                redis_url.as_deref().zip(scripts),
+                redis_url.as_deref().map(str::trim).zip(scripts),
             ))?;
         }
         Serve::BareTaps { listen, tls_dir } => {

@@ -95,10 +95,10 @@ fn call_in_use(request: &http::Request<()>) {
     let scan = scan_span();
     {
         let _scan = scan.enter();
+        scan.record("scene", "transit");
         span_fields::record(
             &scan,
             [
-                ("scene", Some(&"transit")),
                 ("decision", Some(&"allow")),
                 ("reason", None),
                 ("idempotent_replay", Some(&false)),

@@ -2,8 +2,8 @@
 //!
 //! Every `Span::record` goes through each layer: the JSON log layer serialises the span's
 //! fields again and the OpenTelemetry layer updates its attributes. A scan records its
-//! scene, decision, reason and whether it was an idempotent replay once decided; four
-//! calls cost four rounds (run 6 of BENCHMARKS.md: `Span::record` 5 % of the verifier's
+//! decision, reason and whether it was an idempotent replay once decided: three calls
+//! cost three rounds (run 6 of BENCHMARKS.md: `Span::record` 5 % of the verifier's
 //! CPU). [`record`] makes it one.
 
 use tracing::field::{Field, Value};

@@ -95,13 +95,11 @@ fn read(
 ) -> Result<(Scan, ReadScan), VerifierError> {
     let _in_span = span.enter();
     let scan = convert::scan(request)?;
-    match verifier.read(gate, &scan) {
-        Ok(read) => Ok((scan, read)),
-        Err(err) => {
-            span.record("scene", scan.scene.name());
-            Err(err)
-        }
-    }
+    // At once, not with the decision: the lines logged while the scan is decided, and
+    // a scan whose call is dropped half-way, carry it too.
+    span.record("scene", scan.scene.name());
+    let read = verifier.read(gate, &scan)?;
+    Ok((scan, read))
 }
 
 /// The second half ([`Verifier::conclude`]) and the answer, in `span`.
@@ -113,16 +111,8 @@ async fn answer(
     span: tracing::Span,
 ) -> Result<VerifyResponse, VerifierError> {
     async {
-        let span = tracing::Span::current();
-        let scene = scan.scene.name();
-        let answer = match verifier.conclude(&scan, read, deadline).await {
-            Ok(answer) => answer,
-            Err(err) => {
-                span.record("scene", scene);
-                return Err(err);
-            }
-        };
-        record_decision(&span, Some(scene), &answer);
+        let answer = verifier.conclude(&scan, read, deadline).await?;
+        record_decision(&tracing::Span::current(), &answer);
         Ok(convert::response(&answer, &scan.scan_id))
     }
     .instrument(span)
@@ -131,16 +121,12 @@ async fn answer(
 
 /// The decision's fields on the scan's span, in one record (each record costs every
 /// layer a pass over the span's fields: `citypass_runtime::span_fields`).
-fn record_decision(span: &tracing::Span, scene: Option<&'static str>, answer: &Answer) {
+fn record_decision(span: &tracing::Span, answer: &Answer) {
     let decision = if answer.allowed() { "allow" } else { "deny" };
     let reason = answer.refusal.as_ref().map(|refusal| refusal.code());
     citypass_runtime::span_fields::record(
         span,
         [
-            (
-                "scene",
-                scene.as_ref().map(|scene| scene as &dyn tracing::Value),
-            ),
             ("decision", Some(&decision)),
             (
                 "reason",
@@ -360,7 +346,6 @@ impl VerifierService for VerifierApi {
         let span = tracing::info_span!(
             "verify_face",
             gate.id = %gate,
-            scene = tracing::field::Empty,
             decision = tracing::field::Empty,
             reason = tracing::field::Empty,
             idempotent_replay = tracing::field::Empty,
@@ -368,7 +353,7 @@ impl VerifierService for VerifierApi {
         async {
             let scan = convert::face_scan(request.into_inner())?;
             let answer = self.verifier.verify_face(&gate, &scan, deadline).await?;
-            record_decision(&tracing::Span::current(), None, &answer);
+            record_decision(&tracing::Span::current(), &answer);
             Ok(convert::response(&answer, &scan.scan_id))
         }
         .instrument(span)
