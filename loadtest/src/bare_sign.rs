@@ -7,6 +7,13 @@
 //! memory) and sign one Ed25519 code with the issuer's key (ring). No freshness or
 //! nonce check, no identity lookup, no revocation, no policy: the issuer's figures over
 //! these are what the rest of issuance costs.
+//!
+//! With [`FloorScripts`] it is the sign floor: the same, plus the one step in the
+//! shared store issuance cannot avoid, the nonce's first use (one `SET NX` on the
+//! run's Redis per proof that verifies, as the issuer's nonce store makes it; a proof
+//! must be single use across every issuer pod). The device lookup and the revocation
+//! check are not in it: the issuer caches the one and streams the other, so neither
+//! is a call per request.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,16 +26,20 @@ use citypass_proto::v1::{
 use citypass_token::{Issuer, PublicKey, RequestProof, Scopes, unix_now};
 use tonic::{Request, Response, Status};
 
+use crate::floor::FloorScripts;
+
 /// Lifetime of the codes it signs (as the issuer's default).
 const CODE_LIFETIME: u64 = 60;
 /// The synthetic subject every code is sealed for.
 const SUBJECT: [u8; 16] = [0x5b; 16];
 
-/// Checks one device proof and signs one code per request.
+/// Checks one device proof and signs one code per request (and, as the sign floor,
+/// marks the proof's nonce used first).
 #[derive(Clone)]
 pub struct BareSigner {
     issuer: Arc<Issuer>,
     devices: Arc<HashMap<String, PublicKey>>,
+    nonces: Option<FloorScripts>,
 }
 
 impl BareSigner {
@@ -37,11 +48,35 @@ impl BareSigner {
         BareSigner {
             issuer,
             devices: Arc::new(devices),
+            nonces: None,
         }
     }
 
-    /// The code for `request`, or the status its proof earns.
-    pub fn issue(&self, mut request: IssueTokenRequest) -> Result<IssueTokenResponse, Status> {
+    /// The sign floor: also each verified proof's nonce marked used in `nonces`'
+    /// Redis.
+    pub fn with_nonces(mut self, nonces: FloorScripts) -> Self {
+        self.nonces = Some(nonces);
+        self
+    }
+
+    /// The code for `request`, or the status its proof earns (the sign floor's
+    /// nonce step included).
+    pub async fn answer(&self, request: IssueTokenRequest) -> Result<IssueTokenResponse, Status> {
+        let nonce = self.check(request)?;
+        if let Some(nonces) = &self.nonces {
+            nonces.first_use(&nonce).await?;
+        }
+        self.sign()
+    }
+
+    /// The code for `request`, or the status its proof earns, without the nonce step.
+    pub fn issue(&self, request: IssueTokenRequest) -> Result<IssueTokenResponse, Status> {
+        self.check(request)?;
+        self.sign()
+    }
+
+    /// The proof's nonce once its signature verifies, or the status it earns.
+    fn check(&self, mut request: IssueTokenRequest) -> Result<Vec<u8>, Status> {
         let proof = request
             .proof
             .take()
@@ -61,6 +96,11 @@ impl BareSigner {
         }
         .verify(key, &proof.signature)
         .map_err(|_| Status::unauthenticated("bad proof"))?;
+        Ok(proof.nonce)
+    }
+
+    /// One code for the synthetic subject.
+    fn sign(&self) -> Result<IssueTokenResponse, Status> {
         let issued = self
             .issuer
             .issue_token(&SUBJECT, Scopes::all(), unix_now(), CODE_LIFETIME)
@@ -84,7 +124,7 @@ impl IssuerService for BareSigner {
         &self,
         request: Request<IssueTokenRequest>,
     ) -> Result<Response<IssueTokenResponse>, Status> {
-        self.issue(request.into_inner()).map(Response::new)
+        self.answer(request.into_inner()).await.map(Response::new)
     }
 
     async fn issue_device_certificate(

@@ -364,7 +364,8 @@ impl BareServer {
         };
         if let Some(url) = redis {
             // In a file only this user reads, not on the child's command line, which
-            // every local user can list: the URL may hold a password.
+            // every local user can list: the URL may hold a password (the sign floor's
+            // the same way).
             let path = target.server_tls_dir.join(FLOOR_REDIS_URL_FILE);
             write_private(&path, &url)?;
             args.extend([
@@ -380,11 +381,14 @@ impl BareServer {
 
     /// Starts the bare sign server for `target`'s issuer, knowing `citizens`' device
     /// keys: in this process, or with `loadtest` as a child process (which reads the
-    /// ring from the keys directory and the devices from a file written there).
+    /// ring from the keys directory and the devices from a file written there). With
+    /// `nonces` (a Redis URL) it is the sign floor ([`crate::bare_sign`]): each
+    /// verified proof's nonce marked used there first.
     pub async fn start_signer(
         target: &Target,
         citizens: &[Citizen],
         loadtest: Option<&Path>,
+        nonces: Option<&str>,
     ) -> Result<BareServer, LoadError> {
         let apps = target.apps.as_ref().ok_or_else(|| {
             LoadError::Settings(
@@ -396,7 +400,10 @@ impl BareServer {
                 .iter()
                 .map(|c| (c.device_id.clone(), c.key.public_key().clone()))
                 .collect();
-            let signer = BareSigner::new(target.issuer.clone(), devices);
+            let mut signer = BareSigner::new(target.issuer.clone(), devices);
+            if let Some(url) = nonces {
+                signer = signer.with_nonces(FloorScripts::connect(url, 0).await?);
+            }
             let any = SocketAddr::from(([127, 0, 0, 1], 0));
             let ceiling = Ceiling::start_signer(any, signer, apps.server_tls.clone()).await?;
             return Ok(BareServer::InProcess(ceiling));
@@ -416,7 +423,7 @@ impl BareServer {
             path: devices_file.clone(),
             problem: e.to_string(),
         })?;
-        let args = [
+        let mut args = vec![
             "--tls-dir".to_owned(),
             apps.server_tls_dir.display().to_string(),
             "--keys-dir".to_owned(),
@@ -424,12 +431,21 @@ impl BareServer {
             "--devices".to_owned(),
             devices_file.display().to_string(),
         ];
+        let name = match nonces {
+            None => "bare sign server",
+            Some(url) => {
+                let path = apps.server_tls_dir.join(FLOOR_REDIS_URL_FILE);
+                write_private(&path, url)?;
+                args.extend(["--redis-url-file".to_owned(), path.display().to_string()]);
+                "sign floor"
+            }
+        };
         let tls = apps
             .endpoints
             .tls
             .clone()
             .ok_or_else(|| LoadError::Settings("the apps' TLS is missing".to_owned()))?;
-        BareServer::spawn("bare sign server", "bare-sign", program, &args, &tls).await
+        BareServer::spawn(name, "bare-sign", program, &args, &tls).await
     }
 
     /// Spawns `program serve <command> --listen ADDR <args>` and waits for its health.

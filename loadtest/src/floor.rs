@@ -74,6 +74,27 @@ impl FloorScripts {
         }
         Ok(())
     }
+
+    /// The sign floor's one step per checked proof ([`crate::bare_sign`]): the
+    /// nonce's first use, one `SET NX` with an expiry as the issuer's nonce store
+    /// makes it; UNAUTHENTICATED for a nonce seen before, UNAVAILABLE when Redis fails
+    /// (as the issuer answers).
+    pub async fn first_use(&self, nonce: &[u8]) -> Result<(), tonic::Status> {
+        let mut connection = self.connection.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(format!("citypass:floor:nonce:{}", hex::encode(nonce)))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(60_000)
+            .query_async(&mut connection)
+            .await
+            .map_err(|_| tonic::Status::unavailable("the floor's Redis"))?;
+        match set {
+            Some(_) => Ok(()),
+            None => Err(tonic::Status::unauthenticated("nonce reused")),
+        }
+    }
 }
 
 /// The stop every floor tap names.

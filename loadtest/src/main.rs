@@ -121,7 +121,9 @@ struct VerifyArgs {
     /// over mutual TLS per verified code to a trivial taps server the tool starts,
     /// what the transit workload cannot avoid. It checks no expiry or replay, so it
     /// taps for those codes too: play a mix without them (e.g.
-    /// fresh=90,forged=5,garbled=5) to give it exactly the verifier's calls.
+    /// fresh=90,forged=5,garbled=5) to give it exactly the verifier's calls. Over
+    /// VerifyStream too with --streams; with --citizens and --redis, also the sign
+    /// floor (the bare sign server plus each proof's nonce marked used on Redis).
     #[arg(long, conflicts_with = "no_ceiling")]
     floor: bool,
     /// With --floor: also this many one-key Redis scripts per verified code on
@@ -204,11 +206,23 @@ enum Serve {
         /// Lines of `<device id> <P-256 public key, hex>`.
         #[arg(long)]
         devices: PathBuf,
+        /// The sign floor: each verified proof's nonce marked used on the Redis whose
+        /// URL this file holds (a file, not an argument: it may hold a password).
+        #[arg(long)]
+        redis_url_file: Option<PathBuf>,
     },
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     citypass_runtime::config::duration::parse(text).map_err(|e| e.to_string())
+}
+
+/// The URL in the file at `path`, if any (`--redis-url-file`).
+fn read_url(path: Option<PathBuf>) -> anyhow::Result<Option<String>> {
+    path.map(|path| {
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+    })
+    .transpose()
 }
 
 fn serve(command: Serve) -> anyhow::Result<ExitCode> {
@@ -236,9 +250,17 @@ fn serve(command: Serve) -> anyhow::Result<ExitCode> {
             tls_dir,
             keys_dir,
             devices,
-        } => runtime.block_on(citypass_loadtest::serve::bare_sign(
-            listen, &tls_dir, &keys_dir, &devices,
-        ))?,
+            redis_url_file,
+        } => {
+            let redis_url = read_url(redis_url_file)?;
+            runtime.block_on(citypass_loadtest::serve::bare_sign(
+                listen,
+                &tls_dir,
+                &keys_dir,
+                &devices,
+                redis_url.as_deref().map(str::trim),
+            ))?;
+        }
         Serve::BareVerify {
             listen,
             tls_dir,
@@ -248,12 +270,7 @@ fn serve(command: Serve) -> anyhow::Result<ExitCode> {
             scripts,
         } => {
             let key = hex::decode(&public_key).context("--public-key is not hex")?;
-            let redis_url = redis_url_file
-                .map(|path| {
-                    std::fs::read_to_string(&path)
-                        .with_context(|| format!("reading {}", path.display()))
-                })
-                .transpose()?;
+            let redis_url = read_url(redis_url_file)?;
             runtime.block_on(citypass_loadtest::serve::bare_verify(
                 listen,
                 &tls_dir,

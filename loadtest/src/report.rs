@@ -205,6 +205,13 @@ pub struct Report {
     /// The bare server over VerifyStream.
     pub stream_ceiling: Option<RunReport>,
     pub stream_ratios: Option<Ratios>,
+    /// The floor over VerifyStream (`--floor` with streams): each stream's scans in
+    /// order, each verified code's steps awaited before the next.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_floor: Option<RunReport>,
+    /// The verifier's VerifyStream over the floor's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_floor_ratios: Option<Ratios>,
     /// Citizens' apps enrolled for IssueToken (0: no IssueToken run).
     pub citizens: usize,
     /// The issuer's IssueToken.
@@ -212,6 +219,13 @@ pub struct Report {
     /// The bare sign server's.
     pub issue_ceiling: Option<RunReport>,
     pub issue_ratios: Option<Ratios>,
+    /// The sign floor's (`--floor` with citizens and a Redis, [`crate::bare_sign`]):
+    /// the bare sign server plus the nonce's first use on Redis.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issue_floor: Option<RunReport>,
+    /// The issuer over the sign floor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issue_floor_ratios: Option<Ratios>,
     /// Revocation propagation under the verifier's Verify load (`--revocations`).
     pub propagation: Option<Propagation>,
 }
@@ -241,8 +255,10 @@ impl Report {
             self.floor.as_ref(),
             self.stream.as_ref(),
             self.stream_ceiling.as_ref(),
+            self.stream_floor.as_ref(),
             self.issue.as_ref(),
             self.issue_ceiling.as_ref(),
+            self.issue_floor.as_ref(),
         ]
         .into_iter()
         .flatten()
@@ -392,11 +408,23 @@ impl fmt::Display for Report {
         if let Some(r) = &self.stream_ratios {
             ratio_row(f, "service / bare", "VerifyStream", r)?;
         }
+        if let Some(floor) = &self.stream_floor {
+            table_row(f, floor)?;
+        }
+        if let Some(r) = &self.stream_floor_ratios {
+            ratio_row(f, "service / floor", "VerifyStream", r)?;
+        }
         for run in self.issue.iter().chain(&self.issue_ceiling) {
             table_row(f, run)?;
         }
         if let Some(r) = &self.issue_ratios {
             ratio_row(f, "service / bare", "IssueToken", r)?;
+        }
+        if let Some(floor) = &self.issue_floor {
+            table_row(f, floor)?;
+        }
+        if let Some(r) = &self.issue_floor_ratios {
+            ratio_row(f, "service / floor", "IssueToken", r)?;
         }
         if let Some(p) = &self.propagation {
             let at = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
@@ -540,10 +568,14 @@ mod tests {
             stream: None,
             stream_ceiling: None,
             stream_ratios: None,
+            stream_floor: None,
+            stream_floor_ratios: None,
             citizens: 0,
             issue: None,
             issue_ceiling: None,
             issue_ratios: None,
+            issue_floor: None,
+            issue_floor_ratios: None,
             propagation: None,
             duration_s: 1.0,
             mix: Report::mix_of(&Mix::default()),

@@ -10,7 +10,8 @@
 //! - `serve bare-taps`: the floor's trivial taps server ([`crate::floor`]); the floor
 //!   itself is `serve bare-verify --tap-url`;
 //! - `serve bare-sign`: the bare sign server ([`crate::bare_sign`]) with the issuer's
-//!   TLS identity, the key ring and the run's device keys.
+//!   TLS identity, the key ring and the run's device keys; with a Redis URL, the sign
+//!   floor.
 
 use std::collections::HashMap;
 use std::io::Read as _;
@@ -113,12 +114,15 @@ pub async fn bare_taps(listen: SocketAddr, tls_dir: &Path) -> Result<(), LoadErr
 
 /// Serves the bare sign server on `listen` with the TLS files in `tls_dir`, signing
 /// with the key ring of `keys_dir` and knowing the devices of `devices_file` (lines of
-/// `<device id> <P-256 public key, hex>`), until standard input closes.
+/// `<device id> <P-256 public key, hex>`), until standard input closes. With
+/// `nonces` (a Redis URL), the sign floor: each verified proof's nonce marked used
+/// there first.
 pub async fn bare_sign(
     listen: SocketAddr,
     tls_dir: &Path,
     keys_dir: &Path,
     devices_file: &Path,
+    nonces: Option<&str>,
 ) -> Result<(), LoadError> {
     let tls = Tls::from_files(&TlsConfig::in_dir(tls_dir))?;
     let file_error = |path: &Path, problem: String| LoadError::File {
@@ -147,7 +151,10 @@ pub async fn bare_sign(
         let key = hex::decode(key.trim()).map_err(|_| bad())?;
         devices.insert(id.to_owned(), PublicKey::p256(&key).map_err(|_| bad())?);
     }
-    let signer = BareSigner::new(Arc::new(ring.issuer()?), devices);
+    let mut signer = BareSigner::new(Arc::new(ring.issuer()?), devices);
+    if let Some(url) = nonces {
+        signer = signer.with_nonces(FloorScripts::connect(url, 0).await?);
+    }
     let server = Ceiling::start_signer(listen, signer, tls).await?;
     until_stdin_closes().await;
     drop(server);

@@ -209,6 +209,8 @@ pub struct Session {
     riders: Riders,
     citizens: Vec<Citizen>,
     bare_signer: Option<BareServer>,
+    /// The sign floor ([`crate::bare_sign`]): with `--floor`, citizens and a Redis.
+    sign_floor: Option<BareServer>,
     meter: Meter,
 }
 
@@ -276,6 +278,7 @@ impl Session {
             riders,
             citizens: Vec::new(),
             bare_signer: None,
+            sign_floor: None,
             meter: Meter::new(),
         };
         if settings.citizens > 0 {
@@ -292,8 +295,25 @@ impl Session {
                 if settings.ceiling {
                     let loadtest = settings.target.loadtest();
                     session.bare_signer = Some(
-                        BareServer::start_signer(&session.target, &session.citizens, loadtest)
-                            .await?,
+                        BareServer::start_signer(
+                            &session.target,
+                            &session.citizens,
+                            loadtest,
+                            None,
+                        )
+                        .await?,
+                    );
+                }
+                // The sign floor takes the nonce's step on the floor's Redis.
+                if let Some(url) = settings.floor.as_ref().and_then(|f| f.redis.as_deref()) {
+                    session.sign_floor = Some(
+                        BareServer::start_signer(
+                            &session.target,
+                            &session.citizens,
+                            settings.target.loadtest(),
+                            Some(url),
+                        )
+                        .await?,
                     );
                 }
                 Ok::<_, LoadError>(())
@@ -432,6 +452,7 @@ impl Session {
         drop(self.bare);
         drop(self.floor);
         drop(self.bare_signer);
+        drop(self.sign_floor);
         self.target.stop().await;
     }
 
@@ -563,10 +584,11 @@ impl Session {
             _ => None,
         };
 
-        let (mut stream, mut stream_ceiling) = (None, None);
+        let (mut stream, mut stream_ceiling, mut stream_floor) = (None, None, None);
         if settings.streams > 0 {
             let requests = self.plan(settings, n, &self.gates).await?;
             let bare_requests = self.bare.as_ref().map(|_| requests.clone());
+            let floor_requests = self.floor.as_ref().map(|_| requests.clone());
             stream = Some(
                 self.measured(
                     load,
@@ -591,9 +613,22 @@ impl Session {
                     .await?,
                 );
             }
+            if let (Some((floor, _, gates)), Some(requests)) = (&self.floor, floor_requests) {
+                stream_floor = Some(
+                    self.measured(
+                        load,
+                        "floor",
+                        gates,
+                        requests,
+                        settings.streams,
+                        Some(floor.process()),
+                    )
+                    .await?,
+                );
+            }
         }
 
-        let (mut issue, mut issue_ceiling) = (None, None);
+        let (mut issue, mut issue_ceiling, mut issue_floor) = (None, None, None);
         if settings.citizens > 0 {
             let apps_url = self
                 .target
@@ -615,6 +650,12 @@ impl Session {
                         Some(signer.process()),
                     )
                     .await?,
+                );
+            }
+            if let Some(floor) = &self.sign_floor {
+                issue_floor = Some(
+                    self.issue(load, "sign floor", &floor.url(), n, Some(floor.process()))
+                        .await?,
                 );
             }
         }
@@ -652,15 +693,25 @@ impl Session {
                 (Some(s), Some(c)) => Some(Ratios::of(s, c)),
                 _ => None,
             },
+            stream_floor_ratios: match (&stream, &stream_floor) {
+                (Some(s), Some(f)) => Some(Ratios::of(s, f)),
+                _ => None,
+            },
             stream,
             stream_ceiling,
+            stream_floor,
             citizens: settings.citizens,
             issue_ratios: match (&issue, &issue_ceiling) {
                 (Some(s), Some(c)) => Some(Ratios::of(s, c)),
                 _ => None,
             },
+            issue_floor_ratios: match (&issue, &issue_floor) {
+                (Some(s), Some(f)) => Some(Ratios::of(s, f)),
+                _ => None,
+            },
             issue,
             issue_ceiling,
+            issue_floor,
             propagation,
         })
     }

@@ -217,9 +217,21 @@ async fn a_short_run_against_the_in_process_stack_decides_every_kind_as_it_must(
     let bare_stream = report.stream_ceiling.as_ref().expect("the bare stream run");
     assert_bare_decides(bare_stream);
     assert!(report.stream_ratios.is_some());
+    // And the floor over VerifyStream, each scan's step awaited in order.
+    let floor_stream = report
+        .stream_floor
+        .as_ref()
+        .expect("the floor's stream run");
+    assert_eq!(
+        (floor_stream.server.as_str(), floor_stream.api.as_str()),
+        ("floor", "VerifyStream")
+    );
+    assert_bare_decides(floor_stream);
+    assert!(report.stream_floor_ratios.is_some());
 
     // IssueToken from the citizens' apps: every signed request gets a code, from the
-    // issuer and from the bare sign server.
+    // issuer, from the bare sign server and from the sign floor (whose nonce step on
+    // the test Redis would refuse a proof it had seen: each is signed afresh).
     assert_eq!(report.citizens, 4);
     for run in [
         report.issue.as_ref().expect("the issuer's run"),
@@ -227,11 +239,13 @@ async fn a_short_run_against_the_in_process_stack_decides_every_kind_as_it_must(
             .issue_ceiling
             .as_ref()
             .expect("the bare sign server's run"),
+        report.issue_floor.as_ref().expect("the sign floor's run"),
     ] {
         assert_eq!(run.api, "IssueToken");
         assert_issued(run);
     }
-    assert!(report.issue_ratios.is_some());
+    assert!(report.issue_ratios.is_some() && report.issue_floor_ratios.is_some());
+    assert!(report.to_string().contains("sign floor"), "{report}");
 
     // In process, the CPU and memory are this process's, labelled so; no ratio of
     // CPU is given, since both runs read the same process.
@@ -305,8 +319,16 @@ async fn a_sweep_against_child_processes_reports_their_cpu_memory_and_time_to_re
             point.floor.as_ref().expect("the floor"),
             point.stream.as_ref().expect("VerifyStream"),
             point.stream_ceiling.as_ref().expect("bare VerifyStream"),
+            point
+                .stream_floor
+                .as_ref()
+                .expect("the floor's VerifyStream"),
             point.issue.as_ref().expect("IssueToken"),
             point.issue_ceiling.as_ref().expect("bare IssueToken"),
+            point
+                .issue_floor
+                .as_ref()
+                .expect("the sign floor's IssueToken"),
         ];
         for run in runs {
             assert_eq!(run.offered_rate, f64::from(rate));
@@ -331,6 +353,16 @@ async fn a_sweep_against_child_processes_reports_their_cpu_memory_and_time_to_re
         assert_issued(point.issue_ceiling.as_ref().expect("bare IssueToken"));
         let issue = point.issue_ratios.expect("IssueToken ratios");
         assert!(issue.cpu_per_request.is_some(), "{issue:?}");
+        // The floors of VerifyStream and IssueToken, child processes too.
+        assert_bare_decides(point.stream_floor.as_ref().expect("the floor's stream"));
+        assert_issued(point.issue_floor.as_ref().expect("the sign floor"));
+        for ratios in [point.stream_floor_ratios, point.issue_floor_ratios] {
+            let ratios = ratios.expect("ratios to the floors");
+            assert!(
+                ratios.cpu_per_request.is_some_and(|r| r > 0.0),
+                "{ratios:?}"
+            );
+        }
     }
 
     let dir = tempfile::tempdir().expect("a temporary directory");
