@@ -7,6 +7,10 @@
 //! resident set since the process started. A process the tool started (a child) has
 //! only the server in it; the tool's own process, when the servers run inside it, also
 //! holds the generator, and its figures are labelled so.
+//!
+//! The whole machine's busy CPU (every process: the generator, the services, the
+//! stores, and whatever else runs) is read from `/proc/stat` the same way: per request
+//! answered, it says how many requests per second the machine could carry at all.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -88,6 +92,77 @@ impl Meter {
             cpu: Duration::from_secs_f64(ticks as f64 / self.ticks_per_second as f64),
             peak_rss_kib,
         })
+    }
+}
+
+impl Meter {
+    /// Busy CPU time of the whole machine so far, every core: user, nice, system,
+    /// irq, softirq and steal time from the first line of `/proc/stat` (idle and
+    /// iowait left out).
+    pub fn machine(&self) -> Result<Duration, LoadError> {
+        let path = PathBuf::from("/proc/stat");
+        let text = std::fs::read_to_string(&path).map_err(|e| LoadError::File {
+            path: path.clone(),
+            problem: e.to_string(),
+        })?;
+        let ticks = busy_ticks(&text).ok_or_else(|| LoadError::File {
+            path,
+            problem: "unexpected stat".to_owned(),
+        })?;
+        Ok(Duration::from_secs_f64(
+            ticks as f64 / self.ticks_per_second as f64,
+        ))
+    }
+}
+
+/// The machine's busy ticks from `/proc/stat`'s `cpu` line: `user nice system idle
+/// iowait irq softirq steal ...`, all but idle and iowait (guest time is inside user).
+fn busy_ticks(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let [user, nice, system, _idle, _iowait, irq, softirq, steal] = fields[..] else {
+        return None;
+    };
+    [nice, system, irq, softirq, steal]
+        .into_iter()
+        .try_fold(user, u64::checked_add)
+}
+
+/// What the whole machine spent over one run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MachineFigures {
+    /// Busy CPU of every process over the run per request answered, microseconds.
+    pub cpu_us_per_request: f64,
+    /// Busy CPU per second of the run (the machine's cores at most).
+    pub cores_busy: f64,
+}
+
+impl MachineFigures {
+    /// The figures between the busy times `before` and `after`.
+    pub fn between(
+        before: Duration,
+        after: Duration,
+        answered: u64,
+        wall: Duration,
+    ) -> MachineFigures {
+        let busy = after.saturating_sub(before).as_secs_f64();
+        MachineFigures {
+            cpu_us_per_request: if answered > 0 {
+                busy * 1e6 / answered as f64
+            } else {
+                0.0
+            },
+            cores_busy: if wall.is_zero() {
+                0.0
+            } else {
+                busy / wall.as_secs_f64()
+            },
+        }
     }
 }
 
@@ -183,6 +258,26 @@ mod tests {
         let status = "Name:\tx\nVmPeak:\t  9000 kB\nVmHWM:\t   20480 kB\nVmRSS:\t 100 kB\n";
         assert_eq!(vm_hwm_kib(status), Some(20480));
         assert_eq!(vm_hwm_kib("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn the_machine_is_busy_for_all_but_idle_and_iowait() {
+        let stat = "cpu  100 2 30 9000 50 4 5 6 0 0\ncpu0 50 1 15 4500 25 2 2 3 0 0\n";
+        assert_eq!(busy_ticks(stat), Some(100 + 2 + 30 + 4 + 5 + 6));
+        assert_eq!(busy_ticks("cpu  1 2 3\n"), None);
+        assert_eq!(busy_ticks("intr 5\n"), None);
+        let meter = Meter::new();
+        let before = meter.machine().unwrap();
+        let mut x = 0u64;
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_millis(100) {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let after = meter.machine().unwrap();
+        assert!(after > before, "{before:?} {after:?}");
+        let figures = MachineFigures::between(before, after, 10, start.elapsed());
+        assert!(figures.cpu_us_per_request > 0.0 && figures.cores_busy > 0.0);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::error::LoadError;
 use crate::mix::{CodeKind, Mix};
 use crate::pacing::Run;
-use crate::process::ProcessFigures;
+use crate::process::{MachineFigures, ProcessFigures};
 use crate::propagation::Propagation;
 use crate::record::Outcome;
 
@@ -73,6 +73,10 @@ pub struct RunReport {
     /// included), peak memory and time to ready.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ProcessFigures>,
+    /// The whole machine's busy CPU over the run (every process, the generator and
+    /// the stores included), when read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine: Option<MachineFigures>,
 }
 
 impl RunReport {
@@ -126,6 +130,7 @@ impl RunReport {
             send_lag_us: percentiles(&run.send_lag),
             process: None,
             services: Vec::new(),
+            machine: None,
         }
     }
 }
@@ -279,7 +284,7 @@ fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
 }
 
-const HEADER: [&str; 13] = [
+const HEADER: [&str; 14] = [
     "server",
     "api",
     "offered/s",
@@ -293,14 +298,15 @@ const HEADER: [&str; 13] = [
     "errors",
     "CPU µs/req",
     "RSS MiB",
+    "machine µs/req",
 ];
 
 fn table_header(f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let h = HEADER;
     writeln!(
         f,
-        "{:<20} {:<12} {:>10} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6} {:>10} {:>8}",
-        h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11], h[12]
+        "{:<20} {:<12} {:>10} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6} {:>10} {:>8} {:>14}",
+        h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11], h[12], h[13]
     )
 }
 
@@ -332,9 +338,13 @@ pub(crate) fn process_cells(process: Option<&ProcessFigures>) -> (String, String
 fn table_row(f: &mut fmt::Formatter<'_>, r: &RunReport) -> fmt::Result {
     let l = &r.latency_us;
     let (cpu, rss) = process_cells(r.process.as_ref());
+    let machine = r.machine.as_ref().map_or_else(
+        || "-".to_owned(),
+        |m| format!("{:.0}", m.cpu_us_per_request),
+    );
     writeln!(
         f,
-        "{:<20} {:<12} {:>10.0} {:>10.0} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6} {:>10} {:>8}",
+        "{:<20} {:<12} {:>10.0} {:>10.0} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6} {:>10} {:>8} {:>14}",
         r.server,
         r.api,
         r.offered_rate,
@@ -348,6 +358,7 @@ fn table_row(f: &mut fmt::Formatter<'_>, r: &RunReport) -> fmt::Result {
         r.errors.values().sum::<u64>(),
         cpu,
         rss,
+        machine,
     )
 }
 

@@ -26,7 +26,7 @@ use crate::gates::{self, CALL_TIMEOUT};
 use crate::mix::{CodeKind, Mix};
 use crate::open_loop::{self, GateClient};
 use crate::pacing::Load;
-use crate::process::{Meter, Pid, ProcessFigures, Sample};
+use crate::process::{MachineFigures, Meter, Pid, ProcessFigures, Sample};
 use crate::propagation;
 use crate::record::Outcome;
 use crate::report::{self, Ratios, Report, RunReport};
@@ -382,6 +382,17 @@ impl Session {
         )))
     }
 
+    /// The whole machine's figures over a run, from its busy time `before`.
+    fn machine_figures(
+        &self,
+        before: Duration,
+        answered: u64,
+        wall: Duration,
+    ) -> Result<MachineFigures, LoadError> {
+        let after = self.meter.machine()?;
+        Ok(MachineFigures::between(before, after, answered, wall))
+    }
+
     /// An IssueToken run at `load.rate` against the server at `url` (the issuer, or
     /// the bare sign server), its requests signed just before it starts.
     async fn issue(
@@ -409,6 +420,7 @@ impl Session {
             Vec::new()
         };
         let before = self.sample(&process)?;
+        let machine = self.meter.machine()?;
         let started = std::time::Instant::now();
         let run = open_loop::schedule(
             load,
@@ -430,6 +442,7 @@ impl Session {
         let mut report = RunReport::of(server, "IssueToken", load.rate, load.in_flight_cap, &run);
         report.process = self.figures(process, before, report.answered, wall)?;
         report.services = self.service_figures(&services, report.answered, wall)?;
+        report.machine = Some(self.machine_figures(machine, report.answered, wall)?);
         Ok(report)
     }
 
@@ -490,6 +503,7 @@ impl Session {
             self.sample_services()?
         };
         let before = self.sample(&process)?;
+        let machine = self.meter.machine()?;
         let started = std::time::Instant::now();
         let (api, run) = if streams == 0 {
             let run = open_loop::run(load, gates, requests, &run_id(server), server).await?;
@@ -516,6 +530,7 @@ impl Session {
         let mut report = RunReport::of(name, api, load.rate, load.in_flight_cap, &run);
         report.process = self.figures(process, before, report.answered, wall)?;
         report.services = self.service_figures(&services, report.answered, wall)?;
+        report.machine = Some(self.machine_figures(machine, report.answered, wall)?);
         Ok(report)
     }
 

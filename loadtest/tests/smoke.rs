@@ -336,8 +336,11 @@ async fn a_sweep_against_child_processes_reports_their_cpu_memory_and_time_to_re
             assert!(run.errors.is_empty(), "{}: {:?}", run.server, run.errors);
             let p = run.process.as_ref().expect("the child's figures");
             assert!(p.scope.starts_with("child process"), "{p:?}");
-            // A child's memory is its own, and it spent CPU answering.
+            // A child's memory is its own, and it spent CPU answering; the machine
+            // was busy over the run.
             assert!(p.peak_rss_mib > 1.0 && p.cpu_ms > 0.0, "{p:?}");
+            let machine = run.machine.as_ref().expect("the machine's figures");
+            assert!(machine.cores_busy > 0.0, "{machine:?}");
             assert!(p.ready_ms.is_some_and(|r| r > 0.0), "{p:?}");
         }
         assert_verifier_decides(&point.verifier);

@@ -14,9 +14,11 @@ use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, Row};
 
 mod outbox;
+mod rider;
 mod rows;
 mod writes;
 
+use self::rider::{lock_rider, rider_state};
 use self::rows::{
     CANCELLED, CHARGE_COLUMNS, LINK_COLUMNS, TRIP_COLUMNS, charge_from, key16, link_from, secs,
     trip_from, u64_of,
@@ -24,14 +26,14 @@ use self::rows::{
 use self::writes::apply;
 use super::{ChargeRow, PaymentsStore, Rules, TripCursor, TripPage, TripQuery, TripView};
 use crate::account::TransitAccount;
-use crate::charge::{Charge, ChargeKey, ChargeStatus};
-use crate::decision::{Answer, RiderState, window_start};
+use crate::charge::{Charge, ChargeKey};
+use crate::decision::Answer;
 use crate::error::Error;
 use crate::ledger::{Account, LedgerReport, PostingKind, Refund};
 use crate::link::{Link, NewLink};
 use crate::money::Fen;
 use crate::outbox::{OutboxJob, OutboxMessage, OutboxStatus, Settlement};
-use crate::trip::{Side, TapKey, TapRecord, Trip, TripId, TripStatus};
+use crate::trip::{TapKey, Trip, TripId, TripStatus};
 
 /// The schema, in version order: every file of `migrations/` (a test checks the list
 /// against the folder).
@@ -70,19 +72,7 @@ impl PostgresStore {
 }
 
 // --- the rider's lock, state and writes ----------------------------------------------------
-
-/// Creates the rider's row if needed and locks it until the transaction ends.
-async fn lock_rider(conn: &mut PgConnection, account: TransitAccount) -> Result<(), Error> {
-    sqlx::query("INSERT INTO payment_riders (transit_account) VALUES ($1) ON CONFLICT DO NOTHING")
-        .bind(account.as_bytes().as_slice())
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("SELECT 1 FROM payment_riders WHERE transit_account = $1 FOR UPDATE")
-        .bind(account.as_bytes().as_slice())
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
+// The lock and the state the rules read: `rider.rs`.
 
 async fn select_active_link(
     conn: &mut PgConnection,
@@ -97,122 +87,6 @@ async fn select_active_link(
         .await?
         .map(|row| link_from(&row))
         .transpose()
-}
-
-async fn select_trip(conn: &mut PgConnection, id: TripId) -> Result<Trip, Error> {
-    let sql = format!("SELECT {TRIP_COLUMNS} FROM payment_trips t WHERE t.trip_id = $1");
-    let row = sqlx::query(&sql)
-        .bind(id.0.as_slice())
-        .fetch_optional(conn)
-        .await?
-        .ok_or(Error::Corrupt("tap without its trip"))?;
-    trip_from(&row)
-}
-
-async fn rider_state(
-    conn: &mut PgConnection,
-    account: TransitAccount,
-    tap: Option<TapKey>,
-    at: u64,
-) -> Result<RiderState, Error> {
-    let link = select_active_link(conn, account).await?;
-    let sql = format!(
-        "SELECT {CHARGE_COLUMNS} FROM payment_charges c \
-         WHERE c.transit_account = $1 AND c.status = $2"
-    );
-    let declined: Vec<Charge> = sqlx::query(&sql)
-        .bind(account.as_bytes().as_slice())
-        .bind(ChargeStatus::Declined.code())
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(charge_from)
-        .collect::<Result<_, _>>()?;
-    let arrears = declined
-        .iter()
-        .try_fold(Fen::ZERO, |sum, c| sum.checked_add(c.amount))
-        .ok_or(Error::AmountOutOfRange("arrears"))?;
-    let tap = match tap {
-        None => None,
-        Some(key) => {
-            let row = sqlx::query(
-                "SELECT trip_id, side, at, voided, late FROM payment_taps WHERE tap_key = $1",
-            )
-            .bind(key.0.as_slice())
-            .fetch_optional(&mut *conn)
-            .await?;
-            match row {
-                None => None,
-                Some(row) => {
-                    let record = TapRecord {
-                        key,
-                        trip: key16(&row, "trip_id", TapKey::from_slice)?,
-                        side: Side::from_code(row.try_get("side")?)
-                            .ok_or(Error::Corrupt("side"))?,
-                        at: u64_of(&row, "at")?,
-                        voided: row.try_get("voided")?,
-                        late: row.try_get("late")?,
-                    };
-                    Some((record, select_trip(conn, record.trip).await?))
-                }
-            }
-        }
-    };
-    let trip_taps = match &tap {
-        Some((record, _)) => sqlx::query(
-            "SELECT tap_key, side, at, voided, late FROM payment_taps WHERE trip_id = $1 AND tap_key <> $2",
-        )
-        .bind(record.trip.0.as_slice())
-        .bind(record.key.0.as_slice())
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(TapRecord {
-                key: key16(row, "tap_key", TapKey::from_slice)?,
-                trip: record.trip,
-                side: Side::from_code(row.try_get("side")?).ok_or(Error::Corrupt("side"))?,
-                at: u64_of(row, "at")?,
-                voided: row.try_get("voided")?,
-                late: row.try_get("late")?,
-            })
-        })
-        .collect::<Result<_, Error>>()?,
-        None => Vec::new(),
-    };
-    let sql = format!(
-        "SELECT {TRIP_COLUMNS} FROM payment_trips t WHERE t.transit_account = $1 AND t.status = $2"
-    );
-    let open = sqlx::query(&sql)
-        .bind(account.as_bytes().as_slice())
-        .bind(TripStatus::Open.code())
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|row| trip_from(&row))
-        .transpose()?;
-    let since = window_start(at, open.as_ref());
-    let sql = format!(
-        "SELECT {TRIP_COLUMNS} FROM payment_trips t \
-         WHERE t.transit_account = $1 AND t.status <> $2 AND t.started_at >= $3"
-    );
-    let recent = sqlx::query(&sql)
-        .bind(account.as_bytes().as_slice())
-        .bind(TripStatus::Open.code())
-        .bind(secs(since)?)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(trip_from)
-        .collect::<Result<_, _>>()?;
-    Ok(RiderState {
-        link,
-        arrears,
-        declined,
-        tap,
-        trip_taps,
-        open,
-        recent,
-    })
 }
 
 /// Whether `err` is a unique violation of `constraint`.

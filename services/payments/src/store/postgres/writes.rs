@@ -68,66 +68,83 @@ pub(super) async fn put_trip(conn: &mut PgConnection, trip: &Trip) -> Result<(),
     Ok(())
 }
 
+/// A posting's two ledger rows, `$1`–`$10` of the statements below (as
+/// [`bind_posting`] binds them).
+const POSTING_ROWS: &str = "($1, 0::SMALLINT, $2, $3, $4, $5, $6, $7), \
+                            ($1, 1::SMALLINT, $2, $3, $8, $9, $10, $7)";
+
+/// Binds `posting` as [`POSTING_ROWS`] reads it.
+fn bind_posting<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    posting: &'q Posting,
+) -> Result<sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>, Error> {
+    let [first, second] = &posting.entries;
+    Ok(query
+        .bind(posting.id.0.as_slice())
+        .bind(posting.kind.code())
+        .bind(posting.charge.0.as_slice())
+        .bind(first.account.kind_code())
+        .bind(first.account.name())
+        .bind(first.amount)
+        .bind(secs(posting.at)?)
+        .bind(second.account.kind_code())
+        .bind(second.account.name())
+        .bind(second.amount))
+}
+
+/// A posting's two rows in one statement.
 pub(super) async fn insert_posting(
     conn: &mut PgConnection,
     posting: &Posting,
 ) -> Result<(), Error> {
-    for (seq, entry) in (0i16..).zip(posting.entries.iter()) {
-        sqlx::query(
-            "INSERT INTO payment_ledger (posting_id, seq, kind, charge_key, account_kind, account, amount, at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(posting.id.0.as_slice())
-        .bind(seq)
-        .bind(posting.kind.code())
-        .bind(posting.charge.0.as_slice())
-        .bind(entry.account.kind_code())
-        .bind(entry.account.name())
-        .bind(entry.amount)
-        .bind(secs(posting.at)?)
+    let sql = format!(
+        "INSERT INTO payment_ledger (posting_id, seq, kind, charge_key, account_kind, account, amount, at) \
+         SELECT posting_id, seq, kind, charge_key, account_kind, account, amount, at \
+         FROM (VALUES {POSTING_ROWS}) \
+           AS e(posting_id, seq, kind, charge_key, account_kind, account, amount, at)"
+    );
+    bind_posting(sqlx::query(&sql), posting)?
         .execute(&mut *conn)
         .await?;
-    }
     Ok(())
 }
 
+/// A charge with its posting and (when pending) its outbox row, in one statement: the
+/// posting and the outbox row are written only when the charge's key is new (a
+/// charge written before gets no second posting and no second outbox row).
 pub(super) async fn insert_charge(conn: &mut PgConnection, charge: &Charge) -> Result<(), Error> {
     let posting = Posting::charge(charge).ok_or(Error::AmountOutOfRange("charge"))?;
-    let inserted = sqlx::query(
-        "INSERT INTO payment_charges (charge_key, trip_id, transit_account, link_id, provider, \
-           operator, amount, status, decline_code, created_at, settled_at, provider_key) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-         ON CONFLICT (charge_key) DO NOTHING",
-    )
-    .bind(charge.key.0.as_slice())
-    .bind(charge.trip.0.as_slice())
-    .bind(charge.account.as_bytes().as_slice())
-    .bind(charge.link.map(|(id, _)| id.0.to_vec()))
-    .bind(charge.link.map(|(_, p)| p.code()))
-    .bind(&charge.operator)
-    .bind(fen(charge.amount)?)
-    .bind(charge.status.code())
-    .bind(charge.decline_code.as_deref())
-    .bind(secs(charge.created_at)?)
-    .bind(charge.settled_at.map(secs).transpose()?)
-    .bind(charge.provider_key.0.as_slice())
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if inserted == 0 {
-        return Ok(()); // written before: no second posting, no second outbox row
-    }
-    insert_posting(conn, &posting).await?;
-    if charge.status == ChargeStatus::Pending {
-        sqlx::query(
-            "INSERT INTO payment_outbox (charge_key, status, created_at) VALUES ($1, $2, $3)",
-        )
-        .bind(charge.key.0.as_slice())
-        .bind(OutboxStatus::Pending.code())
+    let sql = format!(
+        "WITH charge AS ( \
+           INSERT INTO payment_charges (charge_key, trip_id, transit_account, link_id, provider, \
+             operator, amount, status, decline_code, created_at, settled_at, provider_key) \
+           VALUES ($3, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
+           ON CONFLICT (charge_key) DO NOTHING RETURNING charge_key \
+         ), posting AS ( \
+           INSERT INTO payment_ledger (posting_id, seq, kind, charge_key, account_kind, account, amount, at) \
+           SELECT e.posting_id, e.seq, e.kind, e.charge_key, e.account_kind, e.account, e.amount, e.at \
+           FROM charge, (VALUES {POSTING_ROWS}) \
+             AS e(posting_id, seq, kind, charge_key, account_kind, account, amount, at) \
+         ) \
+         INSERT INTO payment_outbox (charge_key, status, created_at) \
+         SELECT charge_key, $22, $19 FROM charge WHERE $23"
+    );
+    bind_posting(sqlx::query(&sql), &posting)?
+        .bind(charge.trip.0.as_slice())
+        .bind(charge.account.as_bytes().as_slice())
+        .bind(charge.link.map(|(id, _)| id.0.to_vec()))
+        .bind(charge.link.map(|(_, p)| p.code()))
+        .bind(&charge.operator)
+        .bind(fen(charge.amount)?)
+        .bind(charge.status.code())
+        .bind(charge.decline_code.as_deref())
         .bind(secs(charge.created_at)?)
+        .bind(charge.settled_at.map(secs).transpose()?)
+        .bind(charge.provider_key.0.as_slice())
+        .bind(OutboxStatus::Pending.code())
+        .bind(charge.status == ChargeStatus::Pending)
         .execute(&mut *conn)
         .await?;
-    }
     Ok(())
 }
 
