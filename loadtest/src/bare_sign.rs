@@ -62,9 +62,10 @@ impl BareSigner {
     /// The code for `request`, or the status its proof earns (the sign floor's
     /// nonce step included).
     pub async fn answer(&self, request: IssueTokenRequest) -> Result<IssueTokenResponse, Status> {
+        let device = request.device_id.clone();
         let nonce = self.check(request)?;
         if let Some(nonces) = &self.nonces {
-            nonces.first_use(&nonce).await?;
+            nonces.first_use(&device, &nonce).await?;
         }
         self.sign()
     }

@@ -58,14 +58,24 @@ pub struct BareVerifier {
 /// URL.
 const FLOOR_REDIS_URL_FILE: &str = "floor-redis-url";
 
-/// Writes `text` to `path` readable by this user only.
+/// Writes `text` to a new file at `path` readable by this user only: whatever was
+/// there (a file of other permissions, a link) is removed first, and the file is
+/// created afresh, so the mode always applies and no link is followed.
 fn write_private(path: &Path, text: &str) -> Result<(), LoadError> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(LoadError::File {
+                path: path.to_owned(),
+                problem: e.to_string(),
+            });
+        }
+        _ => {}
+    }
     std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(path)
         .and_then(|mut file| file.write_all(text.as_bytes()))

@@ -76,13 +76,19 @@ impl FloorScripts {
     }
 
     /// The sign floor's one step per checked proof ([`crate::bare_sign`]): the
-    /// nonce's first use, one `SET NX` with an expiry as the issuer's nonce store
-    /// makes it; UNAUTHENTICATED for a nonce seen before, UNAVAILABLE when Redis fails
-    /// (as the issuer answers).
-    pub async fn first_use(&self, nonce: &[u8]) -> Result<(), tonic::Status> {
+    /// nonce's first use, one `SET NX` with an expiry on a key hashed from the device
+    /// and the nonce, as the issuer's nonce store makes it; UNAUTHENTICATED for a nonce
+    /// seen before, UNAVAILABLE when Redis fails (as the issuer answers).
+    pub async fn first_use(&self, device: &str, nonce: &[u8]) -> Result<(), tonic::Status> {
         let mut connection = self.connection.clone();
+        let mut input = Vec::with_capacity(device.len() + nonce.len());
+        input.extend_from_slice(device.as_bytes());
+        input.extend_from_slice(nonce);
         let set: Option<String> = redis::cmd("SET")
-            .arg(format!("citypass:floor:nonce:{}", hex::encode(nonce)))
+            .arg(format!(
+                "citypass:floor:nonce:{}",
+                hex::encode(citypass_token::sha256(&input))
+            ))
             .arg(1)
             .arg("NX")
             .arg("PX")

@@ -45,6 +45,7 @@ pub const MIGRATIONS: citypass_postgres::Embedded = citypass_postgres::embed_mig
     "20261203000005_payment_refunds.sql",
     "20261203000010_payment_charges_by_provider_key.sql",
     "20261203000011_payment_taps_late.sql",
+    "20261203000012_payment_charges_declined.sql",
 ];
 
 /// The PostgreSQL store. Cloning shares the pool.
@@ -198,15 +199,18 @@ impl PaymentsStore for PostgresStore {
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<TransitAccount>, Error>> {
         Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT transit_account FROM payment_trips WHERE status = $1 AND started_at < $2 \
-                 ORDER BY started_at LIMIT $3",
-            )
-            .bind(TripStatus::Open.code())
-            .bind(secs(started_before)?)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await?;
+            // The status as a constant, so the plan can use the partial index
+            // `payment_trips_open_since` (see `rider.rs`).
+            let sql = format!(
+                "SELECT transit_account FROM payment_trips WHERE status = {} AND started_at < $1 \
+                 ORDER BY started_at LIMIT $2",
+                TripStatus::Open.code()
+            );
+            let rows = sqlx::query(&sql)
+                .bind(secs(started_before)?)
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await?;
             rows.iter()
                 .map(|row| key16(row, "transit_account", TransitAccount::from_slice))
                 .collect()

@@ -49,6 +49,7 @@ citypass_testkit::contract_suite!(
         trips::a_missing_tap_costs_the_maximum_fare,
         trips::an_expiry_pass_goes_on_past_a_failing_rider,
         trips::both_stores_write_and_refuse_alike,
+        trips::the_state_holds_the_window_an_open_trip_widens,
         trips::refused_taps_change_nothing,
         trips::a_charge_without_a_link_is_arrears_and_blocks_entry,
         voids::a_voided_entry_cancels_its_trip,

@@ -306,6 +306,61 @@ pub(crate) async fn an_expiry_pass_goes_on_past_a_failing_rider(store: Arc<dyn P
     ledger_balances(&p).await;
 }
 
+/// The state a tap is decided on holds the rider's trips from two days before the
+/// earlier of the tap and the open trip's start (`window_start`): with an open trip
+/// started days before the tap, the trips between the two bounds are there too (the
+/// PostgreSQL store reads that part with a statement of its own), and older ones are
+/// not.
+pub(crate) async fn the_state_holds_the_window_an_open_trip_widens(store: Arc<dyn PaymentsStore>) {
+    use citypass_payments::decision::{Answer, Decision, Write};
+    use std::sync::Mutex;
+
+    const DAY: u64 = 86_400;
+    let p = payments(store.clone());
+    let a = linked(&p, 1).await;
+    // Bus rides at T0 (before the window), T0 + 2 days (between the bounds) and
+    // T0 + 4 days (after the tap's own bound), written as the bus tap at T0 wrote its
+    // trip; the metro trip opened at T0 + 3 days; the state read at T0 + 5.5 days.
+    let first = tap_in(&p, boarding(a, "bus-g", "s0", "52", T0)).await;
+    let ride = |scan: &str, at: u64| {
+        let mut trip = first.clone();
+        trip.id = TapKey::of("bus-g", scan);
+        if let Some(e) = trip.entry.as_mut() {
+            e.scan_id = scan.to_owned();
+            e.at = at;
+        }
+        trip
+    };
+    let (between, after) = (ride("s2", T0 + 2 * DAY), ride("s4", T0 + 4 * DAY));
+    let at = T0 + 11 * DAY / 2;
+    let rides = [between.clone(), after.clone()];
+    let put = |_: &_| {
+        Ok(Decision {
+            writes: rides.iter().cloned().map(Write::PutTrip).collect(),
+            answer: Answer::Nothing,
+        })
+    };
+    store.with_rider(a, None, at, &put).await.unwrap();
+    let open = tap_in(&p, entry(a, "g-in", "s3", "xidan", T0 + 3 * DAY)).await;
+    assert_eq!(open.status, TripStatus::Open);
+
+    let seen = Mutex::new(None);
+    let inspect = |state: &citypass_payments::decision::RiderState| {
+        let mut recent: Vec<_> = state.recent.iter().map(|t| t.id).collect();
+        recent.sort_by_key(|id| id.0);
+        *seen.lock().unwrap() = Some((state.open.as_ref().map(|t| t.id), recent));
+        Ok(Decision::answer(Answer::Nothing))
+    };
+    store.with_rider(a, None, at, &inspect).await.unwrap();
+    let mut expected = vec![between.id, after.id];
+    expected.sort_by_key(|id| id.0);
+    assert_eq!(
+        seen.lock().unwrap().take(),
+        Some((Some(open.id), expected)),
+        "the open trip, and the rides from two days before its start on (not the first)"
+    );
+}
+
 /// Both stores agree where they used to drift: a trip written again replaces every
 /// field; an unlink dated before the link is clamped to the link's time; a write that
 /// a unique index refuses (a second open trip, a second live charge of a trip) gives

@@ -15,6 +15,10 @@
 //! 3. the open trip and the recent ones in one `UNION ALL`, each half on its index;
 //!    the window reaches further back than two days before the tap only when the
 //!    open trip started before the tap, and the rest of it is then read apart.
+//!
+//! The statuses these read by are written into the SQL as the constants they are,
+//! not bound: a prepared statement's generic plan cannot use a partial index
+//! (`payment_trips_one_open`, `payment_charges_declined`) for a bound status.
 
 use sqlx::{PgConnection, Row};
 
@@ -44,12 +48,13 @@ pub(super) async fn lock_rider(
         return Ok(());
     }
     // Not there when the statement began: create it (waiting for a concurrent first
-    // tap's insert to commit or roll back), then lock it.
+    // tap's insert to commit or roll back), then lock it; the row is there now, so a
+    // lock that finds none is an error, never a tap without its lock.
     sqlx::query("INSERT INTO payment_riders (transit_account) VALUES ($1) ON CONFLICT DO NOTHING")
         .bind(account.as_bytes().as_slice())
         .execute(&mut *conn)
         .await?;
-    lock().execute(&mut *conn).await?;
+    lock().fetch_one(&mut *conn).await?;
     Ok(())
 }
 
@@ -95,16 +100,16 @@ async fn link_and_arrears(
     conn: &mut PgConnection,
     account: TransitAccount,
 ) -> Result<(Option<Link>, bool), Error> {
+    let declined = ChargeStatus::Declined.code();
     let sql = format!(
         "SELECT EXISTS (SELECT 1 FROM payment_charges c \
-                        WHERE c.transit_account = $1 AND c.status = $2) AS any_declined, \
+                        WHERE c.transit_account = $1 AND c.status = {declined}) AS any_declined, \
                 {LINK_COLUMNS} \
          FROM (SELECT 1 AS one) AS rider \
-         LEFT JOIN payment_links ON transit_account = $1 AND unlinked_at IS NULL"
+         LEFT JOIN payment_links l ON l.transit_account = $1 AND l.unlinked_at IS NULL"
     );
     let row = sqlx::query(&sql)
         .bind(account.as_bytes().as_slice())
-        .bind(ChargeStatus::Declined.code())
         .fetch_one(&mut *conn)
         .await?;
     let linked: Option<Vec<u8>> = row.try_get("link_id")?;
@@ -118,11 +123,11 @@ async fn declined_charges(
 ) -> Result<Vec<Charge>, Error> {
     let sql = format!(
         "SELECT {CHARGE_COLUMNS} FROM payment_charges c \
-         WHERE c.transit_account = $1 AND c.status = $2"
+         WHERE c.transit_account = $1 AND c.status = {}",
+        ChargeStatus::Declined.code()
     );
     sqlx::query(&sql)
         .bind(account.as_bytes().as_slice())
-        .bind(ChargeStatus::Declined.code())
         .fetch_all(&mut *conn)
         .await?
         .iter()
@@ -196,14 +201,14 @@ async fn trips(
     let open_code = TripStatus::Open.code();
     let from_tap = window_start(at, None);
     let sql = format!(
-        "(SELECT {TRIP_COLUMNS} FROM payment_trips t WHERE t.transit_account = $1 AND t.status = $2) \
+        "(SELECT {TRIP_COLUMNS} FROM payment_trips t \
+          WHERE t.transit_account = $1 AND t.status = {open_code}) \
          UNION ALL \
          (SELECT {TRIP_COLUMNS} FROM payment_trips t \
-          WHERE t.transit_account = $1 AND t.status <> $2 AND t.started_at >= $3)"
+          WHERE t.transit_account = $1 AND t.status <> {open_code} AND t.started_at >= $2)"
     );
     let rows = sqlx::query(&sql)
         .bind(account.as_bytes().as_slice())
-        .bind(open_code)
         .bind(secs(from_tap)?)
         .fetch_all(&mut *conn)
         .await?;
@@ -212,10 +217,8 @@ async fn trips(
     for row in &rows {
         let trip = trip_from(row)?;
         if trip.status == TripStatus::Open {
-            if open.is_some() {
-                return Err(Error::Corrupt("a second open trip"));
-            }
-            open = Some(trip);
+            // At most one (a unique index); the first, as the memory store takes it.
+            open.get_or_insert(trip);
         } else {
             recent.push(trip);
         }
@@ -224,12 +227,11 @@ async fn trips(
     if since < from_tap {
         let sql = format!(
             "SELECT {TRIP_COLUMNS} FROM payment_trips t \
-             WHERE t.transit_account = $1 AND t.status <> $2 \
-               AND t.started_at >= $3 AND t.started_at < $4"
+             WHERE t.transit_account = $1 AND t.status <> {open_code} \
+               AND t.started_at >= $2 AND t.started_at < $3"
         );
         let earlier = sqlx::query(&sql)
             .bind(account.as_bytes().as_slice())
-            .bind(open_code)
             .bind(secs(since)?)
             .bind(secs(from_tap)?)
             .fetch_all(&mut *conn)
