@@ -4,6 +4,7 @@
 //! and the answer to give once they are made.
 
 use crate::charge::{Charge, ChargeKey};
+use crate::error::Error;
 use crate::link::{Link, LinkId, Provider};
 use crate::money::Fen;
 use crate::trip::{TapKey, TapRecord, Trip, TripId};
@@ -28,6 +29,15 @@ pub struct RiderState {
     pub open: Option<Trip>,
     /// The rider's other trips that started at or after [`window_start`].
     pub recent: Vec<Trip>,
+}
+
+/// The arrears `declined` make up: their sum, [`Error::AmountOutOfRange`] past `u64`
+/// (what both stores put in [`RiderState::arrears`]).
+pub fn arrears_of(declined: &[Charge]) -> Result<Fen, Error> {
+    declined
+        .iter()
+        .try_fold(Fen::ZERO, |sum, c| sum.checked_add(c.amount))
+        .ok_or(Error::AmountOutOfRange("arrears"))
 }
 
 /// From when a store loads a rider's recent trips: two days before the earlier of the

@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use super::{ChargeRow, PaymentsStore, Rules, TripCursor, TripPage, TripQuery, TripView};
 use crate::account::TransitAccount;
 use crate::charge::{Charge, ChargeKey, ChargeStatus};
-use crate::decision::{Answer, RiderState, Write, window_start};
+use crate::decision::{Answer, RiderState, Write, arrears_of, window_start};
 use crate::error::Error;
 use crate::ledger::{Account, LedgerReport, Posting, PostingKind, Refund};
 use crate::link::{Link, NewLink, ProviderToken};
@@ -79,10 +79,7 @@ impl State {
             .filter(|c| c.account == account && c.status == ChargeStatus::Declined)
             .cloned()
             .collect();
-        let arrears = declined
-            .iter()
-            .try_fold(Fen::ZERO, |sum, c| sum.checked_add(c.amount))
-            .ok_or(Error::AmountOutOfRange("arrears"))?;
+        let arrears = arrears_of(&declined)?;
         let tap = match tap.and_then(|key| self.taps.get(&key)) {
             Some(record) => Some((
                 *record,

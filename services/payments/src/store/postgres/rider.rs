@@ -18,7 +18,10 @@
 //!
 //! The statuses these read by are written into the SQL as the constants they are,
 //! not bound: a prepared statement's generic plan cannot use a partial index
-//! (`payment_trips_one_open`, `payment_charges_declined`) for a bound status.
+//! (`payment_trips_one_open`, `payment_charges_declined`) for a bound status. Each
+//! statement's text is built once (`LazyLock`), not on every tap.
+
+use std::sync::LazyLock;
 
 use sqlx::{PgConnection, Row};
 
@@ -28,10 +31,9 @@ use super::rows::{
 };
 use crate::account::TransitAccount;
 use crate::charge::{Charge, ChargeStatus};
-use crate::decision::{RiderState, window_start};
+use crate::decision::{RiderState, arrears_of, window_start};
 use crate::error::Error;
 use crate::link::Link;
-use crate::money::Fen;
 use crate::trip::{Side, TapKey, TapRecord, Trip, TripStatus};
 
 /// Locks the rider's row until the transaction ends, creating it first for a rider
@@ -71,10 +73,7 @@ pub(super) async fn rider_state(
     } else {
         Vec::new()
     };
-    let arrears = declined
-        .iter()
-        .try_fold(Fen::ZERO, |sum, c| sum.checked_add(c.amount))
-        .ok_or(Error::AmountOutOfRange("arrears"))?;
+    let arrears = arrears_of(&declined)?;
     let tap = match tap {
         None => None,
         Some(key) => tap_with_trip(conn, key).await?,
@@ -100,15 +99,17 @@ async fn link_and_arrears(
     conn: &mut PgConnection,
     account: TransitAccount,
 ) -> Result<(Option<Link>, bool), Error> {
-    let declined = ChargeStatus::Declined.code();
-    let sql = format!(
-        "SELECT EXISTS (SELECT 1 FROM payment_charges c \
-                        WHERE c.transit_account = $1 AND c.status = {declined}) AS any_declined, \
-                {LINK_COLUMNS} \
-         FROM (SELECT 1 AS one) AS rider \
-         LEFT JOIN payment_links l ON l.transit_account = $1 AND l.unlinked_at IS NULL"
-    );
-    let row = sqlx::query(&sql)
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let declined = ChargeStatus::Declined.code();
+        format!(
+            "SELECT EXISTS (SELECT 1 FROM payment_charges c \
+                            WHERE c.transit_account = $1 AND c.status = {declined}) AS any_declined, \
+                    {LINK_COLUMNS} \
+             FROM (SELECT 1 AS one) AS rider \
+             LEFT JOIN payment_links l ON l.transit_account = $1 AND l.unlinked_at IS NULL"
+        )
+    });
+    let row = sqlx::query(&SQL)
         .bind(account.as_bytes().as_slice())
         .fetch_one(&mut *conn)
         .await?;
@@ -121,12 +122,14 @@ async fn declined_charges(
     conn: &mut PgConnection,
     account: TransitAccount,
 ) -> Result<Vec<Charge>, Error> {
-    let sql = format!(
-        "SELECT {CHARGE_COLUMNS} FROM payment_charges c \
-         WHERE c.transit_account = $1 AND c.status = {}",
-        ChargeStatus::Declined.code()
-    );
-    sqlx::query(&sql)
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {CHARGE_COLUMNS} FROM payment_charges c \
+             WHERE c.transit_account = $1 AND c.status = {}",
+            ChargeStatus::Declined.code()
+        )
+    });
+    sqlx::query(&SQL)
         .bind(account.as_bytes().as_slice())
         .fetch_all(&mut *conn)
         .await?
@@ -140,12 +143,14 @@ async fn tap_with_trip(
     conn: &mut PgConnection,
     key: TapKey,
 ) -> Result<Option<(TapRecord, Trip)>, Error> {
-    let sql = format!(
-        "SELECT p.trip_id AS tap_trip, p.side, p.at, p.voided, p.late, {TRIP_COLUMNS} \
-         FROM payment_taps p LEFT JOIN payment_trips t ON t.trip_id = p.trip_id \
-         WHERE p.tap_key = $1"
-    );
-    let Some(row) = sqlx::query(&sql)
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT p.trip_id AS tap_trip, p.side, p.at, p.voided, p.late, {TRIP_COLUMNS} \
+             FROM payment_taps p LEFT JOIN payment_trips t ON t.trip_id = p.trip_id \
+             WHERE p.tap_key = $1"
+        )
+    });
+    let Some(row) = sqlx::query(&SQL)
         .bind(key.0.as_slice())
         .fetch_optional(&mut *conn)
         .await?
@@ -198,16 +203,26 @@ async fn trips(
     account: TransitAccount,
     at: u64,
 ) -> Result<(Option<Trip>, Vec<Trip>), Error> {
-    let open_code = TripStatus::Open.code();
+    static OPEN_AND_RECENT: LazyLock<String> = LazyLock::new(|| {
+        let open = TripStatus::Open.code();
+        format!(
+            "(SELECT {TRIP_COLUMNS} FROM payment_trips t \
+              WHERE t.transit_account = $1 AND t.status = {open}) \
+             UNION ALL \
+             (SELECT {TRIP_COLUMNS} FROM payment_trips t \
+              WHERE t.transit_account = $1 AND t.status <> {open} AND t.started_at >= $2)"
+        )
+    });
+    static EARLIER: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {TRIP_COLUMNS} FROM payment_trips t \
+             WHERE t.transit_account = $1 AND t.status <> {} \
+               AND t.started_at >= $2 AND t.started_at < $3",
+            TripStatus::Open.code()
+        )
+    });
     let from_tap = window_start(at, None);
-    let sql = format!(
-        "(SELECT {TRIP_COLUMNS} FROM payment_trips t \
-          WHERE t.transit_account = $1 AND t.status = {open_code}) \
-         UNION ALL \
-         (SELECT {TRIP_COLUMNS} FROM payment_trips t \
-          WHERE t.transit_account = $1 AND t.status <> {open_code} AND t.started_at >= $2)"
-    );
-    let rows = sqlx::query(&sql)
+    let rows = sqlx::query(&OPEN_AND_RECENT)
         .bind(account.as_bytes().as_slice())
         .bind(secs(from_tap)?)
         .fetch_all(&mut *conn)
@@ -225,12 +240,7 @@ async fn trips(
     }
     let since = window_start(at, open.as_ref());
     if since < from_tap {
-        let sql = format!(
-            "SELECT {TRIP_COLUMNS} FROM payment_trips t \
-             WHERE t.transit_account = $1 AND t.status <> {open_code} \
-               AND t.started_at >= $2 AND t.started_at < $3"
-        );
-        let earlier = sqlx::query(&sql)
+        let earlier = sqlx::query(&EARLIER)
             .bind(account.as_bytes().as_slice())
             .bind(secs(since)?)
             .bind(secs(from_tap)?)

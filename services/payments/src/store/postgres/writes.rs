@@ -97,13 +97,15 @@ pub(super) async fn insert_posting(
     conn: &mut PgConnection,
     posting: &Posting,
 ) -> Result<(), Error> {
-    let sql = format!(
-        "INSERT INTO payment_ledger (posting_id, seq, kind, charge_key, account_kind, account, amount, at) \
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "INSERT INTO payment_ledger (posting_id, seq, kind, charge_key, account_kind, account, amount, at) \
          SELECT posting_id, seq, kind, charge_key, account_kind, account, amount, at \
          FROM (VALUES {POSTING_ROWS}) \
            AS e(posting_id, seq, kind, charge_key, account_kind, account, amount, at)"
-    );
-    bind_posting(sqlx::query(&sql), posting)?
+        )
+    });
+    bind_posting(sqlx::query(&SQL), posting)?
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -114,8 +116,9 @@ pub(super) async fn insert_posting(
 /// charge written before gets no second posting and no second outbox row).
 pub(super) async fn insert_charge(conn: &mut PgConnection, charge: &Charge) -> Result<(), Error> {
     let posting = Posting::charge(charge).ok_or(Error::AmountOutOfRange("charge"))?;
-    let sql = format!(
-        "WITH charge AS ( \
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH charge AS ( \
            INSERT INTO payment_charges (charge_key, trip_id, transit_account, link_id, provider, \
              operator, amount, status, decline_code, created_at, settled_at, provider_key) \
            VALUES ($3, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
@@ -128,8 +131,9 @@ pub(super) async fn insert_charge(conn: &mut PgConnection, charge: &Charge) -> R
          ) \
          INSERT INTO payment_outbox (charge_key, status, created_at) \
          SELECT charge_key, $22, $19 FROM charge WHERE $23"
-    );
-    bind_posting(sqlx::query(&sql), &posting)?
+        )
+    });
+    bind_posting(sqlx::query(&SQL), &posting)?
         .bind(charge.trip.0.as_slice())
         .bind(charge.account.as_bytes().as_slice())
         .bind(charge.link.map(|(id, _)| id.0.to_vec()))
